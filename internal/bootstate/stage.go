@@ -1,0 +1,74 @@
+// Package bootstate follows every node through its boot: it turns what the boot
+// servers and BMCs observe into a per-node state machine, keeps a bounded event
+// history per node, publishes live events to subscribers, and persists all of it
+// in an embedded database so that a restarted daemon knows where each node was.
+package bootstate
+
+import "time"
+
+// Stage is where a node is in its boot.
+type Stage string
+
+// Boot stages, in the order a healthy boot passes through them.
+const (
+	StageUnknown    Stage = ""            // never seen
+	StageOff        Stage = "off"         // powered off (from the BMC)
+	StagePoweringOn Stage = "powering-on" // a power-on or cycle was sent
+	StageNBP        Stage = "nbp"         // bootloader fetched over TFTP (or HTTP)
+	StageConfig     Stage = "config"      // iPXE script or pxelinux config fetched
+	StageKernel     Stage = "kernel"      // kernel being fetched
+	StageInitrd     Stage = "initrd"      // initramfs being fetched
+	StageRootfs     Stage = "rootfs"      // squashfs root being fetched (see Bytes/Total)
+	StageBooted     Stage = "booted"      // the running OS checked in
+	StageStalled    Stage = "stalled"     // no progress for the stall timeout
+	StageFailed     Stage = "failed"      // an error stopped the boot (see Error)
+)
+
+// InProgress reports whether the stage is a step of a boot that is under way,
+// i.e. one that can stall.
+func (s Stage) InProgress() bool {
+	switch s {
+	case StagePoweringOn, StageNBP, StageConfig, StageKernel, StageInitrd, StageRootfs:
+		return true
+	}
+	return false
+}
+
+// Kind says what an Event reports.
+type Kind string
+
+// Event kinds.
+const (
+	KindFetch    Kind = "fetch"    // a boot file was served (Stage, Path, Bytes, Total)
+	KindProgress Kind = "progress" // more bytes of a large file were sent (Bytes, Total)
+	KindCheckin  Kind = "checkin"  // the OS reported in (Generation, Uptime, OverlayBytes)
+	KindPower    Kind = "power"    // power state seen or changed (Power)
+	KindFail     Kind = "fail"     // a boot error (Error), e.g. a 404 or a BMC failure
+	KindStall    Kind = "stall"    // no progress for the stall timeout
+	KindUnknown  Kind = "unknown"  // a request from a MAC or IP the inventory does not know
+	KindDenied   Kind = "denied"   // a refused request: bad token, hostile path
+	KindMark     Kind = "mark"     // an admin marked the node dirty or cleared it
+	KindInfo     Kind = "info"     // anything else worth keeping in the history
+)
+
+// Event is one observation about a node. Node is "" for events about an
+// unknown client (then MAC and/or Remote say who it was).
+type Event struct {
+	Seq          uint64        `json:"seq"` // assigned by the Tracker, increasing
+	Time         time.Time     `json:"time"`
+	Node         string        `json:"node,omitempty"`
+	Kind         Kind          `json:"kind"`
+	Stage        Stage         `json:"stage,omitempty"`
+	Proto        string        `json:"proto,omitempty"` // "tftp", "http", "ipmi", "api"
+	Path         string        `json:"path,omitempty"`
+	Remote       string        `json:"remote,omitempty"` // client address
+	MAC          string        `json:"mac,omitempty"`
+	Bytes        int64         `json:"bytes,omitempty"`
+	Total        int64         `json:"total,omitempty"`
+	Generation   string        `json:"generation,omitempty"`
+	Uptime       time.Duration `json:"uptime,omitempty"`
+	OverlayBytes int64         `json:"overlay_bytes,omitempty"`
+	Power        string        `json:"power,omitempty"` // "on", "off", "unknown"
+	Error        string        `json:"error,omitempty"`
+	Message      string        `json:"message,omitempty"`
+}

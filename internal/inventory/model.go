@@ -1,0 +1,149 @@
+// Package inventory holds the cluster inventory: the nodes, groups and images of
+// nodes.yaml, hostlist-expanded and validated, with positions for every error.
+//
+// The file is hand-editable YAML. Loading never changes it; writes made through
+// Update are atomic (temp file, fsync, rename), keep comments and key order, and
+// fail with ErrConflict when the file changed since the revision the caller read.
+package inventory
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+)
+
+// Arch is a node's firmware type; it decides which bootloader the node gets.
+type Arch string
+
+// Firmware types.
+const (
+	ArchBIOS Arch = "bios"
+	ArchUEFI Arch = "uefi"
+)
+
+// Loader is the network bootloader a node runs after its firmware.
+type Loader string
+
+// Bootloaders.
+const (
+	LoaderIPXE     Loader = "ipxe"
+	LoaderPxelinux Loader = "pxelinux"
+)
+
+// Pos is a place in the inventory file, 1-based.
+type Pos struct {
+	File string
+	Line int
+	Col  int
+}
+
+// String renders the position as FILE:LINE:COL.
+func (p Pos) String() string { return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col) }
+
+// NIC is one network interface of a node.
+type NIC struct {
+	Name string           // optional label, e.g. "eno1"
+	MAC  net.HardwareAddr // always 6 bytes
+	Boot bool             // the interface the node PXE-boots from
+}
+
+// BMC says how to reach a node's baseboard management controller.
+// The password itself is never held here: PasswordRef names an entry in the
+// secrets file (see Secrets).
+type BMC struct {
+	Host         string
+	Port         int    // default 623
+	User         string // default "admin"
+	PasswordRef  string // key in the secrets file
+	CipherSuites []int  // RMCP+ cipher suites to try in order; default 17, 3
+}
+
+// Override is raw boot-entry text that replaces the rendered template.
+// Either field may be empty.
+type Override struct {
+	IPXE     string
+	Pxelinux string
+}
+
+// Empty reports whether neither format is overridden.
+func (o Override) Empty() bool { return o.IPXE == "" && o.Pxelinux == "" }
+
+// Node is one machine, with its group's defaults already applied.
+type Node struct {
+	Name       string
+	Group      string // "" when the node has no group
+	NICs       []NIC
+	IP         netip.Addr // invalid (zero) when not set
+	Arch       Arch
+	Loader     Loader
+	BMC        BMC
+	Image      string // assigned image name; "" when none
+	Generation string // pinned generation id; "" follows the image's current generation
+	KernelArgs string // group's kernel arguments followed by the node's own
+	Override   Override
+	// Defined is where the node's entry starts; a node expanded from a hostlist
+	// range shares the position of its range entry. Range is that entry's name
+	// ("" when the entry names one node).
+	Defined Pos
+	Range   string
+}
+
+// BootMAC returns the MAC of the NIC marked boot (the first NIC when none is).
+func (n *Node) BootMAC() net.HardwareAddr {
+	for _, nic := range n.NICs {
+		if nic.Boot {
+			return nic.MAC
+		}
+	}
+	if len(n.NICs) > 0 {
+		return n.NICs[0].MAC
+	}
+	return nil
+}
+
+// Group carries defaults that its nodes inherit.
+type Group struct {
+	Name       string
+	Arch       Arch
+	Loader     Loader
+	Image      string
+	Generation string
+	KernelArgs string
+	BMC        BMC
+	Override   Override
+	Defined    Pos
+}
+
+// Image is an image the inventory knows by name. Its generations live in the
+// image store; the inventory only names it and where its recipe is.
+type Image struct {
+	Name        string
+	Description string
+	Recipe      string // recipe folder, relative to the inventory file's folder
+	KernelArgs  string // kernel arguments every node booting this image gets
+	Defined     Pos
+}
+
+// Settings are cluster-wide options from the inventory's "settings" section.
+type Settings struct {
+	// Secrets is the path of the secrets file (BMC passwords), relative to the
+	// inventory file's folder; "" when there is none.
+	Secrets string
+	// OverlayDirtyBytes is the overlay write volume above which a node counts as
+	// dirty. Zero means any write.
+	OverlayDirtyBytes int64
+}
+
+// Inventory is a loaded, validated inventory file.
+type Inventory struct {
+	Path     string // the file it was read from
+	Revision string // hex sha256 of the file's bytes; Update compares it
+	Settings Settings
+	Nodes    []*Node // in file order, ranges expanded in order
+	Groups   map[string]*Group
+	Images   map[string]*Image
+
+	byName map[string]*Node
+	byMAC  map[string]*Node // key: MAC.String()
+	byIP   map[netip.Addr]*Node
+}
