@@ -1,0 +1,453 @@
+// Package image keeps boot images: immutable generations (kernel, initramfs and
+// squashfs root plus a manifest of sizes and sha256 sums), each image's current
+// pointer, and the import and publish operations that move it.
+//
+// Layout below the store's directory:
+//
+//	<image>/generations/<id>/vmlinuz
+//	<image>/generations/<id>/initrd
+//	<image>/generations/<id>/rootfs.squashfs
+//	<image>/generations/<id>/manifest.json
+//	<image>/current            (the published generation id, replaced atomically)
+//
+// A generation's id is derived from its content, its files are read-only and
+// are never rewritten, so a node can fetch them at any time while new
+// generations are added and the pointer moves.
+package image
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The files a generation holds.
+const (
+	FileKernel   = "vmlinuz"
+	FileInitrd   = "initrd"
+	FileRootfs   = "rootfs.squashfs"
+	FileManifest = "manifest.json"
+)
+
+// BootFiles lists the files every generation has, in boot order.
+var BootFiles = []string{FileKernel, FileInitrd, FileRootfs}
+
+// ErrNotFound is returned for an image, generation or file the store lacks.
+var ErrNotFound = errors.New("not found")
+
+var (
+	imageNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+	genIDRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
+)
+
+// ValidImageName reports whether s can name an image in the store.
+func ValidImageName(s string) bool { return imageNameRE.MatchString(s) }
+
+// ValidGenerationID reports whether s has the form of a generation id.
+func ValidGenerationID(s string) bool { return genIDRE.MatchString(s) }
+
+// FileInfo describes one file of a generation.
+type FileInfo struct {
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Manifest describes a generation. It is written once, with the generation.
+type Manifest struct {
+	Image   string     `json:"image"`
+	ID      string     `json:"id"`
+	Created time.Time  `json:"created"`
+	Source  string     `json:"source,omitempty"` // where it came from: a recipe hash, "import", ...
+	Files   []FileInfo `json:"files"`
+}
+
+// File returns the manifest entry for name.
+func (m *Manifest) File(name string) (FileInfo, bool) {
+	for _, f := range m.Files {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return FileInfo{}, false
+}
+
+// Size is the total size of the generation's files.
+func (m *Manifest) Size() int64 {
+	var n int64
+	for _, f := range m.Files {
+		n += f.Size
+	}
+	return n
+}
+
+// Store is a directory of images and their generations. Its methods are safe
+// for concurrent use; several processes may read one store, and writes (import,
+// publish) are atomic renames.
+type Store struct {
+	dir string
+
+	mu        sync.Mutex
+	manifests map[string]*Manifest // "image/id" -> manifest; generations are immutable
+	current   map[string]currentEntry
+}
+
+type currentEntry struct {
+	id    string
+	mtime time.Time
+	size  int64
+}
+
+// OpenStore opens (and creates, if needed) the store at dir.
+func OpenStore(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("image store: %w", err)
+	}
+	return &Store{dir: dir, manifests: map[string]*Manifest{}, current: map[string]currentEntry{}}, nil
+}
+
+// Dir is the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+func (s *Store) genDir(image, id string) string {
+	return filepath.Join(s.dir, image, "generations", id)
+}
+
+// Path is the file system path of one file of a generation. It checks names
+// and does not check that the file exists.
+func (s *Store) Path(image, id, file string) (string, error) {
+	if !ValidImageName(image) {
+		return "", fmt.Errorf("image %q: %w", image, ErrNotFound)
+	}
+	if !ValidGenerationID(id) {
+		return "", fmt.Errorf("generation %q: %w", id, ErrNotFound)
+	}
+	switch file {
+	case FileKernel, FileInitrd, FileRootfs, FileManifest:
+	default:
+		return "", fmt.Errorf("file %q: %w", file, ErrNotFound)
+	}
+	return filepath.Join(s.genDir(image, id), file), nil
+}
+
+// Open opens one file of a generation for reading.
+func (s *Store) Open(image, id, file string) (*os.File, error) {
+	p, err := s.Path(image, id, file)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("image %s generation %s: %s: %w", image, id, file, ErrNotFound)
+	}
+	return f, err
+}
+
+// Generation reads a generation's manifest.
+func (s *Store) Generation(image, id string) (*Manifest, error) {
+	key := image + "/" + id
+	s.mu.Lock()
+	m := s.manifests[key]
+	s.mu.Unlock()
+	if m != nil {
+		return m, nil
+	}
+	p, err := s.Path(image, id, FileManifest)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("image %s generation %s: %w", image, id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m = new(Manifest)
+	if err := json.Unmarshal(b, m); err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	s.mu.Lock()
+	s.manifests[key] = m
+	s.mu.Unlock()
+	return m, nil
+}
+
+// Images lists the images that have at least one generation, sorted.
+func (s *Store) Images() ([]string, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() && ValidImageName(e.Name()) {
+			if _, err := os.Stat(filepath.Join(s.dir, e.Name(), "generations")); err == nil {
+				out = append(out, e.Name())
+			}
+		}
+	}
+	return out, nil
+}
+
+// Generations lists an image's generations, newest first.
+func (s *Store) Generations(image string) ([]*Manifest, error) {
+	if !ValidImageName(image) {
+		return nil, fmt.Errorf("image %q: %w", image, ErrNotFound)
+	}
+	ents, err := os.ReadDir(filepath.Join(s.dir, image, "generations"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []*Manifest
+	for _, e := range ents {
+		if !e.IsDir() || !ValidGenerationID(e.Name()) {
+			continue // temp dirs of imports in flight start with '.'
+		}
+		m, err := s.Generation(image, e.Name())
+		if err != nil {
+			continue // a generation without a manifest is not a generation
+		}
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.After(out[j].Created)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+// Current returns the published generation of an image. It returns an error
+// wrapping ErrNotFound when the image has none.
+func (s *Store) Current(image string) (string, error) {
+	if !ValidImageName(image) {
+		return "", fmt.Errorf("image %q: %w", image, ErrNotFound)
+	}
+	p := filepath.Join(s.dir, image, "current")
+	st, err := os.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("image %s has no published generation: %w", image, ErrNotFound)
+	}
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	c, ok := s.current[image]
+	s.mu.Unlock()
+	if ok && c.mtime.Equal(st.ModTime()) && c.size == st.Size() {
+		return c.id, nil
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "", err
+	}
+	id := strings.TrimSpace(string(b))
+	if !ValidGenerationID(id) {
+		return "", fmt.Errorf("%s: malformed generation id %q", p, id)
+	}
+	s.mu.Lock()
+	s.current[image] = currentEntry{id: id, mtime: st.ModTime(), size: st.Size()}
+	s.mu.Unlock()
+	return id, nil
+}
+
+// Publish makes id the current generation of image, atomically.
+func (s *Store) Publish(image, id string) error {
+	if _, err := s.Generation(image, id); err != nil {
+		return err
+	}
+	p := filepath.Join(s.dir, image, "current")
+	if err := writeFileAtomic(p, []byte(id+"\n"), 0o644); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	delete(s.current, image)
+	s.mu.Unlock()
+	return nil
+}
+
+// Import copies a kernel, an initramfs and a squashfs root into a new
+// generation of image and returns its manifest. The generation id is derived
+// from the files' contents, so importing the same files twice yields the same
+// generation (and the second import changes nothing). Import does not publish.
+func (s *Store) Import(image string, files map[string]string, source string) (*Manifest, error) {
+	if !ValidImageName(image) {
+		return nil, fmt.Errorf("image name %q: must match %s", image, imageNameRE)
+	}
+	for _, name := range BootFiles {
+		if files[name] == "" {
+			return nil, fmt.Errorf("import %s: missing %s", image, name)
+		}
+	}
+	for name := range files {
+		if !isBootFile(name) {
+			return nil, fmt.Errorf("import %s: unknown file role %q", image, name)
+		}
+	}
+	gens := filepath.Join(s.dir, image, "generations")
+	if err := os.MkdirAll(gens, 0o755); err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp(gens, ".import-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp) // after the rename this no longer exists
+
+	m := &Manifest{Image: image, Created: time.Now().UTC().Truncate(time.Second), Source: source}
+	idHash := sha256.New()
+	for _, name := range BootFiles {
+		fi, err := copyHashed(files[name], filepath.Join(tmp, name))
+		if err != nil {
+			return nil, fmt.Errorf("import %s: %s: %w", image, name, err)
+		}
+		fi.Name = name
+		m.Files = append(m.Files, fi)
+		fmt.Fprintf(idHash, "%s %d %s\n", fi.Name, fi.Size, fi.SHA256)
+	}
+	m.ID = hex.EncodeToString(idHash.Sum(nil))[:16]
+	final := s.genDir(image, m.ID)
+	if old, err := s.Generation(image, m.ID); err == nil {
+		return old, nil // same content: the generation exists already
+	}
+	mb, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(filepath.Join(tmp, FileManifest), append(mb, '\n'), 0o444); err != nil {
+		return nil, err
+	}
+	if err := syncDir(tmp); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(tmp, 0o555); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return nil, fmt.Errorf("import %s: %w", image, err)
+	}
+	if err := syncDir(gens); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func isBootFile(name string) bool {
+	for _, f := range BootFiles {
+		if f == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Verify re-reads every file of a generation and checks it against the
+// manifest.
+func (s *Store) Verify(image, id string) error {
+	m, err := s.Generation(image, id)
+	if err != nil {
+		return err
+	}
+	for _, want := range m.Files {
+		f, err := s.Open(image, id, want.Name)
+		if err != nil {
+			return err
+		}
+		h := sha256.New()
+		n, err := io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		if got := hex.EncodeToString(h.Sum(nil)); n != want.Size || got != want.SHA256 {
+			return fmt.Errorf("image %s generation %s: %s: size %d sha256 %s, manifest says %d %s",
+				image, id, want.Name, n, got, want.Size, want.SHA256)
+		}
+	}
+	return nil
+}
+
+func copyHashed(src, dst string) (FileInfo, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return FileInfo{}, err
+	}
+	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return FileInfo{}, err
+	}
+	if !st.Mode().IsRegular() {
+		return FileInfo{}, fmt.Errorf("%s is not a regular file", src)
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return FileInfo{}, err
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(out, h), in)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return FileInfo{}, err
+	}
+	return FileInfo{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// writeFileAtomic writes data to a temp file beside path, syncs it and renames
+// it over path, so readers see the old or the new content, never a mix.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, mode)
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

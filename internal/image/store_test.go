@@ -1,0 +1,155 @@
+package image
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func writeFiles(t *testing.T, dir string, content map[string]string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for name, c := range content {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out[name] = p
+	}
+	return out
+}
+
+func TestImportPublishCurrent(t *testing.T) {
+	s, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	files := writeFiles(t, src, map[string]string{FileKernel: "kernel-1", FileInitrd: "initrd-1", FileRootfs: "rootfs-1"})
+
+	if _, err := s.Current("compute"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Current before publish: err = %v, want ErrNotFound", err)
+	}
+	m1, err := s.Import("compute", files, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ValidGenerationID(m1.ID) || len(m1.Files) != 3 {
+		t.Fatalf("manifest = %+v", m1)
+	}
+	if f, _ := m1.File(FileKernel); f.Size != int64(len("kernel-1")) {
+		t.Fatalf("kernel size = %d", f.Size)
+	}
+	// Same content, same generation, nothing new on disk.
+	again, err := s.Import("compute", files, "test")
+	if err != nil || again.ID != m1.ID {
+		t.Fatalf("re-import = %v, %v; want same id %s", again, err, m1.ID)
+	}
+	if err := s.Publish("compute", m1.ID); err != nil {
+		t.Fatal(err)
+	}
+	if cur, err := s.Current("compute"); err != nil || cur != m1.ID {
+		t.Fatalf("Current = %q, %v", cur, err)
+	}
+	if err := s.Verify("compute", m1.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	// A second generation; publish moves the pointer, the old one stays intact.
+	files2 := writeFiles(t, t.TempDir(), map[string]string{FileKernel: "kernel-2", FileInitrd: "initrd-1", FileRootfs: "rootfs-2"})
+	m2, err := s.Import("compute", files2, "test")
+	if err != nil || m2.ID == m1.ID {
+		t.Fatalf("second import: %v, id %v", err, m2)
+	}
+	if err := s.Publish("compute", m2.ID); err != nil {
+		t.Fatal(err)
+	}
+	if cur, _ := s.Current("compute"); cur != m2.ID {
+		t.Fatalf("Current = %q, want %q", cur, m2.ID)
+	}
+	gens, err := s.Generations("compute")
+	if err != nil || len(gens) != 2 {
+		t.Fatalf("Generations = %v, %v", gens, err)
+	}
+	f, err := s.Open("compute", m1.ID, FileKernel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 64)
+	n, _ := f.Read(b)
+	f.Close()
+	if string(b[:n]) != "kernel-1" {
+		t.Fatalf("old generation kernel = %q", b[:n])
+	}
+	// Files are read-only on disk.
+	p, _ := s.Path("compute", m1.ID, FileKernel)
+	if st, _ := os.Stat(p); st.Mode().Perm()&0o222 != 0 {
+		t.Fatalf("%s mode %v is writable", p, st.Mode())
+	}
+	if imgs, _ := s.Images(); len(imgs) != 1 || imgs[0] != "compute" {
+		t.Fatalf("Images = %v", imgs)
+	}
+}
+
+func TestStoreRejects(t *testing.T) {
+	s, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := writeFiles(t, t.TempDir(), map[string]string{FileKernel: "k", FileInitrd: "i", FileRootfs: "r"})
+	cases := []struct {
+		name string
+		fn   func() error
+	}{
+		{"bad image name", func() error { _, err := s.Import("../x", files, ""); return err }},
+		{"missing rootfs", func() error {
+			_, err := s.Import("a", map[string]string{FileKernel: files[FileKernel], FileInitrd: files[FileInitrd]}, "")
+			return err
+		}},
+		{"unknown role", func() error {
+			f := map[string]string{"evil": "/etc/passwd"}
+			for k, v := range files {
+				f[k] = v
+			}
+			_, err := s.Import("a", f, "")
+			return err
+		}},
+		{"source is a directory", func() error {
+			_, err := s.Import("a", map[string]string{FileKernel: t.TempDir(), FileInitrd: files[FileInitrd], FileRootfs: files[FileRootfs]}, "")
+			return err
+		}},
+		{"publish unknown generation", func() error { return s.Publish("a", "0123456789abcdef") }},
+		{"open traversal", func() error { _, err := s.Open("a", "..", FileKernel); return err }},
+		{"open unknown file", func() error { _, err := s.Open("a", "abc", "passwd"); return err }},
+	}
+	for _, c := range cases {
+		if err := c.fn(); err == nil {
+			t.Errorf("%s: no error", c.name)
+		}
+	}
+	if gens, _ := s.Generations("a"); len(gens) != 0 {
+		t.Fatalf("failed imports left generations: %v", gens)
+	}
+	// Failed imports leave no temp directories behind.
+	ents, _ := os.ReadDir(filepath.Join(s.Dir(), "a", "generations"))
+	if len(ents) != 0 {
+		t.Fatalf("leftovers: %v", ents)
+	}
+}
+
+func TestVerifyDetectsCorruption(t *testing.T) {
+	s, _ := OpenStore(t.TempDir())
+	files := writeFiles(t, t.TempDir(), map[string]string{FileKernel: "k", FileInitrd: "i", FileRootfs: "r"})
+	m, err := s.Import("a", files, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := s.Path("a", m.ID, FileRootfs)
+	os.Chmod(filepath.Dir(p), 0o755)
+	os.Chmod(p, 0o644)
+	os.WriteFile(p, []byte("tampered"), 0o644)
+	if err := s.Verify("a", m.ID); err == nil {
+		t.Fatal("Verify accepted a changed file")
+	}
+}
