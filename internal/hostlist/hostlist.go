@@ -74,7 +74,7 @@ func Expand(expr string) ([]string, error) {
 	seen := make(map[string]struct{}, total)
 	var buf []byte
 	for _, it := range items {
-		idx := make([]int, len(it.segs))   // range index within a bracket
+		idx := make([]int, len(it.segs))    // range index within a bracket
 		off := make([]uint64, len(it.segs)) // offset within that range
 		for {
 			buf = buf[:0]
