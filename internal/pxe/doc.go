@@ -1,0 +1,12 @@
+// Package pxe boots nodes: it renders per-node boot entries (iPXE, pxelinux),
+// serves bootloaders and rendered configs over TFTP, and serves scripts,
+// kernels, initrds and root images over HTTP, turning every request into a
+// boot event.
+//
+// Every file name a client sends, over TFTP or HTTP, passes CleanName before
+// anything looks it up; files on disk are served through a FileRoot, which
+// confines every open to one directory (symlinks included) and serves only
+// regular files. TFTPServer is the embedded TFTP server; it asks a TFTPSource
+// (a FileRootSource, or the daemon's composition of rendered and on-disk
+// files) for the content of each read request.
+package pxe
