@@ -1,0 +1,436 @@
+package bootstate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Defaults of Options.
+const (
+	DefaultStallTimeout     = 2 * time.Minute
+	DefaultHistoryPerNode   = 200
+	DefaultGlobalHistory    = 10000
+	DefaultProgressInterval = 250 * time.Millisecond
+	DefaultFlushInterval    = 200 * time.Millisecond
+	DefaultFlushEvents      = 1000
+	defaultSubBuffer        = 64
+	maxPending              = 100000 // events waiting for the store before new ones are not persisted
+)
+
+// Options configure a Tracker. The zero value gives a memory-only tracker
+// with the defaults.
+type Options struct {
+	// Store persists state and history; nil keeps everything in memory.
+	// The caller opens and closes it; Tracker.Close flushes to it.
+	Store *Store
+	// StallTimeout is how long a boot stage may go without progress
+	// before the node is stalled (default 2 min).
+	StallTimeout time.Duration
+	// HistoryPerNode bounds each node's event history (default 200).
+	HistoryPerNode int
+	// GlobalHistory bounds the history of all events, used by Recent and
+	// Since (default 10,000).
+	GlobalHistory int
+	// ProgressInterval is the least time between two recorded Progress
+	// events of a node (default 250 ms); Progress events in between only
+	// update the node's Bytes. Negative records every one.
+	ProgressInterval time.Duration
+	// FlushInterval and FlushEvents say when a batch is written to the
+	// Store: every FlushInterval (default 200 ms) or as soon as
+	// FlushEvents (default 1000) events are waiting.
+	FlushInterval time.Duration
+	FlushEvents   int
+	// Clock returns the current time (default time.Now); for tests.
+	Clock func() time.Time
+	// Logger receives persistence errors (default slog.Default()).
+	Logger *slog.Logger
+
+	// afterFlush, when set, is called with the highest Seq written after
+	// every successful batch; for the crash test.
+	afterFlush func(seq uint64)
+}
+
+// Tracker follows every node through its boot. It is safe for concurrent
+// use. Apply never blocks on I/O or on subscribers.
+type Tracker struct {
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	seq     uint64
+	nodes   map[string]*nodeEntry
+	global  ring
+	subs    []*Subscription
+	closed  bool
+	pending []pendingEvent      // events not yet in the store
+	spare   []pendingEvent      // the flusher's previous batch, reused
+	dirty   map[string]struct{} // nodes whose state is not yet in the store
+	forgets map[string]struct{} // nodes to delete from the store
+	dropped uint64              // events not persisted because pending was full
+	lastErr error
+
+	flushMu   sync.Mutex // one batch at a time
+	closeOnce sync.Once
+	kick      chan struct{}
+	stop      chan struct{}
+	done      chan struct{}
+}
+
+type nodeEntry struct {
+	st           NodeState
+	hist         ring
+	lastRecorded time.Time // of the last recorded Progress or Fetch
+}
+
+type pendingEvent struct {
+	ev       Event
+	replaces uint64 // Seq of a coalesced Progress event to delete
+}
+
+// New returns a Tracker. With a Store, the state and history saved there
+// are loaded back (a node that was mid-boot keeps its stage; stall
+// detection takes over) and a background goroutine persists changes until
+// Close.
+func New(opts Options) (*Tracker, error) {
+	switch {
+	case opts.StallTimeout < 0:
+		return nil, fmt.Errorf("bootstate: stall timeout %v is negative", opts.StallTimeout)
+	case opts.HistoryPerNode < 0:
+		return nil, fmt.Errorf("bootstate: history per node %d is negative", opts.HistoryPerNode)
+	case opts.GlobalHistory < 0:
+		return nil, fmt.Errorf("bootstate: global history %d is negative", opts.GlobalHistory)
+	case opts.FlushInterval < 0:
+		return nil, fmt.Errorf("bootstate: flush interval %v is negative", opts.FlushInterval)
+	case opts.FlushEvents < 0:
+		return nil, fmt.Errorf("bootstate: flush events %d is negative", opts.FlushEvents)
+	}
+	if opts.StallTimeout == 0 {
+		opts.StallTimeout = DefaultStallTimeout
+	}
+	if opts.HistoryPerNode == 0 {
+		opts.HistoryPerNode = DefaultHistoryPerNode
+	}
+	if opts.GlobalHistory == 0 {
+		opts.GlobalHistory = DefaultGlobalHistory
+	}
+	if opts.ProgressInterval == 0 {
+		opts.ProgressInterval = DefaultProgressInterval
+	}
+	if opts.FlushInterval == 0 {
+		opts.FlushInterval = DefaultFlushInterval
+	}
+	if opts.FlushEvents == 0 {
+		opts.FlushEvents = DefaultFlushEvents
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	t := &Tracker{
+		opts:    opts,
+		log:     opts.Logger,
+		nodes:   make(map[string]*nodeEntry),
+		global:  newRing(opts.GlobalHistory),
+		dirty:   make(map[string]struct{}),
+		forgets: make(map[string]struct{}),
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	if t.log == nil {
+		t.log = slog.Default()
+	}
+	if opts.Store == nil {
+		close(t.done)
+		return t, nil
+	}
+	if err := t.load(); err != nil {
+		return nil, err
+	}
+	go t.flushLoop()
+	return t, nil
+}
+
+// load fills the tracker from the store.
+func (t *Tracker) load() error {
+	d, err := t.opts.Store.load(t.opts.HistoryPerNode)
+	if err != nil {
+		return err
+	}
+	t.seq = d.seq
+	var all []Event
+	for _, st := range d.states {
+		e := &nodeEntry{st: st, hist: newRing(t.opts.HistoryPerNode)}
+		for i := range d.history[st.Node] {
+			e.hist.push(&d.history[st.Node][i])
+		}
+		all = append(all, d.history[st.Node]...)
+		t.nodes[st.Node] = e
+		t.seq = max(t.seq, st.Seq)
+	}
+	all = append(all, d.unknown...)
+	sort.Slice(all, func(i, j int) bool { return all[i].Seq < all[j].Seq })
+	if len(all) > t.opts.GlobalHistory {
+		all = all[len(all)-t.opts.GlobalHistory:]
+	}
+	for i := range all {
+		t.global.push(&all[i])
+		t.seq = max(t.seq, all[i].Seq)
+	}
+	return nil
+}
+
+// Apply records ev and returns the node's new state (the zero NodeState for
+// an event with Node ""). It assigns ev.Seq, and ev.Time when zero; times
+// are kept in UTC. See the package README for what each event does.
+func (t *Tracker) Apply(ev Event) NodeState {
+	if ev.Time.IsZero() {
+		ev.Time = t.opts.Clock()
+	}
+	ev.Time = ev.Time.Round(0).UTC()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ev.Node == "" {
+		t.record(nil, &ev)
+		return NodeState{}
+	}
+	e := t.entry(ev.Node)
+	if e.st.step(&ev, &e.lastRecorded, t.opts.ProgressInterval) {
+		t.record(e, &ev)
+	}
+	if t.opts.Store != nil && !t.closed {
+		t.dirty[ev.Node] = struct{}{}
+	}
+	return e.st
+}
+
+// MarkDirty records that an admin marked node dirty for reason (which must
+// not be empty); ClearMark removes the mark.
+func (t *Tracker) MarkDirty(node, reason string) NodeState {
+	return t.Apply(Event{Node: node, Kind: KindMark, Proto: "api", Message: reason})
+}
+
+// ClearMark removes an admin's dirty mark from node.
+func (t *Tracker) ClearMark(node string) NodeState {
+	return t.Apply(Event{Node: node, Kind: KindMark, Proto: "api"})
+}
+
+func (t *Tracker) entry(node string) *nodeEntry {
+	e := t.nodes[node]
+	if e == nil {
+		e = &nodeEntry{st: NodeState{Node: node, Power: PowerUnknown}, hist: newRing(t.opts.HistoryPerNode)}
+		t.nodes[node] = e
+	}
+	return e
+}
+
+// record numbers ev and puts it in the histories, the store's queue and
+// the subscribers' channels. t.mu is held.
+func (t *Tracker) record(e *nodeEntry, ev *Event) {
+	t.seq++
+	ev.Seq = t.seq
+	var replaces uint64
+	if e != nil {
+		e.st.Seq = ev.Seq
+		replaces = e.hist.pushCoalesce(ev)
+	}
+	t.global.push(ev)
+	if t.opts.Store != nil && !t.closed {
+		if len(t.pending) < maxPending {
+			t.pending = append(t.pending, pendingEvent{ev: *ev, replaces: replaces})
+			if len(t.pending) >= t.opts.FlushEvents {
+				select {
+				case t.kick <- struct{}{}:
+				default:
+				}
+			}
+		} else {
+			t.dropped++
+		}
+	}
+	for _, s := range t.subs {
+		select {
+		case s.c <- *ev:
+		default:
+			s.dropped.Add(1)
+		}
+	}
+}
+
+// Get returns the state of node.
+func (t *Tracker) Get(node string) (NodeState, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.nodes[node]
+	if !ok {
+		return NodeState{}, false
+	}
+	return e.st, true
+}
+
+// All returns the state of every node the tracker knows, sorted by name.
+func (t *Tracker) All() []NodeState {
+	t.mu.Lock()
+	out := make([]NodeState, 0, len(t.nodes))
+	for _, e := range t.nodes {
+		out = append(out, e.st)
+	}
+	t.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out
+}
+
+// History returns the newest n events of node (all kept if n <= 0),
+// newest last. Consecutive Progress events of one file are kept as one.
+func (t *Tracker) History(node string, n int) []Event {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.nodes[node]
+	if !ok {
+		return nil
+	}
+	return e.hist.newest(n)
+}
+
+// Recent returns the newest n events of all nodes and unknown clients
+// (all kept if n <= 0), newest last.
+func (t *Tracker) Recent(n int) []Event {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.global.newest(n)
+}
+
+// Since returns the kept events with a Seq above seq, oldest first, for a
+// client that reconnects after seeing seq. When the first event returned
+// has a Seq above seq+1, events in between were no longer kept and the
+// client should reload the state with All.
+func (t *Tracker) Since(seq uint64) []Event {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.global.since(seq)
+}
+
+// Seq returns the Seq of the newest event.
+func (t *Tracker) Seq() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.seq
+}
+
+// Forget drops node, for a node removed from the inventory: its state and
+// its own history go, in memory and in the store, so that a later node of
+// the same name starts clean. Its events stay in the global history
+// (Recent, Since) until they age out. It reports whether node was known.
+func (t *Tracker) Forget(node string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.nodes[node]; !ok {
+		return false
+	}
+	delete(t.nodes, node)
+	if t.opts.Store != nil && !t.closed {
+		delete(t.dirty, node)
+		t.forgets[node] = struct{}{}
+		kept := t.pending[:0]
+		for _, p := range t.pending {
+			if p.ev.Node != node {
+				kept = append(kept, p)
+			}
+		}
+		clear(t.pending[len(kept):])
+		t.pending = kept
+	}
+	return true
+}
+
+// Run detects stalls until ctx is done or the tracker is closed: every
+// second (or a quarter of the stall timeout, if that is shorter) a node
+// whose stage is in progress and whose LastProgress is older than the
+// stall timeout becomes stalled, through a KindStall event. Run returns
+// nil when ctx is done and ErrClosed when the tracker was closed.
+func (t *Tracker) Run(ctx context.Context) error {
+	every := min(time.Second, max(t.opts.StallTimeout/4, 5*time.Millisecond))
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.stop:
+			return ErrClosed
+		case <-tick.C:
+			t.checkStalls(t.opts.Clock())
+		}
+	}
+}
+
+// ErrClosed is returned by Run once the Tracker is closed.
+var ErrClosed = errors.New("bootstate: tracker closed")
+
+// checkStalls stalls every node in progress without progress since
+// now-StallTimeout and returns how many it stalled.
+func (t *Tracker) checkStalls(now time.Time) int {
+	now = now.Round(0).UTC()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var names []string
+	for name, e := range t.nodes {
+		if e.st.Stage.InProgress() && now.Sub(e.st.LastProgress) >= t.opts.StallTimeout {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		e := t.nodes[name]
+		ev := Event{Node: name, Kind: KindStall, Time: now, Stage: e.st.Stage,
+			Error: stallText(e.st.Stage, now.Sub(e.st.LastProgress))}
+		if e.st.step(&ev, &e.lastRecorded, t.opts.ProgressInterval) {
+			t.record(e, &ev)
+		}
+		if t.opts.Store != nil && !t.closed {
+			t.dirty[name] = struct{}{}
+		}
+	}
+	return len(names)
+}
+
+// PersistStatus returns how many events were not persisted because the
+// store fell too far behind, and the error of the last batch written to
+// the store (nil once a batch succeeds again).
+func (t *Tracker) PersistStatus() (dropped uint64, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.dropped, t.lastErr
+}
+
+// Close stops the background work, writes what is pending to the store,
+// and closes every subscription. The tracker still answers queries and
+// Apply after Close, but nothing more is persisted or published. Close
+// returns the error of the final write; later calls return nil.
+func (t *Tracker) Close() error {
+	var err error
+	t.closeOnce.Do(func() {
+		t.mu.Lock()
+		t.closed = true // from here on nothing new is queued for the store
+		t.mu.Unlock()
+		close(t.stop)
+		<-t.done
+		if t.opts.Store != nil {
+			err = t.flush()
+		}
+		t.mu.Lock()
+		for _, s := range t.subs {
+			close(s.c)
+			s.closed = true
+		}
+		t.subs = nil
+		clear(t.dirty)
+		t.pending = nil
+		t.mu.Unlock()
+	})
+	return err
+}
