@@ -62,6 +62,13 @@ type item struct {
 	count uint64
 }
 
+// Count returns how many names expr expands to before duplicates are removed,
+// without building them; it fails exactly when Expand fails.
+func Count(expr string) (int, error) {
+	_, total, err := parse(expr)
+	return int(total), err
+}
+
 // Expand returns the names an expression stands for, in order, without
 // duplicates. Whitespace around top-level commas is ignored; whitespace inside
 // a name is an error. An empty expression expands to nothing.

@@ -191,3 +191,15 @@ func ExampleCompress() {
 	fmt.Println(Compress([]string{"n01", "n02", "n03", "n04", "n07"}))
 	// Output: n[01-04,07]
 }
+
+func TestCount(t *testing.T) {
+	for expr, want := range map[string]int{"": 0, "n1": 1, "n[1-4],x": 5, "r[1-2]-n[1-3]": 6, "n[1-2],n1": 3} {
+		got, err := Count(expr)
+		if err != nil || got != want {
+			t.Errorf("Count(%q) = %d, %v; want %d", expr, got, err, want)
+		}
+	}
+	if _, err := Count("n[2-1]"); err == nil {
+		t.Error("Count(n[2-1]) did not fail")
+	}
+}

@@ -1,0 +1,1033 @@
+package inventory
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/netbootui/netbootui/internal/hostlist"
+)
+
+// MaxNodes is the largest number of nodes an inventory may hold after its
+// ranges are expanded.
+const MaxNodes = 100_000
+
+// Defaults used when neither a node nor its group says.
+const (
+	DefaultArch    = ArchBIOS
+	DefaultLoader  = LoaderIPXE
+	DefaultBMCPort = 623
+	DefaultBMCUser = "admin"
+)
+
+// DefaultCipherSuites returns the RMCP+ cipher suites tried when neither a node
+// nor its group names any: 17, then 3.
+func DefaultCipherSuites() []int { return []int{17, 3} }
+
+var (
+	nameRE       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	generationRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
+	hostRE       = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`)
+	macRE        = regexp.MustCompile(`^[0-9A-Fa-f]{2}(?:(:)[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){4}|(-)[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){4})$`)
+	yamlLineRE   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+)
+
+// Keys allowed in each section, in the order the error message lists them.
+var (
+	topKeys      = []string{"settings", "images", "groups", "nodes"}
+	settingsKeys = []string{"secrets", "overlay_dirty_bytes"}
+	imageKeys    = []string{"description", "recipe", "kernel_args"}
+	groupKeys    = []string{"image", "arch", "loader", "kernel_args", "bmc", "boot_override"}
+	nodeKeys     = []string{"name", "group", "ip", "arch", "loader", "image", "kernel_args", "nics", "bmc", "boot_override"}
+	nicKeys      = []string{"mac", "boot", "name"}
+	groupBMCKeys = []string{"port", "user", "password", "cipher_suites"}
+	nodeBMCKeys  = []string{"host", "port", "user", "password", "cipher_suites"}
+	overrideKeys = []string{"ipxe", "pxelinux"}
+)
+
+// Load reads and validates the inventory file at path.
+func Load(path string) (*Inventory, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Revision returns the revision of an inventory file's bytes: hex sha256.
+func Revision(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// Parse validates an inventory read from path (the path is used in error
+// positions and to find the secrets file). Any problem gives an ErrorList
+// sorted by position; the inventory is returned only when there is none.
+func Parse(path string, data []byte) (*Inventory, error) {
+	p := &parser{file: path}
+	inv := p.parse(data)
+	if len(p.errs) > 0 {
+		return nil, sortErrors(p.errs)
+	}
+	inv.Revision = Revision(data)
+	return inv, nil
+}
+
+// setting is a value with where it was written; set is false when absent.
+type setting[T any] struct {
+	v   T
+	set bool
+	at  *yaml.Node
+}
+
+func (s *setting[T]) put(v T, at *yaml.Node) { s.v, s.set, s.at = v, true, at }
+
+// spec is what a group or a node entry says, before inheritance.
+type spec struct {
+	arch, loader     setting[string]
+	image            setting[string] // image name
+	generation       string
+	kernelArgs       setting[string]
+	bmcHost          setting[string]
+	bmcPort          setting[int]
+	bmcUser          setting[string]
+	bmcPassword      setting[string]
+	bmcCipherSuites  setting[[]int]
+	overrideIPXE     setting[string]
+	overridePxelinux setting[string]
+}
+
+type nicSpec struct {
+	name string
+	mac  net.HardwareAddr
+	at   *yaml.Node // the mac value
+	boot bool
+}
+
+type parser struct {
+	file string
+	errs ErrorList
+	seen map[string]bool // de-duplicates errors reported once per entry
+
+	images     map[string]*Image
+	groupSpecs map[string]*spec
+	passwords  []*yaml.Node // every password value, to check against secrets
+}
+
+func (p *parser) pos(n *yaml.Node) Pos {
+	if n == nil || n.Line == 0 {
+		return Pos{File: p.file, Line: 1, Col: 1}
+	}
+	return Pos{File: p.file, Line: n.Line, Col: max(n.Column, 1)}
+}
+
+func (p *parser) errorf(n *yaml.Node, format string, a ...any) {
+	p.errs = append(p.errs, &Error{Pos: p.pos(n), Msg: fmt.Sprintf(format, a...)})
+}
+
+// errorOnce reports at most one error per key.
+func (p *parser) errorOnce(key string, n *yaml.Node, format string, a ...any) {
+	if p.seen == nil {
+		p.seen = map[string]bool{}
+	}
+	if p.seen[key] {
+		return
+	}
+	p.seen[key] = true
+	p.errorf(n, format, a...)
+}
+
+// checkText reports control characters and invalid UTF-8 with their exact
+// position, which the YAML library reports without one.
+func (p *parser) checkText(data []byte) bool {
+	line, col := 1, 1
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			p.errs = append(p.errs, &Error{Pos: Pos{p.file, line, col}, Msg: fmt.Sprintf("invalid UTF-8 byte 0x%02x", data[i])})
+			return false
+		case r == '\n':
+			line, col = line+1, 0
+		case r == '\t' || r == '\r' || r == '\uFEFF':
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+			p.errs = append(p.errs, &Error{Pos: Pos{p.file, line, col}, Msg: fmt.Sprintf("control character %U is not allowed", r)})
+			return false
+		}
+		i += size
+		col++
+	}
+	return true
+}
+
+// yamlError turns a yaml.v3 syntax error into a positioned Error. The library
+// gives a line only; the column is that of the line's first non-blank character.
+func (p *parser) yamlError(data []byte, err error) {
+	msg := err.Error()
+	line := 1
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	} else {
+		msg = strings.TrimPrefix(msg, "yaml: ")
+	}
+	lines := bytes.Split(data, []byte("\n"))
+	if line < 1 {
+		line = 1
+	}
+	if line > len(lines) {
+		line = len(lines)
+	}
+	col := 1
+	if line >= 1 && line <= len(lines) {
+		text := lines[line-1]
+		trimmed := bytes.TrimLeft(text, " \t")
+		col = utf8.RuneCount(text[:len(text)-len(trimmed)]) + 1
+	}
+	p.errs = append(p.errs, &Error{Pos: Pos{p.file, line, col}, Msg: "YAML syntax error: " + msg})
+}
+
+func (p *parser) parse(data []byte) *Inventory {
+	inv := &Inventory{Path: p.file, Groups: map[string]*Group{}, Images: map[string]*Image{}}
+	p.images = inv.Images
+	p.groupSpecs = map[string]*spec{}
+	if !p.checkText(data) {
+		return inv
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.errs = append(p.errs, &Error{Pos: Pos{p.file, 1, 1}, Msg: "empty inventory: expected a mapping with settings, images, groups and nodes"})
+		} else {
+			p.yamlError(data, err)
+		}
+		return inv
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		p.errorf(&extra, "a second YAML document is not allowed in an inventory")
+		return inv
+	} else if !errors.Is(err, io.EOF) {
+		p.yamlError(data, err)
+		return inv
+	}
+	if len(doc.Content) == 0 {
+		p.errorf(&doc, "empty inventory: expected a mapping with settings, images, groups and nodes")
+		return inv
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		p.errorf(root, "inventory must be a mapping with settings, images, groups and nodes, got %s", describe(root))
+		return inv
+	}
+	var settingsN, imagesN, groupsN, nodesN *yaml.Node
+	p.mapping(root, "the inventory", topKeys, func(key string, _, v *yaml.Node) {
+		switch key {
+		case "settings":
+			settingsN = v
+		case "images":
+			imagesN = v
+		case "groups":
+			groupsN = v
+		case "nodes":
+			nodesN = v
+		}
+	})
+	var secretsAt *yaml.Node
+	p.mapping(settingsN, "settings", settingsKeys, func(key string, _, v *yaml.Node) {
+		switch key {
+		case "secrets":
+			if s, ok := p.str(v, "settings.secrets"); ok {
+				if s == "" {
+					p.errorf(v, "settings.secrets is empty: name the secrets file or remove the key")
+				}
+				inv.Settings.Secrets = s
+				secretsAt = v
+			}
+		case "overlay_dirty_bytes":
+			if n, ok := p.integer(v, "settings.overlay_dirty_bytes"); ok {
+				if n < 0 {
+					p.errorf(v, "settings.overlay_dirty_bytes must not be negative, got %d", n)
+				}
+				inv.Settings.OverlayDirtyBytes = n
+			}
+		}
+	})
+	p.parseImages(imagesN)
+	p.parseGroups(groupsN, inv)
+	p.parseNodes(nodesN, inv)
+	if inv.Settings.Secrets != "" && secretsAt != nil {
+		p.checkPasswords(inv.SecretsPath())
+	}
+	inv.index()
+	return inv
+}
+
+// checkPasswords checks every password reference against the secrets file,
+// when that file can be loaded. A missing or unreadable secrets file is not an
+// inventory error: the power service reports it when it needs a password.
+func (p *parser) checkPasswords(path string) {
+	sec, err := LoadSecrets(path)
+	if err != nil {
+		return
+	}
+	for _, n := range p.passwords {
+		if _, ok := sec.Password(n.Value); !ok {
+			p.errorf(n, "unknown password reference %q: not in %s bmc_passwords and %s is not set", n.Value, filepath.Base(path), EnvPasswordVar(n.Value))
+		}
+	}
+}
+
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
+	case yaml.DocumentNode:
+		return "a document"
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!null":
+			return "nothing (null)"
+		case "!!bool":
+			return fmt.Sprintf("a boolean (%s)", n.Value)
+		case "!!int", "!!float":
+			return fmt.Sprintf("a number (%s)", n.Value)
+		case "!!str":
+			return fmt.Sprintf("a string (%q)", n.Value)
+		default:
+			return fmt.Sprintf("a %s value", n.ShortTag())
+		}
+	}
+	return "an unknown YAML node"
+}
+
+func isNull(n *yaml.Node) bool {
+	return n == nil || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null")
+}
+
+// alias reports (and rejects) YAML aliases, which the inventory does not use.
+func (p *parser) alias(n *yaml.Node) bool {
+	if n != nil && n.Kind == yaml.AliasNode {
+		p.errorf(n, "YAML aliases (*%s) are not supported in an inventory: write the values out or use a group", n.Value)
+		return true
+	}
+	return false
+}
+
+// mapping walks a mapping's pairs, rejecting duplicate and unknown keys. A
+// missing or null value is an empty mapping.
+func (p *parser) mapping(n *yaml.Node, what string, allowed []string, fn func(key string, k, v *yaml.Node)) {
+	if isNull(n) || p.alias(n) {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		p.errorf(n, "%s must be a mapping, got %s", what, describe(n))
+		return
+	}
+	first := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if p.alias(k) || p.alias(v) {
+			continue
+		}
+		if k.Kind != yaml.ScalarNode {
+			p.errorf(k, "a key in %s must be a plain name, got %s", what, describe(k))
+			continue
+		}
+		if prev, dup := first[k.Value]; dup {
+			p.errorf(k, "duplicate key %q in %s (first at line %d)", k.Value, what, prev.Line)
+			continue
+		}
+		first[k.Value] = k
+		if allowed != nil && !slices.Contains(allowed, k.Value) {
+			p.errorf(k, "unknown key %q in %s (allowed: %s)", k.Value, what, strings.Join(allowed, ", "))
+			continue
+		}
+		fn(k.Value, k, v)
+	}
+}
+
+// str reads a string scalar; numbers are taken as written. ok is false when
+// the value is null (not set) or has the wrong type (reported).
+func (p *parser) str(n *yaml.Node, what string) (string, bool) {
+	if isNull(n) || p.alias(n) {
+		return "", false
+	}
+	if n.Kind == yaml.ScalarNode {
+		switch n.ShortTag() {
+		case "!!str", "!!int", "!!float":
+			return n.Value, true
+		}
+	}
+	p.errorf(n, "%s must be a string, got %s", what, describe(n))
+	return "", false
+}
+
+func (p *parser) integer(n *yaml.Node, what string) (int64, bool) {
+	if isNull(n) || p.alias(n) {
+		return 0, false
+	}
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!int" {
+		var v int64
+		if err := n.Decode(&v); err == nil {
+			return v, true
+		}
+		p.errorf(n, "%s: number %s is out of range", what, n.Value)
+		return 0, false
+	}
+	p.errorf(n, "%s must be a whole number, got %s", what, describe(n))
+	return 0, false
+}
+
+func (p *parser) boolean(n *yaml.Node, what string) (bool, bool) {
+	if isNull(n) || p.alias(n) {
+		return false, false
+	}
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!bool" {
+		var v bool
+		if err := n.Decode(&v); err == nil {
+			return v, true
+		}
+	}
+	p.errorf(n, "%s must be true or false, got %s", what, describe(n))
+	return false, false
+}
+
+func (p *parser) sequence(n *yaml.Node, what string) ([]*yaml.Node, bool) {
+	if isNull(n) || p.alias(n) {
+		return nil, false
+	}
+	if n.Kind != yaml.SequenceNode {
+		p.errorf(n, "%s must be a list, got %s", what, describe(n))
+		return nil, false
+	}
+	return n.Content, true
+}
+
+func (p *parser) parseImages(n *yaml.Node) {
+	p.mapping(n, "images", nil, func(name string, k, v *yaml.Node) {
+		if !nameRE.MatchString(name) {
+			p.errorf(k, "bad image name %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", name)
+		}
+		img := &Image{Name: name, Defined: p.pos(k)}
+		what := "image " + name
+		p.mapping(v, what, imageKeys, func(key string, _, v *yaml.Node) {
+			s, ok := p.str(v, what+": "+key)
+			if !ok {
+				return
+			}
+			switch key {
+			case "description":
+				img.Description = s
+			case "recipe":
+				img.Recipe = s
+			case "kernel_args":
+				img.KernelArgs = s
+			}
+		})
+		p.images[name] = img
+	})
+}
+
+func (p *parser) parseGroups(n *yaml.Node, inv *Inventory) {
+	p.mapping(n, "groups", nil, func(name string, k, v *yaml.Node) {
+		if !nameRE.MatchString(name) {
+			p.errorf(k, "bad group name %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", name)
+		}
+		sp := &spec{}
+		p.parseSpec(v, "group "+name, groupKeys, groupBMCKeys, sp)
+		p.groupSpecs[name] = sp
+		g := &Group{
+			Name:       name,
+			Arch:       Arch(sp.arch.v),
+			Loader:     Loader(sp.loader.v),
+			Image:      sp.image.v,
+			Generation: sp.generation,
+			KernelArgs: sp.kernelArgs.v,
+			BMC: BMC{
+				Port:         sp.bmcPort.v,
+				User:         sp.bmcUser.v,
+				PasswordRef:  sp.bmcPassword.v,
+				CipherSuites: sp.bmcCipherSuites.v,
+			},
+			Override: Override{IPXE: sp.overrideIPXE.v, Pxelinux: sp.overridePxelinux.v},
+			Defined:  p.pos(k),
+		}
+		inv.Groups[name] = g
+	})
+}
+
+// parseSpec reads the keys a group and a node share; fn gets the others.
+func (p *parser) parseSpec(n *yaml.Node, what string, keys, bmcKeys []string, sp *spec, other ...func(key string, k, v *yaml.Node)) {
+	if isNull(n) {
+		return
+	}
+	p.mapping(n, what, keys, func(key string, k, v *yaml.Node) {
+		switch key {
+		case "arch":
+			if s, ok := p.str(v, what+": arch"); ok {
+				if s != string(ArchBIOS) && s != string(ArchUEFI) {
+					p.errorf(v, "%s: bad arch %q: must be bios or uefi", what, s)
+					return
+				}
+				sp.arch.put(s, v)
+			}
+		case "loader":
+			if s, ok := p.str(v, what+": loader"); ok {
+				if s != string(LoaderIPXE) && s != string(LoaderPxelinux) {
+					p.errorf(v, "%s: bad loader %q: must be ipxe or pxelinux", what, s)
+					return
+				}
+				sp.loader.put(s, v)
+			}
+		case "image":
+			if s, ok := p.str(v, what+": image"); ok {
+				name, gen, hasGen := strings.Cut(s, "@")
+				if hasGen && !generationRE.MatchString(gen) {
+					p.errorf(v, "%s: bad generation id %q in %q: must match [a-z0-9][a-z0-9-]{0,63}", what, gen, s)
+					return
+				}
+				if _, known := p.images[name]; !known {
+					p.errorf(v, "%s: unknown image %q (images: %s)", what, name, keysOf(p.images))
+					return
+				}
+				sp.image.put(name, v)
+				sp.generation = gen
+			}
+		case "kernel_args":
+			if s, ok := p.str(v, what+": kernel_args"); ok {
+				sp.kernelArgs.put(strings.TrimSpace(s), v)
+			}
+		case "bmc":
+			p.mapping(v, what+": bmc", bmcKeys, func(key string, _, v *yaml.Node) {
+				p.parseBMC(what, key, v, sp)
+			})
+		case "boot_override":
+			p.mapping(v, what+": boot_override", overrideKeys, func(key string, _, v *yaml.Node) {
+				s, ok := p.str(v, what+": boot_override."+key)
+				if !ok {
+					return
+				}
+				if key == "ipxe" {
+					sp.overrideIPXE.put(s, v)
+				} else {
+					sp.overridePxelinux.put(s, v)
+				}
+			})
+		default:
+			for _, fn := range other {
+				fn(key, k, v)
+			}
+		}
+	})
+}
+
+func (p *parser) parseBMC(what, key string, v *yaml.Node, sp *spec) {
+	switch key {
+	case "host":
+		if s, ok := p.str(v, what+": bmc.host"); ok {
+			if _, err := netip.ParseAddr(s); err != nil && !hostRE.MatchString(s) {
+				p.errorf(v, "%s: bad bmc.host %q: not an IP address or host name", what, s)
+				return
+			}
+			if a, err := netip.ParseAddr(s); err == nil && a.Zone() != "" {
+				p.errorf(v, "%s: bad bmc.host %q: zoned addresses are not supported", what, s)
+				return
+			}
+			sp.bmcHost.put(s, v)
+		}
+	case "port":
+		if n, ok := p.integer(v, what+": bmc.port"); ok {
+			if n < 1 || n > 65535 {
+				p.errorf(v, "%s: bad bmc.port %d: must be 1-65535", what, n)
+				return
+			}
+			sp.bmcPort.put(int(n), v)
+		}
+	case "user":
+		if s, ok := p.str(v, what+": bmc.user"); ok {
+			sp.bmcUser.put(s, v)
+		}
+	case "password":
+		if s, ok := p.str(v, what+": bmc.password"); ok {
+			if s == "" {
+				p.errorf(v, "%s: bmc.password is empty: it names an entry of the secrets file", what)
+				return
+			}
+			sp.bmcPassword.put(s, v)
+			p.passwords = append(p.passwords, v)
+		}
+	case "cipher_suites":
+		items, ok := p.sequence(v, what+": bmc.cipher_suites")
+		if !ok {
+			return
+		}
+		if len(items) == 0 {
+			p.errorf(v, "%s: bmc.cipher_suites is empty: list at least one suite (e.g. [17, 3]) or remove the key", what)
+			return
+		}
+		suites := make([]int, 0, len(items))
+		for _, it := range items {
+			n, ok := p.integer(it, what+": cipher suite")
+			if !ok {
+				if isNull(it) {
+					p.errorf(it, "%s: empty cipher suite", what)
+				}
+				return
+			}
+			if n < 0 || n > 255 {
+				p.errorf(it, "%s: bad cipher suite %d: must be 0-255", what, n)
+				return
+			}
+			suites = append(suites, int(n))
+		}
+		sp.bmcCipherSuites.put(suites, v)
+	}
+}
+
+func keysOf[V any](m map[string]V) string {
+	if len(m) == 0 {
+		return "none defined"
+	}
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return strings.Join(ks, ", ")
+}
+
+// defn records where a name, MAC or IP was first used.
+type defn struct {
+	node  string
+	rng   string // range entry name, "" for a single entry
+	entry Pos    // the entry's name value
+	at    Pos    // the MAC or IP value
+}
+
+func (d defn) where() string {
+	if d.rng != "" {
+		return fmt.Sprintf("range %s at %s", d.rng, d.entry)
+	}
+	return d.entry.String()
+}
+
+func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
+	entries, ok := p.sequence(n, "nodes")
+	if !ok {
+		return
+	}
+	names := map[string]defn{}
+	macs := map[string]defn{}
+	ips := map[netip.Addr]defn{}
+	total := 0
+	for ei, e := range entries {
+		if p.alias(e) {
+			continue
+		}
+		if e.Kind != yaml.MappingNode {
+			p.errorf(e, "nodes[%d] must be a mapping with name, nics and other keys, got %s", ei, describe(e))
+			continue
+		}
+		var nameN, groupN, ipN, nicsN *yaml.Node
+		var name string
+		for i := 0; i+1 < len(e.Content); i += 2 {
+			if e.Content[i].Value == "name" {
+				nameN = e.Content[i+1]
+				if s, ok := p.str(nameN, fmt.Sprintf("nodes[%d].name", ei)); ok {
+					name = s
+				}
+				break
+			}
+		}
+		what := fmt.Sprintf("nodes[%d]", ei)
+		if name != "" {
+			what = "node " + name
+		}
+		sp := &spec{}
+		p.parseSpec(e, what, nodeKeys, nodeBMCKeys, sp, func(key string, k, v *yaml.Node) {
+			switch key {
+			case "group":
+				groupN = v
+			case "ip":
+				ipN = v
+			case "nics":
+				nicsN = v
+			}
+		})
+		if nameN == nil {
+			p.errorf(e, "%s has no name", what)
+			continue
+		}
+		if name == "" {
+			if s, ok := p.str(nameN, what+": name"); ok && s == "" {
+				p.errorf(nameN, "%s: name is empty", what)
+			}
+			continue
+		}
+		// Expand the name.
+		nodeNames := []string{name}
+		rng := ""
+		if hostlist.IsRange(name) {
+			rng = name
+			cnt, err := hostlist.Count(name)
+			if err == nil && total+cnt > MaxNodes {
+				p.errorf(nameN, "%s: the inventory would hold more than %d nodes", what, MaxNodes)
+				return
+			}
+			if err == nil {
+				nodeNames, err = hostlist.Expand(name)
+			}
+			if err != nil {
+				var he *hostlist.Error
+				at := p.pos(nameN)
+				msg := err.Error()
+				if errors.As(err, &he) {
+					msg = fmt.Sprintf("bad host list %q: column %d: %s", name, he.Col, he.Msg)
+					if nameN.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
+						at.Col++
+					}
+					if nameN.Style&(yaml.LiteralStyle|yaml.FoldedStyle) == 0 {
+						at.Col += utf8.RuneCountInString(name[:min(he.Col-1, len(name))])
+					}
+				}
+				p.errs = append(p.errs, &Error{Pos: at, Msg: msg})
+				continue
+			}
+			if len(nodeNames) == 0 {
+				p.errorf(nameN, "%s: host list %q names no node", what, name)
+				continue
+			}
+		}
+		total += len(nodeNames)
+		if total > MaxNodes {
+			p.errorf(nameN, "%s: the inventory would hold more than %d nodes", what, MaxNodes)
+			return
+		}
+		badName := false
+		for _, nn := range nodeNames {
+			if !nameRE.MatchString(nn) {
+				p.errorf(nameN, "bad node name %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", nn)
+				badName = true
+				break
+			}
+		}
+		if badName {
+			continue
+		}
+
+		// Group and inheritance.
+		var gs *spec
+		group := ""
+		if g, ok := p.str(groupN, what+": group"); ok {
+			if gs = p.groupSpecs[g]; gs == nil {
+				p.errorf(groupN, "%s: unknown group %q (groups: %s)", what, g, keysOf(p.groupSpecs))
+			}
+			group = g
+		}
+		if gs == nil {
+			gs = &spec{}
+		}
+		var ip netip.Addr
+		if s, ok := p.str(ipN, what+": ip"); ok {
+			a, err := netip.ParseAddr(s)
+			switch {
+			case err != nil:
+				p.errorf(ipN, "%s: bad ip %q: not an IP address", what, s)
+			case a.Zone() != "":
+				p.errorf(ipN, "%s: bad ip %q: zoned addresses are not supported", what, s)
+			case a.IsUnspecified() || a.IsMulticast():
+				p.errorf(ipN, "%s: bad ip %q: not a unicast address", what, s)
+			default:
+				ip = a
+			}
+		}
+		nics, nicsOK := p.parseNICs(nicsN, e, what)
+		if !nicsOK {
+			continue
+		}
+		var bmcIP netip.Addr
+		if sp.bmcHost.set {
+			if a, err := netip.ParseAddr(sp.bmcHost.v); err == nil && a.Is4() {
+				bmcIP = a
+			}
+		}
+		entryPos := p.pos(nameN)
+		for idx, nn := range nodeNames {
+			node := &Node{
+				Name:       nn,
+				Group:      group,
+				Arch:       Arch(pick(sp.arch, gs.arch, string(DefaultArch))),
+				Loader:     Loader(pick(sp.loader, gs.loader, string(DefaultLoader))),
+				KernelArgs: joinArgs(gs.kernelArgs.v, sp.kernelArgs.v),
+				Override: Override{
+					IPXE:     pick(sp.overrideIPXE, gs.overrideIPXE, ""),
+					Pxelinux: pick(sp.overridePxelinux, gs.overridePxelinux, ""),
+				},
+				BMC: BMC{
+					Host:         sp.bmcHost.v,
+					Port:         pick(sp.bmcPort, gs.bmcPort, DefaultBMCPort),
+					User:         pick(sp.bmcUser, gs.bmcUser, DefaultBMCUser),
+					PasswordRef:  pick(sp.bmcPassword, gs.bmcPassword, ""),
+					CipherSuites: slices.Clone(pick(sp.bmcCipherSuites, gs.bmcCipherSuites, DefaultCipherSuites())),
+				},
+				Defined: entryPos,
+				Range:   rng,
+			}
+			if sp.image.set {
+				node.Image, node.Generation = sp.image.v, sp.generation
+			} else if gs.image.set {
+				node.Image, node.Generation = gs.image.v, gs.generation
+			}
+			if ip.IsValid() {
+				a, ok := addAddr(ip, idx)
+				if !ok {
+					p.errorOnce("ipov"+entryPos.String(), ipN, "%s: ip %s + %d overflows for node %s", what, ip, idx, nn)
+				}
+				node.IP = a
+			}
+			if bmcIP.IsValid() {
+				a, ok := addAddr(bmcIP, idx)
+				if !ok {
+					p.errorOnce("bmcov"+entryPos.String(), sp.bmcHost.at, "%s: bmc.host %s + %d overflows for node %s", what, bmcIP, idx, nn)
+				}
+				node.BMC.Host = a.String()
+			}
+			node.NICs = make([]NIC, len(nics))
+			for i, nic := range nics {
+				mac, ok := addMAC(nic.mac, idx)
+				if !ok {
+					p.errorOnce("macov"+p.pos(nic.at).String(), nic.at, "%s: mac %s + %d overflows for node %s", what, nic.mac, idx, nn)
+				}
+				node.NICs[i] = NIC{Name: nic.name, MAC: mac, Boot: nic.boot}
+			}
+
+			// Uniqueness.
+			if prev, dup := names[nn]; dup {
+				p.errorOnce("name"+entryPos.String(), nameN, "duplicate node %s: also defined by %s", nn, prev.where())
+				continue
+			}
+			me := defn{node: nn, rng: rng, entry: entryPos}
+			names[nn] = me
+			for i, nic := range node.NICs {
+				key := nic.MAC.String()
+				at := p.pos(nics[i].at)
+				if prev, dup := macs[key]; dup && prev.node != nn {
+					p.errorOnce("mac"+at.String(), nics[i].at, "duplicate MAC %s: node %s has it too (%s)", key, prev.node, prev.at)
+					continue
+				} else if dup {
+					p.errorOnce("mac"+at.String(), nics[i].at, "duplicate MAC %s: node %s lists it twice (first at %s)", key, nn, prev.at)
+					continue
+				}
+				d := me
+				d.at = at
+				macs[key] = d
+			}
+			if node.IP.IsValid() {
+				at := p.pos(ipN)
+				if prev, dup := ips[node.IP]; dup {
+					p.errorOnce("ip"+at.String(), ipN, "duplicate ip %s: node %s has it too (%s)", node.IP, prev.node, prev.at)
+				} else {
+					d := me
+					d.at = at
+					ips[node.IP] = d
+				}
+			}
+			inv.Nodes = append(inv.Nodes, node)
+		}
+	}
+}
+
+// parseNICs reads a node entry's nics list.
+func (p *parser) parseNICs(n, entry *yaml.Node, what string) ([]nicSpec, bool) {
+	if n == nil {
+		p.errorf(entry, "%s has no nics: list at least the boot NIC's mac", what)
+		return nil, false
+	}
+	items, ok := p.sequence(n, what+": nics")
+	if !ok {
+		if isNull(n) {
+			p.errorf(n, "%s: nics is empty: list at least the boot NIC's mac", what)
+		}
+		return nil, false
+	}
+	if len(items) == 0 {
+		p.errorf(n, "%s: nics is empty: list at least the boot NIC's mac", what)
+		return nil, false
+	}
+	good := true
+	var nics []nicSpec
+	var bootAt *yaml.Node
+	for i, it := range items {
+		nicWhat := fmt.Sprintf("%s: nics[%d]", what, i)
+		if !isNull(it) && it.Kind != yaml.MappingNode && !p.alias(it) {
+			p.errorf(it, "%s must be a mapping like {mac: \"52:54:00:12:34:56\"}, got %s", nicWhat, describe(it))
+			good = false
+			continue
+		}
+		nic := nicSpec{}
+		p.mapping(it, nicWhat, nicKeys, func(key string, _, v *yaml.Node) {
+			switch key {
+			case "mac":
+				s, ok := p.str(v, nicWhat+".mac")
+				if !ok {
+					return
+				}
+				if !macRE.MatchString(s) {
+					p.errorf(v, "%s: bad mac %q: write 6 bytes as hex pairs separated by ':' or '-'", nicWhat, s)
+					good = false
+					return
+				}
+				mac, err := net.ParseMAC(s)
+				if err != nil || len(mac) != 6 {
+					p.errorf(v, "%s: bad mac %q", nicWhat, s)
+					good = false
+					return
+				}
+				nic.mac, nic.at = mac, v
+			case "boot":
+				if b, ok := p.boolean(v, nicWhat+".boot"); ok && b {
+					if bootAt != nil {
+						p.errorf(v, "%s: more than one boot NIC (the first is at line %d)", what, bootAt.Line)
+						good = false
+						return
+					}
+					bootAt = v
+					nic.boot = true
+				}
+			case "name":
+				if s, ok := p.str(v, nicWhat+".name"); ok {
+					nic.name = s
+				}
+			}
+		})
+		if nic.mac == nil {
+			if good {
+				at := it
+				if isNull(it) {
+					p.errorf(at, "%s is empty: it needs a mac", nicWhat)
+				} else if !hasKey(it, "mac") {
+					p.errorf(at, "%s has no mac", nicWhat)
+				}
+			}
+			good = false
+			continue
+		}
+		nics = append(nics, nic)
+	}
+	return nics, good
+}
+
+func hasKey(m *yaml.Node, key string) bool {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return false
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
+}
+
+// pick returns the node's value if set, else the group's, else def.
+func pick[T any](node, group setting[T], def T) T {
+	if node.set {
+		return node.v
+	}
+	if group.set {
+		return group.v
+	}
+	return def
+}
+
+func joinArgs(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + " " + b
+}
+
+// addAddr returns a+n, false on overflow past the address family's end.
+func addAddr(a netip.Addr, n int) (netip.Addr, bool) {
+	if n == 0 {
+		return a, true
+	}
+	b := a.AsSlice()
+	v := new(big.Int).SetBytes(b)
+	v.Add(v, big.NewInt(int64(n)))
+	if v.BitLen() > len(b)*8 {
+		return a, false
+	}
+	out := make([]byte, len(b))
+	v.FillBytes(out)
+	r, _ := netip.AddrFromSlice(out)
+	return r, true
+}
+
+// addMAC returns mac+n as a 48-bit number, false on overflow.
+func addMAC(mac net.HardwareAddr, n int) (net.HardwareAddr, bool) {
+	var v uint64
+	for _, b := range mac {
+		v = v<<8 | uint64(b)
+	}
+	v += uint64(n)
+	out := make(net.HardwareAddr, 6)
+	for i := 5; i >= 0; i-- {
+		out[i] = byte(v)
+		v >>= 8
+	}
+	if v != 0 {
+		return mac, false
+	}
+	return out, true
+}
+
+// index builds the lookup maps.
+func (inv *Inventory) index() {
+	inv.byName = make(map[string]*Node, len(inv.Nodes))
+	inv.byMAC = make(map[string]*Node, len(inv.Nodes))
+	inv.byIP = make(map[netip.Addr]*Node, len(inv.Nodes))
+	for _, n := range inv.Nodes {
+		inv.byName[n.Name] = n
+		for _, nic := range n.NICs {
+			inv.byMAC[nic.MAC.String()] = n
+		}
+		if n.IP.IsValid() {
+			inv.byIP[n.IP] = n
+		}
+	}
+}
+
+// SecretsPath returns the secrets file's path, resolved against the
+// inventory's folder; "" when the inventory names none.
+func (inv *Inventory) SecretsPath() string {
+	s := inv.Settings.Secrets
+	if s == "" || filepath.IsAbs(s) {
+		return s
+	}
+	return filepath.Join(filepath.Dir(inv.Path), s)
+}

@@ -1,0 +1,230 @@
+package inventory
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Update edits the inventory file at path:
+//
+//  1. it takes an exclusive flock on the sidecar file ".NAME.lock" in the same
+//     folder, so that Updates from any number of processes run one at a time;
+//  2. it removes temp files ".NAME.tmp-*" left by writers that died (any that a
+//     lock holder sees is stale: a writer creates, renames or removes its temp
+//     file while it holds the lock);
+//  3. it re-reads the file; when baseRevision is not "" and differs from the
+//     file's revision it returns a *ConflictError wrapping ErrConflict;
+//  4. it applies edit to the file's YAML tree and validates the result with
+//     Parse; an edit error or an invalid result leaves the file untouched;
+//  5. it writes a temp file in the same folder with the original's mode,
+//     fsyncs it, renames it over the file and fsyncs the folder.
+//
+// It returns the new revision. An edit that changes nothing writes nothing
+// and returns the current revision.
+func Update(path, baseRevision string, edit func(*Document) error) (string, error) {
+	unlock, err := lockFor(path)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	removeStaleTemps(path)
+
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("inventory: %w", err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("inventory: %w", err)
+	}
+	rev := Revision(data)
+	if baseRevision != "" && rev != baseRevision {
+		return "", &ConflictError{Path: path, Base: baseRevision, Current: rev, basename: filepath.Base(path)}
+	}
+	doc, err := ParseDocument(path, data)
+	if err != nil {
+		return "", err
+	}
+	before, err := doc.Bytes()
+	if err != nil {
+		return "", err
+	}
+	if err := edit(doc); err != nil {
+		return "", err
+	}
+	after, err := doc.Bytes()
+	if err != nil {
+		return "", err
+	}
+	if bytes.Equal(before, after) {
+		return rev, nil
+	}
+	if _, err := Parse(path, after); err != nil {
+		return "", fmt.Errorf("inventory: edit rejected, %s left unchanged; the result would be invalid:\n%w", filepath.Base(path), err)
+	}
+	if err := WriteFileAtomic(path, after, st.Mode().Perm()); err != nil {
+		return "", err
+	}
+	return Revision(after), nil
+}
+
+// lockFor takes the exclusive lock that serializes Updates of path.
+func lockFor(path string) (func(), error) {
+	lp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".lock")
+	f, err := os.OpenFile(lp, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("inventory: lock: %w", err)
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("inventory: lock %s: %w", lp, err)
+	}
+	// Closing the descriptor releases the lock.
+	return func() { f.Close() }, nil
+}
+
+func tempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp-" }
+
+// removeStaleTemps deletes temp files of dead writers. Call it with the lock held.
+func removeStaleTemps(path string) {
+	dir := filepath.Dir(path)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	prefix := tempPrefix(path)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), prefix) && e.Type().IsRegular() {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+// WriteFileAtomic replaces path with data: temp file ".NAME.tmp-*" in the same
+// folder, chmod perm, fsync, rename, fsync of the folder. Readers see the old
+// or the new content, never a mix, even if the process is killed.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, tempPrefix(path)+"*")
+	if err != nil {
+		return fmt.Errorf("inventory: write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return fmt.Errorf("inventory: write %s: %w", path, err)
+	}
+	if err = f.Chmod(perm); err != nil {
+		return fmt.Errorf("inventory: write %s: %w", path, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("inventory: write %s: fsync: %w", path, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("inventory: write %s: %w", path, err)
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("inventory: write %s: %w", path, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("inventory: write %s: open folder: %w", path, err)
+	}
+	defer d.Close()
+	if err = d.Sync(); err != nil {
+		return fmt.Errorf("inventory: write %s: fsync folder: %w", path, err)
+	}
+	return nil
+}
+
+// Watch polls path every interval until ctx is done. It calls onChange once
+// at the start with the file's current inventory (or its error), then each
+// time the file's content changes: with the new inventory, or with a nil
+// inventory and the error (a parse ErrorList, or a read error such as the file
+// being missing). The caller keeps its last good inventory on errors. The same
+// error is not reported twice in a row. A change is noticed by the file's
+// size, modification time, inode or ctime, then confirmed by its hash, so
+// editors that save by rename are seen. onChange runs on Watch's goroutine.
+func Watch(ctx context.Context, path string, interval time.Duration, onChange func(*Inventory, error)) {
+	if interval <= 0 {
+		interval = time.Second
+	}
+	type stamp struct {
+		size        int64
+		mtime       time.Time
+		ino, ctimeS int64
+		ctimeNs     int64
+		err         string
+	}
+	var last stamp
+	lastKey := "" // revision or error text last reported
+	first := true
+	check := func() {
+		var s stamp
+		st, err := os.Stat(path)
+		if err != nil {
+			s.err = err.Error()
+		} else {
+			s.size, s.mtime = st.Size(), st.ModTime()
+			if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+				s.ino, s.ctimeS, s.ctimeNs = int64(sys.Ino), int64(sys.Ctim.Sec), int64(sys.Ctim.Nsec)
+			}
+		}
+		if !first && s == last {
+			return
+		}
+		last = s
+		data, err := os.ReadFile(path)
+		var key string
+		var inv *Inventory
+		if err != nil {
+			err = fmt.Errorf("inventory: %w", err)
+			key = "error:" + err.Error()
+		} else {
+			key = Revision(data)
+			if key == lastKey {
+				first = false
+				return
+			}
+			inv, err = Parse(path, data)
+			if err != nil {
+				inv = nil
+			}
+		}
+		if key == lastKey && !first {
+			return
+		}
+		first = false
+		lastKey = key
+		onChange(inv, err)
+	}
+	check()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			check()
+		}
+	}
+}
