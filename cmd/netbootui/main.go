@@ -1,0 +1,104 @@
+// Command netbootui is the cluster boot console and its daemon.
+//
+//	netbootui serve --inventory nodes.yaml --data /var/lib/netbootui ...
+//	netbootui validate nodes.yaml
+//	netbootui node list [-o json|wide]
+//	netbootui node show NODE
+//	netbootui node set NODE key=value ... [--unset key] [--base REV]
+//	netbootui group set GROUP key=value ...
+//	netbootui boot show NODE [-o ipxe|pxelinux]
+//	netbootui boot preview NODE --file OVERRIDE [-o ipxe|pxelinux]
+//	netbootui events [-f] [--node NODE] [-n N]
+//	netbootui image import NAME --kernel K --initrd I --rootfs R [--publish]
+//	netbootui image list
+//	netbootui image publish NAME GENERATION
+//
+// This file only parses flags and wires packages together.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/netbootui/netbootui/internal/api"
+)
+
+const usage = `netbootui: a console and boot server for clusters of network-booted nodes
+
+Daemon:
+  netbootui serve --inventory FILE --data DIR [--http-listen ADDR] [--tftp-listen ADDR] [--api-socket PATH]
+
+Inventory:
+  netbootui validate FILE                      check an inventory; errors as FILE:LINE:COL: message
+
+Client verbs (talk to the daemon at --api-socket, default $NETBOOTUI_SOCKET or ` + api.DefaultSocket + `):
+  netbootui status
+  netbootui node list [-o json|wide]
+  netbootui node show NODE [-o json]
+  netbootui node set NODE key=value ... [--unset key] [--base REVISION]
+  netbootui group set GROUP key=value ... [--unset key] [--base REVISION]
+  netbootui boot show NODE [-o ipxe|pxelinux]
+  netbootui boot preview NODE --file FILE [-o ipxe|pxelinux]
+  netbootui events [-f] [--node NODE] [-n N] [-o json]
+  netbootui image list
+  netbootui image import NAME --kernel FILE --initrd FILE --rootfs FILE [--publish]
+  netbootui image publish NAME GENERATION
+  netbootui reload
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	if err != nil {
+		var ee exitError
+		if errors.As(err, &ee) {
+			os.Exit(int(ee))
+		}
+		fmt.Fprintln(os.Stderr, "netbootui:", err)
+		os.Exit(1)
+	}
+}
+
+// exitError ends the program with a status after the verb printed its own
+// message.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", int(e)) }
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return exitError(2)
+	}
+	verb, rest := args[0], args[1:]
+	switch verb {
+	case "serve":
+		return cmdServe(ctx, rest)
+	case "validate":
+		return cmdValidate(rest)
+	case "status":
+		return cmdStatus(ctx, rest)
+	case "node":
+		return cmdNode(ctx, rest)
+	case "group":
+		return cmdGroup(ctx, rest)
+	case "boot":
+		return cmdBoot(ctx, rest)
+	case "events":
+		return cmdEvents(ctx, rest)
+	case "image":
+		return cmdImage(ctx, rest)
+	case "reload":
+		return cmdReload(ctx, rest)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return nil
+	}
+	fmt.Fprintf(os.Stderr, "netbootui: unknown verb %q\n\n%s", verb, usage)
+	return exitError(2)
+}

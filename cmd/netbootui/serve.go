@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/inventory"
+)
+
+func cmdServe(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	var cfg daemon.Config
+	fs.StringVar(&cfg.InventoryPath, "inventory", "/etc/netbootui/nodes.yaml", "inventory `file`")
+	fs.StringVar(&cfg.DataDir, "data", "/var/lib/netbootui", "data `dir`: state database, image store, token key")
+	fs.StringVar(&cfg.TFTPListen, "tftp-listen", ":69", "TFTP listen `address` (empty disables)")
+	fs.StringVar(&cfg.HTTPListen, "http-listen", ":80", "HTTP boot server listen `address` (empty disables)")
+	fs.StringVar(&cfg.AdvertiseURL, "advertise-url", "", "base `URL` nodes reach the HTTP server at (default: from the request, or the listen address)")
+	fs.StringVar(&cfg.BootRoot, "boot-root", "", "`dir` of extra boot files served over TFTP and /loaders/")
+	fs.StringVar(&cfg.TemplatesDir, "templates", "", "`dir` of boot-entry templates replacing the embedded ones")
+	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", 2*time.Minute, "a boot stage with no progress for this long is stalled")
+	fs.DurationVar(&cfg.ReloadInterval, "reload-interval", 2*time.Second, "how often the inventory file is checked for changes")
+	socket := fs.String("api-socket", defaultSocket(), "unix socket `path` of the local API")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text or json")
+	if _, err := parseArgs(fs, args, 0); err != nil {
+		return err
+	}
+	logger, err := newLogger(*logLevel, *logFormat)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = logger
+	d, err := daemon.New(cfg)
+	if err != nil {
+		var list inventory.ErrorList
+		if errors.As(err, &list) {
+			fmt.Fprintln(os.Stderr, list.Error())
+			return exitError(1)
+		}
+		return err
+	}
+	ln, err := api.Listen(*socket)
+	if err != nil {
+		return err
+	}
+	srv := &api.Server{D: d, Logger: logger}
+	go func() {
+		if err := srv.Serve(ln); err != nil {
+			logger.Error("api server", "err", err)
+		}
+	}()
+	logger.Info("api listening", "socket", *socket)
+	err = d.Run(ctx)
+	srv.Close()
+	os.Remove(*socket)
+	return err
+}
+
+func defaultSocket() string {
+	if s := os.Getenv("NETBOOTUI_SOCKET"); s != "" {
+		return s
+	}
+	return api.DefaultSocket
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// parseArgs parses flags that may stand before, between or after positional
+// arguments, and checks that at least min positionals were given.
+func parseArgs(fs *flag.FlagSet, args []string, min int) ([]string, error) {
+	fs.SetOutput(os.Stderr)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, exitError(0)
+			}
+			return nil, exitError(2)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		if args[0] == "--" {
+			pos = append(pos, args[1:]...)
+			break
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+	if len(pos) < min {
+		fmt.Fprintf(os.Stderr, "netbootui %s: needs %d argument(s)\n", fs.Name(), min)
+		fs.Usage()
+		return nil, exitError(2)
+	}
+	return pos, nil
+}

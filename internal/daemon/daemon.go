@@ -1,0 +1,337 @@
+// Package daemon is the netbootui daemon core: it holds the inventory in force
+// (reloading it when the file changes and keeping the last good one when a new
+// one is invalid), the boot-state tracker, the image store and the TFTP and HTTP
+// boot servers, and offers the operations the API and the console call.
+// It has no terminal and no API transport of its own: internal/api serves it.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/image"
+	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/pxe"
+)
+
+// Config is how the daemon is set up. Empty listen addresses disable that
+// server.
+type Config struct {
+	InventoryPath string
+	DataDir       string // state database, image store, token key
+	TFTPListen    string // e.g. ":69" or "127.0.0.1:6969"
+	HTTPListen    string // e.g. ":80" or "127.0.0.1:8080"
+	// AdvertiseURL is the base URL nodes reach the HTTP server at; when empty
+	// HTTP answers use the request's Host and TFTP answers DefaultURL below.
+	AdvertiseURL string
+	// BootRoot is a folder of extra boot files served over TFTP and HTTP
+	// (/loaders/); the Debian package bootloaders are served in any case.
+	BootRoot string
+	// TemplatesDir holds boot-entry templates that replace the embedded ones.
+	TemplatesDir   string
+	StallTimeout   time.Duration // default 2 minutes
+	ReloadInterval time.Duration // inventory poll interval, default 2 s
+	Logger         *slog.Logger
+}
+
+// Daemon is a running netbootui core.
+type Daemon struct {
+	cfg    Config
+	log    *slog.Logger
+	inv    atomic.Pointer[inventory.Inventory]
+	tokens *pxe.Tokens
+
+	// Tracker follows every node's boot.
+	Tracker *bootstate.Tracker
+	// Images is the generation store.
+	Images *image.Store
+	// Boot answers boot requests (shared by the TFTP and HTTP servers).
+	Boot *pxe.Boot
+	// Registry holds the daemon's Prometheus metrics.
+	Registry *prometheus.Registry
+
+	state     *bootstate.Store
+	tftp      *pxe.TFTPServer
+	httpSrv   *http.Server
+	httpLn    net.Listener
+	editMu    sync.Mutex
+	reloadMu  sync.Mutex
+	reloadErr string
+	reloadAt  time.Time
+}
+
+// New loads the inventory (which must be valid), opens the data directory and
+// binds the boot servers' listeners. Call Run to serve.
+func New(cfg Config) (_ *Daemon, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = 2 * time.Minute
+	}
+	if cfg.ReloadInterval <= 0 {
+		cfg.ReloadInterval = 2 * time.Second
+	}
+	if cfg.InventoryPath == "" || cfg.DataDir == "" {
+		return nil, errors.New("daemon: inventory path and data dir are required")
+	}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, Registry: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	inv, err := inventory.Load(cfg.InventoryPath)
+	if err != nil {
+		return nil, err
+	}
+	d.inv.Store(inv)
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, err
+	}
+	if d.tokens, err = pxe.LoadTokens(filepath.Join(cfg.DataDir, "token.key")); err != nil {
+		return nil, err
+	}
+	if d.Images, err = image.OpenStore(filepath.Join(cfg.DataDir, "images")); err != nil {
+		return nil, err
+	}
+	if d.state, err = bootstate.OpenStore(filepath.Join(cfg.DataDir, "state.db")); err != nil {
+		return nil, err
+	}
+	if d.Tracker, err = bootstate.New(bootstate.Options{Store: d.state, StallTimeout: cfg.StallTimeout, Logger: cfg.Logger}); err != nil {
+		return nil, err
+	}
+	renderer, err := pxe.NewRenderer(cfg.TemplatesDir)
+	if err != nil {
+		return nil, err
+	}
+	loaders := &pxe.FileRoot{Dir: cfg.BootRoot, Aliases: pxe.DefaultLoaders()}
+	if loaders.Dir == "" {
+		loaders.Dir = filepath.Join(cfg.DataDir, "bootroot")
+		if err := os.MkdirAll(loaders.Dir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	d.Boot = &pxe.Boot{
+		Inventory:    d.Inventory,
+		Renderer:     renderer,
+		Images:       d.Images,
+		Tokens:       d.tokens,
+		Loaders:      loaders,
+		Events:       d.apply,
+		AdvertiseURL: cfg.AdvertiseURL,
+		Logger:       cfg.Logger,
+	}
+	if cfg.HTTPListen != "" {
+		if d.httpLn, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
+			return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPListen, err)
+		}
+		d.Boot.DefaultURL = defaultURL(d.httpLn.Addr())
+		hs := &pxe.HTTPServer{Boot: d.Boot, Registry: d.Registry}
+		d.Registry.MustRegister(newStageCollector(d))
+		d.httpSrv = &http.Server{Handler: hs.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
+	}
+	if cfg.TFTPListen != "" {
+		d.tftp = &pxe.TFTPServer{Addr: cfg.TFTPListen, Source: d.Boot, Logger: cfg.Logger,
+			OnDenied: func(client netip.AddrPort, name string, reason error) {
+				d.apply(bootstate.Event{Kind: bootstate.KindDenied, Proto: "tftp", Remote: client.String(),
+					Path: fmt.Sprintf("%q", name), Error: reason.Error()})
+			}}
+		if err := d.tftp.Listen(); err != nil {
+			return nil, fmt.Errorf("tftp listen %s: %w", cfg.TFTPListen, err)
+		}
+	}
+	return d, nil
+}
+
+// defaultURL turns the HTTP listener's address into a URL nodes can use. A
+// wildcard address becomes the first non-loopback address of the host.
+func defaultURL(a net.Addr) string {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return "http://" + a.String()
+	}
+	ip := ta.IP
+	if ip.IsUnspecified() {
+		ip = net.IPv4(127, 0, 0, 1)
+		if addrs, err := net.InterfaceAddrs(); err == nil {
+			for _, ad := range addrs {
+				if in, ok := ad.(*net.IPNet); ok && !in.IP.IsLoopback() && in.IP.To4() != nil {
+					ip = in.IP
+					break
+				}
+			}
+		}
+	}
+	return "http://" + net.JoinHostPort(ip.String(), fmt.Sprint(ta.Port))
+}
+
+// apply records a boot event. It is the Boot's event sink.
+func (d *Daemon) apply(ev bootstate.Event) {
+	d.Tracker.Apply(ev)
+}
+
+// Apply records an event from outside the boot servers (power actions, admin
+// marks).
+func (d *Daemon) Apply(ev bootstate.Event) bootstate.NodeState { return d.Tracker.Apply(ev) }
+
+// Inventory returns the inventory in force.
+func (d *Daemon) Inventory() *inventory.Inventory { return d.inv.Load() }
+
+// HTTPAddr is the bound address of the HTTP boot server (nil when disabled).
+func (d *Daemon) HTTPAddr() net.Addr {
+	if d.httpLn == nil {
+		return nil
+	}
+	return d.httpLn.Addr()
+}
+
+// TFTPAddr is the bound address of the TFTP server (nil when disabled).
+func (d *Daemon) TFTPAddr() net.Addr {
+	if d.tftp == nil {
+		return nil
+	}
+	return d.tftp.LocalAddr()
+}
+
+// Run serves until ctx ends, then shuts every server down and flushes state.
+func (d *Daemon) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 4)
+	var wg sync.WaitGroup
+	run := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	if d.httpSrv != nil {
+		run("http", func() error { return d.httpSrv.Serve(d.httpLn) })
+		d.log.Info("http boot server listening", "addr", d.httpLn.Addr().String(), "url", d.Boot.DefaultURL)
+	}
+	if d.tftp != nil {
+		run("tftp", d.tftp.Serve)
+		d.log.Info("tftp server listening", "addr", d.tftp.LocalAddr().String())
+	}
+	run("tracker", func() error { d.Tracker.Run(ctx); return nil })
+	run("inventory watch", func() error {
+		inventory.Watch(ctx, d.cfg.InventoryPath, d.cfg.ReloadInterval, d.onInventory)
+		return nil
+	})
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		d.log.Error("server failed", "err", err)
+	}
+	cancel()
+	d.shutdown()
+	wg.Wait()
+	d.close()
+	return err
+}
+
+func (d *Daemon) shutdown() {
+	if d.httpSrv != nil {
+		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+		d.httpSrv.Shutdown(sctx)
+		c()
+	}
+	if d.tftp != nil {
+		d.tftp.Close()
+	}
+}
+
+// close releases what New opened; safe on a half-built Daemon.
+func (d *Daemon) close() {
+	if d.httpLn != nil && d.httpSrv == nil {
+		d.httpLn.Close()
+	}
+	if d.tftp != nil {
+		d.tftp.Close()
+	}
+	if d.Tracker != nil {
+		if err := d.Tracker.Close(); err != nil {
+			d.log.Error("flushing boot state", "err", err)
+		}
+	}
+	if d.state != nil {
+		d.state.Close()
+	}
+}
+
+// onInventory is called by the watcher with each new version of the file.
+func (d *Daemon) onInventory(inv *inventory.Inventory, err error) {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	d.reloadAt = time.Now()
+	if err != nil {
+		msg := err.Error()
+		if msg != d.reloadErr {
+			d.log.Error("inventory invalid, keeping the last good one", "path", d.cfg.InventoryPath,
+				"revision", short(d.Inventory().Revision), "err", msg)
+			d.Tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "inventory",
+				Error: "inventory reload failed, still serving revision " + short(d.Inventory().Revision) + ": " + msg})
+		}
+		d.reloadErr = msg
+		return
+	}
+	d.reloadErr = ""
+	old := d.inv.Swap(inv)
+	if old == nil || old.Revision != inv.Revision {
+		d.log.Info("inventory loaded", "path", inv.Path, "revision", short(inv.Revision), "nodes", len(inv.Nodes))
+		d.Tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "inventory",
+			Message: fmt.Sprintf("inventory revision %s loaded: %d nodes", short(inv.Revision), len(inv.Nodes))})
+	}
+}
+
+func short(rev string) string {
+	if len(rev) > 12 {
+		return rev[:12]
+	}
+	return rev
+}
+
+// InventoryStatus says which inventory is in force and whether the file on
+// disk failed to load.
+type InventoryStatus struct {
+	Path       string    `json:"path"`
+	Revision   string    `json:"revision"`
+	Nodes      int       `json:"nodes"`
+	Groups     int       `json:"groups"`
+	ReloadErr  string    `json:"reload_error,omitempty"`
+	LastReload time.Time `json:"last_reload,omitzero"`
+}
+
+// InventoryStatus reports the inventory in force and the last reload error.
+func (d *Daemon) InventoryStatus() InventoryStatus {
+	inv := d.Inventory()
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	return InventoryStatus{Path: inv.Path, Revision: inv.Revision, Nodes: len(inv.Nodes), Groups: len(inv.Groups),
+		ReloadErr: d.reloadErr, LastReload: d.reloadAt}
+}
+
+// Reload reads the inventory file now (as the watcher would).
+func (d *Daemon) Reload() error {
+	inv, err := inventory.Load(d.cfg.InventoryPath)
+	d.onInventory(inv, err)
+	return err
+}

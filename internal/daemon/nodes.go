@@ -1,0 +1,316 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/pxe"
+)
+
+// NodeView is a node as the console and the CLI show it: inventory facts,
+// assignment and live state together.
+type NodeView struct {
+	Name     string `json:"name"`
+	Group    string `json:"group,omitempty"`
+	MAC      string `json:"mac"`
+	IP       string `json:"ip,omitempty"`
+	Arch     string `json:"arch"`
+	Loader   string `json:"loader"`
+	BMC      string `json:"bmc,omitempty"` // host:port, never credentials
+	Image    string `json:"image,omitempty"`
+	Assigned string `json:"assigned_generation,omitempty"` // the generation its next boot gets
+	Pinned   bool   `json:"pinned,omitempty"`              // Assigned is pinned in the inventory
+	// AssignError says why no generation is assigned (no image, none published).
+	AssignError  string              `json:"assign_error,omitempty"`
+	Override     bool                `json:"override,omitempty"` // boots a raw override entry
+	KernelArgs   string              `json:"kernel_args,omitempty"`
+	Defined      string              `json:"defined"` // FILE:LINE:COL of its inventory entry
+	State        bootstate.NodeState `json:"state"`
+	Dirty        bool                `json:"dirty"`
+	DirtyReasons []string            `json:"dirty_reasons,omitempty"`
+}
+
+func (d *Daemon) view(inv *inventory.Inventory, n *inventory.Node) NodeView {
+	v := NodeView{
+		Name: n.Name, Group: n.Group, Arch: string(n.Arch), Loader: string(n.Loader),
+		Image: n.Image, Pinned: n.Generation != "", KernelArgs: n.KernelArgs,
+		Override: !n.Override.Empty(), Defined: n.Defined.String(),
+	}
+	if mac := n.BootMAC(); mac != nil {
+		v.MAC = mac.String()
+	}
+	if n.IP.IsValid() {
+		v.IP = n.IP.String()
+	}
+	if n.BMC.Host != "" {
+		v.BMC = net.JoinHostPort(n.BMC.Host, strconv.Itoa(n.BMC.Port))
+	}
+	if _, gen, err := d.Boot.Assignment(n); err != nil {
+		v.AssignError = err.Error()
+	} else {
+		v.Assigned = gen
+	}
+	st, ok := d.Tracker.Get(n.Name)
+	if !ok {
+		st = bootstate.NodeState{Node: n.Name}
+	}
+	if st.Power == "" {
+		st.Power = "unknown"
+	}
+	v.State = st
+	v.Dirty, v.DirtyReasons = st.Dirty(v.Assigned, inv.Settings.OverlayDirtyBytes)
+	return v
+}
+
+// Nodes returns every inventory node with its state, in inventory order.
+func (d *Daemon) Nodes() []NodeView {
+	inv := d.Inventory()
+	out := make([]NodeView, 0, len(inv.Nodes))
+	for _, n := range inv.Nodes {
+		out = append(out, d.view(inv, n))
+	}
+	return out
+}
+
+// ErrUnknownNode is returned for a node name the inventory lacks.
+var ErrUnknownNode = errors.New("unknown node")
+
+// Node returns one node's view.
+func (d *Daemon) Node(name string) (NodeView, error) {
+	inv := d.Inventory()
+	n := inv.Node(name)
+	if n == nil {
+		return NodeView{}, fmt.Errorf("%w %q", ErrUnknownNode, name)
+	}
+	return d.view(inv, n), nil
+}
+
+// Select expands a selection (a hostlist, or @group) into node names.
+func (d *Daemon) Select(expr string) ([]string, error) {
+	nodes, err := d.Inventory().Select(expr)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(nodes))
+	for i, n := range nodes {
+		out[i] = n.Name
+	}
+	return out, nil
+}
+
+// BootEntry renders the entry node name would get now, in format ("ipxe" or
+// "pxelinux"; "" picks the node's loader). It changes nothing.
+func (d *Daemon) BootEntry(name, format string) (string, error) {
+	inv := d.Inventory()
+	n := inv.Node(name)
+	if n == nil {
+		return "", fmt.Errorf("%w %q", ErrUnknownNode, name)
+	}
+	if format == "" {
+		format = string(n.Loader)
+	}
+	return d.Boot.Entry(inv, n, format, d.baseURL())
+}
+
+func (d *Daemon) baseURL() string {
+	if d.cfg.AdvertiseURL != "" {
+		return d.cfg.AdvertiseURL
+	}
+	return d.Boot.DefaultURL
+}
+
+// History returns the newest n events of a node (all nodes when name is "").
+func (d *Daemon) History(name string, n int) []bootstate.Event {
+	if name == "" {
+		return d.Tracker.Recent(n)
+	}
+	return d.Tracker.History(name, n)
+}
+
+// Edit is a change to one node's or group's inventory entry.
+type Edit struct {
+	// BaseRevision is the inventory revision the change was made against; the
+	// edit fails with inventory.ErrConflict when the file has changed since.
+	// Empty means the revision in force now.
+	BaseRevision string `json:"base_revision,omitempty"`
+	// Set maps dotted keys (image, kernel_args, boot_override.ipxe, ...) to
+	// values; Unset lists keys to remove.
+	Set   map[string]any `json:"set,omitempty"`
+	Unset []string       `json:"unset,omitempty"`
+}
+
+// editableKeys are the keys an Edit may touch; everything else is for the
+// file's editor.
+var editableKeys = map[string]bool{
+	"image": true, "group": true, "arch": true, "loader": true, "kernel_args": true, "ip": true,
+	"boot_override.ipxe": true, "boot_override.pxelinux": true,
+	"bmc.host": true, "bmc.port": true, "bmc.user": true, "bmc.password": true, "bmc.cipher_suites": true,
+}
+
+func checkEdit(e Edit, group bool) error {
+	if len(e.Set) == 0 && len(e.Unset) == 0 {
+		return errors.New("edit changes nothing")
+	}
+	for k, v := range e.Set {
+		if !editableKeys[k] || (group && (k == "ip" || k == "group")) {
+			return fmt.Errorf("key %q cannot be edited here", k)
+		}
+		if s, ok := v.(string); ok {
+			var err error
+			switch k {
+			case "boot_override.ipxe":
+				err = pxe.ValidateIPXE(s)
+			case "boot_override.pxelinux":
+				err = pxe.ValidatePxelinux(s)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+		}
+	}
+	for _, k := range e.Unset {
+		if !editableKeys[k] {
+			return fmt.Errorf("key %q cannot be edited here", k)
+		}
+	}
+	return nil
+}
+
+// EditNode changes a node's inventory entry atomically and reloads. It returns
+// the new revision.
+func (d *Daemon) EditNode(name string, e Edit) (string, error) {
+	if d.Inventory().Node(name) == nil {
+		return "", fmt.Errorf("%w %q", ErrUnknownNode, name)
+	}
+	return d.edit(e, false, func(doc *inventory.Document) error {
+		for _, k := range sortedKeys(e.Set) {
+			if err := doc.SetNodeField(name, k, e.Set[k]); err != nil {
+				return err
+			}
+		}
+		for _, k := range e.Unset {
+			if err := doc.DeleteNodeField(name, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// EditGroup changes a group's inventory entry atomically and reloads.
+func (d *Daemon) EditGroup(name string, e Edit) (string, error) {
+	if d.Inventory().Groups[name] == nil {
+		return "", fmt.Errorf("unknown group %q", name)
+	}
+	return d.edit(e, true, func(doc *inventory.Document) error {
+		for _, k := range sortedKeys(e.Set) {
+			if err := doc.SetGroupField(name, k, e.Set[k]); err != nil {
+				return err
+			}
+		}
+		for _, k := range e.Unset {
+			if err := doc.DeleteGroupField(name, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (d *Daemon) edit(e Edit, group bool, f func(*inventory.Document) error) (string, error) {
+	if err := checkEdit(e, group); err != nil {
+		return "", err
+	}
+	d.editMu.Lock()
+	defer d.editMu.Unlock()
+	base := e.BaseRevision
+	if base == "" {
+		base = d.Inventory().Revision
+	}
+	rev, err := inventory.Update(d.cfg.InventoryPath, base, f)
+	if err != nil {
+		return "", err
+	}
+	if err := d.Reload(); err != nil {
+		return rev, fmt.Errorf("written, but reload failed: %w", err)
+	}
+	return rev, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Preview is a boot entry rendered from a proposed override, or the current
+// entry when Override is empty.
+type Preview struct {
+	Node     string `json:"node"`
+	Format   string `json:"format"`
+	Override string `json:"override,omitempty"`
+}
+
+// PreviewEntry validates and renders a proposed override for a node without
+// applying it.
+func (d *Daemon) PreviewEntry(p Preview) (string, error) {
+	inv := d.Inventory()
+	n := inv.Node(p.Node)
+	if n == nil {
+		return "", fmt.Errorf("%w %q", ErrUnknownNode, p.Node)
+	}
+	format := p.Format
+	if format == "" {
+		format = string(n.Loader)
+	}
+	if strings.TrimSpace(p.Override) == "" {
+		return d.Boot.Entry(inv, n, format, d.baseURL())
+	}
+	params, err := d.Boot.Params(inv, n, d.baseURL())
+	if err != nil {
+		return "", err
+	}
+	return pxe.Preview(format, p.Override, params)
+}
+
+// stageCollector exports the number of nodes in each boot stage.
+type stageCollector struct {
+	d    *Daemon
+	desc *prometheus.Desc
+}
+
+func newStageCollector(d *Daemon) *stageCollector {
+	return &stageCollector{d: d, desc: prometheus.NewDesc("netbootui_nodes",
+		"Inventory nodes by boot stage.", []string{"stage"}, nil)}
+}
+
+// Describe implements prometheus.Collector.
+func (c *stageCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c *stageCollector) Collect(ch chan<- prometheus.Metric) {
+	counts := map[string]int{}
+	inv := c.d.Inventory()
+	for _, n := range inv.Nodes {
+		st, _ := c.d.Tracker.Get(n.Name)
+		s := string(st.Stage)
+		if s == "" {
+			s = "unknown"
+		}
+		counts[s]++
+	}
+	for s, n := range counts {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), s)
+	}
+}

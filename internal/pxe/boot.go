@@ -1,0 +1,355 @@
+package pxe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/image"
+	"github.com/netbootui/netbootui/internal/inventory"
+)
+
+// Images is what the boot servers need of the image store.
+type Images interface {
+	// Current returns the published generation of an image.
+	Current(image string) (string, error)
+	// Open opens one file (image.FileKernel, ...) of a generation.
+	Open(image, id, file string) (*os.File, error)
+}
+
+// Boot answers boot requests: it knows which node asks (by MAC in the path, by
+// the ?node= parameter of image URLs, or by the client IP seen earlier in the
+// same boot), which entry and files that node gets, and it reports every
+// request as a bootstate.Event. The TFTP server uses it as its TFTPSource; the
+// HTTP server (HTTPHandler) serves through it.
+type Boot struct {
+	// Inventory returns the inventory in force; it is called per request, so a
+	// reloaded inventory takes effect at once.
+	Inventory func() *inventory.Inventory
+	Renderer  *Renderer
+	Images    Images
+	Tokens    *Tokens
+	// Loaders serves bootloaders and other static files (the boot root).
+	Loaders *FileRoot
+	// Events receives every boot event. It must not block.
+	Events func(bootstate.Event)
+	// AdvertiseURL is the base URL nodes use to reach the HTTP server, e.g.
+	// "http://10.1.0.1:8080". When empty, HTTP responses use the request's Host
+	// and TFTP responses use DefaultURL.
+	AdvertiseURL string
+	// DefaultURL is the base URL for entries served over TFTP when
+	// AdvertiseURL is empty.
+	DefaultURL string
+	// LearnTTL is how long a client IP stays tied to the node that last asked
+	// for its own entry from it (default 15 minutes).
+	LearnTTL time.Duration
+	Logger   *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+
+	mu      sync.Mutex
+	learned map[netip.Addr]learnedIP
+}
+
+type learnedIP struct {
+	node string
+	at   time.Time
+}
+
+// nbpNames are the first files firmware fetches: a request for one of them
+// starts a new boot.
+var nbpNames = map[string]bool{
+	"undionly.kpxe": true, "undionly.kkpxe": true, "ipxe.pxe": true, "ipxe.efi": true,
+	"snponly.efi": true, "pxelinux.0": true, "lpxelinux.0": true, "syslinux.efi": true,
+	"bootx64.efi": true,
+}
+
+// IsNBP reports whether a served name is a network bootstrap program, whose
+// fetch marks the start of a boot.
+func IsNBP(name string) bool {
+	i := strings.LastIndexByte(name, '/')
+	return nbpNames[strings.ToLower(name[i+1:])]
+}
+
+func (b *Boot) now() time.Time {
+	if b.Now != nil {
+		return b.Now()
+	}
+	return time.Now()
+}
+
+func (b *Boot) logger() *slog.Logger {
+	if b.Logger != nil {
+		return b.Logger
+	}
+	return slog.Default()
+}
+
+func (b *Boot) emit(ev bootstate.Event) {
+	if b.Events == nil {
+		return
+	}
+	if ev.Time.IsZero() {
+		ev.Time = b.now()
+	}
+	b.Events(ev)
+}
+
+// learn ties a client IP to a node for the rest of its boot.
+func (b *Boot) learn(ip netip.Addr, node string) {
+	if !ip.IsValid() {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.learned == nil {
+		b.learned = map[netip.Addr]learnedIP{}
+	}
+	b.learned[ip.Unmap()] = learnedIP{node: node, at: b.now()}
+	if len(b.learned) > 65536 { // bounded: drop expired entries
+		ttl := b.ttl()
+		for k, v := range b.learned {
+			if b.now().Sub(v.at) > ttl {
+				delete(b.learned, k)
+			}
+		}
+	}
+}
+
+func (b *Boot) ttl() time.Duration {
+	if b.LearnTTL > 0 {
+		return b.LearnTTL
+	}
+	return 15 * time.Minute
+}
+
+// NodeByIP finds the node behind a client address: a static IP from the
+// inventory first, then an address learned earlier in the same boot.
+func (b *Boot) NodeByIP(inv *inventory.Inventory, ip netip.Addr) *inventory.Node {
+	ip = ip.Unmap()
+	if n := inv.NodeByIP(ip); n != nil {
+		return n
+	}
+	b.mu.Lock()
+	l, ok := b.learned[ip]
+	b.mu.Unlock()
+	if ok && b.now().Sub(l.at) <= b.ttl() {
+		return inv.Node(l.node)
+	}
+	return nil
+}
+
+// Assignment returns the image and generation a node boots: its pinned
+// generation, else its image's current one.
+func (b *Boot) Assignment(n *inventory.Node) (img, gen string, err error) {
+	if n.Image == "" {
+		return "", "", fmt.Errorf("node %s has no image assigned", n.Name)
+	}
+	if n.Generation != "" {
+		return n.Image, n.Generation, nil
+	}
+	gen, err = b.Images.Current(n.Image)
+	if err != nil {
+		return n.Image, "", fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	return n.Image, gen, nil
+}
+
+// Params assembles what the templates need for node n, with base the URL the
+// node reaches the HTTP server at. A node whose image has no generation yet
+// gets Params with an empty Generation (its entry says so and retries); any
+// other error is returned.
+func (b *Boot) Params(inv *inventory.Inventory, n *inventory.Node, base string) (BootParams, error) {
+	base = strings.TrimRight(base, "/")
+	p := BootParams{
+		Node:       n,
+		BaseURL:    base,
+		CheckinURL: base + "/checkin",
+		Token:      b.Tokens.Token(n.Name),
+	}
+	img, gen, err := b.Assignment(n)
+	p.Image = img
+	if err != nil && !errors.Is(err, image.ErrNotFound) {
+		return p, err
+	}
+	p.Generation = gen
+	args := n.KernelArgs
+	if im := inv.Images[img]; im != nil && im.KernelArgs != "" {
+		args = strings.TrimSpace(im.KernelArgs + " " + args)
+	}
+	p.KernelArgs = args
+	if gen != "" {
+		q := "?node=" + url.QueryEscape(n.Name)
+		rel := "images/" + img + "/" + gen + "/"
+		p.KernelURL = base + "/" + rel + image.FileKernel + q
+		p.InitrdURL = base + "/" + rel + image.FileInitrd + q
+		p.RootfsURL = base + "/" + rel + image.FileRootfs + q
+		p.KernelPath = rel + image.FileKernel
+		p.InitrdPath = rel + image.FileInitrd
+	}
+	return p, nil
+}
+
+// Entry renders node n's boot entry in format ("ipxe" or "pxelinux").
+func (b *Boot) Entry(inv *inventory.Inventory, n *inventory.Node, format, base string) (string, error) {
+	p, err := b.Params(inv, n, base)
+	if err != nil {
+		return "", err
+	}
+	return b.Renderer.Render(format, p)
+}
+
+// tftpBase is the base URL written into entries served over TFTP.
+func (b *Boot) tftpBase() string {
+	if b.AdvertiseURL != "" {
+		return b.AdvertiseURL
+	}
+	return b.DefaultURL
+}
+
+// OpenTFTP implements TFTPSource: rendered pxelinux configs, the iPXE chain
+// script, image files and the boot root's bootloaders.
+func (b *Boot) OpenTFTP(ctx context.Context, name string, client netip.AddrPort) (TFTPFile, error) {
+	inv := b.Inventory()
+	ip := client.Addr().Unmap()
+	ev := bootstate.Event{Proto: "tftp", Path: name, Remote: client.String()}
+	switch {
+	case strings.HasPrefix(name, "pxelinux.cfg/"):
+		return b.tftpPxelinuxConfig(inv, strings.TrimPrefix(name, "pxelinux.cfg/"), ip, ev)
+	case name == "boot.ipxe" || name == "autoexec.ipxe":
+		if n := b.NodeByIP(inv, ip); n != nil {
+			ev.Node = n.Name
+			ev.Kind, ev.Message = bootstate.KindInfo, "iPXE chain script over TFTP"
+			b.emit(ev)
+		}
+		return stringFile(ChainIPXE(b.tftpBase())), nil
+	case strings.HasPrefix(name, "images/"):
+		return b.tftpImageFile(inv, name, ip, ev)
+	}
+	f, size, err := b.Loaders.Open(name)
+	if err != nil {
+		return TFTPFile{}, err
+	}
+	if n := b.NodeByIP(inv, ip); n != nil {
+		ev.Node = n.Name
+		if IsNBP(name) {
+			ev.Kind, ev.Stage, ev.Total = bootstate.KindFetch, bootstate.StageNBP, size
+		} else {
+			ev.Kind, ev.Message = bootstate.KindInfo, "fetched "+name
+		}
+		b.emit(ev)
+	} else if IsNBP(name) {
+		ev.Kind, ev.Message = bootstate.KindUnknown, "bootloader "+name+" fetched by an unknown client"
+		b.emit(ev)
+	}
+	return TFTPFile{R: f, Size: size, Close: f.Close}, nil
+}
+
+func (b *Boot) tftpPxelinuxConfig(inv *inventory.Inventory, rest string, ip netip.Addr, ev bootstate.Event) (TFTPFile, error) {
+	var n *inventory.Node
+	switch {
+	case strings.HasPrefix(rest, "01-"):
+		mac, err := net.ParseMAC(strings.ReplaceAll(rest[3:], "-", ":"))
+		if err != nil {
+			return TFTPFile{}, ErrNotFound
+		}
+		n = inv.NodeByMAC(mac)
+		if n == nil {
+			ev.Kind, ev.MAC, ev.Message = bootstate.KindUnknown, mac.String(), "pxelinux config asked for by an unknown MAC"
+			b.emit(ev)
+			return TFTPFile{}, ErrNotFound // pxelinux goes on to pxelinux.cfg/default
+		}
+		b.learn(ip, n.Name)
+	case rest == "default":
+		n = b.NodeByIP(inv, ip)
+		if n == nil {
+			ev.Kind, ev.Message = bootstate.KindUnknown, "pxelinux default config served to an unknown client"
+			b.emit(ev)
+			return stringFile(DefaultPxelinux("")), nil
+		}
+	default:
+		// UUID and hex-IP probes: pxelinux tries them before 01-<mac>.
+		return TFTPFile{}, ErrNotFound
+	}
+	ev.Node = n.Name
+	text, err := b.Entry(inv, n, "pxelinux", b.tftpBase())
+	if err != nil {
+		ev.Kind, ev.Stage, ev.Error = bootstate.KindFail, bootstate.StageConfig, err.Error()
+		b.emit(ev)
+		return TFTPFile{}, err
+	}
+	ev.Kind, ev.Stage, ev.Total = bootstate.KindFetch, bootstate.StageConfig, int64(len(text))
+	b.emit(ev)
+	return stringFile(text), nil
+}
+
+// imagePath splits "images/<image>/<gen>/<file>" and maps the file to a boot
+// stage.
+func imagePath(rel string) (img, gen, file string, stage bootstate.Stage, ok bool) {
+	parts := strings.Split(rel, "/")
+	if len(parts) != 4 || parts[0] != "images" {
+		return "", "", "", "", false
+	}
+	img, gen, file = parts[1], parts[2], parts[3]
+	if !image.ValidImageName(img) || !image.ValidGenerationID(gen) {
+		return "", "", "", "", false
+	}
+	switch file {
+	case image.FileKernel:
+		stage = bootstate.StageKernel
+	case image.FileInitrd:
+		stage = bootstate.StageInitrd
+	case image.FileRootfs:
+		stage = bootstate.StageRootfs
+	default:
+		return "", "", "", "", false
+	}
+	return img, gen, file, stage, true
+}
+
+func (b *Boot) tftpImageFile(inv *inventory.Inventory, name string, ip netip.Addr, ev bootstate.Event) (TFTPFile, error) {
+	img, gen, file, stage, ok := imagePath(name)
+	if !ok {
+		return TFTPFile{}, ErrNotFound
+	}
+	if n := b.NodeByIP(inv, ip); n != nil {
+		ev.Node = n.Name
+	}
+	f, err := b.Images.Open(img, gen, file)
+	if err != nil {
+		if ev.Node != "" {
+			ev.Kind, ev.Stage, ev.Error = bootstate.KindFail, stage, "tftp "+name+": not found"
+			b.emit(ev)
+		}
+		return TFTPFile{}, ErrNotFound
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return TFTPFile{}, err
+	}
+	if ev.Node != "" {
+		ev.Kind, ev.Stage, ev.Total, ev.Generation = bootstate.KindFetch, stage, st.Size(), gen
+		b.emit(ev)
+	}
+	return TFTPFile{R: f, Size: st.Size(), Close: f.Close}, nil
+}
+
+func stringFile(s string) TFTPFile {
+	return TFTPFile{R: strings.NewReader(s), Size: int64(len(s)), Close: func() error { return nil }}
+}
+
+var hostRE = regexp.MustCompile(`^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$`)
+
+// safeHost reports whether a Host header may be written into a boot entry.
+func safeHost(h string) bool { return len(h) <= 255 && hostRE.MatchString(h) }
