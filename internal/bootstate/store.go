@@ -234,8 +234,6 @@ func (s *Store) write(b *batch) error {
 				}
 			}
 		}
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
 		var cur *bolt.Bucket
 		curName := ""
 		unknownWritten := false
@@ -259,11 +257,12 @@ func (s *Store) write(b *batch) error {
 					return err
 				}
 			}
-			buf.Reset()
-			if err := enc.Encode(&p.ev); err != nil {
+			// A fresh slice per value: bbolt keeps it until the commit.
+			v, err := json.Marshal(&p.ev)
+			if err != nil {
 				return err
 			}
-			if err := bk.Put(seqKey(p.ev.Seq), bytes.TrimSuffix(buf.Bytes(), []byte("\n"))); err != nil {
+			if err := bk.Put(seqKey(p.ev.Seq), v); err != nil {
 				return err
 			}
 		}

@@ -86,4 +86,3 @@ func (d *Daemon) PublishImage(name, gen string) error {
 		Message: fmt.Sprintf("image %s: current generation %s (was %q)", name, gen, old)})
 	return nil
 }
-

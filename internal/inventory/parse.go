@@ -335,14 +335,16 @@ func (p *parser) alias(n *yaml.Node) bool {
 }
 
 // mapping walks a mapping's pairs, rejecting duplicate and unknown keys. A
-// missing or null value is an empty mapping.
-func (p *parser) mapping(n *yaml.Node, what string, allowed []string, fn func(key string, k, v *yaml.Node)) {
+// missing or null value is an empty mapping. It returns how many keys it
+// rejected, so that callers do not also report a required key as missing when
+// it is probably the misspelt one.
+func (p *parser) mapping(n *yaml.Node, what string, allowed []string, fn func(key string, k, v *yaml.Node)) (rejected int) {
 	if isNull(n) || p.alias(n) {
-		return
+		return 0
 	}
 	if n.Kind != yaml.MappingNode {
 		p.errorf(n, "%s must be a mapping, got %s", what, describe(n))
-		return
+		return 1
 	}
 	first := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -352,6 +354,7 @@ func (p *parser) mapping(n *yaml.Node, what string, allowed []string, fn func(ke
 		}
 		if k.Kind != yaml.ScalarNode {
 			p.errorf(k, "a key in %s must be a plain name, got %s", what, describe(k))
+			rejected++
 			continue
 		}
 		if prev, dup := first[k.Value]; dup {
@@ -361,10 +364,12 @@ func (p *parser) mapping(n *yaml.Node, what string, allowed []string, fn func(ke
 		first[k.Value] = k
 		if allowed != nil && !slices.Contains(allowed, k.Value) {
 			p.errorf(k, "unknown key %q in %s (allowed: %s)", k.Value, what, strings.Join(allowed, ", "))
+			rejected++
 			continue
 		}
 		fn(k.Value, k, v)
 	}
+	return rejected
 }
 
 // str reads a string scalar; numbers are taken as written. ok is false when
@@ -478,11 +483,11 @@ func (p *parser) parseGroups(n *yaml.Node, inv *Inventory) {
 }
 
 // parseSpec reads the keys a group and a node share; fn gets the others.
-func (p *parser) parseSpec(n *yaml.Node, what string, keys, bmcKeys []string, sp *spec, other ...func(key string, k, v *yaml.Node)) {
+func (p *parser) parseSpec(n *yaml.Node, what string, keys, bmcKeys []string, sp *spec, other ...func(key string, k, v *yaml.Node)) (rejected int) {
 	if isNull(n) {
-		return
+		return 0
 	}
-	p.mapping(n, what, keys, func(key string, k, v *yaml.Node) {
+	return p.mapping(n, what, keys, func(key string, k, v *yaml.Node) {
 		switch key {
 		case "arch":
 			if s, ok := p.str(v, what+": arch"); ok {
@@ -665,7 +670,7 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 			what = "node " + name
 		}
 		sp := &spec{}
-		p.parseSpec(e, what, nodeKeys, nodeBMCKeys, sp, func(key string, k, v *yaml.Node) {
+		rejected := p.parseSpec(e, what, nodeKeys, nodeBMCKeys, sp, func(key string, k, v *yaml.Node) {
 			switch key {
 			case "group":
 				groupN = v
@@ -676,7 +681,9 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 			}
 		})
 		if nameN == nil {
-			p.errorf(e, "%s has no name", what)
+			if rejected == 0 {
+				p.errorf(e, "%s has no name", what)
+			}
 			continue
 		}
 		if name == "" {
@@ -762,7 +769,7 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 				ip = a
 			}
 		}
-		nics, nicsOK := p.parseNICs(nicsN, e, what)
+		nics, nicsOK := p.parseNICs(nicsN, e, what, rejected > 0)
 		if !nicsOK {
 			continue
 		}
@@ -859,9 +866,11 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 }
 
 // parseNICs reads a node entry's nics list.
-func (p *parser) parseNICs(n, entry *yaml.Node, what string) ([]nicSpec, bool) {
+func (p *parser) parseNICs(n, entry *yaml.Node, what string, typo bool) ([]nicSpec, bool) {
 	if n == nil {
-		p.errorf(entry, "%s has no nics: list at least the boot NIC's mac", what)
+		if !typo {
+			p.errorf(entry, "%s has no nics: list at least the boot NIC's mac", what)
+		}
 		return nil, false
 	}
 	items, ok := p.sequence(n, what+": nics")
@@ -886,7 +895,7 @@ func (p *parser) parseNICs(n, entry *yaml.Node, what string) ([]nicSpec, bool) {
 			continue
 		}
 		nic := nicSpec{}
-		p.mapping(it, nicWhat, nicKeys, func(key string, _, v *yaml.Node) {
+		rejected := p.mapping(it, nicWhat, nicKeys, func(key string, _, v *yaml.Node) {
 			switch key {
 			case "mac":
 				s, ok := p.str(v, nicWhat+".mac")
@@ -922,7 +931,7 @@ func (p *parser) parseNICs(n, entry *yaml.Node, what string) ([]nicSpec, bool) {
 			}
 		})
 		if nic.mac == nil {
-			if good {
+			if good && rejected == 0 {
 				at := it
 				if isNull(it) {
 					p.errorf(at, "%s is empty: it needs a mac", nicWhat)

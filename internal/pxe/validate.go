@@ -389,6 +389,7 @@ func validatePxelinuxText(text string, requireKernel bool) error {
 	type label struct {
 		w         word
 		hasKernel bool
+		broken    bool // a line inside had an error: do not pile on
 	}
 	var (
 		labels     []*label
@@ -401,10 +402,10 @@ func validatePxelinuxText(text string, requireKernel bool) error {
 		dynDefault bool
 		dynLabel   bool
 	)
-	for _, ln := range splitLines(text) {
+	checkLine := func(ln srcLine) {
 		words := splitWords([]srcLine{ln})
 		if len(words) == 0 || strings.HasPrefix(words[0].s, "#") {
-			continue
+			return
 		}
 		kw := words[0]
 		key := strings.ToLower(kw.s)
@@ -412,10 +413,10 @@ func validatePxelinuxText(text string, requireKernel bool) error {
 			if key == "endtext" {
 				inText = nil
 			}
-			continue
+			return
 		}
 		if kw.dynamic() {
-			continue
+			return
 		}
 		if !pxelinuxDirectives[key] {
 			msg := fmt.Sprintf("unknown directive %q", kw.s)
@@ -423,27 +424,27 @@ func validatePxelinuxText(text string, requireKernel bool) error {
 				msg += fmt.Sprintf(" (did you mean %q?)", strings.ToUpper(s))
 			}
 			errs.add(F, kw.line, kw.col, "%s", msg)
-			continue
+			return
 		}
 		args := words[1:]
 		if pxelinuxNeedArg[key] && len(args) == 0 {
 			errs.add(F, kw.line, kw.col, "%s needs an argument", strings.ToUpper(key))
-			continue
+			return
 		}
 		if pxelinuxNumeric[key] && len(args) > 0 && !args[0].dynamic() {
 			v, err := strconv.Atoi(args[0].s)
 			if err != nil || (v < 0 && key != "localboot") {
 				errs.add(F, args[0].line, args[0].col, "%s takes a number, not %q", strings.ToUpper(key), args[0].s)
-				continue
+				return
 			}
 		}
 		if pxelinuxNumeric[key] && len(args) == 0 {
 			errs.add(F, kw.line, kw.col, "%s needs a number", strings.ToUpper(key))
-			continue
+			return
 		}
 		if pxelinuxInLabel[key] && cur == nil {
 			errs.add(F, kw.line, kw.col, "%s outside a LABEL (write LABEL name first)", strings.ToUpper(key))
-			continue
+			return
 		}
 		switch key {
 		case "label":
@@ -470,7 +471,7 @@ func validatePxelinuxText(text string, requireKernel bool) error {
 		case "text":
 			if strings.ToLower(args0(args)) != "help" {
 				errs.add(F, kw.line, kw.col, "TEXT must be followed by HELP")
-				continue
+				return
 			}
 			if cur == nil {
 				errs.add(F, kw.line, kw.col, "TEXT HELP outside a LABEL")
@@ -482,7 +483,7 @@ func validatePxelinuxText(text string, requireKernel bool) error {
 		case "menu":
 			if len(args) == 0 {
 				errs.add(F, kw.line, kw.col, "MENU needs a keyword (TITLE, LABEL, DEFAULT...)")
-				continue
+				return
 			}
 			if sub := strings.ToLower(args[0].s); !pxelinuxMenu[sub] && !args[0].dynamic() {
 				msg := fmt.Sprintf("unknown MENU keyword %q", args[0].s)
@@ -499,11 +500,18 @@ func validatePxelinuxText(text string, requireKernel bool) error {
 			kernels++
 		}
 	}
+	for _, ln := range splitLines(text) {
+		before := len(errs)
+		checkLine(ln)
+		if cur != nil && len(errs) > before {
+			cur.broken = true // do not pile "no KERNEL" on a line's error
+		}
+	}
 	if inText != nil {
 		errs.add(F, inText.line, inText.col, "TEXT HELP without ENDTEXT")
 	}
 	for _, l := range labels {
-		if !l.hasKernel {
+		if !l.hasKernel && !l.broken {
 			errs.add(F, l.w.line, l.w.col, "label %q has no KERNEL, LINUX, COM32, LOCALBOOT or CONFIG", l.w.s)
 		}
 	}
