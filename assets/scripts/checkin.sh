@@ -1,0 +1,120 @@
+#!/bin/sh
+# netbootui check-in agent (installed in images as /usr/sbin/netbootui-checkin).
+#
+# Reports to the daemon that this node runs, with which image generation and
+# how much it has written to its overlay:
+#   POST $NETBOOTUI_CHECKIN  (application/x-www-form-urlencoded)
+#   node=&token=&generation=&uptime=&overlay_bytes=&boot_id=[&probe=]
+# at start, then every NETBOOTUI_CHECKIN_INTERVAL seconds (default 30). A failed
+# post (network down, daemon away, 403 for a bad token) is logged and retried
+# with a doubling delay; the agent never exits on a failed post.
+#
+# Parameters (NETBOOTUI_NODE, _TOKEN, _GEN, _CHECKIN, _CHECKIN_INTERVAL,
+# _OVERLAY_DIR, _PROBE, _TEST_WRITE) come from the environment, then from
+# /run/netbootui.env (written by the live init; $NETBOOTUI_ENV overrides the
+# path), and those still empty from netbootui.* words on /proc/cmdline.
+#
+# Test hooks (kernel command line), used by the QEMU tests:
+#   netbootui.probe=PATH       each check-in carries probe=present|absent for PATH
+#   netbootui.test_write=PATH  after the first check-in, write 64 KiB of random
+#                              data to PATH and check in again at once
+#
+# Usage: netbootui-checkin [--once]   (--once: one post, exit status = result)
+
+env_file=${NETBOOTUI_ENV:-/run/netbootui.env}
+
+log() { echo "netbootui-checkin: $*" >&2; }
+
+if [ -r "$env_file" ]; then
+	# shellcheck disable=SC1090 # written by the live init
+	. "$env_file"
+fi
+set -f
+# shellcheck disable=SC2013 # words, not lines, are wanted here
+for arg in $(cat /proc/cmdline 2>/dev/null); do
+	case $arg in
+	netbootui.node=*) [ -n "$NETBOOTUI_NODE" ] || NETBOOTUI_NODE=${arg#*=} ;;
+	netbootui.token=*) [ -n "$NETBOOTUI_TOKEN" ] || NETBOOTUI_TOKEN=${arg#*=} ;;
+	netbootui.gen=*) [ -n "$NETBOOTUI_GEN" ] || NETBOOTUI_GEN=${arg#*=} ;;
+	netbootui.checkin=*) [ -n "$NETBOOTUI_CHECKIN" ] || NETBOOTUI_CHECKIN=${arg#*=} ;;
+	netbootui.checkin_interval=*)
+		[ -n "$NETBOOTUI_CHECKIN_INTERVAL" ] || NETBOOTUI_CHECKIN_INTERVAL=${arg#*=} ;;
+	netbootui.probe=*) [ -n "$NETBOOTUI_PROBE" ] || NETBOOTUI_PROBE=${arg#*=} ;;
+	netbootui.test_write=*) [ -n "$NETBOOTUI_TEST_WRITE" ] || NETBOOTUI_TEST_WRITE=${arg#*=} ;;
+	esac
+done
+set +f
+
+interval=${NETBOOTUI_CHECKIN_INTERVAL:-30}
+case $interval in '' | *[!0-9]*) interval=30 ;; esac
+[ "$interval" -ge 1 ] || interval=1
+overlay=${NETBOOTUI_OVERLAY_DIR:-/run/live/rw}
+if [ -z "$NETBOOTUI_CHECKIN" ] || [ -z "$NETBOOTUI_NODE" ]; then
+	log "no netbootui.checkin URL or netbootui.node: nothing to report to"
+	exit 2
+fi
+boot_id=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)
+[ -n "$boot_id" ] || boot_id=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+
+# urlenc STRING: STRING percent-encoded for a form body.
+urlenc() {
+	printf '%s' "$1" | od -An -v -tx1 | awk '
+	BEGIN { for (n = 32; n < 127; n++) chr[sprintf("%02x", n)] = sprintf("%c", n) }
+	{
+		for (i = 1; i <= NF; i++) {
+			if ($i ~ /^(3[0-9]|4[1-9a-f]|5[0-9a]|6[1-9a-f]|7[0-9a]|2d|2e|5f|7e)$/) out = out chr[$i]
+			else out = out "%" toupper($i)
+		}
+	}
+	END { printf "%s", out }'
+}
+
+# overlay_bytes: bytes used in the overlay's tmpfs (upper + work).
+overlay_bytes() {
+	# shellcheck disable=SC2046 # split the three numbers
+	set -- $(stat -f -c '%b %f %S' "$overlay" 2>/dev/null)
+	if [ $# -eq 3 ]; then
+		echo $((($1 - $2) * $3))
+	else
+		echo $(($(du -sk "$overlay" 2>/dev/null | cut -f1) * 1024))
+	fi
+}
+
+# post: one check-in; prints the daemon's answer on success.
+post() {
+	uptime=$(cut -d' ' -f1 /proc/uptime)
+	body="node=$(urlenc "$NETBOOTUI_NODE")&token=$(urlenc "$NETBOOTUI_TOKEN")"
+	body="$body&generation=$(urlenc "$NETBOOTUI_GEN")&uptime=$uptime"
+	body="$body&overlay_bytes=$(overlay_bytes)&boot_id=$boot_id"
+	if [ -n "$NETBOOTUI_PROBE" ]; then
+		if [ -e "$NETBOOTUI_PROBE" ]; then body="$body&probe=present"; else body="$body&probe=absent"; fi
+	fi
+	# (busybox wget -T crashes in Debian 12's build: bound it with timeout)
+	timeout 20 wget -q -O - --header 'Content-Type: application/x-www-form-urlencoded' \
+		--post-data "$body" "$NETBOOTUI_CHECKIN" && echo
+}
+
+if [ "$1" = --once ]; then
+	post >/dev/null
+	exit
+fi
+
+first=1 delay=2
+while :; do
+	if post >/dev/null; then
+		log "checked in to $NETBOOTUI_CHECKIN as $NETBOOTUI_NODE (generation $NETBOOTUI_GEN)"
+		delay=2
+		wait_s=$interval
+		if [ "$first" = 1 ] && [ -n "$NETBOOTUI_TEST_WRITE" ]; then
+			dd if=/dev/urandom of="$NETBOOTUI_TEST_WRITE" bs=1024 count=64 2>/dev/null &&
+				log "test hook: wrote $NETBOOTUI_TEST_WRITE" && wait_s=0
+		fi
+		first=0
+	else
+		log "check-in to $NETBOOTUI_CHECKIN failed; retrying in ${delay}s"
+		wait_s=$delay
+		delay=$((delay * 2))
+		[ "$delay" -le 300 ] || delay=300
+	fi
+	[ "$wait_s" -gt 0 ] && sleep "$wait_s"
+done

@@ -1,0 +1,29 @@
+#!/bin/sh
+# /etc/init.d/rcS of the minimal test root filesystem that
+# internal/image/liveinit.BuildRootfs lays out. busybox init runs it once at
+# boot (sysinit), before it starts the check-in agent and the console shell.
+# It mounts what the live init did not hand over, names the host after the
+# node and prints the image's name so a serial log shows the root came up.
+
+PATH=/bin:/sbin:/usr/bin:/usr/sbin
+export PATH
+
+# mounted DIR: DIR is a mount point (busybox here has no mountpoint applet).
+mounted() { grep -q "^[^ ]* $1 " /proc/mounts 2>/dev/null; }
+
+mounted /proc || mount -t proc proc /proc
+mounted /sys || mount -t sysfs sysfs /sys
+mounted /dev || mount -t devtmpfs devtmpfs /dev
+mounted /run || mount -t tmpfs -o mode=0755 tmpfs /run
+mkdir -p /dev/pts /run/netbootui
+mounted /dev/pts || mount -t devpts devpts /dev/pts
+mounted /tmp || mount -t tmpfs -o mode=1777 tmpfs /tmp
+
+if [ -r /run/netbootui.env ]; then
+	# shellcheck disable=SC1091 # written by the live init
+	. /run/netbootui.env
+	[ -n "$NETBOOTUI_NODE" ] && hostname "$NETBOOTUI_NODE"
+fi
+
+name=$(sed -n 's/^PRETTY_NAME="\(.*\)"$/\1/p' /etc/os-release 2>/dev/null)
+echo "netbootui: rootfs up: ${name:-unknown} on $(hostname), kernel $(uname -r)"
