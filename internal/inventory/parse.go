@@ -176,30 +176,70 @@ func (p *parser) checkText(data []byte) bool {
 }
 
 // yamlError turns a yaml.v3 syntax error into a positioned Error. The library
-// gives a line only; the column is that of the line's first non-blank character.
+// reports a line only, and often the line where the enclosing block started
+// rather than the offending one; so the line is found again as the shortest
+// run of leading lines that fails with the same message. The column is that of
+// the line's first tab for tab errors, else of its first non-blank character.
 func (p *parser) yamlError(data []byte, err error) {
-	msg := err.Error()
+	msg := yamlMessage(err)
 	line := 1
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
 		line, _ = strconv.Atoi(m[1])
-		msg = m[2]
-	} else {
-		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
-	lines := bytes.Split(data, []byte("\n"))
-	if line < 1 {
-		line = 1
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	if n := firstFailingLine(lines, msg); n > 0 {
+		line = n
 	}
-	if line > len(lines) {
-		line = len(lines)
-	}
+	line = max(1, min(line, len(lines)))
 	col := 1
-	if line >= 1 && line <= len(lines) {
-		text := lines[line-1]
+	if line <= len(lines) {
+		text := bytes.TrimRight(lines[line-1], "\r\n")
 		trimmed := bytes.TrimLeft(text, " \t")
 		col = utf8.RuneCount(text[:len(text)-len(trimmed)]) + 1
+		if strings.Contains(msg, "tab") {
+			if i := bytes.IndexByte(text, '\t'); i >= 0 {
+				col = utf8.RuneCount(text[:i]) + 1
+			}
+		}
 	}
 	p.errs = append(p.errs, &Error{Pos: Pos{p.file, line, col}, Msg: "YAML syntax error: " + msg})
+}
+
+// yamlMessage strips "yaml: " and "line N: " from a yaml.v3 error.
+func yamlMessage(err error) string {
+	msg := err.Error()
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		return m[2]
+	}
+	return strings.TrimPrefix(msg, "yaml: ")
+}
+
+// firstFailingLine returns the smallest n such that the first n lines fail to
+// parse with msg, or 0 when the whole input does not.
+func firstFailingLine(lines [][]byte, msg string) int {
+	fails := func(n int) bool {
+		dec := yaml.NewDecoder(bytes.NewReader(bytes.Join(lines[:n], nil)))
+		for range 2 {
+			var doc yaml.Node
+			if err := dec.Decode(&doc); err != nil {
+				return !errors.Is(err, io.EOF) && yamlMessage(err) == msg
+			}
+		}
+		return false
+	}
+	if len(lines) == 0 || !fails(len(lines)) {
+		return 0
+	}
+	lo, hi := 1, len(lines) // fails(hi) holds
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return hi
 }
 
 func (p *parser) parse(data []byte) *Inventory {
