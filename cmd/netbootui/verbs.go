@@ -248,8 +248,11 @@ func eventLine(ev bootstate.Event) string {
 			fmt.Fprintf(&b, " %s=%s", kv[0], quoteIfSpace(kv[1]))
 		}
 	}
-	if ev.Total > 0 {
+	switch {
+	case ev.Kind == bootstate.KindProgress:
 		fmt.Fprintf(&b, " bytes=%d/%d", ev.Bytes, ev.Total)
+	case ev.Total > 0:
+		fmt.Fprintf(&b, " size=%d", ev.Total)
 	}
 	if ev.Kind == bootstate.KindCheckin {
 		fmt.Fprintf(&b, " uptime=%s overlay=%d", ev.Uptime, ev.OverlayBytes)

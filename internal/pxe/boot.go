@@ -202,11 +202,33 @@ func (b *Boot) Params(inv *inventory.Inventory, n *inventory.Node, base string) 
 
 // Entry renders node n's boot entry in format ("ipxe" or "pxelinux").
 func (b *Boot) Entry(inv *inventory.Inventory, n *inventory.Node, format, base string) (string, error) {
+	text, _, err := b.entry(inv, n, format, base)
+	return text, err
+}
+
+func (b *Boot) entry(inv *inventory.Inventory, n *inventory.Node, format, base string) (string, BootParams, error) {
 	p, err := b.Params(inv, n, base)
 	if err != nil {
-		return "", err
+		return "", p, err
 	}
-	return b.Renderer.Render(format, p)
+	text, err := b.Renderer.Render(format, p)
+	return text, p, err
+}
+
+// served reports a rendered entry that was sent to node: a config fetch, or a
+// failure when the entry can only print why the node has nothing to boot.
+func (b *Boot) served(ev bootstate.Event, p BootParams, size int) {
+	ev.Stage, ev.Total = bootstate.StageConfig, int64(size)
+	ev.Generation = p.Generation
+	if p.Generation == "" && p.Node.Override.Empty() {
+		ev.Kind, ev.Error = bootstate.KindFail, "image "+p.Image+" has no published generation"
+		if p.Image == "" {
+			ev.Error = "no image assigned"
+		}
+	} else {
+		ev.Kind = bootstate.KindFetch
+	}
+	b.emit(ev)
 }
 
 // tftpBase is the base URL written into entries served over TFTP.
@@ -282,14 +304,13 @@ func (b *Boot) tftpPxelinuxConfig(inv *inventory.Inventory, rest string, ip neti
 		return TFTPFile{}, ErrNotFound
 	}
 	ev.Node = n.Name
-	text, err := b.Entry(inv, n, "pxelinux", b.tftpBase())
+	text, p, err := b.entry(inv, n, "pxelinux", b.tftpBase())
 	if err != nil {
 		ev.Kind, ev.Stage, ev.Error = bootstate.KindFail, bootstate.StageConfig, err.Error()
 		b.emit(ev)
 		return TFTPFile{}, err
 	}
-	ev.Kind, ev.Stage, ev.Total = bootstate.KindFetch, bootstate.StageConfig, int64(len(text))
-	b.emit(ev)
+	b.served(ev, p, len(text))
 	return stringFile(text), nil
 }
 

@@ -159,7 +159,7 @@ func (s *HTTPServer) handleBoot(w http.ResponseWriter, r *http.Request) {
 	}
 	b.learn(client.Addr(), n.Name)
 	ev.Node = n.Name
-	text, err := b.Entry(inv, n, format, base)
+	text, p, err := b.entry(inv, n, format, base)
 	if err != nil {
 		ev.Kind, ev.Stage, ev.Error = bootstate.KindFail, bootstate.StageConfig, err.Error()
 		b.emit(ev)
@@ -167,8 +167,7 @@ func (s *HTTPServer) handleBoot(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "netbootui: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	ev.Kind, ev.Stage, ev.Total = bootstate.KindFetch, bootstate.StageConfig, int64(len(text))
-	b.emit(ev)
+	b.served(ev, p, len(text))
 	s.count("boot", http.StatusOK)
 	writeText(w, text)
 }
