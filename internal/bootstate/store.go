@@ -285,12 +285,15 @@ func (s *Store) write(b *batch) error {
 			}
 		}
 		if unknownWritten {
-			if n := unk.Stats().KeyN; n > unknownKeep {
-				c := unk.Cursor()
-				for i, k := 0, firstKey(c); i < n-unknownKeep && k != nil; i, k = i+1, firstKey(c) {
-					if err := c.Delete(); err != nil {
-						return err
-					}
+			// Keep the newest unknownKeep: find the oldest of them.
+			c := unk.Cursor()
+			k, _ := c.Last()
+			for i := 1; i < unknownKeep && k != nil; i++ {
+				k, _ = c.Prev()
+			}
+			if k != nil {
+				if err := deleteBefore(unk, binary.BigEndian.Uint64(k)); err != nil {
+					return err
 				}
 			}
 		}
@@ -312,9 +315,4 @@ func deleteBefore(b *bolt.Bucket, seq uint64) error {
 		}
 	}
 	return nil
-}
-
-func firstKey(c *bolt.Cursor) []byte {
-	k, _ := c.First()
-	return k
 }
