@@ -40,9 +40,18 @@ const redacted = "[redacted]"
 // (fmt verbs, JSON, slog) shows a password: they all print "[redacted]".
 // A nil *Secrets is valid and knows only environment overrides.
 type Secrets struct {
-	// The map sits behind a pointer so that printing a struct that holds a
-	// Secrets by value shows an address, not the passwords.
-	m *map[string]string
+	// The passwords sit inside a closure: fmt prints a func as an address,
+	// even through reflection on an unexported field of another struct, where
+	// Secrets' own Format is not called.
+	lookup func(ref string) (string, bool)
+	n      int
+}
+
+func newSecrets(m map[string]string) *Secrets {
+	return &Secrets{
+		lookup: func(ref string) (string, bool) { v, ok := m[ref]; return v, ok },
+		n:      len(m),
+	}
 }
 
 // LoadSecrets reads a secrets file:
@@ -90,8 +99,7 @@ func parseSecrets(path string, data []byte) (*Secrets, error) {
 		return nil, sortErrors(p.errs)
 	}
 	if len(doc.Content) == 0 {
-		s := &Secrets{m: &m}
-		return s, nil
+		return newSecrets(m), nil
 	}
 	p.mapping(doc.Content[0], "the secrets file", []string{"bmc_passwords"}, func(_ string, _, v *yaml.Node) {
 		p.mapping(v, "bmc_passwords", nil, func(ref string, _, v *yaml.Node) {
@@ -105,7 +113,7 @@ func parseSecrets(path string, data []byte) (*Secrets, error) {
 	if len(p.errs) > 0 {
 		return nil, sortErrors(p.errs)
 	}
-	return &Secrets{m: &m}, nil
+	return newSecrets(m), nil
 }
 
 // Password returns the password for ref: the environment override when set
@@ -114,19 +122,18 @@ func (s *Secrets) Password(ref string) (string, bool) {
 	if v, ok := os.LookupEnv(EnvPasswordVar(ref)); ok {
 		return v, true
 	}
-	if s == nil || s.m == nil {
+	if s == nil || s.lookup == nil {
 		return "", false
 	}
-	v, ok := (*s.m)[ref]
-	return v, ok
+	return s.lookup(ref)
 }
 
 // Len returns how many passwords the file holds.
 func (s *Secrets) Len() int {
-	if s == nil || s.m == nil {
+	if s == nil {
 		return 0
 	}
-	return len(*s.m)
+	return s.n
 }
 
 // String returns a redacted description.
