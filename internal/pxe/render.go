@@ -117,8 +117,10 @@ type TemplateData struct {
 // Renderer renders boot entries from templates parsed once. It is safe for
 // concurrent use.
 type Renderer struct {
-	ipxe     *template.Template
-	pxelinux *template.Template
+	ipxe         *template.Template
+	pxelinux     *template.Template
+	ipxeProg     program // nil: run ipxe with text/template
+	pxelinuxProg program
 
 	overrides  sync.Map // override key -> *overrideEntry
 	nOverrides atomic.Int64
@@ -131,6 +133,7 @@ const maxCachedOverrides = 4096
 
 type overrideEntry struct {
 	tmpl *template.Template
+	prog program
 	err  error
 }
 
@@ -156,6 +159,8 @@ func NewRenderer(dir string) (*Renderer, error) {
 	if r.pxelinux, err = loadTemplate(dir, PxelinuxTemplateName); err != nil {
 		return nil, err
 	}
+	r.ipxeProg = compileTemplate(r.ipxe)
+	r.pxelinuxProg = compileTemplate(r.pxelinux)
 	if err := r.selfCheck(); err != nil {
 		return nil, err
 	}
@@ -249,16 +254,16 @@ func (r *Renderer) Render(format string, p BootParams) (string, error) {
 // IPXE renders the node's iPXE script: its override if it has one, the
 // template otherwise.
 func (r *Renderer) IPXE(p BootParams) (string, error) {
-	return r.render(FormatIPXE, p, r.ipxe)
+	return r.render(FormatIPXE, p, r.ipxe, r.ipxeProg)
 }
 
 // Pxelinux renders the node's pxelinux config: its override if it has one,
 // the template otherwise.
 func (r *Renderer) Pxelinux(p BootParams) (string, error) {
-	return r.render(FormatPxelinux, p, r.pxelinux)
+	return r.render(FormatPxelinux, p, r.pxelinux, r.pxelinuxProg)
 }
 
-func (r *Renderer) render(format string, p BootParams, t *template.Template) (string, error) {
+func (r *Renderer) render(format string, p BootParams, t *template.Template, prog program) (string, error) {
 	if err := p.Validate(); err != nil {
 		return "", err
 	}
@@ -269,14 +274,18 @@ func (r *Renderer) render(format string, p BootParams, t *template.Template) (st
 		}
 		return out, nil
 	}
-	return r.execute(t, newTemplateData(format, p))
+	return r.execute(t, prog, newTemplateData(format, p))
 }
 
-func (r *Renderer) execute(t *template.Template, d *TemplateData) (string, error) {
+// execute runs the compiled program when there is one, text/template
+// otherwise.
+func (r *Renderer) execute(t *template.Template, prog program, d *TemplateData) (string, error) {
 	buf := r.bufs.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer r.bufs.Put(buf)
-	if err := t.Execute(buf, d); err != nil {
+	if prog != nil {
+		prog.run(buf, d)
+	} else if err := t.Execute(buf, d); err != nil {
 		return "", fmt.Errorf("pxe: node %s: template %s: %w", d.Name, t.Name(), err)
 	}
 	return buf.String(), nil
@@ -301,11 +310,11 @@ func (r *Renderer) Preview(format, override string, p BootParams) (string, error
 		return "", err
 	}
 	if override == "" {
-		t := r.ipxe
+		t, prog := r.ipxe, r.ipxeProg
 		if format == FormatPxelinux {
-			t = r.pxelinux
+			t, prog = r.pxelinux, r.pxelinuxProg
 		}
-		return r.execute(t, newTemplateData(format, p))
+		return r.execute(t, prog, newTemplateData(format, p))
 	}
 	return r.expandOverride(format, override, p)
 }
@@ -335,7 +344,7 @@ func (r *Renderer) expandOverride(format, text string, p BootParams) (string, er
 		ent = v.(*overrideEntry)
 	} else {
 		t, err := parseOverride(format, text)
-		ent = &overrideEntry{tmpl: t, err: err}
+		ent = &overrideEntry{tmpl: t, prog: compileTemplate(t), err: err}
 		if r.nOverrides.Load() < maxCachedOverrides {
 			if _, loaded := r.overrides.LoadOrStore(key, ent); !loaded {
 				r.nOverrides.Add(1)
@@ -349,7 +358,9 @@ func (r *Renderer) expandOverride(format, text string, p BootParams) (string, er
 	buf := r.bufs.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer r.bufs.Put(buf)
-	if err := ent.tmpl.Execute(buf, d); err != nil {
+	if ent.prog != nil {
+		ent.prog.run(buf, d)
+	} else if err := ent.tmpl.Execute(buf, d); err != nil {
 		return "", &ValidationError{Format: format, Line: 1, Col: 1, Msg: "template: " + err.Error()}
 	}
 	out := buf.String()
@@ -607,11 +618,11 @@ func (p BootParams) Validate() error {
 		return fail("node kernel args", err)
 	}
 	if p.Generation != "" {
-		long := p.InitrdPath
-		if len(long) < len("initrd") {
-			long = "initrd"
-		}
-		if n := len(cmdline(p, "initrd="+long)); n > MaxCmdline {
+		// The longer of the two lines: initrd=initrd (iPXE) or
+		// initrd=INITRDPATH (pxelinux).
+		n := len(cmdline(p, ""))
+		n += len("initrd=") + max(len("initrd"), len(p.InitrdPath))
+		if n > MaxCmdline {
 			return fail("kernel command line", fmt.Errorf("%d bytes, longer than the kernel's limit of %d", n, MaxCmdline))
 		}
 	}
@@ -623,7 +634,7 @@ func checkWord(v string) error {
 	if err := checkChars(v); err != nil {
 		return err
 	}
-	if i := strings.IndexAny(v, " \t"); i >= 0 {
+	if i := strings.IndexByte(v, ' '); i >= 0 {
 		return fmt.Errorf("contains a space at byte %d", i+1)
 	}
 	return checkToken(v)
@@ -634,7 +645,17 @@ func checkArgs(args string) error {
 	if err := checkChars(args); err != nil {
 		return err
 	}
-	for _, w := range strings.Fields(args) {
+	for rest := args; rest != ""; {
+		rest = strings.TrimLeft(rest, " ")
+		w := rest
+		if i := strings.IndexByte(rest, ' '); i >= 0 {
+			w, rest = rest[:i], rest[i:]
+		} else {
+			rest = ""
+		}
+		if w == "" {
+			break
+		}
 		if err := checkToken(w); err != nil {
 			return fmt.Errorf("argument %q: %w", w, err)
 		}
@@ -648,7 +669,11 @@ func checkArgs(args string) error {
 // checkChars refuses control characters (newlines and tabs included) and
 // invalid UTF-8.
 func checkChars(v string) error {
-	for i := 0; i < len(v); {
+	i := 0
+	for i < len(v) && v[i] >= 0x20 && v[i] < 0x7f {
+		i++ // ASCII fast path
+	}
+	for i < len(v) {
 		c, size := utf8.DecodeRuneInString(v[i:])
 		switch {
 		case c == utf8.RuneError && size == 1:

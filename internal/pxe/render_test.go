@@ -1,6 +1,7 @@
 package pxe
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"text/template"
 
 	"github.com/netbootui/netbootui/internal/inventory"
 )
@@ -578,5 +580,69 @@ func TestConcurrentRender(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestCompiledMatchesTemplate: the compiled fast path gives the same bytes
+// as text/template for every golden case, and templates outside its subset
+// are left to text/template.
+func TestCompiledMatchesTemplate(t *testing.T) {
+	r := mustRenderer(t)
+	if r.ipxeProg == nil || r.pxelinuxProg == nil {
+		t.Fatal("embedded templates did not compile to the fast path")
+	}
+	for _, c := range goldenCases() {
+		tmpl, prog := r.ipxe, r.ipxeProg
+		if c.format == FormatPxelinux {
+			tmpl, prog = r.pxelinux, r.pxelinuxProg
+		}
+		if ov := overrideText(c.format, c.p.Node); ov != "" {
+			var err error
+			if tmpl, err = parseOverride(c.format, ov); err != nil {
+				t.Fatal(err)
+			}
+			if prog = compileTemplate(tmpl); prog == nil {
+				t.Fatalf("%s: override did not compile", c.name)
+			}
+		}
+		d := newTemplateData(c.format, c.p)
+		var slow strings.Builder
+		var fast bytes.Buffer
+		if err := tmpl.Execute(&slow, d); err != nil {
+			t.Fatal(err)
+		}
+		prog.run(&fast, d)
+		if slow.String() != fast.String() {
+			t.Errorf("%s: compiled output differs:\n--- text/template\n%s\n--- compiled\n%s", c.name, slow.String(), fast.String())
+		}
+	}
+	for _, src := range []string{
+		`{{.Name | printf "%s"}}`, `{{range .Name}}{{end}}`, `{{with .Name}}{{.}}{{end}}`,
+		`{{$x := .Name}}{{$x}}`, `{{if eq .Arch "uefi"}}x{{end}}`, `{{.Nope}}`, `{{template "a"}}{{define "a"}}{{end}}`,
+	} {
+		tt, err := template.New("x").Parse(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if compileTemplate(tt) != nil {
+			t.Errorf("%s compiled, want the text/template fallback", src)
+		}
+	}
+	// A site template outside the subset still renders, through text/template.
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, IPXETemplateName),
+		[]byte("#!ipxe\n{{if eq .Arch \"uefi\"}}echo efi{{else}}echo bios{{end}} {{printf \"%s\" .Name}}\nchain {{.ScriptURL}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sr, err := NewRenderer(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sr.ipxeProg != nil {
+		t.Fatal("site template with functions compiled")
+	}
+	p := paramsFor(testNode("n09", inventory.ArchUEFI, inventory.LoaderIPXE, "52:54:00:00:00:09"), testGen)
+	if out, err := sr.IPXE(p); err != nil || !strings.Contains(out, "echo efi n09\n") {
+		t.Errorf("fallback render: %v\n%s", err, out)
 	}
 }

@@ -1,0 +1,5 @@
+//go:build race
+
+package pxe
+
+const raceEnabled = true
