@@ -139,4 +139,3 @@ func (p program) runValue(buf *bytes.Buffer, v reflect.Value) {
 		}
 	}
 }
-
