@@ -138,7 +138,7 @@ func (d *ModuleDeps) Resolve(names []string, builtin map[string]bool) ([]string,
 	}
 	for _, n := range names {
 		name := ModuleName(n)
-		if name == "" {
+		if strings.TrimSpace(n) == "" {
 			return nil, fmt.Errorf("empty module name")
 		}
 		p, ok := d.byName[name]

@@ -1,0 +1,303 @@
+package liveinit
+
+import (
+	"bytes"
+	"context"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/netbootui/netbootui/assets"
+	"github.com/netbootui/netbootui/internal/lab"
+)
+
+var nodeScripts = []string{"init.sh", "checkin.sh", "udhcpc.sh", "rootfs-rcS.sh"}
+
+// scriptFile writes the embedded script to a temporary file.
+func scriptFile(t *testing.T, name string) string {
+	t.Helper()
+	b, err := fs.ReadFile(assets.FS, "scripts/"+name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestScriptsSyntax(t *testing.T) {
+	bb := busybox(t)
+	lab.RequireTools(t, "shellcheck", "dash")
+	for _, name := range nodeScripts {
+		t.Run(name, func(t *testing.T) {
+			p := scriptFile(t, name)
+			for _, argv := range [][]string{
+				{bb, "sh", "-n", p},
+				{"dash", "-n", p},
+				{"shellcheck", "-s", "sh", "-S", "style", p},
+			} {
+				if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+					t.Errorf("%s: %v\n%s", strings.Join(argv, " "), err, out)
+				}
+			}
+		})
+	}
+}
+
+// appletPath makes a directory of busybox applet links, so the agent runs
+// with busybox's tools as it does on a node.
+func appletPath(t *testing.T, bb string) string {
+	t.Helper()
+	_, applets, err := loadBusybox(bb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, a := range applets {
+		if err := os.Symlink(bb, filepath.Join(dir, a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// agentServer records check-ins; answer decides each reply's status.
+type agentServer struct {
+	mu     sync.Mutex
+	forms  []url.Values
+	ctypes []string
+	answer func(n int, f url.Values) int
+	got    chan struct{}
+}
+
+func (s *agentServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	s.forms = append(s.forms, r.PostForm)
+	s.ctypes = append(s.ctypes, r.Header.Get("Content-Type"))
+	n := len(s.forms)
+	s.mu.Unlock()
+	code := s.answer(n, r.PostForm)
+	w.WriteHeader(code)
+	select {
+	case s.got <- struct{}{}:
+	default:
+	}
+}
+
+func (s *agentServer) snapshot() ([]url.Values, []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]url.Values(nil), s.forms...), append([]string(nil), s.ctypes...)
+}
+
+func startAgentServer(t *testing.T, answer func(int, url.Values) int) (*agentServer, string) {
+	t.Helper()
+	s := &agentServer{answer: answer, got: make(chan struct{}, 64)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return s, "http://" + ln.Addr().String() + "/checkin"
+}
+
+// agentEnv writes an env file like the live init's and returns the
+// environment to run the agent with.
+func agentEnv(t *testing.T, bb string, vars map[string]string) []string {
+	t.Helper()
+	var b strings.Builder
+	for k, v := range vars {
+		b.WriteString(k + "='" + strings.ReplaceAll(v, "'", `'\''`) + "'\n")
+	}
+	envFile := filepath.Join(t.TempDir(), "netbootui.env")
+	if err := os.WriteFile(envFile, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"PATH=" + appletPath(t, bb), "NETBOOTUI_ENV=" + envFile}
+}
+
+func TestCheckinAgentOnce(t *testing.T) {
+	bb := busybox(t)
+	agent := scriptFile(t, "checkin.sh")
+	overlay := t.TempDir()
+	const node = "rack 1/n'01&x=é"
+	for _, tc := range []struct {
+		name     string
+		vars     map[string]string
+		token    string
+		wantExit int
+		wantPost bool
+	}{
+		{"accepted", map[string]string{"NETBOOTUI_TOKEN": "s3cret+/="}, "s3cret+/=", 0, true},
+		{"bad token", map[string]string{"NETBOOTUI_TOKEN": "wrong"}, "s3cret+/=", 1, true},
+		{"no checkin url", map[string]string{"NETBOOTUI_TOKEN": "t", "NETBOOTUI_CHECKIN": ""}, "t", 2, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, checkin := startAgentServer(t, func(_ int, f url.Values) int {
+				if f.Get("token") != tc.token {
+					return http.StatusForbidden
+				}
+				return http.StatusOK
+			})
+			vars := map[string]string{
+				"NETBOOTUI_NODE": node, "NETBOOTUI_GEN": "gen-7", "NETBOOTUI_CHECKIN": checkin,
+				"NETBOOTUI_OVERLAY_DIR": overlay,
+			}
+			for k, v := range tc.vars {
+				vars[k] = v
+			}
+			cmd := exec.Command(bb, "sh", agent, "--once")
+			cmd.Env = agentEnv(t, bb, vars)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if (code == 0) != (tc.wantExit == 0) || (tc.wantExit == 2 && code != 2) {
+				t.Fatalf("exit %d, want %d; stderr: %s", code, tc.wantExit, stderr.String())
+			}
+			forms, ctypes := srv.snapshot()
+			if !tc.wantPost {
+				if len(forms) != 0 {
+					t.Fatalf("posted %v without a check-in URL", forms)
+				}
+				return
+			}
+			if len(forms) != 1 {
+				t.Fatalf("%d posts, want 1", len(forms))
+			}
+			f := forms[0]
+			want := map[string]string{"node": node, "generation": "gen-7", "token": tc.vars["NETBOOTUI_TOKEN"]}
+			for k, v := range want {
+				if f.Get(k) != v {
+					t.Errorf("%s = %q, want %q", k, f.Get(k), v)
+				}
+			}
+			if ctypes[0] != "application/x-www-form-urlencoded" {
+				t.Errorf("content type %q", ctypes[0])
+			}
+			if up, err := strconv.ParseFloat(f.Get("uptime"), 64); err != nil || up <= 0 {
+				t.Errorf("uptime %q", f.Get("uptime"))
+			}
+			bootID, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+			if f.Get("boot_id") != strings.TrimSpace(string(bootID)) {
+				t.Errorf("boot_id %q, want the kernel's %q", f.Get("boot_id"), bootID)
+			}
+			// overlay_bytes is the used space of the overlay's filesystem.
+			var st syscall.Statfs_t
+			if err := syscall.Statfs(overlay, &st); err != nil {
+				t.Fatal(err)
+			}
+			used := int64(st.Blocks-st.Bfree) * st.Bsize
+			got, err := strconv.ParseInt(f.Get("overlay_bytes"), 10, 64)
+			if err != nil {
+				t.Fatalf("overlay_bytes %q", f.Get("overlay_bytes"))
+			}
+			slack := max(int64(st.Blocks)*st.Bsize/100, 64<<20) // others write to this filesystem too
+			if got < used-slack || got > used+slack {
+				t.Errorf("overlay_bytes %d, statfs says %d used", got, used)
+			}
+		})
+	}
+}
+
+// TestCheckinAgentLoop runs the agent as a daemon: it survives a failed post
+// with a back-off, checks in again, runs the test_write hook and reports the
+// probe before and after.
+func TestCheckinAgentLoop(t *testing.T) {
+	bb := busybox(t)
+	agent := scriptFile(t, "checkin.sh")
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "marker")
+	srv, checkin := startAgentServer(t, func(n int, _ url.Values) int {
+		if n == 1 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.Command(bb, "sh", agent)
+	cmd.Env = agentEnv(t, bb, map[string]string{
+		"NETBOOTUI_NODE": "n1", "NETBOOTUI_TOKEN": "t", "NETBOOTUI_GEN": "g", "NETBOOTUI_CHECKIN": checkin,
+		"NETBOOTUI_CHECKIN_INTERVAL": "600", "NETBOOTUI_OVERLAY_DIR": dir,
+		"NETBOOTUI_PROBE": marker, "NETBOOTUI_TEST_WRITE": marker,
+	})
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	}()
+	for i := 0; i < 3; i++ {
+		select {
+		case <-srv.got:
+		case <-ctx.Done():
+			t.Fatalf("only %d check-ins; agent says:\n%s", i, stderr.String())
+		}
+	}
+	forms, _ := srv.snapshot()
+	var probes []string
+	for _, f := range forms[:3] {
+		probes = append(probes, f.Get("probe"))
+	}
+	if strings.Join(probes, ",") != "absent,absent,present" {
+		t.Errorf("probes %v, want absent (failed post), absent, present", probes)
+	}
+	if fi, err := os.Stat(marker); err != nil || fi.Size() != 64*1024 {
+		t.Errorf("test_write hook: %v", err)
+	}
+	for _, want := range []string{"failed; retrying in 2s", "checked in to " + checkin + " as n1", "test hook: wrote " + marker} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("agent log lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	// No fourth post: the next one is an interval (600 s) away.
+	time.Sleep(500 * time.Millisecond)
+	if forms, _ := srv.snapshot(); len(forms) != 3 {
+		t.Errorf("%d posts, want 3", len(forms))
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
