@@ -42,12 +42,12 @@ const (
 	KindFetch    Kind = "fetch"    // a boot file was served (Stage, Path, Bytes, Total)
 	KindProgress Kind = "progress" // more bytes of a large file were sent (Bytes, Total)
 	KindCheckin  Kind = "checkin"  // the OS reported in (Generation, Uptime, OverlayBytes)
-	KindPower    Kind = "power"    // power state seen or changed (Power)
+	KindPower    Kind = "power"    // power state seen (Power) or an action sent (Message: one of the Action constants)
 	KindFail     Kind = "fail"     // a boot error (Error), e.g. a 404 or a BMC failure
 	KindStall    Kind = "stall"    // no progress for the stall timeout
 	KindUnknown  Kind = "unknown"  // a request from a MAC or IP the inventory does not know
 	KindDenied   Kind = "denied"   // a refused request: bad token, hostile path
-	KindMark     Kind = "mark"     // an admin marked the node dirty or cleared it
+	KindMark     Kind = "mark"     // an admin marked the node dirty (Message: the reason) or cleared it (Message "")
 	KindInfo     Kind = "info"     // anything else worth keeping in the history
 )
 
