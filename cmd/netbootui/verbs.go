@@ -384,13 +384,13 @@ func cmdImage(ctx context.Context, args []string) error {
 	fs.StringVar(&req.Rootfs, "rootfs", "", "squashfs root `file`")
 	fs.BoolVar(&req.Publish, "publish", false, "make the new generation current")
 	out := fs.String("o", "", "output: json")
-	c := api.NewClient(*socket)
+	client := func() *api.Client { return api.NewClient(*socket) }
 	switch args[0] {
 	case "list", "ls":
 		if _, err := parseArgs(fs, args[1:], 0); err != nil {
 			return err
 		}
-		list, err := c.Images(ctx)
+		list, err := client().Images(ctx)
 		if err != nil {
 			return err
 		}
@@ -422,7 +422,7 @@ func cmdImage(ctx context.Context, args []string) error {
 				return err
 			}
 		}
-		m, err := c.Import(ctx, req)
+		m, err := client().Import(ctx, req)
 		if err != nil {
 			return err
 		}
@@ -436,7 +436,7 @@ func cmdImage(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := c.Publish(ctx, pos[0], pos[1]); err != nil {
+		if err := client().Publish(ctx, pos[0], pos[1]); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "image %s: current generation %s\n", pos[0], pos[1])
