@@ -1,10 +1,14 @@
 package pxe
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -12,6 +16,7 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/pin/tftp/v3"
 )
 
 // TestIPXEBootsRenderedScripts runs the rendered scripts in QEMU's real iPXE
@@ -138,5 +143,151 @@ func TestIPXEBootsRenderedScripts(t *testing.T) {
 	want := []string{"chain", "script1", "kernel-404", "script2", "kernel node=q01", "initrd node=q01", "booted"}
 	if strings.Join(log, "|") != strings.Join(want, "|") {
 		t.Errorf("request sequence %q, want %q", log, want)
+	}
+}
+
+// TestPxelinuxBootsRenderedConfigs runs the rendered configs in Debian's
+// real pxelinux, loaded by QEMU's iPXE ROM from a TFTP server on a random
+// 127.x.y.z:69 (QEMU's own TFTP answers 10.0.2.2):
+//
+//  1. the first config is the no-generation entry: pxelinux must show it,
+//     wait (PROMPT 1, TIMEOUT 100) and load its own config again (CONFIG);
+//     (CONFIG restarts ldlinux.c32, which is fetched again);
+//  2. the second boots a generation: pxelinux must fetch the KERNEL path
+//     and then the INITRD path, once per attempt (the APPEND line also
+//     names it with initrd=, and syslinux loads only the first). The kernel
+//     is not a real Linux kernel, so the attempt fails and pxelinux tries
+//     the DEFAULT again after TIMEOUT; the fetches are the proof.
+func TestPxelinuxBootsRenderedConfigs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("QEMU boot skipped in -short")
+	}
+	qemu := renderRequireTool(t, "qemu-system-x86_64")
+	files := map[string]string{
+		"pxelinux.0":  "/usr/lib/PXELINUX/pxelinux.0",
+		"ldlinux.c32": "/usr/lib/syslinux/modules/bios/ldlinux.c32",
+	}
+	for _, f := range files {
+		if _, err := os.Stat(f); err != nil {
+			if os.Getenv("NETBOOTUI_REQUIRE_TOOLS") == "1" {
+				t.Fatalf("pxelinux/syslinux-common not installed: %v", err)
+			}
+			t.Skipf("pxelinux/syslinux-common not installed: %v", err)
+		}
+	}
+
+	const macStr = "52:54:00:12:34:57"
+	cfgName := "pxelinux.cfg/01-52-54-00-12-34-57"
+	node := testNode("q02", inventory.ArchBIOS, inventory.LoaderPxelinux, macStr)
+	r := mustRenderer(t)
+
+	var mu sync.Mutex
+	var log []string
+	var cfgTimes []time.Time
+	cfgServed := 0
+	gotInitrd := make(chan struct{}, 1)
+	handler := func(name string, rf io.ReaderFrom) error {
+		name = strings.TrimPrefix(name, "/")
+		var data []byte
+		switch {
+		case files[name] != "":
+			b, err := os.ReadFile(files[name])
+			if err != nil {
+				return err
+			}
+			data = b
+		case name == cfgName:
+			mu.Lock()
+			cfgServed++
+			n := cfgServed
+			cfgTimes = append(cfgTimes, time.Now())
+			mu.Unlock()
+			gen := ""
+			if n > 1 {
+				gen = testGen
+			}
+			out, err := r.Pxelinux(paramsFor(node, gen))
+			if err != nil {
+				return err
+			}
+			data = []byte(out)
+			name = fmt.Sprintf("config%d", n)
+		case name == "images/rocky9/"+testGen+"/vmlinuz":
+			data = bytes.Repeat([]byte{0}, 64<<10)
+			name = "kernel"
+		case name == "images/rocky9/"+testGen+"/initrd":
+			data = bytes.Repeat([]byte{0}, 4<<10)
+			name = "initrd"
+			select {
+			case gotInitrd <- struct{}{}:
+			default:
+			}
+		default:
+			if !strings.HasPrefix(name, "pxelinux.cfg/") {
+				mu.Lock()
+				log = append(log, "unexpected "+name)
+				mu.Unlock()
+			}
+			return fmt.Errorf("%s: not found", name)
+		}
+		mu.Lock()
+		log = append(log, name)
+		mu.Unlock()
+		if ot, ok := rf.(tftp.OutgoingTransfer); ok {
+			ot.SetSize(int64(len(data)))
+		}
+		_, err := rf.ReadFrom(bytes.NewReader(data))
+		return err
+	}
+	ip := fmt.Sprintf("127.%d.%d.%d", 10+rand.IntN(200), rand.IntN(250), 2+rand.IntN(250))
+	conn, err := net.ListenPacket("udp4", ip+":69")
+	if err != nil {
+		t.Skipf("cannot bind TFTP on %s:69 (needs root): %v", ip, err)
+	}
+	srv := tftp.NewServer(handler, nil)
+	srv.SetTimeout(2 * time.Second)
+	go srv.Serve(conn)
+	defer srv.Shutdown()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, qemu,
+		"-accel", "tcg", "-m", "256", "-nodefaults", "-display", "none", "-serial", "none",
+		"-netdev", "user,id=n0,bootfile=tftp://"+ip+"/pxelinux.0",
+		"-device", "virtio-net-pci,netdev=n0,mac="+macStr,
+		"-boot", "n")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	select {
+	case <-gotInitrd:
+		time.Sleep(2 * time.Second) // a second initrd fetch would come now
+	case <-ctx.Done():
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("pxelinux did not get through the configs in time; files: %v; qemu: %s", log, stderr.String())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := "pxelinux.0|ldlinux.c32|config1|ldlinux.c32|config2|kernel|initrd"
+	got := strings.Join(log, "|")
+	for strings.HasSuffix(got, "|kernel|initrd") && len(got) > len(want) {
+		got = strings.TrimSuffix(got, "|kernel|initrd") // later attempts
+	}
+	if got != want {
+		t.Errorf("TFTP sequence %q, want %q then only kernel|initrd pairs", log, want)
+	}
+	if len(cfgTimes) >= 2 {
+		gap := cfgTimes[1].Sub(cfgTimes[0])
+		t.Logf("no-generation entry waited %v before reloading its config", gap)
+		if gap < 8*time.Second {
+			t.Errorf("config reloaded after %v, want about %d s (TIMEOUT)", gap, WaitSeconds)
+		}
 	}
 }
