@@ -275,12 +275,11 @@ func TestRunStallsWithRealClock(t *testing.T) {
 	start := time.Now()
 	tr.Apply(Event{Node: "n1", Kind: KindFetch, Stage: StageInitrd})
 	var stall Event
-	for ev := range sub.C {
-		if ev.Kind == KindStall {
-			stall = ev
-			break
-		}
-		if time.Since(start) > 5*time.Second {
+	timeout := time.After(5 * time.Second)
+	for stall.Kind != KindStall {
+		select {
+		case stall = <-sub.C:
+		case <-timeout:
 			t.Fatal("no stall within 5 s")
 		}
 	}
