@@ -3,11 +3,13 @@ package inventory
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
+	"math"
+	"math/bits"
 	"net"
 	"net/netip"
 	"os"
@@ -120,9 +122,10 @@ type nicSpec struct {
 }
 
 type parser struct {
-	file string
-	errs ErrorList
-	seen map[string]bool // de-duplicates errors reported once per entry
+	file  string
+	lines int // number of lines in the file, for clamping positions
+	errs  ErrorList
+	seen  map[string]bool // de-duplicates errors reported once per entry
 
 	images     map[string]*Image
 	groupSpecs map[string]*spec
@@ -132,6 +135,10 @@ type parser struct {
 func (p *parser) pos(n *yaml.Node) Pos {
 	if n == nil || n.Line == 0 {
 		return Pos{File: p.file, Line: 1, Col: 1}
+	}
+	if p.lines > 0 && n.Line > p.lines {
+		// An empty value after the last line ("---" alone): point at the end.
+		return Pos{File: p.file, Line: p.lines, Col: 1}
 	}
 	return Pos{File: p.file, Line: n.Line, Col: max(n.Column, 1)}
 }
@@ -164,6 +171,12 @@ func (p *parser) checkText(data []byte) bool {
 			return false
 		case r == '\n':
 			line, col = line+1, 0
+		case r == '\r' && (i+1 >= len(data) || data[i+1] != '\n'):
+			p.errs = append(p.errs, &Error{Pos: Pos{p.file, line, col}, Msg: "carriage return without a line feed: save the file with \\n or \\r\\n line ends"})
+			return false
+		case r == '\u2028' || r == '\u2029':
+			p.errs = append(p.errs, &Error{Pos: Pos{p.file, line, col}, Msg: fmt.Sprintf("line separator %U is not allowed", r)})
+			return false
 		case r == '\t' || r == '\r' || r == '\uFEFF':
 		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
 			p.errs = append(p.errs, &Error{Pos: Pos{p.file, line, col}, Msg: fmt.Sprintf("control character %U is not allowed", r)})
@@ -246,6 +259,7 @@ func (p *parser) parse(data []byte) *Inventory {
 	inv := &Inventory{Path: p.file, Groups: map[string]*Group{}, Images: map[string]*Image{}}
 	p.images = inv.Images
 	p.groupSpecs = map[string]*spec{}
+	p.lines = bytes.Count(data, []byte("\n")) + 1
 	if !p.checkText(data) {
 		return inv
 	}
@@ -1025,16 +1039,25 @@ func addAddr(a netip.Addr, n int) (netip.Addr, bool) {
 	if n == 0 {
 		return a, true
 	}
-	b := a.AsSlice()
-	v := new(big.Int).SetBytes(b)
-	v.Add(v, big.NewInt(int64(n)))
-	if v.BitLen() > len(b)*8 {
+	if a.Is4() {
+		b := a.As4()
+		v := uint64(binary.BigEndian.Uint32(b[:])) + uint64(n)
+		if v > math.MaxUint32 {
+			return a, false
+		}
+		binary.BigEndian.PutUint32(b[:], uint32(v))
+		return netip.AddrFrom4(b), true
+	}
+	b := a.As16()
+	hi, lo := binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+	lo2, carry := bits.Add64(lo, uint64(n), 0)
+	hi2, over := bits.Add64(hi, 0, carry)
+	if over != 0 {
 		return a, false
 	}
-	out := make([]byte, len(b))
-	v.FillBytes(out)
-	r, _ := netip.AddrFromSlice(out)
-	return r, true
+	binary.BigEndian.PutUint64(b[:8], hi2)
+	binary.BigEndian.PutUint64(b[8:], lo2)
+	return netip.AddrFrom16(b), true
 }
 
 // addMAC returns mac+n as a 48-bit number, false on overflow.

@@ -392,3 +392,36 @@ func TestRules(t *testing.T) {
 		})
 	}
 }
+
+func TestAddAddr(t *testing.T) {
+	for _, tc := range []struct {
+		a    string
+		n    int
+		want string // "" for overflow
+	}{
+		{"10.0.0.1", 0, "10.0.0.1"},
+		{"10.0.0.255", 1, "10.0.1.0"},
+		{"255.255.255.254", 1, "255.255.255.255"},
+		{"255.255.255.255", 1, ""},
+		{"fd00::ffff:ffff:ffff:ffff", 1, "fd00:0:0:1::"},
+		{"ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe", 2, ""},
+	} {
+		got, ok := addAddr(netip.MustParseAddr(tc.a), tc.n)
+		if (tc.want == "") == ok || (ok && got.String() != tc.want) {
+			t.Errorf("addAddr(%s, %d) = %s, %v; want %q", tc.a, tc.n, got, ok, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		m    string
+		n    int
+		want string
+	}{
+		{"02:00:00:00:00:ff", 1, "02:00:00:00:01:00"},
+		{"ff:ff:ff:ff:ff:ff", 1, ""},
+	} {
+		got, ok := addMAC(mustMAC(tc.m), tc.n)
+		if (tc.want == "") == ok || (ok && got.String() != tc.want) {
+			t.Errorf("addMAC(%s, %d) = %s, %v; want %q", tc.m, tc.n, got, ok, tc.want)
+		}
+	}
+}
