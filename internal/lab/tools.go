@@ -27,6 +27,7 @@ func missing(tb testing.TB, format string, args ...any) {
 	tb.Helper()
 	if os.Getenv(RequireEnv) == "1" {
 		tb.Fatalf(format+" ("+RequireEnv+"=1)", args...)
+		return
 	}
 	tb.Skipf(format, args...)
 }
