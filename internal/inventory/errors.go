@@ -73,6 +73,7 @@ type ConflictError struct {
 	basename string
 }
 
+// Error says which file changed, between which revisions, and what to do.
 func (e *ConflictError) Error() string {
 	return fmt.Sprintf("%s changed since revision %s (now %s): reload and retry", e.basename, short(e.Base), short(e.Current))
 }
