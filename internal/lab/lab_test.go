@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -261,5 +262,35 @@ func TestVMNetworkBoot(t *testing.T) {
 	}
 	if vm.SerialLog() != filepath.Join(dir, "serial.log") {
 		t.Errorf("serial log at %s", vm.SerialLog())
+	}
+}
+
+// TestFetchKernelScript checks scripts/fetch-kernel.sh statically and, with
+// a kernel already fetched, that a second run downloads and changes nothing.
+func TestFetchKernelScript(t *testing.T) {
+	RequireTools(t, "shellcheck")
+	root, err := ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(root, "scripts", "fetch-kernel.sh")
+	if out, err := exec.Command("shellcheck", "-s", "sh", script).CombinedOutput(); err != nil {
+		t.Fatalf("shellcheck: %v\n%s", err, out)
+	}
+	dir, err := KernelDir()
+	if err != nil {
+		t.Skipf("no fetched kernel to re-run against: %v", err)
+	}
+	before, err := os.Stat(filepath.Join(dir, "vmlinuz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(script, dir).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "already holds kernel") {
+		t.Fatalf("second run: %v\n%s", err, out)
+	}
+	after, err := os.Stat(filepath.Join(dir, "vmlinuz"))
+	if err != nil || !after.ModTime().Equal(before.ModTime()) {
+		t.Fatalf("second run touched vmlinuz: %v", err)
 	}
 }
