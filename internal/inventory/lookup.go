@@ -50,7 +50,8 @@ func (inv *Inventory) GroupNodes(group string) []*Node {
 // expression, each once. The expression is a host list ("n[01-08],gpu1");
 // an item "@group" stands for every node of that group. An empty expression is
 // an error (never "all nodes"), and so is any name or group that matches
-// nothing: the error names them.
+// nothing (an unknown name, an unknown group, a group without nodes): the
+// error names them.
 func (inv *Inventory) Select(expr string) ([]*Node, error) {
 	if strings.TrimSpace(expr) == "" {
 		return nil, errors.New("inventory: empty node selection: name nodes (n[01-04]) or a group (@compute)")
@@ -61,7 +62,7 @@ func (inv *Inventory) Select(expr string) ([]*Node, error) {
 	}
 	var out []*Node
 	seen := map[*Node]bool{}
-	var missing, badGroups []string
+	var missing, badGroups, emptyGroups []string
 	add := func(n *Node) {
 		if !seen[n] {
 			seen[n] = true
@@ -74,7 +75,11 @@ func (inv *Inventory) Select(expr string) ([]*Node, error) {
 				badGroups = append(badGroups, name)
 				continue
 			}
-			for _, n := range inv.GroupNodes(g) {
+			members := inv.GroupNodes(g)
+			if len(members) == 0 {
+				emptyGroups = append(emptyGroups, name)
+			}
+			for _, n := range members {
 				add(n)
 			}
 			continue
@@ -92,6 +97,9 @@ func (inv *Inventory) Select(expr string) ([]*Node, error) {
 	}
 	if len(badGroups) > 0 {
 		problems = append(problems, fmt.Sprintf("no such group: %s", strings.Join(badGroups, ", ")))
+	}
+	if len(emptyGroups) > 0 {
+		problems = append(problems, fmt.Sprintf("group without nodes: %s", strings.Join(emptyGroups, ", ")))
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("inventory: selection %q: %s", expr, strings.Join(problems, "; "))

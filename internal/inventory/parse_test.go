@@ -153,7 +153,13 @@ func mustMAC(s string) net.HardwareAddr {
 }
 
 func TestLookups(t *testing.T) {
-	inv, err := Load(examplePath)
+	data, err := os.ReadFile(examplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Add a group that no node uses.
+	data = []byte(strings.Replace(string(data), "groups:\n", "groups:\n  empty: {arch: uefi}\n", 1))
+	inv, err := Parse(examplePath, data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,6 +206,7 @@ func TestLookups(t *testing.T) {
 		{expr: "n[07-10]", err: `selection "n[07-10]": no such node: n[09-10]`},
 		{expr: "@gpus,x1", err: `no such node: x1; no such group: @gpus`},
 		{expr: "n[2-1]", err: "range 2-1 is reversed"},
+		{expr: "n01,@empty", err: "group without nodes: @empty"},
 	}
 	for _, tc := range tests {
 		got, err := inv.Select(tc.expr)
