@@ -151,6 +151,10 @@ func New(opts Options) (*Tracker, error) {
 	if err := t.load(); err != nil {
 		return nil, err
 	}
+	// Room for a full batch in both buffers, so that Apply rarely grows one.
+	room := min(2*opts.FlushEvents, 4096)
+	t.pending = make([]pendingEvent, 0, room)
+	t.spare = make([]pendingEvent, 0, room)
 	go t.flushLoop()
 	return t, nil
 }
