@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -268,11 +269,15 @@ func (r *Renderer) render(format string, p BootParams, t *template.Template, pro
 		return "", err
 	}
 	if ov := overrideText(format, p.Node); ov != "" {
-		out, err := r.expandOverride(format, ov, p)
-		if err != nil {
+		out, expanded, err := r.expandOverride(format, ov, p)
+		if err == nil {
+			return out, nil
+		}
+		// An override that needs the generation's URLs cannot boot without
+		// a generation: the node gets the entry that says so and retries.
+		if !(expanded && p.Generation == "") {
 			return "", fmt.Errorf("pxe: node %s: %s override: %w", p.Node.Name, format, err)
 		}
-		return out, nil
 	}
 	return r.execute(t, prog, newTemplateData(format, p))
 }
@@ -316,7 +321,8 @@ func (r *Renderer) Preview(format, override string, p BootParams) (string, error
 		}
 		return r.execute(t, prog, newTemplateData(format, p))
 	}
-	return r.expandOverride(format, override, p)
+	out, _, err := r.expandOverride(format, override, p)
+	return out, err
 }
 
 // Preview is Renderer.Preview with the embedded templates.
@@ -337,7 +343,9 @@ func ValidateOverride(format, text string) error {
 }
 
 // expandOverride parses (cached), executes and re-validates an override.
-func (r *Renderer) expandOverride(format, text string, p BootParams) (string, error) {
+// expanded reports an error found only in the expanded text (the source
+// itself was valid).
+func (r *Renderer) expandOverride(format, text string, p BootParams) (out string, expanded bool, err error) {
 	key := format + "\x00" + text
 	var ent *overrideEntry
 	if v, ok := r.overrides.Load(key); ok {
@@ -352,7 +360,7 @@ func (r *Renderer) expandOverride(format, text string, p BootParams) (string, er
 		}
 	}
 	if ent.err != nil {
-		return "", ent.err
+		return "", false, ent.err
 	}
 	d := newTemplateData(format, p)
 	buf := r.bufs.Get().(*bytes.Buffer)
@@ -361,11 +369,10 @@ func (r *Renderer) expandOverride(format, text string, p BootParams) (string, er
 	if ent.prog != nil {
 		ent.prog.run(buf, d)
 	} else if err := ent.tmpl.Execute(buf, d); err != nil {
-		return "", &ValidationError{Format: format, Line: 1, Col: 1, Msg: "template: " + err.Error()}
+		return "", false, &ValidationError{Format: format, Line: 1, Col: 1, Msg: "template: " + err.Error()}
 	}
-	out := buf.String()
+	out = buf.String()
 	// The source was valid; check what the template logic made of it too.
-	var err error
 	if format == FormatIPXE {
 		err = ValidateIPXE(out)
 	} else {
@@ -376,11 +383,11 @@ func (r *Renderer) expandOverride(format, text string, p BootParams) (string, er
 		if errors.As(err, &ve) {
 			c := *ve
 			c.Msg = "after template expansion: " + c.Msg
-			return "", &c
+			return "", true, &c
 		}
-		return "", err
+		return "", true, err
 	}
-	return out, nil
+	return out, false, nil
 }
 
 // parseOverride validates override source text (template actions masked)
@@ -408,30 +415,51 @@ func parseOverride(format, text string) (*template.Template, error) {
 	if err != nil {
 		return nil, templateError(format, text, err)
 	}
+	// A trial run catches fields TemplateData does not have ({{.KernelUrl}}).
+	if err := t.Execute(io.Discard, &TemplateData{}); err != nil {
+		return nil, templateError(format, text, err)
+	}
 	return t, nil
 }
 
-// templateError turns a text/template parse error ("template: override:3:
-// ...") into a ValidationError at that line.
+// templateError turns a text/template error ("template: override:3: ..."
+// from the parser, "template: override:3:7: executing ..." from a run) into
+// a ValidationError at that line and column.
 func templateError(format, text string, err error) *ValidationError {
 	msg := err.Error()
-	line := 1
+	line, col, haveCol := 1, 0, false
 	rest := strings.TrimPrefix(msg, "template: override:")
 	if rest != msg {
-		if i := strings.IndexByte(rest, ':'); i > 0 {
-			if n, cerr := strconv.Atoi(rest[:i]); cerr == nil {
-				line = n
-				rest = strings.TrimSpace(rest[i+1:])
+		num := func() (int, bool) {
+			i := strings.IndexByte(rest, ':')
+			if i <= 0 {
+				return 0, false
 			}
+			n, cerr := strconv.Atoi(rest[:i])
+			if cerr != nil {
+				return 0, false
+			}
+			rest = rest[i+1:]
+			return n, true
 		}
-		msg = rest
+		if n, ok := num(); ok {
+			line = n
+			col, haveCol = num()
+		}
+		msg = strings.TrimSpace(rest)
 	}
-	col := 1
 	lines := strings.Split(text, "\n")
-	if line >= 1 && line <= len(lines) {
-		if i := strings.Index(lines[line-1], "{{"); i >= 0 {
-			col = runeCol(lines[line-1], i)
-		}
+	if line < 1 || line > len(lines) {
+		line = 1
+	}
+	l := lines[line-1]
+	switch {
+	case haveCol:
+		col = runeCol(l, col) // text/template counts bytes from 0
+	case strings.Contains(l, "{{"):
+		col = runeCol(l, strings.Index(l, "{{"))
+	default:
+		col = 1
 	}
 	return &ValidationError{Format: format, Line: line, Col: col, Msg: "template: " + msg}
 }

@@ -13,7 +13,8 @@ import (
 // know: it prints the MAC, says to add it to the inventory, waits
 // UnknownSeconds and chains retryURL, for ever, so that the machine boots as
 // soon as an admin adds it. A mac that does not parse is shown stripped to
-// hex digits and separators; unsafe bytes in retryURL are percent-encoded.
+// hex digits and separators; unsafe bytes in retryURL are percent-encoded
+// (retryURL may use iPXE settings such as ${mac}).
 func UnknownIPXE(mac, retryURL string) string {
 	m := displayMAC(mac)
 	u := safeURL(retryURL)
@@ -95,16 +96,19 @@ func displayMAC(mac string) string {
 }
 
 // safeURL percent-encodes the bytes of u that could end or extend an iPXE
-// word or command: spaces and controls, '$' (settings expansion), '#' at the
-// start, and a trailing backslash; then a lone "||", "&&" or ";" cannot be
-// formed since no space survives. Non-ASCII bytes are encoded too.
+// word or command: spaces and controls, '"', '#' at the start and a
+// trailing backslash; with no space left, no "||", "&&" or ";" word can
+// form. Non-ASCII bytes are encoded too. '$' is kept: the daemon's own URLs
+// use iPXE's ${mac}, and iPXE expands settings inside one word after
+// splitting the line, so an expansion can change the URL but never add a
+// command.
 func safeURL(u string) string {
 	const hex = "0123456789ABCDEF"
 	var b strings.Builder
 	b.Grow(len(u))
 	for i := 0; i < len(u); i++ {
 		c := u[i]
-		bad := c <= 0x20 || c >= 0x7f || c == '$' || c == '"' ||
+		bad := c <= 0x20 || c >= 0x7f || c == '"' ||
 			(c == '#' && i == 0) || (c == '\\' && i == len(u)-1)
 		if bad {
 			b.WriteByte('%')

@@ -276,6 +276,22 @@ func TestNoGeneration(t *testing.T) {
 	if !strings.Contains(px, "CONFIG pxelinux.cfg/n07\n") || !strings.Contains(px, "PROMPT 1\nTIMEOUT 100\n") {
 		t.Errorf("pxelinux entry does not wait and reload its config:\n%s", px)
 	}
+	// An override that needs the generation's URLs gets the waiting entry
+	// too; one that does not (local disk) is served as written.
+	n.Override.IPXE = "#!ipxe\nkernel {{.KernelURL}} {{.Cmdline}}\nboot\n"
+	p = paramsFor(n, "")
+	if got, err := r.IPXE(p); err != nil || !strings.Contains(got, "no published generation") {
+		t.Errorf("override without generation: %v\n%s", err, got)
+	}
+	n.Override.IPXE = "#!ipxe\nsanboot --no-describe --drive 0x80\n"
+	if got, err := r.IPXE(p); err != nil || got != n.Override.IPXE {
+		t.Errorf("local-disk override without generation: %v\n%s", err, got)
+	}
+	n.Override.IPXE = "#!ipxe\nkernl x\n"
+	if _, err := r.IPXE(p); err == nil {
+		t.Error("invalid override rendered")
+	}
+	n.Override.IPXE = ""
 	// A node with no NIC falls back to iPXE's own ${mac} and the default config.
 	n.NICs = nil
 	p = paramsFor(n, "")
@@ -328,7 +344,7 @@ func TestOverrides(t *testing.T) {
 		{"pxelinux paths", FormatPxelinux, "DEFAULT a\nLABEL a\n KERNEL {{.KernelPath}}\n APPEND {{.Cmdline}}\n",
 			[]string{"KERNEL images/rocky9/" + testGen + "/vmlinuz", "initrd=images/rocky9/"}, "", 0, 0},
 		{"ipxe typo", FormatIPXE, "#!ipxe\necho hi\n  kernl {{.KernelURL}}\n", nil, `unknown command "kernl" (did you mean "kernel"?)`, 3, 3},
-		{"ipxe unknown field", FormatIPXE, "#!ipxe\nchain {{.KernelUrl}}\n", nil, "KernelUrl", 1, 1},
+		{"ipxe unknown field", FormatIPXE, "#!ipxe\nchain {{.KernelUrl}}\n", nil, "can't evaluate field KernelUrl", 2, 9},
 		{"ipxe template syntax", FormatIPXE, "#!ipxe\necho ok\nchain {{.KernelURL}\n", nil, "template:", 3, 7},
 		{"ipxe expansion drops goto label", FormatIPXE, "#!ipxe\n{{if .Token}}\n:x\n{{end}}\ngoto x\n", []string{"goto x"}, "", 0, 0},
 		{"ipxe expansion yields bad command", FormatIPXE, "#!ipxe\n{{if .Token}}kernl{{end}} x\n", nil, "after template expansion: unknown command", 2, 1},
@@ -528,15 +544,20 @@ func TestUnknownAndChain(t *testing.T) {
 		if !strings.Contains(out, "MAC "+c.wantMAC+"\n") {
 			t.Errorf("UnknownIPXE(%q) does not show MAC %q:\n%s", c.mac, c.wantMAC, out)
 		}
-		if strings.Contains(out, "${x}") || strings.Contains(out, "${net0") {
-			t.Errorf("UnknownIPXE let a ${} expansion through:\n%s", out)
+		if strings.Contains(out, "${net0") {
+			t.Errorf("UnknownIPXE let a ${} expansion through from the MAC:\n%s", out)
 		}
 	}
-	out := ChainIPXE("http://h:1/a b${x}")
+	// The daemon's retry URL uses iPXE's ${mac}: it must survive.
+	out := UnknownIPXE("52:54:00:00:00:01", "http://h:1/boot/${mac}.ipxe")
+	if !strings.Contains(out, "chain --replace --autofree http://h:1/boot/${mac}.ipxe || goto retry\n") {
+		t.Errorf("UnknownIPXE mangled the retry URL:\n%s", out)
+	}
+	out = ChainIPXE("http://h:1/a b\n|| shell")
 	if err := ValidateIPXE(out); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "chain --replace --autofree http://h:1/a%20b%24{x}/boot/${mac}.ipxe || goto failed\n") {
+	if !strings.Contains(out, "chain --replace --autofree http://h:1/a%20b%0A||%20shell/boot/${mac}.ipxe || goto failed\n") {
 		t.Errorf("ChainIPXE:\n%s", out)
 	}
 	d := DefaultPxelinux("line one\nLABEL evil\x00\n  KERNEL evil")
