@@ -212,9 +212,12 @@ func (t *Tracker) Apply(ev Event) NodeState {
 	return e.st
 }
 
-// MarkDirty records that an admin marked node dirty for reason (which must
-// not be empty); ClearMark removes the mark.
+// MarkDirty records that an admin marked node dirty for reason; ClearMark
+// removes the mark. A new boot of the node also removes it.
 func (t *Tracker) MarkDirty(node, reason string) NodeState {
+	if reason == "" {
+		reason = "no reason given" // an empty Message would clear the mark
+	}
 	return t.Apply(Event{Node: node, Kind: KindMark, Proto: "api", Message: reason})
 }
 

@@ -448,3 +448,24 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	}
 }
+
+func TestMarkDirtyHelpers(t *testing.T) {
+	tr := newTracker(t, Options{})
+	cases := []struct {
+		do      func() NodeState
+		reasons []string
+	}{
+		{func() NodeState { return tr.MarkDirty("n1", "kernel debugging") }, []string{"marked by admin: kernel debugging"}},
+		{func() NodeState { return tr.ClearMark("n1") }, nil},
+		{func() NodeState { return tr.MarkDirty("n1", "") }, []string{"marked by admin: no reason given"}},
+	}
+	for i, c := range cases {
+		st := c.do()
+		if _, r := st.Dirty("", 0); !reflect.DeepEqual(r, c.reasons) {
+			t.Errorf("step %d: reasons %q, want %q", i, r, c.reasons)
+		}
+	}
+	if h := tr.History("n1", 0); len(h) != 3 || h[0].Kind != KindMark || h[0].Proto != "api" {
+		t.Errorf("history %+v", h)
+	}
+}
