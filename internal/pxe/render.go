@@ -133,9 +133,11 @@ type Renderer struct {
 const maxCachedOverrides = 4096
 
 type overrideEntry struct {
-	tmpl *template.Template
-	prog program
-	err  error
+	text     string
+	tmpl     *template.Template
+	prog     program
+	needsGen bool // uses the generation's files (see needsGeneration)
+	err      error
 }
 
 // Template file names, in the embedded assets/templates and in an admin's
@@ -269,14 +271,15 @@ func (r *Renderer) render(format string, p BootParams, t *template.Template, pro
 		return "", err
 	}
 	if ov := overrideText(format, p.Node); ov != "" {
-		out, expanded, err := r.expandOverride(format, ov, p)
-		if err == nil {
-			return out, nil
-		}
-		// An override that needs the generation's URLs cannot boot without
+		ent := r.override(format, ov)
+		// An override that needs the generation's files cannot boot without
 		// a generation: the node gets the entry that says so and retries.
-		if !(expanded && p.Generation == "") {
-			return "", fmt.Errorf("pxe: node %s: %s override: %w", p.Node.Name, format, err)
+		if ent.err != nil || !ent.needsGen || p.Generation != "" {
+			out, err := r.expandOverride(format, ent, p)
+			if err != nil {
+				return "", fmt.Errorf("pxe: node %s: %s override: %w", p.Node.Name, format, err)
+			}
+			return out, nil
 		}
 	}
 	return r.execute(t, prog, newTemplateData(format, p))
@@ -321,8 +324,7 @@ func (r *Renderer) Preview(format, override string, p BootParams) (string, error
 		}
 		return r.execute(t, prog, newTemplateData(format, p))
 	}
-	out, _, err := r.expandOverride(format, override, p)
-	return out, err
+	return r.expandOverride(format, r.override(format, override), p)
 }
 
 // Preview is Renderer.Preview with the embedded templates.
@@ -342,25 +344,30 @@ func ValidateOverride(format, text string) error {
 	return err
 }
 
-// expandOverride parses (cached), executes and re-validates an override.
-// expanded reports an error found only in the expanded text (the source
-// itself was valid).
-func (r *Renderer) expandOverride(format, text string, p BootParams) (out string, expanded bool, err error) {
+// override returns the parsed override text, from the cache when it can.
+func (r *Renderer) override(format, text string) *overrideEntry {
 	key := format + "\x00" + text
-	var ent *overrideEntry
 	if v, ok := r.overrides.Load(key); ok {
-		ent = v.(*overrideEntry)
-	} else {
-		t, err := parseOverride(format, text)
-		ent = &overrideEntry{tmpl: t, prog: compileTemplate(t), err: err}
-		if r.nOverrides.Load() < maxCachedOverrides {
-			if _, loaded := r.overrides.LoadOrStore(key, ent); !loaded {
-				r.nOverrides.Add(1)
-			}
+		return v.(*overrideEntry)
+	}
+	t, err := parseOverride(format, text)
+	ent := &overrideEntry{text: text, tmpl: t, err: err}
+	if err == nil {
+		ent.prog = compileTemplate(t)
+		ent.needsGen = needsGeneration(t)
+	}
+	if r.nOverrides.Load() < maxCachedOverrides {
+		if _, loaded := r.overrides.LoadOrStore(key, ent); !loaded {
+			r.nOverrides.Add(1)
 		}
 	}
+	return ent
+}
+
+// expandOverride executes a parsed override for p and validates the result.
+func (r *Renderer) expandOverride(format string, ent *overrideEntry, p BootParams) (out string, err error) {
 	if ent.err != nil {
-		return "", false, ent.err
+		return "", ent.err
 	}
 	d := newTemplateData(format, p)
 	buf := r.bufs.Get().(*bytes.Buffer)
@@ -369,7 +376,7 @@ func (r *Renderer) expandOverride(format, text string, p BootParams) (out string
 	if ent.prog != nil {
 		ent.prog.run(buf, d)
 	} else if err := ent.tmpl.Execute(buf, d); err != nil {
-		return "", false, &ValidationError{Format: format, Line: 1, Col: 1, Msg: "template: " + err.Error()}
+		return "", templateError(format, ent.text, err)
 	}
 	out = buf.String()
 	// The source was valid; check what the template logic made of it too.
@@ -383,11 +390,11 @@ func (r *Renderer) expandOverride(format, text string, p BootParams) (out string
 		if errors.As(err, &ve) {
 			c := *ve
 			c.Msg = "after template expansion: " + c.Msg
-			return "", true, &c
+			return "", &c
 		}
-		return "", true, err
+		return "", err
 	}
-	return out, false, nil
+	return out, nil
 }
 
 // parseOverride validates override source text (template actions masked)

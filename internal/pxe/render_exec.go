@@ -139,3 +139,78 @@ func (p program) runValue(buf *bytes.Buffer, v reflect.Value) {
 		}
 	}
 }
+
+// fieldRefs returns the TemplateData fields a template mentions.
+func fieldRefs(t *template.Template) map[string]bool {
+	refs := map[string]bool{}
+	if t == nil {
+		return refs
+	}
+	var walk func(n parse.Node)
+	walk = func(n parse.Node) {
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n != nil {
+				for _, c := range n.Nodes {
+					walk(c)
+				}
+			}
+		case *parse.ActionNode:
+			walk(n.Pipe)
+		case *parse.IfNode:
+			walk(&n.BranchNode)
+		case *parse.RangeNode:
+			walk(&n.BranchNode)
+		case *parse.WithNode:
+			walk(&n.BranchNode)
+		case *parse.BranchNode:
+			walk(n.Pipe)
+			if n.List != nil {
+				walk(n.List)
+			}
+			if n.ElseList != nil {
+				walk(n.ElseList)
+			}
+		case *parse.TemplateNode:
+			walk(n.Pipe)
+		case *parse.PipeNode:
+			if n != nil {
+				for _, c := range n.Cmds {
+					walk(c)
+				}
+			}
+		case *parse.CommandNode:
+			for _, a := range n.Args {
+				walk(a)
+			}
+		case *parse.ChainNode:
+			walk(n.Node)
+		case *parse.FieldNode:
+			if len(n.Ident) > 0 {
+				refs[n.Ident[0]] = true
+			}
+		}
+	}
+	for _, tt := range t.Templates() {
+		if tt.Tree != nil {
+			walk(tt.Root)
+		}
+	}
+	return refs
+}
+
+// needsGeneration reports whether an override uses the generation's files
+// without testing {{if .Generation}} itself: without a generation it could
+// only fail to boot.
+func needsGeneration(t *template.Template) bool {
+	refs := fieldRefs(t)
+	if refs["Generation"] {
+		return false
+	}
+	for _, f := range []string{"KernelURL", "InitrdURL", "RootfsURL", "KernelPath", "InitrdPath", "Cmdline"} {
+		if refs[f] {
+			return true
+		}
+	}
+	return false
+}

@@ -287,6 +287,10 @@ func TestNoGeneration(t *testing.T) {
 	if got, err := r.IPXE(p); err != nil || got != n.Override.IPXE {
 		t.Errorf("local-disk override without generation: %v\n%s", err, got)
 	}
+	n.Override.IPXE = "#!ipxe\n{{if .Generation}}\nkernel {{.KernelURL}}\nboot\n{{else}}\nsanboot --drive 0x80\n{{end}}\n"
+	if got, err := r.IPXE(p); err != nil || !strings.Contains(got, "sanboot") {
+		t.Errorf("override that tests .Generation: %v\n%s", err, got)
+	}
 	n.Override.IPXE = "#!ipxe\nkernl x\n"
 	if _, err := r.IPXE(p); err == nil {
 		t.Error("invalid override rendered")
