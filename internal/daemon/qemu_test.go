@@ -1,0 +1,217 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/image/liveinit"
+	"github.com/netbootui/netbootui/internal/lab"
+)
+
+// testModules are what a virtio-net or e1000 QEMU node needs from Debian's
+// kernel to fetch and mount a live root.
+var testModules = []string{"virtio_pci", "virtio_net", "e1000", "loop", "squashfs", "overlay"}
+
+var (
+	imageOnce  sync.Once
+	imageFiles map[string]string
+	imageErr   error
+)
+
+// testImage builds, once per test binary, a bootable generation: Debian's
+// kernel, a live initramfs around busybox-static and a busybox squashfs root
+// whose agent checks in.
+func testImage(t *testing.T) map[string]string {
+	t.Helper()
+	lab.RequireTools(t, "qemu-system-x86_64", "mksquashfs")
+	vmlinuz, modules := lab.Kernel(t)
+	imageOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "netbootui-daemon-image-")
+		if err != nil {
+			imageErr = err
+			return
+		}
+		initrd := filepath.Join(dir, "initrd")
+		if imageErr = liveinit.BuildFile(initrd, liveinit.Options{KernelModulesDir: modules, Modules: testModules}); imageErr != nil {
+			return
+		}
+		root := filepath.Join(dir, "root")
+		if imageErr = liveinit.BuildRootfs(root, liveinit.RootfsOptions{}); imageErr != nil {
+			return
+		}
+		squash := filepath.Join(dir, "rootfs.squashfs")
+		if imageErr = liveinit.MakeSquashfs(root, squash); imageErr != nil {
+			return
+		}
+		imageFiles = map[string]string{"vmlinuz": vmlinuz, "initrd": initrd, "rootfs.squashfs": squash}
+	})
+	if imageErr != nil {
+		t.Fatal(imageErr)
+	}
+	return imageFiles
+}
+
+// qemuInventory is one node on each loader, booting image "live".
+func qemuInventory(ipxeMAC, pxeMAC string) string {
+	return fmt.Sprintf(`images:
+  live:
+    kernel_args: "console=ttyS0 panic=-1"
+groups:
+  lab:
+    image: live
+nodes:
+  - name: q-ipxe
+    group: lab
+    nics: [{mac: %q}]
+  - name: q-pxe
+    group: lab
+    loader: pxelinux
+    nics: [{mac: %q}]
+`, ipxeMAC, pxeMAC)
+}
+
+func startLabDaemon(t *testing.T, tftpListen string) (*Daemon, string, string) {
+	t.Helper()
+	files := testImage(t)
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "nodes.yaml")
+	os.WriteFile(inv, []byte(qemuInventory(lab.MAC(10), lab.MAC(11))), 0o644)
+	d, err := New(Config{InventoryPath: inv, DataDir: filepath.Join(dir, "data"), HTTPListen: "127.0.0.1:0",
+		TFTPListen: tftpListen, StallTimeout: 2 * time.Minute,
+		Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := d.ImportImage(ImportRequest{Image: "live", Kernel: files["vmlinuz"], Initrd: files["initrd"], Rootfs: files["rootfs.squashfs"], Publish: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(d.HTTPAddr().String())
+	// The guest reaches the host's loopback at 10.0.2.2 (QEMU user-mode networking).
+	d.Boot.AdvertiseURL = "http://10.0.2.2:" + port
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return d, m.ID, port
+}
+
+// waitBooted polls the tracker until node checks in with gen.
+func waitBooted(t *testing.T, d *Daemon, vm *lab.VM, node, gen string, timeout time.Duration) bootstate.NodeState {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if st, ok := d.Tracker.Get(node); ok && st.Stage == bootstate.StageBooted && st.Generation == gen {
+			return st
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	st, _ := d.Tracker.Get(node)
+	var evs []string
+	for _, ev := range d.History(node, 30) {
+		evs = append(evs, fmt.Sprintf("%s %s %s %s", ev.Kind, ev.Stage, ev.Path, ev.Error))
+	}
+	t.Fatalf("%s did not boot in %v: %+v\nevents:\n%s\nserial:\n%s", node, timeout, st, strings.Join(evs, "\n"), tailText(vm.Serial(), 30))
+	return st
+}
+
+func tailText(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func stagesOf(st bootstate.NodeState) []bootstate.Stage {
+	var out []bootstate.Stage
+	for _, m := range st.Timeline {
+		out = append(out, m.Stage)
+	}
+	return out
+}
+
+// TestQEMUBootThroughIPXE boots a QEMU node from QEMU's own iPXE ROM through
+// the daemon's rendered script: kernel and initrd over HTTP, then the live
+// init fetches the squashfs root and the node checks in with its token.
+func TestQEMUBootThroughIPXE(t *testing.T) {
+	t.Parallel()
+	d, gen, port := startLabDaemon(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	start := time.Now()
+	vm, err := lab.StartVM(ctx, lab.VMOptions{Name: "q-ipxe", MAC: lab.MAC(10), Dir: t.TempDir(),
+		BootURL: "http://10.0.2.2:" + port + "/boot/" + lab.MAC(10) + ".ipxe"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Stop()
+	st := waitBooted(t, d, vm, "q-ipxe", gen, 150*time.Second)
+	t.Logf("q-ipxe booted and checked in after %v", time.Since(start).Round(100*time.Millisecond))
+	want := []bootstate.Stage{bootstate.StageConfig, bootstate.StageKernel, bootstate.StageInitrd, bootstate.StageRootfs, bootstate.StageBooted}
+	if fmt.Sprint(stagesOf(st)) != fmt.Sprint(want) {
+		t.Fatalf("stages %v, want %v", stagesOf(st), want)
+	}
+	if st.Total == 0 || st.Bytes != st.Total {
+		t.Errorf("rootfs progress %d/%d", st.Bytes, st.Total)
+	}
+	if v, _ := d.Node("q-ipxe"); v.Dirty {
+		t.Errorf("freshly booted node is dirty: %v", v.DirtyReasons)
+	}
+}
+
+// TestQEMUBootThroughPxelinux boots a QEMU node through pxelinux over the
+// daemon's TFTP server on 127.0.0.2:69: pxelinux.0, ldlinux.c32, the rendered
+// pxelinux.cfg/01-<mac>, kernel and initrd over TFTP, the root over HTTP.
+func TestQEMUBootThroughPxelinux(t *testing.T) {
+	t.Parallel()
+	if ln, err := net.ListenPacket("udp", "127.0.0.2:69"); err != nil {
+		if os.Getenv("NETBOOTUI_REQUIRE_TOOLS") == "1" {
+			t.Fatalf("cannot bind 127.0.0.2:69 for the pxelinux boot test: %v", err)
+		}
+		t.Skipf("cannot bind 127.0.0.2:69 (needs root and a free port): %v", err)
+	} else {
+		ln.Close()
+	}
+	d, gen, _ := startLabDaemon(t, "127.0.0.2:69")
+	if d.Boot.Loaders.Aliases["pxelinux.0"] == "" || d.Boot.Loaders.Aliases["ldlinux.c32"] == "" {
+		lab.RequireTools(t, "pxelinux.0 and ldlinux.c32 (packages pxelinux, syslinux-common)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	start := time.Now()
+	vm, err := lab.StartVM(ctx, lab.VMOptions{Name: "q-pxe", MAC: lab.MAC(11), Dir: t.TempDir(),
+		BootURL: "tftp://127.0.0.2/pxelinux.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Stop()
+	st := waitBooted(t, d, vm, "q-pxe", gen, 170*time.Second)
+	t.Logf("q-pxe booted and checked in after %v", time.Since(start).Round(100*time.Millisecond))
+	want := []bootstate.Stage{bootstate.StageNBP, bootstate.StageConfig, bootstate.StageKernel, bootstate.StageInitrd, bootstate.StageRootfs, bootstate.StageBooted}
+	if fmt.Sprint(stagesOf(st)) != fmt.Sprint(want) {
+		t.Fatalf("stages %v, want %v", stagesOf(st), want)
+	}
+}
+
+// testLogger logs to the test's log when NETBOOTUI_TEST_LOG=1, else nowhere.
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("NETBOOTUI_TEST_LOG") != "1" {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
