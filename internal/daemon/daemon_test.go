@@ -468,3 +468,43 @@ func TestStatePersistsAcrossRestart(t *testing.T) {
 		t.Fatalf("after restart: %+v", st)
 	}
 }
+
+// TestMalformedCorpusKeepsServing replaces a running daemon's inventory with
+// every malformed inventory of the inventory package's corpus in turn: each
+// reload fails with that file's golden error at its FILE:LINE:COL, and the
+// daemon keeps booting nodes from the last good inventory.
+func TestMalformedCorpusKeepsServing(t *testing.T) {
+	e := startDaemon(t)
+	good := e.d.Inventory().Revision
+	bad, err := filepath.Glob("../inventory/testdata/bad/*.yaml")
+	if err != nil || len(bad) < 15 {
+		t.Fatalf("corpus: %d files, %v", len(bad), err)
+	}
+	for _, f := range bad {
+		data, _ := os.ReadFile(f)
+		golden, err := os.ReadFile(strings.TrimSuffix(f, ".yaml") + ".err")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The golden error names testdata/bad/X.yaml; here the file is e.inv.
+		want := strings.ReplaceAll(strings.TrimSpace(string(golden)), "testdata/bad/"+filepath.Base(f), e.inv)
+		tmp := e.inv + ".new"
+		os.WriteFile(tmp, data, 0o644)
+		if err := os.Rename(tmp, e.inv); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.d.Reload(); err == nil {
+			t.Fatalf("%s: reload accepted a malformed inventory", f)
+		}
+		st := e.d.InventoryStatus()
+		if first, _, _ := strings.Cut(st.ReloadErr, "\n"); first != want {
+			t.Errorf("%s:\n got  %q\n want %q", filepath.Base(f), first, want)
+		}
+		if st.Revision != good {
+			t.Fatalf("%s: revision changed to %s", f, st.Revision)
+		}
+		if code, body := e.get("/boot/52:54:00:00:01:01.ipxe"); code != 200 || !strings.Contains(string(body), "netbootui.node=px1") {
+			t.Fatalf("%s: not serving the last good inventory: %d %s", f, code, body)
+		}
+	}
+}
