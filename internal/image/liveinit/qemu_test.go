@@ -149,7 +149,15 @@ func TestQEMULiveBoot(t *testing.T) {
 	}
 	defer vm.Stop()
 
-	// Boot 1, first check-in: clean overlay, no marker.
+	// Boot 1: the console shows each stage, then the first check-in arrives
+	// with a clean overlay and no marker.
+	for _, stage := range []string{"Run /init as init process", "netbootui: dhcp on", "netbootui: fetching rootfs",
+		"netbootui: switching to the rootfs", "netbootui: rootfs up: netbootui test rootfs on t1"} {
+		if _, err := vm.WaitSerial(ctx, regexp.MustCompile(regexp.QuoteMeta(stage))); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%5.1fs %s", time.Since(start).Seconds(), stage)
+	}
 	first := rec.next(t, 60*time.Second, vm)
 	bootTime := time.Since(start)
 	t.Logf("boot to first check-in: %v", bootTime.Round(100*time.Millisecond))
@@ -172,12 +180,6 @@ func TestQEMULiveBoot(t *testing.T) {
 	if clean >= 64*1024 {
 		t.Errorf("clean boot reports %d overlay bytes, want < 64 KiB", clean)
 	}
-	for _, want := range []string{"netbootui: fetching rootfs", "netbootui: switching to the rootfs", "netbootui: rootfs up: netbootui test rootfs on t1"} {
-		if _, err := vm.WaitSerial(ctx, regexp.MustCompile(regexp.QuoteMeta(want))); err != nil {
-			t.Fatal(err)
-		}
-	}
-
 	// Boot 1, second check-in: the test hook wrote 64 KiB into the overlay.
 	dirty := rec.next(t, 30*time.Second, vm)
 	if dirty.Get("probe") != "present" || dirty.Get("boot_id") != bootID {
