@@ -29,9 +29,11 @@ mkdir -p "$serve" "$work/out"
 chmod 755 "$work" "$serve" # tftpd-hpa drops to an unprivileged user
 
 pids=()
+cgroups=()
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	for g in "${cgroups[@]}"; do rmdir "$g" 2>/dev/null || true; done
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -50,6 +52,37 @@ pids+=($!)
 "$work/ourserver" -addr "127.0.0.1:$OUR_PORT" -dir "$serve" ${CPUPROFILE:+-cpuprofile "$CPUPROFILE"} 2>"$work/ourserver.log" &
 pids+=($!)
 sleep 0.5
+
+# Server CPU time, from a cgroup per server (tftpd-hpa's per-transfer
+# children are reaped without accounting, so /proc cannot tell). Works with
+# cgroup v1 cpuacct or a cgroup v2 hierarchy at /sys/fs/cgroup; skipped
+# otherwise. The cgroups are removed on exit.
+declare -A cg=()
+cg_make() { # cg_make WHO PID
+	local g
+	if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+		g=/sys/fs/cgroup/netbootui-bench-$$-$1
+	elif [ -w /sys/fs/cgroup/cpuacct ]; then
+		g=/sys/fs/cgroup/cpuacct/netbootui-bench-$$-$1
+	else
+		return 0
+	fi
+	mkdir "$g" 2>/dev/null || return 0
+	cgroups+=("$g")
+	echo "$2" >"$g/cgroup.procs" 2>/dev/null || return 0
+	cg[$1]=$g
+}
+cpu_ns() { # cpu_ns WHO: CPU nanoseconds used by WHO's cgroup, or empty
+	local g=${cg[$1]:-}
+	[ -n "$g" ] || return 0
+	if [ -f "$g/cpuacct.usage" ]; then
+		cat "$g/cpuacct.usage"
+	else
+		awk '$1 == "usage_usec" { print $2 * 1000 }' "$g/cpu.stat"
+	fi
+}
+cg_make peer "${pids[0]}"
+cg_make ours "${pids[1]}"
 
 now() { date +%s.%N; }
 
@@ -70,32 +103,42 @@ check_all() {
 	echo "$bad"
 }
 
-declare -A secs=([peer]=0 [ours]=0) mib=([peer]=0 [ours]=0)
+declare -A secs=([peer]=0 [ours]=0) mib=([peer]=0 [ours]=0) cpu=([peer]=0 [ours]=0)
 port_of() { if [ "$1" = peer ]; then echo "$PEER_PORT"; else echo "$OUR_PORT"; fi; }
 
-# timed WHO CMD...: runs CMD and adds its wall time to WHO's.
+# timed WHO CMD...: runs CMD and adds its wall time and WHO's CPU time.
 timed() {
 	local who=$1; shift
-	local t0 t1
+	local t0 t1 c0 c1
+	c0=$(cpu_ns "$who")
 	t0=$(now)
 	"$@"
 	t1=$(now)
+	c1=$(cpu_ns "$who")
 	secs[$who]=$(awk -v s="${secs[$who]}" -v a="$t0" -v b="$t1" 'BEGIN { print s + b - a }')
+	[ -z "$c0" ] || cpu[$who]=$((cpu[$who] + c1 - c0))
 }
 
 rate() { awk -v m="$1" -v s="$2" 'BEGIN { printf "%.1f", m / s }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 
+cpu_per_mib() { # cpu_per_mib WHO: server CPU milliseconds per MiB sent
+	if [ -z "${cg[$1]:-}" ]; then echo "-"; return; fi
+	awk -v c="${cpu[$1]}" -v m="${mib[$1]}" 'BEGIN { printf "%.2f", c / 1e6 / m }'
+}
+
 report() { # report LABEL
 	local pr or
 	pr=$(rate "${mib[peer]}" "${secs[peer]}")
 	or=$(rate "${mib[ours]}" "${secs[ours]}")
-	printf '%-28s %9s MiB/s %9s MiB/s %9s\n' "$1" "$pr" "$or" "$(ratio "$or" "$pr")"
-	secs=([peer]=0 [ours]=0) mib=([peer]=0 [ours]=0)
+	printf '%-28s %9s MiB/s %9s MiB/s %9s %9s %9s\n' "$1" "$pr" "$or" "$(ratio "$or" "$pr")" \
+		"$(cpu_per_mib peer)" "$(cpu_per_mib ours)"
+	secs=([peer]=0 [ours]=0) mib=([peer]=0 [ours]=0) cpu=([peer]=0 [ours]=0)
 }
 
 echo "# TFTP on loopback: ${SIZE_MIB} MiB file, curl --tftp-blksize $BLKSIZE, $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg)"
-printf '%-28s %15s %15s %9s\n' "test" "tftpd-hpa" "netbootui" "ours/peer"
+printf '%-28s %15s %15s %9s %19s\n' "" "" "" "" "server CPU ms/MiB"
+printf '%-28s %15s %15s %9s %9s %9s\n' "test" "tftpd-hpa" "netbootui" "ours/peer" "tftpd-hpa" "netbootui"
 
 # Sequential: the two servers take turns, so that load from elsewhere on the
 # machine hits both alike.
