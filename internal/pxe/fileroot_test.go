@@ -13,10 +13,10 @@ import (
 	"time"
 )
 
-// requireTool skips the test when an external tool (a command name, or an
+// tftpRequireTool skips the test when an external tool (a command name, or an
 // absolute path to a file a package installs) is missing, unless
 // NETBOOTUI_REQUIRE_TOOLS=1, in which case the test fails.
-func requireTool(t testing.TB, tool string) {
+func tftpRequireTool(t testing.TB, tool string) {
 	t.Helper()
 	var err error
 	if filepath.IsAbs(tool) {
@@ -33,13 +33,13 @@ func requireTool(t testing.TB, tool string) {
 	t.Skipf("tool %s is missing: %v", tool, err)
 }
 
-// secretMarker is planted in files outside every served root; it must never
+// tftpSecretMarker is planted in files outside every served root; it must never
 // come back from a server.
-const secretMarker = "NETBOOTUI-SECRET-7f3a9c1e-do-not-serve"
+const tftpSecretMarker = "NETBOOTUI-SECRET-7f3a9c1e-do-not-serve"
 
-// testRoot builds a served directory next to a secret one:
+// frTestRoot builds a served directory next to a secret one:
 //
-//	base/secret/passwd          (contains secretMarker)
+//	base/secret/passwd          (contains tftpSecretMarker)
 //	base/root/a.txt             "hello a"
 //	base/root/sub/b.bin         "bee"
 //	base/root/link-in           -> a.txt            (stays inside: allowed)
@@ -54,7 +54,7 @@ const secretMarker = "NETBOOTUI-SECRET-7f3a9c1e-do-not-serve"
 //	base/root/dir/              (a directory)
 //	base/root/fifo              (a FIFO)
 //	base/root/sock              (a unix socket)
-func testRoot(t *testing.T) (root, secretDir string) {
+func frTestRoot(t *testing.T) (root, secretDir string) {
 	t.Helper()
 	base := t.TempDir()
 	secretDir = filepath.Join(base, "secret")
@@ -69,8 +69,8 @@ func testRoot(t *testing.T) (root, secretDir string) {
 			t.Fatal(err)
 		}
 	}
-	write(filepath.Join(secretDir, "passwd"), secretMarker+"\n")
-	write(filepath.Join(secretDir, "a.txt"), secretMarker+"\n")
+	write(filepath.Join(secretDir, "passwd"), tftpSecretMarker+"\n")
+	write(filepath.Join(secretDir, "a.txt"), tftpSecretMarker+"\n")
 	write(filepath.Join(root, "a.txt"), "hello a")
 	write(filepath.Join(root, "sub", "b.bin"), "bee")
 	links := map[string]string{
@@ -101,7 +101,7 @@ func testRoot(t *testing.T) (root, secretDir string) {
 }
 
 func TestFileRootOpen(t *testing.T) {
-	root, secretDir := testRoot(t)
+	root, secretDir := frTestRoot(t)
 	aliasTarget := filepath.Join(t.TempDir(), "loader.bin")
 	if err := os.WriteFile(aliasTarget, []byte("loader bytes"), 0o644); err != nil {
 		t.Fatal(err)
@@ -214,7 +214,7 @@ func TestFileRootDeviceNode(t *testing.T) {
 // TestFileRootSwappedSymlink replaces a file by a symlink to the secret after
 // a first open; the next open must refuse it.
 func TestFileRootSwappedSymlink(t *testing.T) {
-	root, secretDir := testRoot(t)
+	root, secretDir := frTestRoot(t)
 	fr := &FileRoot{Dir: root}
 	f, _, err := fr.Open("a.txt")
 	if err != nil {
@@ -250,7 +250,7 @@ func TestFileRootZero(t *testing.T) {
 }
 
 func TestFileRootCheck(t *testing.T) {
-	root, secretDir := testRoot(t)
+	root, secretDir := frTestRoot(t)
 	file := filepath.Join(root, "a.txt")
 	tests := []struct {
 		name    string
@@ -288,7 +288,7 @@ func TestDefaultLoaders(t *testing.T) {
 		"/usr/lib/PXELINUX/pxelinux.0", "/usr/lib/syslinux/modules/bios/ldlinux.c32",
 		"/usr/lib/SYSLINUX.EFI/efi64/syslinux.efi",
 	} {
-		requireTool(t, p)
+		tftpRequireTool(t, p)
 	}
 	got := DefaultLoaders()
 	want := map[string]string{

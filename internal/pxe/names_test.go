@@ -42,9 +42,9 @@ func TestCleanNameAccepts(t *testing.T) {
 	}
 }
 
-// hostileNames are names no client may use; the TFTP tests send them over the
+// cleanNameHostile are names no client may use; the TFTP tests send them over the
 // wire too.
-var hostileNames = []struct {
+var cleanNameHostile = []struct {
 	name, reason string
 }{
 	{"", "empty name"},
@@ -99,10 +99,10 @@ var hostileNames = []struct {
 }
 
 func TestCleanNameRefuses(t *testing.T) {
-	if len(hostileNames) < 30 {
-		t.Fatalf("only %d hostile names", len(hostileNames))
+	if len(cleanNameHostile) < 30 {
+		t.Fatalf("only %d hostile names", len(cleanNameHostile))
 	}
-	for _, tt := range hostileNames {
+	for _, tt := range cleanNameHostile {
 		got, err := CleanName(tt.name)
 		if err == nil {
 			t.Errorf("CleanName(%q) = %q, want error containing %q", tt.name, got, tt.reason)
@@ -125,7 +125,7 @@ func TestCleanNameRefuses(t *testing.T) {
 }
 
 func FuzzCleanName(f *testing.F) {
-	for _, tt := range hostileNames {
+	for _, tt := range cleanNameHostile {
 		f.Add(tt.name)
 	}
 	for _, s := range []string{"pxelinux.0", "/a//b/./c/", "a/b/../c", "é/x", "C:x", "./A:"} {

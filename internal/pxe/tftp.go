@@ -104,12 +104,14 @@ type TFTPServer struct {
 	// busy. Default 1024.
 	MaxTransfers int
 	// OnTransfer, when set, is called after every read request that passed
-	// CleanName, successful or not. It runs on the transfer's goroutine and
-	// must not call Close.
+	// CleanName, successful or not (also when refused as busy). It must not
+	// call Close.
 	OnTransfer func(TFTPTransfer)
 	// OnDenied, when set, is called for every request refused before it
 	// reached Source: hostile names, write requests, malformed requests. The
-	// name is as the client sent it.
+	// name is as the client sent it; reason matches ErrAccessDenied and, for
+	// a refused name, is a *NameError. It runs on the server's receive loop:
+	// it must not block, and must not call Close.
 	OnDenied func(client netip.AddrPort, name string, reason error)
 
 	mu      sync.Mutex
@@ -310,7 +312,7 @@ func (s *TFTPServer) Serve() error {
 	}
 	s.pending = nil
 	s.mu.Unlock()
-	for _, p := range left { // cannot happen: pin/tftp claimed every pushed request
+	for _, p := range left { // only when pin/tftp could not start a transfer (no socket)
 		p.timer.Stop()
 		s.finish(p, 0, errors.New("server closed before the transfer started"))
 	}
@@ -371,6 +373,10 @@ func (s *TFTPServer) handle(conn *net.UDPConn, pkt []byte, client netip.AddrPort
 	if busy {
 		log.Warn("tftp: too many transfers, request refused", "client", client, "name", name, "max", s.maxTransfers())
 		s.send(conn, client, tftpErrorPacket(tftpErrUndefined, "server busy, try again"))
+		if s.OnTransfer != nil {
+			s.OnTransfer(TFTPTransfer{Client: client, Name: name, Size: -1,
+				BlockSize: req.negotiatedBlockSize(s.maxBlockSize()), Err: errTFTPBusy})
+		}
 		return
 	}
 	s.opening.Add(1)
@@ -523,6 +529,10 @@ func (s *TFTPServer) readHandler(name string, rf io.ReaderFrom) error {
 	s.finish(p, n, err)
 	return err
 }
+
+// errTFTPBusy is reported for requests refused because MaxTransfers are in
+// progress.
+var errTFTPBusy = errors.New("tftp: too many transfers in progress")
 
 // errSourceRead is what the client is told when the source fails mid-way.
 var errSourceRead = errors.New("read error")

@@ -25,13 +25,13 @@ import (
 )
 
 const (
-	undionly = "/usr/lib/ipxe/undionly.kpxe"
-	ipxeEFI  = "/usr/lib/ipxe/ipxe.efi"
+	tftpUndionly = "/usr/lib/ipxe/undionly.kpxe"
+	tftpIPXEEFI  = "/usr/lib/ipxe/ipxe.efi"
 )
 
-// virtualContent is served by testSource under "virtual/...": 1468*128
+// tftpVirtual is served by tftpTestSource under "virtual/...": 1468*128
 // bytes, a whole number of blocks at both 512 and 1468 bytes.
-var virtualContent = func() []byte {
+var tftpVirtual = func() []byte {
 	b := make([]byte, 1468*128)
 	r := rand.New(rand.NewChaCha8([32]byte{1, 2, 3}))
 	for i := range b {
@@ -40,34 +40,34 @@ var virtualContent = func() []byte {
 	return b
 }()
 
-// testSource serves a FileRoot plus generated files, and counts opens and
+// tftpTestSource serves a FileRoot plus generated files, and counts opens and
 // closes of the generated ones.
-type testSource struct {
+type tftpTestSource struct {
 	files   FileRootSource
 	opened  atomic.Int64
 	closed  atomic.Int64
 	release chan struct{} // "virtual/block" reads block until it is closed
 }
 
-type failingReader struct{}
+type tftpFailingReader struct{}
 
-func (failingReader) Read([]byte) (int, error) {
+func (tftpFailingReader) Read([]byte) (int, error) {
 	return 0, errors.New("disk on fire at /var/lib/secret/place")
 }
 
-type blockingReader struct{ release chan struct{} }
+type tftpBlockingReader struct{ release chan struct{} }
 
-func (b blockingReader) Read(p []byte) (int, error) {
+func (b tftpBlockingReader) Read(p []byte) (int, error) {
 	<-b.release
 	return 0, io.EOF
 }
 
-func (s *testSource) OpenTFTP(ctx context.Context, name string, client netip.AddrPort) (TFTPFile, error) {
+func (s *tftpTestSource) OpenTFTP(ctx context.Context, name string, client netip.AddrPort) (TFTPFile, error) {
 	if !client.IsValid() || client.Port() == 0 {
 		return TFTPFile{}, fmt.Errorf("bad client %v", client)
 	}
 	var f TFTPFile
-	c := virtualContent
+	c := tftpVirtual
 	switch name {
 	case "virtual/known":
 		f = TFTPFile{R: bytes.NewReader(c), Size: int64(len(c))}
@@ -80,13 +80,13 @@ func (s *testSource) OpenTFTP(ctx context.Context, name string, client netip.Add
 	case "virtual/empty":
 		f = TFTPFile{R: bytes.NewReader(nil), Size: 0}
 	case "virtual/fail":
-		f = TFTPFile{R: io.MultiReader(bytes.NewReader(c[:5000]), failingReader{}), Size: int64(len(c))}
+		f = TFTPFile{R: io.MultiReader(bytes.NewReader(c[:5000]), tftpFailingReader{}), Size: int64(len(c))}
 	case "virtual/short":
 		f = TFTPFile{R: bytes.NewReader(c[:10000]), Size: int64(len(c))}
 	case "virtual/long":
 		f = TFTPFile{R: bytes.NewReader(c), Size: 10000}
 	case "virtual/block":
-		f = TFTPFile{R: blockingReader{s.release}, Size: -1}
+		f = TFTPFile{R: tftpBlockingReader{s.release}, Size: -1}
 	case "virtual/denied":
 		return TFTPFile{}, fmt.Errorf("%w: policy says no", ErrAccessDenied)
 	case "virtual/broken":
@@ -99,41 +99,41 @@ func (s *testSource) OpenTFTP(ctx context.Context, name string, client netip.Add
 	return f, nil
 }
 
-// testServer is a TFTPServer on 127.0.0.1:0 with what its hooks saw.
-type testServer struct {
+// tftpTestServer is a TFTPServer on 127.0.0.1:0 with what its hooks saw.
+type tftpTestServer struct {
 	*TFTPServer
 	addr      string // host:port
 	port      string
 	root      string // the served directory
-	secretDir string // beside root, holds secretMarker
-	src       *testSource
+	secretDir string // beside root, holds tftpSecretMarker
+	src       *tftpTestSource
 
 	mu        sync.Mutex
 	transfers []TFTPTransfer
 	denied    []string
 }
 
-func (ts *testServer) Transfers() []TFTPTransfer {
+func (ts *tftpTestServer) Transfers() []TFTPTransfer {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	return append([]TFTPTransfer(nil), ts.transfers...)
 }
 
-func (ts *testServer) Denied() []string {
+func (ts *tftpTestServer) Denied() []string {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	return append([]string(nil), ts.denied...)
 }
 
 // activeTransfers reads the server's count of transfers in progress.
-func (ts *testServer) activeTransfers() int {
+func (ts *tftpTestServer) activeTransfers() int {
 	ts.TFTPServer.mu.Lock()
 	defer ts.TFTPServer.mu.Unlock()
 	return ts.TFTPServer.active
 }
 
 // waitIdle waits until no transfer is in progress.
-func (ts *testServer) waitIdle(t testing.TB, d time.Duration) {
+func (ts *tftpTestServer) waitIdle(t testing.TB, d time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for ts.activeTransfers() != 0 {
@@ -144,23 +144,23 @@ func (ts *testServer) waitIdle(t testing.TB, d time.Duration) {
 	}
 }
 
-// startTFTP serves testRoot plus the ipxe loaders (as aliases) and the
+// startTFTP serves frTestRoot plus the ipxe loaders (as aliases) and the
 // virtual files.
-func startTFTP(t testing.TB, modify func(*TFTPServer)) *testServer {
+func startTFTP(t testing.TB, modify func(*TFTPServer)) *tftpTestServer {
 	t.Helper()
 	tt, ok := t.(*testing.T)
 	if !ok {
 		t.Fatal("startTFTP needs a *testing.T")
 	}
-	root, secretDir := testRoot(tt)
+	root, secretDir := frTestRoot(tt)
 	aliases := map[string]string{}
-	for name, p := range map[string]string{"undionly.kpxe": undionly, "ipxe.efi": ipxeEFI} {
+	for name, p := range map[string]string{"undionly.kpxe": tftpUndionly, "ipxe.efi": tftpIPXEEFI} {
 		if _, err := os.Stat(p); err == nil {
 			aliases[name] = p
 		}
 	}
-	src := &testSource{files: FileRootSource{&FileRoot{Dir: root, Aliases: aliases}}, release: make(chan struct{})}
-	ts := &testServer{root: root, secretDir: secretDir, src: src}
+	src := &tftpTestSource{files: FileRootSource{&FileRoot{Dir: root, Aliases: aliases}}, release: make(chan struct{})}
+	ts := &tftpTestServer{root: root, secretDir: secretDir, src: src}
 	srv := &TFTPServer{
 		Addr:    "127.0.0.1:0",
 		Source:  src,
@@ -214,9 +214,9 @@ func startTFTP(t testing.TB, modify func(*TFTPServer)) *testServer {
 	return ts
 }
 
-func sha(b []byte) string { return fmt.Sprintf("%x", sha256.Sum256(b)) }
+func tftpSHA(b []byte) string { return fmt.Sprintf("%x", sha256.Sum256(b)) }
 
-func readFile(t testing.TB, p string) []byte {
+func tftpReadFile(t testing.TB, p string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -225,9 +225,9 @@ func readFile(t testing.TB, p string) []byte {
 	return b
 }
 
-// goFetch fetches a file with pin/tftp's client. size is the tsize the
+// tftpGoFetch fetches a file with pin/tftp's client. size is the tsize the
 // server announced (ok false when it announced none).
-func goFetch(addr, name string, blksize int, tsize bool) (data []byte, size int64, ok bool, err error) {
+func tftpGoFetch(addr, name string, blksize int, tsize bool) (data []byte, size int64, ok bool, err error) {
 	c, err := tftp.NewClient(addr)
 	if err != nil {
 		return nil, 0, false, err
@@ -251,16 +251,16 @@ func goFetch(addr, name string, blksize int, tsize bool) (data []byte, size int6
 	return buf.Bytes(), size, ok, nil
 }
 
-// rawReply sends one datagram to the server and returns the first reply
+// tftpRawReply sends one datagram to the server and returns the first reply
 // (nil if none came within wait).
-func rawReply(t testing.TB, addr string, pkt []byte, wait time.Duration) []byte {
+func tftpRawReply(t testing.TB, addr string, pkt []byte, wait time.Duration) []byte {
 	t.Helper()
-	return rawExchange(t, addr, pkt, wait, true)
+	return tftpRawExchange(t, addr, pkt, wait, true)
 }
 
-// rawExchange is rawReply; when polite is false, the client goes away after
+// tftpRawExchange is tftpRawReply; when polite is false, the client goes away after
 // the first reply without a word, as a crashed client would.
-func rawExchange(t testing.TB, addr string, pkt []byte, wait time.Duration, polite bool) []byte {
+func tftpRawExchange(t testing.TB, addr string, pkt []byte, wait time.Duration, polite bool) []byte {
 	t.Helper()
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -290,7 +290,7 @@ func rawExchange(t testing.TB, addr string, pkt []byte, wait time.Duration, poli
 }
 
 // rrq builds a read (or write) request with options as name, value pairs.
-func rrq(op uint16, name, mode string, opts ...string) []byte {
+func tftpRRQ(op uint16, name, mode string, opts ...string) []byte {
 	b := binary.BigEndian.AppendUint16(nil, op)
 	b = append(b, name...)
 	b = append(b, 0)
@@ -304,15 +304,15 @@ func rrq(op uint16, name, mode string, opts ...string) []byte {
 }
 
 // errorCode returns the code of an ERROR packet, or -1.
-func errorCode(p []byte) int {
+func tftpErrorCode(p []byte) int {
 	if len(p) < 5 || binary.BigEndian.Uint16(p) != tftpOpERROR {
 		return -1
 	}
 	return int(binary.BigEndian.Uint16(p[2:]))
 }
 
-// oackOptions parses an OACK packet, or returns nil.
-func oackOptions(p []byte) map[string]string {
+// tftpOACK parses an OACK packet, or returns nil.
+func tftpOACK(p []byte) map[string]string {
 	if len(p) < 2 || binary.BigEndian.Uint16(p) != tftpOpOACK {
 		return nil
 	}
@@ -324,9 +324,9 @@ func oackOptions(p []byte) map[string]string {
 	return m
 }
 
-// curlURL makes a tftp URL that makes curl send name exactly: curl decodes
+// tftpCurlURL makes a tftp URL that makes curl send name exactly: curl decodes
 // the path, so every byte but the unreserved ones is escaped.
-func curlURL(addr, name string) string {
+func tftpCurlURL(addr, name string) string {
 	var b strings.Builder
 	b.WriteString("tftp://" + addr + "/")
 	for i := 0; i < len(name); i++ {
@@ -341,44 +341,44 @@ func curlURL(addr, name string) string {
 }
 
 func TestTFTPRealClientsFetchPackageFile(t *testing.T) {
-	requireTool(t, undionly)
+	tftpRequireTool(t, tftpUndionly)
 	ts := startTFTP(t, nil)
-	want := readFile(t, undionly)
+	want := tftpReadFile(t, tftpUndionly)
 	dir := t.TempDir()
 
 	t.Run("tftp-hpa", func(t *testing.T) {
-		requireTool(t, "tftp")
+		tftpRequireTool(t, "tftp")
 		out := filepath.Join(dir, "hpa")
 		msg, err := exec.Command("tftp", "-m", "binary", "127.0.0.1", ts.port, "-c", "get", "undionly.kpxe", out).CombinedOutput()
 		if err != nil || len(msg) != 0 {
 			t.Fatalf("tftp: %v: %s", err, msg)
 		}
-		if got := readFile(t, out); sha(got) != sha(want) {
+		if got := tftpReadFile(t, out); tftpSHA(got) != tftpSHA(want) {
 			t.Fatalf("tftp-hpa got %d bytes, sha256 differs from the package file (%d bytes)", len(got), len(want))
 		}
 	})
 	for _, bs := range []int{512, 1468} {
 		t.Run(fmt.Sprintf("curl-blksize-%d", bs), func(t *testing.T) {
-			requireTool(t, "curl")
+			tftpRequireTool(t, "curl")
 			out := filepath.Join(dir, fmt.Sprintf("curl%d", bs))
-			msg, err := exec.Command("curl", "-sS", "--tftp-blksize", strconv.Itoa(bs), "-o", out, curlURL(ts.addr, "undionly.kpxe")).CombinedOutput()
+			msg, err := exec.Command("curl", "-sS", "--tftp-blksize", strconv.Itoa(bs), "-o", out, tftpCurlURL(ts.addr, "undionly.kpxe")).CombinedOutput()
 			if err != nil {
 				t.Fatalf("curl: %v: %s", err, msg)
 			}
-			if got := readFile(t, out); sha(got) != sha(want) {
+			if got := tftpReadFile(t, out); tftpSHA(got) != tftpSHA(want) {
 				t.Fatalf("curl got %d bytes, sha256 differs", len(got))
 			}
 		})
 	}
 	t.Run("atftp", func(t *testing.T) {
-		requireTool(t, "atftp")
+		tftpRequireTool(t, "atftp")
 		out := filepath.Join(dir, "atftp")
 		msg, err := exec.Command("atftp", "--option", "blksize 1468", "--option", "tsize 0", "--trace",
 			"-g", "-r", "undionly.kpxe", "-l", out, "127.0.0.1", ts.port).CombinedOutput()
 		if err != nil {
 			t.Fatalf("atftp: %v: %s", err, msg)
 		}
-		if got := readFile(t, out); sha(got) != sha(want) {
+		if got := tftpReadFile(t, out); tftpSHA(got) != tftpSHA(want) {
 			t.Fatalf("atftp got %d bytes, sha256 differs", len(got))
 		}
 		oack := fmt.Sprintf("received OACK <tsize: %d, blksize: 1468", len(want))
@@ -387,11 +387,11 @@ func TestTFTPRealClientsFetchPackageFile(t *testing.T) {
 		}
 	})
 	t.Run("pin-tftp-client", func(t *testing.T) {
-		got, size, ok, err := goFetch(ts.addr, "/undionly.kpxe", 1468, true)
+		got, size, ok, err := tftpGoFetch(ts.addr, "/undionly.kpxe", 1468, true)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if sha(got) != sha(want) || !ok || size != int64(len(want)) {
+		if tftpSHA(got) != tftpSHA(want) || !ok || size != int64(len(want)) {
 			t.Fatalf("got %d bytes, tsize %d (%v); want %d bytes, same sha256", len(got), size, ok, len(want))
 		}
 	})
@@ -413,7 +413,7 @@ func TestTFTPRealClientsFetchPackageFile(t *testing.T) {
 
 func TestTFTPVirtualFiles(t *testing.T) {
 	ts := startTFTP(t, nil)
-	c := virtualContent
+	c := tftpVirtual
 	tests := []struct {
 		name     string
 		want     []byte
@@ -428,11 +428,11 @@ func TestTFTPVirtualFiles(t *testing.T) {
 	for _, tt := range tests {
 		for _, bs := range []int{0, 512, 1468, 8192} {
 			t.Run(fmt.Sprintf("%s/go-%d", tt.name, bs), func(t *testing.T) {
-				got, size, ok, err := goFetch(ts.addr, tt.name, bs, true)
+				got, size, ok, err := tftpGoFetch(ts.addr, tt.name, bs, true)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if sha(got) != sha(tt.want) {
+				if tftpSHA(got) != tftpSHA(tt.want) {
 					t.Fatalf("got %d bytes, want %d (sha256 differs)", len(got), len(tt.want))
 				}
 				// pin/tftp's client reports its own "tsize 0" when the
@@ -446,7 +446,7 @@ func TestTFTPVirtualFiles(t *testing.T) {
 			})
 		}
 		t.Run(tt.name+"/raw-oack", func(t *testing.T) {
-			opts := oackOptions(rawReply(t, ts.addr, rrq(tftpOpRRQ, tt.name, "octet", "blksize", "1468", "tsize", "0"), 2*time.Second))
+			opts := tftpOACK(tftpRawReply(t, ts.addr, tftpRRQ(tftpOpRRQ, tt.name, "octet", "blksize", "1468", "tsize", "0"), 2*time.Second))
 			want := map[string]string{"blksize": "1468"}
 			if tt.wantSize >= 0 {
 				want["tsize"] = strconv.FormatInt(tt.wantSize, 10)
@@ -456,13 +456,13 @@ func TestTFTPVirtualFiles(t *testing.T) {
 			}
 		})
 		t.Run(tt.name+"/curl", func(t *testing.T) {
-			requireTool(t, "curl")
+			tftpRequireTool(t, "curl")
 			out := filepath.Join(t.TempDir(), "out")
-			msg, err := exec.Command("curl", "-sS", "--tftp-blksize", "1468", "-o", out, curlURL(ts.addr, tt.name)).CombinedOutput()
+			msg, err := exec.Command("curl", "-sS", "--tftp-blksize", "1468", "-o", out, tftpCurlURL(ts.addr, tt.name)).CombinedOutput()
 			if err != nil {
 				t.Fatalf("curl: %v: %s", err, msg)
 			}
-			if got, _ := os.ReadFile(out); sha(got) != sha(tt.want) {
+			if got, _ := os.ReadFile(out); tftpSHA(got) != tftpSHA(tt.want) {
 				t.Fatalf("curl got %d bytes, want %d", len(got), len(tt.want))
 			}
 		})
@@ -495,15 +495,15 @@ func TestTFTPSourceFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strings.ReplaceAll(tt.name, "/", "|"), func(t *testing.T) {
 			if tt.wantCode >= 0 {
-				reply := rawReply(t, ts.addr, rrq(tftpOpRRQ, tt.name, "octet"), 2*time.Second)
-				if got := errorCode(reply); got != tt.wantCode {
+				reply := tftpRawReply(t, ts.addr, tftpRRQ(tftpOpRRQ, tt.name, "octet"), 2*time.Second)
+				if got := tftpErrorCode(reply); got != tt.wantCode {
 					t.Fatalf("error code %d (reply %q), want %d", got, reply, tt.wantCode)
 				}
 				if bytes.Contains(reply, []byte("secret")) {
 					t.Fatalf("error packet leaks the cause: %q", reply)
 				}
 			}
-			got, _, _, err := goFetch(ts.addr, tt.name, 1468, true)
+			got, _, _, err := tftpGoFetch(ts.addr, tt.name, 1468, true)
 			if err == nil {
 				t.Fatalf("fetch succeeded with %d bytes", len(got))
 			}
@@ -527,9 +527,9 @@ func TestTFTPSourceFailures(t *testing.T) {
 	}
 }
 
-// wireHostile lists names for the wire: every CleanName refusal plus names
+// tftpWireHostile lists names for the wire: every CleanName refusal plus names
 // that are clean but lead out of the root on disk.
-func wireHostile() []struct {
+func tftpWireHostile() []struct {
 	name string
 	code int
 } {
@@ -537,7 +537,7 @@ func wireHostile() []struct {
 		name string
 		code int
 	}
-	for _, h := range hostileNames {
+	for _, h := range cleanNameHostile {
 		code := tftpErrAccess
 		if strings.ContainsRune(h.name, 0) {
 			code = tftpErrIllegalOp // the NUL ends the name; the rest is read as the mode
@@ -574,7 +574,7 @@ func wireHostile() []struct {
 
 func TestTFTPHostileNames(t *testing.T) {
 	ts := startTFTP(t, nil)
-	hostile := wireHostile()
+	hostile := tftpWireHostile()
 	if len(hostile) < 30 {
 		t.Fatalf("only %d hostile names", len(hostile))
 	}
@@ -582,52 +582,57 @@ func TestTFTPHostileNames(t *testing.T) {
 	for i, h := range hostile {
 		t.Run(strconv.Itoa(i), func(t *testing.T) {
 			// Raw request: the exact error code.
-			reply := rawReply(t, ts.addr, rrq(tftpOpRRQ, h.name, "octet"), 2*time.Second)
-			if got := errorCode(reply); got != h.code {
+			reply := tftpRawReply(t, ts.addr, tftpRRQ(tftpOpRRQ, h.name, "octet"), 2*time.Second)
+			if got := tftpErrorCode(reply); got != h.code {
 				t.Fatalf("%q: reply %q, want error code %d", h.name, reply, h.code)
 			}
-			if bytes.Contains(reply, []byte(secretMarker)) {
+			if bytes.Contains(reply, []byte(tftpSecretMarker)) {
 				t.Fatalf("%q: secret in reply", h.name)
 			}
 			// pin/tftp's client.
-			got, _, _, err := goFetch(ts.addr, h.name, 1468, true)
+			got, _, _, err := tftpGoFetch(ts.addr, h.name, 1468, true)
 			if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("code: %d,", h.code)) {
 				t.Fatalf("%q: pin client got %d bytes, err %v; want error code %d", h.name, len(got), err, h.code)
 			}
-			if bytes.Contains(got, []byte(secretMarker)) {
+			if bytes.Contains(got, []byte(tftpSecretMarker)) {
 				t.Fatalf("%q: secret served", h.name)
 			}
 			// curl, for every name a URL can carry.
 			if h.name == "" || strings.ContainsRune(h.name, 0) {
 				return
 			}
-			requireTool(t, "curl")
+			tftpRequireTool(t, "curl")
 			out := filepath.Join(t.TempDir(), "out")
-			cmd := exec.Command("curl", "-sS", "--path-as-is", "--tftp-blksize", "1468", "-o", out, curlURL(ts.addr, h.name))
+			cmd := exec.Command("curl", "-sS", "--path-as-is", "--tftp-blksize", "1468", "-o", out, tftpCurlURL(ts.addr, h.name))
 			msg, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != curlExit[h.code] {
 				t.Fatalf("%q: curl exit %v (%s), want %d", h.name, err, msg, curlExit[h.code])
 			}
 			b, _ := os.ReadFile(out)
-			if bytes.Contains(b, []byte(secretMarker)) || bytes.Contains(msg, []byte(secretMarker)) {
+			if bytes.Contains(b, []byte(tftpSecretMarker)) || bytes.Contains(msg, []byte(tftpSecretMarker)) {
 				t.Fatalf("%q: secret served to curl", h.name)
 			}
 		})
 	}
-	// tftp-hpa for the classics.
-	if _, err := exec.LookPath("tftp"); err == nil {
-		for _, name := range []string{"../secret/passwd", "/etc/passwd", "passwd-abs"} {
+	// tftp-hpa for the classics (it exits 0 on errors: read its output).
+	t.Run("tftp-hpa", func(t *testing.T) {
+		tftpRequireTool(t, "tftp")
+		for _, h := range []struct{ name, want string }{
+			{"../secret/passwd", "Error code 2: access violation"},
+			{"/etc/passwd", "Error code 1: file not found"},
+			{"passwd-abs", "Error code 2: access violation"},
+		} {
 			out := filepath.Join(t.TempDir(), "out")
-			msg, _ := exec.Command("tftp", "-m", "binary", "127.0.0.1", ts.port, "-c", "get", name, out).CombinedOutput()
-			if !bytes.Contains(msg, []byte("Error code")) {
-				t.Errorf("tftp-hpa get %q: %s", name, msg)
+			msg, _ := exec.Command("tftp", "-m", "binary", "127.0.0.1", ts.port, "-c", "get", h.name, out).CombinedOutput()
+			if !bytes.Contains(msg, []byte(h.want)) {
+				t.Errorf("tftp-hpa get %q: %s, want %q", h.name, msg, h.want)
 			}
-			if b, _ := os.ReadFile(out); bytes.Contains(b, []byte(secretMarker)) {
-				t.Errorf("tftp-hpa get %q: secret served", name)
+			if b, _ := os.ReadFile(out); bytes.Contains(b, []byte(tftpSecretMarker)) {
+				t.Errorf("tftp-hpa get %q: secret served", h.name)
 			}
 		}
-	}
+	})
 	ts.waitIdle(t, 5*time.Second)
 	// Names refused by CleanName never reached the Source, and were reported.
 	reached := map[string]bool{}
@@ -641,7 +646,7 @@ func TestTFTPHostileNames(t *testing.T) {
 	for _, n := range ts.Denied() {
 		denied[n]++
 	}
-	for _, h := range hostileNames {
+	for _, h := range cleanNameHostile {
 		if strings.ContainsRune(h.name, 0) {
 			continue
 		}
@@ -658,7 +663,7 @@ func TestTFTPHostileNames(t *testing.T) {
 
 func TestTFTPWriteRefused(t *testing.T) {
 	ts := startTFTP(t, nil)
-	if reply := rawReply(t, ts.addr, rrq(tftpOpWRQ, "upload.bin", "octet"), 2*time.Second); errorCode(reply) != tftpErrAccess ||
+	if reply := tftpRawReply(t, ts.addr, tftpRRQ(tftpOpWRQ, "upload.bin", "octet"), 2*time.Second); tftpErrorCode(reply) != tftpErrAccess ||
 		!bytes.Contains(reply, []byte("read-only server")) {
 		t.Fatalf("WRQ reply %q, want access violation, read-only server", reply)
 	}
@@ -670,23 +675,25 @@ func TestTFTPWriteRefused(t *testing.T) {
 	if _, err := c.Send("pin-upload.bin", "octet"); err == nil || !strings.Contains(err.Error(), "code=2") {
 		t.Fatalf("pin client Send: %v, want error code 2", err)
 	}
-	if _, err := exec.LookPath("tftp"); err == nil {
-		local := filepath.Join(t.TempDir(), "local")
-		os.WriteFile(local, []byte("upload"), 0o644)
+	local := filepath.Join(t.TempDir(), "local")
+	if err := os.WriteFile(local, []byte("upload"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("tftp-hpa", func(t *testing.T) {
+		tftpRequireTool(t, "tftp")
 		msg, _ := exec.Command("tftp", "-m", "binary", "127.0.0.1", ts.port, "-c", "put", local, "hpa-upload.bin").CombinedOutput()
 		if !bytes.Contains(msg, []byte("Error code 2: read-only server")) {
 			t.Fatalf("tftp put: %s", msg)
 		}
-	}
-	if _, err := exec.LookPath("curl"); err == nil {
-		local := filepath.Join(t.TempDir(), "local")
-		os.WriteFile(local, []byte("upload"), 0o644)
-		msg, err := exec.Command("curl", "-sS", "-T", local, curlURL(ts.addr, "curl-upload.bin")).CombinedOutput()
+	})
+	t.Run("curl", func(t *testing.T) {
+		tftpRequireTool(t, "curl")
+		msg, err := exec.Command("curl", "-sS", "-T", local, tftpCurlURL(ts.addr, "curl-upload.bin")).CombinedOutput()
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 69 {
 			t.Fatalf("curl upload: %v %s, want exit 69", err, msg)
 		}
-	}
+	})
 	entries, _ := os.ReadDir(ts.root)
 	for _, e := range entries {
 		if strings.Contains(e.Name(), "upload") {
@@ -700,7 +707,7 @@ func TestTFTPWriteRefused(t *testing.T) {
 
 func TestTFTPMalformedRequests(t *testing.T) {
 	ts := startTFTP(t, nil)
-	long := rrq(tftpOpRRQ, strings.Repeat("a", 200), "octet", "x", strings.Repeat("y", 400))
+	long := tftpRRQ(tftpOpRRQ, strings.Repeat("a", 200), "octet", "x", strings.Repeat("y", 400))
 	tests := []struct {
 		name string
 		pkt  []byte
@@ -708,9 +715,9 @@ func TestTFTPMalformedRequests(t *testing.T) {
 	}{
 		{"no terminator", []byte("\x00\x01a.txt\x00octet"), tftpErrIllegalOp},
 		{"no mode", []byte("\x00\x01a.txt\x00"), tftpErrIllegalOp},
-		{"mail mode", rrq(tftpOpRRQ, "a.txt", "mail"), tftpErrIllegalOp},
-		{"empty mode", rrq(tftpOpRRQ, "a.txt", ""), tftpErrIllegalOp},
-		{"option without value", rrq(tftpOpRRQ, "a.txt", "octet", "blksize"), tftpErrIllegalOp},
+		{"mail mode", tftpRRQ(tftpOpRRQ, "a.txt", "mail"), tftpErrIllegalOp},
+		{"empty mode", tftpRRQ(tftpOpRRQ, "a.txt", ""), tftpErrIllegalOp},
+		{"option without value", tftpRRQ(tftpOpRRQ, "a.txt", "octet", "blksize"), tftpErrIllegalOp},
 		{"too long", long, tftpErrIllegalOp},
 		{"only opcode", []byte{0, 1}, tftpErrIllegalOp},
 		{"stray ack", []byte{0, 4, 0, 1}, -1},
@@ -720,10 +727,10 @@ func TestTFTPMalformedRequests(t *testing.T) {
 		{"one byte", []byte{1}, -1},
 		{"empty", []byte{}, -1},
 		// Still good: mode case, NUL padding, unknown and odd options.
-		{"NETASCII", rrq(tftpOpRRQ, "a.txt", "NETASCII"), tftpOpDATA + 100},
-		{"padding", append(rrq(tftpOpRRQ, "a.txt", "octet"), 0, 0, 0), tftpOpDATA + 100},
-		{"unknown option", rrq(tftpOpRRQ, "a.txt", "octet", "windowsize", "16"), tftpOpDATA + 100},
-		{"bad blksize", rrq(tftpOpRRQ, "a.txt", "octet", "blksize", "huge"), tftpOpDATA + 100},
+		{"NETASCII", tftpRRQ(tftpOpRRQ, "a.txt", "NETASCII"), tftpOpDATA + 100},
+		{"padding", append(tftpRRQ(tftpOpRRQ, "a.txt", "octet"), 0, 0, 0), tftpOpDATA + 100},
+		{"unknown option", tftpRRQ(tftpOpRRQ, "a.txt", "octet", "windowsize", "16"), tftpOpDATA + 100},
+		{"bad blksize", tftpRRQ(tftpOpRRQ, "a.txt", "octet", "blksize", "huge"), tftpOpDATA + 100},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -731,7 +738,7 @@ func TestTFTPMalformedRequests(t *testing.T) {
 			if tt.code == -1 {
 				wait = 300 * time.Millisecond
 			}
-			reply := rawReply(t, ts.addr, tt.pkt, wait)
+			reply := tftpRawReply(t, ts.addr, tt.pkt, wait)
 			switch {
 			case tt.code == -1:
 				if reply != nil {
@@ -742,7 +749,7 @@ func TestTFTPMalformedRequests(t *testing.T) {
 					t.Fatalf("reply %q, want DATA hello a", reply)
 				}
 			default:
-				if errorCode(reply) != tt.code {
+				if tftpErrorCode(reply) != tt.code {
 					t.Fatalf("reply %q, want error code %d", reply, tt.code)
 				}
 			}
@@ -771,16 +778,16 @@ func TestTFTPBlockSizeNegotiation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("max%d-req%s", tt.max, tt.requested), func(t *testing.T) {
 			ts := startTFTP(t, func(s *TFTPServer) { s.MaxBlockSize = tt.max })
-			reply := rawReply(t, ts.addr, rrq(tftpOpRRQ, "virtual/known", "octet", "blksize", tt.requested, "tsize", "0"), 2*time.Second)
-			opts := oackOptions(reply)
+			reply := tftpRawReply(t, ts.addr, tftpRRQ(tftpOpRRQ, "virtual/known", "octet", "blksize", tt.requested, "tsize", "0"), 2*time.Second)
+			opts := tftpOACK(reply)
 			if opts == nil {
 				t.Fatalf("reply %q, want OACK", reply)
 			}
 			if opts["blksize"] != tt.want {
 				t.Fatalf("OACK blksize %q, want %q (options %v)", opts["blksize"], tt.want, opts)
 			}
-			if opts["tsize"] != strconv.Itoa(len(virtualContent)) {
-				t.Fatalf("OACK tsize %q, want %d", opts["tsize"], len(virtualContent))
+			if opts["tsize"] != strconv.Itoa(len(tftpVirtual)) {
+				t.Fatalf("OACK tsize %q, want %d", opts["tsize"], len(tftpVirtual))
 			}
 			ts.waitIdle(t, 5*time.Second)
 			want := 512
@@ -808,55 +815,55 @@ func TestTFTPNoFDLeak(t *testing.T) {
 		return len(entries)
 	}
 	// Warm up (runtime and client sockets) before the first count.
-	goFetch(ts.addr, "a.txt", 0, false)
+	tftpGoFetch(ts.addr, "a.txt", 0, false)
 	ts.waitIdle(t, 5*time.Second)
 	before := countFDs()
 
 	kinds := []func(i int) error{
 		func(i int) error { // refused name
-			if errorCode(rawReply(t, ts.addr, rrq(tftpOpRRQ, fmt.Sprintf("../x%d", i), "octet"), 2*time.Second)) != tftpErrAccess {
+			if tftpErrorCode(tftpRawReply(t, ts.addr, tftpRRQ(tftpOpRRQ, fmt.Sprintf("../x%d", i), "octet"), 2*time.Second)) != tftpErrAccess {
 				return errors.New("hostile name not refused")
 			}
 			return nil
 		},
 		func(i int) error { // missing file
-			if errorCode(rawReply(t, ts.addr, rrq(tftpOpRRQ, fmt.Sprintf("missing%d", i), "octet"), 2*time.Second)) != tftpErrNotFound {
+			if tftpErrorCode(tftpRawReply(t, ts.addr, tftpRRQ(tftpOpRRQ, fmt.Sprintf("missing%d", i), "octet"), 2*time.Second)) != tftpErrNotFound {
 				return errors.New("missing file not refused")
 			}
 			return nil
 		},
 		func(i int) error { // write request
-			if errorCode(rawReply(t, ts.addr, rrq(tftpOpWRQ, "w", "octet"), 2*time.Second)) != tftpErrAccess {
+			if tftpErrorCode(tftpRawReply(t, ts.addr, tftpRRQ(tftpOpWRQ, "w", "octet"), 2*time.Second)) != tftpErrAccess {
 				return errors.New("write not refused")
 			}
 			return nil
 		},
 		func(i int) error { // malformed
-			if errorCode(rawReply(t, ts.addr, rrq(tftpOpRRQ, "a.txt", "mail"), 2*time.Second)) != tftpErrIllegalOp {
+			if tftpErrorCode(tftpRawReply(t, ts.addr, tftpRRQ(tftpOpRRQ, "a.txt", "mail"), 2*time.Second)) != tftpErrIllegalOp {
 				return errors.New("malformed not refused")
 			}
 			return nil
 		},
 		func(i int) error { // symlink out of the root: refused by the FileRoot
-			if errorCode(rawReply(t, ts.addr, rrq(tftpOpRRQ, "passwd-abs", "octet"), 2*time.Second)) != tftpErrAccess {
+			if tftpErrorCode(tftpRawReply(t, ts.addr, tftpRRQ(tftpOpRRQ, "passwd-abs", "octet"), 2*time.Second)) != tftpErrAccess {
 				return errors.New("escaping symlink not refused")
 			}
 			return nil
 		},
 		func(i int) error { // source fails mid-transfer, inside pin/tftp
-			if _, _, _, err := goFetch(ts.addr, "virtual/fail", 1468, true); err == nil {
+			if _, _, _, err := tftpGoFetch(ts.addr, "virtual/fail", 1468, true); err == nil {
 				return errors.New("virtual/fail succeeded")
 			}
 			return nil
 		},
 		func(i int) error { // source shorter than announced
-			if _, _, _, err := goFetch(ts.addr, "virtual/short", 512, false); err == nil {
+			if _, _, _, err := tftpGoFetch(ts.addr, "virtual/short", 512, false); err == nil {
 				return errors.New("virtual/short succeeded")
 			}
 			return nil
 		},
 		func(i int) error { // the client gets the first block and goes away
-			reply := rawExchange(t, ts.addr, rrq(tftpOpRRQ, "virtual/known", "octet"), 2*time.Second, false)
+			reply := tftpRawExchange(t, ts.addr, tftpRRQ(tftpOpRRQ, "virtual/known", "octet"), 2*time.Second, false)
 			if len(reply) < 2 || binary.BigEndian.Uint16(reply) != tftpOpDATA {
 				return fmt.Errorf("reply %q, want DATA", reply)
 			}
@@ -909,7 +916,7 @@ func TestTFTPNoFDLeak(t *testing.T) {
 		}
 		if tr.Name == "virtual/known" {
 			abandoned++
-			if tr.Err == nil || tr.Bytes > int64(len(virtualContent)) {
+			if tr.Err == nil || tr.Bytes > int64(len(tftpVirtual)) {
 				t.Errorf("abandoned transfer reported %d bytes, err %v", tr.Bytes, tr.Err)
 			}
 		}
@@ -921,9 +928,9 @@ func TestTFTPNoFDLeak(t *testing.T) {
 }
 
 func TestTFTPConcurrentClients(t *testing.T) {
-	requireTool(t, ipxeEFI)
+	tftpRequireTool(t, tftpIPXEEFI)
 	ts := startTFTP(t, nil)
-	want := readFile(t, ipxeEFI)
+	want := tftpReadFile(t, tftpIPXEEFI)
 	const clients = 200
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -932,11 +939,11 @@ func TestTFTPConcurrentClients(t *testing.T) {
 	errs := make(chan error, clients)
 	for i := range clients {
 		wg.Go(func() {
-			got, size, ok, err := goFetch(ts.addr, "ipxe.efi", 1468, true)
+			got, size, ok, err := tftpGoFetch(ts.addr, "ipxe.efi", 1468, true)
 			switch {
 			case err != nil:
 				errs <- fmt.Errorf("client %d: %w", i, err)
-			case sha(got) != sha(want) || !ok || size != int64(len(want)):
+			case tftpSHA(got) != tftpSHA(want) || !ok || size != int64(len(want)):
 				errs <- fmt.Errorf("client %d: %d bytes, tsize %d", i, len(got), size)
 			}
 		})
@@ -961,7 +968,7 @@ func TestTFTPMaxTransfers(t *testing.T) {
 	ts := startTFTP(t, func(s *TFTPServer) { s.MaxTransfers = 1 })
 	// Hold the only slot with a transfer whose source blocks.
 	first := make(chan []byte, 1)
-	go func() { first <- rawReply(t, ts.addr, rrq(tftpOpRRQ, "virtual/block", "octet"), 5*time.Second) }()
+	go func() { first <- tftpRawReply(t, ts.addr, tftpRRQ(tftpOpRRQ, "virtual/block", "octet"), 5*time.Second) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for ts.activeTransfers() != 1 {
 		if time.Now().After(deadline) {
@@ -969,16 +976,19 @@ func TestTFTPMaxTransfers(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	reply := rawReply(t, ts.addr, rrq(tftpOpRRQ, "a.txt", "octet"), 2*time.Second)
-	if errorCode(reply) != tftpErrUndefined || !bytes.Contains(reply, []byte("busy")) {
+	reply := tftpRawReply(t, ts.addr, tftpRRQ(tftpOpRRQ, "a.txt", "octet"), 2*time.Second)
+	if tftpErrorCode(reply) != tftpErrUndefined || !bytes.Contains(reply, []byte("busy")) {
 		t.Fatalf("reply %q, want server busy", reply)
+	}
+	if trs := ts.Transfers(); len(trs) != 1 || trs[0].Name != "a.txt" || !errors.Is(trs[0].Err, errTFTPBusy) {
+		t.Fatalf("transfers %+v, want the busy refusal of a.txt", trs)
 	}
 	ts.src.release <- struct{}{} // let the blocked read finish
 	if r := <-first; len(r) < 4 || binary.BigEndian.Uint16(r) != tftpOpDATA {
 		t.Fatalf("blocked transfer reply %q, want DATA", r)
 	}
 	ts.waitIdle(t, 5*time.Second)
-	if reply := rawReply(t, ts.addr, rrq(tftpOpRRQ, "a.txt", "octet"), 2*time.Second); string(reply[4:]) != "hello a" {
+	if reply := tftpRawReply(t, ts.addr, tftpRRQ(tftpOpRRQ, "a.txt", "octet"), 2*time.Second); string(reply[4:]) != "hello a" {
 		t.Fatalf("after the slot is free: reply %q", reply)
 	}
 }
@@ -1015,7 +1025,7 @@ func TestTFTPLifecycle(t *testing.T) {
 		}
 	})
 	t.Run("serve listens", func(t *testing.T) {
-		s := &TFTPServer{Addr: "127.0.0.1:0", Source: FileRootSource{Root: &FileRoot{Aliases: map[string]string{"u": undionly}}}}
+		s := &TFTPServer{Addr: "127.0.0.1:0", Source: FileRootSource{Root: &FileRoot{Aliases: map[string]string{"u": tftpUndionly}}}}
 		served := make(chan error, 1)
 		go func() { served <- s.Serve() }()
 		deadline := time.Now().Add(5 * time.Second)
@@ -1025,7 +1035,7 @@ func TestTFTPLifecycle(t *testing.T) {
 			}
 			time.Sleep(time.Millisecond)
 		}
-		if reply := rawReply(t, s.LocalAddr().String(), rrq(tftpOpRRQ, "x", "octet"), 2*time.Second); errorCode(reply) != tftpErrNotFound {
+		if reply := tftpRawReply(t, s.LocalAddr().String(), tftpRRQ(tftpOpRRQ, "x", "octet"), 2*time.Second); tftpErrorCode(reply) != tftpErrNotFound {
 			t.Fatalf("reply %q, want not found", reply)
 		}
 		if err := s.Close(); err != nil {
@@ -1036,15 +1046,15 @@ func TestTFTPLifecycle(t *testing.T) {
 		}
 	})
 	t.Run("ipv6 loopback", func(t *testing.T) {
-		s := &TFTPServer{Addr: "[::1]:0", Source: FileRootSource{Root: &FileRoot{Aliases: map[string]string{"u": undionly}}}}
+		s := &TFTPServer{Addr: "[::1]:0", Source: FileRootSource{Root: &FileRoot{Aliases: map[string]string{"u": tftpUndionly}}}}
 		if err := s.Listen(); err != nil {
 			t.Skipf("no IPv6 loopback: %v", err)
 		}
 		go s.Serve()
 		defer s.Close()
-		requireTool(t, undionly)
-		got, _, _, err := goFetch(s.LocalAddr().String(), "u", 1468, false)
-		if err != nil || sha(got) != sha(readFile(t, undionly)) {
+		tftpRequireTool(t, tftpUndionly)
+		got, _, _, err := tftpGoFetch(s.LocalAddr().String(), "u", 1468, false)
+		if err != nil || tftpSHA(got) != tftpSHA(tftpReadFile(t, tftpUndionly)) {
 			t.Fatalf("fetch over ::1: %d bytes, %v", len(got), err)
 		}
 	})
@@ -1057,22 +1067,22 @@ func TestParseTFTPRequest(t *testing.T) {
 		want tftpRequest
 		err  string
 	}{
-		{"plain", rrq(1, "a", "octet"), tftpRequest{op: 1, name: "a", mode: "octet"}, ""},
-		{"write", rrq(2, "a", "Octet"), tftpRequest{op: 2, name: "a", mode: "octet"}, ""},
-		{"options", rrq(1, "a", "netascii", "BLKSIZE", "1468", "TSize", "0"), tftpRequest{op: 1, name: "a", mode: "netascii", blksize: 1468, tsize: true}, ""},
-		{"first option wins", rrq(1, "a", "octet", "blksize", "600", "blksize", "1468"), tftpRequest{op: 1, name: "a", mode: "octet", blksize: 600}, ""},
-		{"blksize too small", rrq(1, "a", "octet", "blksize", "7"), tftpRequest{op: 1, name: "a", mode: "octet"}, ""},
-		{"blksize too big", rrq(1, "a", "octet", "blksize", "65465"), tftpRequest{op: 1, name: "a", mode: "octet"}, ""},
-		{"tsize negative", rrq(1, "a", "octet", "tsize", "-1"), tftpRequest{op: 1, name: "a", mode: "octet"}, ""},
-		{"padding", append(rrq(1, "a", "octet"), 0, 0), tftpRequest{op: 1, name: "a", mode: "octet"}, ""},
-		{"empty name", rrq(1, "", "octet"), tftpRequest{op: 1, name: "", mode: "octet"}, ""},
+		{"plain", tftpRRQ(1, "a", "octet"), tftpRequest{op: 1, name: "a", mode: "octet"}, ""},
+		{"write", tftpRRQ(2, "a", "Octet"), tftpRequest{op: 2, name: "a", mode: "octet"}, ""},
+		{"options", tftpRRQ(1, "a", "netascii", "BLKSIZE", "1468", "TSize", "0"), tftpRequest{op: 1, name: "a", mode: "netascii", blksize: 1468, tsize: true}, ""},
+		{"first option wins", tftpRRQ(1, "a", "octet", "blksize", "600", "blksize", "1468"), tftpRequest{op: 1, name: "a", mode: "octet", blksize: 600}, ""},
+		{"blksize too small", tftpRRQ(1, "a", "octet", "blksize", "7"), tftpRequest{op: 1, name: "a", mode: "octet"}, ""},
+		{"blksize too big", tftpRRQ(1, "a", "octet", "blksize", "65465"), tftpRequest{op: 1, name: "a", mode: "octet"}, ""},
+		{"tsize negative", tftpRRQ(1, "a", "octet", "tsize", "-1"), tftpRequest{op: 1, name: "a", mode: "octet"}, ""},
+		{"padding", append(tftpRRQ(1, "a", "octet"), 0, 0), tftpRequest{op: 1, name: "a", mode: "octet"}, ""},
+		{"empty name", tftpRRQ(1, "", "octet"), tftpRequest{op: 1, name: "", mode: "octet"}, ""},
 		{"not a request", []byte{0, 4, 0, 0}, tftpRequest{}, errNotRequest.Error()},
 		{"short", []byte{0}, tftpRequest{}, errNotRequest.Error()},
 		{"unterminated", []byte("\x00\x01a\x00octet"), tftpRequest{}, "not NUL-terminated"},
 		{"no mode", []byte("\x00\x01a\x00"), tftpRequest{}, "no transfer mode"},
-		{"bad mode", rrq(1, "a", "mail"), tftpRequest{}, `mode "mail"`},
-		{"dangling option", rrq(1, "a", "octet", "tsize"), tftpRequest{}, `option "tsize" has no value`},
-		{"too long", rrq(1, strings.Repeat("a", 600), "octet"), tftpRequest{}, "longer than 516"},
+		{"bad mode", tftpRRQ(1, "a", "mail"), tftpRequest{}, `mode "mail"`},
+		{"dangling option", tftpRRQ(1, "a", "octet", "tsize"), tftpRequest{}, `option "tsize" has no value`},
+		{"too long", tftpRRQ(1, strings.Repeat("a", 600), "octet"), tftpRequest{}, "longer than 516"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1094,11 +1104,11 @@ func TestParseTFTPRequest(t *testing.T) {
 }
 
 func FuzzParseTFTPRequest(f *testing.F) {
-	f.Add(rrq(1, "pxelinux.0", "octet", "blksize", "1468", "tsize", "0"))
-	f.Add(rrq(2, "x", "netascii"))
+	f.Add(tftpRRQ(1, "pxelinux.0", "octet", "blksize", "1468", "tsize", "0"))
+	f.Add(tftpRRQ(2, "x", "netascii"))
 	f.Add([]byte("\x00\x01a\x00octet\x00\x00\x00"))
 	f.Add([]byte{0, 4, 0, 1})
-	f.Add(rrq(1, "a", "OCTET", "BlkSize", "65464", "windowsize", "8"))
+	f.Add(tftpRRQ(1, "a", "OCTET", "BlkSize", "65464", "windowsize", "8"))
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		r, err := parseTFTPRequest(pkt)
 		if err != nil {
