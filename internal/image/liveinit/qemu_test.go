@@ -216,8 +216,9 @@ func overlayBytes(t *testing.T, f url.Values) int64 {
 	return n
 }
 
-// TestQEMURootWithoutInit boots an image that has no /sbin/init: the live
-// init must say so on the console instead of hanging or panicking.
+// TestQEMURootWithoutInit boots, over an e1000 NIC this time, an image that
+// has no /sbin/init: the live init must fetch it, then say what is wrong on
+// the console instead of hanging or panicking.
 func TestQEMURootWithoutInit(t *testing.T) {
 	t.Parallel()
 	lab.RequireTools(t, "qemu-system-x86_64", "mksquashfs")
@@ -236,13 +237,16 @@ func TestQEMURootWithoutInit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	vm, err := lab.StartVM(ctx, lab.VMOptions{
-		Name: "noinit", Kernel: vmlinuz, Initrd: initrd, Dir: dir, MAC: lab.MAC(2),
+		Name: "noinit", Kernel: vmlinuz, Initrd: initrd, Dir: dir, MAC: lab.MAC(2), NIC: "e1000",
 		Append: "console=ttyS0 panic=-1 root=live:http://" + host + "/rootfs.squashfs netbootui.node=noinit",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer vm.Stop()
+	if _, err := vm.WaitSerial(ctx, regexp.MustCompile(`netbootui: rootfs: \d+ bytes, done`)); err != nil {
+		t.Fatal(err)
+	}
 	m, err := vm.WaitSerial(ctx, regexp.MustCompile(`netbootui: FAILED: (.*)`))
 	if err != nil {
 		t.Fatal(err)
