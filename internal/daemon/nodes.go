@@ -167,9 +167,9 @@ func checkEdit(e Edit, group bool) error {
 			var err error
 			switch k {
 			case "boot_override.ipxe":
-				err = pxe.ValidateIPXE(s)
+				err = pxe.ValidateOverride("ipxe", s)
 			case "boot_override.pxelinux":
-				err = pxe.ValidatePxelinux(s)
+				err = pxe.ValidateOverride("pxelinux", s)
 			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", k, err)
