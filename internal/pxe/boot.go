@@ -59,7 +59,15 @@ type Boot struct {
 
 	mu      sync.Mutex
 	learned map[netip.Addr]learnedIP
+	// anonNBP holds bootloader fetches from addresses not yet tied to a
+	// node: the next request that names its node by MAC from the same
+	// address (pxelinux.cfg/01-<mac>, /boot/<mac>.ipxe) claims it.
+	anonNBP map[netip.Addr]bootstate.Event
 }
+
+// anonNBPWindow is how long an unattributed bootloader fetch waits for its
+// node to name itself.
+const anonNBPWindow = time.Minute
 
 type learnedIP struct {
 	node string
@@ -105,24 +113,33 @@ func (b *Boot) emit(ev bootstate.Event) {
 	b.Events(ev)
 }
 
-// learn ties a client IP to a node for the rest of its boot.
+// learn ties a client IP to a node for the rest of its boot, and reports a
+// bootloader fetch from that IP that was waiting for its node.
 func (b *Boot) learn(ip netip.Addr, node string) {
 	if !ip.IsValid() {
 		return
 	}
+	ip = ip.Unmap()
+	now := b.now()
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.learned == nil {
 		b.learned = map[netip.Addr]learnedIP{}
 	}
-	b.learned[ip.Unmap()] = learnedIP{node: node, at: b.now()}
+	b.learned[ip] = learnedIP{node: node, at: now}
 	if len(b.learned) > 65536 { // bounded: drop expired entries
 		ttl := b.ttl()
 		for k, v := range b.learned {
-			if b.now().Sub(v.at) > ttl {
+			if now.Sub(v.at) > ttl {
 				delete(b.learned, k)
 			}
 		}
+	}
+	ev, held := b.anonNBP[ip]
+	delete(b.anonNBP, ip)
+	b.mu.Unlock()
+	if held && now.Sub(ev.Time) <= anonNBPWindow {
+		ev.Node, ev.Kind, ev.Stage, ev.Message = node, bootstate.KindFetch, bootstate.StageNBP, ""
+		b.emit(ev)
 	}
 }
 
@@ -131,6 +148,23 @@ func (b *Boot) ttl() time.Duration {
 		return b.LearnTTL
 	}
 	return 15 * time.Minute
+}
+
+// holdNBP keeps an unattributed bootloader fetch for learn to claim.
+func (b *Boot) holdNBP(ip netip.Addr, ev bootstate.Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.anonNBP == nil {
+		b.anonNBP = map[netip.Addr]bootstate.Event{}
+	}
+	if len(b.anonNBP) >= 65536 { // bounded: drop the stale ones
+		for k, v := range b.anonNBP {
+			if b.now().Sub(v.Time) > anonNBPWindow {
+				delete(b.anonNBP, k)
+			}
+		}
+	}
+	b.anonNBP[ip.Unmap()] = ev
 }
 
 // NodeByIP finds the node behind a client address: a static IP from the
@@ -271,7 +305,9 @@ func (b *Boot) OpenTFTP(ctx context.Context, name string, client netip.AddrPort)
 		}
 		b.emit(ev)
 	} else if IsNBP(name) {
-		ev.Kind, ev.Message = bootstate.KindUnknown, "bootloader "+name+" fetched by an unknown client"
+		ev.Time, ev.Total = b.now(), size
+		b.holdNBP(ip, ev)
+		ev.Kind, ev.Message = bootstate.KindInfo, "bootloader "+name+" fetched by "+ip.String()+", node not known yet"
 		b.emit(ev)
 	}
 	return TFTPFile{R: f, Size: size, Close: f.Close}, nil

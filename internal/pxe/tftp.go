@@ -10,10 +10,13 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/pin/tftp/v3"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // TFTPSource finds what a TFTP read request names. name has passed CleanName.
@@ -117,12 +120,30 @@ type TFTPServer struct {
 	mu      sync.Mutex
 	conn    *net.UDPConn
 	closed  bool
+	closing chan struct{} // closed by Close
 	serving bool
 	done    chan struct{} // closed when Serve has returned
 
-	// Set up by Serve.
+	// Replies leave from the listening socket (pin/tftp's single-port mode)
+	// with the address the client sent to as their source, so that clients
+	// that check the server's address (pxelinux) accept them on hosts with
+	// several addresses. With a wildcard listener the destination of each
+	// client's last packet is kept in dst and set per reply.
+	pc4      *ipv4.PacketConn
+	pc6      *ipv6.PacketConn
+	wildcard bool
+	dstMu    sync.Mutex
+	dst      map[netip.AddrPort]netip.Addr
+
+	// Set up by Serve. inner answers from a new socket per transfer (pin/tftp's
+	// usual mode), which the kernel binds to the wildcard address: right when
+	// the kernel's source address towards the client is the address the
+	// client sent to. innerSP (single-port mode) answers everything else
+	// from the server port through writeTo.
 	inner   *tftp.Server
 	reqs    *requestConn
+	innerSP *tftp.Server
+	reqsSP  *requestConn
 	ctx     context.Context
 	cancel  context.CancelFunc
 	opening sync.WaitGroup // goroutines running Source.OpenTFTP
@@ -213,7 +234,104 @@ func (s *TFTPServer) Listen() error {
 		return fmt.Errorf("tftp: %w", err)
 	}
 	s.conn = conn
+	s.closing = make(chan struct{})
+	s.dst = make(map[netip.AddrPort]netip.Addr)
+	la := conn.LocalAddr().(*net.UDPAddr)
+	s.wildcard = la.IP == nil || la.IP.IsUnspecified()
+	if la.IP.To4() != nil {
+		s.pc4 = ipv4.NewPacketConn(conn)
+		if err := s.pc4.SetControlMessage(ipv4.FlagDst, true); err != nil {
+			s.pc4 = nil
+		}
+	} else {
+		s.pc6 = ipv6.NewPacketConn(conn)
+		if err := s.pc6.SetControlMessage(ipv6.FlagDst, true); err != nil {
+			s.pc6 = nil
+		}
+	}
 	return nil
+}
+
+// readPacket reads one datagram from the server port with the address it
+// was sent to (invalid when the platform does not say).
+func (s *TFTPServer) readPacket(conn *net.UDPConn, buf []byte) (int, netip.AddrPort, netip.Addr, error) {
+	var n int
+	var src net.Addr
+	var dst net.IP
+	var err error
+	switch {
+	case s.pc4 != nil:
+		var cm *ipv4.ControlMessage
+		n, cm, src, err = s.pc4.ReadFrom(buf)
+		if cm != nil {
+			dst = cm.Dst
+		}
+	case s.pc6 != nil:
+		var cm *ipv6.ControlMessage
+		n, cm, src, err = s.pc6.ReadFrom(buf)
+		if cm != nil {
+			dst = cm.Dst
+		}
+	default:
+		var ap netip.AddrPort
+		n, ap, err = conn.ReadFromUDPAddrPort(buf)
+		return n, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), netip.Addr{}, err
+	}
+	if err != nil {
+		return 0, netip.AddrPort{}, netip.Addr{}, err
+	}
+	ua, _ := src.(*net.UDPAddr)
+	if ua == nil {
+		return 0, netip.AddrPort{}, netip.Addr{}, fmt.Errorf("tftp: unexpected source address %v", src)
+	}
+	ap := ua.AddrPort()
+	d, _ := netip.AddrFromSlice(dst)
+	return n, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), d.Unmap(), nil
+}
+
+// noteDst remembers where a client's packets go, for the source address of
+// replies from a wildcard listener.
+func (s *TFTPServer) noteDst(client netip.AddrPort, dst netip.Addr) {
+	if !dst.IsValid() {
+		return
+	}
+	s.dstMu.Lock()
+	if len(s.dst) >= 65536 { // bounded: a flood of clients only costs a reset
+		clear(s.dst)
+	}
+	s.dst[client] = dst
+	s.dstMu.Unlock()
+}
+
+func (s *TFTPServer) forgetDst(client netip.AddrPort) {
+	s.dstMu.Lock()
+	delete(s.dst, client)
+	s.dstMu.Unlock()
+}
+
+// writeTo sends one datagram to a client from the server port, with the
+// address the client sent to as its source.
+func (s *TFTPServer) writeTo(conn *net.UDPConn, pkt []byte, client netip.AddrPort) error {
+	if s.wildcard {
+		s.dstMu.Lock()
+		src, ok := s.dst[client]
+		s.dstMu.Unlock()
+		if ok {
+			// IP_PKTINFO sets the source of IPv4 datagrams, also on a
+			// dual-stack IPv6 socket (Linux ignores a v4-mapped source in
+			// IPV6_PKTINFO); IPV6_PKTINFO that of IPv6 ones.
+			var oob []byte
+			if src.Is4() {
+				oob = (&ipv4.ControlMessage{Src: src.AsSlice()}).Marshal()
+			} else {
+				oob = (&ipv6.ControlMessage{Src: src.AsSlice()}).Marshal()
+			}
+			_, _, err := conn.WriteMsgUDPAddrPort(pkt, oob, client)
+			return err
+		}
+	}
+	_, err := conn.WriteToUDPAddrPort(pkt, client)
+	return err
 }
 
 // LocalAddr returns the address the server listens on, or nil before Listen.
@@ -260,51 +378,63 @@ func (s *TFTPServer) Serve() error {
 	conn := s.conn
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.pending = make(map[pendingKey][]*pendingTransfer)
-	s.reqs = newRequestConn(conn.LocalAddr())
-	s.inner = tftp.NewServer(s.readHandler, nil)
-	s.inner.SetTimeout(s.timeout())
-	s.inner.SetRetries(s.retries())
-	// Resend as soon as a block times out: Timeout is the wait.
-	s.inner.SetBackoff(func(int) time.Duration { return 0 })
-	// pin/tftp cannot learn the interface MTU through our request conn; the
-	// block size is capped in the request we hand it instead.
-	s.inner.SetBlockSizeNegotiation(false)
-	s.inner.SetBlockSize(s.maxBlockSize())
+	s.reqs = newRequestConn(conn.LocalAddr(), nil)
+	s.reqsSP = newRequestConn(conn.LocalAddr(), func(pkt []byte, to netip.AddrPort) error {
+		return s.writeTo(conn, pkt, to)
+	})
+	s.inner = s.newInner(false)
+	s.innerSP = s.newInner(true)
+	closing := s.closing
 	s.mu.Unlock()
 
 	innerDone := make(chan struct{})
 	go func() {
 		defer close(innerDone)
-		s.inner.Serve(s.reqs) // returns nil once Shutdown has run
+		var wg sync.WaitGroup
+		wg.Go(func() { s.inner.Serve(s.reqs) }) // each returns nil once Shutdown has run
+		wg.Go(func() { s.innerSP.Serve(s.reqsSP) })
+		wg.Wait()
 	}()
 
-	buf := make([]byte, 65536)
-	log := s.logger()
-	for {
-		n, client, err := conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			s.mu.Lock()
-			closed := s.closed
-			s.mu.Unlock()
-			if closed || errors.Is(err, net.ErrClosed) {
-				break
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		buf := make([]byte, 65536)
+		log := s.logger()
+		for {
+			n, client, dst, err := s.readPacket(conn, buf)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				log.Warn("tftp: read", "err", err)
+				time.Sleep(10 * time.Millisecond) // do not spin on a persistent error
+				continue
 			}
-			log.Warn("tftp: read", "err", err)
-			time.Sleep(10 * time.Millisecond) // do not spin on a persistent error
-			continue
+			s.noteDst(client, dst)
+			s.handle(conn, buf[:n], client)
 		}
-		s.handle(conn, buf[:n], netip.AddrPortFrom(client.Addr().Unmap(), client.Port()))
-	}
+	}()
 
-	// Shut down: let the opens finish and hand their transfers to pin/tftp,
-	// wait until pin/tftp has started all of them (so that its WaitGroup is
-	// not added to while it waits), then let it finish the transfers.
+	// Shut down when Close is called: new requests are refused from then
+	// on, the opens finish and hand their transfers to pin/tftp, pin/tftp
+	// finishes the transfers in progress (acknowledgements still flow), and
+	// only then is the socket closed.
+	<-closing
 	s.cancel()
 	s.opening.Wait()
 	s.reqs.waitHandled()
-	s.inner.Shutdown()
+	s.reqsSP.waitHandled()
+	s.inner.Shutdown() // waits for its transfers (they have sockets of their own)
 	s.reqs.stop()
+	// The single-port server stops by itself once its transfers are done:
+	// their acknowledgements still come through the read loop until then,
+	// and its reads time out (SetReadDeadline) when nothing is left.
+	s.innerSP.Shutdown()
 	<-innerDone
+	s.reqsSP.stop()
+	conn.Close()
+	<-readDone
 	s.mu.Lock()
 	var left []*pendingTransfer
 	for _, ps := range s.pending {
@@ -332,14 +462,15 @@ func (s *TFTPServer) Close() error {
 	s.closed = true
 	conn, serving, done := s.conn, s.serving, s.done
 	s.mu.Unlock()
-	var err error
-	if conn != nil {
-		err = conn.Close()
+	if !serving {
+		if conn != nil {
+			return conn.Close()
+		}
+		return nil
 	}
-	if serving {
-		<-done
-	}
-	return err
+	close(s.closing)
+	<-done
+	return nil
 }
 
 // handle vets one datagram from the server port.
@@ -347,7 +478,19 @@ func (s *TFTPServer) handle(conn *net.UDPConn, pkt []byte, client netip.AddrPort
 	log := s.logger()
 	req, err := parseTFTPRequest(pkt)
 	if errors.Is(err, errNotRequest) {
-		return // stray packet: no answer, no amplification
+		// ACK and ERROR belong to transfers in progress: pin/tftp matches
+		// them by client address and drops strays. Anything else gets no
+		// answer (no amplification).
+		if len(pkt) >= 4 && pkt[0] == 0 && (pkt[1] == tftpOpACK || pkt[1] == tftpOpERROR) {
+			s.reqsSP.push(append([]byte(nil), pkt...), net.UDPAddrFromAddrPort(client))
+		}
+		return
+	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return // shutting down: transfers in progress finish, no new ones start
 	}
 	if err != nil {
 		s.deny(conn, client, req.name, tftpErrIllegalOp, "illegal TFTP operation",
@@ -396,7 +539,7 @@ func (s *TFTPServer) deny(conn *net.UDPConn, client netip.AddrPort, name string,
 }
 
 func (s *TFTPServer) send(conn *net.UDPConn, client netip.AddrPort, pkt []byte) {
-	if _, err := conn.WriteToUDPAddrPort(pkt, client); err != nil && !errors.Is(err, net.ErrClosed) {
+	if err := s.writeTo(conn, pkt, client); err != nil && !errors.Is(err, net.ErrClosed) {
 		s.logger().Warn("tftp: send error packet", "client", client, "err", err)
 	}
 }
@@ -438,7 +581,48 @@ func (s *TFTPServer) open(conn *net.UDPConn, client netip.AddrPort, name string,
 		}
 	})
 	s.mu.Unlock()
-	s.reqs.push(req.canonical(name, s.maxBlockSize()), net.UDPAddrFromAddrPort(client))
+	reqs := s.reqs
+	if s.needsServerPort(client) {
+		reqs = s.reqsSP
+	}
+	reqs.push(req.canonical(name, s.maxBlockSize()), net.UDPAddrFromAddrPort(client))
+}
+
+// newInner sets up one of the two pin/tftp servers.
+func (s *TFTPServer) newInner(singlePort bool) *tftp.Server {
+	in := tftp.NewServer(s.readHandler, nil)
+	in.SetTimeout(s.timeout())
+	in.SetRetries(s.retries())
+	// Resend as soon as a block times out: Timeout is the wait.
+	in.SetBackoff(func(int) time.Duration { return 0 })
+	// pin/tftp cannot learn the interface MTU through our request conn; the
+	// block size is capped in the request we hand it instead.
+	in.SetBlockSizeNegotiation(false)
+	in.SetBlockSize(s.maxBlockSize())
+	if singlePort {
+		in.EnableSinglePort()
+	}
+	return in
+}
+
+// needsServerPort reports whether replies to client must leave from the
+// server port: when the address the client sent to is not the source the
+// kernel would pick for a socket bound to the wildcard address (a secondary
+// address or a service address, such as 127.0.0.2 or a failover IP).
+func (s *TFTPServer) needsServerPort(client netip.AddrPort) bool {
+	s.dstMu.Lock()
+	dst, ok := s.dst[client]
+	s.dstMu.Unlock()
+	if !ok {
+		return false // the platform does not say: the kernel's choice it is
+	}
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(client))
+	if err != nil {
+		return true
+	}
+	src := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+	c.Close()
+	return src != dst
 }
 
 // measure returns the size of a seekable reader, leaving its offset where it
@@ -575,6 +759,7 @@ func (s *TFTPServer) finish(p *pendingTransfer, n int64, err error) {
 	s.mu.Lock()
 	s.active--
 	s.mu.Unlock()
+	s.forgetDst(p.key.client)
 	t := TFTPTransfer{
 		Client: p.key.client, Name: p.key.name, Bytes: n, Size: p.file.Size,
 		BlockSize: p.blockSize, Duration: time.Since(p.start), Err: err,
@@ -609,18 +794,22 @@ func tftpErrorFor(err error) (uint16, string) {
 	return tftpErrUndefined, "server error"
 }
 
-// requestConn is the net.PacketConn pin/tftp serves: it reads the vetted,
-// canonical read requests that the server pushes. pin/tftp never writes to
-// it (it answers from a new socket per transfer).
+// requestConn is the net.PacketConn a pin/tftp server serves: it reads the
+// vetted, canonical read requests (and, in single-port mode, the
+// acknowledgements) that the server pushes. In single-port mode pin/tftp
+// writes through it to the server's socket; otherwise it never writes.
 type requestConn struct {
 	local net.Addr
 	ch    chan queuedRequest
+	write func(pkt []byte, to netip.AddrPort) error
 
 	mu        sync.Mutex
 	cond      *sync.Cond
-	pushed    int // requests pushed
-	delivered int // requests returned by ReadFrom
-	handled   int // requests pin/tftp has finished handling
+	deadline  time.Time     // for ReadFrom; zero: none
+	dlChanged chan struct{} // closed when the deadline changes
+	pushed    int           // requests pushed
+	delivered int           // requests returned by ReadFrom
+	handled   int           // requests pin/tftp has finished handling
 	stopped   bool
 	stopCh    chan struct{}
 }
@@ -630,17 +819,29 @@ type queuedRequest struct {
 	addr *net.UDPAddr
 }
 
-func newRequestConn(local net.Addr) *requestConn {
-	c := &requestConn{local: local, ch: make(chan queuedRequest, 256), stopCh: make(chan struct{})}
+func newRequestConn(local net.Addr, write func([]byte, netip.AddrPort) error) *requestConn {
+	c := &requestConn{local: local, ch: make(chan queuedRequest, 1024), stopCh: make(chan struct{}), write: write,
+		dlChanged: make(chan struct{})}
 	c.cond = sync.NewCond(&c.mu)
 	return c
 }
 
 func (c *requestConn) push(pkt []byte, addr *net.UDPAddr) {
 	c.mu.Lock()
+	if c.stopped {
+		c.mu.Unlock()
+		return
+	}
 	c.pushed++
 	c.mu.Unlock()
-	c.ch <- queuedRequest{pkt, addr} // pin/tftp drains it until waitHandled is done
+	select {
+	case c.ch <- queuedRequest{pkt, addr}: // pin/tftp drains it until stop
+	case <-c.stopCh:
+		c.mu.Lock()
+		c.pushed--
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	}
 }
 
 // ReadFrom returns the next request. pin/tftp calls it again only after it
@@ -650,16 +851,42 @@ func (c *requestConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	c.handled = c.delivered
 	c.cond.Broadcast()
 	c.mu.Unlock()
-	select {
-	case r := <-c.ch:
+	for {
 		c.mu.Lock()
-		c.delivered++
+		deadline, changed := c.deadline, c.dlChanged
 		c.mu.Unlock()
-		return copy(b, r.pkt), r.addr, nil
-	case <-c.stopCh:
-		return 0, nil, net.ErrClosed
+		var expired <-chan time.Time
+		if !deadline.IsZero() {
+			d := time.Until(deadline)
+			if d <= 0 {
+				return 0, nil, errStopped
+			}
+			t := time.NewTimer(d)
+			defer t.Stop()
+			expired = t.C
+		}
+		select {
+		case <-changed:
+			continue // a new deadline, as a socket would see it mid-read
+		case <-expired:
+			return 0, nil, errStopped
+		case r := <-c.ch:
+			c.mu.Lock()
+			c.delivered++
+			c.mu.Unlock()
+			return copy(b, r.pkt), r.addr, nil
+		case <-c.stopCh:
+			// pin/tftp keeps reading until its transfers end: a short wait and
+			// a timeout keep its loop from spinning.
+			time.Sleep(20 * time.Millisecond)
+			return 0, nil, errStopped
+		}
 	}
 }
+
+// errStopped is a timeout: pin/tftp's single-port loop retries it quietly,
+// and stops on it once it is shutting down and has no transfers left.
+var errStopped = &net.OpError{Op: "read", Net: "udp", Err: os.ErrDeadlineExceeded}
 
 // waitHandled returns once pin/tftp has handled every pushed request. No
 // push may happen concurrently.
@@ -680,15 +907,36 @@ func (c *requestConn) stop() {
 	}
 }
 
-// WriteTo is never used by pin/tftp outside single-port mode.
-func (c *requestConn) WriteTo([]byte, net.Addr) (int, error) {
-	return 0, errors.New("tftp: request conn is read-only")
+// WriteTo sends pin/tftp's packets through the server's socket.
+func (c *requestConn) WriteTo(pkt []byte, to net.Addr) (int, error) {
+	if c.write == nil {
+		return 0, errors.New("tftp: request conn is read-only")
+	}
+	ua, ok := to.(*net.UDPAddr)
+	if !ok {
+		return 0, fmt.Errorf("tftp: unexpected address %v", to)
+	}
+	ap := ua.AddrPort()
+	if err := c.write(pkt, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())); err != nil {
+		return 0, err
+	}
+	return len(pkt), nil
 }
 
 // Close is called by pin/tftp's Shutdown; ReadFrom keeps blocking until stop,
 // so that pin/tftp's loop sees its own cancellation rather than spinning.
 func (c *requestConn) Close() error                     { return nil }
 func (c *requestConn) LocalAddr() net.Addr              { return c.local }
-func (c *requestConn) SetDeadline(time.Time) error      { return nil }
-func (c *requestConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *requestConn) SetDeadline(t time.Time) error    { return c.SetReadDeadline(t) }
 func (c *requestConn) SetWriteDeadline(time.Time) error { return nil }
+
+// SetReadDeadline bounds the next ReadFrom calls (pin/tftp's single-port
+// loop uses it while shutting down).
+func (c *requestConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	close(c.dlChanged)
+	c.dlChanged = make(chan struct{})
+	c.mu.Unlock()
+	return nil
+}
