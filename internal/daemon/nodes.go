@@ -190,18 +190,9 @@ func (d *Daemon) EditNode(name string, e Edit) (string, error) {
 	if d.Inventory().Node(name) == nil {
 		return "", fmt.Errorf("%w %q", ErrUnknownNode, name)
 	}
-	return d.edit(e, false, func(doc *inventory.Document) error {
-		for _, k := range sortedKeys(e.Set) {
-			if err := doc.SetNodeField(name, k, e.Set[k]); err != nil {
-				return err
-			}
-		}
-		for _, k := range e.Unset {
-			if err := doc.DeleteNodeField(name, k); err != nil {
-				return err
-			}
-		}
-		return nil
+	return d.edit(e, false, func(doc *inventory.Document) fieldEditor {
+		return fieldEditor{set: func(k string, v any) error { return doc.SetNodeField(name, k, v) },
+			unset: func(k string) error { return doc.DeleteNodeField(name, k) }}
 	})
 }
 
@@ -210,22 +201,19 @@ func (d *Daemon) EditGroup(name string, e Edit) (string, error) {
 	if d.Inventory().Groups[name] == nil {
 		return "", fmt.Errorf("unknown group %q", name)
 	}
-	return d.edit(e, true, func(doc *inventory.Document) error {
-		for _, k := range sortedKeys(e.Set) {
-			if err := doc.SetGroupField(name, k, e.Set[k]); err != nil {
-				return err
-			}
-		}
-		for _, k := range e.Unset {
-			if err := doc.DeleteGroupField(name, k); err != nil {
-				return err
-			}
-		}
-		return nil
+	return d.edit(e, true, func(doc *inventory.Document) fieldEditor {
+		return fieldEditor{set: func(k string, v any) error { return doc.SetGroupField(name, k, v) },
+			unset: func(k string) error { return doc.DeleteGroupField(name, k) }}
 	})
 }
 
-func (d *Daemon) edit(e Edit, group bool, f func(*inventory.Document) error) (string, error) {
+// fieldEditor sets and removes the fields of one inventory entry.
+type fieldEditor struct {
+	set   func(key string, value any) error
+	unset func(key string) error
+}
+
+func (d *Daemon) edit(e Edit, group bool, entry func(*inventory.Document) fieldEditor) (string, error) {
 	if err := checkEdit(e, group); err != nil {
 		return "", err
 	}
@@ -235,7 +223,20 @@ func (d *Daemon) edit(e Edit, group bool, f func(*inventory.Document) error) (st
 	if base == "" {
 		base = d.Inventory().Revision
 	}
-	rev, err := inventory.Update(d.cfg.InventoryPath, base, f)
+	rev, err := inventory.Update(d.cfg.InventoryPath, base, func(doc *inventory.Document) error {
+		fe := entry(doc)
+		for _, k := range sortedKeys(e.Set) {
+			if err := fe.set(k, e.Set[k]); err != nil {
+				return err
+			}
+		}
+		for _, k := range e.Unset {
+			if err := fe.unset(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return "", err
 	}

@@ -30,6 +30,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/netbootui/netbootui/internal/atomicfile"
 )
 
 // The files a generation holds.
@@ -273,7 +275,7 @@ func (s *Store) Publish(image, id string) error {
 		return err
 	}
 	p := filepath.Join(s.dir, image, "current")
-	if err := writeFileAtomic(p, []byte(id+"\n"), 0o644); err != nil {
+	if err := atomicfile.Write(p, []byte(id+"\n"), 0o644); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -330,10 +332,10 @@ func (s *Store) Import(image string, files map[string]string, source string) (*M
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(tmp, FileManifest), append(mb, '\n'), 0o444); err != nil {
+	if err := atomicfile.Write(filepath.Join(tmp, FileManifest), append(mb, '\n'), 0o444); err != nil {
 		return nil, err
 	}
-	if err := syncDir(tmp); err != nil {
+	if err := atomicfile.SyncDir(tmp); err != nil {
 		return nil, err
 	}
 	if err := os.Chmod(tmp, 0o555); err != nil {
@@ -342,7 +344,7 @@ func (s *Store) Import(image string, files map[string]string, source string) (*M
 	if err := os.Rename(tmp, final); err != nil {
 		return nil, fmt.Errorf("import %s: %w", image, err)
 	}
-	if err := syncDir(gens); err != nil {
+	if err := atomicfile.SyncDir(gens); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -412,42 +414,4 @@ func copyHashed(src, dst string) (FileInfo, error) {
 		return FileInfo{}, err
 	}
 	return FileInfo{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
-}
-
-// writeFileAtomic writes data to a temp file beside path, syncs it and renames
-// it over path, so readers see the old or the new content, never a mix.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, mode)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

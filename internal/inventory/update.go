@@ -1,6 +1,8 @@
 package inventory
 
 import (
+	"github.com/netbootui/netbootui/internal/atomicfile"
+
 	"bytes"
 	"context"
 	"errors"
@@ -69,7 +71,7 @@ func Update(path, baseRevision string, edit func(*Document) error) (string, erro
 	if _, err := Parse(path, after); err != nil {
 		return "", fmt.Errorf("inventory: edit rejected, %s left unchanged; the result would be invalid:\n%w", filepath.Base(path), err)
 	}
-	if err := WriteFileAtomic(path, after, st.Mode().Perm()); err != nil {
+	if err := atomicfile.Write(path, after, st.Mode().Perm()); err != nil {
 		return "", err
 	}
 	return Revision(after), nil
@@ -96,8 +98,6 @@ func lockFor(path string) (func(), error) {
 	return func() { f.Close() }, nil
 }
 
-func tempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp-" }
-
 // removeStaleTemps deletes temp files of dead writers. Call it with the lock held.
 func removeStaleTemps(path string) {
 	dir := filepath.Dir(path)
@@ -105,54 +105,12 @@ func removeStaleTemps(path string) {
 	if err != nil {
 		return
 	}
-	prefix := tempPrefix(path)
+	prefix := atomicfile.TempPrefix(path)
 	for _, e := range ents {
 		if strings.HasPrefix(e.Name(), prefix) && e.Type().IsRegular() {
 			os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
-}
-
-// WriteFileAtomic replaces path with data: temp file ".NAME.tmp-*" in the same
-// folder, chmod perm, fsync, rename, fsync of the folder. Readers see the old
-// or the new content, never a mix, even if the process is killed.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, tempPrefix(path)+"*")
-	if err != nil {
-		return fmt.Errorf("inventory: write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("inventory: write %s: %w", path, err)
-	}
-	if err = f.Chmod(perm); err != nil {
-		return fmt.Errorf("inventory: write %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("inventory: write %s: fsync: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("inventory: write %s: %w", path, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("inventory: write %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("inventory: write %s: open folder: %w", path, err)
-	}
-	defer d.Close()
-	if err = d.Sync(); err != nil {
-		return fmt.Errorf("inventory: write %s: fsync folder: %w", path, err)
-	}
-	return nil
 }
 
 // Watch polls path every interval until ctx is done. It calls onChange once

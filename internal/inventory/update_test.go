@@ -1,6 +1,8 @@
 package inventory
 
 import (
+	"github.com/netbootui/netbootui/internal/atomicfile"
+
 	"bytes"
 	"context"
 	"errors"
@@ -543,7 +545,7 @@ func TestWatch(t *testing.T) {
 	// An editor saving a broken file by rename.
 	good, _ := os.ReadFile(path)
 	bad := bytes.Replace(good, []byte("arch: uefi"), []byte("arch: arm"), 1)
-	if err := WriteFileAtomic(path, bad, 0o600); err != nil {
+	if err := atomicfile.Write(path, bad, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c = next("broken file")
@@ -552,11 +554,11 @@ func TestWatch(t *testing.T) {
 		t.Fatalf("after a bad write: %+v", c)
 	}
 	// Same content rewritten: no new call.
-	if err := WriteFileAtomic(path, bad, 0o600); err != nil {
+	if err := atomicfile.Write(path, bad, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	quiet("same bad content")
-	if err := WriteFileAtomic(path, good, 0o600); err != nil {
+	if err := atomicfile.Write(path, good, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if c = next("fixed file"); c.err != nil || c.inv.Revision != rev {

@@ -10,6 +10,8 @@
 package liveinit
 
 import (
+	"github.com/netbootui/netbootui/internal/atomicfile"
+
 	"bytes"
 	"compress/gzip"
 	"debug/elf"
@@ -100,7 +102,7 @@ func Build(w io.Writer, opt Options) error {
 // BuildFile writes the initramfs to file, atomically: a temporary file in
 // the same directory, fsynced, then renamed over file.
 func BuildFile(file string, opt Options) error {
-	return writeFileAtomic(file, func(w io.Writer) error { return Build(w, opt) })
+	return atomicfile.WriteFunc(file, 0o644, func(w io.Writer) error { return Build(w, opt) })
 }
 
 func initramfsEntries(opt Options) ([]entry, error) {
@@ -288,45 +290,4 @@ func writeCpio(w io.Writer, entries []entry) error {
 		}
 	}
 	return cpio.WriteTrailer(rw)
-}
-
-// writeFileAtomic writes file through a temporary file in the same
-// directory, fsyncs it and renames it into place; on error nothing changes.
-func writeFileAtomic(file string, write func(io.Writer) error) (err error) {
-	dir := filepath.Dir(file)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(file)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = write(tmp); err != nil {
-		return err
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), file); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -1,6 +1,8 @@
 package liveinit
 
 import (
+	"github.com/netbootui/netbootui/internal/atomicfile"
+
 	"bytes"
 	"errors"
 	"fmt"
@@ -194,7 +196,7 @@ func MakeSquashfs(dir, out string) error {
 		return fmt.Errorf("liveinit: squashfs: %w", err)
 	}
 	ok = true
-	return syncDir(filepath.Dir(out))
+	return atomicfile.SyncDir(filepath.Dir(out))
 }
 
 // squashfsCompressor picks the best compressor this mksquashfs offers.
