@@ -72,8 +72,7 @@ func (e exitError) Error() string { return fmt.Sprintf("exit %d", int(e)) }
 
 func run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, usage)
-		return exitError(2)
+		return cmdConsole(ctx, args)
 	}
 	verb, rest := args[0], args[1:]
 	switch verb {

@@ -1,0 +1,39 @@
+// Package ui is the netbootui console: a Bubble Tea program that shows every
+// node of the cluster live and edits boot entries, as a client of the
+// daemon's API (see Backend). It never does I/O in Update: every call to the
+// daemon is a tea.Cmd, and an error turns into a "disconnected, retrying"
+// status that recovers by itself.
+package ui
+
+import (
+	"context"
+
+	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/daemon"
+)
+
+// Backend is what the console needs from the daemon. *api.Client implements
+// it; tests use an in-memory fake.
+type Backend interface {
+	// Status reports the daemon's status, including the inventory revision
+	// edits are based on.
+	Status(ctx context.Context) (api.Status, error)
+	// Nodes lists every node with its state.
+	Nodes(ctx context.Context) ([]daemon.NodeView, error)
+	// Node returns one node.
+	Node(ctx context.Context, name string) (daemon.NodeView, error)
+	// BootEntry renders a node's boot entry ("" format: the node's loader).
+	BootEntry(ctx context.Context, name, format string) (string, error)
+	// Preview validates and renders a proposed override without applying it.
+	Preview(ctx context.Context, p daemon.Preview) (string, error)
+	// EditNode applies an edit to a node and returns the new revision.
+	EditNode(ctx context.Context, name string, e daemon.Edit) (string, error)
+	// EditGroup applies an edit to a group and returns the new revision.
+	EditGroup(ctx context.Context, name string, e daemon.Edit) (string, error)
+	// Events calls fn for the newest n events of node ("" all), then, with
+	// follow, for live events until ctx ends or fn returns an error.
+	Events(ctx context.Context, node string, n int, follow bool, fn func(bootstate.Event) error) error
+	// Images lists images and their generations.
+	Images(ctx context.Context) ([]daemon.ImageInfo, error)
+}

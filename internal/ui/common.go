@@ -1,0 +1,29 @@
+package ui
+
+import "time"
+
+// Common is what every component of the console shares: the terminal size,
+// the styles, the key map and the clock (fixed in tests).
+type Common struct {
+	Width, Height int
+	Styles        *Styles
+	Keys          KeyMap
+	Now           func() time.Time
+}
+
+// Options configure a console Model.
+type Options struct {
+	// Dark selects styles for a dark background (the default until the
+	// terminal reports its background colour).
+	Dark bool
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Editor is the command run by `e` with the file to edit as its last
+	// argument; empty means $VISUAL, then $EDITOR, then vi.
+	Editor []string
+	// TempDir is where edit files go; empty means os.TempDir().
+	TempDir string
+	// NoStream disables the live event stream (tests that drive the model
+	// message by message).
+	NoStream bool
+}

@@ -1,0 +1,253 @@
+package ui
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+
+	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/daemon"
+)
+
+// detailEvents is how many recent events of a node the detail view keeps.
+const detailEvents = 50
+
+// detailView shows one node: facts, the boot timeline, the rendered boot
+// entry and its recent events.
+type detailView struct {
+	c       *Common
+	name    string
+	node    daemon.NodeView
+	entry   string
+	events  []bootstate.Event
+	loaded  bool
+	offset  int
+	entryOK bool
+}
+
+type detailNodeMsg struct {
+	node daemon.NodeView
+	err  error
+}
+
+func (m *Model) openDetail(name string) tea.Cmd {
+	m.detail = detailView{c: m.c, name: name}
+	m.push(viewDetail)
+	be := m.be
+	ctx, cancel := m.call()
+	return func() tea.Msg {
+		defer cancel()
+		n, err := be.Node(ctx, name)
+		if err != nil {
+			return detailMsg{name: name, err: err}
+		}
+		entry, eerr := be.BootEntry(ctx, name, "")
+		if eerr != nil {
+			if !isAPIError(eerr) {
+				return detailMsg{name: name, err: eerr}
+			}
+			entry = "(no boot entry: " + eerr.Error() + ")"
+		}
+		var evs []bootstate.Event
+		err = be.Events(ctx, name, detailEvents, false, func(ev bootstate.Event) error {
+			evs = append(evs, ev)
+			return nil
+		})
+		return detailMsg{name: name, node: n, entry: entry, events: evs, err: err}
+	}
+}
+
+func (m *Model) fetchDetailNode(name string) tea.Cmd {
+	be := m.be
+	ctx, cancel := m.call()
+	return func() tea.Msg {
+		defer cancel()
+		n, err := be.Node(ctx, name)
+		return detailNodeMsg{n, err}
+	}
+}
+
+func (d *detailView) set(msg detailMsg) {
+	if msg.name != d.name {
+		return
+	}
+	d.node, d.entry, d.loaded = msg.node, msg.entry, true
+	// keep live events that arrived while loading, without duplicates
+	var last uint64
+	if len(msg.events) > 0 {
+		last = msg.events[len(msg.events)-1].Seq
+	}
+	evs := msg.events
+	for _, ev := range d.events {
+		if ev.Seq > last {
+			evs = append(evs, ev)
+		}
+	}
+	d.events = trimEvents(evs, detailEvents)
+}
+
+func trimEvents(evs []bootstate.Event, n int) []bootstate.Event {
+	if len(evs) > n {
+		evs = append([]bootstate.Event(nil), evs[len(evs)-n:]...)
+	}
+	return evs
+}
+
+func (d *detailView) addEvents(evs []bootstate.Event) {
+	if d.name == "" {
+		return
+	}
+	var last uint64
+	if len(d.events) > 0 {
+		last = d.events[len(d.events)-1].Seq
+	}
+	for _, ev := range evs {
+		if ev.Node == d.name && ev.Seq > last {
+			d.events = append(d.events, ev)
+		}
+	}
+	d.events = trimEvents(d.events, detailEvents)
+}
+
+func (d *detailView) lines() []string {
+	s := d.c.Styles
+	if !d.loaded {
+		return []string{s.Dim.Render("loading " + d.name + "…")}
+	}
+	n := d.node
+	st := n.State
+	var out []string
+	kv := func(k, v string) { out = append(out, fmt.Sprintf("  %-14s %s", k, v)) }
+	section := func(t string) { out = append(out, "", s.Title.Render(t)) }
+	section("Node")
+	kv("group", dash(n.Group))
+	kv("mac / ip", dash(n.MAC)+"  "+dash(n.IP))
+	kv("arch / loader", n.Arch+" / "+n.Loader)
+	kv("image", dash(n.Image))
+	assigned := dash(n.Assigned)
+	if n.Pinned {
+		assigned += " (pinned)"
+	}
+	if n.AssignError != "" {
+		assigned += "  " + s.Error.Render(n.AssignError)
+	}
+	kv("assigned", assigned)
+	running := dash(st.Generation)
+	if drift(&n) {
+		running = s.Drift.Render("!" + st.Generation + " (differs from assigned)")
+	}
+	kv("running", running)
+	kv("power", dash(st.Power)+errSuffix(s.Error.Render, st.PowerError))
+	kv("stage", stageCell(&n, 40)+errSuffix(s.Error.Render, st.Error))
+	if n.Dirty {
+		kv("dirty", s.Warn.Render(strings.Join(n.DirtyReasons, "; ")))
+	} else {
+		kv("dirty", "no")
+	}
+	kv("last check-in", ago(d.c.Now(), st.LastCheckin))
+	kv("bmc", dash(n.BMC))
+	kv("kernel args", dash(n.KernelArgs))
+	if n.Override {
+		kv("boot entry", "from the node's boot override")
+	}
+	kv("defined at", dash(n.Defined))
+	section("Boot timeline")
+	if len(st.Timeline) == 0 {
+		out = append(out, s.Dim.Render("  no boot seen"))
+	}
+	for i, mk := range st.Timeline {
+		since := ""
+		if i > 0 {
+			since = "+" + mk.Time.Sub(st.Timeline[0].Time).Round(time.Millisecond).String()
+		}
+		out = append(out, fmt.Sprintf("  %-12s %s  %s", mk.Stage, mk.Time.Format("15:04:05.000"), since))
+	}
+	section("Boot entry (" + n.Loader + ")")
+	for _, l := range strings.Split(strings.TrimRight(d.entry, "\n"), "\n") {
+		out = append(out, "  "+l)
+	}
+	section("Recent events")
+	if len(d.events) == 0 {
+		out = append(out, s.Dim.Render("  none"))
+	}
+	for i := len(d.events) - 1; i >= 0; i-- {
+		out = append(out, "  "+formatEvent(d.events[i], false))
+	}
+	return out[1:]
+}
+
+func errSuffix(render func(...string) string, e string) string {
+	if e == "" {
+		return ""
+	}
+	return "  " + render(e)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func (d *detailView) scroll(msg tea.KeyPressMsg, k KeyMap) {
+	d.offset = scrollKey(msg, k, d.offset, len(d.lines()), d.c.Height-3)
+}
+
+// scrollKey moves a scroll offset by the movement keys.
+func scrollKey(msg tea.KeyPressMsg, k KeyMap, off, total, page int) int {
+	switch {
+	case key.Matches(msg, k.Up):
+		off--
+	case key.Matches(msg, k.Down):
+		off++
+	case key.Matches(msg, k.PageUp):
+		off -= page
+	case key.Matches(msg, k.PageDown):
+		off += page
+	case key.Matches(msg, k.Top):
+		off = 0
+	case key.Matches(msg, k.Bottom):
+		off = total
+	}
+	return min(max(0, off), max(0, total-page))
+}
+
+// formatEvent renders an event on one line.
+func formatEvent(ev bootstate.Event, withNode bool) string {
+	var b strings.Builder
+	b.WriteString(ev.Time.Format("15:04:05.000"))
+	b.WriteByte(' ')
+	if withNode {
+		node := ev.Node
+		if node == "" {
+			node = "(unknown)"
+		}
+		fmt.Fprintf(&b, "%-10s ", node)
+	}
+	fmt.Fprintf(&b, "%-8s", ev.Kind)
+	add := func(s string) {
+		if s != "" {
+			b.WriteByte(' ')
+			b.WriteString(s)
+		}
+	}
+	add(string(ev.Stage))
+	add(ev.Proto)
+	add(ev.Path)
+	if ev.Total > 0 {
+		add(fmt.Sprintf("%d/%d", ev.Bytes, ev.Total))
+	}
+	add(ev.Generation)
+	add(ev.Power)
+	add(ev.Message)
+	if ev.Node == "" {
+		add(ev.MAC)
+		add(ev.Remote)
+	}
+	add(ev.Error)
+	return b.String()
+}

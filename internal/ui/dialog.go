@@ -1,0 +1,113 @@
+package ui
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
+)
+
+// DialogGuard is how long a new dialog ignores keys: keys typed before it
+// appeared (still in flight) must not answer it.
+const DialogGuard = 150 * time.Millisecond
+
+// TypeCountAbove is the number of nodes above which a dialog asks for the
+// count to be typed instead of a yes.
+const TypeCountAbove = 8
+
+// Confirm is a yes/no dialog that defaults to No. For an action on more
+// than TypeCountAbove nodes it asks the admin to type the count.
+type Confirm struct {
+	c      *Common
+	Title  string
+	Body   string
+	Count  int // nodes the action touches; 0 when not about nodes
+	opened time.Time
+	yes    bool // the highlighted button
+	typed  string
+}
+
+// NewConfirm opens a dialog now.
+func NewConfirm(c *Common, title, body string, count int) *Confirm {
+	return &Confirm{c: c, Title: title, Body: body, Count: count, opened: c.Now()}
+}
+
+// needsCount reports whether the dialog asks for the count to be typed.
+func (d *Confirm) needsCount() bool { return d.Count > TypeCountAbove }
+
+// Update handles a key. It reports whether the dialog is answered and the
+// answer; anything but an explicit yes is a no.
+func (d *Confirm) Update(msg tea.KeyPressMsg) (done, yes bool) {
+	if d.c.Now().Sub(d.opened) < DialogGuard {
+		return false, false
+	}
+	k := msg.String()
+	switch k {
+	case "esc", "q":
+		return true, false
+	}
+	if d.needsCount() {
+		switch {
+		case k == "enter":
+			if d.typed == strconv.Itoa(d.Count) {
+				return true, true
+			}
+			return true, false
+		case k == "backspace":
+			if d.typed != "" {
+				d.typed = d.typed[:len(d.typed)-1]
+			}
+		case len(msg.Text) == 1 && msg.Text[0] >= '0' && msg.Text[0] <= '9' && len(d.typed) < 9:
+			d.typed += msg.Text
+		case k == "n":
+			return true, false
+		}
+		return false, false
+	}
+	switch k {
+	case "y", "Y":
+		return true, true
+	case "n", "N":
+		return true, false
+	case "left", "right", "tab", "h", "l", "shift+tab":
+		d.yes = !d.yes
+	case "enter":
+		return true, d.yes
+	}
+	return false, false
+}
+
+// View renders the dialog box.
+func (d *Confirm) View() string {
+	s := d.c.Styles
+	w := min(max(40, d.c.Width-8), 100)
+	var b strings.Builder
+	b.WriteString(s.DialogTitle.Render(d.Title))
+	b.WriteString("\n\n")
+	maxBody := max(3, d.c.Height-10)
+	lines := strings.Split(strings.TrimRight(d.Body, "\n"), "\n")
+	if len(lines) > maxBody {
+		lines = append(lines[:maxBody-1], s.Dim.Render("… "+strconv.Itoa(len(lines)-maxBody+1)+" more lines"))
+	}
+	for _, l := range lines {
+		b.WriteString(fit(l, w-4))
+		b.WriteByte('\n')
+	}
+	b.WriteByte('\n')
+	if d.needsCount() {
+		b.WriteString("This touches " + strconv.Itoa(d.Count) + " nodes. Type " + strconv.Itoa(d.Count) + " and enter to go ahead, esc to cancel: ")
+		b.WriteString(s.Prompt.Render(d.typed + "_"))
+	} else {
+		no, yes := s.Button, s.Button
+		if d.yes {
+			yes = s.ButtonActive
+		} else {
+			no = s.ButtonActive
+		}
+		b.WriteString(lipgloss.JoinHorizontal(lipgloss.Top, no.Render("[ No ]"), "  ", yes.Render("[ Yes ]")))
+		b.WriteString("   y/n, ←/→ and enter")
+	}
+	return s.Dialog.Width(w).Render(b.String())
+}

@@ -1,0 +1,227 @@
+package ui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/daemon"
+)
+
+// fakeBackend is an in-memory daemon that records every call.
+type fakeBackend struct {
+	mu     sync.Mutex
+	nodes  []daemon.NodeView
+	rev    int
+	events []bootstate.Event
+	calls  []string
+	down   bool // every call fails as if the socket were gone
+}
+
+var errDown = errors.New("daemon at /tmp/x.sock: connection refused")
+
+func (f *fakeBackend) record(format string, args ...any) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, fmt.Sprintf(format, args...))
+	if f.down {
+		return errDown
+	}
+	return nil
+}
+
+func (f *fakeBackend) Calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+func (f *fakeBackend) reset() {
+	f.mu.Lock()
+	f.calls = nil
+	f.mu.Unlock()
+}
+
+func (f *fakeBackend) revision() string { return fmt.Sprintf("rev%04d", f.rev) }
+
+func (f *fakeBackend) Status(ctx context.Context) (api.Status, error) {
+	if err := f.record("Status"); err != nil {
+		return api.Status{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return api.Status{Inventory: daemon.InventoryStatus{Revision: f.revision(), Nodes: len(f.nodes)}}, nil
+}
+
+func (f *fakeBackend) Nodes(ctx context.Context) ([]daemon.NodeView, error) {
+	if err := f.record("Nodes"); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]daemon.NodeView(nil), f.nodes...), nil
+}
+
+func (f *fakeBackend) find(name string) (int, error) {
+	for i := range f.nodes {
+		if f.nodes[i].Name == name {
+			return i, nil
+		}
+	}
+	return 0, &api.Error{Message: fmt.Sprintf("unknown node %q", name), Code: api.CodeNotFound}
+}
+
+func (f *fakeBackend) Node(ctx context.Context, name string) (daemon.NodeView, error) {
+	if err := f.record("Node %s", name); err != nil {
+		return daemon.NodeView{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	i, err := f.find(name)
+	if err != nil {
+		return daemon.NodeView{}, err
+	}
+	return f.nodes[i], nil
+}
+
+func (f *fakeBackend) BootEntry(ctx context.Context, name, format string) (string, error) {
+	if err := f.record("BootEntry %s %s", name, format); err != nil {
+		return "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	i, err := f.find(name)
+	if err != nil {
+		return "", err
+	}
+	n := f.nodes[i]
+	return fmt.Sprintf("#!ipxe\nkernel http://10.0.0.1/%s/vmlinuz %s\ninitrd http://10.0.0.1/%s/initrd\nboot\n", n.Assigned, n.KernelArgs, n.Assigned), nil
+}
+
+func (f *fakeBackend) Preview(ctx context.Context, p daemon.Preview) (string, error) {
+	if err := f.record("Preview %s %s", p.Node, p.Format); err != nil {
+		return "", err
+	}
+	if strings.Contains(p.Override, "{{") && !strings.Contains(p.Override, "}}") {
+		return "", &api.Error{Message: "boot override: template: 2:1: unclosed action", Code: api.CodeInvalid}
+	}
+	return strings.ReplaceAll(p.Override, "{{.Node}}", p.Node), nil
+}
+
+func (f *fakeBackend) EditNode(ctx context.Context, name string, e daemon.Edit) (string, error) {
+	keys := []string{}
+	for k := range e.Set {
+		keys = append(keys, k)
+	}
+	if err := f.record("EditNode %s base=%s set=%v unset=%v", name, e.BaseRevision, sortedStrings(keys), e.Unset); err != nil {
+		return "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e.BaseRevision != f.revision() {
+		return "", fmt.Errorf("%w: inventory changed since %s", api.ErrConflict, e.BaseRevision)
+	}
+	i, err := f.find(name)
+	if err != nil {
+		return "", err
+	}
+	if v, ok := e.Set["kernel_args"].(string); ok {
+		f.nodes[i].KernelArgs = v
+	}
+	if _, ok := e.Set["boot_override.ipxe"]; ok {
+		f.nodes[i].Override = true
+	}
+	f.rev++
+	return f.revision(), nil
+}
+
+func (f *fakeBackend) EditGroup(ctx context.Context, name string, e daemon.Edit) (string, error) {
+	return "", f.record("EditGroup %s", name)
+}
+
+func (f *fakeBackend) Events(ctx context.Context, node string, n int, follow bool, fn func(bootstate.Event) error) error {
+	if err := f.record("Events %s %d %v", node, n, follow); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	var evs []bootstate.Event
+	for _, ev := range f.events {
+		if node == "" || ev.Node == node {
+			evs = append(evs, ev)
+		}
+	}
+	f.mu.Unlock()
+	if len(evs) > n {
+		evs = evs[len(evs)-n:]
+	}
+	for _, ev := range evs {
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+	if follow {
+		<-ctx.Done()
+	}
+	return nil
+}
+
+func (f *fakeBackend) Images(ctx context.Context) ([]daemon.ImageInfo, error) {
+	if err := f.record("Images"); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}
+
+func sortedStrings(s []string) []string {
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+	return s
+}
+
+// epoch is the fixed "now" of model tests.
+var epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// testCluster builds n nodes in three groups with a spread of states.
+func testCluster(n int) []daemon.NodeView {
+	out := make([]daemon.NodeView, 0, n)
+	for i := 1; i <= n; i++ {
+		v := daemon.NodeView{
+			Name: fmt.Sprintf("n%02d", i), Group: "compute", MAC: fmt.Sprintf("52:54:00:00:00:%02x", i),
+			Arch: "bios", Loader: "ipxe", Image: "compute", Assigned: "g2", KernelArgs: "console=ttyS0",
+			Defined: fmt.Sprintf("nodes.yaml:%d:5", 40+i),
+		}
+		if i%5 == 0 {
+			v.Group, v.Image = "gpu", "gpu"
+		}
+		st := bootstate.NodeState{Node: v.Name, Power: "on"}
+		switch i % 7 {
+		case 0:
+			st.Stage, st.Power = bootstate.StageOff, "off"
+		case 1, 2:
+			st.Stage, st.Generation, st.LastCheckin = bootstate.StageBooted, "g2", epoch.Add(-time.Duration(i)*time.Minute)
+			st.Timeline = []bootstate.StageMark{{Stage: "nbp", Time: epoch.Add(-time.Hour)}, {Stage: "kernel", Time: epoch.Add(-time.Hour + 2*time.Second)}, {Stage: "booted", Time: epoch.Add(-time.Hour + 11*time.Second)}}
+		case 3:
+			st.Stage, st.Generation, st.LastCheckin = bootstate.StageBooted, "g1", epoch.Add(-3*time.Hour)
+			v.Dirty, v.DirtyReasons = true, []string{"runs g1, assigned g2"}
+		case 4:
+			st.Stage, st.Path, st.Bytes, st.Total = bootstate.StageRootfs, "/g2/rootfs.squashfs", 42<<20, 100<<20
+		case 5:
+			st.Stage, st.Error = bootstate.StageStalled, "no progress in stage kernel for 2m0s"
+		case 6:
+			st.Stage, st.Error = bootstate.StageFailed, "GET /g2/initrd: 404"
+		}
+		v.State = st
+		out = append(out, v)
+	}
+	return out
+}

@@ -1,0 +1,668 @@
+package ui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+
+	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/daemon"
+)
+
+// Views of the console.
+type viewID int
+
+const (
+	viewNodes viewID = iota
+	viewDetail
+	viewEvents
+	viewImages
+	viewHelp
+)
+
+// inputMode says what the bottom line is being typed into.
+type inputMode int
+
+const (
+	inputNone inputMode = iota
+	inputFilter
+	inputCommand
+)
+
+const (
+	// refreshEvery is the shortest time between two node-list refreshes
+	// caused by events: at most 10 per second, however busy the cluster.
+	refreshEvery = 100 * time.Millisecond
+	// maxEvents is how many events the events view keeps.
+	maxEvents = 2000
+	// eventBatch is the most events one message carries.
+	eventBatch = 1024
+	// callTimeout bounds every API call.
+	callTimeout = 10 * time.Second
+	// maxBackoff is the longest wait between reconnect attempts.
+	maxBackoff = 5 * time.Second
+	// notYet is the message for actions the daemon does not offer yet.
+	notYetPower  = "power control arrives with the IPMI service (not in this daemon yet)"
+	notYetReboot = "reboot to clean state arrives with the IPMI service (not in this daemon yet)"
+	notYetSOL    = "the serial console arrives with the IPMI service (not in this daemon yet)"
+	notYetStage  = "staged rollouts are not in this daemon yet"
+)
+
+// Messages. Every one that answers an API call carries its error.
+type (
+	nodesMsg struct {
+		nodes []daemon.NodeView
+		err   error
+	}
+	statusMsg struct {
+		st  api.Status
+		err error
+	}
+	eventsMsg struct {
+		stream int
+		evs    []bootstate.Event
+		closed bool
+	}
+	streamEndMsg struct {
+		stream int
+		err    error
+	}
+	refreshTickMsg struct{}
+	reconnectMsg   struct{}
+	detailMsg      struct {
+		name   string
+		node   daemon.NodeView
+		entry  string
+		events []bootstate.Event
+		err    error
+	}
+	imagesMsg struct {
+		images []daemon.ImageInfo
+		err    error
+	}
+	flashMsg struct{ text string }
+)
+
+// Model is the console's root model. Create it with New and run it with
+// tea.NewProgram; it is used through its pointer.
+type Model struct {
+	c    *Common
+	be   Backend
+	opts Options
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	view  viewID
+	stack []viewID
+
+	nodes   nodeTable
+	detail  detailView
+	events  eventsView
+	images  imagesView
+	help    helpView
+	dialog  *Confirm
+	onYes   func() tea.Cmd
+	onNo    func() tea.Cmd
+	edit    *editSession
+	status  api.Status
+	haveSt  bool
+	loading bool
+
+	input     inputMode
+	inputText string
+	inputErr  string
+
+	flash      string
+	flashError bool
+
+	// connection
+	connErr   error
+	backoff   time.Duration
+	stream    int
+	evCh      chan bootstate.Event
+	inflight  bool // a Nodes call is under way
+	pending   bool // events arrived that the node list has not caught up with
+	tickSet   bool // a refreshTickMsg is scheduled
+	lastFetch time.Time
+	quitting  bool
+}
+
+// New returns a console talking to be.
+func New(be Backend, opts Options) *Model {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	c := &Common{Width: 80, Height: 24, Styles: NewStyles(opts.Dark), Keys: DefaultKeyMap(), Now: opts.Now}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Model{c: c, be: be, opts: opts, ctx: ctx, cancel: cancel, loading: true}
+	m.nodes = newNodeTable(c)
+	m.detail.c, m.events.c, m.images.c, m.help.c = c, c, c, c
+	return m
+}
+
+// Close stops the event stream; the program calls it through tea.Quit's
+// path, tests call it directly.
+func (m *Model) Close() { m.cancel() }
+
+// Init starts the first fetches and the event stream.
+func (m *Model) Init() tea.Cmd {
+	cmds := []tea.Cmd{tea.RequestBackgroundColor, m.fetchNodes(), m.fetchStatus()}
+	if !m.opts.NoStream {
+		cmds = append(cmds, m.startStream())
+	}
+	return tea.Batch(cmds...)
+}
+
+func (m *Model) call() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(m.ctx, callTimeout)
+}
+
+func (m *Model) fetchNodes() tea.Cmd {
+	m.inflight = true
+	m.pending = false
+	m.lastFetch = m.c.Now()
+	be := m.be
+	ctx, cancel := m.call()
+	return func() tea.Msg {
+		defer cancel()
+		n, err := be.Nodes(ctx)
+		return nodesMsg{n, err}
+	}
+}
+
+func (m *Model) fetchStatus() tea.Cmd {
+	be := m.be
+	ctx, cancel := m.call()
+	return func() tea.Msg {
+		defer cancel()
+		st, err := be.Status(ctx)
+		return statusMsg{st, err}
+	}
+}
+
+// startStream opens a new event stream: one command runs Backend.Events
+// (blocking, in its own goroutine) into a channel, another waits for the
+// channel's next batch.
+func (m *Model) startStream() tea.Cmd {
+	m.stream++
+	id := m.stream
+	ch := make(chan bootstate.Event, 4096)
+	m.evCh = ch
+	be, ctx := m.be, m.ctx
+	run := func() tea.Msg {
+		defer close(ch)
+		err := be.Events(ctx, "", maxEvents/4, true, func(ev bootstate.Event) error {
+			select {
+			case ch <- ev:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		if err == nil && ctx.Err() == nil {
+			err = errors.New("event stream ended")
+		}
+		return streamEndMsg{id, err}
+	}
+	return tea.Batch(run, waitEvents(id, ch))
+}
+
+// waitEvents returns the next batch of events: it blocks for one, then
+// takes whatever else is already queued.
+func waitEvents(id int, ch chan bootstate.Event) tea.Cmd {
+	return func() tea.Msg {
+		ev, ok := <-ch
+		if !ok {
+			return eventsMsg{stream: id, closed: true}
+		}
+		evs := []bootstate.Event{ev}
+		for len(evs) < eventBatch {
+			select {
+			case ev, ok := <-ch:
+				if !ok {
+					return eventsMsg{stream: id, evs: evs}
+				}
+				evs = append(evs, ev)
+				continue
+			default:
+			}
+			break
+		}
+		return eventsMsg{stream: id, evs: evs}
+	}
+}
+
+func (m *Model) setFlash(text string, isErr bool) {
+	m.flash, m.flashError = text, isErr
+}
+
+// disconnected records a failed call and schedules a reconnect.
+func (m *Model) disconnected(err error) tea.Cmd {
+	if m.ctx.Err() != nil {
+		return nil
+	}
+	first := m.connErr == nil
+	m.connErr = err
+	if !first {
+		return nil // a reconnect is already scheduled
+	}
+	if m.backoff == 0 {
+		m.backoff = 250 * time.Millisecond
+	}
+	d := m.backoff
+	m.backoff = min(2*m.backoff, maxBackoff)
+	return tea.Tick(d, func(time.Time) tea.Msg { return reconnectMsg{} })
+}
+
+// Update handles one message.
+func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case tea.WindowSizeMsg:
+		m.c.Width, m.c.Height = msg.Width, msg.Height
+		m.nodes.clamp()
+		return m, nil
+	case tea.BackgroundColorMsg:
+		m.c.Styles = NewStyles(msg.IsDark())
+		return m, nil
+	case tea.KeyPressMsg:
+		return m, m.key(msg)
+	case nodesMsg:
+		m.inflight = false
+		if msg.err != nil {
+			return m, m.disconnected(msg.err)
+		}
+		m.loading = false
+		m.nodes.setNodes(msg.nodes)
+		if m.pending {
+			return m, m.scheduleRefresh()
+		}
+		return m, nil
+	case statusMsg:
+		if msg.err != nil {
+			return m, m.disconnected(msg.err)
+		}
+		m.status, m.haveSt = msg.st, true
+		return m, nil
+	case eventsMsg:
+		if msg.stream != m.stream || msg.closed {
+			return m, nil
+		}
+		if m.connErr != nil {
+			m.connErr, m.backoff = nil, 0
+		}
+		m.events.add(msg.evs)
+		m.detail.addEvents(msg.evs)
+		return m, tea.Batch(waitEvents(msg.stream, m.evCh), m.scheduleRefresh())
+	case streamEndMsg:
+		if msg.stream != m.stream || m.ctx.Err() != nil {
+			return m, nil
+		}
+		return m, m.disconnected(msg.err)
+	case reconnectMsg:
+		m.connErr = nil
+		cmds := []tea.Cmd{m.fetchNodes(), m.fetchStatus()}
+		if !m.opts.NoStream {
+			cmds = append(cmds, m.startStream())
+		}
+		return m, tea.Batch(cmds...)
+	case refreshTickMsg:
+		m.tickSet = false
+		if m.inflight {
+			m.pending = true
+			return m, nil
+		}
+		cmds := []tea.Cmd{m.fetchNodes()}
+		if m.view == viewDetail && m.detail.name != "" {
+			cmds = append(cmds, m.fetchDetailNode(m.detail.name))
+		}
+		return m, tea.Batch(cmds...)
+	case detailMsg:
+		if msg.err != nil {
+			if isAPIError(msg.err) {
+				m.setFlash(msg.err.Error(), true)
+				return m, nil
+			}
+			return m, m.disconnected(msg.err)
+		}
+		m.detail.set(msg)
+		return m, nil
+	case detailNodeMsg:
+		if msg.err == nil && msg.node.Name == m.detail.name {
+			m.detail.node = msg.node
+		}
+		return m, nil
+	case imagesMsg:
+		if msg.err != nil && !isAPIError(msg.err) {
+			return m, m.disconnected(msg.err)
+		}
+		m.images.set(msg)
+		return m, nil
+	case flashMsg:
+		m.setFlash(msg.text, false)
+		return m, nil
+	}
+	if cmd, ok := m.editUpdate(msg); ok {
+		return m, cmd
+	}
+	return m, nil
+}
+
+// isAPIError tells an answer from the daemon (a refusal) from a failure to
+// reach it.
+func isAPIError(err error) bool {
+	var ae *api.Error
+	return errors.As(err, &ae) || errors.Is(err, api.ErrConflict)
+}
+
+// scheduleRefresh arranges one node-list refresh at most refreshEvery after
+// the previous one.
+func (m *Model) scheduleRefresh() tea.Cmd {
+	m.pending = true
+	if m.tickSet || m.inflight {
+		return nil
+	}
+	m.tickSet = true
+	wait := refreshEvery - m.c.Now().Sub(m.lastFetch)
+	if wait < time.Millisecond {
+		wait = time.Millisecond
+	}
+	return tea.Tick(wait, func(time.Time) tea.Msg { return refreshTickMsg{} })
+}
+
+func (m *Model) push(v viewID) {
+	if m.view == v {
+		return
+	}
+	m.stack = append(m.stack, m.view)
+	m.view = v
+}
+
+func (m *Model) back() {
+	if len(m.stack) == 0 {
+		m.view = viewNodes
+		return
+	}
+	m.view = m.stack[len(m.stack)-1]
+	m.stack = m.stack[:len(m.stack)-1]
+}
+
+func (m *Model) quit() tea.Cmd {
+	m.quitting = true
+	m.cancel()
+	return tea.Quit
+}
+
+func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
+	k := m.c.Keys
+	if key.Matches(msg, k.ForceQuit) {
+		return m.quit()
+	}
+	if m.dialog != nil {
+		done, yes := m.dialog.Update(msg)
+		if !done {
+			return nil
+		}
+		m.dialog = nil
+		if yes && m.onYes != nil {
+			return m.onYes()
+		}
+		if !yes && m.onNo != nil {
+			return m.onNo()
+		}
+		return nil
+	}
+	if m.input != inputNone {
+		return m.inputKey(msg)
+	}
+	m.flash = ""
+	switch {
+	case key.Matches(msg, k.Help):
+		if m.view == viewHelp {
+			m.back()
+		} else {
+			m.push(viewHelp)
+		}
+		return nil
+	case key.Matches(msg, k.Command):
+		m.input, m.inputText, m.inputErr = inputCommand, "", ""
+		return nil
+	case key.Matches(msg, k.Refresh):
+		return tea.Batch(m.fetchNodes(), m.fetchStatus())
+	case key.Matches(msg, k.Quit):
+		if m.view == viewNodes {
+			return m.quit()
+		}
+		m.back()
+		return nil
+	}
+	switch m.view {
+	case viewNodes:
+		return m.nodesKey(msg)
+	case viewDetail:
+		if key.Matches(msg, k.Back) {
+			m.back()
+			return nil
+		}
+		if key.Matches(msg, k.Edit) {
+			return m.startEdit(m.detail.name)
+		}
+		m.detail.scroll(msg, k)
+	case viewEvents:
+		if key.Matches(msg, k.Filter) {
+			m.input, m.inputText, m.inputErr = inputFilter, m.events.filter, ""
+			return nil
+		}
+		if key.Matches(msg, k.Back) {
+			if m.events.filter != "" {
+				m.events.setFilter("")
+				return nil
+			}
+			m.back()
+			return nil
+		}
+		m.events.scroll(msg, k)
+	case viewImages, viewHelp:
+		if key.Matches(msg, k.Back) {
+			m.back()
+			return nil
+		}
+		if m.view == viewImages {
+			m.images.scroll(msg, k)
+		}
+	}
+	return nil
+}
+
+func (m *Model) nodesKey(msg tea.KeyPressMsg) tea.Cmd {
+	k := m.c.Keys
+	t := &m.nodes
+	switch {
+	case key.Matches(msg, k.Up):
+		t.move(-1)
+	case key.Matches(msg, k.Down):
+		t.move(1)
+	case key.Matches(msg, k.PageUp):
+		t.move(-t.pageRows())
+	case key.Matches(msg, k.PageDown):
+		t.move(t.pageRows())
+	case key.Matches(msg, k.Top):
+		t.move(-len(t.shown))
+	case key.Matches(msg, k.Bottom):
+		t.move(len(t.shown))
+	case key.Matches(msg, k.Mark):
+		t.toggleMark()
+	case key.Matches(msg, k.MarkAll):
+		t.markShown()
+	case key.Matches(msg, k.ClearMarks):
+		t.marks = map[string]bool{}
+		t.refilter()
+	case key.Matches(msg, k.Filter):
+		m.input, m.inputText, m.inputErr = inputFilter, t.filter.Text, ""
+	case key.Matches(msg, k.Back):
+		if !t.filter.Empty() {
+			t.setFilter(Filter{})
+		}
+	case key.Matches(msg, k.SortName):
+		t.setSort(sortName)
+	case key.Matches(msg, k.SortGroup):
+		t.setSort(sortGroup)
+	case key.Matches(msg, k.SortStage):
+		t.setSort(sortStage)
+	case key.Matches(msg, k.SortGen):
+		t.setSort(sortDrift)
+	case key.Matches(msg, k.SortCheckin):
+		t.setSort(sortCheckin)
+	case key.Matches(msg, k.Reverse):
+		t.reverse = !t.reverse
+		t.resort()
+	case key.Matches(msg, k.Enter):
+		if n := t.current(); n != nil {
+			return m.openDetail(n.Name)
+		}
+	case key.Matches(msg, k.Edit):
+		if n := t.current(); n != nil {
+			return m.startEdit(n.Name)
+		}
+	case key.Matches(msg, k.RebootClean):
+		m.setFlash(notYetReboot, false)
+	case key.Matches(msg, k.Power):
+		m.setFlash(notYetPower, false)
+	case key.Matches(msg, k.SerialConsole):
+		m.setFlash(notYetSOL, false)
+	case key.Matches(msg, k.Stage):
+		m.setFlash(notYetStage, false)
+	}
+	return nil
+}
+
+// commands are what `:` accepts, in completion order.
+var commands = []string{"nodes", "events", "images", "help", "quit", "q"}
+
+// completeCommand returns the commands starting with prefix.
+func completeCommand(prefix string) []string {
+	var out []string
+	for _, c := range commands {
+		if strings.HasPrefix(c, prefix) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (m *Model) inputKey(msg tea.KeyPressMsg) tea.Cmd {
+	switch msg.String() {
+	case "esc":
+		if m.input == inputFilter && m.view == viewNodes {
+			m.nodes.setFilter(Filter{})
+		}
+		if m.input == inputFilter && m.view == viewEvents {
+			m.events.setFilter("")
+		}
+		m.input, m.inputErr = inputNone, ""
+		return nil
+	case "enter":
+		mode := m.input
+		text := strings.TrimSpace(m.inputText)
+		if mode == inputCommand {
+			m.input = inputNone
+			return m.runCommand(text)
+		}
+		if m.inputErr != "" {
+			return nil // keep typing: the filter does not parse
+		}
+		m.input = inputNone
+		return nil
+	case "tab":
+		if m.input == inputCommand {
+			c := completeCommand(m.inputText)
+			if len(c) > 0 {
+				m.inputText = commonPrefix(c)
+			}
+		}
+		return nil
+	case "backspace", "ctrl+h":
+		if r := []rune(m.inputText); len(r) > 0 {
+			m.inputText = string(r[:len(r)-1])
+		} else if m.input == inputCommand {
+			m.input = inputNone
+			return nil
+		}
+	case "ctrl+u":
+		m.inputText = ""
+	case "space":
+		m.inputText += " "
+	default:
+		if msg.Text == "" {
+			return nil
+		}
+		m.inputText += msg.Text
+	}
+	if m.input == inputFilter {
+		m.applyFilterText()
+	}
+	return nil
+}
+
+func commonPrefix(ss []string) string {
+	p := ss[0]
+	for _, s := range ss[1:] {
+		for !strings.HasPrefix(s, p) {
+			p = p[:len(p)-1]
+		}
+	}
+	return p
+}
+
+func (m *Model) applyFilterText() {
+	if m.view == viewEvents {
+		m.events.setFilter(m.inputText)
+		return
+	}
+	f, err := ParseFilter(m.inputText)
+	if err != nil {
+		m.inputErr = err.Error()
+		return
+	}
+	m.inputErr = ""
+	m.nodes.setFilter(f)
+}
+
+func (m *Model) runCommand(text string) tea.Cmd {
+	switch text {
+	case "":
+		return nil
+	case "q", "quit", "q!":
+		return m.quit()
+	case "nodes", "node", "no":
+		m.stack, m.view = nil, viewNodes
+		return nil
+	case "events", "ev":
+		m.push(viewEvents)
+		return nil
+	case "images", "img":
+		m.push(viewImages)
+		m.images.loading = true
+		be := m.be
+		ctx, cancel := m.call()
+		return func() tea.Msg {
+			defer cancel()
+			im, err := be.Images(ctx)
+			return imagesMsg{im, err}
+		}
+	case "help":
+		m.push(viewHelp)
+		return nil
+	}
+	if c := completeCommand(text); len(c) == 1 {
+		return m.runCommand(c[0])
+	}
+	m.setFlash(fmt.Sprintf("unknown command %q (try :nodes :events :images :help :q)", text), true)
+	return nil
+}

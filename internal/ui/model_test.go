@@ -1,0 +1,204 @@
+package ui
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
+
+	"github.com/netbootui/netbootui/internal/bootstate"
+)
+
+var updateGolden = flag.Bool("update-ui", false, "rewrite the golden screens of internal/ui")
+
+// harness drives a Model synchronously: every command is run and its
+// message fed back, the way the program would, with a fake clock.
+type harness struct {
+	t   *testing.T
+	m   *Model
+	be  *fakeBackend
+	now time.Time
+}
+
+func newHarness(t *testing.T, n int, w, h int) *harness {
+	t.Helper()
+	hs := &harness{t: t, be: &fakeBackend{nodes: testCluster(n), rev: 7}, now: epoch}
+	hs.m = New(hs.be, Options{Dark: true, Now: func() time.Time { return hs.now }, NoStream: true, TempDir: t.TempDir()})
+	t.Cleanup(hs.m.Close)
+	hs.send(tea.WindowSizeMsg{Width: w, Height: h})
+	hs.run(hs.m.Init())
+	return hs
+}
+
+func (hs *harness) send(msg tea.Msg) {
+	_, cmd := hs.m.Update(msg)
+	hs.run(cmd)
+}
+
+// run executes cmd and feeds back what it returns (batches included).
+// Ticks are run too: they are short.
+func (hs *harness) run(cmd tea.Cmd) {
+	if cmd == nil {
+		return
+	}
+	msg := cmd()
+	switch msg := msg.(type) {
+	case nil:
+	case tea.BatchMsg:
+		for _, c := range msg {
+			hs.run(c)
+		}
+	case tea.QuitMsg:
+	default:
+		if reflect.TypeOf(msg).PkgPath() != reflect.TypeOf(hs.m).Elem().PkgPath() {
+			return // the program's own messages (background colour, exec)
+		}
+		hs.send(msg)
+	}
+}
+
+// keys sends each key; named keys are written <enter>, <esc>, <space>,
+// <tab>, <bs>, <ctrl+c>, <down>, <up>.
+func (hs *harness) keys(seq ...string) {
+	for _, s := range seq {
+		hs.send(keyMsg(s))
+	}
+}
+
+func (hs *harness) typeText(s string) {
+	for _, r := range s {
+		if r == ' ' {
+			hs.send(keyMsg("<space>"))
+			continue
+		}
+		hs.send(tea.KeyPressMsg{Code: r, Text: string(r)})
+	}
+}
+
+func keyMsg(s string) tea.KeyPressMsg {
+	switch s {
+	case "<enter>":
+		return tea.KeyPressMsg{Code: tea.KeyEnter}
+	case "<esc>":
+		return tea.KeyPressMsg{Code: tea.KeyEscape}
+	case "<space>":
+		return tea.KeyPressMsg{Code: tea.KeySpace, Text: " "}
+	case "<tab>":
+		return tea.KeyPressMsg{Code: tea.KeyTab}
+	case "<bs>":
+		return tea.KeyPressMsg{Code: tea.KeyBackspace}
+	case "<ctrl+c>":
+		return tea.KeyPressMsg{Code: 'c', Mod: tea.ModCtrl}
+	case "<down>":
+		return tea.KeyPressMsg{Code: tea.KeyDown}
+	case "<up>":
+		return tea.KeyPressMsg{Code: tea.KeyUp}
+	}
+	r := []rune(s)
+	return tea.KeyPressMsg{Code: r[0], Text: s}
+}
+
+func (hs *harness) screen() string {
+	return ansi.Strip(hs.m.Render())
+}
+
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", "golden", name+".txt")
+	if *updateGolden {
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./internal/ui -update-ui to create it)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s: screen differs from %s\n--- got ---\n%s\n--- want ---\n%s", name, path, got, want)
+	}
+}
+
+// checkSize asserts the screen is exactly h lines of at most w cells.
+func checkSize(t *testing.T, screen string, w, h int) {
+	t.Helper()
+	lines := strings.Split(screen, "\n")
+	if len(lines) != h {
+		t.Errorf("screen has %d lines, want %d", len(lines), h)
+	}
+	for i, l := range lines {
+		if cw := ansi.StringWidth(l); cw > w {
+			t.Errorf("line %d is %d cells wide, more than %d: %q", i+1, cw, w, l)
+		}
+	}
+}
+
+func TestGoldenScreens(t *testing.T) {
+	sizes := []struct{ w, h int }{{80, 24}, {120, 40}}
+	flows := []struct {
+		name string
+		do   func(hs *harness)
+	}{
+		{"nodes", func(hs *harness) {}},
+		{"filter-marks", func(hs *harness) {
+			hs.keys("<space>", "<space>")
+			hs.keys("/")
+			hs.typeText("state:booted")
+			hs.keys("<enter>")
+		}},
+		{"sorted-stage", func(hs *harness) { hs.keys("S", "j", "j") }},
+		{"detail", func(hs *harness) { hs.keys("j", "<enter>") }},
+		{"help", func(hs *harness) { hs.keys("?") }},
+		{"command", func(hs *harness) { hs.keys(":"); hs.typeText("ev") }},
+		{"events", func(hs *harness) {
+			hs.keys(":")
+			hs.typeText("events")
+			hs.keys("<enter>")
+		}},
+		{"images", func(hs *harness) { hs.keys(":"); hs.typeText("images"); hs.keys("<enter>") }},
+		{"not-yet", func(hs *harness) { hs.keys("p") }},
+		{"dialog", func(hs *harness) {
+			hs.m.dialog = NewConfirm(hs.m.c, "Reboot 12 nodes to a clean state?", "n01 n02 n03 …", 12)
+		}},
+	}
+	for _, sz := range sizes {
+		for _, f := range flows {
+			name := f.name + "-" + itoa(sz.w) + "x" + itoa(sz.h)
+			t.Run(name, func(t *testing.T) {
+				hs := newHarness(t, 20, sz.w, sz.h)
+				hs.be.events = []bootstate.Event{
+					{Seq: 1, Time: epoch.Add(-time.Minute), Node: "n02", Kind: bootstate.KindFetch, Stage: "kernel", Proto: "http", Path: "/g2/vmlinuz"},
+					{Seq: 2, Time: epoch.Add(-30 * time.Second), Node: "n02", Kind: bootstate.KindCheckin, Generation: "g2"},
+					{Seq: 3, Time: epoch.Add(-10 * time.Second), Kind: bootstate.KindUnknown, MAC: "52:54:00:aa:bb:cc", Remote: "127.0.0.1:4000"},
+				}
+				hs.m.events.add(hs.be.events)
+				f.do(hs)
+				s := hs.screen()
+				checkSize(t, s, sz.w, sz.h)
+				checkGolden(t, name, s)
+			})
+		}
+	}
+}
+
+func itoa(i int) string { return strings.TrimSpace(strings.Repeat(" ", 0) + fmtInt(i)) }
+
+func fmtInt(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	s := ""
+	for i > 0 {
+		s = string(rune('0'+i%10)) + s
+		i /= 10
+	}
+	return s
+}

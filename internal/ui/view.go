@@ -1,0 +1,186 @@
+package ui
+
+import (
+	"fmt"
+	"strings"
+
+	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
+)
+
+// View renders the whole screen.
+func (m *Model) View() tea.View {
+	v := tea.NewView(m.Render())
+	v.AltScreen = true
+	v.WindowTitle = "netbootui"
+	return v
+}
+
+// Render returns the screen as text with styles; exactly Height lines of at
+// most Width cells.
+func (m *Model) Render() string {
+	if m.quitting {
+		return ""
+	}
+	c := m.c
+	var b strings.Builder
+	b.WriteString(m.titleLine())
+	b.WriteByte('\n')
+	bodyRows := max(1, c.Height-3)
+	switch m.view {
+	case viewNodes:
+		if m.loading && len(m.nodes.all) == 0 {
+			writeLines(&b, []string{c.Styles.Dim.Render("loading nodes…")}, 0, bodyRows, c.Width)
+		} else {
+			m.nodes.render(&b)
+		}
+	case viewDetail:
+		m.detail.offset = min(m.detail.offset, max(0, len(m.detail.lines())-bodyRows))
+		writeLines(&b, m.detail.lines(), m.detail.offset, bodyRows, c.Width)
+	case viewEvents:
+		hdr := c.Styles.Header.Render(fit(fmt.Sprintf("EVENTS  %d shown of %d", len(m.events.shown), len(m.events.all)), c.Width))
+		b.WriteString(hdr + "\n")
+		writeLines(&b, m.events.lines(), 0, bodyRows-1, c.Width)
+	case viewImages:
+		writeLines(&b, m.images.lines(), m.images.offset, bodyRows, c.Width)
+	case viewHelp:
+		writeLines(&b, m.help.lines(), 0, bodyRows, c.Width)
+	}
+	b.WriteString(m.inputLine())
+	b.WriteByte('\n')
+	b.WriteString(m.keyLine())
+	screen := b.String()
+	if m.dialog != nil {
+		screen = overlay(screen, m.dialog.View(), c.Width, c.Height)
+	}
+	return screen
+}
+
+// writeLines writes rows lines of lines starting at off, padded with empty
+// lines, each cut to width.
+func writeLines(b *strings.Builder, lines []string, off, rows, width int) {
+	for r := 0; r < rows; r++ {
+		if i := off + r; i >= 0 && i < len(lines) {
+			b.WriteString(cut(lines[i], width))
+		}
+		b.WriteByte('\n')
+	}
+}
+
+// cut truncates a styled line to width cells.
+func cut(s string, width int) string {
+	if lipgloss.Width(s) <= width {
+		return s
+	}
+	return lipgloss.NewStyle().MaxWidth(width).Render(s)
+}
+
+var viewNames = map[viewID]string{viewNodes: "nodes", viewDetail: "node", viewEvents: "events", viewImages: "images", viewHelp: "help"}
+
+func (m *Model) titleLine() string {
+	s := m.c.Styles
+	t := &m.nodes
+	left := s.Title.Render("netbootui") + " " + viewNames[m.view]
+	if m.view == viewDetail {
+		left += " " + m.detail.name
+	}
+	info := fmt.Sprintf(" · %d nodes", len(t.all))
+	if !t.filter.Empty() {
+		info += fmt.Sprintf(" · %d shown", len(t.shown))
+	}
+	info += fmt.Sprintf(" · %d marked", t.markedCount())
+	if t.sort != sortInventory {
+		dir := "↑"
+		if t.reverse {
+			dir = "↓"
+		}
+		info += " · sort " + sortNames[t.sort] + dir
+	}
+	var right string
+	switch {
+	case m.connErr != nil:
+		right = s.Error.Render("disconnected, retrying")
+	case m.haveSt && m.status.Inventory.ReloadErr != "":
+		right = s.Warn.Render("inventory reload failed")
+	case m.haveSt:
+		right = s.OK.Render("rev " + short(m.status.Inventory.Revision))
+	}
+	line := left + info
+	gap := m.c.Width - lipgloss.Width(line) - lipgloss.Width(right)
+	if gap < 1 {
+		return cut(line+" "+right, m.c.Width)
+	}
+	return line + strings.Repeat(" ", gap) + right
+}
+
+func short(rev string) string {
+	if len(rev) > 8 {
+		return rev[:8]
+	}
+	return rev
+}
+
+func (m *Model) inputLine() string {
+	s := m.c.Styles
+	switch m.input {
+	case inputFilter:
+		line := s.Prompt.Render("/") + m.inputText + "_"
+		if m.inputErr != "" {
+			line += "  " + s.Error.Render(m.inputErr)
+		}
+		return cut(line, m.c.Width)
+	case inputCommand:
+		line := s.Prompt.Render(":") + m.inputText + "_"
+		if c := completeCommand(m.inputText); m.inputText != "" && len(c) > 0 {
+			line += "  " + s.Dim.Render(strings.Join(c, " "))
+		}
+		return cut(line, m.c.Width)
+	}
+	if m.flash != "" {
+		if m.flashError {
+			return cut(s.Error.Render(m.flash), m.c.Width)
+		}
+		return cut(s.Warn.Render(m.flash), m.c.Width)
+	}
+	if m.connErr != nil {
+		return cut(s.Error.Render("disconnected, retrying: "+m.connErr.Error()), m.c.Width)
+	}
+	if m.view == viewNodes && !m.nodes.filter.Empty() {
+		return cut(s.Dim.Render("filter: "+m.nodes.filter.Text+"  (esc clears)"), m.c.Width)
+	}
+	if m.view == viewEvents && m.events.filter != "" {
+		return cut(s.Dim.Render("filter: "+m.events.filter+"  (esc clears)"), m.c.Width)
+	}
+	return ""
+}
+
+func (m *Model) keyLine() string {
+	var hints []string
+	switch m.view {
+	case viewNodes:
+		hints = []string{"?:help", "/:filter", "::cmd", "space:mark", "enter:detail", "e:edit", "q:quit"}
+	case viewDetail:
+		hints = []string{"esc:back", "j/k:scroll", "e:edit", "?:help", "ctrl+c:quit"}
+	case viewEvents:
+		hints = []string{"esc:back", "/:filter", "j/k:scroll", "G:follow", "ctrl+c:quit"}
+	default:
+		hints = []string{"esc:back", "j/k:scroll", "ctrl+c:quit"}
+	}
+	return cut(m.c.Styles.Dim.Render(strings.Join(hints, "  ")), m.c.Width)
+}
+
+// overlay centres box over screen.
+func overlay(screen, box string, width, height int) string {
+	lines := strings.Split(screen, "\n")
+	bl := strings.Split(box, "\n")
+	bw := lipgloss.Width(box)
+	top := max(0, (height-len(bl))/2)
+	left := max(0, (width-bw)/2)
+	for i, l := range bl {
+		if top+i >= len(lines) {
+			break
+		}
+		lines[top+i] = strings.Repeat(" ", left) + l
+	}
+	return strings.Join(lines, "\n")
+}
