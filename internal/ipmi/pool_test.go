@@ -1,0 +1,393 @@
+package ipmi_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bougou/go-ipmi/pkg/types"
+
+	"github.com/netbootui/netbootui/internal/ipmi"
+)
+
+func TestOpsInProcess(t *testing.T) {
+	b := startBMC(t, "127.0.0.1:0", nil)
+	lb := &logBuffer{}
+	p := newPool(t, ipmi.Options{CallTimeout: 3 * time.Second, Logger: newLogger(lb)})
+	ctx := context.Background()
+	tests := []struct {
+		op     ipmi.Op
+		efi    bool
+		power  string
+		detail string
+		check  func(t *testing.T)
+	}{
+		{op: ipmi.OpStatus, power: "off", detail: "power off"},
+		{op: ipmi.OpOn, power: "on", check: func(t *testing.T) {
+			if on, _ := b.chassis.PowerState(ctx); !on {
+				t.Error("chassis still off")
+			}
+		}},
+		{op: ipmi.OpStatus, power: "on", detail: "power on"},
+		{op: ipmi.OpCycle, detail: "power cycle requested", check: func(t *testing.T) {
+			if c, _, _ := b.acts.get(); c != 1 {
+				t.Errorf("power cycles = %d, want 1", c)
+			}
+		}},
+		{op: ipmi.OpReset, detail: "reset requested", check: func(t *testing.T) {
+			if _, r, _ := b.acts.get(); r != 1 {
+				t.Errorf("cold resets = %d, want 1", r)
+			}
+		}},
+		{op: ipmi.OpSoft, detail: "ACPI shutdown requested", check: func(t *testing.T) {
+			if _, _, s := b.acts.get(); s != 1 {
+				t.Errorf("soft shutdowns = %d, want 1", s)
+			}
+		}},
+		{op: ipmi.OpOff, power: "off", check: func(t *testing.T) {
+			if on, _ := b.chassis.PowerState(ctx); on {
+				t.Error("chassis still on")
+			}
+		}},
+		{op: ipmi.OpCycle, power: "on", detail: "was off: power on requested", check: func(t *testing.T) {
+			if on, _ := b.chassis.PowerState(ctx); !on {
+				t.Error("cycle of an off node did not power it on")
+			}
+		}},
+		{op: ipmi.OpBootdevPXE, detail: "next boot: pxe, once, legacy, valid", check: func(t *testing.T) {
+			f, _ := b.chassis.GetBootFlags(ctx)
+			if f == nil || f.BootDeviceSelector != types.BootDeviceSelectorForcePXE || f.Persist || f.BIOSBootType != types.BIOSBootTypeLegacy {
+				t.Errorf("boot flags on the BMC: %+v", f)
+			}
+		}},
+		{op: ipmi.OpBootdevPXE, efi: true, detail: "next boot: pxe, once, efi, valid", check: func(t *testing.T) {
+			if f, _ := b.chassis.GetBootFlags(ctx); f == nil || f.BIOSBootType != types.BIOSBootTypeEFI {
+				t.Errorf("boot flags on the BMC: %+v", f)
+			}
+		}},
+		{op: ipmi.OpBootflags, detail: "pxe, once, efi, valid"},
+		{op: ipmi.OpDeviceID, detail: "device 32 rev 1, firmware 1.02, IPMI 2.0, manufacturer 343, product 7"},
+	}
+	for i, tc := range tests {
+		t.Run(fmt.Sprintf("%d-%s", i, tc.op), func(t *testing.T) {
+			tg := b.target("n01")
+			tg.EFI = tc.efi
+			r := p.Do(ctx, tg, tc.op)
+			if r.Err != nil {
+				t.Fatalf("%s: %v", tc.op, r.Err)
+			}
+			if r.Node != "n01" || r.BMC != b.addr.String() || r.Op != tc.op {
+				t.Errorf("result names %q %q %q", r.Node, r.BMC, r.Op)
+			}
+			if r.Power != tc.power {
+				t.Errorf("power = %q, want %q", r.Power, tc.power)
+			}
+			if tc.detail != "" && r.Detail != tc.detail {
+				t.Errorf("detail = %q, want %q", r.Detail, tc.detail)
+			}
+			if tc.check != nil {
+				tc.check(t)
+			}
+		})
+	}
+	if strings.Contains(lb.String(), testPassword) {
+		t.Fatal("password in the log")
+	}
+}
+
+func TestErrorMapping(t *testing.T) {
+	b := startBMC(t, "127.0.0.1:0", nil)
+	sink := udpSink(t)
+	closed := closedPort(t)
+	lb := &logBuffer{}
+	p := newPool(t, ipmi.Options{CallTimeout: 800 * time.Millisecond, Logger: newLogger(lb)})
+	wrong := b.target("n02")
+	wrong.Password = "Wr0ng-passw0rd"
+	tests := []struct {
+		name string
+		tg   ipmi.Target
+		kind error
+		text string
+		max  time.Duration
+	}{
+		{"wrong password", wrong, ipmi.ErrAuth, fmt.Sprintf("BMC %s: authentication failed for user admin", b.addr), time.Second},
+		{"wrong user", ipmi.Target{Node: "n03", Host: "127.0.0.1", Port: b.addr.Port, User: "nobody", Password: testPassword}, ipmi.ErrAuth,
+			fmt.Sprintf("BMC %s: authentication failed for user nobody", b.addr), time.Second},
+		{"udp sink", ipmi.Target{Node: "n04", Host: "127.0.0.1", Port: sink.Port, User: testUser, Password: testPassword}, ipmi.ErrTimeout,
+			fmt.Sprintf("BMC %s: no answer within 800ms", sink), 1500 * time.Millisecond},
+		{"port closed", ipmi.Target{Node: "n05", Host: "127.0.0.1", Port: closed, User: testUser, Password: testPassword}, ipmi.ErrUnreachable,
+			fmt.Sprintf("BMC 127.0.0.1:%d: connection refused", closed), time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := p.Do(context.Background(), tc.tg, ipmi.OpStatus)
+			if !errors.Is(r.Err, tc.kind) {
+				t.Fatalf("err = %v, want kind %v", r.Err, tc.kind)
+			}
+			if r.Err.Error() != tc.text {
+				t.Errorf("text = %q, want %q", r.Err.Error(), tc.text)
+			}
+			if r.Duration > tc.max {
+				t.Errorf("took %v, want at most %v", r.Duration, tc.max)
+			}
+			js, _ := json.Marshal(r)
+			for _, s := range []string{r.Err.Error(), string(js), fmt.Sprintf("%v %+v %#v", tc.tg, tc.tg, tc.tg)} {
+				if strings.Contains(s, tc.tg.Password) {
+					t.Errorf("password in %q", s)
+				}
+			}
+		})
+	}
+	if log := lb.String(); strings.Contains(log, testPassword) || strings.Contains(log, "Wr0ng-passw0rd") {
+		t.Fatalf("password in the log:\n%s", log)
+	}
+	if !strings.Contains(lb.String(), "authentication failed for user admin") {
+		t.Fatalf("log lacks the failure:\n%s", lb.String())
+	}
+}
+
+func TestBreaker(t *testing.T) {
+	sink := udpSink(t)
+	p := newPool(t, ipmi.Options{CallTimeout: 300 * time.Millisecond, BreakerCooldown: 1500 * time.Millisecond})
+	tg := ipmi.Target{Node: "n01", Host: "127.0.0.1", Port: sink.Port, User: testUser, Password: testPassword}
+	r := p.Do(context.Background(), tg, ipmi.OpStatus)
+	if !errors.Is(r.Err, ipmi.ErrTimeout) {
+		t.Fatalf("first call: %v", r.Err)
+	}
+	r = p.Do(context.Background(), tg, ipmi.OpOn)
+	if !errors.Is(r.Err, ipmi.ErrCircuitOpen) || r.Duration > 50*time.Millisecond {
+		t.Fatalf("second call: %v in %v, want a fast circuit-open error", r.Err, r.Duration)
+	}
+	want := fmt.Sprintf("BMC %s: circuit open after a timeout, retry in 2s", sink)
+	if r.Err.Error() != want {
+		t.Errorf("text %q, want %q", r.Err.Error(), want)
+	}
+	if w := p.BreakerOpen(tg); w <= 0 || w > 1500*time.Millisecond {
+		t.Errorf("BreakerOpen = %v", w)
+	}
+	time.Sleep(1600 * time.Millisecond)
+	if r = p.Do(context.Background(), tg, ipmi.OpStatus); !errors.Is(r.Err, ipmi.ErrTimeout) {
+		t.Fatalf("after the cool-down the BMC is asked again: %v", r.Err)
+	}
+}
+
+func TestBulkConcurrencyLimit(t *testing.T) {
+	m := &meter{delay: 40 * time.Millisecond}
+	var targets []ipmi.Target
+	for i := range 16 {
+		targets = append(targets, startBMC(t, "127.0.0.1:0", m).target(fmt.Sprintf("n%02d", i)))
+	}
+	p := newPool(t, ipmi.Options{CallTimeout: 5 * time.Second})
+	for _, conc := range []int{1, 4} {
+		m.max.Store(0)
+		var mu sync.Mutex
+		seen := map[string]bool{}
+		res, err := p.Bulk(context.Background(), targets, ipmi.OpStatus, ipmi.BulkOptions{Concurrency: conc, OnResult: func(r ipmi.Result) {
+			mu.Lock()
+			seen[r.Node] = true
+			mu.Unlock()
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range res {
+			if r.Err != nil || r.Power != "off" || r.Node != targets[i].Node {
+				t.Fatalf("result %d: %+v", i, r)
+			}
+		}
+		if len(seen) != len(targets) {
+			t.Errorf("progress saw %d of %d", len(seen), len(targets))
+		}
+		if got := m.max.Load(); got > int32(conc) || (conc > 1 && got < 2) {
+			t.Errorf("concurrency %d: max in flight at the BMCs %d", conc, got)
+		}
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	m := &meter{}
+	b := startBMC(t, "127.0.0.1:0", m)
+	tests := []struct {
+		interval time.Duration
+		min      time.Duration
+	}{
+		{interval: 150 * time.Millisecond, min: 140 * time.Millisecond},
+	}
+	for _, tc := range tests {
+		p := newPool(t, ipmi.Options{MinInterval: tc.interval})
+		m.mu.Lock()
+		m.reads = nil
+		m.mu.Unlock()
+		// Three nodes behind one BMC (a multi-node chassis): one bulk.
+		tg := []ipmi.Target{b.target("a"), b.target("b"), b.target("c")}
+		res, err := p.Bulk(context.Background(), tg, ipmi.OpStatus, ipmi.BulkOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			if r.Err != nil {
+				t.Fatal(r.Err)
+			}
+		}
+		ts := m.times()
+		if len(ts) != 3 {
+			t.Fatalf("%d reads", len(ts))
+		}
+		for i := 1; i < len(ts); i++ {
+			if d := ts[i].Sub(ts[i-1]); d < tc.min {
+				t.Errorf("calls %d and %d to one BMC %v apart, want >= %v", i-1, i, d, tc.min)
+			}
+		}
+	}
+}
+
+func TestBulkCancel(t *testing.T) {
+	m := &meter{delay: 100 * time.Millisecond}
+	var targets []ipmi.Target
+	for i := range 6 {
+		targets = append(targets, startBMC(t, "127.0.0.1:0", m).target(fmt.Sprintf("n%02d", i)))
+	}
+	p := newPool(t, ipmi.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res, err := p.Bulk(ctx, targets, ipmi.OpStatus, ipmi.BulkOptions{Concurrency: 1, OnResult: func(r ipmi.Result) {
+		if r.Err == nil {
+			cancel()
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, canceled := 0, 0
+	for _, r := range res {
+		switch {
+		case r.Err == nil:
+			ok++
+		case errors.Is(r.Err, context.Canceled):
+			canceled++
+		default:
+			t.Errorf("%s: %v", r.Node, r.Err)
+		}
+	}
+	if ok < 1 || ok+canceled != len(targets) || canceled < len(targets)-2 {
+		t.Fatalf("ok %d, canceled %d of %d", ok, canceled, len(targets))
+	}
+}
+
+func TestEmptySelectionAndBadOp(t *testing.T) {
+	p := newPool(t, ipmi.Options{})
+	if _, err := p.Bulk(context.Background(), nil, ipmi.OpCycle, ipmi.BulkOptions{}); !errors.Is(err, ipmi.ErrEmptySelection) {
+		t.Fatalf("empty: %v", err)
+	}
+	if _, err := p.Bulk(context.Background(), []ipmi.Target{{Node: "n", Host: "127.0.0.1"}}, "explode", ipmi.BulkOptions{}); !errors.Is(err, ipmi.ErrBadOp) {
+		t.Fatalf("bad op: %v", err)
+	}
+	r := p.Do(context.Background(), ipmi.Target{Node: "n9"}, ipmi.OpStatus)
+	if r.Err == nil || !strings.Contains(r.Err.Error(), "node n9") {
+		t.Fatalf("no host: %v", r.Err)
+	}
+}
+
+func TestReconnectAfterBMCRestart(t *testing.T) {
+	b := startBMC(t, "127.0.0.1:0", nil)
+	p := newPool(t, ipmi.Options{CallTimeout: 2 * time.Second})
+	tg := b.target("n01")
+	if r := p.Do(context.Background(), tg, ipmi.OpOn); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	b.stop()
+	b2 := startBMC(t, b.addr.String(), nil) // same port, no sessions
+	r := p.Do(context.Background(), tg, ipmi.OpStatus)
+	if r.Err != nil {
+		t.Fatalf("after the restart: %v", r.Err)
+	}
+	if r.Power != "off" || r.Duration > 2*time.Second {
+		t.Fatalf("power %q in %v (the new BMC starts off)", r.Power, r.Duration)
+	}
+	_ = b2
+}
+
+func TestCloseTwiceAndAfterClose(t *testing.T) {
+	b := startBMC(t, "127.0.0.1:0", nil)
+	p := ipmi.New(ipmi.Options{})
+	if r := p.Do(context.Background(), b.target("n1"), ipmi.OpStatus); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	stopped := p.Poll(context.Background(), func() []ipmi.Target { return []ipmi.Target{b.target("n1")} }, 50*time.Millisecond, 2, func(ipmi.Result) {})
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-stopped:
+	case <-time.After(2 * time.Second):
+		t.Fatal("poller still running after Close")
+	}
+	if r := p.Do(context.Background(), b.target("n1"), ipmi.OpStatus); !errors.Is(r.Err, ipmi.ErrClosed) {
+		t.Fatalf("after Close: %v", r.Err)
+	}
+}
+
+func TestPoll(t *testing.T) {
+	b1 := startBMC(t, "127.0.0.1:0", nil)
+	b2 := startBMC(t, "127.0.0.1:0", nil)
+	sink := udpSink(t)
+	if err := b2.chassis.SetPower(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	p := newPool(t, ipmi.Options{CallTimeout: 300 * time.Millisecond, BreakerCooldown: time.Minute})
+	targets := []ipmi.Target{b1.target("n1"), b2.target("n2"),
+		{Node: "n3", Host: "127.0.0.1", Port: sink.Port, User: testUser, Password: testPassword}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	got := map[string][]ipmi.Result{}
+	start := time.Now()
+	stopped := p.Poll(ctx, func() []ipmi.Target { return targets }, 100*time.Millisecond, 2, func(r ipmi.Result) {
+		mu.Lock()
+		got[r.Node] = append(got[r.Node], r)
+		mu.Unlock()
+	})
+	if time.Since(start) > 50*time.Millisecond {
+		t.Fatal("Poll blocked its caller")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n3 := len(got["n3"])
+		n1 := len(got["n1"])
+		mu.Unlock()
+		if n3 >= 3 && n1 >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("poller produced n1 %d, n3 %d results", n1, n3)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-stopped
+	mu.Lock()
+	defer mu.Unlock()
+	if r := got["n1"][0]; r.Err != nil || r.Power != "off" {
+		t.Errorf("n1: %+v", r)
+	}
+	if r := got["n2"][0]; r.Err != nil || r.Power != "on" {
+		t.Errorf("n2: %+v", r)
+	}
+	if r := got["n3"][0]; !errors.Is(r.Err, ipmi.ErrTimeout) {
+		t.Errorf("n3 first: %v", r.Err)
+	}
+	for _, r := range got["n3"][1:] {
+		if !errors.Is(r.Err, ipmi.ErrCircuitOpen) || r.Duration > 50*time.Millisecond {
+			t.Errorf("n3 later: %v in %v, want skipped by the breaker", r.Err, r.Duration)
+		}
+	}
+}
