@@ -93,8 +93,8 @@ func keyMsg(s string) tea.KeyPressMsg {
 		return tea.KeyPressMsg{Code: tea.KeyTab}
 	case "<bs>":
 		return tea.KeyPressMsg{Code: tea.KeyBackspace}
-	case "<ctrl+c>":
-		return tea.KeyPressMsg{Code: 'c', Mod: tea.ModCtrl}
+	case "<ctrl+c>", "<ctrl+r>", "<ctrl+a>", "<ctrl+u>":
+		return tea.KeyPressMsg{Code: rune(s[6]), Mod: tea.ModCtrl}
 	case "<down>":
 		return tea.KeyPressMsg{Code: tea.KeyDown}
 	case "<up>":
