@@ -8,7 +8,10 @@
 //	<image>/generations/<id>/initrd
 //	<image>/generations/<id>/rootfs.squashfs
 //	<image>/generations/<id>/manifest.json
+//	<image>/generations/<id>/build.log    (builds only: the streamed build log)
 //	<image>/current            (the published generation id, replaced atomically)
+//	<image>/history            (every publish, oldest first; rollback pops it)
+//	<image>/generations/.build-*   (builds in flight; removed when stale)
 //
 // A generation's id is derived from its content, its files are read-only and
 // are never rewritten, so a node can fetch them at any time while new
@@ -40,6 +43,8 @@ const (
 	FileInitrd   = "initrd"
 	FileRootfs   = "rootfs.squashfs"
 	FileManifest = "manifest.json"
+	// FileLog is the build log a built generation keeps (not in Files).
+	FileLog = "build.log"
 )
 
 // BootFiles lists the files every generation has, in boot order.
@@ -73,6 +78,14 @@ type Manifest struct {
 	Created time.Time  `json:"created"`
 	Source  string     `json:"source,omitempty"` // where it came from: a recipe hash, "import", ...
 	Files   []FileInfo `json:"files"`
+	// SourceHash is the hash of a build's inputs (recipe, overlay, input
+	// files); a build whose inputs hash the same as the current
+	// generation's is a no-op.
+	SourceHash string `json:"source_hash,omitempty"`
+	// Log names the build log file kept in the generation (FileLog).
+	Log string `json:"log,omitempty"`
+	// BuildSeconds is how long the build took.
+	BuildSeconds float64 `json:"build_seconds,omitempty"`
 }
 
 // File returns the manifest entry for name.
@@ -136,7 +149,7 @@ func (s *Store) Path(image, id, file string) (string, error) {
 		return "", fmt.Errorf("generation %q: %w", id, ErrNotFound)
 	}
 	switch file {
-	case FileKernel, FileInitrd, FileRootfs, FileManifest:
+	case FileKernel, FileInitrd, FileRootfs, FileManifest, FileLog:
 	default:
 		return "", fmt.Errorf("file %q: %w", file, ErrNotFound)
 	}
@@ -274,6 +287,15 @@ func (s *Store) Publish(image, id string) error {
 	if _, err := s.Generation(image, id); err != nil {
 		return err
 	}
+	// The history goes first: a crash between the two writes leaves the
+	// new id in the history (protected from GC) and the old one current.
+	if err := s.appendHistory(image, id); err != nil {
+		return err
+	}
+	return s.writeCurrent(image, id)
+}
+
+func (s *Store) writeCurrent(image, id string) error {
 	p := filepath.Join(s.dir, image, "current")
 	if err := atomicfile.Write(p, []byte(id+"\n"), 0o644); err != nil {
 		return err
