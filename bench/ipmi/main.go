@@ -1,0 +1,172 @@
+// Command ipmi-bench measures netbootui's IPMI fan-out against ipmitool on
+// loopback ipmi_sim BMCs. Run it through run.sh; see README.md.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/ipmi"
+	"github.com/netbootui/netbootui/internal/ipmi/ipmisim"
+)
+
+func main() {
+	n := flag.Int("n", 200, "ipmi_sim BMCs")
+	sinks := flag.Int("sinks", 100, "silent BMCs (UDP sinks) in the fault run")
+	conc := flag.Int("conc", 64, "concurrency")
+	timeout := flag.Duration("timeout", 5*time.Second, "per-call deadline")
+	flag.Parse()
+	if err := run(*n, *sinks, *conc, *timeout); err != nil {
+		fmt.Fprintln(os.Stderr, "ipmi-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(n, nsinks, conc int, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "netbootui-ipmi-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	t0 := time.Now()
+	sims := make([]*ipmisim.Sim, n)
+	defer func() {
+		for _, s := range sims {
+			if s != nil {
+				_ = s.Stop()
+			}
+		}
+	}()
+	for i := range sims {
+		s, err := ipmisim.Start(ctx, ipmisim.Options{Dir: fmt.Sprintf("%s/bmc%03d", dir, i)})
+		if err != nil {
+			return err
+		}
+		sims[i] = s
+	}
+	fmt.Printf("started %d ipmi_sim BMCs in %v\n", n, time.Since(t0).Round(time.Millisecond))
+	targets := make([]ipmi.Target, n)
+	for i, s := range sims {
+		targets[i] = ipmi.Target{Node: fmt.Sprintf("n%03d", i), Host: "127.0.0.1", Port: s.Port(), User: "admin", Password: "secret", CipherSuites: []int{3}}
+	}
+
+	// ours: a fresh pool (sessions opened inside the measurement)
+	pool := ipmi.New(ipmi.Options{CallTimeout: timeout})
+	t0 = time.Now()
+	res, err := pool.Bulk(ctx, targets, ipmi.OpStatus, ipmi.BulkOptions{Concurrency: conc})
+	if err != nil {
+		return err
+	}
+	ours := time.Since(t0)
+	if bad := failures(res); bad != "" {
+		return fmt.Errorf("ours: %s", bad)
+	}
+	t0 = time.Now()
+	if _, err := pool.Bulk(ctx, targets, ipmi.OpStatus, ipmi.BulkOptions{Concurrency: conc}); err != nil {
+		return err
+	}
+	warm := time.Since(t0)
+	_ = pool.Close()
+
+	args := func(s *ipmisim.Sim) []string {
+		return []string{"-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-p", strconv.Itoa(s.Port()), "-U", "admin", "-P", "secret", "chassis", "power", "status"}
+	}
+	t0 = time.Now()
+	for _, s := range sims {
+		if out, err := exec.CommandContext(ctx, "ipmitool", args(s)...).CombinedOutput(); err != nil || !strings.Contains(string(out), "Chassis Power is") {
+			return fmt.Errorf("ipmitool loop: %v %s", err, out)
+		}
+	}
+	loop := time.Since(t0)
+
+	var list strings.Builder
+	for _, s := range sims {
+		fmt.Fprintln(&list, s.Port())
+	}
+	t0 = time.Now()
+	x := exec.CommandContext(ctx, "xargs", "-P", strconv.Itoa(conc), "-I{}", "ipmitool", "-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-p", "{}", "-U", "admin", "-P", "secret", "chassis", "power", "status")
+	x.Stdin = strings.NewReader(list.String())
+	out, err := x.CombinedOutput()
+	if err != nil || strings.Count(string(out), "Chassis Power is") != n {
+		return fmt.Errorf("xargs ipmitool: %v (%d answers)", err, strings.Count(string(out), "Chassis Power is"))
+	}
+	xargs := time.Since(t0)
+
+	fmt.Printf("power status of %d BMCs\n", n)
+	fmt.Printf("  %-34s %9v\n", fmt.Sprintf("netbootui (concurrency %d, cold)", conc), ours.Round(time.Millisecond))
+	fmt.Printf("  %-34s %9v\n", "netbootui (sessions open)", warm.Round(time.Millisecond))
+	fmt.Printf("  %-34s %9v   ours %.1fx faster\n", "ipmitool sequential loop", loop.Round(time.Millisecond), loop.Seconds()/ours.Seconds())
+	fmt.Printf("  %-34s %9v   ours %.1fx faster\n", fmt.Sprintf("xargs -P %d ipmitool", conc), xargs.Round(time.Millisecond), xargs.Seconds()/ours.Seconds())
+
+	// fault run: n answering + nsinks silent
+	var conns []net.PacketConn
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	all := append([]ipmi.Target(nil), targets...)
+	for i := range nsinks {
+		c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		conns = append(conns, c)
+		go func() {
+			b := make([]byte, 2048)
+			for {
+				if _, _, err := c.ReadFrom(b); err != nil {
+					return
+				}
+			}
+		}()
+		all = append(all, ipmi.Target{Node: fmt.Sprintf("s%03d", i), Host: "127.0.0.1", Port: c.LocalAddr().(*net.UDPAddr).Port, Password: "secret"})
+	}
+	pool = ipmi.New(ipmi.Options{CallTimeout: timeout})
+	defer pool.Close()
+	var mu sync.Mutex
+	var okN, timeoutN int
+	t0 = time.Now()
+	if _, err := pool.Bulk(ctx, all, ipmi.OpStatus, ipmi.BulkOptions{Concurrency: conc, OnResult: func(r ipmi.Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case r.Err == nil:
+			okN++
+		case strings.Contains(r.Err.Error(), "no answer within"):
+			timeoutN++
+		}
+	}}); err != nil {
+		return err
+	}
+	total := time.Since(t0)
+	verdict := "within"
+	if total > timeout+time.Second {
+		verdict = "OVER"
+	}
+	fmt.Printf("%d BMCs of which %d never answer (concurrency %d, deadline %v)\n", len(all), nsinks, conc, timeout)
+	fmt.Printf("  total %v (%s deadline + 1s = %v); %d answered, %d timed out\n", total.Round(time.Millisecond), verdict, timeout+time.Second, okN, timeoutN)
+	if okN != n || timeoutN != nsinks {
+		return fmt.Errorf("fault run: %d ok, %d timeouts", okN, timeoutN)
+	}
+	return nil
+}
+
+func failures(res []ipmi.Result) string {
+	for _, r := range res {
+		if r.Err != nil {
+			return r.Err.Error()
+		}
+	}
+	return ""
+}
