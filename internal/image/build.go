@@ -3,10 +3,10 @@ package image
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"compress/gzip"
 	"fmt"
 	"io"
 	"io/fs"

@@ -52,8 +52,8 @@ type Recipe struct {
 	// File is the recipe file, Dir its folder.
 	File, Dir string
 	// Name is the image name (the `name:` key, else the folder's name).
-	Name      string
-	Rootfs    RootfsSpec
+	Name   string
+	Rootfs RootfsSpec
 	// Overlay is laid over the root ("" for none). The default is the
 	// folder's overlay/ when it exists.
 	Overlay string

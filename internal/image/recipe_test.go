@@ -1,0 +1,255 @@
+package image
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+const goodRecipe = `name: web
+rootfs:
+  dir: ${kernel_dir}/root
+kernel:
+  file: vmlinuz
+  modules: mods
+initramfs:
+  builtin:
+    modules: [virtio_net, loop]
+`
+
+func TestParseRecipeGood(t *testing.T) {
+	r, err := ParseRecipe("/r/web/image.yaml", []byte(goodRecipe), map[string]string{"kernel_dir": "/k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Recipe{File: "/r/web/image.yaml", Dir: "/r/web", Name: "web", Compression: "zstd",
+		Rootfs:    RootfsSpec{Kind: RootfsDir, Pos: Pos{"/r/web/image.yaml", 3, 8}, Path: "/k/root"},
+		Kernel:    KernelSpec{Pos: Pos{"/r/web/image.yaml", 5, 3}, File: "/r/web/vmlinuz", Modules: "/r/web/mods"},
+		Initramfs: InitramfsSpec{Kind: InitramfsBuiltin, Pos: Pos{"/r/web/image.yaml", 9, 5}, Modules: []string{"virtio_net", "loop"}},
+	}
+	if !reflect.DeepEqual(*r, want) {
+		t.Fatalf("got  %+v\nwant %+v", *r, want)
+	}
+}
+
+func TestParseRecipeErrors(t *testing.T) {
+	const f = "/r/x/image.yaml"
+	cases := []struct {
+		name, text, pos, msg string
+	}{
+		{"empty", "", "1:1", "empty recipe"},
+		{"syntax", "rootfs: {busybox: {}}\nkernel: {file: k}\n  bad: indent\n", "2:1", "YAML syntax"},
+		{"not a mapping", "- a\n", "1:1", "want a mapping"},
+		{"unknown key", "rootfs: {busybox: {}}\nkernal: {file: k}\n", "2:1", `unknown key "kernal"`},
+		{"missing kernel", "rootfs: {busybox: {}}\ninitramfs: {builtin: {}}\n", "1:1", `missing "kernel"`},
+		{"two rootfs kinds", "rootfs: {dir: a, tar: b}\nkernel: {file: k}\ninitramfs: {builtin: {}}\n", "1:9", "exactly one"},
+		{"unknown rootfs kind", "rootfs: {zip: a}\nkernel: {file: k}\ninitramfs: {builtin: {}}\n", "1:10", `unknown key "zip"`},
+		{"bad name", "name: Web!\nrootfs: {busybox: {}}\nkernel: {file: k}\ninitramfs: {builtin: {}}\n", "1:7", "image name"},
+		{"unknown variable", "rootfs:\n  dir: ${nope}/r\nkernel: {file: k}\ninitramfs: {builtin: {}}\n", "2:8", "unknown variable ${nope}"},
+		{"duplicate key", "rootfs: {busybox: {}}\nrootfs: {busybox: {}}\nkernel: {file: k}\ninitramfs: {builtin: {}}\n", "2:1", "given twice"},
+		{"from_rootfs not bool", "rootfs: {dir: r}\nkernel: {from_rootfs: yes please}\ninitramfs: {builtin: {}}\n", "2:23", "true or false"},
+		{"from_rootfs and file", "rootfs: {dir: r}\nkernel: {from_rootfs: true, file: k}\ninitramfs: {builtin: {}}\n", "2:9", "no file or modules"},
+		{"bad module name", "rootfs: {busybox: {}}\nkernel: {file: k, modules: m}\ninitramfs: {builtin: {modules: [virtio_net, ../evil]}}\n", "3:45", "not a valid name"},
+		{"modules without dir", "rootfs: {busybox: {}}\nkernel: {file: k}\ninitramfs: {builtin: {modules: [loop]}}\n", "3:12", "no modules: folder"},
+		{"bad compression", "rootfs: {busybox: {}}\nkernel: {file: k}\ninitramfs: {builtin: {}}\ncompression: bzip9\n", "4:14", "compression"},
+		{"debootstrap no suite", "rootfs: {debootstrap: {packages: [vim]}}\nkernel: {from_rootfs: true}\ninitramfs: {dracut: {}}\n", "1:23", `missing "suite"`},
+		{"debootstrap bad mirror", "rootfs: {debootstrap: {suite: bookworm, mirror: ftp://x}}\nkernel: {from_rootfs: true}\ninitramfs: {dracut: {}}\n", "1:49", "mirror"},
+		{"dracut on busybox", "rootfs: {busybox: {}}\nkernel: {file: k}\ninitramfs: {dracut: {}}\n", "3:12", "busybox root has none"},
+		{"two documents", "rootfs: {busybox: {}}\nkernel: {file: k}\ninitramfs: {builtin: {}}\n---\na: b\n", "4:1", "one YAML document"},
+		{"path is a list", "rootfs: {tar: [a]}\nkernel: {file: k}\ninitramfs: {builtin: {}}\n", "1:15", "want a string"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseRecipe(f, []byte(c.text), nil)
+			var re *RecipeError
+			if !errors.As(err, &re) {
+				t.Fatalf("err = %v, want a RecipeError", err)
+			}
+			if !strings.HasPrefix(err.Error(), f+":"+c.pos+": ") || !strings.Contains(err.Error(), c.msg) {
+				t.Fatalf("err = %q, want %s:%s: ...%s...", err, f, c.pos, c.msg)
+			}
+		})
+	}
+}
+
+func FuzzParseRecipe(f *testing.F) {
+	f.Add([]byte(goodRecipe))
+	f.Add([]byte("rootfs: {debootstrap: {suite: bookworm, packages: [a, b]}}\nkernel: {from_rootfs: true}\ninitramfs: {dracut: {}}\n"))
+	f.Add([]byte("rootfs: {oci: x}\nkernel: {file: ${kernel_dir}/k}\ninitramfs: {builtin: {}}\n"))
+	f.Add([]byte("a: &x [*x]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := ParseRecipe("/f/x/image.yaml", data, map[string]string{"kernel_dir": "/k"})
+		if err != nil {
+			var re *RecipeError
+			if !errors.As(err, &re) || re.Line < 1 || re.Col < 1 {
+				t.Fatalf("error without a position: %v", err)
+			}
+			return
+		}
+		if !ValidImageName(r.Name) || r.Rootfs.Kind == "" || r.Initramfs.Kind == "" {
+			t.Fatalf("accepted an incomplete recipe: %+v", r)
+		}
+		for _, p := range []string{r.Rootfs.Path, r.Kernel.File, r.Kernel.Modules, r.Overlay} {
+			if p != "" && !filepath.IsAbs(p) {
+				t.Fatalf("relative path %q", p)
+			}
+		}
+	})
+}
+
+func TestDebootstrapAndDracutArgs(t *testing.T) {
+	r, err := ParseRecipe("/r/d/image.yaml", []byte("rootfs:\n  debootstrap: {suite: bookworm, packages: [linux-image-amd64, dracut-live]}\nkernel: {from_rootfs: true}\ninitramfs: {dracut: {}}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := DebootstrapArgs(r.Rootfs.Debootstrap, "/w/root")
+	want := []string{"debootstrap", "--variant=minbase", "--include=linux-image-amd64,dracut-live", "bookworm", "/w/root", "http://deb.debian.org/debian"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("debootstrap args %q, want %q", got, want)
+	}
+	got = DracutArgs(r.Initramfs, "/w/root", "6.1.0-1-amd64", "/tmp/i")
+	want = []string{"chroot", "/w/root", "dracut", "--no-hostonly", "--no-hostonly-cmdline", "--force", "--add", "dmsquash-live livenet", "--kver", "6.1.0-1-amd64", "/tmp/i"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("dracut args %q, want %q", got, want)
+	}
+	// No debootstrap on PATH: a clear error naming the recipe position.
+	t.Setenv("PATH", t.TempDir())
+	err = makeRootfs(context.Background(), r, filepath.Join(t.TempDir(), "root"), t.TempDir(), &buildLog{})
+	if err == nil || !strings.Contains(err.Error(), "/r/d/image.yaml:2:16") || !strings.Contains(err.Error(), "debootstrap not found") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestSquashfsProgress(t *testing.T) {
+	cases := []struct {
+		in   string
+		want float64
+		ok   bool
+	}{
+		{`[=====\     ]  300/12924   2%`, 100 * 300.0 / 12924, true},
+		{`[==========]  12924/12924 100%`, 100, true},
+		{`57`, 57, true},
+		{`Parallel mksquashfs: Using 2 processors`, 0, false},
+		{`101`, 0, false},
+		{`[==] 5/0 1%`, 0, false},
+	}
+	for _, c := range cases {
+		got, ok := ParseSquashfsProgress(c.in)
+		if ok != c.ok || got != c.want {
+			t.Errorf("%q: %v %v, want %v %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+type tarEnt struct {
+	name, body, link string
+	typ              byte
+}
+
+func mkTar(t *testing.T, ents []tarEnt) []byte {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range ents {
+		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: 0o644, Size: int64(len(e.body)), Linkname: e.link}
+		if e.typ == tar.TypeDir {
+			h.Mode = 0o755
+		}
+		if e.typ != tar.TypeReg {
+			h.Size = 0
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(e.body))
+	}
+	tw.Close()
+	return buf.Bytes()
+}
+
+func TestExtractTarStaysInside(t *testing.T) {
+	dst := t.TempDir()
+	outside := t.TempDir()
+	data := mkTar(t, []tarEnt{
+		{name: "etc/", typ: tar.TypeDir},
+		{name: "etc/hostname", body: "n1", typ: tar.TypeReg},
+		{name: "../../escape", body: "x", typ: tar.TypeReg},
+		{name: "/abs", body: "y", typ: tar.TypeReg},
+		{name: "out", link: outside, typ: tar.TypeSymlink},
+	})
+	if err := extractTar(context.Background(), bytes.NewReader(data), dst); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{"etc/hostname": "n1", "escape": "x", "abs": "y"} {
+		if b, err := os.ReadFile(filepath.Join(dst, p)); err != nil || string(b) != want {
+			t.Errorf("%s = %q, %v", p, b, err)
+		}
+	}
+	// Writing through the symlink is refused.
+	bad := mkTar(t, []tarEnt{{name: "out", link: outside, typ: tar.TypeSymlink}, {name: "out/pwned", body: "z", typ: tar.TypeReg}})
+	if err := extractTar(context.Background(), bytes.NewReader(bad), t.TempDir()); err == nil || !strings.Contains(err.Error(), "symlink") {
+		t.Fatalf("write through a symlink: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(outside, "pwned")); err == nil {
+		t.Fatal("file written outside the root")
+	}
+}
+
+func TestOCILayoutFlattened(t *testing.T) {
+	layer := func(ents []tarEnt) *bytes.Reader { return bytes.NewReader(mkTar(t, ents)) }
+	l1, err := tarball.LayerFromReader(layer([]tarEnt{
+		{name: "etc/", typ: tar.TypeDir},
+		{name: "etc/keep", body: "keep", typ: tar.TypeReg},
+		{name: "etc/gone", body: "gone", typ: tar.TypeReg},
+		{name: "opt/old/", typ: tar.TypeDir},
+		{name: "opt/old/f", body: "f", typ: tar.TypeReg},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2, err := tarball.LayerFromReader(layer([]tarEnt{
+		{name: "etc/.wh.gone", typ: tar.TypeReg},
+		{name: "opt/.wh.old", typ: tar.TypeReg},
+		{name: "etc/keep", body: "new", typ: tar.TypeReg},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, l1, l2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendImage(img); err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	if err := extractOCI(context.Background(), dir, root, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "etc/keep")); string(b) != "new" {
+		t.Errorf("etc/keep = %q, want the upper layer's", b)
+	}
+	for _, gone := range []string{"etc/gone", "opt/old", "etc/.wh.gone"} {
+		if _, err := os.Lstat(filepath.Join(root, gone)); err == nil {
+			t.Errorf("%s survived its whiteout", gone)
+		}
+	}
+	if err := extractOCI(context.Background(), t.TempDir(), root, t.TempDir()); err == nil {
+		t.Error("an empty folder was taken for an OCI layout")
+	}
+}
