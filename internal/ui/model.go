@@ -147,8 +147,8 @@ func New(be Backend, opts Options) *Model {
 	return m
 }
 
-// Close stops the event stream; the program calls it through tea.Quit's
-// path, tests call it directly.
+// Close cancels every call and the event stream. Quitting does it too;
+// callers should still defer it.
 func (m *Model) Close() { m.cancel() }
 
 // Init starts the first fetches and the event stream.
