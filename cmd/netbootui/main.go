@@ -12,6 +12,8 @@
 //	netbootui image import NAME --kernel K --initrd I --rootfs R [--publish]
 //	netbootui image list
 //	netbootui image publish NAME GENERATION
+//	netbootui power on|off|soft|cycle|reset|status|bootdev-pxe SELECTION
+//	netbootui audit [-n N]
 //
 // This file only parses flags and wires packages together.
 package main
@@ -48,6 +50,10 @@ Client verbs (talk to the daemon at --api-socket, default $NETBOOTUI_SOCKET or `
   netbootui image import NAME --kernel FILE --initrd FILE --rootfs FILE [--publish]
   netbootui image publish NAME GENERATION
   netbootui reload
+  netbootui power on|off|soft|cycle|reset|status|bootdev-pxe SELECTION [-o json]
+  netbootui audit [-n N] [-o json]
+
+SELECTION is a hostlist (n[01-08],gpu1) or @group; it is never empty.
 `
 
 func main() {
@@ -94,6 +100,10 @@ func run(ctx context.Context, args []string) error {
 		return cmdImage(ctx, rest)
 	case "reload":
 		return cmdReload(ctx, rest)
+	case "power":
+		return cmdPower(ctx, rest)
+	case "audit":
+		return cmdAudit(ctx, rest)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return nil

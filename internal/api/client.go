@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 
+	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/image"
@@ -210,4 +211,18 @@ func (c *Client) Events(ctx context.Context, node string, n int, follow bool, fn
 		return nil
 	}
 	return sc.Err()
+}
+
+// Power runs a power operation on a selection and returns each node's result.
+func (c *Client) Power(ctx context.Context, op, selection string) ([]daemon.PowerResult, error) {
+	var v []daemon.PowerResult
+	err := c.do(ctx, "POST", "/v1/power", daemon.PowerRequest{Op: op, Selection: selection}, &v)
+	return v, err
+}
+
+// Audit returns the newest n audit entries (all kept when n is 0).
+func (c *Client) Audit(ctx context.Context, n int) ([]audit.Entry, error) {
+	var v []audit.Entry
+	err := c.do(ctx, "GET", "/v1/audit?n="+strconv.Itoa(n), nil, &v)
+	return v, err
 }

@@ -15,6 +15,8 @@
 //	POST  /v1/images/import                import files as a generation (daemon.ImportRequest)
 //	POST  /v1/images/{name}/publish        make a generation current
 //	POST  /v1/inventory/reload             reload the inventory file now
+//	POST  /v1/power                        a power operation on a selection (daemon.PowerRequest)
+//	GET   /v1/audit?n=                     the newest audit entries
 //
 // Errors are {"error": "...", "code": "..."} with a matching HTTP status:
 // 400 invalid, 404 not_found, 409 conflict.
@@ -96,7 +98,7 @@ func Listen(path string) (net.Listener, error) {
 
 // Serve answers API requests on ln until Close.
 func (s *Server) Serve(ln net.Listener) error {
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ConnContext: peerContext}
 	err := s.srv.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -128,6 +130,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/images/import", s.importImage)
 	mux.HandleFunc("POST /v1/images/{name}/publish", s.publish)
 	mux.HandleFunc("POST /v1/inventory/reload", s.reload)
+	mux.HandleFunc("POST /v1/power", s.powerOp)
+	mux.HandleFunc("GET /v1/audit", s.auditLog)
 	return mux
 }
 
@@ -240,6 +244,7 @@ func (s *Server) edit(w http.ResponseWriter, r *http.Request, f func(string, dae
 		writeErr(w, err)
 		return
 	}
+	e.Who = Who(r.Context())
 	rev, err := f(r.PathValue("name"), e)
 	if err != nil {
 		if !errors.Is(err, inventory.ErrConflict) && !errors.Is(err, daemon.ErrUnknownNode) {
@@ -366,4 +371,24 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, s.D.InventoryStatus())
+}
+
+func (s *Server) powerOp(w http.ResponseWriter, r *http.Request) {
+	var req daemon.PowerRequest
+	if err := decode(r, &req); err != nil {
+		writeErr(w, err)
+		return
+	}
+	req.Who = Who(r.Context())
+	res, err := s.D.Power(r.Context(), req, nil)
+	if err != nil {
+		writeErr(w, badRequest(err))
+		return
+	}
+	writeJSON(w, res)
+}
+
+func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) {
+	n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+	writeJSON(w, s.D.Audit(n))
 }

@@ -21,9 +21,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/ipmi"
 	"github.com/netbootui/netbootui/internal/pxe"
 )
 
@@ -44,7 +46,11 @@ type Config struct {
 	TemplatesDir   string
 	StallTimeout   time.Duration // default 2 minutes
 	ReloadInterval time.Duration // inventory poll interval, default 2 s
-	Logger         *slog.Logger
+	// PowerPoll is how often every BMC's power status is read (0: never).
+	PowerPoll time.Duration
+	// IPMI tunes the BMC sessions (call timeout, breaker, rate limit).
+	IPMI   ipmi.Options
+	Logger *slog.Logger
 }
 
 // Daemon is a running netbootui core.
@@ -64,6 +70,9 @@ type Daemon struct {
 	Registry *prometheus.Registry
 
 	state     *bootstate.Store
+	power     *ipmi.Pool
+	audit     *audit.Log
+	resultMu  sync.Mutex
 	tftp      *pxe.TFTPServer
 	httpSrv   *http.Server
 	httpLn    net.Listener
@@ -102,6 +111,13 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, err
 	}
+	if d.audit, err = audit.Open(filepath.Join(cfg.DataDir, "audit.log"), 1000); err != nil {
+		return nil, err
+	}
+	if cfg.IPMI.Logger == nil {
+		cfg.IPMI.Logger = cfg.Logger
+	}
+	d.power = ipmi.New(cfg.IPMI)
 	if d.tokens, err = pxe.LoadTokens(filepath.Join(cfg.DataDir, "token.key")); err != nil {
 		return nil, err
 	}
@@ -231,6 +247,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.log.Info("tftp server listening", "addr", d.tftp.LocalAddr().String())
 	}
 	run("tracker", func() error { d.Tracker.Run(ctx); return nil })
+	if d.cfg.PowerPoll > 0 {
+		polled := d.power.Poll(ctx, d.pollTargets, d.cfg.PowerPoll, 64, d.onPoll)
+		run("power poller", func() error { <-polled; return nil })
+	}
 	run("inventory watch", func() error {
 		inventory.Watch(ctx, d.cfg.InventoryPath, d.cfg.ReloadInterval, d.onInventory)
 		return nil
@@ -274,6 +294,12 @@ func (d *Daemon) close() {
 	}
 	if d.state != nil {
 		d.state.Close()
+	}
+	if d.power != nil {
+		d.power.Close()
+	}
+	if d.audit != nil {
+		d.audit.Close()
 	}
 }
 

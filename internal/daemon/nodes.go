@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/inventory"
 	"github.com/netbootui/netbootui/internal/pxe"
@@ -145,6 +146,8 @@ type Edit struct {
 	// values; Unset lists keys to remove.
 	Set   map[string]any `json:"set,omitempty"`
 	Unset []string       `json:"unset,omitempty"`
+	// Who is the caller, for the audit log (set by the API, not the client).
+	Who string `json:"-"`
 }
 
 // editableKeys are the keys an Edit may touch; everything else is for the
@@ -190,7 +193,7 @@ func (d *Daemon) EditNode(name string, e Edit) (string, error) {
 	if d.Inventory().Node(name) == nil {
 		return "", fmt.Errorf("%w %q", ErrUnknownNode, name)
 	}
-	return d.edit(e, false, func(doc *inventory.Document) fieldEditor {
+	return d.edit("node "+name, e, false, func(doc *inventory.Document) fieldEditor {
 		return fieldEditor{set: func(k string, v any) error { return doc.SetNodeField(name, k, v) },
 			unset: func(k string) error { return doc.DeleteNodeField(name, k) }}
 	})
@@ -201,7 +204,7 @@ func (d *Daemon) EditGroup(name string, e Edit) (string, error) {
 	if d.Inventory().Groups[name] == nil {
 		return "", fmt.Errorf("unknown group %q", name)
 	}
-	return d.edit(e, true, func(doc *inventory.Document) fieldEditor {
+	return d.edit("group "+name, e, true, func(doc *inventory.Document) fieldEditor {
 		return fieldEditor{set: func(k string, v any) error { return doc.SetGroupField(name, k, v) },
 			unset: func(k string) error { return doc.DeleteGroupField(name, k) }}
 	})
@@ -213,7 +216,15 @@ type fieldEditor struct {
 	unset func(key string) error
 }
 
-func (d *Daemon) edit(e Edit, group bool, entry func(*inventory.Document) fieldEditor) (string, error) {
+func (d *Daemon) edit(what string, e Edit, group bool, entry func(*inventory.Document) fieldEditor) (rev string, err error) {
+	defer func() {
+		res := "ok: revision " + short(rev)
+		if err != nil {
+			res = err.Error()
+		}
+		keys := append(sortedKeys(e.Set), e.Unset...)
+		d.auditRecord(audit.Entry{Who: e.Who, Action: "edit " + what, Target: strings.Join(keys, ","), Result: res})
+	}()
 	if err := checkEdit(e, group); err != nil {
 		return "", err
 	}
@@ -223,7 +234,7 @@ func (d *Daemon) edit(e Edit, group bool, entry func(*inventory.Document) fieldE
 	if base == "" {
 		base = d.Inventory().Revision
 	}
-	rev, err := inventory.Update(d.cfg.InventoryPath, base, func(doc *inventory.Document) error {
+	rev, err = inventory.Update(d.cfg.InventoryPath, base, func(doc *inventory.Document) error {
 		fe := entry(doc)
 		for _, k := range sortedKeys(e.Set) {
 			if err := fe.set(k, e.Set[k]); err != nil {

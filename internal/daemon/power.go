@@ -1,0 +1,174 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/audit"
+	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/ipmi"
+)
+
+// PowerRequest asks for one power operation on a selection of nodes.
+type PowerRequest struct {
+	Selection string `json:"selection"` // hostlist or @group; never empty
+	Op        string `json:"op"`        // status, on, off, soft, cycle, reset, bootdev-pxe
+	// Who is the caller, for the audit log (set by the API from the
+	// connection, never by the client).
+	Who string `json:"-"`
+}
+
+// PowerResult is the outcome for one node. It never holds credentials.
+type PowerResult struct {
+	Node     string        `json:"node"`
+	BMC      string        `json:"bmc,omitempty"`
+	Op       string        `json:"op"`
+	Power    string        `json:"power,omitempty"`
+	Detail   string        `json:"detail,omitempty"`
+	Error    string        `json:"error,omitempty"`
+	Duration time.Duration `json:"duration"`
+}
+
+// targets turns inventory nodes into BMC targets. Nodes that cannot be
+// reached (no BMC, no password) get a failed result instead.
+func (d *Daemon) targets(nodes []*inventory.Node, op string) ([]ipmi.Target, []PowerResult) {
+	inv := d.Inventory()
+	secrets, err := d.secrets(inv)
+	var out []ipmi.Target
+	var failed []PowerResult
+	for _, n := range nodes {
+		if err != nil {
+			failed = append(failed, PowerResult{Node: n.Name, Op: op, Error: err.Error()})
+			continue
+		}
+		t, terr := ipmi.TargetFor(n, secrets)
+		if terr != nil {
+			failed = append(failed, PowerResult{Node: n.Name, Op: op, Error: terr.Error()})
+			continue
+		}
+		out = append(out, t)
+	}
+	return out, failed
+}
+
+// secrets loads the inventory's secrets file (nil when it names none; the
+// environment can still supply passwords).
+func (d *Daemon) secrets(inv *inventory.Inventory) (*inventory.Secrets, error) {
+	p := inv.SecretsPath()
+	if p == "" {
+		return nil, nil
+	}
+	return inventory.LoadSecrets(p)
+}
+
+// Power runs one power operation over a selection with bounded concurrency,
+// records each outcome as a boot event and the whole action in the audit log.
+// onResult, if set, sees each node's result as it completes.
+func (d *Daemon) Power(ctx context.Context, req PowerRequest, onResult func(PowerResult)) ([]PowerResult, error) {
+	op, err := ipmi.ParseOp(req.Op)
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := d.Inventory().Select(req.Selection)
+	if err != nil {
+		return nil, err
+	}
+	targets, results := d.targets(nodes, string(op))
+	for _, r := range results {
+		d.powerEvent(op, r)
+		if onResult != nil {
+			onResult(r)
+		}
+	}
+	if len(targets) > 0 {
+		_, err := d.power.Bulk(ctx, targets, op, ipmi.BulkOptions{OnResult: func(r ipmi.Result) {
+			pr := PowerResult{Node: r.Node, BMC: r.BMC, Op: string(r.Op), Power: r.Power, Detail: r.Detail, Duration: r.Duration}
+			if r.Err != nil {
+				pr.Error = r.Err.Error()
+			}
+			d.powerEvent(op, pr)
+			d.resultMu.Lock()
+			results = append(results, pr)
+			d.resultMu.Unlock()
+			if onResult != nil {
+				onResult(pr)
+			}
+		}})
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return results, err
+		}
+	}
+	failed := 0
+	var details []string
+	for _, r := range results {
+		if r.Error != "" {
+			failed++
+			details = append(details, r.Node+": "+r.Error)
+		}
+	}
+	res := fmt.Sprintf("%d ok, %d failed", len(results)-failed, failed)
+	if ctx.Err() != nil {
+		res += " (cancelled)"
+	}
+	d.auditRecord(audit.Entry{Who: req.Who, Action: "power " + string(op), Target: req.Selection, Nodes: len(nodes),
+		Result: res, Details: details})
+	return results, nil
+}
+
+// powerEvent feeds a power result to the boot-state tracker: an action moves
+// the node (powering-on, off), a status read is an observation.
+func (d *Daemon) powerEvent(op ipmi.Op, r PowerResult) {
+	ev := bootstate.Event{Node: r.Node, Kind: bootstate.KindPower, Proto: "ipmi", Power: r.Power, Error: r.Error}
+	switch op {
+	case ipmi.OpOn, ipmi.OpOff, ipmi.OpSoft, ipmi.OpCycle, ipmi.OpReset:
+		ev.Message = string(op)
+	case ipmi.OpStatus:
+	default: // boot device, flags, device id: history only
+		ev.Kind, ev.Message = bootstate.KindInfo, string(op)+": "+r.Detail
+		if r.Error != "" {
+			ev.Message = string(op) + " failed"
+		}
+	}
+	d.Tracker.Apply(ev)
+}
+
+// pollTargets is what the power poller asks each round: every node with a
+// BMC and a password.
+func (d *Daemon) pollTargets() []ipmi.Target {
+	inv := d.Inventory()
+	var nodes []*inventory.Node
+	for _, n := range inv.Nodes {
+		if n.BMC.Host != "" {
+			nodes = append(nodes, n)
+		}
+	}
+	t, _ := d.targets(nodes, string(ipmi.OpStatus))
+	return t
+}
+
+// onPoll records one polled power status as an observation.
+func (d *Daemon) onPoll(r ipmi.Result) {
+	if errors.Is(r.Err, ipmi.ErrCircuitOpen) {
+		return // the breaker's own error was recorded when it opened
+	}
+	ev := bootstate.Event{Node: r.Node, Kind: bootstate.KindPower, Proto: "ipmi", Power: r.Power}
+	if r.Err != nil {
+		ev.Error = r.Err.Error()
+	}
+	d.Tracker.Apply(ev)
+}
+
+func (d *Daemon) auditRecord(e audit.Entry) {
+	if e.Who == "" {
+		e.Who = "daemon"
+	}
+	if err := d.audit.Record(e); err != nil {
+		d.log.Error("audit log", "err", err)
+	}
+}
+
+// Audit returns the newest n audit entries.
+func (d *Daemon) Audit(n int) []audit.Entry { return d.audit.Recent(n) }
