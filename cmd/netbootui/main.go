@@ -47,6 +47,10 @@ Client verbs (talk to the daemon at --api-socket, default $NETBOOTUI_SOCKET or `
   netbootui boot preview NODE --file FILE [-o ipxe|pxelinux]
   netbootui events [-f] [--node NODE] [-n N] [-o json]
   netbootui image list
+  netbootui image build NAME [--publish] [--force]   (or --recipe DIR)
+  netbootui image show NAME
+  netbootui image rollback NAME
+  netbootui image gc NAME [--keep N]
   netbootui image import NAME --kernel FILE --initrd FILE --rootfs FILE [--publish]
   netbootui image publish NAME GENERATION
   netbootui reload

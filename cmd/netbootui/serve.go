@@ -27,6 +27,7 @@ func cmdServe(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.TemplatesDir, "templates", "", "`dir` of boot-entry templates replacing the embedded ones")
 	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", 2*time.Minute, "a boot stage with no progress for this long is stalled")
 	fs.DurationVar(&cfg.ReloadInterval, "reload-interval", 2*time.Second, "how often the inventory file is checked for changes")
+	fs.StringVar(&cfg.KernelDir, "kernel-dir", os.Getenv("NETBOOTUI_KERNEL_DIR"), "`dir` holding vmlinuz and modules/ for recipes' ${kernel_dir}")
 	fs.DurationVar(&cfg.PowerPoll, "power-poll", 30*time.Second, "how often every BMC's power status is read (0 disables)")
 	fs.DurationVar(&cfg.IPMI.CallTimeout, "ipmi-timeout", 5*time.Second, "deadline of one BMC call")
 	socket := fs.String("api-socket", defaultSocket(), "unix socket `path` of the local API")

@@ -17,6 +17,7 @@ import (
 	"github.com/netbootui/netbootui/internal/api"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
 )
 
@@ -383,6 +384,9 @@ func cmdImage(ctx context.Context, args []string) error {
 	fs.StringVar(&req.Initrd, "initrd", "", "initramfs `file`")
 	fs.StringVar(&req.Rootfs, "rootfs", "", "squashfs root `file`")
 	fs.BoolVar(&req.Publish, "publish", false, "make the new generation current")
+	recipe := fs.String("recipe", "", "build this recipe `dir` instead of the inventory image's")
+	force := fs.Bool("force", false, "build even when the inputs are unchanged")
+	keep := fs.Int("keep", 3, "image gc: how many of the newest generations to keep")
 	out := fs.String("o", "", "output: json")
 	client := func() *api.Client { return api.NewClient(*socket) }
 	switch args[0] {
@@ -441,8 +445,81 @@ func cmdImage(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(stdout, "image %s: current generation %s\n", pos[0], pos[1])
 		return nil
+	case "build":
+		pos, err := parseArgs(fs, args[1:], 0)
+		if err != nil {
+			return err
+		}
+		br := daemon.BuildRequest{Publish: req.Publish, Force: *force}
+		if len(pos) > 0 {
+			br.Image = pos[0]
+		}
+		if *recipe != "" {
+			if br.Recipe, err = absPath(*recipe); err != nil {
+				return err
+			}
+		}
+		if br.Image == "" && br.Recipe == "" {
+			return usageErr("image build NAME | --recipe DIR [--publish] [--force]")
+		}
+		last := ""
+		m, err := client().Build(ctx, br, func(p image.Progress) {
+			line := p.Step
+			if p.Percent > 0 {
+				line = fmt.Sprintf("%s %3.0f%%", p.Step, p.Percent)
+			}
+			if line != last && (p.Percent == 0 || int(p.Percent)%10 == 0 || p.Percent >= 100) {
+				fmt.Fprintf(os.Stderr, "%s: %s\n", p.Image, line)
+				last = line
+			}
+		})
+		if err != nil {
+			return err
+		}
+		if *out == "json" {
+			return printJSON(m)
+		}
+		fmt.Fprintf(stdout, "image %s generation %s (%d bytes)\n", m.Image, m.ID, m.Size())
+		return nil
+	case "rollback":
+		pos, err := parseArgs(fs, args[1:], 1)
+		if err != nil {
+			return err
+		}
+		gen, err := client().Rollback(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "image %s: current generation %s\n", pos[0], gen)
+		return nil
+	case "gc":
+		pos, err := parseArgs(fs, args[1:], 1)
+		if err != nil {
+			return err
+		}
+		removed, err := client().GC(ctx, pos[0], *keep)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "image %s: removed %d generation(s) %s\n", pos[0], len(removed), strings.Join(removed, " "))
+		return nil
+	case "show":
+		pos, err := parseArgs(fs, args[1:], 1)
+		if err != nil {
+			return err
+		}
+		list, err := client().Images(ctx)
+		if err != nil {
+			return err
+		}
+		for _, im := range list {
+			if im.Name == pos[0] {
+				return printJSON(im)
+			}
+		}
+		return fmt.Errorf("image %q: not found", pos[0])
 	}
-	return usageErr("image list|import|publish")
+	return usageErr("image list|show|build|import|publish|rollback|gc")
 }
 
 func cmdReload(ctx context.Context, args []string) error {

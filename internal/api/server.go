@@ -14,6 +14,9 @@
 //	GET   /v1/images                       images and generations
 //	POST  /v1/images/import                import files as a generation (daemon.ImportRequest)
 //	POST  /v1/images/{name}/publish        make a generation current
+//	POST  /v1/images/build                 build an image (daemon.BuildRequest); NDJSON progress, then the result
+//	POST  /v1/images/{name}/rollback       current generation back one publish
+//	POST  /v1/images/{name}/gc             remove old generations not in use
 //	POST  /v1/inventory/reload             reload the inventory file now
 //	POST  /v1/power                        a power operation on a selection (daemon.PowerRequest)
 //	GET   /v1/audit?n=                     the newest audit entries
@@ -129,6 +132,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/images", s.images)
 	mux.HandleFunc("POST /v1/images/import", s.importImage)
 	mux.HandleFunc("POST /v1/images/{name}/publish", s.publish)
+	mux.HandleFunc("POST /v1/images/build", s.buildImage)
+	mux.HandleFunc("POST /v1/images/{name}/rollback", s.rollbackImage)
+	mux.HandleFunc("POST /v1/images/{name}/gc", s.gcImage)
 	mux.HandleFunc("POST /v1/inventory/reload", s.reload)
 	mux.HandleFunc("POST /v1/power", s.powerOp)
 	mux.HandleFunc("GET /v1/audit", s.auditLog)

@@ -46,6 +46,9 @@ type Config struct {
 	TemplatesDir   string
 	StallTimeout   time.Duration // default 2 minutes
 	ReloadInterval time.Duration // inventory poll interval, default 2 s
+	// KernelDir is ${kernel_dir} in image recipes (scripts/fetch-kernel.sh's
+	// folder: vmlinuz and modules/).
+	KernelDir string
 	// PowerPoll is how often every BMC's power status is read (0: never).
 	PowerPoll time.Duration
 	// IPMI tunes the BMC sessions (call timeout, breaker, rate limit).
@@ -71,6 +74,7 @@ type Daemon struct {
 
 	state     *bootstate.Store
 	power     *ipmi.Pool
+	builds    *image.Queue
 	audit     *audit.Log
 	resultMu  sync.Mutex
 	tftp      *pxe.TFTPServer
@@ -124,6 +128,11 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if d.Images, err = image.OpenStore(filepath.Join(cfg.DataDir, "images")); err != nil {
 		return nil, err
 	}
+	builder, err := image.NewBuilder(d.Images)
+	if err != nil {
+		return nil, err
+	}
+	d.builds = image.NewQueue(builder, 1)
 	if d.state, err = bootstate.OpenStore(filepath.Join(cfg.DataDir, "state.db")); err != nil {
 		return nil, err
 	}
