@@ -56,6 +56,15 @@ func (d *Daemon) BuildImage(ctx context.Context, req BuildRequest, onProgress fu
 	if err != nil {
 		return nil, err
 	}
+	if req.Image != "" {
+		r, err := image.LoadRecipe(dir, map[string]string{"kernel_dir": d.cfg.KernelDir})
+		if err != nil {
+			return nil, err
+		}
+		if r.Name != req.Image {
+			return nil, fmt.Errorf("recipe %s builds image %q, not %q: set its name: or fix the inventory", r.File, r.Name, req.Image)
+		}
+	}
 	defer func() {
 		res := "ok"
 		switch {

@@ -14,13 +14,9 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
-	"github.com/netbootui/netbootui/internal/image/liveinit"
+	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/lab"
 )
-
-// testModules are what a virtio-net or e1000 QEMU node needs from Debian's
-// kernel to fetch and mount a live root.
-var testModules = []string{"virtio_pci", "virtio_net", "e1000", "loop", "squashfs", "overlay"}
 
 var (
 	imageOnce  sync.Once
@@ -28,32 +24,41 @@ var (
 	imageErr   error
 )
 
-// testImage builds, once per test binary, a bootable generation: Debian's
-// kernel, a live initramfs around busybox-static and a busybox squashfs root
-// whose agent checks in.
+// testImage builds, once per test binary, a generation of the default recipe
+// (assets/recipes/default: Debian's kernel, the live initramfs around
+// busybox-static, a busybox squashfs root with the check-in agent) with the
+// real pipeline, and returns its files for each test's daemon to import.
 func testImage(t *testing.T) map[string]string {
 	t.Helper()
 	lab.RequireTools(t, "qemu-system-x86_64", "mksquashfs")
-	vmlinuz, modules := lab.Kernel(t)
+	_, modules := lab.Kernel(t)
 	imageOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "netbootui-daemon-image-")
 		if err != nil {
 			imageErr = err
 			return
 		}
-		initrd := filepath.Join(dir, "initrd")
-		if imageErr = liveinit.BuildFile(initrd, liveinit.Options{KernelModulesDir: modules, Modules: testModules}); imageErr != nil {
+		store, err := image.OpenStore(filepath.Join(dir, "store"))
+		if err != nil {
+			imageErr = err
 			return
 		}
-		root := filepath.Join(dir, "root")
-		if imageErr = liveinit.BuildRootfs(root, liveinit.RootfsOptions{}); imageErr != nil {
+		b, err := image.NewBuilder(store)
+		if err != nil {
+			imageErr = err
 			return
 		}
-		squash := filepath.Join(dir, "rootfs.squashfs")
-		if imageErr = liveinit.MakeSquashfs(root, squash); imageErr != nil {
+		m, err := b.Build(context.Background(), "../../assets/recipes/default", image.BuildOptions{KernelDir: filepath.Dir(modules)})
+		if err != nil {
+			imageErr = err
 			return
 		}
-		imageFiles = map[string]string{"vmlinuz": vmlinuz, "initrd": initrd, "rootfs.squashfs": squash}
+		imageFiles = map[string]string{}
+		for _, f := range image.BootFiles {
+			if imageFiles[f], imageErr = store.Path(m.Image, m.ID, f); imageErr != nil {
+				return
+			}
+		}
 	})
 	if imageErr != nil {
 		t.Fatal(imageErr)
