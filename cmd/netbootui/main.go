@@ -55,6 +55,7 @@ Client verbs (talk to the daemon at --api-socket, default $NETBOOTUI_SOCKET or `
   netbootui image publish NAME GENERATION
   netbootui reload
   netbootui power on|off|soft|cycle|reset|status|bootdev-pxe SELECTION [-o json]
+  netbootui reboot-clean SELECTION [--timeout 10m] [-o json]
   netbootui audit [-n N] [-o json]
 
 SELECTION is a hostlist (n[01-08],gpu1) or @group; it is never empty.
@@ -106,6 +107,8 @@ func run(ctx context.Context, args []string) error {
 		return cmdReload(ctx, rest)
 	case "power":
 		return cmdPower(ctx, rest)
+	case "reboot-clean":
+		return cmdRebootClean(ctx, rest)
 	case "audit":
 		return cmdAudit(ctx, rest)
 	case "help", "-h", "--help":

@@ -81,3 +81,32 @@ func (c *Client) RebootClean(ctx context.Context, selection string, timeout time
 	}
 	return nil, errors.New("reboot-clean: the daemon closed the stream before the results")
 }
+
+// rebootClean streams a reboot-clean run as NDJSON RebootLines. The run
+// stops when the client goes away.
+func (s *Server) rebootClean(w http.ResponseWriter, r *http.Request) {
+	var req daemon.RebootRequest
+	if err := decode(r, &req); err != nil {
+		writeErr(w, err)
+		return
+	}
+	req.Who = Who(r.Context())
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	enc := json.NewEncoder(w)
+	flusher, _ := w.(http.Flusher)
+	started := false
+	res, err := s.D.RebootClean(r.Context(), req, func(p daemon.RebootProgress) {
+		if !started {
+			started = true
+			w.WriteHeader(http.StatusOK)
+		}
+		if enc.Encode(RebootLine{Progress: &p}) == nil && flusher != nil {
+			flusher.Flush()
+		}
+	})
+	if err != nil {
+		writeErr(w, badRequest(err))
+		return
+	}
+	enc.Encode(RebootLine{Results: res, Done: true})
+}

@@ -137,6 +137,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/images/{name}/gc", s.gcImage)
 	mux.HandleFunc("POST /v1/inventory/reload", s.reload)
 	mux.HandleFunc("POST /v1/power", s.powerOp)
+	mux.HandleFunc("POST /v1/reboot-clean", s.rebootClean)
 	mux.HandleFunc("GET /v1/audit", s.auditLog)
 	return mux
 }

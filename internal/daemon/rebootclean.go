@@ -1,8 +1,16 @@
 package daemon
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"time"
 
+	"github.com/netbootui/netbootui/internal/audit"
+	"github.com/netbootui/netbootui/internal/image"
+	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/ipmi"
 	"github.com/netbootui/netbootui/internal/workflow"
 )
 
@@ -20,3 +28,112 @@ type RebootProgress = workflow.Progress
 
 // RebootResult is how reboot-clean ended for one node.
 type RebootResult = workflow.Result
+
+// RebootClean reboots a selection to a clean state (see
+// workflow.RebootClean): each node gets the render check, PXE as next boot
+// device and a power cycle through its BMC, then the run follows its boot
+// until it checks in with its assigned generation and is not dirty. onProgress,
+// if set, sees every step and stage change (serialized). The whole run is one
+// audit entry. An error means the run did not start (bad selection, bad
+// timeout); node failures are in the results.
+func (d *Daemon) RebootClean(ctx context.Context, req RebootRequest, onProgress func(RebootProgress)) ([]RebootResult, error) {
+	if req.Timeout < 0 {
+		return nil, fmt.Errorf("reboot-clean: timeout %v is negative", req.Timeout)
+	}
+	inv := d.Inventory()
+	nodes, err := inv.Select(req.Selection)
+	if err != nil {
+		return nil, err
+	}
+	if len(nodes) == 0 {
+		return nil, fmt.Errorf("%w: %q", workflow.ErrNoNodes, req.Selection)
+	}
+	env := &rebootEnv{d: d, inv: inv, targets: map[string]ipmi.Target{}, errs: map[string]error{}}
+	secrets, serr := d.secrets(inv)
+	names := make([]string, len(nodes))
+	for i, n := range nodes {
+		names[i] = n.Name
+		if serr != nil {
+			env.errs[n.Name] = serr
+			continue
+		}
+		if t, err := ipmi.TargetFor(n, secrets); err != nil {
+			env.errs[n.Name] = err
+		} else {
+			env.targets[n.Name] = t
+		}
+	}
+	results := workflow.RebootClean(ctx, env, d.Tracker, names, workflow.Options{
+		Timeout:          req.Timeout,
+		OverlayThreshold: inv.Settings.OverlayDirtyBytes,
+		OnProgress:       onProgress,
+	})
+	res := workflow.Summary(results)
+	if ctx.Err() != nil {
+		res += " (cancelled)"
+	}
+	var details []string
+	for _, r := range results {
+		if !r.OK {
+			details = append(details, r.Error)
+		}
+	}
+	d.auditRecord(audit.Entry{Who: req.Who, Action: "reboot-clean", Target: req.Selection, Nodes: len(nodes),
+		Result: res, Details: details})
+	return results, nil
+}
+
+// rebootEnv is workflow.Env on the daemon: the inventory as it was when the
+// run started, the boot server's assignment and renderer, the BMC pool.
+type rebootEnv struct {
+	d       *Daemon
+	inv     *inventory.Inventory
+	targets map[string]ipmi.Target
+	errs    map[string]error // why a node has no target
+}
+
+// Prepare is the render check: an assigned generation and a boot entry
+// that renders.
+func (e *rebootEnv) Prepare(name string) (string, error) {
+	n := e.inv.Node(name)
+	if n == nil {
+		return "", fmt.Errorf("node %s: not in the inventory", name)
+	}
+	_, gen, err := e.d.Boot.Assignment(n)
+	if errors.Is(err, image.ErrNotFound) && strings.Contains(err.Error(), "no published generation") {
+		return "", fmt.Errorf("node %s: image %s has no published generation", name, n.Image)
+	}
+	if err != nil {
+		return "", err
+	}
+	if _, err := e.d.Boot.Entry(e.inv, n, string(n.Loader), e.d.baseURL()); err != nil {
+		return "", fmt.Errorf("node %s: boot entry does not render: %w", name, err)
+	}
+	return gen, nil
+}
+
+func (e *rebootEnv) do(ctx context.Context, name string, op ipmi.Op) error {
+	t, ok := e.targets[name]
+	if !ok {
+		err := e.errs[name]
+		e.d.powerEvent(op, PowerResult{Node: name, Op: string(op), Error: err.Error()})
+		return err
+	}
+	r := e.d.power.Do(ctx, t, op)
+	pr := PowerResult{Node: r.Node, BMC: r.BMC, Op: string(r.Op), Power: r.Power, Detail: r.Detail, Duration: r.Duration}
+	if r.Err != nil {
+		pr.Error = r.Err.Error()
+	}
+	e.d.powerEvent(op, pr)
+	return r.Err
+}
+
+// BootdevPXE sets the next boot to PXE (EFI for UEFI nodes), verified.
+func (e *rebootEnv) BootdevPXE(ctx context.Context, name string) error {
+	return e.do(ctx, name, ipmi.OpBootdevPXE)
+}
+
+// Cycle power-cycles the node; the tracker sees the action.
+func (e *rebootEnv) Cycle(ctx context.Context, name string) error {
+	return e.do(ctx, name, ipmi.OpCycle)
+}

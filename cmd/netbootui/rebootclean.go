@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/workflow"
+)
+
+// cmdRebootClean is `netbootui reboot-clean SELECTION [--timeout D]`: it
+// prints one line per node step or boot-stage change as the daemon reports
+// it, then a table of results, and exits 1 when any node failed. Ctrl+C
+// stops the run on the daemon.
+func cmdRebootClean(ctx context.Context, args []string) error {
+	fs, socket := clientFlags("reboot-clean")
+	timeout := fs.Duration("timeout", workflow.DefaultTimeout, "per node: from the power cycle to a clean check-in")
+	out := fs.String("o", "", "output: json (results only)")
+	pos, err := parseArgs(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	if *timeout <= 0 {
+		return fmt.Errorf("reboot-clean: --timeout %v must be positive", *timeout)
+	}
+	quiet := *out == "json"
+	res, err := api.NewClient(*socket).RebootClean(ctx, pos[0], *timeout, func(p daemon.RebootProgress) error {
+		if !quiet {
+			fmt.Fprintln(stdout, progressLine(p))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if quiet {
+		if err := printJSON(res); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintln(stdout)
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tRESULT\tGENERATION\tSTAGE\tTIME\tERROR")
+		for _, r := range res {
+			result := "clean"
+			if !r.OK {
+				result = "FAILED"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Node, result, dash(r.Generation), dash(string(r.Stage)),
+				r.Duration.Round(100*time.Millisecond), dash(r.Error))
+		}
+		tw.Flush()
+		fmt.Fprintln(stdout, workflow.Summary(res))
+	}
+	for _, r := range res {
+		if !r.OK {
+			return exitError(1)
+		}
+	}
+	return nil
+}
+
+// progressLine renders one progress report: "14:02:11 n07 boot kernel".
+func progressLine(p daemon.RebootProgress) string {
+	s := p.Time.Local().Format("15:04:05") + " " + p.Node + " " + string(p.Step)
+	if p.Stage != "" && p.Step != workflow.StepFailed {
+		s += " " + string(p.Stage)
+	}
+	if p.Step == workflow.StepClean && p.Generation != "" {
+		s += " generation " + p.Generation
+	}
+	if p.Message != "" {
+		s += ": " + p.Message
+	}
+	return s
+}
