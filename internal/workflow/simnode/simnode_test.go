@@ -1,0 +1,45 @@
+package simnode
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseIPXE(t *testing.T) {
+	tests := []struct {
+		name, script   string
+		kernel, initrd string
+		token, errHas  string
+	}{
+		{name: "netbootui script", script: "#!ipxe\nkernel --name vmlinuz http://h/k?node=n1 root=live:http://h/r netbootui.token=abc quiet || goto failed\ninitrd --name initrd http://h/i || goto failed\nboot\n",
+			kernel: "http://h/k?node=n1", initrd: "http://h/i", token: "abc"},
+		{name: "no options", script: "kernel http://h/k a=b\ninitrd http://h/i\n", kernel: "http://h/k", initrd: "http://h/i"},
+		{name: "no kernel", script: "#!ipxe\nsleep 5\nchain http://h/boot\n", errHas: "no kernel line"},
+		{name: "kernel without URL", script: "#!ipxe\nkernel --name vmlinuz || goto failed\n", errHas: "line 2: kernel without a URL"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := ParseIPXE(tc.script)
+			if tc.errHas != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.errHas) {
+					t.Fatalf("error %v, want %q", err, tc.errHas)
+				}
+				return
+			}
+			if err != nil || b.Kernel != tc.kernel || b.Initrd != tc.initrd || b.Args["netbootui.token"] != tc.token {
+				t.Fatalf("%+v %v", b, err)
+			}
+		})
+	}
+}
+
+func FuzzParseIPXE(f *testing.F) {
+	f.Add("#!ipxe\nkernel --name vmlinuz http://h/k root=live:x || goto f\ninitrd http://h/i\n")
+	f.Add("kernel --name")
+	f.Fuzz(func(t *testing.T, s string) {
+		b, err := ParseIPXE(s)
+		if err == nil && b.Kernel == "" {
+			t.Fatal("no error and no kernel")
+		}
+	})
+}
