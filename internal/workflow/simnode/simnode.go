@@ -60,10 +60,10 @@ type Node struct {
 	pc      net.PacketConn
 
 	mu        sync.Mutex
-	boots     int    // network boots started
-	diskBoots int    // power-ons without PXE flags
-	checkins  int    // successful check-ins
-	lastErr   error  // last firmware error
+	boots     int   // network boots started
+	diskBoots int   // power-ons without PXE flags
+	checkins  int   // successful check-ins
+	lastErr   error // last firmware error
 	fetched   []string
 }
 
