@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -73,7 +74,7 @@ func progressLine(p daemon.RebootProgress) string {
 		s += " generation " + p.Generation
 	}
 	if p.Message != "" {
-		s += ": " + p.Message
+		s += ": " + strings.TrimPrefix(p.Message, p.Node+": ")
 	}
 	return s
 }
