@@ -19,6 +19,7 @@
 //	POST  /v1/images/{name}/gc             remove old generations not in use
 //	POST  /v1/inventory/reload             reload the inventory file now
 //	POST  /v1/power                        a power operation on a selection (daemon.PowerRequest)
+//	POST  /v1/reboot-clean                 reboot a selection to a clean state; NDJSON progress, then the results
 //	GET   /v1/audit?n=                     the newest audit entries
 //
 // Errors are {"error": "...", "code": "..."} with a matching HTTP status:
