@@ -1,0 +1,212 @@
+package ipmi_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/ipmi"
+	"github.com/netbootui/netbootui/internal/ipmi/ipmisim"
+	"github.com/netbootui/netbootui/internal/sol"
+)
+
+// serialConsole is a TCP server that plays a node's serial port for
+// ipmi_sim's SOL: it prints a banner, then answers every line it receives
+// with "echo: LINE" and records what it got.
+type serialConsole struct {
+	ln  net.Listener
+	mu  sync.Mutex
+	got bytes.Buffer
+}
+
+func startSerialConsole(t *testing.T) *serialConsole {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &serialConsole{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go s.serve(c)
+		}
+	}()
+	return s
+}
+
+func (s *serialConsole) serve(c net.Conn) {
+	defer c.Close()
+	c.Write([]byte("node login banner\r\n"))
+	br := bufio.NewReader(c)
+	for {
+		line, err := br.ReadString('\r')
+		s.mu.Lock()
+		s.got.WriteString(line)
+		s.mu.Unlock()
+		if err != nil {
+			return
+		}
+		c.Write([]byte("echo: " + strings.TrimSpace(line) + "\r\n"))
+	}
+}
+
+func (s *serialConsole) received() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.got.String()
+}
+
+func (s *serialConsole) port() int { return s.ln.Addr().(*net.TCPAddr).Port }
+
+// syncBuffer is an io.Writer whose contents can be read while written.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %v", what, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestSOLAgainstIpmiSim: a SOL session through ipmi_sim to a TCP "serial
+// port": the banner and answers come out, typed lines go in, and "~." at the
+// start of a line ends the session with nothing after it sent.
+func TestSOLAgainstIpmiSim(t *testing.T) {
+	requireTool(t, "ipmi_sim")
+	con := startSerialConsole(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sim, err := ipmisim.Start(ctx, ipmisim.Options{Dir: t.TempDir(), Password: simPassword, SOLPort: con.port()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Stop()
+	p := newPool(t, ipmi.Options{CallTimeout: 5 * time.Second})
+	pr, pw := io.Pipe()
+	esc := sol.NewEscapeReader(pr)
+	var out syncBuffer
+	active := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- p.SOL(ctx, simTarget(sim, "n01"), esc, &out, ipmi.SOLOptions{OnActive: func() { close(active) }})
+	}()
+	select {
+	case <-active:
+	case err := <-done:
+		t.Fatalf("SOL ended before activation: %v", err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("SOL not active within 15s")
+	}
+	for _, line := range []string{"hello node", "uname -a"} {
+		if _, err := pw.Write([]byte(line + "\r")); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "echo of "+line, 10*time.Second, func() bool { return strings.Contains(out.String(), "echo: "+line) })
+	}
+	if !strings.Contains(con.received(), "hello node\r") {
+		t.Errorf("serial port got %q", con.received())
+	}
+	// The escape: the session ends, "secret" never reaches the node.
+	go pw.Write([]byte("~.secret\r"))
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("SOL after escape: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("escape did not end the session")
+	}
+	if !esc.Escaped() {
+		t.Error("EscapeReader does not report the escape")
+	}
+	time.Sleep(300 * time.Millisecond)
+	if strings.Contains(con.received(), "secret") {
+		t.Errorf("bytes after the escape reached the node: %q", con.received())
+	}
+	// The payload was deactivated: a second session activates at once.
+	ctx2, cancel2 := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel2()
+	var out2 syncBuffer
+	err = p.SOL(ctx2, simTarget(sim, "n01"), strings.NewReader("again\r"), &out2, ipmi.SOLOptions{})
+	if err != nil {
+		t.Fatalf("second SOL session: %v", err)
+	}
+}
+
+func TestSOLErrors(t *testing.T) {
+	requireTool(t, "ipmi_sim")
+	sim := startSim(t)
+	p := newPool(t, ipmi.Options{CallTimeout: 2 * time.Second})
+	tests := []struct {
+		name string
+		t    ipmi.Target
+		kind error
+		text string
+	}{
+		{"wrong password", ipmi.Target{Node: "n1", Host: "127.0.0.1", Port: sim.Port(), Password: "wrong-pass", CipherSuites: []int{3}},
+			ipmi.ErrAuth, "authentication failed for user admin"},
+		{"port closed", ipmi.Target{Node: "n2", Host: "127.0.0.1", Port: closedUDPPort(t), Password: "x", CipherSuites: []int{3}},
+			nil, "BMC 127.0.0.1:"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			start := time.Now()
+			err := p.SOL(ctx, tc.t, strings.NewReader(""), io.Discard, ipmi.SOLOptions{})
+			if err == nil || !strings.Contains(err.Error(), tc.text) {
+				t.Fatalf("err = %v, want %q", err, tc.text)
+			}
+			if tc.kind != nil && !errors.Is(err, tc.kind) {
+				t.Errorf("err %v is not %v", err, tc.kind)
+			}
+			if strings.Contains(err.Error(), tc.t.Password) {
+				t.Errorf("error shows the password: %v", err)
+			}
+			if d := time.Since(start); d > 4*time.Second {
+				t.Errorf("took %v, deadline is 2s", d)
+			}
+		})
+	}
+}
+
+func closedUDPPort(t *testing.T) int {
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := c.LocalAddr().(*net.UDPAddr).Port
+	c.Close()
+	return port
+}
