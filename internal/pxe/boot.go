@@ -56,6 +56,10 @@ type Boot struct {
 	Logger   *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Staged, when set, is consulted first by Assignment: a node in a staged
+	// rollout boots the generation it returns (ok true) instead of the
+	// inventory's.
+	Staged func(node string) (image, gen string, ok bool)
 
 	mu      sync.Mutex
 	learned map[netip.Addr]learnedIP
@@ -183,9 +187,14 @@ func (b *Boot) NodeByIP(inv *inventory.Inventory, ip netip.Addr) *inventory.Node
 	return nil
 }
 
-// Assignment returns the image and generation a node boots: its pinned
-// generation, else its image's current one.
+// Assignment returns the image and generation a node boots: a staged one
+// (Staged), else its pinned generation, else its image's current one.
 func (b *Boot) Assignment(n *inventory.Node) (img, gen string, err error) {
+	if b.Staged != nil {
+		if img, gen, ok := b.Staged(n.Name); ok {
+			return img, gen, nil
+		}
+	}
 	if n.Image == "" {
 		return "", "", fmt.Errorf("node %s has no image assigned", n.Name)
 	}
