@@ -1,0 +1,91 @@
+package api
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// InProcessClient returns a Client that calls this server's handlers inside
+// the process, over in-memory connections, with every request attributed to
+// who in the audit log (e.g. "ssh SHA256:… (alice@laptop)"). It is how the SSH
+// console, which runs inside the daemon, acts for the key that logged in.
+//
+// The identity belongs to the connection object this function creates; no
+// header or field a request carries can set it, and connections accepted on
+// the unix socket keep their SO_PEERCRED identity. Call the returned function
+// to stop the in-process server and its open streams.
+func (s *Server) InProcessClient(who string) (*Client, func()) {
+	ln := &memListener{conns: make(chan net.Conn), done: make(chan struct{})}
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if ic, ok := c.(*identityConn); ok {
+				return context.WithValue(ctx, whoKey{}, ic.who)
+			}
+			return ctx
+		},
+	}
+	go hs.Serve(ln)
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			client, server := net.Pipe()
+			select {
+			case ln.conns <- &identityConn{Conn: server, who: who}:
+				return client, nil
+			case <-ln.done:
+			case <-ctx.Done():
+			}
+			client.Close()
+			server.Close()
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, net.ErrClosed
+		},
+		MaxIdleConns: 4,
+	}
+	c := &Client{Socket: "in-process (" + who + ")", hc: &http.Client{Transport: tr}}
+	return c, func() {
+		hs.Close()
+		ln.Close()
+		tr.CloseIdleConnections()
+	}
+}
+
+// identityConn is one in-process connection and the caller it acts for.
+type identityConn struct {
+	net.Conn
+	who string
+}
+
+// memListener hands in-memory connections to an http.Server.
+type memListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func (l *memListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *memListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *memListener) Addr() net.Addr { return memAddr{} }
+
+type memAddr struct{}
+
+func (memAddr) Network() string { return "memory" }
+func (memAddr) String() string  { return "in-process" }

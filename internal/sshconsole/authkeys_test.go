@@ -1,0 +1,112 @@
+package sshconsole
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"strings"
+	"testing"
+
+	gossh "golang.org/x/crypto/ssh"
+)
+
+func newKey(t testing.TB) (gossh.Signer, string) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := gossh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, strings.TrimSpace(string(gossh.MarshalAuthorizedKey(s.PublicKey())))
+}
+
+func TestParseAuthorizedKeys(t *testing.T) {
+	a, aLine := newKey(t)
+	b, bLine := newKey(t)
+	for _, tc := range []struct {
+		name, in string
+		want     []string // fingerprint + " " + comment of each key
+		err      string
+	}{
+		{name: "empty", in: ""},
+		{name: "comments and blanks", in: "# admins\n\n   \n# " + aLine + "\n"},
+		{name: "two keys", in: aLine + " alice@laptop\n" + bLine + "\n",
+			want: []string{gossh.FingerprintSHA256(a.PublicKey()) + " alice@laptop", gossh.FingerprintSHA256(b.PublicKey()) + " "}},
+		{name: "indented, CRLF", in: "  " + aLine + " alice\r\n",
+			want: []string{gossh.FingerprintSHA256(a.PublicKey()) + " alice"}},
+		{name: "comment with spaces", in: aLine + " Alice Admin (laptop)\n",
+			want: []string{gossh.FingerprintSHA256(a.PublicKey()) + " Alice Admin (laptop)"}},
+		{name: "garbage", in: aLine + "\nnot a key\n", err: "keys:2:1: not a public key"},
+		{name: "bad base64 col", in: "\n   ssh-ed25519 AAAA!!!\n", err: "keys:2:4: not a public key"},
+		{name: "options refused", in: `from="10.0.0.1" ` + aLine + "\n", err: "keys:1:1: key options are not supported (from=\"10.0.0.1\")"},
+		{name: "restrict refused", in: bLine + "\nrestrict,command=\"ls\" " + aLine + "\n", err: "keys:2:1: key options are not supported"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			keys, err := ParseAuthorizedKeys("keys", []byte(tc.in))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				if keys != nil {
+					t.Fatalf("keys returned with an error: %v", keys)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, k := range keys {
+				got = append(got, k.Fingerprint+" "+k.Comment)
+			}
+			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestWho(t *testing.T) {
+	a, _ := newKey(t)
+	fp := gossh.FingerprintSHA256(a.PublicKey())
+	if !strings.HasPrefix(fp, "SHA256:") {
+		t.Fatalf("fingerprint %q", fp)
+	}
+	for _, tc := range []struct {
+		comment, want string
+	}{
+		{"", "ssh " + fp},
+		{"alice@laptop", "ssh " + fp + " (alice@laptop)"},
+	} {
+		if got := (AuthorizedKey{Key: a.PublicKey(), Fingerprint: fp, Comment: tc.comment}).Who(); got != tc.want {
+			t.Errorf("Who() = %q, want %q", got, tc.want)
+		}
+	}
+}
+
+// FuzzParseAuthorizedKeys: any input parses or fails with a positioned
+// error, never panics, and every key it accepts round-trips.
+func FuzzParseAuthorizedKeys(f *testing.F) {
+	_, line := newKey(f)
+	f.Add([]byte(line + " a@b\n"))
+	f.Add([]byte("# c\n\n" + line))
+	f.Add([]byte(`command="x" ` + line))
+	f.Add([]byte("ssh-rsa AAAA\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		keys, err := ParseAuthorizedKeys("f", in)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "f:") {
+				t.Fatalf("error without position: %v", err)
+			}
+			return
+		}
+		for _, k := range keys {
+			back, err := gossh.ParsePublicKey(k.Key.Marshal())
+			if err != nil || gossh.FingerprintSHA256(back) != k.Fingerprint {
+				t.Fatalf("key on line %d does not round-trip: %v", k.Line, err)
+			}
+		}
+	})
+}

@@ -1,0 +1,250 @@
+// Package sshconsole serves the netbootui console (internal/ui) over SSH,
+// through charm.land/wish/v2 on golang.org/x/crypto/ssh.
+//
+// Only public keys listed in an OpenSSH authorized keys file may log in
+// (password and keyboard-interactive are never offered); the file is read
+// again when it changes. The host key is an ed25519 key generated once and
+// kept (mode 0600). Every session needs a pty, gets its own console and its
+// own Backend, made for the caller "ssh SHA256:… (comment)" so that the audit
+// log names the key behind every action.
+package sshconsole
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"charm.land/ssh"
+	"charm.land/wish/v2"
+	"charm.land/wish/v2/activeterm"
+	bm "charm.land/wish/v2/bubbletea"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/netbootui/netbootui/internal/ui"
+)
+
+// Config says how to serve the console.
+type Config struct {
+	// AuthorizedKeys is the OpenSSH authorized keys file.
+	AuthorizedKeys string
+	// HostKey is the host key file, generated on first use.
+	HostKey string
+	// Backend returns the console's backend for a caller (AuthorizedKey.Who)
+	// and a function releasing it when the session ends.
+	Backend func(who string) (ui.Backend, func())
+	// UI are the console options of every session. Editor defaults to a
+	// command that refuses: an editor run by the daemon for a remote session
+	// would have neither a terminal nor the right user.
+	UI ui.Options
+	// MaxSessions bounds concurrent sessions (0: 16); more are refused.
+	MaxSessions int
+	// Logger gets logins, refusals and session ends (nil: discarded).
+	Logger *slog.Logger
+}
+
+// NoEditor is the default UI.Editor of SSH sessions: it fails with a message
+// saying how to edit instead.
+var NoEditor = []string{"/bin/sh", "-c", `echo "netbootui: editing is not available over SSH; use 'netbootui node edit' on the head node" >&2; exit 1`, "no-editor"}
+
+// Server is an SSH server of consoles.
+type Server struct {
+	cfg    Config
+	keys   *AuthorizedKeys
+	signer gossh.Signer
+	srv    *ssh.Server
+	logger *slog.Logger
+
+	mu       sync.Mutex
+	ln       net.Listener
+	sessions int
+	// live maps each session being served to its caller and, once the
+	// console exists, the function releasing it. (A connection's context
+	// is shared by all its sessions, so it cannot hold these.)
+	live map[ssh.Session]*liveSession
+}
+
+type liveSession struct {
+	who     string
+	release func()
+}
+
+// New reads the authorized keys and the host key (creating it if missing).
+// It opens no socket: see Listen and Serve.
+func New(cfg Config) (*Server, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("sshconsole: Config.Backend is nil")
+	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = 16
+	}
+	if cfg.UI.Editor == nil {
+		cfg.UI.Editor = NoEditor
+	}
+	s := &Server{cfg: cfg, logger: cfg.Logger, live: map[ssh.Session]*liveSession{}}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	var err error
+	if s.keys, err = OpenAuthorizedKeys(cfg.AuthorizedKeys, s.logger); err != nil {
+		return nil, err
+	}
+	if s.signer, err = LoadOrCreateHostKey(cfg.HostKey); err != nil {
+		return nil, err
+	}
+	s.srv, err = wish.NewServer(
+		ssh.PublicKeyAuth(s.publicKey),
+		func(srv *ssh.Server) error {
+			srv.AddHostKey(s.signer)
+			srv.PasswordHandler = nil
+			srv.KeyboardInteractiveHandler = nil
+			return nil
+		},
+		wish.WithVersion("SSH-2.0-netbootui"),
+		wish.WithMiddleware(
+			bm.Middleware(s.console),
+			activeterm.Middleware(),
+			s.session,
+		),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("sshconsole: %w", err)
+	}
+	return s, nil
+}
+
+// HostKey returns the server's public host key.
+func (s *Server) HostKey() gossh.PublicKey { return s.signer.PublicKey() }
+
+// AuthorizedKeys returns the allow-list in force.
+func (s *Server) AuthorizedKeys() *AuthorizedKeys { return s.keys }
+
+// publicKey admits the keys in the authorized keys file.
+func (s *Server) publicKey(ctx ssh.Context, key ssh.PublicKey) bool {
+	_, ok := s.keys.Lookup(key)
+	if !ok {
+		s.logger.Info("ssh key refused", "user", ctx.User(), "remote", ctx.RemoteAddr().String(), "key", gossh.FingerprintSHA256(key))
+	}
+	return ok
+}
+
+// session is the outermost middleware: it names the caller from the key the
+// connection authenticated with (checked again against the file), bounds
+// the number of sessions, and releases the backend when the console ends.
+func (s *Server) session(next ssh.Handler) ssh.Handler {
+	return func(sess ssh.Session) {
+		ak, ok := s.keys.Lookup(sess.PublicKey())
+		if !ok {
+			wish.Fatalln(sess, "netbootui: key not authorized")
+			return
+		}
+		who := ak.Who()
+		ls := &liveSession{who: who}
+		s.mu.Lock()
+		full := s.sessions >= s.cfg.MaxSessions
+		if !full {
+			s.sessions++
+			s.live[sess] = ls
+		}
+		s.mu.Unlock()
+		if full {
+			s.logger.Warn("ssh console refused: too many sessions", "who", who, "max", s.cfg.MaxSessions)
+			wish.Fatalln(sess, "netbootui: too many console sessions")
+			return
+		}
+		start := time.Now()
+		s.logger.Info("ssh console opened", "who", who, "user", sess.User(), "remote", sess.RemoteAddr().String())
+		next(sess)
+		s.mu.Lock()
+		s.sessions--
+		delete(s.live, sess)
+		release := ls.release
+		s.mu.Unlock()
+		if release != nil {
+			release()
+		}
+		s.logger.Info("ssh console closed", "who", who, "remote", sess.RemoteAddr().String(), "duration", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// console makes the session's console (the pty was checked by activeterm).
+func (s *Server) console(sess ssh.Session) (tea.Model, []tea.ProgramOption) {
+	s.mu.Lock()
+	ls := s.live[sess]
+	s.mu.Unlock()
+	if ls == nil {
+		return nil, nil
+	}
+	be, release := s.cfg.Backend(ls.who)
+	m := ui.New(be, s.cfg.UI)
+	s.mu.Lock()
+	ls.release = func() {
+		m.Close()
+		if release != nil {
+			release()
+		}
+	}
+	s.mu.Unlock()
+	return m, nil
+}
+
+// Listen binds addr ("host:port", port 0 picks one).
+func (s *Server) Listen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("ssh console: listen %s: %w", addr, err)
+	}
+	s.mu.Lock()
+	s.ln = ln
+	s.mu.Unlock()
+	return nil
+}
+
+// Addr is the listening address (nil before Listen).
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Serve accepts connections on the listener opened by Listen until Close;
+// then it returns nil.
+func (s *Server) Serve() error {
+	s.mu.Lock()
+	ln := s.ln
+	s.mu.Unlock()
+	if ln == nil {
+		return errors.New("ssh console: Serve before Listen")
+	}
+	err := s.srv.Serve(ln)
+	if errors.Is(err, ssh.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close stops listening and ends every session.
+func (s *Server) Close() error {
+	err := s.srv.Close()
+	if errors.Is(err, ssh.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops listening and waits for sessions to end until ctx is done,
+// then closes them.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	if err != nil && !errors.Is(err, ssh.ErrServerClosed) {
+		s.srv.Close()
+	}
+	return nil
+}

@@ -1,0 +1,399 @@
+package sshconsole
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/charmbracelet/x/ansi"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/ui"
+)
+
+const inventory = `images:
+  img: {}
+groups:
+  g: {image: img}
+nodes:
+  - name: n[1-2]
+    group: g
+    nics: [{mac: "52:54:00:aa:00:01"}]
+  - name: solo
+    group: g
+    nics: [{mac: "52:54:00:bb:00:01"}]
+`
+
+// startDaemon runs a real daemon and its API; with a socket path, the API is
+// served on a unix socket too (to check that socket callers keep their own
+// identity; the caller must make a request on it, since api.Server.Close
+// races with a Serve that has not started yet).
+func startDaemon(t *testing.T, withSocket bool) (*daemon.Daemon, *api.Server, string) {
+	t.Helper()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "nodes.yaml"), []byte(inventory), 0o644)
+	d, err := daemon.New(daemon.Config{InventoryPath: filepath.Join(dir, "nodes.yaml"), DataDir: filepath.Join(dir, "data"),
+		HTTPListen: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	srv := &api.Server{D: d}
+	if !withSocket {
+		t.Cleanup(func() { cancel(); <-done })
+		return d, srv, ""
+	}
+	sock := filepath.Join(dir, "api.sock")
+	ln, err := api.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close(); cancel(); <-done })
+	return d, srv, sock
+}
+
+// syncBuf collects a session's output.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) text() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return ansi.Strip(s.b.String())
+}
+
+// waitFor waits until the stripped output holds every string in want.
+func (s *syncBuf) waitFor(t *testing.T, what string, want ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		txt := s.text()
+		ok := true
+		for _, w := range want {
+			ok = ok && strings.Contains(txt, w)
+		}
+		if ok {
+			return txt
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %q not seen in:\n%s", what, want, txt)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type fixture struct {
+	srv      *Server
+	addr     string
+	keysPath string
+	hostKey  string
+	logs     *syncBuf
+	mu       sync.Mutex
+	backends map[string]*api.Client // by caller
+}
+
+func (f *fixture) backend(who string) *api.Client {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.backends[who]
+}
+
+// startSSH serves consoles over the daemon's in-process API on 127.0.0.1.
+func startSSH(t *testing.T, apiSrv *api.Server, keysPath, hostKey string) *fixture {
+	t.Helper()
+	f := &fixture{keysPath: keysPath, hostKey: hostKey, logs: &syncBuf{}, backends: map[string]*api.Client{}}
+	srv, err := New(Config{
+		AuthorizedKeys: keysPath,
+		HostKey:        hostKey,
+		Logger:         slog.New(slog.NewTextHandler(f.logs, nil)),
+		UI:             ui.Options{Dark: true},
+		Backend: func(who string) (ui.Backend, func()) {
+			c, stop := apiSrv.InProcessClient(who)
+			f.mu.Lock()
+			f.backends[who] = c
+			f.mu.Unlock()
+			return c, stop
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve() }()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	f.srv, f.addr = srv, srv.Addr().String()
+	return f
+}
+
+func dial(addr string, hostKey gossh.PublicKey, auth ...gossh.AuthMethod) (*gossh.Client, error) {
+	return gossh.Dial("tcp", addr, &gossh.ClientConfig{
+		User:            "admin",
+		Auth:            auth,
+		HostKeyCallback: gossh.FixedHostKey(hostKey),
+		Timeout:         10 * time.Second,
+	})
+}
+
+func writeKeys(t *testing.T, path string, lines ...string) {
+	t.Helper()
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConsoleOverSSH(t *testing.T) {
+	d, apiSrv, sock := startDaemon(t, true)
+	dir := t.TempDir()
+	alice, aliceLine := newKey(t)
+	keysPath := filepath.Join(dir, "authorized_keys")
+	writeKeys(t, keysPath, "# console admins", aliceLine+" alice@laptop")
+	f := startSSH(t, apiSrv, keysPath, filepath.Join(dir, "data", HostKeyFile))
+
+	c, err := dial(f.addr, f.srv.HostKey(), gossh.PublicKeys(alice))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	out := &syncBuf{}
+	sess.Stdout = out
+	stdin, err := sess.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.RequestPty("xterm-256color", 24, 80, gossh.TerminalModes{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Shell(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The nodes view at 80x24: ASSIGNED is among the columns dropped.
+	screen := out.waitFor(t, "first screen", "netbootui nodes", "3 nodes", "NAME", "STAGE", "solo")
+	if strings.Contains(screen, "ASSIGNED") {
+		t.Fatalf("ASSIGNED column at 80 columns:\n%s", screen)
+	}
+	// A window change to 120x40 brings it in.
+	if err := sess.WindowChange(40, 120); err != nil {
+		t.Fatal(err)
+	}
+	out.waitFor(t, "after window change", "ASSIGNED")
+
+	// The session's caller is the key's fingerprint and comment.
+	fp := gossh.FingerprintSHA256(alice.PublicKey())
+	who := "ssh " + fp + " (alice@laptop)"
+	f.logs.waitFor(t, "login log", "ssh console opened", fp)
+	be := f.backend(who)
+	if be == nil {
+		t.Fatalf("no backend made for %q (logs:\n%s)", who, f.logs.text())
+	}
+	// An edit made by this console's backend is audited under the key...
+	ctx := context.Background()
+	if _, err := be.EditNode(ctx, "solo", daemon.Edit{Set: map[string]any{"kernel_args": "console=ttyS0"}}); err != nil {
+		t.Fatal(err)
+	}
+	// ...while a unix-socket client keeps its own (SO_PEERCRED) identity.
+	sockClient := api.NewClient(sock)
+	if _, err := sockClient.EditNode(ctx, "solo", daemon.Edit{Set: map[string]any{"kernel_args": "quiet"}}); err != nil {
+		t.Fatal(err)
+	}
+	entries := d.Audit(0)
+	var sshEntry, sockEntry string
+	for _, e := range entries {
+		if e.Action == "edit node solo" {
+			if strings.HasPrefix(e.Who, "ssh ") {
+				sshEntry = e.Who
+			} else {
+				sockEntry = e.Who
+			}
+		}
+	}
+	if sshEntry != who {
+		t.Fatalf("audit entry of the SSH console's edit names %q, want %q (all: %+v)", sshEntry, who, entries)
+	}
+	if sockEntry == "" || strings.Contains(sockEntry, "SHA256") || !strings.Contains(sockEntry, "uid ") {
+		t.Fatalf("unix-socket edit audited as %q (all: %+v)", sockEntry, entries)
+	}
+
+	// q quits the console and ends the session.
+	if _, err := stdin.Write([]byte("q")); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- sess.Wait() }()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatalf("session ended with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("session still open 10s after q")
+	}
+	f.logs.waitFor(t, "logout log", "ssh console closed")
+}
+
+func TestRefusals(t *testing.T) {
+	_, apiSrv, _ := startDaemon(t, false)
+	dir := t.TempDir()
+	alice, aliceLine := newKey(t)
+	bob, bobLine := newKey(t)
+	keysPath := filepath.Join(dir, "authorized_keys")
+	writeKeys(t, keysPath, aliceLine+" alice")
+	f := startSSH(t, apiSrv, keysPath, filepath.Join(dir, HostKeyFile))
+	hk := f.srv.HostKey()
+
+	login := func(auth ...gossh.AuthMethod) error {
+		c, err := dial(f.addr, hk, auth...)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	for _, tc := range []struct {
+		name string
+		auth []gossh.AuthMethod
+		ok   bool
+	}{
+		{"authorized key", []gossh.AuthMethod{gossh.PublicKeys(alice)}, true},
+		{"password", []gossh.AuthMethod{gossh.Password("secret")}, false},
+		{"keyboard-interactive", []gossh.AuthMethod{gossh.KeyboardInteractive(func(string, string, []string, []bool) ([]string, error) {
+			return []string{"secret"}, nil
+		})}, false},
+		{"no auth", nil, false},
+		{"unknown key", []gossh.AuthMethod{gossh.PublicKeys(bob)}, false},
+		{"unknown key then password", []gossh.AuthMethod{gossh.PublicKeys(bob), gossh.Password("secret")}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := login(tc.auth...)
+			if tc.ok && err != nil {
+				t.Fatal(err)
+			}
+			if !tc.ok && (err == nil || !strings.Contains(err.Error(), "unable to authenticate")) {
+				t.Fatalf("login: %v, want refused", err)
+			}
+		})
+	}
+	// The server offers public keys and nothing else.
+	c, err := dial(f.addr, hk, gossh.KeyboardInteractive(func(string, string, []string, []bool) ([]string, error) { return nil, nil }))
+	if err == nil {
+		c.Close()
+		t.Fatal("keyboard-interactive login accepted")
+	}
+	if msg := err.Error(); !strings.Contains(msg, "no supported methods remain") {
+		t.Fatalf("refusal: %v", err)
+	}
+
+	// The file is read again when it changes: bob is added...
+	writeKeys(t, keysPath, aliceLine+" alice", bobLine+" bob")
+	if err := login(gossh.PublicKeys(bob)); err != nil {
+		t.Fatalf("bob after being added: %v", err)
+	}
+	// ...a broken file changes nothing and is logged with its position...
+	writeKeys(t, keysPath, aliceLine+" alice", "ssh-ed25519 nonsense")
+	if err := login(gossh.PublicKeys(bob)); err != nil {
+		t.Fatalf("bob after a broken edit: %v", err)
+	}
+	f.logs.waitFor(t, "reload error", "authorized keys not reloaded", keysPath+":2:1: not a public key")
+	// ...and removing bob refuses him.
+	writeKeys(t, keysPath, aliceLine+" alice")
+	if err := login(gossh.PublicKeys(bob)); err == nil {
+		t.Fatal("bob still admitted after removal")
+	}
+	if err := login(gossh.PublicKeys(alice)); err != nil {
+		t.Fatal(err)
+	}
+
+	// A session without a pty gets no console.
+	c, err = dial(f.addr, hk, gossh.PublicKeys(alice))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf syncBuf
+	sess.Stdout, sess.Stderr = &buf, &buf
+	err = sess.Run("")
+	var exit *gossh.ExitError
+	if err == nil || !asExit(err, &exit) || exit.ExitStatus() != 1 || !strings.Contains(buf.text(), "PTY") {
+		t.Fatalf("session without pty: %v, output %q", err, buf.text())
+	}
+}
+
+func asExit(err error, target **gossh.ExitError) bool {
+	e, ok := err.(*gossh.ExitError)
+	if ok {
+		*target = e
+	}
+	return ok
+}
+
+func TestHostKeyPersistsAcrossRestarts(t *testing.T) {
+	_, apiSrv, _ := startDaemon(t, false)
+	dir := t.TempDir()
+	alice, aliceLine := newKey(t)
+	keysPath := filepath.Join(dir, "authorized_keys")
+	writeKeys(t, keysPath, aliceLine)
+	hostKey := filepath.Join(dir, "data", HostKeyFile)
+
+	seen := func() string {
+		f := startSSH(t, apiSrv, keysPath, hostKey)
+		var got gossh.PublicKey
+		c, err := gossh.Dial("tcp", f.addr, &gossh.ClientConfig{
+			User: "admin", Auth: []gossh.AuthMethod{gossh.PublicKeys(alice)}, Timeout: 10 * time.Second,
+			HostKeyCallback: func(_ string, _ net.Addr, k gossh.PublicKey) error { got = k; return nil },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		f.srv.Close()
+		return gossh.FingerprintSHA256(got)
+	}
+	first := seen()
+	second := seen()
+	if first != second || !strings.HasPrefix(first, "SHA256:") {
+		t.Fatalf("host key fingerprint %s, then %s after a restart", first, second)
+	}
+	if st, err := os.Stat(hostKey); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("host key file %v %v", st, err)
+	}
+}
