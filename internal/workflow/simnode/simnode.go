@@ -1,11 +1,21 @@
-// Package simnode is a simulated network-boot node for tests: an in-process
-// BMC (go-ipmi's pkg/server on a loopback UDP port) whose chassis power-on
-// and power-cycle start a firmware goroutine that really boots from a
-// netbootui daemon over HTTP. The firmware honours the BMC's boot flags like
-// a BIOS: with "PXE, next boot only" set it clears the flags and fetches
-// /boot/<mac>.ipxe, then the kernel, initrd and rootfs URLs the script names,
-// and posts a check-in with the token and generation from the script's kernel
-// command line; without them it "boots from disk" and fetches nothing.
+// Package simnode is a simulated network-boot node for tests, the demo and
+// the boot-storm bench: an in-process BMC (go-ipmi's pkg/server on a
+// loopback UDP port) whose chassis power-on and power-cycle start a firmware
+// goroutine that really boots from a netbootui daemon. The firmware honours
+// the BMC's boot flags like a BIOS: with "PXE, next boot only" set (or with
+// PXEFirst, a boot order that starts with the NIC) it fetches its bootloader
+// over TFTP when a TFTP server is given (undionly.kpxe, ipxe.efi, pxelinux.0
+// or syslinux.efi), then either the iPXE script /boot/<mac>.ipxe over HTTP or
+// the pxelinux config pxelinux.cfg/01-<mac> over TFTP, then the kernel and
+// initrd (HTTP for iPXE, TFTP for pxelinux) and the root filesystem over
+// HTTP, and posts a check-in with the token and generation from the kernel
+// command line; later check-ins report an overlay that grows over time.
+// Without PXE it "boots from disk" and fetches nothing. Powering off stops
+// whatever the node was doing.
+//
+// Each node may speak from its own loopback address (SourceIP, e.g.
+// 127.1.0.7), so that the daemon can tell nodes apart by client address as
+// it does on a real network.
 package simnode
 
 import (
@@ -16,6 +26,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -37,11 +48,34 @@ type Options struct {
 	Password string // BMC password; required
 	// BaseURL is the daemon's boot HTTP server, "http://127.0.0.1:PORT".
 	BaseURL string
-	// StopAfter makes the firmware hang after fetching that file: "script",
-	// "kernel", "initrd" or "rootfs" ("" boots all the way and checks in).
+	// TFTPAddr is the daemon's TFTP server ("127.0.0.1:PORT"). When set the
+	// firmware first fetches its bootloader (NBP) over TFTP, and pxelinux
+	// nodes fetch their config, kernel and initrd over TFTP too.
+	TFTPAddr string
+	// Loader is "ipxe" (default) or "pxelinux"; UEFI selects the UEFI
+	// bootloader (ipxe.efi or syslinux.efi instead of undionly.kpxe or
+	// pxelinux.0).
+	Loader string
+	UEFI   bool
+	// SourceIP is the loopback address the node speaks from (BMC, TFTP and
+	// HTTP); the zero value means 127.0.0.1.
+	SourceIP netip.Addr
+	// PXEFirst boots from the network on every power-on, as a node whose
+	// boot order starts with its NIC; otherwise only when the BMC's boot
+	// flags ask for PXE.
+	PXEFirst bool
+	// StopAfter makes the firmware hang after that step: "nbp", "script"
+	// (the iPXE script or pxelinux config), "kernel", "initrd" or "rootfs"
+	// ("" boots all the way and checks in). The hang lasts until the next
+	// power event.
 	StopAfter string
-	// OverlayBytes is what the check-in reports as written to the overlay.
-	OverlayBytes int64
+	// OverlayBytes is what the first check-in reports as written to the
+	// overlay; every later check-in adds OverlayGrowth.
+	OverlayBytes  int64
+	OverlayGrowth int64
+	// CheckinEvery, when positive, makes the running OS check in again at
+	// that interval until the node is powered off or rebooted.
+	CheckinEvery time.Duration
 	// POST is how long the firmware takes from power-on to its first
 	// request (default 100 ms; real machines take seconds).
 	POST time.Duration
@@ -58,17 +92,27 @@ type Node struct {
 	srvDone chan struct{}
 	srv     *server.Server
 	pc      net.PacketConn
+	client  *http.Client
 
 	mu        sync.Mutex
 	boots     int   // network boots started
 	diskBoots int   // power-ons without PXE flags
-	checkins  int   // successful check-ins
+	checkins  int   // boots that ended with a successful check-in
+	reports   int   // successful check-ins, first and periodic
 	lastErr   error // last firmware error
 	fetched   []string
+	steps     []StepTime // timings of the current (or last) boot
 }
 
-// chassis is go-ipmi's in-memory chassis with power-on and power-cycle
-// starting the firmware.
+// StepTime is how long one step of a boot took.
+type StepTime struct {
+	Step string        // nbp, script, kernel, initrd, rootfs, checkin
+	Took time.Duration // from the request to the last byte
+	Size int64         // bytes received
+}
+
+// chassis is go-ipmi's in-memory chassis with every power change waking the
+// firmware.
 type chassis struct {
 	*mock.Chassis
 	n *Node
@@ -78,9 +122,7 @@ func (c *chassis) SetPower(ctx context.Context, on bool) error {
 	if err := c.Chassis.SetPower(ctx, on); err != nil {
 		return err
 	}
-	if on {
-		c.n.powerOn()
-	}
+	c.n.wake()
 	return nil
 }
 
@@ -88,7 +130,11 @@ func (c *chassis) PowerCycle(ctx context.Context) error {
 	if err := c.Chassis.PowerCycle(ctx); err != nil {
 		return err
 	}
-	c.n.powerOn()
+	// A cycle or reset leaves the machine running, whatever it was.
+	if err := c.Chassis.SetPower(ctx, true); err != nil {
+		return err
+	}
+	c.n.wake()
 	return nil
 }
 
@@ -96,7 +142,19 @@ func (c *chassis) ColdReset(ctx context.Context) error {
 	if err := c.Chassis.ColdReset(ctx); err != nil {
 		return err
 	}
-	c.n.powerOn()
+	// A cycle or reset leaves the machine running, whatever it was.
+	if err := c.Chassis.SetPower(ctx, true); err != nil {
+		return err
+	}
+	c.n.wake()
+	return nil
+}
+
+func (c *chassis) WarmReset(ctx context.Context) error {
+	if err := c.Chassis.WarmReset(ctx); err != nil {
+		return err
+	}
+	c.n.wake()
 	return nil
 }
 
@@ -107,8 +165,8 @@ type halWithChassis struct {
 
 func (h *halWithChassis) Chassis() hal.ChassisHAL { return h.ch }
 
-// Start runs the node's BMC on 127.0.0.1 and its firmware goroutine. The
-// chassis starts powered off. Close stops both.
+// Start runs the node's BMC on its source address and its firmware
+// goroutine. The chassis starts powered off. Close stops both.
 func Start(opts Options) (*Node, error) {
 	if opts.Password == "" || opts.MAC == "" || opts.BaseURL == "" {
 		return nil, errors.New("simnode: MAC, Password and BaseURL are required")
@@ -118,6 +176,22 @@ func Start(opts Options) (*Node, error) {
 	}
 	if opts.POST <= 0 {
 		opts.POST = 100 * time.Millisecond
+	}
+	switch opts.Loader {
+	case "":
+		opts.Loader = "ipxe"
+	case "ipxe", "pxelinux":
+	default:
+		return nil, fmt.Errorf("simnode %s: loader %q: want ipxe or pxelinux", opts.MAC, opts.Loader)
+	}
+	if opts.Loader == "pxelinux" && opts.TFTPAddr == "" {
+		return nil, fmt.Errorf("simnode %s: a pxelinux node needs TFTPAddr", opts.MAC)
+	}
+	if !opts.SourceIP.IsValid() {
+		opts.SourceIP = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	if !opts.SourceIP.IsLoopback() {
+		return nil, fmt.Errorf("simnode %s: source address %s is not a loopback address", opts.MAC, opts.SourceIP)
 	}
 	h := mock.New()
 	mc := h.Chassis().(*mock.Chassis)
@@ -132,12 +206,15 @@ func Start(opts Options) (*Node, error) {
 	u.SetPassword([]byte(opts.Password))
 	u.Enabled = true
 	u.ChannelAccess[1] = bmc.UserChannelAccess{MaxPrivilege: bmc.PrivilegeLevelAdministrator, Enabled: true}
-	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: opts.SourceIP.AsSlice()})
 	if err != nil {
-		return nil, fmt.Errorf("simnode: %w", err)
+		return nil, fmt.Errorf("simnode %s: BMC on %s: %w", opts.MAC, opts.SourceIP, err)
 	}
 	n.pc = pc
 	n.port = pc.LocalAddr().(*net.UDPAddr).Port
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: opts.SourceIP.AsSlice()}, Timeout: 10 * time.Second}
+	n.client = &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 2,
+		IdleConnTimeout: 30 * time.Second, ResponseHeaderTimeout: 30 * time.Second}}
 	n.srv = server.NewServer(b, udp.Wrap(pc))
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
@@ -146,8 +223,11 @@ func Start(opts Options) (*Node, error) {
 	return n, nil
 }
 
-// Port is the BMC's UDP port on 127.0.0.1.
+// Port is the BMC's UDP port on the node's source address.
 func (n *Node) Port() int { return n.port }
+
+// Addr is the node's source address (its BMC's and its NIC's).
+func (n *Node) Addr() netip.Addr { return n.opts.SourceIP }
 
 // Close stops the BMC and the firmware.
 func (n *Node) Close() {
@@ -156,15 +236,19 @@ func (n *Node) Close() {
 	_ = n.pc.Close()
 	<-n.srvDone
 	<-n.done
+	n.client.CloseIdleConnections()
 }
 
 // Stats says what the firmware did.
 type Stats struct {
 	NetBoots, DiskBoots, Checkins int
-	Fetched                       []string // URL paths fetched, in order
-	LastError                     error
-	Power                         bool
-	BootFlagsPXE                  bool // PXE flags still pending (not consumed by a boot)
+	// Reports counts every successful check-in, periodic ones included.
+	Reports      int
+	Fetched      []string // URL paths and TFTP names fetched, in order
+	LastError    error
+	Power        bool
+	BootFlagsPXE bool       // PXE flags still pending (not consumed by a boot)
+	Steps        []StepTime // the steps of the current or last boot, in order
 }
 
 // Stats returns what the node did so far.
@@ -173,23 +257,24 @@ func (n *Node) Stats() Stats {
 	f, _ := n.chassis.GetBootFlags(context.Background())
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return Stats{NetBoots: n.boots, DiskBoots: n.diskBoots, Checkins: n.checkins, LastError: n.lastErr,
-		Fetched: append([]string(nil), n.fetched...), Power: on, BootFlagsPXE: pxeFlags(f)}
+	return Stats{NetBoots: n.boots, DiskBoots: n.diskBoots, Checkins: n.checkins, Reports: n.reports, LastError: n.lastErr,
+		Fetched: append([]string(nil), n.fetched...), Power: on, BootFlagsPXE: pxeFlags(f),
+		Steps: append([]StepTime(nil), n.steps...)}
 }
 
 func pxeFlags(f *types.BootOptionParam_BootFlags) bool {
 	return f != nil && f.BootFlagsValid && f.BootDeviceSelector == types.BootDeviceSelectorForcePXE
 }
 
-func (n *Node) powerOn() {
+func (n *Node) wake() {
 	select {
 	case n.trigger <- struct{}{}:
 	default:
 	}
 }
 
-// firmware boots the node each time the chassis is powered on or cycled; a
-// new power event abandons the boot under way.
+// firmware follows the chassis: every power change abandons what the node
+// was doing; a chassis that is on then boots (from the network or "disk").
 func (n *Node) firmware(ctx context.Context) {
 	defer close(n.done)
 	var cancelBoot context.CancelFunc = func() {}
@@ -203,35 +288,39 @@ func (n *Node) firmware(ctx context.Context) {
 		}
 		cancelBoot()
 		wg.Wait()
+		if on, _ := n.chassis.PowerState(ctx); !on {
+			continue
+		}
 		bctx, c := context.WithCancel(ctx)
 		cancelBoot = c
 		f, _ := n.chassis.GetBootFlags(ctx)
-		if !pxeFlags(f) {
+		if pxeFlags(f) && !f.Persist { // next boot only: the BIOS clears the flags
+			cl := *f
+			cl.BootFlagsValid = false
+			_ = n.chassis.SetBootFlags(ctx, &cl)
+		} else if !pxeFlags(f) && !n.opts.PXEFirst {
 			n.mu.Lock()
 			n.diskBoots++
 			n.mu.Unlock()
 			continue
 		}
-		if !f.Persist { // next boot only: the BIOS clears the flags
-			cl := *f
-			cl.BootFlagsValid = false
-			_ = n.chassis.SetBootFlags(ctx, &cl)
-		}
 		n.mu.Lock()
 		n.boots++
+		n.steps = nil
 		n.mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			err := n.netboot(bctx)
-			n.mu.Lock()
-			defer n.mu.Unlock()
 			switch {
 			case err == nil:
-				n.checkins++
-			case errors.Is(err, errStopped), bctx.Err() != nil:
+			case errors.Is(err, errStopped):
+				<-bctx.Done() // hang until the next power event
+			case bctx.Err() != nil:
 			default:
+				n.mu.Lock()
 				n.lastErr = err
+				n.mu.Unlock()
 			}
 		}()
 	}
@@ -239,93 +328,223 @@ func (n *Node) firmware(ctx context.Context) {
 
 var errStopped = errors.New("simnode: stopped as told")
 
-// netboot is one PXE boot: script, kernel, initrd, rootfs, check-in.
+// nbpName is the bootloader the node's DHCP answer would name.
+func (n *Node) nbpName() string {
+	switch {
+	case n.opts.Loader == "pxelinux" && n.opts.UEFI:
+		return "syslinux.efi"
+	case n.opts.Loader == "pxelinux":
+		return "pxelinux.0"
+	case n.opts.UEFI:
+		return "ipxe.efi"
+	}
+	return "undionly.kpxe"
+}
+
+// step runs one fetch, records its timing and stops the boot when the node
+// is told to hang after it.
+func (n *Node) step(name string, fetch func() (int64, error)) error {
+	start := time.Now()
+	size, err := fetch()
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.steps = append(n.steps, StepTime{Step: name, Took: time.Since(start), Size: size})
+	n.mu.Unlock()
+	if n.opts.StopAfter == name {
+		return errStopped
+	}
+	return nil
+}
+
+// netboot is one PXE boot: bootloader, script or config, kernel, initrd,
+// rootfs, check-in, then periodic check-ins.
 func (n *Node) netboot(ctx context.Context) error {
 	select {
 	case <-time.After(n.opts.POST):
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	script, err := n.get(ctx, n.opts.BaseURL+"/boot/"+n.opts.MAC+".ipxe")
-	if err != nil {
-		return err
-	}
-	if n.opts.StopAfter == "script" {
-		return errStopped
-	}
-	b, err := ParseIPXE(script)
-	if err != nil {
-		return err
-	}
-	for _, f := range []struct{ name, url string }{{"kernel", b.Kernel}, {"initrd", b.Initrd}, {"rootfs", b.Args["root"]}} {
-		u := strings.TrimPrefix(f.url, "live:")
-		if u == "" {
-			return fmt.Errorf("simnode: the script names no %s", f.name)
-		}
-		if _, err := n.get(ctx, u); err != nil {
+	if n.opts.TFTPAddr != "" {
+		if err := n.step("nbp", func() (int64, error) { return n.tftp(ctx, n.nbpName(), nil) }); err != nil {
 			return err
 		}
-		if n.opts.StopAfter == f.name {
-			return errStopped
+	}
+	var b Boot
+	if n.opts.Loader == "pxelinux" {
+		var cfg strings.Builder
+		name := "pxelinux.cfg/01-" + strings.ReplaceAll(strings.ToLower(n.opts.MAC), ":", "-")
+		if err := n.step("script", func() (int64, error) { return n.tftp(ctx, name, &cfg) }); err != nil {
+			return err
+		}
+		var err error
+		if b, err = ParsePxelinux(cfg.String()); err != nil {
+			return fmt.Errorf("simnode %s: %s: %w", n.opts.MAC, name, err)
+		}
+		for _, f := range []struct{ name, path string }{{"kernel", b.Kernel}, {"initrd", b.Initrd}} {
+			if f.path == "" {
+				return fmt.Errorf("simnode %s: the pxelinux config names no %s", n.opts.MAC, f.name)
+			}
+			if err := n.step(f.name, func() (int64, error) { return n.tftp(ctx, f.path, nil) }); err != nil {
+				return err
+			}
+		}
+	} else {
+		var script strings.Builder
+		if err := n.step("script", func() (int64, error) {
+			return n.get(ctx, n.opts.BaseURL+"/boot/"+n.opts.MAC+".ipxe", &script)
+		}); err != nil {
+			return err
+		}
+		var err error
+		if b, err = ParseIPXE(script.String()); err != nil {
+			return fmt.Errorf("simnode %s: %w", n.opts.MAC, err)
+		}
+		for _, f := range []struct{ name, url string }{{"kernel", b.Kernel}, {"initrd", b.Initrd}} {
+			if f.url == "" {
+				return fmt.Errorf("simnode %s: the script names no %s", n.opts.MAC, f.name)
+			}
+			if err := n.step(f.name, func() (int64, error) { return n.get(ctx, f.url, nil) }); err != nil {
+				return err
+			}
 		}
 	}
-	form := url.Values{
-		"node":          {b.Args["netbootui.node"]},
-		"token":         {b.Args["netbootui.token"]},
-		"generation":    {b.Args["netbootui.gen"]},
-		"uptime":        {"3"},
-		"overlay_bytes": {strconv.FormatInt(n.opts.OverlayBytes, 10)},
+	root := strings.TrimPrefix(b.Args["root"], "live:")
+	if root == "" {
+		return fmt.Errorf("simnode %s: the kernel command line names no root=live:URL", n.opts.MAC)
+	}
+	if err := n.step("rootfs", func() (int64, error) { return n.get(ctx, root, nil) }); err != nil {
+		return err
 	}
 	checkin := b.Args["netbootui.checkin"]
 	if checkin == "" {
 		return errors.New("simnode: the kernel command line names no netbootui.checkin")
+	}
+	booted := time.Now()
+	overlay := n.opts.OverlayBytes
+	if err := n.step("checkin", func() (int64, error) { return 0, n.checkin(ctx, b, checkin, 3, overlay) }); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.checkins++
+	n.mu.Unlock()
+	if n.opts.CheckinEvery <= 0 {
+		return nil
+	}
+	t := time.NewTicker(n.opts.CheckinEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		overlay += n.opts.OverlayGrowth
+		// A missed periodic check-in is what a busy node does; the next
+		// one tries again.
+		_ = n.checkin(ctx, b, checkin, 3+int64(time.Since(booted).Seconds()), overlay)
+	}
+}
+
+// checkin posts one report of the running OS.
+func (n *Node) checkin(ctx context.Context, b Boot, checkin string, uptime, overlay int64) error {
+	form := url.Values{
+		"node":          {b.Args["netbootui.node"]},
+		"token":         {b.Args["netbootui.token"]},
+		"generation":    {b.Args["netbootui.gen"]},
+		"uptime":        {strconv.FormatInt(uptime, 10)},
+		"overlay_bytes": {strconv.FormatInt(overlay, 10)},
 	}
 	req, err := http.NewRequestWithContext(ctx, "POST", checkin, strings.NewReader(form.Encode()))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := n.client.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("simnode: check-in: %s", resp.Status)
+		return fmt.Errorf("simnode %s: check-in: %s", n.opts.MAC, resp.Status)
 	}
+	n.mu.Lock()
+	n.reports++
+	n.mu.Unlock()
 	return nil
 }
 
-func (n *Node) get(ctx context.Context, u string) (string, error) {
+// get fetches u, keeping the body in keep when it is not nil (up to 1 MiB)
+// and discarding it otherwise; it returns the bytes received.
+func (n *Node) get(ctx context.Context, u string, keep *strings.Builder) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
 	if err != nil {
-		return "", err
+		return 0, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := n.client.Do(req)
 	if err != nil {
-		return "", err
+		return 0, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	var w io.Writer = io.Discard
+	if keep != nil {
+		w = keep
+	}
+	size, err := io.Copy(w, io.LimitReader(resp.Body, 1<<30))
 	if err != nil {
-		return "", err
+		return size, fmt.Errorf("simnode %s: GET %s: %w", n.opts.MAC, u, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("simnode: GET %s: %s", u, resp.Status)
+		return size, fmt.Errorf("simnode %s: GET %s: %s", n.opts.MAC, u, resp.Status)
+	}
+	if resp.ContentLength >= 0 && size != resp.ContentLength {
+		return size, fmt.Errorf("simnode %s: GET %s: %d of %d bytes", n.opts.MAC, u, size, resp.ContentLength)
 	}
 	if pu, err := url.Parse(u); err == nil {
-		n.mu.Lock()
-		n.fetched = append(n.fetched, pu.Path)
-		n.mu.Unlock()
+		n.record(pu.Path)
 	}
-	return string(body), nil
+	return size, nil
 }
 
-// Boot is what an iPXE script asks for.
+func (n *Node) record(what string) {
+	n.mu.Lock()
+	n.fetched = append(n.fetched, what)
+	n.mu.Unlock()
+}
+
+// tftp fetches name from the daemon's TFTP server.
+func (n *Node) tftp(ctx context.Context, name string, keep *strings.Builder) (int64, error) {
+	var w io.Writer = io.Discard
+	if keep != nil {
+		w = &limitedWriter{w: keep, left: 1 << 20}
+	}
+	size, err := TFTPGet(ctx, n.opts.SourceIP, n.opts.TFTPAddr, name, w)
+	if err != nil {
+		return size, fmt.Errorf("simnode %s: %w", n.opts.MAC, err)
+	}
+	n.record("tftp:" + name)
+	return size, nil
+}
+
+type limitedWriter struct {
+	w    io.Writer
+	left int64
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > l.left {
+		return 0, errors.New("file too large to keep")
+	}
+	l.left -= int64(len(p))
+	return l.w.Write(p)
+}
+
+// Boot is what an iPXE script or a pxelinux config asks for.
 type Boot struct {
-	Kernel string            // URL of the kernel
-	Initrd string            // URL of the initrd
+	Kernel string            // URL (iPXE) or TFTP path (pxelinux) of the kernel
+	Initrd string            // URL or TFTP path of the initrd
 	Args   map[string]string // kernel command line key=value words (words without = map to "")
 }
 
@@ -367,9 +586,85 @@ func ParseIPXE(script string) (Boot, error) {
 			b.Args[k] = v
 		}
 	}
+	if err := sc.Err(); err != nil {
+		return b, fmt.Errorf("ipxe script line %d: %w", line+1, err)
+	}
 	if b.Kernel == "" {
 		return b, errors.New("ipxe script: no kernel line")
 	}
+	return b, nil
+}
+
+// ParsePxelinux reads the entry a pxelinux config boots: the DEFAULT label's
+// KERNEL, INITRD (the first of a comma list) and APPEND lines (keywords in
+// any case; an initrd= word in APPEND counts as INITRD). A config without a
+// kernel (netbootui's "no generation, retry" config) is an error naming it.
+func ParsePxelinux(cfg string) (Boot, error) {
+	type label struct{ kernel, initrd, appendLine string }
+	labels := map[string]*label{}
+	var cur *label
+	def := ""
+	first := ""
+	sc := bufio.NewScanner(strings.NewReader(cfg))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		kw, rest, _ := strings.Cut(text, " ")
+		rest = strings.TrimSpace(rest)
+		switch strings.ToUpper(kw) {
+		case "DEFAULT":
+			def = rest
+		case "LABEL":
+			if rest == "" {
+				return Boot{}, fmt.Errorf("pxelinux config line %d: LABEL without a name", line)
+			}
+			cur = &label{}
+			labels[rest] = cur
+			if first == "" {
+				first = rest
+			}
+		case "KERNEL", "LINUX":
+			if cur == nil {
+				return Boot{}, fmt.Errorf("pxelinux config line %d: %s outside a LABEL", line, kw)
+			}
+			cur.kernel = rest
+		case "INITRD":
+			if cur == nil {
+				return Boot{}, fmt.Errorf("pxelinux config line %d: %s outside a LABEL", line, kw)
+			}
+			cur.initrd = rest
+		case "APPEND":
+			if cur == nil {
+				return Boot{}, fmt.Errorf("pxelinux config line %d: %s outside a LABEL", line, kw)
+			}
+			cur.appendLine = rest
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return Boot{}, fmt.Errorf("pxelinux config line %d: %w", line+1, err)
+	}
+	if def == "" {
+		def = first
+	}
+	l := labels[def]
+	if l == nil || l.kernel == "" {
+		return Boot{}, fmt.Errorf("pxelinux config: label %q boots no kernel", def)
+	}
+	b := Boot{Kernel: l.kernel, Args: map[string]string{}}
+	for _, w := range strings.Fields(l.appendLine) {
+		k, v, _ := strings.Cut(w, "=")
+		b.Args[k] = v
+	}
+	initrd := l.initrd
+	if initrd == "" {
+		initrd = b.Args["initrd"]
+	}
+	b.Initrd, _, _ = strings.Cut(initrd, ",")
 	return b, nil
 }
 

@@ -43,3 +43,45 @@ func FuzzParseIPXE(f *testing.F) {
 		}
 	})
 }
+
+func TestParsePxelinux(t *testing.T) {
+	tests := []struct {
+		name, cfg             string
+		kernel, initrd, token string
+		errHas                string
+	}{
+		{name: "netbootui entry", cfg: "# netbootui\nDEFAULT netbootui\nPROMPT 0\nLABEL netbootui\n  KERNEL images/d/g/vmlinuz\n  INITRD images/d/g/initrd\n  APPEND root=live:http://h/r netbootui.token=t1 quiet\n",
+			kernel: "images/d/g/vmlinuz", initrd: "images/d/g/initrd", token: "t1"},
+		{name: "second label is the default", cfg: "default b\nlabel a\n kernel ka\nlabel b\n linux kb\n append initrd=i1,i2 netbootui.token=t2\n",
+			kernel: "kb", initrd: "i1", token: "t2"},
+		{name: "first label without DEFAULT", cfg: "LABEL x\nKERNEL k\nINITRD i\n", kernel: "k", initrd: "i"},
+		{name: "retry config", cfg: "DEFAULT retry\nPROMPT 1\nLABEL retry\n  CONFIG pxelinux.cfg/01-aa\n", errHas: `label "retry" boots no kernel`},
+		{name: "kernel outside label", cfg: "KERNEL k\n", errHas: "line 1: KERNEL outside a LABEL"},
+		{name: "label without name", cfg: "DEFAULT x\nLABEL\n", errHas: "line 2: LABEL without a name"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := ParsePxelinux(tc.cfg)
+			if tc.errHas != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.errHas) {
+					t.Fatalf("error %v, want %q", err, tc.errHas)
+				}
+				return
+			}
+			if err != nil || b.Kernel != tc.kernel || b.Initrd != tc.initrd || b.Args["netbootui.token"] != tc.token {
+				t.Fatalf("%+v %v", b, err)
+			}
+		})
+	}
+}
+
+func FuzzParsePxelinux(f *testing.F) {
+	f.Add("DEFAULT a\nLABEL a\n KERNEL k\n INITRD i\n APPEND root=live:x\n")
+	f.Add("LABEL\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		b, err := ParsePxelinux(s)
+		if err == nil && b.Kernel == "" {
+			t.Fatal("no error and no kernel")
+		}
+	})
+}

@@ -1,0 +1,592 @@
+// Package demo runs a live simulated cluster in one process: a netbootui
+// daemon on loopback high ports, a sample inventory, a generation to boot,
+// and one simulated node per inventory node (internal/workflow/simnode: a
+// go-ipmi BMC really spoken to over IPMI on loopback and a firmware that
+// boots over the daemon's real TFTP and HTTP servers). `netbootui demo` and
+// the boot-storm bench are built on it.
+//
+// Every node speaks from a loopback address of its own (127.1.x.y), which the
+// inventory lists as its static IP, so the daemon attributes TFTP and HTTP
+// requests to nodes exactly as on a real network. Nothing leaves loopback.
+package demo
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/atomicfile"
+	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/image"
+	"github.com/netbootui/netbootui/internal/ipmi"
+	"github.com/netbootui/netbootui/internal/pxe"
+	"github.com/netbootui/netbootui/internal/workflow/simnode"
+)
+
+// MaxNodes bounds the simulated cluster (every node holds a BMC socket and a
+// few goroutines; the bench's largest storm is 1,000).
+const MaxNodes = 4000
+
+// Image sources for Config.Image.
+const (
+	ImageAuto   = "auto"   // the default recipe when its tools are there, else tiny
+	ImageRecipe = "recipe" // the default recipe; an error when it cannot be built
+	ImageTiny   = "tiny"   // a small generation made in Go (not bootable by a real machine)
+)
+
+// Config sets up a demo. The zero value of every field but DataDir has a
+// default fit for a person watching.
+type Config struct {
+	Nodes   int    // default 64, at most MaxNodes
+	DataDir string // required: inventory, secrets, daemon data
+	// HTTPListen and TFTPListen are the daemon's boot servers; default
+	// "127.0.0.1:0". They must be loopback addresses.
+	HTTPListen, TFTPListen string
+	Image                  string // ImageAuto (default), ImageRecipe or ImageTiny
+	// KernelDir and RecipeDir locate the default recipe's inputs; default
+	// NETBOOTUI_KERNEL_DIR or .cache/kernel, and assets/recipes/default,
+	// looked up from the working folder upwards.
+	KernelDir, RecipeDir string
+	// TinySizes are the sizes of the tiny generation's kernel, initrd and
+	// rootfs; default 512 KiB, 1 MiB, 4 MiB.
+	TinySizes [3]int64
+	// StallNode hangs after StallAt ("kernel" by default) on every boot;
+	// default "cn013" (the last compute node of a smaller cluster), "-"
+	// for none.
+	StallNode, StallAt string
+	StallTimeout       time.Duration // the daemon's stall timeout; default 20 s
+	// POST is the firmware's power-on self test; nodes take POST to 2*POST
+	// (spread by index). Default 2 s.
+	POST time.Duration
+	// CheckinEvery is how often a booted node reports (default 5 s; <0:
+	// only once). One compute node in eight writes DirtyGrowth bytes to
+	// its overlay per report and turns dirty when it passes the inventory's
+	// 64 MiB threshold; the others write a little.
+	CheckinEvery time.Duration
+	DirtyGrowth  int64         // default 8 MiB
+	PowerPoll    time.Duration // the daemon's power poller; default 10 s, <0 off
+	Logger       *slog.Logger  // the daemon's log; default discard
+	// Out receives one line per thing the demo does (nil: discard).
+	Out io.Writer
+}
+
+// Dirty threshold the sample inventory sets (settings.overlay_dirty_bytes).
+const DirtyThreshold = 64 << 20
+
+// Demo is a running simulated cluster.
+type Demo struct {
+	Daemon *daemon.Daemon
+	// Nodes are the simulated nodes by name; Names in inventory order.
+	Nodes map[string]*simnode.Node
+	Names []string
+	// Groups maps each group of the sample inventory to its node names.
+	Groups        map[string][]string
+	InventoryPath string
+	SecretsPath   string
+	Generation    string // the published generation of image "default"
+	// ImageSource says where the generation came from and, for the tiny
+	// one, why the recipe was not used.
+	ImageSource string
+	StallNode   string // "" when none
+
+	cfg    Config
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	err    error
+}
+
+type simSpec struct {
+	name, group, mac string
+	ip               netip.Addr
+	opts             simnode.Options
+}
+
+func (c *Config) defaults() error {
+	if c.Nodes == 0 {
+		c.Nodes = 64
+	}
+	if c.Nodes < 1 || c.Nodes > MaxNodes {
+		return fmt.Errorf("demo: --nodes %d: want 1..%d", c.Nodes, MaxNodes)
+	}
+	if c.DataDir == "" {
+		return errors.New("demo: a data folder is required")
+	}
+	for _, l := range []*string{&c.HTTPListen, &c.TFTPListen} {
+		if *l == "" {
+			*l = "127.0.0.1:0"
+		}
+		ap, err := netip.ParseAddrPort(*l)
+		if err != nil || !ap.Addr().IsLoopback() {
+			return fmt.Errorf("demo: listen address %q: want a loopback IP:PORT (the demo never listens off loopback)", *l)
+		}
+	}
+	switch c.Image {
+	case "":
+		c.Image = ImageAuto
+	case ImageAuto, ImageRecipe, ImageTiny:
+	default:
+		return fmt.Errorf("demo: image source %q: want auto, recipe or tiny", c.Image)
+	}
+	if c.TinySizes == ([3]int64{}) {
+		c.TinySizes = [3]int64{512 << 10, 1 << 20, 4 << 20}
+	}
+	if c.StallAt == "" {
+		c.StallAt = "kernel"
+	}
+	switch c.StallAt {
+	case "nbp", "script", "kernel", "initrd", "rootfs":
+	default:
+		return fmt.Errorf("demo: stall stage %q: want nbp, script, kernel, initrd or rootfs", c.StallAt)
+	}
+	if c.StallTimeout <= 0 {
+		c.StallTimeout = 20 * time.Second
+	}
+	if c.POST <= 0 {
+		c.POST = 2 * time.Second
+	}
+	if c.CheckinEvery == 0 {
+		c.CheckinEvery = 5 * time.Second
+	}
+	if c.DirtyGrowth <= 0 {
+		c.DirtyGrowth = 8 << 20
+	}
+	if c.PowerPoll == 0 {
+		c.PowerPoll = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Out == nil {
+		c.Out = io.Discard
+	}
+	return nil
+}
+
+// layout names the nodes: one in four is a UEFI GPU node on iPXE, one in
+// eight a BIOS I/O node on pxelinux, the rest BIOS compute nodes on iPXE.
+func layout(n int) []simSpec {
+	gpu, io := n/4, n/8
+	cn := n - gpu - io
+	var out []simSpec
+	add := func(group, prefix string, count int, opts simnode.Options) {
+		width := max(2, len(fmt.Sprint(count)))
+		if prefix == "cn" {
+			width = max(3, width)
+		}
+		for i := 1; i <= count; i++ {
+			k := len(out)
+			s := simSpec{name: fmt.Sprintf("%s%0*d", prefix, width, i), group: group,
+				mac: fmt.Sprintf("52:54:00:de:%02x:%02x", k>>8, k&0xff),
+				ip:  netip.AddrFrom4([4]byte{127, 1, byte(k / 250), byte(k%250 + 2)}), opts: opts}
+			out = append(out, s)
+		}
+	}
+	add("compute", "cn", cn, simnode.Options{Loader: "ipxe"})
+	add("gpu", "gpu", gpu, simnode.Options{Loader: "ipxe", UEFI: true})
+	add("io", "io", io, simnode.Options{Loader: "pxelinux"})
+	return out
+}
+
+// writeInventory writes the sample inventory; ports maps node names to their
+// BMC ports (absent before the BMCs run).
+func writeInventory(path string, specs []simSpec, ports map[string]int) error {
+	var b strings.Builder
+	b.WriteString(`# netbootui demo: a simulated cluster. Every node and its BMC are
+# simulated in the demo process on a loopback address of their own.
+settings:
+  secrets: secrets.yaml
+  overlay_dirty_bytes: ` + fmt.Sprint(DirtyThreshold) + `
+images:
+  default: {description: "demo image"}
+groups:
+  compute:
+    image: default
+    arch: bios
+    loader: ipxe
+    kernel_args: console=ttyS0
+    bmc: {user: admin, password: demo}
+  gpu:
+    image: default
+    arch: uefi
+    loader: ipxe
+    kernel_args: console=ttyS0 nomodeset
+    bmc: {user: admin, password: demo}
+  io:
+    image: default
+    arch: bios
+    loader: pxelinux
+    kernel_args: console=ttyS0
+    bmc: {user: admin, password: demo}
+nodes:
+`)
+	for _, s := range specs {
+		fmt.Fprintf(&b, "  - name: %s\n    group: %s\n    ip: %s\n    nics: [{mac: \"%s\", boot: true}]\n", s.name, s.group, s.ip, s.mac)
+		if p := ports[s.name]; p != 0 {
+			fmt.Fprintf(&b, "    bmc: {host: %s, port: %d}\n", s.ip, p)
+		}
+	}
+	return atomicfile.Write(path, []byte(b.String()), 0o644)
+}
+
+// Start builds the demo: inventory, daemon, simulated nodes, generation.
+// The daemon serves from then on; PowerOnAll starts the boots. Close
+// undoes everything Start did (it does not remove DataDir).
+func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	specs := layout(cfg.Nodes)
+	d := &Demo{cfg: cfg, Nodes: map[string]*simnode.Node{}, Groups: map[string][]string{},
+		InventoryPath: filepath.Join(cfg.DataDir, "nodes.yaml"), SecretsPath: filepath.Join(cfg.DataDir, "secrets.yaml")}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if err := writeInventory(d.InventoryPath, specs, nil); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	pw := make([]byte, 8)
+	rand.Read(pw)
+	password := hex.EncodeToString(pw)
+	if err := atomicfile.Write(d.SecretsPath, []byte("bmc_passwords:\n  demo: \""+password+"\"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	bootRoot := filepath.Join(cfg.DataDir, "bootroot")
+	if err := writeMissingLoaders(bootRoot, cfg.Out); err != nil {
+		return nil, err
+	}
+	dd, err := daemon.New(daemon.Config{InventoryPath: d.InventoryPath, DataDir: filepath.Join(cfg.DataDir, "daemon"),
+		HTTPListen: cfg.HTTPListen, TFTPListen: cfg.TFTPListen, BootRoot: bootRoot, StallTimeout: cfg.StallTimeout,
+		ReloadInterval: time.Second, KernelDir: cfg.KernelDir, PowerPoll: max(cfg.PowerPoll, 0),
+		IPMI: ipmi.Options{CallTimeout: 5 * time.Second}, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("demo: daemon: %w", err)
+	}
+	d.Daemon = dd
+	baseURL := "http://" + dd.HTTPAddr().String()
+	tftpAddr := dd.TFTPAddr().String()
+	if cfg.StallNode == "" {
+		// cn013, or the last compute node of a smaller cluster.
+		for _, s := range specs {
+			if s.group == "compute" && (d.StallNode == "" || d.StallNode < "cn013") {
+				d.StallNode = s.name
+			}
+		}
+	} else if cfg.StallNode != "" && cfg.StallNode != "-" {
+		if _, ok := names(specs)[cfg.StallNode]; !ok {
+			return nil, fmt.Errorf("demo: stall node %q is not in the %d-node demo cluster", cfg.StallNode, cfg.Nodes)
+		}
+		d.StallNode = cfg.StallNode
+	}
+	ports := map[string]int{}
+	computeIndex := 0
+	for i, s := range specs {
+		o := s.opts
+		o.MAC, o.Password, o.BaseURL, o.TFTPAddr, o.SourceIP, o.PXEFirst = s.mac, password, baseURL, tftpAddr, s.ip, true
+		o.POST = cfg.POST + time.Duration(i%10)*cfg.POST/10
+		if cfg.CheckinEvery > 0 {
+			o.CheckinEvery = cfg.CheckinEvery
+		}
+		o.OverlayBytes = int64(i%5) << 20
+		o.OverlayGrowth = 64 << 10
+		if s.group == "compute" {
+			computeIndex++
+			if computeIndex%8 == 3 { // cn003, cn011, cn019, ...
+				o.OverlayGrowth = cfg.DirtyGrowth
+			}
+		}
+		if s.name == d.StallNode {
+			o.StopAfter = cfg.StallAt
+		}
+		n, err := simnode.Start(o)
+		if err != nil {
+			return nil, err
+		}
+		d.Nodes[s.name] = n
+		d.Names = append(d.Names, s.name)
+		d.Groups[s.group] = append(d.Groups[s.group], s.name)
+		ports[s.name] = n.Port()
+	}
+	if err := writeInventory(d.InventoryPath, specs, ports); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	if err := dd.Reload(); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	d.done = make(chan error, 1)
+	go func() { d.done <- dd.Run(rctx) }()
+	if err := d.makeGeneration(ctx); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func names(specs []simSpec) map[string]bool {
+	m := map[string]bool{}
+	for _, s := range specs {
+		m[s.name] = true
+	}
+	return m
+}
+
+// writeMissingLoaders puts a small stand-in for every bootloader the
+// simulated firmware asks for that no Debian package provides on this
+// machine, so that the demo runs on a machine without ipxe or pxelinux.
+func writeMissingLoaders(dir string, out io.Writer) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	have := pxe.DefaultLoaders()
+	var missing []string
+	for _, name := range []string{"undionly.kpxe", "ipxe.efi", "pxelinux.0", "syslinux.efi"} {
+		if _, ok := have[name]; ok {
+			continue
+		}
+		missing = append(missing, name)
+		data := bytes.Repeat([]byte("netbootui demo stand-in bootloader "+name+"\n"), 2048)
+		if err := atomicfile.Write(filepath.Join(dir, name), data, 0o644); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+	}
+	if len(missing) > 0 {
+		fmt.Fprintf(out, "bootloaders: stand-ins for %s (install the ipxe, pxelinux and syslinux-efi packages for the real ones)\n", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// makeGeneration builds the default recipe or makes the tiny generation, and
+// publishes it.
+func (d *Demo) makeGeneration(ctx context.Context) error {
+	cfg := d.cfg
+	why := "asked for with --image tiny"
+	if cfg.Image != ImageTiny {
+		recipe, kernel, reason := findRecipe(cfg.RecipeDir, cfg.KernelDir)
+		if reason == "" {
+			fmt.Fprintf(d.cfg.Out, "image: building the default recipe %s with the kernel in %s...\n", recipe, kernel)
+			start := time.Now()
+			m, err := d.buildRecipe(ctx, recipe, kernel)
+			if err == nil {
+				d.Generation = m.ID
+				d.ImageSource = fmt.Sprintf("default recipe %s (built in %s)", recipe, time.Since(start).Round(100*time.Millisecond))
+				fmt.Fprintf(d.cfg.Out, "image: generation %s from %s\n", m.ID, d.ImageSource)
+				return nil
+			}
+			reason = "the recipe build failed: " + err.Error()
+		}
+		if cfg.Image == ImageRecipe {
+			return fmt.Errorf("demo: default recipe: %s", reason)
+		}
+		why = reason
+	}
+	m, err := d.tinyGeneration()
+	if err != nil {
+		return err
+	}
+	d.Generation = m.ID
+	d.ImageSource = "tiny generation made in Go (" + why + ")"
+	fmt.Fprintf(d.cfg.Out, "image: generation %s is a %s\n", m.ID, d.ImageSource)
+	return nil
+}
+
+// findRecipe looks for the default recipe and its kernel; reason says what
+// is missing.
+func findRecipe(recipe, kernel string) (string, string, string) {
+	if recipe == "" {
+		recipe = findUp(filepath.Join("assets", "recipes", "default", "image.yaml"))
+		if recipe == "" {
+			return "", "", "assets/recipes/default not found from the working folder (run the demo from the source tree)"
+		}
+		recipe = filepath.Dir(recipe)
+	}
+	if kernel == "" {
+		kernel = os.Getenv("NETBOOTUI_KERNEL_DIR")
+	}
+	if kernel == "" {
+		if k := findUp(filepath.Join(".cache", "kernel", "vmlinuz")); k != "" {
+			kernel = filepath.Dir(k)
+		}
+	}
+	if kernel == "" {
+		return "", "", "no kernel: set NETBOOTUI_KERNEL_DIR or run scripts/fetch-kernel.sh (.cache/kernel)"
+	}
+	if _, err := os.Stat(filepath.Join(kernel, "vmlinuz")); err != nil {
+		return "", "", "no kernel: " + err.Error()
+	}
+	for _, tool := range []string{"mksquashfs", "busybox"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if tool == "busybox" {
+				if _, err := os.Stat("/bin/busybox"); err == nil {
+					continue
+				}
+			}
+			return "", "", tool + " is not installed (apt-get install squashfs-tools busybox-static)"
+		}
+	}
+	abs, err := filepath.Abs(recipe)
+	if err != nil {
+		return "", "", err.Error()
+	}
+	kabs, err := filepath.Abs(kernel)
+	if err != nil {
+		return "", "", err.Error()
+	}
+	return abs, kabs, ""
+}
+
+// findUp looks for rel in the working folder and its parents.
+func findUp(rel string) string {
+	dir, err := os.Getwd()
+	if err != nil {
+		return ""
+	}
+	for {
+		p := filepath.Join(dir, rel)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		dir = parent
+	}
+}
+
+func (d *Demo) buildRecipe(ctx context.Context, recipe, kernel string) (*image.Manifest, error) {
+	// The daemon was started without a kernel folder when none was named:
+	// build through the image builder with the one found.
+	b, err := image.NewBuilder(d.Daemon.Images)
+	if err != nil {
+		return nil, err
+	}
+	var last string
+	m, err := b.Build(ctx, recipe, image.BuildOptions{KernelDir: kernel, Publish: true, Progress: func(p image.Progress) {
+		if p.Step != last {
+			last = p.Step
+			fmt.Fprintf(d.cfg.Out, "image:   %s\n", p.Step)
+		}
+	}})
+	if err != nil {
+		return nil, err
+	}
+	d.Daemon.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "image",
+		Message: fmt.Sprintf("demo: image default generation %s built from %s", m.ID, recipe)})
+	return m, nil
+}
+
+// tinyGeneration imports three files made here as image "default".
+func (d *Demo) tinyGeneration() (*image.Manifest, error) {
+	dir, err := os.MkdirTemp(d.cfg.DataDir, "tiny-")
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	files := map[string]string{}
+	for i, name := range []string{image.FileKernel, image.FileInitrd, image.FileRootfs} {
+		p := filepath.Join(dir, name)
+		chunk := []byte(fmt.Sprintf("netbootui demo %s ", name))
+		data := bytes.Repeat(chunk, int(d.cfg.TinySizes[i])/len(chunk)+1)[:d.cfg.TinySizes[i]]
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+		files[name] = p
+	}
+	return d.Daemon.ImportImage(daemon.ImportRequest{Image: "default", Kernel: files[image.FileKernel],
+		Initrd: files[image.FileInitrd], Rootfs: files[image.FileRootfs], Publish: true, Source: "demo tiny"})
+}
+
+// Selection is a hostlist naming every node of the demo, by group.
+func (d *Demo) Selection() string {
+	var parts []string
+	for _, g := range []string{"compute", "gpu", "io"} {
+		if len(d.Groups[g]) > 0 {
+			parts = append(parts, "@"+g)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// PowerOnAll powers every node on through its BMC (real IPMI on loopback).
+func (d *Demo) PowerOnAll(ctx context.Context) ([]daemon.PowerResult, error) {
+	res, err := d.Daemon.Power(ctx, daemon.PowerRequest{Selection: d.Selection(), Op: "on", Who: "demo"}, nil)
+	if err != nil {
+		return res, err
+	}
+	var failed []string
+	for _, r := range res {
+		if r.Error != "" {
+			failed = append(failed, r.Node+": "+r.Error)
+		}
+	}
+	if len(failed) > 0 {
+		return res, fmt.Errorf("demo: power on failed for %d nodes: %s", len(failed), strings.Join(failed[:min(3, len(failed))], "; "))
+	}
+	return res, nil
+}
+
+// Counts tallies the nodes by boot stage and how many are dirty.
+func (d *Demo) Counts() (stages map[bootstate.Stage]int, dirty int) {
+	stages = map[bootstate.Stage]int{}
+	for _, v := range d.Daemon.Nodes() {
+		stages[v.State.Stage]++
+		if v.Dirty {
+			dirty++
+		}
+	}
+	return stages, dirty
+}
+
+// Wait returns when the daemon stops (its error) or ctx ends.
+func (d *Demo) Wait(ctx context.Context) error {
+	select {
+	case err := <-d.done:
+		d.done <- err
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops every simulated node, then the daemon. It is safe to call
+// more than once.
+func (d *Demo) Close() error {
+	d.once.Do(func() {
+		var wg sync.WaitGroup
+		for _, n := range d.Nodes {
+			wg.Add(1)
+			go func() { defer wg.Done(); n.Close() }()
+		}
+		wg.Wait()
+		if d.cancel != nil {
+			d.cancel()
+			d.err = <-d.done
+		} else if d.Daemon != nil {
+			// New succeeded but Run never started: run and stop it at once
+			// so that it releases its listeners and state.
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			d.err = d.Daemon.Run(ctx)
+		}
+	})
+	return d.err
+}

@@ -1,0 +1,130 @@
+package demo
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/daemon"
+)
+
+// fastConfig is a 16-node demo with test timings and the tiny generation.
+func fastConfig(t *testing.T) Config {
+	return Config{Nodes: 16, DataDir: t.TempDir(), Image: ImageTiny, TinySizes: [3]int64{64 << 10, 128 << 10, 256 << 10},
+		StallTimeout: 2 * time.Second, POST: 50 * time.Millisecond, CheckinEvery: 200 * time.Millisecond,
+		DirtyGrowth: 16 << 20, PowerPoll: 500 * time.Millisecond}
+}
+
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestDemoBootsDirtiesStallsAndCleans: 16 simulated nodes powered on through
+// their BMCs boot over TFTP and HTTP; cn003 writes to its overlay until it
+// is dirty; cn010 stalls at the kernel; reboot-clean brings cn003 back clean.
+func TestDemoBootsDirtiesStallsAndCleans(t *testing.T) {
+	d, err := Start(context.Background(), fastConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if len(d.Names) != 16 || len(d.Groups["compute"]) != 10 || len(d.Groups["gpu"]) != 4 || len(d.Groups["io"]) != 2 {
+		t.Fatalf("layout %v", d.Groups)
+	}
+	if !strings.HasPrefix(d.ImageSource, "tiny") || d.StallNode != "cn010" {
+		t.Fatalf("image %q stall %q", d.ImageSource, d.StallNode)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := d.PowerOnAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 40*time.Second, "15 booted and cn010 stalled", func() bool {
+		st, _ := d.Counts()
+		return st[bootstate.StageBooted] == 15 && st[bootstate.StageStalled] == 1
+	})
+	v, _ := d.Daemon.Node("cn010")
+	if v.State.Stage != bootstate.StageStalled {
+		t.Fatalf("cn010: %+v", v.State)
+	}
+	// Every kind of node fetched its bootloader over TFTP from its own address.
+	for name, want := range map[string][]string{
+		"cn001": {"tftp:undionly.kpxe", "/boot/52:54:00:de:00:00.ipxe"},
+		"gpu01": {"tftp:ipxe.efi"},
+		"io01":  {"tftp:pxelinux.0", "tftp:pxelinux.cfg/01-52-54-00-de-00-0e"},
+	} {
+		got := strings.Join(d.Nodes[name].Stats().Fetched, " ")
+		for _, w := range want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s fetched %s, want %s", name, got, w)
+			}
+		}
+		if v, _ := d.Daemon.Node(name); v.State.Generation != d.Generation {
+			t.Errorf("%s runs %q, want %s", name, v.State.Generation, d.Generation)
+		}
+	}
+	waitUntil(t, 30*time.Second, "cn003 dirty", func() bool {
+		v, _ := d.Daemon.Node("cn003")
+		return v.Dirty
+	})
+	if v, _ := d.Daemon.Node("cn001"); v.Dirty {
+		t.Fatalf("cn001 dirty too early: %v", v.DirtyReasons)
+	}
+	res, err := d.Daemon.RebootClean(ctx, daemon.RebootRequest{Selection: "cn003", Timeout: 20 * time.Second, Who: "test"}, nil)
+	if err != nil || len(res) != 1 || !res[0].OK {
+		t.Fatalf("reboot-clean: %+v %v", res, err)
+	}
+	if v, _ := d.Daemon.Node("cn003"); v.Dirty || v.State.Stage != bootstate.StageBooted {
+		t.Fatalf("cn003 after reboot-clean: %+v", v)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name   string
+		cfg    Config
+		errHas string
+	}{
+		{"no data", Config{}, "data folder"},
+		{"too many", Config{Nodes: MaxNodes + 1, DataDir: "x"}, "--nodes 4001"},
+		{"off loopback", Config{DataDir: "x", HTTPListen: "0.0.0.0:8080"}, `"0.0.0.0:8080"`},
+		{"bad image", Config{DataDir: "x", Image: "big"}, `"big"`},
+		{"bad stall", Config{DataDir: "x", StallAt: "bios"}, `"bios"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Start(context.Background(), tc.cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.errHas) {
+				t.Fatalf("error %v, want %q", err, tc.errHas)
+			}
+		})
+	}
+	if _, err := Start(context.Background(), Config{Nodes: 4, DataDir: t.TempDir(), Image: ImageTiny, StallNode: "cn099"}); err == nil || !strings.Contains(err.Error(), `"cn099"`) {
+		t.Fatalf("unknown stall node: %v", err)
+	}
+}
+
+// requireTool skips when tool is missing, unless NETBOOTUI_REQUIRE_TOOLS=1.
+func requireTool(t *testing.T, tool string) {
+	t.Helper()
+	if _, err := exec.LookPath(tool); err != nil {
+		if os.Getenv("NETBOOTUI_REQUIRE_TOOLS") == "1" {
+			t.Fatalf("%s is required: %v", tool, err)
+		}
+		t.Skipf("%s not installed", tool)
+	}
+}
