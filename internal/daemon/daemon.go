@@ -27,6 +27,7 @@ import (
 	"github.com/netbootui/netbootui/internal/inventory"
 	"github.com/netbootui/netbootui/internal/ipmi"
 	"github.com/netbootui/netbootui/internal/pxe"
+	"github.com/netbootui/netbootui/internal/rollout"
 )
 
 // Config is how the daemon is set up. Empty listen addresses disable that
@@ -84,6 +85,7 @@ type Daemon struct {
 	reloadMu  sync.Mutex
 	reloadErr string
 	reloadAt  time.Time
+	rollouts  *rollout.Manager
 }
 
 // New loads the inventory (which must be valid), opens the data directory and
@@ -159,6 +161,9 @@ func New(cfg Config) (_ *Daemon, err error) {
 		Events:       d.apply,
 		AdvertiseURL: cfg.AdvertiseURL,
 		Logger:       cfg.Logger,
+	}
+	if err := d.openRollouts(); err != nil {
+		return nil, err
 	}
 	if cfg.HTTPListen != "" {
 		if d.httpLn, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
@@ -296,6 +301,7 @@ func (d *Daemon) close() {
 	if d.tftp != nil {
 		d.tftp.Close()
 	}
+	d.closeRollouts()
 	if d.Tracker != nil {
 		if err := d.Tracker.Close(); err != nil {
 			d.log.Error("flushing boot state", "err", err)
