@@ -21,6 +21,7 @@
 //	POST  /v1/power                        a power operation on a selection (daemon.PowerRequest)
 //	POST  /v1/reboot-clean                 reboot a selection to a clean state; NDJSON progress, then the results
 //	GET   /v1/audit?n=                     the newest audit entries
+//	*     /v1/stages/...                   staged rollouts: list, create, preview, show, run|resume|halt|abort|promote|rollback (see rollout.go)
 //
 // Errors are {"error": "...", "code": "..."} with a matching HTTP status:
 // 400 invalid, 404 not_found, 409 conflict.
@@ -140,6 +141,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/power", s.powerOp)
 	mux.HandleFunc("POST /v1/reboot-clean", s.rebootClean)
 	mux.HandleFunc("GET /v1/audit", s.auditLog)
+	mux.HandleFunc("/v1/stages/", s.stages().ServeHTTP)
 	return mux
 }
 
