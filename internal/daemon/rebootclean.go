@@ -63,11 +63,14 @@ func (d *Daemon) RebootClean(ctx context.Context, req RebootRequest, onProgress 
 			env.targets[n.Name] = t
 		}
 	}
+	stopSOL := d.captureSOL(env.targets) // console logs for failure messages (sol.go)
 	results := workflow.RebootClean(ctx, env, d.Tracker, names, workflow.Options{
 		Timeout:          req.Timeout,
 		OverlayThreshold: inv.Settings.OverlayDirtyBytes,
-		OnProgress:       onProgress,
+		OnProgress:       d.solProgress(onProgress),
 	})
+	stopSOL()
+	d.solAnnotate(results)
 	res := workflow.Summary(results)
 	if ctx.Err() != nil {
 		res += " (cancelled)"

@@ -102,7 +102,7 @@ func (r *Ring) Updated() time.Time {
 
 // Tail returns up to n of the last lines of the kept output, with carriage
 // returns and other control characters except tab removed (console output
-// is full of them) and without empty trailing lines. A first line cut by
+// is full of them) and without blank lines. A first line cut by
 // the bound is dropped when older lines were lost.
 func (r *Ring) Tail(n int) []string {
 	if n <= 0 {
@@ -114,8 +114,15 @@ func (r *Ring) Tail(n int) []string {
 	if dropped && len(lines) > 1 {
 		lines = lines[1:]
 	}
-	for len(lines) > 0 && strings.TrimSpace(lines[len(lines)-1]) == "" {
-		lines = lines[:len(lines)-1]
+	kept := lines[:0]
+	for _, l := range lines {
+		if strings.TrimSpace(l) != "" {
+			kept = append(kept, l)
+		}
+	}
+	lines = kept
+	if len(lines) == 0 {
+		return nil
 	}
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]

@@ -104,7 +104,7 @@ func TestTail(t *testing.T) {
 	}{
 		{"none", 100, "", 3, nil},
 		{"crlf", 100, "a\r\nb\r\nc\r\n", 2, []string{"b", "c"}},
-		{"trailing blank lines", 100, "a\nb\n\n\r\n", 5, []string{"a", "b"}},
+		{"blank lines", 100, "a\n\n \nb\n\n\r\n", 5, []string{"a", "b"}},
 		{"partial last line", 100, "a\nprompt# ", 1, []string{"prompt# "}},
 		{"ansi", 100, "\x1b[1;32mOK\x1b[0m done\n", 1, []string{"OK done"}},
 		{"control chars", 100, "a\x00b\x07c\x7f\td\n", 1, []string{"abc\td"}},

@@ -1,0 +1,371 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+	"weak"
+
+	"github.com/netbootui/netbootui/internal/ipmi"
+	"github.com/netbootui/netbootui/internal/sol"
+	"github.com/netbootui/netbootui/internal/workflow"
+)
+
+// Serial-over-LAN in the daemon. One SOL session per node at a time (a BMC
+// allows one) is shared by a "hub": its output goes into the node's bounded
+// console log (sol.Ring, kept after the session ends) and to every attached
+// console; the consoles' input is merged into it. A hub runs while something
+// uses it: a reboot-clean capture (which restarts the session when it drops,
+// as it may while the node power-cycles) or a console.
+
+// SOLTailLines is how many console lines a failed reboot-clean message
+// carries.
+const SOLTailLines = 15
+
+// SOLLog is a node's captured console output (GET /v1/nodes/{name}/sol).
+type SOLLog struct {
+	Node    string    `json:"node"`
+	Lines   []string  `json:"lines"`            // the last lines, oldest first
+	Kept    int       `json:"kept"`             // bytes kept (bounded by sol.DefaultRingSize)
+	Total   int64     `json:"total"`            // bytes seen since the daemon started
+	Updated time.Time `json:"updated,omitzero"` // last output
+	Active  bool      `json:"active"`           // a SOL session runs now
+	Error   string    `json:"error,omitempty"`  // why the last session ended, if it failed
+}
+
+type solState struct {
+	mu    sync.Mutex
+	rings map[string]*sol.Ring
+	hubs  map[string]*solHub
+	errs  map[string]string
+}
+
+var (
+	solMu     sync.Mutex
+	solStates = map[weak.Pointer[Daemon]]*solState{}
+)
+
+// sol returns the daemon's SOL state, made on first use and dropped when
+// the daemon is garbage.
+func (d *Daemon) sol() *solState {
+	k := weak.Make(d)
+	solMu.Lock()
+	defer solMu.Unlock()
+	s := solStates[k]
+	if s == nil {
+		s = &solState{rings: map[string]*sol.Ring{}, hubs: map[string]*solHub{}, errs: map[string]string{}}
+		solStates[k] = s
+		runtime.AddCleanup(d, func(k weak.Pointer[Daemon]) {
+			solMu.Lock()
+			delete(solStates, k)
+			solMu.Unlock()
+		}, k)
+	}
+	return s
+}
+
+func (s *solState) ring(node string) *sol.Ring {
+	r := s.rings[node]
+	if r == nil {
+		r = sol.NewRing(sol.DefaultRingSize)
+		s.rings[node] = r
+	}
+	return r
+}
+
+// solHub is one node's running SOL session.
+type solHub struct {
+	node   string
+	ring   *sol.Ring
+	cancel context.CancelFunc
+	inR    *io.PipeReader
+	inW    *io.PipeWriter
+	inMu   sync.Mutex
+	active chan struct{} // closed when the payload is first active
+	done   chan struct{} // closed when the hub stopped
+	err    error         // why it stopped (after done)
+
+	mu       sync.Mutex
+	captures int
+	consoles map[chan []byte]struct{}
+	actOnce  sync.Once
+}
+
+// Write is the SOL output: into the ring and to every console (a console
+// that does not keep up loses output rather than stalling the session).
+func (h *solHub) Write(p []byte) (int, error) {
+	h.ring.Write(p)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.consoles {
+		select {
+		case c <- append([]byte(nil), p...):
+		default:
+		}
+	}
+	return len(p), nil
+}
+
+// hub returns the node's running hub, starting one (with the node's BMC
+// target) when none runs; retry makes it restart dropped sessions until its
+// last user leaves. The caller must take a reference (captures or consoles)
+// under h.mu before letting go of s.mu... which acquire does.
+func (d *Daemon) acquireSOL(node string, capture bool) (*solHub, chan []byte, error) {
+	inv := d.Inventory()
+	n := inv.Node(node)
+	if n == nil {
+		return nil, nil, fmt.Errorf("%w %q", ErrUnknownNode, node)
+	}
+	secrets, err := d.secrets(inv)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := ipmi.TargetFor(n, secrets)
+	if err != nil {
+		return nil, nil, err
+	}
+	s := d.sol()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.hubs[node]
+	if h != nil {
+		select {
+		case <-h.done:
+			h = nil
+		default:
+		}
+	}
+	if h == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		h = &solHub{node: node, ring: s.ring(node), cancel: cancel, active: make(chan struct{}),
+			done: make(chan struct{}), consoles: map[chan []byte]struct{}{}}
+		h.inR, h.inW = io.Pipe()
+		s.hubs[node] = h
+		delete(s.errs, node)
+		go d.runSOL(ctx, s, h, t)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out chan []byte
+	if capture {
+		h.captures++
+	} else {
+		out = make(chan []byte, 1024)
+		h.consoles[out] = struct{}{}
+	}
+	return h, out, nil
+}
+
+// release drops a reference; the last one stops the hub.
+func (h *solHub) release(out chan []byte) {
+	h.mu.Lock()
+	if out == nil {
+		h.captures--
+	} else {
+		delete(h.consoles, out)
+	}
+	last := h.captures == 0 && len(h.consoles) == 0
+	h.mu.Unlock()
+	if last {
+		h.cancel()
+	}
+}
+
+func (h *solHub) capturing() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.captures > 0
+}
+
+// runSOL runs the node's session; while a capture holds the hub, a session
+// that ends is started again after a second (the BMC may drop it while the
+// node power-cycles).
+func (d *Daemon) runSOL(ctx context.Context, s *solState, h *solHub, t ipmi.Target) {
+	var err error
+	defer func() {
+		h.err = err
+		h.inR.CloseWithError(io.ErrClosedPipe)
+		s.mu.Lock()
+		if s.hubs[h.node] == h {
+			delete(s.hubs, h.node)
+		}
+		if err != nil && !errors.Is(err, context.Canceled) {
+			s.errs[h.node] = err.Error()
+		}
+		s.mu.Unlock()
+		close(h.done)
+	}()
+	for {
+		err = d.power.SOL(ctx, t, h.inR, h, ipmi.SOLOptions{OnActive: func() { h.actOnce.Do(func() { close(h.active) }) }})
+		if ctx.Err() != nil {
+			err = ctx.Err()
+			return
+		}
+		if err == nil {
+			err = errors.New("SOL session ended")
+		}
+		if !h.capturing() || errors.Is(err, ipmi.ErrRefused) || errors.Is(err, ipmi.ErrAuth) ||
+			errors.Is(err, ipmi.ErrCipherSuite) || errors.Is(err, ipmi.ErrUnreachable) ||
+			errors.Is(err, ipmi.ErrTimeout) {
+			return // nobody waits for a restart, or one would fail the same way
+		}
+		d.log.Debug("sol: session ended, restarting", "node", h.node, "err", err)
+		s.mu.Lock()
+		s.errs[h.node] = err.Error() + " (reconnecting)"
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Console attaches to a node's serial-over-LAN console: input is sent to
+// the node, its output written to out. It shares the session a reboot-clean
+// capture may be running, and the output also goes to the node's console
+// log. ready, if set, is called once the session is active (or already
+// was); an error before that (unknown node, no BMC credentials, BMC
+// unreachable or refusing SOL) is returned without calling it. Console
+// returns nil when in reaches EOF (the client detached), ctx's error when
+// ctx ends, or the session's error when it ended.
+func (d *Daemon) Console(ctx context.Context, node string, in io.Reader, out io.Writer, ready func()) error {
+	h, ch, err := d.acquireSOL(node, false)
+	if err != nil {
+		return err
+	}
+	defer h.release(ch)
+	select {
+	case <-h.active:
+	case <-h.done:
+		return fmt.Errorf("console %s: %w", node, h.err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if ready != nil {
+		ready()
+	}
+	inDone := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, err := in.Read(buf)
+			if n > 0 {
+				h.inMu.Lock()
+				_, werr := h.inW.Write(buf[:n])
+				h.inMu.Unlock()
+				if werr != nil {
+					inDone <- werr
+					return
+				}
+			}
+			if err != nil {
+				if err == io.EOF {
+					err = nil
+				}
+				inDone <- err
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case b := <-ch:
+			if _, err := out.Write(b); err != nil {
+				return err
+			}
+		case err := <-inDone:
+			return err
+		case <-h.done:
+			if errors.Is(h.err, context.Canceled) {
+				return nil
+			}
+			return fmt.Errorf("console %s: %w", node, h.err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// SOLLog returns the last n lines (n <= 0: SOLTailLines) of a node's console
+// log: what reboot-clean captured and consoles saw.
+func (d *Daemon) SOLLog(node string, n int) (SOLLog, error) {
+	if d.Inventory().Node(node) == nil {
+		return SOLLog{}, fmt.Errorf("%w %q", ErrUnknownNode, node)
+	}
+	if n <= 0 {
+		n = SOLTailLines
+	}
+	s := d.sol()
+	s.mu.Lock()
+	r := s.rings[node]
+	h := s.hubs[node]
+	e := s.errs[node]
+	s.mu.Unlock()
+	l := SOLLog{Node: node, Lines: []string{}, Active: h != nil, Error: e}
+	if r != nil {
+		l.Lines = r.Tail(n)
+		l.Kept = len(r.Bytes())
+		l.Total = r.Total()
+		l.Updated = r.Updated()
+	}
+	return l, nil
+}
+
+// captureSOL starts capturing the console of every node with a BMC target
+// for the length of a reboot-clean; the returned function stops it. A node
+// whose SOL cannot start is only logged: capture never fails a run.
+func (d *Daemon) captureSOL(targets map[string]ipmi.Target) (stop func()) {
+	var hubs []*solHub
+	for node := range targets {
+		h, _, err := d.acquireSOL(node, true)
+		if err != nil {
+			d.log.Debug("sol: no capture", "node", node, "err", err)
+			continue
+		}
+		hubs = append(hubs, h)
+	}
+	return func() {
+		for _, h := range hubs {
+			h.release(nil)
+		}
+	}
+}
+
+// solTail is the text a failure message gets: the node's last console lines.
+func (d *Daemon) solTail(node string) string {
+	l, err := d.SOLLog(node, SOLTailLines)
+	if err != nil || len(l.Lines) == 0 {
+		return ""
+	}
+	return "\nlast console lines:\n  " + strings.Join(l.Lines, "\n  ")
+}
+
+// solProgress wraps a reboot-clean progress callback so that a node's
+// failure message carries its last console lines.
+func (d *Daemon) solProgress(f func(RebootProgress)) func(RebootProgress) {
+	if f == nil {
+		return nil
+	}
+	return func(p RebootProgress) {
+		if p.Step == workflow.StepFailed {
+			p.Message += d.solTail(p.Node)
+		}
+		f(p)
+	}
+}
+
+// solAnnotate appends the last console lines to failed results.
+func (d *Daemon) solAnnotate(results []RebootResult) {
+	for i := range results {
+		if !results[i].OK {
+			results[i].Error += d.solTail(results[i].Node)
+		}
+	}
+}

@@ -1,0 +1,257 @@
+package daemon
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/image"
+	"github.com/netbootui/netbootui/internal/ipmi"
+	"github.com/netbootui/netbootui/internal/ipmi/ipmisim"
+	"github.com/netbootui/netbootui/internal/lab"
+	"github.com/netbootui/netbootui/internal/workflow"
+)
+
+// fakeSerial is a TCP server playing a node's serial port behind ipmi_sim's
+// SOL: it prints "boot progress N" lines every 100 ms and answers each line
+// typed with "echo: LINE".
+func fakeSerial(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				var mu sync.Mutex
+				stop := make(chan struct{})
+				defer close(stop)
+				go func() {
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						case <-time.After(100 * time.Millisecond):
+						}
+						mu.Lock()
+						_, err := fmt.Fprintf(c, "boot progress %d\r\n", i)
+						mu.Unlock()
+						if err != nil {
+							return
+						}
+					}
+				}()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\r')
+					if err != nil {
+						return
+					}
+					mu.Lock()
+					fmt.Fprintf(c, "echo: %s\r\n", strings.TrimSpace(line))
+					mu.Unlock()
+				}
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startSOLLab is a daemon with a published (unbootable) generation and node
+// s1 whose BMC is an ipmi_sim with SOL wired to fakeSerial.
+func startSOLLab(t *testing.T) *Daemon {
+	t.Helper()
+	lab.RequireTools(t, "ipmi_sim")
+	dir := t.TempDir()
+	serial := fakeSerial(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	sim, err := ipmisim.Start(ctx, ipmisim.Options{Dir: filepath.Join(dir, "bmc"), Password: rebootPassword, SOLPort: serial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Stop() })
+	inv := fmt.Sprintf(`settings:
+  secrets: secrets.yaml
+images:
+  compute: {}
+nodes:
+  - name: s1
+    image: compute
+    nics: [{mac: "52:54:00:ee:05:01"}]
+    bmc: {host: 127.0.0.1, port: %d, user: admin, password: lab, cipher_suites: [3]}
+  - name: nobmc
+    image: compute
+    nics: [{mac: "52:54:00:ee:05:02"}]
+`, sim.Port())
+	os.WriteFile(filepath.Join(dir, "nodes.yaml"), []byte(inv), 0o644)
+	os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte("bmc_passwords:\n  lab: "+rebootPassword+"\n"), 0o600)
+	d, err := New(Config{InventoryPath: filepath.Join(dir, "nodes.yaml"), DataDir: filepath.Join(dir, "data"),
+		HTTPListen: "127.0.0.1:0", IPMI: ipmi.Options{CallTimeout: 3 * time.Second},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := map[string]string{}
+	for i, name := range image.BootFiles {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, bytes.Repeat([]byte{byte('k' + i)}, 4<<10), 0o644)
+		src[name] = p
+	}
+	if _, err := d.ImportImage(ImportRequest{Image: "compute", Kernel: src[image.FileKernel], Initrd: src[image.FileInitrd],
+		Rootfs: src[image.FileRootfs], Publish: true}); err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(rctx); close(done) }()
+	t.Cleanup(func() { rcancel(); <-done })
+	return d
+}
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %v", what, timeout)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// TestConsoleThroughIpmiSim: Console relays both ways through ipmi_sim's
+// SOL, its output lands in the node's console log, and the end of the
+// client's input ends it.
+func TestConsoleThroughIpmiSim(t *testing.T) {
+	d := startSOLLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pr, pw := io.Pipe()
+	var out lockedBuf
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- d.Console(ctx, "s1", pr, &out, func() { close(ready) }) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("console: %v", err)
+	}
+	eventually(t, "boot output", 10*time.Second, func() bool { return strings.Contains(out.String(), "boot progress") })
+	pw.Write([]byte("whoami\r"))
+	eventually(t, "echo", 10*time.Second, func() bool { return strings.Contains(out.String(), "echo: whoami") })
+	l, err := d.SOLLog("s1", 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.Active || !strings.Contains(strings.Join(l.Lines, "\n"), "echo: whoami") || l.Total == 0 {
+		t.Errorf("console log: %+v", l)
+	}
+	pw.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("console after EOF: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("console did not end at EOF")
+	}
+	eventually(t, "hub stop", 5*time.Second, func() bool { l, _ := d.SOLLog("s1", 1); return !l.Active })
+	// The log outlives the session.
+	if l, _ := d.SOLLog("s1", 3); len(l.Lines) < 2 || l.Lines[len(l.Lines)-1] != "echo: whoami" && !strings.HasPrefix(l.Lines[len(l.Lines)-1], "boot progress") {
+		t.Errorf("log after the session: %+v", l)
+	}
+}
+
+func TestConsoleErrors(t *testing.T) {
+	d := startSOLLab(t)
+	tests := []struct {
+		node string
+		want string
+		is   error
+	}{
+		{"nosuch", `unknown node "nosuch"`, ErrUnknownNode},
+		{"nobmc", "node nobmc: no BMC host", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.node, func(t *testing.T) {
+			called := false
+			err := d.Console(context.Background(), tc.node, strings.NewReader(""), io.Discard, func() { called = true })
+			if err == nil || !strings.Contains(err.Error(), tc.want) || called {
+				t.Fatalf("err = %v (ready called %v), want %q", err, called, tc.want)
+			}
+			if tc.is != nil && !errors.Is(err, tc.is) {
+				t.Errorf("%v is not %v", err, tc.is)
+			}
+			if _, err := d.SOLLog(tc.node, 5); tc.is != nil && !errors.Is(err, tc.is) {
+				t.Errorf("SOLLog: %v", err)
+			}
+		})
+	}
+}
+
+// TestRebootCleanStallShowsConsole: a node whose console shows progress but
+// never checks in fails reboot-clean after the timeout, and both the
+// failure progress message and the result carry its last console lines.
+func TestRebootCleanStallShowsConsole(t *testing.T) {
+	d := startSOLLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var failMsg string
+	res, err := d.RebootClean(ctx, RebootRequest{Selection: "s1", Timeout: 4 * time.Second}, func(p RebootProgress) {
+		if p.Step == workflow.StepFailed {
+			failMsg = p.Message
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || res[0].OK {
+		t.Fatalf("results %+v", res)
+	}
+	for what, text := range map[string]string{"result": res[0].Error, "progress": failMsg} {
+		if !strings.Contains(text, "last console lines:\n  boot progress") {
+			t.Errorf("%s message lacks the console lines: %q", what, text)
+		}
+		if n := strings.Count(text, "\n  "); n > SOLTailLines {
+			t.Errorf("%s message has %d console lines, want at most %d", what, n, SOLTailLines)
+		}
+	}
+	// The capture ends with the run.
+	eventually(t, "capture stop", 5*time.Second, func() bool { l, _ := d.SOLLog("s1", 1); return !l.Active })
+}
