@@ -11,6 +11,7 @@ import (
 	"time"
 	"weak"
 
+	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/ipmi"
 	"github.com/netbootui/netbootui/internal/sol"
 	"github.com/netbootui/netbootui/internal/workflow"
@@ -234,8 +235,21 @@ func (d *Daemon) runSOL(ctx context.Context, s *solState, h *solHub, t ipmi.Targ
 // was); an error before that (unknown node, no BMC credentials, BMC
 // unreachable or refusing SOL) is returned without calling it. Console
 // returns nil when in reaches EOF (the client detached), ctx's error when
-// ctx ends, or the session's error when it ended.
-func (d *Daemon) Console(ctx context.Context, node string, in io.Reader, out io.Writer, ready func()) error {
+// ctx ends, or the session's error when it ended. who is the caller for the
+// audit log, which gets one entry per attached session (when it ends) or
+// refused attach.
+func (d *Daemon) Console(ctx context.Context, node, who string, in io.Reader, out io.Writer, ready func()) (err error) {
+	start := time.Now()
+	defer func() {
+		if errors.Is(err, ErrUnknownNode) {
+			return
+		}
+		res := "ok, " + time.Since(start).Round(time.Second).String()
+		if err != nil {
+			res = err.Error()
+		}
+		d.auditRecord(audit.Entry{Who: who, Action: "console", Target: node, Nodes: 1, Result: res})
+	}()
 	h, ch, err := d.acquireSOL(node, false)
 	if err != nil {
 		return err

@@ -166,7 +166,7 @@ func TestConsoleThroughIpmiSim(t *testing.T) {
 	var out lockedBuf
 	ready := make(chan struct{})
 	done := make(chan error, 1)
-	go func() { done <- d.Console(ctx, "s1", pr, &out, func() { close(ready) }) }()
+	go func() { done <- d.Console(ctx, "s1", "tester", pr, &out, func() { close(ready) }) }()
 	select {
 	case <-ready:
 	case err := <-done:
@@ -211,7 +211,7 @@ func TestConsoleErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.node, func(t *testing.T) {
 			called := false
-			err := d.Console(context.Background(), tc.node, strings.NewReader(""), io.Discard, func() { called = true })
+			err := d.Console(context.Background(), tc.node, "tester", strings.NewReader(""), io.Discard, func() { called = true })
 			if err == nil || !strings.Contains(err.Error(), tc.want) || called {
 				t.Fatalf("err = %v (ready called %v), want %q", err, called, tc.want)
 			}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/sol"
+)
+
+// stdin is the console's input (a variable for tests).
+var stdin io.Reader = os.Stdin
+
+// cmdConsoleSOL is `netbootui console NODE` (attach to the node's
+// serial-over-LAN through the daemon; "~." at the start of a line detaches)
+// and `netbootui console --log NODE [-n N]` (print the captured console
+// lines). Without a node it opens the full-screen console.
+func cmdConsoleSOL(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return cmdConsole(ctx, args)
+	}
+	fs, socket := clientFlags("console")
+	logOnly := fs.Bool("log", false, "print the node's captured console lines and exit")
+	n := fs.Int("n", 40, "with --log: how many lines")
+	out := fs.String("o", "", "with --log: output json")
+	pos, err := parseArgs(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	node := pos[0]
+	c := api.NewClient(*socket)
+	if *logOnly {
+		l, err := c.SOLLog(ctx, node, *n)
+		if err != nil {
+			return err
+		}
+		if *out == "json" {
+			return printJSON(l)
+		}
+		for _, line := range l.Lines {
+			fmt.Fprintln(stdout, line)
+		}
+		if l.Error != "" {
+			fmt.Fprintf(os.Stderr, "netbootui: last SOL session of %s: %s\n", node, l.Error)
+		}
+		return nil
+	}
+	conn, err := c.Console(ctx, node)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	nl := "\n"
+	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		old, err := term.MakeRaw(int(f.Fd()))
+		if err != nil {
+			return fmt.Errorf("console %s: raw terminal: %w", node, err)
+		}
+		defer term.Restore(int(f.Fd()), old)
+		nl = "\r\n"
+	}
+	fmt.Fprintf(os.Stderr, "netbootui: connected to %s's serial console; type %s at the start of a line to detach%s", node, sol.Escape, nl)
+	esc := sol.NewEscapeReader(stdin)
+	go func() {
+		io.Copy(conn, esc)
+		conn.CloseWrite()
+	}()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	_, err = io.Copy(stdout, conn)
+	switch {
+	case esc.Escaped():
+		fmt.Fprintf(os.Stderr, "%snetbootui: detached from %s%s", nl, node, nl)
+		return nil
+	case ctx.Err() != nil:
+		return nil
+	case err != nil && !strings.Contains(err.Error(), "use of closed network connection"):
+		return fmt.Errorf("console %s: %w", node, err)
+	}
+	fmt.Fprintf(os.Stderr, "%snetbootui: console of %s closed%s", nl, node, nl)
+	return nil
+}
