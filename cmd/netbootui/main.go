@@ -57,6 +57,9 @@ Client verbs (talk to the daemon at --api-socket, default $NETBOOTUI_SOCKET or `
   netbootui power on|off|soft|cycle|reset|status|bootdev-pxe SELECTION [-o json]
   netbootui reboot-clean SELECTION [--timeout 10m] [-o json]
   netbootui audit [-n N] [-o json]
+  netbootui stage create|preview SELECTION GENERATION [--wave N|N%] [--max-in-flight N] [--max-failures N] [--timeout D] [--reboot-back]
+  netbootui stage run|halt|resume|abort|promote|rollback [ID]
+  netbootui stage show [ID] [-f]    stage list
 
 SELECTION is a hostlist (n[01-08],gpu1) or @group; it is never empty.
 `
@@ -111,6 +114,8 @@ func run(ctx context.Context, args []string) error {
 		return cmdRebootClean(ctx, rest)
 	case "audit":
 		return cmdAudit(ctx, rest)
+	case "stage":
+		return cmdStage(ctx, rest)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return nil
