@@ -57,6 +57,8 @@ Client verbs (talk to the daemon at --api-socket, default $NETBOOTUI_SOCKET or `
   netbootui power on|off|soft|cycle|reset|status|bootdev-pxe SELECTION [-o json]
   netbootui reboot-clean SELECTION [--timeout 10m] [-o json]
   netbootui audit [-n N] [-o json]
+  netbootui console NODE                       the node's serial console (SOL); ~. at line start detaches
+  netbootui console --log NODE [-n N] [-o json]  the node's captured console lines
   netbootui stage create|preview SELECTION GENERATION [--wave N|N%] [--max-in-flight N] [--max-failures N] [--timeout D] [--reboot-back]
   netbootui stage run|halt|resume|abort|promote|rollback [ID]
   netbootui stage show [ID] [-f]    stage list
@@ -116,6 +118,8 @@ func run(ctx context.Context, args []string) error {
 		return cmdAudit(ctx, rest)
 	case "stage":
 		return cmdStage(ctx, rest)
+	case "console":
+		return cmdConsoleSOL(ctx, rest)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return nil

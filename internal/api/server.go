@@ -21,6 +21,8 @@
 //	POST  /v1/power                        a power operation on a selection (daemon.PowerRequest)
 //	POST  /v1/reboot-clean                 reboot a selection to a clean state; NDJSON progress, then the results
 //	GET   /v1/audit?n=                     the newest audit entries
+//	GET   /v1/nodes/{name}/sol?n=          the node's captured serial console lines (daemon.SOLLog)
+//	POST  /v1/nodes/{name}/console         Upgrade: netbootui-console; then the node's raw serial-over-LAN
 //	*     /v1/stages/...                   staged rollouts: list, create, preview, show, run|resume|halt|abort|promote|rollback (see rollout.go)
 //
 // Errors are {"error": "...", "code": "..."} with a matching HTTP status:
@@ -142,6 +144,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/reboot-clean", s.rebootClean)
 	mux.HandleFunc("GET /v1/audit", s.auditLog)
 	mux.HandleFunc("/v1/stages/", s.stages().ServeHTTP)
+	mux.HandleFunc("GET /v1/nodes/{name}/sol", s.solLog)
+	mux.HandleFunc("POST /v1/nodes/{name}/console", s.console)
 	return mux
 }
 
