@@ -31,6 +31,8 @@ func cmdServe(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.PowerPoll, "power-poll", 30*time.Second, "how often every BMC's power status is read (0 disables)")
 	fs.DurationVar(&cfg.IPMI.CallTimeout, "ipmi-timeout", 5*time.Second, "deadline of one BMC call")
 	socket := fs.String("api-socket", defaultSocket(), "unix socket `path` of the local API")
+	sshListen := fs.String("ssh-listen", "", "serve the console over SSH on this `address` (empty disables)")
+	authorizedKeys := fs.String("authorized-keys", "", "OpenSSH authorized keys `file` of the SSH console (reloaded on change)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	if _, err := parseArgs(fs, args, 0); err != nil {
@@ -61,6 +63,11 @@ func cmdServe(ctx context.Context, args []string) error {
 		}
 	}()
 	logger.Info("api listening", "socket", *socket)
+	if err := startSSH(ctx, *sshListen, *authorizedKeys, cfg.DataDir, srv, logger); err != nil {
+		srv.Close()
+		os.Remove(*socket)
+		return err
+	}
 	err = d.Run(ctx)
 	srv.Close()
 	os.Remove(*socket)

@@ -3,6 +3,7 @@ package sshconsole
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -80,6 +81,13 @@ func (s *syncBuf) text() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return ansi.Strip(s.b.String())
+}
+
+// reset forgets the output so far.
+func (s *syncBuf) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
 }
 
 // waitFor waits until the stripped output holds every string in want.
@@ -205,7 +213,9 @@ func TestConsoleOverSSH(t *testing.T) {
 	}
 
 	// The nodes view at 80x24: ASSIGNED is among the columns dropped.
-	screen := out.waitFor(t, "first screen", "netbootui nodes", "3 nodes", "NAME", "STAGE", "solo")
+	// (The renderer sends only the cells that change, so until a full
+	// redraw the text of a line may be split across updates.)
+	screen := out.waitFor(t, "first screen", "netbootui nodes", "NAME", "STAGE", "solo")
 	if strings.Contains(screen, "ASSIGNED") {
 		t.Fatalf("ASSIGNED column at 80 columns:\n%s", screen)
 	}
@@ -213,7 +223,7 @@ func TestConsoleOverSSH(t *testing.T) {
 	if err := sess.WindowChange(40, 120); err != nil {
 		t.Fatal(err)
 	}
-	out.waitFor(t, "after window change", "ASSIGNED")
+	out.waitFor(t, "after window change", "ASSIGNED", "3 nodes · 0 marked")
 
 	// The session's caller is the key's fingerprint and comment.
 	fp := gossh.FingerprintSHA256(alice.PublicKey())
@@ -250,6 +260,42 @@ func TestConsoleOverSSH(t *testing.T) {
 	if sockEntry == "" || strings.Contains(sockEntry, "SHA256") || !strings.Contains(sockEntry, "uid ") {
 		t.Fatalf("unix-socket edit audited as %q (all: %+v)", sockEntry, entries)
 	}
+
+	// An action taken in the console itself: p (power menu), o (on), then y
+	// in the confirmation, once the dialog's guard against keys typed
+	// before it appeared has passed. n1 has no BMC, so the power-on fails,
+	// and the audit entry names the key.
+	send := func(k string) {
+		t.Helper()
+		if _, err := stdin.Write([]byte(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("p")
+	out.waitFor(t, "power menu", "Power:")
+	send("o")
+	out.waitFor(t, "confirmation", "Yes")
+	time.Sleep(400 * time.Millisecond)
+	send("y")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var found bool
+		for _, e := range d.Audit(0) {
+			found = found || (e.Action == "power on" && e.Who == who && e.Target == "n1")
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no audit entry of the console's power on by %q: %+v\nscreen:\n%s", who, d.Audit(0), out.text())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// esc goes back to the nodes view; q must not follow it in the same
+	// read, or the pair is alt+q.
+	out.reset()
+	send("\x1b")
+	out.waitFor(t, "back to the nodes", "q:quit")
 
 	// q quits the console and ends the session.
 	if _, err := stdin.Write([]byte("q")); err != nil {
@@ -395,5 +441,103 @@ func TestHostKeyPersistsAcrossRestarts(t *testing.T) {
 	}
 	if st, err := os.Stat(hostKey); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("host key file %v %v", st, err)
+	}
+}
+
+// openConsole starts a pty session on c and returns its output and input.
+func openConsole(t *testing.T, c *gossh.Client, w, h int) (*gossh.Session, *syncBuf, io.Writer) {
+	t.Helper()
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sess.Close() })
+	out := &syncBuf{}
+	sess.Stdout = out
+	in, err := sess.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.RequestPty("xterm", h, w, gossh.TerminalModes{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Shell(); err != nil {
+		t.Fatal(err)
+	}
+	return sess, out, in
+}
+
+func waitEnd(t *testing.T, sess *gossh.Session) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- sess.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("session ended with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("session still open 10s after q")
+	}
+}
+
+// Two sessions on one connection get two consoles: marks made in one are
+// not in the other, and quitting one leaves the other running.
+func TestSessionsAreIndependent(t *testing.T) {
+	_, apiSrv, _ := startDaemon(t, false)
+	dir := t.TempDir()
+	alice, aliceLine := newKey(t)
+	keysPath := filepath.Join(dir, "authorized_keys")
+	writeKeys(t, keysPath, aliceLine+" alice")
+	f := startSSH(t, apiSrv, keysPath, filepath.Join(dir, HostKeyFile))
+	c, err := dial(f.addr, f.srv.HostKey(), gossh.PublicKeys(alice))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	sa, outA, inA := openConsole(t, c, 80, 24)
+	sb, outB, inB := openConsole(t, c, 100, 30)
+	outA.waitFor(t, "console A", "netbootui nodes", "solo")
+	outB.waitFor(t, "console B", "netbootui nodes", "solo")
+	outB.reset()
+	inA.Write([]byte(" "))
+	outA.waitFor(t, "mark in A", "* n1")
+	// The renderer sends only the cells that change: a window change makes
+	// each console draw its whole screen again.
+	outA.reset()
+	if err := sa.WindowChange(24, 90); err != nil {
+		t.Fatal(err)
+	}
+	outA.waitFor(t, "A after resize", "3 nodes · 1 marked")
+	// B redraws on a window change and still has no mark.
+	if err := sb.WindowChange(30, 110); err != nil {
+		t.Fatal(err)
+	}
+	if txt := outB.waitFor(t, "B after resize", "0 marked"); strings.Contains(txt, "1 marked") {
+		t.Fatalf("A's mark shows in B:\n%s", txt)
+	}
+	inA.Write([]byte("q"))
+	waitEnd(t, sa)
+	outB.reset()
+	if err := sb.WindowChange(24, 80); err != nil {
+		t.Fatal(err)
+	}
+	outB.waitFor(t, "B after A quit", "netbootui nodes")
+	inB.Write([]byte("q"))
+	waitEnd(t, sb)
+
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		f.srv.mu.Lock()
+		n, live := f.srv.sessions, len(f.srv.live)
+		f.srv.mu.Unlock()
+		if n == 0 && live == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions, %d live entries after both quit", n, live)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
