@@ -7,8 +7,10 @@ package ui
 
 import (
 	"context"
+	"time"
 
 	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/daemon"
 )
@@ -36,4 +38,12 @@ type Backend interface {
 	Events(ctx context.Context, node string, n int, follow bool, fn func(bootstate.Event) error) error
 	// Images lists images and their generations.
 	Images(ctx context.Context) ([]daemon.ImageInfo, error)
+	// Power runs a power operation (on, off, soft, cycle, reset, status,
+	// bootdev-pxe) on a selection and returns one result per node.
+	Power(ctx context.Context, op, selection string) ([]daemon.PowerResult, error)
+	// RebootClean reboots a selection to a clean state, calling fn with
+	// each progress line (timeout 0: the daemon's default per node).
+	RebootClean(ctx context.Context, selection string, timeout time.Duration, fn func(daemon.RebootProgress) error) ([]daemon.RebootResult, error)
+	// Audit returns the newest n audit entries.
+	Audit(ctx context.Context, n int) ([]audit.Entry, error)
 }

@@ -2,18 +2,29 @@ package ui
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
+	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/hostlist"
 )
 
 // detailEvents is how many recent events of a node the detail view keeps.
 const detailEvents = 50
+
+const (
+	// auditFetch is how many of the newest audit entries the detail view
+	// reads to find the node's.
+	auditFetch = 500
+	// detailAudit is how many of them it shows.
+	detailAudit = 10
+)
 
 // detailView shows one node: facts, the boot timeline, the rendered boot
 // entry and its recent events.
@@ -26,6 +37,8 @@ type detailView struct {
 	loaded  bool
 	offset  int
 	entryOK bool
+	audit   []audit.Entry // the node's, newest first
+	auditNA string        // why there are none to show
 }
 
 type detailNodeMsg struct {
@@ -56,7 +69,20 @@ func (m *Model) openDetail(name string) tea.Cmd {
 			evs = append(evs, ev)
 			return nil
 		})
-		return detailMsg{name: name, node: n, entry: entry, events: evs, err: err}
+		if err != nil {
+			return detailMsg{name: name, err: err}
+		}
+		msg := detailMsg{name: name, node: n, entry: entry, events: evs}
+		all, aerr := be.Audit(ctx, auditFetch)
+		switch {
+		case aerr == nil:
+			msg.audit = nodeAudit(all, n, detailAudit)
+		case isAPIError(aerr):
+			msg.auditNA = "audit log: " + aerr.Error()
+		default:
+			return detailMsg{name: name, err: aerr}
+		}
+		return msg
 	}
 }
 
@@ -75,6 +101,7 @@ func (d *detailView) set(msg detailMsg) {
 		return
 	}
 	d.node, d.entry, d.loaded = msg.node, msg.entry, true
+	d.audit, d.auditNA = msg.audit, msg.auditNA
 	// keep live events that arrived while loading, without duplicates
 	var last uint64
 	if len(msg.events) > 0 {
@@ -169,6 +196,25 @@ func (d *detailView) lines() []string {
 	for _, l := range strings.Split(strings.TrimRight(d.entry, "\n"), "\n") {
 		out = append(out, "  "+l)
 	}
+	section("Audit")
+	if len(d.audit) == 0 {
+		why := "no audited action on this node in the newest " + fmt.Sprint(auditFetch) + " entries"
+		if d.auditNA != "" {
+			why = d.auditNA
+		}
+		out = append(out, s.Dim.Render("  "+why))
+	}
+	for _, e := range d.audit {
+		line := fmt.Sprintf("  %s %s: %s", e.Time.Format("01-02 15:04:05"), e.Who, e.Action)
+		if e.Target != "" && e.Target != n.Name {
+			line += " " + e.Target
+		}
+		res := e.Result
+		if detail := nodeDetail(e, n.Name); detail != "" {
+			res += " (" + detail + ")"
+		}
+		out = append(out, line+" → "+res)
+	}
 	section("Recent events")
 	if len(d.events) == 0 {
 		out = append(out, s.Dim.Render("  none"))
@@ -177,6 +223,51 @@ func (d *detailView) lines() []string {
 		out = append(out, "  "+formatEvent(d.events[i], false))
 	}
 	return out[1:]
+}
+
+// nodeAudit returns, newest first, the newest limit entries of all (oldest first) that are
+// about node: its name or group as the target, a target host list that
+// includes it, or a detail line about it.
+func nodeAudit(all []audit.Entry, n daemon.NodeView, limit int) []audit.Entry {
+	var out []audit.Entry
+	for i := len(all) - 1; i >= 0 && len(out) < limit; i-- {
+		if auditMentions(all[i], n) {
+			out = append(out, all[i])
+		}
+	}
+	return out
+}
+
+func auditMentions(e audit.Entry, n daemon.NodeView) bool {
+	if nodeDetail(e, n.Name) != "" {
+		return true
+	}
+	if strings.HasSuffix(e.Action, " "+n.Name) { // "edit node n01"
+		return true
+	}
+	for _, t := range strings.Split(e.Target, ",") {
+		t = strings.TrimSpace(t)
+		if t == n.Name || (n.Group != "" && t == "@"+n.Group) {
+			return true
+		}
+	}
+	if hostlist.IsRange(e.Target) {
+		if c, err := hostlist.Count(e.Target); err == nil && c <= 100000 {
+			names, _ := hostlist.Expand(e.Target)
+			return slices.Contains(names, n.Name)
+		}
+	}
+	return false
+}
+
+// nodeDetail returns what an entry's details say about node.
+func nodeDetail(e audit.Entry, node string) string {
+	for _, d := range e.Details {
+		if rest, ok := strings.CutPrefix(d, node+": "); ok {
+			return nodeError(node, rest)
+		}
+	}
+	return ""
 }
 
 func errSuffix(render func(...string) string, e string) string {

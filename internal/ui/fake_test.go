@@ -9,8 +9,11 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/hostlist"
+	"github.com/netbootui/netbootui/internal/workflow"
 )
 
 // fakeBackend is an in-memory daemon that records every call.
@@ -21,6 +24,11 @@ type fakeBackend struct {
 	events []bootstate.Event
 	calls  []string
 	down   bool // every call fails as if the socket were gone
+
+	audit      []audit.Entry
+	powerFail  map[string]string // node -> the error its BMC gives
+	rebootFail map[string]string // node -> why its reboot fails
+	rebootGate chan struct{}     // RebootClean waits on it before each node's end
 }
 
 var errDown = errors.New("daemon at /tmp/x.sock: connection refused")
@@ -198,7 +206,7 @@ func testCluster(n int) []daemon.NodeView {
 		v := daemon.NodeView{
 			Name: fmt.Sprintf("n%02d", i), Group: "compute", MAC: fmt.Sprintf("52:54:00:00:00:%02x", i),
 			Arch: "bios", Loader: "ipxe", Image: "compute", Assigned: "g2", KernelArgs: "console=ttyS0",
-			Defined: fmt.Sprintf("nodes.yaml:%d:5", 40+i),
+			Defined: fmt.Sprintf("nodes.yaml:%d:5", 40+i), BMC: fmt.Sprintf("10.2.0.%d:623", i),
 		}
 		if i%5 == 0 {
 			v.Group, v.Image = "gpu", "gpu"
@@ -224,4 +232,131 @@ func testCluster(n int) []daemon.NodeView {
 		out = append(out, v)
 	}
 	return out
+}
+
+// fakePower is the fake's power state machine: what each op leaves.
+var fakePower = map[string]string{"on": "on", "off": "off", "soft": "off", "cycle": "on", "reset": "on"}
+
+// selected expands a selection the way the daemon does, refusing unknown
+// nodes. Callers hold f.mu.
+func (f *fakeBackend) selected(sel string) ([]int, error) {
+	names, err := hostlist.Expand(sel)
+	if err != nil {
+		return nil, &api.Error{Message: err.Error(), Code: api.CodeInvalid}
+	}
+	var out []int
+	for _, n := range names {
+		i, err := f.find(n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, i)
+	}
+	return out, nil
+}
+
+func (f *fakeBackend) Power(ctx context.Context, op, sel string) ([]daemon.PowerResult, error) {
+	if err := f.record("Power %s %s", op, sel); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := fakePower[op]; !ok && op != "status" {
+		return nil, &api.Error{Message: fmt.Sprintf("unknown power operation %q", op), Code: api.CodeInvalid}
+	}
+	idx, err := f.selected(sel)
+	if err != nil {
+		return nil, err
+	}
+	var out []daemon.PowerResult
+	var details []string
+	for _, i := range idx {
+		n := &f.nodes[i]
+		r := daemon.PowerResult{Node: n.Name, BMC: n.BMC, Op: op, Duration: 40 * time.Millisecond}
+		switch {
+		case n.BMC == "":
+			r.Error = "node " + n.Name + ": no BMC host in the inventory"
+		case f.powerFail[n.Name] != "":
+			r.Error = f.powerFail[n.Name]
+		default:
+			if p, ok := fakePower[op]; ok {
+				n.State.Power = p
+			}
+			r.Power = n.State.Power
+		}
+		if r.Error != "" {
+			details = append(details, n.Name+": "+r.Error)
+		}
+		out = append(out, r)
+	}
+	f.audit = append(f.audit, audit.Entry{Time: epoch.Add(time.Duration(len(f.audit)) * time.Second), Who: "uid 0 (root)",
+		Action: "power " + op, Target: sel, Nodes: len(idx), Result: fmt.Sprintf("%d ok, %d failed", len(idx)-len(details), len(details)), Details: details})
+	return out, nil
+}
+
+func (f *fakeBackend) RebootClean(ctx context.Context, sel string, timeout time.Duration, fn func(daemon.RebootProgress) error) ([]daemon.RebootResult, error) {
+	if err := f.record("RebootClean %s %v", sel, timeout); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	idx, err := f.selected(sel)
+	gate := f.rebootGate
+	f.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	send := func(p daemon.RebootProgress) error {
+		p.Time = epoch
+		if fn == nil {
+			return nil
+		}
+		return fn(p)
+	}
+	var out []daemon.RebootResult
+	for _, i := range idx {
+		f.mu.Lock()
+		n := f.nodes[i]
+		fail := f.rebootFail[n.Name]
+		f.mu.Unlock()
+		for _, p := range []daemon.RebootProgress{
+			{Node: n.Name, Step: workflow.StepBootdev},
+			{Node: n.Name, Step: workflow.StepCycle},
+			{Node: n.Name, Step: workflow.StepBoot, Stage: bootstate.StageKernel, Generation: n.Assigned},
+		} {
+			if err := send(p); err != nil {
+				return out, err
+			}
+		}
+		if gate != nil {
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return out, ctx.Err()
+			}
+		}
+		r := daemon.RebootResult{Node: n.Name, OK: fail == "", Step: workflow.StepClean, Generation: n.Assigned, Duration: 11 * time.Second}
+		if fail != "" {
+			r.Step, r.Error = workflow.StepFailed, n.Name+": "+fail
+			if err := send(daemon.RebootProgress{Node: n.Name, Step: workflow.StepFailed, Message: r.Error}); err != nil {
+				return out, err
+			}
+		} else if err := send(daemon.RebootProgress{Node: n.Name, Step: workflow.StepClean, Generation: n.Assigned}); err != nil {
+			return out, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (f *fakeBackend) Audit(ctx context.Context, n int) ([]audit.Entry, error) {
+	if err := f.record("Audit %d", n); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.audit
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return append([]audit.Entry(nil), out...), nil
 }

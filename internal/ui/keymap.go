@@ -12,6 +12,7 @@ type KeyMap struct {
 	SortCheckin, Reverse                     key.Binding
 	Edit, Refresh                            key.Binding
 	RebootClean, Power, SerialConsole, Stage key.Binding
+	CancelAction                             key.Binding
 	Quit, ForceQuit                          key.Binding
 }
 
@@ -30,7 +31,7 @@ func DefaultKeyMap() KeyMap {
 		Enter:         b("enter", "node detail", "enter"),
 		Back:          b("esc", "back / clear filter", "esc"),
 		Filter:        b("/", "filter (text, re:REGEX, n[01-08], state:S, group:G, dirty)", "/"),
-		Command:       b(":", "command (:nodes :images :events :q)", ":"),
+		Command:       b(":", "command (:nodes :images :events :action :q)", ":"),
 		Help:          b("?", "help", "?"),
 		Mark:          b("space", "mark node", "space"),
 		MarkAll:       b("ctrl+a", "mark all shown", "ctrl+a"),
@@ -47,6 +48,7 @@ func DefaultKeyMap() KeyMap {
 		Power:         b("p", "power menu", "p"),
 		SerialConsole: b("c", "serial console", "c"),
 		Stage:         b("s", "stage an image", "s"),
+		CancelAction:  b("ctrl+x", "cancel the running power action / reboot (esc only hides it)", "ctrl+x"),
 		Quit:          b("q", "quit (at the top)", "q"),
 		ForceQuit:     b("ctrl+c", "quit now", "ctrl+c"),
 	}
@@ -59,7 +61,7 @@ func (k KeyMap) Groups() []KeyGroup {
 		{"Views", []key.Binding{k.Enter, k.Back, k.Filter, k.Command, k.Help, k.Refresh}},
 		{"Marks", []key.Binding{k.Mark, k.MarkAll, k.ClearMarks}},
 		{"Sort", []key.Binding{k.SortName, k.SortGroup, k.SortStage, k.SortGen, k.SortCheckin, k.Reverse}},
-		{"Actions", []key.Binding{k.Edit, k.RebootClean, k.Power, k.SerialConsole, k.Stage}},
+		{"Actions", []key.Binding{k.Edit, k.RebootClean, k.Power, k.CancelAction, k.SerialConsole, k.Stage}},
 		{"Quit", []key.Binding{k.Quit, k.ForceQuit}},
 	}
 }

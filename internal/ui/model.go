@@ -11,6 +11,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/daemon"
 )
@@ -24,6 +25,7 @@ const (
 	viewEvents
 	viewImages
 	viewHelp
+	viewAction
 )
 
 // inputMode says what the bottom line is being typed into.
@@ -48,10 +50,8 @@ const (
 	// maxBackoff is the longest wait between reconnect attempts.
 	maxBackoff = 5 * time.Second
 	// notYet is the message for actions the daemon does not offer yet.
-	notYetPower  = "power control arrives with the IPMI service (not in this daemon yet)"
-	notYetReboot = "reboot to clean state arrives with the IPMI service (not in this daemon yet)"
-	notYetSOL    = "the serial console arrives with the IPMI service (not in this daemon yet)"
-	notYetStage  = "staged rollouts are not in this daemon yet"
+	notYetSOL   = "the serial console is not in this daemon yet"
+	notYetStage = "staged rollouts are not in this daemon yet"
 )
 
 // Messages. Every one that answers an API call carries its error.
@@ -76,11 +76,13 @@ type (
 	refreshTickMsg struct{}
 	reconnectMsg   struct{}
 	detailMsg      struct {
-		name   string
-		node   daemon.NodeView
-		entry  string
-		events []bootstate.Event
-		err    error
+		name    string
+		node    daemon.NodeView
+		entry   string
+		events  []bootstate.Event
+		audit   []audit.Entry
+		auditNA string
+		err     error
 	}
 	imagesMsg struct {
 		images []daemon.ImageInfo
@@ -111,6 +113,9 @@ type Model struct {
 	onYes   func() tea.Cmd
 	onNo    func() tea.Cmd
 	edit    *editSession
+	menu    *powerMenu
+	act     *action // the running or last power action / reboot
+	actSeq  int
 	status  api.Status
 	haveSt  bool
 	loading bool
@@ -347,6 +352,17 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case flashMsg:
 		m.setFlash(msg.text, false)
 		return m, nil
+	case powerDoneMsg:
+		if m.act == nil || msg.id != m.act.id {
+			return m, nil
+		}
+		for _, r := range msg.results {
+			m.act.setPower(r)
+		}
+		return m, m.actionFinished(msg.err)
+	}
+	if cmd, ok := m.rebootUpdate(msg); ok {
+		return m, cmd
 	}
 	if cmd, ok := m.editUpdate(msg); ok {
 		return m, cmd
@@ -418,6 +434,22 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 		}
 		return nil
 	}
+	if m.menu != nil {
+		op, done := m.menu.menuKey(msg, k)
+		if !done {
+			return nil
+		}
+		names := m.menu.names
+		m.menu = nil
+		if op == nil {
+			return nil
+		}
+		return m.choosePower(op, names)
+	}
+	if key.Matches(msg, k.CancelAction) {
+		m.cancelAction()
+		return nil
+	}
 	if m.input != inputNone {
 		return m.inputKey(msg)
 	}
@@ -453,7 +485,15 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 		if key.Matches(msg, k.Edit) {
 			return m.startEdit(m.detail.name)
 		}
+		if key.Matches(msg, k.Power) {
+			return m.openPowerMenu()
+		}
+		if key.Matches(msg, k.RebootClean) {
+			return m.askReboot()
+		}
 		m.detail.scroll(msg, k)
+	case viewAction:
+		return m.actionKey(msg)
 	case viewEvents:
 		if key.Matches(msg, k.Filter) {
 			m.input, m.inputText, m.inputErr = inputFilter, m.events.filter, ""
@@ -531,9 +571,9 @@ func (m *Model) nodesKey(msg tea.KeyPressMsg) tea.Cmd {
 			return m.startEdit(n.Name)
 		}
 	case key.Matches(msg, k.RebootClean):
-		m.setFlash(notYetReboot, false)
+		return m.askReboot()
 	case key.Matches(msg, k.Power):
-		m.setFlash(notYetPower, false)
+		return m.openPowerMenu()
 	case key.Matches(msg, k.SerialConsole):
 		m.setFlash(notYetSOL, false)
 	case key.Matches(msg, k.Stage):
@@ -543,7 +583,7 @@ func (m *Model) nodesKey(msg tea.KeyPressMsg) tea.Cmd {
 }
 
 // commands are what `:` accepts, in completion order.
-var commands = []string{"nodes", "events", "images", "help", "quit", "q"}
+var commands = []string{"nodes", "events", "images", "action", "help", "quit", "q"}
 
 // completeCommand returns the commands starting with prefix.
 func completeCommand(prefix string) []string {
@@ -659,10 +699,17 @@ func (m *Model) runCommand(text string) tea.Cmd {
 	case "help":
 		m.push(viewHelp)
 		return nil
+	case "action", "act":
+		if m.act == nil {
+			m.setFlash("no power action or reboot has run in this console yet", false)
+			return nil
+		}
+		m.push(viewAction)
+		return nil
 	}
 	if c := completeCommand(text); len(c) == 1 {
 		return m.runCommand(c[0])
 	}
-	m.setFlash(fmt.Sprintf("unknown command %q (try :nodes :events :images :help :q)", text), true)
+	m.setFlash(fmt.Sprintf("unknown command %q (try :nodes :events :images :action :help :q)", text), true)
 	return nil
 }

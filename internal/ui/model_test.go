@@ -12,7 +12,10 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/workflow"
 )
 
 var updateGolden = flag.Bool("update-ui", false, "rewrite the golden screens of internal/ui")
@@ -93,12 +96,14 @@ func keyMsg(s string) tea.KeyPressMsg {
 		return tea.KeyPressMsg{Code: tea.KeyTab}
 	case "<bs>":
 		return tea.KeyPressMsg{Code: tea.KeyBackspace}
-	case "<ctrl+c>", "<ctrl+r>", "<ctrl+a>", "<ctrl+u>":
+	case "<ctrl+c>", "<ctrl+r>", "<ctrl+a>", "<ctrl+u>", "<ctrl+x>":
 		return tea.KeyPressMsg{Code: rune(s[6]), Mod: tea.ModCtrl}
 	case "<down>":
 		return tea.KeyPressMsg{Code: tea.KeyDown}
 	case "<up>":
 		return tea.KeyPressMsg{Code: tea.KeyUp}
+	case "<right>":
+		return tea.KeyPressMsg{Code: tea.KeyRight}
 	}
 	r := []rune(s)
 	return tea.KeyPressMsg{Code: r[0], Text: s}
@@ -164,9 +169,34 @@ func TestGoldenScreens(t *testing.T) {
 			hs.keys("<enter>")
 		}},
 		{"images", func(hs *harness) { hs.keys(":"); hs.typeText("images"); hs.keys("<enter>") }},
-		{"not-yet", func(hs *harness) { hs.keys("p") }},
+		{"not-yet", func(hs *harness) { hs.keys("c") }},
 		{"dialog", func(hs *harness) {
 			hs.m.dialog = NewConfirm(hs.m.c, "Reboot 12 nodes to a clean state?", "n01 n02 n03 …", 12)
+		}},
+		{"power-menu", func(hs *harness) { hs.press("<space>", "<space>", "<space>", "p") }},
+		{"power-dialog", func(hs *harness) { hs.press("<space>", "<space>", "<space>", "p", "c") }},
+		{"power-results", func(hs *harness) {
+			hs.be.powerFail = map[string]string{"n07": "BMC 10.2.0.7:623: no answer within 5s"}
+			hs.be.nodes[1].BMC = ""
+			hs.send(refreshTickMsg{})
+			hs.press("/", "n", "0", "<enter>", "<ctrl+a>", "<esc>", "p", "c", "<wait>")
+			hs.press(strings.Split("9", "")...)
+			hs.press("<enter>")
+		}},
+		{"reboot-dialog", func(hs *harness) { hs.press("<ctrl+a>", "R") }},
+		{"reboot-progress", func(hs *harness) {
+			hs.press("<space>", "<space>", "<space>", "R", "<wait>")
+			hs.m.Update(keyMsg("y")) // the call is not run: progress is fed below
+			hs.now = hs.now.Add(42 * time.Second)
+			hs.m.Update(rebootMsg{id: hs.m.act.id, progress: []daemon.RebootProgress{
+				{Node: "n01", Step: workflow.StepClean, Generation: "g2", Time: hs.now.Add(-2 * time.Second)},
+				{Node: "n02", Step: workflow.StepBoot, Stage: bootstate.StageRootfs, Generation: "g2"},
+				{Node: "n03", Step: workflow.StepCycle},
+			}})
+		}},
+		{"reboot-results", func(hs *harness) {
+			hs.be.rebootFail = map[string]string{"n02": "stalled in stage kernel for 2m0s"}
+			hs.press("<space>", "<space>", "<space>", "R", "<wait>", "y")
 		}},
 	}
 	for _, sz := range sizes {
@@ -180,6 +210,10 @@ func TestGoldenScreens(t *testing.T) {
 					{Seq: 3, Time: epoch.Add(-10 * time.Second), Kind: bootstate.KindUnknown, MAC: "52:54:00:aa:bb:cc", Remote: "127.0.0.1:4000"},
 				}
 				hs.m.events.add(hs.be.events)
+				hs.be.audit = []audit.Entry{
+					{Time: epoch.Add(-time.Hour), Who: "uid 0 (root)", Action: "power cycle", Target: "n[01-03]", Nodes: 3, Result: "2 ok, 1 failed", Details: []string{"n02: node n02: BMC 10.2.0.2:623: no answer within 5s"}},
+					{Time: epoch.Add(-time.Minute), Who: "uid 1000 (ada)", Action: "edit node n02", Result: "ok"},
+				}
 				f.do(hs)
 				s := hs.screen()
 				checkSize(t, s, sz.w, sz.h)

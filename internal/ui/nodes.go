@@ -251,6 +251,16 @@ func (t *nodeTable) markShown() {
 	}
 }
 
+// byName returns the named node, nil when the list lacks it.
+func (t *nodeTable) byName(name string) *daemon.NodeView {
+	for i := range t.all {
+		if t.all[i].Name == name {
+			return &t.all[i]
+		}
+	}
+	return nil
+}
+
 // markedCount counts marks of nodes that still exist.
 func (t *nodeTable) markedCount() int { return len(t.marks) }
 

@@ -45,11 +45,22 @@ func (m *Model) Render() string {
 		writeLines(&b, m.images.lines(), m.images.offset, bodyRows, c.Width)
 	case viewHelp:
 		writeLines(&b, m.help.lines(), 0, bodyRows, c.Width)
+	case viewAction:
+		if m.act != nil {
+			lines := m.act.lines(c, m.nodePower)
+			m.act.offset = min(m.act.offset, max(0, len(lines)-bodyRows))
+			writeLines(&b, lines, m.act.offset, bodyRows, c.Width)
+		} else {
+			writeLines(&b, nil, 0, bodyRows, c.Width)
+		}
 	}
 	b.WriteString(m.inputLine())
 	b.WriteByte('\n')
 	b.WriteString(m.keyLine())
 	screen := b.String()
+	if m.menu != nil {
+		screen = overlay(screen, m.menu.view(), c.Width, c.Height)
+	}
 	if m.dialog != nil {
 		screen = overlay(screen, m.dialog.View(), c.Width, c.Height)
 	}
@@ -75,7 +86,7 @@ func cut(s string, width int) string {
 	return lipgloss.NewStyle().MaxWidth(width).Render(s)
 }
 
-var viewNames = map[viewID]string{viewNodes: "nodes", viewDetail: "node", viewEvents: "events", viewImages: "images", viewHelp: "help"}
+var viewNames = map[viewID]string{viewNodes: "nodes", viewDetail: "node", viewEvents: "events", viewImages: "images", viewHelp: "help", viewAction: "action"}
 
 func (m *Model) titleLine() string {
 	s := m.c.Styles
@@ -145,11 +156,17 @@ func (m *Model) inputLine() string {
 	if m.connErr != nil {
 		return cut(s.Error.Render("disconnected, retrying: "+m.connErr.Error()), m.c.Width)
 	}
+	if m.act != nil && m.act.running && m.view != viewAction {
+		return cut(s.Warn.Render(m.act.summary()), m.c.Width)
+	}
 	if m.view == viewNodes && !m.nodes.filter.Empty() {
 		return cut(s.Dim.Render("filter: "+m.nodes.filter.Text+"  (esc clears)"), m.c.Width)
 	}
 	if m.view == viewEvents && m.events.filter != "" {
 		return cut(s.Dim.Render("filter: "+m.events.filter+"  (esc clears)"), m.c.Width)
+	}
+	if m.act != nil && m.view != viewAction {
+		return cut(s.Dim.Render("last action: "+m.act.summary()), m.c.Width)
 	}
 	return ""
 }
@@ -158,9 +175,14 @@ func (m *Model) keyLine() string {
 	var hints []string
 	switch m.view {
 	case viewNodes:
-		hints = []string{"?:help", "/:filter", "::cmd", "space:mark", "enter:detail", "e:edit", "q:quit"}
+		hints = []string{"?:help", "/:filter", "space:mark", "enter:detail", "e:edit", "p:power", "R:reboot", "q:quit"}
 	case viewDetail:
-		hints = []string{"esc:back", "j/k:scroll", "e:edit", "?:help", "ctrl+c:quit"}
+		hints = []string{"esc:back", "j/k:scroll", "e:edit", "p:power", "R:reboot", "?:help"}
+	case viewAction:
+		hints = []string{"esc:back", "j/k:scroll", "?:help", "ctrl+c:quit"}
+		if m.act != nil && m.act.running {
+			hints = []string{"esc:back (keeps running)", "ctrl+x:cancel", "j/k:scroll", "?:help"}
+		}
 	case viewEvents:
 		hints = []string{"esc:back", "/:filter", "j/k:scroll", "G:follow", "ctrl+c:quit"}
 	default:
