@@ -63,6 +63,10 @@ Client verbs (talk to the daemon at --api-socket, default $NETBOOTUI_SOCKET or `
   netbootui stage run|halt|resume|abort|promote|rollback [ID]
   netbootui stage show [ID] [-f]    stage list
 
+Simulation (everything on loopback high ports, no root, no hardware):
+  netbootui demo [--nodes 64] [--no-tui] [--api-socket PATH] [--data DIR] [--image auto|recipe|tiny]
+  netbootui bench storm [--nodes 1000] [--timeout 5m] [-o json]
+
 SELECTION is a hostlist (n[01-08],gpu1) or @group; it is never empty.
 `
 
@@ -116,6 +120,10 @@ func run(ctx context.Context, args []string) error {
 		return cmdRebootClean(ctx, rest)
 	case "audit":
 		return cmdAudit(ctx, rest)
+	case "demo":
+		return cmdDemo(ctx, rest)
+	case "bench":
+		return cmdBench(ctx, rest)
 	case "stage":
 		return cmdStage(ctx, rest)
 	case "console":

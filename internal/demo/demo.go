@@ -567,16 +567,13 @@ func (d *Demo) Wait(ctx context.Context) error {
 	}
 }
 
-// Close stops every simulated node, then the daemon. It is safe to call
+// Close stops the daemon, then every simulated node. It is safe to call
 // more than once.
 func (d *Demo) Close() error {
 	d.once.Do(func() {
-		var wg sync.WaitGroup
-		for _, n := range d.Nodes {
-			wg.Add(1)
-			go func() { defer wg.Done(); n.Close() }()
-		}
-		wg.Wait()
+		// The daemon first: it closes its IPMI sessions while the BMCs
+		// still answer (a BMC gone first would make each close wait for
+		// its timeout).
 		if d.cancel != nil {
 			d.cancel()
 			d.err = <-d.done
@@ -587,6 +584,12 @@ func (d *Demo) Close() error {
 			cancel()
 			d.err = d.Daemon.Run(ctx)
 		}
+		var wg sync.WaitGroup
+		for _, n := range d.Nodes {
+			wg.Add(1)
+			go func() { defer wg.Done(); n.Close() }()
+		}
+		wg.Wait()
 	})
 	return d.err
 }

@@ -239,6 +239,10 @@ func (n *Node) Close() {
 	n.client.CloseIdleConnections()
 }
 
+// CloseIdle closes the node's idle HTTP connections (kept alive between the
+// fetches of a boot), as a node that finished booting would.
+func (n *Node) CloseIdle() { n.client.CloseIdleConnections() }
+
 // Stats says what the firmware did.
 type Stats struct {
 	NetBoots, DiskBoots, Checkins int

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/netbootui/netbootui/bench/storm"
+	"github.com/netbootui/netbootui/internal/demo"
+)
+
+// cmdBench runs a bench: `bench storm` powers N simulated nodes on at once
+// and reports how their boots went (bench/storm).
+func cmdBench(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "storm" {
+		fmt.Fprintln(os.Stderr, "usage: netbootui bench storm [--nodes 1000] [--timeout 5m] [--sizes KERNEL,INITRD,ROOTFS] [-o json]")
+		return exitError(2)
+	}
+	fs := flag.NewFlagSet("bench storm", flag.ContinueOnError)
+	var cfg storm.Config
+	fs.IntVar(&cfg.Nodes, "nodes", 1000, "how many simulated nodes (1.."+strconv.Itoa(demo.MaxNodes)+")")
+	fs.DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "bound of the whole storm")
+	sizes := fs.String("sizes", "256K,512K,2M", "sizes of the generation's kernel, initrd and rootfs")
+	output := fs.String("o", "text", "text or json")
+	if _, err := parseArgs(fs, args[1:], 0); err != nil {
+		return err
+	}
+	if cfg.Nodes < 1 || cfg.Nodes > demo.MaxNodes {
+		return fmt.Errorf("bench storm: --nodes %d: want 1..%d", cfg.Nodes, demo.MaxNodes)
+	}
+	var err error
+	if cfg.Sizes, err = parseSizes(*sizes); err != nil {
+		return fmt.Errorf("bench storm: --sizes %q: %w", *sizes, err)
+	}
+	if *output != "text" && *output != "json" {
+		return fmt.Errorf("bench storm: -o %q: want text or json", *output)
+	}
+	dir, err := os.MkdirTemp("", "netbootui-storm-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cfg.DataDir = dir
+	if *output == "text" {
+		cfg.Out = os.Stderr
+	}
+	rep, err := storm.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if *output == "json" {
+		if err := rep.WriteJSON(os.Stdout); err != nil {
+			return err
+		}
+	} else {
+		rep.WriteText(os.Stdout)
+	}
+	if rep.Failed > 0 {
+		return exitError(1)
+	}
+	return nil
+}
+
+// parseSizes reads "256K,512K,2M" (suffixes K, M, G are powers of 1024).
+func parseSizes(s string) ([3]int64, error) {
+	var out [3]int64
+	parts := strings.Split(s, ",")
+	if len(parts) != 3 {
+		return out, fmt.Errorf("want three sizes, got %d", len(parts))
+	}
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		mult := int64(1)
+		switch {
+		case strings.HasSuffix(p, "K"):
+			mult, p = 1<<10, strings.TrimSuffix(p, "K")
+		case strings.HasSuffix(p, "M"):
+			mult, p = 1<<20, strings.TrimSuffix(p, "M")
+		case strings.HasSuffix(p, "G"):
+			mult, p = 1<<30, strings.TrimSuffix(p, "G")
+		}
+		n, err := strconv.ParseInt(p, 10, 64)
+		if err != nil || n < 1 || n > (1<<30)/mult {
+			return out, fmt.Errorf("size %d %q: want 1 byte to 1G", i+1, parts[i])
+		}
+		out[i] = n * mult
+	}
+	return out, nil
+}

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
+
+	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/demo"
+	"github.com/netbootui/netbootui/internal/ui"
+)
+
+// cmdDemo runs a simulated cluster in this process (internal/demo), serves
+// the API on a socket of its own and opens the console on it, or runs
+// headless until SIGINT/SIGTERM with --no-tui.
+func cmdDemo(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	var cfg demo.Config
+	fs.IntVar(&cfg.Nodes, "nodes", 64, "how many simulated nodes (1.."+fmt.Sprint(demo.MaxNodes)+")")
+	noTUI := fs.Bool("no-tui", false, "run headless until SIGINT/SIGTERM instead of opening the console")
+	socket := fs.String("api-socket", "", "unix socket `path` of the demo's API (default DATA/api.sock)")
+	data := fs.String("data", "", "data `dir` (default: a temporary folder removed on exit)")
+	fs.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:0", "HTTP boot server `address` (loopback only)")
+	fs.StringVar(&cfg.TFTPListen, "tftp-listen", "127.0.0.1:0", "TFTP server `address` (loopback only)")
+	fs.StringVar(&cfg.Image, "image", demo.ImageAuto, "generation to boot: auto, recipe (the default recipe) or tiny (made in Go)")
+	fs.StringVar(&cfg.KernelDir, "kernel-dir", "", "`dir` with vmlinuz and modules/ for the default recipe (default $NETBOOTUI_KERNEL_DIR or .cache/kernel)")
+	fs.StringVar(&cfg.StallNode, "stall-node", "", "`node` whose boot stalls (default cn013; - for none)")
+	fs.StringVar(&cfg.StallAt, "stall-at", "kernel", "`stage` after which it stalls: nbp, script, kernel, initrd or rootfs")
+	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", 20*time.Second, "a boot stage with no progress for this long is stalled")
+	fs.DurationVar(&cfg.POST, "post", 2*time.Second, "simulated firmware self-test time (each node takes 1 to 2 times this)")
+	fs.DurationVar(&cfg.CheckinEvery, "checkin-every", 5*time.Second, "how often a booted node checks in")
+	fs.DurationVar(&cfg.PowerPoll, "power-poll", 10*time.Second, "how often the daemon reads every BMC's power status")
+	statusEvery := fs.Duration("status-every", 10*time.Second, "with --no-tui, how often a status line is printed")
+	if _, err := parseArgs(fs, args, 0); err != nil {
+		return err
+	}
+	if *data == "" {
+		dir, err := os.MkdirTemp("", "netbootui-demo-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		*data = dir
+	}
+	if *socket == "" {
+		*socket = filepath.Join(*data, "api.sock")
+	}
+	cfg.DataDir = *data
+	cfg.Out = os.Stdout
+	// The daemon logs warnings to stderr when headless, to DATA/demo.log
+	// under the console (which owns the terminal).
+	var logOut io.Writer = os.Stderr
+	if !*noTUI {
+		f, err := os.OpenFile(filepath.Join(*data, "demo.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		logOut = f
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	fmt.Printf("netbootui demo: starting %d simulated nodes in %s\n", cfg.Nodes, *data)
+	d, err := demo.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	ln, err := api.Listen(*socket)
+	if err != nil {
+		return err
+	}
+	srv := &api.Server{D: d.Daemon, Logger: cfg.Logger}
+	go srv.Serve(ln)
+	defer func() { srv.Close(); os.Remove(*socket) }()
+	printDemoBanner(os.Stdout, d, *socket)
+	if _, err := d.PowerOnAll(ctx); err != nil {
+		return err
+	}
+	fmt.Printf("powered on %d nodes through their BMCs (IPMI on loopback); they boot over TFTP and HTTP now\n", len(d.Names))
+	if *noTUI {
+		fmt.Println("running headless; SIGINT or SIGTERM stops the demo and cleans up")
+		t := time.NewTicker(*statusEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				fmt.Println("netbootui demo: stopping")
+				return nil
+			case <-t.C:
+				fmt.Println(demoStatus(d))
+			}
+		}
+	}
+	m := ui.New(api.NewClient(*socket), ui.Options{Dark: lipgloss.HasDarkBackground(os.Stdin, os.Stdout)})
+	defer m.Close()
+	_, err = tea.NewProgram(m, tea.WithContext(ctx)).Run()
+	if err != nil && ctx.Err() != nil {
+		err = nil
+	}
+	fmt.Println("netbootui demo: stopping")
+	return err
+}
+
+func printDemoBanner(w io.Writer, d *demo.Demo, socket string) {
+	var groups []string
+	for _, g := range []struct{ name, how string }{{"compute", "iPXE, BIOS"}, {"gpu", "iPXE, UEFI"}, {"io", "pxelinux, BIOS"}} {
+		if n := len(d.Groups[g.name]); n > 0 {
+			groups = append(groups, fmt.Sprintf("%s %d (%s)", g.name, n, g.how))
+		}
+	}
+	first, last := d.Nodes[d.Names[0]], d.Nodes[d.Names[len(d.Names)-1]]
+	fmt.Fprintf(w, "netbootui demo: %d simulated nodes: %s\n", len(d.Names), strings.Join(groups, ", "))
+	fmt.Fprintf(w, "  image:     %s\n", d.ImageSource)
+	fmt.Fprintf(w, "  http:      http://%s   tftp: %s\n", d.Daemon.HTTPAddr(), d.Daemon.TFTPAddr())
+	fmt.Fprintf(w, "  BMCs:      IPMI (RMCP+) on %s .. %s, one UDP port each (ports in the inventory)\n", first.Addr(), last.Addr())
+	fmt.Fprintf(w, "  inventory: %s (secrets: %s, mode 0600)\n", d.InventoryPath, d.SecretsPath)
+	if d.StallNode != "" {
+		fmt.Fprintf(w, "  trouble:   %s stalls during its boot; one compute node in eight writes to its overlay until it is dirty\n", d.StallNode)
+	}
+	fmt.Fprintf(w, "  api:       %s\n", socket)
+	fmt.Fprintf(w, "attach from another terminal:\n")
+	fmt.Fprintf(w, "  NETBOOTUI_SOCKET=%s netbootui node list\n", socket)
+	fmt.Fprintf(w, "  NETBOOTUI_SOCKET=%s netbootui reboot-clean NODE\n", socket)
+	fmt.Fprintf(w, "  NETBOOTUI_SOCKET=%s netbootui            (the console)\n", socket)
+}
+
+// demoStatus is one line: node counts by stage and how many are dirty.
+func demoStatus(d *demo.Demo) string {
+	stages, dirty := d.Counts()
+	keys := make([]string, 0, len(stages))
+	for s := range stages {
+		keys = append(keys, string(s))
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys)+1)
+	for _, k := range keys {
+		name := k
+		if name == "" {
+			name = "unknown"
+		}
+		parts = append(parts, fmt.Sprintf("%s %d", name, stages[bootstate.Stage(k)]))
+	}
+	parts = append(parts, fmt.Sprintf("dirty %d", dirty))
+	return time.Now().Format("15:04:05") + " nodes: " + strings.Join(parts, ", ")
+}

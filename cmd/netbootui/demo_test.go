@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/lab"
+)
+
+// demoFast are the demo flags of the tests: the tiny generation and short
+// timings.
+var demoFast = []string{"--image", "tiny", "--post", "100ms", "--checkin-every", "200ms", "--stall-timeout", "2s", "--power-poll", "1s"}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func waitNodes(t *testing.T, c *api.Client, d time.Duration, what string, cond func([]daemon.NodeView) bool) []daemon.NodeView {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		nodes, err := c.Nodes(ctx)
+		cancel()
+		if err == nil && cond(nodes) {
+			return nodes
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s: %v %v", what, err, summary(nodes))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func summary(nodes []daemon.NodeView) map[string]int {
+	m := map[string]int{}
+	for _, n := range nodes {
+		m[string(n.State.Stage)]++
+		if n.Dirty {
+			m["dirty"]++
+		}
+	}
+	return m
+}
+
+func count(nodes []daemon.NodeView, stage bootstate.Stage) int {
+	k := 0
+	for _, n := range nodes {
+		if n.State.Stage == stage {
+			k++
+		}
+	}
+	return k
+}
+
+// TestDemoHeadless: `netbootui demo --no-tui --nodes 16` boots its nodes
+// (seen through the API), one turns dirty, cn010 stalls, reboot-clean
+// (API) brings the dirty one back clean, the CLI verbs work against the
+// demo's socket, and SIGTERM stops everything: socket gone, ports closed.
+func TestDemoHeadless(t *testing.T) {
+	dir := t.TempDir()
+	socket := filepath.Join(dir, "demo.sock")
+	data := filepath.Join(dir, "data")
+	httpPort := freePort(t)
+	cmd := exec.Command(binary, append([]string{"demo", "--no-tui", "--nodes", "16", "--api-socket", socket, "--data", data,
+		"--http-listen", "127.0.0.1:" + strconv.Itoa(httpPort), "--status-every", "500ms"}, demoFast...)...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Kill()
+		<-exited
+	}()
+	c := api.NewClient(socket)
+	nodes := waitNodes(t, c, 60*time.Second, "15 booted and 1 stalled", func(n []daemon.NodeView) bool {
+		return len(n) == 16 && count(n, bootstate.StageBooted) == 15 && count(n, bootstate.StageStalled) == 1
+	})
+	for _, n := range nodes {
+		if n.State.Stage == bootstate.StageStalled && n.Name != "cn010" {
+			t.Errorf("%s stalled, want cn010", n.Name)
+		}
+	}
+	waitNodes(t, c, 30*time.Second, "cn003 dirty", func(n []daemon.NodeView) bool {
+		for _, v := range n {
+			if v.Name == "cn003" {
+				return v.Dirty
+			}
+		}
+		return false
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res, err := c.RebootClean(ctx, "cn003", 30*time.Second, nil)
+	if err != nil || len(res) != 1 || !res[0].OK {
+		t.Fatalf("reboot-clean: %+v %v", res, err)
+	}
+	v, err := c.Node(ctx, "cn003")
+	if err != nil || v.Dirty || v.State.Stage != bootstate.StageBooted || v.State.Generation != v.Assigned {
+		t.Fatalf("cn003 after reboot-clean: %+v %v", v, err)
+	}
+	// The CLI verbs talk to the demo too.
+	stdout, stderr, code := runCLI(t, "node", "list", "--api-socket", socket)
+	if code != 0 || !strings.Contains(stdout, "gpu04") || !strings.Contains(stdout, "io02") {
+		t.Fatalf("node list: %d\n%s%s", code, stdout, stderr)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		exited <- err
+		if err != nil {
+			t.Fatalf("demo exited: %v\n%s\n%s", err, out.String(), errOut.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("SIGTERM did not stop the demo\n%s", out.String())
+	}
+	s := out.String()
+	for _, want := range []string{"tiny generation made in Go", "NETBOOTUI_SOCKET=" + socket + " netbootui node list",
+		fmt.Sprintf("http://127.0.0.1:%d", httpPort), "booted 15", "netbootui demo: stopping"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("output lacks %q:\n%s", want, s)
+		}
+	}
+	assertCleanedUp(t, socket, httpPort)
+	if _, err := os.Stat(filepath.Join(data, "nodes.yaml")); err != nil {
+		t.Errorf("--data folder should be kept: %v", err)
+	}
+}
+
+// assertCleanedUp checks the socket is gone and the HTTP port refuses.
+func assertCleanedUp(t *testing.T, socket string, httpPort int) {
+	t.Helper()
+	if _, err := os.Stat(socket); !os.IsNotExist(err) {
+		t.Errorf("socket %s left behind: %v", socket, err)
+	}
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(httpPort), time.Second); err == nil {
+		c.Close()
+		t.Errorf("HTTP port %d still open", httpPort)
+	}
+}
+
+// TestDemoInTmux opens `netbootui demo --nodes 64` in tmux: the console
+// shows the 64 nodes and their live states, q quits, and the process, its
+// socket and its ports are gone.
+func TestDemoInTmux(t *testing.T) {
+	lab.RequireTools(t, "tmux")
+	dir := t.TempDir()
+	socket := filepath.Join(dir, "demo.sock")
+	httpPort := freePort(t)
+	c := &tmuxConsole{t: t, server: fmt.Sprintf("netbootui-demo-%d-%d", os.Getpid(), time.Now().UnixNano())}
+	cmdline := fmt.Sprintf("env TERM=xterm-256color %s demo --nodes 64 --api-socket %s --http-listen 127.0.0.1:%d %s",
+		binary, socket, httpPort, strings.Join(demoFast, " "))
+	c.tmux("new-session", "-d", "-s", "ui", "-x", "120", "-y", "40", cmdline)
+	t.Cleanup(func() { exec.Command("tmux", "-L", c.server, "kill-server").Run() })
+	pid, err := strconv.Atoi(strings.TrimSpace(c.tmux("display-message", "-p", "-t", "ui", "#{pane_pid}")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c.waitFor("64 nodes", regexp.MustCompile(`64 nodes · 0 marked`))
+	t.Logf("console up after %s", time.Since(start))
+	s := c.waitFor("live states", regexp.MustCompile(`(?m)^\s+cn0\d\d .*booted`))
+	if !regexp.MustCompile(`(?m)^\s+cn001 `).MatchString(s) {
+		t.Errorf("cn001 not on screen:\n%s", s)
+	}
+	c.keys("/", "g", "p", "u", "Enter")
+	c.waitFor("gpu nodes booted", regexp.MustCompile(`(?m)^\s+gpu16 .*booted`))
+	c.keys("Escape")
+	c.waitFor("stalled node", regexp.MustCompile(`(?m)^\s+cn013 .*stalled`))
+	t.Logf("cn013 stalled after %s", time.Since(start))
+	c.keys("q")
+	deadline := time.Now().Add(20 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("q did not end the demo:\n%s", c.capture(false))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("demo ended after %s", time.Since(start))
+	assertCleanedUp(t, socket, httpPort)
+}
