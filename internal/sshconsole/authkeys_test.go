@@ -3,6 +3,8 @@ package sshconsole
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -109,4 +111,89 @@ func FuzzParseAuthorizedKeys(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestOpenAuthorizedKeys(t *testing.T) {
+	_, aLine := newKey(t)
+	for _, tc := range []struct {
+		name string
+		data string
+		mode os.FileMode
+		err  string
+	}{
+		{name: "missing", err: "file does not exist"},
+		{name: "group writable", data: aLine + "\n", mode: 0o620, err: "mode 0620 is writable by group or others"},
+		{name: "invalid", data: "\n\nssh-ed25519\n", mode: 0o600, err: ":3:1: not a public key"},
+		{name: "ok", data: aLine + " a\n", mode: 0o644},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "authorized_keys")
+			if tc.mode != 0 {
+				os.WriteFile(p, []byte(tc.data), tc.mode)
+				os.Chmod(p, tc.mode)
+			}
+			a, err := OpenAuthorizedKeys(p, nil)
+			if tc.err == "" {
+				if err != nil || len(a.Keys()) != 1 {
+					t.Fatalf("open: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), p) {
+				t.Fatalf("error %v, want %q naming %s", err, tc.err, p)
+			}
+		})
+	}
+}
+
+// A reload that fails keeps the keys in force; a removed file allows nobody.
+func TestAuthorizedKeysReload(t *testing.T) {
+	a, aLine := newKey(t)
+	b, bLine := newKey(t)
+	p := filepath.Join(t.TempDir(), "authorized_keys")
+	write := func(data string, mode os.FileMode) {
+		t.Helper()
+		if err := os.WriteFile(p+".tmp", []byte(data), mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(p+".tmp", mode)
+		if err := os.Rename(p+".tmp", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(aLine+"\n", 0o600)
+	ak, err := OpenAuthorizedKeys(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name         string
+		data         string
+		mode         os.FileMode
+		remove       bool
+		wantA, wantB bool
+	}{
+		{name: "initial", data: aLine + "\n", mode: 0o600, wantA: true},
+		{name: "b added", data: aLine + "\n" + bLine + " b\n", mode: 0o600, wantA: true, wantB: true},
+		{name: "broken keeps both", data: aLine + "\nbroken\n", mode: 0o600, wantA: true, wantB: true},
+		{name: "world-writable keeps both", data: bLine + "\n", mode: 0o666, wantA: true, wantB: true},
+		{name: "only b", data: bLine + "\n", mode: 0o600, wantB: true},
+		{name: "removed", remove: true},
+		{name: "back", data: aLine + "\n", mode: 0o600, wantA: true},
+	}
+	for _, st := range steps {
+		if st.remove {
+			os.Remove(p)
+		} else {
+			write(st.data, st.mode)
+		}
+		_, gotA := ak.Lookup(a.PublicKey())
+		_, gotB := ak.Lookup(b.PublicKey())
+		if gotA != st.wantA || gotB != st.wantB {
+			t.Fatalf("%s: a=%v b=%v, want a=%v b=%v", st.name, gotA, gotB, st.wantA, st.wantB)
+		}
+	}
+	if _, ok := ak.Lookup(nil); ok {
+		t.Fatal("nil key admitted")
+	}
 }

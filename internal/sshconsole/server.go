@@ -10,7 +10,6 @@
 package sshconsole
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -237,14 +236,4 @@ func (s *Server) Close() error {
 		return nil
 	}
 	return err
-}
-
-// Shutdown stops listening and waits for sessions to end until ctx is done,
-// then closes them.
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
-	if err != nil && !errors.Is(err, ssh.ErrServerClosed) {
-		s.srv.Close()
-	}
-	return nil
 }

@@ -541,3 +541,79 @@ func TestSessionsAreIndependent(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Sessions beyond MaxSessions are refused with a message; the ones open
+// keep running.
+func TestMaxSessions(t *testing.T) {
+	_, apiSrv, _ := startDaemon(t, false)
+	dir := t.TempDir()
+	alice, aliceLine := newKey(t)
+	keysPath := filepath.Join(dir, "authorized_keys")
+	writeKeys(t, keysPath, aliceLine)
+	srv, err := New(Config{AuthorizedKeys: keysPath, HostKey: filepath.Join(dir, HostKeyFile), MaxSessions: 1,
+		Backend: func(who string) (ui.Backend, func()) { return apiSrv.InProcessClient(who) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve()
+	defer srv.Close()
+	c, err := dial(srv.Addr().String(), srv.HostKey(), gossh.PublicKeys(alice))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	first, out, in := openConsole(t, c, 80, 24)
+	out.waitFor(t, "first console", "solo")
+
+	second, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msg syncBuf
+	second.Stdout, second.Stderr = &msg, &msg
+	if err := second.RequestPty("xterm", 24, 80, gossh.TerminalModes{}); err != nil {
+		t.Fatal(err)
+	}
+	err = second.Run("")
+	var exit *gossh.ExitError
+	if !asExit(err, &exit) || exit.ExitStatus() != 1 || !strings.Contains(msg.text(), "too many console sessions") {
+		t.Fatalf("second session: %v, %q", err, msg.text())
+	}
+	in.Write([]byte("q"))
+	waitEnd(t, first)
+}
+
+func TestConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	_, aLine := newKey(t)
+	keys := filepath.Join(dir, "authorized_keys")
+	writeKeys(t, keys, aLine)
+	be := func(string) (ui.Backend, func()) { return nil, nil }
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		err  string
+	}{
+		{"no backend", Config{AuthorizedKeys: keys, HostKey: filepath.Join(dir, "k1")}, "Backend is nil"},
+		{"no keys file", Config{AuthorizedKeys: filepath.Join(dir, "nope"), HostKey: filepath.Join(dir, "k2"), Backend: be}, "nope"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := New(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("error %v, want %q", err, tc.err)
+			}
+		})
+	}
+	s, err := New(Config{AuthorizedKeys: keys, HostKey: filepath.Join(dir, "k3"), Backend: be})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Serve(); err == nil {
+		t.Fatal("Serve before Listen succeeded")
+	}
+	if err := s.Listen("256.0.0.1:0"); err == nil || !strings.Contains(err.Error(), "256.0.0.1:0") {
+		t.Fatalf("bad listen address: %v", err)
+	}
+}
