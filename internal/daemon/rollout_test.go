@@ -145,7 +145,7 @@ func TestStagedRollout(t *testing.T) {
 	}
 
 	// Preview changes nothing and lists exactly the nodes that change.
-	req := StageRequest{Selection: "@g", Generation: newGen[:10], Wave: "2", Timeout: 4 * time.Second, Who: "tester"}
+	req := StageRequest{Selection: "@g", Generation: newGen[:10], Wave: "2", Timeout: 8 * time.Second, Who: "tester"}
 	p, err := d.StagePreview(req)
 	if err != nil {
 		t.Fatal(err)
