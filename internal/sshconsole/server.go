@@ -48,7 +48,7 @@ type Config struct {
 
 // NoEditor is the default UI.Editor of SSH sessions: it fails with a message
 // saying how to edit instead.
-var NoEditor = []string{"/bin/sh", "-c", `echo "netbootui: editing is not available over SSH; use 'netbootui node edit' on the head node" >&2; exit 1`, "no-editor"}
+var NoEditor = []string{"/bin/sh", "-c", `echo "netbootui: editing is not available over SSH; use 'netbootui node edit' on the head node"; sleep 2; exit 1`, "no-editor"}
 
 // Server is an SSH server of consoles.
 type Server struct {
