@@ -232,3 +232,13 @@ func TestSIGKILLDuringWrites(t *testing.T) {
 	p := startServe(t, inv, data)
 	p.stop(t)
 }
+
+func TestCLIValue(t *testing.T) {
+	for in, want := range map[string]any{
+		"623": 623, "true": true, "quiet splash": "quiet splash", `"0123"`: "0123", "[17, 3]": []any{17, 3}, "[x": "[x",
+	} {
+		if got := cliValue(in); fmt.Sprint(got) != fmt.Sprint(want) || fmt.Sprintf("%T", got) != fmt.Sprintf("%T", want) {
+			t.Errorf("cliValue(%q) = %#v, want %#v", in, got, want)
+		}
+	}
+}

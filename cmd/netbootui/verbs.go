@@ -292,7 +292,7 @@ func cmdSet(ctx context.Context, kind string, args []string) error {
 			e.Set[k] = string(b)
 			continue
 		}
-		e.Set[k] = v
+		e.Set[k] = cliValue(v)
 	}
 	c := api.NewClient(*socket)
 	var rev string
@@ -306,6 +306,35 @@ func cmdSet(ctx context.Context, kind string, args []string) error {
 	}
 	fmt.Fprintf(stdout, "%s %s updated: inventory revision %s\n", kind, pos[0], rev)
 	return nil
+}
+
+// cliValue types a key=value value as YAML would: whole numbers, true/false
+// and [JSON, lists]; anything else stays a string (quote it to force one:
+// key='"123"').
+func cliValue(v string) any {
+	if n, err := strconv.Atoi(v); err == nil {
+		return n
+	}
+	switch v {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	if strings.HasPrefix(v, "[") || strings.HasPrefix(v, `"`) {
+		var x any
+		if json.Unmarshal([]byte(v), &x) == nil {
+			if f, ok := x.([]any); ok {
+				for i, e := range f {
+					if n, ok := e.(float64); ok && n == float64(int(n)) {
+						f[i] = int(n)
+					}
+				}
+			}
+			return x
+		}
+	}
+	return v
 }
 
 type stringList []string
