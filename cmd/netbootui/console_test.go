@@ -148,6 +148,26 @@ func TestConsoleInTmux(t *testing.T) {
 	c.waitFor("events filter cleared", regexp.MustCompile(`EVENTS  ([1-9][0-9]*) shown of ([1-9][0-9]*)\n`))
 	c.keys("Escape")
 	c.waitFor("back from events", regexp.MustCompile(`netbootui nodes`))
+
+	// power status on the marked nodes: the daemon has no BMC for them and
+	// says so per node; the audit log keeps it and gpu1's detail shows it
+	c.keys("p")
+	c.waitFor("power menu", regexp.MustCompile(`Power: 3 nodes gpu\[1-3\]`))
+	c.keys("t")
+	s = c.waitFor("power status result", regexp.MustCompile(`status: 0 ok, 3 failed — gpu1: no BMC host in the inventory`))
+	for _, n := range []string{"gpu1", "gpu2", "gpu3"} {
+		if !regexp.MustCompile(`(?m)^  ` + n + ` +- +\S+ +FAILED: no BMC host in the inventory`).MatchString(s) {
+			t.Errorf("no failed row for %s:\n%s", n, s)
+		}
+	}
+	c.keys("Escape")
+	c.waitFor("back from the action", regexp.MustCompile(`last action: status: 0 ok, 3 failed`))
+	c.keys("G", "k", "k", "k", "Enter")
+	c.waitFor("gpu1 detail", regexp.MustCompile(`(?s)node gpu1.*Boot timeline`))
+	c.keys("G")
+	c.waitFor("audit in detail", regexp.MustCompile(`(?s)node gpu1.*Audit\n.*: power status gpu\[1-3\] → 0 ok, 3 failed`))
+	c.keys("Escape")
+	c.waitFor("back from detail", regexp.MustCompile(`netbootui nodes`))
 	c.keys("q")
 	deadline := time.Now().Add(10 * time.Second)
 	for exec.Command("tmux", "-L", c.server, "has-session", "-t", "ui").Run() == nil {
