@@ -94,6 +94,7 @@ type solHub struct {
 	mu       sync.Mutex
 	captures int
 	consoles map[chan []byte]struct{}
+	stopping bool // the last user left; no new one may join
 	actOnce  sync.Once
 }
 
@@ -112,10 +113,9 @@ func (h *solHub) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// hub returns the node's running hub, starting one (with the node's BMC
-// target) when none runs; retry makes it restart dropped sessions until its
-// last user leaves. The caller must take a reference (captures or consoles)
-// under h.mu before letting go of s.mu... which acquire does.
+// acquireSOL takes a reference on the node's SOL hub (a capture, or a
+// console with the returned output channel), starting the hub with the
+// node's BMC target when none runs.
 func (d *Daemon) acquireSOL(node string, capture bool) (*solHub, chan []byte, error) {
 	inv := d.Inventory()
 	n := inv.Node(node)
@@ -131,6 +131,20 @@ func (d *Daemon) acquireSOL(node string, capture bool) (*solHub, chan []byte, er
 		return nil, nil, err
 	}
 	s := d.sol()
+	for {
+		h, out, stopping := s.join(d, node, t, capture)
+		if stopping == nil {
+			return h, out, nil
+		}
+		// The last user just left a hub that is still deactivating its
+		// payload: wait (bounded by the session's close) and start anew.
+		<-stopping
+	}
+}
+
+// join takes a reference on the node's hub, starting one when none runs. It
+// returns instead the done channel of a hub that is stopping.
+func (s *solState) join(d *Daemon, node string, t ipmi.Target, capture bool) (*solHub, chan []byte, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h := s.hubs[node]
@@ -139,6 +153,12 @@ func (d *Daemon) acquireSOL(node string, capture bool) (*solHub, chan []byte, er
 		case <-h.done:
 			h = nil
 		default:
+			h.mu.Lock()
+			stopping := h.stopping
+			h.mu.Unlock()
+			if stopping {
+				return nil, nil, h.done
+			}
 		}
 	}
 	if h == nil {
@@ -171,6 +191,7 @@ func (h *solHub) release(out chan []byte) {
 		delete(h.consoles, out)
 	}
 	last := h.captures == 0 && len(h.consoles) == 0
+	h.stopping = h.stopping || last
 	h.mu.Unlock()
 	if last {
 		h.cancel()
@@ -183,9 +204,13 @@ func (h *solHub) capturing() bool {
 	return h.captures > 0
 }
 
-// runSOL runs the node's session; while a capture holds the hub, a session
-// that ends is started again after a second (the BMC may drop it while the
-// node power-cycles).
+// runSOL runs the node's session and starts it again a second after it
+// ends, as it may while the node power-cycles (a simulated BMC stops
+// answering while its chassis program runs, a real one may drop SOL at
+// reset): for as long as a capture holds the hub, or until three attempts
+// in a row brought no output for a hub of consoles alone. A BMC that
+// refuses the user, the payload or every cipher suite, or whose port is
+// closed, ends the hub at once.
 func (d *Daemon) runSOL(ctx context.Context, s *solState, h *solHub, t ipmi.Target) {
 	var err error
 	defer func() {
@@ -201,7 +226,9 @@ func (d *Daemon) runSOL(ctx context.Context, s *solState, h *solHub, t ipmi.Targ
 		s.mu.Unlock()
 		close(h.done)
 	}()
+	idle := 0
 	for {
+		seen := h.ring.Total()
 		err = d.power.SOL(ctx, t, h.inR, h, ipmi.SOLOptions{OnActive: func() { h.actOnce.Do(func() { close(h.active) }) }})
 		if ctx.Err() != nil {
 			err = ctx.Err()
@@ -210,10 +237,17 @@ func (d *Daemon) runSOL(ctx context.Context, s *solState, h *solHub, t ipmi.Targ
 		if err == nil {
 			err = errors.New("SOL session ended")
 		}
-		if !h.capturing() || errors.Is(err, ipmi.ErrRefused) || errors.Is(err, ipmi.ErrAuth) ||
-			errors.Is(err, ipmi.ErrCipherSuite) || errors.Is(err, ipmi.ErrUnreachable) ||
-			errors.Is(err, ipmi.ErrTimeout) {
-			return // nobody waits for a restart, or one would fail the same way
+		if errors.Is(err, ipmi.ErrRefused) || errors.Is(err, ipmi.ErrAuth) ||
+			errors.Is(err, ipmi.ErrCipherSuite) || errors.Is(err, ipmi.ErrUnreachable) {
+			return // a restart would fail the same way
+		}
+		if h.ring.Total() > seen {
+			idle = 0
+		} else {
+			idle++
+		}
+		if !h.capturing() && idle >= 3 {
+			return
 		}
 		d.log.Debug("sol: session ended, restarting", "node", h.node, "err", err)
 		s.mu.Lock()

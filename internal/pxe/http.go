@@ -381,6 +381,17 @@ type Checkin struct {
 	Uptime       time.Duration
 	OverlayBytes int64
 	BootID       string
+	Probe        string // "present", "absent" or "": the agent's netbootui.probe test hook
+}
+
+// checkinMessage is the check-in event's message: "boot BOOT_ID", then
+// " probe=present|absent" when the agent sent a probe.
+func checkinMessage(c Checkin) string {
+	m := "boot " + c.BootID
+	if c.Probe != "" {
+		m += " probe=" + c.Probe
+	}
+	return m
 }
 
 // parseCheckin reads a check-in from a form body (or query string).
@@ -414,6 +425,12 @@ func parseCheckin(r *http.Request) (Checkin, error) {
 	}
 	if len(c.Generation) > 64 || len(c.BootID) > 64 {
 		return c, errors.New("check-in field too long")
+	}
+	switch v := r.Form.Get("probe"); v {
+	case "", "present", "absent":
+		c.Probe = v
+	default:
+		return c, fmt.Errorf("bad probe %q: want present or absent", v)
 	}
 	return c, nil
 }
@@ -451,7 +468,7 @@ func (s *HTTPServer) handleCheckin(w http.ResponseWriter, r *http.Request) {
 	b.learn(client.Addr(), n.Name)
 	b.emit(bootstate.Event{Node: n.Name, Kind: bootstate.KindCheckin, Proto: "http", Path: "/checkin",
 		Remote: client.String(), Generation: c.Generation, Uptime: c.Uptime, OverlayBytes: c.OverlayBytes,
-		Message: "boot " + c.BootID})
+		Message: checkinMessage(c)})
 	s.checkins.WithLabelValues("ok").Inc()
 	s.count("checkin", http.StatusOK)
 	io.WriteString(w, "ok\n")

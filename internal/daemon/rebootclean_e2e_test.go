@@ -1,0 +1,339 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/ipmi"
+	"github.com/netbootui/netbootui/internal/ipmi/ipmisim"
+	"github.com/netbootui/netbootui/internal/lab"
+)
+
+// qemuChassis is a chassis_control program for ipmi_sim whose power is a
+// QEMU node: "set power 1" starts QEMU (TCG, network boot from bootURL,
+// serial console listening on tcp 127.0.0.1:solPort for ipmi_sim's SOL)
+// with -daemonize -pidfile, "set power 0" and "set shutdown 1" stop it by
+// its pid file, "set reset 1" stops and starts it, "set boot DEV" is
+// recorded; "get power boot" answers from the pid file and the record.
+// Every call is logged in dir/chassis.log.
+const qemuChassis = `#!/bin/sh
+dir='@DIR@'
+pidf="$dir/qemu.pid"
+echo "$*" >> "$dir/chassis.log"
+running() { [ -s "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; }
+start() {
+	running && return 0
+	rm -f "$pidf"
+	qemu-system-x86_64 -name e2e -accel tcg -m 512 -smp 1 -nodefaults -no-user-config -display none \
+		-serial tcp:127.0.0.1:@SOLPORT@,server=on,wait=off \
+		-netdev user,id=n0,bootfile=@URL@ -device virtio-net-pci,netdev=n0,mac=@MAC@ -boot n \
+		-daemonize -pidfile "$pidf" >> "$dir/qemu.log" 2>&1
+}
+stop() {
+	running || { rm -f "$pidf"; return 0; }
+	pid=$(cat "$pidf")
+	kill "$pid"
+	i=0
+	while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+	kill -9 "$pid" 2>/dev/null
+	rm -f "$pidf"
+}
+cmd=$1
+shift
+case "$cmd" in
+get)
+	for w in "$@"; do
+		case "$w" in
+		power) if running; then echo power:1; else echo power:0; fi ;;
+		boot) echo "boot:$(cat "$dir/boot" 2>/dev/null || echo default)" ;;
+		esac
+	done
+	;;
+set)
+	while [ $# -ge 2 ]; do
+		case "$1" in
+		power) if [ "$2" = 1 ]; then start; else stop; fi ;;
+		reset) stop; start ;;
+		shutdown) stop ;;
+		boot) echo "$2" > "$dir/boot" ;;
+		esac
+		shift 2
+	done
+	;;
+esac
+`
+
+// e2eOverride is the node's iPXE entry: the rendered one plus the check-in
+// agent's test hooks (netbootui.* words are refused in kernel_args): a check-in every 2 s
+// and probe=present|absent for the marker file.
+const e2eOverride = `#!ipxe
+echo netbootui e2e: node {{.Name}} generation {{.Generation}}
+kernel --name vmlinuz {{.KernelURL}} {{.Cmdline}} netbootui.checkin_interval=2 netbootui.probe=/netbootui-marker || goto failed
+initrd --name initrd {{.InitrdURL}} || goto failed
+boot || goto failed
+:failed
+sleep {{.RetrySeconds}}
+chain --replace --autofree {{.ScriptURL}} || goto failed
+`
+
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// consoleRun types cmd at the node's shell over SOL (daemon.Console) and
+// returns the first match of re in what comes back.
+func consoleRun(t *testing.T, d *Daemon, node, cmd string, re *regexp.Regexp, timeout time.Duration) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	var out lockedBuf
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- d.Console(ctx, node, "e2e-test", pr, &out, func() { close(ready) }) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("console %s: %v", node, err)
+	}
+	// Type the command again every few seconds until it answers: the
+	// shell may still be starting, or the first bytes may meet a console
+	// that is not connected yet.
+	for {
+		pw.Write([]byte("\r" + cmd + "\r"))
+		deadline := time.Now().Add(4 * time.Second)
+		for time.Now().Before(deadline) {
+			if m := re.FindStringSubmatch(out.String()); m != nil {
+				return m
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("console %s ended: %v\n%s", node, err, out.String())
+			case <-ctx.Done():
+				t.Fatalf("console %s: no %v within %v; console said:\n%s", node, re, timeout, tailText(out.String(), 30))
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// TestRebootCleanEndToEnd is the headline action for real: ipmi_sim's
+// chassis_control starts and stops a QEMU node (TCG) that PXE-boots the
+// default-recipe generation from the daemon. Powered on over IPMI, it checks
+// in; a marker file written through the serial console (SOL via ipmi_sim)
+// makes its overlay dirty, which its check-in reports (probe=present).
+// reboot-clean then sets PXE, cycles it over IPMI and follows the boot: the
+// node comes back with its assigned generation, a small overlay, not
+// dirty, probe=absent, and the marker is gone at the shell too; the daemon
+// captured the boot's console output meanwhile.
+func TestRebootCleanEndToEnd(t *testing.T) {
+	lab.RequireTools(t, "qemu-system-x86_64", "ipmi_sim", "mksquashfs")
+	files := testImage(t)
+	t.Parallel()
+	dir := t.TempDir()
+	// Unix socket and pid paths stay short in /tmp.
+	vmDir, err := os.MkdirTemp("", "nbe2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(vmDir)
+	defer func() {
+		// Killing ipmi_sim leaves QEMU running: stop it by its pid file.
+		if b, err := os.ReadFile(filepath.Join(vmDir, "qemu.pid")); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}()
+	mac := lab.MAC(40)
+	invPath := filepath.Join(dir, "nodes.yaml")
+	writeInv := func(bmcPort int) {
+		var ov strings.Builder
+		for _, l := range strings.Split(strings.TrimRight(e2eOverride, "\n"), "\n") {
+			ov.WriteString("        " + l + "\n")
+		}
+		inv := fmt.Sprintf(`settings:
+  secrets: secrets.yaml
+  overlay_dirty_bytes: 262144
+images:
+  live:
+    kernel_args: "console=ttyS0 panic=-1"
+nodes:
+  - name: e2e
+    image: live
+    nics: [{mac: %q}]
+    bmc: {host: 127.0.0.1, port: %d, user: admin, password: lab, cipher_suites: [3]}
+    boot_override:
+      ipxe: |
+%s`, mac, bmcPort, ov.String())
+		if err := os.WriteFile(invPath, []byte(inv), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeInv(623)
+	os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte("bmc_passwords:\n  lab: "+rebootPassword+"\n"), 0o600)
+	d, err := New(Config{InventoryPath: invPath, DataDir: filepath.Join(dir, "data"), HTTPListen: "127.0.0.1:0",
+		StallTimeout: 2 * time.Minute, IPMI: ipmi.Options{CallTimeout: 10 * time.Second}, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := d.ImportImage(ImportRequest{Image: "live", Kernel: files["vmlinuz"], Initrd: files["initrd"], Rootfs: files["rootfs.squashfs"], Publish: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := m.ID
+	_, httpPort, _ := net.SplitHostPort(d.HTTPAddr().String())
+	d.Boot.AdvertiseURL = "http://10.0.2.2:" + httpPort
+	rctx, rcancel := context.WithCancel(context.Background())
+	runDone := make(chan struct{})
+	go func() { d.Run(rctx); close(runDone) }()
+	defer func() { rcancel(); <-runDone }()
+
+	solPort := freeTCPPort(t)
+	script := strings.NewReplacer("@DIR@", vmDir, "@SOLPORT@", strconv.Itoa(solPort), "@MAC@", mac,
+		"@URL@", "http://10.0.2.2:"+httpPort+"/boot/"+mac+".ipxe").Replace(qemuChassis)
+	prog := filepath.Join(vmDir, "chassis_control")
+	if err := os.WriteFile(prog, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithCancel(context.Background())
+	defer scancel()
+	sim, err := ipmisim.Start(sctx, ipmisim.Options{Dir: filepath.Join(vmDir, "bmc"), Password: rebootPassword,
+		ChassisControl: prog, SOLPort: solPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Stop()
+	writeInv(sim.Port())
+	if err := d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	chassisLog := func() string { b, _ := os.ReadFile(filepath.Join(vmDir, "chassis.log")); return string(b) }
+	serial := func() string { l, _ := d.SOLLog("e2e", 40); return strings.Join(l.Lines, "\n") }
+
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+
+	// 1. Power on over IPMI: ipmi_sim runs chassis_control, which starts QEMU.
+	res, err := d.Power(ctx, PowerRequest{Selection: "e2e", Op: "on"}, nil)
+	if err != nil || len(res) != 1 || res[0].Error != "" {
+		t.Fatalf("power on: %v %+v\nchassis:\n%s", err, res, chassisLog())
+	}
+	first := waitCheckin(t, d, "e2e", 150*time.Second, func(st bootstate.NodeState) bool {
+		return st.Stage == bootstate.StageBooted && st.Generation == gen
+	}, chassisLog)
+	t.Logf("first boot checked in after %v (overlay %d bytes)", time.Since(start).Round(100*time.Millisecond), first.OverlayBytes)
+
+	// 2. Dirty it through the serial console: 512 KiB marker in the overlay.
+	consoleRun(t, d, "e2e", `dd if=/dev/urandom of=/netbootui-marker bs=64k count=8 2>/dev/null; sync; echo MARK""ER=$(test -e /netbootui-marker && echo yes || echo no)`,
+		regexp.MustCompile(`MARKER=(yes|no)`), 60*time.Second)
+	dirty := waitCheckin(t, d, "e2e", 30*time.Second, func(st bootstate.NodeState) bool {
+		return st.OverlayBytes >= 512<<10
+	}, chassisLog)
+	if v, _ := d.Node("e2e"); !v.Dirty {
+		t.Fatalf("overlay %d bytes but the node is not dirty: %+v", dirty.OverlayBytes, v)
+	}
+	if got := lastProbe(d, "e2e"); got != "present" {
+		t.Errorf("check-in probe = %q after writing the marker, want present", got)
+	}
+	bootID := lastCheckin(d, "e2e").Message
+	t.Logf("dirty after %v: overlay %d bytes", time.Since(start).Round(100*time.Millisecond), dirty.OverlayBytes)
+
+	// 3. reboot-clean.
+	before, _ := d.SOLLog("e2e", 1)
+	var steps []string
+	rstart := time.Now()
+	results, err := d.RebootClean(ctx, RebootRequest{Selection: "e2e", Timeout: 150 * time.Second, Who: "e2e-test"},
+		func(p RebootProgress) { steps = append(steps, fmt.Sprintf("%s/%s", p.Step, p.Stage)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 1 || !results[0].OK || results[0].Generation != gen {
+		t.Fatalf("reboot-clean: %+v\nsteps %v\nchassis:\n%s\nserial:\n%s", results, steps, chassisLog(), serial())
+	}
+	t.Logf("reboot-clean took %v; steps %v", time.Since(rstart).Round(100*time.Millisecond), steps)
+	st, _ := d.Tracker.Get("e2e")
+	if ev := lastCheckin(d, "e2e"); st.Generation != gen || st.Stage != bootstate.StageBooted || ev.Message == bootID {
+		t.Errorf("after reboot-clean: stage %s generation %s, check-in %q (before: %q)", st.Stage, st.Generation, ev.Message, bootID)
+	}
+	if st.OverlayBytes >= 262144 {
+		t.Errorf("overlay %d bytes after reboot-clean", st.OverlayBytes)
+	}
+	if v, _ := d.Node("e2e"); v.Dirty {
+		t.Errorf("node dirty after reboot-clean: %v", v.DirtyReasons)
+	}
+	if got := lastProbe(d, "e2e"); got != "absent" {
+		t.Errorf("check-in probe = %q after reboot-clean, want absent", got)
+	}
+	cl := chassisLog()
+	if !strings.Contains(cl, "set boot pxe") || !strings.Contains(cl, "set power 0") {
+		t.Errorf("chassis_control did not see bootdev pxe and a power cycle:\n%s", cl)
+	}
+	after, _ := d.SOLLog("e2e", 1)
+	if after.Total <= before.Total {
+		t.Errorf("no console output captured during reboot-clean (%d bytes before, %d after)", before.Total, after.Total)
+	}
+	// 4. The marker is gone at the shell too.
+	if m := consoleRun(t, d, "e2e", `echo MARK""ER=$(test -e /netbootui-marker && echo yes || echo no)`,
+		regexp.MustCompile(`MARKER=(yes|no)`), 60*time.Second); m[1] != "no" {
+		t.Errorf("marker still there after reboot-clean")
+	}
+	t.Logf("end to end in %v; console log:\n%s", time.Since(start).Round(100*time.Millisecond), serial())
+}
+
+// lastCheckin is the node's newest check-in event.
+func lastCheckin(d *Daemon, node string) bootstate.Event {
+	evs := d.History(node, 200)
+	for i := len(evs) - 1; i >= 0; i-- {
+		if evs[i].Kind == bootstate.KindCheckin {
+			return evs[i]
+		}
+	}
+	return bootstate.Event{}
+}
+
+// lastProbe is probe=VALUE of the node's newest check-in ("" when none).
+func lastProbe(d *Daemon, node string) string {
+	_, v, _ := strings.Cut(lastCheckin(d, node).Message, " probe=")
+	return v
+}
+
+// waitCheckin polls the tracker until ok(state) after a check-in.
+func waitCheckin(t *testing.T, d *Daemon, node string, timeout time.Duration, ok func(bootstate.NodeState) bool, chassis func() string) bootstate.NodeState {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if st, found := d.Tracker.Get(node); found && ok(st) {
+			return st
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	st, _ := d.Tracker.Get(node)
+	var evs []string
+	for _, ev := range d.History(node, 30) {
+		evs = append(evs, fmt.Sprintf("%s %s %s %s %s", ev.Kind, ev.Stage, ev.Path, ev.Message, ev.Error))
+	}
+	l, _ := d.SOLLog(node, 40)
+	t.Fatalf("%s: condition not met in %v: %+v\nevents:\n%s\nchassis:\n%s\nconsole:\n%s", node, timeout, st,
+		strings.Join(evs, "\n"), chassis(), strings.Join(l.Lines, "\n"))
+	return st
+}
