@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sort"
@@ -39,6 +40,10 @@ type Config struct {
 	Sizes [3]int64
 	// Out receives progress lines (nil: none).
 	Out io.Writer
+	// Peers also runs the same storm (same simulated nodes, same files,
+	// the entries the daemon renders) against tftpd-hpa and nginx and
+	// reports the ratio of the times until all booted.
+	Peers bool
 }
 
 // Stat is the distribution of one duration over the nodes.
@@ -59,19 +64,30 @@ type Proc struct {
 
 // Report is what a storm measured.
 type Report struct {
-	Nodes     int           `json:"nodes"`
-	Booted    int           `json:"booted"`
-	Failed    int           `json:"failed"`
-	Failures  []string      `json:"failures,omitempty"` // the first few, naming the node
-	Bytes     int64         `json:"bytes_per_boot"`
-	PowerOn   time.Duration `json:"power_on"`   // the IPMI power-on of all nodes
-	AllBooted time.Duration `json:"all_booted"` // from the power-on to the last check-in
+	Nodes    int      `json:"nodes"`
+	Booted   int      `json:"booted"`
+	Failed   int      `json:"failed"`
+	Failures []string `json:"failures,omitempty"` // the first few, naming the node
+	// Retried counts the nodes whose firmware had to start its boot over
+	// (a TFTP timeout, an HTTP error) and still booted; RetryErrors are
+	// the first few errors that made them.
+	Retried     int           `json:"retried"`
+	RetryErrors []string      `json:"retry_errors,omitempty"`
+	Bytes       int64         `json:"bytes_per_boot"`
+	PowerOn     time.Duration `json:"power_on"`   // the IPMI power-on of all nodes
+	AllBooted   time.Duration `json:"all_booted"` // from the power-on to the last check-in
 	// Stages are per node: power (the IPMI call), nbp, script, kernel,
 	// initrd, rootfs, checkin (each from request to last byte) and boot
 	// (from the start of the power-on to the node's check-in).
 	Stages []Stat `json:"stages"`
 	Before Proc   `json:"before"`
 	After  Proc   `json:"after"`
+	// Peer is the same storm served by tftpd-hpa + nginx (nil when it did
+	// not run: PeerSkipped says why); Ratio is its all-booted time over
+	// netbootui's.
+	Peer        *Report `json:"peer,omitempty"`
+	PeerSkipped string  `json:"peer_skipped,omitempty"`
+	Ratio       string  `json:"ratio,omitempty"`
 }
 
 // Run runs one storm. It returns an error only when the storm could not be
@@ -89,15 +105,56 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.Out == nil {
 		cfg.Out = io.Discard
 	}
+	rep, err := runOne(ctx, cfg, nil)
+	if err != nil || !cfg.Peers {
+		if err == nil {
+			rep.PeerSkipped = "not asked for (--peers)"
+		}
+		return rep, err
+	}
+	if why := checkPeers(); why != "" {
+		rep.PeerSkipped = why
+		return rep, nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	p, err := startPeers(pctx, cfg.DataDir)
+	if err != nil {
+		return rep, fmt.Errorf("tftpd-hpa + nginx: %w", err)
+	}
+	defer p.close()
+	fmt.Fprintf(cfg.Out, "storm: the same storm against tftpd-hpa (%s) and nginx (%s)\n", p.tftpAddr, p.baseURL)
+	peer, err := runOne(ctx, cfg, p)
+	if err != nil {
+		return rep, fmt.Errorf("tftpd-hpa + nginx: %w", err)
+	}
+	rep.Peer = &peer
+	rep.Ratio = ratio(rep.AllBooted, peer.AllBooted)
+	return rep, nil
+}
+
+// runOne is one storm on a fresh cluster; with p the nodes boot from the
+// peers instead of the daemon.
+func runOne(ctx context.Context, cfg Config, p *peers) (Report, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	rep := Report{Nodes: cfg.Nodes, Bytes: cfg.Sizes[0] + cfg.Sizes[1] + cfg.Sizes[2]}
-	d, err := demo.Start(ctx, demo.Config{Nodes: cfg.Nodes, DataDir: cfg.DataDir, Image: demo.ImageTiny, TinySizes: cfg.Sizes,
-		StallNode: "-", StallTimeout: cfg.Timeout, POST: 20 * time.Millisecond, CheckinEvery: -1, PowerPoll: -1})
+	dcfg := demo.Config{Nodes: cfg.Nodes, DataDir: filepath.Join(cfg.DataDir, "netbootui"), Image: demo.ImageTiny, TinySizes: cfg.Sizes,
+		StallNode: "-", StallTimeout: cfg.Timeout, POST: 20 * time.Millisecond, CheckinEvery: -1, PowerPoll: -1}
+	if p != nil {
+		dcfg.DataDir = filepath.Join(cfg.DataDir, "peer-cluster")
+		dcfg.NodeBaseURL, dcfg.NodeTFTPAddr = p.baseURL, p.tftpAddr
+	}
+	d, err := demo.Start(ctx, dcfg)
 	if err != nil {
 		return rep, err
 	}
 	defer d.Close()
+	if p != nil {
+		if err := p.fill(d); err != nil {
+			return rep, err
+		}
+	}
 	// The daemon keeps one IPMI session per BMC (as after its first power
 	// poll): open them first, so that before and after compare like with
 	// like and the storm's own leftovers show.
@@ -134,7 +191,18 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		}
 		if time.Since(lastReport) > 5*time.Second {
 			lastReport = time.Now()
-			fmt.Fprintf(cfg.Out, "storm: %s: %d of %d booted\n", time.Since(start).Round(time.Millisecond), len(booted), cfg.Nodes)
+			failing, last := 0, ""
+			for _, n := range d.Nodes {
+				if st := n.Stats(); st.Failures > 0 && st.Checkins == 0 {
+					failing++
+					last = st.LastError.Error()
+				}
+			}
+			fmt.Fprintf(cfg.Out, "storm: %s: %d of %d booted", time.Since(start).Round(time.Millisecond), len(booted), cfg.Nodes)
+			if failing > 0 {
+				fmt.Fprintf(cfg.Out, "; %d failed a boot and retry (%s)", failing, last)
+			}
+			fmt.Fprintln(cfg.Out)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -147,6 +215,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		st := d.Nodes[name].Stats()
 		for _, s := range st.Steps {
 			stages[s.Step] = append(stages[s.Step], s.Took)
+		}
+		if _, ok := booted[name]; ok && st.Failures > 0 {
+			rep.Retried++
+			if len(rep.RetryErrors) < 5 {
+				rep.RetryErrors = append(rep.RetryErrors, name+": "+st.LastError.Error())
+			}
 		}
 		if _, ok := booted[name]; !ok {
 			rep.Failed++
@@ -162,7 +236,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		}
 	}
 	// The daemon must agree: every node it serves checked in.
-	if rep.Failed == 0 {
+	if rep.Failed == 0 && p == nil {
 		st, _ := d.Counts()
 		if st[bootstate.StageBooted] != cfg.Nodes {
 			rep.Failed = cfg.Nodes - st[bootstate.StageBooted]
@@ -223,6 +297,9 @@ func (r Report) WriteText(w io.Writer) {
 	for _, f := range r.Failures {
 		fmt.Fprintf(w, "  failure: %s\n", f)
 	}
+	if r.Retried > 0 {
+		fmt.Fprintf(w, "  %d nodes booted only after their firmware retried: %s\n", r.Retried, strings.Join(r.RetryErrors, "; "))
+	}
 	fmt.Fprintf(w, "  %-8s %6s %10s %10s %10s\n", "stage", "nodes", "p50", "p99", "max")
 	for _, s := range r.Stages {
 		fmt.Fprintf(w, "  %-8s %6d %10s %10s %10s\n", s.Stage, s.Count, round(s.P50), round(s.P99), round(s.Max))
@@ -231,7 +308,18 @@ func (r Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "    RSS MiB                          %6d  %6d\n", r.Before.RSS>>20, r.After.RSS>>20)
 	fmt.Fprintf(w, "    goroutines                       %6d  %6d\n", r.Before.Goroutines, r.After.Goroutines)
 	fmt.Fprintf(w, "    open files                       %6d  %6d\n", r.Before.OpenFiles, r.After.OpenFiles)
-	fmt.Fprintf(w, "  not measured: the same storm against tftpd-hpa + nginx\n")
+	if r.Peer != nil {
+		fmt.Fprintf(w, "  the same storm served by tftpd-hpa + nginx: booted %d, failed %d; all booted after %s; ratio %s (tftpd-hpa+nginx time / netbootui time)\n",
+			r.Peer.Booted, r.Peer.Failed, r.Peer.AllBooted.Round(time.Millisecond), r.Ratio)
+		for _, f := range r.Peer.Failures {
+			fmt.Fprintf(w, "    failure: %s\n", f)
+		}
+		for _, s := range r.Peer.Stages {
+			fmt.Fprintf(w, "    %-8s %6d %10s %10s %10s\n", s.Stage, s.Count, round(s.P50), round(s.P99), round(s.Max))
+		}
+	} else {
+		fmt.Fprintf(w, "  tftpd-hpa + nginx comparison: not run: %s\n", r.PeerSkipped)
+	}
 }
 
 // WriteJSON prints the report as JSON.

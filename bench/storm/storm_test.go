@@ -2,6 +2,8 @@ package storm
 
 import (
 	"context"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -66,5 +68,44 @@ func TestDistribution(t *testing.T) {
 		if s.P50 != tc.p50 || s.P99 != tc.p99 || s.Max != tc.max || s.Count != len(tc.ds) {
 			t.Errorf("%v: %+v", tc.ds, s)
 		}
+	}
+}
+
+// TestStormAgainstPeers: the same 100-node storm served by tftpd-hpa and
+// nginx also completes, and the ratio is reported.
+func TestStormAgainstPeers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("storm skipped under -short")
+	}
+	for _, tool := range PeerTools {
+		requireTool(t, tool)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("in.tftpd -s needs root")
+	}
+	rep, err := Run(context.Background(), Config{Nodes: 100, Timeout: 60 * time.Second, DataDir: t.TempDir(),
+		Sizes: [3]int64{64 << 10, 64 << 10, 128 << 10}, Peers: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	rep.WriteText(&text)
+	t.Log("\n" + text.String())
+	if rep.Failed != 0 || rep.Peer == nil || rep.Peer.Booted != 100 || rep.Peer.Failed != 0 || rep.Ratio == "" || rep.Ratio == "n/a" {
+		t.Fatalf("netbootui %d/%d, peer %+v, ratio %q", rep.Booted, rep.Failed, rep.Peer, rep.Ratio)
+	}
+	if !strings.Contains(text.String(), "tftpd-hpa + nginx: booted 100, failed 0") {
+		t.Fatalf("report:\n%s", text.String())
+	}
+}
+
+// requireTool skips when tool is missing, unless NETBOOTUI_REQUIRE_TOOLS=1.
+func requireTool(t *testing.T, tool string) {
+	t.Helper()
+	if _, err := exec.LookPath(tool); err != nil {
+		if os.Getenv("NETBOOTUI_REQUIRE_TOOLS") == "1" {
+			t.Fatalf("%s is required (NETBOOTUI_REQUIRE_TOOLS=1): %v", tool, err)
+		}
+		t.Skipf("%s not installed", tool)
 	}
 }

@@ -17,7 +17,7 @@ import (
 // and reports how their boots went (bench/storm).
 func cmdBench(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] != "storm" {
-		fmt.Fprintln(os.Stderr, "usage: netbootui bench storm [--nodes 1000] [--timeout 5m] [--sizes KERNEL,INITRD,ROOTFS] [-o json]")
+		fmt.Fprintln(os.Stderr, "usage: netbootui bench storm [--nodes 1000] [--timeout 5m] [--sizes KERNEL,INITRD,ROOTFS] [--peers=false] [-o json]")
 		return exitError(2)
 	}
 	fs := flag.NewFlagSet("bench storm", flag.ContinueOnError)
@@ -26,6 +26,7 @@ func cmdBench(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "bound of the whole storm")
 	sizes := fs.String("sizes", "256K,512K,2M", "sizes of the generation's kernel, initrd and rootfs")
 	output := fs.String("o", "text", "text or json")
+	fs.BoolVar(&cfg.Peers, "peers", true, "also run the same storm against tftpd-hpa + nginx (needs root, in.tftpd and nginx) and print the ratio")
 	if _, err := parseArgs(fs, args[1:], 0); err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,9 +77,17 @@ type Config struct {
 	// its overlay per report and turns dirty when it passes the inventory's
 	// 64 MiB threshold; the others write a little.
 	CheckinEvery time.Duration
-	DirtyGrowth  int64         // default 8 MiB
-	PowerPoll    time.Duration // the daemon's power poller; default 10 s, <0 off
-	Logger       *slog.Logger  // the daemon's log; default discard
+	DirtyGrowth  int64 // default 8 MiB
+	// BootRetries is how often a node's firmware starts a failed boot over
+	// (simnode.Options.Retries); default 3, <0 never.
+	BootRetries int
+	PowerPoll   time.Duration // the daemon's power poller; default 10 s, <0 off
+	Logger      *slog.Logger  // the daemon's log; default discard
+	// NodeBaseURL and NodeTFTPAddr, when set, send the simulated nodes'
+	// boot traffic to other servers than the daemon's (the storm bench's
+	// tftpd-hpa + nginx comparison); the daemon still runs their BMCs'
+	// power. They must be loopback addresses.
+	NodeBaseURL, NodeTFTPAddr string
 	// Out receives one line per thing the demo does (nil: discard).
 	Out io.Writer
 }
@@ -101,6 +110,10 @@ type Demo struct {
 	// one, why the recipe was not used.
 	ImageSource string
 	StallNode   string // "" when none
+	// BootRoot is the folder of boot files the daemon serves besides the
+	// Debian packages' bootloaders (the demo's stand-ins when those are
+	// missing).
+	BootRoot string
 
 	cfg    Config
 	cancel context.CancelFunc
@@ -134,6 +147,20 @@ func (c *Config) defaults() error {
 			return fmt.Errorf("demo: listen address %q: want a loopback IP:PORT (the demo never listens off loopback)", *l)
 		}
 	}
+	if c.NodeBaseURL != "" {
+		u, err := url.Parse(c.NodeBaseURL)
+		if err != nil || u.Scheme != "http" {
+			return fmt.Errorf("demo: node base URL %q: want http://LOOPBACK:PORT", c.NodeBaseURL)
+		}
+		if ip, err := netip.ParseAddr(u.Hostname()); err != nil || !ip.IsLoopback() {
+			return fmt.Errorf("demo: node base URL %q: want a loopback address", c.NodeBaseURL)
+		}
+	}
+	if c.NodeTFTPAddr != "" {
+		if ap, err := netip.ParseAddrPort(c.NodeTFTPAddr); err != nil || !ap.Addr().IsLoopback() {
+			return fmt.Errorf("demo: node TFTP address %q: want a loopback IP:PORT", c.NodeTFTPAddr)
+		}
+	}
 	switch c.Image {
 	case "":
 		c.Image = ImageAuto
@@ -160,6 +187,9 @@ func (c *Config) defaults() error {
 	}
 	if c.CheckinEvery == 0 {
 		c.CheckinEvery = 5 * time.Second
+	}
+	if c.BootRetries == 0 {
+		c.BootRetries = 3
 	}
 	if c.DirtyGrowth <= 0 {
 		c.DirtyGrowth = 8 << 20
@@ -270,6 +300,7 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	bootRoot := filepath.Join(cfg.DataDir, "bootroot")
+	d.BootRoot = bootRoot
 	if err := writeMissingLoaders(bootRoot, cfg.Out); err != nil {
 		return nil, err
 	}
@@ -283,6 +314,12 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 	d.Daemon = dd
 	baseURL := "http://" + dd.HTTPAddr().String()
 	tftpAddr := dd.TFTPAddr().String()
+	if cfg.NodeBaseURL != "" {
+		baseURL = cfg.NodeBaseURL
+	}
+	if cfg.NodeTFTPAddr != "" {
+		tftpAddr = cfg.NodeTFTPAddr
+	}
 	if cfg.StallNode == "" {
 		// cn013, or the last compute node of a smaller cluster.
 		for _, s := range specs {
@@ -302,6 +339,7 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 		o := s.opts
 		o.MAC, o.Password, o.BaseURL, o.TFTPAddr, o.SourceIP, o.PXEFirst = s.mac, password, baseURL, tftpAddr, s.ip, true
 		o.POST = cfg.POST + time.Duration(i%10)*cfg.POST/10
+		o.Retries = max(cfg.BootRetries, 0)
 		if cfg.CheckinEvery > 0 {
 			o.CheckinEvery = cfg.CheckinEvery
 		}

@@ -79,6 +79,12 @@ type Options struct {
 	// POST is how long the firmware takes from power-on to its first
 	// request (default 100 ms; real machines take seconds).
 	POST time.Duration
+	// Retries is how many times a failed network boot (a TFTP timeout, an
+	// HTTP error) starts over after RetryAfter (default 2 s), as PXE
+	// firmware that loops over its boot devices does. Default 0: a failed
+	// boot stays failed until the next power event.
+	Retries    int
+	RetryAfter time.Duration
 }
 
 // Node is a running simulated node.
@@ -100,6 +106,7 @@ type Node struct {
 	checkins  int   // boots that ended with a successful check-in
 	reports   int   // successful check-ins, first and periodic
 	lastErr   error // last firmware error
+	failures  int   // failed boot attempts
 	fetched   []string
 	steps     []StepTime // timings of the current (or last) boot
 }
@@ -177,6 +184,9 @@ func Start(opts Options) (*Node, error) {
 	if opts.POST <= 0 {
 		opts.POST = 100 * time.Millisecond
 	}
+	if opts.RetryAfter <= 0 {
+		opts.RetryAfter = 2 * time.Second
+	}
 	switch opts.Loader {
 	case "":
 		opts.Loader = "ipxe"
@@ -247,7 +257,10 @@ func (n *Node) CloseIdle() { n.client.CloseIdleConnections() }
 type Stats struct {
 	NetBoots, DiskBoots, Checkins int
 	// Reports counts every successful check-in, periodic ones included.
-	Reports      int
+	Reports int
+	// Failures counts failed boot attempts (LastError is the last one's
+	// error), retried ones included.
+	Failures     int
 	Fetched      []string // URL paths and TFTP names fetched, in order
 	LastError    error
 	Power        bool
@@ -261,7 +274,7 @@ func (n *Node) Stats() Stats {
 	f, _ := n.chassis.GetBootFlags(context.Background())
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return Stats{NetBoots: n.boots, DiskBoots: n.diskBoots, Checkins: n.checkins, Reports: n.reports, LastError: n.lastErr,
+	return Stats{NetBoots: n.boots, DiskBoots: n.diskBoots, Checkins: n.checkins, Reports: n.reports, LastError: n.lastErr, Failures: n.failures,
 		Fetched: append([]string(nil), n.fetched...), Power: on, BootFlagsPXE: pxeFlags(f),
 		Steps: append([]StepTime(nil), n.steps...)}
 }
@@ -315,15 +328,31 @@ func (n *Node) firmware(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := n.netboot(bctx)
-			switch {
-			case err == nil:
-			case errors.Is(err, errStopped):
-				<-bctx.Done() // hang until the next power event
-			case bctx.Err() != nil:
-			default:
+			for attempt := 0; ; attempt++ {
+				err := n.netboot(bctx)
+				switch {
+				case err == nil:
+					return
+				case errors.Is(err, errStopped):
+					<-bctx.Done() // hang until the next power event
+					return
+				case bctx.Err() != nil:
+					return
+				}
 				n.mu.Lock()
 				n.lastErr = err
+				n.failures++
+				n.mu.Unlock()
+				if attempt >= n.opts.Retries {
+					return
+				}
+				select {
+				case <-time.After(n.opts.RetryAfter):
+				case <-bctx.Done():
+					return
+				}
+				n.mu.Lock()
+				n.steps = nil
 				n.mu.Unlock()
 			}
 		}()
