@@ -40,6 +40,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
@@ -76,7 +77,10 @@ func (e *Error) Error() string { return e.Message }
 type Server struct {
 	D      *daemon.Daemon
 	Logger *slog.Logger
+
+	mu     sync.Mutex
 	srv    *http.Server
+	closed bool
 }
 
 // Listen binds a unix socket at path (mode 0660), replacing a stale socket
@@ -105,8 +109,16 @@ func Listen(path string) (net.Listener, error) {
 
 // Serve answers API requests on ln until Close.
 func (s *Server) Serve(ln net.Listener) error {
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ConnContext: peerContext}
-	err := s.srv.Serve(ln)
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ConnContext: peerContext}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.srv = srv
+	s.mu.Unlock()
+	err := srv.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -115,6 +127,9 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // Close stops the server and its event streams.
 func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
 	if s.srv == nil {
 		return nil
 	}
