@@ -203,3 +203,30 @@ func TestDemoInTmux(t *testing.T) {
 	t.Logf("demo ended after %s", time.Since(start))
 	assertCleanedUp(t, socket, httpPort)
 }
+
+func TestParseSizes(t *testing.T) {
+	tests := []struct {
+		in     string
+		want   [3]int64
+		errHas string
+	}{
+		{"256K,512K,2M", [3]int64{256 << 10, 512 << 10, 2 << 20}, ""},
+		{"1, 2 ,1G", [3]int64{1, 2, 1 << 30}, ""},
+		{"1K,2K", [3]int64{}, "three sizes, got 2"},
+		{"1K,0,1K", [3]int64{}, `size 2 "0"`},
+		{"1K,1K,2G", [3]int64{}, `size 3 "2G"`},
+		{"1K,x,1K", [3]int64{}, `size 2 "x"`},
+	}
+	for _, tc := range tests {
+		got, err := parseSizes(tc.in)
+		if tc.errHas != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.errHas) {
+				t.Errorf("%q: error %v, want %q", tc.in, err, tc.errHas)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%q: %v %v, want %v", tc.in, got, err, tc.want)
+		}
+	}
+}
