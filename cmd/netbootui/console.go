@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"os/exec"
 
 	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
@@ -20,9 +21,20 @@ func cmdConsole(ctx context.Context, args []string) error {
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
-	m := ui.New(api.NewClient(*socket), ui.Options{Dark: lipgloss.HasDarkBackground(os.Stdin, os.Stdout)})
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	sock := *socket
+	m := ui.New(api.NewClient(sock), ui.Options{
+		Dark: lipgloss.HasDarkBackground(os.Stdin, os.Stdout),
+		// c hands the terminal to `netbootui console NODE` (~. comes back).
+		SerialConsole: func(node string) *exec.Cmd {
+			return exec.Command(self, "console", node, "--api-socket", sock)
+		},
+	})
 	defer m.Close()
-	_, err := tea.NewProgram(m, tea.WithContext(ctx)).Run()
+	_, err = tea.NewProgram(m, tea.WithContext(ctx)).Run()
 	if err != nil && ctx.Err() != nil {
 		return nil
 	}

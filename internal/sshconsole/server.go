@@ -36,9 +36,9 @@ type Config struct {
 	// Backend returns the console's backend for a caller (AuthorizedKey.Who)
 	// and a function releasing it when the session ends.
 	Backend func(who string) (ui.Backend, func())
-	// UI are the console options of every session. Editor defaults to a
-	// command that refuses: an editor run by the daemon for a remote session
-	// would have neither a terminal nor the right user.
+	// UI are the console options of every session. NoEdit defaults to
+	// NoEditMessage: an editor run by the daemon for a remote session would
+	// have neither a terminal nor the right user. SerialConsole stays nil.
 	UI ui.Options
 	// MaxSessions bounds concurrent sessions (0: 16); more are refused.
 	MaxSessions int
@@ -46,9 +46,9 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// NoEditor is the default UI.Editor of SSH sessions: it fails with a message
-// saying how to edit instead.
-var NoEditor = []string{"/bin/sh", "-c", `echo "netbootui: editing is not available over SSH; use 'netbootui node edit' on the head node"; sleep 2; exit 1`, "no-editor"}
+// NoEditMessage is what `e` says in SSH sessions: an editor would run as the
+// daemon's user, on the daemon's terminal.
+const NoEditMessage = "editing is not available over SSH: use `netbootui node set` or `group set` on the head node"
 
 // Server is an SSH server of consoles.
 type Server struct {
@@ -81,8 +81,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxSessions <= 0 {
 		cfg.MaxSessions = 16
 	}
-	if cfg.UI.Editor == nil {
-		cfg.UI.Editor = NoEditor
+	if cfg.UI.NoEdit == "" {
+		cfg.UI.NoEdit = NoEditMessage
 	}
 	s := &Server{cfg: cfg, logger: cfg.Logger, live: map[ssh.Session]*liveSession{}}
 	if s.logger == nil {

@@ -1,6 +1,9 @@
 package ui
 
-import "time"
+import (
+	"os/exec"
+	"time"
+)
 
 // Common is what every component of the console shares: the terminal size,
 // the styles, the key map and the clock (fixed in tests).
@@ -26,4 +29,11 @@ type Options struct {
 	// NoStream disables the live event stream (tests that drive the model
 	// message by message).
 	NoStream bool
+	// NoEdit, when set, is what `e` says instead of opening an editor (the
+	// SSH console: an editor would run as the daemon's user).
+	NoEdit string
+	// SerialConsole returns the command `c` hands the terminal to for a
+	// node's serial console (netbootui console NODE); nil: `c` says how to
+	// attach from a shell instead.
+	SerialConsole func(node string) *exec.Cmd
 }

@@ -145,6 +145,10 @@ func (m *Model) startEdit(name string) tea.Cmd {
 	if m.edit != nil {
 		return nil
 	}
+	if m.opts.NoEdit != "" {
+		m.setFlash(m.opts.NoEdit, false)
+		return nil
+	}
 	be, dir := m.be, m.opts.TempDir
 	ctx, cancel := m.call()
 	return func() tea.Msg {

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -145,12 +146,31 @@ func TestKeysMakeCalls(t *testing.T) {
 }
 
 func TestNotYetMessages(t *testing.T) {
-	for k, want := range map[string]string{"c": notYetSOL, "s": notYetStage} {
+	for k, want := range map[string]string{"c": noSOL, "s": noStage} {
 		hs := newHarness(t, 5, 120, 40)
 		hs.keys(k)
 		if !strings.Contains(hs.screen(), want) {
 			t.Errorf("%s: screen lacks %q", k, want)
 		}
+	}
+}
+
+func TestNoEditAndSerialConsoleHooks(t *testing.T) {
+	hs := newHarness(t, 5, 120, 40)
+	hs.m.opts.NoEdit = "editing is off here"
+	hs.be.reset()
+	hs.keys("e")
+	if !strings.Contains(hs.screen(), "editing is off here") || len(hs.be.Calls()) != 0 {
+		t.Fatalf("e with NoEdit: calls %q\n%s", hs.be.Calls(), hs.screen())
+	}
+	var asked string
+	hs.m.opts.SerialConsole = func(node string) *exec.Cmd { asked = node; return exec.Command("true") }
+	if cmd := hs.m.serialConsole("n01"); cmd == nil || asked != "n01" {
+		t.Fatalf("serial console command for %q, cmd %v", asked, cmd)
+	}
+	hs.send(solDoneMsg{node: "n01"})
+	if !strings.Contains(hs.screen(), "serial console of n01 detached") {
+		t.Fatalf("after detach:\n%s", hs.screen())
 	}
 }
 

@@ -50,8 +50,8 @@ const (
 	// maxBackoff is the longest wait between reconnect attempts.
 	maxBackoff = 5 * time.Second
 	// notYet is the message for actions the daemon does not offer yet.
-	notYetSOL   = "the serial console is not in this daemon yet"
-	notYetStage = "staged rollouts are not in this daemon yet"
+	noSOL   = "serial console: `netbootui console NODE` in a shell (~. detaches)"
+	noStage = "rollouts: `netbootui stage ...` in a shell (no Stage view yet)"
 )
 
 // Messages. Every one that answers an API call carries its error.
@@ -272,6 +272,13 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case tea.WindowSizeMsg:
 		m.c.Width, m.c.Height = msg.Width, msg.Height
 		m.nodes.clamp()
+		return m, nil
+	case solDoneMsg:
+		if msg.err != nil {
+			m.setFlash("serial console of "+msg.node+": "+msg.err.Error(), true)
+		} else {
+			m.setFlash("serial console of "+msg.node+" detached", false)
+		}
 		return m, nil
 	case tea.BackgroundColorMsg:
 		m.c.Styles = NewStyles(msg.IsDark())
@@ -575,9 +582,11 @@ func (m *Model) nodesKey(msg tea.KeyPressMsg) tea.Cmd {
 	case key.Matches(msg, k.Power):
 		return m.openPowerMenu()
 	case key.Matches(msg, k.SerialConsole):
-		m.setFlash(notYetSOL, false)
+		if n := t.current(); n != nil {
+			return m.serialConsole(n.Name)
+		}
 	case key.Matches(msg, k.Stage):
-		m.setFlash(notYetStage, false)
+		m.setFlash(noStage, false)
 	}
 	return nil
 }
@@ -712,4 +721,20 @@ func (m *Model) runCommand(text string) tea.Cmd {
 	}
 	m.setFlash(fmt.Sprintf("unknown command %q (try :nodes :events :images :action :help :q)", text), true)
 	return nil
+}
+
+// solDoneMsg says the serial console handed the terminal back.
+type solDoneMsg struct {
+	node string
+	err  error
+}
+
+// serialConsole hands the terminal to the node's serial console; it comes
+// back when the user detaches.
+func (m *Model) serialConsole(node string) tea.Cmd {
+	if m.opts.SerialConsole == nil {
+		m.setFlash(noSOL, false)
+		return nil
+	}
+	return tea.ExecProcess(m.opts.SerialConsole(node), func(err error) tea.Msg { return solDoneMsg{node, err} })
 }
