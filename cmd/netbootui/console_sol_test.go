@@ -121,18 +121,21 @@ func waitText(t *testing.T, b *syncBuf, want string, timeout time.Duration) {
 // arrives, typed lines reach the port, "~." at the start of a line detaches
 // (exit 0, nothing after it sent), `console --log` prints the captured
 // lines, an unknown node is a clear error, and the session is audited.
-func TestConsoleSOLCLI(t *testing.T) {
+// solLab is `netbootui serve` with node c1 whose BMC is an ipmi_sim with
+// SOL wired to a serialPort.
+func solLab(t *testing.T) (*serialPort, *serveProc) {
+	t.Helper()
 	lab.RequireTools(t, "ipmi_sim")
 	dir := t.TempDir()
 	port := startSerialPort(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	sim, err := ipmisim.Start(ctx, ipmisim.Options{Dir: filepath.Join(dir, "bmc"), Password: cliBMCPassword,
 		SOLPort: port.ln.Addr().(*net.TCPAddr).Port})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sim.Stop()
+	t.Cleanup(func() { sim.Stop() })
 	inv := filepath.Join(dir, "nodes.yaml")
 	os.WriteFile(inv, []byte(fmt.Sprintf(`settings:
   secrets: secrets.yaml
@@ -143,7 +146,13 @@ nodes:
 `, sim.Port())), 0o644)
 	os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte("bmc_passwords:\n  lab: "+cliBMCPassword+"\n"), 0o600)
 	p := startServe(t, inv, filepath.Join(dir, "data"))
-	defer p.stop(t)
+	t.Cleanup(func() { p.stop(t) })
+	return port, p
+}
+
+func TestConsoleSOLCLI(t *testing.T) {
+	port, p := solLab(t)
+	ctx := context.Background()
 	sock := "--api-socket=" + p.socket
 
 	cctx, ccancel := context.WithTimeout(ctx, 60*time.Second)
@@ -190,5 +199,62 @@ nodes:
 	}
 	if o, _, _ := runCLI(t, "audit", sock); !strings.Contains(o, "console") || !strings.Contains(o, "c1") {
 		t.Errorf("audit lacks the console session:\n%s", o)
+	}
+}
+
+// TestConsoleSOLRawTerminal runs `netbootui console c1` on a real terminal
+// (tmux): the terminal is raw while attached (Enter reaches the node as a
+// bare CR, which the serial port needs to see a line), "~." typed as keys
+// detaches, and the terminal's settings afterwards are those before.
+func TestConsoleSOLRawTerminal(t *testing.T) {
+	lab.RequireTools(t, "tmux")
+	port, p := solLab(t)
+	dir := t.TempDir()
+	server := fmt.Sprintf("netbootui-sol-%d-%d", os.Getpid(), time.Now().UnixNano())
+	tmux := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("tmux", append([]string{"-L", server}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	before, after := filepath.Join(dir, "before"), filepath.Join(dir, "after")
+	script := fmt.Sprintf("stty -a > %s; %s console c1 --api-socket=%s; echo exit=$?; stty -a > %s; sleep 60",
+		before, binary, p.socket, after)
+	tmux("new-session", "-d", "-s", "sol", "-x", "100", "-y", "30", "sh", "-c", script)
+	t.Cleanup(func() { exec.Command("tmux", "-L", server, "kill-server").Run() })
+	screen := func(what, want string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			s := tmux("capture-pane", "-p", "-t", "sol")
+			if strings.Contains(s, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no %q on the screen:\n%s", what, want, s)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	screen("attach", "type ~. at the start of a line to detach")
+	screen("output", "boot progress")
+	tmux("send-keys", "-t", "sol", "-l", "from tmux")
+	tmux("send-keys", "-t", "sol", "Enter")
+	screen("echo", "echo: from tmux")
+	if got := port.received(); !strings.Contains(got, "from tmux\r") {
+		t.Errorf("serial port got %q (Enter should arrive as CR in raw mode)", got)
+	}
+	tmux("send-keys", "-t", "sol", "-l", "~.")
+	screen("detach", "exit=0")
+	screen("detach message", "detached from c1")
+	b, _ := os.ReadFile(before)
+	a, err := os.ReadFile(after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(a) != string(b) || !strings.Contains(string(a), " icanon") || !strings.Contains(string(a), " echo ") {
+		t.Errorf("terminal not restored:\nbefore: %s\nafter:  %s", b, a)
 	}
 }

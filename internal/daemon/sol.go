@@ -84,9 +84,7 @@ type solHub struct {
 	node   string
 	ring   *sol.Ring
 	cancel context.CancelFunc
-	inR    *io.PipeReader
-	inW    *io.PipeWriter
-	inMu   sync.Mutex
+	input  chan []byte   // consoles' keystrokes, in order
 	active chan struct{} // closed when the payload is first active
 	done   chan struct{} // closed when the hub stopped
 	err    error         // why it stopped (after done)
@@ -165,7 +163,7 @@ func (s *solState) join(d *Daemon, node string, t ipmi.Target, capture bool) (*s
 		ctx, cancel := context.WithCancel(context.Background())
 		h = &solHub{node: node, ring: s.ring(node), cancel: cancel, active: make(chan struct{}),
 			done: make(chan struct{}), consoles: map[chan []byte]struct{}{}}
-		h.inR, h.inW = io.Pipe()
+		h.input = make(chan []byte, 64)
 		s.hubs[node] = h
 		delete(s.errs, node)
 		go d.runSOL(ctx, s, h, t)
@@ -215,7 +213,6 @@ func (d *Daemon) runSOL(ctx context.Context, s *solState, h *solHub, t ipmi.Targ
 	var err error
 	defer func() {
 		h.err = err
-		h.inR.CloseWithError(io.ErrClosedPipe)
 		s.mu.Lock()
 		if s.hubs[h.node] == h {
 			delete(s.hubs, h.node)
@@ -229,7 +226,7 @@ func (d *Daemon) runSOL(ctx context.Context, s *solState, h *solHub, t ipmi.Targ
 	idle := 0
 	for {
 		seen := h.ring.Total()
-		err = d.power.SOL(ctx, t, h.inR, h, ipmi.SOLOptions{OnActive: func() { h.actOnce.Do(func() { close(h.active) }) }})
+		err = h.session(ctx, d.power, t)
 		if ctx.Err() != nil {
 			err = ctx.Err()
 			return
@@ -260,6 +257,33 @@ func (d *Daemon) runSOL(ctx context.Context, s *solState, h *solHub, t ipmi.Targ
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// session runs one SOL session. Its input is a pipe of its own, fed from
+// h.input until the session ends, so that a session that ended leaves no
+// reader behind to take keystrokes meant for the next one.
+func (h *solHub) session(ctx context.Context, p *ipmi.Pool, t ipmi.Target) error {
+	r, w := io.Pipe()
+	end := make(chan struct{})
+	pumped := make(chan struct{})
+	go func() {
+		defer close(pumped)
+		for {
+			select {
+			case b := <-h.input:
+				if _, err := w.Write(b); err != nil {
+					return
+				}
+			case <-end:
+				return
+			}
+		}
+	}()
+	err := p.SOL(ctx, t, r, h, ipmi.SOLOptions{OnActive: func() { h.actOnce.Do(func() { close(h.active) }) }})
+	close(end)
+	r.CloseWithError(io.ErrClosedPipe)
+	<-pumped
+	return err
 }
 
 // Console attaches to a node's serial-over-LAN console: input is sent to
@@ -305,11 +329,13 @@ func (d *Daemon) Console(ctx context.Context, node, who string, in io.Reader, ou
 		for {
 			n, err := in.Read(buf)
 			if n > 0 {
-				h.inMu.Lock()
-				_, werr := h.inW.Write(buf[:n])
-				h.inMu.Unlock()
-				if werr != nil {
-					inDone <- werr
+				select {
+				case h.input <- append([]byte(nil), buf[:n]...):
+				case <-h.done:
+					inDone <- nil
+					return
+				case <-ctx.Done():
+					inDone <- ctx.Err()
 					return
 				}
 			}
