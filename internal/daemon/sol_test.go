@@ -20,6 +20,7 @@ import (
 	"github.com/netbootui/netbootui/internal/ipmi"
 	"github.com/netbootui/netbootui/internal/ipmi/ipmisim"
 	"github.com/netbootui/netbootui/internal/lab"
+	"github.com/netbootui/netbootui/internal/sol"
 	"github.com/netbootui/netbootui/internal/workflow"
 )
 
@@ -79,9 +80,14 @@ func fakeSerial(t *testing.T) int {
 // s1 whose BMC is an ipmi_sim with SOL wired to fakeSerial.
 func startSOLLab(t *testing.T) *Daemon {
 	t.Helper()
+	return startSOLLabWith(t, fakeSerial(t))
+}
+
+// startSOLLabWith is startSOLLab with SOL wired to tcp 127.0.0.1:serial.
+func startSOLLabWith(t *testing.T, serial int) *Daemon {
+	t.Helper()
 	lab.RequireTools(t, "ipmi_sim")
 	dir := t.TempDir()
-	serial := fakeSerial(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	sim, err := ipmisim.Start(ctx, ipmisim.Options{Dir: filepath.Join(dir, "bmc"), Password: rebootPassword, SOLPort: serial})
@@ -254,4 +260,99 @@ func TestRebootCleanStallShowsConsole(t *testing.T) {
 	}
 	// The capture ends with the run.
 	eventually(t, "capture stop", 5*time.Second, func() bool { l, _ := d.SOLLog("s1", 1); return !l.Active })
+}
+
+// floodSerial is a serial port that, once connected, prints lines
+// "flood NNNNNN <padding>" (100 bytes each with CR LF) until total bytes are out.
+func floodSerial(t *testing.T, total int) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				// Wait for the console to be activated: the first byte typed.
+				if _, err := c.Read(make([]byte, 1)); err != nil {
+					return
+				}
+				var b bytes.Buffer
+				for i := 0; b.Len() < total; i++ {
+					fmt.Fprintf(&b, "flood %06d %s\r\n", i, strings.Repeat("x", 85))
+				}
+				c.Write(b.Bytes())
+				io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestSOLCaptureBound: 400 KiB of console output through ipmi_sim's SOL
+// leaves exactly sol.DefaultRingSize bytes in the node's log, the newest,
+// and its tail ends with the last line printed.
+func TestSOLCaptureBound(t *testing.T) {
+	const total = 400 << 10
+	d := startSOLLabWith(t, floodSerial(t, total))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		done <- d.Console(context.WithoutCancel(ctx), "s1", "tester", pr, io.Discard, func() { go pw.Write([]byte("\r")) })
+	}()
+	last := (total+99)/100 - 1
+	lastLine := fmt.Sprintf("flood %06d %s", last, strings.Repeat("x", 85))
+	var l SOLLog
+	for {
+		l, _ = d.SOLLog("s1", 3)
+		if len(l.Lines) == 3 && l.Lines[2] == lastLine {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("console ended at %d bytes: %v", l.Total, err)
+		case <-ctx.Done():
+			all, _ := d.SOLLog("s1", 100000)
+			prev := -1
+			for _, line := range all.Lines {
+				var n int
+				fmt.Sscanf(line, "flood %d", &n)
+				if n != prev+1 || len(line) != 98 {
+					t.Logf("after %d: %q", prev, line)
+				}
+				prev = n
+			}
+			t.Fatalf("last line not in 30s: %d of %d bytes; tail %q", l.Total, total, l.Lines)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	t.Logf("%d KiB through SOL in %v", l.Total>>10, time.Since(start).Round(time.Millisecond))
+	if l.Kept != sol.DefaultRingSize || l.Total < total {
+		t.Errorf("kept %d of %d bytes, want %d of at least %d", l.Kept, l.Total, sol.DefaultRingSize, total)
+	}
+	if !strings.HasPrefix(l.Lines[0], fmt.Sprintf("flood %06d ", last-2)) {
+		t.Errorf("tail %q", l.Lines)
+	}
+	// The whole log is the newest lines, in order, none torn but the cut
+	// first one.
+	all, _ := d.SOLLog("s1", 100000)
+	for i := 1; i < len(all.Lines); i++ {
+		want := fmt.Sprintf("flood %06d %s", last-len(all.Lines)+1+i, strings.Repeat("x", 85))
+		if all.Lines[i] != want {
+			t.Fatalf("line %d of the log is %q, want %q", i, all.Lines[i], want)
+		}
+	}
+	if n := len(all.Lines); n < sol.DefaultRingSize/100-1 || n > sol.DefaultRingSize/100+1 {
+		t.Errorf("%d lines kept, want about %d", n, sol.DefaultRingSize/100)
+	}
 }
