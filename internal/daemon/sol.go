@@ -208,7 +208,7 @@ func (h *solHub) capturing() bool {
 // reset): for as long as a capture holds the hub, or until three attempts
 // in a row brought no output for a hub of consoles alone. A BMC that
 // refuses the user, the payload or every cipher suite, or whose port is
-// closed, ends the hub at once.
+// closed, ends the hub at once, as does the daemon's BMC pool closing.
 func (d *Daemon) runSOL(ctx context.Context, s *solState, h *solHub, t ipmi.Target) {
 	var err error
 	defer func() {
@@ -235,7 +235,7 @@ func (d *Daemon) runSOL(ctx context.Context, s *solState, h *solHub, t ipmi.Targ
 			err = errors.New("SOL session ended")
 		}
 		if errors.Is(err, ipmi.ErrRefused) || errors.Is(err, ipmi.ErrAuth) ||
-			errors.Is(err, ipmi.ErrCipherSuite) || errors.Is(err, ipmi.ErrUnreachable) {
+			errors.Is(err, ipmi.ErrCipherSuite) || errors.Is(err, ipmi.ErrUnreachable) || errors.Is(err, ipmi.ErrClosed) {
 			return // a restart would fail the same way
 		}
 		if h.ring.Total() > seen {

@@ -356,3 +356,52 @@ func TestSOLCaptureBound(t *testing.T) {
 		t.Errorf("%d lines kept, want about %d", n, sol.DefaultRingSize/100)
 	}
 }
+
+// TestConsoleSharesCapture: a console attached while reboot-clean's capture
+// holds the node's SOL joins the same session (the BMC allows one), and
+// keeps working after the capture ends.
+func TestConsoleSharesCapture(t *testing.T) {
+	d := startSOLLab(t)
+	inv := d.Inventory()
+	secrets, err := d.secrets(inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg, err := ipmi.TargetFor(inv.Node("s1"), secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := d.captureSOL(map[string]ipmi.Target{"s1": tg})
+	eventually(t, "captured output", 10*time.Second, func() bool { l, _ := d.SOLLog("s1", 1); return l.Total > 0 })
+	s := d.sol()
+	s.mu.Lock()
+	hub := s.hubs["s1"]
+	s.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pr, pw := io.Pipe()
+	var out lockedBuf
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- d.Console(ctx, "s1", "tester", pr, &out, func() { close(ready) }) }()
+	<-ready
+	s.mu.Lock()
+	same := s.hubs["s1"] == hub
+	s.mu.Unlock()
+	if !same {
+		t.Error("the console started a second SOL session")
+	}
+	stop() // the capture ends; the console keeps the session
+	pw.Write([]byte("still here\r"))
+	eventually(t, "echo after the capture ended", 10*time.Second, func() bool { return strings.Contains(out.String(), "echo: still here") })
+	pw.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-hub.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the session outlived its last user")
+	}
+}
