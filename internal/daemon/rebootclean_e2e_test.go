@@ -75,8 +75,8 @@ esac
 `
 
 // e2eOverride is the node's iPXE entry: the rendered one plus the check-in
-// agent's test hooks (netbootui.* words are refused in kernel_args): a check-in every 2 s
-// and probe=present|absent for the marker file.
+// agent's test hooks (netbootui.* words are refused in kernel_args): a
+// check-in every 2 s and probe=present|absent for the marker file.
 const e2eOverride = `#!ipxe
 echo netbootui e2e: node {{.Name}} generation {{.Generation}}
 kernel --name vmlinuz {{.KernelURL}} {{.Cmdline}} netbootui.checkin_interval=2 netbootui.probe=/netbootui-marker || goto failed
@@ -146,8 +146,8 @@ func consoleRun(t *testing.T, d *Daemon, node, cmd string, re *regexp.Regexp, ti
 // captured the boot's console output meanwhile.
 func TestRebootCleanEndToEnd(t *testing.T) {
 	lab.RequireTools(t, "qemu-system-x86_64", "ipmi_sim", "mksquashfs")
-	files := testImage(t)
 	t.Parallel()
+	files := testImage(t)
 	dir := t.TempDir()
 	// Unix socket and pid paths stay short in /tmp.
 	vmDir, err := os.MkdirTemp("", "nbe2e-")
