@@ -113,7 +113,8 @@ func removeStaleTemps(path string) {
 	}
 }
 
-// Watch polls path every interval until ctx is done. It calls onChange once
+// Watch polls path every interval until ctx is done. A change takes effect
+// once the file has stayed the same for one interval. It calls onChange once
 // at the start with the file's current inventory (or its error), then each
 // time the file's content changes: with the new inventory, or with a nil
 // inventory and the error (a parse ErrorList, or a read error such as the file
@@ -132,10 +133,7 @@ func Watch(ctx context.Context, path string, interval time.Duration, onChange fu
 		ctimeNs     int64
 		err         string
 	}
-	var last stamp
-	lastKey := "" // revision or error text last reported
-	first := true
-	check := func() {
+	stat := func() stamp {
 		var s stamp
 		st, err := os.Stat(path)
 		if err != nil {
@@ -146,11 +144,32 @@ func Watch(ctx context.Context, path string, interval time.Duration, onChange fu
 				s.ino, s.ctimeS, s.ctimeNs = int64(sys.Ino), int64(sys.Ctim.Sec), int64(sys.Ctim.Nsec)
 			}
 		}
+		return s
+	}
+	var last, pending stamp
+	havePending := false
+	lastKey := "" // revision or error text last reported
+	first := true
+	check := func() {
+		s := stat()
 		if !first && s == last {
+			havePending = false
+			return
+		}
+		// A file written in place is seen half-written, and a truncated
+		// inventory can be valid YAML: act only on a file that has stayed
+		// the same for one interval and did not change while it was read.
+		if !first && (!havePending || s != pending) {
+			pending, havePending = s, true
+			return
+		}
+		havePending = false
+		data, err := os.ReadFile(path)
+		if s2 := stat(); s2 != s {
+			pending, havePending = s2, true
 			return
 		}
 		last = s
-		data, err := os.ReadFile(path)
 		var key string
 		var inv *Inventory
 		if err != nil {
