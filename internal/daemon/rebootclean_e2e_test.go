@@ -105,7 +105,7 @@ func consoleRun(t *testing.T, d *Daemon, node, cmd string, re *regexp.Regexp, ti
 	defer cancel()
 	pr, pw := io.Pipe()
 	defer pw.Close()
-	var out lockedBuf
+	var out lab.Buffer
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() { done <- d.Console(ctx, node, "e2e-test", pr, &out, func() { close(ready) }) }()

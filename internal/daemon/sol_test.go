@@ -133,34 +133,6 @@ nodes:
 	return d
 }
 
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v", what, timeout)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
 // TestConsoleThroughIpmiSim: Console relays both ways through ipmi_sim's
 // SOL, its output lands in the node's console log, and the end of the
 // client's input ends it.
@@ -169,7 +141,7 @@ func TestConsoleThroughIpmiSim(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pr, pw := io.Pipe()
-	var out lockedBuf
+	var out lab.Buffer
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() { done <- d.Console(ctx, "s1", "tester", pr, &out, func() { close(ready) }) }()
@@ -178,9 +150,9 @@ func TestConsoleThroughIpmiSim(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("console: %v", err)
 	}
-	eventually(t, "boot output", 10*time.Second, func() bool { return strings.Contains(out.String(), "boot progress") })
+	lab.Eventually(t, "boot output", 10*time.Second, func() bool { return strings.Contains(out.String(), "boot progress") })
 	pw.Write([]byte("whoami\r"))
-	eventually(t, "echo", 10*time.Second, func() bool { return strings.Contains(out.String(), "echo: whoami") })
+	lab.Eventually(t, "echo", 10*time.Second, func() bool { return strings.Contains(out.String(), "echo: whoami") })
 	l, err := d.SOLLog("s1", 500)
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +169,7 @@ func TestConsoleThroughIpmiSim(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("console did not end at EOF")
 	}
-	eventually(t, "hub stop", 5*time.Second, func() bool { l, _ := d.SOLLog("s1", 1); return !l.Active })
+	lab.Eventually(t, "hub stop", 5*time.Second, func() bool { l, _ := d.SOLLog("s1", 1); return !l.Active })
 	// The log outlives the session.
 	if l, _ := d.SOLLog("s1", 3); len(l.Lines) < 2 || l.Lines[len(l.Lines)-1] != "echo: whoami" && !strings.HasPrefix(l.Lines[len(l.Lines)-1], "boot progress") {
 		t.Errorf("log after the session: %+v", l)
@@ -259,7 +231,7 @@ func TestRebootCleanStallShowsConsole(t *testing.T) {
 		}
 	}
 	// The capture ends with the run.
-	eventually(t, "capture stop", 5*time.Second, func() bool { l, _ := d.SOLLog("s1", 1); return !l.Active })
+	lab.Eventually(t, "capture stop", 5*time.Second, func() bool { l, _ := d.SOLLog("s1", 1); return !l.Active })
 }
 
 // floodSerial is a serial port that, once connected, prints lines
@@ -372,7 +344,7 @@ func TestConsoleSharesCapture(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := d.captureSOL(map[string]ipmi.Target{"s1": tg})
-	eventually(t, "captured output", 10*time.Second, func() bool { l, _ := d.SOLLog("s1", 1); return l.Total > 0 })
+	lab.Eventually(t, "captured output", 10*time.Second, func() bool { l, _ := d.SOLLog("s1", 1); return l.Total > 0 })
 	s := d.sol()
 	s.mu.Lock()
 	hub := s.hubs["s1"]
@@ -381,7 +353,7 @@ func TestConsoleSharesCapture(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pr, pw := io.Pipe()
-	var out lockedBuf
+	var out lab.Buffer
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() { done <- d.Console(ctx, "s1", "tester", pr, &out, func() { close(ready) }) }()
@@ -394,7 +366,7 @@ func TestConsoleSharesCapture(t *testing.T) {
 	}
 	stop() // the capture ends; the console keeps the session
 	pw.Write([]byte("still here\r"))
-	eventually(t, "echo after the capture ended", 10*time.Second, func() bool { return strings.Contains(out.String(), "echo: still here") })
+	lab.Eventually(t, "echo after the capture ended", 10*time.Second, func() bool { return strings.Contains(out.String(), "echo: still here") })
 	pw.Close()
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/netbootui/netbootui/internal/lab"
 	"io"
 	"net"
 	"strings"
@@ -70,35 +71,6 @@ func (s *serialConsole) received() string {
 
 func (s *serialConsole) port() int { return s.ln.Addr().(*net.TCPAddr).Port }
 
-// syncBuffer is an io.Writer whose contents can be read while written.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v", what, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestSOLAgainstIpmiSim: a SOL session through ipmi_sim to a TCP "serial
 // port": the banner and answers come out, typed lines go in, and "~." at the
 // start of a line ends the session with nothing after it sent.
@@ -115,7 +87,7 @@ func TestSOLAgainstIpmiSim(t *testing.T) {
 	p := newPool(t, ipmi.Options{CallTimeout: 5 * time.Second})
 	pr, pw := io.Pipe()
 	esc := sol.NewEscapeReader(pr)
-	var out syncBuffer
+	var out lab.Buffer
 	active := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
@@ -132,7 +104,7 @@ func TestSOLAgainstIpmiSim(t *testing.T) {
 		if _, err := pw.Write([]byte(line + "\r")); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "echo of "+line, 10*time.Second, func() bool { return strings.Contains(out.String(), "echo: "+line) })
+		lab.Eventually(t, "echo of "+line, 10*time.Second, func() bool { return strings.Contains(out.String(), "echo: "+line) })
 	}
 	if !strings.Contains(con.received(), "hello node\r") {
 		t.Errorf("serial port got %q", con.received())
@@ -157,7 +129,7 @@ func TestSOLAgainstIpmiSim(t *testing.T) {
 	// The payload was deactivated: a second session activates at once.
 	ctx2, cancel2 := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel2()
-	var out2 syncBuffer
+	var out2 lab.Buffer
 	err = p.SOL(ctx2, simTarget(sim, "n01"), strings.NewReader("again\r"), &out2, ipmi.SOLOptions{})
 	if err != nil {
 		t.Fatalf("second SOL session: %v", err)

@@ -245,7 +245,7 @@ func TestCheckinAgentLoop(t *testing.T) {
 		"NETBOOTUI_CHECKIN_INTERVAL": "600", "NETBOOTUI_OVERLAY_DIR": dir,
 		"NETBOOTUI_PROBE": marker, "NETBOOTUI_TEST_WRITE": marker,
 	})
-	var stderr syncBuffer
+	var stderr lab.Buffer
 	cmd.Stderr = &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -283,21 +283,4 @@ func TestCheckinAgentLoop(t *testing.T) {
 	if forms, _ := srv.snapshot(); len(forms) != 3 {
 		t.Errorf("%d posts, want 3", len(forms))
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
