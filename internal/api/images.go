@@ -29,9 +29,7 @@ func (s *Server) buildImage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.Who = Who(r.Context())
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	enc := json.NewEncoder(w)
-	flusher, _ := w.(http.Flusher)
+	out := newNDJSONStream(w)
 	lines := make(chan BuildLine, 64)
 	go func() { // progress comes from the build's goroutine; the writer is ours
 		defer close(lines)
@@ -48,10 +46,7 @@ func (s *Server) buildImage(w http.ResponseWriter, r *http.Request) {
 		lines <- last
 	}()
 	for l := range lines {
-		enc.Encode(l)
-		if flusher != nil {
-			flusher.Flush()
-		}
+		out.send(l)
 	}
 }
 

@@ -91,22 +91,13 @@ func (s *Server) rebootClean(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.Who = Who(r.Context())
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	enc := json.NewEncoder(w)
-	flusher, _ := w.(http.Flusher)
-	started := false
+	out := newNDJSONStream(w)
 	res, err := s.D.RebootClean(r.Context(), req, func(p daemon.RebootProgress) {
-		if !started {
-			started = true
-			w.WriteHeader(http.StatusOK)
-		}
-		if enc.Encode(RebootLine{Progress: &p}) == nil && flusher != nil {
-			flusher.Flush()
-		}
+		out.send(RebootLine{Progress: &p})
 	})
-	if err != nil {
+	if err != nil { // only before the run started: nothing was sent yet
 		writeErr(w, badRequest(err))
 		return
 	}
-	enc.Encode(RebootLine{Results: res, Done: true})
+	out.send(RebootLine{Results: res, Done: true})
 }

@@ -190,6 +190,31 @@ func writeErr(w http.ResponseWriter, err error) {
 
 var errBadRequest = errors.New("bad request")
 
+// ndjsonStream writes one JSON value per line and sends each at once: the
+// answer of long operations (builds, reboot-clean) whose progress the client
+// shows as it comes.
+type ndjsonStream struct {
+	enc     *json.Encoder
+	flusher http.Flusher
+}
+
+func newNDJSONStream(w http.ResponseWriter) *ndjsonStream {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	f, _ := w.(http.Flusher)
+	return &ndjsonStream{enc: json.NewEncoder(w), flusher: f}
+}
+
+// send writes v as one line and flushes it.
+func (n *ndjsonStream) send(v any) error {
+	if err := n.enc.Encode(v); err != nil {
+		return err
+	}
+	if n.flusher != nil {
+		n.flusher.Flush()
+	}
+	return nil
+}
+
 func badRequest(err error) error { return fmt.Errorf("%w: %w", errBadRequest, err) }
 
 func decode(r *http.Request, v any) error {
