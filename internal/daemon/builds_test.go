@@ -1,11 +1,13 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/lab"
@@ -95,5 +97,44 @@ nodes:
 	}
 	if _, err := d.BuildImage(ctx, BuildRequest{Image: "nosuch"}, nil); err == nil {
 		t.Fatal("build of an unknown image accepted")
+	}
+}
+
+// TestRollbackNodesFollow publishes a second generation, reboots a node to
+// clean (it checks in with the new one), rolls the image back and reboots it
+// again: its check-in reports the old generation.
+func TestRollbackNodesFollow(t *testing.T) {
+	l := startRebootLab(t, nil)
+	d := l.d
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	src := map[string]string{}
+	dir := t.TempDir()
+	for i, name := range image.BootFiles {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, bytes.Repeat([]byte{byte('v' + i)}, 16<<10), 0o644)
+		src[name] = p
+	}
+	m2, err := d.ImportImage(ImportRequest{Image: "compute", Kernel: src[image.FileKernel], Initrd: src[image.FileInitrd],
+		Rootfs: src[image.FileRootfs], Publish: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := func() string {
+		res, err := d.RebootClean(ctx, RebootRequest{Selection: "r1", Timeout: 10 * time.Second, Who: "tester"}, nil)
+		if err != nil || len(res) != 1 || !res[0].OK {
+			t.Fatalf("reboot-clean: %v %+v", err, res)
+		}
+		st, _ := d.Tracker.Get("r1")
+		return st.Generation
+	}
+	if got := running(); got != m2.ID {
+		t.Fatalf("after publishing %s, r1 checked in with %s", m2.ID, got)
+	}
+	if gen, err := d.RollbackImage("compute", "tester"); err != nil || gen != l.gen {
+		t.Fatalf("rollback: %q %v, want %s", gen, err, l.gen)
+	}
+	if got := running(); got != l.gen {
+		t.Fatalf("after rollback, r1 checked in with %s, want %s", got, l.gen)
 	}
 }
