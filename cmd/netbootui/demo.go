@@ -28,6 +28,7 @@ func cmdDemo(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	var cfg demo.Config
 	fs.IntVar(&cfg.Nodes, "nodes", 64, "how many simulated nodes (1.."+fmt.Sprint(demo.MaxNodes)+")")
+	fs.IntVar(&cfg.Lab, "lab", 0, "run `N` QEMU VMs (TCG, 1.."+fmt.Sprint(demo.MaxLab)+"), each behind its own ipmi_sim BMC, instead of the simulated nodes")
 	noTUI := fs.Bool("no-tui", false, "run headless until SIGINT/SIGTERM instead of opening the console")
 	socket := fs.String("api-socket", "", "unix socket `path` of the demo's API (default DATA/api.sock)")
 	data := fs.String("data", "", "data `dir` (default: a temporary folder removed on exit)")
@@ -70,12 +71,20 @@ func cmdDemo(ctx context.Context, args []string) error {
 		logOut = f
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	fmt.Printf("netbootui demo: starting %d simulated nodes in %s\n", cfg.Nodes, *data)
+	if cfg.Lab > 0 {
+		fmt.Printf("netbootui demo: starting %d QEMU nodes with their ipmi_sim BMCs in %s\n", cfg.Lab, *data)
+	} else {
+		fmt.Printf("netbootui demo: starting %d simulated nodes in %s\n", cfg.Nodes, *data)
+	}
 	d, err := demo.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer d.Close()
+	defer func() {
+		if err := d.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "netbootui demo: cleanup: %v\n", err)
+		}
+	}()
 	ln, err := api.Listen(*socket)
 	if err != nil {
 		return err
@@ -113,6 +122,10 @@ func cmdDemo(ctx context.Context, args []string) error {
 }
 
 func printDemoBanner(w io.Writer, d *demo.Demo, socket string) {
+	if len(d.LabNodes) > 0 {
+		printLabBanner(w, d, socket)
+		return
+	}
 	var groups []string
 	for _, g := range []struct{ name, how string }{{"compute", "iPXE, BIOS"}, {"gpu", "iPXE, UEFI"}, {"io", "pxelinux, BIOS"}} {
 		if n := len(d.Groups[g.name]); n > 0 {
@@ -128,6 +141,23 @@ func printDemoBanner(w io.Writer, d *demo.Demo, socket string) {
 	if d.StallNode != "" {
 		fmt.Fprintf(w, "  trouble:   %s stalls during its boot; one compute node in eight writes to its overlay until it is dirty\n", d.StallNode)
 	}
+	printAttach(w, socket)
+}
+
+// printLabBanner is the banner of `demo --lab`.
+func printLabBanner(w io.Writer, d *demo.Demo, socket string) {
+	first, last := d.LabNodes[d.Names[0]], d.LabNodes[d.Names[len(d.Names)-1]]
+	fmt.Fprintf(w, "netbootui demo --lab: %d QEMU nodes (TCG, iPXE ROM, BIOS): %s..%s\n", len(d.Names), d.Names[0], d.Names[len(d.Names)-1])
+	fmt.Fprintf(w, "  image:     %s\n", d.ImageSource)
+	fmt.Fprintf(w, "  http:      http://%s (the VMs see it as %s)   tftp: %s\n", d.Daemon.HTTPAddr(), d.Daemon.Boot.AdvertiseURL, d.Daemon.TFTPAddr())
+	fmt.Fprintf(w, "  BMCs:      ipmi_sim, IPMI (RMCP+, cipher suite 3) on %s .. %s; serial over LAN from each VM's ttyS0\n", first.Addr(), last.Addr())
+	fmt.Fprintf(w, "  lab dir:   %s (pid files, chassis and QEMU logs; removed on exit)\n", d.LabDir)
+	fmt.Fprintf(w, "  inventory: %s (secrets: %s, mode 0600)\n", d.InventoryPath, d.SecretsPath)
+	printAttach(w, socket)
+	fmt.Fprintf(w, "  NETBOOTUI_SOCKET=%s netbootui console %s   (its serial console)\n", socket, d.Names[0])
+}
+
+func printAttach(w io.Writer, socket string) {
 	fmt.Fprintf(w, "  api:       %s\n", socket)
 	fmt.Fprintf(w, "attach from another terminal:\n")
 	fmt.Fprintf(w, "  NETBOOTUI_SOCKET=%s netbootui node list\n", socket)

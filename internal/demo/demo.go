@@ -31,6 +31,7 @@ import (
 	"github.com/netbootui/netbootui/internal/atomicfile"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/demo/qemubmc"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/ipmi"
 	"github.com/netbootui/netbootui/internal/pxe"
@@ -90,6 +91,11 @@ type Config struct {
 	NodeBaseURL, NodeTFTPAddr string
 	// Out receives one line per thing the demo does (nil: discard).
 	Out io.Writer
+	// Lab, when above 0, replaces the simulated nodes by Lab QEMU VMs
+	// (TCG), lab01..labNN, each behind an ipmi_sim BMC of its own
+	// (qemubmc), booting the default recipe through QEMU's iPXE ROM; see
+	// lab.go. Nodes, the stall and the dirty writers do not apply.
+	Lab int
 }
 
 // Dirty threshold the sample inventory sets (settings.overlay_dirty_bytes).
@@ -115,6 +121,11 @@ type Demo struct {
 	// missing).
 	BootRoot string
 
+	// LabNodes are the QEMU nodes and their BMCs by name (Config.Lab);
+	// LabDir holds their files and is removed by Close.
+	LabNodes map[string]*qemubmc.Node
+	LabDir   string
+
 	cfg    Config
 	cancel context.CancelFunc
 	done   chan error
@@ -129,6 +140,18 @@ type simSpec struct {
 }
 
 func (c *Config) defaults() error {
+	if c.Lab < 0 || c.Lab > MaxLab {
+		return fmt.Errorf("demo: --lab %d: want 1..%d QEMU nodes", c.Lab, MaxLab)
+	}
+	if c.Lab > 0 {
+		c.Nodes = c.Lab
+		switch c.Image {
+		case "", ImageAuto, ImageRecipe:
+			c.Image = ImageRecipe
+		default:
+			return fmt.Errorf("demo: --lab boots real VMs: --image %s cannot boot, use the default recipe", c.Image)
+		}
+	}
 	if c.Nodes == 0 {
 		c.Nodes = 64
 	}
@@ -278,6 +301,9 @@ nodes:
 func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
+	}
+	if cfg.Lab > 0 {
+		return startLab(ctx, cfg)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
@@ -556,7 +582,7 @@ func (d *Demo) tinyGeneration() (*image.Manifest, error) {
 // Selection is a hostlist naming every node of the demo, by group.
 func (d *Demo) Selection() string {
 	var parts []string
-	for _, g := range []string{"compute", "gpu", "io"} {
+	for _, g := range []string{"compute", "gpu", "io", "lab"} {
 		if len(d.Groups[g]) > 0 {
 			parts = append(parts, "@"+g)
 		}
@@ -605,8 +631,9 @@ func (d *Demo) Wait(ctx context.Context) error {
 	}
 }
 
-// Close stops the daemon, then every simulated node. It is safe to call
-// more than once.
+// Close stops the daemon, then every simulated node, or with Config.Lab
+// every BMC and QEMU process (qemubmc.Node.Stop) and removes LabDir. It is
+// safe to call more than once.
 func (d *Demo) Close() error {
 	d.once.Do(func() {
 		// The daemon first: it closes its IPMI sessions while the BMCs
@@ -627,7 +654,24 @@ func (d *Demo) Close() error {
 			wg.Add(1)
 			go func() { defer wg.Done(); n.Close() }()
 		}
+		var mu sync.Mutex
+		for _, n := range d.LabNodes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := n.Stop(); err != nil {
+					mu.Lock()
+					d.err = errors.Join(d.err, err)
+					mu.Unlock()
+				}
+			}()
+		}
 		wg.Wait()
+		if d.LabDir != "" {
+			if err := os.RemoveAll(d.LabDir); err != nil {
+				d.err = errors.Join(d.err, fmt.Errorf("demo: %w", err))
+			}
+		}
 	})
 	return d.err
 }
