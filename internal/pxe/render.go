@@ -554,10 +554,12 @@ func configPath(p BootParams) string {
 
 // KernelCmdline returns the kernel command line of p as iPXE boots it:
 //
-//	root=live:ROOTFS netbootui.url=BASE netbootui.node=NAME netbootui.token=TOKEN
-//	netbootui.gen=GEN netbootui.checkin=CHECKIN initrd=initrd KERNELARGS...
+//	root=live:ROOTFS netbootui.url=BASE netbootui.node=NAME netbootui.group=GROUP
+//	netbootui.token=TOKEN netbootui.gen=GEN netbootui.checkin=CHECKIN
+//	initrd=initrd KERNELARGS...
 //
-// (one line). initrd=initrd names the initrd iPXE loads, which EFI kernels
+// (one line; netbootui.group= only when the node has a group, for the live
+// init to stack the image's overlay.d/group-GROUP variant). initrd=initrd names the initrd iPXE loads, which EFI kernels
 // need. The pxelinux entry carries the same line with initrd=INITRDPATH,
 // because syslinux loads the first initrd= it finds. Call p.Validate first:
 // KernelCmdline does not check its input.
@@ -566,7 +568,7 @@ func KernelCmdline(p BootParams) string { return cmdline(p, "initrd=initrd") }
 func cmdline(p BootParams, initrd string) string {
 	var b strings.Builder
 	args := normArgs(p.KernelArgs)
-	b.Grow(160 + len(p.RootfsURL) + len(p.BaseURL) + len(p.CheckinURL) + len(args))
+	b.Grow(180 + len(p.RootfsURL) + len(p.BaseURL) + len(p.CheckinURL) + len(args))
 	b.WriteString("root=live:")
 	b.WriteString(p.RootfsURL)
 	b.WriteString(" netbootui.url=")
@@ -574,6 +576,10 @@ func cmdline(p BootParams, initrd string) string {
 	b.WriteString(" netbootui.node=")
 	if p.Node != nil {
 		b.WriteString(p.Node.Name)
+		if p.Node.Group != "" {
+			b.WriteString(" netbootui.group=")
+			b.WriteString(p.Node.Group)
+		}
 	}
 	b.WriteString(" netbootui.token=")
 	b.WriteString(p.Token)

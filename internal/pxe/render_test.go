@@ -121,13 +121,26 @@ func TestKernelCmdline(t *testing.T) {
 	n := testNode("n01", inventory.ArchBIOS, inventory.LoaderIPXE, "52:54:00:00:00:01")
 	p := paramsFor(n, testGen)
 	p.KernelArgs = "  quiet   console=ttyS0  "
-	want := "root=live:http://10.0.2.2:8080/images/rocky9/" + testGen + "/rootfs.squashfs?node=n01" +
-		" netbootui.url=http://10.0.2.2:8080 netbootui.node=n01 netbootui.token=tok-n01-5f2a9c" +
-		" netbootui.gen=" + testGen + " netbootui.checkin=http://10.0.2.2:8080/checkin" +
-		" initrd=initrd quiet console=ttyS0"
-	if got := KernelCmdline(p); got != want {
-		t.Errorf("KernelCmdline:\n got %s\nwant %s", got, want)
+	for _, tc := range []struct{ group, want string }{
+		{"compute", "root=live:http://10.0.2.2:8080/images/rocky9/" + testGen + "/rootfs.squashfs?node=n01" +
+			" netbootui.url=http://10.0.2.2:8080 netbootui.node=n01 netbootui.group=compute netbootui.token=tok-n01-5f2a9c" +
+			" netbootui.gen=" + testGen + " netbootui.checkin=http://10.0.2.2:8080/checkin" +
+			" initrd=initrd quiet console=ttyS0"},
+		// No group: no netbootui.group= at all (not an empty one).
+		{"", "root=live:http://10.0.2.2:8080/images/rocky9/" + testGen + "/rootfs.squashfs?node=n01" +
+			" netbootui.url=http://10.0.2.2:8080 netbootui.node=n01 netbootui.token=tok-n01-5f2a9c" +
+			" netbootui.gen=" + testGen + " netbootui.checkin=http://10.0.2.2:8080/checkin" +
+			" initrd=initrd quiet console=ttyS0"},
+	} {
+		p.Node.Group = tc.group
+		if err := p.Validate(); err != nil {
+			t.Fatalf("group %q: %v", tc.group, err)
+		}
+		if got := KernelCmdline(p); got != tc.want {
+			t.Errorf("KernelCmdline, group %q:\n got %s\nwant %s", tc.group, got, tc.want)
+		}
 	}
+	p.Node.Group = "compute"
 	p.KernelArgs = ""
 	if got := KernelCmdline(p); !strings.HasSuffix(got, " initrd=initrd") {
 		t.Errorf("no args: %q does not end with initrd=initrd", got)
@@ -190,6 +203,8 @@ func TestInjection(t *testing.T) {
 		{"newline in image", func(p *BootParams) { p.Image = "a\nb" }, "image"},
 		{"&& in script URL", func(p *BootParams) { p.ScriptURL = "&&" }, "script URL"},
 		{"newline in group", func(p *BootParams) { p.Node.Group = "g\nshell" }, "group"},
+		{"space in group", func(p *BootParams) { p.Node.Group = "g netbootui.node=n99" }, "group"},
+		{"iPXE variable in group", func(p *BootParams) { p.Node.Group = "g${net0/ip}" }, "group"},
 		{"missing token", func(p *BootParams) { p.Token = "" }, "token"},
 		{"missing rootfs", func(p *BootParams) { p.RootfsURL = "" }, "rootfs URL"},
 		{"too long", func(p *BootParams) { p.KernelArgs = strings.Repeat("x", MaxCmdline) }, "kernel command line"},
