@@ -13,6 +13,7 @@ import (
 	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/image"
 )
 
 // Backend is what the console needs from the daemon. *api.Client implements
@@ -46,4 +47,20 @@ type Backend interface {
 	RebootClean(ctx context.Context, selection string, timeout time.Duration, fn func(daemon.RebootProgress) error) ([]daemon.RebootResult, error)
 	// Audit returns the newest n audit entries.
 	Audit(ctx context.Context, n int) ([]audit.Entry, error)
+	// Build builds an image from its recipe (Publish: and makes it
+	// current), calling fn with each progress line, and returns the new
+	// generation.
+	Build(ctx context.Context, req daemon.BuildRequest, fn func(image.Progress)) (*image.Manifest, error)
+	// Rollback makes an image's previous generation current again and
+	// returns it.
+	Rollback(ctx context.Context, image string) (string, error)
+	// StagePreview returns what staging req would change, changing nothing.
+	StagePreview(ctx context.Context, req daemon.StageRequest) (*daemon.Rollout, error)
+	// StageCreate stages a generation on a selection.
+	StageCreate(ctx context.Context, req daemon.StageRequest) (*daemon.Rollout, error)
+	// Stage returns rollout id ("" the newest active one).
+	Stage(ctx context.Context, id string) (*daemon.Rollout, error)
+	// StageAction applies run, resume, halt, abort, promote or rollback to
+	// rollout id and returns the rollout after it.
+	StageAction(ctx context.Context, id, action string) (*daemon.Rollout, error)
 }

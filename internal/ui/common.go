@@ -36,4 +36,7 @@ type Options struct {
 	// node's serial console (netbootui console NODE); nil: `c` says how to
 	// attach from a shell instead.
 	SerialConsole func(node string) *exec.Cmd
+	// StagePoll is how often the rollout view reads a running rollout;
+	// 0 means every second.
+	StagePoll time.Duration
 }

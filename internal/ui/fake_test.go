@@ -13,6 +13,7 @@ import (
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/hostlist"
+	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/workflow"
 )
 
@@ -29,6 +30,12 @@ type fakeBackend struct {
 	powerFail  map[string]string // node -> the error its BMC gives
 	rebootFail map[string]string // node -> why its reboot fails
 	rebootGate chan struct{}     // RebootClean waits on it before each node's end
+
+	images    []daemon.ImageInfo
+	buildFail string                     // Build fails with this
+	rollouts  map[string]*daemon.Rollout // by id
+	stageFail map[string]string          // node -> why it fails its wave
+	roSeq     int
 }
 
 var errDown = errors.New("daemon at /tmp/x.sock: connection refused")
@@ -182,7 +189,14 @@ func (f *fakeBackend) Images(ctx context.Context) ([]daemon.ImageInfo, error) {
 	if err := f.record("Images"); err != nil {
 		return nil, err
 	}
-	return nil, nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]daemon.ImageInfo, len(f.images))
+	for i, im := range f.images {
+		out[i] = im
+		out[i].Generations = append([]*image.Manifest(nil), im.Generations...)
+	}
+	return out, nil
 }
 
 func sortedStrings(s []string) []string {

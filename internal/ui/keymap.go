@@ -13,6 +13,9 @@ type KeyMap struct {
 	Edit, Refresh                            key.Binding
 	RebootClean, Power, SerialConsole, Stage key.Binding
 	CancelAction                             key.Binding
+	Build, ImageRollback                     key.Binding
+	StageHalt, StageResume, StageAbort       key.Binding
+	StagePromote, StageRollback              key.Binding
 	Quit, ForceQuit                          key.Binding
 }
 
@@ -31,7 +34,7 @@ func DefaultKeyMap() KeyMap {
 		Enter:         b("enter", "node detail", "enter"),
 		Back:          b("esc", "back / clear filter", "esc"),
 		Filter:        b("/", "filter (text, re:REGEX, n[01-08], state:S, group:G, dirty)", "/"),
-		Command:       b(":", "command (:nodes :images :events :action :q)", ":"),
+		Command:       b(":", "command (:nodes :images :stage :events :action :q)", ":"),
 		Help:          b("?", "help", "?"),
 		Mark:          b("space", "mark node", "space"),
 		MarkAll:       b("ctrl+a", "mark all shown", "ctrl+a"),
@@ -48,7 +51,14 @@ func DefaultKeyMap() KeyMap {
 		Power:         b("p", "power menu", "p"),
 		SerialConsole: b("c", "serial console", "c"),
 		Stage:         b("s", "stage an image", "s"),
-		CancelAction:  b("ctrl+x", "cancel the running power action / reboot (esc only hides it)", "ctrl+x"),
+		CancelAction:  b("ctrl+x", "cancel the running power action / reboot / build (esc only hides it)", "ctrl+x"),
+		Build:         b("b", "images: rebuild and publish the image", "b"),
+		ImageRollback: b("r", "images: roll the image back to its previous generation", "r"),
+		StageHalt:     b("h", "rollout: halt", "h"),
+		StageResume:   b("u", "rollout: resume", "u"),
+		StageAbort:    b("x", "rollout: abort", "x"),
+		StagePromote:  b("P", "rollout: promote (the generation becomes the default)", "P"),
+		StageRollback: b("B", "rollout: roll back (previous assignments)", "B"),
 		Quit:          b("q", "quit (at the top)", "q"),
 		ForceQuit:     b("ctrl+c", "quit now", "ctrl+c"),
 	}
@@ -62,6 +72,8 @@ func (k KeyMap) Groups() []KeyGroup {
 		{"Marks", []key.Binding{k.Mark, k.MarkAll, k.ClearMarks}},
 		{"Sort", []key.Binding{k.SortName, k.SortGroup, k.SortStage, k.SortGen, k.SortCheckin, k.Reverse}},
 		{"Actions", []key.Binding{k.Edit, k.RebootClean, k.Power, k.CancelAction, k.SerialConsole, k.Stage}},
+		{"Images (:images)", []key.Binding{k.Build, k.ImageRollback}},
+		{"Rollout (s, :stage)", []key.Binding{k.StageHalt, k.StageResume, k.StageAbort, k.StagePromote, k.StageRollback}},
 		{"Quit", []key.Binding{k.Quit, k.ForceQuit}},
 	}
 }

@@ -26,6 +26,7 @@ const (
 	viewImages
 	viewHelp
 	viewAction
+	viewStage
 )
 
 // inputMode says what the bottom line is being typed into.
@@ -49,9 +50,8 @@ const (
 	callTimeout = 10 * time.Second
 	// maxBackoff is the longest wait between reconnect attempts.
 	maxBackoff = 5 * time.Second
-	// notYet is the message for actions the daemon does not offer yet.
-	noSOL   = "serial console: `netbootui console NODE` in a shell (~. detaches)"
-	noStage = "rollouts: `netbootui stage ...` in a shell (no Stage view yet)"
+	// noSOL is what `c` says when the console cannot hand the terminal over.
+	noSOL = "serial console: `netbootui console NODE` in a shell (~. detaches)"
 )
 
 // Messages. Every one that answers an API call carries its error.
@@ -104,21 +104,23 @@ type Model struct {
 	view  viewID
 	stack []viewID
 
-	nodes   nodeTable
-	detail  detailView
-	events  eventsView
-	images  imagesView
-	help    helpView
-	dialog  *Confirm
-	onYes   func() tea.Cmd
-	onNo    func() tea.Cmd
-	edit    *editSession
-	menu    *powerMenu
-	act     *action // the running or last power action / reboot
-	actSeq  int
-	status  api.Status
-	haveSt  bool
-	loading bool
+	nodes    nodeTable
+	detail   detailView
+	events   eventsView
+	images   imagesView
+	help     helpView
+	dialog   *Confirm
+	onYes    func() tea.Cmd
+	onNo     func() tea.Cmd
+	edit     *editSession
+	menu     *powerMenu
+	act      *action // the running or last power action / reboot
+	actSeq   int
+	stage    *stageFlow // the Stage view's flow or rollout
+	buildSeq int
+	status   api.Status
+	haveSt   bool
+	loading  bool
 
 	input     inputMode
 	inputText string
@@ -368,6 +370,12 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		return m, m.actionFinished(msg.err)
 	}
+	if cmd, ok := m.imagesUpdate(msg); ok {
+		return m, cmd
+	}
+	if cmd, ok := m.stageUpdate(msg); ok {
+		return m, cmd
+	}
 	if cmd, ok := m.rebootUpdate(msg); ok {
 		return m, cmd
 	}
@@ -454,6 +462,9 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 		return m.choosePower(op, names)
 	}
 	if key.Matches(msg, k.CancelAction) {
+		if m.cancelBuild() {
+			return nil
+		}
 		m.cancelAction()
 		return nil
 	}
@@ -473,6 +484,12 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 		m.input, m.inputText, m.inputErr = inputCommand, "", ""
 		return nil
 	case key.Matches(msg, k.Refresh):
+		if m.view == viewStage {
+			return tea.Batch(m.fetchNodes(), m.fetchStatus(), m.pollStage())
+		}
+		if m.view == viewImages {
+			return tea.Batch(m.fetchNodes(), m.fetchStatus(), m.fetchImages())
+		}
 		return tea.Batch(m.fetchNodes(), m.fetchStatus())
 	case key.Matches(msg, k.Quit):
 		if m.view == viewNodes {
@@ -498,6 +515,9 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 		if key.Matches(msg, k.RebootClean) {
 			return m.askReboot()
 		}
+		if key.Matches(msg, k.Stage) {
+			return m.openStage()
+		}
 		m.detail.scroll(msg, k)
 	case viewAction:
 		return m.actionKey(msg)
@@ -515,14 +535,16 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 			return nil
 		}
 		m.events.scroll(msg, k)
-	case viewImages, viewHelp:
+	case viewImages:
+		return m.imagesKey(msg)
+	case viewStage:
+		return m.stageKey(msg)
+	case viewHelp:
 		if key.Matches(msg, k.Back) {
 			m.back()
 			return nil
 		}
-		if m.view == viewImages {
-			m.images.scroll(msg, k)
-		}
+		m.help.offset = scrollKey(msg, k, m.help.offset, len(m.help.lines()), m.c.Height-3)
 	}
 	return nil
 }
@@ -586,13 +608,13 @@ func (m *Model) nodesKey(msg tea.KeyPressMsg) tea.Cmd {
 			return m.serialConsole(n.Name)
 		}
 	case key.Matches(msg, k.Stage):
-		m.setFlash(noStage, false)
+		return m.openStage()
 	}
 	return nil
 }
 
 // commands are what `:` accepts, in completion order.
-var commands = []string{"nodes", "events", "images", "action", "help", "quit", "q"}
+var commands = []string{"nodes", "events", "images", "stage", "action", "help", "quit", "q"}
 
 // completeCommand returns the commands starting with prefix.
 func completeCommand(prefix string) []string {
@@ -698,13 +720,9 @@ func (m *Model) runCommand(text string) tea.Cmd {
 	case "images", "img":
 		m.push(viewImages)
 		m.images.loading = true
-		be := m.be
-		ctx, cancel := m.call()
-		return func() tea.Msg {
-			defer cancel()
-			im, err := be.Images(ctx)
-			return imagesMsg{im, err}
-		}
+		return m.fetchImages()
+	case "stage", "st":
+		return m.openLatestStage()
 	case "help":
 		m.push(viewHelp)
 		return nil
@@ -719,7 +737,7 @@ func (m *Model) runCommand(text string) tea.Cmd {
 	if c := completeCommand(text); len(c) == 1 {
 		return m.runCommand(c[0])
 	}
-	m.setFlash(fmt.Sprintf("unknown command %q (try :nodes :events :images :action :help :q)", text), true)
+	m.setFlash(fmt.Sprintf("unknown command %q (try :nodes :events :images :stage :action :help :q)", text), true)
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/workflow"
 )
 
@@ -31,8 +32,8 @@ type harness struct {
 
 func newHarness(t *testing.T, n int, w, h int) *harness {
 	t.Helper()
-	hs := &harness{t: t, be: &fakeBackend{nodes: testCluster(n), rev: 7}, now: epoch}
-	hs.m = New(hs.be, Options{Dark: true, Now: func() time.Time { return hs.now }, NoStream: true, TempDir: t.TempDir()})
+	hs := &harness{t: t, be: &fakeBackend{nodes: testCluster(n), rev: 7, images: testImages()}, now: epoch}
+	hs.m = New(hs.be, Options{Dark: true, Now: func() time.Time { return hs.now }, NoStream: true, TempDir: t.TempDir(), StagePoll: time.Millisecond})
 	t.Cleanup(hs.m.Close)
 	hs.send(tea.WindowSizeMsg{Width: w, Height: h})
 	hs.run(hs.m.Init())
@@ -170,6 +171,23 @@ func TestGoldenScreens(t *testing.T) {
 		}},
 		{"images", func(hs *harness) { hs.keys(":"); hs.typeText("images"); hs.keys("<enter>") }},
 		{"not-yet", func(hs *harness) { hs.keys("c") }},
+		{"images-build", func(hs *harness) {
+			hs.keys(":")
+			hs.typeText("images")
+			hs.keys("<enter>")
+			hs.m.Update(keyMsg("b")) // the call is not run: progress is fed below
+			hs.now = hs.now.Add(12 * time.Second)
+			hs.m.Update(buildMsg{id: hs.m.images.build.id, progress: []image.Progress{
+				{Image: "compute", Step: "rootfs", Percent: 10, Line: "unpacking busybox rootfs"},
+				{Image: "compute", Line: "adding /etc/hostname"},
+				{Image: "compute", Step: "squashfs", Percent: 45, Line: "mksquashfs: 412 files, 38% done"},
+			}})
+		}},
+		{"stage-preview", func(hs *harness) { hs.press("<space>", "<space>", "<space>", "s", "<enter>") }},
+		{"stage-rollout", func(hs *harness) {
+			hs.be.stageFail = map[string]string{"n03": "n03: no check-in with g3 within 10m0s"}
+			hs.press("<space>", "<space>", "<space>", "<space>", "j", "<space>", "s", "<enter>", "<enter>", "<wait>", "y")
+		}},
 		{"dialog", func(hs *harness) {
 			hs.m.dialog = NewConfirm(hs.m.c, "Reboot 12 nodes to a clean state?", "n01 n02 n03 …", 12)
 		}},

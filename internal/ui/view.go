@@ -42,9 +42,25 @@ func (m *Model) Render() string {
 		b.WriteString(hdr + "\n")
 		writeLines(&b, m.events.lines(), 0, bodyRows-1, c.Width)
 	case viewImages:
-		writeLines(&b, m.images.lines(), m.images.offset, bodyRows, c.Width)
+		rows := m.imageRows()
+		lines := m.images.lines(m.nodes.all)
+		m.images.offset = min(m.images.offset, max(0, len(lines)-rows))
+		writeLines(&b, lines, m.images.offset, rows, c.Width)
+		if bl := m.images.build; bl != nil && bodyRows > rows {
+			writeLines(&b, bl.lines(c, bodyRows-rows), 0, bodyRows-rows, c.Width)
+		}
+	case viewStage:
+		lines := m.stageLines()
+		if m.stage != nil {
+			m.stage.offset = min(m.stage.offset, max(0, len(lines)-bodyRows))
+			writeLines(&b, lines, m.stage.offset, bodyRows, c.Width)
+		} else {
+			writeLines(&b, lines, 0, bodyRows, c.Width)
+		}
 	case viewHelp:
-		writeLines(&b, m.help.lines(), 0, bodyRows, c.Width)
+		lines := m.help.lines()
+		m.help.offset = min(m.help.offset, max(0, len(lines)-bodyRows))
+		writeLines(&b, lines, m.help.offset, bodyRows, c.Width)
 	case viewAction:
 		if m.act != nil {
 			lines := m.act.lines(c, m.nodePower)
@@ -86,7 +102,7 @@ func cut(s string, width int) string {
 	return lipgloss.NewStyle().MaxWidth(width).Render(s)
 }
 
-var viewNames = map[viewID]string{viewNodes: "nodes", viewDetail: "node", viewEvents: "events", viewImages: "images", viewHelp: "help", viewAction: "action"}
+var viewNames = map[viewID]string{viewNodes: "nodes", viewDetail: "node", viewEvents: "events", viewImages: "images", viewHelp: "help", viewAction: "action", viewStage: "stage"}
 
 func (m *Model) titleLine() string {
 	s := m.c.Styles
@@ -175,7 +191,7 @@ func (m *Model) keyLine() string {
 	var hints []string
 	switch m.view {
 	case viewNodes:
-		hints = []string{"?:help", "/:filter", "space:mark", "enter:detail", "e:edit", "p:power", "R:reboot", "q:quit"}
+		hints = []string{"?:help", "/:filter", "space:mark", "enter:detail", "e:edit", "p:power", "R:reboot", "q:quit", "s:stage"}
 	case viewDetail:
 		hints = []string{"esc:back", "j/k:scroll", "e:edit", "p:power", "R:reboot", "?:help"}
 	case viewAction:
@@ -185,10 +201,29 @@ func (m *Model) keyLine() string {
 		}
 	case viewEvents:
 		hints = []string{"esc:back", "/:filter", "j/k:scroll", "G:follow", "ctrl+c:quit"}
+	case viewImages:
+		hints = []string{"esc:back", "j/k:image", "b:build", "r:roll back", "ctrl+r:refresh"}
+		if m.images.build != nil && m.images.build.running {
+			hints = append(hints, "ctrl+x:cancel build")
+		}
+	case viewStage:
+		hints = m.stageHints()
 	default:
 		hints = []string{"esc:back", "j/k:scroll", "ctrl+c:quit"}
 	}
-	return cut(m.c.Styles.Dim.Render(strings.Join(hints, "  ")), m.c.Width)
+	// whole hints only: those that do not fit are left off
+	line := ""
+	for _, h := range hints {
+		next := h
+		if line != "" {
+			next = line + "  " + h
+		}
+		if lipgloss.Width(next) > m.c.Width {
+			break
+		}
+		line = next
+	}
+	return m.c.Styles.Dim.Render(line)
 }
 
 // overlay centres box over screen.

@@ -1,0 +1,229 @@
+package ui
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/netbootui/netbootui/internal/rollout"
+)
+
+// stageTo is the key sequence that stages compute@g3 on n01-n03 with the
+// default wave size and says yes.
+var stageTo = []string{"<space>", "<space>", "<space>", "s", "<enter>", "<enter>", "<wait>", "y"}
+
+// rolloutCalls are the calls staging n01-n03 in waves of 2 makes when
+// every node passes: create, run, then one read per wave until the
+// rollout completes (the poll stops there), and the node list.
+var rolloutCalls = []string{
+	"Images", "StagePreview n[01-03] compute@g3 wave=2", "StageCreate n[01-03] compute@g3 wave=2", "StageAction r1 run",
+	"Stage r1", "Stage r1", "Nodes", "Nodes",
+}
+
+func TestStageKeysMakeCalls(t *testing.T) {
+	cases := []struct {
+		name string
+		fail map[string]string
+		keys []string
+		want []string
+	}{
+		{"stage marked nodes in waves of 2, polled to the end", nil, stageTo, rolloutCalls},
+		{"the stage dialog defaults to no", nil, []string{"<space>", "<space>", "<space>", "s", "<enter>", "<enter>", "<wait>", "<enter>"},
+			[]string{"Images", "StagePreview n[01-03] compute@g3 wave=2"}},
+		{"keys typed before the dialog appeared are swallowed", nil, []string{"s", "<enter>", "<enter>", "y", "<enter>"},
+			[]string{"Images", "StagePreview n01 compute@g3 wave=2"}},
+		{"typed wave size", nil, []string{"s", "<enter>", "<bs>", "1", "0", "0", "%", "<enter>", "<wait>", "y"},
+			[]string{"Images", "StagePreview n01 compute@g3 wave=2", "StageCreate n01 compute@g3 wave=100%", "StageAction r1 run", "Stage r1", "Nodes", "Nodes"}},
+		{"a bad wave size asks again and calls nothing", nil, []string{"s", "<enter>", "<bs>", "0", "<enter>", "<wait>", "y"},
+			[]string{"Images", "StagePreview n01 compute@g3 wave=2"}},
+		{"an older generation", nil, []string{"s", "j", "j", "<enter>"}, []string{"Images", "StagePreview n01 compute@g1 wave=2"}},
+		{"esc goes back to the generations", nil, []string{"s", "<enter>", "<esc>", "j", "<enter>"},
+			[]string{"Images", "StagePreview n01 compute@g3 wave=2", "StagePreview n01 compute@g2 wave=2"}},
+		{"nodes of two images are refused", nil, []string{"<space>", "<space>", "<space>", "<space>", "<space>", "s"}, nil},
+		{"resume after the gate halted it", map[string]string{"n03": "no check-in"}, append(slices.Clone(stageTo), "u", "<wait>", "y"),
+			[]string{"StageAction r1 resume", "Stage r1", "Nodes", "Nodes"}},
+		{"roll back defaults to no", map[string]string{"n03": "no check-in"}, append(slices.Clone(stageTo), "B", "<wait>", "<enter>"), nil},
+		{"roll back", map[string]string{"n03": "no check-in"}, append(slices.Clone(stageTo), "B", "<wait>", "y"),
+			[]string{"StageAction r1 rollback", "Nodes"}},
+		{"abort", map[string]string{"n03": "no check-in"}, append(slices.Clone(stageTo), "x", "<wait>", "y"),
+			[]string{"StageAction r1 abort", "Nodes"}},
+		{"promote once complete", nil, append(slices.Clone(stageTo), "P", "<wait>", "y"), []string{"StageAction r1 promote", "Nodes"}},
+		{"halt refused by the daemon when complete", nil, append(slices.Clone(stageTo), "h", "<wait>", "y"), []string{"StageAction r1 halt"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			hs := newHarness(t, 20, 80, 24)
+			hs.be.stageFail = c.fail
+			hs.be.reset()
+			keys := c.keys
+			if c.fail != nil && len(keys) > len(stageTo) { // only the calls after the rollout halted
+				hs.press(stageTo...)
+				hs.be.reset()
+				keys = keys[len(stageTo):]
+			} else if strings.HasPrefix(c.name, "promote") || strings.HasPrefix(c.name, "halt") {
+				hs.press(stageTo...)
+				hs.be.reset()
+				keys = keys[len(stageTo):]
+			}
+			hs.press(keys...)
+			if got := hs.be.Calls(); !slices.Equal(got, c.want) {
+				t.Errorf("calls %q,\nwant %q", got, c.want)
+			}
+		})
+	}
+}
+
+func TestStageRolloutOutcome(t *testing.T) {
+	hs := newHarness(t, 20, 120, 40)
+	hs.be.stageFail = map[string]string{"n03": "n03: no check-in with g3 within 10m0s"}
+	hs.press("<space>", "<space>", "<space>", "<space>", "s", "<enter>", "<enter>", "<wait>", "y")
+	ro := hs.m.stage.ro
+	if ro == nil || ro.State != rollout.StateHalted {
+		t.Fatalf("rollout %+v, want halted by the gate", ro)
+	}
+	scr := hs.screen()
+	for _, want := range []string{
+		"rollout r1: compute@g3 on n[01-04]  halted",
+		"rollout r1 is halted: wave 2: 1 of 2 nodes failed",
+		"1     n[01-02]         passed   ██████████ 2 ok, 0 failed",
+		"n03        2    reverted   g2           no check-in with g3 within 10m0s",
+	} {
+		if !strings.Contains(scr, want) {
+			t.Errorf("rollout view lacks %q:\n%s", want, scr)
+		}
+	}
+	// the poll stopped: no tick is pending for a halted rollout
+	if hs.m.stage.polling || hs.m.stage.fetching {
+		t.Error("still polling a halted rollout")
+	}
+	// the fix, then resume completes it; promote ends it
+	hs.be.stageFail = nil
+	hs.press("u", "<wait>", "y")
+	if st := hs.m.stage.ro.State; st != rollout.StateCompleted {
+		t.Fatalf("after resume: %s, want completed", st)
+	}
+	hs.press("P", "<wait>", "y")
+	if st := hs.m.stage.ro.State; st != rollout.StatePromoted {
+		t.Fatalf("after promote: %s", st)
+	}
+	if scr := hs.screen(); !strings.Contains(scr, "promoted: images.compute.current: g3") {
+		t.Errorf("promotion not shown:\n%s", scr)
+	}
+	// the node list was refreshed: the nodes run... are assigned g3 now
+	for _, n := range hs.m.nodes.all[:4] {
+		if n.Assigned != "g3" {
+			t.Errorf("%s assigned %s after the rollout", n.Name, n.Assigned)
+		}
+	}
+	// esc goes back; :stage brings the rollout view back
+	hs.press("<esc>")
+	if hs.m.view != viewNodes {
+		t.Errorf("view %v after esc", hs.m.view)
+	}
+	hs.be.reset()
+	hs.keys(":")
+	hs.typeText("stage")
+	hs.keys("<enter>")
+	if hs.m.view != viewStage || !slices.Equal(hs.be.Calls(), []string{"Stage r1", "Nodes"}) {
+		t.Errorf("view %v, calls %q", hs.m.view, hs.be.Calls())
+	}
+}
+
+func TestStageRefusals(t *testing.T) {
+	hs := newHarness(t, 20, 120, 40)
+	hs.press("<space>", "<space>", "<space>", "<space>", "<space>", "s")
+	if scr := hs.screen(); !strings.Contains(scr, "stage: the nodes use different images (compute, gpu): mark nodes of one image") {
+		t.Errorf("mixed images not refused:\n%s", scr)
+	}
+	if hs.m.view != viewNodes {
+		t.Errorf("view %v", hs.m.view)
+	}
+	// a node already on the generation: nothing to stage
+	hs = newHarness(t, 20, 120, 40)
+	hs.press("s", "j", "<enter>") // g2: n01 has it
+	scr := hs.screen()
+	if !strings.Contains(scr, "0 nodes change, 1 already have it") {
+		t.Errorf("preview:\n%s", scr)
+	}
+	hs.press("<enter>")
+	if hs.m.dialog != nil || !strings.Contains(hs.screen(), "every selected node already has g2; nothing to do") {
+		t.Errorf("staged nothing:\n%s", hs.screen())
+	}
+	// a bad wave size is named
+	hs = newHarness(t, 20, 120, 40)
+	hs.press("s", "<enter>", "<bs>", "0", "<enter>")
+	if !strings.Contains(hs.screen(), `wave size "0": want a count >= 1`) || hs.m.dialog != nil {
+		t.Errorf("bad wave size:\n%s", hs.screen())
+	}
+	// 12 nodes: the count must be typed
+	hs = newHarness(t, 12, 120, 40)
+	hs.be.reset()
+	for i := 0; i < 12; i++ {
+		if hs.m.nodes.all[i].Image == "compute" {
+			hs.m.nodes.marks[hs.m.nodes.all[i].Name] = true
+		}
+	}
+	hs.press("s", "<enter>", "<enter>", "<wait>", "y", "<enter>")
+	if slices.Contains(hs.be.Calls(), "StageCreate n[01-04,06-09,11-12] compute@g3 wave=2") {
+		t.Error("y staged 10 nodes")
+	}
+	hs.press("<enter>", "<wait>", "1", "0", "<enter>")
+	if !slices.Contains(hs.be.Calls(), "StageCreate n[01-04,06-09,11-12] compute@g3 wave=2") {
+		t.Errorf("typed count did not stage: %q", hs.be.Calls())
+	}
+}
+
+func TestImagesKeysMakeCalls(t *testing.T) {
+	open := []string{":", "i", "m", "a", "g", "e", "s", "<enter>"}
+	cases := []struct {
+		name string
+		keys []string
+		want []string
+	}{
+		{"b builds and publishes the image under the cursor", []string{"b"}, []string{"Build compute publish=true force=false", "Images", "Nodes"}},
+		{"b on the second image", []string{"j", "b"}, []string{"Build gpu publish=true force=false", "Images", "Nodes"}},
+		{"r rolls back after yes", []string{"r", "<wait>", "y"}, []string{"Rollback compute", "Images", "Nodes"}},
+		{"r defaults to no", []string{"r", "<wait>", "<enter>"}, nil},
+		{"r early keys swallowed", []string{"r", "y"}, nil},
+		{"r without a previous generation asks nothing", []string{"j", "r", "<wait>", "y"}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			hs := newHarness(t, 20, 80, 24)
+			hs.press(open...)
+			hs.be.reset()
+			hs.press(c.keys...)
+			if got := hs.be.Calls(); !slices.Equal(got, c.want) {
+				t.Errorf("calls %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+func TestImagesBuildAndRollback(t *testing.T) {
+	hs := newHarness(t, 20, 120, 40)
+	hs.press(":", "i", "m", "<enter>", "b")
+	scr := hs.screen()
+	for _, want := range []string{"build compute: generation g4 published", "mksquashfs: 412 files", "* g4"} {
+		if !strings.Contains(scr, want) {
+			t.Errorf("after the build the screen lacks %q:\n%s", want, scr)
+		}
+	}
+	hs.press("r", "<wait>")
+	if scr := hs.screen(); !strings.Contains(scr, "Roll back image compute?") || !strings.Contains(scr, "current g4 → g3") {
+		t.Errorf("rollback dialog:\n%s", scr)
+	}
+	hs.press("y")
+	if scr := hs.screen(); !strings.Contains(scr, "image compute rolled back: current generation is g3") || !strings.Contains(scr, "* g3") {
+		t.Errorf("after the rollback:\n%s", scr)
+	}
+	// a failed build is shown with the daemon's words and keeps the list
+	hs.be.buildFail = "recipe compute/recipe.yaml:3:1: unknown key \"pakages\""
+	hs.press("b")
+	if scr := hs.screen(); !strings.Contains(scr, `build compute failed: build compute: recipe compute/recipe.yaml:3:1: unknown key "pakages"`) {
+		t.Errorf("failed build:\n%s", scr)
+	}
+	if got := hs.be.images[0].Current; got != "g3" {
+		t.Errorf("a failed build changed current to %s", got)
+	}
+}
