@@ -8,71 +8,15 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/demo/qemubmc"
 	"github.com/netbootui/netbootui/internal/ipmi"
-	"github.com/netbootui/netbootui/internal/ipmi/ipmisim"
 	"github.com/netbootui/netbootui/internal/lab"
 )
-
-// qemuChassis is a chassis_control program for ipmi_sim whose power is a
-// QEMU node: "set power 1" starts QEMU (TCG, network boot from bootURL,
-// serial console listening on tcp 127.0.0.1:solPort for ipmi_sim's SOL)
-// with -daemonize -pidfile, "set power 0" and "set shutdown 1" stop it by
-// its pid file, "set reset 1" stops and starts it, "set boot DEV" is
-// recorded; "get power boot" answers from the pid file and the record.
-// Every call is logged in dir/chassis.log.
-const qemuChassis = `#!/bin/sh
-dir='@DIR@'
-pidf="$dir/qemu.pid"
-echo "$*" >> "$dir/chassis.log"
-running() { [ -s "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; }
-start() {
-	running && return 0
-	rm -f "$pidf"
-	qemu-system-x86_64 -name e2e -accel tcg -m 512 -smp 1 -nodefaults -no-user-config -display none \
-		-serial tcp:127.0.0.1:@SOLPORT@,server=on,wait=off \
-		-netdev user,id=n0,bootfile=@URL@ -device virtio-net-pci,netdev=n0,mac=@MAC@ -boot n \
-		-daemonize -pidfile "$pidf" >> "$dir/qemu.log" 2>&1
-}
-stop() {
-	running || { rm -f "$pidf"; return 0; }
-	pid=$(cat "$pidf")
-	kill "$pid"
-	i=0
-	while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-	kill -9 "$pid" 2>/dev/null
-	rm -f "$pidf"
-}
-cmd=$1
-shift
-case "$cmd" in
-get)
-	for w in "$@"; do
-		case "$w" in
-		power) if running; then echo power:1; else echo power:0; fi ;;
-		boot) echo "boot:$(cat "$dir/boot" 2>/dev/null || echo default)" ;;
-		esac
-	done
-	;;
-set)
-	while [ $# -ge 2 ]; do
-		case "$1" in
-		power) if [ "$2" = 1 ]; then start; else stop; fi ;;
-		reset) stop; start ;;
-		shutdown) stop ;;
-		boot) echo "$2" > "$dir/boot" ;;
-		esac
-		shift 2
-	done
-	;;
-esac
-`
 
 // e2eOverride is the node's iPXE entry: the rendered one plus the check-in
 // agent's test hooks (netbootui.* words are refused in kernel_args): a
@@ -86,16 +30,6 @@ boot || goto failed
 sleep {{.RetrySeconds}}
 chain --replace --autofree {{.ScriptURL}} || goto failed
 `
-
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // consoleRun types cmd at the node's shell over SOL (daemon.Console) and
 // returns the first match of re in what comes back.
@@ -149,20 +83,13 @@ func TestRebootCleanEndToEnd(t *testing.T) {
 	t.Parallel()
 	files := testImage(t)
 	dir := t.TempDir()
-	// Unix socket and pid paths stay short in /tmp.
+	// The chassis script and QEMU's command line hold this path: keep it
+	// short in /tmp.
 	vmDir, err := os.MkdirTemp("", "nbe2e-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(vmDir)
-	defer func() {
-		// Killing ipmi_sim leaves QEMU running: stop it by its pid file.
-		if b, err := os.ReadFile(filepath.Join(vmDir, "qemu.pid")); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	}()
 	mac := lab.MAC(40)
 	invPath := filepath.Join(dir, "nodes.yaml")
 	writeInv := func(bmcPort int) {
@@ -207,26 +134,19 @@ nodes:
 	go func() { d.Run(rctx); close(runDone) }()
 	defer func() { rcancel(); <-runDone }()
 
-	solPort := freeTCPPort(t)
-	script := strings.NewReplacer("@DIR@", vmDir, "@SOLPORT@", strconv.Itoa(solPort), "@MAC@", mac,
-		"@URL@", "http://10.0.2.2:"+httpPort+"/boot/"+mac+".ipxe").Replace(qemuChassis)
-	prog := filepath.Join(vmDir, "chassis_control")
-	if err := os.WriteFile(prog, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	sctx, scancel := context.WithCancel(context.Background())
-	defer scancel()
-	sim, err := ipmisim.Start(sctx, ipmisim.Options{Dir: filepath.Join(vmDir, "bmc"), Password: rebootPassword,
-		ChassisControl: prog, SOLPort: solPort})
+	// ipmi_sim's chassis_control starts and stops a TCG QEMU node that
+	// network-boots from the daemon (qemubmc).
+	sim, err := qemubmc.Start(qemubmc.Options{Dir: vmDir, Name: "e2e", MAC: mac, Password: rebootPassword,
+		BootURL: "http://10.0.2.2:" + httpPort + "/boot/" + mac + ".ipxe"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sim.Stop()
+	defer sim.Stop() // ipmi_sim, then QEMU by its pid file
 	writeInv(sim.Port())
 	if err := d.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	chassisLog := func() string { b, _ := os.ReadFile(filepath.Join(vmDir, "chassis.log")); return string(b) }
+	chassisLog := sim.ChassisLog
 	serial := func() string { l, _ := d.SOLLog("e2e", 40); return strings.Join(l.Lines, "\n") }
 
 	start := time.Now()

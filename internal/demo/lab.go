@@ -121,7 +121,7 @@ func startLab(ctx context.Context, cfg Config) (_ *Demo, err error) {
 	dd.Boot.AdvertiseURL = "http://10.0.2.2:" + httpPort
 	// The nodes' folders: their paths go into a shell script and QEMU's
 	// command line, so keep them short and plain.
-	if d.LabDir, err = os.MkdirTemp("", "nblab-"); err != nil {
+	if d.LabDir, err = os.MkdirTemp("", "nbdemo-lab-"); err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	ports := map[string]int{}
