@@ -17,7 +17,6 @@ import (
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/demo/qemubmc"
 	"github.com/netbootui/netbootui/internal/ipmi"
-	"github.com/netbootui/netbootui/internal/lab"
 )
 
 // MaxLab bounds Config.Lab: every QEMU node under TCG takes about one core
@@ -29,6 +28,11 @@ var LabTools = []string{"qemu-system-x86_64", "ipmi_sim"}
 
 // labName is the name of lab node i (0-based): lab01, lab02, ...
 func labName(i int) string { return fmt.Sprintf("lab%02d", i+1) }
+
+// labMAC is lab node i's MAC: the same as lab.MAC(i) (the test helpers'
+// QEMU MACs, 52:54:00:6e:XX:YY), without linking that test-support package
+// (and "testing") into the command.
+func labMAC(i int) string { return fmt.Sprintf("52:54:00:6e:%02x:%02x", (i>>8)&0xff, i&0xff) }
 
 // checkLab says what --lab is missing, before anything is started.
 func checkLab(cfg Config) error {
@@ -93,7 +97,7 @@ func startLab(ctx context.Context, cfg Config) (_ *Demo, err error) {
 	var names, macs []string
 	for i := 0; i < cfg.Lab; i++ {
 		names = append(names, labName(i))
-		macs = append(macs, lab.MAC(i))
+		macs = append(macs, labMAC(i))
 	}
 	if err := writeLabInventory(d.InventoryPath, names, macs, nil); err != nil {
 		return nil, fmt.Errorf("demo: %w", err)

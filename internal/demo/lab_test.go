@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/netbootui/netbootui/internal/lab"
 )
 
 // TestLabConfigErrors: --lab refuses what it cannot do before it starts
@@ -38,6 +40,14 @@ func TestLabConfigErrors(t *testing.T) {
 		}
 		if _, serr := os.Stat(data); !os.IsNotExist(serr) {
 			t.Errorf("%s: the data folder was made before the error: %v", tc.name, serr)
+		}
+	}
+}
+
+func TestLabMACIsLabMAC(t *testing.T) {
+	for _, i := range []int{0, 1, 15, 255, 256, 4095} {
+		if got, want := labMAC(i), lab.MAC(i); got != want {
+			t.Errorf("labMAC(%d) = %s, lab.MAC = %s", i, got, want)
 		}
 	}
 }
