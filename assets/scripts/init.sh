@@ -9,6 +9,13 @@
 # Layout left for the booted system (all under /run, which moves with it):
 #   /run/rootfs.squashfs     the downloaded image
 #   /run/live/ro             the squashfs, mounted read-only (overlay lower)
+#   /run/live/variants       the squashfs again, on a second loop device, when
+#                            the node has a variant (see below)
+#   /run/live/ro/etc/netbootui/overlay.d/node-<node>, .../group-<group>
+#                            the image's per-node and per-group variants: when
+#                            they exist they are stacked above the squashfs as
+#                            extra read-only overlay lowers (node above group),
+#                            so they cost no tmpfs and leave the overlay clean
 #   /run/live/rw             tmpfs holding the overlay upper/ and work/ dirs
 #   /run/netbootui.env       NETBOOTUI_* parameters for the check-in agent
 #   /run/netbootui/          resolv.conf and net.env from DHCP
@@ -56,13 +63,14 @@ mkdir -p /run/netbootui /run/live
 
 # Parse the kernel command line. Words are split on blanks; no globbing.
 set -f
-root='' node='' token='' gen='' checkin='' base='' interval=''
+root='' node='' group='' token='' gen='' checkin='' base='' interval=''
 # shellcheck disable=SC2013 # words, not lines, are wanted here
 for arg in $(cat /proc/cmdline); do
 	case $arg in
 	root=live:*) root=${arg#root=live:} ;;
 	netbootui.url=*) base=${arg#*=} ;;
 	netbootui.node=*) node=${arg#*=} ;;
+	netbootui.group=*) group=${arg#*=} ;;
 	netbootui.token=*) token=${arg#*=} ;;
 	netbootui.gen=*) gen=${arg#*=} ;;
 	netbootui.checkin=*) checkin=${arg#*=} ;;
@@ -132,7 +140,54 @@ retry 3 1 "mounting the squashfs" \
 	fail "cannot mount /run/rootfs.squashfs (not a squashfs, or squashfs/loop modules missing)"
 mount -t tmpfs -o mode=0755 tmpfs /run/live/rw || fail "cannot mount the overlay tmpfs"
 mkdir -p /run/live/rw/upper /run/live/rw/work
-mount -t overlay -o lowerdir=/run/live/ro,upperdir=/run/live/rw/upper,workdir=/run/live/rw/work \
+
+# variant KIND NAME: print the image's KIND-NAME variant directory when it
+# exists. NAME must be an inventory name ([A-Za-z0-9][A-Za-z0-9._-]*): any
+# other is refused with a warning, since it could name another directory or
+# carry overlayfs option syntax (":" ",").
+variant() {
+	case $2 in
+	'') return 1 ;;
+	[!A-Za-z0-9]* | *[!A-Za-z0-9._-]*)
+		say "warning: $1 name '$2' is not an inventory name; no $1 variant" >&2
+		return 1
+		;;
+	esac
+	d=/run/live/ro/etc/netbootui/overlay.d/$1-$2
+	if [ -d "$d" ] && [ ! -L "$d" ]; then
+		echo "$d"
+		return 0
+	fi
+	return 1
+}
+
+# Lowers, highest priority first: node variant, group variant, squashfs.
+# overlayfs refuses a lower inside another lower of the same filesystem
+# ("overlapping lowerdir path"), so the variants are taken from a second,
+# read-only mount of the same image on its own loop device: no copy, no tmpfs.
+lower=/run/live/ro variants='' vdirs=''
+if d=$(variant group "$group"); then
+	vdirs=${d#/run/live/ro} variants="group-$group"
+fi
+if d=$(variant node "$node"); then
+	vdirs="${d#/run/live/ro}${vdirs:+:$vdirs}" variants="node-$node${variants:+ $variants}"
+fi
+if [ -n "$vdirs" ]; then
+	mkdir -p /run/live/variants
+	if ! loopdev=$(losetup -f) || ! losetup -r "$loopdev" /run/rootfs.squashfs ||
+		! mount -t squashfs -o ro "$loopdev" /run/live/variants; then
+		fail "cannot mount a second copy of the image for variants $variants"
+	fi
+	lower=''
+	old_ifs=$IFS IFS=:
+	for v in $vdirs; do
+		lower=$lower/run/live/variants$v:
+	done
+	IFS=$old_ifs
+	lower=${lower}/run/live/ro
+fi
+say "variants ${variants:-none}"
+mount -t overlay -o "lowerdir=$lower,upperdir=/run/live/rw/upper,workdir=/run/live/rw/work" \
 	overlay /newroot || fail "cannot mount the overlay (overlay module missing?)"
 
 if [ ! -L /newroot/sbin/init ] && [ ! -x /newroot/sbin/init ]; then
@@ -153,6 +208,8 @@ q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 	echo "NETBOOTUI_ROOT=$(q "$root")"
 	echo "NETBOOTUI_URL=$(q "$base")"
 	echo "NETBOOTUI_NODE=$(q "$node")"
+	echo "NETBOOTUI_GROUP=$(q "$group")"
+	echo "NETBOOTUI_VARIANTS=$(q "$variants")"
 	echo "NETBOOTUI_TOKEN=$(q "$token")"
 	echo "NETBOOTUI_GEN=$(q "$gen")"
 	echo "NETBOOTUI_CHECKIN=$(q "$checkin")"

@@ -255,3 +255,98 @@ func TestQEMURootWithoutInit(t *testing.T) {
 		t.Fatalf("failure reason %q does not say %q", m[1], want)
 	}
 }
+
+// TestQEMUVariants boots an image that ships per-node and per-group variants
+// under /etc/netbootui/overlay.d. Node t1 in group g gets both stacked as
+// read-only lowers, the node's above the group's: /etc/variant (only in the
+// variants) is present, the node's /etc/os-release wins over the group's and
+// the image's (rcS prints its PRETTY_NAME), and the overlay stays clean
+// because nothing was copied into the tmpfs. Node t2 in group h, which have
+// no variants, boots the plain image.
+func TestQEMUVariants(t *testing.T) {
+	t.Parallel()
+	lab.RequireTools(t, "qemu-system-x86_64", "mksquashfs")
+	vmlinuz, modules := lab.Kernel(t)
+	dir := t.TempDir()
+	initrd, squash := bootArtifacts(t, dir, modules, func(root string) error {
+		if err := BuildRootfs(root, RootfsOptions{}); err != nil {
+			return err
+		}
+		files := map[string]string{
+			"group-g/etc/variant":    "group\n",
+			"group-g/etc/os-release": "PRETTY_NAME=\"variant group-g\"\n",
+			"node-t1/etc/variant":    "node\n",
+			"node-t1/etc/os-release": "PRETTY_NAME=\"variant node-t1\"\n",
+			// A variant for a name the boots below do not carry.
+			"node-t9/etc/variant": "t9\n",
+		}
+		for name, body := range files {
+			p := filepath.Join(root, "etc", "netbootui", "overlay.d", filepath.FromSlash(name))
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	rec := &checkinRecorder{token: "x", forms: make(chan url.Values, 16)}
+	mux := http.NewServeMux()
+	mux.Handle("/checkin", rec)
+	mux.HandleFunc("/rootfs.squashfs", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, squash) })
+	host := serve(t, mux)
+	base := "http://" + host
+
+	for i, tc := range []struct {
+		node, group string
+		variants    string // the init's "netbootui: variants" line
+		pretty      string // PRETTY_NAME rcS prints: whose os-release won
+		probe       string // /etc/variant
+	}{
+		{"t1", "g", "node-t1 group-g", "variant node-t1", "present"},
+		{"t2", "h", "none", "netbootui test rootfs", "absent"},
+	} {
+		// Run one VM at a time: two cores, and each boot is ~11 s under TCG.
+		vmDir := filepath.Join(dir, tc.node)
+		if err := os.Mkdir(vmDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+		vm, err := lab.StartVM(ctx, lab.VMOptions{
+			Name: tc.node, Kernel: vmlinuz, Initrd: initrd, Dir: vmDir, MAC: lab.MAC(10 + i),
+			Append: "console=ttyS0 panic=-1 root=live:" + base + "/rootfs.squashfs " +
+				"netbootui.url=" + base + " netbootui.node=" + tc.node + " netbootui.group=" + tc.group +
+				" netbootui.token=x netbootui.gen=g1 netbootui.checkin=" + base + "/checkin" +
+				" netbootui.checkin_interval=600 netbootui.probe=/etc/variant",
+		})
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		for _, w := range []struct{ re, want string }{
+			{`netbootui: variants ([^\r\n]*)`, tc.variants},
+			{`netbootui: rootfs up: (.*) on ` + tc.node + `,`, tc.pretty},
+		} {
+			m, err := vm.WaitSerial(ctx, regexp.MustCompile(w.re))
+			if err != nil {
+				vm.Stop()
+				cancel()
+				t.Fatalf("%s: %v; serial log ends:\n%s", tc.node, err, tailLines(vm.Serial(), 40))
+			}
+			if m[1] != w.want {
+				t.Errorf("%s: console %q: got %q, want %q", tc.node, w.re, m[1], w.want)
+			}
+		}
+		f := rec.next(t, 60*time.Second, vm)
+		vm.Stop()
+		cancel()
+		if f.Get("node") != tc.node || f.Get("probe") != tc.probe {
+			t.Errorf("%s: check-in node=%q probe=%q, want %q and %q (form %v)", tc.node, f.Get("node"), f.Get("probe"), tc.node, tc.probe, f)
+		}
+		if n := overlayBytes(t, f); n >= 64*1024 {
+			t.Errorf("%s: overlay reports %d bytes after a clean boot with variants, want < 64 KiB", tc.node, n)
+		}
+		t.Logf("%s in %s: variants %s, probe %s, overlay %d bytes", tc.node, tc.group, tc.variants, f.Get("probe"), overlayBytes(t, f))
+	}
+}
