@@ -49,7 +49,7 @@ const (
 var requiredApplets = []string{
 	"awk", "cat", "chmod", "cp", "cttyhack", "cut", "dd", "du", "grep",
 	"hostname", "ifconfig", "insmod", "ip", "kill", "mkdir", "mount", "mv",
-	"od", "route", "rm", "sed", "setsid", "sh", "sleep", "stat",
+	"losetup", "od", "route", "rm", "sed", "setsid", "sh", "sleep", "stat",
 	"switch_root", "timeout", "tr", "udhcpc", "usleep", "wget",
 }
 
