@@ -334,6 +334,12 @@ func (d *Daemon) onInventory(inv *inventory.Inventory, err error) {
 		d.reloadErr = msg
 		return
 	}
+	// The watcher and Reload read the file separately: apply only what is
+	// still on disk, so an older read never replaces a newer one (the next
+	// poll brings whatever is newer).
+	if b, rerr := os.ReadFile(d.cfg.InventoryPath); rerr == nil && inventory.Revision(b) != inv.Revision {
+		return
+	}
 	d.reloadErr = ""
 	old := d.inv.Swap(inv)
 	if old == nil || old.Revision != inv.Revision {
