@@ -53,16 +53,9 @@ type buildRun struct {
 
 type (
 	// buildItem is what the running build hands the waiting command.
-	buildItem struct {
-		p    image.Progress
-		done *buildDoneMsg
-	}
+	buildItem = streamItem[image.Progress, buildDoneMsg]
 	// buildMsg carries progress lines of a running build, and its end.
-	buildMsg struct {
-		id       int
-		progress []image.Progress
-		done     *buildDoneMsg
-	}
+	buildMsg     = streamMsg[image.Progress, buildDoneMsg]
 	buildDoneMsg struct {
 		gen *image.Manifest
 		err error
@@ -319,32 +312,9 @@ func (m *Model) startBuild() tea.Cmd {
 
 // waitBuild returns the next batch of build progress.
 func waitBuild(id int, ch chan buildItem) tea.Cmd {
-	return func() tea.Msg {
-		msg := buildMsg{id: id}
-		it, ok := <-ch
-		for {
-			if !ok {
-				if msg.done == nil && len(msg.progress) == 0 {
-					msg.done = &buildDoneMsg{err: fmt.Errorf("build: the call ended without a result")}
-				}
-				return msg
-			}
-			if it.done != nil {
-				msg.done = it.done
-				return msg
-			}
-			msg.progress = append(msg.progress, it.p)
-			if len(msg.progress) >= buildBatch {
-				return msg
-			}
-			select {
-			case it, ok = <-ch:
-				continue
-			default:
-			}
-			return msg
-		}
-	}
+	return waitStream(id, ch, buildBatch, func() *buildDoneMsg {
+		return &buildDoneMsg{err: fmt.Errorf("build: the call ended without a result")}
+	})
 }
 
 // cancelBuild is ctrl+x in the images view while a build runs.

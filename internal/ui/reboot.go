@@ -22,20 +22,13 @@ const rebootWarn = "Each node gets PXE as next boot device and a power cycle, th
 
 type (
 	// rebootMsg carries progress lines of a running reboot, and its end.
-	rebootMsg struct {
-		id       int
-		progress []daemon.RebootProgress
-		done     *rebootDoneMsg // set on the last message
-	}
+	rebootMsg     = streamMsg[daemon.RebootProgress, rebootDoneMsg]
 	rebootDoneMsg struct {
 		results []daemon.RebootResult
 		err     error
 	}
 	// rebootItem is what the running call hands the waiting command.
-	rebootItem struct {
-		p    daemon.RebootProgress
-		done *rebootDoneMsg
-	}
+	rebootItem = streamItem[daemon.RebootProgress, rebootDoneMsg]
 )
 
 // askReboot is `R`: confirm, then reboot the marked nodes (else the cursor
@@ -99,32 +92,9 @@ func (m *Model) startReboot(sel string, names []string) tea.Cmd {
 // waitReboot returns the next batch of progress lines: it blocks for one,
 // then takes whatever else is queued, stopping at the end.
 func waitReboot(id int, ch chan rebootItem) tea.Cmd {
-	return func() tea.Msg {
-		msg := rebootMsg{id: id}
-		it, ok := <-ch
-		for {
-			if !ok {
-				if msg.done == nil && len(msg.progress) == 0 {
-					msg.done = &rebootDoneMsg{err: fmt.Errorf("reboot-clean: the call ended without a result")}
-				}
-				return msg
-			}
-			if it.done != nil {
-				msg.done = it.done
-				return msg
-			}
-			msg.progress = append(msg.progress, it.p)
-			if len(msg.progress) >= rebootBatch {
-				return msg
-			}
-			select {
-			case it, ok = <-ch:
-				continue
-			default:
-			}
-			return msg
-		}
-	}
+	return waitStream(id, ch, rebootBatch, func() *rebootDoneMsg {
+		return &rebootDoneMsg{err: fmt.Errorf("reboot-clean: the call ended without a result")}
+	})
 }
 
 // rebootUpdate handles the reboot's messages.
