@@ -47,6 +47,9 @@ type Backend interface {
 	RebootClean(ctx context.Context, selection string, timeout time.Duration, fn func(daemon.RebootProgress) error) ([]daemon.RebootResult, error)
 	// Audit returns the newest n audit entries.
 	Audit(ctx context.Context, n int) ([]audit.Entry, error)
+	// SOLLog returns the last n lines the daemon captured from a node's
+	// serial console.
+	SOLLog(ctx context.Context, node string, n int) (daemon.SOLLog, error)
 	// Build builds an image from its recipe (Publish: and makes it
 	// current), calling fn with each progress line, and returns the new
 	// generation.

@@ -24,6 +24,8 @@ const (
 	auditFetch = 500
 	// detailAudit is how many of them it shows.
 	detailAudit = 10
+	// detailConsole is how many captured console lines it shows.
+	detailConsole = 15
 )
 
 // detailView shows one node: facts, the boot timeline, the rendered boot
@@ -39,6 +41,7 @@ type detailView struct {
 	entryOK bool
 	audit   []audit.Entry // the node's, newest first
 	auditNA string        // why there are none to show
+	console []string      // the tail of its captured serial console
 }
 
 type detailNodeMsg struct {
@@ -82,6 +85,11 @@ func (m *Model) openDetail(name string) tea.Cmd {
 		default:
 			return detailMsg{name: name, err: aerr}
 		}
+		if l, lerr := be.SOLLog(ctx, name, detailConsole); lerr == nil {
+			msg.console = l.Lines
+		} else if !isAPIError(lerr) {
+			return detailMsg{name: name, err: lerr}
+		}
 		return msg
 	}
 }
@@ -102,6 +110,7 @@ func (d *detailView) set(msg detailMsg) {
 	}
 	d.node, d.entry, d.loaded = msg.node, msg.entry, true
 	d.audit, d.auditNA = msg.audit, msg.auditNA
+	d.console = msg.console
 	// keep live events that arrived while loading, without duplicates
 	var last uint64
 	if len(msg.events) > 0 {
@@ -214,6 +223,13 @@ func (d *detailView) lines() []string {
 			res += " (" + detail + ")"
 		}
 		out = append(out, line+" → "+res)
+	}
+	section("Serial console (captured)")
+	if len(d.console) == 0 {
+		out = append(out, s.Dim.Render("  nothing captured (the daemon captures it during reboot-clean and while c is attached)"))
+	}
+	for _, l := range d.console {
+		out = append(out, "  "+l)
 	}
 	section("Recent events")
 	if len(d.events) == 0 {

@@ -27,9 +27,10 @@ type fakeBackend struct {
 	down   bool // every call fails as if the socket were gone
 
 	audit      []audit.Entry
-	powerFail  map[string]string // node -> the error its BMC gives
-	rebootFail map[string]string // node -> why its reboot fails
-	rebootGate chan struct{}     // RebootClean waits on it before each node's end
+	console    map[string][]string // node -> captured serial console lines
+	powerFail  map[string]string   // node -> the error its BMC gives
+	rebootFail map[string]string   // node -> why its reboot fails
+	rebootGate chan struct{}       // RebootClean waits on it before each node's end
 
 	images    []daemon.ImageInfo
 	buildFail string                     // Build fails with this
@@ -360,6 +361,15 @@ func (f *fakeBackend) RebootClean(ctx context.Context, sel string, timeout time.
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+func (f *fakeBackend) SOLLog(ctx context.Context, node string, n int) (daemon.SOLLog, error) {
+	if err := f.record("SOLLog %s %d", node, n); err != nil {
+		return daemon.SOLLog{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return daemon.SOLLog{Node: node, Lines: f.console[node]}, nil
 }
 
 func (f *fakeBackend) Audit(ctx context.Context, n int) ([]audit.Entry, error) {

@@ -124,7 +124,7 @@ func TestKeysMakeCalls(t *testing.T) {
 		keys []string
 		want []string
 	}{
-		{"detail", []string{"j", "j", "<enter>"}, []string{"Node n03", "BootEntry n03 ", "Events n03 50 false", "Audit 500"}},
+		{"detail", []string{"j", "j", "<enter>"}, []string{"Node n03", "BootEntry n03 ", "Events n03 50 false", "Audit 500", "SOLLog n03 15"}},
 		{"images", []string{":", "i", "m", "<enter>"}, []string{"Images"}},
 		{"refresh", []string{"<ctrl+r>"}, []string{"Nodes", "Status"}},
 		{"filter and move make no calls", []string{"/", "n", "1", "<enter>", "j", "k", "G", "g", "<space>", "S", "?", "<esc>"}, nil},
@@ -382,4 +382,19 @@ func TestDisconnectedRetrying(t *testing.T) {
 	if got := hs.be.Calls(); !slices.Contains(got, "Status") || !slices.Contains(got[1:], "Nodes") {
 		t.Errorf("reconnect calls %q", got)
 	}
+}
+
+func TestDetailShowsCapturedConsole(t *testing.T) {
+	hs := newHarness(t, 20, 120, 40)
+	hs.be.mu.Lock()
+	hs.be.console = map[string][]string{"n03": {"netbootui: fetching rootfs", "netbootui: FAILED: no DHCP lease on eth0"}}
+	hs.be.mu.Unlock()
+	hs.keys("j", "j", "<enter>")
+	for range 30 { // scroll until the section is on screen
+		if strings.Contains(hs.screen(), "FAILED: no DHCP lease") {
+			return
+		}
+		hs.keys("j")
+	}
+	t.Fatalf("captured console not shown:\n%s", hs.screen())
 }

@@ -82,6 +82,7 @@ type (
 		events  []bootstate.Event
 		audit   []audit.Entry
 		auditNA string
+		console []string // the tail of the node's captured serial console
 		err     error
 	}
 	imagesMsg struct {
