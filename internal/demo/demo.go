@@ -392,17 +392,23 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 	if err := writeInventory(d.InventoryPath, specs, ports); err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
+	if err := d.serve(ctx, dd); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// serve loads the inventory just written (with the BMC ports), runs the
+// daemon and gives the cluster its generation.
+func (d *Demo) serve(ctx context.Context, dd *daemon.Daemon) error {
 	if err := dd.Reload(); err != nil {
-		return nil, fmt.Errorf("demo: %w", err)
+		return fmt.Errorf("demo: %w", err)
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	d.done = make(chan error, 1)
 	go func() { d.done <- dd.Run(rctx) }()
-	if err := d.makeGeneration(ctx); err != nil {
-		return nil, err
-	}
-	return d, nil
+	return d.makeGeneration(ctx)
 }
 
 func names(specs []simSpec) map[string]bool {

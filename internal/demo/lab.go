@@ -159,14 +159,7 @@ func startLab(ctx context.Context, cfg Config) (_ *Demo, err error) {
 	if err := writeLabInventory(d.InventoryPath, names, macs, ports); err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
-	if err := dd.Reload(); err != nil {
-		return nil, fmt.Errorf("demo: %w", err)
-	}
-	rctx, cancel := context.WithCancel(context.Background())
-	d.cancel = cancel
-	d.done = make(chan error, 1)
-	go func() { d.done <- dd.Run(rctx) }()
-	if err := d.makeGeneration(ctx); err != nil {
+	if err := d.serve(ctx, dd); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(cfg.Out, "lab: %d QEMU nodes (TCG) with their ipmi_sim BMCs in %s\n", len(names), d.LabDir)
