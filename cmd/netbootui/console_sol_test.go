@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,74 +14,16 @@ import (
 	"github.com/netbootui/netbootui/internal/lab"
 )
 
-// serialPort plays a node's serial port behind ipmi_sim's SOL: "boot
-// progress N" every 100 ms, "echo: LINE" for every line typed; it records
-// what it received.
-type serialPort struct {
-	ln  net.Listener
-	mu  sync.Mutex
-	got bytes.Buffer
-}
-
-func startSerialPort(t *testing.T) *serialPort {
+// startSerialPort plays a node's serial port behind ipmi_sim's SOL: "boot
+// progress N" every 100 ms, "echo: LINE" for every line typed.
+func startSerialPort(t *testing.T) *ipmisim.SerialPort {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	sp, err := ipmisim.StartSerialPort("", 100*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	s := &serialPort{ln: ln}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go s.serve(c)
-		}
-	}()
-	return s
-}
-
-func (s *serialPort) serve(c net.Conn) {
-	defer c.Close()
-	var wmu sync.Mutex
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-			wmu.Lock()
-			_, err := fmt.Fprintf(c, "boot progress %d\r\n", i)
-			wmu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
-	br := bufio.NewReader(c)
-	for {
-		line, err := br.ReadString('\r')
-		s.mu.Lock()
-		s.got.WriteString(line)
-		s.mu.Unlock()
-		if err != nil {
-			return
-		}
-		wmu.Lock()
-		fmt.Fprintf(c, "echo: %s\r\n", strings.TrimSpace(line))
-		wmu.Unlock()
-	}
-}
-
-func (s *serialPort) received() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.got.String()
+	t.Cleanup(func() { sp.Close() })
+	return sp
 }
 
 func waitText(t *testing.T, b *lab.Buffer, want string, timeout time.Duration) {
@@ -105,8 +43,8 @@ func waitText(t *testing.T, b *lab.Buffer, want string, timeout time.Duration) {
 // (exit 0, nothing after it sent), `console --log` prints the captured
 // lines, an unknown node is a clear error, and the session is audited.
 // solLab is `netbootui serve` with node c1 whose BMC is an ipmi_sim with
-// SOL wired to a serialPort.
-func solLab(t *testing.T) (*serialPort, *serveProc) {
+// SOL wired to a serial port.
+func solLab(t *testing.T) (*ipmisim.SerialPort, *serveProc) {
 	t.Helper()
 	lab.RequireTools(t, "ipmi_sim")
 	dir := t.TempDir()
@@ -114,7 +52,7 @@ func solLab(t *testing.T) (*serialPort, *serveProc) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	sim, err := ipmisim.Start(ctx, ipmisim.Options{Dir: filepath.Join(dir, "bmc"), Password: cliBMCPassword,
-		SOLPort: port.ln.Addr().(*net.TCPAddr).Port})
+		SOLPort: port.Port()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +107,7 @@ func TestConsoleSOLCLI(t *testing.T) {
 		t.Errorf("stderr: %q", errOut.String())
 	}
 	time.Sleep(200 * time.Millisecond)
-	if got := port.received(); !strings.Contains(got, "hello console\r") || strings.Contains(got, "after-escape") {
+	if got := port.Received(); !strings.Contains(got, "hello console\r") || strings.Contains(got, "after-escape") {
 		t.Errorf("serial port received %q", got)
 	}
 
@@ -226,7 +164,7 @@ func TestConsoleSOLRawTerminal(t *testing.T) {
 	tmux("send-keys", "-t", "sol", "-l", "from tmux")
 	tmux("send-keys", "-t", "sol", "Enter")
 	screen("echo", "echo: from tmux")
-	if got := port.received(); !strings.Contains(got, "from tmux\r") {
+	if got := port.Received(); !strings.Contains(got, "from tmux\r") {
 		t.Errorf("serial port got %q (Enter should arrive as CR in raw mode)", got)
 	}
 	tmux("send-keys", "-t", "sol", "-l", "~.")

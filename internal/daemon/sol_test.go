@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,51 +27,12 @@ import (
 // typed with "echo: LINE".
 func fakeSerial(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	sp, err := ipmisim.StartSerialPort("", 100*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				var mu sync.Mutex
-				stop := make(chan struct{})
-				defer close(stop)
-				go func() {
-					for i := 0; ; i++ {
-						select {
-						case <-stop:
-							return
-						case <-time.After(100 * time.Millisecond):
-						}
-						mu.Lock()
-						_, err := fmt.Fprintf(c, "boot progress %d\r\n", i)
-						mu.Unlock()
-						if err != nil {
-							return
-						}
-					}
-				}()
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\r')
-					if err != nil {
-						return
-					}
-					mu.Lock()
-					fmt.Fprintf(c, "echo: %s\r\n", strings.TrimSpace(line))
-					mu.Unlock()
-				}
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Cleanup(func() { sp.Close() })
+	return sp.Port()
 }
 
 // startSOLLab is a daemon with a published (unbootable) generation and node

@@ -1,15 +1,12 @@
 package ipmi_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"github.com/netbootui/netbootui/internal/lab"
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,58 +15,17 @@ import (
 	"github.com/netbootui/netbootui/internal/sol"
 )
 
-// serialConsole is a TCP server that plays a node's serial port for
-// ipmi_sim's SOL: it prints a banner, then answers every line it receives
-// with "echo: LINE" and records what it got.
-type serialConsole struct {
-	ln  net.Listener
-	mu  sync.Mutex
-	got bytes.Buffer
-}
-
-func startSerialConsole(t *testing.T) *serialConsole {
+// startSerialConsole plays a node's serial port for ipmi_sim's SOL: a
+// banner, then "echo: LINE" for every line it receives.
+func startSerialConsole(t *testing.T) *ipmisim.SerialPort {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	sp, err := ipmisim.StartSerialPort("node login banner", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &serialConsole{ln: ln}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go s.serve(c)
-		}
-	}()
-	return s
+	t.Cleanup(func() { sp.Close() })
+	return sp
 }
-
-func (s *serialConsole) serve(c net.Conn) {
-	defer c.Close()
-	c.Write([]byte("node login banner\r\n"))
-	br := bufio.NewReader(c)
-	for {
-		line, err := br.ReadString('\r')
-		s.mu.Lock()
-		s.got.WriteString(line)
-		s.mu.Unlock()
-		if err != nil {
-			return
-		}
-		c.Write([]byte("echo: " + strings.TrimSpace(line) + "\r\n"))
-	}
-}
-
-func (s *serialConsole) received() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.got.String()
-}
-
-func (s *serialConsole) port() int { return s.ln.Addr().(*net.TCPAddr).Port }
 
 // TestSOLAgainstIpmiSim: a SOL session through ipmi_sim to a TCP "serial
 // port": the banner and answers come out, typed lines go in, and "~." at the
@@ -79,7 +35,7 @@ func TestSOLAgainstIpmiSim(t *testing.T) {
 	con := startSerialConsole(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sim, err := ipmisim.Start(ctx, ipmisim.Options{Dir: t.TempDir(), Password: simPassword, SOLPort: con.port()})
+	sim, err := ipmisim.Start(ctx, ipmisim.Options{Dir: t.TempDir(), Password: simPassword, SOLPort: con.Port()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,8 +62,8 @@ func TestSOLAgainstIpmiSim(t *testing.T) {
 		}
 		lab.Eventually(t, "echo of "+line, 10*time.Second, func() bool { return strings.Contains(out.String(), "echo: "+line) })
 	}
-	if !strings.Contains(con.received(), "hello node\r") {
-		t.Errorf("serial port got %q", con.received())
+	if !strings.Contains(con.Received(), "hello node\r") {
+		t.Errorf("serial port got %q", con.Received())
 	}
 	// The escape: the session ends, "secret" never reaches the node.
 	go pw.Write([]byte("~.secret\r"))
@@ -123,8 +79,8 @@ func TestSOLAgainstIpmiSim(t *testing.T) {
 		t.Error("EscapeReader does not report the escape")
 	}
 	time.Sleep(300 * time.Millisecond)
-	if strings.Contains(con.received(), "secret") {
-		t.Errorf("bytes after the escape reached the node: %q", con.received())
+	if strings.Contains(con.Received(), "secret") {
+		t.Errorf("bytes after the escape reached the node: %q", con.Received())
 	}
 	// The payload was deactivated: a second session activates at once.
 	ctx2, cancel2 := context.WithTimeout(ctx, 10*time.Second)
