@@ -14,6 +14,7 @@ const (
 	StageUnknown    Stage = ""            // never seen
 	StageOff        Stage = "off"         // powered off (from the BMC)
 	StagePoweringOn Stage = "powering-on" // a power-on or cycle was sent
+	StageDHCP       Stage = "dhcp"        // the PXE firmware asked DHCP for its boot server
 	StageNBP        Stage = "nbp"         // bootloader fetched over TFTP (or HTTP)
 	StageConfig     Stage = "config"      // iPXE script or pxelinux config fetched
 	StageKernel     Stage = "kernel"      // kernel being fetched
@@ -28,7 +29,7 @@ const (
 // i.e. one that can stall.
 func (s Stage) InProgress() bool {
 	switch s {
-	case StagePoweringOn, StageNBP, StageConfig, StageKernel, StageInitrd, StageRootfs:
+	case StagePoweringOn, StageDHCP, StageNBP, StageConfig, StageKernel, StageInitrd, StageRootfs:
 		return true
 	}
 	return false
@@ -40,6 +41,7 @@ type Kind string
 // Event kinds.
 const (
 	KindFetch    Kind = "fetch"    // a boot file was served (Stage, Path, Bytes, Total)
+	KindDHCP     Kind = "dhcp"     // the node's PXE firmware asked for a boot server (Stage dhcp, MAC, Message: arch and answer)
 	KindProgress Kind = "progress" // more bytes of a large file were sent (Bytes, Total)
 	KindCheckin  Kind = "checkin"  // the OS reported in (Generation, Uptime, OverlayBytes)
 	KindPower    Kind = "power"    // power state seen (Power) or an action sent (Message: one of the Action constants)

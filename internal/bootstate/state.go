@@ -121,16 +121,18 @@ func formatBytes(n int64) string {
 // fetchRank orders the stages a Fetch can report; 0 for any other stage.
 func fetchRank(s Stage) int {
 	switch s {
-	case StageNBP:
+	case StageDHCP:
 		return 1
-	case StageConfig:
+	case StageNBP:
 		return 2
-	case StageKernel:
+	case StageConfig:
 		return 3
-	case StageInitrd:
+	case StageKernel:
 		return 4
-	case StageRootfs:
+	case StageInitrd:
 		return 5
+	case StageRootfs:
+		return 6
 	}
 	return 0
 }
@@ -200,7 +202,7 @@ func (s *NodeState) step(ev *Event, lastRecorded *time.Time, progressInterval ti
 	}
 	s.LastSeen = ev.Time
 	switch ev.Kind {
-	case KindFetch:
+	case KindFetch, KindDHCP:
 		r := fetchRank(ev.Stage)
 		if r == 0 {
 			return true // some other file: history only

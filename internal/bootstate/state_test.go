@@ -38,6 +38,9 @@ func progress(b, total int64) Event {
 func checkin(gen string, overlay int64) Event {
 	return Event{Kind: KindCheckin, Generation: gen, Uptime: time.Minute, OverlayBytes: overlay}
 }
+func dhcp() Event {
+	return Event{Kind: KindDHCP, Stage: StageDHCP, Proto: "dhcp", MAC: "52:54:00:00:00:01"}
+}
 func powerAction(a string) Event { return Event{Kind: KindPower, Message: a, Proto: "ipmi"} }
 func powerSeen(p string) Event   { return Event{Kind: KindPower, Power: p, Proto: "ipmi"} }
 
@@ -74,6 +77,13 @@ func TestStateMachine(t *testing.T) {
 			power:    PowerOn}},
 		{"pxelinux chainload keeps one boot", []Event{fetch(StageNBP), fetch(StageNBP), fetch(StageConfig), fetch(StageKernel)}, want{
 			stage: StageKernel, timeline: []Stage{StageNBP, StageConfig, StageKernel}, power: PowerOn}},
+		{"dhcp before nbp is one boot; the firmware's repeated requests are one stage",
+			seq([]Event{powerAction(ActionCycle), dhcp(), dhcp(), fetch(StageNBP), fetch(StageConfig)}), want{
+				stage: StageConfig, timeline: []Stage{StagePoweringOn, StageDHCP, StageNBP, StageConfig}, power: PowerOn}},
+		{"dhcp after booted starts a new boot", seq(fullBoot, []Event{dhcp()}), want{
+			stage: StageDHCP, timeline: []Stage{StageDHCP}, power: PowerOn}},
+		{"dhcp while at kernel starts a new boot", []Event{dhcp(), fetch(StageNBP), fetch(StageKernel), dhcp()}, want{
+			stage: StageDHCP, timeline: []Stage{StageDHCP}, power: PowerOn}},
 		{"nbp after booted starts a new boot", seq(fullBoot, []Event{fetch(StageNBP)}), want{
 			stage: StageNBP, timeline: []Stage{StageNBP}, power: PowerOn}},
 		{"earlier stage while at rootfs starts a new boot",

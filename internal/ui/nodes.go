@@ -119,7 +119,7 @@ func stageRank(s bootstate.Stage) int {
 		return 0
 	case bootstate.StageStalled:
 		return 1
-	case bootstate.StagePoweringOn, bootstate.StageNBP, bootstate.StageConfig, bootstate.StageKernel,
+	case bootstate.StagePoweringOn, bootstate.StageDHCP, bootstate.StageNBP, bootstate.StageConfig, bootstate.StageKernel,
 		bootstate.StageInitrd, bootstate.StageRootfs:
 		return 2
 	case bootstate.StageBooted:
