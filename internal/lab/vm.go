@@ -42,6 +42,11 @@ type VMOptions struct {
 	Dir string
 	// SerialLog is the serial console's log file (Dir/serial.log when empty).
 	SerialLog string
+	// Netns and Tap put the NIC on a tap device (Netns.AddTap) instead of
+	// user-mode networking, and run QEMU inside that namespace: the VM is on
+	// the namespace's bridge and boots from whatever DHCP server answers
+	// there (-boot n; BootURL is then not used).
+	Netns, Tap string
 	// NetdevOptions are appended to the user-mode -netdev option list, e.g.
 	// "hostfwd=tcp:127.0.0.1:2222-:22".
 	NetdevOptions []string
@@ -97,10 +102,16 @@ func StartVM(ctx context.Context, opts VMOptions) (*VM, error) {
 	if opts.QEMU == "" {
 		opts.QEMU = "qemu-system-x86_64"
 	}
-	if (opts.Kernel == "") == (opts.BootURL == "") {
+	if (opts.Netns == "") != (opts.Tap == "") {
+		return nil, fmt.Errorf("lab: VM %s: set both or neither of Netns and Tap", opts.Name)
+	}
+	if opts.Tap != "" && opts.BootURL != "" {
+		return nil, fmt.Errorf("lab: VM %s: BootURL is for user-mode networking; on a tap the DHCP server gives the boot file", opts.Name)
+	}
+	if opts.Tap == "" && (opts.Kernel == "") == (opts.BootURL == "") {
 		return nil, fmt.Errorf("lab: VM %s: set exactly one of Kernel (direct boot) and BootURL (network boot)", opts.Name)
 	}
-	for _, s := range append([]string{opts.BootURL, opts.MAC, opts.NIC}, opts.NetdevOptions...) {
+	for _, s := range append([]string{opts.BootURL, opts.MAC, opts.NIC, opts.Tap}, opts.NetdevOptions...) {
 		if strings.ContainsAny(s, ", \n") {
 			return nil, fmt.Errorf("lab: VM %s: %q cannot go into a QEMU option list", opts.Name, s)
 		}
@@ -129,6 +140,9 @@ func StartVM(ctx context.Context, opts VMOptions) (*VM, error) {
 	}
 
 	netdev := "user,id=n0"
+	if opts.Tap != "" {
+		netdev = "tap,id=n0,ifname=" + opts.Tap + ",script=no,downscript=no"
+	}
 	if opts.BootURL != "" {
 		netdev += ",bootfile=" + opts.BootURL
 	}
@@ -165,7 +179,12 @@ func StartVM(ctx context.Context, opts VMOptions) (*VM, error) {
 		os.RemoveAll(v.tmpDir)
 		return nil, fmt.Errorf("lab: %w", err)
 	}
-	v.cmd = exec.Command(opts.QEMU, args...)
+	if opts.Netns != "" {
+		args = append([]string{"netns", "exec", opts.Netns, opts.QEMU}, args...)
+		v.cmd = exec.Command("ip", args...) // ip execs QEMU: same pid
+	} else {
+		v.cmd = exec.Command(opts.QEMU, args...)
+	}
 	v.cmd.Stdout = stderr
 	v.cmd.Stderr = stderr
 	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
