@@ -24,6 +24,7 @@
 //	GET   /v1/nodes/{name}/sol?n=          the node's captured serial console lines (daemon.SOLLog)
 //	POST  /v1/nodes/{name}/console         Upgrade: netbootui-console; then the node's raw serial-over-LAN
 //	*     /v1/stages/...                   staged rollouts: list, create, preview, show, run|resume|halt|abort|promote|rollback (see rollout.go)
+//	GET /v1/groups/{name}, POST /v1/edit-preview, GET /v1/nodes/{name}/bmc: the console's reads (see consoleviews.go)
 //
 // Errors are {"error": "...", "code": "..."} with a matching HTTP status:
 // 400 invalid, 404 not_found, 409 conflict.
@@ -161,6 +162,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/v1/stages/", s.stages().ServeHTTP)
 	mux.HandleFunc("GET /v1/nodes/{name}/sol", s.solLog)
 	mux.HandleFunc("POST /v1/nodes/{name}/console", s.console)
+	mux.HandleFunc("GET /v1/groups/{name}", s.group)
+	mux.HandleFunc("POST /v1/edit-preview", s.editPreview)
+	mux.HandleFunc("GET /v1/nodes/{name}/bmc", s.nodeBMC)
 	return mux
 }
 

@@ -34,6 +34,14 @@ type Backend interface {
 	EditNode(ctx context.Context, name string, e daemon.Edit) (string, error)
 	// EditGroup applies an edit to a group and returns the new revision.
 	EditGroup(ctx context.Context, name string, e daemon.Edit) (string, error)
+	// Group returns a group's own settings and its nodes.
+	Group(ctx context.Context, name string) (daemon.GroupView, error)
+	// PreviewEdit validates a proposed node or group edit against a copy of
+	// the inventory and renders the node's entry from it, changing nothing.
+	PreviewEdit(ctx context.Context, p daemon.EditPreview) (string, error)
+	// NodeBMC reads a node's BMC device ID and power state (never
+	// credentials).
+	NodeBMC(ctx context.Context, name string) (daemon.BMCFacts, error)
 	// Events calls fn for the newest n events of node ("" all), then, with
 	// follow, for live events until ctx ends or fn returns an error.
 	Events(ctx context.Context, node string, n int, follow bool, fn func(bootstate.Event) error) error

@@ -42,16 +42,84 @@ type detailView struct {
 	audit   []audit.Entry // the node's, newest first
 	auditNA string        // why there are none to show
 	console []string      // the tail of its captured serial console
+	bmc     *daemon.BMCFacts
+	bmcErr  string // why the BMC facts could not be read
 }
 
-type detailNodeMsg struct {
-	node daemon.NodeView
-	err  error
+type (
+	detailNodeMsg struct {
+		node daemon.NodeView
+		err  error
+	}
+	// detailBMCMsg answers the BMC read started when the detail opens.
+	detailBMCMsg struct {
+		name  string
+		facts daemon.BMCFacts
+		err   error
+	}
+)
+
+// fetchBMC reads the node's BMC facts (device ID, power) through the
+// daemon; it may wait for a slow BMC, so it runs beside the detail's other
+// reads.
+func (m *Model) fetchBMC(name string) tea.Cmd {
+	be := m.be
+	ctx, cancel := m.call()
+	return func() tea.Msg {
+		defer cancel()
+		f, err := be.NodeBMC(ctx, name)
+		return detailBMCMsg{name, f, err}
+	}
+}
+
+// setBMC records the answer of fetchBMC.
+func (d *detailView) setBMC(msg detailBMCMsg) {
+	if msg.name != d.name {
+		return
+	}
+	if msg.err != nil {
+		d.bmc, d.bmcErr = nil, msg.err.Error()
+		return
+	}
+	d.bmc, d.bmcErr = &msg.facts, ""
+}
+
+// bmcLines are the BMC facts rows of the Node section.
+func (d *detailView) bmcLines(kv func(k, v string)) {
+	s := d.c.Styles
+	switch {
+	case d.bmcErr != "":
+		kv("bmc facts", s.Error.Render(d.bmcErr))
+		return
+	case d.bmc == nil:
+		kv("bmc facts", s.Dim.Render("reading the BMC…"))
+		return
+	}
+	f := d.bmc
+	if f.Device != "" {
+		kv("bmc device", f.Device)
+	} else {
+		kv("bmc device", "-"+errSuffix(s.Error.Render, f.DeviceError))
+	}
+	read := dash(f.Power) + errSuffix(s.Error.Render, f.PowerError)
+	if !f.ReadAt.IsZero() {
+		read += fmt.Sprintf(" at %s (%s ago)", f.ReadAt.Format("15:04:05"), ago(d.c.Now(), f.ReadAt))
+	}
+	poll := "the daemon does not poll power"
+	if f.PollEvery > 0 {
+		poll = "polled every " + f.PollEvery.String()
+	}
+	kv("bmc power", read+s.Dim.Render(" · "+poll))
 }
 
 func (m *Model) openDetail(name string) tea.Cmd {
 	m.detail = detailView{c: m.c, name: name}
 	m.push(viewDetail)
+	return tea.Batch(m.fetchDetail(name), m.fetchBMC(name))
+}
+
+// fetchDetail reads what the detail shows besides the BMC facts.
+func (m *Model) fetchDetail(name string) tea.Cmd {
 	be := m.be
 	ctx, cancel := m.call()
 	return func() tea.Msg {
@@ -185,6 +253,7 @@ func (d *detailView) lines() []string {
 	}
 	kv("last check-in", ago(d.c.Now(), st.LastCheckin))
 	kv("bmc", dash(n.BMC))
+	d.bmcLines(kv)
 	kv("kernel args", dash(n.KernelArgs))
 	if n.Override {
 		kv("boot entry", "from the node's boot override")

@@ -11,12 +11,16 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/hostlist"
 )
 
 // editSession is one `e` edit in progress: the file handed to $EDITOR and
 // what the node looked like when it was written.
 type editSession struct {
-	node     daemon.NodeView
+	node daemon.NodeView
+	// group, when set, is the group being edited (E); node is then the
+	// member whose entry the result is rendered for.
+	group    *daemon.GroupView
 	base     string // inventory revision read before editing
 	path     string
 	original string // the file as written
@@ -62,6 +66,47 @@ func editFile(n daemon.NodeView, base string) string {
 	b.WriteString(".\n")
 	b.WriteString(overrideMarker + n.Loader + "\n")
 	return b.String()
+}
+
+// groupEditFile renders the file the admin edits for a group (E). The
+// result is shown rendered for node n, a member of the group.
+func groupEditFile(g daemon.GroupView, n daemon.NodeView, base string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# netbootui: group %s (inventory revision %s, %s)\n", g.Name, base, dash(g.Defined))
+	fmt.Fprintf(&b, "# %s: %s. The result is shown rendered for %s.\n", plural(len(g.Nodes), "node"), compressNames(g.Nodes), n.Name)
+	b.WriteString("# Lines starting with '#' above the marker are comments. Nothing changes\n")
+	b.WriteString("# until you have seen the result and confirmed it.\n#\n")
+	fmt.Fprintf(&b, "# The group's kernel arguments now (every node gets them, before its own):\n#   %s\n", dash(g.KernelArgs))
+	b.WriteString("# kernel_args sets the GROUP's arguments; leave it empty to keep them,\n")
+	b.WriteString("# write '-' to remove them.\n")
+	b.WriteString("kernel_args: \n#\n")
+	fmt.Fprintf(&b, "# Below the marker: a %s boot override for every node of the group that\n", n.Loader)
+	b.WriteString("# replaces the template (a node's own override still wins). Leave it empty\n# to keep the group's")
+	if cur := groupOverride(g, n.Loader); cur != "" {
+		b.WriteString("; its override now is:\n")
+		for _, l := range strings.Split(strings.TrimRight(cur, "\n"), "\n") {
+			b.WriteString("#   " + l + "\n")
+		}
+	} else {
+		b.WriteString(" (it has none now).\n")
+	}
+	b.WriteString(overrideMarker + n.Loader + "\n")
+	return b.String()
+}
+
+func groupOverride(g daemon.GroupView, format string) string {
+	if format == "pxelinux" {
+		return g.Pxelinux
+	}
+	return g.IPXE
+}
+
+// compressNames writes names as a host list.
+func compressNames(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return hostlist.Compress(names)
 }
 
 // parsedEdit is what an edit file asks for.
@@ -139,9 +184,9 @@ func (m *Model) editorCommand(path string) *exec.Cmd {
 	return exec.Command(argv[0], append(argv[1:], path)...)
 }
 
-// startEdit reads the node and the revision, writes the edit file, then
-// hands the terminal to the editor.
-func (m *Model) startEdit(name string) tea.Cmd {
+// startEdit reads the node (and, for a group edit, its group) and the
+// revision, writes the edit file, then hands the terminal to the editor.
+func (m *Model) startEdit(name string, group bool) tea.Cmd {
 	if m.edit != nil {
 		return nil
 	}
@@ -162,8 +207,21 @@ func (m *Model) startEdit(name string) tea.Cmd {
 			return editReadyMsg{err: err}
 		}
 		s := &editSession{node: n, base: st.Inventory.Revision}
-		s.original = editFile(n, s.base)
-		f, err := os.CreateTemp(dir, "netbootui-"+name+"-*.txt")
+		prefix := "netbootui-" + name
+		if group {
+			if n.Group == "" {
+				return editReadyMsg{err: fmt.Errorf("node %s is in no group (e edits its own entry)", name)}
+			}
+			g, err := be.Group(ctx, n.Group)
+			if err != nil {
+				return editReadyMsg{err: err}
+			}
+			s.group, prefix = &g, "netbootui-group-"+g.Name
+			s.original = groupEditFile(g, n, s.base)
+		} else {
+			s.original = editFile(n, s.base)
+		}
+		f, err := os.CreateTemp(dir, prefix+"-*.txt")
 		if err != nil {
 			return editReadyMsg{err: err}
 		}
@@ -180,8 +238,17 @@ func (m *Model) startEdit(name string) tea.Cmd {
 	}
 }
 
-// checkEdit reads the saved file, validates an override through Preview,
-// and builds the diff and the rendered result.
+// target names what the session edits, for messages.
+func (s *editSession) target() string {
+	if s.group != nil {
+		return "group " + s.group.Name
+	}
+	return s.node.Name
+}
+
+// checkEdit reads the saved file, has the daemon validate the edit against
+// a copy of the inventory and render the node's entry from it
+// (PreviewEdit), and builds the diff and the rendered result.
 func checkEdit(ctx context.Context, be Backend, s *editSession) editCheckedMsg {
 	b, err := os.ReadFile(s.path)
 	if err != nil {
@@ -196,28 +263,20 @@ func checkEdit(ctx context.Context, be Backend, s *editSession) editCheckedMsg {
 	}
 	e := daemon.Edit{BaseRevision: s.base, Set: map[string]any{}}
 	var diff strings.Builder
+	whose, now := "node's own", s.node.KernelArgs
+	if s.group != nil {
+		whose, now = "group "+s.group.Name+"'s", s.group.KernelArgs
+	}
 	switch {
 	case p.unsetArgs:
 		e.Unset = append(e.Unset, "kernel_args")
-		fmt.Fprintf(&diff, "- kernel_args (node's own) removed\n")
+		fmt.Fprintf(&diff, "- %s kernel_args removed (were: %s)\n", whose, dash(now))
 	case p.kernelArgs != nil:
 		e.Set["kernel_args"] = *p.kernelArgs
-		fmt.Fprintf(&diff, "  kernel_args in force: %s\n+ node's own kernel_args: %s\n", dash(s.node.KernelArgs), *p.kernelArgs)
-	}
-	var rendered string
-	current, err := be.BootEntry(ctx, s.node.Name, p.format)
-	if err != nil && !isAPIError(err) {
-		return editCheckedMsg{err: err}
+		fmt.Fprintf(&diff, "- %s kernel_args: %s\n+ %s kernel_args: %s\n", whose, dash(now), whose, *p.kernelArgs)
 	}
 	if p.override != "" {
-		rendered, err = be.Preview(ctx, daemon.Preview{Node: s.node.Name, Format: p.format, Override: p.override})
-		if err != nil {
-			return editCheckedMsg{err: fmt.Errorf("boot override refused: %w", err)}
-		}
 		e.Set["boot_override."+p.format] = p.override
-		diff.WriteString(lineDiff(current, rendered))
-	} else if len(e.Set) > 0 || len(e.Unset) > 0 {
-		rendered = current
 	}
 	if len(e.Set) == 0 {
 		e.Set = nil
@@ -225,9 +284,20 @@ func checkEdit(ctx context.Context, be Backend, s *editSession) editCheckedMsg {
 	if e.Set == nil && len(e.Unset) == 0 {
 		return editCheckedMsg{err: errNoChange}
 	}
-	if p.override == "" {
-		rendered = "(the entry is rendered from the template with the new kernel arguments once applied; now:)\n" + rendered
+	current, err := be.BootEntry(ctx, s.node.Name, p.format)
+	if err != nil && !isAPIError(err) {
+		return editCheckedMsg{err: err}
 	}
+	pv := daemon.EditPreview{Node: s.node.Name, Format: p.format, Edit: e}
+	if s.group != nil {
+		pv.Group = s.group.Name
+	}
+	rendered, err := be.PreviewEdit(ctx, pv)
+	if err != nil { // the daemon's refusal names the place; a lost daemon says so
+		return editCheckedMsg{err: err}
+	}
+	diff.WriteString("\nEntry of " + s.node.Name + ", now → after:\n")
+	diff.WriteString(lineDiff(current, rendered))
 	return editCheckedMsg{edit: e, diff: diff.String(), rendered: rendered}
 }
 
@@ -262,12 +332,12 @@ func lineDiff(a, b string) string {
 			out.WriteString("  " + x[i] + "\n")
 			i++
 			j++
-		case j < len(y) && (i == len(x) || lcs[i][j+1] >= lcs[i+1][j]):
-			out.WriteString("+ " + y[j] + "\n")
-			j++
-		default:
+		case i < len(x) && (j == len(y) || lcs[i+1][j] >= lcs[i][j+1]):
 			out.WriteString("- " + x[i] + "\n")
 			i++
+		default:
+			out.WriteString("+ " + y[j] + "\n")
+			j++
 		}
 	}
 	return out.String()
@@ -304,14 +374,24 @@ func (m *Model) editUpdate(msg tea.Msg) (tea.Cmd, bool) {
 			return m.endEdit("edit refused: "+msg.err.Error()+"; nothing changed", true), true
 		}
 		m.edit.edit = msg.edit
-		body := "Changes:\n" + msg.diff + "\nRendered " + m.edit.node.Loader + " entry:\n" + msg.rendered
-		m.dialog = NewConfirm(m.c, "Apply this edit to "+m.edit.node.Name+"?", body, 0)
+		body := "Changes:\n" + msg.diff + "\nRendered " + m.edit.node.Loader + " entry of " + m.edit.node.Name + ":\n" + msg.rendered
+		title, count := "Apply this edit to "+m.edit.node.Name+"?", 0
+		if g := m.edit.group; g != nil {
+			title, count = fmt.Sprintf("Apply this edit to group %s (%s, at their next boot)?", g.Name, plural(len(g.Nodes), "node")), len(g.Nodes)
+		}
+		m.dialog = NewConfirm(m.c, title, body, count)
 		m.onYes = func() tea.Cmd {
 			s, be := m.edit, m.be
 			ctx, cancel := m.call()
 			return func() tea.Msg {
 				defer cancel()
-				rev, err := be.EditNode(ctx, s.node.Name, s.edit)
+				var rev string
+				var err error
+				if s.group != nil {
+					rev, err = be.EditGroup(ctx, s.group.Name, s.edit)
+				} else {
+					rev, err = be.EditNode(ctx, s.node.Name, s.edit)
+				}
 				return editAppliedMsg{rev, err}
 			}
 		}
@@ -322,11 +402,11 @@ func (m *Model) editUpdate(msg tea.Msg) (tea.Cmd, bool) {
 		if msg.err != nil {
 			return m.endEdit("edit failed: "+msg.err.Error()+"; nothing changed", true), true
 		}
-		name := ""
+		name, what := "", ""
 		if m.edit != nil {
-			name = m.edit.node.Name
+			name, what = m.edit.node.Name, m.edit.target()
 		}
-		cmd := m.endEdit("applied to "+name+": inventory revision "+msg.rev, false)
+		cmd := m.endEdit("applied to "+what+": inventory revision "+msg.rev, false)
 		cmds := []tea.Cmd{cmd, m.fetchNodes(), m.fetchStatus()}
 		if m.view == viewDetail && m.detail.name == name {
 			cmds = append(cmds, m.openDetailRefresh(name))

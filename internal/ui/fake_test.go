@@ -37,6 +37,7 @@ type fakeBackend struct {
 	rollouts  map[string]*daemon.Rollout // by id
 	stageFail map[string]string          // node -> why it fails its wave
 	roSeq     int
+	groupIPXE map[string]string // group -> its boot override
 }
 
 var errDown = errors.New("daemon at /tmp/x.sock: connection refused")
@@ -156,9 +157,6 @@ func (f *fakeBackend) EditNode(ctx context.Context, name string, e daemon.Edit) 
 	return f.revision(), nil
 }
 
-func (f *fakeBackend) EditGroup(ctx context.Context, name string, e daemon.Edit) (string, error) {
-	return "", f.record("EditGroup %s", name)
-}
 
 func (f *fakeBackend) Events(ctx context.Context, node string, n int, follow bool, fn func(bootstate.Event) error) error {
 	if err := f.record("Events %s %d %v", node, n, follow); err != nil {

@@ -124,7 +124,7 @@ func TestKeysMakeCalls(t *testing.T) {
 		keys []string
 		want []string
 	}{
-		{"detail", []string{"j", "j", "<enter>"}, []string{"Node n03", "BootEntry n03 ", "Events n03 50 false", "Audit 500", "SOLLog n03 15"}},
+		{"detail", []string{"j", "j", "<enter>"}, []string{"Node n03", "BootEntry n03 ", "Events n03 50 false", "Audit 500", "SOLLog n03 15", "NodeBMC n03"}},
 		{"images", []string{":", "i", "m", "<enter>"}, []string{"Images"}},
 		{"refresh", []string{"<ctrl+r>"}, []string{"Nodes", "Status"}},
 		{"filter and move make no calls", []string{"/", "n", "1", "<enter>", "j", "k", "G", "g", "<space>", "S", "?", "<esc>"}, nil},
@@ -245,7 +245,13 @@ func dkey(s string) tea.KeyPressMsg {
 // editWith runs the edit flow with the editor replaced by writing text.
 func editWith(t *testing.T, hs *harness, edit func(string) string) {
 	t.Helper()
-	hs.keys("e")
+	editWithKey(t, hs, "e", edit)
+}
+
+// editWithKey is editWith for the edit key k (e: the node, E: its group).
+func editWithKey(t *testing.T, hs *harness, k string, edit func(string) string) {
+	t.Helper()
+	hs.keys(k)
 	if hs.m.edit == nil {
 		t.Fatalf("no edit session: %s", hs.m.flash)
 	}
@@ -282,7 +288,7 @@ func TestEditFlow(t *testing.T) {
 		}
 		hs.now = hs.now.Add(time.Second)
 		hs.keys("y")
-		want := []string{"Status", "Node n01", "BootEntry n01 ipxe", "Preview n01 ipxe",
+		want := []string{"Status", "Node n01", "BootEntry n01 ipxe", "PreviewEdit n01 group= ipxe set=[boot_override.ipxe kernel_args] unset=[]",
 			"EditNode n01 base=rev0007 set=[boot_override.ipxe kernel_args] unset=[]"}
 		if got := hs.be.Calls(); len(got) < len(want) || !slices.Equal(got[:len(want)], want) {
 			t.Errorf("calls %q, want %q first", got, want)
@@ -314,7 +320,7 @@ func TestEditFlow(t *testing.T) {
 		if hs.m.dialog != nil {
 			t.Fatal("an invalid override opened the confirm dialog")
 		}
-		if !strings.Contains(hs.screen(), "edit refused: boot override refused: boot override: template: 2:1: unclosed action; nothing changed") {
+		if !strings.Contains(hs.screen(), "edit refused: boot_override.ipxe: template: 2:1: unclosed action; nothing changed") {
 			t.Errorf("error not shown:\n%s", hs.screen())
 		}
 		for _, c := range hs.be.Calls() {

@@ -205,8 +205,10 @@ func (b *buildRun) lines(c *Common, rows int) []string {
 			s.Dim.Render(fmt.Sprintf("  %s · ctrl+x cancels", c.Now().Sub(b.started).Round(time.Second)))
 	case b.err != "":
 		head = s.Error.Render("build " + b.image + " failed: " + b.err)
+	case b.step == image.StepUnchanged:
+		head = s.OK.Render(b.outcome())
 	default:
-		head = s.OK.Render(fmt.Sprintf("build %s: generation %s published (took %s)", b.image, b.result, b.finished.Sub(b.started).Round(100*time.Millisecond)))
+		head = s.OK.Render(fmt.Sprintf("%s (took %s)", b.outcome(), b.finished.Sub(b.started).Round(100*time.Millisecond)))
 	}
 	out := []string{s.Header.Render(fit("BUILD LOG", c.Width)), head}
 	n := max(0, rows-len(out))
@@ -218,6 +220,15 @@ func (b *buildRun) lines(c *Common, rows int) []string {
 		out = append(out, s.Dim.Render("  "+l))
 	}
 	return out
+}
+
+// outcome says how a successful build ended: a new generation, or none
+// because the recipe's inputs are those of an existing one.
+func (b *buildRun) outcome() string {
+	if b.step == image.StepUnchanged {
+		return fmt.Sprintf("build %s: unchanged, nothing built: generation %s has the same inputs (it is current)", b.image, b.result)
+	}
+	return fmt.Sprintf("build %s: generation %s published", b.image, b.result)
 }
 
 // addProgress records one progress line.
@@ -355,7 +366,7 @@ func (m *Model) imagesUpdate(msg tea.Msg) (tea.Cmd, bool) {
 			b.result = msg.done.gen.ID
 		}
 		b.percent = 100
-		m.setFlash("build "+b.image+": generation "+b.result+" published", false)
+		m.setFlash(b.outcome(), false)
 		return tea.Batch(m.fetchImages(), m.fetchNodes()), true
 	case rollbackMsg:
 		if msg.err != nil {

@@ -10,7 +10,7 @@ type KeyMap struct {
 	Mark, MarkAll, ClearMarks                key.Binding
 	SortName, SortGroup, SortStage, SortGen  key.Binding
 	SortCheckin, Reverse                     key.Binding
-	Edit, Refresh                            key.Binding
+	Edit, EditGroup, Refresh                 key.Binding
 	RebootClean, Power, SerialConsole, Stage key.Binding
 	CancelAction                             key.Binding
 	Build, ImageRollback                     key.Binding
@@ -45,7 +45,8 @@ func DefaultKeyMap() KeyMap {
 		SortGen:       b("A", "sort by generation drift", "A"),
 		SortCheckin:   b("C", "sort by last check-in", "C"),
 		Reverse:       b("I", "reverse sort", "I"),
-		Edit:          b("e", "edit kernel args / boot override in $EDITOR", "e"),
+		Edit:          b("e", "edit the node's own kernel args / boot override in $EDITOR", "e"),
+		EditGroup:     b("E", "edit the node's group: its kernel args / boot override in $EDITOR", "E"),
 		Refresh:       b("ctrl+r", "refresh", "ctrl+r"),
 		RebootClean:   b("R", "reboot to clean state", "R"),
 		Power:         b("p", "power menu", "p"),
@@ -71,7 +72,7 @@ func (k KeyMap) Groups() []KeyGroup {
 		{"Views", []key.Binding{k.Enter, k.Back, k.Filter, k.Command, k.Help, k.Refresh}},
 		{"Marks", []key.Binding{k.Mark, k.MarkAll, k.ClearMarks}},
 		{"Sort", []key.Binding{k.SortName, k.SortGroup, k.SortStage, k.SortGen, k.SortCheckin, k.Reverse}},
-		{"Actions", []key.Binding{k.Edit, k.RebootClean, k.Power, k.CancelAction, k.SerialConsole, k.Stage}},
+		{"Actions", []key.Binding{k.Edit, k.EditGroup, k.RebootClean, k.Power, k.CancelAction, k.SerialConsole, k.Stage}},
 		{"Images (:images)", []key.Binding{k.Build, k.ImageRollback}},
 		{"Rollout (s, :stage)", []key.Binding{k.StageHalt, k.StageResume, k.StageAbort, k.StagePromote, k.StageRollback}},
 		{"Quit", []key.Binding{k.Quit, k.ForceQuit}},

@@ -348,6 +348,13 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		m.detail.set(msg)
 		return m, nil
+	case detailBMCMsg:
+		if msg.err != nil && !isAPIError(msg.err) && m.ctx.Err() == nil {
+			m.detail.setBMC(msg)
+			return m, m.disconnected(msg.err)
+		}
+		m.detail.setBMC(msg)
+		return m, nil
 	case detailNodeMsg:
 		if msg.err == nil && msg.node.Name == m.detail.name {
 			m.detail.node = msg.node
@@ -508,7 +515,10 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 			return nil
 		}
 		if key.Matches(msg, k.Edit) {
-			return m.startEdit(m.detail.name)
+			return m.startEdit(m.detail.name, false)
+		}
+		if key.Matches(msg, k.EditGroup) {
+			return m.startEdit(m.detail.name, true)
 		}
 		if key.Matches(msg, k.Power) {
 			return m.openPowerMenu()
@@ -598,7 +608,11 @@ func (m *Model) nodesKey(msg tea.KeyPressMsg) tea.Cmd {
 		}
 	case key.Matches(msg, k.Edit):
 		if n := t.current(); n != nil {
-			return m.startEdit(n.Name)
+			return m.startEdit(n.Name, false)
+		}
+	case key.Matches(msg, k.EditGroup):
+		if n := t.current(); n != nil {
+			return m.startEdit(n.Name, true)
 		}
 	case key.Matches(msg, k.RebootClean):
 		return m.askReboot()
