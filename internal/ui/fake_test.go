@@ -157,7 +157,6 @@ func (f *fakeBackend) EditNode(ctx context.Context, name string, e daemon.Edit) 
 	return f.revision(), nil
 }
 
-
 func (f *fakeBackend) Events(ctx context.Context, node string, n int, follow bool, fn func(bootstate.Event) error) error {
 	if err := f.record("Events %s %d %v", node, n, follow); err != nil {
 		return err
