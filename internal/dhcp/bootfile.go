@@ -11,6 +11,7 @@ package dhcp
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/netbootui/netbootui/internal/inventory"
@@ -157,4 +158,15 @@ func Choose(c Client, loader inventory.Loader, arch inventory.Arch, macExpr stri
 		return Boot{File: o.HTTPBase + "/loaders/ipxe.efi", HTTP: true, HTTPClient: true}, nil
 	}
 	return Boot{}, fmt.Errorf("no bootloader for client architecture %s", a)
+}
+
+// Arches returns every architecture this package names, in ascending order:
+// the ones the config generators ask Choose about.
+func Arches() []Arch {
+	out := make([]Arch, 0, len(archNames))
+	for a := range archNames {
+		out = append(out, a)
+	}
+	slices.Sort(out)
+	return out
 }
