@@ -189,7 +189,9 @@ func TestHandle(t *testing.T) {
 			wantFile: "undionly.kpxe", wantType: dhcpv4.MessageTypeOffer, wantTo: netip.MustParseAddrPort("10.1.0.1:67"), wantClass: "PXEClient",
 			want43: []byte{6, 1, 8, 255}, wantKind: bootstate.KindDHCP},
 		{name: "arch without a loader", port: PortDHCP, from: fromNone,
-			pkt:      func(t *testing.T) []byte { return packet(t, dhcpv4.MessageTypeDiscover, macUEFI, pxeClass(11), arch(11)) },
+			pkt: func(t *testing.T) []byte {
+				return packet(t, dhcpv4.MessageTypeDiscover, macUEFI, pxeClass(11), arch(11))
+			},
 			wantKind: bootstate.KindFail, wantMsg: ""},
 		{name: "non-PXE client", port: PortDHCP, from: fromNone,
 			pkt: func(t *testing.T) []byte {
