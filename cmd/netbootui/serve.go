@@ -35,6 +35,7 @@ func cmdServe(ctx context.Context, args []string) error {
 	authorizedKeys := fs.String("authorized-keys", "", "OpenSSH authorized keys `file` of the SSH console (reloaded on change)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
+	proxyDHCP := fs.String("proxydhcp", "", "answer PXE clients on this `interface` as a proxyDHCP (UDP 67 and 4011; never gives addresses, so the site's DHCP server keeps doing that); nodes are chained to --advertise-url, else the HTTP listen address, else the interface's IPv4 address with the HTTP port")
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
@@ -43,6 +44,11 @@ func cmdServe(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.Logger = logger
+	pdhcp, err := daemon.ListenProxyDHCP(*proxyDHCP, cfg)
+	if err != nil {
+		return err
+	}
+	defer pdhcp.Close()
 	d, err := daemon.New(cfg)
 	if err != nil {
 		var list inventory.ErrorList
@@ -68,6 +74,7 @@ func cmdServe(ctx context.Context, args []string) error {
 		os.Remove(*socket)
 		return err
 	}
+	d.ServeProxyDHCP(ctx, pdhcp)
 	err = d.Run(ctx)
 	srv.Close()
 	os.Remove(*socket)

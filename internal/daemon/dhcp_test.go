@@ -1,0 +1,130 @@
+package daemon
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/lab"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// netbootuiBinary builds cmd/netbootui once per test binary, in a folder
+// any user may run it from (the permission test runs it as nobody).
+func netbootuiBinary(t *testing.T) string {
+	t.Helper()
+	lab.RequireTools(t, "go")
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "netbootui-dhcp-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "netbootui")
+		if out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/netbootui").CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("building netbootui: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// TestProxyDHCPRefusals runs the real `netbootui serve --proxydhcp` where it
+// cannot answer: it must exit at once with an error naming the interface,
+// the port and what is missing, before it opens anything.
+func TestProxyDHCPRefusals(t *testing.T) {
+	t.Parallel()
+	lab.RequireTools(t, "setpriv")
+	bin := netbootuiBinary(t)
+	ns := lab.NewNetns(t)
+	ns.IP(t, "link", "add", "dm0", "type", "bridge") // an interface without IPv4
+	ns.IP(t, "link", "set", "dm0", "up")
+	data := t.TempDir() // never created: serve must stop before it
+	for _, tc := range []struct {
+		name   string
+		prefix []string
+		iface  string
+		want   []string
+	}{
+		{"unprivileged", []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"}, lab.NetnsBridge,
+			[]string{"cannot bind UDP port 67 on interface br0: permission denied", "root or the CAP_NET_BIND_SERVICE capability"}},
+		{"no such interface", nil, "nbt-none0", []string{`interface "nbt-none0": no such network interface`}},
+		{"no IPv4 address", nil, "dm0", []string{"interface dm0 has no IPv4 address"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append(append([]string{}, tc.prefix...), bin, "serve", "--proxydhcp", tc.iface,
+				"--inventory", filepath.Join(data, "nodes.yaml"), "--data", filepath.Join(data, "data"),
+				"--api-socket", filepath.Join(data, "api.sock"), "--http-listen", "10.99.0.1:8080", "--tftp-listen", "")
+			cmd := ns.Command(args[0], args[1:]...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			start := time.Now()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(20 * time.Second):
+				cmd.Process.Kill()
+				<-done
+				t.Fatalf("serve neither started nor refused in 20 s: %s", stderr.String())
+			}
+			if err == nil {
+				t.Fatalf("serve started: %s", stderr.String())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr %q, want %q", stderr.String(), w)
+				}
+			}
+			if time.Since(start) > 10*time.Second {
+				t.Errorf("took %v to refuse", time.Since(start))
+			}
+			if _, err := os.Stat(filepath.Join(data, "data")); err == nil {
+				t.Errorf("the data dir was created before the refusal")
+			}
+		})
+	}
+}
+
+// cliEvents returns a node's events as `netbootui events --node NODE -o
+// json` prints them.
+func cliEvents(t *testing.T, bin, socket, node string) []bootstate.Event {
+	t.Helper()
+	out, err := exec.Command(bin, "events", "--api-socket", socket, "--node", node, "-n", "500", "-o", "json").Output()
+	if err != nil {
+		t.Fatalf("netbootui events: %v", err)
+	}
+	var evs []bootstate.Event
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for dec.More() {
+		var ev bootstate.Event
+		if err := dec.Decode(&ev); err != nil {
+			t.Fatalf("events output: %v\n%s", err, out)
+		}
+		evs = append(evs, ev)
+	}
+	return evs
+}
