@@ -66,7 +66,7 @@ func cmdDHCPConfig(args []string) error {
 		KnownOnly:  *knownOnly,
 	})
 	if err != nil {
-		return fmt.Errorf("dhcp-config: %w", err)
+		return err // names the node and its place in the inventory
 	}
 	_, err = stdout.Write(out.Bytes())
 	return err
