@@ -62,7 +62,13 @@ func (c *tmuxConsole) capture(escapes bool) string {
 // waitFor polls the screen until re matches it.
 func (c *tmuxConsole) waitFor(what string, re *regexp.Regexp) string {
 	c.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	return c.waitForWithin(what, 20*time.Second, re)
+}
+
+// waitForWithin is waitFor with a time limit of its own.
+func (c *tmuxConsole) waitForWithin(what string, limit time.Duration, re *regexp.Regexp) string {
+	c.t.Helper()
+	deadline := time.Now().Add(limit)
 	for {
 		s := c.capture(false)
 		if re.MatchString(s) {

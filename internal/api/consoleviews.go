@@ -42,7 +42,7 @@ func (s *Server) editPreview(w http.ResponseWriter, r *http.Request) {
 	text, err := s.D.PreviewEdit(p)
 	if err != nil {
 		if !errors.Is(err, daemon.ErrUnknownNode) && !errors.Is(err, inventory.ErrConflict) {
-			err = badRequest(err)
+			err = refusal{err}
 		}
 		writeErr(w, err)
 		return
@@ -50,6 +50,13 @@ func (s *Server) editPreview(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	io.WriteString(w, text)
 }
+
+// refusal is a bad request whose message is the reason alone (the
+// console shows it as it is).
+type refusal struct{ err error }
+
+func (r refusal) Error() string   { return r.err.Error() }
+func (r refusal) Unwrap() []error { return []error{errBadRequest, r.err} }
 
 func (s *Server) nodeBMC(w http.ResponseWriter, r *http.Request) {
 	f, err := s.D.NodeBMC(r.Context(), r.PathValue("name"))

@@ -87,7 +87,16 @@ func (d *Confirm) View() string {
 	b.WriteString(s.DialogTitle.Render(d.Title))
 	b.WriteString("\n\n")
 	maxBody := max(3, d.c.Height-10)
-	lines := strings.Split(strings.TrimRight(d.Body, "\n"), "\n")
+	// long lines (a kernel command line) wrap, continuations indented
+	var lines []string
+	for _, l := range strings.Split(strings.TrimRight(d.Body, "\n"), "\n") {
+		for i, part := range strings.Split(lipgloss.Wrap(l, w-6, " "), "\n") {
+			if i > 0 {
+				part = "  " + part
+			}
+			lines = append(lines, part)
+		}
+	}
 	if len(lines) > maxBody {
 		lines = append(lines[:maxBody-1], s.Dim.Render("… "+strconv.Itoa(len(lines)-maxBody+1)+" more lines"))
 	}

@@ -34,10 +34,9 @@ type (
 	}
 	editorDoneMsg  struct{ err error }
 	editCheckedMsg struct {
-		edit     daemon.Edit
-		diff     string
-		rendered string
-		err      error
+		edit daemon.Edit
+		diff string // the changed keys and the rendered entry's diff
+		err  error
 	}
 	editAppliedMsg struct {
 		rev string
@@ -248,7 +247,8 @@ func (s *editSession) target() string {
 
 // checkEdit reads the saved file, has the daemon validate the edit against
 // a copy of the inventory and render the node's entry from it
-// (PreviewEdit), and builds the diff and the rendered result.
+// (PreviewEdit), and builds the diff: the changed keys, then every line of
+// the rendered entry, marked where the edit changes it.
 func checkEdit(ctx context.Context, be Backend, s *editSession) editCheckedMsg {
 	b, err := os.ReadFile(s.path)
 	if err != nil {
@@ -296,9 +296,9 @@ func checkEdit(ctx context.Context, be Backend, s *editSession) editCheckedMsg {
 	if err != nil { // the daemon's refusal names the place; a lost daemon says so
 		return editCheckedMsg{err: err}
 	}
-	diff.WriteString("\nEntry of " + s.node.Name + ", now → after:\n")
+	diff.WriteString("\nRendered " + p.format + " entry of " + s.node.Name + " (- now, + after the edit):\n")
 	diff.WriteString(lineDiff(current, rendered))
-	return editCheckedMsg{edit: e, diff: diff.String(), rendered: rendered}
+	return editCheckedMsg{edit: e, diff: diff.String()}
 }
 
 var errNoChange = errors.New("no change: nothing applied")
@@ -374,7 +374,7 @@ func (m *Model) editUpdate(msg tea.Msg) (tea.Cmd, bool) {
 			return m.endEdit("edit refused: "+msg.err.Error()+"; nothing changed", true), true
 		}
 		m.edit.edit = msg.edit
-		body := "Changes:\n" + msg.diff + "\nRendered " + m.edit.node.Loader + " entry of " + m.edit.node.Name + ":\n" + msg.rendered
+		body := "Changes:\n" + msg.diff
 		title, count := "Apply this edit to "+m.edit.node.Name+"?", 0
 		if g := m.edit.group; g != nil {
 			title, count = fmt.Sprintf("Apply this edit to group %s (%s, at their next boot)?", g.Name, plural(len(g.Nodes), "node")), len(g.Nodes)

@@ -2,10 +2,13 @@ package ui
 
 import (
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/charmbracelet/x/ansi"
 )
 
 // TestGroupEditFlow: E on a node edits its group's kernel args through the
@@ -132,4 +135,23 @@ func TestGroupEditFlow(t *testing.T) {
 			t.Errorf("calls %q: want the detail node's group read", got)
 		}
 	})
+}
+
+// TestConfirmWrapsLongLines: a kernel command line longer than the dialog
+// wraps (continuations indented) instead of losing its end.
+func TestConfirmWrapsLongLines(t *testing.T) {
+	c := &Common{Width: 60, Height: 24, Styles: NewStyles(true), Keys: DefaultKeyMap(), Now: func() time.Time { return epoch }}
+	long := "+ kernel http://10.0.0.1/images/compute/0123456789abcdef/vmlinuz root=live:http://10.0.0.1/images/compute/0123456789abcdef/rootfs.squashfs console=ttyS0 nomodeset loglevel=7"
+	scr := ansi.Strip(NewConfirm(c, "Apply?", "Changes:\n"+long+"\n", 0).View())
+	if !strings.Contains(scr, "nomodeset loglevel=7") {
+		t.Errorf("the end of the long line is lost:\n%s", scr)
+	}
+	for _, l := range strings.Split(scr, "\n") {
+		if w := len([]rune(l)); w > 60 {
+			t.Errorf("line of %d cells, wider than the terminal: %q", w, l)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^│ {3}\S`).MatchString(scr) {
+		t.Errorf("no indented continuation:\n%s", scr)
+	}
 }

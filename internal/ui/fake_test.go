@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -193,6 +194,7 @@ func (f *fakeBackend) Images(ctx context.Context) ([]daemon.ImageInfo, error) {
 	for i, im := range f.images {
 		out[i] = im
 		out[i].Generations = append([]*image.Manifest(nil), im.Generations...)
+		slices.Reverse(out[i].Generations) // newest first, as the daemon sends them
 	}
 	return out, nil
 }

@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -172,8 +173,7 @@ func (v *imagesView) render(nodes []daemon.NodeView) ([]string, int) {
 		if len(im.Generations) == 0 {
 			out = append(out, s.Dim.Render("    no generations"))
 		}
-		for j := len(im.Generations) - 1; j >= 0; j-- { // newest first
-			g := im.Generations[j]
+		for _, g := range newestFirst(im.Generations) {
 			cur := "  "
 			if g.ID == im.Current {
 				cur = "* "
@@ -188,6 +188,14 @@ func (v *imagesView) render(nodes []daemon.NodeView) ([]string, int) {
 		}
 	}
 	return out, at
+}
+
+// newestFirst returns gens sorted newest first (the daemon sends them in
+// that order; the views do not depend on it).
+func newestFirst(gens []*image.Manifest) []*image.Manifest {
+	out := slices.Clone(gens)
+	slices.SortStableFunc(out, func(a, b *image.Manifest) int { return b.Created.Compare(a.Created) })
+	return out
 }
 
 // buildLines renders the build panel in at most rows lines: a status line
@@ -390,10 +398,13 @@ func (m *Model) askImageRollback() tea.Cmd {
 		m.setFlash("no image to roll back", true)
 		return nil
 	}
+	// The daemon goes back one publish; without a republished older
+	// generation that is the next older one.
 	prev := ""
-	for i, g := range im.Generations {
-		if g.ID == im.Current && i > 0 {
-			prev = im.Generations[i-1].ID
+	gens := newestFirst(im.Generations)
+	for i, g := range gens {
+		if g.ID == im.Current && i+1 < len(gens) {
+			prev = gens[i+1].ID
 		}
 	}
 	if prev == "" {

@@ -361,9 +361,7 @@ func (m *Model) stageUpdate(msg tea.Msg) (tea.Cmd, bool) {
 			}
 			f.current = im.Current
 			f.loaded = true
-			for i := len(im.Generations) - 1; i >= 0; i-- {
-				f.gens = append(f.gens, im.Generations[i])
-			}
+			f.gens = newestFirst(im.Generations)
 		}
 		return nil, true
 	case stagePreviewMsg:

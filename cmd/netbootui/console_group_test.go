@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/image"
+	"github.com/netbootui/netbootui/internal/lab"
+)
+
+// TestConsoleGroupEditInTmux edits group gpu's kernel arguments from the
+// real console against a real daemon, with $EDITOR a script that changes
+// the file: E on gpu2, the diff and rendered entry in a dialog that
+// defaults to No (esc changes nothing), E again and y applies it; `netbootui
+// boot show` renders the new arguments for every gpu node and not for the
+// others, and a broken edit is refused with its place.
+func TestConsoleGroupEditInTmux(t *testing.T) {
+	lab.RequireTools(t, "tmux")
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "nodes.yaml")
+	if err := os.WriteFile(inv, []byte(consoleInventory), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startServe(t, inv, dir)
+	defer p.stop(t)
+	cl := api.NewClient(p.socket)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// a generation to render entries from
+	src := map[string]string{}
+	for _, name := range image.BootFiles {
+		src[name] = filepath.Join(dir, "src-"+name)
+		os.WriteFile(src[name], []byte("console group test "+name), 0o644)
+	}
+	if _, err := cl.Import(ctx, daemon.ImportRequest{Image: "compute", Kernel: src[image.FileKernel], Initrd: src[image.FileInitrd],
+		Rootfs: src[image.FileRootfs], Publish: true}); err != nil {
+		t.Fatal(err)
+	}
+	bootShow := func(node string) string {
+		t.Helper()
+		out, errOut, code := runCLI(t, "boot", "show", node, "--api-socket", p.socket)
+		if code != 0 {
+			t.Fatalf("boot show %s: %d %s", node, code, errOut)
+		}
+		return out
+	}
+	kernelLine := regexp.MustCompile(`(?m)^kernel .*$`)
+	if l := kernelLine.FindString(bootShow("gpu3")); !strings.Contains(l, " nomodeset ||") {
+		t.Fatalf("gpu3's entry before the edit: %q", l)
+	}
+
+	// $EDITOR: a script that sets the kernel_args line of the file it is given
+	editor := filepath.Join(dir, "editor.sh")
+	args := filepath.Join(dir, "args")
+	os.WriteFile(editor, []byte("#!/bin/sh\nset -e\nsed -i \"s|^kernel_args: \\$|kernel_args: $(cat "+args+")|\" \"$1\"\n"), 0o755)
+	os.WriteFile(args, []byte("nomodeset loglevel=7"), 0o644)
+
+	c := startConsole(t, p.socket, "TERM=xterm-256color", "VISUAL=", "EDITOR="+editor)
+	c.waitFor("start", regexp.MustCompile(`20 nodes · 0 marked`))
+	c.tmux("resize-window", "-t", "ui", "-x", "120", "-y", "45") // the dialog shows the whole entry
+	c.waitFor("resized", regexp.MustCompile(`(?m)^netbootui nodes .{60,}rev `))
+	c.keys("/", "g", "p", "u", "2", "Enter")
+	c.waitFor("filter", regexp.MustCompile(`1 shown · 0 marked`))
+	c.keys("E")
+	s := c.waitFor("dialog", regexp.MustCompile(`Apply this edit to group gpu \(4 nodes, at their next boot\)\?`))
+	for _, want := range []string{"- group gpu's kernel_args: nomodeset", "+ group gpu's kernel_args: nomodeset loglevel=7",
+		"Rendered ipxe entry of gpu2 (- now, + after the edit):", "[ No ]"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("dialog lacks %q:\n%s", want, s)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^\s*│ \+ kernel `).MatchString(s) || strings.Count(s, "loglevel=7") < 2 {
+		t.Errorf("the diff of the entry lacks the new kernel line (wrapped):\n%s", s)
+	}
+	time.Sleep(300 * time.Millisecond)
+	c.keys("Enter") // the default: No
+	c.waitFor("discarded", regexp.MustCompile(`edit discarded; nothing changed`))
+	if l := kernelLine.FindString(bootShow("gpu2")); strings.Contains(l, "loglevel") {
+		t.Fatalf("No changed the entry: %q", l)
+	}
+
+	c.keys("E")
+	c.waitFor("dialog again", regexp.MustCompile(`Apply this edit to group gpu`))
+	time.Sleep(300 * time.Millisecond)
+	c.keys("y")
+	c.waitFor("applied", regexp.MustCompile(`applied to group gpu: inventory revision \w+`))
+	for _, n := range []string{"gpu1", "gpu2", "gpu3", "gpu4"} {
+		if l := kernelLine.FindString(bootShow(n)); !strings.Contains(l, " nomodeset loglevel=7 ||") {
+			t.Errorf("%s after the group edit: %q", n, l)
+		}
+	}
+	if l := kernelLine.FindString(bootShow("n01")); strings.Contains(l, "loglevel") || !strings.Contains(l, " console=ttyS0 ||") {
+		t.Errorf("n01 (group compute) changed: %q", l)
+	}
+	if b, _ := os.ReadFile(inv); !strings.Contains(string(b), "gpu: {image: compute, kernel_args: nomodeset loglevel=7}") {
+		t.Errorf("inventory file:\n%s", b)
+	}
+
+	// an argument the renderer refuses: the error and its place, nothing changed
+	os.WriteFile(args, []byte("netbootui.token=forged"), 0o644)
+	before, _ := os.ReadFile(inv)
+	c.keys("E")
+	c.waitFor("refused", regexp.MustCompile(`edit refused: pxe: node gpu2: kernel args: argument "netbootui\.token=forged"`))
+	if after, _ := os.ReadFile(inv); string(after) != string(before) {
+		t.Errorf("a refused edit changed the inventory:\n%s", after)
+	}
+	c.keys("C-c")
+}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/image"
+	"github.com/netbootui/netbootui/internal/lab"
+)
+
+// imagesInventory names the default recipe (copied next to it) for image
+// default.
+const imagesInventory = `images:
+  default: {recipe: recipes/default, description: the default recipe}
+groups:
+  compute: {image: default}
+nodes:
+  - name: n[01-04]
+    group: compute
+    ip: 10.1.0.11
+    nics:
+      - {mac: "52:54:00:00:05:01", boot: true}
+`
+
+// TestConsoleImagesInTmux drives :images of the real console against a real
+// daemon that builds the default recipe: b builds the first generation
+// (progress bar and build log while it runs), b again says nothing changed,
+// a changed recipe gives a second generation, and r with its confirmation
+// rolls the image back; the screen's generations, sizes and sha256 are the
+// daemon's, and `netbootui image list` agrees.
+func TestConsoleImagesInTmux(t *testing.T) {
+	lab.RequireTools(t, "tmux", "mksquashfs")
+	kernel, err := lab.KernelDir()
+	if err != nil {
+		lab.Kernel(t) // skips, or fails under NETBOOTUI_REQUIRE_TOOLS
+		t.Fatal(err)
+	}
+	t.Setenv(lab.KernelDirEnv, kernel) // serve's --kernel-dir default
+	dir := t.TempDir()
+	recipe := filepath.Join(dir, "recipes", "default")
+	if err := os.CopyFS(recipe, os.DirFS("../../assets/recipes/default")); err != nil {
+		t.Fatal(err)
+	}
+	// The default recipe with one initramfs module: the race-built daemon
+	// packs the built-in init's modules slowly (9 s for the six), and this
+	// test is about the console, not about booting the result.
+	y, err := os.ReadFile(filepath.Join(recipe, "image.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fewer := regexp.MustCompile(`(?m)^(\s+modules: )\[.*\]$`).ReplaceAll(y, []byte("${1}[loop]"))
+	if string(fewer) == string(y) {
+		t.Fatalf("the default recipe has no initramfs modules line:\n%s", y)
+	}
+	if err := os.WriteFile(filepath.Join(recipe, "image.yaml"), fewer, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inv := filepath.Join(dir, "nodes.yaml")
+	if err := os.WriteFile(inv, []byte(imagesInventory), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startServe(t, inv, dir)
+	defer p.stop(t)
+	cl := api.NewClient(p.socket)
+
+	start := time.Now()
+	c := startConsole(t, p.socket, "TERM=xterm-256color")
+	c.waitFor("start", regexp.MustCompile(`4 nodes · 0 marked`))
+	c.keys(":", "i", "m", "a", "g", "e", "s", "Enter")
+	c.waitFor("images view", regexp.MustCompile(`(?s)default .*no generations`))
+
+	// b: the first build, with its progress bar and log while it runs
+	c.keys("b")
+	s := c.waitFor("progress bar", regexp.MustCompile(`build default: \S+ +[█░]{20} +\d+%`))
+	if !strings.Contains(s, "BUILD LOG") {
+		t.Errorf("no build log panel while building:\n%s", s)
+	}
+	s = c.waitForWithin("first generation", 3*time.Minute, regexp.MustCompile(`build default: generation (\S+) published`))
+	first := regexp.MustCompile(`build default: generation (\S+) published`).FindStringSubmatch(s)[1]
+	t.Logf("first generation %s after %s", first, time.Since(start))
+	g1 := currentGeneration(t, cl, "default", first)
+	s = c.waitFor("first generation's row", generationRow(t, g1, true))
+	if !regexp.MustCompile(`(?s)BUILD LOG\n.*\n  (generation|published) ` + regexp.QuoteMeta(first) + `\n`).MatchString(s) {
+		t.Errorf("build log lacks the build's lines:\n%s", s)
+	}
+
+	// b again, nothing changed: no new generation, and the panel says so
+	c.keys("b")
+	s = c.waitForWithin("no-op rebuild", time.Minute, regexp.MustCompile(`unchanged, nothing built: generation `+regexp.QuoteMeta(first)))
+	t.Logf("no-op rebuild done after %s", time.Since(start))
+	if ims := images(t, cl); len(ims[0].Generations) != 1 {
+		t.Fatalf("an unchanged rebuild made a generation: %+v", ims[0].Generations)
+	}
+
+	// a changed recipe: a second generation becomes current
+	if err := os.WriteFile(filepath.Join(recipe, "overlay", "etc", "motd"), []byte("changed by the console test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.keys("b")
+	s = c.waitForWithin("second generation", 3*time.Minute, regexp.MustCompile(`build default: generation (\S+) published`))
+	second := regexp.MustCompile(`build default: generation (\S+) published`).FindStringSubmatch(s)[1]
+	if second == first {
+		t.Fatalf("the changed recipe built the same generation %s", first)
+	}
+	t.Logf("second generation %s after %s", second, time.Since(start))
+	g2 := currentGeneration(t, cl, "default", second)
+	s = c.waitFor("both generations", regexp.MustCompile(`(?m)^\s+\* `+regexp.QuoteMeta(truncID(second))+`.*\n\s+`+regexp.QuoteMeta(truncID(first))))
+	if re := generationRow(t, g2, true); !re.MatchString(s) {
+		t.Errorf("no row %s:\n%s", re, s)
+	}
+	if re := generationRow(t, g1, false); !re.MatchString(s) {
+		t.Errorf("no row %s:\n%s", re, s)
+	}
+
+	// r: the confirmation (default No, shows the move), then the pointer moves back
+	c.keys("r")
+	s = c.waitFor("rollback dialog", regexp.MustCompile(`Roll back image default\?`))
+	if !strings.Contains(s, "current "+second+" → "+first) || !strings.Contains(s, "[ No ]") {
+		t.Errorf("dialog does not show the move:\n%s", s)
+	}
+	time.Sleep(300 * time.Millisecond) // the dialog ignores keys typed as it appears
+	c.keys("y")
+	c.waitFor("rolled back", regexp.MustCompile(`rolled back: current generation is `+regexp.QuoteMeta(first)))
+	c.waitFor("pointer moved", regexp.MustCompile(`(?m)^\s+`+regexp.QuoteMeta(truncID(second))+`.*\n\s+\* `+regexp.QuoteMeta(truncID(first))))
+	currentGeneration(t, cl, "default", first)
+	t.Logf("rolled back after %s", time.Since(start))
+	out, errOut, code := runCLI(t, "image", "list", "--api-socket", p.socket)
+	if code != 0 {
+		t.Fatalf("image list: %d %s", code, errOut)
+	}
+	for gen, cur := range map[string]string{first: "yes", second: "no"} {
+		if !regexp.MustCompile(`(?m)^default\s+` + regexp.QuoteMeta(gen) + `\s+` + cur + `\s`).MatchString(out) {
+			t.Errorf("image list: %s should have current=%s:\n%s", gen, cur, out)
+		}
+	}
+	c.keys("C-c")
+}
+
+func images(t *testing.T, cl *api.Client) []daemon.ImageInfo {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ims, err := cl.Images(ctx)
+	if err != nil || len(ims) != 1 {
+		t.Fatalf("images: %+v %v", ims, err)
+	}
+	return ims
+}
+
+// currentGeneration checks through the API that gen is image's current
+// generation and returns its manifest.
+func currentGeneration(t *testing.T, cl *api.Client, name, gen string) *image.Manifest {
+	t.Helper()
+	im := images(t, cl)[0]
+	if im.Name != name || im.Current != gen {
+		t.Fatalf("image %s: current %q, want %q", im.Name, im.Current, gen)
+	}
+	for i := range im.Generations {
+		if im.Generations[i].ID == gen {
+			return im.Generations[i]
+		}
+	}
+	t.Fatalf("generation %s not listed", gen)
+	return nil
+}
+
+// truncID is a generation id as the images view's 22-cell column shows it.
+func truncID(id string) string {
+	if r := []rune(id); len(r) > 22 {
+		return string(r[:22])
+	}
+	return id
+}
+
+// generationRow matches the images view's row of generation m: its id, the
+// current marker, a size in the unit the daemon's byte count calls for, and
+// the first 12 hex digits of its rootfs sha256.
+func generationRow(t *testing.T, m *image.Manifest, current bool) *regexp.Regexp {
+	t.Helper()
+	f, ok := m.File(image.FileRootfs)
+	if !ok {
+		t.Fatalf("generation %s has no rootfs", m.ID)
+	}
+	mark := " "
+	if current {
+		mark = `\*`
+	}
+	unit := map[bool]string{true: "MiB", false: "KiB"}[m.Size() >= 1<<20]
+	return regexp.MustCompile(`(?m)^\s*` + mark + ` ` + regexp.QuoteMeta(truncID(m.ID)) + ` +\d+\.\d` + unit + ` .* ` + f.SHA256[:12] + ` `)
+}
