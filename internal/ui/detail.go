@@ -103,7 +103,11 @@ func (d *detailView) bmcLines(kv func(k, v string)) {
 	}
 	read := dash(f.Power) + errSuffix(s.Error.Render, f.PowerError)
 	if !f.ReadAt.IsZero() {
-		read += fmt.Sprintf(" at %s (%s ago)", f.ReadAt.Format("15:04:05"), ago(d.c.Now(), f.ReadAt))
+		at := "at"
+		if f.PowerError != "" {
+			at = "tried at"
+		}
+		read += fmt.Sprintf(" %s %s (%s ago)", at, f.ReadAt.Format("15:04:05"), ago(d.c.Now(), f.ReadAt))
 	}
 	poll := "the daemon does not poll power"
 	if f.PollEvery > 0 {

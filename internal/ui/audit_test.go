@@ -1,0 +1,151 @@
+package ui
+
+import (
+	"image/color"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
+
+	"github.com/netbootui/netbootui/internal/image"
+)
+
+// TestColumnsDropByPriority: the node list keeps NAME and STAGE at any
+// width and drops the others by priority as the terminal narrows.
+func TestColumnsDropByPriority(t *testing.T) {
+	cases := []struct {
+		width int
+		want  string
+	}{
+		{140, "NAME GROUP POWER STAGE ASSIGNED RUNNING DIRTY CHECK-IN ERROR"},
+		{80, "NAME GROUP POWER STAGE RUNNING DIRTY CHECK-IN ERROR"},
+		{70, "NAME POWER STAGE RUNNING DIRTY CHECK-IN ERROR"},
+		{60, "NAME POWER STAGE RUNNING DIRTY CHECK-IN"},
+		{45, "NAME STAGE RUNNING DIRTY"},
+		{30, "NAME STAGE"},
+	}
+	for _, c := range cases {
+		hs := newHarness(t, 20, c.width, 24)
+		lines := strings.Split(hs.screen(), "\n")
+		if got := strings.Join(strings.Fields(lines[1]), " "); got != c.want {
+			t.Errorf("width %d: header %q, want %q", c.width, got, c.want)
+		}
+		checkSize(t, hs.screen(), c.width, 24)
+	}
+}
+
+// TestLightAndDarkStyles: the terminal's background colour picks the
+// palette (the console starts dark and follows what the terminal reports).
+func TestLightAndDarkStyles(t *testing.T) {
+	hs := newHarness(t, 5, 80, 24)
+	title := func() string { return strings.Split(hs.m.Render(), "\n")[0] }
+	if dark := title(); !strings.Contains(dark, "38;5;39") {
+		t.Errorf("dark title has no colour 39: %q", dark)
+	}
+	hs.send(tea.BackgroundColorMsg{Color: color.White})
+	if light := title(); !strings.Contains(light, "38;5;25") || strings.Contains(light, "38;5;39") {
+		t.Errorf("light title should use colour 25: %q", light)
+	}
+	hs.send(tea.BackgroundColorMsg{Color: color.Black})
+	if dark := title(); !strings.Contains(dark, "38;5;39") {
+		t.Errorf("back on dark, no colour 39: %q", dark)
+	}
+}
+
+// TestHelpListsEveryBinding: every binding of the key map is in a help
+// section, so `?` shows every key.
+func TestHelpListsEveryBinding(t *testing.T) {
+	k := DefaultKeyMap()
+	listed := map[string]bool{}
+	for _, g := range k.Groups() {
+		for _, b := range g.Bindings {
+			listed[b.Help().Key+" "+b.Help().Desc] = true
+		}
+	}
+	v := reflect.ValueOf(k)
+	for i := 0; i < v.NumField(); i++ {
+		b, ok := v.Field(i).Interface().(key.Binding)
+		if !ok {
+			continue
+		}
+		if !listed[b.Help().Key+" "+b.Help().Desc] {
+			t.Errorf("binding %s (%q) is not in the help", v.Type().Field(i).Name, b.Help().Key)
+		}
+	}
+	hs := newHarness(t, 5, 120, 60)
+	hs.keys("?")
+	for _, want := range []string{"E            edit the node's group", "e            edit the node's own"} {
+		if !strings.Contains(hs.screen(), want) {
+			t.Errorf("help lacks %q:\n%s", want, hs.screen())
+		}
+	}
+}
+
+// TestBMCFactsReadByACommand: opening the detail makes no call in Update;
+// the BMC read is a command of its own, and its answer fills the rows
+// (a BMC that does not answer shows its error, never a password).
+func TestBMCFactsReadByACommand(t *testing.T) {
+	hs := newHarness(t, 20, 120, 40)
+	hs.be.reset()
+	_, cmd := hs.m.Update(keyMsg("<enter>"))
+	if calls := hs.be.Calls(); len(calls) != 0 {
+		t.Fatalf("Update made calls itself: %q", calls)
+	}
+	if !strings.Contains(hs.screen(), "loading n01") {
+		t.Errorf("no loading line:\n%s", hs.screen())
+	}
+	hs.run(cmd)
+	scr := hs.screen()
+	for _, want := range []string{"bmc            10.2.0.1:623", "bmc device     device 32 rev 1, firmware 1.00, IPMI 2.0, manufacturer 4753, product 3",
+		"bmc power      on at 11:59:58 (2s ago) · polled every 30s"} {
+		if !strings.Contains(scr, want) {
+			t.Errorf("detail lacks %q:\n%s", want, scr)
+		}
+	}
+	hs.be.powerFail = map[string]string{"n02": "BMC 10.2.0.2:623: no answer within 5s"}
+	hs.keys("<esc>", "j", "<enter>")
+	scr = hs.screen()
+	checkGolden(t, "detail-bmc-failed-120x40", scr)
+	if !strings.Contains(scr, "bmc device     -  BMC 10.2.0.2:623: no answer within 5s") {
+		t.Errorf("BMC error not shown:\n%s", scr)
+	}
+	if strings.Contains(strings.ToLower(scr), "password") {
+		t.Errorf("the detail mentions a password:\n%s", scr)
+	}
+	// a reply for a node no longer shown is dropped
+	hs.send(detailBMCMsg{name: "n01"})
+	if !strings.Contains(hs.screen(), "no answer within 5s") {
+		t.Errorf("a stale BMC reply replaced n02's:\n%s", hs.screen())
+	}
+}
+
+// TestBuildUnchanged: a rebuild of unchanged inputs says that nothing was
+// built and which generation has them.
+func TestBuildUnchanged(t *testing.T) {
+	hs := newHarness(t, 20, 100, 30)
+	hs.keys(":")
+	hs.typeText("images")
+	hs.keys("<enter>")
+	hs.m.Update(keyMsg("b")) // the call is not run: progress is fed below
+	hs.now = hs.now.Add(time.Second)
+	hs.m.Update(buildMsg{id: hs.m.images.build.id, progress: []image.Progress{
+		{Image: "compute", Step: image.StepHash},
+		{Image: "compute", Line: "source hash 5e1f"},
+		{Image: "compute", Step: image.StepUnchanged},
+		{Image: "compute", Line: "unchanged: current generation g2 was built from the same inputs"},
+	}, done: &buildDoneMsg{gen: &image.Manifest{Image: "compute", ID: "g2"}}})
+	scr := ansi.Strip(hs.m.Render())
+	for _, want := range []string{"build compute: unchanged, nothing built: generation g2 has the same inputs (it is current)",
+		"unchanged: current generation g2 was built from the same inputs"} {
+		if !strings.Contains(scr, want) {
+			t.Errorf("screen lacks %q:\n%s", want, scr)
+		}
+	}
+	if strings.Contains(scr, "published") {
+		t.Errorf("an unchanged build claims a publish:\n%s", scr)
+	}
+}
