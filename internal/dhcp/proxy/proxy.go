@@ -4,10 +4,11 @@
 //
 // It answers a PXE client's DHCPDISCOVER on port 67 with a proxy offer
 // (yiaddr 0, no lease options; option 60 "PXEClient", option 54 and siaddr
-// set to this host, the boot file, and option 43 telling PXE firmware to take
-// that file without boot-server discovery), and the client's DHCPREQUEST to
-// port 4011 (what UEFI PXE does after it got its address) with an ACK that
-// carries the boot file. The boot file comes from dhcp.Choose, so a node
+// set to this host, the boot file, no option 43), and the client's
+// DHCPREQUEST to port 4011 (what PXE firmware such as EDK2 sends, once the
+// site's server gave it an address, to a proxy offer without option 43)
+// with an ACK that carries the boot file and option 43 "use this file, no
+// boot-server discovery". iPXE takes the offer's file at once. The boot file comes from dhcp.Choose, so a node
 // boots the same way whether the site's DHCP server or this responder told it
 // where to go. Each answer reports an event: the node's firmware reached the
 // dhcp stage, an iPXE already past its loader asked again (info), or an
@@ -61,15 +62,21 @@ type Config struct {
 	// included). Nil: every client is unknown.
 	Lookup func(mac net.HardwareAddr) (Node, bool)
 	// Stage gives a node's current boot stage (nil: always unknown). An
-	// iPXE request from a node in the nbp stage or later fetch stage is the
-	// loader the firmware fetched asking again: it is reported as info, not
-	// as a new dhcp stage, so the boot's timeline goes on.
-	Stage func(node string) bootstate.Stage
+	// iPXE request from a node in the nbp stage or later fetch stage, or
+	// within ChainWindow (default 5 minutes) of an answer to the same MAC's
+	// PXE firmware (not iPXE), is the loader the firmware fetched asking
+	// again: it is reported as info, not as a new dhcp stage, so the boot's
+	// timeline goes on. (A loader fetched over TFTP by a node whose address
+	// the inventory does not fix is only attributed to it later, so the
+	// stage alone cannot tell.) An iPXE that is the firmware itself (a NIC
+	// ROM) has no such earlier answer: it starts the dhcp stage.
+	Stage       func(node string) bootstate.Stage
+	ChainWindow time.Duration
 	// Events receives what the responder saw (nil: none are reported).
 	Events func(bootstate.Event)
 	// UnknownEvery is the least time between two unknown-node events of
 	// one MAC (default one minute); a known node's identical events are
-	// kept at least KnownEvery (default 3 s) apart, since firmware
+	// kept at least KnownEvery (default 10 s) apart, since firmware
 	// repeats its DISCOVER.
 	UnknownEvery, KnownEvery time.Duration
 	// Now is the clock (time.Now when nil).
@@ -84,8 +91,9 @@ type Config struct {
 type Responder struct {
 	cfg Config
 
-	mu   sync.Mutex
-	last map[string]time.Time // rate limiter: key -> last event time
+	mu       sync.Mutex
+	last     map[string]time.Time // rate limiter: key -> last event time
+	firmware map[string]time.Time // MAC -> last answer to its PXE firmware
 }
 
 // New checks the configuration.
@@ -100,7 +108,10 @@ func New(cfg Config) (*Responder, error) {
 		cfg.UnknownEvery = time.Minute
 	}
 	if cfg.KnownEvery <= 0 {
-		cfg.KnownEvery = 3 * time.Second
+		cfg.KnownEvery = 10 * time.Second
+	}
+	if cfg.ChainWindow <= 0 {
+		cfg.ChainWindow = 5 * time.Minute
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -108,7 +119,7 @@ func New(cfg Config) (*Responder, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Responder{cfg: cfg, last: map[string]time.Time{}}, nil
+	return &Responder{cfg: cfg, last: map[string]time.Time{}, firmware: map[string]time.Time{}}, nil
 }
 
 // Reply is an answer to send.
@@ -256,7 +267,11 @@ func (r *Responder) build(req request, mt dhcpv4.MessageType, boot dhcp.Boot) (*
 	} else {
 		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptBootFileName(boot.File)))
 	}
-	if class == "PXEClient" {
+	if class == "PXEClient" && answer == dhcpv4.MessageTypeAck {
+		// The offer has no option 43: PXE firmware (EDK2, BIOS PXE ROMs)
+		// then asks port 4011 for its boot file, as with any proxyDHCP
+		// server on another host; iPXE takes the offer's file. The ACK
+		// tells it to use that file, no further discovery.
 		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, vendorOptions(req.msg))))
 	}
 	if uuid := req.msg.Options.Get(dhcpv4.OptionClientMachineIdentifier); uuid != nil {
@@ -270,8 +285,8 @@ func (r *Responder) build(req request, mt dhcpv4.MessageType, boot dhcp.Boot) (*
 	return dhcpv4.NewReplyFromRequest(req.msg, mods...)
 }
 
-// vendorOptions is option 43 of a PXEClient answer: discovery control "use
-// the boot file of this answer", and the request's boot item echoed (a PXE
+// vendorOptions is option 43 of a 4011 ACK: discovery control "use the
+// boot file of this answer", and the request's boot item echoed (a PXE
 // client that asks port 4011 for a boot item checks it in the ACK).
 func vendorOptions(msg *dhcpv4.DHCPv4) []byte {
 	out := []byte{pxeDiscoveryControl, 1, 0x08}
@@ -347,13 +362,16 @@ func (r *Responder) report(req request, from netip.AddrPort, node Node, known bo
 		if !r.allow("f"+ev.MAC, r.cfg.UnknownEvery) {
 			return
 		}
-	case req.client.IPXE && r.pastLoader(node.Name):
+	case req.client.IPXE && (r.pastLoader(node.Name) || r.chained(ev.MAC)):
 		ev.Node, ev.Kind = node.Name, bootstate.KindInfo
 		ev.Message = fmt.Sprintf("iPXE asked DHCP (%s): %s", arch, answered)
 		if !r.allow("i"+ev.MAC+answered, r.cfg.KnownEvery) {
 			return
 		}
 	default:
+		if !req.client.IPXE {
+			r.noteFirmware(ev.MAC)
+		}
 		ev.Node, ev.Kind, ev.Stage = node.Name, bootstate.KindDHCP, bootstate.StageDHCP
 		ev.Message = fmt.Sprintf("%s: %s", arch, answered)
 		if !r.allow("k"+ev.MAC+answered, r.cfg.KnownEvery) {
@@ -376,8 +394,26 @@ func (r *Responder) pastLoader(node string) bool {
 	return false
 }
 
-// maxLimited bounds the rate limiter's memory: past it, entries older than
-// the longest interval are dropped, and if that is not enough, all of them.
+// noteFirmware records an answer to a MAC's PXE firmware.
+func (r *Responder) noteFirmware(mac string) {
+	now := r.cfg.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	bound(r.firmware, now, r.cfg.ChainWindow)
+	r.firmware[mac] = now
+}
+
+// chained reports whether the MAC's PXE firmware was answered within the
+// chain window.
+func (r *Responder) chained(mac string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.firmware[mac]
+	return ok && r.cfg.Now().Sub(t) < r.cfg.ChainWindow
+}
+
+// maxLimited bounds the memory of the rate limiter and of the firmware
+// answers.
 const maxLimited = 4096
 
 // allow reports whether an event of key may be recorded now, and notes it.
@@ -388,17 +424,23 @@ func (r *Responder) allow(key string, every time.Duration) bool {
 	if t, ok := r.last[key]; ok && now.Sub(t) < every {
 		return false
 	}
-	if len(r.last) >= maxLimited {
-		horizon := max(r.cfg.UnknownEvery, r.cfg.KnownEvery)
-		for k, t := range r.last {
-			if now.Sub(t) >= horizon {
-				delete(r.last, k)
-			}
-		}
-		if len(r.last) >= maxLimited {
-			clear(r.last)
-		}
-	}
+	bound(r.last, now, max(r.cfg.UnknownEvery, r.cfg.KnownEvery))
 	r.last[key] = now
 	return true
+}
+
+// bound keeps a map of times under maxLimited entries: when full, entries
+// older than horizon go, and if that is not enough, all of them.
+func bound(m map[string]time.Time, now time.Time, horizon time.Duration) {
+	if len(m) < maxLimited {
+		return
+	}
+	for k, t := range m {
+		if now.Sub(t) >= horizon {
+			delete(m, k)
+		}
+	}
+	if len(m) >= maxLimited {
+		clear(m)
+	}
 }

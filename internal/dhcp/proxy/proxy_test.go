@@ -135,15 +135,15 @@ func TestHandle(t *testing.T) {
 				return packet(t, dhcpv4.MessageTypeDiscover, macBIOS, pxeClass(0), arch(0), uuid97)
 			},
 			wantFile: "undionly.kpxe", wantType: dhcpv4.MessageTypeOffer, wantTo: bcast68, wantClass: "PXEClient",
-			want43: []byte{6, 1, 8, 255}, wantKind: bootstate.KindDHCP, wantMsg: "bios (0): offered undionly.kpxe"},
+			wantKind: bootstate.KindDHCP, wantMsg: "bios (0): offered undionly.kpxe"},
 		{name: "UEFI arch 7 discover", port: PortDHCP, from: fromNone,
 			pkt:      func(t *testing.T) []byte { return packet(t, dhcpv4.MessageTypeDiscover, macUEFI, pxeClass(7), arch(7)) },
 			wantFile: "ipxe.efi", wantType: dhcpv4.MessageTypeOffer, wantTo: bcast68, wantClass: "PXEClient",
-			want43: []byte{6, 1, 8, 255}, wantKind: bootstate.KindDHCP, wantMsg: "efi-bc (7)"},
+			wantKind: bootstate.KindDHCP, wantMsg: "efi-bc (7)"},
 		{name: "UEFI arch 9 discover", port: PortDHCP, from: fromNone,
 			pkt:      func(t *testing.T) []byte { return packet(t, dhcpv4.MessageTypeDiscover, macUEFI, pxeClass(9), arch(9)) },
 			wantFile: "ipxe.efi", wantType: dhcpv4.MessageTypeOffer, wantTo: bcast68, wantClass: "PXEClient",
-			want43: []byte{6, 1, 8, 255}, wantKind: bootstate.KindDHCP, wantMsg: "efi-x64 (9)"},
+			wantKind: bootstate.KindDHCP, wantMsg: "efi-x64 (9)"},
 		{name: "UEFI 4011 request with boot item", port: PortPXE, from: fromClient,
 			pkt: func(t *testing.T) []byte {
 				return packet(t, dhcpv4.MessageTypeRequest, macUEFI, pxeClass(7), arch(7), bootItem,
@@ -161,33 +161,33 @@ func TestHandle(t *testing.T) {
 		{name: "pxelinux node", port: PortDHCP, from: fromNone,
 			pkt:      func(t *testing.T) []byte { return packet(t, dhcpv4.MessageTypeDiscover, macPXEL, pxeClass(0), arch(0)) },
 			wantFile: "pxelinux.0", wantType: dhcpv4.MessageTypeOffer, wantTo: bcast68, wantClass: "PXEClient",
-			want43: []byte{6, 1, 8, 255}, wantKind: bootstate.KindDHCP},
+			wantKind: bootstate.KindDHCP},
 		{name: "option 93 alone is PXE", port: PortDHCP, from: fromNone,
 			pkt:      func(t *testing.T) []byte { return packet(t, dhcpv4.MessageTypeDiscover, macBIOS, arch(0)) },
 			wantFile: "undionly.kpxe", wantType: dhcpv4.MessageTypeOffer, wantTo: bcast68, wantClass: "PXEClient",
-			want43: []byte{6, 1, 8, 255}, wantKind: bootstate.KindDHCP},
+			wantKind: bootstate.KindDHCP},
 		{name: "iPXE ROM as firmware", port: PortDHCP, from: fromNone, stage: bootstate.StageOff,
 			pkt: func(t *testing.T) []byte {
 				return packet(t, dhcpv4.MessageTypeDiscover, macBIOS, pxeClass(0), arch(0), ipxeUserClass, ipxeEncap)
 			},
 			wantFile: testBase + "/boot/" + macBIOS + ".ipxe", wantType: dhcpv4.MessageTypeOffer, wantTo: bcast68, wantClass: "PXEClient",
-			want43: []byte{6, 1, 8, 255}, wantKind: bootstate.KindDHCP, wantMsg: "bios (0), iPXE"},
+			wantKind: bootstate.KindDHCP, wantMsg: "bios (0), iPXE"},
 		{name: "iPXE after its loader", port: PortDHCP, from: fromNone, stage: bootstate.StageNBP,
 			pkt: func(t *testing.T) []byte {
 				return packet(t, dhcpv4.MessageTypeDiscover, macUEFI, pxeClass(7), arch(7), ipxeUserClass)
 			},
 			wantFile: testBase + "/boot/" + macUEFI + ".ipxe", wantType: dhcpv4.MessageTypeOffer, wantTo: bcast68, wantClass: "PXEClient",
-			want43: []byte{6, 1, 8, 255}, wantKind: bootstate.KindInfo, wantMsg: "iPXE asked DHCP"},
+			wantKind: bootstate.KindInfo, wantMsg: "iPXE asked DHCP"},
 		{name: "unknown MAC", port: PortDHCP, from: fromNone,
 			pkt:      func(t *testing.T) []byte { return packet(t, dhcpv4.MessageTypeDiscover, macNew, pxeClass(9), arch(9)) },
 			wantFile: "ipxe.efi", wantType: dhcpv4.MessageTypeOffer, wantTo: bcast68, wantClass: "PXEClient",
-			want43: []byte{6, 1, 8, 255}, wantKind: bootstate.KindUnknown, wantMsg: "unknown MAC " + macNew + " (efi-x64 (9))"},
+			wantKind: bootstate.KindUnknown, wantMsg: "unknown MAC " + macNew + " (efi-x64 (9))"},
 		{name: "relayed discover goes to the relay", port: PortDHCP, from: netip.MustParseAddrPort("10.1.0.1:67"),
 			pkt: func(t *testing.T) []byte {
 				return packet(t, dhcpv4.MessageTypeDiscover, macBIOS, pxeClass(0), arch(0), dhcpv4.WithGatewayIP(net.IPv4(10, 1, 0, 1)))
 			},
 			wantFile: "undionly.kpxe", wantType: dhcpv4.MessageTypeOffer, wantTo: netip.MustParseAddrPort("10.1.0.1:67"), wantClass: "PXEClient",
-			want43: []byte{6, 1, 8, 255}, wantKind: bootstate.KindDHCP},
+			wantKind: bootstate.KindDHCP},
 		{name: "arch without a loader", port: PortDHCP, from: fromNone,
 			pkt: func(t *testing.T) []byte {
 				return packet(t, dhcpv4.MessageTypeDiscover, macUEFI, pxeClass(11), arch(11))
@@ -391,9 +391,12 @@ func TestRateLimit(t *testing.T) {
 	ask(macBIOS)
 	ask(macBIOS)
 	count(1, "a known node's repeated discover")
-	now = now.Add(3 * time.Second)
+	now = now.Add(9 * time.Second)
 	ask(macBIOS)
-	count(1, "3 s later")
+	count(0, "9 s later")
+	now = now.Add(time.Second)
+	ask(macBIOS)
+	count(1, "10 s later")
 }
 
 // TestNewErrors: bad configuration is refused with a clear error.
@@ -417,5 +420,40 @@ func TestNewErrors(t *testing.T) {
 func TestListenErrors(t *testing.T) {
 	if _, err := Listen("nbt-no-such0"); err == nil || !strings.Contains(err.Error(), `interface "nbt-no-such0": no such network interface`) {
 		t.Fatalf("missing interface: %v", err)
+	}
+}
+
+// TestChainedIPXE: the iPXE a node's PXE firmware fetched asks DHCP again;
+// that is info (the boot goes on), even before the loader's fetch is
+// attributed to the node. After the chain window, or for an iPXE that is
+// the firmware itself, it starts the dhcp stage.
+func TestChainedIPXE(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	r, rec := newTestResponder(t, func() time.Time { return now })
+	kind := func(mods ...dhcpv4.Modifier) bootstate.Kind {
+		t.Helper()
+		if r.Handle(packet(t, dhcpv4.MessageTypeDiscover, macUEFI, mods...), fromNone, PortDHCP) == nil {
+			t.Fatal("no answer")
+		}
+		evs := rec.take()
+		if len(evs) != 1 {
+			t.Fatalf("events %+v, want one", evs)
+		}
+		return evs[0].Kind
+	}
+	if k := kind(pxeClass(7), arch(7), ipxeUserClass); k != bootstate.KindDHCP {
+		t.Fatalf("iPXE as firmware: %s, want dhcp", k)
+	}
+	now = now.Add(time.Minute)
+	if k := kind(pxeClass(7), arch(7)); k != bootstate.KindDHCP {
+		t.Fatalf("EDK2 PXE: %s, want dhcp", k)
+	}
+	now = now.Add(20 * time.Second)
+	if k := kind(pxeClass(7), arch(7), ipxeUserClass); k != bootstate.KindInfo {
+		t.Fatalf("the iPXE it fetched: %s, want info", k)
+	}
+	now = now.Add(5 * time.Minute)
+	if k := kind(pxeClass(7), arch(7), ipxeUserClass, ipxeEncap); k != bootstate.KindDHCP {
+		t.Fatalf("iPXE 5 minutes later: %s, want dhcp", k)
 	}
 }
