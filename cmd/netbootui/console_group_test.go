@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -111,5 +112,53 @@ func TestConsoleGroupEditInTmux(t *testing.T) {
 	if after, _ := os.ReadFile(inv); string(after) != string(before) {
 		t.Errorf("a refused edit changed the inventory:\n%s", after)
 	}
+	c.keys("C-c")
+}
+
+// TestConsoleReconnectsInTmux stops the daemon under a running console: it
+// says "disconnected, retrying", and when a daemon is back on the socket it
+// recovers by itself, event stream included (a boot fetch made to the new
+// daemon shows up live).
+func TestConsoleReconnectsInTmux(t *testing.T) {
+	lab.RequireTools(t, "tmux")
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "nodes.yaml")
+	if err := os.WriteFile(inv, []byte(consoleInventory), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startServe(t, inv, dir)
+	c := startConsole(t, p.socket, "TERM=xterm-256color")
+	c.waitFor("start", regexp.MustCompile(`20 nodes · 0 marked`))
+	p.stop(t)
+	c.waitFor("disconnected", regexp.MustCompile(`disconnected, retrying`))
+	p = startServe(t, inv, dir) // same data folder: same socket
+	defer p.stop(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl := api.NewClient(p.socket)
+	st, err := cl.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n05, err := cl.Node(ctx, "n05")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the console's backoff is at most 5 s
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.Contains(c.capture(false), "disconnected") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the console did not recover:\n%s", c.capture(false))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// recovered, stream included: a fetch made now shows up live
+	time.Sleep(300 * time.Millisecond)
+	resp, err := http.Get("http://" + st.HTTP + "/boot/" + n05.MAC + ".ipxe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	c.waitFor("live update from the new daemon", regexp.MustCompile(`(?m)^\s+n05 .*(config|failed)`))
 	c.keys("C-c")
 }
