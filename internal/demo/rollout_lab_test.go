@@ -23,7 +23,7 @@ import (
 // second generation: the live init downloads the root into /run, a tmpfs of
 // half the RAM, and gen2 carries labPayload incompressible bytes.
 const (
-	labSmallMemory = 128      // MiB: /run holds 64 MiB, gen1's root fits
+	labSmallMemory = 128      // MiB: /run holds at most 64 MiB; gen1's root fits
 	labPayload     = 72 << 20 // bytes of random data in gen2's overlay: more than /run holds
 )
 
@@ -80,7 +80,7 @@ func setLabMemory(t *testing.T, d *Demo, i, mib int) {
 // TestLabStagedRollout is the staged rollout end to end on two QEMU nodes
 // (TCG) whose BMCs are ipmi_sim instances driving them (`demo --lab 2`): a
 // real daemon serving HTTP, two generations of the default recipe. lab02
-// has 160 MiB of memory, too little for gen2's root: staged on both in waves
+// has 128 MiB of memory, too little for gen2's root: staged on both in waves
 // of one, lab01 checks in with gen2, lab02's boot runs out of room in /run,
 // the rollout halts at wave 2 and lab02 is rebooted back onto gen1 (and
 // checks in with it) while lab01 keeps gen2. lab02 gets 512 MiB, resume
