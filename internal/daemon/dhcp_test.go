@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,6 +12,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"github.com/insomniacslk/dhcp/iana"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/lab"
@@ -127,4 +132,86 @@ func cliEvents(t *testing.T, bin, socket, node string) []bootstate.Event {
 		evs = append(evs, ev)
 	}
 	return evs
+}
+
+// TestProxyDHCPInventoryReload serves the responder from a daemon (Go API)
+// on a namespace's br0 and asks it from a raw DHCP client on the segment:
+// an unknown MAC raises an unknown event naming the MAC and arch (once,
+// however often it asks); once the inventory file gains a node with that
+// MAC and is reloaded, the same client moves the node to the dhcp stage.
+func TestProxyDHCPInventoryReload(t *testing.T) {
+	t.Parallel()
+	server, client := lab.NewNetns(t), lab.NewNetns(t)
+	client.IP(t, "link", "del", lab.NetnsBridge) // its 10.99.0.1 would shadow the server's
+	server.IP(t, "link", "add", "vp0", "type", "veth", "peer", "name", "pc0", "netns", client.Name())
+	server.IP(t, "link", "set", "vp0", "master", lab.NetnsBridge)
+	server.IP(t, "link", "set", "vp0", "up")
+	client.IP(t, "link", "set", "pc0", "up")
+
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "nodes.yaml")
+	os.WriteFile(inv, []byte("nodes:\n  - name: other\n    nics: [{mac: \"52:54:00:6e:01:01\"}]\n"), 0o644)
+	cfg := Config{InventoryPath: inv, DataDir: filepath.Join(dir, "data"), HTTPListen: "127.0.0.1:0", Logger: testLogger(t)}
+	var p *ProxyDHCP
+	if err := server.Do(func() (err error) { p, err = ListenProxyDHCP(lab.NetnsBridge, cfg); return err }); err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	d.ServeProxyDHCP(ctx, p)
+	go func() { d.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	var raw *nclient4.Client
+	var mac string
+	if err := client.Do(func() (err error) {
+		raw, err = nclient4.New("pc0", nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(2))
+		if err == nil {
+			mac = raw.InterfaceAddr().String()
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	discover := func() *dhcpv4.DHCPv4 {
+		t.Helper()
+		offer, err := raw.DiscoverOffer(context.Background(),
+			dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00000:UNDI:002001")),
+			dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC)))
+		if err != nil {
+			t.Fatalf("discover: %v", err)
+		}
+		return offer
+	}
+	for i := 0; i < 3; i++ {
+		if o := discover(); o.BootFileName != "undionly.kpxe" {
+			t.Fatalf("unknown BIOS client got %q, want undionly.kpxe (then the unknown-node script)", o.BootFileName)
+		}
+	}
+	var unknown []bootstate.Event
+	for _, ev := range d.History("", 100) {
+		if ev.Kind == bootstate.KindUnknown && ev.MAC == mac {
+			unknown = append(unknown, ev)
+		}
+	}
+	if len(unknown) != 1 || !strings.Contains(unknown[0].Message, "bios (0)") || unknown[0].Node != "" {
+		t.Fatalf("unknown events for %s: %+v, want one naming the arch", mac, unknown)
+	}
+
+	os.WriteFile(inv, []byte(fmt.Sprintf("nodes:\n  - name: other\n    nics: [{mac: \"52:54:00:6e:01:01\"}]\n  - name: newbie\n    loader: pxelinux\n    nics: [{mac: %q}]\n", mac)), 0o644)
+	if err := d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if o := discover(); o.BootFileName != "pxelinux.0" {
+		t.Fatalf("after the reload the node got %q, want its loader pxelinux.0", o.BootFileName)
+	}
+	st, _ := d.Tracker.Get("newbie")
+	if st.Stage != bootstate.StageDHCP {
+		t.Fatalf("newbie at stage %q after its DHCP request, want dhcp", st.Stage)
+	}
 }
