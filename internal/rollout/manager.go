@@ -119,12 +119,13 @@ func Open(path string, env Env) (*Manager, error) {
 
 // note is an event and audit entry to send once the lock is released.
 type note struct {
-	node   string
-	msg    string
-	audit  string // audit action; "" for none
-	who    string
-	result string
-	r      *Rollout
+	node    string
+	msg     string
+	audit   string // audit action; "" for none
+	who     string
+	result  string
+	details []string // the audit entry's details
+	r       *Rollout
 }
 
 func (m *Manager) emit(notes []note) {
@@ -135,7 +136,7 @@ func (m *Manager) emit(notes []note) {
 			if res == "" {
 				res = n.msg
 			}
-			m.env.Audit(n.who, n.audit, n.r.ID+" "+n.r.Selection, len(n.r.Nodes), res, nil)
+			m.env.Audit(n.who, n.audit, n.r.ID+" "+n.r.Selection, len(n.r.Nodes), res, n.details)
 		}
 	}
 }
@@ -401,6 +402,15 @@ func short(gen string) string {
 	return gen
 }
 
+// firstLine is s up to its first newline. A node's failure can carry its
+// last console lines after the first line (the daemon's reboot-clean adds
+// them): the rollout's reason, the node's error and its events keep one line
+// each, the audit entry of the wave keeps the whole text.
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
 func orNone(s string) string {
 	if s == "" {
 		return "none"
@@ -609,7 +619,7 @@ func (m *Manager) finishWave(ctx context.Context, id string, results []Result) (
 			return nil, nil
 		}
 		var notes, fails []note
-		var details []string
+		var details, full []string
 		for _, name := range w.Nodes {
 			n := r.Node(name)
 			if n.Status != NodeRebooting {
@@ -633,11 +643,12 @@ func (m *Manager) finishWave(ctx context.Context, id string, results []Result) (
 				} else if res.OK {
 					msg = fmt.Sprintf("%s: checked in with generation %s, not %s", name, orNone(short(res.Generation)), short(r.Generation))
 				}
-				n.Status, n.Error = NodeReverted, msg
+				n.Status, n.Error = NodeReverted, firstLine(msg)
 				w.Failed++
 				failed = append(failed, name)
-				details = append(details, msg)
-				fails = append(fails, note{node: name, msg: fmt.Sprintf("rollout %s: failed, back to %s@%s: %s", r.ID, n.Image, orNone(short(n.Previous)), msg)})
+				details = append(details, n.Error)
+				full = append(full, msg)
+				fails = append(fails, note{node: name, msg: fmt.Sprintf("rollout %s: failed, back to %s@%s: %s", r.ID, n.Image, orNone(short(n.Previous)), n.Error)})
 			}
 		}
 		w.Finished = m.now()
@@ -664,11 +675,11 @@ func (m *Manager) finishWave(ctx context.Context, id string, results []Result) (
 			r.Reason = fmt.Sprintf("wave %d: %d of %d nodes failed (at most %d allowed): %s", w.Index+1, w.Failed,
 				len(w.Nodes), r.MaxFailures, strings.Join(details, "; "))
 			notes = append(notes, note{msg: "rollout " + r.ID + " halted: " + r.Reason, audit: "rollout halt", r: r,
-				result: r.Reason})
+				result: r.Reason, details: full})
 		default:
 			w.State = WavePassed
 			res := fmt.Sprintf("wave %d/%d passed: %d ok, %d failed", w.Index+1, len(r.Waves), w.OK, w.Failed)
-			notes = append(notes, note{msg: "rollout " + r.ID + ": " + res, audit: "rollout wave", r: r, result: res})
+			notes = append(notes, note{msg: "rollout " + r.ID + ": " + res, audit: "rollout wave", r: r, result: res, details: full})
 		}
 		return notes, nil
 	})
@@ -703,7 +714,7 @@ func (m *Manager) rebootBack(ctx context.Context, id string, nodes []string) {
 			}
 			n.RebootedBack = "ok"
 			if !res.OK {
-				n.RebootedBack = res.Error
+				n.RebootedBack = firstLine(res.Error)
 			}
 			ns = append(ns, note{node: n.Name, msg: fmt.Sprintf("rollout %s: rebooted back onto %s@%s: %s", r.ID, n.Image,
 				orNone(short(n.Previous)), n.RebootedBack)})

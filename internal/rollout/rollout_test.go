@@ -26,6 +26,7 @@ type scriptEnv struct {
 	calls   [][]string // node=gen per call
 	events  []string
 	audits  []string
+	details map[string][]string // audit details by action
 	started chan string
 }
 
@@ -67,7 +68,9 @@ func (e *scriptEnv) Reboot(ctx context.Context, nodes []string, timeout time.Dur
 			<-ctx.Done()
 			out = append(out, Result{Node: n, Error: n + ": cancelled"})
 		case e.fail[n] && g == "new0123":
-			out = append(out, Result{Node: n, Error: n + ": no check-in"})
+			// As the daemon's reboot-clean reports it: the console's
+			// last lines after the first line.
+			out = append(out, Result{Node: n, Error: n + ": no check-in\nlast console lines:\n  " + n + " console"})
 		default:
 			out = append(out, Result{Node: n, OK: true, Generation: g})
 		}
@@ -89,6 +92,12 @@ func (e *scriptEnv) Audit(who, action, target string, nodes int, result string, 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.audits = append(e.audits, action)
+	if len(details) > 0 {
+		if e.details == nil {
+			e.details = map[string][]string{}
+		}
+		e.details[action] = append(e.details[action], details...)
+	}
 }
 
 func newManager(t *testing.T, env *scriptEnv, path string) *Manager {
@@ -177,11 +186,25 @@ func TestWaves(t *testing.T) {
 				!strings.HasPrefix(r.Reason, tc.reason) {
 				t.Fatalf("got %s %q\n%s\ncalls %s", r.State, r.Reason, statuses(r), strings.Join(calls, "|"))
 			}
-			// A reverted node is assigned its previous generation.
+			// A reverted node is assigned its previous generation; its
+			// error and the reason are one line, the audit entry of its
+			// wave keeps the console lines.
+			env.mu.Lock()
+			details := strings.Join(append(env.details["rollout halt"], env.details["rollout wave"]...), "\n")
+			env.mu.Unlock()
 			for _, n := range tc.fail {
 				if _, g, ok := m.Staged(n); !ok || g != "old" {
 					t.Errorf("%s staged %s %v, want old", n, g, ok)
 				}
+				if e := r.Node(n).Error; e != n+": no check-in" {
+					t.Errorf("%s error %q, want its first line", n, e)
+				}
+				if !strings.Contains(details, n+": no check-in\nlast console lines:\n  "+n+" console") {
+					t.Errorf("the audit details lack %s's console lines: %q", n, details)
+				}
+			}
+			if strings.Contains(r.Reason, "\n") {
+				t.Errorf("reason %q has several lines", r.Reason)
 			}
 			// The file says the same after a reopen.
 			m2, err := Open(path, env)
