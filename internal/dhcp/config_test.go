@@ -288,6 +288,9 @@ func parseDnsmasq(text string) ([]string, error) {
 		if strings.ContainsAny(val, " \t\"'#") {
 			return nil, fmt.Errorf("line %d: %q: quote, blank or comment character in a value", i+1, line)
 		}
+		if key != "dhcp-host" && !strings.HasPrefix(val, "tag:") && !strings.HasPrefix(val, "set:") {
+			return nil, fmt.Errorf("line %d: %q: a generated %s always starts with its tags", i+1, line, key)
+		}
 		if key == "dhcp-host" {
 			fields := strings.Split(val, ",")
 			if _, err := net.ParseMAC(fields[0]); err != nil || len(fields) < 2 || len(fields) > 4 {
@@ -378,4 +381,53 @@ func first(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// TestCheckParsesCatchesInjection shows the fuzz target's readers fail on
+// what an unescaped name would have made of a config.
+func TestCheckParsesCatchesInjection(t *testing.T) {
+	nodes := loadTestNodes(t)
+	for _, tc := range []struct {
+		f          Format
+		old, new   string
+		wantErrMsg string
+	}{
+		{FormatDnsmasq, "dhcp-host=52:54:00:6e:01:01,10.99.0.11,n01", "dhcp-host=52:54:00:6e:01:01,10.99.0.11,n01\ndhcp-boot=evil", "starts with its tags"},
+		{FormatDnsmasq, ",n01\n", ",n01 x\n", "blank"},
+		{FormatDnsmasq, ",n01\n", ",evil\n", "hosts"},
+		{FormatISC, `option host-name "n01";`, `option host-name "n01"; } host evil { hardware ethernet 1:2:3:4:5:6;`, "hosts"},
+		{FormatISC, `option host-name "n01";`, `option host-name "n0"1";`, "tokenize"},
+		{FormatISC, `option host-name "n01";`, `option host-name "n02";`, "host-name of host n01"},
+		{FormatKea, `"hostname": "n01"`, `"hostname": "n01", "evil": 1`, "unknown field"},
+		{FormatKea, `"hostname": "n01"`, `"hostname": "n01"}, {"hw-address": "x", "hostname": "evil"`, "hosts"},
+	} {
+		var b bytes.Buffer
+		if err := Generate(&b, tc.f, nodes, goldenVariants()[0].Cfg); err != nil {
+			t.Fatal(err)
+		}
+		text := strings.Replace(b.String(), tc.old, tc.new, 1)
+		if text == b.String() {
+			t.Fatalf("%s: %q not in the output", tc.f, tc.old)
+		}
+		ft := &fakeTB{TB: t}
+		func() {
+			defer func() { recover() }()
+			checkParses(ft, tc.f, text, nodes)
+		}()
+		if ft.msg == "" || !strings.Contains(ft.msg, tc.wantErrMsg) {
+			t.Errorf("%s: %q -> %q: reader said %q, want a failure naming %q", tc.f, tc.old, tc.new, ft.msg, tc.wantErrMsg)
+		}
+	}
+}
+
+// fakeTB records the first Fatalf of checkParses and stops it there.
+type fakeTB struct {
+	testing.TB
+	msg string
+}
+
+func (f *fakeTB) Helper() {}
+func (f *fakeTB) Fatalf(format string, a ...any) {
+	f.msg = fmt.Sprintf(format, a...)
+	panic(f.msg)
 }
