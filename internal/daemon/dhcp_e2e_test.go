@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,31 +15,14 @@ import (
 	"github.com/netbootui/netbootui/internal/lab"
 )
 
-// syncBuffer is a bytes.Buffer safe for a process writing and a test
-// reading.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startBackground starts cmd with its output in a buffer and stops it
-// (SIGTERM, then SIGKILL) when the test ends.
-func startBackground(t *testing.T, cmd *exec.Cmd) *syncBuffer {
+// (SIGTERM, then SIGKILL) when the test ends, or with the test process. If
+// the test failed, the output's end is logged.
+func startBackground(t *testing.T, name string, cmd *exec.Cmd) *lab.Buffer {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &lab.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -53,6 +35,9 @@ func startBackground(t *testing.T, cmd *exec.Cmd) *syncBuffer {
 		case <-time.After(10 * time.Second):
 			cmd.Process.Kill()
 			<-done
+		}
+		if t.Failed() {
+			t.Logf("%s:\n%s", name, tailText(out.String(), 60))
 		}
 	})
 	return out
@@ -102,7 +87,7 @@ enable-ra
 dhcp-authoritative
 dhcp-leasefile=%s
 `, filepath.Join(dir, "dnsmasq.leases"))), 0o644)
-	dnsmasqLog := startBackground(t, site.Command("dnsmasq", "--keep-in-foreground", "--conf-file="+conf, "--log-facility=-",
+	dnsmasqLog := startBackground(t, "dnsmasq", site.Command("dnsmasq", "--keep-in-foreground", "--conf-file="+conf, "--log-facility=-",
 		"--log-dhcp", "--pid-file="+filepath.Join(dir, "dnsmasq.pid"), "--user=root", "--group=root"))
 
 	inv := filepath.Join(dir, "nodes.yaml")
@@ -122,17 +107,13 @@ nodes:
     nics: [{mac: %q}]
 `, lab.MAC(20), lab.MAC(21))), 0o644)
 	socket := filepath.Join(dir, "api.sock")
-	serveLog := startBackground(t, server.Command(bin, "serve", "--proxydhcp", lab.NetnsBridge,
+	startBackground(t, "netbootui serve", server.Command(bin, "serve", "--proxydhcp", lab.NetnsBridge,
 		"--inventory", inv, "--data", filepath.Join(dir, "data"), "--api-socket", socket,
 		"--http-listen", lab.NetnsBridgeIPv4+":8080", "--tftp-listen", lab.NetnsBridgeIPv4+":69",
 		"--power-poll", "0", "--log-level", "debug"))
-	deadline := time.Now().Add(30 * time.Second)
-	for exec.Command(bin, "status", "--api-socket", socket).Run() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not come up:\n%s", serveLog.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	lab.Eventually(t, "API of netbootui serve", 30*time.Second, func() bool {
+		return exec.Command(bin, "status", "--api-socket", socket).Run() == nil
+	})
 	if out, err := exec.Command(bin, "image", "import", "live", "--api-socket", socket, "--kernel", files["vmlinuz"],
 		"--initrd", files["initrd"], "--rootfs", files["rootfs.squashfs"], "--publish").CombinedOutput(); err != nil {
 		t.Fatalf("image import: %v\n%s", err, out)
@@ -187,8 +168,6 @@ nodes:
 	}
 	wg.Wait()
 	if t.Failed() {
-		t.Logf("dnsmasq:\n%s", tailText(dnsmasqLog.String(), 40))
-		t.Logf("serve:\n%s", tailText(serveLog.String(), 60))
 		return
 	}
 	// The addresses came from dnsmasq, not from us.
