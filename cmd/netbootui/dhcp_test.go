@@ -1,40 +1,16 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
-// dhcpTestDir holds the dhcp package's test inventory and goldens; the CLI
-// runs there so that the header names the inventory as the goldens do.
+// dhcpTestDir holds the dhcp package's test inventory and goldens; the
+// golden tests run the CLI there so that the header names the inventory as
+// the goldens do.
 const dhcpTestDir = "../../internal/dhcp"
-
-// runDHCPConfig runs `netbootui dhcp-config args...` in dir.
-func runDHCPConfig(t *testing.T, dir string, args ...string) (stdout, stderr string, code int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, append([]string{"dhcp-config"}, args...)...)
-	cmd.Dir = dir
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("%v: %v", args, err)
-	}
-	return o.String(), e.String(), code
-}
 
 // TestDHCPConfigGolden: the binary writes, for each format and flag set,
 // exactly the dhcp package's golden file (which its own tests check with
@@ -54,8 +30,9 @@ func TestDHCPConfigGolden(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				args := append([]string{"--format", f, "--inventory", "testdata/nodes.yaml"}, v.args...)
-				out, errOut, code := runDHCPConfig(t, dhcpTestDir, args...)
+				t.Chdir(dhcpTestDir)
+				args := append([]string{"dhcp-config", "--format", f, "--inventory", "testdata/nodes.yaml"}, v.args...)
+				out, errOut, code := runCLI(t, args...)
 				if code != 0 || out != string(want) {
 					t.Fatalf("code %d, stderr %q; output differs from the golden:\n%s", code, errOut, out)
 				}
@@ -65,7 +42,8 @@ func TestDHCPConfigGolden(t *testing.T) {
 }
 
 func TestDHCPConfigSelection(t *testing.T) {
-	out, errOut, code := runDHCPConfig(t, dhcpTestDir, "--format", "dnsmasq", "--inventory", "testdata/nodes.yaml",
+	t.Chdir(dhcpTestDir)
+	out, errOut, code := runCLI(t, "dhcp-config", "--format", "dnsmasq", "--inventory", "testdata/nodes.yaml",
 		"--next-server", "10.99.0.1", "--http-base", "http://10.99.0.1:8080", "n[01-02],pxe1")
 	if code != 0 {
 		t.Fatalf("code %d: %s", code, errOut)
@@ -122,7 +100,7 @@ func TestDHCPConfigErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			out, errOut, code := runDHCPConfig(t, dir, tc.args...)
+			out, errOut, code := runCLI(t, append([]string{"dhcp-config"}, tc.args...)...)
 			if code != tc.code || !strings.Contains(errOut, tc.err) {
 				t.Fatalf("code %d, stderr %q; want code %d and %q", code, errOut, tc.code, tc.err)
 			}

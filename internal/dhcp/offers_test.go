@@ -111,7 +111,7 @@ func addClientPort(t *testing.T, n *lab.Netns) string {
 }
 
 // waitOffers waits until the server answers a plain DISCOVER.
-func waitOffers(t *testing.T, n *lab.Netns, iface string, rs *runningServer) {
+func waitOffers(t *testing.T, n *lab.Netns, iface string, rs *process) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {

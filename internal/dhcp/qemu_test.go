@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -168,26 +167,7 @@ nodes:
 	serve := n.Command(bin, "serve", "--inventory", inv, "--data", filepath.Join(dir, "data"),
 		"--http-listen", lab.NetnsBridgeIPv4+":8080", "--tftp-listen", lab.NetnsBridgeIPv4+":69",
 		"--advertise-url", qemuHTTPBase, "--api-socket", socket, "--power-poll", "0", "--reload-interval", "1s")
-	serveOut := &lab.Buffer{}
-	serve.Stdout, serve.Stderr = serveOut, serveOut
-	serve.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := serve.Start(); err != nil {
-		t.Fatal(err)
-	}
-	serveDone := make(chan struct{})
-	go func() { serve.Wait(); close(serveDone) }()
-	t.Cleanup(func() {
-		serve.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-serveDone:
-		case <-time.After(10 * time.Second):
-			serve.Process.Kill()
-			<-serveDone
-		}
-		if t.Failed() {
-			t.Logf("netbootui serve:\n%s", lastLines(serveOut.String(), 40))
-		}
-	})
+	startProcess(t, "netbootui serve", serve)
 	cli := func(args ...string) (string, error) {
 		cmd := exec.Command(bin, append(args, "--api-socket", socket)...)
 		out, err := cmd.Output()
@@ -220,11 +200,7 @@ nodes:
 		ra := n.Command("dnsmasq", "--keep-in-foreground", "--port=0", "--interface="+lab.NetnsBridge, "--bind-interfaces",
 			"--enable-ra", "--dhcp-range=::,constructor:"+lab.NetnsBridge+",ra-only", "--conf-file=/dev/null",
 			"--pid-file="+filepath.Join(dir, "ra.pid"), "--user=root", "--group=root", "--dhcp-leasefile="+filepath.Join(dir, "ra.leases"))
-		ra.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := ra.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ra.Process.Kill(); ra.Wait() })
+		startProcess(t, "dnsmasq (router advertisements)", ra)
 	}
 
 	opts := lab.VMOptions{Name: b.name, MAC: mac, Dir: t.TempDir(), Netns: n.Name(), Tap: "tap0"}

@@ -179,43 +179,46 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// runningServer is a DHCP server started in a namespace.
-type runningServer struct {
-	cmd    *exec.Cmd
+// process is a program the test started; it is stopped by stop or at the
+// end of the test (SIGTERM, SIGKILL after 10 s), and killed with the test
+// process. If the test failed, the end of its output is logged.
+type process struct {
 	out    *lab.Buffer
 	exited chan struct{}
 	stop   func()
 }
 
-// startServer starts s on the generated config in n; it is stopped by stop
-// or at the end of the test.
-func startServer(t *testing.T, n *lab.Netns, s dhcpServer, gen string) *runningServer {
+func startProcess(t *testing.T, name string, cmd *exec.Cmd) *process {
 	t.Helper()
-	dir := t.TempDir()
-	cmd := s.run(n, dir, s.site(dir, gen, false))
-	out := &lab.Buffer{}
-	cmd.Stdout, cmd.Stderr = out, out
+	p := &process{out: &lab.Buffer{}, exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.out, p.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	rs := &runningServer{cmd: cmd, out: out, exited: make(chan struct{})}
-	go func() { cmd.Wait(); close(rs.exited) }()
+	go func() { cmd.Wait(); close(p.exited) }()
 	var once sync.Once
-	rs.stop = func() {
+	p.stop = func() {
 		once.Do(func() {
 			cmd.Process.Signal(syscall.SIGTERM)
 			select {
-			case <-rs.exited:
-			case <-time.After(5 * time.Second):
+			case <-p.exited:
+			case <-time.After(10 * time.Second):
 				cmd.Process.Kill()
-				<-rs.exited
+				<-p.exited
 			}
 			if t.Failed() {
-				t.Logf("%s output:\n%s", s.tool, lastLines(out.String(), 40))
+				t.Logf("%s output:\n%s", name, lastLines(p.out.String(), 40))
 			}
 		})
 	}
-	t.Cleanup(rs.stop)
-	return rs
+	t.Cleanup(p.stop)
+	return p
+}
+
+// startServer starts s on the generated config gen in n.
+func startServer(t *testing.T, n *lab.Netns, s dhcpServer, gen string) *process {
+	t.Helper()
+	dir := t.TempDir()
+	return startProcess(t, s.tool, s.run(n, dir, s.site(dir, gen, false)))
 }
