@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -152,13 +153,13 @@ nodes:
 			}
 			defer vm.Stop()
 			var evs []bootstate.Event
-			for deadline := time.Now().Add(150 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+			for deadline := time.Now().Add(240 * time.Second); ; time.Sleep(500 * time.Millisecond) {
 				evs = cliEvents(t, bin, socket, v.node)
 				if len(evs) > 0 && evs[len(evs)-1].Kind == bootstate.KindCheckin {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Errorf("%s did not check in in 150 s; events:\n%s\nserial:\n%s", v.node, eventLines(evs), tailText(vm.Serial(), 30))
+					t.Errorf("%s did not check in in 240 s (TCG, loaded CI); events:\n%s\nserial:\n%s", v.node, eventLines(evs), tailText(vm.Serial(), 30))
 					return
 				}
 			}
@@ -172,7 +173,7 @@ nodes:
 	}
 	// The addresses came from dnsmasq, not from us.
 	for _, v := range vms {
-		if !strings.Contains(dnsmasqLog.String(), "DHCPACK(site0) 10.99.0.") || !strings.Contains(dnsmasqLog.String(), v.mac) {
+		if !regexp.MustCompile(`DHCPACK\(site0\) 10\.99\.0\.\d+ ` + v.mac).MatchString(dnsmasqLog.String()) {
 			t.Errorf("dnsmasq did not lease an address to %s:\n%s", v.mac, tailText(dnsmasqLog.String(), 40))
 		}
 	}
