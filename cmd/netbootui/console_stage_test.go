@@ -128,6 +128,25 @@ func TestConsoleStageInTmux(t *testing.T) {
 		return s
 	}
 
+	// waitRollout waits up to a minute for the rollout's screen (its waves
+	// reboot nodes: slower than a key on a loaded machine).
+	waitRollout := func(what string, re *regexp.Regexp) string {
+		t.Helper()
+		for end := time.Now().Add(time.Minute); time.Now().Before(end) && !re.MatchString(con.capture(false)); {
+			time.Sleep(200 * time.Millisecond)
+		}
+		return con.waitFor(what, re)
+	}
+	// backToNodes leaves the Stage view for the node list (marked nodes
+	// marked), clears the marks and puts the cursor on k1.
+	backToNodes := func(marked int) {
+		t.Helper()
+		con.keys("Escape")
+		con.waitFor("node list", regexp.MustCompile(fmt.Sprintf(`netbootui nodes .*4 nodes · %d marked`, marked)))
+		con.keys("C-u", "g")
+		con.waitFor("marks cleared", regexp.MustCompile(`netbootui nodes .*4 nodes · 0 marked`))
+	}
+
 	// Rollout 1: all four nodes onto gen2 in waves of two, then promote.
 	con.keys("C-a")
 	con.waitFor("marks", regexp.MustCompile(`4 nodes · 4 marked`))
@@ -156,7 +175,7 @@ func TestConsoleStageInTmux(t *testing.T) {
 	if !strings.Contains(s, "2 waves of up to 2") {
 		t.Errorf("the confirmation does not say the waves:\n%s", s)
 	}
-	s = con.waitFor("rollout 1 done", regexp.MustCompile(`rollout 1: compute@`+gen2+` on k\[1-4\] +completed`))
+	s = waitRollout("rollout 1 done", regexp.MustCompile(`rollout 1: compute@`+gen2+` on k\[1-4\] +completed`))
 	for _, w := range []string{`(?m)^  1 +k\[1-2\] +passed +██████████ 2 ok, 0 failed`, `(?m)^  2 +k\[3-4\] +passed +██████████ 2 ok, 0 failed`,
 		`4 done, 0 rebooting, 0 staged, 0 reverted, 0 restored · waves of 2`} {
 		if !regexp.MustCompile(w).MatchString(s) {
@@ -185,11 +204,8 @@ func TestConsoleStageInTmux(t *testing.T) {
 
 	// Rollout 2: gen1 on k1,k2 in waves of one; k1 hangs after its kernel.
 	setBMC("k1", true)
-	con.keys("Escape")
-	con.waitFor("node list", regexp.MustCompile(`netbootui nodes .*4 nodes · 4 marked`))
-	con.keys("C-u")
-	con.waitFor("marks cleared", regexp.MustCompile(`4 nodes · 0 marked`))
-	con.keys("g", "Space", "Space")
+	backToNodes(4)
+	con.keys("Space", "Space")
 	con.waitFor("k1, k2 marked", regexp.MustCompile(`4 nodes · 2 marked`))
 	con.keys("s")
 	s = con.waitFor("generations", regexp.MustCompile(`Stage compute on k\[1-2\] \(2 nodes\)(?s:.*)`+gen1[:12]))
@@ -218,7 +234,7 @@ func TestConsoleStageInTmux(t *testing.T) {
 	setBMC("k1", false)
 	con.keys("u")
 	confirm("resume", regexp.MustCompile(`Resume the rollout\?`))
-	s = con.waitFor("rollout 2 done", regexp.MustCompile(`rollout 2: compute@`+gen1+` on k\[1-2\] +completed`))
+	s = waitRollout("rollout 2 done", regexp.MustCompile(`rollout 2: compute@`+gen1+` on k\[1-2\] +completed`))
 	for _, w := range []string{`(?m)^  1 +k1 +passed `, `(?m)^  2 +k2 +passed `, `2 done, 0 rebooting`} {
 		if !regexp.MustCompile(w).MatchString(s) {
 			t.Errorf("rollout 2 screen lacks %s:\n%s", w, s)
@@ -245,13 +261,8 @@ func TestConsoleStageInTmux(t *testing.T) {
 
 	// Rollout 3: gen1 on k3, whose firmware hangs; x aborts it in flight.
 	setBMC("k3", true)
-	con.keys("Escape")
-	con.waitFor("node list", regexp.MustCompile(`netbootui nodes .*4 nodes · 2 marked`))
-	con.keys("C-u")
-	con.waitFor("marks cleared", regexp.MustCompile(`4 nodes · 0 marked`))
-	con.keys("g", "j", "j")
-	con.waitFor("cursor", regexp.MustCompile(`4 nodes · 0 marked`))
-	con.keys("s")
+	backToNodes(2)
+	con.keys("j", "j", "s")
 	con.waitFor("generations", regexp.MustCompile(`Stage compute on k3 \(1 node\)`))
 	con.keys("j", "Enter")
 	con.waitFor("preview", regexp.MustCompile(`Stage compute@`+gen1+` on k3(?s:.*)1 node change`))

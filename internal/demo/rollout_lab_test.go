@@ -91,7 +91,7 @@ func TestLabStagedRollout(t *testing.T) {
 	vmlinuz, _ := lab.Kernel(t)
 	kernelDir := filepath.Dir(vmlinuz)
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute) // a bound for a loaded machine; it takes about 2.5 min
 	defer cancel()
 	d, err := Start(ctx, Config{Lab: 2, DataDir: t.TempDir(), KernelDir: kernelDir, RecipeDir: "../../assets/recipes/default"})
 	if err != nil {
@@ -171,9 +171,24 @@ func TestLabStagedRollout(t *testing.T) {
 			most = max(most, ev.Bytes)
 		}
 	}
-	t.Logf("lab02 fetched gen2's root %d times, at most %d of %d bytes; its console:\n%s", fetches, most, total, b.Error)
+	t.Logf("lab02 fetched gen2's root %d times, at most %d of %d bytes", fetches, most, total)
 	if fetches < 2 || total < labPayload || most >= total || !strings.Contains(b.Error, "in stage rootfs") {
 		t.Errorf("lab02's failure: %d fetches of gen2's root, at most %d of %d bytes: %s", fetches, most, total, b.Error)
+	}
+	// The halt's audit entry keeps the whole failure, console lines and all.
+	halts := 0
+	for _, e := range dd.Audit(100) {
+		if e.Action == "rollout halt" {
+			halts++
+			if len(e.Details) != 1 || !strings.HasPrefix(e.Details[0], b.Error) {
+				t.Errorf("halt audit details %q, want lab02's failure", e.Details)
+			} else {
+				t.Logf("lab02's failure as audited:\n%s", e.Details[0])
+			}
+		}
+	}
+	if halts != 1 {
+		t.Errorf("%d rollout halt audit entries, want 1", halts)
 	}
 
 	// The fix: lab02 gets 512 MiB; resume boots it onto gen2.
