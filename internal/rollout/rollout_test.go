@@ -215,6 +215,14 @@ func TestWaves(t *testing.T) {
 			if statuses(r2) != statuses(r) || r2.State != r.State {
 				t.Errorf("reopened: %s %s", r2.State, statuses(r2))
 			}
+			// ... and every node is assigned what it was before the reopen.
+			for _, n := range r.Nodes {
+				_, g1, ok1 := m.Staged(n.Name)
+				_, g2, ok2 := m2.Staged(n.Name)
+				if g1 != g2 || ok1 != ok2 {
+					t.Errorf("%s reopened staged %s %v, want %s %v", n.Name, g2, ok2, g1, ok1)
+				}
+			}
 			if tc.resumeGen == "" {
 				return
 			}
