@@ -33,7 +33,8 @@ const usage = `netbootui: a console and boot server for clusters of network-boot
 
 Daemon:
   netbootui serve --inventory FILE --data DIR [--http-listen ADDR] [--tftp-listen ADDR] [--api-socket PATH]
-                  [--proxydhcp IFACE]   also answer PXE clients on IFACE (ports 67, 4011), never giving addresses
+                  [--proxydhcp IFACE [--proxydhcp-known-only] [--proxydhcp-efi-loader snponly.efi]]
+                                        also answer PXE clients on IFACE (ports 67, 4011), never giving addresses
 
 Inventory:
   netbootui validate FILE                      check an inventory; errors as FILE:LINE:COL: message

@@ -36,6 +36,8 @@ func cmdServe(ctx context.Context, args []string) error {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	proxyDHCP := fs.String("proxydhcp", "", "answer PXE clients on this `interface` as a proxyDHCP (UDP 67 and 4011; never gives addresses, so the site's DHCP server keeps doing that); nodes are chained to --advertise-url, else the HTTP listen address, else the interface's IPv4 address with the HTTP port")
+	proxyKnownOnly := fs.Bool("proxydhcp-known-only", false, "the proxyDHCP answers only the inventory's MACs (unknown PXE clients are still reported)")
+	proxyEFILoader := fs.String("proxydhcp-efi-loader", "ipxe.efi", "what the proxyDHCP gives UEFI x86-64 PXE clients: ipxe.efi or snponly.efi")
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
@@ -44,7 +46,7 @@ func cmdServe(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.Logger = logger
-	pdhcp, err := daemon.ListenProxyDHCP(*proxyDHCP, cfg)
+	pdhcp, err := daemon.ListenProxyDHCP(daemon.ProxyDHCPOptions{Interface: *proxyDHCP, KnownOnly: *proxyKnownOnly, EFILoader: *proxyEFILoader}, cfg)
 	if err != nil {
 		return err
 	}

@@ -22,23 +22,40 @@ type ProxyDHCP struct {
 	// the listener's own address when listenerHost is set.
 	base         string
 	listenerHost bool
+	opts         ProxyDHCPOptions
 }
 
-// ListenProxyDHCP binds the proxyDHCP ports on iface ("" returns nil: no
-// responder). Call it before New, so that a missing permission, interface
+// ProxyDHCPOptions choose the proxyDHCP responder's interface and answers.
+type ProxyDHCPOptions struct {
+	// Interface is where PXE clients are answered ("": no responder).
+	Interface string
+	// KnownOnly answers only the inventory's MACs (unknown ones are still
+	// reported).
+	KnownOnly bool
+	// EFILoader is what UEFI x86-64 PXE clients get: ipxe.efi (default) or
+	// snponly.efi.
+	EFILoader string
+}
+
+// ListenProxyDHCP binds the proxyDHCP ports on o.Interface ("" returns nil:
+// no responder). Call it before New, so that a missing permission, interface
 // or address is reported (naming the interface and the port) before the
 // data directory is opened. The boot URL nodes are chained to is
 // cfg.AdvertiseURL when set, else the HTTP listener's address when it names
 // one, else the interface's IPv4 address with the HTTP port.
-func ListenProxyDHCP(iface string, cfg Config) (*ProxyDHCP, error) {
+func ListenProxyDHCP(o ProxyDHCPOptions, cfg Config) (*ProxyDHCP, error) {
+	iface := o.Interface
 	if iface == "" {
 		return nil, nil
 	}
-	p := &ProxyDHCP{}
+	if err := (dhcp.Options{HTTPBase: "http://x", EFILoader: o.EFILoader}).Validate(); err != nil {
+		return nil, fmt.Errorf("--proxydhcp %s: %w", iface, err)
+	}
+	p := &ProxyDHCP{opts: o}
 	switch {
 	case cfg.AdvertiseURL != "":
 		p.base = strings.TrimSuffix(cfg.AdvertiseURL, "/")
-		if err := (dhcp.Options{HTTPBase: p.base}).Validate(); err != nil {
+		if err := (dhcp.Options{HTTPBase: p.base, EFILoader: o.EFILoader}).Validate(); err != nil {
 			return nil, fmt.Errorf("--proxydhcp %s: %w", iface, err)
 		}
 	case cfg.HTTPListen == "":
@@ -90,8 +107,9 @@ func (d *Daemon) ServeProxyDHCP(ctx context.Context, p *ProxyDHCP) {
 		base = "http://" + net.JoinHostPort(host, port)
 	}
 	r, err := proxy.New(proxy.Config{
-		ServerIP: p.conn.IP,
-		Boot:     dhcp.Options{HTTPBase: base},
+		ServerIP:  p.conn.IP,
+		Boot:      dhcp.Options{HTTPBase: base, EFILoader: p.opts.EFILoader},
+		KnownOnly: p.opts.KnownOnly,
 		Lookup: func(mac net.HardwareAddr) (proxy.Node, bool) {
 			n := d.Inventory().NodeByMAC(mac)
 			if n == nil {

@@ -67,16 +67,18 @@ func TestProxyDHCPRefusals(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		prefix []string
-		iface  string
+		args   string // --proxydhcp's value, then more flags
 		want   []string
 	}{
 		{"unprivileged", []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"}, lab.NetnsBridge,
 			[]string{"cannot bind UDP port 67 on interface br0: permission denied", "root or the CAP_NET_BIND_SERVICE capability"}},
 		{"no such interface", nil, "nbt-none0", []string{`interface "nbt-none0": no such network interface`}},
 		{"no IPv4 address", nil, "dm0", []string{"interface dm0 has no IPv4 address"}},
+		{"unknown UEFI loader", nil, lab.NetnsBridge + " --proxydhcp-efi-loader grub.efi", []string{`--proxydhcp br0: dhcp: UEFI loader "grub.efi": want ipxe.efi or snponly.efi`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			args := append(append([]string{}, tc.prefix...), bin, "serve", "--proxydhcp", tc.iface,
+			args := append(append(append([]string{}, tc.prefix...), bin, "serve", "--proxydhcp"), strings.Fields(tc.args)...)
+			args = append(args,
 				"--inventory", filepath.Join(data, "nodes.yaml"), "--data", filepath.Join(data, "data"),
 				"--api-socket", filepath.Join(data, "api.sock"), "--http-listen", "10.99.0.1:8080", "--tftp-listen", "")
 			cmd := ns.Command(args[0], args[1:]...)
@@ -153,7 +155,10 @@ func TestProxyDHCPInventoryReload(t *testing.T) {
 	os.WriteFile(inv, []byte("nodes:\n  - name: other\n    nics: [{mac: \"52:54:00:6e:01:01\"}]\n"), 0o644)
 	cfg := Config{InventoryPath: inv, DataDir: filepath.Join(dir, "data"), HTTPListen: "127.0.0.1:0", Logger: testLogger(t)}
 	var p *ProxyDHCP
-	if err := server.Do(func() (err error) { p, err = ListenProxyDHCP(lab.NetnsBridge, cfg); return err }); err != nil {
+	if err := server.Do(func() (err error) {
+		p, err = ListenProxyDHCP(ProxyDHCPOptions{Interface: lab.NetnsBridge}, cfg)
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	d, err := New(cfg)

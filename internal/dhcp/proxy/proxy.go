@@ -21,6 +21,7 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -72,6 +73,10 @@ type Config struct {
 	// ROM) has no such earlier answer: it starts the dhcp stage.
 	Stage       func(node string) bootstate.Stage
 	ChainWindow time.Duration
+	// KnownOnly answers only MACs Lookup knows; an unknown PXE client is
+	// still reported (unknown event), but gets no answer, so the proxy
+	// leaves other PXE systems on a shared segment alone.
+	KnownOnly bool
 	// Events receives what the responder saw (nil: none are reported).
 	Events func(bootstate.Event)
 	// UnknownEvery is the least time between two unknown-node events of
@@ -184,6 +189,10 @@ func (r *Responder) handle(pkt []byte, from netip.AddrPort, port int) (*Reply, s
 	if r.cfg.Lookup != nil {
 		node, known = r.cfg.Lookup(req.mac)
 	}
+	if !known && r.cfg.KnownOnly {
+		r.report(req, from, node, known, dhcp.Boot{}, errKnownOnly)
+		return nil, "unknown MAC (known nodes only)"
+	}
 	macExpr := req.mac.String()
 	boot, err := dhcp.Choose(req.client, node.Loader, node.Arch, macExpr, r.cfg.Boot)
 	if err != nil {
@@ -197,6 +206,9 @@ func (r *Responder) handle(pkt []byte, from netip.AddrPort, port int) (*Reply, s
 	r.report(req, from, node, known, boot, nil)
 	return &Reply{Msg: out, To: destination(msg, from, port)}, ""
 }
+
+// errKnownOnly is the unknown event's error when KnownOnly kept the answer.
+var errKnownOnly = errors.New("not answered: the proxyDHCP answers known nodes only")
 
 // parseRequest reads the PXE facts of a request; ok is false for a client
 // that is not PXE (no option 60 PXEClient/HTTPClient, no option 93).

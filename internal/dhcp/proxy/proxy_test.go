@@ -129,6 +129,7 @@ func TestHandle(t *testing.T) {
 		want43    []byte
 		wantKind  bootstate.Kind // "" = no event
 		wantMsg   string         // substring of the event's message
+		knownOnly bool
 	}{
 		{name: "BIOS PXE discover", port: PortDHCP, from: fromNone,
 			pkt: func(t *testing.T) []byte {
@@ -182,6 +183,17 @@ func TestHandle(t *testing.T) {
 			pkt:      func(t *testing.T) []byte { return packet(t, dhcpv4.MessageTypeDiscover, macNew, pxeClass(9), arch(9)) },
 			wantFile: "ipxe.efi", wantType: dhcpv4.MessageTypeOffer, wantTo: bcast68, wantClass: "PXEClient",
 			wantKind: bootstate.KindUnknown, wantMsg: "unknown MAC " + macNew + " (efi-x64 (9))"},
+		{name: "unknown MAC, known nodes only", port: PortDHCP, from: fromNone, knownOnly: true,
+			pkt: func(t *testing.T) []byte {
+				return packet(t, dhcpv4.MessageTypeDiscover, macNew, pxeClass(9), arch(9))
+			},
+			wantKind: bootstate.KindUnknown, wantMsg: "unknown MAC " + macNew + " (efi-x64 (9))"},
+		{name: "known node, known nodes only", port: PortDHCP, from: fromNone, knownOnly: true,
+			pkt: func(t *testing.T) []byte {
+				return packet(t, dhcpv4.MessageTypeDiscover, macUEFI, pxeClass(9), arch(9))
+			},
+			wantFile: "ipxe.efi", wantType: dhcpv4.MessageTypeOffer, wantTo: bcast68, wantClass: "PXEClient",
+			wantKind: bootstate.KindDHCP},
 		{name: "relayed discover goes to the relay", port: PortDHCP, from: netip.MustParseAddrPort("10.1.0.1:67"),
 			pkt: func(t *testing.T) []byte {
 				return packet(t, dhcpv4.MessageTypeDiscover, macBIOS, pxeClass(0), arch(0), dhcpv4.WithGatewayIP(net.IPv4(10, 1, 0, 1)))
@@ -236,6 +248,7 @@ func TestHandle(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r, rec := newTestResponder(t, nil)
+			r.cfg.KnownOnly = tc.knownOnly
 			for _, n := range testNodes {
 				rec.stages[n.Name] = tc.stage
 			}
@@ -275,6 +288,9 @@ func TestHandle(t *testing.T) {
 			case bootstate.KindUnknown:
 				if ev.Node != "" || ev.Stage != "" {
 					t.Errorf("unknown event %+v has a node or stage", ev)
+				}
+				if answered := strings.Contains(ev.Message, "offered"); answered == tc.knownOnly || (ev.Error != "") != tc.knownOnly {
+					t.Errorf("unknown event %+v: answered %v with known-only %v", ev, answered, tc.knownOnly)
 				}
 			case bootstate.KindInfo:
 				if ev.Stage != "" {
