@@ -24,12 +24,7 @@ import (
 // others, and a broken edit is refused with its place.
 func TestConsoleGroupEditInTmux(t *testing.T) {
 	lab.RequireTools(t, "tmux")
-	dir := t.TempDir()
-	inv := filepath.Join(dir, "nodes.yaml")
-	if err := os.WriteFile(inv, []byte(consoleInventory), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := startServe(t, inv, dir)
+	p, inv, dir := serveInventory(t, consoleInventory)
 	defer p.stop(t)
 	cl := api.NewClient(p.socket)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -121,29 +116,14 @@ func TestConsoleGroupEditInTmux(t *testing.T) {
 // daemon shows up live).
 func TestConsoleReconnectsInTmux(t *testing.T) {
 	lab.RequireTools(t, "tmux")
-	dir := t.TempDir()
-	inv := filepath.Join(dir, "nodes.yaml")
-	if err := os.WriteFile(inv, []byte(consoleInventory), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := startServe(t, inv, dir)
+	p, inv, dir := serveInventory(t, consoleInventory)
 	c := startConsole(t, p.socket, "TERM=xterm-256color")
 	c.waitFor("start", regexp.MustCompile(`20 nodes · 0 marked`))
 	p.stop(t)
 	c.waitFor("disconnected", regexp.MustCompile(`disconnected, retrying`))
 	p = startServe(t, inv, dir) // same data folder: same socket
 	defer p.stop(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cl := api.NewClient(p.socket)
-	st, err := cl.Status(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n05, err := cl.Node(ctx, "n05")
-	if err != nil {
-		t.Fatal(err)
-	}
+	script := bootScriptURL(t, api.NewClient(p.socket), "n05")
 	// the console's backoff is at most 5 s
 	deadline := time.Now().Add(20 * time.Second)
 	for strings.Contains(c.capture(false), "disconnected") {
@@ -154,11 +134,39 @@ func TestConsoleReconnectsInTmux(t *testing.T) {
 	}
 	// recovered, stream included: a fetch made now shows up live
 	time.Sleep(300 * time.Millisecond)
-	resp, err := http.Get("http://" + st.HTTP + "/boot/" + n05.MAC + ".ipxe")
+	resp, err := http.Get(script)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	c.waitFor("live update from the new daemon", regexp.MustCompile(`(?m)^\s+n05 .*(config|failed)`))
 	c.keys("C-c")
+}
+
+// serveInventory writes text as the inventory of a new folder and starts a
+// daemon on it.
+func serveInventory(t *testing.T, text string) (p *serveProc, inv, dir string) {
+	t.Helper()
+	dir = t.TempDir()
+	inv = filepath.Join(dir, "nodes.yaml")
+	if err := os.WriteFile(inv, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return startServe(t, inv, dir), inv, dir
+}
+
+// bootScriptURL is where node's firmware fetches its iPXE script.
+func bootScriptURL(t *testing.T, cl *api.Client, node string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := cl.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := cl.Node(ctx, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + st.HTTP + "/boot/" + n.MAC + ".ipxe"
 }

@@ -62,11 +62,10 @@ func TestConsoleImagesInTmux(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(recipe, "image.yaml"), fewer, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	inv := filepath.Join(dir, "nodes.yaml")
-	if err := os.WriteFile(inv, []byte(imagesInventory), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "nodes.yaml"), []byte(imagesInventory), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := startServe(t, inv, dir)
+	p := startServe(t, filepath.Join(dir, "nodes.yaml"), dir)
 	defer p.stop(t)
 	cl := api.NewClient(p.socket)
 

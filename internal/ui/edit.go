@@ -47,16 +47,22 @@ type (
 // overrideMarker starts the boot-override section of an edit file.
 const overrideMarker = "--- boot_override."
 
+const (
+	// editFileHelp heads every edit file.
+	editFileHelp = "# Lines starting with '#' above the marker are comments. Nothing changes\n" +
+		"# until you have seen the result and confirmed it.\n#\n"
+	// kernelArgsLine is the line the admin fills in.
+	kernelArgsLine = "kernel_args: \n#\n"
+)
+
 // editFile renders the file the admin edits.
 func editFile(n daemon.NodeView, base string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# netbootui: node %s (inventory revision %s, %s)\n", n.Name, base, dash(n.Defined))
-	b.WriteString("# Lines starting with '#' above the marker are comments. Nothing changes\n")
-	b.WriteString("# until you have seen the result and confirmed it.\n#\n")
+	b.WriteString(editFileHelp)
 	fmt.Fprintf(&b, "# Kernel arguments in force now (the group's, then the node's own):\n#   %s\n", dash(n.KernelArgs))
 	b.WriteString("# kernel_args sets the node's OWN arguments (appended after the group's);\n")
-	b.WriteString("# leave it empty to keep them, write '-' to remove them.\n")
-	b.WriteString("kernel_args: \n#\n")
+	b.WriteString("# leave it empty to keep them, write '-' to remove them.\n" + kernelArgsLine)
 	fmt.Fprintf(&b, "# Below the marker: a %s boot override that replaces the template for\n", n.Loader)
 	b.WriteString("# this node. Leave it empty to keep the node's boot entry as it is")
 	if n.Override {
@@ -73,12 +79,10 @@ func groupEditFile(g daemon.GroupView, n daemon.NodeView, base string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# netbootui: group %s (inventory revision %s, %s)\n", g.Name, base, dash(g.Defined))
 	fmt.Fprintf(&b, "# %s: %s. The result is shown rendered for %s.\n", plural(len(g.Nodes), "node"), compressNames(g.Nodes), n.Name)
-	b.WriteString("# Lines starting with '#' above the marker are comments. Nothing changes\n")
-	b.WriteString("# until you have seen the result and confirmed it.\n#\n")
+	b.WriteString(editFileHelp)
 	fmt.Fprintf(&b, "# The group's kernel arguments now (every node gets them, before its own):\n#   %s\n", dash(g.KernelArgs))
 	b.WriteString("# kernel_args sets the GROUP's arguments; leave it empty to keep them,\n")
-	b.WriteString("# write '-' to remove them.\n")
-	b.WriteString("kernel_args: \n#\n")
+	b.WriteString("# write '-' to remove them.\n" + kernelArgsLine)
 	fmt.Fprintf(&b, "# Below the marker: a %s boot override for every node of the group that\n", n.Loader)
 	b.WriteString("# replaces the template (a node's own override still wins). Leave it empty\n# to keep the group's")
 	if cur := groupOverride(g, n.Loader); cur != "" {
