@@ -3,6 +3,8 @@ package ui
 import (
 	"image/color"
 	"reflect"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/image"
 )
 
@@ -147,5 +150,36 @@ func TestBuildUnchanged(t *testing.T) {
 	}
 	if strings.Contains(scr, "published") {
 		t.Errorf("an unchanged build claims a publish:\n%s", scr)
+	}
+}
+
+// TestLiveUpdatesCoalesce: a burst of event batches makes no call in
+// Update and schedules one node-list refresh, which then shows the new
+// state; the events view has every event.
+func TestLiveUpdatesCoalesce(t *testing.T) {
+	hs := newHarness(t, 20, 80, 24)
+	hs.be.reset()
+	for i := range 10 {
+		ev := bootstate.Event{Seq: uint64(100 + i), Time: epoch, Node: "n01", Kind: bootstate.KindFetch, Stage: bootstate.StageKernel, Proto: "http", Path: "/g2/vmlinuz"}
+		hs.m.Update(eventsMsg{stream: hs.m.stream, evs: []bootstate.Event{ev}}) // commands not run: the stream's wait would block
+	}
+	if calls := hs.be.Calls(); len(calls) != 0 {
+		t.Fatalf("Update made calls: %q", calls)
+	}
+	if !hs.m.tickSet {
+		t.Fatal("no refresh scheduled")
+	}
+	hs.be.mu.Lock()
+	hs.be.nodes[0].State.Stage = bootstate.StageKernel
+	hs.be.mu.Unlock()
+	hs.send(refreshTickMsg{})
+	if calls := hs.be.Calls(); !slices.Equal(calls, []string{"Nodes"}) {
+		t.Errorf("10 event batches made calls %q, want one Nodes", calls)
+	}
+	if !regexp.MustCompile(`(?m)^  n01 .*kernel`).MatchString(hs.screen()) {
+		t.Errorf("n01's new stage not shown:\n%s", hs.screen())
+	}
+	if len(hs.m.events.all) < 10 {
+		t.Errorf("events view has %d events, want the 10", len(hs.m.events.all))
 	}
 }
