@@ -48,7 +48,13 @@ set +f
 interval=${NETBOOTUI_CHECKIN_INTERVAL:-30}
 case $interval in '' | *[!0-9]*) interval=30 ;; esac
 [ "$interval" -ge 1 ] || interval=1
-overlay=${NETBOOTUI_OVERLAY_DIR:-/run/live/rw}
+# The overlay's upper layer: the built-in live init's tmpfs, else dracut's
+# dmsquash-live overlayfs (rd.live.overlay.overlayfs) under /run.
+overlay=$NETBOOTUI_OVERLAY_DIR
+if [ -z "$overlay" ]; then
+	overlay=/run/live/rw
+	[ ! -d "$overlay" ] && [ -d /run/overlayfs ] && overlay=/run/overlayfs
+fi
 if [ -z "$NETBOOTUI_CHECKIN" ] || [ -z "$NETBOOTUI_NODE" ]; then
 	log "no netbootui.checkin URL or netbootui.node: nothing to report to"
 	exit 2
@@ -69,15 +75,19 @@ urlenc() {
 	END { printf "%s", out }'
 }
 
-# overlay_bytes: bytes used in the overlay's tmpfs (upper + work).
+# overlay_bytes: bytes used in the overlay: the whole tmpfs when the overlay
+# directory is a mount point of its own (upper + work), else what is below it.
 overlay_bytes() {
-	# shellcheck disable=SC2046 # split the three numbers
-	set -- $(stat -f -c '%b %f %S' "$overlay" 2>/dev/null)
-	if [ $# -eq 3 ]; then
-		echo $((($1 - $2) * $3))
-	else
-		echo $(($(du -sk "$overlay" 2>/dev/null | cut -f1) * 1024))
+	if [ "$(stat -c %d "$overlay" 2>/dev/null)" != "$(stat -c %d "$overlay/.." 2>/dev/null)" ]; then
+		# shellcheck disable=SC2046 # split the three numbers
+		set -- $(stat -f -c '%b %f %S' "$overlay" 2>/dev/null)
+		if [ $# -eq 3 ]; then
+			echo $((($1 - $2) * $3))
+			return
+		fi
 	fi
+	kb=$(du -sk "$overlay" 2>/dev/null | cut -f1)
+	echo $((${kb:-0} * 1024))
 }
 
 # post: one check-in; prints the daemon's answer on success.
@@ -89,9 +99,15 @@ post() {
 	if [ -n "$NETBOOTUI_PROBE" ]; then
 		if [ -e "$NETBOOTUI_PROBE" ]; then body="$body&probe=present"; else body="$body&probe=absent"; fi
 	fi
-	# (busybox wget -T crashes in Debian 12's build: bound it with timeout)
-	timeout 20 wget -q -O - --header 'Content-Type: application/x-www-form-urlencoded' \
-		--post-data "$body" "$NETBOOTUI_CHECKIN" && echo
+	if command -v wget >/dev/null 2>&1; then
+		# (busybox wget -T crashes in Debian 12's build: bound it with timeout)
+		timeout 20 wget -q -O - --header 'Content-Type: application/x-www-form-urlencoded' \
+			--post-data "$body" "$NETBOOTUI_CHECKIN" && echo
+	else
+		# a Debian root without wget (dracut livenet needs curl anyway)
+		curl -fsS -m 20 -H 'Content-Type: application/x-www-form-urlencoded' \
+			--data-binary "$body" "$NETBOOTUI_CHECKIN" && echo
+	fi
 }
 
 if [ "$1" = --once ]; then

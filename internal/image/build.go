@@ -60,6 +60,12 @@ type BuildOptions struct {
 	Publish bool
 	// Force builds even when the inputs are unchanged.
 	Force bool
+	// RootCache, when set, is a folder that keeps debootstrap roots (after
+	// their packages are installed) as tar archives named by their settings
+	// (DebootstrapCacheKey): a later build of the same settings unpacks the
+	// archive instead of running debootstrap and apt. Nothing is cached
+	// when it is empty.
+	RootCache string
 	// Progress receives events (from the building goroutine); may be nil.
 	Progress func(Progress)
 }
@@ -318,7 +324,7 @@ func (b *Builder) BuildRecipe(ctx context.Context, r *Recipe, opts BuildOptions)
 	if err != nil {
 		return nil, fmt.Errorf("build %s: %w", r.Name, err)
 	}
-	defer removeAll(work)
+	defer func() { unmountBelow(work); removeAll(work) }()
 	lock, err := os.Create(filepath.Join(work, lockName))
 	if err != nil {
 		return nil, fmt.Errorf("build %s: %w", r.Name, err)
@@ -340,7 +346,7 @@ func (b *Builder) BuildRecipe(ctx context.Context, r *Recipe, opts BuildOptions)
 	lg.f, lg.w = logf, bufio.NewWriter(logf)
 	lg.printf("image %s from %s (source hash %s)", r.Name, r.File, src)
 
-	m, err := b.steps(ctx, r, work, root, gen, lg)
+	m, err := b.steps(ctx, r, work, root, gen, opts.RootCache, lg)
 	if err == nil {
 		err = ctx.Err()
 	}
@@ -415,9 +421,9 @@ func (b *Builder) sameSource(image, src string) (*Manifest, error) {
 	return nil, nil
 }
 
-func (b *Builder) steps(ctx context.Context, r *Recipe, work, root, gen string, lg *buildLog) (*Manifest, error) {
+func (b *Builder) steps(ctx context.Context, r *Recipe, work, root, gen, cache string, lg *buildLog) (*Manifest, error) {
 	lg.begin(StepRootfs)
-	if err := makeRootfs(ctx, r, root, work, lg); err != nil {
+	if err := makeRootfs(ctx, r, root, work, cache, lg); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -441,30 +447,15 @@ func (b *Builder) steps(ctx context.Context, r *Recipe, work, root, gen string, 
 		lg.printf("variants %s shipped at /etc/netbootui/overlay.d", r.Variants)
 	}
 	lg.begin(StepAgent)
-	agent, err := fs.ReadFile(assets.FS, "scripts/checkin.sh")
-	if err != nil {
+	if err := installAgent(root, lg); err != nil {
 		return nil, err
 	}
-	ap := filepath.Join(root, filepath.FromSlash(liveinit.AgentPath))
-	if err := noSymlinkParents(root, filepath.Dir(ap)); err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
-	}
-	if err := os.MkdirAll(filepath.Dir(ap), 0o755); err != nil {
-		return nil, err
-	}
-	os.Remove(ap)
-	if err := os.WriteFile(ap, agent, 0o755); err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
-	}
-	if err := os.Chmod(ap, 0o755); err != nil {
-		return nil, err
-	}
-	lg.printf("installed /%s", liveinit.AgentPath)
 
 	lg.begin(StepKernel)
 	kernel, modules := r.Kernel.File, r.Kernel.Modules
 	kver := ""
 	if r.Kernel.FromRootfs {
+		var err error
 		if kernel, modules, kver, err = rootfsKernel(root); err != nil {
 			return nil, fmt.Errorf("%s: %w", r.Kernel.Pos, err)
 		}
@@ -498,13 +489,13 @@ func (b *Builder) steps(ctx context.Context, r *Recipe, work, root, gen string, 
 	}
 
 	lg.begin(StepSquashfs)
-	if err := mksquashfs(ctx, root, filepath.Join(gen, FileRootfs), r.Compression, r.Rootfs.Kind == RootfsBusybox, lg); err != nil {
+	if err := mksquashfs(ctx, root, filepath.Join(gen, FileRootfs), r.Compression, r.CompressionLevel, r.Rootfs.Kind == RootfsBusybox, lg); err != nil {
 		return nil, err
 	}
 	return &Manifest{}, nil
 }
 
-func makeRootfs(ctx context.Context, r *Recipe, root, work string, lg *buildLog) error {
+func makeRootfs(ctx context.Context, r *Recipe, root, work, cache string, lg *buildLog) error {
 	s := r.Rootfs
 	switch s.Kind {
 	case RootfsBusybox:
@@ -543,35 +534,33 @@ func makeRootfs(ctx context.Context, r *Recipe, root, work string, lg *buildLog)
 			return fmt.Errorf("%s: rootfs oci: %w", s.Pos, err)
 		}
 	case RootfsDebootstrap:
-		bin, err := exec.LookPath("debootstrap")
-		if err != nil {
-			return fmt.Errorf("%s: rootfs debootstrap: debootstrap not found (apt-get install debootstrap): %w", s.Pos, err)
-		}
-		args := DebootstrapArgs(s.Debootstrap, root)
-		if err := runTool(ctx, bin, args[1:], lg); err != nil {
+		if err := cachedDebootstrap(ctx, s.Debootstrap, root, cache, lg); err != nil {
 			return fmt.Errorf("%s: %w", s.Pos, err)
 		}
+		lg.printf("debootstrap root %s with %s", s.Debootstrap.Suite, strings.Join(s.Debootstrap.Packages, " "))
+		return nil
 	}
 	lg.printf("%s root from %s", s.Kind, s.Path)
 	return nil
 }
 
-// DebootstrapArgs is the command line (argv, debootstrap first) that makes a
-// debootstrap root in target.
+// DebootstrapArgs is the command line (argv, debootstrap first) that makes
+// the bare suite in target; the recipe's packages are installed after it
+// with apt (AptArgs), which resolves alternatives and virtual packages.
 func DebootstrapArgs(d DebootstrapSpec, target string) []string {
-	args := []string{"debootstrap", "--variant=" + d.Variant}
-	if len(d.Packages) > 0 {
-		args = append(args, "--include="+strings.Join(d.Packages, ","))
-	}
-	return append(args, d.Suite, target, d.Mirror)
+	return []string{"debootstrap", "--variant=" + d.Variant, d.Suite, target, d.Mirror}
 }
 
-// DracutArgs is the command line that makes a livenet initramfs for kernel
-// kver with the image's own dracut, run in a chroot of root; the initramfs
-// is written to out, a path inside the root.
-func DracutArgs(s InitramfsSpec, root, kver, out string) []string {
-	return []string{"chroot", root, "dracut", "--no-hostonly", "--no-hostonly-cmdline", "--force",
-		"--add", strings.Join(s.DracutModules, " "), "--kver", kver, out}
+// DracutArgs is the command line, run chrooted in the root (ChrootArgs),
+// that makes a livenet initramfs for kernel kver with the image's own
+// dracut; the initramfs is written to out, a path inside the root.
+func DracutArgs(s InitramfsSpec, kver, out string) []string {
+	args := []string{"dracut", "--no-hostonly", "--no-hostonly-cmdline", "--force",
+		"--add", strings.Join(s.DracutModules, " ")}
+	if s.DracutCompress != "" {
+		args = append(args, "--compress", s.DracutCompress)
+	}
+	return append(args, "--kver", kver, out)
 }
 
 func runDracut(ctx context.Context, s InitramfsSpec, root, kver, dst string, lg *buildLog) error {
@@ -580,32 +569,10 @@ func runDracut(ctx context.Context, s InitramfsSpec, root, kver, dst string, lg 
 			return fmt.Errorf("dracut: the root has no dracut (add dracut dracut-live to its packages)")
 		}
 	}
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("dracut: running dracut in a chroot needs root")
-	}
-	var mounted []string
-	defer func() {
-		for i := len(mounted) - 1; i >= 0; i-- {
-			syscall.Unmount(mounted[i], syscall.MNT_DETACH)
-		}
-	}()
-	for _, d := range []string{"proc", "sys", "dev"} {
-		t := filepath.Join(root, d)
-		if err := os.MkdirAll(t, 0o755); err != nil {
-			return err
-		}
-		if err := syscall.Mount("/"+d, t, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
-			return fmt.Errorf("dracut: bind /%s: %w", d, err)
-		}
-		mounted = append(mounted, t)
-	}
 	const out = "/tmp/netbootui-initrd.img"
-	args := DracutArgs(s, root, kver, out)
-	bin, err := exec.LookPath(args[0])
-	if err != nil {
-		return err
-	}
-	if err := runTool(ctx, bin, args[1:], lg); err != nil {
+	args := DracutArgs(s, kver, out)
+	lg.printf("chroot: %s", strings.Join(args, " "))
+	if err := runChroot(ctx, root, args, lg); err != nil {
 		return err
 	}
 	p := filepath.Join(root, out)
@@ -658,11 +625,17 @@ func versionLess(a, b string) bool {
 	return len(pa) < len(pb)
 }
 
-// runTool runs a build tool, its output streamed into the log, killed with
-// ctx (and with this process).
-func runTool(ctx context.Context, bin string, args []string, lg *buildLog) error {
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+// runCmd runs a build tool, its output streamed into the log, killed with
+// its process group when ctx is done (and with this process). newNS runs
+// it in a private mount namespace of its own: what it mounts goes away
+// with it.
+func runCmd(ctx context.Context, cmd *exec.Cmd, newNS bool, lg *buildLog) error {
+	bin := cmd.Path
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if newNS {
+		cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS
+	}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
@@ -742,11 +715,15 @@ func ParseSquashfsProgress(line string) (float64, bool) {
 }
 
 // MksquashfsArgs is the command line (after the program) that packs src
-// into out. allRoot makes every file root's and times fixed (for the
+// into out with compressor comp; level, when not 0, is its
+// -Xcompression-level. allRoot makes every file root's and times fixed (for the
 // generated busybox root). percentage asks for -percentage output
 // (squashfs-tools 4.6 and later).
-func MksquashfsArgs(src, out, comp string, allRoot, percentage bool) []string {
+func MksquashfsArgs(src, out, comp string, level int, allRoot, percentage bool) []string {
 	args := []string{src, out, "-noappend", "-comp", comp, "-mkfs-time", "0"}
+	if level != 0 {
+		args = append(args, "-Xcompression-level", strconv.Itoa(level))
+	}
 	if allRoot {
 		args = append(args, "-all-root", "-all-time", "0")
 	}
@@ -758,7 +735,7 @@ func MksquashfsArgs(src, out, comp string, allRoot, percentage bool) []string {
 	return args
 }
 
-func mksquashfs(ctx context.Context, src, out, comp string, allRoot bool, lg *buildLog) error {
+func mksquashfs(ctx context.Context, src, out, comp string, level int, allRoot bool, lg *buildLog) error {
 	bin, err := exec.LookPath("mksquashfs")
 	if err != nil {
 		return fmt.Errorf("mksquashfs not found (apt-get install squashfs-tools): %w", err)
@@ -767,7 +744,7 @@ func mksquashfs(ctx context.Context, src, out, comp string, allRoot bool, lg *bu
 		help, _ := exec.Command(bin, "-help").CombinedOutput()
 		hasPercent = bytes.Contains(help, []byte("-percentage"))
 	})
-	args := MksquashfsArgs(src, out, comp, allRoot, hasPercent)
+	args := MksquashfsArgs(src, out, comp, level, allRoot, hasPercent)
 	lg.printf("mksquashfs %s", strings.Join(args, " "))
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -236,6 +236,7 @@ func (s *Store) CleanStale() ([]string, error) {
 				}
 			}
 			if stale {
+				unmountBelow(p)
 				if err := removeAll(p); err != nil {
 					return removed, err
 				}

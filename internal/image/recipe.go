@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -63,6 +64,10 @@ type Recipe struct {
 	Kernel      KernelSpec
 	Initramfs   InitramfsSpec
 	Compression string // mksquashfs compressor: zstd (default), xz, gzip, lzo, lz4
+	// CompressionLevel is mksquashfs's -Xcompression-level (0: the
+	// compressor's default; zstd 1-22, gzip 1-9, lz4 and lzo have none
+	// here, xz and lzma take none).
+	CompressionLevel int
 }
 
 // RootfsSpec says where the root filesystem comes from.
@@ -100,6 +105,11 @@ type InitramfsSpec struct {
 	Modules []string
 	// DracutModules are the dracut modules added (default dmsquash-live livenet).
 	DracutModules []string
+	// DracutCompress is dracut's --compress: a program name dracut knows
+	// (gzip, zstd, lz4, xz...) or a command with its options ("zstd -3 -T0"),
+	// run in the root. Empty: dracut's default (gzip -9, slow on the
+	// no-hostonly initramfs of a full kernel).
+	DracutCompress string
 }
 
 var (
@@ -183,6 +193,7 @@ func ParseRecipe(file string, data []byte, vars map[string]string) (*Recipe, err
 	r := &Recipe{File: file, Dir: filepath.Dir(file), Compression: "zstd"}
 	fields, err := p.mapping(root, "recipe", map[string]bool{
 		"name": false, "rootfs": true, "overlay": false, "kernel": true, "initramfs": true, "compression": false,
+		"compression_level": false,
 	})
 	if err != nil {
 		return nil, err
@@ -214,6 +225,21 @@ func ParseRecipe(file string, data []byte, vars map[string]string) (*Recipe, err
 		default:
 			return nil, p.errf(n, "compression %q: want zstd, xz, gzip, lzo, lz4 or lzma", r.Compression)
 		}
+	}
+	if n := fields["compression_level"]; n != nil {
+		lv, err := p.str(n)
+		if err != nil {
+			return nil, err
+		}
+		max := map[string]int{"zstd": 22, "gzip": 9}[r.Compression]
+		l, cerr := strconv.Atoi(lv)
+		switch {
+		case max == 0:
+			return nil, p.errf(n, "compression_level: %s takes no level here (zstd 1-22, gzip 1-9)", r.Compression)
+		case cerr != nil || l < 1 || l > max:
+			return nil, p.errf(n, "compression_level %q: want 1-%d for %s", lv, max, r.Compression)
+		}
+		r.CompressionLevel = l
 	}
 	if err := p.rootfs(fields["rootfs"], &r.Rootfs); err != nil {
 		return nil, err
@@ -517,7 +543,10 @@ func (p *parser) kernel(n *yaml.Node, k *KernelSpec) error {
 	return nil
 }
 
-var modNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+var (
+	modNameRE  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	compressRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 ._=-]{0,63}$`)
+)
 
 func (p *parser) initramfs(n *yaml.Node, s *InitramfsSpec) error {
 	kind, v, err := p.oneOf(n, "initramfs", InitramfsBuiltin, InitramfsDracut)
@@ -536,15 +565,25 @@ func (p *parser) initramfs(n *yaml.Node, s *InitramfsSpec) error {
 		}
 		return err
 	case InitramfsDracut:
-		m, err := p.mapping(v, "initramfs.dracut", map[string]bool{"modules": false})
+		m, err := p.mapping(v, "initramfs.dracut", map[string]bool{"modules": false, "compress": false})
 		if err != nil {
 			return err
 		}
 		s.DracutModules = []string{"dmsquash-live", "livenet"}
 		if x := m["modules"]; x != nil {
-			s.DracutModules, err = p.words(x, "modules", modNameRE)
+			if s.DracutModules, err = p.words(x, "modules", modNameRE); err != nil {
+				return err
+			}
 		}
-		return err
+		if x := m["compress"]; x != nil {
+			if s.DracutCompress, err = p.str(x); err != nil {
+				return err
+			}
+			if !compressRE.MatchString(s.DracutCompress) {
+				return p.errf(x, "compress %q: want a program and its options (letters, digits, spaces, '-', '.', '_', '=')", s.DracutCompress)
+			}
+		}
+		return nil
 	}
 	return nil
 }

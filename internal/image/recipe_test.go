@@ -26,6 +26,7 @@ kernel:
 initramfs:
   builtin:
     modules: [virtio_net, loop]
+compression_level: 5
 `
 
 func TestParseRecipeGood(t *testing.T) {
@@ -33,7 +34,7 @@ func TestParseRecipeGood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Recipe{File: "/r/web/image.yaml", Dir: "/r/web", Name: "web", Compression: "zstd",
+	want := Recipe{File: "/r/web/image.yaml", Dir: "/r/web", Name: "web", Compression: "zstd", CompressionLevel: 5,
 		Rootfs:    RootfsSpec{Kind: RootfsDir, Pos: Pos{"/r/web/image.yaml", 3, 8}, Path: "/k/root"},
 		Kernel:    KernelSpec{Pos: Pos{"/r/web/image.yaml", 5, 3}, File: "/r/web/vmlinuz", Modules: "/r/web/mods"},
 		Initramfs: InitramfsSpec{Kind: InitramfsBuiltin, Pos: Pos{"/r/web/image.yaml", 9, 5}, Modules: []string{"virtio_net", "loop"}},
@@ -63,6 +64,10 @@ func TestParseRecipeErrors(t *testing.T) {
 		{"bad module name", "rootfs: {busybox: {}}\nkernel: {file: k, modules: m}\ninitramfs: {builtin: {modules: [virtio_net, ../evil]}}\n", "3:45", "not a valid name"},
 		{"modules without dir", "rootfs: {busybox: {}}\nkernel: {file: k}\ninitramfs: {builtin: {modules: [loop]}}\n", "3:12", "no modules: folder"},
 		{"bad compression", "rootfs: {busybox: {}}\nkernel: {file: k}\ninitramfs: {builtin: {}}\ncompression: bzip9\n", "4:14", "compression"},
+		{"zstd level too high", "rootfs: {busybox: {}}\nkernel: {file: k}\ninitramfs: {builtin: {}}\ncompression_level: 23\n", "4:20", "want 1-22 for zstd"},
+		{"level not a number", "rootfs: {busybox: {}}\nkernel: {file: k}\ninitramfs: {builtin: {}}\ncompression: gzip\ncompression_level: high\n", "5:20", "want 1-9 for gzip"},
+		{"bad dracut compress", "rootfs: {dir: r}\nkernel: {from_rootfs: true}\ninitramfs: {dracut: {compress: \"zstd; rm -rf /\"}}\n", "3:32", "want a program and its options"},
+		{"xz takes no level", "rootfs: {busybox: {}}\nkernel: {file: k}\ninitramfs: {builtin: {}}\ncompression: xz\ncompression_level: 3\n", "5:20", "xz takes no level"},
 		{"debootstrap no suite", "rootfs: {debootstrap: {packages: [vim]}}\nkernel: {from_rootfs: true}\ninitramfs: {dracut: {}}\n", "1:23", `missing "suite"`},
 		{"debootstrap bad mirror", "rootfs: {debootstrap: {suite: bookworm, mirror: ftp://x}}\nkernel: {from_rootfs: true}\ninitramfs: {dracut: {}}\n", "1:49", "mirror"},
 		{"dracut on busybox", "rootfs: {busybox: {}}\nkernel: {file: k}\ninitramfs: {dracut: {}}\n", "3:12", "busybox root has none"},
@@ -114,18 +119,32 @@ func TestDebootstrapAndDracutArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := DebootstrapArgs(r.Rootfs.Debootstrap, "/w/root")
-	want := []string{"debootstrap", "--variant=minbase", "--include=linux-image-amd64,dracut-live", "bookworm", "/w/root", "http://deb.debian.org/debian"}
+	want := []string{"debootstrap", "--variant=minbase", "bookworm", "/w/root", "http://deb.debian.org/debian"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("debootstrap args %q, want %q", got, want)
 	}
-	got = DracutArgs(r.Initramfs, "/w/root", "6.1.0-1-amd64", "/tmp/i")
-	want = []string{"chroot", "/w/root", "dracut", "--no-hostonly", "--no-hostonly-cmdline", "--force", "--add", "dmsquash-live livenet", "--kver", "6.1.0-1-amd64", "/tmp/i"}
+	got = AptArgs(r.Rootfs.Debootstrap.Packages)
+	want = []string{"apt-get", "install", "-y", "--no-install-recommends", "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold", "linux-image-amd64", "dracut-live"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("apt args %q, want %q", got, want)
+	}
+	got = DracutArgs(r.Initramfs, "6.1.0-1-amd64", "/tmp/i")
+	want = []string{"dracut", "--no-hostonly", "--no-hostonly-cmdline", "--force", "--add", "dmsquash-live livenet", "--kver", "6.1.0-1-amd64", "/tmp/i"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("dracut args %q, want %q", got, want)
 	}
+	got = DracutArgs(InitramfsSpec{DracutModules: []string{"livenet"}, DracutCompress: "zstd -3 -q -T0"}, "6.1.0-1-amd64", "/tmp/i")
+	want = []string{"dracut", "--no-hostonly", "--no-hostonly-cmdline", "--force", "--add", "livenet", "--compress", "zstd -3 -q -T0", "--kver", "6.1.0-1-amd64", "/tmp/i"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("dracut args %q, want %q", got, want)
+	}
+	got = ChrootArgs("/w/root", "apt-get", "clean")
+	if len(got) != 7 || got[0] != "/bin/sh" || got[4] != "/w/root" || got[5] != "apt-get" || got[6] != "clean" {
+		t.Errorf("chroot args %q", got)
+	}
 	// No debootstrap on PATH: a clear error naming the recipe position.
 	t.Setenv("PATH", t.TempDir())
-	err = makeRootfs(context.Background(), r, filepath.Join(t.TempDir(), "root"), t.TempDir(), &buildLog{})
+	err = makeRootfs(context.Background(), r, filepath.Join(t.TempDir(), "root"), t.TempDir(), "", &buildLog{})
 	if err == nil || !strings.Contains(err.Error(), "/r/d/image.yaml:2:16") || !strings.Contains(err.Error(), "debootstrap not found") {
 		t.Fatalf("err = %v", err)
 	}
