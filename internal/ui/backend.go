@@ -28,8 +28,6 @@ type Backend interface {
 	Node(ctx context.Context, name string) (daemon.NodeView, error)
 	// BootEntry renders a node's boot entry ("" format: the node's loader).
 	BootEntry(ctx context.Context, name, format string) (string, error)
-	// Preview validates and renders a proposed override without applying it.
-	Preview(ctx context.Context, p daemon.Preview) (string, error)
 	// EditNode applies an edit to a node and returns the new revision.
 	EditNode(ctx context.Context, name string, e daemon.Edit) (string, error)
 	// EditGroup applies an edit to a group and returns the new revision.

@@ -155,3 +155,17 @@ func TestConfirmWrapsLongLines(t *testing.T) {
 		t.Errorf("no indented continuation:\n%s", scr)
 	}
 }
+
+// TestGroupEditWithoutGroup: E on a node in no group says so and opens no
+// editor.
+func TestGroupEditWithoutGroup(t *testing.T) {
+	hs := newHarness(t, 3, 100, 30)
+	hs.be.nodes[0].Group = ""
+	hs.keys("E")
+	if hs.m.edit != nil {
+		t.Fatal("an edit session started for a node in no group")
+	}
+	if !strings.Contains(hs.screen(), "edit: node n01 is in no group (e edits its own entry)") {
+		t.Errorf("no explanation:\n%s", hs.screen())
+	}
+}

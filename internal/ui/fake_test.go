@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -119,16 +118,6 @@ func (f *fakeBackend) BootEntry(ctx context.Context, name, format string) (strin
 	}
 	n := f.nodes[i]
 	return fmt.Sprintf("#!ipxe\nkernel http://10.0.0.1/%s/vmlinuz %s\ninitrd http://10.0.0.1/%s/initrd\nboot\n", n.Assigned, n.KernelArgs, n.Assigned), nil
-}
-
-func (f *fakeBackend) Preview(ctx context.Context, p daemon.Preview) (string, error) {
-	if err := f.record("Preview %s %s", p.Node, p.Format); err != nil {
-		return "", err
-	}
-	if strings.Contains(p.Override, "{{") && !strings.Contains(p.Override, "}}") {
-		return "", &api.Error{Message: "boot override: template: 2:1: unclosed action", Code: api.CodeInvalid}
-	}
-	return strings.ReplaceAll(p.Override, "{{.Node}}", p.Node), nil
 }
 
 func (f *fakeBackend) EditNode(ctx context.Context, name string, e daemon.Edit) (string, error) {

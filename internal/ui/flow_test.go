@@ -350,6 +350,7 @@ func TestEditFlow(t *testing.T) {
 
 func FuzzParseEditFile(f *testing.F) {
 	f.Add(editFile(daemon.NodeView{Name: "n1", Loader: "ipxe"}, "r1"))
+	f.Add(groupEditFile(daemon.GroupView{Name: "g", Nodes: []string{"n1", "n2"}, IPXE: "#!ipxe\nexit\n"}, daemon.NodeView{Name: "n1", Loader: "ipxe"}, "r1"))
 	f.Add("kernel_args: a b\n--- boot_override.pxelinux\nDEFAULT x\n")
 	f.Add("kernel_args: -\nkernel_args: x\n")
 	f.Add("--- boot_override.efi\n")
