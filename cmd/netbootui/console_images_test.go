@@ -75,9 +75,10 @@ func TestConsoleImagesInTmux(t *testing.T) {
 	c.keys(":", "i", "m", "a", "g", "e", "s", "Enter")
 	c.waitFor("images view", regexp.MustCompile(`(?s)default .*no generations`))
 
-	// b: the first build, with its progress bar and log while it runs
+	// b: the first build, with its progress bar (at a step the daemon
+	// reported) and log while it runs
 	c.keys("b")
-	s := c.waitFor("progress bar", regexp.MustCompile(`build default: \S+ +[█░]{20} +\d+%`))
+	s := c.waitFor("progress bar", regexp.MustCompile(`build default: (hash|rootfs|overlay|agent|kernel|initramfs|squashfs|checksums) +[█░]{20} +\d+%`))
 	if !strings.Contains(s, "BUILD LOG") {
 		t.Errorf("no build log panel while building:\n%s", s)
 	}
