@@ -170,3 +170,35 @@ func bootScriptURL(t *testing.T, cl *api.Client, node string) string {
 	}
 	return "http://" + st.HTTP + "/boot/" + n.MAC + ".ipxe"
 }
+
+// TestConsoleBMCAndSerialInTmux opens node c1, whose BMC is ipmi_sim with
+// serial-over-LAN, in the real console: the detail shows the BMC's device ID
+// and a power read (never the password), c hands the terminal to the
+// node's serial console, and ~. brings the console back.
+func TestConsoleBMCAndSerialInTmux(t *testing.T) {
+	lab.RequireTools(t, "tmux")
+	port, p := solLab(t)
+	c := startConsole(t, p.socket, "TERM=xterm-256color")
+	c.waitFor("start", regexp.MustCompile(`1 nodes · 0 marked`))
+	c.tmux("resize-window", "-t", "ui", "-x", "120", "-y", "30")
+	c.waitFor("resized", regexp.MustCompile(`(?m)^netbootui nodes .{60,}rev `))
+	c.keys("Enter")
+	s := c.waitFor("BMC facts", regexp.MustCompile(`bmc device +device \d+ rev \d+, firmware \d+\.\d+, IPMI 2\.0, manufacturer \d+, product \d+`))
+	if !regexp.MustCompile(`bmc power +(on|off) at \d\d:\d\d:\d\d \(\d+s ago\) · the daemon does not poll power`).MatchString(s) {
+		t.Errorf("no power read in the detail:\n%s", s)
+	}
+	if strings.Contains(s, cliBMCPassword) {
+		t.Errorf("the BMC password is on the screen:\n%s", s)
+	}
+	c.keys("c")
+	c.waitFor("serial console", regexp.MustCompile(`boot progress`))
+	c.tmux("send-keys", "-t", "ui", "-l", "hello c1")
+	c.keys("Enter")
+	c.waitFor("echo", regexp.MustCompile(`echo: hello c1`))
+	if got := port.Received(); !strings.Contains(got, "hello c1\r") {
+		t.Errorf("serial port got %q", got)
+	}
+	c.tmux("send-keys", "-t", "ui", "-l", "~.")
+	c.waitFor("back in the console", regexp.MustCompile(`(?s)node c1.*serial console of c1 detached`))
+	c.keys("C-c")
+}

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"os"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -167,5 +168,24 @@ func TestGroupEditWithoutGroup(t *testing.T) {
 	}
 	if !strings.Contains(hs.screen(), "edit: node n01 is in no group (e edits its own entry)") {
 		t.Errorf("no explanation:\n%s", hs.screen())
+	}
+}
+
+// TestDetailKeysActOnItsNode: in the detail view, c attaches to the
+// detail's node and E edits its group, whatever the list's cursor.
+func TestDetailKeysActOnItsNode(t *testing.T) {
+	hs := newHarness(t, 20, 120, 40)
+	hs.m.opts.NoEdit = "editing is off here" // the SSH console: E says so too
+	var asked string
+	hs.m.opts.SerialConsole = func(node string) *exec.Cmd { asked = node; return exec.Command("true") }
+	hs.keys("j", "j", "<enter>")
+	_, cmd := hs.m.Update(keyMsg("c"))
+	if cmd == nil || asked != "n03" {
+		t.Errorf("c in n03's detail attached to %q (cmd %v)", asked, cmd)
+	}
+	hs.be.reset()
+	hs.keys("E")
+	if !strings.Contains(hs.screen(), "editing is off here") || len(hs.be.Calls()) != 0 {
+		t.Errorf("E with NoEdit: calls %q\n%s", hs.be.Calls(), hs.screen())
 	}
 }

@@ -520,6 +520,9 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 		if key.Matches(msg, k.EditGroup) {
 			return m.startEdit(m.detail.name, true)
 		}
+		if key.Matches(msg, k.SerialConsole) {
+			return m.serialConsole(m.detail.name)
+		}
 		if key.Matches(msg, k.Power) {
 			return m.openPowerMenu()
 		}

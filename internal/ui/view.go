@@ -193,7 +193,7 @@ func (m *Model) keyLine() string {
 	case viewNodes:
 		hints = []string{"?:help", "/:filter", "space:mark", "enter:detail", "e:edit", "p:power", "R:reboot", "q:quit", "s:stage"}
 	case viewDetail:
-		hints = []string{"esc:back", "j/k:scroll", "e:edit", "p:power", "R:reboot", "?:help"}
+		hints = []string{"esc:back", "j/k:scroll", "e:edit", "E:group", "p:power", "R:reboot", "c:console", "?:help"}
 	case viewAction:
 		hints = []string{"esc:back", "j/k:scroll", "?:help", "ctrl+c:quit"}
 		if m.act != nil && m.act.running {
