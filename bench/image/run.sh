@@ -2,8 +2,10 @@
 # Image pipeline vs mksquashfs by hand, same tree, same machine, same run.
 # Not run by the tests. Prints, for one directory tree:
 #   - mksquashfs -comp zstd by hand and a full pipeline build of the same tree
-#     (hash, copy, agent, kernel, built-in initramfs, mksquashfs -comp zstd,
-#     checksums, commit), best of ROUNDS, and the overhead in percent;
+#     (hash, hard-linked copy, agent, kernel, built-in initramfs, mksquashfs
+#     -comp zstd, checksums, commit), best of ROUNDS, and the overhead in
+#     percent: in a fresh store (every file of the tree is hashed) and forced
+#     again in the same store (file sums from the store's cache);
 #   - the pipeline's time per step;
 #   - the no-op rebuild (unchanged inputs) time;
 #   - the squashfs size (and mksquashfs time) with zstd, gzip and xz.
@@ -49,7 +51,7 @@ files=$(find "$tree" -xdev | wc -l)
 echo "tree: $tree, $(du -sm "$tree" | cut -f1) MiB, $files entries; $(nproc) cores; best of $ROUNDS rounds"
 
 now() { date +%s.%N; }
-best_hand=0 best_pipe=0 best_noop=0 steps="" noop_state=""
+best_hand=0 best_pipe=0 best_noop=0 best_warm=0 steps="" wsteps="" noop_state=""
 for r in $(seq "$ROUNDS"); do
 	sync
 	t0=$(now)
@@ -60,7 +62,12 @@ for r in $(seq "$ROUNDS"); do
 	out=$("$work/pipeline" -tree "$tree" -store "$work/store" -kernel "$kernel" -comp zstd)
 	pipe=$(echo "$out" | awk '$1 == "build" {printf "%.2f", $2}')
 	noop=$(echo "$out" | awk '$1 == "noop" {printf "%.3f", $2}')
-	echo "  round $r: by hand $hand s, pipeline $pipe s, no-op rebuild $noop s"
+	warm=$(echo "$out" | awk '$1 == "rebuild" {printf "%.2f", $2}')
+	echo "  round $r: by hand $hand s, pipeline $pipe s (fresh store), $warm s (forced, same store), no-op rebuild $noop s"
+	if [ "$best_warm" = 0 ] || awk -v a="$warm" -v b="$best_warm" 'BEGIN { exit !(a < b) }'; then
+		best_warm=$warm
+		wsteps=$(echo "$out" | awk '$1 == "rebuild" {print $3}')
+	fi
 	if [ "$best_hand" = 0 ] || awk -v a="$hand" -v b="$best_hand" 'BEGIN { exit !(a < b) }'; then best_hand=$hand; fi
 	if [ "$best_pipe" = 0 ] || awk -v a="$pipe" -v b="$best_pipe" 'BEGIN { exit !(a < b) }'; then
 		best_pipe=$pipe
@@ -71,8 +78,10 @@ for r in $(seq "$ROUNDS"); do
 	ours=$(echo "$out" | awk '$1 == "rootfs" {print $2}')
 done
 echo "mksquashfs -comp zstd by hand: $best_hand s"
-echo "pipeline (same tree, zstd):    $best_pipe s, overhead $(echo "$best_pipe $best_hand" | awk '{printf "%.1f", ($1 - $2) * 100 / $2}')%"
+echo "pipeline, fresh store:         $best_pipe s, overhead $(echo "$best_pipe $best_hand" | awk '{printf "%.1f", ($1 - $2) * 100 / $2}')%"
 echo "  steps (s): $steps"
+echo "pipeline, forced, same store:   $best_warm s, overhead $(echo "$best_warm $best_hand" | awk '{printf "%.1f", ($1 - $2) * 100 / $2}')%"
+echo "  steps (s): $wsteps"
 echo "no-op rebuild: $best_noop s ($noop_state)"
 echo "squashfs sizes (mksquashfs by hand, default levels):"
 printf '  %-5s %8s MiB  %6s s\n' zstd "$(stat -c %s "$work/hand.sqfs" | awk '{printf "%.1f", $1 / 1048576}')" "$best_hand"

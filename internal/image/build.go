@@ -111,12 +111,15 @@ const buildVersion = "netbootui-image-build 1"
 // variants, the root's source (directory tree, tar, OCI layout; for
 // debootstrap only its settings), the busybox binary, the kernel, the
 // modules the initramfs takes, and the node scripts every image carries.
-func SourceHash(r *Recipe) (string, error) {
+func SourceHash(r *Recipe) (string, error) { return sourceHash(r, nil) }
+
+// sourceHash is SourceHash with a cache of file sums (nil: none).
+func sourceHash(r *Recipe, c *hashCache) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\n", buildVersion)
 	put := func(what, p string) error {
 		fmt.Fprintf(h, "%s\n", what)
-		if err := hashPath(h, p); err != nil {
+		if err := hashPath(h, p, c); err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		return nil
@@ -293,10 +296,13 @@ func (b *Builder) BuildRecipe(ctx context.Context, r *Recipe, opts BuildOptions)
 	defer unlock()
 
 	lg.begin(StepHash)
-	src, err := SourceHash(r)
+	hc := loadHashCache(b.hashCachePath(r.Name))
+	src, err := sourceHash(r, hc)
 	if err != nil {
 		return nil, fmt.Errorf("build %s: %w", r.Name, err)
 	}
+	hc.save(b.hashCachePath(r.Name))
+	lg.printf("hashed %d files (%d from the cache of file sums)", hc.files, hc.hits)
 	lg.printf("source hash %s", src)
 	if !opts.Force {
 		if m, err := b.sameSource(r.Name, src); err != nil {
@@ -466,17 +472,20 @@ func (b *Builder) steps(ctx context.Context, r *Recipe, work, root, gen, cache s
 	lg.printf("kernel %s", kernel)
 
 	lg.begin(StepInitramfs)
+	// The built-in initramfs needs nothing from the squashfs step, nor it
+	// from the initramfs: it is made alongside mksquashfs, and waited for
+	// after it.
+	builtin := make(chan error, 1)
 	switch r.Initramfs.Kind {
 	case InitramfsBuiltin:
 		opt := liveinit.Options{KernelModulesDir: modules, Modules: r.Initramfs.Modules}
 		if r.Rootfs.Kind == RootfsBusybox {
 			opt.Busybox = r.Rootfs.Busybox
 		}
-		if err := liveinit.BuildFile(filepath.Join(gen, FileInitrd), opt); err != nil {
-			return nil, fmt.Errorf("%s: %w", r.Initramfs.Pos, err)
-		}
-		lg.printf("built-in live init with modules %s", strings.Join(r.Initramfs.Modules, " "))
+		lg.printf("built-in live init with modules %s (made alongside the squashfs)", strings.Join(r.Initramfs.Modules, " "))
+		go func() { builtin <- liveinit.BuildFile(filepath.Join(gen, FileInitrd), opt) }()
 	case InitramfsDracut:
+		builtin <- nil
 		if kver == "" {
 			kver = filepath.Base(modules)
 		}
@@ -485,11 +494,16 @@ func (b *Builder) steps(ctx context.Context, r *Recipe, work, root, gen, cache s
 		}
 	}
 	if err := ctx.Err(); err != nil {
+		<-builtin
 		return nil, err
 	}
 
 	lg.begin(StepSquashfs)
-	if err := mksquashfs(ctx, root, filepath.Join(gen, FileRootfs), r.Compression, r.CompressionLevel, r.Rootfs.Kind == RootfsBusybox, lg); err != nil {
+	err := mksquashfs(ctx, root, filepath.Join(gen, FileRootfs), r.Compression, r.CompressionLevel, r.Rootfs.Kind == RootfsBusybox, lg)
+	if ierr := <-builtin; ierr != nil {
+		return nil, fmt.Errorf("%s: %w", r.Initramfs.Pos, ierr)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return &Manifest{}, nil
@@ -513,7 +527,14 @@ func makeRootfs(ctx context.Context, r *Recipe, root, work, cache string, lg *bu
 		if fi, err := os.Stat(s.Path); err != nil || !fi.IsDir() {
 			return fmt.Errorf("%s: rootfs dir %s: not a directory (%v)", s.Pos, s.Path, err)
 		}
-		if err := copyTree(ctx, s.Path, root); err != nil {
+		// Hard links cost no copy of the tree. Only when no tool runs in
+		// the root (dracut does): the pipeline's own steps replace files,
+		// never write into them, so the source tree stays as it was.
+		cp := copyTree
+		if r.Initramfs.Kind == InitramfsBuiltin {
+			cp = linkTree
+		}
+		if err := cp(ctx, s.Path, root); err != nil {
 			return fmt.Errorf("%s: %w", s.Pos, err)
 		}
 	case RootfsTar:

@@ -8,10 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -269,11 +271,24 @@ func lockHeld(file string) bool {
 func (s *Store) commitBuilt(image, dir string, m *Manifest) (*Manifest, error) {
 	idHash := sha256.New()
 	m.Files = m.Files[:0]
-	for _, name := range BootFiles {
-		fi, err := hashFile(filepath.Join(dir, name))
-		if err != nil {
-			return nil, fmt.Errorf("image %s: %s: %w", image, name, err)
+	// The files are synced and hashed at once (the squashfs's writeback
+	// and the kernel's hashing need not wait for each other).
+	infos := make([]FileInfo, len(BootFiles))
+	errs := make([]error, len(BootFiles))
+	var wg sync.WaitGroup
+	for i, name := range BootFiles {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			infos[i], errs[i] = hashFile(filepath.Join(dir, name))
+		}()
+	}
+	wg.Wait()
+	for i, name := range BootFiles {
+		if errs[i] != nil {
+			return nil, fmt.Errorf("image %s: %s: %w", image, name, errs[i])
 		}
+		fi := infos[i]
 		fi.Name = name
 		m.Files = append(m.Files, fi)
 		fmt.Fprintf(idHash, "%s %d %s\n", fi.Name, fi.Size, fi.SHA256)
@@ -328,11 +343,13 @@ func hashFile(p string) (FileInfo, error) {
 	if !st.Mode().IsRegular() {
 		return FileInfo{}, fmt.Errorf("%s is not a regular file", p)
 	}
-	if err := f.Sync(); err != nil {
-		return FileInfo{}, err
-	}
+	synced := make(chan error, 1)
+	go func() { synced <- f.Sync() }()
 	h := sha256.New()
-	n, err := copyBuf(h, f)
+	n, err := copyBuf(h, io.NewSectionReader(f, 0, st.Size()))
+	if serr := <-synced; err == nil {
+		err = serr
+	}
 	if err != nil {
 		return FileInfo{}, err
 	}

@@ -12,26 +12,46 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
 
 func sortStrings(s []string) { sort.Strings(s) }
 
+// copyBufs recycles copyBuf's buffers: a tree of thousands of files would
+// otherwise allocate a buffer per file.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
 func copyBuf(w io.Writer, r io.Reader) (int64, error) {
-	return io.CopyBuffer(w, r, make([]byte, 1<<20))
+	b := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(b)
+	return io.CopyBuffer(w, r, *b)
 }
 
 // hashTree writes a description of the tree at root (paths, types, modes,
 // symlink targets, file contents) to h. A missing root hashes as "absent".
-func hashTree(h hash.Hash, root string) error {
+// File contents are hashed by a worker per CPU; the description is written
+// in walk order, so the result does not depend on the workers.
+func hashTree(h hash.Hash, root string, c *hashCache) error {
 	if _, err := os.Lstat(root); errors.Is(err, fs.ErrNotExist) {
 		fmt.Fprintf(h, "absent\n")
 		return nil
 	}
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	type entry struct {
+		head string // path and mode
+		tail string // what follows, when known from the walk
+		file string // a regular file whose size and sum follow
+		info fs.FileInfo
+		size int64
+		sum  string
+		err  error
+	}
+	var ents []*entry
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -40,29 +60,59 @@ func hashTree(h hash.Hash, root string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(h, "%q %o ", filepath.ToSlash(rel), fi.Mode())
+		e := &entry{head: fmt.Sprintf("%q %o ", filepath.ToSlash(rel), fi.Mode())}
 		switch {
 		case fi.Mode()&fs.ModeSymlink != 0:
 			t, err := os.Readlink(p)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(h, "-> %q\n", t)
+			e.tail = fmt.Sprintf("-> %q\n", t)
 		case fi.Mode().IsRegular():
-			sum, err := fileSHA(p)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(h, "%d %s\n", fi.Size(), sum)
+			e.file, e.info, e.size = p, fi, fi.Size()
 		default:
 			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-				fmt.Fprintf(h, "dev %d\n", st.Rdev)
+				e.tail = fmt.Sprintf("dev %d\n", st.Rdev)
 			} else {
-				fmt.Fprintf(h, "\n")
+				e.tail = "\n"
 			}
 		}
+		ents = append(ents, e)
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	work := make(chan *entry)
+	var wg sync.WaitGroup
+	for range max(1, min(runtime.NumCPU(), 8)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for e := range work {
+				e.sum, e.err = c.sum(e.file, e.info)
+			}
+		}()
+	}
+	for _, e := range ents {
+		if e.file != "" {
+			work <- e
+		}
+	}
+	close(work)
+	wg.Wait()
+	for _, e := range ents {
+		if e.err != nil {
+			return e.err
+		}
+		io.WriteString(h, e.head)
+		if e.file != "" {
+			fmt.Fprintf(h, "%d %s\n", e.size, e.sum)
+		} else {
+			io.WriteString(h, e.tail)
+		}
+	}
+	return nil
 }
 
 func fileSHA(p string) (string, error) {
@@ -78,16 +128,16 @@ func fileSHA(p string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// hashPath hashes a file or a tree.
-func hashPath(h hash.Hash, p string) error {
+// hashPath hashes a file or a tree (c may be nil).
+func hashPath(h hash.Hash, p string, c *hashCache) error {
 	fi, err := os.Stat(p)
 	if err != nil {
 		return err
 	}
 	if fi.IsDir() {
-		return hashTree(h, p)
+		return hashTree(h, p, c)
 	}
-	sum, err := fileSHA(p)
+	sum, err := c.sum(p, fi)
 	if err != nil {
 		return err
 	}
@@ -100,6 +150,18 @@ func hashPath(h hash.Hash, p string) error {
 // kept; owners too when running as root. Device nodes and FIFOs are
 // recreated when running as root.
 func copyTree(ctx interface{ Err() error }, src, dst string) error {
+	return walkCopy(ctx, src, dst, false)
+}
+
+// linkTree is copyTree with regular files hard-linked instead of copied
+// when src and dst share a file system (and copied when they do not). The
+// caller must never write into a file of dst in place: every later step
+// replaces files (unlink, then create), so the source stays untouched.
+func linkTree(ctx interface{ Err() error }, src, dst string) error {
+	return walkCopy(ctx, src, dst, true)
+}
+
+func walkCopy(ctx interface{ Err() error }, src, dst string, link bool) error {
 	root := os.Geteuid() == 0
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -117,6 +179,14 @@ func copyTree(ctx interface{ Err() error }, src, dst string) error {
 			return err
 		}
 		target := filepath.Join(dst, rel)
+		if link && fi.Mode().IsRegular() {
+			if err := os.Link(p, target); err == nil {
+				return nil
+			} else if !errors.Is(err, syscall.EXDEV) && !errors.Is(err, fs.ErrPermission) {
+				return fmt.Errorf("link %s: %w", p, err)
+			}
+			link = false // another file system (or not allowed): copy from now on
+		}
 		if err := place(p, target, fi, root); err != nil {
 			return fmt.Errorf("copy %s: %w", p, err)
 		}
