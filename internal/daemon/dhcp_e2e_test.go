@@ -8,41 +8,13 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/lab"
+	"github.com/netbootui/netbootui/internal/lab/labbuild"
 )
-
-// startBackground starts cmd with its output in a buffer and stops it
-// (SIGTERM, then SIGKILL) when the test ends, or with the test process. If
-// the test failed, the output's end is logged.
-func startBackground(t *testing.T, name string, cmd *exec.Cmd) *lab.Buffer {
-	t.Helper()
-	out := &lab.Buffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("%s:\n%s", name, tailText(out.String(), 60))
-		}
-	})
-	return out
-}
 
 // TestQEMUProxyDHCPBesideDnsmasq is the proxyDHCP's end to end: the site's
 // DHCP server (dnsmasq, addresses and router advertisements only, no boot
@@ -65,7 +37,7 @@ func TestQEMUProxyDHCPBesideDnsmasq(t *testing.T) {
 		lab.RequireTools(t, ovmf+" (package ovmf)")
 	}
 	files := testImage(t)
-	bin := netbootuiBinary(t)
+	bin := labbuild.Netbootui(t)
 	server, site := lab.NewNetns(t), lab.NewNetns(t)
 	// The site namespace is the DHCP server's host: one veth on the boot
 	// segment, 10.99.0.2 (its own br0 would shadow the server's address).
@@ -88,7 +60,7 @@ enable-ra
 dhcp-authoritative
 dhcp-leasefile=%s
 `, filepath.Join(dir, "dnsmasq.leases"))), 0o644)
-	dnsmasqLog := startBackground(t, "dnsmasq", site.Command("dnsmasq", "--keep-in-foreground", "--conf-file="+conf, "--log-facility=-",
+	dnsmasqLog := lab.StartProcess(t, "dnsmasq", site.Command("dnsmasq", "--keep-in-foreground", "--conf-file="+conf, "--log-facility=-",
 		"--log-dhcp", "--pid-file="+filepath.Join(dir, "dnsmasq.pid"), "--user=root", "--group=root"))
 
 	inv := filepath.Join(dir, "nodes.yaml")
@@ -108,7 +80,7 @@ nodes:
     nics: [{mac: %q}]
 `, lab.MAC(20), lab.MAC(21))), 0o644)
 	socket := filepath.Join(dir, "api.sock")
-	startBackground(t, "netbootui serve", server.Command(bin, "serve", "--proxydhcp", lab.NetnsBridge,
+	lab.StartProcess(t, "netbootui serve", server.Command(bin, "serve", "--proxydhcp", lab.NetnsBridge,
 		"--inventory", inv, "--data", filepath.Join(dir, "data"), "--api-socket", socket,
 		"--http-listen", lab.NetnsBridgeIPv4+":8080", "--tftp-listen", lab.NetnsBridgeIPv4+":69",
 		"--power-poll", "0", "--log-level", "debug"))
@@ -159,7 +131,7 @@ nodes:
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Errorf("%s did not check in in 240 s (TCG, loaded CI); events:\n%s\nserial:\n%s", v.node, eventLines(evs), tailText(vm.Serial(), 30))
+					t.Errorf("%s did not check in in 240 s (TCG, loaded CI); events:\n%s\nserial:\n%s", v.node, eventLines(evs), lab.Tail(vm.Serial(), 30))
 					return
 				}
 			}
@@ -173,8 +145,8 @@ nodes:
 	}
 	// The addresses came from dnsmasq, not from us.
 	for _, v := range vms {
-		if !regexp.MustCompile(`DHCPACK\(site0\) 10\.99\.0\.\d+ ` + v.mac).MatchString(dnsmasqLog.String()) {
-			t.Errorf("dnsmasq did not lease an address to %s:\n%s", v.mac, tailText(dnsmasqLog.String(), 40))
+		if !regexp.MustCompile(`DHCPACK\(site0\) 10\.99\.0\.\d+ ` + v.mac).MatchString(dnsmasqLog.Out.String()) {
+			t.Errorf("dnsmasq did not lease an address to %s:\n%s", v.mac, lab.Tail(dnsmasqLog.Out.String(), 40))
 		}
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,39 +18,8 @@ import (
 
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/lab"
+	"github.com/netbootui/netbootui/internal/lab/labbuild"
 )
-
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// netbootuiBinary builds cmd/netbootui once per test binary, in a folder
-// any user may run it from (the permission test runs it as nobody).
-func netbootuiBinary(t *testing.T) string {
-	t.Helper()
-	lab.RequireTools(t, "go")
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "netbootui-dhcp-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		if err := os.Chmod(dir, 0o755); err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "netbootui")
-		if out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/netbootui").CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("building netbootui: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
 
 // TestProxyDHCPRefusals runs the real `netbootui serve --proxydhcp` where it
 // cannot answer: it must exit at once with an error naming the interface,
@@ -59,7 +27,7 @@ func netbootuiBinary(t *testing.T) string {
 func TestProxyDHCPRefusals(t *testing.T) {
 	t.Parallel()
 	lab.RequireTools(t, "setpriv")
-	bin := netbootuiBinary(t)
+	bin := labbuild.Netbootui(t)
 	ns := lab.NewNetns(t)
 	ns.IP(t, "link", "add", "dm0", "type", "bridge") // an interface without IPv4
 	ns.IP(t, "link", "set", "dm0", "up")

@@ -9,61 +9,20 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
-	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/lab"
+	"github.com/netbootui/netbootui/internal/lab/labbuild"
 )
 
-var (
-	imageOnce  sync.Once
-	imageFiles map[string]string
-	imageErr   error
-)
-
-// testImage builds, once per test binary, a generation of the default recipe
-// (assets/recipes/default: Debian's kernel, the live initramfs around
-// busybox-static, a busybox squashfs root with the check-in agent) with the
-// real pipeline, and returns its files for each test's daemon to import.
+// testImage is a generation of the default recipe for each test's daemon
+// to import (built once per test binary).
 func testImage(t *testing.T) map[string]string {
 	t.Helper()
-	lab.RequireTools(t, "qemu-system-x86_64", "mksquashfs")
-	_, modules := lab.Kernel(t)
-	imageOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "netbootui-daemon-image-")
-		if err != nil {
-			imageErr = err
-			return
-		}
-		store, err := image.OpenStore(filepath.Join(dir, "store"))
-		if err != nil {
-			imageErr = err
-			return
-		}
-		b, err := image.NewBuilder(store)
-		if err != nil {
-			imageErr = err
-			return
-		}
-		m, err := b.Build(context.Background(), "../../assets/recipes/default", image.BuildOptions{KernelDir: filepath.Dir(modules)})
-		if err != nil {
-			imageErr = err
-			return
-		}
-		imageFiles = map[string]string{}
-		for _, f := range image.BootFiles {
-			if imageFiles[f], imageErr = store.Path(m.Image, m.ID, f); imageErr != nil {
-				return
-			}
-		}
-	})
-	if imageErr != nil {
-		t.Fatal(imageErr)
-	}
-	return imageFiles
+	lab.RequireTools(t, "qemu-system-x86_64")
+	return labbuild.DefaultGeneration(t)
 }
 
 // qemuInventory is one node on each loader, booting image "live".
@@ -126,16 +85,8 @@ func waitBooted(t *testing.T, d *Daemon, vm *lab.VM, node, gen string, timeout t
 	for _, ev := range d.History(node, 30) {
 		evs = append(evs, fmt.Sprintf("%s %s %s %s", ev.Kind, ev.Stage, ev.Path, ev.Error))
 	}
-	t.Fatalf("%s did not boot in %v: %+v\nevents:\n%s\nserial:\n%s", node, timeout, st, strings.Join(evs, "\n"), tailText(vm.Serial(), 30))
+	t.Fatalf("%s did not boot in %v: %+v\nevents:\n%s\nserial:\n%s", node, timeout, st, strings.Join(evs, "\n"), lab.Tail(vm.Serial(), 30))
 	return st
-}
-
-func tailText(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 func stagesOf(st bootstate.NodeState) []bootstate.Stage {

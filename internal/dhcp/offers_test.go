@@ -111,7 +111,7 @@ func addClientPort(t *testing.T, n *lab.Netns) string {
 }
 
 // waitOffers waits until the server answers a plain DISCOVER.
-func waitOffers(t *testing.T, n *lab.Netns, iface string, rs *process) {
+func waitOffers(t *testing.T, n *lab.Netns, iface string, rs *lab.Process) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -120,11 +120,11 @@ func waitOffers(t *testing.T, n *lab.Netns, iface string, rs *process) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the server never offered: %v\n%s", err, lastLines(rs.out.String(), 30))
+			t.Fatalf("the server never offered: %v\n%s", err, lab.Tail(rs.Out.String(), 30))
 		}
 		select {
-		case <-rs.exited:
-			t.Fatalf("the server exited: %s", lastLines(rs.out.String(), 30))
+		case <-rs.Exited:
+			t.Fatalf("the server exited: %s", lab.Tail(rs.Out.String(), 30))
 		default:
 		}
 	}
@@ -163,7 +163,7 @@ func TestServersOffer(t *testing.T) {
 				}
 				t.Logf("%s: %s answered from %v after start; %d probes in %v", v.Name, s.tool, ready.Round(time.Millisecond),
 					len(probes()), (time.Since(start) - ready).Round(time.Millisecond))
-				rs.stop()
+				rs.Stop()
 			}
 		})
 	}

@@ -8,73 +8,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/lab"
+	"github.com/netbootui/netbootui/internal/lab/labbuild"
 )
 
-var (
-	bootOnce  sync.Once
-	bootBin   string            // the netbootui binary
-	bootFiles map[string]string // a generation of the default recipe
-	bootErr   error
-	bootDir   string
-)
-
-// TestMain removes what bootAssets built.
+// TestMain removes what labbuild built.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if bootDir != "" {
-		os.RemoveAll(bootDir)
-	}
+	labbuild.Cleanup()
 	os.Exit(code)
-}
-
-// bootAssets builds, once per test binary, the netbootui binary and a
-// generation of the default recipe (Debian's kernel, the live initramfs, a
-// busybox squashfs root with the check-in agent) with the real pipeline.
-func bootAssets(t *testing.T) (string, map[string]string) {
-	t.Helper()
-	lab.RequireTools(t, "qemu-system-x86_64", "mksquashfs")
-	_, modules := lab.Kernel(t)
-	bootOnce.Do(func() {
-		if bootDir, bootErr = os.MkdirTemp("", "netbootui-dhcp-qemu-"); bootErr != nil {
-			return
-		}
-		bootBin = filepath.Join(bootDir, "netbootui")
-		if out, err := exec.Command("go", "build", "-o", bootBin, "../../cmd/netbootui").CombinedOutput(); err != nil {
-			bootErr = fmt.Errorf("building netbootui: %v\n%s", err, out)
-			return
-		}
-		store, err := image.OpenStore(filepath.Join(bootDir, "store"))
-		if err != nil {
-			bootErr = err
-			return
-		}
-		b, err := image.NewBuilder(store)
-		if err != nil {
-			bootErr = err
-			return
-		}
-		m, err := b.Build(context.Background(), "../../assets/recipes/default", image.BuildOptions{KernelDir: filepath.Dir(modules)})
-		if err != nil {
-			bootErr = err
-			return
-		}
-		bootFiles = map[string]string{}
-		for _, f := range image.BootFiles {
-			if bootFiles[f], bootErr = store.Path(m.Image, m.ID, f); bootErr != nil {
-				return
-			}
-		}
-	})
-	if bootErr != nil {
-		t.Fatal(bootErr)
-	}
-	return bootBin, bootFiles
 }
 
 // Where the daemon listens inside the namespace.
@@ -146,7 +92,8 @@ func TestQEMUBootFromGeneratedConfig(t *testing.T) {
 }
 
 func runQEMUBoot(t *testing.T, b qemuBoot, mac string) {
-	bin, files := bootAssets(t)
+	lab.RequireTools(t, "qemu-system-x86_64")
+	bin, files := labbuild.Netbootui(t), labbuild.DefaultGeneration(t)
 	n := lab.NewNetns(t)
 	n.AddTap(t, "tap0")
 	dir := t.TempDir()
@@ -167,7 +114,7 @@ nodes:
 	serve := n.Command(bin, "serve", "--inventory", inv, "--data", filepath.Join(dir, "data"),
 		"--http-listen", lab.NetnsBridgeIPv4+":8080", "--tftp-listen", lab.NetnsBridgeIPv4+":69",
 		"--advertise-url", qemuHTTPBase, "--api-socket", socket, "--power-poll", "0", "--reload-interval", "1s")
-	startProcess(t, "netbootui serve", serve)
+	lab.StartProcess(t, "netbootui serve", serve)
 	cli := func(args ...string) (string, error) {
 		cmd := exec.Command(bin, append(args, "--api-socket", socket)...)
 		out, err := cmd.Output()
@@ -200,7 +147,7 @@ nodes:
 		ra := n.Command("dnsmasq", "--keep-in-foreground", "--port=0", "--interface="+lab.NetnsBridge, "--bind-interfaces",
 			"--enable-ra", "--dhcp-range=::,constructor:"+lab.NetnsBridge+",ra-only", "--conf-file=/dev/null",
 			"--pid-file="+filepath.Join(dir, "ra.pid"), "--user=root", "--group=root", "--dhcp-leasefile="+filepath.Join(dir, "ra.leases"))
-		startProcess(t, "dnsmasq (router advertisements)", ra)
+		lab.StartProcess(t, "dnsmasq (router advertisements)", ra)
 	}
 
 	opts := lab.VMOptions{Name: b.name, MAC: mac, Dir: t.TempDir(), Netns: n.Name(), Tap: "tap0"}
@@ -230,7 +177,7 @@ nodes:
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("q1 did not boot: %+v (%v)\nserial:\n%s", node, err, lastLines(vm.Serial(), 30))
+			t.Fatalf("q1 did not boot: %+v (%v)\nserial:\n%s", node, err, lab.Tail(vm.Serial(), 30))
 		}
 		time.Sleep(500 * time.Millisecond)
 	}

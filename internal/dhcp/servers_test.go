@@ -9,10 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/netbootui/netbootui/internal/inventory"
 	"github.com/netbootui/netbootui/internal/lab"
@@ -155,7 +152,7 @@ func TestServersAcceptConfigs(t *testing.T) {
 				site := s.site(t.TempDir(), gen, true)
 				if out, err := s.check(site).CombinedOutput(); err != nil {
 					gb, _ := os.ReadFile(gen)
-					t.Errorf("%s rejects %s: %v\n%s\n%s", s.tool, gen, err, lastLines(string(out), 15), gb)
+					t.Errorf("%s rejects %s: %v\n%s\n%s", s.tool, gen, err, lab.Tail(string(out), 15), gb)
 				}
 			}
 			// And the check can fail: a config with a broken line.
@@ -171,54 +168,9 @@ func TestServersAcceptConfigs(t *testing.T) {
 	}
 }
 
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// process is a program the test started; it is stopped by stop or at the
-// end of the test (SIGTERM, SIGKILL after 10 s), and killed with the test
-// process. If the test failed, the end of its output is logged.
-type process struct {
-	out    *lab.Buffer
-	exited chan struct{}
-	stop   func()
-}
-
-func startProcess(t *testing.T, name string, cmd *exec.Cmd) *process {
-	t.Helper()
-	p := &process{out: &lab.Buffer{}, exited: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { cmd.Wait(); close(p.exited) }()
-	var once sync.Once
-	p.stop = func() {
-		once.Do(func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.exited:
-			case <-time.After(10 * time.Second):
-				cmd.Process.Kill()
-				<-p.exited
-			}
-			if t.Failed() {
-				t.Logf("%s output:\n%s", name, lastLines(p.out.String(), 40))
-			}
-		})
-	}
-	t.Cleanup(p.stop)
-	return p
-}
-
 // startServer starts s on the generated config gen in n.
-func startServer(t *testing.T, n *lab.Netns, s dhcpServer, gen string) *process {
+func startServer(t *testing.T, n *lab.Netns, s dhcpServer, gen string) *lab.Process {
 	t.Helper()
 	dir := t.TempDir()
-	return startProcess(t, s.tool, s.run(n, dir, s.site(dir, gen, false)))
+	return lab.StartProcess(t, s.tool, s.run(n, dir, s.site(dir, gen, false)))
 }

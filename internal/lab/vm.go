@@ -307,12 +307,12 @@ func (v *VM) WaitSerial(ctx context.Context, re *regexp.Regexp) ([]string, error
 		partial = append([]byte(nil), buf...)
 		if exited {
 			return nil, fmt.Errorf("lab: VM %s: qemu exited (%v) before the serial log matched %q; log ends:\n%s",
-				v.opts.Name, v.waitErr, re, tail(v.Serial(), 20))
+				v.opts.Name, v.waitErr, re, Tail(v.Serial(), 20))
 		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("lab: VM %s: waiting for %q: %w; log ends:\n%s",
-				v.opts.Name, re, ctx.Err(), tail(v.Serial(), 20))
+				v.opts.Name, re, ctx.Err(), Tail(v.Serial(), 20))
 		case <-tick.C:
 		case <-v.done:
 		}
@@ -334,7 +334,8 @@ func readFrom(file string, off int64) ([]byte, error) {
 }
 
 // tail returns the last n lines of s.
-func tail(s string, n int) string {
+// Tail returns the last n lines of s (for failure messages).
+func Tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]

@@ -1,0 +1,132 @@
+// Package labbuild builds, once per test binary, what end-to-end tests boot
+// and run: the netbootui binary and a generation of the default recipe made
+// by the real image pipeline. Test support only: the product never imports
+// it. A test package that uses it removes the results in its TestMain with
+// Cleanup.
+package labbuild
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/netbootui/netbootui/internal/image"
+	"github.com/netbootui/netbootui/internal/lab"
+)
+
+var (
+	mu   sync.Mutex
+	dirs []string
+
+	binOnce sync.Once
+	binPath string
+	binErr  error
+
+	genOnce  sync.Once
+	genFiles map[string]string
+	genErr   error
+)
+
+// tempDir makes a folder that Cleanup removes, readable and searchable by
+// every user (a test may run the binary as nobody).
+func tempDir(prefix string) (string, error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", err
+	}
+	mu.Lock()
+	dirs = append(dirs, dir)
+	mu.Unlock()
+	return dir, os.Chmod(dir, 0o755)
+}
+
+// Cleanup removes everything this package built. Call it from TestMain
+// after m.Run.
+func Cleanup() {
+	mu.Lock()
+	defer mu.Unlock()
+	for _, d := range dirs {
+		os.RemoveAll(d)
+	}
+	dirs = nil
+}
+
+// Netbootui returns the path of cmd/netbootui built from this checkout
+// (without -race: the daemon under test is not what is being raced).
+func Netbootui(tb testing.TB) string {
+	tb.Helper()
+	lab.RequireTools(tb, "go")
+	binOnce.Do(func() {
+		root, err := lab.ModuleRoot()
+		if err != nil {
+			binErr = err
+			return
+		}
+		dir, err := tempDir("netbootui-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "netbootui")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/netbootui")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("building netbootui: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		tb.Fatal(binErr)
+	}
+	return binPath
+}
+
+// DefaultGeneration builds assets/recipes/default (Debian's kernel from
+// scripts/fetch-kernel.sh, the live initramfs around busybox-static, a
+// busybox squashfs root with the check-in agent) and returns its boot files
+// by name (image.BootFiles), for a test's daemon to import.
+func DefaultGeneration(tb testing.TB) map[string]string {
+	tb.Helper()
+	lab.RequireTools(tb, "mksquashfs")
+	_, modules := lab.Kernel(tb)
+	genOnce.Do(func() {
+		genFiles, genErr = buildDefault(filepath.Dir(modules))
+	})
+	if genErr != nil {
+		tb.Fatal(genErr)
+	}
+	return genFiles
+}
+
+func buildDefault(kernelDir string) (map[string]string, error) {
+	root, err := lab.ModuleRoot()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := tempDir("netbootui-image-")
+	if err != nil {
+		return nil, err
+	}
+	store, err := image.OpenStore(filepath.Join(dir, "store"))
+	if err != nil {
+		return nil, err
+	}
+	b, err := image.NewBuilder(store)
+	if err != nil {
+		return nil, err
+	}
+	m, err := b.Build(context.Background(), filepath.Join(root, "assets/recipes/default"), image.BuildOptions{KernelDir: kernelDir})
+	if err != nil {
+		return nil, fmt.Errorf("building the default recipe: %w", err)
+	}
+	files := map[string]string{}
+	for _, f := range image.BootFiles {
+		if files[f], err = store.Path(m.Image, m.ID, f); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
+}
