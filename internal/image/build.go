@@ -501,7 +501,7 @@ func (b *Builder) steps(ctx context.Context, r *Recipe, work, root, gen, cache s
 	lg.begin(StepSquashfs)
 	err := mksquashfs(ctx, root, filepath.Join(gen, FileRootfs), r.Compression, r.CompressionLevel, r.Rootfs.Kind == RootfsBusybox, lg)
 	if ierr := <-builtin; ierr != nil {
-		return nil, fmt.Errorf("%s: %w", r.Initramfs.Pos, ierr)
+		return nil, fmt.Errorf("%s: built-in initramfs: %w", r.Initramfs.Pos, ierr)
 	}
 	if err != nil {
 		return nil, err
@@ -774,10 +774,14 @@ func mksquashfs(ctx context.Context, src, out, comp string, level int, allRoot b
 	cmd.Stdout, cmd.Stderr = pw, pw
 	done := make(chan struct{})
 	var tail []string
+	cause := "" // mksquashfs's "Write failed because <strerror>", which its output's tail may not hold
 	go func() {
 		defer close(done)
 		last := -1.0
 		scanLines(pr, func(line string) {
+			if strings.HasPrefix(line, "Write failed because ") && cause == "" {
+				cause = line + " / "
+			}
 			if p, ok := ParseSquashfsProgress(line); ok {
 				if p >= last+1 || (p == 100 && last != 100) {
 					last = p
@@ -799,7 +803,7 @@ func mksquashfs(ctx context.Context, src, out, comp string, level int, allRoot b
 		return ctx.Err()
 	}
 	if err != nil {
-		return fmt.Errorf("mksquashfs: %v: %s%s", err, strings.Join(tail, " / "), diskFull(filepath.Dir(out)))
+		return fmt.Errorf("mksquashfs: %v: %s%s%s", err, cause, strings.Join(tail, " / "), diskFull(filepath.Dir(out)))
 	}
 	return nil
 }

@@ -93,6 +93,7 @@ func FuzzParseRecipe(f *testing.F) {
 	f.Add([]byte("rootfs: {debootstrap: {suite: bookworm, packages: [a, b]}}\nkernel: {from_rootfs: true}\ninitramfs: {dracut: {}}\n"))
 	f.Add([]byte("rootfs: {oci: x}\nkernel: {file: ${kernel_dir}/k}\ninitramfs: {builtin: {}}\n"))
 	f.Add([]byte("a: &x [*x]\n"))
+	f.Add([]byte("rootfs: {debootstrap: {suite: bookworm}}\nkernel: {from_rootfs: true}\ninitramfs: {dracut: {modules: [livenet], compress: zstd -3 -q -T0}}\ncompression: gzip\ncompression_level: 9\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := ParseRecipe("/f/x/image.yaml", data, map[string]string{"kernel_dir": "/k"})
 		if err != nil {
