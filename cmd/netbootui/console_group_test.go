@@ -99,6 +99,12 @@ func TestConsoleGroupEditInTmux(t *testing.T) {
 		t.Errorf("inventory file:\n%s", b)
 	}
 
+	// the events view has the audit entry of the edit
+	c.keys(":", "e", "v", "e", "n", "t", "s", "Enter")
+	c.waitFor("audit in events", regexp.MustCompile(`(?m)^\S+ +- +audit +\S.*: edit group gpu kernel_args → ok: revision \w+`))
+	c.keys("Escape")
+	c.waitFor("back to the nodes", regexp.MustCompile(`netbootui nodes`))
+
 	// an argument the renderer refuses: the error and its place, nothing changed
 	os.WriteFile(args, []byte("netbootui.token=forged"), 0o644)
 	before, _ := os.ReadFile(inv)

@@ -13,6 +13,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/image"
 )
@@ -181,5 +182,54 @@ func TestLiveUpdatesCoalesce(t *testing.T) {
 	}
 	if len(hs.m.events.all) < 10 {
 		t.Errorf("events view has %d events, want the 10", len(hs.m.events.all))
+	}
+}
+
+// TestEventsViewMergesAudit: the events view merges the audit log in by
+// time, reads it again on its tick while open (new entries appear once),
+// its filter applies to both, and it stops reading once left.
+func TestEventsViewMergesAudit(t *testing.T) {
+	hs := newHarness(t, 5, 120, 30)
+	hs.m.opts.AuditPoll = time.Hour // ticks are fed by hand below, never run
+	hs.be.audit = []audit.Entry{{Time: epoch.Add(-time.Minute), Who: "uid 0 (root)", Action: "power cycle", Target: "n[01-03]", Result: "3 ok, 0 failed"}}
+	hs.m.events.add([]bootstate.Event{
+		{Seq: 1, Time: epoch.Add(-2 * time.Minute), Node: "n01", Kind: bootstate.KindFetch, Stage: "kernel", Proto: "http", Path: "/g2/vmlinuz"},
+		{Seq: 2, Time: epoch.Add(-30 * time.Second), Node: "n01", Kind: bootstate.KindCheckin, Generation: "g2"},
+	})
+	hs.be.reset()
+	hs.keys(":")
+	hs.typeText("events")
+	_, cmd := hs.m.Update(keyMsg("<enter>"))
+	if calls := hs.be.Calls(); len(calls) != 0 {
+		t.Fatalf("Update made calls: %q", calls)
+	}
+	msg := cmd().(eventsAuditMsg)
+	_, tick := hs.m.Update(msg)
+	if tick == nil {
+		t.Fatal("no next read scheduled while the view is open")
+	}
+	if !regexp.MustCompile(`(?s)n01 +fetch .*\n.*audit +uid 0 \(root\): power cycle n\[01-03\] → 3 ok, 0 failed\n.*n01 +checkin`).MatchString(hs.screen()) {
+		t.Errorf("audit entry not merged in by time:\n%s", hs.screen())
+	}
+	// the next tick reads again: a new entry appears, the old one once
+	hs.be.audit = append(hs.be.audit, audit.Entry{Time: epoch, Who: "uid 1000 (ada)", Action: "edit group gpu", Target: "kernel_args", Result: "ok: revision 1a2b"})
+	_, read := hs.m.Update(eventsAuditTickMsg{seq: hs.m.auditSeq})
+	hs.m.Update(read()) // its next tick is not run
+	scr := hs.screen()
+	if strings.Count(scr, "power cycle") != 1 || !strings.Contains(scr, "audit    uid 1000 (ada): edit group gpu kernel_args → ok: revision 1a2b") {
+		t.Errorf("second read not merged once:\n%s", scr)
+	}
+	hs.keys("/")
+	hs.typeText("gpu")
+	if scr := hs.screen(); !strings.Contains(scr, "EVENTS  1 shown of 4") || !strings.Contains(scr, "edit group gpu") {
+		t.Errorf("filter does not apply to audit entries:\n%s", scr)
+	}
+	hs.keys("<enter>", "<esc>", "<esc>") // clear the filter, leave the view
+	hs.be.reset()
+	if _, cmd := hs.m.Update(eventsAuditTickMsg{seq: hs.m.auditSeq}); cmd != nil {
+		t.Error("a tick after leaving the view reads the audit log again")
+	}
+	if calls := hs.be.Calls(); len(calls) != 0 {
+		t.Errorf("the audit log is still read after leaving the view: %q", calls)
 	}
 }

@@ -39,4 +39,7 @@ type Options struct {
 	// StagePoll is how often the rollout view reads a running rollout;
 	// 0 means every second.
 	StagePoll time.Duration
+	// AuditPoll is how often the open events view reads the audit log; 0
+	// means every 2 s, a negative value only when the view opens.
+	AuditPoll time.Duration
 }

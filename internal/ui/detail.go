@@ -401,10 +401,20 @@ func formatEvent(ev bootstate.Event, withNode bool) string {
 	var b strings.Builder
 	b.WriteString(ev.Time.Format("15:04:05.000"))
 	b.WriteByte(' ')
+	if ev.Kind == kindAudit {
+		if withNode {
+			fmt.Fprintf(&b, "%-10s ", "-")
+		}
+		fmt.Fprintf(&b, "%-8s %s", ev.Kind, ev.Message)
+		return b.String()
+	}
 	if withNode {
 		node := ev.Node
 		if node == "" {
-			node = "(unknown)"
+			node = "-" // about no node (image, inventory)
+			if ev.MAC != "" || ev.Remote != "" {
+				node = "(unknown)" // from a client the inventory does not know
+			}
 		}
 		fmt.Fprintf(&b, "%-10s ", node)
 	}

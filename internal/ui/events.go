@@ -8,8 +8,8 @@ import (
 	"github.com/netbootui/netbootui/internal/bootstate"
 )
 
-// eventsView is the live event stream, newest at the bottom, filterable by
-// substring.
+// eventsView is the live event stream with the audit log merged in,
+// newest at the bottom, filterable by substring.
 type eventsView struct {
 	c      *Common
 	all    []bootstate.Event
@@ -18,6 +18,8 @@ type eventsView struct {
 	offset int  // first line shown
 	tail   bool // follow the newest events
 	inited bool
+	// seenAudit holds the audit entries merged in (see eventsaudit.go).
+	seenAudit map[string]bool
 }
 
 func (v *eventsView) add(evs []bootstate.Event) {
@@ -27,6 +29,7 @@ func (v *eventsView) add(evs []bootstate.Event) {
 	v.all = append(v.all, evs...)
 	if over := len(v.all) - maxEvents; over > 0 {
 		v.all = append(v.all[:0:0], v.all[over:]...)
+		v.tail = true
 		v.refilter()
 		return
 	}
@@ -44,9 +47,12 @@ func (v *eventsView) match(i int) bool {
 
 func (v *eventsView) setFilter(f string) {
 	v.filter = f
+	v.tail = true
 	v.refilter()
 }
 
+// refilter recomputes the shown lines; a view scrolled back stays where it
+// is, one at the bottom follows.
 func (v *eventsView) refilter() {
 	v.shown = v.shown[:0]
 	for i := range v.all {
@@ -54,7 +60,7 @@ func (v *eventsView) refilter() {
 			v.shown = append(v.shown, i)
 		}
 	}
-	v.tail = true
+	v.offset = min(v.offset, max(0, len(v.shown)-v.rows()))
 	v.follow()
 }
 

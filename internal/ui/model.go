@@ -119,6 +119,7 @@ type Model struct {
 	actSeq   int
 	stage    *stageFlow // the Stage view's flow or rollout
 	buildSeq int
+	auditSeq int // the events view's audit reads (eventsaudit.go)
 	status   api.Status
 	haveSt   bool
 	loading  bool
@@ -377,6 +378,9 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.act.setPower(r)
 		}
 		return m, m.actionFinished(msg.err)
+	}
+	if cmd, ok := m.eventsAuditUpdate(msg); ok {
+		return m, cmd
 	}
 	if cmd, ok := m.imagesUpdate(msg); ok {
 		return m, cmd
@@ -733,8 +737,7 @@ func (m *Model) runCommand(text string) tea.Cmd {
 		m.stack, m.view = nil, viewNodes
 		return nil
 	case "events", "ev":
-		m.push(viewEvents)
-		return nil
+		return m.openEvents()
 	case "images", "img":
 		m.push(viewImages)
 		m.images.loading = true
