@@ -297,14 +297,47 @@ func (b *Builder) BuildRecipe(ctx context.Context, r *Recipe, opts BuildOptions)
 
 	lg.begin(StepHash)
 	hc := loadHashCache(b.hashCachePath(r.Name))
-	src, err := sourceHash(r, hc)
+	type hashed struct {
+		src string
+		err error
+	}
+	hashDone := make(chan hashed, 1)
+	hash := func() {
+		src, err := sourceHash(r, hc)
+		if err == nil {
+			hc.save(b.hashCachePath(r.Name))
+		}
+		hashDone <- hashed{src, err}
+	}
+	// The source hash decides whether the build is a no-op. When it cannot
+	// be one (Force, or no generation to compare with), it is only needed
+	// for the manifest and is taken alongside the build.
+	var src string
+	existing, err := b.store.Generations(r.Name)
 	if err != nil {
 		return nil, fmt.Errorf("build %s: %w", r.Name, err)
 	}
-	hc.save(b.hashCachePath(r.Name))
-	lg.printf("hashed %d files (%d from the cache of file sums)", hc.files, hc.hits)
-	lg.printf("source hash %s", src)
-	if !opts.Force {
+	early := !opts.Force && len(existing) > 0
+	waitHash := func() error {
+		h := <-hashDone
+		if h.err != nil {
+			return h.err
+		}
+		src = h.src
+		lg.printf("hashed %d files (%d from the cache of file sums)", hc.files, hc.hits)
+		lg.printf("source hash %s", src)
+		return nil
+	}
+	if early {
+		hash()
+		if err := waitHash(); err != nil {
+			return nil, fmt.Errorf("build %s: %w", r.Name, err)
+		}
+	} else {
+		go hash()
+		lg.printf("source hash taken alongside the build (nothing to compare it with)")
+	}
+	if early {
 		if m, err := b.sameSource(r.Name, src); err != nil {
 			return nil, err
 		} else if m != nil {
@@ -350,11 +383,16 @@ func (b *Builder) BuildRecipe(ctx context.Context, r *Recipe, opts BuildOptions)
 	}
 	defer logf.Close()
 	lg.f, lg.w = logf, bufio.NewWriter(logf)
-	lg.printf("image %s from %s (source hash %s)", r.Name, r.File, src)
+	lg.printf("image %s from %s", r.Name, r.File)
 
 	m, err := b.steps(ctx, r, work, root, gen, opts.RootCache, lg)
 	if err == nil {
 		err = ctx.Err()
+	}
+	if !early {
+		if herr := waitHash(); err == nil && herr != nil {
+			err = fmt.Errorf("build %s: %w", r.Name, herr)
+		}
 	}
 	if err == nil {
 		lg.begin(StepChecksums)

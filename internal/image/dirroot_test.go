@@ -137,7 +137,7 @@ func TestHashCacheSkipsUnchangedFiles(t *testing.T) {
 		t.Helper()
 		var line string
 		opts.Progress = func(p Progress) {
-			if p.Step == StepHash && strings.HasPrefix(p.Line, "hashed ") {
+			if strings.HasPrefix(p.Line, "hashed ") {
 				line = p.Line
 			}
 		}
