@@ -23,7 +23,7 @@ import (
 
 // demoFast are the demo flags of the tests: the tiny generation and short
 // timings.
-var demoFast = []string{"--image", "tiny", "--post", "100ms", "--checkin-every", "200ms", "--stall-timeout", "2s", "--power-poll", "1s"}
+var demoFast = []string{"--image", "tiny", "--post", "100ms", "--checkin-every", "200ms", "--stall-timeout", "6s", "--power-poll", "1s"}
 
 // freePort returns a loopback TCP port that was free a moment ago.
 func freePort(t *testing.T) int {
