@@ -298,9 +298,10 @@ func TestCancelMidSquashfs(t *testing.T) {
 
 const helperEnv = "NETBOOTUI_IMAGE_TEST_HELPER"
 
-// TestHelperBuild is the child of TestSIGKILLMidBuild: it builds the recipe
-// in $NETBOOTUI_IMAGE_TEST_HELPER into the store in its argument and prints
-// every step.
+// TestHelperBuild is the child of TestSIGKILLMidBuild and
+// TestSIGKILLInChrootLeavesNoMounts: it builds the recipe in
+// $NETBOOTUI_IMAGE_TEST_HELPER into the store in its argument and prints
+// every step's percentages and every log line.
 func TestHelperBuild(t *testing.T) {
 	spec := os.Getenv(helperEnv)
 	if spec == "" {
@@ -318,6 +319,9 @@ func TestHelperBuild(t *testing.T) {
 	_, err = b.Build(context.Background(), recipe, BuildOptions{Publish: true, Progress: func(p Progress) {
 		if p.Percent > 0 {
 			os.Stdout.WriteString("STEP " + p.Step + " percent\n")
+		}
+		if p.Line != "" {
+			os.Stdout.WriteString("LINE " + p.Line + "\n")
 		}
 	}})
 	t.Fatalf("the build should have been killed; it returned %v", err)

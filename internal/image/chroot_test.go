@@ -15,33 +15,6 @@ import (
 	"github.com/netbootui/netbootui/internal/image/liveinit"
 )
 
-const chrootHelperEnv = "NETBOOTUI_IMAGE_CHROOT_HELPER"
-
-// TestHelperChrootBuild is the child of TestSIGKILLInChrootLeavesNoMounts:
-// it builds the recipe in $NETBOOTUI_IMAGE_CHROOT_HELPER into the store in
-// it and prints every log line.
-func TestHelperChrootBuild(t *testing.T) {
-	spec := os.Getenv(chrootHelperEnv)
-	if spec == "" {
-		t.Skip("helper process only")
-	}
-	recipe, store, _ := strings.Cut(spec, "|")
-	s, err := OpenStore(store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := NewBuilder(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = b.Build(context.Background(), recipe, BuildOptions{Progress: func(p Progress) {
-		if p.Line != "" {
-			fmt.Println("LINE " + p.Line)
-		}
-	}})
-	t.Fatalf("the build should have been killed; it returned %v", err)
-}
-
 // mountsBelow lists this process's mount points below dir.
 func mountsBelow(t *testing.T, dir string) []string {
 	t.Helper()
@@ -109,8 +82,8 @@ func TestSIGKILLInChrootLeavesNoMounts(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperChrootBuild$", "-test.v")
-	cmd.Env = append(os.Environ(), chrootHelperEnv+"="+recipe+"|"+store)
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperBuild$", "-test.v")
+	cmd.Env = append(os.Environ(), helperEnv+"="+recipe+"|"+store)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
