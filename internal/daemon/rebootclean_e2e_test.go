@@ -62,7 +62,7 @@ func consoleRun(t *testing.T, d *Daemon, node, cmd string, re *regexp.Regexp, ti
 			case err := <-done:
 				t.Fatalf("console %s ended: %v\n%s", node, err, out.String())
 			case <-ctx.Done():
-				t.Fatalf("console %s: no %v within %v; console said:\n%s", node, re, timeout, tailText(out.String(), 30))
+				t.Fatalf("console %s: no %v within %v; console said:\n%s", node, re, timeout, lab.Tail(out.String(), 30))
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
