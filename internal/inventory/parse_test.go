@@ -129,7 +129,7 @@ func TestExample(t *testing.T) {
 	if s := inv.Node("storage1"); s.Group != "" || s.BMC.Host != "" || s.Arch != ArchBIOS || !slices.Equal(s.BMC.CipherSuites, []int{17, 3}) {
 		t.Errorf("storage1 = %+v", *s)
 	}
-	if inv.Settings.OverlayDirtyBytes != 1048576 || inv.SecretsPath() != filepath.Join("../../examples", "secrets.yaml") {
+	if inv.Settings.OverlayDirtyBytes != 32<<20 || inv.SecretsPath() != filepath.Join("../../examples", "secrets.yaml") {
 		t.Errorf("settings = %+v, secrets path %s", inv.Settings, inv.SecretsPath())
 	}
 	if img := inv.Images["gpu"]; img == nil || img.Recipe != "images/gpu" || img.KernelArgs != "quiet" {
