@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,12 +65,8 @@ func setLabMemory(t *testing.T, d *Demo, i, mib int) {
 	t.Helper()
 	name := labName(i)
 	n := d.LabNodes[name]
-	_, port, err := net.SplitHostPort(d.Daemon.HTTPAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := qemubmc.Options{Dir: n.Dir(), Name: name, MAC: labMAC(i), SOLPort: n.SOLPort(), Memory: mib,
-		BootURL: "http://10.0.2.2:" + port + "/boot/" + labMAC(i) + ".ipxe"}
+	o := n.Options()
+	o.Memory = mib
 	if err := qemubmc.WriteChassisControl(filepath.Join(n.Dir(), "chassis_control"), o); err != nil {
 		t.Fatal(err)
 	}

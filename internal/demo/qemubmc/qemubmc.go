@@ -2,7 +2,8 @@
 // the BMC's chassis_control program is a small shell script whose "power" is
 // the QEMU process. Power on starts QEMU with -daemonize -pidfile, network
 // booting (QEMU's iPXE ROM) from a DHCP boot file URL, its serial console a
-// TCP server on 127.0.0.1 that ipmi_sim's serial-over-LAN connects to; power
+// TCP line that the harness relays to ipmi_sim's serial-over-LAN, so that the
+// BMC's console survives QEMU restarting at every power cycle; power
 // off, soft shutdown and reset stop it by its pid file; "chassis bootdev" is
 // recorded. `netbootui demo --lab` and the daemon's end-to-end test use it.
 //
@@ -46,9 +47,13 @@ type Options struct {
 	User, Password string
 	// Memory of the VM in MiB (512 when 0).
 	Memory int
-	// SOLPort is the serial console's TCP port on 127.0.0.1 (0 picks a
-	// free one).
+	// SOLPort is the serial console's TCP port on 127.0.0.1 that ipmi_sim
+	// connects to (0 picks a free one).
 	SOLPort int
+	// SerialPort is the TCP port on 127.0.0.1 QEMU's serial port connects
+	// to (as a client that reconnects): the relay's other side. Start sets
+	// it; WriteChassisControl needs it.
+	SerialPort int
 	// QEMU is the emulator ("qemu-system-x86_64" when empty).
 	QEMU string
 }
@@ -58,6 +63,7 @@ type Options struct {
 type Node struct {
 	opts   Options
 	sim    *ipmisim.Sim
+	relay  *serialRelay
 	cancel context.CancelFunc
 }
 
@@ -106,11 +112,11 @@ func WriteChassisControl(path string, o Options) error {
 	if err := o.check(); err != nil {
 		return err
 	}
-	if o.SOLPort <= 0 || o.SOLPort > 65535 {
-		return fmt.Errorf("qemubmc: node %s: SOL port %d: want 1..65535", o.Name, o.SOLPort)
+	if o.SerialPort <= 0 || o.SerialPort > 65535 {
+		return fmt.Errorf("qemubmc: node %s: serial port %d: want 1..65535", o.Name, o.SerialPort)
 	}
 	script := strings.NewReplacer("@DIR@", o.Dir, "@NAME@", o.Name, "@QEMU@", o.QEMU, "@MEM@", strconv.Itoa(o.Memory),
-		"@SOLPORT@", strconv.Itoa(o.SOLPort), "@MAC@", o.MAC, "@URL@", o.BootURL).Replace(chassisScript)
+		"@SERIALPORT@", strconv.Itoa(o.SerialPort), "@MAC@", o.MAC, "@URL@", o.BootURL).Replace(chassisScript)
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
 	if err != nil {
@@ -143,7 +149,7 @@ start() {
 	running && return 0
 	rm -f "$pidf"
 	'@QEMU@' -name '@NAME@' -accel tcg -m @MEM@ -smp 1 -nodefaults -no-user-config -display none \
-		-serial tcp:127.0.0.1:@SOLPORT@,server=on,wait=off \
+		-chardev socket,id=ser0,host=127.0.0.1,port=@SERIALPORT@,reconnect=1 -serial chardev:ser0 \
 		-netdev user,id=n0,bootfile='@URL@' -device virtio-net-pci,netdev=n0,mac=@MAC@ -boot n \
 		-daemonize -pidfile "$pidf" >> "$dir/qemu.log" 2>&1
 }
@@ -191,16 +197,14 @@ func Start(o Options) (*Node, error) {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("qemubmc: %w", err)
 	}
-	if o.SOLPort == 0 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("qemubmc: picking a SOL port: %w", err)
-		}
-		o.SOLPort = ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
+	relay, err := startRelay(o.SOLPort)
+	if err != nil {
+		return nil, fmt.Errorf("qemubmc: node %s: %w", o.Name, err)
 	}
+	o.SOLPort, o.SerialPort = relay.solPort(), relay.serialPort()
 	prog := filepath.Join(o.Dir, "chassis_control")
 	if err := WriteChassisControl(prog, o); err != nil {
+		relay.Close()
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -208,10 +212,16 @@ func Start(o Options) (*Node, error) {
 		ChassisControl: prog, SOLPort: o.SOLPort})
 	if err != nil {
 		cancel()
+		relay.Close()
 		return nil, fmt.Errorf("qemubmc: node %s: %w", o.Name, err)
 	}
-	return &Node{opts: o, sim: sim, cancel: cancel}, nil
+	return &Node{opts: o, sim: sim, relay: relay, cancel: cancel}, nil
 }
+
+// Options returns the node's options as Start completed them (SOLPort and
+// SerialPort set): change a field and WriteChassisControl them to change
+// the node's "hardware" for its next power on.
+func (n *Node) Options() Options { return n.opts }
 
 // Addr returns the BMC's address, 127.0.0.1:PORT (UDP).
 func (n *Node) Addr() string { return n.sim.Addr() }
@@ -250,6 +260,7 @@ func (n *Node) ChassisLog() string {
 func (n *Node) Stop() error {
 	n.cancel()
 	n.sim.Stop()
+	defer n.relay.Close()
 	var errs []error
 	if pid := readPid(n.opts.PidFile()); pid > 1 {
 		if err := stopPid(pid); err != nil {

@@ -79,13 +79,13 @@ func FuzzOptionsCheck(f *testing.F) {
 
 func TestWriteChassisControl(t *testing.T) {
 	dir := t.TempDir()
-	o := Options{Dir: dir, Name: "lab01", MAC: "52:54:00:6e:00:01", BootURL: "http://10.0.2.2:8080/boot/x.ipxe", SOLPort: 4444}
+	o := Options{Dir: dir, Name: "lab01", MAC: "52:54:00:6e:00:01", BootURL: "http://10.0.2.2:8080/boot/x.ipxe", SerialPort: 4444}
 	p := filepath.Join(dir, "chassis_control")
 	if err := WriteChassisControl(p, o); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(p)
-	for _, want := range []string{"dir='" + dir + "'", "-name 'lab01'", "tcp:127.0.0.1:4444,server=on", "mac=52:54:00:6e:00:01",
+	for _, want := range []string{"dir='" + dir + "'", "-name 'lab01'", "host=127.0.0.1,port=4444,reconnect=1", "mac=52:54:00:6e:00:01",
 		"bootfile='http://10.0.2.2:8080/boot/x.ipxe'", "-accel tcg", "-daemonize -pidfile"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("script lacks %q", want)
@@ -94,8 +94,8 @@ func TestWriteChassisControl(t *testing.T) {
 	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o755 {
 		t.Errorf("mode: %v %v", fi, err)
 	}
-	if err := WriteChassisControl(p, Options{Dir: dir, MAC: o.MAC, BootURL: o.BootURL}); err == nil || !strings.Contains(err.Error(), "SOL port 0") {
-		t.Errorf("no SOL port: %v", err)
+	if err := WriteChassisControl(p, Options{Dir: dir, MAC: o.MAC, BootURL: o.BootURL}); err == nil || !strings.Contains(err.Error(), "serial port 0") {
+		t.Errorf("no serial port: %v", err)
 	}
 	// The script answers ipmi_sim's calls: off until powered on, boot
 	// device recorded.
