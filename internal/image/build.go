@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -175,15 +176,21 @@ func sourceHash(r *Recipe, c *hashCache) (string, error) {
 			}
 		}
 	}
-	if err := fs.WalkDir(assets.FS, "scripts", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+	assetDirs := []string{"scripts"}
+	if r.Initramfs.Kind == InitramfsDracut {
+		assetDirs = append(assetDirs, "dracut")
+	}
+	for _, dir := range assetDirs {
+		if err := fs.WalkDir(assets.FS, dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := fs.ReadFile(assets.FS, p)
+			fmt.Fprintf(h, "asset %s %x\n", p, sha256.Sum256(b))
 			return err
+		}); err != nil {
+			return "", err
 		}
-		b, err := fs.ReadFile(assets.FS, p)
-		fmt.Fprintf(h, "asset %s %x\n", p, sha256.Sum256(b))
-		return err
-	}); err != nil {
-		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
@@ -613,9 +620,14 @@ func DebootstrapArgs(d DebootstrapSpec, target string) []string {
 // DracutArgs is the command line, run chrooted in the root (ChrootArgs),
 // that makes a livenet initramfs for kernel kver with the image's own
 // dracut; the initramfs is written to out, a path inside the root.
+// netbootui's own module (DracutModule) is always added.
 func DracutArgs(s InitramfsSpec, kver, out string) []string {
+	mods := s.DracutModules
+	if !slices.Contains(mods, DracutModule) {
+		mods = append(slices.Clip(mods), DracutModule)
+	}
 	args := []string{"dracut", "--no-hostonly", "--no-hostonly-cmdline", "--force",
-		"--add", strings.Join(s.DracutModules, " ")}
+		"--add", strings.Join(mods, " ")}
 	if s.DracutCompress != "" {
 		args = append(args, "--compress", s.DracutCompress)
 	}
@@ -627,6 +639,9 @@ func runDracut(ctx context.Context, s InitramfsSpec, root, kver, dst string, lg 
 		if _, err2 := os.Stat(filepath.Join(root, "sbin", "dracut")); err2 != nil {
 			return fmt.Errorf("dracut: the root has no dracut (add dracut dracut-live to its packages)")
 		}
+	}
+	if err := installDracutModule(root, lg); err != nil {
+		return err
 	}
 	const out = "/tmp/netbootui-initrd.img"
 	args := DracutArgs(s, kver, out)

@@ -317,3 +317,33 @@ func cachedDebootstrap(ctx context.Context, d DebootstrapSpec, root, cache strin
 	lg.printf("cached the root as %s", archive)
 	return nil
 }
+
+// DracutModule is netbootui's dracut module (assets/dracut/90netbootui): a
+// pre-pivot hook that stacks the node's and group's variants over a
+// dmsquash-live overlayfs root. The pipeline installs it into a root
+// before the root's dracut runs, and DracutArgs adds it.
+const DracutModule = "netbootui"
+
+// dracutModuleDir is where installDracutModule puts the module in a root.
+const dracutModuleDir = "usr/lib/dracut/modules.d/90" + DracutModule
+
+// installDracutModule copies netbootui's dracut module into root's dracut
+// modules folder, replacing what is there.
+func installDracutModule(root string, lg *buildLog) error {
+	const src = "dracut/90" + DracutModule
+	ents, err := fs.ReadDir(assets.FS, src)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		b, err := fs.ReadFile(assets.FS, src+"/"+e.Name())
+		if err != nil {
+			return err
+		}
+		if err := putFile(root, dracutModuleDir+"/"+e.Name(), b, 0o755); err != nil {
+			return fmt.Errorf("dracut module: %w", err)
+		}
+	}
+	lg.printf("installed the %s dracut module at /%s", DracutModule, dracutModuleDir)
+	return nil
+}

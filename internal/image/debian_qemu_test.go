@@ -35,7 +35,8 @@ func requireDebianBuild(t *testing.T) {
 var debianRecipes = []struct {
 	recipe, args string
 	// ready is on the console when the root's systemd started the agent
-	// (the unit's Description, in "Started ..." with colours).
+	// (the unit's Description, in "Started ..." with colours): without
+	// it, the agent did not run under the root's systemd.
 	ready string
 }{
 	{"debian-dracut", "rd.live.image rd.neednet=1 ip=dhcp rd.live.overlay.overlayfs=1", "netbootui check-in agent"},
@@ -62,15 +63,75 @@ func TestDebianRecipesBootInQEMU(t *testing.T) {
 	cache := filepath.Join(modroot, ".cache", "debootstrap")
 	for i, tc := range debianRecipes {
 		t.Run(tc.recipe, func(t *testing.T) {
-			recipe := filepath.Join(modroot, "assets", "recipes", "examples", tc.recipe)
-			bootRecipe(t, recipe, tc.recipe, tc.args, tc.ready, lab.MAC(40+i), cache)
+			recipe := withVariants(t, filepath.Join(modroot, "assets", "recipes", "examples", tc.recipe))
+			overlay := bootRecipe(t, recipe, tc.recipe, tc.args, lab.MAC(40+i), cache, tc.ready,
+				"netbootui: variants node-deb1 group-lab", "netbootui-variant-check: variant=node deb1 group-only=lab")
+			if overlay >= variantBlob {
+				t.Errorf("deb1 reported %d overlay bytes, at least its %d-byte variant file: the variant went into the tmpfs", overlay, variantBlob)
+			}
 		})
 	}
 }
 
+// variantBlob is the size of a file in the test node's variant: were the
+// variant copied into the node's tmpfs overlay instead of stacked under
+// it, the overlay would report at least this much.
+const variantBlob = 16 << 20
+
+// withVariants copies a recipe's image.yaml into a fresh folder and gives
+// it variants for the test's node (deb1) and group (lab): both carry
+// /etc/netbootui-variant (the node's must win); the group's alone carries
+// /etc/netbootui-group-only and a systemd unit, enabled by its link, that
+// prints both on the console; the node's carries a variantBlob-byte file.
+func withVariants(t *testing.T, recipe string) string {
+	t.Helper()
+	dir := t.TempDir()
+	y, err := os.ReadFile(filepath.Join(recipe, "image.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"image.yaml": string(y),
+		"overlay.d/group-lab/etc/netbootui-variant":    "group lab\n",
+		"overlay.d/group-lab/etc/netbootui-group-only": "lab\n",
+		"overlay.d/node-deb1/etc/netbootui-variant":    "node deb1\n",
+		"overlay.d/group-lab/etc/systemd/system/netbootui-variant-check.service": `[Unit]
+Description=netbootui variant check
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'echo "netbootui-variant-check: variant=$(cat /etc/netbootui-variant) group-only=$(cat /etc/netbootui-group-only)" >/dev/console'
+[Install]
+WantedBy=multi-user.target
+`,
+	}
+	for rel, data := range files {
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := filepath.Join(dir, "overlay.d/group-lab/etc/systemd/system/multi-user.target.wants/netbootui-variant-check.service")
+	if err := os.MkdirAll(filepath.Dir(want), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/systemd/system/netbootui-variant-check.service", want); err != nil {
+		t.Fatal(err)
+	}
+	// Zeros: the squashfs compresses them to nothing, a tmpfs would not.
+	if err := os.WriteFile(filepath.Join(dir, "overlay.d/node-deb1/etc/netbootui-blob"), make([]byte, variantBlob), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // bootRecipe builds the recipe into the store of a fresh daemon, publishes
-// it there and boots a node from it.
-func bootRecipe(t *testing.T, recipe, name, args, ready, mac, cache string) {
+// it there and boots a node from it, until it checks in and its console
+// showed every line of console. It returns the overlay bytes of the
+// check-in.
+func bootRecipe(t *testing.T, recipe, name, args, mac, cache string, console ...string) (overlay int64) {
 	dir := t.TempDir()
 	inv := filepath.Join(dir, "nodes.yaml")
 	kargs := strings.TrimSpace("console=ttyS0 panic=-1 " + args)
@@ -175,6 +236,7 @@ nodes:
 		if ok && st.Stage == bootstate.StageBooted && st.Generation == m.ID {
 			t.Logf("deb1 booted %s and checked in with generation %s after %v (overlay %d bytes)",
 				name, m.ID, time.Since(bootStart).Round(time.Second), st.OverlayBytes)
+			overlay = st.OverlayBytes
 			break
 		}
 		if time.Now().After(deadline) {
@@ -187,9 +249,18 @@ nodes:
 		}
 		time.Sleep(time.Second)
 	}
-	if !strings.Contains(vm.Serial(), ready) {
-		t.Errorf("the console never showed %q: the agent did not run under the root's systemd\nserial ends:\n%s", ready, lastLines(vm.Serial(), 40))
+	// The root's systemd starts the units of multi-user.target in any
+	// order: a line may come after the check-in.
+	deadline = time.Now().Add(time.Minute)
+	for _, want := range console {
+		for !strings.Contains(vm.Serial(), want) && time.Now().Before(deadline) {
+			time.Sleep(time.Second)
+		}
+		if !strings.Contains(vm.Serial(), want) {
+			t.Errorf("the console never showed %q\nserial ends:\n%s", want, lastLines(vm.Serial(), 60))
+		}
 	}
+	return overlay
 }
 
 func lastLines(s string, n int) string {

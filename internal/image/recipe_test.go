@@ -130,14 +130,21 @@ func TestDebootstrapAndDracutArgs(t *testing.T) {
 		t.Errorf("apt args %q, want %q", got, want)
 	}
 	got = DracutArgs(r.Initramfs, "6.1.0-1-amd64", "/tmp/i")
-	want = []string{"dracut", "--no-hostonly", "--no-hostonly-cmdline", "--force", "--add", "dmsquash-live livenet", "--kver", "6.1.0-1-amd64", "/tmp/i"}
+	want = []string{"dracut", "--no-hostonly", "--no-hostonly-cmdline", "--force", "--add", "dmsquash-live livenet netbootui", "--kver", "6.1.0-1-amd64", "/tmp/i"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("dracut args %q, want %q", got, want)
 	}
 	got = DracutArgs(InitramfsSpec{DracutModules: []string{"livenet"}, DracutCompress: "zstd -3 -q -T0"}, "6.1.0-1-amd64", "/tmp/i")
-	want = []string{"dracut", "--no-hostonly", "--no-hostonly-cmdline", "--force", "--add", "livenet", "--compress", "zstd -3 -q -T0", "--kver", "6.1.0-1-amd64", "/tmp/i"}
+	want = []string{"dracut", "--no-hostonly", "--no-hostonly-cmdline", "--force", "--add", "livenet netbootui", "--compress", "zstd -3 -q -T0", "--kver", "6.1.0-1-amd64", "/tmp/i"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("dracut args %q, want %q", got, want)
+	}
+	// A recipe that names netbootui's module itself gets it once.
+	mods := []string{"netbootui", "livenet"}
+	got = DracutArgs(InitramfsSpec{DracutModules: mods}, "6.1.0-1-amd64", "/tmp/i")
+	want = []string{"dracut", "--no-hostonly", "--no-hostonly-cmdline", "--force", "--add", "netbootui livenet", "--kver", "6.1.0-1-amd64", "/tmp/i"}
+	if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(mods, []string{"netbootui", "livenet"}) {
+		t.Errorf("dracut args %q, want %q (modules now %q)", got, want, mods)
 	}
 	got = ChrootArgs("/w/root", "apt-get", "clean")
 	if len(got) != 7 || got[0] != "/bin/sh" || got[4] != "/w/root" || got[5] != "apt-get" || got[6] != "clean" {
