@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -256,7 +257,7 @@ func layout(n int) []simSpec {
 
 // writeInventory writes the sample inventory; ports maps node names to their
 // BMC ports (absent before the BMCs run).
-func writeInventory(path string, specs []simSpec, ports map[string]int) error {
+func writeInventory(path, recipe string, specs []simSpec, ports map[string]int) error {
 	var b strings.Builder
 	b.WriteString(`# netbootui demo: a simulated cluster. Every node and its BMC are
 # simulated in the demo process on a loopback address of their own.
@@ -264,7 +265,7 @@ settings:
   secrets: secrets.yaml
   overlay_dirty_bytes: ` + fmt.Sprint(DirtyThreshold) + `
 images:
-  default: {description: "demo image"}
+  default: {description: "demo image"` + recipeKey(recipe) + `}
 groups:
   compute:
     image: default
@@ -302,6 +303,7 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
+	cfg.locateRecipe()
 	if cfg.Lab > 0 {
 		return startLab(ctx, cfg)
 	}
@@ -316,7 +318,7 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 			d.Close()
 		}
 	}()
-	if err := writeInventory(d.InventoryPath, specs, nil); err != nil {
+	if err := writeInventory(d.InventoryPath, cfg.RecipeDir, specs, nil); err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	pw := make([]byte, 8)
@@ -389,7 +391,7 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 		d.Groups[s.group] = append(d.Groups[s.group], s.name)
 		ports[s.name] = n.Port()
 	}
-	if err := writeInventory(d.InventoryPath, specs, ports); err != nil {
+	if err := writeInventory(d.InventoryPath, cfg.RecipeDir, specs, ports); err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	if err := d.serve(ctx, dd); err != nil {
@@ -476,6 +478,32 @@ func (d *Demo) makeGeneration(ctx context.Context) error {
 	d.ImageSource = "tiny generation made in Go (" + why + ")"
 	fmt.Fprintf(d.cfg.Out, "image: generation %s is a %s\n", m.ID, d.ImageSource)
 	return nil
+}
+
+// locateRecipe makes RecipeDir and KernelDir the default recipe's absolute
+// folders when the generation is to be built from it and it can be: the
+// inventory then names the recipe (so that the console's rebuild and
+// `image build default` work) and the daemon knows the kernel. Otherwise
+// RecipeDir stays "" and makeGeneration says why.
+func (c *Config) locateRecipe() {
+	if c.Image == ImageTiny {
+		c.RecipeDir = ""
+		return
+	}
+	if recipe, kernel, reason := findRecipe(c.RecipeDir, c.KernelDir); reason == "" {
+		c.RecipeDir, c.KernelDir = recipe, kernel
+	} else {
+		c.RecipeDir = ""
+	}
+}
+
+// recipeKey is the inventory's `recipe:` entry for a flow mapping ("" for
+// none).
+func recipeKey(recipe string) string {
+	if recipe == "" {
+		return ""
+	}
+	return ", recipe: " + strconv.Quote(recipe)
 }
 
 // findRecipe looks for the default recipe and its kernel; reason says what

@@ -4,12 +4,16 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/image"
+	"github.com/netbootui/netbootui/internal/lab"
 )
 
 // fastConfig is a 16-node demo with test timings and the tiny generation.
@@ -126,5 +130,34 @@ func requireTool(t *testing.T, tool string) {
 			t.Fatalf("%s is required: %v", tool, err)
 		}
 		t.Skipf("%s not installed", tool)
+	}
+}
+
+// TestDemoRecipeImageRebuilds: with the default recipe, the demo's inventory
+// names it, so the console's `b` (and `image build default`) works on the
+// demo: the daemon rebuilds it, finds the inputs unchanged and says so,
+// keeping the generation the demo built.
+func TestDemoRecipeImageRebuilds(t *testing.T) {
+	lab.RequireTools(t, "mksquashfs")
+	lab.Kernel(t)
+	cfg := fastConfig(t)
+	cfg.Nodes, cfg.Image, cfg.TinySizes = 4, ImageRecipe, [3]int64{}
+	d, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	im := d.Daemon.Inventory().Images["default"]
+	if im == nil || !filepath.IsAbs(im.Recipe) {
+		t.Fatalf("the demo inventory's image default names no recipe: %+v", im)
+	}
+	var steps []string
+	m, err := d.Daemon.BuildImage(context.Background(), daemon.BuildRequest{Image: "default", Who: "test"},
+		func(p image.Progress) { steps = append(steps, p.Step) })
+	if err != nil {
+		t.Fatalf("rebuilding the demo image: %v", err)
+	}
+	if m.ID != d.Generation || !slices.Contains(steps, image.StepUnchanged) {
+		t.Fatalf("rebuild gave %s with steps %v; want the demo's %s, unchanged", m.ID, steps, d.Generation)
 	}
 }

@@ -51,7 +51,7 @@ func checkLab(cfg Config) error {
 // writeLabInventory writes the lab's inventory: group "lab" on iPXE/BIOS,
 // its BMCs ipmi_sim on 127.0.0.1 with cipher suite 3; ports maps node names
 // to BMC ports (absent before the BMCs run).
-func writeLabInventory(path string, names, macs []string, ports map[string]int) error {
+func writeLabInventory(path, recipe string, names, macs []string, ports map[string]int) error {
 	var b strings.Builder
 	b.WriteString(`# netbootui demo --lab: QEMU nodes (TCG), each powered by an ipmi_sim BMC
 # of its own on 127.0.0.1.
@@ -59,7 +59,7 @@ settings:
   secrets: secrets.yaml
   overlay_dirty_bytes: ` + fmt.Sprint(DirtyThreshold) + `
 images:
-  default: {description: "demo lab image (default recipe)"}
+  default: {description: "demo lab image (default recipe)"` + recipeKey(recipe) + `}
 groups:
   lab:
     image: default
@@ -99,7 +99,7 @@ func startLab(ctx context.Context, cfg Config) (_ *Demo, err error) {
 		names = append(names, labName(i))
 		macs = append(macs, labMAC(i))
 	}
-	if err := writeLabInventory(d.InventoryPath, names, macs, nil); err != nil {
+	if err := writeLabInventory(d.InventoryPath, cfg.RecipeDir, names, macs, nil); err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	pw := make([]byte, 8)
@@ -156,7 +156,7 @@ func startLab(ctx context.Context, cfg Config) (_ *Demo, err error) {
 	}
 	d.Names = names
 	d.Groups["lab"] = names
-	if err := writeLabInventory(d.InventoryPath, names, macs, ports); err != nil {
+	if err := writeLabInventory(d.InventoryPath, cfg.RecipeDir, names, macs, ports); err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	if err := d.serve(ctx, dd); err != nil {

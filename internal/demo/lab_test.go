@@ -54,7 +54,7 @@ func TestLabMACIsLabMAC(t *testing.T) {
 
 func TestWriteLabInventory(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "nodes.yaml")
-	if err := writeLabInventory(p, []string{"lab01", "lab02"}, []string{"52:54:00:6e:00:00", "52:54:00:6e:00:01"}, map[string]int{"lab02": 40001}); err != nil {
+	if err := writeLabInventory(p, "", []string{"lab01", "lab02"}, []string{"52:54:00:6e:00:00", "52:54:00:6e:00:01"}, map[string]int{"lab02": 40001}); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(p)
