@@ -51,6 +51,9 @@ var debianRecipes = []struct {
 // QEMU from the daemon (iPXE, kernel and initrd over HTTP, root=live:http://
 // fetched by the initramfs) until systemd in the Debian root starts the
 // check-in agent and the node checks in with the generation just built.
+// Each recipe gets variants for the node and its group (withVariants): the
+// initramfs (built-in init or netbootui's dracut module) must stack them,
+// node over group, and leave the overlay without their bytes.
 func TestDebianRecipesBootInQEMU(t *testing.T) {
 	requireDebianBuild(t)
 	t.Parallel()
