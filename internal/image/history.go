@@ -331,18 +331,11 @@ func (s *Store) commitBuilt(image, dir string, m *Manifest) (*Manifest, error) {
 }
 
 func hashFile(p string) (FileInfo, error) {
-	f, err := os.Open(p)
+	f, st, err := openRegular(p)
 	if err != nil {
 		return FileInfo{}, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return FileInfo{}, err
-	}
-	if !st.Mode().IsRegular() {
-		return FileInfo{}, fmt.Errorf("%s is not a regular file", p)
-	}
 	synced := make(chan error, 1)
 	go func() { synced <- f.Sync() }()
 	h := sha256.New()

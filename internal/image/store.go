@@ -407,19 +407,29 @@ func (s *Store) Verify(image, id string) error {
 	return nil
 }
 
+// openRegular opens p for reading, refusing anything but a regular file.
+func openRegular(p string) (*os.File, os.FileInfo, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", p)
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, st, nil
+}
+
 func copyHashed(src, dst string) (FileInfo, error) {
-	in, err := os.Open(src)
+	in, _, err := openRegular(src)
 	if err != nil {
 		return FileInfo{}, err
 	}
 	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
-		return FileInfo{}, err
-	}
-	if !st.Mode().IsRegular() {
-		return FileInfo{}, fmt.Errorf("%s is not a regular file", src)
-	}
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
 		return FileInfo{}, err
