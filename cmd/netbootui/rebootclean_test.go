@@ -21,11 +21,19 @@ import (
 const cliBMCPassword = "Cli-s3cret-pw"
 
 func writeCLIInventory(t *testing.T, dir string, ports []int) string {
+	return writeSimInventory(t, dir, "groups:\n  g:\n    image: compute\n", "c", "dd", 2, ports)
+}
+
+// writeSimInventory writes nodes.yaml (image compute, group g whose lines
+// start with groupHead, count nodes PREFIX1.. with MACs 52:54:00:MAC:00:0N
+// and, once their simulated BMCs run, their ports) and a secrets file with
+// cliBMCPassword; it returns the inventory's path.
+func writeSimInventory(t *testing.T, dir, groupHead, prefix, mac string, count int, ports []int) string {
 	t.Helper()
 	var b strings.Builder
-	b.WriteString("settings:\n  secrets: secrets.yaml\nimages:\n  compute: {}\ngroups:\n  g:\n    image: compute\n    bmc: {user: admin, password: lab}\nnodes:\n")
-	for i := range 2 {
-		fmt.Fprintf(&b, "  - name: c%d\n    group: g\n    nics: [{mac: \"52:54:00:dd:00:0%d\"}]\n", i+1, i+1)
+	b.WriteString("settings:\n  secrets: secrets.yaml\nimages:\n  compute: {}\n" + groupHead + "    bmc: {user: admin, password: lab}\nnodes:\n")
+	for i := range count {
+		fmt.Fprintf(&b, "  - name: %s%d\n    group: g\n    nics: [{mac: \"52:54:00:%s:00:0%d\"}]\n", prefix, i+1, mac, i+1)
 		if ports != nil {
 			fmt.Fprintf(&b, "    bmc: {host: 127.0.0.1, port: %d}\n", ports[i])
 		}

@@ -19,21 +19,7 @@ import (
 )
 
 func writeStageCLIInventory(t *testing.T, dir string, ports []int) string {
-	t.Helper()
-	var b strings.Builder
-	b.WriteString("settings:\n  secrets: secrets.yaml\nimages:\n  compute: {}\ngroups:\n  # kept through promote\n  g:\n    image: compute # group default\n    bmc: {user: admin, password: lab}\nnodes:\n")
-	for i := range 4 {
-		fmt.Fprintf(&b, "  - name: k%d\n    group: g\n    nics: [{mac: \"52:54:00:6b:00:0%d\"}]\n", i+1, i+1)
-		if ports != nil {
-			fmt.Fprintf(&b, "    bmc: {host: 127.0.0.1, port: %d}\n", ports[i])
-		}
-	}
-	p := filepath.Join(dir, "nodes.yaml")
-	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte("bmc_passwords:\n  lab: "+cliBMCPassword+"\n"), 0o600)
-	return p
+	return writeSimInventory(t, dir, "groups:\n  # kept through promote\n  g:\n    image: compute # group default\n", "k", "6b", 4, ports)
 }
 
 // startStageServe runs `netbootui serve` on httpAddr and waits for its API.
