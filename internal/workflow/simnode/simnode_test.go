@@ -5,21 +5,19 @@ import (
 	"testing"
 )
 
-func TestParseIPXE(t *testing.T) {
-	tests := []struct {
-		name, script   string
-		kernel, initrd string
-		token, errHas  string
-	}{
-		{name: "netbootui script", script: "#!ipxe\nkernel --name vmlinuz http://h/k?node=n1 root=live:http://h/r netbootui.token=abc quiet || goto failed\ninitrd --name initrd http://h/i || goto failed\nboot\n",
-			kernel: "http://h/k?node=n1", initrd: "http://h/i", token: "abc"},
-		{name: "no options", script: "kernel http://h/k a=b\ninitrd http://h/i\n", kernel: "http://h/k", initrd: "http://h/i"},
-		{name: "no kernel", script: "#!ipxe\nsleep 5\nchain http://h/boot\n", errHas: "no kernel line"},
-		{name: "kernel without URL", script: "#!ipxe\nkernel --name vmlinuz || goto failed\n", errHas: "line 2: kernel without a URL"},
-	}
+// parseCase is one boot entry a simulated firmware parses: what it should
+// boot, or the error it should give.
+type parseCase struct {
+	name, in              string
+	kernel, initrd, token string
+	errHas                string
+}
+
+func runParseCases(t *testing.T, parse func(string) (Boot, error), tests []parseCase) {
+	t.Helper()
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := ParseIPXE(tc.script)
+			b, err := parse(tc.in)
 			if tc.errHas != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.errHas) {
 					t.Fatalf("error %v, want %q", err, tc.errHas)
@@ -31,6 +29,16 @@ func TestParseIPXE(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestParseIPXE(t *testing.T) {
+	runParseCases(t, ParseIPXE, []parseCase{
+		{name: "netbootui script", in: "#!ipxe\nkernel --name vmlinuz http://h/k?node=n1 root=live:http://h/r netbootui.token=abc quiet || goto failed\ninitrd --name initrd http://h/i || goto failed\nboot\n",
+			kernel: "http://h/k?node=n1", initrd: "http://h/i", token: "abc"},
+		{name: "no options", in: "kernel http://h/k a=b\ninitrd http://h/i\n", kernel: "http://h/k", initrd: "http://h/i"},
+		{name: "no kernel", in: "#!ipxe\nsleep 5\nchain http://h/boot\n", errHas: "no kernel line"},
+		{name: "kernel without URL", in: "#!ipxe\nkernel --name vmlinuz || goto failed\n", errHas: "line 2: kernel without a URL"},
+	})
 }
 
 func FuzzParseIPXE(f *testing.F) {
@@ -45,34 +53,16 @@ func FuzzParseIPXE(f *testing.F) {
 }
 
 func TestParsePxelinux(t *testing.T) {
-	tests := []struct {
-		name, cfg             string
-		kernel, initrd, token string
-		errHas                string
-	}{
-		{name: "netbootui entry", cfg: "# netbootui\nDEFAULT netbootui\nPROMPT 0\nLABEL netbootui\n  KERNEL images/d/g/vmlinuz\n  INITRD images/d/g/initrd\n  APPEND root=live:http://h/r netbootui.token=t1 quiet\n",
+	runParseCases(t, ParsePxelinux, []parseCase{
+		{name: "netbootui entry", in: "# netbootui\nDEFAULT netbootui\nPROMPT 0\nLABEL netbootui\n  KERNEL images/d/g/vmlinuz\n  INITRD images/d/g/initrd\n  APPEND root=live:http://h/r netbootui.token=t1 quiet\n",
 			kernel: "images/d/g/vmlinuz", initrd: "images/d/g/initrd", token: "t1"},
-		{name: "second label is the default", cfg: "default b\nlabel a\n kernel ka\nlabel b\n linux kb\n append initrd=i1,i2 netbootui.token=t2\n",
+		{name: "second label is the default", in: "default b\nlabel a\n kernel ka\nlabel b\n linux kb\n append initrd=i1,i2 netbootui.token=t2\n",
 			kernel: "kb", initrd: "i1", token: "t2"},
-		{name: "first label without DEFAULT", cfg: "LABEL x\nKERNEL k\nINITRD i\n", kernel: "k", initrd: "i"},
-		{name: "retry config", cfg: "DEFAULT retry\nPROMPT 1\nLABEL retry\n  CONFIG pxelinux.cfg/01-aa\n", errHas: `label "retry" boots no kernel`},
-		{name: "kernel outside label", cfg: "KERNEL k\n", errHas: "line 1: KERNEL outside a LABEL"},
-		{name: "label without name", cfg: "DEFAULT x\nLABEL\n", errHas: "line 2: LABEL without a name"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			b, err := ParsePxelinux(tc.cfg)
-			if tc.errHas != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.errHas) {
-					t.Fatalf("error %v, want %q", err, tc.errHas)
-				}
-				return
-			}
-			if err != nil || b.Kernel != tc.kernel || b.Initrd != tc.initrd || b.Args["netbootui.token"] != tc.token {
-				t.Fatalf("%+v %v", b, err)
-			}
-		})
-	}
+		{name: "first label without DEFAULT", in: "LABEL x\nKERNEL k\nINITRD i\n", kernel: "k", initrd: "i"},
+		{name: "retry config", in: "DEFAULT retry\nPROMPT 1\nLABEL retry\n  CONFIG pxelinux.cfg/01-aa\n", errHas: `label "retry" boots no kernel`},
+		{name: "kernel outside label", in: "KERNEL k\n", errHas: "line 1: KERNEL outside a LABEL"},
+		{name: "label without name", in: "DEFAULT x\nLABEL\n", errHas: "line 2: LABEL without a name"},
+	})
 }
 
 func FuzzParsePxelinux(f *testing.F) {
