@@ -3,10 +3,11 @@ package storm
 import (
 	"context"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/netbootui/netbootui/internal/lab"
 )
 
 // TestStorm300: 300 simulated nodes powered on at once all boot over TFTP
@@ -102,10 +103,5 @@ func TestStormAgainstPeers(t *testing.T) {
 // requireTool skips when tool is missing, unless NETBOOTUI_REQUIRE_TOOLS=1.
 func requireTool(t *testing.T, tool string) {
 	t.Helper()
-	if _, err := exec.LookPath(tool); err != nil {
-		if os.Getenv("NETBOOTUI_REQUIRE_TOOLS") == "1" {
-			t.Fatalf("%s is required (NETBOOTUI_REQUIRE_TOOLS=1): %v", tool, err)
-		}
-		t.Skipf("%s not installed", tool)
-	}
+	lab.RequireTools(t, tool)
 }

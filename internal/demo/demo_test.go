@@ -2,8 +2,6 @@ package demo
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -125,12 +123,7 @@ func TestConfigErrors(t *testing.T) {
 // requireTool skips when tool is missing, unless NETBOOTUI_REQUIRE_TOOLS=1.
 func requireTool(t *testing.T, tool string) {
 	t.Helper()
-	if _, err := exec.LookPath(tool); err != nil {
-		if os.Getenv("NETBOOTUI_REQUIRE_TOOLS") == "1" {
-			t.Fatalf("%s is required: %v", tool, err)
-		}
-		t.Skipf("%s not installed", tool)
-	}
+	lab.RequireTools(t, tool)
 }
 
 // TestDemoRecipeImageRebuilds: with the default recipe, the demo's inventory

@@ -41,7 +41,7 @@ func NewNetns(tb testing.TB) *Netns {
 	tb.Helper()
 	RequireTools(tb, "ip")
 	if os.Geteuid() != 0 {
-		missing(tb, "network namespaces need root")
+		Missing(tb, "network namespaces need root")
 	}
 	n := &Netns{name: fmt.Sprintf("nbt%d-%d", os.Getpid(), netnsSeq.Add(1))}
 	if out, err := exec.Command("ip", "netns", "add", n.name).CombinedOutput(); err != nil {

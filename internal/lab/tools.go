@@ -22,8 +22,9 @@ const RequireEnv = "NETBOOTUI_REQUIRE_TOOLS"
 // KernelDirEnv overrides where Kernel looks for the fetched test kernel.
 const KernelDirEnv = "NETBOOTUI_KERNEL_DIR"
 
-// missing skips the test, or fails it when RequireEnv is 1.
-func missing(tb testing.TB, format string, args ...any) {
+// Missing skips the test because something it needs is not here (a tool, a
+// file, a permission), or fails it when RequireEnv is 1.
+func Missing(tb testing.TB, format string, args ...any) {
 	tb.Helper()
 	if os.Getenv(RequireEnv) == "1" {
 		tb.Fatalf(format+" ("+RequireEnv+"=1)", args...)
@@ -32,13 +33,20 @@ func missing(tb testing.TB, format string, args ...any) {
 	tb.Skipf(format, args...)
 }
 
-// RequireTools skips the test when one of the named programs is not in PATH,
-// or fails it when NETBOOTUI_REQUIRE_TOOLS=1.
+// RequireTools skips the test when one of the named programs is not in PATH
+// (or, for an absolute path, a file a package installs is not there), or
+// fails it when NETBOOTUI_REQUIRE_TOOLS=1.
 func RequireTools(tb testing.TB, names ...string) {
 	tb.Helper()
 	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			missing(tb, "needs %s: %v", n, err)
+		var err error
+		if filepath.IsAbs(n) {
+			_, err = os.Stat(n)
+		} else {
+			_, err = exec.LookPath(n)
+		}
+		if err != nil {
+			Missing(tb, "needs %s: %v", n, err)
 		}
 	}
 }
@@ -52,7 +60,7 @@ func Kernel(tb testing.TB) (vmlinuz, modulesDir string) {
 	tb.Helper()
 	dir, err := KernelDir()
 	if err != nil {
-		missing(tb, "no test kernel: %v; run scripts/fetch-kernel.sh", err)
+		Missing(tb, "no test kernel: %v; run scripts/fetch-kernel.sh", err)
 		return "", ""
 	}
 	return filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "modules")

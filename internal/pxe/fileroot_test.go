@@ -5,32 +5,21 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/netbootui/netbootui/internal/lab"
 )
 
 // tftpRequireTool skips the test when an external tool (a command name, or an
-// absolute path to a file a package installs) is missing, unless
-// NETBOOTUI_REQUIRE_TOOLS=1, in which case the test fails.
+// absolute path to a file a package installs) is missing (fails under
+// NETBOOTUI_REQUIRE_TOOLS=1).
 func tftpRequireTool(t testing.TB, tool string) {
 	t.Helper()
-	var err error
-	if filepath.IsAbs(tool) {
-		_, err = os.Stat(tool)
-	} else {
-		_, err = exec.LookPath(tool)
-	}
-	if err == nil {
-		return
-	}
-	if os.Getenv("NETBOOTUI_REQUIRE_TOOLS") == "1" {
-		t.Fatalf("required tool %s is missing: %v", tool, err)
-	}
-	t.Skipf("tool %s is missing: %v", tool, err)
+	lab.RequireTools(t, tool)
 }
 
 // tftpSecretMarker is planted in files outside every served root; it must never

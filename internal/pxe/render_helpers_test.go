@@ -4,12 +4,12 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/lab"
 )
 
 // The -update flag regenerates testdata/render/*.golden. It is registered
@@ -25,19 +25,13 @@ func updatingGoldens() bool {
 	return f != nil && f.Value.String() == "true"
 }
 
-// renderRequireTool skips the test when tool is not installed, unless
-// NETBOOTUI_REQUIRE_TOOLS=1, where a missing tool fails it.
+// renderRequireTool returns the path of a program the test needs (skipped,
+// or failed under NETBOOTUI_REQUIRE_TOOLS=1, without it).
 func renderRequireTool(t testing.TB, tool string) string {
 	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("NETBOOTUI_REQUIRE_TOOLS") == "1" {
-		t.Fatalf("%s is required (NETBOOTUI_REQUIRE_TOOLS=1): %v", tool, err)
-	}
-	t.Skipf("%s not installed: %v", tool, err)
-	return ""
+	lab.RequireTools(t, tool)
+	p, _ := exec.LookPath(tool)
+	return p
 }
 
 func mustMAC(s string) net.HardwareAddr {

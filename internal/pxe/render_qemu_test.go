@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/lab"
 	"github.com/pin/tftp/v3"
 )
 
@@ -168,12 +169,7 @@ func TestPxelinuxBootsRenderedConfigs(t *testing.T) {
 		"ldlinux.c32": "/usr/lib/syslinux/modules/bios/ldlinux.c32",
 	}
 	for _, f := range files {
-		if _, err := os.Stat(f); err != nil {
-			if os.Getenv("NETBOOTUI_REQUIRE_TOOLS") == "1" {
-				t.Fatalf("pxelinux/syslinux-common not installed: %v", err)
-			}
-			t.Skipf("pxelinux/syslinux-common not installed: %v", err)
-		}
+		lab.RequireTools(t, f) // packages pxelinux, syslinux-common
 	}
 
 	const macStr = "52:54:00:12:34:57"

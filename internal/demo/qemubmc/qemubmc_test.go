@@ -8,20 +8,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/netbootui/netbootui/internal/lab"
 )
 
 // requireTool skips when a program is missing, or fails when
 // NETBOOTUI_REQUIRE_TOOLS=1 (CI).
 func requireTool(t *testing.T, names ...string) {
 	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			if os.Getenv("NETBOOTUI_REQUIRE_TOOLS") == "1" {
-				t.Fatalf("needs %s: %v (NETBOOTUI_REQUIRE_TOOLS=1)", n, err)
-			}
-			t.Skipf("needs %s: %v", n, err)
-		}
-	}
+	lab.RequireTools(t, names...)
 }
 
 func TestOptionsCheck(t *testing.T) {
