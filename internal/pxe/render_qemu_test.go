@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -117,27 +116,18 @@ func TestIPXEBootsRenderedScripts(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, qemu,
-		"-accel", "tcg", "-m", "256", "-nodefaults", "-display", "none", "-serial", "none",
-		"-netdev", "user,id=n0,bootfile="+guestBase+"/chain.ipxe",
-		"-device", "virtio-net-pci,netdev=n0,mac="+macStr,
-		"-boot", "n")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
+	vm, err := lab.StartVM(ctx, lab.VMOptions{Name: "q01", QEMU: qemu, Memory: 256, MAC: macStr, BootURL: guestBase + "/chain.ipxe"})
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}()
+	defer vm.Stop()
 
 	select {
 	case <-booted:
 	case <-ctx.Done():
 		mu.Lock()
 		defer mu.Unlock()
-		t.Fatalf("iPXE did not get through the scripts in time; requests: %v; qemu: %s", log, stderr.String())
+		t.Fatalf("iPXE did not get through the scripts in time; requests: %v", log)
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -247,27 +237,18 @@ func TestPxelinuxBootsRenderedConfigs(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, qemu,
-		"-accel", "tcg", "-m", "256", "-nodefaults", "-display", "none", "-serial", "none",
-		"-netdev", "user,id=n0,bootfile=tftp://"+ip+"/pxelinux.0",
-		"-device", "virtio-net-pci,netdev=n0,mac="+macStr,
-		"-boot", "n")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
+	vm, err := lab.StartVM(ctx, lab.VMOptions{Name: "p01", QEMU: qemu, Memory: 256, MAC: macStr, BootURL: "tftp://" + ip + "/pxelinux.0"})
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}()
+	defer vm.Stop()
 	select {
 	case <-gotInitrd:
 		time.Sleep(2 * time.Second) // a second initrd fetch would come now
 	case <-ctx.Done():
 		mu.Lock()
 		defer mu.Unlock()
-		t.Fatalf("pxelinux did not get through the configs in time; files: %v; qemu: %s", log, stderr.String())
+		t.Fatalf("pxelinux did not get through the configs in time; files: %v", log)
 	}
 	mu.Lock()
 	defer mu.Unlock()
