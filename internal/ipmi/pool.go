@@ -4,8 +4,9 @@
 // per-BMC circuit breaker and rate limit, plus a background power poller.
 //
 // A Pool keeps one session per BMC (keyed by host:port and user), opened
-// lazily, used by one call at a time, reopened once when it dropped, and
-// closed exactly once. Every call has a deadline. Errors are *BMCError
+// lazily, used by one call at a time, reopened once when it dropped, closed
+// exactly once, and retired after SessionMaxAge (go-ipmi's keepalive would
+// otherwise race with Close). Every call has a deadline. Errors are *BMCError
 // values that name the BMC and never contain the password; their Kind
 // (ErrAuth, ErrTimeout, ErrUnreachable, ErrCircuitOpen, ...) works with
 // errors.Is.
@@ -90,7 +91,41 @@ func New(opts Options) *Pool {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Pool{opts: opts, log: log, sessions: map[string]*session{}, done: make(chan struct{})}
+	p := &Pool{opts: opts, log: log, sessions: map[string]*session{}, done: make(chan struct{})}
+	p.wg.Add(1)
+	go p.reap()
+	return p
+}
+
+// reap closes sessions older than SessionMaxAge that no call is using, until
+// the pool closes.
+func (p *Pool) reap() {
+	defer p.wg.Done()
+	t := time.NewTicker(reapEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		ss := make([]*session, 0, len(p.sessions))
+		for _, s := range p.sessions {
+			ss = append(ss, s)
+		}
+		p.mu.Unlock()
+		for _, s := range ss {
+			select {
+			case s.lock <- struct{}{}:
+				if s.conn != nil && time.Since(s.conn.opened) > SessionMaxAge {
+					p.drop(s)
+				}
+				<-s.lock
+			default: // in use: the call retires it, or the next round does
+			}
+		}
+	}
 }
 
 // session is the state kept for one BMC.
@@ -112,9 +147,27 @@ type session struct {
 // conn is a go-ipmi client whose Close runs exactly once (a second Close
 // panics in go-ipmi).
 type conn struct {
-	c    *client.Client
-	once sync.Once
+	c      *client.Client
+	once   sync.Once
+	opened time.Time // when Connect returned
 }
+
+// SessionMaxAge is how long a session is kept open. go-ipmi starts a
+// keepalive goroutine with every session that sends every 30 s with a
+// context nothing cancels; a Close that lands while such a send is starting
+// makes go-ipmi's UDP client write to the connection Close just set to nil,
+// and the whole process panics (seen under load in CI:
+// bytes.(*Reader).WriteTo with a nil writer in UDPClient.ExchangeUntilMatch;
+// go-ipmi v0.9.1 offers no way to turn the keepalive off). So no session
+// lives to its first keepalive: a call retires a session older than this
+// before using it, and the reaper closes idle ones, in both cases while no
+// call uses it. Up to a call's deadline and a reaper round later it is
+// closed, still well before the 30 s tick. The cost is a new session (one
+// RAKP handshake) per BMC about every SessionMaxAge while it is in use.
+const SessionMaxAge = 15 * time.Second
+
+// reapEvery is how often the reaper looks for sessions past SessionMaxAge.
+const reapEvery = 2 * time.Second
 
 func (c *conn) close(ctx context.Context) {
 	c.once.Do(func() { _ = c.c.Close(ctx) })
@@ -308,7 +361,7 @@ func (p *Pool) afterFailure(s *session, be *BMCError) {
 // call runs op with the session lock held: on the existing session when
 // there is one (reopening it once if it dropped), else on a new one.
 func (p *Pool) call(ctx context.Context, s *session, t Target, op Op) (string, string, error) {
-	if s.conn != nil && s.password != t.Password {
+	if s.conn != nil && (s.password != t.Password || time.Since(s.conn.opened) > SessionMaxAge) {
 		p.drop(s)
 	}
 	if s.conn != nil {
@@ -385,6 +438,7 @@ func (p *Pool) connect(ctx context.Context, s *session, t Target) error {
 		cn := &conn{c: c}
 		err = c.Connect(ctx)
 		if err == nil {
+			cn.opened = time.Now()
 			s.conn, s.password, s.suite = cn, t.Password, cs
 			return nil
 		}
@@ -452,4 +506,23 @@ func (p *Pool) Close() error {
 		wg.Wait()
 	})
 	return nil
+}
+
+// openSessions counts the sessions with an open go-ipmi client (for tests).
+func (p *Pool) openSessions() int {
+	p.mu.Lock()
+	ss := make([]*session, 0, len(p.sessions))
+	for _, s := range p.sessions {
+		ss = append(ss, s)
+	}
+	p.mu.Unlock()
+	n := 0
+	for _, s := range ss {
+		s.lock <- struct{}{}
+		if s.conn != nil {
+			n++
+		}
+		<-s.lock
+	}
+	return n
 }

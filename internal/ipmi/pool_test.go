@@ -391,3 +391,33 @@ func TestPoll(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionRetiredBeforeKeepalive: a session is closed once it is older
+// than SessionMaxAge, by the next call or by the reaper when idle, so that
+// go-ipmi's keepalive (first send 30 s after the session opened, racing with
+// Close) never runs; the next call opens a new session and works.
+func TestSessionRetiredBeforeKeepalive(t *testing.T) {
+	t.Parallel()
+	b := startBMC(t, "127.0.0.1:0", nil)
+	p := newPool(t, ipmi.Options{CallTimeout: 3 * time.Second})
+	ctx := context.Background()
+	if r := p.Do(ctx, b.target("n1"), ipmi.OpStatus); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	opened := time.Now()
+	if n := ipmi.OpenSessions(p); n != 1 {
+		t.Fatalf("%d sessions open after a call, want 1", n)
+	}
+	for ipmi.OpenSessions(p) != 0 {
+		if time.Since(opened) > 28*time.Second {
+			t.Fatalf("the idle session is still open %v after it opened: go-ipmi's keepalive will run", time.Since(opened).Round(time.Second))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if age := time.Since(opened); age < ipmi.SessionMaxAge {
+		t.Fatalf("session closed after %v, before SessionMaxAge %v", age, ipmi.SessionMaxAge)
+	}
+	if r := p.Do(ctx, b.target("n1"), ipmi.OpStatus); r.Err != nil || ipmi.OpenSessions(p) != 1 {
+		t.Fatalf("a call after the retirement: %v, %d sessions", r.Err, ipmi.OpenSessions(p))
+	}
+}

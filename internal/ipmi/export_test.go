@@ -1,0 +1,4 @@
+package ipmi
+
+// OpenSessions exposes the count of open go-ipmi sessions to the tests.
+var OpenSessions = (*Pool).openSessions
