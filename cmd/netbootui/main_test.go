@@ -78,12 +78,25 @@ type serveProc struct {
 	stderr *bytes.Buffer
 }
 
+// startServe runs `netbootui serve` on the inventory with loopback servers
+// and waits for its API.
 func startServe(t *testing.T, inv, data string) *serveProc {
 	t.Helper()
+	p, _ := startServeWith(t, inv, data)
+	return p
+}
+
+// startServeWith runs `netbootui serve` with the test defaults and then
+// extra flags (a later flag wins), waits for its API and returns its
+// status. The power poller is off: the example's BMCs are documentation
+// addresses that must never be contacted.
+func startServeWith(t *testing.T, inv, data string, extra ...string) (*serveProc, api.Status) {
+	t.Helper()
 	socket := filepath.Join(data, "api.sock")
-	cmd := exec.Command(binary, "serve", "--inventory", inv, "--data", data, "--http-listen", "127.0.0.1:0",
+	args := append([]string{"serve", "--inventory", inv, "--data", data, "--http-listen", "127.0.0.1:0",
 		"--tftp-listen", "127.0.0.1:0", "--api-socket", socket, "--reload-interval", "100ms",
-		"--power-poll", "0") // the example's BMCs are documentation addresses: never contact them
+		"--power-poll", "0"}, extra...)
+	cmd := exec.Command(binary, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -94,10 +107,10 @@ func startServe(t *testing.T, inv, data string) *serveProc {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := c.Status(ctx)
+		st, err := c.Status(ctx)
 		cancel()
 		if err == nil {
-			return p
+			return p, st
 		}
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()

@@ -55,28 +55,9 @@ func TestRebootCleanCLI(t *testing.T) {
 	dir := t.TempDir()
 	inv := writeCLIInventory(t, dir, nil)
 	data := filepath.Join(dir, "data")
-	socket := filepath.Join(data, "api.sock")
-	cmd := exec.Command(binary, "serve", "--inventory", inv, "--data", data, "--http-listen", "127.0.0.1:0",
-		"--tftp-listen", "", "--api-socket", socket, "--reload-interval", "100ms", "--power-poll", "0",
-		"--stall-timeout", "500ms")
-	var serr bytes.Buffer
-	cmd.Stderr = &serr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &serveProc{cmd: cmd, socket: socket, stderr: &serr}
+	p, st := startStageServe(t, inv, data, "127.0.0.1:0")
 	defer p.stop(t)
-	c := api.NewClient(socket)
-	var st api.Status
-	if !simnode.WaitFor(30*time.Second, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		var err error
-		st, err = c.Status(ctx)
-		return err == nil
-	}) {
-		t.Fatalf("serve did not come up:\n%s", serr.String())
-	}
+	c := api.NewClient(p.socket)
 	ctx := context.Background()
 	var files = map[string]string{}
 	for _, f := range []string{"kernel", "initrd", "rootfs"} {
@@ -102,7 +83,7 @@ func TestRebootCleanCLI(t *testing.T) {
 	if _, err := c.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
-	sock := "--api-socket=" + socket
+	sock := "--api-socket=" + p.socket
 
 	tests := []struct {
 		args    []string

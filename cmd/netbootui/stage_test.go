@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,33 +21,11 @@ func writeStageCLIInventory(t *testing.T, dir string, ports []int) string {
 	return writeSimInventory(t, dir, "groups:\n  # kept through promote\n  g:\n    image: compute # group default\n", "k", "6b", 4, ports)
 }
 
-// startStageServe runs `netbootui serve` on httpAddr and waits for its API.
+// startStageServe runs `netbootui serve` on httpAddr (no TFTP, a short
+// stall timeout for the simulated nodes) and waits for its API.
 func startStageServe(t *testing.T, inv, data, httpAddr string) (*serveProc, api.Status) {
 	t.Helper()
-	socket := filepath.Join(data, "api.sock")
-	cmd := exec.Command(binary, "serve", "--inventory", inv, "--data", data, "--http-listen", httpAddr,
-		"--tftp-listen", "", "--api-socket", socket, "--reload-interval", "100ms", "--power-poll", "0",
-		"--stall-timeout", "500ms")
-	var serr bytes.Buffer
-	cmd.Stderr = &serr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &serveProc{cmd: cmd, socket: socket, stderr: &serr}
-	c := api.NewClient(socket)
-	var st api.Status
-	if !simnode.WaitFor(30*time.Second, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		var err error
-		st, err = c.Status(ctx)
-		return err == nil
-	}) {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("serve did not come up:\n%s", serr.String())
-	}
-	return p, st
+	return startServeWith(t, inv, data, "--http-listen", httpAddr, "--tftp-listen", "", "--stall-timeout", "500ms")
 }
 
 // TestStageCLIAndSIGKILL drives `netbootui stage` against `netbootui serve`
