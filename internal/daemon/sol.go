@@ -231,6 +231,9 @@ func (d *Daemon) runSOL(ctx context.Context, s *solState, h *solHub, t ipmi.Targ
 			err = ctx.Err()
 			return
 		}
+		if errors.Is(err, ipmi.ErrSessionAged) {
+			continue // a planned hand-over to a new session: at once, not idle
+		}
 		if err == nil {
 			err = errors.New("SOL session ended")
 		}

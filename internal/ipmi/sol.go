@@ -24,6 +24,17 @@ type SOLOptions struct {
 	OnActive func()
 }
 
+// ErrSessionAged ends a SOL stream whose session reached SOLMaxAge: the
+// stream stopped only so that a new session takes over before go-ipmi's
+// keepalive runs (see SessionMaxAge). Call SOL again at once; bytes the node
+// writes in between may be lost.
+var ErrSessionAged = errors.New("SOL session reached its maximum age")
+
+// SOLMaxAge is how long one SOL session streams before SOL returns
+// ErrSessionAged. With deactivation and close it stays under go-ipmi's
+// first keepalive, 30 s after the session opened.
+const SOLMaxAge = 20 * time.Second
+
 // completion code of Activate Payload when the payload is active on another
 // session (IPMI v2.0 table 24-2).
 const ccPayloadAlreadyActive = 0x80
@@ -35,9 +46,9 @@ const ccPayloadAlreadyActive = 0x80
 // console is attached. A SOL payload left active by another session is
 // deactivated and activated again for this one (the BMC allows one).
 //
-// SOL returns nil when in reaches EOF, ctx's error when ctx ends, and a
-// *BMCError when the BMC cannot be reached, refuses the payload or ends the
-// stream. The payload is deactivated and the session closed on return.
+// SOL returns nil when in reaches EOF, ctx's error when ctx ends,
+// ErrSessionAged after SOLMaxAge (call it again), and a *BMCError when the
+// BMC cannot be reached, refuses the payload or ends the stream. The payload is deactivated and the session closed on return.
 // Opening the session and activating the payload are bounded by the Pool's
 // call timeout; the stream itself runs until one of the ends above.
 func (p *Pool) SOL(ctx context.Context, t Target, in io.Reader, out io.Writer, opts SOLOptions) error {
@@ -92,12 +103,16 @@ func (p *Pool) SOL(ctx context.Context, t Target, in io.Reader, out io.Writer, o
 	if opts.OnActive != nil {
 		opts.OnActive()
 	}
-	err = c.c.SOLStream(ctx, in, out, &client.SOLStreamOptions{PollInterval: opts.PollInterval})
+	sctx, scancel := context.WithDeadline(ctx, c.opened.Add(SOLMaxAge))
+	err = c.c.SOLStream(sctx, in, out, &client.SOLStreamOptions{PollInterval: opts.PollInterval})
+	scancel()
 	switch {
 	case err == nil:
 		return nil
 	case ctx.Err() != nil:
 		return ctx.Err()
+	case sctx.Err() != nil:
+		return ErrSessionAged
 	default:
 		be := classify(err, t, ctx, ctx, p.opts.CallTimeout)
 		be.Msg = "SOL stream: " + be.Msg
@@ -118,6 +133,7 @@ func (p *Pool) solConnect(ctx context.Context, t Target) (*conn, error) {
 		c.WithTimeout(time.Second).WithRetry(int(p.opts.CallTimeout/time.Second) + 1)
 		cn := &conn{c: c}
 		if err = c.Connect(ctx); err == nil {
+			cn.opened = time.Now()
 			return cn, nil
 		}
 		closeNow(cn)

@@ -138,3 +138,51 @@ func closedUDPPort(t *testing.T) int {
 	c.Close()
 	return port
 }
+
+// TestSOLSessionAged: a SOL stream ends with ErrSessionAged once its session
+// reaches SOLMaxAge, before go-ipmi's keepalive (30 s after the session
+// opened) could race with its Close; SOL called again streams on a new
+// session.
+func TestSOLSessionAged(t *testing.T) {
+	t.Parallel()
+	requireTool(t, "ipmi_sim")
+	con := startSerialConsole(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sim, err := ipmisim.Start(ctx, ipmisim.Options{Dir: t.TempDir(), Password: simPassword, SOLPort: con.Port()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Stop()
+	p := newPool(t, ipmi.Options{CallTimeout: 5 * time.Second})
+	for round := 1; round <= 2; round++ {
+		pr, pw := io.Pipe()
+		var out lab.Buffer
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() { done <- p.SOL(ctx, simTarget(sim, "n01"), pr, &out, ipmi.SOLOptions{}) }()
+		if round == 1 {
+			select {
+			case err := <-done:
+				if !errors.Is(err, ipmi.ErrSessionAged) {
+					t.Fatalf("SOL ended with %v, want ErrSessionAged", err)
+				}
+				if d := time.Since(start); d < ipmi.SOLMaxAge || d > 29*time.Second {
+					t.Fatalf("SOL session ended after %v: want between SOLMaxAge (%v) and go-ipmi's keepalive (30 s)", d, ipmi.SOLMaxAge)
+				}
+			case <-time.After(40 * time.Second):
+				t.Fatal("SOL session did not end at SOLMaxAge")
+			}
+			pw.Close()
+			continue
+		}
+		if _, err := pw.Write([]byte("again\r")); err != nil {
+			t.Fatal(err)
+		}
+		lab.Eventually(t, "echo on the new session", 10*time.Second, func() bool { return strings.Contains(out.String(), "echo: again") })
+		pw.Close()
+		if err := <-done; err != nil {
+			t.Fatalf("second SOL: %v", err)
+		}
+	}
+}
