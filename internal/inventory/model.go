@@ -49,13 +49,20 @@ type NIC struct {
 
 // BMC says how to reach a node's baseboard management controller.
 // The password itself is never held here: PasswordRef names an entry in the
-// secrets file (see Secrets).
+// secrets file (see Secrets). On a Node every field is resolved (node, else
+// group, else the protocol's default, see power.Protocol); on a Group only
+// what the group's entry sets is filled.
 type BMC struct {
-	Host         string
-	Port         int    // default 623
-	User         string // default "admin"
-	PasswordRef  string // key in the secrets file
-	CipherSuites []int  // RMCP+ cipher suites to try in order; default 17, 3
+	Protocol    string // the power backend's name; DefaultBMCProtocol when not set
+	Host        string
+	Port        int    // the protocol's default port when not set
+	User        string // the protocol's default user when not set
+	PasswordRef string // key in the secrets file
+	// Options are the protocol's own settings (its bmc.PROTOCOL section,
+	// the node's keys over its group's) as the protocol read them, e.g.
+	// ipmi.BMCOptions; nil when the inventory was parsed without the
+	// protocols (see WithProtocols).
+	Options any
 }
 
 // Override is raw boot-entry text that replaces the rendered template.

@@ -23,23 +23,19 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/netbootui/netbootui/internal/hostlist"
+	"github.com/netbootui/netbootui/internal/power"
 )
 
 // MaxNodes is the largest number of nodes an inventory may hold after its
 // ranges are expanded.
 const MaxNodes = 100_000
 
-// Defaults used when neither a node nor its group says.
+// Defaults used when neither a node nor its group says. A BMC's defaults
+// are its protocol's (see DefaultBMCProtocol and power.Protocol).
 const (
-	DefaultArch    = ArchBIOS
-	DefaultLoader  = LoaderIPXE
-	DefaultBMCPort = 623
-	DefaultBMCUser = "admin"
+	DefaultArch   = ArchBIOS
+	DefaultLoader = LoaderIPXE
 )
-
-// DefaultCipherSuites returns the RMCP+ cipher suites tried when neither a node
-// nor its group names any: 17, then 3.
-func DefaultCipherSuites() []int { return []int{17, 3} }
 
 var (
 	nameRE       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
@@ -57,18 +53,16 @@ var (
 	groupKeys    = []string{"image", "arch", "loader", "kernel_args", "bmc", "boot_override"}
 	nodeKeys     = []string{"name", "group", "ip", "arch", "loader", "image", "kernel_args", "nics", "bmc", "boot_override"}
 	nicKeys      = []string{"mac", "boot", "name"}
-	groupBMCKeys = []string{"port", "user", "password", "cipher_suites"}
-	nodeBMCKeys  = []string{"host", "port", "user", "password", "cipher_suites"}
 	overrideKeys = []string{"ipxe", "pxelinux"}
 )
 
 // Load reads and validates the inventory file at path.
-func Load(path string) (*Inventory, error) {
+func Load(path string, opts ...Option) (*Inventory, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
-	return Parse(path, data)
+	return Parse(path, data, opts...)
 }
 
 // Revision returns the revision of an inventory file's bytes: hex sha256.
@@ -80,8 +74,12 @@ func Revision(data []byte) string {
 // Parse validates an inventory read from path (the path is used in error
 // positions and to find the secrets file). Any problem gives an ErrorList
 // sorted by position; the inventory is returned only when there is none.
-func Parse(path string, data []byte) (*Inventory, error) {
+// WithProtocols checks the BMCs against the power backends.
+func Parse(path string, data []byte, opts ...Option) (*Inventory, error) {
 	p := &parser{file: path}
+	for _, o := range opts {
+		o(p)
+	}
 	inv := p.parse(data)
 	if len(p.errs) > 0 {
 		return nil, sortErrors(p.errs)
@@ -105,11 +103,8 @@ type spec struct {
 	image            setting[string] // image name
 	generation       string
 	kernelArgs       setting[string]
-	bmcHost          setting[string]
-	bmcPort          setting[int]
-	bmcUser          setting[string]
-	bmcPassword      setting[string]
-	bmcCipherSuites  setting[[]int]
+	bmc              bmcSpec
+	bmcAt            *yaml.Node // the bmc key, for errors about the entry's BMC
 	overrideIPXE     setting[string]
 	overridePxelinux setting[string]
 }
@@ -122,10 +117,11 @@ type nicSpec struct {
 }
 
 type parser struct {
-	file  string
-	lines int // number of lines in the file, for clamping positions
-	errs  ErrorList
-	seen  map[string]bool // de-duplicates errors reported once per entry
+	file   string
+	protos *power.Registry // nil: BMC protocols are not checked (see WithProtocols)
+	lines  int             // number of lines in the file, for clamping positions
+	errs   ErrorList
+	seen   map[string]bool // de-duplicates errors reported once per entry
 
 	images     map[string]*Image
 	groupSpecs map[string]*spec
@@ -516,6 +512,10 @@ func (p *parser) parseGroups(n *yaml.Node, inv *Inventory) {
 		sp := &spec{}
 		p.parseSpec(v, "group "+name, groupKeys, groupBMCKeys, sp)
 		p.groupSpecs[name] = sp
+		bmcAt := sp.bmcAt
+		if bmcAt == nil {
+			bmcAt = k
+		}
 		g := &Group{
 			Name:       name,
 			Arch:       Arch(sp.arch.v),
@@ -523,14 +523,9 @@ func (p *parser) parseGroups(n *yaml.Node, inv *Inventory) {
 			Image:      sp.image.v,
 			Generation: sp.generation,
 			KernelArgs: sp.kernelArgs.v,
-			BMC: BMC{
-				Port:         sp.bmcPort.v,
-				User:         sp.bmcUser.v,
-				PasswordRef:  sp.bmcPassword.v,
-				CipherSuites: sp.bmcCipherSuites.v,
-			},
-			Override: Override{IPXE: sp.overrideIPXE.v, Pxelinux: sp.overridePxelinux.v},
-			Defined:  p.pos(k),
+			BMC:        p.groupBMC("group "+name, &sp.bmc, bmcAt),
+			Override:   Override{IPXE: sp.overrideIPXE.v, Pxelinux: sp.overridePxelinux.v},
+			Defined:    p.pos(k),
 		}
 		inv.Groups[name] = g
 	})
@@ -578,9 +573,8 @@ func (p *parser) parseSpec(n *yaml.Node, what string, keys, bmcKeys []string, sp
 				sp.kernelArgs.put(strings.TrimSpace(s), v)
 			}
 		case "bmc":
-			p.mapping(v, what+": bmc", bmcKeys, func(key string, _, v *yaml.Node) {
-				p.parseBMC(what, key, v, sp)
-			})
+			sp.bmcAt = k
+			p.parseBMCEntry(v, what, bmcKeys, &sp.bmc)
 		case "boot_override":
 			p.mapping(v, what+": boot_override", overrideKeys, func(key string, _, v *yaml.Node) {
 				s, ok := p.str(v, what+": boot_override."+key)
@@ -599,69 +593,6 @@ func (p *parser) parseSpec(n *yaml.Node, what string, keys, bmcKeys []string, sp
 			}
 		}
 	})
-}
-
-func (p *parser) parseBMC(what, key string, v *yaml.Node, sp *spec) {
-	switch key {
-	case "host":
-		if s, ok := p.str(v, what+": bmc.host"); ok {
-			if _, err := netip.ParseAddr(s); err != nil && !hostRE.MatchString(s) {
-				p.errorf(v, "%s: bad bmc.host %q: not an IP address or host name", what, s)
-				return
-			}
-			if a, err := netip.ParseAddr(s); err == nil && a.Zone() != "" {
-				p.errorf(v, "%s: bad bmc.host %q: zoned addresses are not supported", what, s)
-				return
-			}
-			sp.bmcHost.put(s, v)
-		}
-	case "port":
-		if n, ok := p.integer(v, what+": bmc.port"); ok {
-			if n < 1 || n > 65535 {
-				p.errorf(v, "%s: bad bmc.port %d: must be 1-65535", what, n)
-				return
-			}
-			sp.bmcPort.put(int(n), v)
-		}
-	case "user":
-		if s, ok := p.str(v, what+": bmc.user"); ok {
-			sp.bmcUser.put(s, v)
-		}
-	case "password":
-		if s, ok := p.str(v, what+": bmc.password"); ok {
-			if s == "" {
-				p.errorf(v, "%s: bmc.password is empty: it names an entry of the secrets file", what)
-				return
-			}
-			sp.bmcPassword.put(s, v)
-			p.passwords = append(p.passwords, v)
-		}
-	case "cipher_suites":
-		items, ok := p.sequence(v, what+": bmc.cipher_suites")
-		if !ok {
-			return
-		}
-		if len(items) == 0 {
-			p.errorf(v, "%s: bmc.cipher_suites is empty: list at least one suite (e.g. [17, 3]) or remove the key", what)
-			return
-		}
-		suites := make([]int, 0, len(items))
-		for _, it := range items {
-			n, ok := p.integer(it, what+": cipher suite")
-			if !ok {
-				if isNull(it) {
-					p.errorf(it, "%s: empty cipher suite", what)
-				}
-				return
-			}
-			if n < 0 || n > 255 {
-				p.errorf(it, "%s: bad cipher suite %d: must be 0-255", what, n)
-				return
-			}
-			suites = append(suites, int(n))
-		}
-		sp.bmcCipherSuites.put(suites, v)
-	}
 }
 
 func keysOf[V any](m map[string]V) string {
@@ -828,12 +759,19 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 			continue
 		}
 		var bmcIP netip.Addr
-		if sp.bmcHost.set {
-			if a, err := netip.ParseAddr(sp.bmcHost.v); err == nil && a.Is4() {
+		if sp.bmc.host.set {
+			if a, err := netip.ParseAddr(sp.bmc.host.v); err == nil && a.Is4() {
 				bmcIP = a
 			}
 		}
 		entryPos := p.pos(nameN)
+		bmcAt := sp.bmcAt
+		if bmcAt == nil {
+			bmcAt = nameN
+		}
+		// One BMC per entry: the nodes of a range share the protocol's
+		// options (read-only) and differ only in bmc.host below.
+		entryBMC := p.resolveBMC(what, &sp.bmc, &gs.bmc, bmcAt)
 		for idx, nn := range nodeNames {
 			node := &Node{
 				Name:       nn,
@@ -845,13 +783,7 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 					IPXE:     pick(sp.overrideIPXE, gs.overrideIPXE, ""),
 					Pxelinux: pick(sp.overridePxelinux, gs.overridePxelinux, ""),
 				},
-				BMC: BMC{
-					Host:         sp.bmcHost.v,
-					Port:         pick(sp.bmcPort, gs.bmcPort, DefaultBMCPort),
-					User:         pick(sp.bmcUser, gs.bmcUser, DefaultBMCUser),
-					PasswordRef:  pick(sp.bmcPassword, gs.bmcPassword, ""),
-					CipherSuites: slices.Clone(pick(sp.bmcCipherSuites, gs.bmcCipherSuites, DefaultCipherSuites())),
-				},
+				BMC:     entryBMC,
 				Defined: entryPos,
 				Range:   rng,
 			}
@@ -870,7 +802,7 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 			if bmcIP.IsValid() {
 				a, ok := addAddr(bmcIP, idx)
 				if !ok {
-					p.errorOnce("bmcov"+entryPos.String(), sp.bmcHost.at, "%s: bmc.host %s + %d overflows for node %s", what, bmcIP, idx, nn)
+					p.errorOnce("bmcov"+entryPos.String(), sp.bmc.host.at, "%s: bmc.host %s + %d overflows for node %s", what, bmcIP, idx, nn)
 				}
 				node.BMC.Host = a.String()
 			}

@@ -1,0 +1,173 @@
+package inventory
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/netbootui/netbootui/internal/ipmi"
+	"github.com/netbootui/netbootui/internal/power"
+)
+
+// vendorOpts is what the test protocol "vendor" reads from bmc.vendor.
+type vendorOpts struct {
+	System   string
+	Insecure bool
+}
+
+// twoProtocols registers IPMI and a second protocol with options of other
+// kinds, as a Redfish backend would have.
+func twoProtocols(t *testing.T) Option {
+	t.Helper()
+	vendor := power.Protocol{Name: "vendor", Port: 443, User: "root", Keys: []string{"system", "insecure"},
+		Options: func(r power.OptionReader) any {
+			o := vendorOpts{System: "/redfish/v1/Systems/1"}
+			if s, ok := r.String("system"); ok {
+				if !strings.HasPrefix(s, "/") {
+					r.Errorf("system", "%s %q: must start with /", r.Path("system"), s)
+				}
+				o.System = s
+			}
+			if b, ok := r.Bool("insecure"); ok {
+				o.Insecure = b
+			}
+			return o
+		},
+		Open: func(power.Settings) (power.Backend, error) { return nil, fmt.Errorf("not for this test") }}
+	reg, err := power.NewRegistry(ipmi.Protocol(ipmi.Options{}), vendor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return WithProtocols(reg)
+}
+
+// TestBMCProtocols: bmc.protocol picks the backend (ipmi by default), its
+// section bmc.NAME holds the protocol's options (the node's keys over the
+// group's), the flat cipher_suites of older inventories still counts for
+// IPMI, port and user default to the protocol's, and every mistake is
+// reported at its value with the valid choices.
+func TestBMCProtocols(t *testing.T) {
+	const head = `groups:
+  ipmi: {bmc: {password: p, ipmi: {cipher_suites: [3]}}}
+  flat: {bmc: {cipher_suites: [3, 17]}}
+  rf: {bmc: {protocol: vendor, password: p, vendor: {system: /redfish/v1/Systems/7}}}
+nodes:
+`
+	tests := []struct {
+		name  string
+		nodes string
+		check func(t *testing.T, inv *Inventory)
+		err   string
+	}{
+		{name: "ipmi section inherited", nodes: `  - {name: a, group: ipmi, bmc: {host: h}, nics: [{mac: "02:00:00:00:00:01"}]}`,
+			check: func(t *testing.T, inv *Inventory) {
+				b := inv.Node("a").BMC
+				if b.Protocol != "ipmi" || b.Port != 623 || b.User != "admin" || !slices.Equal(suites(b), []int{3}) {
+					t.Errorf("%+v", b)
+				}
+			}},
+		{name: "node section over group flat", nodes: `  - {name: a, group: flat, bmc: {ipmi: {cipher_suites: [17]}}, nics: [{mac: "02:00:00:00:00:01"}]}`,
+			check: func(t *testing.T, inv *Inventory) {
+				if b := inv.Node("a").BMC; !slices.Equal(suites(b), []int{17}) {
+					t.Errorf("%+v", b)
+				}
+				if g := inv.Groups["flat"].BMC; !slices.Equal(suites(g), []int{3, 17}) || g.Protocol != "" || g.Port != 0 {
+					t.Errorf("group %+v", g)
+				}
+			}},
+		{name: "other protocol, its defaults and options", nodes: `  - {name: a, group: rf, bmc: {host: h, vendor: {insecure: true}}, nics: [{mac: "02:00:00:00:00:01"}]}`,
+			check: func(t *testing.T, inv *Inventory) {
+				b := inv.Node("a").BMC
+				if b.Protocol != "vendor" || b.Port != 443 || b.User != "root" ||
+					b.Options != (vendorOpts{System: "/redfish/v1/Systems/7", Insecure: true}) {
+					t.Errorf("%+v", b)
+				}
+			}},
+		{name: "node switches protocol", nodes: `  - {name: a, group: rf, bmc: {protocol: ipmi, port: 1623}, nics: [{mac: "02:00:00:00:00:01"}]}`,
+			check: func(t *testing.T, inv *Inventory) {
+				b := inv.Node("a").BMC
+				if b.Protocol != "ipmi" || b.Port != 1623 || b.User != "admin" || !slices.Equal(suites(b), []int{17, 3}) {
+					t.Errorf("%+v", b)
+				}
+			}},
+		{name: "unknown protocol", nodes: `  - {name: a, bmc: {protocol: redfsh}, nics: [{mac: "02:00:00:00:00:01"}]}`,
+			err: `6:31: node a: unknown bmc.protocol "redfsh" (protocols: ipmi, vendor)`},
+		{name: "section of another protocol", nodes: `  - {name: a, bmc: {protocol: ipmi, vendor: {insecure: true}}, nics: [{mac: "02:00:00:00:00:01"}]}`,
+			err: `6:37: node a: bmc.vendor does not apply: bmc.protocol is ipmi`},
+		{name: "flat key of another protocol", nodes: `  - {name: a, group: rf, bmc: {cipher_suites: [3]}, nics: [{mac: "02:00:00:00:00:01"}]}`,
+			err: `6:47: node a: bmc.cipher_suites is not an option of protocol vendor`},
+		{name: "bad option value", nodes: `  - {name: a, bmc: {protocol: vendor, vendor: {system: Systems/1}}, nics: [{mac: "02:00:00:00:00:01"}]}`,
+			err: `6:56: node a: bmc.vendor.system "Systems/1": must start with /`},
+		{name: "option of the wrong type", nodes: `  - {name: a, bmc: {protocol: vendor, vendor: {insecure: yes please}}, nics: [{mac: "02:00:00:00:00:01"}]}`,
+			err: `6:58: node a: bmc.vendor.insecure must be true or false, got a string ("yes please")`},
+		{name: "nested cipher suite range", nodes: `  - {name: a, bmc: {ipmi: {cipher_suites: [17, 256]}}, nics: [{mac: "02:00:00:00:00:01"}]}`,
+			err: `6:48: node a: bad cipher suite 256: must be 0-255`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := head + tc.nodes + "\n"
+			inv, err := Parse("t.yaml", []byte(src), twoProtocols(t))
+			if tc.err == "" {
+				if err != nil {
+					t.Fatalf("unexpected error:\n%v", err)
+				}
+				tc.check(t, inv)
+				return
+			}
+			if err == nil {
+				t.Fatalf("accepted; want %s", tc.err)
+			}
+			list := err.(ErrorList)
+			checkPositions(t, "t.yaml", []byte(src), list)
+			if got := strings.TrimPrefix(list[0].Error(), "t.yaml:"); got != tc.err {
+				t.Errorf("first error\n got %s\nwant %s", got, tc.err)
+			}
+			if len(list) != 1 {
+				t.Errorf("%d errors, want 1 (an inherited value is reported once, at the group):\n%v", len(list), list)
+			}
+		})
+	}
+}
+
+// TestGroupOptionErrorOnce: a bad option in a group is reported once, at
+// the group, however many nodes inherit it.
+func TestGroupOptionErrorOnce(t *testing.T) {
+	src := `groups:
+  g: {bmc: {ipmi: {cipher_suites: [999]}}}
+nodes:
+  - {name: "n[1-4]", group: g, nics: [{mac: "02:00:00:00:00:01"}]}
+  - {name: m, group: g, nics: [{mac: "02:00:00:00:01:01"}]}
+`
+	_, err := Parse("t.yaml", []byte(src), withIPMI())
+	list, ok := err.(ErrorList)
+	if !ok || len(list) != 1 || list[0].Error() != "t.yaml:2:36: group g: bad cipher suite 999: must be 0-255" {
+		t.Fatalf("%v", err)
+	}
+}
+
+// TestWithoutProtocols: parsed without the protocols (tools that never
+// talk to a BMC) the protocol is only checked to be a name, options are not
+// read and port and user stay unset; a group's host is still refused.
+func TestWithoutProtocols(t *testing.T) {
+	src := `groups:
+  g: {bmc: {protocol: anything, cipher_suites: [3], anything: {x: 1}}}
+nodes:
+  - {name: a, group: g, bmc: {host: h}, nics: [{mac: "02:00:00:00:00:01"}]}
+`
+	inv, err := Parse("t.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := inv.Node("a").BMC; b != (BMC{Protocol: "anything", Host: "h"}) {
+		t.Errorf("%+v", b)
+	}
+	for _, tc := range []struct{ src, err string }{
+		{"groups:\n  g: {bmc: {host: h}}\n", `t.yaml:2:13: unknown key "host" in group g: bmc (allowed: protocol, port, user, password, and protocol options)`},
+		{"groups:\n  g: {bmc: {protocol: \"no name\"}}\n", `t.yaml:2:23: group g: bad bmc.protocol "no name": not a protocol name`},
+	} {
+		if _, err := Parse("t.yaml", []byte(tc.src)); err == nil || err.Error() != tc.err {
+			t.Errorf("got %v, want %s", err, tc.err)
+		}
+	}
+}
