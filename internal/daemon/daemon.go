@@ -23,9 +23,11 @@ import (
 
 	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/consolehub"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
-	"github.com/netbootui/netbootui/internal/ipmi"
+	"github.com/netbootui/netbootui/internal/power"
+	"github.com/netbootui/netbootui/internal/power/backends"
 	"github.com/netbootui/netbootui/internal/pxe"
 	"github.com/netbootui/netbootui/internal/rollout"
 )
@@ -52,9 +54,13 @@ type Config struct {
 	KernelDir string
 	// PowerPoll is how often every BMC's power status is read (0: never).
 	PowerPoll time.Duration
-	// IPMI tunes the BMC sessions (call timeout, breaker, rate limit).
-	IPMI   ipmi.Options
-	Logger *slog.Logger
+	// Power tunes the power seam (call timeout, breaker, rate limit).
+	Power power.Config
+	// Backends are the power backends the inventory may name in
+	// bmc.protocol (nil: backends.Registry(), every backend netbootui is
+	// built with).
+	Backends *power.Registry
+	Logger   *slog.Logger
 }
 
 // Daemon is a running netbootui core.
@@ -74,7 +80,8 @@ type Daemon struct {
 	Registry *prometheus.Registry
 
 	state     *bootstate.Store
-	power     *ipmi.Pool
+	power     *power.Service
+	consoles  *consolehub.Hubs
 	builds    *image.Queue
 	audit     *audit.Log
 	resultMu  sync.Mutex
@@ -103,13 +110,16 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if cfg.InventoryPath == "" || cfg.DataDir == "" {
 		return nil, errors.New("daemon: inventory path and data dir are required")
 	}
+	if cfg.Backends == nil {
+		cfg.Backends = backends.Registry()
+	}
 	d := &Daemon{cfg: cfg, log: cfg.Logger, Registry: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
 			d.close()
 		}
 	}()
-	inv, err := inventory.Load(cfg.InventoryPath)
+	inv, err := d.loadInventory()
 	if err != nil {
 		return nil, err
 	}
@@ -120,10 +130,11 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if d.audit, err = audit.Open(filepath.Join(cfg.DataDir, "audit.log"), 1000); err != nil {
 		return nil, err
 	}
-	if cfg.IPMI.Logger == nil {
-		cfg.IPMI.Logger = cfg.Logger
+	if cfg.Power.Logger == nil {
+		cfg.Power.Logger = cfg.Logger
 	}
-	d.power = ipmi.New(cfg.IPMI)
+	d.power = power.New(cfg.Power, cfg.Backends)
+	d.consoles = consolehub.New(cfg.Logger)
 	if d.tokens, err = pxe.LoadTokens(filepath.Join(cfg.DataDir, "token.key")); err != nil {
 		return nil, err
 	}
@@ -266,7 +277,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		run("power poller", func() error { <-polled; return nil })
 	}
 	run("inventory watch", func() error {
-		inventory.Watch(ctx, d.cfg.InventoryPath, d.cfg.ReloadInterval, d.onInventory)
+		inventory.Watch(ctx, d.cfg.InventoryPath, d.cfg.ReloadInterval, d.onInventory, d.parseOptions()...)
 		return nil
 	})
 	var err error
@@ -309,6 +320,9 @@ func (d *Daemon) close() {
 	}
 	if d.state != nil {
 		d.state.Close()
+	}
+	if d.consoles != nil {
+		d.consoles.Close()
 	}
 	if d.power != nil {
 		d.power.Close()
@@ -378,7 +392,17 @@ func (d *Daemon) InventoryStatus() InventoryStatus {
 
 // Reload reads the inventory file now (as the watcher would).
 func (d *Daemon) Reload() error {
-	inv, err := inventory.Load(d.cfg.InventoryPath)
+	inv, err := d.loadInventory()
 	d.onInventory(inv, err)
 	return err
+}
+
+// parseOptions are how the daemon reads its inventory: checked against its
+// power backends.
+func (d *Daemon) parseOptions() []inventory.Option {
+	return []inventory.Option{inventory.WithProtocols(d.cfg.Backends)}
+}
+
+func (d *Daemon) loadInventory() (*inventory.Inventory, error) {
+	return inventory.Load(d.cfg.InventoryPath, d.parseOptions()...)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -155,15 +156,30 @@ type Edit struct {
 var editableKeys = map[string]bool{
 	"image": true, "group": true, "arch": true, "loader": true, "kernel_args": true, "ip": true,
 	"boot_override.ipxe": true, "boot_override.pxelinux": true,
-	"bmc.host": true, "bmc.port": true, "bmc.user": true, "bmc.password": true, "bmc.cipher_suites": true,
+	"bmc.protocol": true, "bmc.host": true, "bmc.port": true, "bmc.user": true, "bmc.password": true, "bmc.cipher_suites": true,
 }
 
-func checkEdit(e Edit, group bool) error {
+// editable reports whether an Edit may touch key: one of editableKeys, or a
+// key of a power backend's own section (bmc.ipmi.cipher_suites).
+func (d *Daemon) editable(key string) bool {
+	if editableKeys[key] {
+		return true
+	}
+	rest, ok := strings.CutPrefix(key, "bmc.")
+	if !ok {
+		return false
+	}
+	proto, k, ok := strings.Cut(rest, ".")
+	p, known := d.cfg.Backends.Lookup(proto)
+	return ok && known && slices.Contains(p.Keys, k)
+}
+
+func (d *Daemon) checkEdit(e Edit, group bool) error {
 	if len(e.Set) == 0 && len(e.Unset) == 0 {
 		return errors.New("edit changes nothing")
 	}
 	for k, v := range e.Set {
-		if !editableKeys[k] || (group && (k == "ip" || k == "group")) {
+		if !d.editable(k) || (group && (k == "ip" || k == "group")) {
 			return fmt.Errorf("key %q cannot be edited here", k)
 		}
 		if s, ok := v.(string); ok {
@@ -180,7 +196,7 @@ func checkEdit(e Edit, group bool) error {
 		}
 	}
 	for _, k := range e.Unset {
-		if !editableKeys[k] {
+		if !d.editable(k) {
 			return fmt.Errorf("key %q cannot be edited here", k)
 		}
 	}
@@ -225,7 +241,7 @@ func (d *Daemon) edit(what string, e Edit, group bool, entry func(*inventory.Doc
 		keys := append(sortedKeys(e.Set), e.Unset...)
 		d.auditRecord(audit.Entry{Who: e.Who, Action: "edit " + what, Target: strings.Join(keys, ","), Result: res})
 	}()
-	if err := checkEdit(e, group); err != nil {
+	if err := d.checkEdit(e, group); err != nil {
 		return "", err
 	}
 	d.editMu.Lock()
@@ -247,7 +263,7 @@ func (d *Daemon) edit(what string, e Edit, group bool, entry func(*inventory.Doc
 			}
 		}
 		return nil
-	})
+	}, d.parseOptions()...)
 	if err != nil {
 		return "", err
 	}

@@ -369,3 +369,32 @@ func (p *parser) groupBMC(what string, sp *bmcSpec, at *yaml.Node) BMC {
 	}
 	return b
 }
+
+// BMCTarget is the power target of the node's BMC, with the password from
+// the secrets file (or its environment override, see EnvPasswordVar). The
+// error names the node when it has no BMC host, no password reference, or a
+// reference with no password. EFI follows the node's arch.
+func (n *Node) BMCTarget(s *Secrets) (power.Target, error) {
+	b := n.BMC
+	if b.Host == "" {
+		return power.Target{}, fmt.Errorf("node %s: no BMC host in the inventory", n.Name)
+	}
+	if b.PasswordRef == "" {
+		return power.Target{}, fmt.Errorf("node %s: BMC %s has no password reference (bmc.password in the inventory)", n.Name, b.Host)
+	}
+	pw, ok := s.Password(b.PasswordRef)
+	if !ok {
+		return power.Target{}, fmt.Errorf("node %s: BMC password %q is neither in the secrets file nor in $%s",
+			n.Name, b.PasswordRef, EnvPasswordVar(b.PasswordRef))
+	}
+	return power.Target{
+		Node:     n.Name,
+		Protocol: b.Protocol,
+		Host:     b.Host,
+		Port:     b.Port,
+		User:     b.User,
+		Password: power.NewSecret(pw),
+		EFI:      n.Arch == ArchUEFI,
+		Options:  b.Options,
+	}, nil
+}

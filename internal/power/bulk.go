@@ -68,7 +68,7 @@ func (s *Service) Bulk(ctx context.Context, targets []Target, op Op, opts BulkOp
 		if ctx.Err() != nil {
 			for j := i; j < len(targets); j++ {
 				tj, _ := s.reg.WithDefaults(targets[j])
-				results[j] = Result{Node: tj.Node, BMC: tj.Addr(), Op: op, Err: ctx.Err()}
+				results[j] = Result{Node: tj.Node, Protocol: tj.Protocol, BMC: tj.Addr(), Op: op, Err: ctx.Err()}
 				report(results[j])
 			}
 			break

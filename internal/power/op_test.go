@@ -42,4 +42,3 @@ func FuzzParseOp(f *testing.F) {
 		}
 	})
 }
-

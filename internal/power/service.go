@@ -37,6 +37,7 @@ type Config struct {
 // Result is the outcome of one operation on one node's BMC.
 type Result struct {
 	Node     string
+	Protocol string // the backend's name
 	BMC      string // host:port
 	Op       Op
 	Power    string // "on" or "off" when the operation learned it
@@ -194,7 +195,7 @@ type gate func(ctx context.Context) (release func(), err error)
 func (s *Service) do(ctx context.Context, t Target, op Op, g gate) (res Result) {
 	start := time.Now()
 	t, derr := s.reg.WithDefaults(t)
-	res = Result{Node: t.Node, BMC: t.Addr(), Op: op}
+	res = Result{Node: t.Node, Protocol: t.Protocol, BMC: t.Addr(), Op: op}
 	defer func() {
 		res.Duration = time.Since(start)
 		s.logResult(t, res)
