@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -169,5 +170,51 @@ nodes:
 		if _, err := Parse("t.yaml", []byte(tc.src)); err == nil || err.Error() != tc.err {
 			t.Errorf("got %v, want %s", err, tc.err)
 		}
+	}
+}
+
+// TestBMCTarget: a node's power target carries its resolved BMC, its
+// protocol's options and the password from the secrets (or the
+// environment), and never prints it; what is missing is named.
+func TestBMCTarget(t *testing.T) {
+	src := `groups:
+  g: {arch: uefi, bmc: {password: ref, ipmi: {cipher_suites: [3]}}}
+nodes:
+  - {name: a, group: g, bmc: {host: 10.0.0.9}, nics: [{mac: "02:00:00:00:00:01"}]}
+  - {name: nohost, group: g, nics: [{mac: "02:00:00:00:00:02"}]}
+  - {name: noref, bmc: {host: h}, nics: [{mac: "02:00:00:00:00:03"}]}
+  - {name: unknown, bmc: {host: h, password: other}, nics: [{mac: "02:00:00:00:00:04"}]}
+`
+	inv, err := Parse("t.yaml", []byte(src), withIPMI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := newSecrets(map[string]string{"ref": "Pa55-word"})
+	tg, err := inv.Node("a").BMCTarget(sec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tg.Node != "a" || tg.Protocol != "ipmi" || tg.Addr() != "10.0.0.9:623" || tg.User != "admin" || !tg.EFI ||
+		tg.Password.Reveal() != "Pa55-word" || !slices.Equal(tg.Options.(ipmi.BMCOptions).CipherSuites, []int{3}) {
+		t.Errorf("%#v", tg)
+	}
+	if s := fmt.Sprintf("%v %+v %#v", tg, tg, tg); strings.Contains(s, "Pa55") {
+		t.Errorf("password printed: %s", s)
+	}
+	t.Setenv(EnvPasswordVar("other"), "from-env")
+	if tg, err := inv.Node("unknown").BMCTarget(sec); err != nil || tg.Password.Reveal() != "from-env" {
+		t.Errorf("environment override: %v", err)
+	}
+	for node, want := range map[string]string{
+		"nohost": "node nohost: no BMC host in the inventory",
+		"noref":  "node noref: BMC h has no password reference (bmc.password in the inventory)",
+	} {
+		if _, err := inv.Node(node).BMCTarget(sec); err == nil || err.Error() != want {
+			t.Errorf("%s: %v, want %s", node, err, want)
+		}
+	}
+	os.Unsetenv(EnvPasswordVar("other"))
+	if _, err := inv.Node("unknown").BMCTarget(sec); err == nil || !strings.Contains(err.Error(), `BMC password "other" is neither in the secrets file nor in $NETBOOTUI_BMC_PASSWORD_OTHER`) {
+		t.Errorf("unknown reference: %v", err)
 	}
 }
