@@ -1,47 +1,22 @@
 package consolehub
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/netbootui/netbootui/internal/lab"
 	"github.com/netbootui/netbootui/internal/power"
 )
 
-// syncBuf is a bytes.Buffer safe for a writer and a reader.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func eventually(t *testing.T, what string, f func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within 5s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	lab.Eventually(t, what, 5*time.Second, f)
 }
 
 // echo is a node's console: a banner per session, then "echo: LINE" for
@@ -103,13 +78,13 @@ func TestConsolesShareOneSession(t *testing.T) {
 	e := &echo{}
 	type console struct {
 		in   *io.PipeWriter
-		out  *syncBuf
+		out  *lab.Buffer
 		done chan error
 	}
 	var cs []console
 	for range 2 {
 		pr, pw := io.Pipe()
-		c := console{in: pw, out: &syncBuf{}, done: make(chan error, 1)}
+		c := console{in: pw, out: &lab.Buffer{}, done: make(chan error, 1)}
 		ready := make(chan struct{})
 		go func() { c.done <- hs.Attach(context.Background(), "n1", e.session, pr, c.out, func() { close(ready) }) }()
 		<-ready
@@ -158,7 +133,7 @@ func TestAgedSessionHandsOver(t *testing.T) {
 		return nil
 	}}
 	pr, pw := io.Pipe()
-	out := &syncBuf{}
+	out := &lab.Buffer{}
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() { done <- hs.Attach(context.Background(), "n1", e.session, pr, out, nil) }()

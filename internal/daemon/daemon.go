@@ -3,6 +3,13 @@
 // one is invalid), the boot-state tracker, the image store and the TFTP and HTTP
 // boot servers, and offers the operations the API and the console call.
 // It has no terminal and no API transport of its own: internal/api serves it.
+//
+// BMCs are reached only through the power seam (internal/power): the daemon
+// holds a power.Service over the registry of Config.Backends (default: every
+// built-in backend, internal/power/backends), builds each node's
+// power.Target from the inventory, and uses it for power verbs, the poller,
+// reboot-clean (and so rollouts), the BMC facts and the serial consoles,
+// whose per-node sharing is a consolehub.Hubs the daemon owns.
 package daemon
 
 import (

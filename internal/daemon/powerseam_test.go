@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,33 +14,12 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
-	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/power"
 	"github.com/netbootui/netbootui/internal/power/backends"
 	"github.com/netbootui/netbootui/internal/power/powertest"
 	"github.com/netbootui/netbootui/internal/workflow"
 	"github.com/netbootui/netbootui/internal/workflow/simnode"
 )
-
-// importGeneration imports and publishes a generation of image compute whose
-// files are filled with fill (distinct fills give distinct generations).
-func importGeneration(t *testing.T, d *Daemon, dir string, fill byte) string {
-	t.Helper()
-	src := map[string]string{}
-	for i, name := range image.BootFiles {
-		p := filepath.Join(dir, fmt.Sprintf("%c-%s", fill, name))
-		if err := os.WriteFile(p, bytes.Repeat([]byte{fill + byte(i)}, 32<<10), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		src[name] = p
-	}
-	m, err := d.ImportImage(ImportRequest{Image: "compute", Kernel: src[image.FileKernel], Initrd: src[image.FileInitrd],
-		Rootfs: src[image.FileRootfs], Publish: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.ID
-}
 
 // writeSeamInventory is a cluster of two nodes behind the test backend
 // (simpower: machines m1 and m2 behind one lab "BMC") and one node behind
@@ -106,7 +84,7 @@ func TestRebootCleanThroughTestBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	genA := importGeneration(t, d, dir, 'a')
+	genA := importGen(t, d, dir, 'a', true)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()
@@ -144,7 +122,7 @@ func TestRebootCleanThroughTestBackend(t *testing.T) {
 		t.Fatalf("p1 did not boot generation %s: %+v, firmware %+v", genA, v, nodes["m1"].Stats())
 	}
 	// Generation B is published: p1 now runs the wrong one.
-	genB := importGeneration(t, d, dir, 'b')
+	genB := importGen(t, d, dir, 'b', true)
 	if v, _ := d.Node("p1"); !v.Dirty || v.Assigned != genB {
 		t.Fatalf("p1 after B was published: dirty %v, assigned %s (want %s)", v.Dirty, v.Assigned, genB)
 	}

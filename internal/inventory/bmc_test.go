@@ -107,24 +107,8 @@ nodes:
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			src := head + tc.nodes + "\n"
-			inv, err := Parse("t.yaml", []byte(src), twoProtocols(t))
-			if tc.err == "" {
-				if err != nil {
-					t.Fatalf("unexpected error:\n%v", err)
-				}
-				tc.check(t, inv)
-				return
-			}
-			if err == nil {
-				t.Fatalf("accepted; want %s", tc.err)
-			}
-			list := err.(ErrorList)
-			checkPositions(t, "t.yaml", []byte(src), list)
-			if got := strings.TrimPrefix(list[0].Error(), "t.yaml:"); got != tc.err {
-				t.Errorf("first error\n got %s\nwant %s", got, tc.err)
-			}
-			if len(list) != 1 {
+			list := checkRule(t, head+tc.nodes+"\n", tc.check, tc.err, twoProtocols(t))
+			if len(list) > 1 {
 				t.Errorf("%d errors, want 1 (an inherited value is reported once, at the group):\n%v", len(list), list)
 			}
 		})

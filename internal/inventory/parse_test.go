@@ -397,25 +397,33 @@ func TestRules(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			src := base + tc.nodes + "\n"
-			inv, err := Parse("t.yaml", []byte(src), withIPMI())
-			if tc.err == "" {
-				if err != nil {
-					t.Fatalf("unexpected error:\n%v", err)
-				}
-				tc.check(t, inv)
-				return
-			}
-			if err == nil {
-				t.Fatalf("accepted; want %s", tc.err)
-			}
-			list := err.(ErrorList)
-			checkPositions(t, "t.yaml", []byte(src), list)
-			if got := strings.TrimPrefix(list[0].Error(), "t.yaml:"); got != tc.err {
-				t.Errorf("first error\n got %s\nwant %s", got, tc.err)
-			}
+			checkRule(t, base+tc.nodes+"\n", tc.check, tc.err, withIPMI())
 		})
 	}
+}
+
+// checkRule parses src as t.yaml: valid, it runs check on the inventory;
+// else the first error must be want ("LINE:COL: message") and every error
+// must point into the file. It returns the errors.
+func checkRule(t *testing.T, src string, check func(*testing.T, *Inventory), want string, opts ...Option) ErrorList {
+	t.Helper()
+	inv, err := Parse("t.yaml", []byte(src), opts...)
+	if want == "" {
+		if err != nil {
+			t.Fatalf("unexpected error:\n%v", err)
+		}
+		check(t, inv)
+		return nil
+	}
+	if err == nil {
+		t.Fatalf("accepted; want %s", want)
+	}
+	list := err.(ErrorList)
+	checkPositions(t, "t.yaml", []byte(src), list)
+	if got := strings.TrimPrefix(list[0].Error(), "t.yaml:"); got != want {
+		t.Errorf("first error\n got %s\nwant %s", got, want)
+	}
+	return list
 }
 
 func TestAddAddr(t *testing.T) {

@@ -247,39 +247,6 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
-func TestBulkCancel(t *testing.T) {
-	m := &meter{delay: 100 * time.Millisecond}
-	var targets []power.Target
-	for i := range 6 {
-		targets = append(targets, startBMC(t, "127.0.0.1:0", m).target(fmt.Sprintf("n%02d", i)))
-	}
-	p := newPool(t, power.Config{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	res, err := p.Bulk(ctx, targets, power.OpStatus, power.BulkOptions{Concurrency: 1, OnResult: func(r power.Result) {
-		if r.Err == nil {
-			cancel()
-		}
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ok, canceled := 0, 0
-	for _, r := range res {
-		switch {
-		case r.Err == nil:
-			ok++
-		case errors.Is(r.Err, context.Canceled):
-			canceled++
-		default:
-			t.Errorf("%s: %v", r.Node, r.Err)
-		}
-	}
-	if ok < 1 || ok+canceled != len(targets) || canceled < len(targets)-2 {
-		t.Fatalf("ok %d, canceled %d of %d", ok, canceled, len(targets))
-	}
-}
-
 func TestEmptySelectionAndBadOp(t *testing.T) {
 	p := newPool(t, power.Config{})
 	if _, err := p.Bulk(context.Background(), nil, power.OpCycle, power.BulkOptions{}); !errors.Is(err, power.ErrEmptySelection) {
