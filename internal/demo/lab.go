@@ -66,7 +66,7 @@ groups:
     arch: bios
     loader: ipxe
     kernel_args: console=ttyS0 panic=-1
-    bmc: {user: admin, password: demo, cipher_suites: [3]}
+    bmc: {protocol: ipmi, user: admin, password: demo, ipmi: {cipher_suites: [3]}}
 nodes:
 `)
 	for i, name := range names {
