@@ -94,7 +94,7 @@ func BenchmarkParse10k(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		inv, err := Parse("big.yaml", data)
+		inv, err := Parse("big.yaml", data, withIPMI())
 		if err != nil {
 			b.Fatal(err)
 		}
