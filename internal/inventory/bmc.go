@@ -3,6 +3,7 @@ package inventory
 import (
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -290,6 +291,21 @@ func (r *optionReader) Bool(key string) (out bool, ok bool) {
 	}
 	r.muted(ov, func() { out, ok = r.p.boolean(ov.v, r.what+": "+ov.path) })
 	return out, ok
+}
+
+func (r *optionReader) File(key string) (path string, ok bool) {
+	s, ok := r.String(key)
+	if !ok {
+		return "", false
+	}
+	if s == "" {
+		r.Errorf(key, "%s is empty: name a file or remove the key", r.Path(key))
+		return "", false
+	}
+	if !filepath.IsAbs(s) {
+		s = filepath.Join(filepath.Dir(r.p.file), s)
+	}
+	return s, true
 }
 
 func (r *optionReader) Path(key string) string {

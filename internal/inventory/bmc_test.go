@@ -15,13 +15,14 @@ import (
 type vendorOpts struct {
 	System   string
 	Insecure bool
+	CA       string
 }
 
 // twoProtocols registers IPMI and a second protocol with options of other
 // kinds, as a Redfish backend would have.
 func twoProtocols(t *testing.T) Option {
 	t.Helper()
-	vendor := power.Protocol{Name: "vendor", Port: 443, User: "root", Keys: []string{"system", "insecure"},
+	vendor := power.Protocol{Name: "vendor", Port: 443, User: "root", Keys: []string{"system", "insecure", "ca"},
 		Options: func(r power.OptionReader) any {
 			o := vendorOpts{System: "/redfish/v1/Systems/1"}
 			if s, ok := r.String("system"); ok {
@@ -32,6 +33,9 @@ func twoProtocols(t *testing.T) Option {
 			}
 			if b, ok := r.Bool("insecure"); ok {
 				o.Insecure = b
+			}
+			if f, ok := r.File("ca"); ok {
+				o.CA = f
 			}
 			return o
 		},
@@ -77,11 +81,11 @@ nodes:
 					t.Errorf("group %+v", g)
 				}
 			}},
-		{name: "other protocol, its defaults and options", nodes: `  - {name: a, group: rf, bmc: {host: h, vendor: {insecure: true}}, nics: [{mac: "02:00:00:00:00:01"}]}`,
+		{name: "other protocol, its defaults and options", nodes: `  - {name: a, group: rf, bmc: {host: h, vendor: {insecure: true, ca: certs/ca.pem}}, nics: [{mac: "02:00:00:00:00:01"}]}`,
 			check: func(t *testing.T, inv *Inventory) {
 				b := inv.Node("a").BMC
 				if b.Protocol != "vendor" || b.Port != 443 || b.User != "root" ||
-					b.Options != (vendorOpts{System: "/redfish/v1/Systems/7", Insecure: true}) {
+					b.Options != (vendorOpts{System: "/redfish/v1/Systems/7", Insecure: true, CA: "certs/ca.pem"}) {
 					t.Errorf("%+v", b)
 				}
 			}},
@@ -102,6 +106,8 @@ nodes:
 			err: `6:56: node a: bmc.vendor.system "Systems/1": must start with /`},
 		{name: "option of the wrong type", nodes: `  - {name: a, bmc: {protocol: vendor, vendor: {insecure: yes please}}, nics: [{mac: "02:00:00:00:00:01"}]}`,
 			err: `6:58: node a: bmc.vendor.insecure must be true or false, got a string ("yes please")`},
+		{name: "empty file name", nodes: `  - {name: a, bmc: {protocol: vendor, vendor: {ca: ""}}, nics: [{mac: "02:00:00:00:00:01"}]}`,
+			err: `6:52: node a: bmc.vendor.ca is empty: name a file or remove the key`},
 		{name: "nested cipher suite range", nodes: `  - {name: a, bmc: {ipmi: {cipher_suites: [17, 256]}}, nics: [{mac: "02:00:00:00:00:01"}]}`,
 			err: `6:48: node a: bad cipher suite 256: must be 0-255`},
 	}
@@ -112,6 +118,22 @@ nodes:
 				t.Errorf("%d errors, want 1 (an inherited value is reported once, at the group):\n%v", len(list), list)
 			}
 		})
+	}
+}
+
+// TestOptionFileResolved: a file option is resolved against the inventory
+// file's folder; an absolute one is kept.
+func TestOptionFileResolved(t *testing.T) {
+	src := `nodes:
+  - {name: a, bmc: {protocol: vendor, vendor: {ca: certs/ca.pem}}, nics: [{mac: "02:00:00:00:00:01"}]}
+  - {name: b, bmc: {protocol: vendor, vendor: {ca: /srv/ca.pem}}, nics: [{mac: "02:00:00:00:00:02"}]}
+`
+	inv, err := Parse("/etc/nb/nodes.yaml", []byte(src), twoProtocols(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := inv.Node("a").BMC.Options.(vendorOpts).CA, inv.Node("b").BMC.Options.(vendorOpts).CA; a != "/etc/nb/certs/ca.pem" || b != "/srv/ca.pem" {
+		t.Errorf("ca %q, %q", a, b)
 	}
 }
 

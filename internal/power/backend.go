@@ -109,6 +109,11 @@ type OptionReader interface {
 	String(key string) (v string, ok bool)
 	// Bool reads true or false; ok is false when not set or wrong (reported).
 	Bool(key string) (v bool, ok bool)
+	// File reads a file name (a CA bundle, say) and returns it resolved
+	// against the inventory file's folder; ok is false when not set or
+	// wrong (reported). Whether the file exists is the backend's to check
+	// when it opens it.
+	File(key string) (path string, ok bool)
 	// Path is how the key is written in the file ("bmc.ipmi.cipher_suites",
 	// or "bmc.cipher_suites" for a key accepted flat), for messages.
 	Path(key string) string
