@@ -25,8 +25,8 @@ import (
 //	GET  /boot/<mac>.ipxe                 the node's iPXE script (unknown MACs get a retry script)
 //	GET  /boot/<mac>.pxelinux             the node's pxelinux config (for lpxelinux and previews)
 //	GET  /loaders/<name>                  bootloaders from the boot root (UEFI HTTP boot)
-//	GET  /images/<image>/<gen>/<file>     generation files, with Range; ?node=NAME names the fetcher
-//	POST /checkin                         check-in from the running OS (form: node, token, generation, uptime, overlay_bytes)
+//	GET  /images/<image>/<gen>/<file>     generation files, with Range; ?node=NAME&auth=KEY proves the fetcher
+//	POST /checkin                         check-in from the running OS (form: node, token, generation, uptime, overlay_bytes, boot_id, seq)
 //	GET  /metrics                         Prometheus metrics
 //	GET  /healthz                         liveness
 //
