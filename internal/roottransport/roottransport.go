@@ -158,20 +158,15 @@ func NewRegistry(ts ...Transport) (*Registry, error) {
 func (r *Registry) Default() Transport { return r.def }
 
 // Names returns the registered names, sorted.
-func (r *Registry) Names() []string {
-	out := make([]string, 0, len(r.byName))
-	for n := range r.byName {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func (r *Registry) Names() []string { return sortedKeys(r.byName) }
 
 // Schemes returns the registered root= schemes, sorted.
-func (r *Registry) Schemes() []string {
-	out := make([]string, 0, len(r.byScheme))
-	for s := range r.byScheme {
-		out = append(out, s)
+func (r *Registry) Schemes() []string { return sortedKeys(r.byScheme) }
+
+func sortedKeys(m map[string]Transport) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
 	}
 	sort.Strings(out)
 	return out
