@@ -1,12 +1,17 @@
 package pxe
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
 )
 
@@ -113,5 +118,68 @@ func TestProof(t *testing.T) {
 	}
 	if tok.FetchKey("d1") == tok.Token("d1") || !tok.VerifyFetch("d1", tok.FetchKey("d1")) || tok.VerifyFetch("d1", tok.Token("d1")) {
 		t.Error("fetch key and check-in token are not apart")
+	}
+}
+
+// TestTFTPClaimsNeverFail: over TFTP (pxelinux) a node is known by its
+// address only. From an address learned by its config fetch (a claim) a
+// missing file is an info event and the node keeps its stage; from its fixed
+// inventory address (proof) the node fails.
+func TestTFTPClaimsNeverFail(t *testing.T) {
+	st, err := image.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	for _, name := range image.BootFiles {
+		p := filepath.Join(t.TempDir(), name)
+		os.WriteFile(p, []byte("x"), 0o644)
+		files[name] = p
+	}
+	m, err := st.Import("compute", files, "test")
+	if err != nil || st.Publish("compute", m.ID) != nil {
+		t.Fatal(err)
+	}
+	inv, err := inventory.Parse("nodes.yaml", []byte(`images:
+  compute: {}
+nodes:
+  - {name: dyn, image: compute, loader: pxelinux, nics: [{mac: "52:54:00:00:00:01"}]}
+  - {name: fix, image: compute, loader: pxelinux, ip: 10.0.0.9, nics: [{mac: "52:54:00:00:00:02"}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := NewTokens([]byte("0123456789abcdef0123456789abcdef"))
+	var events []bootstate.Event
+	b := &Boot{Inventory: func() *inventory.Inventory { return inv }, Renderer: mustRenderer(t), Images: st,
+		Tokens: tok, DefaultURL: "http://10.0.0.1:8080", Events: func(ev bootstate.Event) { events = append(events, ev) }}
+	ctx := context.Background()
+	dynAddr := netip.MustParseAddrPort("10.0.0.50:2000")
+	if _, err := b.OpenTFTP(ctx, "pxelinux.cfg/01-52-54-00-00-00-01", dynAddr); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		from     netip.AddrPort
+		node     string
+		wantKind bootstate.Kind
+	}{
+		{dynAddr, "dyn", bootstate.KindInfo},
+		{netip.MustParseAddrPort("10.0.0.9:2000"), "fix", bootstate.KindFail},
+	} {
+		events = nil
+		if _, err := b.OpenTFTP(ctx, "images/compute/0bogus/vmlinuz", tc.from); err == nil {
+			t.Fatal("a missing generation was served")
+		}
+		if len(events) != 1 || events[0].Node != tc.node || events[0].Kind != tc.wantKind {
+			t.Errorf("from %s: events %+v, want one %s event of %s", tc.from, events, tc.wantKind, tc.node)
+		}
+	}
+	// The good kernel from the learned address still moves dyn on.
+	events = nil
+	if _, err := b.OpenTFTP(ctx, "images/compute/"+m.ID+"/vmlinuz", dynAddr); err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 1 || events[0].Kind != bootstate.KindFetch || events[0].Stage != bootstate.StageKernel {
+		t.Errorf("kernel fetch by claim: %+v", events)
 	}
 }
