@@ -282,18 +282,23 @@ func (b *Boot) entry(inv *inventory.Inventory, n *inventory.Node, format, base s
 }
 
 // served reports a rendered entry that was sent to node: a config fetch, or a
-// failure when the entry can only print why the node has nothing to boot
-// (reported as far as pr lets it go).
+// failure when the entry can only print why the node has nothing to boot.
+// A failure the request does not prove (a MAC-named entry from an address
+// that is not the node's fixed one) is reported as the config fetch it is,
+// plus an info event saying why the node will not boot: the node stalls in
+// config instead of failing.
 func (b *Boot) served(ev bootstate.Event, p BootParams, size int, pr proof) {
 	ev.Stage, ev.Total = bootstate.StageConfig, int64(size)
 	ev.Generation = p.Generation
+	ev.Kind = bootstate.KindFetch
 	if p.Generation == "" && p.Node.Override.Empty() {
+		if pr < proofNode {
+			b.emit(ev)
+		}
 		ev.Kind, ev.Error = bootstate.KindFail, "image "+p.Image+" has no published generation"
 		if p.Image == "" {
 			ev.Error = "no image assigned"
 		}
-	} else {
-		ev.Kind = bootstate.KindFetch
 	}
 	b.report(ev, pr)
 }

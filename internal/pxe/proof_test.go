@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,9 +143,12 @@ func TestTFTPClaimsNeverFail(t *testing.T) {
 	}
 	inv, err := inventory.Parse("nodes.yaml", []byte(`images:
   compute: {}
+  other: {}
 nodes:
   - {name: dyn, image: compute, loader: pxelinux, nics: [{mac: "52:54:00:00:00:01"}]}
   - {name: fix, image: compute, loader: pxelinux, ip: 10.0.0.9, nics: [{mac: "52:54:00:00:00:02"}]}
+  - {name: nog, image: other, loader: pxelinux, nics: [{mac: "52:54:00:00:00:03"}]}
+  - {name: nogfix, image: other, loader: pxelinux, ip: 10.0.0.10, nics: [{mac: "52:54:00:00:00:04"}]}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -172,6 +176,28 @@ nodes:
 		}
 		if len(events) != 1 || events[0].Node != tc.node || events[0].Kind != tc.wantKind {
 			t.Errorf("from %s: events %+v, want one %s event of %s", tc.from, events, tc.wantKind, tc.node)
+		}
+	}
+	// An entry that cannot boot (no generation): asked for by MAC it is a
+	// config fetch and an info event; from the node's fixed IP a failure.
+	for _, tc := range []struct {
+		cfg   string
+		from  netip.AddrPort
+		kinds string
+	}{
+		{"pxelinux.cfg/01-52-54-00-00-00-03", netip.MustParseAddrPort("10.0.0.60:2000"), "fetch,info"},
+		{"pxelinux.cfg/01-52-54-00-00-00-04", netip.MustParseAddrPort("10.0.0.10:2000"), "fail"},
+	} {
+		events = nil
+		if _, err := b.OpenTFTP(ctx, tc.cfg, tc.from); err != nil {
+			t.Fatal(err)
+		}
+		var kinds []string
+		for _, ev := range events {
+			kinds = append(kinds, string(ev.Kind))
+		}
+		if strings.Join(kinds, ",") != tc.kinds || !strings.Contains(fmt.Sprint(events), "no published generation") {
+			t.Errorf("%s from %s: events %+v, want %s", tc.cfg, tc.from, events, tc.kinds)
 		}
 	}
 	// The good kernel from the learned address still moves dyn on.
