@@ -126,23 +126,6 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func TestHTTPLiveKernelArgs(t *testing.T) {
-	var tr httplive.Transport
-	args, err := tr.KernelArgs(roottransport.Boot{Node: "n1", RootfsURL: "http://h/images/c/g/rootfs.squashfs?node=n1"})
-	if err != nil || !slices.Equal(args, []string{"root=live:http://h/images/c/g/rootfs.squashfs?node=n1"}) {
-		t.Fatalf("KernelArgs = %q, %v", args, err)
-	}
-	if _, err := tr.KernelArgs(roottransport.Boot{Node: "n1"}); err == nil {
-		t.Fatal("KernelArgs without a rootfs URL accepted")
-	}
-	// What KernelArgs writes, Parse reads back.
-	k, v, _ := strings.Cut(args[0], "=")
-	c, err := builtin.Registry().Parse(map[string]string{k: v})
-	if err != nil || c.Root.Transport != httplive.Name || c.Root.Fetch[0] != "http://h/images/c/g/rootfs.squashfs?node=n1" {
-		t.Fatalf("round trip: %+v, %v", c, err)
-	}
-}
-
 // FuzzParse feeds command lines as a node would see them: Parse never
 // panics, and what it accepts names a registered transport.
 func FuzzParse(f *testing.F) {
