@@ -10,7 +10,6 @@ import (
 
 	"github.com/netbootui/netbootui/internal/dhcp"
 	"github.com/netbootui/netbootui/internal/inventory"
-	"github.com/netbootui/netbootui/internal/power/backends"
 )
 
 // cmdDHCPConfig writes the site DHCP server's host entries and boot options
@@ -45,7 +44,7 @@ func cmdDHCPConfig(args []string) error {
 	if err != nil || !ns.Is4() {
 		return dhcpUsageErrorf(fs, "--next-server %q: want an IPv4 address", *next)
 	}
-	inv, err := inventory.Load(*invPath, inventory.WithProtocols(backends.Registry()))
+	inv, err := inventory.Load(*invPath)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return exitError(1)

@@ -19,7 +19,6 @@ import (
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
-	"github.com/netbootui/netbootui/internal/power/backends"
 )
 
 var stdout io.Writer = os.Stdout
@@ -44,7 +43,7 @@ func cmdValidate(args []string) error {
 	}
 	failed := false
 	for _, path := range pos {
-		inv, err := inventory.Load(path, inventory.WithProtocols(backends.Registry()))
+		inv, err := inventory.Load(path)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			failed = true

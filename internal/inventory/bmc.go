@@ -28,13 +28,12 @@ var (
 // Option changes how Parse, Load, Watch and Update read an inventory.
 type Option func(*parser)
 
-// WithProtocols makes the inventory check every BMC against the protocols
-// of reg: bmc.protocol must name one of them (an error at FILE:LINE:COL
+// WithProtocols checks the BMCs against the protocols of reg instead of the
+// built-in ones (internal/power/backends): for a caller that registered a
+// backend of its own, as a daemon given Config.Backends does. Either way
+// bmc.protocol must name a registered protocol (an error at FILE:LINE:COL
 // lists them), its bmc.NAME section is read by the protocol, and a BMC's
-// port and user default to the protocol's. Without it the protocol is only
-// checked to be a name, protocol sections are not read (BMC.Options is
-// nil) and port and user stay unset when the inventory sets none: enough
-// for everything but talking to BMCs.
+// port and user default to the protocol's.
 func WithProtocols(reg *power.Registry) Option {
 	return func(p *parser) { p.protos = reg }
 }
@@ -59,11 +58,8 @@ type bmcSpec struct {
 }
 
 // bmcKeys lists what a bmc entry allows: the common keys, then each
-// protocol's section name and flat keys. nil without protocols.
+// protocol's section name and flat keys.
 func (p *parser) bmcKeys(common []string) []string {
-	if p.protos == nil {
-		return nil
-	}
 	keys := slices.Clone(common)
 	names := p.protos.Names()
 	keys = append(keys, names...)
@@ -83,15 +79,6 @@ func (p *parser) parseBMCEntry(v *yaml.Node, what string, common []string, sp *b
 	p.mapping(v, what+": bmc", p.bmcKeys(common), func(key string, k, v *yaml.Node) {
 		if slices.Contains(common, key) {
 			p.parseBMC(what, key, v, sp)
-			return
-		}
-		if p.protos == nil {
-			// Without protocols, keys other than the common ones may be a
-			// protocol's: they are not read. A common key out of place (a
-			// group's host) is still an error.
-			if slices.Contains(bmcCommonKeys, key) {
-				p.errorf(k, "unknown key %q in %s: bmc (allowed: %s, and protocol options)", key, what, strings.Join(common, ", "))
-			}
 			return
 		}
 		if pr, ok := p.protos.Lookup(key); ok {
@@ -132,12 +119,7 @@ func (p *parser) parseBMC(what, key string, v *yaml.Node, sp *bmcSpec) {
 	switch key {
 	case "protocol":
 		if s, ok := p.str(v, what+": bmc.protocol"); ok {
-			if p.protos == nil {
-				if !nameRE.MatchString(s) {
-					p.errorf(v, "%s: bad bmc.protocol %q: not a protocol name", what, s)
-					return
-				}
-			} else if _, known := p.protos.Lookup(s); !known {
+			if _, known := p.protos.Lookup(s); !known {
 				p.errorf(v, "%s: unknown bmc.protocol %q (protocols: %s)", what, s, strings.Join(p.protos.Names(), ", "))
 				return
 			}
@@ -336,7 +318,7 @@ func (p *parser) resolveBMC(what string, own, group *bmcSpec, at *yaml.Node) BMC
 	}
 	pr, ok := p.protos.Lookup(b.Protocol)
 	if !ok {
-		if p.protos != nil && !own.protocol.set && !group.protocol.set {
+		if !own.protocol.set && !group.protocol.set {
 			p.errorOnce("noproto"+p.pos(at).String(), at, "%s: the default bmc.protocol %s is not available (protocols: %s)",
 				what, b.Protocol, strings.Join(p.protos.Names(), ", "))
 		}
@@ -357,9 +339,6 @@ func (p *parser) resolveBMC(what string, own, group *bmcSpec, at *yaml.Node) BMC
 // or flat keys of), so that their errors are reported once, at the group.
 func (p *parser) groupBMC(what string, sp *bmcSpec, at *yaml.Node) BMC {
 	b := BMC{Protocol: sp.protocol.v, Port: sp.port.v, User: sp.user.v, PasswordRef: sp.password.v}
-	if p.protos == nil {
-		return b
-	}
 	var protos []power.Protocol
 	if sp.protocol.set {
 		pr, _ := p.protos.Lookup(sp.protocol.v)

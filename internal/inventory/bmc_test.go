@@ -153,12 +153,12 @@ nodes:
 	}
 }
 
-// TestWithoutProtocols: parsed without the protocols (tools that never
-// talk to a BMC) the protocol is only checked to be a name, options are not
-// read and port and user stay unset; a group's host is still refused.
-func TestWithoutProtocols(t *testing.T) {
+// TestBuiltinProtocols: without WithProtocols the inventory knows the
+// built-in backends (internal/power/backends): IPMI's section is read and
+// its defaults apply; any other protocol is unknown.
+func TestBuiltinProtocols(t *testing.T) {
 	src := `groups:
-  g: {bmc: {protocol: anything, cipher_suites: [3], anything: {x: 1}}}
+  g: {bmc: {cipher_suites: [3]}}
 nodes:
   - {name: a, group: g, bmc: {host: h}, nics: [{mac: "02:00:00:00:00:01"}]}
 `
@@ -166,16 +166,12 @@ nodes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := inv.Node("a").BMC; b != (BMC{Protocol: "anything", Host: "h"}) {
+	if b := inv.Node("a").BMC; b.Protocol != "ipmi" || b.Port != 623 || b.User != "admin" || !slices.Equal(suites(b), []int{3}) {
 		t.Errorf("%+v", b)
 	}
-	for _, tc := range []struct{ src, err string }{
-		{"groups:\n  g: {bmc: {host: h}}\n", `t.yaml:2:13: unknown key "host" in group g: bmc (allowed: protocol, port, user, password, and protocol options)`},
-		{"groups:\n  g: {bmc: {protocol: \"no name\"}}\n", `t.yaml:2:23: group g: bad bmc.protocol "no name": not a protocol name`},
-	} {
-		if _, err := Parse("t.yaml", []byte(tc.src)); err == nil || err.Error() != tc.err {
-			t.Errorf("got %v, want %s", err, tc.err)
-		}
+	_, err = Parse("t.yaml", []byte("groups:\n  g: {bmc: {protocol: vendor}}\n"))
+	if err == nil || err.Error() != `t.yaml:2:23: group g: unknown bmc.protocol "vendor" (protocols: ipmi)` {
+		t.Errorf("%v", err)
 	}
 }
 

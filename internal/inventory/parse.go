@@ -24,6 +24,7 @@ import (
 
 	"github.com/netbootui/netbootui/internal/hostlist"
 	"github.com/netbootui/netbootui/internal/power"
+	"github.com/netbootui/netbootui/internal/power/backends"
 	"github.com/netbootui/netbootui/internal/roottransport/builtin"
 )
 
@@ -75,11 +76,15 @@ func Revision(data []byte) string {
 // Parse validates an inventory read from path (the path is used in error
 // positions and to find the secrets file). Any problem gives an ErrorList
 // sorted by position; the inventory is returned only when there is none.
-// WithProtocols checks the BMCs against the power backends.
+// The BMCs are checked against the built-in power backends (WithProtocols:
+// others).
 func Parse(path string, data []byte, opts ...Option) (*Inventory, error) {
 	p := &parser{file: path}
 	for _, o := range opts {
 		o(p)
+	}
+	if p.protos == nil {
+		p.protos = backends.Registry()
 	}
 	inv := p.parse(data)
 	if len(p.errs) > 0 {

@@ -1,5 +1,7 @@
 // Package backends lists the power backends netbootui is built with. Adding
-// a backend (Redfish, say) is its package plus one line in Registry.
+// a backend (Redfish, say) is its package plus one line in Registry. The
+// inventory checks bmc.protocol against this list (unless given another
+// registry), so a backend package must not import internal/inventory.
 package backends
 
 import (
