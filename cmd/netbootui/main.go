@@ -26,7 +26,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/apiclient"
 )
 
 const usage = `netbootui: a console and boot server for clusters of network-booted nodes
@@ -41,7 +41,7 @@ Inventory:
   netbootui dhcp-config --format dnsmasq|isc|kea --next-server IP --http-base URL [--inventory FILE]
                         [--efi-loader snponly.efi] [--known-only] [SELECTION]   the site DHCP server's entries, to stdout
 
-Client verbs (talk to the daemon at --api-socket, default $NETBOOTUI_SOCKET or ` + api.DefaultSocket + `):
+Client verbs (talk to the daemon at --api-socket, default $NETBOOTUI_SOCKET or ` + apiclient.DefaultSocket + `):
   netbootui status
   netbootui node list [-o json|wide]
   netbootui node show NODE [-o json]

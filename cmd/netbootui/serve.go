@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/inventory"
 )
@@ -87,7 +88,7 @@ func defaultSocket() string {
 	if s := os.Getenv("NETBOOTUI_SOCKET"); s != "" {
 		return s
 	}
-	return api.DefaultSocket
+	return apiclient.DefaultSocket
 }
 
 func newLogger(level, format string) (*slog.Logger, error) {

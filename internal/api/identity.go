@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"github.com/netbootui/netbootui/internal/apiclient"
 	"net"
 	"net/http"
 	"sync"
@@ -17,7 +18,7 @@ import (
 // header or field a request carries can set it, and connections accepted on
 // the unix socket keep their SO_PEERCRED identity. Call the returned function
 // to stop the in-process server and its open streams.
-func (s *Server) InProcessClient(who string) (*Client, func()) {
+func (s *Server) InProcessClient(who string) (*apiclient.Client, func()) {
 	ln := &memListener{conns: make(chan net.Conn), done: make(chan struct{})}
 	hs := &http.Server{
 		Handler:           s.Handler(),
@@ -30,29 +31,25 @@ func (s *Server) InProcessClient(who string) (*Client, func()) {
 		},
 	}
 	go hs.Serve(ln)
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			client, server := net.Pipe()
-			select {
-			case ln.conns <- &identityConn{Conn: server, who: who}:
-				return client, nil
-			case <-ln.done:
-			case <-ctx.Done():
-			}
-			client.Close()
-			server.Close()
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, net.ErrClosed
-		},
-		MaxIdleConns: 4,
-	}
-	c := &Client{Socket: "in-process (" + who + ")", hc: &http.Client{Transport: tr}}
+	c := apiclient.NewDialer("in-process ("+who+")", func(ctx context.Context) (net.Conn, error) {
+		client, server := net.Pipe()
+		select {
+		case ln.conns <- &identityConn{Conn: server, who: who}:
+			return client, nil
+		case <-ln.done:
+		case <-ctx.Done():
+		}
+		client.Close()
+		server.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, net.ErrClosed
+	})
 	return c, func() {
 		hs.Close()
 		ln.Close()
-		tr.CloseIdleConnections()
+		c.CloseIdleConnections()
 	}
 }
 

@@ -1,6 +1,8 @@
-// Package api is the daemon's local API: JSON over HTTP on a unix socket, for
-// the console and the CLI verbs. Server exposes a *daemon.Daemon; Client is the
-// other end.
+// Package api is the server side of the daemon's local API: JSON over HTTP on
+// a unix socket, for the console, the SSH console and the CLI verbs. Server
+// exposes a *daemon.Daemon; the other end is internal/apiclient, and every
+// type on the wire is in internal/apitype (the daemon's own types are
+// converted at this boundary, see daemon/wire.go).
 //
 //	GET   /v1/status                       inventory in force, reload error, listen addresses
 //	GET   /v1/nodes                        every node with its state
@@ -26,8 +28,8 @@
 //	*     /v1/stages/...                   staged rollouts: list, create, preview, show, run|resume|halt|abort|promote|rollback (see rollout.go)
 //	GET /v1/groups/{name}, POST /v1/edit-preview, GET /v1/nodes/{name}/bmc: the console's reads (see consoleviews.go)
 //
-// Errors are {"error": "...", "code": "..."} with a matching HTTP status:
-// 400 invalid, 404 not_found, 409 conflict.
+// Errors are apitype.Error, {"error": "...", "code": "..."}, with a matching
+// HTTP status: 400 invalid, 404 not_found, 409 conflict, 500 internal.
 package api
 
 import (
@@ -44,35 +46,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
 )
-
-// Status is the answer of GET /v1/status.
-type Status struct {
-	Inventory daemon.InventoryStatus `json:"inventory"`
-	HTTP      string                 `json:"http,omitempty"`
-	TFTP      string                 `json:"tftp,omitempty"`
-	BootURL   string                 `json:"boot_url,omitempty"`
-}
-
-// Error is the body of every failed request.
-type Error struct {
-	Message string `json:"error"`
-	Code    string `json:"code"`
-}
-
-// Error codes.
-const (
-	CodeInvalid  = "invalid"
-	CodeNotFound = "not_found"
-	CodeConflict = "conflict"
-	CodeInternal = "internal"
-)
-
-func (e *Error) Error() string { return e.Message }
 
 // Server serves the API for one daemon.
 type Server struct {
@@ -176,20 +155,20 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 func writeErr(w http.ResponseWriter, err error) {
-	code, status := CodeInternal, http.StatusInternalServerError
+	code, status := apitype.CodeInternal, http.StatusInternalServerError
 	var invErr inventory.ErrorList
 	var oneErr *inventory.Error
 	switch {
 	case errors.Is(err, inventory.ErrConflict):
-		code, status = CodeConflict, http.StatusConflict
+		code, status = apitype.CodeConflict, http.StatusConflict
 	case errors.Is(err, daemon.ErrUnknownNode), errors.Is(err, image.ErrNotFound):
-		code, status = CodeNotFound, http.StatusNotFound
+		code, status = apitype.CodeNotFound, http.StatusNotFound
 	case errors.As(err, &invErr), errors.As(err, &oneErr), errors.Is(err, errBadRequest):
-		code, status = CodeInvalid, http.StatusBadRequest
+		code, status = apitype.CodeInvalid, http.StatusBadRequest
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(Error{Message: err.Error(), Code: code})
+	json.NewEncoder(w).Encode(apitype.Error{Message: err.Error(), Code: code})
 }
 
 var errBadRequest = errors.New("bad request")
@@ -231,7 +210,7 @@ func decode(r *http.Request, v any) error {
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	st := Status{Inventory: s.D.InventoryStatus()}
+	st := apitype.Status{Inventory: s.D.InventoryStatus()}
 	if a := s.D.HTTPAddr(); a != nil {
 		st.HTTP = a.String()
 		st.BootURL = s.D.Boot.DefaultURL
@@ -265,7 +244,7 @@ func (s *Server) boot(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) preview(w http.ResponseWriter, r *http.Request) {
-	var p daemon.Preview
+	var p apitype.Preview
 	if err := decode(r, &p); err != nil {
 		writeErr(w, err)
 		return
@@ -283,11 +262,6 @@ func (s *Server) preview(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, text)
 }
 
-// EditResult is the answer to a successful edit.
-type EditResult struct {
-	Revision string `json:"revision"`
-}
-
 func (s *Server) editNode(w http.ResponseWriter, r *http.Request) {
 	s.edit(w, r, s.D.EditNode)
 }
@@ -296,8 +270,8 @@ func (s *Server) editGroup(w http.ResponseWriter, r *http.Request) {
 	s.edit(w, r, s.D.EditGroup)
 }
 
-func (s *Server) edit(w http.ResponseWriter, r *http.Request, f func(string, daemon.Edit) (string, error)) {
-	var e daemon.Edit
+func (s *Server) edit(w http.ResponseWriter, r *http.Request, f func(string, apitype.Edit) (string, error)) {
+	var e apitype.Edit
 	if err := decode(r, &e); err != nil {
 		writeErr(w, err)
 		return
@@ -311,7 +285,7 @@ func (s *Server) edit(w http.ResponseWriter, r *http.Request, f func(string, dae
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, EditResult{Revision: rev})
+	writeJSON(w, apitype.EditResult{Revision: rev})
 }
 
 func (s *Server) selectNodes(w http.ResponseWriter, r *http.Request) {
@@ -345,7 +319,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	var last uint64
 	for _, ev := range s.D.History(node, n) {
-		enc.Encode(ev)
+		enc.Encode(daemon.EventView(ev))
 		last = ev.Seq
 	}
 	if !follow {
@@ -367,7 +341,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			if ev.Seq <= last || (node != "" && ev.Node != node) {
 				continue
 			}
-			if err := enc.Encode(ev); err != nil {
+			if err := enc.Encode(daemon.EventView(ev)); err != nil {
 				return
 			}
 			if flusher != nil && len(sub.C) == 0 {
@@ -392,7 +366,7 @@ func (s *Server) images(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) importImage(w http.ResponseWriter, r *http.Request) {
-	var req daemon.ImportRequest
+	var req apitype.ImportRequest
 	if err := decode(r, &req); err != nil {
 		writeErr(w, err)
 		return
@@ -402,16 +376,11 @@ func (s *Server) importImage(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, badRequest(err))
 		return
 	}
-	writeJSON(w, m)
-}
-
-// PublishRequest names the generation to make current.
-type PublishRequest struct {
-	Generation string `json:"generation"`
+	writeJSON(w, daemon.ManifestView(m))
 }
 
 func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
-	var req PublishRequest
+	var req apitype.PublishRequest
 	if err := decode(r, &req); err != nil {
 		writeErr(w, err)
 		return
@@ -432,7 +401,7 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) powerOp(w http.ResponseWriter, r *http.Request) {
-	var req daemon.PowerRequest
+	var req apitype.PowerRequest
 	if err := decode(r, &req); err != nil {
 		writeErr(w, err)
 		return
@@ -448,5 +417,5 @@ func (s *Server) powerOp(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) {
 	n, _ := strconv.Atoi(r.URL.Query().Get("n"))
-	writeJSON(w, s.D.Audit(n))
+	writeJSON(w, daemon.AuditViews(s.D.Audit(n)))
 }

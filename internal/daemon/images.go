@@ -2,18 +2,14 @@ package daemon
 
 import (
 	"fmt"
+	"github.com/netbootui/netbootui/internal/apitype"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/image"
 )
 
-// ImageInfo is an image with its generations, newest first.
-type ImageInfo struct {
-	Name        string            `json:"name"`
-	Description string            `json:"description,omitempty"`
-	Current     string            `json:"current,omitempty"`
-	Generations []*image.Manifest `json:"generations"`
-}
+// ImageInfo is an image with its generations, newest first (the API type).
+type ImageInfo = apitype.ImageInfo
 
 // ImageList lists the images the inventory names and those the store holds.
 func (d *Daemon) ImageList() ([]ImageInfo, error) {
@@ -38,21 +34,13 @@ func (d *Daemon) ImageList() ([]ImageInfo, error) {
 			return nil, err
 		}
 		cur, _ := d.Images.Current(name)
-		out = append(out, ImageInfo{Name: name, Description: names[name], Current: cur, Generations: gens})
+		out = append(out, ImageInfo{Name: name, Description: names[name], Current: cur, Generations: ManifestViews(gens)})
 	}
 	return out, nil
 }
 
-// ImportRequest names a kernel, an initramfs and a squashfs root on the head
-// node to become a new generation of Image.
-type ImportRequest struct {
-	Image   string `json:"image"`
-	Kernel  string `json:"kernel"`
-	Initrd  string `json:"initrd"`
-	Rootfs  string `json:"rootfs"`
-	Publish bool   `json:"publish"`
-	Source  string `json:"source,omitempty"`
-}
+// ImportRequest is a request to import files as a generation (the API type).
+type ImportRequest = apitype.ImportRequest
 
 // ImportImage copies files into a new generation and, if asked, publishes it.
 func (d *Daemon) ImportImage(r ImportRequest) (*image.Manifest, error) {

@@ -17,6 +17,8 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/apiclient"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/ui"
 )
@@ -117,10 +119,10 @@ type fixture struct {
 	hostKey  string
 	logs     *syncBuf
 	mu       sync.Mutex
-	backends map[string]*api.Client // by caller
+	backends map[string]*apiclient.Client // by caller
 }
 
-func (f *fixture) backend(who string) *api.Client {
+func (f *fixture) backend(who string) *apiclient.Client {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.backends[who]
@@ -129,7 +131,7 @@ func (f *fixture) backend(who string) *api.Client {
 // startSSH serves consoles over the daemon's in-process API on 127.0.0.1.
 func startSSH(t *testing.T, apiSrv *api.Server, keysPath, hostKey string) *fixture {
 	t.Helper()
-	f := &fixture{keysPath: keysPath, hostKey: hostKey, logs: &syncBuf{}, backends: map[string]*api.Client{}}
+	f := &fixture{keysPath: keysPath, hostKey: hostKey, logs: &syncBuf{}, backends: map[string]*apiclient.Client{}}
 	srv, err := New(Config{
 		AuthorizedKeys: keysPath,
 		HostKey:        hostKey,
@@ -235,12 +237,12 @@ func TestConsoleOverSSH(t *testing.T) {
 	}
 	// An edit made by this console's backend is audited under the key...
 	ctx := context.Background()
-	if _, err := be.EditNode(ctx, "solo", daemon.Edit{Set: map[string]any{"kernel_args": "console=ttyS0"}}); err != nil {
+	if _, err := be.EditNode(ctx, "solo", apitype.Edit{Set: map[string]any{"kernel_args": "console=ttyS0"}}); err != nil {
 		t.Fatal(err)
 	}
 	// ...while a unix-socket client keeps its own (SO_PEERCRED) identity.
-	sockClient := api.NewClient(sock)
-	if _, err := sockClient.EditNode(ctx, "solo", daemon.Edit{Set: map[string]any{"kernel_args": "quiet"}}); err != nil {
+	sockClient := apiclient.New(sock)
+	if _, err := sockClient.EditNode(ctx, "solo", apitype.Edit{Set: map[string]any{"kernel_args": "quiet"}}); err != nil {
 		t.Fatal(err)
 	}
 	entries := d.Audit(0)
