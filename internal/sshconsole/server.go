@@ -6,7 +6,9 @@
 // again when it changes. The host key is an ed25519 key generated once and
 // kept (mode 0600). Every session needs a pty, gets its own console and its
 // own Backend, made for the caller "ssh SHA256:… (comment)" so that the audit
-// log names the key behind every action.
+// log names the key behind every action. The Backend maker is injected
+// (Config.Backend; cmd/netbootui passes the API server's in-process client),
+// so this package links the console and the API client, never the daemon.
 package sshconsole
 
 import (
