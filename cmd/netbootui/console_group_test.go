@@ -35,8 +35,8 @@ func TestConsoleGroupEditInTmux(t *testing.T) {
 		src[name] = filepath.Join(dir, "src-"+name)
 		os.WriteFile(src[name], []byte("console group test "+name), 0o644)
 	}
-	if _, err := cl.Import(ctx, apitype.ImportRequest{Image: "compute", Kernel: src[apitype.FileKernel], Initrd: src[apitype.FileInitrd],
-		Rootfs: src[apitype.FileRootfs], Publish: true}); err != nil {
+	if _, err := cl.Import(ctx, apitype.ImportRequest{Image: "compute", Publish: true},
+		apiclient.ImportFiles{Kernel: src[apitype.FileKernel], Initrd: src[apitype.FileInitrd], Rootfs: src[apitype.FileRootfs]}); err != nil {
 		t.Fatal(err)
 	}
 	bootShow := func(node string) string {

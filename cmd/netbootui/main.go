@@ -33,6 +33,9 @@ const usage = `netbootui: a console and boot server for clusters of network-boot
 
 Daemon:
   netbootui serve --inventory FILE --data DIR [--http-listen ADDR] [--tftp-listen ADDR] [--api-socket PATH]
+                  [--api-socket-group G] [--viewer-group G] [--operator-group G] [--admin-group G]
+                                        API roles from the caller's unix groups (defaults netbootui-viewer,
+                                        netbootui-operator, netbootui-admin; root and the daemon's user are admins)
                   [--proxydhcp IFACE [--proxydhcp-known-only] [--proxydhcp-efi-loader snponly.efi]]
                                         also answer PXE clients on IFACE (ports 67, 4011), never giving addresses
 

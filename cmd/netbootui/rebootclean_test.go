@@ -64,8 +64,8 @@ func TestRebootCleanCLI(t *testing.T) {
 		files[f] = filepath.Join(dir, f)
 		os.WriteFile(files[f], bytes.Repeat([]byte(f), 10000), 0o644)
 	}
-	m, err := c.Import(ctx, apitype.ImportRequest{Image: "compute", Kernel: files["kernel"], Initrd: files["initrd"],
-		Rootfs: files["rootfs"], Publish: true})
+	m, err := c.Import(ctx, apitype.ImportRequest{Image: "compute", Publish: true},
+		apiclient.ImportFiles{Kernel: files["kernel"], Initrd: files["initrd"], Rootfs: files["rootfs"]})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,8 +56,8 @@ func TestStageCLIAndSIGKILL(t *testing.T) {
 			files[f] = filepath.Join(dir, fmt.Sprintf("%s%d", f, i))
 			os.WriteFile(files[f], bytes.Repeat([]byte(f+fmt.Sprint(i)), 5000), 0o644)
 		}
-		m, err := c.Import(ctx, apitype.ImportRequest{Image: "compute", Kernel: files["kernel"], Initrd: files["initrd"],
-			Rootfs: files["rootfs"], Publish: pub})
+		m, err := c.Import(ctx, apitype.ImportRequest{Image: "compute", Publish: pub},
+			apiclient.ImportFiles{Kernel: files["kernel"], Initrd: files["initrd"], Rootfs: files["rootfs"]})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -407,9 +407,10 @@ func cmdImage(ctx context.Context, args []string) error {
 	}
 	fs, socket := clientFlags("image " + args[0])
 	var req apitype.ImportRequest
-	fs.StringVar(&req.Kernel, "kernel", "", "kernel `file`")
-	fs.StringVar(&req.Initrd, "initrd", "", "initramfs `file`")
-	fs.StringVar(&req.Rootfs, "rootfs", "", "squashfs root `file`")
+	var files apiclient.ImportFiles
+	fs.StringVar(&files.Kernel, "kernel", "", "kernel `file` (read by this command, with your rights, and sent)")
+	fs.StringVar(&files.Initrd, "initrd", "", "initramfs `file`")
+	fs.StringVar(&files.Rootfs, "rootfs", "", "squashfs root `file`")
 	fs.BoolVar(&req.Publish, "publish", false, "make the new generation current")
 	recipe := fs.String("recipe", "", "build this recipe `dir` instead of the inventory image's")
 	force := fs.Bool("force", false, "build even when the inputs are unchanged")
@@ -445,15 +446,10 @@ func cmdImage(ctx context.Context, args []string) error {
 			return err
 		}
 		req.Image = pos[0]
-		for _, p := range []*string{&req.Kernel, &req.Initrd, &req.Rootfs} {
-			if *p == "" {
-				return errors.New("image import: --kernel, --initrd and --rootfs are required")
-			}
-			if *p, err = absPath(*p); err != nil {
-				return err
-			}
+		if files.Kernel == "" || files.Initrd == "" || files.Rootfs == "" {
+			return errors.New("image import: --kernel, --initrd and --rootfs are required")
 		}
-		m, err := client().Import(ctx, req)
+		m, err := client().Import(ctx, req, files)
 		if err != nil {
 			return err
 		}

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -20,9 +19,7 @@ import (
 func (s *Server) group(w http.ResponseWriter, r *http.Request) {
 	v, err := s.D.Group(r.PathValue("name"))
 	if errors.Is(err, daemon.ErrUnknownGroup) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusNotFound)
-		json.NewEncoder(w).Encode(apitype.Error{Message: err.Error(), Code: apitype.CodeNotFound})
+		writeError(w, http.StatusNotFound, apitype.CodeNotFound, err.Error())
 		return
 	}
 	if err != nil {

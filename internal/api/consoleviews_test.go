@@ -80,7 +80,7 @@ nodes:
 		src[name] = filepath.Join(dir, name)
 		os.WriteFile(src[name], []byte("generation file "+name), 0o644)
 	}
-	if _, err := d.ImportImage(apitype.ImportRequest{Image: "img", Kernel: src[apitype.FileKernel], Initrd: src[apitype.FileInitrd],
+	if _, err := d.ImportImage(daemon.ImportRequest{Image: "img", Kernel: src[apitype.FileKernel], Initrd: src[apitype.FileInitrd],
 		Rootfs: src[apitype.FileRootfs], Publish: true}); err != nil {
 		t.Fatal(err)
 	}

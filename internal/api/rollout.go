@@ -1,8 +1,8 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/netbootui/netbootui/internal/apitype"
@@ -11,35 +11,42 @@ import (
 	"github.com/netbootui/netbootui/internal/rollout"
 )
 
-// stages serves the staged-rollout routes, all under /v1/stages/:
+// The staged-rollout routes (see routes.go for the role of each):
 //
 //	GET  /v1/stages/                  every rollout kept
 //	POST /v1/stages/                  stage a generation (apitype.StageRequest)
 //	POST /v1/stages/preview           what staging would change, changing nothing
 //	GET  /v1/stages/{id}              one rollout ("latest": the newest active)
 //	POST /v1/stages/{id}/{action}     run, resume, halt, abort, promote, rollback
-func (s *Server) stages() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/stages/{$}", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, daemon.RolloutViews(s.D.StageList())) })
-	mux.HandleFunc("POST /v1/stages/{$}", s.stageCreate(false))
-	mux.HandleFunc("POST /v1/stages/preview", s.stageCreate(true))
-	mux.HandleFunc("GET /v1/stages/{id}", func(w http.ResponseWriter, r *http.Request) {
-		ro, err := s.D.StageGet(stageID(r.PathValue("id")))
+
+func (s *Server) stageList(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, daemon.RolloutViews(s.D.StageList()))
+}
+
+func (s *Server) stageGet(w http.ResponseWriter, r *http.Request) {
+	ro, err := s.D.StageGet(stageID(r.PathValue("id")))
+	if err != nil {
+		writeStageErr(w, err)
+		return
+	}
+	writeJSON(w, daemon.RolloutView(ro))
+}
+
+func (s *Server) stageAction(action string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ro, err := s.D.StageAction(stageID(r.PathValue("id")), action, Who(r.Context()))
 		if err != nil {
 			writeStageErr(w, err)
 			return
 		}
 		writeJSON(w, daemon.RolloutView(ro))
-	})
-	mux.HandleFunc("POST /v1/stages/{id}/{action}", func(w http.ResponseWriter, r *http.Request) {
-		ro, err := s.D.StageAction(stageID(r.PathValue("id")), r.PathValue("action"), Who(r.Context()))
-		if err != nil {
-			writeStageErr(w, err)
-			return
-		}
-		writeJSON(w, daemon.RolloutView(ro))
-	})
-	return mux
+	}
+}
+
+// stageUnknown answers an action no route names (each action has a route
+// of its own, with its role).
+func (s *Server) stageUnknown(w http.ResponseWriter, r *http.Request) {
+	writeErr(w, badRequest(fmt.Errorf("unknown stage action %q (run, resume, halt, abort, promote, rollback)", r.PathValue("action"))))
 }
 
 func stageID(id string) string {
@@ -83,7 +90,5 @@ func writeStageErr(w http.ResponseWriter, err error) {
 	case errors.Is(err, rollout.ErrState), errors.Is(err, rollout.ErrBusy):
 		code, status = apitype.CodeConflict, http.StatusConflict
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(apitype.Error{Message: err.Error(), Code: code})
+	writeError(w, status, code, err.Error())
 }

@@ -63,20 +63,24 @@ func (c *Client) CloseIdleConnections() { c.tr.CloseIdleConnections() }
 // send makes a request with in (if not nil) as its JSON body and returns
 // the response when its status is a success, or the daemon's error.
 func (c *Client) send(ctx context.Context, method, path string, in any) (*http.Response, error) {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return nil, err
-		}
-		body = bytes.NewReader(b)
+	if in == nil {
+		return c.sendBody(ctx, method, path, "", nil)
 	}
+	b, err := json.Marshal(in)
+	if err != nil {
+		return nil, err
+	}
+	return c.sendBody(ctx, method, path, "application/json", bytes.NewReader(b))
+}
+
+// sendBody is send with a body of any type (none when body is nil).
+func (c *Client) sendBody(ctx context.Context, method, path, contentType string, body io.Reader) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, "http://netbootui"+path, body)
 	if err != nil {
 		return nil, err
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

@@ -2,8 +2,14 @@ package apiclient
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
 	"net/url"
+	"os"
+	"path/filepath"
 
 	"github.com/netbootui/netbootui/internal/apitype"
 )
@@ -15,11 +21,81 @@ func (c *Client) Images(ctx context.Context) ([]apitype.ImageInfo, error) {
 	return v, err
 }
 
-// Import imports files as a new generation.
-func (c *Client) Import(ctx context.Context, r apitype.ImportRequest) (*apitype.Manifest, error) {
+// ImportFiles names the files of an import on the caller's side.
+type ImportFiles struct {
+	Kernel, Initrd, Rootfs string
+}
+
+// Import makes a new generation of r.Image from files: it opens them here,
+// with the caller's rights (a file the caller cannot read fails here, and
+// the daemon is not asked), and streams their content to the daemon, which
+// never opens a path a caller names.
+func (c *Client) Import(ctx context.Context, r apitype.ImportRequest, files ImportFiles) (*apitype.Manifest, error) {
+	parts := []struct{ name, path string }{
+		{apitype.FileKernel, files.Kernel}, {apitype.FileInitrd, files.Initrd}, {apitype.FileRootfs, files.Rootfs},
+	}
+	opened := make([]*os.File, 0, len(parts))
+	defer func() {
+		for _, f := range opened {
+			f.Close()
+		}
+	}()
+	for _, p := range parts {
+		f, err := openRegular(p.path)
+		if err != nil {
+			return nil, fmt.Errorf("image import: %s: %w", p.name, err)
+		}
+		opened = append(opened, f)
+	}
+	pr, pw := io.Pipe()
+	defer pr.Close() // stops the writer when the daemon answers before reading it all
+	mw := multipart.NewWriter(pw)
+	go func() {
+		pw.CloseWithError(func() error {
+			w, err := mw.CreateFormField(apitype.ImportRequestPart)
+			if err == nil {
+				err = json.NewEncoder(w).Encode(r)
+			}
+			for i, p := range parts {
+				if err != nil {
+					return err
+				}
+				if w, err = mw.CreateFormFile(p.name, filepath.Base(p.path)); err == nil {
+					_, err = io.Copy(w, opened[i])
+				}
+			}
+			if err != nil {
+				return err
+			}
+			return mw.Close()
+		}())
+	}()
+	resp, err := c.sendBody(ctx, "POST", "/v1/images/import", mw.FormDataContentType(), pr)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
 	var m apitype.Manifest
-	err := c.do(ctx, "POST", "/v1/images/import", r, &m)
-	return &m, err
+	return &m, json.NewDecoder(resp.Body).Decode(&m)
+}
+
+// openRegular opens a regular file for reading.
+func openRegular(path string) (*os.File, error) {
+	if path == "" {
+		return nil, errors.New("no file given")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = fmt.Errorf("%s is not a regular file", path)
+		}
+		return nil, err
+	}
+	return f, nil
 }
 
 // Publish makes gen the current generation of an image.

@@ -16,3 +16,7 @@ const (
 )
 
 func (e *Error) Error() string { return e.Message }
+
+// CodeUnavailable (503) says the daemon refused an action it could not
+// audit durably (the audit log's disk is full or failing); nothing was done.
+const CodeUnavailable = "unavailable"

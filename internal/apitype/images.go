@@ -59,16 +59,21 @@ type ImageInfo struct {
 	Generations []*Manifest `json:"generations"`
 }
 
-// ImportRequest names a kernel, an initramfs and a squashfs root on the head
-// node to become a new generation of Image (POST /v1/images/import).
+// ImportRequest asks for a new generation of Image made of files the caller
+// sends (POST /v1/images/import). The body is multipart/form-data: a part
+// named ImportRequestPart holding this request as JSON, then one part per
+// file, named FileKernel, FileInitrd and FileRootfs, holding its content.
+// The daemon never opens a path a caller names: the caller reads its files
+// with its own rights and sends what it read.
 type ImportRequest struct {
 	Image   string `json:"image"`
-	Kernel  string `json:"kernel"`
-	Initrd  string `json:"initrd"`
-	Rootfs  string `json:"rootfs"`
 	Publish bool   `json:"publish"`
 	Source  string `json:"source,omitempty"`
 }
+
+// ImportRequestPart is the name of the multipart part that carries the
+// ImportRequest; it comes before the files.
+const ImportRequestPart = "request"
 
 // PublishRequest names the generation to make current
 // (POST /v1/images/{name}/publish).

@@ -137,8 +137,8 @@ func startSSH(t *testing.T, apiSrv *api.Server, keysPath, hostKey string) *fixtu
 		HostKey:        hostKey,
 		Logger:         slog.New(slog.NewTextHandler(f.logs, nil)),
 		UI:             ui.Options{Dark: true},
-		Backend: func(who string) (ui.Backend, func()) {
-			c, stop := apiSrv.InProcessClient(who)
+		Backend: func(who string, role apitype.Role) (ui.Backend, func()) {
+			c, stop := apiSrv.InProcessClient(who, role)
 			f.mu.Lock()
 			f.backends[who] = c
 			f.mu.Unlock()
@@ -188,7 +188,7 @@ func TestConsoleOverSSH(t *testing.T) {
 	dir := t.TempDir()
 	alice, aliceLine := newKey(t)
 	keysPath := filepath.Join(dir, "authorized_keys")
-	writeKeys(t, keysPath, "# console admins", aliceLine+" alice@laptop")
+	writeKeys(t, keysPath, "# console admins", RoleOption+`="admin" `+aliceLine+" alice@laptop")
 	f := startSSH(t, apiSrv, keysPath, filepath.Join(dir, "data", HostKeyFile))
 
 	c, err := dial(f.addr, f.srv.HostKey(), gossh.PublicKeys(alice))
@@ -553,7 +553,7 @@ func TestMaxSessions(t *testing.T) {
 	keysPath := filepath.Join(dir, "authorized_keys")
 	writeKeys(t, keysPath, aliceLine)
 	srv, err := New(Config{AuthorizedKeys: keysPath, HostKey: filepath.Join(dir, HostKeyFile), MaxSessions: 1,
-		Backend: func(who string) (ui.Backend, func()) { return apiSrv.InProcessClient(who) }})
+		Backend: func(who string, role apitype.Role) (ui.Backend, func()) { return apiSrv.InProcessClient(who, role) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -593,7 +593,7 @@ func TestConfigErrors(t *testing.T) {
 	_, aLine := newKey(t)
 	keys := filepath.Join(dir, "authorized_keys")
 	writeKeys(t, keys, aLine)
-	be := func(string) (ui.Backend, func()) { return nil, nil }
+	be := func(string, apitype.Role) (ui.Backend, func()) { return nil, nil }
 	for _, tc := range []struct {
 		name string
 		cfg  Config
