@@ -32,7 +32,14 @@ nodes:
 
 func start(t *testing.T) (*daemon.Daemon, *apiclient.Client) {
 	t.Helper()
-	dir := t.TempDir()
+	d, _, sock := startServer(t, t.TempDir(), nil)
+	return d, apiclient.New(sock)
+}
+
+// startServer starts a daemon with its data in dir/data and its API on
+// dir/api.sock; setup, if set, adjusts the server before it serves.
+func startServer(t *testing.T, dir string, setup func(*Server)) (*daemon.Daemon, *Server, string) {
+	t.Helper()
 	os.WriteFile(filepath.Join(dir, "nodes.yaml"), []byte(inv), 0o644)
 	d, err := daemon.New(daemon.Config{InventoryPath: filepath.Join(dir, "nodes.yaml"), DataDir: filepath.Join(dir, "data"),
 		HTTPListen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -48,13 +55,16 @@ func start(t *testing.T) (*daemon.Daemon, *apiclient.Client) {
 		t.Fatal(err)
 	}
 	srv := &Server{D: d}
+	if setup != nil {
+		setup(srv)
+	}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close(); cancel(); <-done })
 	// A second daemon cannot take over a live socket.
 	if _, err := Listen(sock); err == nil || !strings.Contains(err.Error(), "another daemon") {
 		t.Fatalf("second Listen: %v", err)
 	}
-	return d, apiclient.New(sock)
+	return d, srv, sock
 }
 
 func TestAPI(t *testing.T) {

@@ -22,22 +22,33 @@ import (
 // the unix socket keep their SO_PEERCRED identity. Call the returned function
 // to stop the in-process server and its open streams.
 func (s *Server) InProcessClient(who string, role apitype.Role) (*apiclient.Client, func()) {
+	dial, stop := s.inProcess(caller{who: who, role: role})
+	c := apiclient.NewDialer("in-process ("+who+")", dial)
+	return c, func() {
+		stop()
+		c.CloseIdleConnections()
+	}
+}
+
+// inProcess serves the API on in-memory connections made by dial, each
+// attributed to c; stop ends the server and its open streams.
+func (s *Server) inProcess(c caller) (dial func(context.Context) (net.Conn, error), stop func()) {
 	ln := &memListener{conns: make(chan net.Conn), done: make(chan struct{})}
 	hs := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if ic, ok := c.(*identityConn); ok {
+		ConnContext: func(ctx context.Context, conn net.Conn) context.Context {
+			if ic, ok := conn.(*identityConn); ok {
 				return withCaller(ctx, ic.caller)
 			}
 			return ctx
 		},
 	}
 	go hs.Serve(ln)
-	c := apiclient.NewDialer("in-process ("+who+")", func(ctx context.Context) (net.Conn, error) {
+	dial = func(ctx context.Context) (net.Conn, error) {
 		client, server := net.Pipe()
 		select {
-		case ln.conns <- &identityConn{Conn: server, caller: caller{who: who, role: role}}:
+		case ln.conns <- &identityConn{Conn: server, caller: c}:
 			return client, nil
 		case <-ln.done:
 		case <-ctx.Done():
@@ -48,11 +59,10 @@ func (s *Server) InProcessClient(who string, role apitype.Role) (*apiclient.Clie
 			return nil, ctx.Err()
 		}
 		return nil, net.ErrClosed
-	})
-	return c, func() {
+	}
+	return dial, func() {
 		hs.Close()
 		ln.Close()
-		c.CloseIdleConnections()
 	}
 }
 

@@ -3,6 +3,7 @@ package sshconsole
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -617,5 +618,66 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if err := s.Listen("256.0.0.1:0"); err == nil || !strings.Contains(err.Error(), "256.0.0.1:0") {
 		t.Fatalf("bad listen address: %v", err)
+	}
+}
+
+// TestKeyRoles: a key's sessions act with its role. bob, listed without a
+// role option, is a viewer: his console shows the nodes, and the power-on
+// he confirms in it is refused by the API and audited under his key; carol,
+// an operator, may power but not edit.
+func TestKeyRoles(t *testing.T) {
+	d, apiSrv, _ := startDaemon(t, false)
+	dir := t.TempDir()
+	bob, bobLine := newKey(t)
+	carol, carolLine := newKey(t)
+	keysPath := filepath.Join(dir, "authorized_keys")
+	writeKeys(t, keysPath, bobLine+" bob", RoleOption+`="operator" `+carolLine+" carol")
+	f := startSSH(t, apiSrv, keysPath, filepath.Join(dir, HostKeyFile))
+
+	login := func(key gossh.Signer, comment string) (*apiclient.Client, *syncBuf, io.Writer, string) {
+		t.Helper()
+		c, err := dial(f.addr, f.srv.HostKey(), gossh.PublicKeys(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		_, out, in := openConsole(t, c, 100, 30)
+		out.waitFor(t, comment+"'s console", "netbootui nodes", "solo")
+		who := "ssh " + gossh.FingerprintSHA256(key.PublicKey()) + " (" + comment + ")"
+		be := f.backend(who)
+		if be == nil {
+			t.Fatalf("no backend for %s", who)
+		}
+		return be, out, in, who
+	}
+	ctx := context.Background()
+
+	_, out, in, bobWho := login(bob, "bob")
+	in.Write([]byte("p"))
+	out.waitFor(t, "power menu", "Power:")
+	in.Write([]byte("o"))
+	out.waitFor(t, "confirmation", "Yes")
+	time.Sleep(400 * time.Millisecond)
+	in.Write([]byte("y"))
+	out.waitFor(t, "refusal on bob's screen", "operator role")
+	var refused bool
+	for _, e := range d.Audit(0) {
+		refused = refused || (e.Who == bobWho && e.Action == "refused power")
+		if e.Who == bobWho && e.Action == "power on" {
+			t.Fatalf("bob's power-on ran: %+v", e)
+		}
+	}
+	if !refused {
+		t.Fatalf("bob's refusal is not audited: %+v", d.Audit(0))
+	}
+
+	carolBe, _, _, _ := login(carol, "carol")
+	if _, err := carolBe.Power(ctx, apitype.OpOn, "n1"); err != nil {
+		t.Fatalf("operator power: %v", err)
+	}
+	var ae *apitype.Error
+	if _, err := carolBe.EditNode(ctx, "solo", apitype.Edit{Set: map[string]any{"kernel_args": "quiet"}}); !errors.As(err, &ae) ||
+		ae.Code != apitype.CodeForbidden || !strings.Contains(ae.Message, "needs the admin role") {
+		t.Fatalf("operator edit: %v", err)
 	}
 }
