@@ -55,10 +55,13 @@ func ManifestView(m *image.Manifest) *apitype.Manifest {
 }
 
 // ManifestViews converts a list of manifests.
-func ManifestViews(ms []*image.Manifest) []*apitype.Manifest {
-	out := make([]*apitype.Manifest, len(ms))
-	for i, m := range ms {
-		out[i] = ManifestView(m)
+func ManifestViews(ms []*image.Manifest) []*apitype.Manifest { return views(ms, ManifestView) }
+
+// views converts each element of in with view.
+func views[T, V any](in []T, view func(T) V) []V {
+	out := make([]V, len(in))
+	for i, v := range in {
+		out[i] = view(v)
 	}
 	return out
 }
@@ -79,12 +82,10 @@ func RebootResultViews(rs []RebootResult) []apitype.RebootResult {
 	if rs == nil {
 		return nil
 	}
-	out := make([]apitype.RebootResult, len(rs))
-	for i, r := range rs {
-		out[i] = apitype.RebootResult{Node: r.Node, OK: r.OK, Step: apitype.RebootStep(r.Step), Stage: apitype.Stage(r.Stage),
+	return views(rs, func(r RebootResult) apitype.RebootResult {
+		return apitype.RebootResult{Node: r.Node, OK: r.OK, Step: apitype.RebootStep(r.Step), Stage: apitype.Stage(r.Stage),
 			Generation: r.Generation, Error: r.Error, Duration: r.Duration}
-	}
-	return out
+	})
 }
 
 // RolloutView is the wire form of a stored rollout (nil for nil).
@@ -112,20 +113,12 @@ func RolloutView(r *rollout.Rollout) *apitype.Rollout {
 }
 
 // RolloutViews converts a list of rollouts.
-func RolloutViews(rs []*rollout.Rollout) []*apitype.Rollout {
-	out := make([]*apitype.Rollout, len(rs))
-	for i, r := range rs {
-		out[i] = RolloutView(r)
-	}
-	return out
-}
+func RolloutViews(rs []*rollout.Rollout) []*apitype.Rollout { return views(rs, RolloutView) }
 
 // AuditViews is the wire form of audit entries.
 func AuditViews(es []audit.Entry) []apitype.AuditEntry {
-	out := make([]apitype.AuditEntry, len(es))
-	for i, e := range es {
-		out[i] = apitype.AuditEntry{Time: e.Time, Who: e.Who, Action: e.Action, Target: e.Target, Nodes: e.Nodes,
+	return views(es, func(e audit.Entry) apitype.AuditEntry {
+		return apitype.AuditEntry{Time: e.Time, Who: e.Who, Action: e.Action, Target: e.Target, Nodes: e.Nodes,
 			Result: e.Result, Details: e.Details}
-	}
-	return out
+	})
 }
