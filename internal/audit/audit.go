@@ -24,8 +24,10 @@ import (
 )
 
 // Reserve is how many bytes the log keeps allocated past its end for the
-// entries to come. An entry longer than that may still fail to be written
-// on a full disk (it is then kept in memory with a note, and Ready fails).
+// entries to come. Entries longer than that, or more of them than fit at
+// once (mutations already under way when the disk filled), may still fail
+// to be written on a full disk: each is then kept in memory with a note,
+// and Ready fails.
 const Reserve = 64 << 10
 
 // Entry is one audited action.
@@ -49,6 +51,9 @@ type Log struct {
 	// err is why the next entry may not be durable (a failed write, sync
 	// or reservation); nil when it will be.
 	err error
+	// torn says a failed write left part of a line: the next entry starts
+	// with a newline of its own.
+	torn bool
 }
 
 // Open opens (creating, mode 0600) the audit log at path and loads its newest
@@ -78,7 +83,8 @@ func Open(path string, keep int) (*Log, error) {
 	if end > 0 { // end a torn last line, so that the next entry starts a line of its own
 		last := make([]byte, 1)
 		if _, err := f.ReadAt(last, end-1); err == nil && last[0] != '\n' {
-			f.Write([]byte("\n"))
+			_, err := f.Write([]byte("\n"))
+			l.torn = err != nil // a full disk: the next entry writes it
 		}
 	}
 	l.err = l.reserve() // a full disk does not stop the daemon: Ready refuses actions
@@ -142,7 +148,12 @@ func (l *Log) Record(e Entry) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	_, err = l.f.Write(append(b, '\n'))
+	line := append(b, '\n')
+	if l.torn {
+		line = append([]byte{'\n'}, line...)
+	}
+	n, err := l.f.Write(line)
+	l.torn = err != nil && n > 0
 	if err == nil {
 		err = l.f.Sync()
 	}

@@ -98,6 +98,11 @@ func TestFailsClosedOnFullDisk(t *testing.T) {
 	if recorded == 0 || recorded*200 > 2*Reserve {
 		t.Fatalf("%d entries fit in the reserve", recorded)
 	}
+	// An entry recorded anyway does not fit: it is refused, and whatever
+	// part of it was written does not spoil the entries after it.
+	if err := l.Record(Entry{Who: "x", Action: "too big", Details: []string{strings.Repeat("d", 2*Reserve)}}); err == nil {
+		t.Fatal("an entry larger than the reserve was written on a full disk")
+	}
 	l.Close()
 	l, err = Open(p, 1000)
 	if err != nil {
@@ -113,5 +118,19 @@ func TestFailsClosedOnFullDisk(t *testing.T) {
 	os.Remove(filler)
 	if err := l.Ready(); err != nil {
 		t.Fatalf("not ready once room was made: %v", err)
+	}
+	if err := l.Record(Entry{Who: "x", Action: "after", Result: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if l, err = Open(p, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if r := l.Recent(0); len(r) != recorded+1 || r[len(r)-1].Action != "after" {
+		data, _ := os.ReadFile(p)
+		for i, line := range strings.Split(string(data), "\n") {
+			t.Logf("line %d: %d bytes %.60q", i, len(line), line)
+		}
+		t.Fatalf("after room was made: %d entries, last %+v", len(r), r[len(r)-1])
 	}
 }
