@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"io"
 	"strings"
 	"time"
@@ -25,16 +26,8 @@ import (
 // carries.
 const SOLTailLines = 15
 
-// SOLLog is a node's captured console output (GET /v1/nodes/{name}/sol).
-type SOLLog struct {
-	Node    string    `json:"node"`
-	Lines   []string  `json:"lines"`            // the last lines, oldest first
-	Kept    int       `json:"kept"`             // bytes kept (bounded by sol.DefaultRingSize)
-	Total   int64     `json:"total"`            // bytes seen since the daemon started
-	Updated time.Time `json:"updated,omitzero"` // last output
-	Active  bool      `json:"active"`           // a SOL session runs now
-	Error   string    `json:"error,omitempty"`  // why the last session ended, if it failed
-}
+// SOLLog is a node's captured console output (the API type).
+type SOLLog = apitype.SOLLog
 
 // consoleSession is the node's console session through the power seam.
 func (d *Daemon) consoleSession(t power.Target) consolehub.Session {
