@@ -48,6 +48,13 @@ type SerialConsole interface {
 	Console(ctx context.Context, t Target, in io.Reader, out io.Writer, opts ConsoleOptions) error
 }
 
+// ConsoleAlternative is implemented by a Backend without a SerialConsole
+// that can name another way to t's console (Redfish: the same BMC's IPMI
+// serial-over-LAN). Service.Console adds it to its ErrNoConsole error.
+type ConsoleAlternative interface {
+	ConsoleAlternative(t Target) string
+}
+
 // Prober is implemented by a Backend with a cheap reachability check that
 // needs no session (IPMI's RMCP presence ping). The Service calls Probe
 // outside its concurrency bound, so that silent BMCs cost a socket rather
