@@ -146,12 +146,13 @@ func Start(opts Options) (*Sim, error) {
 			return nil, err
 		}
 	}
-	cert, err := ca.serverCert()
+	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", opts.Addr)
+	cert, err := ca.serverCert(ln.Addr().(*net.TCPAddr).IP)
 	if err != nil {
+		ln.Close()
 		return nil, err
 	}
 	s := &Sim{opts: opts, shape: shapeOf(opts.Vendor), ca: ca, ln: ln, addr: ln.Addr().String(),

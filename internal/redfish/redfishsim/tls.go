@@ -56,8 +56,8 @@ func (ca *CA) PEM() []byte { return ca.pem }
 // WriteFile writes the CA certificate to path (a bmc.redfish.ca file).
 func (ca *CA) WriteFile(path string) error { return os.WriteFile(path, ca.pem, 0o644) }
 
-// serverCert issues a certificate for 127.0.0.1, ::1 and localhost.
-func (ca *CA) serverCert() (tls.Certificate, error) {
+// serverCert issues a certificate for 127.0.0.1, ::1, localhost and ip.
+func (ca *CA) serverCert(ip net.IP) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, err
@@ -75,6 +75,9 @@ func (ca *CA) serverCert() (tls.Certificate, error) {
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		DNSNames:     []string{"localhost"},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	if ip != nil && !ip.IsUnspecified() && !ip.Equal(net.IPv4(127, 0, 0, 1)) && !ip.Equal(net.IPv6loopback) {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
