@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/netbootui/netbootui/bench/powerbench"
 	"github.com/netbootui/netbootui/internal/power"
 	"github.com/netbootui/netbootui/internal/power/backends"
 	"github.com/netbootui/netbootui/internal/redfish"
@@ -49,21 +50,13 @@ func run(n, conc int, timeout time.Duration) error {
 		return err
 	}
 	t0 := time.Now()
-	sims := make([]*redfishsim.Sim, n)
-	defer func() {
-		for _, s := range sims {
-			if s != nil {
-				_ = s.Close()
-			}
-		}
-	}()
-	for i := range sims {
-		s, err := redfishsim.Start(redfishsim.Options{Vendor: redfishsim.Vendors[i%len(redfishsim.Vendors)], Password: password, CA: ca})
-		if err != nil {
-			return err
-		}
-		sims[i] = s
+	sims, stopAll, err := powerbench.StartAll(n, func(i int) (*redfishsim.Sim, error) {
+		return redfishsim.Start(redfishsim.Options{Vendor: redfishsim.Vendors[i%len(redfishsim.Vendors)], Password: password, CA: ca})
+	}, func(s *redfishsim.Sim) { _ = s.Close() })
+	if err != nil {
+		return err
 	}
+	defer stopAll()
 	fmt.Printf("started %d simulated Redfish BMCs (%s in turn) in %v\n", n, vendorNames(), time.Since(t0).Round(time.Millisecond))
 	targets := make([]power.Target, n)
 	for i, s := range sims {
@@ -80,7 +73,7 @@ func run(n, conc int, timeout time.Duration) error {
 		return err
 	}
 	ours := time.Since(t0)
-	if bad := failures(res); bad != "" {
+	if bad := powerbench.Failures(res); bad != "" {
 		return fmt.Errorf("ours: %s", bad)
 	}
 	t0 = time.Now()
@@ -89,7 +82,7 @@ func run(n, conc int, timeout time.Duration) error {
 		return err
 	}
 	warm := time.Since(t0)
-	if bad := failures(res); bad != "" {
+	if bad := powerbench.Failures(res); bad != "" {
 		return fmt.Errorf("ours (sessions open): %s", bad)
 	}
 
@@ -125,10 +118,7 @@ func run(n, conc int, timeout time.Duration) error {
 	xargs := time.Since(t0)
 
 	fmt.Printf("power status of %d Redfish BMCs (%s)\n", n, time.Now().UTC().Format("2006-01-02"))
-	fmt.Printf("  %-34s %9v\n", fmt.Sprintf("netbootui (concurrency %d, cold)", conc), ours.Round(time.Millisecond))
-	fmt.Printf("  %-34s %9v\n", "netbootui (sessions open)", warm.Round(time.Millisecond))
-	fmt.Printf("  %-34s %9v   ours %.1fx faster\n", "redfishtool sequential loop", loop.Round(time.Millisecond), loop.Seconds()/ours.Seconds())
-	fmt.Printf("  %-34s %9v   ours %.1fx faster\n", fmt.Sprintf("xargs -P %d redfishtool", conc), xargs.Round(time.Millisecond), xargs.Seconds()/ours.Seconds())
+	powerbench.Report(os.Stdout, conc, "redfishtool", powerbench.Times{Ours: ours, Warm: warm, Loop: loop, Xargs: xargs})
 	return nil
 }
 
@@ -142,23 +132,6 @@ func vendorNames() string {
 		v[i] = string(x)
 	}
 	return strings.Join(v, ", ")
-}
-
-func failures(res []power.Result) string {
-	bad := 0
-	first := ""
-	for _, r := range res {
-		if r.Err != nil {
-			if bad == 0 {
-				first = r.Err.Error()
-			}
-			bad++
-		}
-	}
-	if bad == 0 {
-		return ""
-	}
-	return fmt.Sprintf("%d of %d failed, first: %s", bad, len(res), first)
 }
 
 func tail(s string) string {
