@@ -17,6 +17,7 @@ import (
 
 	"github.com/netbootui/netbootui/internal/power"
 	"github.com/netbootui/netbootui/internal/redfish/redfishsim"
+	"github.com/netbootui/netbootui/internal/rollout"
 	"github.com/netbootui/netbootui/internal/workflow"
 	"github.com/netbootui/netbootui/internal/workflow/simnode"
 )
@@ -87,7 +88,8 @@ nodes:
 // real BMC drives its machine) and one behind IPMI: one bulk power status
 // over the mixed set, then reboot-clean brings the dirty Redfish node and
 // the others back clean on the new generation, the firmware really booting
-// from the daemon. The Redfish password shows nowhere; a console on a
+// from the daemon; a staged rollout then moves all three on. The Redfish
+// password shows nowhere; a console on a
 // Redfish node names the alternative.
 func TestRebootCleanRedfish(t *testing.T) {
 	dir := t.TempDir()
@@ -199,6 +201,34 @@ func TestRebootCleanRedfish(t *testing.T) {
 	}
 	if r := strings.Join(sims[1].Resets(), ","); r != "1 On" {
 		t.Errorf("r2's BMC resets: %s", r)
+	}
+
+	// A staged rollout over the mixed set, in waves of two: every node
+	// reboots through its own protocol into the staged generation.
+	genC := importGen(t, d, dir, 'c', false)
+	ro, err := d.StageCreate(StageRequest{Selection: "r[1-2],i1", Generation: genC, Wave: "2", Timeout: 20 * time.Second, Who: "tester"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.StageAction(ro.ID, "run", "tester"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.StageWait(rctx, ro.ID); err != nil {
+		t.Fatal(err)
+	}
+	ro, _ = d.StageGet(ro.ID)
+	for name, boots := range map[string]int{"r1": 3, "r2": 2, "i1": 2} {
+		if s := nodes[name].Stats(); s.NetBoots != boots {
+			t.Errorf("%s: %d network boots after the rollout, want %d", name, s.NetBoots, boots)
+		}
+	}
+	for _, name := range []string{"r1", "r2", "i1"} {
+		if st := ro.Node(name).Status; st != rollout.NodeDone {
+			t.Errorf("rollout: %s is %s (%s: %s)", name, st, ro.State, ro.Reason)
+		}
+		if v, _ := d.Node(name); v.State.Generation != genC || v.Dirty {
+			t.Errorf("%s after the rollout: running %s, dirty %v", name, v.State.Generation, v.Dirty)
+		}
 	}
 
 	// A console on a Redfish node says there is none and names IPMI SOL.
