@@ -60,22 +60,10 @@ func run(n, nsinks, conc int, timeout time.Duration) error {
 	}
 
 	// ours: a fresh power seam over IPMI (sessions opened inside the measurement)
-	pool := power.New(power.Config{CallTimeout: timeout}, backends.Registry())
-	t0 = time.Now()
-	res, err := pool.Bulk(ctx, targets, power.OpStatus, power.BulkOptions{Concurrency: conc})
+	ours, warm, err := powerbench.Measure(ctx, targets, conc, timeout, backends.Registry())
 	if err != nil {
 		return err
 	}
-	ours := time.Since(t0)
-	if bad := powerbench.Failures(res); bad != "" {
-		return fmt.Errorf("ours: %s", bad)
-	}
-	t0 = time.Now()
-	if _, err := pool.Bulk(ctx, targets, power.OpStatus, power.BulkOptions{Concurrency: conc}); err != nil {
-		return err
-	}
-	warm := time.Since(t0)
-	_ = pool.Close()
 
 	args := func(s *ipmisim.Sim) []string {
 		return []string{"-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-p", strconv.Itoa(s.Port()), "-U", "admin", "-P", "secret", "chassis", "power", "status"}
@@ -128,7 +116,7 @@ func run(n, nsinks, conc int, timeout time.Duration) error {
 		}()
 		all = append(all, target(fmt.Sprintf("s%03d", i), c.LocalAddr().(*net.UDPAddr).Port))
 	}
-	pool = power.New(power.Config{CallTimeout: timeout}, backends.Registry())
+	pool := power.New(power.Config{CallTimeout: timeout}, backends.Registry())
 	defer pool.Close()
 	var mu sync.Mutex
 	var okN, timeoutN int

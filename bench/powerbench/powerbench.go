@@ -4,6 +4,7 @@
 package powerbench
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"time"
@@ -61,4 +62,25 @@ func Report(w io.Writer, conc int, tool string, t Times) {
 	fmt.Fprintf(w, "  %-34s %9v\n", "netbootui (sessions open)", t.Warm.Round(time.Millisecond))
 	fmt.Fprintf(w, "  %-34s %9v   ours %.1fx faster\n", tool+" sequential loop", t.Loop.Round(time.Millisecond), t.Loop.Seconds()/t.Ours.Seconds())
 	fmt.Fprintf(w, "  %-34s %9v   ours %.1fx faster\n", fmt.Sprintf("xargs -P %d %s", conc, tool), t.Xargs.Round(time.Millisecond), t.Xargs.Seconds()/t.Ours.Seconds())
+}
+
+// Measure runs power status of targets twice through a fresh power seam
+// over the built-in backends at concurrency conc: cold (sessions made
+// inside the measurement) and warm (sessions open). Any failed call fails
+// it.
+func Measure(ctx context.Context, targets []power.Target, conc int, timeout time.Duration, reg *power.Registry) (cold, warm time.Duration, err error) {
+	seam := power.New(power.Config{CallTimeout: timeout}, reg)
+	defer seam.Close()
+	for i, d := range []*time.Duration{&cold, &warm} {
+		t0 := time.Now()
+		res, err := seam.Bulk(ctx, targets, power.OpStatus, power.BulkOptions{Concurrency: conc})
+		if err != nil {
+			return 0, 0, err
+		}
+		*d = time.Since(t0)
+		if bad := Failures(res); bad != "" {
+			return 0, 0, fmt.Errorf("ours (%s): %s", []string{"cold", "sessions open"}[i], bad)
+		}
+	}
+	return cold, warm, nil
 }

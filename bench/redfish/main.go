@@ -65,25 +65,9 @@ func run(n, conc int, timeout time.Duration) error {
 	}
 
 	// ours: a fresh power seam (sessions made inside the measurement)
-	seam := power.New(power.Config{CallTimeout: timeout}, backends.Registry())
-	defer seam.Close()
-	t0 = time.Now()
-	res, err := seam.Bulk(ctx, targets, power.OpStatus, power.BulkOptions{Concurrency: conc})
+	ours, warm, err := powerbench.Measure(ctx, targets, conc, timeout, backends.Registry())
 	if err != nil {
 		return err
-	}
-	ours := time.Since(t0)
-	if bad := powerbench.Failures(res); bad != "" {
-		return fmt.Errorf("ours: %s", bad)
-	}
-	t0 = time.Now()
-	res, err = seam.Bulk(ctx, targets, power.OpStatus, power.BulkOptions{Concurrency: conc})
-	if err != nil {
-		return err
-	}
-	warm := time.Since(t0)
-	if bad := powerbench.Failures(res); bad != "" {
-		return fmt.Errorf("ours (sessions open): %s", bad)
 	}
 
 	// redfishtool: the system's PowerState, Basic authentication over

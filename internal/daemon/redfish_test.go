@@ -1,21 +1,20 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/netbootui/netbootui/internal/lab"
 	"github.com/netbootui/netbootui/internal/power"
+	"github.com/netbootui/netbootui/internal/power/backends"
 	"github.com/netbootui/netbootui/internal/redfish/redfishsim"
 	"github.com/netbootui/netbootui/internal/rollout"
 	"github.com/netbootui/netbootui/internal/workflow"
@@ -25,24 +24,6 @@ import (
 // redfishPassword is the Redfish BMCs' password: it must never show in the
 // daemon's logs, API results or errors.
 const redfishPassword = "Redf1sh-Pa55w0rd"
-
-// lockedBuffer is a log sink safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // writeRedfishInventory is a cluster of two nodes behind simulated Redfish
 // BMCs (r1: Dell iDRAC shapes, r2: HPE iLO, both trusting the simulators'
@@ -93,8 +74,7 @@ nodes:
 // Redfish node names the alternative.
 func TestRebootCleanRedfish(t *testing.T) {
 	dir := t.TempDir()
-	logs := &lockedBuffer{}
-	nodes := map[string]*simnode.Node{}
+	logs := &lab.Buffer{}
 	var sims []*redfishsim.Sim
 	ca, err := redfishsim.NewCA()
 	if err != nil {
@@ -103,27 +83,7 @@ func TestRebootCleanRedfish(t *testing.T) {
 	if err := ca.WriteFile(filepath.Join(dir, "bmc-ca.pem")); err != nil {
 		t.Fatal(err)
 	}
-	d, err := New(Config{InventoryPath: writeRedfishInventory(t, dir, 1, 2, 3), DataDir: filepath.Join(dir, "data"),
-		HTTPListen: "127.0.0.1:0", TFTPListen: "127.0.0.1:0", StallTimeout: 5 * time.Second, ReloadInterval: 50 * time.Millisecond,
-		Power: power.Config{CallTimeout: 3 * time.Second}, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	genA := importGen(t, d, dir, 'a', true)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-
-	for i, name := range []string{"r1", "r2", "i1"} {
-		n, err := simnode.Start(simnode.Options{MAC: fmt.Sprintf("52:54:00:7f:00:%02x", i+1), Password: rebootPassword,
-			BaseURL: "http://" + d.HTTPAddr().String(), TFTPAddr: d.TFTPAddr().String()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(n.Close)
-		nodes[name] = n
-	}
+	d, genA, nodes := startPowerCluster(t, dir, writeRedfishInventory(t, dir, 1, 2, 3), backends.Registry(), logs, []string{"r1", "r2", "i1"}, "52:54:00:7f:00:%02x")
 	for _, v := range []struct {
 		node   string
 		vendor redfishsim.Vendor
@@ -161,18 +121,8 @@ func TestRebootCleanRedfish(t *testing.T) {
 	}
 
 	// One bulk status over the mixed IPMI + Redfish set.
-	st, err := d.Power(rctx, PowerRequest{Selection: "r[1-2],i1", Op: "status"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	state, st := powerStates(t, rctx, d, "r[1-2],i1")
 	api = append(api, st...)
-	state := map[string]string{}
-	for _, r := range st {
-		if r.Error != "" {
-			t.Fatalf("status %s: %s", r.Node, r.Error)
-		}
-		state[r.Node] = r.Power
-	}
 	if state["r1"] != "on" || state["r2"] != "off" || state["i1"] != "off" {
 		t.Fatalf("status: %v", state)
 	}
@@ -232,9 +182,9 @@ func TestRebootCleanRedfish(t *testing.T) {
 	}
 
 	// A console on a Redfish node says there is none and names IPMI SOL.
-	err = d.Console(rctx, "r1", "tester", strings.NewReader(""), io.Discard, func() { t.Error("ready called") })
-	if !errors.Is(err, power.ErrNoConsole) || !strings.Contains(err.Error(), "IPMI serial-over-LAN") {
-		t.Errorf("console on r1: %v", err)
+	consoleErr := d.Console(rctx, "r1", "tester", strings.NewReader(""), io.Discard, func() { t.Error("ready called") })
+	if !errors.Is(consoleErr, power.ErrNoConsole) || !strings.Contains(consoleErr.Error(), "IPMI serial-over-LAN") {
+		t.Errorf("console on r1: %v", consoleErr)
 	}
 
 	// A busy BMC (503) fails alone, naming the BMC and not the password.
@@ -253,7 +203,7 @@ func TestRebootCleanRedfish(t *testing.T) {
 		}
 	}
 	out, _ := json.Marshal(api)
-	for where, text := range map[string]string{"logs": logs.String(), "API results": string(out), "console error": fmt.Sprint(err)} {
+	for where, text := range map[string]string{"logs": logs.String(), "API results": string(out), "console error": fmt.Sprint(consoleErr)} {
 		if strings.Contains(text, redfishPassword) {
 			t.Errorf("the Redfish password shows in the %s", where)
 		}

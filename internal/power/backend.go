@@ -103,6 +103,18 @@ type Settings struct {
 	Logger *slog.Logger
 }
 
+// Fill returns timeout and log, each replaced by the Service's setting when
+// unset (zero or nil): a backend's own options win over the Service's.
+func (s Settings) Fill(timeout time.Duration, log *slog.Logger) (time.Duration, *slog.Logger) {
+	if timeout <= 0 {
+		timeout = s.CallTimeout
+	}
+	if log == nil {
+		log = s.Logger
+	}
+	return timeout, log
+}
+
 // OptionReader reads a protocol's own section of a node's or group's bmc
 // entry (bmc.PROTOCOL, see Protocol.Options). The inventory implements it;
 // every problem it or the protocol reports carries the FILE:LINE:COL of the

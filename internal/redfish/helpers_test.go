@@ -1,37 +1,27 @@
 package redfish_test
 
 import (
-	"bytes"
 	"log/slog"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/netbootui/netbootui/internal/lab"
 	"github.com/netbootui/netbootui/internal/power"
 	"github.com/netbootui/netbootui/internal/redfish"
 	"github.com/netbootui/netbootui/internal/redfish/redfishsim"
+	"github.com/netbootui/netbootui/internal/redfish/redfishsim/simtest"
 )
 
 const testPassword = "Sup3r-s3cret-pw"
 
-// startSim starts a simulated BMC closed at the end of the test, with its
-// CA written to a file.
+// startSim starts a simulated BMC (with the test password unless set)
+// closed at the end of the test, with its CA written to a file.
 func startSim(t *testing.T, o redfishsim.Options) (*redfishsim.Sim, string) {
 	t.Helper()
 	if o.Password == "" {
 		o.Password = testPassword
 	}
-	s, err := redfishsim.Start(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := s.CA().WriteFile(ca); err != nil {
-		t.Fatal(err)
-	}
-	return s, ca
+	return simtest.Start(t, o)
 }
 
 // target is the power target of sim's i-th system, trusting caFile.
@@ -40,30 +30,12 @@ func target(node string, s *redfishsim.Sim, i int, caFile string) power.Target {
 		Password: power.NewSecret(testPassword), Options: redfish.BMCOptions{System: s.SystemPath(i), CA: caFile}}
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // seam is a power.Service over the Redfish backend (and whatever protocols
 // extra adds), closed at the end of the test, logging at debug level into
 // its Log.
 type seam struct {
 	*power.Service
-	Log *syncBuffer
+	Log *lab.Buffer
 }
 
 func openSeam(t *testing.T, timeout time.Duration, extra ...power.Protocol) *seam {
@@ -72,7 +44,7 @@ func openSeam(t *testing.T, timeout time.Duration, extra ...power.Protocol) *sea
 	if err != nil {
 		t.Fatal(err)
 	}
-	buf := &syncBuffer{}
+	buf := &lab.Buffer{}
 	log := slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s := power.New(power.Config{CallTimeout: timeout, MinInterval: -1, Logger: log}, reg)
 	t.Cleanup(func() { _ = s.Close() })

@@ -4,13 +4,13 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/netbootui/netbootui/internal/lab"
 	"github.com/netbootui/netbootui/internal/redfish/redfishsim"
+	"github.com/netbootui/netbootui/internal/redfish/redfishsim/simtest"
 )
 
 const pw = "Cl1ent-pw"
@@ -45,16 +45,7 @@ func try(name string, args ...string) (string, error) {
 
 func start(t *testing.T, v redfishsim.Vendor) (*redfishsim.Sim, string) {
 	t.Helper()
-	s, err := redfishsim.Start(redfishsim.Options{Vendor: v, Password: pw})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := s.CA().WriteFile(ca); err != nil {
-		t.Fatal(err)
-	}
-	return s, ca
+	return simtest.Start(t, redfishsim.Options{Vendor: v, Password: pw})
 }
 
 // TestRedfishtool: DMTF's redfishtool reads every vendor variant's system,
