@@ -433,6 +433,9 @@ func (c *Client) Facts(ctx context.Context, pt power.Target) (power.Facts, error
 			}
 		}
 		slices.Sort(f.MACs)
+		if len(f.MACs) > 0 {
+			f.Device += ", NICs " + strings.Join(f.MACs, " ")
+		}
 		return nil
 	})
 	if err != nil {

@@ -129,6 +129,11 @@ func TestVendors(t *testing.T) {
 			if !slices.Equal(f.MACs, []string{"52:54:00:aa:bb:01", "52:54:00:aa:bb:02"}) {
 				t.Fatalf("MACs %v", f.MACs)
 			}
+			// deviceid (the API's node BMC view) shows them too.
+			if r := s.Do(ctx, tg, power.OpDeviceID); r.Err != nil || !strings.Contains(r.Detail, tc.wantMaker) ||
+				!strings.HasSuffix(r.Detail, "NICs 52:54:00:aa:bb:01 52:54:00:aa:bb:02") {
+				t.Fatalf("deviceid %+v", r)
+			}
 			if sim.Logins() != 2 {
 				t.Fatalf("%d logins, want 2: one session for the seam's backend, one for this client", sim.Logins())
 			}
