@@ -224,6 +224,8 @@ func TestFaults(t *testing.T) {
 	wrongPW.Password = power.NewSecret("not-" + testPassword)
 	closed := target("closed", good, 0, ca)
 	closed.Port = closedPort
+	noCA := target("noca", good, 0, ca)
+	noCA.Options = redfish.BMCOptions{System: good.SystemPath(0), CA: ca + ".missing"}
 	for _, tc := range []struct {
 		tg   power.Target
 		op   power.Op
@@ -234,6 +236,7 @@ func TestFaults(t *testing.T) {
 		{wrongPW, power.OpStatus, power.ErrAuth, "authentication failed for user root"},
 		{closed, power.OpStatus, power.ErrUnreachable, "connection refused"},
 		{target("tls", otherCA, 0, ca), power.OpStatus, power.ErrNegotiation, "TLS certificate not trusted"},
+		{noCA, power.OpStatus, power.ErrNegotiation, "cannot read CA file"},
 		{target("busy", busy, 0, ca), power.OpStatus, power.ErrProtocol, "retry after 2m0s"},
 		{target("hole", hole, 0, ca), power.OpStatus, power.ErrTimeout, "no answer within 2s"},
 		{target("stuck", stuck, 0, ca), power.OpOn, power.ErrTimeout, "did not finish within 2s"},
@@ -260,6 +263,7 @@ func TestFaults(t *testing.T) {
 				}
 				return
 			}
+			t.Logf("after %s: %v", time.Since(start).Round(time.Millisecond), err)
 			if !errors.Is(err, tc.kind) {
 				t.Fatalf("error %v, want kind %v", err, tc.kind)
 			}
