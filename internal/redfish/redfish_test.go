@@ -182,8 +182,8 @@ func TestSessionReuse(t *testing.T) {
 	}
 }
 
-// TestAsyncTask: a Reset answered 202 with a task monitor is polled to its
-// end.
+// TestAsyncTask: a Reset and a boot override PATCH answered 202 with a
+// task monitor are polled to their end.
 func TestAsyncTask(t *testing.T) {
 	sim, ca := startSim(t, redfishsim.Options{Vendor: redfishsim.Supermicro, AsyncReset: true, TaskTime: 300 * time.Millisecond})
 	s := openSeam(t, 5*time.Second)
@@ -194,6 +194,15 @@ func TestAsyncTask(t *testing.T) {
 	}
 	if d := time.Since(start); d < 300*time.Millisecond {
 		t.Fatalf("returned after %s, before the task ended", d)
+	}
+	// The boot override PATCH answered 202 too.
+	start = time.Now()
+	r = s.Do(context.Background(), target("n1", sim, 0, ca), power.OpBootdevPXE)
+	if en, tg, _, _ := sim.Boot(0); r.Err != nil || en != "Once" || tg != "Pxe" {
+		t.Fatalf("async boot override: %+v (%s %s)", r, en, tg)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("boot override returned after %s, before the task ended", d)
 	}
 }
 

@@ -252,6 +252,12 @@ func (s *Sim) patchBoot(w http.ResponseWriter, r *http.Request, i int) {
 			return
 		}
 	}
+	if s.opts.AsyncReset {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.accept(w)
+		return
+	}
 	s.success(w, s.shape.patchStatus)
 }
 
@@ -323,15 +329,7 @@ func (s *Sim) reset(w http.ResponseWriter, r *http.Request, i int) {
 		return
 	}
 	if s.opts.AsyncReset || s.faults.TaskStuck {
-		s.nextID++
-		t := &task{id: strconv.Itoa(s.nextID), state: "Running"}
-		if !s.faults.TaskStuck {
-			t.until = time.Now().Add(s.opts.TaskTime)
-		}
-		s.tasks[t.id] = t
-		w.Header().Set("Location", "/redfish/v1/TaskService/TaskMonitors/"+t.id)
-		w.Header().Set("Retry-After", "1")
-		s.json(w, http.StatusAccepted, s.taskDoc(t))
+		s.accept(w)
 		return
 	}
 	if s.shape.resetStatus == http.StatusNoContent {
@@ -356,6 +354,21 @@ func (s *Sim) taskDoc(t *task) map[string]any {
 	}
 	return map[string]any{"@odata.id": "/redfish/v1/TaskService/Tasks/" + t.id, "@odata.type": "#Task.v1_5_0.Task", "Id": t.id, "Name": "Reset task",
 		"TaskState": st, "TaskStatus": "OK", "PercentComplete": pct, "TaskMonitor": "/redfish/v1/TaskService/TaskMonitors/" + t.id}
+}
+
+// accept answers 202 with a new task's monitor in Location (Retry-After 1):
+// it completes after TaskTime, or never with Faults.TaskStuck. The caller
+// holds s.mu.
+func (s *Sim) accept(w http.ResponseWriter) {
+	s.nextID++
+	t := &task{id: strconv.Itoa(s.nextID), state: "Running"}
+	if !s.faults.TaskStuck {
+		t.until = time.Now().Add(s.opts.TaskTime)
+	}
+	s.tasks[t.id] = t
+	w.Header().Set("Location", "/redfish/v1/TaskService/TaskMonitors/"+t.id)
+	w.Header().Set("Retry-After", "1")
+	s.json(w, http.StatusAccepted, s.taskDoc(t))
 }
 
 // task serves a Task (monitor false) or its task monitor: 202 while it

@@ -56,8 +56,9 @@ type Options struct {
 	MACs []string
 	// Serial is the first system's serial number (made up when empty).
 	Serial string
-	// AsyncReset answers Reset with 202 and a task monitor that completes
-	// after TaskTime (500 ms when 0), as BMCs that queue jobs do.
+	// AsyncReset answers Reset and the boot override PATCH with 202 and a
+	// task monitor that completes after TaskTime (500 ms when 0), as BMCs
+	// that queue jobs do (the change itself is made at once).
 	AsyncReset bool
 	TaskTime   time.Duration
 }

@@ -90,7 +90,7 @@ func TestSimBehaviour(t *testing.T) {
 		t.Fatalf("a boot target not offered: %d", code)
 	}
 	// The override is kept until the next boot, which uses it up.
-	if code, _, _ := c.do("PATCH", sys, pw, map[string]any{"Boot": map[string]string{"BootSourceOverrideEnabled": "Once", "BootSourceOverrideTarget": "Pxe", "BootSourceOverrideMode": "Legacy"}}); code != 200 {
+	if code, _, _ := c.do("PATCH", sys, pw, map[string]any{"Boot": map[string]string{"BootSourceOverrideEnabled": "Once", "BootSourceOverrideTarget": "Pxe", "BootSourceOverrideMode": "Legacy"}}); code != 202 { // AsyncReset: a task
 		t.Fatalf("boot override: %d", code)
 	}
 	if en, tg, mode, _ := s.Boot(0); en != "Once" || tg != "Pxe" || mode != "Legacy" {
