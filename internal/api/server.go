@@ -85,12 +85,16 @@ type Server struct {
 }
 
 // Listen binds a unix socket at path (mode 0660), replacing a stale socket
-// that nothing answers on. It refuses to take over a live one.
+// that nothing answers on. It refuses to take over a live one, and never
+// removes anything at path that is not a socket.
 func Listen(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(path); err == nil {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("api socket %s: a %s is there, not a socket: not replacing it", path, fileKind(fi.Mode()))
+		}
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 			c.Close()
 			return nil, fmt.Errorf("api socket %s: another daemon is answering on it", path)
@@ -106,6 +110,18 @@ func Listen(path string) (net.Listener, error) {
 		return nil, err
 	}
 	return ln, nil
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "folder"
+	case m&os.ModeSymlink != 0:
+		return "symbolic link"
+	case m.IsRegular():
+		return "regular file"
+	}
+	return "file"
 }
 
 // Serve answers API requests on ln until Close.

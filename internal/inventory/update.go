@@ -36,15 +36,21 @@ func Update(path, baseRevision string, edit func(*Document) error) (string, erro
 		return "", err
 	}
 	defer unlock()
-	removeStaleTemps(path)
+	// A symlinked inventory is written through the link: temp files sit
+	// next to its target.
+	target, err := atomicfile.Resolve(path)
+	if err != nil {
+		return "", fmt.Errorf("inventory: %w", err)
+	}
+	removeStaleTemps(target)
 
 	st, err := os.Stat(path)
 	if err != nil {
 		return "", fmt.Errorf("inventory: %w", err)
 	}
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
-		return "", fmt.Errorf("inventory: %w", err)
+		return "", err
 	}
 	rev := Revision(data)
 	if baseRevision != "" && rev != baseRevision {
