@@ -13,6 +13,7 @@ import (
 	"github.com/netbootui/netbootui/internal/api"
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/netlimit"
 )
 
 func cmdServe(ctx context.Context, args []string) error {
@@ -30,6 +31,11 @@ func cmdServe(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.KernelDir, "kernel-dir", os.Getenv("NETBOOTUI_KERNEL_DIR"), "`dir` holding vmlinuz and modules/ for recipes' ${kernel_dir}")
 	fs.DurationVar(&cfg.PowerPoll, "power-poll", 30*time.Second, "how often every BMC's power status is read (0 disables)")
 	fs.DurationVar(&cfg.IPMI.CallTimeout, "ipmi-timeout", 5*time.Second, "deadline of one BMC call")
+	fs.IntVar(&cfg.HTTPLimits.MaxConns, "http-max-conns", 0, "cap on open HTTP boot connections; more are closed unanswered (0: a quarter of the file descriptor limit after 256 kept for the rest)")
+	fs.DurationVar(&cfg.HTTPLimits.ReadHeaderTimeout, "http-header-timeout", netlimit.DefaultReadHeaderTimeout, "time an HTTP client has to send a request's headers")
+	fs.DurationVar(&cfg.HTTPLimits.ReadTimeout, "http-read-timeout", netlimit.DefaultReadTimeout, "time an HTTP client has to send a whole request (a check-in's body)")
+	fs.DurationVar(&cfg.HTTPLimits.IdleTimeout, "http-idle-timeout", netlimit.DefaultIdleTimeout, "an HTTP keep-alive connection with no request for this long is closed")
+	fs.DurationVar(&cfg.HTTPLimits.WriteTimeout, "http-write-timeout", netlimit.DefaultWriteTimeout, "every write to an HTTP client (every 512 KiB of a file) must complete within this; a download may take as long as the client keeps reading")
 	socket := fs.String("api-socket", defaultSocket(), "unix socket `path` of the local API")
 	sshListen := fs.String("ssh-listen", "", "serve the console over SSH on this `address` (empty disables)")
 	authorizedKeys := fs.String("authorized-keys", "", "OpenSSH authorized keys `file` of the SSH console (reloaded on change)")

@@ -1,11 +1,15 @@
 package api
 
 import (
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/netlimit"
 )
 
 // `serve --api-socket FILE` deleted an existing regular file at FILE.
@@ -50,4 +54,37 @@ func TestListenNeverRemovesWhatIsNotASocket(t *testing.T) {
 		t.Fatalf("Listen on a stale socket = %v", err)
 	}
 	ln.Close()
+}
+
+// The socket closes keep-alive connections left idle and requests whose
+// headers never end.
+func TestSocketTimeouts(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	ln, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Limits: netlimit.Limits{ReadHeaderTimeout: 300 * time.Millisecond, IdleTimeout: 300 * time.Millisecond}}
+	go s.Serve(ln)
+	defer s.Close()
+	for _, tc := range []struct {
+		name string
+		send string
+	}{
+		{"idle keep-alive", "GET /v1/nope HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"headers never end", "GET /v1/nope HTTP/1.1\r\nHost: x\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			io.WriteString(c, tc.send)
+			c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			if _, err := io.Copy(io.Discard, c); err != nil {
+				t.Fatalf("connection still open after 3 s: %v", err)
+			}
+		})
+	}
 }

@@ -46,6 +46,7 @@ import (
 
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/netlimit"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
 )
@@ -78,6 +79,11 @@ func (e *Error) Error() string { return e.Message }
 type Server struct {
 	D      *daemon.Daemon
 	Logger *slog.Logger
+	// Limits: the socket's connections get its ReadHeaderTimeout and
+	// IdleTimeout (zero: netlimit's defaults). Its read and write timeouts
+	// do not apply: an import streams a caller's files, a follow stream
+	// stays open as long as its caller watches.
+	Limits netlimit.Limits
 
 	mu     sync.Mutex
 	srv    *http.Server
@@ -126,7 +132,8 @@ func fileKind(m os.FileMode) string {
 
 // Serve answers API requests on ln until Close.
 func (s *Server) Serve(ln net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ConnContext: peerContext}
+	l := s.Limits.WithDefaults()
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout, ConnContext: peerContext}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
