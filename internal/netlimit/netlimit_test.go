@@ -188,9 +188,10 @@ func TestSlowReaderIsNotCutOffStalledOneIs(t *testing.T) {
 func TestCap(t *testing.T) {
 	l := fast
 	l.MaxConns, l.IdleTimeout = 3, 10*time.Second
-	release := make(chan struct{})
+	release, entered := make(chan struct{}), make(chan struct{}, 3)
 	addr, cl := serve(t, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/busy" {
+			entered <- struct{}{}
 			<-release
 		}
 		io.WriteString(w, "ok\n")
@@ -216,12 +217,18 @@ func TestCap(t *testing.T) {
 		}
 		idle = append(idle, c)
 	}
-	// Idle at the cap: the newcomer is served, the oldest idle one closed.
+	// Idle at the cap: the newcomer is served, an idle one closed.
 	if s, err := get(dial(), "/"); err != nil || !strings.Contains(s, "200") {
 		t.Fatalf("a newcomer while 3 connections idle: %q %v", s, err)
 	}
-	if !closedWithin(idle[0], 2*time.Second) {
-		t.Error("the longest-idle connection was not closed")
+	closed := 0 // (which one is the longest idle depends on when net/http marked each idle)
+	for _, c := range idle {
+		if closedWithin(c, 300*time.Millisecond) {
+			closed++
+		}
+	}
+	if closed != 1 {
+		t.Errorf("%d idle connections closed, want 1", closed)
 	}
 	if cl.Evicted() != 1 || cl.Shed() != 0 {
 		t.Errorf("evicted %d, shed %d; want 1, 0", cl.Evicted(), cl.Shed())
@@ -234,19 +241,27 @@ func TestCap(t *testing.T) {
 		fmt.Fprintf(c, "GET /busy HTTP/1.1\r\nHost: x\r\n\r\n")
 		busy = append(busy, c)
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for cl.Evicted() < 3 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond) // the busy ones took the idle ones' places
+	for range 3 { // the busy ones took the idle ones' places and are being answered
+		select {
+		case <-entered:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the busy requests were not served")
+		}
 	}
-	time.Sleep(100 * time.Millisecond) // and their requests are being answered
-	over := dial()
-	fmt.Fprintf(over, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	over.SetReadDeadline(time.Now().Add(2 * time.Second))
-	if b, err := io.ReadAll(over); len(b) != 0 || (err != nil && !strings.Contains(err.Error(), "reset")) {
-		t.Fatalf("over the cap: read %q, %v; want a bare close", b, err)
+	// The shed connection is reset: at connect (the reset can beat the
+	// handshake's completion) or at the first read.
+	if over, err := net.Dial("tcp", addr); err == nil {
+		defer over.Close()
+		fmt.Fprintf(over, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		over.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if b, err := io.ReadAll(over); len(b) != 0 || (err != nil && !strings.Contains(err.Error(), "reset")) {
+			t.Fatalf("over the cap: read %q, %v; want a bare close", b, err)
+		}
+	} else if !strings.Contains(err.Error(), "reset") {
+		t.Fatal(err)
 	}
-	if cl.Shed() != 1 || cl.Active() != 3 {
-		t.Errorf("shed %d, active %d; want 1 and 3", cl.Shed(), cl.Active())
+	if cl.Shed() != 1 || cl.Active() != 3 || cl.Evicted() != 4 {
+		t.Errorf("shed %d, active %d, evicted %d; want 1, 3, 4", cl.Shed(), cl.Active(), cl.Evicted())
 	}
 	close(release)
 	for _, c := range busy {
