@@ -14,6 +14,7 @@ import (
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/inventory"
 	"github.com/netbootui/netbootui/internal/netlimit"
+	"github.com/netbootui/netbootui/internal/sshconsole"
 )
 
 func cmdServe(ctx context.Context, args []string) error {
@@ -39,6 +40,9 @@ func cmdServe(ctx context.Context, args []string) error {
 	socket := fs.String("api-socket", defaultSocket(), "unix socket `path` of the local API")
 	sshListen := fs.String("ssh-listen", "", "serve the console over SSH on this `address` (empty disables)")
 	authorizedKeys := fs.String("authorized-keys", "", "OpenSSH authorized keys `file` of the SSH console (reloaded on change)")
+	var sshLim sshLimits
+	fs.DurationVar(&sshLim.handshake, "ssh-handshake-timeout", sshconsole.DefaultHandshakeTimeout, "time an SSH connection has to finish its handshake and authenticate")
+	fs.IntVar(&sshLim.maxUnauth, "ssh-max-unauthenticated", sshconsole.DefaultMaxUnauthenticated, "cap on SSH connections not yet authenticated; more are closed at once")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	proxyDHCP := fs.String("proxydhcp", "", "answer PXE clients on this `interface` as a proxyDHCP (UDP 67 and 4011; never gives addresses, so the site's DHCP server keeps doing that); nodes are chained to --advertise-url, else the HTTP listen address, else the interface's IPv4 address with the HTTP port")
@@ -77,7 +81,7 @@ func cmdServe(ctx context.Context, args []string) error {
 		}
 	}()
 	logger.Info("api listening", "socket", *socket)
-	if err := startSSH(ctx, *sshListen, *authorizedKeys, cfg.DataDir, srv, logger); err != nil {
+	if err := startSSH(ctx, *sshListen, *authorizedKeys, cfg.DataDir, sshLim, srv, logger); err != nil {
 		srv.Close()
 		os.Remove(*socket)
 		return err

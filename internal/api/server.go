@@ -46,9 +46,9 @@ import (
 
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/daemon"
-	"github.com/netbootui/netbootui/internal/netlimit"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/netlimit"
 )
 
 // Status is the answer of GET /v1/status.
