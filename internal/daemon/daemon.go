@@ -189,8 +189,8 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if cfg.TFTPListen != "" {
 		d.tftp = &pxe.TFTPServer{Addr: cfg.TFTPListen, Source: d.Boot, Logger: cfg.Logger,
 			OnDenied: func(client netip.AddrPort, name string, reason error) {
-				d.apply(bootstate.Event{Kind: bootstate.KindDenied, Proto: "tftp", Remote: client.String(),
-					Path: fmt.Sprintf("%q", name), Error: reason.Error()})
+				d.Boot.Denied(bootstate.Event{Proto: "tftp", Remote: client.String(),
+					Path: fmt.Sprintf("%q", name), Error: reason.Error()}, "tftp: request refused")
 			}}
 		if err := d.tftp.Listen(); err != nil {
 			return nil, fmt.Errorf("tftp listen %s: %w", cfg.TFTPListen, err)
