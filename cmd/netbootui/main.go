@@ -35,6 +35,8 @@ Daemon:
   netbootui serve --inventory FILE --data DIR [--http-listen ADDR] [--tftp-listen ADDR] [--api-socket PATH]
                   [--proxydhcp IFACE [--proxydhcp-known-only] [--proxydhcp-efi-loader snponly.efi]]
                                         also answer PXE clients on IFACE (ports 67, 4011), never giving addresses
+                  [--http-max-conns N] [--http-*-timeout D] [--ssh-handshake-timeout D] [--ssh-max-unauthenticated N]
+                                        limits (SECURITY.md)
 
 Inventory:
   netbootui validate FILE                      check an inventory; errors as FILE:LINE:COL: message
