@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/ipmi"
+	"github.com/netbootui/netbootui/internal/lab"
 	"github.com/netbootui/netbootui/internal/netlimit"
 	"github.com/netbootui/netbootui/internal/sshconsole"
 	"github.com/netbootui/netbootui/internal/ui"
@@ -42,29 +42,10 @@ type head struct {
 	sock     string
 	ssh      *sshconsole.Server
 	sshKey   gossh.Signer
-	logs     *lockedBuffer
+	logs     *lab.Buffer // the daemon's log
 	nodes    map[string]*simnode.Node
 	httpAddr string
 	tftpAddr string
-}
-
-// lockedBuffer collects the daemon's log.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// count returns the number of log lines containing s.
-func (l *lockedBuffer) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
 }
 
 // limits are the head's limits in these tests: the defaults' shape, with
@@ -108,7 +89,7 @@ func writeInventory(t *testing.T, dir string, ports map[string]int) string {
 func startHead(t *testing.T) *head {
 	t.Helper()
 	dir := t.TempDir()
-	h := &head{t: t, dir: dir, logs: &lockedBuffer{}, nodes: map[string]*simnode.Node{}}
+	h := &head{t: t, dir: dir, logs: &lab.Buffer{}, nodes: map[string]*simnode.Node{}}
 	root := filepath.Join(dir, "bootroot")
 	os.MkdirAll(root, 0o755)
 	for name, size := range map[string]int{"undionly.kpxe": 64 << 10, "pxelinux.0": 40 << 10, "flood.bin": 256 << 10} {

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/netbootui/netbootui/internal/lab"
 )
 
 // serve runs h with limits l on a loopback port and returns its address.
@@ -26,17 +28,6 @@ func serve(t *testing.T, l Limits, h http.Handler) (string, *Listener) {
 	go srv.Serve(cl)
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String(), cl
-}
-
-// closedWithin reports whether the server closes c within d (reading
-// returns EOF or a reset).
-func closedWithin(c net.Conn, d time.Duration) bool {
-	c.SetReadDeadline(time.Now().Add(d))
-	_, err := io.Copy(io.Discard, c)
-	if ne, ok := err.(net.Error); ok && ne.Timeout() {
-		return false
-	}
-	return true
 }
 
 var fast = Limits{ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: 400 * time.Millisecond,
@@ -87,7 +78,7 @@ func TestTimeouts(t *testing.T) {
 			defer c.Close()
 			start := time.Now()
 			tc.send(c)
-			if !closedWithin(c, 1500*time.Millisecond) {
+			if !lab.ClosedWithin(c, 1500*time.Millisecond) {
 				t.Fatalf("connection still open after %v", time.Since(start))
 			}
 		})
@@ -223,7 +214,7 @@ func TestCap(t *testing.T) {
 	}
 	closed := 0 // (which one is the longest idle depends on when net/http marked each idle)
 	for _, c := range idle {
-		if closedWithin(c, 300*time.Millisecond) {
+		if lab.ClosedWithin(c, 300*time.Millisecond) {
 			closed++
 		}
 	}

@@ -68,7 +68,8 @@ type Boot struct {
 	Noisy *ratelimit.Limiter
 
 	noisyOnce sync.Once
-	mu        sync.Mutex
+
+	mu      sync.Mutex
 	learned map[netip.Addr]learnedIP
 	// anonNBP holds bootloader fetches from addresses not yet tied to a
 	// node: the next request that names its node by MAC from the same

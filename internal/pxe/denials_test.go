@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
-	"os"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -46,7 +46,9 @@ func TestDenialsAreRateLimited(t *testing.T) {
 
 	requests := []func(i int) (method, target, body string){
 		func(i int) (string, string, string) { return "POST", "/checkin", "node=n1&token=bogus" },
-		func(i int) (string, string, string) { return "POST", "/checkin", fmt.Sprintf("node=x%d&token=bogus", i) },
+		func(i int) (string, string, string) {
+			return "POST", "/checkin", fmt.Sprintf("node=x%d&token=bogus", i)
+		},
 		func(i int) (string, string, string) { return "GET", "/loaders/..%2f..%2fetc%2fshadow", "" },
 		func(i int) (string, string, string) {
 			return "GET", fmt.Sprintf("/boot/02-00-00-%02x-%02x-%02x.ipxe", byte(i>>16), byte(i>>8), byte(i)), ""

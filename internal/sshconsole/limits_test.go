@@ -11,21 +11,23 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/netbootui/netbootui/internal/lab"
 	"github.com/netbootui/netbootui/internal/ui"
 )
 
-// limitedServer serves consoles with a short handshake timeout and a cap of
-// maxUnauth unauthenticated connections; alice's key is authorized.
-func limitedServer(t *testing.T, handshake time.Duration, maxUnauth int) (*Server, gossh.Signer) {
+// configuredServer serves consoles on 127.0.0.1 over a real daemon, with
+// its Config changed by set; alice's key is authorized.
+func configuredServer(t *testing.T, set func(*Config)) (*Server, gossh.Signer) {
 	t.Helper()
 	_, apiSrv, _ := startDaemon(t, false)
 	dir := t.TempDir()
 	alice, aliceLine := newKey(t)
 	keysPath := filepath.Join(dir, "authorized_keys")
 	writeKeys(t, keysPath, aliceLine)
-	srv, err := New(Config{AuthorizedKeys: keysPath, HostKey: filepath.Join(dir, HostKeyFile),
-		HandshakeTimeout: handshake, MaxUnauthenticated: maxUnauth,
-		Backend: func(who string) (ui.Backend, func()) { return apiSrv.InProcessClient(who) }})
+	cfg := Config{AuthorizedKeys: keysPath, HostKey: filepath.Join(dir, HostKeyFile),
+		Backend: func(who string) (ui.Backend, func()) { return apiSrv.InProcessClient(who) }}
+	set(&cfg)
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,6 +37,13 @@ func limitedServer(t *testing.T, handshake time.Duration, maxUnauth int) (*Serve
 	go srv.Serve()
 	t.Cleanup(func() { srv.Close() })
 	return srv, alice
+}
+
+// limitedServer has a handshake timeout and a cap of maxUnauth
+// unauthenticated connections.
+func limitedServer(t *testing.T, handshake time.Duration, maxUnauth int) (*Server, gossh.Signer) {
+	t.Helper()
+	return configuredServer(t, func(c *Config) { c.HandshakeTimeout, c.MaxUnauthenticated = handshake, maxUnauth })
 }
 
 // The version line read "SSH-2.0-SSH-2.0-netbootui".
@@ -50,16 +59,6 @@ func TestVersionLine(t *testing.T) {
 	if err != nil || line != "SSH-2.0-netbootui\r\n" {
 		t.Fatalf("version line %q, %v; want SSH-2.0-netbootui", line, err)
 	}
-}
-
-// closedWithin reports whether the server closes c within d.
-func closedWithin(c net.Conn, d time.Duration) bool {
-	c.SetReadDeadline(time.Now().Add(d))
-	_, err := io.Copy(io.Discard, c)
-	if ne, ok := err.(net.Error); ok && ne.Timeout() {
-		return false
-	}
-	return true
 }
 
 // Connections that never authenticate are closed after the handshake
@@ -100,7 +99,7 @@ func TestUnauthenticatedConnections(t *testing.T) {
 	// The stalled ones are cut at the handshake timeout.
 	start := time.Now()
 	for i, c := range held {
-		if !closedWithin(c, handshake+3*time.Second) {
+		if !lab.ClosedWithin(c, handshake+3*time.Second) {
 			t.Fatalf("stalled connection %d still open after %v", i, time.Since(start))
 		}
 	}
