@@ -2,9 +2,12 @@ package daemon
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/netbootui/netbootui/internal/inventory"
 )
 
 // Kernel arguments the renderer refuses never reach the inventory in force:
@@ -37,5 +40,33 @@ func TestKernelArgsTheRendererRefuses(t *testing.T) {
 	}
 	if code, body := e.get("/boot/52:54:00:00:00:01.ipxe"); code != 200 || !strings.Contains(string(body), "console=ttyS0") {
 		t.Fatalf("last good inventory not served: %d %s", code, body)
+	}
+}
+
+// An edit through the API of a symlinked inventory (the file in a git
+// checkout, the link where the daemon looks) writes the link's target and
+// keeps the link.
+func TestEditThroughSymlinkedInventory(t *testing.T) {
+	e := startDaemon(t)
+	checkout := filepath.Join(t.TempDir(), "cluster.yaml")
+	if err := os.Rename(e.inv, checkout); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(checkout, e.inv); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := e.d.EditNode("px1", Edit{Set: map[string]any{"kernel_args": "quiet"}, Who: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(e.inv); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the inventory is no longer a symbolic link: %v", err)
+	}
+	data, _ := os.ReadFile(checkout)
+	if inventory.Revision(data) != rev || !strings.Contains(string(data), "kernel_args: quiet") {
+		t.Fatalf("the link's target was not edited (revision %s):\n%s", rev, data)
+	}
+	if e.d.Inventory().Revision != rev {
+		t.Errorf("the daemon serves revision %s, want %s", e.d.Inventory().Revision, rev)
 	}
 }

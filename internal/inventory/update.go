@@ -170,7 +170,7 @@ func Watch(ctx context.Context, path string, interval time.Duration, onChange fu
 			return
 		}
 		havePending = false
-		data, err := os.ReadFile(path)
+		data, err := readFile(path)
 		if s2 := stat(); s2 != s {
 			pending, havePending = s2, true
 			return
@@ -179,7 +179,6 @@ func Watch(ctx context.Context, path string, interval time.Duration, onChange fu
 		var key string
 		var inv *Inventory
 		if err != nil {
-			err = fmt.Errorf("inventory: %w", err)
 			key = "error:" + err.Error()
 		} else {
 			key = Revision(data)
