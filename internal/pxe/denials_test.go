@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
 )
 
@@ -45,9 +46,11 @@ func TestDenialsAreRateLimited(t *testing.T) {
 	h := (&HTTPServer{Boot: b}).Handler()
 
 	requests := []func(i int) (method, target, body string){
-		func(i int) (string, string, string) { return "POST", "/checkin", "node=n1&token=bogus" },
 		func(i int) (string, string, string) {
-			return "POST", "/checkin", fmt.Sprintf("node=x%d&token=bogus", i)
+			return "POST", "/checkin", "node=n1&token=bogus&boot_id=b1&seq=1"
+		},
+		func(i int) (string, string, string) {
+			return "POST", "/checkin", fmt.Sprintf("node=x%d&token=bogus&boot_id=b1&seq=1", i)
 		},
 		func(i int) (string, string, string) { return "GET", "/loaders/..%2f..%2fetc%2fshadow", "" },
 		func(i int) (string, string, string) {
@@ -106,4 +109,7 @@ type unpublished struct{}
 func (unpublished) Current(string) (string, error) { return "", nil }
 func (unpublished) Open(image, id, file string) (*os.File, error) {
 	return nil, fmt.Errorf("%s/%s/%s: %w", image, id, file, os.ErrNotExist)
+}
+func (unpublished) Generation(img, id string) (*image.Manifest, error) {
+	return nil, fmt.Errorf("image %s has no generation %q", img, id)
 }
