@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/lab"
 )
 
 // Kernel arguments the renderer refuses never reach the inventory in force:
@@ -30,10 +31,9 @@ func TestKernelArgsTheRendererRefuses(t *testing.T) {
 	if err := os.WriteFile(e.inv, []byte(bad), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(e.d.InventoryStatus().ReloadErr, "kernel_args") && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	lab.Eventually(t, "a reload error naming kernel_args", 5*time.Second, func() bool {
+		return strings.Contains(e.d.InventoryStatus().ReloadErr, "kernel_args")
+	})
 	st := e.d.InventoryStatus()
 	if !strings.Contains(st.ReloadErr, `nodes.yaml:7:3: group compute: kernel_args: argument "a=${x}"`) || st.Revision != rev {
 		t.Fatalf("reload: %+v", st)
