@@ -54,7 +54,7 @@ var limits = netlimit.Limits{ReadHeaderTimeout: 2 * time.Second, ReadTimeout: 4 
 	IdleTimeout: 4 * time.Second, WriteTimeout: 10 * time.Second, MaxConns: 1000}
 
 const (
-	sshHandshake = 2 * time.Second
+	sshHandshake = 3 * time.Second
 	sshMaxUnauth = 16
 )
 
