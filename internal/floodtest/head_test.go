@@ -17,6 +17,8 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/apiclient"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/ipmi"
@@ -38,7 +40,7 @@ type head struct {
 	t        *testing.T
 	dir      string
 	d        *daemon.Daemon
-	api      *api.Client
+	api      *apiclient.Client
 	sock     string
 	ssh      *sshconsole.Server
 	sshKey   gossh.Signer
@@ -136,7 +138,7 @@ func startHead(t *testing.T) *head {
 	srv := &api.Server{D: d}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	h.api = api.NewClient(h.sock)
+	h.api = apiclient.New(h.sock)
 
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	h.sshKey, _ = gossh.NewSignerFromKey(priv)
@@ -144,7 +146,7 @@ func startHead(t *testing.T) *head {
 	os.WriteFile(keys, gossh.MarshalAuthorizedKey(h.sshKey.PublicKey()), 0o600)
 	h.ssh, err = sshconsole.New(sshconsole.Config{AuthorizedKeys: keys, HostKey: filepath.Join(dir, "data", sshconsole.HostKeyFile),
 		HandshakeTimeout: sshHandshake, MaxUnauthenticated: sshMaxUnauth,
-		Backend: func(who string) (ui.Backend, func()) { return srv.InProcessClient(who) }})
+		Backend: func(who string, role apitype.Role) (ui.Backend, func()) { return srv.InProcessClient(who, role) }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/lab"
 	"github.com/netbootui/netbootui/internal/ui"
 )
@@ -25,7 +26,7 @@ func configuredServer(t *testing.T, set func(*Config)) (*Server, gossh.Signer) {
 	keysPath := filepath.Join(dir, "authorized_keys")
 	writeKeys(t, keysPath, aliceLine)
 	cfg := Config{AuthorizedKeys: keysPath, HostKey: filepath.Join(dir, HostKeyFile),
-		Backend: func(who string) (ui.Backend, func()) { return apiSrv.InProcessClient(who) }}
+		Backend: func(who string, role apitype.Role) (ui.Backend, func()) { return apiSrv.InProcessClient(who, role) }}
 	set(&cfg)
 	srv, err := New(cfg)
 	if err != nil {
