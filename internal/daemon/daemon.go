@@ -432,4 +432,3 @@ func (d *Daemon) Reload() error {
 func (d *Daemon) parseOptions() []inventory.Option {
 	return []inventory.Option{inventory.WithProtocols(d.cfg.Backends)}
 }
-

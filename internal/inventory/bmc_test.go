@@ -40,7 +40,8 @@ func twoProtocols(t *testing.T) Option {
 			}
 			return o
 		},
-		Open: func(power.Settings) (power.Backend, error) { return nil, fmt.Errorf("not for this test") }}
+		Machine: func(o any) string { return o.(vendorOpts).System },
+		Open:    func(power.Settings) (power.Backend, error) { return nil, fmt.Errorf("not for this test") }}
 	reg, err := power.NewRegistry(ipmi.Protocol(ipmi.Options{}), vendor)
 	if err != nil {
 		t.Fatal(err)
@@ -97,6 +98,16 @@ nodes:
 					t.Errorf("%+v", b)
 				}
 			}},
+		{name: "two systems behind one BMC", nodes: `  - {name: a, group: rf, bmc: {host: h, vendor: {system: /S/1}}, nics: [{mac: "02:00:00:00:00:01"}]}
+  - {name: b, group: rf, bmc: {host: h, vendor: {system: /S/2}}, nics: [{mac: "02:00:00:00:00:02"}]}`,
+			check: func(t *testing.T, inv *Inventory) {
+				if a, b := inv.Node("a").BMC, inv.Node("b").BMC; a.Host != b.Host || a.Options == b.Options {
+					t.Errorf("%+v %+v", a, b)
+				}
+			}},
+		{name: "one system twice", nodes: `  - {name: a, group: rf, bmc: {host: h}, nics: [{mac: "02:00:00:00:00:01"}]}
+  - {name: b, group: rf, bmc: {host: h}, nics: [{mac: "02:00:00:00:00:02"}]}`,
+			err: `7:38: duplicate BMC h:443: node a has it too (t.yaml:6:38); node b would power that machine`},
 		{name: "unknown protocol", nodes: `  - {name: a, bmc: {protocol: redfsh}, nics: [{mac: "02:00:00:00:00:01"}]}`,
 			err: `6:31: node a: unknown bmc.protocol "redfsh" (protocols: ipmi, vendor)`},
 		{name: "section of another protocol", nodes: `  - {name: a, bmc: {protocol: ipmi, vendor: {insecure: true}}, nics: [{mac: "02:00:00:00:00:01"}]}`,

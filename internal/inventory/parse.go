@@ -999,21 +999,27 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 // uniqueBMC refuses a node on a BMC address (host:port) that a node of
 // another entry already has: a power action for one would hit the other.
 // The nodes of one range entry whose bmc.host is a name (not incremented)
-// share it as written. seen maps each address to its first node.
+// share it as written; nodes whose protocol options pick different machines
+// behind one address (power.Protocol.Machine) do not collide. seen maps each
+// address (and machine) to its first node.
 func (p *parser) uniqueBMC(seen map[string]defn, node *Node, me defn, hostN *yaml.Node) {
 	if node.BMC.Host == "" {
 		return
 	}
 	addr := net.JoinHostPort(node.BMC.Host, strconv.Itoa(node.BMC.Port))
+	key := addr
+	if pr, ok := p.protos.Lookup(node.BMC.Protocol); ok && pr.Machine != nil {
+		key += " " + pr.Machine(node.BMC.Options)
+	}
 	at := p.pos(hostN)
-	prev, dup := seen[addr]
+	prev, dup := seen[key]
 	if dup && prev.entry != me.entry {
 		p.errorOnce("bmc"+me.entry.String(), hostN, "duplicate BMC %s: node %s has it too (%s); node %s would power that machine", addr, prev.node, prev.at, node.Name)
 		return
 	}
 	if !dup {
 		me.at = at
-		seen[addr] = me
+		seen[key] = me
 	}
 }
 

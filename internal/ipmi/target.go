@@ -43,9 +43,9 @@ func Protocol(opts Options) power.Protocol {
 		Port:        DefaultPort,
 		User:        DefaultUser,
 		MaxPassword: MaxPassword,
-		Keys:    []string{"cipher_suites"},
-		Flat:    []string{"cipher_suites"},
-		Options: ReadOptions,
+		Keys:        []string{"cipher_suites"},
+		Flat:        []string{"cipher_suites"},
+		Options:     ReadOptions,
 		Open: func(s power.Settings) (power.Backend, error) {
 			o := opts
 			if o.CallTimeout <= 0 {

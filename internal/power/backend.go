@@ -147,6 +147,11 @@ type Protocol struct {
 	// It is called for every node with the protocol, section or not, so it
 	// returns the defaults of what is not set. nil: no options.
 	Options func(OptionReader) any
+	// Machine, when set, names the machine a BMC's options pick behind its
+	// address (a Redfish system path on a chassis manager): the inventory
+	// refuses two nodes on one BMC address unless their machines differ.
+	// nil: one machine per BMC address (IPMI).
+	Machine func(options any) string
 	// Open starts the backend. The Service opens each protocol once, when
 	// a target first needs it.
 	Open func(Settings) (Backend, error)
