@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -210,181 +208,6 @@ func readFile(t testing.TB, p string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// rrq builds a read (or write) request with options as name, value pairs.
-func rrq(op uint16, name, mode string, opts ...string) []byte {
-	b := binary.BigEndian.AppendUint16(nil, op)
-	b = append(b, name...)
-	b = append(b, 0)
-	b = append(b, mode...)
-	b = append(b, 0)
-	for _, o := range opts {
-		b = append(b, o...)
-		b = append(b, 0)
-	}
-	return b
-}
-
-// errorCode returns the code of an ERROR packet, or -1.
-func errorCode(p []byte) int {
-	if len(p) < 5 || binary.BigEndian.Uint16(p) != opERROR {
-		return -1
-	}
-	return int(binary.BigEndian.Uint16(p[2:]))
-}
-
-// parseOACK parses an OACK packet, or returns nil.
-func parseOACK(p []byte) map[string]string {
-	if len(p) < 2 || binary.BigEndian.Uint16(p) != opOACK {
-		return nil
-	}
-	f := strings.Split(strings.TrimSuffix(string(p[2:]), "\x00"), "\x00")
-	m := map[string]string{}
-	for i := 0; i+1 < len(f); i += 2 {
-		m[f[i]] = f[i+1]
-	}
-	return m
-}
-
-// rawReply sends one datagram to the server and returns the first reply
-// (nil if none came within wait); the client then ends the transfer with
-// an ERROR.
-func rawReply(t testing.TB, addr string, pkt []byte, wait time.Duration) []byte {
-	t.Helper()
-	return rawExchange(t, addr, pkt, wait, true)
-}
-
-// rawExchange is rawReply; when polite is false, the client goes away after
-// the first reply without a word, as a crashed client would.
-func rawExchange(t testing.TB, addr string, pkt []byte, wait time.Duration, polite bool) []byte {
-	t.Helper()
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ua, err := net.ResolveUDPAddr("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.WriteToUDP(pkt, ua); err != nil {
-		t.Fatal(err)
-	}
-	conn.SetReadDeadline(time.Now().Add(wait))
-	buf := make([]byte, 70000)
-	n, from, err := conn.ReadFromUDP(buf)
-	if err != nil {
-		return nil
-	}
-	reply := append([]byte(nil), buf[:n]...)
-	if op := binary.BigEndian.Uint16(reply); polite && (op == opOACK || op == opDATA) {
-		conn.WriteToUDP(errorPacket(0, "test done"), from)
-	}
-	return reply
-}
-
-// fetchResult is what fetch saw.
-type fetchResult struct {
-	data    []byte
-	oack    map[string]string
-	errPkt  []byte // the ERROR packet received, if any
-	packets int    // DATA packets received
-	retries int    // times the client had to send again
-}
-
-// fetch reads name from server speaking from src (127.0.0.1 when invalid)
-// as a PXE client would: it asks again on a silence of wait, up to tries
-// times, acknowledges every window (every block without windowsize), and
-// stops at the first ERROR.
-func fetch(src netip.Addr, server, name string, wait time.Duration, tries int, opts ...string) (fetchResult, error) {
-	var res fetchResult
-	if !src.IsValid() {
-		src = netip.MustParseAddr("127.0.0.1")
-	}
-	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)))
-	if err != nil {
-		return res, err
-	}
-	defer conn.Close()
-	sa, err := net.ResolveUDPAddr("udp", server)
-	if err != nil {
-		return res, err
-	}
-	blksize, window := 512, 1
-	last := rrq(opRRQ, name, "octet", opts...)
-	to := sa
-	if _, err := conn.WriteToUDP(last, to); err != nil {
-		return res, err
-	}
-	var want uint16 = 1
-	inWindow := 0
-	buf := make([]byte, 70000)
-	silent := 0
-	for {
-		conn.SetReadDeadline(time.Now().Add(wait))
-		n, from, err := conn.ReadFromUDP(buf)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && silent < tries {
-				silent++
-				res.retries++
-				conn.WriteToUDP(last, to)
-				continue
-			}
-			return res, fmt.Errorf("%s: block %d: %w", name, want, err)
-		}
-		if to == sa {
-			to = from // the transfer's port
-		} else if from.Port != to.Port {
-			continue
-		}
-		p := buf[:n]
-		if n < 4 {
-			return res, fmt.Errorf("short packet % x", p)
-		}
-		silent = 0
-		switch binary.BigEndian.Uint16(p) {
-		case opERROR:
-			res.errPkt = append([]byte(nil), p...)
-			return res, fmt.Errorf("%s: ERROR %d %q", name, errorCode(p), p[4:])
-		case opOACK:
-			if want != 1 {
-				continue
-			}
-			res.oack = parseOACK(p)
-			if v, ok := res.oack["blksize"]; ok {
-				blksize, _ = strconv.Atoi(v)
-			}
-			if v, ok := res.oack["windowsize"]; ok {
-				window, _ = strconv.Atoi(v)
-			}
-			last = []byte{0, opACK, 0, 0}
-			conn.WriteToUDP(last, to)
-		case opDATA:
-			res.packets++
-			b := binary.BigEndian.Uint16(p[2:])
-			if b != want {
-				// Out of order: say what arrived in order (RFC 7440).
-				last = binary.BigEndian.AppendUint16([]byte{0, opACK}, want-1)
-				conn.WriteToUDP(last, to)
-				inWindow = 0
-				continue
-			}
-			res.data = append(res.data, p[4:]...)
-			inWindow++
-			final := n-4 < blksize
-			if final || inWindow == window {
-				last = binary.BigEndian.AppendUint16([]byte{0, opACK}, b)
-				conn.WriteToUDP(last, to)
-				inWindow = 0
-			}
-			if final {
-				return res, nil
-			}
-			want++
-		}
-	}
 }
 
 func newTextLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }

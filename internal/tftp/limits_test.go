@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/lab"
+	"github.com/netbootui/netbootui/internal/tftp/tftptest"
 )
 
 // TestShedAtTransferLimit: over MaxTransfers a request gets no answer at
@@ -20,10 +21,10 @@ func TestShedAtTransferLimit(t *testing.T) {
 	ts := startServer(t, "", func(s *Server) { s.MaxTransfers = 1 })
 	// Hold the only slot: a client that takes the first block and stays
 	// silent (Timeout 500ms, 3 retries: about 2s).
-	if reply := rawExchange(t, ts.addr, rrq(opRRQ, "virtual/known", "octet"), 2*time.Second, false); len(reply) < 4 || reply[1] != opDATA {
+	if reply := tftptest.Exchange(t, ts.addr, tftptest.Request(opRRQ, "virtual/known", "octet"), 2*time.Second, false); len(reply) < 4 || reply[1] != opDATA {
 		t.Fatalf("first reply %q, want DATA", reply)
 	}
-	if reply := rawReply(t, ts.addr, rrq(opRRQ, "a.txt", "octet"), 300*time.Millisecond); reply != nil {
+	if reply := tftptest.Reply(t, ts.addr, tftptest.Request(opRRQ, "a.txt", "octet"), 300*time.Millisecond); reply != nil {
 		t.Fatalf("reply %q over the limit, want none", reply)
 	}
 	if ts.Shed() != 1 {
@@ -31,14 +32,14 @@ func TestShedAtTransferLimit(t *testing.T) {
 	}
 	// A client that asks again every 500ms gets the file once the slot is
 	// free.
-	res, err := fetch(netip.Addr{}, ts.addr, "a.txt", 500*time.Millisecond, 20, "tsize", "0")
-	if err != nil || string(res.data) != "hello a" || res.errPkt != nil {
-		t.Fatalf("fetch after the limit: %q, %v", res.data, err)
+	res, err := tftptest.Fetch(netip.Addr{}, ts.addr, "a.txt", 500*time.Millisecond, 20, "tsize", "0")
+	if err != nil || string(res.Data) != "hello a" || res.Error != nil {
+		t.Fatalf("fetch after the limit: %q, %v", res.Data, err)
 	}
-	if res.retries == 0 {
+	if res.Retries == 0 {
 		t.Fatalf("served without a retry while the slot was held")
 	}
-	t.Logf("served after %d retries; %d requests shed", res.retries, ts.Shed())
+	t.Logf("served after %d retries; %d requests shed", res.Retries, ts.Shed())
 }
 
 // TestPerClientCap: one client address sending 6,000 read requests from
@@ -62,7 +63,7 @@ func TestPerClientCap(t *testing.T) {
 			for {
 				c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 				n, _, err := c.ReadFromUDP(buf)
-				if err == nil && errorCode(buf[:n]) >= 0 {
+				if err == nil && tftptest.ErrorCode(buf[:n]) >= 0 {
 					errors.Add(1)
 				}
 				select {
@@ -82,7 +83,7 @@ func TestPerClientCap(t *testing.T) {
 	}()
 	for i := range 30 {
 		for _, c := range conns {
-			c.WriteToUDP(rrq(opRRQ, "virtual/known", "octet", "blksize", "1468"), ua)
+			c.WriteToUDP(tftptest.Request(opRRQ, "virtual/known", "octet", "blksize", "1468"), ua)
 		}
 		if i%5 == 0 {
 			time.Sleep(time.Millisecond) // a socket buffer is finite
@@ -91,9 +92,9 @@ func TestPerClientCap(t *testing.T) {
 	maxActive := 0
 	legit := netip.MustParseAddr("127.0.0.2")
 	for i := range 100 {
-		res, err := fetch(legit, ts.addr, "virtual/odd", time.Second, 5, "blksize", "1468", "tsize", "0")
-		if err != nil || len(res.data) != 100001 {
-			t.Fatalf("legitimate fetch %d: %d bytes, %v", i, len(res.data), err)
+		res, err := tftptest.Fetch(legit, ts.addr, "virtual/odd", time.Second, 5, "blksize", "1468", "tsize", "0")
+		if err != nil || len(res.Data) != 100001 {
+			t.Fatalf("legitimate fetch %d: %d bytes, %v", i, len(res.Data), err)
 		}
 		maxActive = max(maxActive, ts.Active())
 	}
@@ -127,15 +128,15 @@ func Test5000ConcurrentRequestsNoError(t *testing.T) {
 		src := netip.AddrFrom4([4]byte{127, 3, byte(i / 200), byte(i%200 + 1)})
 		wg.Go(func() {
 			<-release
-			res, err := fetch(src, ts.addr, "a.txt", time.Second, 20, "blksize", "1468", "tsize", "0")
-			if res.errPkt != nil {
+			res, err := tftptest.Fetch(src, ts.addr, "a.txt", time.Second, 20, "blksize", "1468", "tsize", "0")
+			if res.Error != nil {
 				gotError.Add(1)
 			}
-			if err != nil || string(res.data) != "hello a" {
+			if err != nil || string(res.Data) != "hello a" {
 				failed.Add(1)
-				firstErr.CompareAndSwap(nil, fmt.Sprintf("%v: %d bytes, %v", src, len(res.data), err))
+				firstErr.CompareAndSwap(nil, fmt.Sprintf("%v: %d bytes, %v", src, len(res.Data), err))
 			}
-			if res.retries > 0 {
+			if res.Retries > 0 {
 				retried.Add(1)
 			}
 		})

@@ -507,7 +507,6 @@ func (t *transfer) finish(err error) {
 		}
 	}
 	t.buf = nil
-	t.s.release(t.client, t.entry)
 	bytes := t.acked * int64(t.blksize)
 	if t.last != 0 && t.acked == t.last {
 		bytes = t.read
@@ -518,4 +517,5 @@ func (t *transfer) finish(err error) {
 	if t.s.OnTransfer != nil {
 		t.s.OnTransfer(r)
 	}
+	t.s.release(t.client, t.entry) // after the report: Active 0 means all reported
 }

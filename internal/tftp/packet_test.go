@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/netbootui/netbootui/internal/tftp/tftptest"
 )
 
 func TestParseRequest(t *testing.T) {
@@ -13,26 +15,26 @@ func TestParseRequest(t *testing.T) {
 		want request
 		err  string
 	}{
-		{"plain", rrq(1, "a", "octet"), request{op: 1, name: "a", mode: "octet"}, ""},
-		{"write", rrq(2, "a", "Octet"), request{op: 2, name: "a", mode: "octet"}, ""},
-		{"options", rrq(1, "a", "netascii", "BLKSIZE", "1468", "TSize", "0", "WindowSize", "8"),
+		{"plain", tftptest.Request(1, "a", "octet"), request{op: 1, name: "a", mode: "octet"}, ""},
+		{"write", tftptest.Request(2, "a", "Octet"), request{op: 2, name: "a", mode: "octet"}, ""},
+		{"options", tftptest.Request(1, "a", "netascii", "BLKSIZE", "1468", "TSize", "0", "WindowSize", "8"),
 			request{op: 1, name: "a", mode: "netascii", blksize: 1468, tsize: true, windowsize: 8}, ""},
-		{"first option wins", rrq(1, "a", "octet", "blksize", "600", "blksize", "1468"), request{op: 1, name: "a", mode: "octet", blksize: 600}, ""},
-		{"first invalid option wins", rrq(1, "a", "octet", "windowsize", "x", "windowsize", "4"), request{op: 1, name: "a", mode: "octet"}, ""},
-		{"blksize too small", rrq(1, "a", "octet", "blksize", "7"), request{op: 1, name: "a", mode: "octet"}, ""},
-		{"blksize too big", rrq(1, "a", "octet", "blksize", "65465"), request{op: 1, name: "a", mode: "octet"}, ""},
-		{"windowsize 0", rrq(1, "a", "octet", "windowsize", "0"), request{op: 1, name: "a", mode: "octet"}, ""},
-		{"windowsize too big", rrq(1, "a", "octet", "windowsize", "65536"), request{op: 1, name: "a", mode: "octet"}, ""},
-		{"tsize negative", rrq(1, "a", "octet", "tsize", "-1"), request{op: 1, name: "a", mode: "octet"}, ""},
-		{"padding", append(rrq(1, "a", "octet"), 0, 0), request{op: 1, name: "a", mode: "octet"}, ""},
-		{"empty name", rrq(1, "", "octet"), request{op: 1, name: "", mode: "octet"}, ""},
+		{"first option wins", tftptest.Request(1, "a", "octet", "blksize", "600", "blksize", "1468"), request{op: 1, name: "a", mode: "octet", blksize: 600}, ""},
+		{"first invalid option wins", tftptest.Request(1, "a", "octet", "windowsize", "x", "windowsize", "4"), request{op: 1, name: "a", mode: "octet"}, ""},
+		{"blksize too small", tftptest.Request(1, "a", "octet", "blksize", "7"), request{op: 1, name: "a", mode: "octet"}, ""},
+		{"blksize too big", tftptest.Request(1, "a", "octet", "blksize", "65465"), request{op: 1, name: "a", mode: "octet"}, ""},
+		{"windowsize 0", tftptest.Request(1, "a", "octet", "windowsize", "0"), request{op: 1, name: "a", mode: "octet"}, ""},
+		{"windowsize too big", tftptest.Request(1, "a", "octet", "windowsize", "65536"), request{op: 1, name: "a", mode: "octet"}, ""},
+		{"tsize negative", tftptest.Request(1, "a", "octet", "tsize", "-1"), request{op: 1, name: "a", mode: "octet"}, ""},
+		{"padding", append(tftptest.Request(1, "a", "octet"), 0, 0), request{op: 1, name: "a", mode: "octet"}, ""},
+		{"empty name", tftptest.Request(1, "", "octet"), request{op: 1, name: "", mode: "octet"}, ""},
 		{"not a request", []byte{0, 4, 0, 0}, request{}, errNotRequest.Error()},
 		{"short", []byte{0}, request{}, errNotRequest.Error()},
 		{"unterminated", []byte("\x00\x01a\x00octet"), request{}, "not NUL-terminated"},
 		{"no mode", []byte("\x00\x01a\x00"), request{}, "no transfer mode"},
-		{"bad mode", rrq(1, "a", "mail"), request{}, `mode "mail"`},
-		{"dangling option", rrq(1, "a", "octet", "tsize"), request{}, `option "tsize" has no value`},
-		{"too long", rrq(1, strings.Repeat("a", 600), "octet"), request{}, "longer than 516"},
+		{"bad mode", tftptest.Request(1, "a", "mail"), request{}, `mode "mail"`},
+		{"dangling option", tftptest.Request(1, "a", "octet", "tsize"), request{}, `option "tsize" has no value`},
+		{"too long", tftptest.Request(1, strings.Repeat("a", 600), "octet"), request{}, "longer than 516"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -54,11 +56,11 @@ func TestParseRequest(t *testing.T) {
 }
 
 func FuzzParseRequest(f *testing.F) {
-	f.Add(rrq(1, "pxelinux.0", "octet", "blksize", "1468", "tsize", "0"))
-	f.Add(rrq(2, "x", "netascii"))
+	f.Add(tftptest.Request(1, "pxelinux.0", "octet", "blksize", "1468", "tsize", "0"))
+	f.Add(tftptest.Request(2, "x", "netascii"))
 	f.Add([]byte("\x00\x01a\x00octet\x00\x00\x00"))
 	f.Add([]byte{0, 4, 0, 1})
-	f.Add(rrq(1, "a", "OCTET", "BlkSize", "65464", "windowsize", "8"))
+	f.Add(tftptest.Request(1, "a", "OCTET", "BlkSize", "65464", "windowsize", "8"))
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		r, err := parseRequest(pkt)
 		if err != nil {
@@ -93,7 +95,7 @@ func FuzzParseRequest(f *testing.F) {
 				}
 				continue
 			}
-			opts := parseOACK(o)
+			opts := tftptest.OACK(o)
 			if r.blksize >= minBlockSize && opts["blksize"] != strconv.Itoa(bs) {
 				t.Fatalf("OACK %v for %+v", opts, r)
 			}

@@ -575,12 +575,12 @@ func (s *Server) open(client netip.AddrPort, src netip.Addr, req request, e *ent
 	report := Transfer{Client: client, Name: req.name, Size: -1,
 		BlockSize: req.blockSize(s.maxBlockSize()), WindowSize: req.windowSize(s.maxWindowSize())}
 	fail := func(err error) {
-		s.release(client, e)
 		report.Duration, report.Err = time.Since(start), err
 		s.logResult(report)
 		if s.OnTransfer != nil {
 			s.OnTransfer(report)
 		}
+		s.release(client, e)
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.timeout()*time.Duration(s.retries()+1))
 	f, err := s.Handler.Open(ctx, req.name, client)

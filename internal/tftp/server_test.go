@@ -23,6 +23,7 @@ import (
 	pintftp "github.com/pin/tftp/v3"
 
 	"github.com/netbootui/netbootui/internal/lab"
+	"github.com/netbootui/netbootui/internal/tftp/tftptest"
 )
 
 var errEMFILE = syscall.EMFILE
@@ -184,21 +185,21 @@ func TestVirtualFiles(t *testing.T) {
 		}
 		for _, w := range []string{"1", "4", "64"} {
 			t.Run(tt.name+"/window-"+w, func(t *testing.T) {
-				res, err := fetch(netip.Addr{}, ts.addr, tt.name, time.Second, 3, "blksize", "512", "windowsize", w)
+				res, err := tftptest.Fetch(netip.Addr{}, ts.addr, tt.name, time.Second, 3, "blksize", "512", "windowsize", w)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if sha(res.data) != sha(tt.want) {
-					t.Fatalf("got %d bytes, want %d", len(res.data), len(tt.want))
+				if sha(res.Data) != sha(tt.want) {
+					t.Fatalf("got %d bytes, want %d", len(res.Data), len(tt.want))
 				}
 				wantW, _ := strconv.Atoi(w)
-				if res.oack["windowsize"] != strconv.Itoa(min(wantW, 32)) {
-					t.Fatalf("OACK %v, want windowsize %d", res.oack, min(wantW, 32))
+				if res.OACK["windowsize"] != strconv.Itoa(min(wantW, 32)) {
+					t.Fatalf("OACK %v, want windowsize %d", res.OACK, min(wantW, 32))
 				}
 			})
 		}
 		t.Run(tt.name+"/raw-oack", func(t *testing.T) {
-			opts := parseOACK(rawReply(t, ts.addr, rrq(opRRQ, tt.name, "octet", "blksize", "1468", "tsize", "0"), 2*time.Second))
+			opts := tftptest.OACK(tftptest.Reply(t, ts.addr, tftptest.Request(opRRQ, tt.name, "octet", "blksize", "1468", "tsize", "0"), 2*time.Second))
 			want := map[string]string{"blksize": "1468"}
 			if tt.wantSize >= 0 {
 				want["tsize"] = strconv.FormatInt(tt.wantSize, 10)
@@ -236,11 +237,11 @@ func TestNetascii(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	res, err := fetch(netip.Addr{}, ts.addr, "text", time.Second, 3)
-	if err != nil || string(res.data) != "one\ntwo\r\nthree\r" {
-		t.Fatalf("octet: %q, %v", res.data, err)
+	res, err := tftptest.Fetch(netip.Addr{}, ts.addr, "text", time.Second, 3)
+	if err != nil || string(res.Data) != "one\ntwo\r\nthree\r" {
+		t.Fatalf("octet: %q, %v", res.Data, err)
 	}
-	reply := rawReply(t, ts.addr, rrq(opRRQ, "text", "netascii"), 2*time.Second)
+	reply := tftptest.Reply(t, ts.addr, tftptest.Request(opRRQ, "text", "netascii"), 2*time.Second)
 	if len(reply) < 4 || string(reply[4:]) != "one\r\ntwo\r\x00\r\nthree\r\x00" {
 		t.Fatalf("netascii: %q", reply)
 	}
@@ -282,8 +283,8 @@ func TestSourceFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strings.ReplaceAll(tt.name, "/", "|"), func(t *testing.T) {
 			if tt.wantCode >= 0 {
-				reply := rawReply(t, ts.addr, rrq(opRRQ, tt.name, "octet"), 2*time.Second)
-				if got := errorCode(reply); got != tt.wantCode {
+				reply := tftptest.Reply(t, ts.addr, tftptest.Request(opRRQ, tt.name, "octet"), 2*time.Second)
+				if got := tftptest.ErrorCode(reply); got != tt.wantCode {
 					t.Fatalf("error code %d (reply %q), want %d", got, reply, tt.wantCode)
 				}
 				if bytes.Contains(reply, []byte("secret")) {
@@ -313,7 +314,7 @@ func TestSourceFailures(t *testing.T) {
 		})
 	}
 	// A handler out of file descriptors: no answer at all, counted as shed.
-	if reply := rawReply(t, ts.addr, rrq(opRRQ, "virtual/nofd", "octet"), 300*time.Millisecond); reply != nil {
+	if reply := tftptest.Reply(t, ts.addr, tftptest.Request(opRRQ, "virtual/nofd", "octet"), 300*time.Millisecond); reply != nil {
 		t.Fatalf("reply %q to a request the handler could not open for lack of descriptors", reply)
 	}
 	if ts.Shed() != 1 {
@@ -332,7 +333,7 @@ func countLines(buf *lab.Buffer, level string) int {
 func TestWriteRefused(t *testing.T) {
 	var logs lab.Buffer
 	ts := startServer(t, "", func(s *Server) { s.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
-	if reply := rawReply(t, ts.addr, rrq(opWRQ, "upload.bin", "octet"), 2*time.Second); errorCode(reply) != errAccess ||
+	if reply := tftptest.Reply(t, ts.addr, tftptest.Request(opWRQ, "upload.bin", "octet"), 2*time.Second); tftptest.ErrorCode(reply) != errAccess ||
 		!bytes.Contains(reply, []byte("read-only server")) {
 		t.Fatalf("WRQ reply %q, want access violation, read-only server", reply)
 	}
@@ -383,13 +384,13 @@ func TestWriteRefused(t *testing.T) {
 				answered <- n
 				return
 			}
-			if errorCode(buf[:k]) == errAccess {
+			if tftptest.ErrorCode(buf[:k]) == errAccess {
 				n++
 			}
 		}
 	}()
 	for i := range flood {
-		conn.WriteToUDP(rrq(opWRQ, fmt.Sprintf("w%d", i), "octet"), ua)
+		conn.WriteToUDP(tftptest.Request(opWRQ, fmt.Sprintf("w%d", i), "octet"), ua)
 		if i%100 == 0 {
 			time.Sleep(time.Millisecond) // let the answers drain: a socket buffer is finite
 		}
@@ -407,7 +408,7 @@ func TestWriteRefused(t *testing.T) {
 
 func TestMalformedRequests(t *testing.T) {
 	ts := startServer(t, "", nil)
-	long := rrq(opRRQ, strings.Repeat("a", 200), "octet", "x", strings.Repeat("y", 400))
+	long := tftptest.Request(opRRQ, strings.Repeat("a", 200), "octet", "x", strings.Repeat("y", 400))
 	tests := []struct {
 		name string
 		pkt  []byte
@@ -415,9 +416,9 @@ func TestMalformedRequests(t *testing.T) {
 	}{
 		{"no terminator", []byte("\x00\x01a.txt\x00octet"), errIllegalOp},
 		{"no mode", []byte("\x00\x01a.txt\x00"), errIllegalOp},
-		{"mail mode", rrq(opRRQ, "a.txt", "mail"), errIllegalOp},
-		{"empty mode", rrq(opRRQ, "a.txt", ""), errIllegalOp},
-		{"option without value", rrq(opRRQ, "a.txt", "octet", "blksize"), errIllegalOp},
+		{"mail mode", tftptest.Request(opRRQ, "a.txt", "mail"), errIllegalOp},
+		{"empty mode", tftptest.Request(opRRQ, "a.txt", ""), errIllegalOp},
+		{"option without value", tftptest.Request(opRRQ, "a.txt", "octet", "blksize"), errIllegalOp},
 		{"too long", long, errIllegalOp},
 		{"only opcode", []byte{0, 1}, errIllegalOp},
 		{"stray ack", []byte{0, 4, 0, 1}, -1},
@@ -427,11 +428,11 @@ func TestMalformedRequests(t *testing.T) {
 		{"one byte", []byte{1}, -1},
 		{"empty", []byte{}, -1},
 		// Still good: mode case, NUL padding, unknown and odd options.
-		{"NETASCII", rrq(opRRQ, "a.txt", "NETASCII"), opDATA + 100},
-		{"padding", append(rrq(opRRQ, "a.txt", "octet"), 0, 0, 0), opDATA + 100},
-		{"unknown option", rrq(opRRQ, "a.txt", "octet", "multicast", "1"), opDATA + 100},
-		{"bad blksize", rrq(opRRQ, "a.txt", "octet", "blksize", "huge"), opDATA + 100},
-		{"bad windowsize", rrq(opRRQ, "a.txt", "octet", "windowsize", "0"), opDATA + 100},
+		{"NETASCII", tftptest.Request(opRRQ, "a.txt", "NETASCII"), opDATA + 100},
+		{"padding", append(tftptest.Request(opRRQ, "a.txt", "octet"), 0, 0, 0), opDATA + 100},
+		{"unknown option", tftptest.Request(opRRQ, "a.txt", "octet", "multicast", "1"), opDATA + 100},
+		{"bad blksize", tftptest.Request(opRRQ, "a.txt", "octet", "blksize", "huge"), opDATA + 100},
+		{"bad windowsize", tftptest.Request(opRRQ, "a.txt", "octet", "windowsize", "0"), opDATA + 100},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -439,7 +440,7 @@ func TestMalformedRequests(t *testing.T) {
 			if tt.code == -1 {
 				wait = 300 * time.Millisecond
 			}
-			reply := rawReply(t, ts.addr, tt.pkt, wait)
+			reply := tftptest.Reply(t, ts.addr, tt.pkt, wait)
 			switch {
 			case tt.code == -1:
 				if reply != nil {
@@ -450,7 +451,7 @@ func TestMalformedRequests(t *testing.T) {
 					t.Fatalf("reply %q, want DATA hello a", reply)
 				}
 			default:
-				if errorCode(reply) != tt.code {
+				if tftptest.ErrorCode(reply) != tt.code {
 					t.Fatalf("reply %q, want error code %d", reply, tt.code)
 				}
 			}
@@ -485,9 +486,9 @@ func TestOptionNegotiation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("max%d-%d-%s", tt.maxBlock, tt.maxWindow, strings.Join(tt.opts, "-")), func(t *testing.T) {
 			ts := startServer(t, "", func(s *Server) { s.MaxBlockSize, s.MaxWindowSize = tt.maxBlock, tt.maxWindow })
-			reply := rawReply(t, ts.addr, rrq(opRRQ, "virtual/known", "octet", tt.opts...), 2*time.Second)
+			reply := tftptest.Reply(t, ts.addr, tftptest.Request(opRRQ, "virtual/known", "octet", tt.opts...), 2*time.Second)
 			var got []string
-			for k, v := range parseOACK(reply) {
+			for k, v := range tftptest.OACK(reply) {
 				got = append(got, k+"="+v)
 			}
 			slices.Sort(got)
@@ -521,7 +522,7 @@ func TestWindowLoss(t *testing.T) {
 	}
 	defer conn.Close()
 	ua, _ := net.ResolveUDPAddr("udp", ts.addr)
-	conn.WriteToUDP(rrq(opRRQ, "virtual/known", "octet", "blksize", "512", "windowsize", "4"), ua)
+	conn.WriteToUDP(tftptest.Request(opRRQ, "virtual/known", "octet", "blksize", "512", "windowsize", "4"), ua)
 	buf := make([]byte, 2000)
 	read := func() (uint16, uint16, *net.UDPAddr) {
 		t.Helper()
@@ -582,12 +583,12 @@ func TestBlockNumberRollover(t *testing.T) {
 	}
 	go srv.Serve()
 	defer srv.Close()
-	res, err := fetch(netip.Addr{}, srv.LocalAddr().String(), "big", time.Second, 3, "blksize", "512", "windowsize", "32")
+	res, err := tftptest.Fetch(netip.Addr{}, srv.LocalAddr().String(), "big", time.Second, 3, "blksize", "512", "windowsize", "32")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(res.data, big) {
-		t.Fatalf("got %d bytes, want %d", len(res.data), len(big))
+	if !bytes.Equal(res.Data, big) {
+		t.Fatalf("got %d bytes, want %d", len(res.Data), len(big))
 	}
 }
 
@@ -611,16 +612,18 @@ func TestNoFDLeak(t *testing.T) {
 	before := countFDs()
 
 	expectCode := func(pkt []byte, code int) error {
-		if got := errorCode(rawReply(t, ts.addr, pkt, 2*time.Second)); got != code {
+		if got := tftptest.ErrorCode(tftptest.Reply(t, ts.addr, pkt, 2*time.Second)); got != code {
 			return fmt.Errorf("error code %d, want %d", got, code)
 		}
 		return nil
 	}
 	kinds := []func(i int) error{
-		func(i int) error { return expectCode(rrq(opRRQ, fmt.Sprintf("missing%d", i), "octet"), errNotFound) },
-		func(i int) error { return expectCode(rrq(opWRQ, "w", "octet"), errAccess) },
-		func(i int) error { return expectCode(rrq(opRRQ, "a.txt", "mail"), errIllegalOp) },
-		func(i int) error { return expectCode(rrq(opRRQ, "virtual/denied", "octet"), errAccess) },
+		func(i int) error {
+			return expectCode(tftptest.Request(opRRQ, fmt.Sprintf("missing%d", i), "octet"), errNotFound)
+		},
+		func(i int) error { return expectCode(tftptest.Request(opWRQ, "w", "octet"), errAccess) },
+		func(i int) error { return expectCode(tftptest.Request(opRRQ, "a.txt", "mail"), errIllegalOp) },
+		func(i int) error { return expectCode(tftptest.Request(opRRQ, "virtual/denied", "octet"), errAccess) },
 		func(i int) error { // source fails mid-transfer
 			if _, _, _, err := pinFetch(ts.addr, "virtual/fail", 1468, true); err == nil {
 				return errors.New("virtual/fail succeeded")
@@ -634,15 +637,15 @@ func TestNoFDLeak(t *testing.T) {
 			return nil
 		},
 		func(i int) error { // the client gets the first block and goes away without a word
-			reply := rawExchange(t, ts.addr, rrq(opRRQ, "virtual/known", "octet"), 2*time.Second, false)
+			reply := tftptest.Exchange(t, ts.addr, tftptest.Request(opRRQ, "virtual/known", "octet"), 2*time.Second, false)
 			if len(reply) < 2 || binary.BigEndian.Uint16(reply) != opDATA {
 				return fmt.Errorf("reply %q, want DATA", reply)
 			}
 			return nil
 		},
 		func(i int) error { // the client aborts with an ERROR
-			reply := rawReply(t, ts.addr, rrq(opRRQ, "ipxe.efi", "octet", "windowsize", "8"), 2*time.Second)
-			if parseOACK(reply) == nil && errorCode(reply) != errNotFound {
+			reply := tftptest.Reply(t, ts.addr, tftptest.Request(opRRQ, "ipxe.efi", "octet", "windowsize", "8"), 2*time.Second)
+			if tftptest.OACK(reply) == nil && tftptest.ErrorCode(reply) != errNotFound {
 				return fmt.Errorf("reply %q, want OACK", reply)
 			}
 			return nil
@@ -785,7 +788,7 @@ func TestLifecycle(t *testing.T) {
 		}
 		served := make(chan error, 1)
 		go func() { served <- s.Serve() }()
-		if reply := rawReply(t, s.LocalAddr().String(), rrq(opRRQ, "x", "octet"), 2*time.Second); errorCode(reply) != errNotFound {
+		if reply := tftptest.Reply(t, s.LocalAddr().String(), tftptest.Request(opRRQ, "x", "octet"), 2*time.Second); tftptest.ErrorCode(reply) != errNotFound {
 			t.Fatalf("reply %q, want not found", reply)
 		}
 		if err := s.Close(); err != nil {
@@ -811,7 +814,7 @@ func TestLifecycle(t *testing.T) {
 		}
 		defer conn.Close()
 		ua, _ := net.ResolveUDPAddr("udp", ts.addr)
-		conn.WriteToUDP(rrq(opRRQ, "virtual/known", "octet"), ua) // never acknowledged
+		conn.WriteToUDP(tftptest.Request(opRRQ, "virtual/known", "octet"), ua) // never acknowledged
 		lab.Eventually(t, "transfer started", 5*time.Second, func() bool { return ts.Active() == 1 })
 		start := time.Now()
 		ts.Close()
@@ -885,7 +888,7 @@ func TestRepliesFromAddressAsked(t *testing.T) {
 			c.WriteToUDP(append([]byte{0, 1}, "missing\x00octet\x00"...), server)
 			c.SetReadDeadline(time.Now().Add(5 * time.Second))
 			n, from, err := c.ReadFromUDP(buf)
-			if err != nil || errorCode(buf[:n]) != errNotFound || !from.IP.Equal(server.IP) || from.Port != port {
+			if err != nil || tftptest.ErrorCode(buf[:n]) != errNotFound || !from.IP.Equal(server.IP) || from.Port != port {
 				t.Fatalf("error reply % x from %v (%v), want not found from %v", buf[:max(n, 0)], from, err, server)
 			}
 		})
