@@ -28,6 +28,7 @@ import (
 	"github.com/netbootui/netbootui/internal/ipmi"
 	"github.com/netbootui/netbootui/internal/pxe"
 	"github.com/netbootui/netbootui/internal/rollout"
+	"github.com/netbootui/netbootui/internal/tftp"
 )
 
 // Config is how the daemon is set up. Empty listen addresses disable that
@@ -78,7 +79,7 @@ type Daemon struct {
 	builds    *image.Queue
 	audit     *audit.Log
 	resultMu  sync.Mutex
-	tftp      *pxe.TFTPServer
+	tftp      *tftp.Server
 	httpSrv   *http.Server
 	httpLn    net.Listener
 	editMu    sync.Mutex
@@ -175,12 +176,12 @@ func New(cfg Config) (_ *Daemon, err error) {
 		d.httpSrv = &http.Server{Handler: hs.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
 	}
 	if cfg.TFTPListen != "" {
-		d.tftp = &pxe.TFTPServer{Addr: cfg.TFTPListen, Source: d.Boot, Logger: cfg.Logger,
-			OnDenied: func(client netip.AddrPort, name string, reason error) {
-				d.apply(bootstate.Event{Kind: bootstate.KindDenied, Proto: "tftp", Remote: client.String(),
-					Path: fmt.Sprintf("%q", name), Error: reason.Error()})
-			}}
-		if err := d.tftp.Listen(); err != nil {
+		d.tftp = pxe.NewTFTPServer(d.Boot, func(client netip.AddrPort, name string, reason error) {
+			d.apply(bootstate.Event{Kind: bootstate.KindDenied, Proto: "tftp", Remote: client.String(),
+				Path: fmt.Sprintf("%q", name), Error: reason.Error()})
+		})
+		d.tftp.Logger = cfg.Logger
+		if err := d.tftp.Listen(cfg.TFTPListen); err != nil {
 			return nil, fmt.Errorf("tftp listen %s: %w", cfg.TFTPListen, err)
 		}
 	}
