@@ -115,7 +115,9 @@ type Server struct {
 	// transfer holds a socket and usually a file), at least 16 and at most
 	// 16384.
 	MaxTransfers int
-	// MaxPerClient caps the transfers of one client address; default 16.
+	// MaxPerClient caps the transfers of one client address; default 64
+	// (nodes behind NAT share an address; one flooding address holds at
+	// most this many of MaxTransfers).
 	MaxPerClient int
 	// Loops is the number of transfer loops (OS threads); default
 	// GOMAXPROCS-1, at least 1 and at most 4, leaving a processor for
@@ -169,10 +171,12 @@ func New(h Handler) *Server {
 		MaxBlockSize:  DefaultBlockSize,
 		MaxWindowSize: 32,
 		MaxTransfers:  defaultMaxTransfers(),
-		MaxPerClient:  16,
+		MaxPerClient:  defaultMaxPerClient,
 		Loops:         defaultLoops(),
 	}
 }
+
+const defaultMaxPerClient = 64
 
 func defaultLoops() int { return min(max(runtime.GOMAXPROCS(0)-1, 1), 4) }
 
@@ -234,7 +238,7 @@ func (s *Server) maxPerClient() int {
 	if s.MaxPerClient > 0 {
 		return s.MaxPerClient
 	}
-	return 16
+	return defaultMaxPerClient
 }
 
 // Listen binds the UDP socket on addr (":69" when empty). Call it before
@@ -621,7 +625,7 @@ func (s *Server) open(client netip.AddrPort, src netip.Addr, req request, e *ent
 		fail(err)
 		return
 	}
-	t := newTransfer(s, fd, client, req, f, e, start)
+	t := newTransfer(s, fd, client, req, f, e, start, s.Active())
 	s.pickLoop().add(t)
 }
 
