@@ -23,6 +23,7 @@ func main() {
 	dir := flag.String("dir", "", "directory to serve (required)")
 	blksize := flag.Int("blksize", tftp.DefaultBlockSize, "largest block size a client may negotiate")
 	window := flag.Int("windowsize", 0, "largest RFC 7440 window a client may negotiate (0: the server's default)")
+	loops := flag.Int("loops", 0, "transfer loops (0: the server's default)")
 	timeout := flag.Duration("timeout", time.Second, "per-block retransmit timeout")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	verbose := flag.Bool("v", false, "log every transfer")
@@ -56,6 +57,9 @@ func main() {
 	srv.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	srv.Timeout = *timeout
 	srv.MaxBlockSize = *blksize
+	if *loops > 0 {
+		srv.Loops = *loops
+	}
 	if *window > 0 {
 		srv.MaxWindowSize = *window
 	}
