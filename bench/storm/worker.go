@@ -98,7 +98,8 @@ func RunWorker(in io.Reader, out io.Writer) error {
 			st := n.Stats()
 			switch {
 			case st.Checkins > 0:
-				res[i] = nodeResult{Name: spec.Nodes[i].Name, Booted: time.Since(start), Failures: st.Failures, Steps: st.Steps}
+				res[i] = nodeResult{Name: spec.Nodes[i].Name, Booted: time.Since(start), Failures: st.Failures, Steps: st.Steps,
+					LastErr: errString(st.LastError)}
 				n.CloseIdle() // a booted node keeps no connection open
 			case st.Failures > spec.Retries: // its firmware gave up
 				res[i] = nodeResult{Name: spec.Nodes[i].Name, Failures: st.Failures, LastErr: errString(st.LastError), Steps: st.Steps}

@@ -1,6 +1,7 @@
 package tftp
 
 import (
+	"container/heap"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -31,14 +32,11 @@ type loop struct {
 	stopping bool
 
 	transfers map[int32]*transfer
-	// The transfers ordered by deadline. Every deadline is "last activity
-	// + Timeout", so moving a transfer to the tail on activity keeps the
-	// list sorted.
-	head, tail *transfer
-	pkt        []byte // the packet being sent
-	rbuf       []byte // the packet being received
-	epoch      time.Time
-	clock      int64 // now(), as of the last wake-up
+	timers    timerHeap // the transfers by deadline
+	pkt       []byte    // the packet being sent
+	rbuf      []byte    // the packet being received
+	epoch     time.Time
+	clock     int64 // now(), as of the last wake-up
 }
 
 func newLoop(s *Server) (*loop, error) {
@@ -94,8 +92,8 @@ func (l *loop) run() {
 	stopping := false
 	for {
 		wait := -1
-		if l.head != nil {
-			d := l.head.deadline - l.clock
+		if len(l.timers) > 0 {
+			d := l.timers[0].deadline - l.clock
 			wait = int(max((d+int64(time.Millisecond)-1)/int64(time.Millisecond), 0))
 		}
 		n, err := unix.EpollWait(l.epfd, events, wait)
@@ -112,8 +110,8 @@ func (l *loop) run() {
 				t.readable()
 			}
 		}
-		for l.head != nil && l.head.deadline <= l.clock {
-			l.head.expired()
+		for len(l.timers) > 0 && l.timers[0].deadline <= l.clock {
+			l.timers[0].expired()
 		}
 		if stopping && len(l.transfers) == 0 && l.pending() == 0 {
 			return
@@ -148,38 +146,51 @@ func (l *loop) pending() int {
 	return len(l.incoming)
 }
 
-// touch sets t's deadline to now + Timeout and moves it to the tail.
+// touch sets t's deadline: Timeout from now, doubled for every retry in a
+// row (RFC 1123's exponential backoff: a client that is slow to answer is
+// not flooded), at most maxBackoff times Timeout.
 func (l *loop) touch(t *transfer) {
 	if t.done {
 		return
 	}
-	l.unlink(t)
-	t.deadline = l.clock + int64(l.s.timeout())
-	t.prev = l.tail
-	if l.tail != nil {
-		l.tail.next = t
+	t.deadline = l.clock + int64(l.s.timeout())<<min(t.retries, maxBackoffShift)
+	if t.hidx < 0 {
+		heap.Push(&l.timers, t)
 	} else {
-		l.head = t
+		heap.Fix(&l.timers, t.hidx)
 	}
-	l.tail = t
-	t.linked = true
 }
 
+// maxBackoffShift caps the backoff at 4 times Timeout.
+const maxBackoffShift = 2
+
 func (l *loop) unlink(t *transfer) {
-	if !t.linked {
-		return
+	if t.hidx >= 0 {
+		heap.Remove(&l.timers, t.hidx)
 	}
-	if t.prev != nil {
-		t.prev.next = t.next
-	} else {
-		l.head = t.next
-	}
-	if t.next != nil {
-		t.next.prev = t.prev
-	} else {
-		l.tail = t.prev
-	}
-	t.prev, t.next, t.linked = nil, nil, false
+}
+
+// timerHeap is a min-heap of transfers by deadline.
+type timerHeap []*transfer
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].deadline < h[j].deadline }
+func (h timerHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].hidx, h[j].hidx = i, j
+}
+func (h *timerHeap) Push(x any) {
+	t := x.(*transfer)
+	t.hidx = len(*h)
+	*h = append(*h, t)
+}
+func (h *timerHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	t.hidx = -1
+	return t
 }
 
 // transferSocket makes the UDP socket of one transfer: bound to src (the
@@ -284,9 +295,8 @@ type transfer struct {
 	retries  int
 	deadline int64
 
-	prev, next *transfer
-	linked     bool
-	done       bool
+	hidx int // index in the loop's timers; -1: none
+	done bool
 }
 
 // chunkBytes is about how much is read from the source at a time, beyond
@@ -301,7 +311,7 @@ const (
 
 func newTransfer(s *Server, fd int, client netip.AddrPort, req request, f File, e *entry, start time.Time, active int) *transfer {
 	t := &transfer{s: s, fd: fd, client: client, name: req.name, entry: e, file: f, start: start,
-		blksize: req.blockSize(s.maxBlockSize()), window: req.windowSize(s.maxWindowSize()), first: 1}
+		blksize: req.blockSize(s.maxBlockSize()), window: req.windowSize(s.maxWindowSize()), first: 1, hidx: -1}
 	t.oack = req.oack(s.maxBlockSize(), s.maxWindowSize(), f.Size)
 	t.waiting = t.oack != nil
 	chunk := smallChunkBytes

@@ -99,7 +99,8 @@ type Server struct {
 	// level); nil: discard.
 	Logger *slog.Logger
 	// Timeout is how long a block (or window) waits for its ACK before it
-	// is sent again; default 1s.
+	// is sent again; default 1s. It doubles with every retry in a row, up
+	// to 4 times Timeout (exponential backoff, RFC 1123 4.2.3.2).
 	Timeout time.Duration
 	// Retries is how many times a block is sent again before the transfer
 	// is given up; default 5.
