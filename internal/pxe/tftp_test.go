@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -111,21 +110,7 @@ func startTFTP(t *testing.T, modify func(*tftp.Server)) *tftpTestServer {
 		modify(srv)
 	}
 	ts.Server = srv
-	if err := srv.Listen("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	ts.addr = srv.LocalAddr().String()
-	_, ts.port, _ = net.SplitHostPort(ts.addr)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
-	t.Cleanup(func() {
-		if err := srv.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("Serve returned %v after Close", err)
-		}
-	})
+	ts.addr, ts.port = tftptest.Start(t, srv, "127.0.0.1:0")
 	return ts
 }
 
@@ -363,16 +348,8 @@ func TestTFTPWriteRefused(t *testing.T) {
 func TestTFTPNoFDLeak(t *testing.T) {
 	tftpRequireTool(t, tftpIPXEEFI)
 	ts := startTFTP(t, func(s *tftp.Server) { s.Timeout = 50 * time.Millisecond; s.Retries = 2; s.MaxPerClient = 1000 })
-	countFDs := func() int {
-		entries, err := os.ReadDir("/proc/self/fd")
-		if err != nil {
-			t.Skipf("cannot count fds: %v", err)
-		}
-		return len(entries)
-	}
 	tftptest.Fetch(netip.Addr{}, ts.addr, "a.txt", time.Second, 2) // warm up
 	ts.waitIdle(t, 5*time.Second)
-	before := countFDs()
 	expect := func(pkt []byte, code int) error {
 		if got := tftptest.ErrorCode(tftptest.Reply(t, ts.addr, pkt, 2*time.Second)); got != code {
 			return fmt.Errorf("error code %d, want %d", got, code)
@@ -387,7 +364,9 @@ func TestTFTPNoFDLeak(t *testing.T) {
 			return expect(tftptest.Request(tftptest.OpRRQ, fmt.Sprintf("missing%d", i), "octet"), tftptest.ErrNotFound)
 		},
 		func(i int) error { return expect(tftptest.Request(tftptest.OpWRQ, "w", "octet"), tftptest.ErrAccess) },
-		func(i int) error { return expect(tftptest.Request(tftptest.OpRRQ, "passwd-abs", "octet"), tftptest.ErrAccess) },
+		func(i int) error {
+			return expect(tftptest.Request(tftptest.OpRRQ, "passwd-abs", "octet"), tftptest.ErrAccess)
+		},
 		func(i int) error { // an open file, a client that goes away
 			reply := tftptest.Exchange(t, ts.addr, tftptest.Request(tftptest.OpRRQ, "ipxe.efi", "octet"), 2*time.Second, false)
 			if tftptest.Opcode(reply) != tftptest.OpDATA {
@@ -396,38 +375,6 @@ func TestTFTPNoFDLeak(t *testing.T) {
 			return nil
 		},
 	}
-	const total = 500
-	var wg sync.WaitGroup
-	errs := make(chan error, total)
-	work := make(chan int)
-	for range 4 {
-		wg.Go(func() {
-			for i := range work {
-				if err := kinds[i%len(kinds)](i); err != nil {
-					errs <- fmt.Errorf("request %d: %w", i, err)
-				}
-			}
-		})
-	}
-	for i := 0; i < total; i++ {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	ts.waitIdle(t, 10*time.Second)
-	var after int
-	for range 100 { // closed sockets may take a moment to leave /proc
-		if after = countFDs(); after <= before {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if after > before {
-		t.Fatalf("open fds grew from %d to %d over %d failed requests", before, after, total)
-	}
+	before, after := tftptest.CheckNoFDLeak(t, 500, func() { ts.waitIdle(t, 10*time.Second) }, kinds...)
 	t.Logf("fds before %d, after %d; %d transfers reported, %d denials", before, after, len(ts.Transfers()), len(ts.Denied()))
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/lab"
+	"github.com/netbootui/netbootui/internal/tftp/tftptest"
 )
 
 const (
@@ -168,25 +168,9 @@ func startServer(t testing.TB, listen string, modify func(*Server)) *testServer 
 	if listen == "" {
 		listen = "127.0.0.1:0"
 	}
-	if err := srv.Listen(listen); err != nil {
-		t.Fatal(err)
-	}
-	ts.addr = srv.LocalAddr().String()
-	_, ts.port, _ = net.SplitHostPort(ts.addr)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
-	t.Cleanup(func() {
-		if err := srv.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-		select {
-		case err := <-served:
-			if err != nil {
-				t.Errorf("Serve returned %v after Close", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("Serve did not return after Close")
-		}
+	ts.addr, ts.port = tftptest.Start(t, srv, listen)
+	t.Cleanup(func() { // runs before Serve's (cleanups run last first): close here
+		srv.Close()
 		if o, c := h.opened.Load(), h.closed.Load(); o != c {
 			t.Errorf("virtual files: %d opened, %d closed", o, c)
 		}

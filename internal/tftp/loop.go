@@ -135,7 +135,7 @@ func (l *loop) takeIncoming() bool {
 			continue
 		}
 		l.transfers[int32(t.fd)] = t
-		t.begin()
+		t.resend()
 	}
 	return stopping
 }
@@ -327,8 +327,10 @@ func newTransfer(s *Server, fd int, client netip.AddrPort, req request, f File, 
 	return t
 }
 
-// begin sends the first packet.
-func (t *transfer) begin() {
+// resend sends what the client waits for: the OACK until it is
+// acknowledged, then the window after the last block acknowledged. It
+// starts a transfer and repeats its last step on a timeout.
+func (t *transfer) resend() {
 	if t.waiting {
 		t.send(t.oack)
 		t.loop.touch(t)
@@ -411,12 +413,7 @@ func (t *transfer) expired() {
 		return
 	}
 	t.retries++
-	if t.waiting {
-		t.send(t.oack)
-		t.loop.touch(t)
-		return
-	}
-	t.sendWindow()
+	t.resend()
 }
 
 // sendWindow sends the blocks after the last acknowledged one, up to the

@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -220,4 +222,93 @@ func Fetch(src netip.Addr, server, name string, wait time.Duration, tries int, o
 			want++
 		}
 	}
+}
+
+// Server is what Start runs: a tftp.Server, as this package does not
+// import it.
+type Server interface {
+	Listen(addr string) error
+	LocalAddr() net.Addr
+	Serve() error
+	Close() error
+}
+
+// Start listens on listen, serves in the background and returns the bound
+// address and port. When the test ends it closes the server and checks
+// that Serve returned nil within 20 seconds.
+func Start(t testing.TB, srv Server, listen string) (addr, port string) {
+	t.Helper()
+	if err := srv.Listen(listen); err != nil {
+		t.Fatal(err)
+	}
+	addr = srv.LocalAddr().String()
+	_, port, _ = net.SplitHostPort(addr)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	t.Cleanup(func() {
+		if err := srv.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Errorf("Serve returned %v after Close", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("Serve did not return after Close")
+		}
+	})
+	return addr, port
+}
+
+// CheckNoFDLeak makes total requests, request i by kinds[i%len(kinds)], on
+// four workers, waits for idle to return (no transfer left), and fails the
+// test when the process has more open file descriptors than before.
+func CheckNoFDLeak(t testing.TB, total int, idle func(), kinds ...func(i int) error) (before, after int) {
+	t.Helper()
+	countFDs := func() int {
+		entries, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skipf("cannot count fds: %v", err)
+		}
+		return len(entries)
+	}
+	before = countFDs()
+	var wg sync.WaitGroup
+	errs := make(chan error, total)
+	work := make(chan int)
+	for range 4 {
+		wg.Go(func() {
+			for i := range work {
+				if err := kinds[i%len(kinds)](i); err != nil {
+					errs <- fmt.Errorf("request %d: %w", i, err)
+				}
+			}
+		})
+	}
+	deadline := time.After(60 * time.Second)
+	for i := 0; i < total; i++ {
+		select {
+		case work <- i:
+		case <-deadline:
+			t.Fatalf("only %d requests made in 60s", i)
+		}
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	idle()
+	for range 100 { // closed sockets may take a moment to leave /proc
+		if after = countFDs(); after <= before {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if after > before {
+		t.Fatalf("open fds grew from %d to %d over %d requests", before, after, total)
+	}
+	return before, after
 }
