@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -157,4 +158,28 @@ func Test5000ConcurrentRequestsNoError(t *testing.T) {
 	}
 	t.Logf("%d clients done in %v; %d asked again; %d requests shed", clients, time.Since(start).Round(time.Millisecond),
 		retried.Load(), ts.Shed())
+}
+
+// TestLimitsFollowFDLimit: the default cap on transfers is a quarter of the
+// process's file descriptor limit, within 16..16384.
+func TestLimitsFollowFDLimit(t *testing.T) {
+	var saved syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &saved); err != nil {
+		t.Skip(err)
+	}
+	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved)
+	for _, tt := range []struct{ soft, want uint64 }{{400, 100}, {40, 16}, {1 << 20, 16384}} {
+		if tt.soft > saved.Max {
+			continue
+		}
+		rl := syscall.Rlimit{Cur: tt.soft, Max: saved.Max}
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+			t.Fatal(err)
+		}
+		got := New(nil).MaxTransfers
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved)
+		if uint64(got) != tt.want {
+			t.Errorf("RLIMIT_NOFILE %d: MaxTransfers %d, want %d", tt.soft, got, tt.want)
+		}
+	}
 }
