@@ -194,7 +194,8 @@ func (h *timerHeap) Pop() any {
 }
 
 // transferSocket makes the UDP socket of one transfer: bound to src (the
-// address the client asked; unspecified lets the kernel choose) on a fresh
+// address the client asked; unspecified, or an address the host cannot
+// send from such as a broadcast one, lets the kernel choose) on a fresh
 // port, and connected to the client, so that only its packets come in.
 func transferSocket(src netip.Addr, client netip.AddrPort) (int, error) {
 	family := unix.AF_INET
@@ -222,7 +223,18 @@ func transferSocket(src netip.Addr, client netip.AddrPort) (int, error) {
 		local = la
 		remote = &unix.SockaddrInet6{Port: int(client.Port()), Addr: client.Addr().As16(), ZoneId: zoneID(client.Addr().Zone())}
 	}
-	if err := unix.Bind(fd, local); err != nil {
+	err = unix.Bind(fd, local)
+	if err == unix.EADDRNOTAVAIL || err == unix.EINVAL {
+		// Not an address of this host (a broadcast request): the kernel
+		// chooses.
+		if family == unix.AF_INET {
+			local = &unix.SockaddrInet4{}
+		} else {
+			local = &unix.SockaddrInet6{}
+		}
+		err = unix.Bind(fd, local)
+	}
+	if err != nil {
 		unix.Close(fd)
 		return -1, fmt.Errorf("bind %s: %w", src, err)
 	}

@@ -870,3 +870,14 @@ func TestSecondaryAddressWithCurl(t *testing.T) {
 		t.Fatalf("curl: %v, %d bytes", err, len(out))
 	}
 }
+
+// TestBroadcastRequest: a request sent to the broadcast address of a
+// wildcard listener is answered from an address of the host's choosing
+// (none can send from the broadcast address).
+func TestBroadcastRequest(t *testing.T) {
+	src, err := transferSocket(netip.MustParseAddr("255.255.255.255"), netip.MustParseAddrPort("127.0.0.1:9"))
+	if err != nil {
+		t.Fatalf("socket for a broadcast request: %v", err)
+	}
+	syscall.Close(src)
+}
