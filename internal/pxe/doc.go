@@ -9,4 +9,10 @@
 // regular files. The TFTP protocol is package tftp's; NewTFTPServer puts
 // TFTPHandler (CleanName, then a TFTPSource: a FileRootSource, or Boot's
 // composition of rendered and on-disk files) behind it.
+//
+// A request moves its node's boot state only as far as it proves the node
+// (its token or fetch key, or its fixed inventory address; a MAC or a
+// learned address is only a claim, which never fails a node), and a
+// check-in is refused when it is a replay. The root= words of an entry come
+// from the image's root transport (package roottransport).
 package pxe
