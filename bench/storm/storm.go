@@ -28,7 +28,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/demo"
 )
 
@@ -234,9 +234,9 @@ func runOne(ctx context.Context, cfg Config, specs []demo.NodeSpec, baseURL, tft
 		// The daemon must agree: every node it served checked in.
 		if rep.Failed == 0 {
 			st, _ := d.Counts()
-			if st[bootstate.StageBooted] != len(specs) {
-				rep.Failed = len(specs) - st[bootstate.StageBooted]
-				rep.Failures = append(rep.Failures, fmt.Sprintf("the daemon sees %d booted of %d: %v", st[bootstate.StageBooted], len(specs), st))
+			if st[apitype.StageBooted] != len(specs) {
+				rep.Failed = len(specs) - st[apitype.StageBooted]
+				rep.Failures = append(rep.Failures, fmt.Sprintf("the daemon sees %d booted of %d: %v", st[apitype.StageBooted], len(specs), st))
 			}
 		}
 		// Every node process has exited: the daemon's connections close as

@@ -9,6 +9,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/sshconsole"
 	"github.com/netbootui/netbootui/internal/ui"
 )
@@ -30,8 +31,8 @@ func startSSH(ctx context.Context, addr, authorizedKeys, dataDir string, srv *ap
 	s, err := sshconsole.New(sshconsole.Config{
 		AuthorizedKeys: authorizedKeys,
 		HostKey:        filepath.Join(dataDir, sshconsole.HostKeyFile),
-		Backend: func(who string) (ui.Backend, func()) {
-			return srv.InProcessClient(who)
+		Backend: func(who string, role apitype.Role) (ui.Backend, func()) {
+			return srv.InProcessClient(who, role)
 		},
 		UI:     ui.Options{Dark: true},
 		Logger: logger.With("component", "ssh"),
