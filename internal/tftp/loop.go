@@ -306,6 +306,7 @@ type transfer struct {
 	readErr  error
 	retries  int
 	deadline int64
+	lastSend int64 // loop clock of the last packet sent
 
 	hidx int // index in the loop's timers; -1: none
 	done bool
@@ -397,6 +398,15 @@ func (t *transfer) ack(block uint16) {
 	}
 	// The block number as int64: the one within the blocks sent.
 	b := t.acked + int64(block-uint16(t.acked))
+	if b == t.acked && t.retries > 0 && t.loop.clock-t.lastSend >= int64(t.s.timeout()) {
+		// The client asks again while the backoff holds the next resend
+		// back: a client that gives up after a few of its own timeouts
+		// would not live to see it. Answered only when a full Timeout
+		// has passed since the last send, as the timer would have without
+		// backoff, so it cannot start a Sorcerer's Apprentice cascade.
+		t.resend()
+		return
+	}
 	if b <= t.acked || b > t.sent {
 		return // a duplicate or stray ACK: never answered (Sorcerer's Apprentice)
 	}
@@ -524,6 +534,7 @@ func (t *transfer) send(pkt []byte) {
 	if t.done {
 		return
 	}
+	t.lastSend = t.loop.clock
 	for {
 		err := rawWrite(t.fd, pkt)
 		switch err {

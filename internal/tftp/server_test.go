@@ -881,3 +881,56 @@ func TestBroadcastRequest(t *testing.T) {
 	}
 	syscall.Close(src)
 }
+
+// TestDuplicateAckDuringBackoff: once the server is backing off, a client
+// asking again (a duplicate ACK) a full Timeout after the last send gets
+// the block at once rather than at the end of the longer wait; a duplicate
+// before that gets nothing.
+func TestDuplicateAckDuringBackoff(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	ts := startServer(t, "", func(s *Server) { s.Timeout = timeout })
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ua, _ := net.ResolveUDPAddr("udp", ts.addr)
+	conn.WriteToUDP(tftptest.Request(opRRQ, "virtual/known", "octet"), ua)
+	buf := make([]byte, 2000)
+	read := func(wait time.Duration) (uint16, *net.UDPAddr, time.Time) {
+		t.Helper()
+		conn.SetReadDeadline(time.Now().Add(wait))
+		n, from, err := conn.ReadFromUDP(buf)
+		if err != nil {
+			return 0, nil, time.Time{}
+		}
+		if n < 4 || binary.BigEndian.Uint16(buf) != opDATA {
+			t.Fatalf("packet % x", buf[:min(n, 8)])
+		}
+		return binary.BigEndian.Uint16(buf[2:]), from, time.Now()
+	}
+	b, peer, _ := read(2 * time.Second)
+	if b != 1 {
+		t.Fatalf("first block %d", b)
+	}
+	// No ACK: the server resends block 1 after Timeout, then waits twice
+	// as long.
+	if b, _, _ = read(2 * time.Second); b != 1 {
+		t.Fatalf("resent block %d", b)
+	}
+	dup := []byte{0, opACK, 0, 0} // "still at block 0"
+	conn.WriteToUDP(dup, peer)    // too early: no answer
+	if b, _, _ := read(timeout / 2); b != 0 {
+		t.Fatalf("duplicate ACK right after a resend answered with block %d", b)
+	}
+	time.Sleep(timeout) // a full Timeout since the resend
+	sent := time.Now()
+	conn.WriteToUDP(dup, peer)
+	b, _, at := read(2 * timeout)
+	// The backoff's own resend is due 2*timeout after the last one, about
+	// timeout/2 from now: "at once" is well before that.
+	if b != 1 || at.Sub(sent) > timeout/5 {
+		t.Fatalf("block %d %v after the duplicate ACK; want block 1 at once (the backoff's resend is %v away)", b, at.Sub(sent), 2*timeout)
+	}
+	conn.WriteToUDP(tftptest.Error(0, "test done"), peer)
+}
