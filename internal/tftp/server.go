@@ -129,8 +129,8 @@ type Server struct {
 	// opening goroutine: it must not block, and must not call Close.
 	OnTransfer func(Transfer)
 	// OnRefused, when set, is called for every request refused before the
-	// Handler: write requests and malformed requests. reason matches
-	// ErrDenied. It runs on the server's receive loop: it must not block,
+	// Handler: write requests and malformed requests, which the server
+	// then does not log itself. reason matches ErrDenied. It runs on the server's receive loop: it must not block,
 	// and must not call Close.
 	OnRefused func(client netip.AddrPort, name string, reason error)
 
@@ -549,7 +549,9 @@ func (s *Server) handle(pkt []byte, client netip.AddrPort, dst netip.Addr) {
 
 // refuse answers a request refused before the Handler and reports it.
 func (s *Server) refuse(client netip.AddrPort, src netip.Addr, name string, code uint16, msg string, reason error) {
-	s.logs.warn(s.logger(), "refused", "tftp: request refused", "client", client, "name", name, "err", reason)
+	if s.OnRefused == nil { // else the hook reports it (the daemon's, rate limited)
+		s.logs.warn(s.logger(), "refused", "tftp: request refused", "client", client, "name", name, "err", reason)
+	}
 	s.sendFromPort(errorPacket(code, msg), client, src)
 	if s.OnRefused != nil {
 		s.OnRefused(client, name, reason)
