@@ -887,7 +887,7 @@ func TestBroadcastRequest(t *testing.T) {
 // the block at once rather than at the end of the longer wait; a duplicate
 // before that gets nothing.
 func TestDuplicateAckDuringBackoff(t *testing.T) {
-	const timeout = 500 * time.Millisecond
+	const timeout = time.Second
 	ts := startServer(t, "", func(s *Server) { s.Timeout = timeout })
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -909,13 +909,13 @@ func TestDuplicateAckDuringBackoff(t *testing.T) {
 		}
 		return binary.BigEndian.Uint16(buf[2:]), from, time.Now()
 	}
-	b, peer, _ := read(2 * time.Second)
+	b, peer, _ := read(2 * timeout)
 	if b != 1 {
 		t.Fatalf("first block %d", b)
 	}
 	// No ACK: the server resends block 1 after Timeout, then waits twice
 	// as long.
-	if b, _, _ = read(2 * time.Second); b != 1 {
+	if b, _, _ = read(2 * timeout); b != 1 {
 		t.Fatalf("resent block %d", b)
 	}
 	dup := []byte{0, opACK, 0, 0} // "still at block 0"
