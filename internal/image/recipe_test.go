@@ -156,7 +156,7 @@ func TestDebootstrapAndDracutArgs(t *testing.T) {
 	}
 	// No debootstrap on PATH: a clear error naming the recipe position.
 	t.Setenv("PATH", t.TempDir())
-	err = makeRootfs(context.Background(), r, filepath.Join(t.TempDir(), "root"), t.TempDir(), "", &buildLog{})
+	err = makeRootfs(context.Background(), r, filepath.Join(t.TempDir(), "root"), t.TempDir(), "", &Provenance{}, &buildLog{})
 	if err == nil || !strings.Contains(err.Error(), "/r/d/image.yaml:2:16") || !strings.Contains(err.Error(), "debootstrap not found") {
 		t.Fatalf("err = %v", err)
 	}
@@ -269,8 +269,12 @@ func TestOCILayoutFlattened(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := t.TempDir()
-	if err := extractOCI(context.Background(), dir, root, t.TempDir()); err != nil {
+	digest, err := extractOCI(context.Background(), dir, root, t.TempDir())
+	if err != nil {
 		t.Fatal(err)
+	}
+	if want, _ := img.Digest(); digest != want.String() || !strings.HasPrefix(digest, "sha256:") {
+		t.Errorf("extractOCI digest %q, want the image's %q", digest, want)
 	}
 	if b, _ := os.ReadFile(filepath.Join(root, "etc/keep")); string(b) != "new" {
 		t.Errorf("etc/keep = %q, want the upper layer's", b)
@@ -280,7 +284,7 @@ func TestOCILayoutFlattened(t *testing.T) {
 			t.Errorf("%s survived its whiteout", gone)
 		}
 	}
-	if err := extractOCI(context.Background(), t.TempDir(), root, t.TempDir()); err == nil {
+	if _, err := extractOCI(context.Background(), t.TempDir(), root, t.TempDir()); err == nil {
 		t.Error("an empty folder was taken for an OCI layout")
 	}
 }

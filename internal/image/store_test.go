@@ -154,6 +154,29 @@ func TestVerifyDetectsCorruption(t *testing.T) {
 	if err := s.Verify("a", m.ID); err == nil {
 		t.Fatal("Verify accepted a changed file")
 	}
+	// CheckFiles says which file differs, and only that one.
+	checks, err := s.CheckFiles("a", m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bad []string
+	for _, c := range checks {
+		if !c.OK() {
+			bad = append(bad, c.Name)
+			if c.Size != int64(len("tampered")) || c.SHA256 == c.Want.SHA256 {
+				t.Errorf("check of %s: %+v", c.Name, c)
+			}
+		}
+	}
+	if len(checks) != 3 || len(bad) != 1 || bad[0] != FileRootfs {
+		t.Fatalf("CheckFiles: %d files, differing %v; want 3 and only %s", len(checks), bad, FileRootfs)
+	}
+	// A file gone is reported, not an error of the whole check.
+	os.Remove(p)
+	checks, err = s.CheckFiles("a", m.ID)
+	if err != nil || checks[2].OK() || checks[2].Err == "" || checks[2].Size != -1 {
+		t.Fatalf("CheckFiles of a missing file: %+v, %v", checks, err)
+	}
 }
 
 // streamOf returns a next function for ImportStream over parts (name,
