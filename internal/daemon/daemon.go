@@ -87,6 +87,7 @@ type Daemon struct {
 	reloadErr string
 	reloadAt  time.Time
 	rollouts  *rollout.Manager
+	sessions  sessionTable // admins' sessions on images (sessions.go)
 }
 
 // New loads the inventory (which must be valid), opens the data directory and
@@ -296,6 +297,7 @@ func (d *Daemon) shutdown() {
 
 // close releases what New opened; safe on a half-built Daemon.
 func (d *Daemon) close() {
+	d.closeSessions()
 	if d.httpLn != nil && d.httpSrv == nil {
 		d.httpLn.Close()
 	}
