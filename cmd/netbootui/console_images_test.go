@@ -28,14 +28,11 @@ nodes:
       - {mac: "52:54:00:00:05:01", boot: true}
 `
 
-// TestConsoleImagesInTmux drives :images of the real console against a real
-// daemon that builds the default recipe: b builds the first generation
-// (progress bar and build log while it runs), b again says nothing changed,
-// a changed recipe gives a second generation, and r with its confirmation
-// rolls the image back; the screen's generations, sizes and sha256 are the
-// daemon's, and `netbootui image list` agrees.
-func TestConsoleImagesInTmux(t *testing.T) {
-	lab.RequireTools(t, "tmux", "mksquashfs")
+// defaultRecipeLab makes a folder holding the default recipe (with one
+// initramfs module) at recipes/default and nodes.yaml (imagesInventory)
+// naming it for image default, and sets serve's --kernel-dir default.
+func defaultRecipeLab(t *testing.T) string {
+	t.Helper()
 	kernel, err := lab.KernelDir()
 	if err != nil {
 		lab.Kernel(t) // skips, or fails under NETBOOTUI_REQUIRE_TOOLS
@@ -48,8 +45,8 @@ func TestConsoleImagesInTmux(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The default recipe with one initramfs module: the race-built daemon
-	// packs the built-in init's modules slowly (9 s for the six), and this
-	// test is about the console, not about booting the result.
+	// packs the built-in init's modules slowly (9 s for the six), and the
+	// tests using it are not about booting the result.
 	y, err := os.ReadFile(filepath.Join(recipe, "image.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -64,6 +61,18 @@ func TestConsoleImagesInTmux(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "nodes.yaml"), []byte(imagesInventory), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+// TestConsoleImagesInTmux drives :images of the real console against a real
+// daemon that builds the default recipe: b builds the first generation
+// (progress bar and build log while it runs), b again says nothing changed,
+// a changed recipe gives a second generation, and r with its confirmation
+// rolls the image back; the screen's generations, sizes and sha256 are the
+// daemon's, and `netbootui image list` agrees.
+func TestConsoleImagesInTmux(t *testing.T) {
+	lab.RequireTools(t, "tmux", "mksquashfs")
+	dir := defaultRecipeLab(t)
 	p := startServe(t, filepath.Join(dir, "nodes.yaml"), dir)
 	defer p.stop(t)
 	cl := apiclient.New(p.socket)
@@ -99,7 +108,7 @@ func TestConsoleImagesInTmux(t *testing.T) {
 	}
 
 	// a changed recipe: a second generation becomes current
-	if err := os.WriteFile(filepath.Join(recipe, "overlay", "etc", "motd"), []byte("changed by the console test\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "recipes", "default", "overlay", "etc", "motd"), []byte("changed by the console test\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	c.keys("b")
