@@ -372,4 +372,3 @@ func (d *Daemon) genRef(s string) (image.GenRef, error) {
 	}
 	return image.GenRef{Image: name, ID: gen}, nil
 }
-
