@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -236,6 +237,24 @@ func TestExtractTarStaysInside(t *testing.T) {
 	}
 }
 
+// ociLayout writes an OCI image layout of the layers into a temp folder.
+func ociLayout(t *testing.T, layers ...v1.Layer) (string, v1.Image) {
+	t.Helper()
+	img, err := mutate.AppendLayers(empty.Image, layers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendImage(img); err != nil {
+		t.Fatal(err)
+	}
+	return dir, img
+}
+
 func TestOCILayoutFlattened(t *testing.T) {
 	layer := func(ents []tarEnt) *bytes.Reader { return bytes.NewReader(mkTar(t, ents)) }
 	l1, err := tarball.LayerFromReader(layer([]tarEnt{
@@ -256,18 +275,7 @@ func TestOCILayoutFlattened(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := mutate.AppendLayers(empty.Image, l1, l2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	p, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.AppendImage(img); err != nil {
-		t.Fatal(err)
-	}
+	dir, img := ociLayout(t, l1, l2)
 	root := t.TempDir()
 	digest, err := extractOCI(context.Background(), dir, root, t.TempDir())
 	if err != nil {

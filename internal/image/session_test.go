@@ -1,6 +1,7 @@
 package image
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/netbootui/netbootui/internal/lab"
 )
@@ -396,4 +399,42 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestProvenanceOfSources builds an OCI-layout root whose tree carries a
+// dpkg database: the manifest records the OCI image's digest and the
+// packages installed in the built root.
+func TestProvenanceOfSources(t *testing.T) {
+	requireTool(t, "mksquashfs")
+	status := "Package: hello\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.10-3\n\n" +
+		"Package: gone\nStatus: deinstall ok config-files\nVersion: 1\n\n" +
+		"Package: base-files\nStatus: install ok installed\nVersion: 12.4+deb12u5\n"
+	l, err := tarball.LayerFromReader(bytes.NewReader(mkTar(t, []tarEnt{
+		{name: "var/", typ: tar.TypeDir}, {name: "var/lib/", typ: tar.TypeDir}, {name: "var/lib/dpkg/", typ: tar.TypeDir},
+		{name: "var/lib/dpkg/status", body: status, typ: tar.TypeReg},
+		{name: "etc/", typ: tar.TypeDir}, {name: "etc/motd", body: "oci\n", typ: tar.TypeReg},
+	})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	layoutDir, img := ociLayout(t, l)
+	digest, _ := img.Digest()
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "vmlinuz")
+	os.WriteFile(kernel, []byte("not really a kernel"), 0o644)
+	recipe := filepath.Join(dir, "recipe")
+	os.Mkdir(recipe, 0o755)
+	y := fmt.Sprintf("name: oci\nrootfs: {oci: %q}\nkernel: {file: %q}\ninitramfs: {builtin: {}}\n", layoutDir, kernel)
+	if err := os.WriteFile(filepath.Join(recipe, RecipeFile), []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := newBuilder(t, filepath.Join(dir, "store")).Build(context.Background(), recipe, BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := m.Provenance
+	if p == nil || p.OCIDigest != digest.String() || p.RecipeHash != sumOf(y) || p.Debootstrap != nil ||
+		fmt.Sprint(p.Packages) != "map[base-files:12.4+deb12u5 hello:2.10-3]" {
+		t.Fatalf("provenance %+v, want digest %s and the two installed packages", p, digest)
+	}
 }
