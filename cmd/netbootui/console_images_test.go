@@ -148,6 +148,25 @@ func TestConsoleImagesInTmux(t *testing.T) {
 			t.Errorf("image list: %s should have current=%s:\n%s", gen, cur, out)
 		}
 	}
+
+	// s on n01 (assigned the current generation, the first): staging the
+	// second shows what it changes, the daemon's diff, in the preview and
+	// in the confirmation, before anything is staged.
+	c.keys("Escape")
+	c.waitFor("nodes view", regexp.MustCompile(`4 nodes · 0 marked`))
+	c.keys("s")
+	c.waitFor("stage: pick a generation", regexp.MustCompile(regexp.QuoteMeta(truncID(second))))
+	c.keys("Enter")
+	diffLine := regexp.MustCompile(`from default:` + regexp.QuoteMeta(first) + ` \(1 node\): \+0 -0 ~1 files \(kernel and initramfs same\)`)
+	c.waitFor("stage preview with the diff", diffLine)
+	c.keys("Enter")
+	s = c.waitFor("stage confirmation", regexp.MustCompile(`Stage default@`+regexp.QuoteMeta(second)+` on 1 node\?`))
+	if !diffLine.MatchString(s) {
+		t.Errorf("the confirmation lacks the diff:\n%s", s)
+	}
+	time.Sleep(300 * time.Millisecond) // the dialog ignores keys typed as it appears
+	c.keys("Enter")                    // No, the default
+	c.waitFor("staging cancelled", regexp.MustCompile(`staging cancelled; nothing changed`))
 	c.keys("C-c")
 }
 
