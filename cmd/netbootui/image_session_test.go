@@ -16,20 +16,18 @@ import (
 	"github.com/netbootui/netbootui/internal/lab"
 )
 
-// mountsUnder lists this machine's mount points below dir (the test runs
-// in the daemon's mount namespace: the host's).
+// mountsUnder returns the lines of /proc/self/mountinfo whose mount point
+// is below dir (the test runs in the daemon's mount namespace: the host's).
 func mountsUnder(t *testing.T, dir string) []string {
 	t.Helper()
-	f, err := os.Open("/proc/self/mountinfo")
+	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if fields := strings.Fields(sc.Text()); len(fields) > 4 && strings.HasPrefix(fields[4], dir+"/") {
-			out = append(out, fields[4])
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, " "+dir+"/") {
+			out = append(out, line)
 		}
 	}
 	return out
@@ -65,7 +63,9 @@ func TestImageSessionVerbs(t *testing.T) {
 	dir := defaultRecipeLab(t)
 	t.Cleanup(func() { // should a mount leak, never let TempDir's removal walk into it
 		for _, m := range mountsUnder(t, dir) {
-			syscall.Unmount(m, syscall.MNT_DETACH)
+			if f := strings.Fields(m); len(f) > 4 {
+				syscall.Unmount(f[4], syscall.MNT_DETACH)
+			}
 		}
 	})
 	p := startServe(t, filepath.Join(dir, "nodes.yaml"), dir)

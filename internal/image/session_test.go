@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -289,7 +288,7 @@ func TestSIGKILLMidSession(t *testing.T) {
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperSession$", "-test.v")
 	cmd.Env = append(os.Environ(), sessionHelperEnv+"="+dir)
-	var out syncBuffer
+	var out lab.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -381,24 +380,6 @@ func TestSquashfsCompression(t *testing.T) {
 	if _, err := squashfsCompression(filepath.Join(dir, "f")); err == nil {
 		t.Error("a one-byte file read as a squashfs")
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestProvenanceOfSources builds an OCI-layout root whose tree carries a

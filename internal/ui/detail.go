@@ -501,5 +501,5 @@ func diffSummary(d *apitype.ImageDiff) string {
 	if len(same) == 0 || d.Summary == "no change" {
 		return d.Summary
 	}
-	return d.Summary + " (" + strings.Join(same, " and ") + " same)"
+	return d.Summary + " (" + strings.Join(same, ", ") + " same)"
 }

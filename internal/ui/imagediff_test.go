@@ -12,7 +12,7 @@ import (
 func TestStageShowsTheDiff(t *testing.T) {
 	hs := newHarness(t, 20, 120, 40)
 	hs.keys("<space>", "<space>", "<space>", "s", "<enter>")
-	const want = "from compute:g2 (3 nodes): +1 -0 ~2 files, kernel changed (initramfs same)"
+	const want = "from g2 (3 nodes): +1 -0 ~2 files, kernel changed (initramfs same)"
 	if !strings.Contains(hs.screen(), want) {
 		t.Fatalf("the preview lacks %q:\n%s", want, hs.screen())
 	}

@@ -643,7 +643,8 @@ func (f *stageFlow) diffLines() []string {
 	}
 	var out []string
 	for _, d := range f.diffs {
-		out = append(out, fmt.Sprintf("from %s (%s): %s", d.From, plural(d.Nodes, "node"), diffSummary(d.Diff)))
+		from := strings.TrimPrefix(d.From, f.image+":") // another image's generation keeps its name
+		out = append(out, fmt.Sprintf("from %s (%s): %s", from, plural(d.Nodes, "node"), diffSummary(d.Diff)))
 	}
 	return out
 }
