@@ -144,32 +144,13 @@ func printDiff(w io.Writer, d *apitype.ImageDiff, full bool) {
 	if !full {
 		return
 	}
-	for _, f := range d.Files {
-		switch f.Kind {
-		case apitype.ChangeAdded:
-			fmt.Fprintf(w, "+ %s\n", f.Path)
-		case apitype.ChangeRemoved:
-			fmt.Fprintf(w, "- %s\n", f.Path)
-		default:
-			var what []string
-			for _, x := range f.What {
-				switch x {
-				case "mode":
-					x = "mode " + f.Old.Mode + " -> " + f.New.Mode
-				case "owner":
-					x = fmt.Sprintf("owner %d:%d -> %d:%d", f.Old.UID, f.Old.GID, f.New.UID, f.New.GID)
-				case "size":
-					x = fmt.Sprintf("size %d -> %d", f.Old.Size, f.New.Size)
-				case "link":
-					x = "link " + f.Old.Link + " -> " + f.New.Link
-				}
-				what = append(what, x)
-			}
-			fmt.Fprintf(w, "~ %s (%s)\n", f.Path, strings.Join(what, ", "))
-		}
-	}
+	printFileChanges(w, "", d.Files)
 	for _, b := range d.Boot {
 		fmt.Fprintf(w, "~ %s: %d bytes sha256 %.12s -> %d bytes sha256 %.12s\n", b.Name, b.Old.Size, b.Old.SHA256, b.New.Size, b.New.SHA256)
+	}
+	printFileChanges(w, "initramfs ", d.InitrdFiles)
+	if d.InitrdError != "" {
+		fmt.Fprintf(w, "initramfs: not listed: %s\n", d.InitrdError)
 	}
 	for _, p := range d.Packages {
 		switch {
@@ -274,7 +255,13 @@ func stdinTerminal() bool {
 // copy of the image's current generation, run by the daemon; the change
 // is shown when it exits.
 func cmdImageShell(ctx context.Context, c *apiclient.Client, name string, f sessionFlags) error {
-	conn, id, err := c.ShellImage(ctx, name, os.Getenv("TERM"))
+	rows, cols := 0, 0
+	if out, ok := stdout.(*os.File); ok {
+		if w, h, err := term.GetSize(int(out.Fd())); err == nil {
+			rows, cols = h, w
+		}
+	}
+	conn, id, err := c.ShellImage(ctx, name, os.Getenv("TERM"), rows, cols)
 	if err != nil {
 		return err
 	}
@@ -325,4 +312,33 @@ func cmdImageShell(ctx context.Context, c *apiclient.Client, name string, f sess
 		return fmt.Errorf("image shell %s: the session: %w", name, err)
 	}
 	return decide(ctx, c, v, f, answers)
+}
+
+// printFileChanges prints one line per path added (+), removed (-) or
+// changed (~, with what changed), each after prefix.
+func printFileChanges(w io.Writer, prefix string, files []apitype.ImageFileChange) {
+	for _, f := range files {
+		switch f.Kind {
+		case apitype.ChangeAdded:
+			fmt.Fprintf(w, "+ %s%s\n", prefix, f.Path)
+		case apitype.ChangeRemoved:
+			fmt.Fprintf(w, "- %s%s\n", prefix, f.Path)
+		default:
+			var what []string
+			for _, x := range f.What {
+				switch x {
+				case "mode":
+					x = "mode " + f.Old.Mode + " -> " + f.New.Mode
+				case "owner":
+					x = fmt.Sprintf("owner %d:%d -> %d:%d", f.Old.UID, f.Old.GID, f.New.UID, f.New.GID)
+				case "size":
+					x = fmt.Sprintf("size %d -> %d", f.Old.Size, f.New.Size)
+				case "link":
+					x = "link " + f.Old.Link + " -> " + f.New.Link
+				}
+				what = append(what, x)
+			}
+			fmt.Fprintf(w, "~ %s%s (%s)\n", prefix, f.Path, strings.Join(what, ", "))
+		}
+	}
 }

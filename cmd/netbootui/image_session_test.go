@@ -139,9 +139,10 @@ func TestImageSessionVerbs(t *testing.T) {
 	}
 	// A shell, its input from a pipe, committed (not published).
 	cmd := exec.Command(binary, "image", "shell", "default", "--commit", sock)
-	cmd.Stdin = strings.NewReader("echo from-the-shell > /etc/shell-file\nexit\n")
+	cmd.Stdin = strings.NewReader("echo from-the-shell > /etc/shell-file\nstty size\nexit\n")
 	b, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(b), "+ /etc/shell-file") || !regexp.MustCompile(`generation [0-9a-f]{16} \(parent `+second[1]+`\)\n`).Match(b) {
+	if err != nil || !strings.Contains(string(b), "+ /etc/shell-file") || !strings.Contains(string(b), "24 80") || // a pty of the default size
+		!regexp.MustCompile(`generation [0-9a-f]{16} \(parent `+second[1]+`\)\n`).Match(b) {
 		t.Fatalf("image shell: %v\n%s", err, b)
 	}
 	out, _ = run("audit", "-n", "30")

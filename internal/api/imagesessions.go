@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"strconv"
 	"sync"
 
 	"github.com/netbootui/netbootui/internal/apitype"
@@ -17,7 +18,7 @@ import (
 //	V GET  /v1/images/diff?a=IMAGE[:GEN]&b=IMAGE[:GEN]  what B changes from A (apitype.ImageDiff)
 //	A POST /v1/images/{name}/exec                       run a command in a working copy (apitype.ExecRequest);
 //	                                                    NDJSON output, then the session and its diff
-//	A POST /v1/images/{name}/shell?term=                Upgrade: netbootui-shell; an interactive shell in a
+//	A POST /v1/images/{name}/shell?term=&rows=&cols=    Upgrade: netbootui-shell; an interactive shell in a
 //	                                                    working copy, raw both ways; the session's id in the
 //	                                                    101 answer's Netbootui-Session header
 //	A GET  /v1/images/{name}/sessions/{id}              the session and its diff (apitype.SessionView)
@@ -94,10 +95,15 @@ func (s *Server) shellImage(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, badRequest(fmt.Errorf("term=%q: not a terminal type", term)))
 		return
 	}
+	size, err := termSize(r.URL.Query().Get("rows"), r.URL.Query().Get("cols"))
+	if err != nil {
+		writeErr(w, badRequest(err))
+		return
+	}
 	name, who := r.PathValue("name"), Who(r.Context())
 	upgrade(w, r, apitype.ShellProtocol, func(in io.Reader, out io.Writer, ready func(http.Header)) error {
 		var mu sync.Mutex // the shell's output and this line share out
-		v, err := s.D.ShellImage(context.WithoutCancel(r.Context()), name, who, term, in, lockedWriter(&mu, out), func(id string) {
+		v, err := s.D.ShellImage(context.WithoutCancel(r.Context()), name, who, term, size, in, lockedWriter(&mu, out), func(id string) {
 			ready(http.Header{apitype.SessionHeader: {id}})
 		})
 		if err == nil {
@@ -107,6 +113,19 @@ func (s *Server) shellImage(w http.ResponseWriter, r *http.Request) {
 		}
 		return err
 	})
+}
+
+// termSize reads a terminal's rows and cols (both absent: 24x80).
+func termSize(rows, cols string) ([2]uint16, error) {
+	if rows == "" && cols == "" {
+		return [2]uint16{24, 80}, nil
+	}
+	r, err1 := strconv.Atoi(rows)
+	c, err2 := strconv.Atoi(cols)
+	if err1 != nil || err2 != nil || r < 1 || r > 1000 || c < 1 || c > 1000 {
+		return [2]uint16{}, fmt.Errorf("rows=%q cols=%q: want two numbers from 1 to 1000", rows, cols)
+	}
+	return [2]uint16{uint16(r), uint16(c)}, nil
 }
 
 func lockedWriter(mu *sync.Mutex, w io.Writer) io.Writer {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/url"
+	"strconv"
 
 	"github.com/netbootui/netbootui/internal/apitype"
 )
@@ -54,13 +55,21 @@ func (c *Client) ExecImage(ctx context.Context, name string, command []string, o
 
 // ShellImage opens an interactive shell in a working copy of an image's
 // current generation: the connection is the shell's terminal (raw both
-// ways; term is its TERM). The session's id comes with it; when the shell
-// exits the daemon closes the connection and the session waits for a
-// decision.
-func (c *Client) ShellImage(ctx context.Context, name, term string) (conn *ConsoleConn, session string, err error) {
-	path := "/v1/images/" + url.PathEscape(name) + "/shell"
+// ways; term is its TERM, rows and cols its size, 0: 24x80). The
+// session's id comes with it; when the shell exits the daemon closes the
+// connection and the session waits for a decision.
+func (c *Client) ShellImage(ctx context.Context, name, term string, rows, cols int) (conn *ConsoleConn, session string, err error) {
+	q := url.Values{}
 	if term != "" {
-		path += "?" + url.Values{"term": {term}}.Encode()
+		q.Set("term", term)
+	}
+	if rows > 0 && cols > 0 {
+		q.Set("rows", strconv.Itoa(rows))
+		q.Set("cols", strconv.Itoa(cols))
+	}
+	path := "/v1/images/" + url.PathEscape(name) + "/shell"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
 	}
 	cc, h, err := c.upgrade(ctx, path, apitype.ShellProtocol, "image shell "+name)
 	if err != nil {

@@ -147,6 +147,10 @@ type ImageDiff struct {
 	Boot    []BootFileChange  `json:"boot,omitempty"`
 	// Packages is set when either root has a dpkg database.
 	Packages []PackageChange `json:"packages,omitempty"`
+	// InitrdFiles is what differs inside the initramfs, when it changed;
+	// InitrdError why that could not be read.
+	InitrdFiles []ImageFileChange `json:"initrd_files,omitempty"`
+	InitrdError string            `json:"initrd_error,omitempty"`
 }
 
 // KernelChanged says whether the diff changes the kernel.

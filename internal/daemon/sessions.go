@@ -213,16 +213,16 @@ func (d *Daemon) ExecImage(ctx context.Context, name string, argv []string, who 
 
 // ShellImage runs an interactive shell in a working copy of image's
 // current generation on a pty whose other side is in and out (the
-// caller's terminal, raw); ready is called with the session's id once the
-// working copy is made, before the shell starts. It returns when the shell
-// exits, the session waiting for a decision.
-func (d *Daemon) ShellImage(ctx context.Context, name, who, term string, in io.Reader, out io.Writer, ready func(id string)) (*apitype.SessionView, error) {
+// caller's terminal, raw, of size rows, cols); ready is called with the
+// session's id once the working copy is made, before the shell starts. It
+// returns when the shell exits, the session waiting for a decision.
+func (d *Daemon) ShellImage(ctx context.Context, name, who, term string, size [2]uint16, in io.Reader, out io.Writer, ready func(id string)) (*apitype.SessionView, error) {
 	ptmx, tty, err := pty.Open()
 	if err != nil {
 		return nil, fmt.Errorf("image shell: %w", err)
 	}
 	defer ptmx.Close()
-	pty.Setsize(ptmx, &pty.Winsize{Rows: 24, Cols: 80})
+	pty.Setsize(ptmx, &pty.Winsize{Rows: size[0], Cols: size[1]})
 	copied := make(chan struct{})
 	started := false
 	v, err := d.runInSession(ctx, name, who, shellChange, ShellCommand, image.Stdio{TTY: tty, Term: term}, func(id string) {

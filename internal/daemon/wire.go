@@ -86,11 +86,8 @@ func DiffView(d *image.Diff) *apitype.ImageDiff {
 		return nil
 	}
 	v := &apitype.ImageDiff{A: d.A.String(), B: d.B.String(), Summary: d.Summary(),
-		Added: d.Added, Removed: d.Removed, Changed: d.Changed}
-	for _, f := range d.Files {
-		v.Files = append(v.Files, apitype.ImageFileChange{Path: f.Path, Kind: f.Kind, What: f.What,
-			Old: treeEntryView(f.Old), New: treeEntryView(f.New)})
-	}
+		Added: d.Added, Removed: d.Removed, Changed: d.Changed, Files: fileChangeViews(d.Files),
+		InitrdFiles: fileChangeViews(d.InitrdFiles), InitrdError: d.InitrdError}
 	for _, b := range d.Boot {
 		v.Boot = append(v.Boot, apitype.BootFileChange{Name: b.Name, Old: fileInfoView(b.Old), New: fileInfoView(b.New)})
 	}
@@ -98,6 +95,15 @@ func DiffView(d *image.Diff) *apitype.ImageDiff {
 		v.Packages = append(v.Packages, apitype.PackageChange{Name: p.Name, Old: p.Old, New: p.New})
 	}
 	return v
+}
+
+func fileChangeViews(fs []image.FileChange) []apitype.ImageFileChange {
+	var out []apitype.ImageFileChange
+	for _, f := range fs {
+		out = append(out, apitype.ImageFileChange{Path: f.Path, Kind: f.Kind, What: f.What,
+			Old: treeEntryView(f.Old), New: treeEntryView(f.New)})
+	}
+	return out
 }
 
 func treeEntryView(e *image.TreeEntry) *apitype.TreeEntry {

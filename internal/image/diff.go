@@ -206,6 +206,11 @@ type Diff struct {
 	Boot []BootFileChange
 	// Packages lists package changes when either root has dpkg.
 	Packages []PackageChange
+	// InitrdFiles lists what differs inside the initramfs when it
+	// changed (ReadInitramfs); InitrdError says why it could not be
+	// listed (a compression it does not read).
+	InitrdFiles []FileChange
+	InitrdError string
 }
 
 // Summary is the diff in one line: "+2 -1 ~3 files, kernel changed,
@@ -357,7 +362,35 @@ func (s *Store) Diff(ctx context.Context, a, b GenRef) (*Diff, error) {
 	d := &Diff{A: a, B: b, Boot: bootChanges(ma, mb)}
 	d.Files, d.Packages = DiffTrees(ta, tb)
 	d.count()
+	for _, bc := range d.Boot {
+		if bc.Name == FileInitrd {
+			d.InitrdFiles, err = s.initrdChanges(a, b)
+			if err != nil {
+				d.InitrdError = err.Error()
+			}
+		}
+	}
 	return d, nil
+}
+
+// initrdChanges lists what differs between the initramfs of two
+// generations.
+func (s *Store) initrdChanges(a, b GenRef) ([]FileChange, error) {
+	var trees [2]*GenTree
+	for i, r := range []GenRef{a, b} {
+		f, err := s.Open(r.Image, r.ID, FileInitrd)
+		if err != nil {
+			return nil, err
+		}
+		ents, err := ReadInitramfs(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", r, err)
+		}
+		trees[i] = &GenTree{Entries: ents}
+	}
+	files, _ := DiffTrees(trees[0], trees[1])
+	return files, nil
 }
 
 func (d *Diff) count() {
