@@ -92,7 +92,9 @@ func TestImageSessionVerbs(t *testing.T) {
 	}
 
 	// exec, published: the command's output, the diff, the new generation.
+	t0 := time.Now()
 	out, errOut := run("image", "exec", "default", "--publish", "--", "echo made-by-exec > /etc/exec-file; echo the command ran")
+	t.Logf("image exec with publish: %v", time.Since(t0))
 	if !strings.Contains(out, "the command ran") || !strings.Contains(errOut, "+ /etc/exec-file") || !strings.Contains(errOut, "+1 -0 ~0 files") {
 		t.Fatalf("image exec:\n%s%s", out, errOut)
 	}
@@ -106,7 +108,9 @@ func TestImageSessionVerbs(t *testing.T) {
 			t.Errorf("image show of the exec's generation lacks %q:\n%s", want, out)
 		}
 	}
+	t0 = time.Now()
 	out, _ = run("image", "diff", "default", first[1], second[1])
+	t.Logf("image diff of two generations: %v", time.Since(t0))
 	if want := "default:" + first[1] + " -> default:" + second[1] + ": +1 -0 ~0 files\n+ /etc/exec-file\n"; out != want {
 		t.Errorf("image diff:\n%s\nwant:\n%s", out, want)
 	}
@@ -120,16 +124,25 @@ func TestImageSessionVerbs(t *testing.T) {
 	if _, err := os.Stat(sq); err != nil {
 		t.Fatalf("the store's layout: %v", err)
 	}
-	f, err := os.OpenFile(sq, os.O_WRONLY, 0)
+	f, err := os.OpenFile(sq, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer f.Close()
+	good := make([]byte, 6)
+	f.ReadAt(good, 4096)
 	f.WriteAt([]byte("damage"), 4096)
-	f.Close()
 	out, errOut, code := runCLI(t, "image", "verify", "default", second[1], sock)
 	if code == 0 || !strings.Contains(out, "DIFFERS  rootfs.squashfs") || strings.Contains(out, "DIFFERS  vmlinuz") || !strings.Contains(errOut, "differ from the manifest") {
 		t.Fatalf("verify of a damaged generation: exit %d\n%s%s", code, out, errOut)
 	}
+	// No session starts from a damaged generation.
+	if out, errOut, code := runCLI(t, "image", "exec", "default", "--discard", "--", "true", sock); code == 0 ||
+		!strings.Contains(errOut, "rootfs.squashfs differs from its manifest") {
+		t.Fatalf("exec on a damaged generation: exit %d\n%s%s", code, out, errOut)
+	}
+	f.WriteAt(good, 4096)
+	run("image", "verify", "default", second[1])
 
 	// A discarded exec leaves no generation.
 	n := generationCount(t, cl, "default")
@@ -144,6 +157,22 @@ func TestImageSessionVerbs(t *testing.T) {
 	if err != nil || !strings.Contains(string(b), "+ /etc/shell-file") || !strings.Contains(string(b), "24 80") || // a pty of the default size
 		!regexp.MustCompile(`generation [0-9a-f]{16} \(parent `+second[1]+`\)\n`).Match(b) {
 		t.Fatalf("image shell: %v\n%s", err, b)
+	}
+	// --save-to-recipe: what was added lands in the recipe's overlay (so
+	// the next build keeps it); a removal cannot, and is said.
+	out, errOut = run("image", "exec", "default", "--commit", "--save-to-recipe", "--", "echo kept > /etc/saved-file; rm /etc/exec-file")
+	saved, err := os.ReadFile(filepath.Join(dir, "recipes", "default", "overlay", "etc", "saved-file"))
+	if err != nil || string(saved) != "kept\n" || !strings.Contains(out, "saved 1 path(s) to the recipe overlay") ||
+		!strings.Contains(out, "not saved (an overlay cannot remove or make it): /etc/exec-file") {
+		t.Fatalf("save to recipe: %q %v\n%s%s", saved, err, out, errOut)
+	}
+	out, _ = run("image", "build", "default")
+	if !regexp.MustCompile(`generation [0-9a-f]{16}`).MatchString(out) {
+		t.Fatalf("build after save to recipe: %s", out)
+	}
+	out, _ = run("image", "diff", "default:"+first[1], "default:"+regexp.MustCompile(`generation ([0-9a-f]{16})`).FindStringSubmatch(out)[1])
+	if !strings.Contains(out, "+ /etc/saved-file") {
+		t.Errorf("the rebuilt recipe lacks the saved file:\n%s", out)
 	}
 	out, _ = run("audit", "-n", "30")
 	for _, want := range []string{"image exec", "image session publish", "image session discard", "image shell", "image session commit"} {

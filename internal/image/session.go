@@ -39,11 +39,22 @@ type Session struct {
 var ErrSessionClosed = errors.New("the session is closed")
 
 // OpenSession unpacks the current generation of image into a new working
-// copy.
+// copy, after rereading its files against its manifest (a damaged
+// generation is refused: its root would not be what its manifest says,
+// and its kernel and initramfs are the new generation's).
 func (s *Store) OpenSession(ctx context.Context, image string) (*Session, error) {
 	cur, err := s.Current(image)
 	if err != nil {
 		return nil, err
+	}
+	checks, err := s.CheckFiles(image, cur)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range checks {
+		if !c.OK() {
+			return nil, fmt.Errorf("image %s generation %s: %s differs from its manifest (image verify %s %s): a session starts from a sound generation", image, cur, c.Name, image, cur)
+		}
 	}
 	p, err := s.Path(image, cur, FileRootfs)
 	if err != nil {
