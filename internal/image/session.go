@@ -114,6 +114,20 @@ func (x *Session) Run(ctx context.Context, argv []string, what string, stdio Std
 	}
 	x.commands = append(x.commands, what)
 	x.mu.Unlock()
+	// The mount points the chroot needs and the root lacks are made for
+	// the command and removed after it (when it left them empty), so they
+	// are no change of the admin's.
+	var made []string
+	for _, d := range []string{"proc", "sys", "dev"} {
+		if p := filepath.Join(x.root, d); !exists(p) {
+			made = append(made, p)
+		}
+	}
+	defer func() {
+		for _, p := range made {
+			os.Remove(p)
+		}
+	}()
 	cmd, err := chrootCmd(ctx, x.root, argv)
 	if err != nil {
 		return err
