@@ -50,6 +50,9 @@ type Config struct {
 	TemplatesDir   string
 	StallTimeout   time.Duration // default 2 minutes
 	ReloadInterval time.Duration // inventory poll interval, default 2 s
+	// SessionTTL is how long an admin's image session waits for its
+	// decision before it is discarded (default SessionTTL).
+	SessionTTL time.Duration
 	// KernelDir is ${kernel_dir} in image recipes (scripts/fetch-kernel.sh's
 	// folder: vmlinuz and modules/).
 	KernelDir string

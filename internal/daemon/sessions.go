@@ -34,7 +34,8 @@ import (
 // allows (the API answers 409 conflict).
 var ErrBusy = errors.New("try again later")
 
-// SessionTTL is how long an undecided session is kept.
+// SessionTTL is how long an undecided session is kept, unless
+// Config.SessionTTL says otherwise.
 const SessionTTL = 15 * time.Minute
 
 // maxSessions bounds the working copies held at once (each is a whole
@@ -103,16 +104,20 @@ func (d *Daemon) idle(s *imageSession) {
 	t := &d.sessions
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	ttl := d.cfg.SessionTTL
+	if ttl <= 0 {
+		ttl = SessionTTL
+	}
 	s.busy = false
-	s.expires = time.Now().Add(SessionTTL)
+	s.expires = time.Now().Add(ttl)
 	if s.timer != nil {
 		s.timer.Stop()
 	}
-	s.timer = time.AfterFunc(SessionTTL, func() {
+	s.timer = time.AfterFunc(ttl, func() {
 		if s := d.takeSession(s.x.Image(), s.id); s != nil {
 			s.x.Discard()
 			d.auditRecord(audit.Entry{Who: "daemon", Action: "image session discard", Target: s.x.Image(),
-				Result: "expired undecided after " + SessionTTL.String(), Details: []string{"session " + s.id}})
+				Result: "expired undecided after " + ttl.String(), Details: []string{"session " + s.id}})
 		}
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/image"
@@ -104,5 +105,35 @@ func TestImageSessionsLimitsAndDecisions(t *testing.T) {
 	}
 	if started != maxSessions+2 || decided != 2 { // the refused commit and the publish
 		t.Errorf("audit: %d exec starts (want %d), %d decisions", started, maxSessions+2, decided)
+	}
+
+	// An undecided session expires: discarded, its working copy gone,
+	// audited.
+	e.d.cfg.SessionTTL = 200 * time.Millisecond
+	v, err = e.d.ExecImage(ctx, "compute", []string{"touch", "/late"}, "tester", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, "the session's expiry", 10*time.Second, func() bool {
+		_, err := e.d.Session("compute", v.ID)
+		return errors.Is(err, image.ErrNotFound)
+	})
+	lab.Eventually(t, "the expiry's audit entry", 5*time.Second, func() bool {
+		for _, a := range e.d.Audit(0) {
+			if a.Action == "image session discard" && strings.HasPrefix(a.Result, "expired undecided after 200ms") {
+				return true
+			}
+		}
+		return false
+	})
+	ents, _ := os.ReadDir(filepath.Join(e.dir, "data", "images", "compute", "generations"))
+	var work int
+	for _, en := range ents {
+		if strings.HasPrefix(en.Name(), ".build-session-") {
+			work++
+		}
+	}
+	if work != maxSessions-1 { // the sessions left undecided above, not the expired one
+		t.Errorf("%d working copies, want %d", work, maxSessions-1)
 	}
 }
