@@ -168,6 +168,37 @@ func TestConsoleImagesInTmux(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // the dialog ignores keys typed as it appears
 	c.keys("Enter")                    // No, the default
 	c.waitFor("staging cancelled", regexp.MustCompile(`staging cancelled; nothing changed`))
+
+	// S in :images: the terminal goes to `netbootui image shell default`
+	// (a shell the daemon runs in a working copy); on exit the change is
+	// shown and, answered c, committed as a child of the current
+	// generation; the console comes back.
+	c.keys("Escape") // the preview, back to the generations
+	c.waitFor("stage generations", regexp.MustCompile(`choose a generation`))
+	c.keys("Escape")
+	c.waitFor("nodes view again", regexp.MustCompile(`netbootui nodes `))
+	c.keys(":", "i", "m", "a", "g", "e", "s", "Enter")
+	c.waitFor("images view again", regexp.MustCompile(`netbootui images `))
+	c.keys("S")
+	c.waitForWithin("the image shell", time.Minute, regexp.MustCompile(`shell in a working copy of image default`))
+	c.keys("echo from-tmux > /etc/tmux-file", "Enter")
+	c.keys("exit", "Enter")
+	s = c.waitForWithin("the shell's change", time.Minute, regexp.MustCompile(`p: publish as a new generation, c: commit it unpublished`))
+	if !strings.Contains(s, "+ /etc/tmux-file") {
+		t.Errorf("the shell's diff lacks the new file:\n%s", s)
+	}
+	c.keys("c", "Enter")
+	c.waitForWithin("back in the console", time.Minute, regexp.MustCompile(`image shell of default ended`))
+	var child *apitype.Manifest
+	for _, g := range images(t, cl)[0].Generations {
+		if p := g.Provenance; p != nil && p.Parent == first && p.Change != nil && p.Change.Command == "interactive shell" {
+			child = g
+		}
+	}
+	if child == nil || !strings.Contains(child.Provenance.Change.Summary, "+1 -0 ~") {
+		t.Fatalf("no committed child of %s made by the shell: %+v", first, images(t, cl)[0].Generations)
+	}
+	currentGeneration(t, cl, "default", first) // committed, not published
 	c.keys("C-c")
 }
 
