@@ -24,6 +24,10 @@
 #   netbootui.test_write=PATH  after the first check-in, write 64 KiB of random
 #                              data to PATH and check in again at once
 #
+# NETBOOTUI_FAILED="STAGE: reason" (set by the live init when its boot cannot
+# go on, with --once) adds failed= to the post: the daemon marks the node failed
+# at that stage.
+#
 # Usage: netbootui-checkin [--once]   (--once: one post, exit status = result)
 
 env_file=${NETBOOTUI_ENV:-/run/netbootui.env}
@@ -116,6 +120,7 @@ post() {
 	body="node=$(urlenc "$NETBOOTUI_NODE")&token=$(urlenc "$NETBOOTUI_TOKEN")"
 	body="$body&generation=$(urlenc "$NETBOOTUI_GEN")&uptime=$uptime"
 	body="$body&overlay_bytes=$(overlay_bytes)&boot_id=$boot_id&seq=$seq"
+	[ -n "$NETBOOTUI_FAILED" ] && body="$body&failed=$(urlenc "$NETBOOTUI_FAILED")"
 	if [ -n "$NETBOOTUI_PROBE" ]; then
 		if [ -e "$NETBOOTUI_PROBE" ]; then body="$body&probe=present"; else body="$body&probe=absent"; fi
 	fi

@@ -141,13 +141,42 @@ fetch() {
 # is what the variants below mount a second time.
 root_live() {
 	say "fetching rootfs $1"
-	retry 5 3 "fetching $1" fetch "$1" || fail "cannot download $1"
+	if ! retry 5 3 "fetching $1" fetch "$1"; then
+		report_failure "rootfs: cannot download the squashfs from ${1%%\?*}"
+		fail "cannot download $1"
+	fi
 	say "rootfs: $(stat -c %s /run/rootfs.squashfs) bytes, done"
 	say "mounting rootfs"
 	retry 3 1 "mounting the squashfs" \
 		mount -t squashfs -o ro,loop /run/rootfs.squashfs /run/live/ro ||
 		fail "cannot mount /run/rootfs.squashfs (not a squashfs, or squashfs/loop modules missing)"
 	image=/run/rootfs.squashfs
+}
+
+# root_nfs SERVER:PATH[:OPTIONS]: the nfs transport. The generation's tree
+# (unpacked once on the head, never rewritten) is mounted read-only over
+# NFSv4 at /run/live/ro: nothing is downloaded, pages are read on demand.
+# There is no squashfs, so $image stays empty (no variants: see below).
+root_nfs() {
+	server=${1%%:*} rest=${1#*:}
+	path=${rest%%:*} opts=''
+	[ "$rest" != "$path" ] && opts=${rest#*:}
+	say "mounting nfs root $server:$path"
+	if ! retry 5 3 "mounting $server:$path" \
+		mount -t nfs4 -o "ro,addr=$server${opts:+,$opts}" "$server:$path" /run/live/ro; then
+		report_failure "rootfs: cannot mount the NFS root $server:$path (server down, export missing or nfsv4 module missing)"
+		fail "cannot mount the NFS root $server:$path"
+	fi
+}
+
+# report_failure REASON: tell the daemon this boot failed and why, through
+# the check-in agent (one post, its failed= field), so the failure shows at
+# its boot stage instead of as a node that never checks in.
+report_failure() {
+	[ -n "$checkin" ] || return 0
+	NETBOOTUI_FAILED=$1 NETBOOTUI_CHECKIN=$checkin NETBOOTUI_NODE=$node NETBOOTUI_TOKEN=$token \
+		NETBOOTUI_GEN=$gen sh /etc/netbootui/checkin.sh --once ||
+		say "warning: could not report the failure to $checkin"
 }
 
 # The root transport: one branch per root= scheme of internal/roottransport.
@@ -157,7 +186,8 @@ mkdir -p /run/live/ro /run/live/rw
 image=''
 case $root in
 live:*) root_live "${root#live:}" ;;
-*) fail "root=$root: this init reads no such root (it knows root=live:URL)" ;;
+nfs:*) root_nfs "${root#nfs:}" ;;
+*) fail "root=$root: this init reads no such root (it knows root=live:URL and root=nfs:SERVER:PATH)" ;;
 esac
 mount -t tmpfs -o mode=0755 tmpfs /run/live/rw || fail "cannot mount the overlay tmpfs"
 mkdir -p /run/live/rw/upper /run/live/rw/work
@@ -192,6 +222,12 @@ if d=$(variant group "$group"); then
 fi
 if d=$(variant node "$node"); then
 	vdirs="${d#/run/live/ro}${vdirs:+:$vdirs}" variants="node-$node${variants:+ $variants}"
+fi
+if [ -n "$vdirs" ] && [ -z "$image" ]; then
+	# A tree root (nfs) has no squashfs to mount a second time, and
+	# overlayfs refuses a lower inside another lower: not stacked.
+	say "warning: variants $variants are not stacked on a tree root"
+	vdirs='' variants=''
 fi
 if [ -n "$vdirs" ]; then
 	mkdir -p /run/live/variants

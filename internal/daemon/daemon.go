@@ -261,6 +261,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.log.Info("tftp server listening", "addr", d.tftp.LocalAddr().String())
 	}
 	run("tracker", func() error { d.Tracker.Run(ctx); return nil })
+	run("nfs trees", func() error { d.publishNFSTrees(); return nil })
 	if d.cfg.PowerPoll > 0 {
 		polled := d.power.Poll(ctx, d.pollTargets, d.cfg.PowerPoll, 64, d.onPoll)
 		run("power poller", func() error { <-polled; return nil })

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/netbootui/netbootui/internal/hostlist"
 	"github.com/netbootui/netbootui/internal/roottransport/builtin"
+	"github.com/netbootui/netbootui/internal/roottransport/nfs"
 )
 
 // MaxNodes is the largest number of nodes an inventory may hold after its
@@ -48,14 +50,16 @@ var (
 	hostRE       = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`)
 	macRE        = regexp.MustCompile(`^[0-9A-Fa-f]{2}(?:(:)[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){4}|(-)[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){4})$`)
 	yamlLineRE   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+	persistRE    = regexp.MustCompile(`^(/[A-Za-z0-9._-]+)+$`)
 )
 
 // Keys allowed in each section, in the order the error message lists them.
 var (
 	topKeys      = []string{"settings", "images", "groups", "nodes"}
-	settingsKeys = []string{"secrets", "overlay_dirty_bytes"}
+	settingsKeys = []string{"secrets", "overlay_dirty_bytes", "nfs"}
+	nfsKeys      = []string{"server", "port", "export", "dir"}
 	imageKeys    = []string{"description", "recipe", "kernel_args", "root"}
-	groupKeys    = []string{"image", "arch", "loader", "kernel_args", "bmc", "boot_override"}
+	groupKeys    = []string{"image", "arch", "loader", "kernel_args", "bmc", "boot_override", "persist"}
 	nodeKeys     = []string{"name", "group", "ip", "arch", "loader", "image", "kernel_args", "nics", "bmc", "boot_override"}
 	nicKeys      = []string{"mac", "boot", "name"}
 	groupBMCKeys = []string{"port", "user", "password", "cipher_suites"}
@@ -113,6 +117,7 @@ type spec struct {
 	bmcCipherSuites  setting[[]int]
 	overrideIPXE     setting[string]
 	overridePxelinux setting[string]
+	persist          []string // group only
 }
 
 type nicSpec struct {
@@ -131,6 +136,7 @@ type parser struct {
 	images     map[string]*Image
 	groupSpecs map[string]*spec
 	passwords  []*yaml.Node // every password value, to check against secrets
+	nfs        NFS          // settings.nfs, read before the images
 }
 
 func (p *parser) pos(n *yaml.Node) Pos {
@@ -322,8 +328,11 @@ func (p *parser) parse(data []byte) *Inventory {
 				}
 				inv.Settings.OverlayDirtyBytes = n
 			}
+		case "nfs":
+			p.parseNFS(v, &inv.Settings.NFS)
 		}
 	})
+	p.nfs = inv.Settings.NFS
 	p.parseImages(imagesN)
 	p.parseGroups(groupsN, inv)
 	p.parseNodes(nodesN, inv)
@@ -516,6 +525,10 @@ func (p *parser) parseImages(n *yaml.Node) {
 					p.errorf(v, "%s: root: %s", what, rootError(s, err))
 					return
 				}
+				if s == nfs.Name && p.nfs.Server == "" {
+					p.errorf(v, "%s: root: nfs needs the site's NFS server: add settings.nfs (server, export, dir)", what)
+					return
+				}
 				img.Root = s
 			}
 		})
@@ -529,7 +542,11 @@ func (p *parser) parseGroups(n *yaml.Node, inv *Inventory) {
 			p.errorf(k, "bad group name %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", name)
 		}
 		sp := &spec{}
-		p.parseSpec(v, "group "+name, groupKeys, groupBMCKeys, sp)
+		p.parseSpec(v, "group "+name, groupKeys, groupBMCKeys, sp, func(key string, _, v *yaml.Node) {
+			if key == "persist" {
+				sp.persist = p.parsePersist(v, "group "+name)
+			}
+		})
 		p.groupSpecs[name] = sp
 		g := &Group{
 			Name:       name,
@@ -545,6 +562,7 @@ func (p *parser) parseGroups(n *yaml.Node, inv *Inventory) {
 				CipherSuites: sp.bmcCipherSuites.v,
 			},
 			Override: Override{IPXE: sp.overrideIPXE.v, Pxelinux: sp.overridePxelinux.v},
+			Persist:  sp.persist,
 			Defined:  p.pos(k),
 		}
 		inv.Groups[name] = g
@@ -856,6 +874,7 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 				Arch:       Arch(pick(sp.arch, gs.arch, string(DefaultArch))),
 				Loader:     Loader(pick(sp.loader, gs.loader, string(DefaultLoader))),
 				KernelArgs: joinArgs(gs.kernelArgs.v, sp.kernelArgs.v),
+				Persist:    slices.Clone(gs.persist),
 				Override: Override{
 					IPXE:     pick(sp.overrideIPXE, gs.overrideIPXE, ""),
 					Pxelinux: pick(sp.overridePxelinux, gs.overridePxelinux, ""),
@@ -1117,4 +1136,79 @@ func (inv *Inventory) SecretsPath() string {
 		return s
 	}
 	return filepath.Join(filepath.Dir(inv.Path), s)
+}
+
+// parseNFS reads settings.nfs: the site's NFS server as nodes reach it.
+func (p *parser) parseNFS(n *yaml.Node, out *NFS) {
+	if isNull(n) {
+		return
+	}
+	p.mapping(n, "settings.nfs", nfsKeys, func(key string, _, v *yaml.Node) {
+		what := "settings.nfs." + key
+		if key == "port" {
+			if port, ok := p.integer(v, what); ok {
+				if port < 1 || port > 65535 {
+					p.errorf(v, "%s must be 1-65535, got %d", what, port)
+					return
+				}
+				out.Port = int(port)
+			}
+			return
+		}
+		s, ok := p.str(v, what)
+		if !ok {
+			return
+		}
+		switch key {
+		case "server":
+			if a, err := netip.ParseAddr(s); err != nil || !a.Is4() {
+				p.errorf(v, "%s: bad server %q: want the IPv4 address nodes mount from (the live init resolves no names)", what, s)
+				return
+			}
+			out.Server = s
+		case "export", "dir":
+			if !strings.HasPrefix(s, "/") || path.Clean(s) != s || s == "/" || strings.ContainsAny(s, ":,= \t\n\"'\\") {
+				p.errorf(v, "%s: bad path %q: want an absolute, clean path other than / without ':', ',', '=', quotes or blanks", what, s)
+				return
+			}
+			if key == "export" {
+				out.Export = s
+			} else {
+				out.Dir = s
+			}
+		}
+	})
+	if out.Server == "" || out.Export == "" || out.Dir == "" {
+		p.errorf(n, "settings.nfs needs server, export and dir")
+		*out = NFS{}
+	}
+}
+
+// parsePersist reads a group's persist: list of absolute paths a node keeps
+// across reboots.
+func (p *parser) parsePersist(n *yaml.Node, what string) []string {
+	items, ok := p.sequence(n, what+": persist")
+	if !ok {
+		return nil
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, it := range items {
+		s, ok := p.str(it, what+": persist entry")
+		if !ok {
+			continue
+		}
+		switch {
+		case !strings.HasPrefix(s, "/") || path.Clean(s) != s || s == "/":
+			p.errorf(it, "%s: persist: bad path %q: want an absolute, clean path other than /", what, s)
+		case !persistRE.MatchString(s):
+			p.errorf(it, "%s: persist: path %q: use letters, digits, '.', '_', '-' and '/'", what, s)
+		case seen[s]:
+			p.errorf(it, "%s: persist: %q listed twice", what, s)
+		default:
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }

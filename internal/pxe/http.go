@@ -412,6 +412,11 @@ type Checkin struct {
 	// replayed one is refused.
 	Seq   uint64
 	Probe string // "present", "absent" or "": the agent's netbootui.probe test hook
+	// Failed is set by the live init when the boot cannot go on: "STAGE:
+	// reason" (e.g. "rootfs: cannot mount the NFS root 10.0.2.2:/x").
+	// The check-in then marks the node failed at that stage instead of
+	// booted.
+	Failed string
 }
 
 // checkinMessage is the check-in event's message: "boot BOOT_ID", then
@@ -453,6 +458,10 @@ func parseCheckin(r *http.Request) (Checkin, error) {
 			return c, fmt.Errorf("bad overlay_bytes %q: want a size in bytes", short(v))
 		}
 		c.OverlayBytes = n
+	}
+	c.Failed = r.Form.Get("failed")
+	if len(c.Failed) > 512 || strings.ContainsFunc(c.Failed, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return c, errors.New("bad failed: want one line of at most 512 bytes")
 	}
 	if len(c.Generation) > 64 || len(c.BootID) > 64 {
 		return c, errors.New("check-in field too long")
@@ -564,6 +573,16 @@ func (s *HTTPServer) handleCheckin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b.learn(client.Addr(), n.Name)
+	if c.Failed != "" {
+		stage, reason, _ := strings.Cut(c.Failed, ":")
+		b.emit(bootstate.Event{Node: n.Name, Kind: bootstate.KindFail, Proto: "http", Path: "/checkin",
+			Remote: client.String(), Generation: c.Generation,
+			Error: "boot failed at stage " + strings.TrimSpace(stage) + ": " + strings.TrimSpace(reason)})
+		s.checkins.WithLabelValues("failed").Inc()
+		s.count("checkin", http.StatusOK)
+		io.WriteString(w, "ok\n")
+		return
+	}
 	b.emit(bootstate.Event{Node: n.Name, Kind: bootstate.KindCheckin, Proto: "http", Path: "/checkin",
 		Remote: client.String(), Generation: c.Generation, Uptime: c.Uptime, OverlayBytes: c.OverlayBytes,
 		Message: checkinMessage(c)})

@@ -80,6 +80,8 @@ type BootParams struct {
 	// Transport decides the root= words of the command line from the
 	// generation and the node; nil is the default transport (http-live).
 	Transport roottransport.Transport
+	// NFS is the site's NFS server (settings.nfs), for the nfs transport.
+	NFS roottransport.NFSSite
 
 	// KernelArgs are the image's arguments then the group's and node's,
 	// already merged by the caller.
@@ -584,7 +586,7 @@ func transportOf(p BootParams) roottransport.Transport {
 
 // rootArgs returns the root= words p's transport decides.
 func rootArgs(p BootParams) ([]string, error) {
-	b := roottransport.Boot{Image: p.Image, Generation: p.Generation, BaseURL: p.BaseURL, RootfsURL: p.RootfsURL}
+	b := roottransport.Boot{Image: p.Image, Generation: p.Generation, BaseURL: p.BaseURL, RootfsURL: p.RootfsURL, NFS: p.NFS}
 	if p.Node != nil {
 		b.Node, b.Group = p.Node.Name, p.Node.Group
 	}

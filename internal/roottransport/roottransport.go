@@ -55,6 +55,36 @@ type Boot struct {
 	// RootfsURL is the generation's squashfs over HTTP as this node fetches
 	// it: the node's name and its proof are in the query.
 	RootfsURL string
+	// NFS is the site's NFS server, for a transport that mounts the
+	// generation's tree over NFS (empty when the inventory names none).
+	NFS NFSSite
+}
+
+// NFSSite is the site's NFS server as nodes reach it: the inventory's
+// settings.nfs.
+type NFSSite struct {
+	// Server is the address nodes mount from (an IPv4 address: the
+	// initramfs resolves no names).
+	Server string
+	// Port is the server's NFS port; 0 means 2049.
+	Port int
+	// Export is the path nodes mount under (the NFSv4 pseudo path of the
+	// head's export directory), e.g. "/netbootui".
+	Export string
+	// Dir is the head's directory behind Export, where netbootui writes
+	// the generations' trees and the nodes' persistent directories.
+	Dir string
+}
+
+// Configured reports whether the inventory names an NFS server.
+func (s NFSSite) Configured() bool { return s.Server != "" && s.Export != "" && s.Dir != "" }
+
+// PortOrDefault returns Port, 2049 when unset.
+func (s NFSSite) PortOrDefault() int {
+	if s.Port == 0 {
+		return 2049
+	}
+	return s.Port
 }
 
 // Root is what an initramfs must do to get its root, read back from the
@@ -66,6 +96,11 @@ type Root struct {
 	// (http-live: the squashfs). Empty for a transport that mounts over
 	// the network instead.
 	Fetch []string
+	// Mount is what a transport that mounts over the network mounts
+	// read-only ("10.0.2.2:/netbootui/images/live/GEN" for nfs), with
+	// MountOptions its options; empty for http-live.
+	Mount        string
+	MountOptions string
 }
 
 // Kernel-argument keys of the boot contract. The renderer writes them (root=

@@ -1,0 +1,69 @@
+package daemon
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/image"
+	"github.com/netbootui/netbootui/internal/pxe"
+	"github.com/netbootui/netbootui/internal/roottransport/nfs"
+)
+
+// PublishNFSTree unpacks generation gen of image name under the site's NFS
+// export directory (settings.nfs.dir), once: an existing tree is left as it
+// is. It does nothing for an image whose root is not nfs.
+func (d *Daemon) PublishNFSTree(name, gen string) error {
+	inv := d.Inventory()
+	im := inv.Images[name]
+	if im == nil || im.Root != nfs.Name {
+		return nil
+	}
+	site := pxe.NFSSite(inv.Settings.NFS)
+	squashfs, err := d.Images.Path(name, gen, image.FileRootfs)
+	if err != nil {
+		return err
+	}
+	dst := nfs.TreeDir(site, name, gen)
+	made, err := nfs.PublishTree(squashfs, dst)
+	if err != nil {
+		d.Tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "image",
+			Message: fmt.Sprintf("image %s generation %s: NFS tree not published: %v", name, gen, err)})
+		return fmt.Errorf("image %s generation %s: %w", name, gen, err)
+	}
+	if made {
+		d.Tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "image",
+			Message: fmt.Sprintf("image %s generation %s: NFS tree published at %s", name, gen, dst)})
+	}
+	return nil
+}
+
+// publishNFSTrees publishes the trees every node of an nfs image may boot:
+// each such image's current generation and the generations nodes pin.
+func (d *Daemon) publishNFSTrees() {
+	inv := d.Inventory()
+	want := map[[2]string]bool{}
+	for name, im := range inv.Images {
+		if im.Root != nfs.Name {
+			continue
+		}
+		if gen, err := d.Images.Current(name); err == nil {
+			want[[2]string{name, gen}] = true
+		}
+	}
+	for _, n := range inv.Nodes {
+		if im := inv.Images[n.Image]; im != nil && im.Root == nfs.Name && n.Generation != "" {
+			want[[2]string{n.Image, n.Generation}] = true
+		}
+	}
+	keys := make([][2]string, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i][0]+"/"+keys[i][1] < keys[j][0]+"/"+keys[j][1] })
+	for _, k := range keys {
+		if err := d.PublishNFSTree(k[0], k[1]); err != nil {
+			d.log.Warn("nfs tree", "err", err)
+		}
+	}
+}
