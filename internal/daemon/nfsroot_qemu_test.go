@@ -1,0 +1,150 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/lab"
+	"github.com/netbootui/netbootui/internal/pxe"
+	"github.com/netbootui/netbootui/internal/roottransport/nfs"
+)
+
+// memRE is the line the default recipe's rcS prints once the root is up.
+var memRE = regexp.MustCompile(`netbootui: memory: total_kb=(\d+) available_kb=(\d+) used_kb=(\d+)`)
+
+// nfsInventory: one node on the nfs image, one on the same image over
+// http-live, the site's NFS server at 10.0.2.2:port (the host, for QEMU).
+func nfsInventory(port int, dir string) string {
+	return fmt.Sprintf(`settings:
+  nfs:
+    server: 10.0.2.2
+    port: %d
+    export: /netbootui
+    dir: %s
+images:
+  live-nfs:
+    root: nfs
+    kernel_args: "console=ttyS0 panic=-1"
+  live-http:
+    kernel_args: "console=ttyS0 panic=-1"
+nodes:
+  - name: q-nfs
+    image: live-nfs
+    nics: [{mac: %q}]
+  - name: q-http
+    image: live-http
+    nics: [{mac: %q}]
+`, port, dir, lab.MAC(20), lab.MAC(21))
+}
+
+// TestQEMUNFSRoot boots the default recipe over an NFS root from a real
+// nfs-ganesha, and the same generation over http-live beside it, and prints
+// the RAM each uses once its root is up (measured inside the guest). The
+// NFS node boots first while the server is down: its init must report the
+// failure at the rootfs stage, naming the server, instead of hanging; then
+// the server starts and a reset boots it.
+func TestQEMUNFSRoot(t *testing.T) {
+	t.Parallel()
+	lab.RequireTools(t, "qemu-system-x86_64", "ganesha.nfsd", "unsquashfs")
+	files := testImage(t)
+	dir := t.TempDir()
+	nfsDir := filepath.Join(dir, "nfs")
+	port := lab.FreePort(t)
+	inv := filepath.Join(dir, "nodes.yaml")
+	if err := os.WriteFile(inv, []byte(nfsInventory(port, nfsDir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(Config{InventoryPath: inv, DataDir: filepath.Join(dir, "data"), HTTPListen: "127.0.0.1:0",
+		StallTimeout: 5 * time.Minute, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gens := map[string]string{}
+	for _, img := range []string{"live-nfs", "live-http"} {
+		m, err := d.ImportImage(ImportRequest{Image: img, Kernel: files["vmlinuz"], Initrd: files["initrd"], Rootfs: files["rootfs.squashfs"], Publish: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		gens[img] = m.ID
+	}
+	// Publishing unpacked the nfs image's tree under the export directory,
+	// and only that image's.
+	tree := nfs.TreeDir(pxe.NFSSite(d.Inventory().Settings.NFS), "live-nfs", gens["live-nfs"])
+	if _, err := os.Stat(filepath.Join(tree, "usr/sbin/netbootui-checkin")); err != nil {
+		t.Fatalf("the nfs tree was not published: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(nfsDir, "images", "live-http")); err == nil {
+		t.Fatalf("an http-live image got an NFS tree")
+	}
+	_, httpPort, _ := net.SplitHostPort(d.HTTPAddr().String())
+	d.Boot.AdvertiseURL = "http://10.0.2.2:" + httpPort
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	vmCtx, vmCancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer vmCancel()
+	start := func(node string, mac string) *lab.VM {
+		vm, err := lab.StartVM(vmCtx, lab.VMOptions{Name: node, MAC: mac, Dir: t.TempDir(),
+			BootURL: "http://10.0.2.2:" + httpPort + "/boot/" + mac + ".ipxe"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { vm.Stop() })
+		return vm
+	}
+	httpVM := start("q-http", lab.MAC(21))
+	nfsVM := start("q-nfs", lab.MAC(20))
+
+	// The server is down: the failure shows at its stage, naming the server.
+	lab.Eventually(t, "q-nfs reports its failed NFS mount", 4*time.Minute, func() bool {
+		st, _ := d.Tracker.Get("q-nfs")
+		return st.Stage == bootstate.StageFailed
+	})
+	st, _ := d.Tracker.Get("q-nfs")
+	if !strings.Contains(st.Error, "stage rootfs") || !strings.Contains(st.Error, "10.0.2.2:/netbootui/images/live-nfs/"+gens["live-nfs"]) {
+		t.Fatalf("q-nfs failed with %q: want the rootfs stage and the server named", st.Error)
+	}
+	t.Logf("NFS server down: %s", st.Error)
+
+	// The site's server gets the export entries netbootui prints.
+	exports := pxe.NFSExports(d.Inventory())
+	lab.StartGanesha(t, port, exports)
+	if err := nfsVM.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	nfsSt := waitBooted(t, d, nfsVM, "q-nfs", gens["live-nfs"], 4*time.Minute)
+	httpSt := waitBooted(t, d, httpVM, "q-http", gens["live-http"], 4*time.Minute)
+	// The NFS node downloaded no squashfs: no rootfs stage in this boot.
+	for _, m := range nfsSt.Timeline {
+		if m.Stage == bootstate.StageRootfs {
+			t.Errorf("q-nfs fetched a rootfs over HTTP: %v", stagesOf(nfsSt))
+		}
+	}
+	if fmt.Sprint(stagesOf(httpSt)) != fmt.Sprint([]bootstate.Stage{bootstate.StageConfig, bootstate.StageKernel, bootstate.StageInitrd, bootstate.StageRootfs, bootstate.StageBooted}) {
+		t.Errorf("q-http stages %v", stagesOf(httpSt))
+	}
+	if !strings.Contains(nfsVM.Serial(), "netbootui: mounting nfs root 10.0.2.2:/netbootui/images/live-nfs/") {
+		t.Errorf("q-nfs serial does not show the NFS mount:\n%s", lab.Tail(nfsVM.Serial(), 30))
+	}
+	mem := func(vm *lab.VM) []string {
+		m := memRE.FindAllStringSubmatch(vm.Serial(), -1)
+		if len(m) == 0 {
+			t.Fatalf("%s printed no memory line:\n%s", vm.Serial(), lab.Tail(vm.Serial(), 30))
+		}
+		return m[len(m)-1]
+	}
+	mn, mh := mem(nfsVM), mem(httpVM)
+	sq, _ := os.Stat(files["rootfs.squashfs"])
+	t.Logf("RAM used once the root is up (MemTotal-MemAvailable, same generation, squashfs %d KiB): nfs %s KiB, http-live %s KiB",
+		sq.Size()/1024, mn[3], mh[3])
+}
