@@ -1143,6 +1143,7 @@ func (p *parser) parseNFS(n *yaml.Node, out *NFS) {
 	if isNull(n) {
 		return
 	}
+	before := len(p.errs)
 	p.mapping(n, "settings.nfs", nfsKeys, func(key string, _, v *yaml.Node) {
 		what := "settings.nfs." + key
 		if key == "port" {
@@ -1179,7 +1180,9 @@ func (p *parser) parseNFS(n *yaml.Node, out *NFS) {
 		}
 	})
 	if out.Server == "" || out.Export == "" || out.Dir == "" {
-		p.errorf(n, "settings.nfs needs server, export and dir")
+		if len(p.errs) == before { // else a key's own error says why
+			p.errorf(n, "settings.nfs needs server, export and dir")
+		}
 		*out = NFS{}
 	}
 }
