@@ -23,6 +23,8 @@
 #                            extra read-only overlay lowers (node above group),
 #                            so they cost no tmpfs and leave the overlay clean
 #   /run/live/rw             tmpfs holding the overlay upper/ and work/ dirs
+#   /run/live/persist        the node's own NFS directory (netbootui.persist_nfs),
+#                            its persisted paths bound over the overlay
 #   /run/netbootui.env       NETBOOTUI_* parameters for the check-in agent
 #   /run/netbootui/          resolv.conf and net.env from DHCP
 #
@@ -69,7 +71,7 @@ mkdir -p /run/netbootui /run/live
 
 # Parse the kernel command line. Words are split on blanks; no globbing.
 set -f
-root='' node='' group='' token='' gen='' checkin='' base='' interval=''
+root='' node='' group='' token='' gen='' checkin='' base='' interval='' persist='' persist_nfs=''
 # shellcheck disable=SC2013 # words, not lines, are wanted here
 for arg in $(cat /proc/cmdline); do
 	case $arg in
@@ -81,6 +83,8 @@ for arg in $(cat /proc/cmdline); do
 	netbootui.gen=*) gen=${arg#*=} ;;
 	netbootui.checkin=*) checkin=${arg#*=} ;;
 	netbootui.checkin_interval=*) interval=${arg#*=} ;;
+	netbootui.persist=*) persist=${arg#*=} ;;
+	netbootui.persist_nfs=*) persist_nfs=${arg#*=} ;;
 	esac
 done
 set +f
@@ -153,19 +157,25 @@ root_live() {
 	image=/run/rootfs.squashfs
 }
 
+# nfs_mount MODE SERVER:PATH[:OPTIONS] DIR: mount an NFSv4 export at DIR,
+# MODE ro or rw; retried, since the network may still be settling.
+nfs_mount() {
+	nfs_server=${2%%:*} rest=${2#*:}
+	nfs_path=${rest%%:*} opts=''
+	[ "$rest" != "$nfs_path" ] && opts=${rest#*:}
+	retry 5 3 "mounting $nfs_server:$nfs_path" \
+		mount -t nfs4 -o "$1,addr=$nfs_server${opts:+,$opts}" "$nfs_server:$nfs_path" "$3"
+}
+
 # root_nfs SERVER:PATH[:OPTIONS]: the nfs transport. The generation's tree
 # (unpacked once on the head, never rewritten) is mounted read-only over
 # NFSv4 at /run/live/ro: nothing is downloaded, pages are read on demand.
 # There is no squashfs, so $image stays empty (no variants: see below).
 root_nfs() {
-	server=${1%%:*} rest=${1#*:}
-	path=${rest%%:*} opts=''
-	[ "$rest" != "$path" ] && opts=${rest#*:}
-	say "mounting nfs root $server:$path"
-	if ! retry 5 3 "mounting $server:$path" \
-		mount -t nfs4 -o "ro,addr=$server${opts:+,$opts}" "$server:$path" /run/live/ro; then
-		report_failure "rootfs: cannot mount the NFS root $server:$path (server down, export missing or nfsv4 module missing)"
-		fail "cannot mount the NFS root $server:$path"
+	say "mounting nfs root ${1%:*}"
+	if ! nfs_mount ro "$1" /run/live/ro; then
+		report_failure "rootfs: cannot mount the NFS root $nfs_server:$nfs_path (server down, export missing or nfsv4 module missing)"
+		fail "cannot mount the NFS root $nfs_server:$nfs_path"
 	fi
 }
 
@@ -246,6 +256,42 @@ fi
 say "variants ${variants:-none}"
 mount -t overlay -o "lowerdir=$lower,upperdir=/run/live/rw/upper,workdir=/run/live/rw/work" \
 	overlay /newroot || fail "cannot mount the overlay (overlay module missing?)"
+
+# Persistent paths (nfs): the node's own directory on the NFS server, made
+# by the head before the boot and exported read-write to this node's address
+# alone, is mounted at /run/live/persist; each persisted path is bound from
+# there over the overlay, so writes under it survive a reboot and the rest
+# does not.
+if [ -n "$persist" ]; then
+	[ -n "$persist_nfs" ] || fail "netbootui.persist without netbootui.persist_nfs"
+	say "mounting persistent directory ${persist_nfs%:*}"
+	mkdir -p /run/live/persist
+	if ! nfs_mount rw "$persist_nfs" /run/live/persist; then
+		report_failure "persist: cannot mount the node's persistent directory $nfs_server:$nfs_path (not exported to this node?)"
+		fail "cannot mount the persistent directory $nfs_server:$nfs_path"
+	fi
+	if ! touch /run/live/persist/.netbootui-rw 2>/dev/null; then
+		report_failure "persist: the node's persistent directory $nfs_server:$nfs_path is not writable"
+		fail "the persistent directory $nfs_server:$nfs_path is not writable"
+	fi
+	old_ifs=$IFS IFS=,
+	set -f
+	for p in $persist; do
+		case $p in
+		/*) ;;
+		*) say "warning: persist path '$p' is not absolute: skipped" && continue ;;
+		esac
+		if [ ! -d "/run/live/persist$p" ]; then
+			report_failure "persist: $p is missing from $nfs_server:$nfs_path (the head makes it)"
+			fail "persist: $p is missing from the persistent directory"
+		fi
+		mkdir -p "/newroot$p"
+		mount --bind "/run/live/persist$p" "/newroot$p" || fail "cannot bind the persisted $p"
+		say "persist $p"
+	done
+	set +f
+	IFS=$old_ifs
+fi
 
 if [ ! -L /newroot/sbin/init ] && [ ! -x /newroot/sbin/init ]; then
 	fail "the rootfs from $root has no /sbin/init"

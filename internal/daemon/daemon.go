@@ -141,6 +141,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if d.Tracker, err = bootstate.New(bootstate.Options{Store: d.state, StallTimeout: cfg.StallTimeout, Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
+	d.preparePersist(inv)
 	renderer, err := pxe.NewRenderer(cfg.TemplatesDir)
 	if err != nil {
 		return nil, err
@@ -344,6 +345,7 @@ func (d *Daemon) onInventory(inv *inventory.Inventory, err error) {
 	d.reloadErr = ""
 	old := d.inv.Swap(inv)
 	if old == nil || old.Revision != inv.Revision {
+		d.preparePersist(inv)
 		d.log.Info("inventory loaded", "path", inv.Path, "revision", short(inv.Revision), "nodes", len(inv.Nodes))
 		d.Tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "inventory",
 			Message: fmt.Sprintf("inventory revision %s loaded: %d nodes", short(inv.Revision), len(inv.Nodes))})

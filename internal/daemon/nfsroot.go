@@ -6,6 +6,7 @@ import (
 
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/image"
+	"github.com/netbootui/netbootui/internal/inventory"
 	"github.com/netbootui/netbootui/internal/pxe"
 	"github.com/netbootui/netbootui/internal/roottransport/nfs"
 )
@@ -64,6 +65,29 @@ func (d *Daemon) publishNFSTrees() {
 	for _, k := range keys {
 		if err := d.PublishNFSTree(k[0], k[1]); err != nil {
 			d.log.Warn("nfs tree", "err", err)
+		}
+	}
+}
+
+// preparePersist makes, for every node of an nfs image whose group persists
+// paths, the node's own directory under the site's export directory with a
+// directory per persisted path, before the node boots: the node never
+// creates its directory through a shared writable export. Existing
+// directories and their contents are kept; nothing is removed.
+func (d *Daemon) preparePersist(inv *inventory.Inventory) {
+	site := pxe.NFSSite(inv.Settings.NFS)
+	if !site.Configured() {
+		return
+	}
+	for _, n := range inv.Nodes {
+		im := inv.Images[n.Image]
+		if len(n.Persist) == 0 || im == nil || im.Root != nfs.Name {
+			continue
+		}
+		if err := nfs.MakeNodeDir(site, n.Name, n.Persist); err != nil {
+			d.log.Warn("persistent directory", "node", n.Name, "err", err)
+			d.Tracker.Apply(bootstate.Event{Node: n.Name, Kind: bootstate.KindInfo, Proto: "nfs",
+				Error: "persistent directory not made: " + err.Error()})
 		}
 	}
 }

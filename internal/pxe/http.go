@@ -411,7 +411,7 @@ type Checkin struct {
 	// with every attempt. With BootID it makes each check-in unique, so a
 	// replayed one is refused.
 	Seq   uint64
-	Probe string // "present", "absent" or "": the agent's netbootui.probe test hook
+	Probe string // "present" or "absent" per probed path, comma-separated; "": the agent's netbootui.probe test hook
 	// Failed is set by the live init when the boot cannot go on: "STAGE:
 	// reason" (e.g. "rootfs: cannot mount the NFS root 10.0.2.2:/x").
 	// The check-in then marks the node failed at that stage instead of
@@ -478,12 +478,19 @@ func parseCheckin(r *http.Request) (Checkin, error) {
 		return c, fmt.Errorf("bad seq %q: want the agent's check-in counter, from 1 (an agent older than the daemon: rebuild the image)", short(v))
 	}
 	c.Seq = seq
-	switch v := r.Form.Get("probe"); v {
-	case "", "present", "absent":
-		c.Probe = v
-	default:
-		return c, fmt.Errorf("bad probe %q: want present or absent", v)
+	v = r.Form.Get("probe")
+	if v != "" {
+		words := strings.Split(v, ",")
+		if len(words) > 16 {
+			return c, errors.New("bad probe: at most 16 answers")
+		}
+		for _, w := range words {
+			if w != "present" && w != "absent" {
+				return c, fmt.Errorf("bad probe %q: want present or absent, comma-separated", short(v))
+			}
+		}
 	}
+	c.Probe = v
 	return c, nil
 }
 

@@ -588,7 +588,7 @@ func transportOf(p BootParams) roottransport.Transport {
 func rootArgs(p BootParams) ([]string, error) {
 	b := roottransport.Boot{Image: p.Image, Generation: p.Generation, BaseURL: p.BaseURL, RootfsURL: p.RootfsURL, NFS: p.NFS}
 	if p.Node != nil {
-		b.Node, b.Group = p.Node.Name, p.Node.Group
+		b.Node, b.Group, b.Persist = p.Node.Name, p.Node.Group, p.Node.Persist
 	}
 	return transportOf(p).KernelArgs(b)
 }

@@ -58,6 +58,9 @@ type Boot struct {
 	// NFS is the site's NFS server, for a transport that mounts the
 	// generation's tree over NFS (empty when the inventory names none).
 	NFS NFSSite
+	// Persist are the paths the node keeps across reboots (its group's
+	// persist:); a transport that cannot keep them ignores them.
+	Persist []string
 }
 
 // NFSSite is the site's NFS server as nodes reach it: the inventory's
@@ -117,6 +120,8 @@ const (
 	KeyCheckinInterval = "netbootui.checkin_interval" // seconds between check-ins
 	KeyProbe           = "netbootui.probe"            // test hook of the agent
 	KeyTestWrite       = "netbootui.test_write"       // test hook of the agent
+	KeyPersist         = "netbootui.persist"          // paths kept across reboots
+	KeyPersistNFS      = "netbootui.persist_nfs"      // the node's own NFS directory holding them
 )
 
 // Reader is a bit set of the node-side programs that read a key.
@@ -154,7 +159,9 @@ func Params() []Param {
 		{KeyCheckin, ReadByInit | ReadByAgent, true, "check-in URL"},
 		{KeyCheckinInterval, ReadByInit | ReadByAgent, false, "seconds between check-ins (default 30)"},
 		{KeyProbe, ReadByAgent, false, "test hook: check-ins carry probe=present|absent for PATH"},
-		{KeyTestWrite, ReadByAgent, false, "test hook: after the first check-in write 64 KiB to PATH, check in again at once"},
+		{KeyTestWrite, ReadByAgent, false, "test hook: after the first check-in write 64 KiB to each PATH of a comma-separated list, check in again at once"},
+		{KeyPersist, ReadByInit, true, "nfs, when the node's group persists paths: the paths, comma-separated, bound from the node's own directory"},
+		{KeyPersistNFS, ReadByInit, true, "nfs, with netbootui.persist: SERVER:PATH:OPTIONS of the node's own read-write directory, made by the head"},
 	}
 }
 

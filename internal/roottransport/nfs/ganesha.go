@@ -2,6 +2,7 @@ package nfs
 
 import (
 	"fmt"
+	"os"
 	"path"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,29 @@ type NodeDir struct {
 // NodeDirPath is the head's directory of node's persistent paths.
 func NodeDirPath(site roottransport.NFSSite, node string) string {
 	return filepath.Join(site.Dir, "nodes", node)
+}
+
+// MakeNodeDir makes node's persistent directory with a directory for each
+// persisted path (mode 0755, as the paths are in a root filesystem), keeping
+// whatever is there. The parent "nodes" directory is 0700: only the NFS
+// server (root) reads it on the head.
+func MakeNodeDir(site roottransport.NFSSite, node string, persist []string) error {
+	nodes := filepath.Join(site.Dir, "nodes")
+	if err := os.MkdirAll(nodes, 0o700); err != nil {
+		return err
+	}
+	if strings.ContainsAny(node, "/\\") || node == "" || node == "." || node == ".." {
+		return fmt.Errorf("nfs: bad node name %q", node)
+	}
+	for _, p := range persist {
+		if !strings.HasPrefix(p, "/") || path.Clean(p) != p || p == "/" {
+			return fmt.Errorf("nfs: persist path %q: want an absolute, clean path", p)
+		}
+		if err := os.MkdirAll(filepath.Join(NodeDirPath(site, node), filepath.FromSlash(p)), 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // NodeExportPath is the path node mounts its persistent directory from.

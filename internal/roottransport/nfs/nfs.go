@@ -8,7 +8,10 @@
 // which netbootui's built-in live init (assets/scripts/init.sh, root_nfs)
 // reads too. PATH is the tree's path under the site's export
 // (EXPORT/images/IMAGE/GENERATION); OPTIONS are vers=4.1 and the server's
-// port.
+// port. A node whose group persists paths also gets netbootui.persist (the
+// paths) and netbootui.persist_nfs (its own directory, EXPORT/nodes/NODE,
+// made by the head and exported read-write to that node's address alone):
+// the init binds each path from there over the overlay.
 //
 // The package also publishes a generation's tree (PublishTree: unsquashfs
 // into a temporary directory, renamed into place, never rewritten) and
@@ -71,7 +74,23 @@ func (Transport) KernelArgs(b roottransport.Boot) ([]string, error) {
 	if _, err := (Transport{}).Locate(v); err != nil {
 		return nil, err
 	}
-	return []string{roottransport.KeyRoot + "=" + Scheme + ":" + v}, nil
+	words := []string{roottransport.KeyRoot + "=" + Scheme + ":" + v}
+	if len(b.Persist) > 0 {
+		if b.Node == "" {
+			return nil, errors.New("nfs: persisted paths need the node's name")
+		}
+		for _, p := range b.Persist {
+			if !strings.HasPrefix(p, "/") || path.Clean(p) != p || p == "/" || strings.ContainsAny(p, ", \t\n:=\"'\\") {
+				return nil, fmt.Errorf("nfs: persist path %q: want an absolute, clean path", p)
+			}
+		}
+		pv := b.NFS.Server + ":" + NodeExportPath(b.NFS, b.Node) + ":" + Options(b.NFS)
+		if _, err := (Transport{}).Locate(pv); err != nil {
+			return nil, err
+		}
+		words = append(words, roottransport.KeyPersist+"="+strings.Join(b.Persist, ","), roottransport.KeyPersistNFS+"="+pv)
+	}
+	return words, nil
 }
 
 // checkServer accepts an IPv4 address: the live init resolves no names, and
