@@ -81,7 +81,11 @@ type Node struct {
 	Generation string   // pinned generation id; "" follows the image's current generation
 	KernelArgs string   // group's kernel arguments followed by the node's own
 	Persist    []string // the group's persist: paths kept across reboots
-	Override   Override
+	// UserData and VendorData are the node's cloud-init user-data and
+	// vendor-data templates (CloudTemplateData), the node's own else its
+	// group's; "" when none.
+	UserData, VendorData string
+	Override             Override
 	// Defined is where the node's entry starts; a node expanded from a hostlist
 	// range shares the position of its range entry. Range is that entry's name
 	// ("" when the entry names one node).

@@ -59,8 +59,8 @@ var (
 	settingsKeys = []string{"secrets", "overlay_dirty_bytes", "nfs"}
 	nfsKeys      = []string{"server", "port", "export", "dir"}
 	imageKeys    = []string{"description", "recipe", "kernel_args", "root"}
-	groupKeys    = []string{"image", "arch", "loader", "kernel_args", "bmc", "boot_override", "persist"}
-	nodeKeys     = []string{"name", "group", "ip", "arch", "loader", "image", "kernel_args", "nics", "bmc", "boot_override"}
+	groupKeys    = []string{"image", "arch", "loader", "kernel_args", "bmc", "boot_override", "persist", "user_data", "vendor_data"}
+	nodeKeys     = []string{"name", "group", "ip", "arch", "loader", "image", "kernel_args", "nics", "bmc", "boot_override", "user_data", "vendor_data"}
 	nicKeys      = []string{"mac", "boot", "name"}
 	groupBMCKeys = []string{"port", "user", "password", "cipher_suites"}
 	nodeBMCKeys  = []string{"host", "port", "user", "password", "cipher_suites"}
@@ -118,6 +118,8 @@ type spec struct {
 	overrideIPXE     setting[string]
 	overridePxelinux setting[string]
 	persist          []string // group only
+	userData         setting[string]
+	vendorData       setting[string]
 }
 
 type nicSpec struct {
@@ -610,6 +612,18 @@ func (p *parser) parseSpec(n *yaml.Node, what string, keys, bmcKeys []string, sp
 			if s, ok := p.str(v, what+": kernel_args"); ok {
 				sp.kernelArgs.put(strings.TrimSpace(s), v)
 			}
+		case "user_data", "vendor_data":
+			if s, ok := p.str(v, what+": "+key); ok {
+				if err := CheckCloudTemplate(s); err != nil {
+					p.errorf(v, "%s: %s: %v", what, key, err)
+					return
+				}
+				if key == "user_data" {
+					sp.userData.put(s, v)
+				} else {
+					sp.vendorData.put(s, v)
+				}
+			}
 		case "bmc":
 			p.mapping(v, what+": bmc", bmcKeys, func(key string, _, v *yaml.Node) {
 				p.parseBMC(what, key, v, sp)
@@ -875,6 +889,8 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 				Loader:     Loader(pick(sp.loader, gs.loader, string(DefaultLoader))),
 				KernelArgs: joinArgs(gs.kernelArgs.v, sp.kernelArgs.v),
 				Persist:    slices.Clone(gs.persist),
+				UserData:   pick(sp.userData, gs.userData, ""),
+				VendorData: pick(sp.vendorData, gs.vendorData, ""),
 				Override: Override{
 					IPXE:     pick(sp.overrideIPXE, gs.overrideIPXE, ""),
 					Pxelinux: pick(sp.overridePxelinux, gs.overridePxelinux, ""),

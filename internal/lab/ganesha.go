@@ -11,17 +11,25 @@ import (
 	"time"
 )
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago (a
-// listener on :0, closed): for servers that take a port number, not a
-// listener.
+// FreePort returns a port on 127.0.0.1 that was free for both TCP and UDP a
+// moment ago (listeners on :0, closed): for servers that take a port number,
+// not a listener.
 func FreePort(tb testing.TB) int {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+	for range 50 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if u, err := net.ListenPacket("udp", net.JoinHostPort("", strconv.Itoa(port))); err == nil {
+			u.Close()
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	tb.Fatal("lab: no port free for both TCP and UDP")
+	return 0
 }
 
 // Ganesha is an nfs-ganesha server (user space, NFSv4 over TCP only) a test
@@ -47,6 +55,7 @@ func StartGanesha(tb testing.TB, port int, exports string) *Ganesha {
 	Bind_addr = 127.0.0.1;
 	NFS_Port = %d;
 	Protocols = 4;
+	Enable_UDP = false;
 	Enable_NLM = false;
 	Enable_RQUOTA = false;
 }

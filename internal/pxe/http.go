@@ -71,6 +71,7 @@ func (s *HTTPServer) Handler() http.Handler {
 	mux.HandleFunc("GET /loaders/{name...}", s.handleLoader)
 	mux.HandleFunc("GET /images/{image}/{gen}/{file}", s.handleImage)
 	mux.HandleFunc("POST /checkin", s.handleCheckin)
+	mux.HandleFunc("GET /nocloud/{node}/{token}/{file}", s.handleNoCloud)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	s.mux = mux
