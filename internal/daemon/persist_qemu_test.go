@@ -22,9 +22,22 @@ import (
 // a distinct address, as on a real network.
 const headAddr = "10.0.2.100"
 
+// persistOverride is a node's iPXE entry: the rendered one plus extra
+// words (netbootui.* words are refused in kernel_args).
+func persistOverride(extra string) string {
+	return `#!ipxe
+kernel --name vmlinuz {{.KernelURL}} {{.Cmdline}} ` + extra + ` || goto failed
+initrd --name initrd {{.InitrdURL}} || goto failed
+boot || goto failed
+:failed
+sleep {{.RetrySeconds}}
+chain --replace --autofree {{.ScriptURL}} || goto failed
+`
+}
+
 // persistInventory: two nfs nodes in a group that persists /var/log, at
-// 127.0.0.10 and 127.0.0.11 as the head sees them. argsA and argsB are the
-// nodes' own kernel arguments.
+// 127.0.0.10 and 127.0.0.11 as the head sees them. argsA and argsB are
+// words added to the nodes' command lines.
 func persistInventory(dir, argsA, argsB string) string {
 	return fmt.Sprintf(`settings:
   nfs: {server: %s, port: 2049, export: /netbootui, dir: %s}
@@ -37,9 +50,9 @@ groups:
     image: live-nfs
     persist: [/var/log]
 nodes:
-  - {name: q-a, group: lab, ip: 127.0.0.10, kernel_args: %q, nics: [{mac: %q}]}
-  - {name: q-b, group: lab, ip: 127.0.0.11, kernel_args: %q, nics: [{mac: %q}]}
-`, headAddr, dir, argsA, lab.MAC(30), argsB, lab.MAC(31))
+  - {name: q-a, group: lab, ip: 127.0.0.10, boot_override: {ipxe: %q}, nics: [{mac: %q}]}
+  - {name: q-b, group: lab, ip: 127.0.0.11, boot_override: {ipxe: %q}, nics: [{mac: %q}]}
+`, headAddr, dir, persistOverride(argsA), lab.MAC(30), persistOverride(argsB), lab.MAC(31))
 }
 
 // checkinWith waits for a check-in of node whose message holds want.
@@ -79,8 +92,8 @@ func TestQEMUNFSPersist(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// q-b names q-a's directory on its command line (an admin's kernel
-	// argument comes after the rendered one): the server must refuse it.
+	// q-b names q-a's directory on its command line (after the rendered
+	// one, so the init takes it): the server must refuse it.
 	stealB := "netbootui.persist_nfs=" + headAddr + ":/netbootui/nodes/q-a:vers=4.1,port=2049"
 	write("netbootui.test_write=/var/log/kept,/root/gone netbootui.probe=/var/log/kept,/root/gone", stealB)
 	d, err := New(Config{InventoryPath: inv, DataDir: filepath.Join(dir, "data"), HTTPListen: "127.0.0.1:0",
@@ -178,7 +191,9 @@ func TestQEMUNFSPersist(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkinWith(t, d, vmA, "q-a", "probe=present,absent", 4*time.Minute)
-	if _, err := os.Stat(filepath.Join(site.Dir, "images", "live-nfs", m.ID, "root")); err == nil {
-		t.Errorf("a node wrote into the read-only tree")
+	for _, f := range []string{"root/gone", "var/log/kept"} {
+		if _, err := os.Stat(filepath.Join(nfs.TreeDir(site, "live-nfs", m.ID), f)); err == nil {
+			t.Errorf("a node wrote %s into the read-only tree", f)
+		}
 	}
 }
