@@ -179,6 +179,29 @@ root_nfs() {
 	fi
 }
 
+# root_nbd SERVER:PORT/EXPORT: the nbd transport. The generation's squashfs,
+# served read-only by the site's NBD server, is attached as /dev/nbd0 with
+# nbd-client (in the initramfs with its libraries: recipe programs) and
+# mounted read-only at /run/live/ro: only the blocks read cross the network.
+root_nbd() {
+	nbd_server=${1%%:*} rest=${1#*:}
+	nbd_port=${rest%%/*} nbd_export=${rest#*/}
+	say "attaching nbd root $nbd_server:$nbd_port/$nbd_export"
+	if ! command -v nbd-client >/dev/null; then
+		report_failure "rootfs: this initramfs has no nbd-client (add /usr/sbin/nbd-client to the recipe's programs)"
+		fail "no nbd-client in the initramfs"
+	fi
+	if ! retry 5 3 "attaching $nbd_server:$nbd_port/$nbd_export" \
+		nbd-client -N "$nbd_export" -readonly "$nbd_server" "$nbd_port" /dev/nbd0; then
+		report_failure "rootfs: cannot attach the NBD root $nbd_server:$nbd_port/$nbd_export (server down, export missing or nbd module missing)"
+		fail "cannot attach the NBD root $nbd_server:$nbd_port/$nbd_export"
+	fi
+	if ! retry 3 1 "mounting /dev/nbd0" mount -t squashfs -o ro /dev/nbd0 /run/live/ro; then
+		report_failure "rootfs: the NBD root $nbd_server:$nbd_port/$nbd_export does not mount as a squashfs"
+		fail "cannot mount /dev/nbd0"
+	fi
+}
+
 # report_failure REASON: tell the daemon this boot failed and why, through
 # the check-in agent (one post, its failed= field), so the failure shows at
 # its boot stage instead of as a node that never checks in.
@@ -197,7 +220,8 @@ image=''
 case $root in
 live:*) root_live "${root#live:}" ;;
 nfs:*) root_nfs "${root#nfs:}" ;;
-*) fail "root=$root: this init reads no such root (it knows root=live:URL and root=nfs:SERVER:PATH)" ;;
+nbd:*) root_nbd "${root#nbd:}" ;;
+*) fail "root=$root: this init reads no such root (it knows root=live:URL, root=nfs:SERVER:PATH and root=nbd:SERVER:PORT/EXPORT)" ;;
 esac
 mount -t tmpfs -o mode=0755 tmpfs /run/live/rw || fail "cannot mount the overlay tmpfs"
 mkdir -p /run/live/rw/upper /run/live/rw/work
@@ -234,9 +258,9 @@ if d=$(variant node "$node"); then
 	vdirs="${d#/run/live/ro}${vdirs:+:$vdirs}" variants="node-$node${variants:+ $variants}"
 fi
 if [ -n "$vdirs" ] && [ -z "$image" ]; then
-	# A tree root (nfs) has no squashfs to mount a second time, and
-	# overlayfs refuses a lower inside another lower: not stacked.
-	say "warning: variants $variants are not stacked on a tree root"
+	# A network root (nfs, nbd) has no squashfs file to mount a second
+	# time, and overlayfs refuses a lower inside another lower: not stacked.
+	say "warning: variants $variants are not stacked on a network root"
 	vdirs='' variants=''
 fi
 if [ -n "$vdirs" ]; then

@@ -8,6 +8,7 @@ import (
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
 	"github.com/netbootui/netbootui/internal/pxe"
+	"github.com/netbootui/netbootui/internal/roottransport/nbd"
 	"github.com/netbootui/netbootui/internal/roottransport/nfs"
 )
 
@@ -90,4 +91,49 @@ func (d *Daemon) preparePersist(inv *inventory.Inventory) {
 				Error: "persistent directory not made: " + err.Error()})
 		}
 	}
+}
+
+// NBDServerConfig returns the nbd-server configuration (listening on
+// listen:port) that serves the squashfs of every generation nodes of an nbd
+// image may boot, straight from the image store: the current generation of
+// each such image and the generations nodes pin.
+func (d *Daemon) NBDServerConfig(listen string, port int) (string, error) {
+	inv := d.Inventory()
+	seen := map[string]bool{}
+	var exports []nbd.Export
+	add := func(img, gen string) error {
+		name := nbd.ExportName(img, gen)
+		if seen[name] {
+			return nil
+		}
+		seen[name] = true
+		file, err := d.Images.Path(img, gen, image.FileRootfs)
+		if err != nil {
+			return err
+		}
+		exports = append(exports, nbd.Export{Name: name, File: file})
+		return nil
+	}
+	names := make([]string, 0, len(inv.Images))
+	for name, im := range inv.Images {
+		if im.Root == nbd.Name {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if gen, err := d.Images.Current(name); err == nil {
+			if err := add(name, gen); err != nil {
+				return "", err
+			}
+		}
+	}
+	for _, n := range inv.Nodes {
+		if im := inv.Images[n.Image]; im != nil && im.Root == nbd.Name && n.Generation != "" {
+			if err := add(n.Image, n.Generation); err != nil {
+				return "", err
+			}
+		}
+	}
+	return nbd.ServerConfig(listen, port, exports), nil
 }

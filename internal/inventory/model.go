@@ -146,6 +146,14 @@ type Settings struct {
 	// NFS is the site's NFS server, for images whose root is nfs; zero
 	// when the inventory names none.
 	NFS NFS
+	// NBD is the site's NBD server, for images whose root is nbd.
+	NBD NBD
+}
+
+// NBD is settings.nbd: the site's NBD server as nodes reach it.
+type NBD struct {
+	Server string // IPv4 address
+	Port   int    // 0: 10809
 }
 
 // NFS is settings.nfs: the site's NFS server as nodes reach it.

@@ -25,6 +25,7 @@ import (
 
 	"github.com/netbootui/netbootui/internal/hostlist"
 	"github.com/netbootui/netbootui/internal/roottransport/builtin"
+	"github.com/netbootui/netbootui/internal/roottransport/nbd"
 	"github.com/netbootui/netbootui/internal/roottransport/nfs"
 )
 
@@ -56,8 +57,9 @@ var (
 // Keys allowed in each section, in the order the error message lists them.
 var (
 	topKeys      = []string{"settings", "images", "groups", "nodes"}
-	settingsKeys = []string{"secrets", "overlay_dirty_bytes", "nfs"}
+	settingsKeys = []string{"secrets", "overlay_dirty_bytes", "nfs", "nbd"}
 	nfsKeys      = []string{"server", "port", "export", "dir"}
+	nbdKeys      = []string{"server", "port"}
 	imageKeys    = []string{"description", "recipe", "kernel_args", "root"}
 	groupKeys    = []string{"image", "arch", "loader", "kernel_args", "bmc", "boot_override", "persist", "user_data", "vendor_data"}
 	nodeKeys     = []string{"name", "group", "ip", "arch", "loader", "image", "kernel_args", "nics", "bmc", "boot_override", "user_data", "vendor_data"}
@@ -139,6 +141,7 @@ type parser struct {
 	groupSpecs map[string]*spec
 	passwords  []*yaml.Node // every password value, to check against secrets
 	nfs        NFS          // settings.nfs, read before the images
+	nbd        NBD          // settings.nbd, read before the images
 }
 
 func (p *parser) pos(n *yaml.Node) Pos {
@@ -332,9 +335,11 @@ func (p *parser) parse(data []byte) *Inventory {
 			}
 		case "nfs":
 			p.parseNFS(v, &inv.Settings.NFS)
+		case "nbd":
+			p.parseNBD(v, &inv.Settings.NBD)
 		}
 	})
-	p.nfs = inv.Settings.NFS
+	p.nfs, p.nbd = inv.Settings.NFS, inv.Settings.NBD
 	p.parseImages(imagesN)
 	p.parseGroups(groupsN, inv)
 	p.parseNodes(nodesN, inv)
@@ -529,6 +534,10 @@ func (p *parser) parseImages(n *yaml.Node) {
 				}
 				if s == nfs.Name && p.nfs.Server == "" {
 					p.errorf(v, "%s: root: nfs needs the site's NFS server: add settings.nfs (server, export, dir)", what)
+					return
+				}
+				if s == nbd.Name && p.nbd.Server == "" {
+					p.errorf(v, "%s: root: nbd needs the site's NBD server: add settings.nbd (server, port)", what)
 					return
 				}
 				img.Root = s
@@ -1230,4 +1239,38 @@ func (p *parser) parsePersist(n *yaml.Node, what string) []string {
 		}
 	}
 	return out
+}
+
+// parseNBD reads settings.nbd: the site's NBD server as nodes reach it.
+func (p *parser) parseNBD(n *yaml.Node, out *NBD) {
+	if isNull(n) {
+		return
+	}
+	before := len(p.errs)
+	p.mapping(n, "settings.nbd", nbdKeys, func(key string, _, v *yaml.Node) {
+		what := "settings.nbd." + key
+		if key == "port" {
+			if port, ok := p.integer(v, what); ok {
+				if port < 1 || port > 65535 {
+					p.errorf(v, "%s must be 1-65535, got %d", what, port)
+					return
+				}
+				out.Port = int(port)
+			}
+			return
+		}
+		if s, ok := p.str(v, what); ok {
+			if a, err := netip.ParseAddr(s); err != nil || !a.Is4() {
+				p.errorf(v, "%s: bad server %q: want the IPv4 address nodes reach it at (the live init resolves no names)", what, s)
+				return
+			}
+			out.Server = s
+		}
+	})
+	if out.Server == "" {
+		if len(p.errs) == before {
+			p.errorf(n, "settings.nbd needs server")
+		}
+		*out = NBD{}
+	}
 }

@@ -248,6 +248,7 @@ func (b *Boot) Params(inv *inventory.Inventory, n *inventory.Node, base string) 
 	}
 	p.KernelArgs = args
 	p.NFS = NFSSite(inv.Settings.NFS)
+	p.NBD = roottransport.NBDSite{Server: inv.Settings.NBD.Server, Port: inv.Settings.NBD.Port}
 	reg := b.Transports
 	if reg == nil {
 		reg = builtin.Registry()

@@ -82,6 +82,8 @@ type BootParams struct {
 	Transport roottransport.Transport
 	// NFS is the site's NFS server (settings.nfs), for the nfs transport.
 	NFS roottransport.NFSSite
+	// NBD is the site's NBD server (settings.nbd), for the nbd transport.
+	NBD roottransport.NBDSite
 
 	// KernelArgs are the image's arguments then the group's and node's,
 	// already merged by the caller.
@@ -586,7 +588,7 @@ func transportOf(p BootParams) roottransport.Transport {
 
 // rootArgs returns the root= words p's transport decides.
 func rootArgs(p BootParams) ([]string, error) {
-	b := roottransport.Boot{Image: p.Image, Generation: p.Generation, BaseURL: p.BaseURL, RootfsURL: p.RootfsURL, NFS: p.NFS}
+	b := roottransport.Boot{Image: p.Image, Generation: p.Generation, BaseURL: p.BaseURL, RootfsURL: p.RootfsURL, NFS: p.NFS, NBD: p.NBD}
 	if p.Node != nil {
 		b.Node, b.Group, b.Persist = p.Node.Name, p.Node.Group, p.Node.Persist
 	}

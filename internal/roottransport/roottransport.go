@@ -58,6 +58,8 @@ type Boot struct {
 	// NFS is the site's NFS server, for a transport that mounts the
 	// generation's tree over NFS (empty when the inventory names none).
 	NFS NFSSite
+	// NBD is the site's NBD server, for the nbd transport.
+	NBD NBDSite
 	// Persist are the paths the node keeps across reboots (its group's
 	// persist:); a transport that cannot keep them ignores them.
 	Persist []string
@@ -77,6 +79,20 @@ type NFSSite struct {
 	// Dir is the head's directory behind Export, where netbootui writes
 	// the generations' trees and the nodes' persistent directories.
 	Dir string
+}
+
+// NBDSite is the site's NBD server as nodes reach it: settings.nbd.
+type NBDSite struct {
+	Server string // IPv4 address
+	Port   int    // 0 means 10809
+}
+
+// PortOrDefault returns Port, 10809 when unset.
+func (s NBDSite) PortOrDefault() int {
+	if s.Port == 0 {
+		return 10809
+	}
+	return s.Port
 }
 
 // Configured reports whether the inventory names an NFS server.

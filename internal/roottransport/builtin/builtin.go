@@ -7,6 +7,7 @@ import (
 
 	"github.com/netbootui/netbootui/internal/roottransport"
 	"github.com/netbootui/netbootui/internal/roottransport/httplive"
+	"github.com/netbootui/netbootui/internal/roottransport/nbd"
 	"github.com/netbootui/netbootui/internal/roottransport/nfs"
 )
 
@@ -15,6 +16,7 @@ var registry = sync.OnceValue(func() *roottransport.Registry {
 	r, err := roottransport.NewRegistry(
 		httplive.Transport{}, // the default: the first one
 		nfs.Transport{},      // the generation's tree over NFSv4
+		nbd.Transport{},      // the generation's squashfs as a network block device
 		// A new transport: one line here.
 	)
 	if err != nil {

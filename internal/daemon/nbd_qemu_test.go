@@ -1,0 +1,130 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/image"
+	"github.com/netbootui/netbootui/internal/image/liveinit"
+	"github.com/netbootui/netbootui/internal/lab"
+)
+
+var nbdReadRE = regexp.MustCompile(`netbootui: nbd0: read_kb=(\d+) size_kb=(\d+)`)
+
+// TestQEMUNBDRoot boots the default recipe's root as a network block device
+// served by Debian's nbd-server (the configuration netbootui writes), and
+// the same generation over http-live beside it, and prints the RAM each
+// uses once its root is up and how much of the device the NBD node read.
+// The NBD node's initramfs is the default recipe's plus nbd-client and its
+// libraries (liveinit Programs).
+func TestQEMUNBDRoot(t *testing.T) {
+	t.Parallel()
+	lab.RequireTools(t, "qemu-system-x86_64", "nbd-server", "nbd-client", "ldd")
+	files := testImage(t)
+	_, modules := lab.Kernel(t)
+	nbdClient, _ := exec.LookPath("nbd-client")
+	dir := t.TempDir()
+	initrd := filepath.Join(dir, "initrd-nbd")
+	if err := liveinit.BuildFile(initrd, liveinit.Options{KernelModulesDir: modules,
+		Modules:  []string{"virtio_pci", "virtio_net", "e1000", "loop", "squashfs", "overlay", "nfsv4", "nbd"},
+		Programs: []string{nbdClient}}); err != nil {
+		t.Fatal(err)
+	}
+	port := lab.FreePort(t)
+	inv := filepath.Join(dir, "nodes.yaml")
+	if err := os.WriteFile(inv, []byte(fmt.Sprintf(`settings:
+  nbd: {server: 10.0.2.2, port: %d}
+images:
+  live-nbd: {root: nbd, kernel_args: "console=ttyS0 panic=-1"}
+  live-http: {kernel_args: "console=ttyS0 panic=-1"}
+nodes:
+  - {name: q-nbd, image: live-nbd, nics: [{mac: %q}]}
+  - {name: q-http2, image: live-http, nics: [{mac: %q}]}
+`, port, lab.MAC(40), lab.MAC(41))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(Config{InventoryPath: inv, DataDir: filepath.Join(dir, "data"), HTTPListen: "127.0.0.1:0",
+		StallTimeout: 5 * time.Minute, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gens := map[string]string{}
+	for img, rd := range map[string]string{"live-nbd": initrd, "live-http": files["initrd"]} {
+		m, err := d.ImportImage(ImportRequest{Image: img, Kernel: files["vmlinuz"], Initrd: rd, Rootfs: files["rootfs.squashfs"], Publish: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		gens[img] = m.ID
+	}
+	conf, err := d.NBDServerConfig("127.0.0.1", port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sq, _ := d.Images.Path("live-nbd", gens["live-nbd"], image.FileRootfs)
+	if !strings.Contains(conf, "[live-nbd."+gens["live-nbd"]+"]\n\texportname = "+sq+"\n\treadonly = true") || strings.Contains(conf, "live-http") {
+		t.Fatalf("nbd-server configuration:\n%s", conf)
+	}
+	confPath := filepath.Join(dir, "nbd-server.conf")
+	os.WriteFile(confPath, []byte(conf), 0o644)
+	srv := lab.StartProcess(t, "nbd-server", exec.Command("nbd-server", "-C", confPath, "-d"))
+	lab.Eventually(t, "nbd-server listens", 20*time.Second, func() bool {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+
+	_, httpPort, _ := net.SplitHostPort(d.HTTPAddr().String())
+	d.Boot.AdvertiseURL = "http://10.0.2.2:" + httpPort
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	vmCtx, vmCancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer vmCancel()
+	start := func(node, mac string) *lab.VM {
+		vm, err := lab.StartVM(vmCtx, lab.VMOptions{Name: node, MAC: mac, Dir: t.TempDir(),
+			BootURL: "http://10.0.2.2:" + httpPort + "/boot/" + mac + ".ipxe"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { vm.Stop() })
+		return vm
+	}
+	httpVM := start("q-http2", lab.MAC(41))
+	nbdVM := start("q-nbd", lab.MAC(40))
+	nbdSt := waitBooted(t, d, nbdVM, "q-nbd", gens["live-nbd"], 4*time.Minute)
+	waitBooted(t, d, httpVM, "q-http2", gens["live-http"], 4*time.Minute)
+	for _, m := range nbdSt.Timeline {
+		if m.Stage == bootstate.StageRootfs {
+			t.Errorf("q-nbd fetched a rootfs over HTTP: %v", stagesOf(nbdSt))
+		}
+	}
+	if !strings.Contains(nbdVM.Serial(), "netbootui: attaching nbd root 10.0.2.2:") {
+		t.Errorf("q-nbd serial does not show the NBD attach:\n%s", lab.Tail(nbdVM.Serial(), 30))
+	}
+	mem := func(vm *lab.VM) string {
+		m := memRE.FindAllStringSubmatch(vm.Serial(), -1)
+		if len(m) == 0 {
+			t.Fatalf("no memory line:\n%s", lab.Tail(vm.Serial(), 30))
+		}
+		return m[len(m)-1][3]
+	}
+	rd := nbdReadRE.FindStringSubmatch(nbdVM.Serial())
+	if rd == nil {
+		t.Fatalf("q-nbd printed no nbd0 line:\n%s", lab.Tail(nbdVM.Serial(), 30))
+	}
+	t.Logf("RAM used once the root is up (MemTotal-MemAvailable, same generation): nbd %s KiB, http-live %s KiB; nbd0 read %s KiB of %s KiB",
+		mem(nbdVM), mem(httpVM), rd[1], rd[2])
+	srv.Stop()
+}
