@@ -63,3 +63,33 @@ func TestNFSAndPersist(t *testing.T) {
 		})
 	}
 }
+
+// TestNBDSettings: settings.nbd and an image's root: nbd.
+func TestNBDSettings(t *testing.T) {
+	const rest = "images:\n  c: {root: nbd}\n"
+	for _, tc := range []struct{ name, src, err string }{
+		{"valid", "settings:\n  nbd: {server: 10.1.0.1, port: 10810}\n" + rest, ""},
+		{"no settings", rest, `2:13: image c: root: nbd needs the site's NBD server: add settings.nbd (server, port)`},
+		{"name", "settings:\n  nbd: {server: head}\n" + rest, `2:17: settings.nbd.server: bad server "head": want the IPv4 address nodes reach it at (the live init resolves no names)`},
+		{"port", "settings:\n  nbd: {server: 10.1.0.1, port: 70000}\n" + rest, `2:33: settings.nbd.port must be 1-65535, got 70000`},
+		{"no server", "settings:\n  nbd: {port: 10810}\n" + rest, `2:8: settings.nbd needs server`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inv, err := Parse("t.yaml", []byte(tc.src))
+			if tc.err == "" {
+				if err != nil || inv.Settings.NBD != (NBD{Server: "10.1.0.1", Port: 10810}) || inv.Images["c"].Root != "nbd" {
+					t.Fatalf("%v %+v", err, inv)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("accepted; want %s", tc.err)
+			}
+			list := err.(ErrorList)
+			checkPositions(t, "t.yaml", []byte(tc.src), list)
+			if got := strings.TrimPrefix(list[0].Error(), "t.yaml:"); got != tc.err {
+				t.Errorf("first error\n got %s\nwant %s", got, tc.err)
+			}
+		})
+	}
+}

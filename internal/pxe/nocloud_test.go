@@ -135,3 +135,36 @@ func TestCloudTemplateErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckinFailed: a check-in with failed= marks the node failed at the
+// stage it names, with the reason; a malformed one is refused.
+func TestCheckinFailed(t *testing.T) {
+	inv, err := inventory.Parse("nodes.yaml", []byte(`nodes:
+  - {name: n1, nics: [{mac: "52:54:00:00:00:01"}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := NewTokens([]byte("0123456789abcdef0123456789abcdef"))
+	var events []bootstate.Event
+	b := &Boot{Inventory: func() *inventory.Inventory { return inv }, Tokens: tok,
+		Events: func(ev bootstate.Event) { events = append(events, ev) }}
+	h := (&HTTPServer{Boot: b}).Handler()
+	post := func(seq, failed string) int {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, checkinRequest("node=n1&token="+tok.Token("n1")+"&boot_id=b1&seq="+seq+"&failed="+failed))
+		return w.Code
+	}
+	if code := post("1", "rootfs%3A+cannot+mount+the+NFS+root+10.0.2.2%3A%2Fx"); code != 200 {
+		t.Fatalf("failed check-in: %d", code)
+	}
+	if len(events) != 1 || events[0].Kind != bootstate.KindFail || events[0].Error != "boot failed at stage rootfs: cannot mount the NFS root 10.0.2.2:/x" {
+		t.Fatalf("events %+v", events)
+	}
+	if code := post("2", "rootfs%3A+x%0Ay"); code != 400 {
+		t.Errorf("a failed= with a newline: %d, want 400", code)
+	}
+	if code := post("3", strings.Repeat("x", 600)); code != 400 {
+		t.Errorf("a long failed=: %d, want 400", code)
+	}
+}
