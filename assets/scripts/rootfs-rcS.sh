@@ -33,5 +33,5 @@ echo "netbootui: rootfs up: ${name:-unknown} on $(hostname), kernel $(uname -r)"
 awk '/^MemTotal:/ { t = $2 } /^MemAvailable:/ { a = $2 }
 	END { printf "netbootui: memory: total_kb=%d available_kb=%d used_kb=%d\n", t, a, t - a }' /proc/meminfo
 # A block-device root (nbd): how much of it was read so far.
-[ -r /sys/block/nbd0/stat ] && [ -r /sys/block/nbd0/size ] &&
+[ -r /sys/block/nbd0/stat ] && [ "$(cat /sys/block/nbd0/size 2>/dev/null || echo 0)" != 0 ] &&
 	awk -v size="$(cat /sys/block/nbd0/size)" '{ printf "netbootui: nbd0: read_kb=%d size_kb=%d\n", $3 / 2, size / 2 }' /sys/block/nbd0/stat

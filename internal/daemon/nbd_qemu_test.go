@@ -8,7 +8,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,13 +77,27 @@ nodes:
 	}
 	confPath := filepath.Join(dir, "nbd-server.conf")
 	os.WriteFile(confPath, []byte(conf), 0o644)
-	srv := lab.StartProcess(t, "nbd-server", exec.Command("nbd-server", "-C", confPath, "-d"))
-	lab.Eventually(t, "nbd-server listens", 20*time.Second, func() bool {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
+	// nbd-server forks a server per client; in its no-fork mode (-d) it
+	// serves one connection only. It runs in the background, stopped by
+	// its pid file; a probe connection would use up -d, so readiness is
+	// seen as the port being taken.
+	pidFile := filepath.Join(dir, "nbd-server.pid")
+	if out, err := exec.Command("nbd-server", "-C", confPath, "-p", pidFile).CombinedOutput(); err != nil {
+		t.Fatalf("nbd-server: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+				syscall.Kill(pid, syscall.SIGTERM)
+			}
 		}
-		return err == nil
+	})
+	lab.Eventually(t, "nbd-server listens", 20*time.Second, func() bool {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			ln.Close()
+		}
+		return err != nil
 	})
 
 	_, httpPort, _ := net.SplitHostPort(d.HTTPAddr().String())
@@ -126,5 +142,4 @@ nodes:
 	}
 	t.Logf("RAM used once the root is up (MemTotal-MemAvailable, same generation): nbd %s KiB, http-live %s KiB; nbd0 read %s KiB of %s KiB",
 		mem(nbdVM), mem(httpVM), rd[1], rd[2])
-	srv.Stop()
 }
