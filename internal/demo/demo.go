@@ -17,6 +17,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -643,8 +644,8 @@ func (d *Demo) PowerOnAll(ctx context.Context) ([]daemon.PowerResult, error) {
 }
 
 // Counts tallies the nodes by boot stage and how many are dirty.
-func (d *Demo) Counts() (stages map[bootstate.Stage]int, dirty int) {
-	stages = map[bootstate.Stage]int{}
+func (d *Demo) Counts() (stages map[apitype.Stage]int, dirty int) {
+	stages = map[apitype.Stage]int{}
 	for _, v := range d.Daemon.Nodes() {
 		stages[v.State.Stage]++
 		if v.Dirty {
