@@ -60,8 +60,9 @@ nodes:
 		t.Fatal(err)
 	}
 	gens := map[string]string{}
+	rootfs := ballastRootfs(t, files["rootfs.squashfs"], 48)
 	for img, rd := range map[string]string{"live-nbd": initrd, "live-http": files["initrd"]} {
-		m, err := d.ImportImage(ImportRequest{Image: img, Kernel: files["vmlinuz"], Initrd: rd, Rootfs: files["rootfs.squashfs"], Publish: true})
+		m, err := d.ImportImage(ImportRequest{Image: img, Kernel: files["vmlinuz"], Initrd: rd, Rootfs: rootfs, Publish: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -129,17 +130,35 @@ nodes:
 	if !strings.Contains(nbdVM.Serial(), "netbootui: attaching nbd root 10.0.2.2:") {
 		t.Errorf("q-nbd serial does not show the NBD attach:\n%s", lab.Tail(nbdVM.Serial(), 30))
 	}
-	mem := func(vm *lab.VM) string {
-		m := memRE.FindAllStringSubmatch(vm.Serial(), -1)
-		if len(m) == 0 {
-			t.Fatalf("no memory line:\n%s", lab.Tail(vm.Serial(), 30))
-		}
-		return m[len(m)-1][3]
-	}
 	rd := nbdReadRE.FindStringSubmatch(nbdVM.Serial())
 	if rd == nil {
 		t.Fatalf("q-nbd printed no nbd0 line:\n%s", lab.Tail(nbdVM.Serial(), 30))
 	}
-	t.Logf("RAM used once the root is up (MemTotal-MemAvailable, same generation): nbd %s KiB, http-live %s KiB; nbd0 read %s KiB of %s KiB",
-		mem(nbdVM), mem(httpVM), rd[1], rd[2])
+	usedNBD, usedHTTP := usedKiB(t, nbdVM), usedKiB(t, httpVM)
+	read, size := atoi(rd[1]), atoi(rd[2])
+	t.Logf("RAM used once the root is up (MemTotal-MemAvailable, same %d KiB generation with 48 MiB nobody reads): nbd %d KiB, http-live %d KiB; the NBD node read %d KiB of the device",
+		size, usedNBD, usedHTTP, read)
+	// The NBD node reads what it uses, not the ballast; the http-live
+	// node holds the whole squashfs in RAM.
+	if read > size/2 {
+		t.Errorf("the NBD node read %d KiB of %d KiB: not on demand", read, size)
+	}
+	if usedHTTP-usedNBD < 32<<10 {
+		t.Errorf("RAM used: nbd %d KiB, http-live %d KiB: want the 48 MiB squashfs to show", usedNBD, usedHTTP)
+	}
+}
+
+// usedKiB is the last "netbootui: memory" line of vm's serial log: used_kb.
+func usedKiB(t *testing.T, vm *lab.VM) int {
+	t.Helper()
+	m := memRE.FindAllStringSubmatch(vm.Serial(), -1)
+	if len(m) == 0 {
+		t.Fatalf("no memory line:\n%s", lab.Tail(vm.Serial(), 30))
+	}
+	return atoi(m[len(m)-1][3])
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }
