@@ -42,8 +42,7 @@ func TestQEMUNBDRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := lab.FreePort(t)
-	inv := filepath.Join(dir, "nodes.yaml")
-	if err := os.WriteFile(inv, []byte(fmt.Sprintf(`settings:
+	d := newInventoryDaemon(t, dir, fmt.Sprintf(`settings:
   nbd: {server: 10.0.2.2, port: %d}
 images:
   live-nbd: {root: nbd, kernel_args: "console=ttyS0 panic=-1"}
@@ -51,14 +50,7 @@ images:
 nodes:
   - {name: q-nbd, image: live-nbd, nics: [{mac: %q}]}
   - {name: q-http2, image: live-http, nics: [{mac: %q}]}
-`, port, lab.MAC(40), lab.MAC(41))), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	d, err := New(Config{InventoryPath: inv, DataDir: filepath.Join(dir, "data"), HTTPListen: "127.0.0.1:0",
-		StallTimeout: 5 * time.Minute, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+`, port, lab.MAC(40), lab.MAC(41)))
 	gens := map[string]string{}
 	rootfs := ballastRootfs(t, files["rootfs.squashfs"], 48)
 	for img, rd := range map[string]string{"live-nbd": initrd, "live-http": files["initrd"]} {
@@ -101,25 +93,11 @@ nodes:
 		return err != nil
 	})
 
-	_, httpPort, _ := net.SplitHostPort(d.HTTPAddr().String())
-	d.Boot.AdvertiseURL = "http://10.0.2.2:" + httpPort
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	base := "http://10.0.2.2:" + runDaemon(t, d, "")
 	vmCtx, vmCancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer vmCancel()
-	start := func(node, mac string) *lab.VM {
-		vm, err := lab.StartVM(vmCtx, lab.VMOptions{Name: node, MAC: mac, Dir: t.TempDir(),
-			BootURL: "http://10.0.2.2:" + httpPort + "/boot/" + mac + ".ipxe"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { vm.Stop() })
-		return vm
-	}
-	httpVM := start("q-http2", lab.MAC(41))
-	nbdVM := start("q-nbd", lab.MAC(40))
+	httpVM := bootVM(vmCtx, t, "q-http2", lab.MAC(41), base)
+	nbdVM := bootVM(vmCtx, t, "q-nbd", lab.MAC(40), base)
 	nbdSt := waitBooted(t, d, nbdVM, "q-nbd", gens["live-nbd"], 4*time.Minute)
 	waitBooted(t, d, httpVM, "q-http2", gens["live-http"], 4*time.Minute)
 	for _, m := range nbdSt.Timeline {

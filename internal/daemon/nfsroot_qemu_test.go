@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -58,15 +57,7 @@ func TestQEMUNFSRoot(t *testing.T) {
 	dir := t.TempDir()
 	nfsDir := filepath.Join(dir, "nfs")
 	port := lab.FreePort(t)
-	inv := filepath.Join(dir, "nodes.yaml")
-	if err := os.WriteFile(inv, []byte(nfsInventory(port, nfsDir)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	d, err := New(Config{InventoryPath: inv, DataDir: filepath.Join(dir, "data"), HTTPListen: "127.0.0.1:0",
-		StallTimeout: 5 * time.Minute, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newInventoryDaemon(t, dir, nfsInventory(port, nfsDir))
 	gens := map[string]string{}
 	rootfs := ballastRootfs(t, files["rootfs.squashfs"], 48)
 	for _, img := range []string{"live-nfs", "live-http"} {
@@ -85,26 +76,12 @@ func TestQEMUNFSRoot(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(nfsDir, "images", "live-http")); err == nil {
 		t.Fatalf("an http-live image got an NFS tree")
 	}
-	_, httpPort, _ := net.SplitHostPort(d.HTTPAddr().String())
-	d.Boot.AdvertiseURL = "http://10.0.2.2:" + httpPort
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-
+	httpPort := runDaemon(t, d, "")
 	vmCtx, vmCancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer vmCancel()
-	start := func(node string, mac string) *lab.VM {
-		vm, err := lab.StartVM(vmCtx, lab.VMOptions{Name: node, MAC: mac, Dir: t.TempDir(),
-			BootURL: "http://10.0.2.2:" + httpPort + "/boot/" + mac + ".ipxe"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { vm.Stop() })
-		return vm
-	}
-	httpVM := start("q-http", lab.MAC(21))
-	nfsVM := start("q-nfs", lab.MAC(20))
+	base := "http://10.0.2.2:" + httpPort
+	httpVM := bootVM(vmCtx, t, "q-http", lab.MAC(21), base)
+	nfsVM := bootVM(vmCtx, t, "q-nfs", lab.MAC(20), base)
 
 	// The server is down: the failure shows at its stage, naming the server.
 	lab.Eventually(t, "q-nfs reports its failed NFS mount", 4*time.Minute, func() bool {

@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,12 +111,7 @@ func TestQEMUNFSPersist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, httpPort, _ := net.SplitHostPort(d.HTTPAddr().String())
-	d.Boot.AdvertiseURL = "http://" + headAddr
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	httpPort := runDaemon(t, d, "http://"+headAddr)
 
 	exports := pxe.NFSExports(d.Inventory())
 	if strings.Count(exports, "CLIENT { Clients = 127.0.0.1") != 2 {
@@ -140,14 +134,7 @@ func TestQEMUNFSPersist(t *testing.T) {
 		}
 		var hp int
 		fmt.Sscan(httpPort, &hp)
-		vm, err := lab.StartVM(vmCtx, lab.VMOptions{Name: node, MAC: mac, Dir: t.TempDir(),
-			BootURL:       "http://" + headAddr + "/boot/" + mac + ".ipxe",
-			NetdevOptions: []string{fwd(80, hp), fwd(2049, g.Port)}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { vm.Stop() })
-		return vm
+		return bootVM(vmCtx, t, node, mac, "http://"+headAddr, fwd(80, hp), fwd(2049, g.Port))
 	}
 	vmA := start("q-a", lab.MAC(30), "127.0.0.10")
 	vmB := start("q-b", lab.MAC(31), "127.0.0.11")

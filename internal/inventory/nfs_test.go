@@ -19,7 +19,7 @@ func TestNFSAndPersist(t *testing.T) {
 		{"nfs root without settings.nfs", rest,
 			`2:13: image c: root: nfs needs the site's NFS server: add settings.nfs (server, export, dir)`},
 		{"server a name", "settings:\n  nfs: {server: head, export: /x, dir: /d}\n" + rest,
-			`2:17: settings.nfs.server: bad server "head": want the IPv4 address nodes mount from (the live init resolves no names)`},
+			`2:17: settings.nfs.server: bad server "head": want the IPv4 address nodes reach it at (the live init resolves no names)`},
 		{"relative export", "settings:\n  nfs: {server: 10.1.0.1, export: x, dir: /d}\n" + rest,
 			`2:35: settings.nfs.export: bad path "x": want an absolute, clean path other than / without ':', ',', '=', quotes or blanks`},
 		{"dir with a colon", "settings:\n  nfs: {server: 10.1.0.1, export: /x, dir: \"/a:b\"}\n" + rest,
@@ -52,14 +52,7 @@ func TestNFSAndPersist(t *testing.T) {
 				}
 				return
 			}
-			if err == nil {
-				t.Fatalf("accepted; want %s", tc.err)
-			}
-			list := err.(ErrorList)
-			checkPositions(t, "t.yaml", []byte(tc.src), list)
-			if got := strings.TrimPrefix(list[0].Error(), "t.yaml:"); got != tc.err {
-				t.Errorf("first error\n got %s\nwant %s", got, tc.err)
-			}
+			wantFirstError(t, tc.src, err, tc.err)
 		})
 	}
 }
@@ -82,14 +75,21 @@ func TestNBDSettings(t *testing.T) {
 				}
 				return
 			}
-			if err == nil {
-				t.Fatalf("accepted; want %s", tc.err)
-			}
-			list := err.(ErrorList)
-			checkPositions(t, "t.yaml", []byte(tc.src), list)
-			if got := strings.TrimPrefix(list[0].Error(), "t.yaml:"); got != tc.err {
-				t.Errorf("first error\n got %s\nwant %s", got, tc.err)
-			}
+			wantFirstError(t, tc.src, err, tc.err)
 		})
+	}
+}
+
+// wantFirstError checks that parsing src (as t.yaml) failed with want as its
+// first error ("LINE:COL: message"), every error at a real position.
+func wantFirstError(t *testing.T, src string, err error, want string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("accepted; want %s", want)
+	}
+	list := err.(ErrorList)
+	checkPositions(t, "t.yaml", []byte(src), list)
+	if got := strings.TrimPrefix(list[0].Error(), "t.yaml:"); got != want {
+		t.Errorf("first error\n got %s\nwant %s", got, want)
 	}
 }

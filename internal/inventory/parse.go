@@ -1318,52 +1318,77 @@ func (inv *Inventory) SecretsPath() string {
 	return filepath.Join(filepath.Dir(inv.Path), s)
 }
 
+// parseServer reads a settings.nfs or settings.nbd mapping: server (an IPv4
+// address, as nodes reach it), port, and the keys other gets. It reports
+// whether the mapping had no error of its own.
+func (p *parser) parseServer(n *yaml.Node, what string, keys []string, server *string, port *int, other func(key string, v *yaml.Node)) bool {
+	before := len(p.errs)
+	p.mapping(n, what, keys, func(key string, _, v *yaml.Node) {
+		w := what + "." + key
+		switch key {
+		case "port":
+			if n, ok := p.integer(v, w); ok {
+				if n < 1 || n > 65535 {
+					p.errorf(v, "%s must be 1-65535, got %d", w, n)
+					return
+				}
+				*port = int(n)
+			}
+		case "server":
+			if s, ok := p.str(v, w); ok {
+				if a, err := netip.ParseAddr(s); err != nil || !a.Is4() {
+					p.errorf(v, "%s: bad server %q: want the IPv4 address nodes reach it at (the live init resolves no names)", w, s)
+					return
+				}
+				*server = s
+			}
+		default:
+			other(key, v)
+		}
+	})
+	return len(p.errs) == before
+}
+
 // parseNFS reads settings.nfs: the site's NFS server as nodes reach it.
 func (p *parser) parseNFS(n *yaml.Node, out *NFS) {
 	if isNull(n) {
 		return
 	}
-	before := len(p.errs)
-	p.mapping(n, "settings.nfs", nfsKeys, func(key string, _, v *yaml.Node) {
+	clean := p.parseServer(n, "settings.nfs", nfsKeys, &out.Server, &out.Port, func(key string, v *yaml.Node) {
 		what := "settings.nfs." + key
-		if key == "port" {
-			if port, ok := p.integer(v, what); ok {
-				if port < 1 || port > 65535 {
-					p.errorf(v, "%s must be 1-65535, got %d", what, port)
-					return
-				}
-				out.Port = int(port)
-			}
-			return
-		}
 		s, ok := p.str(v, what)
 		if !ok {
 			return
 		}
-		switch key {
-		case "server":
-			if a, err := netip.ParseAddr(s); err != nil || !a.Is4() {
-				p.errorf(v, "%s: bad server %q: want the IPv4 address nodes mount from (the live init resolves no names)", what, s)
-				return
-			}
-			out.Server = s
-		case "export", "dir":
-			if !strings.HasPrefix(s, "/") || path.Clean(s) != s || s == "/" || strings.ContainsAny(s, ":,= \t\n\"'\\") {
-				p.errorf(v, "%s: bad path %q: want an absolute, clean path other than / without ':', ',', '=', quotes or blanks", what, s)
-				return
-			}
-			if key == "export" {
-				out.Export = s
-			} else {
-				out.Dir = s
-			}
+		if !strings.HasPrefix(s, "/") || path.Clean(s) != s || s == "/" || strings.ContainsAny(s, ":,= \t\n\"'\\") {
+			p.errorf(v, "%s: bad path %q: want an absolute, clean path other than / without ':', ',', '=', quotes or blanks", what, s)
+			return
+		}
+		if key == "export" {
+			out.Export = s
+		} else {
+			out.Dir = s
 		}
 	})
 	if out.Server == "" || out.Export == "" || out.Dir == "" {
-		if len(p.errs) == before { // else a key's own error says why
+		if clean { // else a key's own error says why
 			p.errorf(n, "settings.nfs needs server, export and dir")
 		}
 		*out = NFS{}
+	}
+}
+
+// parseNBD reads settings.nbd: the site's NBD server as nodes reach it.
+func (p *parser) parseNBD(n *yaml.Node, out *NBD) {
+	if isNull(n) {
+		return
+	}
+	clean := p.parseServer(n, "settings.nbd", nbdKeys, &out.Server, &out.Port, nil)
+	if out.Server == "" {
+		if clean {
+			p.errorf(n, "settings.nbd needs server")
+		}
+		*out = NBD{}
 	}
 }
 
@@ -1394,38 +1419,4 @@ func (p *parser) parsePersist(n *yaml.Node, what string) []string {
 		}
 	}
 	return out
-}
-
-// parseNBD reads settings.nbd: the site's NBD server as nodes reach it.
-func (p *parser) parseNBD(n *yaml.Node, out *NBD) {
-	if isNull(n) {
-		return
-	}
-	before := len(p.errs)
-	p.mapping(n, "settings.nbd", nbdKeys, func(key string, _, v *yaml.Node) {
-		what := "settings.nbd." + key
-		if key == "port" {
-			if port, ok := p.integer(v, what); ok {
-				if port < 1 || port > 65535 {
-					p.errorf(v, "%s must be 1-65535, got %d", what, port)
-					return
-				}
-				out.Port = int(port)
-			}
-			return
-		}
-		if s, ok := p.str(v, what); ok {
-			if a, err := netip.ParseAddr(s); err != nil || !a.Is4() {
-				p.errorf(v, "%s: bad server %q: want the IPv4 address nodes reach it at (the live init resolves no names)", what, s)
-				return
-			}
-			out.Server = s
-		}
-	})
-	if out.Server == "" {
-		if len(p.errs) == before {
-			p.errorf(n, "settings.nbd needs server")
-		}
-		*out = NBD{}
-	}
 }

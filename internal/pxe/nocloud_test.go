@@ -18,20 +18,7 @@ import (
 // (templates from the group, the node's own winning) to the node's token
 // alone, through a real HTTP server and client.
 func TestNoCloudDatasource(t *testing.T) {
-	st, err := image.OpenStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]string{}
-	for _, name := range image.BootFiles {
-		p := filepath.Join(t.TempDir(), name)
-		os.WriteFile(p, []byte("x"), 0o644)
-		files[name] = p
-	}
-	m, err := st.Import("compute", files, "test")
-	if err != nil || st.Publish("compute", m.ID) != nil {
-		t.Fatal(err)
-	}
+	st, m := publishedStore(t, "compute")
 	inv, err := inventory.Parse("nodes.yaml", []byte(`images:
   compute: {}
 groups:
@@ -167,4 +154,25 @@ func TestCheckinFailed(t *testing.T) {
 	if code := post("3", strings.Repeat("x", 600)); code != 400 {
 		t.Errorf("a long failed=: %d, want 400", code)
 	}
+}
+
+// publishedStore is an image store holding one published generation of img
+// whose files each hold "x".
+func publishedStore(t *testing.T, img string) (*image.Store, *image.Manifest) {
+	t.Helper()
+	st, err := image.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	for _, name := range image.BootFiles {
+		p := filepath.Join(t.TempDir(), name)
+		os.WriteFile(p, []byte("x"), 0o644)
+		files[name] = p
+	}
+	m, err := st.Import(img, files, "test")
+	if err != nil || st.Publish(img, m.ID) != nil {
+		t.Fatal(err)
+	}
+	return st, m
 }
