@@ -84,14 +84,7 @@ func TestQEMUNFSRoot(t *testing.T) {
 	nfsVM := bootVM(vmCtx, t, "q-nfs", lab.MAC(20), base)
 
 	// The server is down: the failure shows at its stage, naming the server.
-	lab.Eventually(t, "q-nfs reports its failed NFS mount", 4*time.Minute, func() bool {
-		st, _ := d.Tracker.Get("q-nfs")
-		return st.Stage == bootstate.StageFailed
-	})
-	st, _ := d.Tracker.Get("q-nfs")
-	if !strings.Contains(st.Error, "stage rootfs") || !strings.Contains(st.Error, "10.0.2.2:/netbootui/images/live-nfs/"+gens["live-nfs"]) {
-		t.Fatalf("q-nfs failed with %q: want the rootfs stage and the server named", st.Error)
-	}
+	st := waitFailed(t, d, nfsVM, "q-nfs", "stage rootfs", "10.0.2.2:/netbootui/images/live-nfs/"+gens["live-nfs"])
 	t.Logf("NFS server down: %s", st.Error)
 
 	// The site's server gets the export entries netbootui prints.

@@ -34,9 +34,9 @@ chain --replace --autofree {{.ScriptURL}} || goto failed
 `
 }
 
-// persistInventory: two nfs nodes in a group that persists /var/log, at
-// 127.0.0.10 and 127.0.0.11 as the head sees them. argsA and argsB are
-// words added to the nodes' command lines.
+// persistInventory: three nfs nodes in a group that persists /var/log, at
+// 127.0.0.10, .11 and .12 as the head sees them. argsA and argsB are words
+// added to the first two nodes' command lines.
 func persistInventory(dir, argsA, argsB string) string {
 	return fmt.Sprintf(`settings:
   nfs: {server: %s, port: 2049, export: /netbootui, dir: %s}
@@ -51,7 +51,8 @@ groups:
 nodes:
   - {name: q-a, group: lab, ip: 127.0.0.10, boot_override: {ipxe: %q}, nics: [{mac: %q}]}
   - {name: q-b, group: lab, ip: 127.0.0.11, boot_override: {ipxe: %q}, nics: [{mac: %q}]}
-`, headAddr, dir, persistOverride(argsA), lab.MAC(30), persistOverride(argsB), lab.MAC(31))
+  - {name: q-c, group: lab, ip: 127.0.0.12, nics: [{mac: %q}]}
+`, headAddr, dir, persistOverride(argsA), lab.MAC(30), persistOverride(argsB), lab.MAC(31), lab.MAC(32))
 }
 
 // checkinWith waits for a check-in of node whose message holds want.
@@ -102,7 +103,7 @@ func TestQEMUNFSPersist(t *testing.T) {
 	}
 	site := pxe.NFSSite(d.Inventory().Settings.NFS)
 	// The head made each node's directory before any boot.
-	for _, n := range []string{"q-a", "q-b"} {
+	for _, n := range []string{"q-a", "q-b", "q-c"} {
 		if fi, err := os.Stat(filepath.Join(nfs.NodeDirPath(site, n), "var/log")); err != nil || !fi.IsDir() {
 			t.Fatalf("%s: persistent directory not made: %v", n, err)
 		}
@@ -114,9 +115,15 @@ func TestQEMUNFSPersist(t *testing.T) {
 	httpPort := runDaemon(t, d, "http://"+headAddr)
 
 	exports := pxe.NFSExports(d.Inventory())
-	if strings.Count(exports, "CLIENT { Clients = 127.0.0.1") != 2 {
+	if strings.Count(exports, "CLIENT { Clients = 127.0.0.1") != 3 {
 		t.Fatalf("exports are not per node address:\n%s", exports)
 	}
+	// A site mistake: q-c's directory exported read-only.
+	rwC := "CLIENT { Clients = 127.0.0.12; Access_Type = RW; }"
+	if !strings.Contains(exports, rwC) {
+		t.Fatalf("no read-write export for q-c:\n%s", exports)
+	}
+	exports = strings.Replace(exports, rwC, "CLIENT { Clients = 127.0.0.12; Access_Type = RO; }", 1)
 	g := lab.StartGanesha(t, 0, exports)
 
 	vmCtx, vmCancel := context.WithTimeout(context.Background(), 8*time.Minute)
@@ -138,6 +145,7 @@ func TestQEMUNFSPersist(t *testing.T) {
 	}
 	vmA := start("q-a", lab.MAC(30), "127.0.0.10")
 	vmB := start("q-b", lab.MAC(31), "127.0.0.11")
+	vmC := start("q-c", lab.MAC(32), "127.0.0.12")
 
 	// Boot 1 of q-a: both files written, both seen.
 	checkinWith(t, d, vmA, "q-a", "probe=present,present", 4*time.Minute)
@@ -147,18 +155,7 @@ func TestQEMUNFSPersist(t *testing.T) {
 	}
 
 	// q-b is refused q-a's directory and says so at the persist stage.
-	var st bootstate.NodeState
-	for deadline := time.Now().Add(4 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
-		if st, _ = d.Tracker.Get("q-b"); st.Stage == bootstate.StageFailed {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("q-b did not fail: %+v\nserial:\n%s", st, lab.Tail(vmB.Serial(), 30))
-		}
-	}
-	if !strings.Contains(st.Error, "stage persist") || !strings.Contains(st.Error, headAddr+":/netbootui/nodes/q-a") {
-		t.Fatalf("q-b failed with %q\nserial:\n%s", st.Error, lab.Tail(vmB.Serial(), 30))
-	}
+	st := waitFailed(t, d, vmB, "q-b", "stage persist", headAddr+":/netbootui/nodes/q-a")
 	if _, err := os.Stat(filepath.Join(nfs.NodeDirPath(site, "q-a"), ".netbootui-rw")); err != nil {
 		t.Errorf("q-a's own boot did not check its directory is writable: %v", err)
 	}
@@ -167,6 +164,10 @@ func TestQEMUNFSPersist(t *testing.T) {
 		t.Errorf("q-a's /var/log on the server holds %d entries, want only its own file", len(ents))
 	}
 	t.Logf("q-b reaching q-a's directory: %s", st.Error)
+	// q-c's directory mounts but cannot be written: said at the persist
+	// stage, not left to the first write of a log.
+	st = waitFailed(t, d, vmC, "q-c", "stage persist", "not writable")
+	t.Logf("q-c with a read-only export: %s", st.Error)
 
 	// Boot 2 of q-a, without the write hook: the persisted file is there,
 	// the other is gone.
@@ -183,4 +184,25 @@ func TestQEMUNFSPersist(t *testing.T) {
 			t.Errorf("a node wrote %s into the read-only tree", f)
 		}
 	}
+}
+
+// waitFailed waits until node is failed and checks its error holds each of
+// wants.
+func waitFailed(t *testing.T, d *Daemon, vm *lab.VM, node string, wants ...string) bootstate.NodeState {
+	t.Helper()
+	var st bootstate.NodeState
+	for deadline := time.Now().Add(4 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		if st, _ = d.Tracker.Get(node); st.Stage == bootstate.StageFailed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not fail: %+v\nserial:\n%s", node, st, lab.Tail(vm.Serial(), 30))
+		}
+	}
+	for _, w := range wants {
+		if !strings.Contains(st.Error, w) {
+			t.Fatalf("%s failed with %q, want %q in it\nserial:\n%s", node, st.Error, w, lab.Tail(vm.Serial(), 30))
+		}
+	}
+	return st
 }
