@@ -183,6 +183,8 @@ root_nfs() {
 # served read-only by the site's NBD server, is attached as /dev/nbd0 with
 # nbd-client (in the initramfs with its libraries: recipe programs) and
 # mounted read-only at /run/live/ro: only the blocks read cross the network.
+# A request the server leaves unanswered for 30 s fails with an I/O error
+# instead of hanging the node.
 root_nbd() {
 	nbd_server=${1%%:*} rest=${1#*:}
 	nbd_port=${rest%%/*} nbd_export=${rest#*/}
@@ -192,7 +194,7 @@ root_nbd() {
 		fail "no nbd-client in the initramfs"
 	fi
 	if ! retry 5 3 "attaching $nbd_server:$nbd_port/$nbd_export" \
-		nbd-client -N "$nbd_export" -readonly "$nbd_server" "$nbd_port" /dev/nbd0; then
+		nbd-client -N "$nbd_export" -readonly -timeout 30 "$nbd_server" "$nbd_port" /dev/nbd0; then
 		report_failure "rootfs: cannot attach the NBD root $nbd_server:$nbd_port/$nbd_export (server down, export missing or nbd module missing)"
 		fail "cannot attach the NBD root $nbd_server:$nbd_port/$nbd_export"
 	fi
