@@ -5,9 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 
+	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
 	"github.com/netbootui/netbootui/internal/pxe"
+	"github.com/netbootui/netbootui/internal/roottransport"
 )
 
 // cmdNFSExports prints the nfs-ganesha EXPORT entries the site's NFS server
@@ -30,6 +34,40 @@ func cmdNFSExports(args []string) error {
 	out := pxe.NFSExports(inv)
 	if out == "" {
 		return errors.New("the inventory has no settings.nfs (server, export, dir)")
+	}
+	fmt.Print(out)
+	return nil
+}
+
+// cmdNBDConfig prints the nbd-server configuration that serves the
+// generations of the inventory's nbd images from the daemon's image store.
+func cmdNBDConfig(args []string) error {
+	fs := flag.NewFlagSet("nbd-config", flag.ContinueOnError)
+	invPath := fs.String("inventory", "/etc/netbootui/nodes.yaml", "inventory `file`")
+	dataDir := fs.String("data", "/var/lib/netbootui", "the daemon's data `dir` (its image store is DIR/images)")
+	listen := fs.String("listen", "0.0.0.0", "`address` nbd-server listens on")
+	fs.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: netbootui nbd-config [--inventory FILE] [--data DIR] [--listen ADDR]   (the port is settings.nbd.port)")
+		fs.PrintDefaults()
+	}
+	if _, err := parseArgs(fs, args, 0); err != nil {
+		return err
+	}
+	inv, err := inventory.Load(*invPath)
+	if err != nil {
+		return err
+	}
+	if inv.Settings.NBD.Server == "" {
+		return errors.New("the inventory has no settings.nbd (server, port)")
+	}
+	store, err := image.OpenStore(filepath.Join(*dataDir, "images"))
+	if err != nil {
+		return err
+	}
+	port := roottransport.NBDSite{Server: inv.Settings.NBD.Server, Port: inv.Settings.NBD.Port}.PortOrDefault()
+	out, err := daemon.NBDServerConfigFor(inv, store, *listen, port)
+	if err != nil {
+		return err
 	}
 	fmt.Print(out)
 	return nil

@@ -94,11 +94,17 @@ func (d *Daemon) preparePersist(inv *inventory.Inventory) {
 }
 
 // NBDServerConfig returns the nbd-server configuration (listening on
+// listen:port) for the daemon's inventory and image store: see
+// NBDServerConfigFor.
+func (d *Daemon) NBDServerConfig(listen string, port int) (string, error) {
+	return NBDServerConfigFor(d.Inventory(), d.Images, listen, port)
+}
+
+// NBDServerConfigFor returns the nbd-server configuration (listening on
 // listen:port) that serves the squashfs of every generation nodes of an nbd
 // image may boot, straight from the image store: the current generation of
 // each such image and the generations nodes pin.
-func (d *Daemon) NBDServerConfig(listen string, port int) (string, error) {
-	inv := d.Inventory()
+func NBDServerConfigFor(inv *inventory.Inventory, images *image.Store, listen string, port int) (string, error) {
 	seen := map[string]bool{}
 	var exports []nbd.Export
 	add := func(img, gen string) error {
@@ -107,7 +113,7 @@ func (d *Daemon) NBDServerConfig(listen string, port int) (string, error) {
 			return nil
 		}
 		seen[name] = true
-		file, err := d.Images.Path(img, gen, image.FileRootfs)
+		file, err := images.Path(img, gen, image.FileRootfs)
 		if err != nil {
 			return err
 		}
@@ -122,7 +128,7 @@ func (d *Daemon) NBDServerConfig(listen string, port int) (string, error) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		if gen, err := d.Images.Current(name); err == nil {
+		if gen, err := images.Current(name); err == nil {
 			if err := add(name, gen); err != nil {
 				return "", err
 			}
