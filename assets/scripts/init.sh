@@ -71,7 +71,7 @@ mkdir -p /run/netbootui /run/live
 
 # Parse the kernel command line. Words are split on blanks; no globbing.
 set -f
-root='' node='' group='' token='' gen='' checkin='' base='' interval='' persist='' persist_nfs=''
+root='' node='' group='' token='' gen='' checkin='' base='' interval='' persist='' persist_nfs='' nocloud=''
 # shellcheck disable=SC2013 # words, not lines, are wanted here
 for arg in $(cat /proc/cmdline); do
 	case $arg in
@@ -85,6 +85,7 @@ for arg in $(cat /proc/cmdline); do
 	netbootui.checkin_interval=*) interval=${arg#*=} ;;
 	netbootui.persist=*) persist=${arg#*=} ;;
 	netbootui.persist_nfs=*) persist_nfs=${arg#*=} ;;
+	netbootui.nocloud=*) nocloud=${arg#*=} ;;
 	esac
 done
 set +f
@@ -317,6 +318,27 @@ if [ -n "$persist" ]; then
 	done
 	set +f
 	IFS=$old_ifs
+fi
+
+# cloud-init NoCloud seed: meta-data, user-data and vendor-data from the
+# daemon (the URL carries the node's token) into /run/netbootui/nocloud,
+# bound at the image's /var/lib/cloud/seed/nocloud when it has cloud-init.
+# A seed that cannot be had is a warning: the image boots without it.
+if [ -n "$nocloud" ]; then
+	mkdir -p /run/netbootui/nocloud
+	seeded=1
+	for f in meta-data user-data vendor-data; do
+		if ! retry 3 2 "fetching cloud-init $f" \
+			timeout 20 wget -q -O "/run/netbootui/nocloud/$f" "$nocloud$f"; then
+			say "warning: no cloud-init $f from the daemon"
+			seeded=''
+		fi
+	done
+	if [ -n "$seeded" ] && [ -e /newroot/usr/bin/cloud-init ]; then
+		mkdir -p /newroot/var/lib/cloud/seed/nocloud
+		mount --bind /run/netbootui/nocloud /newroot/var/lib/cloud/seed/nocloud &&
+			say "cloud-init seed in place"
+	fi
 fi
 
 if [ ! -L /newroot/sbin/init ] && [ ! -x /newroot/sbin/init ]; then

@@ -37,6 +37,7 @@ images:
 nodes:
   - name: q-nfs
     image: live-nfs
+    user_data: "#cloud-config\nhostname: {{.Node}}\n"
     nics: [{mac: %q}]
   - name: q-http
     image: live-http
@@ -103,6 +104,23 @@ func TestQEMUNFSRoot(t *testing.T) {
 	}
 	if fmt.Sprint(stagesOf(httpSt)) != fmt.Sprint([]bootstate.Stage{bootstate.StageConfig, bootstate.StageKernel, bootstate.StageInitrd, bootstate.StageRootfs, bootstate.StageBooted}) {
 		t.Errorf("q-http stages %v", stagesOf(httpSt))
+	}
+	// The node has user_data: its init fetched its NoCloud seed with its
+	// token (the daemon answers nothing else).
+	fetched := map[string]bool{}
+	for _, ev := range d.History("q-nfs", 200) {
+		if f, ok := strings.CutPrefix(ev.Message, "cloud-init fetched "); ok && ev.Kind == bootstate.KindInfo {
+			fetched[f] = true
+		}
+		if ev.Kind == bootstate.KindDenied {
+			t.Errorf("q-nfs was refused: %+v", ev)
+		}
+	}
+	if !fetched["meta-data"] || !fetched["user-data"] || !fetched["vendor-data"] {
+		t.Errorf("q-nfs fetched the NoCloud seed files %v, want all three", fetched)
+	}
+	if strings.Contains(httpVM.Serial(), "nocloud") {
+		t.Errorf("q-http has no user_data but was given a NoCloud seed")
 	}
 	if !strings.Contains(nfsVM.Serial(), "netbootui: mounting nfs root 10.0.2.2:/netbootui/images/live-nfs/") {
 		t.Errorf("q-nfs serial does not show the NFS mount:\n%s", lab.Tail(nfsVM.Serial(), 30))

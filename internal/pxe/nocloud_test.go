@@ -176,3 +176,25 @@ func publishedStore(t *testing.T, img string) (*image.Store, *image.Manifest) {
 	}
 	return st, m
 }
+
+// TestNoCloudCmdline: a node with user_data or vendor_data gets its seed URL
+// (with its token) on the command line; a node without gets none.
+func TestNoCloudCmdline(t *testing.T) {
+	tok, _ := NewTokens([]byte("0123456789abcdef0123456789abcdef"))
+	for _, tc := range []struct {
+		node inventory.Node
+		want bool
+	}{
+		{inventory.Node{Name: "n1", UserData: "#cloud-config\n"}, true},
+		{inventory.Node{Name: "n2", VendorData: "#cloud-config\n"}, true},
+		{inventory.Node{Name: "n3"}, false},
+	} {
+		p := BootParams{Node: &tc.node, BaseURL: "http://10.0.0.1:8080", Token: tok.Token(tc.node.Name), Generation: "g1", Image: "c",
+			RootfsURL: "http://10.0.0.1:8080/images/c/g1/rootfs.squashfs", CheckinURL: "http://10.0.0.1:8080/checkin"}
+		line := KernelCmdline(p)
+		word := "netbootui.nocloud=" + NoCloudURL(p.BaseURL, tc.node.Name, p.Token)
+		if strings.Contains(line, word) != tc.want || (!tc.want && strings.Contains(line, "nocloud")) {
+			t.Errorf("%s: %s", tc.node.Name, line)
+		}
+	}
+}

@@ -622,6 +622,10 @@ func cmdline(p BootParams, initrd string) string {
 	b.WriteString(p.Generation)
 	b.WriteString(" " + roottransport.KeyCheckin + "=")
 	b.WriteString(p.CheckinURL)
+	if p.Node != nil && (p.Node.UserData != "" || p.Node.VendorData != "") {
+		b.WriteString(" " + roottransport.KeyNoCloud + "=")
+		b.WriteString(NoCloudURL(p.BaseURL, p.Node.Name, p.Token))
+	}
 	b.WriteByte(' ')
 	b.WriteString(initrd)
 	if args != "" {

@@ -138,6 +138,7 @@ const (
 	KeyTestWrite       = "netbootui.test_write"       // test hook of the agent
 	KeyPersist         = "netbootui.persist"          // paths kept across reboots
 	KeyPersistNFS      = "netbootui.persist_nfs"      // the node's own NFS directory holding them
+	KeyNoCloud         = "netbootui.nocloud"          // the node's cloud-init NoCloud seed URL
 )
 
 // Reader is a bit set of the node-side programs that read a key.
@@ -177,6 +178,7 @@ func Params() []Param {
 		{KeyProbe, ReadByAgent, false, "test hook: check-ins carry probe=present|absent for PATH"},
 		{KeyTestWrite, ReadByAgent, false, "test hook: after the first check-in write 64 KiB to each PATH of a comma-separated list, check in again at once"},
 		{KeyPersist, ReadByInit, true, "nfs, when the node's group persists paths: the paths, comma-separated, bound from the node's own directory"},
+		{KeyNoCloud, ReadByInit, true, "when the node has user_data or vendor_data: its NoCloud seed URL (with its token), fetched by the init for cloud-init"},
 		{KeyPersistNFS, ReadByInit, true, "nfs, with netbootui.persist: SERVER:PATH:OPTIONS of the node's own read-write directory, made by the head"},
 	}
 }
