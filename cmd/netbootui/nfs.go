@@ -18,16 +18,7 @@ import (
 // needs for the inventory's settings.nfs: the generations' trees and the
 // nodes' persistent directories.
 func cmdNFSExports(args []string) error {
-	fs := flag.NewFlagSet("nfs-exports", flag.ContinueOnError)
-	invPath := fs.String("inventory", "/etc/netbootui/nodes.yaml", "inventory `file`")
-	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: netbootui nfs-exports [--inventory FILE]")
-		fs.PrintDefaults()
-	}
-	if _, err := parseArgs(fs, args, 0); err != nil {
-		return err
-	}
-	inv, err := inventory.Load(*invPath)
+	inv, err := inventoryVerb("nfs-exports", "usage: netbootui nfs-exports [--inventory FILE]", args, nil)
 	if err != nil {
 		return err
 	}
@@ -42,18 +33,12 @@ func cmdNFSExports(args []string) error {
 // cmdNBDConfig prints the nbd-server configuration that serves the
 // generations of the inventory's nbd images from the daemon's image store.
 func cmdNBDConfig(args []string) error {
-	fs := flag.NewFlagSet("nbd-config", flag.ContinueOnError)
-	invPath := fs.String("inventory", "/etc/netbootui/nodes.yaml", "inventory `file`")
-	dataDir := fs.String("data", "/var/lib/netbootui", "the daemon's data `dir` (its image store is DIR/images)")
-	listen := fs.String("listen", "0.0.0.0", "`address` nbd-server listens on")
-	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: netbootui nbd-config [--inventory FILE] [--data DIR] [--listen ADDR]   (the port is settings.nbd.port)")
-		fs.PrintDefaults()
-	}
-	if _, err := parseArgs(fs, args, 0); err != nil {
-		return err
-	}
-	inv, err := inventory.Load(*invPath)
+	var dataDir, listen *string
+	inv, err := inventoryVerb("nbd-config", "usage: netbootui nbd-config [--inventory FILE] [--data DIR] [--listen ADDR]   (the port is settings.nbd.port)", args,
+		func(fs *flag.FlagSet) {
+			dataDir = fs.String("data", "/var/lib/netbootui", "the daemon's data `dir` (its image store is DIR/images)")
+			listen = fs.String("listen", "0.0.0.0", "`address` nbd-server listens on")
+		})
 	if err != nil {
 		return err
 	}
@@ -71,4 +56,22 @@ func cmdNBDConfig(args []string) error {
 	}
 	fmt.Print(out)
 	return nil
+}
+
+// inventoryVerb parses the flags of a verb that reads the inventory file
+// (--inventory, and those flags adds) and loads it.
+func inventoryVerb(name, usage string, args []string, flags func(*flag.FlagSet)) (*inventory.Inventory, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	invPath := fs.String("inventory", "/etc/netbootui/nodes.yaml", "inventory `file`")
+	if flags != nil {
+		flags(fs)
+	}
+	fs.Usage = func() {
+		fmt.Fprintln(os.Stderr, usage)
+		fs.PrintDefaults()
+	}
+	if _, err := parseArgs(fs, args, 0); err != nil {
+		return nil, err
+	}
+	return inventory.Load(*invPath)
 }
