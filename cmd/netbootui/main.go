@@ -38,11 +38,16 @@ Daemon:
                                         netbootui-operator, netbootui-admin; root and the daemon's user are admins)
                   [--proxydhcp IFACE [--proxydhcp-known-only] [--proxydhcp-efi-loader snponly.efi]]
                                         also answer PXE clients on IFACE (ports 67, 4011), never giving addresses
+                  [--http-max-conns N] [--http-*-timeout D] [--ssh-handshake-timeout D] [--ssh-max-unauthenticated N]
+                                        limits (SECURITY.md)
 
 Inventory:
   netbootui validate FILE                      check an inventory; errors as FILE:LINE:COL: message
   netbootui dhcp-config --format dnsmasq|isc|kea --next-server IP --http-base URL [--inventory FILE]
                         [--efi-loader snponly.efi] [--known-only] [SELECTION]   the site DHCP server's entries, to stdout
+  netbootui nfs-exports [--inventory FILE]     the site NFS server's (nfs-ganesha) export entries, to stdout
+  netbootui nbd-config [--inventory FILE] [--data DIR] [--listen ADDR]
+                                               nbd-server's configuration for the nbd images, to stdout
 
 Client verbs (talk to the daemon at --api-socket, default $NETBOOTUI_SOCKET or ` + apiclient.DefaultSocket + `):
   netbootui status
@@ -60,6 +65,11 @@ Client verbs (talk to the daemon at --api-socket, default $NETBOOTUI_SOCKET or `
   netbootui image gc NAME [--keep N]
   netbootui image import NAME --kernel FILE --initrd FILE --rootfs FILE [--publish]
   netbootui image publish NAME GENERATION
+  netbootui image show NAME GENERATION|current [-o json]   manifest and provenance
+  netbootui image verify NAME GENERATION           reread every file against the manifest
+  netbootui image diff IMAGE[:GEN] IMAGE[:GEN]      (or IMAGE GEN1 GEN2) files, kernel, initramfs, packages
+  netbootui image exec NAME [--publish|--commit|--discard] [--save-to-recipe] -- CMD...
+  netbootui image shell NAME [--publish|--commit|--discard] [--save-to-recipe]
   netbootui reload
   netbootui power on|off|soft|cycle|reset|status|bootdev-pxe SELECTION [-o json]
   netbootui reboot-clean SELECTION [--timeout 10m] [-o json]
@@ -137,6 +147,10 @@ func run(ctx context.Context, args []string) error {
 		return cmdConsoleSOL(ctx, rest)
 	case "dhcp-config":
 		return cmdDHCPConfig(rest)
+	case "nfs-exports":
+		return cmdNFSExports(rest)
+	case "nbd-config":
+		return cmdNBDConfig(rest)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return nil

@@ -22,6 +22,10 @@
 //	A POST  /v1/images/build                 build an image (apitype.BuildRequest); NDJSON progress, then the result
 //	A POST  /v1/images/{name}/rollback       current generation back one publish
 //	A POST  /v1/images/{name}/gc             remove old generations not in use
+//	V GET   /v1/images/diff?a=&b=            what generation b changes from a (imagesessions.go)
+//	V GET   /v1/images/{name}/generations/{gen}/verify  reread a generation's files
+//	A POST  /v1/images/{name}/exec|shell     a command or a shell in a working copy (imagesessions.go)
+//	A GET|POST /v1/images/{name}/sessions/{id}  the session; publish, commit or discard it
 //	A POST  /v1/inventory/reload             reload the inventory file now
 //	O POST  /v1/power                        a power operation on a selection (apitype.PowerRequest)
 //	O POST  /v1/reboot-clean                 reboot a selection to a clean state; NDJSON progress, then the results
@@ -63,12 +67,18 @@ import (
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/netlimit"
 )
 
 // Server serves the API for one daemon.
 type Server struct {
 	D      *daemon.Daemon
 	Logger *slog.Logger
+	// Limits: the socket's connections get its ReadHeaderTimeout and
+	// IdleTimeout (zero: netlimit's defaults). Its read and write timeouts
+	// do not apply: an import streams a caller's files, a follow stream
+	// stays open as long as its caller watches.
+	Limits netlimit.Limits
 	// Groups maps the unix groups of socket callers to roles (zero value:
 	// DefaultRoleGroups).
 	Groups RoleGroups
@@ -81,12 +91,16 @@ type Server struct {
 }
 
 // Listen binds a unix socket at path (mode 0660), replacing a stale socket
-// that nothing answers on. It refuses to take over a live one.
+// that nothing answers on. It refuses to take over a live one, and never
+// removes anything at path that is not a socket.
 func Listen(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(path); err == nil {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("api socket %s: a %s is there, not a socket: not replacing it", path, fileKind(fi.Mode()))
+		}
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 			c.Close()
 			return nil, fmt.Errorf("api socket %s: another daemon is answering on it", path)
@@ -104,9 +118,22 @@ func Listen(path string) (net.Listener, error) {
 	return ln, nil
 }
 
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "folder"
+	case m&os.ModeSymlink != 0:
+		return "symbolic link"
+	case m.IsRegular():
+		return "regular file"
+	}
+	return "file"
+}
+
 // Serve answers API requests on ln until Close.
 func (s *Server) Serve(ln net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ConnContext: s.peerContext}
+	l := s.Limits.WithDefaults()
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout, ConnContext: s.peerContext}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -145,7 +172,7 @@ func writeErr(w http.ResponseWriter, err error) {
 	var invErr inventory.ErrorList
 	var oneErr *inventory.Error
 	switch {
-	case errors.Is(err, inventory.ErrConflict):
+	case errors.Is(err, inventory.ErrConflict), errors.Is(err, daemon.ErrBusy):
 		code, status = apitype.CodeConflict, http.StatusConflict
 	case errors.Is(err, daemon.ErrUnknownNode), errors.Is(err, image.ErrNotFound):
 		code, status = apitype.CodeNotFound, http.StatusNotFound

@@ -34,10 +34,12 @@ import (
 	"github.com/netbootui/netbootui/internal/consolehub"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/netlimit"
 	"github.com/netbootui/netbootui/internal/power"
 	"github.com/netbootui/netbootui/internal/power/backends"
 	"github.com/netbootui/netbootui/internal/pxe"
 	"github.com/netbootui/netbootui/internal/rollout"
+	"github.com/netbootui/netbootui/internal/tftp"
 )
 
 // Config is how the daemon is set up. Empty listen addresses disable that
@@ -57,6 +59,9 @@ type Config struct {
 	TemplatesDir   string
 	StallTimeout   time.Duration // default 2 minutes
 	ReloadInterval time.Duration // inventory poll interval, default 2 s
+	// SessionTTL is how long an admin's image session waits for its
+	// decision before it is discarded (default SessionTTL).
+	SessionTTL time.Duration
 	// KernelDir is ${kernel_dir} in image recipes (scripts/fetch-kernel.sh's
 	// folder: vmlinuz and modules/).
 	KernelDir string
@@ -68,7 +73,10 @@ type Config struct {
 	// bmc.protocol (nil: backends.Registry(), every backend netbootui is
 	// built with).
 	Backends *power.Registry
-	Logger   *slog.Logger
+	// HTTPLimits are the HTTP boot server's timeouts and connection cap
+	// (zero fields: netlimit's defaults, the cap from the fd limit).
+	HTTPLimits netlimit.Limits
+	Logger     *slog.Logger
 }
 
 // Daemon is a running netbootui core.
@@ -93,7 +101,7 @@ type Daemon struct {
 	builds    *image.Queue
 	audit     *audit.Log
 	resultMu  sync.Mutex
-	tftp      *pxe.TFTPServer
+	tftp      *tftp.Server
 	httpSrv   *http.Server
 	httpLn    net.Listener
 	editMu    sync.Mutex
@@ -101,6 +109,7 @@ type Daemon struct {
 	reloadErr string
 	reloadAt  time.Time
 	rollouts  *rollout.Manager
+	sessions  sessionTable // admins' sessions on images (sessions.go)
 }
 
 // New loads the inventory (which must be valid), opens the data directory and
@@ -160,6 +169,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if d.Tracker, err = bootstate.New(bootstate.Options{Store: d.state, StallTimeout: cfg.StallTimeout, Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
+	d.preparePersist(inv)
 	renderer, err := pxe.NewRenderer(cfg.TemplatesDir)
 	if err != nil {
 		return nil, err
@@ -185,21 +195,29 @@ func New(cfg Config) (_ *Daemon, err error) {
 		return nil, err
 	}
 	if cfg.HTTPListen != "" {
-		if d.httpLn, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
+		ln, err := net.Listen("tcp", cfg.HTTPListen)
+		if err != nil {
 			return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPListen, err)
 		}
+		limits := cfg.HTTPLimits.WithDefaults()
+		capped := limits.Listener(ln)
+		d.httpLn = capped
 		d.Boot.DefaultURL = defaultURL(d.httpLn.Addr())
 		hs := &pxe.HTTPServer{Boot: d.Boot, Registry: d.Registry}
-		d.Registry.MustRegister(newStageCollector(d))
-		d.httpSrv = &http.Server{Handler: hs.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
+		d.Registry.MustRegister(newStageCollector(d), prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "netbootui_http_connections_shed_total", Help: "HTTP connections closed unanswered because the connection cap was reached.",
+		}, func() float64 { return float64(capped.Shed()) }))
+		d.httpSrv = capped.Server(hs.Handler(), slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug))
+		cfg.Logger.Debug("http limits", "max_conns", limits.MaxConns, "header_timeout", limits.ReadHeaderTimeout,
+			"read_timeout", limits.ReadTimeout, "idle_timeout", limits.IdleTimeout, "write_timeout", limits.WriteTimeout)
 	}
 	if cfg.TFTPListen != "" {
-		d.tftp = &pxe.TFTPServer{Addr: cfg.TFTPListen, Source: d.Boot, Logger: cfg.Logger,
-			OnDenied: func(client netip.AddrPort, name string, reason error) {
-				d.apply(bootstate.Event{Kind: bootstate.KindDenied, Proto: "tftp", Remote: client.String(),
-					Path: fmt.Sprintf("%q", name), Error: reason.Error()})
-			}}
-		if err := d.tftp.Listen(); err != nil {
+		d.tftp = pxe.NewTFTPServer(d.Boot, func(client netip.AddrPort, name string, reason error) {
+			d.Boot.Denied(bootstate.Event{Proto: "tftp", Remote: client.String(),
+				Path: fmt.Sprintf("%q", name), Error: reason.Error()}, "tftp: request refused")
+		})
+		d.tftp.Logger = cfg.Logger
+		if err := d.tftp.Listen(cfg.TFTPListen); err != nil {
 			return nil, fmt.Errorf("tftp listen %s: %w", cfg.TFTPListen, err)
 		}
 	}
@@ -280,6 +298,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.log.Info("tftp server listening", "addr", d.tftp.LocalAddr().String())
 	}
 	run("tracker", func() error { d.Tracker.Run(ctx); return nil })
+	run("nfs trees", func() error { d.publishNFSTrees(); return nil })
 	if d.cfg.PowerPoll > 0 {
 		polled := d.power.Poll(ctx, d.pollTargets, d.cfg.PowerPoll, 64, d.onPoll)
 		run("power poller", func() error { <-polled; return nil })
@@ -314,6 +333,7 @@ func (d *Daemon) shutdown() {
 
 // close releases what New opened; safe on a half-built Daemon.
 func (d *Daemon) close() {
+	d.closeSessions()
 	if d.httpLn != nil && d.httpSrv == nil {
 		d.httpLn.Close()
 	}
@@ -340,8 +360,26 @@ func (d *Daemon) close() {
 	}
 }
 
+// loadInventory loads and validates the inventory, refusing also what the
+// boot servers would refuse to render (as `netbootui validate` does).
+func (d *Daemon) loadInventory() (*inventory.Inventory, error) {
+	inv, err := inventory.Load(d.cfg.InventoryPath, d.parseOptions()...)
+	if err == nil {
+		err = pxe.CheckInventory(inv)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return inv, nil
+}
+
 // onInventory is called by the watcher with each new version of the file.
 func (d *Daemon) onInventory(inv *inventory.Inventory, err error) {
+	if err == nil {
+		if err = pxe.CheckInventory(inv); err != nil {
+			inv = nil
+		}
+	}
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
 	d.reloadAt = time.Now()
@@ -365,6 +403,7 @@ func (d *Daemon) onInventory(inv *inventory.Inventory, err error) {
 	d.reloadErr = ""
 	old := d.inv.Swap(inv)
 	if old == nil || old.Revision != inv.Revision {
+		d.preparePersist(inv)
 		d.log.Info("inventory loaded", "path", inv.Path, "revision", short(inv.Revision), "nodes", len(inv.Nodes))
 		d.Tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "inventory",
 			Message: fmt.Sprintf("inventory revision %s loaded: %d nodes", short(inv.Revision), len(inv.Nodes))})
@@ -401,8 +440,4 @@ func (d *Daemon) Reload() error {
 // power backends.
 func (d *Daemon) parseOptions() []inventory.Option {
 	return []inventory.Option{inventory.WithProtocols(d.cfg.Backends)}
-}
-
-func (d *Daemon) loadInventory() (*inventory.Inventory, error) {
-	return inventory.Load(d.cfg.InventoryPath, d.parseOptions()...)
 }

@@ -38,6 +38,13 @@ func WithProtocols(reg *power.Registry) Option {
 	return func(p *parser) { p.protos = reg }
 }
 
+// passwordUse is a password reference as written, and the protocol of a BMC
+// that uses it (a group's reference is used by each of its nodes).
+type passwordUse struct {
+	at       *yaml.Node
+	protocol string
+}
+
 // optVal is one protocol option's value as written, and where.
 type optVal struct {
 	v         *yaml.Node
@@ -156,7 +163,6 @@ func (p *parser) parseBMC(what, key string, v *yaml.Node, sp *bmcSpec) {
 				return
 			}
 			sp.password.put(s, v)
-			p.passwords = append(p.passwords, v)
 		}
 	}
 }
@@ -316,6 +322,11 @@ func (p *parser) resolveBMC(what string, own, group *bmcSpec, at *yaml.Node) BMC
 		User:        pick(own.user, group.user, ""),
 		PasswordRef: pick(own.password, group.password, ""),
 	}
+	if own.password.set {
+		p.passwords = append(p.passwords, passwordUse{at: own.password.at, protocol: b.Protocol})
+	} else if group.password.set {
+		p.passwords = append(p.passwords, passwordUse{at: group.password.at, protocol: b.Protocol})
+	}
 	pr, ok := p.protos.Lookup(b.Protocol)
 	if !ok {
 		if !own.protocol.set && !group.protocol.set {
@@ -339,6 +350,9 @@ func (p *parser) resolveBMC(what string, own, group *bmcSpec, at *yaml.Node) BMC
 // or flat keys of), so that their errors are reported once, at the group.
 func (p *parser) groupBMC(what string, sp *bmcSpec, at *yaml.Node) BMC {
 	b := BMC{Protocol: sp.protocol.v, Port: sp.port.v, User: sp.user.v, PasswordRef: sp.password.v}
+	if sp.password.set {
+		p.passwords = append(p.passwords, passwordUse{at: sp.password.at, protocol: pick(sp.protocol, setting[string]{}, DefaultBMCProtocol)})
+	}
 	var protos []power.Protocol
 	if sp.protocol.set {
 		pr, _ := p.protos.Lookup(sp.protocol.v)

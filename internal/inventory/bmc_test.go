@@ -3,6 +3,7 @@ package inventory
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -39,7 +40,8 @@ func twoProtocols(t *testing.T) Option {
 			}
 			return o
 		},
-		Open: func(power.Settings) (power.Backend, error) { return nil, fmt.Errorf("not for this test") }}
+		Machine: func(o any) string { return o.(vendorOpts).System },
+		Open:    func(power.Settings) (power.Backend, error) { return nil, fmt.Errorf("not for this test") }}
 	reg, err := power.NewRegistry(ipmi.Protocol(ipmi.Options{}), vendor)
 	if err != nil {
 		t.Fatal(err)
@@ -96,6 +98,16 @@ nodes:
 					t.Errorf("%+v", b)
 				}
 			}},
+		{name: "two systems behind one BMC", nodes: `  - {name: a, group: rf, bmc: {host: h, vendor: {system: /S/1}}, nics: [{mac: "02:00:00:00:00:01"}]}
+  - {name: b, group: rf, bmc: {host: h, vendor: {system: /S/2}}, nics: [{mac: "02:00:00:00:00:02"}]}`,
+			check: func(t *testing.T, inv *Inventory) {
+				if a, b := inv.Node("a").BMC, inv.Node("b").BMC; a.Host != b.Host || a.Options == b.Options {
+					t.Errorf("%+v %+v", a, b)
+				}
+			}},
+		{name: "one system twice", nodes: `  - {name: a, group: rf, bmc: {host: h}, nics: [{mac: "02:00:00:00:00:01"}]}
+  - {name: b, group: rf, bmc: {host: h}, nics: [{mac: "02:00:00:00:00:02"}]}`,
+			err: `7:38: duplicate BMC h:443: node a has it too (t.yaml:6:38); node b would power that machine`},
 		{name: "unknown protocol", nodes: `  - {name: a, bmc: {protocol: redfsh}, nics: [{mac: "02:00:00:00:00:01"}]}`,
 			err: `6:31: node a: unknown bmc.protocol "redfsh" (protocols: ipmi, vendor)`},
 		{name: "section of another protocol", nodes: `  - {name: a, bmc: {protocol: ipmi, vendor: {insecure: true}}, nics: [{mac: "02:00:00:00:00:01"}]}`,
@@ -185,7 +197,7 @@ nodes:
   - {name: a, group: g, bmc: {host: 10.0.0.9}, nics: [{mac: "02:00:00:00:00:01"}]}
   - {name: nohost, group: g, nics: [{mac: "02:00:00:00:00:02"}]}
   - {name: noref, bmc: {host: h}, nics: [{mac: "02:00:00:00:00:03"}]}
-  - {name: unknown, bmc: {host: h, password: other}, nics: [{mac: "02:00:00:00:00:04"}]}
+  - {name: unknown, bmc: {host: h2, password: other}, nics: [{mac: "02:00:00:00:00:04"}]}
 `
 	inv, err := Parse("t.yaml", []byte(src), withIPMI())
 	if err != nil {
@@ -218,5 +230,33 @@ nodes:
 	os.Unsetenv(EnvPasswordVar("other"))
 	if _, err := inv.Node("unknown").BMCTarget(sec); err == nil || !strings.Contains(err.Error(), `BMC password "other" is neither in the secrets file nor in $NETBOOTUI_BMC_PASSWORD_OTHER`) {
 		t.Errorf("unknown reference: %v", err)
+	}
+}
+
+// TestPasswordLengthIsTheProtocols: how long a password may be is its BMC's
+// protocol's rule: 40 bytes pass for a protocol without a limit and fail
+// for IPMI (20), once per reference, at the reference.
+func TestPasswordLengthIsTheProtocols(t *testing.T) {
+	dir := t.TempDir()
+	inv := `settings: {secrets: secrets.yaml}
+groups:
+  rf: {bmc: {protocol: vendor, password: long}}
+nodes:
+  - {name: a, group: rf, bmc: {host: h1}, nics: [{mac: "02:00:00:00:00:01"}]}
+  - {name: b, group: rf, bmc: {host: h2, protocol: ipmi}, nics: [{mac: "02:00:00:00:00:02"}]}
+  - {name: c, group: rf, bmc: {host: h3, protocol: ipmi}, nics: [{mac: "02:00:00:00:00:03"}]}
+`
+	p := filepath.Join(dir, "nodes.yaml")
+	if err := os.WriteFile(p, []byte(inv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte("bmc_passwords:\n  long: "+strings.Repeat("z", 40)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(p, twoProtocols(t))
+	list, ok := err.(ErrorList)
+	want := p + `:3:42: password "long" (from secrets.yaml or NETBOOTUI_BMC_PASSWORD_LONG): 40 bytes, longer than the 20 bytes IPMI allows`
+	if !ok || len(list) != 1 || list[0].Error() != want {
+		t.Fatalf("got %v\nwant %s", err, want)
 	}
 }

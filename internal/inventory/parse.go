@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -26,6 +27,8 @@ import (
 	"github.com/netbootui/netbootui/internal/power"
 	"github.com/netbootui/netbootui/internal/power/backends"
 	"github.com/netbootui/netbootui/internal/roottransport/builtin"
+	"github.com/netbootui/netbootui/internal/roottransport/nbd"
+	"github.com/netbootui/netbootui/internal/roottransport/nfs"
 )
 
 // MaxNodes is the largest number of nodes an inventory may hold after its
@@ -45,26 +48,60 @@ var (
 	hostRE       = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`)
 	macRE        = regexp.MustCompile(`^[0-9A-Fa-f]{2}(?:(:)[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){4}|(-)[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){4})$`)
 	yamlLineRE   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+	persistRE    = regexp.MustCompile(`^(/[A-Za-z0-9._-]+)+$`)
 )
 
 // Keys allowed in each section, in the order the error message lists them.
 var (
 	topKeys      = []string{"settings", "images", "groups", "nodes"}
-	settingsKeys = []string{"secrets", "overlay_dirty_bytes"}
+	settingsKeys = []string{"secrets", "overlay_dirty_bytes", "nfs", "nbd"}
+	nfsKeys      = []string{"server", "port", "export", "dir"}
+	nbdKeys      = []string{"server", "port"}
 	imageKeys    = []string{"description", "recipe", "kernel_args", "root"}
-	groupKeys    = []string{"image", "arch", "loader", "kernel_args", "bmc", "boot_override"}
-	nodeKeys     = []string{"name", "group", "ip", "arch", "loader", "image", "kernel_args", "nics", "bmc", "boot_override"}
+	groupKeys    = []string{"image", "arch", "loader", "kernel_args", "bmc", "boot_override", "persist", "user_data", "vendor_data"}
+	nodeKeys     = []string{"name", "group", "ip", "arch", "loader", "image", "kernel_args", "nics", "bmc", "boot_override", "user_data", "vendor_data"}
 	nicKeys      = []string{"mac", "boot", "name"}
 	overrideKeys = []string{"ipxe", "pxelinux"}
 )
 
 // Load reads and validates the inventory file at path.
 func Load(path string, opts ...Option) (*Inventory, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data, opts...)
+}
+
+// MaxFileSize bounds an inventory file. MaxNodes nodes written one entry
+// each take about 6.5 MB; a bigger file is refused before it is parsed (a YAML
+// node tree costs many times the file's size in memory).
+const MaxFileSize = 16 << 20
+
+// readFile reads an inventory file, refusing one larger than MaxFileSize
+// without reading it.
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
-	return Parse(path, data, opts...)
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > MaxFileSize {
+		return nil, tooBig(path, st.Size())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, tooBig(path, int64(len(data)))
+	}
+	return data, nil
+}
+
+func tooBig(path string, size int64) ErrorList {
+	return ErrorList{{Pos: Pos{File: path, Line: 1, Col: 1},
+		Msg: fmt.Sprintf("the file is %d bytes, larger than the %d MiB an inventory may be", size, MaxFileSize>>20)}}
 }
 
 // Revision returns the revision of an inventory file's bytes: hex sha256.
@@ -79,6 +116,9 @@ func Revision(data []byte) string {
 // The BMCs are checked against the built-in power backends (WithProtocols:
 // others).
 func Parse(path string, data []byte, opts ...Option) (*Inventory, error) {
+	if len(data) > MaxFileSize {
+		return nil, tooBig(path, int64(len(data)))
+	}
 	p := &parser{file: path}
 	for _, o := range opts {
 		o(p)
@@ -113,6 +153,9 @@ type spec struct {
 	bmcAt            *yaml.Node // the bmc key, for errors about the entry's BMC
 	overrideIPXE     setting[string]
 	overridePxelinux setting[string]
+	persist          []string // group only
+	userData         setting[string]
+	vendorData       setting[string]
 }
 
 type nicSpec struct {
@@ -124,14 +167,19 @@ type nicSpec struct {
 
 type parser struct {
 	file   string
-	protos *power.Registry // nil: BMC protocols are not checked (see WithProtocols)
+	protos *power.Registry // the BMC protocols (see WithProtocols)
+	secret bool            // a secrets file: error messages never quote a value
 	lines  int             // number of lines in the file, for clamping positions
 	errs   ErrorList
 	seen   map[string]bool // de-duplicates errors reported once per entry
+	// repeated holds errors reported once for every entry that repeats them.
+	repeated map[string]*repeatedError
 
 	images     map[string]*Image
 	groupSpecs map[string]*spec
-	passwords  []*yaml.Node // every password value, to check against secrets
+	passwords  []passwordUse // every password value, to check against secrets
+	nfs        NFS           // settings.nfs, read before the images
+	nbd        NBD           // settings.nbd, read before the images
 }
 
 func (p *parser) pos(n *yaml.Node) Pos {
@@ -159,6 +207,30 @@ func (p *parser) errorOnce(key string, n *yaml.Node, format string, a ...any) {
 	}
 	p.seen[key] = true
 	p.errorf(n, format, a...)
+}
+
+// errorRepeated reports one mistake that many entries repeat (a group name
+// they all misspell) once, at its first use, and counts the other uses into
+// that message instead of adding an error per entry.
+func (p *parser) errorRepeated(key string, n *yaml.Node, format string, a ...any) {
+	if p.repeated == nil {
+		p.repeated = map[string]*repeatedError{}
+	}
+	if r := p.repeated[key]; r != nil {
+		r.more++
+		r.err.Msg = fmt.Sprintf("%s (and %d more entries)", r.msg, r.more)
+		return
+	}
+	p.errorf(n, format, a...)
+	e := p.errs[len(p.errs)-1]
+	p.repeated[key] = &repeatedError{err: e, msg: e.Msg}
+}
+
+// repeatedError is an error reported once for many entries.
+type repeatedError struct {
+	err  *Error
+	msg  string // the message of the first use
+	more int    // uses after the first
 }
 
 // checkText reports control characters and invalid UTF-8 with their exact
@@ -193,7 +265,9 @@ func (p *parser) checkText(data []byte) bool {
 // yamlError turns a yaml.v3 syntax error into a positioned Error. The library
 // reports a line only, and often the line where the enclosing block started
 // rather than the offending one; so the line is found again as the shortest
-// run of leading lines that fails with the same message. The column is that of
+// run of leading lines that fails with the same message, searched outwards
+// from the reported line (each try parses a prefix of the file, so a search
+// over the whole file would cost a parse per halving). The column is that of
 // the line's first tab for tab errors, else of its first non-blank character.
 func (p *parser) yamlError(data []byte, err error) {
 	msg := yamlMessage(err)
@@ -202,7 +276,7 @@ func (p *parser) yamlError(data []byte, err error) {
 		line, _ = strconv.Atoi(m[1])
 	}
 	lines := bytes.SplitAfter(data, []byte("\n"))
-	if n := firstFailingLine(lines, msg); n > 0 {
+	if n := firstFailingLine(data, lines, line, msg); n > 0 {
 		line = n
 	}
 	line = max(1, min(line, len(lines)))
@@ -229,11 +303,18 @@ func yamlMessage(err error) string {
 	return strings.TrimPrefix(msg, "yaml: ")
 }
 
-// firstFailingLine returns the smallest n such that the first n lines fail to
-// parse with msg, or 0 when the whole input does not.
-func firstFailingLine(lines [][]byte, msg string) int {
+// firstFailingLine returns the smallest n such that the first n lines of data
+// (split into lines) fail to parse with msg, or 0 when the whole input does
+// not. The whole input failed with msg at line hint; the search gallops from
+// hint towards the answer and then bisects, so it parses O(log distance)
+// prefixes rather than O(log lines).
+func firstFailingLine(data []byte, lines [][]byte, hint int, msg string) int {
+	ends := make([]int, len(lines)+1) // ends[n]: bytes in the first n lines
+	for i, l := range lines {
+		ends[i+1] = ends[i] + len(l)
+	}
 	fails := func(n int) bool {
-		dec := yaml.NewDecoder(bytes.NewReader(bytes.Join(lines[:n], nil)))
+		dec := yaml.NewDecoder(bytes.NewReader(data[:ends[n]]))
 		for range 2 {
 			var doc yaml.Node
 			if err := dec.Decode(&doc); err != nil {
@@ -242,16 +323,41 @@ func firstFailingLine(lines [][]byte, msg string) int {
 		}
 		return false
 	}
-	if len(lines) == 0 || !fails(len(lines)) {
+	total := len(lines)
+	if total == 0 {
 		return 0
 	}
-	lo, hi := 1, len(lines) // fails(hi) holds
-	for lo < hi {
+	hint = max(1, min(hint, total))
+	// Find lo < hi with fails(hi) and !fails(lo) (lo 0 stands for "nothing").
+	var lo, hi int
+	if fails(hint) {
+		hi = hint
+		for step := 1; ; step *= 2 {
+			lo = max(hint-step, 0)
+			if lo == 0 || !fails(lo) {
+				break
+			}
+			hi = lo
+		}
+	} else {
+		lo = hint
+		for step := 1; ; step *= 2 {
+			hi = min(hint+step, total)
+			if fails(hi) {
+				break
+			}
+			if hi == total {
+				return 0
+			}
+			lo = hi
+		}
+	}
+	for lo+1 < hi { // fails(hi), !fails(lo)
 		mid := lo + (hi-lo)/2
 		if fails(mid) {
 			hi = mid
 		} else {
-			lo = mid + 1
+			lo = mid
 		}
 	}
 	return hi
@@ -289,7 +395,7 @@ func (p *parser) parse(data []byte) *Inventory {
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		p.errorf(root, "inventory must be a mapping with settings, images, groups and nodes, got %s", describe(root))
+		p.errorf(root, "inventory must be a mapping with settings, images, groups and nodes, got %s", p.describe(root))
 		return inv
 	}
 	var settingsN, imagesN, groupsN, nodesN *yaml.Node
@@ -323,8 +429,13 @@ func (p *parser) parse(data []byte) *Inventory {
 				}
 				inv.Settings.OverlayDirtyBytes = n
 			}
+		case "nfs":
+			p.parseNFS(v, &inv.Settings.NFS)
+		case "nbd":
+			p.parseNBD(v, &inv.Settings.NBD)
 		}
 	})
+	p.nfs, p.nbd = inv.Settings.NFS, inv.Settings.NBD
 	p.parseImages(imagesN)
 	p.parseGroups(groupsN, inv)
 	p.parseNodes(nodesN, inv)
@@ -343,11 +454,40 @@ func (p *parser) checkPasswords(path string) {
 	if err != nil {
 		return
 	}
-	for _, n := range p.passwords {
-		if _, ok := sec.Password(n.Value); !ok {
-			p.errorf(n, "unknown password reference %q: not in %s bmc_passwords and %s is not set", n.Value, filepath.Base(path), EnvPasswordVar(n.Value))
+	for _, use := range p.passwords {
+		n := use.at
+		pw, ok := sec.Password(n.Value)
+		if !ok {
+			p.errorOnce("pwref "+p.pos(n).String(), n, "unknown password reference %q: not in %s bmc_passwords and %s is not set", n.Value, filepath.Base(path), EnvPasswordVar(n.Value))
+			continue
+		}
+		if pr, known := p.protos.Lookup(use.protocol); known {
+			if err := pr.CheckPassword(pw); err != nil {
+				p.errorOnce("pwlen "+use.protocol+" "+n.Value, n, "password %q (from %s or %s): %v", n.Value, filepath.Base(path), EnvPasswordVar(n.Value), err)
+			}
 		}
 	}
+}
+
+// describe names what n is for an error message: its kind and, for a scalar,
+// its value; in a secrets file (p.secret) scalar values are left out, since
+// any of them may be a password.
+func (p *parser) describe(n *yaml.Node) string {
+	if p.secret && n.Kind == yaml.ScalarNode {
+		switch t := n.ShortTag(); t {
+		case "!!null":
+			return "nothing (null)"
+		case "!!str":
+			return "a string"
+		case "!!bool":
+			return "a boolean"
+		case "!!int", "!!float":
+			return "a number"
+		default:
+			return fmt.Sprintf("a %s value", t)
+		}
+	}
+	return describe(n)
 }
 
 func describe(n *yaml.Node) string {
@@ -399,7 +539,7 @@ func (p *parser) mapping(n *yaml.Node, what string, allowed []string, fn func(ke
 		return 0
 	}
 	if n.Kind != yaml.MappingNode {
-		p.errorf(n, "%s must be a mapping, got %s", what, describe(n))
+		p.errorf(n, "%s must be a mapping, got %s", what, p.describe(n))
 		return 1
 	}
 	first := map[string]*yaml.Node{}
@@ -409,7 +549,7 @@ func (p *parser) mapping(n *yaml.Node, what string, allowed []string, fn func(ke
 			continue
 		}
 		if k.Kind != yaml.ScalarNode {
-			p.errorf(k, "a key in %s must be a plain name, got %s", what, describe(k))
+			p.errorf(k, "a key in %s must be a plain name, got %s", what, p.describe(k))
 			rejected++
 			continue
 		}
@@ -440,7 +580,7 @@ func (p *parser) str(n *yaml.Node, what string) (string, bool) {
 			return n.Value, true
 		}
 	}
-	p.errorf(n, "%s must be a string, got %s", what, describe(n))
+	p.errorf(n, "%s must be a string, got %s", what, p.describe(n))
 	return "", false
 }
 
@@ -456,7 +596,7 @@ func (p *parser) integer(n *yaml.Node, what string) (int64, bool) {
 		p.errorf(n, "%s: number %s is out of range", what, n.Value)
 		return 0, false
 	}
-	p.errorf(n, "%s must be a whole number, got %s", what, describe(n))
+	p.errorf(n, "%s must be a whole number, got %s", what, p.describe(n))
 	return 0, false
 }
 
@@ -470,7 +610,7 @@ func (p *parser) boolean(n *yaml.Node, what string) (bool, bool) {
 			return v, true
 		}
 	}
-	p.errorf(n, "%s must be true or false, got %s", what, describe(n))
+	p.errorf(n, "%s must be true or false, got %s", what, p.describe(n))
 	return false, false
 }
 
@@ -479,7 +619,7 @@ func (p *parser) sequence(n *yaml.Node, what string) ([]*yaml.Node, bool) {
 		return nil, false
 	}
 	if n.Kind != yaml.SequenceNode {
-		p.errorf(n, "%s must be a list, got %s", what, describe(n))
+		p.errorf(n, "%s must be a list, got %s", what, p.describe(n))
 		return nil, false
 	}
 	return n.Content, true
@@ -517,6 +657,14 @@ func (p *parser) parseImages(n *yaml.Node) {
 					p.errorf(v, "%s: root: %s", what, rootError(s, err))
 					return
 				}
+				if s == nfs.Name && p.nfs.Server == "" {
+					p.errorf(v, "%s: root: nfs needs the site's NFS server: add settings.nfs (server, export, dir)", what)
+					return
+				}
+				if s == nbd.Name && p.nbd.Server == "" {
+					p.errorf(v, "%s: root: nbd needs the site's NBD server: add settings.nbd (server, port)", what)
+					return
+				}
 				img.Root = s
 			}
 		})
@@ -530,7 +678,11 @@ func (p *parser) parseGroups(n *yaml.Node, inv *Inventory) {
 			p.errorf(k, "bad group name %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", name)
 		}
 		sp := &spec{}
-		p.parseSpec(v, "group "+name, groupKeys, groupBMCKeys, sp)
+		p.parseSpec(v, "group "+name, groupKeys, groupBMCKeys, sp, func(key string, _, v *yaml.Node) {
+			if key == "persist" {
+				sp.persist = p.parsePersist(v, "group "+name)
+			}
+		})
 		p.groupSpecs[name] = sp
 		bmcAt := sp.bmcAt
 		if bmcAt == nil {
@@ -545,6 +697,7 @@ func (p *parser) parseGroups(n *yaml.Node, inv *Inventory) {
 			KernelArgs: sp.kernelArgs.v,
 			BMC:        p.groupBMC("group "+name, &sp.bmc, bmcAt),
 			Override:   Override{IPXE: sp.overrideIPXE.v, Pxelinux: sp.overridePxelinux.v},
+			Persist:    sp.persist,
 			Defined:    p.pos(k),
 		}
 		inv.Groups[name] = g
@@ -582,7 +735,7 @@ func (p *parser) parseSpec(n *yaml.Node, what string, keys, bmcKeys []string, sp
 					return
 				}
 				if _, known := p.images[name]; !known {
-					p.errorf(v, "%s: unknown image %q (images: %s)", what, name, keysOf(p.images))
+					p.errorRepeated("image "+name, v, "%s: unknown image %q (images: %s)", what, name, keysOf(p.images))
 					return
 				}
 				sp.image.put(name, v)
@@ -591,6 +744,18 @@ func (p *parser) parseSpec(n *yaml.Node, what string, keys, bmcKeys []string, sp
 		case "kernel_args":
 			if s, ok := p.str(v, what+": kernel_args"); ok {
 				sp.kernelArgs.put(strings.TrimSpace(s), v)
+			}
+		case "user_data", "vendor_data":
+			if s, ok := p.str(v, what+": "+key); ok {
+				if err := CheckCloudTemplate(s); err != nil {
+					p.errorf(v, "%s: %s: %v", what, key, err)
+					return
+				}
+				if key == "user_data" {
+					sp.userData.put(s, v)
+				} else {
+					sp.vendorData.put(s, v)
+				}
 			}
 		case "bmc":
 			sp.bmcAt = k
@@ -650,23 +815,23 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 	names := map[string]defn{}
 	macs := map[string]defn{}
 	ips := map[netip.Addr]defn{}
+	bmcs := map[string]defn{}
 	total := 0
 	for ei, e := range entries {
 		if p.alias(e) {
 			continue
 		}
 		if e.Kind != yaml.MappingNode {
-			p.errorf(e, "nodes[%d] must be a mapping with name, nics and other keys, got %s", ei, describe(e))
+			p.errorf(e, "nodes[%d] must be a mapping with name, nics and other keys, got %s", ei, p.describe(e))
 			continue
 		}
 		var nameN, groupN, ipN, nicsN *yaml.Node
 		var name string
+		nameOK := false // the name is a string (a wrong type is reported once, here)
 		for i := 0; i+1 < len(e.Content); i += 2 {
 			if e.Content[i].Value == "name" {
 				nameN = e.Content[i+1]
-				if s, ok := p.str(nameN, fmt.Sprintf("nodes[%d].name", ei)); ok {
-					name = s
-				}
+				name, nameOK = p.str(nameN, fmt.Sprintf("nodes[%d].name", ei))
 				break
 			}
 		}
@@ -692,7 +857,7 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 			continue
 		}
 		if name == "" {
-			if s, ok := p.str(nameN, what+": name"); ok && s == "" {
+			if nameOK {
 				p.errorf(nameN, "%s: name is empty", what)
 			}
 			continue
@@ -753,7 +918,7 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 		group := ""
 		if g, ok := p.str(groupN, what+": group"); ok {
 			if gs = p.groupSpecs[g]; gs == nil {
-				p.errorf(groupN, "%s: unknown group %q (groups: %s)", what, g, keysOf(p.groupSpecs))
+				p.errorRepeated("group "+g, groupN, "%s: unknown group %q (groups: %s)", what, g, keysOf(p.groupSpecs))
 			}
 			group = g
 		}
@@ -799,6 +964,9 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 				Arch:       Arch(pick(sp.arch, gs.arch, string(DefaultArch))),
 				Loader:     Loader(pick(sp.loader, gs.loader, string(DefaultLoader))),
 				KernelArgs: joinArgs(gs.kernelArgs.v, sp.kernelArgs.v),
+				Persist:    slices.Clone(gs.persist),
+				UserData:   pick(sp.userData, gs.userData, ""),
+				VendorData: pick(sp.vendorData, gs.vendorData, ""),
 				Override: Override{
 					IPXE:     pick(sp.overrideIPXE, gs.overrideIPXE, ""),
 					Pxelinux: pick(sp.overridePxelinux, gs.overridePxelinux, ""),
@@ -866,8 +1034,36 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 					ips[node.IP] = d
 				}
 			}
+			p.uniqueBMC(bmcs, node, me, sp.bmc.host.at)
 			inv.Nodes = append(inv.Nodes, node)
 		}
+	}
+}
+
+// uniqueBMC refuses a node on a BMC address (host:port) that a node of
+// another entry already has: a power action for one would hit the other.
+// The nodes of one range entry whose bmc.host is a name (not incremented)
+// share it as written; nodes whose protocol options pick different machines
+// behind one address (power.Protocol.Machine) do not collide. seen maps each
+// address (and machine) to its first node.
+func (p *parser) uniqueBMC(seen map[string]defn, node *Node, me defn, hostN *yaml.Node) {
+	if node.BMC.Host == "" {
+		return
+	}
+	addr := net.JoinHostPort(node.BMC.Host, strconv.Itoa(node.BMC.Port))
+	key := addr
+	if pr, ok := p.protos.Lookup(node.BMC.Protocol); ok && pr.Machine != nil {
+		key += " " + pr.Machine(node.BMC.Options)
+	}
+	at := p.pos(hostN)
+	prev, dup := seen[key]
+	if dup && prev.entry != me.entry {
+		p.errorOnce("bmc"+me.entry.String(), hostN, "duplicate BMC %s: node %s has it too (%s); node %s would power that machine", addr, prev.node, prev.at, node.Name)
+		return
+	}
+	if !dup {
+		me.at = at
+		seen[key] = me
 	}
 }
 
@@ -896,7 +1092,7 @@ func (p *parser) parseNICs(n, entry *yaml.Node, what string, typo bool) ([]nicSp
 	for i, it := range items {
 		nicWhat := fmt.Sprintf("%s: nics[%d]", what, i)
 		if !isNull(it) && it.Kind != yaml.MappingNode && !p.alias(it) {
-			p.errorf(it, "%s must be a mapping like {mac: \"52:54:00:12:34:56\"}, got %s", nicWhat, describe(it))
+			p.errorf(it, "%s must be a mapping like {mac: \"52:54:00:12:34:56\"}, got %s", nicWhat, p.describe(it))
 			good = false
 			continue
 		}
@@ -1054,4 +1250,107 @@ func (inv *Inventory) SecretsPath() string {
 		return s
 	}
 	return filepath.Join(filepath.Dir(inv.Path), s)
+}
+
+// parseServer reads a settings.nfs or settings.nbd mapping: server (an IPv4
+// address, as nodes reach it), port, and the keys other gets. It reports
+// whether the mapping had no error of its own.
+func (p *parser) parseServer(n *yaml.Node, what string, keys []string, server *string, port *int, other func(key string, v *yaml.Node)) bool {
+	before := len(p.errs)
+	p.mapping(n, what, keys, func(key string, _, v *yaml.Node) {
+		w := what + "." + key
+		switch key {
+		case "port":
+			if n, ok := p.integer(v, w); ok {
+				if n < 1 || n > 65535 {
+					p.errorf(v, "%s must be 1-65535, got %d", w, n)
+					return
+				}
+				*port = int(n)
+			}
+		case "server":
+			if s, ok := p.str(v, w); ok {
+				if a, err := netip.ParseAddr(s); err != nil || !a.Is4() {
+					p.errorf(v, "%s: bad server %q: want the IPv4 address nodes reach it at (the live init resolves no names)", w, s)
+					return
+				}
+				*server = s
+			}
+		default:
+			other(key, v)
+		}
+	})
+	return len(p.errs) == before
+}
+
+// parseNFS reads settings.nfs: the site's NFS server as nodes reach it.
+func (p *parser) parseNFS(n *yaml.Node, out *NFS) {
+	if isNull(n) {
+		return
+	}
+	clean := p.parseServer(n, "settings.nfs", nfsKeys, &out.Server, &out.Port, func(key string, v *yaml.Node) {
+		what := "settings.nfs." + key
+		s, ok := p.str(v, what)
+		if !ok {
+			return
+		}
+		if !strings.HasPrefix(s, "/") || path.Clean(s) != s || s == "/" || strings.ContainsAny(s, ":,= \t\n\"'\\") {
+			p.errorf(v, "%s: bad path %q: want an absolute, clean path other than / without ':', ',', '=', quotes or blanks", what, s)
+			return
+		}
+		if key == "export" {
+			out.Export = s
+		} else {
+			out.Dir = s
+		}
+	})
+	if out.Server == "" || out.Export == "" || out.Dir == "" {
+		if clean { // else a key's own error says why
+			p.errorf(n, "settings.nfs needs server, export and dir")
+		}
+		*out = NFS{}
+	}
+}
+
+// parseNBD reads settings.nbd: the site's NBD server as nodes reach it.
+func (p *parser) parseNBD(n *yaml.Node, out *NBD) {
+	if isNull(n) {
+		return
+	}
+	clean := p.parseServer(n, "settings.nbd", nbdKeys, &out.Server, &out.Port, nil)
+	if out.Server == "" {
+		if clean {
+			p.errorf(n, "settings.nbd needs server")
+		}
+		*out = NBD{}
+	}
+}
+
+// parsePersist reads a group's persist: list of absolute paths a node keeps
+// across reboots.
+func (p *parser) parsePersist(n *yaml.Node, what string) []string {
+	items, ok := p.sequence(n, what+": persist")
+	if !ok {
+		return nil
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, it := range items {
+		s, ok := p.str(it, what+": persist entry")
+		if !ok {
+			continue
+		}
+		switch {
+		case !strings.HasPrefix(s, "/") || path.Clean(s) != s || s == "/":
+			p.errorf(it, "%s: persist: bad path %q: want an absolute, clean path other than /", what, s)
+		case !persistRE.MatchString(s):
+			p.errorf(it, "%s: persist: path %q: use letters, digits, '.', '_', '-' and '/'", what, s)
+		case seen[s]:
+			p.errorf(it, "%s: persist: %q listed twice", what, s)
+		default:
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -17,6 +17,9 @@ const DefaultPort = 623
 // DefaultUser is the BMC user when the inventory names none.
 const DefaultUser = "admin"
 
+// MaxPassword is the longest password IPMI 2.0 (RMCP+) carries, in bytes.
+const MaxPassword = 20
+
 // DefaultCipherSuites are the RMCP+ cipher suites tried in order when a
 // BMC's inventory entry names none: 17 (HMAC-SHA256, AES) first, then 3
 // (HMAC-SHA1, AES), which older BMCs and ipmi_sim accept.
@@ -35,12 +38,14 @@ type BMCOptions struct {
 // take the defaults; CallTimeout and Logger come from the power.Service).
 func Protocol(opts Options) power.Protocol {
 	return power.Protocol{
-		Name:    Name,
-		Port:    DefaultPort,
-		User:    DefaultUser,
-		Keys:    []string{"cipher_suites"},
-		Flat:    []string{"cipher_suites"},
-		Options: ReadOptions,
+		Name:        Name,
+		Title:       "IPMI",
+		Port:        DefaultPort,
+		User:        DefaultUser,
+		MaxPassword: MaxPassword,
+		Keys:        []string{"cipher_suites"},
+		Flat:        []string{"cipher_suites"},
+		Options:     ReadOptions,
 		Open: func(s power.Settings) (power.Backend, error) {
 			o := opts
 			o.CallTimeout, o.Logger = s.Fill(o.CallTimeout, o.Logger)
@@ -106,8 +111,8 @@ func (t target) validate() error {
 		return fmt.Errorf("node %s: BMC port %d out of range", t.node, t.port)
 	case len(t.user) > 16:
 		return fmt.Errorf("node %s: BMC user name longer than 16 bytes", t.node)
-	case len(t.password.Reveal()) > 20:
-		return fmt.Errorf("node %s: BMC password longer than 20 bytes (IPMI 2.0 limit)", t.node)
+	case len(t.password.Reveal()) > MaxPassword:
+		return fmt.Errorf("node %s: BMC password longer than %d bytes (IPMI 2.0 limit)", t.node, MaxPassword)
 	}
 	for _, cs := range t.suites {
 		if cs < 0 || cs > 255 {

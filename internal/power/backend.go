@@ -148,10 +148,15 @@ type OptionReader interface {
 type Protocol struct {
 	// Name is bmc.protocol's value and the name of the bmc.NAME section.
 	Name string
+	// Title is how people write the protocol's name ("IPMI"; "" is Name).
+	Title string
 	// Port and User are a BMC's port and user when the inventory names
 	// none: the one place these defaults are defined.
 	Port int
 	User string
+	// MaxPassword is the longest password the protocol carries, in bytes
+	// (0: no limit); the inventory refuses a longer one at its reference.
+	MaxPassword int
 	// Keys are the keys its bmc.NAME section allows; Flat those of them also
 	// accepted directly under bmc, for compatibility (IPMI's cipher_suites).
 	Keys []string
@@ -161,6 +166,11 @@ type Protocol struct {
 	// It is called for every node with the protocol, section or not, so it
 	// returns the defaults of what is not set. nil: no options.
 	Options func(OptionReader) any
+	// Machine, when set, names the machine a BMC's options pick behind its
+	// address (a Redfish system path on a chassis manager): the inventory
+	// refuses two nodes on one BMC address unless their machines differ.
+	// nil: one machine per BMC address (IPMI).
+	Machine func(options any) string
 	// Open starts the backend. The Service opens each protocol once, when
 	// a target first needs it.
 	Open func(Settings) (Backend, error)
@@ -224,6 +234,19 @@ func (r *Registry) Lookup(name string) (Protocol, bool) {
 	}
 	p, ok := r.protos[name]
 	return p, ok
+}
+
+// CheckPassword says whether the protocol can carry pw. Its error never
+// contains the password.
+func (p Protocol) CheckPassword(pw string) error {
+	if p.MaxPassword > 0 && len(pw) > p.MaxPassword {
+		title := p.Title
+		if title == "" {
+			title = p.Name
+		}
+		return fmt.Errorf("%d bytes, longer than the %d bytes %s allows", len(pw), p.MaxPassword, title)
+	}
+	return nil
 }
 
 // Names returns the registered protocol names, sorted.

@@ -17,8 +17,11 @@ import (
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/ratelimit"
 	"github.com/netbootui/netbootui/internal/roottransport"
 	"github.com/netbootui/netbootui/internal/roottransport/builtin"
+	"github.com/netbootui/netbootui/internal/roottransport/nfs"
+	"github.com/netbootui/netbootui/internal/tftp"
 )
 
 // Images is what the boot servers need of the image store.
@@ -68,6 +71,13 @@ type Boot struct {
 	// Transports are the root transports an image's `root:` may name (nil:
 	// the built-in ones, package roottransport/builtin).
 	Transports *roottransport.Registry
+	// Noisy limits the events of refused requests and unknown clients
+	// (KindDenied, KindUnknown) and the log lines of refusals, per kind and
+	// client address, so that a flood of bogus requests neither floods the
+	// log nor pushes real events out of the history (nil: DefaultNoisy).
+	Noisy *ratelimit.Limiter
+
+	noisyOnce sync.Once
 
 	mu      sync.Mutex
 	learned map[netip.Addr]learnedIP
@@ -76,8 +86,8 @@ type Boot struct {
 	// address (pxelinux.cfg/01-<mac>, /boot/<mac>.ipxe) claims it.
 	anonNBP map[netip.Addr]bootstate.Event
 
-	unproven eventLimiter // events about requests that do not prove their node
-	checkins checkinGuard // replayed check-ins
+	unproven *ratelimit.Limiter // events about requests that do not prove their node (set by initLimiters)
+	checkins checkinGuard       // replayed check-ins
 }
 
 // anonNBPWindow is how long an unattributed bootloader fetch waits for its
@@ -118,7 +128,18 @@ func (b *Boot) logger() *slog.Logger {
 	return slog.Default()
 }
 
+// emit reports ev; refusals and unknown clients only as often as Noisy
+// lets them through.
 func (b *Boot) emit(ev bootstate.Event) {
+	if ev.Kind == bootstate.KindDenied || ev.Kind == bootstate.KindUnknown {
+		if ok, _ := b.letThrough(&ev); !ok {
+			return
+		}
+	}
+	b.send(ev)
+}
+
+func (b *Boot) send(ev bootstate.Event) {
 	if b.Events == nil {
 		return
 	}
@@ -126,6 +147,72 @@ func (b *Boot) emit(ev bootstate.Event) {
 		ev.Time = b.now()
 	}
 	b.Events(ev)
+}
+
+// DefaultNoisy is the limiter Boot.Noisy defaults to: per kind and client
+// address 5 at once and one per 10 s; over all clients 50 at once and one a
+// second.
+func DefaultNoisy() *ratelimit.Limiter {
+	return &ratelimit.Limiter{Burst: 5, Every: 10 * time.Second, TotalBurst: 50, TotalEvery: time.Second}
+}
+
+// initLimiters sets Noisy's default and the limiter of events about
+// unproven requests, both on the Boot's clock.
+func (b *Boot) initLimiters() {
+	b.noisyOnce.Do(func() {
+		if b.Noisy == nil {
+			b.Noisy = DefaultNoisy()
+			b.Noisy.Now = b.now
+		}
+		b.unproven = &ratelimit.Limiter{Burst: 1, Every: unprovenEvery, MaxKeys: maxLimited, Now: b.now}
+	})
+}
+
+// clientKey is the client address of a request's remote "addr:port" (per
+// address, not per source port); other text is its own key.
+func clientKey(remote string) string {
+	if ap, err := netip.ParseAddrPort(remote); err == nil {
+		return ap.Addr().Unmap().String()
+	}
+	return remote
+}
+
+// letThrough asks Noisy whether ev may be reported; when it may and others
+// like it were held back, ev's message says how many.
+func (b *Boot) letThrough(ev *bootstate.Event) (ok bool, skipped uint64) {
+	b.initLimiters()
+	client := clientKey(ev.Remote)
+	ok, skipped = b.Noisy.Allow(string(ev.Kind) + " " + ev.Proto + " " + client)
+	if ok && skipped > 0 {
+		note := fmt.Sprintf("%d more like it from %s not recorded", skipped, client)
+		if ev.Message != "" {
+			note = ev.Message + " (" + note + ")"
+		}
+		ev.Message = note
+	}
+	return ok, skipped
+}
+
+// Denied reports a refused request (ev's Kind becomes KindDenied): a WARN
+// line msg and the event, both only as often as Noisy lets them through,
+// the next one through counting those held back. The TFTP server's refusals
+// and refused check-ins come here.
+func (b *Boot) Denied(ev bootstate.Event, msg string) {
+	ev.Kind = bootstate.KindDenied
+	ok, skipped := b.letThrough(&ev)
+	if !ok {
+		return
+	}
+	attrs := []any{"proto", ev.Proto, "remote", ev.Remote, "path", ev.Path}
+	if ev.Node != "" {
+		attrs = append(attrs, "node", ev.Node)
+	}
+	attrs = append(attrs, "err", ev.Error)
+	if skipped > 0 {
+		attrs = append(attrs, "not_logged", skipped)
+	}
+	b.logger().Warn(msg, attrs...)
+	b.send(ev)
 }
 
 // learn ties a client IP to a node for the rest of its boot, and reports a
@@ -246,6 +333,8 @@ func (b *Boot) Params(inv *inventory.Inventory, n *inventory.Node, base string) 
 		root = im.Root
 	}
 	p.KernelArgs = args
+	p.NFS = NFSSite(inv.Settings.NFS)
+	p.NBD = roottransport.NBDSite{Server: inv.Settings.NBD.Server, Port: inv.Settings.NBD.Port}
 	reg := b.Transports
 	if reg == nil {
 		reg = builtin.Registry()
@@ -264,6 +353,29 @@ func (b *Boot) Params(inv *inventory.Inventory, n *inventory.Node, base string) 
 		p.InitrdPath = rel + image.FileInitrd
 	}
 	return p, nil
+}
+
+// NFSSite is the inventory's settings.nfs as the root transports take it.
+func NFSSite(s inventory.NFS) roottransport.NFSSite {
+	return roottransport.NFSSite{Server: s.Server, Port: s.Port, Export: s.Export, Dir: s.Dir}
+}
+
+// NFSExports returns the nfs-ganesha export entries the site's NFS server
+// needs for inv (empty when the inventory names no NFS server): the trees,
+// and one export per node that persists paths, restricted to the node's
+// address (nodes without a fixed ip in the inventory get none).
+func NFSExports(inv *inventory.Inventory) string {
+	site := NFSSite(inv.Settings.NFS)
+	if !site.Configured() {
+		return ""
+	}
+	var dirs []nfs.NodeDir
+	for _, n := range inv.Nodes {
+		if len(n.Persist) > 0 && n.IP.IsValid() {
+			dirs = append(dirs, nfs.NodeDir{Node: n.Name, Client: n.IP.String()})
+		}
+	}
+	return nfs.GaneshaExports(site, dirs)
 }
 
 // Entry renders node n's boot entry in format ("ipxe" or "pxelinux").
@@ -313,7 +425,7 @@ func (b *Boot) tftpBase() string {
 
 // OpenTFTP implements TFTPSource: rendered pxelinux configs, the iPXE chain
 // script, image files and the boot root's bootloaders.
-func (b *Boot) OpenTFTP(ctx context.Context, name string, client netip.AddrPort) (TFTPFile, error) {
+func (b *Boot) OpenTFTP(ctx context.Context, name string, client netip.AddrPort) (tftp.File, error) {
 	inv := b.Inventory()
 	ip := client.Addr().Unmap()
 	ev := bootstate.Event{Proto: "tftp", Path: name, Remote: client.String()}
@@ -332,7 +444,7 @@ func (b *Boot) OpenTFTP(ctx context.Context, name string, client netip.AddrPort)
 	}
 	f, size, err := b.Loaders.Open(name)
 	if err != nil {
-		return TFTPFile{}, err
+		return tftp.File{}, err
 	}
 	if n := b.NodeByIP(inv, ip); n != nil {
 		ev.Node = n.Name
@@ -348,22 +460,22 @@ func (b *Boot) OpenTFTP(ctx context.Context, name string, client netip.AddrPort)
 		ev.Kind, ev.Message = bootstate.KindInfo, "bootloader "+name+" fetched by "+ip.String()+", node not known yet"
 		b.emit(ev)
 	}
-	return TFTPFile{R: f, Size: size, Close: f.Close}, nil
+	return tftp.File{R: f, Size: size, Close: f.Close}, nil
 }
 
-func (b *Boot) tftpPxelinuxConfig(inv *inventory.Inventory, rest string, ip netip.Addr, ev bootstate.Event) (TFTPFile, error) {
+func (b *Boot) tftpPxelinuxConfig(inv *inventory.Inventory, rest string, ip netip.Addr, ev bootstate.Event) (tftp.File, error) {
 	var n *inventory.Node
 	switch {
 	case strings.HasPrefix(rest, "01-"):
 		mac, err := net.ParseMAC(strings.ReplaceAll(rest[3:], "-", ":"))
 		if err != nil {
-			return TFTPFile{}, ErrNotFound
+			return tftp.File{}, ErrNotFound
 		}
 		n = inv.NodeByMAC(mac)
 		if n == nil {
 			ev.Kind, ev.MAC, ev.Message = bootstate.KindUnknown, mac.String(), "pxelinux config asked for by an unknown MAC"
 			b.emit(ev)
-			return TFTPFile{}, ErrNotFound // pxelinux goes on to pxelinux.cfg/default
+			return tftp.File{}, ErrNotFound // pxelinux goes on to pxelinux.cfg/default
 		}
 		b.learn(ip, n.Name)
 	case rest == "default":
@@ -375,7 +487,7 @@ func (b *Boot) tftpPxelinuxConfig(inv *inventory.Inventory, rest string, ip neti
 		}
 	default:
 		// UUID and hex-IP probes: pxelinux tries them before 01-<mac>.
-		return TFTPFile{}, ErrNotFound
+		return tftp.File{}, ErrNotFound
 	}
 	ev.Node = n.Name
 	pr := macProof(n, ip)
@@ -386,7 +498,7 @@ func (b *Boot) tftpPxelinuxConfig(inv *inventory.Inventory, rest string, ip neti
 	if err != nil {
 		ev.Kind, ev.Stage, ev.Error = bootstate.KindFail, bootstate.StageConfig, err.Error()
 		b.report(ev, pr)
-		return TFTPFile{}, err
+		return tftp.File{}, err
 	}
 	b.served(ev, p, len(text), pr)
 	return stringFile(text), nil
@@ -416,10 +528,10 @@ func imagePath(rel string) (img, gen, file string, stage bootstate.Stage, ok boo
 	return img, gen, file, stage, true
 }
 
-func (b *Boot) tftpImageFile(inv *inventory.Inventory, name string, ip netip.Addr, ev bootstate.Event) (TFTPFile, error) {
+func (b *Boot) tftpImageFile(inv *inventory.Inventory, name string, ip netip.Addr, ev bootstate.Event) (tftp.File, error) {
 	img, gen, file, stage, ok := imagePath(name)
 	if !ok {
-		return TFTPFile{}, ErrNotFound
+		return tftp.File{}, ErrNotFound
 	}
 	n, pr := b.nodeByAddr(inv, ip)
 	if n != nil {
@@ -431,22 +543,22 @@ func (b *Boot) tftpImageFile(inv *inventory.Inventory, name string, ip netip.Add
 			ev.Kind, ev.Stage, ev.Error = bootstate.KindFail, stage, "tftp "+name+": not found"
 			b.report(ev, pr)
 		}
-		return TFTPFile{}, ErrNotFound
+		return tftp.File{}, ErrNotFound
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return TFTPFile{}, err
+		return tftp.File{}, err
 	}
 	if ev.Node != "" {
 		ev.Kind, ev.Stage, ev.Total, ev.Generation = bootstate.KindFetch, stage, st.Size(), gen
 		b.emit(ev)
 	}
-	return TFTPFile{R: f, Size: st.Size(), Close: f.Close}, nil
+	return tftp.File{R: f, Size: st.Size(), Close: f.Close}, nil
 }
 
-func stringFile(s string) TFTPFile {
-	return TFTPFile{R: strings.NewReader(s), Size: int64(len(s)), Close: func() error { return nil }}
+func stringFile(s string) tftp.File {
+	return tftp.File{R: strings.NewReader(s), Size: int64(len(s)), Close: func() error { return nil }}
 }
 
 var hostRE = regexp.MustCompile(`^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$`)

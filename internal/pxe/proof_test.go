@@ -5,14 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
-	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
 )
 
@@ -52,9 +49,10 @@ func TestCheckinGuard(t *testing.T) {
 	}
 }
 
-func TestEventLimiter(t *testing.T) {
-	var l eventLimiter
+func TestUnprovenLimiter(t *testing.T) {
 	t0 := time.Unix(1000, 0)
+	now := t0
+	b := &Boot{Now: func() time.Time { return now }}
 	cases := []struct {
 		key  string
 		at   time.Duration
@@ -69,21 +67,24 @@ func TestEventLimiter(t *testing.T) {
 		{"not an address", 0, false},
 	}
 	for i, c := range cases {
-		if got := l.allow(c.key, t0.Add(c.at)); got != c.want {
+		now = t0.Add(c.at)
+		if got := b.allowUnproven(c.key); got != c.want {
 			t.Errorf("case %d %+v: %v", i, c, got)
 		}
 	}
-	// Bounded: past maxLimited fresh keys, new keys are refused until old
-	// ones go stale.
-	var m eventLimiter
+	// Bounded: past maxLimited fresh keys, new keys share one budget (one
+	// event) until old ones go stale.
+	now = t0
+	m := &Boot{Now: func() time.Time { return now }}
 	for i := range maxLimited {
-		m.allow(fmt.Sprint("k", i), t0)
+		m.allowUnproven(fmt.Sprint("k", i))
 	}
-	if m.allow("new", t0) || len(m.last) != maxLimited {
-		t.Fatalf("limiter grew past %d", maxLimited)
+	if !m.allowUnproven("new") || m.allowUnproven("newer") {
+		t.Fatalf("past %d keys: the shared budget is not one event", maxLimited)
 	}
-	if !m.allow("new", t0.Add(unprovenEvery)) || len(m.last) != 1 {
-		t.Fatalf("stale keys not dropped: %d left", len(m.last))
+	now = t0.Add(unprovenEvery)
+	if !m.allowUnproven("newest") {
+		t.Fatal("stale keys not dropped")
 	}
 }
 
@@ -127,20 +128,7 @@ func TestProof(t *testing.T) {
 // missing file is an info event and the node keeps its stage; from its fixed
 // inventory address (proof) the node fails.
 func TestTFTPClaimsNeverFail(t *testing.T) {
-	st, err := image.OpenStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]string{}
-	for _, name := range image.BootFiles {
-		p := filepath.Join(t.TempDir(), name)
-		os.WriteFile(p, []byte("x"), 0o644)
-		files[name] = p
-	}
-	m, err := st.Import("compute", files, "test")
-	if err != nil || st.Publish("compute", m.ID) != nil {
-		t.Fatal(err)
-	}
+	st, m := publishedStore(t, "compute")
 	inv, err := inventory.Parse("nodes.yaml", []byte(`images:
   compute: {}
   other: {}

@@ -96,6 +96,7 @@ func (l *Lab) Protocol() power.Protocol {
 			}
 			return o
 		},
+		Machine: func(o any) string { m, _ := o.(Options); return m.Machine },
 		Open: func(power.Settings) (power.Backend, error) {
 			l.mu.Lock()
 			l.opened++
