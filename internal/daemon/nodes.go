@@ -145,7 +145,10 @@ func (d *Daemon) editable(key string) bool {
 	return ok && known && slices.Contains(p.Keys, k)
 }
 
-func (d *Daemon) checkEdit(e Edit, group bool) error {
+// checkEdit refuses an edit of what ("node n01", "group gpu") that changes
+// nothing, names a key that cannot be edited (editable), or sets a value the
+// boot servers would refuse; errors name what and the key.
+func (d *Daemon) checkEdit(what string, e Edit, group bool) error {
 	if len(e.Set) == 0 && len(e.Unset) == 0 {
 		return errors.New("edit changes nothing")
 	}
@@ -164,7 +167,7 @@ func (d *Daemon) checkEdit(e Edit, group bool) error {
 				err = pxe.CheckKernelArgs(s)
 			}
 			if err != nil {
-				return fmt.Errorf("%s: %w", k, err)
+				return fmt.Errorf("%s: %s: %w", what, k, err)
 			}
 		}
 	}
@@ -214,7 +217,7 @@ func (d *Daemon) edit(what string, e Edit, group bool, entry func(*inventory.Doc
 		keys := append(sortedKeys(e.Set), e.Unset...)
 		d.auditRecord(audit.Entry{Who: e.Who, Action: "edit " + what, Target: strings.Join(keys, ","), Result: res})
 	}()
-	if err := d.checkEdit(e, group); err != nil {
+	if err := d.checkEdit(what, e, group); err != nil {
 		return "", err
 	}
 	d.editMu.Lock()

@@ -177,11 +177,11 @@ func TestEditableBMCKeys(t *testing.T) {
 		"bmc.protocol": true, "bmc.ipmi.cipher_suites": true, "bmc.cipher_suites": true, "bmc.host": true,
 		"bmc.ipmi.nosuch": false, "bmc.redfish.system": true, "bmc.redfish.insecure": true, "bmc.redfish.nosuch": false, "bmc.ipmi": false, "bmc": false, "bmc.": false,
 	} {
-		err := d.checkEdit(Edit{Set: map[string]any{key: "x"}}, true)
+		err := d.checkEdit("group g", Edit{Set: map[string]any{key: "x"}}, true)
 		if (err == nil) != ok {
 			t.Errorf("set %s: %v", key, err)
 		}
-		err = d.checkEdit(Edit{Unset: []string{key}}, false)
+		err = d.checkEdit("node n", Edit{Unset: []string{key}}, false)
 		if (err == nil) != ok {
 			t.Errorf("unset %s: %v", key, err)
 		}
