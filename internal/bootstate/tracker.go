@@ -67,8 +67,8 @@ type Tracker struct {
 	global  ring
 	subs    []*Subscription
 	closed  bool
-	pending []BatchEvent      // events not yet in the store
-	spare   []BatchEvent      // the flusher's previous batch, reused
+	pending []BatchEvent        // events not yet in the store
+	spare   []BatchEvent        // the flusher's previous batch, reused
 	dirty   map[string]struct{} // nodes whose state is not yet in the store
 	forgets map[string]struct{} // nodes to delete from the store
 	dropped uint64              // events not persisted because pending was full
