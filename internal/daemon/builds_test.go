@@ -85,7 +85,7 @@ nodes:
 	if len(removed) != 1 || removed[0] != m2.ID {
 		t.Fatalf("gc removed %v, want [%s]", removed, m2.ID)
 	}
-	if err := d.Images.Verify("default", m1.ID); err != nil {
+	if err := d.images.Verify("default", m1.ID); err != nil {
 		t.Fatal(err)
 	}
 	var actions []string
@@ -125,7 +125,7 @@ func TestRollbackNodesFollow(t *testing.T) {
 		if err != nil || len(res) != 1 || !res[0].OK {
 			t.Fatalf("reboot-clean: %v %+v", err, res)
 		}
-		st, _ := d.Tracker.Get("r1")
+		st, _ := d.tracker.Get("r1")
 		return st.Generation
 	}
 	if got := running(); got != m2.ID {

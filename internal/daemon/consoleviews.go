@@ -113,7 +113,7 @@ func (d *Daemon) PreviewEdit(p EditPreview) (string, error) {
 	if format == "" {
 		format = string(n.Loader)
 	}
-	return d.Boot.Entry(inv, n, format, d.baseURL())
+	return d.boot.Entry(inv, n, format, d.baseURL())
 }
 
 // BMCFacts is what the console's node detail shows about a node's BMC, read

@@ -107,7 +107,7 @@ func (e *testEnv) start(src map[string]string) {
 		}
 		e.gen = m.ID
 	} else {
-		e.gen, _ = d.Images.Current("compute")
+		e.gen, _ = d.images.Current("compute")
 	}
 	e.base = "http://" + d.HTTPAddr().String()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -145,7 +145,7 @@ func (e *testEnv) get(path string) (int, []byte) {
 }
 
 func (e *testEnv) state(node string) bootstate.NodeState {
-	st, _ := e.d.Tracker.Get(node)
+	st, _ := e.d.tracker.Get(node)
 	return st
 }
 
@@ -339,7 +339,7 @@ const secretMarker = "TOP-SECRET-MARKER-7d1f"
 // plantSecrets puts a secret beside the boot root and links out of it.
 func plantSecrets(t *testing.T, e *testEnv) {
 	t.Helper()
-	root := e.d.Boot.Loaders.Dir
+	root := e.d.boot.Loaders.Dir
 	os.WriteFile(filepath.Join(filepath.Dir(root), "secret.txt"), []byte(secretMarker), 0o644)
 	os.MkdirAll(filepath.Join(e.dir, "outside"), 0o755)
 	os.WriteFile(filepath.Join(e.dir, "outside", "secret.txt"), []byte(secretMarker), 0o644)

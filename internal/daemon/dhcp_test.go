@@ -183,7 +183,7 @@ func TestProxyDHCPInventoryReload(t *testing.T) {
 	if o := discover(); o.BootFileName != "pxelinux.0" {
 		t.Fatalf("after the reload the node got %q, want its loader pxelinux.0", o.BootFileName)
 	}
-	st, _ := d.Tracker.Get("newbie")
+	st, _ := d.tracker.Get("newbie")
 	if st.Stage != bootstate.StageDHCP {
 		t.Fatalf("newbie at stage %q after its DHCP request, want dhcp", st.Stage)
 	}

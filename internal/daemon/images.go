@@ -22,7 +22,7 @@ func (d *Daemon) ImageList() ([]ImageInfo, error) {
 	for name, im := range inv.Images {
 		names[name] = im.Description
 	}
-	stored, err := d.Images.Images()
+	stored, err := d.images.Images()
 	if err != nil {
 		return nil, err
 	}
@@ -33,11 +33,11 @@ func (d *Daemon) ImageList() ([]ImageInfo, error) {
 	}
 	var out []ImageInfo
 	for _, name := range sortedKeys(names) {
-		gens, err := d.Images.Generations(name)
+		gens, err := d.images.Generations(name)
 		if err != nil {
 			return nil, err
 		}
-		cur, _ := d.Images.Current(name)
+		cur, _ := d.images.Current(name)
 		out = append(out, ImageInfo{Name: name, Description: names[name], Current: cur, Generations: gens})
 	}
 	return out, nil
@@ -60,13 +60,13 @@ func (d *Daemon) ImportImage(r ImportRequest) (*image.Manifest, error) {
 	if src == "" {
 		src = "import"
 	}
-	m, err := d.Images.Import(r.Image, map[string]string{
+	m, err := d.images.Import(r.Image, map[string]string{
 		image.FileKernel: r.Kernel, image.FileInitrd: r.Initrd, image.FileRootfs: r.Rootfs,
 	}, src)
 	if err != nil {
 		return nil, err
 	}
-	d.Tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "image",
+	d.tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "image",
 		Message: fmt.Sprintf("image %s generation %s imported (%d bytes)", r.Image, m.ID, m.Size())})
 	if r.Publish {
 		if err := d.PublishImage(r.Image, m.ID); err != nil {
@@ -78,11 +78,11 @@ func (d *Daemon) ImportImage(r ImportRequest) (*image.Manifest, error) {
 
 // PublishImage makes gen the current generation of an image.
 func (d *Daemon) PublishImage(name, gen string) error {
-	old, _ := d.Images.Current(name)
-	if err := d.Images.Publish(name, gen); err != nil {
+	old, _ := d.images.Current(name)
+	if err := d.images.Publish(name, gen); err != nil {
 		return err
 	}
-	d.Tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "image",
+	d.tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "image",
 		Message: fmt.Sprintf("image %s: current generation %s (was %q)", name, gen, old)})
 	return nil
 }

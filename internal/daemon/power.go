@@ -132,7 +132,7 @@ func (d *Daemon) powerEvent(op ipmi.Op, r PowerResult) {
 			ev.Message = string(op) + " failed"
 		}
 	}
-	d.Tracker.Apply(ev)
+	d.tracker.Apply(ev)
 }
 
 // pollTargets is what the power poller asks each round: every node with a
@@ -158,7 +158,7 @@ func (d *Daemon) onPoll(r ipmi.Result) {
 	if r.Err != nil {
 		ev.Error = r.Err.Error()
 	}
-	d.Tracker.Apply(ev)
+	d.tracker.Apply(ev)
 }
 
 func (d *Daemon) auditRecord(e audit.Entry) {

@@ -87,7 +87,7 @@ nodes:
 			t.Fatalf("%s still on after power off", s.Addr())
 		}
 	}
-	if st, _ := d.Tracker.Get("b1"); st.Stage != bootstate.StageOff {
+	if st, _ := d.tracker.Get("b1"); st.Stage != bootstate.StageOff {
 		t.Fatalf("b1 after off: %+v", st)
 	}
 	res, err = d.Power(ctx, PowerRequest{Selection: "b1", Op: "on", Who: "tester"}, nil)
@@ -97,20 +97,20 @@ nodes:
 	if st, _ := sims[0].State(); !st.Power {
 		t.Fatal("b1's chassis is not on")
 	}
-	if st, _ := d.Tracker.Get("b1"); st.Stage != bootstate.StagePoweringOn {
+	if st, _ := d.tracker.Get("b1"); st.Stage != bootstate.StagePoweringOn {
 		t.Fatalf("b1 after on: stage %q", st.Stage)
 	}
 	// The poller sees b2 off and b1 on.
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		s1, _ := d.Tracker.Get("b1")
-		s2, _ := d.Tracker.Get("b2")
+		s1, _ := d.tracker.Get("b1")
+		s2, _ := d.tracker.Get("b2")
 		if s1.Power == "on" && s2.Power == "off" {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if s1, _ := d.Tracker.Get("b1"); s1.Power != "on" {
+	if s1, _ := d.tracker.Get("b1"); s1.Power != "on" {
 		t.Fatalf("poller: b1 power %q", s1.Power)
 	}
 	if _, err := d.Power(ctx, PowerRequest{Selection: "", Op: "cycle"}, nil); err == nil {

@@ -62,7 +62,7 @@ func startLabDaemon(t *testing.T, tftpListen string) (*Daemon, string, string) {
 	}
 	_, port, _ := net.SplitHostPort(d.HTTPAddr().String())
 	// The guest reaches the host's loopback at 10.0.2.2 (QEMU user-mode networking).
-	d.Boot.AdvertiseURL = "http://10.0.2.2:" + port
+	d.boot.AdvertiseURL = "http://10.0.2.2:" + port
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()
@@ -75,12 +75,12 @@ func waitBooted(t *testing.T, d *Daemon, vm *lab.VM, node, gen string, timeout t
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		if st, ok := d.Tracker.Get(node); ok && st.Stage == bootstate.StageBooted && st.Generation == gen {
+		if st, ok := d.tracker.Get(node); ok && st.Stage == bootstate.StageBooted && st.Generation == gen {
 			return st
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	st, _ := d.Tracker.Get(node)
+	st, _ := d.tracker.Get(node)
 	var evs []string
 	for _, ev := range d.History(node, 30) {
 		evs = append(evs, fmt.Sprintf("%s %s %s %s", ev.Kind, ev.Stage, ev.Path, ev.Error))
@@ -137,7 +137,7 @@ func TestQEMUBootThroughPxelinux(t *testing.T) {
 		ln.Close()
 	}
 	d, gen, _ := startLabDaemon(t, "127.0.0.2:69")
-	if d.Boot.Loaders.Aliases["pxelinux.0"] == "" || d.Boot.Loaders.Aliases["ldlinux.c32"] == "" {
+	if d.boot.Loaders.Aliases["pxelinux.0"] == "" || d.boot.Loaders.Aliases["ldlinux.c32"] == "" {
 		lab.RequireTools(t, "pxelinux.0 and ldlinux.c32 (packages pxelinux, syslinux-common)")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -128,7 +128,7 @@ nodes:
 	}
 	gen := m.ID
 	_, httpPort, _ := net.SplitHostPort(d.HTTPAddr().String())
-	d.Boot.AdvertiseURL = "http://10.0.2.2:" + httpPort
+	d.boot.AdvertiseURL = "http://10.0.2.2:" + httpPort
 	rctx, rcancel := context.WithCancel(context.Background())
 	runDone := make(chan struct{})
 	go func() { d.Run(rctx); close(runDone) }()
@@ -191,7 +191,7 @@ nodes:
 		t.Fatalf("reboot-clean: %+v\nsteps %v\nchassis:\n%s\nserial:\n%s", results, steps, chassisLog(), serial())
 	}
 	t.Logf("reboot-clean took %v; steps %v", time.Since(rstart).Round(100*time.Millisecond), steps)
-	st, _ := d.Tracker.Get("e2e")
+	st, _ := d.tracker.Get("e2e")
 	if ev := lastCheckin(d, "e2e"); st.Generation != gen || st.Stage != bootstate.StageBooted || ev.Message == bootID {
 		t.Errorf("after reboot-clean: stage %s generation %s, check-in %q (before: %q)", st.Stage, st.Generation, ev.Message, bootID)
 	}
@@ -245,12 +245,12 @@ func waitCheckin(t *testing.T, d *Daemon, node string, timeout time.Duration, ok
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		if st, found := d.Tracker.Get(node); found && ok(st) {
+		if st, found := d.tracker.Get(node); found && ok(st) {
 			return st
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	st, _ := d.Tracker.Get(node)
+	st, _ := d.tracker.Get(node)
 	var evs []string
 	for _, ev := range d.History(node, 30) {
 		evs = append(evs, fmt.Sprintf("%s %s %s %s %s", ev.Kind, ev.Stage, ev.Path, ev.Message, ev.Error))

@@ -149,7 +149,7 @@ func TestRebootCleanSimulatedNodes(t *testing.T) {
 		if !r.OK || r.Generation != l.gen || r.Step != workflow.StepClean {
 			t.Errorf("%s: %+v", n, r)
 		}
-		st, _ := d.Tracker.Get(n)
+		st, _ := d.tracker.Get(n)
 		if st.Stage != bootstate.StageBooted || st.Generation != l.gen || st.OverlayBytes != 0 {
 			t.Errorf("%s state after the run: %+v", n, st)
 		}

@@ -204,7 +204,7 @@ func TestStagedRollout(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"s1", "s2", "s4"} {
-		st, _ := d.Tracker.Get(name)
+		st, _ := d.tracker.Get(name)
 		if st.Stage != bootstate.StageBooted || st.Generation != newGen {
 			t.Errorf("%s runs %s in %s, want booted %s", name, st.Generation, st.Stage, newGen)
 		}
@@ -244,7 +244,7 @@ func TestStagedRollout(t *testing.T) {
 		t.Fatalf("after resume: %s %q", r.State, r.Reason)
 	}
 	for _, name := range stageNames {
-		st, _ := d.Tracker.Get(name)
+		st, _ := d.tracker.Get(name)
 		if r.Node(name).Status != rollout.NodeDone || st.Generation != newGen || assigned(name) != newGen {
 			t.Errorf("%s: %s, runs %s, assigned %s", name, r.Node(name).Status, st.Generation, assigned(name))
 		}
@@ -266,7 +266,7 @@ func TestStagedRollout(t *testing.T) {
 		t.Errorf("group g pins %q", g.Generation)
 	}
 	for _, name := range stageNames {
-		if _, _, ok := d.Boot.Staged(name); ok || assigned(name) != newGen {
+		if _, _, ok := d.boot.Staged(name); ok || assigned(name) != newGen {
 			t.Errorf("%s after promote: staged %v, assigned %s", name, ok, assigned(name))
 		}
 	}
