@@ -1,0 +1,15 @@
+package daemon
+
+import "github.com/netbootui/netbootui/internal/pxe"
+
+// What the external tests (package daemon_test, which start daemons through
+// internal/daemontest) need to see inside a Daemon.
+
+// Token is the check-in token of node.
+func (d *Daemon) Token(node string) string { return d.Token(node) }
+
+// Loaders is the boot root the TFTP and HTTP servers serve.
+func (d *Daemon) Loaders() *pxe.FileRoot { return d.Loaders() }
+
+// Staged is what the boot servers hand node while a rollout stages it.
+func (d *Daemon) Staged(node string) (img, gen string, ok bool) { return d.Staged(node) }

@@ -1,0 +1,166 @@
+// Package daemontest starts a real daemon for tests: an inventory file and a
+// data directory in a temporary folder, the HTTP boot server (and TFTP when
+// asked) on 127.0.0.1:0, optionally the API on a unix socket with a client,
+// all run by the daemon's own lifecycle and stopped when the test ends.
+// Every test package that needs a daemon starts it here.
+//
+// Only tests import this package (it calls testing.TB); nothing else may.
+package daemontest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/daemon"
+)
+
+// Options say what to start. The zero value (but for Inventory) is a daemon
+// with HTTP on 127.0.0.1:0 and nothing else.
+type Options struct {
+	// Inventory is the content of nodes.yaml; "" keeps the file already in
+	// Dir (a restart on an earlier Env's folder).
+	Inventory string
+	// Secrets, when not "", is written to secrets.yaml (mode 0600).
+	Secrets string
+	// Dir holds nodes.yaml and data/ (default: a new t.TempDir()).
+	Dir string
+	// Config is the daemon's configuration; InventoryPath and DataDir
+	// default to Dir's, HTTPListen to 127.0.0.1:0 (NoHTTP: none) and
+	// Logger to one that discards.
+	Config daemon.Config
+	// NoHTTP disables the HTTP boot server.
+	NoHTTP bool
+	// API serves the API on Dir/api.sock (Env.Socket, Env.Client).
+	API bool
+	// Listen, when set, binds the daemon's servers instead of d.Listen
+	// being called directly (e.g. inside a network namespace); it must call
+	// d.Listen.
+	Listen func(d *daemon.Daemon) error
+	// Before runs after the servers are bound and before they serve:
+	// import generations, set the advertise URL from the bound port.
+	Before func(d *daemon.Daemon) error
+}
+
+// Env is a running daemon.
+type Env struct {
+	Dir           string
+	InventoryPath string
+	DataDir       string
+	D             *daemon.Daemon
+	// With Options.API: the socket, the server behind it and a client.
+	Socket string
+	Server *api.Server
+	Client *api.Client
+
+	stopOnce sync.Once
+	cancel   context.CancelFunc
+	done     chan error
+	err      error
+}
+
+// Discard is a logger that drops everything.
+func Discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// Start starts a daemon as o says and stops it when the test ends. Any
+// failure fails the test at once.
+func Start(t testing.TB, o Options) *Env {
+	t.Helper()
+	e := &Env{Dir: o.Dir}
+	if e.Dir == "" {
+		e.Dir = t.TempDir()
+	}
+	cfg := o.Config
+	if cfg.InventoryPath == "" {
+		cfg.InventoryPath = filepath.Join(e.Dir, "nodes.yaml")
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = filepath.Join(e.Dir, "data")
+	}
+	if cfg.HTTPListen == "" && !o.NoHTTP {
+		cfg.HTTPListen = "127.0.0.1:0"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = Discard()
+	}
+	e.InventoryPath, e.DataDir = cfg.InventoryPath, cfg.DataDir
+	if o.Inventory != "" {
+		if err := os.WriteFile(cfg.InventoryPath, []byte(o.Inventory), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.Secrets != "" {
+		if err := os.WriteFile(filepath.Join(filepath.Dir(cfg.InventoryPath), "secrets.yaml"), []byte(o.Secrets), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := daemon.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.D = d
+	if o.API {
+		e.Socket = filepath.Join(e.Dir, "api.sock")
+		e.Server = &api.Server{D: d, Logger: cfg.Logger}
+		d.Add("api", e.Server.Service(e.Socket))
+		e.Client = api.NewClient(e.Socket)
+	}
+	listen := o.Listen
+	if listen == nil {
+		listen = (*daemon.Daemon).Listen
+	}
+	if err := listen(d); err != nil {
+		d.Close()
+		t.Fatal(err)
+	}
+	if o.Before != nil {
+		if err := o.Before(d); err != nil {
+			d.Close()
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel, e.done = cancel, make(chan error, 1)
+	go func() { e.done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		if err := e.Stop(); err != nil {
+			t.Errorf("daemon stopped with %v", err)
+		}
+	})
+	return e
+}
+
+// HTTPBase is the HTTP boot server's base URL, http://127.0.0.1:PORT.
+func (e *Env) HTTPBase() string { return "http://" + e.D.HTTPAddr().String() }
+
+// HTTPPort is the HTTP boot server's port.
+func (e *Env) HTTPPort() string {
+	_, port, _ := net.SplitHostPort(e.D.HTTPAddr().String())
+	return port
+}
+
+// StopTimeout bounds how long Stop waits for the daemon to stop.
+const StopTimeout = 30 * time.Second
+
+// Stop stops the daemon (every server, then the state) and returns what
+// Run returned, or an error when it did not stop within StopTimeout.
+// Later calls return the same.
+func (e *Env) Stop() error {
+	e.stopOnce.Do(func() {
+		e.cancel()
+		select {
+		case e.err = <-e.done:
+		case <-time.After(StopTimeout):
+			e.err = fmt.Errorf("daemon did not stop within %v", StopTimeout)
+		}
+	})
+	return e.err
+}
