@@ -58,7 +58,7 @@ nodes:
     nics: [{mac: "52:54:00:cc:00:03"}]
     bmc: {host: 127.0.0.1, port: 9}
 `, sims[0].Port(), sims[1].Port())
-	d := daemontest.Start(t, daemontest.Options{Inventory: inv, Secrets: "bmc_passwords:\n  lab: pw-secret-1\n", NoHTTP: true,
+	d := daemontest.Start(t, daemontest.Options{Dir: dir, Inventory: inv, Secrets: "bmc_passwords:\n  lab: pw-secret-1\n", NoHTTP: true,
 		Config: Config{PowerPoll: 200 * time.Millisecond, IPMI: ipmi.Options{CallTimeout: 2 * time.Second}}}).D
 
 	res, err := d.Power(ctx, PowerRequest{Selection: "b[1-2],gone", Op: "off", Who: "tester"}, nil)
