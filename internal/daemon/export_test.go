@@ -6,10 +6,10 @@ import "github.com/netbootui/netbootui/internal/pxe"
 // internal/daemontest) need to see inside a Daemon.
 
 // Token is the check-in token of node.
-func (d *Daemon) Token(node string) string { return d.Token(node) }
+func (d *Daemon) Token(node string) string { return d.tokens.Token(node) }
 
 // Loaders is the boot root the TFTP and HTTP servers serve.
-func (d *Daemon) Loaders() *pxe.FileRoot { return d.Loaders() }
+func (d *Daemon) Loaders() *pxe.FileRoot { return d.boot.Loaders }
 
 // Staged is what the boot servers hand node while a rollout stages it.
-func (d *Daemon) Staged(node string) (img, gen string, ok bool) { return d.Staged(node) }
+func (d *Daemon) Staged(node string) (img, gen string, ok bool) { return d.boot.Staged(node) }

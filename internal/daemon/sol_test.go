@@ -89,6 +89,9 @@ nodes:
 		Rootfs: src[image.FileRootfs], Publish: true}); err != nil {
 		t.Fatal(err)
 	}
+	if err := d.Listen(); err != nil {
+		t.Fatal(err)
+	}
 	rctx, rcancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(rctx); close(done) }()
