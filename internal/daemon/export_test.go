@@ -10,6 +10,3 @@ func (d *Daemon) Token(node string) string { return d.tokens.Token(node) }
 
 // Loaders is the boot root the TFTP and HTTP servers serve.
 func (d *Daemon) Loaders() *pxe.FileRoot { return d.boot.Loaders }
-
-// Staged is what the boot servers hand node while a rollout stages it.
-func (d *Daemon) Staged(node string) (img, gen string, ok bool) { return d.boot.Staged(node) }

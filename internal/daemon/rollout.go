@@ -56,6 +56,10 @@ func (d *Daemon) openRollouts() error {
 	return nil
 }
 
+// Staged is the image and generation a staged rollout hands node at its
+// next boot (ok false when no rollout stages it).
+func (d *Daemon) Staged(node string) (img, gen string, ok bool) { return d.rollouts.Staged(node) }
+
 // closeRollouts halts running rollouts and waits for their waves to stop.
 func (d *Daemon) closeRollouts() {
 	if d.rollouts != nil {
