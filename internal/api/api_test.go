@@ -1,19 +1,17 @@
-package api
+package api_test
 
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	. "github.com/netbootui/netbootui/internal/api"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/daemontest"
 )
 
 const inv = `images:
@@ -31,29 +29,12 @@ nodes:
 
 func start(t *testing.T) (*daemon.Daemon, *Client) {
 	t.Helper()
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "nodes.yaml"), []byte(inv), 0o644)
-	d, err := daemon.New(daemon.Config{InventoryPath: filepath.Join(dir, "nodes.yaml"), DataDir: filepath.Join(dir, "data"),
-		HTTPListen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	sock := filepath.Join(dir, "api.sock")
-	ln, err := Listen(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &Server{D: d}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close(); cancel(); <-done })
+	e := daemontest.Start(t, daemontest.Options{Inventory: inv, API: true})
 	// A second daemon cannot take over a live socket.
-	if _, err := Listen(sock); err == nil || !strings.Contains(err.Error(), "another daemon") {
+	if _, err := Listen(e.Socket); err == nil || !strings.Contains(err.Error(), "another daemon") {
 		t.Fatalf("second Listen: %v", err)
 	}
-	return d, NewClient(sock)
+	return e.D, e.Client
 }
 
 func TestAPI(t *testing.T) {

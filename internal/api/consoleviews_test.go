@@ -1,19 +1,19 @@
-package api
+package api_test
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	. "github.com/netbootui/netbootui/internal/api"
 	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/ipmi"
 	"github.com/netbootui/netbootui/internal/ipmi/ipmisim"
@@ -35,8 +35,7 @@ func TestConsoleViews(t *testing.T) {
 	}
 	defer sim.Stop()
 	dir := t.TempDir()
-	path := filepath.Join(dir, "nodes.yaml")
-	os.WriteFile(path, []byte(fmt.Sprintf(`settings:
+	e := daemontest.Start(t, daemontest.Options{Dir: dir, Inventory: fmt.Sprintf(`settings:
   secrets: secrets.yaml
 images:
   img: {}
@@ -54,25 +53,10 @@ nodes:
     group: g
     kernel_args: quiet
     nics: [{mac: "52:54:00:ee:00:02"}]
-`, sim.Port())), 0o644)
-	os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte("bmc_passwords:\n  lab: "+password+"\n"), 0o600)
-	d, err := daemon.New(daemon.Config{InventoryPath: path, DataDir: filepath.Join(dir, "data"), HTTPListen: "127.0.0.1:0",
-		PowerPoll: time.Hour, IPMI: ipmi.Options{CallTimeout: 3 * time.Second}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, rcancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { d.Run(rctx); close(done) }()
-	sock := filepath.Join(dir, "api.sock")
-	ln, err := Listen(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &Server{D: d}
-	go srv.Serve(ln)
-	defer func() { srv.Close(); rcancel(); <-done }()
-	c := NewClient(sock)
+`, sim.Port()), Secrets: "bmc_passwords:\n  lab: " + password + "\n", API: true,
+		Config: daemon.Config{PowerPoll: time.Hour, IPMI: ipmi.Options{CallTimeout: 3 * time.Second}}})
+	defer e.Stop()
+	d, c := e.D, e.Client
 	src := map[string]string{}
 	for _, name := range image.BootFiles {
 		src[name] = filepath.Join(dir, name)
@@ -82,7 +66,7 @@ nodes:
 		Rootfs: src[image.FileRootfs], Publish: true}); err != nil {
 		t.Fatal(err)
 	}
-	before, _ := os.ReadFile(path)
+	before, _ := os.ReadFile(e.InventoryPath)
 
 	g, err := c.Group(ctx, "g")
 	if err != nil || g.KernelArgs != "console=ttyS0" || strings.Join(g.Nodes, ",") != "b1,nobmc" || g.Image != "img" {
@@ -136,7 +120,7 @@ nodes:
 	if _, err := c.PreviewEdit(ctx, stale); !errors.Is(err, ErrConflict) {
 		t.Errorf("stale preview: %v, want a conflict", err)
 	}
-	if after, _ := os.ReadFile(path); string(after) != string(before) || d.Inventory().Revision != rev {
+	if after, _ := os.ReadFile(e.InventoryPath); string(after) != string(before) || d.Inventory().Revision != rev {
 		t.Fatalf("a preview changed the inventory:\n%s", after)
 	}
 
@@ -145,7 +129,7 @@ nodes:
 		(f.Power != "on" && f.Power != "off") || f.ReadAt.IsZero() || f.PollEvery != time.Hour {
 		t.Fatalf("b1 facts: %+v %v", f, err)
 	}
-	if st, _ := d.Tracker.Get("b1"); st.Power != f.Power {
+	if st, _ := d.NodeState("b1"); st.Power != f.Power {
 		t.Errorf("the read power %q is not recorded: tracker says %q", f.Power, st.Power)
 	}
 	nb, err := c.NodeBMC(ctx, "nobmc")
