@@ -39,7 +39,7 @@ type Options struct {
 	Config daemon.Config
 	// NoHTTP disables the HTTP boot server.
 	NoHTTP bool
-	// API serves the API on Dir/api.sock (Env.Socket, Env.Client).
+	// API serves Env.Server on Dir/api.sock (Env.Socket, Env.Client).
 	API bool
 	// Listen, when set, binds the daemon's servers instead of d.Listen
 	// being called directly (e.g. inside a network namespace); it must call
@@ -56,9 +56,11 @@ type Env struct {
 	InventoryPath string
 	DataDir       string
 	D             *daemon.Daemon
-	// With Options.API: the socket, the server behind it and a client.
-	Socket string
+	// Server is an API server on D (for in-process clients, as the SSH
+	// console makes them); with Options.API it answers on Socket too, and
+	// Client calls it there.
 	Server *api.Server
+	Socket string
 	Client *api.Client
 
 	stopOnce sync.Once
@@ -107,9 +109,9 @@ func Start(t testing.TB, o Options) *Env {
 		t.Fatal(err)
 	}
 	e.D = d
+	e.Server = &api.Server{D: d, Logger: cfg.Logger}
 	if o.API {
 		e.Socket = filepath.Join(e.Dir, "api.sock")
-		e.Server = &api.Server{D: d, Logger: cfg.Logger}
 		d.Add("api", e.Server.Service(e.Socket))
 		e.Client = api.NewClient(e.Socket)
 	}
