@@ -39,8 +39,12 @@ type ProxyDHCPOptions struct {
 	EFILoader string
 }
 
-// newProxyDHCP checks the options (nil, nil when o.Interface is ""), so
-// that New refuses them before the data directory is opened. The boot URL
+// newProxyDHCP checks the options (nil, nil when o.Interface is "") and
+// that the interface's ports can be bound (a trial bind, released at once:
+// the lifecycle's Listen binds them for good), so that New refuses a bad
+// loader, a missing permission, interface or address, naming the interface
+// and the port, before it reads the inventory or opens the data
+// directory. The boot URL
 // nodes are chained to is cfg.AdvertiseURL when set, else the HTTP
 // listener's address when it names one, else the interface's IPv4 address
 // with the HTTP port.
@@ -71,6 +75,11 @@ func newProxyDHCP(o ProxyDHCPOptions, cfg Config) (*proxyDHCP, error) {
 			p.listenerHost = true
 		}
 	}
+	trial, err := proxy.Listen(iface)
+	if err != nil {
+		return nil, err
+	}
+	trial.Close()
 	return p, nil
 }
 

@@ -120,11 +120,11 @@ func TestProxyDHCPInventoryReload(t *testing.T) {
 	server.IP(t, "link", "set", "vp0", "up")
 	client.IP(t, "link", "set", "pc0", "up")
 
-	// The daemon's servers are bound inside the server's namespace (the
-	// proxyDHCP on its bridge, HTTP on its loopback).
+	// The daemon is set up inside the server's namespace: the proxyDHCP
+	// binds its bridge, HTTP its loopback.
 	env := daemontest.Start(t, daemontest.Options{Inventory: "nodes:\n  - name: other\n    nics: [{mac: \"52:54:00:6e:01:01\"}]\n",
 		Config: Config{ProxyDHCP: ProxyDHCPOptions{Interface: lab.NetnsBridge}, Logger: testLogger(t)},
-		Listen: func(d *Daemon) error { return server.Do(d.Listen) }})
+		In: server.Do})
 	d := env.D
 	inv := env.InventoryPath
 

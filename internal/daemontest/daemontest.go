@@ -41,10 +41,10 @@ type Options struct {
 	NoHTTP bool
 	// API serves Env.Server on Dir/api.sock (Env.Socket, Env.Client).
 	API bool
-	// Listen, when set, binds the daemon's servers instead of d.Listen
-	// being called directly (e.g. inside a network namespace); it must call
-	// d.Listen.
-	Listen func(d *daemon.Daemon) error
+	// In, when set, runs the daemon's set-up (New, Add, Listen): f must
+	// call do and return its error, e.g. from inside a network namespace
+	// (lab.Netns.Do), so that the servers bind there.
+	In func(do func() error) error
 	// Before runs after the servers are bound and before they serve:
 	// import generations, set the advertise URL from the bound port.
 	Before func(d *daemon.Daemon) error
@@ -104,25 +104,32 @@ func Start(t testing.TB, o Options) *Env {
 			t.Fatal(err)
 		}
 	}
-	d, err := daemon.New(cfg)
-	if err != nil {
+	setup := func() error {
+		d, err := daemon.New(cfg)
+		if err != nil {
+			return err
+		}
+		e.D = d
+		e.Server = &api.Server{D: d, Logger: cfg.Logger}
+		if o.API {
+			e.Socket = filepath.Join(e.Dir, "api.sock")
+			d.Add("api", e.Server.Service(e.Socket))
+			e.Client = api.NewClient(e.Socket)
+		}
+		if err := d.Listen(); err != nil {
+			d.Close()
+			return err
+		}
+		return nil
+	}
+	in := o.In
+	if in == nil {
+		in = func(do func() error) error { return do() }
+	}
+	if err := in(setup); err != nil {
 		t.Fatal(err)
 	}
-	e.D = d
-	e.Server = &api.Server{D: d, Logger: cfg.Logger}
-	if o.API {
-		e.Socket = filepath.Join(e.Dir, "api.sock")
-		d.Add("api", e.Server.Service(e.Socket))
-		e.Client = api.NewClient(e.Socket)
-	}
-	listen := o.Listen
-	if listen == nil {
-		listen = (*daemon.Daemon).Listen
-	}
-	if err := listen(d); err != nil {
-		d.Close()
-		t.Fatal(err)
-	}
+	d := e.D
 	if o.Before != nil {
 		if err := o.Before(d); err != nil {
 			d.Close()
