@@ -124,7 +124,7 @@ func TestProxyDHCPInventoryReload(t *testing.T) {
 	// binds its bridge, HTTP its loopback.
 	env := daemontest.Start(t, daemontest.Options{Inventory: "nodes:\n  - name: other\n    nics: [{mac: \"52:54:00:6e:01:01\"}]\n",
 		Config: Config{ProxyDHCP: ProxyDHCPOptions{Interface: lab.NetnsBridge}, Logger: testLogger(t)},
-		In: server.Do})
+		In:     server.Do})
 	d := env.D
 	inv := env.InventoryPath
 

@@ -58,7 +58,7 @@ type Boot struct {
 	// Addresses keeps the learned client IPs (default: in memory, this Boot
 	// only).
 	Addresses state.Addresses
-	Logger   *slog.Logger
+	Logger    *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Staged, when set, is consulted first by Assignment: a node in a staged
