@@ -4,13 +4,18 @@
 # Reports to the daemon that this node runs, with which image generation and
 # how much it has written to its overlay:
 #   POST $NETBOOTUI_CHECKIN  (application/x-www-form-urlencoded)
-#   node=&token=&generation=&uptime=&overlay_bytes=&boot_id=[&probe=]
+#   node=&token=&generation=&uptime=&overlay_bytes=&boot_id=&seq=[&probe=]
 # at start, then every NETBOOTUI_CHECKIN_INTERVAL seconds (default 30). A failed
 # post (network down, daemon away, 403 for a bad token) is logged and retried
 # with a doubling delay; the agent never exits on a failed post.
 #
+# seq numbers this boot's check-ins: 1, 2, 3, ... one per attempt, kept in
+# $NETBOOTUI_SEQ_FILE (default /run/netbootui/checkin.seq, so a restarted
+# agent goes on counting). With boot_id it makes every check-in unique: the
+# daemon refuses one whose (boot_id, seq) it has seen, or older (a replay).
+#
 # Parameters (NETBOOTUI_NODE, _TOKEN, _GEN, _CHECKIN, _CHECKIN_INTERVAL,
-# _OVERLAY_DIR, _PROBE, _TEST_WRITE) come from the environment, then from
+# _OVERLAY_DIR, _PROBE, _TEST_WRITE, _SEQ_FILE) come from the environment, then from
 # /run/netbootui.env (written by the live init; $NETBOOTUI_ENV overrides the
 # path), and those still empty from netbootui.* words on /proc/cmdline.
 #
@@ -61,6 +66,20 @@ if [ -z "$NETBOOTUI_CHECKIN" ] || [ -z "$NETBOOTUI_NODE" ]; then
 fi
 boot_id=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)
 [ -n "$boot_id" ] || boot_id=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+seq_file=${NETBOOTUI_SEQ_FILE:-/run/netbootui/checkin.seq}
+seq=0
+
+# next_seq: raise the check-in counter (the file's and this process's, the
+# larger wins, so neither a restart nor an unwritable file repeats a number).
+next_seq() {
+	saved=$(cat "$seq_file" 2>/dev/null)
+	case $saved in '' | *[!0-9]*) saved=0 ;; esac
+	[ "$saved" -gt "$seq" ] && seq=$saved
+	seq=$((seq + 1))
+	mkdir -p "${seq_file%/*}" 2>/dev/null
+	echo "$seq" >"$seq_file.tmp" 2>/dev/null && mv -f "$seq_file.tmp" "$seq_file" 2>/dev/null
+	return 0
+}
 
 # urlenc STRING: STRING percent-encoded for a form body.
 urlenc() {
@@ -93,9 +112,10 @@ overlay_bytes() {
 # post: one check-in; prints the daemon's answer on success.
 post() {
 	uptime=$(cut -d' ' -f1 /proc/uptime)
+	next_seq
 	body="node=$(urlenc "$NETBOOTUI_NODE")&token=$(urlenc "$NETBOOTUI_TOKEN")"
 	body="$body&generation=$(urlenc "$NETBOOTUI_GEN")&uptime=$uptime"
-	body="$body&overlay_bytes=$(overlay_bytes)&boot_id=$boot_id"
+	body="$body&overlay_bytes=$(overlay_bytes)&boot_id=$boot_id&seq=$seq"
 	if [ -n "$NETBOOTUI_PROBE" ]; then
 		if [ -e "$NETBOOTUI_PROBE" ]; then body="$body&probe=present"; else body="$body&probe=absent"; fi
 	fi

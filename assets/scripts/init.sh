@@ -2,9 +2,15 @@
 # netbootui live init: PID 1 of the initramfs built by internal/image/liveinit.
 #
 # It loads the kernel modules listed in /etc/netbootui/modules, configures the
-# first ethernet interface with udhcpc, downloads the squashfs named by
-# root=live:URL into /run, mounts it read-only with a tmpfs overlay on top at
-# /newroot and hands over to the image's /sbin/init with switch_root.
+# first ethernet interface with udhcpc, gets the root its root= names (the
+# root transport, Go package internal/roottransport: root=live:URL, http-live,
+# downloads that squashfs into /run), mounts it read-only with a tmpfs overlay
+# on top at /newroot and hands over to the image's /sbin/init with
+# switch_root.
+#
+# The kernel-argument keys read here are those of roottransport.Params (a Go
+# test checks that this script reads exactly the ones marked ReadByInit, and
+# that its root= dispatch below has a branch for every registered scheme).
 #
 # Layout left for the booted system (all under /run, which moves with it):
 #   /run/rootfs.squashfs     the downloaded image
@@ -67,7 +73,7 @@ root='' node='' group='' token='' gen='' checkin='' base='' interval=''
 # shellcheck disable=SC2013 # words, not lines, are wanted here
 for arg in $(cat /proc/cmdline); do
 	case $arg in
-	root=live:*) root=${arg#root=live:} ;;
+	root=*) root=${arg#root=} ;;
 	netbootui.url=*) base=${arg#*=} ;;
 	netbootui.node=*) node=${arg#*=} ;;
 	netbootui.group=*) group=${arg#*=} ;;
@@ -78,7 +84,7 @@ for arg in $(cat /proc/cmdline); do
 	esac
 done
 set +f
-[ -n "$root" ] || fail "no root=live:URL on the kernel command line"
+[ -n "$root" ] || fail "no root= on the kernel command line"
 [ -n "$node" ] && hostname "$node"
 
 say "loading kernel modules"
@@ -115,10 +121,11 @@ retry 5 2 "dhcp on $iface" \
 	udhcpc -i "$iface" -s /etc/netbootui/udhcpc.script -n -q -t 10 -T 2 ||
 	fail "no DHCP lease on $iface"
 
-# fetch: download the image in the background, report progress every 2 s.
+# fetch URL: download URL into /run/rootfs.squashfs in the background,
+# report progress every 2 s.
 fetch() {
 	rm -f /run/rootfs.squashfs
-	wget -q -O /run/rootfs.squashfs "$root" &
+	wget -q -O /run/rootfs.squashfs "$1" &
 	pid=$! ticks=0
 	while kill -0 "$pid" 2>/dev/null; do
 		usleep 100000
@@ -129,15 +136,29 @@ fetch() {
 	wait "$pid"
 }
 
-say "fetching rootfs $root"
-retry 5 3 "fetching $root" fetch || fail "cannot download $root"
-say "rootfs: $(stat -c %s /run/rootfs.squashfs) bytes, done"
+# root_live URL: the http-live transport. The squashfs at URL is downloaded
+# into RAM and mounted read-only at /run/live/ro; image=/run/rootfs.squashfs
+# is what the variants below mount a second time.
+root_live() {
+	say "fetching rootfs $1"
+	retry 5 3 "fetching $1" fetch "$1" || fail "cannot download $1"
+	say "rootfs: $(stat -c %s /run/rootfs.squashfs) bytes, done"
+	say "mounting rootfs"
+	retry 3 1 "mounting the squashfs" \
+		mount -t squashfs -o ro,loop /run/rootfs.squashfs /run/live/ro ||
+		fail "cannot mount /run/rootfs.squashfs (not a squashfs, or squashfs/loop modules missing)"
+	image=/run/rootfs.squashfs
+}
 
-say "mounting rootfs"
+# The root transport: one branch per root= scheme of internal/roottransport.
+# Each leaves the root read-only at /run/live/ro and names in $image the
+# squashfs the variants mount again.
 mkdir -p /run/live/ro /run/live/rw
-retry 3 1 "mounting the squashfs" \
-	mount -t squashfs -o ro,loop /run/rootfs.squashfs /run/live/ro ||
-	fail "cannot mount /run/rootfs.squashfs (not a squashfs, or squashfs/loop modules missing)"
+image=''
+case $root in
+live:*) root_live "${root#live:}" ;;
+*) fail "root=$root: this init reads no such root (it knows root=live:URL)" ;;
+esac
 mount -t tmpfs -o mode=0755 tmpfs /run/live/rw || fail "cannot mount the overlay tmpfs"
 mkdir -p /run/live/rw/upper /run/live/rw/work
 
@@ -174,7 +195,7 @@ if d=$(variant node "$node"); then
 fi
 if [ -n "$vdirs" ]; then
 	mkdir -p /run/live/variants
-	if ! loopdev=$(losetup -f) || ! losetup -r "$loopdev" /run/rootfs.squashfs ||
+	if ! loopdev=$(losetup -f) || ! losetup -r "$loopdev" "$image" ||
 		! mount -t squashfs -o ro "$loopdev" /run/live/variants; then
 		fail "cannot mount a second copy of the image for variants $variants"
 	fi

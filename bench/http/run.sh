@@ -61,7 +61,11 @@ for _ in $(seq 50); do [ -S "$work/api.sock" ] && break; sleep 0.1; done
 gen=$("$work/netbootui" image import bench --api-socket "$work/api.sock" --publish -o json \
   --kernel "$work/files/vmlinuz" --initrd "$work/files/initrd" --rootfs "$work/files/rootfs.squashfs" |
   sed -n 's/^  "id": "\(.*\)",$/\1/p')
-ours="http://127.0.0.1:18080/images/bench/$gen/rootfs.squashfs?node=b1"
+# b1's own rootfs URL, from its boot entry: ?node=b1&auth=KEY proves the node,
+# so progress events are made as in a real boot.
+ours=$(curl -sf "http://127.0.0.1:18080/boot/52:54:00:bb:00:01.ipxe" | grep -o 'root=live:[^ ]*' | head -1 | cut -d: -f2-)
+case $ours in "http://127.0.0.1:18080/images/bench/$gen/rootfs.squashfs?node=b1&auth="*) ;;
+*) echo "no rootfs URL for b1 in its boot entry: $ours" >&2; exit 1 ;; esac
 peer="http://127.0.0.1:18081/rootfs.squashfs"
 curl -sf -o /dev/null "$peer" && curl -sf -o /dev/null "$ours"
 

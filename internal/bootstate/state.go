@@ -72,8 +72,9 @@ type NodeState struct {
 //   - the node is booted and its check-in reported a generation other than
 //     assignedGeneration (not checked when assignedGeneration is "");
 //   - the node is booted and its check-in reported more than
-//     overlayThreshold bytes written to its overlay (not checked when
-//     overlayThreshold <= 0);
+//     overlayThreshold bytes written to its overlay: 0 (the inventory's
+//     overlay_dirty_bytes left out or 0) means any write, and a negative
+//     threshold counts as 0;
 //   - an admin marked it (see KindMark).
 //
 // A node that is off or in the middle of a boot is not dirty by generation
@@ -89,7 +90,8 @@ func (s NodeState) Dirty(assignedGeneration string, overlayThreshold int64) (boo
 				reasons = append(reasons, "running generation "+s.Generation+", assigned "+assignedGeneration)
 			}
 		}
-		if overlayThreshold > 0 && s.OverlayBytes > overlayThreshold {
+		overlayThreshold = max(overlayThreshold, 0)
+		if s.OverlayBytes > overlayThreshold {
 			reasons = append(reasons, fmt.Sprintf("overlay writes %s above threshold %s",
 				formatBytes(s.OverlayBytes), formatBytes(overlayThreshold)))
 		}

@@ -262,7 +262,14 @@ func TestDirty(t *testing.T) {
 		{"no assignment skips generation", NodeState{Stage: StageBooted, Generation: "g1"}, "", 0, nil},
 		{"generation differs", NodeState{Stage: StageBooted, Generation: "g1"}, "g2", 0, []string{"running generation g1, assigned g2"}},
 		{"off node is not dirty by generation", NodeState{Stage: StageOff, Generation: "g1"}, "g2", 0, nil},
-		{"threshold 0 disables overlay", NodeState{Stage: StageBooted, Generation: "g1", OverlayBytes: 1 << 40}, "g1", 0, nil},
+		// overlay_dirty_bytes 0 (or left out) means any write, as the
+		// inventory documents it.
+		{"threshold 0, no write", NodeState{Stage: StageBooted, Generation: "g1"}, "g1", 0, nil},
+		{"threshold 0, one byte", NodeState{Stage: StageBooted, Generation: "g1", OverlayBytes: 1}, "g1", 0, []string{"overlay writes 1 B above threshold 0 B"}},
+		{"threshold 0, a lot", NodeState{Stage: StageBooted, Generation: "g1", OverlayBytes: 1 << 40}, "g1", 0, []string{"overlay writes 1.0 TiB above threshold 0 B"}},
+		{"negative threshold is 0", NodeState{Stage: StageBooted, Generation: "g1", OverlayBytes: 4096}, "g1", -1, []string{"overlay writes 4.0 KiB above threshold 0 B"}},
+		{"at the threshold", NodeState{Stage: StageBooted, Generation: "g1", OverlayBytes: 1000}, "g1", 1000, nil},
+		{"threshold 0, mid-boot", NodeState{Stage: StageRootfs, OverlayBytes: 4096}, "g1", 0, nil},
 		{"overlay bytes", NodeState{Stage: StageBooted, Generation: "g1", OverlayBytes: 1500}, "g1", 1000, []string{"overlay writes 1.5 KiB above threshold 1000 B"}},
 		{"overlay gib", NodeState{Stage: StageBooted, OverlayBytes: 3 << 30}, "", 1 << 30, []string{"overlay writes 3.0 GiB above threshold 1.0 GiB"}},
 		{"mark without reason", NodeState{Stage: StageOff, MarkedDirty: true}, "g1", 0, []string{"marked by admin"}},

@@ -146,7 +146,7 @@ func TestHTTPBootFlow(t *testing.T) {
 		t.Fatalf("after script: stage %q", st.Stage)
 	}
 	for _, f := range image.BootFiles {
-		code, body := e.get("/images/compute/" + e.gen + "/" + f + "?node=n02")
+		code, body := e.get("/images/compute/" + e.gen + "/" + f + "?node=n02&auth=" + e.d.FetchKey("n02"))
 		if code != 200 || !bytes.Equal(body, e.files[f]) {
 			t.Fatalf("%s: code %d, %d bytes (want %d)", f, code, len(body), len(e.files[f]))
 		}
@@ -156,7 +156,8 @@ func TestHTTPBootFlow(t *testing.T) {
 		t.Fatalf("after rootfs: %+v", st)
 	}
 	// A check-in with a wrong token changes nothing.
-	form := url.Values{"node": {"n02"}, "token": {"0000"}, "generation": {e.gen}, "uptime": {"12.5"}, "overlay_bytes": {"0"}}
+	form := url.Values{"node": {"n02"}, "token": {"0000"}, "generation": {e.gen}, "uptime": {"12.5"}, "overlay_bytes": {"0"},
+		"boot_id": {"5d1c0e6a-0b7e-4a57-9f0a-3c2b1d4e5f60"}, "seq": {"1"}}
 	resp, err := http.PostForm(e.base+"/checkin", form)
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +237,7 @@ func TestUnknownMACAndBadRequests(t *testing.T) {
 	if code, _ := e.get("/boot/not-a-mac.ipxe"); code != 400 {
 		t.Fatalf("bad MAC: %d", code)
 	}
-	if code, _ := e.get("/images/compute/0123456789abcdef/vmlinuz?node=n01"); code != 404 {
+	if code, _ := e.get("/images/compute/0123456789abcdef/vmlinuz?node=n01&auth=" + e.d.FetchKey("n01")); code != 404 {
 		t.Fatalf("missing generation: %d", code)
 	}
 	if st := e.state("n01"); st.Stage != bootstate.StageFailed || !strings.Contains(st.Error, "404") {

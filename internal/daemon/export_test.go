@@ -10,3 +10,6 @@ func (d *Daemon) Token(node string) string { return d.tokens.Token(node) }
 
 // Loaders is the boot root the TFTP and HTTP servers serve.
 func (d *Daemon) Loaders() *pxe.FileRoot { return d.boot.Loaders }
+
+// FetchKey is the key that proves node in its image URLs.
+func (d *Daemon) FetchKey(node string) string { return d.tokens.FetchKey(node) }

@@ -121,7 +121,10 @@ type Image struct {
 	Description string
 	Recipe      string // recipe folder, relative to the inventory file's folder
 	KernelArgs  string // kernel arguments every node booting this image gets
-	Defined     Pos
+	// Root names the root transport nodes booting this image use (package
+	// roottransport); "" is the default, http-live.
+	Root    string
+	Defined Pos
 }
 
 // Settings are cluster-wide options from the inventory's "settings" section.

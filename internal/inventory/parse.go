@@ -23,6 +23,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/netbootui/netbootui/internal/hostlist"
+	"github.com/netbootui/netbootui/internal/roottransport/builtin"
 )
 
 // MaxNodes is the largest number of nodes an inventory may hold after its
@@ -53,7 +54,7 @@ var (
 var (
 	topKeys      = []string{"settings", "images", "groups", "nodes"}
 	settingsKeys = []string{"secrets", "overlay_dirty_bytes"}
-	imageKeys    = []string{"description", "recipe", "kernel_args"}
+	imageKeys    = []string{"description", "recipe", "kernel_args", "root"}
 	groupKeys    = []string{"image", "arch", "loader", "kernel_args", "bmc", "boot_override"}
 	nodeKeys     = []string{"name", "group", "ip", "arch", "loader", "image", "kernel_args", "nics", "bmc", "boot_override"}
 	nicKeys      = []string{"mac", "boot", "name"}
@@ -483,6 +484,14 @@ func (p *parser) sequence(n *yaml.Node, what string) ([]*yaml.Node, bool) {
 	return n.Content, true
 }
 
+// rootError says why an image's root transport name is refused.
+func rootError(name string, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return "empty: name a root transport (" + strings.Join(builtin.Registry().Names(), ", ") + ") or leave the key out"
+}
+
 func (p *parser) parseImages(n *yaml.Node) {
 	p.mapping(n, "images", nil, func(name string, k, v *yaml.Node) {
 		if !nameRE.MatchString(name) {
@@ -502,6 +511,12 @@ func (p *parser) parseImages(n *yaml.Node) {
 				img.Recipe = s
 			case "kernel_args":
 				img.KernelArgs = s
+			case "root":
+				if _, err := builtin.Registry().Lookup(s); err != nil || s == "" {
+					p.errorf(v, "%s: root: %s", what, rootError(s, err))
+					return
+				}
+				img.Root = s
 			}
 		})
 		p.images[name] = img

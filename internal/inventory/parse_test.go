@@ -135,6 +135,9 @@ func TestExample(t *testing.T) {
 	if img := inv.Images["gpu"]; img == nil || img.Recipe != "images/gpu" || img.KernelArgs != "quiet" {
 		t.Errorf("image gpu = %+v", img)
 	}
+	if c, g := inv.Images["compute"], inv.Images["gpu"]; c == nil || c.Root != "http-live" || g == nil || g.Root != "" {
+		t.Errorf("image roots: compute %+v, gpu %+v (want http-live and the default)", c, g)
+	}
 	if g := inv.Groups["gpu"]; g == nil || g.Arch != ArchUEFI || g.BMC.User != "ADMIN" || g.BMC.Port != 0 {
 		t.Errorf("group gpu = %+v", g)
 	}

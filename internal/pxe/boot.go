@@ -17,6 +17,8 @@ import (
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/roottransport"
+	"github.com/netbootui/netbootui/internal/roottransport/builtin"
 	"github.com/netbootui/netbootui/internal/state"
 	"github.com/netbootui/netbootui/internal/state/local"
 )
@@ -27,6 +29,9 @@ type Images interface {
 	Current(image string) (string, error)
 	// Open opens one file (image.FileKernel, ...) of a generation.
 	Open(image, id, file string) (*os.File, error)
+	// Generation reads a generation's manifest: an error when the image
+	// has no such generation.
+	Generation(image, id string) (*image.Manifest, error)
 }
 
 // Boot answers boot requests: it knows which node asks (by MAC in the path, by
@@ -65,12 +70,18 @@ type Boot struct {
 	// rollout boots the generation it returns (ok true) instead of the
 	// inventory's.
 	Staged func(node string) (image, gen string, ok bool)
+	// Transports are the root transports an image's `root:` may name (nil:
+	// the built-in ones, package roottransport/builtin).
+	Transports *roottransport.Registry
 
 	mu sync.Mutex
 	// anonNBP holds bootloader fetches from addresses not yet tied to a
 	// node: the next request that names its node by MAC from the same
 	// address (pxelinux.cfg/01-<mac>, /boot/<mac>.ipxe) claims it.
 	anonNBP map[netip.Addr]bootstate.Event
+
+	unproven eventLimiter // events about requests that do not prove their node
+	checkins checkinGuard // replayed check-ins
 }
 
 // anonNBPWindow is how long an unattributed bootloader fetch waits for its
@@ -222,12 +233,24 @@ func (b *Boot) Params(inv *inventory.Inventory, n *inventory.Node, base string) 
 	}
 	p.Generation = gen
 	args := n.KernelArgs
-	if im := inv.Images[img]; im != nil && im.KernelArgs != "" {
-		args = strings.TrimSpace(im.KernelArgs + " " + args)
+	root := ""
+	if im := inv.Images[img]; im != nil {
+		if im.KernelArgs != "" {
+			args = strings.TrimSpace(im.KernelArgs + " " + args)
+		}
+		root = im.Root
 	}
 	p.KernelArgs = args
+	reg := b.Transports
+	if reg == nil {
+		reg = builtin.Registry()
+	}
+	if p.Transport, err = reg.Lookup(root); err != nil {
+		return p, fmt.Errorf("node %s: image %s: %w", n.Name, img, err)
+	}
 	if gen != "" {
-		q := "?node=" + url.QueryEscape(n.Name)
+		// The node's name and the key that proves it (see proof.go).
+		q := "?node=" + url.QueryEscape(n.Name) + "&auth=" + b.Tokens.FetchKey(n.Name)
 		rel := "images/" + img + "/" + gen + "/"
 		p.KernelURL = base + "/" + rel + image.FileKernel + q
 		p.InitrdURL = base + "/" + rel + image.FileInitrd + q
@@ -255,18 +278,24 @@ func (b *Boot) entry(inv *inventory.Inventory, n *inventory.Node, format, base s
 
 // served reports a rendered entry that was sent to node: a config fetch, or a
 // failure when the entry can only print why the node has nothing to boot.
-func (b *Boot) served(ev bootstate.Event, p BootParams, size int) {
+// A failure the request does not prove (a MAC-named entry from an address
+// that is not the node's fixed one) is reported as the config fetch it is,
+// plus an info event saying why the node will not boot: the node stalls in
+// config instead of failing.
+func (b *Boot) served(ev bootstate.Event, p BootParams, size int, pr proof) {
 	ev.Stage, ev.Total = bootstate.StageConfig, int64(size)
 	ev.Generation = p.Generation
+	ev.Kind = bootstate.KindFetch
 	if p.Generation == "" && p.Node.Override.Empty() {
+		if pr < proofNode {
+			b.emit(ev)
+		}
 		ev.Kind, ev.Error = bootstate.KindFail, "image "+p.Image+" has no published generation"
 		if p.Image == "" {
 			ev.Error = "no image assigned"
 		}
-	} else {
-		ev.Kind = bootstate.KindFetch
 	}
-	b.emit(ev)
+	b.report(ev, pr)
 }
 
 // tftpBase is the base URL written into entries served over TFTP.
@@ -344,13 +373,17 @@ func (b *Boot) tftpPxelinuxConfig(inv *inventory.Inventory, rest string, ip neti
 		return TFTPFile{}, ErrNotFound
 	}
 	ev.Node = n.Name
+	pr := macProof(n, ip)
+	if rest == "default" {
+		_, pr = b.nodeByAddr(inv, ip)
+	}
 	text, p, err := b.entry(inv, n, "pxelinux", b.tftpBase())
 	if err != nil {
 		ev.Kind, ev.Stage, ev.Error = bootstate.KindFail, bootstate.StageConfig, err.Error()
-		b.emit(ev)
+		b.report(ev, pr)
 		return TFTPFile{}, err
 	}
-	b.served(ev, p, len(text))
+	b.served(ev, p, len(text), pr)
 	return stringFile(text), nil
 }
 
@@ -383,14 +416,15 @@ func (b *Boot) tftpImageFile(inv *inventory.Inventory, name string, ip netip.Add
 	if !ok {
 		return TFTPFile{}, ErrNotFound
 	}
-	if n := b.NodeByIP(inv, ip); n != nil {
+	n, pr := b.nodeByAddr(inv, ip)
+	if n != nil {
 		ev.Node = n.Name
 	}
 	f, err := b.Images.Open(img, gen, file)
 	if err != nil {
 		if ev.Node != "" {
 			ev.Kind, ev.Stage, ev.Error = bootstate.KindFail, stage, "tftp "+name+": not found"
-			b.emit(ev)
+			b.report(ev, pr)
 		}
 		return TFTPFile{}, ErrNotFound
 	}

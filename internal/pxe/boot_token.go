@@ -81,15 +81,30 @@ func trimSpace(b []byte) []byte {
 	return b
 }
 
-// Token returns the check-in token of node.
-func (t *Tokens) Token(node string) string {
+// derive returns the 128-bit HMAC of node for purpose, in hex.
+func (t *Tokens) derive(purpose, node string) string {
 	m := hmac.New(sha256.New, t.key)
-	m.Write([]byte("netbootui-checkin\x00"))
+	m.Write([]byte(purpose))
+	m.Write([]byte{0})
 	m.Write([]byte(node))
 	return hex.EncodeToString(m.Sum(nil))[:32]
 }
 
+// Token returns the check-in token of node.
+func (t *Tokens) Token(node string) string { return t.derive("netbootui-checkin", node) }
+
 // Verify reports whether token is node's token, in constant time.
 func (t *Tokens) Verify(node, token string) bool {
 	return hmac.Equal([]byte(t.Token(node)), []byte(token))
+}
+
+// FetchKey returns the key that proves node in its image URLs
+// (?node=NAME&auth=KEY). It is derived apart from the check-in token, so an
+// image URL that leaks (a proxy's log, a console capture) cannot be used to
+// check in.
+func (t *Tokens) FetchKey(node string) string { return t.derive("netbootui-fetch", node) }
+
+// VerifyFetch reports whether key is node's fetch key, in constant time.
+func (t *Tokens) VerifyFetch(node, key string) bool {
+	return hmac.Equal([]byte(t.FetchKey(node)), []byte(key))
 }

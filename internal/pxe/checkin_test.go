@@ -6,6 +6,9 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/image"
 )
 
 func checkinRequest(body string) *http.Request {
@@ -15,7 +18,7 @@ func checkinRequest(body string) *http.Request {
 }
 
 func TestParseCheckinProbe(t *testing.T) {
-	base := "node=n1&token=t&generation=g1&boot_id=b1&overlay_bytes=4096"
+	base := "node=n1&token=t&generation=g1&boot_id=b1&overlay_bytes=4096&seq=1"
 	tests := []struct {
 		body    string
 		probe   string
@@ -49,10 +52,56 @@ func TestParseCheckinProbe(t *testing.T) {
 	}
 }
 
+// TestParseCheckinRefuses: non-finite and negative numbers, generations that
+// are no generation id, and check-ins without their boot id and counter
+// are refused (400) before anything else looks at them.
+func TestParseCheckinRefuses(t *testing.T) {
+	base := "node=n1&token=t&boot_id=0b6e7c2a-1f3d-4c55-9a61-2f0e8d1c3b4a&seq=3"
+	for _, tc := range []struct{ extra, err string }{
+		{"&uptime=NaN", "bad uptime"},
+		{"&uptime=nan", "bad uptime"},
+		{"&uptime=-NaN", "bad uptime"},
+		{"&uptime=Inf", "bad uptime"},
+		{"&uptime=%2BInf", "bad uptime"},
+		{"&uptime=-Inf", "bad uptime"},
+		{"&uptime=-1", "bad uptime"},
+		{"&uptime=1e10", "bad uptime"},
+		{"&uptime=12.34", ""},
+		{"&overlay_bytes=-5", "bad overlay_bytes"},
+		{"&overlay_bytes=1.5", "bad overlay_bytes"},
+		{"&overlay_bytes=NaN", "bad overlay_bytes"},
+		{"&overlay_bytes=99999999999999999999", "bad overlay_bytes"},
+		{"&generation=DEADBEEF", "bad generation"},
+		{"&generation=../x", "bad generation"},
+		{"&generation=g1", ""},
+		{"&seq=0", "bad seq"},
+		{"&seq=-1", "bad seq"},
+		{"&seq=NaN", "bad seq"},
+		{"&seq=9223372036854775808", "bad seq"},
+		{"&seq=", "bad seq"},
+		{"&boot_id=", "needs a boot_id"},
+		{"&boot_id=a%20b", "needs a boot_id"},
+	} {
+		t.Run(tc.extra, func(t *testing.T) {
+			// The later value of a repeated key is ignored by Form.Get: put
+			// the case first.
+			body := strings.TrimPrefix(tc.extra, "&") + "&" + base
+			_, err := parseCheckin(checkinRequest(body))
+			if tc.err == "" && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+				t.Fatalf("err = %v, want %q", err, tc.err)
+			}
+		})
+	}
+}
+
 // FuzzParseCheckin: any body is parsed or refused, never panics, and what
 // is accepted keeps its bounds.
 func FuzzParseCheckin(f *testing.F) {
-	f.Add("node=n1&token=t&generation=g&uptime=12.5&overlay_bytes=10&boot_id=x&probe=absent")
+	f.Add("node=n1&token=t&generation=g&uptime=12.5&overlay_bytes=10&boot_id=x&seq=1&probe=absent")
+	f.Add("node=n1&token=t&uptime=NaN&boot_id=x&seq=2")
 	f.Add("node=%zz")
 	f.Add("probe=present&probe=absent&node=a&token=b")
 	f.Fuzz(func(t *testing.T, body string) {
@@ -60,7 +109,8 @@ func FuzzParseCheckin(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if c.Node == "" || c.Token == "" || c.OverlayBytes < 0 || c.Uptime < 0 || len(c.BootID) > 64 {
+		if c.Node == "" || c.Token == "" || c.OverlayBytes < 0 || c.Uptime < 0 || c.Uptime > 1e9*time.Second ||
+			!validBootID(c.BootID) || c.Seq == 0 || (c.Generation != "" && !image.ValidGenerationID(c.Generation)) {
 			t.Fatalf("accepted %+v", c)
 		}
 		if c.Probe != "" && c.Probe != "present" && c.Probe != "absent" {

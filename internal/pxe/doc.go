@@ -9,4 +9,10 @@
 // regular files. TFTPServer is the embedded TFTP server; it asks a TFTPSource
 // (a FileRootSource, or the daemon's composition of rendered and on-disk
 // files) for the content of each read request.
+//
+// A request moves its node's boot state only as far as it proves the node
+// (its token or fetch key, or its fixed inventory address; a MAC or a
+// learned address is only a claim, which never fails a node), and a
+// check-in is refused when it is a replay. The root= words of an entry come
+// from the image's root transport (package roottransport).
 package pxe

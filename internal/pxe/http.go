@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
 )
 
@@ -24,8 +25,8 @@ import (
 //	GET  /boot/<mac>.ipxe                 the node's iPXE script (unknown MACs get a retry script)
 //	GET  /boot/<mac>.pxelinux             the node's pxelinux config (for lpxelinux and previews)
 //	GET  /loaders/<name>                  bootloaders from the boot root (UEFI HTTP boot)
-//	GET  /images/<image>/<gen>/<file>     generation files, with Range; ?node=NAME names the fetcher
-//	POST /checkin                         check-in from the running OS (form: node, token, generation, uptime, overlay_bytes)
+//	GET  /images/<image>/<gen>/<file>     generation files, with Range; ?node=NAME&auth=KEY proves the fetcher
+//	POST /checkin                         check-in from the running OS (form: node, token, generation, uptime, overlay_bytes, boot_id, seq)
 //	GET  /metrics                         Prometheus metrics
 //	GET  /healthz                         liveness
 //
@@ -159,15 +160,16 @@ func (s *HTTPServer) handleBoot(w http.ResponseWriter, r *http.Request) {
 	}
 	b.learn(client.Addr(), n.Name)
 	ev.Node = n.Name
+	pr := macProof(n, client.Addr())
 	text, p, err := b.entry(inv, n, format, base)
 	if err != nil {
 		ev.Kind, ev.Stage, ev.Error = bootstate.KindFail, bootstate.StageConfig, err.Error()
-		b.emit(ev)
+		b.report(ev, pr)
 		s.count("boot", http.StatusInternalServerError)
 		http.Error(w, "netbootui: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	b.served(ev, p, len(text))
+	b.served(ev, p, len(text), pr)
 	s.count("boot", http.StatusOK)
 	writeText(w, text)
 }
@@ -219,23 +221,19 @@ func (s *HTTPServer) handleImage(w http.ResponseWriter, r *http.Request) {
 	}
 	inv := b.Inventory()
 	client := remoteAddr(r)
-	var n *inventory.Node
-	if name := r.URL.Query().Get("node"); name != "" {
-		n = inv.Node(name)
-	}
-	if n == nil {
-		n = b.NodeByIP(inv, client.Addr())
-	}
 	ev := bootstate.Event{Proto: "http", Path: r.URL.Path, Remote: client.String(), Stage: stage, Generation: gen}
+	n, pr := b.imageFetcher(inv, r, client.Addr(), ev)
 	if n != nil {
 		ev.Node = n.Name
-		b.learn(client.Addr(), n.Name)
+		if pr == proofNode {
+			b.learn(client.Addr(), n.Name)
+		}
 	}
 	f, err := b.Images.Open(img, gen, file)
 	if err != nil {
 		if n != nil {
 			ev.Kind, ev.Error = bootstate.KindFail, fmt.Sprintf("%s: 404 %s", stage, r.URL.Path)
-			b.emit(ev)
+			b.report(ev, pr)
 		}
 		s.count("image", http.StatusNotFound)
 		http.NotFound(w, r)
@@ -263,6 +261,34 @@ func (s *HTTPServer) handleImage(w http.ResponseWriter, r *http.Request) {
 	etag := `"` + gen + "-" + file + `"`
 	sent := s.serveFile(w, r, f, size, st.ModTime(), etag, progress)
 	s.bytes.WithLabelValues(file).Add(float64(sent))
+}
+
+// imageFetcher finds the node behind an image request and how well the
+// request proves it: ?node=NAME with NAME's fetch key (&auth=), or NAME's
+// fixed address, proves NAME; a ?node= without that proof is refused (a
+// rate-limited denied event) and the client address decides, as for a
+// request that names no node.
+func (b *Boot) imageFetcher(inv *inventory.Inventory, r *http.Request, ip netip.Addr, ev bootstate.Event) (*inventory.Node, proof) {
+	q := r.URL.Query()
+	if name := q.Get("node"); name != "" {
+		if n := inv.Node(name); n != nil {
+			if b.keyProves(n, q.Get("auth"), ip) {
+				return n, proofNode
+			}
+			ev.Node = n.Name
+		}
+		ev.Error = "image request names node " + oneLine(truncate(name, 64)) + " without its proof"
+		b.deny(ev)
+	}
+	return b.nodeByAddr(inv, ip)
+}
+
+// truncate cuts s to at most n bytes.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 // serveFile sends f (size bytes) honouring a single Range, HEAD and
@@ -381,7 +407,11 @@ type Checkin struct {
 	Uptime       time.Duration
 	OverlayBytes int64
 	BootID       string
-	Probe        string // "present", "absent" or "": the agent's netbootui.probe test hook
+	// Seq is the agent's counter: it starts at 1 in every boot and grows
+	// with every attempt. With BootID it makes each check-in unique, so a
+	// replayed one is refused.
+	Seq   uint64
+	Probe string // "present", "absent" or "": the agent's netbootui.probe test hook
 }
 
 // checkinMessage is the check-in event's message: "boot BOOT_ID", then
@@ -411,21 +441,34 @@ func parseCheckin(r *http.Request) (Checkin, error) {
 	}
 	if v := r.Form.Get("uptime"); v != "" {
 		sec, err := strconv.ParseFloat(v, 64)
-		if err != nil || sec < 0 || sec > 1e9 {
-			return c, fmt.Errorf("bad uptime %q", v)
+		// !(sec >= 0) also refuses NaN, which compares false to everything.
+		if err != nil || !(sec >= 0) || sec > 1e9 {
+			return c, fmt.Errorf("bad uptime %q: want a finite number of seconds", short(v))
 		}
 		c.Uptime = time.Duration(sec * float64(time.Second)).Round(time.Second)
 	}
 	if v := r.Form.Get("overlay_bytes"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			return c, fmt.Errorf("bad overlay_bytes %q", v)
+			return c, fmt.Errorf("bad overlay_bytes %q: want a size in bytes", short(v))
 		}
 		c.OverlayBytes = n
 	}
 	if len(c.Generation) > 64 || len(c.BootID) > 64 {
 		return c, errors.New("check-in field too long")
 	}
+	if c.Generation != "" && !image.ValidGenerationID(c.Generation) {
+		return c, fmt.Errorf("bad generation %q", c.Generation)
+	}
+	if !validBootID(c.BootID) {
+		return c, errors.New("check-in needs a boot_id (letters, digits and '-')")
+	}
+	v := r.Form.Get("seq")
+	seq, err := strconv.ParseUint(v, 10, 63)
+	if err != nil || seq == 0 {
+		return c, fmt.Errorf("bad seq %q: want the agent's check-in counter, from 1 (an agent older than the daemon: rebuild the image)", short(v))
+	}
+	c.Seq = seq
 	switch v := r.Form.Get("probe"); v {
 	case "", "present", "absent":
 		c.Probe = v
@@ -433,6 +476,44 @@ func parseCheckin(r *http.Request) (Checkin, error) {
 		return c, fmt.Errorf("bad probe %q: want present or absent", v)
 	}
 	return c, nil
+}
+
+// short cuts an echoed value to 32 bytes.
+func short(v string) string { return truncate(v, 32) }
+
+// validBootID accepts the kernel's boot_id (a UUID) and the agent's fallback
+// (hex): 1 to 64 letters, digits and '-'.
+func validBootID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// knownGeneration reports whether gen is a generation node n can be running:
+// one the image store has for the node's assigned image or for any image of
+// the inventory. "" (not reported) is known.
+func (b *Boot) knownGeneration(inv *inventory.Inventory, n *inventory.Node, gen string) bool {
+	if gen == "" {
+		return true
+	}
+	if img, _, _ := b.Assignment(n); img != "" {
+		if _, err := b.Images.Generation(img, gen); err == nil {
+			return true
+		}
+	}
+	for img := range inv.Images {
+		if _, err := b.Images.Generation(img, gen); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *HTTPServer) handleCheckin(w http.ResponseWriter, r *http.Request) {
@@ -447,11 +528,14 @@ func (s *HTTPServer) handleCheckin(w http.ResponseWriter, r *http.Request) {
 	}
 	inv := b.Inventory()
 	n := inv.Node(c.Node)
-	if n == nil || !b.Tokens.Verify(c.Node, c.Token) {
+	if n == nil || !b.Tokens.Verify(c.Node, c.Token) || (n.IP.IsValid() && !addrProves(n, client.Addr())) {
 		// Never log the token itself.
 		reason := "bad token"
-		if n == nil {
+		switch {
+		case n == nil:
 			reason = "unknown node"
+		case b.Tokens.Verify(c.Node, c.Token):
+			reason = "not from the node's address " + n.IP.String()
 		}
 		b.logger().Warn("check-in refused", "node", c.Node, "remote", client.String(), "reason", reason)
 		ev := bootstate.Event{Kind: bootstate.KindDenied, Proto: "http", Path: "/checkin", Remote: client.String(),
@@ -463,6 +547,20 @@ func (s *HTTPServer) handleCheckin(w http.ResponseWriter, r *http.Request) {
 		s.checkins.WithLabelValues("denied").Inc()
 		s.count("checkin", http.StatusForbidden)
 		http.Error(w, "forbidden", http.StatusForbidden)
+		return
+	}
+	if !b.knownGeneration(inv, n, c.Generation) {
+		s.checkins.WithLabelValues("bad").Inc()
+		s.count("checkin", http.StatusBadRequest)
+		http.Error(w, "unknown generation "+c.Generation, http.StatusBadRequest)
+		return
+	}
+	if err := b.checkins.admit(n.Name, c.BootID, c.Seq); err != nil {
+		b.deny(bootstate.Event{Node: n.Name, Proto: "http", Path: "/checkin", Remote: client.String(),
+			Error: "check-in refused: " + err.Error()})
+		s.checkins.WithLabelValues("replay").Inc()
+		s.count("checkin", http.StatusConflict)
+		http.Error(w, err.Error(), http.StatusConflict)
 		return
 	}
 	b.learn(client.Addr(), n.Name)

@@ -17,6 +17,8 @@ import (
 
 	"github.com/netbootui/netbootui/assets"
 	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/roottransport"
+	"github.com/netbootui/netbootui/internal/roottransport/builtin"
 )
 
 // Boot-entry formats accepted by Renderer.Render and Preview.
@@ -74,6 +76,10 @@ type BootParams struct {
 	// CheckinURL is where the running OS reports; Token authenticates it.
 	CheckinURL string
 	Token      string
+
+	// Transport decides the root= words of the command line from the
+	// generation and the node; nil is the default transport (http-live).
+	Transport roottransport.Transport
 
 	// KernelArgs are the image's arguments then the group's and node's,
 	// already merged by the caller.
@@ -554,38 +560,63 @@ func configPath(p BootParams) string {
 
 // KernelCmdline returns the kernel command line of p as iPXE boots it:
 //
-//	root=live:ROOTFS netbootui.url=BASE netbootui.node=NAME netbootui.group=GROUP
+//	ROOTWORDS netbootui.url=BASE netbootui.node=NAME netbootui.group=GROUP
 //	netbootui.token=TOKEN netbootui.gen=GEN netbootui.checkin=CHECKIN
 //	initrd=initrd KERNELARGS...
 //
-// (one line; netbootui.group= only when the node has a group, for the live
-// init to stack the image's overlay.d/group-GROUP variant). initrd=initrd names the initrd iPXE loads, which EFI kernels
+// (one line). ROOTWORDS are the transport's (http-live: root=live:ROOTFS);
+// the netbootui.* keys are those of package roottransport, which the live
+// init and the check-in agent read; netbootui.group= only when the node has
+// a group, for the live init to stack the image's overlay.d/group-GROUP
+// variant. initrd=initrd names the initrd iPXE loads, which EFI kernels
 // need. The pxelinux entry carries the same line with initrd=INITRDPATH,
 // because syslinux loads the first initrd= it finds. Call p.Validate first:
 // KernelCmdline does not check its input.
 func KernelCmdline(p BootParams) string { return cmdline(p, "initrd=initrd") }
 
+// transportOf returns p's transport, the default when it names none.
+func transportOf(p BootParams) roottransport.Transport {
+	if p.Transport != nil {
+		return p.Transport
+	}
+	return builtin.Registry().Default()
+}
+
+// rootArgs returns the root= words p's transport decides.
+func rootArgs(p BootParams) ([]string, error) {
+	b := roottransport.Boot{Image: p.Image, Generation: p.Generation, BaseURL: p.BaseURL, RootfsURL: p.RootfsURL}
+	if p.Node != nil {
+		b.Node, b.Group = p.Node.Name, p.Node.Group
+	}
+	return transportOf(p).KernelArgs(b)
+}
+
 func cmdline(p BootParams, initrd string) string {
 	var b strings.Builder
 	args := normArgs(p.KernelArgs)
 	b.Grow(180 + len(p.RootfsURL) + len(p.BaseURL) + len(p.CheckinURL) + len(args))
-	b.WriteString("root=live:")
-	b.WriteString(p.RootfsURL)
-	b.WriteString(" netbootui.url=")
+	// Without a generation there is no root to name: such an entry does
+	// not boot (it prints why and retries).
+	root, _ := rootArgs(p)
+	for _, w := range root {
+		b.WriteString(w)
+		b.WriteByte(' ')
+	}
+	b.WriteString(roottransport.KeyURL + "=")
 	b.WriteString(p.BaseURL)
-	b.WriteString(" netbootui.node=")
+	b.WriteString(" " + roottransport.KeyNode + "=")
 	if p.Node != nil {
 		b.WriteString(p.Node.Name)
 		if p.Node.Group != "" {
-			b.WriteString(" netbootui.group=")
+			b.WriteString(" " + roottransport.KeyGroup + "=")
 			b.WriteString(p.Node.Group)
 		}
 	}
-	b.WriteString(" netbootui.token=")
+	b.WriteString(" " + roottransport.KeyToken + "=")
 	b.WriteString(p.Token)
-	b.WriteString(" netbootui.gen=")
+	b.WriteString(" " + roottransport.KeyGen + "=")
 	b.WriteString(p.Generation)
-	b.WriteString(" netbootui.checkin=")
+	b.WriteString(" " + roottransport.KeyCheckin + "=")
 	b.WriteString(p.CheckinURL)
 	b.WriteByte(' ')
 	b.WriteString(initrd)
@@ -661,6 +692,15 @@ func (p BootParams) Validate() error {
 	if p.Generation != "" {
 		// The longer of the two lines: initrd=initrd (iPXE) or
 		// initrd=INITRDPATH (pxelinux).
+		root, err := rootArgs(p)
+		if err != nil {
+			return fail("root transport", err)
+		}
+		for _, w := range root {
+			if err := checkWord(w); err != nil {
+				return fail("root transport "+transportOf(p).Name(), err)
+			}
+		}
 		n := len(cmdline(p, ""))
 		n += len("initrd=") + max(len("initrd"), len(p.InitrdPath))
 		if n > MaxCmdline {

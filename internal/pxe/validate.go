@@ -294,14 +294,7 @@ func validateIPXE(text string) error {
 		for _, g := range gotos {
 			if _, ok := labels[g.s]; !ok {
 				msg := fmt.Sprintf("goto target %q is not a label in this script", g.s)
-				names := make([]string, 0, len(labels))
-				for n := range labels {
-					names = append(names, n)
-				}
-				if s := suggest(g.s, names); s != "" {
-					msg += fmt.Sprintf(" (did you mean %q?)", s)
-				}
-				errs.add(FormatIPXE, g.line, g.col, "%s", msg)
+				errs.add(FormatIPXE, g.line, g.col, "%s", msg+didYouMean(g.s, keys(labels), false))
 			}
 		}
 	}
@@ -316,10 +309,7 @@ func checkIPXECommand(errs *errList, seg []word, gotos *[]word) {
 	}
 	if !ipxeCommands[cmd.s] {
 		msg := fmt.Sprintf("unknown command %q", cmd.s)
-		if s := suggest(cmd.s, keys(ipxeCommands)); s != "" {
-			msg += fmt.Sprintf(" (did you mean %q?)", s)
-		}
-		errs.add(FormatIPXE, cmd.line, cmd.col, "%s", msg)
+		errs.add(FormatIPXE, cmd.line, cmd.col, "%s", msg+didYouMean(cmd.s, keys(ipxeCommands), false))
 		return
 	}
 	args := seg[1:]
@@ -420,10 +410,7 @@ func validatePxelinuxText(text string, requireKernel bool) error {
 		}
 		if !pxelinuxDirectives[key] {
 			msg := fmt.Sprintf("unknown directive %q", kw.s)
-			if s := suggest(key, keys(pxelinuxDirectives)); s != "" {
-				msg += fmt.Sprintf(" (did you mean %q?)", strings.ToUpper(s))
-			}
-			errs.add(F, kw.line, kw.col, "%s", msg)
+			errs.add(F, kw.line, kw.col, "%s", msg+didYouMean(key, keys(pxelinuxDirectives), true))
 			return
 		}
 		args := words[1:]
@@ -487,10 +474,7 @@ func validatePxelinuxText(text string, requireKernel bool) error {
 			}
 			if sub := strings.ToLower(args[0].s); !pxelinuxMenu[sub] && !args[0].dynamic() {
 				msg := fmt.Sprintf("unknown MENU keyword %q", args[0].s)
-				if s := suggest(sub, keys(pxelinuxMenu)); s != "" {
-					msg += fmt.Sprintf(" (did you mean %q?)", strings.ToUpper(s))
-				}
-				errs.add(F, args[0].line, args[0].col, "%s", msg)
+				errs.add(F, args[0].line, args[0].col, "%s", msg+didYouMean(sub, keys(pxelinuxMenu), true))
 			}
 		}
 		if pxelinuxKernels[key] && cur != nil {
@@ -530,14 +514,7 @@ func validatePxelinuxText(text string, requireKernel bool) error {
 		for _, d := range defaults {
 			if _, ok := byName[d.s]; !ok {
 				msg := fmt.Sprintf("DEFAULT %q is not a LABEL in this config", d.s)
-				names := make([]string, 0, len(byName))
-				for n := range byName {
-					names = append(names, n)
-				}
-				if s := suggest(d.s, names); s != "" {
-					msg += fmt.Sprintf(" (did you mean %q?)", s)
-				}
-				errs.add(F, d.line, d.col, "%s", msg)
+				errs.add(F, d.line, d.col, "%s", msg+didYouMean(d.s, keys(byName), false))
 			}
 		}
 	}
@@ -551,13 +528,29 @@ func args0(args []word) string {
 	return args[0].s
 }
 
-func keys(m map[string]bool) []string {
+// keys returns the keys of m, sorted.
+func keys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)
 	}
 	sort.Strings(out)
 	return out
+}
+
+// didYouMean returns ` (did you mean "X"?)` naming the candidate suggest
+// picks for s, in upper case when upper (pxelinux keywords), or "" when no
+// candidate is close. Every "unknown name" message of both validators ends
+// with it.
+func didYouMean(s string, candidates []string, upper bool) string {
+	c := suggest(s, candidates)
+	if c == "" {
+		return ""
+	}
+	if upper {
+		c = strings.ToUpper(c)
+	}
+	return fmt.Sprintf(" (did you mean %q?)", c)
 }
 
 // suggest returns the candidate closest to s by edit distance when it is

@@ -47,7 +47,7 @@ type Options struct {
 	// check-in (default DefaultTimeout).
 	Timeout time.Duration
 	// OverlayThreshold is the overlay size above which a node is dirty
-	// (the inventory's overlay_dirty_bytes; <= 0: not checked).
+	// (the inventory's overlay_dirty_bytes; 0: any write makes it dirty).
 	OverlayThreshold int64
 	// OnProgress, if set, sees every step and boot-stage change of every
 	// node. Calls are serialized; a slow OnProgress slows the run down.

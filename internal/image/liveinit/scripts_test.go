@@ -131,7 +131,9 @@ func agentEnv(t *testing.T, bb string, vars map[string]string) []string {
 	if err := os.WriteFile(envFile, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return []string{"PATH=" + appletPath(t, bb), "NETBOOTUI_ENV=" + envFile}
+	// The check-in counter goes to the test's directory, not the host's /run.
+	seqFile := filepath.Join(t.TempDir(), "checkin.seq")
+	return []string{"PATH=" + appletPath(t, bb), "NETBOOTUI_ENV=" + envFile, "NETBOOTUI_SEQ_FILE=" + seqFile}
 }
 
 func TestCheckinAgentOnce(t *testing.T) {
@@ -200,6 +202,9 @@ func TestCheckinAgentOnce(t *testing.T) {
 					t.Errorf("%s = %q, want %q", k, f.Get(k), v)
 				}
 			}
+			if f.Get("seq") != "1" {
+				t.Errorf("seq %q, want 1 (the boot's first check-in)", f.Get("seq"))
+			}
 			if ctypes[0] != "application/x-www-form-urlencoded" {
 				t.Errorf("content type %q", ctypes[0])
 			}
@@ -220,6 +225,32 @@ func TestCheckinAgentOnce(t *testing.T) {
 				t.Errorf("overlay_bytes %d, want about 200 KiB (the directory's content)", got)
 			}
 		})
+	}
+}
+
+// TestCheckinAgentCounter: a restarted agent goes on counting where the
+// last one stopped (the counter file), and one that cannot write the file
+// still counts up within its own run.
+func TestCheckinAgentCounter(t *testing.T) {
+	bb := busybox(t)
+	agent := scriptFile(t, "checkin.sh")
+	srv, checkin := startAgentServer(t, func(int, url.Values) int { return http.StatusOK })
+	env := agentEnv(t, bb, map[string]string{"NETBOOTUI_NODE": "n1", "NETBOOTUI_TOKEN": "t",
+		"NETBOOTUI_GEN": "g", "NETBOOTUI_CHECKIN": checkin, "NETBOOTUI_OVERLAY_DIR": t.TempDir()})
+	for range 3 {
+		cmd := exec.Command(bb, "sh", agent, "--once")
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("agent: %v\n%s", err, out)
+		}
+	}
+	forms, _ := srv.snapshot()
+	var seqs []string
+	for _, f := range forms {
+		seqs = append(seqs, f.Get("seq"))
+	}
+	if strings.Join(seqs, ",") != "1,2,3" {
+		t.Errorf("seqs of three agent runs %v, want 1,2,3", seqs)
 	}
 }
 
@@ -263,12 +294,17 @@ func TestCheckinAgentLoop(t *testing.T) {
 		}
 	}
 	forms, _ := srv.snapshot()
-	var probes []string
+	var probes, seqs []string
 	for _, f := range forms[:3] {
 		probes = append(probes, f.Get("probe"))
+		seqs = append(seqs, f.Get("seq"))
 	}
 	if strings.Join(probes, ",") != "absent,absent,present" {
 		t.Errorf("probes %v, want absent (failed post), absent, present", probes)
+	}
+	// Every attempt, the failed one too, has a number of its own.
+	if strings.Join(seqs, ",") != "1,2,3" {
+		t.Errorf("seqs %v, want 1,2,3", seqs)
 	}
 	if fi, err := os.Stat(marker); err != nil || fi.Size() != 64*1024 {
 		t.Errorf("test_write hook: %v", err)

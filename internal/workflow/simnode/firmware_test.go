@@ -27,6 +27,7 @@ type bootServer struct {
 	scripts   atomic.Int64
 	mu        sync.Mutex
 	overlays  []string
+	seqs      []string // check-ins' boot_id/seq
 	remotes   []string
 }
 
@@ -47,6 +48,7 @@ func newBootServer(t *testing.T, failFirst int64) *bootServer {
 			r.ParseForm()
 			b.mu.Lock()
 			b.overlays = append(b.overlays, r.Form.Get("overlay_bytes"))
+			b.seqs = append(b.seqs, r.Form.Get("boot_id")+"/"+r.Form.Get("seq"))
 			b.mu.Unlock()
 			b.checkins.Add(1)
 		default:
@@ -102,6 +104,11 @@ func TestFirmwarePeriodicCheckinsRetryAndPowerOff(t *testing.T) {
 	b.mu.Lock()
 	if b.overlays[0] != "100" || b.overlays[1] != "110" || b.overlays[2] != "120" {
 		t.Errorf("overlay reports %v", b.overlays)
+	}
+	// One boot id for the boot, and a counter from 1, as the real agent's.
+	bootID, _, _ := strings.Cut(b.seqs[0], "/")
+	if len(bootID) != 32 || b.seqs[0] != bootID+"/1" || b.seqs[1] != bootID+"/2" || b.seqs[2] != bootID+"/3" {
+		t.Errorf("check-in boot_id/seq %v", b.seqs)
 	}
 	for _, r := range b.remotes {
 		if !strings.HasPrefix(r, "127.1.2.3:") {

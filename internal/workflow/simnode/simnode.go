@@ -21,6 +21,8 @@ package simnode
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +41,9 @@ import (
 	"github.com/bougou/go-ipmi/pkg/server"
 	"github.com/bougou/go-ipmi/pkg/transport/udp"
 	"github.com/bougou/go-ipmi/pkg/types"
+
+	"github.com/netbootui/netbootui/internal/roottransport"
+	"github.com/netbootui/netbootui/internal/roottransport/builtin"
 )
 
 // Options describe one simulated node.
@@ -443,20 +448,30 @@ func (n *Node) netboot(ctx context.Context) error {
 			}
 		}
 	}
-	root := strings.TrimPrefix(b.Args["root"], "live:")
-	if root == "" {
-		return fmt.Errorf("simnode %s: the kernel command line names no root=live:URL", n.opts.MAC)
+	// The root transport named by root= decides what the initramfs fetches.
+	cl, err := builtin.Registry().Parse(b.Args)
+	if err != nil {
+		return fmt.Errorf("simnode %s: %w", n.opts.MAC, err)
 	}
-	if err := n.step("rootfs", func() (int64, error) { return n.get(ctx, root, nil) }); err != nil {
+	if err := n.step("rootfs", func() (int64, error) {
+		var total int64
+		for _, u := range cl.Root.Fetch {
+			size, err := n.get(ctx, u, nil)
+			total += size
+			if err != nil {
+				return total, err
+			}
+		}
+		return total, nil
+	}); err != nil {
 		return err
 	}
-	checkin := b.Args["netbootui.checkin"]
-	if checkin == "" {
-		return errors.New("simnode: the kernel command line names no netbootui.checkin")
+	if cl.Checkin == "" {
+		return fmt.Errorf("simnode: the kernel command line names no %s", roottransport.KeyCheckin)
 	}
-	booted := time.Now()
+	a := &agent{cmdline: cl, booted: time.Now(), bootID: newBootID()}
 	overlay := n.opts.OverlayBytes
-	if err := n.step("checkin", func() (int64, error) { return 0, n.checkin(ctx, b, checkin, 3, overlay) }); err != nil {
+	if err := n.step("checkin", func() (int64, error) { return 0, n.checkin(ctx, a, overlay) }); err != nil {
 		return err
 	}
 	n.mu.Lock()
@@ -476,18 +491,40 @@ func (n *Node) netboot(ctx context.Context) error {
 		overlay += n.opts.OverlayGrowth
 		// A missed periodic check-in is what a busy node does; the next
 		// one tries again.
-		_ = n.checkin(ctx, b, checkin, 3+int64(time.Since(booted).Seconds()), overlay)
+		_ = n.checkin(ctx, a, overlay)
 	}
 }
 
-// checkin posts one report of the running OS.
-func (n *Node) checkin(ctx context.Context, b Boot, checkin string, uptime, overlay int64) error {
+// agent is the running OS's check-in agent: what it read from the command
+// line, its boot id and its check-in counter.
+type agent struct {
+	cmdline roottransport.Cmdline
+	booted  time.Time
+	bootID  string // random per boot, like the kernel's boot_id
+	seq     uint64 // check-ins tried in this boot, the next one's number
+}
+
+func newBootID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// checkin posts one report of the running OS: every attempt carries the
+// next sequence number, as the real agent's do, so the daemon can refuse a
+// replay.
+func (n *Node) checkin(ctx context.Context, a *agent, overlay int64) error {
+	a.seq++
+	checkin := a.cmdline.Checkin
+	uptime := 3 + time.Since(a.booted).Seconds()
 	form := url.Values{
-		"node":          {b.Args["netbootui.node"]},
-		"token":         {b.Args["netbootui.token"]},
-		"generation":    {b.Args["netbootui.gen"]},
-		"uptime":        {strconv.FormatInt(uptime, 10)},
+		"node":          {a.cmdline.Node},
+		"token":         {a.cmdline.Token},
+		"generation":    {a.cmdline.Gen},
+		"uptime":        {strconv.FormatFloat(uptime, 'f', 2, 64)},
 		"overlay_bytes": {strconv.FormatInt(overlay, 10)},
+		"boot_id":       {a.bootID},
+		"seq":           {strconv.FormatUint(a.seq, 10)},
 	}
 	req, err := http.NewRequestWithContext(ctx, "POST", checkin, strings.NewReader(form.Encode()))
 	if err != nil {

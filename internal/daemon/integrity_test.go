@@ -1,0 +1,300 @@
+package daemon_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/bootstate"
+	. "github.com/netbootui/netbootui/internal/daemon"
+)
+
+// clientFrom returns an HTTP client whose connections leave from the
+// loopback address src: a host other than the nodes' (which use 127.0.0.1).
+func clientFrom(src string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
+}
+
+func (e *testEnv) getFrom(c *http.Client, path string) int {
+	e.t.Helper()
+	resp, err := c.Get(e.base + path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func (e *testEnv) checkin(c *http.Client, form url.Values) (int, string) {
+	e.t.Helper()
+	resp, err := c.PostForm(e.base+"/checkin", form)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+// checkinForm is a valid check-in of node in boot bootID, number seq.
+func (e *testEnv) checkinForm(node, bootID string, seq int) url.Values {
+	return url.Values{"node": {node}, "token": {e.d.Token(node)}, "generation": {e.gen},
+		"uptime": {"42.17"}, "overlay_bytes": {"0"}, "boot_id": {bootID}, "seq": {fmt.Sprint(seq)}}
+}
+
+// TestStrayImageFetchNeverFailsANode is issue 13's "any host moves any
+// node's boot stage": an image fetch that names a node (?node=) without its
+// proof, from an unrelated address or from the address the node booted from,
+// leaves the node's stage alone; the node's key, or a fixed node's own
+// address, still fails it on a 404. Unproven requests raise at most one
+// event per address per 10 s.
+func TestStrayImageFetchNeverFailsANode(t *testing.T) {
+	e := startDaemon(t)
+	stray := clientFrom("127.0.0.77")
+	const bogus = "/images/compute/0bogus/vmlinuz"
+
+	// n01 booted: its config fetched (from 127.0.0.1) and checked in.
+	e.get("/boot/52:54:00:00:00:01.ipxe")
+	if code, msg := e.checkin(http.DefaultClient, e.checkinForm("n01", "b-n01", 1)); code != 200 {
+		t.Fatalf("check-in: %d %s", code, msg)
+	}
+	before := e.state("n01")
+	if before.Stage != bootstate.StageBooted {
+		t.Fatalf("n01 not booted: %+v", before)
+	}
+	for _, tc := range []struct {
+		name   string
+		client *http.Client
+		path   string
+	}{
+		{"unrelated address, ?node=", stray, bogus + "?node=n01"},
+		{"unrelated address, wrong key", stray, bogus + "?node=n01&auth=" + e.d.FetchKey("n02")},
+		{"unrelated address, check-in token as key", stray, bogus + "?node=n01&auth=" + e.d.Token("n01")},
+		{"the node's own NAT address, ?node=", http.DefaultClient, bogus + "?node=n01"},
+		{"the node's own NAT address, no node", http.DefaultClient, bogus},
+		{"a fixed node's key from another address", stray, bogus + "?node=st1&auth=" + e.d.FetchKey("st1")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for range 20 {
+				if code := e.getFrom(tc.client, tc.path); code != 404 {
+					t.Fatalf("%s: %d, want 404", tc.path, code)
+				}
+			}
+			for _, node := range []string{"n01", "st1"} {
+				st := e.state(node)
+				if st.Stage == bootstate.StageFailed || st.Error != "" {
+					t.Fatalf("%s failed by an unproven request: %+v", node, st)
+				}
+			}
+			if st := e.state("n01"); st.Stage != bootstate.StageBooted || len(st.Timeline) != len(before.Timeline) {
+				t.Fatalf("n01 moved: %+v", st)
+			}
+		})
+	}
+	// Rate limited: one event per address per 10 s, whatever the count.
+	perRemote := map[string]int{}
+	for _, ev := range e.d.History("", 1000) {
+		if (ev.Kind == bootstate.KindDenied || ev.Kind == bootstate.KindInfo) && strings.HasPrefix(ev.Path, "/images/") {
+			host, _, _ := net.SplitHostPort(ev.Remote)
+			perRemote[host]++
+		}
+	}
+	if perRemote["127.0.0.77"] != 1 || perRemote["127.0.0.1"] != 1 {
+		t.Errorf("events about unproven requests per address: %v, want 1 each", perRemote)
+	}
+
+	// Proof still works: n02's key fails n02; st1's own address fails st1.
+	if code := e.getFrom(stray, bogus+"?node=n02&auth="+e.d.FetchKey("n02")); code != 404 {
+		t.Fatalf("proven bogus fetch: %d", code)
+	}
+	if st := e.state("n02"); st.Stage != bootstate.StageFailed || !strings.Contains(st.Error, "404") {
+		t.Errorf("n02's key did not fail n02 on a 404: %+v", st)
+	}
+	if code := e.getFrom(clientFrom("127.0.0.9"), bogus); code != 404 {
+		t.Fatalf("fixed-address bogus fetch: %d", code)
+	}
+	if st := e.state("st1"); st.Stage != bootstate.StageFailed {
+		t.Errorf("st1's own address did not fail st1 on a 404: %+v", st)
+	}
+}
+
+// TestCheckinReplayRefused: a check-in is refused (409) when its (boot_id,
+// seq) is not newer than the last one accepted for the node, in the same
+// boot or from a boot the node has left.
+func TestCheckinReplayRefused(t *testing.T) {
+	e := startDaemon(t)
+	c := http.DefaultClient
+	steps := []struct {
+		boot string
+		seq  int
+		want int
+	}{
+		{"boot-a", 1, 200},
+		{"boot-a", 1, 409}, // the same check-in again
+		{"boot-a", 3, 200}, // a lost attempt in between is fine
+		{"boot-a", 2, 409}, // an older one
+		{"boot-b", 1, 200}, // the node rebooted
+		{"boot-a", 4, 409}, // a check-in of the boot it left
+		{"boot-b", 2, 200},
+	}
+	for i, s := range steps {
+		code, msg := e.checkin(c, e.checkinForm("n03", s.boot, s.seq))
+		if code != s.want {
+			t.Fatalf("step %d (%s seq %d): %d %q, want %d", i, s.boot, s.seq, code, msg, s.want)
+		}
+		if code == 409 && !strings.Contains(msg, "replayed") {
+			t.Errorf("step %d: refusal says %q", i, msg)
+		}
+	}
+	var checkins int
+	for _, ev := range e.d.History("n03", 100) {
+		if ev.Kind == bootstate.KindCheckin {
+			checkins++
+		}
+	}
+	if checkins != 4 {
+		t.Errorf("%d check-in events, want 4 (the accepted ones)", checkins)
+	}
+}
+
+// TestCheckinRefusesBadValues: an authenticated check-in with an unknown
+// generation, a non-finite or negative number, or without its boot id and
+// counter is refused with 400 and changes nothing; a fixed node checks in
+// from its own address only.
+func TestCheckinRefusesBadValues(t *testing.T) {
+	e := startDaemon(t)
+	for i, tc := range []struct {
+		key, value string
+	}{
+		{"generation", "deadbeef"},
+		{"generation", "DEADBEEF"},
+		{"uptime", "NaN"},
+		{"uptime", "Inf"},
+		{"uptime", "-Inf"},
+		{"uptime", "-3"},
+		{"overlay_bytes", "-1"},
+		{"overlay_bytes", "NaN"},
+		{"seq", ""},
+		{"seq", "0"},
+		{"boot_id", ""},
+	} {
+		f := e.checkinForm("n02", "boot-x", i+1)
+		f.Set(tc.key, tc.value)
+		if code, msg := e.checkin(http.DefaultClient, f); code != 400 {
+			t.Errorf("%s=%q: %d %q, want 400", tc.key, tc.value, code, msg)
+		}
+	}
+	if st := e.state("n02"); st.Stage == bootstate.StageBooted || st.Generation != "" || st.Uptime != 0 {
+		t.Fatalf("a refused check-in moved n02: %+v", st)
+	}
+	// st1 has a fixed address (127.0.0.9): its own token from elsewhere is
+	// refused, from its address accepted.
+	if code, _ := e.checkin(http.DefaultClient, e.checkinForm("st1", "b", 1)); code != 403 {
+		t.Errorf("st1 from 127.0.0.1: %d, want 403", code)
+	}
+	if code, msg := e.checkin(clientFrom("127.0.0.9"), e.checkinForm("st1", "b", 2)); code != 200 {
+		t.Errorf("st1 from its address: %d %s", code, msg)
+	}
+	if st := e.state("st1"); st.Stage != bootstate.StageBooted || st.Generation != e.gen || st.Uptime != 42*time.Second {
+		t.Errorf("st1 after its check-in: %+v", st)
+	}
+}
+
+// TestOverlayDirtyBytesZero: overlay_dirty_bytes left out or 0 means any
+// write makes a node dirty, as the inventory documents; a threshold counts
+// what is above it.
+func TestOverlayDirtyBytesZero(t *testing.T) {
+	e := startDaemon(t)
+	seq := 0
+	for _, tc := range []struct {
+		settings string // the inventory's settings section ("" = none)
+		overlay  int64
+		dirty    bool
+	}{
+		{"", 0, false},
+		{"", 1, true},
+		{"", 4096, true},
+		{"settings:\n  overlay_dirty_bytes: 0\n", 0, false},
+		{"settings:\n  overlay_dirty_bytes: 0\n", 1, true},
+		{"settings:\n  overlay_dirty_bytes: 1000\n", 1000, false},
+		{"settings:\n  overlay_dirty_bytes: 1000\n", 1001, true},
+	} {
+		t.Run(fmt.Sprintf("%q/%d", tc.settings, tc.overlay), func(t *testing.T) {
+			if err := os.WriteFile(e.inv, []byte(tc.settings+testInventory), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.d.Reload(); err != nil {
+				t.Fatal(err)
+			}
+			seq++
+			f := e.checkinForm("n01", "boot-o", seq)
+			f.Set("overlay_bytes", fmt.Sprint(tc.overlay))
+			if code, msg := e.checkin(http.DefaultClient, f); code != 200 {
+				t.Fatalf("check-in: %d %s", code, msg)
+			}
+			v, err := e.d.Node("n01")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.Dirty != tc.dirty {
+				t.Errorf("dirty %v (%q), want %v", v.Dirty, v.DirtyReasons, tc.dirty)
+			}
+		})
+	}
+}
+
+// TestStrayFetchesDuringRebootClean: a reboot-clean under way is not failed
+// by bogus image fetches that name its node, from another host or from the
+// node's own address.
+func TestStrayFetchesDuringRebootClean(t *testing.T) {
+	l := startRebootLab(t, nil)
+	base := "http://" + l.d.HTTPAddr().String()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	strayCtx, stopStray := context.WithCancel(ctx)
+	strayDone := make(chan int)
+	go func() {
+		n := 0
+		defer func() { strayDone <- n }()
+		other := clientFrom("127.0.0.77")
+		defer other.CloseIdleConnections()
+		clients := []*http.Client{other, http.DefaultClient}
+		for strayCtx.Err() == nil {
+			for _, c := range clients {
+				req, _ := http.NewRequestWithContext(strayCtx, "GET", base+"/images/compute/0bogus/vmlinuz?node=r2", nil)
+				if resp, err := c.Do(req); err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					n++
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	res, err := l.d.RebootClean(ctx, RebootRequest{Selection: "r2", Timeout: 20 * time.Second, Who: "tester"}, nil)
+	stopStray()
+	sent := <-strayDone
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || !res[0].OK {
+		t.Fatalf("reboot-clean under stray fetches: %+v", res)
+	}
+	if sent < 10 {
+		t.Fatalf("only %d stray fetches were sent during the run", sent)
+	}
+	for _, ev := range l.d.History("r2", 200) {
+		if ev.Kind == bootstate.KindFail {
+			t.Errorf("r2 has a failure event: %+v", ev)
+		}
+	}
+}

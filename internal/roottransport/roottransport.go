@@ -1,0 +1,229 @@
+// Package roottransport is the seam between a generation and the way a
+// node's initramfs reaches its root filesystem.
+//
+// A Transport decides, from the generation, the node and its own settings,
+// the root= words of the kernel command line; the initramfs (netbootui's
+// built-in live init, or an image's own dracut) reads them and does the rest.
+// Everything else a node reads from its command line (netbootui.node,
+// netbootui.token, ...) is the same for every transport and is defined here
+// too, once: the renderer writes these keys, the node-side scripts in
+// assets/scripts read exactly these (a test checks both sides), and the
+// simulated firmware parses a command line with Registry.Parse.
+//
+// Transports are registered in one place (package builtin); a new one is a
+// package implementing Transport plus one line there.
+package roottransport
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Transport is one way a node's initramfs gets its root filesystem. An
+// implementation holds no per-node state and is safe for concurrent use.
+type Transport interface {
+	// Name is the transport's name in the inventory ("http-live"): an
+	// image's `root:` key names it.
+	Name() string
+	// Scheme is the prefix of the root= value the transport writes and the
+	// initramfs dispatches on: "live" for root=live:URL. Schemes are unique
+	// in a Registry.
+	Scheme() string
+	// KernelArgs returns the words that make the node's initramfs mount the
+	// root of b: the first is root=SCHEME:..., any others are the
+	// transport's own (rd.* options, say). Every word is one word with no
+	// control characters; the caller checks them again.
+	KernelArgs(b Boot) ([]string, error)
+	// Locate reads back the root= value after "SCHEME:" as a node's
+	// initramfs would: what it has to fetch or mount before it switches root.
+	Locate(value string) (Root, error)
+}
+
+// Boot is what a transport decides the kernel arguments from: the node, the
+// generation it boots and the head it boots from.
+type Boot struct {
+	Node  string // node name
+	Group string // node's group, "" when none
+
+	Image      string // image name
+	Generation string // generation id
+	// BaseURL is http://HEAD:PORT as the node reaches the daemon.
+	BaseURL string
+	// RootfsURL is the generation's squashfs over HTTP as this node fetches
+	// it: the node's name and its proof are in the query.
+	RootfsURL string
+}
+
+// Root is what an initramfs must do to get its root, read back from the
+// command line by Transport.Locate.
+type Root struct {
+	// Transport is the transport's Name.
+	Transport string
+	// Fetch are the URLs the initramfs downloads before it mounts the root
+	// (http-live: the squashfs). Empty for a transport that mounts over
+	// the network instead.
+	Fetch []string
+}
+
+// Kernel-argument keys of the boot contract. The renderer writes them (root=
+// through the transport); assets/scripts/init.sh, assets/scripts/checkin.sh
+// and the dracut module assets/dracut/90netbootui read them.
+const (
+	KeyRoot            = "root"                       // root=SCHEME:VALUE, from the transport
+	KeyURL             = "netbootui.url"              // the daemon's base URL
+	KeyNode            = "netbootui.node"             // node name
+	KeyGroup           = "netbootui.group"            // node's group (only when it has one)
+	KeyToken           = "netbootui.token"            // check-in token
+	KeyGen             = "netbootui.gen"              // generation booted
+	KeyCheckin         = "netbootui.checkin"          // check-in URL
+	KeyCheckinInterval = "netbootui.checkin_interval" // seconds between check-ins
+	KeyProbe           = "netbootui.probe"            // test hook of the agent
+	KeyTestWrite       = "netbootui.test_write"       // test hook of the agent
+)
+
+// Reader is a bit set of the node-side programs that read a key.
+type Reader uint8
+
+// Node-side readers of the command line.
+const (
+	// ReadByInit: assets/scripts/init.sh, the built-in live init.
+	ReadByInit Reader = 1 << iota
+	// ReadByAgent: assets/scripts/checkin.sh, the check-in agent.
+	ReadByAgent
+	// ReadByDracut: assets/dracut/90netbootui, the dracut module.
+	ReadByDracut
+)
+
+// Param is one key of the boot contract.
+type Param struct {
+	Key     string
+	Readers Reader
+	// Rendered: the renderer writes it into every entry that boots a
+	// generation (the others are set by an admin's kernel_args).
+	Rendered bool
+	Doc      string
+}
+
+// Params returns every key of the boot contract, root= first.
+func Params() []Param {
+	return []Param{
+		{KeyRoot, ReadByInit, true, "the root, as the transport writes it (http-live: live:URL of the squashfs)"},
+		{KeyURL, ReadByInit, true, "daemon base URL"},
+		{KeyNode, ReadByInit | ReadByAgent | ReadByDracut, true, "node name"},
+		{KeyGroup, ReadByInit | ReadByDracut, true, "node's group, only when it has one (for the overlay.d/group-GROUP variant)"},
+		{KeyToken, ReadByInit | ReadByAgent, true, "check-in token"},
+		{KeyGen, ReadByInit | ReadByAgent, true, "generation booted"},
+		{KeyCheckin, ReadByInit | ReadByAgent, true, "check-in URL"},
+		{KeyCheckinInterval, ReadByInit | ReadByAgent, false, "seconds between check-ins (default 30)"},
+		{KeyProbe, ReadByAgent, false, "test hook: check-ins carry probe=present|absent for PATH"},
+		{KeyTestWrite, ReadByAgent, false, "test hook: after the first check-in write 64 KiB to PATH, check in again at once"},
+	}
+}
+
+// Registry holds the transports a daemon knows, by name and by scheme. It is
+// immutable once made.
+type Registry struct {
+	byName   map[string]Transport
+	byScheme map[string]Transport
+	def      Transport
+}
+
+// NewRegistry returns a registry of ts; the first is the default, used for an
+// image that names none. Names and schemes must be unique and non-empty.
+func NewRegistry(ts ...Transport) (*Registry, error) {
+	if len(ts) == 0 {
+		return nil, errors.New("roottransport: a registry needs at least one transport")
+	}
+	r := &Registry{byName: map[string]Transport{}, byScheme: map[string]Transport{}, def: ts[0]}
+	for _, t := range ts {
+		name, scheme := t.Name(), t.Scheme()
+		if name == "" || scheme == "" || strings.ContainsAny(scheme, ": ") {
+			return nil, fmt.Errorf("roottransport: transport %q: bad name or scheme %q", name, scheme)
+		}
+		if r.byName[name] != nil {
+			return nil, fmt.Errorf("roottransport: transport %q registered twice", name)
+		}
+		if o := r.byScheme[scheme]; o != nil {
+			return nil, fmt.Errorf("roottransport: transports %q and %q share scheme %q", o.Name(), name, scheme)
+		}
+		r.byName[name], r.byScheme[scheme] = t, t
+	}
+	return r, nil
+}
+
+// Default returns the transport of an image that names none.
+func (r *Registry) Default() Transport { return r.def }
+
+// Names returns the registered names, sorted.
+func (r *Registry) Names() []string { return sortedKeys(r.byName) }
+
+// Schemes returns the registered root= schemes, sorted.
+func (r *Registry) Schemes() []string { return sortedKeys(r.byScheme) }
+
+func sortedKeys(m map[string]Transport) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Lookup returns the transport called name; "" is the default. The error
+// lists the known names.
+func (r *Registry) Lookup(name string) (Transport, error) {
+	if name == "" {
+		return r.def, nil
+	}
+	if t := r.byName[name]; t != nil {
+		return t, nil
+	}
+	return nil, fmt.Errorf("unknown root transport %q (known: %s)", name, strings.Join(r.Names(), ", "))
+}
+
+// Cmdline is a kernel command line read as a node reads it.
+type Cmdline struct {
+	Root            Root
+	URL             string
+	Node, Group     string
+	Token           string
+	Gen             string
+	Checkin         string
+	CheckinInterval int // 0 when not given
+}
+
+// Parse reads a kernel command line (key -> value; words without "=" map to
+// "") the way the node-side scripts do: the root through the transport whose
+// scheme root= names, the netbootui.* keys as they are.
+func (r *Registry) Parse(args map[string]string) (Cmdline, error) {
+	c := Cmdline{
+		URL: args[KeyURL], Node: args[KeyNode], Group: args[KeyGroup], Token: args[KeyToken],
+		Gen: args[KeyGen], Checkin: args[KeyCheckin],
+	}
+	if v := args[KeyCheckinInterval]; v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return c, fmt.Errorf("%s=%q: want a positive number of seconds", KeyCheckinInterval, v)
+		}
+		c.CheckinInterval = n
+	}
+	root, ok := args[KeyRoot]
+	if !ok || root == "" {
+		return c, errors.New("the kernel command line names no root=")
+	}
+	scheme, value, found := strings.Cut(root, ":")
+	t := r.byScheme[scheme]
+	if !found || t == nil {
+		return c, fmt.Errorf("root=%s: no transport reads it (schemes: %s)", root, strings.Join(r.Schemes(), ", "))
+	}
+	rt, err := t.Locate(value)
+	if err != nil {
+		return c, fmt.Errorf("root=%s: %w", root, err)
+	}
+	rt.Transport = t.Name()
+	c.Root = rt
+	return c, nil
+}
