@@ -151,7 +151,11 @@ func New(cfg Config) (_ *Daemon, err error) {
 		cfg.IPMI.Logger = cfg.Logger
 	}
 	d.power = ipmi.New(cfg.IPMI)
-	if d.tokens, err = pxe.LoadTokens(filepath.Join(cfg.DataDir, "token.key")); err != nil {
+	key, err := d.store.TokenKey()
+	if err != nil {
+		return nil, err
+	}
+	if d.tokens, err = pxe.NewTokens(key); err != nil {
 		return nil, err
 	}
 	if d.images, err = image.OpenStore(filepath.Join(cfg.DataDir, "images")); err != nil {

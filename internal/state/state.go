@@ -33,6 +33,11 @@ type Store interface {
 	Audit() Audit
 	// Consoles keeps each node's captured serial console output.
 	Consoles() Consoles
+	// TokenKey is the secret the nodes' check-in tokens and fetch keys are
+	// derived from (pxe.Tokens): made at random on first use, the same ever
+	// after (and on every head sharing the store). It never leaves the
+	// daemon.
+	TokenKey() ([]byte, error)
 	// Close releases the store (and, for the local store, the data
 	// directory's lock).
 	Close() error

@@ -2,11 +2,13 @@
 // daemon's durable state in its data directory. Boot states live in a bbolt
 // database (state.db, bootstate.Store, which also locks the directory
 // against a second daemon), rollouts in rollouts.json, the audit log in
-// audit.log; learned addresses and console captures are kept in memory, as
+// audit.log, the token key in token.key; learned addresses and console captures are kept in memory, as
 // they always were (a restarted head learns them again).
 package local
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -28,6 +30,7 @@ import (
 const (
 	StateDB  = "state.db"  // boot states and histories (bbolt)
 	AuditLog = "audit.log" // one JSON line per entry
+	TokenKey = "token.key" // the token key in hex, mode 0600
 )
 
 // auditKeep is how many audit entries are kept in memory for Recent.
@@ -35,6 +38,7 @@ const auditKeep = 1000
 
 // Store is the local state.Store of one data directory.
 type Store struct {
+	dir    string
 	boot   *bootstate.Store
 	audit  *audit.Log
 	docs   *Documents
@@ -54,7 +58,7 @@ func Open(dir string) (_ *Store, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	s := &Store{docs: NewDocuments(dir), addrs: NewAddresses(), consol: NewConsoles(0)}
+	s := &Store{dir: dir, docs: NewDocuments(dir), addrs: NewAddresses(), consol: NewConsoles(0)}
 	if s.boot, err = bootstate.OpenStore(filepath.Join(dir, StateDB)); err != nil {
 		return nil, err
 	}
@@ -79,6 +83,51 @@ func (s *Store) Audit() state.Audit { return s.audit }
 
 // Consoles are kept in memory.
 func (s *Store) Consoles() state.Consoles { return s.consol }
+
+// TokenKey reads token.key, creating it with 32 random bytes (mode 0600)
+// when it does not exist. A key file readable by group or others is
+// refused.
+func (s *Store) TokenKey() ([]byte, error) { return loadKey(filepath.Join(s.dir, TokenKey)) }
+
+func loadKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		_, err = f.Write([]byte(hex.EncodeToString(key) + "\n"))
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, err
+		}
+		return key, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s: mode %04o, must be 0600 (chmod 600 %s)", path, st.Mode().Perm(), path)
+	}
+	key, err := hex.DecodeString(strings.TrimRight(string(b), "\r\n "))
+	if err != nil {
+		return nil, fmt.Errorf("%s: not a hex key: %w", path, err)
+	}
+	return key, nil
+}
 
 // Close closes the audit log and the database (releasing the data
 // directory).

@@ -1,6 +1,7 @@
 package local_test
 
 import (
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -72,5 +73,54 @@ func TestDocumentNames(t *testing.T) {
 		if _, err := d.Put(name, nil, 0); err == nil || errors.Is(err, state.ErrConflict) {
 			t.Errorf("Put(%q) = %v", name, err)
 		}
+	}
+}
+
+// TestTokenKeyFile: token.key is made once with mode 0600, read back as
+// written, and refused when others may read it or it is not hex.
+func TestTokenKeyFile(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		content string // "" leaves the file to be made
+		mode    os.FileMode
+		want    string // error text; "" for success
+	}{
+		{"made", "", 0, ""},
+		{"existing", "00112233445566778899aabbccddeeff\n", 0o600, ""},
+		{"group readable", "00112233445566778899aabbccddeeff\n", 0o640, "mode 0640, must be 0600"},
+		{"not hex", "not a key\n", 0o600, "not a hex key"},
+		{"too short for tokens is still read", "0011\n", 0o600, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, local.TokenKey)
+			if tc.content != "" {
+				os.WriteFile(path, []byte(tc.content), tc.mode)
+				os.Chmod(path, tc.mode)
+			}
+			s, err := local.Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			key, err := s.TokenKey()
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("TokenKey = %x, %v; want %q", key, err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Stat(path)
+			if err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("token.key: %v %v", fi, err)
+			}
+			b, _ := os.ReadFile(path)
+			if got := hex.EncodeToString(key) + "\n"; got != string(b) {
+				t.Errorf("key %q, file %q", got, b)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package statetest
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"sort"
@@ -36,6 +37,7 @@ type Backing struct {
 	rev   state.Rev
 	audit []audit.Entry
 	boot  memBoot
+	key   []byte
 }
 
 type memDoc struct {
@@ -95,6 +97,20 @@ func (m *Memory) Audit() state.Audit { return (*memAudit)(m.b) }
 
 // Consoles are this store's own.
 func (m *Memory) Consoles() state.Consoles { return m.cons }
+
+// TokenKey is made once per backing.
+func (m *Memory) TokenKey() ([]byte, error) {
+	m.b.mu.Lock()
+	defer m.b.mu.Unlock()
+	if m.b.key == nil {
+		m.b.key = make([]byte, 32)
+		if _, err := rand.Read(m.b.key); err != nil {
+			m.b.key = nil
+			return nil, err
+		}
+	}
+	return append([]byte(nil), m.b.key...), nil
+}
 
 // Close releases the backing for the next store.
 func (m *Memory) Close() error {

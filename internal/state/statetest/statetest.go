@@ -5,6 +5,7 @@
 package statetest
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -32,6 +33,29 @@ func Run(t *testing.T, open Open) {
 	t.Run("audit is durable", func(t *testing.T) { auditLog(t, open) })
 	t.Run("consoles keep the tail", func(t *testing.T) { consoles(t, open) })
 	t.Run("boot states round trip", func(t *testing.T) { bootStates(t, open) })
+	t.Run("token key is made once", func(t *testing.T) { tokenKey(t, open) })
+}
+
+func tokenKey(t *testing.T, open Open) {
+	s := open(t, "key")
+	k1, err := s.TokenKey()
+	if err != nil || len(k1) < 16 {
+		t.Fatalf("TokenKey = %d bytes, %v; want at least 16", len(k1), err)
+	}
+	if again, err := s.TokenKey(); err != nil || !bytes.Equal(again, k1) {
+		t.Errorf("second TokenKey differs (%v)", err)
+	}
+	s.Close()
+	s = open(t, "key")
+	if after, err := s.TokenKey(); err != nil || !bytes.Equal(after, k1) {
+		t.Errorf("TokenKey after reopen differs (%v)", err)
+	}
+	s.Close()
+	other := open(t, "other key")
+	defer other.Close()
+	if k2, err := other.TokenKey(); err != nil || bytes.Equal(k2, k1) {
+		t.Errorf("another store's key is the same (%v)", err)
+	}
 }
 
 func documents(t *testing.T, open Open) {
