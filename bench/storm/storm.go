@@ -15,6 +15,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"io"
 	"os"
 	"path/filepath"
@@ -25,7 +26,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/demo"
 )
@@ -227,7 +227,7 @@ func runOne(ctx context.Context, cfg Config, p *peers) (Report, error) {
 			why := "not booted within " + cfg.Timeout.String()
 			if st.LastError != nil {
 				why = st.LastError.Error()
-			} else if v, err := d.Daemon.Node(name); err == nil && v.State.Stage != bootstate.StageUnknown {
+			} else if v, err := d.Daemon.Node(name); err == nil && v.State.Stage != apitype.StageUnknown {
 				why += " (daemon sees stage " + string(v.State.Stage) + ")"
 			}
 			if len(rep.Failures) < 10 {
@@ -238,9 +238,9 @@ func runOne(ctx context.Context, cfg Config, p *peers) (Report, error) {
 	// The daemon must agree: every node it serves checked in.
 	if rep.Failed == 0 && p == nil {
 		st, _ := d.Counts()
-		if st[bootstate.StageBooted] != cfg.Nodes {
-			rep.Failed = cfg.Nodes - st[bootstate.StageBooted]
-			rep.Failures = append(rep.Failures, fmt.Sprintf("the daemon sees %d booted of %d: %v", st[bootstate.StageBooted], cfg.Nodes, st))
+		if st[apitype.StageBooted] != cfg.Nodes {
+			rep.Failed = cfg.Nodes - st[apitype.StageBooted]
+			rep.Failures = append(rep.Failures, fmt.Sprintf("the daemon sees %d booted of %d: %v", st[apitype.StageBooted], cfg.Nodes, st))
 		}
 	}
 	for _, name := range []string{"power", "nbp", "script", "kernel", "initrd", "rootfs", "checkin", "boot"} {

@@ -8,12 +8,12 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
 
-	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/ui"
 )
 
 // The API client is the console's backend.
-var _ ui.Backend = (*api.Client)(nil)
+var _ ui.Backend = (*apiclient.Client)(nil)
 
 // cmdConsole opens the console on the daemon at --api-socket.
 func cmdConsole(ctx context.Context, args []string) error {
@@ -26,7 +26,7 @@ func cmdConsole(ctx context.Context, args []string) error {
 		return err
 	}
 	sock := *socket
-	m := ui.New(api.NewClient(sock), ui.Options{
+	m := ui.New(apiclient.New(sock), ui.Options{
 		Dark: lipgloss.HasDarkBackground(os.Stdin, os.Stdout),
 		// c hands the terminal to `netbootui console NODE` (~. comes back).
 		SerialConsole: func(node string) *exec.Cmd {

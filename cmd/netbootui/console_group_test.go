@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/netbootui/netbootui/internal/api"
-	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/apiclient"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/lab"
 )
@@ -26,7 +26,7 @@ func TestConsoleGroupEditInTmux(t *testing.T) {
 	lab.RequireTools(t, "tmux")
 	p, inv, dir := serveInventory(t, consoleInventory)
 	defer p.stop(t)
-	cl := api.NewClient(p.socket)
+	cl := apiclient.New(p.socket)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// a generation to render entries from
@@ -35,8 +35,8 @@ func TestConsoleGroupEditInTmux(t *testing.T) {
 		src[name] = filepath.Join(dir, "src-"+name)
 		os.WriteFile(src[name], []byte("console group test "+name), 0o644)
 	}
-	if _, err := cl.Import(ctx, daemon.ImportRequest{Image: "compute", Kernel: src[image.FileKernel], Initrd: src[image.FileInitrd],
-		Rootfs: src[image.FileRootfs], Publish: true}); err != nil {
+	if _, err := cl.Import(ctx, apitype.ImportRequest{Image: "compute", Publish: true},
+		apiclient.ImportFiles{Kernel: src[apitype.FileKernel], Initrd: src[apitype.FileInitrd], Rootfs: src[apitype.FileRootfs]}); err != nil {
 		t.Fatal(err)
 	}
 	bootShow := func(node string) string {
@@ -129,7 +129,7 @@ func TestConsoleReconnectsInTmux(t *testing.T) {
 	c.waitFor("disconnected", regexp.MustCompile(`disconnected, retrying`))
 	p = startServe(t, inv, dir) // same data folder: same socket
 	defer p.stop(t)
-	script := bootScriptURL(t, api.NewClient(p.socket), "n05")
+	script := bootScriptURL(t, apiclient.New(p.socket), "n05")
 	// the console's backoff is at most 5 s
 	deadline := time.Now().Add(20 * time.Second)
 	for strings.Contains(c.capture(false), "disconnected") {
@@ -162,7 +162,7 @@ func serveInventory(t *testing.T, text string) (p *serveProc, inv, dir string) {
 }
 
 // bootScriptURL is where node's firmware fetches its iPXE script.
-func bootScriptURL(t *testing.T, cl *api.Client, node string) string {
+func bootScriptURL(t *testing.T, cl *apiclient.Client, node string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -9,9 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/netbootui/netbootui/internal/api"
-	"github.com/netbootui/netbootui/internal/daemon"
-	"github.com/netbootui/netbootui/internal/image"
+	"github.com/netbootui/netbootui/internal/apiclient"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/lab"
 )
 
@@ -67,7 +66,7 @@ func TestConsoleImagesInTmux(t *testing.T) {
 	}
 	p := startServe(t, filepath.Join(dir, "nodes.yaml"), dir)
 	defer p.stop(t)
-	cl := api.NewClient(p.socket)
+	cl := apiclient.New(p.socket)
 
 	start := time.Now()
 	c := startConsole(t, p.socket, "TERM=xterm-256color")
@@ -143,7 +142,7 @@ func TestConsoleImagesInTmux(t *testing.T) {
 	c.keys("C-c")
 }
 
-func images(t *testing.T, cl *api.Client) []daemon.ImageInfo {
+func images(t *testing.T, cl *apiclient.Client) []apitype.ImageInfo {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -156,7 +155,7 @@ func images(t *testing.T, cl *api.Client) []daemon.ImageInfo {
 
 // currentGeneration checks through the API that gen is image's current
 // generation and returns its manifest.
-func currentGeneration(t *testing.T, cl *api.Client, name, gen string) *image.Manifest {
+func currentGeneration(t *testing.T, cl *apiclient.Client, name, gen string) *apitype.Manifest {
 	t.Helper()
 	im := images(t, cl)[0]
 	if im.Name != name || im.Current != gen {
@@ -182,9 +181,9 @@ func truncID(id string) string {
 // generationRow matches the images view's row of generation m: its id, the
 // current marker, a size in the unit the daemon's byte count calls for, and
 // the first 12 hex digits of its rootfs sha256.
-func generationRow(t *testing.T, m *image.Manifest, current bool) *regexp.Regexp {
+func generationRow(t *testing.T, m *apitype.Manifest, current bool) *regexp.Regexp {
 	t.Helper()
-	f, ok := m.File(image.FileRootfs)
+	f, ok := m.File(apitype.FileRootfs)
 	if !ok {
 		t.Fatalf("generation %s has no rootfs", m.ID)
 	}

@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/sol"
 )
 
@@ -33,7 +33,7 @@ func cmdConsoleSOL(ctx context.Context, args []string) error {
 		return err
 	}
 	node := pos[0]
-	c := api.NewClient(*socket)
+	c := apiclient.New(*socket)
 	if *logOnly {
 		l, err := c.SOLLog(ctx, node, *n)
 		if err != nil {

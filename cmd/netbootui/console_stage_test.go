@@ -11,20 +11,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/netbootui/netbootui/internal/api"
-	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/apiclient"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/lab"
-	"github.com/netbootui/netbootui/internal/rollout"
 	"github.com/netbootui/netbootui/internal/workflow/simnode"
 )
 
 // stageShow is `netbootui stage show ID -o json`: the rollout as the CLI
 // sees it, to cross-check the console.
-func stageShow(t *testing.T, sock, id string) *rollout.Rollout {
+func stageShow(t *testing.T, sock, id string) *apitype.Rollout {
 	t.Helper()
 	out, errOut, code := runCLI(t, "stage", "show", id, "-o", "json", sock)
-	var r rollout.Rollout
+	var r apitype.Rollout
 	if code != 0 {
 		t.Fatalf("stage show %s: %d %s", id, code, errOut)
 	}
@@ -55,7 +54,7 @@ func TestConsoleStageInTmux(t *testing.T) {
 	p, st := startStageServe(t, inv, data, "127.0.0.1:0")
 	defer p.stop(t)
 	sock := "--api-socket=" + p.socket
-	c := api.NewClient(p.socket)
+	c := apiclient.New(p.socket)
 	ctx := context.Background()
 
 	var gens []string
@@ -64,10 +63,10 @@ func TestConsoleStageInTmux(t *testing.T) {
 		for _, f := range image.BootFiles {
 			path := filepath.Join(dir, fmt.Sprintf("gen%d-%s", i+1, f))
 			os.WriteFile(path, []byte(strings.Repeat(fmt.Sprintf("generation %d %s\n", i+1, f), 2000)), 0o644)
-			args = append(args, "--"+map[string]string{image.FileKernel: "kernel", image.FileInitrd: "initrd", image.FileRootfs: "rootfs"}[f], path)
+			args = append(args, "--"+map[string]string{apitype.FileKernel: "kernel", apitype.FileInitrd: "initrd", apitype.FileRootfs: "rootfs"}[f], path)
 		}
 		out, errOut, code := runCLI(t, append([]string{"image", "import", "compute", publish, "-o", "json", sock}, args...)...)
-		var m image.Manifest
+		var m apitype.Manifest
 		if code != 0 || json.Unmarshal([]byte(out), &m) != nil {
 			t.Fatalf("image import: %d %s%s", code, out, errOut)
 		}
@@ -104,7 +103,7 @@ func TestConsoleStageInTmux(t *testing.T) {
 	}
 	setBMC := func(name string, hang bool) {
 		t.Helper()
-		if _, err := c.EditNode(ctx, name, daemon.Edit{Set: map[string]any{"bmc.port": startNode(name, hang)}}); err != nil {
+		if _, err := c.EditNode(ctx, name, apitype.Edit{Set: map[string]any{"bmc.port": startNode(name, hang)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -183,11 +182,11 @@ func TestConsoleStageInTmux(t *testing.T) {
 		}
 	}
 	r := stageShow(t, sock, "1")
-	if r.State != rollout.StateCompleted || r.Wave.String() != "2" || len(r.Waves) != 2 || r.Waves[1].State != rollout.WavePassed {
+	if r.State != apitype.RolloutCompleted || r.Wave.String() != "2" || len(r.Waves) != 2 || r.Waves[1].State != apitype.WavePassed {
 		t.Errorf("stage show 1: %s, waves of %s, %d waves", r.State, r.Wave, len(r.Waves))
 	}
 	for _, n := range r.Nodes {
-		if v, _ := c.Node(ctx, n.Name); n.Status != rollout.NodeDone || v.State.Generation != gen2 {
+		if v, _ := c.Node(ctx, n.Name); n.Status != apitype.NodeDone || v.State.Generation != gen2 {
 			t.Errorf("%s: %s, runs %q", n.Name, n.Status, v.State.Generation)
 		}
 	}
@@ -198,7 +197,7 @@ func TestConsoleStageInTmux(t *testing.T) {
 	if !strings.Contains(string(text), "  # kept through promote\n  g:\n    image: compute@"+gen2+" # group default\n") {
 		t.Errorf("inventory after promote:\n%s", text)
 	}
-	if r := stageShow(t, sock, "1"); r.State != rollout.StatePromoted {
+	if r := stageShow(t, sock, "1"); r.State != apitype.RolloutPromoted {
 		t.Errorf("stage show 1 after P: %s", r.State)
 	}
 
@@ -227,8 +226,8 @@ func TestConsoleStageInTmux(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^  k1 +1 +staged `).MatchString(s) {
 		t.Errorf("k1 is not staged again after the halt:\n%s", s)
 	}
-	if r := stageShow(t, sock, "2"); r.State != rollout.StateHalted || r.Node("k1").Status != rollout.NodeStaged ||
-		r.Waves[0].State != rollout.WavePending || assigned("k1") != gen1 {
+	if r := stageShow(t, sock, "2"); r.State != apitype.RolloutHalted || r.Node("k1").Status != apitype.NodeStaged ||
+		r.Waves[0].State != apitype.WavePending || assigned("k1") != gen1 {
 		t.Errorf("stage show 2 after h: %s, k1 %s, wave 1 %s, k1 assigned %s", r.State, r.Node("k1").Status, r.Waves[0].State, assigned("k1"))
 	}
 	setBMC("k1", false)
@@ -247,7 +246,7 @@ func TestConsoleStageInTmux(t *testing.T) {
 	con.keys("B")
 	confirm("roll back", regexp.MustCompile(`Roll back the rollout\?`))
 	s = con.waitFor("rolled back", regexp.MustCompile(`rollout 2: .* rolled-back`))
-	if r := stageShow(t, sock, "2"); r.State != rollout.StateRolledBack || r.Node("k2").Status != rollout.NodeRestored {
+	if r := stageShow(t, sock, "2"); r.State != apitype.RolloutRolledBack || r.Node("k2").Status != apitype.NodeRestored {
 		t.Errorf("stage show 2 after B: %s", r.State)
 	}
 	for _, n := range []string{"k1", "k2"} {
@@ -275,7 +274,7 @@ func TestConsoleStageInTmux(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^  k3 +1 +restored `).MatchString(s) {
 		t.Errorf("k3 not restored on screen:\n%s", s)
 	}
-	if r := stageShow(t, sock, "3"); r.State != rollout.StateAborted || r.Node("k3").Status != rollout.NodeRestored || assigned("k3") != gen2 {
+	if r := stageShow(t, sock, "3"); r.State != apitype.RolloutAborted || r.Node("k3").Status != apitype.NodeRestored || assigned("k3") != gen2 {
 		t.Errorf("stage show 3 after x: %s, k3 %s assigned %s", r.State, r.Node("k3").Status, assigned("k3"))
 	}
 	con.keys("Escape")
@@ -284,10 +283,10 @@ func TestConsoleStageInTmux(t *testing.T) {
 }
 
 // stageList is `netbootui stage list -o json`.
-func stageList(t *testing.T, sock string) []*rollout.Rollout {
+func stageList(t *testing.T, sock string) []*apitype.Rollout {
 	t.Helper()
 	out, errOut, code := runCLI(t, "stage", "list", "-o", "json", sock)
-	var list []*rollout.Rollout
+	var list []*apitype.Rollout
 	if code != 0 || json.Unmarshal([]byte(out), &list) != nil {
 		t.Fatalf("stage list: %d %s%s", code, out, errOut)
 	}

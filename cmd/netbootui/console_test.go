@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/lab"
 )
 
@@ -106,7 +106,7 @@ func TestConsoleInTmux(t *testing.T) {
 	defer p.stop(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cl := api.NewClient(p.socket)
+	cl := apiclient.New(p.socket)
 	st, err := cl.Status(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -15,8 +15,8 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
 
-	"github.com/netbootui/netbootui/internal/api"
-	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/apiclient"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/demo"
 	"github.com/netbootui/netbootui/internal/ui"
 )
@@ -105,7 +105,7 @@ func cmdDemo(ctx context.Context, args []string) error {
 			}
 		}
 	}
-	m := ui.New(api.NewClient(*socket), ui.Options{Dark: lipgloss.HasDarkBackground(os.Stdin, os.Stdout)})
+	m := ui.New(apiclient.New(*socket), ui.Options{Dark: lipgloss.HasDarkBackground(os.Stdin, os.Stdout)})
 	defer m.Close()
 	_, err = tea.NewProgram(m, tea.WithContext(ctx)).Run()
 	if err != nil && ctx.Err() != nil {
@@ -173,7 +173,7 @@ func demoStatus(d *demo.Demo) string {
 		if name == "" {
 			name = "unknown"
 		}
-		parts = append(parts, fmt.Sprintf("%s %d", name, stages[bootstate.Stage(k)]))
+		parts = append(parts, fmt.Sprintf("%s %d", name, stages[apitype.Stage(k)]))
 	}
 	parts = append(parts, fmt.Sprintf("dirty %d", dirty))
 	return time.Now().Format("15:04:05") + " nodes: " + strings.Join(parts, ", ")

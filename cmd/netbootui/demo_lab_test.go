@@ -12,9 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/netbootui/netbootui/internal/api"
-	"github.com/netbootui/netbootui/internal/bootstate"
-	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/apiclient"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/demo/qemubmc"
 	"github.com/netbootui/netbootui/internal/lab"
 )
@@ -53,14 +52,14 @@ func TestDemoLab(t *testing.T) {
 		}
 	}()
 	start := time.Now()
-	c := api.NewClient(socket)
-	nodes := waitNodes(t, c, 170*time.Second, "lab01 booted", func(n []daemon.NodeView) bool {
+	c := apiclient.New(socket)
+	nodes := waitNodes(t, c, 170*time.Second, "lab01 booted", func(n []apitype.NodeView) bool {
 		if labDir == "" {
 			if m := labDirRe.FindStringSubmatch(out.String()); m != nil {
 				labDir = m[1]
 			}
 		}
-		return len(n) == 1 && n[0].State.Stage == bootstate.StageBooted
+		return len(n) == 1 && n[0].State.Stage == apitype.StageBooted
 	})
 	t.Logf("lab01 booted %s after start (generation %s)", time.Since(start).Round(100*time.Millisecond), nodes[0].State.Generation)
 	if nodes[0].Name != "lab01" || nodes[0].State.Generation == "" || nodes[0].State.Generation != nodes[0].Assigned {

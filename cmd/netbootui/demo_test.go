@@ -15,9 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/netbootui/netbootui/internal/api"
-	"github.com/netbootui/netbootui/internal/bootstate"
-	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/apiclient"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/lab"
 )
 
@@ -36,7 +35,7 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-func waitNodes(t *testing.T, c *api.Client, d time.Duration, what string, cond func([]daemon.NodeView) bool) []daemon.NodeView {
+func waitNodes(t *testing.T, c *apiclient.Client, d time.Duration, what string, cond func([]apitype.NodeView) bool) []apitype.NodeView {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
@@ -53,7 +52,7 @@ func waitNodes(t *testing.T, c *api.Client, d time.Duration, what string, cond f
 	}
 }
 
-func summary(nodes []daemon.NodeView) map[string]int {
+func summary(nodes []apitype.NodeView) map[string]int {
 	m := map[string]int{}
 	for _, n := range nodes {
 		m[string(n.State.Stage)]++
@@ -64,7 +63,7 @@ func summary(nodes []daemon.NodeView) map[string]int {
 	return m
 }
 
-func count(nodes []daemon.NodeView, stage bootstate.Stage) int {
+func count(nodes []apitype.NodeView, stage apitype.Stage) int {
 	k := 0
 	for _, n := range nodes {
 		if n.State.Stage == stage {
@@ -96,16 +95,16 @@ func TestDemoHeadless(t *testing.T) {
 		cmd.Process.Kill()
 		<-exited
 	}()
-	c := api.NewClient(socket)
-	nodes := waitNodes(t, c, 60*time.Second, "15 booted and 1 stalled", func(n []daemon.NodeView) bool {
-		return len(n) == 16 && count(n, bootstate.StageBooted) == 15 && count(n, bootstate.StageStalled) == 1
+	c := apiclient.New(socket)
+	nodes := waitNodes(t, c, 60*time.Second, "15 booted and 1 stalled", func(n []apitype.NodeView) bool {
+		return len(n) == 16 && count(n, apitype.StageBooted) == 15 && count(n, apitype.StageStalled) == 1
 	})
 	for _, n := range nodes {
-		if n.State.Stage == bootstate.StageStalled && n.Name != "cn010" {
+		if n.State.Stage == apitype.StageStalled && n.Name != "cn010" {
 			t.Errorf("%s stalled, want cn010", n.Name)
 		}
 	}
-	waitNodes(t, c, 30*time.Second, "cn003 dirty", func(n []daemon.NodeView) bool {
+	waitNodes(t, c, 30*time.Second, "cn003 dirty", func(n []apitype.NodeView) bool {
 		for _, v := range n {
 			if v.Name == "cn003" {
 				return v.Dirty
@@ -120,7 +119,7 @@ func TestDemoHeadless(t *testing.T) {
 		t.Fatalf("reboot-clean: %+v %v", res, err)
 	}
 	v, err := c.Node(ctx, "cn003")
-	if err != nil || v.Dirty || v.State.Stage != bootstate.StageBooted || v.State.Generation != v.Assigned {
+	if err != nil || v.Dirty || v.State.Stage != apitype.StageBooted || v.State.Generation != v.Assigned {
 		t.Fatalf("cn003 after reboot-clean: %+v %v", v, err)
 	}
 	// The CLI verbs talk to the demo too.

@@ -26,13 +26,16 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/apiclient"
 )
 
 const usage = `netbootui: a console and boot server for clusters of network-booted nodes
 
 Daemon:
   netbootui serve --inventory FILE --data DIR [--http-listen ADDR] [--tftp-listen ADDR] [--api-socket PATH]
+                  [--api-socket-group G] [--viewer-group G] [--operator-group G] [--admin-group G]
+                                        API roles from the caller's unix groups (defaults netbootui-viewer,
+                                        netbootui-operator, netbootui-admin; root and the daemon's user are admins)
                   [--proxydhcp IFACE [--proxydhcp-known-only] [--proxydhcp-efi-loader snponly.efi]]
                                         also answer PXE clients on IFACE (ports 67, 4011), never giving addresses
 
@@ -41,7 +44,7 @@ Inventory:
   netbootui dhcp-config --format dnsmasq|isc|kea --next-server IP --http-base URL [--inventory FILE]
                         [--efi-loader snponly.efi] [--known-only] [SELECTION]   the site DHCP server's entries, to stdout
 
-Client verbs (talk to the daemon at --api-socket, default $NETBOOTUI_SOCKET or ` + api.DefaultSocket + `):
+Client verbs (talk to the daemon at --api-socket, default $NETBOOTUI_SOCKET or ` + apiclient.DefaultSocket + `):
   netbootui status
   netbootui node list [-o json|wide]
   netbootui node show NODE [-o json]

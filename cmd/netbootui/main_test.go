@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/netbootui/netbootui/internal/api"
-	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/apiclient"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/inventory"
 )
 
@@ -90,7 +90,7 @@ func startServe(t *testing.T, inv, data string) *serveProc {
 // extra flags (a later flag wins), waits for its API and returns its
 // status. The power poller is off: the example's BMCs are documentation
 // addresses that must never be contacted.
-func startServeWith(t *testing.T, inv, data string, extra ...string) (*serveProc, api.Status) {
+func startServeWith(t *testing.T, inv, data string, extra ...string) (*serveProc, apitype.Status) {
 	t.Helper()
 	socket := filepath.Join(data, "api.sock")
 	args := append([]string{"serve", "--inventory", inv, "--data", data, "--http-listen", "127.0.0.1:0",
@@ -103,7 +103,7 @@ func startServeWith(t *testing.T, inv, data string, extra ...string) (*serveProc
 		t.Fatal(err)
 	}
 	p := &serveProc{cmd: cmd, socket: socket, stderr: &stderr}
-	c := api.NewClient(socket)
+	c := apiclient.New(socket)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -161,7 +161,7 @@ func TestServeAndClientVerbs(t *testing.T) {
 		t.Fatalf("node list: %d\n%s%s", code, out, errOut)
 	}
 	out, _, _ = runCLI(t, "node", "list", "-o", "json", sock)
-	var nodes []daemon.NodeView
+	var nodes []apitype.NodeView
 	if err := json.Unmarshal([]byte(out), &nodes); err != nil || len(nodes) != 12 {
 		t.Fatalf("node list -o json: %v (%d nodes)", err, len(nodes))
 	}
@@ -183,7 +183,7 @@ func TestServeAndClientVerbs(t *testing.T) {
 	}
 
 	// An edit, then a stale one that must conflict.
-	st, _ := api.NewClient(p.socket).Status(context.Background())
+	st, _ := apiclient.New(p.socket).Status(context.Background())
 	stale := st.Inventory.Revision
 	if out, errOut, code = runCLI(t, "node", "set", "login1", "kernel_args=quiet", sock); code != 0 {
 		t.Fatalf("node set: %d %s%s", code, out, errOut)
@@ -212,13 +212,13 @@ func TestSIGKILLDuringWrites(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	for round := range 8 {
 		p := startServe(t, inv, data)
-		c := api.NewClient(p.socket)
+		c := apiclient.New(p.socket)
 		ctx, cancel := context.WithCancel(context.Background())
 		written := make(chan int, 1000)
 		go func() {
 			for i := 0; ctx.Err() == nil; i++ {
 				v := round*100000 + i
-				if _, err := c.EditNode(ctx, "login1", daemon.Edit{Set: map[string]any{"kernel_args": fmt.Sprintf("k=%d", v)}}); err == nil {
+				if _, err := c.EditNode(ctx, "login1", apitype.Edit{Set: map[string]any{"kernel_args": fmt.Sprintf("k=%d", v)}}); err == nil {
 					select {
 					case written <- v:
 					default:

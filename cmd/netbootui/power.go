@@ -6,7 +6,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/apiclient"
 )
 
 // cmdPower is `netbootui power on|off|soft|cycle|reset|status|bootdev-pxe SELECTION`.
@@ -17,7 +17,7 @@ func cmdPower(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := api.NewClient(*socket).Power(ctx, pos[0], pos[1])
+	res, err := apiclient.New(*socket).Power(ctx, pos[0], pos[1])
 	if err != nil {
 		return err
 	}
@@ -53,7 +53,7 @@ func cmdAudit(ctx context.Context, args []string) error {
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
-	entries, err := api.NewClient(*socket).Audit(ctx, *n)
+	entries, err := apiclient.New(*socket).Audit(ctx, *n)
 	if err != nil {
 		return err
 	}

@@ -7,9 +7,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/netbootui/netbootui/internal/api"
-	"github.com/netbootui/netbootui/internal/daemon"
-	"github.com/netbootui/netbootui/internal/workflow"
+	"github.com/netbootui/netbootui/internal/apiclient"
+	"github.com/netbootui/netbootui/internal/apitype"
 )
 
 // cmdRebootClean is `netbootui reboot-clean SELECTION [--timeout D]`: it
@@ -18,7 +17,7 @@ import (
 // stops the run on the daemon.
 func cmdRebootClean(ctx context.Context, args []string) error {
 	fs, socket := clientFlags("reboot-clean")
-	timeout := fs.Duration("timeout", workflow.DefaultTimeout, "per node: from the power cycle to a clean check-in")
+	timeout := fs.Duration("timeout", apitype.DefaultRebootTimeout, "per node: from the power cycle to a clean check-in")
 	out := fs.String("o", "", "output: json (results only)")
 	pos, err := parseArgs(fs, args, 1)
 	if err != nil {
@@ -28,7 +27,7 @@ func cmdRebootClean(ctx context.Context, args []string) error {
 		return fmt.Errorf("reboot-clean: --timeout %v must be positive", *timeout)
 	}
 	quiet := *out == "json"
-	res, err := api.NewClient(*socket).RebootClean(ctx, pos[0], *timeout, func(p daemon.RebootProgress) error {
+	res, err := apiclient.New(*socket).RebootClean(ctx, pos[0], *timeout, func(p apitype.RebootProgress) error {
 		if !quiet {
 			fmt.Fprintln(stdout, progressLine(p))
 		}
@@ -54,7 +53,7 @@ func cmdRebootClean(ctx context.Context, args []string) error {
 				r.Duration.Round(100*time.Millisecond), dash(r.Error))
 		}
 		tw.Flush()
-		fmt.Fprintln(stdout, workflow.Summary(res))
+		fmt.Fprintln(stdout, apitype.RebootSummary(res))
 	}
 	for _, r := range res {
 		if !r.OK {
@@ -65,12 +64,12 @@ func cmdRebootClean(ctx context.Context, args []string) error {
 }
 
 // progressLine renders one progress report: "14:02:11 n07 boot kernel".
-func progressLine(p daemon.RebootProgress) string {
+func progressLine(p apitype.RebootProgress) string {
 	s := p.Time.Local().Format("15:04:05") + " " + p.Node + " " + string(p.Step)
-	if p.Stage != "" && p.Step != workflow.StepFailed {
+	if p.Stage != "" && p.Step != apitype.StepFailed {
 		s += " " + string(p.Stage)
 	}
-	if p.Step == workflow.StepClean && p.Generation != "" {
+	if p.Step == apitype.StepClean && p.Generation != "" {
 		s += " generation " + p.Generation
 	}
 	if p.Message != "" {

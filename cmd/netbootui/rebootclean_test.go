@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/netbootui/netbootui/internal/api"
-	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/apiclient"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/workflow/simnode"
 )
 
@@ -57,15 +57,15 @@ func TestRebootCleanCLI(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	p, st := startStageServe(t, inv, data, "127.0.0.1:0")
 	defer p.stop(t)
-	c := api.NewClient(p.socket)
+	c := apiclient.New(p.socket)
 	ctx := context.Background()
 	var files = map[string]string{}
 	for _, f := range []string{"kernel", "initrd", "rootfs"} {
 		files[f] = filepath.Join(dir, f)
 		os.WriteFile(files[f], bytes.Repeat([]byte(f), 10000), 0o644)
 	}
-	m, err := c.Import(ctx, daemon.ImportRequest{Image: "compute", Kernel: files["kernel"], Initrd: files["initrd"],
-		Rootfs: files["rootfs"], Publish: true})
+	m, err := c.Import(ctx, apitype.ImportRequest{Image: "compute", Publish: true},
+		apiclient.ImportFiles{Kernel: files["kernel"], Initrd: files["initrd"], Rootfs: files["rootfs"]})
 	if err != nil {
 		t.Fatal(err)
 	}

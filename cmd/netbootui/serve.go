@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/inventory"
 )
@@ -31,6 +32,11 @@ func cmdServe(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.PowerPoll, "power-poll", 30*time.Second, "how often every BMC's power status is read (0 disables)")
 	fs.DurationVar(&cfg.IPMI.CallTimeout, "ipmi-timeout", 5*time.Second, "deadline of one BMC call")
 	socket := fs.String("api-socket", defaultSocket(), "unix socket `path` of the local API")
+	socketGroup := fs.String("api-socket-group", "", "give the API socket to this unix `group` (mode 0660) so that its members can connect; their role comes from the role groups")
+	var groups api.RoleGroups
+	fs.StringVar(&groups.Viewer, "viewer-group", api.DefaultViewerGroup, "members of this unix `group` may read through the API socket")
+	fs.StringVar(&groups.Operator, "operator-group", api.DefaultOperatorGroup, "members of this unix `group` may also power, reboot-clean, attach consoles and run/halt/resume rollouts")
+	fs.StringVar(&groups.Admin, "admin-group", api.DefaultAdminGroup, "members of this unix `group` may do everything (inventory, images, staging); root and the daemon's user always may")
 	sshListen := fs.String("ssh-listen", "", "serve the console over SSH on this `address` (empty disables)")
 	authorizedKeys := fs.String("authorized-keys", "", "OpenSSH authorized keys `file` of the SSH console (reloaded on change)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -61,8 +67,8 @@ func cmdServe(ctx context.Context, args []string) error {
 	}
 	// The daemon's lifecycle runs the API socket and the SSH console with
 	// its boot servers: all bound or none, all stopped together.
-	srv := &api.Server{D: d, Logger: logger}
-	d.Add("api", srv.Service(*socket))
+	srv := &api.Server{D: d, Logger: logger, Groups: groups}
+	d.Add("api", srv.Service(*socket, *socketGroup))
 	if *sshListen != "" {
 		ssh, err := sshService(*sshListen, *authorizedKeys, cfg.DataDir, srv, logger)
 		if err != nil {
@@ -83,7 +89,7 @@ func defaultSocket() string {
 	if s := os.Getenv("NETBOOTUI_SOCKET"); s != "" {
 		return s
 	}
-	return api.DefaultSocket
+	return apiclient.DefaultSocket
 }
 
 func newLogger(level, format string) (*slog.Logger, error) {

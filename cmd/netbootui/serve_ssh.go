@@ -8,6 +8,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/lifecycle"
 	"github.com/netbootui/netbootui/internal/sshconsole"
 	"github.com/netbootui/netbootui/internal/ui"
@@ -33,8 +34,8 @@ func sshService(addr, authorizedKeys, dataDir string, srv *api.Server, logger *s
 	s, err := sshconsole.New(sshconsole.Config{
 		AuthorizedKeys: authorizedKeys,
 		HostKey:        filepath.Join(dataDir, sshconsole.HostKeyFile),
-		Backend: func(who string) (ui.Backend, func()) {
-			return srv.InProcessClient(who)
+		Backend: func(who string, role apitype.Role) (ui.Backend, func()) {
+			return srv.InProcessClient(who, role)
 		},
 		UI:     ui.Options{Dark: true},
 		Logger: logger.With("component", "ssh"),

@@ -8,9 +8,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/netbootui/netbootui/internal/api"
-	"github.com/netbootui/netbootui/internal/daemon"
-	"github.com/netbootui/netbootui/internal/rollout"
+	"github.com/netbootui/netbootui/internal/apiclient"
+	"github.com/netbootui/netbootui/internal/apitype"
 )
 
 // cmdStage is `netbootui stage create|preview|run|halt|resume|abort|promote|rollback|show|list`.
@@ -37,7 +36,7 @@ func cmdStageCreate(ctx context.Context, sub string, args []string) error {
 	wave := fs.String("wave", "1", "nodes per wave: a count N or a percentage N%")
 	inFlight := fs.Int("max-in-flight", 0, "nodes of a wave rebooting at once (0: the whole wave)")
 	maxFail := fs.Int("max-failures", 0, "failed nodes a wave tolerates before the rollout halts")
-	timeout := fs.Duration("timeout", rollout.DefaultTimeout, "per node: from the power cycle to a check-in with the staged generation")
+	timeout := fs.Duration("timeout", apitype.DefaultStageTimeout, "per node: from the power cycle to a check-in with the staged generation")
 	back := fs.Bool("reboot-back", false, "reboot failed nodes onto their previous generation")
 	out := fs.String("o", "", "output: json")
 	pos, err := parseArgs(fs, args, 2)
@@ -50,10 +49,10 @@ func cmdStageCreate(ctx context.Context, sub string, args []string) error {
 	if *timeout <= 0 {
 		return fmt.Errorf("stage %s: --timeout %v must be positive", sub, *timeout)
 	}
-	req := daemon.StageRequest{Selection: pos[0], Generation: pos[1], Wave: *wave, MaxInFlight: *inFlight,
+	req := apitype.StageRequest{Selection: pos[0], Generation: pos[1], Wave: *wave, MaxInFlight: *inFlight,
 		MaxFailures: *maxFail, Timeout: *timeout, RebootBack: *back}
-	c := api.NewClient(*socket)
-	var r *daemon.Rollout
+	c := apiclient.New(*socket)
+	var r *apitype.Rollout
 	if sub == "preview" {
 		r, err = c.StagePreview(ctx, req)
 	} else {
@@ -75,7 +74,7 @@ func cmdStageCreate(ctx context.Context, sub string, args []string) error {
 
 // printPreview lists exactly the nodes that change, from and to, by wave,
 // then the nodes that already have the generation.
-func printPreview(w io.Writer, r *daemon.Rollout) {
+func printPreview(w io.Writer, r *apitype.Rollout) {
 	fmt.Fprintf(w, "%s@%s on %s: %d nodes change, %d already have it, %d waves of %s\n",
 		r.Image, r.Generation, r.Selection, len(r.Nodes), len(r.Unchanged), len(r.Waves), r.Wave)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -97,7 +96,7 @@ func shortGen(g string) string {
 }
 
 // printRollout shows a rollout: its state, each wave and each node.
-func printRollout(w io.Writer, r *daemon.Rollout) {
+func printRollout(w io.Writer, r *apitype.Rollout) {
 	fmt.Fprintf(w, "rollout %s: %s@%s on %s: %s", r.ID, r.Image, shortGen(r.Generation), r.Selection, r.State)
 	if r.Reason != "" {
 		fmt.Fprintf(w, " (%s)", r.Reason)
@@ -134,7 +133,7 @@ func cmdStageAction(ctx context.Context, action string, args []string) error {
 	if len(pos) == 1 {
 		id = pos[0]
 	}
-	r, err := api.NewClient(*socket).StageAction(ctx, id, action)
+	r, err := apiclient.New(*socket).StageAction(ctx, id, action)
 	if err != nil {
 		return err
 	}
@@ -164,7 +163,7 @@ func cmdStageShow(ctx context.Context, args []string) error {
 	if len(pos) == 1 {
 		id = pos[0]
 	}
-	c := api.NewClient(*socket)
+	c := apiclient.New(*socket)
 	r, err := c.Stage(ctx, id)
 	if err != nil {
 		return err
@@ -189,9 +188,9 @@ func cmdStageShow(ctx context.Context, args []string) error {
 			}
 			last = key
 		}
-		if r.State != rollout.StateRunning {
+		if r.State != apitype.RolloutRunning {
 			switch r.State {
-			case rollout.StateCompleted, rollout.StatePromoted, rollout.StateStaged:
+			case apitype.RolloutCompleted, apitype.RolloutPromoted, apitype.RolloutStaged:
 				return nil
 			}
 			return exitError(1)
@@ -208,7 +207,7 @@ func cmdStageShow(ctx context.Context, args []string) error {
 }
 
 // progressKey changes whenever the rollout, a wave or a node changes.
-func progressKey(r *daemon.Rollout) string {
+func progressKey(r *apitype.Rollout) string {
 	var b strings.Builder
 	b.WriteString(string(r.State) + r.Reason)
 	for _, w := range r.Waves {
@@ -226,7 +225,7 @@ func cmdStageList(ctx context.Context, args []string) error {
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
-	list, err := api.NewClient(*socket).Stages(ctx)
+	list, err := apiclient.New(*socket).Stages(ctx)
 	if err != nil {
 		return err
 	}

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/netbootui/netbootui/internal/api"
-	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/apiclient"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/rollout"
 	"github.com/netbootui/netbootui/internal/workflow/simnode"
 )
@@ -23,7 +23,7 @@ func writeStageCLIInventory(t *testing.T, dir string, ports []int) string {
 
 // startStageServe runs `netbootui serve` on httpAddr (no TFTP, a short
 // stall timeout for the simulated nodes) and waits for its API.
-func startStageServe(t *testing.T, inv, data, httpAddr string) (*serveProc, api.Status) {
+func startStageServe(t *testing.T, inv, data, httpAddr string) (*serveProc, apitype.Status) {
 	t.Helper()
 	return startServeWith(t, inv, data, "--http-listen", httpAddr, "--tftp-listen", "", "--stall-timeout", "500ms")
 }
@@ -47,7 +47,7 @@ func TestStageCLIAndSIGKILL(t *testing.T) {
 			p.stop(t)
 		}
 	}()
-	c := api.NewClient(p.socket)
+	c := apiclient.New(p.socket)
 	ctx := context.Background()
 	var gens []string
 	for i, pub := range []bool{true, false} {
@@ -56,8 +56,8 @@ func TestStageCLIAndSIGKILL(t *testing.T) {
 			files[f] = filepath.Join(dir, fmt.Sprintf("%s%d", f, i))
 			os.WriteFile(files[f], bytes.Repeat([]byte(f+fmt.Sprint(i)), 5000), 0o644)
 		}
-		m, err := c.Import(ctx, daemon.ImportRequest{Image: "compute", Kernel: files["kernel"], Initrd: files["initrd"],
-			Rootfs: files["rootfs"], Publish: pub})
+		m, err := c.Import(ctx, apitype.ImportRequest{Image: "compute", Publish: pub},
+			apiclient.ImportFiles{Kernel: files["kernel"], Initrd: files["initrd"], Rootfs: files["rootfs"]})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,7 +141,7 @@ func TestStageCLIAndSIGKILL(t *testing.T) {
 	}
 	inWave2 := simnode.WaitFor(40*time.Second, func() bool {
 		r, err := c.Stage(ctx, "1")
-		return err == nil && r.Waves[0].State == rollout.WavePassed && r.Waves[1].State == rollout.WaveRunning &&
+		return err == nil && r.Waves[0].State == apitype.WavePassed && r.Waves[1].State == apitype.WaveRunning &&
 			sims[3].Stats().Checkins == 1
 	})
 	if !inWave2 {
@@ -166,17 +166,17 @@ func TestStageCLIAndSIGKILL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.State != rollout.StateHalted || r.Reason != "daemon restarted during wave 2" {
+	if r.State != apitype.RolloutHalted || r.Reason != "daemon restarted during wave 2" {
 		t.Fatalf("after restart: %s %q", r.State, r.Reason)
 	}
-	want := map[string]rollout.NodeStatus{"k1": rollout.NodeDone, "k2": rollout.NodeDone, "k3": rollout.NodeStaged, "k4": rollout.NodeStaged}
+	want := map[string]apitype.RolloutNodeStatus{"k1": apitype.NodeDone, "k2": apitype.NodeDone, "k3": apitype.NodeStaged, "k4": apitype.NodeStaged}
 	for name, s := range want {
 		n := r.Node(name)
 		if n.Status != s || n.Previous != oldGen || assigned(name) != newGen {
 			t.Errorf("%s after restart: %+v, assigned %s", name, n, assigned(name))
 		}
 	}
-	if r.Waves[1].State != rollout.WavePending || r.Node("k3").Error != "interrupted by a daemon restart" {
+	if r.Waves[1].State != apitype.WavePending || r.Node("k3").Error != "interrupted by a daemon restart" {
 		t.Errorf("wave 2 %s, k3 error %q", r.Waves[1].State, r.Node("k3").Error)
 	}
 	es, _ := c.Audit(ctx, 50)
@@ -191,7 +191,7 @@ func TestStageCLIAndSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fixed.Close()
-	if _, err := c.EditNode(ctx, "k3", daemon.Edit{Set: map[string]any{"bmc.port": fixed.Port()}}); err != nil {
+	if _, err := c.EditNode(ctx, "k3", apitype.Edit{Set: map[string]any{"bmc.port": fixed.Port()}}); err != nil {
 		t.Fatal(err)
 	}
 	if out, errOut, code := runCLI(t, "stage", "resume", "1", sock); code != 0 {
@@ -214,8 +214,8 @@ func TestStageCLIAndSIGKILL(t *testing.T) {
 		t.Errorf("rollback after promote: %d %s", code, errOut)
 	}
 	out, _, _ = runCLI(t, "stage", "list", "-o", "json", sock)
-	var list []*rollout.Rollout
-	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 1 || list[0].State != rollout.StatePromoted {
+	var list []*apitype.Rollout
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 1 || list[0].State != apitype.RolloutPromoted {
 		t.Errorf("list: %v %s", err, out)
 	}
 }

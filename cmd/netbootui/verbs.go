@@ -14,10 +14,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/netbootui/netbootui/internal/api"
-	"github.com/netbootui/netbootui/internal/bootstate"
-	"github.com/netbootui/netbootui/internal/daemon"
-	"github.com/netbootui/netbootui/internal/image"
+	"github.com/netbootui/netbootui/internal/apiclient"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/inventory"
 )
 
@@ -62,7 +60,7 @@ func cmdStatus(ctx context.Context, args []string) error {
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
-	st, err := api.NewClient(*socket).Status(ctx)
+	st, err := apiclient.New(*socket).Status(ctx)
 	if err != nil {
 		return err
 	}
@@ -95,7 +93,7 @@ func cmdNodeList(ctx context.Context, args []string) error {
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
-	nodes, err := api.NewClient(*socket).Nodes(ctx)
+	nodes, err := apiclient.New(*socket).Nodes(ctx)
 	if err != nil {
 		return err
 	}
@@ -128,11 +126,11 @@ func cmdNodeList(ctx context.Context, args []string) error {
 	return tw.Flush()
 }
 
-func stageText(s bootstate.NodeState) string {
+func stageText(s apitype.NodeState) string {
 	if s.Stage == "" {
 		return "-"
 	}
-	if s.Stage == bootstate.StageRootfs && s.Total > 0 {
+	if s.Stage == apitype.StageRootfs && s.Total > 0 {
 		return fmt.Sprintf("rootfs %d%%", s.Bytes*100/s.Total)
 	}
 	return string(s.Stage)
@@ -166,7 +164,7 @@ func cmdNodeShow(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c := api.NewClient(*socket)
+	c := apiclient.New(*socket)
 	n, err := c.Node(ctx, pos[0])
 	if err != nil {
 		return err
@@ -213,7 +211,7 @@ func cmdNodeShow(ctx context.Context, args []string) error {
 		}
 	}
 	fmt.Fprintln(stdout, "\nRecent events:")
-	return c.Events(ctx, n.Name, 10, false, func(ev bootstate.Event) error {
+	return c.Events(ctx, n.Name, 10, false, func(ev apitype.Event) error {
 		fmt.Fprintln(stdout, "  "+eventLine(ev))
 		return nil
 	})
@@ -234,7 +232,7 @@ func reasons(r []string) string {
 }
 
 // eventLine renders one event for a terminal.
-func eventLine(ev bootstate.Event) string {
+func eventLine(ev apitype.Event) string {
 	var b strings.Builder
 	b.WriteString(ev.Time.Local().Format("15:04:05.000"))
 	b.WriteByte(' ')
@@ -250,12 +248,12 @@ func eventLine(ev bootstate.Event) string {
 		}
 	}
 	switch {
-	case ev.Kind == bootstate.KindProgress:
+	case ev.Kind == apitype.KindProgress:
 		fmt.Fprintf(&b, " bytes=%d/%d", ev.Bytes, ev.Total)
 	case ev.Total > 0:
 		fmt.Fprintf(&b, " size=%d", ev.Total)
 	}
-	if ev.Kind == bootstate.KindCheckin {
+	if ev.Kind == apitype.KindCheckin {
 		fmt.Fprintf(&b, " uptime=%s overlay=%d", ev.Uptime, ev.OverlayBytes)
 	}
 	return b.String()
@@ -278,7 +276,7 @@ func cmdSet(ctx context.Context, kind string, args []string) error {
 	if err != nil {
 		return err
 	}
-	e := daemon.Edit{BaseRevision: *base, Set: map[string]any{}, Unset: unset}
+	e := apitype.Edit{BaseRevision: *base, Set: map[string]any{}, Unset: unset}
 	for _, kv := range pos[1:] {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
@@ -294,7 +292,7 @@ func cmdSet(ctx context.Context, kind string, args []string) error {
 		}
 		e.Set[k] = cliValue(v)
 	}
-	c := api.NewClient(*socket)
+	c := apiclient.New(*socket)
 	var rev string
 	if kind == "node" {
 		rev, err = c.EditNode(ctx, pos[0], e)
@@ -360,7 +358,7 @@ func cmdBoot(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c := api.NewClient(*socket)
+	c := apiclient.New(*socket)
 	var text string
 	switch args[0] {
 	case "show":
@@ -373,7 +371,7 @@ func cmdBoot(ctx context.Context, args []string) error {
 		if rerr != nil {
 			return rerr
 		}
-		text, err = c.Preview(ctx, daemon.Preview{Node: pos[0], Format: *format, Override: string(b)})
+		text, err = c.Preview(ctx, apitype.Preview{Node: pos[0], Format: *format, Override: string(b)})
 	default:
 		return usageErr("boot show|preview NODE")
 	}
@@ -394,7 +392,7 @@ func cmdEvents(ctx context.Context, args []string) error {
 		return err
 	}
 	enc := json.NewEncoder(stdout)
-	return api.NewClient(*socket).Events(ctx, *node, *n, *follow, func(ev bootstate.Event) error {
+	return apiclient.New(*socket).Events(ctx, *node, *n, *follow, func(ev apitype.Event) error {
 		if *out == "json" {
 			return enc.Encode(ev)
 		}
@@ -408,16 +406,17 @@ func cmdImage(ctx context.Context, args []string) error {
 		return usageErr("image list|import|publish")
 	}
 	fs, socket := clientFlags("image " + args[0])
-	var req daemon.ImportRequest
-	fs.StringVar(&req.Kernel, "kernel", "", "kernel `file`")
-	fs.StringVar(&req.Initrd, "initrd", "", "initramfs `file`")
-	fs.StringVar(&req.Rootfs, "rootfs", "", "squashfs root `file`")
+	var req apitype.ImportRequest
+	var files apiclient.ImportFiles
+	fs.StringVar(&files.Kernel, "kernel", "", "kernel `file` (read by this command, with your rights, and sent)")
+	fs.StringVar(&files.Initrd, "initrd", "", "initramfs `file`")
+	fs.StringVar(&files.Rootfs, "rootfs", "", "squashfs root `file`")
 	fs.BoolVar(&req.Publish, "publish", false, "make the new generation current")
 	recipe := fs.String("recipe", "", "build this recipe `dir` instead of the inventory image's")
 	force := fs.Bool("force", false, "build even when the inputs are unchanged")
 	keep := fs.Int("keep", 3, "image gc: how many of the newest generations to keep")
 	out := fs.String("o", "", "output: json")
-	client := func() *api.Client { return api.NewClient(*socket) }
+	client := func() *apiclient.Client { return apiclient.New(*socket) }
 	switch args[0] {
 	case "list", "ls":
 		if _, err := parseArgs(fs, args[1:], 0); err != nil {
@@ -447,15 +446,10 @@ func cmdImage(ctx context.Context, args []string) error {
 			return err
 		}
 		req.Image = pos[0]
-		for _, p := range []*string{&req.Kernel, &req.Initrd, &req.Rootfs} {
-			if *p == "" {
-				return errors.New("image import: --kernel, --initrd and --rootfs are required")
-			}
-			if *p, err = absPath(*p); err != nil {
-				return err
-			}
+		if files.Kernel == "" || files.Initrd == "" || files.Rootfs == "" {
+			return errors.New("image import: --kernel, --initrd and --rootfs are required")
 		}
-		m, err := client().Import(ctx, req)
+		m, err := client().Import(ctx, req, files)
 		if err != nil {
 			return err
 		}
@@ -479,7 +473,7 @@ func cmdImage(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		br := daemon.BuildRequest{Publish: req.Publish, Force: *force}
+		br := apitype.BuildRequest{Publish: req.Publish, Force: *force}
 		if len(pos) > 0 {
 			br.Image = pos[0]
 		}
@@ -492,7 +486,7 @@ func cmdImage(ctx context.Context, args []string) error {
 			return usageErr("image build NAME | --recipe DIR [--publish] [--force]")
 		}
 		last := ""
-		m, err := client().Build(ctx, br, func(p image.Progress) {
+		m, err := client().Build(ctx, br, func(p apitype.BuildProgress) {
 			line := p.Step
 			if p.Percent > 0 {
 				line = fmt.Sprintf("%s %3.0f%%", p.Step, p.Percent)
@@ -556,7 +550,7 @@ func cmdReload(ctx context.Context, args []string) error {
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
-	st, err := api.NewClient(*socket).Reload(ctx)
+	st, err := apiclient.New(*socket).Reload(ctx)
 	if err != nil {
 		return err
 	}

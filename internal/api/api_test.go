@@ -1,4 +1,4 @@
-package api_test
+package api
 
 import (
 	"context"
@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	. "github.com/netbootui/netbootui/internal/api"
-	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/apiclient"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/daemontest"
 )
@@ -27,14 +27,29 @@ nodes:
     nics: [{mac: "52:54:00:bb:00:01"}]
 `
 
-func start(t *testing.T) (*daemon.Daemon, *Client) {
+func start(t *testing.T) (*daemon.Daemon, *apiclient.Client) {
 	t.Helper()
-	e := daemontest.Start(t, daemontest.Options{Inventory: inv, API: true})
+	d, _, sock := startServer(t, t.TempDir(), nil)
+	return d, apiclient.New(sock)
+}
+
+// startServer starts a daemon with its data in dir/data and its API on
+// dir/api.sock; setup, if set, adjusts the server before it serves.
+func startServer(t *testing.T, dir string, setup func(*Server)) (*daemon.Daemon, *Server, string) {
+	t.Helper()
+	var srv *Server
+	e := daemontest.Start(t, daemontest.Options{Dir: dir, Inventory: inv, API: func(d *daemon.Daemon) daemontest.APIServer {
+		srv = &Server{D: d}
+		if setup != nil {
+			setup(srv)
+		}
+		return srv
+	}})
 	// A second daemon cannot take over a live socket.
 	if _, err := Listen(e.Socket); err == nil || !strings.Contains(err.Error(), "another daemon") {
 		t.Fatalf("second Listen: %v", err)
 	}
-	return e.D, e.Client
+	return e.D, srv, e.Socket
 }
 
 func TestAPI(t *testing.T) {
@@ -48,45 +63,45 @@ func TestAPI(t *testing.T) {
 	if err != nil || len(nodes) != 3 || nodes[1].Name != "n2" || nodes[1].MAC != "52:54:00:aa:00:02" {
 		t.Fatalf("nodes %+v, %v", nodes, err)
 	}
-	var apiErr *Error
-	if _, err := c.Node(ctx, "nope"); !errors.As(err, &apiErr) || apiErr.Code != CodeNotFound {
+	var apiErr *apitype.Error
+	if _, err := c.Node(ctx, "nope"); !errors.As(err, &apiErr) || apiErr.Code != apitype.CodeNotFound {
 		t.Fatalf("unknown node: %v", err)
 	}
 	names, err := c.Select(ctx, "@g")
 	if err != nil || strings.Join(names, ",") != "n1,n2,solo" {
 		t.Fatalf("select: %v %v", names, err)
 	}
-	if _, err := c.Select(ctx, ""); !errors.As(err, &apiErr) || apiErr.Code != CodeInvalid {
+	if _, err := c.Select(ctx, ""); !errors.As(err, &apiErr) || apiErr.Code != apitype.CodeInvalid {
 		t.Fatalf("empty selection: %v", err)
 	}
 
 	// Preview: a good override renders, a bad one is refused with its position.
-	text, err := c.Preview(ctx, daemon.Preview{Node: "solo", Format: "ipxe", Override: "#!ipxe\necho hello {{.Name}}\nexit\n"})
+	text, err := c.Preview(ctx, apitype.Preview{Node: "solo", Format: "ipxe", Override: "#!ipxe\necho hello {{.Name}}\nexit\n"})
 	if err != nil || !strings.Contains(text, "echo hello solo") {
 		t.Fatalf("preview: %q %v", text, err)
 	}
-	if _, err := c.Preview(ctx, daemon.Preview{Node: "solo", Format: "ipxe", Override: "#!ipxe\nkernl x\n"}); !errors.As(err, &apiErr) ||
-		apiErr.Code != CodeInvalid || !strings.Contains(apiErr.Message, "2:1") {
+	if _, err := c.Preview(ctx, apitype.Preview{Node: "solo", Format: "ipxe", Override: "#!ipxe\nkernl x\n"}); !errors.As(err, &apiErr) ||
+		apiErr.Code != apitype.CodeInvalid || !strings.Contains(apiErr.Message, "2:1") {
 		t.Fatalf("bad preview: %v", err)
 	}
 
 	// Edits: one from a stale revision conflicts.
 	base := st.Inventory.Revision
-	if _, err := c.EditNode(ctx, "solo", daemon.Edit{BaseRevision: base, Set: map[string]any{"kernel_args": "a=1"}}); err != nil {
+	if _, err := c.EditNode(ctx, "solo", apitype.Edit{BaseRevision: base, Set: map[string]any{"kernel_args": "a=1"}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.EditNode(ctx, "solo", daemon.Edit{BaseRevision: base, Set: map[string]any{"kernel_args": "a=2"}}); !errors.Is(err, ErrConflict) {
+	if _, err := c.EditNode(ctx, "solo", apitype.Edit{BaseRevision: base, Set: map[string]any{"kernel_args": "a=2"}}); !errors.Is(err, apiclient.ErrConflict) {
 		t.Fatalf("stale edit: %v", err)
 	}
-	if _, err := c.EditGroup(ctx, "g", daemon.Edit{Set: map[string]any{"password": "x"}}); !errors.As(err, &apiErr) || apiErr.Code != CodeInvalid {
+	if _, err := c.EditGroup(ctx, "g", apitype.Edit{Set: map[string]any{"password": "x"}}); !errors.As(err, &apiErr) || apiErr.Code != apitype.CodeInvalid {
 		t.Fatalf("edit of a key that is not editable: %v", err)
 	}
 
 	// The event stream delivers history, then live events.
 	ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	got := make(chan bootstate.Event, 16)
-	go c.Events(ectx, "solo", 5, true, func(ev bootstate.Event) error { got <- ev; return nil })
+	got := make(chan apitype.Event, 16)
+	go c.Events(ectx, "solo", 5, true, func(ev apitype.Event) error { got <- ev; return nil })
 	time.Sleep(200 * time.Millisecond)
 	resp, err := http.Get("http://" + d.HTTPAddr().String() + "/boot/52:54:00:bb:00:01.ipxe")
 	if err != nil {

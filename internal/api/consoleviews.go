@@ -1,29 +1,25 @@
 package api
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
 
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/inventory"
 )
 
 // The console's reads besides the node list (see daemon/consoleviews.go):
 //
-//	GET  /v1/groups/{name}         a group's own settings and nodes (daemon.GroupView)
-//	POST /v1/edit-preview          render a node's entry after a proposed node or group edit (daemon.EditPreview)
-//	GET  /v1/nodes/{name}/bmc      read the node's BMC device ID and power state (daemon.BMCFacts)
+//	GET  /v1/groups/{name}         a group's own settings and nodes (apitype.GroupView)
+//	POST /v1/edit-preview          render a node's entry after a proposed node or group edit (apitype.EditPreview)
+//	GET  /v1/nodes/{name}/bmc      read the node's BMC device ID and power state (apitype.BMCFacts)
 
 func (s *Server) group(w http.ResponseWriter, r *http.Request) {
 	v, err := s.D.Group(r.PathValue("name"))
 	if errors.Is(err, daemon.ErrUnknownGroup) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusNotFound)
-		json.NewEncoder(w).Encode(Error{Message: err.Error(), Code: CodeNotFound})
+		writeError(w, http.StatusNotFound, apitype.CodeNotFound, err.Error())
 		return
 	}
 	if err != nil {
@@ -34,7 +30,7 @@ func (s *Server) group(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) editPreview(w http.ResponseWriter, r *http.Request) {
-	var p daemon.EditPreview
+	var p apitype.EditPreview
 	if err := decode(r, &p); err != nil {
 		writeErr(w, err)
 		return
@@ -65,26 +61,4 @@ func (s *Server) nodeBMC(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, f)
-}
-
-// Group returns a group's own settings and its nodes.
-func (c *Client) Group(ctx context.Context, name string) (daemon.GroupView, error) {
-	var v daemon.GroupView
-	err := c.do(ctx, "GET", "/v1/groups/"+url.PathEscape(name), nil, &v)
-	return v, err
-}
-
-// PreviewEdit renders a node's boot entry as it would be after a proposed
-// edit of the node or its group, changing nothing.
-func (c *Client) PreviewEdit(ctx context.Context, p daemon.EditPreview) (string, error) {
-	var s string
-	err := c.do(ctx, "POST", "/v1/edit-preview", p, &s)
-	return s, err
-}
-
-// NodeBMC reads a node's BMC device ID and power state.
-func (c *Client) NodeBMC(ctx context.Context, name string) (daemon.BMCFacts, error) {
-	var f daemon.BMCFacts
-	err := c.do(ctx, "GET", "/v1/nodes/"+url.PathEscape(name)+"/bmc", nil, &f)
-	return f, err
 }

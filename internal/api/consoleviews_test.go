@@ -1,4 +1,4 @@
-package api_test
+package api
 
 import (
 	"context"
@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	. "github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/apiclient"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/image"
@@ -53,7 +54,7 @@ nodes:
     group: g
     kernel_args: quiet
     nics: [{mac: "52:54:00:ee:00:02"}]
-`, sim.Port()), Secrets: "bmc_passwords:\n  lab: " + password + "\n", API: true,
+`, sim.Port()), Secrets: "bmc_passwords:\n  lab: " + password + "\n", API: func(d *daemon.Daemon) daemontest.APIServer { return &Server{D: d} },
 		Config: daemon.Config{PowerPoll: time.Hour, IPMI: ipmi.Options{CallTimeout: 3 * time.Second}}})
 	defer e.Stop()
 	d, c := e.D, e.Client
@@ -62,8 +63,8 @@ nodes:
 		src[name] = filepath.Join(dir, name)
 		os.WriteFile(src[name], []byte("generation file "+name), 0o644)
 	}
-	if _, err := d.ImportImage(daemon.ImportRequest{Image: "img", Kernel: src[image.FileKernel], Initrd: src[image.FileInitrd],
-		Rootfs: src[image.FileRootfs], Publish: true}); err != nil {
+	if _, err := d.ImportImage(daemon.ImportRequest{Image: "img", Kernel: src[apitype.FileKernel], Initrd: src[apitype.FileInitrd],
+		Rootfs: src[apitype.FileRootfs], Publish: true}); err != nil {
 		t.Fatal(err)
 	}
 	before, _ := os.ReadFile(e.InventoryPath)
@@ -72,35 +73,35 @@ nodes:
 	if err != nil || g.KernelArgs != "console=ttyS0" || strings.Join(g.Nodes, ",") != "b1,nobmc" || g.Image != "img" {
 		t.Fatalf("group: %+v %v", g, err)
 	}
-	var ae *Error
-	if _, err := c.Group(ctx, "nosuch"); !errors.As(err, &ae) || ae.Code != CodeNotFound {
+	var ae *apitype.Error
+	if _, err := c.Group(ctx, "nosuch"); !errors.As(err, &ae) || ae.Code != apitype.CodeNotFound {
 		t.Errorf("unknown group: %v", err)
 	}
 
 	rev := d.Inventory().Revision
 	tests := []struct {
 		name    string
-		p       daemon.EditPreview
+		p       apitype.EditPreview
 		want    string // in the rendered entry
 		errHas  string
 		errCode string
 	}{
-		{"group kernel args", daemon.EditPreview{Node: "nobmc", Group: "g", Format: "ipxe",
-			Edit: daemon.Edit{BaseRevision: rev, Set: map[string]any{"kernel_args": "console=ttyS1 nomodeset"}}}, "console=ttyS1 nomodeset quiet", "", ""},
-		{"node kernel args", daemon.EditPreview{Node: "nobmc", Edit: daemon.Edit{Set: map[string]any{"kernel_args": "loglevel=7"}}},
+		{"group kernel args", apitype.EditPreview{Node: "nobmc", Group: "g", Format: "ipxe",
+			Edit: apitype.Edit{BaseRevision: rev, Set: map[string]any{"kernel_args": "console=ttyS1 nomodeset"}}}, "console=ttyS1 nomodeset quiet", "", ""},
+		{"node kernel args", apitype.EditPreview{Node: "nobmc", Edit: apitype.Edit{Set: map[string]any{"kernel_args": "loglevel=7"}}},
 			"console=ttyS0 loglevel=7", "", ""},
-		{"group override", daemon.EditPreview{Node: "b1", Group: "g", Format: "ipxe",
-			Edit: daemon.Edit{Set: map[string]any{"boot_override.ipxe": "#!ipxe\necho group {{.Group}} node {{.Name}}\n"}}}, "echo group g node b1", "", ""},
-		{"unset the node's args", daemon.EditPreview{Node: "nobmc", Edit: daemon.Edit{Unset: []string{"kernel_args"}}}, "console=ttyS0", "", ""},
-		{"reserved argument", daemon.EditPreview{Node: "b1", Group: "g",
-			Edit: daemon.Edit{Set: map[string]any{"kernel_args": "netbootui.token=x"}}}, "", "netbootui.* arguments", CodeInvalid},
-		{"broken override", daemon.EditPreview{Node: "b1", Format: "ipxe",
-			Edit: daemon.Edit{Set: map[string]any{"boot_override.ipxe": "#!ipxe\n{{ .Broken\n"}}}, "", "boot_override.ipxe", CodeInvalid},
-		{"not in the group", daemon.EditPreview{Node: "b1", Group: "nosuch", Edit: daemon.Edit{Set: map[string]any{"kernel_args": "x"}}},
-			"", "nosuch", CodeInvalid},
-		{"unknown node", daemon.EditPreview{Node: "zz", Edit: daemon.Edit{Set: map[string]any{"kernel_args": "x"}}}, "", "zz", CodeNotFound},
-		{"ip is not a group key", daemon.EditPreview{Node: "b1", Group: "g", Edit: daemon.Edit{Set: map[string]any{"ip": "10.0.0.1"}}},
-			"", `key "ip" cannot be edited here`, CodeInvalid},
+		{"group override", apitype.EditPreview{Node: "b1", Group: "g", Format: "ipxe",
+			Edit: apitype.Edit{Set: map[string]any{"boot_override.ipxe": "#!ipxe\necho group {{.Group}} node {{.Name}}\n"}}}, "echo group g node b1", "", ""},
+		{"unset the node's args", apitype.EditPreview{Node: "nobmc", Edit: apitype.Edit{Unset: []string{"kernel_args"}}}, "console=ttyS0", "", ""},
+		{"reserved argument", apitype.EditPreview{Node: "b1", Group: "g",
+			Edit: apitype.Edit{Set: map[string]any{"kernel_args": "netbootui.token=x"}}}, "", "netbootui.* arguments", apitype.CodeInvalid},
+		{"broken override", apitype.EditPreview{Node: "b1", Format: "ipxe",
+			Edit: apitype.Edit{Set: map[string]any{"boot_override.ipxe": "#!ipxe\n{{ .Broken\n"}}}, "", "boot_override.ipxe", apitype.CodeInvalid},
+		{"not in the group", apitype.EditPreview{Node: "b1", Group: "nosuch", Edit: apitype.Edit{Set: map[string]any{"kernel_args": "x"}}},
+			"", "nosuch", apitype.CodeInvalid},
+		{"unknown node", apitype.EditPreview{Node: "zz", Edit: apitype.Edit{Set: map[string]any{"kernel_args": "x"}}}, "", "zz", apitype.CodeNotFound},
+		{"ip is not a group key", apitype.EditPreview{Node: "b1", Group: "g", Edit: apitype.Edit{Set: map[string]any{"ip": "10.0.0.1"}}},
+			"", `key "ip" cannot be edited here`, apitype.CodeInvalid},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -116,8 +117,8 @@ nodes:
 			}
 		})
 	}
-	stale := daemon.EditPreview{Node: "b1", Group: "g", Edit: daemon.Edit{BaseRevision: "0000", Set: map[string]any{"kernel_args": "x"}}}
-	if _, err := c.PreviewEdit(ctx, stale); !errors.Is(err, ErrConflict) {
+	stale := apitype.EditPreview{Node: "b1", Group: "g", Edit: apitype.Edit{BaseRevision: "0000", Set: map[string]any{"kernel_args": "x"}}}
+	if _, err := c.PreviewEdit(ctx, stale); !errors.Is(err, apiclient.ErrConflict) {
 		t.Errorf("stale preview: %v, want a conflict", err)
 	}
 	if after, _ := os.ReadFile(e.InventoryPath); string(after) != string(before) || d.Inventory().Revision != rev {
@@ -136,7 +137,7 @@ nodes:
 	if err != nil || nb.Device != "" || !strings.Contains(nb.DeviceError, "no BMC host") {
 		t.Errorf("nobmc facts: %+v %v", nb, err)
 	}
-	if _, err := c.NodeBMC(ctx, "zz"); !errors.As(err, &ae) || ae.Code != CodeNotFound {
+	if _, err := c.NodeBMC(ctx, "zz"); !errors.As(err, &ae) || ae.Code != apitype.CodeNotFound {
 		t.Errorf("unknown node: %v", err)
 	}
 	for _, v := range []any{f, nb, g} {

@@ -1,47 +1,86 @@
 package api
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"io"
 	"net/http"
-	"net/url"
 
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/image"
 )
 
-// BuildLine is one line of the NDJSON answer to POST /v1/images/build: a
-// progress step, then a last line with the generation or the error.
-type BuildLine struct {
-	Progress *image.Progress `json:"progress,omitempty"`
-	Manifest *image.Manifest `json:"manifest,omitempty"`
-	Error    string          `json:"error,omitempty"`
+// importImage makes a generation of the files the caller sent: a
+// multipart/form-data body whose first part (apitype.ImportRequestPart) is
+// the request as JSON and whose next parts are the files' content, named
+// apitype.FileKernel, FileInitrd and FileRootfs. The daemon opens no path
+// the caller names; a body that is not multipart (an older client sending
+// paths) is refused.
+func (s *Server) importImage(w http.ResponseWriter, r *http.Request) {
+	mr, err := r.MultipartReader()
+	if err != nil {
+		writeErr(w, badRequest(fmt.Errorf("image import takes the files' content as multipart/form-data (%v); the daemon does not open paths a caller names", err)))
+		return
+	}
+	part, err := mr.NextPart()
+	if err != nil || part.FormName() != apitype.ImportRequestPart {
+		writeErr(w, badRequest(fmt.Errorf("image import: the first part must be %q", apitype.ImportRequestPart)))
+		return
+	}
+	var req apitype.ImportRequest
+	dec := json.NewDecoder(io.LimitReader(part, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeErr(w, badRequest(fmt.Errorf("image import request: %w", err)))
+		return
+	}
+	noteAudit(r, req.Image, "")
+	m, err := s.D.ImportStream(req, func() (string, io.Reader, error) {
+		p, err := mr.NextPart()
+		if err != nil {
+			return "", nil, err // io.EOF after the last part
+		}
+		return p.FormName(), p, nil
+	})
+	if err != nil {
+		writeErr(w, badRequest(err))
+		return
+	}
+	noteAudit(r, req.Image, "generation "+m.ID+map[bool]string{true: ", published"}[req.Publish], manifestDetails(m)...)
+	writeJSON(w, daemon.ManifestView(m))
+}
+
+// manifestDetails lists a generation's files for the audit log.
+func manifestDetails(m *image.Manifest) []string {
+	var out []string
+	for _, f := range m.Files {
+		out = append(out, fmt.Sprintf("%s %d bytes sha256 %s", f.Name, f.Size, f.SHA256))
+	}
+	return out
 }
 
 func (s *Server) buildImage(w http.ResponseWriter, r *http.Request) {
-	var req daemon.BuildRequest
+	var req apitype.BuildRequest
 	if err := decode(r, &req); err != nil {
 		writeErr(w, err)
 		return
 	}
 	req.Who = Who(r.Context())
 	out := newNDJSONStream(w)
-	lines := make(chan BuildLine, 64)
+	lines := make(chan apitype.BuildLine, 64)
 	go func() { // progress comes from the build's goroutine; the writer is ours
 		defer close(lines)
 		m, err := s.D.BuildImage(r.Context(), req, func(p image.Progress) {
+			bp := daemon.BuildProgressView(p)
 			select {
-			case lines <- BuildLine{Progress: &p}:
+			case lines <- apitype.BuildLine{Progress: &bp}:
 			default: // a slow client loses progress lines, never the result
 			}
 		})
-		last := BuildLine{Manifest: m}
+		last := apitype.BuildLine{Manifest: daemon.ManifestView(m)}
 		if err != nil {
-			last = BuildLine{Error: err.Error()}
+			last = apitype.BuildLine{Error: err.Error()}
 		}
 		lines <- last
 	}()
@@ -50,32 +89,17 @@ func (s *Server) buildImage(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// RollbackResult is the answer of a rollback.
-type RollbackResult struct {
-	Current string `json:"current"`
-}
-
 func (s *Server) rollbackImage(w http.ResponseWriter, r *http.Request) {
 	gen, err := s.D.RollbackImage(r.PathValue("name"), Who(r.Context()))
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, RollbackResult{Current: gen})
-}
-
-// GCRequest says how many generations to keep.
-type GCRequest struct {
-	Keep int `json:"keep"`
-}
-
-// GCResult lists the generations removed.
-type GCResult struct {
-	Removed []string `json:"removed"`
+	writeJSON(w, apitype.RollbackResult{Current: gen})
 }
 
 func (s *Server) gcImage(w http.ResponseWriter, r *http.Request) {
-	var req GCRequest
+	var req apitype.GCRequest
 	if err := decode(r, &req); err != nil {
 		writeErr(w, err)
 		return
@@ -85,66 +109,5 @@ func (s *Server) gcImage(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, badRequest(err))
 		return
 	}
-	writeJSON(w, GCResult{Removed: removed})
-}
-
-// Build runs a build in the daemon, calling fn for each progress line, and
-// returns the generation. Cancelling ctx cancels the build.
-func (c *Client) Build(ctx context.Context, req daemon.BuildRequest, fn func(image.Progress)) (*image.Manifest, error) {
-	b, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	hr, err := http.NewRequestWithContext(ctx, "POST", "http://netbootui/v1/images/build", bytes.NewReader(b))
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.hc.Do(hr)
-	if err != nil {
-		return nil, fmt.Errorf("daemon at %s: %w", c.Socket, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var e Error
-		if json.NewDecoder(resp.Body).Decode(&e) == nil && e.Message != "" {
-			return nil, &e
-		}
-		return nil, fmt.Errorf("build: %s", resp.Status)
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var l BuildLine
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			return nil, fmt.Errorf("build: %w", err)
-		}
-		switch {
-		case l.Progress != nil:
-			if fn != nil {
-				fn(*l.Progress)
-			}
-		case l.Error != "":
-			return nil, errors.New(l.Error)
-		case l.Manifest != nil:
-			return l.Manifest, nil
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	return nil, errors.New("build: the daemon closed the stream without a result")
-}
-
-// Rollback moves an image's current generation back one publish.
-func (c *Client) Rollback(ctx context.Context, name string) (string, error) {
-	var r RollbackResult
-	err := c.do(ctx, "POST", "/v1/images/"+url.PathEscape(name)+"/rollback", nil, &r)
-	return r.Current, err
-}
-
-// GC removes old generations of an image, keeping keep and those in use.
-func (c *Client) GC(ctx context.Context, name string, keep int) ([]string, error) {
-	var r GCResult
-	err := c.do(ctx, "POST", "/v1/images/"+url.PathEscape(name)+"/gc", GCRequest{Keep: keep}, &r)
-	return r.Removed, err
+	writeJSON(w, apitype.GCResult{Removed: removed})
 }

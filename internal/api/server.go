@@ -1,33 +1,47 @@
-// Package api is the daemon's local API: JSON over HTTP on a unix socket, for
-// the console and the CLI verbs. Server exposes a *daemon.Daemon; Client is the
-// other end.
+// Package api is the server side of the daemon's local API: JSON over HTTP on
+// a unix socket, for the console, the SSH console and the CLI verbs. Server
+// exposes a *daemon.Daemon; the other end is internal/apiclient, and every
+// type on the wire is in internal/apitype (the daemon's own types are
+// converted at this boundary, see daemon/wire.go).
 //
-//	GET   /v1/status                       inventory in force, reload error, listen addresses
-//	GET   /v1/nodes                        every node with its state
-//	GET   /v1/nodes/{name}                 one node
-//	GET   /v1/nodes/{name}/boot?format=    the node's rendered boot entry
-//	POST  /v1/nodes/{name}/preview         render a proposed override (daemon.Preview)
-//	PATCH /v1/nodes/{name}                 edit the node's inventory entry (daemon.Edit)
-//	PATCH /v1/groups/{name}                edit a group's inventory entry
-//	GET   /v1/select?expr=                 expand a hostlist selection
-//	GET   /v1/events?node=&n=&follow=&since=  history, then (follow=1) the live stream, as NDJSON
-//	GET   /v1/images                       images and generations
-//	POST  /v1/images/import                import files as a generation (daemon.ImportRequest)
-//	POST  /v1/images/{name}/publish        make a generation current
-//	POST  /v1/images/build                 build an image (daemon.BuildRequest); NDJSON progress, then the result
-//	POST  /v1/images/{name}/rollback       current generation back one publish
-//	POST  /v1/images/{name}/gc             remove old generations not in use
-//	POST  /v1/inventory/reload             reload the inventory file now
-//	POST  /v1/power                        a power operation on a selection (daemon.PowerRequest)
-//	POST  /v1/reboot-clean                 reboot a selection to a clean state; NDJSON progress, then the results
-//	GET   /v1/audit?n=                     the newest audit entries
-//	GET   /v1/nodes/{name}/sol?n=          the node's captured serial console lines (daemon.SOLLog)
-//	POST  /v1/nodes/{name}/console         Upgrade: netbootui-console; then the node's raw serial-over-LAN
-//	*     /v1/stages/...                   staged rollouts: list, create, preview, show, run|resume|halt|abort|promote|rollback (see rollout.go)
-//	GET /v1/groups/{name}, POST /v1/edit-preview, GET /v1/nodes/{name}/bmc: the console's reads (see consoleviews.go)
+// Every route needs a role (viewer < operator < admin, see routes.go, the
+// one place that decides): V viewer, O operator, A admin.
 //
-// Errors are {"error": "...", "code": "..."} with a matching HTTP status:
-// 400 invalid, 404 not_found, 409 conflict.
+//	V GET   /v1/status                       inventory in force, reload error, listen addresses
+//	V GET   /v1/nodes                        every node with its state
+//	V GET   /v1/nodes/{name}                 one node
+//	V GET   /v1/nodes/{name}/boot?format=    the node's rendered boot entry
+//	V POST  /v1/nodes/{name}/preview         render a proposed override (apitype.Preview)
+//	A PATCH /v1/nodes/{name}                 edit the node's inventory entry (apitype.Edit)
+//	A PATCH /v1/groups/{name}                edit a group's inventory entry
+//	V GET   /v1/select?expr=                 expand a hostlist selection
+//	V GET   /v1/events?node=&n=&follow=      history, then (follow=1) the live stream, as NDJSON
+//	V GET   /v1/images                       images and generations
+//	A POST  /v1/images/import                a generation from the files' content (multipart, see images.go)
+//	A POST  /v1/images/{name}/publish        make a generation current
+//	A POST  /v1/images/build                 build an image (apitype.BuildRequest); NDJSON progress, then the result
+//	A POST  /v1/images/{name}/rollback       current generation back one publish
+//	A POST  /v1/images/{name}/gc             remove old generations not in use
+//	A POST  /v1/inventory/reload             reload the inventory file now
+//	O POST  /v1/power                        a power operation on a selection (apitype.PowerRequest)
+//	O POST  /v1/reboot-clean                 reboot a selection to a clean state; NDJSON progress, then the results
+//	V GET   /v1/audit?n=                     the newest audit entries
+//	V GET   /v1/nodes/{name}/sol?n=          the node's captured serial console lines (apitype.SOLLog)
+//	O POST  /v1/nodes/{name}/console         Upgrade: netbootui-console; then the node's raw serial-over-LAN
+//	V GET   /v1/stages/, /v1/stages/{id}     staged rollouts (apitype.Rollout); POST /v1/stages/preview (V)
+//	A POST  /v1/stages/                      stage a generation (apitype.StageRequest)
+//	O POST  /v1/stages/{id}/run|resume|halt  drive a rollout; abort|promote|rollback need A
+//	V GET /v1/groups/{name}, POST /v1/edit-preview, GET /v1/nodes/{name}/bmc: the console's reads (see consoleviews.go)
+//
+// A caller without the role gets 403 (code forbidden, naming the role
+// needed), and the refusal is audited. Every mutation is audited, by the
+// daemon with its results or by the guard; while the audit log cannot make
+// an entry durable (full disk), mutations are refused with 503 (code
+// unavailable) before anything is done.
+//
+// Errors are apitype.Error, {"error": "...", "code": "..."}, with a matching
+// HTTP status: 400 invalid, 403 forbidden, 404 not_found, 409 conflict, 500
+// internal, 503 unavailable.
 package api
 
 import (
@@ -44,40 +58,22 @@ import (
 	"sync"
 	"time"
 
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
 )
 
-// Status is the answer of GET /v1/status.
-type Status struct {
-	Inventory daemon.InventoryStatus `json:"inventory"`
-	HTTP      string                 `json:"http,omitempty"`
-	TFTP      string                 `json:"tftp,omitempty"`
-	BootURL   string                 `json:"boot_url,omitempty"`
-}
-
-// Error is the body of every failed request.
-type Error struct {
-	Message string `json:"error"`
-	Code    string `json:"code"`
-}
-
-// Error codes.
-const (
-	CodeInvalid  = "invalid"
-	CodeNotFound = "not_found"
-	CodeConflict = "conflict"
-	CodeInternal = "internal"
-)
-
-func (e *Error) Error() string { return e.Message }
-
 // Server serves the API for one daemon.
 type Server struct {
 	D      *daemon.Daemon
 	Logger *slog.Logger
+	// Groups maps the unix groups of socket callers to roles (zero value:
+	// DefaultRoleGroups).
+	Groups RoleGroups
+
+	lookupGroups func(uid uint32) ([]string, error) // tests: instead of the user database
 
 	mu     sync.Mutex
 	srv    *http.Server
@@ -110,7 +106,7 @@ func Listen(path string) (net.Listener, error) {
 
 // Serve answers API requests on ln until Close.
 func (s *Server) Serve(ln net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ConnContext: peerContext}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ConnContext: s.peerContext}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -137,37 +133,6 @@ func (s *Server) Close() error {
 	return s.srv.Close()
 }
 
-// Handler returns the API's routes.
-func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", s.status)
-	mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.D.Nodes()) })
-	mux.HandleFunc("GET /v1/nodes/{name}", s.node)
-	mux.HandleFunc("GET /v1/nodes/{name}/boot", s.boot)
-	mux.HandleFunc("POST /v1/nodes/{name}/preview", s.preview)
-	mux.HandleFunc("PATCH /v1/nodes/{name}", s.editNode)
-	mux.HandleFunc("PATCH /v1/groups/{name}", s.editGroup)
-	mux.HandleFunc("GET /v1/select", s.selectNodes)
-	mux.HandleFunc("GET /v1/events", s.events)
-	mux.HandleFunc("GET /v1/images", s.images)
-	mux.HandleFunc("POST /v1/images/import", s.importImage)
-	mux.HandleFunc("POST /v1/images/{name}/publish", s.publish)
-	mux.HandleFunc("POST /v1/images/build", s.buildImage)
-	mux.HandleFunc("POST /v1/images/{name}/rollback", s.rollbackImage)
-	mux.HandleFunc("POST /v1/images/{name}/gc", s.gcImage)
-	mux.HandleFunc("POST /v1/inventory/reload", s.reload)
-	mux.HandleFunc("POST /v1/power", s.powerOp)
-	mux.HandleFunc("POST /v1/reboot-clean", s.rebootClean)
-	mux.HandleFunc("GET /v1/audit", s.auditLog)
-	mux.HandleFunc("/v1/stages/", s.stages().ServeHTTP)
-	mux.HandleFunc("GET /v1/nodes/{name}/sol", s.solLog)
-	mux.HandleFunc("POST /v1/nodes/{name}/console", s.console)
-	mux.HandleFunc("GET /v1/groups/{name}", s.group)
-	mux.HandleFunc("POST /v1/edit-preview", s.editPreview)
-	mux.HandleFunc("GET /v1/nodes/{name}/bmc", s.nodeBMC)
-	return mux
-}
-
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
@@ -176,20 +141,18 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 func writeErr(w http.ResponseWriter, err error) {
-	code, status := CodeInternal, http.StatusInternalServerError
+	code, status := apitype.CodeInternal, http.StatusInternalServerError
 	var invErr inventory.ErrorList
 	var oneErr *inventory.Error
 	switch {
 	case errors.Is(err, inventory.ErrConflict):
-		code, status = CodeConflict, http.StatusConflict
+		code, status = apitype.CodeConflict, http.StatusConflict
 	case errors.Is(err, daemon.ErrUnknownNode), errors.Is(err, image.ErrNotFound):
-		code, status = CodeNotFound, http.StatusNotFound
+		code, status = apitype.CodeNotFound, http.StatusNotFound
 	case errors.As(err, &invErr), errors.As(err, &oneErr), errors.Is(err, errBadRequest):
-		code, status = CodeInvalid, http.StatusBadRequest
+		code, status = apitype.CodeInvalid, http.StatusBadRequest
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(Error{Message: err.Error(), Code: code})
+	writeError(w, status, code, err.Error())
 }
 
 var errBadRequest = errors.New("bad request")
@@ -231,7 +194,7 @@ func decode(r *http.Request, v any) error {
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	st := Status{Inventory: s.D.InventoryStatus()}
+	st := apitype.Status{Inventory: s.D.InventoryStatus()}
 	if a := s.D.HTTPAddr(); a != nil {
 		st.HTTP = a.String()
 		st.BootURL = s.D.BootURL()
@@ -262,7 +225,7 @@ func (s *Server) boot(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) preview(w http.ResponseWriter, r *http.Request) {
-	var p daemon.Preview
+	var p apitype.Preview
 	if err := decode(r, &p); err != nil {
 		writeErr(w, err)
 		return
@@ -280,11 +243,6 @@ func (s *Server) preview(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, text)
 }
 
-// EditResult is the answer to a successful edit.
-type EditResult struct {
-	Revision string `json:"revision"`
-}
-
 func (s *Server) editNode(w http.ResponseWriter, r *http.Request) {
 	s.edit(w, r, s.D.EditNode)
 }
@@ -293,8 +251,8 @@ func (s *Server) editGroup(w http.ResponseWriter, r *http.Request) {
 	s.edit(w, r, s.D.EditGroup)
 }
 
-func (s *Server) edit(w http.ResponseWriter, r *http.Request, f func(string, daemon.Edit) (string, error)) {
-	var e daemon.Edit
+func (s *Server) edit(w http.ResponseWriter, r *http.Request, f func(string, apitype.Edit) (string, error)) {
+	var e apitype.Edit
 	if err := decode(r, &e); err != nil {
 		writeErr(w, err)
 		return
@@ -308,7 +266,7 @@ func (s *Server) edit(w http.ResponseWriter, r *http.Request, f func(string, dae
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, EditResult{Revision: rev})
+	writeJSON(w, apitype.EditResult{Revision: rev})
 }
 
 func (s *Server) selectNodes(w http.ResponseWriter, r *http.Request) {
@@ -342,7 +300,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	var last uint64
 	for _, ev := range s.D.History(node, n) {
-		enc.Encode(ev)
+		enc.Encode(daemon.EventView(ev))
 		last = ev.Seq
 	}
 	if !follow {
@@ -364,7 +322,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			if ev.Seq <= last || (node != "" && ev.Node != node) {
 				continue
 			}
-			if err := enc.Encode(ev); err != nil {
+			if err := enc.Encode(daemon.EventView(ev)); err != nil {
 				return
 			}
 			if flusher != nil && len(sub.C) == 0 {
@@ -388,31 +346,13 @@ func (s *Server) images(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, list)
 }
 
-func (s *Server) importImage(w http.ResponseWriter, r *http.Request) {
-	var req daemon.ImportRequest
-	if err := decode(r, &req); err != nil {
-		writeErr(w, err)
-		return
-	}
-	m, err := s.D.ImportImage(req)
-	if err != nil {
-		writeErr(w, badRequest(err))
-		return
-	}
-	writeJSON(w, m)
-}
-
-// PublishRequest names the generation to make current.
-type PublishRequest struct {
-	Generation string `json:"generation"`
-}
-
 func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
-	var req PublishRequest
+	var req apitype.PublishRequest
 	if err := decode(r, &req); err != nil {
 		writeErr(w, err)
 		return
 	}
+	noteAudit(r, r.PathValue("name"), "generation "+req.Generation)
 	if err := s.D.PublishImage(r.PathValue("name"), req.Generation); err != nil {
 		writeErr(w, err)
 		return
@@ -425,11 +365,13 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, badRequest(err))
 		return
 	}
-	writeJSON(w, s.D.InventoryStatus())
+	st := s.D.InventoryStatus()
+	noteAudit(r, st.Path, "revision "+st.Revision)
+	writeJSON(w, st)
 }
 
 func (s *Server) powerOp(w http.ResponseWriter, r *http.Request) {
-	var req daemon.PowerRequest
+	var req apitype.PowerRequest
 	if err := decode(r, &req); err != nil {
 		writeErr(w, err)
 		return
@@ -445,5 +387,5 @@ func (s *Server) powerOp(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) {
 	n, _ := strconv.Atoi(r.URL.Query().Get("n"))
-	writeJSON(w, s.D.Audit(n))
+	writeJSON(w, daemon.AuditViews(s.D.Audit(n)))
 }

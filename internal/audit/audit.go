@@ -2,17 +2,33 @@
 // (who, what, when, on what, with which result), appended and synced to a file
 // in the data directory, and the newest entries in memory for the console.
 // Entries never hold secrets: callers pass results, not requests.
+//
+// The log fails closed: it keeps Reserve bytes allocated past its end
+// (fallocate, FALLOC_FL_KEEP_SIZE), so that the next entry has room even on
+// a disk that filled up meanwhile, and Ready says whether that holds. The
+// API asks Ready before every mutation and refuses the action when it does
+// not: an action runs only when its entry can be made durable.
 package audit
 
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
+
+// Reserve is how many bytes the log keeps allocated past its end for the
+// entries to come. Entries longer than that, or more of them than fit at
+// once (mutations already under way when the disk filled), may still fail
+// to be written on a full disk: each is then kept in memory with a note,
+// and Ready fails.
+const Reserve = 64 << 10
 
 // Entry is one audited action.
 type Entry struct {
@@ -29,8 +45,15 @@ type Entry struct {
 type Log struct {
 	mu     sync.Mutex
 	f      *os.File
+	path   string
 	recent []Entry
 	max    int
+	// err is why the next entry may not be durable (a failed write, sync
+	// or reservation); nil when it will be.
+	err error
+	// torn says a failed write left part of a line: the next entry starts
+	// with a newline of its own.
+	torn bool
 }
 
 // Open opens (creating, mode 0600) the audit log at path and loads its newest
@@ -40,7 +63,7 @@ func Open(path string, keep int) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	l := &Log{f: f, max: keep}
+	l := &Log{f: f, path: path, max: keep}
 	if l.max <= 0 {
 		l.max = 1000
 	}
@@ -52,11 +75,59 @@ func Open(path string, keep int) (*Log, error) {
 			l.keep(e)
 		}
 	}
-	if _, err := f.Seek(0, io.SeekEnd); err != nil {
+	end, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
 		f.Close()
 		return nil, err
 	}
+	if end > 0 { // end a torn last line, so that the next entry starts a line of its own
+		last := make([]byte, 1)
+		if _, err := f.ReadAt(last, end-1); err == nil && last[0] != '\n' {
+			_, err := f.Write([]byte("\n"))
+			l.torn = err != nil // a full disk: the next entry writes it
+		}
+	}
+	l.err = l.reserve() // a full disk does not stop the daemon: Ready refuses actions
 	return l, nil
+}
+
+// reserve makes sure Reserve bytes past the end of the file are allocated.
+// The caller holds mu (or owns l).
+func (l *Log) reserve() error {
+	fi, err := l.f.Stat()
+	if err != nil {
+		return err
+	}
+	err = unix.Fallocate(int(l.f.Fd()), unix.FALLOC_FL_KEEP_SIZE, fi.Size(), Reserve)
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
+		// No preallocation here: ask for the room instead.
+		var st unix.Statfs_t
+		if err := unix.Fstatfs(int(l.f.Fd()), &st); err != nil {
+			return err
+		}
+		if free := int64(st.Bavail) * int64(st.Bsize); free < Reserve {
+			return fmt.Errorf("%d bytes free, %d needed", free, Reserve)
+		}
+		return nil
+	}
+	return err
+}
+
+// Ready returns nil when an entry recorded now will be durable, and
+// otherwise why not (the disk is full, the last write or sync failed). It
+// tries the reservation again, so a log recovers once room is made.
+func (l *Log) Ready() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		if err := l.f.Sync(); err == nil {
+			l.err = l.reserve()
+		}
+	}
+	if l.err != nil {
+		return fmt.Errorf("audit log %s cannot record an entry durably: %w", l.path, l.err)
+	}
+	return nil
 }
 
 func (l *Log) keep(e Entry) {
@@ -77,11 +148,25 @@ func (l *Log) Record(e Entry) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.keep(e)
-	if _, err := l.f.Write(append(b, '\n')); err != nil {
-		return fmt.Errorf("audit log: %w", err)
+	line := append(b, '\n')
+	if l.torn {
+		line = append([]byte{'\n'}, line...)
 	}
-	return l.f.Sync()
+	n, err := l.f.Write(line)
+	l.torn = err != nil && n > 0
+	if err == nil {
+		err = l.f.Sync()
+	}
+	if err != nil {
+		l.err = err
+		// The console still shows it, saying it is not on disk.
+		e.Details = append(e.Details, "audit: this entry was not written to disk: "+err.Error())
+		l.keep(e)
+		return fmt.Errorf("audit log %s: %w", l.path, err)
+	}
+	l.keep(e)
+	l.err = l.reserve()
+	return nil
 }
 
 // Recent returns the newest n entries, oldest first.

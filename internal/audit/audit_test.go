@@ -3,7 +3,10 @@ package audit
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/netbootui/netbootui/internal/lab"
 )
 
 func TestRecordReopen(t *testing.T) {
@@ -35,5 +38,99 @@ func TestRecordReopen(t *testing.T) {
 	defer l.Close()
 	if r := l.Recent(0); len(r) != 3 || r[0].Action != "power on" {
 		t.Fatalf("after reopen %+v", r)
+	}
+}
+
+// TestTornLineThenRecord: an entry recorded after a torn last line is kept
+// across a restart.
+func TestTornLineThenRecord(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "audit.log")
+	os.WriteFile(p, []byte(`{"who":"a","action":"power on","result":"ok"}`+"\n"+`{"time":"2026`), 0o600)
+	l, err := Open(p, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Record(Entry{Who: "b", Action: "power off", Result: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	l, err = Open(p, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if r := l.Recent(0); len(r) != 2 || r[1].Action != "power off" {
+		t.Fatalf("after reopen %+v", r)
+	}
+}
+
+// TestFailsClosedOnFullDisk fills a small tmpfs under the log: every entry
+// recorded while Ready said yes is on disk after a restart, Ready says no
+// (naming the cause) before the reserved room runs out, and says yes again
+// once room is made.
+func TestFailsClosedOnFullDisk(t *testing.T) {
+	dir := lab.Tmpfs(t, 1<<20)
+	p := filepath.Join(dir, "audit.log")
+	l, err := Open(p, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Ready(); err != nil {
+		t.Fatalf("ready on an empty disk: %v", err)
+	}
+	filler := lab.FillDisk(t, dir)
+	recorded := 0
+	var notReady error
+	for i := 0; i < 1000; i++ {
+		if notReady = l.Ready(); notReady != nil {
+			break
+		}
+		e := Entry{Who: "uid 0 (root)", Action: "power cycle", Target: strings.Repeat("n", 100), Result: "ok"}
+		if err := l.Record(e); err != nil {
+			t.Fatalf("entry %d failed although the log was ready: %v", i, err)
+		}
+		recorded++
+	}
+	if notReady == nil || !strings.Contains(notReady.Error(), "no space left on device") || !strings.Contains(notReady.Error(), p) {
+		t.Fatalf("after %d entries on a full disk, Ready: %v", recorded, notReady)
+	}
+	t.Logf("%d entries recorded after the disk filled", recorded)
+	if recorded == 0 || recorded*200 > 2*Reserve {
+		t.Fatalf("%d entries fit in the reserve", recorded)
+	}
+	// An entry recorded anyway does not fit: it is refused, and whatever
+	// part of it was written does not spoil the entries after it.
+	if err := l.Record(Entry{Who: "x", Action: "too big", Details: []string{strings.Repeat("d", 2*Reserve)}}); err == nil {
+		t.Fatal("an entry larger than the reserve was written on a full disk")
+	}
+	l.Close()
+	l, err = Open(p, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if n := len(l.Recent(0)); n != recorded {
+		t.Fatalf("%d entries on disk, %d recorded", n, recorded)
+	}
+	if err := l.Ready(); err == nil {
+		t.Fatal("ready after a restart on a full disk")
+	}
+	os.Remove(filler)
+	if err := l.Ready(); err != nil {
+		t.Fatalf("not ready once room was made: %v", err)
+	}
+	if err := l.Record(Entry{Who: "x", Action: "after", Result: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if l, err = Open(p, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if r := l.Recent(0); len(r) != recorded+1 || r[len(r)-1].Action != "after" {
+		data, _ := os.ReadFile(p)
+		for i, line := range strings.Split(string(data), "\n") {
+			t.Logf("line %d: %d bytes %.60q", i, len(line), line)
+		}
+		t.Fatalf("after room was made: %d entries, last %+v", len(r), r[len(r)-1])
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"path/filepath"
 
 	"github.com/netbootui/netbootui/internal/audit"
@@ -11,16 +12,9 @@ import (
 	"github.com/netbootui/netbootui/internal/image"
 )
 
-// BuildRequest asks for a build of one image.
-type BuildRequest struct {
-	// Image names an inventory image; its recipe is the inventory's
-	// `recipe:` folder. Recipe, when set, is a recipe folder to build instead.
-	Image   string `json:"image,omitempty"`
-	Recipe  string `json:"recipe,omitempty"`
-	Publish bool   `json:"publish,omitempty"`
-	Force   bool   `json:"force,omitempty"`
-	Who     string `json:"-"`
-}
+// BuildRequest is a request to build one image (the API type; Who is set by the
+// API server).
+type BuildRequest = apitype.BuildRequest
 
 // recipeDir finds the folder a build request names.
 func (d *Daemon) recipeDir(req BuildRequest) (string, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"os"
 	"time"
 
@@ -18,21 +19,8 @@ import (
 // ErrUnknownGroup is returned for a group the inventory does not define.
 var ErrUnknownGroup = errors.New("unknown group")
 
-// GroupView is a group's own settings, as its inventory entry sets them
-// (a node's KernelArgs in NodeView are the group's and its own, joined).
-// It never holds credentials.
-type GroupView struct {
-	Name       string   `json:"name"`
-	Image      string   `json:"image,omitempty"`
-	Generation string   `json:"generation,omitempty"`
-	Arch       string   `json:"arch,omitempty"`
-	Loader     string   `json:"loader,omitempty"`
-	KernelArgs string   `json:"kernel_args,omitempty"`
-	IPXE       string   `json:"boot_override_ipxe,omitempty"`
-	Pxelinux   string   `json:"boot_override_pxelinux,omitempty"`
-	Nodes      []string `json:"nodes"`
-	Defined    string   `json:"defined"` // FILE:LINE:COL of its entry
-}
+// GroupView is a group's own settings (the API type).
+type GroupView = apitype.GroupView
 
 // Group returns a group's own settings and its nodes.
 func (d *Daemon) Group(name string) (GroupView, error) {
@@ -49,14 +37,9 @@ func (d *Daemon) Group(name string) (GroupView, error) {
 	return v, nil
 }
 
-// EditPreview asks how a node's boot entry would look after an edit of the
-// node's entry or, with Group set, of that group's entry.
-type EditPreview struct {
-	Node   string `json:"node"`            // whose entry is rendered
-	Group  string `json:"group,omitempty"` // edit this group instead of the node
-	Format string `json:"format,omitempty"`
-	Edit   Edit   `json:"edit"`
-}
+// EditPreview is a request to render a node's entry after a proposed edit (the
+// API type).
+type EditPreview = apitype.EditPreview
 
 // PreviewEdit applies an edit to a copy of the inventory file, validates the
 // result as a whole (errors name FILE:LINE:COL) and renders the node's boot
@@ -116,26 +99,8 @@ func (d *Daemon) PreviewEdit(p EditPreview) (string, error) {
 	return d.boot.Entry(inv, n, format, d.baseURL())
 }
 
-// BMCFacts is what the console's node detail shows about a node's BMC, read
-// when asked: the device ID and the power state. It never holds
-// credentials.
-type BMCFacts struct {
-	Node string `json:"node"`
-	BMC  string `json:"bmc,omitempty"` // host:port
-	// Device is the BMC's Get Device ID answer (device, firmware, IPMI
-	// version, manufacturer and product IDs); DeviceError says why there is
-	// none.
-	Device      string `json:"device,omitempty"`
-	DeviceError string `json:"device_error,omitempty"`
-	// Power is the power state read now ("" when it could not be read,
-	// PowerError says why), at ReadAt.
-	Power      string    `json:"power,omitempty"`
-	PowerError string    `json:"power_error,omitempty"`
-	ReadAt     time.Time `json:"read_at"`
-	// PollEvery is how often the daemon polls every BMC's power state (0:
-	// it does not).
-	PollEvery time.Duration `json:"poll_every"`
-}
+// BMCFacts is a node's BMC device ID and power state (the API type).
+type BMCFacts = apitype.BMCFacts
 
 // NodeBMC reads a node's BMC device ID and power state. The power state is
 // recorded like a poll's observation; neither read is audited (both are

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"log/slog"
 	"net"
 	"net/http"
@@ -456,16 +457,8 @@ func short(rev string) string {
 	return rev
 }
 
-// InventoryStatus says which inventory is in force and whether the file on
-// disk failed to load.
-type InventoryStatus struct {
-	Path       string    `json:"path"`
-	Revision   string    `json:"revision"`
-	Nodes      int       `json:"nodes"`
-	Groups     int       `json:"groups"`
-	ReloadErr  string    `json:"reload_error,omitempty"`
-	LastReload time.Time `json:"last_reload,omitzero"`
-}
+// InventoryStatus is which inventory is in force (the API type).
+type InventoryStatus = apitype.InventoryStatus
 
 // InventoryStatus reports the inventory in force and the last reload error.
 func (d *Daemon) InventoryStatus() InventoryStatus {

@@ -2,18 +2,15 @@ package daemon
 
 import (
 	"fmt"
+	"github.com/netbootui/netbootui/internal/apitype"
+	"io"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/image"
 )
 
-// ImageInfo is an image with its generations, newest first.
-type ImageInfo struct {
-	Name        string            `json:"name"`
-	Description string            `json:"description,omitempty"`
-	Current     string            `json:"current,omitempty"`
-	Generations []*image.Manifest `json:"generations"`
-}
+// ImageInfo is an image with its generations, newest first (the API type).
+type ImageInfo = apitype.ImageInfo
 
 // ImageList lists the images the inventory names and those the store holds.
 func (d *Daemon) ImageList() ([]ImageInfo, error) {
@@ -38,38 +35,57 @@ func (d *Daemon) ImageList() ([]ImageInfo, error) {
 			return nil, err
 		}
 		cur, _ := d.images.Current(name)
-		out = append(out, ImageInfo{Name: name, Description: names[name], Current: cur, Generations: gens})
+		out = append(out, ImageInfo{Name: name, Description: names[name], Current: cur, Generations: ManifestViews(gens)})
 	}
 	return out, nil
 }
 
-// ImportRequest names a kernel, an initramfs and a squashfs root on the head
-// node to become a new generation of Image.
+// ImportRequest names a kernel, an initramfs and a squashfs root that the
+// daemon itself may read (its own files: the demo's, a test's) to become a
+// new generation of Image. The API never passes a caller's paths here: it
+// streams the caller's files to ImportStream.
 type ImportRequest struct {
-	Image   string `json:"image"`
-	Kernel  string `json:"kernel"`
-	Initrd  string `json:"initrd"`
-	Rootfs  string `json:"rootfs"`
-	Publish bool   `json:"publish"`
-	Source  string `json:"source,omitempty"`
+	Image   string
+	Kernel  string
+	Initrd  string
+	Rootfs  string
+	Publish bool
+	Source  string
 }
 
-// ImportImage copies files into a new generation and, if asked, publishes it.
+// ImportImage copies the daemon's own files into a new generation and, if
+// asked, publishes it.
 func (d *Daemon) ImportImage(r ImportRequest) (*image.Manifest, error) {
-	src := r.Source
-	if src == "" {
-		src = "import"
-	}
 	m, err := d.images.Import(r.Image, map[string]string{
 		image.FileKernel: r.Kernel, image.FileInitrd: r.Initrd, image.FileRootfs: r.Rootfs,
-	}, src)
+	}, importSource(r.Source))
+	return d.imported(r.Image, r.Publish, m, err)
+}
+
+// ImportStream makes a new generation from content a caller sent (see
+// image.Store.ImportStream for next) and, if asked, publishes it.
+func (d *Daemon) ImportStream(r apitype.ImportRequest, next func() (string, io.Reader, error)) (*image.Manifest, error) {
+	m, err := d.images.ImportStream(r.Image, importSource(r.Source), next)
+	return d.imported(r.Image, r.Publish, m, err)
+}
+
+func importSource(s string) string {
+	if s == "" {
+		return "import"
+	}
+	return s
+}
+
+// imported reports the outcome of an import and publishes the generation
+// if asked.
+func (d *Daemon) imported(img string, publish bool, m *image.Manifest, err error) (*image.Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
 	d.tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "image",
-		Message: fmt.Sprintf("image %s generation %s imported (%d bytes)", r.Image, m.ID, m.Size())})
-	if r.Publish {
-		if err := d.PublishImage(r.Image, m.ID); err != nil {
+		Message: fmt.Sprintf("image %s generation %s imported (%d bytes)", img, m.ID, m.Size())})
+	if publish {
+		if err := d.PublishImage(img, m.ID); err != nil {
 			return m, err
 		}
 	}

@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"net"
 	"sort"
 	"strconv"
@@ -16,28 +17,8 @@ import (
 	"github.com/netbootui/netbootui/internal/pxe"
 )
 
-// NodeView is a node as the console and the CLI show it: inventory facts,
-// assignment and live state together.
-type NodeView struct {
-	Name     string `json:"name"`
-	Group    string `json:"group,omitempty"`
-	MAC      string `json:"mac"`
-	IP       string `json:"ip,omitempty"`
-	Arch     string `json:"arch"`
-	Loader   string `json:"loader"`
-	BMC      string `json:"bmc,omitempty"` // host:port, never credentials
-	Image    string `json:"image,omitempty"`
-	Assigned string `json:"assigned_generation,omitempty"` // the generation its next boot gets
-	Pinned   bool   `json:"pinned,omitempty"`              // Assigned is pinned in the inventory
-	// AssignError says why no generation is assigned (no image, none published).
-	AssignError  string              `json:"assign_error,omitempty"`
-	Override     bool                `json:"override,omitempty"` // boots a raw override entry
-	KernelArgs   string              `json:"kernel_args,omitempty"`
-	Defined      string              `json:"defined"` // FILE:LINE:COL of its inventory entry
-	State        bootstate.NodeState `json:"state"`
-	Dirty        bool                `json:"dirty"`
-	DirtyReasons []string            `json:"dirty_reasons,omitempty"`
-}
+// NodeView is a node as the console and the CLI show it (the API type).
+type NodeView = apitype.NodeView
 
 func (d *Daemon) view(inv *inventory.Inventory, n *inventory.Node) NodeView {
 	v := NodeView{
@@ -66,7 +47,7 @@ func (d *Daemon) view(inv *inventory.Inventory, n *inventory.Node) NodeView {
 	if st.Power == "" {
 		st.Power = "unknown"
 	}
-	v.State = st
+	v.State = NodeStateView(st)
 	v.Dirty, v.DirtyReasons = st.Dirty(v.Assigned, inv.Settings.OverlayDirtyBytes)
 	return v
 }
@@ -136,19 +117,9 @@ func (d *Daemon) History(name string, n int) []bootstate.Event {
 	return d.tracker.History(name, n)
 }
 
-// Edit is a change to one node's or group's inventory entry.
-type Edit struct {
-	// BaseRevision is the inventory revision the change was made against; the
-	// edit fails with inventory.ErrConflict when the file has changed since.
-	// Empty means the revision in force now.
-	BaseRevision string `json:"base_revision,omitempty"`
-	// Set maps dotted keys (image, kernel_args, boot_override.ipxe, ...) to
-	// values; Unset lists keys to remove.
-	Set   map[string]any `json:"set,omitempty"`
-	Unset []string       `json:"unset,omitempty"`
-	// Who is the caller, for the audit log (set by the API, not the client).
-	Who string `json:"-"`
-}
+// Edit is a change to one node's or group's inventory entry (the API type;
+// Who is set by the API server).
+type Edit = apitype.Edit
 
 // editableKeys are the keys an Edit may touch; everything else is for the
 // file's editor.
@@ -266,13 +237,9 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// Preview is a boot entry rendered from a proposed override, or the current
-// entry when Override is empty.
-type Preview struct {
-	Node     string `json:"node"`
-	Format   string `json:"format"`
-	Override string `json:"override,omitempty"`
-}
+// Preview is a request for a boot entry rendered from a proposed override (the
+// API type).
+type Preview = apitype.Preview
 
 // PreviewEntry validates and renders a proposed override for a node without
 // applying it.

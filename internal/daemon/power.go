@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
+	"github.com/netbootui/netbootui/internal/apitype"
 
 	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/bootstate"
@@ -12,25 +12,12 @@ import (
 	"github.com/netbootui/netbootui/internal/ipmi"
 )
 
-// PowerRequest asks for one power operation on a selection of nodes.
-type PowerRequest struct {
-	Selection string `json:"selection"` // hostlist or @group; never empty
-	Op        string `json:"op"`        // status, on, off, soft, cycle, reset, bootdev-pxe
-	// Who is the caller, for the audit log (set by the API from the
-	// connection, never by the client).
-	Who string `json:"-"`
-}
+// PowerRequest is one power operation on a selection (the API type; Who is set by
+// the API server).
+type PowerRequest = apitype.PowerRequest
 
-// PowerResult is the outcome for one node. It never holds credentials.
-type PowerResult struct {
-	Node     string        `json:"node"`
-	BMC      string        `json:"bmc,omitempty"`
-	Op       string        `json:"op"`
-	Power    string        `json:"power,omitempty"`
-	Detail   string        `json:"detail,omitempty"`
-	Error    string        `json:"error,omitempty"`
-	Duration time.Duration `json:"duration"`
-}
+// PowerResult is the outcome of a power operation for one node (the API type).
+type PowerResult = apitype.PowerResult
 
 // targets turns inventory nodes into BMC targets. Nodes that cannot be
 // reached (no BMC, no password) get a failed result instead.

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"strings"
-	"time"
 
 	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/image"
@@ -14,14 +14,9 @@ import (
 	"github.com/netbootui/netbootui/internal/workflow"
 )
 
-// RebootRequest asks for a reboot to a clean state of a selection of nodes.
-type RebootRequest struct {
-	Selection string        `json:"selection"`         // hostlist or @group; never empty
-	Timeout   time.Duration `json:"timeout,omitempty"` // per node; 0: workflow.DefaultTimeout
-	// Who is the caller, for the audit log (set by the API from the
-	// connection, never by the client).
-	Who string `json:"-"`
-}
+// RebootRequest is a reboot-clean request (the API type; Who is set by the API
+// server).
+type RebootRequest = apitype.RebootRequest
 
 // RebootProgress is one change of a node's reboot-clean step or boot stage.
 type RebootProgress = workflow.Progress

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/image"
@@ -17,21 +18,9 @@ import (
 // Rollout is a staged rollout as the API and the console show it.
 type Rollout = rollout.Rollout
 
-// StageRequest stages a generation on a selection (see rollout.Manager).
-type StageRequest struct {
-	Selection string `json:"selection"`
-	// Generation is an id (or a unique prefix of one) of the nodes' image,
-	// or image@id.
-	Generation string `json:"generation"`
-	// Wave is "N" nodes or "N%" of the rollout's nodes per wave ("": 1).
-	Wave        string        `json:"wave,omitempty"`
-	MaxInFlight int           `json:"max_in_flight,omitempty"`
-	MaxFailures int           `json:"max_failures,omitempty"`
-	Timeout     time.Duration `json:"timeout,omitempty"` // per node; 0: rollout.DefaultTimeout
-	RebootBack  bool          `json:"reboot_back,omitempty"`
-	// Who is the caller, for the audit log (set by the API).
-	Who string `json:"-"`
-}
+// StageRequest is a request to stage a generation on a selection (the API type;
+// Who is set by the API server).
+type StageRequest = apitype.StageRequest
 
 // Stage actions for StageAction.
 var stageActions = map[string]func(m *rollout.Manager, id, who string) (*rollout.Rollout, error){
@@ -67,7 +56,8 @@ func (d *Daemon) closeRollouts() {
 	}
 }
 
-func (r StageRequest) options() (rollout.Options, error) {
+// stageOptions reads a stage request's rollout options.
+func stageOptions(r StageRequest) (rollout.Options, error) {
 	o := rollout.Options{MaxInFlight: r.MaxInFlight, MaxFailures: r.MaxFailures, Timeout: r.Timeout, RebootBack: r.RebootBack}
 	if r.Wave != "" {
 		w, err := rollout.ParseWaveSize(r.Wave)
@@ -82,7 +72,7 @@ func (r StageRequest) options() (rollout.Options, error) {
 // StagePreview works out a rollout without changing anything: which nodes
 // change generation, which already have it, and the waves.
 func (d *Daemon) StagePreview(req StageRequest) (*Rollout, error) {
-	o, err := req.options()
+	o, err := stageOptions(req)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +82,7 @@ func (d *Daemon) StagePreview(req StageRequest) (*Rollout, error) {
 // StageCreate stages a generation on a selection: the nodes' next boot uses
 // it; nothing is rebooted until StageAction "run".
 func (d *Daemon) StageCreate(req StageRequest) (*Rollout, error) {
-	o, err := req.options()
+	o, err := stageOptions(req)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"io"
 	"runtime"
 	"strings"
@@ -28,16 +29,8 @@ import (
 // carries.
 const SOLTailLines = 15
 
-// SOLLog is a node's captured console output (GET /v1/nodes/{name}/sol).
-type SOLLog struct {
-	Node    string    `json:"node"`
-	Lines   []string  `json:"lines"`            // the last lines, oldest first
-	Kept    int       `json:"kept"`             // bytes kept (bounded by sol.DefaultRingSize)
-	Total   int64     `json:"total"`            // bytes seen since the daemon started
-	Updated time.Time `json:"updated,omitzero"` // last output
-	Active  bool      `json:"active"`           // a SOL session runs now
-	Error   string    `json:"error,omitempty"`  // why the last session ended, if it failed
-}
+// SOLLog is a node's captured console output (the API type).
+type SOLLog = apitype.SOLLog
 
 type solState struct {
 	mu    sync.Mutex

@@ -19,8 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/lifecycle"
 )
 
 // Options say what to start. The zero value (but for Inventory) is a daemon
@@ -39,8 +40,11 @@ type Options struct {
 	Config daemon.Config
 	// NoHTTP disables the HTTP boot server.
 	NoHTTP bool
-	// API serves Env.Server on Dir/api.sock (Env.Socket, Env.Client).
-	API bool
+	// API, when set, makes the API server of the daemon (an *api.Server;
+	// this package cannot import internal/api, whose own tests use it). It
+	// is served on Dir/api.sock (Env.Socket) with the daemon's other
+	// servers, and Env.Client calls it there.
+	API func(d *daemon.Daemon) APIServer
 	// In, when set, runs the daemon's set-up (New, Add, Listen): f must
 	// call do and return its error, e.g. from inside a network namespace
 	// (lab.Netns.Do), so that the servers bind there.
@@ -50,18 +54,20 @@ type Options struct {
 	Before func(d *daemon.Daemon) error
 }
 
+// APIServer is what Options.API returns: api.Server.
+type APIServer interface {
+	Service(path, group string) lifecycle.Service
+}
+
 // Env is a running daemon.
 type Env struct {
 	Dir           string
 	InventoryPath string
 	DataDir       string
 	D             *daemon.Daemon
-	// Server is an API server on D (for in-process clients, as the SSH
-	// console makes them); with Options.API it answers on Socket too, and
-	// Client calls it there.
-	Server *api.Server
+	// With Options.API: the API's socket and a client on it.
 	Socket string
-	Client *api.Client
+	Client *apiclient.Client
 
 	stopOnce sync.Once
 	cancel   context.CancelFunc
@@ -110,11 +116,10 @@ func Start(t testing.TB, o Options) *Env {
 			return err
 		}
 		e.D = d
-		e.Server = &api.Server{D: d, Logger: cfg.Logger}
-		if o.API {
+		if o.API != nil {
 			e.Socket = filepath.Join(e.Dir, "api.sock")
-			d.Add("api", e.Server.Service(e.Socket))
-			e.Client = api.NewClient(e.Socket)
+			d.Add("api", o.API(d).Service(e.Socket, ""))
+			e.Client = apiclient.New(e.Socket)
 		}
 		if err := d.Listen(); err != nil {
 			d.Close()

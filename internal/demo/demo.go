@@ -17,6 +17,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -412,7 +413,7 @@ func (d *Demo) newDaemon(dc daemon.Config) (*daemon.Daemon, error) {
 	}
 	d.Daemon = dd
 	if d.cfg.APISocket != "" {
-		dd.Add("api", (&api.Server{D: dd, Logger: dc.Logger}).Service(d.cfg.APISocket))
+		dd.Add("api", (&api.Server{D: dd, Logger: dc.Logger}).Service(d.cfg.APISocket, ""))
 	}
 	if err := dd.Listen(); err != nil {
 		return nil, fmt.Errorf("demo: daemon: %w", err)
@@ -663,8 +664,8 @@ func (d *Demo) PowerOnAll(ctx context.Context) ([]daemon.PowerResult, error) {
 }
 
 // Counts tallies the nodes by boot stage and how many are dirty.
-func (d *Demo) Counts() (stages map[bootstate.Stage]int, dirty int) {
-	stages = map[bootstate.Stage]int{}
+func (d *Demo) Counts() (stages map[apitype.Stage]int, dirty int) {
+	stages = map[apitype.Stage]int{}
 	for _, v := range d.Daemon.Nodes() {
 		stages[v.State.Stage]++
 		if v.Dirty {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/lab"
@@ -54,10 +54,10 @@ func TestDemoBootsDirtiesStallsAndCleans(t *testing.T) {
 	}
 	waitUntil(t, 40*time.Second, "15 booted and cn010 stalled", func() bool {
 		st, _ := d.Counts()
-		return st[bootstate.StageBooted] == 15 && st[bootstate.StageStalled] == 1
+		return st[apitype.StageBooted] == 15 && st[apitype.StageStalled] == 1
 	})
 	v, _ := d.Daemon.Node("cn010")
-	if v.State.Stage != bootstate.StageStalled {
+	if v.State.Stage != apitype.StageStalled {
 		t.Fatalf("cn010: %+v", v.State)
 	}
 	// Every kind of node fetched its bootloader over TFTP from its own address.
@@ -87,7 +87,7 @@ func TestDemoBootsDirtiesStallsAndCleans(t *testing.T) {
 	if err != nil || len(res) != 1 || !res[0].OK {
 		t.Fatalf("reboot-clean: %+v %v", res, err)
 	}
-	if v, _ := d.Daemon.Node("cn003"); v.Dirty || v.State.Stage != bootstate.StageBooted {
+	if v, _ := d.Daemon.Node("cn003"); v.Dirty || v.State.Stage != apitype.StageBooted {
 		t.Fatalf("cn003 after reboot-clean: %+v", v)
 	}
 	if err := d.Close(); err != nil {

@@ -306,14 +306,9 @@ func (s *Store) writeCurrent(image, id string) error {
 	return nil
 }
 
-// Import copies a kernel, an initramfs and a squashfs root into a new
-// generation of image and returns its manifest. The generation id is derived
-// from the files' contents, so importing the same files twice yields the same
-// generation (and the second import changes nothing). Import does not publish.
+// Import copies the files at the paths of files (keyed by FileKernel,
+// FileInitrd, FileRootfs) into a new generation of image; see ImportStream.
 func (s *Store) Import(image string, files map[string]string, source string) (*Manifest, error) {
-	if !ValidImageName(image) {
-		return nil, fmt.Errorf("image name %q: must match %s", image, imageNameRE)
-	}
 	for _, name := range BootFiles {
 		if files[name] == "" {
 			return nil, fmt.Errorf("import %s: missing %s", image, name)
@@ -323,6 +318,43 @@ func (s *Store) Import(image string, files map[string]string, source string) (*M
 		if !isBootFile(name) {
 			return nil, fmt.Errorf("import %s: unknown file role %q", image, name)
 		}
+	}
+	i := 0
+	var open *os.File
+	defer func() {
+		if open != nil {
+			open.Close()
+		}
+	}()
+	return s.ImportStream(image, source, func() (string, io.Reader, error) {
+		if open != nil {
+			open.Close()
+			open = nil
+		}
+		if i == len(BootFiles) {
+			return "", nil, io.EOF
+		}
+		name := BootFiles[i]
+		i++
+		f, _, err := openRegular(files[name])
+		if err != nil {
+			return "", nil, fmt.Errorf("%s: %w", name, err)
+		}
+		open = f
+		return name, f, nil
+	})
+}
+
+// ImportStream makes a new generation of image from the content of its
+// files: next returns each file's name (FileKernel, FileInitrd, FileRootfs,
+// in any order, each once) and content, then io.EOF. The content is copied
+// as it is read, hashed, synced, and the generation appears whole by a
+// rename; importing the same content again returns the generation that has
+// it and changes nothing. Neither Import nor ImportStream publishes. The
+// generation's id is derived from the files' names, sizes and sums.
+func (s *Store) ImportStream(image, source string, next func() (string, io.Reader, error)) (*Manifest, error) {
+	if !ValidImageName(image) {
+		return nil, fmt.Errorf("image name %q: must match %s", image, imageNameRE)
 	}
 	gens := filepath.Join(s.dir, image, "generations")
 	if err := os.MkdirAll(gens, 0o755); err != nil {
@@ -334,14 +366,35 @@ func (s *Store) Import(image string, files map[string]string, source string) (*M
 	}
 	defer os.RemoveAll(tmp) // after the rename this no longer exists
 
-	m := &Manifest{Image: image, Created: time.Now().UTC().Truncate(time.Second), Source: source}
-	idHash := sha256.New()
-	for _, name := range BootFiles {
-		fi, err := copyHashed(files[name], filepath.Join(tmp, name))
+	got := map[string]FileInfo{}
+	for {
+		name, r, err := next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("import %s: %w", image, err)
+		}
+		if !isBootFile(name) {
+			return nil, fmt.Errorf("import %s: unknown file role %q", image, name)
+		}
+		if _, dup := got[name]; dup {
+			return nil, fmt.Errorf("import %s: %s given twice", image, name)
+		}
+		fi, err := writeHashed(r, filepath.Join(tmp, name))
 		if err != nil {
 			return nil, fmt.Errorf("import %s: %s: %w", image, name, err)
 		}
 		fi.Name = name
+		got[name] = fi
+	}
+	m := &Manifest{Image: image, Created: time.Now().UTC().Truncate(time.Second), Source: source}
+	idHash := sha256.New()
+	for _, name := range BootFiles {
+		fi, ok := got[name]
+		if !ok {
+			return nil, fmt.Errorf("import %s: missing %s", image, name)
+		}
 		m.Files = append(m.Files, fi)
 		fmt.Fprintf(idHash, "%s %d %s\n", fi.Name, fi.Size, fi.SHA256)
 	}
@@ -430,6 +483,12 @@ func copyHashed(src, dst string) (FileInfo, error) {
 		return FileInfo{}, err
 	}
 	defer in.Close()
+	return writeHashed(in, dst)
+}
+
+// writeHashed writes in to a new file dst (mode 0444), synced, and returns
+// its size and sha256.
+func writeHashed(in io.Reader, dst string) (FileInfo, error) {
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
 		return FileInfo{}, err

@@ -2,8 +2,10 @@ package image
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -151,5 +153,68 @@ func TestVerifyDetectsCorruption(t *testing.T) {
 	os.WriteFile(p, []byte("tampered"), 0o644)
 	if err := s.Verify("a", m.ID); err == nil {
 		t.Fatal("Verify accepted a changed file")
+	}
+}
+
+// streamOf returns a next function for ImportStream over parts (name,
+// content), then err (io.EOF: the end).
+func streamOf(end error, parts ...string) func() (string, io.Reader, error) {
+	i := 0
+	return func() (string, io.Reader, error) {
+		if i+1 >= len(parts) {
+			return "", nil, end
+		}
+		name, content := parts[i], parts[i+1]
+		i += 2
+		return name, strings.NewReader(content), nil
+	}
+}
+
+// TestImportStream: content streamed in any order makes the generation the
+// same files would make from paths; a missing, repeated or unknown part, or
+// a failing stream, leaves nothing behind.
+func TestImportStream(t *testing.T) {
+	s, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := writeFiles(t, t.TempDir(), map[string]string{FileKernel: "k1", FileInitrd: "i1", FileRootfs: "r1"})
+	fromPaths, err := s.Import("a", files, "paths")
+	if err != nil {
+		t.Fatal(err)
+	}
+	streamed, err := s.ImportStream("b", "stream", streamOf(io.EOF, FileRootfs, "r1", FileKernel, "k1", FileInitrd, "i1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if streamed.ID != fromPaths.ID || streamed.Source != "stream" || len(streamed.Files) != 3 || streamed.Files[0].Name != FileKernel ||
+		streamed.Size() != fromPaths.Size() {
+		t.Fatalf("streamed %+v, from paths %+v", streamed, fromPaths)
+	}
+	if got, err := s.Generation("b", streamed.ID); err != nil || got.ID != streamed.ID {
+		t.Fatalf("stored generation: %+v %v", got, err)
+	}
+	for _, tc := range []struct {
+		name string
+		next func() (string, io.Reader, error)
+		want string
+	}{
+		{"missing", streamOf(io.EOF, FileKernel, "k", FileInitrd, "i"), "missing " + FileRootfs},
+		{"twice", streamOf(io.EOF, FileKernel, "k", FileKernel, "k"), FileKernel + " given twice"},
+		{"unknown", streamOf(io.EOF, "passwd", "x"), `unknown file role "passwd"`},
+		{"stream fails", streamOf(errors.New("connection reset"), FileKernel, "k"), "connection reset"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := s.ImportStream("c", "", tc.next); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+			if gens, _ := s.Generations("c"); len(gens) != 0 {
+				t.Fatalf("generations left: %+v", gens)
+			}
+			left, _ := filepath.Glob(filepath.Join(s.dir, "c", "generations", ".import-*"))
+			if len(left) != 0 {
+				t.Fatalf("temporary folders left: %v", left)
+			}
+		})
 	}
 }

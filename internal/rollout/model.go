@@ -17,9 +17,9 @@ package rollout
 import (
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/netbootui/netbootui/internal/apitype"
 )
 
 // State is where a rollout is in its life.
@@ -155,48 +155,12 @@ func (r *Rollout) clone() *Rollout {
 }
 
 // WaveSize is how many nodes a wave holds: a count, or a percentage of the
-// rollout's nodes (rounded up, at least one).
-type WaveSize struct {
-	Count   int `json:"count,omitempty"`
-	Percent int `json:"percent,omitempty"`
-}
+// rollout's nodes. Its syntax is the API's (apitype.ParseWaveSize), so the
+// console checks a size as the daemon will.
+type WaveSize = apitype.WaveSize
 
 // ParseWaveSize reads "N" or "N%" (1..100 for a percentage, N >= 1).
-func ParseWaveSize(s string) (WaveSize, error) {
-	t := strings.TrimSpace(s)
-	if p, ok := strings.CutSuffix(t, "%"); ok {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 100 {
-			return WaveSize{}, fmt.Errorf("wave size %q: a percentage is 1%% to 100%%", s)
-		}
-		return WaveSize{Percent: n}, nil
-	}
-	n, err := strconv.Atoi(t)
-	if err != nil || n < 1 {
-		return WaveSize{}, fmt.Errorf("wave size %q: want a count >= 1 or a percentage like 25%%", s)
-	}
-	return WaveSize{Count: n}, nil
-}
-
-// String renders the size as ParseWaveSize reads it.
-func (w WaveSize) String() string {
-	if w.Percent > 0 {
-		return strconv.Itoa(w.Percent) + "%"
-	}
-	return strconv.Itoa(w.Count)
-}
-
-// Of returns the wave size for a rollout of n nodes.
-func (w WaveSize) Of(n int) int {
-	size := w.Count
-	if w.Percent > 0 {
-		size = (n*w.Percent + 99) / 100
-	}
-	if size < 1 {
-		size = 1
-	}
-	return size
-}
+func ParseWaveSize(s string) (WaveSize, error) { return apitype.ParseWaveSize(s) }
 
 // Options tune a rollout.
 type Options struct {
@@ -214,7 +178,7 @@ type Options struct {
 }
 
 // DefaultTimeout is a node's check-in timeout when Options.Timeout is 0.
-const DefaultTimeout = 10 * time.Minute
+const DefaultTimeout = apitype.DefaultStageTimeout
 
 func (o *Options) check() error {
 	switch {

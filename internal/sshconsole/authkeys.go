@@ -13,6 +13,8 @@ import (
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/netbootui/netbootui/internal/apitype"
 )
 
 // maxAuthorizedKeysSize bounds the authorized keys file.
@@ -24,6 +26,28 @@ type AuthorizedKey struct {
 	Comment     string // the text after the key, often user@host
 	Fingerprint string // SHA256:… as ssh-keygen -l prints it
 	Line        int
+	// Role is what the key's sessions may do: the line's
+	// netbootui-role="..." option, DefaultKeyRole without one.
+	Role apitype.Role
+}
+
+// RoleOption is the one key option an authorized keys line may carry:
+// netbootui-role="viewer", "operator" or "admin".
+const RoleOption = "netbootui-role"
+
+// DefaultKeyRole is the role of a key listed without a RoleOption.
+const DefaultKeyRole = apitype.RoleViewer
+
+// keyRole reads a line's options: none, or one RoleOption.
+func keyRole(options []string) (apitype.Role, error) {
+	if len(options) == 0 {
+		return DefaultKeyRole, nil
+	}
+	name, val, _ := strings.Cut(options[0], "=")
+	if len(options) > 1 || name != RoleOption {
+		return "", fmt.Errorf("key options are not supported (%s): only %s=\"viewer|operator|admin\"", strings.Join(options, ","), RoleOption)
+	}
+	return apitype.ParseRole(strings.Trim(val, `"`))
 }
 
 // Who is how the audit log names a session of this key:
@@ -36,10 +60,12 @@ func (k AuthorizedKey) Who() string {
 }
 
 // ParseAuthorizedKeys parses an authorized keys file in OpenSSH format: one
-// public key per line, blank lines and # comments skipped. Lines with options
-// (from=, command=, restrict, cert-authority…) are refused rather than
-// ignored, since the console would not honour them; so are certificates. name
-// is the file name used in errors ("file:line:col: …").
+// public key per line, blank lines and # comments skipped. The one option a
+// line may carry is netbootui-role="viewer|operator|admin" (RoleOption; the
+// key's role, DefaultKeyRole without it). Other options (from=, command=,
+// restrict, cert-authority…) are refused rather than ignored, since the
+// console would not honour them; so are certificates. name is the file name
+// used in errors ("file:line:col: …").
 func ParseAuthorizedKeys(name string, data []byte) ([]AuthorizedKey, error) {
 	var keys []AuthorizedKey
 	for i, line := range strings.Split(string(data), "\n") {
@@ -57,13 +83,14 @@ func ParseAuthorizedKeys(name string, data []byte) ([]AuthorizedKey, error) {
 		if len(bytes.TrimSpace(rest)) != 0 {
 			return nil, fmt.Errorf("%s:%d:%d: unexpected text after the key", name, no, col)
 		}
-		if len(options) > 0 {
-			return nil, fmt.Errorf("%s:%d:%d: key options are not supported (%s): list the bare key", name, no, col, strings.Join(options, ","))
+		role, err := keyRole(options)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d:%d: %v", name, no, col, err)
 		}
 		if _, ok := pk.(*gossh.Certificate); ok {
 			return nil, fmt.Errorf("%s:%d:%d: certificates are not supported: list the public key", name, no, col)
 		}
-		keys = append(keys, AuthorizedKey{Key: pk, Comment: comment, Fingerprint: gossh.FingerprintSHA256(pk), Line: no})
+		keys = append(keys, AuthorizedKey{Key: pk, Comment: comment, Fingerprint: gossh.FingerprintSHA256(pk), Line: no, Role: role})
 	}
 	return keys, nil
 }

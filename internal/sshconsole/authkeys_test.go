@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/netbootui/netbootui/internal/apitype"
 )
 
 func newKey(t testing.TB) (gossh.Signer, string) {
@@ -30,12 +32,19 @@ func TestParseAuthorizedKeys(t *testing.T) {
 	for _, tc := range []struct {
 		name, in string
 		want     []string // fingerprint + " " + comment of each key
+		roles    []apitype.Role
 		err      string
 	}{
 		{name: "empty", in: ""},
 		{name: "comments and blanks", in: "# admins\n\n   \n# " + aLine + "\n"},
 		{name: "two keys", in: aLine + " alice@laptop\n" + bLine + "\n",
-			want: []string{gossh.FingerprintSHA256(a.PublicKey()) + " alice@laptop", gossh.FingerprintSHA256(b.PublicKey()) + " "}},
+			want:  []string{gossh.FingerprintSHA256(a.PublicKey()) + " alice@laptop", gossh.FingerprintSHA256(b.PublicKey()) + " "},
+			roles: []apitype.Role{apitype.RoleViewer, apitype.RoleViewer}},
+		{name: "roles", in: `netbootui-role="operator" ` + aLine + " op\nnetbootui-role=admin " + bLine + " root\n",
+			want:  []string{gossh.FingerprintSHA256(a.PublicKey()) + " op", gossh.FingerprintSHA256(b.PublicKey()) + " root"},
+			roles: []apitype.Role{apitype.RoleOperator, apitype.RoleAdmin}},
+		{name: "unknown role", in: `netbootui-role="root" ` + aLine + "\n", err: `keys:1:1: role "root": want viewer, operator or admin`},
+		{name: "role and another option", in: `netbootui-role="admin",from="10.0.0.1" ` + aLine + "\n", err: "keys:1:1: key options are not supported"},
 		{name: "indented, CRLF", in: "  " + aLine + " alice\r\n",
 			want: []string{gossh.FingerprintSHA256(a.PublicKey()) + " alice"}},
 		{name: "comment with spaces", in: aLine + " Alice Admin (laptop)\n",
@@ -65,6 +74,11 @@ func TestParseAuthorizedKeys(t *testing.T) {
 			}
 			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
 				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+			for i, r := range tc.roles {
+				if keys[i].Role != r {
+					t.Errorf("key %d: role %q, want %q", i, keys[i].Role, r)
+				}
 			}
 		})
 	}

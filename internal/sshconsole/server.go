@@ -6,7 +6,9 @@
 // again when it changes. The host key is an ed25519 key generated once and
 // kept (mode 0600). Every session needs a pty, gets its own console and its
 // own Backend, made for the caller "ssh SHA256:… (comment)" so that the audit
-// log names the key behind every action.
+// log names the key behind every action. The Backend maker is injected
+// (Config.Backend; cmd/netbootui passes the API server's in-process client),
+// so this package links the console and the API client, never the daemon.
 package sshconsole
 
 import (
@@ -24,6 +26,7 @@ import (
 	bm "charm.land/wish/v2/bubbletea"
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/ui"
 )
 
@@ -34,8 +37,9 @@ type Config struct {
 	// HostKey is the host key file, generated on first use.
 	HostKey string
 	// Backend returns the console's backend for a caller (AuthorizedKey.Who)
-	// and a function releasing it when the session ends.
-	Backend func(who string) (ui.Backend, func())
+	// with the role of its key, and a function releasing it when the
+	// session ends. The API behind it authorizes every call by that role.
+	Backend func(who string, role apitype.Role) (ui.Backend, func())
 	// UI are the console options of every session. NoEdit defaults to
 	// NoEditMessage: an editor run by the daemon for a remote session would
 	// have neither a terminal nor the right user. SerialConsole stays nil.
@@ -69,6 +73,7 @@ type Server struct {
 
 type liveSession struct {
 	who     string
+	role    apitype.Role
 	release func()
 }
 
@@ -142,7 +147,7 @@ func (s *Server) session(next ssh.Handler) ssh.Handler {
 			return
 		}
 		who := ak.Who()
-		ls := &liveSession{who: who}
+		ls := &liveSession{who: who, role: ak.Role}
 		s.mu.Lock()
 		full := s.sessions >= s.cfg.MaxSessions
 		if !full {
@@ -156,7 +161,7 @@ func (s *Server) session(next ssh.Handler) ssh.Handler {
 			return
 		}
 		start := time.Now()
-		s.logger.Info("ssh console opened", "who", who, "user", sess.User(), "remote", sess.RemoteAddr().String())
+		s.logger.Info("ssh console opened", "who", who, "role", string(ak.Role), "user", sess.User(), "remote", sess.RemoteAddr().String())
 		next(sess)
 		s.mu.Lock()
 		s.sessions--
@@ -178,7 +183,7 @@ func (s *Server) console(sess ssh.Session) (tea.Model, []tea.ProgramOption) {
 	if ls == nil {
 		return nil, nil
 	}
-	be, release := s.cfg.Backend(ls.who)
+	be, release := s.cfg.Backend(ls.who, ls.role)
 	m := ui.New(be, s.cfg.UI)
 	s.mu.Lock()
 	ls.release = func() {

@@ -3,6 +3,7 @@ package sshconsole
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -17,6 +18,8 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/netbootui/netbootui/internal/api"
+	"github.com/netbootui/netbootui/internal/apiclient"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/ui"
@@ -40,8 +43,16 @@ nodes:
 // identity).
 func startDaemon(t *testing.T, withSocket bool) (*daemon.Daemon, *api.Server, string) {
 	t.Helper()
-	e := daemontest.Start(t, daemontest.Options{Inventory: inventory, API: withSocket})
-	return e.D, e.Server, e.Socket
+	var srv *api.Server
+	o := daemontest.Options{Inventory: inventory}
+	if withSocket {
+		o.API = func(d *daemon.Daemon) daemontest.APIServer { srv = &api.Server{D: d}; return srv }
+	}
+	e := daemontest.Start(t, o)
+	if srv == nil {
+		srv = &api.Server{D: e.D}
+	}
+	return e.D, srv, e.Socket
 }
 
 // syncBuf collects a session's output.
@@ -96,10 +107,10 @@ type fixture struct {
 	hostKey  string
 	logs     *syncBuf
 	mu       sync.Mutex
-	backends map[string]*api.Client // by caller
+	backends map[string]*apiclient.Client // by caller
 }
 
-func (f *fixture) backend(who string) *api.Client {
+func (f *fixture) backend(who string) *apiclient.Client {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.backends[who]
@@ -108,14 +119,14 @@ func (f *fixture) backend(who string) *api.Client {
 // startSSH serves consoles over the daemon's in-process API on 127.0.0.1.
 func startSSH(t *testing.T, apiSrv *api.Server, keysPath, hostKey string) *fixture {
 	t.Helper()
-	f := &fixture{keysPath: keysPath, hostKey: hostKey, logs: &syncBuf{}, backends: map[string]*api.Client{}}
+	f := &fixture{keysPath: keysPath, hostKey: hostKey, logs: &syncBuf{}, backends: map[string]*apiclient.Client{}}
 	srv, err := New(Config{
 		AuthorizedKeys: keysPath,
 		HostKey:        hostKey,
 		Logger:         slog.New(slog.NewTextHandler(f.logs, nil)),
 		UI:             ui.Options{Dark: true},
-		Backend: func(who string) (ui.Backend, func()) {
-			c, stop := apiSrv.InProcessClient(who)
+		Backend: func(who string, role apitype.Role) (ui.Backend, func()) {
+			c, stop := apiSrv.InProcessClient(who, role)
 			f.mu.Lock()
 			f.backends[who] = c
 			f.mu.Unlock()
@@ -165,7 +176,7 @@ func TestConsoleOverSSH(t *testing.T) {
 	dir := t.TempDir()
 	alice, aliceLine := newKey(t)
 	keysPath := filepath.Join(dir, "authorized_keys")
-	writeKeys(t, keysPath, "# console admins", aliceLine+" alice@laptop")
+	writeKeys(t, keysPath, "# console admins", RoleOption+`="admin" `+aliceLine+" alice@laptop")
 	f := startSSH(t, apiSrv, keysPath, filepath.Join(dir, "data", HostKeyFile))
 
 	c, err := dial(f.addr, f.srv.HostKey(), gossh.PublicKeys(alice))
@@ -214,12 +225,12 @@ func TestConsoleOverSSH(t *testing.T) {
 	}
 	// An edit made by this console's backend is audited under the key...
 	ctx := context.Background()
-	if _, err := be.EditNode(ctx, "solo", daemon.Edit{Set: map[string]any{"kernel_args": "console=ttyS0"}}); err != nil {
+	if _, err := be.EditNode(ctx, "solo", apitype.Edit{Set: map[string]any{"kernel_args": "console=ttyS0"}}); err != nil {
 		t.Fatal(err)
 	}
 	// ...while a unix-socket client keeps its own (SO_PEERCRED) identity.
-	sockClient := api.NewClient(sock)
-	if _, err := sockClient.EditNode(ctx, "solo", daemon.Edit{Set: map[string]any{"kernel_args": "quiet"}}); err != nil {
+	sockClient := apiclient.New(sock)
+	if _, err := sockClient.EditNode(ctx, "solo", apitype.Edit{Set: map[string]any{"kernel_args": "quiet"}}); err != nil {
 		t.Fatal(err)
 	}
 	entries := d.Audit(0)
@@ -530,7 +541,7 @@ func TestMaxSessions(t *testing.T) {
 	keysPath := filepath.Join(dir, "authorized_keys")
 	writeKeys(t, keysPath, aliceLine)
 	srv, err := New(Config{AuthorizedKeys: keysPath, HostKey: filepath.Join(dir, HostKeyFile), MaxSessions: 1,
-		Backend: func(who string) (ui.Backend, func()) { return apiSrv.InProcessClient(who) }})
+		Backend: func(who string, role apitype.Role) (ui.Backend, func()) { return apiSrv.InProcessClient(who, role) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -570,7 +581,7 @@ func TestConfigErrors(t *testing.T) {
 	_, aLine := newKey(t)
 	keys := filepath.Join(dir, "authorized_keys")
 	writeKeys(t, keys, aLine)
-	be := func(string) (ui.Backend, func()) { return nil, nil }
+	be := func(string, apitype.Role) (ui.Backend, func()) { return nil, nil }
 	for _, tc := range []struct {
 		name string
 		cfg  Config
@@ -594,5 +605,66 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if err := s.Listen("256.0.0.1:0"); err == nil || !strings.Contains(err.Error(), "256.0.0.1:0") {
 		t.Fatalf("bad listen address: %v", err)
+	}
+}
+
+// TestKeyRoles: a key's sessions act with its role. bob, listed without a
+// role option, is a viewer: his console shows the nodes, and the power-on
+// he confirms in it is refused by the API and audited under his key; carol,
+// an operator, may power but not edit.
+func TestKeyRoles(t *testing.T) {
+	d, apiSrv, _ := startDaemon(t, false)
+	dir := t.TempDir()
+	bob, bobLine := newKey(t)
+	carol, carolLine := newKey(t)
+	keysPath := filepath.Join(dir, "authorized_keys")
+	writeKeys(t, keysPath, bobLine+" bob", RoleOption+`="operator" `+carolLine+" carol")
+	f := startSSH(t, apiSrv, keysPath, filepath.Join(dir, HostKeyFile))
+
+	login := func(key gossh.Signer, comment string) (*apiclient.Client, *syncBuf, io.Writer, string) {
+		t.Helper()
+		c, err := dial(f.addr, f.srv.HostKey(), gossh.PublicKeys(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		_, out, in := openConsole(t, c, 100, 30)
+		out.waitFor(t, comment+"'s console", "netbootui nodes", "solo")
+		who := "ssh " + gossh.FingerprintSHA256(key.PublicKey()) + " (" + comment + ")"
+		be := f.backend(who)
+		if be == nil {
+			t.Fatalf("no backend for %s", who)
+		}
+		return be, out, in, who
+	}
+	ctx := context.Background()
+
+	_, out, in, bobWho := login(bob, "bob")
+	in.Write([]byte("p"))
+	out.waitFor(t, "power menu", "Power:")
+	in.Write([]byte("o"))
+	out.waitFor(t, "confirmation", "Yes")
+	time.Sleep(400 * time.Millisecond)
+	in.Write([]byte("y"))
+	out.waitFor(t, "refusal on bob's screen", "operator role")
+	var refused bool
+	for _, e := range d.Audit(0) {
+		refused = refused || (e.Who == bobWho && e.Action == "refused power")
+		if e.Who == bobWho && e.Action == "power on" {
+			t.Fatalf("bob's power-on ran: %+v", e)
+		}
+	}
+	if !refused {
+		t.Fatalf("bob's refusal is not audited: %+v", d.Audit(0))
+	}
+
+	carolBe, _, _, _ := login(carol, "carol")
+	if _, err := carolBe.Power(ctx, apitype.OpOn, "n1"); err != nil {
+		t.Fatalf("operator power: %v", err)
+	}
+	var ae *apitype.Error
+	if _, err := carolBe.EditNode(ctx, "solo", apitype.Edit{Set: map[string]any{"kernel_args": "quiet"}}); !errors.As(err, &ae) ||
+		ae.Code != apitype.CodeForbidden || !strings.Contains(ae.Message, "needs the admin role") {
+		t.Fatalf("operator edit: %v", err)
 	}
 }

@@ -83,8 +83,13 @@ type Documents interface {
 	Put(name string, data []byte, prev Rev) (Rev, error)
 }
 
-// Audit is the audit log: one entry per admin action, appended durably.
+// Audit is the audit log: one entry per admin action, appended durably. It
+// fails closed: the API asks Ready before every mutation and refuses the
+// action when the entry could not be made durable.
 type Audit interface {
+	// Ready returns nil when an entry recorded now will be durable, and
+	// otherwise why not (a full disk, an unreachable store).
+	Ready() error
 	// Record appends e (stamping its time when zero); nil means it is
 	// durable.
 	Record(e audit.Entry) error

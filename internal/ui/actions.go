@@ -10,7 +10,7 @@ import (
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
-	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/hostlist"
 )
 
@@ -224,7 +224,7 @@ func nodeError(node, err string) string {
 }
 
 // setPower records one power result.
-func (a *action) setPower(r daemon.PowerResult) {
+func (a *action) setPower(r apitype.PowerResult) {
 	row := a.row(r.Node)
 	row.done, row.power, row.took = true, r.Power, r.Duration
 	if r.BMC != "" {
@@ -289,7 +289,7 @@ func (a *action) lines(c *Common, power func(string) string) []string {
 type (
 	powerDoneMsg struct {
 		id      int
-		results []daemon.PowerResult
+		results []apitype.PowerResult
 		err     error
 	}
 )

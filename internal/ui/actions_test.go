@@ -8,8 +8,7 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
-	"github.com/netbootui/netbootui/internal/audit"
-	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/apitype"
 )
 
 // press sends keys; "<wait>" lets the dialog guard pass.
@@ -264,9 +263,9 @@ func TestSelectionFor(t *testing.T) {
 }
 
 func TestNodeAudit(t *testing.T) {
-	n := daemon.NodeView{Name: "n02", Group: "compute"}
+	n := apitype.NodeView{Name: "n02", Group: "compute"}
 	at := func(i int) time.Time { return epoch.Add(time.Duration(i) * time.Minute) }
-	all := []audit.Entry{
+	all := []apitype.AuditEntry{
 		{Time: at(0), Action: "power cycle", Target: "n[01-03]", Result: "3 ok, 0 failed"},
 		{Time: at(1), Action: "power off", Target: "n[03-09]", Result: "7 ok, 0 failed"},
 		{Time: at(2), Action: "edit node n02", Result: "ok"},
@@ -295,7 +294,7 @@ func TestNodeAudit(t *testing.T) {
 
 func TestDetailShowsAudit(t *testing.T) {
 	hs := newHarness(t, 5, 120, 60)
-	hs.be.audit = []audit.Entry{
+	hs.be.audit = []apitype.AuditEntry{
 		{Time: epoch.Add(-time.Hour), Who: "uid 0 (root)", Action: "power cycle", Target: "n[01-03]", Nodes: 3, Result: "2 ok, 1 failed", Details: []string{"n02: node n02: BMC 10.2.0.2:623: no answer within 5s"}},
 		{Time: epoch.Add(-time.Minute), Who: "uid 1000 (ada)", Action: "edit node n02", Result: "ok"},
 		{Time: epoch, Who: "uid 0 (root)", Action: "power off", Target: "n04", Result: "1 ok, 0 failed"},

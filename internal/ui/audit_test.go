@@ -13,9 +13,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
-	"github.com/netbootui/netbootui/internal/audit"
-	"github.com/netbootui/netbootui/internal/bootstate"
-	"github.com/netbootui/netbootui/internal/image"
+	"github.com/netbootui/netbootui/internal/apitype"
 )
 
 // TestColumnsDropByPriority: the node list keeps NAME and STAGE at any
@@ -136,12 +134,12 @@ func TestBuildUnchanged(t *testing.T) {
 	hs.keys("<enter>")
 	hs.m.Update(keyMsg("b")) // the call is not run: progress is fed below
 	hs.now = hs.now.Add(time.Second)
-	hs.m.Update(buildMsg{id: hs.m.images.build.id, progress: []image.Progress{
-		{Image: "compute", Step: image.StepHash},
+	hs.m.Update(buildMsg{id: hs.m.images.build.id, progress: []apitype.BuildProgress{
+		{Image: "compute", Step: apitype.BuildStepHash},
 		{Image: "compute", Line: "source hash 5e1f"},
-		{Image: "compute", Step: image.StepUnchanged},
+		{Image: "compute", Step: apitype.BuildStepUnchanged},
 		{Image: "compute", Line: "unchanged: current generation g2 was built from the same inputs"},
-	}, done: &buildDoneMsg{gen: &image.Manifest{Image: "compute", ID: "g2"}}})
+	}, done: &buildDoneMsg{gen: &apitype.Manifest{Image: "compute", ID: "g2"}}})
 	scr := ansi.Strip(hs.m.Render())
 	for _, want := range []string{"build compute: unchanged, nothing built: generation g2 has the same inputs (it is current)",
 		"unchanged: current generation g2 was built from the same inputs"} {
@@ -161,8 +159,8 @@ func TestLiveUpdatesCoalesce(t *testing.T) {
 	hs := newHarness(t, 20, 80, 24)
 	hs.be.reset()
 	for i := range 10 {
-		ev := bootstate.Event{Seq: uint64(100 + i), Time: epoch, Node: "n01", Kind: bootstate.KindFetch, Stage: bootstate.StageKernel, Proto: "http", Path: "/g2/vmlinuz"}
-		hs.m.Update(eventsMsg{stream: hs.m.stream, evs: []bootstate.Event{ev}}) // commands not run: the stream's wait would block
+		ev := apitype.Event{Seq: uint64(100 + i), Time: epoch, Node: "n01", Kind: apitype.KindFetch, Stage: apitype.StageKernel, Proto: "http", Path: "/g2/vmlinuz"}
+		hs.m.Update(eventsMsg{stream: hs.m.stream, evs: []apitype.Event{ev}}) // commands not run: the stream's wait would block
 	}
 	if calls := hs.be.Calls(); len(calls) != 0 {
 		t.Fatalf("Update made calls: %q", calls)
@@ -171,7 +169,7 @@ func TestLiveUpdatesCoalesce(t *testing.T) {
 		t.Fatal("no refresh scheduled")
 	}
 	hs.be.mu.Lock()
-	hs.be.nodes[0].State.Stage = bootstate.StageKernel
+	hs.be.nodes[0].State.Stage = apitype.StageKernel
 	hs.be.mu.Unlock()
 	hs.send(refreshTickMsg{})
 	if calls := hs.be.Calls(); !slices.Equal(calls, []string{"Nodes"}) {
@@ -191,10 +189,10 @@ func TestLiveUpdatesCoalesce(t *testing.T) {
 func TestEventsViewMergesAudit(t *testing.T) {
 	hs := newHarness(t, 5, 120, 30)
 	hs.m.opts.AuditPoll = time.Hour // ticks are fed by hand below, never run
-	hs.be.audit = []audit.Entry{{Time: epoch.Add(-time.Minute), Who: "uid 0 (root)", Action: "power cycle", Target: "n[01-03]", Result: "3 ok, 0 failed"}}
-	hs.m.events.add([]bootstate.Event{
-		{Seq: 1, Time: epoch.Add(-2 * time.Minute), Node: "n01", Kind: bootstate.KindFetch, Stage: "kernel", Proto: "http", Path: "/g2/vmlinuz"},
-		{Seq: 2, Time: epoch.Add(-30 * time.Second), Node: "n01", Kind: bootstate.KindCheckin, Generation: "g2"},
+	hs.be.audit = []apitype.AuditEntry{{Time: epoch.Add(-time.Minute), Who: "uid 0 (root)", Action: "power cycle", Target: "n[01-03]", Result: "3 ok, 0 failed"}}
+	hs.m.events.add([]apitype.Event{
+		{Seq: 1, Time: epoch.Add(-2 * time.Minute), Node: "n01", Kind: apitype.KindFetch, Stage: "kernel", Proto: "http", Path: "/g2/vmlinuz"},
+		{Seq: 2, Time: epoch.Add(-30 * time.Second), Node: "n01", Kind: apitype.KindCheckin, Generation: "g2"},
 	})
 	hs.be.reset()
 	hs.keys(":")
@@ -212,7 +210,7 @@ func TestEventsViewMergesAudit(t *testing.T) {
 		t.Errorf("audit entry not merged in by time:\n%s", hs.screen())
 	}
 	// the next tick reads again: a new entry appears, the old one once
-	hs.be.audit = append(hs.be.audit, audit.Entry{Time: epoch, Who: "uid 1000 (ada)", Action: "edit group gpu", Target: "kernel_args", Result: "ok: revision 1a2b"})
+	hs.be.audit = append(hs.be.audit, apitype.AuditEntry{Time: epoch, Who: "uid 1000 (ada)", Action: "edit group gpu", Target: "kernel_args", Result: "ok: revision 1a2b"})
 	_, read := hs.m.Update(eventsAuditTickMsg{seq: hs.m.auditSeq})
 	hs.m.Update(read()) // its next tick is not run
 	scr := hs.screen()

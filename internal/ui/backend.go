@@ -9,67 +9,63 @@ import (
 	"context"
 	"time"
 
-	"github.com/netbootui/netbootui/internal/api"
-	"github.com/netbootui/netbootui/internal/audit"
-	"github.com/netbootui/netbootui/internal/bootstate"
-	"github.com/netbootui/netbootui/internal/daemon"
-	"github.com/netbootui/netbootui/internal/image"
+	"github.com/netbootui/netbootui/internal/apitype"
 )
 
-// Backend is what the console needs from the daemon. *api.Client implements
+// Backend is what the console needs from the daemon. *apiclient.Client implements
 // it; tests use an in-memory fake.
 type Backend interface {
 	// Status reports the daemon's status, including the inventory revision
 	// edits are based on.
-	Status(ctx context.Context) (api.Status, error)
+	Status(ctx context.Context) (apitype.Status, error)
 	// Nodes lists every node with its state.
-	Nodes(ctx context.Context) ([]daemon.NodeView, error)
+	Nodes(ctx context.Context) ([]apitype.NodeView, error)
 	// Node returns one node.
-	Node(ctx context.Context, name string) (daemon.NodeView, error)
+	Node(ctx context.Context, name string) (apitype.NodeView, error)
 	// BootEntry renders a node's boot entry ("" format: the node's loader).
 	BootEntry(ctx context.Context, name, format string) (string, error)
 	// EditNode applies an edit to a node and returns the new revision.
-	EditNode(ctx context.Context, name string, e daemon.Edit) (string, error)
+	EditNode(ctx context.Context, name string, e apitype.Edit) (string, error)
 	// EditGroup applies an edit to a group and returns the new revision.
-	EditGroup(ctx context.Context, name string, e daemon.Edit) (string, error)
+	EditGroup(ctx context.Context, name string, e apitype.Edit) (string, error)
 	// Group returns a group's own settings and its nodes.
-	Group(ctx context.Context, name string) (daemon.GroupView, error)
+	Group(ctx context.Context, name string) (apitype.GroupView, error)
 	// PreviewEdit validates a proposed node or group edit against a copy of
 	// the inventory and renders the node's entry from it, changing nothing.
-	PreviewEdit(ctx context.Context, p daemon.EditPreview) (string, error)
+	PreviewEdit(ctx context.Context, p apitype.EditPreview) (string, error)
 	// NodeBMC reads a node's BMC device ID and power state (never
 	// credentials).
-	NodeBMC(ctx context.Context, name string) (daemon.BMCFacts, error)
+	NodeBMC(ctx context.Context, name string) (apitype.BMCFacts, error)
 	// Events calls fn for the newest n events of node ("" all), then, with
 	// follow, for live events until ctx ends or fn returns an error.
-	Events(ctx context.Context, node string, n int, follow bool, fn func(bootstate.Event) error) error
+	Events(ctx context.Context, node string, n int, follow bool, fn func(apitype.Event) error) error
 	// Images lists images and their generations.
-	Images(ctx context.Context) ([]daemon.ImageInfo, error)
+	Images(ctx context.Context) ([]apitype.ImageInfo, error)
 	// Power runs a power operation (on, off, soft, cycle, reset, status,
 	// bootdev-pxe) on a selection and returns one result per node.
-	Power(ctx context.Context, op, selection string) ([]daemon.PowerResult, error)
+	Power(ctx context.Context, op, selection string) ([]apitype.PowerResult, error)
 	// RebootClean reboots a selection to a clean state, calling fn with
 	// each progress line (timeout 0: the daemon's default per node).
-	RebootClean(ctx context.Context, selection string, timeout time.Duration, fn func(daemon.RebootProgress) error) ([]daemon.RebootResult, error)
+	RebootClean(ctx context.Context, selection string, timeout time.Duration, fn func(apitype.RebootProgress) error) ([]apitype.RebootResult, error)
 	// Audit returns the newest n audit entries.
-	Audit(ctx context.Context, n int) ([]audit.Entry, error)
+	Audit(ctx context.Context, n int) ([]apitype.AuditEntry, error)
 	// SOLLog returns the last n lines the daemon captured from a node's
 	// serial console.
-	SOLLog(ctx context.Context, node string, n int) (daemon.SOLLog, error)
+	SOLLog(ctx context.Context, node string, n int) (apitype.SOLLog, error)
 	// Build builds an image from its recipe (Publish: and makes it
 	// current), calling fn with each progress line, and returns the new
 	// generation.
-	Build(ctx context.Context, req daemon.BuildRequest, fn func(image.Progress)) (*image.Manifest, error)
+	Build(ctx context.Context, req apitype.BuildRequest, fn func(apitype.BuildProgress)) (*apitype.Manifest, error)
 	// Rollback makes an image's previous generation current again and
 	// returns it.
 	Rollback(ctx context.Context, image string) (string, error)
 	// StagePreview returns what staging req would change, changing nothing.
-	StagePreview(ctx context.Context, req daemon.StageRequest) (*daemon.Rollout, error)
+	StagePreview(ctx context.Context, req apitype.StageRequest) (*apitype.Rollout, error)
 	// StageCreate stages a generation on a selection.
-	StageCreate(ctx context.Context, req daemon.StageRequest) (*daemon.Rollout, error)
+	StageCreate(ctx context.Context, req apitype.StageRequest) (*apitype.Rollout, error)
 	// Stage returns rollout id ("" the newest active one).
-	Stage(ctx context.Context, id string) (*daemon.Rollout, error)
+	Stage(ctx context.Context, id string) (*apitype.Rollout, error)
 	// StageAction applies run, resume, halt, abort, promote or rollback to
 	// rollout id and returns the rollout after it.
-	StageAction(ctx context.Context, id, action string) (*daemon.Rollout, error)
+	StageAction(ctx context.Context, id, action string) (*apitype.Rollout, error)
 }

@@ -11,12 +11,11 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
-	"github.com/netbootui/netbootui/internal/bootstate"
-	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/apitype"
 )
 
 // benchModel is a console on 10,000 nodes, already loaded.
-func benchModel(b testing.TB) (*Model, []daemon.NodeView) {
+func benchModel(b testing.TB) (*Model, []apitype.NodeView) {
 	nodes := testCluster(10000)
 	for i := range nodes {
 		nodes[i].Name = fmt.Sprintf("n%05d", i+1)
@@ -33,23 +32,23 @@ func benchModel(b testing.TB) (*Model, []daemon.NodeView) {
 // allows in that time.
 type frameLoad struct {
 	m     *Model
-	nodes []daemon.NodeView
-	evs   []bootstate.Event
+	nodes []apitype.NodeView
+	evs   []apitype.Event
 	seq   uint64
 	i     int
 }
 
-func newFrameLoad(m *Model, nodes []daemon.NodeView) *frameLoad {
-	return &frameLoad{m: m, nodes: nodes, evs: make([]bootstate.Event, 100)}
+func newFrameLoad(m *Model, nodes []apitype.NodeView) *frameLoad {
+	return &frameLoad{m: m, nodes: nodes, evs: make([]apitype.Event, 100)}
 }
 
 // step feeds one 100 ms of load to the model.
 func (l *frameLoad) step() {
-	evs := make([]bootstate.Event, len(l.evs)) // the message owns its slice
+	evs := make([]apitype.Event, len(l.evs)) // the message owns its slice
 	for j := range evs {
 		l.seq++
-		evs[j] = bootstate.Event{Seq: l.seq, Time: epoch, Node: l.nodes[int(l.seq)%len(l.nodes)].Name,
-			Kind: bootstate.KindProgress, Stage: bootstate.StageRootfs, Bytes: int64(l.seq), Total: 1 << 30}
+		evs[j] = apitype.Event{Seq: l.seq, Time: epoch, Node: l.nodes[int(l.seq)%len(l.nodes)].Name,
+			Kind: apitype.KindProgress, Stage: apitype.StageRootfs, Bytes: int64(l.seq), Total: 1 << 30}
 	}
 	l.m.Update(eventsMsg{stream: l.m.stream, evs: evs})
 	l.nodes[l.i%len(l.nodes)].State.Bytes += 4096

@@ -9,9 +9,7 @@ import (
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
-	"github.com/netbootui/netbootui/internal/audit"
-	"github.com/netbootui/netbootui/internal/bootstate"
-	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/hostlist"
 )
 
@@ -33,28 +31,28 @@ const (
 type detailView struct {
 	c       *Common
 	name    string
-	node    daemon.NodeView
+	node    apitype.NodeView
 	entry   string
-	events  []bootstate.Event
+	events  []apitype.Event
 	loaded  bool
 	offset  int
 	entryOK bool
-	audit   []audit.Entry // the node's, newest first
-	auditNA string        // why there are none to show
-	console []string      // the tail of its captured serial console
-	bmc     *daemon.BMCFacts
+	audit   []apitype.AuditEntry // the node's, newest first
+	auditNA string               // why there are none to show
+	console []string             // the tail of its captured serial console
+	bmc     *apitype.BMCFacts
 	bmcErr  string // why the BMC facts could not be read
 }
 
 type (
 	detailNodeMsg struct {
-		node daemon.NodeView
+		node apitype.NodeView
 		err  error
 	}
 	// detailBMCMsg answers the BMC read started when the detail opens.
 	detailBMCMsg struct {
 		name  string
-		facts daemon.BMCFacts
+		facts apitype.BMCFacts
 		err   error
 	}
 )
@@ -139,8 +137,8 @@ func (m *Model) fetchDetail(name string) tea.Cmd {
 			}
 			entry = "(no boot entry: " + eerr.Error() + ")"
 		}
-		var evs []bootstate.Event
-		err = be.Events(ctx, name, detailEvents, false, func(ev bootstate.Event) error {
+		var evs []apitype.Event
+		err = be.Events(ctx, name, detailEvents, false, func(ev apitype.Event) error {
 			evs = append(evs, ev)
 			return nil
 		})
@@ -197,14 +195,14 @@ func (d *detailView) set(msg detailMsg) {
 	d.events = trimEvents(evs, detailEvents)
 }
 
-func trimEvents(evs []bootstate.Event, n int) []bootstate.Event {
+func trimEvents(evs []apitype.Event, n int) []apitype.Event {
 	if len(evs) > n {
-		evs = append([]bootstate.Event(nil), evs[len(evs)-n:]...)
+		evs = append([]apitype.Event(nil), evs[len(evs)-n:]...)
 	}
 	return evs
 }
 
-func (d *detailView) addEvents(evs []bootstate.Event) {
+func (d *detailView) addEvents(evs []apitype.Event) {
 	if d.name == "" {
 		return
 	}
@@ -317,8 +315,8 @@ func (d *detailView) lines() []string {
 // nodeAudit returns, newest first, the newest limit entries of all (oldest first) that are
 // about node: its name or group as the target, a target host list that
 // includes it, or a detail line about it.
-func nodeAudit(all []audit.Entry, n daemon.NodeView, limit int) []audit.Entry {
-	var out []audit.Entry
+func nodeAudit(all []apitype.AuditEntry, n apitype.NodeView, limit int) []apitype.AuditEntry {
+	var out []apitype.AuditEntry
 	for i := len(all) - 1; i >= 0 && len(out) < limit; i-- {
 		if auditMentions(all[i], n) {
 			out = append(out, all[i])
@@ -327,7 +325,7 @@ func nodeAudit(all []audit.Entry, n daemon.NodeView, limit int) []audit.Entry {
 	return out
 }
 
-func auditMentions(e audit.Entry, n daemon.NodeView) bool {
+func auditMentions(e apitype.AuditEntry, n apitype.NodeView) bool {
 	if nodeDetail(e, n.Name) != "" {
 		return true
 	}
@@ -350,7 +348,7 @@ func auditMentions(e audit.Entry, n daemon.NodeView) bool {
 }
 
 // nodeDetail returns what an entry's details say about node.
-func nodeDetail(e audit.Entry, node string) string {
+func nodeDetail(e apitype.AuditEntry, node string) string {
 	for _, d := range e.Details {
 		if rest, ok := strings.CutPrefix(d, node+": "); ok {
 			return nodeError(node, rest)
@@ -397,7 +395,7 @@ func scrollKey(msg tea.KeyPressMsg, k KeyMap, off, total, page int) int {
 }
 
 // formatEvent renders an event on one line.
-func formatEvent(ev bootstate.Event, withNode bool) string {
+func formatEvent(ev apitype.Event, withNode bool) string {
 	var b strings.Builder
 	b.WriteString(ev.Time.Format("15:04:05.000"))
 	b.WriteByte(' ')

@@ -10,21 +10,21 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
-	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/hostlist"
 )
 
 // editSession is one `e` edit in progress: the file handed to $EDITOR and
 // what the node looked like when it was written.
 type editSession struct {
-	node daemon.NodeView
+	node apitype.NodeView
 	// group, when set, is the group being edited (E); node is then the
 	// member whose entry the result is rendered for.
-	group    *daemon.GroupView
+	group    *apitype.GroupView
 	base     string // inventory revision read before editing
 	path     string
 	original string // the file as written
-	edit     daemon.Edit
+	edit     apitype.Edit
 }
 
 type (
@@ -34,7 +34,7 @@ type (
 	}
 	editorDoneMsg  struct{ err error }
 	editCheckedMsg struct {
-		edit daemon.Edit
+		edit apitype.Edit
 		diff string // the changed keys and the rendered entry's diff
 		err  error
 	}
@@ -56,7 +56,7 @@ const (
 )
 
 // editFile renders the file the admin edits.
-func editFile(n daemon.NodeView, base string) string {
+func editFile(n apitype.NodeView, base string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# netbootui: node %s (inventory revision %s, %s)\n", n.Name, base, dash(n.Defined))
 	b.WriteString(editFileHelp)
@@ -75,7 +75,7 @@ func editFile(n daemon.NodeView, base string) string {
 
 // groupEditFile renders the file the admin edits for a group (E). The
 // result is shown rendered for node n, a member of the group.
-func groupEditFile(g daemon.GroupView, n daemon.NodeView, base string) string {
+func groupEditFile(g apitype.GroupView, n apitype.NodeView, base string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# netbootui: group %s (inventory revision %s, %s)\n", g.Name, base, dash(g.Defined))
 	fmt.Fprintf(&b, "# %s: %s. The result is shown rendered for %s.\n", plural(len(g.Nodes), "node"), compressNames(g.Nodes), n.Name)
@@ -97,7 +97,7 @@ func groupEditFile(g daemon.GroupView, n daemon.NodeView, base string) string {
 	return b.String()
 }
 
-func groupOverride(g daemon.GroupView, format string) string {
+func groupOverride(g apitype.GroupView, format string) string {
 	if format == "pxelinux" {
 		return g.Pxelinux
 	}
@@ -265,7 +265,7 @@ func checkEdit(ctx context.Context, be Backend, s *editSession) editCheckedMsg {
 	if err != nil {
 		return editCheckedMsg{err: fmt.Errorf("%s: %w", s.path, err)}
 	}
-	e := daemon.Edit{BaseRevision: s.base, Set: map[string]any{}}
+	e := apitype.Edit{BaseRevision: s.base, Set: map[string]any{}}
 	var diff strings.Builder
 	whose, now := "node's own", s.node.KernelArgs
 	if s.group != nil {
@@ -292,7 +292,7 @@ func checkEdit(ctx context.Context, be Backend, s *editSession) editCheckedMsg {
 	if err != nil && !isAPIError(err) {
 		return editCheckedMsg{err: err}
 	}
-	pv := daemon.EditPreview{Node: s.node.Name, Format: p.format, Edit: e}
+	pv := apitype.EditPreview{Node: s.node.Name, Format: p.format, Edit: e}
 	if s.group != nil {
 		pv.Group = s.group.Name
 	}

@@ -5,14 +5,14 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
-	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/apitype"
 )
 
 // eventsView is the live event stream with the audit log merged in,
 // newest at the bottom, filterable by substring.
 type eventsView struct {
 	c      *Common
-	all    []bootstate.Event
+	all    []apitype.Event
 	filter string
 	shown  []int
 	offset int  // first line shown
@@ -22,7 +22,7 @@ type eventsView struct {
 	seenAudit map[string]bool
 }
 
-func (v *eventsView) add(evs []bootstate.Event) {
+func (v *eventsView) add(evs []apitype.Event) {
 	if !v.inited {
 		v.tail, v.inited = true, true
 	}

@@ -6,8 +6,7 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
-	"github.com/netbootui/netbootui/internal/audit"
-	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/apitype"
 )
 
 // The events view shows the audit log beside the boot events: the daemon's
@@ -16,7 +15,7 @@ import (
 
 // kindAudit marks an audit entry in the events view; the daemon never sends
 // it.
-const kindAudit bootstate.Kind = "audit"
+const kindAudit apitype.Kind = "audit"
 
 const (
 	// auditPollEvery is how often the open events view reads the audit log.
@@ -28,7 +27,7 @@ const (
 type (
 	eventsAuditMsg struct {
 		seq     int
-		entries []audit.Entry
+		entries []apitype.AuditEntry
 		err     error
 	}
 	eventsAuditTickMsg struct{ seq int }
@@ -83,12 +82,12 @@ func (m *Model) eventsAuditUpdate(msg tea.Msg) (tea.Cmd, bool) {
 }
 
 // auditKey identifies an audit entry across reads.
-func auditKey(e audit.Entry) string {
+func auditKey(e apitype.AuditEntry) string {
 	return fmt.Sprint(e.Time.UnixNano(), "\x00", e.Who, "\x00", e.Action, "\x00", e.Target, "\x00", e.Result)
 }
 
 // addAudit merges the entries the view has not seen, by time.
-func (v *eventsView) addAudit(entries []audit.Entry) {
+func (v *eventsView) addAudit(entries []apitype.AuditEntry) {
 	if v.seenAudit == nil {
 		v.seenAudit = map[string]bool{}
 	}
@@ -103,12 +102,12 @@ func (v *eventsView) addAudit(entries []audit.Entry) {
 		if e.Target != "" {
 			msg += " " + e.Target
 		}
-		ev := bootstate.Event{Time: e.Time.UTC(), Kind: kindAudit, Message: msg + " → " + e.Result}
+		ev := apitype.Event{Time: e.Time.UTC(), Kind: kindAudit, Message: msg + " → " + e.Result}
 		i := len(v.all)
 		for i > 0 && v.all[i-1].Time.After(ev.Time) {
 			i--
 		}
-		v.all = append(v.all, bootstate.Event{})
+		v.all = append(v.all, apitype.Event{})
 		copy(v.all[i+1:], v.all[i:])
 		v.all[i] = ev
 		added = true

@@ -6,28 +6,25 @@ import (
 	"strings"
 	"time"
 
-	"github.com/netbootui/netbootui/internal/api"
-	"github.com/netbootui/netbootui/internal/daemon"
-	"github.com/netbootui/netbootui/internal/image"
-	"github.com/netbootui/netbootui/internal/rollout"
+	"github.com/netbootui/netbootui/internal/apitype"
 )
 
 // testImages are the fake's images: compute with three generations (g2
 // current), gpu with one.
-func testImages() []daemon.ImageInfo {
-	gen := func(im, id string, age time.Duration, size int64, sha string) *image.Manifest {
-		return &image.Manifest{Image: im, ID: id, Created: epoch.Add(-age), Files: []image.FileInfo{
+func testImages() []apitype.ImageInfo {
+	gen := func(im, id string, age time.Duration, size int64, sha string) *apitype.Manifest {
+		return &apitype.Manifest{Image: im, ID: id, Created: epoch.Add(-age), Files: []apitype.FileInfo{
 			{Name: "vmlinuz", Size: 8 << 20, SHA256: strings.Repeat("a", 64)},
 			{Name: "rootfs.squashfs", Size: size, SHA256: sha + strings.Repeat("0", 64-len(sha))},
 		}}
 	}
-	return []daemon.ImageInfo{
-		{Name: "compute", Description: "compute nodes", Current: "g2", Generations: []*image.Manifest{
+	return []apitype.ImageInfo{
+		{Name: "compute", Description: "compute nodes", Current: "g2", Generations: []*apitype.Manifest{
 			gen("compute", "g1", 72*time.Hour, 300<<20, "1f3a9c0d2b4e"),
 			gen("compute", "g2", 24*time.Hour, 310<<20, "2c8e1d7f9a03"),
 			gen("compute", "g3", time.Hour, 312<<20, "3b5d7f9e1c2a"),
 		}},
-		{Name: "gpu", Description: "gpu nodes", Current: "g2", Generations: []*image.Manifest{
+		{Name: "gpu", Description: "gpu nodes", Current: "g2", Generations: []*apitype.Manifest{
 			gen("gpu", "g2", 48*time.Hour, 900<<20, "9d0c1b2a3e4f"),
 		}},
 	}
@@ -39,10 +36,10 @@ func (f *fakeBackend) imageIndex(name string) (int, error) {
 			return i, nil
 		}
 	}
-	return 0, &api.Error{Message: fmt.Sprintf("unknown image %q", name), Code: api.CodeNotFound}
+	return 0, &apitype.Error{Message: fmt.Sprintf("unknown image %q", name), Code: apitype.CodeNotFound}
 }
 
-func (f *fakeBackend) Build(ctx context.Context, req daemon.BuildRequest, fn func(image.Progress)) (*image.Manifest, error) {
+func (f *fakeBackend) Build(ctx context.Context, req apitype.BuildRequest, fn func(apitype.BuildProgress)) (*apitype.Manifest, error) {
 	if err := f.record("Build %s publish=%v force=%v", req.Image, req.Publish, req.Force); err != nil {
 		return nil, err
 	}
@@ -53,7 +50,7 @@ func (f *fakeBackend) Build(ctx context.Context, req daemon.BuildRequest, fn fun
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range []image.Progress{
+	for _, p := range []apitype.BuildProgress{
 		{Image: req.Image, Step: "rootfs", Percent: 10, Line: "unpacking busybox rootfs"},
 		{Image: req.Image, Step: "squashfs", Percent: 60, Line: "mksquashfs: 412 files"},
 		{Image: req.Image, Step: "publish", Percent: 95, Line: "sha256 ok"},
@@ -63,13 +60,13 @@ func (f *fakeBackend) Build(ctx context.Context, req daemon.BuildRequest, fn fun
 		}
 	}
 	if fail != "" {
-		return nil, &api.Error{Message: "build " + req.Image + ": " + fail, Code: api.CodeInvalid}
+		return nil, &apitype.Error{Message: "build " + req.Image + ": " + fail, Code: apitype.CodeInvalid}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	im := &f.images[i]
-	g := &image.Manifest{Image: im.Name, ID: fmt.Sprintf("g%d", len(im.Generations)+1), Created: epoch,
-		Files: []image.FileInfo{{Name: "rootfs.squashfs", Size: 320 << 20, SHA256: strings.Repeat("4", 64)}}}
+	g := &apitype.Manifest{Image: im.Name, ID: fmt.Sprintf("g%d", len(im.Generations)+1), Created: epoch,
+		Files: []apitype.FileInfo{{Name: "rootfs.squashfs", Size: 320 << 20, SHA256: strings.Repeat("4", 64)}}}
 	im.Generations = append(im.Generations, g)
 	if req.Publish {
 		im.Current = g.ID
@@ -94,20 +91,20 @@ func (f *fakeBackend) Rollback(ctx context.Context, name string) (string, error)
 			return im.Current, nil
 		}
 	}
-	return "", &api.Error{Message: "image " + name + ": no generation before " + im.Current, Code: api.CodeConflict}
+	return "", &apitype.Error{Message: "image " + name + ": no generation before " + im.Current, Code: apitype.CodeConflict}
 }
 
 // plan works out a rollout the way the daemon does: the selected nodes not
 // assigned the generation change, in waves of the given size. Callers
 // hold f.mu.
-func (f *fakeBackend) plan(req daemon.StageRequest) (*daemon.Rollout, error) {
+func (f *fakeBackend) plan(req apitype.StageRequest) (*apitype.Rollout, error) {
 	idx, err := f.selected(req.Selection)
 	if err != nil {
 		return nil, err
 	}
 	im, gen, ok := strings.Cut(req.Generation, "@")
 	if !ok {
-		return nil, &api.Error{Message: "generation " + req.Generation + ": want image@id", Code: api.CodeInvalid}
+		return nil, &apitype.Error{Message: "generation " + req.Generation + ": want image@id", Code: apitype.CodeInvalid}
 	}
 	ii, err := f.imageIndex(im)
 	if err != nil {
@@ -118,31 +115,31 @@ func (f *fakeBackend) plan(req daemon.StageRequest) (*daemon.Rollout, error) {
 		found = found || g.ID == gen
 	}
 	if !found {
-		return nil, &api.Error{Message: "image " + im + " has no generation " + gen, Code: api.CodeNotFound}
+		return nil, &apitype.Error{Message: "image " + im + " has no generation " + gen, Code: apitype.CodeNotFound}
 	}
-	ws := rollout.WaveSize{Count: 1}
+	ws := apitype.WaveSize{Count: 1}
 	if req.Wave != "" {
-		if ws, err = rollout.ParseWaveSize(req.Wave); err != nil {
-			return nil, &api.Error{Message: err.Error(), Code: api.CodeInvalid}
+		if ws, err = apitype.ParseWaveSize(req.Wave); err != nil {
+			return nil, &apitype.Error{Message: err.Error(), Code: apitype.CodeInvalid}
 		}
 	}
-	ro := &daemon.Rollout{Selection: req.Selection, Image: im, Generation: gen, State: rollout.StateStaged, Created: epoch}
+	ro := &apitype.Rollout{Selection: req.Selection, Image: im, Generation: gen, State: apitype.RolloutStaged, Created: epoch}
 	ro.Wave = ws
 	for _, i := range idx {
 		n := f.nodes[i]
 		if n.Image != im {
-			return nil, &api.Error{Message: "node " + n.Name + " uses image " + n.Image + ", not " + im, Code: api.CodeInvalid}
+			return nil, &apitype.Error{Message: "node " + n.Name + " uses image " + n.Image + ", not " + im, Code: apitype.CodeInvalid}
 		}
 		if n.Assigned == gen {
 			ro.Unchanged = append(ro.Unchanged, n.Name)
 			continue
 		}
-		ro.Nodes = append(ro.Nodes, &rollout.Node{Name: n.Name, Image: im, Previous: n.Assigned, Group: n.Group, Status: rollout.NodeStaged})
+		ro.Nodes = append(ro.Nodes, &apitype.RolloutNode{Name: n.Name, Image: im, Previous: n.Assigned, Group: n.Group, Status: apitype.NodeStaged})
 	}
 	size := ws.Of(len(ro.Nodes))
 	for j, n := range ro.Nodes {
 		if j%size == 0 {
-			ro.Waves = append(ro.Waves, &rollout.Wave{Index: len(ro.Waves), State: rollout.WavePending})
+			ro.Waves = append(ro.Waves, &apitype.Wave{Index: len(ro.Waves), State: apitype.WavePending})
 		}
 		w := ro.Waves[len(ro.Waves)-1]
 		w.Nodes = append(w.Nodes, n.Name)
@@ -151,7 +148,7 @@ func (f *fakeBackend) plan(req daemon.StageRequest) (*daemon.Rollout, error) {
 	return ro, nil
 }
 
-func cloneRollout(ro *daemon.Rollout) *daemon.Rollout {
+func cloneRollout(ro *apitype.Rollout) *apitype.Rollout {
 	c := *ro
 	c.Nodes, c.Waves = nil, nil
 	for _, n := range ro.Nodes {
@@ -166,7 +163,7 @@ func cloneRollout(ro *daemon.Rollout) *daemon.Rollout {
 	return &c
 }
 
-func (f *fakeBackend) StagePreview(ctx context.Context, req daemon.StageRequest) (*daemon.Rollout, error) {
+func (f *fakeBackend) StagePreview(ctx context.Context, req apitype.StageRequest) (*apitype.Rollout, error) {
 	if err := f.record("StagePreview %s %s wave=%s", req.Selection, req.Generation, req.Wave); err != nil {
 		return nil, err
 	}
@@ -175,7 +172,7 @@ func (f *fakeBackend) StagePreview(ctx context.Context, req daemon.StageRequest)
 	return f.plan(req)
 }
 
-func (f *fakeBackend) StageCreate(ctx context.Context, req daemon.StageRequest) (*daemon.Rollout, error) {
+func (f *fakeBackend) StageCreate(ctx context.Context, req apitype.StageRequest) (*apitype.Rollout, error) {
 	if err := f.record("StageCreate %s %s wave=%s", req.Selection, req.Generation, req.Wave); err != nil {
 		return nil, err
 	}
@@ -188,7 +185,7 @@ func (f *fakeBackend) StageCreate(ctx context.Context, req daemon.StageRequest) 
 	f.roSeq++
 	ro.ID = fmt.Sprintf("r%d", f.roSeq)
 	if f.rollouts == nil {
-		f.rollouts = map[string]*daemon.Rollout{}
+		f.rollouts = map[string]*apitype.Rollout{}
 	}
 	f.rollouts[ro.ID] = ro
 	return cloneRollout(ro), nil
@@ -197,7 +194,7 @@ func (f *fakeBackend) StageCreate(ctx context.Context, req daemon.StageRequest) 
 // Stage returns the rollout; a running rollout moves one step per read:
 // the wave in flight passes (or fails and halts the rollout), and the next
 // one starts.
-func (f *fakeBackend) Stage(ctx context.Context, id string) (*daemon.Rollout, error) {
+func (f *fakeBackend) Stage(ctx context.Context, id string) (*apitype.Rollout, error) {
 	if err := f.record("Stage %s", id); err != nil {
 		return nil, err
 	}
@@ -207,13 +204,13 @@ func (f *fakeBackend) Stage(ctx context.Context, id string) (*daemon.Rollout, er
 	if err != nil {
 		return nil, err
 	}
-	if ro.State == rollout.StateRunning {
+	if ro.State == apitype.RolloutRunning {
 		f.step(ro)
 	}
 	return cloneRollout(ro), nil
 }
 
-func (f *fakeBackend) rollout(id string) (*daemon.Rollout, error) {
+func (f *fakeBackend) rollout(id string) (*apitype.Rollout, error) {
 	if id == "" {
 		for i := f.roSeq; i > 0; i-- {
 			if ro := f.rollouts[fmt.Sprintf("r%d", i)]; ro != nil && !ro.State.Final() {
@@ -224,39 +221,39 @@ func (f *fakeBackend) rollout(id string) (*daemon.Rollout, error) {
 	if ro := f.rollouts[id]; ro != nil {
 		return ro, nil
 	}
-	return nil, &api.Error{Message: fmt.Sprintf("no rollout %q", id), Code: api.CodeNotFound}
+	return nil, &apitype.Error{Message: fmt.Sprintf("no rollout %q", id), Code: apitype.CodeNotFound}
 }
 
 // startWave starts the first pending wave, or completes the rollout.
-func (f *fakeBackend) startWave(ro *daemon.Rollout) {
+func (f *fakeBackend) startWave(ro *apitype.Rollout) {
 	for _, w := range ro.Waves {
-		if w.State == rollout.WavePending {
-			w.State, w.Started = rollout.WaveRunning, epoch
+		if w.State == apitype.WavePending {
+			w.State, w.Started = apitype.WaveRunning, epoch
 			for _, name := range w.Nodes {
-				ro.Node(name).Status = rollout.NodeRebooting
+				ro.Node(name).Status = apitype.NodeRebooting
 			}
-			ro.State = rollout.StateRunning
+			ro.State = apitype.RolloutRunning
 			return
 		}
 	}
-	ro.State, ro.Reason = rollout.StateCompleted, ""
+	ro.State, ro.Reason = apitype.RolloutCompleted, ""
 }
 
 // step finishes the wave in flight.
-func (f *fakeBackend) step(ro *daemon.Rollout) {
+func (f *fakeBackend) step(ro *apitype.Rollout) {
 	for _, w := range ro.Waves {
-		if w.State != rollout.WaveRunning {
+		if w.State != apitype.WaveRunning {
 			continue
 		}
 		w.OK, w.Failed = 0, 0
 		for _, name := range w.Nodes {
 			n := ro.Node(name)
 			if why := f.stageFail[name]; why != "" {
-				n.Status, n.Error = rollout.NodeReverted, why
+				n.Status, n.Error = apitype.NodeReverted, why
 				w.Failed++
 				continue
 			}
-			n.Status = rollout.NodeDone
+			n.Status = apitype.NodeDone
 			w.OK++
 			if i, err := f.find(name); err == nil {
 				f.nodes[i].Assigned = ro.Generation
@@ -264,19 +261,19 @@ func (f *fakeBackend) step(ro *daemon.Rollout) {
 		}
 		w.Finished = epoch
 		if w.Failed > ro.MaxFailures {
-			w.State = rollout.WaveFailed
-			ro.State = rollout.StateHalted
+			w.State = apitype.WaveFailed
+			ro.State = apitype.RolloutHalted
 			ro.Reason = fmt.Sprintf("wave %d: %d of %d nodes failed", w.Index+1, w.Failed, len(w.Nodes))
 			return
 		}
-		w.State = rollout.WavePassed
+		w.State = apitype.WavePassed
 		f.startWave(ro)
 		return
 	}
 	f.startWave(ro)
 }
 
-func (f *fakeBackend) StageAction(ctx context.Context, id, action string) (*daemon.Rollout, error) {
+func (f *fakeBackend) StageAction(ctx context.Context, id, action string) (*apitype.Rollout, error) {
 	if err := f.record("StageAction %s %s", id, action); err != nil {
 		return nil, err
 	}
@@ -286,25 +283,25 @@ func (f *fakeBackend) StageAction(ctx context.Context, id, action string) (*daem
 	if err != nil {
 		return nil, err
 	}
-	bad := func() (*daemon.Rollout, error) {
-		return nil, &api.Error{Message: fmt.Sprintf("rollout %s is %s: cannot %s", ro.ID, ro.State, action), Code: api.CodeConflict}
+	bad := func() (*apitype.Rollout, error) {
+		return nil, &apitype.Error{Message: fmt.Sprintf("rollout %s is %s: cannot %s", ro.ID, ro.State, action), Code: apitype.CodeConflict}
 	}
 	switch action {
 	case "run":
-		if ro.State != rollout.StateStaged {
+		if ro.State != apitype.RolloutStaged {
 			return bad()
 		}
 		f.startWave(ro)
 	case "resume":
-		if ro.State != rollout.StateHalted {
+		if ro.State != apitype.RolloutHalted {
 			return bad()
 		}
 		for _, w := range ro.Waves { // the failed wave's nodes are tried again
-			if w.State == rollout.WaveFailed {
-				w.State, w.OK, w.Failed = rollout.WavePending, 0, 0
+			if w.State == apitype.WaveFailed {
+				w.State, w.OK, w.Failed = apitype.WavePending, 0, 0
 				for _, name := range w.Nodes {
-					if n := ro.Node(name); n.Status == rollout.NodeReverted {
-						n.Status, n.Error = rollout.NodeStaged, ""
+					if n := ro.Node(name); n.Status == apitype.NodeReverted {
+						n.Status, n.Error = apitype.NodeStaged, ""
 					}
 				}
 			}
@@ -312,38 +309,38 @@ func (f *fakeBackend) StageAction(ctx context.Context, id, action string) (*daem
 		ro.Reason = ""
 		f.startWave(ro)
 	case "halt":
-		if ro.State != rollout.StateRunning {
+		if ro.State != apitype.RolloutRunning {
 			return bad()
 		}
-		ro.State, ro.Reason = rollout.StateHalted, "halted by uid 0 (root)"
+		ro.State, ro.Reason = apitype.RolloutHalted, "halted by uid 0 (root)"
 	case "abort":
-		if ro.State.Final() || ro.State == rollout.StateCompleted {
+		if ro.State.Final() || ro.State == apitype.RolloutCompleted {
 			return bad()
 		}
 		for _, n := range ro.Nodes {
-			if n.Status == rollout.NodeStaged {
-				n.Status = rollout.NodeRestored
+			if n.Status == apitype.NodeStaged {
+				n.Status = apitype.NodeRestored
 			}
 		}
-		ro.State = rollout.StateAborted
+		ro.State = apitype.RolloutAborted
 	case "promote":
-		if ro.State != rollout.StateCompleted && ro.State != rollout.StateAborted {
+		if ro.State != apitype.RolloutCompleted && ro.State != apitype.RolloutAborted {
 			return bad()
 		}
-		ro.State, ro.Promoted = rollout.StatePromoted, "images."+ro.Image+".current: "+ro.Generation
+		ro.State, ro.Promoted = apitype.RolloutPromoted, "images."+ro.Image+".current: "+ro.Generation
 	case "rollback":
 		if ro.State.Final() {
 			return bad()
 		}
 		for _, n := range ro.Nodes {
-			n.Status = rollout.NodeRestored
+			n.Status = apitype.NodeRestored
 			if i, err := f.find(n.Name); err == nil {
 				f.nodes[i].Assigned = n.Previous
 			}
 		}
-		ro.State = rollout.StateRolledBack
+		ro.State = apitype.RolloutRolledBack
 	default:
-		return nil, &api.Error{Message: "unknown stage action " + action, Code: api.CodeInvalid}
+		return nil, &apitype.Error{Message: "unknown stage action " + action, Code: apitype.CodeInvalid}
 	}
 	return cloneRollout(ro), nil
 }

@@ -8,34 +8,30 @@ import (
 	"sync"
 	"time"
 
-	"github.com/netbootui/netbootui/internal/api"
-	"github.com/netbootui/netbootui/internal/audit"
-	"github.com/netbootui/netbootui/internal/bootstate"
-	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/apiclient"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/hostlist"
-	"github.com/netbootui/netbootui/internal/image"
-	"github.com/netbootui/netbootui/internal/workflow"
 )
 
 // fakeBackend is an in-memory daemon that records every call.
 type fakeBackend struct {
 	mu     sync.Mutex
-	nodes  []daemon.NodeView
+	nodes  []apitype.NodeView
 	rev    int
-	events []bootstate.Event
+	events []apitype.Event
 	calls  []string
 	down   bool // every call fails as if the socket were gone
 
-	audit      []audit.Entry
+	audit      []apitype.AuditEntry
 	console    map[string][]string // node -> captured serial console lines
 	powerFail  map[string]string   // node -> the error its BMC gives
 	rebootFail map[string]string   // node -> why its reboot fails
 	rebootGate chan struct{}       // RebootClean waits on it before each node's end
 
-	images    []daemon.ImageInfo
-	buildFail string                     // Build fails with this
-	rollouts  map[string]*daemon.Rollout // by id
-	stageFail map[string]string          // node -> why it fails its wave
+	images    []apitype.ImageInfo
+	buildFail string                      // Build fails with this
+	rollouts  map[string]*apitype.Rollout // by id
+	stageFail map[string]string           // node -> why it fails its wave
 	roSeq     int
 	groupIPXE map[string]string // group -> its boot override
 }
@@ -66,22 +62,22 @@ func (f *fakeBackend) reset() {
 
 func (f *fakeBackend) revision() string { return fmt.Sprintf("rev%04d", f.rev) }
 
-func (f *fakeBackend) Status(ctx context.Context) (api.Status, error) {
+func (f *fakeBackend) Status(ctx context.Context) (apitype.Status, error) {
 	if err := f.record("Status"); err != nil {
-		return api.Status{}, err
+		return apitype.Status{}, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return api.Status{Inventory: daemon.InventoryStatus{Revision: f.revision(), Nodes: len(f.nodes)}}, nil
+	return apitype.Status{Inventory: apitype.InventoryStatus{Revision: f.revision(), Nodes: len(f.nodes)}}, nil
 }
 
-func (f *fakeBackend) Nodes(ctx context.Context) ([]daemon.NodeView, error) {
+func (f *fakeBackend) Nodes(ctx context.Context) ([]apitype.NodeView, error) {
 	if err := f.record("Nodes"); err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]daemon.NodeView(nil), f.nodes...), nil
+	return append([]apitype.NodeView(nil), f.nodes...), nil
 }
 
 func (f *fakeBackend) find(name string) (int, error) {
@@ -90,18 +86,18 @@ func (f *fakeBackend) find(name string) (int, error) {
 			return i, nil
 		}
 	}
-	return 0, &api.Error{Message: fmt.Sprintf("unknown node %q", name), Code: api.CodeNotFound}
+	return 0, &apitype.Error{Message: fmt.Sprintf("unknown node %q", name), Code: apitype.CodeNotFound}
 }
 
-func (f *fakeBackend) Node(ctx context.Context, name string) (daemon.NodeView, error) {
+func (f *fakeBackend) Node(ctx context.Context, name string) (apitype.NodeView, error) {
 	if err := f.record("Node %s", name); err != nil {
-		return daemon.NodeView{}, err
+		return apitype.NodeView{}, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	i, err := f.find(name)
 	if err != nil {
-		return daemon.NodeView{}, err
+		return apitype.NodeView{}, err
 	}
 	return f.nodes[i], nil
 }
@@ -120,7 +116,7 @@ func (f *fakeBackend) BootEntry(ctx context.Context, name, format string) (strin
 	return fmt.Sprintf("#!ipxe\nkernel http://10.0.0.1/%s/vmlinuz %s\ninitrd http://10.0.0.1/%s/initrd\nboot\n", n.Assigned, n.KernelArgs, n.Assigned), nil
 }
 
-func (f *fakeBackend) EditNode(ctx context.Context, name string, e daemon.Edit) (string, error) {
+func (f *fakeBackend) EditNode(ctx context.Context, name string, e apitype.Edit) (string, error) {
 	keys := []string{}
 	for k := range e.Set {
 		keys = append(keys, k)
@@ -131,7 +127,7 @@ func (f *fakeBackend) EditNode(ctx context.Context, name string, e daemon.Edit) 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if e.BaseRevision != f.revision() {
-		return "", fmt.Errorf("%w: inventory changed since %s", api.ErrConflict, e.BaseRevision)
+		return "", fmt.Errorf("%w: inventory changed since %s", apiclient.ErrConflict, e.BaseRevision)
 	}
 	i, err := f.find(name)
 	if err != nil {
@@ -147,12 +143,12 @@ func (f *fakeBackend) EditNode(ctx context.Context, name string, e daemon.Edit) 
 	return f.revision(), nil
 }
 
-func (f *fakeBackend) Events(ctx context.Context, node string, n int, follow bool, fn func(bootstate.Event) error) error {
+func (f *fakeBackend) Events(ctx context.Context, node string, n int, follow bool, fn func(apitype.Event) error) error {
 	if err := f.record("Events %s %d %v", node, n, follow); err != nil {
 		return err
 	}
 	f.mu.Lock()
-	var evs []bootstate.Event
+	var evs []apitype.Event
 	for _, ev := range f.events {
 		if node == "" || ev.Node == node {
 			evs = append(evs, ev)
@@ -173,16 +169,16 @@ func (f *fakeBackend) Events(ctx context.Context, node string, n int, follow boo
 	return nil
 }
 
-func (f *fakeBackend) Images(ctx context.Context) ([]daemon.ImageInfo, error) {
+func (f *fakeBackend) Images(ctx context.Context) ([]apitype.ImageInfo, error) {
 	if err := f.record("Images"); err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make([]daemon.ImageInfo, len(f.images))
+	out := make([]apitype.ImageInfo, len(f.images))
 	for i, im := range f.images {
 		out[i] = im
-		out[i].Generations = append([]*image.Manifest(nil), im.Generations...)
+		out[i].Generations = append([]*apitype.Manifest(nil), im.Generations...)
 		slices.Reverse(out[i].Generations) // newest first, as the daemon sends them
 	}
 	return out, nil
@@ -203,10 +199,10 @@ func sortedStrings(s []string) []string {
 var epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // testCluster builds n nodes in three groups with a spread of states.
-func testCluster(n int) []daemon.NodeView {
-	out := make([]daemon.NodeView, 0, n)
+func testCluster(n int) []apitype.NodeView {
+	out := make([]apitype.NodeView, 0, n)
 	for i := 1; i <= n; i++ {
-		v := daemon.NodeView{
+		v := apitype.NodeView{
 			Name: fmt.Sprintf("n%02d", i), Group: "compute", MAC: fmt.Sprintf("52:54:00:00:00:%02x", i),
 			Arch: "bios", Loader: "ipxe", Image: "compute", Assigned: "g2", KernelArgs: "console=ttyS0",
 			Defined: fmt.Sprintf("nodes.yaml:%d:5", 40+i), BMC: fmt.Sprintf("10.2.0.%d:623", i),
@@ -214,22 +210,22 @@ func testCluster(n int) []daemon.NodeView {
 		if i%5 == 0 {
 			v.Group, v.Image = "gpu", "gpu"
 		}
-		st := bootstate.NodeState{Node: v.Name, Power: "on"}
+		st := apitype.NodeState{Node: v.Name, Power: "on"}
 		switch i % 7 {
 		case 0:
-			st.Stage, st.Power = bootstate.StageOff, "off"
+			st.Stage, st.Power = apitype.StageOff, "off"
 		case 1, 2:
-			st.Stage, st.Generation, st.LastCheckin = bootstate.StageBooted, "g2", epoch.Add(-time.Duration(i)*time.Minute)
-			st.Timeline = []bootstate.StageMark{{Stage: "nbp", Time: epoch.Add(-time.Hour)}, {Stage: "kernel", Time: epoch.Add(-time.Hour + 2*time.Second)}, {Stage: "booted", Time: epoch.Add(-time.Hour + 11*time.Second)}}
+			st.Stage, st.Generation, st.LastCheckin = apitype.StageBooted, "g2", epoch.Add(-time.Duration(i)*time.Minute)
+			st.Timeline = []apitype.StageMark{{Stage: "nbp", Time: epoch.Add(-time.Hour)}, {Stage: "kernel", Time: epoch.Add(-time.Hour + 2*time.Second)}, {Stage: "booted", Time: epoch.Add(-time.Hour + 11*time.Second)}}
 		case 3:
-			st.Stage, st.Generation, st.LastCheckin = bootstate.StageBooted, "g1", epoch.Add(-3*time.Hour)
+			st.Stage, st.Generation, st.LastCheckin = apitype.StageBooted, "g1", epoch.Add(-3*time.Hour)
 			v.Dirty, v.DirtyReasons = true, []string{"runs g1, assigned g2"}
 		case 4:
-			st.Stage, st.Path, st.Bytes, st.Total = bootstate.StageRootfs, "/g2/rootfs.squashfs", 42<<20, 100<<20
+			st.Stage, st.Path, st.Bytes, st.Total = apitype.StageRootfs, "/g2/rootfs.squashfs", 42<<20, 100<<20
 		case 5:
-			st.Stage, st.Error = bootstate.StageStalled, "no progress in stage kernel for 2m0s"
+			st.Stage, st.Error = apitype.StageStalled, "no progress in stage kernel for 2m0s"
 		case 6:
-			st.Stage, st.Error = bootstate.StageFailed, "GET /g2/initrd: 404"
+			st.Stage, st.Error = apitype.StageFailed, "GET /g2/initrd: 404"
 		}
 		v.State = st
 		out = append(out, v)
@@ -245,7 +241,7 @@ var fakePower = map[string]string{"on": "on", "off": "off", "soft": "off", "cycl
 func (f *fakeBackend) selected(sel string) ([]int, error) {
 	names, err := hostlist.Expand(sel)
 	if err != nil {
-		return nil, &api.Error{Message: err.Error(), Code: api.CodeInvalid}
+		return nil, &apitype.Error{Message: err.Error(), Code: apitype.CodeInvalid}
 	}
 	var out []int
 	for _, n := range names {
@@ -258,24 +254,24 @@ func (f *fakeBackend) selected(sel string) ([]int, error) {
 	return out, nil
 }
 
-func (f *fakeBackend) Power(ctx context.Context, op, sel string) ([]daemon.PowerResult, error) {
+func (f *fakeBackend) Power(ctx context.Context, op, sel string) ([]apitype.PowerResult, error) {
 	if err := f.record("Power %s %s", op, sel); err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := fakePower[op]; !ok && op != "status" {
-		return nil, &api.Error{Message: fmt.Sprintf("unknown power operation %q", op), Code: api.CodeInvalid}
+		return nil, &apitype.Error{Message: fmt.Sprintf("unknown power operation %q", op), Code: apitype.CodeInvalid}
 	}
 	idx, err := f.selected(sel)
 	if err != nil {
 		return nil, err
 	}
-	var out []daemon.PowerResult
+	var out []apitype.PowerResult
 	var details []string
 	for _, i := range idx {
 		n := &f.nodes[i]
-		r := daemon.PowerResult{Node: n.Name, BMC: n.BMC, Op: op, Duration: 40 * time.Millisecond}
+		r := apitype.PowerResult{Node: n.Name, BMC: n.BMC, Op: op, Duration: 40 * time.Millisecond}
 		switch {
 		case n.BMC == "":
 			r.Error = "node " + n.Name + ": no BMC host in the inventory"
@@ -292,12 +288,12 @@ func (f *fakeBackend) Power(ctx context.Context, op, sel string) ([]daemon.Power
 		}
 		out = append(out, r)
 	}
-	f.audit = append(f.audit, audit.Entry{Time: epoch.Add(time.Duration(len(f.audit)) * time.Second), Who: "uid 0 (root)",
+	f.audit = append(f.audit, apitype.AuditEntry{Time: epoch.Add(time.Duration(len(f.audit)) * time.Second), Who: "uid 0 (root)",
 		Action: "power " + op, Target: sel, Nodes: len(idx), Result: fmt.Sprintf("%d ok, %d failed", len(idx)-len(details), len(details)), Details: details})
 	return out, nil
 }
 
-func (f *fakeBackend) RebootClean(ctx context.Context, sel string, timeout time.Duration, fn func(daemon.RebootProgress) error) ([]daemon.RebootResult, error) {
+func (f *fakeBackend) RebootClean(ctx context.Context, sel string, timeout time.Duration, fn func(apitype.RebootProgress) error) ([]apitype.RebootResult, error) {
 	if err := f.record("RebootClean %s %v", sel, timeout); err != nil {
 		return nil, err
 	}
@@ -308,23 +304,23 @@ func (f *fakeBackend) RebootClean(ctx context.Context, sel string, timeout time.
 	if err != nil {
 		return nil, err
 	}
-	send := func(p daemon.RebootProgress) error {
+	send := func(p apitype.RebootProgress) error {
 		p.Time = epoch
 		if fn == nil {
 			return nil
 		}
 		return fn(p)
 	}
-	var out []daemon.RebootResult
+	var out []apitype.RebootResult
 	for _, i := range idx {
 		f.mu.Lock()
 		n := f.nodes[i]
 		fail := f.rebootFail[n.Name]
 		f.mu.Unlock()
-		for _, p := range []daemon.RebootProgress{
-			{Node: n.Name, Step: workflow.StepBootdev},
-			{Node: n.Name, Step: workflow.StepCycle},
-			{Node: n.Name, Step: workflow.StepBoot, Stage: bootstate.StageKernel, Generation: n.Assigned},
+		for _, p := range []apitype.RebootProgress{
+			{Node: n.Name, Step: apitype.StepBootdev},
+			{Node: n.Name, Step: apitype.StepCycle},
+			{Node: n.Name, Step: apitype.StepBoot, Stage: apitype.StageKernel, Generation: n.Assigned},
 		} {
 			if err := send(p); err != nil {
 				return out, err
@@ -337,13 +333,13 @@ func (f *fakeBackend) RebootClean(ctx context.Context, sel string, timeout time.
 				return out, ctx.Err()
 			}
 		}
-		r := daemon.RebootResult{Node: n.Name, OK: fail == "", Step: workflow.StepClean, Generation: n.Assigned, Duration: 11 * time.Second}
+		r := apitype.RebootResult{Node: n.Name, OK: fail == "", Step: apitype.StepClean, Generation: n.Assigned, Duration: 11 * time.Second}
 		if fail != "" {
-			r.Step, r.Error = workflow.StepFailed, n.Name+": "+fail
-			if err := send(daemon.RebootProgress{Node: n.Name, Step: workflow.StepFailed, Message: r.Error}); err != nil {
+			r.Step, r.Error = apitype.StepFailed, n.Name+": "+fail
+			if err := send(apitype.RebootProgress{Node: n.Name, Step: apitype.StepFailed, Message: r.Error}); err != nil {
 				return out, err
 			}
-		} else if err := send(daemon.RebootProgress{Node: n.Name, Step: workflow.StepClean, Generation: n.Assigned}); err != nil {
+		} else if err := send(apitype.RebootProgress{Node: n.Name, Step: apitype.StepClean, Generation: n.Assigned}); err != nil {
 			return out, err
 		}
 		out = append(out, r)
@@ -351,16 +347,16 @@ func (f *fakeBackend) RebootClean(ctx context.Context, sel string, timeout time.
 	return out, nil
 }
 
-func (f *fakeBackend) SOLLog(ctx context.Context, node string, n int) (daemon.SOLLog, error) {
+func (f *fakeBackend) SOLLog(ctx context.Context, node string, n int) (apitype.SOLLog, error) {
 	if err := f.record("SOLLog %s %d", node, n); err != nil {
-		return daemon.SOLLog{}, err
+		return apitype.SOLLog{}, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return daemon.SOLLog{Node: node, Lines: f.console[node]}, nil
+	return apitype.SOLLog{Node: node, Lines: f.console[node]}, nil
 }
 
-func (f *fakeBackend) Audit(ctx context.Context, n int) ([]audit.Entry, error) {
+func (f *fakeBackend) Audit(ctx context.Context, n int) ([]apitype.AuditEntry, error) {
 	if err := f.record("Audit %d", n); err != nil {
 		return nil, err
 	}
@@ -370,5 +366,5 @@ func (f *fakeBackend) Audit(ctx context.Context, n int) ([]audit.Entry, error) {
 	if len(out) > n {
 		out = out[len(out)-n:]
 	}
-	return append([]audit.Entry(nil), out...), nil
+	return append([]apitype.AuditEntry(nil), out...), nil
 }

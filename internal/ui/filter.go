@@ -5,7 +5,7 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/hostlist"
 )
 
@@ -33,7 +33,7 @@ type Filter struct {
 
 type term struct {
 	neg   bool
-	match func(n *daemon.NodeView, marked bool) bool
+	match func(n *apitype.NodeView, marked bool) bool
 }
 
 // FilterError is a filter that does not parse; Col is the 1-based column
@@ -68,14 +68,14 @@ func ParseFilter(text string) (Filter, error) {
 	return f, nil
 }
 
-func stageName(n *daemon.NodeView) string {
+func stageName(n *apitype.NodeView) string {
 	if n.State.Stage == "" {
 		return "unknown"
 	}
 	return string(n.State.Stage)
 }
 
-func drift(n *daemon.NodeView) bool {
+func drift(n *apitype.NodeView) bool {
 	return n.State.Generation != "" && n.Assigned != "" && n.State.Generation != n.Assigned
 }
 
@@ -96,39 +96,39 @@ func parseTerm(s string) (term, error) {
 			if err != nil {
 				return t, fmt.Errorf("re: %v", err)
 			}
-			t.match = func(n *daemon.NodeView, _ bool) bool {
+			t.match = func(n *apitype.NodeView, _ bool) bool {
 				return re.MatchString(n.Name) || re.MatchString(n.Group) || re.MatchString(stageName(n))
 			}
 			return t, nil
 		case "state", "stage":
 			v = strings.ToLower(v)
-			t.match = func(n *daemon.NodeView, _ bool) bool { return stageName(n) == v }
+			t.match = func(n *apitype.NodeView, _ bool) bool { return stageName(n) == v }
 			return t, nil
 		case "group":
-			t.match = func(n *daemon.NodeView, _ bool) bool { return n.Group == v }
+			t.match = func(n *apitype.NodeView, _ bool) bool { return n.Group == v }
 			return t, nil
 		case "image":
-			t.match = func(n *daemon.NodeView, _ bool) bool { return n.Image == v }
+			t.match = func(n *apitype.NodeView, _ bool) bool { return n.Image == v }
 			return t, nil
 		case "power":
 			v = strings.ToLower(v)
-			t.match = func(n *daemon.NodeView, _ bool) bool { return n.State.Power == v }
+			t.match = func(n *apitype.NodeView, _ bool) bool { return n.State.Power == v }
 			return t, nil
 		}
 		return t, fmt.Errorf("unknown field %q (re, state, group, image, power)", k)
 	}
 	switch lower {
 	case "dirty":
-		t.match = func(n *daemon.NodeView, _ bool) bool { return n.Dirty }
+		t.match = func(n *apitype.NodeView, _ bool) bool { return n.Dirty }
 		return t, nil
 	case "clean":
-		t.match = func(n *daemon.NodeView, _ bool) bool { return !n.Dirty }
+		t.match = func(n *apitype.NodeView, _ bool) bool { return !n.Dirty }
 		return t, nil
 	case "drift":
-		t.match = func(n *daemon.NodeView, _ bool) bool { return drift(n) }
+		t.match = func(n *apitype.NodeView, _ bool) bool { return drift(n) }
 		return t, nil
 	case "marked":
-		t.match = func(_ *daemon.NodeView, marked bool) bool { return marked }
+		t.match = func(_ *apitype.NodeView, marked bool) bool { return marked }
 		return t, nil
 	}
 	if hostlist.IsRange(s) {
@@ -147,10 +147,10 @@ func parseTerm(s string) (term, error) {
 		for _, n := range names {
 			set[n] = struct{}{}
 		}
-		t.match = func(n *daemon.NodeView, _ bool) bool { _, ok := set[n.Name]; return ok }
+		t.match = func(n *apitype.NodeView, _ bool) bool { _, ok := set[n.Name]; return ok }
 		return t, nil
 	}
-	t.match = func(n *daemon.NodeView, _ bool) bool {
+	t.match = func(n *apitype.NodeView, _ bool) bool {
 		return containsFold(n.Name, lower) || containsFold(n.Group, lower) ||
 			containsFold(stageName(n), lower) || containsFold(n.State.Error, lower)
 	}
@@ -185,7 +185,7 @@ func containsFold(s, needle string) bool {
 func (f Filter) Empty() bool { return len(f.terms) == 0 }
 
 // Match reports whether node n (marked or not) passes the filter.
-func (f Filter) Match(n *daemon.NodeView, marked bool) bool {
+func (f Filter) Match(n *apitype.NodeView, marked bool) bool {
 	for _, t := range f.terms {
 		if t.match(n, marked) == t.neg {
 			return false

@@ -10,7 +10,7 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
-	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/apitype"
 )
 
 func TestFilterSemantics(t *testing.T) {
@@ -349,8 +349,8 @@ func TestEditFlow(t *testing.T) {
 }
 
 func FuzzParseEditFile(f *testing.F) {
-	f.Add(editFile(daemon.NodeView{Name: "n1", Loader: "ipxe"}, "r1"))
-	f.Add(groupEditFile(daemon.GroupView{Name: "g", Nodes: []string{"n1", "n2"}, IPXE: "#!ipxe\nexit\n"}, daemon.NodeView{Name: "n1", Loader: "ipxe"}, "r1"))
+	f.Add(editFile(apitype.NodeView{Name: "n1", Loader: "ipxe"}, "r1"))
+	f.Add(groupEditFile(apitype.GroupView{Name: "g", Nodes: []string{"n1", "n2"}, IPXE: "#!ipxe\nexit\n"}, apitype.NodeView{Name: "n1", Loader: "ipxe"}, "r1"))
 	f.Add("kernel_args: a b\n--- boot_override.pxelinux\nDEFAULT x\n")
 	f.Add("kernel_args: -\nkernel_args: x\n")
 	f.Add("--- boot_override.efi\n")

@@ -10,8 +10,7 @@ import (
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
-	"github.com/netbootui/netbootui/internal/daemon"
-	"github.com/netbootui/netbootui/internal/image"
+	"github.com/netbootui/netbootui/internal/apitype"
 )
 
 const (
@@ -28,7 +27,7 @@ const (
 // started with `b`.
 type imagesView struct {
 	c       *Common
-	images  []daemon.ImageInfo
+	images  []apitype.ImageInfo
 	err     error
 	loading bool
 	offset  int
@@ -54,11 +53,11 @@ type buildRun struct {
 
 type (
 	// buildItem is what the running build hands the waiting command.
-	buildItem = streamItem[image.Progress, buildDoneMsg]
+	buildItem = streamItem[apitype.BuildProgress, buildDoneMsg]
 	// buildMsg carries progress lines of a running build, and its end.
-	buildMsg     = streamMsg[image.Progress, buildDoneMsg]
+	buildMsg     = streamMsg[apitype.BuildProgress, buildDoneMsg]
 	buildDoneMsg struct {
-		gen *image.Manifest
+		gen *apitype.Manifest
 		err error
 	}
 	// rollbackMsg answers an image rollback.
@@ -74,7 +73,7 @@ func (v *imagesView) set(msg imagesMsg) {
 }
 
 // current returns the image under the cursor.
-func (v *imagesView) current() *daemon.ImageInfo {
+func (v *imagesView) current() *apitype.ImageInfo {
 	if v.cursor < 0 || v.cursor >= len(v.images) {
 		return nil
 	}
@@ -82,7 +81,7 @@ func (v *imagesView) current() *daemon.ImageInfo {
 }
 
 // key moves the cursor between images and scrolls.
-func (v *imagesView) key(msg tea.KeyPressMsg, k KeyMap, nodes []daemon.NodeView, rows int) {
+func (v *imagesView) key(msg tea.KeyPressMsg, k KeyMap, nodes []apitype.NodeView, rows int) {
 	switch {
 	case key.Matches(msg, k.Up):
 		v.cursor = max(0, v.cursor-1)
@@ -118,14 +117,14 @@ func humanSize(n int64) string {
 	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-func (v *imagesView) lines(nodes []daemon.NodeView) []string {
+func (v *imagesView) lines(nodes []apitype.NodeView) []string {
 	out, _ := v.render(nodes)
 	return out
 }
 
 // genCounts counts the nodes of image im assigned and running generation
 // gen, from the node list.
-func genCounts(nodes []daemon.NodeView, im, gen string) (assigned, running int) {
+func genCounts(nodes []apitype.NodeView, im, gen string) (assigned, running int) {
 	for i := range nodes {
 		n := &nodes[i]
 		if n.Image != im {
@@ -142,7 +141,7 @@ func genCounts(nodes []daemon.NodeView, im, gen string) (assigned, running int) 
 }
 
 // render returns the list's lines and the line of the cursor's image.
-func (v *imagesView) render(nodes []daemon.NodeView) ([]string, int) {
+func (v *imagesView) render(nodes []apitype.NodeView) ([]string, int) {
 	s := v.c.Styles
 	switch {
 	case v.loading:
@@ -192,9 +191,9 @@ func (v *imagesView) render(nodes []daemon.NodeView) ([]string, int) {
 
 // newestFirst returns gens sorted newest first (the daemon sends them in
 // that order; the views do not depend on it).
-func newestFirst(gens []*image.Manifest) []*image.Manifest {
+func newestFirst(gens []*apitype.Manifest) []*apitype.Manifest {
 	out := slices.Clone(gens)
-	slices.SortStableFunc(out, func(a, b *image.Manifest) int { return b.Created.Compare(a.Created) })
+	slices.SortStableFunc(out, func(a, b *apitype.Manifest) int { return b.Created.Compare(a.Created) })
 	return out
 }
 
@@ -213,7 +212,7 @@ func (b *buildRun) lines(c *Common, rows int) []string {
 			s.Dim.Render(fmt.Sprintf("  %s · ctrl+x cancels", c.Now().Sub(b.started).Round(time.Second)))
 	case b.err != "":
 		head = s.Error.Render("build " + b.image + " failed: " + b.err)
-	case b.step == image.StepUnchanged:
+	case b.step == apitype.BuildStepUnchanged:
 		head = s.OK.Render(b.outcome())
 	default:
 		head = s.OK.Render(fmt.Sprintf("%s (took %s)", b.outcome(), b.finished.Sub(b.started).Round(100*time.Millisecond)))
@@ -233,14 +232,14 @@ func (b *buildRun) lines(c *Common, rows int) []string {
 // outcome says how a successful build ended: a new generation, or none
 // because the recipe's inputs are those of an existing one.
 func (b *buildRun) outcome() string {
-	if b.step == image.StepUnchanged {
+	if b.step == apitype.BuildStepUnchanged {
 		return fmt.Sprintf("build %s: unchanged, nothing built: generation %s has the same inputs (it is current)", b.image, b.result)
 	}
 	return fmt.Sprintf("build %s: generation %s published", b.image, b.result)
 }
 
 // addProgress records one progress line.
-func (b *buildRun) addProgress(p image.Progress) {
+func (b *buildRun) addProgress(p apitype.BuildProgress) {
 	if p.Step != "" {
 		b.step = p.Step
 	}
@@ -314,7 +313,7 @@ func (m *Model) startBuild() tea.Cmd {
 	run := func() tea.Msg {
 		defer close(ch)
 		defer cancel()
-		gen, err := be.Build(ctx, daemon.BuildRequest{Image: name, Publish: true}, func(p image.Progress) {
+		gen, err := be.Build(ctx, apitype.BuildRequest{Image: name, Publish: true}, func(p apitype.BuildProgress) {
 			select {
 			case ch <- buildItem{p: p}:
 			case <-ctx.Done():

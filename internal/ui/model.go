@@ -10,10 +10,8 @@ import (
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
-	"github.com/netbootui/netbootui/internal/api"
-	"github.com/netbootui/netbootui/internal/audit"
-	"github.com/netbootui/netbootui/internal/bootstate"
-	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/apiclient"
+	"github.com/netbootui/netbootui/internal/apitype"
 )
 
 // Views of the console.
@@ -57,16 +55,16 @@ const (
 // Messages. Every one that answers an API call carries its error.
 type (
 	nodesMsg struct {
-		nodes []daemon.NodeView
+		nodes []apitype.NodeView
 		err   error
 	}
 	statusMsg struct {
-		st  api.Status
+		st  apitype.Status
 		err error
 	}
 	eventsMsg struct {
 		stream int
-		evs    []bootstate.Event
+		evs    []apitype.Event
 		closed bool
 	}
 	streamEndMsg struct {
@@ -77,16 +75,16 @@ type (
 	reconnectMsg   struct{}
 	detailMsg      struct {
 		name    string
-		node    daemon.NodeView
+		node    apitype.NodeView
 		entry   string
-		events  []bootstate.Event
-		audit   []audit.Entry
+		events  []apitype.Event
+		audit   []apitype.AuditEntry
 		auditNA string
 		console []string // the tail of the node's captured serial console
 		err     error
 	}
 	imagesMsg struct {
-		images []daemon.ImageInfo
+		images []apitype.ImageInfo
 		err    error
 	}
 	flashMsg struct{ text string }
@@ -120,7 +118,7 @@ type Model struct {
 	stage    *stageFlow // the Stage view's flow or rollout
 	buildSeq int
 	auditSeq int // the events view's audit reads (eventsaudit.go)
-	status   api.Status
+	status   apitype.Status
 	haveSt   bool
 	loading  bool
 
@@ -135,7 +133,7 @@ type Model struct {
 	connErr   error
 	backoff   time.Duration
 	stream    int
-	evCh      chan bootstate.Event
+	evCh      chan apitype.Event
 	inflight  bool // a Nodes call is under way
 	pending   bool // events arrived that the node list has not caught up with
 	tickSet   bool // a refreshTickMsg is scheduled
@@ -202,12 +200,12 @@ func (m *Model) fetchStatus() tea.Cmd {
 func (m *Model) startStream() tea.Cmd {
 	m.stream++
 	id := m.stream
-	ch := make(chan bootstate.Event, 4096)
+	ch := make(chan apitype.Event, 4096)
 	m.evCh = ch
 	be, ctx := m.be, m.ctx
 	run := func() tea.Msg {
 		defer close(ch)
-		err := be.Events(ctx, "", maxEvents/4, true, func(ev bootstate.Event) error {
+		err := be.Events(ctx, "", maxEvents/4, true, func(ev apitype.Event) error {
 			select {
 			case ch <- ev:
 				return nil
@@ -225,13 +223,13 @@ func (m *Model) startStream() tea.Cmd {
 
 // waitEvents returns the next batch of events: it blocks for one, then
 // takes whatever else is already queued.
-func waitEvents(id int, ch chan bootstate.Event) tea.Cmd {
+func waitEvents(id int, ch chan apitype.Event) tea.Cmd {
 	return func() tea.Msg {
 		ev, ok := <-ch
 		if !ok {
 			return eventsMsg{stream: id, closed: true}
 		}
-		evs := []bootstate.Event{ev}
+		evs := []apitype.Event{ev}
 		for len(evs) < eventBatch {
 			select {
 			case ev, ok := <-ch:
@@ -400,8 +398,8 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 // isAPIError tells an answer from the daemon (a refusal) from a failure to
 // reach it.
 func isAPIError(err error) bool {
-	var ae *api.Error
-	return errors.As(err, &ae) || errors.Is(err, api.ErrConflict)
+	var ae *apitype.Error
+	return errors.As(err, &ae) || errors.Is(err, apiclient.ErrConflict)
 }
 
 // scheduleRefresh arranges one node-list refresh at most refreshEvery after

@@ -12,11 +12,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
-	"github.com/netbootui/netbootui/internal/audit"
-	"github.com/netbootui/netbootui/internal/bootstate"
-	"github.com/netbootui/netbootui/internal/daemon"
-	"github.com/netbootui/netbootui/internal/image"
-	"github.com/netbootui/netbootui/internal/workflow"
+	"github.com/netbootui/netbootui/internal/apitype"
 )
 
 var updateGolden = flag.Bool("update-ui", false, "rewrite the golden screens of internal/ui")
@@ -177,7 +173,7 @@ func TestGoldenScreens(t *testing.T) {
 			hs.keys("<enter>")
 			hs.m.Update(keyMsg("b")) // the call is not run: progress is fed below
 			hs.now = hs.now.Add(12 * time.Second)
-			hs.m.Update(buildMsg{id: hs.m.images.build.id, progress: []image.Progress{
+			hs.m.Update(buildMsg{id: hs.m.images.build.id, progress: []apitype.BuildProgress{
 				{Image: "compute", Step: "rootfs", Percent: 10, Line: "unpacking busybox rootfs"},
 				{Image: "compute", Line: "adding /etc/hostname"},
 				{Image: "compute", Step: "squashfs", Percent: 45, Line: "mksquashfs: 412 files, 38% done"},
@@ -206,10 +202,10 @@ func TestGoldenScreens(t *testing.T) {
 			hs.press("<space>", "<space>", "<space>", "R", "<wait>")
 			hs.m.Update(keyMsg("y")) // the call is not run: progress is fed below
 			hs.now = hs.now.Add(42 * time.Second)
-			hs.m.Update(rebootMsg{id: hs.m.act.id, progress: []daemon.RebootProgress{
-				{Node: "n01", Step: workflow.StepClean, Generation: "g2", Time: hs.now.Add(-2 * time.Second)},
-				{Node: "n02", Step: workflow.StepBoot, Stage: bootstate.StageRootfs, Generation: "g2"},
-				{Node: "n03", Step: workflow.StepCycle},
+			hs.m.Update(rebootMsg{id: hs.m.act.id, progress: []apitype.RebootProgress{
+				{Node: "n01", Step: apitype.StepClean, Generation: "g2", Time: hs.now.Add(-2 * time.Second)},
+				{Node: "n02", Step: apitype.StepBoot, Stage: apitype.StageRootfs, Generation: "g2"},
+				{Node: "n03", Step: apitype.StepCycle},
 			}})
 		}},
 		{"reboot-results", func(hs *harness) {
@@ -222,13 +218,13 @@ func TestGoldenScreens(t *testing.T) {
 			name := f.name + "-" + itoa(sz.w) + "x" + itoa(sz.h)
 			t.Run(name, func(t *testing.T) {
 				hs := newHarness(t, 20, sz.w, sz.h)
-				hs.be.events = []bootstate.Event{
-					{Seq: 1, Time: epoch.Add(-time.Minute), Node: "n02", Kind: bootstate.KindFetch, Stage: "kernel", Proto: "http", Path: "/g2/vmlinuz"},
-					{Seq: 2, Time: epoch.Add(-30 * time.Second), Node: "n02", Kind: bootstate.KindCheckin, Generation: "g2"},
-					{Seq: 3, Time: epoch.Add(-10 * time.Second), Kind: bootstate.KindUnknown, MAC: "52:54:00:aa:bb:cc", Remote: "127.0.0.1:4000"},
+				hs.be.events = []apitype.Event{
+					{Seq: 1, Time: epoch.Add(-time.Minute), Node: "n02", Kind: apitype.KindFetch, Stage: "kernel", Proto: "http", Path: "/g2/vmlinuz"},
+					{Seq: 2, Time: epoch.Add(-30 * time.Second), Node: "n02", Kind: apitype.KindCheckin, Generation: "g2"},
+					{Seq: 3, Time: epoch.Add(-10 * time.Second), Kind: apitype.KindUnknown, MAC: "52:54:00:aa:bb:cc", Remote: "127.0.0.1:4000"},
 				}
 				hs.m.events.add(hs.be.events)
-				hs.be.audit = []audit.Entry{
+				hs.be.audit = []apitype.AuditEntry{
 					{Time: epoch.Add(-time.Hour), Who: "uid 0 (root)", Action: "power cycle", Target: "n[01-03]", Nodes: 3, Result: "2 ok, 1 failed", Details: []string{"n02: node n02: BMC 10.2.0.2:623: no answer within 5s"}},
 					{Time: epoch.Add(-time.Minute), Who: "uid 1000 (ada)", Action: "edit node n02", Result: "ok"},
 				}

@@ -9,8 +9,7 @@ import (
 
 	"charm.land/lipgloss/v2"
 
-	"github.com/netbootui/netbootui/internal/bootstate"
-	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/apitype"
 )
 
 type sortKey int
@@ -30,7 +29,7 @@ var sortNames = [...]string{"inventory", "name", "group", "stage", "drift", "che
 // that survive filtering and a cursor that follows its node.
 type nodeTable struct {
 	c       *Common
-	all     []daemon.NodeView
+	all     []apitype.NodeView
 	shown   []int // indexes into all, in display order
 	marks   map[string]bool
 	filter  Filter
@@ -45,7 +44,7 @@ func newNodeTable(c *Common) nodeTable {
 }
 
 // setNodes replaces the node list, keeping the cursor on the same node.
-func (t *nodeTable) setNodes(nodes []daemon.NodeView) {
+func (t *nodeTable) setNodes(nodes []apitype.NodeView) {
 	cur := ""
 	if n := t.current(); n != nil {
 		cur = n.Name
@@ -55,7 +54,7 @@ func (t *nodeTable) setNodes(nodes []daemon.NodeView) {
 	t.follow(cur)
 }
 
-func (t *nodeTable) current() *daemon.NodeView {
+func (t *nodeTable) current() *apitype.NodeView {
 	if t.cursor < 0 || t.cursor >= len(t.shown) {
 		return nil
 	}
@@ -113,18 +112,18 @@ func (t *nodeTable) refilter() {
 	t.clamp()
 }
 
-func stageRank(s bootstate.Stage) int {
+func stageRank(s apitype.Stage) int {
 	switch s {
-	case bootstate.StageFailed:
+	case apitype.StageFailed:
 		return 0
-	case bootstate.StageStalled:
+	case apitype.StageStalled:
 		return 1
-	case bootstate.StagePoweringOn, bootstate.StageDHCP, bootstate.StageNBP, bootstate.StageConfig, bootstate.StageKernel,
-		bootstate.StageInitrd, bootstate.StageRootfs:
+	case apitype.StagePoweringOn, apitype.StageDHCP, apitype.StageNBP, apitype.StageConfig, apitype.StageKernel,
+		apitype.StageInitrd, apitype.StageRootfs:
 		return 2
-	case bootstate.StageBooted:
+	case apitype.StageBooted:
 		return 4
-	case bootstate.StageOff:
+	case apitype.StageOff:
 		return 5
 	}
 	return 6
@@ -143,7 +142,7 @@ func (t *nodeTable) sortShown() {
 	case sortStage:
 		f = func(a, b int) int { return cmp.Compare(stageRank(all[a].State.Stage), stageRank(all[b].State.Stage)) }
 	case sortDrift:
-		rank := func(n *daemon.NodeView) int {
+		rank := func(n *apitype.NodeView) int {
 			switch {
 			case drift(n):
 				return 0
@@ -252,7 +251,7 @@ func (t *nodeTable) markShown() {
 }
 
 // byName returns the named node, nil when the list lacks it.
-func (t *nodeTable) byName(name string) *daemon.NodeView {
+func (t *nodeTable) byName(name string) *apitype.NodeView {
 	for i := range t.all {
 		if t.all[i].Name == name {
 			return &t.all[i]
@@ -281,7 +280,7 @@ type column struct {
 	width    int
 	prio     int // lower survives narrower terminals
 	flexible bool
-	cell     func(t *nodeTable, n *daemon.NodeView, w int) (string, lipgloss.Style)
+	cell     func(t *nodeTable, n *apitype.NodeView, w int) (string, lipgloss.Style)
 }
 
 func (t *nodeTable) columns() []column {
@@ -293,29 +292,29 @@ func (t *nodeTable) columns() []column {
 	}
 	nameW = min(nameW, 20)
 	return []column{
-		{title: "NAME", width: nameW, prio: 0, cell: func(_ *nodeTable, n *daemon.NodeView, _ int) (string, lipgloss.Style) {
+		{title: "NAME", width: nameW, prio: 0, cell: func(_ *nodeTable, n *apitype.NodeView, _ int) (string, lipgloss.Style) {
 			return n.Name, plain
 		}},
-		{title: "GROUP", width: 8, prio: 4, cell: func(_ *nodeTable, n *daemon.NodeView, _ int) (string, lipgloss.Style) {
+		{title: "GROUP", width: 8, prio: 4, cell: func(_ *nodeTable, n *apitype.NodeView, _ int) (string, lipgloss.Style) {
 			return n.Group, plain
 		}},
-		{title: "POWER", width: 5, prio: 2, cell: func(_ *nodeTable, n *daemon.NodeView, _ int) (string, lipgloss.Style) {
+		{title: "POWER", width: 5, prio: 2, cell: func(_ *nodeTable, n *apitype.NodeView, _ int) (string, lipgloss.Style) {
 			p := n.State.Power
 			if p == "unknown" || p == "" {
 				return "?", s.Dim
 			}
 			return p, plain
 		}},
-		{title: "STAGE", width: 17, prio: 0, cell: func(_ *nodeTable, n *daemon.NodeView, w int) (string, lipgloss.Style) {
+		{title: "STAGE", width: 17, prio: 0, cell: func(_ *nodeTable, n *apitype.NodeView, w int) (string, lipgloss.Style) {
 			return stageCell(n, w), s.Stage(string(n.State.Stage))
 		}},
-		{title: "ASSIGNED", width: 10, prio: 5, cell: func(_ *nodeTable, n *daemon.NodeView, _ int) (string, lipgloss.Style) {
+		{title: "ASSIGNED", width: 10, prio: 5, cell: func(_ *nodeTable, n *apitype.NodeView, _ int) (string, lipgloss.Style) {
 			if n.Assigned == "" {
 				return "-", s.Dim
 			}
 			return n.Assigned, plain
 		}},
-		{title: "RUNNING", width: 11, prio: 1, cell: func(_ *nodeTable, n *daemon.NodeView, _ int) (string, lipgloss.Style) {
+		{title: "RUNNING", width: 11, prio: 1, cell: func(_ *nodeTable, n *apitype.NodeView, _ int) (string, lipgloss.Style) {
 			g := n.State.Generation
 			if g == "" {
 				return "-", s.Dim
@@ -325,16 +324,16 @@ func (t *nodeTable) columns() []column {
 			}
 			return g, plain
 		}},
-		{title: "DIRTY", width: 5, prio: 1, cell: func(_ *nodeTable, n *daemon.NodeView, _ int) (string, lipgloss.Style) {
+		{title: "DIRTY", width: 5, prio: 1, cell: func(_ *nodeTable, n *apitype.NodeView, _ int) (string, lipgloss.Style) {
 			if n.Dirty {
 				return "dirty", s.Warn
 			}
 			return "", plain
 		}},
-		{title: "CHECK-IN", width: 8, prio: 2, cell: func(t *nodeTable, n *daemon.NodeView, _ int) (string, lipgloss.Style) {
+		{title: "CHECK-IN", width: 8, prio: 2, cell: func(t *nodeTable, n *apitype.NodeView, _ int) (string, lipgloss.Style) {
 			return ago(t.c.Now(), n.State.LastCheckin), plain
 		}},
-		{title: "ERROR", width: 10, prio: 3, flexible: true, cell: func(_ *nodeTable, n *daemon.NodeView, _ int) (string, lipgloss.Style) {
+		{title: "ERROR", width: 10, prio: 3, flexible: true, cell: func(_ *nodeTable, n *apitype.NodeView, _ int) (string, lipgloss.Style) {
 			e := n.State.Error
 			if e == "" {
 				e = n.State.PowerError
@@ -378,13 +377,13 @@ func layout(cols []column, width int) []column {
 	return nil
 }
 
-func stageCell(n *daemon.NodeView, w int) string {
+func stageCell(n *apitype.NodeView, w int) string {
 	st := n.State
 	name := string(st.Stage)
 	if name == "" {
 		name = "unknown"
 	}
-	if st.Stage != bootstate.StageRootfs || st.Total <= 0 {
+	if st.Stage != apitype.StageRootfs || st.Total <= 0 {
 		return name
 	}
 	pct := float64(st.Bytes) / float64(st.Total)

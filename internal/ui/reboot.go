@@ -7,8 +7,7 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
-	"github.com/netbootui/netbootui/internal/daemon"
-	"github.com/netbootui/netbootui/internal/workflow"
+	"github.com/netbootui/netbootui/internal/apitype"
 )
 
 // rebootBatch is the most progress lines one message carries.
@@ -22,13 +21,13 @@ const rebootWarn = "Each node gets PXE as next boot device and a power cycle, th
 
 type (
 	// rebootMsg carries progress lines of a running reboot, and its end.
-	rebootMsg     = streamMsg[daemon.RebootProgress, rebootDoneMsg]
+	rebootMsg     = streamMsg[apitype.RebootProgress, rebootDoneMsg]
 	rebootDoneMsg struct {
-		results []daemon.RebootResult
+		results []apitype.RebootResult
 		err     error
 	}
 	// rebootItem is what the running call hands the waiting command.
-	rebootItem = streamItem[daemon.RebootProgress, rebootDoneMsg]
+	rebootItem = streamItem[apitype.RebootProgress, rebootDoneMsg]
 )
 
 // askReboot is `R`: confirm, then reboot the marked nodes (else the cursor
@@ -72,7 +71,7 @@ func (m *Model) startReboot(sel string, names []string) tea.Cmd {
 	be, id, root := m.be, a.id, m.ctx
 	run := func() tea.Msg {
 		defer close(ch)
-		res, err := be.RebootClean(ctx, sel, 0, func(p daemon.RebootProgress) error {
+		res, err := be.RebootClean(ctx, sel, 0, func(p apitype.RebootProgress) error {
 			select {
 			case ch <- rebootItem{p: p}:
 				return nil
@@ -119,10 +118,10 @@ func (m *Model) rebootUpdate(msg tea.Msg) (tea.Cmd, bool) {
 }
 
 // setProgress records one progress line.
-func (a *action) setProgress(p daemon.RebootProgress) {
+func (a *action) setProgress(p apitype.RebootProgress) {
 	r := a.row(p.Node)
 	switch p.Step {
-	case workflow.StepClean:
+	case apitype.StepClean:
 		r.done, r.failed, r.result = true, false, "clean"
 		if p.Generation != "" {
 			r.result += ": runs " + p.Generation
@@ -132,7 +131,7 @@ func (a *action) setProgress(p daemon.RebootProgress) {
 			r.took = 0
 		}
 		return
-	case workflow.StepFailed:
+	case apitype.StepFailed:
 		r.done, r.failed, r.result = true, true, nodeError(p.Node, p.Message)
 		return
 	}
@@ -147,7 +146,7 @@ func (a *action) setProgress(p daemon.RebootProgress) {
 }
 
 // setReboot records a node's final result.
-func (a *action) setReboot(res daemon.RebootResult) {
+func (a *action) setReboot(res apitype.RebootResult) {
 	r := a.row(res.Node)
 	r.done, r.took, r.state = true, res.Duration, ""
 	if !res.OK {

@@ -9,10 +9,8 @@ import (
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
-	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/hostlist"
-	"github.com/netbootui/netbootui/internal/image"
-	"github.com/netbootui/netbootui/internal/rollout"
 )
 
 // defaultStagePoll is how often the rollout view reads the rollout while a
@@ -36,14 +34,14 @@ type stageFlow struct {
 	names     []string
 	selection string
 	image     string
-	gens      []*image.Manifest // newest first
-	current   string            // the image's current generation
+	gens      []*apitype.Manifest // newest first
+	current   string              // the image's current generation
 	cursor    int
 	gen       string // the chosen generation id
-	preview   *daemon.Rollout
+	preview   *apitype.Rollout
 	wave      string // typed wave size
 	waveErr   string
-	ro        *daemon.Rollout
+	ro        *apitype.Rollout
 	loaded    bool // the image's generations arrived
 	polling   bool // a poll tick is scheduled
 	fetching  bool // a Stage call is under way
@@ -53,16 +51,16 @@ type stageFlow struct {
 // Messages of the Stage view.
 type (
 	stageImagesMsg struct {
-		images []daemon.ImageInfo
+		images []apitype.ImageInfo
 		err    error
 	}
 	stagePreviewMsg struct {
-		ro  *daemon.Rollout
+		ro  *apitype.Rollout
 		err error
 	}
 	// stageMsg carries the rollout after a create, an action or a poll.
 	stageMsg struct {
-		ro     *daemon.Rollout
+		ro     *apitype.Rollout
 		err    error
 		action string // "" a poll
 	}
@@ -71,8 +69,8 @@ type (
 
 // rolloutActive says whether a wave may move without an admin: the view
 // polls only then.
-func rolloutActive(ro *daemon.Rollout) bool {
-	return ro != nil && (ro.State == rollout.StateRunning || ro.State == rollout.StateStaged)
+func rolloutActive(ro *apitype.Rollout) bool {
+	return ro != nil && (ro.State == apitype.RolloutRunning || ro.State == apitype.RolloutStaged)
 }
 
 // openStage is `s`.
@@ -121,8 +119,8 @@ func (m *Model) openStage() tea.Cmd {
 }
 
 // stageRequest is what the flow asks the daemon for.
-func (f *stageFlow) request() daemon.StageRequest {
-	return daemon.StageRequest{Selection: f.selection, Generation: f.image + "@" + f.gen, Wave: f.wave}
+func (f *stageFlow) request() apitype.StageRequest {
+	return apitype.StageRequest{Selection: f.selection, Generation: f.image + "@" + f.gen, Wave: f.wave}
 }
 
 // stageKey handles keys in the Stage view.
@@ -202,7 +200,7 @@ func (f *stageFlow) roLabel() string {
 // stagePreview asks the daemon what staging would change.
 func (m *Model) stagePreview() tea.Cmd {
 	be, req := m.be, m.stage.request()
-	if _, err := rollout.ParseWaveSize(req.Wave); err != nil {
+	if _, err := apitype.ParseWaveSize(req.Wave); err != nil {
 		req.Wave = ""
 	}
 	ctx, cancel := m.call()
@@ -219,7 +217,7 @@ func (m *Model) askStage() tea.Cmd {
 	if f.preview == nil {
 		return nil
 	}
-	ws, err := rollout.ParseWaveSize(f.wave)
+	ws, err := apitype.ParseWaveSize(f.wave)
 	if err != nil {
 		f.waveErr = err.Error()
 		return nil
@@ -258,7 +256,7 @@ func (m *Model) askStage() tea.Cmd {
 	return nil
 }
 
-func previewNames(ro *daemon.Rollout) []string {
+func previewNames(ro *apitype.Rollout) []string {
 	out := make([]string, 0, len(ro.Nodes))
 	for _, n := range ro.Nodes {
 		out = append(out, n.Name)
@@ -417,7 +415,7 @@ func (m *Model) stageUpdate(msg tea.Msg) (tea.Cmd, bool) {
 			if msg.ro.Reason != "" {
 				text += ": " + msg.ro.Reason
 			}
-			m.setFlash(text, msg.ro.State == rollout.StateHalted)
+			m.setFlash(text, msg.ro.State == apitype.RolloutHalted)
 		}
 		cmds := []tea.Cmd{m.schedulePoll()}
 		if msg.action != "" || !rolloutActive(msg.ro) {
@@ -489,9 +487,9 @@ func (m *Model) rolloutLines() []string {
 	}
 	state := string(ro.State)
 	switch ro.State {
-	case rollout.StateRunning, rollout.StateStaged:
+	case apitype.RolloutRunning, apitype.RolloutStaged:
 		state = s.Warn.Render(state)
-	case rollout.StateHalted, rollout.StateAborted, rollout.StateRolledBack:
+	case apitype.RolloutHalted, apitype.RolloutAborted, apitype.RolloutRolledBack:
 		state = s.Error.Render(state)
 	default:
 		state = s.OK.Render(state)
@@ -499,7 +497,7 @@ func (m *Model) rolloutLines() []string {
 	out := []string{s.Title.Render(fmt.Sprintf("rollout %s: %s@%s on %s", ro.ID, ro.Image, ro.Generation, ro.Selection)) + "  " + state}
 	c := ro.Counts()
 	sum := fmt.Sprintf("  %d done, %d rebooting, %d staged, %d reverted, %d restored · waves of %s",
-		c[rollout.NodeDone], c[rollout.NodeRebooting], c[rollout.NodeStaged], c[rollout.NodeReverted], c[rollout.NodeRestored], ro.Wave.String())
+		c[apitype.NodeDone], c[apitype.NodeRebooting], c[apitype.NodeStaged], c[apitype.NodeReverted], c[apitype.NodeRestored], ro.Wave.String())
 	out = append(out, sum)
 	if ro.Reason != "" {
 		out = append(out, s.Warn.Render("  "+ro.Reason))
@@ -515,11 +513,11 @@ func (m *Model) rolloutLines() []string {
 		bar := strings.Repeat("█", full) + strings.Repeat("░", barW-full)
 		ws := string(w.State)
 		switch w.State {
-		case rollout.WavePassed:
+		case apitype.WavePassed:
 			ws = s.OK.Render(fmt.Sprintf("%-8s", ws))
-		case rollout.WaveFailed:
+		case apitype.WaveFailed:
 			ws = s.Error.Render(fmt.Sprintf("%-8s", ws))
-		case rollout.WaveRunning:
+		case apitype.WaveRunning:
 			ws = s.Warn.Render(fmt.Sprintf("%-8s", ws))
 		default:
 			ws = s.Dim.Render(fmt.Sprintf("%-8s", ws))
@@ -530,11 +528,11 @@ func (m *Model) rolloutLines() []string {
 	for _, n := range ro.Nodes {
 		st := fmt.Sprintf("%-10s", n.Status)
 		switch n.Status {
-		case rollout.NodeDone:
+		case apitype.NodeDone:
 			st = s.OK.Render(st)
-		case rollout.NodeReverted:
+		case apitype.NodeReverted:
 			st = s.Error.Render(st)
-		case rollout.NodeRebooting:
+		case apitype.NodeRebooting:
 			st = s.Warn.Render(st)
 		}
 		out = append(out, fmt.Sprintf("  %-10s %-4d %s %-12s %s", n.Name, n.Wave+1, st, truncate(dash(n.Previous), 12), nodeError(n.Name, n.Error)))

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/netbootui/netbootui/internal/rollout"
+	"github.com/netbootui/netbootui/internal/apitype"
 )
 
 // stageTo is the key sequence that stages compute@g3 on n01-n03 with the
@@ -78,7 +78,7 @@ func TestStageRolloutOutcome(t *testing.T) {
 	hs.be.stageFail = map[string]string{"n03": "n03: no check-in with g3 within 10m0s"}
 	hs.press("<space>", "<space>", "<space>", "<space>", "s", "<enter>", "<enter>", "<wait>", "y")
 	ro := hs.m.stage.ro
-	if ro == nil || ro.State != rollout.StateHalted {
+	if ro == nil || ro.State != apitype.RolloutHalted {
 		t.Fatalf("rollout %+v, want halted by the gate", ro)
 	}
 	scr := hs.screen()
@@ -99,11 +99,11 @@ func TestStageRolloutOutcome(t *testing.T) {
 	// the fix, then resume completes it; promote ends it
 	hs.be.stageFail = nil
 	hs.press("u", "<wait>", "y")
-	if st := hs.m.stage.ro.State; st != rollout.StateCompleted {
+	if st := hs.m.stage.ro.State; st != apitype.RolloutCompleted {
 		t.Fatalf("after resume: %s, want completed", st)
 	}
 	hs.press("P", "<wait>", "y")
-	if st := hs.m.stage.ro.State; st != rollout.StatePromoted {
+	if st := hs.m.stage.ro.State; st != apitype.RolloutPromoted {
 		t.Fatalf("after promote: %s", st)
 	}
 	if scr := hs.screen(); !strings.Contains(scr, "promoted: images.compute.current: g3") {

@@ -8,13 +8,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/bootstate"
 )
 
 // Defaults of Options.
 const (
 	DefaultConcurrency = 32
-	DefaultTimeout     = 10 * time.Minute
+	DefaultTimeout     = apitype.DefaultRebootTimeout // the API documents it
 )
 
 // Env is what RebootClean needs from the outside world for one node.

@@ -167,6 +167,16 @@ func (d *memDocs) Put(name string, data []byte, prev state.Rev) (state.Rev, erro
 
 type memAudit Backing
 
+// Ready refuses while no store holds the backing.
+func (a *memAudit) Ready() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.open {
+		return errors.New("statetest: audit of a closed store")
+	}
+	return nil
+}
+
 func (a *memAudit) Record(e audit.Entry) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()

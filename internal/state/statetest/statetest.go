@@ -184,6 +184,9 @@ func addresses(t *testing.T, open Open) {
 func auditLog(t *testing.T, open Open) {
 	s := open(t, "audit")
 	a := s.Audit()
+	if err := a.Ready(); err != nil {
+		t.Fatalf("Ready of a new log: %v", err)
+	}
 	for i := range 3 {
 		if err := a.Record(audit.Entry{Who: "uid 0 (root)", Action: fmt.Sprint("power cycle ", i), Result: "ok"}); err != nil {
 			t.Fatal(err)

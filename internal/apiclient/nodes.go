@@ -1,0 +1,121 @@
+package apiclient
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"strconv"
+
+	"github.com/netbootui/netbootui/internal/apitype"
+)
+
+// Status returns the daemon's status.
+func (c *Client) Status(ctx context.Context) (apitype.Status, error) {
+	var s apitype.Status
+	err := c.do(ctx, "GET", "/v1/status", nil, &s)
+	return s, err
+}
+
+// Nodes lists every node with its state.
+func (c *Client) Nodes(ctx context.Context) ([]apitype.NodeView, error) {
+	var v []apitype.NodeView
+	err := c.do(ctx, "GET", "/v1/nodes", nil, &v)
+	return v, err
+}
+
+// Node returns one node.
+func (c *Client) Node(ctx context.Context, name string) (apitype.NodeView, error) {
+	var v apitype.NodeView
+	err := c.do(ctx, "GET", "/v1/nodes/"+url.PathEscape(name), nil, &v)
+	return v, err
+}
+
+// BootEntry returns a node's rendered boot entry ("" format: the node's loader).
+func (c *Client) BootEntry(ctx context.Context, name, format string) (string, error) {
+	var s string
+	err := c.do(ctx, "GET", "/v1/nodes/"+url.PathEscape(name)+"/boot?format="+url.QueryEscape(format), nil, &s)
+	return s, err
+}
+
+// Preview renders a proposed override for a node without applying it.
+func (c *Client) Preview(ctx context.Context, p apitype.Preview) (string, error) {
+	var s string
+	err := c.do(ctx, "POST", "/v1/nodes/"+url.PathEscape(p.Node)+"/preview", p, &s)
+	return s, err
+}
+
+// EditNode edits a node's inventory entry and returns the new revision.
+func (c *Client) EditNode(ctx context.Context, name string, e apitype.Edit) (string, error) {
+	var r apitype.EditResult
+	err := c.do(ctx, "PATCH", "/v1/nodes/"+url.PathEscape(name), e, &r)
+	return r.Revision, err
+}
+
+// EditGroup edits a group's inventory entry and returns the new revision.
+func (c *Client) EditGroup(ctx context.Context, name string, e apitype.Edit) (string, error) {
+	var r apitype.EditResult
+	err := c.do(ctx, "PATCH", "/v1/groups/"+url.PathEscape(name), e, &r)
+	return r.Revision, err
+}
+
+// Group returns a group's own settings and its nodes.
+func (c *Client) Group(ctx context.Context, name string) (apitype.GroupView, error) {
+	var v apitype.GroupView
+	err := c.do(ctx, "GET", "/v1/groups/"+url.PathEscape(name), nil, &v)
+	return v, err
+}
+
+// PreviewEdit renders a node's boot entry as it would be after a proposed
+// edit of the node or its group, changing nothing.
+func (c *Client) PreviewEdit(ctx context.Context, p apitype.EditPreview) (string, error) {
+	var s string
+	err := c.do(ctx, "POST", "/v1/edit-preview", p, &s)
+	return s, err
+}
+
+// NodeBMC reads a node's BMC device ID and power state.
+func (c *Client) NodeBMC(ctx context.Context, name string) (apitype.BMCFacts, error) {
+	var f apitype.BMCFacts
+	err := c.do(ctx, "GET", "/v1/nodes/"+url.PathEscape(name)+"/bmc", nil, &f)
+	return f, err
+}
+
+// Select expands a selection into node names.
+func (c *Client) Select(ctx context.Context, expr string) ([]string, error) {
+	var v []string
+	err := c.do(ctx, "GET", "/v1/select?expr="+url.QueryEscape(expr), nil, &v)
+	return v, err
+}
+
+// Reload makes the daemon read its inventory file now.
+func (c *Client) Reload(ctx context.Context) (apitype.InventoryStatus, error) {
+	var s apitype.InventoryStatus
+	err := c.do(ctx, "POST", "/v1/inventory/reload", nil, &s)
+	return s, err
+}
+
+// Events calls fn for each event: the newest n of node ("" all nodes), then,
+// with follow, live events until ctx ends or fn returns an error. The end of
+// ctx is not an error.
+func (c *Client) Events(ctx context.Context, node string, n int, follow bool, fn func(apitype.Event) error) error {
+	q := url.Values{}
+	if node != "" {
+		q.Set("node", node)
+	}
+	q.Set("n", strconv.Itoa(n))
+	if follow {
+		q.Set("follow", "1")
+	}
+	err := stream(ctx, c, "GET", "/v1/events?"+q.Encode(), nil, fn)
+	if errors.Is(err, errStreamEnded) || (err != nil && ctx.Err() != nil) {
+		return nil
+	}
+	return err
+}
+
+// Audit returns the newest n audit entries (all kept when n is 0).
+func (c *Client) Audit(ctx context.Context, n int) ([]apitype.AuditEntry, error) {
+	var v []apitype.AuditEntry
+	err := c.do(ctx, "GET", "/v1/audit?n="+strconv.Itoa(n), nil, &v)
+	return v, err
+}

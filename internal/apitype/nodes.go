@@ -1,0 +1,201 @@
+package apitype
+
+import "time"
+
+// Stage is where a node is in its boot (the wire form of bootstate.Stage).
+type Stage string
+
+// Boot stages, in the order a healthy boot passes through them.
+const (
+	StageUnknown    Stage = ""            // never seen
+	StageOff        Stage = "off"         // powered off (from the BMC)
+	StagePoweringOn Stage = "powering-on" // a power-on or cycle was sent
+	StageDHCP       Stage = "dhcp"        // the PXE firmware asked DHCP for its boot server
+	StageNBP        Stage = "nbp"         // bootloader fetched over TFTP (or HTTP)
+	StageConfig     Stage = "config"      // iPXE script or pxelinux config fetched
+	StageKernel     Stage = "kernel"      // kernel being fetched
+	StageInitrd     Stage = "initrd"      // initramfs being fetched
+	StageRootfs     Stage = "rootfs"      // squashfs root being fetched (see Bytes/Total)
+	StageBooted     Stage = "booted"      // the running OS checked in
+	StageStalled    Stage = "stalled"     // no progress for the stall timeout
+	StageFailed     Stage = "failed"      // an error stopped the boot (see Error)
+)
+
+// Stages lists every boot stage, StageUnknown first.
+var Stages = []Stage{StageUnknown, StageOff, StagePoweringOn, StageDHCP, StageNBP, StageConfig,
+	StageKernel, StageInitrd, StageRootfs, StageBooted, StageStalled, StageFailed}
+
+// Power states in NodeState.Power.
+const (
+	PowerOn      = "on"
+	PowerOff     = "off"
+	PowerUnknown = "unknown"
+)
+
+// StageMark records when a node entered a stage during its current boot.
+type StageMark struct {
+	Stage Stage     `json:"stage"`
+	Time  time.Time `json:"time"`
+}
+
+// NodeState is what the daemon knows about a node's boot and power (the
+// wire form of bootstate.NodeState).
+type NodeState struct {
+	Node         string    `json:"node"`
+	Stage        Stage     `json:"stage"`
+	StageSince   time.Time `json:"stage_since,omitzero"`
+	LastProgress time.Time `json:"last_progress,omitzero"` // last fetch, progress or stage change of a boot in progress
+	// Timeline lists the stages of the current boot, oldest first.
+	Timeline     []StageMark   `json:"timeline,omitempty"`
+	Path         string        `json:"path,omitempty"`  // file of the last fetch or progress
+	Bytes        int64         `json:"bytes,omitempty"` // bytes of Path sent so far
+	Total        int64         `json:"total,omitempty"` // size of Path, 0 if unknown
+	Generation   string        `json:"generation,omitempty"`
+	Uptime       time.Duration `json:"uptime,omitempty"`
+	OverlayBytes int64         `json:"overlay_bytes,omitempty"`
+	LastCheckin  time.Time     `json:"last_checkin,omitzero"`
+	Power        string        `json:"power"` // PowerOn, PowerOff or PowerUnknown
+	PowerError   string        `json:"power_error,omitempty"`
+	// Error says why the node is failed or stalled.
+	Error       string    `json:"error,omitempty"`
+	Remote      string    `json:"remote,omitempty"` // last client address
+	MAC         string    `json:"mac,omitempty"`    // last MAC seen in an event
+	MarkedDirty bool      `json:"marked_dirty,omitempty"`
+	DirtyReason string    `json:"dirty_reason,omitempty"`
+	LastSeen    time.Time `json:"last_seen,omitzero"` // time of the last event about the node
+	// Seq is the sequence number of the last event recorded for the node.
+	Seq uint64 `json:"seq,omitempty"`
+}
+
+// NodeView is a node as the console and the CLI show it: inventory facts,
+// assignment and live state together (GET /v1/nodes, /v1/nodes/{name}).
+type NodeView struct {
+	Name     string `json:"name"`
+	Group    string `json:"group,omitempty"`
+	MAC      string `json:"mac"`
+	IP       string `json:"ip,omitempty"`
+	Arch     string `json:"arch"`
+	Loader   string `json:"loader"`
+	BMC      string `json:"bmc,omitempty"` // host:port, never credentials
+	Image    string `json:"image,omitempty"`
+	Assigned string `json:"assigned_generation,omitempty"` // the generation its next boot gets
+	Pinned   bool   `json:"pinned,omitempty"`              // Assigned is pinned in the inventory
+	// AssignError says why no generation is assigned (no image, none published).
+	AssignError  string    `json:"assign_error,omitempty"`
+	Override     bool      `json:"override,omitempty"` // boots a raw override entry
+	KernelArgs   string    `json:"kernel_args,omitempty"`
+	Defined      string    `json:"defined"` // FILE:LINE:COL of its inventory entry
+	State        NodeState `json:"state"`
+	Dirty        bool      `json:"dirty"`
+	DirtyReasons []string  `json:"dirty_reasons,omitempty"`
+}
+
+// GroupView is a group's own settings, as its inventory entry sets them
+// (a node's KernelArgs in NodeView are the group's and its own, joined).
+// It never holds credentials (GET /v1/groups/{name}).
+type GroupView struct {
+	Name       string   `json:"name"`
+	Image      string   `json:"image,omitempty"`
+	Generation string   `json:"generation,omitempty"`
+	Arch       string   `json:"arch,omitempty"`
+	Loader     string   `json:"loader,omitempty"`
+	KernelArgs string   `json:"kernel_args,omitempty"`
+	IPXE       string   `json:"boot_override_ipxe,omitempty"`
+	Pxelinux   string   `json:"boot_override_pxelinux,omitempty"`
+	Nodes      []string `json:"nodes"`
+	Defined    string   `json:"defined"` // FILE:LINE:COL of its entry
+}
+
+// Edit is a change to one node's or group's inventory entry
+// (PATCH /v1/nodes/{name}, PATCH /v1/groups/{name}).
+type Edit struct {
+	// BaseRevision is the inventory revision the change was made against; the
+	// edit fails with CodeConflict when the file has changed since. Empty
+	// means the revision in force now.
+	BaseRevision string `json:"base_revision,omitempty"`
+	// Set maps dotted keys (image, kernel_args, boot_override.ipxe, ...) to
+	// values; Unset lists keys to remove.
+	Set   map[string]any `json:"set,omitempty"`
+	Unset []string       `json:"unset,omitempty"`
+	// Who is the caller, for the audit log (set by the API server, never
+	// on the wire).
+	Who string `json:"-"`
+}
+
+// EditResult is the answer to a successful edit.
+type EditResult struct {
+	Revision string `json:"revision"`
+}
+
+// Preview asks for a boot entry rendered from a proposed override, or the
+// current entry when Override is empty (POST /v1/nodes/{name}/preview).
+type Preview struct {
+	Node     string `json:"node"`
+	Format   string `json:"format"`
+	Override string `json:"override,omitempty"`
+}
+
+// EditPreview asks how a node's boot entry would look after an edit of the
+// node's entry or, with Group set, of that group's entry
+// (POST /v1/edit-preview).
+type EditPreview struct {
+	Node   string `json:"node"`            // whose entry is rendered
+	Group  string `json:"group,omitempty"` // edit this group instead of the node
+	Format string `json:"format,omitempty"`
+	Edit   Edit   `json:"edit"`
+}
+
+// BMCFacts is what the console's node detail shows about a node's BMC, read
+// when asked: the device ID and the power state (GET /v1/nodes/{name}/bmc).
+// It never holds credentials.
+type BMCFacts struct {
+	Node string `json:"node"`
+	BMC  string `json:"bmc,omitempty"` // host:port
+	// Device is the BMC's device identification (device, firmware,
+	// protocol version, manufacturer and product IDs); DeviceError says why
+	// there is none.
+	Device      string `json:"device,omitempty"`
+	DeviceError string `json:"device_error,omitempty"`
+	// Power is the power state read now ("" when it could not be read,
+	// PowerError says why), at ReadAt.
+	Power      string    `json:"power,omitempty"`
+	PowerError string    `json:"power_error,omitempty"`
+	ReadAt     time.Time `json:"read_at"`
+	// PollEvery is how often the daemon polls every BMC's power state (0:
+	// it does not).
+	PollEvery time.Duration `json:"poll_every"`
+}
+
+// InventoryStatus says which inventory is in force and whether the file on
+// disk failed to load.
+type InventoryStatus struct {
+	Path       string    `json:"path"`
+	Revision   string    `json:"revision"`
+	Nodes      int       `json:"nodes"`
+	Groups     int       `json:"groups"`
+	ReloadErr  string    `json:"reload_error,omitempty"`
+	LastReload time.Time `json:"last_reload,omitzero"`
+}
+
+// Status is the answer of GET /v1/status.
+type Status struct {
+	Inventory InventoryStatus `json:"inventory"`
+	HTTP      string          `json:"http,omitempty"`
+	TFTP      string          `json:"tftp,omitempty"`
+	BootURL   string          `json:"boot_url,omitempty"`
+}
+
+// SOLLog is a node's captured serial console output
+// (GET /v1/nodes/{name}/sol).
+type SOLLog struct {
+	Node    string    `json:"node"`
+	Lines   []string  `json:"lines"`            // the last lines, oldest first
+	Kept    int       `json:"kept"`             // bytes kept
+	Total   int64     `json:"total"`            // bytes seen since the daemon started
+	Updated time.Time `json:"updated,omitzero"` // last output
+	Active  bool      `json:"active"`           // a SOL session runs now
+	Error   string    `json:"error,omitempty"`  // why the last session ended, if it failed
+}
+
+// ConsoleProtocol is the Upgrade token of POST /v1/nodes/{name}/console.
+const ConsoleProtocol = "netbootui-console"
