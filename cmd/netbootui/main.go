@@ -38,6 +38,8 @@ Daemon:
                                         netbootui-operator, netbootui-admin; root and the daemon's user are admins)
                   [--proxydhcp IFACE [--proxydhcp-known-only] [--proxydhcp-efi-loader snponly.efi]]
                                         also answer PXE clients on IFACE (ports 67, 4011), never giving addresses
+                  [--http-max-conns N] [--http-*-timeout D] [--ssh-handshake-timeout D] [--ssh-max-unauthenticated N]
+                                        limits (SECURITY.md)
 
 Inventory:
   netbootui validate FILE                      check an inventory; errors as FILE:LINE:COL: message

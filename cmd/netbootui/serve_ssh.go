@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 
@@ -13,6 +14,12 @@ import (
 	"github.com/netbootui/netbootui/internal/sshconsole"
 	"github.com/netbootui/netbootui/internal/ui"
 )
+
+// sshLimits are the SSH console's limits from the command line.
+type sshLimits struct {
+	handshake time.Duration
+	maxUnauth int
+}
 
 // checkSSHFlags refuses --authorized-keys without --ssh-listen and
 // --ssh-listen without --authorized-keys.
@@ -30,15 +37,17 @@ func checkSSHFlags(addr, authorizedKeys string) error {
 // daemon's lifecycle. Each session's console calls the daemon in-process as
 // the key that logged in, so the audit log names "ssh SHA256:… (comment)".
 // The host key is kept in the data directory.
-func sshService(addr, authorizedKeys, dataDir string, srv *api.Server, logger *slog.Logger) (lifecycle.Service, error) {
+func sshService(addr, authorizedKeys, dataDir string, limits sshLimits, srv *api.Server, logger *slog.Logger) (lifecycle.Service, error) {
 	s, err := sshconsole.New(sshconsole.Config{
 		AuthorizedKeys: authorizedKeys,
 		HostKey:        filepath.Join(dataDir, sshconsole.HostKeyFile),
 		Backend: func(who string, role apitype.Role) (ui.Backend, func()) {
 			return srv.InProcessClient(who, role)
 		},
-		UI:     ui.Options{Dark: true},
-		Logger: logger.With("component", "ssh"),
+		UI:                 ui.Options{Dark: true},
+		HandshakeTimeout:   limits.handshake,
+		MaxUnauthenticated: limits.maxUnauth,
+		Logger:             logger.With("component", "ssh"),
 	})
 	if err != nil {
 		return nil, err

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/netbootui/netbootui/internal/apitype"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -35,6 +36,7 @@ import (
 	"github.com/netbootui/netbootui/internal/inventory"
 	"github.com/netbootui/netbootui/internal/ipmi"
 	"github.com/netbootui/netbootui/internal/lifecycle"
+	"github.com/netbootui/netbootui/internal/netlimit"
 	"github.com/netbootui/netbootui/internal/pxe"
 	"github.com/netbootui/netbootui/internal/rollout"
 	"github.com/netbootui/netbootui/internal/state"
@@ -65,6 +67,9 @@ type Config struct {
 	PowerPoll time.Duration
 	// IPMI tunes the BMC sessions (call timeout, breaker, rate limit).
 	IPMI ipmi.Options
+	// HTTPLimits are the HTTP boot server's timeouts and connection cap
+	// (zero fields: netlimit's defaults, the cap from the fd limit).
+	HTTPLimits netlimit.Limits
 	// ProxyDHCP answers PXE clients on an interface (Interface "": none).
 	ProxyDHCP ProxyDHCPOptions
 	// State is the durable state; nil opens the single-head store in
@@ -134,7 +139,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
-	inv, err := inventory.Load(cfg.InventoryPath)
+	inv, err := loadInventory(cfg.InventoryPath)
 	if err != nil {
 		return nil, err
 	}
@@ -196,17 +201,22 @@ func New(cfg Config) (_ *Daemon, err error) {
 		return nil, err
 	}
 	if cfg.HTTPListen != "" {
+		limits := cfg.HTTPLimits.WithDefaults()
 		hs := &pxe.HTTPServer{Boot: d.boot, Registry: d.registry}
-		d.registry.MustRegister(newStageCollector(d))
-		d.http = &httpService{addr: cfg.HTTPListen, boot: d.boot, log: cfg.Logger,
-			srv: &http.Server{Handler: hs.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}}
+		d.http = &httpService{addr: cfg.HTTPListen, boot: d.boot, log: cfg.Logger, limits: limits, handler: hs.Handler(),
+			errorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
+		d.registry.MustRegister(newStageCollector(d), prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "netbootui_http_connections_shed_total", Help: "HTTP connections closed unanswered because the connection cap was reached.",
+		}, func() float64 { return float64(d.http.shed()) }))
+		cfg.Logger.Debug("http limits", "max_conns", limits.MaxConns, "header_timeout", limits.ReadHeaderTimeout,
+			"read_timeout", limits.ReadTimeout, "idle_timeout", limits.IdleTimeout, "write_timeout", limits.WriteTimeout)
 		d.servers.Add("http", d.http)
 	}
 	if cfg.TFTPListen != "" {
 		d.tftp = &pxe.TFTPServer{Addr: cfg.TFTPListen, Source: d.boot, Logger: cfg.Logger,
 			OnDenied: func(client netip.AddrPort, name string, reason error) {
-				d.apply(bootstate.Event{Kind: bootstate.KindDenied, Proto: "tftp", Remote: client.String(),
-					Path: fmt.Sprintf("%q", name), Error: reason.Error()})
+				d.boot.Denied(bootstate.Event{Proto: "tftp", Remote: client.String(),
+					Path: fmt.Sprintf("%q", name), Error: reason.Error()}, "tftp: request refused")
 			}}
 		d.servers.Add("tftp", &tftpService{d.tftp, cfg.Logger})
 	}
@@ -256,13 +266,19 @@ func (d *Daemon) Close() error {
 	return nil
 }
 
-// httpService is the HTTP boot server in the daemon's lifecycle.
+// httpService is the HTTP boot server in the daemon's lifecycle, behind
+// netlimit's connection cap and timeouts.
 type httpService struct {
-	addr string
-	boot *pxe.Boot
-	srv  *http.Server
-	log  *slog.Logger
-	ln   atomic.Pointer[net.Listener]
+	addr     string
+	boot     *pxe.Boot
+	log      *slog.Logger
+	limits   netlimit.Limits
+	handler  http.Handler
+	errorLog *log.Logger
+
+	mu  sync.Mutex
+	ln  *netlimit.Listener // nil before Listen
+	srv *http.Server
 }
 
 func (h *httpService) Listen() error {
@@ -270,32 +286,52 @@ func (h *httpService) Listen() error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", h.addr, err)
 	}
-	h.ln.Store(&ln)
+	capped := h.limits.Listener(ln)
+	h.mu.Lock()
+	h.ln, h.srv = capped, capped.Server(h.handler, h.errorLog)
+	h.mu.Unlock()
 	h.boot.DefaultURL = defaultURL(ln.Addr())
 	return nil
 }
 
+func (h *httpService) listener() (*netlimit.Listener, *http.Server) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.ln, h.srv
+}
+
 func (h *httpService) addrOf() net.Addr {
-	if ln := h.ln.Load(); ln != nil {
-		return (*ln).Addr()
+	if ln, _ := h.listener(); ln != nil {
+		return ln.Addr()
 	}
 	return nil
 }
 
+// shed counts the connections closed unanswered at the cap.
+func (h *httpService) shed() uint64 {
+	if ln, _ := h.listener(); ln != nil {
+		return ln.Shed()
+	}
+	return 0
+}
+
 func (h *httpService) Serve() error {
-	h.log.Info("http boot server listening", "addr", h.addrOf().String(), "url", h.boot.DefaultURL)
-	return h.srv.Serve(*h.ln.Load())
+	ln, srv := h.listener()
+	h.log.Info("http boot server listening", "addr", ln.Addr().String(), "url", h.boot.DefaultURL)
+	return srv.Serve(ln)
 }
 
 // Close lets requests under way finish (for up to 5 s) and closes the
 // listener even when Serve never ran.
 func (h *httpService) Close() error {
+	ln, srv := h.listener()
+	if ln == nil {
+		return nil
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := h.srv.Shutdown(sctx)
-	if ln := h.ln.Load(); ln != nil {
-		(*ln).Close()
-	}
+	err := srv.Shutdown(sctx)
+	ln.Close()
 	return err
 }
 
@@ -419,8 +455,26 @@ func (d *Daemon) close() {
 	})
 }
 
+// loadInventory loads and validates the inventory, refusing also what the
+// boot servers would refuse to render (as `netbootui validate` does).
+func loadInventory(path string) (*inventory.Inventory, error) {
+	inv, err := inventory.Load(path)
+	if err == nil {
+		err = pxe.CheckInventory(inv)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return inv, nil
+}
+
 // onInventory is called by the watcher with each new version of the file.
 func (d *Daemon) onInventory(inv *inventory.Inventory, err error) {
+	if err == nil {
+		if err = pxe.CheckInventory(inv); err != nil {
+			inv = nil
+		}
+	}
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
 	d.reloadAt = time.Now()
@@ -471,7 +525,7 @@ func (d *Daemon) InventoryStatus() InventoryStatus {
 
 // Reload reads the inventory file now (as the watcher would).
 func (d *Daemon) Reload() error {
-	inv, err := inventory.Load(d.cfg.InventoryPath)
+	inv, err := loadInventory(d.cfg.InventoryPath)
 	d.onInventory(inv, err)
 	return err
 }

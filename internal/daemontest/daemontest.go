@@ -45,6 +45,9 @@ type Options struct {
 	// is served on Dir/api.sock (Env.Socket) with the daemon's other
 	// servers, and Env.Client calls it there.
 	API func(d *daemon.Daemon) APIServer
+	// Add, when set, adds more servers to the daemon's lifecycle (an SSH
+	// console) after the API and before they are bound.
+	Add func(d *daemon.Daemon) error
 	// In, when set, runs the daemon's set-up (New, Add, Listen): f must
 	// call do and return its error, e.g. from inside a network namespace
 	// (lab.Netns.Do), so that the servers bind there.
@@ -120,6 +123,12 @@ func Start(t testing.TB, o Options) *Env {
 			e.Socket = filepath.Join(e.Dir, "api.sock")
 			d.Add("api", o.API(d).Service(e.Socket, ""))
 			e.Client = apiclient.New(e.Socket)
+		}
+		if o.Add != nil {
+			if err := o.Add(d); err != nil {
+				d.Close()
+				return err
+			}
 		}
 		if err := d.Listen(); err != nil {
 			d.Close()
