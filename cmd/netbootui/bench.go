@@ -13,17 +13,22 @@ import (
 	"github.com/netbootui/netbootui/internal/demo"
 )
 
-// cmdBench runs a bench: `bench storm` powers N simulated nodes on at once
-// and reports how their boots went (bench/storm).
+// cmdBench runs a bench: `bench storm` switches N simulated nodes on at once
+// and reports how their boots went (bench/storm); `bench storm-worker` is
+// the storm's node process, started by the storm itself.
 func cmdBench(ctx context.Context, args []string) error {
+	if len(args) == 1 && args[0] == "storm-worker" && os.Getenv(storm.WorkerEnv) == "1" {
+		return storm.RunWorker(os.Stdin, os.Stdout) // the storm's node process
+	}
 	if len(args) == 0 || args[0] != "storm" {
-		fmt.Fprintln(os.Stderr, "usage: netbootui bench storm [--nodes 1000] [--timeout 5m] [--sizes KERNEL,INITRD,ROOTFS] [--peers=false] [-o json]")
+		fmt.Fprintln(os.Stderr, "usage: netbootui bench storm [--nodes 1000] [--timeout 5m] [--workers 2] [--sizes KERNEL,INITRD,ROOTFS] [--peers=false] [-o json]")
 		return exitError(2)
 	}
 	fs := flag.NewFlagSet("bench storm", flag.ContinueOnError)
 	var cfg storm.Config
 	fs.IntVar(&cfg.Nodes, "nodes", 1000, "how many simulated nodes (1.."+strconv.Itoa(demo.MaxNodes)+")")
-	fs.DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "bound of the whole storm")
+	fs.DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "bound of each run (netbootui's, the peers')")
+	fs.IntVar(&cfg.Workers, "workers", 2, "node processes")
 	sizes := fs.String("sizes", "256K,512K,2M", "sizes of the generation's kernel, initrd and rootfs")
 	output := fs.String("o", "text", "text or json")
 	fs.BoolVar(&cfg.Peers, "peers", true, "also run the same storm against tftpd-hpa + nginx (needs root, in.tftpd and nginx) and print the ratio")
@@ -60,7 +65,7 @@ func cmdBench(ctx context.Context, args []string) error {
 	} else {
 		rep.WriteText(os.Stdout)
 	}
-	if rep.Failed > 0 {
+	if rep.Failed > 0 || rep.Peer != nil && rep.Peer.Failed > 0 {
 		return exitError(1)
 	}
 	return nil

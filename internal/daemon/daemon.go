@@ -41,6 +41,7 @@ import (
 	"github.com/netbootui/netbootui/internal/rollout"
 	"github.com/netbootui/netbootui/internal/state"
 	"github.com/netbootui/netbootui/internal/state/local"
+	"github.com/netbootui/netbootui/internal/tftp"
 )
 
 // Config is how the daemon is set up. Empty listen addresses disable that
@@ -99,7 +100,7 @@ type Daemon struct {
 
 	servers   lifecycle.Group
 	http      *httpService // nil when disabled
-	tftp      *pxe.TFTPServer
+	tftp      *tftp.Server
 	closeOnce sync.Once
 
 	resultMu  sync.Mutex
@@ -213,12 +214,12 @@ func New(cfg Config) (_ *Daemon, err error) {
 		d.servers.Add("http", d.http)
 	}
 	if cfg.TFTPListen != "" {
-		d.tftp = &pxe.TFTPServer{Addr: cfg.TFTPListen, Source: d.boot, Logger: cfg.Logger,
-			OnDenied: func(client netip.AddrPort, name string, reason error) {
-				d.boot.Denied(bootstate.Event{Proto: "tftp", Remote: client.String(),
-					Path: fmt.Sprintf("%q", name), Error: reason.Error()}, "tftp: request refused")
-			}}
-		d.servers.Add("tftp", &tftpService{d.tftp, cfg.Logger})
+		d.tftp = pxe.NewTFTPServer(d.boot, func(client netip.AddrPort, name string, reason error) {
+			d.boot.Denied(bootstate.Event{Proto: "tftp", Remote: client.String(),
+				Path: fmt.Sprintf("%q", name), Error: reason.Error()}, "tftp: request refused")
+		})
+		d.tftp.Logger = cfg.Logger
+		d.servers.Add("tftp", &tftpService{s: d.tftp, addr: cfg.TFTPListen, log: cfg.Logger})
 	}
 	if pdhcp != nil {
 		pdhcp.d = d
@@ -337,13 +338,14 @@ func (h *httpService) Close() error {
 
 // tftpService is the TFTP server in the daemon's lifecycle.
 type tftpService struct {
-	s   *pxe.TFTPServer
-	log *slog.Logger
+	s    *tftp.Server
+	addr string
+	log  *slog.Logger
 }
 
 func (t *tftpService) Listen() error {
-	if err := t.s.Listen(); err != nil {
-		return fmt.Errorf("listen %s: %w", t.s.Addr, err)
+	if err := t.s.Listen(t.addr); err != nil {
+		return fmt.Errorf("listen %s: %w", t.addr, err)
 	}
 	return nil
 }
