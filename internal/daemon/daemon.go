@@ -61,6 +61,9 @@ type Config struct {
 	TemplatesDir   string
 	StallTimeout   time.Duration // default 2 minutes
 	ReloadInterval time.Duration // inventory poll interval, default 2 s
+	// SessionTTL is how long an admin's image session waits for its
+	// decision before it is discarded (default SessionTTL).
+	SessionTTL time.Duration
 	// KernelDir is ${kernel_dir} in image recipes (scripts/fetch-kernel.sh's
 	// folder: vmlinuz and modules/).
 	KernelDir string
@@ -108,6 +111,7 @@ type Daemon struct {
 	reloadMu  sync.Mutex
 	reloadErr string
 	reloadAt  time.Time
+	sessions  sessionTable // admins' sessions on images (sessions.go)
 }
 
 // New loads the inventory (which must be valid), opens the state and the
@@ -440,6 +444,7 @@ func (d *Daemon) TFTPAddr() net.Addr {
 func (d *Daemon) close() {
 	d.closeOnce.Do(func() {
 		d.servers.Close()
+		d.closeSessions()
 		d.closeRollouts()
 		if d.tracker != nil {
 			if err := d.tracker.Close(); err != nil {

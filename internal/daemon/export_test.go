@@ -1,6 +1,10 @@
 package daemon
 
-import "github.com/netbootui/netbootui/internal/pxe"
+import (
+	"time"
+
+	"github.com/netbootui/netbootui/internal/pxe"
+)
 
 // What the external tests (package daemon_test, which start daemons through
 // internal/daemontest) need to see inside a Daemon.
@@ -13,3 +17,9 @@ func (d *Daemon) Loaders() *pxe.FileRoot { return d.boot.Loaders }
 
 // FetchKey is the key that proves node in its image URLs.
 func (d *Daemon) FetchKey(node string) string { return d.tokens.FetchKey(node) }
+
+// MaxSessions bounds the image sessions held at once.
+const MaxSessions = maxSessions
+
+// SetSessionTTL changes Config.SessionTTL of a daemon already made.
+func (d *Daemon) SetSessionTTL(ttl time.Duration) { d.cfg.SessionTTL = ttl }
