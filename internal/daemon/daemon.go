@@ -180,6 +180,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if d.tracker, err = bootstate.New(bootstate.Options{Store: d.store.BootStates(), StallTimeout: cfg.StallTimeout, Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
+	d.preparePersist(inv)
 	renderer, err := pxe.NewRenderer(cfg.TemplatesDir)
 	if err != nil {
 		return nil, err
@@ -230,6 +231,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 		d.servers.Add("proxydhcp", pdhcp)
 	}
 	d.servers.Go("tracker", func(ctx context.Context) error { d.tracker.Run(ctx); return nil })
+	d.servers.Go("nfs trees", func(context.Context) error { d.publishNFSTrees(); return nil })
 	if cfg.PowerPoll > 0 {
 		d.servers.Go("power poller", func(ctx context.Context) error {
 			<-d.power.Poll(ctx, d.pollTargets, cfg.PowerPoll, 64, d.onPoll)
@@ -505,6 +507,7 @@ func (d *Daemon) onInventory(inv *inventory.Inventory, err error) {
 	d.reloadErr = ""
 	old := d.inv.Swap(inv)
 	if old == nil || old.Revision != inv.Revision {
+		d.preparePersist(inv)
 		d.log.Info("inventory loaded", "path", inv.Path, "revision", short(inv.Revision), "nodes", len(inv.Nodes))
 		d.tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "inventory",
 			Message: fmt.Sprintf("inventory revision %s loaded: %d nodes", short(inv.Revision), len(inv.Nodes))})
