@@ -224,10 +224,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	st := apitype.Status{Inventory: s.D.InventoryStatus()}
 	if a := s.D.HTTPAddr(); a != nil {
 		st.HTTP = a.String()
-		st.BootURL = s.D.Boot.DefaultURL
-		if s.D.Boot.AdvertiseURL != "" {
-			st.BootURL = s.D.Boot.AdvertiseURL
-		}
+		st.BootURL = s.D.BootURL()
 	}
 	if a := s.D.TFTPAddr(); a != nil {
 		st.TFTP = a.String()
@@ -325,7 +322,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	flusher, _ := w.(http.Flusher)
 	var sub *bootstate.Subscription
 	if follow { // subscribe before reading history so nothing falls between
-		sub = s.D.Tracker.Subscribe(4096)
+		sub = s.D.Subscribe(4096)
 		defer sub.Close()
 	}
 	var last uint64
