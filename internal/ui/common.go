@@ -36,10 +36,4 @@ type Options struct {
 	// node's serial console (netbootui console NODE); nil: `c` says how to
 	// attach from a shell instead.
 	SerialConsole func(node string) *exec.Cmd
-	// StagePoll is how often the rollout view reads a running rollout;
-	// 0 means every second.
-	StagePoll time.Duration
-	// AuditPoll is how often the open events view reads the audit log; 0
-	// means every 2 s, a negative value only when the view opens.
-	AuditPoll time.Duration
 }
