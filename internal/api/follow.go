@@ -29,6 +29,13 @@ const keepaliveEvery = 15 * time.Second
 // subscription holds for a reader that lags.
 const followBuffer = 4096
 
+func (s *Server) followBuffer() int {
+	if s.followBuf > 0 {
+		return s.followBuf
+	}
+	return followBuffer
+}
+
 // isFollow says whether a request asks for a follow stream.
 func isFollow(q url.Values) bool {
 	return q.Get("follow") == "1" || q.Get("follow") == "true"
@@ -88,7 +95,7 @@ func follow[T any](w http.ResponseWriter, r *http.Request, enc *json.Encoder, c 
 // auditFollow is GET /v1/audit?n=&follow=1: the newest n entries, then
 // every entry as it is recorded.
 func (s *Server) auditFollow(w http.ResponseWriter, r *http.Request, n int) {
-	hist, sub := s.D.AuditFollow(n, followBuffer)
+	hist, sub := s.D.AuditFollow(n, s.followBuffer())
 	defer sub.Close()
 	enc := startNDJSON(w)
 	for _, e := range hist {

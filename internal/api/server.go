@@ -79,6 +79,9 @@ type Server struct {
 	// Groups maps the unix groups of socket callers to roles (zero value:
 	// DefaultRoleGroups).
 	Groups RoleGroups
+	// followBuf is how many audit entries or events a follow stream's
+	// subscription holds for a reader that lags (0: followBuffer).
+	followBuf int
 
 	lookupGroups func(uid uint32) ([]string, error) // tests: instead of the user database
 
@@ -319,7 +322,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	follow := isFollow(q)
 	var sub *bootstate.Subscription
 	if follow { // subscribe before reading history so nothing falls between
-		sub = s.D.Tracker.Subscribe(followBuffer)
+		sub = s.D.Tracker.Subscribe(s.followBuffer())
 		defer sub.Close()
 	}
 	enc := startNDJSON(w)
