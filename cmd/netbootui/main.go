@@ -62,6 +62,11 @@ Client verbs (talk to the daemon at --api-socket, default $NETBOOTUI_SOCKET or `
   netbootui image gc NAME [--keep N]
   netbootui image import NAME --kernel FILE --initrd FILE --rootfs FILE [--publish]
   netbootui image publish NAME GENERATION
+  netbootui image show NAME GENERATION|current [-o json]   manifest and provenance
+  netbootui image verify NAME GENERATION           reread every file against the manifest
+  netbootui image diff IMAGE[:GEN] IMAGE[:GEN]      (or IMAGE GEN1 GEN2) files, kernel, initramfs, packages
+  netbootui image exec NAME [--publish|--commit|--discard] [--save-to-recipe] -- CMD...
+  netbootui image shell NAME [--publish|--commit|--discard] [--save-to-recipe]
   netbootui reload
   netbootui power on|off|soft|cycle|reset|status|bootdev-pxe SELECTION [-o json]
   netbootui reboot-clean SELECTION [--timeout 10m] [-o json]

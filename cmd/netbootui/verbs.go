@@ -408,7 +408,7 @@ func cmdEvents(ctx context.Context, args []string) error {
 
 func cmdImage(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usageErr("image list|import|publish")
+		return usageErr("image list|show|build|import|publish|rollback|gc|verify|diff|exec|shell")
 	}
 	fs, socket := clientFlags("image " + args[0])
 	var req apitype.ImportRequest
@@ -421,8 +421,45 @@ func cmdImage(ctx context.Context, args []string) error {
 	force := fs.Bool("force", false, "build even when the inputs are unchanged")
 	keep := fs.Int("keep", 3, "image gc: how many of the newest generations to keep")
 	out := fs.String("o", "", "output: json")
+	sf := addSessionFlags(fs, &req.Publish)
 	client := func() *apiclient.Client { return apiclient.New(*socket) }
 	switch args[0] {
+	case "verify":
+		pos, err := parseArgs(fs, args[1:], 2)
+		if err != nil {
+			return err
+		}
+		return cmdImageVerify(ctx, client(), pos[0], pos[1], *out)
+	case "diff":
+		pos, err := parseArgs(fs, args[1:], 2)
+		if err != nil {
+			return err
+		}
+		a, b, err := diffArgs(pos)
+		if err != nil {
+			return err
+		}
+		d, err := client().DiffImages(ctx, a, b)
+		if err != nil {
+			return err
+		}
+		if *out == "json" {
+			return printJSON(d)
+		}
+		printDiff(stdout, d, true)
+		return nil
+	case "exec":
+		pos, err := parseArgs(fs, args[1:], 2)
+		if err != nil {
+			return err
+		}
+		return cmdImageExec(ctx, client(), pos[0], pos[1:], sf)
+	case "shell":
+		pos, err := parseArgs(fs, args[1:], 1)
+		if err != nil {
+			return err
+		}
+		return cmdImageShell(ctx, client(), pos[0], sf)
 	case "list", "ls":
 		if _, err := parseArgs(fs, args[1:], 0); err != nil {
 			return err
@@ -536,6 +573,9 @@ func cmdImage(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
+		if len(pos) > 1 {
+			return cmdImageGeneration(ctx, client(), pos[0], pos[1], *out)
+		}
 		list, err := client().Images(ctx)
 		if err != nil {
 			return err
@@ -547,7 +587,7 @@ func cmdImage(ctx context.Context, args []string) error {
 		}
 		return fmt.Errorf("image %q: not found", pos[0])
 	}
-	return usageErr("image list|show|build|import|publish|rollback|gc")
+	return usageErr("image list|show|build|import|publish|rollback|gc|verify|diff|exec|shell")
 }
 
 func cmdReload(ctx context.Context, args []string) error {

@@ -32,41 +32,47 @@ const (
 
 // documented is the role of every route as the package doc and README say.
 var documented = map[string]apitype.Role{
-	"GET /v1/status":                  viewer,
-	"GET /v1/nodes":                   viewer,
-	"GET /v1/nodes/{name}":            viewer,
-	"GET /v1/nodes/{name}/boot":       viewer,
-	"POST /v1/nodes/{name}/preview":   viewer,
-	"GET /v1/select":                  viewer,
-	"GET /v1/events":                  viewer,
-	"GET /v1/images":                  viewer,
-	"GET /v1/audit":                   viewer,
-	"GET /v1/nodes/{name}/sol":        viewer,
-	"GET /v1/groups/{name}":           viewer,
-	"POST /v1/edit-preview":           viewer,
-	"GET /v1/nodes/{name}/bmc":        viewer,
-	"GET /v1/stages/{$}":              viewer,
-	"POST /v1/stages/preview":         viewer,
-	"GET /v1/stages/{id}":             viewer,
-	"POST /v1/stages/{id}/{action}":   viewer, // unknown actions: refused by the handler
-	"POST /v1/power":                  operator,
-	"POST /v1/reboot-clean":           operator,
-	"POST /v1/nodes/{name}/console":   operator,
-	"POST /v1/stages/{id}/run":        operator,
-	"POST /v1/stages/{id}/resume":     operator,
-	"POST /v1/stages/{id}/halt":       operator,
-	"PATCH /v1/nodes/{name}":          admin,
-	"PATCH /v1/groups/{name}":         admin,
-	"POST /v1/inventory/reload":       admin,
-	"POST /v1/images/import":          admin,
-	"POST /v1/images/{name}/publish":  admin,
-	"POST /v1/images/build":           admin,
-	"POST /v1/images/{name}/rollback": admin,
-	"POST /v1/images/{name}/gc":       admin,
-	"POST /v1/stages/{$}":             admin,
-	"POST /v1/stages/{id}/abort":      admin,
-	"POST /v1/stages/{id}/promote":    admin,
-	"POST /v1/stages/{id}/rollback":   admin,
+	"GET /v1/status":                                 viewer,
+	"GET /v1/nodes":                                  viewer,
+	"GET /v1/nodes/{name}":                           viewer,
+	"GET /v1/nodes/{name}/boot":                      viewer,
+	"POST /v1/nodes/{name}/preview":                  viewer,
+	"GET /v1/select":                                 viewer,
+	"GET /v1/events":                                 viewer,
+	"GET /v1/images":                                 viewer,
+	"GET /v1/audit":                                  viewer,
+	"GET /v1/nodes/{name}/sol":                       viewer,
+	"GET /v1/groups/{name}":                          viewer,
+	"POST /v1/edit-preview":                          viewer,
+	"GET /v1/nodes/{name}/bmc":                       viewer,
+	"GET /v1/stages/{$}":                             viewer,
+	"POST /v1/stages/preview":                        viewer,
+	"GET /v1/stages/{id}":                            viewer,
+	"POST /v1/stages/{id}/{action}":                  viewer, // unknown actions: refused by the handler
+	"POST /v1/power":                                 operator,
+	"POST /v1/reboot-clean":                          operator,
+	"POST /v1/nodes/{name}/console":                  operator,
+	"POST /v1/stages/{id}/run":                       operator,
+	"POST /v1/stages/{id}/resume":                    operator,
+	"POST /v1/stages/{id}/halt":                      operator,
+	"PATCH /v1/nodes/{name}":                         admin,
+	"PATCH /v1/groups/{name}":                        admin,
+	"POST /v1/inventory/reload":                      admin,
+	"POST /v1/images/import":                         admin,
+	"POST /v1/images/{name}/publish":                 admin,
+	"POST /v1/images/build":                          admin,
+	"POST /v1/images/{name}/rollback":                admin,
+	"POST /v1/images/{name}/gc":                      admin,
+	"GET /v1/images/diff":                            viewer,
+	"GET /v1/images/{name}/generations/{gen}/verify": viewer,
+	"POST /v1/images/{name}/exec":                    admin,
+	"POST /v1/images/{name}/shell":                   admin,
+	"GET /v1/images/{name}/sessions/{id}":            admin,
+	"POST /v1/images/{name}/sessions/{id}":           admin,
+	"POST /v1/stages/{$}":                            admin,
+	"POST /v1/stages/{id}/abort":                     admin,
+	"POST /v1/stages/{id}/promote":                   admin,
+	"POST /v1/stages/{id}/rollback":                  admin,
 }
 
 // reads are the routes that change nothing although they are not GETs.
@@ -115,7 +121,7 @@ func samplePath(pattern string) string {
 	case strings.HasPrefix(path, "/v1/images/"):
 		name = "img"
 	}
-	return strings.NewReplacer("{name}", name, "{id}", "latest", "{action}", "bogus", "{$}", "").Replace(path)
+	return strings.NewReplacer("{name}", name, "{gen}", "0123456789abcdef", "{id}", "latest", "{action}", "bogus", "{$}", "").Replace(path)
 }
 
 // inProcessHTTP is a raw HTTP client whose requests reach srv as c.

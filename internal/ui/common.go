@@ -36,4 +36,8 @@ type Options struct {
 	// node's serial console (netbootui console NODE); nil: `c` says how to
 	// attach from a shell instead.
 	SerialConsole func(node string) *exec.Cmd
+	// ImageShell returns the command `S` in :images hands the terminal to
+	// for a shell in a working copy of an image (netbootui image shell
+	// IMAGE); nil: `S` says how to run it from a shell instead.
+	ImageShell func(image string) *exec.Cmd
 }
