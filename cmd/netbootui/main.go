@@ -45,6 +45,9 @@ Inventory:
   netbootui validate FILE                      check an inventory; errors as FILE:LINE:COL: message
   netbootui dhcp-config --format dnsmasq|isc|kea --next-server IP --http-base URL [--inventory FILE]
                         [--efi-loader snponly.efi] [--known-only] [SELECTION]   the site DHCP server's entries, to stdout
+  netbootui nfs-exports [--inventory FILE]     the site NFS server's (nfs-ganesha) export entries, to stdout
+  netbootui nbd-config [--inventory FILE] [--data DIR] [--listen ADDR]
+                                               nbd-server's configuration for the nbd images, to stdout
 
 Client verbs (talk to the daemon at --api-socket, default $NETBOOTUI_SOCKET or ` + apiclient.DefaultSocket + `):
   netbootui status
@@ -144,6 +147,10 @@ func run(ctx context.Context, args []string) error {
 		return cmdConsoleSOL(ctx, rest)
 	case "dhcp-config":
 		return cmdDHCPConfig(rest)
+	case "nfs-exports":
+		return cmdNFSExports(rest)
+	case "nbd-config":
+		return cmdNBDConfig(rest)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return nil

@@ -45,7 +45,11 @@ type EditPreview = apitype.EditPreview
 // result as a whole (errors name FILE:LINE:COL) and renders the node's boot
 // entry from it. Nothing is written.
 func (d *Daemon) PreviewEdit(p EditPreview) (string, error) {
-	if err := checkEdit(p.Edit, p.Group != ""); err != nil {
+	what := "node " + p.Node
+	if p.Group != "" {
+		what = "group " + p.Group
+	}
+	if err := checkEdit(what, p.Edit, p.Group != ""); err != nil {
 		return "", err
 	}
 	if d.Inventory().Node(p.Node) == nil {

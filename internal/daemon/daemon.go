@@ -151,6 +151,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if d.Tracker, err = bootstate.New(bootstate.Options{Store: d.state, StallTimeout: cfg.StallTimeout, Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
+	d.preparePersist(inv)
 	renderer, err := pxe.NewRenderer(cfg.TemplatesDir)
 	if err != nil {
 		return nil, err
@@ -279,6 +280,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.log.Info("tftp server listening", "addr", d.tftp.LocalAddr().String())
 	}
 	run("tracker", func() error { d.Tracker.Run(ctx); return nil })
+	run("nfs trees", func() error { d.publishNFSTrees(); return nil })
 	if d.cfg.PowerPoll > 0 {
 		polled := d.power.Poll(ctx, d.pollTargets, d.cfg.PowerPoll, 64, d.onPoll)
 		run("power poller", func() error { <-polled; return nil })
@@ -380,6 +382,7 @@ func (d *Daemon) onInventory(inv *inventory.Inventory, err error) {
 	d.reloadErr = ""
 	old := d.inv.Swap(inv)
 	if old == nil || old.Revision != inv.Revision {
+		d.preparePersist(inv)
 		d.log.Info("inventory loaded", "path", inv.Path, "revision", short(inv.Revision), "nodes", len(inv.Nodes))
 		d.Tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "inventory",
 			Message: fmt.Sprintf("inventory revision %s loaded: %d nodes", short(inv.Revision), len(inv.Nodes))})

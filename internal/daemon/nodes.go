@@ -129,7 +129,10 @@ var editableKeys = map[string]bool{
 	"bmc.host": true, "bmc.port": true, "bmc.user": true, "bmc.password": true, "bmc.cipher_suites": true,
 }
 
-func checkEdit(e Edit, group bool) error {
+// checkEdit refuses an edit of what ("node n01", "group gpu") that changes
+// nothing, names a key that cannot be edited, or sets a value the boot
+// servers would refuse; errors name what and the key.
+func checkEdit(what string, e Edit, group bool) error {
 	if len(e.Set) == 0 && len(e.Unset) == 0 {
 		return errors.New("edit changes nothing")
 	}
@@ -148,7 +151,7 @@ func checkEdit(e Edit, group bool) error {
 				err = pxe.CheckKernelArgs(s)
 			}
 			if err != nil {
-				return fmt.Errorf("%s: %w", k, err)
+				return fmt.Errorf("%s: %s: %w", what, k, err)
 			}
 		}
 	}
@@ -198,7 +201,7 @@ func (d *Daemon) edit(what string, e Edit, group bool, entry func(*inventory.Doc
 		keys := append(sortedKeys(e.Set), e.Unset...)
 		d.auditRecord(audit.Entry{Who: e.Who, Action: "edit " + what, Target: strings.Join(keys, ","), Result: res})
 	}()
-	if err := checkEdit(e, group); err != nil {
+	if err := checkEdit(what, e, group); err != nil {
 		return "", err
 	}
 	d.editMu.Lock()

@@ -77,10 +77,15 @@ type Node struct {
 	Arch       Arch
 	Loader     Loader
 	BMC        BMC
-	Image      string // assigned image name; "" when none
-	Generation string // pinned generation id; "" follows the image's current generation
-	KernelArgs string // group's kernel arguments followed by the node's own
-	Override   Override
+	Image      string   // assigned image name; "" when none
+	Generation string   // pinned generation id; "" follows the image's current generation
+	KernelArgs string   // group's kernel arguments followed by the node's own
+	Persist    []string // the group's persist: paths kept across reboots
+	// UserData and VendorData are the node's cloud-init user-data and
+	// vendor-data templates (CloudTemplateData), the node's own else its
+	// group's; "" when none.
+	UserData, VendorData string
+	Override             Override
 	// Defined is where the node's entry starts; a node expanded from a hostlist
 	// range shares the position of its range entry. Range is that entry's name
 	// ("" when the entry names one node).
@@ -111,7 +116,10 @@ type Group struct {
 	KernelArgs string
 	BMC        BMC
 	Override   Override
-	Defined    Pos
+	// Persist are the paths the group's nodes keep across reboots (on an
+	// nfs root: in their own directory on the NFS server).
+	Persist []string
+	Defined Pos
 }
 
 // Image is an image the inventory knows by name. Its generations live in the
@@ -135,6 +143,25 @@ type Settings struct {
 	// OverlayDirtyBytes is the overlay write volume above which a node counts as
 	// dirty. Zero means any write.
 	OverlayDirtyBytes int64
+	// NFS is the site's NFS server, for images whose root is nfs; zero
+	// when the inventory names none.
+	NFS NFS
+	// NBD is the site's NBD server, for images whose root is nbd.
+	NBD NBD
+}
+
+// NBD is settings.nbd: the site's NBD server as nodes reach it.
+type NBD struct {
+	Server string // IPv4 address
+	Port   int    // 0: 10809
+}
+
+// NFS is settings.nfs: the site's NFS server as nodes reach it.
+type NFS struct {
+	Server string // IPv4 address nodes mount from
+	Port   int    // 0: 2049
+	Export string // the path nodes mount under (NFSv4 pseudo path)
+	Dir    string // the head's directory behind Export, which netbootui writes
 }
 
 // Inventory is a loaded, validated inventory file.

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -24,6 +25,8 @@ import (
 
 	"github.com/netbootui/netbootui/internal/hostlist"
 	"github.com/netbootui/netbootui/internal/roottransport/builtin"
+	"github.com/netbootui/netbootui/internal/roottransport/nbd"
+	"github.com/netbootui/netbootui/internal/roottransport/nfs"
 )
 
 // MaxNodes is the largest number of nodes an inventory may hold after its
@@ -48,15 +51,18 @@ var (
 	hostRE       = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`)
 	macRE        = regexp.MustCompile(`^[0-9A-Fa-f]{2}(?:(:)[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){4}|(-)[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){4})$`)
 	yamlLineRE   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+	persistRE    = regexp.MustCompile(`^(/[A-Za-z0-9._-]+)+$`)
 )
 
 // Keys allowed in each section, in the order the error message lists them.
 var (
 	topKeys      = []string{"settings", "images", "groups", "nodes"}
-	settingsKeys = []string{"secrets", "overlay_dirty_bytes"}
+	settingsKeys = []string{"secrets", "overlay_dirty_bytes", "nfs", "nbd"}
+	nfsKeys      = []string{"server", "port", "export", "dir"}
+	nbdKeys      = []string{"server", "port"}
 	imageKeys    = []string{"description", "recipe", "kernel_args", "root"}
-	groupKeys    = []string{"image", "arch", "loader", "kernel_args", "bmc", "boot_override"}
-	nodeKeys     = []string{"name", "group", "ip", "arch", "loader", "image", "kernel_args", "nics", "bmc", "boot_override"}
+	groupKeys    = []string{"image", "arch", "loader", "kernel_args", "bmc", "boot_override", "persist", "user_data", "vendor_data"}
+	nodeKeys     = []string{"name", "group", "ip", "arch", "loader", "image", "kernel_args", "nics", "bmc", "boot_override", "user_data", "vendor_data"}
 	nicKeys      = []string{"mac", "boot", "name"}
 	groupBMCKeys = []string{"port", "user", "password", "cipher_suites"}
 	nodeBMCKeys  = []string{"host", "port", "user", "password", "cipher_suites"}
@@ -147,6 +153,9 @@ type spec struct {
 	bmcCipherSuites  setting[[]int]
 	overrideIPXE     setting[string]
 	overridePxelinux setting[string]
+	persist          []string // group only
+	userData         setting[string]
+	vendorData       setting[string]
 }
 
 type nicSpec struct {
@@ -168,6 +177,8 @@ type parser struct {
 	images     map[string]*Image
 	groupSpecs map[string]*spec
 	passwords  []*yaml.Node // every password value, to check against secrets
+	nfs        NFS          // settings.nfs, read before the images
+	nbd        NBD          // settings.nbd, read before the images
 }
 
 func (p *parser) pos(n *yaml.Node) Pos {
@@ -417,8 +428,13 @@ func (p *parser) parse(data []byte) *Inventory {
 				}
 				inv.Settings.OverlayDirtyBytes = n
 			}
+		case "nfs":
+			p.parseNFS(v, &inv.Settings.NFS)
+		case "nbd":
+			p.parseNBD(v, &inv.Settings.NBD)
 		}
 	})
+	p.nfs, p.nbd = inv.Settings.NFS, inv.Settings.NBD
 	p.parseImages(imagesN)
 	p.parseGroups(groupsN, inv)
 	p.parseNodes(nodesN, inv)
@@ -649,6 +665,14 @@ func (p *parser) parseImages(n *yaml.Node) {
 					p.errorf(v, "%s: root: %s", what, rootError(s, err))
 					return
 				}
+				if s == nfs.Name && p.nfs.Server == "" {
+					p.errorf(v, "%s: root: nfs needs the site's NFS server: add settings.nfs (server, export, dir)", what)
+					return
+				}
+				if s == nbd.Name && p.nbd.Server == "" {
+					p.errorf(v, "%s: root: nbd needs the site's NBD server: add settings.nbd (server, port)", what)
+					return
+				}
 				img.Root = s
 			}
 		})
@@ -662,7 +686,11 @@ func (p *parser) parseGroups(n *yaml.Node, inv *Inventory) {
 			p.errorf(k, "bad group name %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", name)
 		}
 		sp := &spec{}
-		p.parseSpec(v, "group "+name, groupKeys, groupBMCKeys, sp)
+		p.parseSpec(v, "group "+name, groupKeys, groupBMCKeys, sp, func(key string, _, v *yaml.Node) {
+			if key == "persist" {
+				sp.persist = p.parsePersist(v, "group "+name)
+			}
+		})
 		p.groupSpecs[name] = sp
 		g := &Group{
 			Name:       name,
@@ -678,6 +706,7 @@ func (p *parser) parseGroups(n *yaml.Node, inv *Inventory) {
 				CipherSuites: sp.bmcCipherSuites.v,
 			},
 			Override: Override{IPXE: sp.overrideIPXE.v, Pxelinux: sp.overridePxelinux.v},
+			Persist:  sp.persist,
 			Defined:  p.pos(k),
 		}
 		inv.Groups[name] = g
@@ -724,6 +753,18 @@ func (p *parser) parseSpec(n *yaml.Node, what string, keys, bmcKeys []string, sp
 		case "kernel_args":
 			if s, ok := p.str(v, what+": kernel_args"); ok {
 				sp.kernelArgs.put(strings.TrimSpace(s), v)
+			}
+		case "user_data", "vendor_data":
+			if s, ok := p.str(v, what+": "+key); ok {
+				if err := CheckCloudTemplate(s); err != nil {
+					p.errorf(v, "%s: %s: %v", what, key, err)
+					return
+				}
+				if key == "user_data" {
+					sp.userData.put(s, v)
+				} else {
+					sp.vendorData.put(s, v)
+				}
 			}
 		case "bmc":
 			p.mapping(v, what+": bmc", bmcKeys, func(key string, _, v *yaml.Node) {
@@ -989,6 +1030,9 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 				Arch:       Arch(pick(sp.arch, gs.arch, string(DefaultArch))),
 				Loader:     Loader(pick(sp.loader, gs.loader, string(DefaultLoader))),
 				KernelArgs: joinArgs(gs.kernelArgs.v, sp.kernelArgs.v),
+				Persist:    slices.Clone(gs.persist),
+				UserData:   pick(sp.userData, gs.userData, ""),
+				VendorData: pick(sp.vendorData, gs.vendorData, ""),
 				Override: Override{
 					IPXE:     pick(sp.overrideIPXE, gs.overrideIPXE, ""),
 					Pxelinux: pick(sp.overridePxelinux, gs.overridePxelinux, ""),
@@ -1272,4 +1316,107 @@ func (inv *Inventory) SecretsPath() string {
 		return s
 	}
 	return filepath.Join(filepath.Dir(inv.Path), s)
+}
+
+// parseServer reads a settings.nfs or settings.nbd mapping: server (an IPv4
+// address, as nodes reach it), port, and the keys other gets. It reports
+// whether the mapping had no error of its own.
+func (p *parser) parseServer(n *yaml.Node, what string, keys []string, server *string, port *int, other func(key string, v *yaml.Node)) bool {
+	before := len(p.errs)
+	p.mapping(n, what, keys, func(key string, _, v *yaml.Node) {
+		w := what + "." + key
+		switch key {
+		case "port":
+			if n, ok := p.integer(v, w); ok {
+				if n < 1 || n > 65535 {
+					p.errorf(v, "%s must be 1-65535, got %d", w, n)
+					return
+				}
+				*port = int(n)
+			}
+		case "server":
+			if s, ok := p.str(v, w); ok {
+				if a, err := netip.ParseAddr(s); err != nil || !a.Is4() {
+					p.errorf(v, "%s: bad server %q: want the IPv4 address nodes reach it at (the live init resolves no names)", w, s)
+					return
+				}
+				*server = s
+			}
+		default:
+			other(key, v)
+		}
+	})
+	return len(p.errs) == before
+}
+
+// parseNFS reads settings.nfs: the site's NFS server as nodes reach it.
+func (p *parser) parseNFS(n *yaml.Node, out *NFS) {
+	if isNull(n) {
+		return
+	}
+	clean := p.parseServer(n, "settings.nfs", nfsKeys, &out.Server, &out.Port, func(key string, v *yaml.Node) {
+		what := "settings.nfs." + key
+		s, ok := p.str(v, what)
+		if !ok {
+			return
+		}
+		if !strings.HasPrefix(s, "/") || path.Clean(s) != s || s == "/" || strings.ContainsAny(s, ":,= \t\n\"'\\") {
+			p.errorf(v, "%s: bad path %q: want an absolute, clean path other than / without ':', ',', '=', quotes or blanks", what, s)
+			return
+		}
+		if key == "export" {
+			out.Export = s
+		} else {
+			out.Dir = s
+		}
+	})
+	if out.Server == "" || out.Export == "" || out.Dir == "" {
+		if clean { // else a key's own error says why
+			p.errorf(n, "settings.nfs needs server, export and dir")
+		}
+		*out = NFS{}
+	}
+}
+
+// parseNBD reads settings.nbd: the site's NBD server as nodes reach it.
+func (p *parser) parseNBD(n *yaml.Node, out *NBD) {
+	if isNull(n) {
+		return
+	}
+	clean := p.parseServer(n, "settings.nbd", nbdKeys, &out.Server, &out.Port, nil)
+	if out.Server == "" {
+		if clean {
+			p.errorf(n, "settings.nbd needs server")
+		}
+		*out = NBD{}
+	}
+}
+
+// parsePersist reads a group's persist: list of absolute paths a node keeps
+// across reboots.
+func (p *parser) parsePersist(n *yaml.Node, what string) []string {
+	items, ok := p.sequence(n, what+": persist")
+	if !ok {
+		return nil
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, it := range items {
+		s, ok := p.str(it, what+": persist entry")
+		if !ok {
+			continue
+		}
+		switch {
+		case !strings.HasPrefix(s, "/") || path.Clean(s) != s || s == "/":
+			p.errorf(it, "%s: persist: bad path %q: want an absolute, clean path other than /", what, s)
+		case !persistRE.MatchString(s):
+			p.errorf(it, "%s: persist: path %q: use letters, digits, '.', '_', '-' and '/'", what, s)
+		case seen[s]:
+			p.errorf(it, "%s: persist: %q listed twice", what, s)
+		default:
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -328,7 +328,7 @@ func TestRules(t *testing.T) {
 			},
 		},
 		{name: "unknown key lists allowed", nodes: "  - {name: a, nics: [{mac: \"02:00:00:00:00:01\"}], colour: red}",
-			err: `13:51: unknown key "colour" in node a (allowed: name, group, ip, arch, loader, image, kernel_args, nics, bmc, boot_override)`},
+			err: `13:51: unknown key "colour" in node a (allowed: name, group, ip, arch, loader, image, kernel_args, nics, bmc, boot_override, user_data, vendor_data)`},
 		{name: "wrong type", nodes: "  - {name: a, ip: [1], nics: [{mac: \"02:00:00:00:00:01\"}]}",
 			err: `13:19: node a: ip must be a string, got a list`},
 		{name: "duplicate name", nodes: "  - {name: a, nics: [{mac: \"02:00:00:00:00:01\"}]}\n  - {name: a, nics: [{mac: \"02:00:00:00:00:02\"}]}",
