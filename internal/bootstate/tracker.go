@@ -8,6 +8,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/netbootui/netbootui/internal/fanout"
 )
 
 // Defaults of Options.
@@ -65,7 +67,7 @@ type Tracker struct {
 	seq     uint64
 	nodes   map[string]*nodeEntry
 	global  ring
-	subs    []*Subscription
+	subs    fanout.Hub[Event] // published under mu, in Seq order
 	closed  bool
 	pending []BatchEvent        // events not yet in the store
 	spare   []BatchEvent        // the flusher's previous batch, reused
@@ -254,13 +256,7 @@ func (t *Tracker) record(e *nodeEntry, ev *Event) {
 			t.dropped++
 		}
 	}
-	for _, s := range t.subs {
-		select {
-		case s.c <- *ev:
-		default:
-			s.dropped.Add(1)
-		}
-	}
+	t.subs.Publish(*ev)
 }
 
 // Get returns the state of node.
@@ -425,11 +421,7 @@ func (t *Tracker) Close() error {
 			err = t.flush()
 		}
 		t.mu.Lock()
-		for _, s := range t.subs {
-			close(s.c)
-			s.closed = true
-		}
-		t.subs = nil
+		t.subs.Close()
 		clear(t.dirty)
 		t.pending = nil
 		t.mu.Unlock()

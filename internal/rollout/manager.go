@@ -69,6 +69,7 @@ type Manager struct {
 	closed   bool
 	wg       sync.WaitGroup
 	index    atomic.Pointer[map[string]staged]
+	watchers map[chan struct{}]struct{} // watch.go
 }
 
 type runCtl struct {
@@ -255,6 +256,7 @@ func (m *Manager) update(id string, f func(r *Rollout) ([]note, error)) (*Rollou
 	}
 	m.rollouts = all
 	m.reindex()
+	m.changed()
 	return c.clone(), notes, nil
 }
 
@@ -367,6 +369,7 @@ func (m *Manager) Create(selection, generation string, opts Options, who string)
 	}
 	m.rollouts = all
 	m.reindex()
+	m.changed()
 	out := r.clone()
 	m.mu.Unlock()
 	notes := []note{{msg: fmt.Sprintf("rollout %s: %s@%s staged on %d nodes (%d unchanged), %d waves of %s",
@@ -907,4 +910,7 @@ func (m *Manager) Close() {
 		m.stop(id)
 	}
 	m.wg.Wait()
+	m.mu.Lock()
+	m.closeWatchers()
+	m.mu.Unlock()
 }

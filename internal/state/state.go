@@ -96,6 +96,11 @@ type Audit interface {
 	// Recent returns the newest n entries (n <= 0: all kept), oldest
 	// first.
 	Recent(n int) []audit.Entry
+	// Follow returns the newest n entries and a subscription to every
+	// entry recorded after them, with no entry between them or twice; a
+	// subscriber that does not keep up loses entries, it never holds
+	// Record up.
+	Follow(n, buffer int) ([]audit.Entry, *audit.Subscription)
 }
 
 // ConsoleLog is the tail of a node's captured console.

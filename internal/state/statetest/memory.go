@@ -11,6 +11,7 @@ import (
 
 	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/fanout"
 	"github.com/netbootui/netbootui/internal/state"
 	"github.com/netbootui/netbootui/internal/state/local"
 )
@@ -36,6 +37,7 @@ type Backing struct {
 	docs  map[string]memDoc
 	rev   state.Rev
 	audit []audit.Entry
+	subs  fanout.Hub[audit.Entry] // live audit followers
 	boot  memBoot
 	key   []byte
 }
@@ -184,7 +186,22 @@ func (a *memAudit) Record(e audit.Entry) error {
 		e.Time = nowUTC()
 	}
 	a.audit = append(a.audit, e)
+	a.subs.Publish(e)
 	return nil
+}
+
+// Follow returns the newest n entries and a subscription to the entries
+// recorded after them, taken under one lock.
+func (a *memAudit) Follow(n, buffer int) ([]audit.Entry, *audit.Subscription) {
+	if buffer < 1 {
+		buffer = 64
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if n <= 0 || n > len(a.audit) {
+		n = len(a.audit)
+	}
+	return append([]audit.Entry(nil), a.audit[len(a.audit)-n:]...), a.subs.Subscribe(buffer)
 }
 
 func (a *memAudit) Recent(n int) []audit.Entry {
