@@ -15,7 +15,6 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
 
-	"github.com/netbootui/netbootui/internal/api"
 	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/demo"
@@ -59,6 +58,7 @@ func cmdDemo(ctx context.Context, args []string) error {
 		*socket = filepath.Join(*data, "api.sock")
 	}
 	cfg.DataDir = *data
+	cfg.APISocket = *socket
 	cfg.Out = os.Stdout
 	// The daemon logs warnings to stderr when headless, to DATA/demo.log
 	// under the console (which owns the terminal).
@@ -86,13 +86,6 @@ func cmdDemo(ctx context.Context, args []string) error {
 			fmt.Fprintf(os.Stderr, "netbootui demo: cleanup: %v\n", err)
 		}
 	}()
-	ln, err := api.Listen(*socket)
-	if err != nil {
-		return err
-	}
-	srv := &api.Server{D: d.Daemon, Logger: cfg.Logger}
-	go srv.Serve(ln)
-	defer func() { srv.Close(); os.Remove(*socket) }()
 	printDemoBanner(os.Stdout, d, *socket)
 	if _, err := d.PowerOnAll(ctx); err != nil {
 		return err
@@ -159,7 +152,7 @@ func printLabBanner(w io.Writer, d *demo.Demo, socket string) {
 	first, last := d.LabNodes[d.Names[0]], d.LabNodes[d.Names[len(d.Names)-1]]
 	fmt.Fprintf(w, "netbootui demo --lab: %d QEMU nodes (TCG, iPXE ROM, BIOS): %s..%s\n", len(d.Names), d.Names[0], d.Names[len(d.Names)-1])
 	fmt.Fprintf(w, "  image:     %s\n", d.ImageSource)
-	fmt.Fprintf(w, "  http:      http://%s (the VMs see it as %s)   tftp: %s\n", d.Daemon.HTTPAddr(), d.Daemon.Boot.AdvertiseURL, d.Daemon.TFTPAddr())
+	fmt.Fprintf(w, "  http:      http://%s (the VMs see it as %s)   tftp: %s\n", d.Daemon.HTTPAddr(), d.Daemon.BootURL(), d.Daemon.TFTPAddr())
 	fmt.Fprintf(w, "  BMCs:      ipmi_sim, IPMI (RMCP+, cipher suite 3) on %s .. %s; serial over LAN from each VM's ttyS0\n", first.Addr(), last.Addr())
 	fmt.Fprintf(w, "  lab dir:   %s (pid files, chassis and QEMU logs; removed on exit)\n", d.LabDir)
 	fmt.Fprintf(w, "  inventory: %s (secrets: %s, mode 0600)\n", d.InventoryPath, d.SecretsPath)

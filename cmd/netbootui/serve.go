@@ -63,11 +63,10 @@ func cmdServe(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.Logger = logger
-	pdhcp, err := daemon.ListenProxyDHCP(daemon.ProxyDHCPOptions{Interface: *proxyDHCP, KnownOnly: *proxyKnownOnly, EFILoader: *proxyEFILoader}, cfg)
-	if err != nil {
+	cfg.ProxyDHCP = daemon.ProxyDHCPOptions{Interface: *proxyDHCP, KnownOnly: *proxyKnownOnly, EFILoader: *proxyEFILoader}
+	if err := checkSSHFlags(*sshListen, *authorizedKeys); err != nil {
 		return err
 	}
-	defer pdhcp.Close()
 	d, err := daemon.New(cfg)
 	if err != nil {
 		var list inventory.ErrorList
@@ -77,33 +76,24 @@ func cmdServe(ctx context.Context, args []string) error {
 		}
 		return err
 	}
-	ln, err := api.Listen(*socket)
-	if err != nil {
-		return err
-	}
-	if *socketGroup != "" {
-		if err := api.ChownSocket(*socket, *socketGroup); err != nil {
-			ln.Close()
+	// The daemon's lifecycle runs the API socket and the SSH console with
+	// its boot servers: all bound or none, all stopped together.
+	srv := &api.Server{D: d, Logger: logger, Groups: groups}
+	d.Add("api", srv.Service(*socket, *socketGroup))
+	if *sshListen != "" {
+		ssh, err := sshService(*sshListen, *authorizedKeys, cfg.DataDir, sshLim, srv, logger)
+		if err != nil {
+			d.Close()
 			return err
 		}
+		d.Add("ssh", ssh)
 	}
-	srv := &api.Server{D: d, Logger: logger, Groups: groups}
-	go func() {
-		if err := srv.Serve(ln); err != nil {
-			logger.Error("api server", "err", err)
-		}
-	}()
-	logger.Info("api listening", "socket", *socket)
-	if err := startSSH(ctx, *sshListen, *authorizedKeys, cfg.DataDir, sshLim, srv, logger); err != nil {
-		srv.Close()
-		os.Remove(*socket)
+	if err := d.Listen(); err != nil {
+		d.Close()
 		return err
 	}
-	d.ServeProxyDHCP(ctx, pdhcp)
-	err = d.Run(ctx)
-	srv.Close()
-	os.Remove(*socket)
-	return err
+	logger.Info("api listening", "socket", *socket)
+	return d.Run(ctx)
 }
 
 func defaultSocket() string {

@@ -1,4 +1,4 @@
-package daemon
+package daemon_test
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
+	. "github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/power"
 	"github.com/netbootui/netbootui/internal/power/backends"
 	"github.com/netbootui/netbootui/internal/power/powertest"
@@ -169,42 +171,19 @@ func TestRebootCleanThroughTestBackend(t *testing.T) {
 	}
 }
 
-// TestEditableBMCKeys: an edit may set a BMC's protocol and the keys of a
-// registered protocol's own section, nothing else under bmc.
-func TestEditableBMCKeys(t *testing.T) {
-	d := &Daemon{cfg: Config{Backends: backends.Registry()}}
-	for key, ok := range map[string]bool{
-		"bmc.protocol": true, "bmc.ipmi.cipher_suites": true, "bmc.cipher_suites": true, "bmc.host": true,
-		"bmc.ipmi.nosuch": false, "bmc.redfish.system": true, "bmc.redfish.insecure": true, "bmc.redfish.nosuch": false, "bmc.ipmi": false, "bmc": false, "bmc.": false,
-	} {
-		err := d.checkEdit("group g", Edit{Set: map[string]any{key: "x"}}, true)
-		if (err == nil) != ok {
-			t.Errorf("set %s: %v", key, err)
-		}
-		err = d.checkEdit("node n", Edit{Unset: []string{key}}, false)
-		if (err == nil) != ok {
-			t.Errorf("unset %s: %v", key, err)
-		}
-	}
-}
-
-// startPowerCluster runs a daemon on the inventory at inv (power backends
-// from reg, logs to logs), imports and publishes generation A (returned),
-// and starts one simulated node per name, MACs from macFmt and 1, 2, ...,
-// booting from the daemon; all stopped at the end of the test.
+// startPowerCluster runs a daemon (daemontest) on the inventory at inv,
+// power backends from reg, logs to logs, with generation A imported and
+// published before it starts (returned), and starts one simulated node per
+// name, MACs from macFmt and 1, 2, ..., booting from the daemon; all
+// stopped at the end of the test.
 func startPowerCluster(t *testing.T, dir, inv string, reg *power.Registry, logs io.Writer, names []string, macFmt string) (*Daemon, string, map[string]*simnode.Node) {
 	t.Helper()
-	d, err := New(Config{InventoryPath: inv, DataDir: filepath.Join(dir, "data"),
-		HTTPListen: "127.0.0.1:0", TFTPListen: "127.0.0.1:0", StallTimeout: 5 * time.Second, ReloadInterval: 50 * time.Millisecond,
-		Backends: reg, Power: power.Config{CallTimeout: 3 * time.Second}, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	genA := importGen(t, d, dir, 'a', true)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	var genA string
+	d := daemontest.Start(t, daemontest.Options{Dir: dir, Config: Config{InventoryPath: inv,
+		TFTPListen: "127.0.0.1:0", StallTimeout: 5 * time.Second, ReloadInterval: 50 * time.Millisecond,
+		Backends: reg, Power: power.Config{CallTimeout: 3 * time.Second},
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))},
+		Before: func(d *Daemon) error { genA = importGen(t, d, dir, 'a', true); return nil }}).D
 	nodes := map[string]*simnode.Node{}
 	for i, name := range names {
 		n, err := simnode.Start(simnode.Options{MAC: fmt.Sprintf(macFmt, i+1), Password: rebootPassword,
