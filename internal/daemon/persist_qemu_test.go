@@ -102,6 +102,10 @@ func TestQEMUNFSPersist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := d.Listen(); err != nil {
+		d.Close()
+		t.Fatal(err)
+	}
 	site := pxe.NFSSite(d.Inventory().Settings.NFS)
 	// The head made each node's directory before any boot.
 	for _, n := range []string{"q-a", "q-b", "q-c"} {
