@@ -113,7 +113,7 @@ func TestQEMUNFSPersist(t *testing.T) {
 			t.Fatalf("%s: persistent directory not made: %v", n, err)
 		}
 	}
-	m, err := d.ImportImage(ImportRequest{Image: "live-nfs", Kernel: files["vmlinuz"], Initrd: files["initrd"], Rootfs: files["rootfs.squashfs"], Publish: true})
+	m, err := d.ImportImage(ImportRequest{Image: "live-nfs", Kernel: files["vmlinuz"], Initrd: nfsInitrd(t, dir), Rootfs: files["rootfs.squashfs"], Publish: true})
 	if err != nil {
 		t.Fatal(err)
 	}
