@@ -315,10 +315,7 @@ func (s *Sim) serve(w http.ResponseWriter, r *http.Request) {
 	f := s.faults
 	s.mu.Unlock()
 	if f.BlackHole {
-		select {
-		case <-r.Context().Done():
-		case <-s.done:
-		}
+		s.blackHole(w, r)
 		return
 	}
 	if f.Unavailable {
@@ -434,4 +431,32 @@ func (s *Sim) fail(w http.ResponseWriter, code int, msgID, msg string) {
 		"code": msgID, "message": msg,
 		"@Message.ExtendedInfo": []any{map[string]any{"MessageId": msgID, "Message": msg, "Severity": "Critical"}},
 	}})
+}
+
+// blackHole takes the connection away from net/http so that not one byte
+// of a response is ever written (a handler that merely returns would send
+// an empty 200), and holds it until the peer hangs up or the sim closes.
+func (s *Sim) blackHole(w http.ResponseWriter, r *http.Request) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		select {
+		case <-r.Context().Done():
+		case <-s.done:
+		}
+		panic(http.ErrAbortHandler)
+	}
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		io.Copy(io.Discard, conn) //nolint:errcheck // ends when the peer hangs up or the conn is closed
+	}()
+	select {
+	case <-gone:
+	case <-s.done:
+	}
 }
