@@ -70,6 +70,12 @@ type Rev uint64
 // Read it again, reapply the change, and put it with the new revision.
 var ErrConflict = errors.New("state: the document changed since it was read")
 
+// ErrNoQuorum is what a store shared by several heads returns when this
+// head cannot reach the quorum of the cluster: it changes nothing (no split
+// brain) until it rejoins, and keeps serving the boots it can from what it
+// has.
+var ErrNoQuorum = errors.New("this head is cut off from the cluster's quorum: changes are refused until it rejoins (boots are still served from local data)")
+
 // Documents keeps named documents (the rollouts file) whole. An edit lands
 // once: Put replaces a document only if its revision is still the one the
 // caller read. Names are file-name-like ("rollouts.json"). Safe for
