@@ -55,6 +55,7 @@ func cmdServe(ctx context.Context, args []string) error {
 	proxyDHCP := fs.String("proxydhcp", "", "answer PXE clients on this `interface` as a proxyDHCP (UDP 67 and 4011; never gives addresses, so the site's DHCP server keeps doing that); nodes are chained to --advertise-url, else the HTTP listen address, else the interface's IPv4 address with the HTTP port")
 	proxyKnownOnly := fs.Bool("proxydhcp-known-only", false, "the proxyDHCP answers only the inventory's MACs (unknown PXE clients are still reported)")
 	proxyEFILoader := fs.String("proxydhcp-efi-loader", "ipxe.efi", "what the proxyDHCP gives UEFI x86-64 PXE clients: ipxe.efi or snponly.efi")
+	cluster := addClusterFlags(fs)
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
@@ -65,6 +66,9 @@ func cmdServe(ctx context.Context, args []string) error {
 	cfg.Logger = logger
 	cfg.ProxyDHCP = daemon.ProxyDHCPOptions{Interface: *proxyDHCP, KnownOnly: *proxyKnownOnly, EFILoader: *proxyEFILoader}
 	if err := checkSSHFlags(*sshListen, *authorizedKeys); err != nil {
+		return err
+	}
+	if cfg.State, err = cluster.open(cfg.DataDir); err != nil {
 		return err
 	}
 	d, err := daemon.New(cfg)

@@ -226,7 +226,7 @@ func (d *Daemon) edit(what string, e Edit, group bool, entry func(*inventory.Doc
 	if base == "" {
 		base = d.Inventory().Revision
 	}
-	rev, err = inventory.Update(d.cfg.InventoryPath, base, func(doc *inventory.Document) error {
+	rev, err = inventory.UpdateWith(d.cfg.InventoryPath, base, func(doc *inventory.Document) error {
 		fe := entry(doc)
 		for _, k := range sortedKeys(e.Set) {
 			if err := fe.set(k, e.Set[k]); err != nil {
@@ -239,7 +239,7 @@ func (d *Daemon) edit(what string, e Edit, group bool, entry func(*inventory.Doc
 			}
 		}
 		return nil
-	}, d.parseOptions()...)
+	}, d.commitInventory(), d.parseOptions()...)
 	if err != nil {
 		return "", err
 	}

@@ -9,6 +9,7 @@
 package state
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 	"time"
@@ -126,4 +127,33 @@ type Consoles interface {
 	// Tail returns the last n lines of node's console (false when nothing
 	// was captured).
 	Tail(node string, n int) (ConsoleLog, bool)
+}
+
+// Cluster is what a store shared by several heads adds to Store (the
+// daemon asks for it with a type assertion; a single head's store is not
+// one). With it the daemon mirrors the inventory document into its file,
+// refuses changes without a quorum, and reports the members.
+type Cluster interface {
+	Store
+	// Head is this head's name in the cluster.
+	Head() string
+	// Ready returns nil when this head reaches the cluster's quorum, and an
+	// error wrapping ErrNoQuorum otherwise.
+	Ready() error
+	// WatchDocument calls changed (one call at a time) each time any head
+	// puts the document, until ctx ends or the store is closed.
+	WatchDocument(ctx context.Context, name string, changed func(data []byte, rev Rev)) error
+	// Members reports the cluster's members as this head sees them.
+	Members(ctx context.Context) ([]Member, error)
+}
+
+// Member is one member of a cluster.
+type Member struct {
+	Name       string
+	ID         uint64
+	PeerURLs   []string
+	ClientURLs []string
+	Leader     bool   // the raft leader, as the member answering says
+	Reachable  bool   // this head reached it just now
+	Error      string // why it was not reachable
 }

@@ -148,7 +148,7 @@ func (f *shutdownFilter) With(fields []zapcore.Field) zapcore.Core {
 }
 
 func (f *shutdownFilter) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
-	for _, s := range []string{"server closed", "closed network connection", "stopped", "failed to reach the peer", "lost TCP streaming", "failed to dial", "prober detected unhealthy", "failed to publish"} {
+	for _, s := range []string{"server closed", "closed network connection", "stopped", "failed to reach the peer", "lost TCP streaming", "failed to dial", "prober detected unhealthy", "failed to publish", "setting up serving"} {
 		if strings.Contains(e.Message, s) {
 			return ce
 		}
@@ -194,3 +194,59 @@ func NewClient(endpoints []string) (*clientv3.Client, error) {
 		Logger:               zap.NewNop(),
 	})
 }
+
+// HeadConfig is how a head reaches its cluster: an embedded member of its
+// own (Member set), or an existing etcd (Endpoints).
+type HeadConfig struct {
+	// Member is this head's embedded member (Name "" for none).
+	Member MemberConfig
+	// Endpoints are the client URLs of an existing etcd (without a
+	// member of this head's own).
+	Endpoints []string
+	// Store tunes the store (its Head defaults to the member's name).
+	Store Options
+}
+
+// OpenHead starts the head's member (when it has one), connects to it or
+// to the endpoints, and opens the store; closing the store closes the
+// client, then the member.
+func OpenHead(hc HeadConfig) (*Store, error) {
+	var m *Member
+	endpoints := hc.Endpoints
+	if hc.Member.Name != "" {
+		var err error
+		if m, err = StartMember(hc.Member); err != nil {
+			return nil, err
+		}
+		endpoints = []string{m.ClientURL()}
+		if hc.Store.Head == "" {
+			hc.Store.Head = m.Name()
+		}
+		if hc.Store.MaxTxnOps == 0 {
+			hc.Store.MaxTxnOps = MaxTxnOps
+		}
+	}
+	if len(endpoints) == 0 {
+		return nil, errors.New("etcd: a head needs a member of its own or etcd endpoints")
+	}
+	c, err := NewClient(endpoints)
+	if err == nil {
+		var s *Store
+		if s, err = Open(c, hc.Store); err == nil {
+			s.OnClose(c.Close)
+			s.member = m
+			if m != nil {
+				s.OnClose(m.Close)
+			}
+			return s, nil
+		}
+		c.Close()
+	}
+	if m != nil {
+		m.Close()
+	}
+	return nil, err
+}
+
+// Member is the head's embedded member (nil when it has none).
+func (s *Store) Member() *Member { return s.member }

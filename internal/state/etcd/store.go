@@ -81,13 +81,14 @@ type Store struct {
 	wg     sync.WaitGroup
 	closed atomic.Bool
 	onStop []func() error // closed after the store (the client, a member)
+	member *Member        // the head's embedded member (OpenHead)
 
 	addrs    *addresses
 	auditLog *auditLog
 	consoles *consoles
 }
 
-var _ state.Store = (*Store)(nil)
+var _ state.Cluster = (*Store)(nil)
 
 // auditKeep is how many audit entries are kept in memory for Recent and
 // Follow (the local store keeps as many).
@@ -267,24 +268,24 @@ func (d *documents) Put(name string, data []byte, prev state.Rev) (state.Rev, er
 	return state.Rev(resp.Header.Revision), nil
 }
 
-// Watch calls changed (on its own goroutine) each time document name is
-// put by any head, with its data and revision, until the store is closed.
+// WatchDocument calls changed each time document name is put by any
+// head, with its data and revision, until ctx ends or the store is closed.
 // A watch that breaks (a compaction, a lost member) starts again from a
-// fresh read.
-func (s *Store) Watch(name string, changed func(data []byte, rev state.Rev)) error {
+// fresh read of the document.
+func (s *Store) WatchDocument(ctx context.Context, name string, changed func(data []byte, rev state.Rev)) error {
 	k, err := (*documents)(s).key(name)
 	if err != nil {
 		return err
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.follow(k, false, 0, func(ev *clientv3.Event) {
-			if ev.Type == clientv3.EventTypePut {
-				changed(ev.Kv.Value, state.Rev(ev.Kv.ModRevision))
-			}
-		}, func(rev int64) {})
-	}()
+	s.follow(ctx, k, false, 0, func(ev *clientv3.Event) {
+		if ev.Type == clientv3.EventTypePut {
+			changed(ev.Kv.Value, state.Rev(ev.Kv.ModRevision))
+		}
+	}, func(int64) {
+		if data, rev, err := (*documents)(s).Get(name); err == nil && rev != 0 {
+			changed(data, rev)
+		}
+	})
 	return nil
 }
 
@@ -292,13 +293,22 @@ func (s *Store) Watch(name string, changed func(data []byte, rev state.Rev)) err
 // until the store closes, handing each event to on; after a broken watch
 // it calls resync with the revision it starts again from, which should
 // read the state afresh.
-func (s *Store) follow(key string, prefix bool, from int64, on func(*clientv3.Event), resync func(rev int64)) {
-	for s.ctx.Err() == nil {
+func (s *Store) follow(ctx context.Context, key string, prefix bool, from int64, on func(*clientv3.Event), resync func(rev int64)) {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		select {
+		case <-s.ctx.Done():
+			stop()
+		case <-ctx.Done():
+		}
+	}()
+	for ctx.Err() == nil {
 		opts := []clientv3.OpOption{clientv3.WithRev(from)}
 		if prefix {
 			opts = append(opts, clientv3.WithPrefix())
 		}
-		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(s.ctx))
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		for resp := range s.c.Watch(wctx, key, opts...) {
 			if err := resp.Err(); err != nil {
 				break
@@ -312,7 +322,7 @@ func (s *Store) follow(key string, prefix bool, from int64, on func(*clientv3.Ev
 		}
 		cancel()
 		select {
-		case <-s.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-time.After(200 * time.Millisecond):
 		}
@@ -388,7 +398,7 @@ func (a *addresses) load() error {
 	a.s.wg.Add(1)
 	go func() {
 		defer a.s.wg.Done()
-		a.s.follow(a.s.p+"addr/", true, rev+1, func(ev *clientv3.Event) {
+		a.s.follow(a.s.ctx, a.s.p+"addr/", true, rev+1, func(ev *clientv3.Event) {
 			if ev.Type == clientv3.EventTypePut {
 				a.apply(string(ev.Kv.Key), ev.Kv.Value)
 			}
@@ -495,7 +505,7 @@ func (l *auditLog) load() error {
 	l.s.wg.Add(1)
 	go func() {
 		defer l.s.wg.Done()
-		l.s.follow(l.s.p+"audit/", true, l.seen+1, l.add, func(rev int64) {
+		l.s.follow(l.s.ctx, l.s.p+"audit/", true, l.seen+1, l.add, func(rev int64) {
 			l.mu.Lock()
 			if rev > l.seen {
 				l.seen = rev
@@ -874,4 +884,40 @@ func (b *bootStates) trimUnknown() error {
 	oldestKept := string(resp.Kvs[unknownKeep-1].Key)
 	_, err = b.c.Delete(ctx, prefix, clientv3.WithRange(oldestKept))
 	return unreachable(err)
+}
+
+// Members lists the cluster's members, asking each for its status (in
+// parallel, a second at most) to learn which is the leader and which
+// this head reaches.
+func (s *Store) Members(ctx context.Context) ([]state.Member, error) {
+	lctx, cancel := context.WithTimeout(ctx, min(s.timeout, 3*time.Second))
+	defer cancel()
+	list, err := s.c.MemberList(lctx)
+	if err != nil {
+		return nil, unreachable(err)
+	}
+	out := make([]state.Member, len(list.Members))
+	var wg sync.WaitGroup
+	for i, m := range list.Members {
+		out[i] = state.Member{Name: m.Name, ID: m.ID, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs}
+		if len(m.ClientURLs) == 0 {
+			out[i].Error = "not started"
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			st, err := s.c.Status(sctx, m.ClientURLs[0])
+			if err != nil {
+				out[i].Error = err.Error()
+				return
+			}
+			out[i].Reachable = true
+			out[i].Leader = st.Leader == m.ID && st.Leader != 0
+		}()
+	}
+	wg.Wait()
+	return out, nil
 }
