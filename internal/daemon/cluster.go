@@ -12,6 +12,7 @@ import (
 	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/atomicfile"
 	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/rollout"
 	"github.com/netbootui/netbootui/internal/state"
 )
 
@@ -222,4 +223,30 @@ func (d *Daemon) ClusterStatus(ctx context.Context) *apitype.ClusterStatus {
 		}
 	}
 	return st
+}
+
+// openSharedRollouts opens the rollouts shared by the heads: every head
+// follows the document (the staged assignments it boots nodes with), and
+// the head that holds the "rollouts" election runs the waves, taking over
+// those of a head that died.
+func (d *Daemon) openSharedRollouts() error {
+	c := d.cluster.c
+	m, err := rollout.OpenShared(c.Documents(), &rolloutEnv{d: d}, c.Head())
+	if err != nil {
+		return err
+	}
+	d.rollouts = m
+	d.boot.Staged = m.Staged
+	d.servers.Go("rollout leader", func(ctx context.Context) error {
+		c.Lead(ctx, "rollouts", m.Lead)
+		return nil
+	})
+	d.servers.Go("rollout follower", func(ctx context.Context) error {
+		return c.WatchDocument(ctx, rollout.DocumentName, func([]byte, state.Rev) {
+			if err := m.Sync(); err != nil {
+				d.log.Error("cluster: reading the rollouts", "err", err)
+			}
+		})
+	})
+	return nil
 }

@@ -145,6 +145,13 @@ type Cluster interface {
 	WatchDocument(ctx context.Context, name string, changed func(data []byte, rev Rev)) error
 	// Members reports the cluster's members as this head sees them.
 	Members(ctx context.Context) ([]Member, error)
+	// Lead runs work each time this head wins the election name (work
+	// that must run once: rollouts), with a context that ends when the
+	// head loses it; a dead head loses it when its lease expires. It
+	// returns when ctx ends.
+	Lead(ctx context.Context, name string, work func(ctx context.Context))
+	// LiveHeads are the heads alive now (their lease renewed), sorted.
+	LiveHeads(ctx context.Context) ([]string, error)
 }
 
 // Member is one member of a cluster.

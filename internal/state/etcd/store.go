@@ -65,6 +65,10 @@ type Options struct {
 	MaxTxnOps int
 	// Logger gets what goes wrong in the background (queued writes).
 	Logger *slog.Logger
+	// LeaseTTL is how long a head that stopped answering keeps its
+	// elections and its place among the live heads (default 5 s): the
+	// time a dead head's work waits before another head takes it over.
+	LeaseTTL time.Duration
 }
 
 // Store is a state.Store in etcd.
@@ -75,6 +79,7 @@ type Store struct {
 	timeout time.Duration
 	maxOps  int
 	log     *slog.Logger
+	ttl     time.Duration
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -122,7 +127,10 @@ func Open(c *clientv3.Client, o Options) (*Store, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	s := &Store{c: c, p: o.Prefix, head: o.Head, timeout: o.Timeout, maxOps: o.MaxTxnOps, log: o.Logger}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 5 * time.Second
+	}
+	s := &Store{c: c, p: o.Prefix, head: o.Head, timeout: o.Timeout, maxOps: o.MaxTxnOps, log: o.Logger, ttl: o.LeaseTTL}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.addrs = &addresses{s: s, m: local.NewAddresses(), queue: make(chan addrPut, 4096), leases: map[int64]clientv3.LeaseID{}}
 	s.auditLog = &auditLog{s: s}
@@ -136,9 +144,10 @@ func Open(c *clientv3.Client, o Options) (*Store, error) {
 		s.cancel()
 		return nil, err
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.addrs.writer()
 	go s.consoles.flusher()
+	go s.present()
 	return s, nil
 }
 

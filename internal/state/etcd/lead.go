@@ -1,0 +1,123 @@
+package etcd
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+)
+
+// Lead runs work each time this head wins the election name (one head at
+// a time holds it), with a context that ends when the head loses it: its
+// lease was not renewed within LeaseTTL (the head is cut off or stopped
+// answering) or ctx ended. It returns when ctx ends. A head that dies
+// holding the election loses it when its lease expires, and the next head
+// in line runs work.
+func (s *Store) Lead(ctx context.Context, name string, work func(ctx context.Context)) {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		select {
+		case <-s.ctx.Done():
+			stop()
+		case <-ctx.Done():
+		}
+	}()
+	for ctx.Err() == nil {
+		s.leadOnce(ctx, name, work)
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Store) leadOnce(ctx context.Context, name string, work func(ctx context.Context)) {
+	sess, err := concurrency.NewSession(s.c, concurrency.WithTTL(s.ttlSeconds()), concurrency.WithContext(ctx))
+	if err != nil {
+		return
+	}
+	defer sess.Close() // revokes the lease: the next head in line takes over at once
+	el := concurrency.NewElection(sess, s.p+"elect/"+name)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-sess.Done():
+			cancel()
+		case <-cctx.Done():
+		}
+	}()
+	if err := el.Campaign(cctx, s.head); err != nil {
+		return
+	}
+	work(cctx)
+	rctx, rcancel := context.WithTimeout(context.Background(), time.Second)
+	el.Resign(rctx)
+	rcancel()
+}
+
+func (s *Store) ttlSeconds() int {
+	return max(1, int((s.ttl+time.Second-1)/time.Second))
+}
+
+// Leader returns the head that holds the election name ("" when none).
+func (s *Store) Leader(ctx context.Context, name string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	resp, err := s.c.Get(ctx, s.p+"elect/"+name+"/", clientv3.WithPrefix(),
+		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(1))
+	if err != nil {
+		return "", unreachable(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", nil
+	}
+	return string(resp.Kvs[0].Value), nil
+}
+
+// present keeps this head's key among the live heads (under a lease of
+// LeaseTTL) until the store closes.
+func (s *Store) present() {
+	defer s.wg.Done()
+	for s.ctx.Err() == nil {
+		sess, err := concurrency.NewSession(s.c, concurrency.WithTTL(s.ttlSeconds()), concurrency.WithContext(s.ctx))
+		if err == nil {
+			ctx, cancel := s.op()
+			_, err = s.c.Put(ctx, s.p+"heads/"+s.head, s.head, clientv3.WithLease(sess.Lease()))
+			cancel()
+			if err == nil {
+				select {
+				case <-sess.Done():
+				case <-s.ctx.Done():
+				}
+			}
+			// Closing revokes the lease: a head that stops on purpose leaves
+			// the live heads at once.
+			sess.Close()
+		}
+		select {
+		case <-s.ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// LiveHeads returns the names of the heads whose lease is alive, sorted.
+func (s *Store) LiveHeads(ctx context.Context) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	resp, err := s.c.Get(ctx, s.p+"heads/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, unreachable(err)
+	}
+	var heads []string
+	for _, kv := range resp.Kvs {
+		heads = append(heads, strings.TrimPrefix(string(kv.Key), s.p+"heads/"))
+	}
+	sort.Strings(heads)
+	return heads, nil
+}
