@@ -14,6 +14,7 @@ import (
 
 	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/apitype"
+	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/clustertest"
 )
 
@@ -71,6 +72,18 @@ func TestEditLandsOnce(t *testing.T) {
 				t.Errorf("%s after the edit through %s: n2 is %+v", o.Name, h.Name, n)
 			}
 		}
+	}
+	// A boot served by one head is seen by the others' trackers.
+	resp, err := http.Get(heads[1].Env.HTTPBase() + "/boot/52:54:00:aa:00:02.ipxe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for _, h := range []*clustertest.Head{heads[0], heads[2]} {
+		clustertest.Eventually(t, h.Name+" sees n2's boot on h2", func() bool {
+			st, ok := h.Env.D.NodeState("n2")
+			return ok && st.Stage == bootstate.StageConfig
+		})
 	}
 	clustertest.Eventually(t, "each head's audit log has each edit once", func() bool {
 		for _, h := range heads {

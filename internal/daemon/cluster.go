@@ -11,6 +11,7 @@ import (
 
 	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/atomicfile"
+	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/inventory"
 	"github.com/netbootui/netbootui/internal/rollout"
 	"github.com/netbootui/netbootui/internal/state"
@@ -75,6 +76,10 @@ func (d *Daemon) startCluster(c state.Cluster) error {
 		}
 		m.rev, m.content = rev, inventory.Revision(data)
 		d.cluster = m
+		d.servers.Go("cluster boot events", func(ctx context.Context) error {
+			c.FollowBootEvents(ctx, func(ev bootstate.Event) { d.tracker.Observe(ev) })
+			return nil
+		})
 		return nil
 	}
 }

@@ -152,6 +152,10 @@ type Cluster interface {
 	Lead(ctx context.Context, name string, work func(ctx context.Context))
 	// LiveHeads are the heads alive now (their lease renewed), sorted.
 	LiveHeads(ctx context.Context) ([]string, error)
+	// FollowBootEvents hands fn every boot event the other heads record,
+	// until ctx ends (each head's tracker observes them: every head sees
+	// every node's boot).
+	FollowBootEvents(ctx context.Context, fn func(bootstate.Event))
 }
 
 // Member is one member of a cluster.

@@ -2,12 +2,15 @@ package etcd
 
 import (
 	"context"
+	"encoding/json"
 	"sort"
 	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/netbootui/netbootui/internal/bootstate"
 )
 
 // Lead runs work each time this head wins the election name (one head at
@@ -120,4 +123,24 @@ func (s *Store) LiveHeads(ctx context.Context) ([]string, error) {
 	}
 	sort.Strings(heads)
 	return heads, nil
+}
+
+// FollowBootEvents hands fn every boot event the other heads record (as
+// their trackers write them, a batch every 200 ms or so) until ctx ends
+// or the store closes, so that each head's tracker sees every node's
+// boot, whichever head served it.
+func (s *Store) FollowBootEvents(ctx context.Context, fn func(bootstate.Event)) {
+	hist, unk := s.p+"boot/hist/", s.p+"boot/unk/"
+	own := "/" + s.head
+	s.follow(ctx, s.p+"boot/", true, 0, func(ev *clientv3.Event) {
+		k := string(ev.Kv.Key)
+		if ev.Type != clientv3.EventTypePut || strings.HasSuffix(k, own) ||
+			!(strings.HasPrefix(k, hist) || strings.HasPrefix(k, unk)) {
+			return
+		}
+		var be bootstate.Event
+		if json.Unmarshal(ev.Kv.Value, &be) == nil {
+			fn(be)
+		}
+	}, func(int64) {})
 }
