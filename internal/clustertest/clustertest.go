@@ -25,6 +25,7 @@ type Head struct {
 	Member etcd.MemberConfig
 	Env    *daemontest.Env // the daemon, its API client
 	Store  *etcd.Store
+	member *etcd.Member // stopped after the daemon (Stop, the test's end)
 }
 
 // Options tune Start.
@@ -32,6 +33,11 @@ type Options struct {
 	// Config is each head's daemon configuration (listen addresses, poll
 	// intervals); its InventoryPath, DataDir and State are the head's own.
 	Config daemon.Config
+	// PerHead adjusts one head's configuration (its own power backends).
+	PerHead func(name string, cfg *daemon.Config)
+	// Files are written to every head's folder, beside its inventory
+	// (secrets.yaml: secrets are not shared through the cluster).
+	Files map[string]string
 }
 
 // Start starts n heads. The first head's inventory file (inventory) seeds
@@ -49,16 +55,14 @@ func Start(t testing.TB, n int, inventory string, o Options) []*Head {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			heads[i].Store, errs[i] = OpenStore(heads[i].Member)
+			errs[i] = heads[i].open()
 		}()
 	}
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
 			for _, h := range heads {
-				if h.Store != nil {
-					h.Store.Close()
-				}
+				h.close()
 			}
 			t.Fatalf("head %d: %v", i+1, err)
 		}
@@ -73,13 +77,51 @@ func Start(t testing.TB, n int, inventory string, o Options) []*Head {
 		}
 		h.Env = StartDaemon(t, h, inv, o)
 	}
+	// Stop the daemons together, then the members: one by one, the last
+	// daemons would wait out their timeouts without a quorum.
+	t.Cleanup(func() {
+		var wg sync.WaitGroup
+		for _, h := range heads {
+			wg.Add(1)
+			go func() { defer wg.Done(); h.Env.Stop() }()
+		}
+		wg.Wait()
+		for _, h := range heads {
+			h.close()
+		}
+	})
 	return heads
 }
 
-// OpenStore starts a head's member and opens its store (raft timings of
-// etcdtest, the member's name as the head's).
-func OpenStore(m etcd.MemberConfig) (*etcd.Store, error) {
-	return etcd.OpenHead(etcd.HeadConfig{Member: m, Store: etcd.Options{Timeout: 5 * time.Second}})
+// open starts h's member and opens its store on it (the member's name as
+// the head's).
+func (h *Head) open() error {
+	m, err := etcd.StartMember(h.Member)
+	if err != nil {
+		return err
+	}
+	c, err := etcd.NewClient([]string{m.ClientURL()})
+	if err != nil {
+		m.Close()
+		return err
+	}
+	s, err := etcd.Open(c, etcd.Options{Head: h.Name, Timeout: 5 * time.Second, MaxTxnOps: etcd.MaxTxnOps, LeaseTTL: 2 * time.Second})
+	if err != nil {
+		c.Close()
+		m.Close()
+		return err
+	}
+	s.OnClose(c.Close)
+	h.Store, h.member = s, m
+	return nil
+}
+
+// close stops h's member (after its daemon closed the store).
+func (h *Head) close() {
+	if h.member != nil {
+		h.member.Close()
+		h.member = nil
+	}
 }
 
 // StartDaemon starts h's daemon on h.Store with an API server (inventory,
@@ -90,6 +132,14 @@ func StartDaemon(t testing.TB, h *Head, inventory string, o Options) *daemontest
 	cfg.InventoryPath = filepath.Join(h.Dir, "nodes.yaml")
 	cfg.DataDir = filepath.Join(h.Dir, "data")
 	cfg.State = h.Store
+	if o.PerHead != nil {
+		o.PerHead(h.Name, &cfg)
+	}
+	for name, data := range o.Files {
+		if err := os.WriteFile(filepath.Join(h.Dir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if cfg.ReloadInterval == 0 {
 		cfg.ReloadInterval = 100 * time.Millisecond
 	}
@@ -97,22 +147,21 @@ func StartDaemon(t testing.TB, h *Head, inventory string, o Options) *daemontest
 		API: func(d *daemon.Daemon) daemontest.APIServer { return &api.Server{D: d} }})
 }
 
-// Stop stops h's daemon, and with it its store and member.
+// Stop stops h's daemon (and with it its store), then its member.
 func (h *Head) Stop(t testing.TB) {
 	t.Helper()
 	if err := h.Env.Stop(); err != nil {
 		t.Errorf("%s: %v", h.Name, err)
 	}
+	h.close()
 }
 
 // Restart starts h again on its data (its member rejoins the cluster).
 func (h *Head) Restart(t testing.TB, o Options) {
 	t.Helper()
-	s, err := OpenStore(h.Member)
-	if err != nil {
+	if err := h.open(); err != nil {
 		t.Fatalf("%s again: %v", h.Name, err)
 	}
-	h.Store = s
 	h.Env = StartDaemon(t, h, "", o)
 }
 

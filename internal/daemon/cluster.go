@@ -14,6 +14,7 @@ import (
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/inventory"
 	"github.com/netbootui/netbootui/internal/rollout"
+	"github.com/netbootui/netbootui/internal/shard"
 	"github.com/netbootui/netbootui/internal/state"
 )
 
@@ -254,4 +255,21 @@ func (d *Daemon) openSharedRollouts() error {
 		})
 	})
 	return nil
+}
+
+// myShard keeps the nodes this head polls: on several heads each node is
+// polled by one live head (internal/shard's consistent hash), the others
+// observe its results through the shared boot events. A head that cannot
+// read the live heads polls every node.
+func (d *Daemon) myShard(nodes []*inventory.Node) []*inventory.Node {
+	if d.cluster == nil {
+		return nodes
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	heads, err := d.cluster.c.LiveHeads(ctx)
+	if err != nil {
+		return nodes
+	}
+	return shard.Mine(nodes, func(n *inventory.Node) string { return n.Name }, d.cluster.c.Head(), heads)
 }

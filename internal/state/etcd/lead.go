@@ -43,7 +43,7 @@ func (s *Store) leadOnce(ctx context.Context, name string, work func(ctx context
 	if err != nil {
 		return
 	}
-	defer sess.Close() // revokes the lease: the next head in line takes over at once
+	defer s.release(sess) // the next head in line takes over at once
 	el := concurrency.NewElection(sess, s.p+"elect/"+name)
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -98,9 +98,8 @@ func (s *Store) present() {
 				case <-s.ctx.Done():
 				}
 			}
-			// Closing revokes the lease: a head that stops on purpose leaves
-			// the live heads at once.
-			sess.Close()
+			// A head that stops on purpose leaves the live heads at once.
+			s.release(sess)
 		}
 		select {
 		case <-s.ctx.Done():
@@ -143,4 +142,13 @@ func (s *Store) FollowBootEvents(ctx context.Context, fn func(bootstate.Event)) 
 			fn(be)
 		}
 	}, func(int64) {})
+}
+
+// release revokes a session's lease (its context may have ended already:
+// the revoke gets a second of its own).
+func (s *Store) release(sess *concurrency.Session) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	s.c.Revoke(ctx, sess.Lease())
+	sess.Close()
 }
