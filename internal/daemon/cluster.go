@@ -273,3 +273,28 @@ func (d *Daemon) myShard(nodes []*inventory.Node) []*inventory.Node {
 	}
 	return shard.Mine(nodes, func(n *inventory.Node) string { return n.Name }, d.cluster.c.Head(), heads)
 }
+
+// claimNodes takes work's claim on the nodes for this head (several
+// heads: a node's reboot-clean runs on one head at a time, under the
+// head's lease); held names the nodes another head holds, with why. On a
+// single head it claims nothing.
+func (d *Daemon) claimNodes(ctx context.Context, work string, nodes []string) (release func(), held map[string]error, err error) {
+	if d.cluster == nil {
+		return func() {}, nil, nil
+	}
+	keys := make([]string, len(nodes))
+	for i, n := range nodes {
+		keys[i] = work + "/" + n
+	}
+	release, holders, err := d.cluster.c.Claim(ctx, keys)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", work, err)
+	}
+	held = map[string]error{}
+	for i, n := range nodes {
+		if h, ok := holders[keys[i]]; ok {
+			held[n] = fmt.Errorf("%s: a %s of it runs on head %s", n, work, h)
+		}
+	}
+	return release, held, nil
+}

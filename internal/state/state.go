@@ -156,6 +156,11 @@ type Cluster interface {
 	// until ctx ends (each head's tracker observes them: every head sees
 	// every node's boot).
 	FollowBootEvents(ctx context.Context, fn func(bootstate.Event))
+	// Claim takes keys for this head (work on a node that must run on one
+	// head at a time) until release, or until the head stops renewing its
+	// lease; keys another head holds are not taken and come back in held
+	// with that head's name.
+	Claim(ctx context.Context, keys []string) (release func(), held map[string]string, err error)
 }
 
 // Member is one member of a cluster.

@@ -152,3 +152,34 @@ func (s *Store) release(sess *concurrency.Session) {
 	s.c.Revoke(ctx, sess.Lease())
 	sess.Close()
 }
+
+// Claim takes the keys (work on nodes that must run on one head at a time:
+// "reboot-clean/n07") for this head under a lease of LeaseTTL, renewed
+// until release is called; a key another head holds is not taken and
+// comes back in held with that head's name. A head that dies holding
+// claims loses them when its lease expires.
+func (s *Store) Claim(ctx context.Context, keys []string) (release func(), held map[string]string, err error) {
+	sess, err := concurrency.NewSession(s.c, concurrency.WithTTL(s.ttlSeconds()))
+	if err != nil {
+		return nil, nil, unreachable(err)
+	}
+	held = map[string]string{}
+	for _, key := range keys {
+		k := s.p + "claims/" + key
+		cctx, cancel := context.WithTimeout(ctx, s.timeout)
+		resp, err := s.c.Txn(cctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+			Then(clientv3.OpPut(k, s.head, clientv3.WithLease(sess.Lease()))).Else(clientv3.OpGet(k)).Commit()
+		cancel()
+		if err != nil {
+			s.release(sess)
+			return nil, nil, unreachable(err)
+		}
+		if resp.Succeeded {
+			continue
+		}
+		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 1 {
+			held[key] = string(kvs[0].Value)
+		}
+	}
+	return func() { s.release(sess) }, held, nil
+}
