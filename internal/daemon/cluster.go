@@ -22,6 +22,10 @@ import (
 // documents.
 const InventoryDocument = "nodes.yaml"
 
+// firstInventoryWait is how long a head without an inventory file waits
+// for another head to give the cluster its inventory.
+const firstInventoryWait = time.Minute
+
 // cluster is the daemon's side of several heads (nil on a single head):
 // the inventory document lives in the shared store, and each head's file
 // is a mirror of it. An edit through the API lands in the store first by
@@ -44,6 +48,7 @@ type cluster struct {
 func (d *Daemon) startCluster(c state.Cluster) error {
 	m := &cluster{d: d, c: c}
 	path := d.cfg.InventoryPath
+	wait := time.Now().Add(firstInventoryWait)
 	for {
 		data, rev, err := c.Documents().Get(InventoryDocument)
 		if err != nil {
@@ -51,6 +56,11 @@ func (d *Daemon) startCluster(c state.Cluster) error {
 		}
 		if rev == 0 {
 			local, err := os.ReadFile(path)
+			if errors.Is(err, os.ErrNotExist) && time.Now().Before(wait) {
+				// Heads start together: the one with the inventory gives it.
+				time.Sleep(200 * time.Millisecond)
+				continue
+			}
 			if err != nil {
 				return fmt.Errorf("cluster: the cluster has no inventory yet and this head has none to give it: %w", err)
 			}
