@@ -87,11 +87,16 @@ func TestServeCluster(t *testing.T) {
 	wg.Wait()
 	killed := false
 	defer func() {
+		// Together: a head left alone without a quorum would wait out its
+		// timeouts on the way down.
+		var wg sync.WaitGroup
 		for i, p := range procs {
 			if p != nil && !(i == 0 && killed) {
-				p.stop(t)
+				wg.Add(1)
+				go func() { defer wg.Done(); p.stop(t) }()
 			}
 		}
+		wg.Wait()
 	}()
 	for _, p := range procs {
 		if p == nil {
