@@ -27,9 +27,9 @@ const completeTimeout = 2 * time.Second
 
 type completeFunc = func(c *cobra.Command, pos []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective)
 
-// fromDaemon calls fn with a client of the verb's daemon; an error means no
-// suggestions.
-func fromDaemon(c *cobra.Command, fn func(ctx context.Context, cl *apiclient.Client) ([]cobra.Completion, error)) ([]cobra.Completion, cobra.ShellCompDirective) {
+// fromDaemon calls fn with a client of the verb's daemon and keeps the
+// words that start with toComplete; an error means no suggestions.
+func fromDaemon(c *cobra.Command, toComplete string, fn func(ctx context.Context, cl *apiclient.Client) ([]cobra.Completion, error)) ([]cobra.Completion, cobra.ShellCompDirective) {
 	socket, err := c.Flags().GetString("api-socket")
 	if err != nil || socket == "" {
 		socket = defaultSocket()
@@ -38,9 +38,15 @@ func fromDaemon(c *cobra.Command, fn func(ctx context.Context, cl *apiclient.Cli
 	defer cancel()
 	cl := apiclient.New(socket)
 	defer cl.CloseIdleConnections()
-	out, err := fn(ctx, cl)
+	words, err := fn(ctx, cl)
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var out []cobra.Completion
+	for _, w := range words {
+		if strings.HasPrefix(w, toComplete) {
+			out = append(out, w)
+		}
 	}
 	return out, cobra.ShellCompDirectiveNoFileComp
 }
@@ -55,10 +61,24 @@ func nodeWords(ctx context.Context, cl *apiclient.Client) ([]cobra.Completion, [
 	slices.SortFunc(nodes, func(a, b apitype.NodeView) int { return hostlist.Compare(a.Name, b.Name) })
 	var out []cobra.Completion
 	for _, n := range nodes {
-		desc := dash(n.Group) + ", " + stageText(n.State)
-		out = append(out, cobra.CompletionWithDesc(n.Name, desc))
+		var desc []string
+		if n.Group != "" {
+			desc = append(desc, "group "+n.Group)
+		}
+		if n.State.Stage != apitype.StageUnknown {
+			desc = append(desc, stageText(n.State))
+		}
+		out = append(out, withDesc(n.Name, strings.Join(desc, ", ")))
 	}
 	return out, nodes, nil
+}
+
+// withDesc is a completion with its description, when there is one.
+func withDesc(word, desc string) cobra.Completion {
+	if desc == "" {
+		return word
+	}
+	return cobra.CompletionWithDesc(word, desc)
 }
 
 // completeNode completes one node name (the first argument only).
@@ -66,7 +86,7 @@ func completeNode(c *cobra.Command, pos []string, toComplete string) ([]cobra.Co
 	if len(pos) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	return fromDaemon(c, func(ctx context.Context, cl *apiclient.Client) ([]cobra.Completion, error) {
+	return fromDaemon(c, toComplete, func(ctx context.Context, cl *apiclient.Client) ([]cobra.Completion, error) {
 		words, _, err := nodeWords(ctx, cl)
 		return words, err
 	})
@@ -77,7 +97,7 @@ func completeGroup(c *cobra.Command, pos []string, toComplete string) ([]cobra.C
 	if len(pos) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	return fromDaemon(c, func(ctx context.Context, cl *apiclient.Client) ([]cobra.Completion, error) {
+	return fromDaemon(c, toComplete, func(ctx context.Context, cl *apiclient.Client) ([]cobra.Completion, error) {
 		_, nodes, err := nodeWords(ctx, cl)
 		return groupWords(nodes, ""), err
 	})
@@ -99,7 +119,7 @@ func groupWords(nodes []apitype.NodeView, prefix string) []cobra.Completion {
 	slices.Sort(names)
 	var out []cobra.Completion
 	for _, g := range names {
-		out = append(out, cobra.CompletionWithDesc(prefix+g, plural(count[g], "node")))
+		out = append(out, withDesc(prefix+g, plural(count[g], "node")))
 	}
 	return out
 }
@@ -125,7 +145,7 @@ func selectionWords(c *cobra.Command, toComplete string) ([]cobra.Completion, co
 	if i := strings.LastIndexByte(toComplete, ','); i >= 0 {
 		prefix = toComplete[:i+1]
 	}
-	words, dir := fromDaemon(c, func(ctx context.Context, cl *apiclient.Client) ([]cobra.Completion, error) {
+	words, dir := fromDaemon(c, toComplete, func(ctx context.Context, cl *apiclient.Client) ([]cobra.Completion, error) {
 		words, nodes, err := nodeWords(ctx, cl)
 		if err != nil {
 			return nil, err
@@ -147,11 +167,11 @@ func completeImage(c *cobra.Command, pos []string, toComplete string) ([]cobra.C
 	if len(pos) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	return fromDaemon(c, func(ctx context.Context, cl *apiclient.Client) ([]cobra.Completion, error) {
+	return fromDaemon(c, toComplete, func(ctx context.Context, cl *apiclient.Client) ([]cobra.Completion, error) {
 		images, err := cl.Images(ctx)
 		var out []cobra.Completion
 		for _, im := range images {
-			out = append(out, cobra.CompletionWithDesc(im.Name, plural(len(im.Generations), "generation")))
+			out = append(out, withDesc(im.Name, plural(len(im.Generations), "generation")))
 		}
 		return out, err
 	})
@@ -181,7 +201,7 @@ func generationWords(ctx context.Context, cl *apiclient.Client, image string) ([
 			if g.ID == im.Current {
 				desc += ", current"
 			}
-			out = append(out, cobra.CompletionWithDesc(word, desc))
+			out = append(out, withDesc(word, desc))
 		}
 	}
 	return out, nil
@@ -193,7 +213,7 @@ func completeImageThenGeneration(c *cobra.Command, pos []string, toComplete stri
 	case 0:
 		return completeImage(c, pos, toComplete)
 	case 1:
-		return fromDaemon(c, func(ctx context.Context, cl *apiclient.Client) ([]cobra.Completion, error) {
+		return fromDaemon(c, toComplete, func(ctx context.Context, cl *apiclient.Client) ([]cobra.Completion, error) {
 			return generationWords(ctx, cl, pos[0])
 		})
 	}
@@ -207,7 +227,7 @@ func completeSelectionThenGeneration(c *cobra.Command, pos []string, toComplete 
 	case 0:
 		return selectionWords(c, toComplete)
 	case 1:
-		return fromDaemon(c, func(ctx context.Context, cl *apiclient.Client) ([]cobra.Completion, error) {
+		return fromDaemon(c, toComplete, func(ctx context.Context, cl *apiclient.Client) ([]cobra.Completion, error) {
 			return generationWords(ctx, cl, "")
 		})
 	}
@@ -219,11 +239,11 @@ func completeRollout(c *cobra.Command, pos []string, toComplete string) ([]cobra
 	if len(pos) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	return fromDaemon(c, func(ctx context.Context, cl *apiclient.Client) ([]cobra.Completion, error) {
+	return fromDaemon(c, toComplete, func(ctx context.Context, cl *apiclient.Client) ([]cobra.Completion, error) {
 		list, err := cl.Stages(ctx)
 		var out []cobra.Completion
 		for _, r := range list {
-			out = append(out, cobra.CompletionWithDesc(r.ID, fmt.Sprintf("%s@%s on %s, %s", r.Image, shortGen(r.Generation), r.Selection, r.State)))
+			out = append(out, withDesc(r.ID, fmt.Sprintf("%s@%s on %s, %s", r.Image, shortGen(r.Generation), r.Selection, r.State)))
 		}
 		return out, err
 	})
