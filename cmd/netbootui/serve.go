@@ -16,6 +16,8 @@ import (
 	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/netlimit"
+	"github.com/netbootui/netbootui/internal/sshconsole"
 )
 
 func serveCmd() *cobra.Command {
@@ -39,6 +41,11 @@ func serveVerb(fs *pflag.FlagSet) runner {
 	fs.StringVar(&cfg.KernelDir, "kernel-dir", os.Getenv("NETBOOTUI_KERNEL_DIR"), "`dir` holding vmlinuz and modules/ for recipes' ${kernel_dir}")
 	fs.DurationVar(&cfg.PowerPoll, "power-poll", 30*time.Second, "how often every BMC's power status is read (0 disables)")
 	fs.DurationVar(&cfg.IPMI.CallTimeout, "ipmi-timeout", 5*time.Second, "deadline of one BMC call")
+	fs.IntVar(&cfg.HTTPLimits.MaxConns, "http-max-conns", 0, "cap on open HTTP boot connections; more are closed unanswered (0: a quarter of the file descriptor limit after 256 kept for the rest)")
+	fs.DurationVar(&cfg.HTTPLimits.ReadHeaderTimeout, "http-header-timeout", netlimit.DefaultReadHeaderTimeout, "time an HTTP client has to send a request's headers")
+	fs.DurationVar(&cfg.HTTPLimits.ReadTimeout, "http-read-timeout", netlimit.DefaultReadTimeout, "time an HTTP client has to send a whole request (a check-in's body)")
+	fs.DurationVar(&cfg.HTTPLimits.IdleTimeout, "http-idle-timeout", netlimit.DefaultIdleTimeout, "an HTTP keep-alive connection with no request for this long is closed")
+	fs.DurationVar(&cfg.HTTPLimits.WriteTimeout, "http-write-timeout", netlimit.DefaultWriteTimeout, "every write to an HTTP client (every 512 KiB of a file) must complete within this; a download may take as long as the client keeps reading")
 	socket := fs.String("api-socket", defaultSocket(), "unix socket `path` of the local API")
 	socketGroup := fs.String("api-socket-group", "", "give the API socket to this unix `group` (mode 0660) so that its members can connect; their role comes from the role groups")
 	var groups api.RoleGroups
@@ -47,6 +54,9 @@ func serveVerb(fs *pflag.FlagSet) runner {
 	fs.StringVar(&groups.Admin, "admin-group", api.DefaultAdminGroup, "members of this unix `group` may do everything (inventory, images, staging); root and the daemon's user always may")
 	sshListen := fs.String("ssh-listen", "", "serve the console over SSH on this `address` (empty disables)")
 	authorizedKeys := fs.String("authorized-keys", "", "OpenSSH authorized keys `file` of the SSH console (reloaded on change)")
+	var sshLim sshLimits
+	fs.DurationVar(&sshLim.handshake, "ssh-handshake-timeout", sshconsole.DefaultHandshakeTimeout, "time an SSH connection has to finish its handshake and authenticate")
+	fs.IntVar(&sshLim.maxUnauth, "ssh-max-unauthenticated", sshconsole.DefaultMaxUnauthenticated, "cap on SSH connections not yet authenticated; more are closed at once")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	proxyDHCP := fs.String("proxydhcp", "", "answer PXE clients on this `interface` as a proxyDHCP (UDP 67 and 4011; never gives addresses, so the site's DHCP server keeps doing that); nodes are chained to --advertise-url, else the HTTP listen address, else the interface's IPv4 address with the HTTP port")
@@ -54,7 +64,7 @@ func serveVerb(fs *pflag.FlagSet) runner {
 	proxyEFILoader := fs.String("proxydhcp-efi-loader", "ipxe.efi", "what the proxyDHCP gives UEFI x86-64 PXE clients: ipxe.efi or snponly.efi")
 	return func(ctx context.Context, _ []string) error {
 		return serve(ctx, cfg, serveOptions{socket: *socket, socketGroup: *socketGroup, groups: groups, sshListen: *sshListen,
-			authorizedKeys: *authorizedKeys, logLevel: *logLevel, logFormat: *logFormat,
+			authorizedKeys: *authorizedKeys, sshLim: sshLim, logLevel: *logLevel, logFormat: *logFormat,
 			proxy: daemon.ProxyDHCPOptions{Interface: *proxyDHCP, KnownOnly: *proxyKnownOnly, EFILoader: *proxyEFILoader}})
 	}
 }
@@ -64,6 +74,7 @@ type serveOptions struct {
 	socket, socketGroup       string
 	groups                    api.RoleGroups
 	sshListen, authorizedKeys string
+	sshLim                    sshLimits
 	logLevel, logFormat       string
 	proxy                     daemon.ProxyDHCPOptions
 }
@@ -105,7 +116,7 @@ func serve(ctx context.Context, cfg daemon.Config, o serveOptions) error {
 		}
 	}()
 	logger.Info("api listening", "socket", o.socket)
-	if err := startSSH(ctx, o.sshListen, o.authorizedKeys, cfg.DataDir, srv, logger); err != nil {
+	if err := startSSH(ctx, o.sshListen, o.authorizedKeys, cfg.DataDir, o.sshLim, srv, logger); err != nil {
 		srv.Close()
 		os.Remove(o.socket)
 		return err

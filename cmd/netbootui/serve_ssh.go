@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 
@@ -14,11 +15,17 @@ import (
 	"github.com/netbootui/netbootui/internal/ui"
 )
 
+// sshLimits are the SSH console's limits from the command line.
+type sshLimits struct {
+	handshake time.Duration
+	maxUnauth int
+}
+
 // startSSH serves the console over SSH on addr (nothing when addr is empty)
 // until ctx ends. Each session's console calls the daemon in-process as the
 // key that logged in, so the audit log names "ssh SHA256:… (comment)". The
 // host key is kept in the data directory.
-func startSSH(ctx context.Context, addr, authorizedKeys, dataDir string, srv *api.Server, logger *slog.Logger) error {
+func startSSH(ctx context.Context, addr, authorizedKeys, dataDir string, limits sshLimits, srv *api.Server, logger *slog.Logger) error {
 	if addr == "" {
 		if authorizedKeys != "" {
 			return errors.New("--authorized-keys given without --ssh-listen")
@@ -34,8 +41,10 @@ func startSSH(ctx context.Context, addr, authorizedKeys, dataDir string, srv *ap
 		Backend: func(who string, role apitype.Role) (ui.Backend, func()) {
 			return srv.InProcessClient(who, role)
 		},
-		UI:     ui.Options{Dark: true},
-		Logger: logger.With("component", "ssh"),
+		UI:                 ui.Options{Dark: true},
+		HandshakeTimeout:   limits.handshake,
+		MaxUnauthenticated: limits.maxUnauth,
+		Logger:             logger.With("component", "ssh"),
 	})
 	if err != nil {
 		return err

@@ -21,6 +21,7 @@ import (
 	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/hostlist"
 	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/pxe"
 )
 
 var stdout io.Writer = os.Stdout
@@ -44,6 +45,10 @@ func validate(pos []string) error {
 	failed := false
 	for _, path := range pos {
 		inv, err := inventory.Load(path)
+		if err == nil {
+			// What the boot servers would refuse when they render an entry.
+			err = pxe.CheckInventory(inv)
+		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			failed = true

@@ -63,12 +63,18 @@ import (
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/netlimit"
 )
 
 // Server serves the API for one daemon.
 type Server struct {
 	D      *daemon.Daemon
 	Logger *slog.Logger
+	// Limits: the socket's connections get its ReadHeaderTimeout and
+	// IdleTimeout (zero: netlimit's defaults). Its read and write timeouts
+	// do not apply: an import streams a caller's files, a follow stream
+	// stays open as long as its caller watches.
+	Limits netlimit.Limits
 	// Groups maps the unix groups of socket callers to roles (zero value:
 	// DefaultRoleGroups).
 	Groups RoleGroups
@@ -81,12 +87,16 @@ type Server struct {
 }
 
 // Listen binds a unix socket at path (mode 0660), replacing a stale socket
-// that nothing answers on. It refuses to take over a live one.
+// that nothing answers on. It refuses to take over a live one, and never
+// removes anything at path that is not a socket.
 func Listen(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(path); err == nil {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("api socket %s: a %s is there, not a socket: not replacing it", path, fileKind(fi.Mode()))
+		}
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 			c.Close()
 			return nil, fmt.Errorf("api socket %s: another daemon is answering on it", path)
@@ -104,9 +114,22 @@ func Listen(path string) (net.Listener, error) {
 	return ln, nil
 }
 
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "folder"
+	case m&os.ModeSymlink != 0:
+		return "symbolic link"
+	case m.IsRegular():
+		return "regular file"
+	}
+	return "file"
+}
+
 // Serve answers API requests on ln until Close.
 func (s *Server) Serve(ln net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ConnContext: s.peerContext}
+	l := s.Limits.WithDefaults()
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout, ConnContext: s.peerContext}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

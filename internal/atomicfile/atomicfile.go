@@ -1,7 +1,8 @@
 // Package atomicfile writes files so that a reader, or the file system after
 // a crash, sees either the old content or the new, never a mix: the content
 // goes to a temporary file in the same folder, is synced, renamed over the
-// target, and the folder is synced.
+// target, and the folder is synced. A symbolic link is followed: its target
+// is replaced and the link kept.
 package atomicfile
 
 import (
@@ -30,9 +31,29 @@ func Write(path string, data []byte, perm os.FileMode) error {
 	})
 }
 
+// Resolve returns the file a write to path replaces: path itself, or, when
+// path is a symbolic link, the file it points to (links followed to the
+// end), so that the link stays a link and its target (an inventory kept in a
+// git checkout) gets the new content. A link to nothing is an error.
+func Resolve(path string) (string, error) {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		return path, nil
+	}
+	target, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return "", fmt.Errorf("write %s: symbolic link: %w", path, err)
+	}
+	return target, nil
+}
+
 // WriteFunc replaces path with what write writes, with permissions perm. When
 // write or any step fails, path is unchanged and no temporary file remains.
+// A symbolic link at path is kept: its target is replaced (see Resolve).
 func WriteFunc(path string, perm os.FileMode, write func(io.Writer) error) (err error) {
+	if path, err = Resolve(path); err != nil {
+		return err
+	}
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, TempPrefix(path)+"*")
 	if err != nil {

@@ -27,6 +27,7 @@ import (
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
 	"github.com/netbootui/netbootui/internal/ipmi"
+	"github.com/netbootui/netbootui/internal/netlimit"
 	"github.com/netbootui/netbootui/internal/pxe"
 	"github.com/netbootui/netbootui/internal/rollout"
 )
@@ -54,8 +55,11 @@ type Config struct {
 	// PowerPoll is how often every BMC's power status is read (0: never).
 	PowerPoll time.Duration
 	// IPMI tunes the BMC sessions (call timeout, breaker, rate limit).
-	IPMI   ipmi.Options
-	Logger *slog.Logger
+	IPMI ipmi.Options
+	// HTTPLimits are the HTTP boot server's timeouts and connection cap
+	// (zero fields: netlimit's defaults, the cap from the fd limit).
+	HTTPLimits netlimit.Limits
+	Logger     *slog.Logger
 }
 
 // Daemon is a running netbootui core.
@@ -110,7 +114,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 			d.close()
 		}
 	}()
-	inv, err := inventory.Load(cfg.InventoryPath)
+	inv, err := loadInventory(cfg.InventoryPath)
 	if err != nil {
 		return nil, err
 	}
@@ -167,19 +171,27 @@ func New(cfg Config) (_ *Daemon, err error) {
 		return nil, err
 	}
 	if cfg.HTTPListen != "" {
-		if d.httpLn, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
+		ln, err := net.Listen("tcp", cfg.HTTPListen)
+		if err != nil {
 			return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPListen, err)
 		}
+		limits := cfg.HTTPLimits.WithDefaults()
+		capped := limits.Listener(ln)
+		d.httpLn = capped
 		d.Boot.DefaultURL = defaultURL(d.httpLn.Addr())
 		hs := &pxe.HTTPServer{Boot: d.Boot, Registry: d.Registry}
-		d.Registry.MustRegister(newStageCollector(d))
-		d.httpSrv = &http.Server{Handler: hs.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
+		d.Registry.MustRegister(newStageCollector(d), prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "netbootui_http_connections_shed_total", Help: "HTTP connections closed unanswered because the connection cap was reached.",
+		}, func() float64 { return float64(capped.Shed()) }))
+		d.httpSrv = capped.Server(hs.Handler(), slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug))
+		cfg.Logger.Debug("http limits", "max_conns", limits.MaxConns, "header_timeout", limits.ReadHeaderTimeout,
+			"read_timeout", limits.ReadTimeout, "idle_timeout", limits.IdleTimeout, "write_timeout", limits.WriteTimeout)
 	}
 	if cfg.TFTPListen != "" {
 		d.tftp = &pxe.TFTPServer{Addr: cfg.TFTPListen, Source: d.Boot, Logger: cfg.Logger,
 			OnDenied: func(client netip.AddrPort, name string, reason error) {
-				d.apply(bootstate.Event{Kind: bootstate.KindDenied, Proto: "tftp", Remote: client.String(),
-					Path: fmt.Sprintf("%q", name), Error: reason.Error()})
+				d.Boot.Denied(bootstate.Event{Proto: "tftp", Remote: client.String(),
+					Path: fmt.Sprintf("%q", name), Error: reason.Error()}, "tftp: request refused")
 			}}
 		if err := d.tftp.Listen(); err != nil {
 			return nil, fmt.Errorf("tftp listen %s: %w", cfg.TFTPListen, err)
@@ -319,8 +331,26 @@ func (d *Daemon) close() {
 	}
 }
 
+// loadInventory loads and validates the inventory, refusing also what the
+// boot servers would refuse to render (as `netbootui validate` does).
+func loadInventory(path string) (*inventory.Inventory, error) {
+	inv, err := inventory.Load(path)
+	if err == nil {
+		err = pxe.CheckInventory(inv)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return inv, nil
+}
+
 // onInventory is called by the watcher with each new version of the file.
 func (d *Daemon) onInventory(inv *inventory.Inventory, err error) {
+	if err == nil {
+		if err = pxe.CheckInventory(inv); err != nil {
+			inv = nil
+		}
+	}
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
 	d.reloadAt = time.Now()
@@ -371,7 +401,7 @@ func (d *Daemon) InventoryStatus() InventoryStatus {
 
 // Reload reads the inventory file now (as the watcher would).
 func (d *Daemon) Reload() error {
-	inv, err := inventory.Load(d.cfg.InventoryPath)
+	inv, err := loadInventory(d.cfg.InventoryPath)
 	d.onInventory(inv, err)
 	return err
 }

@@ -144,6 +144,8 @@ func checkEdit(e Edit, group bool) error {
 				err = pxe.ValidateOverride("ipxe", s)
 			case "boot_override.pxelinux":
 				err = pxe.ValidateOverride("pxelinux", s)
+			case "kernel_args":
+				err = pxe.CheckKernelArgs(s)
 			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", k, err)

@@ -65,11 +65,42 @@ var (
 
 // Load reads and validates the inventory file at path.
 func Load(path string) (*Inventory, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+// MaxFileSize bounds an inventory file. MaxNodes nodes written one entry
+// each take about 6.5 MB; a bigger file is refused before it is parsed (a YAML
+// node tree costs many times the file's size in memory).
+const MaxFileSize = 16 << 20
+
+// readFile reads an inventory file, refusing one larger than MaxFileSize
+// without reading it.
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
-	return Parse(path, data)
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > MaxFileSize {
+		return nil, tooBig(path, st.Size())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, tooBig(path, int64(len(data)))
+	}
+	return data, nil
+}
+
+func tooBig(path string, size int64) ErrorList {
+	return ErrorList{{Pos: Pos{File: path, Line: 1, Col: 1},
+		Msg: fmt.Sprintf("the file is %d bytes, larger than the %d MiB an inventory may be", size, MaxFileSize>>20)}}
 }
 
 // Revision returns the revision of an inventory file's bytes: hex sha256.
@@ -82,6 +113,9 @@ func Revision(data []byte) string {
 // positions and to find the secrets file). Any problem gives an ErrorList
 // sorted by position; the inventory is returned only when there is none.
 func Parse(path string, data []byte) (*Inventory, error) {
+	if len(data) > MaxFileSize {
+		return nil, tooBig(path, int64(len(data)))
+	}
 	p := &parser{file: path}
 	inv := p.parse(data)
 	if len(p.errs) > 0 {
@@ -123,10 +157,13 @@ type nicSpec struct {
 }
 
 type parser struct {
-	file  string
-	lines int // number of lines in the file, for clamping positions
-	errs  ErrorList
-	seen  map[string]bool // de-duplicates errors reported once per entry
+	file   string
+	secret bool // a secrets file: error messages never quote a value
+	lines  int  // number of lines in the file, for clamping positions
+	errs   ErrorList
+	seen   map[string]bool // de-duplicates errors reported once per entry
+	// repeated holds errors reported once for every entry that repeats them.
+	repeated map[string]*repeatedError
 
 	images     map[string]*Image
 	groupSpecs map[string]*spec
@@ -158,6 +195,30 @@ func (p *parser) errorOnce(key string, n *yaml.Node, format string, a ...any) {
 	}
 	p.seen[key] = true
 	p.errorf(n, format, a...)
+}
+
+// errorRepeated reports one mistake that many entries repeat (a group name
+// they all misspell) once, at its first use, and counts the other uses into
+// that message instead of adding an error per entry.
+func (p *parser) errorRepeated(key string, n *yaml.Node, format string, a ...any) {
+	if p.repeated == nil {
+		p.repeated = map[string]*repeatedError{}
+	}
+	if r := p.repeated[key]; r != nil {
+		r.more++
+		r.err.Msg = fmt.Sprintf("%s (and %d more entries)", r.msg, r.more)
+		return
+	}
+	p.errorf(n, format, a...)
+	e := p.errs[len(p.errs)-1]
+	p.repeated[key] = &repeatedError{err: e, msg: e.Msg}
+}
+
+// repeatedError is an error reported once for many entries.
+type repeatedError struct {
+	err  *Error
+	msg  string // the message of the first use
+	more int    // uses after the first
 }
 
 // checkText reports control characters and invalid UTF-8 with their exact
@@ -192,7 +253,9 @@ func (p *parser) checkText(data []byte) bool {
 // yamlError turns a yaml.v3 syntax error into a positioned Error. The library
 // reports a line only, and often the line where the enclosing block started
 // rather than the offending one; so the line is found again as the shortest
-// run of leading lines that fails with the same message. The column is that of
+// run of leading lines that fails with the same message, searched outwards
+// from the reported line (each try parses a prefix of the file, so a search
+// over the whole file would cost a parse per halving). The column is that of
 // the line's first tab for tab errors, else of its first non-blank character.
 func (p *parser) yamlError(data []byte, err error) {
 	msg := yamlMessage(err)
@@ -201,7 +264,7 @@ func (p *parser) yamlError(data []byte, err error) {
 		line, _ = strconv.Atoi(m[1])
 	}
 	lines := bytes.SplitAfter(data, []byte("\n"))
-	if n := firstFailingLine(lines, msg); n > 0 {
+	if n := firstFailingLine(data, lines, line, msg); n > 0 {
 		line = n
 	}
 	line = max(1, min(line, len(lines)))
@@ -228,11 +291,18 @@ func yamlMessage(err error) string {
 	return strings.TrimPrefix(msg, "yaml: ")
 }
 
-// firstFailingLine returns the smallest n such that the first n lines fail to
-// parse with msg, or 0 when the whole input does not.
-func firstFailingLine(lines [][]byte, msg string) int {
+// firstFailingLine returns the smallest n such that the first n lines of data
+// (split into lines) fail to parse with msg, or 0 when the whole input does
+// not. The whole input failed with msg at line hint; the search gallops from
+// hint towards the answer and then bisects, so it parses O(log distance)
+// prefixes rather than O(log lines).
+func firstFailingLine(data []byte, lines [][]byte, hint int, msg string) int {
+	ends := make([]int, len(lines)+1) // ends[n]: bytes in the first n lines
+	for i, l := range lines {
+		ends[i+1] = ends[i] + len(l)
+	}
 	fails := func(n int) bool {
-		dec := yaml.NewDecoder(bytes.NewReader(bytes.Join(lines[:n], nil)))
+		dec := yaml.NewDecoder(bytes.NewReader(data[:ends[n]]))
 		for range 2 {
 			var doc yaml.Node
 			if err := dec.Decode(&doc); err != nil {
@@ -241,16 +311,41 @@ func firstFailingLine(lines [][]byte, msg string) int {
 		}
 		return false
 	}
-	if len(lines) == 0 || !fails(len(lines)) {
+	total := len(lines)
+	if total == 0 {
 		return 0
 	}
-	lo, hi := 1, len(lines) // fails(hi) holds
-	for lo < hi {
+	hint = max(1, min(hint, total))
+	// Find lo < hi with fails(hi) and !fails(lo) (lo 0 stands for "nothing").
+	var lo, hi int
+	if fails(hint) {
+		hi = hint
+		for step := 1; ; step *= 2 {
+			lo = max(hint-step, 0)
+			if lo == 0 || !fails(lo) {
+				break
+			}
+			hi = lo
+		}
+	} else {
+		lo = hint
+		for step := 1; ; step *= 2 {
+			hi = min(hint+step, total)
+			if fails(hi) {
+				break
+			}
+			if hi == total {
+				return 0
+			}
+			lo = hi
+		}
+	}
+	for lo+1 < hi { // fails(hi), !fails(lo)
 		mid := lo + (hi-lo)/2
 		if fails(mid) {
 			hi = mid
 		} else {
-			lo = mid + 1
+			lo = mid
 		}
 	}
 	return hi
@@ -288,7 +383,7 @@ func (p *parser) parse(data []byte) *Inventory {
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		p.errorf(root, "inventory must be a mapping with settings, images, groups and nodes, got %s", describe(root))
+		p.errorf(root, "inventory must be a mapping with settings, images, groups and nodes, got %s", p.describe(root))
 		return inv
 	}
 	var settingsN, imagesN, groupsN, nodesN *yaml.Node
@@ -343,10 +438,48 @@ func (p *parser) checkPasswords(path string) {
 		return
 	}
 	for _, n := range p.passwords {
-		if _, ok := sec.Password(n.Value); !ok {
+		pw, ok := sec.Password(n.Value)
+		if !ok {
 			p.errorf(n, "unknown password reference %q: not in %s bmc_passwords and %s is not set", n.Value, filepath.Base(path), EnvPasswordVar(n.Value))
+			continue
+		}
+		if err := CheckBMCPassword(pw); err != nil {
+			p.errorOnce("pwlen "+n.Value, n, "password %q (from %s or %s): %v", n.Value, filepath.Base(path), EnvPasswordVar(n.Value), err)
 		}
 	}
+}
+
+// MaxIPMIPassword is the longest password IPMI 2.0 (RMCP+) carries, in bytes.
+const MaxIPMIPassword = 20
+
+// CheckBMCPassword says whether a BMC can be given pw. Its error never
+// contains the password.
+func CheckBMCPassword(pw string) error {
+	if len(pw) > MaxIPMIPassword {
+		return fmt.Errorf("%d bytes, longer than the %d bytes IPMI allows", len(pw), MaxIPMIPassword)
+	}
+	return nil
+}
+
+// describe names what n is for an error message: its kind and, for a scalar,
+// its value; in a secrets file (p.secret) scalar values are left out, since
+// any of them may be a password.
+func (p *parser) describe(n *yaml.Node) string {
+	if p.secret && n.Kind == yaml.ScalarNode {
+		switch t := n.ShortTag(); t {
+		case "!!null":
+			return "nothing (null)"
+		case "!!str":
+			return "a string"
+		case "!!bool":
+			return "a boolean"
+		case "!!int", "!!float":
+			return "a number"
+		default:
+			return fmt.Sprintf("a %s value", t)
+		}
+	}
+	return describe(n)
 }
 
 func describe(n *yaml.Node) string {
@@ -398,7 +531,7 @@ func (p *parser) mapping(n *yaml.Node, what string, allowed []string, fn func(ke
 		return 0
 	}
 	if n.Kind != yaml.MappingNode {
-		p.errorf(n, "%s must be a mapping, got %s", what, describe(n))
+		p.errorf(n, "%s must be a mapping, got %s", what, p.describe(n))
 		return 1
 	}
 	first := map[string]*yaml.Node{}
@@ -408,7 +541,7 @@ func (p *parser) mapping(n *yaml.Node, what string, allowed []string, fn func(ke
 			continue
 		}
 		if k.Kind != yaml.ScalarNode {
-			p.errorf(k, "a key in %s must be a plain name, got %s", what, describe(k))
+			p.errorf(k, "a key in %s must be a plain name, got %s", what, p.describe(k))
 			rejected++
 			continue
 		}
@@ -439,7 +572,7 @@ func (p *parser) str(n *yaml.Node, what string) (string, bool) {
 			return n.Value, true
 		}
 	}
-	p.errorf(n, "%s must be a string, got %s", what, describe(n))
+	p.errorf(n, "%s must be a string, got %s", what, p.describe(n))
 	return "", false
 }
 
@@ -455,7 +588,7 @@ func (p *parser) integer(n *yaml.Node, what string) (int64, bool) {
 		p.errorf(n, "%s: number %s is out of range", what, n.Value)
 		return 0, false
 	}
-	p.errorf(n, "%s must be a whole number, got %s", what, describe(n))
+	p.errorf(n, "%s must be a whole number, got %s", what, p.describe(n))
 	return 0, false
 }
 
@@ -469,7 +602,7 @@ func (p *parser) boolean(n *yaml.Node, what string) (bool, bool) {
 			return v, true
 		}
 	}
-	p.errorf(n, "%s must be true or false, got %s", what, describe(n))
+	p.errorf(n, "%s must be true or false, got %s", what, p.describe(n))
 	return false, false
 }
 
@@ -478,7 +611,7 @@ func (p *parser) sequence(n *yaml.Node, what string) ([]*yaml.Node, bool) {
 		return nil, false
 	}
 	if n.Kind != yaml.SequenceNode {
-		p.errorf(n, "%s must be a list, got %s", what, describe(n))
+		p.errorf(n, "%s must be a list, got %s", what, p.describe(n))
 		return nil, false
 	}
 	return n.Content, true
@@ -582,7 +715,7 @@ func (p *parser) parseSpec(n *yaml.Node, what string, keys, bmcKeys []string, sp
 					return
 				}
 				if _, known := p.images[name]; !known {
-					p.errorf(v, "%s: unknown image %q (images: %s)", what, name, keysOf(p.images))
+					p.errorRepeated("image "+name, v, "%s: unknown image %q (images: %s)", what, name, keysOf(p.images))
 					return
 				}
 				sp.image.put(name, v)
@@ -714,23 +847,23 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 	names := map[string]defn{}
 	macs := map[string]defn{}
 	ips := map[netip.Addr]defn{}
+	bmcs := map[string]defn{}
 	total := 0
 	for ei, e := range entries {
 		if p.alias(e) {
 			continue
 		}
 		if e.Kind != yaml.MappingNode {
-			p.errorf(e, "nodes[%d] must be a mapping with name, nics and other keys, got %s", ei, describe(e))
+			p.errorf(e, "nodes[%d] must be a mapping with name, nics and other keys, got %s", ei, p.describe(e))
 			continue
 		}
 		var nameN, groupN, ipN, nicsN *yaml.Node
 		var name string
+		nameOK := false // the name is a string (a wrong type is reported once, here)
 		for i := 0; i+1 < len(e.Content); i += 2 {
 			if e.Content[i].Value == "name" {
 				nameN = e.Content[i+1]
-				if s, ok := p.str(nameN, fmt.Sprintf("nodes[%d].name", ei)); ok {
-					name = s
-				}
+				name, nameOK = p.str(nameN, fmt.Sprintf("nodes[%d].name", ei))
 				break
 			}
 		}
@@ -756,7 +889,7 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 			continue
 		}
 		if name == "" {
-			if s, ok := p.str(nameN, what+": name"); ok && s == "" {
+			if nameOK {
 				p.errorf(nameN, "%s: name is empty", what)
 			}
 			continue
@@ -817,7 +950,7 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 		group := ""
 		if g, ok := p.str(groupN, what+": group"); ok {
 			if gs = p.groupSpecs[g]; gs == nil {
-				p.errorf(groupN, "%s: unknown group %q (groups: %s)", what, g, keysOf(p.groupSpecs))
+				p.errorRepeated("group "+g, groupN, "%s: unknown group %q (groups: %s)", what, g, keysOf(p.groupSpecs))
 			}
 			group = g
 		}
@@ -929,8 +1062,30 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 					ips[node.IP] = d
 				}
 			}
+			p.uniqueBMC(bmcs, node, me, sp.bmcHost.at)
 			inv.Nodes = append(inv.Nodes, node)
 		}
+	}
+}
+
+// uniqueBMC refuses a node on a BMC address (host:port) that a node of
+// another entry already has: a power action for one would hit the other.
+// The nodes of one range entry whose bmc.host is a name (not incremented)
+// share it as written. seen maps each address to its first node.
+func (p *parser) uniqueBMC(seen map[string]defn, node *Node, me defn, hostN *yaml.Node) {
+	if node.BMC.Host == "" {
+		return
+	}
+	addr := net.JoinHostPort(node.BMC.Host, strconv.Itoa(node.BMC.Port))
+	at := p.pos(hostN)
+	prev, dup := seen[addr]
+	if dup && prev.entry != me.entry {
+		p.errorOnce("bmc"+me.entry.String(), hostN, "duplicate BMC %s: node %s has it too (%s); node %s would power that machine", addr, prev.node, prev.at, node.Name)
+		return
+	}
+	if !dup {
+		me.at = at
+		seen[addr] = me
 	}
 }
 
@@ -959,7 +1114,7 @@ func (p *parser) parseNICs(n, entry *yaml.Node, what string, typo bool) ([]nicSp
 	for i, it := range items {
 		nicWhat := fmt.Sprintf("%s: nics[%d]", what, i)
 		if !isNull(it) && it.Kind != yaml.MappingNode && !p.alias(it) {
-			p.errorf(it, "%s must be a mapping like {mac: \"52:54:00:12:34:56\"}, got %s", nicWhat, describe(it))
+			p.errorf(it, "%s must be a mapping like {mac: \"52:54:00:12:34:56\"}, got %s", nicWhat, p.describe(it))
 			good = false
 			continue
 		}

@@ -88,7 +88,7 @@ func LoadSecrets(path string) (*Secrets, error) {
 }
 
 func parseSecrets(path string, data []byte) (*Secrets, error) {
-	p := &parser{file: path}
+	p := &parser{file: path, secret: true}
 	m := map[string]string{}
 	if !p.checkText(data) {
 		return nil, sortErrors(p.errs)

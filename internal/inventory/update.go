@@ -36,15 +36,21 @@ func Update(path, baseRevision string, edit func(*Document) error) (string, erro
 		return "", err
 	}
 	defer unlock()
-	removeStaleTemps(path)
+	// A symlinked inventory is written through the link: temp files sit
+	// next to its target.
+	target, err := atomicfile.Resolve(path)
+	if err != nil {
+		return "", fmt.Errorf("inventory: %w", err)
+	}
+	removeStaleTemps(target)
 
 	st, err := os.Stat(path)
 	if err != nil {
 		return "", fmt.Errorf("inventory: %w", err)
 	}
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
-		return "", fmt.Errorf("inventory: %w", err)
+		return "", err
 	}
 	rev := Revision(data)
 	if baseRevision != "" && rev != baseRevision {
@@ -164,7 +170,7 @@ func Watch(ctx context.Context, path string, interval time.Duration, onChange fu
 			return
 		}
 		havePending = false
-		data, err := os.ReadFile(path)
+		data, err := readFile(path)
 		if s2 := stat(); s2 != s {
 			pending, havePending = s2, true
 			return
@@ -173,7 +179,6 @@ func Watch(ctx context.Context, path string, interval time.Duration, onChange fu
 		var key string
 		var inv *Inventory
 		if err != nil {
-			err = fmt.Errorf("inventory: %w", err)
 			key = "error:" + err.Error()
 		} else {
 			key = Revision(data)

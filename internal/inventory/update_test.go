@@ -572,3 +572,32 @@ func TestWatch(t *testing.T) {
 	}
 	quiet("still removed")
 }
+
+// An edit of a symlinked inventory (the link in /etc, the file in a git
+// checkout) writes the link's target and keeps the link.
+func TestUpdateThroughSymlink(t *testing.T) {
+	real := copyExample(t)
+	link := filepath.Join(t.TempDir(), "nodes.yaml")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(filepath.Dir(real), ".nodes.yaml.tmp-99")
+	os.WriteFile(stale, []byte("partial"), 0o600)
+	rev, err := Update(link, revisionOf(t, link), func(d *Document) error { return d.SetNodeField("gpu1", "ip", "10.1.0.150") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the inventory is no longer a symbolic link: %v", err)
+	}
+	if got := revisionOf(t, real); got != rev {
+		t.Errorf("the link's target has revision %s, want %s", got, rev)
+	}
+	inv, err := Load(real)
+	if err != nil || inv.Node("gpu1").IP.String() != "10.1.0.150" {
+		t.Fatalf("target not edited: %v", err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale temp next to the target still there: %v", err)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/ratelimit"
 	"github.com/netbootui/netbootui/internal/roottransport"
 	"github.com/netbootui/netbootui/internal/roottransport/builtin"
 )
@@ -68,6 +69,13 @@ type Boot struct {
 	// Transports are the root transports an image's `root:` may name (nil:
 	// the built-in ones, package roottransport/builtin).
 	Transports *roottransport.Registry
+	// Noisy limits the events of refused requests and unknown clients
+	// (KindDenied, KindUnknown) and the log lines of refusals, per kind and
+	// client address, so that a flood of bogus requests neither floods the
+	// log nor pushes real events out of the history (nil: DefaultNoisy).
+	Noisy *ratelimit.Limiter
+
+	noisyOnce sync.Once
 
 	mu      sync.Mutex
 	learned map[netip.Addr]learnedIP
@@ -76,8 +84,8 @@ type Boot struct {
 	// address (pxelinux.cfg/01-<mac>, /boot/<mac>.ipxe) claims it.
 	anonNBP map[netip.Addr]bootstate.Event
 
-	unproven eventLimiter // events about requests that do not prove their node
-	checkins checkinGuard // replayed check-ins
+	unproven *ratelimit.Limiter // events about requests that do not prove their node (set by initLimiters)
+	checkins checkinGuard       // replayed check-ins
 }
 
 // anonNBPWindow is how long an unattributed bootloader fetch waits for its
@@ -118,7 +126,18 @@ func (b *Boot) logger() *slog.Logger {
 	return slog.Default()
 }
 
+// emit reports ev; refusals and unknown clients only as often as Noisy
+// lets them through.
 func (b *Boot) emit(ev bootstate.Event) {
+	if ev.Kind == bootstate.KindDenied || ev.Kind == bootstate.KindUnknown {
+		if ok, _ := b.letThrough(&ev); !ok {
+			return
+		}
+	}
+	b.send(ev)
+}
+
+func (b *Boot) send(ev bootstate.Event) {
 	if b.Events == nil {
 		return
 	}
@@ -126,6 +145,72 @@ func (b *Boot) emit(ev bootstate.Event) {
 		ev.Time = b.now()
 	}
 	b.Events(ev)
+}
+
+// DefaultNoisy is the limiter Boot.Noisy defaults to: per kind and client
+// address 5 at once and one per 10 s; over all clients 50 at once and one a
+// second.
+func DefaultNoisy() *ratelimit.Limiter {
+	return &ratelimit.Limiter{Burst: 5, Every: 10 * time.Second, TotalBurst: 50, TotalEvery: time.Second}
+}
+
+// initLimiters sets Noisy's default and the limiter of events about
+// unproven requests, both on the Boot's clock.
+func (b *Boot) initLimiters() {
+	b.noisyOnce.Do(func() {
+		if b.Noisy == nil {
+			b.Noisy = DefaultNoisy()
+			b.Noisy.Now = b.now
+		}
+		b.unproven = &ratelimit.Limiter{Burst: 1, Every: unprovenEvery, MaxKeys: maxLimited, Now: b.now}
+	})
+}
+
+// clientKey is the client address of a request's remote "addr:port" (per
+// address, not per source port); other text is its own key.
+func clientKey(remote string) string {
+	if ap, err := netip.ParseAddrPort(remote); err == nil {
+		return ap.Addr().Unmap().String()
+	}
+	return remote
+}
+
+// letThrough asks Noisy whether ev may be reported; when it may and others
+// like it were held back, ev's message says how many.
+func (b *Boot) letThrough(ev *bootstate.Event) (ok bool, skipped uint64) {
+	b.initLimiters()
+	client := clientKey(ev.Remote)
+	ok, skipped = b.Noisy.Allow(string(ev.Kind) + " " + ev.Proto + " " + client)
+	if ok && skipped > 0 {
+		note := fmt.Sprintf("%d more like it from %s not recorded", skipped, client)
+		if ev.Message != "" {
+			note = ev.Message + " (" + note + ")"
+		}
+		ev.Message = note
+	}
+	return ok, skipped
+}
+
+// Denied reports a refused request (ev's Kind becomes KindDenied): a WARN
+// line msg and the event, both only as often as Noisy lets them through,
+// the next one through counting those held back. The TFTP server's refusals
+// and refused check-ins come here.
+func (b *Boot) Denied(ev bootstate.Event, msg string) {
+	ev.Kind = bootstate.KindDenied
+	ok, skipped := b.letThrough(&ev)
+	if !ok {
+		return
+	}
+	attrs := []any{"proto", ev.Proto, "remote", ev.Remote, "path", ev.Path}
+	if ev.Node != "" {
+		attrs = append(attrs, "node", ev.Node)
+	}
+	attrs = append(attrs, "err", ev.Error)
+	if skipped > 0 {
+		attrs = append(attrs, "not_logged", skipped)
+	}
+	b.logger().Warn(msg, attrs...)
+	b.send(ev)
 }
 
 // learn ties a client IP to a node for the rest of its boot, and reports a

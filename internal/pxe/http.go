@@ -537,13 +537,12 @@ func (s *HTTPServer) handleCheckin(w http.ResponseWriter, r *http.Request) {
 		case b.Tokens.Verify(c.Node, c.Token):
 			reason = "not from the node's address " + n.IP.String()
 		}
-		b.logger().Warn("check-in refused", "node", c.Node, "remote", client.String(), "reason", reason)
-		ev := bootstate.Event{Kind: bootstate.KindDenied, Proto: "http", Path: "/checkin", Remote: client.String(),
+		ev := bootstate.Event{Proto: "http", Path: "/checkin", Remote: client.String(),
 			Error: "check-in refused: " + reason + " for node " + c.Node}
 		if n != nil {
 			ev.Node = n.Name
 		}
-		b.emit(ev)
+		b.Denied(ev, "check-in refused")
 		s.checkins.WithLabelValues("denied").Inc()
 		s.count("checkin", http.StatusForbidden)
 		http.Error(w, "forbidden", http.StatusForbidden)

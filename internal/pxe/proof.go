@@ -71,7 +71,7 @@ func macProof(n *inventory.Node, ip netip.Addr) proof {
 // client address is emitted per unprovenEvery.
 func (b *Boot) report(ev bootstate.Event, pr proof) {
 	if ev.Kind == bootstate.KindFail && pr < proofNode {
-		if !b.unproven.allow(ev.Remote, b.now()) {
+		if !b.allowUnproven(ev.Remote) {
 			return
 		}
 		ev.Kind = bootstate.KindInfo
@@ -83,7 +83,7 @@ func (b *Boot) report(ev bootstate.Event, pr proof) {
 
 // deny emits a denied event (rate limited per client address).
 func (b *Boot) deny(ev bootstate.Event) {
-	if b.unproven.allow(ev.Remote, b.now()) {
+	if b.allowUnproven(ev.Remote) {
 		ev.Kind = bootstate.KindDenied
 		b.emit(ev)
 	}
@@ -93,40 +93,15 @@ func (b *Boot) deny(ev bootstate.Event) {
 // refused requests from one address.
 const unprovenEvery = 10 * time.Second
 
-// eventLimiter lets one event per key through every unprovenEvery. It keeps
-// at most maxLimited keys: past that, stale keys are dropped, and when none
-// is stale the event is dropped too.
-type eventLimiter struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-}
-
+// maxLimited bounds the client addresses the unproven limiter remembers.
 const maxLimited = 4096
 
-func (l *eventLimiter) allow(key string, now time.Time) bool {
-	if ap, err := netip.ParseAddrPort(key); err == nil {
-		key = ap.Addr().String() // per address, not per source port
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if t, ok := l.last[key]; ok && now.Sub(t) < unprovenEvery {
-		return false
-	}
-	if l.last == nil {
-		l.last = map[string]time.Time{}
-	}
-	if len(l.last) >= maxLimited {
-		for k, t := range l.last {
-			if now.Sub(t) >= unprovenEvery {
-				delete(l.last, k)
-			}
-		}
-		if len(l.last) >= maxLimited {
-			return false
-		}
-	}
-	l.last[key] = now
-	return true
+// allowUnproven lets one event about unproven or refused requests per client
+// address through every unprovenEvery (ratelimit.Limiter with a burst of 1).
+func (b *Boot) allowUnproven(remote string) bool {
+	b.initLimiters()
+	ok, _ := b.unproven.Allow(clientKey(remote))
+	return ok
 }
 
 // maxBootIDs is how many earlier boots of a node the replay guard remembers.

@@ -52,9 +52,10 @@ func TestCheckinGuard(t *testing.T) {
 	}
 }
 
-func TestEventLimiter(t *testing.T) {
-	var l eventLimiter
+func TestUnprovenLimiter(t *testing.T) {
 	t0 := time.Unix(1000, 0)
+	now := t0
+	b := &Boot{Now: func() time.Time { return now }}
 	cases := []struct {
 		key  string
 		at   time.Duration
@@ -69,21 +70,24 @@ func TestEventLimiter(t *testing.T) {
 		{"not an address", 0, false},
 	}
 	for i, c := range cases {
-		if got := l.allow(c.key, t0.Add(c.at)); got != c.want {
+		now = t0.Add(c.at)
+		if got := b.allowUnproven(c.key); got != c.want {
 			t.Errorf("case %d %+v: %v", i, c, got)
 		}
 	}
-	// Bounded: past maxLimited fresh keys, new keys are refused until old
-	// ones go stale.
-	var m eventLimiter
+	// Bounded: past maxLimited fresh keys, new keys share one budget (one
+	// event) until old ones go stale.
+	now = t0
+	m := &Boot{Now: func() time.Time { return now }}
 	for i := range maxLimited {
-		m.allow(fmt.Sprint("k", i), t0)
+		m.allowUnproven(fmt.Sprint("k", i))
 	}
-	if m.allow("new", t0) || len(m.last) != maxLimited {
-		t.Fatalf("limiter grew past %d", maxLimited)
+	if !m.allowUnproven("new") || m.allowUnproven("newer") {
+		t.Fatalf("past %d keys: the shared budget is not one event", maxLimited)
 	}
-	if !m.allow("new", t0.Add(unprovenEvery)) || len(m.last) != 1 {
-		t.Fatalf("stale keys not dropped: %d left", len(m.last))
+	now = t0.Add(unprovenEvery)
+	if !m.allowUnproven("newest") {
+		t.Fatal("stale keys not dropped")
 	}
 }
 

@@ -114,7 +114,8 @@ type TFTPServer struct {
 	// reached Source: hostile names, write requests, malformed requests. The
 	// name is as the client sent it; reason matches ErrAccessDenied and, for
 	// a refused name, is a *NameError. It runs on the server's receive loop:
-	// it must not block, and must not call Close.
+	// it must not block, and must not call Close. When set, it logs the
+	// refusal (Boot.Denied does, rate limited); else the server logs each.
 	OnDenied func(client netip.AddrPort, name string, reason error)
 
 	mu      sync.Mutex
@@ -531,7 +532,9 @@ func (s *TFTPServer) handle(conn *net.UDPConn, pkt []byte, client netip.AddrPort
 
 // deny answers a refused request and reports it.
 func (s *TFTPServer) deny(conn *net.UDPConn, client netip.AddrPort, name string, code uint16, msg string, reason error) {
-	s.logger().Warn("tftp: request refused", "client", client, "name", name, "err", reason)
+	if s.OnDenied == nil {
+		s.logger().Warn("tftp: request refused", "client", client, "name", name, "err", reason)
+	}
 	s.send(conn, client, tftpErrorPacket(code, msg))
 	if s.OnDenied != nil {
 		s.OnDenied(client, name, reason)

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
@@ -27,6 +28,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/netbootui/netbootui/internal/apitype"
+	"github.com/netbootui/netbootui/internal/ratelimit"
 	"github.com/netbootui/netbootui/internal/ui"
 )
 
@@ -46,9 +48,26 @@ type Config struct {
 	UI ui.Options
 	// MaxSessions bounds concurrent sessions (0: 16); more are refused.
 	MaxSessions int
+	// HandshakeTimeout is the time a connection has to finish the SSH
+	// handshake, authentication included (0: DefaultHandshakeTimeout).
+	HandshakeTimeout time.Duration
+	// MaxUnauthenticated caps connections that have not yet opened a
+	// session within their HandshakeTimeout (0: DefaultMaxUnauthenticated);
+	// more are closed at once, before the version line.
+	MaxUnauthenticated int
 	// Logger gets logins, refusals and session ends (nil: discarded).
 	Logger *slog.Logger
 }
+
+// Defaults of Config.
+const (
+	DefaultHandshakeTimeout   = 20 * time.Second
+	DefaultMaxUnauthenticated = 32
+)
+
+// Version is the software version the server announces: its version line is
+// "SSH-2.0-" + Version.
+const Version = "netbootui"
 
 // NoEditMessage is what `e` says in SSH sessions: an editor would run as the
 // daemon's user, on the daemon's terminal.
@@ -69,6 +88,11 @@ type Server struct {
 	// console exists, the function releasing it. (A connection's context
 	// is shared by all its sessions, so it cannot hold these.)
 	live map[ssh.Session]*liveSession
+
+	unauth  atomic.Int64  // connections in their handshake window
+	refused atomic.Uint64 // connections closed because unauth was full
+	// refusedLog limits the log line about refused connections.
+	refusedLog ratelimit.Limiter
 }
 
 type liveSession struct {
@@ -86,10 +110,17 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxSessions <= 0 {
 		cfg.MaxSessions = 16
 	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.MaxUnauthenticated <= 0 {
+		cfg.MaxUnauthenticated = DefaultMaxUnauthenticated
+	}
 	if cfg.UI.NoEdit == "" {
 		cfg.UI.NoEdit = NoEditMessage
 	}
-	s := &Server{cfg: cfg, logger: cfg.Logger, live: map[ssh.Session]*liveSession{}}
+	s := &Server{cfg: cfg, logger: cfg.Logger, live: map[ssh.Session]*liveSession{},
+		refusedLog: ratelimit.Limiter{Burst: 1, Every: time.Minute}}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
@@ -106,9 +137,11 @@ func New(cfg Config) (*Server, error) {
 			srv.AddHostKey(s.signer)
 			srv.PasswordHandler = nil
 			srv.KeyboardInteractiveHandler = nil
+			srv.HandshakeTimeout = cfg.HandshakeTimeout
+			srv.ConnCallback = s.admit
 			return nil
 		},
-		wish.WithVersion("SSH-2.0-netbootui"),
+		wish.WithVersion(Version), // the library adds "SSH-2.0-"
 		wish.WithMiddleware(
 			bm.Middleware(s.console),
 			activeterm.Middleware(),
@@ -136,11 +169,60 @@ func (s *Server) publicKey(ctx ssh.Context, key ssh.PublicKey) bool {
 	return ok
 }
 
+// unauthKey holds, in a connection's context, the function that frees its
+// unauthenticated slot.
+type unauthKey struct{}
+
+// admit takes an unauthenticated slot for a new connection, or closes the
+// connection (before the version line) when there is none. The slot is
+// freed when the connection opens a session, closes, or outlives its
+// handshake timeout (by then the library has closed it, or it has
+// authenticated).
+func (s *Server) admit(ctx ssh.Context, c net.Conn) net.Conn {
+	if s.unauth.Add(1) > int64(s.cfg.MaxUnauthenticated) {
+		s.unauth.Add(-1)
+		n := s.refused.Add(1)
+		if ok, skipped := s.refusedLog.Allow(""); ok {
+			s.logger.Warn("ssh connection refused: too many unauthenticated connections", "remote", c.RemoteAddr().String(),
+				"max", s.cfg.MaxUnauthenticated, "refused_total", n, "not_logged", skipped)
+		}
+		return nil
+	}
+	g := &admitted{Conn: c}
+	g.free = sync.OnceFunc(func() { s.unauth.Add(-1) })
+	g.timer = time.AfterFunc(s.cfg.HandshakeTimeout, g.free)
+	ctx.SetValue(unauthKey{}, g.free)
+	return g
+}
+
+// admitted is a connection holding an unauthenticated slot until free runs.
+type admitted struct {
+	net.Conn
+	free  func()
+	timer *time.Timer
+}
+
+func (a *admitted) Close() error {
+	a.timer.Stop()
+	a.free()
+	return a.Conn.Close()
+}
+
+// Unauthenticated is the number of connections in their handshake window.
+func (s *Server) Unauthenticated() int { return int(s.unauth.Load()) }
+
+// Refused is the number of connections closed because MaxUnauthenticated
+// were open.
+func (s *Server) Refused() uint64 { return s.refused.Load() }
+
 // session is the outermost middleware: it names the caller from the key the
 // connection authenticated with (checked again against the file), bounds
 // the number of sessions, and releases the backend when the console ends.
 func (s *Server) session(next ssh.Handler) ssh.Handler {
 	return func(sess ssh.Session) {
+		if free, ok := sess.Context().Value(unauthKey{}).(func()); ok {
+			free() // authenticated and in a session
+		}
 		ak, ok := s.keys.Lookup(sess.PublicKey())
 		if !ok {
 			wish.Fatalln(sess, "netbootui: key not authorized")

@@ -548,21 +548,7 @@ func TestSessionsAreIndependent(t *testing.T) {
 // Sessions beyond MaxSessions are refused with a message; the ones open
 // keep running.
 func TestMaxSessions(t *testing.T) {
-	_, apiSrv, _ := startDaemon(t, false)
-	dir := t.TempDir()
-	alice, aliceLine := newKey(t)
-	keysPath := filepath.Join(dir, "authorized_keys")
-	writeKeys(t, keysPath, aliceLine)
-	srv, err := New(Config{AuthorizedKeys: keysPath, HostKey: filepath.Join(dir, HostKeyFile), MaxSessions: 1,
-		Backend: func(who string, role apitype.Role) (ui.Backend, func()) { return apiSrv.InProcessClient(who, role) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve()
-	defer srv.Close()
+	srv, alice := configuredServer(t, func(c *Config) { c.MaxSessions = 1 })
 	c, err := dial(srv.Addr().String(), srv.HostKey(), gossh.PublicKeys(alice))
 	if err != nil {
 		t.Fatal(err)
