@@ -84,7 +84,7 @@ func nodeCmd() *cobra.Command {
 	set := newVerb("set NODE key=value...", "edit a node's inventory entry through the daemon (comments kept)", argsBetween(1, -1),
 		func(fs *pflag.FlagSet) runner { return setVerb(fs, "node") })
 	set.ValidArgsFunction = completeNode
-	return newGroup("node", "list, show and edit nodes", list, show, set)
+	return newGroup("node", "list, show, add, edit, rename and remove nodes", list, show, set, nodeAddCmd(), nodeRemoveCmd(), nodeRenameCmd())
 }
 
 func nodeListVerb(fs *pflag.FlagSet) runner {
@@ -323,34 +323,40 @@ func setVerb(fs *pflag.FlagSet, kind string) runner {
 }
 
 func set(ctx context.Context, c *apiclient.Client, kind string, pos []string, base string, unset []string) error {
-	e := apitype.Edit{BaseRevision: base, Set: map[string]any{}, Unset: unset}
-	for _, kv := range pos[1:] {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			return fmt.Errorf("%q: want key=value", kv)
-		}
-		if strings.HasPrefix(v, "@") { // key=@file reads the value from a file
-			b, err := os.ReadFile(v[1:])
-			if err != nil {
-				return err
-			}
-			e.Set[k] = string(b)
-			continue
-		}
-		e.Set[k] = cliValue(v)
+	fields, err := keyValues(pos[1:])
+	if err != nil {
+		return err
 	}
+	e := apitype.Edit{BaseRevision: base, Set: fields, Unset: unset}
 	var rev string
-	var err error
 	if kind == "node" {
 		rev, err = c.EditNode(ctx, pos[0], e)
 	} else {
 		rev, err = c.EditGroup(ctx, pos[0], e)
 	}
-	if err != nil {
-		return err
+	return revisionLine(kind+" "+pos[0]+" updated", rev, err)
+}
+
+// keyValues reads key=value arguments; key=@file reads the value from a
+// file.
+func keyValues(args []string) (map[string]any, error) {
+	set := map[string]any{}
+	for _, kv := range args {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("%q: want key=value", kv)
+		}
+		if strings.HasPrefix(v, "@") {
+			b, err := os.ReadFile(v[1:])
+			if err != nil {
+				return nil, err
+			}
+			set[k] = string(b)
+			continue
+		}
+		set[k] = cliValue(v)
 	}
-	fmt.Fprintf(stdout, "%s %s updated: inventory revision %s\n", kind, pos[0], rev)
-	return nil
+	return set, nil
 }
 
 // cliValue types a key=value value as YAML would: whole numbers, true/false

@@ -70,6 +70,9 @@ func (s *Server) routes() []route {
 		{pattern: "POST /v1/nodes/{name}/console", role: operator, audit: auditDaemon, action: "console", h: s.console},
 
 		{pattern: "PATCH /v1/nodes/{name}", role: admin, audit: auditDaemon, action: "edit node", h: s.editNode},
+		{pattern: "POST /v1/nodes/{name}", role: admin, audit: auditDaemon, action: "add node", h: s.addNode},
+		{pattern: "DELETE /v1/nodes/{name}", role: admin, audit: auditDaemon, action: "remove node", h: s.removeNode},
+		{pattern: "POST /v1/nodes/{name}/rename", role: admin, audit: auditDaemon, action: "rename node", h: s.renameNode},
 		{pattern: "PATCH /v1/groups/{name}", role: admin, audit: auditDaemon, action: "edit group", h: s.editGroup},
 		{pattern: "POST /v1/inventory/reload", role: admin, audit: auditHere, action: "inventory reload", h: s.reload},
 		{pattern: "POST /v1/images/import", role: admin, audit: auditHere, action: "image import", h: s.importImage},

@@ -51,6 +51,29 @@ func (c *Client) EditNode(ctx context.Context, name string, e apitype.Edit) (str
 	return r.Revision, err
 }
 
+// AddNode adds node name with the fields of e.Set ("mac", the boot NIC's,
+// is required) and returns the new inventory revision.
+func (c *Client) AddNode(ctx context.Context, name string, e apitype.Edit) (string, error) {
+	var r apitype.EditResult
+	err := c.do(ctx, "POST", "/v1/nodes/"+url.PathEscape(name), e, &r)
+	return r.Revision, err
+}
+
+// RemoveNode removes node name (against baseRevision unless "") and
+// returns the new inventory revision.
+func (c *Client) RemoveNode(ctx context.Context, name, baseRevision string) (string, error) {
+	var r apitype.EditResult
+	err := c.do(ctx, "DELETE", "/v1/nodes/"+url.PathEscape(name), apitype.Edit{BaseRevision: baseRevision}, &r)
+	return r.Revision, err
+}
+
+// RenameNode renames node name and returns the new inventory revision.
+func (c *Client) RenameNode(ctx context.Context, name string, r apitype.NodeRename) (string, error) {
+	var res apitype.EditResult
+	err := c.do(ctx, "POST", "/v1/nodes/"+url.PathEscape(name)+"/rename", r, &res)
+	return res.Revision, err
+}
+
 // EditGroup edits a group's inventory entry and returns the new revision.
 func (c *Client) EditGroup(ctx context.Context, name string, e apitype.Edit) (string, error) {
 	var r apitype.EditResult

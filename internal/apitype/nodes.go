@@ -127,6 +127,20 @@ type EditResult struct {
 	Revision string `json:"revision"`
 }
 
+// NodeRename gives a node a new name (POST /v1/nodes/{name}/rename). A
+// node of a range entry is split out of it first. Adding a node is POST
+// /v1/nodes/{name} with an Edit whose Set holds its fields ("mac" is the
+// boot NIC's, required); removing one is DELETE /v1/nodes/{name} with an
+// Edit holding only the base revision.
+type NodeRename struct {
+	NewName string `json:"new_name"`
+	// BaseRevision as in Edit.
+	BaseRevision string `json:"base_revision,omitempty"`
+	// Who is the caller, for the audit log (set by the API server, never
+	// on the wire).
+	Who string `json:"-"`
+}
+
 // Preview asks for a boot entry rendered from a proposed override, or the
 // current entry when Override is empty (POST /v1/nodes/{name}/preview).
 type Preview struct {

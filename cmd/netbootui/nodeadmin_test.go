@@ -1,0 +1,76 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/netbootui/netbootui/internal/inventory"
+)
+
+// TestNodeAdminCLI brings a node in, edits, renames and removes range
+// nodes through `netbootui serve`, as an admin would on day one.
+func TestNodeAdminCLI(t *testing.T) {
+	inv := copyExample(t)
+	p := startServe(t, inv, t.TempDir()+"/data")
+	defer p.stop(t)
+	sock := "--api-socket=" + p.socket
+	orig, _ := os.ReadFile(inv)
+
+	steps := []struct {
+		args   []string
+		code   int
+		outHas string
+		errHas string
+	}{
+		{[]string{"node", "add", "n09", "mac=52:54:00:00:01:09", "ip=10.1.0.19", "group=compute", "bmc.host=10.2.0.19"}, 0, "node n09 added: inventory revision ", ""},
+		{[]string{"node", "add", "n10", "mac=52:54:00:00:01:09", "group=compute"}, 1, "", "52:54:00:00:01:09"},
+		{[]string{"node", "add", "n10"}, 2, "", "needs 2 argument(s)"},
+		{[]string{"node", "set", "n04", "kernel_args=debug"}, 0, "node n04 updated", ""},
+		{[]string{"node", "rename", "n06", "spare1"}, 0, "node n06 renamed spare1", ""},
+		{[]string{"node", "rm", "n02", "n03"}, 0, "node n03 removed", ""},
+		{[]string{"node", "rm", "n02"}, 1, "", `unknown node "n02"`},
+		{[]string{"node", "list", "@compute", "-o", "wide"}, 0, "n09", ""},
+	}
+	for _, s := range steps {
+		out, errOut, code := runCLI(t, append(s.args, sock)...)
+		if code != s.code || !strings.Contains(out, s.outHas) || !strings.Contains(errOut, s.errHas) {
+			t.Fatalf("%v: code %d (want %d)\n%s%s", s.args, code, s.code, out, errOut)
+		}
+	}
+	data, _ := os.ReadFile(inv)
+	got, err := inventory.Parse(inv, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, n := range got.Nodes {
+		names = append(names, n.Name)
+	}
+	if strings.Join(names, " ") != "n01 n04 n05 spare1 n07 n08 login1 n09 gpu1 gpu2 storage1" {
+		t.Errorf("nodes: %v", names)
+	}
+	for name, want := range map[string]string{"n04": "10.1.0.14", "spare1": "10.1.0.16", "n08": "10.1.0.18", "n09": "10.1.0.19"} {
+		if n := got.Node(name); n == nil || n.IP.String() != want {
+			t.Errorf("%s: %+v, want ip %s", name, n, want)
+		}
+	}
+	for _, l := range strings.Split(string(orig), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "#") && !strings.Contains(string(data), l+"\n") {
+			t.Errorf("comment line lost: %q", l)
+		}
+	}
+	// node list prints a selection in name order (n09 was added after
+	// login1, the last entry of its group).
+	out, errOut, code := runCLI(t, "node", "list", "n0[7-9],n01,n05,n04", sock)
+	if code != 0 {
+		t.Fatalf("node list: %d %s", code, errOut)
+	}
+	var listed []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n")[1:] {
+		listed = append(listed, strings.Fields(l)[0])
+	}
+	if strings.Join(listed, " ") != "n01 n04 n05 n07 n08 n09" {
+		t.Errorf("node list n0[1-9]: %v\n%s", listed, out)
+	}
+}
