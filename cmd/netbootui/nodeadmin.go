@@ -3,6 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -91,4 +95,69 @@ func revisionLine(what, rev string, err error) error {
 	}
 	_, err = fmt.Fprintf(stdout, "%s: inventory revision %s\n", what, rev)
 	return err
+}
+
+// nodeUnknownCmd is `netbootui node unknown`: the PXE clients that asked
+// for a boot and are not in the inventory.
+func nodeUnknownCmd() *cobra.Command {
+	return newVerb("unknown", "PXE clients not in the inventory that asked for a boot, in the order they first asked", exactArgs(0), func(fs *pflag.FlagSet) runner {
+		socket := socketFlag(fs)
+		out := outputFlag(fs, "", "json")
+		return func(ctx context.Context, _ []string) error {
+			list, err := apiclient.New(*socket).Unknown(ctx)
+			if err != nil {
+				return err
+			}
+			if *out == "json" {
+				return printJSON(list)
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "MAC\tARCH\tADDRESS\tFIRST SEEN\tLAST SEEN\tREQUESTS")
+			now := time.Now()
+			for _, u := range list {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", u.MAC, dash(u.Arch), dash(u.Address), ago(now, u.FirstSeen), ago(now, u.LastSeen), u.Requests)
+			}
+			return tw.Flush()
+		}
+	})
+}
+
+// nodeAdoptCmd is `netbootui node adopt MAC... [--group G]`.
+func nodeAdoptCmd() *cobra.Command {
+	c := newVerb("adopt MAC...", "add unknown PXE clients as nodes of a group, named in the order they first asked", argsBetween(1, -1), func(fs *pflag.FlagSet) runner {
+		socket := socketFlag(fs)
+		group := fs.String("group", "", "the nodes' `group` (its nodes' names give the pattern: n001..n012 → n013); default: the only group")
+		base := baseFlag(fs)
+		return func(ctx context.Context, pos []string) error {
+			res, err := apiclient.New(*socket).Adopt(ctx, apitype.AdoptRequest{MACs: pos, Group: *group, BaseRevision: *base})
+			if err != nil {
+				return err
+			}
+			for _, a := range res.Nodes {
+				fmt.Fprintf(stdout, "%s adopted as %s\n", a.MAC, a.Name)
+			}
+			fmt.Fprintf(stdout, "inventory revision %s\n", res.Revision)
+			return nil
+		}
+	})
+	c.Long = "Add unknown PXE clients (netbootui node unknown) to the inventory as nodes of --group.\n" +
+		"In the order they first asked for a boot, each gets the next free name of the group's pattern,\n" +
+		"so machines powered on one by one are named in rack order. Each boots its group's image on its\n" +
+		"next request; no restart is needed."
+	c.ValidArgsFunction = func(c *cobra.Command, pos []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		return fromDaemon(c, toComplete, func(ctx context.Context, cl *apiclient.Client) ([]cobra.Completion, error) {
+			list, err := cl.Unknown(ctx)
+			var out []cobra.Completion
+			for _, u := range list {
+				if !slices.Contains(pos, u.MAC) {
+					out = append(out, withDesc(u.MAC, strings.TrimPrefix(dash(u.Arch)+", "+u.Address, "-, ")))
+				}
+			}
+			return out, err
+		})
+	}
+	c.RegisterFlagCompletionFunc("group", func(c *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		return completeGroup(c, nil, toComplete)
+	})
+	return c
 }

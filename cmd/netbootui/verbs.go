@@ -84,7 +84,8 @@ func nodeCmd() *cobra.Command {
 	set := newVerb("set NODE key=value...", "edit a node's inventory entry through the daemon (comments kept)", argsBetween(1, -1),
 		func(fs *pflag.FlagSet) runner { return setVerb(fs, "node") })
 	set.ValidArgsFunction = completeNode
-	return newGroup("node", "list, show, add, edit, rename and remove nodes", list, show, set, nodeAddCmd(), nodeRemoveCmd(), nodeRenameCmd())
+	return newGroup("node", "list, show, add, edit, rename and remove nodes", list, show, set, nodeAddCmd(), nodeRemoveCmd(), nodeRenameCmd(),
+		nodeUnknownCmd(), nodeAdoptCmd())
 }
 
 func nodeListVerb(fs *pflag.FlagSet) runner {

@@ -59,6 +59,8 @@ var documented = map[string]apitype.Role{
 	"POST /v1/nodes/{name}":           admin,
 	"DELETE /v1/nodes/{name}":         admin,
 	"POST /v1/nodes/{name}/rename":    admin,
+	"GET /v1/unknown":                 viewer,
+	"POST /v1/unknown/adopt":          admin,
 	"PATCH /v1/groups/{name}":         admin,
 	"POST /v1/inventory/reload":       admin,
 	"POST /v1/images/import":          admin,

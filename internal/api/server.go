@@ -16,6 +16,8 @@
 //	A POST  /v1/nodes/{name}                 add a node (apitype.Edit: its fields, "mac" required)
 //	A DELETE /v1/nodes/{name}                remove a node (apitype.Edit: base revision only)
 //	A POST  /v1/nodes/{name}/rename          rename a node (apitype.NodeRename)
+//	V GET   /v1/unknown                      PXE clients not in the inventory (apitype.UnknownNode)
+//	A POST  /v1/unknown/adopt                name unknown clients as nodes of a group (apitype.AdoptRequest)
 //	A PATCH /v1/groups/{name}                edit a group's inventory entry
 //	V GET   /v1/select?expr=                 expand a hostlist selection
 //	V GET   /v1/events?node=&n=&follow=      history, then (follow=1) the live stream, as NDJSON
@@ -286,6 +288,21 @@ func (s *Server) addNode(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) {
 	s.edit(w, r, s.D.RemoveNode)
+}
+
+func (s *Server) adopt(w http.ResponseWriter, r *http.Request) {
+	var req apitype.AdoptRequest
+	if err := decode(r, &req); err != nil {
+		writeErr(w, err)
+		return
+	}
+	req.Who = Who(r.Context())
+	res, err := s.D.Adopt(req)
+	if err != nil {
+		writeRevision(w, "", err)
+		return
+	}
+	writeJSON(w, res)
 }
 
 func (s *Server) renameNode(w http.ResponseWriter, r *http.Request) {

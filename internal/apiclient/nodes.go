@@ -74,6 +74,22 @@ func (c *Client) RenameNode(ctx context.Context, name string, r apitype.NodeRena
 	return res.Revision, err
 }
 
+// Unknown lists the PXE clients not in the inventory that asked for a boot,
+// in the order they first asked.
+func (c *Client) Unknown(ctx context.Context) ([]apitype.UnknownNode, error) {
+	var out []apitype.UnknownNode
+	err := c.do(ctx, "GET", "/v1/unknown", nil, &out)
+	return out, err
+}
+
+// Adopt names unknown clients as nodes of a group, in the order they first
+// asked.
+func (c *Client) Adopt(ctx context.Context, r apitype.AdoptRequest) (apitype.AdoptResult, error) {
+	var res apitype.AdoptResult
+	err := c.do(ctx, "POST", "/v1/unknown/adopt", r, &res)
+	return res, err
+}
+
 // EditGroup edits a group's inventory entry and returns the new revision.
 func (c *Client) EditGroup(ctx context.Context, name string, e apitype.Edit) (string, error) {
 	var r apitype.EditResult

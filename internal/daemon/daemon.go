@@ -87,6 +87,7 @@ type Daemon struct {
 	httpSrv   *http.Server
 	httpLn    net.Listener
 	editMu    sync.Mutex
+	unknown   *unknownTable
 	reloadMu  sync.Mutex
 	reloadErr string
 	reloadAt  time.Time
@@ -108,7 +109,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if cfg.InventoryPath == "" || cfg.DataDir == "" {
 		return nil, errors.New("daemon: inventory path and data dir are required")
 	}
-	d := &Daemon{cfg: cfg, log: cfg.Logger, Registry: prometheus.NewRegistry()}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, Registry: prometheus.NewRegistry(), unknown: newUnknownTable(MaxUnknown)}
 	defer func() {
 		if err != nil {
 			d.close()
@@ -224,6 +225,7 @@ func defaultURL(a net.Addr) string {
 
 // apply records a boot event. It is the Boot's event sink.
 func (d *Daemon) apply(ev bootstate.Event) {
+	d.unknown.see(ev)
 	d.Tracker.Apply(ev)
 }
 
