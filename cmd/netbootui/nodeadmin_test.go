@@ -1,11 +1,14 @@
 package main
 
 import (
+	"net/http"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/workflow/simnode"
 )
 
 // TestNodeAdminCLI brings a node in, edits, renames and removes range
@@ -72,5 +75,50 @@ func TestNodeAdminCLI(t *testing.T) {
 	}
 	if strings.Join(listed, " ") != "n01 n04 n05 n07 n08 n09" {
 		t.Errorf("node list n0[1-9]: %v\n%s", listed, out)
+	}
+}
+
+// TestUnknownAdoptCLI: two machines missing from the inventory ask the
+// daemon's HTTP boot server for a script; `node unknown` lists them in that
+// order, completion offers their MACs, and `node adopt` names them after
+// the group's nodes (n09, n10 after n[01-08]) in that order.
+func TestUnknownAdoptCLI(t *testing.T) {
+	inv := copyExample(t)
+	p, st := startServeWith(t, inv, t.TempDir()+"/data")
+	defer p.stop(t)
+	sock := "--api-socket=" + p.socket
+	macs := []string{"52:54:00:77:00:02", "52:54:00:77:00:01"}
+	for _, m := range macs {
+		resp, err := http.Get("http://" + st.HTTP + "/boot/" + m + ".ipxe")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
+	var out string
+	if !simnode.WaitFor(5*time.Second, func() bool {
+		out, _, _ = runCLI(t, "node", "unknown", sock)
+		return strings.Count(out, "52:54:00:77:") == 2
+	}) {
+		t.Fatalf("node unknown:\n%s", out)
+	}
+	if i, j := strings.Index(out, macs[0]), strings.Index(out, macs[1]); !strings.HasPrefix(out, "MAC ") || i > j {
+		t.Fatalf("node unknown, not in the order they asked:\n%s", out)
+	}
+	comp, _, _ := runCLIEnv(t, "__complete", "node", "adopt", sock, macs[0], "")
+	if !strings.HasPrefix(comp, macs[1]+"\t") || strings.Contains(comp, macs[0]) {
+		t.Errorf("completion of a second MAC:\n%s", comp)
+	}
+	out, errOut, code := runCLI(t, "node", "adopt", "--group", "compute", macs[1], macs[0], sock)
+	if code != 0 || !strings.Contains(out, macs[0]+" adopted as n09\n"+macs[1]+" adopted as n10\n") {
+		t.Fatalf("node adopt: %d\n%s%s", code, out, errOut)
+	}
+	out, _, _ = runCLI(t, "node", "show", "n10", sock)
+	if !strings.Contains(out, macs[1]) || !strings.Contains(out, "compute") {
+		t.Fatalf("node show n10:\n%s", out)
+	}
+	if out, _, _ = runCLI(t, "node", "unknown", sock); strings.Contains(out, "52:54:00:77:") {
+		t.Fatalf("still unknown:\n%s", out)
 	}
 }
