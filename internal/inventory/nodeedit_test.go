@@ -3,6 +3,7 @@ package inventory
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -205,6 +206,43 @@ func TestRangeName(t *testing.T) {
 		got := rangeName(tc.names)
 		if got != tc.want {
 			t.Errorf("rangeName(%v) = %q, want %q", tc.names, got, tc.want)
+		}
+	}
+}
+
+// TestUpdateLeavesNoLock: concurrent writers are still serialized (every
+// edit lands) and no ".NAME.lock" stays beside the inventory.
+func TestUpdateLeavesNoLock(t *testing.T) {
+	path := copyExample(t)
+	const writers = 8
+	errs := make(chan error, writers)
+	for i := range writers {
+		go func() {
+			_, err := Update(path, "", func(d *Document) error {
+				return d.AddNode(fmt.Sprintf("extra%d", i), map[string]any{"mac": fmt.Sprintf("52:54:00:99:00:%02x", i)})
+			})
+			errs <- err
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, _ := os.ReadFile(path)
+	inv, err := Parse(path, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range writers {
+		if inv.Node(fmt.Sprintf("extra%d", i)) == nil {
+			t.Errorf("extra%d lost: writers were not serialized", i)
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Dir(path))
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".lock") {
+			t.Errorf("%s left beside the inventory", e.Name())
 		}
 	}
 }
