@@ -102,7 +102,7 @@ func TestHelpGolden(t *testing.T) {
 			t.Errorf("%v: code %d, output differs from power --help:\n%s", args, code, out)
 		}
 	}
-	for _, op := range []string{"on", "off", "soft", "cycle", "reset", "status", "bootdev-pxe"} {
+	for _, op := range []string{"on", "off", "soft", "cycle", "reset", "status", "bootdev-pxe", "bootflags", "deviceid"} {
 		if !strings.Contains(power, "\n  "+op+" ") {
 			t.Errorf("power --help does not list %s:\n%s", op, power)
 		}

@@ -17,14 +17,19 @@ import (
 
 // powerOps are the operations of `netbootui power`, in the order its help
 // lists them.
-var powerOps = []struct{ op, short string }{
-	{apitype.OpStatus, "read each node's power state from its BMC"},
-	{apitype.OpOn, "power the nodes on"},
-	{apitype.OpOff, "power the nodes off at once (no shutdown)"},
-	{apitype.OpSoft, "ask the nodes' OS to shut down (ACPI)"},
-	{apitype.OpCycle, "power the nodes off and on again"},
-	{apitype.OpReset, "hard-reset the nodes"},
-	{apitype.OpBootdevPXE, "make the nodes' next boot a network (PXE) boot"},
+var powerOps = []struct {
+	op, short string
+	aliases   []string
+}{
+	{apitype.OpStatus, "read each node's power state from its BMC", nil},
+	{apitype.OpOn, "power the nodes on", nil},
+	{apitype.OpOff, "power the nodes off at once (no shutdown)", nil},
+	{apitype.OpSoft, "ask the nodes' OS to shut down (ACPI)", nil},
+	{apitype.OpCycle, "power the nodes off and on again", nil},
+	{apitype.OpReset, "hard-reset the nodes", nil},
+	{apitype.OpBootdevPXE, "make the nodes' next boot (once) a network (PXE) boot, read back and verified", []string{"pxe", "bootdev"}},
+	{"bootflags", "read the nodes' boot flags from their BMCs", nil},
+	{"deviceid", "read the BMCs' device IDs", nil},
 }
 
 // powerCmd is `netbootui power on|off|soft|cycle|reset|status|bootdev-pxe
@@ -39,10 +44,11 @@ func powerCmd() *cobra.Command {
 				return power(ctx, apiclient.New(*socket), o.op, pos[0], *out)
 			}
 		})
+		c.Aliases = o.aliases
 		c.ValidArgsFunction = completeSelection
 		verbs = append(verbs, c)
 	}
-	g := newGroup("power", "power operations through the nodes' BMCs (on, off, soft, cycle, reset, status, bootdev-pxe)", verbs...)
+	g := newGroup("power", "power operations through the nodes' BMCs (on, off, soft, cycle, reset, status, bootdev-pxe, ...)", verbs...)
 	g.Long = "Power operations on a SELECTION (a hostlist such as n[01-08],gpu1 or @group) through the nodes' BMCs.\n" +
 		"Results are printed ordered by node name; the exit status is 1 when any node failed."
 	return g
