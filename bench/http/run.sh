@@ -2,7 +2,9 @@
 # HTTP boot-file serving: netbootui vs nginx, same file, same machine, same run.
 # Serves one SIZE_MB file (default 256) from both and fetches it with 1 and 64
 # concurrent clients (bench/http/load), then prints MiB/s and the ratio ours/nginx.
-# Everything listens on 127.0.0.1 and stops by itself. Needs nginx (nginx-light).
+# Everything listens on 127.0.0.1, on ports free at the start (no fixed ports:
+# other tests run on this machine), and stops by itself. Needs nginx
+# (nginx-light) and python3 (to find free ports).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SIZE_MB=${SIZE_MB:-256}
@@ -12,6 +14,13 @@ chmod 755 "$work"  # nginx workers run as another user
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
+
+# free_port prints a TCP port free on 127.0.0.1 right now.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+PEER_PORT=$(free_port)
+OUR_PORT=$(free_port)
 
 go build -o "$work/netbootui" ./cmd/netbootui
 go build -o "$work/load" ./bench/http/load
@@ -38,7 +47,7 @@ http {
   fastcgi_temp_path $work/nginx;
   uwsgi_temp_path $work/nginx;
   scgi_temp_path $work/nginx;
-  server { listen 127.0.0.1:18081; root $work/files; }
+  server { listen 127.0.0.1:$PEER_PORT; root $work/files; }
 }
 CONF
 nginx -c "$work/nginx/nginx.conf" &
@@ -54,7 +63,7 @@ nodes:
     group: bench
     nics: [{mac: "52:54:00:bb:00:01"}]
 INV
-"$work/netbootui" serve --inventory "$work/nodes.yaml" --data "$work/data" --http-listen 127.0.0.1:18080 \
+"$work/netbootui" serve --inventory "$work/nodes.yaml" --data "$work/data" --http-listen 127.0.0.1:$OUR_PORT \
   --tftp-listen "" --api-socket "$work/api.sock" --log-level warn &
 pids+=($!)
 for _ in $(seq 50); do [ -S "$work/api.sock" ] && break; sleep 0.1; done
@@ -63,10 +72,10 @@ gen=$("$work/netbootui" image import bench --api-socket "$work/api.sock" --publi
   sed -n 's/^  "id": "\(.*\)",$/\1/p')
 # b1's own rootfs URL, from its boot entry: ?node=b1&auth=KEY proves the node,
 # so progress events are made as in a real boot.
-ours=$(curl -sf "http://127.0.0.1:18080/boot/52:54:00:bb:00:01.ipxe" | grep -o 'root=live:[^ ]*' | head -1 | cut -d: -f2-)
-case $ours in "http://127.0.0.1:18080/images/bench/$gen/rootfs.squashfs?node=b1&auth="*) ;;
+ours=$(curl -sf "http://127.0.0.1:$OUR_PORT/boot/52:54:00:bb:00:01.ipxe" | grep -o 'root=live:[^ ]*' | head -1 | cut -d: -f2-)
+case $ours in "http://127.0.0.1:$OUR_PORT/images/bench/$gen/rootfs.squashfs?node=b1&auth="*) ;;
 *) echo "no rootfs URL for b1 in its boot entry: $ours" >&2; exit 1 ;; esac
-peer="http://127.0.0.1:18081/rootfs.squashfs"
+peer="http://127.0.0.1:$PEER_PORT/rootfs.squashfs"
 curl -sf -o /dev/null "$peer" && curl -sf -o /dev/null "$ours"
 
 echo "file: ${SIZE_MB} MiB, $(nproc) cores, best of $ROUNDS rounds"

@@ -1,21 +1,23 @@
-// Package storm is the boot-storm bench: it starts a simulated cluster
-// (internal/demo), powers every node on at once through its BMC (real IPMI
-// on loopback), and measures how long until every node has booted over the
-// daemon's TFTP and HTTP servers and checked in, the failures, the p50/p99
-// of each boot stage as the nodes saw it, and the process's RSS, goroutines
-// and open files before and after the storm (before: idle, with the
-// daemon's IPMI session to every BMC open, as after its first power poll).
+// Package storm is the boot-storm bench: N simulated nodes (internal/demo's
+// cluster, simnode firmware) are switched on at once and boot over TFTP and
+// HTTP, once from netbootui's daemon and once from tftpd-hpa + nginx
+// serving the same files; it reports the time until every node was done,
+// the failures (a run with any prints FAIL and no ratio), the p50/p99 of
+// each boot stage as the nodes saw it, and the daemon's goroutines and
+// open files before and after.
 //
-// The daemon and the simulated nodes share one process, so the resource
-// figures are the whole process's; the before/after difference is what the
-// storm left behind.
+// The nodes run in worker processes of their own (the same program,
+// started with WorkerEnv), in both runs, so the servers (the daemon in
+// this process, or the peers' processes) and the nodes share the machine
+// alike. Power-on is the same in both runs: each worker switches its nodes
+// on at once (simnode.Node.PowerOn, no IPMI: bench/ipmi measures that).
+// A run ends when every node has checked in or its firmware has given up.
 package storm
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/netbootui/netbootui/internal/apitype"
 	"io"
 	"os"
 	"path/filepath"
@@ -26,23 +28,25 @@ import (
 	"strings"
 	"time"
 
-	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/demo"
 )
 
 // Config sets up a storm.
 type Config struct {
 	Nodes   int           // default 1000, at most demo.MaxNodes
-	Timeout time.Duration // the whole storm's bound; default 5 minutes
+	Timeout time.Duration // bound of each run; default 5 minutes
 	DataDir string        // required; the cluster's files
 	// Sizes of the generation's kernel, initrd and rootfs; default 256 KiB,
 	// 512 KiB and 2 MiB.
 	Sizes [3]int64
+	// Workers is the number of node processes; default 2.
+	Workers int
 	// Out receives progress lines (nil: none).
 	Out io.Writer
-	// Peers also runs the same storm (same simulated nodes, same files,
-	// the entries the daemon renders) against tftpd-hpa and nginx and
-	// reports the ratio of the times until all booted.
+	// Peers also runs the same storm (same nodes, same files, the entries
+	// the daemon renders) against tftpd-hpa and nginx and reports the
+	// ratio of the times until all were done.
 	Peers bool
 }
 
@@ -55,7 +59,7 @@ type Stat struct {
 	Max   time.Duration `json:"max"`
 }
 
-// Proc is a snapshot of the process's resources.
+// Proc is a snapshot of the daemon process's resources.
 type Proc struct {
 	RSS        int64 `json:"rss_bytes"`
 	Goroutines int   `json:"goroutines"`
@@ -64,6 +68,7 @@ type Proc struct {
 
 // Report is what a storm measured.
 type Report struct {
+	Server   string   `json:"server"` // "netbootui" or "tftpd-hpa + nginx"
 	Nodes    int      `json:"nodes"`
 	Booted   int      `json:"booted"`
 	Failed   int      `json:"failed"`
@@ -71,27 +76,31 @@ type Report struct {
 	// Retried counts the nodes whose firmware had to start its boot over
 	// (a TFTP timeout, an HTTP error) and still booted; RetryErrors are
 	// the first few errors that made them.
-	Retried     int           `json:"retried"`
-	RetryErrors []string      `json:"retry_errors,omitempty"`
-	Bytes       int64         `json:"bytes_per_boot"`
-	PowerOn     time.Duration `json:"power_on"`   // the IPMI power-on of all nodes
-	AllBooted   time.Duration `json:"all_booted"` // from the power-on to the last check-in
-	// Stages are per node: power (the IPMI call), nbp, script, kernel,
-	// initrd, rootfs, checkin (each from request to last byte) and boot
-	// (from the start of the power-on to the node's check-in).
+	Retried     int      `json:"retried"`
+	RetryErrors []string `json:"retry_errors,omitempty"`
+	Bytes       int64    `json:"bytes_per_boot"`
+	// AllDone is from the power-on to the last node checking in (or
+	// giving up).
+	AllDone time.Duration `json:"all_done"`
+	// Stages are per node: nbp, script, kernel, initrd, rootfs, checkin
+	// (each from request to last byte) and boot (from the power-on to the
+	// node's check-in).
 	Stages []Stat `json:"stages"`
-	Before Proc   `json:"before"`
-	After  Proc   `json:"after"`
+	// Before and After are the daemon's process (this one), idle before
+	// the node processes start and once they have all exited; not taken
+	// for the peers.
+	Before *Proc `json:"before,omitempty"`
+	After  *Proc `json:"after,omitempty"`
 	// Peer is the same storm served by tftpd-hpa + nginx (nil when it did
-	// not run: PeerSkipped says why); Ratio is its all-booted time over
-	// netbootui's.
+	// not run: PeerSkipped says why); Ratio is its time over netbootui's,
+	// given only when neither run had a failure.
 	Peer        *Report `json:"peer,omitempty"`
 	PeerSkipped string  `json:"peer_skipped,omitempty"`
 	Ratio       string  `json:"ratio,omitempty"`
 }
 
-// Run runs one storm. It returns an error only when the storm could not be
-// run; failed boots are in the report.
+// Run runs the storm (and, with Peers, the peers' storm). It returns an
+// error only when a storm could not be run; failed boots are in the report.
 func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.Nodes == 0 {
 		cfg.Nodes = 1000
@@ -102,10 +111,20 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.Sizes == ([3]int64{}) {
 		cfg.Sizes = [3]int64{256 << 10, 512 << 10, 2 << 20}
 	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 2
+	}
 	if cfg.Out == nil {
 		cfg.Out = io.Discard
 	}
-	rep, err := runOne(ctx, cfg, nil)
+	d, err := demo.Start(ctx, demo.Config{Nodes: cfg.Nodes, DataDir: filepath.Join(cfg.DataDir, "netbootui"), Image: demo.ImageTiny,
+		TinySizes: cfg.Sizes, StallNode: "-", StallTimeout: cfg.Timeout, CheckinEvery: -1, PowerPoll: -1, ExternalNodes: true})
+	if err != nil {
+		return Report{}, err
+	}
+	defer d.Close()
+	specs := demo.Layout(cfg.Nodes)
+	rep, err := runOne(ctx, cfg, specs, "http://"+d.Daemon.HTTPAddr().String(), d.Daemon.TFTPAddr().String(), d)
 	if err != nil || !cfg.Peers {
 		if err == nil {
 			rep.PeerSkipped = "not asked for (--peers)"
@@ -116,143 +135,124 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		rep.PeerSkipped = why
 		return rep, nil
 	}
-	pctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	p, err := startPeers(pctx, cfg.DataDir)
 	if err != nil {
 		return rep, fmt.Errorf("tftpd-hpa + nginx: %w", err)
 	}
 	defer p.close()
+	if err := p.fill(d); err != nil {
+		return rep, fmt.Errorf("tftpd-hpa + nginx: %w", err)
+	}
+	d.Close() // the daemon is done: the peers' storm has the machine to itself
 	fmt.Fprintf(cfg.Out, "storm: the same storm against tftpd-hpa (%s) and nginx (%s)\n", p.tftpAddr, p.baseURL)
-	peer, err := runOne(ctx, cfg, p)
+	peer, err := runOne(ctx, cfg, specs, p.baseURL, p.tftpAddr, nil)
 	if err != nil {
 		return rep, fmt.Errorf("tftpd-hpa + nginx: %w", err)
 	}
 	rep.Peer = &peer
-	rep.Ratio = ratio(rep.AllBooted, peer.AllBooted)
+	if rep.Failed == 0 && peer.Failed == 0 {
+		rep.Ratio = ratio(rep.AllDone, peer.AllDone)
+	}
 	return rep, nil
 }
 
-// runOne is one storm on a fresh cluster; with p the nodes boot from the
-// peers instead of the daemon.
-func runOne(ctx context.Context, cfg Config, p *peers) (Report, error) {
-	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+// runOne is one storm: the nodes boot from baseURL and tftpAddr; d is the
+// demo whose daemon serves them (nil for the peers).
+func runOne(ctx context.Context, cfg Config, specs []demo.NodeSpec, baseURL, tftpAddr string, d *demo.Demo) (Report, error) {
+	rep := Report{Server: "netbootui", Nodes: len(specs), Bytes: cfg.Sizes[0] + cfg.Sizes[1] + cfg.Sizes[2]}
+	if d == nil {
+		rep.Server = "tftpd-hpa + nginx"
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout+time.Minute)
 	defer cancel()
-	rep := Report{Nodes: cfg.Nodes, Bytes: cfg.Sizes[0] + cfg.Sizes[1] + cfg.Sizes[2]}
-	dcfg := demo.Config{Nodes: cfg.Nodes, DataDir: filepath.Join(cfg.DataDir, "netbootui"), Image: demo.ImageTiny, TinySizes: cfg.Sizes,
-		StallNode: "-", StallTimeout: cfg.Timeout, POST: 20 * time.Millisecond, CheckinEvery: -1, PowerPoll: -1}
-	if p != nil {
-		dcfg.DataDir = filepath.Join(cfg.DataDir, "peer-cluster")
-		dcfg.NodeBaseURL, dcfg.NodeTFTPAddr = p.baseURL, p.tftpAddr
+	if d != nil {
+		// The daemon idle, before any node process exists (their pipes
+		// would count).
+		settle()
+		b := snapshot()
+		rep.Before = &b
 	}
-	d, err := demo.Start(ctx, dcfg)
-	if err != nil {
-		return rep, err
-	}
-	defer d.Close()
-	if p != nil {
-		if err := p.fill(d); err != nil {
+	k := min(cfg.Workers, len(specs))
+	var workers []*worker
+	defer func() {
+		for _, w := range workers {
+			w.stop()
+		}
+	}()
+	for i := range k {
+		part := specs[i*len(specs)/k : (i+1)*len(specs)/k]
+		w, err := startWorker(ctx, workerSpec{Nodes: part, BaseURL: baseURL, TFTPAddr: tftpAddr,
+			POST: 20 * time.Millisecond, Retries: 3, Timeout: cfg.Timeout})
+		if err != nil {
 			return rep, err
 		}
+		workers = append(workers, w)
 	}
-	// The daemon keeps one IPMI session per BMC (as after its first power
-	// poll): open them first, so that before and after compare like with
-	// like and the storm's own leftovers show.
-	if _, err := d.Daemon.Power(ctx, daemon.PowerRequest{Selection: d.Selection(), Op: "status", Who: "bench"}, nil); err != nil {
-		return rep, err
+	fmt.Fprintf(cfg.Out, "storm: %d nodes ready in %d processes; %s serves; switching all on\n", len(specs), k, rep.Server)
+	for _, w := range workers {
+		if _, err := io.WriteString(w.in, "go\n"); err != nil {
+			return rep, fmt.Errorf("storm: node worker: %w", err)
+		}
 	}
-	settle()
-	rep.Before = snapshot()
-	fmt.Fprintf(cfg.Out, "storm: %d nodes ready (%d MiB RSS, %d goroutines, %d open files); powering all on\n",
-		cfg.Nodes, rep.Before.RSS>>20, rep.Before.Goroutines, rep.Before.OpenFiles)
-
-	start := time.Now()
-	booted := map[string]time.Duration{}
-	res, err := d.PowerOnAll(ctx)
-	rep.PowerOn = time.Since(start)
+	var all []nodeResult
+	for _, w := range workers {
+		res, err := w.results()
+		if err != nil {
+			return rep, err
+		}
+		all = append(all, res...)
+	}
+	workers = nil
 	stages := map[string][]time.Duration{}
-	for _, r := range res {
-		if r.Error == "" {
-			stages["power"] = append(stages["power"], r.Duration)
-		}
-	}
-	if err != nil {
-		rep.Failures = append(rep.Failures, err.Error())
-	}
-	lastReport := time.Now()
-	for len(booted) < cfg.Nodes && ctx.Err() == nil {
-		for name, n := range d.Nodes {
-			if _, ok := booted[name]; ok {
-				continue
-			}
-			if n.Stats().Checkins > 0 {
-				booted[name] = time.Since(start)
-			}
-		}
-		if time.Since(lastReport) > 5*time.Second {
-			lastReport = time.Now()
-			failing, last := 0, ""
-			for _, n := range d.Nodes {
-				if st := n.Stats(); st.Failures > 0 && st.Checkins == 0 {
-					failing++
-					last = st.LastError.Error()
-				}
-			}
-			fmt.Fprintf(cfg.Out, "storm: %s: %d of %d booted", time.Since(start).Round(time.Millisecond), len(booted), cfg.Nodes)
-			if failing > 0 {
-				fmt.Fprintf(cfg.Out, "; %d failed a boot and retry (%s)", failing, last)
-			}
-			fmt.Fprintln(cfg.Out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	rep.Booted = len(booted)
-	for _, t := range booted {
-		rep.AllBooted = max(rep.AllBooted, t)
-		stages["boot"] = append(stages["boot"], t)
-	}
-	for _, name := range d.Names {
-		st := d.Nodes[name].Stats()
-		for _, s := range st.Steps {
+	for _, r := range all {
+		for _, s := range r.Steps {
 			stages[s.Step] = append(stages[s.Step], s.Took)
 		}
-		if _, ok := booted[name]; ok && st.Failures > 0 {
-			rep.Retried++
-			if len(rep.RetryErrors) < 5 {
-				rep.RetryErrors = append(rep.RetryErrors, name+": "+st.LastError.Error())
+		if r.Booted > 0 {
+			rep.Booted++
+			rep.AllDone = max(rep.AllDone, r.Booted)
+			stages["boot"] = append(stages["boot"], r.Booted)
+			if r.Failures > 0 {
+				rep.Retried++
+				if len(rep.RetryErrors) < 5 {
+					rep.RetryErrors = append(rep.RetryErrors, r.Name+": "+r.LastErr)
+				}
 			}
+			continue
 		}
-		if _, ok := booted[name]; !ok {
-			rep.Failed++
-			why := "not booted within " + cfg.Timeout.String()
-			if st.LastError != nil {
-				why = st.LastError.Error()
-			} else if v, err := d.Daemon.Node(name); err == nil && v.State.Stage != apitype.StageUnknown {
-				why += " (daemon sees stage " + string(v.State.Stage) + ")"
-			}
-			if len(rep.Failures) < 10 {
-				rep.Failures = append(rep.Failures, name+": "+why)
-			}
+		rep.Failed++
+		if len(rep.Failures) < 10 {
+			rep.Failures = append(rep.Failures, r.Name+": "+r.LastErr)
 		}
 	}
-	// The daemon must agree: every node it serves checked in.
-	if rep.Failed == 0 && p == nil {
-		st, _ := d.Counts()
-		if st[apitype.StageBooted] != cfg.Nodes {
-			rep.Failed = cfg.Nodes - st[apitype.StageBooted]
-			rep.Failures = append(rep.Failures, fmt.Sprintf("the daemon sees %d booted of %d: %v", st[apitype.StageBooted], cfg.Nodes, st))
-		}
+	if rep.Failed > 0 {
+		rep.AllDone = cfg.Timeout // a node that gave up or never finished: no time to compare
 	}
-	for _, name := range []string{"power", "nbp", "script", "kernel", "initrd", "rootfs", "checkin", "boot"} {
+	if d != nil {
+		// The daemon must agree: every node it served checked in.
+		if rep.Failed == 0 {
+			st, _ := d.Counts()
+			if st[apitype.StageBooted] != len(specs) {
+				rep.Failed = len(specs) - st[apitype.StageBooted]
+				rep.Failures = append(rep.Failures, fmt.Sprintf("the daemon sees %d booted of %d: %v", st[apitype.StageBooted], len(specs), st))
+			}
+		}
+		// Every node process has exited: the daemon's connections close as
+		// it reads their ends.
+		a := snapshot()
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && (a.OpenFiles > rep.Before.OpenFiles || a.Goroutines > rep.Before.Goroutines); {
+			settle()
+			a = snapshot()
+		}
+		rep.After = &a
+	}
+	for _, name := range []string{"nbp", "script", "kernel", "initrd", "rootfs", "checkin", "boot"} {
 		if ds := stages[name]; len(ds) > 0 {
 			rep.Stages = append(rep.Stages, distribution(name, ds))
 		}
 	}
-	for _, n := range d.Nodes {
-		n.CloseIdle()
-	}
-	settle()
-	rep.After = snapshot()
 	return rep, nil
 }
 
@@ -291,9 +291,29 @@ func snapshot() Proc {
 
 // WriteText prints the report for a person.
 func (r Report) WriteText(w io.Writer) {
-	fmt.Fprintf(w, "boot storm: %d simulated nodes powered on at once through their BMCs\n", r.Nodes)
-	fmt.Fprintf(w, "  booted %d, failed %d; all booted after %s (IPMI power-on of all: %s); %d KiB per boot\n",
-		r.Booted, r.Failed, r.AllBooted.Round(time.Millisecond), r.PowerOn.Round(time.Millisecond), r.Bytes>>10)
+	fmt.Fprintf(w, "boot storm: %d simulated nodes (in node processes of their own) switched on at once; %d KiB per boot\n", r.Nodes, r.Bytes>>10)
+	r.writeRun(w)
+	if r.Peer != nil {
+		r.Peer.writeRun(w)
+		if r.Ratio != "" {
+			fmt.Fprintf(w, "ratio %s (tftpd-hpa + nginx time / netbootui time; above 1: netbootui was faster)\n", r.Ratio)
+		} else {
+			fmt.Fprintf(w, "FAIL: no ratio, %d nodes of netbootui's run and %d of the peers' failed\n", r.Failed, r.Peer.Failed)
+		}
+	} else {
+		if r.Failed > 0 {
+			fmt.Fprintf(w, "FAIL: %d nodes failed\n", r.Failed)
+		}
+		fmt.Fprintf(w, "tftpd-hpa + nginx comparison: not run: %s\n", r.PeerSkipped)
+	}
+}
+
+func (r Report) writeRun(w io.Writer) {
+	if r.Failed > 0 {
+		fmt.Fprintf(w, "%s: FAIL: booted %d, failed %d\n", r.Server, r.Booted, r.Failed)
+	} else {
+		fmt.Fprintf(w, "%s: booted %d, failed 0; all done after %s\n", r.Server, r.Booted, r.AllDone.Round(time.Millisecond))
+	}
 	for _, f := range r.Failures {
 		fmt.Fprintf(w, "  failure: %s\n", f)
 	}
@@ -304,21 +324,11 @@ func (r Report) WriteText(w io.Writer) {
 	for _, s := range r.Stages {
 		fmt.Fprintf(w, "  %-8s %6d %10s %10s %10s\n", s.Stage, s.Count, round(s.P50), round(s.P99), round(s.Max))
 	}
-	fmt.Fprintf(w, "  process (daemon + simulated nodes)  before   after\n")
-	fmt.Fprintf(w, "    RSS MiB                          %6d  %6d\n", r.Before.RSS>>20, r.After.RSS>>20)
-	fmt.Fprintf(w, "    goroutines                       %6d  %6d\n", r.Before.Goroutines, r.After.Goroutines)
-	fmt.Fprintf(w, "    open files                       %6d  %6d\n", r.Before.OpenFiles, r.After.OpenFiles)
-	if r.Peer != nil {
-		fmt.Fprintf(w, "  the same storm served by tftpd-hpa + nginx: booted %d, failed %d; all booted after %s; ratio %s (tftpd-hpa+nginx time / netbootui time)\n",
-			r.Peer.Booted, r.Peer.Failed, r.Peer.AllBooted.Round(time.Millisecond), r.Ratio)
-		for _, f := range r.Peer.Failures {
-			fmt.Fprintf(w, "    failure: %s\n", f)
-		}
-		for _, s := range r.Peer.Stages {
-			fmt.Fprintf(w, "    %-8s %6d %10s %10s %10s\n", s.Stage, s.Count, round(s.P50), round(s.P99), round(s.Max))
-		}
-	} else {
-		fmt.Fprintf(w, "  tftpd-hpa + nginx comparison: not run: %s\n", r.PeerSkipped)
+	if r.Before != nil && r.After != nil {
+		fmt.Fprintf(w, "  daemon process      before   after\n")
+		fmt.Fprintf(w, "    RSS MiB           %6d  %6d\n", r.Before.RSS>>20, r.After.RSS>>20)
+		fmt.Fprintf(w, "    goroutines        %6d  %6d\n", r.Before.Goroutines, r.After.Goroutines)
+		fmt.Fprintf(w, "    open files        %6d  %6d\n", r.Before.OpenFiles, r.After.OpenFiles)
 	}
 }
 

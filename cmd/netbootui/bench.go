@@ -15,17 +15,26 @@ import (
 	"github.com/netbootui/netbootui/internal/demo"
 )
 
-// benchCmd holds the benches: `bench storm` powers N simulated nodes on at
-// once and reports how their boots went (bench/storm).
+// benchCmd holds the benches: `bench storm` switches N simulated nodes on at
+// once and reports how their boots went (bench/storm); `bench storm-worker`
+// (hidden) is the storm's node process, started by the storm itself.
 func benchCmd() *cobra.Command {
-	storm := newVerb("storm", "power N simulated nodes on at once and report how their boots went", exactArgs(0), stormVerb)
-	return newGroup("bench", "benches on simulated nodes", storm)
+	stormCmd := newVerb("storm", "switch N simulated nodes on at once and report how their boots went", exactArgs(0), stormVerb)
+	worker := &cobra.Command{Use: "storm-worker", Hidden: true, Args: exactArgs(0),
+		RunE: func(c *cobra.Command, _ []string) error {
+			if os.Getenv(storm.WorkerEnv) != "1" {
+				return usageError{cmd: c.Parent(), msg: `unknown verb "storm-worker"`}
+			}
+			return storm.RunWorker(os.Stdin, os.Stdout)
+		}}
+	return newGroup("bench", "benches on simulated nodes", stormCmd, worker)
 }
 
 func stormVerb(fs *pflag.FlagSet) runner {
 	var cfg storm.Config
 	fs.IntVar(&cfg.Nodes, "nodes", 1000, "how many simulated nodes (1.."+strconv.Itoa(demo.MaxNodes)+")")
-	fs.DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "bound of the whole storm")
+	fs.DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "bound of each run (netbootui's, the peers')")
+	fs.IntVar(&cfg.Workers, "workers", 2, "node processes")
 	sizes := fs.String("sizes", "256K,512K,2M", "sizes of the generation's kernel, initrd and rootfs")
 	output := fs.StringP("output", "o", "text", "text or json")
 	flagWords(fs, "output", "text", "json")
@@ -64,7 +73,7 @@ func runStorm(ctx context.Context, cfg storm.Config, sizes, output string) error
 	} else {
 		rep.WriteText(os.Stdout)
 	}
-	if rep.Failed > 0 {
+	if rep.Failed > 0 || rep.Peer != nil && rep.Peer.Failed > 0 {
 		return exitError(1)
 	}
 	return nil

@@ -17,6 +17,7 @@ var forbidden = []string{
 	"github.com/netbootui/netbootui/internal/api",
 	"github.com/netbootui/netbootui/internal/daemon",
 	"github.com/netbootui/netbootui/internal/pxe",
+	"github.com/netbootui/netbootui/internal/tftp", // the TFTP server (pin/tftp is only a test client now)
 	"github.com/netbootui/netbootui/internal/ipmi",
 	"github.com/netbootui/netbootui/internal/image",
 	"github.com/netbootui/netbootui/internal/rollout",

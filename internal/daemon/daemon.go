@@ -30,6 +30,7 @@ import (
 	"github.com/netbootui/netbootui/internal/netlimit"
 	"github.com/netbootui/netbootui/internal/pxe"
 	"github.com/netbootui/netbootui/internal/rollout"
+	"github.com/netbootui/netbootui/internal/tftp"
 )
 
 // Config is how the daemon is set up. Empty listen addresses disable that
@@ -83,7 +84,7 @@ type Daemon struct {
 	builds    *image.Queue
 	audit     *audit.Log
 	resultMu  sync.Mutex
-	tftp      *pxe.TFTPServer
+	tftp      *tftp.Server
 	httpSrv   *http.Server
 	httpLn    net.Listener
 	editMu    sync.Mutex
@@ -189,12 +190,12 @@ func New(cfg Config) (_ *Daemon, err error) {
 			"read_timeout", limits.ReadTimeout, "idle_timeout", limits.IdleTimeout, "write_timeout", limits.WriteTimeout)
 	}
 	if cfg.TFTPListen != "" {
-		d.tftp = &pxe.TFTPServer{Addr: cfg.TFTPListen, Source: d.Boot, Logger: cfg.Logger,
-			OnDenied: func(client netip.AddrPort, name string, reason error) {
-				d.Boot.Denied(bootstate.Event{Proto: "tftp", Remote: client.String(),
-					Path: fmt.Sprintf("%q", name), Error: reason.Error()}, "tftp: request refused")
-			}}
-		if err := d.tftp.Listen(); err != nil {
+		d.tftp = pxe.NewTFTPServer(d.Boot, func(client netip.AddrPort, name string, reason error) {
+			d.Boot.Denied(bootstate.Event{Proto: "tftp", Remote: client.String(),
+				Path: fmt.Sprintf("%q", name), Error: reason.Error()}, "tftp: request refused")
+		})
+		d.tftp.Logger = cfg.Logger
+		if err := d.tftp.Listen(cfg.TFTPListen); err != nil {
 			return nil, fmt.Errorf("tftp listen %s: %w", cfg.TFTPListen, err)
 		}
 	}

@@ -41,8 +41,8 @@ import (
 )
 
 // MaxNodes bounds the simulated cluster (every node holds a BMC socket and a
-// few goroutines; the bench's largest storm is 1,000).
-const MaxNodes = 4000
+// few goroutines; the storm bench runs up to 5,000).
+const MaxNodes = 10000
 
 // Image sources for Config.Image.
 const (
@@ -91,6 +91,10 @@ type Config struct {
 	// tftpd-hpa + nginx comparison); the daemon still runs their BMCs'
 	// power. They must be loopback addresses.
 	NodeBaseURL, NodeTFTPAddr string
+	// ExternalNodes: the simulated nodes run elsewhere (the storm bench's
+	// node processes, from Layout): none is started here and the
+	// inventory gives them no BMC. PowerOnAll does not apply.
+	ExternalNodes bool
 	// Out receives one line per thing the demo does (nil: discard).
 	Out io.Writer
 	// Lab, when above 0, replaces the simulated nodes by Lab QEMU VMs
@@ -256,6 +260,24 @@ func layout(n int) []simSpec {
 	return out
 }
 
+// NodeSpec is one node of the demo cluster as Layout names it.
+type NodeSpec struct {
+	Name, Group, MAC string
+	IP               netip.Addr // its NIC's and BMC's loopback address
+	Loader           string     // ipxe or pxelinux
+	UEFI             bool
+}
+
+// Layout returns the nodes of an n-node demo cluster, in inventory order:
+// what Start with ExternalNodes expects to run elsewhere.
+func Layout(n int) []NodeSpec {
+	var out []NodeSpec
+	for _, s := range layout(n) {
+		out = append(out, NodeSpec{Name: s.name, Group: s.group, MAC: s.mac, IP: s.ip, Loader: s.opts.Loader, UEFI: s.opts.UEFI})
+	}
+	return out
+}
+
 // writeInventory writes the sample inventory; ports maps node names to their
 // BMC ports (absent before the BMCs run).
 func writeInventory(path, recipe string, specs []simSpec, ports map[string]int) error {
@@ -365,6 +387,11 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 	ports := map[string]int{}
 	computeIndex := 0
 	for i, s := range specs {
+		if cfg.ExternalNodes {
+			d.Names = append(d.Names, s.name)
+			d.Groups[s.group] = append(d.Groups[s.group], s.name)
+			continue
+		}
 		o := s.opts
 		o.MAC, o.Password, o.BaseURL, o.TFTPAddr, o.SourceIP, o.PXEFirst = s.mac, password, baseURL, tftpAddr, s.ip, true
 		o.POST = cfg.POST + time.Duration(i%10)*cfg.POST/10

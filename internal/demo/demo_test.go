@@ -102,7 +102,7 @@ func TestConfigErrors(t *testing.T) {
 		errHas string
 	}{
 		{"no data", Config{}, "data folder"},
-		{"too many", Config{Nodes: MaxNodes + 1, DataDir: "x"}, "--nodes 4001"},
+		{"too many", Config{Nodes: MaxNodes + 1, DataDir: "x"}, "--nodes 10001"},
 		{"off loopback", Config{DataDir: "x", HTTPListen: "0.0.0.0:8080"}, `"0.0.0.0:8080"`},
 		{"bad image", Config{DataDir: "x", Image: "big"}, `"big"`},
 		{"bad stall", Config{DataDir: "x", StallAt: "bios"}, `"bios"`},

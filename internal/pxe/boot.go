@@ -20,6 +20,7 @@ import (
 	"github.com/netbootui/netbootui/internal/ratelimit"
 	"github.com/netbootui/netbootui/internal/roottransport"
 	"github.com/netbootui/netbootui/internal/roottransport/builtin"
+	"github.com/netbootui/netbootui/internal/tftp"
 )
 
 // Images is what the boot servers need of the image store.
@@ -398,7 +399,7 @@ func (b *Boot) tftpBase() string {
 
 // OpenTFTP implements TFTPSource: rendered pxelinux configs, the iPXE chain
 // script, image files and the boot root's bootloaders.
-func (b *Boot) OpenTFTP(ctx context.Context, name string, client netip.AddrPort) (TFTPFile, error) {
+func (b *Boot) OpenTFTP(ctx context.Context, name string, client netip.AddrPort) (tftp.File, error) {
 	inv := b.Inventory()
 	ip := client.Addr().Unmap()
 	ev := bootstate.Event{Proto: "tftp", Path: name, Remote: client.String()}
@@ -417,7 +418,7 @@ func (b *Boot) OpenTFTP(ctx context.Context, name string, client netip.AddrPort)
 	}
 	f, size, err := b.Loaders.Open(name)
 	if err != nil {
-		return TFTPFile{}, err
+		return tftp.File{}, err
 	}
 	if n := b.NodeByIP(inv, ip); n != nil {
 		ev.Node = n.Name
@@ -433,22 +434,22 @@ func (b *Boot) OpenTFTP(ctx context.Context, name string, client netip.AddrPort)
 		ev.Kind, ev.Message = bootstate.KindInfo, "bootloader "+name+" fetched by "+ip.String()+", node not known yet"
 		b.emit(ev)
 	}
-	return TFTPFile{R: f, Size: size, Close: f.Close}, nil
+	return tftp.File{R: f, Size: size, Close: f.Close}, nil
 }
 
-func (b *Boot) tftpPxelinuxConfig(inv *inventory.Inventory, rest string, ip netip.Addr, ev bootstate.Event) (TFTPFile, error) {
+func (b *Boot) tftpPxelinuxConfig(inv *inventory.Inventory, rest string, ip netip.Addr, ev bootstate.Event) (tftp.File, error) {
 	var n *inventory.Node
 	switch {
 	case strings.HasPrefix(rest, "01-"):
 		mac, err := net.ParseMAC(strings.ReplaceAll(rest[3:], "-", ":"))
 		if err != nil {
-			return TFTPFile{}, ErrNotFound
+			return tftp.File{}, ErrNotFound
 		}
 		n = inv.NodeByMAC(mac)
 		if n == nil {
 			ev.Kind, ev.MAC, ev.Message = bootstate.KindUnknown, mac.String(), "pxelinux config asked for by an unknown MAC"
 			b.emit(ev)
-			return TFTPFile{}, ErrNotFound // pxelinux goes on to pxelinux.cfg/default
+			return tftp.File{}, ErrNotFound // pxelinux goes on to pxelinux.cfg/default
 		}
 		b.learn(ip, n.Name)
 	case rest == "default":
@@ -460,7 +461,7 @@ func (b *Boot) tftpPxelinuxConfig(inv *inventory.Inventory, rest string, ip neti
 		}
 	default:
 		// UUID and hex-IP probes: pxelinux tries them before 01-<mac>.
-		return TFTPFile{}, ErrNotFound
+		return tftp.File{}, ErrNotFound
 	}
 	ev.Node = n.Name
 	pr := macProof(n, ip)
@@ -471,7 +472,7 @@ func (b *Boot) tftpPxelinuxConfig(inv *inventory.Inventory, rest string, ip neti
 	if err != nil {
 		ev.Kind, ev.Stage, ev.Error = bootstate.KindFail, bootstate.StageConfig, err.Error()
 		b.report(ev, pr)
-		return TFTPFile{}, err
+		return tftp.File{}, err
 	}
 	b.served(ev, p, len(text), pr)
 	return stringFile(text), nil
@@ -501,10 +502,10 @@ func imagePath(rel string) (img, gen, file string, stage bootstate.Stage, ok boo
 	return img, gen, file, stage, true
 }
 
-func (b *Boot) tftpImageFile(inv *inventory.Inventory, name string, ip netip.Addr, ev bootstate.Event) (TFTPFile, error) {
+func (b *Boot) tftpImageFile(inv *inventory.Inventory, name string, ip netip.Addr, ev bootstate.Event) (tftp.File, error) {
 	img, gen, file, stage, ok := imagePath(name)
 	if !ok {
-		return TFTPFile{}, ErrNotFound
+		return tftp.File{}, ErrNotFound
 	}
 	n, pr := b.nodeByAddr(inv, ip)
 	if n != nil {
@@ -516,22 +517,22 @@ func (b *Boot) tftpImageFile(inv *inventory.Inventory, name string, ip netip.Add
 			ev.Kind, ev.Stage, ev.Error = bootstate.KindFail, stage, "tftp "+name+": not found"
 			b.report(ev, pr)
 		}
-		return TFTPFile{}, ErrNotFound
+		return tftp.File{}, ErrNotFound
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return TFTPFile{}, err
+		return tftp.File{}, err
 	}
 	if ev.Node != "" {
 		ev.Kind, ev.Stage, ev.Total, ev.Generation = bootstate.KindFetch, stage, st.Size(), gen
 		b.emit(ev)
 	}
-	return TFTPFile{R: f, Size: st.Size(), Close: f.Close}, nil
+	return tftp.File{R: f, Size: st.Size(), Close: f.Close}, nil
 }
 
-func stringFile(s string) TFTPFile {
-	return TFTPFile{R: strings.NewReader(s), Size: int64(len(s)), Close: func() error { return nil }}
+func stringFile(s string) tftp.File {
+	return tftp.File{R: strings.NewReader(s), Size: int64(len(s)), Close: func() error { return nil }}
 }
 
 var hostRE = regexp.MustCompile(`^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$`)

@@ -6,9 +6,9 @@
 // Every file name a client sends, over TFTP or HTTP, passes CleanName before
 // anything looks it up; files on disk are served through a FileRoot, which
 // confines every open to one directory (symlinks included) and serves only
-// regular files. TFTPServer is the embedded TFTP server; it asks a TFTPSource
-// (a FileRootSource, or the daemon's composition of rendered and on-disk
-// files) for the content of each read request.
+// regular files. The TFTP protocol is package tftp's; NewTFTPServer puts
+// TFTPHandler (CleanName, then a TFTPSource: a FileRootSource, or Boot's
+// composition of rendered and on-disk files) behind it.
 //
 // A request moves its node's boot state only as far as it proves the node
 // (its token or fetch key, or its fixed inventory address; a MAC or a

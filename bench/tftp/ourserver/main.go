@@ -1,5 +1,5 @@
-// Command ourserver runs netbootui's embedded TFTP server (pxe.TFTPServer)
-// over one directory, for bench/tftp/run.sh to compare with tftpd-hpa. The
+// Command ourserver runs netbootui's embedded TFTP server (package tftp,
+// behind pxe.CleanName as the daemon runs it) over one directory, for bench/tftp/run.sh to compare with tftpd-hpa. The
 // package's bootloaders (pxe.DefaultLoaders) are served as aliases, so
 // ipxe.efi is there too. It runs until SIGINT or SIGTERM.
 package main
@@ -15,12 +15,15 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/pxe"
+	"github.com/netbootui/netbootui/internal/tftp"
 )
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:16970", "UDP address to listen on (loopback only for benchmarks)")
 	dir := flag.String("dir", "", "directory to serve (required)")
-	blksize := flag.Int("blksize", pxe.DefaultTFTPBlockSize, "largest block size a client may negotiate")
+	blksize := flag.Int("blksize", tftp.DefaultBlockSize, "largest block size a client may negotiate")
+	window := flag.Int("windowsize", 0, "largest RFC 7440 window a client may negotiate (0: the server's default)")
+	loops := flag.Int("loops", 0, "transfer loops (0: the server's default)")
 	timeout := flag.Duration("timeout", time.Second, "per-block retransmit timeout")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	verbose := flag.Bool("v", false, "log every transfer")
@@ -50,14 +53,17 @@ func main() {
 		fmt.Fprintln(os.Stderr, "ourserver:", err)
 		os.Exit(1)
 	}
-	srv := &pxe.TFTPServer{
-		Addr:         *addr,
-		Source:       pxe.FileRootSource{Root: root},
-		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
-		Timeout:      *timeout,
-		MaxBlockSize: *blksize,
+	srv := pxe.NewTFTPServer(pxe.FileRootSource{Root: root}, nil)
+	srv.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	srv.Timeout = *timeout
+	srv.MaxBlockSize = *blksize
+	if *loops > 0 {
+		srv.Loops = *loops
 	}
-	if err := srv.Listen(); err != nil {
+	if *window > 0 {
+		srv.MaxWindowSize = *window
+	}
+	if err := srv.Listen(*addr); err != nil {
 		fmt.Fprintln(os.Stderr, "ourserver:", err)
 		os.Exit(1)
 	}

@@ -238,6 +238,12 @@ func Start(opts Options) (*Node, error) {
 	return n, nil
 }
 
+// PowerOn switches the node on as its power button would (no IPMI): the
+// firmware starts its boot at once.
+func (n *Node) PowerOn() error {
+	return (&chassis{Chassis: n.chassis, n: n}).SetPower(context.Background(), true)
+}
+
 // Port is the BMC's UDP port on the node's source address.
 func (n *Node) Port() int { return n.port }
 

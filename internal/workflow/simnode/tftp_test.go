@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/pxe"
+	"github.com/netbootui/netbootui/internal/tftp"
 )
 
 // mapSource serves files from memory and records who asked.
@@ -21,27 +22,27 @@ type mapSource struct {
 	seen  []netip.AddrPort
 }
 
-func (m *mapSource) OpenTFTP(_ context.Context, name string, client netip.AddrPort) (pxe.TFTPFile, error) {
+func (m *mapSource) OpenTFTP(_ context.Context, name string, client netip.AddrPort) (tftp.File, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.seen = append(m.seen, client)
 	b, ok := m.files[name]
 	if !ok {
-		return pxe.TFTPFile{}, fmt.Errorf("%q: %w", name, pxe.ErrNotFound)
+		return tftp.File{}, fmt.Errorf("%q: %w", name, pxe.ErrNotFound)
 	}
-	return pxe.TFTPFile{R: bytes.NewReader(b), Size: int64(len(b))}, nil
+	return tftp.File{R: bytes.NewReader(b), Size: int64(len(b))}, nil
 }
 
 // TestTFTPGet fetches files of awkward sizes from netbootui's TFTP server
-// (pin/tftp underneath) speaking from a loopback address of its own.
+// (package tftp underneath) speaking from a loopback address of its own.
 func TestTFTPGet(t *testing.T) {
 	src := &mapSource{files: map[string][]byte{}}
 	sizes := []int{0, 1, 1467, 1468, 1469, 2 * 1468, 200 << 10}
 	for _, n := range sizes {
 		src.files[fmt.Sprintf("f%d", n)] = bytes.Repeat([]byte{byte(n)}, n)
 	}
-	srv := &pxe.TFTPServer{Addr: "127.0.0.1:0", Source: src}
-	if err := srv.Listen(); err != nil {
+	srv := pxe.NewTFTPServer(src, nil)
+	if err := srv.Listen("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
 	go srv.Serve()

@@ -1,0 +1,187 @@
+package tftp
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/lab"
+	"github.com/netbootui/netbootui/internal/tftp/tftptest"
+)
+
+// TestShedAtTransferLimit: over MaxTransfers a request gets no answer at
+// all (never an ERROR), and the client's retry is served once a slot is
+// free.
+func TestShedAtTransferLimit(t *testing.T) {
+	ts := startServer(t, "", func(s *Server) { s.MaxTransfers = 1 })
+	// Hold the only slot: a client that takes the first block and stays
+	// silent (Timeout 500ms, 3 retries: about 2s).
+	if reply := tftptest.Exchange(t, ts.addr, tftptest.Request(opRRQ, "virtual/known", "octet"), 2*time.Second, false); len(reply) < 4 || reply[1] != opDATA {
+		t.Fatalf("first reply %q, want DATA", reply)
+	}
+	if reply := tftptest.Reply(t, ts.addr, tftptest.Request(opRRQ, "a.txt", "octet"), 300*time.Millisecond); reply != nil {
+		t.Fatalf("reply %q over the limit, want none", reply)
+	}
+	if ts.Shed() != 1 {
+		t.Fatalf("shed %d, want 1", ts.Shed())
+	}
+	// A client that asks again every 500ms gets the file once the slot is
+	// free.
+	res, err := tftptest.Fetch(netip.Addr{}, ts.addr, "a.txt", 500*time.Millisecond, 20, "tsize", "0")
+	if err != nil || string(res.Data) != "hello a" || res.Error != nil {
+		t.Fatalf("fetch after the limit: %q, %v", res.Data, err)
+	}
+	if res.Retries == 0 {
+		t.Fatalf("served without a retry while the slot was held")
+	}
+	t.Logf("served after %d retries; %d requests shed", res.Retries, ts.Shed())
+}
+
+// TestPerClientCap: one client address sending 6,000 read requests from
+// 200 ports and never acknowledging holds at most MaxPerClient transfers,
+// gets no ERROR, and another client's 100 fetches all succeed meanwhile.
+func TestPerClientCap(t *testing.T) {
+	ts := startServer(t, "", func(s *Server) { s.MaxTransfers = 64; s.MaxPerClient = 8; s.Timeout = time.Second })
+	ua, _ := net.ResolveUDPAddr("udp", ts.addr)
+	var errors atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var conns []*net.UDPConn
+	for range 200 {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		wg.Go(func() { // read what comes, never acknowledge
+			buf := make([]byte, 2048)
+			for {
+				c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+				n, _, err := c.ReadFromUDP(buf)
+				if err == nil && tftptest.ErrorCode(buf[:n]) >= 0 {
+					errors.Add(1)
+				}
+				select {
+				case <-stop:
+					return
+				default:
+				}
+			}
+		})
+	}
+	defer func() {
+		close(stop)
+		wg.Wait()
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range 30 {
+		for _, c := range conns {
+			c.WriteToUDP(tftptest.Request(opRRQ, "virtual/known", "octet", "blksize", "1468"), ua)
+		}
+		if i%5 == 0 {
+			time.Sleep(time.Millisecond) // a socket buffer is finite
+		}
+	}
+	maxActive := 0
+	flooder, legit := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
+	for i := range 100 {
+		res, err := tftptest.Fetch(legit, ts.addr, "virtual/odd", time.Second, 5, "blksize", "1468", "tsize", "0")
+		if err != nil || len(res.Data) != 100001 {
+			t.Fatalf("legitimate fetch %d: %d bytes, %v", i, len(res.Data), err)
+		}
+		ts.Server.mu.Lock()
+		maxActive = max(maxActive, ts.perIP[flooder])
+		ts.Server.mu.Unlock()
+	}
+	if errors.Load() != 0 {
+		t.Errorf("the flooding client received %d ERROR packets", errors.Load())
+	}
+	if maxActive > 8 {
+		t.Errorf("the flooding address had %d transfers at once, want at most 8", maxActive)
+	}
+	t.Logf("flood: %d requests shed; the flooding address had at most %d transfers", ts.Shed(), maxActive)
+}
+
+// Test5000ConcurrentRequestsNoError: 5,000 clients (on 5,000 addresses)
+// ask for a file at once, as PXE firmware does in a boot storm, from a
+// server limited to 1,000 transfers: none receives an ERROR packet, and
+// all get the file, the shed ones by asking again.
+func Test5000ConcurrentRequestsNoError(t *testing.T) {
+	const clients = 5000
+	var logs lab.Buffer
+	ts := startServer(t, "", func(s *Server) {
+		s.MaxTransfers = 1000
+		s.Timeout = time.Second
+		s.Logger = newTextLogger(&logs)
+	})
+	start := time.Now()
+	var wg sync.WaitGroup
+	var gotError, failed, retried atomic.Int64
+	var firstErr atomic.Value
+	release := make(chan struct{})
+	for i := range clients {
+		src := netip.AddrFrom4([4]byte{127, 3, byte(i / 200), byte(i%200 + 1)})
+		wg.Go(func() {
+			<-release
+			res, err := tftptest.Fetch(src, ts.addr, "a.txt", time.Second, 20, "blksize", "1468", "tsize", "0")
+			if res.Error != nil {
+				gotError.Add(1)
+			}
+			if err != nil || string(res.Data) != "hello a" {
+				failed.Add(1)
+				firstErr.CompareAndSwap(nil, fmt.Sprintf("%v: %d bytes, %v", src, len(res.Data), err))
+			}
+			if res.Retries > 0 {
+				retried.Add(1)
+			}
+		})
+	}
+	close(release)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(120 * time.Second):
+		t.Fatalf("5,000 clients not done after 120s (%d failed so far)", failed.Load())
+	}
+	if gotError.Load() != 0 || failed.Load() != 0 {
+		t.Fatalf("%d clients received an ERROR, %d failed (first: %v)", gotError.Load(), failed.Load(), firstErr.Load())
+	}
+	if n := strings.Count(logs.String(), "\n"); n > 20 {
+		t.Errorf("%d log lines for one storm:\n%.3000s", n, logs.String())
+	}
+	t.Logf("%d clients done in %v; %d asked again; %d requests shed", clients, time.Since(start).Round(time.Millisecond),
+		retried.Load(), ts.Shed())
+}
+
+// TestLimitsFollowFDLimit: the default cap on transfers is a quarter of the
+// process's file descriptor limit, within 16..16384.
+func TestLimitsFollowFDLimit(t *testing.T) {
+	var saved syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &saved); err != nil {
+		t.Skip(err)
+	}
+	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved)
+	for _, tt := range []struct{ soft, want uint64 }{{400, 100}, {40, 16}, {1 << 20, 16384}} {
+		if tt.soft > saved.Max {
+			continue
+		}
+		rl := syscall.Rlimit{Cur: tt.soft, Max: saved.Max}
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+			t.Fatal(err)
+		}
+		got := New(nil).MaxTransfers
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved)
+		if uint64(got) != tt.want {
+			t.Errorf("RLIMIT_NOFILE %d: MaxTransfers %d, want %d", tt.soft, got, tt.want)
+		}
+	}
+}
