@@ -52,41 +52,31 @@ func (d *Document) SplitNode(name string) (bool, error) {
 			return false, nil
 		}
 	}
-	for k, e := range nodes.Content {
-		n := lookup(e, "name")
-		if n == nil || n.Kind != yaml.ScalarNode || !hostlist.IsRange(n.Value) {
-			continue
-		}
-		names, err := hostlist.Expand(n.Value)
-		if err != nil {
-			continue
-		}
-		i := slices.Index(names, name)
-		if i < 0 {
-			continue
-		}
-		var pieces []*yaml.Node
-		for _, part := range []struct {
-			names  []string
-			offset int
-		}{{names[:i], 0}, {names[i : i+1], i}, {names[i+1:], i + 1}} {
-			if len(part.names) == 0 {
-				continue
-			}
-			p := deepCopy(e)
-			p.HeadComment, p.FootComment = "", ""
-			lookup(p, "name").Value = rangeName(part.names)
-			if err := shiftEntry(p, part.offset); err != nil {
-				return false, fmt.Errorf("inventory: splitting %s out of range %s at %s: %w", name, n.Value, d.where(n), err)
-			}
-			pieces = append(pieces, p)
-		}
-		pieces[0].HeadComment = e.HeadComment
-		pieces[len(pieces)-1].FootComment = e.FootComment
-		nodes.Content = slices.Concat(nodes.Content[:k], pieces, nodes.Content[k+1:])
-		return true, nil
+	r, ok := rangeEntry(nodes, name)
+	if !ok {
+		return false, fmt.Errorf("inventory: no node %s in %s", name, filepath.Base(d.path))
 	}
-	return false, fmt.Errorf("inventory: no node %s in %s", name, filepath.Base(d.path))
+	e, names, i := r.entry, r.names, r.index
+	var pieces []*yaml.Node
+	for _, part := range []struct {
+		names  []string
+		offset int
+	}{{names[:i], 0}, {names[i : i+1], i}, {names[i+1:], i + 1}} {
+		if len(part.names) == 0 {
+			continue
+		}
+		p := deepCopy(e)
+		p.HeadComment, p.FootComment = "", ""
+		lookup(p, "name").Value = rangeName(part.names)
+		if err := shiftEntry(p, part.offset); err != nil {
+			return false, fmt.Errorf("inventory: splitting %s out of range %s at %s: %w", name, r.name.Value, d.where(r.name), err)
+		}
+		pieces = append(pieces, p)
+	}
+	pieces[0].HeadComment = e.HeadComment
+	pieces[len(pieces)-1].FootComment = e.FootComment
+	nodes.Content = slices.Concat(nodes.Content[:r.at], pieces, nodes.Content[r.at+1:])
+	return true, nil
 }
 
 // rangeName writes names as one host list whose expansion is names in the
@@ -200,15 +190,7 @@ func (d *Document) RemoveNode(name string) error {
 	return fmt.Errorf("inventory: no node %s in %s", name, filepath.Base(d.path))
 }
 
-func joinComments(a, b string) string {
-	switch {
-	case a == "":
-		return b
-	case b == "":
-		return a
-	}
-	return a + "\n" + b
-}
+func joinComments(a, b string) string { return joinNonEmpty("\n", a, b) }
 
 // RenameNode gives node old the name new (splitting it out of its range
 // first). Parse then checks that new is a valid name no other node has.
