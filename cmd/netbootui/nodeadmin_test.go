@@ -1,13 +1,19 @@
 package main
 
 import (
+	"context"
+	"io"
 	"net/http"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/lab"
 	"github.com/netbootui/netbootui/internal/workflow/simnode"
 )
 
@@ -121,4 +127,66 @@ func TestUnknownAdoptCLI(t *testing.T) {
 	if out, _, _ = runCLI(t, "node", "unknown", sock); strings.Contains(out, "52:54:00:77:") {
 		t.Fatalf("still unknown:\n%s", out)
 	}
+}
+
+// TestConsoleAdoptInTmux is sequential discovery in the console at 80x24:
+// three machines missing from the inventory ask for their boot script one
+// after the other; :unknown lists them in that order; all three marked, `a`
+// asks first and a plain enter (No) changes nothing; `y` adopts them as
+// n17, n18, n19 in the order they asked, and their next request gets their
+// own boot script.
+func TestConsoleAdoptInTmux(t *testing.T) {
+	lab.RequireTools(t, "tmux")
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "nodes.yaml")
+	if err := os.WriteFile(inv, []byte(consoleInventory), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, st := startServeWith(t, inv, dir)
+	defer p.stop(t)
+	macs := []string{"52:54:00:99:00:03", "52:54:00:99:00:01", "52:54:00:99:00:02"}
+	ask := func(mac string) string {
+		t.Helper()
+		resp, err := http.Get("http://" + st.HTTP + "/boot/" + mac + ".ipxe")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	for _, m := range macs {
+		ask(m)
+		time.Sleep(20 * time.Millisecond)
+	}
+	c := startConsole(t, p.socket, "TERM=xterm-256color")
+	c.waitFor("start", regexp.MustCompile(`20 nodes · 0 marked`))
+	c.keys(":", "u", "n", "k", "n", "o", "w", "n", "Enter")
+	s := c.waitFor("unknown view", regexp.MustCompile(`UNKNOWN PXE CLIENTS  3  \(adopt into group compute\)`))
+	if !regexp.MustCompile(`(?s)` + macs[0] + `.*` + macs[1] + `.*` + macs[2]).MatchString(s) {
+		t.Fatalf("not in the order they asked:\n%s", s)
+	}
+	c.keys("Space", "Space", "Space", "a")
+	c.waitFor("confirmation", regexp.MustCompile(`Adopt 3 machines into group compute\?`))
+	time.Sleep(300 * time.Millisecond) // the dialog's guard
+	c.keys("Enter")
+	c.waitFor("no", regexp.MustCompile(`adoption cancelled; nothing changed`))
+	c.keys("a")
+	c.waitFor("confirmation again", regexp.MustCompile(`Adopt 3 machines into group compute\?`))
+	time.Sleep(300 * time.Millisecond)
+	c.keys("y")
+	c.waitFor("adopted", regexp.MustCompile(`UNKNOWN PXE CLIENTS  0 `))
+	cl := apiclient.New(p.socket)
+	for i, name := range []string{"n17", "n18", "n19"} {
+		n, err := cl.Node(context.Background(), name)
+		if err != nil || n.MAC != macs[i] || n.Group != "compute" {
+			t.Errorf("%s: %+v %v, want MAC %s", name, n, err, macs[i])
+		}
+		if s := ask(macs[i]); strings.Contains(s, "not in the inventory") {
+			t.Errorf("%s still unknown to the boot server:\n%s", name, s)
+		}
+	}
+	c.keys("Escape")
+	c.waitFor("nodes", regexp.MustCompile(`23 nodes · 0 marked`))
+	c.keys("C-c")
 }
