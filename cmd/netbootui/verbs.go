@@ -495,7 +495,12 @@ func imageCmd() *cobra.Command {
 		}
 	})
 	publish.ValidArgsFunction = completeImageThenGeneration
-	build := newVerb("build NAME | --recipe DIR", "build a generation from the image's recipe (published only with --publish)", argsBetween(0, 1), imageBuildVerb)
+	build := newVerb("build NAME | --recipe DIR", "build a generation from the image's recipe (published only with --publish)", func(c *cobra.Command, pos []string) error {
+		if recipe, _ := c.Flags().GetString("recipe"); len(pos) == 0 && recipe == "" {
+			return usageError{cmd: c, msg: "want NAME or --recipe DIR"}
+		}
+		return argsBetween(0, 1)(c, pos)
+	}, imageBuildVerb)
 	build.ValidArgsFunction = completeImage
 	rollback := newVerb("rollback NAME", "make the generation before the current one current again", exactArgs(1), func(fs *pflag.FlagSet) runner {
 		socket := socketFlag(fs)
@@ -589,9 +594,6 @@ func imageBuildVerb(fs *pflag.FlagSet) runner {
 			if br.Recipe, err = absPath(*recipe); err != nil {
 				return err
 			}
-		}
-		if br.Image == "" && br.Recipe == "" {
-			return errors.New("image build: want NAME or --recipe DIR")
 		}
 		last := ""
 		m, err := apiclient.New(*socket).Build(ctx, br, func(p apitype.BuildProgress) {
