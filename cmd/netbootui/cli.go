@@ -66,6 +66,12 @@ type usageError struct {
 
 func (e usageError) Error() string { return e.msg }
 
+// usageErr is a usage mistake a verb's action finds, said by the usage
+// line it breaks.
+func usageErr(usage string) error {
+	return usageError{msg: "usage: netbootui " + usage}
+}
+
 // argsBetween wants min to max positional arguments (max < 0: no limit).
 func argsBetween(min, max int) cobra.PositionalArgs {
 	return func(c *cobra.Command, pos []string) error {
@@ -154,10 +160,11 @@ func run(ctx context.Context, args []string) error {
 		err = root.ExecuteContext(ctx)
 	}
 	var ue usageError
+	if errors.As(err, &ue) && ue.cmd == nil {
+		fmt.Fprintf(os.Stderr, "netbootui: %s\n", ue.msg)
+		return exitError(2)
+	}
 	if errors.As(err, &ue) {
-		if ue.cmd == nil {
-			ue.cmd = root
-		}
 		path := ue.cmd.CommandPath()
 		fmt.Fprintf(os.Stderr, "%s: %s\nusage: %s\nRun '%s --help' for usage.\n", path, ue.msg, useLine(ue.cmd), path)
 		return exitError(2)

@@ -36,6 +36,10 @@ func console(ctx context.Context, socket string) error {
 		SerialConsole: func(node string) *exec.Cmd {
 			return exec.Command(self, "console", node, "--api-socket", sock)
 		},
+		// S in :images hands it to `netbootui image shell IMAGE`.
+		ImageShell: func(image string) *exec.Cmd {
+			return exec.Command(self, "image", "shell", image, "--api-socket", sock)
+		},
 	})
 	defer m.Close()
 	_, err = tea.NewProgram(m, tea.WithContext(ctx)).Run()

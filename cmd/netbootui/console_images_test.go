@@ -28,14 +28,11 @@ nodes:
       - {mac: "52:54:00:00:05:01", boot: true}
 `
 
-// TestConsoleImagesInTmux drives :images of the real console against a real
-// daemon that builds the default recipe: b builds the first generation
-// (progress bar and build log while it runs), b again says nothing changed,
-// a changed recipe gives a second generation, and r with its confirmation
-// rolls the image back; the screen's generations, sizes and sha256 are the
-// daemon's, and `netbootui image list` agrees.
-func TestConsoleImagesInTmux(t *testing.T) {
-	lab.RequireTools(t, "tmux", "mksquashfs")
+// defaultRecipeLab makes a folder holding the default recipe (with one
+// initramfs module) at recipes/default and nodes.yaml (imagesInventory)
+// naming it for image default, and sets serve's --kernel-dir default.
+func defaultRecipeLab(t *testing.T) string {
+	t.Helper()
 	kernel, err := lab.KernelDir()
 	if err != nil {
 		lab.Kernel(t) // skips, or fails under NETBOOTUI_REQUIRE_TOOLS
@@ -48,8 +45,8 @@ func TestConsoleImagesInTmux(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The default recipe with one initramfs module: the race-built daemon
-	// packs the built-in init's modules slowly (9 s for the six), and this
-	// test is about the console, not about booting the result.
+	// packs the built-in init's modules slowly (9 s for the six), and the
+	// tests using it are not about booting the result.
 	y, err := os.ReadFile(filepath.Join(recipe, "image.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -64,6 +61,18 @@ func TestConsoleImagesInTmux(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "nodes.yaml"), []byte(imagesInventory), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+// TestConsoleImagesInTmux drives :images of the real console against a real
+// daemon that builds the default recipe: b builds the first generation
+// (progress bar and build log while it runs), b again says nothing changed,
+// a changed recipe gives a second generation, and r with its confirmation
+// rolls the image back; the screen's generations, sizes and sha256 are the
+// daemon's, and `netbootui image list` agrees.
+func TestConsoleImagesInTmux(t *testing.T) {
+	lab.RequireTools(t, "tmux", "mksquashfs")
+	dir := defaultRecipeLab(t)
 	p := startServe(t, filepath.Join(dir, "nodes.yaml"), dir)
 	defer p.stop(t)
 	cl := apiclient.New(p.socket)
@@ -99,7 +108,7 @@ func TestConsoleImagesInTmux(t *testing.T) {
 	}
 
 	// a changed recipe: a second generation becomes current
-	if err := os.WriteFile(filepath.Join(recipe, "overlay", "etc", "motd"), []byte("changed by the console test\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "recipes", "default", "overlay", "etc", "motd"), []byte("changed by the console test\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	c.keys("b")
@@ -139,6 +148,57 @@ func TestConsoleImagesInTmux(t *testing.T) {
 			t.Errorf("image list: %s should have current=%s:\n%s", gen, cur, out)
 		}
 	}
+
+	// s on n01 (assigned the current generation, the first): staging the
+	// second shows what it changes, the daemon's diff, in the preview and
+	// in the confirmation, before anything is staged.
+	c.keys("Escape")
+	c.waitFor("nodes view", regexp.MustCompile(`netbootui nodes .*4 nodes · 0 marked`))
+	c.keys("s")
+	c.waitFor("stage: pick a generation", regexp.MustCompile(regexp.QuoteMeta(truncID(second))))
+	c.keys("Enter")
+	diffLine := regexp.MustCompile(`from ` + regexp.QuoteMeta(first) + ` \(1 node\): \+0 -0 ~1 files \(kernel, initramfs same\)`)
+	c.waitFor("stage preview with the diff", diffLine)
+	c.keys("Enter")
+	s = c.waitFor("stage confirmation", regexp.MustCompile(`Stage default@`+regexp.QuoteMeta(second)+` on 1 node\?`))
+	// (the dialog wraps its body at its width: the summary's start)
+	if !regexp.MustCompile(`from ` + regexp.QuoteMeta(first) + ` \(1 node\): \+0 -0 ~1 files`).MatchString(s) {
+		t.Errorf("the confirmation lacks the diff:\n%s", s)
+	}
+	time.Sleep(300 * time.Millisecond) // the dialog ignores keys typed as it appears
+	c.keys("Enter")                    // No, the default
+	c.waitFor("staging cancelled", regexp.MustCompile(`staging cancelled; nothing changed`))
+
+	// S in :images: the terminal goes to `netbootui image shell default`
+	// (a shell the daemon runs in a working copy); on exit the change is
+	// shown and, answered c, committed as a child of the current
+	// generation; the console comes back.
+	c.keys("Escape") // the preview, back to the generations
+	c.waitFor("stage generations", regexp.MustCompile(`choose a generation`))
+	c.keys("Escape")
+	c.waitFor("nodes view again", regexp.MustCompile(`netbootui nodes `))
+	c.keys(":", "i", "m", "a", "g", "e", "s", "Enter")
+	c.waitFor("images view again", regexp.MustCompile(`netbootui images `))
+	c.keys("S")
+	c.waitForWithin("the image shell", time.Minute, regexp.MustCompile(`shell in a working copy of image default`))
+	c.keys("echo from-tmux > /etc/tmux-file", "Enter")
+	c.keys("exit", "Enter")
+	s = c.waitForWithin("the shell's change", time.Minute, regexp.MustCompile(`p: publish as a new generation, c: commit it unpublished`))
+	if !strings.Contains(s, "+ /etc/tmux-file") {
+		t.Errorf("the shell's diff lacks the new file:\n%s", s)
+	}
+	c.keys("c", "Enter")
+	c.waitForWithin("back in the console", time.Minute, regexp.MustCompile(`image shell of default ended`))
+	var child *apitype.Manifest
+	for _, g := range images(t, cl)[0].Generations {
+		if p := g.Provenance; p != nil && p.Parent == first && p.Change != nil && p.Change.Command == "interactive shell" {
+			child = g
+		}
+	}
+	if child == nil || !strings.Contains(child.Provenance.Change.Summary, "+1 -0 ~") {
+		t.Fatalf("no committed child of %s made by the shell: %+v", first, images(t, cl)[0].Generations)
+	}
+	currentGeneration(t, cl, "default", first) // committed, not published
 	c.keys("C-c")
 }
 

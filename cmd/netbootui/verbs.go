@@ -465,9 +465,13 @@ func imageCmd() *cobra.Command {
 		return func(ctx context.Context, _ []string) error { return imageList(ctx, apiclient.New(*socket), *out) }
 	})
 	list.Aliases = []string{"ls"}
-	show := newVerb("show NAME", "an image's generations and manifests, as JSON", exactArgs(1), func(fs *pflag.FlagSet) runner {
+	show := newVerb("show NAME [GENERATION|current]", "an image's generations (JSON), or one generation's manifest and provenance", argsBetween(1, 2), func(fs *pflag.FlagSet) runner {
 		socket := socketFlag(fs)
+		out := outputFlag(fs, " (with GENERATION)", "json")
 		return func(ctx context.Context, pos []string) error {
+			if len(pos) > 1 {
+				return cmdImageGeneration(ctx, apiclient.New(*socket), pos[0], pos[1], *out)
+			}
 			list, err := apiclient.New(*socket).Images(ctx)
 			if err != nil {
 				return err
@@ -480,7 +484,7 @@ func imageCmd() *cobra.Command {
 			return fmt.Errorf("image %q: not found", pos[0])
 		}
 	})
-	show.ValidArgsFunction = completeImage
+	show.ValidArgsFunction = completeImageThenGeneration
 	importCmd := newVerb("import NAME --kernel FILE --initrd FILE --rootfs FILE", "import a generation from files (read by this command, with your rights, and sent)",
 		exactArgs(1), imageImportVerb)
 	importCmd.ValidArgsFunction = completeImage
@@ -527,8 +531,8 @@ func imageCmd() *cobra.Command {
 		}
 	})
 	gc.ValidArgsFunction = completeImage
-	return newGroup("image", "list, build, import, publish, roll back and collect image generations",
-		list, show, build, importCmd, publish, rollback, gc)
+	return newGroup("image", "list, build, import, publish, roll back, collect, verify, diff and change image generations",
+		append([]*cobra.Command{list, show, build, importCmd, publish, rollback, gc}, imageSessionCmds()...)...)
 }
 
 func imageList(ctx context.Context, c *apiclient.Client, out string) error {

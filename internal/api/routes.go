@@ -55,6 +55,8 @@ func (s *Server) routes() []route {
 		read("GET /v1/select", s.selectNodes),
 		read("GET /v1/events", s.events),
 		read("GET /v1/images", s.images),
+		read("GET /v1/images/diff", s.diffImages),
+		read("GET /v1/images/{name}/generations/{gen}/verify", s.verifyImage),
 		read("GET /v1/audit", s.auditLog),
 		read("GET /v1/nodes/{name}/sol", s.solLog),
 		read("GET /v1/groups/{name}", s.group),
@@ -82,6 +84,10 @@ func (s *Server) routes() []route {
 		{pattern: "POST /v1/images/build", role: admin, audit: auditDaemon, action: "image build", h: s.buildImage},
 		{pattern: "POST /v1/images/{name}/rollback", role: admin, audit: auditDaemon, action: "image rollback", h: s.rollbackImage},
 		{pattern: "POST /v1/images/{name}/gc", role: admin, audit: auditDaemon, action: "image gc", h: s.gcImage},
+		{pattern: "POST /v1/images/{name}/exec", role: admin, audit: auditDaemon, action: "image exec", h: s.execImage},
+		{pattern: "POST /v1/images/{name}/shell", role: admin, audit: auditDaemon, action: "image shell", h: s.shellImage},
+		{pattern: "GET /v1/images/{name}/sessions/{id}", role: admin, action: "image session", h: s.sessionGet},
+		{pattern: "POST /v1/images/{name}/sessions/{id}", role: admin, audit: auditDaemon, action: "image session", h: s.sessionDecide},
 		{pattern: "POST /v1/stages/{$}", role: admin, audit: auditDaemon, action: "rollout create", h: s.stageCreate(false)},
 	}
 	for _, a := range []struct {

@@ -27,6 +27,10 @@
 //	A POST  /v1/images/build                 build an image (apitype.BuildRequest); NDJSON progress, then the result
 //	A POST  /v1/images/{name}/rollback       current generation back one publish
 //	A POST  /v1/images/{name}/gc             remove old generations not in use
+//	V GET   /v1/images/diff?a=&b=            what generation b changes from a (imagesessions.go)
+//	V GET   /v1/images/{name}/generations/{gen}/verify  reread a generation's files
+//	A POST  /v1/images/{name}/exec|shell     a command or a shell in a working copy (imagesessions.go)
+//	A GET|POST /v1/images/{name}/sessions/{id}  the session; publish, commit or discard it
 //	A POST  /v1/inventory/reload             reload the inventory file now
 //	O POST  /v1/power                        a power operation on a selection (apitype.PowerRequest)
 //	O POST  /v1/reboot-clean                 reboot a selection to a clean state; NDJSON progress, then the results
@@ -173,7 +177,7 @@ func writeErr(w http.ResponseWriter, err error) {
 	var invErr inventory.ErrorList
 	var oneErr *inventory.Error
 	switch {
-	case errors.Is(err, inventory.ErrConflict):
+	case errors.Is(err, inventory.ErrConflict), errors.Is(err, daemon.ErrBusy):
 		code, status = apitype.CodeConflict, http.StatusConflict
 	case errors.Is(err, daemon.ErrUnknownNode), errors.Is(err, image.ErrNotFound):
 		code, status = apitype.CodeNotFound, http.StatusNotFound

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -49,11 +50,25 @@ func (s *Server) solLog(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) console(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get("Upgrade") != apitype.ConsoleProtocol {
-		writeErr(w, badRequest(fmt.Errorf("console needs the header Upgrade: %s", apitype.ConsoleProtocol)))
+	node := r.PathValue("name")
+	upgrade(w, r, apitype.ConsoleProtocol, func(in io.Reader, out io.Writer, ready func(http.Header)) error {
+		// The hijacked connection outlives the request's context: the
+		// session ends when the client closes or the SOL ends.
+		return s.D.Console(context.WithoutCancel(r.Context()), node, Who(r.Context()), in, out, func() { ready(nil) })
+	})
+}
+
+// upgrade serves a request that becomes a raw stream both ways (Upgrade:
+// protocol): run gets the connection's reading and writing sides and
+// calls ready (with headers for the 101 answer) once the session is
+// active. Errors before ready are ordinary JSON error answers; an error
+// after it is written into the stream as one line "\r\n[netbootui: ...]\r\n"
+// before the connection is closed.
+func upgrade(w http.ResponseWriter, r *http.Request, protocol string, run func(in io.Reader, out io.Writer, ready func(http.Header)) error) {
+	if r.Header.Get("Upgrade") != protocol {
+		writeErr(w, badRequest(fmt.Errorf("this needs the header Upgrade: %s", protocol)))
 		return
 	}
-	node := r.PathValue("name")
 	var (
 		conn   net.Conn
 		brw    *bufio.ReadWriter
@@ -61,7 +76,7 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 		upMu   sync.Mutex
 		upDone bool
 	)
-	ready := func() {
+	ready := func(h http.Header) {
 		upMu.Lock()
 		defer upMu.Unlock()
 		conn, brw, hjErr = http.NewResponseController(w).Hijack()
@@ -69,7 +84,9 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		conn.SetDeadline(time.Time{})
-		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: " + apitype.ConsoleProtocol + "\r\nConnection: Upgrade\r\n\r\n")
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: " + protocol + "\r\nConnection: Upgrade\r\n")
+		h.Write(brw)
+		brw.WriteString("\r\n")
 		hjErr = brw.Flush()
 		upDone = hjErr == nil
 	}
@@ -86,14 +103,12 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 		conn.SetWriteDeadline(time.Now().Add(consoleWriteTimeout))
 		return conn.Write(p)
 	})
-	// The hijacked connection outlives the request's context: the
-	// session ends when the client closes or the SOL ends.
-	err := s.D.Console(context.WithoutCancel(r.Context()), node, Who(r.Context()), in, out, ready)
+	err := run(in, out, ready)
 	upMu.Lock()
 	defer upMu.Unlock()
 	if conn == nil {
 		if err == nil {
-			err = errors.New("console ended before it started")
+			err = errors.New("the session ended before it started")
 		}
 		writeErr(w, err)
 		return

@@ -54,35 +54,43 @@ func (cc *ConsoleConn) Close() error { return cc.c.Close() }
 // ctx bounds the attach only (until the session is active); the returned
 // connection lives until closed.
 func (c *Client) Console(ctx context.Context, node string) (*ConsoleConn, error) {
+	cc, _, err := c.upgrade(ctx, "/v1/nodes/"+url.PathEscape(node)+"/console", apitype.ConsoleProtocol, "console "+node)
+	return cc, err
+}
+
+// upgrade asks for path with Upgrade: protocol and returns the raw
+// connection once the daemon switched protocols, with the 101 answer's
+// headers. ctx bounds the attach only.
+func (c *Client) upgrade(ctx context.Context, path, protocol, what string) (*ConsoleConn, http.Header, error) {
 	conn, err := c.dial(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", c.name, err)
+		return nil, nil, fmt.Errorf("%s: %w", c.name, err)
 	}
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	req, _ := http.NewRequest("POST", "http://netbootui/v1/nodes/"+url.PathEscape(node)+"/console", nil)
+	req, _ := http.NewRequest("POST", "http://netbootui"+path, nil)
 	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", apitype.ConsoleProtocol)
+	req.Header.Set("Upgrade", protocol)
 	if err := req.Write(conn); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("%s: %w", c.name, err)
+		return nil, nil, fmt.Errorf("%s: %w", c.name, err)
 	}
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, req)
 	if err != nil {
 		conn.Close()
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("%s: %w", c.name, err)
+		return nil, nil, fmt.Errorf("%s: %w", c.name, err)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		defer conn.Close()
-		return nil, responseError(resp, "console "+node)
+		return nil, nil, responseError(resp, what)
 	}
 	if !stop() {
 		conn.Close()
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
-	return &ConsoleConn{c: conn, br: br}, nil
+	return &ConsoleConn{c: conn, br: br}, resp.Header, nil
 }

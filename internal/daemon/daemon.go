@@ -50,6 +50,9 @@ type Config struct {
 	TemplatesDir   string
 	StallTimeout   time.Duration // default 2 minutes
 	ReloadInterval time.Duration // inventory poll interval, default 2 s
+	// SessionTTL is how long an admin's image session waits for its
+	// decision before it is discarded (default SessionTTL).
+	SessionTTL time.Duration
 	// KernelDir is ${kernel_dir} in image recipes (scripts/fetch-kernel.sh's
 	// folder: vmlinuz and modules/).
 	KernelDir string
@@ -93,6 +96,7 @@ type Daemon struct {
 	reloadErr string
 	reloadAt  time.Time
 	rollouts  *rollout.Manager
+	sessions  sessionTable // admins' sessions on images (sessions.go)
 }
 
 // New loads the inventory (which must be valid), opens the data directory and
@@ -311,6 +315,7 @@ func (d *Daemon) shutdown() {
 
 // close releases what New opened; safe on a half-built Daemon.
 func (d *Daemon) close() {
+	d.closeSessions()
 	if d.httpLn != nil && d.httpSrv == nil {
 		d.httpLn.Close()
 	}

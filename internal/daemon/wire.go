@@ -49,9 +49,68 @@ func ManifestView(m *image.Manifest) *apitype.Manifest {
 	v := &apitype.Manifest{Image: m.Image, ID: m.ID, Created: m.Created, Source: m.Source,
 		SourceHash: m.SourceHash, Log: m.Log, BuildSeconds: m.BuildSeconds, Files: make([]apitype.FileInfo, len(m.Files))}
 	for i, f := range m.Files {
-		v.Files[i] = apitype.FileInfo{Name: f.Name, Size: f.Size, SHA256: f.SHA256}
+		v.Files[i] = fileInfoView(f)
+	}
+	if p := m.Provenance; p != nil {
+		v.Provenance = &apitype.Provenance{RecipeHash: p.RecipeHash, Builder: p.Builder, OCIDigest: p.OCIDigest,
+			Packages: p.Packages, Parent: p.Parent}
+		if d := p.Debootstrap; d != nil {
+			v.Provenance.Debootstrap = &apitype.DebootstrapSource{Suite: d.Suite, Mirror: d.Mirror, Variant: d.Variant}
+		}
+		if c := p.Change; c != nil {
+			v.Provenance.Change = &apitype.Change{Command: c.Command, Who: c.Who, Summary: c.Summary}
+		}
 	}
 	return v
+}
+
+func fileInfoView(f image.FileInfo) apitype.FileInfo {
+	return apitype.FileInfo{Name: f.Name, Size: f.Size, SHA256: f.SHA256}
+}
+
+// VerifyView is the wire form of a generation's file checks.
+func VerifyView(img, gen string, checks []image.FileCheck) apitype.VerifyResult {
+	v := apitype.VerifyResult{Image: img, Generation: gen, OK: true, Files: make([]apitype.FileCheck, len(checks))}
+	for i, c := range checks {
+		v.Files[i] = apitype.FileCheck{Name: c.Name, OK: c.OK(), Size: c.Size, SHA256: c.SHA256,
+			WantSize: c.Want.Size, WantSHA256: c.Want.SHA256, Error: c.Err}
+		v.OK = v.OK && c.OK()
+	}
+	return v
+}
+
+// DiffView is the wire form of a diff between two generations (nil for
+// nil).
+func DiffView(d *image.Diff) *apitype.ImageDiff {
+	if d == nil {
+		return nil
+	}
+	v := &apitype.ImageDiff{A: d.A.String(), B: d.B.String(), Summary: d.Summary(),
+		Added: d.Added, Removed: d.Removed, Changed: d.Changed, Files: fileChangeViews(d.Files),
+		InitrdFiles: fileChangeViews(d.InitrdFiles), InitrdError: d.InitrdError}
+	for _, b := range d.Boot {
+		v.Boot = append(v.Boot, apitype.BootFileChange{Name: b.Name, Old: fileInfoView(b.Old), New: fileInfoView(b.New)})
+	}
+	for _, p := range d.Packages {
+		v.Packages = append(v.Packages, apitype.PackageChange{Name: p.Name, Old: p.Old, New: p.New})
+	}
+	return v
+}
+
+func fileChangeViews(fs []image.FileChange) []apitype.ImageFileChange {
+	var out []apitype.ImageFileChange
+	for _, f := range fs {
+		out = append(out, apitype.ImageFileChange{Path: f.Path, Kind: f.Kind, What: f.What,
+			Old: treeEntryView(f.Old), New: treeEntryView(f.New)})
+	}
+	return out
+}
+
+func treeEntryView(e *image.TreeEntry) *apitype.TreeEntry {
+	if e == nil {
+		return nil
+	}
+	return &apitype.TreeEntry{Mode: e.Mode.String(), UID: e.UID, GID: e.GID, Size: e.Size, SHA256: e.SHA256, Link: e.Link}
 }
 
 // ManifestViews converts a list of manifests.

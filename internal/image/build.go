@@ -365,20 +365,11 @@ func (b *Builder) BuildRecipe(ctx context.Context, r *Recipe, opts BuildOptions)
 		}
 	}
 
-	gens := filepath.Join(b.store.dir, r.Name, "generations")
-	work, err := os.MkdirTemp(gens, buildPrefix)
+	work, done, err := b.store.workDir(r.Name, "")
 	if err != nil {
 		return nil, fmt.Errorf("build %s: %w", r.Name, err)
 	}
-	defer func() { unmountBelow(work); removeAll(work) }()
-	lock, err := os.Create(filepath.Join(work, lockName))
-	if err != nil {
-		return nil, fmt.Errorf("build %s: %w", r.Name, err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return nil, fmt.Errorf("build %s: lock: %w", r.Name, err)
-	}
+	defer done()
 	gen := filepath.Join(work, "gen")
 	root := filepath.Join(work, "root")
 	if err := os.Mkdir(gen, 0o755); err != nil {
@@ -392,7 +383,11 @@ func (b *Builder) BuildRecipe(ctx context.Context, r *Recipe, opts BuildOptions)
 	lg.f, lg.w = logf, bufio.NewWriter(logf)
 	lg.printf("image %s from %s", r.Name, r.File)
 
-	m, err := b.steps(ctx, r, work, root, gen, opts.RootCache, lg)
+	prov, err := provenance(r)
+	if err != nil {
+		return nil, fmt.Errorf("build %s: %w", r.Name, err)
+	}
+	m, err := b.steps(ctx, r, work, root, gen, opts.RootCache, prov, lg)
 	if err == nil {
 		err = ctx.Err()
 	}
@@ -405,6 +400,7 @@ func (b *Builder) BuildRecipe(ctx context.Context, r *Recipe, opts BuildOptions)
 		lg.begin(StepChecksums)
 		m.Image, m.SourceHash, m.Log = r.Name, src, FileLog
 		m.Source = "recipe " + r.File
+		m.Provenance = prov
 		m.Created = time.Now().UTC().Truncate(time.Second)
 		m.BuildSeconds = float64(time.Since(start).Milliseconds()) / 1000
 		lg.printf("build took %.1fs", m.BuildSeconds)
@@ -472,9 +468,9 @@ func (b *Builder) sameSource(image, src string) (*Manifest, error) {
 	return nil, nil
 }
 
-func (b *Builder) steps(ctx context.Context, r *Recipe, work, root, gen, cache string, lg *buildLog) (*Manifest, error) {
+func (b *Builder) steps(ctx context.Context, r *Recipe, work, root, gen, cache string, prov *Provenance, lg *buildLog) (*Manifest, error) {
 	lg.begin(StepRootfs)
-	if err := makeRootfs(ctx, r, root, work, cache, lg); err != nil {
+	if err := makeRootfs(ctx, r, root, work, cache, prov, lg); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -500,6 +496,13 @@ func (b *Builder) steps(ctx context.Context, r *Recipe, work, root, gen, cache s
 	lg.begin(StepAgent)
 	if err := installAgent(root, lg); err != nil {
 		return nil, err
+	}
+	pkgs, err := rootPackages(root)
+	if err != nil {
+		return nil, fmt.Errorf("the root's packages: %w", err)
+	}
+	if prov.Packages = pkgs; len(pkgs) > 0 {
+		lg.printf("the root has %d Debian packages installed", len(pkgs))
 	}
 
 	lg.begin(StepKernel)
@@ -544,7 +547,7 @@ func (b *Builder) steps(ctx context.Context, r *Recipe, work, root, gen, cache s
 	}
 
 	lg.begin(StepSquashfs)
-	err := mksquashfs(ctx, root, filepath.Join(gen, FileRootfs), r.Compression, r.CompressionLevel, r.Rootfs.Kind == RootfsBusybox, lg)
+	err = mksquashfs(ctx, root, filepath.Join(gen, FileRootfs), r.Compression, r.CompressionLevel, r.Rootfs.Kind == RootfsBusybox, lg)
 	if ierr := <-builtin; ierr != nil {
 		return nil, fmt.Errorf("%s: built-in initramfs: %w", r.Initramfs.Pos, ierr)
 	}
@@ -554,7 +557,7 @@ func (b *Builder) steps(ctx context.Context, r *Recipe, work, root, gen, cache s
 	return &Manifest{}, nil
 }
 
-func makeRootfs(ctx context.Context, r *Recipe, root, work, cache string, lg *buildLog) error {
+func makeRootfs(ctx context.Context, r *Recipe, root, work, cache string, prov *Provenance, lg *buildLog) error {
 	s := r.Rootfs
 	switch s.Kind {
 	case RootfsBusybox:
@@ -596,9 +599,12 @@ func makeRootfs(ctx context.Context, r *Recipe, root, work, cache string, lg *bu
 			return fmt.Errorf("%s: rootfs tar %s: %w", s.Pos, s.Path, err)
 		}
 	case RootfsOCI:
-		if err := extractOCI(ctx, s.Path, root, work); err != nil {
+		digest, err := extractOCI(ctx, s.Path, root, work)
+		if err != nil {
 			return fmt.Errorf("%s: rootfs oci: %w", s.Pos, err)
 		}
+		prov.OCIDigest = digest
+		lg.printf("OCI image %s", digest)
 	case RootfsDebootstrap:
 		if err := cachedDebootstrap(ctx, s.Debootstrap, root, cache, lg); err != nil {
 			return fmt.Errorf("%s: %w", s.Pos, err)
@@ -705,12 +711,7 @@ func versionLess(a, b string) bool {
 // with it.
 func runCmd(ctx context.Context, cmd *exec.Cmd, newNS bool, lg *buildLog) error {
 	bin := cmd.Path
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if newNS {
-		cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS
-	}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
+	isolate(cmd, newNS)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	done := make(chan struct{})
@@ -735,6 +736,18 @@ func runCmd(ctx context.Context, cmd *exec.Cmd, newNS bool, lg *buildLog) error 
 		return fmt.Errorf("%s: %v: %s%s", filepath.Base(bin), err, strings.Join(tail, " / "), diskFull(lg.f.Name()))
 	}
 	return nil
+}
+
+// isolate makes cmd a tool of the pipeline: in a process group of its
+// own, killed as a group when its context is done, and with this process
+// (Pdeathsig); newNS runs it in a private mount namespace.
+func isolate(cmd *exec.Cmd, newNS bool) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if newNS {
+		cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS
+	}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 }
 
 // scanLines calls fn for every line of r, lines ending in \n or \r.

@@ -33,12 +33,18 @@ import (
 
 // chrootScript mounts /proc, /sys and /dev in root ($1) and runs the rest
 // of its arguments chrooted there. It runs in a private mount namespace.
+// The host's resolv.conf is bound read-only over the root's when the root
+// has one as a plain file (apt needs names; nothing writes to the host's).
 const chrootScript = `set -e
 r=$1
 shift
 mount -t proc proc "$r/proc"
 mount --rbind /sys "$r/sys"
 mount --rbind /dev "$r/dev"
+if [ -f /etc/resolv.conf ] && [ -f "$r/etc/resolv.conf" ] && [ ! -L "$r/etc/resolv.conf" ]; then
+	mount --bind /etc/resolv.conf "$r/etc/resolv.conf"
+	mount -o remount,bind,ro "$r/etc/resolv.conf"
+fi
 exec chroot "$r" "$@"`
 
 // ChrootArgs is the command line (sh first) that runs argv chrooted in
@@ -68,22 +74,33 @@ var chrootEnv = []string{
 
 // runChroot runs argv chrooted in root, in a private mount namespace.
 func runChroot(ctx context.Context, root string, argv []string, lg *buildLog) error {
+	cmd, err := chrootCmd(ctx, root, argv)
+	if err != nil {
+		return err
+	}
+	return runCmd(ctx, cmd, true, lg)
+}
+
+// chrootCmd is the command that runs argv chrooted in root with /proc,
+// /sys and /dev mounted (ChrootArgs); the caller runs it isolated (in a
+// mount namespace of its own).
+func chrootCmd(ctx context.Context, root string, argv []string) (*exec.Cmd, error) {
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("%s: running it in a chroot needs root", argv[0])
+		return nil, fmt.Errorf("%s: running it in a chroot needs root", argv[0])
 	}
 	for _, d := range []string{"proc", "sys", "dev"} {
 		p := filepath.Join(root, d)
 		if fi, err := os.Lstat(p); err == nil && !fi.IsDir() {
-			return fmt.Errorf("the root's /%s is not a directory", d)
+			return nil, fmt.Errorf("the root's /%s is not a directory", d)
 		}
 		if err := os.MkdirAll(p, 0o755); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	args := ChrootArgs(root, argv...)
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Env = chrootEnv
-	return runCmd(ctx, cmd, true, lg)
+	return cmd, nil
 }
 
 // makeDebootstrap makes a debootstrap root: the bare suite, then the

@@ -217,6 +217,14 @@ nodes:
 	if err := d.Images.Verify(name, m.ID); err != nil {
 		t.Fatalf("verify %s: %v", m.ID, err)
 	}
+	// Provenance of a Debian build: the suite and mirror, and the package
+	// versions read from the built root's dpkg database.
+	if p := m.Provenance; p == nil || p.Debootstrap == nil || p.Debootstrap.Suite != "bookworm" || p.Debootstrap.Mirror == "" ||
+		p.Packages["systemd"] == "" || p.Packages["linux-image-amd64"] == "" || p.RecipeHash == "" || p.Builder == "" {
+		t.Fatalf("provenance of %s: %+v", name, m.Provenance)
+	} else {
+		t.Logf("%s: %d packages, suite %s from %s", name, len(p.Packages), p.Debootstrap.Suite, p.Debootstrap.Mirror)
+	}
 	if err := d.PublishImage(name, m.ID); err != nil {
 		t.Fatal(err)
 	}

@@ -71,16 +71,21 @@ func firstImage(idx v1.ImageIndex, where string) (v1.Image, error) {
 	return nil, fmt.Errorf("%s: the index holds no image", where)
 }
 
-// extractOCI flattens the image's layers (applying whiteouts) into dst.
-func extractOCI(ctx context.Context, p, dst, scratch string) error {
+// extractOCI flattens the image's layers (applying whiteouts) into dst and
+// returns the image's digest (its manifest's sha256).
+func extractOCI(ctx context.Context, p, dst, scratch string) (string, error) {
 	img, err := openOCI(ctx, p, scratch)
 	if err != nil {
-		return err
+		return "", err
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", p, err)
 	}
 	rc := mutate.Extract(img)
 	defer rc.Close()
 	if err := extractTar(ctx, rc, dst); err != nil {
-		return fmt.Errorf("%s: %w", p, err)
+		return "", fmt.Errorf("%s: %w", p, err)
 	}
-	return nil
+	return digest.String(), nil
 }

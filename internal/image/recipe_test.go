@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -156,7 +157,7 @@ func TestDebootstrapAndDracutArgs(t *testing.T) {
 	}
 	// No debootstrap on PATH: a clear error naming the recipe position.
 	t.Setenv("PATH", t.TempDir())
-	err = makeRootfs(context.Background(), r, filepath.Join(t.TempDir(), "root"), t.TempDir(), "", &buildLog{})
+	err = makeRootfs(context.Background(), r, filepath.Join(t.TempDir(), "root"), t.TempDir(), "", &Provenance{}, &buildLog{})
 	if err == nil || !strings.Contains(err.Error(), "/r/d/image.yaml:2:16") || !strings.Contains(err.Error(), "debootstrap not found") {
 		t.Fatalf("err = %v", err)
 	}
@@ -236,6 +237,24 @@ func TestExtractTarStaysInside(t *testing.T) {
 	}
 }
 
+// ociLayout writes an OCI image layout of the layers into a temp folder.
+func ociLayout(t *testing.T, layers ...v1.Layer) (string, v1.Image) {
+	t.Helper()
+	img, err := mutate.AppendLayers(empty.Image, layers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendImage(img); err != nil {
+		t.Fatal(err)
+	}
+	return dir, img
+}
+
 func TestOCILayoutFlattened(t *testing.T) {
 	layer := func(ents []tarEnt) *bytes.Reader { return bytes.NewReader(mkTar(t, ents)) }
 	l1, err := tarball.LayerFromReader(layer([]tarEnt{
@@ -256,21 +275,14 @@ func TestOCILayoutFlattened(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := mutate.AppendLayers(empty.Image, l1, l2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	p, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.AppendImage(img); err != nil {
-		t.Fatal(err)
-	}
+	dir, img := ociLayout(t, l1, l2)
 	root := t.TempDir()
-	if err := extractOCI(context.Background(), dir, root, t.TempDir()); err != nil {
+	digest, err := extractOCI(context.Background(), dir, root, t.TempDir())
+	if err != nil {
 		t.Fatal(err)
+	}
+	if want, _ := img.Digest(); digest != want.String() || !strings.HasPrefix(digest, "sha256:") {
+		t.Errorf("extractOCI digest %q, want the image's %q", digest, want)
 	}
 	if b, _ := os.ReadFile(filepath.Join(root, "etc/keep")); string(b) != "new" {
 		t.Errorf("etc/keep = %q, want the upper layer's", b)
@@ -280,7 +292,7 @@ func TestOCILayoutFlattened(t *testing.T) {
 			t.Errorf("%s survived its whiteout", gone)
 		}
 	}
-	if err := extractOCI(context.Background(), t.TempDir(), root, t.TempDir()); err == nil {
+	if _, err := extractOCI(context.Background(), t.TempDir(), root, t.TempDir()); err == nil {
 		t.Error("an empty folder was taken for an OCI layout")
 	}
 }

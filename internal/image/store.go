@@ -86,6 +86,9 @@ type Manifest struct {
 	Log string `json:"log,omitempty"`
 	// BuildSeconds is how long the build took.
 	BuildSeconds float64 `json:"build_seconds,omitempty"`
+	// Provenance says what the generation was made from (nil in
+	// manifests older than it, and in imports).
+	Provenance *Provenance `json:"provenance,omitempty"`
 }
 
 // File returns the manifest entry for name.
@@ -116,6 +119,7 @@ type Store struct {
 	mu        sync.Mutex
 	manifests map[string]*Manifest // "image/id" -> manifest; generations are immutable
 	current   map[string]currentEntry
+	trees     treeCache // the last roots Tree read
 }
 
 type currentEntry struct {

@@ -2,6 +2,7 @@ package image
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -154,6 +155,29 @@ func TestVerifyDetectsCorruption(t *testing.T) {
 	if err := s.Verify("a", m.ID); err == nil {
 		t.Fatal("Verify accepted a changed file")
 	}
+	// CheckFiles says which file differs, and only that one.
+	checks, err := s.CheckFiles("a", m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bad []string
+	for _, c := range checks {
+		if !c.OK() {
+			bad = append(bad, c.Name)
+			if c.Size != int64(len("tampered")) || c.SHA256 == c.Want.SHA256 {
+				t.Errorf("check of %s: %+v", c.Name, c)
+			}
+		}
+	}
+	if len(checks) != 3 || len(bad) != 1 || bad[0] != FileRootfs {
+		t.Fatalf("CheckFiles: %d files, differing %v; want 3 and only %s", len(checks), bad, FileRootfs)
+	}
+	// A file gone is reported, not an error of the whole check.
+	os.Remove(p)
+	checks, err = s.CheckFiles("a", m.ID)
+	if err != nil || checks[2].OK() || checks[2].Err == "" || checks[2].Size != -1 {
+		t.Fatalf("CheckFiles of a missing file: %+v, %v", checks, err)
+	}
 }
 
 // streamOf returns a next function for ImportStream over parts (name,
@@ -216,5 +240,34 @@ func TestImportStream(t *testing.T) {
 				t.Fatalf("temporary folders left: %v", left)
 			}
 		})
+	}
+}
+
+// TestOldManifestLoads: a manifest written before provenance existed
+// loads, with no provenance, and its files still verify.
+func TestOldManifestLoads(t *testing.T) {
+	s, _ := OpenStore(t.TempDir())
+	files := writeFiles(t, t.TempDir(), map[string]string{FileKernel: "k", FileInitrd: "i", FileRootfs: "r"})
+	m, err := s.Import("old", files, "import")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := s.Path("old", m.ID, FileManifest)
+	os.Chmod(filepath.Dir(p), 0o755)
+	os.Chmod(p, 0o644)
+	legacy := `{"image":"old","id":"` + m.ID + `","created":"2026-01-02T03:04:05Z","source":"recipe /r/image.yaml",
+ "files":[` + fmt.Sprintf(`{"name":"vmlinuz","size":1,"sha256":%q},{"name":"initrd","size":1,"sha256":%q},{"name":"rootfs.squashfs","size":1,"sha256":%q}`,
+		m.Files[0].SHA256, m.Files[1].SHA256, m.Files[2].SHA256) + `],
+ "source_hash":"abc","log":"build.log","build_seconds":2.5}`
+	if err := os.WriteFile(p, []byte(legacy), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := OpenStore(s.Dir())
+	got, err := s2.Generation("old", m.ID)
+	if err != nil || got.Provenance != nil || got.SourceHash != "abc" || got.BuildSeconds != 2.5 {
+		t.Fatalf("legacy manifest: %+v, %v", got, err)
+	}
+	if err := s2.Verify("old", m.ID); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -32,25 +32,31 @@ func copyBuf(w io.Writer, r io.Reader) (int64, error) {
 	return io.CopyBuffer(w, r, *b)
 }
 
-// hashTree writes a description of the tree at root (paths, types, modes,
-// symlink targets, file contents) to h. A missing root hashes as "absent".
-// File contents are hashed by a worker per CPU; the description is written
-// in walk order, so the result does not depend on the workers.
-func hashTree(h hash.Hash, root string, c *hashCache) error {
-	if _, err := os.Lstat(root); errors.Is(err, fs.ErrNotExist) {
-		fmt.Fprintf(h, "absent\n")
-		return nil
-	}
-	type entry struct {
-		head string // path and mode
-		tail string // what follows, when known from the walk
-		file string // a regular file whose size and sum follow
-		info fs.FileInfo
-		size int64
-		sum  string
-		err  error
-	}
-	var ents []*entry
+// TreeEntry is one path of a tree: what hashTree describes and what a
+// generation's root holds (Store.Tree).
+type TreeEntry struct {
+	// Path is relative to the tree's root, slash-separated ("." is the
+	// root itself).
+	Path string
+	Mode fs.FileMode
+	UID  uint32
+	GID  uint32
+	// Size and SHA256 of a regular file.
+	Size   int64
+	SHA256 string
+	// Link is a symlink's target.
+	Link string
+	// Rdev is a device node's number.
+	Rdev uint64
+}
+
+// walkTree lists the tree at root in walk order, with every regular file's
+// size and sha256 (read by a worker per CPU; from c when its stat is
+// unchanged, c may be nil).
+func walkTree(root string, c *hashCache) ([]TreeEntry, error) {
+	var ents []TreeEntry
+	var infos []fs.FileInfo
+	var files []int
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -60,56 +66,76 @@ func hashTree(h hash.Hash, root string, c *hashCache) error {
 		if err != nil {
 			return err
 		}
-		e := &entry{head: fmt.Sprintf("%q %o ", filepath.ToSlash(rel), fi.Mode())}
+		e := TreeEntry{Path: filepath.ToSlash(rel), Mode: fi.Mode()}
+		st, _ := fi.Sys().(*syscall.Stat_t)
+		if st != nil {
+			e.UID, e.GID = st.Uid, st.Gid
+		}
 		switch {
 		case fi.Mode()&fs.ModeSymlink != 0:
-			t, err := os.Readlink(p)
-			if err != nil {
+			if e.Link, err = os.Readlink(p); err != nil {
 				return err
 			}
-			e.tail = fmt.Sprintf("-> %q\n", t)
 		case fi.Mode().IsRegular():
-			e.file, e.info, e.size = p, fi, fi.Size()
-		default:
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-				e.tail = fmt.Sprintf("dev %d\n", st.Rdev)
-			} else {
-				e.tail = "\n"
-			}
+			e.Size = fi.Size()
+			files = append(files, len(ents))
+		case st != nil && fi.Mode()&(fs.ModeDevice|fs.ModeCharDevice) != 0:
+			e.Rdev = uint64(st.Rdev)
 		}
 		ents = append(ents, e)
+		infos = append(infos, fi)
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	work := make(chan *entry)
+	work := make(chan int)
+	errs := make([]error, len(ents))
 	var wg sync.WaitGroup
 	for range max(1, min(runtime.NumCPU(), 8)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for e := range work {
-				e.sum, e.err = c.sum(e.file, e.info)
+			for i := range work {
+				ents[i].SHA256, errs[i] = c.sum(filepath.Join(root, filepath.FromSlash(ents[i].Path)), infos[i])
 			}
 		}()
 	}
-	for _, e := range ents {
-		if e.file != "" {
-			work <- e
-		}
+	for _, i := range files {
+		work <- i
 	}
 	close(work)
 	wg.Wait()
-	for _, e := range ents {
-		if e.err != nil {
-			return e.err
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
 		}
-		io.WriteString(h, e.head)
-		if e.file != "" {
-			fmt.Fprintf(h, "%d %s\n", e.size, e.sum)
-		} else {
-			io.WriteString(h, e.tail)
+	}
+	return ents, nil
+}
+
+// hashTree writes a description of the tree at root (paths, types, modes,
+// symlink targets, file contents) to h. A missing root hashes as "absent".
+// File contents are hashed by a worker per CPU; the description is written
+// in walk order, so the result does not depend on the workers.
+func hashTree(h hash.Hash, root string, c *hashCache) error {
+	if _, err := os.Lstat(root); errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(h, "absent\n")
+		return nil
+	}
+	ents, err := walkTree(root, c)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		fmt.Fprintf(h, "%q %o ", e.Path, e.Mode)
+		switch {
+		case e.Mode&fs.ModeSymlink != 0:
+			fmt.Fprintf(h, "-> %q\n", e.Link)
+		case e.Mode.IsRegular():
+			fmt.Fprintf(h, "%d %s\n", e.Size, e.SHA256)
+		default:
+			fmt.Fprintf(h, "dev %d\n", e.Rdev)
 		}
 	}
 	return nil

@@ -48,7 +48,7 @@ func TestActionKeysMakeCalls(t *testing.T) {
 		{"reboot default no", 20, []string{"R", "<wait>", "<enter>"}, nil},
 		{"reboot early keys swallowed", 20, []string{"R", "y"}, nil},
 		{"reboot 12 nodes: count typed", 12, []string{"<ctrl+a>", "R", "<wait>", "y", "<enter>", "R", "<wait>", "1", "2", "<enter>"}, []string{"RebootClean n[01-12] 0s", "Nodes"}},
-		{"power from the detail view acts on its node", 20, []string{"j", "j", "<enter>", "p", "t"}, []string{"Node n03", "BootEntry n03 ", "Events n03 50 false", "Audit 500", "SOLLog n03 15", "NodeBMC n03", "Power status n03", "Nodes", "Node n03"}},
+		{"power from the detail view acts on its node", 20, []string{"j", "j", "<enter>", "p", "t"}, []string{"Node n03", "BootEntry n03 ", "Events n03 50 false", "DiffImages compute:g1 compute:g2", "Audit 500", "SOLLog n03 15", "NodeBMC n03", "Power status n03", "Nodes", "Node n03"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -59,6 +59,9 @@ type Backend interface {
 	// Rollback makes an image's previous generation current again and
 	// returns it.
 	Rollback(ctx context.Context, image string) (string, error)
+	// DiffImages says what generation b changes from a (each "IMAGE:GEN"
+	// or "IMAGE", its current generation).
+	DiffImages(ctx context.Context, a, b string) (*apitype.ImageDiff, error)
 	// StagePreview returns what staging req would change, changing nothing.
 	StagePreview(ctx context.Context, req apitype.StageRequest) (*apitype.Rollout, error)
 	// StageCreate stages a generation on a selection.

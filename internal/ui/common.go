@@ -36,6 +36,10 @@ type Options struct {
 	// node's serial console (netbootui console NODE); nil: `c` says how to
 	// attach from a shell instead.
 	SerialConsole func(node string) *exec.Cmd
+	// ImageShell returns the command `S` in :images hands the terminal to
+	// for a shell in a working copy of an image (netbootui image shell
+	// IMAGE); nil: `S` says how to run it from a shell instead.
+	ImageShell func(image string) *exec.Cmd
 	// StagePoll is how often the rollout view reads a running rollout;
 	// 0 means every second.
 	StagePoll time.Duration

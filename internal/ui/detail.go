@@ -42,6 +42,10 @@ type detailView struct {
 	console []string             // the tail of its captured serial console
 	bmc     *apitype.BMCFacts
 	bmcErr  string // why the BMC facts could not be read
+	// reboot is what the next boot changes (running -> assigned), when
+	// the two differ; rebootErr why that is not known.
+	reboot    *apitype.ImageDiff
+	rebootErr string
 }
 
 type (
@@ -146,6 +150,17 @@ func (m *Model) fetchDetail(name string) tea.Cmd {
 			return detailMsg{name: name, err: err}
 		}
 		msg := detailMsg{name: name, node: n, entry: entry, events: evs}
+		if a, b, ok := rebootChange(n); ok {
+			d, derr := be.DiffImages(ctx, a, b)
+			switch {
+			case derr == nil:
+				msg.reboot = d
+			case isAPIError(derr):
+				msg.rebootErr = derr.Error()
+			default:
+				return detailMsg{name: name, err: derr}
+			}
+		}
 		all, aerr := be.Audit(ctx, auditFetch)
 		switch {
 		case aerr == nil:
@@ -181,6 +196,7 @@ func (d *detailView) set(msg detailMsg) {
 	d.node, d.entry, d.loaded = msg.node, msg.entry, true
 	d.audit, d.auditNA = msg.audit, msg.auditNA
 	d.console = msg.console
+	d.reboot, d.rebootErr = msg.reboot, msg.rebootErr
 	// keep live events that arrived while loading, without duplicates
 	var last uint64
 	if len(msg.events) > 0 {
@@ -246,6 +262,7 @@ func (d *detailView) lines() []string {
 		running = s.Drift.Render("!" + st.Generation + " (differs from assigned)")
 	}
 	kv("running", running)
+	kv("on reboot", d.rebootLine())
 	kv("power", dash(st.Power)+errSuffix(s.Error.Render, st.PowerError))
 	kv("stage", stageCell(&n, 40)+errSuffix(s.Error.Render, st.Error))
 	if n.Dirty {
@@ -438,4 +455,51 @@ func formatEvent(ev apitype.Event, withNode bool) string {
 	}
 	add(ev.Error)
 	return b.String()
+}
+
+// rebootChange says which generations a node's next boot would move
+// between ("IMAGE:RUNNING", "IMAGE:ASSIGNED"), when it runs one and is
+// assigned another.
+func rebootChange(n apitype.NodeView) (from, to string, ok bool) {
+	run, next := n.State.Generation, n.Assigned
+	if n.Image == "" || run == "" || next == "" || run == next {
+		return "", "", false
+	}
+	return n.Image + ":" + run, n.Image + ":" + next, true
+}
+
+// rebootLine answers "would a reboot change this node?": no, or yes with
+// what (the generations, the diff's summary, whether the kernel changes).
+func (d *detailView) rebootLine() string {
+	s := d.c.Styles
+	n := d.node
+	switch {
+	case n.Assigned == "":
+		return s.Dim.Render("no generation assigned: nothing to boot")
+	case n.State.Generation == "":
+		return "yes: boots " + n.Image + "@" + n.Assigned + s.Dim.Render(" (the generation it runs is not known)")
+	case n.State.Generation == n.Assigned:
+		return s.OK.Render("no change") + s.Dim.Render(": it runs "+n.Assigned+", which it is assigned")
+	case d.rebootErr != "":
+		return s.Warn.Render("yes: "+n.State.Generation+" → "+n.Assigned) + "  " + s.Error.Render(d.rebootErr)
+	case d.reboot == nil:
+		return s.Warn.Render("yes: "+n.State.Generation+" → "+n.Assigned) + s.Dim.Render("  (reading the diff…)")
+	}
+	return s.Warn.Render("yes: "+n.State.Generation+" → "+n.Assigned) + "  " + diffSummary(d.reboot)
+}
+
+// diffSummary is a diff's one line for the console: its summary (which
+// names a changed kernel or initramfs) and which of the two stay the same.
+func diffSummary(d *apitype.ImageDiff) string {
+	var same []string
+	if !d.KernelChanged() {
+		same = append(same, "kernel")
+	}
+	if !d.InitrdChanged() {
+		same = append(same, "initramfs")
+	}
+	if len(same) == 0 || d.Summary == "no change" {
+		return d.Summary
+	}
+	return d.Summary + " (" + strings.Join(same, ", ") + " same)"
 }

@@ -344,3 +344,17 @@ func (f *fakeBackend) StageAction(ctx context.Context, id, action string) (*apit
 	}
 	return cloneRollout(ro), nil
 }
+
+// DiffImages answers every diff between two different generations with
+// one added and two changed files and a new kernel.
+func (f *fakeBackend) DiffImages(ctx context.Context, a, b string) (*apitype.ImageDiff, error) {
+	if err := f.record("DiffImages %s %s", a, b); err != nil {
+		return nil, err
+	}
+	d := &apitype.ImageDiff{A: a, B: b, Summary: "no change"}
+	if a != b {
+		d.Summary, d.Added, d.Changed = "+1 -0 ~2 files, kernel changed", 1, 2
+		d.Boot = []apitype.BootFileChange{{Name: apitype.FileKernel}}
+	}
+	return d, nil
+}

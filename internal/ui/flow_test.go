@@ -124,7 +124,7 @@ func TestKeysMakeCalls(t *testing.T) {
 		keys []string
 		want []string
 	}{
-		{"detail", []string{"j", "j", "<enter>"}, []string{"Node n03", "BootEntry n03 ", "Events n03 50 false", "Audit 500", "SOLLog n03 15", "NodeBMC n03"}},
+		{"detail", []string{"j", "j", "<enter>"}, []string{"Node n03", "BootEntry n03 ", "Events n03 50 false", "DiffImages compute:g1 compute:g2", "Audit 500", "SOLLog n03 15", "NodeBMC n03"}},
 		{"images", []string{":", "i", "m", "<enter>"}, []string{"Images"}},
 		{"refresh", []string{"<ctrl+r>"}, []string{"Nodes", "Status"}},
 		{"filter and move make no calls", []string{"/", "n", "1", "<enter>", "j", "k", "G", "g", "<space>", "S", "?", "<esc>"}, nil},

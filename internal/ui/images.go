@@ -276,6 +276,11 @@ func (m *Model) imagesKey(msg tea.KeyPressMsg) tea.Cmd {
 		return m.startBuild()
 	case key.Matches(msg, k.ImageRollback):
 		return m.askImageRollback()
+	case key.Matches(msg, k.ImageShell):
+		if im := m.images.current(); im != nil {
+			return m.imageShell(im.Name)
+		}
+		return nil
 	}
 	m.images.key(msg, k, m.nodes.all, m.imageRows())
 	return nil
@@ -429,4 +434,22 @@ func (m *Model) askImageRollback() tea.Cmd {
 		return nil
 	}
 	return nil
+}
+
+// imageShellDoneMsg says the image shell handed the terminal back.
+type imageShellDoneMsg struct {
+	image string
+	err   error
+}
+
+// imageShell is `S` in :images: it hands the terminal to `netbootui image
+// shell IMAGE` (the daemon runs the shell in a working copy; on exit the
+// command shows the diff and asks to publish or discard), as `c` does for
+// a serial console.
+func (m *Model) imageShell(image string) tea.Cmd {
+	if m.opts.ImageShell == nil {
+		m.setFlash(noImageShell, false)
+		return nil
+	}
+	return tea.ExecProcess(m.opts.ImageShell(image), func(err error) tea.Msg { return imageShellDoneMsg{image, err} })
 }

@@ -13,7 +13,7 @@ type KeyMap struct {
 	Edit, EditGroup, Refresh                 key.Binding
 	RebootClean, Power, SerialConsole, Stage key.Binding
 	CancelAction                             key.Binding
-	Build, ImageRollback                     key.Binding
+	Build, ImageRollback, ImageShell         key.Binding
 	StageHalt, StageResume, StageAbort       key.Binding
 	StagePromote, StageRollback              key.Binding
 	Adopt, AdoptGroup                        key.Binding
@@ -56,6 +56,7 @@ func DefaultKeyMap() KeyMap {
 		CancelAction:  b("ctrl+x", "cancel the running power action / reboot / build (esc only hides it)", "ctrl+x"),
 		Build:         b("b", "images: rebuild and publish the image", "b"),
 		ImageRollback: b("r", "images: roll the image back to its previous generation", "r"),
+		ImageShell:    b("S", "images: a shell in a working copy of the image (admin); its change is shown on exit", "S"),
 		StageHalt:     b("h", "rollout: halt", "h"),
 		StageResume:   b("u", "rollout: resume", "u"),
 		StageAbort:    b("x", "rollout: abort", "x"),
@@ -76,7 +77,7 @@ func (k KeyMap) Groups() []KeyGroup {
 		{"Marks", []key.Binding{k.Mark, k.MarkAll, k.ClearMarks}},
 		{"Sort", []key.Binding{k.SortName, k.SortGroup, k.SortStage, k.SortGen, k.SortCheckin, k.Reverse}},
 		{"Actions", []key.Binding{k.Edit, k.EditGroup, k.RebootClean, k.Power, k.CancelAction, k.SerialConsole, k.Stage}},
-		{"Images (:images)", []key.Binding{k.Build, k.ImageRollback}},
+		{"Images (:images)", []key.Binding{k.Build, k.ImageRollback, k.ImageShell}},
 		{"Rollout (s, :stage)", []key.Binding{k.StageHalt, k.StageResume, k.StageAbort, k.StagePromote, k.StageRollback}},
 		{"Unknown machines (:unknown)", []key.Binding{k.Mark, k.Adopt, k.AdoptGroup}},
 		{"Quit", []key.Binding{k.Quit, k.ForceQuit}},

@@ -51,6 +51,9 @@ const (
 	maxBackoff = 5 * time.Second
 	// noSOL is what `c` says when the console cannot hand the terminal over.
 	noSOL = "serial console: `netbootui console NODE` in a shell (~. detaches)"
+	// noImageShell is what `S` says when the console cannot hand the
+	// terminal over.
+	noImageShell = "image shell: `netbootui image shell IMAGE` in a shell (admins only)"
 )
 
 // Messages. Every one that answers an API call carries its error.
@@ -82,7 +85,11 @@ type (
 		audit   []apitype.AuditEntry
 		auditNA string
 		console []string // the tail of the node's captured serial console
-		err     error
+		// reboot is what the node's next boot changes (running ->
+		// assigned generation), when they differ; rebootErr why not known.
+		reboot    *apitype.ImageDiff
+		rebootErr string
+		err       error
 	}
 	imagesMsg struct {
 		images []apitype.ImageInfo
@@ -277,6 +284,13 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.c.Width, m.c.Height = msg.Width, msg.Height
 		m.nodes.clamp()
 		return m, nil
+	case imageShellDoneMsg:
+		if msg.err != nil {
+			m.setFlash("image shell of "+msg.image+": "+msg.err.Error(), true)
+		} else {
+			m.setFlash("image shell of "+msg.image+" ended", false)
+		}
+		return m, m.fetchImages()
 	case solDoneMsg:
 		if msg.err != nil {
 			m.setFlash("serial console of "+msg.node+": "+msg.err.Error(), true)

@@ -39,6 +39,8 @@ type stageFlow struct {
 	cursor    int
 	gen       string // the chosen generation id
 	preview   *apitype.Rollout
+	diffs     []stageDiff // what the chosen generation changes, per generation the nodes have now
+	diffsErr  string
 	wave      string // typed wave size
 	waveErr   string
 	ro        *apitype.Rollout
@@ -57,6 +59,12 @@ type (
 	stagePreviewMsg struct {
 		ro  *apitype.Rollout
 		err error
+	}
+	// stageDiffMsg answers the diffs asked for when the preview came.
+	stageDiffMsg struct {
+		gen   string
+		diffs []stageDiff
+		err   error
 	}
 	// stageMsg carries the rollout after a create, an action or a poll.
 	stageMsg struct {
@@ -230,7 +238,7 @@ func (m *Model) askStage() tea.Cmd {
 	size := ws.Of(n)
 	waves := (n + size - 1) / size
 	title := fmt.Sprintf("Stage %s@%s on %s?", f.image, f.gen, plural(n, "node"))
-	body := fmt.Sprintf("%s\n\n%s of up to %d; each node is rebooted to a clean state and\nmust check in with %s; a failed node halts the rollout and goes\nback to its previous generation.", hostlist.Compress(previewNames(f.preview)), plural(waves, "wave"), size, f.gen)
+	body := fmt.Sprintf("%s\n\n%s\n\n%s of up to %d; each node is rebooted to a clean state and\nmust check in with %s; a failed node halts the rollout and goes\nback to its previous generation.", hostlist.Compress(previewNames(f.preview)), strings.Join(f.diffLines(), "\n"), plural(waves, "wave"), size, f.gen)
 	m.dialog = NewConfirm(m.c, title, body, n)
 	req := f.request()
 	m.onYes = func() tea.Cmd {
@@ -374,6 +382,20 @@ func (m *Model) stageUpdate(msg tea.Msg) (tea.Cmd, bool) {
 			return nil, true
 		}
 		f.step, f.preview, f.offset = stagePreview, msg.ro, 0
+		f.diffs, f.diffsErr = nil, ""
+		return m.stageDiffs(), true
+	case stageDiffMsg:
+		if f == nil || msg.gen != f.gen {
+			return nil, true
+		}
+		if msg.err != nil {
+			f.diffsErr = msg.err.Error()
+			if !isAPIError(msg.err) {
+				return m.disconnected(msg.err), true
+			}
+			return nil, true
+		}
+		f.diffs = msg.diffs
 		return nil, true
 	case stagePollMsg:
 		if f == nil {
@@ -466,6 +488,9 @@ func (m *Model) stageLines() []string {
 			waveLine += "  " + s.Error.Render(f.waveErr)
 		}
 		out = append(out, waveLine)
+		for _, l := range f.diffLines() {
+			out = append(out, "  "+l)
+		}
 		out = append(out, s.Header.Render(fit(fmt.Sprintf("  %-10s %-10s %-22s %s", "NODE", "GROUP", "NOW", "NEXT BOOT"), m.c.Width)))
 		for _, n := range p.Nodes {
 			out = append(out, fmt.Sprintf("  %-10s %-10s %-22s → %s", n.Name, dash(n.Group), truncate(dash(n.Previous), 22), f.gen))
@@ -553,4 +578,73 @@ func (m *Model) stageHints() []string {
 		return []string{"0-9/%:wave size", "enter:stage", "esc:generations"}
 	}
 	return []string{"h:halt", "u:resume", "x:abort", "P:promote", "B:roll back", "ctrl+r:refresh", "esc:back"}
+}
+
+// stageDiff is what the staged generation changes for the nodes that now
+// have From ("IMAGE:GEN").
+type stageDiff struct {
+	From  string
+	Nodes int
+	Diff  *apitype.ImageDiff
+}
+
+// maxStageDiffs bounds the diffs the preview asks for (one per distinct
+// generation the nodes have now).
+const maxStageDiffs = 4
+
+// stageDiffs asks the daemon what the chosen generation changes from each
+// generation the previewed nodes have now.
+func (m *Model) stageDiffs() tea.Cmd {
+	f := m.stage
+	if f == nil || f.preview == nil {
+		return nil
+	}
+	count := map[string]int{}
+	var from []string
+	for _, n := range f.preview.Nodes {
+		if n.Previous == "" || n.Image == "" {
+			continue
+		}
+		k := n.Image + ":" + n.Previous
+		if count[k] == 0 {
+			from = append(from, k)
+		}
+		count[k]++
+	}
+	if len(from) > maxStageDiffs {
+		from = from[:maxStageDiffs]
+	}
+	be, to, gen := m.be, f.image+":"+f.gen, f.gen
+	ctx, cancel := m.call()
+	return func() tea.Msg {
+		defer cancel()
+		out := []stageDiff{}
+		for _, a := range from {
+			d, err := be.DiffImages(ctx, a, to)
+			if err != nil {
+				return stageDiffMsg{gen: gen, err: err}
+			}
+			out = append(out, stageDiff{From: a, Nodes: count[a], Diff: d})
+		}
+		return stageDiffMsg{gen: gen, diffs: out}
+	}
+}
+
+// diffLines say what staging changes: per generation the nodes have now,
+// the diff's summary and whether the kernel and initramfs change.
+func (f *stageFlow) diffLines() []string {
+	switch {
+	case f.diffsErr != "":
+		return []string{"what changes: " + f.diffsErr}
+	case f.diffs == nil:
+		return []string{"what changes: reading the diff…"}
+	case len(f.diffs) == 0:
+		return []string{"what changes: the nodes have no generation to compare with"}
+	}
+	var out []string
+	for _, d := range f.diffs {
+		from := strings.TrimPrefix(d.From, f.image+":") // another image's generation keeps its name
+		out = append(out, fmt.Sprintf("from %s (%s): %s", from, plural(d.Nodes, "node"), diffSummary(d.Diff)))
+	}
+	return out
 }

@@ -16,7 +16,7 @@ var stageTo = []string{"<space>", "<space>", "<space>", "s", "<enter>", "<enter>
 // every node passes: create, run, then one read per wave until the
 // rollout completes (the poll stops there), and the node list.
 var rolloutCalls = []string{
-	"Images", "StagePreview n[01-03] compute@g3 wave=2", "StageCreate n[01-03] compute@g3 wave=2", "StageAction r1 run",
+	"Images", "StagePreview n[01-03] compute@g3 wave=2", "DiffImages compute:g2 compute:g3", "StageCreate n[01-03] compute@g3 wave=2", "StageAction r1 run",
 	"Stage r1", "Stage r1", "Nodes", "Nodes",
 }
 
@@ -29,16 +29,16 @@ func TestStageKeysMakeCalls(t *testing.T) {
 	}{
 		{"stage marked nodes in waves of 2, polled to the end", nil, stageTo, rolloutCalls},
 		{"the stage dialog defaults to no", nil, []string{"<space>", "<space>", "<space>", "s", "<enter>", "<enter>", "<wait>", "<enter>"},
-			[]string{"Images", "StagePreview n[01-03] compute@g3 wave=2"}},
+			[]string{"Images", "StagePreview n[01-03] compute@g3 wave=2", "DiffImages compute:g2 compute:g3"}},
 		{"keys typed before the dialog appeared are swallowed", nil, []string{"s", "<enter>", "<enter>", "y", "<enter>"},
-			[]string{"Images", "StagePreview n01 compute@g3 wave=2"}},
+			[]string{"Images", "StagePreview n01 compute@g3 wave=2", "DiffImages compute:g2 compute:g3"}},
 		{"typed wave size", nil, []string{"s", "<enter>", "<bs>", "1", "0", "0", "%", "<enter>", "<wait>", "y"},
-			[]string{"Images", "StagePreview n01 compute@g3 wave=2", "StageCreate n01 compute@g3 wave=100%", "StageAction r1 run", "Stage r1", "Nodes", "Nodes"}},
+			[]string{"Images", "StagePreview n01 compute@g3 wave=2", "DiffImages compute:g2 compute:g3", "StageCreate n01 compute@g3 wave=100%", "StageAction r1 run", "Stage r1", "Nodes", "Nodes"}},
 		{"a bad wave size asks again and calls nothing", nil, []string{"s", "<enter>", "<bs>", "0", "<enter>", "<wait>", "y"},
-			[]string{"Images", "StagePreview n01 compute@g3 wave=2"}},
-		{"an older generation", nil, []string{"s", "j", "j", "<enter>"}, []string{"Images", "StagePreview n01 compute@g1 wave=2"}},
+			[]string{"Images", "StagePreview n01 compute@g3 wave=2", "DiffImages compute:g2 compute:g3"}},
+		{"an older generation", nil, []string{"s", "j", "j", "<enter>"}, []string{"Images", "StagePreview n01 compute@g1 wave=2", "DiffImages compute:g2 compute:g1"}},
 		{"esc goes back to the generations", nil, []string{"s", "<enter>", "<esc>", "j", "<enter>"},
-			[]string{"Images", "StagePreview n01 compute@g3 wave=2", "StagePreview n01 compute@g2 wave=2"}},
+			[]string{"Images", "StagePreview n01 compute@g3 wave=2", "DiffImages compute:g2 compute:g3", "StagePreview n01 compute@g2 wave=2"}},
 		{"nodes of two images are refused", nil, []string{"<space>", "<space>", "<space>", "<space>", "<space>", "s"}, nil},
 		{"resume after the gate halted it", map[string]string{"n03": "no check-in"}, append(slices.Clone(stageTo), "u", "<wait>", "y"),
 			[]string{"StageAction r1 resume", "Stage r1", "Nodes", "Nodes"}},
