@@ -20,9 +20,14 @@
 # path), and those still empty from netbootui.* words on /proc/cmdline.
 #
 # Test hooks (kernel command line), used by the QEMU tests:
-#   netbootui.probe=PATH       each check-in carries probe=present|absent for PATH
-#   netbootui.test_write=PATH  after the first check-in, write 64 KiB of random
-#                              data to PATH and check in again at once
+#   netbootui.probe=PATH[,PATH...]       each check-in carries probe=present|absent
+#                                        for each PATH, comma-separated, in order
+#   netbootui.test_write=PATH[,PATH...]  after the first check-in, write 64 KiB of
+#                                        random data to each PATH and check in again
+#
+# NETBOOTUI_FAILED="STAGE: reason" (set by the live init when its boot cannot
+# go on, with --once) adds failed= to the post: the daemon marks the node failed
+# at that stage.
 #
 # Usage: netbootui-checkin [--once]   (--once: one post, exit status = result)
 
@@ -116,8 +121,18 @@ post() {
 	body="node=$(urlenc "$NETBOOTUI_NODE")&token=$(urlenc "$NETBOOTUI_TOKEN")"
 	body="$body&generation=$(urlenc "$NETBOOTUI_GEN")&uptime=$uptime"
 	body="$body&overlay_bytes=$(overlay_bytes)&boot_id=$boot_id&seq=$seq"
+	[ -n "$NETBOOTUI_FAILED" ] && body="$body&failed=$(urlenc "$NETBOOTUI_FAILED")"
 	if [ -n "$NETBOOTUI_PROBE" ]; then
-		if [ -e "$NETBOOTUI_PROBE" ]; then body="$body&probe=present"; else body="$body&probe=absent"; fi
+		# one answer per path of the comma-separated list, in its order
+		answers='' old_ifs=$IFS IFS=,
+		set -f
+		for f in $NETBOOTUI_PROBE; do
+			if [ -e "$f" ]; then a=present; else a=absent; fi
+			answers=${answers:+$answers,}$a
+		done
+		set +f
+		IFS=$old_ifs
+		body="$body&probe=$answers"
 	fi
 	if command -v wget >/dev/null 2>&1; then
 		# (busybox wget -T crashes in Debian 12's build: bound it with timeout)
@@ -142,8 +157,14 @@ while :; do
 		delay=2
 		wait_s=$interval
 		if [ "$first" = 1 ] && [ -n "$NETBOOTUI_TEST_WRITE" ]; then
-			dd if=/dev/urandom of="$NETBOOTUI_TEST_WRITE" bs=1024 count=64 2>/dev/null &&
-				log "test hook: wrote $NETBOOTUI_TEST_WRITE" && wait_s=0
+			old_ifs=$IFS IFS=,
+			set -f
+			for f in $NETBOOTUI_TEST_WRITE; do
+				dd if=/dev/urandom of="$f" bs=1024 count=64 2>/dev/null &&
+					log "test hook: wrote $f" && wait_s=0
+			done
+			set +f
+			IFS=$old_ifs
 		fi
 		first=0
 	else

@@ -23,6 +23,8 @@
 #                            extra read-only overlay lowers (node above group),
 #                            so they cost no tmpfs and leave the overlay clean
 #   /run/live/rw             tmpfs holding the overlay upper/ and work/ dirs
+#   /run/live/persist        the node's own NFS directory (netbootui.persist_nfs),
+#                            its persisted paths bound over the overlay
 #   /run/netbootui.env       NETBOOTUI_* parameters for the check-in agent
 #   /run/netbootui/          resolv.conf and net.env from DHCP
 #
@@ -69,7 +71,7 @@ mkdir -p /run/netbootui /run/live
 
 # Parse the kernel command line. Words are split on blanks; no globbing.
 set -f
-root='' node='' group='' token='' gen='' checkin='' base='' interval=''
+root='' node='' group='' token='' gen='' checkin='' base='' interval='' persist='' persist_nfs='' nocloud=''
 # shellcheck disable=SC2013 # words, not lines, are wanted here
 for arg in $(cat /proc/cmdline); do
 	case $arg in
@@ -81,6 +83,9 @@ for arg in $(cat /proc/cmdline); do
 	netbootui.gen=*) gen=${arg#*=} ;;
 	netbootui.checkin=*) checkin=${arg#*=} ;;
 	netbootui.checkin_interval=*) interval=${arg#*=} ;;
+	netbootui.persist=*) persist=${arg#*=} ;;
+	netbootui.persist_nfs=*) persist_nfs=${arg#*=} ;;
+	netbootui.nocloud=*) nocloud=${arg#*=} ;;
 	esac
 done
 set +f
@@ -141,13 +146,73 @@ fetch() {
 # is what the variants below mount a second time.
 root_live() {
 	say "fetching rootfs $1"
-	retry 5 3 "fetching $1" fetch "$1" || fail "cannot download $1"
+	if ! retry 5 3 "fetching $1" fetch "$1"; then
+		report_failure "rootfs: cannot download the squashfs from ${1%%\?*}"
+		fail "cannot download $1"
+	fi
 	say "rootfs: $(stat -c %s /run/rootfs.squashfs) bytes, done"
 	say "mounting rootfs"
 	retry 3 1 "mounting the squashfs" \
 		mount -t squashfs -o ro,loop /run/rootfs.squashfs /run/live/ro ||
 		fail "cannot mount /run/rootfs.squashfs (not a squashfs, or squashfs/loop modules missing)"
 	image=/run/rootfs.squashfs
+}
+
+# nfs_mount MODE SERVER:PATH[:OPTIONS] DIR: mount an NFSv4 export at DIR,
+# MODE ro or rw; retried, since the network may still be settling.
+nfs_mount() {
+	nfs_server=${2%%:*} rest=${2#*:}
+	nfs_path=${rest%%:*} opts=''
+	[ "$rest" != "$nfs_path" ] && opts=${rest#*:}
+	retry 5 3 "mounting $nfs_server:$nfs_path" \
+		mount -t nfs4 -o "$1,addr=$nfs_server${opts:+,$opts}" "$nfs_server:$nfs_path" "$3"
+}
+
+# root_nfs SERVER:PATH[:OPTIONS]: the nfs transport. The generation's tree
+# (unpacked once on the head, never rewritten) is mounted read-only over
+# NFSv4 at /run/live/ro: nothing is downloaded, pages are read on demand.
+# There is no squashfs, so $image stays empty (no variants: see below).
+root_nfs() {
+	say "mounting nfs root ${1%:*}"
+	if ! nfs_mount ro "$1" /run/live/ro; then
+		report_failure "rootfs: cannot mount the NFS root $nfs_server:$nfs_path (server down, export missing or nfsv4 module missing)"
+		fail "cannot mount the NFS root $nfs_server:$nfs_path"
+	fi
+}
+
+# root_nbd SERVER:PORT/EXPORT: the nbd transport. The generation's squashfs,
+# served read-only by the site's NBD server, is attached as /dev/nbd0 with
+# nbd-client (in the initramfs with its libraries: recipe programs) and
+# mounted read-only at /run/live/ro: only the blocks read cross the network.
+# A request the server leaves unanswered for 30 s fails with an I/O error
+# instead of hanging the node.
+root_nbd() {
+	nbd_server=${1%%:*} rest=${1#*:}
+	nbd_port=${rest%%/*} nbd_export=${rest#*/}
+	say "attaching nbd root $nbd_server:$nbd_port/$nbd_export"
+	if ! command -v nbd-client >/dev/null; then
+		report_failure "rootfs: this initramfs has no nbd-client (add /usr/sbin/nbd-client to the recipe's programs)"
+		fail "no nbd-client in the initramfs"
+	fi
+	if ! retry 5 3 "attaching $nbd_server:$nbd_port/$nbd_export" \
+		nbd-client -N "$nbd_export" -readonly -timeout 30 "$nbd_server" "$nbd_port" /dev/nbd0; then
+		report_failure "rootfs: cannot attach the NBD root $nbd_server:$nbd_port/$nbd_export (server down, export missing or nbd module missing)"
+		fail "cannot attach the NBD root $nbd_server:$nbd_port/$nbd_export"
+	fi
+	if ! retry 3 1 "mounting /dev/nbd0" mount -t squashfs -o ro /dev/nbd0 /run/live/ro; then
+		report_failure "rootfs: the NBD root $nbd_server:$nbd_port/$nbd_export does not mount as a squashfs"
+		fail "cannot mount /dev/nbd0"
+	fi
+}
+
+# report_failure REASON: tell the daemon this boot failed and why, through
+# the check-in agent (one post, its failed= field), so the failure shows at
+# its boot stage instead of as a node that never checks in.
+report_failure() {
+	[ -n "$checkin" ] || return 0
+	NETBOOTUI_FAILED=$1 NETBOOTUI_CHECKIN=$checkin NETBOOTUI_NODE=$node NETBOOTUI_TOKEN=$token \
+		NETBOOTUI_GEN=$gen sh /etc/netbootui/checkin.sh --once ||
+		say "warning: could not report the failure to $checkin"
 }
 
 # The root transport: one branch per root= scheme of internal/roottransport.
@@ -157,7 +222,9 @@ mkdir -p /run/live/ro /run/live/rw
 image=''
 case $root in
 live:*) root_live "${root#live:}" ;;
-*) fail "root=$root: this init reads no such root (it knows root=live:URL)" ;;
+nfs:*) root_nfs "${root#nfs:}" ;;
+nbd:*) root_nbd "${root#nbd:}" ;;
+*) fail "root=$root: this init reads no such root (it knows root=live:URL, root=nfs:SERVER:PATH and root=nbd:SERVER:PORT/EXPORT)" ;;
 esac
 mount -t tmpfs -o mode=0755 tmpfs /run/live/rw || fail "cannot mount the overlay tmpfs"
 mkdir -p /run/live/rw/upper /run/live/rw/work
@@ -193,6 +260,12 @@ fi
 if d=$(variant node "$node"); then
 	vdirs="${d#/run/live/ro}${vdirs:+:$vdirs}" variants="node-$node${variants:+ $variants}"
 fi
+if [ -n "$vdirs" ] && [ -z "$image" ]; then
+	# A network root (nfs, nbd) has no squashfs file to mount a second
+	# time, and overlayfs refuses a lower inside another lower: not stacked.
+	say "warning: variants $variants are not stacked on a network root"
+	vdirs='' variants=''
+fi
 if [ -n "$vdirs" ]; then
 	mkdir -p /run/live/variants
 	if ! loopdev=$(losetup -f) || ! losetup -r "$loopdev" "$image" ||
@@ -210,6 +283,63 @@ fi
 say "variants ${variants:-none}"
 mount -t overlay -o "lowerdir=$lower,upperdir=/run/live/rw/upper,workdir=/run/live/rw/work" \
 	overlay /newroot || fail "cannot mount the overlay (overlay module missing?)"
+
+# Persistent paths (nfs): the node's own directory on the NFS server, made
+# by the head before the boot and exported read-write to this node's address
+# alone, is mounted at /run/live/persist; each persisted path is bound from
+# there over the overlay, so writes under it survive a reboot and the rest
+# does not.
+if [ -n "$persist" ]; then
+	[ -n "$persist_nfs" ] || fail "netbootui.persist without netbootui.persist_nfs"
+	say "mounting persistent directory ${persist_nfs%:*}"
+	mkdir -p /run/live/persist
+	if ! nfs_mount rw "$persist_nfs" /run/live/persist; then
+		report_failure "persist: cannot mount the node's persistent directory $nfs_server:$nfs_path (not exported to this node?)"
+		fail "cannot mount the persistent directory $nfs_server:$nfs_path"
+	fi
+	if ! touch /run/live/persist/.netbootui-rw 2>/dev/null; then
+		report_failure "persist: the node's persistent directory $nfs_server:$nfs_path is not writable"
+		fail "the persistent directory $nfs_server:$nfs_path is not writable"
+	fi
+	old_ifs=$IFS IFS=,
+	set -f
+	for p in $persist; do
+		case $p in
+		/*) ;;
+		*) say "warning: persist path '$p' is not absolute: skipped" && continue ;;
+		esac
+		if [ ! -d "/run/live/persist$p" ]; then
+			report_failure "persist: $p is missing from $nfs_server:$nfs_path (the head makes it)"
+			fail "persist: $p is missing from the persistent directory"
+		fi
+		mkdir -p "/newroot$p"
+		mount --bind "/run/live/persist$p" "/newroot$p" || fail "cannot bind the persisted $p"
+		say "persist $p"
+	done
+	set +f
+	IFS=$old_ifs
+fi
+
+# cloud-init NoCloud seed: meta-data, user-data and vendor-data from the
+# daemon (the URL carries the node's token) into /run/netbootui/nocloud,
+# bound at the image's /var/lib/cloud/seed/nocloud when it has cloud-init.
+# A seed that cannot be had is a warning: the image boots without it.
+if [ -n "$nocloud" ]; then
+	mkdir -p /run/netbootui/nocloud
+	seeded=1
+	for f in meta-data user-data vendor-data; do
+		if ! retry 3 2 "fetching cloud-init $f" \
+			timeout 20 wget -q -O "/run/netbootui/nocloud/$f" "$nocloud$f"; then
+			say "warning: no cloud-init $f from the daemon"
+			seeded=''
+		fi
+	done
+	if [ -n "$seeded" ] && [ -e /newroot/usr/bin/cloud-init ]; then
+		mkdir -p /newroot/var/lib/cloud/seed/nocloud
+		mount --bind /run/netbootui/nocloud /newroot/var/lib/cloud/seed/nocloud &&
+			say "cloud-init seed in place"
+	fi
+fi
 
 if [ ! -L /newroot/sbin/init ] && [ ! -x /newroot/sbin/init ]; then
 	fail "the rootfs from $root has no /sbin/init"

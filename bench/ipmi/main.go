@@ -16,6 +16,8 @@ import (
 
 	"github.com/netbootui/netbootui/internal/ipmi"
 	"github.com/netbootui/netbootui/internal/ipmi/ipmisim"
+	"github.com/netbootui/netbootui/internal/power"
+	"github.com/netbootui/netbootui/internal/power/backends"
 )
 
 func main() {
@@ -55,15 +57,19 @@ func run(n, nsinks, conc int, timeout time.Duration) error {
 		sims[i] = s
 	}
 	fmt.Printf("started %d ipmi_sim BMCs in %v\n", n, time.Since(t0).Round(time.Millisecond))
-	targets := make([]ipmi.Target, n)
+	target := func(node string, port int) power.Target {
+		return power.Target{Node: node, Protocol: ipmi.Name, Host: "127.0.0.1", Port: port, User: "admin",
+			Password: power.NewSecret("secret"), Options: ipmi.BMCOptions{CipherSuites: []int{3}}}
+	}
+	targets := make([]power.Target, n)
 	for i, s := range sims {
-		targets[i] = ipmi.Target{Node: fmt.Sprintf("n%03d", i), Host: "127.0.0.1", Port: s.Port(), User: "admin", Password: "secret", CipherSuites: []int{3}}
+		targets[i] = target(fmt.Sprintf("n%03d", i), s.Port())
 	}
 
-	// ours: a fresh pool (sessions opened inside the measurement)
-	pool := ipmi.New(ipmi.Options{CallTimeout: timeout})
+	// ours: a fresh power seam over IPMI (sessions opened inside the measurement)
+	pool := power.New(power.Config{CallTimeout: timeout}, backends.Registry())
 	t0 = time.Now()
-	res, err := pool.Bulk(ctx, targets, ipmi.OpStatus, ipmi.BulkOptions{Concurrency: conc})
+	res, err := pool.Bulk(ctx, targets, power.OpStatus, power.BulkOptions{Concurrency: conc})
 	if err != nil {
 		return err
 	}
@@ -72,7 +78,7 @@ func run(n, nsinks, conc int, timeout time.Duration) error {
 		return fmt.Errorf("ours: %s", bad)
 	}
 	t0 = time.Now()
-	if _, err := pool.Bulk(ctx, targets, ipmi.OpStatus, ipmi.BulkOptions{Concurrency: conc}); err != nil {
+	if _, err := pool.Bulk(ctx, targets, power.OpStatus, power.BulkOptions{Concurrency: conc}); err != nil {
 		return err
 	}
 	warm := time.Since(t0)
@@ -115,7 +121,7 @@ func run(n, nsinks, conc int, timeout time.Duration) error {
 			_ = c.Close()
 		}
 	}()
-	all := append([]ipmi.Target(nil), targets...)
+	all := append([]power.Target(nil), targets...)
 	for i := range nsinks {
 		c, err := net.ListenPacket("udp4", "127.0.0.1:0")
 		if err != nil {
@@ -130,14 +136,14 @@ func run(n, nsinks, conc int, timeout time.Duration) error {
 				}
 			}
 		}()
-		all = append(all, ipmi.Target{Node: fmt.Sprintf("s%03d", i), Host: "127.0.0.1", Port: c.LocalAddr().(*net.UDPAddr).Port, Password: "secret"})
+		all = append(all, target(fmt.Sprintf("s%03d", i), c.LocalAddr().(*net.UDPAddr).Port))
 	}
-	pool = ipmi.New(ipmi.Options{CallTimeout: timeout})
+	pool = power.New(power.Config{CallTimeout: timeout}, backends.Registry())
 	defer pool.Close()
 	var mu sync.Mutex
 	var okN, timeoutN int
 	t0 = time.Now()
-	if _, err := pool.Bulk(ctx, all, ipmi.OpStatus, ipmi.BulkOptions{Concurrency: conc, OnResult: func(r ipmi.Result) {
+	if _, err := pool.Bulk(ctx, all, power.OpStatus, power.BulkOptions{Concurrency: conc, OnResult: func(r power.Result) {
 		mu.Lock()
 		defer mu.Unlock()
 		switch {
@@ -162,7 +168,7 @@ func run(n, nsinks, conc int, timeout time.Duration) error {
 	return nil
 }
 
-func failures(res []ipmi.Result) string {
+func failures(res []power.Result) string {
 	for _, r := range res {
 		if r.Err != nil {
 			return r.Err.Error()

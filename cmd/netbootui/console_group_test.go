@@ -109,7 +109,7 @@ func TestConsoleGroupEditInTmux(t *testing.T) {
 	os.WriteFile(args, []byte("netbootui.token=forged"), 0o644)
 	before, _ := os.ReadFile(inv)
 	c.keys("E")
-	c.waitFor("refused", regexp.MustCompile(`edit refused: pxe: node gpu2: kernel args: argument "netbootui\.token=forged"`))
+	c.waitFor("refused", regexp.MustCompile(`edit refused: group gpu: kernel_args: argument "netbootui\.token=forged"`))
 	if after, _ := os.ReadFile(inv); string(after) != string(before) {
 		t.Errorf("a refused edit changed the inventory:\n%s", after)
 	}

@@ -17,9 +17,9 @@ import (
 	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/image"
-	"github.com/netbootui/netbootui/internal/ipmi"
 	"github.com/netbootui/netbootui/internal/ipmi/ipmisim"
 	"github.com/netbootui/netbootui/internal/lab"
+	"github.com/netbootui/netbootui/internal/power"
 )
 
 // TestConsoleViews reads a group, previews node and group edits (valid,
@@ -59,7 +59,7 @@ nodes:
 `, sim.Port())), 0o644)
 	os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte("bmc_passwords:\n  lab: "+password+"\n"), 0o600)
 	d, err := daemon.New(daemon.Config{InventoryPath: path, DataDir: filepath.Join(dir, "data"), HTTPListen: "127.0.0.1:0",
-		PowerPoll: time.Hour, IPMI: ipmi.Options{CallTimeout: 3 * time.Second}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		PowerPoll: time.Hour, Power: power.Config{CallTimeout: 3 * time.Second}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,8 @@ var forbidden = []string{
 	"github.com/netbootui/netbootui/internal/pxe",
 	"github.com/netbootui/netbootui/internal/tftp", // the TFTP server (pin/tftp is only a test client now)
 	"github.com/netbootui/netbootui/internal/ipmi",
+	"github.com/netbootui/netbootui/internal/power",
+	"github.com/netbootui/netbootui/internal/consolehub",
 	"github.com/netbootui/netbootui/internal/image",
 	"github.com/netbootui/netbootui/internal/rollout",
 	"github.com/netbootui/netbootui/internal/workflow",

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/inventory"
-	"github.com/netbootui/netbootui/internal/ipmi"
+	"github.com/netbootui/netbootui/internal/power"
 )
 
 // This file holds what the console reads besides the node list: a group's
@@ -45,7 +45,11 @@ type EditPreview = apitype.EditPreview
 // result as a whole (errors name FILE:LINE:COL) and renders the node's boot
 // entry from it. Nothing is written.
 func (d *Daemon) PreviewEdit(p EditPreview) (string, error) {
-	if err := checkEdit(p.Edit, p.Group != ""); err != nil {
+	what := "node " + p.Node
+	if p.Group != "" {
+		what = "group " + p.Group
+	}
+	if err := d.checkEdit(what, p.Edit, p.Group != ""); err != nil {
 		return "", err
 	}
 	if d.Inventory().Node(p.Node) == nil {
@@ -81,7 +85,7 @@ func (d *Daemon) PreviewEdit(p EditPreview) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	inv, err := inventory.Parse(path, out)
+	inv, err := inventory.Parse(path, out, d.parseOptions()...)
 	if err != nil {
 		return "", err
 	}
@@ -111,21 +115,21 @@ func (d *Daemon) NodeBMC(ctx context.Context, name string) (BMCFacts, error) {
 		return BMCFacts{}, fmt.Errorf("%w %q", ErrUnknownNode, name)
 	}
 	f := BMCFacts{Node: name, PollEvery: d.cfg.PowerPoll}
-	targets, failed := d.targets([]*inventory.Node{n}, string(ipmi.OpDeviceID))
+	targets, failed := d.targets([]*inventory.Node{n}, string(power.OpDeviceID))
 	if len(targets) == 0 {
 		f.DeviceError, f.PowerError = failed[0].Error, failed[0].Error
 		f.ReadAt = time.Now().UTC()
 		return f, nil
 	}
 	t := targets[0]
-	f.BMC = t.Addr()
-	dev := d.power.Do(ctx, t, ipmi.OpDeviceID)
+	dev := d.power.Do(ctx, t, power.OpDeviceID)
+	f.BMC = dev.BMC
 	if dev.Err != nil {
 		f.DeviceError = dev.Err.Error()
 	} else {
 		f.Device = dev.Detail
 	}
-	st := d.power.Do(ctx, t, ipmi.OpStatus)
+	st := d.power.Do(ctx, t, power.OpStatus)
 	f.ReadAt = time.Now().UTC()
 	if st.Err != nil {
 		f.PowerError = st.Err.Error()

@@ -3,6 +3,13 @@
 // one is invalid), the boot-state tracker, the image store and the TFTP and HTTP
 // boot servers, and offers the operations the API and the console call.
 // It has no terminal and no API transport of its own: internal/api serves it.
+//
+// BMCs are reached only through the power seam (internal/power): the daemon
+// holds a power.Service over the registry of Config.Backends (default: every
+// built-in backend, internal/power/backends), builds each node's
+// power.Target from the inventory, and uses it for power verbs, the poller,
+// reboot-clean (and so rollouts), the BMC facts and the serial consoles,
+// whose per-node sharing is a consolehub.Hubs the daemon owns.
 package daemon
 
 import (
@@ -24,10 +31,12 @@ import (
 
 	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/consolehub"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
-	"github.com/netbootui/netbootui/internal/ipmi"
 	"github.com/netbootui/netbootui/internal/netlimit"
+	"github.com/netbootui/netbootui/internal/power"
+	"github.com/netbootui/netbootui/internal/power/backends"
 	"github.com/netbootui/netbootui/internal/pxe"
 	"github.com/netbootui/netbootui/internal/rollout"
 	"github.com/netbootui/netbootui/internal/tftp"
@@ -58,8 +67,12 @@ type Config struct {
 	KernelDir string
 	// PowerPoll is how often every BMC's power status is read (0: never).
 	PowerPoll time.Duration
-	// IPMI tunes the BMC sessions (call timeout, breaker, rate limit).
-	IPMI ipmi.Options
+	// Power tunes the power seam (call timeout, breaker, rate limit).
+	Power power.Config
+	// Backends are the power backends the inventory may name in
+	// bmc.protocol (nil: backends.Registry(), every backend netbootui is
+	// built with).
+	Backends *power.Registry
 	// HTTPLimits are the HTTP boot server's timeouts and connection cap
 	// (zero fields: netlimit's defaults, the cap from the fd limit).
 	HTTPLimits netlimit.Limits
@@ -83,7 +96,8 @@ type Daemon struct {
 	Registry *prometheus.Registry
 
 	state     *bootstate.Store
-	power     *ipmi.Pool
+	power     *power.Service
+	consoles  *consolehub.Hubs
 	builds    *image.Queue
 	audit     *audit.Log
 	resultMu  sync.Mutex
@@ -114,13 +128,16 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if cfg.InventoryPath == "" || cfg.DataDir == "" {
 		return nil, errors.New("daemon: inventory path and data dir are required")
 	}
+	if cfg.Backends == nil {
+		cfg.Backends = backends.Registry()
+	}
 	d := &Daemon{cfg: cfg, log: cfg.Logger, Registry: prometheus.NewRegistry(), unknown: newUnknownTable(MaxUnknown)}
 	defer func() {
 		if err != nil {
 			d.close()
 		}
 	}()
-	inv, err := loadInventory(cfg.InventoryPath)
+	inv, err := d.loadInventory()
 	if err != nil {
 		return nil, err
 	}
@@ -131,10 +148,11 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if d.audit, err = audit.Open(filepath.Join(cfg.DataDir, "audit.log"), 1000); err != nil {
 		return nil, err
 	}
-	if cfg.IPMI.Logger == nil {
-		cfg.IPMI.Logger = cfg.Logger
+	if cfg.Power.Logger == nil {
+		cfg.Power.Logger = cfg.Logger
 	}
-	d.power = ipmi.New(cfg.IPMI)
+	d.power = power.New(cfg.Power, cfg.Backends)
+	d.consoles = consolehub.New(cfg.Logger)
 	if d.tokens, err = pxe.LoadTokens(filepath.Join(cfg.DataDir, "token.key")); err != nil {
 		return nil, err
 	}
@@ -152,6 +170,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if d.Tracker, err = bootstate.New(bootstate.Options{Store: d.state, StallTimeout: cfg.StallTimeout, Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
+	d.preparePersist(inv)
 	renderer, err := pxe.NewRenderer(cfg.TemplatesDir)
 	if err != nil {
 		return nil, err
@@ -281,12 +300,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.log.Info("tftp server listening", "addr", d.tftp.LocalAddr().String())
 	}
 	run("tracker", func() error { d.Tracker.Run(ctx); return nil })
+	run("nfs trees", func() error { d.publishNFSTrees(); return nil })
 	if d.cfg.PowerPoll > 0 {
 		polled := d.power.Poll(ctx, d.pollTargets, d.cfg.PowerPoll, 64, d.onPoll)
 		run("power poller", func() error { <-polled; return nil })
 	}
 	run("inventory watch", func() error {
-		inventory.Watch(ctx, d.cfg.InventoryPath, d.cfg.ReloadInterval, d.onInventory)
+		inventory.Watch(ctx, d.cfg.InventoryPath, d.cfg.ReloadInterval, d.onInventory, d.parseOptions()...)
 		return nil
 	})
 	var err error
@@ -331,6 +351,9 @@ func (d *Daemon) close() {
 	if d.state != nil {
 		d.state.Close()
 	}
+	if d.consoles != nil {
+		d.consoles.Close()
+	}
 	if d.power != nil {
 		d.power.Close()
 	}
@@ -341,8 +364,8 @@ func (d *Daemon) close() {
 
 // loadInventory loads and validates the inventory, refusing also what the
 // boot servers would refuse to render (as `netbootui validate` does).
-func loadInventory(path string) (*inventory.Inventory, error) {
-	inv, err := inventory.Load(path)
+func (d *Daemon) loadInventory() (*inventory.Inventory, error) {
+	inv, err := inventory.Load(d.cfg.InventoryPath, d.parseOptions()...)
 	if err == nil {
 		err = pxe.CheckInventory(inv)
 	}
@@ -382,6 +405,7 @@ func (d *Daemon) onInventory(inv *inventory.Inventory, err error) {
 	d.reloadErr = ""
 	old := d.inv.Swap(inv)
 	if old == nil || old.Revision != inv.Revision {
+		d.preparePersist(inv)
 		d.log.Info("inventory loaded", "path", inv.Path, "revision", short(inv.Revision), "nodes", len(inv.Nodes))
 		d.Tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "inventory",
 			Message: fmt.Sprintf("inventory revision %s loaded: %d nodes", short(inv.Revision), len(inv.Nodes))})
@@ -409,7 +433,13 @@ func (d *Daemon) InventoryStatus() InventoryStatus {
 
 // Reload reads the inventory file now (as the watcher would).
 func (d *Daemon) Reload() error {
-	inv, err := loadInventory(d.cfg.InventoryPath)
+	inv, err := d.loadInventory()
 	d.onInventory(inv, err)
 	return err
+}
+
+// parseOptions are how the daemon reads its inventory: checked against its
+// power backends.
+func (d *Daemon) parseOptions() []inventory.Option {
+	return []inventory.Option{inventory.WithProtocols(d.cfg.Backends)}
 }

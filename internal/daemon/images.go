@@ -95,6 +95,11 @@ func (d *Daemon) imported(img string, publish bool, m *image.Manifest, err error
 // PublishImage makes gen the current generation of an image.
 func (d *Daemon) PublishImage(name, gen string) error {
 	old, _ := d.Images.Current(name)
+	// An nfs image's nodes mount the generation's tree: unpack it before
+	// any node is told to boot it.
+	if err := d.PublishNFSTree(name, gen); err != nil {
+		return err
+	}
 	if err := d.Images.Publish(name, gen); err != nil {
 		return err
 	}

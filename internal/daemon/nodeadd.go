@@ -38,7 +38,7 @@ func (d *Daemon) AddNode(name string, e Edit) (string, error) {
 			}
 		}
 		if len(rest.Set) > 0 {
-			if err := checkEdit(rest, false); err != nil {
+			if err := d.checkEdit("node "+name, rest, false); err != nil {
 				return err
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"github.com/netbootui/netbootui/internal/apitype"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -126,15 +127,33 @@ type Edit = apitype.Edit
 var editableKeys = map[string]bool{
 	"image": true, "group": true, "arch": true, "loader": true, "kernel_args": true, "ip": true,
 	"boot_override.ipxe": true, "boot_override.pxelinux": true,
-	"bmc.host": true, "bmc.port": true, "bmc.user": true, "bmc.password": true, "bmc.cipher_suites": true,
+	"bmc.protocol": true, "bmc.host": true, "bmc.port": true, "bmc.user": true, "bmc.password": true, "bmc.cipher_suites": true,
 }
 
-func checkEdit(e Edit, group bool) error {
+// editable reports whether an Edit may touch key: one of editableKeys, or a
+// key of a power backend's own section (bmc.ipmi.cipher_suites).
+func (d *Daemon) editable(key string) bool {
+	if editableKeys[key] {
+		return true
+	}
+	rest, ok := strings.CutPrefix(key, "bmc.")
+	if !ok {
+		return false
+	}
+	proto, k, ok := strings.Cut(rest, ".")
+	p, known := d.cfg.Backends.Lookup(proto)
+	return ok && known && slices.Contains(p.Keys, k)
+}
+
+// checkEdit refuses an edit of what ("node n01", "group gpu") that changes
+// nothing, names a key that cannot be edited (editable), or sets a value the
+// boot servers would refuse; errors name what and the key.
+func (d *Daemon) checkEdit(what string, e Edit, group bool) error {
 	if len(e.Set) == 0 && len(e.Unset) == 0 {
 		return errors.New("edit changes nothing")
 	}
 	for k, v := range e.Set {
-		if !editableKeys[k] || (group && (k == "ip" || k == "group")) {
+		if !d.editable(k) || (group && (k == "ip" || k == "group")) {
 			return fmt.Errorf("key %q cannot be edited here", k)
 		}
 		if s, ok := v.(string); ok {
@@ -148,12 +167,12 @@ func checkEdit(e Edit, group bool) error {
 				err = pxe.CheckKernelArgs(s)
 			}
 			if err != nil {
-				return fmt.Errorf("%s: %w", k, err)
+				return fmt.Errorf("%s: %s: %w", what, k, err)
 			}
 		}
 	}
 	for _, k := range e.Unset {
-		if !editableKeys[k] {
+		if !d.editable(k) {
 			return fmt.Errorf("key %q cannot be edited here", k)
 		}
 	}
@@ -205,7 +224,7 @@ type fieldEditor struct {
 func (d *Daemon) edit(what string, e Edit, group bool, entry func(*inventory.Document) fieldEditor) (string, error) {
 	keys := append(sortedKeys(e.Set), e.Unset...)
 	return d.writeInventory("edit "+what, strings.Join(keys, ","), e.Who, e.BaseRevision, func(doc *inventory.Document) error {
-		if err := checkEdit(e, group); err != nil {
+		if err := d.checkEdit(what, e, group); err != nil {
 			return err
 		}
 		fe := entry(doc)
@@ -239,7 +258,7 @@ func (d *Daemon) writeInventory(action, target, who, base string, change func(*i
 	if base == "" {
 		base = d.Inventory().Revision
 	}
-	rev, err = inventory.Update(d.cfg.InventoryPath, base, change)
+	rev, err = inventory.Update(d.cfg.InventoryPath, base, change, d.parseOptions()...)
 	if err != nil {
 		return "", err
 	}

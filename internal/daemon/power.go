@@ -9,7 +9,7 @@ import (
 	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/inventory"
-	"github.com/netbootui/netbootui/internal/ipmi"
+	"github.com/netbootui/netbootui/internal/power"
 )
 
 // PowerRequest is one power operation on a selection (the API type; Who is set by
@@ -19,19 +19,19 @@ type PowerRequest = apitype.PowerRequest
 // PowerResult is the outcome of a power operation for one node (the API type).
 type PowerResult = apitype.PowerResult
 
-// targets turns inventory nodes into BMC targets. Nodes that cannot be
+// targets turns inventory nodes into power targets. Nodes that cannot be
 // reached (no BMC, no password) get a failed result instead.
-func (d *Daemon) targets(nodes []*inventory.Node, op string) ([]ipmi.Target, []PowerResult) {
+func (d *Daemon) targets(nodes []*inventory.Node, op string) ([]power.Target, []PowerResult) {
 	inv := d.Inventory()
 	secrets, err := d.secrets(inv)
-	var out []ipmi.Target
+	var out []power.Target
 	var failed []PowerResult
 	for _, n := range nodes {
 		if err != nil {
 			failed = append(failed, PowerResult{Node: n.Name, Op: op, Error: err.Error()})
 			continue
 		}
-		t, terr := ipmi.TargetFor(n, secrets)
+		t, terr := n.BMCTarget(secrets)
 		if terr != nil {
 			failed = append(failed, PowerResult{Node: n.Name, Op: op, Error: terr.Error()})
 			continue
@@ -55,7 +55,7 @@ func (d *Daemon) secrets(inv *inventory.Inventory) (*inventory.Secrets, error) {
 // records each outcome as a boot event and the whole action in the audit log.
 // onResult, if set, sees each node's result as it completes.
 func (d *Daemon) Power(ctx context.Context, req PowerRequest, onResult func(PowerResult)) ([]PowerResult, error) {
-	op, err := ipmi.ParseOp(req.Op)
+	op, err := power.ParseOp(req.Op)
 	if err != nil {
 		return nil, err
 	}
@@ -64,19 +64,20 @@ func (d *Daemon) Power(ctx context.Context, req PowerRequest, onResult func(Powe
 		return nil, err
 	}
 	targets, results := d.targets(nodes, string(op))
+	protocol := map[string]string{}
+	for _, n := range nodes {
+		protocol[n.Name] = n.BMC.Protocol
+	}
 	for _, r := range results {
-		d.powerEvent(op, r)
+		d.powerEvent(op, protocol[r.Node], r)
 		if onResult != nil {
 			onResult(r)
 		}
 	}
 	if len(targets) > 0 {
-		_, err := d.power.Bulk(ctx, targets, op, ipmi.BulkOptions{OnResult: func(r ipmi.Result) {
-			pr := PowerResult{Node: r.Node, BMC: r.BMC, Op: string(r.Op), Power: r.Power, Detail: r.Detail, Duration: r.Duration}
-			if r.Err != nil {
-				pr.Error = r.Err.Error()
-			}
-			d.powerEvent(op, pr)
+		_, err := d.power.Bulk(ctx, targets, op, power.BulkOptions{OnResult: func(r power.Result) {
+			pr := powerResult(r)
+			d.powerEvent(op, r.Protocol, pr)
 			d.resultMu.Lock()
 			results = append(results, pr)
 			d.resultMu.Unlock()
@@ -105,14 +106,24 @@ func (d *Daemon) Power(ctx context.Context, req PowerRequest, onResult func(Powe
 	return results, nil
 }
 
+// powerResult is the API's view of a seam result.
+func powerResult(r power.Result) PowerResult {
+	pr := PowerResult{Node: r.Node, BMC: r.BMC, Op: string(r.Op), Power: r.Power, Detail: r.Detail, Duration: r.Duration}
+	if r.Err != nil {
+		pr.Error = r.Err.Error()
+	}
+	return pr
+}
+
 // powerEvent feeds a power result to the boot-state tracker: an action moves
-// the node (powering-on, off), a status read is an observation.
-func (d *Daemon) powerEvent(op ipmi.Op, r PowerResult) {
-	ev := bootstate.Event{Node: r.Node, Kind: bootstate.KindPower, Proto: "ipmi", Power: r.Power, Error: r.Error}
-	switch op {
-	case ipmi.OpOn, ipmi.OpOff, ipmi.OpSoft, ipmi.OpCycle, ipmi.OpReset:
+// the node (powering-on, off), a status read is an observation. proto is the
+// node's BMC protocol ("ipmi").
+func (d *Daemon) powerEvent(op power.Op, proto string, r PowerResult) {
+	ev := bootstate.Event{Node: r.Node, Kind: bootstate.KindPower, Proto: proto, Power: r.Power, Error: r.Error}
+	switch {
+	case op.Changes():
 		ev.Message = string(op)
-	case ipmi.OpStatus:
+	case op == power.OpStatus:
 	default: // boot device, flags, device id: history only
 		ev.Kind, ev.Message = bootstate.KindInfo, string(op)+": "+r.Detail
 		if r.Error != "" {
@@ -124,7 +135,7 @@ func (d *Daemon) powerEvent(op ipmi.Op, r PowerResult) {
 
 // pollTargets is what the power poller asks each round: every node with a
 // BMC and a password.
-func (d *Daemon) pollTargets() []ipmi.Target {
+func (d *Daemon) pollTargets() []power.Target {
 	inv := d.Inventory()
 	var nodes []*inventory.Node
 	for _, n := range inv.Nodes {
@@ -132,16 +143,16 @@ func (d *Daemon) pollTargets() []ipmi.Target {
 			nodes = append(nodes, n)
 		}
 	}
-	t, _ := d.targets(nodes, string(ipmi.OpStatus))
+	t, _ := d.targets(nodes, string(power.OpStatus))
 	return t
 }
 
 // onPoll records one polled power status as an observation.
-func (d *Daemon) onPoll(r ipmi.Result) {
-	if errors.Is(r.Err, ipmi.ErrCircuitOpen) {
+func (d *Daemon) onPoll(r power.Result) {
+	if errors.Is(r.Err, power.ErrCircuitOpen) {
 		return // the breaker's own error was recorded when it opened
 	}
-	ev := bootstate.Event{Node: r.Node, Kind: bootstate.KindPower, Proto: "ipmi", Power: r.Power}
+	ev := bootstate.Event{Node: r.Node, Kind: bootstate.KindPower, Proto: r.Protocol, Power: r.Power}
 	if r.Err != nil {
 		ev.Error = r.Err.Error()
 	}

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
-	"github.com/netbootui/netbootui/internal/ipmi"
 	"github.com/netbootui/netbootui/internal/ipmi/ipmisim"
 	"github.com/netbootui/netbootui/internal/lab"
+	"github.com/netbootui/netbootui/internal/power"
 )
 
 // TestPowerThroughIPMISim drives two ipmi_sim BMCs and one BMC that is not
@@ -61,7 +61,7 @@ nodes:
 	os.WriteFile(filepath.Join(dir, "nodes.yaml"), []byte(inv), 0o644)
 	os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte("bmc_passwords:\n  lab: pw-secret-1\n"), 0o600)
 	d, err := New(Config{InventoryPath: filepath.Join(dir, "nodes.yaml"), DataDir: filepath.Join(dir, "data"),
-		PowerPoll: 200 * time.Millisecond, IPMI: ipmi.Options{CallTimeout: 2 * time.Second},
+		PowerPoll: 200 * time.Millisecond, Power: power.Config{CallTimeout: 2 * time.Second},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

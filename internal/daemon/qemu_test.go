@@ -60,13 +60,8 @@ func startLabDaemon(t *testing.T, tftpListen string) (*Daemon, string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, port, _ := net.SplitHostPort(d.HTTPAddr().String())
 	// The guest reaches the host's loopback at 10.0.2.2 (QEMU user-mode networking).
-	d.Boot.AdvertiseURL = "http://10.0.2.2:" + port
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	port := runDaemon(t, d, "")
 	return d, m.ID, port
 }
 

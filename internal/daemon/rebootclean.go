@@ -10,7 +10,7 @@ import (
 	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
-	"github.com/netbootui/netbootui/internal/ipmi"
+	"github.com/netbootui/netbootui/internal/power"
 	"github.com/netbootui/netbootui/internal/workflow"
 )
 
@@ -43,7 +43,7 @@ func (d *Daemon) RebootClean(ctx context.Context, req RebootRequest, onProgress 
 	if len(nodes) == 0 {
 		return nil, fmt.Errorf("%w: %q", workflow.ErrNoNodes, req.Selection)
 	}
-	env := &rebootEnv{d: d, inv: inv, targets: map[string]ipmi.Target{}, errs: map[string]error{}}
+	env := &rebootEnv{d: d, inv: inv, targets: map[string]power.Target{}, errs: map[string]error{}}
 	secrets, serr := d.secrets(inv)
 	names := make([]string, len(nodes))
 	for i, n := range nodes {
@@ -52,7 +52,7 @@ func (d *Daemon) RebootClean(ctx context.Context, req RebootRequest, onProgress 
 			env.errs[n.Name] = serr
 			continue
 		}
-		if t, err := ipmi.TargetFor(n, secrets); err != nil {
+		if t, err := n.BMCTarget(secrets); err != nil {
 			env.errs[n.Name] = err
 		} else {
 			env.targets[n.Name] = t
@@ -82,11 +82,11 @@ func (d *Daemon) RebootClean(ctx context.Context, req RebootRequest, onProgress 
 }
 
 // rebootEnv is workflow.Env on the daemon: the inventory as it was when the
-// run started, the boot server's assignment and renderer, the BMC pool.
+// run started, the boot server's assignment and renderer, the power seam.
 type rebootEnv struct {
 	d       *Daemon
 	inv     *inventory.Inventory
-	targets map[string]ipmi.Target
+	targets map[string]power.Target
 	errs    map[string]error // why a node has no target
 }
 
@@ -110,28 +110,28 @@ func (e *rebootEnv) Prepare(name string) (string, error) {
 	return gen, nil
 }
 
-func (e *rebootEnv) do(ctx context.Context, name string, op ipmi.Op) error {
+func (e *rebootEnv) do(ctx context.Context, name string, op power.Op) error {
 	t, ok := e.targets[name]
 	if !ok {
 		err := e.errs[name]
-		e.d.powerEvent(op, PowerResult{Node: name, Op: string(op), Error: err.Error()})
+		proto := ""
+		if n := e.inv.Node(name); n != nil {
+			proto = n.BMC.Protocol
+		}
+		e.d.powerEvent(op, proto, PowerResult{Node: name, Op: string(op), Error: err.Error()})
 		return err
 	}
 	r := e.d.power.Do(ctx, t, op)
-	pr := PowerResult{Node: r.Node, BMC: r.BMC, Op: string(r.Op), Power: r.Power, Detail: r.Detail, Duration: r.Duration}
-	if r.Err != nil {
-		pr.Error = r.Err.Error()
-	}
-	e.d.powerEvent(op, pr)
+	e.d.powerEvent(op, r.Protocol, powerResult(r))
 	return r.Err
 }
 
 // BootdevPXE sets the next boot to PXE (EFI for UEFI nodes), verified.
 func (e *rebootEnv) BootdevPXE(ctx context.Context, name string) error {
-	return e.do(ctx, name, ipmi.OpBootdevPXE)
+	return e.do(ctx, name, power.OpBootdevPXE)
 }
 
 // Cycle power-cycles the node; the tracker sees the action.
 func (e *rebootEnv) Cycle(ctx context.Context, name string) error {
-	return e.do(ctx, name, ipmi.OpCycle)
+	return e.do(ctx, name, power.OpCycle)
 }

@@ -14,8 +14,8 @@ import (
 
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/demo/qemubmc"
-	"github.com/netbootui/netbootui/internal/ipmi"
 	"github.com/netbootui/netbootui/internal/lab"
+	"github.com/netbootui/netbootui/internal/power"
 )
 
 // e2eOverride is the node's iPXE entry: the rendered one plus the check-in
@@ -118,7 +118,7 @@ nodes:
 	writeInv(623)
 	os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte("bmc_passwords:\n  lab: "+rebootPassword+"\n"), 0o600)
 	d, err := New(Config{InventoryPath: invPath, DataDir: filepath.Join(dir, "data"), HTTPListen: "127.0.0.1:0",
-		StallTimeout: 2 * time.Minute, IPMI: ipmi.Options{CallTimeout: 10 * time.Second}, Logger: testLogger(t)})
+		StallTimeout: 2 * time.Minute, Power: power.Config{CallTimeout: 10 * time.Second}, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

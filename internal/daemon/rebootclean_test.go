@@ -16,7 +16,8 @@ import (
 
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/image"
-	"github.com/netbootui/netbootui/internal/ipmi"
+	"github.com/netbootui/netbootui/internal/power"
+	"github.com/netbootui/netbootui/internal/power/backends"
 	"github.com/netbootui/netbootui/internal/workflow"
 	"github.com/netbootui/netbootui/internal/workflow/simnode"
 )
@@ -38,7 +39,7 @@ func startRebootLab(t *testing.T, stopAfter map[string]string) *rebootLab {
 	dir := t.TempDir()
 	d, err := New(Config{InventoryPath: writeRebootInventory(t, dir, nil), DataDir: filepath.Join(dir, "data"),
 		HTTPListen: "127.0.0.1:0", StallTimeout: 500 * time.Millisecond, ReloadInterval: 50 * time.Millisecond,
-		IPMI: ipmi.Options{CallTimeout: 3 * time.Second}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Power: power.Config{CallTimeout: 3 * time.Second}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,10 +232,10 @@ func macOf(node string) string {
 func (l *rebootLab) powerOnDirty(t *testing.T, fw *simnode.Node) {
 	t.Helper()
 	// The second firmware boots on its own BMC: give it PXE flags and power.
-	tgt := ipmi.Target{Node: "r1", Host: "127.0.0.1", Port: fw.Port(), User: "admin", Password: rebootPassword}
-	pool := ipmi.New(ipmi.Options{CallTimeout: 3 * time.Second})
+	tgt := power.Target{Node: "r1", Protocol: "ipmi", Host: "127.0.0.1", Port: fw.Port(), User: "admin", Password: power.NewSecret(rebootPassword)}
+	pool := power.New(power.Config{CallTimeout: 3 * time.Second}, backends.Registry())
 	defer pool.Close()
-	for _, op := range []ipmi.Op{ipmi.OpBootdevPXE, ipmi.OpOn} {
+	for _, op := range []power.Op{power.OpBootdevPXE, power.OpOn} {
 		if r := pool.Do(context.Background(), tgt, op); r.Err != nil {
 			t.Fatalf("dirty boot %s: %v", op, r.Err)
 		}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/image"
-	"github.com/netbootui/netbootui/internal/ipmi"
+	"github.com/netbootui/netbootui/internal/power"
 	"github.com/netbootui/netbootui/internal/rollout"
 	"github.com/netbootui/netbootui/internal/workflow/simnode"
 )
@@ -85,7 +85,7 @@ func TestStagedRollout(t *testing.T) {
 	invPath := writeStageInventory(t, dir, nil)
 	d, err := New(Config{InventoryPath: invPath, DataDir: filepath.Join(dir, "data"),
 		HTTPListen: "127.0.0.1:0", StallTimeout: 500 * time.Millisecond, ReloadInterval: 50 * time.Millisecond,
-		IPMI: ipmi.Options{CallTimeout: 3 * time.Second}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Power: power.Config{CallTimeout: 3 * time.Second}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/image"
-	"github.com/netbootui/netbootui/internal/ipmi"
 	"github.com/netbootui/netbootui/internal/ipmi/ipmisim"
 	"github.com/netbootui/netbootui/internal/lab"
+	"github.com/netbootui/netbootui/internal/power"
 	"github.com/netbootui/netbootui/internal/sol"
 	"github.com/netbootui/netbootui/internal/workflow"
 )
@@ -70,7 +70,7 @@ nodes:
 	os.WriteFile(filepath.Join(dir, "nodes.yaml"), []byte(inv), 0o644)
 	os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte("bmc_passwords:\n  lab: "+rebootPassword+"\n"), 0o600)
 	d, err := New(Config{InventoryPath: filepath.Join(dir, "nodes.yaml"), DataDir: filepath.Join(dir, "data"),
-		HTTPListen: "127.0.0.1:0", IPMI: ipmi.Options{CallTimeout: 3 * time.Second},
+		HTTPListen: "127.0.0.1:0", Power: power.Config{CallTimeout: 3 * time.Second},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -298,16 +298,13 @@ func TestConsoleSharesCapture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg, err := ipmi.TargetFor(inv.Node("s1"), secrets)
+	tg, err := inv.Node("s1").BMCTarget(secrets)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := d.captureSOL(map[string]ipmi.Target{"s1": tg})
+	stop := d.captureSOL(map[string]power.Target{"s1": tg})
 	lab.Eventually(t, "captured output", 10*time.Second, func() bool { l, _ := d.SOLLog("s1", 1); return l.Total > 0 })
-	s := d.sol()
-	s.mu.Lock()
-	hub := s.hubs["s1"]
-	s.mu.Unlock()
+	hub := d.consoles.Current("s1")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -317,10 +314,7 @@ func TestConsoleSharesCapture(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- d.Console(ctx, "s1", "tester", pr, &out, func() { close(ready) }) }()
 	<-ready
-	s.mu.Lock()
-	same := s.hubs["s1"] == hub
-	s.mu.Unlock()
-	if !same {
+	if d.consoles.Current("s1") != hub {
 		t.Error("the console started a second SOL session")
 	}
 	stop() // the capture ends; the console keeps the session
@@ -331,7 +325,7 @@ func TestConsoleSharesCapture(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case <-hub.done:
+	case <-hub.Done():
 	case <-time.After(5 * time.Second):
 		t.Fatal("the session outlived its last user")
 	}

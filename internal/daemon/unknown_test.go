@@ -10,6 +10,7 @@ import (
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/inventory"
 	"github.com/netbootui/netbootui/internal/ipmi"
+	"github.com/netbootui/netbootui/internal/power"
 	"github.com/netbootui/netbootui/internal/workflow/simnode"
 )
 
@@ -94,9 +95,9 @@ func TestAdoptSimulatedNodes(t *testing.T) {
 		t.Cleanup(n.Close)
 		sims = append(sims, n)
 		// Powered on, it asks once before the next one is powered on.
-		res := pool.Do(ctx, ipmi.Target{Node: mac, Host: "127.0.0.1", Port: n.Port(), User: "admin", Password: rebootPassword}, ipmi.OpOn)
-		if res.Err != nil {
-			t.Fatal(res.Err)
+		if _, err := pool.Power(ctx, power.Target{Node: mac, Protocol: "ipmi", Host: "127.0.0.1", Port: n.Port(), User: "admin",
+			Password: power.NewSecret(rebootPassword)}, power.OpOn); err != nil {
+			t.Fatal(err)
 		}
 		if !simnode.WaitFor(10*time.Second, func() bool { return n.Stats().Failures > 0 }) {
 			t.Fatalf("%s never asked: %+v", mac, n.Stats())

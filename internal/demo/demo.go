@@ -35,7 +35,7 @@ import (
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/demo/qemubmc"
 	"github.com/netbootui/netbootui/internal/image"
-	"github.com/netbootui/netbootui/internal/ipmi"
+	"github.com/netbootui/netbootui/internal/power"
 	"github.com/netbootui/netbootui/internal/pxe"
 	"github.com/netbootui/netbootui/internal/workflow/simnode"
 )
@@ -358,7 +358,7 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 	dd, err := daemon.New(daemon.Config{InventoryPath: d.InventoryPath, DataDir: filepath.Join(cfg.DataDir, "daemon"),
 		HTTPListen: cfg.HTTPListen, TFTPListen: cfg.TFTPListen, BootRoot: bootRoot, StallTimeout: cfg.StallTimeout,
 		ReloadInterval: time.Second, KernelDir: cfg.KernelDir, PowerPoll: max(cfg.PowerPoll, 0),
-		IPMI: ipmi.Options{CallTimeout: 5 * time.Second}, Logger: cfg.Logger})
+		Power: power.Config{CallTimeout: 5 * time.Second}, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("demo: daemon: %w", err)
 	}

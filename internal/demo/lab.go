@@ -16,7 +16,7 @@ import (
 	"github.com/netbootui/netbootui/internal/atomicfile"
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/demo/qemubmc"
-	"github.com/netbootui/netbootui/internal/ipmi"
+	"github.com/netbootui/netbootui/internal/power"
 )
 
 // MaxLab bounds Config.Lab: every QEMU node under TCG takes about one core
@@ -66,7 +66,7 @@ groups:
     arch: bios
     loader: ipxe
     kernel_args: console=ttyS0 panic=-1
-    bmc: {user: admin, password: demo, cipher_suites: [3]}
+    bmc: {protocol: ipmi, user: admin, password: demo, ipmi: {cipher_suites: [3]}}
 nodes:
 `)
 	for i, name := range names {
@@ -111,7 +111,7 @@ func startLab(ctx context.Context, cfg Config) (_ *Demo, err error) {
 	dd, err := daemon.New(daemon.Config{InventoryPath: d.InventoryPath, DataDir: filepath.Join(cfg.DataDir, "daemon"),
 		HTTPListen: cfg.HTTPListen, TFTPListen: cfg.TFTPListen, StallTimeout: max(cfg.StallTimeout, 2*time.Minute),
 		ReloadInterval: time.Second, KernelDir: cfg.KernelDir, PowerPoll: max(cfg.PowerPoll, 0),
-		IPMI: ipmi.Options{CallTimeout: 10 * time.Second}, Logger: cfg.Logger})
+		Power: power.Config{CallTimeout: 10 * time.Second}, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("demo: daemon: %w", err)
 	}

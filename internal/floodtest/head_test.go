@@ -21,9 +21,9 @@ import (
 	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/image"
-	"github.com/netbootui/netbootui/internal/ipmi"
 	"github.com/netbootui/netbootui/internal/lab"
 	"github.com/netbootui/netbootui/internal/netlimit"
+	"github.com/netbootui/netbootui/internal/power"
 	"github.com/netbootui/netbootui/internal/sshconsole"
 	"github.com/netbootui/netbootui/internal/ui"
 	"github.com/netbootui/netbootui/internal/workflow/simnode"
@@ -101,7 +101,7 @@ func startHead(t *testing.T) *head {
 	d, err := daemon.New(daemon.Config{InventoryPath: inv, DataDir: filepath.Join(dir, "data"),
 		HTTPListen: "127.0.0.1:0", TFTPListen: "127.0.0.1:0", BootRoot: root,
 		StallTimeout: time.Minute, ReloadInterval: 100 * time.Millisecond,
-		IPMI: ipmi.Options{CallTimeout: 3 * time.Second}, HTTPLimits: limits,
+		Power: power.Config{CallTimeout: 3 * time.Second}, HTTPLimits: limits,
 		Logger: slog.New(slog.NewTextHandler(h.logs, nil))})
 	if err != nil {
 		t.Fatal(err)

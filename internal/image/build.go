@@ -526,7 +526,7 @@ func (b *Builder) steps(ctx context.Context, r *Recipe, work, root, gen, cache s
 	builtin := make(chan error, 1)
 	switch r.Initramfs.Kind {
 	case InitramfsBuiltin:
-		opt := liveinit.Options{KernelModulesDir: modules, Modules: r.Initramfs.Modules}
+		opt := liveinit.Options{KernelModulesDir: modules, Modules: r.Initramfs.Modules, Programs: r.Initramfs.Programs}
 		if r.Rootfs.Kind == RootfsBusybox {
 			opt.Busybox = r.Rootfs.Busybox
 		}

@@ -67,7 +67,7 @@ func TestDebianRecipesBootInQEMU(t *testing.T) {
 	for i, tc := range debianRecipes {
 		t.Run(tc.recipe, func(t *testing.T) {
 			recipe := withVariants(t, filepath.Join(modroot, "assets", "recipes", "examples", tc.recipe))
-			overlay := bootRecipe(t, recipe, tc.recipe, tc.args, lab.MAC(40+i), cache, tc.ready,
+			overlay := bootRecipe(t, recipe, tc.recipe, tc.args, "", lab.MAC(40+i), cache, tc.ready,
 				"netbootui: variants node-deb1 group-lab", "netbootui-variant-check: variant=node deb1 group-only=lab")
 			if overlay >= variantBlob {
 				t.Errorf("deb1 reported %d overlay bytes, at least its %d-byte variant file: the variant went into the tmpfs", overlay, variantBlob)
@@ -132,9 +132,9 @@ WantedBy=multi-user.target
 
 // bootRecipe builds the recipe into the store of a fresh daemon, publishes
 // it there and boots a node from it, until it checks in and its console
-// showed every line of console. It returns the overlay bytes of the
-// check-in.
-func bootRecipe(t *testing.T, recipe, name, args, mac, cache string, console ...string) (overlay int64) {
+// showed every line of console. nodeKeys are more inventory keys of the
+// node (indented under it). It returns the overlay bytes of the check-in.
+func bootRecipe(t *testing.T, recipe, name, args, nodeKeys, mac, cache string, console ...string) (overlay int64) {
 	dir := t.TempDir()
 	inv := filepath.Join(dir, "nodes.yaml")
 	kargs := strings.TrimSpace("console=ttyS0 panic=-1 " + args)
@@ -149,7 +149,7 @@ nodes:
   - name: deb1
     group: lab
     nics: [{mac: %q}]
-`, name, recipe, kargs, name, mac)), 0o644); err != nil {
+%s`, name, recipe, kargs, name, mac, nodeKeys)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	d, err := daemon.New(daemon.Config{InventoryPath: inv, DataDir: filepath.Join(dir, "data"),
@@ -280,4 +280,37 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestDebianCloudInitNoCloud builds a Debian root with cloud-init and boots
+// it with the built-in live init: the init fetches the node's NoCloud seed
+// from the daemon with the node's token, cloud-init sets the hostname the
+// node's user_data names and runs its command, which prints the hostname on
+// the console.
+func TestDebianCloudInitNoCloud(t *testing.T) {
+	requireDebianBuild(t)
+	t.Parallel()
+	modroot, err := lab.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	y, err := os.ReadFile(filepath.Join(modroot, "assets", "recipes", "examples", "debian-builtin", "image.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	yaml := strings.Replace(string(y), "packages: [linux-image-amd64, systemd-sysv, curl]", "packages: [linux-image-amd64, systemd-sysv, curl, cloud-init]", 1)
+	yaml = strings.Replace(yaml, "name: debian-builtin", "name: debian-cloudinit", 1)
+	if !strings.Contains(yaml, "cloud-init]") {
+		t.Fatal("the debian-builtin recipe changed: cannot add cloud-init to it")
+	}
+	os.WriteFile(filepath.Join(dir, "image.yaml"), []byte(yaml), 0o644)
+	userData := `    user_data: |
+      #cloud-config
+      hostname: {{.Node}}-ci
+      runcmd:
+        - [sh, -c, 'echo "netbootui-cloudinit: hostname=$(hostname) node={{.Node}}" > /dev/console']
+`
+	bootRecipe(t, dir, "debian-cloudinit", "", userData, lab.MAC(45), filepath.Join(modroot, ".cache", "debootstrap"),
+		"netbootui: cloud-init seed in place", "netbootui-cloudinit: hostname=deb1-ci node=deb1")
 }

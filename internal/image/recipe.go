@@ -103,6 +103,9 @@ type InitramfsSpec struct {
 	Pos  Pos
 	// Modules are the kernel modules the builtin live init loads.
 	Modules []string
+	// Programs are programs of the build host the builtin live init
+	// carries, with their shared libraries (e.g. /usr/sbin/nbd-client).
+	Programs []string
 	// DracutModules are the dracut modules added (default dmsquash-live livenet).
 	DracutModules []string
 	// DracutCompress is dracut's --compress: a program name dracut knows
@@ -545,6 +548,7 @@ func (p *parser) kernel(n *yaml.Node, k *KernelSpec) error {
 
 var (
 	modNameRE  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	programRE  = regexp.MustCompile(`^(/[A-Za-z0-9._+-]+)+$`)
 	compressRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 ._=-]{0,63}$`)
 )
 
@@ -556,14 +560,21 @@ func (p *parser) initramfs(n *yaml.Node, s *InitramfsSpec) error {
 	s.Kind, s.Pos = kind, p.pos(v)
 	switch kind {
 	case InitramfsBuiltin:
-		m, err := p.mapping(v, "initramfs.builtin", map[string]bool{"modules": false})
+		m, err := p.mapping(v, "initramfs.builtin", map[string]bool{"modules": false, "programs": false})
 		if err != nil {
 			return err
 		}
 		if x := m["modules"]; x != nil {
-			s.Modules, err = p.words(x, "modules", modNameRE)
+			if s.Modules, err = p.words(x, "modules", modNameRE); err != nil {
+				return err
+			}
 		}
-		return err
+		if x := m["programs"]; x != nil {
+			if s.Programs, err = p.words(x, "programs", programRE); err != nil {
+				return err
+			}
+		}
+		return nil
 	case InitramfsDracut:
 		m, err := p.mapping(v, "initramfs.dracut", map[string]bool{"modules": false, "compress": false})
 		if err != nil {

@@ -24,7 +24,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(base + "  - {name: \"n[1-3]\", ip: 10.0.0.1, nics: [{mac: \"02:00:00:00:00:01\"}]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const file = "fuzz.yaml"
-		inv, err := Parse(file, data)
+		inv, err := Parse(file, data, withIPMI())
 		if err == nil {
 			if inv == nil || inv.Revision != Revision(data) {
 				t.Fatal("no inventory or wrong revision without an error")
@@ -94,7 +94,7 @@ func BenchmarkParse10k(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		inv, err := Parse("big.yaml", data)
+		inv, err := Parse("big.yaml", data, withIPMI())
 		if err != nil {
 			b.Fatal(err)
 		}

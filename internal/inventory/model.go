@@ -49,13 +49,20 @@ type NIC struct {
 
 // BMC says how to reach a node's baseboard management controller.
 // The password itself is never held here: PasswordRef names an entry in the
-// secrets file (see Secrets).
+// secrets file (see Secrets). On a Node every field is resolved (node, else
+// group, else the protocol's default, see power.Protocol); on a Group only
+// what the group's entry sets is filled.
 type BMC struct {
-	Host         string
-	Port         int    // default 623
-	User         string // default "admin"
-	PasswordRef  string // key in the secrets file
-	CipherSuites []int  // RMCP+ cipher suites to try in order; default 17, 3
+	Protocol    string // the power backend's name; DefaultBMCProtocol when not set
+	Host        string
+	Port        int    // the protocol's default port when not set
+	User        string // the protocol's default user when not set
+	PasswordRef string // key in the secrets file
+	// Options are the protocol's own settings (its bmc.PROTOCOL section,
+	// the node's keys over its group's) as the protocol read them, e.g.
+	// ipmi.BMCOptions; nil when the inventory was parsed without the
+	// protocols (see WithProtocols).
+	Options any
 }
 
 // Override is raw boot-entry text that replaces the rendered template.
@@ -77,10 +84,15 @@ type Node struct {
 	Arch       Arch
 	Loader     Loader
 	BMC        BMC
-	Image      string // assigned image name; "" when none
-	Generation string // pinned generation id; "" follows the image's current generation
-	KernelArgs string // group's kernel arguments followed by the node's own
-	Override   Override
+	Image      string   // assigned image name; "" when none
+	Generation string   // pinned generation id; "" follows the image's current generation
+	KernelArgs string   // group's kernel arguments followed by the node's own
+	Persist    []string // the group's persist: paths kept across reboots
+	// UserData and VendorData are the node's cloud-init user-data and
+	// vendor-data templates (CloudTemplateData), the node's own else its
+	// group's; "" when none.
+	UserData, VendorData string
+	Override             Override
 	// Defined is where the node's entry starts; a node expanded from a hostlist
 	// range shares the position of its range entry. Range is that entry's name
 	// ("" when the entry names one node).
@@ -111,7 +123,10 @@ type Group struct {
 	KernelArgs string
 	BMC        BMC
 	Override   Override
-	Defined    Pos
+	// Persist are the paths the group's nodes keep across reboots (on an
+	// nfs root: in their own directory on the NFS server).
+	Persist []string
+	Defined Pos
 }
 
 // Image is an image the inventory knows by name. Its generations live in the
@@ -135,6 +150,25 @@ type Settings struct {
 	// OverlayDirtyBytes is the overlay write volume above which a node counts as
 	// dirty. Zero means any write.
 	OverlayDirtyBytes int64
+	// NFS is the site's NFS server, for images whose root is nfs; zero
+	// when the inventory names none.
+	NFS NFS
+	// NBD is the site's NBD server, for images whose root is nbd.
+	NBD NBD
+}
+
+// NBD is settings.nbd: the site's NBD server as nodes reach it.
+type NBD struct {
+	Server string // IPv4 address
+	Port   int    // 0: 10809
+}
+
+// NFS is settings.nfs: the site's NFS server as nodes reach it.
+type NFS struct {
+	Server string // IPv4 address nodes mount from
+	Port   int    // 0: 2049
+	Export string // the path nodes mount under (NFSv4 pseudo path)
+	Dir    string // the head's directory behind Export, which netbootui writes
 }
 
 // Inventory is a loaded, validated inventory file.

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -23,24 +24,23 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/netbootui/netbootui/internal/hostlist"
+	"github.com/netbootui/netbootui/internal/power"
+	"github.com/netbootui/netbootui/internal/power/backends"
 	"github.com/netbootui/netbootui/internal/roottransport/builtin"
+	"github.com/netbootui/netbootui/internal/roottransport/nbd"
+	"github.com/netbootui/netbootui/internal/roottransport/nfs"
 )
 
 // MaxNodes is the largest number of nodes an inventory may hold after its
 // ranges are expanded.
 const MaxNodes = 100_000
 
-// Defaults used when neither a node nor its group says.
+// Defaults used when neither a node nor its group says. A BMC's defaults
+// are its protocol's (see DefaultBMCProtocol and power.Protocol).
 const (
-	DefaultArch    = ArchBIOS
-	DefaultLoader  = LoaderIPXE
-	DefaultBMCPort = 623
-	DefaultBMCUser = "admin"
+	DefaultArch   = ArchBIOS
+	DefaultLoader = LoaderIPXE
 )
-
-// DefaultCipherSuites returns the RMCP+ cipher suites tried when neither a node
-// nor its group names any: 17, then 3.
-func DefaultCipherSuites() []int { return []int{17, 3} }
 
 var (
 	nameRE       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
@@ -48,28 +48,29 @@ var (
 	hostRE       = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`)
 	macRE        = regexp.MustCompile(`^[0-9A-Fa-f]{2}(?:(:)[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){4}|(-)[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){4})$`)
 	yamlLineRE   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+	persistRE    = regexp.MustCompile(`^(/[A-Za-z0-9._-]+)+$`)
 )
 
 // Keys allowed in each section, in the order the error message lists them.
 var (
 	topKeys      = []string{"settings", "images", "groups", "nodes"}
-	settingsKeys = []string{"secrets", "overlay_dirty_bytes"}
+	settingsKeys = []string{"secrets", "overlay_dirty_bytes", "nfs", "nbd"}
+	nfsKeys      = []string{"server", "port", "export", "dir"}
+	nbdKeys      = []string{"server", "port"}
 	imageKeys    = []string{"description", "recipe", "kernel_args", "root"}
-	groupKeys    = []string{"image", "arch", "loader", "kernel_args", "bmc", "boot_override"}
-	nodeKeys     = []string{"name", "group", "ip", "arch", "loader", "image", "kernel_args", "nics", "bmc", "boot_override"}
+	groupKeys    = []string{"image", "arch", "loader", "kernel_args", "bmc", "boot_override", "persist", "user_data", "vendor_data"}
+	nodeKeys     = []string{"name", "group", "ip", "arch", "loader", "image", "kernel_args", "nics", "bmc", "boot_override", "user_data", "vendor_data"}
 	nicKeys      = []string{"mac", "boot", "name"}
-	groupBMCKeys = []string{"port", "user", "password", "cipher_suites"}
-	nodeBMCKeys  = []string{"host", "port", "user", "password", "cipher_suites"}
 	overrideKeys = []string{"ipxe", "pxelinux"}
 )
 
 // Load reads and validates the inventory file at path.
-func Load(path string) (*Inventory, error) {
+func Load(path string, opts ...Option) (*Inventory, error) {
 	data, err := readFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(path, data)
+	return Parse(path, data, opts...)
 }
 
 // MaxFileSize bounds an inventory file. MaxNodes nodes written one entry
@@ -112,11 +113,19 @@ func Revision(data []byte) string {
 // Parse validates an inventory read from path (the path is used in error
 // positions and to find the secrets file). Any problem gives an ErrorList
 // sorted by position; the inventory is returned only when there is none.
-func Parse(path string, data []byte) (*Inventory, error) {
+// The BMCs are checked against the built-in power backends (WithProtocols:
+// others).
+func Parse(path string, data []byte, opts ...Option) (*Inventory, error) {
 	if len(data) > MaxFileSize {
 		return nil, tooBig(path, int64(len(data)))
 	}
 	p := &parser{file: path}
+	for _, o := range opts {
+		o(p)
+	}
+	if p.protos == nil {
+		p.protos = backends.Registry()
+	}
 	inv := p.parse(data)
 	if len(p.errs) > 0 {
 		return nil, sortErrors(p.errs)
@@ -140,13 +149,13 @@ type spec struct {
 	image            setting[string] // image name
 	generation       string
 	kernelArgs       setting[string]
-	bmcHost          setting[string]
-	bmcPort          setting[int]
-	bmcUser          setting[string]
-	bmcPassword      setting[string]
-	bmcCipherSuites  setting[[]int]
+	bmc              bmcSpec
+	bmcAt            *yaml.Node // the bmc key, for errors about the entry's BMC
 	overrideIPXE     setting[string]
 	overridePxelinux setting[string]
+	persist          []string // group only
+	userData         setting[string]
+	vendorData       setting[string]
 }
 
 type nicSpec struct {
@@ -158,8 +167,9 @@ type nicSpec struct {
 
 type parser struct {
 	file   string
-	secret bool // a secrets file: error messages never quote a value
-	lines  int  // number of lines in the file, for clamping positions
+	protos *power.Registry // the BMC protocols (see WithProtocols)
+	secret bool            // a secrets file: error messages never quote a value
+	lines  int             // number of lines in the file, for clamping positions
 	errs   ErrorList
 	seen   map[string]bool // de-duplicates errors reported once per entry
 	// repeated holds errors reported once for every entry that repeats them.
@@ -167,7 +177,9 @@ type parser struct {
 
 	images     map[string]*Image
 	groupSpecs map[string]*spec
-	passwords  []*yaml.Node // every password value, to check against secrets
+	passwords  []passwordUse // every password value, to check against secrets
+	nfs        NFS           // settings.nfs, read before the images
+	nbd        NBD           // settings.nbd, read before the images
 }
 
 func (p *parser) pos(n *yaml.Node) Pos {
@@ -417,8 +429,13 @@ func (p *parser) parse(data []byte) *Inventory {
 				}
 				inv.Settings.OverlayDirtyBytes = n
 			}
+		case "nfs":
+			p.parseNFS(v, &inv.Settings.NFS)
+		case "nbd":
+			p.parseNBD(v, &inv.Settings.NBD)
 		}
 	})
+	p.nfs, p.nbd = inv.Settings.NFS, inv.Settings.NBD
 	p.parseImages(imagesN)
 	p.parseGroups(groupsN, inv)
 	p.parseNodes(nodesN, inv)
@@ -437,28 +454,19 @@ func (p *parser) checkPasswords(path string) {
 	if err != nil {
 		return
 	}
-	for _, n := range p.passwords {
+	for _, use := range p.passwords {
+		n := use.at
 		pw, ok := sec.Password(n.Value)
 		if !ok {
-			p.errorf(n, "unknown password reference %q: not in %s bmc_passwords and %s is not set", n.Value, filepath.Base(path), EnvPasswordVar(n.Value))
+			p.errorOnce("pwref "+p.pos(n).String(), n, "unknown password reference %q: not in %s bmc_passwords and %s is not set", n.Value, filepath.Base(path), EnvPasswordVar(n.Value))
 			continue
 		}
-		if err := CheckBMCPassword(pw); err != nil {
-			p.errorOnce("pwlen "+n.Value, n, "password %q (from %s or %s): %v", n.Value, filepath.Base(path), EnvPasswordVar(n.Value), err)
+		if pr, known := p.protos.Lookup(use.protocol); known {
+			if err := pr.CheckPassword(pw); err != nil {
+				p.errorOnce("pwlen "+use.protocol+" "+n.Value, n, "password %q (from %s or %s): %v", n.Value, filepath.Base(path), EnvPasswordVar(n.Value), err)
+			}
 		}
 	}
-}
-
-// MaxIPMIPassword is the longest password IPMI 2.0 (RMCP+) carries, in bytes.
-const MaxIPMIPassword = 20
-
-// CheckBMCPassword says whether a BMC can be given pw. Its error never
-// contains the password.
-func CheckBMCPassword(pw string) error {
-	if len(pw) > MaxIPMIPassword {
-		return fmt.Errorf("%d bytes, longer than the %d bytes IPMI allows", len(pw), MaxIPMIPassword)
-	}
-	return nil
 }
 
 // describe names what n is for an error message: its kind and, for a scalar,
@@ -649,6 +657,14 @@ func (p *parser) parseImages(n *yaml.Node) {
 					p.errorf(v, "%s: root: %s", what, rootError(s, err))
 					return
 				}
+				if s == nfs.Name && p.nfs.Server == "" {
+					p.errorf(v, "%s: root: nfs needs the site's NFS server: add settings.nfs (server, export, dir)", what)
+					return
+				}
+				if s == nbd.Name && p.nbd.Server == "" {
+					p.errorf(v, "%s: root: nbd needs the site's NBD server: add settings.nbd (server, port)", what)
+					return
+				}
 				img.Root = s
 			}
 		})
@@ -662,8 +678,16 @@ func (p *parser) parseGroups(n *yaml.Node, inv *Inventory) {
 			p.errorf(k, "bad group name %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", name)
 		}
 		sp := &spec{}
-		p.parseSpec(v, "group "+name, groupKeys, groupBMCKeys, sp)
+		p.parseSpec(v, "group "+name, groupKeys, groupBMCKeys, sp, func(key string, _, v *yaml.Node) {
+			if key == "persist" {
+				sp.persist = p.parsePersist(v, "group "+name)
+			}
+		})
 		p.groupSpecs[name] = sp
+		bmcAt := sp.bmcAt
+		if bmcAt == nil {
+			bmcAt = k
+		}
 		g := &Group{
 			Name:       name,
 			Arch:       Arch(sp.arch.v),
@@ -671,14 +695,10 @@ func (p *parser) parseGroups(n *yaml.Node, inv *Inventory) {
 			Image:      sp.image.v,
 			Generation: sp.generation,
 			KernelArgs: sp.kernelArgs.v,
-			BMC: BMC{
-				Port:         sp.bmcPort.v,
-				User:         sp.bmcUser.v,
-				PasswordRef:  sp.bmcPassword.v,
-				CipherSuites: sp.bmcCipherSuites.v,
-			},
-			Override: Override{IPXE: sp.overrideIPXE.v, Pxelinux: sp.overridePxelinux.v},
-			Defined:  p.pos(k),
+			BMC:        p.groupBMC("group "+name, &sp.bmc, bmcAt),
+			Override:   Override{IPXE: sp.overrideIPXE.v, Pxelinux: sp.overridePxelinux.v},
+			Persist:    sp.persist,
+			Defined:    p.pos(k),
 		}
 		inv.Groups[name] = g
 	})
@@ -725,10 +745,21 @@ func (p *parser) parseSpec(n *yaml.Node, what string, keys, bmcKeys []string, sp
 			if s, ok := p.str(v, what+": kernel_args"); ok {
 				sp.kernelArgs.put(strings.TrimSpace(s), v)
 			}
+		case "user_data", "vendor_data":
+			if s, ok := p.str(v, what+": "+key); ok {
+				if err := CheckCloudTemplate(s); err != nil {
+					p.errorf(v, "%s: %s: %v", what, key, err)
+					return
+				}
+				if key == "user_data" {
+					sp.userData.put(s, v)
+				} else {
+					sp.vendorData.put(s, v)
+				}
+			}
 		case "bmc":
-			p.mapping(v, what+": bmc", bmcKeys, func(key string, _, v *yaml.Node) {
-				p.parseBMC(what, key, v, sp)
-			})
+			sp.bmcAt = k
+			p.parseBMCEntry(v, what, bmcKeys, &sp.bmc)
 		case "boot_override":
 			p.mapping(v, what+": boot_override", overrideKeys, func(key string, _, v *yaml.Node) {
 				s, ok := p.str(v, what+": boot_override."+key)
@@ -747,69 +778,6 @@ func (p *parser) parseSpec(n *yaml.Node, what string, keys, bmcKeys []string, sp
 			}
 		}
 	})
-}
-
-func (p *parser) parseBMC(what, key string, v *yaml.Node, sp *spec) {
-	switch key {
-	case "host":
-		if s, ok := p.str(v, what+": bmc.host"); ok {
-			if _, err := netip.ParseAddr(s); err != nil && !hostRE.MatchString(s) {
-				p.errorf(v, "%s: bad bmc.host %q: not an IP address or host name", what, s)
-				return
-			}
-			if a, err := netip.ParseAddr(s); err == nil && a.Zone() != "" {
-				p.errorf(v, "%s: bad bmc.host %q: zoned addresses are not supported", what, s)
-				return
-			}
-			sp.bmcHost.put(s, v)
-		}
-	case "port":
-		if n, ok := p.integer(v, what+": bmc.port"); ok {
-			if n < 1 || n > 65535 {
-				p.errorf(v, "%s: bad bmc.port %d: must be 1-65535", what, n)
-				return
-			}
-			sp.bmcPort.put(int(n), v)
-		}
-	case "user":
-		if s, ok := p.str(v, what+": bmc.user"); ok {
-			sp.bmcUser.put(s, v)
-		}
-	case "password":
-		if s, ok := p.str(v, what+": bmc.password"); ok {
-			if s == "" {
-				p.errorf(v, "%s: bmc.password is empty: it names an entry of the secrets file", what)
-				return
-			}
-			sp.bmcPassword.put(s, v)
-			p.passwords = append(p.passwords, v)
-		}
-	case "cipher_suites":
-		items, ok := p.sequence(v, what+": bmc.cipher_suites")
-		if !ok {
-			return
-		}
-		if len(items) == 0 {
-			p.errorf(v, "%s: bmc.cipher_suites is empty: list at least one suite (e.g. [17, 3]) or remove the key", what)
-			return
-		}
-		suites := make([]int, 0, len(items))
-		for _, it := range items {
-			n, ok := p.integer(it, what+": cipher suite")
-			if !ok {
-				if isNull(it) {
-					p.errorf(it, "%s: empty cipher suite", what)
-				}
-				return
-			}
-			if n < 0 || n > 255 {
-				p.errorf(it, "%s: bad cipher suite %d: must be 0-255", what, n)
-				return
-			}
-			suites = append(suites, int(n))
-		}
-		sp.bmcCipherSuites.put(suites, v)
-	}
 }
 
 func keysOf[V any](m map[string]V) string {
@@ -976,12 +944,19 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 			continue
 		}
 		var bmcIP netip.Addr
-		if sp.bmcHost.set {
-			if a, err := netip.ParseAddr(sp.bmcHost.v); err == nil && a.Is4() {
+		if sp.bmc.host.set {
+			if a, err := netip.ParseAddr(sp.bmc.host.v); err == nil && a.Is4() {
 				bmcIP = a
 			}
 		}
 		entryPos := p.pos(nameN)
+		bmcAt := sp.bmcAt
+		if bmcAt == nil {
+			bmcAt = nameN
+		}
+		// One BMC per entry: the nodes of a range share the protocol's
+		// options (read-only) and differ only in bmc.host below.
+		entryBMC := p.resolveBMC(what, &sp.bmc, &gs.bmc, bmcAt)
 		for idx, nn := range nodeNames {
 			node := &Node{
 				Name:       nn,
@@ -989,17 +964,14 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 				Arch:       Arch(pick(sp.arch, gs.arch, string(DefaultArch))),
 				Loader:     Loader(pick(sp.loader, gs.loader, string(DefaultLoader))),
 				KernelArgs: joinArgs(gs.kernelArgs.v, sp.kernelArgs.v),
+				Persist:    slices.Clone(gs.persist),
+				UserData:   pick(sp.userData, gs.userData, ""),
+				VendorData: pick(sp.vendorData, gs.vendorData, ""),
 				Override: Override{
 					IPXE:     pick(sp.overrideIPXE, gs.overrideIPXE, ""),
 					Pxelinux: pick(sp.overridePxelinux, gs.overridePxelinux, ""),
 				},
-				BMC: BMC{
-					Host:         sp.bmcHost.v,
-					Port:         pick(sp.bmcPort, gs.bmcPort, DefaultBMCPort),
-					User:         pick(sp.bmcUser, gs.bmcUser, DefaultBMCUser),
-					PasswordRef:  pick(sp.bmcPassword, gs.bmcPassword, ""),
-					CipherSuites: slices.Clone(pick(sp.bmcCipherSuites, gs.bmcCipherSuites, DefaultCipherSuites())),
-				},
+				BMC:     entryBMC,
 				Defined: entryPos,
 				Range:   rng,
 			}
@@ -1018,7 +990,7 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 			if bmcIP.IsValid() {
 				a, ok := addAddr(bmcIP, idx)
 				if !ok {
-					p.errorOnce("bmcov"+entryPos.String(), sp.bmcHost.at, "%s: bmc.host %s + %d overflows for node %s", what, bmcIP, idx, nn)
+					p.errorOnce("bmcov"+entryPos.String(), sp.bmc.host.at, "%s: bmc.host %s + %d overflows for node %s", what, bmcIP, idx, nn)
 				}
 				node.BMC.Host = a.String()
 			}
@@ -1062,7 +1034,7 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 					ips[node.IP] = d
 				}
 			}
-			p.uniqueBMC(bmcs, node, me, sp.bmcHost.at)
+			p.uniqueBMC(bmcs, node, me, sp.bmc.host.at)
 			inv.Nodes = append(inv.Nodes, node)
 		}
 	}
@@ -1071,21 +1043,27 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 // uniqueBMC refuses a node on a BMC address (host:port) that a node of
 // another entry already has: a power action for one would hit the other.
 // The nodes of one range entry whose bmc.host is a name (not incremented)
-// share it as written. seen maps each address to its first node.
+// share it as written; nodes whose protocol options pick different machines
+// behind one address (power.Protocol.Machine) do not collide. seen maps each
+// address (and machine) to its first node.
 func (p *parser) uniqueBMC(seen map[string]defn, node *Node, me defn, hostN *yaml.Node) {
 	if node.BMC.Host == "" {
 		return
 	}
 	addr := net.JoinHostPort(node.BMC.Host, strconv.Itoa(node.BMC.Port))
+	key := addr
+	if pr, ok := p.protos.Lookup(node.BMC.Protocol); ok && pr.Machine != nil {
+		key += " " + pr.Machine(node.BMC.Options)
+	}
 	at := p.pos(hostN)
-	prev, dup := seen[addr]
+	prev, dup := seen[key]
 	if dup && prev.entry != me.entry {
 		p.errorOnce("bmc"+me.entry.String(), hostN, "duplicate BMC %s: node %s has it too (%s); node %s would power that machine", addr, prev.node, prev.at, node.Name)
 		return
 	}
 	if !dup {
 		me.at = at
-		seen[addr] = me
+		seen[key] = me
 	}
 }
 
@@ -1275,4 +1253,107 @@ func (inv *Inventory) SecretsPath() string {
 		return s
 	}
 	return filepath.Join(filepath.Dir(inv.Path), s)
+}
+
+// parseServer reads a settings.nfs or settings.nbd mapping: server (an IPv4
+// address, as nodes reach it), port, and the keys other gets. It reports
+// whether the mapping had no error of its own.
+func (p *parser) parseServer(n *yaml.Node, what string, keys []string, server *string, port *int, other func(key string, v *yaml.Node)) bool {
+	before := len(p.errs)
+	p.mapping(n, what, keys, func(key string, _, v *yaml.Node) {
+		w := what + "." + key
+		switch key {
+		case "port":
+			if n, ok := p.integer(v, w); ok {
+				if n < 1 || n > 65535 {
+					p.errorf(v, "%s must be 1-65535, got %d", w, n)
+					return
+				}
+				*port = int(n)
+			}
+		case "server":
+			if s, ok := p.str(v, w); ok {
+				if a, err := netip.ParseAddr(s); err != nil || !a.Is4() {
+					p.errorf(v, "%s: bad server %q: want the IPv4 address nodes reach it at (the live init resolves no names)", w, s)
+					return
+				}
+				*server = s
+			}
+		default:
+			other(key, v)
+		}
+	})
+	return len(p.errs) == before
+}
+
+// parseNFS reads settings.nfs: the site's NFS server as nodes reach it.
+func (p *parser) parseNFS(n *yaml.Node, out *NFS) {
+	if isNull(n) {
+		return
+	}
+	clean := p.parseServer(n, "settings.nfs", nfsKeys, &out.Server, &out.Port, func(key string, v *yaml.Node) {
+		what := "settings.nfs." + key
+		s, ok := p.str(v, what)
+		if !ok {
+			return
+		}
+		if !strings.HasPrefix(s, "/") || path.Clean(s) != s || s == "/" || strings.ContainsAny(s, ":,= \t\n\"'\\") {
+			p.errorf(v, "%s: bad path %q: want an absolute, clean path other than / without ':', ',', '=', quotes or blanks", what, s)
+			return
+		}
+		if key == "export" {
+			out.Export = s
+		} else {
+			out.Dir = s
+		}
+	})
+	if out.Server == "" || out.Export == "" || out.Dir == "" {
+		if clean { // else a key's own error says why
+			p.errorf(n, "settings.nfs needs server, export and dir")
+		}
+		*out = NFS{}
+	}
+}
+
+// parseNBD reads settings.nbd: the site's NBD server as nodes reach it.
+func (p *parser) parseNBD(n *yaml.Node, out *NBD) {
+	if isNull(n) {
+		return
+	}
+	clean := p.parseServer(n, "settings.nbd", nbdKeys, &out.Server, &out.Port, nil)
+	if out.Server == "" {
+		if clean {
+			p.errorf(n, "settings.nbd needs server")
+		}
+		*out = NBD{}
+	}
+}
+
+// parsePersist reads a group's persist: list of absolute paths a node keeps
+// across reboots.
+func (p *parser) parsePersist(n *yaml.Node, what string) []string {
+	items, ok := p.sequence(n, what+": persist")
+	if !ok {
+		return nil
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, it := range items {
+		s, ok := p.str(it, what+": persist entry")
+		if !ok {
+			continue
+		}
+		switch {
+		case !strings.HasPrefix(s, "/") || path.Clean(s) != s || s == "/":
+			p.errorf(it, "%s: persist: bad path %q: want an absolute, clean path other than /", what, s)
+		case !persistRE.MatchString(s):
+			p.errorf(it, "%s: persist: path %q: use letters, digits, '.', '_', '-' and '/'", what, s)
+		case seen[s]:
+			p.errorf(it, "%s: persist: %q listed twice", what, s)
+		default:
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }

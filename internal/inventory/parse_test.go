@@ -11,9 +11,27 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/netbootui/netbootui/internal/ipmi"
+	"github.com/netbootui/netbootui/internal/power"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden .err files of testdata/bad")
+
+// withIPMI parses with the IPMI backend registered, as the daemon does.
+func withIPMI() Option {
+	reg, err := power.NewRegistry(ipmi.Protocol(ipmi.Options{}))
+	if err != nil {
+		panic(err)
+	}
+	return WithProtocols(reg)
+}
+
+// suites are a BMC's IPMI cipher suites.
+func suites(b BMC) []int {
+	o, _ := b.Options.(ipmi.BMCOptions)
+	return o.CipherSuites
+}
 
 const examplePath = "../../examples/nodes.yaml"
 
@@ -33,7 +51,7 @@ func TestBadCorpus(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			inv, err := Parse(f, data)
+			inv, err := Parse(f, data, withIPMI())
 			if err == nil {
 				t.Fatalf("Parse accepted a malformed inventory (%d nodes)", len(inv.Nodes))
 			}
@@ -86,7 +104,7 @@ func checkPositions(t *testing.T, file string, data []byte, list ErrorList) {
 }
 
 func TestExample(t *testing.T) {
-	inv, err := Load(examplePath)
+	inv, err := Load(examplePath, withIPMI())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +125,7 @@ func TestExample(t *testing.T) {
 		IP:         netip.MustParseAddr("10.1.0.15"),
 		Arch:       ArchBIOS,
 		Loader:     LoaderIPXE,
-		BMC:        BMC{Host: "10.2.0.15", Port: 623, User: "admin", PasswordRef: "compute-bmc", CipherSuites: []int{17, 3}},
+		BMC:        BMC{Protocol: "ipmi", Host: "10.2.0.15", Port: 623, User: "admin", PasswordRef: "compute-bmc", Options: ipmi.BMCOptions{CipherSuites: []int{17, 3}}},
 		Image:      "compute",
 		KernelArgs: "console=ttyS0,115200",
 		Defined:    Pos{File: examplePath, Line: n05.Defined.Line, Col: 11},
@@ -126,7 +144,7 @@ func TestExample(t *testing.T) {
 	if login.Loader != LoaderPxelinux || !strings.HasPrefix(login.Override.Pxelinux, "DEFAULT live\n") || login.Override.IPXE != "" {
 		t.Errorf("login1 = %+v", *login)
 	}
-	if s := inv.Node("storage1"); s.Group != "" || s.BMC.Host != "" || s.Arch != ArchBIOS || !slices.Equal(s.BMC.CipherSuites, []int{17, 3}) {
+	if s := inv.Node("storage1"); s.Group != "" || s.BMC.Host != "" || s.Arch != ArchBIOS || !slices.Equal(suites(s.BMC), []int{17, 3}) {
 		t.Errorf("storage1 = %+v", *s)
 	}
 	if inv.Settings.OverlayDirtyBytes != 32<<20 || inv.SecretsPath() != filepath.Join("../../examples", "secrets.yaml") {
@@ -162,7 +180,7 @@ func TestLookups(t *testing.T) {
 	}
 	// Add a group that no node uses.
 	data = []byte(strings.Replace(string(data), "groups:\n", "groups:\n  empty: {arch: uefi}\n", 1))
-	inv, err := Parse(examplePath, data)
+	inv, err := Parse(examplePath, data, withIPMI())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +279,7 @@ func TestRules(t *testing.T) {
 			check: func(t *testing.T, inv *Inventory) {
 				n := inv.Node("a")
 				if n.Arch != ArchUEFI || n.Loader != LoaderPxelinux || n.KernelArgs != "console=ttyS0" || n.Image != "compute" ||
-					n.BMC.Port != 1623 || n.BMC.User != "root" || n.BMC.PasswordRef != "pw" || !slices.Equal(n.BMC.CipherSuites, []int{3}) ||
+					n.BMC.Port != 1623 || n.BMC.User != "root" || n.BMC.PasswordRef != "pw" || !slices.Equal(suites(n.BMC), []int{3}) ||
 					n.Override.IPXE != "#!ipxe" {
 					t.Errorf("%+v", *n)
 				}
@@ -281,7 +299,7 @@ func TestRules(t *testing.T) {
 			check: func(t *testing.T, inv *Inventory) {
 				n := inv.Node("a")
 				if n.Arch != ArchBIOS || n.Loader != LoaderIPXE || n.KernelArgs != "console=ttyS0 quiet" || n.Image != "gpu" || n.Generation != "g1" ||
-					fmt.Sprint(n.BMC) != fmt.Sprint(BMC{Host: "fd00::1", Port: 624, User: "u", PasswordRef: "p2", CipherSuites: []int{17}}) || !slices.Equal(n.BMC.CipherSuites, []int{17}) ||
+					fmt.Sprint(n.BMC) != fmt.Sprint(BMC{Protocol: "ipmi", Host: "fd00::1", Port: 624, User: "u", PasswordRef: "p2", Options: ipmi.BMCOptions{CipherSuites: []int{17}}}) || !slices.Equal(suites(n.BMC), []int{17}) ||
 					n.Override != (Override{IPXE: "#!ipxe", Pxelinux: "DEFAULT x"}) {
 					t.Errorf("%+v", *n)
 				}
@@ -292,7 +310,7 @@ func TestRules(t *testing.T) {
 			nodes: "  - {name: a, nics: [{mac: \"02:00:00:00:00:01\"}]}",
 			check: func(t *testing.T, inv *Inventory) {
 				n := inv.Node("a")
-				if n.Arch != ArchBIOS || n.Loader != LoaderIPXE || n.BMC.Port != 623 || n.BMC.User != "admin" || !slices.Equal(n.BMC.CipherSuites, []int{17, 3}) || n.Image != "" || n.IP.IsValid() {
+				if n.Arch != ArchBIOS || n.Loader != LoaderIPXE || n.BMC.Port != 623 || n.BMC.User != "admin" || !slices.Equal(suites(n.BMC), []int{17, 3}) || n.Image != "" || n.IP.IsValid() {
 					t.Errorf("%+v", *n)
 				}
 			},
@@ -328,7 +346,7 @@ func TestRules(t *testing.T) {
 			},
 		},
 		{name: "unknown key lists allowed", nodes: "  - {name: a, nics: [{mac: \"02:00:00:00:00:01\"}], colour: red}",
-			err: `13:51: unknown key "colour" in node a (allowed: name, group, ip, arch, loader, image, kernel_args, nics, bmc, boot_override)`},
+			err: `13:51: unknown key "colour" in node a (allowed: name, group, ip, arch, loader, image, kernel_args, nics, bmc, boot_override, user_data, vendor_data)`},
 		{name: "wrong type", nodes: "  - {name: a, ip: [1], nics: [{mac: \"02:00:00:00:00:01\"}]}",
 			err: `13:19: node a: ip must be a string, got a list`},
 		{name: "duplicate name", nodes: "  - {name: a, nics: [{mac: \"02:00:00:00:00:01\"}]}\n  - {name: a, nics: [{mac: \"02:00:00:00:00:02\"}]}",
@@ -382,25 +400,33 @@ func TestRules(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			src := base + tc.nodes + "\n"
-			inv, err := Parse("t.yaml", []byte(src))
-			if tc.err == "" {
-				if err != nil {
-					t.Fatalf("unexpected error:\n%v", err)
-				}
-				tc.check(t, inv)
-				return
-			}
-			if err == nil {
-				t.Fatalf("accepted; want %s", tc.err)
-			}
-			list := err.(ErrorList)
-			checkPositions(t, "t.yaml", []byte(src), list)
-			if got := strings.TrimPrefix(list[0].Error(), "t.yaml:"); got != tc.err {
-				t.Errorf("first error\n got %s\nwant %s", got, tc.err)
-			}
+			checkRule(t, base+tc.nodes+"\n", tc.check, tc.err, withIPMI())
 		})
 	}
+}
+
+// checkRule parses src as t.yaml: valid, it runs check on the inventory;
+// else the first error must be want ("LINE:COL: message") and every error
+// must point into the file. It returns the errors.
+func checkRule(t *testing.T, src string, check func(*testing.T, *Inventory), want string, opts ...Option) ErrorList {
+	t.Helper()
+	inv, err := Parse("t.yaml", []byte(src), opts...)
+	if want == "" {
+		if err != nil {
+			t.Fatalf("unexpected error:\n%v", err)
+		}
+		check(t, inv)
+		return nil
+	}
+	if err == nil {
+		t.Fatalf("accepted; want %s", want)
+	}
+	list := err.(ErrorList)
+	checkPositions(t, "t.yaml", []byte(src), list)
+	if got := strings.TrimPrefix(list[0].Error(), "t.yaml:"); got != want {
+		t.Errorf("first error\n got %s\nwant %s", got, want)
+	}
+	return list
 }
 
 func TestAddAddr(t *testing.T) {

@@ -24,13 +24,14 @@ import (
 //  3. it re-reads the file; when baseRevision is not "" and differs from the
 //     file's revision it returns a *ConflictError wrapping ErrConflict;
 //  4. it applies edit to the file's YAML tree and validates the result with
-//     Parse; an edit error or an invalid result leaves the file untouched;
+//     Parse (with opts); an edit error or an invalid result leaves the file
+//     untouched;
 //  5. it writes a temp file in the same folder with the original's mode,
 //     fsyncs it, renames it over the file and fsyncs the folder.
 //
 // It returns the new revision. An edit that changes nothing writes nothing
 // and returns the current revision.
-func Update(path, baseRevision string, edit func(*Document) error) (string, error) {
+func Update(path, baseRevision string, edit func(*Document) error, opts ...Option) (string, error) {
 	unlock, err := lockFor(path)
 	if err != nil {
 		return "", err
@@ -74,7 +75,7 @@ func Update(path, baseRevision string, edit func(*Document) error) (string, erro
 	if bytes.Equal(before, after) {
 		return rev, nil
 	}
-	if _, err := Parse(path, after); err != nil {
+	if _, err := Parse(path, after, opts...); err != nil {
 		return "", fmt.Errorf("inventory: edit rejected, %s left unchanged; the result would be invalid:\n%w", filepath.Base(path), err)
 	}
 	if err := atomicfile.Write(path, after, st.Mode().Perm()); err != nil {
@@ -141,7 +142,8 @@ func removeStaleTemps(path string) {
 // error is not reported twice in a row. A change is noticed by the file's
 // size, modification time, inode or ctime, then confirmed by its hash, so
 // editors that save by rename are seen. onChange runs on Watch's goroutine.
-func Watch(ctx context.Context, path string, interval time.Duration, onChange func(*Inventory, error)) {
+// opts are Parse's.
+func Watch(ctx context.Context, path string, interval time.Duration, onChange func(*Inventory, error), opts ...Option) {
 	if interval <= 0 {
 		interval = time.Second
 	}
@@ -199,7 +201,7 @@ func Watch(ctx context.Context, path string, interval time.Duration, onChange fu
 				first = false
 				return
 			}
-			inv, err = Parse(path, data)
+			inv, err = Parse(path, data, opts...)
 			if err != nil {
 				inv = nil
 			}

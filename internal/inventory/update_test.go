@@ -150,13 +150,13 @@ func TestUpdateEdits(t *testing.T) {
 	if st.Mode().Perm() != 0o640 {
 		t.Errorf("mode %v, want 0640 kept", st.Mode().Perm())
 	}
-	inv, err := Parse(path, data)
+	inv, err := Parse(path, data, withIPMI())
 	if err != nil {
 		t.Fatal(err)
 	}
 	gpu1, gpu2, st1 := inv.Node("gpu1"), inv.Node("gpu2"), inv.Node("storage1")
 	if gpu1.KernelArgs != "console=ttyS0,115200 nomodeset pci=noaer rd.debug" || gpu1.BMC.User != "operator" || gpu1.BMC.Port != 623 ||
-		gpu2.IP.String() != "10.1.0.103" || gpu2.KernelArgs != "console=ttyS0,115200 nomodeset" || gpu2.BMC.CipherSuites[0] != 3 ||
+		gpu2.IP.String() != "10.1.0.103" || gpu2.KernelArgs != "console=ttyS0,115200 nomodeset" || suites(gpu2.BMC)[0] != 3 ||
 		st1.Override.IPXE != script || inv.Node("n03").KernelArgs != "console=ttyS1,115200" || inv.Groups["gpu"].Loader != "" {
 		t.Errorf("edits not applied:\n%s", data)
 	}

@@ -16,43 +16,6 @@ func readFile(t *testing.T, path string) string {
 	return string(b)
 }
 
-func TestParseOp(t *testing.T) {
-	tests := []struct {
-		in   string
-		want ipmi.Op
-		err  bool
-	}{
-		{"status", ipmi.OpStatus, false},
-		{" ON ", ipmi.OpOn, false},
-		{"pxe", ipmi.OpBootdevPXE, false},
-		{"bootdev-pxe", ipmi.OpBootdevPXE, false},
-		{"deviceid", ipmi.OpDeviceID, false},
-		{"", "", true},
-		{"power-off", "", true},
-		{"all", "", true},
-	}
-	for _, tc := range tests {
-		got, err := ipmi.ParseOp(tc.in)
-		if (err != nil) != tc.err || got != tc.want {
-			t.Errorf("ParseOp(%q) = %q, %v", tc.in, got, err)
-		}
-	}
-}
-
-func FuzzParseOp(f *testing.F) {
-	for _, s := range []string{"status", "on", "bootdev-pxe", "PXE", "", "\x00"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		op, err := ipmi.ParseOp(s)
-		if err == nil {
-			if again, err := ipmi.ParseOp(string(op)); err != nil || again != op {
-				t.Fatalf("%q parsed to %q which does not parse back", s, op)
-			}
-		}
-	})
-}
-
 func TestParsePong(t *testing.T) {
 	good := []byte{0x06, 0, 0xff, 0x06, 0, 0, 0x11, 0xbe, 0x40, 7, 0, 0x10,
 		0, 0, 0x11, 0xbe, 0, 0, 0, 0, 0x81, 0, 0, 0, 0, 0, 0, 0}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/netbootui/netbootui/internal/ipmi"
 	"github.com/netbootui/netbootui/internal/lab"
+	"github.com/netbootui/netbootui/internal/power"
 )
 
 const (
@@ -128,8 +129,19 @@ type testBMC struct {
 	stop    func()
 }
 
-func (b *testBMC) target(node string) ipmi.Target {
-	return ipmi.Target{Node: node, Host: "127.0.0.1", Port: b.addr.Port, User: testUser, Password: testPassword}
+func (b *testBMC) target(node string) power.Target {
+	return tgt(node, b.addr.Port, testUser, testPassword)
+}
+
+// tgt is an IPMI target on 127.0.0.1 with the default cipher suites.
+func tgt(node string, port int, user, password string) power.Target {
+	return power.Target{Node: node, Protocol: ipmi.Name, Host: "127.0.0.1", Port: port, User: user, Password: power.NewSecret(password)}
+}
+
+// withSuites returns t with its IPMI cipher suites set.
+func withSuites(t power.Target, suites ...int) power.Target {
+	t.Options = ipmi.BMCOptions{CipherSuites: suites}
+	return t
 }
 
 // startBMC runs an in-process BMC on addr ("127.0.0.1:0" for a free port).
@@ -226,12 +238,51 @@ func newLogger(lb *logBuffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-func newPool(t *testing.T, o ipmi.Options) *ipmi.Pool {
+// seam is the power seam over the IPMI backend alone, with the backend's
+// Pool at hand once a call opened it.
+type seam struct {
+	*power.Service
+	mu   sync.Mutex
+	pool *ipmi.Pool
+}
+
+func (s *seam) Pool() *ipmi.Pool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pool
+}
+
+// openSeam returns the power seam with IPMI registered (no rate limit
+// unless o sets one). The caller closes it.
+func openSeam(t *testing.T, o power.Config) *seam {
 	t.Helper()
 	if o.MinInterval == 0 {
 		o.MinInterval = -1
 	}
-	p := ipmi.New(o)
-	t.Cleanup(func() { _ = p.Close() })
-	return p
+	s := &seam{}
+	proto := ipmi.Protocol(ipmi.Options{})
+	open := proto.Open
+	proto.Open = func(st power.Settings) (power.Backend, error) {
+		b, err := open(st)
+		if err == nil {
+			s.mu.Lock()
+			s.pool = b.(*ipmi.Pool)
+			s.mu.Unlock()
+		}
+		return b, err
+	}
+	reg, err := power.NewRegistry(proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Service = power.New(o, reg)
+	return s
+}
+
+// newPool is openSeam closed at the end of the test.
+func newPool(t *testing.T, o power.Config) *seam {
+	t.Helper()
+	s := openSeam(t, o)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
 }

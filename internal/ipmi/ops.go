@@ -9,108 +9,73 @@ import (
 	"github.com/bougou/go-ipmi/pkg/client"
 	"github.com/bougou/go-ipmi/pkg/command/chassis"
 	"github.com/bougou/go-ipmi/pkg/types"
+
+	"github.com/netbootui/netbootui/internal/power"
 )
 
-// Op is one operation on a BMC.
-type Op string
-
-// The operations.
-const (
-	OpStatus     Op = "status"      // read chassis power: Result.Power is "on" or "off"
-	OpOn         Op = "on"          // power up
-	OpOff        Op = "off"         // hard power down
-	OpSoft       Op = "soft"        // ACPI soft shutdown
-	OpCycle      Op = "cycle"       // power cycle; a node that is off is powered on
-	OpReset      Op = "reset"       // hard reset
-	OpBootdevPXE Op = "bootdev-pxe" // next boot (once) from PXE, legacy or EFI, read back and verified
-	OpBootflags  Op = "bootflags"   // read the boot flags
-	OpDeviceID   Op = "deviceid"    // read the BMC's device ID
-)
-
-// Ops lists every operation in a stable order.
-var Ops = []Op{OpStatus, OpOn, OpOff, OpSoft, OpCycle, OpReset, OpBootdevPXE, OpBootflags, OpDeviceID}
-
-// ParseOp parses an operation name as typed by an admin ("status", "on",
-// "bootdev-pxe"...). Case and surrounding blanks are ignored; "pxe" and
-// "bootdev" are accepted for bootdev-pxe and "power-status" style prefixes
-// are not.
-func ParseOp(s string) (Op, error) {
-	w := strings.ToLower(strings.TrimSpace(s))
-	switch w {
-	case "pxe", "bootdev":
-		return OpBootdevPXE, nil
-	}
-	for _, op := range Ops {
-		if w == string(op) {
-			return op, nil
-		}
-	}
-	return "", fmt.Errorf("%w %q (want one of %s)", ErrBadOp, s, opNames())
-}
-
-func opNames() string {
-	n := make([]string, len(Ops))
-	for i, op := range Ops {
-		n[i] = string(op)
-	}
-	return strings.Join(n, ", ")
-}
-
-// valid reports whether op is a known operation.
-func (op Op) valid() bool {
-	for _, o := range Ops {
-		if o == op {
-			return true
-		}
-	}
-	return false
-}
-
-// run performs op on a connected client and fills power and detail.
-func run(ctx context.Context, c *client.Client, op Op, efi bool) (power, detail string, err error) {
+// runPower performs a power operation on a connected client.
+func runPower(ctx context.Context, c *client.Client, op power.Op) (power.Outcome, error) {
 	switch op {
-	case OpStatus:
+	case power.OpStatus:
 		on, err := powerOn(ctx, c)
 		if err != nil {
-			return "", "", err
+			return power.Outcome{}, err
 		}
 		p := powerWord(on)
-		return p, "power " + p, nil
-	case OpOn:
+		return power.Outcome{Power: p, Detail: "power " + p}, nil
+	case power.OpOn:
 		return control(ctx, c, chassis.ChassisControlPowerUp, "on", "power on requested")
-	case OpOff:
+	case power.OpOff:
 		return control(ctx, c, chassis.ChassisControlPowerDown, "off", "power off requested")
-	case OpSoft:
+	case power.OpSoft:
 		return control(ctx, c, chassis.ChassisControlSoftShutdown, "", "ACPI shutdown requested")
-	case OpReset:
+	case power.OpReset:
 		return control(ctx, c, chassis.ChassisControlHardReset, "", "reset requested")
-	case OpCycle:
+	case power.OpCycle:
 		on, err := powerOn(ctx, c)
 		if err != nil {
-			return "", "", err
+			return power.Outcome{}, err
 		}
 		if !on {
 			return control(ctx, c, chassis.ChassisControlPowerUp, "on", "was off: power on requested")
 		}
 		return control(ctx, c, chassis.ChassisControlPowerCycle, "", "power cycle requested")
-	case OpBootdevPXE:
-		return bootPXE(ctx, c, efi)
-	case OpBootflags:
-		f, err := bootFlags(ctx, c)
-		if err != nil {
-			return "", "", err
-		}
-		return "", describeFlags(f), nil
-	case OpDeviceID:
-		d, err := c.GetDeviceID(ctx)
-		if err != nil {
-			return "", "", err
-		}
-		return "", fmt.Sprintf("device %d rev %d, firmware %d.%02x, IPMI %d.%d, manufacturer %d, product %d",
-			d.DeviceID, d.DeviceRevision, d.MajorFirmwareRevision, d.MinorFirmwareRevision,
-			d.MajorIPMIVersion, d.MinorIPMIVersion, d.ManufacturerID, d.ProductID), nil
 	}
-	return "", "", fmt.Errorf("%w %q", ErrBadOp, string(op))
+	return power.Outcome{}, fmt.Errorf("%w %q", power.ErrBadOp, string(op))
+}
+
+// facts reads the device ID (which must answer), then the power state and
+// the boot flags; cls classifies the errors of the optional reads.
+func facts(ctx context.Context, c *client.Client, cls func(error) error) (power.Facts, error) {
+	d, err := c.GetDeviceID(ctx)
+	if err != nil {
+		return power.Facts{}, err
+	}
+	f := power.Facts{
+		Device: fmt.Sprintf("device %d rev %d, firmware %d.%02x, IPMI %d.%d, manufacturer %d, product %d",
+			d.DeviceID, d.DeviceRevision, d.MajorFirmwareRevision, d.MinorFirmwareRevision,
+			d.MajorIPMIVersion, d.MinorIPMIVersion, d.ManufacturerID, d.ProductID),
+		Manufacturer: fmt.Sprintf("IANA %d", d.ManufacturerID),
+		Model:        fmt.Sprintf("product %d", d.ProductID),
+		Firmware:     fmt.Sprintf("%d.%02x", d.MajorFirmwareRevision, d.MinorFirmwareRevision),
+	}
+	unread := func(what string, err error) {
+		if f.Unread == nil {
+			f.Unread = map[string]error{}
+		}
+		f.Unread[what] = cls(err)
+	}
+	if on, err := powerOn(ctx, c); err != nil {
+		unread("power", err)
+	} else {
+		f.Power = powerWord(on)
+	}
+	if fl, err := bootFlags(ctx, c); err != nil {
+		unread("boot", err)
+	} else {
+		f.Boot = describeFlags(fl)
+	}
+	return f, nil
 }
 
 func powerWord(on bool) string {
@@ -128,11 +93,11 @@ func powerOn(ctx context.Context, c *client.Client) (bool, error) {
 	return st.PowerIsOn, nil
 }
 
-func control(ctx context.Context, c *client.Client, cc chassis.ChassisControl, power, detail string) (string, string, error) {
+func control(ctx context.Context, c *client.Client, cc chassis.ChassisControl, pw, detail string) (power.Outcome, error) {
 	if _, err := c.ChassisControl(ctx, cc); err != nil {
-		return "", "", err
+		return power.Outcome{}, err
 	}
-	return power, detail, nil
+	return power.Outcome{Power: pw, Detail: detail}, nil
 }
 
 func bootFlags(ctx context.Context, c *client.Client) (*types.BootOptionParam_BootFlags, error) {
@@ -147,7 +112,7 @@ func bootFlags(ctx context.Context, c *client.Client) (*types.BootOptionParam_Bo
 // device selector and "once" must read back as written; some BMCs (ipmi_sim)
 // keep only the device, so a lost valid or EFI bit is reported in the detail
 // rather than failing the call.
-func bootPXE(ctx context.Context, c *client.Client, efi bool) (string, string, error) {
+func bootPXE(ctx context.Context, c *client.Client, efi bool) (power.Outcome, error) {
 	bt := types.BIOSBootTypeLegacy
 	if efi {
 		bt = types.BIOSBootTypeEFI
@@ -165,24 +130,24 @@ func bootPXE(ctx context.Context, c *client.Client, efi bool) (string, string, e
 	if err := c.SetBootParamSetInProgress(ctx, types.SetInProgress_SetInProgress); err != nil {
 		var re *types.ResponseError
 		if !errors.As(err, &re) {
-			return "", "", err
+			return power.Outcome{}, err
 		}
 		inProgress = false
 	}
 	if err := c.SetSystemBootOptionsParamFor(ctx, want); err != nil {
-		return "", "", err
+		return power.Outcome{}, err
 	}
 	if inProgress {
 		if err := c.SetBootParamSetInProgress(ctx, types.SetInProgress_SetComplete); err != nil {
-			return "", "", err
+			return power.Outcome{}, err
 		}
 	}
 	got, err := bootFlags(ctx, c)
 	if err != nil {
-		return "", "", fmt.Errorf("reading the boot flags back: %w", err)
+		return power.Outcome{}, fmt.Errorf("reading the boot flags back: %w", err)
 	}
 	if got.BootDeviceSelector != types.BootDeviceSelectorForcePXE || got.Persist {
-		return "", "", &verifyError{want: describeFlags(want), got: describeFlags(got)}
+		return power.Outcome{}, &verifyError{want: describeFlags(want), got: describeFlags(got)}
 	}
 	d := "next boot: " + describeFlags(got)
 	var lost []string
@@ -195,7 +160,7 @@ func bootPXE(ctx context.Context, c *client.Client, efi bool) (string, string, e
 	if len(lost) > 0 {
 		d += " (the BMC did not keep the " + strings.Join(lost, " and ") + " bit)"
 	}
-	return "", d, nil
+	return power.Outcome{Detail: d}, nil
 }
 
 // verifyError is a boot-flag read-back that does not match what was set.

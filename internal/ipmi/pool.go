@@ -1,15 +1,15 @@
-// Package ipmi talks to nodes' BMCs over IPMI 2.0 (RMCP+, "lanplus") with
-// github.com/bougou/go-ipmi: power status and control, the next boot device,
-// the BMC's device ID, and bounded parallel fan-out over many BMCs with a
-// per-BMC circuit breaker and rate limit, plus a background power poller.
+// Package ipmi is the IPMI 2.0 (RMCP+, "lanplus") backend of the power seam
+// (internal/power), with github.com/bougou/go-ipmi: power status and
+// control, the one-time boot device, the BMC's device facts and
+// serial-over-LAN. Protocol declares it to a power.Registry; the fan-out,
+// breaker, rate limit and deadline are the seam's.
 //
 // A Pool keeps one session per BMC (keyed by host:port and user), opened
 // lazily, used by one call at a time, reopened once when it dropped, closed
 // exactly once, and retired after SessionMaxAge (go-ipmi's keepalive would
-// otherwise race with Close). Every call has a deadline. Errors are *BMCError
-// values that name the BMC and never contain the password; their Kind
-// (ErrAuth, ErrTimeout, ErrUnreachable, ErrCircuitOpen, ...) works with
-// errors.Is.
+// otherwise race with Close). Errors are *BMCError values that name the BMC
+// and never contain the password; their Kind (ErrAuth, ErrTimeout,
+// ErrUnreachable, ErrCipherSuite, ...) works with errors.Is.
 package ipmi
 
 import (
@@ -22,47 +22,25 @@ import (
 
 	"github.com/bougou/go-ipmi/pkg/client"
 	"github.com/bougou/go-ipmi/pkg/types"
-)
 
-// Defaults of Options.
-const (
-	DefaultCallTimeout     = 5 * time.Second
-	DefaultBreakerCooldown = 30 * time.Second
-	DefaultMinInterval     = 100 * time.Millisecond
-	DefaultConcurrency     = 64
-	DefaultProbeLimit      = 1024
+	"github.com/netbootui/netbootui/internal/power"
 )
 
 // Options configure a Pool. Zero values take the defaults.
 type Options struct {
-	// CallTimeout bounds every call: the reachability probe of a BMC with
-	// no session, and then opening the session and running the operation.
+	// CallTimeout is the deadline of one call (power.DefaultCallTimeout
+	// when zero); the power seam applies it, the Pool uses it to bound its
+	// retries and in "no answer within" texts, and applies it itself to
+	// opening a SOL session.
 	CallTimeout time.Duration
-	// BreakerCooldown is how long a BMC that timed out is skipped.
-	BreakerCooldown time.Duration
-	// MinInterval is the least time between the start of one call to a BMC
-	// and the start of the next; negative means no limit.
-	MinInterval time.Duration
-	// Logger receives one debug line per call and a warning per failure;
-	// nil discards them. Passwords are never logged.
+	// Logger receives the Pool's own lines; nil discards them. Passwords
+	// are never logged.
 	Logger *slog.Logger
 }
 
-// Result is the outcome of one operation on one node's BMC.
-type Result struct {
-	Node     string
-	BMC      string // host:port
-	Op       Op
-	Power    string // "on" or "off" when the operation learned it
-	Detail   string // what was done or read, for people
-	Err      error  // nil on success; a *BMCError or a context error
-	Duration time.Duration
-}
-
-// OK reports whether the operation succeeded.
-func (r Result) OK() bool { return r.Err == nil }
-
-// Pool holds the BMC sessions. It is safe for concurrent use.
+// Pool holds the BMC sessions: it is the power.Backend (and
+// power.SerialConsole and power.Prober) of IPMI. It is safe for concurrent
+// use.
 type Pool struct {
 	opts Options
 	log  *slog.Logger
@@ -76,16 +54,16 @@ type Pool struct {
 	wg        sync.WaitGroup
 }
 
+var (
+	_ power.Backend       = (*Pool)(nil)
+	_ power.SerialConsole = (*Pool)(nil)
+	_ power.Prober        = (*Pool)(nil)
+)
+
 // New returns a Pool.
 func New(opts Options) *Pool {
 	if opts.CallTimeout <= 0 {
-		opts.CallTimeout = DefaultCallTimeout
-	}
-	if opts.BreakerCooldown <= 0 {
-		opts.BreakerCooldown = DefaultBreakerCooldown
-	}
-	if opts.MinInterval == 0 {
-		opts.MinInterval = DefaultMinInterval
+		opts.CallTimeout = power.DefaultCallTimeout
 	}
 	log := opts.Logger
 	if log == nil {
@@ -137,11 +115,6 @@ type session struct {
 	conn     *conn
 	password string // the password conn was opened with
 	suite    int    // the cipher suite that worked last; 0 when unknown
-	last     time.Time
-
-	// breaker, guarded by mu
-	mu        sync.Mutex
-	openUntil time.Time
 }
 
 // conn is a go-ipmi client whose Close runs exactly once (a second Close
@@ -173,9 +146,9 @@ func (c *conn) close(ctx context.Context) {
 	c.once.Do(func() { _ = c.c.Close(ctx) })
 }
 
-func sessionKey(t Target) string { return t.Addr() + "|" + t.User }
+func sessionKey(t target) string { return t.addr() + "|" + t.user }
 
-func (p *Pool) session(t Target) (*session, error) {
+func (p *Pool) session(t target) (*session, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -188,28 +161,6 @@ func (p *Pool) session(t Target) (*session, error) {
 		p.sessions[k] = s
 	}
 	return s, nil
-}
-
-// breakerWait returns how long the BMC's breaker stays open (0: closed).
-func (s *session) breakerWait(now time.Time) time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if now.Before(s.openUntil) {
-		return s.openUntil.Sub(now)
-	}
-	return 0
-}
-
-func (s *session) trip(until time.Time) {
-	s.mu.Lock()
-	s.openUntil = until
-	s.mu.Unlock()
-}
-
-func (s *session) reset() {
-	s.mu.Lock()
-	s.openUntil = time.Time{}
-	s.mu.Unlock()
 }
 
 // hasConn reports, without waiting, whether the BMC has an open session.
@@ -225,153 +176,104 @@ func (s *session) hasConn() bool {
 	}
 }
 
-// BreakerOpen reports how long calls to t's BMC are still skipped after a
-// timeout (0 when they are not).
-func (p *Pool) BreakerOpen(t Target) time.Duration {
-	p.mu.Lock()
-	s := p.sessions[sessionKey(t.withDefaults())]
-	p.mu.Unlock()
-	if s == nil {
-		return 0
-	}
-	return s.breakerWait(time.Now())
-}
-
-// Do runs op on t's BMC and returns its result. It never panics on a bad
-// target or op: the Result's Err says what is wrong.
-func (p *Pool) Do(ctx context.Context, t Target, op Op) Result {
-	return p.do(ctx, t, op, nil)
-}
-
-// gate is acquired after the probe and before the session work; it returns
-// the release function. Bulk uses it to bound concurrency.
-type gate func(ctx context.Context) (release func(), err error)
-
-func (p *Pool) do(ctx context.Context, t Target, op Op, g gate) (res Result) {
-	start := time.Now()
-	t = t.withDefaults()
-	res = Result{Node: t.Node, BMC: t.Addr(), Op: op}
-	defer func() {
-		res.Duration = time.Since(start)
-		p.logResult(t, res)
-	}()
+// Probe (power.Prober) asks a BMC with no open session an RMCP presence
+// ping, so that a silent BMC is found out before a session is tried; with a
+// session open it returns nil at once.
+func (p *Pool) Probe(ctx context.Context, pt power.Target) error {
+	t := fromTarget(pt)
 	if err := t.validate(); err != nil {
-		res.Err = err
-		return res
-	}
-	if !op.valid() {
-		res.Err = fmt.Errorf("node %s: %w %q", t.Node, ErrBadOp, string(op))
-		return res
+		return err
 	}
 	s, err := p.session(t)
 	if err != nil {
-		res.Err = err
-		return res
+		return err
 	}
-	if w := s.breakerWait(time.Now()); w > 0 {
-		res.Err = bmcErr(t.Addr(), ErrCircuitOpen, "circuit open after a timeout, retry in %s", ceilSeconds(w))
-		return res
+	if s.hasConn() {
+		return nil
 	}
-	if err := ctx.Err(); err != nil {
-		res.Err = err
-		return res
+	if err := Ping(ctx, t.addr()); err != nil {
+		return classify(err, t, ctx, ctx, p.opts.CallTimeout)
 	}
+	return nil
+}
 
-	// Reachability: a BMC without a session is pinged first, outside the
-	// gate, so that silent BMCs do not hold concurrency slots.
-	if !s.hasConn() {
-		pctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
-		err := Ping(pctx, t.Addr())
-		if err != nil {
-			be := classify(err, t, ctx, pctx, p.opts.CallTimeout)
-			cancel()
-			p.afterFailure(s, be)
-			res.Err = be
-			return res
-		}
-		cancel()
+// Power (power.Backend) runs status, on, off, soft, cycle or reset.
+func (p *Pool) Power(ctx context.Context, t power.Target, op power.Op) (power.Outcome, error) {
+	if !op.PowerOp() {
+		return power.Outcome{}, fmt.Errorf("node %s: %w %q", t.Node, power.ErrBadOp, string(op))
 	}
-	if g != nil {
-		release, err := g(ctx)
-		if err != nil {
-			res.Err = err
-			return res
-		}
-		defer release()
-	}
+	return p.do(ctx, fromTarget(t), func(ctx context.Context, c *client.Client, t target) (power.Outcome, error) {
+		return runPower(ctx, c, op)
+	})
+}
 
-	cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
-	defer cancel()
+// BootOnce (power.Backend) sets the next boot, once, to PXE (legacy, or EFI
+// for a UEFI node), read back and verified. HTTP boot is not an IPMI boot
+// device: it is an ErrUnsupported error.
+func (p *Pool) BootOnce(ctx context.Context, t power.Target, dev power.BootDevice) (power.Outcome, error) {
+	tg := fromTarget(t)
+	if dev.Kind != power.BootPXE {
+		return power.Outcome{}, bmcErr(tg.addr(), power.ErrUnsupported, "IPMI cannot set %s as the boot device", dev.Kind)
+	}
+	return p.do(ctx, tg, func(ctx context.Context, c *client.Client, t target) (power.Outcome, error) {
+		return bootPXE(ctx, c, dev.EFI)
+	})
+}
+
+// Facts (power.Backend) reads the BMC's device ID, then the power state and
+// the boot flags (those two are left empty, with their errors in Unread,
+// when the BMC does not answer them).
+func (p *Pool) Facts(ctx context.Context, t power.Target) (power.Facts, error) {
+	var f power.Facts
+	tg := fromTarget(t)
+	_, err := p.do(ctx, tg, func(ctx context.Context, c *client.Client, t target) (power.Outcome, error) {
+		var err error
+		f, err = facts(ctx, c, func(err error) error { return classify(err, t, ctx, ctx, p.opts.CallTimeout) })
+		return power.Outcome{}, err
+	})
+	return f, err
+}
+
+// do runs f on t's session, the session lock held. ctx carries the call's
+// deadline (the power seam's).
+func (p *Pool) do(ctx context.Context, t target, f runFunc) (power.Outcome, error) {
+	if err := t.validate(); err != nil {
+		return power.Outcome{}, err
+	}
+	s, err := p.session(t)
+	if err != nil {
+		return power.Outcome{}, err
+	}
 	select {
 	case s.lock <- struct{}{}:
-	case <-cctx.Done():
-		be := classify(cctx.Err(), t, ctx, cctx, p.opts.CallTimeout)
-		res.Err = be
-		return res
+	case <-ctx.Done():
+		return power.Outcome{}, classify(ctx.Err(), t, ctx, ctx, p.opts.CallTimeout)
 	}
 	defer func() { <-s.lock }()
-	if err := p.rateWait(cctx, s); err != nil {
-		res.Err = classify(err, t, ctx, cctx, p.opts.CallTimeout)
-		return res
-	}
-	s.last = time.Now()
-
-	power, detail, err := p.call(cctx, s, t, op)
+	out, err := p.call(ctx, s, t, f)
 	if err != nil {
-		be := classify(err, t, ctx, cctx, p.opts.CallTimeout)
-		p.afterFailure(s, be)
-		res.Err = be
-		return res
+		return power.Outcome{}, classify(err, t, ctx, ctx, p.opts.CallTimeout)
 	}
-	s.reset()
-	res.Power, res.Detail = power, detail
-	return res
+	return out, nil
 }
 
-// rateWait waits until MinInterval has passed since the BMC's last call.
-func (p *Pool) rateWait(ctx context.Context, s *session) error {
-	if p.opts.MinInterval <= 0 || s.last.IsZero() {
-		return nil
-	}
-	w := time.Until(s.last.Add(p.opts.MinInterval))
-	if w <= 0 {
-		return nil
-	}
-	tm := time.NewTimer(w)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// afterFailure trips the breaker on a timeout and drops a session that
-// cannot be trusted any more.
-func (p *Pool) afterFailure(s *session, be *BMCError) {
-	if be == nil {
-		return
-	}
-	if errors.Is(be, ErrTimeout) {
-		s.trip(time.Now().Add(p.opts.BreakerCooldown))
-	}
-}
+// runFunc is one operation on a connected client.
+type runFunc func(ctx context.Context, c *client.Client, t target) (power.Outcome, error)
 
 // call runs op with the session lock held: on the existing session when
 // there is one (reopening it once if it dropped), else on a new one.
-func (p *Pool) call(ctx context.Context, s *session, t Target, op Op) (string, string, error) {
-	if s.conn != nil && (s.password != t.Password || time.Since(s.conn.opened) > SessionMaxAge) {
+func (p *Pool) call(ctx context.Context, s *session, t target, f runFunc) (power.Outcome, error) {
+	if s.conn != nil && (s.password != t.password.Reveal() || time.Since(s.conn.opened) > SessionMaxAge) {
 		p.drop(s)
 	}
 	if s.conn != nil {
 		// Give the old session half of what is left, so that a session the
 		// BMC forgot (it restarted) leaves time to open a new one.
 		sub, cancel := halfContext(ctx)
-		power, detail, err := run(sub, s.conn.c, op, t.EFI)
+		out, err := f(sub, s.conn.c, t)
 		cancel()
 		if err == nil {
-			return power, detail, nil
+			return out, nil
 		}
 		var re *types.ResponseError
 		var ve *verifyError
@@ -381,15 +283,15 @@ func (p *Pool) call(ctx context.Context, s *session, t Target, op Op) (string, s
 			if ctx.Err() != nil {
 				p.drop(s)
 			}
-			return "", "", err
+			return power.Outcome{}, err
 		}
-		p.log.Debug("ipmi: session dropped, reconnecting", "bmc", t.Addr(), "node", t.Node, "err", scrub(err.Error(), t.Password))
+		p.log.Debug("ipmi: session dropped, reconnecting", "bmc", t.addr(), "node", t.node, "err", scrub(err.Error(), t.password.Reveal()))
 		p.drop(s)
 	}
 	if err := p.connect(ctx, s, t); err != nil {
-		return "", "", err
+		return power.Outcome{}, err
 	}
-	return run(ctx, s.conn.c, op, t.EFI)
+	return f(ctx, s.conn.c, t)
 }
 
 func halfContext(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -421,14 +323,14 @@ func closeNow(c *conn) {
 // connect opens a session, trying the cipher suites in order with the one
 // that worked last first. A refused password or a silent BMC stops the
 // search; a suite the BMC does not offer moves on to the next.
-func (p *Pool) connect(ctx context.Context, s *session, t Target) error {
-	suites := t.CipherSuites
+func (p *Pool) connect(ctx context.Context, s *session, t target) error {
+	suites := t.suites
 	if s.suite != 0 {
 		suites = append([]int{s.suite}, without(suites, s.suite)...)
 	}
 	var lastErr error
 	for _, cs := range suites {
-		c, err := client.NewClient(t.Host, t.Port, t.User, t.Password)
+		c, err := client.NewClient(t.host, t.port, t.user, t.password.Reveal())
 		if err != nil {
 			return err
 		}
@@ -439,7 +341,7 @@ func (p *Pool) connect(ctx context.Context, s *session, t Target) error {
 		err = c.Connect(ctx)
 		if err == nil {
 			cn.opened = time.Now()
-			s.conn, s.password, s.suite = cn, t.Password, cs
+			s.conn, s.password, s.suite = cn, t.password.Reveal(), cs
 			return nil
 		}
 		closeNow(cn)
@@ -449,8 +351,8 @@ func (p *Pool) connect(ctx context.Context, s *session, t Target) error {
 			return be
 		}
 	}
-	return bmcErr(t.Addr(), ErrCipherSuite, "none of cipher suites %v accepted (last error: %s)",
-		suites, scrub(lastErr.Error(), t.Password))
+	return bmcErr(t.addr(), ErrCipherSuite, "none of cipher suites %v accepted (last error: %s)",
+		suites, scrub(lastErr.Error(), t.password.Reveal()))
 }
 
 func without(xs []int, x int) []int {
@@ -463,17 +365,9 @@ func without(xs []int, x int) []int {
 	return out
 }
 
-func (p *Pool) logResult(t Target, r Result) {
-	if r.Err != nil {
-		p.log.Warn("ipmi call failed", "node", t.Node, "bmc", r.BMC, "op", string(r.Op), "err", r.Err.Error(), "duration", r.Duration)
-		return
-	}
-	p.log.Debug("ipmi call", "node", t.Node, "bmc", r.BMC, "op", string(r.Op), "power", r.Power, "detail", r.Detail, "duration", r.Duration)
-}
-
 // Close closes every session exactly once (a second Close does nothing).
-// It waits for calls in flight, each bounded by its deadline, and for
-// pollers to stop; calls after Close fail with ErrClosed.
+// It waits for calls in flight, each bounded by its deadline; calls after
+// Close fail with ErrClosed.
 func (p *Pool) Close() error {
 	p.closeOnce.Do(func() {
 		p.mu.Lock()
@@ -486,7 +380,7 @@ func (p *Pool) Close() error {
 		close(p.done)
 		p.wg.Wait()
 		var wg sync.WaitGroup
-		sem := make(chan struct{}, DefaultConcurrency)
+		sem := make(chan struct{}, power.DefaultConcurrency)
 		for _, s := range ss {
 			wg.Add(1)
 			sem <- struct{}{}

@@ -13,65 +13,66 @@ import (
 	"github.com/bougou/go-ipmi/pkg/types"
 
 	"github.com/netbootui/netbootui/internal/ipmi"
+	"github.com/netbootui/netbootui/internal/power"
 )
 
 func TestOpsInProcess(t *testing.T) {
 	b := startBMC(t, "127.0.0.1:0", nil)
 	lb := &logBuffer{}
-	p := newPool(t, ipmi.Options{CallTimeout: 3 * time.Second, Logger: newLogger(lb)})
+	p := newPool(t, power.Config{CallTimeout: 3 * time.Second, Logger: newLogger(lb)})
 	ctx := context.Background()
 	tests := []struct {
-		op     ipmi.Op
+		op     power.Op
 		efi    bool
 		power  string
 		detail string
 		check  func(t *testing.T)
 	}{
-		{op: ipmi.OpStatus, power: "off", detail: "power off"},
-		{op: ipmi.OpOn, power: "on", check: func(t *testing.T) {
+		{op: power.OpStatus, power: "off", detail: "power off"},
+		{op: power.OpOn, power: "on", check: func(t *testing.T) {
 			if on, _ := b.chassis.PowerState(ctx); !on {
 				t.Error("chassis still off")
 			}
 		}},
-		{op: ipmi.OpStatus, power: "on", detail: "power on"},
-		{op: ipmi.OpCycle, detail: "power cycle requested", check: func(t *testing.T) {
+		{op: power.OpStatus, power: "on", detail: "power on"},
+		{op: power.OpCycle, detail: "power cycle requested", check: func(t *testing.T) {
 			if c, _, _ := b.acts.get(); c != 1 {
 				t.Errorf("power cycles = %d, want 1", c)
 			}
 		}},
-		{op: ipmi.OpReset, detail: "reset requested", check: func(t *testing.T) {
+		{op: power.OpReset, detail: "reset requested", check: func(t *testing.T) {
 			if _, r, _ := b.acts.get(); r != 1 {
 				t.Errorf("cold resets = %d, want 1", r)
 			}
 		}},
-		{op: ipmi.OpSoft, detail: "ACPI shutdown requested", check: func(t *testing.T) {
+		{op: power.OpSoft, detail: "ACPI shutdown requested", check: func(t *testing.T) {
 			if _, _, s := b.acts.get(); s != 1 {
 				t.Errorf("soft shutdowns = %d, want 1", s)
 			}
 		}},
-		{op: ipmi.OpOff, power: "off", check: func(t *testing.T) {
+		{op: power.OpOff, power: "off", check: func(t *testing.T) {
 			if on, _ := b.chassis.PowerState(ctx); on {
 				t.Error("chassis still on")
 			}
 		}},
-		{op: ipmi.OpCycle, power: "on", detail: "was off: power on requested", check: func(t *testing.T) {
+		{op: power.OpCycle, power: "on", detail: "was off: power on requested", check: func(t *testing.T) {
 			if on, _ := b.chassis.PowerState(ctx); !on {
 				t.Error("cycle of an off node did not power it on")
 			}
 		}},
-		{op: ipmi.OpBootdevPXE, detail: "next boot: pxe, once, legacy, valid", check: func(t *testing.T) {
+		{op: power.OpBootdevPXE, detail: "next boot: pxe, once, legacy, valid", check: func(t *testing.T) {
 			f, _ := b.chassis.GetBootFlags(ctx)
 			if f == nil || f.BootDeviceSelector != types.BootDeviceSelectorForcePXE || f.Persist || f.BIOSBootType != types.BIOSBootTypeLegacy {
 				t.Errorf("boot flags on the BMC: %+v", f)
 			}
 		}},
-		{op: ipmi.OpBootdevPXE, efi: true, detail: "next boot: pxe, once, efi, valid", check: func(t *testing.T) {
+		{op: power.OpBootdevPXE, efi: true, detail: "next boot: pxe, once, efi, valid", check: func(t *testing.T) {
 			if f, _ := b.chassis.GetBootFlags(ctx); f == nil || f.BIOSBootType != types.BIOSBootTypeEFI {
 				t.Errorf("boot flags on the BMC: %+v", f)
 			}
 		}},
-		{op: ipmi.OpBootflags, detail: "pxe, once, efi, valid"},
-		{op: ipmi.OpDeviceID, detail: "device 32 rev 1, firmware 1.02, IPMI 2.0, manufacturer 343, product 7"},
+		{op: power.OpBootflags, detail: "pxe, once, efi, valid"},
+		{op: power.OpDeviceID, detail: "device 32 rev 1, firmware 1.02, IPMI 2.0, manufacturer 343, product 7"},
 	}
 	for i, tc := range tests {
 		t.Run(fmt.Sprintf("%d-%s", i, tc.op), func(t *testing.T) {
@@ -105,27 +106,27 @@ func TestErrorMapping(t *testing.T) {
 	sink := udpSink(t)
 	closed := closedPort(t)
 	lb := &logBuffer{}
-	p := newPool(t, ipmi.Options{CallTimeout: 800 * time.Millisecond, Logger: newLogger(lb)})
+	p := newPool(t, power.Config{CallTimeout: 800 * time.Millisecond, Logger: newLogger(lb)})
 	wrong := b.target("n02")
-	wrong.Password = "Wr0ng-passw0rd"
+	wrong.Password = power.NewSecret("Wr0ng-passw0rd")
 	tests := []struct {
 		name string
-		tg   ipmi.Target
+		tg   power.Target
 		kind error
 		text string
 		max  time.Duration
 	}{
 		{"wrong password", wrong, ipmi.ErrAuth, fmt.Sprintf("BMC %s: authentication failed for user admin", b.addr), time.Second},
-		{"wrong user", ipmi.Target{Node: "n03", Host: "127.0.0.1", Port: b.addr.Port, User: "nobody", Password: testPassword}, ipmi.ErrAuth,
+		{"wrong user", tgt("n03", b.addr.Port, "nobody", testPassword), ipmi.ErrAuth,
 			fmt.Sprintf("BMC %s: authentication failed for user nobody", b.addr), time.Second},
-		{"udp sink", ipmi.Target{Node: "n04", Host: "127.0.0.1", Port: sink.Port, User: testUser, Password: testPassword}, ipmi.ErrTimeout,
+		{"udp sink", tgt("n04", sink.Port, testUser, testPassword), ipmi.ErrTimeout,
 			fmt.Sprintf("BMC %s: no answer within 800ms", sink), 1500 * time.Millisecond},
-		{"port closed", ipmi.Target{Node: "n05", Host: "127.0.0.1", Port: closed, User: testUser, Password: testPassword}, ipmi.ErrUnreachable,
+		{"port closed", tgt("n05", closed, testUser, testPassword), ipmi.ErrUnreachable,
 			fmt.Sprintf("BMC 127.0.0.1:%d: connection refused", closed), time.Second},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := p.Do(context.Background(), tc.tg, ipmi.OpStatus)
+			r := p.Do(context.Background(), tc.tg, power.OpStatus)
 			if !errors.Is(r.Err, tc.kind) {
 				t.Fatalf("err = %v, want kind %v", r.Err, tc.kind)
 			}
@@ -137,7 +138,7 @@ func TestErrorMapping(t *testing.T) {
 			}
 			js, _ := json.Marshal(r)
 			for _, s := range []string{r.Err.Error(), string(js), fmt.Sprintf("%v %+v %#v", tc.tg, tc.tg, tc.tg)} {
-				if strings.Contains(s, tc.tg.Password) {
+				if strings.Contains(s, tc.tg.Password.Reveal()) {
 					t.Errorf("password in %q", s)
 				}
 			}
@@ -153,13 +154,13 @@ func TestErrorMapping(t *testing.T) {
 
 func TestBreaker(t *testing.T) {
 	sink := udpSink(t)
-	p := newPool(t, ipmi.Options{CallTimeout: 300 * time.Millisecond, BreakerCooldown: 1500 * time.Millisecond})
-	tg := ipmi.Target{Node: "n01", Host: "127.0.0.1", Port: sink.Port, User: testUser, Password: testPassword}
-	r := p.Do(context.Background(), tg, ipmi.OpStatus)
+	p := newPool(t, power.Config{CallTimeout: 300 * time.Millisecond, BreakerCooldown: 1500 * time.Millisecond})
+	tg := tgt("n01", sink.Port, testUser, testPassword)
+	r := p.Do(context.Background(), tg, power.OpStatus)
 	if !errors.Is(r.Err, ipmi.ErrTimeout) {
 		t.Fatalf("first call: %v", r.Err)
 	}
-	r = p.Do(context.Background(), tg, ipmi.OpOn)
+	r = p.Do(context.Background(), tg, power.OpOn)
 	if !errors.Is(r.Err, ipmi.ErrCircuitOpen) || r.Duration > 50*time.Millisecond {
 		t.Fatalf("second call: %v in %v, want a fast circuit-open error", r.Err, r.Duration)
 	}
@@ -171,23 +172,23 @@ func TestBreaker(t *testing.T) {
 		t.Errorf("BreakerOpen = %v", w)
 	}
 	time.Sleep(1600 * time.Millisecond)
-	if r = p.Do(context.Background(), tg, ipmi.OpStatus); !errors.Is(r.Err, ipmi.ErrTimeout) {
+	if r = p.Do(context.Background(), tg, power.OpStatus); !errors.Is(r.Err, ipmi.ErrTimeout) {
 		t.Fatalf("after the cool-down the BMC is asked again: %v", r.Err)
 	}
 }
 
 func TestBulkConcurrencyLimit(t *testing.T) {
 	m := &meter{delay: 40 * time.Millisecond}
-	var targets []ipmi.Target
+	var targets []power.Target
 	for i := range 16 {
 		targets = append(targets, startBMC(t, "127.0.0.1:0", m).target(fmt.Sprintf("n%02d", i)))
 	}
-	p := newPool(t, ipmi.Options{CallTimeout: 5 * time.Second})
+	p := newPool(t, power.Config{CallTimeout: 5 * time.Second})
 	for _, conc := range []int{1, 4} {
 		m.max.Store(0)
 		var mu sync.Mutex
 		seen := map[string]bool{}
-		res, err := p.Bulk(context.Background(), targets, ipmi.OpStatus, ipmi.BulkOptions{Concurrency: conc, OnResult: func(r ipmi.Result) {
+		res, err := p.Bulk(context.Background(), targets, power.OpStatus, power.BulkOptions{Concurrency: conc, OnResult: func(r power.Result) {
 			mu.Lock()
 			seen[r.Node] = true
 			mu.Unlock()
@@ -219,13 +220,13 @@ func TestRateLimit(t *testing.T) {
 		{interval: 150 * time.Millisecond, min: 140 * time.Millisecond},
 	}
 	for _, tc := range tests {
-		p := newPool(t, ipmi.Options{MinInterval: tc.interval})
+		p := newPool(t, power.Config{MinInterval: tc.interval})
 		m.mu.Lock()
 		m.reads = nil
 		m.mu.Unlock()
 		// Three nodes behind one BMC (a multi-node chassis): one bulk.
-		tg := []ipmi.Target{b.target("a"), b.target("b"), b.target("c")}
-		res, err := p.Bulk(context.Background(), tg, ipmi.OpStatus, ipmi.BulkOptions{})
+		tg := []power.Target{b.target("a"), b.target("b"), b.target("c")}
+		res, err := p.Bulk(context.Background(), tg, power.OpStatus, power.BulkOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,48 +247,15 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
-func TestBulkCancel(t *testing.T) {
-	m := &meter{delay: 100 * time.Millisecond}
-	var targets []ipmi.Target
-	for i := range 6 {
-		targets = append(targets, startBMC(t, "127.0.0.1:0", m).target(fmt.Sprintf("n%02d", i)))
-	}
-	p := newPool(t, ipmi.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	res, err := p.Bulk(ctx, targets, ipmi.OpStatus, ipmi.BulkOptions{Concurrency: 1, OnResult: func(r ipmi.Result) {
-		if r.Err == nil {
-			cancel()
-		}
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ok, canceled := 0, 0
-	for _, r := range res {
-		switch {
-		case r.Err == nil:
-			ok++
-		case errors.Is(r.Err, context.Canceled):
-			canceled++
-		default:
-			t.Errorf("%s: %v", r.Node, r.Err)
-		}
-	}
-	if ok < 1 || ok+canceled != len(targets) || canceled < len(targets)-2 {
-		t.Fatalf("ok %d, canceled %d of %d", ok, canceled, len(targets))
-	}
-}
-
 func TestEmptySelectionAndBadOp(t *testing.T) {
-	p := newPool(t, ipmi.Options{})
-	if _, err := p.Bulk(context.Background(), nil, ipmi.OpCycle, ipmi.BulkOptions{}); !errors.Is(err, ipmi.ErrEmptySelection) {
+	p := newPool(t, power.Config{})
+	if _, err := p.Bulk(context.Background(), nil, power.OpCycle, power.BulkOptions{}); !errors.Is(err, power.ErrEmptySelection) {
 		t.Fatalf("empty: %v", err)
 	}
-	if _, err := p.Bulk(context.Background(), []ipmi.Target{{Node: "n", Host: "127.0.0.1"}}, "explode", ipmi.BulkOptions{}); !errors.Is(err, ipmi.ErrBadOp) {
+	if _, err := p.Bulk(context.Background(), []power.Target{{Node: "n", Protocol: ipmi.Name, Host: "127.0.0.1"}}, "explode", power.BulkOptions{}); !errors.Is(err, power.ErrBadOp) {
 		t.Fatalf("bad op: %v", err)
 	}
-	r := p.Do(context.Background(), ipmi.Target{Node: "n9"}, ipmi.OpStatus)
+	r := p.Do(context.Background(), power.Target{Node: "n9", Protocol: ipmi.Name}, power.OpStatus)
 	if r.Err == nil || !strings.Contains(r.Err.Error(), "node n9") {
 		t.Fatalf("no host: %v", r.Err)
 	}
@@ -295,14 +263,14 @@ func TestEmptySelectionAndBadOp(t *testing.T) {
 
 func TestReconnectAfterBMCRestart(t *testing.T) {
 	b := startBMC(t, "127.0.0.1:0", nil)
-	p := newPool(t, ipmi.Options{CallTimeout: 2 * time.Second})
+	p := newPool(t, power.Config{CallTimeout: 2 * time.Second})
 	tg := b.target("n01")
-	if r := p.Do(context.Background(), tg, ipmi.OpOn); r.Err != nil {
+	if r := p.Do(context.Background(), tg, power.OpOn); r.Err != nil {
 		t.Fatal(r.Err)
 	}
 	b.stop()
 	b2 := startBMC(t, b.addr.String(), nil) // same port, no sessions
-	r := p.Do(context.Background(), tg, ipmi.OpStatus)
+	r := p.Do(context.Background(), tg, power.OpStatus)
 	if r.Err != nil {
 		t.Fatalf("after the restart: %v", r.Err)
 	}
@@ -314,11 +282,11 @@ func TestReconnectAfterBMCRestart(t *testing.T) {
 
 func TestCloseTwiceAndAfterClose(t *testing.T) {
 	b := startBMC(t, "127.0.0.1:0", nil)
-	p := ipmi.New(ipmi.Options{})
-	if r := p.Do(context.Background(), b.target("n1"), ipmi.OpStatus); r.Err != nil {
+	p := openSeam(t, power.Config{})
+	if r := p.Do(context.Background(), b.target("n1"), power.OpStatus); r.Err != nil {
 		t.Fatal(r.Err)
 	}
-	stopped := p.Poll(context.Background(), func() []ipmi.Target { return []ipmi.Target{b.target("n1")} }, 50*time.Millisecond, 2, func(ipmi.Result) {})
+	stopped := p.Poll(context.Background(), func() []power.Target { return []power.Target{b.target("n1")} }, 50*time.Millisecond, 2, func(power.Result) {})
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +298,7 @@ func TestCloseTwiceAndAfterClose(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("poller still running after Close")
 	}
-	if r := p.Do(context.Background(), b.target("n1"), ipmi.OpStatus); !errors.Is(r.Err, ipmi.ErrClosed) {
+	if r := p.Do(context.Background(), b.target("n1"), power.OpStatus); !errors.Is(r.Err, ipmi.ErrClosed) {
 		t.Fatalf("after Close: %v", r.Err)
 	}
 }
@@ -342,15 +310,14 @@ func TestPoll(t *testing.T) {
 	if err := b2.chassis.SetPower(context.Background(), true); err != nil {
 		t.Fatal(err)
 	}
-	p := newPool(t, ipmi.Options{CallTimeout: 300 * time.Millisecond, BreakerCooldown: time.Minute})
-	targets := []ipmi.Target{b1.target("n1"), b2.target("n2"),
-		{Node: "n3", Host: "127.0.0.1", Port: sink.Port, User: testUser, Password: testPassword}}
+	p := newPool(t, power.Config{CallTimeout: 300 * time.Millisecond, BreakerCooldown: time.Minute})
+	targets := []power.Target{b1.target("n1"), b2.target("n2"), tgt("n3", sink.Port, testUser, testPassword)}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var mu sync.Mutex
-	got := map[string][]ipmi.Result{}
+	got := map[string][]power.Result{}
 	start := time.Now()
-	stopped := p.Poll(ctx, func() []ipmi.Target { return targets }, 100*time.Millisecond, 2, func(r ipmi.Result) {
+	stopped := p.Poll(ctx, func() []power.Target { return targets }, 100*time.Millisecond, 2, func(r power.Result) {
 		mu.Lock()
 		got[r.Node] = append(got[r.Node], r)
 		mu.Unlock()
@@ -399,16 +366,16 @@ func TestPoll(t *testing.T) {
 func TestSessionRetiredBeforeKeepalive(t *testing.T) {
 	t.Parallel()
 	b := startBMC(t, "127.0.0.1:0", nil)
-	p := newPool(t, ipmi.Options{CallTimeout: 3 * time.Second})
+	p := newPool(t, power.Config{CallTimeout: 3 * time.Second})
 	ctx := context.Background()
-	if r := p.Do(ctx, b.target("n1"), ipmi.OpStatus); r.Err != nil {
+	if r := p.Do(ctx, b.target("n1"), power.OpStatus); r.Err != nil {
 		t.Fatal(r.Err)
 	}
 	opened := time.Now()
-	if n := ipmi.OpenSessions(p); n != 1 {
+	if n := ipmi.OpenSessions(p.Pool()); n != 1 {
 		t.Fatalf("%d sessions open after a call, want 1", n)
 	}
-	for ipmi.OpenSessions(p) != 0 {
+	for ipmi.OpenSessions(p.Pool()) != 0 {
 		if time.Since(opened) > 28*time.Second {
 			t.Fatalf("the idle session is still open %v after it opened: go-ipmi's keepalive will run", time.Since(opened).Round(time.Second))
 		}
@@ -417,7 +384,7 @@ func TestSessionRetiredBeforeKeepalive(t *testing.T) {
 	if age := time.Since(opened); age < ipmi.SessionMaxAge {
 		t.Fatalf("session closed after %v, before SessionMaxAge %v", age, ipmi.SessionMaxAge)
 	}
-	if r := p.Do(ctx, b.target("n1"), ipmi.OpStatus); r.Err != nil || ipmi.OpenSessions(p) != 1 {
-		t.Fatalf("a call after the retirement: %v, %d sessions", r.Err, ipmi.OpenSessions(p))
+	if r := p.Do(ctx, b.target("n1"), power.OpStatus); r.Err != nil || ipmi.OpenSessions(p.Pool()) != 1 {
+		t.Fatalf("a call after the retirement: %v, %d sessions", r.Err, ipmi.OpenSessions(p.Pool()))
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/netbootui/netbootui/internal/ipmi"
 	"github.com/netbootui/netbootui/internal/ipmi/ipmisim"
+	"github.com/netbootui/netbootui/internal/power"
 )
 
 const simPassword = "s1m-secret"
@@ -29,8 +30,8 @@ func startSim(t *testing.T) *ipmisim.Sim {
 	return s
 }
 
-func simTarget(s *ipmisim.Sim, node string) ipmi.Target {
-	return ipmi.Target{Node: node, Host: "127.0.0.1", Port: s.Port(), User: "admin", Password: simPassword, CipherSuites: []int{17, 3}}
+func simTarget(s *ipmisim.Sim, node string) power.Target {
+	return withSuites(tgt(node, s.Port(), "admin", simPassword), 17, 3)
 }
 
 // ipmitool asks the simulator independently of go-ipmi.
@@ -48,23 +49,23 @@ func ipmitool(t *testing.T, s *ipmisim.Sim, args ...string) string {
 
 func TestSimOpsConfirmedByIpmitool(t *testing.T) {
 	s := startSim(t)
-	p := newPool(t, ipmi.Options{CallTimeout: 5 * time.Second})
+	p := newPool(t, power.Config{CallTimeout: 5 * time.Second})
 	ctx := context.Background()
 	tg := simTarget(s, "n01")
 	tests := []struct {
-		op       ipmi.Op
+		op       power.Op
 		power    string // want from our result ("" = none)
 		ipmitool string // want in `chassis power status`
 		bootdev  string // want in `chassis bootparam get 5` ("" = skip)
 		settle   bool   // ipmi_sim powers back on a moment after a cycle
 	}{
-		{op: ipmi.OpStatus, power: "off", ipmitool: "Chassis Power is off"},
-		{op: ipmi.OpOn, power: "on", ipmitool: "Chassis Power is on"},
-		{op: ipmi.OpStatus, power: "on", ipmitool: "Chassis Power is on"},
-		{op: ipmi.OpOff, power: "off", ipmitool: "Chassis Power is off"},
-		{op: ipmi.OpCycle, power: "on", ipmitool: "Chassis Power is on"}, // off: cycle powers on
-		{op: ipmi.OpBootdevPXE, ipmitool: "Chassis Power is on", bootdev: "Boot Device Selector : Force PXE"},
-		{op: ipmi.OpCycle, ipmitool: "Chassis Power is on", settle: true},
+		{op: power.OpStatus, power: "off", ipmitool: "Chassis Power is off"},
+		{op: power.OpOn, power: "on", ipmitool: "Chassis Power is on"},
+		{op: power.OpStatus, power: "on", ipmitool: "Chassis Power is on"},
+		{op: power.OpOff, power: "off", ipmitool: "Chassis Power is off"},
+		{op: power.OpCycle, power: "on", ipmitool: "Chassis Power is on"}, // off: cycle powers on
+		{op: power.OpBootdevPXE, ipmitool: "Chassis Power is on", bootdev: "Boot Device Selector : Force PXE"},
+		{op: power.OpCycle, ipmitool: "Chassis Power is on", settle: true},
 	}
 	for i, tc := range tests {
 		t.Run(fmt.Sprintf("%d-%s", i, tc.op), func(t *testing.T) {
@@ -101,7 +102,7 @@ func TestSimOpsConfirmedByIpmitool(t *testing.T) {
 			}
 		})
 	}
-	if r := p.Do(ctx, tg, ipmi.OpDeviceID); r.Err != nil || !strings.Contains(r.Detail, "manufacturer 4753") {
+	if r := p.Do(ctx, tg, power.OpDeviceID); r.Err != nil || !strings.Contains(r.Detail, "manufacturer 4753") {
 		t.Fatalf("deviceid: %+v", r)
 	}
 	// The cycle really went through the chassis program: a power off and on.
@@ -123,20 +124,20 @@ func TestSimFaults(t *testing.T) {
 	closed := closedPort(t)
 	lb := &logBuffer{}
 	timeout := 1500 * time.Millisecond
-	p := newPool(t, ipmi.Options{CallTimeout: timeout, Logger: newLogger(lb)})
-	var targets []ipmi.Target
+	p := newPool(t, power.Config{CallTimeout: timeout, Logger: newLogger(lb)})
+	var targets []power.Target
 	for i, s := range sims {
 		targets = append(targets, simTarget(s, fmt.Sprintf("ok%d", i)))
 	}
 	wrong := simTarget(sims[0], "wrongpw")
-	wrong.Password = "not-the-password"
+	wrong.Password = power.NewSecret("not-the-password")
 	targets = append(targets, wrong,
-		ipmi.Target{Node: "sink", Host: "127.0.0.1", Port: sink.Port, Password: simPassword},
-		ipmi.Target{Node: "closed", Host: "127.0.0.1", Port: closed, Password: simPassword},
+		tgt("sink", sink.Port, "", simPassword),
+		tgt("closed", closed, "", simPassword),
 	)
 	// Open sessions first, then kill one simulator in the middle of a bulk
 	// cycle: its node fails clearly, the others complete.
-	if res, err := p.Bulk(context.Background(), targets[:n], ipmi.OpStatus, ipmi.BulkOptions{}); err != nil {
+	if res, err := p.Bulk(context.Background(), targets[:n], power.OpStatus, power.BulkOptions{}); err != nil {
 		t.Fatal(err)
 	} else {
 		for _, r := range res {
@@ -147,7 +148,7 @@ func TestSimFaults(t *testing.T) {
 	}
 	killed := sims[n-1]
 	start := time.Now()
-	res, err := p.Bulk(context.Background(), targets, ipmi.OpCycle, ipmi.BulkOptions{Concurrency: 2, OnResult: func(r ipmi.Result) {
+	res, err := p.Bulk(context.Background(), targets, power.OpCycle, power.BulkOptions{Concurrency: 2, OnResult: func(r power.Result) {
 		if r.Node == "ok0" {
 			_ = killed.Stop()
 		}

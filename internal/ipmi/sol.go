@@ -10,6 +10,8 @@ import (
 	"github.com/bougou/go-ipmi/pkg/client"
 	"github.com/bougou/go-ipmi/pkg/command/transport"
 	"github.com/bougou/go-ipmi/pkg/types"
+
+	"github.com/netbootui/netbootui/internal/power"
 )
 
 // SOLOptions tune a serial-over-LAN session. Zero values take defaults.
@@ -23,12 +25,6 @@ type SOLOptions struct {
 	// byte flows.
 	OnActive func()
 }
-
-// ErrSessionAged ends a SOL stream whose session reached SOLMaxAge: the
-// stream stopped only so that a new session takes over before go-ipmi's
-// keepalive runs (see SessionMaxAge). Call SOL again at once; bytes the node
-// writes in between may be lost.
-var ErrSessionAged = errors.New("SOL session reached its maximum age")
 
 // SOLMaxAge is how long one SOL session streams before SOL returns
 // ErrSessionAged. With deactivation and close it stays under go-ipmi's
@@ -48,11 +44,12 @@ const ccPayloadAlreadyActive = 0x80
 //
 // SOL returns nil when in reaches EOF, ctx's error when ctx ends,
 // ErrSessionAged after SOLMaxAge (call it again), and a *BMCError when the
-// BMC cannot be reached, refuses the payload or ends the stream. The payload is deactivated and the session closed on return.
-// Opening the session and activating the payload are bounded by the Pool's
-// call timeout; the stream itself runs until one of the ends above.
-func (p *Pool) SOL(ctx context.Context, t Target, in io.Reader, out io.Writer, opts SOLOptions) error {
-	t = t.withDefaults()
+// BMC cannot be reached, refuses the payload or ends the stream. The
+// payload is deactivated and the session closed on return. Opening the
+// session and activating the payload are bounded by the Pool's call
+// timeout; the stream itself runs until one of the ends above.
+func (p *Pool) SOL(ctx context.Context, pt power.Target, in io.Reader, out io.Writer, opts SOLOptions) error {
+	t := fromTarget(pt)
 	if err := t.validate(); err != nil {
 		return err
 	}
@@ -70,7 +67,7 @@ func (p *Pool) SOL(ctx context.Context, t Target, in io.Reader, out io.Writer, o
 	}
 	cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
 	defer cancel()
-	if err := Ping(cctx, t.Addr()); err != nil {
+	if err := Ping(cctx, t.addr()); err != nil {
 		return classify(err, t, ctx, cctx, p.opts.CallTimeout)
 	}
 	c, err := p.solConnect(cctx, t)
@@ -89,7 +86,7 @@ func (p *Pool) SOL(ctx context.Context, t Target, in io.Reader, out io.Writer, o
 	_, err = c.c.ActivatePayload(cctx, req)
 	var re *types.ResponseError
 	if errors.As(err, &re) && uint8(re.CompletionCode()) == ccPayloadAlreadyActive {
-		p.log.Info("ipmi: SOL active on another session, taking it over", "node", t.Node, "bmc", t.Addr())
+		p.log.Info("ipmi: SOL active on another session, taking it over", "node", t.node, "bmc", t.addr())
 		_, _ = c.c.DeactivatePayload(cctx, &transport.DeactivatePayloadRequest{
 			PayloadType: types.PayloadTypeSOL, PayloadInstance: opts.Instance})
 		_, err = c.c.ActivatePayload(cctx, req)
@@ -121,10 +118,10 @@ func (p *Pool) SOL(ctx context.Context, t Target, in io.Reader, out io.Writer, o
 }
 
 // solConnect opens a session for SOL, trying t's cipher suites in order.
-func (p *Pool) solConnect(ctx context.Context, t Target) (*conn, error) {
+func (p *Pool) solConnect(ctx context.Context, t target) (*conn, error) {
 	var lastErr error
-	for _, cs := range t.CipherSuites {
-		c, err := client.NewClient(t.Host, t.Port, t.User, t.Password)
+	for _, cs := range t.suites {
+		c, err := client.NewClient(t.host, t.port, t.user, t.password.Reveal())
 		if err != nil {
 			return nil, err
 		}
@@ -144,8 +141,13 @@ func (p *Pool) solConnect(ctx context.Context, t Target) (*conn, error) {
 		}
 	}
 	if lastErr == nil {
-		return nil, fmt.Errorf("node %s: no cipher suites to try", t.Node)
+		return nil, fmt.Errorf("node %s: no cipher suites to try", t.node)
 	}
-	return nil, bmcErr(t.Addr(), ErrCipherSuite, "none of cipher suites %v accepted (last error: %s)",
-		t.CipherSuites, scrub(lastErr.Error(), t.Password))
+	return nil, bmcErr(t.addr(), ErrCipherSuite, "none of cipher suites %v accepted (last error: %s)",
+		t.suites, scrub(lastErr.Error(), t.password.Reveal()))
+}
+
+// Console (power.SerialConsole) is SOL with the seam's options.
+func (p *Pool) Console(ctx context.Context, t power.Target, in io.Reader, out io.Writer, opts power.ConsoleOptions) error {
+	return p.SOL(ctx, t, in, out, SOLOptions{OnActive: opts.OnActive})
 }

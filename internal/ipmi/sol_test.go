@@ -12,6 +12,7 @@ import (
 
 	"github.com/netbootui/netbootui/internal/ipmi"
 	"github.com/netbootui/netbootui/internal/ipmi/ipmisim"
+	"github.com/netbootui/netbootui/internal/power"
 	"github.com/netbootui/netbootui/internal/sol"
 )
 
@@ -40,14 +41,14 @@ func TestSOLAgainstIpmiSim(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sim.Stop()
-	p := newPool(t, ipmi.Options{CallTimeout: 5 * time.Second})
+	p := newPool(t, power.Config{CallTimeout: 5 * time.Second})
 	pr, pw := io.Pipe()
 	esc := sol.NewEscapeReader(pr)
 	var out lab.Buffer
 	active := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- p.SOL(ctx, simTarget(sim, "n01"), esc, &out, ipmi.SOLOptions{OnActive: func() { close(active) }})
+		done <- p.Console(ctx, simTarget(sim, "n01"), esc, &out, power.ConsoleOptions{OnActive: func() { close(active) }})
 	}()
 	select {
 	case <-active:
@@ -86,7 +87,7 @@ func TestSOLAgainstIpmiSim(t *testing.T) {
 	ctx2, cancel2 := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel2()
 	var out2 lab.Buffer
-	err = p.SOL(ctx2, simTarget(sim, "n01"), strings.NewReader("again\r"), &out2, ipmi.SOLOptions{})
+	err = p.Console(ctx2, simTarget(sim, "n01"), strings.NewReader("again\r"), &out2, power.ConsoleOptions{})
 	if err != nil {
 		t.Fatalf("second SOL session: %v", err)
 	}
@@ -95,16 +96,16 @@ func TestSOLAgainstIpmiSim(t *testing.T) {
 func TestSOLErrors(t *testing.T) {
 	requireTool(t, "ipmi_sim")
 	sim := startSim(t)
-	p := newPool(t, ipmi.Options{CallTimeout: 2 * time.Second})
+	p := newPool(t, power.Config{CallTimeout: 2 * time.Second})
 	tests := []struct {
 		name string
-		t    ipmi.Target
+		t    power.Target
 		kind error
 		text string
 	}{
-		{"wrong password", ipmi.Target{Node: "n1", Host: "127.0.0.1", Port: sim.Port(), Password: "wrong-pass", CipherSuites: []int{3}},
+		{"wrong password", withSuites(tgt("n1", sim.Port(), "", "wrong-pass"), 3),
 			ipmi.ErrAuth, "authentication failed for user admin"},
-		{"port closed", ipmi.Target{Node: "n2", Host: "127.0.0.1", Port: closedUDPPort(t), Password: "x", CipherSuites: []int{3}},
+		{"port closed", withSuites(tgt("n2", closedUDPPort(t), "", "x"), 3),
 			nil, "BMC 127.0.0.1:"},
 	}
 	for _, tc := range tests {
@@ -112,14 +113,14 @@ func TestSOLErrors(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			start := time.Now()
-			err := p.SOL(ctx, tc.t, strings.NewReader(""), io.Discard, ipmi.SOLOptions{})
+			err := p.Console(ctx, tc.t, strings.NewReader(""), io.Discard, power.ConsoleOptions{})
 			if err == nil || !strings.Contains(err.Error(), tc.text) {
 				t.Fatalf("err = %v, want %q", err, tc.text)
 			}
 			if tc.kind != nil && !errors.Is(err, tc.kind) {
 				t.Errorf("err %v is not %v", err, tc.kind)
 			}
-			if strings.Contains(err.Error(), tc.t.Password) {
+			if strings.Contains(err.Error(), tc.t.Password.Reveal()) {
 				t.Errorf("error shows the password: %v", err)
 			}
 			if d := time.Since(start); d > 4*time.Second {
@@ -154,13 +155,13 @@ func TestSOLSessionAged(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sim.Stop()
-	p := newPool(t, ipmi.Options{CallTimeout: 5 * time.Second})
+	p := newPool(t, power.Config{CallTimeout: 5 * time.Second})
 	for round := 1; round <= 2; round++ {
 		pr, pw := io.Pipe()
 		var out lab.Buffer
 		start := time.Now()
 		done := make(chan error, 1)
-		go func() { done <- p.SOL(ctx, simTarget(sim, "n01"), pr, &out, ipmi.SOLOptions{}) }()
+		go func() { done <- p.Console(ctx, simTarget(sim, "n01"), pr, &out, power.ConsoleOptions{}) }()
 		if round == 1 {
 			select {
 			case err := <-done:

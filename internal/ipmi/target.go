@@ -1,14 +1,15 @@
 package ipmi
 
 import (
-	"encoding/json"
 	"fmt"
-	"log/slog"
-	"net"
-	"strconv"
+	"slices"
 
-	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/power"
 )
+
+// Name is the protocol's name in the inventory (bmc.protocol: ipmi, the
+// default) and in the power registry.
+const Name = "ipmi"
 
 // DefaultPort is the RMCP port a BMC listens on when the inventory names none.
 const DefaultPort = 623
@@ -16,149 +17,112 @@ const DefaultPort = 623
 // DefaultUser is the BMC user when the inventory names none.
 const DefaultUser = "admin"
 
+// MaxPassword is the longest password IPMI 2.0 (RMCP+) carries, in bytes.
+const MaxPassword = 20
+
 // DefaultCipherSuites are the RMCP+ cipher suites tried in order when a
-// target names none: 17 (HMAC-SHA256, AES) first, then 3 (HMAC-SHA1, AES),
-// which older BMCs and ipmi_sim accept.
+// BMC's inventory entry names none: 17 (HMAC-SHA256, AES) first, then 3
+// (HMAC-SHA1, AES), which older BMCs and ipmi_sim accept.
 var DefaultCipherSuites = []int{17, 3}
 
-const redacted = "[redacted]"
-
-// Target is one BMC to talk to on behalf of one node. None of its printed
-// forms (fmt verbs, JSON, slog) shows the password.
-type Target struct {
-	Node         string // node name, for results and errors
-	Host         string // BMC address or host name
-	Port         int    // 0 means DefaultPort
-	User         string // "" means DefaultUser
-	Password     string
-	CipherSuites []int // tried in order; nil means DefaultCipherSuites
-	EFI          bool  // the node boots UEFI: PXE boot flags ask for EFI boot
+// BMCOptions are IPMI's own settings of a BMC: the inventory's bmc.ipmi
+// section (cipher_suites may also be written directly under bmc, as older
+// inventories do). They travel in power.Target.Options.
+type BMCOptions struct {
+	// CipherSuites are tried in order; empty means DefaultCipherSuites.
+	CipherSuites []int `json:"cipher_suites,omitempty"`
 }
 
-// TargetFor builds the Target of an inventory node, taking the password
-// from the secrets file (or its environment override, see
-// inventory.EnvPasswordVar). The error names the node when the node has no
-// BMC host, no password reference, or a reference with no password.
-func TargetFor(n *inventory.Node, s *inventory.Secrets) (Target, error) {
-	if n == nil {
-		return Target{}, fmt.Errorf("ipmi: no node")
+// Protocol declares the IPMI backend to a power.Registry: its name, its
+// defaults, its inventory section and how to open it with opts (zero values
+// take the defaults; CallTimeout and Logger come from the power.Service).
+func Protocol(opts Options) power.Protocol {
+	return power.Protocol{
+		Name:        Name,
+		Title:       "IPMI",
+		Port:        DefaultPort,
+		User:        DefaultUser,
+		MaxPassword: MaxPassword,
+		Keys:        []string{"cipher_suites"},
+		Flat:        []string{"cipher_suites"},
+		Options:     ReadOptions,
+		Open: func(s power.Settings) (power.Backend, error) {
+			o := opts
+			if o.CallTimeout <= 0 {
+				o.CallTimeout = s.CallTimeout
+			}
+			if o.Logger == nil {
+				o.Logger = s.Logger
+			}
+			return New(o), nil
+		},
 	}
-	b := n.BMC
-	if b.Host == "" {
-		return Target{}, fmt.Errorf("node %s: no BMC host in the inventory", n.Name)
-	}
-	if b.PasswordRef == "" {
-		return Target{}, fmt.Errorf("node %s: BMC %s has no password reference (bmc.password in the inventory)", n.Name, b.Host)
-	}
-	pw, ok := s.Password(b.PasswordRef)
-	if !ok {
-		return Target{}, fmt.Errorf("node %s: BMC password %q is neither in the secrets file nor in $%s",
-			n.Name, b.PasswordRef, inventory.EnvPasswordVar(b.PasswordRef))
-	}
-	t := Target{
-		Node:         n.Name,
-		Host:         b.Host,
-		Port:         b.Port,
-		User:         b.User,
-		Password:     pw,
-		CipherSuites: append([]int(nil), b.CipherSuites...),
-		EFI:          n.Arch == inventory.ArchUEFI,
-	}
-	return t.withDefaults(), nil
 }
 
-// withDefaults fills the port, user and cipher suites.
-func (t Target) withDefaults() Target {
-	if t.Port == 0 {
-		t.Port = DefaultPort
+// ReadOptions reads a bmc.ipmi section (Protocol.Options): cipher_suites, a
+// non-empty list of suites 0-255, DefaultCipherSuites when not set.
+func ReadOptions(r power.OptionReader) any {
+	o := BMCOptions{CipherSuites: slices.Clone(DefaultCipherSuites)}
+	if cs, ok := r.Ints("cipher_suites", "cipher suite", 0, 255); ok {
+		if len(cs) == 0 {
+			r.Errorf("cipher_suites", "%s is empty: list at least one suite (e.g. [17, 3]) or remove the key", r.Path("cipher_suites"))
+		} else {
+			o.CipherSuites = cs
+		}
 	}
-	if t.User == "" {
-		t.User = DefaultUser
-	}
-	if len(t.CipherSuites) == 0 {
-		t.CipherSuites = DefaultCipherSuites
-	}
-	return t
+	return o
 }
 
-// Addr returns the BMC's host:port (the default port when none is set).
-func (t Target) Addr() string {
-	p := t.Port
-	if p == 0 {
-		p = DefaultPort
-	}
-	return net.JoinHostPort(t.Host, strconv.Itoa(p))
+// target is a power.Target as this backend uses it: defaults applied, the
+// options read. It never leaves the package; its password is only handed
+// to go-ipmi.
+type target struct {
+	node     string
+	host     string
+	port     int
+	user     string
+	password power.Secret
+	suites   []int
+	efi      bool
 }
 
-// validate checks what a call needs before any packet is sent.
-func (t Target) validate() error {
+func fromTarget(t power.Target) target {
+	o, _ := t.Options.(BMCOptions)
+	if p, ok := t.Options.(*BMCOptions); ok && p != nil {
+		o = *p
+	}
+	tg := target{node: t.Node, host: t.Host, port: t.Port, user: t.User, password: t.Password, suites: o.CipherSuites, efi: t.EFI}
+	if tg.port == 0 {
+		tg.port = DefaultPort
+	}
+	if tg.user == "" {
+		tg.user = DefaultUser
+	}
+	if len(tg.suites) == 0 {
+		tg.suites = DefaultCipherSuites
+	}
+	return tg
+}
+
+// addr is the BMC's host:port.
+func (t target) addr() string { return power.Target{Host: t.host, Port: t.port}.Addr() }
+
+// validate checks what IPMI needs before any packet is sent.
+func (t target) validate() error {
 	switch {
-	case t.Host == "":
-		return fmt.Errorf("node %s: no BMC host", t.Node)
-	case t.Port < 0 || t.Port > 65535:
-		return fmt.Errorf("node %s: BMC port %d out of range", t.Node, t.Port)
-	case len(t.User) > 16:
-		return fmt.Errorf("node %s: BMC user name longer than 16 bytes", t.Node)
-	case len(t.Password) > 20:
-		return fmt.Errorf("node %s: BMC password longer than 20 bytes (IPMI 2.0 limit)", t.Node)
+	case t.host == "":
+		return fmt.Errorf("node %s: no BMC host", t.node)
+	case t.port < 0 || t.port > 65535:
+		return fmt.Errorf("node %s: BMC port %d out of range", t.node, t.port)
+	case len(t.user) > 16:
+		return fmt.Errorf("node %s: BMC user name longer than 16 bytes", t.node)
+	case len(t.password.Reveal()) > MaxPassword:
+		return fmt.Errorf("node %s: BMC password longer than %d bytes (IPMI 2.0 limit)", t.node, MaxPassword)
 	}
-	for _, cs := range t.CipherSuites {
+	for _, cs := range t.suites {
 		if cs < 0 || cs > 255 {
-			return fmt.Errorf("node %s: cipher suite %d out of range", t.Node, cs)
+			return fmt.Errorf("node %s: cipher suite %d out of range", t.node, cs)
 		}
 	}
 	return nil
-}
-
-func (t Target) pw() string {
-	if t.Password == "" {
-		return ""
-	}
-	return redacted
-}
-
-// String describes the target without its password.
-func (t Target) String() string {
-	u := t.User
-	if u == "" {
-		u = DefaultUser
-	}
-	return fmt.Sprintf("node %s BMC %s@%s", t.Node, u, t.Addr())
-}
-
-// GoString describes the target for %#v with the password redacted.
-func (t Target) GoString() string {
-	return fmt.Sprintf("ipmi.Target{Node:%q, Host:%q, Port:%d, User:%q, Password:%q, CipherSuites:%#v, EFI:%t}",
-		t.Node, t.Host, t.Port, t.User, t.pw(), t.CipherSuites, t.EFI)
-}
-
-// Format prints the redacted description for every fmt verb.
-func (t Target) Format(f fmt.State, verb rune) {
-	if verb == 'v' && f.Flag('#') {
-		fmt.Fprint(f, t.GoString())
-		return
-	}
-	fmt.Fprint(f, t.String())
-}
-
-// MarshalJSON encodes the target with the password replaced by "[redacted]".
-func (t Target) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Node         string `json:"node"`
-		Host         string `json:"host"`
-		Port         int    `json:"port,omitempty"`
-		User         string `json:"user,omitempty"`
-		Password     string `json:"password,omitempty"`
-		CipherSuites []int  `json:"cipher_suites,omitempty"`
-		EFI          bool   `json:"efi,omitempty"`
-	}{t.Node, t.Host, t.Port, t.User, t.pw(), t.CipherSuites, t.EFI})
-}
-
-// LogValue makes slog print the target without its password.
-func (t Target) LogValue() slog.Value {
-	return slog.GroupValue(
-		slog.String("node", t.Node),
-		slog.String("bmc", t.Addr()),
-		slog.String("user", t.User),
-	)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/netbootui/netbootui/internal/ratelimit"
 	"github.com/netbootui/netbootui/internal/roottransport"
 	"github.com/netbootui/netbootui/internal/roottransport/builtin"
+	"github.com/netbootui/netbootui/internal/roottransport/nfs"
 	"github.com/netbootui/netbootui/internal/tftp"
 )
 
@@ -332,6 +333,8 @@ func (b *Boot) Params(inv *inventory.Inventory, n *inventory.Node, base string) 
 		root = im.Root
 	}
 	p.KernelArgs = args
+	p.NFS = NFSSite(inv.Settings.NFS)
+	p.NBD = roottransport.NBDSite{Server: inv.Settings.NBD.Server, Port: inv.Settings.NBD.Port}
 	reg := b.Transports
 	if reg == nil {
 		reg = builtin.Registry()
@@ -350,6 +353,29 @@ func (b *Boot) Params(inv *inventory.Inventory, n *inventory.Node, base string) 
 		p.InitrdPath = rel + image.FileInitrd
 	}
 	return p, nil
+}
+
+// NFSSite is the inventory's settings.nfs as the root transports take it.
+func NFSSite(s inventory.NFS) roottransport.NFSSite {
+	return roottransport.NFSSite{Server: s.Server, Port: s.Port, Export: s.Export, Dir: s.Dir}
+}
+
+// NFSExports returns the nfs-ganesha export entries the site's NFS server
+// needs for inv (empty when the inventory names no NFS server): the trees,
+// and one export per node that persists paths, restricted to the node's
+// address (nodes without a fixed ip in the inventory get none).
+func NFSExports(inv *inventory.Inventory) string {
+	site := NFSSite(inv.Settings.NFS)
+	if !site.Configured() {
+		return ""
+	}
+	var dirs []nfs.NodeDir
+	for _, n := range inv.Nodes {
+		if len(n.Persist) > 0 && n.IP.IsValid() {
+			dirs = append(dirs, nfs.NodeDir{Node: n.Name, Client: n.IP.String()})
+		}
+	}
+	return nfs.GaneshaExports(site, dirs)
 }
 
 // Entry renders node n's boot entry in format ("ipxe" or "pxelinux").

@@ -71,6 +71,7 @@ func (s *HTTPServer) Handler() http.Handler {
 	mux.HandleFunc("GET /loaders/{name...}", s.handleLoader)
 	mux.HandleFunc("GET /images/{image}/{gen}/{file}", s.handleImage)
 	mux.HandleFunc("POST /checkin", s.handleCheckin)
+	mux.HandleFunc("GET /nocloud/{node}/{token}/{file}", s.handleNoCloud)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	s.mux = mux
@@ -411,7 +412,12 @@ type Checkin struct {
 	// with every attempt. With BootID it makes each check-in unique, so a
 	// replayed one is refused.
 	Seq   uint64
-	Probe string // "present", "absent" or "": the agent's netbootui.probe test hook
+	Probe string // "present" or "absent" per probed path, comma-separated; "": the agent's netbootui.probe test hook
+	// Failed is set by the live init when the boot cannot go on: "STAGE:
+	// reason" (e.g. "rootfs: cannot mount the NFS root 10.0.2.2:/x").
+	// The check-in then marks the node failed at that stage instead of
+	// booted.
+	Failed string
 }
 
 // checkinMessage is the check-in event's message: "boot BOOT_ID", then
@@ -454,6 +460,10 @@ func parseCheckin(r *http.Request) (Checkin, error) {
 		}
 		c.OverlayBytes = n
 	}
+	c.Failed = r.Form.Get("failed")
+	if len(c.Failed) > 512 || strings.ContainsFunc(c.Failed, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return c, errors.New("bad failed: want one line of at most 512 bytes")
+	}
 	if len(c.Generation) > 64 || len(c.BootID) > 64 {
 		return c, errors.New("check-in field too long")
 	}
@@ -469,12 +479,19 @@ func parseCheckin(r *http.Request) (Checkin, error) {
 		return c, fmt.Errorf("bad seq %q: want the agent's check-in counter, from 1 (an agent older than the daemon: rebuild the image)", short(v))
 	}
 	c.Seq = seq
-	switch v := r.Form.Get("probe"); v {
-	case "", "present", "absent":
-		c.Probe = v
-	default:
-		return c, fmt.Errorf("bad probe %q: want present or absent", v)
+	v = r.Form.Get("probe")
+	if v != "" {
+		words := strings.Split(v, ",")
+		if len(words) > 16 {
+			return c, errors.New("bad probe: at most 16 answers")
+		}
+		for _, w := range words {
+			if w != "present" && w != "absent" {
+				return c, fmt.Errorf("bad probe %q: want present or absent, comma-separated", short(v))
+			}
+		}
 	}
+	c.Probe = v
 	return c, nil
 }
 
@@ -563,6 +580,16 @@ func (s *HTTPServer) handleCheckin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b.learn(client.Addr(), n.Name)
+	if c.Failed != "" {
+		stage, reason, _ := strings.Cut(c.Failed, ":")
+		b.emit(bootstate.Event{Node: n.Name, Kind: bootstate.KindFail, Proto: "http", Path: "/checkin",
+			Remote: client.String(), Generation: c.Generation,
+			Error: "boot failed at stage " + strings.TrimSpace(stage) + ": " + strings.TrimSpace(reason)})
+		s.checkins.WithLabelValues("failed").Inc()
+		s.count("checkin", http.StatusOK)
+		io.WriteString(w, "ok\n")
+		return
+	}
 	b.emit(bootstate.Event{Node: n.Name, Kind: bootstate.KindCheckin, Proto: "http", Path: "/checkin",
 		Remote: client.String(), Generation: c.Generation, Uptime: c.Uptime, OverlayBytes: c.OverlayBytes,
 		Message: checkinMessage(c)})

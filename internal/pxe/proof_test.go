@@ -5,14 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
-	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
 )
 
@@ -131,20 +128,7 @@ func TestProof(t *testing.T) {
 // missing file is an info event and the node keeps its stage; from its fixed
 // inventory address (proof) the node fails.
 func TestTFTPClaimsNeverFail(t *testing.T) {
-	st, err := image.OpenStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]string{}
-	for _, name := range image.BootFiles {
-		p := filepath.Join(t.TempDir(), name)
-		os.WriteFile(p, []byte("x"), 0o644)
-		files[name] = p
-	}
-	m, err := st.Import("compute", files, "test")
-	if err != nil || st.Publish("compute", m.ID) != nil {
-		t.Fatal(err)
-	}
+	st, m := publishedStore(t, "compute")
 	inv, err := inventory.Parse("nodes.yaml", []byte(`images:
   compute: {}
   other: {}

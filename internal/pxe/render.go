@@ -80,6 +80,10 @@ type BootParams struct {
 	// Transport decides the root= words of the command line from the
 	// generation and the node; nil is the default transport (http-live).
 	Transport roottransport.Transport
+	// NFS is the site's NFS server (settings.nfs), for the nfs transport.
+	NFS roottransport.NFSSite
+	// NBD is the site's NBD server (settings.nbd), for the nbd transport.
+	NBD roottransport.NBDSite
 
 	// KernelArgs are the image's arguments then the group's and node's,
 	// already merged by the caller.
@@ -584,9 +588,9 @@ func transportOf(p BootParams) roottransport.Transport {
 
 // rootArgs returns the root= words p's transport decides.
 func rootArgs(p BootParams) ([]string, error) {
-	b := roottransport.Boot{Image: p.Image, Generation: p.Generation, BaseURL: p.BaseURL, RootfsURL: p.RootfsURL}
+	b := roottransport.Boot{Image: p.Image, Generation: p.Generation, BaseURL: p.BaseURL, RootfsURL: p.RootfsURL, NFS: p.NFS, NBD: p.NBD}
 	if p.Node != nil {
-		b.Node, b.Group = p.Node.Name, p.Node.Group
+		b.Node, b.Group, b.Persist = p.Node.Name, p.Node.Group, p.Node.Persist
 	}
 	return transportOf(p).KernelArgs(b)
 }
@@ -618,6 +622,10 @@ func cmdline(p BootParams, initrd string) string {
 	b.WriteString(p.Generation)
 	b.WriteString(" " + roottransport.KeyCheckin + "=")
 	b.WriteString(p.CheckinURL)
+	if p.Node != nil && (p.Node.UserData != "" || p.Node.VendorData != "") {
+		b.WriteString(" " + roottransport.KeyNoCloud + "=")
+		b.WriteString(NoCloudURL(p.BaseURL, p.Node.Name, p.Token))
+	}
 	b.WriteByte(' ')
 	b.WriteString(initrd)
 	if args != "" {

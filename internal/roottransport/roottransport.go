@@ -55,6 +55,55 @@ type Boot struct {
 	// RootfsURL is the generation's squashfs over HTTP as this node fetches
 	// it: the node's name and its proof are in the query.
 	RootfsURL string
+	// NFS is the site's NFS server, for a transport that mounts the
+	// generation's tree over NFS (empty when the inventory names none).
+	NFS NFSSite
+	// NBD is the site's NBD server, for the nbd transport.
+	NBD NBDSite
+	// Persist are the paths the node keeps across reboots (its group's
+	// persist:); a transport that cannot keep them ignores them.
+	Persist []string
+}
+
+// NFSSite is the site's NFS server as nodes reach it: the inventory's
+// settings.nfs.
+type NFSSite struct {
+	// Server is the address nodes mount from (an IPv4 address: the
+	// initramfs resolves no names).
+	Server string
+	// Port is the server's NFS port; 0 means 2049.
+	Port int
+	// Export is the path nodes mount under (the NFSv4 pseudo path of the
+	// head's export directory), e.g. "/netbootui".
+	Export string
+	// Dir is the head's directory behind Export, where netbootui writes
+	// the generations' trees and the nodes' persistent directories.
+	Dir string
+}
+
+// NBDSite is the site's NBD server as nodes reach it: settings.nbd.
+type NBDSite struct {
+	Server string // IPv4 address
+	Port   int    // 0 means 10809
+}
+
+// PortOrDefault returns Port, 10809 when unset.
+func (s NBDSite) PortOrDefault() int {
+	if s.Port == 0 {
+		return 10809
+	}
+	return s.Port
+}
+
+// Configured reports whether the inventory names an NFS server.
+func (s NFSSite) Configured() bool { return s.Server != "" && s.Export != "" && s.Dir != "" }
+
+// PortOrDefault returns Port, 2049 when unset.
+func (s NFSSite) PortOrDefault() int {
+	if s.Port == 0 {
+		return 2049
+	}
+	return s.Port
 }
 
 // Root is what an initramfs must do to get its root, read back from the
@@ -66,6 +115,11 @@ type Root struct {
 	// (http-live: the squashfs). Empty for a transport that mounts over
 	// the network instead.
 	Fetch []string
+	// Mount is what a transport that mounts over the network mounts
+	// read-only ("10.0.2.2:/netbootui/images/live/GEN" for nfs), with
+	// MountOptions its options; empty for http-live.
+	Mount        string
+	MountOptions string
 }
 
 // Kernel-argument keys of the boot contract. The renderer writes them (root=
@@ -82,6 +136,9 @@ const (
 	KeyCheckinInterval = "netbootui.checkin_interval" // seconds between check-ins
 	KeyProbe           = "netbootui.probe"            // test hook of the agent
 	KeyTestWrite       = "netbootui.test_write"       // test hook of the agent
+	KeyPersist         = "netbootui.persist"          // paths kept across reboots
+	KeyPersistNFS      = "netbootui.persist_nfs"      // the node's own NFS directory holding them
+	KeyNoCloud         = "netbootui.nocloud"          // the node's cloud-init NoCloud seed URL
 )
 
 // Reader is a bit set of the node-side programs that read a key.
@@ -119,7 +176,10 @@ func Params() []Param {
 		{KeyCheckin, ReadByInit | ReadByAgent, true, "check-in URL"},
 		{KeyCheckinInterval, ReadByInit | ReadByAgent, false, "seconds between check-ins (default 30)"},
 		{KeyProbe, ReadByAgent, false, "test hook: check-ins carry probe=present|absent for PATH"},
-		{KeyTestWrite, ReadByAgent, false, "test hook: after the first check-in write 64 KiB to PATH, check in again at once"},
+		{KeyTestWrite, ReadByAgent, false, "test hook: after the first check-in write 64 KiB to each PATH of a comma-separated list, check in again at once"},
+		{KeyPersist, ReadByInit, true, "nfs, when the node's group persists paths: the paths, comma-separated, bound from the node's own directory"},
+		{KeyNoCloud, ReadByInit, true, "when the node has user_data or vendor_data: its NoCloud seed URL (with its token), fetched by the init for cloud-init"},
+		{KeyPersistNFS, ReadByInit, true, "nfs, with netbootui.persist: SERVER:PATH:OPTIONS of the node's own read-write directory, made by the head"},
 	}
 }
 

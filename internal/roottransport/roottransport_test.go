@@ -9,6 +9,8 @@ import (
 	"github.com/netbootui/netbootui/internal/roottransport"
 	"github.com/netbootui/netbootui/internal/roottransport/builtin"
 	"github.com/netbootui/netbootui/internal/roottransport/httplive"
+	"github.com/netbootui/netbootui/internal/roottransport/nbd"
+	"github.com/netbootui/netbootui/internal/roottransport/nfs"
 )
 
 // nbdLike is a second transport, registered from this test only: the seam
@@ -59,7 +61,7 @@ func TestRegistry(t *testing.T) {
 			t.Errorf("NewRegistry(%v) accepted", bad)
 		}
 	}
-	if !slices.Equal(builtin.Registry().Names(), []string{httplive.Name}) {
+	if !slices.Equal(builtin.Registry().Names(), []string{httplive.Name, nbd.Name, nfs.Name}) || builtin.Registry().Default().Name() != httplive.Name {
 		t.Errorf("built-in transports %v", builtin.Registry().Names())
 	}
 }

@@ -69,6 +69,10 @@ type Options struct {
 	// "squashfs", "overlay"). They are loaded with their dependencies,
 	// dependencies first; names built into the kernel are skipped.
 	Modules []string
+	// Programs are programs of the build host copied in at their own path
+	// with the shared libraries ldd lists for them, e.g.
+	// "/usr/sbin/nbd-client" for an nbd root.
+	Programs []string
 }
 
 // entry is one file of an archive or tree being built.
@@ -169,6 +173,9 @@ func initramfsEntries(opt Options) ([]entry, error) {
 		}
 	}
 	t.file(ModulesListPath, 0o644, list.Bytes())
+	if err := addPrograms(t, opt.Programs); err != nil {
+		return nil, err
+	}
 	return t.sorted(), nil
 }
 

@@ -97,6 +97,7 @@ type Node struct {
 	opts    Options
 	port    int
 	chassis *mock.Chassis
+	front   *chassis // the chassis with its power changes waking the firmware
 	trigger chan struct{}
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -213,7 +214,8 @@ func Start(opts Options) (*Node, error) {
 	n := &Node{opts: opts, chassis: mc, trigger: make(chan struct{}, 1), done: make(chan struct{}), srvDone: make(chan struct{})}
 	info := bmc.DeviceInfo{DeviceID: 32, DeviceRevision: 1, FirmwareMajor: 1, FirmwareMinor: 0,
 		IPMIVersion: 0x02, ManufacturerID: 343, ProductID: 9, AdditionalDeviceSupport: 0x39}
-	b := bmc.New(info, [16]byte{0x51, 0x4d}, &halWithChassis{HAL: h, ch: &chassis{Chassis: mc, n: n}})
+	n.front = &chassis{Chassis: mc, n: n}
+	b := bmc.New(info, [16]byte{0x51, 0x4d}, &halWithChassis{HAL: h, ch: n.front})
 	u, err := b.Users.Add(2, opts.User)
 	if err != nil {
 		return nil, fmt.Errorf("simnode: %w", err)
@@ -246,6 +248,43 @@ func (n *Node) PowerOn() error {
 
 // Port is the BMC's UDP port on the node's source address.
 func (n *Node) Port() int { return n.port }
+
+// The node's front panel: the same chassis actions its BMC's chassis
+// commands take, for a power backend that reaches the node by other means
+// than IPMI (internal/power/powertest). The firmware follows them as it
+// follows the BMC.
+
+// PowerState reports whether the chassis is on.
+func (n *Node) PowerState() bool {
+	on, _ := n.front.PowerState(context.Background())
+	return on
+}
+
+// SetPower powers the chassis on or off.
+func (n *Node) SetPower(on bool) error { return n.front.SetPower(context.Background(), on) }
+
+// PowerCycle cycles the chassis (it ends up on).
+func (n *Node) PowerCycle() error { return n.front.PowerCycle(context.Background()) }
+
+// Reset hard-resets the chassis (it ends up on).
+func (n *Node) Reset() error { return n.front.ColdReset(context.Background()) }
+
+// SetNextBootPXE makes the next boot, once, a PXE boot (EFI or legacy), as
+// the BMC's boot flags would.
+func (n *Node) SetNextBootPXE(efi bool) error {
+	bt := types.BIOSBootTypeLegacy
+	if efi {
+		bt = types.BIOSBootTypeEFI
+	}
+	return n.front.SetBootFlags(context.Background(), &types.BootOptionParam_BootFlags{
+		BootFlagsValid: true, BIOSBootType: bt, BootDeviceSelector: types.BootDeviceSelectorForcePXE})
+}
+
+// NextBootPXE reports whether a PXE boot is pending and whether it is EFI.
+func (n *Node) NextBootPXE() (pending, efi bool) {
+	f, _ := n.front.GetBootFlags(context.Background())
+	return pxeFlags(f), f != nil && f.BIOSBootType == types.BIOSBootTypeEFI
+}
 
 // Addr is the node's source address (its BMC's and its NIC's).
 func (n *Node) Addr() netip.Addr { return n.opts.SourceIP }

@@ -1,4 +1,4 @@
-package ipmi
+package power
 
 import (
 	"context"
@@ -10,11 +10,11 @@ import (
 
 // BulkOptions shape one Bulk run. Zero values take the defaults.
 type BulkOptions struct {
-	// Concurrency bounds how many BMCs are in a session or command at once
-	// (default DefaultConcurrency). BMCs without a session are first pinged
-	// (see Pool); up to ProbeLimit pings wait at once, outside this bound.
+	// Concurrency bounds how many BMCs are in a call at once (default
+	// DefaultConcurrency). A backend's reachability probes (Prober) wait
+	// outside this bound: up to ProbeLimit targets are in flight at once.
 	Concurrency int
-	// ProbeLimit bounds the targets in flight, pinging included (default
+	// ProbeLimit bounds the targets in flight, probing included (default
 	// DefaultProbeLimit, never below Concurrency).
 	ProbeLimit int
 	// OnResult, when set, is called with each result as it finishes, from
@@ -22,16 +22,16 @@ type BulkOptions struct {
 	OnResult func(Result)
 }
 
-// Bulk runs op on every target and returns the results in the order of
-// targets. It is bounded (see BulkOptions), skips BMCs whose breaker is
-// open (their result says so and when to retry), and stops starting
-// targets when ctx ends: those get ctx.Err() as their error. An empty
-// target list is an error (ErrEmptySelection), never "all".
-func (p *Pool) Bulk(ctx context.Context, targets []Target, op Op, opts BulkOptions) ([]Result, error) {
+// Bulk runs op on every target and returns one result per target, in the
+// order of targets. It is bounded (see BulkOptions), skips BMCs whose
+// breaker is open (their result says so and when to retry), and stops
+// starting targets when ctx ends: those get ctx.Err() as their error. An
+// empty target list is an error (ErrEmptySelection), never "all".
+func (s *Service) Bulk(ctx context.Context, targets []Target, op Op, opts BulkOptions) ([]Result, error) {
 	if len(targets) == 0 {
 		return nil, ErrEmptySelection
 	}
-	if !op.valid() {
+	if !op.Valid() {
 		return nil, fmt.Errorf("%w %q", ErrBadOp, string(op))
 	}
 	conc := opts.Concurrency
@@ -67,7 +67,8 @@ func (p *Pool) Bulk(ctx context.Context, targets []Target, op Op, opts BulkOptio
 		}
 		if ctx.Err() != nil {
 			for j := i; j < len(targets); j++ {
-				results[j] = Result{Node: targets[j].Node, BMC: targets[j].withDefaults().Addr(), Op: op, Err: ctx.Err()}
+				tj, _ := s.reg.WithDefaults(targets[j])
+				results[j] = Result{Node: tj.Node, Protocol: tj.Protocol, BMC: tj.Addr(), Op: op, Err: ctx.Err()}
 				report(results[j])
 			}
 			break
@@ -76,7 +77,7 @@ func (p *Pool) Bulk(ctx context.Context, targets []Target, op Op, opts BulkOptio
 		go func() {
 			defer wg.Done()
 			defer func() { <-inflight }()
-			results[i] = p.do(ctx, t, op, g)
+			results[i] = s.do(ctx, t, op, g)
 			report(results[i])
 		}()
 	}
@@ -89,38 +90,38 @@ func (p *Pool) Bulk(ctx context.Context, targets []Target, op Op, opts BulkOptio
 // onStatus. BMCs whose breaker is open are not asked; their result carries
 // the ErrCircuitOpen error. A round that takes longer than every delays the
 // next one (rounds never overlap). Poll returns at once; the poller stops
-// when ctx ends or the Pool is closed, and the returned channel is closed
-// when it has stopped.
-func (p *Pool) Poll(ctx context.Context, targets func() []Target, every time.Duration, concurrency int, onStatus func(Result)) <-chan struct{} {
+// when ctx ends or the Service is closed, and the returned channel is
+// closed when it has stopped.
+func (s *Service) Poll(ctx context.Context, targets func() []Target, every time.Duration, concurrency int, onStatus func(Result)) <-chan struct{} {
 	stopped := make(chan struct{})
 	if every <= 0 {
 		every = time.Second
 	}
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
 		close(stopped)
 		return stopped
 	}
-	p.wg.Add(1)
-	p.mu.Unlock()
+	s.wg.Add(1)
+	s.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
 		select {
-		case <-p.done:
+		case <-s.done:
 			cancel()
 		case <-ctx.Done():
 		}
 	}()
 	go func() {
 		defer close(stopped)
-		defer p.wg.Done()
+		defer s.wg.Done()
 		defer cancel()
 		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for {
 			if ts := targets(); len(ts) > 0 {
-				_, err := p.Bulk(ctx, ts, OpStatus, BulkOptions{Concurrency: concurrency, OnResult: func(r Result) {
+				_, err := s.Bulk(ctx, ts, OpStatus, BulkOptions{Concurrency: concurrency, OnResult: func(r Result) {
 					if ctx.Err() != nil && errors.Is(r.Err, ctx.Err()) {
 						return // not a status: the poller is stopping
 					}

@@ -1,0 +1,87 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/lab"
+)
+
+// ballastRootfs returns a copy of the squashfs at src with mib MiB of
+// random bytes added at /opt/ballast, a file no boot reads: an image big
+// enough that holding it whole in RAM (http-live) shows against reading
+// only what is used (nfs, nbd).
+func ballastRootfs(t *testing.T, src string, mib int) string {
+	t.Helper()
+	lab.RequireTools(t, "unsquashfs", "mksquashfs")
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	if out, err := exec.Command("unsquashfs", "-no-progress", "-quiet", "-d", tree, src).CombinedOutput(); err != nil {
+		t.Fatalf("unsquashfs: %v\n%s", err, out)
+	}
+	os.MkdirAll(filepath.Join(tree, "opt"), 0o755)
+	b := make([]byte, mib<<20)
+	rand.Read(b)
+	if err := os.WriteFile(filepath.Join(tree, "opt", "ballast"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "rootfs.squashfs")
+	if out, err := exec.Command("mksquashfs", tree, dst, "-all-root", "-noappend", "-quiet", "-no-progress", "-comp", "zstd").CombinedOutput(); err != nil {
+		t.Fatalf("mksquashfs: %v\n%s", err, out)
+	}
+	return dst
+}
+
+// runDaemon runs d until the test ends and returns its HTTP port. Nodes are
+// told to reach it at advertise, or, when that is "", at
+// http://10.0.2.2:PORT (the host's loopback as a QEMU user-mode guest sees
+// it).
+func runDaemon(t *testing.T, d *Daemon, advertise string) string {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(d.HTTPAddr().String())
+	if advertise == "" {
+		advertise = "http://10.0.2.2:" + port
+	}
+	d.Boot.AdvertiseURL = advertise
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return port
+}
+
+// newInventoryDaemon writes inventory to dir/nodes.yaml and makes a daemon
+// of it with its data in dir/data, on 127.0.0.1:0.
+func newInventoryDaemon(t *testing.T, dir, inventory string) *Daemon {
+	t.Helper()
+	inv := filepath.Join(dir, "nodes.yaml")
+	if err := os.WriteFile(inv, []byte(inventory), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(Config{InventoryPath: inv, DataDir: filepath.Join(dir, "data"), HTTPListen: "127.0.0.1:0",
+		StallTimeout: 5 * time.Minute, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// bootVM starts a QEMU node that boots its iPXE script from base
+// (http://HOST[:PORT]) through QEMU's iPXE ROM; it is stopped when the test
+// ends.
+func bootVM(ctx context.Context, t *testing.T, node, mac, base string, netdev ...string) *lab.VM {
+	t.Helper()
+	vm, err := lab.StartVM(ctx, lab.VMOptions{Name: node, MAC: mac, Dir: t.TempDir(),
+		BootURL: base + "/boot/" + mac + ".ipxe", NetdevOptions: netdev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vm.Stop() })
+	return vm
+}

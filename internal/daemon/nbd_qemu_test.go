@@ -1,0 +1,142 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/image"
+	"github.com/netbootui/netbootui/internal/image/liveinit"
+	"github.com/netbootui/netbootui/internal/lab"
+)
+
+var nbdReadRE = regexp.MustCompile(`netbootui: nbd0: read_kb=(\d+) size_kb=(\d+)`)
+
+// TestQEMUNBDRoot boots the default recipe's root as a network block device
+// served by Debian's nbd-server (the configuration netbootui writes), and
+// the same generation over http-live beside it, and prints the RAM each
+// uses once its root is up and how much of the device the NBD node read.
+// The NBD node's initramfs is the default recipe's plus nbd-client and its
+// libraries (liveinit Programs).
+func TestQEMUNBDRoot(t *testing.T) {
+	t.Parallel()
+	lab.RequireTools(t, "qemu-system-x86_64", "nbd-server", "nbd-client", "ldd")
+	files := testImage(t)
+	_, modules := lab.Kernel(t)
+	nbdClient, _ := exec.LookPath("nbd-client")
+	dir := t.TempDir()
+	initrd := filepath.Join(dir, "initrd-nbd")
+	if err := liveinit.BuildFile(initrd, liveinit.Options{KernelModulesDir: modules,
+		Modules:  []string{"virtio_pci", "virtio_net", "e1000", "loop", "squashfs", "overlay", "nfsv4", "nbd"},
+		Programs: []string{nbdClient}}); err != nil {
+		t.Fatal(err)
+	}
+	port := lab.FreePort(t)
+	d := newInventoryDaemon(t, dir, fmt.Sprintf(`settings:
+  nbd: {server: 10.0.2.2, port: %d}
+images:
+  live-nbd: {root: nbd, kernel_args: "console=ttyS0 panic=-1"}
+  live-http: {kernel_args: "console=ttyS0 panic=-1"}
+nodes:
+  - {name: q-nbd, image: live-nbd, nics: [{mac: %q}]}
+  - {name: q-http2, image: live-http, nics: [{mac: %q}]}
+`, port, lab.MAC(40), lab.MAC(41)))
+	gens := map[string]string{}
+	rootfs := ballastRootfs(t, files["rootfs.squashfs"], 48)
+	for img, rd := range map[string]string{"live-nbd": initrd, "live-http": files["initrd"]} {
+		m, err := d.ImportImage(ImportRequest{Image: img, Kernel: files["vmlinuz"], Initrd: rd, Rootfs: rootfs, Publish: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		gens[img] = m.ID
+	}
+	conf, err := d.NBDServerConfig("127.0.0.1", port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sq, _ := d.Images.Path("live-nbd", gens["live-nbd"], image.FileRootfs)
+	if !strings.Contains(conf, "[live-nbd."+gens["live-nbd"]+"]\n\texportname = "+sq+"\n\treadonly = true") || strings.Contains(conf, "live-http") {
+		t.Fatalf("nbd-server configuration:\n%s", conf)
+	}
+	confPath := filepath.Join(dir, "nbd-server.conf")
+	os.WriteFile(confPath, []byte(conf), 0o644)
+	// nbd-server forks a server per client; in its no-fork mode (-d) it
+	// serves one connection only. It runs in the background, stopped by
+	// its pid file; a probe connection would use up -d, so readiness is
+	// seen as the port being taken.
+	pidFile := filepath.Join(dir, "nbd-server.pid")
+	if out, err := exec.Command("nbd-server", "-C", confPath, "-p", pidFile).CombinedOutput(); err != nil {
+		t.Fatalf("nbd-server: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+				syscall.Kill(pid, syscall.SIGTERM)
+			}
+		}
+	})
+	lab.Eventually(t, "nbd-server listens", 20*time.Second, func() bool {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			ln.Close()
+		}
+		return err != nil
+	})
+
+	base := "http://10.0.2.2:" + runDaemon(t, d, "")
+	vmCtx, vmCancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer vmCancel()
+	httpVM := bootVM(vmCtx, t, "q-http2", lab.MAC(41), base)
+	nbdVM := bootVM(vmCtx, t, "q-nbd", lab.MAC(40), base)
+	nbdSt := waitBooted(t, d, nbdVM, "q-nbd", gens["live-nbd"], 4*time.Minute)
+	waitBooted(t, d, httpVM, "q-http2", gens["live-http"], 4*time.Minute)
+	for _, m := range nbdSt.Timeline {
+		if m.Stage == bootstate.StageRootfs {
+			t.Errorf("q-nbd fetched a rootfs over HTTP: %v", stagesOf(nbdSt))
+		}
+	}
+	if !strings.Contains(nbdVM.Serial(), "netbootui: attaching nbd root 10.0.2.2:") {
+		t.Errorf("q-nbd serial does not show the NBD attach:\n%s", lab.Tail(nbdVM.Serial(), 30))
+	}
+	rd := nbdReadRE.FindStringSubmatch(nbdVM.Serial())
+	if rd == nil {
+		t.Fatalf("q-nbd printed no nbd0 line:\n%s", lab.Tail(nbdVM.Serial(), 30))
+	}
+	usedNBD, usedHTTP := usedKiB(t, nbdVM), usedKiB(t, httpVM)
+	read, size := atoi(rd[1]), atoi(rd[2])
+	t.Logf("RAM used once the root is up (MemTotal-MemAvailable, same %d KiB generation with 48 MiB nobody reads): nbd %d KiB, http-live %d KiB; the NBD node read %d KiB of the device",
+		size, usedNBD, usedHTTP, read)
+	// The NBD node reads what it uses, not the ballast; the http-live
+	// node holds the whole squashfs in RAM.
+	if read > size/2 {
+		t.Errorf("the NBD node read %d KiB of %d KiB: not on demand", read, size)
+	}
+	if usedHTTP-usedNBD < 32<<10 {
+		t.Errorf("RAM used: nbd %d KiB, http-live %d KiB: want the 48 MiB squashfs to show", usedNBD, usedHTTP)
+	}
+}
+
+// usedKiB is the last "netbootui: memory" line of vm's serial log: used_kb.
+func usedKiB(t *testing.T, vm *lab.VM) int {
+	t.Helper()
+	m := memRE.FindAllStringSubmatch(vm.Serial(), -1)
+	if len(m) == 0 {
+		t.Fatalf("no memory line:\n%s", lab.Tail(vm.Serial(), 30))
+	}
+	return atoi(m[len(m)-1][3])
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
