@@ -184,7 +184,7 @@ func (p *peers) fill(d *demo.Demo) error {
 	}
 	rel := filepath.Join("images", "default", d.Generation)
 	for _, f := range []string{image.FileKernel, image.FileInitrd, image.FileRootfs} {
-		src, err := d.Daemon.Images.Path("default", d.Generation, f)
+		src, err := d.Daemon.Images().Path("default", d.Generation, f)
 		if err != nil {
 			return err
 		}

@@ -222,10 +222,9 @@ func TestConsoleStageInTmux(t *testing.T) {
 	con.waitFor("wave 1 in flight", regexp.MustCompile(`rollout 2: compute@`+gen1+` on k\[1-2\] +running(?s:.*)  1 +k1 +running `))
 	con.keys("h")
 	confirm("halt", regexp.MustCompile(`Halt the rollout\?`))
-	s = con.waitFor("halted", regexp.MustCompile(`rollout 2: .* halted(?s:.*)halted by `))
-	if !regexp.MustCompile(`(?m)^  k1 +1 +staged `).MatchString(s) {
-		t.Errorf("k1 is not staged again after the halt:\n%s", s)
-	}
+	con.waitFor("halted", regexp.MustCompile(`rollout 2: .* halted(?s:.*)halted by `))
+	// the stream may show the halt before k1's cancelled reboot is undone
+	con.waitFor("k1 staged again after the halt", regexp.MustCompile(`(?m)rollout 2: .* halted(?s:.*)^  k1 +1 +staged `))
 	if r := stageShow(t, sock, "2"); r.State != apitype.RolloutHalted || r.Node("k1").Status != apitype.NodeStaged ||
 		r.Waves[0].State != apitype.WavePending || assigned("k1") != gen1 {
 		t.Errorf("stage show 2 after h: %s, k1 %s, wave 1 %s, k1 assigned %s", r.State, r.Node("k1").Status, r.Waves[0].State, assigned("k1"))

@@ -17,7 +17,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/netbootui/netbootui/internal/api"
 	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/demo"
@@ -74,6 +73,7 @@ func runDemo(ctx context.Context, cfg demo.Config, o demoOptions) error {
 		o.socket = filepath.Join(o.data, "api.sock")
 	}
 	cfg.DataDir = o.data
+	cfg.APISocket = o.socket
 	cfg.Out = os.Stdout
 	// The daemon logs warnings to stderr when headless, to DATA/demo.log
 	// under the console (which owns the terminal).
@@ -101,13 +101,6 @@ func runDemo(ctx context.Context, cfg demo.Config, o demoOptions) error {
 			fmt.Fprintf(os.Stderr, "netbootui demo: cleanup: %v\n", err)
 		}
 	}()
-	ln, err := api.Listen(o.socket)
-	if err != nil {
-		return err
-	}
-	srv := &api.Server{D: d.Daemon, Logger: cfg.Logger}
-	go srv.Serve(ln)
-	defer func() { srv.Close(); os.Remove(o.socket) }()
 	printDemoBanner(os.Stdout, d, o.socket)
 	if _, err := d.PowerOnAll(ctx); err != nil {
 		return err
@@ -165,7 +158,7 @@ func printLabBanner(w io.Writer, d *demo.Demo, socket string) {
 	first, last := d.LabNodes[d.Names[0]], d.LabNodes[d.Names[len(d.Names)-1]]
 	fmt.Fprintf(w, "netbootui demo --lab: %d QEMU nodes (TCG, iPXE ROM, BIOS): %s..%s\n", len(d.Names), d.Names[0], d.Names[len(d.Names)-1])
 	fmt.Fprintf(w, "  image:     %s\n", d.ImageSource)
-	fmt.Fprintf(w, "  http:      http://%s (the VMs see it as %s)   tftp: %s\n", d.Daemon.HTTPAddr(), d.Daemon.Boot.AdvertiseURL, d.Daemon.TFTPAddr())
+	fmt.Fprintf(w, "  http:      http://%s (the VMs see it as %s)   tftp: %s\n", d.Daemon.HTTPAddr(), d.Daemon.BootURL(), d.Daemon.TFTPAddr())
 	fmt.Fprintf(w, "  BMCs:      ipmi_sim, IPMI (RMCP+, cipher suite 3) on %s .. %s; serial over LAN from each VM's ttyS0\n", first.Addr(), last.Addr())
 	fmt.Fprintf(w, "  lab dir:   %s (pid files, chassis and QEMU logs; removed on exit)\n", d.LabDir)
 	fmt.Fprintf(w, "  inventory: %s (secrets: %s, mode 0600)\n", d.InventoryPath, d.SecretsPath)

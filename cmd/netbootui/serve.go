@@ -86,11 +86,10 @@ func serve(ctx context.Context, cfg daemon.Config, o serveOptions) error {
 		return err
 	}
 	cfg.Logger = logger
-	pdhcp, err := daemon.ListenProxyDHCP(o.proxy, cfg)
-	if err != nil {
+	cfg.ProxyDHCP = o.proxy
+	if err := checkSSHFlags(o.sshListen, o.authorizedKeys); err != nil {
 		return err
 	}
-	defer pdhcp.Close()
 	d, err := daemon.New(cfg)
 	if err != nil {
 		var list inventory.ErrorList
@@ -100,33 +99,24 @@ func serve(ctx context.Context, cfg daemon.Config, o serveOptions) error {
 		}
 		return err
 	}
-	ln, err := api.Listen(o.socket)
-	if err != nil {
-		return err
-	}
-	if o.socketGroup != "" {
-		if err := api.ChownSocket(o.socket, o.socketGroup); err != nil {
-			ln.Close()
+	// The daemon's lifecycle runs the API socket and the SSH console with
+	// its boot servers: all bound or none, all stopped together.
+	srv := &api.Server{D: d, Logger: logger, Groups: o.groups}
+	d.Add("api", srv.Service(o.socket, o.socketGroup))
+	if o.sshListen != "" {
+		ssh, err := sshService(o.sshListen, o.authorizedKeys, cfg.DataDir, o.sshLim, srv, logger)
+		if err != nil {
+			d.Close()
 			return err
 		}
+		d.Add("ssh", ssh)
 	}
-	srv := &api.Server{D: d, Logger: logger, Groups: o.groups}
-	go func() {
-		if err := srv.Serve(ln); err != nil {
-			logger.Error("api server", "err", err)
-		}
-	}()
-	logger.Info("api listening", "socket", o.socket)
-	if err := startSSH(ctx, o.sshListen, o.authorizedKeys, cfg.DataDir, o.sshLim, srv, logger); err != nil {
-		srv.Close()
-		os.Remove(o.socket)
+	if err := d.Listen(); err != nil {
+		d.Close()
 		return err
 	}
-	d.ServeProxyDHCP(ctx, pdhcp)
-	err = d.Run(ctx)
-	srv.Close()
-	os.Remove(o.socket)
-	return err
+	logger.Info("api listening", "socket", o.socket)
+	return d.Run(ctx)
 }
 
 func defaultSocket() string {

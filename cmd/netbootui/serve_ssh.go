@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/netbootui/netbootui/internal/api"
 	"github.com/netbootui/netbootui/internal/apitype"
+	"github.com/netbootui/netbootui/internal/lifecycle"
 	"github.com/netbootui/netbootui/internal/sshconsole"
 	"github.com/netbootui/netbootui/internal/ui"
 )
@@ -21,20 +21,23 @@ type sshLimits struct {
 	maxUnauth int
 }
 
-// startSSH serves the console over SSH on addr (nothing when addr is empty)
-// until ctx ends. Each session's console calls the daemon in-process as the
-// key that logged in, so the audit log names "ssh SHA256:… (comment)". The
-// host key is kept in the data directory.
-func startSSH(ctx context.Context, addr, authorizedKeys, dataDir string, limits sshLimits, srv *api.Server, logger *slog.Logger) error {
-	if addr == "" {
-		if authorizedKeys != "" {
-			return errors.New("--authorized-keys given without --ssh-listen")
-		}
-		return nil
-	}
-	if authorizedKeys == "" {
+// checkSSHFlags refuses --authorized-keys without --ssh-listen and
+// --ssh-listen without --authorized-keys.
+func checkSSHFlags(addr, authorizedKeys string) error {
+	switch {
+	case addr == "" && authorizedKeys != "":
+		return errors.New("--authorized-keys given without --ssh-listen")
+	case addr != "" && authorizedKeys == "":
 		return errors.New("--ssh-listen needs --authorized-keys FILE (OpenSSH format)")
 	}
+	return nil
+}
+
+// sshService is the console served over SSH on addr, as a server of the
+// daemon's lifecycle. Each session's console calls the daemon in-process as
+// the key that logged in, so the audit log names "ssh SHA256:… (comment)".
+// The host key is kept in the data directory.
+func sshService(addr, authorizedKeys, dataDir string, limits sshLimits, srv *api.Server, logger *slog.Logger) (lifecycle.Service, error) {
 	s, err := sshconsole.New(sshconsole.Config{
 		AuthorizedKeys: authorizedKeys,
 		HostKey:        filepath.Join(dataDir, sshconsole.HostKeyFile),
@@ -47,20 +50,17 @@ func startSSH(ctx context.Context, addr, authorizedKeys, dataDir string, limits 
 		Logger:             logger.With("component", "ssh"),
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := s.Listen(addr); err != nil {
-		return err
-	}
-	logger.Info("ssh console listening", "addr", s.Addr().String(), "host_key", gossh.FingerprintSHA256(s.HostKey()), "authorized_keys", authorizedKeys)
-	go func() {
-		if err := s.Serve(); err != nil {
-			logger.Error("ssh console", "err", err)
-		}
-	}()
-	go func() {
-		<-ctx.Done()
-		s.Close()
-	}()
-	return nil
+	return lifecycle.Funcs{
+		ListenFunc: func() error {
+			if err := s.Listen(addr); err != nil {
+				return err
+			}
+			logger.Info("ssh console listening", "addr", s.Addr().String(), "host_key", gossh.FingerprintSHA256(s.HostKey()), "authorized_keys", authorizedKeys)
+			return nil
+		},
+		ServeFunc: s.Serve,
+		CloseFunc: s.Close,
+	}, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -150,29 +151,29 @@ func printRollout(w io.Writer, r *apitype.Rollout) {
 	tw.Flush()
 }
 
-// cmdStageShow is `netbootui stage show [ID] [-f]`: with -f it prints the
-// rollout again each time it changes, until no wave is in flight (exit 0
-// when completed or promoted, 1 when halted, aborted or rolled back).
+// stageShowVerb is `netbootui stage show [ID] [-f]`: with -f it follows
+// the rollout's stream and prints it again each time it changes, until no
+// wave is in flight (exit 0 when completed or promoted, 1 when halted,
+// aborted or rolled back).
 func stageShowVerb(fs *pflag.FlagSet) runner {
 	socket := socketFlag(fs)
 	follow := fs.BoolP("follow", "f", false, "follow: print each change until no wave is in flight")
-	interval := fs.Duration("interval", 500*time.Millisecond, "how often -f asks the daemon")
+	fs.Duration("interval", 0, "ignored: -f follows the daemon's stream (kept for old scripts)")
 	out := outputFlag(fs, "", "json")
 	return func(ctx context.Context, pos []string) error {
-		return followRollout(ctx, apiclient.New(*socket), firstOr(pos, ""), *follow, *interval, *out)
+		return followRollout(ctx, apiclient.New(*socket), firstOr(pos, ""), *follow, *out)
 	}
 }
 
-func followRollout(ctx context.Context, c *apiclient.Client, id string, follow bool, interval time.Duration, out string) error {
-	r, err := c.Stage(ctx, id)
-	if err != nil || !follow {
+func followRollout(ctx context.Context, c *apiclient.Client, id string, follow bool, out string) error {
+	if !follow {
+		r, err := c.Stage(ctx, id)
 		return showRollout(r, err, out)
 	}
-	id = r.ID
 	last := ""
-	for {
-		key := progressKey(r)
-		if key != last {
+	var end error
+	err := c.FollowStage(ctx, id, func(r *apitype.Rollout) error {
+		if key := progressKey(r); key != last {
 			if out == "json" {
 				printJSON(r)
 			} else {
@@ -181,23 +182,30 @@ func followRollout(ctx context.Context, c *apiclient.Client, id string, follow b
 			}
 			last = key
 		}
-		if r.State != apitype.RolloutRunning {
-			switch r.State {
-			case apitype.RolloutCompleted, apitype.RolloutPromoted, apitype.RolloutStaged:
-				return nil
-			}
-			return exitError(1)
+		switch r.State {
+		case apitype.RolloutRunning:
+			return nil
+		case apitype.RolloutCompleted, apitype.RolloutPromoted, apitype.RolloutStaged:
+			end = errFollowDone
+		default:
+			end = exitError(1)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(interval):
+		return end
+	})
+	switch {
+	case end != nil && err == end:
+		if end == errFollowDone {
+			return nil
 		}
-		if r, err = c.Stage(ctx, id); err != nil {
-			return err
-		}
+		return end
+	case err == nil:
+		return ctx.Err() // interrupted
 	}
+	return err
 }
+
+// errFollowDone ends a follow whose rollout has no wave in flight.
+var errFollowDone = errors.New("no wave in flight")
 
 // progressKey changes whenever the rollout, a wave or a node changes.
 func progressKey(r *apitype.Rollout) string {

@@ -197,7 +197,7 @@ func TestStageCLIAndSIGKILL(t *testing.T) {
 	if out, errOut, code := runCLI(t, "stage", "resume", "1", sock); code != 0 {
 		t.Fatalf("resume: %d\n%s%s", code, out, errOut)
 	}
-	out, errOut, code := runCLI(t, "stage", "show", "-f", "--interval", "100ms", sock)
+	out, errOut, code := runCLI(t, "stage", "show", "-f", sock)
 	if code != 0 || !strings.Contains(out, "rollout 1: compute@"+newGen[:12]+" on k[1-4]: completed") ||
 		!strings.Contains(out, "2/2   passed  2   0       k3,k4") {
 		t.Fatalf("show -f: %d\n%s%s", code, out, errOut)

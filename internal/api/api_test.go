@@ -3,11 +3,7 @@ package api
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +11,7 @@ import (
 	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/daemontest"
 )
 
 const inv = `images:
@@ -40,31 +37,19 @@ func start(t *testing.T) (*daemon.Daemon, *apiclient.Client) {
 // dir/api.sock; setup, if set, adjusts the server before it serves.
 func startServer(t *testing.T, dir string, setup func(*Server)) (*daemon.Daemon, *Server, string) {
 	t.Helper()
-	os.WriteFile(filepath.Join(dir, "nodes.yaml"), []byte(inv), 0o644)
-	d, err := daemon.New(daemon.Config{InventoryPath: filepath.Join(dir, "nodes.yaml"), DataDir: filepath.Join(dir, "data"),
-		HTTPListen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	sock := filepath.Join(dir, "api.sock")
-	ln, err := Listen(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &Server{D: d}
-	if setup != nil {
-		setup(srv)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close(); cancel(); <-done })
+	var srv *Server
+	e := daemontest.Start(t, daemontest.Options{Dir: dir, Inventory: inv, API: func(d *daemon.Daemon) daemontest.APIServer {
+		srv = &Server{D: d}
+		if setup != nil {
+			setup(srv)
+		}
+		return srv
+	}})
 	// A second daemon cannot take over a live socket.
-	if _, err := Listen(sock); err == nil || !strings.Contains(err.Error(), "another daemon") {
+	if _, err := Listen(e.Socket); err == nil || !strings.Contains(err.Error(), "another daemon") {
 		t.Fatalf("second Listen: %v", err)
 	}
-	return d, srv, sock
+	return e.D, srv, e.Socket
 }
 
 func TestAPI(t *testing.T) {

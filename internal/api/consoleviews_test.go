@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +14,7 @@ import (
 	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/ipmi/ipmisim"
 	"github.com/netbootui/netbootui/internal/lab"
@@ -37,8 +36,7 @@ func TestConsoleViews(t *testing.T) {
 	}
 	defer sim.Stop()
 	dir := t.TempDir()
-	path := filepath.Join(dir, "nodes.yaml")
-	os.WriteFile(path, []byte(fmt.Sprintf(`settings:
+	e := daemontest.Start(t, daemontest.Options{Dir: dir, Inventory: fmt.Sprintf(`settings:
   secrets: secrets.yaml
 images:
   img: {}
@@ -56,25 +54,10 @@ nodes:
     group: g
     kernel_args: quiet
     nics: [{mac: "52:54:00:ee:00:02"}]
-`, sim.Port())), 0o644)
-	os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte("bmc_passwords:\n  lab: "+password+"\n"), 0o600)
-	d, err := daemon.New(daemon.Config{InventoryPath: path, DataDir: filepath.Join(dir, "data"), HTTPListen: "127.0.0.1:0",
-		PowerPoll: time.Hour, Power: power.Config{CallTimeout: 3 * time.Second}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, rcancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { d.Run(rctx); close(done) }()
-	sock := filepath.Join(dir, "api.sock")
-	ln, err := Listen(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &Server{D: d}
-	go srv.Serve(ln)
-	defer func() { srv.Close(); rcancel(); <-done }()
-	c := apiclient.New(sock)
+`, sim.Port()), Secrets: "bmc_passwords:\n  lab: " + password + "\n", API: func(d *daemon.Daemon) daemontest.APIServer { return &Server{D: d} },
+		Config: daemon.Config{PowerPoll: time.Hour, Power: power.Config{CallTimeout: 3 * time.Second}}})
+	defer e.Stop()
+	d, c := e.D, e.Client
 	src := map[string]string{}
 	for _, name := range image.BootFiles {
 		src[name] = filepath.Join(dir, name)
@@ -84,7 +67,7 @@ nodes:
 		Rootfs: src[apitype.FileRootfs], Publish: true}); err != nil {
 		t.Fatal(err)
 	}
-	before, _ := os.ReadFile(path)
+	before, _ := os.ReadFile(e.InventoryPath)
 
 	g, err := c.Group(ctx, "g")
 	if err != nil || g.KernelArgs != "console=ttyS0" || strings.Join(g.Nodes, ",") != "b1,nobmc" || g.Image != "img" {
@@ -138,7 +121,7 @@ nodes:
 	if _, err := c.PreviewEdit(ctx, stale); !errors.Is(err, apiclient.ErrConflict) {
 		t.Errorf("stale preview: %v, want a conflict", err)
 	}
-	if after, _ := os.ReadFile(path); string(after) != string(before) || d.Inventory().Revision != rev {
+	if after, _ := os.ReadFile(e.InventoryPath); string(after) != string(before) || d.Inventory().Revision != rev {
 		t.Fatalf("a preview changed the inventory:\n%s", after)
 	}
 
@@ -147,7 +130,7 @@ nodes:
 		(f.Power != "on" && f.Power != "off") || f.ReadAt.IsZero() || f.PollEvery != time.Hour {
 		t.Fatalf("b1 facts: %+v %v", f, err)
 	}
-	if st, _ := d.Tracker.Get("b1"); st.Power != f.Power {
+	if st, _ := d.NodeState("b1"); st.Power != f.Power {
 		t.Errorf("the read power %q is not recorded: tracker says %q", f.Power, st.Power)
 	}
 	nb, err := c.NodeBMC(ctx, "nobmc")

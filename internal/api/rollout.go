@@ -16,7 +16,7 @@ import (
 //	GET  /v1/stages/                  every rollout kept
 //	POST /v1/stages/                  stage a generation (apitype.StageRequest)
 //	POST /v1/stages/preview           what staging would change, changing nothing
-//	GET  /v1/stages/{id}              one rollout ("latest": the newest active)
+//	GET  /v1/stages/{id}              one rollout ("latest": the newest active); follow=1 streams it (follow.go)
 //	POST /v1/stages/{id}/{action}     run, resume, halt, abort, promote, rollback
 
 func (s *Server) stageList(w http.ResponseWriter, r *http.Request) {
@@ -24,6 +24,10 @@ func (s *Server) stageList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) stageGet(w http.ResponseWriter, r *http.Request) {
+	if isFollow(r.URL.Query()) {
+		s.stageFollow(w, r)
+		return
+	}
 	ro, err := s.D.StageGet(stageID(r.PathValue("id")))
 	if err != nil {
 		writeStageErr(w, err)

@@ -34,10 +34,11 @@
 //	A POST  /v1/inventory/reload             reload the inventory file now
 //	O POST  /v1/power                        a power operation on a selection (apitype.PowerRequest)
 //	O POST  /v1/reboot-clean                 reboot a selection to a clean state; NDJSON progress, then the results
-//	V GET   /v1/audit?n=                     the newest audit entries
+//	V GET   /v1/audit?n=&follow=             the newest audit entries; follow=1: then each as it is recorded, as NDJSON
 //	V GET   /v1/nodes/{name}/sol?n=          the node's captured serial console lines (apitype.SOLLog)
 //	O POST  /v1/nodes/{name}/console         Upgrade: netbootui-console; then the node's raw serial-over-LAN
 //	V GET   /v1/stages/, /v1/stages/{id}     staged rollouts (apitype.Rollout); POST /v1/stages/preview (V)
+//	V GET   /v1/stages/{id}?follow=1         the rollout, then its state after every change, as NDJSON (follow.go)
 //	A POST  /v1/stages/                      stage a generation (apitype.StageRequest)
 //	O POST  /v1/stages/{id}/run|resume|halt  drive a rollout; abort|promote|rollback need A
 //	V GET /v1/groups/{name}, POST /v1/edit-preview, GET /v1/nodes/{name}/bmc: the console's reads (see consoleviews.go)
@@ -87,6 +88,9 @@ type Server struct {
 	// Groups maps the unix groups of socket callers to roles (zero value:
 	// DefaultRoleGroups).
 	Groups RoleGroups
+	// followBuf is how many audit entries or events a follow stream's
+	// subscription holds for a reader that lags (0: followBuffer).
+	followBuf int
 
 	lookupGroups func(uid uint32) ([]string, error) // tests: instead of the user database
 
@@ -229,10 +233,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	st := apitype.Status{Inventory: s.D.InventoryStatus()}
 	if a := s.D.HTTPAddr(); a != nil {
 		st.HTTP = a.String()
-		st.BootURL = s.D.Boot.DefaultURL
-		if s.D.Boot.AdvertiseURL != "" {
-			st.BootURL = s.D.Boot.AdvertiseURL
-		}
+		st.BootURL = s.D.BootURL()
 	}
 	if a := s.D.TFTPAddr(); a != nil {
 		st.TFTP = a.String()
@@ -364,15 +365,13 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	follow := q.Get("follow") == "1" || q.Get("follow") == "true"
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	enc := json.NewEncoder(w)
-	flusher, _ := w.(http.Flusher)
+	follow := isFollow(q)
 	var sub *bootstate.Subscription
 	if follow { // subscribe before reading history so nothing falls between
-		sub = s.D.Tracker.Subscribe(4096)
+		sub = s.D.Subscribe(s.followBuffer())
 		defer sub.Close()
 	}
+	enc := startNDJSON(w)
 	var last uint64
 	for _, ev := range s.D.History(node, n) {
 		enc.Encode(daemon.EventView(ev))
@@ -381,35 +380,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	if !follow {
 		return
 	}
-	if flusher != nil {
-		flusher.Flush()
-	}
-	keepalive := time.NewTicker(15 * time.Second)
-	defer keepalive.Stop()
-	for {
-		select {
-		case <-r.Context().Done():
-			return
-		case ev, ok := <-sub.C:
-			if !ok {
-				return
-			}
-			if ev.Seq <= last || (node != "" && ev.Node != node) {
-				continue
-			}
-			if err := enc.Encode(daemon.EventView(ev)); err != nil {
-				return
-			}
-			if flusher != nil && len(sub.C) == 0 {
-				flusher.Flush()
-			}
-		case <-keepalive.C:
-			io.WriteString(w, "\n") // blank lines are keepalives
-			if flusher != nil {
-				flusher.Flush()
-			}
-		}
-	}
+	followEvents(w, r, enc, sub.C, node, last)
 }
 
 func (s *Server) images(w http.ResponseWriter, r *http.Request) {
@@ -462,5 +433,9 @@ func (s *Server) powerOp(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) {
 	n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+	if isFollow(r.URL.Query()) {
+		s.auditFollow(w, r, n)
+		return
+	}
 	writeJSON(w, daemon.AuditViews(s.D.Audit(n)))
 }

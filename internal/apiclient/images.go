@@ -121,7 +121,7 @@ func (c *Client) Build(ctx context.Context, req apitype.BuildRequest, fn func(ap
 		}
 		return nil
 	})
-	if errors.Is(err, errStreamEnded) {
+	if errors.Is(err, ErrStreamEnded) {
 		return nil, errors.New("build: the daemon closed the stream without a result")
 	}
 	if err != nil {

@@ -47,7 +47,7 @@ func (c *Client) ExecImage(ctx context.Context, name string, command []string, o
 		}
 		return nil
 	})
-	if errors.Is(err, errStreamEnded) {
+	if errors.Is(err, ErrStreamEnded) {
 		return nil, errors.New("image exec: the daemon closed the stream without a result")
 	}
 	return v, err

@@ -146,10 +146,18 @@ func (c *Client) Events(ctx context.Context, node string, n int, follow bool, fn
 		q.Set("follow", "1")
 	}
 	err := stream(ctx, c, "GET", "/v1/events?"+q.Encode(), nil, fn)
-	if errors.Is(err, errStreamEnded) || (err != nil && ctx.Err() != nil) {
+	if errors.Is(err, ErrStreamEnded) {
 		return nil
 	}
-	return err
+	return followEnd(ctx, err)
+}
+
+// FollowAudit calls fn with the newest n audit entries (all kept when n is
+// 0), then with each entry as the daemon records it, until ctx ends (nil),
+// fn returns an error, or the daemon closes the stream (ErrStreamEnded). A
+// reader that lags far behind loses entries, never the daemon's time.
+func (c *Client) FollowAudit(ctx context.Context, n int, fn func(apitype.AuditEntry) error) error {
+	return followEnd(ctx, stream(ctx, c, "GET", "/v1/audit?n="+strconv.Itoa(n)+"&follow=1", nil, fn))
 }
 
 // Audit returns the newest n audit entries (all kept when n is 0).

@@ -35,7 +35,7 @@ func (c *Client) RebootClean(ctx context.Context, selection string, timeout time
 		return nil
 	})
 	switch {
-	case errors.Is(err, errStreamEnded):
+	case errors.Is(err, ErrStreamEnded):
 		return nil, errors.New("reboot-clean: the daemon closed the stream before the results")
 	case err != nil:
 		return nil, err

@@ -48,3 +48,15 @@ func (c *Client) StageAction(ctx context.Context, id, action string) (*apitype.R
 	err := c.do(ctx, "POST", "/v1/stages/"+url.PathEscape(id)+"/"+url.PathEscape(action), nil, &ro)
 	return &ro, err
 }
+
+// FollowStage calls fn with rollout id ("" the newest active one) now and
+// then with its state after every change (changes coalesce: fn sees the
+// latest state) until ctx ends, fn returns an error, or the daemon closes
+// the stream (the rollout is no longer kept, or the daemon stopped:
+// ErrStreamEnded).
+func (c *Client) FollowStage(ctx context.Context, id string, fn func(*apitype.Rollout) error) error {
+	if id == "" {
+		id = apitype.LatestStage
+	}
+	return followEnd(ctx, stream(ctx, c, "GET", "/v1/stages/"+url.PathEscape(id)+"?follow=1", nil, fn))
+}

@@ -18,14 +18,23 @@ const maxStreamLine = 16 << 20
 // was the last one wanted.
 var errStreamDone = errors.New("stream done")
 
-// errStreamEnded says the daemon closed a stream before the line that ends
-// it.
-var errStreamEnded = errors.New("the daemon closed the stream before its end")
+// ErrStreamEnded is what a follow stream returns when the daemon closed it
+// (it stopped or restarted): the caller reconnects or gives up.
+var ErrStreamEnded = errors.New("the daemon closed the stream before its end")
+
+// followEnd is a follow stream's result: nil once the caller's ctx ended
+// it, err otherwise.
+func followEnd(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
 
 // stream makes a request whose answer is NDJSON, one T a line, and calls fn
 // for each line as it arrives. Blank lines are keepalives. It returns nil
 // when fn returns errStreamDone, fn's other errors as they are,
-// errStreamEnded when the answer ends first, and ctx's error when ctx ended
+// ErrStreamEnded when the answer ends first, and ctx's error when ctx ended
 // the read.
 func stream[T any](ctx context.Context, c *Client, method, path string, in any, fn func(T) error) error {
 	resp, err := c.send(ctx, method, path, in)
@@ -62,5 +71,5 @@ func readStream[T any](ctx context.Context, body io.Reader, fn func(T) error) er
 	if err := sc.Err(); err != nil {
 		return err
 	}
-	return errStreamEnded
+	return ErrStreamEnded
 }

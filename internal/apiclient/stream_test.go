@@ -33,8 +33,8 @@ func TestReadStream(t *testing.T) {
 	}{
 		{name: "done", body: `{"n":1}` + "\n\n" + `{"n":2,"last":true}` + "\n" + `{"n":3}` + "\n", wantN: []int{1, 2}},
 		{name: "keepalives and spaces", body: "\n  \n" + `  {"n":1,"last":true}  ` + "\n", wantN: []int{1}},
-		{name: "ended early", body: `{"n":1}` + "\n", wantN: []int{1}, wantErr: errStreamEnded},
-		{name: "empty", body: "", wantErr: errStreamEnded},
+		{name: "ended early", body: `{"n":1}` + "\n", wantN: []int{1}, wantErr: ErrStreamEnded},
+		{name: "empty", body: "", wantErr: ErrStreamEnded},
 		{name: "no final newline", body: `{"n":1,"last":true}`, wantN: []int{1}},
 		{name: "bad line", body: `{"n":1}` + "\n{nope\n", wantN: []int{1}, wantMsg: "bad line from the daemon"},
 		{name: "handler error", body: `{"n":1}` + "\n" + `{"n":2}` + "\n", stopAt: 2, wantN: []int{1, 2}, wantErr: stopErr},

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/netbootui/netbootui/internal/fanout"
 )
 
 // Reserve is how many bytes the log keeps allocated past its end for the
@@ -54,6 +56,9 @@ type Log struct {
 	// torn says a failed write left part of a line: the next entry starts
 	// with a newline of its own.
 	torn bool
+	// subs follow the entries as they are kept (follow.go); published
+	// under mu, so in the order kept.
+	subs fanout.Hub[Entry]
 }
 
 // Open opens (creating, mode 0600) the audit log at path and loads its newest
@@ -162,9 +167,11 @@ func (l *Log) Record(e Entry) error {
 		// The console still shows it, saying it is not on disk.
 		e.Details = append(e.Details, "audit: this entry was not written to disk: "+err.Error())
 		l.keep(e)
+		l.subs.Publish(e)
 		return fmt.Errorf("audit log %s: %w", l.path, err)
 	}
 	l.keep(e)
+	l.subs.Publish(e)
 	l.err = l.reserve()
 	return nil
 }
@@ -173,15 +180,21 @@ func (l *Log) Record(e Entry) error {
 func (l *Log) Recent(n int) []Entry {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.recentLocked(n)
+}
+
+// recentLocked is Recent; the caller holds mu.
+func (l *Log) recentLocked(n int) []Entry {
 	if n <= 0 || n > len(l.recent) {
 		n = len(l.recent)
 	}
 	return append([]Entry(nil), l.recent[len(l.recent)-n:]...)
 }
 
-// Close closes the file.
+// Close closes the file and ends every subscription.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.subs.Close()
 	return l.f.Close()
 }

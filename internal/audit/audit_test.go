@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/netbootui/netbootui/internal/lab"
 )
@@ -132,5 +133,61 @@ func TestFailsClosedOnFullDisk(t *testing.T) {
 			t.Logf("line %d: %d bytes %.60q", i, len(line), line)
 		}
 		t.Fatalf("after room was made: %d entries, last %+v", len(r), r[len(r)-1])
+	}
+}
+
+// TestFollow: Follow returns the newest entries and then streams each one
+// recorded; a subscriber that reads nothing loses entries (Dropped) and
+// never holds Record up; Close and Log.Close close C.
+func TestFollow(t *testing.T) {
+	l, err := Open(filepath.Join(t.TempDir(), "audit.log"), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"a", "b", "c"} {
+		l.Record(Entry{Who: "w", Action: a, Result: "ok"})
+	}
+	hist, sub := l.Follow(2, 4)
+	if len(hist) != 2 || hist[0].Action != "b" || hist[1].Action != "c" {
+		t.Fatalf("history %+v", hist)
+	}
+	_, slow := l.Follow(0, 1)
+	l.Record(Entry{Who: "w", Action: "d", Result: "ok"})
+	if e := <-sub.C; e.Action != "d" || e.Time.IsZero() {
+		t.Errorf("streamed %+v", e)
+	}
+	done := make(chan struct{})
+	go func() {
+		for range 50 {
+			l.Record(Entry{Who: "w", Action: "x", Result: "ok"})
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Record blocked behind subscribers that read nothing")
+	}
+	if got := slow.Dropped(); got != 50 { // d filled its buffer of 1
+		t.Errorf("slow subscriber dropped %d, want 50", got)
+	}
+	sub.Close()
+	sub.Close()
+	for range sub.C {
+	}
+	l.Close()
+	for range slow.C { // closed by Log.Close
+	}
+	if _, s := l.Follow(1, 1); !isClosed(s.C) {
+		t.Error("a subscription to a closed log is open")
+	}
+}
+
+func isClosed(c <-chan Entry) bool {
+	select {
+	case _, ok := <-c:
+		return !ok
+	default:
+		return false
 	}
 }

@@ -31,34 +31,34 @@ func (t *Tracker) flush() error {
 		t.mu.Unlock()
 		return nil
 	}
-	b := &batch{seq: t.seq, events: t.pending, keepFrom: make(map[string]uint64)}
+	b := &Batch{Seq: t.seq, Events: t.pending, KeepFrom: make(map[string]uint64)}
 	t.pending = t.spare[:0]
 	t.spare = nil
 	for name := range t.forgets {
-		b.forgets = append(b.forgets, name)
+		b.Forgets = append(b.Forgets, name)
 	}
 	clear(t.forgets)
 	for name := range t.dirty {
 		if e, ok := t.nodes[name]; ok {
-			b.states = append(b.states, e.st)
+			b.States = append(b.States, e.st)
 		}
 	}
 	clear(t.dirty)
-	for i := range b.events {
-		name := b.events[i].ev.Node
+	for i := range b.Events {
+		name := b.Events[i].Event.Node
 		if name == "" {
 			continue
 		}
-		if _, done := b.keepFrom[name]; done {
+		if _, done := b.KeepFrom[name]; done {
 			continue
 		}
 		if e, ok := t.nodes[name]; ok && e.hist.full() {
-			b.keepFrom[name] = e.hist.oldestSeq()
+			b.KeepFrom[name] = e.hist.oldestSeq()
 		}
 	}
 	t.mu.Unlock()
 
-	err := t.opts.Store.write(b)
+	err := t.opts.Store.Write(b)
 
 	t.mu.Lock()
 	if err != nil {
@@ -67,33 +67,33 @@ func (t *Tracker) flush() error {
 		// Try again with the next batch: the states are re-read then, the
 		// events are put back in front if there is room, except those of
 		// nodes forgotten while the write was under way.
-		for i := range b.states {
-			if _, ok := t.nodes[b.states[i].Node]; ok && !t.closed {
-				t.dirty[b.states[i].Node] = struct{}{}
+		for i := range b.States {
+			if _, ok := t.nodes[b.States[i].Node]; ok && !t.closed {
+				t.dirty[b.States[i].Node] = struct{}{}
 			}
 		}
-		if !t.closed && len(b.events)+len(t.pending) <= maxPending {
-			kept := b.events[:0]
-			for _, p := range b.events {
-				if _, gone := t.forgets[p.ev.Node]; !gone || p.ev.Node == "" {
+		if !t.closed && len(b.Events)+len(t.pending) <= maxPending {
+			kept := b.Events[:0]
+			for _, p := range b.Events {
+				if _, gone := t.forgets[p.Event.Node]; !gone || p.Event.Node == "" {
 					kept = append(kept, p)
 				}
 			}
 			t.pending = append(kept, t.pending...)
 		} else {
-			t.dropped += uint64(len(b.events))
+			t.dropped += uint64(len(b.Events))
 		}
-		for _, name := range b.forgets { // after the filter: these precede b.events
+		for _, name := range b.Forgets { // after the filter: these precede b.Events
 			t.forgets[name] = struct{}{}
 		}
 		return err
 	}
 	t.lastErr = nil
-	clear(b.events)
-	t.spare = b.events[:0]
+	clear(b.Events)
+	t.spare = b.Events[:0]
 	t.mu.Unlock()
 	if t.opts.afterFlush != nil {
-		t.opts.afterFlush(b.seq)
+		t.opts.afterFlush(b.Seq)
 	}
 	return nil
 }

@@ -15,8 +15,8 @@ import (
 )
 
 // Store is the embedded database (bbolt) that keeps node states, each
-// node's bounded event history and the event counter across restarts. Only
-// one process can hold a Store open.
+// node's bounded event history and the event counter across restarts: the
+// single-head Persister. Only one process can hold a Store open.
 type Store struct {
 	db   *bolt.DB
 	path string
@@ -127,24 +127,16 @@ func seqKey(seq uint64) []byte {
 	return k[:]
 }
 
-// loaded is what a Store holds.
-type loaded struct {
-	states  []NodeState
-	history map[string][]Event // oldest first
-	unknown []Event
-	seq     uint64
-}
-
-// load reads the whole store, keeping the newest perNode events of each
-// node.
-func (s *Store) load(perNode int) (*loaded, error) {
-	d := &loaded{history: make(map[string][]Event)}
+// Load reads the whole store, keeping the newest perNode events of each
+// node (Persister).
+func (s *Store) Load(perNode int) (*Snapshot, error) {
+	d := &Snapshot{History: make(map[string][]Event)}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(keySeq); v != nil {
 			if len(v) != 8 {
 				return fmt.Errorf("meta/seq is %d bytes, want 8", len(v))
 			}
-			d.seq = binary.BigEndian.Uint64(v)
+			d.Seq = binary.BigEndian.Uint64(v)
 		}
 		err := tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
 			var st NodeState
@@ -154,15 +146,15 @@ func (s *Store) load(perNode int) (*loaded, error) {
 			if st.Node != string(k) {
 				return fmt.Errorf("state under key %q names node %q", k, st.Node)
 			}
-			d.states = append(d.states, st)
+			d.States = append(d.States, st)
 			return nil
 		})
 		if err != nil {
 			return err
 		}
 		hb := tx.Bucket(bucketHistory)
-		for i := range d.states {
-			name := d.states[i].Node
+		for i := range d.States {
+			name := d.States[i].Node
 			b := hb.Bucket([]byte(name))
 			if b == nil {
 				continue
@@ -171,9 +163,9 @@ func (s *Store) load(perNode int) (*loaded, error) {
 			if err != nil {
 				return fmt.Errorf("history of node %q: %w", name, err)
 			}
-			d.history[name] = evs
+			d.History[name] = evs
 		}
-		d.unknown, err = readEvents(tx.Bucket(bucketUnknown), unknownKeep)
+		d.Unknown, err = readEvents(tx.Bucket(bucketUnknown), unknownKeep)
 		if err != nil {
 			return fmt.Errorf("history of unknown clients: %w", err)
 		}
@@ -208,23 +200,12 @@ func readEvents(b *bolt.Bucket, keep int) ([]Event, error) {
 	return evs, nil
 }
 
-// batch is one write to the store.
-type batch struct {
-	forgets []string
-	events  []pendingEvent
-	states  []NodeState
-	// keepFrom[node] is the oldest Seq the node's history keeps; older
-	// persisted events are deleted.
-	keepFrom map[string]uint64
-	seq      uint64
-}
-
-// write applies b in one transaction: all of it is on disk when write
-// returns nil, none of it otherwise.
-func (s *Store) write(b *batch) error {
+// Write applies b in one transaction: all of it is on disk when Write
+// returns nil, none of it otherwise (Persister).
+func (s *Store) Write(b *Batch) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		nodes, hist, unk := tx.Bucket(bucketNodes), tx.Bucket(bucketHistory), tx.Bucket(bucketUnknown)
-		for _, name := range b.forgets {
+		for _, name := range b.Forgets {
 			if err := nodes.Delete([]byte(name)); err != nil {
 				return err
 			}
@@ -237,45 +218,45 @@ func (s *Store) write(b *batch) error {
 		var cur *bolt.Bucket
 		curName := ""
 		unknownWritten := false
-		for i := range b.events {
-			p := &b.events[i]
+		for i := range b.Events {
+			p := &b.Events[i]
 			bk := unk
-			if p.ev.Node == "" {
+			if p.Event.Node == "" {
 				unknownWritten = true
 			} else {
-				if cur == nil || curName != p.ev.Node {
+				if cur == nil || curName != p.Event.Node {
 					var err error
-					if cur, err = hist.CreateBucketIfNotExists([]byte(p.ev.Node)); err != nil {
-						return fmt.Errorf("history bucket of node %q: %w", p.ev.Node, err)
+					if cur, err = hist.CreateBucketIfNotExists([]byte(p.Event.Node)); err != nil {
+						return fmt.Errorf("history bucket of node %q: %w", p.Event.Node, err)
 					}
-					curName = p.ev.Node
+					curName = p.Event.Node
 				}
 				bk = cur
 			}
-			if p.replaces != 0 {
-				if err := bk.Delete(seqKey(p.replaces)); err != nil {
+			if p.Replaces != 0 {
+				if err := bk.Delete(seqKey(p.Replaces)); err != nil {
 					return err
 				}
 			}
 			// A fresh slice per value: bbolt keeps it until the commit.
-			v, err := json.Marshal(&p.ev)
+			v, err := json.Marshal(&p.Event)
 			if err != nil {
 				return err
 			}
-			if err := bk.Put(seqKey(p.ev.Seq), v); err != nil {
+			if err := bk.Put(seqKey(p.Event.Seq), v); err != nil {
 				return err
 			}
 		}
-		for i := range b.states {
-			v, err := json.Marshal(&b.states[i])
+		for i := range b.States {
+			v, err := json.Marshal(&b.States[i])
 			if err != nil {
 				return err
 			}
-			if err := nodes.Put([]byte(b.states[i].Node), v); err != nil {
+			if err := nodes.Put([]byte(b.States[i].Node), v); err != nil {
 				return err
 			}
 		}
-		for name, from := range b.keepFrom {
+		for name, from := range b.KeepFrom {
 			hb := hist.Bucket([]byte(name))
 			if hb == nil {
 				continue
@@ -297,7 +278,7 @@ func (s *Store) write(b *batch) error {
 				}
 			}
 		}
-		return tx.Bucket(bucketMeta).Put(keySeq, seqKey(b.seq))
+		return tx.Bucket(bucketMeta).Put(keySeq, seqKey(b.Seq))
 	})
 	if err != nil {
 		return fmt.Errorf("bootstate: write state database %s: %w", s.path, err)

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/netbootui/netbootui/internal/fanout"
 )
 
 // Defaults of Options.
@@ -27,7 +29,7 @@ const (
 type Options struct {
 	// Store persists state and history; nil keeps everything in memory.
 	// The caller opens and closes it; Tracker.Close flushes to it.
-	Store *Store
+	Store Persister
 	// StallTimeout is how long a boot stage may go without progress
 	// before the node is stalled (default 2 min).
 	StallTimeout time.Duration
@@ -65,10 +67,10 @@ type Tracker struct {
 	seq     uint64
 	nodes   map[string]*nodeEntry
 	global  ring
-	subs    []*Subscription
+	subs    fanout.Hub[Event] // published under mu, in Seq order
 	closed  bool
-	pending []pendingEvent      // events not yet in the store
-	spare   []pendingEvent      // the flusher's previous batch, reused
+	pending []BatchEvent        // events not yet in the store
+	spare   []BatchEvent        // the flusher's previous batch, reused
 	dirty   map[string]struct{} // nodes whose state is not yet in the store
 	forgets map[string]struct{} // nodes to delete from the store
 	dropped uint64              // events not persisted because pending was full
@@ -85,11 +87,6 @@ type nodeEntry struct {
 	st           NodeState
 	hist         ring
 	lastRecorded time.Time // of the last recorded Progress or Fetch
-}
-
-type pendingEvent struct {
-	ev       Event
-	replaces uint64 // Seq of a coalesced Progress event to delete
 }
 
 // New returns a Tracker. With a Store, the state and history saved there
@@ -153,30 +150,30 @@ func New(opts Options) (*Tracker, error) {
 	}
 	// Room for a full batch in both buffers, so that Apply rarely grows one.
 	room := min(2*opts.FlushEvents, 4096)
-	t.pending = make([]pendingEvent, 0, room)
-	t.spare = make([]pendingEvent, 0, room)
+	t.pending = make([]BatchEvent, 0, room)
+	t.spare = make([]BatchEvent, 0, room)
 	go t.flushLoop()
 	return t, nil
 }
 
 // load fills the tracker from the store.
 func (t *Tracker) load() error {
-	d, err := t.opts.Store.load(t.opts.HistoryPerNode)
+	d, err := t.opts.Store.Load(t.opts.HistoryPerNode)
 	if err != nil {
 		return err
 	}
-	t.seq = d.seq
+	t.seq = d.Seq
 	var all []Event
-	for _, st := range d.states {
+	for _, st := range d.States {
 		e := &nodeEntry{st: st, hist: newRing(t.opts.HistoryPerNode)}
-		for i := range d.history[st.Node] {
-			e.hist.push(&d.history[st.Node][i])
+		for i := range d.History[st.Node] {
+			e.hist.push(&d.History[st.Node][i])
 		}
-		all = append(all, d.history[st.Node]...)
+		all = append(all, d.History[st.Node]...)
 		t.nodes[st.Node] = e
 		t.seq = max(t.seq, st.Seq)
 	}
-	all = append(all, d.unknown...)
+	all = append(all, d.Unknown...)
 	sort.Slice(all, func(i, j int) bool { return all[i].Seq < all[j].Seq })
 	if len(all) > t.opts.GlobalHistory {
 		all = all[len(all)-t.opts.GlobalHistory:]
@@ -248,7 +245,7 @@ func (t *Tracker) record(e *nodeEntry, ev *Event) {
 	t.global.push(ev)
 	if t.opts.Store != nil && !t.closed {
 		if len(t.pending) < maxPending {
-			t.pending = append(t.pending, pendingEvent{ev: *ev, replaces: replaces})
+			t.pending = append(t.pending, BatchEvent{Event: *ev, Replaces: replaces})
 			if len(t.pending) >= t.opts.FlushEvents {
 				select {
 				case t.kick <- struct{}{}:
@@ -259,13 +256,7 @@ func (t *Tracker) record(e *nodeEntry, ev *Event) {
 			t.dropped++
 		}
 	}
-	for _, s := range t.subs {
-		select {
-		case s.c <- *ev:
-		default:
-			s.dropped.Add(1)
-		}
-	}
+	t.subs.Publish(*ev)
 }
 
 // Get returns the state of node.
@@ -344,7 +335,7 @@ func (t *Tracker) Forget(node string) bool {
 		t.forgets[node] = struct{}{}
 		kept := t.pending[:0]
 		for _, p := range t.pending {
-			if p.ev.Node != node {
+			if p.Event.Node != node {
 				kept = append(kept, p)
 			}
 		}
@@ -430,11 +421,7 @@ func (t *Tracker) Close() error {
 			err = t.flush()
 		}
 		t.mu.Lock()
-		for _, s := range t.subs {
-			close(s.c)
-			s.closed = true
-		}
-		t.subs = nil
+		t.subs.Close()
 		clear(t.dirty)
 		t.pending = nil
 		t.mu.Unlock()

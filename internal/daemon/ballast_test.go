@@ -1,4 +1,4 @@
-package daemon
+package daemon_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	. "github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/lab"
 )
 
@@ -48,7 +49,7 @@ func runDaemon(t *testing.T, d *Daemon, advertise string) string {
 	if advertise == "" {
 		advertise = "http://10.0.2.2:" + port
 	}
-	d.Boot.AdvertiseURL = advertise
+	d.SetAdvertiseURL(advertise)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()
@@ -57,7 +58,8 @@ func runDaemon(t *testing.T, d *Daemon, advertise string) string {
 }
 
 // newInventoryDaemon writes inventory to dir/nodes.yaml and makes a daemon
-// of it with its data in dir/data, on 127.0.0.1:0.
+// of it with its data in dir/data, its HTTP server bound on 127.0.0.1:0
+// (runDaemon serves it).
 func newInventoryDaemon(t *testing.T, dir, inventory string) *Daemon {
 	t.Helper()
 	inv := filepath.Join(dir, "nodes.yaml")
@@ -67,6 +69,10 @@ func newInventoryDaemon(t *testing.T, dir, inventory string) *Daemon {
 	d, err := New(Config{InventoryPath: inv, DataDir: filepath.Join(dir, "data"), HTTPListen: "127.0.0.1:0",
 		StallTimeout: 5 * time.Minute, Logger: testLogger(t)})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Listen(); err != nil {
+		d.Close()
 		t.Fatal(err)
 	}
 	return d

@@ -1,10 +1,8 @@
-package daemon
+package daemon_test
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -14,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	. "github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/image"
 )
 
@@ -41,24 +41,17 @@ func inventory10k(t testing.TB, dir string) string {
 func BenchmarkBootScript10k(b *testing.B) {
 	dir := b.TempDir()
 	inv := inventory10k(b, dir)
-	d, err := New(Config{InventoryPath: inv, DataDir: filepath.Join(dir, "data"), HTTPListen: "127.0.0.1:0",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
 	src := map[string]string{}
 	for _, f := range image.BootFiles {
 		p := filepath.Join(dir, f)
 		os.WriteFile(p, []byte(f), 0o644)
 		src[f] = p
 	}
-	if _, err := d.ImportImage(ImportRequest{Image: "compute", Kernel: src["vmlinuz"], Initrd: src["initrd"], Rootfs: src["rootfs.squashfs"], Publish: true}); err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	d := daemontest.Start(b, daemontest.Options{Dir: dir, Config: Config{InventoryPath: inv},
+		Before: func(d *Daemon) error {
+			_, err := d.ImportImage(ImportRequest{Image: "compute", Kernel: src["vmlinuz"], Initrd: src["initrd"], Rootfs: src["rootfs.squashfs"], Publish: true})
+			return err
+		}}).D
 	base := "http://" + d.HTTPAddr().String() + "/boot/"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 	lat := make([]time.Duration, 0, b.N)

@@ -86,7 +86,7 @@ func (d *Daemon) BuildImage(ctx context.Context, req BuildRequest, onProgress fu
 			if p.Percent > 0 {
 				msg += fmt.Sprintf(" %.0f%%", p.Percent)
 			}
-			d.Tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "image", Message: msg})
+			d.tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "image", Message: msg})
 		},
 	})
 	if err != nil {
@@ -110,9 +110,9 @@ func (d *Daemon) RollbackImage(name, who string) (gen string, err error) {
 		}
 		d.auditRecord(audit.Entry{Who: who, Action: "image rollback", Target: name, Result: res})
 	}()
-	gen, err = d.Images.Rollback(name)
+	gen, err = d.images.Rollback(name)
 	if err == nil {
-		d.Tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "image",
+		d.tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "image",
 			Message: fmt.Sprintf("image %s rolled back: current generation %s", name, gen)})
 	}
 	return gen, err
@@ -127,11 +127,11 @@ func (d *Daemon) GCImage(name string, keep int, who string) (removed []string, e
 		if n.Image == name && n.Generation != "" {
 			inUse[n.Generation] = true
 		}
-		if st, ok := d.Tracker.Get(n.Name); ok && st.Generation != "" && n.Image == name {
+		if st, ok := d.tracker.Get(n.Name); ok && st.Generation != "" && n.Image == name {
 			inUse[st.Generation] = true
 		}
 	}
-	removed, err = d.Images.GC(name, keep, inUse)
+	removed, err = d.images.GC(name, keep, inUse)
 	res := fmt.Sprintf("removed %d", len(removed))
 	if err != nil {
 		res = err.Error()

@@ -1,4 +1,4 @@
-package daemon
+package daemon_test
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	. "github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/lab"
 )
@@ -35,15 +37,8 @@ nodes:
     group: g
     nics: [{mac: "52:54:00:dd:00:01"}]
 `), 0o644)
-	d, err := New(Config{InventoryPath: inv, DataDir: filepath.Join(dir, "data"), HTTPListen: "127.0.0.1:0",
-		KernelDir: kernelDir, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	d := daemontest.Start(t, daemontest.Options{Dir: dir, Config: Config{InventoryPath: inv, KernelDir: kernelDir, Logger: testLogger(t)}}).D
+	ctx := context.Background()
 
 	var steps []string
 	m1, err := d.BuildImage(ctx, BuildRequest{Image: "default", Publish: true, Who: "tester"}, func(p image.Progress) {
@@ -85,7 +80,7 @@ nodes:
 	if len(removed) != 1 || removed[0] != m2.ID {
 		t.Fatalf("gc removed %v, want [%s]", removed, m2.ID)
 	}
-	if err := d.Images.Verify("default", m1.ID); err != nil {
+	if err := d.Images().Verify("default", m1.ID); err != nil {
 		t.Fatal(err)
 	}
 	var actions []string
@@ -125,7 +120,7 @@ func TestRollbackNodesFollow(t *testing.T) {
 		if err != nil || len(res) != 1 || !res[0].OK {
 			t.Fatalf("reboot-clean: %v %+v", err, res)
 		}
-		st, _ := d.Tracker.Get("r1")
+		st, _ := d.NodeState("r1")
 		return st.Generation
 	}
 	if got := running(); got != m2.ID {

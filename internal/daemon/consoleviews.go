@@ -100,7 +100,7 @@ func (d *Daemon) PreviewEdit(p EditPreview) (string, error) {
 	if format == "" {
 		format = string(n.Loader)
 	}
-	return d.Boot.Entry(inv, n, format, d.baseURL())
+	return d.boot.Entry(inv, n, format, d.baseURL())
 }
 
 // BMCFacts is a node's BMC device ID and power state (the API type).

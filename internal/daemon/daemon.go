@@ -1,8 +1,16 @@
 // Package daemon is the netbootui daemon core: it holds the inventory in force
 // (reloading it when the file changes and keeping the last good one when a new
-// one is invalid), the boot-state tracker, the image store and the TFTP and HTTP
-// boot servers, and offers the operations the API and the console call.
-// It has no terminal and no API transport of its own: internal/api serves it.
+// one is invalid), the durable state behind internal/state's interfaces (the
+// boot-state tracker's store, learned addresses, rollouts, audit, console
+// captures), the image store and the boot servers (HTTP, TFTP, proxyDHCP),
+// and offers the operations the API and the console call.
+//
+// One lifecycle (internal/lifecycle) runs every server: New sets them up
+// unbound, Add takes the caller's own (the API socket and the SSH console:
+// internal/api imports this package, so cmd hands them over), Listen binds
+// them all or none, Run serves them until its context ends or one fails,
+// then closes them all and the state. The package keeps no package-level
+// mutable state: everything belongs to a Daemon.
 //
 // BMCs are reached only through the power seam (internal/power): the daemon
 // holds a power.Service over the registry of Config.Backends (default: every
@@ -16,7 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/netbootui/netbootui/internal/apitype"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -29,16 +37,19 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/netbootui/netbootui/internal/audit"
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/consolehub"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/lifecycle"
 	"github.com/netbootui/netbootui/internal/netlimit"
 	"github.com/netbootui/netbootui/internal/power"
 	"github.com/netbootui/netbootui/internal/power/backends"
 	"github.com/netbootui/netbootui/internal/pxe"
 	"github.com/netbootui/netbootui/internal/rollout"
+	"github.com/netbootui/netbootui/internal/state"
+	"github.com/netbootui/netbootui/internal/state/local"
 	"github.com/netbootui/netbootui/internal/tftp"
 )
 
@@ -76,45 +87,52 @@ type Config struct {
 	// HTTPLimits are the HTTP boot server's timeouts and connection cap
 	// (zero fields: netlimit's defaults, the cap from the fd limit).
 	HTTPLimits netlimit.Limits
-	Logger     *slog.Logger
+	// ProxyDHCP answers PXE clients on an interface (Interface "": none).
+	ProxyDHCP ProxyDHCPOptions
+	// State is the durable state; nil opens the single-head store in
+	// DataDir (internal/state/local). The daemon closes it.
+	State  state.Store
+	Logger *slog.Logger
 }
 
-// Daemon is a running netbootui core.
+// Daemon is a running netbootui core: the inventory in force, the state
+// (internal/state), the boot servers and the workflows, run by one
+// lifecycle (internal/lifecycle) with the servers its caller adds.
 type Daemon struct {
 	cfg    Config
 	log    *slog.Logger
 	inv    atomic.Pointer[inventory.Inventory]
 	tokens *pxe.Tokens
 
-	// Tracker follows every node's boot.
-	Tracker *bootstate.Tracker
-	// Images is the generation store.
-	Images *image.Store
-	// Boot answers boot requests (shared by the TFTP and HTTP servers).
-	Boot *pxe.Boot
-	// Registry holds the daemon's Prometheus metrics.
-	Registry *prometheus.Registry
+	store    state.Store
+	tracker  *bootstate.Tracker // every node's boot
+	images   *image.Store       // the generation store
+	boot     *pxe.Boot          // boot answers, shared by TFTP and HTTP
+	registry *prometheus.Registry
+	audit    state.Audit
+	power    *power.Service
+	builds   *image.Queue
+	rollouts *rollout.Manager
 
-	state     *bootstate.Store
-	power     *power.Service
 	consoles  *consolehub.Hubs
-	builds    *image.Queue
-	audit     *audit.Log
-	resultMu  sync.Mutex
+	servers   lifecycle.Group
+	http      *httpService // nil when disabled
 	tftp      *tftp.Server
-	httpSrv   *http.Server
-	httpLn    net.Listener
+	closeOnce sync.Once
+
+	resultMu  sync.Mutex
 	editMu    sync.Mutex
 	unknown   *unknownTable
 	reloadMu  sync.Mutex
 	reloadErr string
 	reloadAt  time.Time
-	rollouts  *rollout.Manager
 	sessions  sessionTable // admins' sessions on images (sessions.go)
 }
 
-// New loads the inventory (which must be valid), opens the data directory and
-// binds the boot servers' listeners. Call Run to serve.
+// New loads the inventory (which must be valid), opens the state and the
+// image store and sets up the boot servers without binding them. Add the
+// caller's servers, then Listen (to learn the bound addresses) and Run;
+// a Daemon that will not Run must be closed with Close.
 func New(cfg Config) (_ *Daemon, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -126,17 +144,24 @@ func New(cfg Config) (_ *Daemon, err error) {
 		cfg.ReloadInterval = 2 * time.Second
 	}
 	if cfg.InventoryPath == "" || cfg.DataDir == "" {
+		if cfg.State != nil {
+			cfg.State.Close()
+		}
 		return nil, errors.New("daemon: inventory path and data dir are required")
 	}
 	if cfg.Backends == nil {
 		cfg.Backends = backends.Registry()
 	}
-	d := &Daemon{cfg: cfg, log: cfg.Logger, Registry: prometheus.NewRegistry(), unknown: newUnknownTable(MaxUnknown)}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, registry: prometheus.NewRegistry(), store: cfg.State, unknown: newUnknownTable(MaxUnknown)}
 	defer func() {
 		if err != nil {
 			d.close()
 		}
 	}()
+	pdhcp, err := newProxyDHCP(cfg.ProxyDHCP, cfg)
+	if err != nil {
+		return nil, err
+	}
 	inv, err := d.loadInventory()
 	if err != nil {
 		return nil, err
@@ -145,29 +170,33 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, err
 	}
-	if d.audit, err = audit.Open(filepath.Join(cfg.DataDir, "audit.log"), 1000); err != nil {
-		return nil, err
+	if d.store == nil {
+		if d.store, err = local.Open(cfg.DataDir); err != nil {
+			return nil, err
+		}
 	}
+	d.audit = d.store.Audit()
 	if cfg.Power.Logger == nil {
 		cfg.Power.Logger = cfg.Logger
 	}
 	d.power = power.New(cfg.Power, cfg.Backends)
 	d.consoles = consolehub.New(cfg.Logger)
-	if d.tokens, err = pxe.LoadTokens(filepath.Join(cfg.DataDir, "token.key")); err != nil {
+	key, err := d.store.TokenKey()
+	if err != nil {
 		return nil, err
 	}
-	if d.Images, err = image.OpenStore(filepath.Join(cfg.DataDir, "images")); err != nil {
+	if d.tokens, err = pxe.NewTokens(key); err != nil {
 		return nil, err
 	}
-	builder, err := image.NewBuilder(d.Images)
+	if d.images, err = image.OpenStore(filepath.Join(cfg.DataDir, "images")); err != nil {
+		return nil, err
+	}
+	builder, err := image.NewBuilder(d.images)
 	if err != nil {
 		return nil, err
 	}
 	d.builds = image.NewQueue(builder, 1)
-	if d.state, err = bootstate.OpenStore(filepath.Join(cfg.DataDir, "state.db")); err != nil {
-		return nil, err
-	}
-	if d.Tracker, err = bootstate.New(bootstate.Options{Store: d.state, StallTimeout: cfg.StallTimeout, Logger: cfg.Logger}); err != nil {
+	if d.tracker, err = bootstate.New(bootstate.Options{Store: d.store.BootStates(), StallTimeout: cfg.StallTimeout, Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
 	d.preparePersist(inv)
@@ -182,48 +211,176 @@ func New(cfg Config) (_ *Daemon, err error) {
 			return nil, err
 		}
 	}
-	d.Boot = &pxe.Boot{
+	d.boot = &pxe.Boot{
 		Inventory:    d.Inventory,
 		Renderer:     renderer,
-		Images:       d.Images,
+		Images:       d.images,
 		Tokens:       d.tokens,
 		Loaders:      loaders,
 		Events:       d.apply,
 		AdvertiseURL: cfg.AdvertiseURL,
+		Addresses:    d.store.Addresses(),
 		Logger:       cfg.Logger,
 	}
 	if err := d.openRollouts(); err != nil {
 		return nil, err
 	}
 	if cfg.HTTPListen != "" {
-		ln, err := net.Listen("tcp", cfg.HTTPListen)
-		if err != nil {
-			return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPListen, err)
-		}
 		limits := cfg.HTTPLimits.WithDefaults()
-		capped := limits.Listener(ln)
-		d.httpLn = capped
-		d.Boot.DefaultURL = defaultURL(d.httpLn.Addr())
-		hs := &pxe.HTTPServer{Boot: d.Boot, Registry: d.Registry}
-		d.Registry.MustRegister(newStageCollector(d), prometheus.NewCounterFunc(prometheus.CounterOpts{
+		hs := &pxe.HTTPServer{Boot: d.boot, Registry: d.registry}
+		d.http = &httpService{addr: cfg.HTTPListen, boot: d.boot, log: cfg.Logger, limits: limits, handler: hs.Handler(),
+			errorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
+		d.registry.MustRegister(newStageCollector(d), prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "netbootui_http_connections_shed_total", Help: "HTTP connections closed unanswered because the connection cap was reached.",
-		}, func() float64 { return float64(capped.Shed()) }))
-		d.httpSrv = capped.Server(hs.Handler(), slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug))
+		}, func() float64 { return float64(d.http.shed()) }))
 		cfg.Logger.Debug("http limits", "max_conns", limits.MaxConns, "header_timeout", limits.ReadHeaderTimeout,
 			"read_timeout", limits.ReadTimeout, "idle_timeout", limits.IdleTimeout, "write_timeout", limits.WriteTimeout)
+		d.servers.Add("http", d.http)
 	}
 	if cfg.TFTPListen != "" {
-		d.tftp = pxe.NewTFTPServer(d.Boot, func(client netip.AddrPort, name string, reason error) {
-			d.Boot.Denied(bootstate.Event{Proto: "tftp", Remote: client.String(),
+		d.tftp = pxe.NewTFTPServer(d.boot, func(client netip.AddrPort, name string, reason error) {
+			d.boot.Denied(bootstate.Event{Proto: "tftp", Remote: client.String(),
 				Path: fmt.Sprintf("%q", name), Error: reason.Error()}, "tftp: request refused")
 		})
 		d.tftp.Logger = cfg.Logger
-		if err := d.tftp.Listen(cfg.TFTPListen); err != nil {
-			return nil, fmt.Errorf("tftp listen %s: %w", cfg.TFTPListen, err)
-		}
+		d.servers.Add("tftp", &tftpService{s: d.tftp, addr: cfg.TFTPListen, log: cfg.Logger})
 	}
+	if pdhcp != nil {
+		pdhcp.d = d
+		d.servers.Add("proxydhcp", pdhcp)
+	}
+	d.servers.Go("tracker", func(ctx context.Context) error { d.tracker.Run(ctx); return nil })
+	d.servers.Go("nfs trees", func(context.Context) error { d.publishNFSTrees(); return nil })
+	if cfg.PowerPoll > 0 {
+		d.servers.Go("power poller", func(ctx context.Context) error {
+			<-d.power.Poll(ctx, d.pollTargets, cfg.PowerPoll, 64, d.onPoll)
+			return nil
+		})
+	}
+	d.servers.Go("inventory watch", func(ctx context.Context) error {
+		inventory.Watch(ctx, cfg.InventoryPath, cfg.ReloadInterval, d.onInventory, d.parseOptions()...)
+		return nil
+	})
 	return d, nil
 }
+
+// Add hands the daemon a server of its caller (the API socket, the SSH
+// console) to listen, serve and close with its own. Call it before Listen.
+func (d *Daemon) Add(name string, s lifecycle.Service) { d.servers.Add(name, s) }
+
+// Listen binds every server (the boot servers first, then those added), in
+// order; when one fails, those already bound are closed again and the
+// error names the server. Run calls it when the caller did not.
+func (d *Daemon) Listen() error { return d.servers.Listen() }
+
+// Run serves until ctx ends or a server fails, then closes every server,
+// waits for the workflows, flushes and closes the state. It returns the
+// first failure (nil when ctx ended it).
+func (d *Daemon) Run(ctx context.Context) error {
+	err := d.servers.Serve(ctx)
+	if err != nil {
+		d.log.Error("server failed", "err", err)
+	}
+	d.close()
+	return err
+}
+
+// Close releases a Daemon that will not Run (Run closes its own). Safe to
+// call more than once.
+func (d *Daemon) Close() error {
+	d.close()
+	return nil
+}
+
+// httpService is the HTTP boot server in the daemon's lifecycle, behind
+// netlimit's connection cap and timeouts.
+type httpService struct {
+	addr     string
+	boot     *pxe.Boot
+	log      *slog.Logger
+	limits   netlimit.Limits
+	handler  http.Handler
+	errorLog *log.Logger
+
+	mu  sync.Mutex
+	ln  *netlimit.Listener // nil before Listen
+	srv *http.Server
+}
+
+func (h *httpService) Listen() error {
+	ln, err := net.Listen("tcp", h.addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", h.addr, err)
+	}
+	capped := h.limits.Listener(ln)
+	h.mu.Lock()
+	h.ln, h.srv = capped, capped.Server(h.handler, h.errorLog)
+	h.mu.Unlock()
+	h.boot.DefaultURL = defaultURL(ln.Addr())
+	return nil
+}
+
+func (h *httpService) listener() (*netlimit.Listener, *http.Server) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.ln, h.srv
+}
+
+func (h *httpService) addrOf() net.Addr {
+	if ln, _ := h.listener(); ln != nil {
+		return ln.Addr()
+	}
+	return nil
+}
+
+// shed counts the connections closed unanswered at the cap.
+func (h *httpService) shed() uint64 {
+	if ln, _ := h.listener(); ln != nil {
+		return ln.Shed()
+	}
+	return 0
+}
+
+func (h *httpService) Serve() error {
+	ln, srv := h.listener()
+	h.log.Info("http boot server listening", "addr", ln.Addr().String(), "url", h.boot.DefaultURL)
+	return srv.Serve(ln)
+}
+
+// Close lets requests under way finish (for up to 5 s) and closes the
+// listener even when Serve never ran.
+func (h *httpService) Close() error {
+	ln, srv := h.listener()
+	if ln == nil {
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	ln.Close()
+	return err
+}
+
+// tftpService is the TFTP server in the daemon's lifecycle.
+type tftpService struct {
+	s    *tftp.Server
+	addr string
+	log  *slog.Logger
+}
+
+func (t *tftpService) Listen() error {
+	if err := t.s.Listen(t.addr); err != nil {
+		return fmt.Errorf("listen %s: %w", t.addr, err)
+	}
+	return nil
+}
+
+func (t *tftpService) Serve() error {
+	t.log.Info("tftp server listening", "addr", t.s.LocalAddr().String())
+	return t.s.Serve()
+}
+
+func (t *tftpService) Close() error { return t.s.Close() }
 
 // defaultURL turns the HTTP listener's address into a URL nodes can use. A
 // wildcard address becomes the first non-loopback address of the host.
@@ -250,25 +407,53 @@ func defaultURL(a net.Addr) string {
 // apply records a boot event. It is the Boot's event sink.
 func (d *Daemon) apply(ev bootstate.Event) {
 	d.unknown.see(ev)
-	d.Tracker.Apply(ev)
+	d.tracker.Apply(ev)
 }
 
 // Apply records an event from outside the boot servers (power actions, admin
 // marks).
-func (d *Daemon) Apply(ev bootstate.Event) bootstate.NodeState { return d.Tracker.Apply(ev) }
+func (d *Daemon) Apply(ev bootstate.Event) bootstate.NodeState { return d.tracker.Apply(ev) }
+
+// Subscribe streams every boot event from now on (see
+// bootstate.Tracker.Subscribe); Close the subscription when done.
+func (d *Daemon) Subscribe(buffer int) *bootstate.Subscription { return d.tracker.Subscribe(buffer) }
+
+// NodeState returns a node's boot state (false when the tracker has none).
+func (d *Daemon) NodeState(node string) (bootstate.NodeState, bool) { return d.tracker.Get(node) }
 
 // Inventory returns the inventory in force.
 func (d *Daemon) Inventory() *inventory.Inventory { return d.inv.Load() }
 
-// HTTPAddr is the bound address of the HTTP boot server (nil when disabled).
-func (d *Daemon) HTTPAddr() net.Addr {
-	if d.httpLn == nil {
-		return nil
+// Images is the generation store (for builders and checks outside the
+// daemon: the demo's and the tests' image builds).
+func (d *Daemon) Images() *image.Store { return d.images }
+
+// BootURL is the base URL nodes reach the HTTP boot server at: the
+// advertised one, else the one derived from the bound listener ("" before
+// Listen or when HTTP is disabled).
+func (d *Daemon) BootURL() string {
+	if d.boot.AdvertiseURL != "" {
+		return d.boot.AdvertiseURL
 	}
-	return d.httpLn.Addr()
+	return d.boot.DefaultURL
 }
 
-// TFTPAddr is the bound address of the TFTP server (nil when disabled).
+// SetAdvertiseURL changes the base URL rendered into boot entries (as
+// Config.AdvertiseURL), e.g. once Listen has chosen a port that guests
+// reach through a NAT. Call it before Run.
+func (d *Daemon) SetAdvertiseURL(u string) { d.boot.AdvertiseURL = u }
+
+// HTTPAddr is the bound address of the HTTP boot server (nil when disabled
+// or before Listen).
+func (d *Daemon) HTTPAddr() net.Addr {
+	if d.http == nil {
+		return nil
+	}
+	return d.http.addrOf()
+}
+
+// TFTPAddr is the bound address of the TFTP server (nil when disabled or
+// before Listen).
 func (d *Daemon) TFTPAddr() net.Addr {
 	if d.tftp == nil {
 		return nil
@@ -276,90 +461,30 @@ func (d *Daemon) TFTPAddr() net.Addr {
 	return d.tftp.LocalAddr()
 }
 
-// Run serves until ctx ends, then shuts every server down and flushes state.
-func (d *Daemon) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 4)
-	var wg sync.WaitGroup
-	run := func(name string, f func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("%s: %w", name, err)
-			}
-		}()
-	}
-	if d.httpSrv != nil {
-		run("http", func() error { return d.httpSrv.Serve(d.httpLn) })
-		d.log.Info("http boot server listening", "addr", d.httpLn.Addr().String(), "url", d.Boot.DefaultURL)
-	}
-	if d.tftp != nil {
-		run("tftp", d.tftp.Serve)
-		d.log.Info("tftp server listening", "addr", d.tftp.LocalAddr().String())
-	}
-	run("tracker", func() error { d.Tracker.Run(ctx); return nil })
-	run("nfs trees", func() error { d.publishNFSTrees(); return nil })
-	if d.cfg.PowerPoll > 0 {
-		polled := d.power.Poll(ctx, d.pollTargets, d.cfg.PowerPoll, 64, d.onPoll)
-		run("power poller", func() error { <-polled; return nil })
-	}
-	run("inventory watch", func() error {
-		inventory.Watch(ctx, d.cfg.InventoryPath, d.cfg.ReloadInterval, d.onInventory, d.parseOptions()...)
-		return nil
-	})
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-		d.log.Error("server failed", "err", err)
-	}
-	cancel()
-	d.shutdown()
-	wg.Wait()
-	d.close()
-	return err
-}
-
-func (d *Daemon) shutdown() {
-	if d.httpSrv != nil {
-		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
-		d.httpSrv.Shutdown(sctx)
-		c()
-	}
-	if d.tftp != nil {
-		d.tftp.Close()
-	}
-}
-
-// close releases what New opened; safe on a half-built Daemon.
+// close releases what New opened, after the servers: safe on a half-built
+// Daemon and more than once.
 func (d *Daemon) close() {
-	d.closeSessions()
-	if d.httpLn != nil && d.httpSrv == nil {
-		d.httpLn.Close()
-	}
-	if d.tftp != nil {
-		d.tftp.Close()
-	}
-	d.closeRollouts()
-	if d.Tracker != nil {
-		if err := d.Tracker.Close(); err != nil {
-			d.log.Error("flushing boot state", "err", err)
+	d.closeOnce.Do(func() {
+		d.servers.Close()
+		d.closeSessions()
+		d.closeRollouts()
+		if d.tracker != nil {
+			if err := d.tracker.Close(); err != nil {
+				d.log.Error("flushing boot state", "err", err)
+			}
 		}
-	}
-	if d.state != nil {
-		d.state.Close()
-	}
-	if d.consoles != nil {
-		d.consoles.Close()
-	}
-	if d.power != nil {
-		d.power.Close()
-	}
-	if d.audit != nil {
-		d.audit.Close()
-	}
+		if d.consoles != nil {
+			d.consoles.Close()
+		}
+		if d.power != nil {
+			d.power.Close()
+		}
+		if d.store != nil {
+			if err := d.store.Close(); err != nil {
+				d.log.Error("closing state", "err", err)
+			}
+		}
+	})
 }
 
 // loadInventory loads and validates the inventory, refusing also what the
@@ -390,7 +515,7 @@ func (d *Daemon) onInventory(inv *inventory.Inventory, err error) {
 		if msg != d.reloadErr {
 			d.log.Error("inventory invalid, keeping the last good one", "path", d.cfg.InventoryPath,
 				"revision", short(d.Inventory().Revision), "err", msg)
-			d.Tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "inventory",
+			d.tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "inventory",
 				Error: "inventory reload failed, still serving revision " + short(d.Inventory().Revision) + ": " + msg})
 		}
 		d.reloadErr = msg
@@ -407,7 +532,7 @@ func (d *Daemon) onInventory(inv *inventory.Inventory, err error) {
 	if old == nil || old.Revision != inv.Revision {
 		d.preparePersist(inv)
 		d.log.Info("inventory loaded", "path", inv.Path, "revision", short(inv.Revision), "nodes", len(inv.Nodes))
-		d.Tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "inventory",
+		d.tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "inventory",
 			Message: fmt.Sprintf("inventory revision %s loaded: %d nodes", short(inv.Revision), len(inv.Nodes))})
 	}
 }

@@ -1,12 +1,10 @@
-package daemon
+package daemon_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -17,6 +15,8 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
+	. "github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
 )
@@ -53,15 +53,14 @@ nodes:
 `
 
 type testEnv struct {
-	t      *testing.T
-	dir    string
-	inv    string
-	d      *Daemon
-	base   string // http://127.0.0.1:PORT
-	gen    string
-	cancel context.CancelFunc
-	done   chan error
-	files  map[string][]byte
+	t     *testing.T
+	dir   string
+	inv   string
+	d     *Daemon
+	env   *daemontest.Env
+	base  string // http://127.0.0.1:PORT
+	gen   string
+	files map[string][]byte
 }
 
 // startDaemon runs a daemon on loopback with a published generation of image
@@ -89,48 +88,29 @@ func startDaemon(t *testing.T) *testEnv {
 }
 
 func (e *testEnv) start(src map[string]string) {
-	t := e.t
-	d, err := New(Config{
-		InventoryPath: e.inv, DataDir: filepath.Join(e.dir, "data"),
-		HTTPListen: "127.0.0.1:0", TFTPListen: "127.0.0.1:0",
-		StallTimeout: time.Minute, ReloadInterval: 50 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.d = d
-	if src != nil {
-		m, err := d.ImportImage(ImportRequest{Image: "compute", Kernel: src[image.FileKernel], Initrd: src[image.FileInitrd], Rootfs: src[image.FileRootfs], Publish: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.gen = m.ID
-	} else {
-		e.gen, _ = d.Images.Current("compute")
-	}
-	e.base = "http://" + d.HTTPAddr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel = cancel
-	e.done = make(chan error, 1)
-	go func() { e.done <- d.Run(ctx) }()
-	t.Cleanup(e.stop)
+	e.env = daemontest.Start(e.t, daemontest.Options{Dir: e.dir,
+		Config: Config{TFTPListen: "127.0.0.1:0", StallTimeout: time.Minute, ReloadInterval: 50 * time.Millisecond},
+		Before: func(d *Daemon) error {
+			if src == nil {
+				e.gen, _ = d.Images().Current("compute")
+				return nil
+			}
+			m, err := d.ImportImage(ImportRequest{Image: "compute", Kernel: src[image.FileKernel], Initrd: src[image.FileInitrd], Rootfs: src[image.FileRootfs], Publish: true})
+			if err != nil {
+				return err
+			}
+			e.gen = m.ID
+			return nil
+		}})
+	e.d = e.env.D
+	e.base = e.env.HTTPBase()
 }
 
+// stop stops the daemon (the test's cleanup would otherwise).
 func (e *testEnv) stop() {
-	if e.cancel == nil {
-		return
+	if err := e.env.Stop(); err != nil {
+		e.t.Errorf("Run: %v", err)
 	}
-	e.cancel()
-	select {
-	case err := <-e.done:
-		if err != nil {
-			e.t.Errorf("Run: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		e.t.Error("daemon did not stop")
-	}
-	e.cancel = nil
 }
 
 func (e *testEnv) get(path string) (int, []byte) {
@@ -145,7 +125,7 @@ func (e *testEnv) get(path string) (int, []byte) {
 }
 
 func (e *testEnv) state(node string) bootstate.NodeState {
-	st, _ := e.d.Tracker.Get(node)
+	st, _ := e.d.NodeState(node)
 	return st
 }
 
@@ -157,7 +137,7 @@ func TestHTTPBootFlow(t *testing.T) {
 	}
 	s := string(script)
 	for _, want := range []string{"#!ipxe", "/images/compute/" + e.gen + "/vmlinuz?node=n02", "netbootui.node=n02",
-		"netbootui.token=" + e.d.tokens.Token("n02"), "console=ttyS0", "quiet", "root=live:" + e.base + "/images/compute/" + e.gen + "/rootfs.squashfs"} {
+		"netbootui.token=" + e.d.Token("n02"), "console=ttyS0", "quiet", "root=live:" + e.base + "/images/compute/" + e.gen + "/rootfs.squashfs"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("script lacks %q:\n%s", want, s)
 		}
@@ -166,7 +146,7 @@ func TestHTTPBootFlow(t *testing.T) {
 		t.Fatalf("after script: stage %q", st.Stage)
 	}
 	for _, f := range image.BootFiles {
-		code, body := e.get("/images/compute/" + e.gen + "/" + f + "?node=n02&auth=" + e.d.tokens.FetchKey("n02"))
+		code, body := e.get("/images/compute/" + e.gen + "/" + f + "?node=n02&auth=" + e.d.FetchKey("n02"))
 		if code != 200 || !bytes.Equal(body, e.files[f]) {
 			t.Fatalf("%s: code %d, %d bytes (want %d)", f, code, len(body), len(e.files[f]))
 		}
@@ -190,13 +170,13 @@ func TestHTTPBootFlow(t *testing.T) {
 		t.Fatalf("bad token moved the node to %q", st.Stage)
 	}
 	// n01's token does not work for n02.
-	form.Set("token", e.d.tokens.Token("n01"))
+	form.Set("token", e.d.Token("n01"))
 	resp, _ = http.PostForm(e.base+"/checkin", form)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("another node's token: status %d", resp.StatusCode)
 	}
-	form.Set("token", e.d.tokens.Token("n02"))
+	form.Set("token", e.d.Token("n02"))
 	resp, _ = http.PostForm(e.base+"/checkin", form)
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
@@ -224,7 +204,7 @@ func TestHTTPBootFlow(t *testing.T) {
 		if ev.Kind == bootstate.KindDenied {
 			denied++
 		}
-		if strings.Contains(fmt.Sprintf("%+v", ev), e.d.tokens.Token("n01")) {
+		if strings.Contains(fmt.Sprintf("%+v", ev), e.d.Token("n01")) {
 			t.Fatalf("event leaks a token: %+v", ev)
 		}
 	}
@@ -257,7 +237,7 @@ func TestUnknownMACAndBadRequests(t *testing.T) {
 	if code, _ := e.get("/boot/not-a-mac.ipxe"); code != 400 {
 		t.Fatalf("bad MAC: %d", code)
 	}
-	if code, _ := e.get("/images/compute/0123456789abcdef/vmlinuz?node=n01&auth=" + e.d.tokens.FetchKey("n01")); code != 404 {
+	if code, _ := e.get("/images/compute/0123456789abcdef/vmlinuz?node=n01&auth=" + e.d.FetchKey("n01")); code != 404 {
 		t.Fatalf("missing generation: %d", code)
 	}
 	if st := e.state("n01"); st.Stage != bootstate.StageFailed || !strings.Contains(st.Error, "404") {
@@ -340,7 +320,7 @@ const secretMarker = "TOP-SECRET-MARKER-7d1f"
 // plantSecrets puts a secret beside the boot root and links out of it.
 func plantSecrets(t *testing.T, e *testEnv) {
 	t.Helper()
-	root := e.d.Boot.Loaders.Dir
+	root := e.d.Loaders().Dir
 	os.WriteFile(filepath.Join(filepath.Dir(root), "secret.txt"), []byte(secretMarker), 0o644)
 	os.MkdirAll(filepath.Join(e.dir, "outside"), 0o755)
 	os.WriteFile(filepath.Join(e.dir, "outside", "secret.txt"), []byte(secretMarker), 0o644)

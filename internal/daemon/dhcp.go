@@ -12,17 +12,19 @@ import (
 	"github.com/netbootui/netbootui/internal/dhcp/proxy"
 )
 
-// ProxyDHCP is a proxyDHCP responder bound to its interface (ports 67 and
-// 4011) and waiting for ServeProxyDHCP. A nil *ProxyDHCP is valid: no
-// responder.
-type ProxyDHCP struct {
-	conn *proxy.Conn
+// proxyDHCP is the proxyDHCP responder in the daemon's lifecycle: Listen
+// binds its interface's ports 67 and 4011, Serve answers until Close.
+type proxyDHCP struct {
+	d *Daemon
 	// base is the boot URL (http://HOST:PORT) nodes are chained to; ""
 	// means the HTTP server's bound port on the interface's address, or on
 	// the listener's own address when listenerHost is set.
 	base         string
 	listenerHost bool
 	opts         ProxyDHCPOptions
+	conn         *proxy.Conn
+	ctx          context.Context
+	cancel       context.CancelFunc
 }
 
 // ProxyDHCPOptions choose the proxyDHCP responder's interface and answers.
@@ -37,13 +39,16 @@ type ProxyDHCPOptions struct {
 	EFILoader string
 }
 
-// ListenProxyDHCP binds the proxyDHCP ports on o.Interface ("" returns nil:
-// no responder). Call it before New, so that a missing permission, interface
-// or address is reported (naming the interface and the port) before the
-// data directory is opened. The boot URL nodes are chained to is
-// cfg.AdvertiseURL when set, else the HTTP listener's address when it names
-// one, else the interface's IPv4 address with the HTTP port.
-func ListenProxyDHCP(o ProxyDHCPOptions, cfg Config) (*ProxyDHCP, error) {
+// newProxyDHCP checks the options (nil, nil when o.Interface is "") and
+// that the interface's ports can be bound (a trial bind, released at once:
+// the lifecycle's Listen binds them for good), so that New refuses a bad
+// loader, a missing permission, interface or address, naming the interface
+// and the port, before it reads the inventory or opens the data
+// directory. The boot URL
+// nodes are chained to is cfg.AdvertiseURL when set, else the HTTP
+// listener's address when it names one, else the interface's IPv4 address
+// with the HTTP port.
+func newProxyDHCP(o ProxyDHCPOptions, cfg Config) (*proxyDHCP, error) {
 	iface := o.Interface
 	if iface == "" {
 		return nil, nil
@@ -51,7 +56,8 @@ func ListenProxyDHCP(o ProxyDHCPOptions, cfg Config) (*ProxyDHCP, error) {
 	if err := (dhcp.Options{HTTPBase: "http://x", EFILoader: o.EFILoader}).Validate(); err != nil {
 		return nil, fmt.Errorf("--proxydhcp %s: %w", iface, err)
 	}
-	p := &ProxyDHCP{opts: o}
+	p := &proxyDHCP{opts: o}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	switch {
 	case cfg.AdvertiseURL != "":
 		p.base = strings.TrimSuffix(cfg.AdvertiseURL, "/")
@@ -69,32 +75,41 @@ func ListenProxyDHCP(o ProxyDHCPOptions, cfg Config) (*ProxyDHCP, error) {
 			p.listenerHost = true
 		}
 	}
-	conn, err := proxy.Listen(iface)
+	trial, err := proxy.Listen(iface)
 	if err != nil {
 		return nil, err
 	}
-	p.conn = conn
+	trial.Close()
 	return p, nil
 }
 
-// Close releases the sockets of a responder that was never served.
-func (p *ProxyDHCP) Close() error {
-	if p == nil {
+// Listen binds the interface's proxyDHCP ports (errors name the interface
+// and the port).
+func (p *proxyDHCP) Listen() error {
+	conn, err := proxy.Listen(p.opts.Interface)
+	if err != nil {
+		return err
+	}
+	p.conn = conn
+	return nil
+}
+
+// Close stops Serve and releases the sockets.
+func (p *proxyDHCP) Close() error {
+	p.cancel()
+	if p.conn == nil {
 		return nil
 	}
 	return p.conn.Close()
 }
 
-// ServeProxyDHCP answers PXE clients on p's interface until ctx ends, with
-// the inventory in force (reloads included) and the tracker's view of each
+// Serve answers PXE clients on p's interface until Close, with the
+// inventory in force (reloads included) and the tracker's view of each
 // node, and records what it sees as events: dhcp for a known node's
 // firmware, info for an iPXE asking again after its loader, unknown (rate
-// limited per MAC) for a MAC the inventory does not know. A nil p does
-// nothing.
-func (d *Daemon) ServeProxyDHCP(ctx context.Context, p *ProxyDHCP) {
-	if p == nil {
-		return
-	}
+// limited per MAC) for a MAC the inventory does not know.
+func (p *proxyDHCP) Serve() error {
+	d := p.d
 	base := p.base
 	if base == "" {
 		host, port := p.conn.IP.String(), "80"
@@ -118,23 +133,20 @@ func (d *Daemon) ServeProxyDHCP(ctx context.Context, p *ProxyDHCP) {
 			return proxy.Node{Name: n.Name, Loader: n.Loader, Arch: n.Arch}, true
 		},
 		Stage: func(node string) bootstate.Stage {
-			st, _ := d.Tracker.Get(node)
+			st, _ := d.tracker.Get(node)
 			return st.Stage
 		},
 		Events: d.apply,
 		Logger: d.log,
 	})
 	if err != nil {
-		// The base was validated by ListenProxyDHCP or built from addresses.
-		d.log.Error("proxydhcp not started", "interface", p.conn.Interface, "err", err)
-		p.conn.Close()
-		return
+		// The base was validated by newProxyDHCP or built from addresses.
+		return fmt.Errorf("interface %s: %w", p.conn.Interface, err)
 	}
 	d.log.Info("proxydhcp listening", "interface", p.conn.Interface, "server", p.conn.IP.String(),
 		"ports", fmt.Sprintf("%d,%d", proxy.PortDHCP, proxy.PortPXE), "boot_url", base)
-	go func() {
-		if err := r.Serve(ctx, p.conn); err != nil {
-			d.log.Error("proxydhcp stopped", "interface", p.conn.Interface, "err", err)
-		}
-	}()
+	if err := r.Serve(p.ctx, p.conn); err != nil {
+		return fmt.Errorf("interface %s: %w", p.conn.Interface, err)
+	}
+	return nil
 }

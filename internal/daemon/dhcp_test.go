@@ -1,4 +1,4 @@
-package daemon
+package daemon_test
 
 import (
 	"bytes"
@@ -17,6 +17,8 @@ import (
 	"github.com/insomniacslk/dhcp/iana"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
+	. "github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/lab"
 	"github.com/netbootui/netbootui/internal/lab/labbuild"
 )
@@ -118,26 +120,13 @@ func TestProxyDHCPInventoryReload(t *testing.T) {
 	server.IP(t, "link", "set", "vp0", "up")
 	client.IP(t, "link", "set", "pc0", "up")
 
-	dir := t.TempDir()
-	inv := filepath.Join(dir, "nodes.yaml")
-	os.WriteFile(inv, []byte("nodes:\n  - name: other\n    nics: [{mac: \"52:54:00:6e:01:01\"}]\n"), 0o644)
-	cfg := Config{InventoryPath: inv, DataDir: filepath.Join(dir, "data"), HTTPListen: "127.0.0.1:0", Logger: testLogger(t)}
-	var p *ProxyDHCP
-	if err := server.Do(func() (err error) {
-		p, err = ListenProxyDHCP(ProxyDHCPOptions{Interface: lab.NetnsBridge}, cfg)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	d, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	d.ServeProxyDHCP(ctx, p)
-	go func() { d.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	// The daemon is set up inside the server's namespace: the proxyDHCP
+	// binds its bridge, HTTP its loopback.
+	env := daemontest.Start(t, daemontest.Options{Inventory: "nodes:\n  - name: other\n    nics: [{mac: \"52:54:00:6e:01:01\"}]\n",
+		Config: Config{ProxyDHCP: ProxyDHCPOptions{Interface: lab.NetnsBridge}, Logger: testLogger(t)},
+		In:     server.Do})
+	d := env.D
+	inv := env.InventoryPath
 
 	var raw *nclient4.Client
 	var mac string
@@ -183,7 +172,7 @@ func TestProxyDHCPInventoryReload(t *testing.T) {
 	if o := discover(); o.BootFileName != "pxelinux.0" {
 		t.Fatalf("after the reload the node got %q, want its loader pxelinux.0", o.BootFileName)
 	}
-	st, _ := d.Tracker.Get("newbie")
+	st, _ := d.NodeState("newbie")
 	if st.Stage != bootstate.StageDHCP {
 		t.Fatalf("newbie at stage %q after its DHCP request, want dhcp", st.Stage)
 	}

@@ -19,7 +19,7 @@ func (d *Daemon) ImageList() ([]ImageInfo, error) {
 	for name, im := range inv.Images {
 		names[name] = im.Description
 	}
-	stored, err := d.Images.Images()
+	stored, err := d.images.Images()
 	if err != nil {
 		return nil, err
 	}
@@ -30,11 +30,11 @@ func (d *Daemon) ImageList() ([]ImageInfo, error) {
 	}
 	var out []ImageInfo
 	for _, name := range sortedKeys(names) {
-		gens, err := d.Images.Generations(name)
+		gens, err := d.images.Generations(name)
 		if err != nil {
 			return nil, err
 		}
-		cur, _ := d.Images.Current(name)
+		cur, _ := d.images.Current(name)
 		out = append(out, ImageInfo{Name: name, Description: names[name], Current: cur, Generations: ManifestViews(gens)})
 	}
 	return out, nil
@@ -56,7 +56,7 @@ type ImportRequest struct {
 // ImportImage copies the daemon's own files into a new generation and, if
 // asked, publishes it.
 func (d *Daemon) ImportImage(r ImportRequest) (*image.Manifest, error) {
-	m, err := d.Images.Import(r.Image, map[string]string{
+	m, err := d.images.Import(r.Image, map[string]string{
 		image.FileKernel: r.Kernel, image.FileInitrd: r.Initrd, image.FileRootfs: r.Rootfs,
 	}, importSource(r.Source))
 	return d.imported(r.Image, r.Publish, m, err)
@@ -65,7 +65,7 @@ func (d *Daemon) ImportImage(r ImportRequest) (*image.Manifest, error) {
 // ImportStream makes a new generation from content a caller sent (see
 // image.Store.ImportStream for next) and, if asked, publishes it.
 func (d *Daemon) ImportStream(r apitype.ImportRequest, next func() (string, io.Reader, error)) (*image.Manifest, error) {
-	m, err := d.Images.ImportStream(r.Image, importSource(r.Source), next)
+	m, err := d.images.ImportStream(r.Image, importSource(r.Source), next)
 	return d.imported(r.Image, r.Publish, m, err)
 }
 
@@ -82,7 +82,7 @@ func (d *Daemon) imported(img string, publish bool, m *image.Manifest, err error
 	if err != nil {
 		return nil, err
 	}
-	d.Tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "image",
+	d.tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "image",
 		Message: fmt.Sprintf("image %s generation %s imported (%d bytes)", img, m.ID, m.Size())})
 	if publish {
 		if err := d.PublishImage(img, m.ID); err != nil {
@@ -94,16 +94,16 @@ func (d *Daemon) imported(img string, publish bool, m *image.Manifest, err error
 
 // PublishImage makes gen the current generation of an image.
 func (d *Daemon) PublishImage(name, gen string) error {
-	old, _ := d.Images.Current(name)
+	old, _ := d.images.Current(name)
 	// An nfs image's nodes mount the generation's tree: unpack it before
 	// any node is told to boot it.
 	if err := d.PublishNFSTree(name, gen); err != nil {
 		return err
 	}
-	if err := d.Images.Publish(name, gen); err != nil {
+	if err := d.images.Publish(name, gen); err != nil {
 		return err
 	}
-	d.Tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "image",
+	d.tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "image",
 		Message: fmt.Sprintf("image %s: current generation %s (was %q)", name, gen, old)})
 	return nil
 }

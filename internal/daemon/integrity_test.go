@@ -1,4 +1,4 @@
-package daemon
+package daemon_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
+	. "github.com/netbootui/netbootui/internal/daemon"
 )
 
 // clientFrom returns an HTTP client whose connections leave from the
@@ -46,7 +47,7 @@ func (e *testEnv) checkin(c *http.Client, form url.Values) (int, string) {
 
 // checkinForm is a valid check-in of node in boot bootID, number seq.
 func (e *testEnv) checkinForm(node, bootID string, seq int) url.Values {
-	return url.Values{"node": {node}, "token": {e.d.tokens.Token(node)}, "generation": {e.gen},
+	return url.Values{"node": {node}, "token": {e.d.Token(node)}, "generation": {e.gen},
 		"uptime": {"42.17"}, "overlay_bytes": {"0"}, "boot_id": {bootID}, "seq": {fmt.Sprint(seq)}}
 }
 
@@ -76,11 +77,11 @@ func TestStrayImageFetchNeverFailsANode(t *testing.T) {
 		path   string
 	}{
 		{"unrelated address, ?node=", stray, bogus + "?node=n01"},
-		{"unrelated address, wrong key", stray, bogus + "?node=n01&auth=" + e.d.tokens.FetchKey("n02")},
-		{"unrelated address, check-in token as key", stray, bogus + "?node=n01&auth=" + e.d.tokens.Token("n01")},
+		{"unrelated address, wrong key", stray, bogus + "?node=n01&auth=" + e.d.FetchKey("n02")},
+		{"unrelated address, check-in token as key", stray, bogus + "?node=n01&auth=" + e.d.Token("n01")},
 		{"the node's own NAT address, ?node=", http.DefaultClient, bogus + "?node=n01"},
 		{"the node's own NAT address, no node", http.DefaultClient, bogus},
-		{"a fixed node's key from another address", stray, bogus + "?node=st1&auth=" + e.d.tokens.FetchKey("st1")},
+		{"a fixed node's key from another address", stray, bogus + "?node=st1&auth=" + e.d.FetchKey("st1")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for range 20 {
@@ -112,7 +113,7 @@ func TestStrayImageFetchNeverFailsANode(t *testing.T) {
 	}
 
 	// Proof still works: n02's key fails n02; st1's own address fails st1.
-	if code := e.getFrom(stray, bogus+"?node=n02&auth="+e.d.tokens.FetchKey("n02")); code != 404 {
+	if code := e.getFrom(stray, bogus+"?node=n02&auth="+e.d.FetchKey("n02")); code != 404 {
 		t.Fatalf("proven bogus fetch: %d", code)
 	}
 	if st := e.state("n02"); st.Stage != bootstate.StageFailed || !strings.Contains(st.Error, "404") {

@@ -1,4 +1,4 @@
-package daemon
+package daemon_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
+	. "github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/image/liveinit"
 	"github.com/netbootui/netbootui/internal/lab"
@@ -64,7 +65,7 @@ nodes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	sq, _ := d.Images.Path("live-nbd", gens["live-nbd"], image.FileRootfs)
+	sq, _ := d.Images().Path("live-nbd", gens["live-nbd"], image.FileRootfs)
 	if !strings.Contains(conf, "[live-nbd."+gens["live-nbd"]+"]\n\texportname = "+sq+"\n\treadonly = true") || strings.Contains(conf, "live-http") {
 		t.Fatalf("nbd-server configuration:\n%s", conf)
 	}

@@ -22,19 +22,19 @@ func (d *Daemon) PublishNFSTree(name, gen string) error {
 		return nil
 	}
 	site := pxe.NFSSite(inv.Settings.NFS)
-	squashfs, err := d.Images.Path(name, gen, image.FileRootfs)
+	squashfs, err := d.images.Path(name, gen, image.FileRootfs)
 	if err != nil {
 		return err
 	}
 	dst := nfs.TreeDir(site, name, gen)
 	made, err := nfs.PublishTree(squashfs, dst)
 	if err != nil {
-		d.Tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "image",
+		d.tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "image",
 			Message: fmt.Sprintf("image %s generation %s: NFS tree not published: %v", name, gen, err)})
 		return fmt.Errorf("image %s generation %s: %w", name, gen, err)
 	}
 	if made {
-		d.Tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "image",
+		d.tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "image",
 			Message: fmt.Sprintf("image %s generation %s: NFS tree published at %s", name, gen, dst)})
 	}
 	return nil
@@ -49,7 +49,7 @@ func (d *Daemon) publishNFSTrees() {
 		if im.Root != nfs.Name {
 			continue
 		}
-		if gen, err := d.Images.Current(name); err == nil {
+		if gen, err := d.images.Current(name); err == nil {
 			want[[2]string{name, gen}] = true
 		}
 	}
@@ -87,7 +87,7 @@ func (d *Daemon) preparePersist(inv *inventory.Inventory) {
 		}
 		if err := nfs.MakeNodeDir(site, n.Name, n.Persist); err != nil {
 			d.log.Warn("persistent directory", "node", n.Name, "err", err)
-			d.Tracker.Apply(bootstate.Event{Node: n.Name, Kind: bootstate.KindInfo, Proto: "nfs",
+			d.tracker.Apply(bootstate.Event{Node: n.Name, Kind: bootstate.KindInfo, Proto: "nfs",
 				Error: "persistent directory not made: " + err.Error()})
 		}
 	}
@@ -97,7 +97,7 @@ func (d *Daemon) preparePersist(inv *inventory.Inventory) {
 // listen:port) for the daemon's inventory and image store: see
 // NBDServerConfigFor.
 func (d *Daemon) NBDServerConfig(listen string, port int) (string, error) {
-	return NBDServerConfigFor(d.Inventory(), d.Images, listen, port)
+	return NBDServerConfigFor(d.Inventory(), d.images, listen, port)
 }
 
 // NBDServerConfigFor returns the nbd-server configuration (listening on

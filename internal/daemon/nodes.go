@@ -36,12 +36,12 @@ func (d *Daemon) view(inv *inventory.Inventory, n *inventory.Node) NodeView {
 	if n.BMC.Host != "" {
 		v.BMC = net.JoinHostPort(n.BMC.Host, strconv.Itoa(n.BMC.Port))
 	}
-	if _, gen, err := d.Boot.Assignment(n); err != nil {
+	if _, gen, err := d.boot.Assignment(n); err != nil {
 		v.AssignError = err.Error()
 	} else {
 		v.Assigned = gen
 	}
-	st, ok := d.Tracker.Get(n.Name)
+	st, ok := d.tracker.Get(n.Name)
 	if !ok {
 		st = bootstate.NodeState{Node: n.Name}
 	}
@@ -100,22 +100,22 @@ func (d *Daemon) BootEntry(name, format string) (string, error) {
 	if format == "" {
 		format = string(n.Loader)
 	}
-	return d.Boot.Entry(inv, n, format, d.baseURL())
+	return d.boot.Entry(inv, n, format, d.baseURL())
 }
 
 func (d *Daemon) baseURL() string {
 	if d.cfg.AdvertiseURL != "" {
 		return d.cfg.AdvertiseURL
 	}
-	return d.Boot.DefaultURL
+	return d.boot.DefaultURL
 }
 
 // History returns the newest n events of a node (all nodes when name is "").
 func (d *Daemon) History(name string, n int) []bootstate.Event {
 	if name == "" {
-		return d.Tracker.Recent(n)
+		return d.tracker.Recent(n)
 	}
-	return d.Tracker.History(name, n)
+	return d.tracker.History(name, n)
 }
 
 // Edit is a change to one node's or group's inventory entry (the API type;
@@ -294,9 +294,9 @@ func (d *Daemon) PreviewEntry(p Preview) (string, error) {
 		format = string(n.Loader)
 	}
 	if strings.TrimSpace(p.Override) == "" {
-		return d.Boot.Entry(inv, n, format, d.baseURL())
+		return d.boot.Entry(inv, n, format, d.baseURL())
 	}
-	params, err := d.Boot.Params(inv, n, d.baseURL())
+	params, err := d.boot.Params(inv, n, d.baseURL())
 	if err != nil {
 		return "", err
 	}
@@ -322,7 +322,7 @@ func (c *stageCollector) Collect(ch chan<- prometheus.Metric) {
 	counts := map[string]int{}
 	inv := c.d.Inventory()
 	for _, n := range inv.Nodes {
-		st, _ := c.d.Tracker.Get(n.Name)
+		st, _ := c.d.tracker.Get(n.Name)
 		s := string(st.Stage)
 		if s == "" {
 			s = "unknown"

@@ -1,4 +1,4 @@
-package daemon
+package daemon_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
+	. "github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/lab"
 	"github.com/netbootui/netbootui/internal/pxe"
 	"github.com/netbootui/netbootui/internal/roottransport/nfs"
@@ -192,7 +193,7 @@ func waitFailed(t *testing.T, d *Daemon, vm *lab.VM, node string, wants ...strin
 	t.Helper()
 	var st bootstate.NodeState
 	for deadline := time.Now().Add(4 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
-		if st, _ = d.Tracker.Get(node); st.Stage == bootstate.StageFailed {
+		if st, _ = d.NodeState(node); st.Stage == bootstate.StageFailed {
 			break
 		}
 		if time.Now().After(deadline) {

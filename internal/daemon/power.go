@@ -130,7 +130,7 @@ func (d *Daemon) powerEvent(op power.Op, proto string, r PowerResult) {
 			ev.Message = string(op) + " failed"
 		}
 	}
-	d.Tracker.Apply(ev)
+	d.tracker.Apply(ev)
 }
 
 // pollTargets is what the power poller asks each round: every node with a
@@ -156,7 +156,7 @@ func (d *Daemon) onPoll(r power.Result) {
 	if r.Err != nil {
 		ev.Error = r.Err.Error()
 	}
-	d.Tracker.Apply(ev)
+	d.tracker.Apply(ev)
 }
 
 func (d *Daemon) auditRecord(e audit.Entry) {

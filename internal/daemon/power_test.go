@@ -1,10 +1,8 @@
-package daemon
+package daemon_test
 
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +10,8 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
+	. "github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/ipmi/ipmisim"
 	"github.com/netbootui/netbootui/internal/lab"
 	"github.com/netbootui/netbootui/internal/power"
@@ -58,17 +58,8 @@ nodes:
     nics: [{mac: "52:54:00:cc:00:03"}]
     bmc: {host: 127.0.0.1, port: 9}
 `, sims[0].Port(), sims[1].Port())
-	os.WriteFile(filepath.Join(dir, "nodes.yaml"), []byte(inv), 0o644)
-	os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte("bmc_passwords:\n  lab: pw-secret-1\n"), 0o600)
-	d, err := New(Config{InventoryPath: filepath.Join(dir, "nodes.yaml"), DataDir: filepath.Join(dir, "data"),
-		PowerPoll: 200 * time.Millisecond, Power: power.Config{CallTimeout: 2 * time.Second},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	d := daemontest.Start(t, daemontest.Options{Dir: dir, Inventory: inv, Secrets: "bmc_passwords:\n  lab: pw-secret-1\n", NoHTTP: true,
+		Config: Config{PowerPoll: 200 * time.Millisecond, Power: power.Config{CallTimeout: 2 * time.Second}}}).D
 
 	res, err := d.Power(ctx, PowerRequest{Selection: "b[1-2],gone", Op: "off", Who: "tester"}, nil)
 	if err != nil || len(res) != 3 {
@@ -87,7 +78,7 @@ nodes:
 			t.Fatalf("%s still on after power off", s.Addr())
 		}
 	}
-	if st, _ := d.Tracker.Get("b1"); st.Stage != bootstate.StageOff {
+	if st, _ := d.NodeState("b1"); st.Stage != bootstate.StageOff {
 		t.Fatalf("b1 after off: %+v", st)
 	}
 	res, err = d.Power(ctx, PowerRequest{Selection: "b1", Op: "on", Who: "tester"}, nil)
@@ -97,20 +88,20 @@ nodes:
 	if st, _ := sims[0].State(); !st.Power {
 		t.Fatal("b1's chassis is not on")
 	}
-	if st, _ := d.Tracker.Get("b1"); st.Stage != bootstate.StagePoweringOn {
+	if st, _ := d.NodeState("b1"); st.Stage != bootstate.StagePoweringOn {
 		t.Fatalf("b1 after on: stage %q", st.Stage)
 	}
 	// The poller sees b2 off and b1 on.
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		s1, _ := d.Tracker.Get("b1")
-		s2, _ := d.Tracker.Get("b2")
+		s1, _ := d.NodeState("b1")
+		s2, _ := d.NodeState("b2")
 		if s1.Power == "on" && s2.Power == "off" {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if s1, _ := d.Tracker.Get("b1"); s1.Power != "on" {
+	if s1, _ := d.NodeState("b1"); s1.Power != "on" {
 		t.Fatalf("poller: b1 power %q", s1.Power)
 	}
 	if _, err := d.Power(ctx, PowerRequest{Selection: "", Op: "cycle"}, nil); err == nil {

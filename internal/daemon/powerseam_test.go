@@ -1,11 +1,10 @@
-package daemon
+package daemon_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
+	. "github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/power"
 	"github.com/netbootui/netbootui/internal/power/backends"
 	"github.com/netbootui/netbootui/internal/power/powertest"
@@ -78,17 +79,11 @@ func TestRebootCleanThroughTestBackend(t *testing.T) {
 	if err := reg.Register(lab.Protocol()); err != nil { // the registration line
 		t.Fatal(err)
 	}
-	d, err := New(Config{InventoryPath: writeSeamInventory(t, dir, 0), DataDir: filepath.Join(dir, "data"),
-		HTTPListen: "127.0.0.1:0", TFTPListen: "127.0.0.1:0", StallTimeout: 5 * time.Second, ReloadInterval: 50 * time.Millisecond,
-		Backends: reg, Power: power.Config{CallTimeout: 3 * time.Second}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	genA := importGen(t, d, dir, 'a', true)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	var genA string
+	d := daemontest.Start(t, daemontest.Options{Dir: dir, Config: Config{InventoryPath: writeSeamInventory(t, dir, 0),
+		TFTPListen: "127.0.0.1:0", StallTimeout: 5 * time.Second, ReloadInterval: 50 * time.Millisecond,
+		Backends: reg, Power: power.Config{CallTimeout: 3 * time.Second}},
+		Before: func(d *Daemon) error { genA = importGen(t, d, dir, 'a', true); return nil }}).D
 
 	nodes := map[string]*simnode.Node{}
 	for i, name := range []string{"m1", "m2", "i1"} {
@@ -197,24 +192,5 @@ func TestRebootCleanThroughTestBackend(t *testing.T) {
 	err = d.Console(rctx, "p1", "tester", strings.NewReader(""), io.Discard, func() { t.Error("ready called") })
 	if !errors.Is(err, power.ErrNoConsole) || !strings.Contains(err.Error(), "the simpower backend has no serial console") {
 		t.Errorf("console on p1: %v", err)
-	}
-}
-
-// TestEditableBMCKeys: an edit may set a BMC's protocol and the keys of a
-// registered protocol's own section, nothing else under bmc.
-func TestEditableBMCKeys(t *testing.T) {
-	d := &Daemon{cfg: Config{Backends: backends.Registry()}}
-	for key, ok := range map[string]bool{
-		"bmc.protocol": true, "bmc.ipmi.cipher_suites": true, "bmc.cipher_suites": true, "bmc.host": true,
-		"bmc.ipmi.nosuch": false, "bmc.redfish.system": false, "bmc.ipmi": false, "bmc": false, "bmc.": false,
-	} {
-		err := d.checkEdit("group g", Edit{Set: map[string]any{key: "x"}}, true)
-		if (err == nil) != ok {
-			t.Errorf("set %s: %v", key, err)
-		}
-		err = d.checkEdit("node n", Edit{Unset: []string{key}}, false)
-		if (err == nil) != ok {
-			t.Errorf("unset %s: %v", key, err)
-		}
 	}
 }

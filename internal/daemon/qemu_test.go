@@ -1,4 +1,4 @@
-package daemon
+package daemon_test
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
+	. "github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/lab"
 	"github.com/netbootui/netbootui/internal/lab/labbuild"
 )
@@ -50,19 +52,21 @@ func startLabDaemon(t *testing.T, tftpListen string) (*Daemon, string, string) {
 	dir := t.TempDir()
 	inv := filepath.Join(dir, "nodes.yaml")
 	os.WriteFile(inv, []byte(qemuInventory(lab.MAC(10), lab.MAC(11))), 0o644)
-	d, err := New(Config{InventoryPath: inv, DataDir: filepath.Join(dir, "data"), HTTPListen: "127.0.0.1:0",
-		TFTPListen: tftpListen, StallTimeout: 2 * time.Minute,
-		Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := d.ImportImage(ImportRequest{Image: "live", Kernel: files["vmlinuz"], Initrd: files["initrd"], Rootfs: files["rootfs.squashfs"], Publish: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The guest reaches the host's loopback at 10.0.2.2 (QEMU user-mode networking).
-	port := runDaemon(t, d, "")
-	return d, m.ID, port
+	var gen, port string
+	d := daemontest.Start(t, daemontest.Options{Dir: dir, Config: Config{InventoryPath: inv,
+		TFTPListen: tftpListen, StallTimeout: 2 * time.Minute, Logger: testLogger(t)},
+		Before: func(d *Daemon) error {
+			m, err := d.ImportImage(ImportRequest{Image: "live", Kernel: files["vmlinuz"], Initrd: files["initrd"], Rootfs: files["rootfs.squashfs"], Publish: true})
+			if err != nil {
+				return err
+			}
+			gen = m.ID
+			_, port, _ = net.SplitHostPort(d.HTTPAddr().String())
+			// The guest reaches the host's loopback at 10.0.2.2 (QEMU user-mode networking).
+			d.SetAdvertiseURL("http://10.0.2.2:" + port)
+			return nil
+		}}).D
+	return d, gen, port
 }
 
 // waitBooted polls the tracker until node checks in with gen.
@@ -70,12 +74,12 @@ func waitBooted(t *testing.T, d *Daemon, vm *lab.VM, node, gen string, timeout t
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		if st, ok := d.Tracker.Get(node); ok && st.Stage == bootstate.StageBooted && st.Generation == gen {
+		if st, ok := d.NodeState(node); ok && st.Stage == bootstate.StageBooted && st.Generation == gen {
 			return st
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	st, _ := d.Tracker.Get(node)
+	st, _ := d.NodeState(node)
 	var evs []string
 	for _, ev := range d.History(node, 30) {
 		evs = append(evs, fmt.Sprintf("%s %s %s %s", ev.Kind, ev.Stage, ev.Path, ev.Error))
@@ -132,7 +136,7 @@ func TestQEMUBootThroughPxelinux(t *testing.T) {
 		ln.Close()
 	}
 	d, gen, _ := startLabDaemon(t, "127.0.0.2:69")
-	if d.Boot.Loaders.Aliases["pxelinux.0"] == "" || d.Boot.Loaders.Aliases["ldlinux.c32"] == "" {
+	if d.Loaders().Aliases["pxelinux.0"] == "" || d.Loaders().Aliases["ldlinux.c32"] == "" {
 		lab.RequireTools(t, "pxelinux.0 and ldlinux.c32 (packages pxelinux, syslinux-common)")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

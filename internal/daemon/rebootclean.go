@@ -59,7 +59,7 @@ func (d *Daemon) RebootClean(ctx context.Context, req RebootRequest, onProgress 
 		}
 	}
 	stopSOL := d.captureSOL(env.targets) // console logs for failure messages (sol.go)
-	results := workflow.RebootClean(ctx, env, d.Tracker, names, workflow.Options{
+	results := workflow.RebootClean(ctx, env, d.tracker, names, workflow.Options{
 		Timeout:          req.Timeout,
 		OverlayThreshold: inv.Settings.OverlayDirtyBytes,
 		OnProgress:       d.solProgress(onProgress),
@@ -97,14 +97,14 @@ func (e *rebootEnv) Prepare(name string) (string, error) {
 	if n == nil {
 		return "", fmt.Errorf("node %s: not in the inventory", name)
 	}
-	_, gen, err := e.d.Boot.Assignment(n)
+	_, gen, err := e.d.boot.Assignment(n)
 	if errors.Is(err, image.ErrNotFound) && strings.Contains(err.Error(), "no published generation") {
 		return "", fmt.Errorf("node %s: image %s has no published generation", name, n.Image)
 	}
 	if err != nil {
 		return "", err
 	}
-	if _, err := e.d.Boot.Entry(e.inv, n, string(n.Loader), e.d.baseURL()); err != nil {
+	if _, err := e.d.boot.Entry(e.inv, n, string(n.Loader), e.d.baseURL()); err != nil {
 		return "", fmt.Errorf("node %s: boot entry does not render: %w", name, err)
 	}
 	return gen, nil

@@ -1,4 +1,4 @@
-package daemon
+package daemon_test
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
+	. "github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/demo/qemubmc"
 	"github.com/netbootui/netbootui/internal/lab"
 	"github.com/netbootui/netbootui/internal/power"
@@ -117,22 +119,20 @@ nodes:
 	}
 	writeInv(623)
 	os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte("bmc_passwords:\n  lab: "+rebootPassword+"\n"), 0o600)
-	d, err := New(Config{InventoryPath: invPath, DataDir: filepath.Join(dir, "data"), HTTPListen: "127.0.0.1:0",
-		StallTimeout: 2 * time.Minute, Power: power.Config{CallTimeout: 10 * time.Second}, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := daemontest.Start(t, daemontest.Options{Dir: dir, Config: Config{InventoryPath: invPath,
+		StallTimeout: 2 * time.Minute, Power: power.Config{CallTimeout: 10 * time.Second}, Logger: testLogger(t)},
+		Before: func(d *Daemon) error {
+			_, port, _ := net.SplitHostPort(d.HTTPAddr().String())
+			d.SetAdvertiseURL("http://10.0.2.2:" + port)
+			return nil
+		}})
+	defer env.Stop()
+	d, httpPort := env.D, env.HTTPPort()
 	m, err := d.ImportImage(ImportRequest{Image: "live", Kernel: files["vmlinuz"], Initrd: files["initrd"], Rootfs: files["rootfs.squashfs"], Publish: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	gen := m.ID
-	_, httpPort, _ := net.SplitHostPort(d.HTTPAddr().String())
-	d.Boot.AdvertiseURL = "http://10.0.2.2:" + httpPort
-	rctx, rcancel := context.WithCancel(context.Background())
-	runDone := make(chan struct{})
-	go func() { d.Run(rctx); close(runDone) }()
-	defer func() { rcancel(); <-runDone }()
 
 	// ipmi_sim's chassis_control starts and stops a TCG QEMU node that
 	// network-boots from the daemon (qemubmc).
@@ -191,7 +191,7 @@ nodes:
 		t.Fatalf("reboot-clean: %+v\nsteps %v\nchassis:\n%s\nserial:\n%s", results, steps, chassisLog(), serial())
 	}
 	t.Logf("reboot-clean took %v; steps %v", time.Since(rstart).Round(100*time.Millisecond), steps)
-	st, _ := d.Tracker.Get("e2e")
+	st, _ := d.NodeState("e2e")
 	if ev := lastCheckin(d, "e2e"); st.Generation != gen || st.Stage != bootstate.StageBooted || ev.Message == bootID {
 		t.Errorf("after reboot-clean: stage %s generation %s, check-in %q (before: %q)", st.Stage, st.Generation, ev.Message, bootID)
 	}
@@ -245,12 +245,12 @@ func waitCheckin(t *testing.T, d *Daemon, node string, timeout time.Duration, ok
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		if st, found := d.Tracker.Get(node); found && ok(st) {
+		if st, found := d.NodeState(node); found && ok(st) {
 			return st
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	st, _ := d.Tracker.Get(node)
+	st, _ := d.NodeState(node)
 	var evs []string
 	for _, ev := range d.History(node, 30) {
 		evs = append(evs, fmt.Sprintf("%s %s %s %s %s", ev.Kind, ev.Stage, ev.Path, ev.Message, ev.Error))

@@ -1,11 +1,9 @@
-package daemon
+package daemon_test
 
 import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +13,8 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
+	. "github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/power"
 	"github.com/netbootui/netbootui/internal/power/backends"
@@ -37,12 +37,9 @@ type rebootLab struct {
 func startRebootLab(t *testing.T, stopAfter map[string]string) *rebootLab {
 	t.Helper()
 	dir := t.TempDir()
-	d, err := New(Config{InventoryPath: writeRebootInventory(t, dir, nil), DataDir: filepath.Join(dir, "data"),
-		HTTPListen: "127.0.0.1:0", StallTimeout: 500 * time.Millisecond, ReloadInterval: 50 * time.Millisecond,
-		Power: power.Config{CallTimeout: 3 * time.Second}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := daemontest.Start(t, daemontest.Options{Dir: dir, Config: Config{InventoryPath: writeRebootInventory(t, dir, nil),
+		StallTimeout: 500 * time.Millisecond, ReloadInterval: 50 * time.Millisecond,
+		Power: power.Config{CallTimeout: 3 * time.Second}}}).D
 	src := map[string]string{}
 	for i, name := range image.BootFiles {
 		p := filepath.Join(dir, name)
@@ -54,10 +51,6 @@ func startRebootLab(t *testing.T, stopAfter map[string]string) *rebootLab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
 	l := &rebootLab{d: d, gen: m.ID, nodes: map[string]*simnode.Node{}}
 	ports := map[string]int{}
 	for i, name := range []string{"r1", "r2", "r3"} {
@@ -150,7 +143,7 @@ func TestRebootCleanSimulatedNodes(t *testing.T) {
 		if !r.OK || r.Generation != l.gen || r.Step != workflow.StepClean {
 			t.Errorf("%s: %+v", n, r)
 		}
-		st, _ := d.Tracker.Get(n)
+		st, _ := d.NodeState(n)
 		if st.Stage != bootstate.StageBooted || st.Generation != l.gen || st.OverlayBytes != 0 {
 			t.Errorf("%s state after the run: %+v", n, st)
 		}

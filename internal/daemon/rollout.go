@@ -4,11 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/netbootui/netbootui/internal/apitype"
-	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/image"
@@ -33,21 +32,22 @@ var stageActions = map[string]func(m *rollout.Manager, id, who string) (*rollout
 	"rollback": (*rollout.Manager).Rollback,
 }
 
-// rolloutFile is the rollout state file in the data dir.
-const rolloutFile = "rollouts.json"
-
 // openRollouts loads the persisted rollouts and makes the boot server
 // consult their staged assignments. A rollout that was running comes back
 // halted.
 func (d *Daemon) openRollouts() error {
-	m, err := rollout.Open(filepath.Join(d.cfg.DataDir, rolloutFile), &rolloutEnv{d: d})
+	m, err := rollout.Open(d.store.Documents(), &rolloutEnv{d: d})
 	if err != nil {
 		return err
 	}
 	d.rollouts = m
-	d.Boot.Staged = m.Staged
+	d.boot.Staged = m.Staged
 	return nil
 }
+
+// Staged is the image and generation a staged rollout hands node at its
+// next boot (ok false when no rollout stages it).
+func (d *Daemon) Staged(node string) (img, gen string, ok bool) { return d.rollouts.Staged(node) }
 
 // closeRollouts halts running rollouts and waits for their waves to stop.
 func (d *Daemon) closeRollouts() {
@@ -119,7 +119,7 @@ func (e *rolloutEnv) inventoryAssignment(n *inventory.Node) (gen string, pinned 
 	if n.Image == "" {
 		return "", false
 	}
-	gen, _ = e.d.Images.Current(n.Image)
+	gen, _ = e.d.images.Current(n.Image)
 	return gen, false
 }
 
@@ -132,7 +132,7 @@ func (e *rolloutEnv) Resolve(selection string) ([]rollout.Assignment, error) {
 	for i, n := range nodes {
 		gen, pinned := e.inventoryAssignment(n)
 		a := rollout.Assignment{Node: n.Name, Group: n.Group, Image: n.Image, Generation: gen, Pinned: pinned}
-		if st, ok := e.d.Tracker.Get(n.Name); ok {
+		if st, ok := e.d.tracker.Get(n.Name); ok {
 			a.Running = st.Generation
 		}
 		out[i] = a
@@ -141,7 +141,7 @@ func (e *rolloutEnv) Resolve(selection string) ([]rollout.Assignment, error) {
 }
 
 func (e *rolloutEnv) Generation(img, gen string) (string, error) {
-	gens, err := e.d.Images.Generations(img)
+	gens, err := e.d.images.Generations(img)
 	if err != nil {
 		return "", err
 	}
@@ -223,7 +223,7 @@ func (e *rolloutEnv) Promote(r *rollout.Rollout) (string, error) {
 }
 
 func (e *rolloutEnv) Event(node, msg string) {
-	e.d.Tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "rollout", Node: node, Message: msg})
+	e.d.tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "rollout", Node: node, Message: msg})
 }
 
 func (e *rolloutEnv) Audit(who, action, target string, nodes int, result string, details []string) {

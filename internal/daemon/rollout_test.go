@@ -1,11 +1,9 @@
-package daemon
+package daemon_test
 
 import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +12,8 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
+	. "github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/power"
 	"github.com/netbootui/netbootui/internal/rollout"
@@ -83,18 +83,11 @@ func importGen(t *testing.T, d *Daemon, dir string, fill byte, publish bool) str
 func TestStagedRollout(t *testing.T) {
 	dir := t.TempDir()
 	invPath := writeStageInventory(t, dir, nil)
-	d, err := New(Config{InventoryPath: invPath, DataDir: filepath.Join(dir, "data"),
-		HTTPListen: "127.0.0.1:0", StallTimeout: 500 * time.Millisecond, ReloadInterval: 50 * time.Millisecond,
-		Power: power.Config{CallTimeout: 3 * time.Second}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := daemontest.Start(t, daemontest.Options{Dir: dir, Config: Config{InventoryPath: invPath,
+		StallTimeout: 500 * time.Millisecond, ReloadInterval: 50 * time.Millisecond,
+		Power: power.Config{CallTimeout: 3 * time.Second}}}).D
 	oldGen := importGen(t, d, dir, 'a', true)
 	newGen := importGen(t, d, dir, 'n', false)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
 	base := "http://" + d.HTTPAddr().String()
 	nodes := map[string]*simnode.Node{}
 	ports := map[string]int{}
@@ -204,7 +197,7 @@ func TestStagedRollout(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"s1", "s2", "s4"} {
-		st, _ := d.Tracker.Get(name)
+		st, _ := d.NodeState(name)
 		if st.Stage != bootstate.StageBooted || st.Generation != newGen {
 			t.Errorf("%s runs %s in %s, want booted %s", name, st.Generation, st.Stage, newGen)
 		}
@@ -244,7 +237,7 @@ func TestStagedRollout(t *testing.T) {
 		t.Fatalf("after resume: %s %q", r.State, r.Reason)
 	}
 	for _, name := range stageNames {
-		st, _ := d.Tracker.Get(name)
+		st, _ := d.NodeState(name)
 		if r.Node(name).Status != rollout.NodeDone || st.Generation != newGen || assigned(name) != newGen {
 			t.Errorf("%s: %s, runs %s, assigned %s", name, r.Node(name).Status, st.Generation, assigned(name))
 		}
@@ -266,7 +259,7 @@ func TestStagedRollout(t *testing.T) {
 		t.Errorf("group g pins %q", g.Generation)
 	}
 	for _, name := range stageNames {
-		if _, _, ok := d.Boot.Staged(name); ok || assigned(name) != newGen {
+		if _, _, ok := d.Staged(name); ok || assigned(name) != newGen {
 			t.Errorf("%s after promote: staged %v, assigned %s", name, ok, assigned(name))
 		}
 	}
@@ -313,12 +306,7 @@ func TestStagedRollout(t *testing.T) {
 func TestStageRollbackAndAbort(t *testing.T) {
 	dir := t.TempDir()
 	invPath := writeStageInventory(t, dir, nil)
-	d, err := New(Config{InventoryPath: invPath, DataDir: filepath.Join(dir, "data"),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.close()
+	d := daemontest.Start(t, daemontest.Options{Dir: dir, NoHTTP: true, Config: Config{InventoryPath: invPath}}).D
 	oldGen := importGen(t, d, dir, 'a', true)
 	newGen := importGen(t, d, dir, 'n', false)
 	if _, err := d.EditNode("s6", Edit{Set: map[string]any{"image": "compute@" + newGen}}); err != nil {

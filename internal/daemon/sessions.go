@@ -88,7 +88,7 @@ func (d *Daemon) openSession(ctx context.Context, name string) (*imageSession, e
 	s := &imageSession{id: newSessionID(), busy: true}
 	t.m[s.id] = s // holds the slot while the copy is made
 	t.mu.Unlock()
-	x, err := d.Images.OpenSession(ctx, name)
+	x, err := d.images.OpenSession(ctx, name)
 	if err != nil {
 		t.mu.Lock()
 		delete(t.m, s.id)
@@ -324,7 +324,7 @@ func (d *Daemon) DecideSession(ctx context.Context, name, id string, dec apitype
 		return res, err
 	}
 	res.Manifest = ManifestView(m)
-	d.Tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "image",
+	d.tracker.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "image",
 		Message: fmt.Sprintf("image %s generation %s made from %s by %s: %s", name, m.ID, s.x.Parent(), who, s.diff.Summary())})
 	if dec.Action == apitype.SessionPublish {
 		if err := d.PublishImage(name, m.ID); err != nil {
@@ -337,7 +337,7 @@ func (d *Daemon) DecideSession(ctx context.Context, name, id string, dec apitype
 
 // VerifyImage rereads every file of a generation against its manifest.
 func (d *Daemon) VerifyImage(name, gen string) (apitype.VerifyResult, error) {
-	checks, err := d.Images.CheckFiles(name, gen)
+	checks, err := d.images.CheckFiles(name, gen)
 	if err != nil {
 		return apitype.VerifyResult{}, err
 	}
@@ -355,7 +355,7 @@ func (d *Daemon) DiffImages(ctx context.Context, a, b string) (*apitype.ImageDif
 	if err != nil {
 		return nil, err
 	}
-	diff, err := d.Images.Diff(ctx, ra, rb)
+	diff, err := d.images.Diff(ctx, ra, rb)
 	if err != nil {
 		return nil, err
 	}
@@ -366,13 +366,13 @@ func (d *Daemon) DiffImages(ctx context.Context, a, b string) (*apitype.ImageDif
 func (d *Daemon) genRef(s string) (image.GenRef, error) {
 	name, gen, ok := strings.Cut(s, ":")
 	if !ok || gen == "" {
-		cur, err := d.Images.Current(name)
+		cur, err := d.images.Current(name)
 		if err != nil {
 			return image.GenRef{}, err
 		}
 		gen = cur
 	}
-	if _, err := d.Images.Generation(name, gen); err != nil {
+	if _, err := d.images.Generation(name, gen); err != nil {
 		return image.GenRef{}, err
 	}
 	return image.GenRef{Image: name, ID: gen}, nil

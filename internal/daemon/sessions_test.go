@@ -1,4 +1,4 @@
-package daemon
+package daemon_test
 
 import (
 	"bytes"
@@ -12,13 +12,14 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/apitype"
+	. "github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/image/liveinit"
 	"github.com/netbootui/netbootui/internal/lab"
 )
 
 // TestImageSessionsLimitsAndDecisions: the daemon holds at most
-// maxSessions undecided sessions (the next one is refused with ErrBusy,
+// MaxSessions undecided sessions (the next one is refused with ErrBusy,
 // which the API answers 409), a decision needs a known session of that
 // image and a known action, a failing command is a session with its exit
 // status, and every session is audited before it runs and when decided.
@@ -49,7 +50,7 @@ func TestImageSessionsLimitsAndDecisions(t *testing.T) {
 	}
 	ctx := context.Background()
 	var ids []string
-	for i := range maxSessions {
+	for i := range MaxSessions {
 		var out bytes.Buffer
 		cmd := []string{"touch", "/f" + string(rune('0'+i))}
 		if i == 0 {
@@ -65,7 +66,7 @@ func TestImageSessionsLimitsAndDecisions(t *testing.T) {
 		ids = append(ids, v.ID)
 	}
 	if _, err := e.d.ExecImage(ctx, "compute", []string{"true"}, "tester", nil); !errors.Is(err, ErrBusy) {
-		t.Fatalf("session %d: %v, want ErrBusy", maxSessions+1, err)
+		t.Fatalf("session %d: %v, want ErrBusy", MaxSessions+1, err)
 	}
 	if _, err := e.d.DecideSession(ctx, "compute", ids[0], apitype.SessionDecision{Action: "keep"}, "tester"); err == nil {
 		t.Error("an unknown action was taken")
@@ -83,7 +84,7 @@ func TestImageSessionsLimitsAndDecisions(t *testing.T) {
 	if err != nil || res.Manifest == nil || !res.Published || res.Manifest.Provenance.Parent != m.ID {
 		t.Fatalf("publish: %+v, %v", res, err)
 	}
-	if cur, _ := e.d.Images.Current("compute"); cur != res.Manifest.ID {
+	if cur, _ := e.d.Images().Current("compute"); cur != res.Manifest.ID {
 		t.Errorf("current %s, want the published %s", cur, res.Manifest.ID)
 	}
 	if _, err := e.d.DecideSession(ctx, "compute", ids[1], apitype.SessionDecision{Action: apitype.SessionDiscard}, "tester"); !errors.Is(err, image.ErrNotFound) {
@@ -103,13 +104,13 @@ func TestImageSessionsLimitsAndDecisions(t *testing.T) {
 			decided++
 		}
 	}
-	if started != maxSessions+2 || decided != 2 { // the refused commit and the publish
-		t.Errorf("audit: %d exec starts (want %d), %d decisions", started, maxSessions+2, decided)
+	if started != MaxSessions+2 || decided != 2 { // the refused commit and the publish
+		t.Errorf("audit: %d exec starts (want %d), %d decisions", started, MaxSessions+2, decided)
 	}
 
 	// An undecided session expires: discarded, its working copy gone,
 	// audited.
-	e.d.cfg.SessionTTL = 200 * time.Millisecond
+	e.d.SetSessionTTL(200 * time.Millisecond)
 	v, err = e.d.ExecImage(ctx, "compute", []string{"touch", "/late"}, "tester", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +134,7 @@ func TestImageSessionsLimitsAndDecisions(t *testing.T) {
 			work++
 		}
 	}
-	if work != maxSessions-1 { // the sessions left undecided above, not the expired one
-		t.Errorf("%d working copies, want %d", work, maxSessions-1)
+	if work != MaxSessions-1 { // the sessions left undecided above, not the expired one
+		t.Errorf("%d working copies, want %d", work, MaxSessions-1)
 	}
 }

@@ -35,6 +35,10 @@ func fakeSerial(t *testing.T) int {
 	return sp.Port()
 }
 
+// solPassword is the BMC password of the SOL lab. (These tests stay in
+// package daemon: they reach into the SOL hubs.)
+const solPassword = "Reb00t-s3cret"
+
 // startSOLLab is a daemon with a published (unbootable) generation and node
 // s1 whose BMC is an ipmi_sim with SOL wired to fakeSerial.
 func startSOLLab(t *testing.T) *Daemon {
@@ -49,7 +53,7 @@ func startSOLLabWith(t *testing.T, serial int) *Daemon {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	sim, err := ipmisim.Start(ctx, ipmisim.Options{Dir: filepath.Join(dir, "bmc"), Password: rebootPassword, SOLPort: serial})
+	sim, err := ipmisim.Start(ctx, ipmisim.Options{Dir: filepath.Join(dir, "bmc"), Password: solPassword, SOLPort: serial})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +72,7 @@ nodes:
     nics: [{mac: "52:54:00:ee:05:02"}]
 `, sim.Port())
 	os.WriteFile(filepath.Join(dir, "nodes.yaml"), []byte(inv), 0o644)
-	os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte("bmc_passwords:\n  lab: "+rebootPassword+"\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte("bmc_passwords:\n  lab: "+solPassword+"\n"), 0o600)
 	d, err := New(Config{InventoryPath: filepath.Join(dir, "nodes.yaml"), DataDir: filepath.Join(dir, "data"),
 		HTTPListen: "127.0.0.1:0", Power: power.Config{CallTimeout: 3 * time.Second},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -83,6 +87,9 @@ nodes:
 	}
 	if _, err := d.ImportImage(ImportRequest{Image: "compute", Kernel: src[image.FileKernel], Initrd: src[image.FileInitrd],
 		Rootfs: src[image.FileRootfs], Publish: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Listen(); err != nil {
 		t.Fatal(err)
 	}
 	rctx, rcancel := context.WithCancel(context.Background())

@@ -1,4 +1,4 @@
-package daemon
+package daemon_test
 
 import (
 	"bytes"
@@ -51,7 +51,7 @@ func TestTFTPWithIndependentClients(t *testing.T) {
 	lab.RequireTools(t, "tftp", "curl", "atftp")
 	e := startDaemon(t)
 	addr := e.d.TFTPAddr().String()
-	loader := e.d.Boot.Loaders.Aliases["undionly.kpxe"]
+	loader := e.d.Loaders().Aliases["undionly.kpxe"]
 	if loader == "" {
 		lab.RequireTools(t, "undionly.kpxe (package ipxe)")
 	}

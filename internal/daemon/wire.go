@@ -174,10 +174,11 @@ func RolloutView(r *rollout.Rollout) *apitype.Rollout {
 // RolloutViews converts a list of rollouts.
 func RolloutViews(rs []*rollout.Rollout) []*apitype.Rollout { return views(rs, RolloutView) }
 
-// AuditViews is the wire form of audit entries.
-func AuditViews(es []audit.Entry) []apitype.AuditEntry {
-	return views(es, func(e audit.Entry) apitype.AuditEntry {
-		return apitype.AuditEntry{Time: e.Time, Who: e.Who, Action: e.Action, Target: e.Target, Nodes: e.Nodes,
-			Result: e.Result, Details: e.Details}
-	})
+// AuditView is the wire form of an audit entry.
+func AuditView(e audit.Entry) apitype.AuditEntry {
+	return apitype.AuditEntry{Time: e.Time, Who: e.Who, Action: e.Action, Target: e.Target, Nodes: e.Nodes,
+		Result: e.Result, Details: e.Details}
 }
+
+// AuditViews is the wire form of audit entries.
+func AuditViews(es []audit.Entry) []apitype.AuditEntry { return views(es, AuditView) }

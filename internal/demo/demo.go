@@ -30,6 +30,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/netbootui/netbootui/internal/api"
 	"github.com/netbootui/netbootui/internal/atomicfile"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/daemon"
@@ -97,6 +98,9 @@ type Config struct {
 	ExternalNodes bool
 	// Out receives one line per thing the demo does (nil: discard).
 	Out io.Writer
+	// APISocket, when set, is the unix socket the daemon serves the API on
+	// (started and stopped with its other servers).
+	APISocket string
 	// Lab, when above 0, replaces the simulated nodes by Lab QEMU VMs
 	// (TCG), lab01..labNN, each behind an ipmi_sim BMC of its own
 	// (qemubmc), booting the default recipe through QEMU's iPXE ROM; see
@@ -355,14 +359,13 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 	if err := writeMissingLoaders(bootRoot, cfg.Out); err != nil {
 		return nil, err
 	}
-	dd, err := daemon.New(daemon.Config{InventoryPath: d.InventoryPath, DataDir: filepath.Join(cfg.DataDir, "daemon"),
+	dd, err := d.newDaemon(daemon.Config{InventoryPath: d.InventoryPath, DataDir: filepath.Join(cfg.DataDir, "daemon"),
 		HTTPListen: cfg.HTTPListen, TFTPListen: cfg.TFTPListen, BootRoot: bootRoot, StallTimeout: cfg.StallTimeout,
 		ReloadInterval: time.Second, KernelDir: cfg.KernelDir, PowerPoll: max(cfg.PowerPoll, 0),
 		Power: power.Config{CallTimeout: 5 * time.Second}, Logger: cfg.Logger})
 	if err != nil {
-		return nil, fmt.Errorf("demo: daemon: %w", err)
+		return nil, err
 	}
-	d.Daemon = dd
 	baseURL := "http://" + dd.HTTPAddr().String()
 	tftpAddr := dd.TFTPAddr().String()
 	if cfg.NodeBaseURL != "" {
@@ -426,6 +429,23 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// newDaemon makes the demo's daemon (d.Daemon) with the API on
+// Config.APISocket, and binds its servers.
+func (d *Demo) newDaemon(dc daemon.Config) (*daemon.Daemon, error) {
+	dd, err := daemon.New(dc)
+	if err != nil {
+		return nil, fmt.Errorf("demo: daemon: %w", err)
+	}
+	d.Daemon = dd
+	if d.cfg.APISocket != "" {
+		dd.Add("api", (&api.Server{D: dd, Logger: dc.Logger}).Service(d.cfg.APISocket, ""))
+	}
+	if err := dd.Listen(); err != nil {
+		return nil, fmt.Errorf("demo: daemon: %w", err)
+	}
+	return dd, nil
 }
 
 // serve loads the inventory just written (with the BMC ports), runs the
@@ -601,7 +621,7 @@ func findUp(rel string) string {
 func (d *Demo) buildRecipe(ctx context.Context, recipe, kernel string) (*image.Manifest, error) {
 	// The daemon was started without a kernel folder when none was named:
 	// build through the image builder with the one found.
-	b, err := image.NewBuilder(d.Daemon.Images)
+	b, err := image.NewBuilder(d.Daemon.Images())
 	if err != nil {
 		return nil, err
 	}
@@ -705,11 +725,9 @@ func (d *Demo) Close() error {
 			d.cancel()
 			d.err = <-d.done
 		} else if d.Daemon != nil {
-			// New succeeded but Run never started: run and stop it at once
-			// so that it releases its listeners and state.
-			ctx, cancel := context.WithCancel(context.Background())
-			cancel()
-			d.err = d.Daemon.Run(ctx)
+			// New succeeded but Run never started: release its
+			// listeners and state.
+			d.err = d.Daemon.Close()
 		}
 		var wg sync.WaitGroup
 		for _, n := range d.Nodes {

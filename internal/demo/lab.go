@@ -108,21 +108,20 @@ func startLab(ctx context.Context, cfg Config) (_ *Demo, err error) {
 	if err := atomicfile.Write(d.SecretsPath, []byte("bmc_passwords:\n  demo: \""+password+"\"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
-	dd, err := daemon.New(daemon.Config{InventoryPath: d.InventoryPath, DataDir: filepath.Join(cfg.DataDir, "daemon"),
+	dd, err := d.newDaemon(daemon.Config{InventoryPath: d.InventoryPath, DataDir: filepath.Join(cfg.DataDir, "daemon"),
 		HTTPListen: cfg.HTTPListen, TFTPListen: cfg.TFTPListen, StallTimeout: max(cfg.StallTimeout, 2*time.Minute),
 		ReloadInterval: time.Second, KernelDir: cfg.KernelDir, PowerPoll: max(cfg.PowerPoll, 0),
 		Power: power.Config{CallTimeout: 10 * time.Second}, Logger: cfg.Logger})
 	if err != nil {
-		return nil, fmt.Errorf("demo: daemon: %w", err)
+		return nil, err
 	}
-	d.Daemon = dd
 	// The guests reach the host's loopback at 10.0.2.2 (QEMU user-mode
 	// networking): the scripts the daemon renders must point there.
 	_, httpPort, err := net.SplitHostPort(dd.HTTPAddr().String())
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
-	dd.Boot.AdvertiseURL = "http://10.0.2.2:" + httpPort
+	dd.SetAdvertiseURL("http://10.0.2.2:" + httpPort)
 	// The nodes' folders: their paths go into a shell script and QEMU's
 	// command line, so keep them short and plain.
 	if d.LabDir, err = os.MkdirTemp("", "nbdemo-lab-"); err != nil {

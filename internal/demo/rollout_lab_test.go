@@ -47,7 +47,7 @@ func buildLabGen2(t *testing.T, d *Demo, kernelDir string) string {
 	if err := os.WriteFile(filepath.Join(recipe, "overlay", "opt", "payload.bin"), payload, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b, err := image.NewBuilder(d.Daemon.Images)
+	b, err := image.NewBuilder(d.Daemon.Images())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestLabStagedRollout(t *testing.T) {
 	dd := d.Daemon
 	nodes := []string{"lab01", "lab02"}
 	state := func(name string) bootstate.NodeState {
-		st, _ := dd.Tracker.Get(name)
+		st, _ := dd.NodeState(name)
 		return st
 	}
 	assigned := func(name string) string {
@@ -219,11 +219,11 @@ func TestLabStagedRollout(t *testing.T) {
 		}
 	}
 	for _, name := range nodes {
-		if _, _, staged := dd.Boot.Staged(name); staged || assigned(name) != gen2 {
+		if _, _, staged := dd.Staged(name); staged || assigned(name) != gen2 {
 			t.Errorf("%s after promote: staged %v, assigned %s", name, staged, assigned(name))
 		}
 	}
-	if cur, _ := dd.Images.Current("default"); cur != gen1 {
+	if cur, _ := dd.Images().Current("default"); cur != gen1 {
 		t.Errorf("promote moved the image's current generation to %s", cur)
 	}
 	t.Logf("done after %s", time.Since(start).Round(100*time.Millisecond))

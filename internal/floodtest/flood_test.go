@@ -310,7 +310,7 @@ func TestFlood(t *testing.T) {
 	if warns > 100 {
 		t.Errorf("%d WARN lines for the flood", warns)
 	}
-	recent := h.d.Tracker.Recent(10000)
+	recent := h.d.History("", 10000)
 	denied, marker := 0, false
 	for _, ev := range recent {
 		if ev.Kind == bootstate.KindDenied || ev.Kind == bootstate.KindUnknown {

@@ -20,8 +20,10 @@ import (
 	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/lab"
+	"github.com/netbootui/netbootui/internal/lifecycle"
 	"github.com/netbootui/netbootui/internal/netlimit"
 	"github.com/netbootui/netbootui/internal/power"
 	"github.com/netbootui/netbootui/internal/sshconsole"
@@ -97,16 +99,6 @@ func startHead(t *testing.T) *head {
 	for name, size := range map[string]int{"undionly.kpxe": 64 << 10, "pxelinux.0": 40 << 10, "flood.bin": 256 << 10} {
 		os.WriteFile(filepath.Join(root, name), bytes.Repeat([]byte{'b'}, size), 0o644)
 	}
-	inv := writeInventory(t, dir, nil)
-	d, err := daemon.New(daemon.Config{InventoryPath: inv, DataDir: filepath.Join(dir, "data"),
-		HTTPListen: "127.0.0.1:0", TFTPListen: "127.0.0.1:0", BootRoot: root,
-		StallTimeout: time.Minute, ReloadInterval: 100 * time.Millisecond,
-		Power: power.Config{CallTimeout: 3 * time.Second}, HTTPLimits: limits,
-		Logger: slog.New(slog.NewTextHandler(h.logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.d = d
 	files := map[string]string{}
 	for i, name := range image.BootFiles {
 		p := filepath.Join(dir, name)
@@ -117,44 +109,39 @@ func startHead(t *testing.T) *head {
 		os.WriteFile(p, bytes.Repeat([]byte{byte('k' + i)}, size), 0o644)
 		files[name] = p
 	}
-	m, err := d.Images.Import("compute", files, "flood")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Images.Publish("compute", m.ID); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	h.httpAddr, h.tftpAddr = d.HTTPAddr().String(), d.TFTPAddr().String()
-
-	h.sock = filepath.Join(dir, "api.sock")
-	ln, err := api.Listen(h.sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &api.Server{D: d}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	h.api = apiclient.New(h.sock)
-
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	h.sshKey, _ = gossh.NewSignerFromKey(priv)
 	keys := filepath.Join(dir, "authorized_keys")
 	os.WriteFile(keys, gossh.MarshalAuthorizedKey(h.sshKey.PublicKey()), 0o600)
-	h.ssh, err = sshconsole.New(sshconsole.Config{AuthorizedKeys: keys, HostKey: filepath.Join(dir, "data", sshconsole.HostKeyFile),
-		HandshakeTimeout: sshHandshake, MaxUnauthenticated: sshMaxUnauth,
-		Backend: func(who string, role apitype.Role) (ui.Backend, func()) { return srv.InProcessClient(who, role) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.ssh.Listen("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	go h.ssh.Serve()
-	t.Cleanup(func() { h.ssh.Close() })
+	var srv *api.Server
+	e := daemontest.Start(t, daemontest.Options{Dir: dir,
+		Config: daemon.Config{InventoryPath: writeInventory(t, dir, nil), TFTPListen: "127.0.0.1:0", BootRoot: root,
+			StallTimeout: time.Minute, ReloadInterval: 100 * time.Millisecond,
+			Power: power.Config{CallTimeout: 3 * time.Second}, HTTPLimits: limits,
+			Logger: slog.New(slog.NewTextHandler(h.logs, nil))},
+		API: func(d *daemon.Daemon) daemontest.APIServer { srv = &api.Server{D: d}; return srv },
+		// The SSH console runs in the daemon's lifecycle, as serve runs it.
+		Add: func(d *daemon.Daemon) (err error) {
+			h.ssh, err = sshconsole.New(sshconsole.Config{AuthorizedKeys: keys, HostKey: filepath.Join(dir, "data", sshconsole.HostKeyFile),
+				HandshakeTimeout: sshHandshake, MaxUnauthenticated: sshMaxUnauth,
+				Backend: func(who string, role apitype.Role) (ui.Backend, func()) { return srv.InProcessClient(who, role) }})
+			if err != nil {
+				return err
+			}
+			d.Add("ssh", lifecycle.Funcs{ListenFunc: func() error { return h.ssh.Listen("127.0.0.1:0") },
+				ServeFunc: h.ssh.Serve, CloseFunc: h.ssh.Close})
+			return nil
+		},
+		Before: func(d *daemon.Daemon) error {
+			m, err := d.Images().Import("compute", files, "flood")
+			if err != nil {
+				return err
+			}
+			return d.Images().Publish("compute", m.ID)
+		}})
+	d := e.D
+	h.d, h.sock, h.api = d, e.Socket, e.Client
+	h.httpAddr, h.tftpAddr = d.HTTPAddr().String(), d.TFTPAddr().String()
 
 	ports := map[string]int{}
 	for name, mac := range nodeMACs {

@@ -90,6 +90,14 @@ type Builder struct {
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
+
+	sq squasher
+}
+
+// squasher runs mksquashfs, asking it once whether it has -percentage.
+type squasher struct {
+	once    sync.Once
+	percent bool
 }
 
 // NewBuilder returns a builder for s, after removing what crashed builds
@@ -547,7 +555,7 @@ func (b *Builder) steps(ctx context.Context, r *Recipe, work, root, gen, cache s
 	}
 
 	lg.begin(StepSquashfs)
-	err = mksquashfs(ctx, root, filepath.Join(gen, FileRootfs), r.Compression, r.CompressionLevel, r.Rootfs.Kind == RootfsBusybox, lg)
+	err = b.sq.mksquashfs(ctx, root, filepath.Join(gen, FileRootfs), r.Compression, r.CompressionLevel, r.Rootfs.Kind == RootfsBusybox, lg)
 	if ierr := <-builtin; ierr != nil {
 		return nil, fmt.Errorf("%s: built-in initramfs: %w", r.Initramfs.Pos, ierr)
 	}
@@ -774,9 +782,6 @@ func scanLines(r io.Reader, fn func(string)) {
 var (
 	barRE     = regexp.MustCompile(`\]\s+(\d+)/(\d+)\s+(\d+)%\s*$`)
 	percentRE = regexp.MustCompile(`^(\d{1,3})$`)
-
-	percentOnce sync.Once
-	hasPercent  bool
 )
 
 // ParseSquashfsProgress reads a progress percentage from one line (split
@@ -822,16 +827,16 @@ func MksquashfsArgs(src, out, comp string, level int, allRoot, percentage bool) 
 	return args
 }
 
-func mksquashfs(ctx context.Context, src, out, comp string, level int, allRoot bool, lg *buildLog) error {
+func (q *squasher) mksquashfs(ctx context.Context, src, out, comp string, level int, allRoot bool, lg *buildLog) error {
 	bin, err := exec.LookPath("mksquashfs")
 	if err != nil {
 		return fmt.Errorf("mksquashfs not found (apt-get install squashfs-tools): %w", err)
 	}
-	percentOnce.Do(func() {
+	q.once.Do(func() {
 		help, _ := exec.Command(bin, "-help").CombinedOutput()
-		hasPercent = bytes.Contains(help, []byte("-percentage"))
+		q.percent = bytes.Contains(help, []byte("-percentage"))
 	})
-	args := MksquashfsArgs(src, out, comp, level, allRoot, hasPercent)
+	args := MksquashfsArgs(src, out, comp, level, allRoot, q.percent)
 	lg.printf("mksquashfs %s", strings.Join(args, " "))
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

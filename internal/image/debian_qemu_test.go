@@ -3,8 +3,6 @@ package image_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/lab"
 )
@@ -152,16 +151,15 @@ nodes:
 %s`, name, recipe, kargs, name, mac, nodeKeys)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d, err := daemon.New(daemon.Config{InventoryPath: inv, DataDir: filepath.Join(dir, "data"),
-		HTTPListen: "127.0.0.1:0", StallTimeout: 5 * time.Minute,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	env := daemontest.Start(t, daemontest.Options{Dir: dir, Config: daemon.Config{InventoryPath: inv, StallTimeout: 5 * time.Minute},
+		Before: func(d *daemon.Daemon) error {
+			// The guest reaches the host's loopback at 10.0.2.2 (QEMU user-mode networking).
+			_, port, _ := net.SplitHostPort(d.HTTPAddr().String())
+			d.SetAdvertiseURL("http://10.0.2.2:" + port)
+			return nil
+		}})
+	d, port := env.D, env.HTTPPort()
+	ctx := context.Background()
 
 	bctx, bcancel := context.WithTimeout(ctx, 8*time.Minute)
 	defer bcancel()
@@ -171,7 +169,7 @@ nodes:
 		steps = map[string]time.Time{}
 	)
 	start := time.Now()
-	b, err := image.NewBuilder(d.Images)
+	b, err := image.NewBuilder(d.Images())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +212,7 @@ nodes:
 		sizes = append(sizes, fmt.Sprintf("%s %.1f MB", f, float64(fi.Size)/1e6))
 	}
 	t.Logf("built %s generation %s in %.0fs (%s); %s", name, m.ID, m.BuildSeconds, strings.Join(times, ", "), strings.Join(sizes, ", "))
-	if err := d.Images.Verify(name, m.ID); err != nil {
+	if err := d.Images().Verify(name, m.ID); err != nil {
 		t.Fatalf("verify %s: %v", m.ID, err)
 	}
 	// Provenance of a Debian build: the suite and mirror, and the package
@@ -229,9 +227,6 @@ nodes:
 		t.Fatal(err)
 	}
 
-	_, port, _ := net.SplitHostPort(d.HTTPAddr().String())
-	// The guest reaches the host's loopback at 10.0.2.2 (QEMU user-mode networking).
-	d.Boot.AdvertiseURL = "http://10.0.2.2:" + port
 	vctx, vcancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer vcancel()
 	bootStart := time.Now()
@@ -243,7 +238,7 @@ nodes:
 	defer vm.Stop()
 	deadline := time.Now().Add(4 * time.Minute)
 	for {
-		st, ok := d.Tracker.Get("deb1")
+		st, ok := d.NodeState("deb1")
 		if ok && st.Stage == bootstate.StageBooted && st.Generation == m.ID {
 			t.Logf("deb1 booted %s and checked in with generation %s after %v (overlay %d bytes)",
 				name, m.ID, time.Since(bootStart).Round(time.Second), st.OverlayBytes)

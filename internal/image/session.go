@@ -29,6 +29,7 @@ type Session struct {
 	image, parent string
 	dir, root     string
 	done          func()
+	sq            squasher
 
 	mu       sync.Mutex
 	commands []string
@@ -287,7 +288,7 @@ func (x *Session) commit(ctx context.Context, who string, d *Diff) (*Manifest, e
 	if err != nil {
 		return nil, err
 	}
-	if err := mksquashfs(ctx, x.root, filepath.Join(gen, FileRootfs), comp, 0, false, lg); err != nil {
+	if err := x.sq.mksquashfs(ctx, x.root, filepath.Join(gen, FileRootfs), comp, 0, false, lg); err != nil {
 		return nil, err
 	}
 	work, err := readTree(x.root)

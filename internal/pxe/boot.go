@@ -21,6 +21,8 @@ import (
 	"github.com/netbootui/netbootui/internal/roottransport"
 	"github.com/netbootui/netbootui/internal/roottransport/builtin"
 	"github.com/netbootui/netbootui/internal/roottransport/nfs"
+	"github.com/netbootui/netbootui/internal/state"
+	"github.com/netbootui/netbootui/internal/state/local"
 	"github.com/netbootui/netbootui/internal/tftp"
 )
 
@@ -61,7 +63,10 @@ type Boot struct {
 	// LearnTTL is how long a client IP stays tied to the node that last asked
 	// for its own entry from it (default 15 minutes).
 	LearnTTL time.Duration
-	Logger   *slog.Logger
+	// Addresses keeps the learned client IPs (default: in memory, this Boot
+	// only).
+	Addresses state.Addresses
+	Logger    *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Staged, when set, is consulted first by Assignment: a node in a staged
@@ -79,8 +84,7 @@ type Boot struct {
 
 	noisyOnce sync.Once
 
-	mu      sync.Mutex
-	learned map[netip.Addr]learnedIP
+	mu sync.Mutex
 	// anonNBP holds bootloader fetches from addresses not yet tied to a
 	// node: the next request that names its node by MAC from the same
 	// address (pxelinux.cfg/01-<mac>, /boot/<mac>.ipxe) claims it.
@@ -93,11 +97,6 @@ type Boot struct {
 // anonNBPWindow is how long an unattributed bootloader fetch waits for its
 // node to name itself.
 const anonNBPWindow = time.Minute
-
-type learnedIP struct {
-	node string
-	at   time.Time
-}
 
 // nbpNames are the first files firmware fetches: a request for one of them
 // starts a new boot.
@@ -223,19 +222,8 @@ func (b *Boot) learn(ip netip.Addr, node string) {
 	}
 	ip = ip.Unmap()
 	now := b.now()
+	b.addresses().Learn(ip, node, now.Add(b.ttl()))
 	b.mu.Lock()
-	if b.learned == nil {
-		b.learned = map[netip.Addr]learnedIP{}
-	}
-	b.learned[ip] = learnedIP{node: node, at: now}
-	if len(b.learned) > 65536 { // bounded: drop expired entries
-		ttl := b.ttl()
-		for k, v := range b.learned {
-			if now.Sub(v.at) > ttl {
-				delete(b.learned, k)
-			}
-		}
-	}
 	ev, held := b.anonNBP[ip]
 	delete(b.anonNBP, ip)
 	b.mu.Unlock()
@@ -243,6 +231,16 @@ func (b *Boot) learn(ip netip.Addr, node string) {
 		ev.Node, ev.Kind, ev.Stage, ev.Message = node, bootstate.KindFetch, bootstate.StageNBP, ""
 		b.emit(ev)
 	}
+}
+
+// addresses is b.Addresses, an in-memory one when unset.
+func (b *Boot) addresses() state.Addresses {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.Addresses == nil {
+		b.Addresses = local.NewAddresses()
+	}
+	return b.Addresses
 }
 
 func (b *Boot) ttl() time.Duration {
@@ -276,11 +274,8 @@ func (b *Boot) NodeByIP(inv *inventory.Inventory, ip netip.Addr) *inventory.Node
 	if n := inv.NodeByIP(ip); n != nil {
 		return n
 	}
-	b.mu.Lock()
-	l, ok := b.learned[ip]
-	b.mu.Unlock()
-	if ok && b.now().Sub(l.at) <= b.ttl() {
-		return inv.Node(l.node)
+	if node, ok := b.addresses().Lookup(ip, b.now()); ok {
+		return inv.Node(node)
 	}
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/netbootui/netbootui/internal/state"
 )
 
 // Assignment is what a node boots before a rollout, as the inventory and the
@@ -55,7 +57,8 @@ type Env interface {
 // Manager holds every rollout, runs their waves and persists them.
 type Manager struct {
 	env  Env
-	path string
+	docs state.Documents
+	rev  state.Rev // of the document last read or written
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 
@@ -66,6 +69,7 @@ type Manager struct {
 	closed   bool
 	wg       sync.WaitGroup
 	index    atomic.Pointer[map[string]staged]
+	watchers map[chan struct{}]struct{} // watch.go
 }
 
 type runCtl struct {
@@ -78,15 +82,16 @@ type staged struct{ image, gen string }
 // keepFinal is how many promoted or rolled-back rollouts the file keeps.
 const keepFinal = 50
 
-// Open loads the rollouts persisted at path (none when the file does not
-// exist). A rollout that was running when the process stopped comes back
+// Open loads the rollouts persisted in docs (DocumentName; none when the
+// document does not exist). A rollout that was running when the process stopped comes back
 // halted, its in-flight nodes staged again for the next resume.
-func Open(path string, env Env) (*Manager, error) {
-	m := &Manager{env: env, path: path, running: map[string]*runCtl{}}
-	f, err := load(path)
+func Open(docs state.Documents, env Env) (*Manager, error) {
+	m := &Manager{env: env, docs: docs, running: map[string]*runCtl{}}
+	f, rev, err := load(docs)
 	if err != nil {
 		return nil, err
 	}
+	m.rev = rev
 	m.rollouts, m.next = f.Rollouts, f.Next
 	var notes []note
 	for _, r := range m.rollouts {
@@ -251,6 +256,7 @@ func (m *Manager) update(id string, f func(r *Rollout) ([]note, error)) (*Rollou
 	}
 	m.rollouts = all
 	m.reindex()
+	m.changed()
 	return c.clone(), notes, nil
 }
 
@@ -363,6 +369,7 @@ func (m *Manager) Create(selection, generation string, opts Options, who string)
 	}
 	m.rollouts = all
 	m.reindex()
+	m.changed()
 	out := r.clone()
 	m.mu.Unlock()
 	notes := []note{{msg: fmt.Sprintf("rollout %s: %s@%s staged on %d nodes (%d unchanged), %d waves of %s",
@@ -903,4 +910,7 @@ func (m *Manager) Close() {
 		m.stop(id)
 	}
 	m.wg.Wait()
+	m.mu.Lock()
+	m.closeWatchers()
+	m.mu.Unlock()
 }

@@ -10,6 +10,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/netbootui/netbootui/internal/state"
+	"github.com/netbootui/netbootui/internal/state/local"
 )
 
 // scriptEnv is an Env for the state machine's own tests: nodes n1..nN of
@@ -100,9 +103,13 @@ func (e *scriptEnv) Audit(who, action, target string, nodes int, result string, 
 	}
 }
 
+// docsAt is the local state document store of path's folder; path names
+// the rollouts document (DocumentName) in it.
+func docsAt(path string) state.Documents { return local.NewDocuments(filepath.Dir(path)) }
+
 func newManager(t *testing.T, env *scriptEnv, path string) *Manager {
 	t.Helper()
-	m, err := Open(path, env)
+	m, err := Open(docsAt(path), env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +214,7 @@ func TestWaves(t *testing.T) {
 				t.Errorf("reason %q has several lines", r.Reason)
 			}
 			// The file says the same after a reopen.
-			m2, err := Open(path, env)
+			m2, err := Open(docsAt(path), env)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -273,7 +280,7 @@ func TestHaltAbortClose(t *testing.T) {
 				r, err = m.Abort(r.ID, "t")
 			case "close":
 				m.Close()
-				m, err = Open(path, env)
+				m, err = Open(docsAt(path), env)
 				env.m = m
 				if err == nil {
 					r, err = m.Get(r.ID)
@@ -421,10 +428,10 @@ func TestParseErrors(t *testing.T) {
 			t.Errorf("%.40q: %v, want %q", tc.in, err, tc.want)
 		}
 	}
-	// Open names the file.
-	p := filepath.Join(t.TempDir(), "rollouts.json")
+	// Open names the document.
+	p := filepath.Join(t.TempDir(), DocumentName)
 	os.WriteFile(p, []byte(`{"version":2}`), 0o644)
-	if _, err := Open(p, &scriptEnv{}); err == nil || !strings.HasPrefix(err.Error(), p+": ") {
+	if _, err := Open(docsAt(p), &scriptEnv{}); err == nil || !strings.HasPrefix(err.Error(), DocumentName+": ") {
 		t.Errorf("open: %v", err)
 	}
 }

@@ -5,15 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"strconv"
 
-	"github.com/netbootui/netbootui/internal/atomicfile"
+	"github.com/netbootui/netbootui/internal/state"
 )
 
 // fileVersion is the format of the state file.
 const fileVersion = 1
+
+// DocumentName is the state document holding every rollout (in the data
+// directory: rollouts.json).
+const DocumentName = "rollouts.json"
 
 // File is the content of the state file (Parse reads it).
 type File struct {
@@ -27,26 +29,28 @@ func (m *Manager) saveLocked(all []*Rollout) error {
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(m.path, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("rollout state %s: %w", m.path, err)
+	rev, err := m.docs.Put(DocumentName, append(b, '\n'), m.rev)
+	if err != nil {
+		return fmt.Errorf("rollout state %s: %w", DocumentName, err)
 	}
+	m.rev = rev
 	return nil
 }
 
-// load reads a state file; a missing one is empty.
-func load(path string) (File, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return File{Version: fileVersion}, nil
-	}
+// load reads the state document; a missing one is empty.
+func load(docs state.Documents) (File, state.Rev, error) {
+	b, rev, err := docs.Get(DocumentName)
 	if err != nil {
-		return File{}, err
+		return File{}, 0, fmt.Errorf("rollout state %s: %w", DocumentName, err)
+	}
+	if rev == 0 {
+		return File{Version: fileVersion}, 0, nil
 	}
 	f, err := Parse(b)
 	if err != nil {
-		return File{}, fmt.Errorf("%s: %w", path, err)
+		return File{}, 0, fmt.Errorf("%s: %w", DocumentName, err)
 	}
-	return f, nil
+	return f, rev, nil
 }
 
 // Parse decodes and checks a state file. Errors name the line and column

@@ -319,6 +319,11 @@ func (s *Server) Serve() error {
 // Close stops listening and ends every session.
 func (s *Server) Close() error {
 	err := s.srv.Close()
+	s.mu.Lock()
+	if s.ln != nil {
+		s.ln.Close() // Serve may never have run (a lifecycle unwinding)
+	}
+	s.mu.Unlock()
 	if errors.Is(err, ssh.ErrServerClosed) {
 		return nil
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/ui"
 )
 
@@ -39,33 +40,19 @@ nodes:
 
 // startDaemon runs a real daemon and its API; with a socket path, the API is
 // served on a unix socket too (to check that socket callers keep their own
-// identity; the caller must make a request on it, since api.Server.Close
-// races with a Serve that has not started yet).
+// identity).
 func startDaemon(t *testing.T, withSocket bool) (*daemon.Daemon, *api.Server, string) {
 	t.Helper()
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "nodes.yaml"), []byte(inventory), 0o644)
-	d, err := daemon.New(daemon.Config{InventoryPath: filepath.Join(dir, "nodes.yaml"), DataDir: filepath.Join(dir, "data"),
-		HTTPListen: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
+	var srv *api.Server
+	o := daemontest.Options{Inventory: inventory}
+	if withSocket {
+		o.API = func(d *daemon.Daemon) daemontest.APIServer { srv = &api.Server{D: d}; return srv }
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	srv := &api.Server{D: d}
-	if !withSocket {
-		t.Cleanup(func() { cancel(); <-done })
-		return d, srv, ""
+	e := daemontest.Start(t, o)
+	if srv == nil {
+		srv = &api.Server{D: e.D}
 	}
-	sock := filepath.Join(dir, "api.sock")
-	ln, err := api.Listen(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close(); cancel(); <-done })
-	return d, srv, sock
+	return e.D, srv, e.Socket
 }
 
 // syncBuf collects a session's output.

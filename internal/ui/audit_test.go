@@ -184,12 +184,13 @@ func TestLiveUpdatesCoalesce(t *testing.T) {
 }
 
 // TestEventsViewMergesAudit: the events view merges the audit log in by
-// time, reads it again on its tick while open (new entries appear once),
-// its filter applies to both, and it stops reading once left.
+// time, follows it while open (an entry recorded later appears once, with
+// no read and no tick: the only command scheduled is the wait for the
+// stream), its filter applies to both, and leaving it reads nothing.
 func TestEventsViewMergesAudit(t *testing.T) {
 	hs := newHarness(t, 5, 120, 30)
-	hs.m.opts.AuditPoll = time.Hour // ticks are fed by hand below, never run
 	hs.be.audit = []apitype.AuditEntry{{Time: epoch.Add(-time.Minute), Who: "uid 0 (root)", Action: "power cycle", Target: "n[01-03]", Result: "3 ok, 0 failed"}}
+	hs.be.auditFeed = make(chan apitype.AuditEntry, 4)
 	hs.m.events.add([]apitype.Event{
 		{Seq: 1, Time: epoch.Add(-2 * time.Minute), Node: "n01", Kind: apitype.KindFetch, Stage: "kernel", Proto: "http", Path: "/g2/vmlinuz"},
 		{Seq: 2, Time: epoch.Add(-30 * time.Second), Node: "n01", Kind: apitype.KindCheckin, Generation: "g2"},
@@ -201,21 +202,24 @@ func TestEventsViewMergesAudit(t *testing.T) {
 	if calls := hs.be.Calls(); len(calls) != 0 {
 		t.Fatalf("Update made calls: %q", calls)
 	}
-	msg := cmd().(eventsAuditMsg)
-	_, tick := hs.m.Update(msg)
-	if tick == nil {
-		t.Fatal("no next read scheduled while the view is open")
-	}
+	wait := hs.startStream(cmd)
+	_, wait = hs.m.Update(hs.next(wait))
 	if !regexp.MustCompile(`(?s)n01 +fetch .*\n.*audit +uid 0 \(root\): power cycle n\[01-03\] → 3 ok, 0 failed\n.*n01 +checkin`).MatchString(hs.screen()) {
 		t.Errorf("audit entry not merged in by time:\n%s", hs.screen())
 	}
-	// the next tick reads again: a new entry appears, the old one once
-	hs.be.audit = append(hs.be.audit, apitype.AuditEntry{Time: epoch, Who: "uid 1000 (ada)", Action: "edit group gpu", Target: "kernel_args", Result: "ok: revision 1a2b"})
-	_, read := hs.m.Update(eventsAuditTickMsg{seq: hs.m.auditSeq})
-	hs.m.Update(read()) // its next tick is not run
+	// an entry recorded after the stream opened appears, the old one once
+	hs.be.auditFeed <- apitype.AuditEntry{Time: epoch, Who: "uid 1000 (ada)", Action: "edit group gpu", Target: "kernel_args", Result: "ok: revision 1a2b"}
+	msg := hs.next(wait)
+	if _, ok := msg.(followMsg[apitype.AuditEntry]); !ok {
+		t.Fatalf("the command after a streamed batch gave %T, want only the stream's next batch (no tick, no read)", msg)
+	}
+	_, wait = hs.m.Update(msg)
 	scr := hs.screen()
 	if strings.Count(scr, "power cycle") != 1 || !strings.Contains(scr, "audit    uid 1000 (ada): edit group gpu kernel_args → ok: revision 1a2b") {
-		t.Errorf("second read not merged once:\n%s", scr)
+		t.Errorf("streamed entry not merged once:\n%s", scr)
+	}
+	if calls := hs.be.Calls(); !slices.Equal(calls, []string{"FollowAudit 200"}) {
+		t.Errorf("calls %q, want the one follow stream", calls)
 	}
 	hs.keys("/")
 	hs.typeText("gpu")
@@ -224,10 +228,14 @@ func TestEventsViewMergesAudit(t *testing.T) {
 	}
 	hs.keys("<enter>", "<esc>", "<esc>") // clear the filter, leave the view
 	hs.be.reset()
-	if _, cmd := hs.m.Update(eventsAuditTickMsg{seq: hs.m.auditSeq}); cmd != nil {
-		t.Error("a tick after leaving the view reads the audit log again")
-	}
+	hs.be.auditFeed <- apitype.AuditEntry{Time: epoch.Add(time.Second), Who: "uid 0 (root)", Action: "power off", Target: "n04", Result: "1 ok, 0 failed"}
+	hs.m.Update(hs.next(wait))
 	if calls := hs.be.Calls(); len(calls) != 0 {
-		t.Errorf("the audit log is still read after leaving the view: %q", calls)
+		t.Errorf("the audit log is read after leaving the view: %q", calls)
+	}
+	hs.keys(":")
+	hs.typeText("events")
+	if _, cmd := hs.m.Update(keyMsg("<enter>")); cmd != nil || !strings.Contains(hs.screen(), "power off n04") {
+		t.Errorf("reopened view: a second stream (%v) or the entry streamed meanwhile missing:\n%s", cmd != nil, hs.screen())
 	}
 }

@@ -49,6 +49,10 @@ type Backend interface {
 	RebootClean(ctx context.Context, selection string, timeout time.Duration, fn func(apitype.RebootProgress) error) ([]apitype.RebootResult, error)
 	// Audit returns the newest n audit entries.
 	Audit(ctx context.Context, n int) ([]apitype.AuditEntry, error)
+	// FollowAudit calls fn with the newest n audit entries, then with each
+	// entry as the daemon records it, until ctx ends (nil), fn fails, or the
+	// daemon closes the stream (an error: it stopped or restarted).
+	FollowAudit(ctx context.Context, n int, fn func(apitype.AuditEntry) error) error
 	// SOLLog returns the last n lines the daemon captured from a node's
 	// serial console.
 	SOLLog(ctx context.Context, node string, n int) (apitype.SOLLog, error)
@@ -68,6 +72,11 @@ type Backend interface {
 	StageCreate(ctx context.Context, req apitype.StageRequest) (*apitype.Rollout, error)
 	// Stage returns rollout id ("" the newest active one).
 	Stage(ctx context.Context, id string) (*apitype.Rollout, error)
+	// FollowStage calls fn with rollout id ("" the newest active one), then
+	// with its state after every change (changes coalesce into the latest
+	// state), until ctx ends (nil), fn fails, or the daemon closes the
+	// stream (an error).
+	FollowStage(ctx context.Context, id string, fn func(*apitype.Rollout) error) error
 	// StageAction applies run, resume, halt, abort, promote or rollback to
 	// rollout id and returns the rollout after it.
 	StageAction(ctx context.Context, id, action string) (*apitype.Rollout, error)

@@ -40,10 +40,4 @@ type Options struct {
 	// for a shell in a working copy of an image (netbootui image shell
 	// IMAGE); nil: `S` says how to run it from a shell instead.
 	ImageShell func(image string) *exec.Cmd
-	// StagePoll is how often the rollout view reads a running rollout;
-	// 0 means every second.
-	StagePoll time.Duration
-	// AuditPoll is how often the open events view reads the audit log; 0
-	// means every 2 s, a negative value only when the view opens.
-	AuditPoll time.Duration
 }

@@ -2,83 +2,29 @@ package ui
 
 import (
 	"fmt"
-	"time"
 
 	tea "charm.land/bubbletea/v2"
 
 	"github.com/netbootui/netbootui/internal/apitype"
 )
 
-// The events view shows the audit log beside the boot events: the daemon's
-// API has no audit stream, so while the view is open it reads the newest
-// entries every auditPollEvery and merges the new ones in by time.
+// The events view shows the audit log beside the boot events: opening it
+// follows the daemon's audit log (follow.go: the newest entries, then each
+// as it is recorded), merged in by time. The stream stays open while the
+// console runs, so the view is complete whenever it is shown again.
 
 // kindAudit marks an audit entry in the events view; the daemon never sends
 // it.
 const kindAudit apitype.Kind = "audit"
 
-const (
-	// auditPollEvery is how often the open events view reads the audit log.
-	auditPollEvery = 2 * time.Second
-	// eventsAuditFetch is how many of the newest entries each read asks for.
-	eventsAuditFetch = 200
-)
+// eventsAuditFetch is how many of the newest entries the stream starts
+// with.
+const eventsAuditFetch = 200
 
-type (
-	eventsAuditMsg struct {
-		seq     int
-		entries []apitype.AuditEntry
-		err     error
-	}
-	eventsAuditTickMsg struct{ seq int }
-)
-
-// openEvents shows the events view and starts reading the audit log.
+// openEvents shows the events view and follows the audit log.
 func (m *Model) openEvents() tea.Cmd {
 	m.push(viewEvents)
-	m.auditSeq++
-	return m.fetchEventsAudit(m.auditSeq)
-}
-
-func (m *Model) fetchEventsAudit(seq int) tea.Cmd {
-	be := m.be
-	ctx, cancel := m.call()
-	return func() tea.Msg {
-		defer cancel()
-		e, err := be.Audit(ctx, eventsAuditFetch)
-		return eventsAuditMsg{seq, e, err}
-	}
-}
-
-// eventsAuditUpdate handles the audit reads of the events view: merge, then
-// read again after auditPollEvery while the view is open (a newer openEvents
-// drops older ticks).
-func (m *Model) eventsAuditUpdate(msg tea.Msg) (tea.Cmd, bool) {
-	switch msg := msg.(type) {
-	case eventsAuditMsg:
-		if msg.seq != m.auditSeq {
-			return nil, true
-		}
-		if msg.err != nil && !isAPIError(msg.err) {
-			return m.disconnected(msg.err), true
-		}
-		m.events.addAudit(msg.entries)
-		every := m.opts.AuditPoll
-		if every == 0 {
-			every = auditPollEvery
-		}
-		if m.view != viewEvents || every < 0 {
-			return nil, true
-		}
-		seq := msg.seq
-		return tea.Tick(every, func(time.Time) tea.Msg { return eventsAuditTickMsg{seq} }), true
-	case eventsAuditTickMsg:
-		if msg.seq != m.auditSeq || m.view != viewEvents {
-			return nil, true
-		}
-		return m.fetchEventsAudit(msg.seq), true
-	}
-	return nil, false
+	return m.followAuditLog()
 }
 
 // auditKey identifies an audit entry across reads.

@@ -345,6 +345,29 @@ func (f *fakeBackend) StageAction(ctx context.Context, id, action string) (*apit
 	return cloneRollout(ro), nil
 }
 
+// FollowStage sends the rollout, then, while it runs, its state after each
+// step (every wave passes or fails at once), then what stageFeed delivers
+// until it closes or ctx ends.
+func (f *fakeBackend) FollowStage(ctx context.Context, id string, fn func(*apitype.Rollout) error) error {
+	if err := f.record("FollowStage %s", id); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	ro, err := f.rollout(id)
+	if err != nil {
+		f.mu.Unlock()
+		return err
+	}
+	states := []*apitype.Rollout{cloneRollout(ro)}
+	for ro.State == apitype.RolloutRunning {
+		f.step(ro)
+		states = append(states, cloneRollout(ro))
+	}
+	feed := f.stageFeed
+	f.mu.Unlock()
+	return feedTo(ctx, states, feed, fn)
+}
+
 // DiffImages answers every diff between two different generations with
 // one added and two changed files and a new kernel.
 func (f *fakeBackend) DiffImages(ctx context.Context, a, b string) (*apitype.ImageDiff, error) {

@@ -23,17 +23,19 @@ type fakeBackend struct {
 	down   bool // every call fails as if the socket were gone
 
 	audit      []apitype.AuditEntry
-	console    map[string][]string // node -> captured serial console lines
-	powerFail  map[string]string   // node -> the error its BMC gives
-	rebootFail map[string]string   // node -> why its reboot fails
-	rebootGate chan struct{}       // RebootClean waits on it before each node's end
+	auditFeed  chan apitype.AuditEntry // FollowAudit streams these after the history, until it closes
+	console    map[string][]string     // node -> captured serial console lines
+	powerFail  map[string]string       // node -> the error its BMC gives
+	rebootFail map[string]string       // node -> why its reboot fails
+	rebootGate chan struct{}           // RebootClean waits on it before each node's end
 
 	images    []apitype.ImageInfo
 	buildFail string                      // Build fails with this
 	rollouts  map[string]*apitype.Rollout // by id
 	stageFail map[string]string           // node -> why it fails its wave
 	roSeq     int
-	groupIPXE map[string]string // group -> its boot override
+	stageFeed chan *apitype.Rollout // FollowStage streams these after the rollout's own steps
+	groupIPXE map[string]string     // group -> its boot override
 	unknown   []apitype.UnknownNode
 }
 
@@ -363,11 +365,56 @@ func (f *fakeBackend) Audit(ctx context.Context, n int) ([]apitype.AuditEntry, e
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.recentAudit(n), nil
+}
+
+// recentAudit is the newest n entries; callers hold f.mu.
+func (f *fakeBackend) recentAudit(n int) []apitype.AuditEntry {
 	out := f.audit
 	if len(out) > n {
 		out = out[len(out)-n:]
 	}
-	return append([]apitype.AuditEntry(nil), out...), nil
+	return append([]apitype.AuditEntry(nil), out...)
+}
+
+// FollowAudit sends the newest n entries, then what auditFeed delivers
+// until it closes or ctx ends; without a feed it returns after the history
+// (as if the console had ended the stream: the harness runs commands one
+// after the other).
+func (f *fakeBackend) FollowAudit(ctx context.Context, n int, fn func(apitype.AuditEntry) error) error {
+	if err := f.record("FollowAudit %d", n); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	hist, feed := f.recentAudit(n), f.auditFeed
+	f.mu.Unlock()
+	return feedTo(ctx, hist, feed, fn)
+}
+
+// feedTo calls fn with each of first, then with each value of feed (when
+// not nil) until it closes or ctx ends.
+func feedTo[T any](ctx context.Context, first []T, feed chan T, fn func(T) error) error {
+	for _, v := range first {
+		if err := fn(v); err != nil {
+			return err
+		}
+	}
+	if feed == nil {
+		return nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case v, ok := <-feed:
+			if !ok {
+				return nil
+			}
+			if err := fn(v); err != nil {
+				return err
+			}
+		}
+	}
 }
 
 func (f *fakeBackend) Unknown(ctx context.Context) ([]apitype.UnknownNode, error) {

@@ -130,7 +130,7 @@ func TestKeysMakeCalls(t *testing.T) {
 		{"filter and move make no calls", []string{"/", "n", "1", "<enter>", "j", "k", "G", "g", "<space>", "S", "?", "<esc>"}, nil},
 		{"c without a console hook makes no calls", []string{"c"}, nil},
 		{"s reads the images to pick a generation", []string{"s"}, []string{"Images"}},
-		{"command completion", []string{":", "e", "v", "<tab>", "<enter>"}, []string{"Audit 200"}},
+		{"command completion", []string{":", "e", "v", "<tab>", "<enter>"}, []string{"FollowAudit 200"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -126,7 +126,7 @@ type Model struct {
 	actSeq   int
 	stage    *stageFlow // the Stage view's flow or rollout
 	buildSeq int
-	auditSeq int // the events view's audit reads (eventsaudit.go)
+	follows  [followKinds]follower // the audit and rollout follow streams (follow.go)
 	status   apitype.Status
 	haveSt   bool
 	loading  bool
@@ -337,7 +337,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, m.disconnected(msg.err)
 	case reconnectMsg:
 		m.connErr = nil
-		cmds := []tea.Cmd{m.fetchNodes(), m.fetchStatus()}
+		cmds := []tea.Cmd{m.fetchNodes(), m.fetchStatus(), m.refollow()}
 		if !m.opts.NoStream {
 			cmds = append(cmds, m.startStream())
 		}
@@ -401,7 +401,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		return m, m.actionFinished(msg.err)
 	}
-	if cmd, ok := m.eventsAuditUpdate(msg); ok {
+	if cmd, ok := m.followUpdate(msg); ok {
 		return m, cmd
 	}
 	if cmd, ok := m.imagesUpdate(msg); ok {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
@@ -12,10 +11,6 @@ import (
 	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/hostlist"
 )
-
-// defaultStagePoll is how often the rollout view reads the rollout while a
-// wave may be moving.
-const defaultStagePoll = time.Second
 
 // stageStep is where the Stage flow is.
 type stageStep int
@@ -45,8 +40,7 @@ type stageFlow struct {
 	waveErr   string
 	ro        *apitype.Rollout
 	loaded    bool // the image's generations arrived
-	polling   bool // a poll tick is scheduled
-	fetching  bool // a Stage call is under way
+	fetching  bool // a Stage call (ctrl+r) is under way
 	offset    int
 }
 
@@ -66,17 +60,16 @@ type (
 		diffs []stageDiff
 		err   error
 	}
-	// stageMsg carries the rollout after a create, an action or a poll.
+	// stageMsg carries the rollout after a create, an action, a read or
+	// a change the rollout's follow stream delivered.
 	stageMsg struct {
 		ro     *apitype.Rollout
 		err    error
-		action string // "" a poll
+		action string // "" a read or a change
 	}
-	stagePollMsg struct{ id string }
 )
 
-// rolloutActive says whether a wave may move without an admin: the view
-// polls only then.
+// rolloutActive says whether a wave may move without an admin.
 func rolloutActive(ro *apitype.Rollout) bool {
 	return ro != nil && (ro.State == apitype.RolloutRunning || ro.State == apitype.RolloutStaged)
 }
@@ -115,6 +108,7 @@ func (m *Model) openStage() tea.Cmd {
 	for k := range images {
 		im = k
 	}
+	m.stopFollow(followStage)
 	m.stage = &stageFlow{step: stagePick, names: names, selection: sel, image: im, wave: "2"}
 	m.push(viewStage)
 	be := m.be
@@ -295,7 +289,8 @@ func (m *Model) askStageAction(action, title, body string) {
 	}
 }
 
-// pollStage reads the rollout now.
+// pollStage reads the rollout now (ctrl+r; the view follows the rollout's
+// changes without it).
 func (m *Model) pollStage() tea.Cmd {
 	f := m.stage
 	if f == nil || f.ro == nil || f.fetching {
@@ -311,39 +306,19 @@ func (m *Model) pollStage() tea.Cmd {
 	}
 }
 
-// schedulePoll arranges the next read of an active rollout; never more
-// than one is scheduled or under way.
-func (m *Model) schedulePoll() tea.Cmd {
-	f := m.stage
-	if f == nil || !rolloutActive(f.ro) || f.polling || f.fetching {
-		return nil
-	}
-	f.polling = true
-	d := m.opts.StagePoll
-	if d <= 0 {
-		d = defaultStagePoll
-	}
-	id := f.ro.ID
-	return tea.Tick(d, func(time.Time) tea.Msg { return stagePollMsg{id: id} })
-}
-
 // openLatestStage is `:stage`: the rollout this console follows, else the
 // daemon's newest active one.
 func (m *Model) openLatestStage() tea.Cmd {
-	if m.stage != nil && m.stage.step == stageRollout {
+	if m.stage != nil && m.stage.step == stageRollout && m.stage.ro != nil {
 		m.push(viewStage)
-		return m.pollStage()
+		if m.stage.ro.State.Final() {
+			return m.pollStage()
+		}
+		return m.followRollout(m.stage.ro)
 	}
 	m.stage = &stageFlow{step: stageRollout}
 	m.push(viewStage)
-	be := m.be
-	ctx, cancel := m.call()
-	m.stage.fetching = true
-	return func() tea.Msg {
-		defer cancel()
-		ro, err := be.Stage(ctx, "")
-		return stageMsg{ro: ro, err: err}
-	}
+	return m.followRollout(nil)
 }
 
 // stageUpdate handles the Stage view's messages.
@@ -397,15 +372,6 @@ func (m *Model) stageUpdate(msg tea.Msg) (tea.Cmd, bool) {
 		}
 		f.diffs = msg.diffs
 		return nil, true
-	case stagePollMsg:
-		if f == nil {
-			return nil, true
-		}
-		f.polling = false
-		if f.ro == nil || f.ro.ID != msg.id || m.view != viewStage {
-			return nil, true
-		}
-		return m.pollStage(), true
 	case stageMsg:
 		if f == nil {
 			return nil, true
@@ -419,13 +385,15 @@ func (m *Model) stageUpdate(msg tea.Msg) (tea.Cmd, bool) {
 				what = msg.action
 			}
 			m.setFlash(what+": "+msg.err.Error(), true)
+			var follow tea.Cmd
 			if msg.ro != nil && msg.ro.ID != "" { // staged, but run failed
 				f.step, f.ro = stageRollout, msg.ro
+				follow = m.followRollout(msg.ro)
 			}
 			if !isAPIError(msg.err) {
-				return m.disconnected(msg.err), true
+				return tea.Batch(follow, m.disconnected(msg.err)), true
 			}
-			return nil, true
+			return follow, true
 		}
 		prev := f.ro
 		f.step, f.ro = stageRollout, msg.ro
@@ -439,7 +407,10 @@ func (m *Model) stageUpdate(msg tea.Msg) (tea.Cmd, bool) {
 			}
 			m.setFlash(text, msg.ro.State == apitype.RolloutHalted)
 		}
-		cmds := []tea.Cmd{m.schedulePoll()}
+		var cmds []tea.Cmd
+		if msg.action != "" { // from here on the rollout's changes are streamed
+			cmds = append(cmds, m.followRollout(msg.ro))
+		}
 		if msg.action != "" || !rolloutActive(msg.ro) {
 			cmds = append(cmds, m.fetchNodes())
 		}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	tea "charm.land/bubbletea/v2"
+
 	"github.com/netbootui/netbootui/internal/apitype"
 )
 
@@ -13,11 +15,12 @@ import (
 var stageTo = []string{"<space>", "<space>", "<space>", "s", "<enter>", "<enter>", "<wait>", "y"}
 
 // rolloutCalls are the calls staging n01-n03 in waves of 2 makes when
-// every node passes: create, run, then one read per wave until the
-// rollout completes (the poll stops there), and the node list.
+// every node passes: create, run, then one follow stream of the rollout
+// that delivers each wave (no read, no poll), and the node list after the
+// run and once the rollout completed.
 var rolloutCalls = []string{
 	"Images", "StagePreview n[01-03] compute@g3 wave=2", "DiffImages compute:g2 compute:g3", "StageCreate n[01-03] compute@g3 wave=2", "StageAction r1 run",
-	"Stage r1", "Stage r1", "Nodes", "Nodes",
+	"FollowStage r1", "Nodes", "Nodes",
 }
 
 func TestStageKeysMakeCalls(t *testing.T) {
@@ -27,13 +30,13 @@ func TestStageKeysMakeCalls(t *testing.T) {
 		keys []string
 		want []string
 	}{
-		{"stage marked nodes in waves of 2, polled to the end", nil, stageTo, rolloutCalls},
+		{"stage marked nodes in waves of 2, followed to the end", nil, stageTo, rolloutCalls},
 		{"the stage dialog defaults to no", nil, []string{"<space>", "<space>", "<space>", "s", "<enter>", "<enter>", "<wait>", "<enter>"},
 			[]string{"Images", "StagePreview n[01-03] compute@g3 wave=2", "DiffImages compute:g2 compute:g3"}},
 		{"keys typed before the dialog appeared are swallowed", nil, []string{"s", "<enter>", "<enter>", "y", "<enter>"},
 			[]string{"Images", "StagePreview n01 compute@g3 wave=2", "DiffImages compute:g2 compute:g3"}},
 		{"typed wave size", nil, []string{"s", "<enter>", "<bs>", "1", "0", "0", "%", "<enter>", "<wait>", "y"},
-			[]string{"Images", "StagePreview n01 compute@g3 wave=2", "DiffImages compute:g2 compute:g3", "StageCreate n01 compute@g3 wave=100%", "StageAction r1 run", "Stage r1", "Nodes", "Nodes"}},
+			[]string{"Images", "StagePreview n01 compute@g3 wave=2", "DiffImages compute:g2 compute:g3", "StageCreate n01 compute@g3 wave=100%", "StageAction r1 run", "FollowStage r1", "Nodes", "Nodes"}},
 		{"a bad wave size asks again and calls nothing", nil, []string{"s", "<enter>", "<bs>", "0", "<enter>", "<wait>", "y"},
 			[]string{"Images", "StagePreview n01 compute@g3 wave=2", "DiffImages compute:g2 compute:g3"}},
 		{"an older generation", nil, []string{"s", "j", "j", "<enter>"}, []string{"Images", "StagePreview n01 compute@g1 wave=2", "DiffImages compute:g2 compute:g1"}},
@@ -41,12 +44,12 @@ func TestStageKeysMakeCalls(t *testing.T) {
 			[]string{"Images", "StagePreview n01 compute@g3 wave=2", "DiffImages compute:g2 compute:g3", "StagePreview n01 compute@g2 wave=2"}},
 		{"nodes of two images are refused", nil, []string{"<space>", "<space>", "<space>", "<space>", "<space>", "s"}, nil},
 		{"resume after the gate halted it", map[string]string{"n03": "no check-in"}, append(slices.Clone(stageTo), "u", "<wait>", "y"),
-			[]string{"StageAction r1 resume", "Stage r1", "Nodes", "Nodes"}},
+			[]string{"StageAction r1 resume", "FollowStage r1", "Nodes", "Nodes"}},
 		{"roll back defaults to no", map[string]string{"n03": "no check-in"}, append(slices.Clone(stageTo), "B", "<wait>", "<enter>"), nil},
 		{"roll back", map[string]string{"n03": "no check-in"}, append(slices.Clone(stageTo), "B", "<wait>", "y"),
 			[]string{"StageAction r1 rollback", "Nodes"}},
 		{"abort", map[string]string{"n03": "no check-in"}, append(slices.Clone(stageTo), "x", "<wait>", "y"),
-			[]string{"StageAction r1 abort", "Nodes"}},
+			[]string{"StageAction r1 abort", "FollowStage r1", "Nodes", "Nodes"}}, // aborted may still be rolled back: followed
 		{"promote once complete", nil, append(slices.Clone(stageTo), "P", "<wait>", "y"), []string{"StageAction r1 promote", "Nodes"}},
 		{"halt refused by the daemon when complete", nil, append(slices.Clone(stageTo), "h", "<wait>", "y"), []string{"StageAction r1 halt"}},
 	}
@@ -92,9 +95,9 @@ func TestStageRolloutOutcome(t *testing.T) {
 			t.Errorf("rollout view lacks %q:\n%s", want, scr)
 		}
 	}
-	// the poll stopped: no tick is pending for a halted rollout
-	if hs.m.stage.polling || hs.m.stage.fetching {
-		t.Error("still polling a halted rollout")
+	// nothing polls: the rollout came through its follow stream alone
+	if hs.m.stage.fetching || slices.Contains(hs.be.Calls(), "Stage r1") {
+		t.Errorf("the rollout was read, not followed: %q", hs.be.Calls())
 	}
 	// the fix, then resume completes it; promote ends it
 	hs.be.stageFail = nil
@@ -225,5 +228,57 @@ func TestImagesBuildAndRollback(t *testing.T) {
 	}
 	if got := hs.be.images[0].Current; got != "g3" {
 		t.Errorf("a failed build changed current to %s", got)
+	}
+}
+
+// TestStageFollowsStream: `:stage` opens one follow stream of the newest
+// rollout; a change the daemon streams (another admin halted it) updates
+// the view at once, and the only command scheduled after a streamed change
+// is the wait for the next one: no tick, no read. A promoted rollout ends
+// the stream.
+func TestStageFollowsStream(t *testing.T) {
+	hs := newHarness(t, 20, 120, 40)
+	hs.press("<space>", "<space>", "<space>", "s", "<enter>", "<enter>", "<wait>", "y") // staged and run: completes in the fake
+	hs.press("<esc>")
+	hs.m.stage = nil // a console that did not stage it
+	hs.be.mu.Lock()
+	ro := hs.be.rollouts["r1"]
+	ro.State, ro.Reason = apitype.RolloutStaged, "" // as if staged again, waiting
+	hs.be.mu.Unlock()
+	hs.be.stageFeed = make(chan *apitype.Rollout, 4)
+	hs.be.reset()
+	hs.keys(":")
+	hs.typeText("stage")
+	_, cmd := hs.m.Update(keyMsg("<enter>"))
+	wait := hs.startStream(cmd)
+	_, wait = hs.m.Update(hs.next(wait))
+	if hs.m.stage.ro == nil || hs.m.stage.ro.State != apitype.RolloutStaged || !strings.Contains(hs.screen(), "staged") {
+		t.Fatalf("first state not shown:\n%s", hs.screen())
+	}
+	halted := cloneRollout(ro)
+	halted.State, halted.Reason = apitype.RolloutHalted, "halted by uid 1000 (ada)"
+	hs.be.stageFeed <- halted
+	msg := hs.next(wait)
+	if _, ok := msg.(followMsg[*apitype.Rollout]); !ok {
+		t.Fatalf("the command after a streamed change gave %T, want only the stream's next change (no tick, no read)", msg)
+	}
+	_, next := hs.m.Update(msg)
+	if scr := hs.screen(); hs.m.stage.ro.State != apitype.RolloutHalted || !strings.Contains(scr, "rollout r1 is halted: halted by uid 1000 (ada)") {
+		t.Errorf("streamed halt not shown:\n%s", scr)
+	}
+	// a halted rollout fetches the node list, and still waits on the stream
+	b, ok := next().(tea.BatchMsg)
+	if !ok || len(b) != 2 {
+		t.Fatalf("after a halt: want the stream's wait and the node list, got %#v", b)
+	}
+	if calls := hs.be.Calls(); !slices.Equal(calls, []string{"FollowStage "}) {
+		t.Errorf("calls %q, want the one follow stream", calls)
+	}
+	promoted := cloneRollout(halted)
+	promoted.State = apitype.RolloutPromoted
+	hs.be.stageFeed <- promoted
+	hs.m.Update(hs.next(b[0]))
+	if hs.m.stage.ro.State != apitype.RolloutPromoted || hs.m.follows[followStage].running {
+		t.Errorf("promoted: state %s, stream still followed %v", hs.m.stage.ro.State, hs.m.follows[followStage].running)
 	}
 }

@@ -1,0 +1,123 @@
+// Package state names the daemon's durable state, in one place: the
+// interfaces the daemon holds instead of concrete stores. Today's
+// single-head implementation (bbolt and files in the data directory) is
+// internal/state/local; a store shared by several heads (etcd) implements
+// the same interfaces and needs no change elsewhere.
+//
+// Which package owns which state, and what each interface promises, is in
+// this package's README.
+package state
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/audit"
+	"github.com/netbootui/netbootui/internal/bootstate"
+)
+
+// Store is all the durable state of a daemon. The daemon opens one (or is
+// handed one in its Config) and closes it last, after every server and
+// workflow that writes to it has stopped.
+type Store interface {
+	// BootStates persists the boot-state tracker: every node's state, its
+	// bounded history and the event counter.
+	BootStates() BootStates
+	// Addresses ties client addresses to the nodes that booted from them.
+	Addresses() Addresses
+	// Documents holds whole documents replaced by compare-and-swap (the
+	// rollouts today).
+	Documents() Documents
+	// Audit is the audit log.
+	Audit() Audit
+	// Consoles keeps each node's captured serial console output.
+	Consoles() Consoles
+	// TokenKey is the secret the nodes' check-in tokens and fetch keys are
+	// derived from (pxe.Tokens): made at random on first use, the same ever
+	// after (and on every head sharing the store). It never leaves the
+	// daemon.
+	TokenKey() ([]byte, error)
+	// Close releases the store (and, for the local store, the data
+	// directory's lock).
+	Close() error
+}
+
+// BootStates is the persistence of bootstate.Tracker. It is declared in
+// bootstate (which imports nothing of the project, so it cannot import this
+// package) and named here so that the list of stores is complete.
+type BootStates = bootstate.Persister
+
+// Addresses remembers which node last booted from a client address, for
+// requests that do not name their node (an iPXE script fetching its kernel
+// by IP). Entries expire: a learned address is proof for the rest of one
+// boot, not forever. Safe for concurrent use; Learn never blocks on I/O for
+// long (it is on the boot servers' request path).
+type Addresses interface {
+	// Learn ties ip to node until expires.
+	Learn(ip netip.Addr, node string, expires time.Time)
+	// Lookup returns the node ip is tied to at now (false when none or
+	// expired).
+	Lookup(ip netip.Addr, now time.Time) (node string, ok bool)
+}
+
+// Rev is a document's revision: 0 means the document does not exist; any
+// other value is opaque and changes with every Put.
+type Rev uint64
+
+// ErrConflict is what Documents.Put returns when the document's revision is
+// no longer the one the caller read: someone else's edit landed first.
+// Read it again, reapply the change, and put it with the new revision.
+var ErrConflict = errors.New("state: the document changed since it was read")
+
+// Documents keeps named documents (the rollouts file) whole. An edit lands
+// once: Put replaces a document only if its revision is still the one the
+// caller read. Names are file-name-like ("rollouts.json"). Safe for
+// concurrent use.
+type Documents interface {
+	// Get returns the document and its revision; a missing document is
+	// (nil, 0, nil).
+	Get(name string) ([]byte, Rev, error)
+	// Put replaces the document if its revision is still prev (0: it must
+	// not exist) and returns the new revision, or ErrConflict.
+	Put(name string, data []byte, prev Rev) (Rev, error)
+}
+
+// Audit is the audit log: one entry per admin action, appended durably. It
+// fails closed: the API asks Ready before every mutation and refuses the
+// action when the entry could not be made durable.
+type Audit interface {
+	// Ready returns nil when an entry recorded now will be durable, and
+	// otherwise why not (a full disk, an unreachable store).
+	Ready() error
+	// Record appends e (stamping its time when zero); nil means it is
+	// durable.
+	Record(e audit.Entry) error
+	// Recent returns the newest n entries (n <= 0: all kept), oldest
+	// first.
+	Recent(n int) []audit.Entry
+	// Follow returns the newest n entries and a subscription to every
+	// entry recorded after them, with no entry between them or twice; a
+	// subscriber that does not keep up loses entries, it never holds
+	// Record up.
+	Follow(n, buffer int) ([]audit.Entry, *audit.Subscription)
+}
+
+// ConsoleLog is the tail of a node's captured console.
+type ConsoleLog struct {
+	Lines   []string  // the last lines, control sequences removed, oldest first
+	Kept    int       // bytes kept (bounded)
+	Total   int64     // bytes seen
+	Updated time.Time // last output
+}
+
+// Consoles keeps each node's captured serial console output, bounded per
+// node (the newest bytes win). Safe for concurrent use; Append never
+// blocks on I/O for long (it is on a SOL session's output path).
+type Consoles interface {
+	// Append adds console output of node.
+	Append(node string, p []byte)
+	// Tail returns the last n lines of node's console (false when nothing
+	// was captured).
+	Tail(node string, n int) (ConsoleLog, bool)
+}
