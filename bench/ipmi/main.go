@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/netbootui/netbootui/bench/powerbench"
 	"github.com/netbootui/netbootui/internal/ipmi"
 	"github.com/netbootui/netbootui/internal/ipmi/ipmisim"
 	"github.com/netbootui/netbootui/internal/power"
@@ -41,21 +42,13 @@ func run(n, nsinks, conc int, timeout time.Duration) error {
 	}
 	defer os.RemoveAll(dir)
 	t0 := time.Now()
-	sims := make([]*ipmisim.Sim, n)
-	defer func() {
-		for _, s := range sims {
-			if s != nil {
-				_ = s.Stop()
-			}
-		}
-	}()
-	for i := range sims {
-		s, err := ipmisim.Start(ctx, ipmisim.Options{Dir: fmt.Sprintf("%s/bmc%03d", dir, i)})
-		if err != nil {
-			return err
-		}
-		sims[i] = s
+	sims, stopAll, err := powerbench.StartAll(n, func(i int) (*ipmisim.Sim, error) {
+		return ipmisim.Start(ctx, ipmisim.Options{Dir: fmt.Sprintf("%s/bmc%03d", dir, i)})
+	}, func(s *ipmisim.Sim) { _ = s.Stop() })
+	if err != nil {
+		return err
 	}
+	defer stopAll()
 	fmt.Printf("started %d ipmi_sim BMCs in %v\n", n, time.Since(t0).Round(time.Millisecond))
 	target := func(node string, port int) power.Target {
 		return power.Target{Node: node, Protocol: ipmi.Name, Host: "127.0.0.1", Port: port, User: "admin",
@@ -67,22 +60,10 @@ func run(n, nsinks, conc int, timeout time.Duration) error {
 	}
 
 	// ours: a fresh power seam over IPMI (sessions opened inside the measurement)
-	pool := power.New(power.Config{CallTimeout: timeout}, backends.Registry())
-	t0 = time.Now()
-	res, err := pool.Bulk(ctx, targets, power.OpStatus, power.BulkOptions{Concurrency: conc})
+	ours, warm, err := powerbench.Measure(ctx, targets, conc, timeout, backends.Registry())
 	if err != nil {
 		return err
 	}
-	ours := time.Since(t0)
-	if bad := failures(res); bad != "" {
-		return fmt.Errorf("ours: %s", bad)
-	}
-	t0 = time.Now()
-	if _, err := pool.Bulk(ctx, targets, power.OpStatus, power.BulkOptions{Concurrency: conc}); err != nil {
-		return err
-	}
-	warm := time.Since(t0)
-	_ = pool.Close()
 
 	args := func(s *ipmisim.Sim) []string {
 		return []string{"-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-p", strconv.Itoa(s.Port()), "-U", "admin", "-P", "secret", "chassis", "power", "status"}
@@ -109,10 +90,7 @@ func run(n, nsinks, conc int, timeout time.Duration) error {
 	xargs := time.Since(t0)
 
 	fmt.Printf("power status of %d BMCs\n", n)
-	fmt.Printf("  %-34s %9v\n", fmt.Sprintf("netbootui (concurrency %d, cold)", conc), ours.Round(time.Millisecond))
-	fmt.Printf("  %-34s %9v\n", "netbootui (sessions open)", warm.Round(time.Millisecond))
-	fmt.Printf("  %-34s %9v   ours %.1fx faster\n", "ipmitool sequential loop", loop.Round(time.Millisecond), loop.Seconds()/ours.Seconds())
-	fmt.Printf("  %-34s %9v   ours %.1fx faster\n", fmt.Sprintf("xargs -P %d ipmitool", conc), xargs.Round(time.Millisecond), xargs.Seconds()/ours.Seconds())
+	powerbench.Report(os.Stdout, conc, "ipmitool", powerbench.Times{Ours: ours, Warm: warm, Loop: loop, Xargs: xargs})
 
 	// fault run: n answering + nsinks silent
 	var conns []net.PacketConn
@@ -138,7 +116,7 @@ func run(n, nsinks, conc int, timeout time.Duration) error {
 		}()
 		all = append(all, target(fmt.Sprintf("s%03d", i), c.LocalAddr().(*net.UDPAddr).Port))
 	}
-	pool = power.New(power.Config{CallTimeout: timeout}, backends.Registry())
+	pool := power.New(power.Config{CallTimeout: timeout}, backends.Registry())
 	defer pool.Close()
 	var mu sync.Mutex
 	var okN, timeoutN int
@@ -166,13 +144,4 @@ func run(n, nsinks, conc int, timeout time.Duration) error {
 		return fmt.Errorf("fault run: %d ok, %d timeouts", okN, timeoutN)
 	}
 	return nil
-}
-
-func failures(res []power.Result) string {
-	for _, r := range res {
-		if r.Err != nil {
-			return r.Err.Error()
-		}
-	}
-	return ""
 }

@@ -105,7 +105,7 @@ func runDemo(ctx context.Context, cfg demo.Config, o demoOptions) error {
 	if _, err := d.PowerOnAll(ctx); err != nil {
 		return err
 	}
-	fmt.Printf("powered on %d nodes through their BMCs (IPMI on loopback); they boot over TFTP and HTTP now\n", len(d.Names))
+	fmt.Printf("powered on %d nodes through their BMCs (IPMI and Redfish on loopback); they boot over TFTP and HTTP now\n", len(d.Names))
 	if o.noTUI {
 		fmt.Println("running headless; SIGINT or SIGTERM stops the demo and cleans up")
 		t := time.NewTicker(o.statusEvery)
@@ -146,6 +146,15 @@ func printDemoBanner(w io.Writer, d *demo.Demo, socket string) {
 	fmt.Fprintf(w, "  image:     %s\n", d.ImageSource)
 	fmt.Fprintf(w, "  http:      http://%s   tftp: %s\n", d.Daemon.HTTPAddr(), d.Daemon.TFTPAddr())
 	fmt.Fprintf(w, "  BMCs:      IPMI (RMCP+) on %s .. %s, one UDP port each (ports in the inventory)\n", first.Addr(), last.Addr())
+	if len(d.RedfishBMCs) > 0 {
+		var rf []string
+		for _, name := range d.Names {
+			if b := d.RedfishBMCs[name]; b != nil {
+				rf = append(rf, name+" "+b.Addr())
+			}
+		}
+		fmt.Fprintf(w, "  Redfish:   %s (simulated BMCs, HTTPS; their CA is %s)\n", strings.Join(rf, ", "), filepath.Join(filepath.Dir(d.InventoryPath), demo.RedfishCAFile))
+	}
 	fmt.Fprintf(w, "  inventory: %s (secrets: %s, mode 0600)\n", d.InventoryPath, d.SecretsPath)
 	if d.StallNode != "" {
 		fmt.Fprintf(w, "  trouble:   %s stalls during its boot; one compute node in eight writes to its overlay until it is dirty\n", d.StallNode)

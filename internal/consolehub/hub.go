@@ -1,7 +1,8 @@
 // Package consolehub shares each node's serial console between its users.
 // A BMC allows one console session per node, so one session per node at a
 // time is run by a hub: its output goes into the node's bounded console log
-// (sol.Ring, kept after the session ends) and to every attached console;
+// (a state.Consoles, the daemon's state seam: kept after the session ends)
+// and to every attached console;
 // the consoles' input is merged into it. A hub runs while something uses
 // it: a capture (reboot-clean's, which restarts the session when it drops,
 // as it may while the node power-cycles) or a console.
@@ -19,10 +20,11 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/netbootui/netbootui/internal/power"
-	"github.com/netbootui/netbootui/internal/sol"
+	"github.com/netbootui/netbootui/internal/state"
 )
 
 // Session runs one console session of a node: bytes read from in go to the
@@ -40,41 +42,34 @@ const RetryAfter = time.Second
 // Hubs holds the console hubs and logs of every node. It is safe for
 // concurrent use.
 type Hubs struct {
-	log *slog.Logger
+	log   *slog.Logger
+	store state.Consoles // every node's captured output
 
 	mu     sync.Mutex
-	rings  map[string]*sol.Ring
 	hubs   map[string]*Hub
 	errs   map[string]string
 	closed bool
 	wg     sync.WaitGroup
 }
 
-// New returns an empty Hubs; log (nil: discarded) gets a debug line per
-// restarted session.
-func New(log *slog.Logger) *Hubs {
+// New returns an empty Hubs that keeps the nodes' console output in store
+// (the daemon's state.Store Consoles); log (nil: discarded) gets a debug
+// line per restarted session.
+func New(log *slog.Logger, store state.Consoles) *Hubs {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Hubs{log: log, rings: map[string]*sol.Ring{}, hubs: map[string]*Hub{}, errs: map[string]string{}}
+	return &Hubs{log: log, store: store, hubs: map[string]*Hub{}, errs: map[string]string{}}
 }
 
 // ErrClosed is returned by Attach and Acquire after Close.
 var ErrClosed = errors.New("consolehub: closed")
 
-func (hs *Hubs) ring(node string) *sol.Ring {
-	r := hs.rings[node]
-	if r == nil {
-		r = sol.NewRing(sol.DefaultRingSize)
-		hs.rings[node] = r
-	}
-	return r
-}
-
 // Hub is one node's running console session.
 type Hub struct {
 	node   string
-	ring   *sol.Ring
+	store  state.Consoles
+	total  atomic.Int64 // bytes this hub's sessions wrote
 	cancel context.CancelFunc
 	input  chan []byte   // consoles' keystrokes, in order
 	active chan struct{} // closed when the session is first active
@@ -95,7 +90,8 @@ func (h *Hub) Done() <-chan struct{} { return h.done }
 // console that does not keep up loses output rather than stalling the
 // session).
 func (h *Hub) Write(p []byte) (int, error) {
-	h.ring.Write(p)
+	h.store.Append(h.node, p)
+	h.total.Add(int64(len(p)))
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for c := range h.consoles {
@@ -152,7 +148,7 @@ func (hs *Hubs) join(node string, capture bool, sess Session) (*Hub, chan []byte
 	}
 	if h == nil {
 		ctx, cancel := context.WithCancel(context.Background())
-		h = &Hub{node: node, ring: hs.ring(node), cancel: cancel, active: make(chan struct{}),
+		h = &Hub{node: node, store: hs.store, cancel: cancel, active: make(chan struct{}),
 			done: make(chan struct{}), consoles: map[chan []byte]struct{}{}, input: make(chan []byte, 64)}
 		hs.hubs[node] = h
 		delete(hs.errs, node)
@@ -219,7 +215,7 @@ func (hs *Hubs) run(ctx context.Context, h *Hub, sess Session) {
 	}()
 	idle := 0
 	for {
-		seen := h.ring.Total()
+		seen := h.total.Load()
 		err = h.session(ctx, sess)
 		if ctx.Err() != nil {
 			err = ctx.Err()
@@ -234,7 +230,7 @@ func (hs *Hubs) run(ctx context.Context, h *Hub, sess Session) {
 		if power.Permanent(err) {
 			return // a restart would fail the same way
 		}
-		if h.ring.Total() > seen {
+		if h.total.Load() > seen {
 			idle = 0
 		} else {
 			idle++
@@ -371,8 +367,8 @@ func (hs *Hubs) Capture(sessions map[string]Session) (stop func()) {
 // Log is a node's console log.
 type Log struct {
 	Lines   []string  // the last lines asked for, oldest first (never nil)
-	Kept    int       // bytes kept (bounded by sol.DefaultRingSize)
-	Total   int64     // bytes seen since the Hubs was made
+	Kept    int       // bytes kept (bounded by the store)
+	Total   int64     // bytes seen since the store was made
 	Updated time.Time // last output
 	Active  bool      // a session runs now
 	Error   string    // why the last session ended, if it failed
@@ -382,16 +378,12 @@ type Log struct {
 // session.
 func (hs *Hubs) Log(node string, n int) Log {
 	hs.mu.Lock()
-	r := hs.rings[node]
 	h := hs.hubs[node]
 	e := hs.errs[node]
 	hs.mu.Unlock()
 	l := Log{Lines: []string{}, Active: h != nil, Error: e}
-	if r != nil {
-		l.Lines = r.Tail(n)
-		l.Kept = len(r.Bytes())
-		l.Total = r.Total()
-		l.Updated = r.Updated()
+	if t, ok := hs.store.Tail(node, n); ok {
+		l.Lines, l.Kept, l.Total, l.Updated = t.Lines, t.Kept, t.Total, t.Updated
 	}
 	return l
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/netbootui/netbootui/internal/lab"
 	"github.com/netbootui/netbootui/internal/power"
+	"github.com/netbootui/netbootui/internal/state/local"
 )
 
 func eventually(t *testing.T, what string, f func() bool) {
@@ -73,7 +74,7 @@ func (e *echo) session(ctx context.Context, in io.Reader, out io.Writer, onActiv
 // both see its output, both type into it, the log keeps it, and the session
 // ends with its last user.
 func TestConsolesShareOneSession(t *testing.T) {
-	hs := New(nil)
+	hs := New(nil, local.NewConsoles(0))
 	defer hs.Close()
 	e := &echo{}
 	type console struct {
@@ -124,7 +125,7 @@ func TestConsolesShareOneSession(t *testing.T) {
 // TestAgedSessionHandsOver: a session that ends with ErrSessionAged is
 // followed by the next at once, and the console stays attached.
 func TestAgedSessionHandsOver(t *testing.T) {
-	hs := New(nil)
+	hs := New(nil, local.NewConsoles(0))
 	defer hs.Close()
 	e := &echo{end: func(n int32) error {
 		if n < 3 {
@@ -153,7 +154,7 @@ func TestAgedSessionHandsOver(t *testing.T) {
 // password, no console at all) is not retried: the console gets the error,
 // the log keeps it.
 func TestPermanentErrorStopsTheHub(t *testing.T) {
-	hs := New(nil)
+	hs := New(nil, local.NewConsoles(0))
 	defer hs.Close()
 	var n atomic.Int32
 	refuse := func(ctx context.Context, in io.Reader, out io.Writer, onActive func()) error {
@@ -178,7 +179,7 @@ func TestPermanentErrorStopsTheHub(t *testing.T) {
 // drops (as a node's console may during a power cycle); Close stops every
 // hub, and nothing attaches afterwards.
 func TestCaptureRestartsAndClose(t *testing.T) {
-	hs := New(nil)
+	hs := New(nil, local.NewConsoles(0))
 	e := &echo{end: func(n int32) error {
 		if n == 1 {
 			return errors.New("dropped")

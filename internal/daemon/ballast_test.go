@@ -11,6 +11,7 @@ import (
 	"time"
 
 	. "github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/image/liveinit"
 	"github.com/netbootui/netbootui/internal/lab"
 )
 
@@ -37,6 +38,20 @@ func ballastRootfs(t *testing.T, src string, mib int) string {
 		t.Fatalf("mksquashfs: %v\n%s", err, out)
 	}
 	return dst
+}
+
+// nfsInitrd builds the default recipe's built-in initramfs with the nfsv4
+// module added (the default recipe leaves it out: each module costs RAM on
+// every node) into dir and returns its path.
+func nfsInitrd(t *testing.T, dir string) string {
+	t.Helper()
+	_, modules := lab.Kernel(t)
+	initrd := filepath.Join(dir, "initrd-nfs")
+	if err := liveinit.BuildFile(initrd, liveinit.Options{KernelModulesDir: modules,
+		Modules: []string{"virtio_pci", "virtio_net", "e1000", "loop", "squashfs", "overlay", "nfsv4"}}); err != nil {
+		t.Fatal(err)
+	}
+	return initrd
 }
 
 // runDaemon runs d until the test ends and returns its HTTP port. Nodes are

@@ -180,7 +180,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 		cfg.Power.Logger = cfg.Logger
 	}
 	d.power = power.New(cfg.Power, cfg.Backends)
-	d.consoles = consolehub.New(cfg.Logger)
+	d.consoles = consolehub.New(cfg.Logger, d.store.Consoles())
 	key, err := d.store.TokenKey()
 	if err != nil {
 		return nil, err

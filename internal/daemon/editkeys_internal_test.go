@@ -12,7 +12,7 @@ func TestEditableBMCKeys(t *testing.T) {
 	d := &Daemon{cfg: Config{Backends: backends.Registry()}}
 	for key, ok := range map[string]bool{
 		"bmc.protocol": true, "bmc.ipmi.cipher_suites": true, "bmc.cipher_suites": true, "bmc.host": true,
-		"bmc.ipmi.nosuch": false, "bmc.redfish.system": false, "bmc.ipmi": false, "bmc": false, "bmc.": false,
+		"bmc.ipmi.nosuch": false, "bmc.redfish.system": true, "bmc.redfish.insecure": true, "bmc.redfish.nosuch": false, "bmc.ipmi": false, "bmc": false, "bmc.": false,
 	} {
 		err := d.checkEdit("group g", Edit{Set: map[string]any{key: "x"}}, true)
 		if (err == nil) != ok {

@@ -3,7 +3,6 @@ package daemon_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,13 +85,10 @@ nodes:
 			}
 		}
 	})
-	lab.Eventually(t, "nbd-server listens", 20*time.Second, func() bool {
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			ln.Close()
-		}
-		return err != nil
-	})
+	// Readiness is read from the kernel's socket table: a probe that binds
+	// the port itself could take it from under nbd-server, which then
+	// exits with "address in use".
+	lab.Eventually(t, "nbd-server listens", 20*time.Second, func() bool { return tcpListening(port) })
 
 	base := "http://10.0.2.2:" + runDaemon(t, d, "")
 	vmCtx, vmCancel := context.WithTimeout(context.Background(), 6*time.Minute)
@@ -140,4 +136,23 @@ func usedKiB(t *testing.T, vm *lab.VM) int {
 func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
+}
+
+// tcpListening says whether a TCP socket listens on port, from
+// /proc/net/tcp and tcp6 (state 0A is LISTEN).
+func tcpListening(port int) bool {
+	want := fmt.Sprintf(":%04X", port)
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fields := strings.Fields(line)
+			if len(fields) > 3 && strings.HasSuffix(fields[1], want) && fields[3] == "0A" {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -62,8 +62,9 @@ func TestQEMUNFSRoot(t *testing.T) {
 	d := newInventoryDaemon(t, dir, nfsInventory(port, nfsDir))
 	gens := map[string]string{}
 	rootfs := ballastRootfs(t, files["rootfs.squashfs"], 48)
+	initrds := map[string]string{"live-nfs": nfsInitrd(t, dir), "live-http": files["initrd"]}
 	for _, img := range []string{"live-nfs", "live-http"} {
-		m, err := d.ImportImage(ImportRequest{Image: img, Kernel: files["vmlinuz"], Initrd: files["initrd"], Rootfs: rootfs, Publish: true})
+		m, err := d.ImportImage(ImportRequest{Image: img, Kernel: files["vmlinuz"], Initrd: initrds[img], Rootfs: rootfs, Publish: true})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -96,12 +96,8 @@ func TestQEMUNFSPersist(t *testing.T) {
 	// q-b names q-a's directory on its command line (after the rendered
 	// one, so the init takes it): the server must refuse it.
 	stealB := "netbootui.persist_nfs=" + headAddr + ":/netbootui/nodes/q-a:vers=4.1,port=2049"
-	write("netbootui.test_write=/var/log/kept,/root/gone netbootui.probe=/var/log/kept,/root/gone", stealB)
-	d, err := New(Config{InventoryPath: inv, DataDir: filepath.Join(dir, "data"), HTTPListen: "127.0.0.1:0",
-		StallTimeout: 5 * time.Minute, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newInventoryDaemon(t, dir, persistInventory(nfsDir,
+		"netbootui.test_write=/var/log/kept,/root/gone netbootui.probe=/var/log/kept,/root/gone", stealB))
 	site := pxe.NFSSite(d.Inventory().Settings.NFS)
 	// The head made each node's directory before any boot.
 	for _, n := range []string{"q-a", "q-b", "q-c"} {
@@ -109,7 +105,7 @@ func TestQEMUNFSPersist(t *testing.T) {
 			t.Fatalf("%s: persistent directory not made: %v", n, err)
 		}
 	}
-	m, err := d.ImportImage(ImportRequest{Image: "live-nfs", Kernel: files["vmlinuz"], Initrd: files["initrd"], Rootfs: files["rootfs.squashfs"], Publish: true})
+	m, err := d.ImportImage(ImportRequest{Image: "live-nfs", Kernel: files["vmlinuz"], Initrd: nfsInitrd(t, dir), Rootfs: files["rootfs.squashfs"], Publish: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -79,22 +80,7 @@ func TestRebootCleanThroughTestBackend(t *testing.T) {
 	if err := reg.Register(lab.Protocol()); err != nil { // the registration line
 		t.Fatal(err)
 	}
-	var genA string
-	d := daemontest.Start(t, daemontest.Options{Dir: dir, Config: Config{InventoryPath: writeSeamInventory(t, dir, 0),
-		TFTPListen: "127.0.0.1:0", StallTimeout: 5 * time.Second, ReloadInterval: 50 * time.Millisecond,
-		Backends: reg, Power: power.Config{CallTimeout: 3 * time.Second}},
-		Before: func(d *Daemon) error { genA = importGen(t, d, dir, 'a', true); return nil }}).D
-
-	nodes := map[string]*simnode.Node{}
-	for i, name := range []string{"m1", "m2", "i1"} {
-		n, err := simnode.Start(simnode.Options{MAC: fmt.Sprintf("52:54:00:5e:00:%02x", i+1), Password: rebootPassword,
-			BaseURL: "http://" + d.HTTPAddr().String(), TFTPAddr: d.TFTPAddr().String()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(n.Close)
-		nodes[name] = n
-	}
+	d, genA, nodes := startPowerCluster(t, dir, writeSeamInventory(t, dir, 0), reg, io.Discard, []string{"m1", "m2", "i1"}, "52:54:00:5e:00:%02x")
 	lab.Add("m1", nodes["m1"])
 	lab.Add("m2", nodes["m2"])
 	writeSeamInventory(t, dir, nodes["i1"].Port())
@@ -123,17 +109,7 @@ func TestRebootCleanThroughTestBackend(t *testing.T) {
 	}
 
 	// One bulk status over the mixed cluster: both backends answer.
-	st, err := d.Power(rctx, PowerRequest{Selection: "p[1-2],i1", Op: "status"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	state := map[string]string{}
-	for _, r := range st {
-		if r.Error != "" {
-			t.Fatalf("status %s: %s", r.Node, r.Error)
-		}
-		state[r.Node] = r.Power
-	}
+	state, _ := powerStates(t, rctx, d, "p[1-2],i1")
 	if state["p1"] != "on" || state["p2"] != "off" || state["i1"] != "off" {
 		t.Fatalf("status: %v", state)
 	}
@@ -193,4 +169,48 @@ func TestRebootCleanThroughTestBackend(t *testing.T) {
 	if !errors.Is(err, power.ErrNoConsole) || !strings.Contains(err.Error(), "the simpower backend has no serial console") {
 		t.Errorf("console on p1: %v", err)
 	}
+}
+
+// startPowerCluster runs a daemon (daemontest) on the inventory at inv,
+// power backends from reg, logs to logs, with generation A imported and
+// published before it starts (returned), and starts one simulated node per
+// name, MACs from macFmt and 1, 2, ..., booting from the daemon; all
+// stopped at the end of the test.
+func startPowerCluster(t *testing.T, dir, inv string, reg *power.Registry, logs io.Writer, names []string, macFmt string) (*Daemon, string, map[string]*simnode.Node) {
+	t.Helper()
+	var genA string
+	d := daemontest.Start(t, daemontest.Options{Dir: dir, Config: Config{InventoryPath: inv,
+		TFTPListen: "127.0.0.1:0", StallTimeout: 5 * time.Second, ReloadInterval: 50 * time.Millisecond,
+		Backends: reg, Power: power.Config{CallTimeout: 3 * time.Second},
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))},
+		Before: func(d *Daemon) error { genA = importGen(t, d, dir, 'a', true); return nil }}).D
+	nodes := map[string]*simnode.Node{}
+	for i, name := range names {
+		n, err := simnode.Start(simnode.Options{MAC: fmt.Sprintf(macFmt, i+1), Password: rebootPassword,
+			BaseURL: "http://" + d.HTTPAddr().String(), TFTPAddr: d.TFTPAddr().String()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(n.Close)
+		nodes[name] = n
+	}
+	return d, genA, nodes
+}
+
+// powerStates runs one bulk power status over sel and returns each node's
+// power; every node must answer.
+func powerStates(t *testing.T, ctx context.Context, d *Daemon, sel string) (map[string]string, []PowerResult) {
+	t.Helper()
+	st, err := d.Power(ctx, PowerRequest{Selection: sel, Op: "status"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := map[string]string{}
+	for _, r := range st {
+		if r.Error != "" {
+			t.Fatalf("status %s: %s", r.Node, r.Error)
+		}
+		state[r.Node] = r.Power
+	}
+	return state, st
 }

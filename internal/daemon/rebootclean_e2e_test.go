@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,8 +17,10 @@ import (
 	. "github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/demo/qemubmc"
+	"github.com/netbootui/netbootui/internal/ipmi"
 	"github.com/netbootui/netbootui/internal/lab"
 	"github.com/netbootui/netbootui/internal/power"
+	"github.com/netbootui/netbootui/internal/redfish/redfishsim"
 )
 
 // e2eOverride is the node's iPXE entry: the rendered one plus the check-in
@@ -33,9 +36,14 @@ sleep {{.RetrySeconds}}
 chain --replace --autofree {{.ScriptURL}} || goto failed
 `
 
-// consoleRun types cmd at the node's shell over SOL (daemon.Console) and
-// returns the first match of re in what comes back.
-func consoleRun(t *testing.T, d *Daemon, node, cmd string, re *regexp.Regexp, timeout time.Duration) []string {
+// consoleFunc attaches to a node's serial console (daemon.Console, or a
+// BMC's SOL directly): in goes to the node, its output to out, ready is
+// called once it is active.
+type consoleFunc func(ctx context.Context, in io.Reader, out io.Writer, ready func()) error
+
+// consoleRun types cmd at the node's shell over SOL (attach) and returns
+// the first match of re in what comes back.
+func consoleRun(t *testing.T, attach consoleFunc, node, cmd string, re *regexp.Regexp, timeout time.Duration) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -44,7 +52,7 @@ func consoleRun(t *testing.T, d *Daemon, node, cmd string, re *regexp.Regexp, ti
 	var out lab.Buffer
 	ready := make(chan struct{})
 	done := make(chan error, 1)
-	go func() { done <- d.Console(ctx, node, "e2e-test", pr, &out, func() { close(ready) }) }()
+	go func() { done <- attach(ctx, pr, &out, func() { close(ready) }) }()
 	select {
 	case <-ready:
 	case err := <-done:
@@ -80,7 +88,17 @@ func consoleRun(t *testing.T, d *Daemon, node, cmd string, re *regexp.Regexp, ti
 // node comes back with its assigned generation, a small overlay, not
 // dirty, probe=absent, and the marker is gone at the shell too; the daemon
 // captured the boot's console output meanwhile.
-func TestRebootCleanEndToEnd(t *testing.T) {
+func TestRebootCleanEndToEnd(t *testing.T) { rebootCleanE2E(t, false) }
+
+// TestRebootCleanEndToEndRedfish is the same behind a (simulated) Redfish
+// BMC: redfishsim's Reset and boot override run the same chassis program
+// (qemubmc.Chassis), the daemon powers the node over Redfish (HTTPS, the
+// BMC's CA from the inventory). Redfish has no serial console, so the
+// marker is written through the same BMC's IPMI serial-over-LAN, as an
+// admin would (the daemon's console error names it).
+func TestRebootCleanEndToEndRedfish(t *testing.T) { rebootCleanE2E(t, true) }
+
+func rebootCleanE2E(t *testing.T, viaRedfish bool) {
 	lab.RequireTools(t, "qemu-system-x86_64", "ipmi_sim", "mksquashfs")
 	t.Parallel()
 	files := testImage(t)
@@ -94,6 +112,7 @@ func TestRebootCleanEndToEnd(t *testing.T) {
 	defer os.RemoveAll(vmDir)
 	mac := lab.MAC(40)
 	invPath := filepath.Join(dir, "nodes.yaml")
+	var bmcLine func(port int) string
 	writeInv := func(bmcPort int) {
 		var ov strings.Builder
 		for _, l := range strings.Split(strings.TrimRight(e2eOverride, "\n"), "\n") {
@@ -109,13 +128,19 @@ nodes:
   - name: e2e
     image: live
     nics: [{mac: %q}]
-    bmc: {host: 127.0.0.1, port: %d, user: admin, password: lab, cipher_suites: [3]}
+    %s
     boot_override:
       ipxe: |
-%s`, mac, bmcPort, ov.String())
+%s`, mac, bmcLine(bmcPort), ov.String())
 		if err := os.WriteFile(invPath, []byte(inv), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	bmcLine = func(port int) string {
+		if viaRedfish {
+			return fmt.Sprintf("bmc: {protocol: redfish, host: 127.0.0.1, port: %d, user: root, password: lab, redfish: {system: /redfish/v1/Systems/System.Embedded.1, ca: bmc-ca.pem, ipmi_sol: true}}", port)
+		}
+		return fmt.Sprintf("bmc: {host: 127.0.0.1, port: %d, user: admin, password: lab, cipher_suites: [3]}", port)
 	}
 	writeInv(623)
 	os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte("bmc_passwords:\n  lab: "+rebootPassword+"\n"), 0o600)
@@ -142,7 +167,16 @@ nodes:
 		t.Fatal(err)
 	}
 	defer sim.Stop() // ipmi_sim, then QEMU by its pid file
-	writeInv(sim.Port())
+	attach := func(ctx context.Context, in io.Reader, out io.Writer, ready func()) error {
+		return d.Console(ctx, "e2e", "e2e-test", in, out, ready)
+	}
+	if viaRedfish {
+		rf := startE2ERedfish(t, dir, sim)
+		writeInv(rf.Port())
+		attach = ipmiSOL(t, sim.Port())
+	} else {
+		writeInv(sim.Port())
+	}
 	if err := d.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +198,7 @@ nodes:
 	t.Logf("first boot checked in after %v (overlay %d bytes)", time.Since(start).Round(100*time.Millisecond), first.OverlayBytes)
 
 	// 2. Dirty it through the serial console: 512 KiB marker in the overlay.
-	consoleRun(t, d, "e2e", `dd if=/dev/urandom of=/netbootui-marker bs=64k count=8 2>/dev/null; sync; echo MARK""ER=$(test -e /netbootui-marker && echo yes || echo no)`,
+	consoleRun(t, attach, "e2e", `dd if=/dev/urandom of=/netbootui-marker bs=64k count=8 2>/dev/null; sync; echo MARK""ER=$(test -e /netbootui-marker && echo yes || echo no)`,
 		regexp.MustCompile(`MARKER=(yes|no)`), 60*time.Second)
 	dirty := waitCheckin(t, d, "e2e", 30*time.Second, func(st bootstate.NodeState) bool {
 		return st.OverlayBytes >= 512<<10
@@ -211,12 +245,18 @@ nodes:
 	// The boot's console was captured: the live init's lines are only
 	// printed during a boot, and no console was attached then.
 	after, _ := d.SOLLog("e2e", 1000)
-	if after.Total <= before.Total || !strings.Contains(strings.Join(after.Lines, "\n"), "netbootui: rootfs up") {
+	if viaRedfish {
+		// No console to capture: the daemon says so and names IPMI SOL.
+		err := d.Console(ctx, "e2e", "e2e-test", strings.NewReader(""), io.Discard, func() { t.Error("ready called") })
+		if !errors.Is(err, power.ErrNoConsole) || !strings.Contains(err.Error(), "IPMI serial-over-LAN") {
+			t.Errorf("console on a Redfish node: %v", err)
+		}
+	} else if after.Total <= before.Total || !strings.Contains(strings.Join(after.Lines, "\n"), "netbootui: rootfs up") {
 		t.Errorf("boot console not captured during reboot-clean (%d bytes before, %d after):\n%s", before.Total, after.Total,
 			strings.Join(after.Lines, "\n"))
 	}
 	// 4. The marker is gone at the shell too.
-	if m := consoleRun(t, d, "e2e", `echo MARK""ER=$(test -e /netbootui-marker && echo yes || echo no)`,
+	if m := consoleRun(t, attach, "e2e", `echo MARK""ER=$(test -e /netbootui-marker && echo yes || echo no)`,
 		regexp.MustCompile(`MARKER=(yes|no)`), 60*time.Second); m[1] != "no" {
 		t.Errorf("marker still there after reboot-clean")
 	}
@@ -259,4 +299,31 @@ func waitCheckin(t *testing.T, d *Daemon, node string, timeout time.Duration, ok
 	t.Fatalf("%s: condition not met in %v: %+v\nevents:\n%s\nchassis:\n%s\nconsole:\n%s", node, timeout, st,
 		strings.Join(evs, "\n"), chassis(), strings.Join(l.Lines, "\n"))
 	return st
+}
+
+// startE2ERedfish starts a simulated Redfish BMC (iDRAC shapes) whose
+// system is sim's QEMU node, its CA in dir/bmc-ca.pem.
+func startE2ERedfish(t *testing.T, dir string, sim *qemubmc.Node) *redfishsim.Sim {
+	t.Helper()
+	rf, err := redfishsim.Start(redfishsim.Options{Vendor: redfishsim.Dell, Password: rebootPassword, Machines: []redfishsim.Machine{sim.Chassis()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rf.Close() })
+	if err := rf.CA().WriteFile(filepath.Join(dir, "bmc-ca.pem")); err != nil {
+		t.Fatal(err)
+	}
+	return rf
+}
+
+// ipmiSOL attaches to the serial console of the ipmi_sim BMC on port
+// directly (not through the daemon).
+func ipmiSOL(t *testing.T, port int) consoleFunc {
+	pool := ipmi.New(ipmi.Options{CallTimeout: 10 * time.Second})
+	t.Cleanup(func() { _ = pool.Close() })
+	tg := power.Target{Node: "e2e", Protocol: ipmi.Name, Host: "127.0.0.1", Port: port, User: "admin",
+		Password: power.NewSecret(rebootPassword), Options: ipmi.BMCOptions{CipherSuites: []int{3}}}
+	return func(ctx context.Context, in io.Reader, out io.Writer, ready func()) error {
+		return pool.Console(ctx, tg, in, out, power.ConsoleOptions{OnActive: ready})
+	}
 }

@@ -38,6 +38,7 @@ import (
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/power"
 	"github.com/netbootui/netbootui/internal/pxe"
+	"github.com/netbootui/netbootui/internal/redfish/redfishsim"
 	"github.com/netbootui/netbootui/internal/workflow/simnode"
 )
 
@@ -131,6 +132,10 @@ type Demo struct {
 	// missing).
 	BootRoot string
 
+	// RedfishBMCs are the simulated Redfish BMCs by node name (every other
+	// GPU node, see MaxRedfish); the other nodes' BMCs speak IPMI.
+	RedfishBMCs map[string]*redfishsim.Sim
+
 	// LabNodes are the QEMU nodes and their BMCs by name (Config.Lab);
 	// LabDir holds their files and is removed by Close.
 	LabNodes map[string]*qemubmc.Node
@@ -147,7 +152,13 @@ type simSpec struct {
 	name, group, mac string
 	ip               netip.Addr
 	opts             simnode.Options
+	redfish          redfishsim.Vendor // "": the node's BMC speaks IPMI
 }
+
+// MaxRedfish bounds the Redfish nodes of a demo: every other GPU node
+// (gpu01, gpu03, ...) up to this many is behind a simulated Redfish BMC
+// (the vendor shapes in turn), the rest behind IPMI.
+const MaxRedfish = 16
 
 func (c *Config) defaults() error {
 	if c.Lab < 0 || c.Lab > MaxLab {
@@ -259,7 +270,11 @@ func layout(n int) []simSpec {
 		}
 	}
 	add("compute", "cn", cn, simnode.Options{Loader: "ipxe"})
+	first := len(out)
 	add("gpu", "gpu", gpu, simnode.Options{Loader: "ipxe", UEFI: true})
+	for i, k := 0, first; k < len(out) && i < MaxRedfish; i, k = i+1, k+2 {
+		out[k].redfish = redfishsim.Vendors[i%len(redfishsim.Vendors)]
+	}
 	add("io", "io", io, simnode.Options{Loader: "pxelinux"})
 	return out
 }
@@ -316,12 +331,19 @@ nodes:
 `)
 	for _, s := range specs {
 		fmt.Fprintf(&b, "  - name: %s\n    group: %s\n    ip: %s\n    nics: [{mac: \"%s\", boot: true}]\n", s.name, s.group, s.ip, s.mac)
-		if p := ports[s.name]; p != 0 {
+		switch p := ports[s.name]; {
+		case p != 0 && s.redfish != "":
+			fmt.Fprintf(&b, "    bmc: {protocol: redfish, host: %s, port: %d, redfish: {ca: %s}}\n", s.ip, p, RedfishCAFile)
+		case p != 0:
 			fmt.Fprintf(&b, "    bmc: {host: %s, port: %d}\n", s.ip, p)
 		}
 	}
 	return atomicfile.Write(path, []byte(b.String()), 0o644)
 }
+
+// RedfishCAFile is the CA of the simulated Redfish BMCs' certificates, in
+// DataDir (the inventory's bmc.redfish.ca).
+const RedfishCAFile = "bmc-ca.pem"
 
 // Start builds the demo: inventory, daemon, simulated nodes, generation.
 // The daemon serves from then on; PowerOnAll starts the boots. Close
@@ -338,7 +360,7 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	specs := layout(cfg.Nodes)
-	d := &Demo{cfg: cfg, Nodes: map[string]*simnode.Node{}, Groups: map[string][]string{},
+	d := &Demo{cfg: cfg, Nodes: map[string]*simnode.Node{}, Groups: map[string][]string{}, RedfishBMCs: map[string]*redfishsim.Sim{},
 		InventoryPath: filepath.Join(cfg.DataDir, "nodes.yaml"), SecretsPath: filepath.Join(cfg.DataDir, "secrets.yaml")}
 	defer func() {
 		if err != nil {
@@ -388,6 +410,7 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 		d.StallNode = cfg.StallNode
 	}
 	ports := map[string]int{}
+	var ca *redfishsim.CA
 	computeIndex := 0
 	for i, s := range specs {
 		if cfg.ExternalNodes {
@@ -421,6 +444,24 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 		d.Names = append(d.Names, s.name)
 		d.Groups[s.group] = append(d.Groups[s.group], s.name)
 		ports[s.name] = n.Port()
+		if s.redfish != "" {
+			if ca == nil {
+				if ca, err = redfishsim.NewCA(); err != nil {
+					return nil, fmt.Errorf("demo: %w", err)
+				}
+				if err := atomicfile.Write(filepath.Join(cfg.DataDir, RedfishCAFile), ca.PEM(), 0o644); err != nil {
+					return nil, fmt.Errorf("demo: %w", err)
+				}
+			}
+			// The node's Redfish BMC powers the same simulated machine.
+			rf, err := redfishsim.Start(redfishsim.Options{Addr: netip.AddrPortFrom(s.ip, 0).String(), Vendor: s.redfish,
+				User: "admin", Password: password, CA: ca, Machines: []redfishsim.Machine{n}, MACs: []string{s.mac}})
+			if err != nil {
+				return nil, fmt.Errorf("demo: %s's Redfish BMC: %w", s.name, err)
+			}
+			d.RedfishBMCs[s.name] = rf
+			ports[s.name] = rf.Port()
+		}
 	}
 	if err := writeInventory(d.InventoryPath, cfg.RecipeDir, specs, ports); err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
@@ -672,7 +713,8 @@ func (d *Demo) Selection() string {
 	return strings.Join(parts, ",")
 }
 
-// PowerOnAll powers every node on through its BMC (real IPMI on loopback).
+// PowerOnAll powers every node on through its BMC (real IPMI or Redfish on
+// loopback).
 func (d *Demo) PowerOnAll(ctx context.Context) ([]daemon.PowerResult, error) {
 	res, err := d.Daemon.Power(ctx, daemon.PowerRequest{Selection: d.Selection(), Op: "on", Who: "demo"}, nil)
 	if err != nil {
@@ -730,6 +772,9 @@ func (d *Demo) Close() error {
 			d.err = d.Daemon.Close()
 		}
 		var wg sync.WaitGroup
+		for _, b := range d.RedfishBMCs {
+			_ = b.Close()
+		}
 		for _, n := range d.Nodes {
 			wg.Add(1)
 			go func() { defer wg.Done(); n.Close() }()

@@ -49,8 +49,19 @@ func TestDemoBootsDirtiesStallsAndCleans(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if _, err := d.PowerOnAll(ctx); err != nil {
+	on, err := d.PowerOnAll(ctx)
+	if err != nil {
 		t.Fatal(err)
+	}
+	// Every other GPU node is behind a Redfish BMC, the rest behind IPMI,
+	// and the one power call drove both.
+	if len(d.RedfishBMCs) != 2 || d.RedfishBMCs["gpu01"] == nil || d.RedfishBMCs["gpu03"] == nil {
+		t.Fatalf("Redfish BMCs %v", d.RedfishBMCs)
+	}
+	for _, r := range on {
+		if rf := d.RedfishBMCs[r.Node]; rf != nil && (r.BMC != rf.Addr() || !rf.Power(0) || len(rf.Resets()) != 1) {
+			t.Errorf("%s: powered through %s, want its Redfish BMC %s (on %v, resets %v)", r.Node, r.BMC, rf.Addr(), rf.Power(0), rf.Resets())
+		}
 	}
 	waitUntil(t, 40*time.Second, "15 booted and cn010 stalled", func() bool {
 		st, _ := d.Counts()

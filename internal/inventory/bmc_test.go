@@ -167,7 +167,7 @@ nodes:
 
 // TestBuiltinProtocols: without WithProtocols the inventory knows the
 // built-in backends (internal/power/backends): IPMI's section is read and
-// its defaults apply; any other protocol is unknown.
+// its defaults apply; Redfish is known too; any other protocol is unknown.
 func TestBuiltinProtocols(t *testing.T) {
 	src := `groups:
   g: {bmc: {cipher_suites: [3]}}
@@ -182,7 +182,7 @@ nodes:
 		t.Errorf("%+v", b)
 	}
 	_, err = Parse("t.yaml", []byte("groups:\n  g: {bmc: {protocol: vendor}}\n"))
-	if err == nil || err.Error() != `t.yaml:2:23: group g: unknown bmc.protocol "vendor" (protocols: ipmi)` {
+	if err == nil || err.Error() != `t.yaml:2:23: group g: unknown bmc.protocol "vendor" (protocols: ipmi, redfish)` {
 		t.Errorf("%v", err)
 	}
 }

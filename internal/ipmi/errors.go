@@ -113,14 +113,6 @@ func classify(err error, t target, parent, callCtx context.Context, timeout time
 	return bmcErr(addr, ErrProtocol, "%s", scrub(text, t.password.Reveal()))
 }
 
-// scrub removes the password from a text passed through from the library.
-// A password too short to be replaced safely withholds the text.
-func scrub(text, password string) string {
-	if password == "" || !strings.Contains(text, password) {
-		return text
-	}
-	if len(password) < 4 {
-		return "IPMI error (details withheld: they contain the password)"
-	}
-	return strings.ReplaceAll(text, password, "[redacted]")
-}
+// scrub removes the password from a text passed through from go-ipmi
+// (power.Scrub).
+func scrub(text, password string) string { return power.Scrub(text, password, "IPMI") }

@@ -48,12 +48,7 @@ func Protocol(opts Options) power.Protocol {
 		Options:     ReadOptions,
 		Open: func(s power.Settings) (power.Backend, error) {
 			o := opts
-			if o.CallTimeout <= 0 {
-				o.CallTimeout = s.CallTimeout
-			}
-			if o.Logger == nil {
-				o.Logger = s.Logger
-			}
+			o.CallTimeout, o.Logger = s.Fill(o.CallTimeout, o.Logger)
 			return New(o), nil
 		},
 	}

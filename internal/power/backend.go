@@ -48,6 +48,13 @@ type SerialConsole interface {
 	Console(ctx context.Context, t Target, in io.Reader, out io.Writer, opts ConsoleOptions) error
 }
 
+// ConsoleAlternative is implemented by a Backend without a SerialConsole
+// that can name another way to t's console (Redfish: the same BMC's IPMI
+// serial-over-LAN). Service.Console adds it to its ErrNoConsole error.
+type ConsoleAlternative interface {
+	ConsoleAlternative(t Target) string
+}
+
 // Prober is implemented by a Backend with a cheap reachability check that
 // needs no session (IPMI's RMCP presence ping). The Service calls Probe
 // outside its concurrency bound, so that silent BMCs cost a socket rather
@@ -94,6 +101,18 @@ type Settings struct {
 	CallTimeout time.Duration
 	// Logger receives the backend's own lines; never passwords.
 	Logger *slog.Logger
+}
+
+// Fill returns timeout and log, each replaced by the Service's setting when
+// unset (zero or nil): a backend's own options win over the Service's.
+func (s Settings) Fill(timeout time.Duration, log *slog.Logger) (time.Duration, *slog.Logger) {
+	if timeout <= 0 {
+		timeout = s.CallTimeout
+	}
+	if log == nil {
+		log = s.Logger
+	}
+	return timeout, log
 }
 
 // OptionReader reads a protocol's own section of a node's or group's bmc

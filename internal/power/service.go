@@ -367,7 +367,13 @@ func (s *Service) Console(ctx context.Context, t Target, in io.Reader, out io.Wr
 	}
 	sc, ok := be.(SerialConsole)
 	if !ok {
-		return NewError(t.Addr(), ErrUnsupported, "the %s backend has no serial console", t.Protocol).Also(ErrNoConsole)
+		msg := fmt.Sprintf("the %s backend has no serial console", t.Protocol)
+		if alt, ok := be.(ConsoleAlternative); ok {
+			if a := alt.ConsoleAlternative(t); a != "" {
+				msg += "; " + a
+			}
+		}
+		return NewError(t.Addr(), ErrUnsupported, "%s", msg).Also(ErrNoConsole)
 	}
 	return sc.Console(ctx, t, in, out, opts)
 }

@@ -7,6 +7,7 @@ package backends
 import (
 	"github.com/netbootui/netbootui/internal/ipmi"
 	"github.com/netbootui/netbootui/internal/power"
+	"github.com/netbootui/netbootui/internal/redfish"
 )
 
 // Registry returns a new registry of every built-in backend. The caller owns
@@ -14,6 +15,7 @@ import (
 func Registry() *power.Registry {
 	r, err := power.NewRegistry(
 		ipmi.Protocol(ipmi.Options{}),
+		redfish.Protocol(redfish.Options{}),
 	)
 	if err != nil {
 		panic(err) // a declaration above is wrong: a programming error

@@ -1,0 +1,8 @@
+package redfish
+
+// Exported for the external tests.
+var (
+	ParseRetryAfter = parseRetryAfter
+	CheckSystemPath = checkSystemPath
+	Plan            = plan
+)
