@@ -45,7 +45,7 @@ func addClusterFlags(fs flagSet) *clusterFlags {
 
 // open returns the shared state (nil, nil on a single head).
 func (c *clusterFlags) open(dataDir string) (state.Store, error) {
-	if c.initial == "" && c.endpoints == "" {
+	if c == nil || c.initial == "" && c.endpoints == "" {
 		if c.join || c.name != "" || c.peerURL != "" {
 			return nil, fmt.Errorf("--cluster-name, --cluster-peer-url and --cluster-join need --cluster")
 		}
