@@ -34,7 +34,7 @@ func addClusterFlags(fs flagSet) *clusterFlags {
 	fs.StringVar(&c.name, "cluster-name", "", "this head's `name` in --cluster (default: the host name)")
 	fs.StringVar(&c.peerURL, "cluster-peer-url", "", "`URL` the other heads reach this head's member at (default: this head's entry in --cluster)")
 	fs.StringVar(&c.clientURL, "cluster-client-url", "http://127.0.0.1:2379", "`URL` this head's member serves clients at (this head, etcdctl)")
-	fs.BoolVar(&c.join, "cluster-join", false, "join a running cluster that already lists this head (netbootui cluster add) instead of forming a new one")
+	fs.BoolVar(&c.join, "cluster-join", false, "join a running cluster that already lists this head (etcdctl member add) instead of forming a new one")
 	fs.StringVar(&c.endpoints, "etcd-endpoints", "", "share state through an existing etcd at these client `URLs` (comma separated) instead of a member of this head's own")
 	fs.StringVar(&c.prefix, "etcd-prefix", "/netbootui/", "key `prefix` of this cluster's state in etcd")
 	fs.DurationVar(&c.heartbeat, "cluster-heartbeat", 100*time.Millisecond, "raft heartbeat interval of this head's member")

@@ -25,6 +25,13 @@ func TestParseProcLocks(t *testing.T) {
 				{Class: "FLOCK", PID: 4242, Major: 8, Minor: 1, Inode: 1179651},
 				{Class: "FLOCK", PID: 4343, Major: 8, Minor: 1, Inode: 1179651, Waiter: true},
 			}, ""},
+		// An open file description lock (etcd's, bbolt's on some systems)
+		// belongs to no process: the kernel prints -1.
+		{"ofd lock", "1: OFDLCK ADVISORY  WRITE -1 08:01:1179652 0 EOF\n2: FLOCK  ADVISORY  WRITE 4242 08:01:1179651 0 EOF\n",
+			[]lockEntry{
+				{Class: "OFDLCK", PID: 0, Major: 8, Minor: 1, Inode: 1179652},
+				{Class: "FLOCK", PID: 4242, Major: 8, Minor: 1, Inode: 1179651},
+			}, ""},
 		{"short line", "1: FLOCK ADVISORY\n", nil, "/proc/locks:1: want"},
 		{"no ordinal", "FLOCK ADVISORY WRITE 1 08:01:2 0 EOF\n", nil, "/proc/locks:1: want"},
 		{"bad pid", "1: FLOCK ADVISORY WRITE x 08:01:2 0 EOF\n", nil, `/proc/locks:1: bad pid "x"`},

@@ -24,9 +24,11 @@ type lockEntry struct {
 //
 //	1: FLOCK  ADVISORY  WRITE 4242 08:01:1179651 0 EOF
 //	1: -> FLOCK  ADVISORY  WRITE 4343 08:01:1179651 0 EOF
+//	2: OFDLCK ADVISORY  WRITE -1 08:01:1179652 0 EOF
 //
-// where the device numbers are hexadecimal and the inode decimal. The
-// error names the line.
+// where the device numbers are hexadecimal and the inode decimal, and an
+// open file description lock (OFDLCK, which etcd takes) has pid -1: it
+// belongs to no process (PID 0 here). The error names the line.
 func parseProcLocks(r io.Reader) ([]lockEntry, error) {
 	var out []lockEntry
 	sc := bufio.NewScanner(r)
@@ -47,7 +49,10 @@ func parseProcLocks(r io.Reader) ([]lockEntry, error) {
 		}
 		e.Class = f[1]
 		pid, err := strconv.Atoi(f[4])
-		if err != nil || pid < 0 {
+		switch {
+		case f[4] == "-1" && e.Class == "OFDLCK":
+			pid = 0 // an open file description lock has no process
+		case err != nil || pid < 0:
 			return nil, fmt.Errorf("/proc/locks:%d: bad pid %q", line, f[4])
 		}
 		e.PID = pid

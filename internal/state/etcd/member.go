@@ -32,7 +32,7 @@ type MemberConfig struct {
 	InitialCluster string
 	// Join adds this member to a running cluster (initial-cluster-state
 	// existing) instead of forming a new one; the cluster must already
-	// list it (MemberAdd, as `netbootui cluster add` does).
+	// list it (etcdctl member add).
 	Join bool
 	// Token names the cluster, so that members of another one are refused
 	// (default "netbootui").
