@@ -146,3 +146,28 @@ func TestTwoHeads(t *testing.T) {
 		t.Errorf("n01's history after KeepFrom: %+v", h)
 	}
 }
+
+// TestLargeBatch: a batch larger than a transaction's byte limit (a storm's
+// 4,000 events with their states) is written, and read back whole.
+func TestLargeBatch(t *testing.T) {
+	m := etcdtest.Cluster(t, 1)[0]
+	s := open(t, "h1", etcd.MaxTxnOps, m.ClientURL())
+	var batch bootstate.Batch
+	long := strings.Repeat("x", 300)
+	for i := range 4000 {
+		node := fmt.Sprintf("n%04d", i)
+		batch.Events = append(batch.Events, bootstate.BatchEvent{Event: bootstate.Event{Seq: uint64(i + 1), Node: node, Kind: bootstate.KindInfo, Message: long}})
+		batch.States = append(batch.States, bootstate.NodeState{Node: node, Stage: bootstate.StageBooted})
+	}
+	batch.Seq = 4000
+	if err := s.BootStates().Write(&batch); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := s.BootStates().Load(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.States) != 4000 || len(snap.History) != 4000 || snap.Seq != 4000 {
+		t.Errorf("read back %d states, %d histories, seq %d", len(snap.States), len(snap.History), snap.Seq)
+	}
+}

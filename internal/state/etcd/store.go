@@ -61,7 +61,8 @@ type Options struct {
 	Timeout time.Duration
 	// MaxTxnOps is how many operations one transaction may hold (default
 	// etcd's 128; MaxTxnOps for an embedded member). A boot-state batch
-	// larger than that is written in several transactions.
+	// larger than that, or than 1 MiB, is written in several
+	// transactions.
 	MaxTxnOps int
 	// Logger gets what goes wrong in the background (queued writes).
 	Logger *slog.Logger
@@ -864,10 +865,23 @@ func (b *bootStates) Write(batch *bootstate.Batch) error {
 	return nil
 }
 
-// txn commits ops, in transactions of at most maxOps.
+// maxTxnBytes bounds the keys and values of one transaction: below the
+// client's 2 MiB message limit and an external etcd's 1.5 MiB request
+// limit (--max-request-bytes).
+const maxTxnBytes = 1 << 20
+
+// txn commits ops, in transactions of at most maxOps operations and
+// maxTxnBytes.
 func (s *Store) txn(ops []clientv3.Op) error {
 	for len(ops) > 0 {
-		n := min(len(ops), s.maxOps)
+		n, size := 0, 0
+		for n < len(ops) && n < s.maxOps {
+			size += len(ops[n].KeyBytes()) + len(ops[n].ValueBytes()) + 16
+			if n > 0 && size > maxTxnBytes {
+				break
+			}
+			n++
+		}
 		ctx, cancel := s.op()
 		_, err := s.c.Txn(ctx).Then(ops[:n]...).Commit()
 		cancel()
