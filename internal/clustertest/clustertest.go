@@ -105,7 +105,7 @@ func (h *Head) open() error {
 		m.Close()
 		return err
 	}
-	s, err := etcd.Open(c, etcd.Options{Head: h.Name, Timeout: 5 * time.Second, MaxTxnOps: etcd.MaxTxnOps, LeaseTTL: 2 * time.Second})
+	s, err := etcd.Open(c, etcd.Options{Head: h.Name, Timeout: 5 * time.Second, MaxTxnOps: etcd.MaxTxnOps})
 	if err != nil {
 		c.Close()
 		m.Close()

@@ -73,7 +73,7 @@ func TestSharedTakeover(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := etcd.Open(c, etcd.Options{Prefix: "/rollouts/", Head: name, LeaseTTL: 2 * time.Second, Timeout: 5 * time.Second})
+		s, err := etcd.Open(c, etcd.Options{Prefix: "/rollouts/", Head: name, LeaseTTL: 3 * time.Second, Timeout: 5 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

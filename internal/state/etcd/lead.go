@@ -20,15 +20,8 @@ import (
 // holding the election loses it when its lease expires, and the next head
 // in line runs work.
 func (s *Store) Lead(ctx context.Context, name string, work func(ctx context.Context)) {
-	ctx, stop := context.WithCancel(ctx)
+	ctx, stop := s.within(ctx)
 	defer stop()
-	go func() {
-		select {
-		case <-s.ctx.Done():
-			stop()
-		case <-ctx.Done():
-		}
-	}()
 	for ctx.Err() == nil {
 		s.leadOnce(ctx, name, work)
 		select {

@@ -10,7 +10,7 @@ import (
 	"github.com/netbootui/netbootui/internal/state/etcd/etcdtest"
 )
 
-// openTTL opens a store of head with a lease of 2 s on its own client; the
+// openTTL opens a store of head with a lease of 4 s on its own client; the
 // client is returned so that a test can cut the head off (close it) as a
 // SIGKILL would.
 func openTTL(t *testing.T, url, head string) *etcd.Store {
@@ -19,7 +19,7 @@ func openTTL(t *testing.T, url, head string) *etcd.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := etcd.Open(c, etcd.Options{Prefix: "/lead/", Head: head, LeaseTTL: 2 * time.Second, Timeout: 5 * time.Second})
+	s, err := etcd.Open(c, etcd.Options{Prefix: "/lead/", Head: head, LeaseTTL: 4 * time.Second, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -299,20 +299,20 @@ func (s *Store) WatchDocument(ctx context.Context, name string, changed func(dat
 	return nil
 }
 
+// within returns a context that ends with ctx or when the store closes.
+func (s *Store) within(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	unhook := context.AfterFunc(s.ctx, cancel)
+	return ctx, func() { unhook(); cancel() }
+}
+
 // follow watches key (a prefix when prefix) from revision from (0: now)
 // until the store closes, handing each event to on; after a broken watch
 // it calls resync with the revision it starts again from, which should
 // read the state afresh.
 func (s *Store) follow(ctx context.Context, key string, prefix bool, from int64, on func(*clientv3.Event), resync func(rev int64)) {
-	ctx, stop := context.WithCancel(ctx)
+	ctx, stop := s.within(ctx)
 	defer stop()
-	go func() {
-		select {
-		case <-s.ctx.Done():
-			stop()
-		case <-ctx.Done():
-		}
-	}()
 	for ctx.Err() == nil {
 		opts := []clientv3.OpOption{clientv3.WithRev(from)}
 		if prefix {
@@ -599,10 +599,7 @@ func (l *auditLog) Record(e audit.Entry) error {
 func (l *auditLog) Recent(n int) []audit.Entry {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if n <= 0 || n > len(l.recent) {
-		n = len(l.recent)
-	}
-	return append([]audit.Entry(nil), l.recent[len(l.recent)-n:]...)
+	return audit.Newest(l.recent, n)
 }
 
 func (l *auditLog) Follow(n, buffer int) ([]audit.Entry, *audit.Subscription) {
@@ -611,10 +608,7 @@ func (l *auditLog) Follow(n, buffer int) ([]audit.Entry, *audit.Subscription) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if n <= 0 || n > len(l.recent) {
-		n = len(l.recent)
-	}
-	return append([]audit.Entry(nil), l.recent[len(l.recent)-n:]...), l.hub.Subscribe(buffer)
+	return audit.Newest(l.recent, n), l.hub.Subscribe(buffer)
 }
 
 // Consoles are captured in memory on the head that runs the session; each
