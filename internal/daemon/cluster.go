@@ -87,6 +87,10 @@ func (d *Daemon) startCluster(c state.Cluster) error {
 		}
 		m.rev, m.content = rev, inventory.Revision(data)
 		d.cluster = m
+		d.servers.Go("cluster images", func(ctx context.Context) error {
+			newImageSync(d, c).run(ctx, time.Second)
+			return nil
+		})
 		d.servers.Go("cluster boot events", func(ctx context.Context) error {
 			c.FollowBootEvents(ctx, func(ev bootstate.Event) { d.tracker.Observe(ev) })
 			return nil
