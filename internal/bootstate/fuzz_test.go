@@ -25,17 +25,15 @@ func TestParseProcLocks(t *testing.T) {
 				{Class: "FLOCK", PID: 4242, Major: 8, Minor: 1, Inode: 1179651},
 				{Class: "FLOCK", PID: 4343, Major: 8, Minor: 1, Inode: 1179651, Waiter: true},
 			}, ""},
-		// An open file description lock (etcd's, bbolt's on some systems)
-		// belongs to no process: the kernel prints -1.
-		{"ofd lock", "1: OFDLCK ADVISORY  WRITE -1 08:01:1179652 0 EOF\n2: FLOCK  ADVISORY  WRITE 4242 08:01:1179651 0 EOF\n",
-			[]lockEntry{
-				{Class: "OFDLCK", PID: 0, Major: 8, Minor: 1, Inode: 1179652},
-				{Class: "FLOCK", PID: 4242, Major: 8, Minor: 1, Inode: 1179651},
-			}, ""},
 		{"short line", "1: FLOCK ADVISORY\n", nil, "/proc/locks:1: want"},
 		{"no ordinal", "FLOCK ADVISORY WRITE 1 08:01:2 0 EOF\n", nil, "/proc/locks:1: want"},
 		{"bad pid", "1: FLOCK ADVISORY WRITE x 08:01:2 0 EOF\n", nil, `/proc/locks:1: bad pid "x"`},
 		{"negative pid", "1: FLOCK ADVISORY WRITE -4 08:01:2 0 EOF\n", nil, `/proc/locks:1: bad pid "-4"`},
+		{"open file description lock", "1: OFDLCK ADVISORY  WRITE -1 fe:00:10150626 0 EOF\n2: FLOCK  ADVISORY  WRITE 19688 fe:00:10011554 0 EOF\n",
+			[]lockEntry{
+				{Class: "OFDLCK", PID: -1, Major: 0xfe, Minor: 0, Inode: 10150626},
+				{Class: "FLOCK", PID: 19688, Major: 0xfe, Minor: 0, Inode: 10011554},
+			}, ""},
 		{"bad device", "1: FLOCK ADVISORY WRITE 1 08:01 0 EOF\n", nil, `/proc/locks:1: bad device:inode "08:01"`},
 		{"bad major", "2: FLOCK ADVISORY WRITE 1 zz:01:2 0 EOF\n", nil, `/proc/locks:1: bad major "zz"`},
 		{"bad minor on line 2", "1: FLOCK ADVISORY WRITE 1 08:01:2 0 EOF\n2: FLOCK ADVISORY WRITE 1 08:g1:2 0 EOF\n", nil, `/proc/locks:2: bad minor "g1"`},
