@@ -31,7 +31,7 @@ type sharedImages struct {
 
 // sharedGen is one generation in ImagesDocument.
 type sharedGen struct {
-	Manifest *image.Manifest  `json:"manifest"`
+	Manifest *image.Manifest   `json:"manifest"`
 	Heads    map[string]string `json:"heads"` // head -> the base URL it serves /images/ at
 }
 
