@@ -73,6 +73,13 @@ func TestEditLandsOnce(t *testing.T) {
 			}
 		}
 	}
+	// A node's iPXE retry tries its own head, then the other live heads,
+	// starting after its own.
+	want := fmt.Sprintf("chain --replace --autofree %[2]s/boot/52:54:00:aa:00:02.ipxe || chain --replace --autofree %[3]s/boot/52:54:00:aa:00:02.ipxe || chain --replace --autofree %[1]s/boot/52:54:00:aa:00:02.ipxe || goto",
+		heads[0].Env.HTTPBase(), heads[1].Env.HTTPBase(), heads[2].Env.HTTPBase())
+	clustertest.Eventually(t, "h2's boot script lists the live heads", func() bool {
+		return strings.Contains(bootScript(t, heads[1], "52:54:00:aa:00:02"), want)
+	})
 	// A boot served by one head is seen by the others' trackers.
 	resp, err := http.Get(heads[1].Env.HTTPBase() + "/boot/52:54:00:aa:00:02.ipxe")
 	if err != nil {
@@ -211,4 +218,16 @@ func TestQuorum(t *testing.T) {
 		n := heads[1].Env.D.Inventory().Node("n3")
 		return n != nil && strings.Contains(n.KernelArgs, "rejoined")
 	})
+}
+
+// bootScript fetches a node's iPXE script from h.
+func bootScript(t *testing.T, h *clustertest.Head, mac string) string {
+	t.Helper()
+	resp, err := http.Get(h.Env.HTTPBase() + "/boot/" + mac + ".ipxe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

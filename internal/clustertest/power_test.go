@@ -125,4 +125,9 @@ func TestPowerShards(t *testing.T) {
 	live := map[string]*powertest.Lab{"h1": labs["h1"], "h2": labs["h2"]}
 	from = offsets(live)
 	clustertest.Eventually(t, "h1 and h2 poll h3's BMCs too", func() bool { return covered(polled(live, from)) })
+	// The stopped head leaves the nodes' iPXE retries.
+	clustertest.Eventually(t, "h3 leaves p1's retries on h1", func() bool {
+		script := bootScript(t, heads[0], "52:54:00:cc:00:01")
+		return strings.Contains(script, heads[1].Env.HTTPBase()) && !strings.Contains(script, heads[2].Env.HTTPBase())
+	})
 }

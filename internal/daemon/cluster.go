@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/netbootui/netbootui/internal/apitype"
@@ -36,6 +38,8 @@ const firstInventoryWait = time.Minute
 type cluster struct {
 	d *Daemon
 	c state.Cluster
+
+	peers atomic.Pointer[[]string] // the other live heads' base URLs (iPXE retries)
 
 	mu      sync.Mutex
 	rev     state.Rev // the store's revision of the document the file mirrors
@@ -87,6 +91,10 @@ func (d *Daemon) startCluster(c state.Cluster) error {
 		}
 		m.rev, m.content = rev, inventory.Revision(data)
 		d.cluster = m
+		d.servers.Go("cluster heads", func(ctx context.Context) error {
+			m.followHeads(ctx, time.Second)
+			return nil
+		})
 		d.servers.Go("cluster images", func(ctx context.Context) error {
 			newImageSync(d, c).run(ctx, time.Second)
 			return nil
@@ -311,4 +319,47 @@ func (d *Daemon) claimNodes(ctx context.Context, work string, nodes []string) (r
 		}
 	}
 	return release, held, nil
+}
+
+// followHeads advertises this head's boot URL and keeps the other live
+// heads' in m.peers (the order starts after this head's name, so that the
+// heads' retries spread), every interval until ctx ends.
+func (m *cluster) followHeads(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if u := m.d.BootURL(); u != "" {
+			m.c.Advertise(u)
+		}
+		if urls, err := m.c.HeadURLs(ctx); err == nil {
+			names := make([]string, 0, len(urls))
+			for h := range urls {
+				names = append(names, h)
+			}
+			sort.Strings(names)
+			me := m.c.Head()
+			start := sort.SearchStrings(names, me)
+			var peers []string
+			for i := range names {
+				h := names[(start+i)%len(names)]
+				if h != me && urls[h] != "" {
+					peers = append(peers, urls[h])
+				}
+			}
+			m.peers.Store(&peers)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// fallbacks is pxe.Boot's Fallbacks: the other live heads, from the cache.
+func (m *cluster) fallbacks() []string {
+	if p := m.peers.Load(); p != nil {
+		return *p
+	}
+	return nil
 }

@@ -228,6 +228,9 @@ func New(cfg Config) (_ *Daemon, err error) {
 		Addresses:    d.store.Addresses(),
 		Logger:       cfg.Logger,
 	}
+	if d.cluster != nil {
+		d.boot.Fallbacks = d.cluster.fallbacks
+	}
 	if err := d.openRollouts(); err != nil {
 		return nil, err
 	}

@@ -152,6 +152,10 @@ type Cluster interface {
 	Lead(ctx context.Context, name string, work func(ctx context.Context))
 	// LiveHeads are the heads alive now (their lease renewed), sorted.
 	LiveHeads(ctx context.Context) ([]string, error)
+	// Advertise publishes the base URL this head serves boots at;
+	// HeadURLs returns the live heads' (head -> URL).
+	Advertise(url string) error
+	HeadURLs(ctx context.Context) (map[string]string, error)
 	// FollowBootEvents hands fn every boot event the other heads record,
 	// until ctx ends (each head's tracker observes them: every head sees
 	// every node's boot).

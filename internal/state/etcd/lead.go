@@ -82,9 +82,8 @@ func (s *Store) present() {
 	for s.ctx.Err() == nil {
 		sess, err := concurrency.NewSession(s.c, concurrency.WithTTL(s.ttlSeconds()), concurrency.WithContext(s.ctx))
 		if err == nil {
-			ctx, cancel := s.op()
-			_, err = s.c.Put(ctx, s.p+"heads/"+s.head, s.head, clientv3.WithLease(sess.Lease()))
-			cancel()
+			s.lease.Store(int64(sess.Lease()))
+			err = s.putPresence()
 			if err == nil {
 				select {
 				case <-sess.Done():
@@ -99,6 +98,45 @@ func (s *Store) present() {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// putPresence writes this head's key with its advertised URL under the
+// presence lease.
+func (s *Store) putPresence() error {
+	ctx, cancel := s.op()
+	defer cancel()
+	url, _ := s.url.Load().(string)
+	_, err := s.c.Put(ctx, s.p+"heads/"+s.head, url, clientv3.WithLease(clientv3.LeaseID(s.lease.Load())))
+	return err
+}
+
+// Advertise sets the base URL this head serves boots at, which the other
+// heads list in their nodes' iPXE retries.
+func (s *Store) Advertise(url string) error {
+	if old, _ := s.url.Load().(string); old == url {
+		return nil
+	}
+	s.url.Store(url)
+	if s.lease.Load() == 0 {
+		return nil // present() writes it with the key
+	}
+	return s.putPresence()
+}
+
+// HeadURLs returns the live heads' advertised base URLs ("" for a head
+// that advertised none).
+func (s *Store) HeadURLs(ctx context.Context) (map[string]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	resp, err := s.c.Get(ctx, s.p+"heads/", clientv3.WithPrefix())
+	if err != nil {
+		return nil, unreachable(err)
+	}
+	out := map[string]string{}
+	for _, kv := range resp.Kvs {
+		out[strings.TrimPrefix(string(kv.Key), s.p+"heads/")] = string(kv.Value)
+	}
+	return out, nil
 }
 
 // LiveHeads returns the names of the heads whose lease is alive, sorted.

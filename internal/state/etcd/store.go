@@ -88,6 +88,8 @@ type Store struct {
 	closed atomic.Bool
 	onStop []func() error // closed after the store (the client, a member)
 	member *Member        // the head's embedded member (OpenHead)
+	lease  atomic.Int64   // the presence lease (0 before the first)
+	url    atomic.Value   // string: the advertised base URL
 
 	addrs    *addresses
 	auditLog *auditLog
