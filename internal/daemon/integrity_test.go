@@ -166,6 +166,51 @@ func TestCheckinReplayRefused(t *testing.T) {
 	}
 }
 
+// TestCheckinReplayRefusedAfterRestart: the replay guard's records are in
+// the daemon's state store, so a daemon restarted on the same data folder
+// refuses a check-in it accepted before the restart (the last one, an
+// older one, or one of a boot the node has left), and goes on accepting
+// newer ones.
+func TestCheckinReplayRefusedAfterRestart(t *testing.T) {
+	e := startDaemon(t)
+	c := http.DefaultClient
+	before := []struct {
+		node, boot string
+		seq        int
+	}{{"n03", "boot-a", 1}, {"n03", "boot-b", 1}, {"n03", "boot-b", 2}, {"n02", "boot-z", 5}}
+	for _, s := range before {
+		if code, msg := e.checkin(c, e.checkinForm(s.node, s.boot, s.seq)); code != 200 {
+			t.Fatalf("%s %s seq %d before the restart: %d %q", s.node, s.boot, s.seq, code, msg)
+		}
+	}
+	e.stop()
+	e.start(nil)
+	for i, s := range []struct {
+		node, boot string
+		seq        int
+		want       int
+	}{
+		{"n03", "boot-b", 2, 409}, // the last one accepted, replayed
+		{"n03", "boot-b", 1, 409}, // an older one
+		{"n03", "boot-a", 7, 409}, // a boot n03 has left
+		{"n02", "boot-z", 5, 409},
+		{"n03", "boot-b", 3, 200}, // the node goes on
+		{"n02", "boot-y", 1, 200}, // n02 rebooted
+		{"n02", "boot-z", 6, 409},
+	} {
+		code, msg := e.checkin(c, e.checkinForm(s.node, s.boot, s.seq))
+		if code != s.want {
+			t.Fatalf("step %d (%s %s seq %d) after the restart: %d %q, want %d", i, s.node, s.boot, s.seq, code, msg, s.want)
+		}
+		if code == 409 && !strings.Contains(msg, "replayed") {
+			t.Errorf("step %d: refusal says %q", i, msg)
+		}
+	}
+	if st := e.state("n03"); st.Stage != bootstate.StageBooted || st.LastCheckin.IsZero() {
+		t.Errorf("n03 after the restart: %+v", st)
+	}
+}
+
 // TestCheckinRefusesBadValues: an authenticated check-in with an unknown
 // generation, a non-finite or negative number, or without its boot id and
 // counter is refused with 400 and changes nothing; a fixed node checks in

@@ -66,7 +66,11 @@ type Boot struct {
 	// Addresses keeps the learned client IPs (default: in memory, this Boot
 	// only).
 	Addresses state.Addresses
-	Logger    *slog.Logger
+	// Checkins keeps the check-in replay guard's records (default: in
+	// memory, this Boot only; the daemon hands it its state store's, so
+	// that a check-in replayed after a restart is refused too).
+	Checkins state.Checkins
+	Logger   *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Staged, when set, is consulted first by Assignment: a node in a staged
@@ -91,7 +95,6 @@ type Boot struct {
 	anonNBP map[netip.Addr]bootstate.Event
 
 	unproven *ratelimit.Limiter // events about requests that do not prove their node (set by initLimiters)
-	checkins checkinGuard       // replayed check-ins
 }
 
 // anonNBPWindow is how long an unattributed bootloader fetch waits for its

@@ -571,12 +571,20 @@ func (s *HTTPServer) handleCheckin(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown generation "+c.Generation, http.StatusBadRequest)
 		return
 	}
-	if err := b.checkins.admit(n.Name, c.BootID, c.Seq); err != nil {
+	if err := b.admitCheckin(n.Name, c.BootID, c.Seq); errors.Is(err, errReplay) {
 		b.deny(bootstate.Event{Node: n.Name, Proto: "http", Path: "/checkin", Remote: client.String(),
 			Error: "check-in refused: " + err.Error()})
 		s.checkins.WithLabelValues("replay").Inc()
 		s.count("checkin", http.StatusConflict)
 		http.Error(w, err.Error(), http.StatusConflict)
+		return
+	} else if err != nil {
+		// The guard could not make the check-in's record durable: refused,
+		// so that it cannot be replayed; the agent tries again.
+		b.logger().Error("check-in not recorded", "node", n.Name, "err", err)
+		s.checkins.WithLabelValues("error").Inc()
+		s.count("checkin", http.StatusServiceUnavailable)
+		http.Error(w, "check-in not recorded, try again", http.StatusServiceUnavailable)
 		return
 	}
 	b.learn(client.Addr(), n.Name)

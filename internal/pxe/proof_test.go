@@ -14,7 +14,7 @@ import (
 )
 
 func TestCheckinGuard(t *testing.T) {
-	var g checkinGuard
+	g := &Boot{}
 	steps := []struct {
 		node, boot string
 		seq        uint64
@@ -30,21 +30,21 @@ func TestCheckinGuard(t *testing.T) {
 		{"n1", "b", 2, true},
 	}
 	for i, s := range steps {
-		err := g.admit(s.node, s.boot, s.seq)
+		err := g.admitCheckin(s.node, s.boot, s.seq)
 		if (err == nil) != s.ok || (err != nil && !errors.Is(err, errReplay)) {
 			t.Fatalf("step %d %+v: %v", i, s, err)
 		}
 	}
 	// Only the last maxBootIDs boots are remembered, the newest of them all.
 	for i := range maxBootIDs + 2 {
-		if err := g.admit("n3", fmt.Sprint("boot", i), 1); err != nil {
+		if err := g.admitCheckin("n3", fmt.Sprint("boot", i), 1); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := g.admit("n3", "boot1", 9); err == nil {
+	if err := g.admitCheckin("n3", "boot1", 9); err == nil {
 		t.Error("a boot among the remembered ones accepted")
 	}
-	if err := g.admit("n3", "boot0", 9); err != nil {
+	if err := g.admitCheckin("n3", "boot0", 9); err != nil {
 		t.Errorf("the oldest boot, past the window: %v", err)
 	}
 }
