@@ -95,6 +95,7 @@ type Boot struct {
 	anonNBP map[netip.Addr]bootstate.Event
 
 	unproven *ratelimit.Limiter // events about requests that do not prove their node (set by initLimiters)
+	claims   *ratelimit.Limiter // claim events, per node and stage (set by initLimiters)
 }
 
 // anonNBPWindow is how long an unattributed bootloader fetch waits for its
@@ -167,6 +168,7 @@ func (b *Boot) initLimiters() {
 			b.Noisy.Now = b.now
 		}
 		b.unproven = &ratelimit.Limiter{Burst: 1, Every: unprovenEvery, MaxKeys: maxLimited, Now: b.now}
+		b.claims = &ratelimit.Limiter{Burst: claimBurst, Every: claimEvery, MaxKeys: maxLimited, Now: b.now}
 	})
 }
 
@@ -218,7 +220,8 @@ func (b *Boot) Denied(ev bootstate.Event, msg string) {
 }
 
 // learn ties a client IP to a node for the rest of its boot, and reports a
-// bootloader fetch from that IP that was waiting for its node.
+// bootloader fetch from that IP that was waiting for its node: a claim
+// (nothing proved who fetched it).
 func (b *Boot) learn(ip netip.Addr, node string) {
 	if !ip.IsValid() {
 		return
@@ -232,7 +235,7 @@ func (b *Boot) learn(ip netip.Addr, node string) {
 	b.mu.Unlock()
 	if held && now.Sub(ev.Time) <= anonNBPWindow {
 		ev.Node, ev.Kind, ev.Stage, ev.Message = node, bootstate.KindFetch, bootstate.StageNBP, ""
-		b.emit(ev)
+		b.report(ev, proofClaim)
 	}
 }
 
@@ -391,19 +394,19 @@ func (b *Boot) entry(inv *inventory.Inventory, n *inventory.Node, format, base s
 	return text, p, err
 }
 
-// served reports a rendered entry that was sent to node: a config fetch, or a
-// failure when the entry can only print why the node has nothing to boot.
-// A failure the request does not prove (a MAC-named entry from an address
-// that is not the node's fixed one) is reported as the config fetch it is,
-// plus an info event saying why the node will not boot: the node stalls in
-// config instead of failing.
+// served reports a rendered entry that was sent to node: a config fetch (a
+// claim, when the request does not prove the node: a MAC-named entry from
+// an address that is not the node's fixed one), or a failure when the entry
+// can only print why the node has nothing to boot. A failure the request
+// does not prove is reported as the claim it is plus an info event saying
+// why the node will not boot: the node stalls instead of failing.
 func (b *Boot) served(ev bootstate.Event, p BootParams, size int, pr proof) {
 	ev.Stage, ev.Total = bootstate.StageConfig, int64(size)
 	ev.Generation = p.Generation
 	ev.Kind = bootstate.KindFetch
 	if p.Generation == "" && p.Node.Override.Empty() {
 		if pr < proofNode {
-			b.emit(ev)
+			b.report(ev, pr)
 		}
 		ev.Kind, ev.Error = bootstate.KindFail, "image "+p.Image+" has no published generation"
 		if p.Image == "" {
@@ -444,14 +447,14 @@ func (b *Boot) OpenTFTP(ctx context.Context, name string, client netip.AddrPort)
 	if err != nil {
 		return tftp.File{}, err
 	}
-	if n := b.NodeByIP(inv, ip); n != nil {
+	if n, pr := b.nodeByAddr(inv, ip); n != nil {
 		ev.Node = n.Name
 		if IsNBP(name) {
 			ev.Kind, ev.Stage, ev.Total = bootstate.KindFetch, bootstate.StageNBP, size
 		} else {
 			ev.Kind, ev.Message = bootstate.KindInfo, "fetched "+name
 		}
-		b.emit(ev)
+		b.report(ev, pr)
 	} else if IsNBP(name) {
 		ev.Time, ev.Total = b.now(), size
 		b.holdNBP(ip, ev)
@@ -550,7 +553,7 @@ func (b *Boot) tftpImageFile(inv *inventory.Inventory, name string, ip netip.Add
 	}
 	if ev.Node != "" {
 		ev.Kind, ev.Stage, ev.Total, ev.Generation = bootstate.KindFetch, stage, st.Size(), gen
-		b.emit(ev)
+		b.report(ev, pr)
 	}
 	return tftp.File{R: f, Size: st.Size(), Close: f.Close}, nil
 }

@@ -203,8 +203,8 @@ func (s *HTTPServer) handleLoader(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
-	if n := b.NodeByIP(b.Inventory(), client.Addr()); n != nil && IsNBP(name) {
-		b.emit(bootstate.Event{Node: n.Name, Kind: bootstate.KindFetch, Stage: bootstate.StageNBP, Proto: "http", Path: r.URL.Path, Remote: client.String(), Total: size})
+	if n, pr := b.nodeByAddr(b.Inventory(), client.Addr()); n != nil && IsNBP(name) {
+		b.report(bootstate.Event{Node: n.Name, Kind: bootstate.KindFetch, Stage: bootstate.StageNBP, Proto: "http", Path: r.URL.Path, Remote: client.String(), Total: size}, pr)
 	}
 	st, _ := f.Stat()
 	s.count("loader", http.StatusOK)
@@ -251,7 +251,9 @@ func (s *HTTPServer) handleImage(w http.ResponseWriter, r *http.Request) {
 	var progress func(sent, total int64, done bool)
 	if n != nil && r.Method == http.MethodGet {
 		ev.Kind, ev.Total = bootstate.KindFetch, size
-		b.emit(ev)
+		b.report(ev, pr)
+	}
+	if n != nil && r.Method == http.MethodGet && pr == proofNode {
 		progress = func(sent, total int64, done bool) {
 			b.emit(bootstate.Event{Node: n.Name, Kind: bootstate.KindProgress, Stage: stage, Proto: "http",
 				Path: r.URL.Path, Bytes: sent, Total: total, Generation: gen})

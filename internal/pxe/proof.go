@@ -20,11 +20,13 @@ type proof uint8
 const (
 	// proofNone: the request is tied to no node.
 	proofNone proof = iota
-	// proofClaim: the node is named by a MAC (its boot entry) or by an
-	// address learned earlier in its boot. Before a kernel runs PXE offers
-	// nothing better, so a claim moves the node through its fetch stages,
-	// but it never fails the node: a failure it would report is an info
-	// event (rate limited per address) and the stage stays.
+	// proofClaim: the node is named by a MAC (its boot entry, a DHCP
+	// request) or by an address learned earlier in its boot. Before a
+	// kernel runs PXE offers nothing better, so the request is served, but
+	// the node's state does not move: the fetch is a KindClaim event (an
+	// unproven mark in the node's timeline, rate limited per node and
+	// stage), and a failure it would report is an info event (rate limited
+	// per address).
 	proofClaim
 	// proofNode: the node's check-in token or fetch key, or a request from
 	// the node's fixed inventory address. Moves the stage any way.
@@ -68,20 +70,39 @@ func macProof(n *inventory.Node, ip netip.Addr) proof {
 	return proofClaim
 }
 
-// report emits ev as far as pr lets it go: a failure from a request that does
-// not prove its node becomes an info event, and at most one such event per
-// client address is emitted per unprovenEvery.
+// report emits ev as far as pr lets it go. From a request that does not
+// prove its node, a fetch becomes a claim (at most claimBurst per node and
+// stage at once, then one per claimEvery) and a failure an info event (at
+// most one per client address per unprovenEvery): neither moves the node.
 func (b *Boot) report(ev bootstate.Event, pr proof) {
-	if ev.Kind == bootstate.KindFail && pr < proofNode {
-		if !b.allowUnproven(ev.Remote) {
-			return
+	if pr < proofNode {
+		switch ev.Kind {
+		case bootstate.KindFail:
+			if !b.allowUnproven(ev.Remote) {
+				return
+			}
+			ev.Kind = bootstate.KindInfo
+			ev.Message = "request does not prove node " + ev.Node + ", stage unchanged: " + ev.Error
+			ev.Stage, ev.Error = "", ""
+		case bootstate.KindFetch:
+			b.initLimiters()
+			if ok, _ := b.claims.Allow(ev.Node + " " + string(ev.Stage)); !ok {
+				return
+			}
+			ev.Kind = bootstate.KindClaim
+			ev.Message = "served, but the request does not prove node " + ev.Node + ": stage unchanged"
 		}
-		ev.Kind = bootstate.KindInfo
-		ev.Message = "request does not prove node " + ev.Node + ", stage unchanged: " + ev.Error
-		ev.Stage, ev.Error = "", ""
 	}
 	b.emit(ev)
 }
+
+// Claims of one node and stage let through at once, and then one per
+// claimEvery: a node's boot claims each stage once or twice; a flood of
+// forged requests fills neither the history nor the log.
+const (
+	claimBurst = 3
+	claimEvery = 10 * time.Second
+)
 
 // deny emits a denied event (rate limited per client address).
 func (b *Boot) deny(ev bootstate.Event) {

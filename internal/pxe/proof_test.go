@@ -125,8 +125,9 @@ func TestProof(t *testing.T) {
 
 // TestTFTPClaimsNeverFail: over TFTP (pxelinux) a node is known by its
 // address only. From an address learned by its config fetch (a claim) a
-// missing file is an info event and the node keeps its stage; from its fixed
-// inventory address (proof) the node fails.
+// missing file is an info event and a served one a claim event, neither
+// moving the node; from its fixed inventory address (proof) the node fails,
+// or moves on.
 func TestTFTPClaimsNeverFail(t *testing.T) {
 	st, m := publishedStore(t, "compute")
 	inv, err := inventory.Parse("nodes.yaml", []byte(`images:
@@ -167,13 +168,13 @@ nodes:
 		}
 	}
 	// An entry that cannot boot (no generation): asked for by MAC it is a
-	// config fetch and an info event; from the node's fixed IP a failure.
+	// config claim and an info event; from the node's fixed IP a failure.
 	for _, tc := range []struct {
 		cfg   string
 		from  netip.AddrPort
 		kinds string
 	}{
-		{"pxelinux.cfg/01-52-54-00-00-00-03", netip.MustParseAddrPort("10.0.0.60:2000"), "fetch,info"},
+		{"pxelinux.cfg/01-52-54-00-00-00-03", netip.MustParseAddrPort("10.0.0.60:2000"), "claim,info"},
 		{"pxelinux.cfg/01-52-54-00-00-00-04", netip.MustParseAddrPort("10.0.0.10:2000"), "fail"},
 	} {
 		events = nil
@@ -188,12 +189,22 @@ nodes:
 			t.Errorf("%s from %s: events %+v, want %s", tc.cfg, tc.from, events, tc.kinds)
 		}
 	}
-	// The good kernel from the learned address still moves dyn on.
-	events = nil
-	if _, err := b.OpenTFTP(ctx, "images/compute/"+m.ID+"/vmlinuz", dynAddr); err != nil {
-		t.Fatal(err)
-	}
-	if len(events) != 1 || events[0].Kind != bootstate.KindFetch || events[0].Stage != bootstate.StageKernel {
-		t.Errorf("kernel fetch by claim: %+v", events)
+	// The good kernel is served to both; from the learned address it is a
+	// claim of dyn's kernel stage, from fix's own address a kernel fetch.
+	for _, tc := range []struct {
+		from     netip.AddrPort
+		node     string
+		wantKind bootstate.Kind
+	}{
+		{dynAddr, "dyn", bootstate.KindClaim},
+		{netip.MustParseAddrPort("10.0.0.9:2000"), "fix", bootstate.KindFetch},
+	} {
+		events = nil
+		if _, err := b.OpenTFTP(ctx, "images/compute/"+m.ID+"/vmlinuz", tc.from); err != nil {
+			t.Fatal(err)
+		}
+		if len(events) != 1 || events[0].Node != tc.node || events[0].Kind != tc.wantKind || events[0].Stage != bootstate.StageKernel {
+			t.Errorf("kernel fetch from %s: %+v, want one %s of %s", tc.from, events, tc.wantKind, tc.node)
+		}
 	}
 }
