@@ -62,6 +62,21 @@ func natAdvertise(d *Daemon) {
 	d.SetAdvertiseURL("http://10.0.2.2:" + port)
 }
 
+// publishAll imports and publishes, for each image of initrds, a generation
+// of files' kernel, that image's initrd and rootfs, and returns each
+// image's generation id.
+func publishAll(d *Daemon, files map[string]string, initrds map[string]string, rootfs string) (map[string]string, error) {
+	gens := map[string]string{}
+	for img, initrd := range initrds {
+		m, err := d.ImportImage(ImportRequest{Image: img, Kernel: files["vmlinuz"], Initrd: initrd, Rootfs: rootfs, Publish: true})
+		if err != nil {
+			return nil, err
+		}
+		gens[img] = m.ID
+	}
+	return gens, nil
+}
+
 // rootLabConfig is the daemon configuration of the QEMU root tests.
 func rootLabConfig(t *testing.T) Config {
 	return Config{StallTimeout: 5 * time.Minute, Logger: testLogger(t)}

@@ -52,19 +52,13 @@ nodes:
   - {name: q-nbd, image: live-nbd, nics: [{mac: %q}]}
   - {name: q-http2, image: live-http, nics: [{mac: %q}]}
 `, port, lab.MAC(40), lab.MAC(41))
-	gens := map[string]string{}
+	var gens map[string]string
 	rootfs := ballastRootfs(t, files["rootfs.squashfs"], 48)
 	env := daemontest.Start(t, daemontest.Options{Dir: dir, Inventory: inv, Config: rootLabConfig(t),
-		Before: func(d *Daemon) error {
-			for img, rd := range map[string]string{"live-nbd": initrd, "live-http": files["initrd"]} {
-				m, err := d.ImportImage(ImportRequest{Image: img, Kernel: files["vmlinuz"], Initrd: rd, Rootfs: rootfs, Publish: true})
-				if err != nil {
-					return err
-				}
-				gens[img] = m.ID
-			}
+		Before: func(d *Daemon) (err error) {
+			gens, err = publishAll(d, files, map[string]string{"live-nbd": initrd, "live-http": files["initrd"]}, rootfs)
 			natAdvertise(d)
-			return nil
+			return err
 		}})
 	d := env.D
 	conf, err := d.NBDServerConfig("127.0.0.1", port)

@@ -60,20 +60,14 @@ func TestQEMUNFSRoot(t *testing.T) {
 	dir := t.TempDir()
 	nfsDir := filepath.Join(dir, "nfs")
 	port := lab.FreePort(t)
-	gens := map[string]string{}
+	var gens map[string]string
 	rootfs := ballastRootfs(t, files["rootfs.squashfs"], 48)
 	initrds := map[string]string{"live-nfs": nfsInitrd(t, dir), "live-http": files["initrd"]}
 	env := daemontest.Start(t, daemontest.Options{Dir: dir, Inventory: nfsInventory(port, nfsDir), Config: rootLabConfig(t),
-		Before: func(d *Daemon) error {
-			for _, img := range []string{"live-nfs", "live-http"} {
-				m, err := d.ImportImage(ImportRequest{Image: img, Kernel: files["vmlinuz"], Initrd: initrds[img], Rootfs: rootfs, Publish: true})
-				if err != nil {
-					return err
-				}
-				gens[img] = m.ID
-			}
+		Before: func(d *Daemon) (err error) {
+			gens, err = publishAll(d, files, initrds, rootfs)
 			natAdvertise(d)
-			return nil
+			return err
 		}})
 	d := env.D
 	// Publishing unpacked the nfs image's tree under the export directory,

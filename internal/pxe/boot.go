@@ -241,12 +241,19 @@ func (b *Boot) learn(ip netip.Addr, node string) {
 
 // addresses is b.Addresses, an in-memory one when unset.
 func (b *Boot) addresses() state.Addresses {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.Addresses == nil {
-		b.Addresses = local.NewAddresses()
+	return orDefault(&b.mu, &b.Addresses, func() state.Addresses { return local.NewAddresses() })
+}
+
+// orDefault returns *field, first setting it to made() when it is the zero
+// value (a Boot's store left unset), under mu.
+func orDefault[T comparable](mu *sync.Mutex, field *T, made func() T) T {
+	mu.Lock()
+	defer mu.Unlock()
+	var zero T
+	if *field == zero {
+		*field = made()
 	}
-	return b.Addresses
+	return *field
 }
 
 func (b *Boot) ttl() time.Duration {

@@ -187,10 +187,5 @@ func (b *Boot) admitCheckin(node, bootID string, seq uint64) error {
 
 // checkinStore is b.Checkins, an in-memory one when unset.
 func (b *Boot) checkinStore() state.Checkins {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.Checkins == nil {
-		b.Checkins = local.NewMemoryCheckins()
-	}
-	return b.Checkins
+	return orDefault(&b.mu, &b.Checkins, func() state.Checkins { return local.NewMemoryCheckins() })
 }

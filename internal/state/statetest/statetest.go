@@ -71,32 +71,10 @@ func checkins(t *testing.T, open Open) {
 	if seen, rev, err := c.Get("n02"); err != nil || rev != 0 || seen.BootID != "" {
 		t.Errorf("n02 has n01's record: %+v rev %d, %v", seen, rev, err)
 	}
-	const n = 8
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = c.Put("race", state.CheckinSeen{BootID: fmt.Sprint("b", i), Seq: 1}, 0)
-		}()
-	}
-	wg.Wait()
-	won := 0
-	for i, err := range errs {
-		switch {
-		case err == nil:
-			won++
-			if seen, _, _ := c.Get("race"); seen.BootID != fmt.Sprint("b", i) {
-				t.Errorf("put %d won but the record is %+v", i, seen)
-			}
-		case !errors.Is(err, state.ErrConflict):
-			t.Errorf("put %d: %v", i, err)
-		}
-	}
-	if won != 1 {
-		t.Errorf("%d of %d puts from the same revision landed, want 1", won, n)
-	}
+	exactlyOneLands(t, "check-in record", func(i int) error {
+		_, err := c.Put("race", state.CheckinSeen{BootID: fmt.Sprint("b", i), Seq: 1}, 0)
+		return err
+	}, func(i int) bool { seen, _, _ := c.Get("race"); return seen.BootID == fmt.Sprint("b", i) })
 	s.Close()
 	s = open(t, "checkins")
 	defer s.Close()
@@ -195,6 +173,17 @@ func concurrentPuts(t *testing.T, open Open) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	exactlyOneLands(t, "edit", func(i int) error {
+		_, err := d.Put("doc", []byte(fmt.Sprint("edit ", i)), rev)
+		return err
+	}, func(i int) bool { b, _, _ := d.Get("doc"); return string(b) == fmt.Sprint("edit ", i) })
+}
+
+// exactlyOneLands runs put(0) .. put(7) at once, each a compare-and-swap
+// from the same revision: exactly one must land, the others fail with
+// ErrConflict, and landed(i) must hold for the one that did.
+func exactlyOneLands(t *testing.T, what string, put func(i int) error, landed func(i int) bool) {
+	t.Helper()
 	const n = 8
 	var wg sync.WaitGroup
 	errs := make([]error, n)
@@ -202,7 +191,7 @@ func concurrentPuts(t *testing.T, open Open) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = d.Put("doc", []byte(fmt.Sprint("edit ", i)), rev)
+			errs[i] = put(i)
 		}()
 	}
 	wg.Wait()
@@ -211,15 +200,15 @@ func concurrentPuts(t *testing.T, open Open) {
 		switch {
 		case err == nil:
 			won++
-			if b, _, _ := d.Get("doc"); string(b) != fmt.Sprint("edit ", i) {
-				t.Errorf("edit %d won but the document is %q", i, b)
+			if !landed(i) {
+				t.Errorf("%s %d won but is not what is stored", what, i)
 			}
 		case !errors.Is(err, state.ErrConflict):
-			t.Errorf("edit %d: %v", i, err)
+			t.Errorf("%s %d: %v", what, i, err)
 		}
 	}
 	if won != 1 {
-		t.Errorf("%d of %d edits from the same revision landed, want 1", won, n)
+		t.Errorf("%d of %d %ss from the same revision landed, want 1", won, n, what)
 	}
 }
 
