@@ -245,10 +245,15 @@ func (s *NodeState) mark(m StageMark) {
 // within progressInterval of the last recorded one is not: it still
 // updates Bytes and LastProgress.
 func (s *NodeState) step(ev *Event, lastRecorded *time.Time, progressInterval time.Duration) bool {
-	if ev.Kind == KindClaim || ev.Kind == KindDHCP {
+	switch ev.Kind {
+	case KindClaim, KindDHCP:
 		// Anyone can name a node by its MAC: nothing of its state moves,
 		// not even its address or when it was last seen.
 		s.claim(ev.Stage, ev.Time)
+		return true
+	case KindUnknown, KindDenied, KindInfo:
+		// History only: a refused or unproven request (a wrong token, a
+		// missing file asked for by a claim) is not the node being seen.
 		return true
 	}
 	if ev.Remote != "" {

@@ -344,7 +344,9 @@ func TestStallText(t *testing.T) {
 // TestClaimsMoveNothing: a claim (and a DHCP request) leaves every field of
 // a node's state but its timeline as it was (address, MAC, last seen, file
 // progress, power), so a node whose boot is claimed but never proved still
-// stalls in its last proven stage.
+// stalls in its last proven stage; a denied, unknown or info event about
+// the node (a wrong token, a missing file asked for by a claim) leaves all
+// of it.
 func TestClaimsMoveNothing(t *testing.T) {
 	clk := newFakeClock()
 	tr, err := New(Options{Clock: clk.Now, StallTimeout: time.Minute})
@@ -366,6 +368,13 @@ func TestClaimsMoveNothing(t *testing.T) {
 			t.Fatalf("%s claim moved the node:\n got  %+v\n want %+v", ev.Stage, after, before)
 		}
 		before, _ = tr.Get("n1")
+	}
+	for _, kind := range []Kind{KindDenied, KindUnknown, KindInfo} {
+		after := tr.Apply(Event{Node: "n1", Kind: kind, Proto: "http", Remote: "127.0.0.77:4000", MAC: "52:54:00:00:00:66", Error: "bad token"})
+		after.Seq = before.Seq
+		if !reflect.DeepEqual(after, before) {
+			t.Fatalf("%s event moved the node:\n got  %+v\n want %+v", kind, after, before)
+		}
 	}
 	if n := tr.checkStalls(clk.Now()); n != 1 {
 		t.Fatalf("%d nodes stalled, want n1 (claimed for 90 s, proven last at the cycle)", n)

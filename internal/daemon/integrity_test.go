@@ -194,11 +194,23 @@ func TestForgedMACNeverMovesANode(t *testing.T) {
 				}
 			}
 		}
-		// A check-in without the token.
+		// A check-in without the token, one with another node's; the
+		// iPXE chain script and a missing file by the claimed address.
 		f := e.checkinForm("n01", "b-forged", 1)
 		f.Del("token")
 		if code, _ := e.checkin(web, f); code == 200 {
 			t.Fatal("a check-in without a token was accepted")
+		}
+		f = e.checkinForm("n01", "b-forged", 2)
+		f.Set("token", e.d.Token("n02"))
+		if code, _ := e.checkin(web, f); code != 403 {
+			t.Fatalf("a check-in with n02's token for n01: %d, want 403", code)
+		}
+		if _, err := simnode.TFTPGet(ctx, src, tftpAddr, "boot.ipxe", io.Discard); err != nil {
+			t.Fatalf("tftp boot.ipxe: %v", err)
+		}
+		if code := e.getFrom(web, "/images/compute/0bogus/vmlinuz"); code != 404 {
+			t.Fatalf("missing file: %d", code)
 		}
 	}
 	// At most claimBurst (3) claims per node and stage at once, then one
