@@ -14,6 +14,7 @@
 //	audit/TIME-HEAD-N             an audit entry (JSON), ordered by create revision
 //	addr/IP                       a learned address (node and expiry) under a lease of its lifetime
 //	console/NODE                  the tail of a node's captured console (JSON)
+//	checkin/NODE                  the check-in replay guard's record of a node
 //	tokenkey                      the token key in hex, created once
 //
 // Image bytes never go into etcd (a head fetches a generation from a peer
@@ -247,9 +248,14 @@ func (d *documents) Get(name string) ([]byte, state.Rev, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	ctx, cancel := (*Store)(d).op()
+	return (*Store)(d).get(k)
+}
+
+// get reads key and its mod revision (nil, 0 when missing).
+func (s *Store) get(key string) ([]byte, state.Rev, error) {
+	ctx, cancel := s.op()
 	defer cancel()
-	resp, err := d.c.Get(ctx, k)
+	resp, err := s.c.Get(ctx, key)
 	if err != nil {
 		return nil, 0, unreachable(err)
 	}
@@ -264,20 +270,68 @@ func (d *documents) Put(name string, data []byte, prev state.Rev) (state.Rev, er
 	if err != nil {
 		return 0, err
 	}
-	cmp := clientv3.Compare(clientv3.ModRevision(k), "=", int64(prev))
+	return (*Store)(d).casPut(k, name, data, prev)
+}
+
+// casPut puts key if its mod revision is still prev (0: it must not
+// exist); a conflict names what.
+func (s *Store) casPut(key, what string, data []byte, prev state.Rev) (state.Rev, error) {
+	cmp := clientv3.Compare(clientv3.ModRevision(key), "=", int64(prev))
 	if prev == 0 {
-		cmp = clientv3.Compare(clientv3.CreateRevision(k), "=", 0)
+		cmp = clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
 	}
-	ctx, cancel := (*Store)(d).op()
+	ctx, cancel := s.op()
 	defer cancel()
-	resp, err := d.c.Txn(ctx).If(cmp).Then(clientv3.OpPut(k, string(data))).Commit()
+	resp, err := s.c.Txn(ctx).If(cmp).Then(clientv3.OpPut(key, string(data))).Commit()
 	if err != nil {
 		return 0, unreachable(err)
 	}
 	if !resp.Succeeded {
-		return 0, fmt.Errorf("%s: %w", name, state.ErrConflict)
+		return 0, fmt.Errorf("%s: %w", what, state.ErrConflict)
 	}
 	return state.Rev(resp.Header.Revision), nil
+}
+
+// Checkins are per-node keys compared and swapped on their mod revision,
+// as documents are: two heads admitting check-ins of one node at once
+// cannot both accept the same one.
+func (s *Store) Checkins() state.Checkins { return (*checkins)(s) }
+
+type checkins Store
+
+func (c *checkins) key(node string) (string, error) {
+	if node == "" || strings.ContainsAny(node, "/\x00") {
+		return "", fmt.Errorf("state: bad node name %q", node)
+	}
+	return c.p + "checkin/" + node, nil
+}
+
+func (c *checkins) Get(node string) (state.CheckinSeen, state.Rev, error) {
+	var seen state.CheckinSeen
+	k, err := c.key(node)
+	if err != nil {
+		return seen, 0, err
+	}
+	data, rev, err := (*Store)(c).get(k)
+	if err != nil || rev == 0 {
+		return seen, 0, err
+	}
+	if err := json.Unmarshal(data, &seen); err != nil {
+		return seen, 0, fmt.Errorf("check-in record of %s: %w", node, err)
+	}
+	return seen, rev, nil
+}
+
+func (c *checkins) Put(node string, seen state.CheckinSeen, prev state.Rev) (state.Rev, error) {
+	k, err := c.key(node)
+	if err != nil {
+		return 0, err
+	}
+	data, err := json.Marshal(seen)
+	if err != nil {
+		return 0, err
+	}
+	return (*Store)(c).casPut(k, "check-in record of "+node, data, prev)
 }
 
 // WatchDocument calls changed each time document name is put by any
