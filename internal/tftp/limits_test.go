@@ -86,6 +86,46 @@ func TestQueueAtTransferLimit(t *testing.T) {
 	}
 }
 
+// TestQueuedRequestKeepsItsPlace: a client that asks again for the same
+// name from another port while its request waits (firmware that gave up and
+// started over) keeps its place in the queue; the transfer goes to the new
+// port, not the old one.
+func TestQueuedRequestKeepsItsPlace(t *testing.T) {
+	ts := startServer(t, "", func(s *Server) { s.MaxTransfers = 1 })
+	release := holdSlot(t, ts.addr)
+	ua, _ := net.ResolveUDPAddr("udp", ts.addr)
+	var ports []*net.UDPConn
+	for range 2 {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.WriteToUDP(tftptest.Request(opRRQ, "a.txt", "octet"), ua)
+		ports = append(ports, c)
+		port := c.LocalAddr().(*net.UDPAddr).AddrPort()
+		lab.Eventually(t, "the request queued", 2*time.Second, func() bool {
+			ts.Server.mu.Lock()
+			defer ts.Server.mu.Unlock()
+			return ts.byClient[netip.AddrPortFrom(port.Addr().Unmap(), port.Port())] != nil
+		})
+	}
+	if ts.Queued() != 1 || ts.Shed() != 0 {
+		t.Fatalf("queued %d, shed %d; want 1 place, nothing shed", ts.Queued(), ts.Shed())
+	}
+	release()
+	buf := make([]byte, 600)
+	ports[1].SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _, err := ports[1].ReadFromUDP(buf)
+	if err != nil || n < 4 || buf[1] != opDATA || string(buf[4:n]) != "hello a" {
+		t.Fatalf("the new port got %q, %v; want DATA \"hello a\"", buf[:max(n, 0)], err)
+	}
+	ports[0].SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, _, err := ports[0].ReadFromUDP(buf); err == nil {
+		t.Fatalf("the old port got %q", buf[:n])
+	}
+}
+
 // TestQueuedRequestGivenUp: a queued request whose client has not asked
 // again for 2 * Timeout * (Retries+1) is dropped when its turn comes, not
 // started; the next one is.

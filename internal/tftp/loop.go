@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,7 +92,6 @@ func (l *loop) run() {
 	defer unix.Close(l.epfd)
 	events := make([]unix.EpollEvent, 256)
 	stopping := false
-	var yielded int64
 	for {
 		wait := -1
 		if len(l.timers) > 0 {
@@ -105,15 +103,6 @@ func (l *loop) run() {
 			panic(fmt.Sprintf("tftp: epoll_wait: %v", err)) // EBADF or EFAULT: a bug
 		}
 		l.clock = l.now()
-		if l.clock-yielded > yieldEvery {
-			// Yield now and then: the runtime's monitor preempts a
-			// goroutine that ran 10 ms without passing through the
-			// scheduler (system calls do not count) with a signal, which
-			// costs more (measured on one 8 MiB fetch at blksize 512: 3.5
-			// against 4.4 us of CPU per block, 25 signals less per fetch).
-			runtime.Gosched()
-			yielded = l.clock
-		}
 		for _, ev := range events[:max(n, 0)] {
 			if int(ev.Fd) == l.wake {
 				stopping = l.takeIncoming() || stopping
@@ -173,9 +162,6 @@ func (l *loop) touch(t *transfer) {
 		heap.Fix(&l.timers, t.hidx)
 	}
 }
-
-// yieldEvery is how often (loop clock) a loop yields to the scheduler.
-const yieldEvery = int64(5 * time.Millisecond)
 
 // maxBackoffShift caps the backoff at 4 times Timeout.
 const maxBackoffShift = 2

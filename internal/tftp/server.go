@@ -155,6 +155,7 @@ type Server struct {
 	done     chan struct{}
 	active   int                       // transfers opening or in progress
 	queue    []*waiting                // requests waiting for a slot, oldest first
+	queued   map[queueKey]*waiting     // the same, by client address and name
 	perIP    map[netip.Addr]int        // active and queued, per client address
 	byClient map[netip.AddrPort]*entry // the latest transfer of each client address and port
 	loops    []*loop
@@ -173,6 +174,13 @@ type entry struct {
 	name  string
 	moved atomic.Bool // the client acknowledged something
 	heard time.Time   // the client's latest request (s.mu); for a queued one
+}
+
+// queueKey is a queued request's client address and name: a client that
+// starts its fetch over from another port keeps its place in the queue.
+type queueKey struct {
+	ip   netip.Addr
+	name string
 }
 
 // waiting is a request in the queue.
@@ -362,6 +370,7 @@ func (s *Server) Serve() error {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.perIP = make(map[netip.Addr]int)
 	s.byClient = make(map[netip.AddrPort]*entry)
+	s.queued = make(map[queueKey]*waiting)
 	n := s.Loops
 	if n <= 0 {
 		n = defaultLoops()
@@ -553,6 +562,19 @@ func (s *Server) handle(pkt []byte, client netip.AddrPort, dst netip.Addr) {
 		return // the client asking again: its transfer resends by itself, or it waits in the queue
 	}
 	ip := client.Addr()
+	if w := s.queued[queueKey{ip, req.name}]; w != nil {
+		// The same client address asks for the same name from another
+		// port while its request waits: firmware that gave up and started
+		// over. It keeps its place; the transfer goes to the new port.
+		if s.byClient[w.client] == w.e {
+			delete(s.byClient, w.client)
+		}
+		w.client, w.src, w.req = client, src, req
+		w.e.heard = now
+		s.byClient[client] = w.e
+		s.mu.Unlock()
+		return
+	}
 	var limit string
 	switch {
 	case s.perIP[ip] >= s.maxPerClient():
@@ -571,7 +593,9 @@ func (s *Server) handle(pkt []byte, client netip.AddrPort, dst netip.Addr) {
 	e := &entry{name: req.name, heard: now}
 	s.byClient[client] = e
 	if s.active >= s.maxTransfers() {
-		s.queue = append(s.queue, &waiting{client: client, src: src, req: req, e: e})
+		w := &waiting{client: client, src: src, req: req, e: e}
+		s.queue = append(s.queue, w)
+		s.queued[queueKey{ip, req.name}] = w
 		s.mu.Unlock()
 		return
 	}
@@ -620,6 +644,7 @@ func (s *Server) release(client netip.AddrPort, e *entry) {
 		w := s.queue[0]
 		s.queue[0] = nil
 		s.queue = s.queue[1:]
+		delete(s.queued, queueKey{w.client.Addr(), w.req.name})
 		if w.e.heard.Before(stale) {
 			s.forget(w.client, w.e)
 			continue
