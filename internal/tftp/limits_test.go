@@ -93,15 +93,9 @@ func TestQueueAtTransferLimit(t *testing.T) {
 func TestQueuedRequestKeepsItsPlace(t *testing.T) {
 	ts := startServer(t, "", func(s *Server) { s.MaxTransfers = 1 })
 	release := holdSlot(t, ts.addr)
-	ua, _ := net.ResolveUDPAddr("udp", ts.addr)
 	var ports []*net.UDPConn
 	for range 2 {
-		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.WriteToUDP(tftptest.Request(opRRQ, "a.txt", "octet"), ua)
+		c := askFrom(t, ts.addr, "a.txt")
 		ports = append(ports, c)
 		port := c.LocalAddr().(*net.UDPAddr).AddrPort()
 		lab.Eventually(t, "the request queued", 2*time.Second, func() bool {
@@ -135,15 +129,9 @@ func TestQueuedRequestGivenUp(t *testing.T) {
 	// queued requests are stale after 600ms.
 	holdSlot(t, ts.addr)
 	// Asked once, then silent: gone by the time the slot frees.
-	gone, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gone.Close()
-	ua, _ := net.ResolveUDPAddr("udp", ts.addr)
-	gone.WriteToUDP(tftptest.Request(opRRQ, "virtual/known", "octet"), ua)
+	gone := askFrom(t, ts.addr, "virtual/known")
 	lab.Eventually(t, "the first request queued", 2*time.Second, func() bool { return ts.Queued() == 1 })
-	time.Sleep(700 * time.Millisecond) // past Timeout * (Retries+1)
+	time.Sleep(700 * time.Millisecond) // past 2 * Timeout * (Retries+1)
 	res, err := tftptest.Fetch(netip.Addr{}, ts.addr, "a.txt", 200*time.Millisecond, 30)
 	if err != nil || string(res.Data) != "hello a" {
 		t.Fatalf("second queued fetch: %q, %v", res.Data, err)
@@ -166,13 +154,7 @@ func TestQueuedRequestGivenUp(t *testing.T) {
 // ends.
 func holdSlot(t *testing.T, addr string) (release func()) {
 	t.Helper()
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	ua, _ := net.ResolveUDPAddr("udp", addr)
-	c.WriteToUDP(tftptest.Request(opRRQ, "virtual/known", "octet"), ua)
+	c := askFrom(t, addr, "virtual/known")
 	c.SetReadDeadline(time.Now().Add(2 * time.Second))
 	buf := make([]byte, 600)
 	if n, _, err := c.ReadFromUDP(buf); err != nil || n < 4 || buf[1] != opDATA {
