@@ -3,79 +3,87 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/netbootui/netbootui/bench/storm"
 	"github.com/netbootui/netbootui/internal/demo"
 )
 
-// cmdBench runs a bench: `bench storm` switches N simulated nodes on at once
-// and reports how their boots went (bench/storm); `bench storm-worker` is
-// the storm's node process, started by the storm itself.
-func cmdBench(ctx context.Context, args []string) error {
-	if len(args) == 1 && args[0] == "storm-worker" && os.Getenv(storm.WorkerEnv) == "1" {
-		return storm.RunWorker(os.Stdin, os.Stdout) // the storm's node process
-	}
-	if len(args) == 0 || args[0] != "storm" {
-		fmt.Fprintln(os.Stderr, "usage: netbootui bench storm [--nodes 1000] [--timeout 5m] [--workers 2] [--sizes KERNEL,INITRD,ROOTFS] [--peers=false] [--rounds 1] [-o json]")
-		return exitError(2)
-	}
-	fs := flag.NewFlagSet("bench storm", flag.ContinueOnError)
+// benchCmd holds the benches: `bench storm` switches N simulated nodes on at
+// once and reports how their boots went (bench/storm); `bench storm-worker`
+// (hidden) is the storm's node process, started by the storm itself.
+func benchCmd() *cobra.Command {
+	stormCmd := newVerb("storm", "switch N simulated nodes on at once and report how their boots went", exactArgs(0), stormVerb)
+	worker := &cobra.Command{Use: "storm-worker", Hidden: true, Args: exactArgs(0),
+		RunE: func(c *cobra.Command, _ []string) error {
+			if os.Getenv(storm.WorkerEnv) != "1" {
+				return usageError{cmd: c.Parent(), msg: `unknown verb "storm-worker"`}
+			}
+			return storm.RunWorker(os.Stdin, os.Stdout)
+		}}
+	return newGroup("bench", "benches on simulated nodes", stormCmd, worker)
+}
+
+func stormVerb(fs *pflag.FlagSet) runner {
 	var cfg storm.Config
 	fs.IntVar(&cfg.Nodes, "nodes", 1000, "how many simulated nodes (1.."+strconv.Itoa(demo.MaxNodes)+")")
 	fs.DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "bound of each run (netbootui's, the peers')")
 	fs.IntVar(&cfg.Workers, "workers", 2, "node processes")
 	sizes := fs.String("sizes", "256K,512K,2M", "sizes of the generation's kernel, initrd and rootfs")
-	output := fs.String("o", "text", "text or json")
-	rounds := fs.Int("rounds", 1, "run the storm (netbootui's run, then the peers') this many times; with more than one, a summary with the median and spread of the ratios follows")
+	output := fs.StringP("output", "o", "text", "text or json")
+	flagWords(fs, "output", "text", "json")
 	fs.BoolVar(&cfg.Peers, "peers", true, "also run the same storm against tftpd-hpa + nginx (needs root, in.tftpd and nginx) and print the ratio")
-	if _, err := parseArgs(fs, args[1:], 0); err != nil {
-		return err
-	}
+	rounds := fs.Int("rounds", 1, "run the storm (netbootui's run, then the peers') this many times; with more than one, a summary with the median and spread of the ratios follows")
+	return func(ctx context.Context, _ []string) error { return runStorm(ctx, cfg, *sizes, *output, *rounds) }
+}
+
+func runStorm(ctx context.Context, cfg storm.Config, sizes, output string, rounds int) error {
 	if cfg.Nodes < 1 || cfg.Nodes > demo.MaxNodes {
 		return fmt.Errorf("bench storm: --nodes %d: want 1..%d", cfg.Nodes, demo.MaxNodes)
 	}
 	var err error
-	if cfg.Sizes, err = parseSizes(*sizes); err != nil {
-		return fmt.Errorf("bench storm: --sizes %q: %w", *sizes, err)
+	if cfg.Sizes, err = parseSizes(sizes); err != nil {
+		return fmt.Errorf("bench storm: --sizes %q: %w", sizes, err)
 	}
-	if *rounds < 1 || *rounds > 100 {
-		return fmt.Errorf("bench storm: --rounds %d: want 1..100", *rounds)
+	if rounds < 1 || rounds > 100 {
+		return fmt.Errorf("bench storm: --rounds %d: want 1..100", rounds)
 	}
-	if *output != "text" && *output != "json" {
-		return fmt.Errorf("bench storm: -o %q: want text or json", *output)
+	if output != "text" && output != "json" {
+		return fmt.Errorf("bench storm: -o %q: want text or json", output)
 	}
-	if *output == "text" {
+	if output == "text" {
 		cfg.Out = os.Stderr
 	}
 	var reps []storm.Report
 	failed := false
-	for i := range *rounds {
-		if *rounds > 1 && *output == "text" {
-			fmt.Printf("# round %d of %d, %s, load %s\n", i+1, *rounds, time.Now().UTC().Format("2006-01-02 15:04:05 UTC"), loadAverage())
+	for i := range rounds {
+		if rounds > 1 && output == "text" {
+			fmt.Printf("# round %d of %d, %s, load %s\n", i+1, rounds, time.Now().UTC().Format("2006-01-02 15:04:05 UTC"), loadAverage())
 		}
 		rep, err := stormRound(ctx, cfg)
 		if err != nil {
 			return err
 		}
-		if *output == "json" && *rounds == 1 {
+		if output == "json" && rounds == 1 {
 			if err := rep.WriteJSON(os.Stdout); err != nil {
 				return err
 			}
-		} else if *output == "text" {
+		} else if output == "text" {
 			rep.WriteText(os.Stdout)
 		}
 		failed = failed || rep.Failed > 0 || rep.Peer != nil && rep.Peer.Failed > 0
 		reps = append(reps, rep)
 	}
-	if *rounds > 1 {
+	if rounds > 1 {
 		sum := storm.Summarize(reps)
-		if *output == "json" {
+		if output == "json" {
 			enc := json.NewEncoder(os.Stdout)
 			enc.SetIndent("", "  ")
 			if err := enc.Encode(struct {

@@ -3,31 +3,42 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/apitype"
+	"github.com/netbootui/netbootui/internal/hostlist"
 )
 
 // cmdRebootClean is `netbootui reboot-clean SELECTION [--timeout D]`: it
 // prints one line per node step or boot-stage change as the daemon reports
 // it, then a table of results, and exits 1 when any node failed. Ctrl+C
 // stops the run on the daemon.
-func cmdRebootClean(ctx context.Context, args []string) error {
-	fs, socket := clientFlags("reboot-clean")
-	timeout := fs.Duration("timeout", apitype.DefaultRebootTimeout, "per node: from the power cycle to a clean check-in")
-	out := fs.String("o", "", "output: json (results only)")
-	pos, err := parseArgs(fs, args, 1)
-	if err != nil {
-		return err
+func rebootCleanCmd() *cobra.Command {
+	c := newVerb("reboot-clean SELECTION", "power-cycle nodes into their assigned generation and wait for clean check-ins", exactArgs(1), func(fs *pflag.FlagSet) runner {
+		socket := socketFlag(fs)
+		timeout := fs.Duration("timeout", apitype.DefaultRebootTimeout, "per node: from the power cycle to a clean check-in")
+		out := outputFlag(fs, " (results only)", "json")
+		return func(ctx context.Context, pos []string) error {
+			return rebootClean(ctx, apiclient.New(*socket), pos[0], *timeout, *out)
+		}
+	})
+	c.ValidArgsFunction = completeSelection
+	return c
+}
+
+func rebootClean(ctx context.Context, c *apiclient.Client, selection string, timeout time.Duration, out string) error {
+	if timeout <= 0 {
+		return fmt.Errorf("reboot-clean: --timeout %v must be positive", timeout)
 	}
-	if *timeout <= 0 {
-		return fmt.Errorf("reboot-clean: --timeout %v must be positive", *timeout)
-	}
-	quiet := *out == "json"
-	res, err := apiclient.New(*socket).RebootClean(ctx, pos[0], *timeout, func(p apitype.RebootProgress) error {
+	quiet := out == "json"
+	res, err := c.RebootClean(ctx, selection, timeout, func(p apitype.RebootProgress) error {
 		if !quiet {
 			fmt.Fprintln(stdout, progressLine(p))
 		}
@@ -36,6 +47,7 @@ func cmdRebootClean(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	slices.SortFunc(res, func(a, b apitype.RebootResult) int { return hostlist.Compare(a.Node, b.Node) })
 	if quiet {
 		if err := printJSON(res); err != nil {
 			return err
