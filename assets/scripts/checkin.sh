@@ -14,7 +14,12 @@
 # agent goes on counting). With boot_id it makes every check-in unique: the
 # daemon refuses one whose (boot_id, seq) it has seen, or older (a replay).
 #
-# Parameters (NETBOOTUI_NODE, _TOKEN, _GEN, _CHECKIN, _CHECKIN_INTERVAL,
+# Several heads: when the post to $NETBOOTUI_CHECKIN fails and that URL lies
+# under the head's base URL (NETBOOTUI_URL), the same path on each other live
+# head (NETBOOTUI_HEADS, comma-separated, from netbootui.heads=) is tried in
+# turn, with the same body.
+#
+# Parameters (NETBOOTUI_NODE, _TOKEN, _GEN, _CHECKIN, _URL, _HEADS, _CHECKIN_INTERVAL,
 # _OVERLAY_DIR, _PROBE, _TEST_WRITE, _SEQ_FILE) come from the environment, then from
 # /run/netbootui.env (written by the live init; $NETBOOTUI_ENV overrides the
 # path), and those still empty from netbootui.* words on /proc/cmdline.
@@ -47,6 +52,8 @@ for arg in $(cat /proc/cmdline 2>/dev/null); do
 	netbootui.token=*) [ -n "$NETBOOTUI_TOKEN" ] || NETBOOTUI_TOKEN=${arg#*=} ;;
 	netbootui.gen=*) [ -n "$NETBOOTUI_GEN" ] || NETBOOTUI_GEN=${arg#*=} ;;
 	netbootui.checkin=*) [ -n "$NETBOOTUI_CHECKIN" ] || NETBOOTUI_CHECKIN=${arg#*=} ;;
+	netbootui.url=*) [ -n "$NETBOOTUI_URL" ] || NETBOOTUI_URL=${arg#*=} ;;
+	netbootui.heads=*) [ -n "$NETBOOTUI_HEADS" ] || NETBOOTUI_HEADS=${arg#*=} ;;
 	netbootui.checkin_interval=*)
 		[ -n "$NETBOOTUI_CHECKIN_INTERVAL" ] || NETBOOTUI_CHECKIN_INTERVAL=${arg#*=} ;;
 	netbootui.probe=*) [ -n "$NETBOOTUI_PROBE" ] || NETBOOTUI_PROBE=${arg#*=} ;;
@@ -134,14 +141,34 @@ post() {
 		IFS=$old_ifs
 		body="$body&probe=$answers"
 	fi
+	send "$NETBOOTUI_CHECKIN" && return 0
+	base=${NETBOOTUI_URL%/}
+	case $NETBOOTUI_CHECKIN in "$base"/*) ;; *) return 1 ;; esac
+	[ -n "$base" ] && [ -n "$NETBOOTUI_HEADS" ] || return 1
+	rest=${NETBOOTUI_CHECKIN#"$base"} old_ifs=$IFS IFS=,
+	set -f
+	for h in $NETBOOTUI_HEADS; do
+		IFS=$old_ifs
+		if send "${h%/}$rest"; then
+			set +f
+			return 0
+		fi
+	done
+	set +f
+	IFS=$old_ifs
+	return 1
+}
+
+# send URL: one post of $body to URL.
+send() {
 	if command -v wget >/dev/null 2>&1; then
 		# (busybox wget -T crashes in Debian 12's build: bound it with timeout)
 		timeout 20 wget -q -O - --header 'Content-Type: application/x-www-form-urlencoded' \
-			--post-data "$body" "$NETBOOTUI_CHECKIN" && echo
+			--post-data "$body" "$1" && echo
 	else
 		# a Debian root without wget (dracut livenet needs curl anyway)
 		curl -fsS -m 20 -H 'Content-Type: application/x-www-form-urlencoded' \
-			--data-binary "$body" "$NETBOOTUI_CHECKIN" && echo
+			--data-binary "$body" "$1" && echo
 	fi
 }
 

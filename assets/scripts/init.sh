@@ -71,7 +71,7 @@ mkdir -p /run/netbootui /run/live
 
 # Parse the kernel command line. Words are split on blanks; no globbing.
 set -f
-root='' node='' group='' token='' gen='' checkin='' base='' interval='' persist='' persist_nfs='' nocloud=''
+root='' node='' group='' token='' gen='' checkin='' base='' interval='' persist='' persist_nfs='' nocloud='' heads=''
 # shellcheck disable=SC2013 # words, not lines, are wanted here
 for arg in $(cat /proc/cmdline); do
 	case $arg in
@@ -86,6 +86,7 @@ for arg in $(cat /proc/cmdline); do
 	netbootui.persist=*) persist=${arg#*=} ;;
 	netbootui.persist_nfs=*) persist_nfs=${arg#*=} ;;
 	netbootui.nocloud=*) nocloud=${arg#*=} ;;
+	netbootui.heads=*) heads=${arg#*=} ;;
 	esac
 done
 set +f
@@ -141,12 +142,34 @@ fetch() {
 	wait "$pid"
 }
 
+# fetch_any URL: fetch URL; when that fails and URL lies under this head's
+# base URL (netbootui.url), the same path on each other live head
+# (netbootui.heads=, several heads) in turn.
+fetch_any() {
+	fetch "$1" && return 0
+	case $1 in "${base%/}"/* | "${base%/}"\?*) ;; *) return 1 ;; esac
+	[ -n "$base" ] && [ -n "$heads" ] || return 1
+	rest=${1#"${base%/}"} old_ifs=$IFS IFS=,
+	set -f
+	for h in $heads; do
+		IFS=$old_ifs
+		say "rootfs: trying head ${h%/}"
+		if fetch "${h%/}$rest"; then
+			set +f
+			return 0
+		fi
+	done
+	set +f
+	IFS=$old_ifs
+	return 1
+}
+
 # root_live URL: the http-live transport. The squashfs at URL is downloaded
 # into RAM and mounted read-only at /run/live/ro; image=/run/rootfs.squashfs
 # is what the variants below mount a second time.
 root_live() {
 	say "fetching rootfs $1"
-	if ! retry 5 3 "fetching $1" fetch "$1"; then
+	if ! retry 5 3 "fetching $1" fetch_any "$1"; then
 		report_failure "rootfs: cannot download the squashfs from ${1%%\?*}"
 		fail "cannot download $1"
 	fi
@@ -210,7 +233,7 @@ root_nbd() {
 # its boot stage instead of as a node that never checks in.
 report_failure() {
 	[ -n "$checkin" ] || return 0
-	NETBOOTUI_FAILED=$1 NETBOOTUI_CHECKIN=$checkin NETBOOTUI_NODE=$node NETBOOTUI_TOKEN=$token \
+	NETBOOTUI_FAILED=$1 NETBOOTUI_CHECKIN=$checkin NETBOOTUI_URL=$base NETBOOTUI_HEADS=$heads NETBOOTUI_NODE=$node NETBOOTUI_TOKEN=$token \
 		NETBOOTUI_GEN=$gen sh /etc/netbootui/checkin.sh --once ||
 		say "warning: could not report the failure to $checkin"
 }
@@ -364,6 +387,7 @@ q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 	echo "NETBOOTUI_TOKEN=$(q "$token")"
 	echo "NETBOOTUI_GEN=$(q "$gen")"
 	echo "NETBOOTUI_CHECKIN=$(q "$checkin")"
+	echo "NETBOOTUI_HEADS=$(q "$heads")"
 	echo "NETBOOTUI_CHECKIN_INTERVAL=$(q "${interval:-30}")"
 	echo "NETBOOTUI_OVERLAY_DIR=/run/live/rw"
 	echo "NETBOOTUI_IFACE=$(q "$iface")"

@@ -596,13 +596,14 @@ func configPath(p BootParams) string {
 //
 //	ROOTWORDS netbootui.url=BASE netbootui.node=NAME netbootui.group=GROUP
 //	netbootui.token=TOKEN netbootui.gen=GEN netbootui.checkin=CHECKIN
-//	initrd=initrd KERNELARGS...
+//	[netbootui.heads=URL,URL] initrd=initrd KERNELARGS...
 //
 // (one line). ROOTWORDS are the transport's (http-live: root=live:ROOTFS);
 // the netbootui.* keys are those of package roottransport, which the live
 // init and the check-in agent read; netbootui.group= only when the node has
 // a group, for the live init to stack the image's overlay.d/group-GROUP
-// variant. initrd=initrd names the initrd iPXE loads, which EFI kernels
+// variant; netbootui.heads= only on several heads (FallbackBaseURLs), for the
+// live init and the agent to try the other heads. initrd=initrd names the initrd iPXE loads, which EFI kernels
 // need. The pxelinux entry carries the same line with initrd=INITRDPATH,
 // because syslinux loads the first initrd= it finds. Call p.Validate first:
 // KernelCmdline does not check its input.
@@ -652,6 +653,14 @@ func cmdline(p BootParams, initrd string) string {
 	b.WriteString(p.Generation)
 	b.WriteString(" " + roottransport.KeyCheckin + "=")
 	b.WriteString(p.CheckinURL)
+	for i, u := range p.FallbackBaseURLs {
+		if i == 0 {
+			b.WriteString(" " + roottransport.KeyHeads + "=")
+		} else {
+			b.WriteByte(',')
+		}
+		b.WriteString(strings.TrimRight(u, "/"))
+	}
 	if p.Node != nil && (p.Node.UserData != "" || p.Node.VendorData != "") {
 		b.WriteString(" " + roottransport.KeyNoCloud + "=")
 		b.WriteString(NoCloudURL(p.BaseURL, p.Node.Name, p.Token))

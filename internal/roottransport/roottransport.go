@@ -139,6 +139,7 @@ const (
 	KeyPersist         = "netbootui.persist"          // paths kept across reboots
 	KeyPersistNFS      = "netbootui.persist_nfs"      // the node's own NFS directory holding them
 	KeyNoCloud         = "netbootui.nocloud"          // the node's cloud-init NoCloud seed URL
+	KeyHeads           = "netbootui.heads"            // the other live heads' base URLs (several heads)
 )
 
 // Reader is a bit set of the node-side programs that read a key.
@@ -168,7 +169,7 @@ type Param struct {
 func Params() []Param {
 	return []Param{
 		{KeyRoot, ReadByInit, true, "the root, as the transport writes it (http-live: live:URL of the squashfs)"},
-		{KeyURL, ReadByInit, true, "daemon base URL"},
+		{KeyURL, ReadByInit | ReadByAgent, true, "daemon base URL"},
 		{KeyNode, ReadByInit | ReadByAgent | ReadByDracut, true, "node name"},
 		{KeyGroup, ReadByInit | ReadByDracut, true, "node's group, only when it has one (for the overlay.d/group-GROUP variant)"},
 		{KeyToken, ReadByInit | ReadByAgent, true, "check-in token"},
@@ -180,6 +181,7 @@ func Params() []Param {
 		{KeyPersist, ReadByInit, true, "nfs, when the node's group persists paths: the paths, comma-separated, bound from the node's own directory"},
 		{KeyNoCloud, ReadByInit, true, "when the node has user_data or vendor_data: its NoCloud seed URL (with its token), fetched by the init for cloud-init"},
 		{KeyPersistNFS, ReadByInit, true, "nfs, with netbootui.persist: SERVER:PATH:OPTIONS of the node's own read-write directory, made by the head"},
+		{KeyHeads, ReadByInit | ReadByAgent, true, "several heads: the other live heads' base URLs, comma-separated; the init fetches the root and the agent checks in at the same path on each in turn when netbootui.url's head fails"},
 	}
 }
 
@@ -253,6 +255,24 @@ type Cmdline struct {
 	Gen             string
 	Checkin         string
 	CheckinInterval int // 0 when not given
+	// Heads are the other live heads' base URLs (several heads), tried in
+	// order when URL's head fails.
+	Heads []string
+}
+
+// OnHeads returns u, then u on each of c.Heads when u lies under c.URL:
+// the same path on every other live head, in order.
+func (c Cmdline) OnHeads(u string) []string {
+	out := []string{u}
+	base := strings.TrimRight(c.URL, "/")
+	rest, ok := strings.CutPrefix(u, base)
+	if base == "" || !ok || (rest != "" && rest[0] != '/' && rest[0] != '?') {
+		return out
+	}
+	for _, h := range c.Heads {
+		out = append(out, strings.TrimRight(h, "/")+rest)
+	}
+	return out
 }
 
 // Parse reads a kernel command line (key -> value; words without "=" map to
@@ -262,6 +282,11 @@ func (r *Registry) Parse(args map[string]string) (Cmdline, error) {
 	c := Cmdline{
 		URL: args[KeyURL], Node: args[KeyNode], Group: args[KeyGroup], Token: args[KeyToken],
 		Gen: args[KeyGen], Checkin: args[KeyCheckin],
+	}
+	for h := range strings.SplitSeq(args[KeyHeads], ",") {
+		if h != "" {
+			c.Heads = append(c.Heads, h)
+		}
 	}
 	if v := args[KeyCheckinInterval]; v != "" {
 		n, err := strconv.Atoi(v)

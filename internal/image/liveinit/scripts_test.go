@@ -320,3 +320,58 @@ func TestCheckinAgentLoop(t *testing.T) {
 		t.Errorf("%d posts, want 3", len(forms))
 	}
 }
+
+// TestCheckinAgentHeads: several heads. The check-in URL's head is down
+// (refuses connections), so is the first other head; the agent posts the
+// same report to the same path on the next head of netbootui.heads, once.
+// Without NETBOOTUI_HEADS the post fails.
+func TestCheckinAgentHeads(t *testing.T) {
+	bb := busybox(t)
+	agent := scriptFile(t, "checkin.sh")
+	dead := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		return "http://" + addr
+	}
+	first, other := dead(), dead()
+	for _, tc := range []struct {
+		name     string
+		heads    func(live string) string
+		wantExit bool
+	}{
+		{"falls over", func(live string) string { return other + "/," + live }, true},
+		{"no heads", func(string) string { return "" }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, checkin := startAgentServer(t, func(int, url.Values) int { return http.StatusOK })
+			live := strings.TrimSuffix(checkin, "/checkin")
+			cmd := exec.Command(bb, "sh", agent, "--once")
+			cmd.Env = agentEnv(t, bb, map[string]string{
+				"NETBOOTUI_NODE": "n1", "NETBOOTUI_GEN": "g1", "NETBOOTUI_TOKEN": "t",
+				"NETBOOTUI_URL": first, "NETBOOTUI_CHECKIN": first + "/checkin",
+				"NETBOOTUI_HEADS": tc.heads(live), "NETBOOTUI_OVERLAY_DIR": t.TempDir(),
+			})
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			if (err == nil) != tc.wantExit {
+				t.Fatalf("agent: %v, want success %v; stderr: %s", err, tc.wantExit, stderr.String())
+			}
+			forms, _ := srv.snapshot()
+			want := 0
+			if tc.wantExit {
+				want = 1
+			}
+			if len(forms) != want {
+				t.Fatalf("%d posts on the live head, want %d", len(forms), want)
+			}
+			if want == 1 && (forms[0].Get("node") != "n1" || forms[0].Get("seq") != "1") {
+				t.Errorf("post %v, want node n1 seq 1", forms[0])
+			}
+		})
+	}
+}

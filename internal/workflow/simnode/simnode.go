@@ -90,6 +90,10 @@ type Options struct {
 	// boot stays failed until the next power event.
 	Retries    int
 	RetryAfter time.Duration
+	// AfterStep, when set, runs after each step of a boot succeeds (nbp,
+	// script, kernel, initrd, rootfs, checkin), before the next: a test
+	// stops a head there to fail the rest of the boot over to another.
+	AfterStep func(step string)
 }
 
 // Node is a running simulated node.
@@ -435,6 +439,9 @@ func (n *Node) step(name string, fetch func() (int64, error)) error {
 	n.mu.Lock()
 	n.steps = append(n.steps, StepTime{Step: name, Took: time.Since(start), Size: size})
 	n.mu.Unlock()
+	if n.opts.AfterStep != nil {
+		n.opts.AfterStep(name)
+	}
 	if n.opts.StopAfter == name {
 		return errStopped
 	}
@@ -474,23 +481,9 @@ func (n *Node) netboot(ctx context.Context) error {
 			}
 		}
 	} else {
-		var script strings.Builder
-		if err := n.step("script", func() (int64, error) {
-			return n.get(ctx, n.opts.BaseURL+"/boot/"+n.opts.MAC+".ipxe", &script)
-		}); err != nil {
-			return err
-		}
 		var err error
-		if b, err = ParseIPXE(script.String()); err != nil {
-			return fmt.Errorf("simnode %s: %w", n.opts.MAC, err)
-		}
-		for _, f := range []struct{ name, url string }{{"kernel", b.Kernel}, {"initrd", b.Initrd}} {
-			if f.url == "" {
-				return fmt.Errorf("simnode %s: the script names no %s", n.opts.MAC, f.name)
-			}
-			if err := n.step(f.name, func() (int64, error) { return n.get(ctx, f.url, nil) }); err != nil {
-				return err
-			}
+		if b, err = n.ipxe(ctx, n.opts.BaseURL+"/boot/"+n.opts.MAC+".ipxe"); err != nil {
+			return err
 		}
 	}
 	// The root transport named by root= decides what the initramfs fetches.
@@ -501,7 +494,7 @@ func (n *Node) netboot(ctx context.Context) error {
 	if err := n.step("rootfs", func() (int64, error) {
 		var total int64
 		for _, u := range cl.Root.Fetch {
-			size, err := n.get(ctx, u, nil)
+			size, err := n.getAny(ctx, cl.OnHeads(u))
 			total += size
 			if err != nil {
 				return total, err
@@ -540,6 +533,61 @@ func (n *Node) netboot(ctx context.Context) error {
 	}
 }
 
+// ipxe fetches the iPXE script at u and the kernel and initrd it names.
+// When one of them fails it does what the script's retry does: chain the
+// script from each URL of its chain line in turn (its own head's, then each
+// other live head's) and load what the first script it gets names.
+func (n *Node) ipxe(ctx context.Context, u string) (Boot, error) {
+	b, err := n.ipxeFrom(ctx, u)
+	if err == nil || errors.Is(err, errStopped) || ctx.Err() != nil || len(b.Chain) == 0 {
+		return b, err
+	}
+	for _, c := range b.Chain {
+		nb, cerr := n.ipxeFrom(ctx, c)
+		if cerr == nil || errors.Is(cerr, errStopped) || ctx.Err() != nil {
+			return nb, cerr
+		}
+		err = errors.Join(err, cerr)
+	}
+	return b, err
+}
+
+// ipxeFrom is one try of ipxe: the script at u, its kernel and initrd. The
+// Boot is returned once the script parsed, also when a load fails.
+func (n *Node) ipxeFrom(ctx context.Context, u string) (Boot, error) {
+	var script strings.Builder
+	if err := n.step("script", func() (int64, error) { return n.get(ctx, u, &script) }); err != nil {
+		return Boot{}, err
+	}
+	b, err := ParseIPXE(script.String())
+	if err != nil {
+		return b, fmt.Errorf("simnode %s: %w", n.opts.MAC, err)
+	}
+	for _, f := range []struct{ name, url string }{{"kernel", b.Kernel}, {"initrd", b.Initrd}} {
+		if f.url == "" {
+			return b, fmt.Errorf("simnode %s: the script names no %s", n.opts.MAC, f.name)
+		}
+		if err := n.step(f.name, func() (int64, error) { return n.get(ctx, f.url, nil) }); err != nil {
+			return b, err
+		}
+	}
+	return b, nil
+}
+
+// getAny fetches the first of urls that answers, as the live init does
+// over the heads of netbootui.heads=.
+func (n *Node) getAny(ctx context.Context, urls []string) (int64, error) {
+	var errs error
+	for _, u := range urls {
+		size, err := n.get(ctx, u, nil)
+		if err == nil || ctx.Err() != nil {
+			return size, err
+		}
+		errs = errors.Join(errs, err)
+	}
+	return 0, errs
+}
+
 // agent is the running OS's check-in agent: what it read from the command
 // line, its boot id and its check-in counter.
 type agent struct {
@@ -571,7 +619,31 @@ func (n *Node) checkin(ctx context.Context, a *agent, overlay int64) error {
 		"boot_id":       {a.bootID},
 		"seq":           {strconv.FormatUint(a.seq, 10)},
 	}
-	req, err := http.NewRequestWithContext(ctx, "POST", checkin, strings.NewReader(form.Encode()))
+	// The same report goes to each head in turn, as the agent's does.
+	var errs error
+	for _, u := range a.cmdline.OnHeads(checkin) {
+		err := n.post(ctx, u, form)
+		if err == nil {
+			errs = nil
+			break
+		}
+		errs = errors.Join(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if errs != nil {
+		return errs
+	}
+	n.mu.Lock()
+	n.reports++
+	n.mu.Unlock()
+	return nil
+}
+
+// post sends one check-in form to u.
+func (n *Node) post(ctx context.Context, u string, form url.Values) error {
+	req, err := http.NewRequestWithContext(ctx, "POST", u, strings.NewReader(form.Encode()))
 	if err != nil {
 		return err
 	}
@@ -585,9 +657,6 @@ func (n *Node) checkin(ctx context.Context, a *agent, overlay int64) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("simnode %s: check-in: %s", n.opts.MAC, resp.Status)
 	}
-	n.mu.Lock()
-	n.reports++
-	n.mu.Unlock()
 	return nil
 }
 
@@ -661,6 +730,9 @@ type Boot struct {
 	Kernel string            // URL (iPXE) or TFTP path (pxelinux) of the kernel
 	Initrd string            // URL or TFTP path of the initrd
 	Args   map[string]string // kernel command line key=value words (words without = map to "")
+	// Chain are the URLs of the script's retry line ("chain [--opts] URL
+	// || chain ... || goto x"), in order: iPXE only.
+	Chain []string
 }
 
 // ParseIPXE reads the kernel and initrd lines of an iPXE script as netbootui
@@ -674,6 +746,10 @@ func ParseIPXE(script string) (Boot, error) {
 	for sc.Scan() {
 		line++
 		words := strings.Fields(sc.Text())
+		if len(words) > 0 && words[0] == "chain" {
+			b.Chain = append(b.Chain, chainURLs(words)...)
+			continue
+		}
 		if i := indexOf(words, "||"); i >= 0 {
 			words = words[:i]
 		}
@@ -708,6 +784,30 @@ func ParseIPXE(script string) (Boot, error) {
 		return b, errors.New("ipxe script: no kernel line")
 	}
 	return b, nil
+}
+
+// chainURLs returns the URL of each "chain [--opts] URL" of a line's
+// "||"-separated commands.
+func chainURLs(words []string) []string {
+	var out []string
+	for len(words) > 0 {
+		cmd := words
+		if i := indexOf(words, "||"); i >= 0 {
+			cmd, words = words[:i], words[i+1:]
+		} else {
+			words = nil
+		}
+		if len(cmd) == 0 || cmd[0] != "chain" {
+			continue
+		}
+		for _, w := range cmd[1:] {
+			if !strings.HasPrefix(w, "-") {
+				out = append(out, w)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // ParsePxelinux reads the entry a pxelinux config boots: the DEFAULT label's

@@ -41,6 +41,30 @@ func TestParseIPXE(t *testing.T) {
 	})
 }
 
+// TestParseIPXEChain: the retry line of a script rendered for several heads
+// gives its chain URLs in order; other commands of the line are skipped.
+func TestParseIPXEChain(t *testing.T) {
+	for _, tc := range []struct {
+		name, line string
+		want       []string
+	}{
+		{"one head", "chain --replace --autofree http://a/boot/m.ipxe || goto failed", []string{"http://a/boot/m.ipxe"}},
+		{"three heads", "chain --replace --autofree http://a/b || chain --autofree http://b/b || chain http://c/b || goto failed",
+			[]string{"http://a/b", "http://b/b", "http://c/b"}},
+		{"no URL", "chain --replace || goto failed", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := ParseIPXE("#!ipxe\nkernel http://a/k x=y || goto failed\n:failed\n" + tc.line + "\n")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(b.Chain, " ") != strings.Join(tc.want, " ") {
+				t.Errorf("chain %q, want %q", b.Chain, tc.want)
+			}
+		})
+	}
+}
+
 func FuzzParseIPXE(f *testing.F) {
 	f.Add("#!ipxe\nkernel --name vmlinuz http://h/k root=live:x || goto f\ninitrd http://h/i\n")
 	f.Add("kernel --name")
