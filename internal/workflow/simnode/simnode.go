@@ -53,6 +53,11 @@ type Options struct {
 	Password string // BMC password; required
 	// BaseURL is the daemon's boot HTTP server, "http://127.0.0.1:PORT".
 	BaseURL string
+	// OtherHeads are the other heads' boot HTTP servers (several heads,
+	// each answering DHCP): when the script does not come from BaseURL,
+	// the iPXE firmware asks each in turn, as firmware takes the next
+	// DHCP offer.
+	OtherHeads []string
 	// TFTPAddr is the daemon's TFTP server ("127.0.0.1:PORT"). When set the
 	// firmware first fetches its bootloader (NBP) over TFTP, and pxelinux
 	// nodes fetch their config, kernel and initrd over TFTP too.
@@ -482,7 +487,7 @@ func (n *Node) netboot(ctx context.Context) error {
 		}
 	} else {
 		var err error
-		if b, err = n.ipxe(ctx, n.opts.BaseURL+"/boot/"+n.opts.MAC+".ipxe"); err != nil {
+		if b, err = n.ipxeOffers(ctx); err != nil {
 			return err
 		}
 	}
@@ -531,6 +536,24 @@ func (n *Node) netboot(ctx context.Context) error {
 		// one tries again.
 		_ = n.checkin(ctx, a, overlay)
 	}
+}
+
+// ipxeOffers boots the script of BaseURL's head, else of the first of
+// OtherHeads whose script comes.
+func (n *Node) ipxeOffers(ctx context.Context) (Boot, error) {
+	var errs error
+	for i, base := range append([]string{n.opts.BaseURL}, n.opts.OtherHeads...) {
+		b, err := n.ipxe(ctx, strings.TrimRight(base, "/")+"/boot/"+n.opts.MAC+".ipxe")
+		if err == nil {
+			return b, nil
+		}
+		// Only a script that did not come moves to the next offer.
+		if b.Kernel != "" || errors.Is(err, errStopped) || ctx.Err() != nil || i == len(n.opts.OtherHeads) {
+			return b, errors.Join(errs, err)
+		}
+		errs = errors.Join(errs, err)
+	}
+	return Boot{}, errs
 }
 
 // ipxe fetches the iPXE script at u and the kernel and initrd it names.
