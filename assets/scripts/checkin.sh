@@ -17,7 +17,7 @@
 # Several heads: when the post to $NETBOOTUI_CHECKIN fails and that URL lies
 # under the head's base URL (NETBOOTUI_URL), the same path on each other live
 # head (NETBOOTUI_HEADS, comma-separated, from netbootui.heads=) is tried in
-# turn, with the same body.
+# turn, with the same report (each attempt with its own seq).
 #
 # Parameters (NETBOOTUI_NODE, _TOKEN, _GEN, _CHECKIN, _URL, _HEADS, _CHECKIN_INTERVAL,
 # _OVERLAY_DIR, _PROBE, _TEST_WRITE, _SEQ_FILE) come from the environment, then from
@@ -124,10 +124,9 @@ overlay_bytes() {
 # post: one check-in; prints the daemon's answer on success.
 post() {
 	uptime=$(cut -d' ' -f1 /proc/uptime)
-	next_seq
 	body="node=$(urlenc "$NETBOOTUI_NODE")&token=$(urlenc "$NETBOOTUI_TOKEN")"
 	body="$body&generation=$(urlenc "$NETBOOTUI_GEN")&uptime=$uptime"
-	body="$body&overlay_bytes=$(overlay_bytes)&boot_id=$boot_id&seq=$seq"
+	body="$body&overlay_bytes=$(overlay_bytes)&boot_id=$boot_id"
 	[ -n "$NETBOOTUI_FAILED" ] && body="$body&failed=$(urlenc "$NETBOOTUI_FAILED")"
 	if [ -n "$NETBOOTUI_PROBE" ]; then
 		# one answer per path of the comma-separated list, in its order
@@ -159,16 +158,19 @@ post() {
 	return 1
 }
 
-# send URL: one post of $body to URL.
+# send URL: one post of $body to URL, with the next sequence number (each
+# attempt has its own: one that reached a head dying under it may have
+# been recorded there, and the same number again would be a replay).
 send() {
+	next_seq
 	if command -v wget >/dev/null 2>&1; then
 		# (busybox wget -T crashes in Debian 12's build: bound it with timeout)
 		timeout 20 wget -q -O - --header 'Content-Type: application/x-www-form-urlencoded' \
-			--post-data "$body" "$1" && echo
+			--post-data "$body&seq=$seq" "$1" && echo
 	else
 		# a Debian root without wget (dracut livenet needs curl anyway)
 		curl -fsS -m 20 -H 'Content-Type: application/x-www-form-urlencoded' \
-			--data-binary "$body" "$1" && echo
+			--data-binary "$body&seq=$seq" "$1" && echo
 	fi
 }
 

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/apitype"
+	"github.com/netbootui/netbootui/internal/clustertest"
 )
 
 // TestPeerOf: a head's peer URL comes from its entry in --cluster.
@@ -50,59 +53,82 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
-// TestServeCluster: three `netbootui serve --cluster` processes on
-// loopback. Only the first has an inventory file: the others mirror it.
-// status shows the three members and the leader; an edit through the
-// third head lands in every head's file; the first head is SIGKILLed and
-// the two others keep a quorum: status says so and an edit still lands.
-func TestServeCluster(t *testing.T) {
+// serveCluster is three `netbootui serve --cluster` processes on loopback.
+type serveCluster struct {
+	procs  []*serveProc
+	invs   []string         // each head's inventory file
+	sts    []apitype.Status // each head's status when it came up
+	killed []bool
+}
+
+// startServeCluster starts three heads; only the first gets inventory (the
+// others mirror it), each gets secrets. They stop together at the test's
+// end, but for the killed ones.
+func startServeCluster(t *testing.T, inventory, secrets []byte) *serveCluster {
+	t.Helper()
 	dir := t.TempDir()
 	ports := freePorts(t, 6)
 	var initial []string
 	for i := range 3 {
 		initial = append(initial, fmt.Sprintf("h%d=http://127.0.0.1:%d", i+1, ports[2*i]))
 	}
-	inv := copyExample(t)
-	procs := make([]*serveProc, 3)
-	invs := make([]string, 3)
+	sc := &serveCluster{procs: make([]*serveProc, 3), invs: make([]string, 3), sts: make([]apitype.Status, 3), killed: make([]bool, 3)}
 	var wg sync.WaitGroup
 	for i := range 3 {
 		hdir := filepath.Join(dir, fmt.Sprintf("h%d", i+1))
 		os.MkdirAll(hdir, 0o755)
-		invs[i] = filepath.Join(hdir, "nodes.yaml")
+		sc.invs[i] = filepath.Join(hdir, "nodes.yaml")
 		if i == 0 {
-			b, _ := os.ReadFile(inv)
-			os.WriteFile(invs[i], b, 0o644)
+			os.WriteFile(sc.invs[i], inventory, 0o644)
 		}
-		s, _ := os.ReadFile(filepath.Join(filepath.Dir(inv), "secrets.yaml"))
-		os.WriteFile(filepath.Join(hdir, "secrets.yaml"), s, 0o600)
+		os.WriteFile(filepath.Join(hdir, "secrets.yaml"), secrets, 0o600)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			procs[i], _ = startServeWith(t, invs[i], filepath.Join(hdir, "data"),
+			sc.procs[i], sc.sts[i] = startServeWith(t, sc.invs[i], filepath.Join(hdir, "data"),
 				"--cluster", strings.Join(initial, ","), "--cluster-name", fmt.Sprintf("h%d", i+1),
 				"--cluster-client-url", fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]))
 		}()
 	}
 	wg.Wait()
-	killed := false
-	defer func() {
+	t.Cleanup(func() {
 		// Together: a head left alone without a quorum would wait out its
 		// timeouts on the way down.
 		var wg sync.WaitGroup
-		for i, p := range procs {
-			if p != nil && !(i == 0 && killed) {
+		for i, p := range sc.procs {
+			if p != nil && !sc.killed[i] {
 				wg.Add(1)
 				go func() { defer wg.Done(); p.stop(t) }()
 			}
 		}
 		wg.Wait()
-	}()
-	for _, p := range procs {
+	})
+	for _, p := range sc.procs {
 		if p == nil {
 			t.FailNow()
 		}
 	}
+	return sc
+}
+
+// kill SIGKILLs head i.
+func (sc *serveCluster) kill(i int) {
+	sc.procs[i].cmd.Process.Kill()
+	sc.procs[i].cmd.Wait()
+	sc.killed[i] = true
+}
+
+// TestServeCluster: three `netbootui serve --cluster` processes on
+// loopback. Only the first has an inventory file: the others mirror it.
+// status shows the three members and the leader; an edit through the
+// third head lands in every head's file; the first head is SIGKILLed and
+// the two others keep a quorum: status says so and an edit still lands.
+func TestServeCluster(t *testing.T) {
+	inv := copyExample(t)
+	b, _ := os.ReadFile(inv)
+	sec, _ := os.ReadFile(filepath.Join(filepath.Dir(inv), "secrets.yaml"))
+	sc := startServeCluster(t, b, sec)
+	procs, invs := sc.procs, sc.invs
 	status := func(i int) apitype.Status {
 		t.Helper()
 		out, errOut, code := runCLI(t, "status", "--api-socket="+procs[i].socket)
@@ -141,9 +167,7 @@ func TestServeCluster(t *testing.T) {
 	}
 	same("the edit through h3", []int{0, 1, 2}, "kernel_args: from-h3")
 
-	procs[0].cmd.Process.Kill() // SIGKILL
-	procs[0].cmd.Wait()
-	killed = true
+	sc.kill(0)
 	c := apiclient.New(procs[1].socket)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -169,4 +193,47 @@ func TestServeCluster(t *testing.T) {
 	if !st.Cluster.Quorum || st.Cluster.Leader == "" || st.Cluster.Leader == "h1" || reachable != 2 {
 		t.Errorf("status of h3 after h1 was killed: %+v", st.Cluster)
 	}
+}
+
+// TestServeClusterStorm: three `serve --cluster` processes; a generation
+// imported and published through the first head's API reaches the others;
+// 300 simulated nodes boot over the three (clustertest.Storm: each node
+// from one head, the two others offered as DHCP would) and once 60 have
+// checked in the first head is SIGKILLed; the last 100 are switched on
+// after. 0 failed boots.
+func TestServeClusterStorm(t *testing.T) {
+	inv, macs := clustertest.StormInventory(300)
+	sc := startServeCluster(t, []byte(inv), nil)
+	dir := t.TempDir()
+	files := map[string]string{}
+	for _, f := range []string{"kernel", "initrd", "rootfs"} {
+		files[f] = filepath.Join(dir, f)
+		os.WriteFile(files[f], bytes.Repeat([]byte(f), 50000), 0o644)
+	}
+	m, err := apiclient.New(sc.procs[0].socket).Import(context.Background(), apitype.ImportRequest{Image: "img", Publish: true},
+		apiclient.ImportFiles{Kernel: files["kernel"], Initrd: files["initrd"], Rootfs: files["rootfs"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bases := make([]string, 3)
+	for i, st := range sc.sts {
+		bases[i] = "http://" + st.HTTP
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			var body []byte
+			if resp, err := http.Get(bases[i] + "/boot/" + macs[0] + ".ipxe"); err == nil {
+				body, _ = io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+			// The generation, and the three heads in the retry line.
+			if bytes.Contains(body, []byte(m.ID)) && bytes.Count(body, []byte("chain --replace --autofree ")) == 3 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("h%d's script after 60 s:\n%s", i+1, body)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	clustertest.Storm{Bases: bases, MACs: macs, KillAfter: 60, Late: 100, Kill: func() { sc.kill(0) }}.Run(t)
 }

@@ -642,9 +642,15 @@ func (n *Node) checkin(ctx context.Context, a *agent, overlay int64) error {
 		"boot_id":       {a.bootID},
 		"seq":           {strconv.FormatUint(a.seq, 10)},
 	}
-	// The same report goes to each head in turn, as the agent's does.
+	// The same report goes to each head in turn, as the agent's does, each
+	// attempt with its own sequence number (one that reached a head dying
+	// under it may have been recorded: the same number would be a replay).
 	var errs error
-	for _, u := range a.cmdline.OnHeads(checkin) {
+	for i, u := range a.cmdline.OnHeads(checkin) {
+		if i > 0 {
+			a.seq++
+			form.Set("seq", strconv.FormatUint(a.seq, 10))
+		}
 		err := n.post(ctx, u, form)
 		if err == nil {
 			errs = nil
