@@ -122,7 +122,10 @@ func (sc *serveCluster) kill(i int) {
 // loopback. Only the first has an inventory file: the others mirror it.
 // status shows the three members and the leader; an edit through the
 // third head lands in every head's file; the first head is SIGKILLed and
-// the two others keep a quorum: status says so and an edit still lands.
+// the two others keep a quorum: status says so and an edit still lands. A
+// client given the three sockets follows h1's events; when h1 is killed its
+// stream ends, the next one follows h2's, and the CLI given the three
+// (--api-socket=S1,S2,S3) reaches h2.
 func TestServeCluster(t *testing.T) {
 	inv := copyExample(t)
 	b, _ := os.ReadFile(inv)
@@ -167,7 +170,60 @@ func TestServeCluster(t *testing.T) {
 	}
 	same("the edit through h3", []int{0, 1, 2}, "kernel_args: from-h3")
 
+	// A client given the three sockets (as --api-socket=S1,S2,S3) follows
+	// the events of the first head; a boot request to it shows the stream
+	// is open there.
+	all := strings.Join([]string{procs[0].socket, procs[1].socket, procs[2].socket}, ",")
+	fc := apiclient.New(all)
+	evCtx, evCancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer evCancel()
+	follow := func(head int) chan error {
+		t.Helper()
+		got, end := make(chan struct{}, 1), make(chan error, 1)
+		go func() {
+			end <- fc.Events(evCtx, "", 0, true, func(apitype.Event) error {
+				select {
+				case got <- struct{}{}:
+				default:
+				}
+				return nil
+			})
+		}()
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			if resp, err := http.Get("http://" + sc.sts[head].HTTP + "/boot/52:54:00:00:01:01.ipxe"); err == nil {
+				resp.Body.Close()
+			}
+			select {
+			case <-got:
+				return end
+			case err := <-end:
+				t.Fatalf("event stream ended before an event of h%d: %v", head+1, err)
+			case <-time.After(200 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no event through h%d after 30 s", head+1)
+			}
+		}
+	}
+	end := follow(0)
+
 	sc.kill(0)
+	// The stream on the killed head ends; the console reconnects the same
+	// way: the next stream is on a live head, and so are the CLI's calls.
+	select {
+	case err := <-end:
+		if err == nil {
+			t.Fatal("the stream on the killed head ended without an error")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stream on the killed head did not end")
+	}
+	follow(1)
+	out, errOut, code := runCLI(t, "status", "--api-socket="+all)
+	var failed apitype.Status
+	if code != 0 || json.Unmarshal([]byte(out), &failed) != nil || failed.Cluster == nil || failed.Cluster.Head != "h2" {
+		t.Fatalf("status through %s after h1 was killed: %d %s%s", all, code, out, errOut)
+	}
 	c := apiclient.New(procs[1].socket)
 	deadline := time.Now().Add(30 * time.Second)
 	for {

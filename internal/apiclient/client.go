@@ -17,6 +17,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
+	"sync/atomic"
 
 	"github.com/netbootui/netbootui/internal/apitype"
 )
@@ -36,11 +38,38 @@ type Client struct {
 	hc   *http.Client
 }
 
-// New returns a client for the daemon listening on the unix socket.
+// New returns a client for the daemon listening on the unix socket. A
+// comma-separated list names several heads' sockets (several heads): every
+// connection goes to the head that answered last, else to the next of the
+// others, in turn, that answers; when a head dies under a follow stream
+// (the stream ends with an error) or a call, the next call or stream
+// reaches another.
 func New(socket string) *Client {
-	return NewDialer("daemon at "+socket, func(ctx context.Context) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", socket)
+	sockets := strings.Split(socket, ",")
+	if len(sockets) == 1 {
+		return NewDialer("daemon at "+socket, func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		})
+	}
+	var cur atomic.Int64 // the socket that answered last
+	return NewDialer("daemons at "+socket, func(ctx context.Context) (net.Conn, error) {
+		var errs error
+		first := int(cur.Load())
+		for i := range sockets {
+			k := (first + i) % len(sockets)
+			var d net.Dialer
+			c, err := d.DialContext(ctx, "unix", sockets[k])
+			if err == nil {
+				cur.Store(int64(k))
+				return c, nil
+			}
+			errs = errors.Join(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		return nil, errs
 	})
 }
 
