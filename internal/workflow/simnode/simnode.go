@@ -115,6 +115,8 @@ type Node struct {
 	failures  int   // failed boot attempts
 	fetched   []string
 	steps     []StepTime // timings of the current (or last) boot
+	stopAfter string     // SetStopAfter's step, when stopSet
+	stopSet   bool
 }
 
 // StepTime is how long one step of a boot took.
@@ -434,11 +436,23 @@ func (n *Node) step(name string, fetch func() (int64, error)) error {
 	}
 	n.mu.Lock()
 	n.steps = append(n.steps, StepTime{Step: name, Took: time.Since(start), Size: size})
+	stop := n.opts.StopAfter
+	if n.stopSet {
+		stop = n.stopAfter
+	}
 	n.mu.Unlock()
-	if n.opts.StopAfter == name {
+	if stop == name {
 		return errStopped
 	}
 	return nil
+}
+
+// SetStopAfter changes Options.StopAfter from the next boot step on ("":
+// boot all the way): a hung node is "fixed" by this and a power event.
+func (n *Node) SetStopAfter(step string) {
+	n.mu.Lock()
+	n.stopAfter, n.stopSet = step, true
+	n.mu.Unlock()
 }
 
 // netboot is one PXE boot: bootloader, script or config, kernel, initrd,
