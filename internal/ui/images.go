@@ -37,21 +37,21 @@ type imagesView struct {
 
 // buildRun is the build under way (or the last one finished).
 type buildRun struct {
-	id       int
-	image    string
-	running  bool
-	step     string
-	percent  float64
-	log      []string
-	ch       chan buildItem
-	cancel   context.CancelFunc
-	result   string // the new generation
+	id      int
+	image   string
+	running bool
+	step    string
+	percent float64
+	log     []string
+	ch      chan buildItem
+	cancel  context.CancelFunc
+	result  string // the new generation
 	// published says whether the generation was published: `b` builds,
 	// then publishes only on an explicit yes (the CLI's --publish).
 	published publishState
 	err       string
-	started  time.Time
-	finished time.Time
+	started   time.Time
+	finished  time.Time
 }
 
 type (

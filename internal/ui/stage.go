@@ -7,6 +7,7 @@ import (
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
 
 	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/hostlist"
@@ -531,7 +532,12 @@ func (m *Model) rolloutLines() []string {
 		case apitype.NodeRebooting:
 			st = s.Warn.Render(st)
 		}
-		out = append(out, fmt.Sprintf("  %-10s %-4d %s %-12s %s", n.Name, n.Wave+1, st, truncate(dash(n.Previous), 12), nodeError(n.Name, n.Error)))
+		prefix := fmt.Sprintf("  %-10s %-4d %s %-12s ", n.Name, n.Wave+1, st, truncate(dash(n.Previous), 12))
+		if e := nodeError(n.Name, n.Error); e != "" {
+			out = append(out, wrapRow(prefix, e, lipgloss.NewStyle(), m.c.Width)...)
+		} else {
+			out = append(out, prefix)
+		}
 	}
 	return out
 }
