@@ -191,9 +191,23 @@ func TestConsoleStageInTmux(t *testing.T) {
 			t.Errorf("%s: %s, runs %q", n.Name, n.Status, v.State.Generation)
 		}
 	}
+	revBefore := regexp.MustCompile(`rev ([0-9a-f]{8})`).FindStringSubmatch(con.capture(false))
 	con.keys("P")
-	confirm("promote", regexp.MustCompile(`Promote compute@`+gen2+`\?`))
+	s = confirm("promote", regexp.MustCompile(`Promote compute@`+gen2+`\?`))
+	if !strings.Contains(s, "it reaches 4 nodes: the rollout's 4 and 0 more of group g") {
+		t.Errorf("the promote confirmation does not say how many nodes it reaches:\n%s", s)
+	}
 	con.waitFor("promoted", regexp.MustCompile(`rollout 1: .* promoted(?s:.*)promoted: group g image: compute@`+gen2))
+	// the header's revision follows the inventory the promote wrote, with
+	// no ctrl+r
+	st2, err := c.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if revBefore == nil || strings.HasPrefix(st2.Inventory.Revision, revBefore[1]) {
+		t.Fatalf("the promote did not change the revision (%v, now %s)", revBefore, st2.Inventory.Revision)
+	}
+	con.waitFor("rev after promote", regexp.MustCompile(`rev `+st2.Inventory.Revision[:8]))
 	text, _ := os.ReadFile(inv)
 	if !strings.Contains(string(text), "  # kept through promote\n  g:\n    image: compute@"+gen2+" # group default\n") {
 		t.Errorf("inventory after promote:\n%s", text)
@@ -276,6 +290,11 @@ func TestConsoleStageInTmux(t *testing.T) {
 	if after, _ := os.ReadFile(inv); string(after) != string(before) {
 		t.Errorf("the roll back changed the inventory:\n%s", after)
 	}
+	// P and u on the rolled-back rollout say why nothing happens
+	con.keys("P")
+	con.waitFor("P on rolled back", regexp.MustCompile(`promote: nothing to do: rollout 2 is rolled-back, which is final`))
+	con.keys("u")
+	con.waitFor("u on rolled back", regexp.MustCompile(`resume: nothing to do: rollout 2 is rolled-back, which is final`))
 
 	// Rollout 3: gen1 on k3, whose firmware hangs; x aborts it in flight.
 	setBMC("k3", true)

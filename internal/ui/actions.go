@@ -436,11 +436,11 @@ func (m *Model) startPower(op, sel string, names []string) tea.Cmd {
 	m.act = a
 	m.push(viewAction)
 	be, id := m.be, a.id
-	return func() tea.Msg {
+	return tea.Batch(func() tea.Msg {
 		defer cancel()
 		res, err := be.Power(ctx, op, sel)
 		return powerDoneMsg{id: id, results: res, err: err}
-	}
+	}, m.startClock())
 }
 
 // actionFinished closes the running action and refreshes the node list.

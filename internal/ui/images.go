@@ -366,7 +366,7 @@ func (m *Model) startBuild() tea.Cmd {
 		}
 		return nil
 	}
-	return tea.Batch(run, waitBuild(b.id, ch))
+	return tea.Batch(run, waitBuild(b.id, ch), m.startClock())
 }
 
 // waitBuild returns the next batch of build progress.

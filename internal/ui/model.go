@@ -76,8 +76,10 @@ type (
 		err    error
 	}
 	refreshTickMsg struct{}
-	reconnectMsg   struct{}
-	detailMsg      struct {
+	// clockMsg redraws the screen while something runs (startClock).
+	clockMsg     struct{}
+	reconnectMsg struct{}
+	detailMsg    struct {
 		name    string
 		node    apitype.NodeView
 		entry   string
@@ -148,12 +150,16 @@ type Model struct {
 	tickSet   bool // a refreshTickMsg is scheduled
 	lastFetch time.Time
 	quitting  bool
+	clockSet  bool // a clockMsg is scheduled
 }
 
 // New returns a console talking to be.
 func New(be Backend, opts Options) *Model {
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.ClockEvery <= 0 {
+		opts.ClockEvery = time.Second
 	}
 	c := &Common{Width: 80, Height: 24, Styles: NewStyles(opts.Dark), Keys: DefaultKeyMap(), Now: opts.Now}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -329,7 +335,11 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		m.events.add(msg.evs)
 		m.detail.addEvents(msg.evs)
-		return m, tea.Batch(waitEvents(msg.stream, m.evCh), m.scheduleRefresh())
+		cmds := []tea.Cmd{waitEvents(msg.stream, m.evCh), m.scheduleRefresh()}
+		if inventoryChanged(msg.evs) { // a promote, a CLI edit: the header's rev follows
+			cmds = append(cmds, m.fetchStatus())
+		}
+		return m, tea.Batch(cmds...)
 	case streamEndMsg:
 		if msg.stream != m.stream || m.ctx.Err() != nil {
 			return m, nil
@@ -342,6 +352,9 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			cmds = append(cmds, m.startStream())
 		}
 		return m, tea.Batch(cmds...)
+	case clockMsg:
+		m.clockSet = false
+		return m, m.startClock()
 	case refreshTickMsg:
 		m.tickSet = false
 		if m.inflight {
@@ -417,6 +430,29 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, cmd
 	}
 	return m, nil
+}
+
+// inventoryChanged reports whether evs say the daemon loaded another
+// inventory revision (or failed to).
+func inventoryChanged(evs []apitype.Event) bool {
+	for i := range evs {
+		if evs[i].Node == "" && evs[i].Proto == "inventory" {
+			return true
+		}
+	}
+	return false
+}
+
+// startClock schedules a redraw after ClockEvery while an action or a
+// build runs (their elapsed time would freeze between progress messages
+// otherwise); nothing when none runs or one is scheduled.
+func (m *Model) startClock() tea.Cmd {
+	running := (m.act != nil && m.act.running) || (m.images.build != nil && m.images.build.running)
+	if m.clockSet || !running {
+		return nil
+	}
+	m.clockSet = true
+	return tea.Tick(m.opts.ClockEvery, func(time.Time) tea.Msg { return clockMsg{} })
 }
 
 // isAPIError tells an answer from the daemon (a refusal) from a failure to

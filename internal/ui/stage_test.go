@@ -52,6 +52,10 @@ func TestStageKeysMakeCalls(t *testing.T) {
 			[]string{"StageAction r1 abort", "FollowStage r1", "Nodes", "Nodes"}}, // aborted may still be rolled back: followed
 		{"promote once complete", nil, append(slices.Clone(stageTo), "P", "<wait>", "y"), []string{"StageAction r1 promote", "Nodes"}},
 		{"halt refused by the daemon when complete", nil, append(slices.Clone(stageTo), "h", "<wait>", "y"), []string{"StageAction r1 halt"}},
+		// a rolled-back rollout is final: P and u ask nothing, call nothing
+		// (the flash says why: TestStageFinalRolloutSaysWhy)
+		{"promote after roll back calls nothing", map[string]string{"n03": "no check-in"},
+			append(slices.Clone(stageTo), "B", "<wait>", "y", "P", "<wait>", "y"), []string{"StageAction r1 rollback", "Nodes"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -73,6 +77,24 @@ func TestStageKeysMakeCalls(t *testing.T) {
 				t.Errorf("calls %q,\nwant %q", got, c.want)
 			}
 		})
+	}
+}
+
+// TestStageFinalRolloutSaysWhy: P or u on a rolled-back rollout say that
+// it is final instead of doing nothing silently.
+func TestStageFinalRolloutSaysWhy(t *testing.T) {
+	hs := newHarness(t, 20, 80, 24)
+	hs.be.stageFail = map[string]string{"n03": "no check-in"}
+	hs.press(stageTo...)
+	hs.press("B", "<wait>", "y")
+	for _, k := range []string{"P", "u"} {
+		hs.be.reset()
+		hs.press(k)
+		scr := hs.screen()
+		if !strings.Contains(scr, "nothing to do: rollout r1 is rolled-back, which is final") || strings.Contains(scr, "[ No ]") ||
+			len(hs.be.Calls()) != 0 {
+			t.Errorf("%s on a rolled-back rollout: calls %q\n%s", k, hs.be.Calls(), scr)
+		}
 	}
 }
 
