@@ -81,13 +81,16 @@ type NodeView struct {
 	Assigned string `json:"assigned_generation,omitempty"` // the generation its next boot gets
 	Pinned   bool   `json:"pinned,omitempty"`              // Assigned is pinned in the inventory
 	// AssignError says why no generation is assigned (no image, none published).
-	AssignError  string    `json:"assign_error,omitempty"`
-	Override     bool      `json:"override,omitempty"` // boots a raw override entry
-	KernelArgs   string    `json:"kernel_args,omitempty"`
-	Defined      string    `json:"defined"` // FILE:LINE:COL of its inventory entry
-	State        NodeState `json:"state"`
-	Dirty        bool      `json:"dirty"`
-	DirtyReasons []string  `json:"dirty_reasons,omitempty"`
+	AssignError string `json:"assign_error,omitempty"`
+	Override    bool   `json:"override,omitempty"`    // boots a raw override entry
+	KernelArgs  string `json:"kernel_args,omitempty"` // the group's, then the node's own
+	// OwnKernelArgs are the node's own kernel arguments (its entry's
+	// kernel_args, after the group's in KernelArgs).
+	OwnKernelArgs string    `json:"own_kernel_args,omitempty"`
+	Defined       string    `json:"defined"` // FILE:LINE:COL of its inventory entry
+	State         NodeState `json:"state"`
+	Dirty         bool      `json:"dirty"`
+	DirtyReasons  []string  `json:"dirty_reasons,omitempty"`
 }
 
 // GroupView is a group's own settings, as its inventory entry sets them

@@ -25,7 +25,8 @@ func (d *Daemon) view(inv *inventory.Inventory, n *inventory.Node) NodeView {
 	v := NodeView{
 		Name: n.Name, Group: n.Group, Arch: string(n.Arch), Loader: string(n.Loader),
 		Image: n.Image, Pinned: n.Generation != "", KernelArgs: n.KernelArgs,
-		Override: !n.Override.Empty(), Defined: n.Defined.String(),
+		OwnKernelArgs: n.OwnKernelArgs,
+		Override:      !n.Override.Empty(), Defined: n.Defined.String(),
 	}
 	if mac := n.BootMAC(); mac != nil {
 		v.MAC = mac.String()

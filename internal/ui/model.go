@@ -1,10 +1,14 @@
 package ui
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"charm.land/bubbles/v2/key"
@@ -840,5 +844,53 @@ func (m *Model) serialConsole(node string) tea.Cmd {
 		m.setFlash(noSOL, false)
 		return nil
 	}
-	return tea.ExecProcess(m.opts.SerialConsole(node), func(err error) tea.Msg { return solDoneMsg{node, err} })
+	cmd := m.opts.SerialConsole(node)
+	why := &lastLine{}
+	if cmd.Stderr == nil { // the terminal, and the last line for the flash
+		cmd.Stderr = io.MultiWriter(os.Stderr, why)
+	}
+	return tea.ExecProcess(cmd, func(err error) tea.Msg {
+		if err != nil && why.String() != "" {
+			err = fmt.Errorf("%w: %s", err, strings.TrimPrefix(why.String(), "netbootui: "))
+		}
+		return solDoneMsg{node, err}
+	})
+}
+
+// lastLine keeps the last non-empty line written to it: why a command the
+// console handed the terminal to failed, which the console's screen would
+// hide as soon as it comes back.
+type lastLine struct {
+	mu   sync.Mutex
+	buf  []byte
+	line string
+}
+
+func (l *lastLine) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexAny(l.buf, "\r\n")
+		if i < 0 {
+			break
+		}
+		if t := strings.TrimSpace(string(l.buf[:i])); t != "" {
+			l.line = t
+		}
+		l.buf = l.buf[i+1:]
+	}
+	if len(l.buf) > 4096 {
+		l.buf = l.buf[len(l.buf)-4096:]
+	}
+	return len(p), nil
+}
+
+func (l *lastLine) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t := strings.TrimSpace(string(l.buf)); t != "" {
+		return t
+	}
+	return l.line
 }

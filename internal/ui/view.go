@@ -2,6 +2,7 @@ package ui
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	tea "charm.land/bubbletea/v2"
@@ -215,6 +216,17 @@ func (m *Model) keyLine() string {
 	default:
 		hints = []string{"esc:back", "j/k:scroll", "ctrl+c:quit"}
 	}
+	// keys this console refuses (the SSH console: no editor, no serial
+	// console) are not offered
+	hints = slices.DeleteFunc(hints, func(h string) bool {
+		switch h {
+		case "e:edit", "E:group":
+			return m.opts.NoEdit != ""
+		case "c:console":
+			return m.opts.SerialConsole == nil
+		}
+		return false
+	})
 	// whole hints only: those that do not fit are left off
 	line := ""
 	for _, h := range hints {

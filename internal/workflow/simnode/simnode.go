@@ -117,6 +117,8 @@ type Node struct {
 	steps     []StepTime // timings of the current (or last) boot
 	stopAfter string     // SetStopAfter's step, when stopSet
 	stopSet   bool
+
+	console *serialConsole // the serial port its BMC's SOL redirects
 }
 
 // StepTime is how long one step of a boot took.
@@ -217,6 +219,8 @@ func Start(opts Options) (*Node, error) {
 	info := bmc.DeviceInfo{DeviceID: 32, DeviceRevision: 1, FirmwareMajor: 1, FirmwareMinor: 0,
 		IPMIVersion: 0x02, ManufacturerID: 343, ProductID: 9, AdditionalDeviceSupport: 0x39}
 	n.front = &chassis{Chassis: mc, n: n}
+	n.console = &serialConsole{n: n}
+	h.SetConsole(n.console)
 	b := bmc.New(info, [16]byte{0x51, 0x4d}, &halWithChassis{HAL: h, ch: n.front})
 	u, err := b.Users.Add(2, opts.User)
 	if err != nil {
@@ -641,6 +645,7 @@ func (n *Node) record(what string) {
 	n.mu.Lock()
 	n.fetched = append(n.fetched, what)
 	n.mu.Unlock()
+	n.console.print("netboot: fetched " + what)
 }
 
 // tftp fetches name from the daemon's TFTP server.
