@@ -86,11 +86,15 @@ type NodeView struct {
 	KernelArgs  string `json:"kernel_args,omitempty"` // the group's, then the node's own
 	// OwnKernelArgs are the node's own kernel arguments (its entry's
 	// kernel_args, after the group's in KernelArgs).
-	OwnKernelArgs string    `json:"own_kernel_args,omitempty"`
-	Defined       string    `json:"defined"` // FILE:LINE:COL of its inventory entry
-	State         NodeState `json:"state"`
-	Dirty         bool      `json:"dirty"`
-	DirtyReasons  []string  `json:"dirty_reasons,omitempty"`
+	OwnKernelArgs string `json:"own_kernel_args,omitempty"`
+	// Revision identifies the node's settings as the inventory has them
+	// now (Edit.BaseEntry); it changes when they do, not when another
+	// entry does.
+	Revision     string    `json:"revision,omitempty"`
+	Defined      string    `json:"defined"` // FILE:LINE:COL of its inventory entry
+	State        NodeState `json:"state"`
+	Dirty        bool      `json:"dirty"`
+	DirtyReasons []string  `json:"dirty_reasons,omitempty"`
 }
 
 // GroupView is a group's own settings, as its inventory entry sets them
@@ -107,6 +111,8 @@ type GroupView struct {
 	Pxelinux   string   `json:"boot_override_pxelinux,omitempty"`
 	Nodes      []string `json:"nodes"`
 	Defined    string   `json:"defined"` // FILE:LINE:COL of its entry
+	// Revision identifies the group's settings now (Edit.BaseEntry).
+	Revision string `json:"revision,omitempty"`
 }
 
 // Edit is a change to one node's or group's inventory entry
@@ -116,6 +122,11 @@ type Edit struct {
 	// edit fails with CodeConflict when the file has changed since. Empty
 	// means the revision in force now.
 	BaseRevision string `json:"base_revision,omitempty"`
+	// BaseEntry, when set, is the Revision of the node or group entry (its
+	// NodeView or GroupView) the change was made against: the edit then
+	// fails with CodeConflict only when that entry changed since, whatever
+	// else changed in the file, and BaseRevision is not checked.
+	BaseEntry string `json:"base_entry,omitempty"`
 	// Set maps dotted keys (image, kernel_args, boot_override.ipxe, ...) to
 	// values; Unset lists keys to remove.
 	Set   map[string]any `json:"set,omitempty"`

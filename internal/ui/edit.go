@@ -23,6 +23,7 @@ type editSession struct {
 	// member whose entry the result is rendered for.
 	group    *apitype.GroupView
 	base     string // inventory revision read before editing
+	entry    string // the node's (group's) entry revision read before editing
 	path     string
 	original string // the file as written
 	edit     apitype.Edit
@@ -232,9 +233,9 @@ func (m *Model) startEdit(name string, group bool) tea.Cmd {
 				return editReadyMsg{err: err}
 			}
 			s.group, prefix = &g, "netbootui-group-"+g.Name
-			s.original, s.args = groupEditFile(g, n, s.base), g.KernelArgs
+			s.original, s.args, s.entry = groupEditFile(g, n, s.base), g.KernelArgs, g.Revision
 		} else {
-			s.original, s.args = editFile(n, s.base), n.OwnKernelArgs
+			s.original, s.args, s.entry = editFile(n, s.base), n.OwnKernelArgs, n.Revision
 		}
 		f, err := os.CreateTemp(dir, prefix+"-*.txt")
 		if err != nil {
@@ -277,7 +278,9 @@ func checkEdit(ctx context.Context, be Backend, s *editSession) editCheckedMsg {
 	if err != nil {
 		return editCheckedMsg{err: editFileError{fmt.Errorf("%s: %w", s.path, err)}}
 	}
-	e := apitype.Edit{BaseRevision: s.base, Set: map[string]any{}}
+	// the entry's revision decides a conflict (another node edited
+	// meanwhile is none); the file's is the fallback of an older daemon
+	e := apitype.Edit{BaseRevision: s.base, BaseEntry: s.entry, Set: map[string]any{}}
 	var diff strings.Builder
 	whose, now := "node's own", s.node.KernelArgs
 	if s.group != nil {
@@ -359,6 +362,14 @@ func (m *Model) reopenEdit(why string, conflict bool) tea.Cmd {
 			}
 			if n, err := be.Node(ctx, s.node.Name); err == nil {
 				s.node = n
+				if s.group == nil {
+					s.entry = n.Revision
+				}
+			}
+			if s.group != nil {
+				if g, err := be.Group(ctx, s.group.Name); err == nil {
+					s.group, s.entry = &g, g.Revision
+				}
 			}
 			note = fmt.Sprintf("the inventory changed since you opened it (revision %s, now %s): your text is kept; save to apply it to %s", short(s.base), short(st.Inventory.Revision), s.target())
 			s.base = st.Inventory.Revision
