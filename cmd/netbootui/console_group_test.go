@@ -55,7 +55,7 @@ func TestConsoleGroupEditInTmux(t *testing.T) {
 	// $EDITOR: a script that sets the kernel_args line of the file it is given
 	editor := filepath.Join(dir, "editor.sh")
 	args := filepath.Join(dir, "args")
-	os.WriteFile(editor, []byte("#!/bin/sh\nset -e\nsed -i \"s|^kernel_args: \\$|kernel_args: $(cat "+args+")|\" \"$1\"\n"), 0o755)
+	os.WriteFile(editor, []byte("#!/bin/sh\nset -e\nsed -i \"s|^kernel_args:.*\\$|kernel_args: $(cat "+args+")|\" \"$1\"\n"), 0o755)
 	os.WriteFile(args, []byte("nomodeset loglevel=7"), 0o644)
 
 	c := startConsole(t, p.socket, "TERM=xterm-256color", "VISUAL=", "EDITOR="+editor)

@@ -33,6 +33,9 @@ type editSession struct {
 	// refused is why the daemon refused the last attempt, which reopened
 	// the editor with the admin's text ("" before any).
 	refused string
+	// recheck: the editor was reopened after a conflict; its text is
+	// checked (and confirmed) again even if the admin saved it unchanged.
+	recheck bool
 }
 
 type (
@@ -271,7 +274,7 @@ func checkEdit(ctx context.Context, be Backend, s *editSession) editCheckedMsg {
 	if err != nil {
 		return editCheckedMsg{err: err}
 	}
-	if string(b) == s.original {
+	if string(b) == s.original && !s.recheck {
 		return editCheckedMsg{err: errNoChange}
 	}
 	p, err := parseEditFile(string(b))
@@ -343,13 +346,15 @@ const refusedMark = "# !! "
 // daemon refused it (a conflict: the inventory revision is read again, so
 // saving applies the same text to the new one). Nothing typed is lost.
 func (m *Model) reopenEdit(why string, conflict bool) tea.Cmd {
-	m.setFlash(why+"; nothing changed — your text is back in the editor (close it unchanged to drop it)", true)
+	m.setFlash(why+"; nothing changed — your text is back in the editor", true)
 	old, be := *m.edit, m.be
 	ctx, cancel := m.call()
 	return func() tea.Msg {
 		defer cancel()
 		s := old
 		s.refused, s.edit = strings.TrimPrefix(strings.TrimPrefix(why, "edit refused: "), "edit failed: "), apitype.Edit{}
+		s.recheck = conflict
+		last := "fix it and save, or close the editor unchanged to drop the edit"
 		b, err := os.ReadFile(s.path)
 		if err != nil {
 			return editReadyMsg{err: err}
@@ -371,7 +376,8 @@ func (m *Model) reopenEdit(why string, conflict bool) tea.Cmd {
 					s.group, s.entry = &g, g.Revision
 				}
 			}
-			note = fmt.Sprintf("the inventory changed since you opened it (revision %s, now %s): your text is kept; save to apply it to %s", short(s.base), short(st.Inventory.Revision), s.target())
+			note = fmt.Sprintf("%s changed since you opened it (inventory revision %s, now %s): your text is kept", s.target(), short(s.base), short(st.Inventory.Revision))
+			last = "close the editor to see it against the new revision and confirm it again"
 			s.base = st.Inventory.Revision
 		}
 		var kept []string
@@ -384,7 +390,7 @@ func (m *Model) reopenEdit(why string, conflict bool) tea.Cmd {
 		for _, l := range strings.Split(wrapLine(note, 72), "\n") {
 			head.WriteString(refusedMark + l + "\n")
 		}
-		head.WriteString(refusedMark + "fix it and save, or close the editor unchanged to drop the edit\n")
+		head.WriteString(refusedMark + last + "\n")
 		s.original = head.String() + strings.Join(kept, "")
 		if err := os.WriteFile(s.path, []byte(s.original), 0o600); err != nil {
 			return editReadyMsg{err: err}
