@@ -125,6 +125,11 @@ func TestConsoleReconnectsInTmux(t *testing.T) {
 	p, inv, dir := serveInventory(t, consoleInventory)
 	c := startConsole(t, p.socket, "TERM=xterm-256color")
 	c.waitFor("start", regexp.MustCompile(`20 nodes · 0 marked`))
+	// an event before the restart, which the new daemon's backlog sends again
+	if resp, err := http.Get(bootScriptURL(t, apiclient.New(p.socket), "n05")); err == nil {
+		resp.Body.Close()
+	}
+	c.waitFor("first fetch", regexp.MustCompile(`(?m)^\s+n05 .*(config|failed)`))
 	p.stop(t)
 	c.waitFor("disconnected", regexp.MustCompile(`disconnected, retrying`))
 	p = startServe(t, inv, dir) // same data folder: same socket
@@ -146,6 +151,23 @@ func TestConsoleReconnectsInTmux(t *testing.T) {
 	}
 	resp.Body.Close()
 	c.waitFor("live update from the new daemon", regexp.MustCompile(`(?m)^\s+n05 .*(config|failed)`))
+	// :events shows each event once, in time order, whatever the streams
+	// sent again
+	c.keys(":", "e", "v", "Tab", "Enter")
+	c.keys("/", "n", "0", "5", "Enter")
+	s := c.waitFor("n05's events", regexp.MustCompile(`(?s)EVENTS .*n05 .*/boot/.*n05 .*/boot/`))
+	var rows []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, " n05 ") {
+			rows = append(rows, strings.TrimSpace(l))
+		}
+	}
+	for i := 1; i < len(rows); i++ {
+		if rows[i] == rows[i-1] || rows[i][:12] < rows[i-1][:12] {
+			t.Errorf("events of n05 repeated or out of order:\n%s", strings.Join(rows, "\n"))
+			break
+		}
+	}
 	c.keys("C-c")
 }
 

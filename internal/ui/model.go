@@ -605,6 +605,17 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 	case viewAction:
 		return m.actionKey(msg)
 	case viewEvents:
+		if m.events.open != nil { // the event shown in full: any key closes it
+			m.events.open = nil
+			return nil
+		}
+		if key.Matches(msg, k.Enter) {
+			if ev := m.events.current(); ev != nil {
+				e := *ev
+				m.events.open = &e
+			}
+			return nil
+		}
 		if key.Matches(msg, k.Filter) {
 			m.input, m.inputText, m.inputErr = inputFilter, m.events.filter, ""
 			return nil

@@ -80,6 +80,9 @@ func (m *Model) Render() string {
 	if m.menu != nil {
 		screen = overlay(screen, m.menu.view(), c.Width, c.Height)
 	}
+	if m.view == viewEvents && m.events.open != nil {
+		screen = overlay(screen, eventBox(c, *m.events.open), c.Width, c.Height)
+	}
 	if m.dialog != nil {
 		screen = overlay(screen, m.dialog.View(), c.Width, c.Height)
 	}
@@ -203,7 +206,7 @@ func (m *Model) keyLine() string {
 			hints = []string{"esc:back (keeps running)", "ctrl+x:cancel", "j/k:scroll", "?:help"}
 		}
 	case viewEvents:
-		hints = []string{"esc:back", "/:filter", "j/k:scroll", "G:follow", "ctrl+c:quit"}
+		hints = []string{"esc:back", "/:filter (kind:K)", "j/k:move", "enter:open", "G:follow", "ctrl+c:quit"}
 	case viewImages:
 		hints = []string{"esc:back", "j/k:image", "b:build", "r:roll back", "ctrl+r:refresh"}
 		if m.images.build != nil && m.images.build.running {

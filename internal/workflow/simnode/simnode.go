@@ -182,6 +182,9 @@ type halWithChassis struct {
 
 func (h *halWithChassis) Chassis() hal.ChassisHAL { return h.ch }
 
+// maxSessions is how many IPMI sessions a node's BMC holds at once.
+const maxSessions = 16
+
 // Start runs the node's BMC on its source address and its firmware
 // goroutine. The chassis starts powered off. Close stops both.
 func Start(opts Options) (*Node, error) {
@@ -222,6 +225,12 @@ func Start(opts Options) (*Node, error) {
 	n.console = &serialConsole{n: n}
 	h.SetConsole(n.console)
 	b := bmc.New(info, [16]byte{0x51, 0x4d}, &halWithChassis{HAL: h, ch: n.front})
+	// Room for the sessions a daemon opens at once (the power pool's, a
+	// serial console captured during a reboot, one attached by an admin, and
+	// those a restarted SOL leaves until they time out): IPMI's minimum of
+	// four runs out.
+	b.Sessions = bmc.NewSessionStoreWithOptions(b.Clock(), bmc.WithMaxSessions(maxSessions))
+	b.Sessions.SetOnRemove(b.SOL.DeactivateBySession)
 	u, err := b.Users.Add(2, opts.User)
 	if err != nil {
 		return nil, fmt.Errorf("simnode: %w", err)
