@@ -247,10 +247,10 @@ func TestDemoInTmux(t *testing.T) {
 	c.keys("/", "c", "n", "0", "0", "1", "Enter")
 	c.waitFor("cn001 alone", regexp.MustCompile(`1 shown · 0 marked`))
 	c.keys("c")
-	c.waitFor("serial console", regexp.MustCompile(`serial console \(type help\)\s+~ # `))
+	c.waitFor("serial console", regexp.MustCompile(`serial console \(type help\)\s+~ #`))
 	c.keys("-l", "echo from the demo test")
 	c.keys("Enter")
-	c.waitFor("shell answer", regexp.MustCompile(`(?m)^from the demo test\s+~ # `))
+	c.waitFor("shell answer", regexp.MustCompile(`(?m)^from the demo test\s+~ #`))
 	c.keys("-l", "~.")
 	c.waitFor("back in the console", regexp.MustCompile(`serial console of cn001 detached`))
 	if o, e, code := runCLI(t, "console", "--log", "cn001", "--api-socket", socket); code != 0 || !strings.Contains(o, "from the demo test") {
