@@ -9,13 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/apitype"
-	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/lab"
 )
 
-// TestConsoleNodeEditInTmux drives e at 80x24 with $EDITOR a script that
+// TestConsoleNodeEditInTmux drives e at 80x24 (NO_COLOR) with $EDITOR a script that
 // sets the kernel_args line and keeps a copy of every file it is given:
 // the file shows the node's own arguments on the kernel_args line and the
 // group's as inherited; the confirmation scrolls through the whole change;
@@ -25,20 +23,10 @@ import (
 // admin's line kept and the daemon's reason.
 func TestConsoleNodeEditInTmux(t *testing.T) {
 	lab.RequireTools(t, "tmux")
-	p, inv, dir := serveInventory(t, consoleInventory)
+	p, inv, dir, cl := serveWithGeneration(t, consoleInventory)
 	defer p.stop(t)
-	cl := apiclient.New(p.socket)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	src := map[string]string{}
-	for _, name := range image.BootFiles {
-		src[name] = filepath.Join(dir, "src-"+name)
-		os.WriteFile(src[name], []byte("console edit test "+name), 0o644)
-	}
-	if _, err := cl.Import(ctx, apitype.ImportRequest{Image: "compute", Publish: true},
-		apiclient.ImportFiles{Kernel: src[apitype.FileKernel], Initrd: src[apitype.FileInitrd], Rootfs: src[apitype.FileRootfs]}); err != nil {
-		t.Fatal(err)
-	}
 	// n03 gets arguments of its own (out of its range entry)
 	if _, err := cl.EditNode(ctx, "n03", apitype.Edit{Set: map[string]any{"kernel_args": "quiet"}}); err != nil {
 		t.Fatal(err)
@@ -61,7 +49,7 @@ func TestConsoleNodeEditInTmux(t *testing.T) {
 		return v.OwnKernelArgs
 	}
 
-	c := startConsole(t, p.socket, "TERM=xterm-256color", "VISUAL=", "EDITOR="+editor)
+	c := startConsole(t, p.socket, "TERM=xterm-256color", "NO_COLOR=1", "VISUAL=", "EDITOR="+editor)
 	c.waitFor("start", regexp.MustCompile(`20 nodes · 0 marked`))
 	c.keys("/", "n", "0", "3", "Enter")
 	c.waitFor("filter", regexp.MustCompile(`1 shown · 0 marked`))

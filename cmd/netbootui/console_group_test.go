@@ -24,21 +24,8 @@ import (
 // others, and a broken edit is refused with its place.
 func TestConsoleGroupEditInTmux(t *testing.T) {
 	lab.RequireTools(t, "tmux")
-	p, inv, dir := serveInventory(t, consoleInventory)
+	p, inv, dir, _ := serveWithGeneration(t, consoleInventory)
 	defer p.stop(t)
-	cl := apiclient.New(p.socket)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	// a generation to render entries from
-	src := map[string]string{}
-	for _, name := range image.BootFiles {
-		src[name] = filepath.Join(dir, "src-"+name)
-		os.WriteFile(src[name], []byte("console group test "+name), 0o644)
-	}
-	if _, err := cl.Import(ctx, apitype.ImportRequest{Image: "compute", Publish: true},
-		apiclient.ImportFiles{Kernel: src[apitype.FileKernel], Initrd: src[apitype.FileInitrd], Rootfs: src[apitype.FileRootfs]}); err != nil {
-		t.Fatal(err)
-	}
 	bootShow := func(node string) string {
 		t.Helper()
 		out, errOut, code := runCLI(t, "boot", "show", node, "--api-socket", p.socket)
@@ -169,6 +156,27 @@ func TestConsoleReconnectsInTmux(t *testing.T) {
 		}
 	}
 	c.keys("C-c")
+}
+
+// serveWithGeneration is serveInventory with a published generation of
+// image compute to render boot entries from.
+func serveWithGeneration(t *testing.T, text string) (p *serveProc, inv, dir string, cl *apiclient.Client) {
+	t.Helper()
+	p, inv, dir = serveInventory(t, text)
+	cl = apiclient.New(p.socket)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	src := map[string]string{}
+	for _, name := range image.BootFiles {
+		src[name] = filepath.Join(dir, "src-"+name)
+		os.WriteFile(src[name], []byte("console test "+name), 0o644)
+	}
+	if _, err := cl.Import(ctx, apitype.ImportRequest{Image: "compute", Publish: true},
+		apiclient.ImportFiles{Kernel: src[apitype.FileKernel], Initrd: src[apitype.FileInitrd], Rootfs: src[apitype.FileRootfs]}); err != nil {
+		p.stop(t)
+		t.Fatal(err)
+	}
+	return p, inv, dir, cl
 }
 
 // serveInventory writes text as the inventory of a new folder and starts a
