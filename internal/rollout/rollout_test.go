@@ -349,6 +349,41 @@ func TestHaltAbortClose(t *testing.T) {
 	}
 }
 
+// TestHaltBetweenChunks: a wave rebooted MaxInFlight nodes at a time and
+// halted during its first chunk finishes that chunk's reboots, starts no
+// other, and stages the nodes it did not reach again; resume reboots them.
+func TestHaltBetweenChunks(t *testing.T) {
+	env := &scriptEnv{nodes: 4, hang: map[string]bool{"n1": true}, started: make(chan string, 1), release: make(chan struct{})}
+	m := newManager(t, env, filepath.Join(t.TempDir(), "rollouts.json"))
+	r, err := m.Create("@g", "new0", Options{Wave: WaveSize{Count: 4}, MaxInFlight: 2}, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Run(r.ID, "t"); err != nil {
+		t.Fatal(err)
+	}
+	<-env.started
+	if _, err := m.Halt(r.ID, "t"); err != nil {
+		t.Fatal(err)
+	}
+	close(env.release)
+	if err := m.Wait(context.Background(), r.ID); err != nil {
+		t.Fatal(err)
+	}
+	r, _ = m.Get(r.ID)
+	if got := string(r.State) + " " + statuses(r); got != "halted n1=done n2=done n3=staged n4=staged" || r.Waves[0].State != WavePending ||
+		r.Reason != "halted by t; wave 1 stopped after its reboots in flight: 2 ok, 0 failed, 2 not started" {
+		t.Fatalf("after the halt: %s, wave %s, reason %q", got, r.Waves[0].State, r.Reason)
+	}
+	env.hang = nil
+	if _, err := m.Resume(r.ID, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if r = wait(t, m, r.ID); r.State != StateCompleted || statuses(r) != "n1=done n2=done n3=done n4=done" {
+		t.Fatalf("after resume: %s %s", r.State, statuses(r))
+	}
+}
+
 // TestRefusals: bad requests and a state file that cannot be written change
 // nothing.
 func TestRefusals(t *testing.T) {
