@@ -116,7 +116,6 @@ func TestConsoleReconnectsInTmux(t *testing.T) {
 	if resp, err := http.Get(bootScriptURL(t, apiclient.New(p.socket), "n05")); err == nil {
 		resp.Body.Close()
 	}
-	c.waitFor("first fetch", regexp.MustCompile(`(?m)^\s+n05 .*(config|failed)`))
 	p.stop(t)
 	c.waitFor("disconnected", regexp.MustCompile(`disconnected, retrying`))
 	p = startServe(t, inv, dir) // same data folder: same socket
@@ -137,12 +136,12 @@ func TestConsoleReconnectsInTmux(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	c.waitFor("live update from the new daemon", regexp.MustCompile(`(?m)^\s+n05 .*(config|failed)`))
-	// :events shows each event once, in time order, whatever the streams
-	// sent again
+	// :events has both fetches (the second live from the new daemon) and
+	// shows each event once, in time order, whatever the streams sent again
+	// (a boot request named by a MAC is a claim: it moves no stage)
 	c.keys(":", "e", "v", "Tab", "Enter")
 	c.keys("/", "n", "0", "5", "Enter")
-	s := c.waitFor("n05's events", regexp.MustCompile(`(?s)EVENTS .*n05 .*/boot/.*n05 .*/boot/`))
+	s := c.waitFor("live update from the new daemon", regexp.MustCompile(`(?s)EVENTS .*n05 .*/boot/.*n05 .*/boot/`))
 	var rows []string
 	for _, l := range strings.Split(s, "\n") {
 		if strings.Contains(l, " n05 ") {
@@ -164,6 +163,15 @@ func serveWithGeneration(t *testing.T, text string) (p *serveProc, inv, dir stri
 	t.Helper()
 	p, inv, dir = serveInventory(t, text)
 	cl = apiclient.New(p.socket)
+	publishCompute(t, p, cl, dir)
+	return p, inv, dir, cl
+}
+
+// publishCompute imports and publishes a generation of image compute
+// (files made in dir): nodes following it then fetch a boot script, so a
+// fetch moves their stage.
+func publishCompute(t *testing.T, p *serveProc, cl *apiclient.Client, dir string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	src := map[string]string{}
@@ -176,7 +184,6 @@ func serveWithGeneration(t *testing.T, text string) (p *serveProc, inv, dir stri
 		p.stop(t)
 		t.Fatal(err)
 	}
-	return p, inv, dir, cl
 }
 
 // serveInventory writes text as the inventory of a new folder and starts a

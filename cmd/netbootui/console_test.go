@@ -142,7 +142,12 @@ func TestConsoleInTmux(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	c.waitFor("live update", regexp.MustCompile(`(?m)^\s+n03 .*(config|failed)`))
+	// (a boot request named by a MAC is a claim: it is in the event stream
+	// and the node's timeline, and moves no stage)
+	c.keys(":", "e", "v", "Tab", "Enter")
+	c.waitFor("live update", regexp.MustCompile(`(?s)EVENTS.*n03 +(fetch|fail|claim) +config http /boot/`))
+	c.keys("Escape")
+	c.waitFor("back", regexp.MustCompile(`netbootui nodes`))
 
 	c.keys("/", "g", "p", "u")
 	c.waitFor("filter", regexp.MustCompile(`4 shown`))
@@ -163,23 +168,23 @@ func TestConsoleInTmux(t *testing.T) {
 	c.keys("Escape")
 	c.waitFor("back", regexp.MustCompile(`netbootui nodes`))
 	c.keys(":", "e", "v", "Tab", "Enter")
-	c.waitFor("events", regexp.MustCompile(`(?s)EVENTS.*n03 +(fetch|fail) +config http /boot/`))
+	c.waitFor("events", regexp.MustCompile(`(?s)EVENTS.*n03 +(fetch|fail|claim) +config http /boot/`))
 	c.keys("/", "g", "p", "u", "Enter")
 	c.waitFor("events filter", regexp.MustCompile(`EVENTS  0 shown of [1-9]`))
 	c.keys("Escape")
 	c.waitFor("events filter cleared", regexp.MustCompile(`EVENTS  ([1-9][0-9]*) shown of ([1-9][0-9]*)\n`))
 	// by kind, and one event in full
 	c.keys("/")
-	c.keys("-l", "kind:fetch,fail")
+	c.keys("-l", "kind:claim,fetch,fail")
 	c.keys("Enter")
-	s = c.waitFor("events of two kinds", regexp.MustCompile(`filter: kind:fetch,fail`))
+	s = c.waitFor("events of two kinds", regexp.MustCompile(`filter: kind:claim,fetch,fail`))
 	for _, l := range strings.Split(s, "\n") {
-		if regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{3} `).MatchString(l) && !regexp.MustCompile(` (fetch|fail) `).MatchString(l) {
-			t.Errorf("kind:fetch,fail shows %q", l)
+		if regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{3} `).MatchString(l) && !regexp.MustCompile(` (claim|fetch|fail) `).MatchString(l) {
+			t.Errorf("kind:claim,fetch,fail shows %q", l)
 		}
 	}
 	c.keys("g", "Enter")
-	s = c.waitFor("an event in full", regexp.MustCompile(`(?s)Event.*kind +(fetch|fail).*any key closes`))
+	s = c.waitFor("an event in full", regexp.MustCompile(`(?s)Event.*kind +(claim|fetch|fail).*any key closes`))
 	if !strings.Contains(s, "node       n03") {
 		t.Errorf("the event box lacks n03:\n%s", s)
 	}
