@@ -18,15 +18,16 @@ import (
 	"github.com/netbootui/netbootui/internal/workflow/simnode"
 )
 
-// publish imports a small generation of img on the first head, publishes
-// it and waits until every head has it current; it returns its id.
-func publish(t *testing.T, heads []*clustertest.Head) string {
+// publish imports a small generation of img on the first head (each boot
+// file its name repeated size times), publishes it and waits until every
+// head has it current.
+func publish(t *testing.T, heads []*clustertest.Head, size int) *image.Manifest {
 	t.Helper()
 	dir := t.TempDir()
 	files := map[string]string{}
 	for _, f := range image.BootFiles {
 		files[f] = filepath.Join(dir, f)
-		if err := os.WriteFile(files[f], bytes.Repeat([]byte(f), 50000), 0o644); err != nil {
+		if err := os.WriteFile(files[f], bytes.Repeat([]byte(f), size), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -44,7 +45,7 @@ func publish(t *testing.T, heads []*clustertest.Head) string {
 			return cur == m.ID
 		})
 	}
-	return m.ID
+	return m
 }
 
 // script returns the iPXE script head h serves to mac ("" on an error).
@@ -68,7 +69,7 @@ func script(h *clustertest.Head, mac string) string {
 // is restarted between the cases (its member rejoins).
 func TestBootSurvivesHead(t *testing.T) {
 	heads := clustertest.Start(t, 3, inv, clustertest.Options{})
-	gen := publish(t, heads)
+	gen := publish(t, heads, 50000).ID
 	top := t // the restarted head lives to the test's end, not the case's
 	for i, tc := range []struct {
 		stopAfter string

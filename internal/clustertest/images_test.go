@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -24,25 +23,8 @@ import (
 // announced is refused, and never enters the other heads' stores.
 func TestImagesFollow(t *testing.T) {
 	heads := clustertest.Start(t, 3, inv, clustertest.Options{})
-	dir := t.TempDir()
-	files := map[string]string{}
-	for _, f := range image.BootFiles {
-		files[f] = filepath.Join(dir, f)
-		os.WriteFile(files[f], bytes.Repeat([]byte(f), 20000), 0o644)
-	}
-	src := heads[0].Env.D.Images()
-	m, err := src.Import("img", files, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := src.Publish("img", m.ID); err != nil {
-		t.Fatal(err)
-	}
+	m := publish(t, heads, 20000)
 	for _, h := range heads[1:] {
-		clustertest.Eventually(t, h.Name+" has the generation, current", func() bool {
-			cur, _ := h.Env.D.Images().Current("img")
-			return cur == m.ID
-		})
 		for _, f := range image.BootFiles {
 			p, err := h.Env.D.Images().Path("img", m.ID, f)
 			if err != nil {

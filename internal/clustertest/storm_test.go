@@ -20,7 +20,7 @@ import (
 func TestStormHeadDies(t *testing.T) {
 	inv, macs := clustertest.StormInventory(300)
 	heads := clustertest.Start(t, 3, inv, clustertest.Options{})
-	gen := publish(t, heads)
+	gen := publish(t, heads, 50000).ID
 	bases := make([]string, len(heads))
 	for i, h := range heads {
 		bases[i] = h.Env.HTTPBase()

@@ -95,6 +95,12 @@ type Options struct {
 	// boot stays failed until the next power event.
 	Retries    int
 	RetryAfter time.Duration
+	// CheckinRetries is how many more times the running OS tries its first
+	// check-in when it fails, CheckinRetryAfter apart (default 1 s), as the
+	// agent retries a failed post (several heads: a head can answer 503
+	// while the cluster elects a new leader). Default 0: the boot fails.
+	CheckinRetries    int
+	CheckinRetryAfter time.Duration
 	// AfterStep, when set, runs after each step of a boot succeeds (nbp,
 	// script, kernel, initrd, rootfs, checkin), before the next: a test
 	// stops a head there to fail the rest of the boot over to another.
@@ -122,10 +128,12 @@ type Node struct {
 	reports   int   // successful check-ins, first and periodic
 	lastErr   error // last firmware error
 	failures  int   // failed boot attempts
-	fetched   []string
-	steps     []StepTime // timings of the current (or last) boot
-	stopAfter string     // SetStopAfter's step, when stopSet
-	stopSet   bool
+	// checkinRetries counts first check-ins tried again (CheckinRetries).
+	checkinRetries int
+	fetched        []string
+	steps          []StepTime // timings of the current (or last) boot
+	stopAfter      string     // SetStopAfter's step, when stopSet
+	stopSet        bool
 
 	console *serialConsole // the serial port its BMC's SOL redirects
 }
@@ -334,12 +342,14 @@ type Stats struct {
 	Reports int
 	// Failures counts failed boot attempts (LastError is the last one's
 	// error), retried ones included.
-	Failures     int
-	Fetched      []string // URL paths and TFTP names fetched, in order
-	LastError    error
-	Power        bool
-	BootFlagsPXE bool       // PXE flags still pending (not consumed by a boot)
-	Steps        []StepTime // the steps of the current or last boot, in order
+	Failures int
+	// CheckinRetries counts first check-ins tried again (the boot went on).
+	CheckinRetries int
+	Fetched        []string // URL paths and TFTP names fetched, in order
+	LastError      error
+	Power          bool
+	BootFlagsPXE   bool       // PXE flags still pending (not consumed by a boot)
+	Steps          []StepTime // the steps of the current or last boot, in order
 }
 
 // Stats returns what the node did so far.
@@ -348,7 +358,7 @@ func (n *Node) Stats() Stats {
 	f, _ := n.chassis.GetBootFlags(context.Background())
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return Stats{NetBoots: n.boots, DiskBoots: n.diskBoots, Checkins: n.checkins, Reports: n.reports, LastError: n.lastErr, Failures: n.failures,
+	return Stats{NetBoots: n.boots, DiskBoots: n.diskBoots, Checkins: n.checkins, Reports: n.reports, LastError: n.lastErr, Failures: n.failures, CheckinRetries: n.checkinRetries,
 		Fetched: append([]string(nil), n.fetched...), Power: on, BootFlagsPXE: pxeFlags(f),
 		Steps: append([]StepTime(nil), n.steps...)}
 }
@@ -541,7 +551,25 @@ func (n *Node) netboot(ctx context.Context) error {
 	}
 	a := &agent{cmdline: cl, booted: time.Now(), bootID: newBootID()}
 	overlay := n.opts.OverlayBytes
-	if err := n.step("checkin", func() (int64, error) { return 0, n.checkin(ctx, a, overlay) }); err != nil {
+	if err := n.step("checkin", func() (int64, error) {
+		err := n.checkin(ctx, a, overlay)
+		for try := 0; err != nil && try < n.opts.CheckinRetries; try++ {
+			wait := n.opts.CheckinRetryAfter
+			if wait <= 0 {
+				wait = time.Second
+			}
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return 0, err
+			}
+			n.mu.Lock()
+			n.checkinRetries++
+			n.mu.Unlock()
+			err = n.checkin(ctx, a, overlay)
+		}
+		return 0, err
+	}); err != nil {
 		return err
 	}
 	n.mu.Lock()
