@@ -350,3 +350,59 @@ func TestQEMUVariants(t *testing.T) {
 		t.Logf("%s in %s: variants %s, probe %s, overlay %d bytes", tc.node, tc.group, tc.variants, f.Get("probe"), overlayBytes(t, f))
 	}
 }
+
+// TestQEMUHeadDown boots a real node under TCG whose first head is down
+// (several heads): netbootui.url, the root and the check-in URL name a head
+// that refuses connections; netbootui.heads= names it a second time and then
+// a live one. The live init fetches the root from the live head, and the
+// agent checks in there.
+func TestQEMUHeadDown(t *testing.T) {
+	t.Parallel()
+	lab.RequireTools(t, "qemu-system-x86_64", "mksquashfs")
+	vmlinuz, modules := lab.Kernel(t)
+	dir := t.TempDir()
+	initrd, squash := bootArtifacts(t, dir, modules, func(root string) error {
+		return BuildRootfs(root, RootfsOptions{})
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://10.0.2.2:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close() // the first head is down
+	rec := &checkinRecorder{token: "x", forms: make(chan url.Values, 16)}
+	mux := http.NewServeMux()
+	mux.Handle("/checkin", rec)
+	mux.HandleFunc("/rootfs.squashfs", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("node") != "t4" {
+			http.Error(w, "wrong node", http.StatusNotFound)
+			return
+		}
+		http.ServeFile(w, r, squash)
+	})
+	live := "http://" + serve(t, mux)
+	appendArgs := "console=ttyS0 panic=-1 " +
+		"root=live:" + dead + "/rootfs.squashfs?node=t4 " +
+		"netbootui.url=" + dead + " netbootui.node=t4 netbootui.token=x netbootui.gen=g1 " +
+		"netbootui.checkin=" + dead + "/checkin netbootui.checkin_interval=600 " +
+		"netbootui.heads=" + dead + "," + live
+
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	vm, err := lab.StartVM(ctx, lab.VMOptions{
+		Name: "t4", Kernel: vmlinuz, Initrd: initrd, Append: appendArgs, Dir: dir, MAC: lab.MAC(4),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Stop()
+	for _, stage := range []string{"netbootui: rootfs: trying head " + live, "netbootui: switching to the rootfs"} {
+		if _, err := vm.WaitSerial(ctx, regexp.MustCompile(regexp.QuoteMeta(stage))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := rec.next(t, 60*time.Second, vm)
+	if first.Get("node") != "t4" || first.Get("generation") != "g1" {
+		t.Errorf("check-in on the live head: %v", first)
+	}
+}
