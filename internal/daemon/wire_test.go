@@ -127,6 +127,7 @@ func TestWireConstants(t *testing.T) {
 		bootstate.StageKernel: apitype.StageKernel, bootstate.StageInitrd: apitype.StageInitrd,
 		bootstate.StageRootfs: apitype.StageRootfs, bootstate.StageBooted: apitype.StageBooted,
 		bootstate.StageStalled: apitype.StageStalled, bootstate.StageFailed: apitype.StageFailed,
+		bootstate.StageKexec: apitype.StageKexec,
 	}
 	kinds := map[bootstate.Kind]apitype.Kind{
 		bootstate.KindFetch: apitype.KindFetch, bootstate.KindDHCP: apitype.KindDHCP,
@@ -134,6 +135,7 @@ func TestWireConstants(t *testing.T) {
 		bootstate.KindPower: apitype.KindPower, bootstate.KindFail: apitype.KindFail,
 		bootstate.KindStall: apitype.KindStall, bootstate.KindUnknown: apitype.KindUnknown,
 		bootstate.KindDenied: apitype.KindDenied, bootstate.KindMark: apitype.KindMark, bootstate.KindInfo: apitype.KindInfo,
+		bootstate.KindKexec: apitype.KindKexec,
 	}
 	steps := map[workflow.Step]apitype.RebootStep{
 		workflow.StepRender: apitype.StepRender, workflow.StepBootdev: apitype.StepBootdev,

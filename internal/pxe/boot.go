@@ -92,6 +92,7 @@ type Boot struct {
 
 	unproven *ratelimit.Limiter // events about requests that do not prove their node (set by initLimiters)
 	checkins checkinGuard       // replayed check-ins
+	agents   agents             // the node agents' long polls
 }
 
 // anonNBPWindow is how long an unattributed bootloader fetch waits for its
@@ -312,6 +313,7 @@ func (b *Boot) Params(inv *inventory.Inventory, n *inventory.Node, base string) 
 		BaseURL:    base,
 		CheckinURL: base + "/checkin",
 		Token:      b.Tokens.Token(n.Name),
+		AgentKey:   b.Tokens.AgentKey(),
 	}
 	img, gen, err := b.Assignment(n)
 	p.Image = img

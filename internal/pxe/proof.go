@@ -150,10 +150,35 @@ func (g *checkinGuard) admit(node, bootID string, seq uint64) error {
 			return fmt.Errorf("%w: from an earlier boot of the node", errReplay)
 		}
 	}
-	s.left = append(s.left, s.bootID)
-	if len(s.left) > maxBootIDs {
-		s.left = s.left[len(s.left)-maxBootIDs:]
+	if s.bootID != "" { // "" after retire: nothing to leave
+		s.left = append(s.left, s.bootID)
+		if len(s.left) > maxBootIDs {
+			s.left = s.left[len(s.left)-maxBootIDs:]
+		}
 	}
 	s.bootID, s.seq = bootID, seq
 	return nil
+}
+
+// retire records that node has left boot bootID (it was told to kexec out
+// of it): later check-ins of that boot are refused as from an earlier boot,
+// and the node's next boot is accepted from its first check-in.
+func (g *checkinGuard) retire(node, bootID string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.nodes == nil {
+		g.nodes = map[string]*checkinSeen{}
+	}
+	s := g.nodes[node]
+	if s == nil {
+		s = &checkinSeen{}
+		g.nodes[node] = s
+	}
+	if s.bootID == bootID {
+		s.bootID, s.seq = "", 0
+	}
+	s.left = append(s.left, bootID)
+	if len(s.left) > maxBootIDs {
+		s.left = s.left[len(s.left)-maxBootIDs:]
+	}
 }
