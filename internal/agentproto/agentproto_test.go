@@ -25,7 +25,9 @@ func sample() Instruction {
 	}
 }
 
-func expectOf(in Instruction) Expect { return Expect{Node: in.Node, BootID: in.BootID, Nonce: in.Nonce} }
+func expectOf(in Instruction) Expect {
+	return Expect{Node: in.Node, BootID: in.BootID, Nonce: in.Nonce}
+}
 
 func TestSignVerifyRoundTrip(t *testing.T) {
 	pub, priv := testKey(1)
