@@ -58,4 +58,7 @@ type AuditEntry struct {
 	Nodes   int       `json:"nodes,omitempty"`  // how many nodes it touched
 	Result  string    `json:"result"`           // "ok", "3 ok, 1 failed", or the error
 	Details []string  `json:"details,omitempty"`
+	// Paths says, per node, which path an action took and why
+	// ("n07: kexec (agent polling)"): reboot-clean and rollout waves.
+	Paths []string `json:"paths,omitempty"`
 }

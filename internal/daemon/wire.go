@@ -143,7 +143,7 @@ func RebootResultViews(rs []RebootResult) []apitype.RebootResult {
 	}
 	return views(rs, func(r RebootResult) apitype.RebootResult {
 		return apitype.RebootResult{Node: r.Node, OK: r.OK, Step: apitype.RebootStep(r.Step), Stage: apitype.Stage(r.Stage),
-			Generation: r.Generation, Error: r.Error, Duration: r.Duration}
+			Generation: r.Generation, Error: r.Error, Duration: r.Duration, Via: r.Via, Why: r.Why}
 	})
 }
 
@@ -177,7 +177,7 @@ func RolloutViews(rs []*rollout.Rollout) []*apitype.Rollout { return views(rs, R
 // AuditView is the wire form of an audit entry.
 func AuditView(e audit.Entry) apitype.AuditEntry {
 	return apitype.AuditEntry{Time: e.Time, Who: e.Who, Action: e.Action, Target: e.Target, Nodes: e.Nodes,
-		Result: e.Result, Details: e.Details}
+		Result: e.Result, Details: e.Details, Paths: e.Paths}
 }
 
 // AuditViews is the wire form of audit entries.
