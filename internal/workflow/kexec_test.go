@@ -89,7 +89,7 @@ func TestRebootCleanKexec(t *testing.T) {
 		{name: "kexec only, refused: fails without a power cycle", via: ViaKexec, alive: true, kexec: refuse, wantVia: ViaKexec,
 			errHas: "n01: kexec: boot failed in stage kernel: kexec refused by the agent", wantLog: []string{"n01 kexec"}},
 		{name: "the old system checking in after the instruction is not clean", via: ViaKexec, alive: true, kexecLimit: 400 * time.Millisecond,
-			kexec: func(tr *bootstate.Tracker) func(string) { return func(n string) { checkin(tr, n, "g2", 0) } },
+			kexec:   func(tr *bootstate.Tracker) func(string) { return func(n string) { checkin(tr, n, "g2", 0) } },
 			wantVia: ViaKexec, errHas: "no check-in within", wantLog: []string{"n01 kexec"}},
 	}
 	for _, tc := range tests {
