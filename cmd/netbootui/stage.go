@@ -38,6 +38,7 @@ func cmdStageCreate(ctx context.Context, sub string, args []string) error {
 	inFlight := fs.Int("max-in-flight", 0, "nodes of a wave rebooting at once (0: the whole wave)")
 	maxFail := fs.Int("max-failures", 0, "failed nodes a wave tolerates before the rollout halts")
 	timeout := fs.Duration("timeout", apitype.DefaultStageTimeout, "per node: from the power cycle to a check-in with the staged generation")
+	via := fs.String("via", apitype.ViaAuto, "how waves reboot: auto (kexec where the node's agent polls, power otherwise or when the kexec fails), kexec, power")
 	back := fs.Bool("reboot-back", false, "reboot failed nodes onto their previous generation")
 	out := fs.String("o", "", "output: json")
 	pos, err := parseArgs(fs, args, 2)
@@ -51,7 +52,7 @@ func cmdStageCreate(ctx context.Context, sub string, args []string) error {
 		return fmt.Errorf("stage %s: --timeout %v must be positive", sub, *timeout)
 	}
 	req := apitype.StageRequest{Selection: pos[0], Generation: pos[1], Wave: *wave, MaxInFlight: *inFlight,
-		MaxFailures: *maxFail, Timeout: *timeout, RebootBack: *back}
+		MaxFailures: *maxFail, Timeout: *timeout, RebootBack: *back, Via: *via}
 	c := apiclient.New(*socket)
 	var r *apitype.Rollout
 	if sub == "preview" {

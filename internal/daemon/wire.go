@@ -154,7 +154,7 @@ func RolloutView(r *rollout.Rollout) *apitype.Rollout {
 	}
 	v := &apitype.Rollout{
 		ID: r.ID, Selection: r.Selection, Image: r.Image, Generation: r.Generation, Wave: r.Wave,
-		MaxInFlight: r.MaxInFlight, MaxFailures: r.MaxFailures, Timeout: r.Timeout, RebootBack: r.RebootBack,
+		MaxInFlight: r.MaxInFlight, MaxFailures: r.MaxFailures, Timeout: r.Timeout, RebootBack: r.RebootBack, Via: r.Via,
 		State: apitype.RolloutState(r.State), Reason: r.Reason, Unchanged: r.Unchanged, Who: r.Who,
 		Created: r.Created, Updated: r.Updated, Promoted: r.Promoted,
 		Nodes: make([]*apitype.RolloutNode, len(r.Nodes)), Waves: make([]*apitype.Wave, len(r.Waves)),

@@ -141,6 +141,7 @@ func TestWireConstants(t *testing.T) {
 		workflow.StepRender: apitype.StepRender, workflow.StepBootdev: apitype.StepBootdev,
 		workflow.StepCycle: apitype.StepCycle, workflow.StepBoot: apitype.StepBoot,
 		workflow.StepClean: apitype.StepClean, workflow.StepFailed: apitype.StepFailed,
+		workflow.StepKexec: apitype.StepKexec,
 	}
 	states := map[rollout.State]apitype.RolloutState{
 		rollout.StateStaged: apitype.RolloutStaged, rollout.StateRunning: apitype.RolloutRunning,
@@ -164,6 +165,8 @@ func TestWireConstants(t *testing.T) {
 		image.StepChecksums: apitype.BuildStepChecksums, image.StepPublish: apitype.BuildStepPublish,
 		image.StepDone: apitype.BuildStepDone,
 	}
+	vias := map[string]string{workflow.ViaAuto: apitype.ViaAuto, workflow.ViaKexec: apitype.ViaKexec, workflow.ViaPower: apitype.ViaPower}
+	check(t, "reboot path", vias, apitype.RebootVias)
 	check(t, "stage", stages, apitype.Stages)
 	check(t, "kind", kinds, apitype.Kinds)
 	check(t, "reboot step", steps, apitype.RebootSteps)
