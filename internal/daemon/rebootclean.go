@@ -90,6 +90,10 @@ func (d *Daemon) RebootClean(ctx context.Context, req RebootRequest, onProgress 
 	return results, nil
 }
 
+// AgentAlive reports whether the node's agent is polling the boot server
+// (a kexec reboot-clean can reach it).
+func (d *Daemon) AgentAlive(node string) bool { return d.boot.AgentAlive(node) }
+
 // rebootVia checks a reboot-clean path ("" is auto).
 func rebootVia(via string) (string, error) {
 	switch via {
