@@ -2,48 +2,56 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/netbootui/netbootui/bench/storm"
 	"github.com/netbootui/netbootui/internal/demo"
 )
 
-// cmdBench runs a bench: `bench storm` switches N simulated nodes on at once
-// and reports how their boots went (bench/storm); `bench storm-worker` is
-// the storm's node process, started by the storm itself.
-func cmdBench(ctx context.Context, args []string) error {
-	if len(args) == 1 && args[0] == "storm-worker" && os.Getenv(storm.WorkerEnv) == "1" {
-		return storm.RunWorker(os.Stdin, os.Stdout) // the storm's node process
-	}
-	if len(args) == 0 || args[0] != "storm" {
-		fmt.Fprintln(os.Stderr, "usage: netbootui bench storm [--nodes 1000] [--timeout 5m] [--workers 2] [--sizes KERNEL,INITRD,ROOTFS] [--peers=false] [-o json]")
-		return exitError(2)
-	}
-	fs := flag.NewFlagSet("bench storm", flag.ContinueOnError)
+// benchCmd holds the benches: `bench storm` switches N simulated nodes on at
+// once and reports how their boots went (bench/storm); `bench storm-worker`
+// (hidden) is the storm's node process, started by the storm itself.
+func benchCmd() *cobra.Command {
+	stormCmd := newVerb("storm", "switch N simulated nodes on at once and report how their boots went", exactArgs(0), stormVerb)
+	worker := &cobra.Command{Use: "storm-worker", Hidden: true, Args: exactArgs(0),
+		RunE: func(c *cobra.Command, _ []string) error {
+			if os.Getenv(storm.WorkerEnv) != "1" {
+				return usageError{cmd: c.Parent(), msg: `unknown verb "storm-worker"`}
+			}
+			return storm.RunWorker(os.Stdin, os.Stdout)
+		}}
+	return newGroup("bench", "benches on simulated nodes", stormCmd, worker)
+}
+
+func stormVerb(fs *pflag.FlagSet) runner {
 	var cfg storm.Config
 	fs.IntVar(&cfg.Nodes, "nodes", 1000, "how many simulated nodes (1.."+strconv.Itoa(demo.MaxNodes)+")")
 	fs.DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "bound of each run (netbootui's, the peers')")
 	fs.IntVar(&cfg.Workers, "workers", 2, "node processes")
 	sizes := fs.String("sizes", "256K,512K,2M", "sizes of the generation's kernel, initrd and rootfs")
-	output := fs.String("o", "text", "text or json")
+	output := fs.StringP("output", "o", "text", "text or json")
+	flagWords(fs, "output", "text", "json")
 	fs.BoolVar(&cfg.Peers, "peers", true, "also run the same storm against tftpd-hpa + nginx (needs root, in.tftpd and nginx) and print the ratio")
-	if _, err := parseArgs(fs, args[1:], 0); err != nil {
-		return err
-	}
+	return func(ctx context.Context, _ []string) error { return runStorm(ctx, cfg, *sizes, *output) }
+}
+
+func runStorm(ctx context.Context, cfg storm.Config, sizes, output string) error {
 	if cfg.Nodes < 1 || cfg.Nodes > demo.MaxNodes {
 		return fmt.Errorf("bench storm: --nodes %d: want 1..%d", cfg.Nodes, demo.MaxNodes)
 	}
 	var err error
-	if cfg.Sizes, err = parseSizes(*sizes); err != nil {
-		return fmt.Errorf("bench storm: --sizes %q: %w", *sizes, err)
+	if cfg.Sizes, err = parseSizes(sizes); err != nil {
+		return fmt.Errorf("bench storm: --sizes %q: %w", sizes, err)
 	}
-	if *output != "text" && *output != "json" {
-		return fmt.Errorf("bench storm: -o %q: want text or json", *output)
+	if output != "text" && output != "json" {
+		return fmt.Errorf("bench storm: -o %q: want text or json", output)
 	}
 	dir, err := os.MkdirTemp("", "netbootui-storm-")
 	if err != nil {
@@ -51,14 +59,14 @@ func cmdBench(ctx context.Context, args []string) error {
 	}
 	defer os.RemoveAll(dir)
 	cfg.DataDir = dir
-	if *output == "text" {
+	if output == "text" {
 		cfg.Out = os.Stderr
 	}
 	rep, err := storm.Run(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	if *output == "json" {
+	if output == "json" {
 		if err := rep.WriteJSON(os.Stdout); err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
+	"github.com/spf13/pflag"
 
 	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/ui"
@@ -15,17 +16,20 @@ import (
 // The API client is the console's backend.
 var _ ui.Backend = (*apiclient.Client)(nil)
 
-// cmdConsole opens the console on the daemon at --api-socket.
-func cmdConsole(ctx context.Context, args []string) error {
-	fs, socket := clientFlags("console")
-	if _, err := parseArgs(fs, args, 0); err != nil {
-		return err
-	}
+// consoleVerb is the root command's action: the full-screen console on the
+// daemon at --api-socket.
+func consoleVerb(fs *pflag.FlagSet) runner {
+	socket := socketFlag(fs)
+	return func(ctx context.Context, _ []string) error { return console(ctx, *socket) }
+}
+
+// console opens the full-screen console on the daemon at socket.
+func console(ctx context.Context, socket string) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	sock := *socket
+	sock := socket
 	m := ui.New(apiclient.New(sock), ui.Options{
 		Dark: lipgloss.HasDarkBackground(os.Stdin, os.Stdout),
 		// c hands the terminal to `netbootui console NODE` (~. comes back).

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/netbootui/netbootui/internal/apiclient"
@@ -16,40 +18,52 @@ import (
 // stdin is the console's input (a variable for tests).
 var stdin io.Reader = os.Stdin
 
-// cmdConsoleSOL is `netbootui console NODE` (attach to the node's
+// consoleCmd is `netbootui console NODE` (attach to the node's
 // serial-over-LAN through the daemon; "~." at the start of a line detaches)
 // and `netbootui console --log NODE [-n N]` (print the captured console
 // lines). Without a node it opens the full-screen console.
-func cmdConsoleSOL(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return cmdConsole(ctx, args)
-	}
-	fs, socket := clientFlags("console")
-	logOnly := fs.Bool("log", false, "print the node's captured console lines and exit")
-	n := fs.Int("n", 40, "with --log: how many lines")
-	out := fs.String("o", "", "with --log: output json")
-	pos, err := parseArgs(fs, args, 1)
+func consoleCmd() *cobra.Command {
+	c := newVerb("console [NODE]", "attach to a node's serial console (~. at line start detaches); without NODE the full-screen console",
+		argsBetween(0, 1), func(fs *pflag.FlagSet) runner {
+			socket := socketFlag(fs)
+			logOnly := fs.Bool("log", false, "print the node's captured console lines and exit")
+			n := fs.IntP("lines", "n", 40, "with --log: how many lines")
+			out := outputFlag(fs, " (with --log)", "json")
+			return func(ctx context.Context, pos []string) error {
+				if len(pos) == 0 {
+					return console(ctx, *socket)
+				}
+				c := apiclient.New(*socket)
+				if *logOnly {
+					return consoleLog(ctx, c, pos[0], *n, *out)
+				}
+				return serialConsole(ctx, c, pos[0])
+			}
+		})
+	c.ValidArgsFunction = completeNode
+	return c
+}
+
+// consoleLog prints the node's captured console lines.
+func consoleLog(ctx context.Context, c *apiclient.Client, node string, n int, out string) error {
+	l, err := c.SOLLog(ctx, node, n)
 	if err != nil {
 		return err
 	}
-	node := pos[0]
-	c := apiclient.New(*socket)
-	if *logOnly {
-		l, err := c.SOLLog(ctx, node, *n)
-		if err != nil {
-			return err
-		}
-		if *out == "json" {
-			return printJSON(l)
-		}
-		for _, line := range l.Lines {
-			fmt.Fprintln(stdout, line)
-		}
-		if l.Error != "" {
-			fmt.Fprintf(os.Stderr, "netbootui: last SOL session of %s: %s\n", node, l.Error)
-		}
-		return nil
+	if out == "json" {
+		return printJSON(l)
 	}
+	for _, line := range l.Lines {
+		fmt.Fprintln(stdout, line)
+	}
+	if l.Error != "" {
+		fmt.Fprintf(os.Stderr, "netbootui: last SOL session of %s: %s\n", node, l.Error)
+	}
+	return nil
+}
+
+// serialConsole attaches the terminal to the node's serial console.
+func serialConsole(ctx context.Context, c *apiclient.Client, node string) error {
 	conn, err := c.Console(ctx, node)
 	if err != nil {
 		return err

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +14,9 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/demo"
@@ -24,8 +26,11 @@ import (
 // cmdDemo runs a simulated cluster in this process (internal/demo), serves
 // the API on a socket of its own and opens the console on it, or runs
 // headless until SIGINT/SIGTERM with --no-tui.
-func cmdDemo(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+func demoCmd() *cobra.Command {
+	return newVerb("demo", "run a simulated cluster in this process and open the console on it", exactArgs(0), demoVerb)
+}
+
+func demoVerb(fs *pflag.FlagSet) runner {
 	var cfg demo.Config
 	fs.IntVar(&cfg.Nodes, "nodes", 64, "how many simulated nodes (1.."+fmt.Sprint(demo.MaxNodes)+")")
 	fs.IntVar(&cfg.Lab, "lab", 0, "run `N` QEMU VMs (TCG, 1.."+fmt.Sprint(demo.MaxLab)+"), each behind its own ipmi_sim BMC, instead of the simulated nodes")
@@ -43,28 +48,38 @@ func cmdDemo(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.CheckinEvery, "checkin-every", 5*time.Second, "how often a booted node checks in")
 	fs.DurationVar(&cfg.PowerPoll, "power-poll", 10*time.Second, "how often the daemon reads every BMC's power status")
 	statusEvery := fs.Duration("status-every", 10*time.Second, "with --no-tui, how often a status line is printed")
-	if _, err := parseArgs(fs, args, 0); err != nil {
-		return err
+	return func(ctx context.Context, _ []string) error {
+		return runDemo(ctx, cfg, demoOptions{noTUI: *noTUI, socket: *socket, data: *data, statusEvery: *statusEvery})
 	}
-	if *data == "" {
+}
+
+// demoOptions are demo's flags that are not demo.Config.
+type demoOptions struct {
+	noTUI        bool
+	socket, data string
+	statusEvery  time.Duration
+}
+
+func runDemo(ctx context.Context, cfg demo.Config, o demoOptions) error {
+	if o.data == "" {
 		dir, err := os.MkdirTemp("", "netbootui-demo-")
 		if err != nil {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		*data = dir
+		o.data = dir
 	}
-	if *socket == "" {
-		*socket = filepath.Join(*data, "api.sock")
+	if o.socket == "" {
+		o.socket = filepath.Join(o.data, "api.sock")
 	}
-	cfg.DataDir = *data
-	cfg.APISocket = *socket
+	cfg.DataDir = o.data
+	cfg.APISocket = o.socket
 	cfg.Out = os.Stdout
 	// The daemon logs warnings to stderr when headless, to DATA/demo.log
 	// under the console (which owns the terminal).
 	var logOut io.Writer = os.Stderr
-	if !*noTUI {
-		f, err := os.OpenFile(filepath.Join(*data, "demo.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if !o.noTUI {
+		f, err := os.OpenFile(filepath.Join(o.data, "demo.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
 			return err
 		}
@@ -73,9 +88,9 @@ func cmdDemo(ctx context.Context, args []string) error {
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if cfg.Lab > 0 {
-		fmt.Printf("netbootui demo: starting %d QEMU nodes with their ipmi_sim BMCs in %s\n", cfg.Lab, *data)
+		fmt.Printf("netbootui demo: starting %d QEMU nodes with their ipmi_sim BMCs in %s\n", cfg.Lab, o.data)
 	} else {
-		fmt.Printf("netbootui demo: starting %d simulated nodes in %s\n", cfg.Nodes, *data)
+		fmt.Printf("netbootui demo: starting %d simulated nodes in %s\n", cfg.Nodes, o.data)
 	}
 	d, err := demo.Start(ctx, cfg)
 	if err != nil {
@@ -86,14 +101,14 @@ func cmdDemo(ctx context.Context, args []string) error {
 			fmt.Fprintf(os.Stderr, "netbootui demo: cleanup: %v\n", err)
 		}
 	}()
-	printDemoBanner(os.Stdout, d, *socket)
+	printDemoBanner(os.Stdout, d, o.socket)
 	if _, err := d.PowerOnAll(ctx); err != nil {
 		return err
 	}
 	fmt.Printf("powered on %d nodes through their BMCs (IPMI and Redfish on loopback); they boot over TFTP and HTTP now\n", len(d.Names))
-	if *noTUI {
+	if o.noTUI {
 		fmt.Println("running headless; SIGINT or SIGTERM stops the demo and cleans up")
-		t := time.NewTicker(*statusEvery)
+		t := time.NewTicker(o.statusEvery)
 		defer t.Stop()
 		for {
 			select {
@@ -105,7 +120,7 @@ func cmdDemo(ctx context.Context, args []string) error {
 			}
 		}
 	}
-	m := ui.New(apiclient.New(*socket), ui.Options{Dark: lipgloss.HasDarkBackground(os.Stdin, os.Stdout)})
+	m := ui.New(apiclient.New(o.socket), ui.Options{Dark: lipgloss.HasDarkBackground(os.Stdin, os.Stdout)})
 	defer m.Close()
 	_, err = tea.NewProgram(m, tea.WithContext(ctx)).Run()
 	if err != nil && ctx.Err() != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/netbootui/netbootui/internal/apiclient"
@@ -171,7 +172,7 @@ type sessionFlags struct {
 
 // addSessionFlags adds the decision flags to fs; publish is the verb's
 // --publish, shared with import and build.
-func addSessionFlags(fs *flag.FlagSet, publish *bool) sessionFlags {
+func addSessionFlags(fs *pflag.FlagSet, publish *bool) sessionFlags {
 	return sessionFlags{
 		publish: publish,
 		commit:  fs.Bool("commit", false, "make the change a new generation, not published, without asking"),
@@ -232,6 +233,69 @@ func decide(ctx context.Context, c *apiclient.Client, v *apitype.SessionView, f 
 	}
 	fmt.Fprintf(stdout, "image %s generation %s (parent %s)%s\n", v.Image, res.Manifest.ID, v.Parent, map[bool]string{true: ", published"}[res.Published])
 	return nil
+}
+
+// imageSessionCmds are `image verify`, `diff`, `exec` and `shell`.
+func imageSessionCmds() []*cobra.Command {
+	verify := newVerb("verify NAME GENERATION", "reread every file of a generation against its manifest", exactArgs(2), func(fs *pflag.FlagSet) runner {
+		socket := socketFlag(fs)
+		out := outputFlag(fs, "", "json")
+		return func(ctx context.Context, pos []string) error {
+			return cmdImageVerify(ctx, apiclient.New(*socket), pos[0], pos[1], *out)
+		}
+	})
+	verify.ValidArgsFunction = completeImageThenGeneration
+	diff := newVerb("diff IMAGE[:GEN] IMAGE[:GEN] | IMAGE GEN1 GEN2", "what differs between two generations: files, kernel, initramfs, packages",
+		argsBetween(2, 3), func(fs *pflag.FlagSet) runner {
+			socket := socketFlag(fs)
+			out := outputFlag(fs, "", "json")
+			return func(ctx context.Context, pos []string) error {
+				a, b, err := diffArgs(pos)
+				if err != nil {
+					return err
+				}
+				d, err := apiclient.New(*socket).DiffImages(ctx, a, b)
+				if err != nil {
+					return err
+				}
+				if *out == "json" {
+					return printJSON(d)
+				}
+				printDiff(stdout, d, true)
+				return nil
+			}
+		})
+	diff.ValidArgsFunction = func(c *cobra.Command, pos []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(pos) == 0 {
+			return completeImage(c, pos, toComplete)
+		}
+		return completeImageThenGeneration(c, pos[:1], toComplete)
+	}
+	session := func(fs *pflag.FlagSet) (*string, sessionFlags) {
+		socket := socketFlag(fs)
+		publish := fs.Bool("publish", false, "publish the change as a new generation without asking")
+		return socket, addSessionFlags(fs, publish)
+	}
+	exec := newVerb("exec NAME [--publish|--commit|--discard] [--save-to-recipe] -- CMD [ARG...]",
+		"run a command in a working copy of the image's current generation, then keep or discard the change", argsBetween(2, -1),
+		func(fs *pflag.FlagSet) runner {
+			socket, sf := session(fs)
+			return func(ctx context.Context, pos []string) error {
+				return cmdImageExec(ctx, apiclient.New(*socket), pos[0], pos[1:], sf)
+			}
+		})
+	shell := newVerb("shell NAME [--publish|--commit|--discard] [--save-to-recipe]",
+		"an interactive shell in a working copy of the image's current generation; the change is shown when it exits", exactArgs(1),
+		func(fs *pflag.FlagSet) runner {
+			socket, sf := session(fs)
+			return func(ctx context.Context, pos []string) error {
+				return cmdImageShell(ctx, apiclient.New(*socket), pos[0], sf)
+			}
+		})
+	for _, c := range []*cobra.Command{exec, shell} {
+		c.ValidArgsFunction = completeImage
+	}
+	return []*cobra.Command{verify, diff, exec, shell}
 }
 
 // cmdImageExec is `image exec NAME [flags] -- CMD...`.

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -71,9 +72,16 @@ func TestImageSessionVerbs(t *testing.T) {
 	p := startServe(t, filepath.Join(dir, "nodes.yaml"), dir)
 	sock := "--api-socket=" + p.socket
 	cl := apiclient.New(p.socket)
+	// The socket flag goes before "--": what follows it is the command.
+	withSock := func(args ...string) []string {
+		if i := slices.Index(args, "--"); i >= 0 {
+			return slices.Concat(args[:i], []string{sock}, args[i:])
+		}
+		return append(args, sock)
+	}
 	run := func(args ...string) (string, string) {
 		t.Helper()
-		out, errOut, code := runCLI(t, append(args, sock)...)
+		out, errOut, code := runCLI(t, withSock(args...)...)
 		if code != 0 {
 			t.Fatalf("%v: exit %d\n%s%s", args, code, out, errOut)
 		}
@@ -137,7 +145,7 @@ func TestImageSessionVerbs(t *testing.T) {
 		t.Fatalf("verify of a damaged generation: exit %d\n%s%s", code, out, errOut)
 	}
 	// No session starts from a damaged generation.
-	if out, errOut, code := runCLI(t, "image", "exec", "default", "--discard", "--", "true", sock); code == 0 ||
+	if out, errOut, code := runCLI(t, withSock("image", "exec", "default", "--discard", "--", "true")...); code == 0 ||
 		!strings.Contains(errOut, "rootfs.squashfs differs from its manifest") {
 		t.Fatalf("exec on a damaged generation: exit %d\n%s%s", code, out, errOut)
 	}
@@ -183,7 +191,7 @@ func TestImageSessionVerbs(t *testing.T) {
 
 	// SIGKILL of the daemon while a session's command runs in the chroot.
 	n = generationCount(t, cl, "default")
-	execCmd := exec.Command(binary, "image", "exec", "default", "--publish", "--", "echo sleeping; exec sleep 120", sock)
+	execCmd := exec.Command(binary, withSock("image", "exec", "default", "--publish", "--", "echo sleeping; exec sleep 120")...)
 	execOut, _ := execCmd.StdoutPipe()
 	if err := execCmd.Start(); err != nil {
 		t.Fatal(err)

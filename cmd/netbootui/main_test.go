@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -202,8 +203,11 @@ func TestServeAndClientVerbs(t *testing.T) {
 }
 
 // TestSIGKILLDuringWrites kills the daemon at random moments while a client
-// edits the inventory through it in a loop: the file always parses and is
-// always one of the versions written.
+// edits the inventory through it in a loop: the file always parses and holds
+// one of the versions written, never older than the last one the daemon
+// acknowledged. The kill comes after a random number of acknowledged edits
+// (plus a random delay), not after a fixed time: one durable edit is two
+// fsyncs, which take seconds on a disk shared with other jobs.
 func TestSIGKILLDuringWrites(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
@@ -214,31 +218,57 @@ func TestSIGKILLDuringWrites(t *testing.T) {
 		p := startServe(t, inv, data)
 		c := apiclient.New(p.socket)
 		ctx, cancel := context.WithCancel(context.Background())
-		written := make(chan int, 1000)
+		var tried, acked atomic.Int64
+		acked.Store(-1)
+		acks := make(chan struct{}, 1000)
+		done := make(chan struct{})
 		go func() {
+			defer close(done)
 			for i := 0; ctx.Err() == nil; i++ {
 				v := round*100000 + i
+				tried.Store(int64(v))
 				if _, err := c.EditNode(ctx, "login1", apitype.Edit{Set: map[string]any{"kernel_args": fmt.Sprintf("k=%d", v)}}); err == nil {
+					acked.Store(int64(v))
 					select {
-					case written <- v:
+					case acks <- struct{}{}:
 					default:
 					}
 				}
 			}
 		}()
-		time.Sleep(time.Duration(100+rand.IntN(300)) * time.Millisecond)
+		want := 1 + rand.IntN(8)
+		deadline := time.After(2 * time.Minute)
+		for n := range want {
+			select {
+			case <-acks:
+			case <-deadline:
+				p.cmd.Process.Kill()
+				p.cmd.Wait()
+				cancel()
+				<-done
+				t.Fatalf("round %d: %d of %d edits acknowledged in 2 minutes\n%s", round, n, want, p.stderr.String())
+			}
+		}
+		time.Sleep(rand.N(50 * time.Millisecond))
 		p.cmd.Process.Kill()
 		p.cmd.Wait()
 		cancel()
-		if len(written) == 0 {
+		<-done
+		if acked.Load() < 0 {
 			t.Fatalf("round %d: no edit went through before the kill\n%s", round, p.stderr.String())
 		}
 		got, err := inventory.Load(inv)
 		if err != nil {
 			t.Fatalf("round %d: inventory unparseable after SIGKILL: %v", round, err)
 		}
-		if ka := got.Node("login1").KernelArgs; !strings.Contains(ka, "k=") {
-			t.Fatalf("round %d: login1 kernel args %q", round, ka)
+		// The node's kernel args follow its group's.
+		ka := got.Node("login1").KernelArgs
+		var v int64
+		if _, err := fmt.Sscanf(ka, "console=ttyS0,115200 k=%d", &v); err != nil || fmt.Sprintf("console=ttyS0,115200 k=%d", v) != ka {
+			t.Fatalf("round %d: login1 kernel args %q are none of the versions written", round, ka)
+		}
+		if v < acked.Load() || v > tried.Load() {
+			t.Fatalf("round %d: login1 kernel args %q; acknowledged up to k=%d, tried up to k=%d", round, ka, acked.Load(), tried.Load())
 		}
 	}
 	// The daemon starts again on the same data directory and file.

@@ -8,37 +8,47 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/apitype"
+	"github.com/netbootui/netbootui/internal/hostlist"
 )
 
-// cmdRebootClean is `netbootui reboot-clean SELECTION [--timeout D] [--via
+// rebootCleanCmd is `netbootui reboot-clean SELECTION [--timeout D] [--via
 // auto|kexec|power] [--kexec-timeout D]`: it prints one line per node step
 // or boot-stage change as the daemon reports it, then a table of results
 // (with the path each node took and why), and exits 1 when any node
 // failed. Ctrl+C stops the run on the daemon.
-func cmdRebootClean(ctx context.Context, args []string) error {
-	fs, socket := clientFlags("reboot-clean")
-	timeout := fs.Duration("timeout", apitype.DefaultRebootTimeout, "per node: from the power cycle to a clean check-in")
-	out := fs.String("o", "", "output: json (results only)")
-	via := fs.String("via", apitype.ViaAuto, "path: auto (kexec where the node's agent polls, power otherwise or when the kexec fails), kexec, power")
-	kexecTimeout := fs.Duration("kexec-timeout", apitype.DefaultKexecTimeout, "with --via auto: from the kexec to a clean check-in, before the power fallback")
-	pos, err := parseArgs(fs, args, 1)
-	if err != nil {
-		return err
+func rebootCleanCmd() *cobra.Command {
+	c := newVerb("reboot-clean SELECTION", "kexec or power-cycle nodes into their assigned generation and wait for clean check-ins", exactArgs(1), func(fs *pflag.FlagSet) runner {
+		socket := socketFlag(fs)
+		timeout := fs.Duration("timeout", apitype.DefaultRebootTimeout, "per node: from the power cycle (or, with --via kexec, the kexec) to a clean check-in")
+		out := outputFlag(fs, " (results only)", "json")
+		via := fs.String("via", apitype.ViaAuto, "path: auto (kexec where the node's agent polls, power otherwise or when the kexec fails), kexec, power")
+		kexecTimeout := fs.Duration("kexec-timeout", apitype.DefaultKexecTimeout, "with --via auto: from the kexec to a clean check-in, before the power fallback")
+		return func(ctx context.Context, pos []string) error {
+			req := apitype.RebootRequest{Selection: pos[0], Timeout: *timeout, Via: *via, KexecTimeout: *kexecTimeout}
+			return rebootClean(ctx, apiclient.New(*socket), req, *out)
+		}
+	})
+	c.ValidArgsFunction = completeSelection
+	return c
+}
+
+func rebootClean(ctx context.Context, c *apiclient.Client, req apitype.RebootRequest, out string) error {
+	if req.Timeout <= 0 {
+		return fmt.Errorf("reboot-clean: --timeout %v must be positive", req.Timeout)
 	}
-	if *timeout <= 0 {
-		return fmt.Errorf("reboot-clean: --timeout %v must be positive", *timeout)
+	if req.KexecTimeout <= 0 {
+		return fmt.Errorf("reboot-clean: --kexec-timeout %v must be positive", req.KexecTimeout)
 	}
-	if *kexecTimeout <= 0 {
-		return fmt.Errorf("reboot-clean: --kexec-timeout %v must be positive", *kexecTimeout)
+	if !slices.Contains(apitype.RebootVias, req.Via) {
+		return fmt.Errorf("reboot-clean: --via %q: want %s", req.Via, strings.Join(apitype.RebootVias, ", "))
 	}
-	if !slices.Contains(apitype.RebootVias, *via) {
-		return fmt.Errorf("reboot-clean: --via %q: want %s", *via, strings.Join(apitype.RebootVias, ", "))
-	}
-	quiet := *out == "json"
-	req := apitype.RebootRequest{Selection: pos[0], Timeout: *timeout, Via: *via, KexecTimeout: *kexecTimeout}
-	res, err := apiclient.New(*socket).RebootCleanRequest(ctx, req, func(p apitype.RebootProgress) error {
+	quiet := out == "json"
+	res, err := c.RebootCleanRequest(ctx, req, func(p apitype.RebootProgress) error {
 		if !quiet {
 			fmt.Fprintln(stdout, progressLine(p))
 		}
@@ -47,6 +57,7 @@ func cmdRebootClean(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	slices.SortFunc(res, func(a, b apitype.RebootResult) int { return hostlist.Compare(a.Node, b.Node) })
 	if quiet {
 		if err := printJSON(res); err != nil {
 			return err

@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/netbootui/netbootui/internal/api"
 	"github.com/netbootui/netbootui/internal/apiclient"
@@ -18,8 +20,14 @@ import (
 	"github.com/netbootui/netbootui/internal/sshconsole"
 )
 
-func cmdServe(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+func serveCmd() *cobra.Command {
+	c := newVerb("serve", "run the daemon: boot servers (HTTP, TFTP, proxyDHCP), state, images, rollouts and the API", exactArgs(0), serveVerb)
+	c.Long = "Run the daemon. API roles come from the caller's unix groups (--viewer-group, --operator-group,\n" +
+		"--admin-group; root and the daemon's own user are admins)."
+	return c
+}
+
+func serveVerb(fs *pflag.FlagSet) runner {
 	var cfg daemon.Config
 	fs.StringVar(&cfg.InventoryPath, "inventory", "/etc/netbootui/nodes.yaml", "inventory `file`")
 	fs.StringVar(&cfg.DataDir, "data", "/var/lib/netbootui", "data `dir`: state database, image store, token key")
@@ -55,16 +63,31 @@ func cmdServe(ctx context.Context, args []string) error {
 	proxyDHCP := fs.String("proxydhcp", "", "answer PXE clients on this `interface` as a proxyDHCP (UDP 67 and 4011; never gives addresses, so the site's DHCP server keeps doing that); nodes are chained to --advertise-url, else the HTTP listen address, else the interface's IPv4 address with the HTTP port")
 	proxyKnownOnly := fs.Bool("proxydhcp-known-only", false, "the proxyDHCP answers only the inventory's MACs (unknown PXE clients are still reported)")
 	proxyEFILoader := fs.String("proxydhcp-efi-loader", "ipxe.efi", "what the proxyDHCP gives UEFI x86-64 PXE clients: ipxe.efi or snponly.efi")
-	if _, err := parseArgs(fs, args, 0); err != nil {
-		return err
+	return func(ctx context.Context, _ []string) error {
+		return serve(ctx, cfg, serveOptions{socket: *socket, socketGroup: *socketGroup, groups: groups, sshListen: *sshListen,
+			authorizedKeys: *authorizedKeys, sshLim: sshLim, logLevel: *logLevel, logFormat: *logFormat,
+			proxy: daemon.ProxyDHCPOptions{Interface: *proxyDHCP, KnownOnly: *proxyKnownOnly, EFILoader: *proxyEFILoader}})
 	}
-	logger, err := newLogger(*logLevel, *logFormat)
+}
+
+// serveOptions are serve's flags that are not the daemon's Config.
+type serveOptions struct {
+	socket, socketGroup       string
+	groups                    api.RoleGroups
+	sshListen, authorizedKeys string
+	sshLim                    sshLimits
+	logLevel, logFormat       string
+	proxy                     daemon.ProxyDHCPOptions
+}
+
+func serve(ctx context.Context, cfg daemon.Config, o serveOptions) error {
+	logger, err := newLogger(o.logLevel, o.logFormat)
 	if err != nil {
 		return err
 	}
 	cfg.Logger = logger
-	cfg.ProxyDHCP = daemon.ProxyDHCPOptions{Interface: *proxyDHCP, KnownOnly: *proxyKnownOnly, EFILoader: *proxyEFILoader}
-	if err := checkSSHFlags(*sshListen, *authorizedKeys); err != nil {
+	cfg.ProxyDHCP = o.proxy
+	if err := checkSSHFlags(o.sshListen, o.authorizedKeys); err != nil {
 		return err
 	}
 	d, err := daemon.New(cfg)
@@ -78,10 +101,10 @@ func cmdServe(ctx context.Context, args []string) error {
 	}
 	// The daemon's lifecycle runs the API socket and the SSH console with
 	// its boot servers: all bound or none, all stopped together.
-	srv := &api.Server{D: d, Logger: logger, Groups: groups}
-	d.Add("api", srv.Service(*socket, *socketGroup))
-	if *sshListen != "" {
-		ssh, err := sshService(*sshListen, *authorizedKeys, cfg.DataDir, sshLim, srv, logger)
+	srv := &api.Server{D: d, Logger: logger, Groups: o.groups}
+	d.Add("api", srv.Service(o.socket, o.socketGroup))
+	if o.sshListen != "" {
+		ssh, err := sshService(o.sshListen, o.authorizedKeys, cfg.DataDir, o.sshLim, srv, logger)
 		if err != nil {
 			d.Close()
 			return err
@@ -92,7 +115,7 @@ func cmdServe(ctx context.Context, args []string) error {
 		d.Close()
 		return err
 	}
-	logger.Info("api listening", "socket", *socket)
+	logger.Info("api listening", "socket", o.socket)
 	return d.Run(ctx)
 }
 
@@ -116,35 +139,4 @@ func newLogger(level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
-}
-
-// parseArgs parses flags that may stand before, between or after positional
-// arguments, and checks that at least min positionals were given.
-func parseArgs(fs *flag.FlagSet, args []string, min int) ([]string, error) {
-	fs.SetOutput(os.Stderr)
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, exitError(0)
-			}
-			return nil, exitError(2)
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			break
-		}
-		if args[0] == "--" {
-			pos = append(pos, args[1:]...)
-			break
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-	if len(pos) < min {
-		fmt.Fprintf(os.Stderr, "netbootui %s: needs %d argument(s)\n", fs.Name(), min)
-		fs.Usage()
-		return nil, exitError(2)
-	}
-	return pos, nil
 }

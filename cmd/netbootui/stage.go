@@ -9,69 +9,100 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/apitype"
 )
 
-// cmdStage is `netbootui stage create|preview|run|halt|resume|abort|promote|rollback|show|list`.
-func cmdStage(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usageErr("stage create|preview|run|halt|resume|abort|promote|rollback|show|list")
-	}
-	switch sub := args[0]; sub {
-	case "create", "preview":
-		return cmdStageCreate(ctx, sub, args[1:])
-	case "run", "halt", "resume", "abort", "promote", "rollback":
-		return cmdStageAction(ctx, sub, args[1:])
-	case "show":
-		return cmdStageShow(ctx, args[1:])
-	case "list", "ls":
-		return cmdStageList(ctx, args[1:])
-	default:
-		return usageErr("stage create|preview|run|halt|resume|abort|promote|rollback|show|list")
-	}
+// stageActions are the verbs that act on a rollout, with their help.
+var stageActions = []struct{ action, short string }{
+	{"run", "start (or continue) the rollout's next wave"},
+	{"halt", "stop after the wave in flight"},
+	{"resume", "continue a halted rollout"},
+	{"abort", "end the rollout; nodes keep what they were assigned"},
+	{"promote", "make the staged generation the image's current one"},
+	{"rollback", "assign the rollout's nodes their previous generations again"},
 }
 
-func cmdStageCreate(ctx context.Context, sub string, args []string) error {
-	fs, socket := clientFlags("stage " + sub)
+// stageCmd is `netbootui stage create|preview|run|halt|resume|abort|promote|rollback|show|list`.
+func stageCmd() *cobra.Command {
+	verbs := []*cobra.Command{}
+	for _, sub := range []string{"create", "preview"} {
+		short := "stage a generation on a selection in waves (run it with stage run)"
+		if sub == "preview" {
+			short = "show which nodes a stage create would change, by wave, without staging"
+		}
+		c := newVerb(sub+" SELECTION GENERATION", short, exactArgs(2), func(fs *pflag.FlagSet) runner { return stageCreateVerb(fs, sub) })
+		c.ValidArgsFunction = completeSelectionThenGeneration
+		verbs = append(verbs, c)
+	}
+	for _, a := range stageActions {
+		c := newVerb(a.action+" [ID]", a.short+" (default: the newest rollout)", argsBetween(0, 1), func(fs *pflag.FlagSet) runner {
+			socket := socketFlag(fs)
+			out := outputFlag(fs, "", "json")
+			return func(ctx context.Context, pos []string) error {
+				r, err := apiclient.New(*socket).StageAction(ctx, firstOr(pos, ""), a.action)
+				return showRollout(r, err, *out)
+			}
+		})
+		c.ValidArgsFunction = completeRollout
+		verbs = append(verbs, c)
+	}
+	show := newVerb("show [ID]", "a rollout's waves and nodes (default: the newest); -f follows it", argsBetween(0, 1), stageShowVerb)
+	show.ValidArgsFunction = completeRollout
+	list := newVerb("list", "every rollout", exactArgs(0), stageListVerb)
+	list.Aliases = []string{"ls"}
+	return newGroup("stage", "staged rollouts: a generation on a selection, wave by wave", append(verbs, show, list)...)
+}
+
+// firstOr is pos[0], or def when there is none.
+func firstOr(pos []string, def string) string {
+	if len(pos) == 0 {
+		return def
+	}
+	return pos[0]
+}
+
+func showRollout(r *apitype.Rollout, err error, out string) error {
+	if err != nil {
+		return err
+	}
+	if out == "json" {
+		return printJSON(r)
+	}
+	printRollout(stdout, r)
+	return nil
+}
+
+func stageCreateVerb(fs *pflag.FlagSet, sub string) runner {
+	socket := socketFlag(fs)
 	wave := fs.String("wave", "1", "nodes per wave: a count N or a percentage N%")
 	inFlight := fs.Int("max-in-flight", 0, "nodes of a wave rebooting at once (0: the whole wave)")
 	maxFail := fs.Int("max-failures", 0, "failed nodes a wave tolerates before the rollout halts")
 	timeout := fs.Duration("timeout", apitype.DefaultStageTimeout, "per node: from the power cycle to a check-in with the staged generation")
 	via := fs.String("via", apitype.ViaAuto, "how waves reboot: auto (kexec where the node's agent polls, power otherwise or when the kexec fails), kexec, power")
 	back := fs.Bool("reboot-back", false, "reboot failed nodes onto their previous generation")
-	out := fs.String("o", "", "output: json")
-	pos, err := parseArgs(fs, args, 2)
-	if err != nil {
-		return err
+	out := outputFlag(fs, "", "json")
+	return func(ctx context.Context, pos []string) error {
+		if *timeout <= 0 {
+			return fmt.Errorf("stage %s: --timeout %v must be positive", sub, *timeout)
+		}
+		req := apitype.StageRequest{Selection: pos[0], Generation: pos[1], Wave: *wave, MaxInFlight: *inFlight,
+			MaxFailures: *maxFail, Timeout: *timeout, RebootBack: *back, Via: *via}
+		c := apiclient.New(*socket)
+		if sub == "preview" {
+			r, err := c.StagePreview(ctx, req)
+			if err != nil || *out == "json" {
+				return showRollout(r, err, *out)
+			}
+			printPreview(stdout, r)
+			return nil
+		}
+		r, err := c.StageCreate(ctx, req)
+		return showRollout(r, err, *out)
 	}
-	if len(pos) != 2 {
-		return usageErr("stage " + sub + " SELECTION GENERATION [--wave N|N%] [--max-in-flight N] [--max-failures N] [--timeout D] [--reboot-back]")
-	}
-	if *timeout <= 0 {
-		return fmt.Errorf("stage %s: --timeout %v must be positive", sub, *timeout)
-	}
-	req := apitype.StageRequest{Selection: pos[0], Generation: pos[1], Wave: *wave, MaxInFlight: *inFlight,
-		MaxFailures: *maxFail, Timeout: *timeout, RebootBack: *back, Via: *via}
-	c := apiclient.New(*socket)
-	var r *apitype.Rollout
-	if sub == "preview" {
-		r, err = c.StagePreview(ctx, req)
-	} else {
-		r, err = c.StageCreate(ctx, req)
-	}
-	if err != nil {
-		return err
-	}
-	if *out == "json" {
-		return printJSON(r)
-	}
-	if sub == "preview" {
-		printPreview(stdout, r)
-		return nil
-	}
-	printRollout(stdout, r)
-	return nil
 }
 
 // printPreview lists exactly the nodes that change, from and to, by wave,
@@ -121,68 +152,30 @@ func printRollout(w io.Writer, r *apitype.Rollout) {
 	tw.Flush()
 }
 
-func cmdStageAction(ctx context.Context, action string, args []string) error {
-	fs, socket := clientFlags("stage " + action)
-	out := fs.String("o", "", "output: json")
-	pos, err := parseArgs(fs, args, 0)
-	if err != nil {
-		return err
+// stageShowVerb is `netbootui stage show [ID] [-f]`: with -f it follows
+// the rollout's stream and prints it again each time it changes, until no
+// wave is in flight (exit 0 when completed or promoted, 1 when halted,
+// aborted or rolled back).
+func stageShowVerb(fs *pflag.FlagSet) runner {
+	socket := socketFlag(fs)
+	follow := fs.BoolP("follow", "f", false, "follow: print each change until no wave is in flight")
+	fs.Duration("interval", 0, "ignored: -f follows the daemon's stream (kept for old scripts)")
+	out := outputFlag(fs, "", "json")
+	return func(ctx context.Context, pos []string) error {
+		return followRollout(ctx, apiclient.New(*socket), firstOr(pos, ""), *follow, *out)
 	}
-	if len(pos) > 1 {
-		return usageErr("stage " + action + " [ID]")
-	}
-	id := ""
-	if len(pos) == 1 {
-		id = pos[0]
-	}
-	r, err := apiclient.New(*socket).StageAction(ctx, id, action)
-	if err != nil {
-		return err
-	}
-	if *out == "json" {
-		return printJSON(r)
-	}
-	printRollout(stdout, r)
-	return nil
 }
 
-// cmdStageShow is `netbootui stage show [ID] [-f]`: with -f it follows the
-// rollout's stream and prints it again each time it changes, until no wave
-// is in flight (exit 0 when completed or promoted, 1 when halted, aborted
-// or rolled back).
-func cmdStageShow(ctx context.Context, args []string) error {
-	fs, socket := clientFlags("stage show")
-	follow := fs.Bool("f", false, "follow: print each change until no wave is in flight")
-	fs.Duration("interval", 0, "ignored: -f follows the daemon's stream (kept for old scripts)")
-	out := fs.String("o", "", "output: json")
-	pos, err := parseArgs(fs, args, 0)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 1 {
-		return usageErr("stage show [ID] [-f]")
-	}
-	id := ""
-	if len(pos) == 1 {
-		id = pos[0]
-	}
-	c := apiclient.New(*socket)
-	if !*follow {
+func followRollout(ctx context.Context, c *apiclient.Client, id string, follow bool, out string) error {
+	if !follow {
 		r, err := c.Stage(ctx, id)
-		if err != nil {
-			return err
-		}
-		if *out == "json" {
-			return printJSON(r)
-		}
-		printRollout(stdout, r)
-		return nil
+		return showRollout(r, err, out)
 	}
 	last := ""
 	var end error
-	err = c.FollowStage(ctx, id, func(r *apitype.Rollout) error {
+	err := c.FollowStage(ctx, id, func(r *apitype.Rollout) error {
 		if key := progressKey(r); key != last {
-			if *out == "json" {
+			if out == "json" {
 				printJSON(r)
 			} else {
 				fmt.Fprintf(stdout, "--- %s\n", time.Now().Format(time.TimeOnly))
@@ -228,24 +221,28 @@ func progressKey(r *apitype.Rollout) string {
 	return b.String()
 }
 
-func cmdStageList(ctx context.Context, args []string) error {
-	fs, socket := clientFlags("stage list")
-	out := fs.String("o", "", "output: json")
-	if _, err := parseArgs(fs, args, 0); err != nil {
-		return err
+func stageListVerb(fs *pflag.FlagSet) runner {
+	socket := socketFlag(fs)
+	out := outputFlag(fs, "", "json")
+	return func(ctx context.Context, _ []string) error {
+		list, err := apiclient.New(*socket).Stages(ctx)
+		if err != nil {
+			return err
+		}
+		if *out == "json" {
+			return printJSON(list)
+		}
+		printRollouts(list)
+		return nil
 	}
-	list, err := apiclient.New(*socket).Stages(ctx)
-	if err != nil {
-		return err
-	}
-	if *out == "json" {
-		return printJSON(list)
-	}
+}
+
+func printRollouts(list []*apitype.Rollout) {
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tGENERATION\tSELECTION\tNODES\tCREATED")
 	for _, r := range list {
 		fmt.Fprintf(tw, "%s\t%s\t%s@%s\t%s\t%d\t%s\n", r.ID, r.State, r.Image, shortGen(r.Generation), r.Selection,
 			len(r.Nodes), r.Created.Local().Format(time.DateTime))
 	}
-	return tw.Flush()
+	tw.Flush()
 }

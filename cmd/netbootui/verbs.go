@@ -4,29 +4,27 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/apitype"
+	"github.com/netbootui/netbootui/internal/hostlist"
 	"github.com/netbootui/netbootui/internal/inventory"
 	"github.com/netbootui/netbootui/internal/pxe"
 )
 
 var stdout io.Writer = os.Stdout
-
-func clientFlags(name string) (*flag.FlagSet, *string) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	socket := fs.String("api-socket", defaultSocket(), "unix socket `path` of the daemon's API")
-	return fs, socket
-}
 
 func printJSON(v any) error {
 	enc := json.NewEncoder(stdout)
@@ -34,12 +32,16 @@ func printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-func cmdValidate(args []string) error {
-	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	pos, err := parseArgs(fs, args, 1)
-	if err != nil {
-		return err
-	}
+func validateCmd() *cobra.Command {
+	c := newVerb("validate FILE...", "check inventory files; errors as FILE:LINE:COL: message", argsBetween(1, -1),
+		func(fs *pflag.FlagSet) runner {
+			return func(_ context.Context, pos []string) error { return validate(pos) }
+		})
+	c.ValidArgsFunction = yamlFiles
+	return c
+}
+
+func validate(pos []string) error {
 	failed := false
 	for _, path := range pos {
 		inv, err := inventory.Load(path)
@@ -60,58 +62,97 @@ func cmdValidate(args []string) error {
 	return nil
 }
 
-func cmdStatus(ctx context.Context, args []string) error {
-	fs, socket := clientFlags("status")
-	if _, err := parseArgs(fs, args, 0); err != nil {
-		return err
-	}
-	st, err := apiclient.New(*socket).Status(ctx)
-	if err != nil {
-		return err
-	}
-	return printJSON(st)
+func statusCmd() *cobra.Command {
+	return newVerb("status", "the daemon's status: inventory revision, counts, servers", exactArgs(0), func(fs *pflag.FlagSet) runner {
+		socket := socketFlag(fs)
+		return func(ctx context.Context, _ []string) error {
+			st, err := apiclient.New(*socket).Status(ctx)
+			if err != nil {
+				return err
+			}
+			return printJSON(st)
+		}
+	})
 }
 
-func cmdNode(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usageErr("node list|show|set")
-	}
-	switch args[0] {
-	case "list", "ls":
-		return cmdNodeList(ctx, args[1:])
-	case "show":
-		return cmdNodeShow(ctx, args[1:])
-	case "set":
-		return cmdSet(ctx, "node", args[1:])
-	}
-	return usageErr("node list|show|set")
+func nodeCmd() *cobra.Command {
+	list := newVerb("list [SELECTION]", "list nodes (all, or a selection), ordered by name", argsBetween(0, 1), nodeListVerb)
+	list.Aliases = []string{"ls"}
+	list.ValidArgsFunction = completeSelection
+	show := newVerb("show NODE", "a node's inventory entry, state, boot timeline and recent events", exactArgs(1), nodeShowVerb)
+	show.ValidArgsFunction = completeNode
+	set := newVerb("set NODE key=value...", "edit a node's inventory entry through the daemon (comments kept)", argsBetween(1, -1),
+		func(fs *pflag.FlagSet) runner { return setVerb(fs, "node") })
+	set.ValidArgsFunction = completeNode
+	return newGroup("node", "list, show, add, edit, rename and remove nodes", list, show, set, nodeAddCmd(), nodeRemoveCmd(), nodeRenameCmd(),
+		nodeUnknownCmd(), nodeAdoptCmd())
 }
 
-func usageErr(what string) error {
-	fmt.Fprintf(os.Stderr, "netbootui: usage: netbootui %s (see netbootui help)\n", what)
-	return exitError(2)
+func nodeListVerb(fs *pflag.FlagSet) runner {
+	socket := socketFlag(fs)
+	out := outputFlag(fs, "", "json", "wide")
+	dirty := fs.Bool("dirty", false, "only nodes that are dirty (running something else than assigned, or written to)")
+	stage := fs.String("stage", "", "only nodes at this boot `stage` (off, dhcp, kernel, booted, stalled, failed, ...)")
+	flagWords(fs, "stage", stageNames()...)
+	return func(ctx context.Context, pos []string) error {
+		switch *out {
+		case "", "json", "wide":
+		default:
+			return fmt.Errorf("-o %q: want json or wide", *out)
+		}
+		if *stage != "" && !knownStage(*stage) {
+			return fmt.Errorf("--stage %q: want one of %s", *stage, strings.Join(stageNames(), ", "))
+		}
+		c := apiclient.New(*socket)
+		nodes, err := c.Nodes(ctx)
+		if err != nil {
+			return err
+		}
+		var only map[string]bool
+		if len(pos) == 1 {
+			names, err := c.Select(ctx, pos[0])
+			if err != nil {
+				return err
+			}
+			only = map[string]bool{}
+			for _, n := range names {
+				only[n] = true
+			}
+		}
+		kept := nodes[:0]
+		for _, n := range nodes {
+			if (only == nil || only[n.Name]) && (!*dirty || n.Dirty) && (*stage == "" || string(n.State.Stage) == *stage) {
+				kept = append(kept, n)
+			}
+		}
+		nodes = kept
+		slices.SortFunc(nodes, func(a, b apitype.NodeView) int { return hostlist.Compare(a.Name, b.Name) })
+		if *out == "json" {
+			return printJSON(nodes)
+		}
+		printNodes(nodes, *out == "wide")
+		return nil
+	}
 }
 
-func cmdNodeList(ctx context.Context, args []string) error {
-	fs, socket := clientFlags("node list")
-	out := fs.String("o", "", "output: json or wide")
-	if _, err := parseArgs(fs, args, 0); err != nil {
-		return err
+// stageNames are the boot stages --stage takes.
+func stageNames() []string {
+	var names []string
+	for _, s := range apitype.Stages {
+		if s != apitype.StageUnknown {
+			names = append(names, string(s))
+		}
 	}
-	nodes, err := apiclient.New(*socket).Nodes(ctx)
-	if err != nil {
-		return err
-	}
-	switch *out {
-	case "json":
-		return printJSON(nodes)
-	case "", "wide":
-	default:
-		return fmt.Errorf("-o %q: want json or wide", *out)
-	}
+	return names
+}
+
+func knownStage(s string) bool { return slices.Contains(stageNames(), s) }
+
+// printNodes is node list's table.
+func printNodes(nodes []apitype.NodeView, wide bool) {
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	head := "NAME\tGROUP\tPOWER\tSTAGE\tASSIGNED\tRUNNING\tDIRTY\tCHECKIN"
-	if *out == "wide" {
+	if wide {
 		head += "\tMAC\tIP\tBMC\tERROR"
 	}
 	fmt.Fprintln(tw, head)
@@ -119,7 +160,7 @@ func cmdNodeList(ctx context.Context, args []string) error {
 	for _, n := range nodes {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", n.Name, dash(n.Group), dash(n.State.Power), stageText(n.State),
 			dash(n.Assigned), dash(n.State.Generation), yesNo(n.Dirty), ago(now, n.State.LastCheckin))
-		if *out == "wide" {
+		if wide {
 			errText := n.State.Error
 			if errText == "" {
 				errText = n.AssignError
@@ -128,7 +169,7 @@ func cmdNodeList(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintln(tw)
 	}
-	return tw.Flush()
+	tw.Flush()
 }
 
 func stageText(s apitype.NodeState) string {
@@ -162,19 +203,20 @@ func ago(now, t time.Time) string {
 	return now.Sub(t).Round(time.Second).String() + " ago"
 }
 
-func cmdNodeShow(ctx context.Context, args []string) error {
-	fs, socket := clientFlags("node show")
-	out := fs.String("o", "", "output: json")
-	pos, err := parseArgs(fs, args, 1)
+func nodeShowVerb(fs *pflag.FlagSet) runner {
+	socket := socketFlag(fs)
+	out := outputFlag(fs, "", "json")
+	return func(ctx context.Context, pos []string) error {
+		return nodeShow(ctx, apiclient.New(*socket), pos[0], *out)
+	}
+}
+
+func nodeShow(ctx context.Context, c *apiclient.Client, name, out string) error {
+	n, err := c.Node(ctx, name)
 	if err != nil {
 		return err
 	}
-	c := apiclient.New(*socket)
-	n, err := c.Node(ctx, pos[0])
-	if err != nil {
-		return err
-	}
-	if *out == "json" {
+	if out == "json" {
 		return printJSON(n)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
@@ -271,44 +313,51 @@ func quoteIfSpace(s string) string {
 	return s
 }
 
-// cmdSet edits a node's or group's inventory entry through the daemon.
-func cmdSet(ctx context.Context, kind string, args []string) error {
-	fs, socket := clientFlags(kind + " set")
+// setVerb edits a node's or group's inventory entry through the daemon.
+func setVerb(fs *pflag.FlagSet, kind string) runner {
+	socket := socketFlag(fs)
 	base := fs.String("base", "", "inventory `revision` the edit is based on (fails if the file changed since)")
-	var unset stringList
-	fs.Var(&unset, "unset", "`key` to remove (repeatable)")
-	pos, err := parseArgs(fs, args, 1)
+	unset := fs.StringArray("unset", nil, "`key` to remove (repeatable)")
+	return func(ctx context.Context, pos []string) error {
+		return set(ctx, apiclient.New(*socket), kind, pos, *base, *unset)
+	}
+}
+
+func set(ctx context.Context, c *apiclient.Client, kind string, pos []string, base string, unset []string) error {
+	fields, err := keyValues(pos[1:])
 	if err != nil {
 		return err
 	}
-	e := apitype.Edit{BaseRevision: *base, Set: map[string]any{}, Unset: unset}
-	for _, kv := range pos[1:] {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			return fmt.Errorf("%q: want key=value", kv)
-		}
-		if strings.HasPrefix(v, "@") { // key=@file reads the value from a file
-			b, err := os.ReadFile(v[1:])
-			if err != nil {
-				return err
-			}
-			e.Set[k] = string(b)
-			continue
-		}
-		e.Set[k] = cliValue(v)
-	}
-	c := apiclient.New(*socket)
+	e := apitype.Edit{BaseRevision: base, Set: fields, Unset: unset}
 	var rev string
 	if kind == "node" {
 		rev, err = c.EditNode(ctx, pos[0], e)
 	} else {
 		rev, err = c.EditGroup(ctx, pos[0], e)
 	}
-	if err != nil {
-		return err
+	return revisionLine(kind+" "+pos[0]+" updated", rev, err)
+}
+
+// keyValues reads key=value arguments; key=@file reads the value from a
+// file.
+func keyValues(args []string) (map[string]any, error) {
+	set := map[string]any{}
+	for _, kv := range args {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("%q: want key=value", kv)
+		}
+		if strings.HasPrefix(v, "@") {
+			b, err := os.ReadFile(v[1:])
+			if err != nil {
+				return nil, err
+			}
+			set[k] = string(b)
+			continue
+		}
+		set[k] = cliValue(v)
 	}
-	fmt.Fprintf(stdout, "%s %s updated: inventory revision %s\n", kind, pos[0], rev)
-	return nil
+	return set, nil
 }
 
 // cliValue types a key=value value as YAML would: whole numbers, true/false
@@ -340,46 +389,46 @@ func cliValue(v string) any {
 	return v
 }
 
-type stringList []string
-
-func (s *stringList) String() string     { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
-
-func cmdGroup(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "set" {
-		return usageErr("group set GROUP key=value ...")
-	}
-	return cmdSet(ctx, "group", args[1:])
+func groupCmd() *cobra.Command {
+	set := newVerb("set GROUP key=value...", "edit a group's inventory entry through the daemon (comments kept)", argsBetween(1, -1),
+		func(fs *pflag.FlagSet) runner { return setVerb(fs, "group") })
+	set.ValidArgsFunction = completeGroup
+	return newGroup("group", "edit groups", set)
 }
 
-func cmdBoot(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usageErr("boot show|preview NODE")
-	}
-	fs, socket := clientFlags("boot " + args[0])
-	format := fs.String("o", "", "format: ipxe or pxelinux (default: the node's loader)")
-	file := fs.String("file", "", "override `file` to preview (boot preview)")
-	pos, err := parseArgs(fs, args[1:], 1)
-	if err != nil {
-		return err
-	}
-	c := apiclient.New(*socket)
-	var text string
-	switch args[0] {
-	case "show":
-		text, err = c.BootEntry(ctx, pos[0], *format)
-	case "preview":
-		if *file == "" {
-			return errors.New("boot preview: --file is required")
+func bootCmd() *cobra.Command {
+	show := newVerb("show NODE", "the boot entry the daemon serves the node", exactArgs(1), func(fs *pflag.FlagSet) runner {
+		socket := socketFlag(fs)
+		format := fs.StringP("output", "o", "", "format: ipxe or pxelinux (default: the node's loader)")
+		return func(ctx context.Context, pos []string) error {
+			text, err := apiclient.New(*socket).BootEntry(ctx, pos[0], *format)
+			return writeText(text, err)
 		}
-		b, rerr := os.ReadFile(*file)
-		if rerr != nil {
-			return rerr
+	})
+	preview := newVerb("preview NODE --file FILE", "render an override boot entry for the node without saving it", exactArgs(1), func(fs *pflag.FlagSet) runner {
+		socket := socketFlag(fs)
+		format := fs.StringP("output", "o", "", "format: ipxe or pxelinux (default: the node's loader)")
+		file := fs.String("file", "", "override `file` to preview")
+		return func(ctx context.Context, pos []string) error {
+			if *file == "" {
+				return errors.New("boot preview: --file is required")
+			}
+			b, err := os.ReadFile(*file)
+			if err != nil {
+				return err
+			}
+			text, err := apiclient.New(*socket).Preview(ctx, apitype.Preview{Node: pos[0], Format: *format, Override: string(b)})
+			return writeText(text, err)
 		}
-		text, err = c.Preview(ctx, apitype.Preview{Node: pos[0], Format: *format, Override: string(b)})
-	default:
-		return usageErr("boot show|preview NODE")
+	})
+	for _, c := range []*cobra.Command{show, preview} {
+		c.ValidArgsFunction = completeNode
+		c.RegisterFlagCompletionFunc("output", fixedWords("ipxe", "pxelinux"))
 	}
+	return newGroup("boot", "show and preview boot entries", show, preview)
+}
+
+func writeText(text string, err error) error {
 	if err != nil {
 		return err
 	}
@@ -387,111 +436,141 @@ func cmdBoot(ctx context.Context, args []string) error {
 	return err
 }
 
-func cmdEvents(ctx context.Context, args []string) error {
-	fs, socket := clientFlags("events")
-	follow := fs.Bool("f", false, "follow: print live events until interrupted")
-	node := fs.String("node", "", "only this `node`")
-	n := fs.Int("n", 50, "how many past events to print first")
-	out := fs.String("o", "", "output: json (one event per line)")
-	if _, err := parseArgs(fs, args, 0); err != nil {
-		return err
-	}
-	enc := json.NewEncoder(stdout)
-	return apiclient.New(*socket).Events(ctx, *node, *n, *follow, func(ev apitype.Event) error {
-		if *out == "json" {
-			return enc.Encode(ev)
+func eventsCmd() *cobra.Command {
+	c := newVerb("events", "print the daemon's events (boot stages, power, edits, ...)", exactArgs(0), func(fs *pflag.FlagSet) runner {
+		socket := socketFlag(fs)
+		follow := fs.BoolP("follow", "f", false, "follow: print live events until interrupted")
+		node := fs.String("node", "", "only this `node`")
+		n := fs.IntP("lines", "n", 50, "how many past events to print first")
+		out := outputFlag(fs, " (one event per line)", "json")
+		return func(ctx context.Context, _ []string) error {
+			enc := json.NewEncoder(stdout)
+			return apiclient.New(*socket).Events(ctx, *node, *n, *follow, func(ev apitype.Event) error {
+				if *out == "json" {
+					return enc.Encode(ev)
+				}
+				_, err := fmt.Fprintln(stdout, eventLine(ev))
+				return err
+			})
 		}
-		_, err := fmt.Fprintln(stdout, eventLine(ev))
-		return err
 	})
+	c.RegisterFlagCompletionFunc("node", completeNode)
+	return c
 }
 
-func cmdImage(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usageErr("image list|show|build|import|publish|rollback|gc|verify|diff|exec|shell")
+func imageCmd() *cobra.Command {
+	list := newVerb("list", "every image and its generations", exactArgs(0), func(fs *pflag.FlagSet) runner {
+		socket := socketFlag(fs)
+		out := outputFlag(fs, "", "json")
+		return func(ctx context.Context, _ []string) error { return imageList(ctx, apiclient.New(*socket), *out) }
+	})
+	list.Aliases = []string{"ls"}
+	show := newVerb("show NAME [GENERATION|current]", "an image's generations (JSON), or one generation's manifest and provenance", argsBetween(1, 2), func(fs *pflag.FlagSet) runner {
+		socket := socketFlag(fs)
+		out := outputFlag(fs, " (with GENERATION)", "json")
+		return func(ctx context.Context, pos []string) error {
+			if len(pos) > 1 {
+				return cmdImageGeneration(ctx, apiclient.New(*socket), pos[0], pos[1], *out)
+			}
+			list, err := apiclient.New(*socket).Images(ctx)
+			if err != nil {
+				return err
+			}
+			for _, im := range list {
+				if im.Name == pos[0] {
+					return printJSON(im)
+				}
+			}
+			return fmt.Errorf("image %q: not found", pos[0])
+		}
+	})
+	show.ValidArgsFunction = completeImageThenGeneration
+	importCmd := newVerb("import NAME --kernel FILE --initrd FILE --rootfs FILE", "import a generation from files (read by this command, with your rights, and sent)",
+		exactArgs(1), imageImportVerb)
+	importCmd.ValidArgsFunction = completeImage
+	publish := newVerb("publish NAME GENERATION", "make a generation the image's current one", exactArgs(2), func(fs *pflag.FlagSet) runner {
+		socket := socketFlag(fs)
+		return func(ctx context.Context, pos []string) error {
+			if err := apiclient.New(*socket).Publish(ctx, pos[0], pos[1]); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "image %s: current generation %s\n", pos[0], pos[1])
+			return nil
+		}
+	})
+	publish.ValidArgsFunction = completeImageThenGeneration
+	build := newVerb("build NAME | --recipe DIR", "build a generation from the image's recipe (published only with --publish)", func(c *cobra.Command, pos []string) error {
+		if recipe, _ := c.Flags().GetString("recipe"); len(pos) == 0 && recipe == "" {
+			return usageError{cmd: c, msg: "want NAME or --recipe DIR"}
+		}
+		return argsBetween(0, 1)(c, pos)
+	}, imageBuildVerb)
+	build.ValidArgsFunction = completeImage
+	rollback := newVerb("rollback NAME", "make the generation before the current one current again", exactArgs(1), func(fs *pflag.FlagSet) runner {
+		socket := socketFlag(fs)
+		return func(ctx context.Context, pos []string) error {
+			gen, err := apiclient.New(*socket).Rollback(ctx, pos[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "image %s: current generation %s\n", pos[0], gen)
+			return nil
+		}
+	})
+	rollback.ValidArgsFunction = completeImage
+	gc := newVerb("gc NAME", "remove old generations no node is assigned or running", exactArgs(1), func(fs *pflag.FlagSet) runner {
+		socket := socketFlag(fs)
+		keep := fs.Int("keep", 3, "how many of the newest generations to keep")
+		return func(ctx context.Context, pos []string) error {
+			removed, err := apiclient.New(*socket).GC(ctx, pos[0], *keep)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "image %s: removed %d generation(s) %s\n", pos[0], len(removed), strings.Join(removed, " "))
+			return nil
+		}
+	})
+	gc.ValidArgsFunction = completeImage
+	return newGroup("image", "list, build, import, publish, roll back, collect, verify, diff and change image generations",
+		append([]*cobra.Command{list, show, build, importCmd, publish, rollback, gc}, imageSessionCmds()...)...)
+}
+
+func imageList(ctx context.Context, c *apiclient.Client, out string) error {
+	list, err := c.Images(ctx)
+	if err != nil {
+		return err
 	}
-	fs, socket := clientFlags("image " + args[0])
+	if out == "json" {
+		return printJSON(list)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "IMAGE\tGENERATION\tCURRENT\tSIZE\tCREATED")
+	for _, im := range list {
+		if len(im.Generations) == 0 {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\n", im.Name)
+		}
+		for _, g := range im.Generations {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", im.Name, g.ID, yesNo(g.ID == im.Current), g.Size(), g.Created.Local().Format(time.DateTime))
+		}
+	}
+	return tw.Flush()
+}
+
+func imageImportVerb(fs *pflag.FlagSet) runner {
+	socket := socketFlag(fs)
 	var req apitype.ImportRequest
 	var files apiclient.ImportFiles
 	fs.StringVar(&files.Kernel, "kernel", "", "kernel `file` (read by this command, with your rights, and sent)")
 	fs.StringVar(&files.Initrd, "initrd", "", "initramfs `file`")
 	fs.StringVar(&files.Rootfs, "rootfs", "", "squashfs root `file`")
 	fs.BoolVar(&req.Publish, "publish", false, "make the new generation current")
-	recipe := fs.String("recipe", "", "build this recipe `dir` instead of the inventory image's")
-	force := fs.Bool("force", false, "build even when the inputs are unchanged")
-	keep := fs.Int("keep", 3, "image gc: how many of the newest generations to keep")
-	out := fs.String("o", "", "output: json")
-	sf := addSessionFlags(fs, &req.Publish)
-	client := func() *apiclient.Client { return apiclient.New(*socket) }
-	switch args[0] {
-	case "verify":
-		pos, err := parseArgs(fs, args[1:], 2)
-		if err != nil {
-			return err
-		}
-		return cmdImageVerify(ctx, client(), pos[0], pos[1], *out)
-	case "diff":
-		pos, err := parseArgs(fs, args[1:], 2)
-		if err != nil {
-			return err
-		}
-		a, b, err := diffArgs(pos)
-		if err != nil {
-			return err
-		}
-		d, err := client().DiffImages(ctx, a, b)
-		if err != nil {
-			return err
-		}
-		if *out == "json" {
-			return printJSON(d)
-		}
-		printDiff(stdout, d, true)
-		return nil
-	case "exec":
-		pos, err := parseArgs(fs, args[1:], 2)
-		if err != nil {
-			return err
-		}
-		return cmdImageExec(ctx, client(), pos[0], pos[1:], sf)
-	case "shell":
-		pos, err := parseArgs(fs, args[1:], 1)
-		if err != nil {
-			return err
-		}
-		return cmdImageShell(ctx, client(), pos[0], sf)
-	case "list", "ls":
-		if _, err := parseArgs(fs, args[1:], 0); err != nil {
-			return err
-		}
-		list, err := client().Images(ctx)
-		if err != nil {
-			return err
-		}
-		if *out == "json" {
-			return printJSON(list)
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "IMAGE\tGENERATION\tCURRENT\tSIZE\tCREATED")
-		for _, im := range list {
-			if len(im.Generations) == 0 {
-				fmt.Fprintf(tw, "%s\t-\t-\t-\t-\n", im.Name)
-			}
-			for _, g := range im.Generations {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", im.Name, g.ID, yesNo(g.ID == im.Current), g.Size(), g.Created.Local().Format(time.DateTime))
-			}
-		}
-		return tw.Flush()
-	case "import":
-		pos, err := parseArgs(fs, args[1:], 1)
-		if err != nil {
-			return err
-		}
+	out := outputFlag(fs, "", "json")
+	return func(ctx context.Context, pos []string) error {
 		req.Image = pos[0]
 		if files.Kernel == "" || files.Initrd == "" || files.Rootfs == "" {
 			return errors.New("image import: --kernel, --initrd and --rootfs are required")
 		}
-		m, err := client().Import(ctx, req, files)
+		m, err := apiclient.New(*socket).Import(ctx, req, files)
 		if err != nil {
 			return err
 		}
@@ -500,35 +579,28 @@ func cmdImage(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(stdout, "image %s generation %s (%d bytes)%s\n", m.Image, m.ID, m.Size(), map[bool]string{true: ", published"}[req.Publish])
 		return nil
-	case "publish":
-		pos, err := parseArgs(fs, args[1:], 2)
-		if err != nil {
-			return err
-		}
-		if err := client().Publish(ctx, pos[0], pos[1]); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "image %s: current generation %s\n", pos[0], pos[1])
-		return nil
-	case "build":
-		pos, err := parseArgs(fs, args[1:], 0)
-		if err != nil {
-			return err
-		}
-		br := apitype.BuildRequest{Publish: req.Publish, Force: *force}
+	}
+}
+
+func imageBuildVerb(fs *pflag.FlagSet) runner {
+	socket := socketFlag(fs)
+	publish := fs.Bool("publish", false, "make the new generation current")
+	recipe := fs.String("recipe", "", "build this recipe `dir` instead of the inventory image's")
+	force := fs.Bool("force", false, "build even when the inputs are unchanged")
+	out := outputFlag(fs, "", "json")
+	return func(ctx context.Context, pos []string) error {
+		br := apitype.BuildRequest{Publish: *publish, Force: *force}
 		if len(pos) > 0 {
 			br.Image = pos[0]
 		}
 		if *recipe != "" {
+			var err error
 			if br.Recipe, err = absPath(*recipe); err != nil {
 				return err
 			}
 		}
-		if br.Image == "" && br.Recipe == "" {
-			return usageErr("image build NAME | --recipe DIR [--publish] [--force]")
-		}
 		last := ""
-		m, err := client().Build(ctx, br, func(p apitype.BuildProgress) {
+		m, err := apiclient.New(*socket).Build(ctx, br, func(p apitype.BuildProgress) {
 			line := p.Step
 			if p.Percent > 0 {
 				line = fmt.Sprintf("%s %3.0f%%", p.Step, p.Percent)
@@ -546,60 +618,20 @@ func cmdImage(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(stdout, "image %s generation %s (%d bytes)\n", m.Image, m.ID, m.Size())
 		return nil
-	case "rollback":
-		pos, err := parseArgs(fs, args[1:], 1)
-		if err != nil {
-			return err
-		}
-		gen, err := client().Rollback(ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "image %s: current generation %s\n", pos[0], gen)
-		return nil
-	case "gc":
-		pos, err := parseArgs(fs, args[1:], 1)
-		if err != nil {
-			return err
-		}
-		removed, err := client().GC(ctx, pos[0], *keep)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "image %s: removed %d generation(s) %s\n", pos[0], len(removed), strings.Join(removed, " "))
-		return nil
-	case "show":
-		pos, err := parseArgs(fs, args[1:], 1)
-		if err != nil {
-			return err
-		}
-		if len(pos) > 1 {
-			return cmdImageGeneration(ctx, client(), pos[0], pos[1], *out)
-		}
-		list, err := client().Images(ctx)
-		if err != nil {
-			return err
-		}
-		for _, im := range list {
-			if im.Name == pos[0] {
-				return printJSON(im)
-			}
-		}
-		return fmt.Errorf("image %q: not found", pos[0])
 	}
-	return usageErr("image list|show|build|import|publish|rollback|gc|verify|diff|exec|shell")
 }
 
-func cmdReload(ctx context.Context, args []string) error {
-	fs, socket := clientFlags("reload")
-	if _, err := parseArgs(fs, args, 0); err != nil {
-		return err
-	}
-	st, err := apiclient.New(*socket).Reload(ctx)
-	if err != nil {
-		return err
-	}
-	return printJSON(st)
+func reloadCmd() *cobra.Command {
+	return newVerb("reload", "make the daemon read the inventory file now", exactArgs(0), func(fs *pflag.FlagSet) runner {
+		socket := socketFlag(fs)
+		return func(ctx context.Context, _ []string) error {
+			st, err := apiclient.New(*socket).Reload(ctx)
+			if err != nil {
+				return err
+			}
+			return printJSON(st)
+		}
+	})
 }
 
 // absPath makes p absolute: the daemon resolves paths from its own folder.

@@ -60,6 +60,7 @@ func (s *Server) routes() []route {
 		read("GET /v1/audit", s.auditLog),
 		read("GET /v1/nodes/{name}/sol", s.solLog),
 		read("GET /v1/groups/{name}", s.group),
+		read("GET /v1/unknown", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.D.Unknown()) }),
 		read("POST /v1/edit-preview", s.editPreview),
 		read("GET /v1/nodes/{name}/bmc", s.nodeBMC),
 		read("GET /v1/stages/{$}", s.stageList),
@@ -72,6 +73,10 @@ func (s *Server) routes() []route {
 		{pattern: "POST /v1/nodes/{name}/console", role: operator, audit: auditDaemon, action: "console", h: s.console},
 
 		{pattern: "PATCH /v1/nodes/{name}", role: admin, audit: auditDaemon, action: "edit node", h: s.editNode},
+		{pattern: "POST /v1/nodes/{name}", role: admin, audit: auditDaemon, action: "add node", h: s.addNode},
+		{pattern: "DELETE /v1/nodes/{name}", role: admin, audit: auditDaemon, action: "remove node", h: s.removeNode},
+		{pattern: "POST /v1/nodes/{name}/rename", role: admin, audit: auditDaemon, action: "rename node", h: s.renameNode},
+		{pattern: "POST /v1/unknown/adopt", role: admin, audit: auditDaemon, action: "adopt", h: s.adopt},
 		{pattern: "PATCH /v1/groups/{name}", role: admin, audit: auditDaemon, action: "edit group", h: s.editGroup},
 		{pattern: "POST /v1/inventory/reload", role: admin, audit: auditHere, action: "inventory reload", h: s.reload},
 		{pattern: "POST /v1/images/import", role: admin, audit: auditHere, action: "image import", h: s.importImage},

@@ -13,6 +13,11 @@
 //	V GET   /v1/nodes/{name}/boot?format=    the node's rendered boot entry
 //	V POST  /v1/nodes/{name}/preview         render a proposed override (apitype.Preview)
 //	A PATCH /v1/nodes/{name}                 edit the node's inventory entry (apitype.Edit)
+//	A POST  /v1/nodes/{name}                 add a node (apitype.Edit: its fields, "mac" required)
+//	A DELETE /v1/nodes/{name}                remove a node (apitype.Edit: base revision only)
+//	A POST  /v1/nodes/{name}/rename          rename a node (apitype.NodeRename)
+//	V GET   /v1/unknown                      PXE clients not in the inventory (apitype.UnknownNode)
+//	A POST  /v1/unknown/adopt                name unknown clients as nodes of a group (apitype.AdoptRequest)
 //	A PATCH /v1/groups/{name}                edit a group's inventory entry
 //	V GET   /v1/select?expr=                 expand a hostlist selection
 //	V GET   /v1/events?node=&n=&follow=      history, then (follow=1) the live stream, as NDJSON
@@ -282,6 +287,40 @@ func (s *Server) editGroup(w http.ResponseWriter, r *http.Request) {
 	s.edit(w, r, s.D.EditGroup)
 }
 
+func (s *Server) addNode(w http.ResponseWriter, r *http.Request) {
+	s.edit(w, r, s.D.AddNode)
+}
+
+func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) {
+	s.edit(w, r, s.D.RemoveNode)
+}
+
+func (s *Server) adopt(w http.ResponseWriter, r *http.Request) {
+	var req apitype.AdoptRequest
+	if err := decode(r, &req); err != nil {
+		writeErr(w, err)
+		return
+	}
+	req.Who = Who(r.Context())
+	res, err := s.D.Adopt(req)
+	if err != nil {
+		writeRevision(w, "", err)
+		return
+	}
+	writeJSON(w, res)
+}
+
+func (s *Server) renameNode(w http.ResponseWriter, r *http.Request) {
+	var nr apitype.NodeRename
+	if err := decode(r, &nr); err != nil {
+		writeErr(w, err)
+		return
+	}
+	nr.Who = Who(r.Context())
+	rev, err := s.D.RenameNode(r.PathValue("name"), nr)
+	writeRevision(w, rev, err)
+}
+
 func (s *Server) edit(w http.ResponseWriter, r *http.Request, f func(string, apitype.Edit) (string, error)) {
 	var e apitype.Edit
 	if err := decode(r, &e); err != nil {
@@ -290,6 +329,12 @@ func (s *Server) edit(w http.ResponseWriter, r *http.Request, f func(string, api
 	}
 	e.Who = Who(r.Context())
 	rev, err := f(r.PathValue("name"), e)
+	writeRevision(w, rev, err)
+}
+
+// writeRevision answers an inventory change: its new revision, or its
+// error (a conflict, an unknown node, else a bad request).
+func writeRevision(w http.ResponseWriter, rev string, err error) {
 	if err != nil {
 		if !errors.Is(err, inventory.ErrConflict) && !errors.Is(err, daemon.ErrUnknownNode) {
 			err = badRequest(err)

@@ -51,6 +51,45 @@ func (c *Client) EditNode(ctx context.Context, name string, e apitype.Edit) (str
 	return r.Revision, err
 }
 
+// AddNode adds node name with the fields of e.Set ("mac", the boot NIC's,
+// is required) and returns the new inventory revision.
+func (c *Client) AddNode(ctx context.Context, name string, e apitype.Edit) (string, error) {
+	var r apitype.EditResult
+	err := c.do(ctx, "POST", "/v1/nodes/"+url.PathEscape(name), e, &r)
+	return r.Revision, err
+}
+
+// RemoveNode removes node name (against baseRevision unless "") and
+// returns the new inventory revision.
+func (c *Client) RemoveNode(ctx context.Context, name, baseRevision string) (string, error) {
+	var r apitype.EditResult
+	err := c.do(ctx, "DELETE", "/v1/nodes/"+url.PathEscape(name), apitype.Edit{BaseRevision: baseRevision}, &r)
+	return r.Revision, err
+}
+
+// RenameNode renames node name and returns the new inventory revision.
+func (c *Client) RenameNode(ctx context.Context, name string, r apitype.NodeRename) (string, error) {
+	var res apitype.EditResult
+	err := c.do(ctx, "POST", "/v1/nodes/"+url.PathEscape(name)+"/rename", r, &res)
+	return res.Revision, err
+}
+
+// Unknown lists the PXE clients not in the inventory that asked for a boot,
+// in the order they first asked.
+func (c *Client) Unknown(ctx context.Context) ([]apitype.UnknownNode, error) {
+	var out []apitype.UnknownNode
+	err := c.do(ctx, "GET", "/v1/unknown", nil, &out)
+	return out, err
+}
+
+// Adopt names unknown clients as nodes of a group, in the order they first
+// asked.
+func (c *Client) Adopt(ctx context.Context, r apitype.AdoptRequest) (apitype.AdoptResult, error) {
+	var res apitype.AdoptResult
+	err := c.do(ctx, "POST", "/v1/unknown/adopt", r, &res)
+	return res, err
+}
+
 // EditGroup edits a group's inventory entry and returns the new revision.
 func (c *Client) EditGroup(ctx context.Context, name string, e apitype.Edit) (string, error) {
 	var r apitype.EditResult

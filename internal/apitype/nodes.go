@@ -128,6 +128,20 @@ type EditResult struct {
 	Revision string `json:"revision"`
 }
 
+// NodeRename gives a node a new name (POST /v1/nodes/{name}/rename). A
+// node of a range entry is split out of it first. Adding a node is POST
+// /v1/nodes/{name} with an Edit whose Set holds its fields ("mac" is the
+// boot NIC's, required); removing one is DELETE /v1/nodes/{name} with an
+// Edit holding only the base revision.
+type NodeRename struct {
+	NewName string `json:"new_name"`
+	// BaseRevision as in Edit.
+	BaseRevision string `json:"base_revision,omitempty"`
+	// Who is the caller, for the audit log (set by the API server, never
+	// on the wire).
+	Who string `json:"-"`
+}
+
 // Preview asks for a boot entry rendered from a proposed override, or the
 // current entry when Override is empty (POST /v1/nodes/{name}/preview).
 type Preview struct {
@@ -200,3 +214,40 @@ type SOLLog struct {
 
 // ConsoleProtocol is the Upgrade token of POST /v1/nodes/{name}/console.
 const ConsoleProtocol = "netbootui-console"
+
+// UnknownNode is a PXE client that asked for a boot but is not in the
+// inventory (GET /v1/unknown), from the daemon's bounded table of them.
+type UnknownNode struct {
+	MAC       string    `json:"mac"`
+	Arch      string    `json:"arch,omitempty"`    // bios, uefi, or what the firmware said; "" when unknown
+	Address   string    `json:"address,omitempty"` // the client's address, last seen
+	Proto     string    `json:"proto,omitempty"`   // how it last asked: dhcp, tftp, http
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+	Requests  int       `json:"requests"` // requests reported (refusals are rate-limited)
+}
+
+// AdoptRequest names unknown clients as nodes of Group (POST
+// /v1/unknown/adopt): in the order they first asked, each gets the next
+// free name of the group's pattern (nodes n001..n012 → n013, or the first
+// gap). Group may be empty when the inventory has one group.
+type AdoptRequest struct {
+	MACs         []string `json:"macs"`
+	Group        string   `json:"group,omitempty"`
+	BaseRevision string   `json:"base_revision,omitempty"`
+	// Who is the caller, for the audit log (set by the API server, never
+	// on the wire).
+	Who string `json:"-"`
+}
+
+// Adopted is one adopted client and the node name it got.
+type Adopted struct {
+	MAC  string `json:"mac"`
+	Name string `json:"name"`
+}
+
+// AdoptResult answers an AdoptRequest.
+type AdoptResult struct {
+	Nodes    []Adopted `json:"nodes"`
+	Revision string    `json:"revision"`
+}

@@ -122,6 +122,7 @@ type Daemon struct {
 
 	resultMu  sync.Mutex
 	editMu    sync.Mutex
+	unknown   *unknownTable
 	reloadMu  sync.Mutex
 	reloadErr string
 	reloadAt  time.Time
@@ -151,7 +152,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 	if cfg.Backends == nil {
 		cfg.Backends = backends.Registry()
 	}
-	d := &Daemon{cfg: cfg, log: cfg.Logger, registry: prometheus.NewRegistry(), store: cfg.State}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, registry: prometheus.NewRegistry(), store: cfg.State, unknown: newUnknownTable(MaxUnknown)}
 	defer func() {
 		if err != nil {
 			d.close()
@@ -405,6 +406,7 @@ func defaultURL(a net.Addr) string {
 
 // apply records a boot event. It is the Boot's event sink.
 func (d *Daemon) apply(ev bootstate.Event) {
+	d.unknown.see(ev)
 	d.tracker.Apply(ev)
 }
 

@@ -186,8 +186,21 @@ func (d *Daemon) EditNode(name string, e Edit) (string, error) {
 		return "", fmt.Errorf("%w %q", ErrUnknownNode, name)
 	}
 	return d.edit("node "+name, e, false, func(doc *inventory.Document) fieldEditor {
-		return fieldEditor{set: func(k string, v any) error { return doc.SetNodeField(name, k, v) },
-			unset: func(k string) error { return doc.DeleteNodeField(name, k) }}
+		// A node of a range gets its own entry first.
+		split := func() error { _, err := doc.SplitNode(name); return err }
+		return fieldEditor{
+			set: func(k string, v any) error {
+				if err := split(); err != nil {
+					return err
+				}
+				return doc.SetNodeField(name, k, v)
+			},
+			unset: func(k string) error {
+				if err := split(); err != nil {
+					return err
+				}
+				return doc.DeleteNodeField(name, k)
+			}}
 	})
 }
 
@@ -208,25 +221,12 @@ type fieldEditor struct {
 	unset func(key string) error
 }
 
-func (d *Daemon) edit(what string, e Edit, group bool, entry func(*inventory.Document) fieldEditor) (rev string, err error) {
-	defer func() {
-		res := "ok: revision " + short(rev)
-		if err != nil {
-			res = err.Error()
+func (d *Daemon) edit(what string, e Edit, group bool, entry func(*inventory.Document) fieldEditor) (string, error) {
+	keys := append(sortedKeys(e.Set), e.Unset...)
+	return d.writeInventory("edit "+what, strings.Join(keys, ","), e.Who, e.BaseRevision, func(doc *inventory.Document) error {
+		if err := d.checkEdit(what, e, group); err != nil {
+			return err
 		}
-		keys := append(sortedKeys(e.Set), e.Unset...)
-		d.auditRecord(audit.Entry{Who: e.Who, Action: "edit " + what, Target: strings.Join(keys, ","), Result: res})
-	}()
-	if err := d.checkEdit(what, e, group); err != nil {
-		return "", err
-	}
-	d.editMu.Lock()
-	defer d.editMu.Unlock()
-	base := e.BaseRevision
-	if base == "" {
-		base = d.Inventory().Revision
-	}
-	rev, err = inventory.Update(d.cfg.InventoryPath, base, func(doc *inventory.Document) error {
 		fe := entry(doc)
 		for _, k := range sortedKeys(e.Set) {
 			if err := fe.set(k, e.Set[k]); err != nil {
@@ -239,7 +239,26 @@ func (d *Daemon) edit(what string, e Edit, group bool, entry func(*inventory.Doc
 			}
 		}
 		return nil
-	}, d.parseOptions()...)
+	})
+}
+
+// writeInventory applies change to the inventory file (inventory.Update,
+// against base or, when base is "", the revision in force), reloads, and
+// audits action on target by who with the outcome.
+func (d *Daemon) writeInventory(action, target, who, base string, change func(*inventory.Document) error) (rev string, err error) {
+	defer func() {
+		res := "ok: revision " + short(rev)
+		if err != nil {
+			res = err.Error()
+		}
+		d.auditRecord(audit.Entry{Who: who, Action: action, Target: target, Result: res})
+	}()
+	d.editMu.Lock()
+	defer d.editMu.Unlock()
+	if base == "" {
+		base = d.Inventory().Revision
+	}
+	rev, err = inventory.Update(d.cfg.InventoryPath, base, change, d.parseOptions()...)
 	if err != nil {
 		return "", err
 	}

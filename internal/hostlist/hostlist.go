@@ -10,6 +10,7 @@
 package hostlist
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sort"
@@ -370,4 +371,41 @@ func compressNums(ds []string) string {
 		return parts[0]
 	}
 	return "[" + strings.Join(parts, ",") + "]"
+}
+
+// Compare orders host names as people read them: runs of digits compare by
+// value (n2 < n10; with equal values the shorter run, n2 < n02), everything
+// else byte by byte. It returns -1, 0 or +1, for slices.SortFunc.
+func Compare(a, b string) int {
+	for a != "" && b != "" {
+		if isDigit(a[0]) && isDigit(b[0]) {
+			da, db := digitRun(a), digitRun(b)
+			na, nb := strings.TrimLeft(a[:da], "0"), strings.TrimLeft(b[:db], "0")
+			if c := cmp.Compare(len(na), len(nb)); c != 0 {
+				return c
+			}
+			if c := strings.Compare(na, nb); c != 0 {
+				return c
+			}
+			if c := cmp.Compare(da, db); c != 0 {
+				return c
+			}
+			a, b = a[da:], b[db:]
+			continue
+		}
+		if a[0] != b[0] {
+			return cmp.Compare(a[0], b[0])
+		}
+		a, b = a[1:], b[1:]
+	}
+	return cmp.Compare(len(a), len(b))
+}
+
+// digitRun is the length of s's leading run of digits.
+func digitRun(s string) int {
+	i := 0
+	for i < len(s) && isDigit(s[i]) {
+		i++
+	}
+	return i
 }

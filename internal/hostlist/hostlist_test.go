@@ -203,3 +203,31 @@ func TestCount(t *testing.T) {
 		t.Error("Count(n[2-1]) did not fail")
 	}
 }
+
+func TestCompare(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{
+		{"n2", "n10", -1},
+		{"n10", "n2", 1},
+		{"n01", "n01", 0},
+		{"n2", "n02", -1},
+		{"n009", "n10", -1},
+		{"gpu1", "n01", -1},
+		{"n1", "n1a", -1},
+		{"r1-n10", "r1-n9", 1},
+		{"r2-n1", "r10-n1", -1},
+		{"", "a", -1},
+		{"abc", "abd", -1},
+	} {
+		if got := Compare(tc.a, tc.b); got != tc.want {
+			t.Errorf("Compare(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+	names := []string{"n10", "n9", "gpu2", "n1", "login1", "gpu10"}
+	slices.SortFunc(names, Compare)
+	if got := strings.Join(names, " "); got != "gpu2 gpu10 login1 n1 n9 n10" {
+		t.Errorf("sorted: %s", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -90,7 +91,29 @@ func (d *Document) nodeEntry(name string) (*yaml.Node, error) {
 			return e, nil
 		}
 	}
-	for _, e := range nodes.Content {
+	if r, ok := rangeEntry(nodes, name); ok {
+		hint := "edit the range entry"
+		if g := lookup(r.entry, "group"); g != nil && g.Kind == yaml.ScalarNode && g.Value != "" {
+			hint = "edit group " + g.Value
+		}
+		return nil, fmt.Errorf("inventory: node %s is defined by range %s at %s; %s or give %s its own entry",
+			name, r.name.Value, d.where(r.name), hint, name)
+	}
+	return nil, fmt.Errorf("inventory: no node %s in %s", name, filepath.Base(d.path))
+}
+
+// rangeHit is the range entry of the nodes sequence that defines a node.
+type rangeHit struct {
+	at    int        // index in the sequence
+	entry *yaml.Node // the entry
+	name  *yaml.Node // its name scalar
+	names []string   // its expansion
+	index int        // the node's index in names
+}
+
+// rangeEntry finds the range entry that defines node name.
+func rangeEntry(nodes *yaml.Node, name string) (rangeHit, bool) {
+	for k, e := range nodes.Content {
 		n := lookup(e, "name")
 		if n == nil || n.Kind != yaml.ScalarNode || !hostlist.IsRange(n.Value) {
 			continue
@@ -99,19 +122,11 @@ func (d *Document) nodeEntry(name string) (*yaml.Node, error) {
 		if err != nil {
 			continue
 		}
-		for _, nn := range names {
-			if nn != name {
-				continue
-			}
-			hint := "edit the range entry"
-			if g := lookup(e, "group"); g != nil && g.Kind == yaml.ScalarNode && g.Value != "" {
-				hint = "edit group " + g.Value
-			}
-			return nil, fmt.Errorf("inventory: node %s is defined by range %s at %s; %s or give %s its own entry",
-				name, n.Value, d.where(n), hint, name)
+		if i := slices.Index(names, name); i >= 0 {
+			return rangeHit{at: k, entry: e, name: n, names: names, index: i}, true
 		}
 	}
-	return nil, fmt.Errorf("inventory: no node %s in %s", name, filepath.Base(d.path))
+	return rangeHit{}, false
 }
 
 func (d *Document) groupEntry(name string, create bool) (*yaml.Node, error) {

@@ -1172,14 +1172,17 @@ func pick[T any](node, group setting[T], def T) T {
 	return def
 }
 
-func joinArgs(a, b string) string {
+func joinArgs(a, b string) string { return joinNonEmpty(" ", a, b) }
+
+// joinNonEmpty joins a and b with sep, or returns the one that is not empty.
+func joinNonEmpty(sep, a, b string) string {
 	switch {
 	case a == "":
 		return b
 	case b == "":
 		return a
 	}
-	return a + " " + b
+	return a + sep + b
 }
 
 // addAddr returns a+n, false on overflow past the address family's end.

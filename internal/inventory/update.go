@@ -84,25 +84,38 @@ func Update(path, baseRevision string, edit func(*Document) error, opts ...Optio
 	return Revision(after), nil
 }
 
-// lockFor takes the exclusive lock that serializes Updates of path.
+// lockFor takes the exclusive lock that serializes Updates of path: a
+// flock on the sidecar ".NAME.lock", which the holder removes when it is
+// done, so that nothing is left beside the inventory. A writer that locked a
+// sidecar another writer has since removed (or replaced) starts over, so
+// that two writers never hold locks on different files.
 func lockFor(path string) (func(), error) {
 	lp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".lock")
-	f, err := os.OpenFile(lp, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("inventory: lock: %w", err)
-	}
 	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if !errors.Is(err, syscall.EINTR) {
-			break
+		f, err := os.OpenFile(lp, os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("inventory: lock: %w", err)
 		}
-	}
-	if err != nil {
+		for {
+			err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+			if !errors.Is(err, syscall.EINTR) {
+				break
+			}
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("inventory: lock %s: %w", lp, err)
+		}
+		held, err1 := f.Stat()
+		now, err2 := os.Stat(lp)
+		if err1 == nil && err2 == nil && os.SameFile(held, now) {
+			// Removing the sidecar before closing the descriptor (which
+			// releases the lock) keeps waiting writers from locking a file
+			// nobody else will see.
+			return func() { os.Remove(lp); f.Close() }, nil
+		}
 		f.Close()
-		return nil, fmt.Errorf("inventory: lock %s: %w", lp, err)
 	}
-	// Closing the descriptor releases the lock.
-	return func() { f.Close() }, nil
 }
 
 // removeStaleTemps deletes temp files of dead writers. Call it with the lock held.

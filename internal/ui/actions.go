@@ -246,7 +246,7 @@ func (a *action) setPower(r apitype.PowerResult) {
 func (a *action) lines(c *Common, power func(string) string) []string {
 	s := c.Styles
 	var out []string
-	head := fmt.Sprintf("%s on %s (%s)", a.title(), a.selection, plural(len(a.rows), "node"))
+	head := fmt.Sprintf("%s: %s (%s)", a.title(), a.selection, plural(len(a.rows), "node"))
 	out = append(out, s.Title.Render(head))
 	if a.running {
 		out = append(out, s.Warn.Render("  "+a.summary()))
@@ -426,7 +426,7 @@ func (m *Model) cancelAction() {
 	}
 	m.act.cancelled = true
 	m.act.cancel()
-	m.setFlash(m.act.title()+" on "+m.act.selection+": cancelling; nodes already done stay done", true)
+	m.setFlash(m.act.title()+" of "+m.act.selection+": cancelling; nodes already done stay done", true)
 }
 
 // nodeBMC is a node's BMC address as the node list has it.

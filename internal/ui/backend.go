@@ -80,4 +80,10 @@ type Backend interface {
 	// StageAction applies run, resume, halt, abort, promote or rollback to
 	// rollout id and returns the rollout after it.
 	StageAction(ctx context.Context, id, action string) (*apitype.Rollout, error)
+	// Unknown lists the PXE clients not in the inventory that asked for a
+	// boot, in the order they first asked.
+	Unknown(ctx context.Context) ([]apitype.UnknownNode, error)
+	// Adopt names unknown clients as nodes of a group, in the order they
+	// first asked.
+	Adopt(ctx context.Context, r apitype.AdoptRequest) (apitype.AdoptResult, error)
 }

@@ -36,6 +36,7 @@ type fakeBackend struct {
 	roSeq     int
 	stageFeed chan *apitype.Rollout // FollowStage streams these after the rollout's own steps
 	groupIPXE map[string]string     // group -> its boot override
+	unknown   []apitype.UnknownNode
 }
 
 var errDown = errors.New("daemon at /tmp/x.sock: connection refused")
@@ -414,4 +415,33 @@ func feedTo[T any](ctx context.Context, first []T, feed chan T, fn func(T) error
 			}
 		}
 	}
+}
+
+func (f *fakeBackend) Unknown(ctx context.Context) ([]apitype.UnknownNode, error) {
+	if err := f.record("Unknown"); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]apitype.UnknownNode(nil), f.unknown...), nil
+}
+
+// Adopt names the machines after the group's node count (the daemon's
+// naming is tested in internal/daemon) and moves them to the node list.
+func (f *fakeBackend) Adopt(ctx context.Context, r apitype.AdoptRequest) (apitype.AdoptResult, error) {
+	if err := f.record("Adopt %v group=%s", r.MACs, r.Group); err != nil {
+		return apitype.AdoptResult{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var res apitype.AdoptResult
+	for _, mac := range r.MACs {
+		name := fmt.Sprintf("new%02d", len(f.nodes)+1)
+		f.nodes = append(f.nodes, apitype.NodeView{Name: name, Group: r.Group, MAC: mac})
+		res.Nodes = append(res.Nodes, apitype.Adopted{MAC: mac, Name: name})
+		f.unknown = slices.DeleteFunc(f.unknown, func(u apitype.UnknownNode) bool { return u.MAC == mac })
+	}
+	f.rev++
+	res.Revision = f.revision()
+	return res, nil
 }

@@ -16,6 +16,7 @@ type KeyMap struct {
 	Build, ImageRollback, ImageShell         key.Binding
 	StageHalt, StageResume, StageAbort       key.Binding
 	StagePromote, StageRollback              key.Binding
+	Adopt, AdoptGroup                        key.Binding
 	Quit, ForceQuit                          key.Binding
 }
 
@@ -61,6 +62,8 @@ func DefaultKeyMap() KeyMap {
 		StageAbort:    b("x", "rollout: abort", "x"),
 		StagePromote:  b("P", "rollout: promote (the generation becomes the default)", "P"),
 		StageRollback: b("B", "rollout: roll back (previous assignments)", "B"),
+		Adopt:         b("a", "unknown: adopt the marked machines (or the one under the cursor)", "a"),
+		AdoptGroup:    b("t", "unknown: the group adopted machines join (next)", "t"),
 		Quit:          b("q", "quit (at the top)", "q"),
 		ForceQuit:     b("ctrl+c", "quit now", "ctrl+c"),
 	}
@@ -76,6 +79,7 @@ func (k KeyMap) Groups() []KeyGroup {
 		{"Actions", []key.Binding{k.Edit, k.EditGroup, k.RebootClean, k.Power, k.CancelAction, k.SerialConsole, k.Stage}},
 		{"Images (:images)", []key.Binding{k.Build, k.ImageRollback, k.ImageShell}},
 		{"Rollout (s, :stage)", []key.Binding{k.StageHalt, k.StageResume, k.StageAbort, k.StagePromote, k.StageRollback}},
+		{"Unknown machines (:unknown)", []key.Binding{k.Mark, k.Adopt, k.AdoptGroup}},
 		{"Quit", []key.Binding{k.Quit, k.ForceQuit}},
 	}
 }

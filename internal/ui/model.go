@@ -25,6 +25,7 @@ const (
 	viewHelp
 	viewAction
 	viewStage
+	viewUnknown
 )
 
 // inputMode says what the bottom line is being typed into.
@@ -114,6 +115,7 @@ type Model struct {
 	detail   detailView
 	events   eventsView
 	images   imagesView
+	unknown  unknownView
 	help     helpView
 	dialog   *Confirm
 	onYes    func() tea.Cmd
@@ -373,6 +375,14 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.detail.node = msg.node
 		}
 		return m, nil
+	case unknownMsg:
+		if msg.err != nil && !isAPIError(msg.err) {
+			return m, m.disconnected(msg.err)
+		}
+		m.unknown.set(msg)
+		return m, nil
+	case adoptMsg:
+		return m, m.adopted(msg)
 	case imagesMsg:
 		if msg.err != nil && !isAPIError(msg.err) {
 			return m, m.disconnected(msg.err)
@@ -514,6 +524,9 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 		if m.view == viewImages {
 			return tea.Batch(m.fetchNodes(), m.fetchStatus(), m.fetchImages())
 		}
+		if m.view == viewUnknown {
+			return tea.Batch(m.fetchNodes(), m.fetchStatus(), m.fetchUnknown())
+		}
 		return tea.Batch(m.fetchNodes(), m.fetchStatus())
 	case key.Matches(msg, k.Quit):
 		if m.view == viewNodes {
@@ -567,6 +580,8 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 		m.events.scroll(msg, k)
 	case viewImages:
 		return m.imagesKey(msg)
+	case viewUnknown:
+		return m.unknownKey(msg)
 	case viewStage:
 		return m.stageKey(msg)
 	case viewHelp:
@@ -648,7 +663,7 @@ func (m *Model) nodesKey(msg tea.KeyPressMsg) tea.Cmd {
 }
 
 // commands are what `:` accepts, in completion order.
-var commands = []string{"nodes", "events", "images", "stage", "action", "help", "quit", "q"}
+var commands = []string{"nodes", "events", "images", "stage", "unknown", "action", "help", "quit", "q"}
 
 // completeCommand returns the commands starting with prefix.
 func completeCommand(prefix string) []string {
@@ -756,6 +771,8 @@ func (m *Model) runCommand(text string) tea.Cmd {
 		return m.fetchImages()
 	case "stage", "st":
 		return m.openLatestStage()
+	case "unknown", "unk":
+		return m.openUnknown()
 	case "help":
 		m.push(viewHelp)
 		return nil
@@ -770,7 +787,7 @@ func (m *Model) runCommand(text string) tea.Cmd {
 	if c := completeCommand(text); len(c) == 1 {
 		return m.runCommand(c[0])
 	}
-	m.setFlash(fmt.Sprintf("unknown command %q (try :nodes :events :images :stage :action :help :q)", text), true)
+	m.setFlash(fmt.Sprintf("unknown command %q (try :nodes :events :images :stage :unknown :action :help :q)", text), true)
 	return nil
 }
 

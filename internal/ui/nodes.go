@@ -10,6 +10,7 @@ import (
 	"charm.land/lipgloss/v2"
 
 	"github.com/netbootui/netbootui/internal/apitype"
+	"github.com/netbootui/netbootui/internal/hostlist"
 )
 
 type sortKey int
@@ -136,7 +137,7 @@ func (t *nodeTable) sortShown() {
 	case sortInventory:
 		f = func(a, b int) int { return cmp.Compare(a, b) }
 	case sortName:
-		f = func(a, b int) int { return naturalCompare(all[a].Name, all[b].Name) }
+		f = func(a, b int) int { return hostlist.Compare(all[a].Name, all[b].Name) }
 	case sortGroup:
 		f = func(a, b int) int { return cmp.Compare(all[a].Group, all[b].Group) }
 	case sortStage:
@@ -167,37 +168,6 @@ func (t *nodeTable) sortShown() {
 		}
 		return r
 	})
-}
-
-// naturalCompare orders n2 before n10.
-func naturalCompare(a, b string) int {
-	for a != "" && b != "" {
-		da, db := digits(a), digits(b)
-		if da > 0 && db > 0 {
-			na, nb := strings.TrimLeft(a[:da], "0"), strings.TrimLeft(b[:db], "0")
-			if c := cmp.Compare(len(na), len(nb)); c != 0 {
-				return c
-			}
-			if c := cmp.Compare(na, nb); c != 0 {
-				return c
-			}
-			a, b = a[da:], b[db:]
-			continue
-		}
-		if a[0] != b[0] {
-			return cmp.Compare(a[0], b[0])
-		}
-		a, b = a[1:], b[1:]
-	}
-	return cmp.Compare(len(a), len(b))
-}
-
-func digits(s string) int {
-	i := 0
-	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-		i++
-	}
-	return i
 }
 
 // pageRows is how many node rows fit on the screen: everything but the

@@ -49,6 +49,8 @@ func (m *Model) Render() string {
 		if bl := m.images.build; bl != nil && bodyRows > rows {
 			writeLines(&b, bl.lines(c, bodyRows-rows), 0, bodyRows-rows, c.Width)
 		}
+	case viewUnknown:
+		writeLines(&b, m.unknown.lines(c, c.Now()), 0, bodyRows, c.Width)
 	case viewStage:
 		lines := m.stageLines()
 		if m.stage != nil {
@@ -102,7 +104,7 @@ func cut(s string, width int) string {
 	return lipgloss.NewStyle().MaxWidth(width).Render(s)
 }
 
-var viewNames = map[viewID]string{viewNodes: "nodes", viewDetail: "node", viewEvents: "events", viewImages: "images", viewHelp: "help", viewAction: "action", viewStage: "stage"}
+var viewNames = map[viewID]string{viewNodes: "nodes", viewDetail: "node", viewEvents: "events", viewImages: "images", viewHelp: "help", viewAction: "action", viewStage: "stage", viewUnknown: "unknown"}
 
 func (m *Model) titleLine() string {
 	s := m.c.Styles
@@ -208,6 +210,8 @@ func (m *Model) keyLine() string {
 		}
 	case viewStage:
 		hints = m.stageHints()
+	case viewUnknown:
+		hints = []string{"esc:back", "j/k:move", "space:mark", "a:adopt", "t:group", "ctrl+r:refresh"}
 	default:
 		hints = []string{"esc:back", "j/k:scroll", "ctrl+c:quit"}
 	}

@@ -1,0 +1,61 @@
+package ui
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netbootui/netbootui/internal/apitype"
+)
+
+// TestUnknownView: :unknown lists the machines in the order they first
+// asked; `a` on marked entries asks first and a plain enter (No) changes
+// nothing; `t` changes the group; `y` adopts the marked machines in list
+// order into that group, and they leave the view for the node list.
+func TestUnknownView(t *testing.T) {
+	hs := newHarness(t, 10, 120, 30)
+	first := epoch.Add(-time.Minute)
+	hs.be.unknown = []apitype.UnknownNode{
+		{MAC: "52:54:00:aa:00:03", Arch: "UEFI x86-64", Address: "10.0.0.53:68", FirstSeen: first, LastSeen: epoch, Requests: 3},
+		{MAC: "52:54:00:aa:00:01", Address: "10.0.0.51:41000", FirstSeen: first.Add(time.Second), LastSeen: epoch, Requests: 1},
+		{MAC: "52:54:00:aa:00:02", FirstSeen: first.Add(2 * time.Second), LastSeen: epoch, Requests: 1},
+	}
+	hs.press(":", "u", "n", "k", "n", "o", "w", "n", "<enter>")
+	scr := hs.screen()
+	i1, i2, i3 := strings.Index(scr, "52:54:00:aa:00:03"), strings.Index(scr, "52:54:00:aa:00:01"), strings.Index(scr, "52:54:00:aa:00:02")
+	if !strings.Contains(scr, "UNKNOWN PXE CLIENTS  3  (adopt into group compute)") || i1 < 0 || i1 > i2 || i2 > i3 ||
+		!strings.Contains(scr, "UEFI x86-64") || !strings.Contains(scr, "1m  ") {
+		t.Fatalf(":unknown:\n%s", scr)
+	}
+	// Mark the first and the third (space moves down), then a: the dialog
+	// defaults to No.
+	hs.press("<space>", "j", "<space>", "a")
+	if hs.m.dialog == nil || !strings.Contains(hs.screen(), "Adopt 2 machines into group compute?") {
+		t.Fatalf("no confirmation:\n%s", hs.screen())
+	}
+	hs.press("<wait>", "<enter>")
+	for _, c := range hs.be.Calls() {
+		if strings.HasPrefix(c, "Adopt") {
+			t.Fatalf("adopted on a plain enter: %v", hs.be.Calls())
+		}
+	}
+	hs.press("t", "a", "<wait>", "y")
+	var adopt string
+	for _, c := range hs.be.Calls() {
+		if strings.HasPrefix(c, "Adopt") {
+			adopt = c
+		}
+	}
+	if adopt != "Adopt [52:54:00:aa:00:03 52:54:00:aa:00:02] group=gpu" {
+		t.Fatalf("adopt call %q (calls %v)", adopt, hs.be.Calls())
+	}
+	scr = hs.screen()
+	if !strings.Contains(scr, "adopted 52:54:00:aa:00:03 → new11, 52:54:00:aa:00:02 → new12") || strings.Contains(scr, "52:54:00:aa:00:02  ") ||
+		!strings.Contains(scr, "52:54:00:aa:00:01") || !strings.Contains(scr, "UNKNOWN PXE CLIENTS  1") {
+		t.Fatalf("after adoption:\n%s", scr)
+	}
+	hs.press("<esc>")
+	if !strings.Contains(hs.screen(), "new12") {
+		t.Errorf("adopted nodes not in the node list:\n%s", hs.screen())
+	}
+}
