@@ -177,6 +177,6 @@ func (e *rebootEnv) AgentAlive(name string) bool { return e.d.boot.AgentAlive(na
 
 // Kexec hands the node's agent its signed kexec instruction (pxe.Boot.SendKexec).
 func (e *rebootEnv) Kexec(ctx context.Context, name string) error {
-	_, err := e.d.boot.SendKexec(ctx, name, e.d.baseURL())
+	_, err := e.d.boot.SendKexec(ctx, name)
 	return err
 }

@@ -134,7 +134,7 @@ func pollWithKexec(t *testing.T, d *daemonSide, a *Agent) {
 	defer cancel()
 	sent := make(chan error, 1)
 	go func() {
-		_, err := d.boot.SendKexec(ctx, "n1", d.srv.URL)
+		_, err := d.boot.SendKexec(ctx, "n1")
 		sent <- err
 	}()
 	if err := a.PollOnce(ctx); err != nil {

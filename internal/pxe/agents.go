@@ -42,6 +42,7 @@ type agentSlot struct {
 // parkedPoll is one poll waiting for an instruction.
 type parkedPoll struct {
 	poll    agentproto.Poll
+	base    string      // the daemon's URL as the agent reached it
 	deliver chan []byte // buffered 1; the handler answers with what comes
 }
 
@@ -118,11 +119,11 @@ type KexecSent struct {
 // SendKexec tells node's agent to reboot clean by kexec into the node's
 // assigned generation: it waits (until ctx ends) for the agent's poll,
 // builds the instruction for that poll from the generation's manifest and
-// the node's boot entry (base is the daemon's URL as the node reaches it),
-// signs it and answers the poll with it. The node's current boot is retired
+// the node's boot entry (its URLs on the daemon as the agent reached it, or
+// AdvertiseURL), signs it and answers the poll with it. The node's current boot is retired
 // from the check-in guard, so the old system's check-ins no longer count,
 // and a kexec event starts the node's new timeline.
-func (b *Boot) SendKexec(ctx context.Context, node, base string) (KexecSent, error) {
+func (b *Boot) SendKexec(ctx context.Context, node string) (KexecSent, error) {
 	for {
 		b.agents.mu.Lock()
 		s := b.agents.slot(node)
@@ -139,7 +140,7 @@ func (b *Boot) SendKexec(ctx context.Context, node, base string) (KexecSent, err
 				return KexecSent{}, fmt.Errorf("%w (%v)", ErrNoAgent, context.Cause(ctx))
 			}
 		}
-		in, err := b.kexecInstruction(node, base, p.poll)
+		in, err := b.kexecInstruction(node, p.base, p.poll)
 		if err != nil {
 			close(p.deliver)
 			return KexecSent{}, err
@@ -253,7 +254,7 @@ func (s *HTTPServer) handleAgentPoll(w http.ResponseWriter, r *http.Request) {
 	if wait <= 0 {
 		wait = DefaultAgentPollWait
 	}
-	pp := &parkedPoll{poll: p, deliver: make(chan []byte, 1)}
+	pp := &parkedPoll{poll: p, base: s.baseURL(r), deliver: make(chan []byte, 1)}
 	b.agents.park(pp, b.now())
 	timer := time.NewTimer(wait)
 	defer timer.Stop()

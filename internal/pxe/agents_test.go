@@ -148,7 +148,7 @@ func TestSendKexec(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	sent, err := f.b.SendKexec(ctx, "n1", "http://10.0.2.2:8080")
+	sent, err := f.b.SendKexec(ctx, "n1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestSendKexec(t *testing.T) {
 	m, _ := f.b.Images.Generation("compute", f.gen)
 	k, _ := m.File("vmlinuz")
 	if in.Generation != f.gen || in.Kernel.SHA256 != k.SHA256 || in.Kernel.Size != k.Size ||
-		!strings.HasPrefix(in.Kernel.URL, "http://10.0.2.2:8080/images/compute/"+f.gen+"/vmlinuz?node=n1&auth=") {
+		!strings.HasPrefix(in.Kernel.URL, f.srv.URL+"/images/compute/"+f.gen+"/vmlinuz?node=n1&auth=") {
 		t.Errorf("instruction %+v, manifest kernel %+v", in, k)
 	}
 	for _, w := range []string{"netbootui.node=n1", "netbootui.gen=" + f.gen, "netbootui.agent_key=" + f.tok.AgentKey(), "console=ttyS0"} {
@@ -197,7 +197,7 @@ func TestSendKexecNoAgent(t *testing.T) {
 	f := newAgentFixture(t, time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	if _, err := f.b.SendKexec(ctx, "n1", "http://x"); !errors.Is(err, ErrNoAgent) {
+	if _, err := f.b.SendKexec(ctx, "n1"); !errors.Is(err, ErrNoAgent) {
 		t.Errorf("SendKexec = %v, want ErrNoAgent", err)
 	}
 }
