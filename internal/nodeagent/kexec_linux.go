@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -35,11 +36,22 @@ func (l KexecLoader) Load(kernel, initrd *os.File, cmdline string) error {
 		// -s: kexec_file_load, the kernel checks the image as u-root's does.
 		out, err := exec.Command(t, "-s", "-l", kernel.Name(), "--initrd="+initrd.Name(), "--command-line="+cmdline).CombinedOutput()
 		if err != nil {
-			return fmt.Errorf("%s -l: %v: %s", t, err, strings.TrimSpace(string(out)))
+			// The command line carries the node's token: never in a message.
+			msg := strings.ReplaceAll(strings.TrimSpace(string(out)), cmdline, "<command line>")
+			return fmt.Errorf("%s -l: %v: %s", t, err, msg)
 		}
 		return nil
 	}
-	return kexec.FileLoad(kernel, initrd, cmdline)
+	if err := kexec.FileLoad(kernel, initrd, cmdline); err != nil {
+		// u-root's error quotes the command line, which carries the
+		// node's token: keep only the kernel's answer.
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
+			return fmt.Errorf("kexec_file_load: %w", errno)
+		}
+		return errors.New("kexec_file_load failed")
+	}
+	return nil
 }
 
 // Exec boots the staged kernel.

@@ -203,8 +203,8 @@ func (a *Agent) refuseOrFail(ctx context.Context, p agentproto.Poll, err error) 
 }
 
 // fetch downloads f to path, at most f.Size bytes, and checks its size
-// and sha256. The file is returned open, at its start; on a mismatch it is
-// removed.
+// and sha256. The file is returned open read-only (kexec_file_load refuses
+// a file open for writing: ETXTBSY); on a mismatch it is removed.
 func (a *Agent) fetch(ctx context.Context, what string, f agentproto.File, path string) (*os.File, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.URL, nil)
 	if err != nil {
@@ -218,7 +218,7 @@ func (a *Agent) fetch(ctx context.Context, what string, f agentproto.File, path 
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%s: %s", what, resp.Status)
 	}
-	out, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
@@ -238,10 +238,11 @@ func (a *Agent) fetch(ctx context.Context, what string, f agentproto.File, path 
 	if sum := hex.EncodeToString(h.Sum(nil)); sum != f.SHA256 {
 		return fail(fmt.Errorf("%s: sha256 %s %w (%s)", what, sum, errMismatch, f.SHA256))
 	}
-	if _, err := out.Seek(0, io.SeekStart); err != nil {
-		return fail(err)
+	if err := out.Close(); err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	return out, nil
+	return os.Open(path)
 }
 
 // redactURL drops the URL from a client error: it carries the node's

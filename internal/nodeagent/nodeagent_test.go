@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -35,6 +36,12 @@ type fakeLoader struct {
 }
 
 func (l *fakeLoader) Load(kernel, initrd *os.File, cmdline string) error {
+	// kexec_file_load refuses a file open for writing (ETXTBSY).
+	for _, f := range []*os.File{kernel, initrd} {
+		if _, err := f.Write([]byte{0}); err == nil {
+			return errors.New(f.Name() + " is open for writing")
+		}
+	}
 	k, _ := io.ReadAll(kernel)
 	i, _ := io.ReadAll(initrd)
 	l.mu.Lock()

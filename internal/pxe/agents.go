@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -301,9 +302,19 @@ func (s *HTTPServer) handleAgentReport(w http.ResponseWriter, r *http.Request) {
 	case agentproto.ResultLoaded:
 		ev.Kind, ev.Message = bootstate.KindInfo, "agent of boot "+rep.BootID+": kernel and initrd verified and loaded, executing kexec"
 	default:
-		ev.Kind, ev.Error = bootstate.KindFail, "kexec "+rep.Result+" by the agent of boot "+rep.BootID+": "+rep.Reason
+		ev.Kind, ev.Error = bootstate.KindFail, "kexec "+rep.Result+" by the agent of boot "+rep.BootID+": "+s.Boot.redact(rep.Node, rep.Reason)
 	}
 	s.Boot.send(ev)
 	s.count("agent", http.StatusOK)
 	io.WriteString(w, "ok\n")
+}
+
+// redact removes node's secrets (its check-in token, its fetch key) from a
+// text that came from the node, before it reaches events, logs or the
+// audit.
+func (b *Boot) redact(node, text string) string {
+	for _, secret := range []string{b.Tokens.Token(node), b.Tokens.FetchKey(node)} {
+		text = strings.ReplaceAll(text, secret, "<redacted>")
+	}
+	return text
 }

@@ -208,7 +208,7 @@ func TestAgentReport(t *testing.T) {
 	f := newAgentFixture(t, time.Second)
 	p := f.poll("n1")
 	rep := agentproto.Report{Node: "n1", Token: p.Token, BootID: p.BootID, Nonce: p.Nonce,
-		Result: agentproto.ResultRefused, Reason: "kernel sha256 mismatch"}
+		Result: agentproto.ResultRefused, Reason: "kernel sha256 mismatch; token " + p.Token + " key " + f.tok.FetchKey("n1")}
 	if code, body := f.post(t, agentproto.ReportPath, rep.Form()); code != 200 {
 		t.Fatalf("report = %d %s", code, body)
 	}
@@ -225,7 +225,8 @@ func TestAgentReport(t *testing.T) {
 		t.Errorf("report with a bad token = %d, want 403", code)
 	}
 	evs := f.kinds()
-	if len(evs) < 2 || evs[0].Kind != bootstate.KindFail || !strings.Contains(evs[0].Error, "kexec refused by the agent of boot boot-1: kernel sha256 mismatch") ||
+	if len(evs) < 2 || evs[0].Kind != bootstate.KindFail ||
+		evs[0].Error != "kexec refused by the agent of boot boot-1: kernel sha256 mismatch; token <redacted> key <redacted>" ||
 		evs[1].Kind != bootstate.KindInfo {
 		t.Errorf("events %+v", evs)
 	}
