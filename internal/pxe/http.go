@@ -506,19 +506,8 @@ func parseCheckin(r *http.Request) (Checkin, error) {
 func short(v string) string { return truncate(v, 32) }
 
 // validBootID accepts the kernel's boot_id (a UUID) and the agent's fallback
-// (hex): 1 to 64 letters, digits and '-'.
-func validBootID(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+// (hex): 1 to 64 letters, digits and '-' (the node agent's rule too).
+func validBootID(s string) bool { return agentproto.ValidBootID(s) }
 
 // knownGeneration reports whether gen is a generation node n can be running:
 // one the image store has for the node's assigned image or for any image of

@@ -151,10 +151,7 @@ func (g *checkinGuard) admit(node, bootID string, seq uint64) error {
 		}
 	}
 	if s.bootID != "" { // "" after retire: nothing to leave
-		s.left = append(s.left, s.bootID)
-		if len(s.left) > maxBootIDs {
-			s.left = s.left[len(s.left)-maxBootIDs:]
-		}
+		s.leave(s.bootID)
 	}
 	s.bootID, s.seq = bootID, seq
 	return nil
@@ -177,7 +174,12 @@ func (g *checkinGuard) retire(node, bootID string) {
 	if s.bootID == bootID {
 		s.bootID, s.seq = "", 0
 	}
-	s.left = append(s.left, bootID)
+	s.leave(bootID)
+}
+
+// leave records that the node left boot id, keeping the newest maxBootIDs.
+func (s *checkinSeen) leave(id string) {
+	s.left = append(s.left, id)
 	if len(s.left) > maxBootIDs {
 		s.left = s.left[len(s.left)-maxBootIDs:]
 	}
