@@ -19,11 +19,12 @@ const (
 	KindMark     Kind = "mark"     // an admin marked the node dirty (Message: the reason) or cleared it
 	KindInfo     Kind = "info"     // anything else worth keeping in the history
 	KindKexec    Kind = "kexec"    // the node's agent was sent a kexec instruction: a new boot without firmware
+	KindClaim    Kind = "claim"    // a request named the node without proving it (MAC, learned address): served, the node's stage did not move
 )
 
 // Kinds lists every event kind.
 var Kinds = []Kind{KindFetch, KindDHCP, KindProgress, KindCheckin, KindPower, KindFail, KindStall,
-	KindUnknown, KindDenied, KindMark, KindInfo, KindKexec}
+	KindUnknown, KindDenied, KindMark, KindInfo, KindClaim, KindKexec}
 
 // Event is one observation about a node, one line of GET /v1/events (the
 // wire form of bootstate.Event). Node is "" for events about an unknown

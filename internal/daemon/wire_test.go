@@ -136,6 +136,7 @@ func TestWireConstants(t *testing.T) {
 		bootstate.KindStall: apitype.KindStall, bootstate.KindUnknown: apitype.KindUnknown,
 		bootstate.KindDenied: apitype.KindDenied, bootstate.KindMark: apitype.KindMark, bootstate.KindInfo: apitype.KindInfo,
 		bootstate.KindKexec: apitype.KindKexec,
+		bootstate.KindClaim: apitype.KindClaim,
 	}
 	steps := map[workflow.Step]apitype.RebootStep{
 		workflow.StepRender: apitype.StepRender, workflow.StepBootdev: apitype.StepBootdev,

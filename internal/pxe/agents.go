@@ -151,7 +151,10 @@ func (b *Boot) SendKexec(ctx context.Context, node string) (KexecSent, error) {
 			close(p.deliver)
 			return KexecSent{}, err
 		}
-		b.checkins.retire(node, p.poll.BootID)
+		if err := b.retireBoot(node, p.poll.BootID); err != nil {
+			close(p.deliver)
+			return KexecSent{}, fmt.Errorf("node %s: retiring boot %s: %w", node, p.poll.BootID, err)
+		}
 		b.send(bootstate.Event{Node: node, Kind: bootstate.KindKexec, Proto: "http", Path: agentproto.PollPath,
 			Generation: in.Generation, Message: "reboot-clean by kexec sent to the agent of boot " + p.poll.BootID})
 		p.deliver <- data

@@ -183,10 +183,10 @@ func TestSendKexec(t *testing.T) {
 		t.Errorf("events %+v, want a kexec event last", evs)
 	}
 	// The boot the instruction was for is retired: its check-ins are replays.
-	if err := f.b.checkins.admit("n1", "boot-1", 99); !errors.Is(err, errReplay) {
+	if err := f.b.admitCheckin("n1", "boot-1", 99); !errors.Is(err, errReplay) {
 		t.Errorf("check-in of the retired boot: %v", err)
 	}
-	if err := f.b.checkins.admit("n1", "boot-2", 1); err != nil {
+	if err := f.b.admitCheckin("n1", "boot-2", 1); err != nil {
 		t.Errorf("check-in of the new boot: %v", err)
 	}
 }
