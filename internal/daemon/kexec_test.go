@@ -147,10 +147,11 @@ func TestRebootCleanKexecCorruptedKernel(t *testing.T) {
 	if err := os.WriteFile(kernels[0], b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	start := time.Now()
-	res, err := l.d.RebootClean(ctx, RebootRequest{Selection: "r1", Timeout: 30 * time.Second}, nil)
+	// The kexec bound is longer than the run may take: only the refusal
+	// can send r1 to power in time.
+	res, err := l.d.RebootClean(ctx, RebootRequest{Selection: "r1", Timeout: 30 * time.Second, KexecTimeout: time.Hour}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,10 +159,6 @@ func TestRebootCleanKexecCorruptedKernel(t *testing.T) {
 	if !r.OK || r.Via != "power" || !strings.Contains(r.Why, "kernel: sha256") || !strings.Contains(r.Why, "does not match the manifest") ||
 		!strings.HasSuffix(r.Why, "fell back to power") {
 		t.Fatalf("r1 %+v", r)
-	}
-	// The refusal, not the kexec bound (3 min), sent it to power.
-	if d := time.Since(start); d > 25*time.Second {
-		t.Errorf("fallback took %v", d)
 	}
 	if s := l.nodes["r1"].Stats(); s.Kexecs != 0 || s.NetBoots != 2 {
 		t.Errorf("r1 kexecs %d net boots %d", s.Kexecs, s.NetBoots)
