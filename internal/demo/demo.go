@@ -130,8 +130,8 @@ type Demo struct {
 	// FellBack, when not "", says why the default recipe could not be
 	// built and the tiny generation (which no real machine boots) is
 	// used instead of it, although it was not asked for.
-	FellBack string
-	StallNode   string // "" when none
+	FellBack  string
+	StallNode string // "" when none
 	// BootRoot is the folder of boot files the daemon serves besides the
 	// Debian packages' bootloaders (the demo's stand-ins when those are
 	// missing).
