@@ -29,6 +29,11 @@ func TestParseProcLocks(t *testing.T) {
 		{"no ordinal", "FLOCK ADVISORY WRITE 1 08:01:2 0 EOF\n", nil, "/proc/locks:1: want"},
 		{"bad pid", "1: FLOCK ADVISORY WRITE x 08:01:2 0 EOF\n", nil, `/proc/locks:1: bad pid "x"`},
 		{"negative pid", "1: FLOCK ADVISORY WRITE -4 08:01:2 0 EOF\n", nil, `/proc/locks:1: bad pid "-4"`},
+		{"open file description lock", "1: OFDLCK ADVISORY  WRITE -1 fe:00:10150626 0 EOF\n2: FLOCK  ADVISORY  WRITE 19688 fe:00:10011554 0 EOF\n",
+			[]lockEntry{
+				{Class: "OFDLCK", PID: -1, Major: 0xfe, Minor: 0, Inode: 10150626},
+				{Class: "FLOCK", PID: 19688, Major: 0xfe, Minor: 0, Inode: 10011554},
+			}, ""},
 		{"bad device", "1: FLOCK ADVISORY WRITE 1 08:01 0 EOF\n", nil, `/proc/locks:1: bad device:inode "08:01"`},
 		{"bad major", "2: FLOCK ADVISORY WRITE 1 zz:01:2 0 EOF\n", nil, `/proc/locks:1: bad major "zz"`},
 		{"bad minor on line 2", "1: FLOCK ADVISORY WRITE 1 08:01:2 0 EOF\n2: FLOCK ADVISORY WRITE 1 08:g1:2 0 EOF\n", nil, `/proc/locks:2: bad minor "g1"`},

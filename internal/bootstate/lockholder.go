@@ -13,7 +13,7 @@ import (
 // lockEntry is one line of /proc/locks.
 type lockEntry struct {
 	Class  string // FLOCK, POSIX, OFDLCK, LEASE
-	PID    int
+	PID    int    // -1 for an OFDLCK, which no process owns
 	Major  uint64
 	Minor  uint64
 	Inode  uint64
@@ -25,8 +25,9 @@ type lockEntry struct {
 //	1: FLOCK  ADVISORY  WRITE 4242 08:01:1179651 0 EOF
 //	1: -> FLOCK  ADVISORY  WRITE 4343 08:01:1179651 0 EOF
 //
-// where the device numbers are hexadecimal and the inode decimal. The
-// error names the line.
+// where the device numbers are hexadecimal and the inode decimal. An
+// open-file-description lock (OFDLCK, taken by QEMU on its disk images)
+// belongs to no process and shows pid -1. The error names the line.
 func parseProcLocks(r io.Reader) ([]lockEntry, error) {
 	var out []lockEntry
 	sc := bufio.NewScanner(r)
@@ -47,7 +48,7 @@ func parseProcLocks(r io.Reader) ([]lockEntry, error) {
 		}
 		e.Class = f[1]
 		pid, err := strconv.Atoi(f[4])
-		if err != nil || pid < 0 {
+		if err != nil || pid < -1 {
 			return nil, fmt.Errorf("/proc/locks:%d: bad pid %q", line, f[4])
 		}
 		e.PID = pid
