@@ -16,6 +16,7 @@ import (
 	"github.com/netbootui/netbootui/internal/atomicfile"
 	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/bootstate"
+	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/state/local"
 )
 
@@ -71,7 +72,7 @@ func Restore(file, dataDir, inventory string) (*Summary, error) {
 	done := false
 	defer func() {
 		if !done {
-			removeTree(staging)
+			image.RemoveAll(staging)
 		}
 	}()
 	r := &restorer{dir: staging, state: map[string][]byte{}}
@@ -221,16 +222,4 @@ func snapshotBatch(s *bootstate.Snapshot) *bootstate.Batch {
 		b.Events = append(b.Events, bootstate.BatchEvent{Event: e})
 	}
 	return b
-}
-
-// removeTree removes a staging folder, making its read-only folders
-// writable first.
-func removeTree(dir string) {
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			os.Chmod(p, 0o755)
-		}
-		return nil
-	})
-	os.RemoveAll(dir)
 }
