@@ -18,11 +18,12 @@ const (
 	KindDenied   Kind = "denied"   // a refused request: bad token, hostile path
 	KindMark     Kind = "mark"     // an admin marked the node dirty (Message: the reason) or cleared it
 	KindInfo     Kind = "info"     // anything else worth keeping in the history
+	KindClaim    Kind = "claim"    // a request named the node without proving it (MAC, learned address): served, the node's stage did not move
 )
 
 // Kinds lists every event kind.
 var Kinds = []Kind{KindFetch, KindDHCP, KindProgress, KindCheckin, KindPower, KindFail, KindStall,
-	KindUnknown, KindDenied, KindMark, KindInfo}
+	KindUnknown, KindDenied, KindMark, KindInfo, KindClaim}
 
 // Event is one observation about a node, one line of GET /v1/events (the
 // wire form of bootstate.Event). Node is "" for events about an unknown

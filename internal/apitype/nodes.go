@@ -32,10 +32,14 @@ const (
 	PowerUnknown = "unknown"
 )
 
-// StageMark records when a node entered a stage during its current boot.
+// StageMark records when a node entered a stage during its current boot,
+// or, Unproven, when a request that only claimed the node (its MAC, an
+// address learned in its boot) asked for that stage's file: seen, but the
+// node's stage did not move.
 type StageMark struct {
-	Stage Stage     `json:"stage"`
-	Time  time.Time `json:"time"`
+	Stage    Stage     `json:"stage"`
+	Time     time.Time `json:"time"`
+	Unproven bool      `json:"unproven,omitempty"`
 }
 
 // NodeState is what the daemon knows about a node's boot and power (the

@@ -41,7 +41,7 @@ type Kind string
 // Event kinds.
 const (
 	KindFetch    Kind = "fetch"    // a boot file was served (Stage, Path, Bytes, Total)
-	KindDHCP     Kind = "dhcp"     // the node's PXE firmware asked for a boot server (Stage dhcp, MAC, Message: arch and answer)
+	KindDHCP     Kind = "dhcp"     // the node's PXE firmware asked for a boot server (Stage dhcp, MAC, Message: arch and answer); a claim: DHCP has only the MAC
 	KindProgress Kind = "progress" // more bytes of a large file were sent (Bytes, Total)
 	KindCheckin  Kind = "checkin"  // the OS reported in (Generation, Uptime, OverlayBytes)
 	KindPower    Kind = "power"    // power state seen (Power) or an action sent (Message: one of the Action constants)
@@ -51,6 +51,11 @@ const (
 	KindDenied   Kind = "denied"   // a refused request: bad token, hostile path
 	KindMark     Kind = "mark"     // an admin marked the node dirty (Message: the reason) or cleared it (Message "")
 	KindInfo     Kind = "info"     // anything else worth keeping in the history
+	// KindClaim: a request named the node without proving it (its MAC, or
+	// an address learned earlier in its boot) and was served. Stage is the
+	// stage it would have reached; the node's state does not move, its
+	// timeline gets an unproven mark (see the README).
+	KindClaim Kind = "claim"
 )
 
 // Event is one observation about a node. Node is "" for events about an

@@ -27,10 +27,14 @@ const (
 // retrying within one timeline keeps only its newest marks.
 const maxTimeline = 64
 
-// StageMark records when a node entered a stage during its current boot.
+// StageMark records when a node entered a stage during its current boot,
+// or, Unproven, when a request that only claimed the node (a KindClaim or
+// KindDHCP event) asked for what that stage fetches: seen, but the node's
+// stage did not move.
 type StageMark struct {
-	Stage Stage     `json:"stage"`
-	Time  time.Time `json:"time"`
+	Stage    Stage     `json:"stage"`
+	Time     time.Time `json:"time"`
+	Unproven bool      `json:"unproven,omitempty"`
 }
 
 // NodeState is what the Tracker knows about one node. It is a value: the
@@ -140,24 +144,64 @@ func fetchRank(s Stage) int {
 }
 
 // lastFetchStage is the furthest fetch stage the current boot reached
-// ("" if none).
+// ("" if none); unproven marks are not reached stages.
 func (s *NodeState) lastFetchStage() Stage {
 	for i := len(s.Timeline) - 1; i >= 0; i-- {
-		if fetchRank(s.Timeline[i].Stage) > 0 {
-			return s.Timeline[i].Stage
+		if m := s.Timeline[i]; !m.Unproven && fetchRank(m.Stage) > 0 {
+			return m.Stage
 		}
 	}
 	return ""
 }
 
-// bootUnderWay reports whether the timeline holds a boot step at all.
+// bootUnderWay reports whether the timeline holds a (proven) boot step at
+// all.
 func (s *NodeState) bootUnderWay() bool {
 	for i := range s.Timeline {
-		if s.Timeline[i].Stage.InProgress() {
+		if m := s.Timeline[i]; !m.Unproven && m.Stage.InProgress() {
 			return true
 		}
 	}
 	return false
+}
+
+// claimed returns the unproven marks after the timeline's last proven one,
+// oldest first.
+func (s *NodeState) claimed() []StageMark {
+	i := len(s.Timeline)
+	for i > 0 && s.Timeline[i-1].Unproven {
+		i--
+	}
+	return s.Timeline[i:]
+}
+
+// claim applies a claim of stage at t: an unproven mark, unless the stage is
+// not a fetch stage or the claims since the last proven mark have one of it
+// already (so a flood of claims adds at most one mark per stage).
+func (s *NodeState) claim(stage Stage, t time.Time) {
+	if fetchRank(stage) == 0 {
+		return
+	}
+	for _, m := range s.claimed() {
+		if m.Stage == stage {
+			return
+		}
+	}
+	s.mark(StageMark{Stage: stage, Time: t, Unproven: true})
+}
+
+// startBootClaimed begins a new timeline (startBoot) that keeps the
+// unproven marks the old one ended with and that come before rank: the
+// claims of the boot that now proved itself.
+func (s *NodeState) startBootClaimed(rank int) {
+	var keep []StageMark
+	for _, m := range s.claimed() {
+		if fetchRank(m.Stage) < rank {
+			keep = append(keep, m)
+		}
+	}
+	s.startBoot()
+	s.Timeline = keep
 }
 
 // startBoot begins a new timeline: what belonged to the previous boot
@@ -183,12 +227,17 @@ func (s *NodeState) setStage(stage Stage, t time.Time) {
 	}
 	s.Stage = stage
 	s.StageSince = t
+	s.mark(StageMark{Stage: stage, Time: t})
+}
+
+// mark appends m to the timeline, keeping the newest maxTimeline marks.
+func (s *NodeState) mark(m StageMark) {
 	if len(s.Timeline) >= maxTimeline {
 		keep := make([]StageMark, maxTimeline-1, maxTimeline+8)
 		copy(keep, s.Timeline[len(s.Timeline)-(maxTimeline-1):])
 		s.Timeline = keep
 	}
-	s.Timeline = append(s.Timeline, StageMark{Stage: stage, Time: t})
+	s.Timeline = append(s.Timeline, m)
 }
 
 // step applies ev to the state and reports whether the event is to be
@@ -196,6 +245,17 @@ func (s *NodeState) setStage(stage Stage, t time.Time) {
 // within progressInterval of the last recorded one is not: it still
 // updates Bytes and LastProgress.
 func (s *NodeState) step(ev *Event, lastRecorded *time.Time, progressInterval time.Duration) bool {
+	switch ev.Kind {
+	case KindClaim, KindDHCP:
+		// Anyone can name a node by its MAC: nothing of its state moves,
+		// not even its address or when it was last seen.
+		s.claim(ev.Stage, ev.Time)
+		return true
+	case KindUnknown, KindDenied, KindInfo:
+		// History only: a refused or unproven request (a wrong token, a
+		// missing file asked for by a claim) is not the node being seen.
+		return true
+	}
 	if ev.Remote != "" {
 		s.Remote = ev.Remote
 	}
@@ -204,7 +264,7 @@ func (s *NodeState) step(ev *Event, lastRecorded *time.Time, progressInterval ti
 	}
 	s.LastSeen = ev.Time
 	switch ev.Kind {
-	case KindFetch, KindDHCP:
+	case KindFetch:
 		r := fetchRank(ev.Stage)
 		if r == 0 {
 			return true // some other file: history only
@@ -218,7 +278,7 @@ func (s *NodeState) step(ev *Event, lastRecorded *time.Time, progressInterval ti
 			newBoot = !s.bootUnderWay() || r < fetchRank(s.lastFetchStage())
 		}
 		if newBoot {
-			s.startBoot()
+			s.startBootClaimed(r)
 		}
 		s.Power = PowerOn
 		s.Path, s.Bytes, s.Total = ev.Path, ev.Bytes, ev.Total
@@ -256,7 +316,7 @@ func (s *NodeState) step(ev *Event, lastRecorded *time.Time, progressInterval ti
 
 	case KindCheckin:
 		if s.Stage == StageUnknown || s.Stage == StageOff {
-			s.startBoot() // a boot we did not see
+			s.startBootClaimed(fetchRank(StageRootfs) + 1) // a boot we did not see (but for its claims)
 		}
 		if ev.Generation != "" {
 			s.Generation = ev.Generation

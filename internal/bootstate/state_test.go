@@ -41,6 +41,9 @@ func checkin(gen string, overlay int64) Event {
 func dhcp() Event {
 	return Event{Kind: KindDHCP, Stage: StageDHCP, Proto: "dhcp", MAC: "52:54:00:00:00:01"}
 }
+func claim(s Stage) Event {
+	return Event{Kind: KindClaim, Stage: s, Path: "/" + string(s), Remote: "127.0.0.77:4000", MAC: "52:54:00:00:00:66"}
+}
 func powerAction(a string) Event { return Event{Kind: KindPower, Message: a, Proto: "ipmi"} }
 func powerSeen(p string) Event   { return Event{Kind: KindPower, Power: p, Proto: "ipmi"} }
 
@@ -77,13 +80,31 @@ func TestStateMachine(t *testing.T) {
 			power:    PowerOn}},
 		{"pxelinux chainload keeps one boot", []Event{fetch(StageNBP), fetch(StageNBP), fetch(StageConfig), fetch(StageKernel)}, want{
 			stage: StageKernel, timeline: []Stage{StageNBP, StageConfig, StageKernel}, power: PowerOn}},
-		{"dhcp before nbp is one boot; the firmware's repeated requests are one stage",
+		// DHCP names a node by its MAC only: a claim (an unproven mark,
+		// shown here as "dhcp?"), never a stage.
+		{"dhcp before nbp is one boot; the firmware's repeated requests are one mark",
 			seq([]Event{powerAction(ActionCycle), dhcp(), dhcp(), fetch(StageNBP), fetch(StageConfig)}), want{
-				stage: StageConfig, timeline: []Stage{StagePoweringOn, StageDHCP, StageNBP, StageConfig}, power: PowerOn}},
-		{"dhcp after booted starts a new boot", seq(fullBoot, []Event{dhcp()}), want{
-			stage: StageDHCP, timeline: []Stage{StageDHCP}, power: PowerOn}},
-		{"dhcp while at kernel starts a new boot", []Event{dhcp(), fetch(StageNBP), fetch(StageKernel), dhcp()}, want{
-			stage: StageDHCP, timeline: []Stage{StageDHCP}, power: PowerOn}},
+				stage: StageConfig, timeline: []Stage{StagePoweringOn, "dhcp?", StageNBP, StageConfig}, power: PowerOn}},
+		{"dhcp after booted is a claim: the node stays booted", seq(fullBoot, []Event{dhcp()}), want{
+			stage: StageBooted, timeline: []Stage{StagePoweringOn, StageConfig, StageKernel, StageInitrd, StageRootfs, StageBooted, "dhcp?"}, power: PowerOn}},
+		{"dhcp while at kernel is a claim", []Event{dhcp(), fetch(StageNBP), fetch(StageKernel), dhcp()}, want{
+			stage: StageKernel, timeline: []Stage{"dhcp?", StageNBP, StageKernel, "dhcp?"}, power: PowerOn}},
+		{"a claim moves nothing of a node never seen", []Event{claim(StageConfig)}, want{
+			stage: StageUnknown, timeline: []Stage{"config?"}, power: PowerUnknown}},
+		{"claims never move a boot; a flood of them is one mark per stage",
+			seq(fullBoot[:2], []Event{claim(StageNBP), claim(StageConfig), claim(StageKernel), claim(StageKernel), claim(StageRootfs), claim(StageKernel), claim("")}), want{
+				stage: StageConfig, timeline: []Stage{StagePoweringOn, StageConfig, "nbp?", "config?", "kernel?", "rootfs?"}, power: PowerOn}},
+		{"claims after booted change nothing a dirty check looks at", seq(fullBoot, []Event{checkin("g1", 0), claim(StageNBP), claim(StageConfig)}), want{
+			stage: StageBooted, timeline: []Stage{StagePoweringOn, StageConfig, StageKernel, StageInitrd, StageRootfs, StageBooted, "nbp?", "config?"}, power: PowerOn,
+			reasons: []string{"running generation g1, assigned g2"}}},
+		{"a proven fetch after claims starts the new boot with them", seq(fullBoot, []Event{claim(StageNBP), claim(StageConfig), fetch(StageKernel)}), want{
+			stage: StageKernel, timeline: []Stage{"nbp?", "config?", StageKernel}, power: PowerOn}},
+		{"claims of later stages than the proven fetch stay with the old boot", seq(fullBoot, []Event{claim(StageRootfs), fetch(StageKernel)}), want{
+			stage: StageKernel, timeline: []Stage{StageKernel}, power: PowerOn}},
+		{"a check-in of a boot not seen keeps its claims", []Event{claim(StageConfig), claim(StageKernel), checkin("g2", 0)}, want{
+			stage: StageBooted, timeline: []Stage{"config?", "kernel?", StageBooted}, power: PowerOn}},
+		{"a claimed failure stage is no mark", seq(fullBoot[:2], []Event{claim(StageFailed), claim(StageBooted)}), want{
+			stage: StageConfig, timeline: []Stage{StagePoweringOn, StageConfig}, power: PowerOn}},
 		{"nbp after booted starts a new boot", seq(fullBoot, []Event{fetch(StageNBP)}), want{
 			stage: StageNBP, timeline: []Stage{StageNBP}, power: PowerOn}},
 		{"earlier stage while at rootfs starts a new boot",
@@ -214,6 +235,9 @@ func TestStateMachine(t *testing.T) {
 			}
 			var stages []Stage
 			for i, m := range st.Timeline {
+				if m.Unproven {
+					m.Stage += "?"
+				}
 				stages = append(stages, m.Stage)
 				if i > 0 && m.Time.Before(st.Timeline[i-1].Time) {
 					t.Errorf("timeline goes back in time: %v", st.Timeline)
@@ -244,7 +268,7 @@ func TestProgressFields(t *testing.T) {
 	want := NodeState{Node: "n1", Stage: StageRootfs, Path: "/img/rootfs.squashfs", Bytes: 400, Total: 1000,
 		Power: PowerOn, Remote: "10.0.2.15:4000", LastProgress: clk.Now(), LastSeen: clk.Now(),
 		StageSince: clk.Now().Add(-3 * time.Second), Seq: 2,
-		Timeline: []StageMark{{StageRootfs, clk.Now().Add(-3 * time.Second)}}}
+		Timeline: []StageMark{{Stage: StageRootfs, Time: clk.Now().Add(-3 * time.Second)}}}
 	if !reflect.DeepEqual(st, want) {
 		t.Errorf("got  %+v\nwant %+v", st, want)
 	}
@@ -314,5 +338,48 @@ func TestStallText(t *testing.T) {
 	}
 	if !strings.Contains(stallText(StagePoweringOn, time.Minute), "powering-on") {
 		t.Error("stall text does not name the stage")
+	}
+}
+
+// TestClaimsMoveNothing: a claim (and a DHCP request) leaves every field of
+// a node's state but its timeline as it was (address, MAC, last seen, file
+// progress, power), so a node whose boot is claimed but never proved still
+// stalls in its last proven stage; a denied, unknown or info event about
+// the node (a wrong token, a missing file asked for by a claim) leaves all
+// of it.
+func TestClaimsMoveNothing(t *testing.T) {
+	clk := newFakeClock()
+	tr, err := New(Options{Clock: clk.Now, StallTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	before := tr.Apply(Event{Node: "n1", Kind: KindPower, Message: ActionCycle, Proto: "ipmi", Remote: "bmc:623"})
+	for _, ev := range []Event{claim(StageNBP), dhcp(), claim(StageConfig), claim(StageKernel), claim(StageInitrd), claim(StageRootfs)} {
+		clk.Advance(15 * time.Second)
+		ev.Node = "n1"
+		ev.Bytes, ev.Total, ev.Generation, ev.Uptime, ev.OverlayBytes = 7, 9, "g9", time.Hour, 1<<30
+		after := tr.Apply(ev)
+		if len(after.Timeline) != len(before.Timeline)+1 || !after.Timeline[len(after.Timeline)-1].Unproven {
+			t.Fatalf("%s claim: timeline %+v", ev.Stage, after.Timeline)
+		}
+		after.Timeline, after.Seq = before.Timeline, before.Seq
+		if !reflect.DeepEqual(after, before) {
+			t.Fatalf("%s claim moved the node:\n got  %+v\n want %+v", ev.Stage, after, before)
+		}
+		before, _ = tr.Get("n1")
+	}
+	for _, kind := range []Kind{KindDenied, KindUnknown, KindInfo} {
+		after := tr.Apply(Event{Node: "n1", Kind: kind, Proto: "http", Remote: "127.0.0.77:4000", MAC: "52:54:00:00:00:66", Error: "bad token"})
+		after.Seq = before.Seq
+		if !reflect.DeepEqual(after, before) {
+			t.Fatalf("%s event moved the node:\n got  %+v\n want %+v", kind, after, before)
+		}
+	}
+	if n := tr.checkStalls(clk.Now()); n != 1 {
+		t.Fatalf("%d nodes stalled, want n1 (claimed for 90 s, proven last at the cycle)", n)
+	}
+	if st, _ := tr.Get("n1"); st.Stage != StageStalled || !strings.Contains(st.Error, "stage powering-on") {
+		t.Errorf("n1 after the stall check: %+v", st)
 	}
 }

@@ -54,43 +54,32 @@ func nfsInitrd(t *testing.T, dir string) string {
 	return initrd
 }
 
-// runDaemon runs d until the test ends and returns its HTTP port. Nodes are
-// told to reach it at advertise, or, when that is "", at
-// http://10.0.2.2:PORT (the host's loopback as a QEMU user-mode guest sees
-// it).
-func runDaemon(t *testing.T, d *Daemon, advertise string) string {
-	t.Helper()
+// natAdvertise is daemontest's Before hook of the QEMU root tests: nodes
+// reach the daemon at http://10.0.2.2:PORT (the host's loopback as a QEMU
+// user-mode guest sees it), PORT being the bound HTTP port.
+func natAdvertise(d *Daemon) {
 	_, port, _ := net.SplitHostPort(d.HTTPAddr().String())
-	if advertise == "" {
-		advertise = "http://10.0.2.2:" + port
-	}
-	d.SetAdvertiseURL(advertise)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return port
+	d.SetAdvertiseURL("http://10.0.2.2:" + port)
 }
 
-// newInventoryDaemon writes inventory to dir/nodes.yaml and makes a daemon
-// of it with its data in dir/data, its HTTP server bound on 127.0.0.1:0
-// (runDaemon serves it).
-func newInventoryDaemon(t *testing.T, dir, inventory string) *Daemon {
-	t.Helper()
-	inv := filepath.Join(dir, "nodes.yaml")
-	if err := os.WriteFile(inv, []byte(inventory), 0o644); err != nil {
-		t.Fatal(err)
+// publishAll imports and publishes, for each image of initrds, a generation
+// of files' kernel, that image's initrd and rootfs, and returns each
+// image's generation id.
+func publishAll(d *Daemon, files map[string]string, initrds map[string]string, rootfs string) (map[string]string, error) {
+	gens := map[string]string{}
+	for img, initrd := range initrds {
+		m, err := d.ImportImage(ImportRequest{Image: img, Kernel: files["vmlinuz"], Initrd: initrd, Rootfs: rootfs, Publish: true})
+		if err != nil {
+			return nil, err
+		}
+		gens[img] = m.ID
 	}
-	d, err := New(Config{InventoryPath: inv, DataDir: filepath.Join(dir, "data"), HTTPListen: "127.0.0.1:0",
-		StallTimeout: 5 * time.Minute, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Listen(); err != nil {
-		d.Close()
-		t.Fatal(err)
-	}
-	return d
+	return gens, nil
+}
+
+// rootLabConfig is the daemon configuration of the QEMU root tests.
+func rootLabConfig(t *testing.T) Config {
+	return Config{StallTimeout: 5 * time.Minute, Logger: testLogger(t)}
 }
 
 // bootVM starts a QEMU node that boots its iPXE script from base

@@ -222,6 +222,7 @@ func New(cfg Config) (_ *Daemon, err error) {
 		Events:       d.apply,
 		AdvertiseURL: cfg.AdvertiseURL,
 		Addresses:    d.store.Addresses(),
+		Checkins:     d.store.Checkins(),
 		Logger:       cfg.Logger,
 	}
 	if err := d.openRollouts(); err != nil {

@@ -142,8 +142,10 @@ func TestHTTPBootFlow(t *testing.T) {
 			t.Errorf("script lacks %q:\n%s", want, s)
 		}
 	}
-	if st := e.state("n02"); st.Stage != bootstate.StageConfig {
-		t.Fatalf("after script: stage %q", st.Stage)
+	// Asked for by MAC: served, a claim (an unproven config mark), the
+	// stage unmoved; the fetches with n02's key below prove it.
+	if st := e.state("n02"); st.Stage != bootstate.StageUnknown || len(st.Timeline) != 1 || !st.Timeline[0].Unproven || st.Timeline[0].Stage != bootstate.StageConfig {
+		t.Fatalf("after script: stage %q, timeline %+v", st.Stage, st.Timeline)
 	}
 	for _, f := range image.BootFiles {
 		code, body := e.get("/images/compute/" + e.gen + "/" + f + "?node=n02&auth=" + e.d.FetchKey("n02"))
@@ -441,7 +443,7 @@ func TestConcurrentEditsConflict(t *testing.T) {
 func TestStatePersistsAcrossRestart(t *testing.T) {
 	e := startDaemon(t)
 	e.get("/boot/52:54:00:00:00:01.ipxe")
-	e.get("/images/compute/" + e.gen + "/vmlinuz?node=n01")
+	e.get("/images/compute/" + e.gen + "/vmlinuz?node=n01&auth=" + e.d.FetchKey("n01"))
 	e.stop()
 	e.start(nil)
 	st := e.state("n01")

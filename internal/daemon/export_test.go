@@ -3,6 +3,8 @@ package daemon
 import (
 	"time"
 
+	"github.com/netbootui/netbootui/internal/consolehub"
+	"github.com/netbootui/netbootui/internal/power"
 	"github.com/netbootui/netbootui/internal/pxe"
 )
 
@@ -23,3 +25,25 @@ const MaxSessions = maxSessions
 
 // SetSessionTTL changes Config.SessionTTL of a daemon already made.
 func (d *Daemon) SetSessionTTL(ttl time.Duration) { d.cfg.SessionTTL = ttl }
+
+// CaptureSOL starts reboot-clean's console capture of node (its BMC target
+// from the inventory and the secrets file) and returns what stops it.
+func (d *Daemon) CaptureSOL(node string) (stop func(), err error) {
+	inv := d.Inventory()
+	secrets, err := d.secrets(inv)
+	if err != nil {
+		return nil, err
+	}
+	n := inv.Node(node)
+	if n == nil {
+		return nil, ErrUnknownNode
+	}
+	tg, err := n.BMCTarget(secrets)
+	if err != nil {
+		return nil, err
+	}
+	return d.captureSOL(map[string]power.Target{node: tg}), nil
+}
+
+// SOLSession is node's serial-console session under way (nil: none).
+func (d *Daemon) SOLSession(node string) *consolehub.Hub { return d.consoles.Current(node) }

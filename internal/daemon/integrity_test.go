@@ -6,14 +6,19 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
 	. "github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/image"
+	"github.com/netbootui/netbootui/internal/workflow/simnode"
 )
 
 // clientFrom returns an HTTP client whose connections leave from the
@@ -127,6 +132,135 @@ func TestStrayImageFetchNeverFailsANode(t *testing.T) {
 	}
 }
 
+// TestForgedMACNeverMovesANode is the attacker's view of issue 13's "boot
+// state moves only on proof": from an address of its own on loopback, a
+// host that knows only nodes' MACs asks for everything a booting node asks
+// for, over HTTP and TFTP, many times. It is served (a node must still
+// boot), but no node's state moves: a booted node stays booted with the
+// same check-in, address and last-seen time, a node never seen stays
+// unseen, a fixed node asked for from elsewhere too. Each request shows as
+// a claim event from the attacker's address and at most one unproven mark
+// per stage in the node's timeline; the claim events are rate limited.
+func TestForgedMACNeverMovesANode(t *testing.T) {
+	e := startDaemon(t)
+	// n01 booted, proven: its kernel with its key, a check-in with its token.
+	if code := e.getFrom(http.DefaultClient, "/images/compute/"+e.gen+"/vmlinuz?node=n01&auth="+e.d.FetchKey("n01")); code != 200 {
+		t.Fatalf("n01's kernel: %d", code)
+	}
+	if code, msg := e.checkin(http.DefaultClient, e.checkinForm("n01", "b-n01", 1)); code != 200 {
+		t.Fatalf("check-in: %d %s", code, msg)
+	}
+	before := map[string]bootstate.NodeState{}
+	for _, n := range []string{"n01", "px1", "st1"} {
+		st, ok := e.d.NodeState(n)
+		if !ok { // never seen: what the tracker holds of a node once it has a timeline
+			st = bootstate.NodeState{Node: n, Power: bootstate.PowerUnknown}
+		}
+		before[n] = st
+	}
+	if before["n01"].Stage != bootstate.StageBooted || before["px1"].Stage != bootstate.StageUnknown {
+		t.Fatalf("before: %+v", before)
+	}
+
+	const attacker = "127.0.0.77"
+	src := netip.MustParseAddr(attacker)
+	web := clientFrom(attacker)
+	tftpAddr := e.d.TFTPAddr().String()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const rounds = 12
+	start := time.Now()
+	for range rounds {
+		for _, mac := range []string{"52:54:00:00:00:01", "52:54:00:00:01:01", "52:54:00:00:02:01"} {
+			// What the node's firmware and bootloader ask for: its
+			// entry by MAC (which ties the asking address to the node
+			// for the rest of a boot), then the generation's files by
+			// that address, over both protocols.
+			for _, path := range []string{"/boot/" + mac + ".ipxe", "/boot/" + mac + ".pxelinux"} {
+				if code := e.getFrom(web, path); code != 200 {
+					t.Fatalf("%s: %d (a node must still be served its entry)", path, code)
+				}
+			}
+			cfg := "pxelinux.cfg/01-" + strings.ReplaceAll(mac, ":", "-")
+			if _, err := simnode.TFTPGet(ctx, src, tftpAddr, cfg, io.Discard); err != nil {
+				t.Fatalf("tftp %s: %v", cfg, err)
+			}
+			for _, f := range image.BootFiles {
+				if code := e.getFrom(web, "/images/compute/"+e.gen+"/"+f); code != 200 {
+					t.Fatalf("%s over HTTP: %d", f, code)
+				}
+				if _, err := simnode.TFTPGet(ctx, src, tftpAddr, "images/compute/"+e.gen+"/"+f, io.Discard); err != nil {
+					t.Fatalf("%s over TFTP: %v", f, err)
+				}
+			}
+		}
+		// A check-in without the token, one with another node's; the
+		// iPXE chain script and a missing file by the claimed address.
+		f := e.checkinForm("n01", "b-forged", 1)
+		f.Del("token")
+		if code, _ := e.checkin(web, f); code == 200 {
+			t.Fatal("a check-in without a token was accepted")
+		}
+		f = e.checkinForm("n01", "b-forged", 2)
+		f.Set("token", e.d.Token("n02"))
+		if code, _ := e.checkin(web, f); code != 403 {
+			t.Fatalf("a check-in with n02's token for n01: %d, want 403", code)
+		}
+		if _, err := simnode.TFTPGet(ctx, src, tftpAddr, "boot.ipxe", io.Discard); err != nil {
+			t.Fatalf("tftp boot.ipxe: %v", err)
+		}
+		if code := e.getFrom(web, "/images/compute/0bogus/vmlinuz"); code != 404 {
+			t.Fatalf("missing file: %d", code)
+		}
+	}
+	// At most claimBurst (3) claims per node and stage at once, then one
+	// per 10 s.
+	maxClaims := 3 + int(time.Since(start)/(10*time.Second)) + 1
+
+	for node, was := range before {
+		now := e.state(node)
+		var claimed []bootstate.StageMark
+		for _, m := range now.Timeline[len(was.Timeline):] {
+			if !m.Unproven {
+				t.Errorf("%s: a proven mark %s from the attacker", node, m.Stage)
+			}
+			for _, c := range claimed {
+				if c.Stage == m.Stage {
+					t.Errorf("%s: two unproven %s marks in a row", node, m.Stage)
+				}
+			}
+			claimed = append(claimed, m)
+		}
+		if !slices.Equal(now.Timeline[:len(was.Timeline)], was.Timeline) {
+			t.Errorf("%s: timeline rewritten: %+v, was %+v", node, now.Timeline, was.Timeline)
+		}
+		if len(claimed) == 0 {
+			t.Errorf("%s: the attacker's requests left no unproven mark", node)
+		}
+		now.Timeline, now.Seq = was.Timeline, was.Seq
+		if !reflect.DeepEqual(now, was) {
+			t.Errorf("%s moved by forged requests:\n now %+v\n was %+v", node, now, was)
+		}
+	}
+	// Seen in the history: claim events from the attacker, bounded.
+	claims := map[string]int{}
+	for _, ev := range e.d.History("", 10000) {
+		if ev.Kind == bootstate.KindClaim {
+			if host, _, _ := net.SplitHostPort(ev.Remote); host != attacker {
+				t.Errorf("claim event from %s: %+v", ev.Remote, ev)
+			}
+			claims[ev.Node+" "+string(ev.Stage)]++
+		}
+	}
+	for _, node := range []string{"n01", "px1", "st1"} {
+		for _, stage := range []string{"config", "kernel", "initrd", "rootfs"} {
+			if n := claims[node+" "+stage]; n == 0 || n > maxClaims {
+				t.Errorf("claim events of %s %s: %d, want 1 to %d of %d requests (rate limited)", node, stage, n, maxClaims, 2*rounds)
+			}
+		}
+	}
+}
+
 // TestCheckinReplayRefused: a check-in is refused (409) when its (boot_id,
 // seq) is not newer than the last one accepted for the node, in the same
 // boot or from a boot the node has left.
@@ -163,6 +297,51 @@ func TestCheckinReplayRefused(t *testing.T) {
 	}
 	if checkins != 4 {
 		t.Errorf("%d check-in events, want 4 (the accepted ones)", checkins)
+	}
+}
+
+// TestCheckinReplayRefusedAfterRestart: the replay guard's records are in
+// the daemon's state store, so a daemon restarted on the same data folder
+// refuses a check-in it accepted before the restart (the last one, an
+// older one, or one of a boot the node has left), and goes on accepting
+// newer ones.
+func TestCheckinReplayRefusedAfterRestart(t *testing.T) {
+	e := startDaemon(t)
+	c := http.DefaultClient
+	before := []struct {
+		node, boot string
+		seq        int
+	}{{"n03", "boot-a", 1}, {"n03", "boot-b", 1}, {"n03", "boot-b", 2}, {"n02", "boot-z", 5}}
+	for _, s := range before {
+		if code, msg := e.checkin(c, e.checkinForm(s.node, s.boot, s.seq)); code != 200 {
+			t.Fatalf("%s %s seq %d before the restart: %d %q", s.node, s.boot, s.seq, code, msg)
+		}
+	}
+	e.stop()
+	e.start(nil)
+	for i, s := range []struct {
+		node, boot string
+		seq        int
+		want       int
+	}{
+		{"n03", "boot-b", 2, 409}, // the last one accepted, replayed
+		{"n03", "boot-b", 1, 409}, // an older one
+		{"n03", "boot-a", 7, 409}, // a boot n03 has left
+		{"n02", "boot-z", 5, 409},
+		{"n03", "boot-b", 3, 200}, // the node goes on
+		{"n02", "boot-y", 1, 200}, // n02 rebooted
+		{"n02", "boot-z", 6, 409},
+	} {
+		code, msg := e.checkin(c, e.checkinForm(s.node, s.boot, s.seq))
+		if code != s.want {
+			t.Fatalf("step %d (%s %s seq %d) after the restart: %d %q, want %d", i, s.node, s.boot, s.seq, code, msg, s.want)
+		}
+		if code == 409 && !strings.Contains(msg, "replayed") {
+			t.Errorf("step %d: refusal says %q", i, msg)
+		}
+	}
+	if st := e.state("n03"); st.Stage != bootstate.StageBooted || st.LastCheckin.IsZero() {
+		t.Errorf("n03 after the restart: %+v", st)
 	}
 }
 

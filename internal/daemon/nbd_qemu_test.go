@@ -15,6 +15,7 @@ import (
 
 	"github.com/netbootui/netbootui/internal/bootstate"
 	. "github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/image/liveinit"
 	"github.com/netbootui/netbootui/internal/lab"
@@ -42,7 +43,7 @@ func TestQEMUNBDRoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := lab.FreePort(t)
-	d := newInventoryDaemon(t, dir, fmt.Sprintf(`settings:
+	inv := fmt.Sprintf(`settings:
   nbd: {server: 10.0.2.2, port: %d}
 images:
   live-nbd: {root: nbd, kernel_args: "console=ttyS0 panic=-1"}
@@ -50,16 +51,16 @@ images:
 nodes:
   - {name: q-nbd, image: live-nbd, nics: [{mac: %q}]}
   - {name: q-http2, image: live-http, nics: [{mac: %q}]}
-`, port, lab.MAC(40), lab.MAC(41)))
-	gens := map[string]string{}
+`, port, lab.MAC(40), lab.MAC(41))
+	var gens map[string]string
 	rootfs := ballastRootfs(t, files["rootfs.squashfs"], 48)
-	for img, rd := range map[string]string{"live-nbd": initrd, "live-http": files["initrd"]} {
-		m, err := d.ImportImage(ImportRequest{Image: img, Kernel: files["vmlinuz"], Initrd: rd, Rootfs: rootfs, Publish: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		gens[img] = m.ID
-	}
+	env := daemontest.Start(t, daemontest.Options{Dir: dir, Inventory: inv, Config: rootLabConfig(t),
+		Before: func(d *Daemon) (err error) {
+			gens, err = publishAll(d, files, map[string]string{"live-nbd": initrd, "live-http": files["initrd"]}, rootfs)
+			natAdvertise(d)
+			return err
+		}})
+	d := env.D
 	conf, err := d.NBDServerConfig("127.0.0.1", port)
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +91,7 @@ nodes:
 	// exits with "address in use".
 	lab.Eventually(t, "nbd-server listens", 20*time.Second, func() bool { return tcpListening(port) })
 
-	base := "http://10.0.2.2:" + runDaemon(t, d, "")
+	base := "http://10.0.2.2:" + env.HTTPPort()
 	vmCtx, vmCancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer vmCancel()
 	httpVM := bootVM(vmCtx, t, "q-http2", lab.MAC(41), base)

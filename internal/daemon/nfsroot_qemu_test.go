@@ -12,6 +12,7 @@ import (
 
 	"github.com/netbootui/netbootui/internal/bootstate"
 	. "github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/lab"
 	"github.com/netbootui/netbootui/internal/pxe"
 	"github.com/netbootui/netbootui/internal/roottransport/nfs"
@@ -59,17 +60,16 @@ func TestQEMUNFSRoot(t *testing.T) {
 	dir := t.TempDir()
 	nfsDir := filepath.Join(dir, "nfs")
 	port := lab.FreePort(t)
-	d := newInventoryDaemon(t, dir, nfsInventory(port, nfsDir))
-	gens := map[string]string{}
+	var gens map[string]string
 	rootfs := ballastRootfs(t, files["rootfs.squashfs"], 48)
 	initrds := map[string]string{"live-nfs": nfsInitrd(t, dir), "live-http": files["initrd"]}
-	for _, img := range []string{"live-nfs", "live-http"} {
-		m, err := d.ImportImage(ImportRequest{Image: img, Kernel: files["vmlinuz"], Initrd: initrds[img], Rootfs: rootfs, Publish: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		gens[img] = m.ID
-	}
+	env := daemontest.Start(t, daemontest.Options{Dir: dir, Inventory: nfsInventory(port, nfsDir), Config: rootLabConfig(t),
+		Before: func(d *Daemon) (err error) {
+			gens, err = publishAll(d, files, initrds, rootfs)
+			natAdvertise(d)
+			return err
+		}})
+	d := env.D
 	// Publishing unpacked the nfs image's tree under the export directory,
 	// and only that image's.
 	tree := nfs.TreeDir(pxe.NFSSite(d.Inventory().Settings.NFS), "live-nfs", gens["live-nfs"])
@@ -79,10 +79,9 @@ func TestQEMUNFSRoot(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(nfsDir, "images", "live-http")); err == nil {
 		t.Fatalf("an http-live image got an NFS tree")
 	}
-	httpPort := runDaemon(t, d, "")
 	vmCtx, vmCancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer vmCancel()
-	base := "http://10.0.2.2:" + httpPort
+	base := "http://10.0.2.2:" + env.HTTPPort()
 	httpVM := bootVM(vmCtx, t, "q-http", lab.MAC(21), base)
 	nfsVM := bootVM(vmCtx, t, "q-nfs", lab.MAC(20), base)
 

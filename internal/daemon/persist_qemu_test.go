@@ -11,6 +11,7 @@ import (
 
 	"github.com/netbootui/netbootui/internal/bootstate"
 	. "github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/lab"
 	"github.com/netbootui/netbootui/internal/pxe"
 	"github.com/netbootui/netbootui/internal/roottransport/nfs"
@@ -96,8 +97,20 @@ func TestQEMUNFSPersist(t *testing.T) {
 	// q-b names q-a's directory on its command line (after the rendered
 	// one, so the init takes it): the server must refuse it.
 	stealB := "netbootui.persist_nfs=" + headAddr + ":/netbootui/nodes/q-a:vers=4.1,port=2049"
-	d := newInventoryDaemon(t, dir, persistInventory(nfsDir,
-		"netbootui.test_write=/var/log/kept,/root/gone netbootui.probe=/var/log/kept,/root/gone", stealB))
+	initrd := nfsInitrd(t, dir)
+	var gen string
+	env := daemontest.Start(t, daemontest.Options{Dir: dir, Config: rootLabConfig(t),
+		Inventory: persistInventory(nfsDir, "netbootui.test_write=/var/log/kept,/root/gone netbootui.probe=/var/log/kept,/root/gone", stealB),
+		Before: func(d *Daemon) error {
+			m, err := d.ImportImage(ImportRequest{Image: "live-nfs", Kernel: files["vmlinuz"], Initrd: initrd, Rootfs: files["rootfs.squashfs"], Publish: true})
+			if err != nil {
+				return err
+			}
+			gen = m.ID
+			d.SetAdvertiseURL("http://" + headAddr)
+			return nil
+		}})
+	d := env.D
 	site := pxe.NFSSite(d.Inventory().Settings.NFS)
 	// The head made each node's directory before any boot.
 	for _, n := range []string{"q-a", "q-b", "q-c"} {
@@ -105,11 +118,7 @@ func TestQEMUNFSPersist(t *testing.T) {
 			t.Fatalf("%s: persistent directory not made: %v", n, err)
 		}
 	}
-	m, err := d.ImportImage(ImportRequest{Image: "live-nfs", Kernel: files["vmlinuz"], Initrd: nfsInitrd(t, dir), Rootfs: files["rootfs.squashfs"], Publish: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpPort := runDaemon(t, d, "http://"+headAddr)
+	httpPort := env.HTTPPort()
 
 	exports := pxe.NFSExports(d.Inventory())
 	if strings.Count(exports, "CLIENT { Clients = 127.0.0.1") != 3 {
@@ -177,7 +186,7 @@ func TestQEMUNFSPersist(t *testing.T) {
 	}
 	checkinWith(t, d, vmA, "q-a", "probe=present,absent", 4*time.Minute)
 	for _, f := range []string{"root/gone", "var/log/kept"} {
-		if _, err := os.Stat(filepath.Join(nfs.TreeDir(site, "live-nfs", m.ID), f)); err == nil {
+		if _, err := os.Stat(filepath.Join(nfs.TreeDir(site, "live-nfs", gen), f)); err == nil {
 			t.Errorf("a node wrote %s into the read-only tree", f)
 		}
 	}

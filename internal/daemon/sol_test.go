@@ -1,4 +1,4 @@
-package daemon
+package daemon_test
 
 import (
 	"bytes"
@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	. "github.com/netbootui/netbootui/internal/daemon"
+	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/ipmi/ipmisim"
 	"github.com/netbootui/netbootui/internal/lab"
@@ -35,8 +36,7 @@ func fakeSerial(t *testing.T) int {
 	return sp.Port()
 }
 
-// solPassword is the BMC password of the SOL lab. (These tests stay in
-// package daemon: they reach into the SOL hubs.)
+// solPassword is the BMC password of the SOL lab.
 const solPassword = "Reb00t-s3cret"
 
 // startSOLLab is a daemon with a published (unbootable) generation and node
@@ -71,32 +71,20 @@ nodes:
     image: compute
     nics: [{mac: "52:54:00:ee:05:02"}]
 `, sim.Port())
-	os.WriteFile(filepath.Join(dir, "nodes.yaml"), []byte(inv), 0o644)
-	os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte("bmc_passwords:\n  lab: "+solPassword+"\n"), 0o600)
-	d, err := New(Config{InventoryPath: filepath.Join(dir, "nodes.yaml"), DataDir: filepath.Join(dir, "data"),
-		HTTPListen: "127.0.0.1:0", Power: power.Config{CallTimeout: 3 * time.Second},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
 	src := map[string]string{}
 	for i, name := range image.BootFiles {
 		p := filepath.Join(dir, name)
 		os.WriteFile(p, bytes.Repeat([]byte{byte('k' + i)}, 4<<10), 0o644)
 		src[name] = p
 	}
-	if _, err := d.ImportImage(ImportRequest{Image: "compute", Kernel: src[image.FileKernel], Initrd: src[image.FileInitrd],
-		Rootfs: src[image.FileRootfs], Publish: true}); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	rctx, rcancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { d.Run(rctx); close(done) }()
-	t.Cleanup(func() { rcancel(); <-done })
-	return d
+	return daemontest.Start(t, daemontest.Options{Dir: dir, Inventory: inv,
+		Secrets: "bmc_passwords:\n  lab: " + solPassword + "\n",
+		Config:  Config{Power: power.Config{CallTimeout: 3 * time.Second}},
+		Before: func(d *Daemon) error {
+			_, err := d.ImportImage(ImportRequest{Image: "compute", Kernel: src[image.FileKernel], Initrd: src[image.FileInitrd],
+				Rootfs: src[image.FileRootfs], Publish: true})
+			return err
+		}}).D
 }
 
 // TestConsoleThroughIpmiSim: Console relays both ways through ipmi_sim's
@@ -300,18 +288,12 @@ func TestSOLCaptureBound(t *testing.T) {
 // keeps working after the capture ends.
 func TestConsoleSharesCapture(t *testing.T) {
 	d := startSOLLab(t)
-	inv := d.Inventory()
-	secrets, err := d.secrets(inv)
+	stop, err := d.CaptureSOL("s1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg, err := inv.Node("s1").BMCTarget(secrets)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop := d.captureSOL(map[string]power.Target{"s1": tg})
 	lab.Eventually(t, "captured output", 10*time.Second, func() bool { l, _ := d.SOLLog("s1", 1); return l.Total > 0 })
-	hub := d.consoles.Current("s1")
+	hub := d.SOLSession("s1")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -321,7 +303,7 @@ func TestConsoleSharesCapture(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- d.Console(ctx, "s1", "tester", pr, &out, func() { close(ready) }) }()
 	<-ready
-	if d.consoles.Current("s1") != hub {
+	if d.SOLSession("s1") != hub {
 		t.Error("the console started a second SOL session")
 	}
 	stop() // the capture ends; the console keeps the session

@@ -25,7 +25,7 @@ func NodeStateView(s bootstate.NodeState) apitype.NodeState {
 	if len(s.Timeline) > 0 {
 		v.Timeline = make([]apitype.StageMark, len(s.Timeline))
 		for i, m := range s.Timeline {
-			v.Timeline[i] = apitype.StageMark{Stage: apitype.Stage(m.Stage), Time: m.Time}
+			v.Timeline[i] = apitype.StageMark{Stage: apitype.Stage(m.Stage), Time: m.Time, Unproven: m.Unproven}
 		}
 	}
 	return v

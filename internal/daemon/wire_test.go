@@ -134,6 +134,7 @@ func TestWireConstants(t *testing.T) {
 		bootstate.KindPower: apitype.KindPower, bootstate.KindFail: apitype.KindFail,
 		bootstate.KindStall: apitype.KindStall, bootstate.KindUnknown: apitype.KindUnknown,
 		bootstate.KindDenied: apitype.KindDenied, bootstate.KindMark: apitype.KindMark, bootstate.KindInfo: apitype.KindInfo,
+		bootstate.KindClaim: apitype.KindClaim,
 	}
 	steps := map[workflow.Step]apitype.RebootStep{
 		workflow.StepRender: apitype.StepRender, workflow.StepBootdev: apitype.StepBootdev,

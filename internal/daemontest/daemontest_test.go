@@ -1,7 +1,12 @@
 package daemontest_test
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -27,5 +32,71 @@ func TestOnlyTestsImportIt(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestNoTestMakesItsOwnDaemon: no test file of the module calls
+// daemon.New (by a named or dot import, or from inside package daemon):
+// every test starts its daemon through Start.
+func TestNoTestMakesItsOwnDaemon(t *testing.T) {
+	const daemonPkg = "github.com/netbootui/netbootui/internal/daemon"
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := 0
+	err = filepath.WalkDir(root, func(path string, de fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if de.IsDir() && path != root && (strings.HasPrefix(de.Name(), ".") || de.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if de.IsDir() || !strings.HasSuffix(path, "_test.go") || strings.HasPrefix(path, filepath.Join(root, "internal", "daemontest")) {
+			return nil
+		}
+		files++
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.SkipObjectResolution)
+		if err != nil {
+			return err
+		}
+		named, dot := "", f.Name.Name == "daemon" && filepath.Dir(path) == filepath.Join(root, "internal", "daemon")
+		for _, imp := range f.Imports {
+			if strings.Trim(imp.Path.Value, `"`) != daemonPkg {
+				continue
+			}
+			switch {
+			case imp.Name == nil:
+				named = "daemon"
+			case imp.Name.Name == ".":
+				dot = true
+			default:
+				named = imp.Name.Name
+			}
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok {
+				return true
+			}
+			switch fn := call.Fun.(type) {
+			case *ast.SelectorExpr:
+				if x, ok := fn.X.(*ast.Ident); ok && named != "" && x.Name == named && fn.Sel.Name == "New" {
+					t.Errorf("%s: %s.New: start the daemon with daemontest.Start", path, named)
+				}
+			case *ast.Ident:
+				if dot && fn.Name == "New" {
+					t.Errorf("%s: New (package daemon): start the daemon with daemontest.Start", path)
+				}
+			}
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files < 50 {
+		t.Fatalf("looked at %d test files: not the module", files)
 	}
 }

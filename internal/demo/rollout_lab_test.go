@@ -86,7 +86,7 @@ func TestLabStagedRollout(t *testing.T) {
 	vmlinuz, _ := lab.Kernel(t)
 	kernelDir := filepath.Dir(vmlinuz)
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute) // a bound for a loaded machine; it takes about 2.5 min
+	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute) // a bound for a loaded machine; it takes about 3 min
 	defer cancel()
 	d, err := Start(ctx, Config{Lab: 2, DataDir: t.TempDir(), KernelDir: kernelDir, RecipeDir: "../../assets/recipes/default"})
 	if err != nil {
@@ -123,7 +123,10 @@ func TestLabStagedRollout(t *testing.T) {
 	// rollout powers them on (a cycle of a node that is off powers it on).
 	setLabMemory(t, d, 1, labSmallMemory)
 	r, err := dd.StageCreate(daemon.StageRequest{Selection: "@lab", Generation: gen2, Wave: "1",
-		Timeout: 50 * time.Second, RebootBack: true, Who: "test"})
+		// A node boots in about 30 s under TCG; 90 s leaves room for a CI
+		// machine running every package's tests at once (at 50 s lab02's
+		// reboot back to gen1 timed out in rootfs at a load of 40).
+		Timeout: 90 * time.Second, RebootBack: true, Who: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,12 +81,15 @@ include "%s";
 	{
 		format: FormatKea, tool: "kea-dhcp4",
 		site: func(dir, gen string, forTest bool) string {
+			// The bridge has no carrier until QEMU opens its tap, and Kea
+			// opens no socket on an interface that is not running: it
+			// retries every 0.5 s (a race the VM usually won, not always).
 			iface := lab.NetnsBridge
 			if forTest {
 				iface = "*" // the syntax check runs outside the namespace
 			}
 			return writeFile(dir, "kea-dhcp4.conf", fmt.Sprintf(`{"Dhcp4": {
-  "interfaces-config": {"interfaces": [%q]},
+  "interfaces-config": {"interfaces": [%q], "service-sockets-max-retries": 600, "service-sockets-retry-wait-time": 500},
   "lease-database": {"type": "memfile", "persist": false},
   "valid-lifetime": 600,
   "subnet4": [{"id": 1, "subnet": "10.99.0.0/24", "pools": [{"pool": "%s - %s"}]}],

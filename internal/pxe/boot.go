@@ -66,7 +66,11 @@ type Boot struct {
 	// Addresses keeps the learned client IPs (default: in memory, this Boot
 	// only).
 	Addresses state.Addresses
-	Logger    *slog.Logger
+	// Checkins keeps the check-in replay guard's records (default: in
+	// memory, this Boot only; the daemon hands it its state store's, so
+	// that a check-in replayed after a restart is refused too).
+	Checkins state.Checkins
+	Logger   *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Staged, when set, is consulted first by Assignment: a node in a staged
@@ -91,7 +95,7 @@ type Boot struct {
 	anonNBP map[netip.Addr]bootstate.Event
 
 	unproven *ratelimit.Limiter // events about requests that do not prove their node (set by initLimiters)
-	checkins checkinGuard       // replayed check-ins
+	claims   *ratelimit.Limiter // claim events, per node and stage (set by initLimiters)
 }
 
 // anonNBPWindow is how long an unattributed bootloader fetch waits for its
@@ -164,6 +168,7 @@ func (b *Boot) initLimiters() {
 			b.Noisy.Now = b.now
 		}
 		b.unproven = &ratelimit.Limiter{Burst: 1, Every: unprovenEvery, MaxKeys: maxLimited, Now: b.now}
+		b.claims = &ratelimit.Limiter{Burst: claimBurst, Every: claimEvery, MaxKeys: maxLimited, Now: b.now}
 	})
 }
 
@@ -215,7 +220,8 @@ func (b *Boot) Denied(ev bootstate.Event, msg string) {
 }
 
 // learn ties a client IP to a node for the rest of its boot, and reports a
-// bootloader fetch from that IP that was waiting for its node.
+// bootloader fetch from that IP that was waiting for its node: a claim
+// (nothing proved who fetched it).
 func (b *Boot) learn(ip netip.Addr, node string) {
 	if !ip.IsValid() {
 		return
@@ -229,18 +235,25 @@ func (b *Boot) learn(ip netip.Addr, node string) {
 	b.mu.Unlock()
 	if held && now.Sub(ev.Time) <= anonNBPWindow {
 		ev.Node, ev.Kind, ev.Stage, ev.Message = node, bootstate.KindFetch, bootstate.StageNBP, ""
-		b.emit(ev)
+		b.report(ev, proofClaim)
 	}
 }
 
 // addresses is b.Addresses, an in-memory one when unset.
 func (b *Boot) addresses() state.Addresses {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.Addresses == nil {
-		b.Addresses = local.NewAddresses()
+	return orDefault(&b.mu, &b.Addresses, func() state.Addresses { return local.NewAddresses() })
+}
+
+// orDefault returns *field, first setting it to made() when it is the zero
+// value (a Boot's store left unset), under mu.
+func orDefault[T comparable](mu *sync.Mutex, field *T, made func() T) T {
+	mu.Lock()
+	defer mu.Unlock()
+	var zero T
+	if *field == zero {
+		*field = made()
 	}
-	return b.Addresses
+	return *field
 }
 
 func (b *Boot) ttl() time.Duration {
@@ -388,19 +401,19 @@ func (b *Boot) entry(inv *inventory.Inventory, n *inventory.Node, format, base s
 	return text, p, err
 }
 
-// served reports a rendered entry that was sent to node: a config fetch, or a
-// failure when the entry can only print why the node has nothing to boot.
-// A failure the request does not prove (a MAC-named entry from an address
-// that is not the node's fixed one) is reported as the config fetch it is,
-// plus an info event saying why the node will not boot: the node stalls in
-// config instead of failing.
+// served reports a rendered entry that was sent to node: a config fetch (a
+// claim, when the request does not prove the node: a MAC-named entry from
+// an address that is not the node's fixed one), or a failure when the entry
+// can only print why the node has nothing to boot. A failure the request
+// does not prove is reported as the claim it is plus an info event saying
+// why the node will not boot: the node stalls instead of failing.
 func (b *Boot) served(ev bootstate.Event, p BootParams, size int, pr proof) {
 	ev.Stage, ev.Total = bootstate.StageConfig, int64(size)
 	ev.Generation = p.Generation
 	ev.Kind = bootstate.KindFetch
 	if p.Generation == "" && p.Node.Override.Empty() {
 		if pr < proofNode {
-			b.emit(ev)
+			b.report(ev, pr)
 		}
 		ev.Kind, ev.Error = bootstate.KindFail, "image "+p.Image+" has no published generation"
 		if p.Image == "" {
@@ -441,14 +454,14 @@ func (b *Boot) OpenTFTP(ctx context.Context, name string, client netip.AddrPort)
 	if err != nil {
 		return tftp.File{}, err
 	}
-	if n := b.NodeByIP(inv, ip); n != nil {
+	if n, pr := b.nodeByAddr(inv, ip); n != nil {
 		ev.Node = n.Name
 		if IsNBP(name) {
 			ev.Kind, ev.Stage, ev.Total = bootstate.KindFetch, bootstate.StageNBP, size
 		} else {
 			ev.Kind, ev.Message = bootstate.KindInfo, "fetched "+name
 		}
-		b.emit(ev)
+		b.report(ev, pr)
 	} else if IsNBP(name) {
 		ev.Time, ev.Total = b.now(), size
 		b.holdNBP(ip, ev)
@@ -547,7 +560,7 @@ func (b *Boot) tftpImageFile(inv *inventory.Inventory, name string, ip netip.Add
 	}
 	if ev.Node != "" {
 		ev.Kind, ev.Stage, ev.Total, ev.Generation = bootstate.KindFetch, stage, st.Size(), gen
-		b.emit(ev)
+		b.report(ev, pr)
 	}
 	return tftp.File{R: f, Size: st.Size(), Close: f.Close}, nil
 }

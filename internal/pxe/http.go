@@ -203,8 +203,8 @@ func (s *HTTPServer) handleLoader(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
-	if n := b.NodeByIP(b.Inventory(), client.Addr()); n != nil && IsNBP(name) {
-		b.emit(bootstate.Event{Node: n.Name, Kind: bootstate.KindFetch, Stage: bootstate.StageNBP, Proto: "http", Path: r.URL.Path, Remote: client.String(), Total: size})
+	if n, pr := b.nodeByAddr(b.Inventory(), client.Addr()); n != nil && IsNBP(name) {
+		b.report(bootstate.Event{Node: n.Name, Kind: bootstate.KindFetch, Stage: bootstate.StageNBP, Proto: "http", Path: r.URL.Path, Remote: client.String(), Total: size}, pr)
 	}
 	st, _ := f.Stat()
 	s.count("loader", http.StatusOK)
@@ -251,7 +251,9 @@ func (s *HTTPServer) handleImage(w http.ResponseWriter, r *http.Request) {
 	var progress func(sent, total int64, done bool)
 	if n != nil && r.Method == http.MethodGet {
 		ev.Kind, ev.Total = bootstate.KindFetch, size
-		b.emit(ev)
+		b.report(ev, pr)
+	}
+	if n != nil && r.Method == http.MethodGet && pr == proofNode {
 		progress = func(sent, total int64, done bool) {
 			b.emit(bootstate.Event{Node: n.Name, Kind: bootstate.KindProgress, Stage: stage, Proto: "http",
 				Path: r.URL.Path, Bytes: sent, Total: total, Generation: gen})
@@ -571,12 +573,20 @@ func (s *HTTPServer) handleCheckin(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown generation "+c.Generation, http.StatusBadRequest)
 		return
 	}
-	if err := b.checkins.admit(n.Name, c.BootID, c.Seq); err != nil {
+	if err := b.admitCheckin(n.Name, c.BootID, c.Seq); errors.Is(err, errReplay) {
 		b.deny(bootstate.Event{Node: n.Name, Proto: "http", Path: "/checkin", Remote: client.String(),
 			Error: "check-in refused: " + err.Error()})
 		s.checkins.WithLabelValues("replay").Inc()
 		s.count("checkin", http.StatusConflict)
 		http.Error(w, err.Error(), http.StatusConflict)
+		return
+	} else if err != nil {
+		// The guard could not make the check-in's record durable: refused,
+		// so that it cannot be replayed; the agent tries again.
+		b.logger().Error("check-in not recorded", "node", n.Name, "err", err)
+		s.checkins.WithLabelValues("error").Inc()
+		s.count("checkin", http.StatusServiceUnavailable)
+		http.Error(w, "check-in not recorded, try again", http.StatusServiceUnavailable)
 		return
 	}
 	b.learn(client.Addr(), n.Name)

@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"sync"
+	"slices"
 	"time"
 
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/inventory"
+	"github.com/netbootui/netbootui/internal/state"
+	"github.com/netbootui/netbootui/internal/state/local"
 )
 
 // proof is how well a request shows which node sent it. Boot state moves
@@ -18,11 +20,13 @@ type proof uint8
 const (
 	// proofNone: the request is tied to no node.
 	proofNone proof = iota
-	// proofClaim: the node is named by a MAC (its boot entry) or by an
-	// address learned earlier in its boot. Before a kernel runs PXE offers
-	// nothing better, so a claim moves the node through its fetch stages,
-	// but it never fails the node: a failure it would report is an info
-	// event (rate limited per address) and the stage stays.
+	// proofClaim: the node is named by a MAC (its boot entry, a DHCP
+	// request) or by an address learned earlier in its boot. Before a
+	// kernel runs PXE offers nothing better, so the request is served, but
+	// the node's state does not move: the fetch is a KindClaim event (an
+	// unproven mark in the node's timeline, rate limited per node and
+	// stage), and a failure it would report is an info event (rate limited
+	// per address).
 	proofClaim
 	// proofNode: the node's check-in token or fetch key, or a request from
 	// the node's fixed inventory address. Moves the stage any way.
@@ -66,20 +70,39 @@ func macProof(n *inventory.Node, ip netip.Addr) proof {
 	return proofClaim
 }
 
-// report emits ev as far as pr lets it go: a failure from a request that does
-// not prove its node becomes an info event, and at most one such event per
-// client address is emitted per unprovenEvery.
+// report emits ev as far as pr lets it go. From a request that does not
+// prove its node, a fetch becomes a claim (at most claimBurst per node and
+// stage at once, then one per claimEvery) and a failure an info event (at
+// most one per client address per unprovenEvery): neither moves the node.
 func (b *Boot) report(ev bootstate.Event, pr proof) {
-	if ev.Kind == bootstate.KindFail && pr < proofNode {
-		if !b.allowUnproven(ev.Remote) {
-			return
+	if pr < proofNode {
+		switch ev.Kind {
+		case bootstate.KindFail:
+			if !b.allowUnproven(ev.Remote) {
+				return
+			}
+			ev.Kind = bootstate.KindInfo
+			ev.Message = "request does not prove node " + ev.Node + ", stage unchanged: " + ev.Error
+			ev.Stage, ev.Error = "", ""
+		case bootstate.KindFetch:
+			b.initLimiters()
+			if ok, _ := b.claims.Allow(ev.Node + " " + string(ev.Stage)); !ok {
+				return
+			}
+			ev.Kind = bootstate.KindClaim
+			ev.Message = "served, but the request does not prove node " + ev.Node + ": stage unchanged"
 		}
-		ev.Kind = bootstate.KindInfo
-		ev.Message = "request does not prove node " + ev.Node + ", stage unchanged: " + ev.Error
-		ev.Stage, ev.Error = "", ""
 	}
 	b.emit(ev)
 }
+
+// Claims of one node and stage let through at once, and then one per
+// claimEvery: a node's boot claims each stage once or twice; a flood of
+// forged requests fills neither the history nor the log.
+const (
+	claimBurst = 3
+	claimEvery = 10 * time.Second
+)
 
 // deny emits a denied event (rate limited per client address).
 func (b *Boot) deny(ev bootstate.Event) {
@@ -107,53 +130,62 @@ func (b *Boot) allowUnproven(remote string) bool {
 // maxBootIDs is how many earlier boots of a node the replay guard remembers.
 const maxBootIDs = 8
 
-// checkinGuard refuses replayed check-ins. Every check-in carries the boot
-// id of the node's running kernel and a counter that the agent raises with
-// every attempt; per node the guard keeps the newest (boot id, counter)
-// accepted and the boot ids the node has since left.
-type checkinGuard struct {
-	mu    sync.Mutex
-	nodes map[string]*checkinSeen
-}
-
-type checkinSeen struct {
-	bootID string
-	seq    uint64
-	left   []string // earlier boot ids, oldest first, at most maxBootIDs
-}
-
 // errReplay is the error of a check-in the guard refuses.
 var errReplay = errors.New("check-in replayed")
 
-// admit records (bootID, seq) for node when it is newer than anything
-// accepted from node before, and refuses it otherwise.
-func (g *checkinGuard) admit(node, bootID string, seq uint64) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.nodes == nil {
-		g.nodes = map[string]*checkinSeen{}
+// nextSeen is the check-in replay guard's rule. Every check-in carries the
+// boot id of the node's running kernel and a counter that the agent raises
+// with every attempt; per node the guard keeps the newest (boot id,
+// counter) accepted and the boot ids the node has since left (seen; none
+// when the node never checked in). It returns seen with (bootID, seq)
+// recorded when that is newer than anything accepted before, and errReplay
+// otherwise.
+func nextSeen(seen state.CheckinSeen, none bool, bootID string, seq uint64) (state.CheckinSeen, error) {
+	if none {
+		return state.CheckinSeen{BootID: bootID, Seq: seq}, nil
 	}
-	s := g.nodes[node]
-	if s == nil {
-		g.nodes[node] = &checkinSeen{bootID: bootID, seq: seq}
-		return nil
-	}
-	if bootID == s.bootID {
-		if seq <= s.seq {
-			return fmt.Errorf("%w: counter %d, already at %d in this boot", errReplay, seq, s.seq)
+	if bootID == seen.BootID {
+		if seq <= seen.Seq {
+			return seen, fmt.Errorf("%w: counter %d, already at %d in this boot", errReplay, seq, seen.Seq)
 		}
-		s.seq = seq
-		return nil
+		seen.Seq = seq
+		return seen, nil
 	}
-	for _, id := range s.left {
-		if id == bootID {
-			return fmt.Errorf("%w: from an earlier boot of the node", errReplay)
+	if slices.Contains(seen.Left, bootID) {
+		return seen, fmt.Errorf("%w: from an earlier boot of the node", errReplay)
+	}
+	left := append(slices.Clone(seen.Left), seen.BootID)
+	if len(left) > maxBootIDs {
+		left = left[len(left)-maxBootIDs:]
+	}
+	return state.CheckinSeen{BootID: bootID, Seq: seq, Left: left}, nil
+}
+
+// admitCheckin records (bootID, seq) as node's newest check-in in the
+// Checkins store when nextSeen allows it: errReplay when it does not, and
+// the store's error when the record could not be made durable (the
+// check-in is then refused too: the agent tries again). A conflicting
+// write (another head or request admitted one of node's check-ins since
+// the read) is read again.
+func (b *Boot) admitCheckin(node, bootID string, seq uint64) error {
+	store := b.checkinStore()
+	for range 8 {
+		seen, rev, err := store.Get(node)
+		if err != nil {
+			return err
+		}
+		next, err := nextSeen(seen, rev == 0, bootID, seq)
+		if err != nil {
+			return err
+		}
+		if _, err := store.Put(node, next, rev); !errors.Is(err, state.ErrConflict) {
+			return err
 		}
 	}
-	s.left = append(s.left, s.bootID)
-	if len(s.left) > maxBootIDs {
-		s.left = s.left[len(s.left)-maxBootIDs:]
-	}
-	s.bootID, s.seq = bootID, seq
-	return nil
+	return fmt.Errorf("check-ins of %s: %w", node, state.ErrConflict)
+}
+
+// checkinStore is b.Checkins, an in-memory one when unset.
+func (b *Boot) checkinStore() state.Checkins {
+	return orDefault(&b.mu, &b.Checkins, func() state.Checkins { return local.NewMemoryCheckins() })
 }

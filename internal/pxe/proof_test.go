@@ -14,7 +14,7 @@ import (
 )
 
 func TestCheckinGuard(t *testing.T) {
-	var g checkinGuard
+	g := &Boot{}
 	steps := []struct {
 		node, boot string
 		seq        uint64
@@ -30,21 +30,21 @@ func TestCheckinGuard(t *testing.T) {
 		{"n1", "b", 2, true},
 	}
 	for i, s := range steps {
-		err := g.admit(s.node, s.boot, s.seq)
+		err := g.admitCheckin(s.node, s.boot, s.seq)
 		if (err == nil) != s.ok || (err != nil && !errors.Is(err, errReplay)) {
 			t.Fatalf("step %d %+v: %v", i, s, err)
 		}
 	}
 	// Only the last maxBootIDs boots are remembered, the newest of them all.
 	for i := range maxBootIDs + 2 {
-		if err := g.admit("n3", fmt.Sprint("boot", i), 1); err != nil {
+		if err := g.admitCheckin("n3", fmt.Sprint("boot", i), 1); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := g.admit("n3", "boot1", 9); err == nil {
+	if err := g.admitCheckin("n3", "boot1", 9); err == nil {
 		t.Error("a boot among the remembered ones accepted")
 	}
-	if err := g.admit("n3", "boot0", 9); err != nil {
+	if err := g.admitCheckin("n3", "boot0", 9); err != nil {
 		t.Errorf("the oldest boot, past the window: %v", err)
 	}
 }
@@ -125,8 +125,9 @@ func TestProof(t *testing.T) {
 
 // TestTFTPClaimsNeverFail: over TFTP (pxelinux) a node is known by its
 // address only. From an address learned by its config fetch (a claim) a
-// missing file is an info event and the node keeps its stage; from its fixed
-// inventory address (proof) the node fails.
+// missing file is an info event and a served one a claim event, neither
+// moving the node; from its fixed inventory address (proof) the node fails,
+// or moves on.
 func TestTFTPClaimsNeverFail(t *testing.T) {
 	st, m := publishedStore(t, "compute")
 	inv, err := inventory.Parse("nodes.yaml", []byte(`images:
@@ -150,30 +151,42 @@ nodes:
 	if _, err := b.OpenTFTP(ctx, "pxelinux.cfg/01-52-54-00-00-00-01", dynAddr); err != nil {
 		t.Fatal(err)
 	}
+	// A missing file from the learned address is an info event, from fix's
+	// own address a failure; the good kernel is served to both: from the
+	// learned address a claim of dyn's kernel stage, from fix's own address
+	// a kernel fetch.
+	fixAddr := netip.MustParseAddrPort("10.0.0.9:2000")
 	for _, tc := range []struct {
+		gen      string
 		from     netip.AddrPort
 		node     string
 		wantKind bootstate.Kind
 	}{
-		{dynAddr, "dyn", bootstate.KindInfo},
-		{netip.MustParseAddrPort("10.0.0.9:2000"), "fix", bootstate.KindFail},
+		{"0bogus", dynAddr, "dyn", bootstate.KindInfo},
+		{"0bogus", fixAddr, "fix", bootstate.KindFail},
+		{m.ID, dynAddr, "dyn", bootstate.KindClaim},
+		{m.ID, fixAddr, "fix", bootstate.KindFetch},
 	} {
 		events = nil
-		if _, err := b.OpenTFTP(ctx, "images/compute/0bogus/vmlinuz", tc.from); err == nil {
-			t.Fatal("a missing generation was served")
+		_, err := b.OpenTFTP(ctx, "images/compute/"+tc.gen+"/vmlinuz", tc.from)
+		if served := err == nil; served != (tc.gen == m.ID) {
+			t.Fatalf("generation %s from %s: served %v (%v)", tc.gen, tc.from, served, err)
 		}
 		if len(events) != 1 || events[0].Node != tc.node || events[0].Kind != tc.wantKind {
-			t.Errorf("from %s: events %+v, want one %s event of %s", tc.from, events, tc.wantKind, tc.node)
+			t.Errorf("generation %s from %s: events %+v, want one %s event of %s", tc.gen, tc.from, events, tc.wantKind, tc.node)
+		}
+		if tc.gen == m.ID && len(events) == 1 && events[0].Stage != bootstate.StageKernel {
+			t.Errorf("kernel fetch from %s: stage %q", tc.from, events[0].Stage)
 		}
 	}
 	// An entry that cannot boot (no generation): asked for by MAC it is a
-	// config fetch and an info event; from the node's fixed IP a failure.
+	// config claim and an info event; from the node's fixed IP a failure.
 	for _, tc := range []struct {
 		cfg   string
 		from  netip.AddrPort
 		kinds string
 	}{
-		{"pxelinux.cfg/01-52-54-00-00-00-03", netip.MustParseAddrPort("10.0.0.60:2000"), "fetch,info"},
+		{"pxelinux.cfg/01-52-54-00-00-00-03", netip.MustParseAddrPort("10.0.0.60:2000"), "claim,info"},
 		{"pxelinux.cfg/01-52-54-00-00-00-04", netip.MustParseAddrPort("10.0.0.10:2000"), "fail"},
 	} {
 		events = nil
@@ -188,12 +201,5 @@ nodes:
 			t.Errorf("%s from %s: events %+v, want %s", tc.cfg, tc.from, events, tc.kinds)
 		}
 	}
-	// The good kernel from the learned address still moves dyn on.
-	events = nil
-	if _, err := b.OpenTFTP(ctx, "images/compute/"+m.ID+"/vmlinuz", dynAddr); err != nil {
-		t.Fatal(err)
-	}
-	if len(events) != 1 || events[0].Kind != bootstate.KindFetch || events[0].Stage != bootstate.StageKernel {
-		t.Errorf("kernel fetch by claim: %+v", events)
-	}
+
 }

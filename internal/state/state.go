@@ -33,6 +33,10 @@ type Store interface {
 	Audit() Audit
 	// Consoles keeps each node's captured serial console output.
 	Consoles() Consoles
+	// Checkins is the memory of the check-in replay guard: per node, the
+	// newest check-in accepted, so that a replayed one is refused after a
+	// restart (or by another head) too.
+	Checkins() Checkins
 	// TokenKey is the secret the nodes' check-in tokens and fetch keys are
 	// derived from (pxe.Tokens): made at random on first use, the same ever
 	// after (and on every head sharing the store). It never leaves the
@@ -127,4 +131,29 @@ type Consoles interface {
 	// Tail returns the last n lines of node's console (false when nothing
 	// was captured).
 	Tail(node string, n int) (ConsoleLog, bool)
+}
+
+// CheckinSeen is what the check-in replay guard (internal/pxe) keeps of
+// one node: the boot id and counter of the newest check-in it accepted,
+// and the boot ids the node has left since, oldest first (bounded by the
+// guard).
+type CheckinSeen struct {
+	BootID string   `json:"boot_id"`
+	Seq    uint64   `json:"seq"`
+	Left   []string `json:"left,omitempty"`
+}
+
+// Checkins keeps a CheckinSeen per node. A change lands once: Put replaces
+// a node's record only if its revision is still the one the caller read
+// (as Documents.Put), so two heads (or two requests) that admit check-ins
+// of one node at once cannot both accept the same one. Safe for concurrent
+// use; a record is durable when Put returns nil (the check-in is answered
+// after it).
+type Checkins interface {
+	// Get returns node's record and its revision (a zero record and 0 when
+	// there is none).
+	Get(node string) (CheckinSeen, Rev, error)
+	// Put replaces node's record if its revision is still prev (0: there
+	// must be none) and returns the new revision, or ErrConflict.
+	Put(node string, seen CheckinSeen, prev Rev) (Rev, error)
 }

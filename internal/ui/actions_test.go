@@ -1,6 +1,8 @@
 package ui
 
 import (
+	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -312,5 +314,31 @@ func TestDetailShowsAudit(t *testing.T) {
 	}
 	if strings.Contains(scr, "power off n04") {
 		t.Errorf("another node's entry shown:\n%s", scr)
+	}
+}
+
+// TestDetailMarksUnprovenRequests: a timeline mark left by a request that
+// only claimed the node (its MAC) says so; the proven marks do not.
+func TestDetailMarksUnprovenRequests(t *testing.T) {
+	hs := newHarness(t, 5, 120, 60)
+	hs.be.mu.Lock()
+	hs.be.nodes[1].State.Timeline = []apitype.StageMark{
+		{Stage: apitype.StageConfig, Time: epoch.Add(-time.Hour), Unproven: true},
+		{Stage: apitype.StageKernel, Time: epoch.Add(-time.Hour + 2*time.Second)},
+		{Stage: apitype.StageBooted, Time: epoch.Add(-time.Hour + 11*time.Second)},
+		{Stage: apitype.StageNBP, Time: epoch.Add(-time.Minute), Unproven: true},
+	}
+	hs.be.mu.Unlock()
+	hs.press("<ctrl+r>", "j", "<enter>")
+	scr := hs.screen()
+	var marks []string
+	markRE := regexp.MustCompile(`^\s+([a-z-]+)\s+\d\d:\d\d:\d\d\.\d{3}`)
+	for _, line := range strings.Split(scr, "\n") {
+		if m := markRE.FindStringSubmatch(line); m != nil {
+			marks = append(marks, fmt.Sprintf("%s %v", m[1], strings.Contains(line, "(unproven request)")))
+		}
+	}
+	if got := strings.Join(marks, ", "); got != "config true, kernel false, booted false, nbp true" {
+		t.Errorf("timeline marks (stage, unproven): %s\n%s", got, scr)
 	}
 }

@@ -287,7 +287,13 @@ func (d *detailView) lines() []string {
 		if i > 0 {
 			since = "+" + mk.Time.Sub(st.Timeline[0].Time).Round(time.Millisecond).String()
 		}
-		out = append(out, fmt.Sprintf("  %-12s %s  %s", mk.Stage, mk.Time.Format("15:04:05.000"), since))
+		line := fmt.Sprintf("  %-12s %s  %s", mk.Stage, mk.Time.Format("15:04:05.000"), since)
+		if mk.Unproven {
+			// Asked for by a request that only claimed the node (its
+			// MAC): seen, not a stage the node is known to have reached.
+			line = s.Dim.Render(strings.TrimRight(line, " ") + "  (unproven request)")
+		}
+		out = append(out, line)
 	}
 	section("Boot entry (" + n.Loader + ")")
 	for _, l := range strings.Split(strings.TrimRight(d.entry, "\n"), "\n") {

@@ -211,10 +211,15 @@ func (r *run) node(ctx context.Context, node string) (res Result) {
 		st, _ := r.tr.Get(node)
 		verdict := w.look(st)
 		for _, m := range w.newMarks(st) {
-			res.Stage = m.Stage
 			msg := ""
-			if m.Stage == st.Stage {
+			switch {
+			case m.Unproven:
+				msg = "unproven request (by MAC) seen; stage not moved"
+			case m.Stage == st.Stage:
 				msg = st.Error
+			}
+			if !m.Unproven {
+				res.Stage = m.Stage
 			}
 			r.progress(Progress{Node: node, Step: StepBoot, Stage: m.Stage, Generation: gen, Message: msg, Time: m.Time})
 		}
@@ -308,7 +313,9 @@ func (w *waiter) lastStage() bootstate.Stage {
 
 func (w *waiter) look(st bootstate.NodeState) verdict {
 	for _, m := range st.Timeline {
-		if m.Time.Before(w.cycled) || !m.Stage.InProgress() {
+		// An unproven mark (a request that only named the node by MAC)
+		// is no proof that the node booted from us.
+		if m.Time.Before(w.cycled) || !m.Stage.InProgress() || m.Unproven {
 			continue
 		}
 		w.inStage = m.Stage

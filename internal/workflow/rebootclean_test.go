@@ -163,6 +163,17 @@ func TestRebootClean(t *testing.T) {
 				e.gens["n01"] = "g2"
 				e.boots["n01"] = func(n string) { checkin(tr, n, "g2", 0) }
 			}},
+		{name: "an old OS check-in after forged MAC requests does not count", timeout: 500 * time.Millisecond,
+			errHas: []string{"n01: no check-in within 500ms: no boot seen since the power cycle at "},
+			setup: func(tr *bootstate.Tracker, e *env, _ <-chan struct{}) {
+				e.gens["n01"] = "g2"
+				e.boots["n01"] = func(n string) {
+					for _, s := range []bootstate.Stage{bootstate.StageDHCP, bootstate.StageNBP, bootstate.StageConfig, bootstate.StageKernel, bootstate.StageRootfs} {
+						tr.Apply(bootstate.Event{Node: n, Kind: bootstate.KindClaim, Stage: s, Proto: "http", Path: "/" + string(s)})
+					}
+					checkin(tr, n, "g2", 0)
+				}
+			}},
 		{name: "wrong generation then right one", ok: true, releaseAt: bootstate.StageBooted,
 			setup: func(tr *bootstate.Tracker, e *env, release <-chan struct{}) {
 				e.gens["n01"] = "g2"

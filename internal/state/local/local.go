@@ -2,8 +2,10 @@
 // daemon's durable state in its data directory. Boot states live in a bbolt
 // database (state.db, bootstate.Store, which also locks the directory
 // against a second daemon), rollouts in rollouts.json, the audit log in
-// audit.log, the token key in token.key; learned addresses and console captures are kept in memory, as
-// they always were (a restarted head learns them again).
+// audit.log, the token key in token.key, the check-in replay guard's
+// records in checkins.db (bbolt); learned addresses and console captures
+// are kept in memory, as they always were (a restarted head learns them
+// again).
 package local
 
 import (
@@ -28,7 +30,7 @@ import (
 
 // Files in the data directory.
 const (
-	StateDB  = "state.db"  // boot states and histories (bbolt)
+	StateDB  = "state.db"  // boot states and histories (bbolt); its lock is the directory's
 	AuditLog = "audit.log" // one JSON line per entry
 	TokenKey = "token.key" // the token key in hex, mode 0600
 )
@@ -44,6 +46,7 @@ type Store struct {
 	docs   *Documents
 	addrs  *Addresses
 	consol *Consoles
+	checks *Checkins
 }
 
 var (
@@ -69,6 +72,11 @@ func Open(dir string) (_ *Store, err error) {
 		s.boot.Close()
 		return nil, err
 	}
+	if s.checks, err = OpenCheckins(filepath.Join(dir, CheckinsDB)); err != nil {
+		s.audit.Close()
+		s.boot.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -86,6 +94,9 @@ func (s *Store) Audit() state.Audit { return s.audit }
 
 // Consoles are kept in memory.
 func (s *Store) Consoles() state.Consoles { return s.consol }
+
+// Checkins is checkins.db.
+func (s *Store) Checkins() state.Checkins { return s.checks }
 
 // TokenKey reads token.key, creating it with 32 random bytes (mode 0600)
 // when it does not exist. A key file readable by group or others is
@@ -150,10 +161,10 @@ func (s *Store) SetTokenKey(key []byte) error {
 // sync (a restore fills a new data directory's log).
 func (s *Store) ImportAudit(entries []audit.Entry) error { return s.audit.Append(entries) }
 
-// Close closes the audit log and the database (releasing the data
-// directory).
+// Close closes the audit log, the check-in records and the boot-state
+// database (releasing the data directory).
 func (s *Store) Close() error {
-	return errors.Join(s.audit.Close(), s.boot.Close())
+	return errors.Join(s.audit.Close(), s.checks.Close(), s.boot.Close())
 }
 
 // Documents keeps each document as a file of its name in one folder,

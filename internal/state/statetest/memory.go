@@ -19,7 +19,7 @@ import (
 // Memory is a second implementation of state.Store, all in memory: what a
 // test hands a daemon (daemon.Config.State) to show that the daemon reaches
 // its state only through the interfaces, and to look at what it wrote. Its
-// durable parts (boot states, documents, audit) live in a Backing that
+// durable parts (boot states, documents, audit, check-in records) live in a Backing that
 // outlives the store, as a shared store's data outlives one head.
 type Memory struct {
 	b      *Backing
@@ -40,6 +40,7 @@ type Backing struct {
 	subs  fanout.Hub[audit.Entry] // live audit followers
 	boot  memBoot
 	key   []byte
+	seen  *local.MemoryCheckins
 }
 
 type memDoc struct {
@@ -49,7 +50,7 @@ type memDoc struct {
 
 // NewBacking returns empty durable state.
 func NewBacking() *Backing {
-	return &Backing{docs: map[string]memDoc{}, boot: memBoot{states: map[string]bootstate.NodeState{},
+	return &Backing{docs: map[string]memDoc{}, seen: local.NewMemoryCheckins(), boot: memBoot{states: map[string]bootstate.NodeState{},
 		history: map[string]map[uint64]bootstate.Event{}}}
 }
 
@@ -99,6 +100,9 @@ func (m *Memory) Audit() state.Audit { return (*memAudit)(m.b) }
 
 // Consoles are this store's own.
 func (m *Memory) Consoles() state.Consoles { return m.cons }
+
+// Checkins are kept in the backing.
+func (m *Memory) Checkins() state.Checkins { return m.b.seen }
 
 // TokenKey is made once per backing.
 func (m *Memory) TokenKey() ([]byte, error) {

@@ -34,6 +34,54 @@ func Run(t *testing.T, open Open) {
 	t.Run("consoles keep the tail", func(t *testing.T) { consoles(t, open) })
 	t.Run("boot states round trip", func(t *testing.T) { bootStates(t, open) })
 	t.Run("token key is made once", func(t *testing.T) { tokenKey(t, open) })
+	t.Run("check-in records land once and last", func(t *testing.T) { checkins(t, open) })
+}
+
+// checkins: a node's record is put by compare-and-swap (a stale, made-up or
+// "must not exist" revision is refused; of eight concurrent puts from one
+// revision exactly one lands), records are per node, and the last one put
+// survives a reopen.
+func checkins(t *testing.T, open Open) {
+	s := open(t, "checkins")
+	c := s.Checkins()
+	if seen, rev, err := c.Get("n01"); err != nil || rev != 0 || seen.BootID != "" || seen.Seq != 0 || len(seen.Left) != 0 {
+		t.Fatalf("no record: %+v rev %d, %v", seen, rev, err)
+	}
+	first := state.CheckinSeen{BootID: "boot-a", Seq: 1}
+	rev, err := c.Put("n01", first, 0)
+	if err != nil || rev == 0 {
+		t.Fatalf("first put: rev %d, %v", rev, err)
+	}
+	for _, tc := range []struct {
+		name string
+		prev state.Rev
+	}{{"must not exist", 0}, {"made up", rev + 7}} {
+		if _, err := c.Put("n01", state.CheckinSeen{BootID: "forged", Seq: 99}, tc.prev); !errors.Is(err, state.ErrConflict) {
+			t.Errorf("put with a %s revision: %v, want ErrConflict", tc.name, err)
+		}
+	}
+	want := state.CheckinSeen{BootID: "boot-b", Seq: 3, Left: []string{"boot-a"}}
+	rev2, err := c.Put("n01", want, rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Put("n01", first, rev); !errors.Is(err, state.ErrConflict) {
+		t.Errorf("put with a stale revision: %v, want ErrConflict", err)
+	}
+	if seen, rev, err := c.Get("n02"); err != nil || rev != 0 || seen.BootID != "" {
+		t.Errorf("n02 has n01's record: %+v rev %d, %v", seen, rev, err)
+	}
+	exactlyOneLands(t, "check-in record", func(i int) error {
+		_, err := c.Put("race", state.CheckinSeen{BootID: fmt.Sprint("b", i), Seq: 1}, 0)
+		return err
+	}, func(i int) bool { seen, _, _ := c.Get("race"); return seen.BootID == fmt.Sprint("b", i) })
+	s.Close()
+	s = open(t, "checkins")
+	defer s.Close()
+	seen, rev3, err := s.Checkins().Get("n01")
+	if err != nil || rev3 != rev2 || seen.BootID != want.BootID || seen.Seq != want.Seq || !slices.Equal(seen.Left, want.Left) {
+		t.Errorf("after a reopen: %+v rev %d (%v), want %+v rev %d", seen, rev3, err, want, rev2)
+	}
 }
 
 func tokenKey(t *testing.T, open Open) {
@@ -125,6 +173,17 @@ func concurrentPuts(t *testing.T, open Open) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	exactlyOneLands(t, "edit", func(i int) error {
+		_, err := d.Put("doc", []byte(fmt.Sprint("edit ", i)), rev)
+		return err
+	}, func(i int) bool { b, _, _ := d.Get("doc"); return string(b) == fmt.Sprint("edit ", i) })
+}
+
+// exactlyOneLands runs put(0) .. put(7) at once, each a compare-and-swap
+// from the same revision: exactly one must land, the others fail with
+// ErrConflict, and landed(i) must hold for the one that did.
+func exactlyOneLands(t *testing.T, what string, put func(i int) error, landed func(i int) bool) {
+	t.Helper()
 	const n = 8
 	var wg sync.WaitGroup
 	errs := make([]error, n)
@@ -132,7 +191,7 @@ func concurrentPuts(t *testing.T, open Open) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = d.Put("doc", []byte(fmt.Sprint("edit ", i)), rev)
+			errs[i] = put(i)
 		}()
 	}
 	wg.Wait()
@@ -141,15 +200,15 @@ func concurrentPuts(t *testing.T, open Open) {
 		switch {
 		case err == nil:
 			won++
-			if b, _, _ := d.Get("doc"); string(b) != fmt.Sprint("edit ", i) {
-				t.Errorf("edit %d won but the document is %q", i, b)
+			if !landed(i) {
+				t.Errorf("%s %d won but is not what is stored", what, i)
 			}
 		case !errors.Is(err, state.ErrConflict):
-			t.Errorf("edit %d: %v", i, err)
+			t.Errorf("%s %d: %v", what, i, err)
 		}
 	}
 	if won != 1 {
-		t.Errorf("%d of %d edits from the same revision landed, want 1", won, n)
+		t.Errorf("%d of %d %ss from the same revision landed, want 1", won, n, what)
 	}
 }
 
