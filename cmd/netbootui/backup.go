@@ -63,8 +63,8 @@ func describeBackup(s *backup.Summary) string {
 	if len(s.Documents) > 0 {
 		docs = strings.Join(s.Documents, ", ")
 	}
-	return fmt.Sprintf("backup of %s: inventory %s, boot state of %d nodes (%d events), %d audit entries, %d images (%d generations), %s, token key; %d files, %d bytes",
-		s.Header.Created.Format("2006-01-02 15:04:05Z"), s.Header.Inventory, s.Nodes, s.Events, s.Audit, s.Images, s.Generations, docs, s.Entries, s.Bytes)
+	return fmt.Sprintf("backup of %s: inventory %s, boot state of %d nodes (%d events), check-in records of %d, %d audit entries, %d images (%d generations), %s, token key; %d files, %d bytes",
+		s.Header.Created.Format("2006-01-02 15:04:05Z"), s.Header.Inventory, s.Nodes, s.Events, s.Checkins, s.Audit, s.Images, s.Generations, docs, s.Entries, s.Bytes)
 }
 
 // restoreCmd fills an empty data folder and a new inventory file from a

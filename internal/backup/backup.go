@@ -1,8 +1,9 @@
 // Package backup writes a daemon's durable state to one file and restores
 // it into an empty data folder: the boot state of every node, the image
 // store (every generation's manifest and files, each image's current
-// pointer and publish history), the token key, the whole audit log, the
-// state documents (rollouts) and the inventory.
+// pointer and publish history), the token key, the check-in replay
+// guard's records, the whole audit log, the state documents (rollouts) and
+// the inventory.
 //
 // The file is a tar archive. Its first entry is a header naming the format
 // version; its last is an index that lists every entry before it with its
@@ -46,6 +47,7 @@ const (
 	IndexName     = "index.json"
 	tokenKeyName  = "state/token.key"
 	bootName      = "state/bootstate.json"
+	checkinsName  = "state/checkins.json"
 	auditName     = "state/audit.jsonl"
 	documentsDir  = "state/documents/"
 	inventoryDir  = "inventory/"
@@ -118,6 +120,21 @@ func Write(w io.Writer, src Source) error {
 		return fmt.Errorf("backup: boot states: %w", err)
 	}
 	if err := bw.addJSON(bootName, snap); err != nil {
+		return err
+	}
+	// The check-in replay guard's records, of every node with a boot
+	// state (a node that checked in has one).
+	checkins := map[string]state.CheckinSeen{}
+	for _, ns := range snap.States {
+		seen, rev, err := src.State.Checkins().Get(ns.Node)
+		if err != nil {
+			return fmt.Errorf("backup: check-ins of %s: %w", ns.Node, err)
+		}
+		if rev != 0 {
+			checkins[ns.Node] = seen
+		}
+	}
+	if err := bw.addJSON(checkinsName, checkins); err != nil {
 		return err
 	}
 	if err := bw.add(auditName, auditLines(src.State.Audit()), 0o600); err != nil {
@@ -297,6 +314,7 @@ type Summary struct {
 	Bytes       int64
 	Nodes       int // nodes with a boot state
 	Events      int
+	Checkins    int // nodes with a check-in replay record
 	Audit       int // audit entries
 	Images      int
 	Generations int
@@ -429,6 +447,12 @@ func (sum *Summary) note(name string, b []byte) error {
 			sum.Events += len(h)
 		}
 		sum.Events += len(snap.Unknown)
+	case name == checkinsName:
+		var c map[string]state.CheckinSeen
+		if err := json.Unmarshal(b, &c); err != nil {
+			return fmt.Errorf("damaged check-in records: %w", err)
+		}
+		sum.Checkins = len(c)
 	case name == auditName:
 		sum.Audit = bytes.Count(b, []byte("\n"))
 	case strings.HasPrefix(name, documentsDir):
@@ -458,7 +482,7 @@ func checkName(name string) error {
 		return bad
 	}
 	switch {
-	case name == HeaderName || name == tokenKeyName || name == bootName || name == auditName:
+	case name == HeaderName || name == tokenKeyName || name == bootName || name == checkinsName || name == auditName:
 		return nil
 	case strings.HasPrefix(name, documentsDir):
 		if d := strings.TrimPrefix(name, documentsDir); d == "" || strings.ContainsAny(d, "/\\") || strings.HasPrefix(d, ".") {

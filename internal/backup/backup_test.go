@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"github.com/netbootui/netbootui/internal/ipmi"
 	"github.com/netbootui/netbootui/internal/power"
 	"github.com/netbootui/netbootui/internal/rollout"
+	"github.com/netbootui/netbootui/internal/state"
 	"github.com/netbootui/netbootui/internal/state/local"
 	"github.com/netbootui/netbootui/internal/workflow/simnode"
 )
@@ -119,18 +121,26 @@ func TestBackupRestoreBoot(t *testing.T) {
 	if err := e.Stop(); err != nil {
 		t.Fatal(err)
 	}
+	oldSeen := checkinOf(t, e.DataDir, "b1")
+	if oldSeen.BootID == "" {
+		t.Fatal("the daemon kept no check-in record of b1")
+	}
 
 	dir := t.TempDir()
 	sum, err := backup.Restore(file, filepath.Join(dir, "data"), filepath.Join(dir, "nodes.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Nodes != 1 || sum.Images != 1 || sum.Generations != 1 || sum.Audit < 1 || len(sum.Documents) != 0 {
+	if sum.Nodes != 1 || sum.Checkins != 1 || sum.Images != 1 || sum.Generations != 1 || sum.Audit < 1 || len(sum.Documents) != 0 {
 		t.Errorf("summary %+v", sum)
 	}
 	newKey, _ := os.ReadFile(filepath.Join(dir, "data", local.TokenKey))
 	if st, err := os.Stat(filepath.Join(dir, "data", local.TokenKey)); err != nil || st.Mode().Perm() != 0o600 || !bytes.Equal(oldKey, newKey) || len(newKey) == 0 {
 		t.Fatalf("token key: %v, mode %v, same as the backed-up daemon's: %v", err, st.Mode(), bytes.Equal(oldKey, newKey))
+	}
+
+	if seen := checkinOf(t, filepath.Join(dir, "data"), "b1"); fmt.Sprint(seen) != fmt.Sprint(oldSeen) {
+		t.Fatalf("restored check-in record %+v, want %+v", seen, oldSeen)
 	}
 
 	e2 := daemontest.Start(t, daemontest.Options{Dir: dir, API: apiOf, Config: daemon.Config{ReloadInterval: 50 * time.Millisecond}})
@@ -158,6 +168,22 @@ func TestBackupRestoreBoot(t *testing.T) {
 	waitBooted(t, e2.D, m.ID)
 }
 
+// checkinOf reads node's check-in replay record in a data folder no
+// daemon holds.
+func checkinOf(t *testing.T, dataDir, node string) state.CheckinSeen {
+	t.Helper()
+	st, err := local.Open(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	seen, _, err := st.Checkins().Get(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seen
+}
+
 // smallBackup is a backup written straight from a local store and an image
 // store: one node's boot state, two audit entries, a rollouts document, a
 // published generation and the inventory.
@@ -180,6 +206,9 @@ func smallBackup(t testing.TB) []byte {
 		}
 	}
 	if _, err := st.Documents().Put(rollout.DocumentName, []byte(`{"version":1}`), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Checkins().Put("b1", state.CheckinSeen{BootID: "boot-1", Seq: 7, Left: []string{"boot-0"}}, 0); err != nil {
 		t.Fatal(err)
 	}
 	imgs, err := image.OpenStore(filepath.Join(dir, "data", "images"))
@@ -246,7 +275,7 @@ func untouched(t *testing.T, parent string) {
 
 func TestRestoreRefusesDamage(t *testing.T) {
 	good := smallBackup(t)
-	if sum, err := backup.Verify(bytes.NewReader(good)); err != nil || sum.Nodes != 1 || sum.Audit != 2 || sum.Generations != 1 || len(sum.Documents) != 1 {
+	if sum, err := backup.Verify(bytes.NewReader(good)); err != nil || sum.Nodes != 1 || sum.Checkins != 1 || sum.Audit != 2 || sum.Generations != 1 || len(sum.Documents) != 1 {
 		t.Fatalf("the good backup: %+v, %v", sum, err)
 	}
 	restore := func(t *testing.T, b []byte) error {
@@ -369,8 +398,8 @@ func TestRestoreRefusesUsedPaths(t *testing.T) {
 	if err != nil || len(snap.States) != 1 || snap.States[0].Stage != bootstate.StageBooted || len(snap.History["b1"]) != 1 || snap.Seq != 1 {
 		t.Errorf("boot states: %+v %v", snap, err)
 	}
-	if _, err := os.Stat(filepath.Join(data, local.AuditLog)); err != nil {
-		t.Error(err)
+	if seen, rev, err := st.Checkins().Get("b1"); err != nil || rev == 0 || seen.BootID != "boot-1" || seen.Seq != 7 || len(seen.Left) != 1 {
+		t.Errorf("check-ins: %+v %d %v", seen, rev, err)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/image"
+	"github.com/netbootui/netbootui/internal/state"
 	"github.com/netbootui/netbootui/internal/state/local"
 )
 
@@ -154,8 +155,8 @@ func (r *restorer) entry(name string, _ int64, content io.Reader) error {
 }
 
 // applyState writes the state entries into the staging folder through a
-// local store: the token key, the audit log, the boot states and the
-// documents.
+// local store: the token key, the audit log, the boot states, the
+// check-in records and the documents.
 func (r *restorer) applyState() (err error) {
 	st, err := local.Open(r.dir)
 	if err != nil {
@@ -190,6 +191,17 @@ func (r *restorer) applyState() (err error) {
 	}
 	if err := st.BootStates().Write(snapshotBatch(&snap)); err != nil {
 		return fmt.Errorf("boot state: %w", err)
+	}
+	if b := r.state[checkinsName]; b != nil {
+		var checkins map[string]state.CheckinSeen
+		if err := json.Unmarshal(b, &checkins); err != nil {
+			return fmt.Errorf("check-ins: %w", err)
+		}
+		for node, seen := range checkins {
+			if _, err := st.Checkins().Put(node, seen, 0); err != nil {
+				return fmt.Errorf("check-ins of %s: %w", node, err)
+			}
+		}
 	}
 	for name, data := range r.state {
 		if doc, ok := strings.CutPrefix(name, documentsDir); ok {
