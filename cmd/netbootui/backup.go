@@ -42,9 +42,14 @@ func writeBackup(ctx context.Context, c *apiclient.Client, file string) (*backup
 		checked := make(chan error, 1)
 		go func() {
 			s, err := backup.Verify(pr)
+			if err == nil {
+				// Nothing may follow a whole backup.
+				if n, _ := io.Copy(io.Discard, pr); n > 0 {
+					err = fmt.Errorf("%d bytes after the end of the archive", n)
+				}
+			}
 			sum = s
-			pr.CloseWithError(err)
-			io.Copy(io.Discard, pr)
+			pr.CloseWithError(err) // a bad stream stops the download
 			checked <- err
 		}()
 		err := c.Backup(ctx, io.MultiWriter(w, pw))

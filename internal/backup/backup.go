@@ -32,7 +32,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/state"
@@ -137,7 +136,11 @@ func Write(w io.Writer, src Source) error {
 	if err := bw.addJSON(checkinsName, checkins); err != nil {
 		return err
 	}
-	if err := bw.add(auditName, auditLines(src.State.Audit()), 0o600); err != nil {
+	lines, err := auditLines(src.State.Audit())
+	if err != nil {
+		return err
+	}
+	if err := bw.add(auditName, lines, 0o600); err != nil {
 		return err
 	}
 	for _, name := range src.Documents {
@@ -169,27 +172,24 @@ func Write(w io.Writer, src Source) error {
 }
 
 // auditLines is the whole audit log as JSON lines.
-func auditLines(a state.Audit) []byte {
-	var entries []audit.Entry
+func auditLines(a state.Audit) ([]byte, error) {
+	entries := a.Recent(0)
 	if l, ok := a.(state.AuditLister); ok {
 		all, err := l.All()
-		if err == nil {
-			entries = all
-		} else {
-			entries = a.Recent(0)
+		if err != nil {
+			return nil, fmt.Errorf("backup: audit log: %w", err)
 		}
-	} else {
-		entries = a.Recent(0)
+		entries = all
 	}
 	var b []byte
 	for _, e := range entries {
 		line, err := json.Marshal(e)
 		if err != nil {
-			continue
+			return nil, fmt.Errorf("backup: audit log: %w", err)
 		}
 		b = append(append(b, line...), '\n')
 	}
-	return b
+	return b, nil
 }
 
 type writer struct {
