@@ -127,3 +127,41 @@ func requireTool(t *testing.T, tool string) {
 	t.Helper()
 	lab.RequireTools(t, tool)
 }
+
+// TestSummarize: the median and spread of the rounds' ratios; a round with
+// a failed node (either run) makes the summary a failure with no median.
+func TestSummarize(t *testing.T) {
+	run := func(ours, peers time.Duration, failedOurs, failedPeers int) Report {
+		return Report{AllDone: ours, Failed: failedOurs, Peer: &Report{AllDone: peers, Failed: failedPeers}}
+	}
+	tests := []struct {
+		name             string
+		reps             []Report
+		failed           int
+		median, min, max float64
+		text             string
+	}{
+		{"odd", []Report{run(2*time.Second, 3*time.Second, 0, 0), run(4*time.Second, 2*time.Second, 0, 0), run(time.Second, time.Second, 0, 0)},
+			0, 1, 0.5, 1.5, "ratio median 1.00 [min 0.50 - max 1.50] over 3 rounds"},
+		{"even", []Report{run(time.Second, 2*time.Second, 0, 0), run(time.Second, 3*time.Second, 0, 0)},
+			0, 2.5, 2, 3, "ratio median 2.50 [min 2.00 - max 3.00] over 2 rounds"},
+		{"a failed node of ours", []Report{run(time.Second, 2*time.Second, 0, 0), run(time.Second, 2*time.Second, 1, 0)},
+			1, 0, 0, 0, "FAIL: 1 of 2 rounds had failed nodes"},
+		{"a failed node of the peers'", []Report{run(time.Second, 2*time.Second, 0, 3)},
+			1, 0, 0, 0, "FAIL: 1 of 1 rounds had failed nodes"},
+		{"no peers", []Report{{AllDone: time.Second}}, 0, 0, 0, 0, "round 1: netbootui 1s, tftpd-hpa + nginx -, ratio -"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := Summarize(tt.reps)
+			if s.Failed != tt.failed || s.Median != tt.median || s.Min != tt.min || s.Max != tt.max {
+				t.Errorf("summary %+v, want failed %d, median %v [%v - %v]", s, tt.failed, tt.median, tt.min, tt.max)
+			}
+			var b strings.Builder
+			s.WriteText(&b)
+			if !strings.Contains(b.String(), tt.text) {
+				t.Errorf("text %q, want it to contain %q", b.String(), tt.text)
+			}
+		})
+	}
+}

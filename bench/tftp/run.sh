@@ -1,27 +1,32 @@
 #!/bin/bash
 # Benchmark netbootui's TFTP server (package internal/tftp, run by
 # bench/tftp/ourserver) against tftpd-hpa (in.tftpd) on loopback, side by
-# side in the same run. Not run by the tests. See bench/tftp/README.md.
+# side in the same run, with the same file and the same clients (curl,
+# tftp-hpa's tftp, atftp), in several rounds. Not run by the tests. See
+# bench/tftp/README.md.
 #
-# Environment: N (sequential fetches per server and block size, default 8),
-# PAR (parallel clients, default 32), SIZE_MIB (test file size, default 8),
-# WIN (atftp windowsize, default 8).
+# Environment: ROUNDS (default 5), SEQ (single fetches per server, test and
+# round, default 3), PAR (parallel clients, default 32), SIZE_MIB (test
+# file size, default 8), WIN (atftp windowsize, default 8); RAW=1 prints
+# every round's "seconds cpu_ns MiB failures" (tftpd-hpa's, then
+# netbootui's) on stderr.
 set -euo pipefail
 
-N=${N:-8}
+ROUNDS=${ROUNDS:-5}
+SEQ=${SEQ:-3}
 PAR=${PAR:-32}
 SIZE_MIB=${SIZE_MIB:-8}
 WIN=${WIN:-8}
 
-for tool in in.tftpd curl atftp go sha256sum xargs awk python3; do
-	command -v "$tool" >/dev/null || { echo "run.sh: $tool is missing (apt-get install tftpd-hpa curl atftp)" >&2; exit 1; }
+for tool in in.tftpd curl tftp atftp go sha256sum xargs awk python3 timeout; do
+	command -v "$tool" >/dev/null || { echo "run.sh: $tool is missing (apt-get install tftpd-hpa tftp-hpa curl atftp)" >&2; exit 1; }
 done
 [ "$(id -u)" = 0 ] || { echo "run.sh: run as root (in.tftpd changes root into the served folder)" >&2; exit 1; }
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d /tmp/netbootui-tftp-bench.XXXXXX)
 serve="$work/serve"
-mkdir -p "$serve" "$work/out"
+mkdir -p "$serve" "$work/out" "$work/res"
 chmod 755 "$work" "$serve" # tftpd-hpa drops to an unprivileged user
 
 pids=()
@@ -40,6 +45,7 @@ big_sum=$(sha256sum <"$serve/big.bin" | cut -d' ' -f1)
 
 echo "building ourserver..." >&2
 (cd "$repo" && go build -o "$work/ourserver" ./bench/tftp/ourserver)
+commit=$(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 # A free UDP port for each server (no fixed ports: other tests run here).
 free_port() {
@@ -72,9 +78,9 @@ cg_make() { # cg_make WHO PID
 	echo "$2" >"$g/cgroup.procs" 2>/dev/null || return 0
 	cg[$1]=$g
 }
-cpu_ns() { # cpu_ns WHO: CPU nanoseconds used by WHO's cgroup, or empty
+cpu_ns() { # cpu_ns WHO: CPU nanoseconds used by WHO's cgroup, or 0
 	local g=${cg[$1]:-}
-	[ -n "$g" ] || return 0
+	if [ -z "$g" ]; then echo 0; return; fi
 	if [ -f "$g/cpuacct.usage" ]; then
 		cat "$g/cpuacct.usage"
 	else
@@ -87,11 +93,19 @@ cg_make ours "${pids[1]}"
 now() { date +%s.%N; }
 port_of() { if [ "$1" = peer ]; then echo "$PEER_PORT"; else echo "$OUR_PORT"; fi; }
 
-# fetch PORT BLKSIZE OUT: one curl fetch, bounded in time.
-fetch() {
-	curl -sS --max-time 120 --tftp-blksize "$2" -o "$3" "tftp://127.0.0.1:$1/big.bin"
+# get CLIENT PORT OUT: one fetch of big.bin, bounded in time. CLIENT is
+# curl512, curl1468, tftp (tftp-hpa's client: RFC 1350, 512-byte blocks,
+# no options), atftp1468, or atftpwN (atftp, blksize 1468, windowsize N).
+get() {
+	case $1 in
+	curl*) timeout 120 curl -sS --max-time 120 --tftp-blksize "${1#curl}" -o "$3" "tftp://127.0.0.1:$2/big.bin" ;;
+	tftp) timeout 120 tftp 127.0.0.1 "$2" -m binary -c get big.bin "$3" >/dev/null ;;
+	atftp1468) timeout 120 atftp --option "blksize 1468" -g -r big.bin -l "$3" 127.0.0.1 "$2" >/dev/null 2>&1 ;;
+	atftpw*) timeout 120 atftp --option "blksize 1468" --option "windowsize ${1#atftpw}" -g -r big.bin -l "$3" 127.0.0.1 "$2" >/dev/null 2>&1 ;;
+	*) return 1 ;;
+	esac
 }
-export -f fetch
+export -f get
 
 # bad FILE...: how many files are not the served file.
 bad() {
@@ -102,117 +116,106 @@ bad() {
 	echo "$n"
 }
 
-declare -A secs mib cpu fails
-reset() { secs=([peer]=0 [ours]=0); mib=([peer]=0 [ours]=0); cpu=([peer]=0 [ours]=0); fails=([peer]=0 [ours]=0); }
-
-# timed WHO MIB CMD...: runs CMD; adds its wall time, WHO's CPU time and
-# MIB; a failing CMD counts as a failure.
-timed() {
-	local who=$1 m=$2; shift 2
-	local t0 t1 c0 c1
+# run_one TEST WHO CLIENT COUNT PAR: COUNT fetches (PAR at a time) of
+# big.bin from WHO with CLIENT; appends "seconds cpu_ns mib failures" to
+# the TEST's results for WHO.
+run_one() {
+	local test=$1 who=$2 client=$3 count=$4 par=$5 port t0 t1 c0 c1 f
+	port=$(port_of "$who")
+	rm -f "$work"/out/*
 	c0=$(cpu_ns "$who")
 	t0=$(now)
-	"$@" || fails[$who]=$((fails[$who] + 1))
+	f=0
+	seq 1 "$count" | xargs -P "$par" -I{} bash -c "get $client $port $work/out/f{}" || f=1
 	t1=$(now)
 	c1=$(cpu_ns "$who")
-	secs[$who]=$(awk -v s="${secs[$who]}" -v a="$t0" -v b="$t1" 'BEGIN { print s + b - a }')
-	mib[$who]=$((mib[$who] + m))
-	[ -z "$c0" ] || cpu[$who]=$((cpu[$who] + c1 - c0))
+	f=$((f + $(bad $(seq -f "$work/out/f%g" 1 "$count"))))
+	echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') $((c1 - c0)) $((count * SIZE_MIB)) $f" >>"$work/res/$test.$who"
 }
 
-rate() { awk -v m="$1" -v s="$2" 'BEGIN { printf "%.1f", m / s }'; }
-cpu_per_mib() { # cpu_per_mib WHO: server CPU milliseconds per MiB sent
-	if [ -z "${cg[$1]:-}" ]; then echo "-"; return; fi
-	awk -v c="${cpu[$1]}" -v m="${mib[$1]}" 'BEGIN { printf "%.2f", c / 1e6 / m }'
-}
+# The tests: name|client|fetches|parallel.
+tests=(
+	"1 x curl, blksize 512|curl512|$SEQ|1"
+	"1 x curl, blksize 1468|curl1468|$SEQ|1"
+	"1 x tftp-hpa tftp (512)|tftp|$SEQ|1"
+	"1 x atftp, blksize 1468|atftp1468|$SEQ|1"
+	"$PAR x curl, blksize 512|curl512|$PAR|$PAR"
+	"$PAR x curl, blksize 1468|curl1468|$PAR|$PAR"
+	"$PAR x tftp-hpa tftp (512)|tftp|$PAR|$PAR"
+	"$PAR x atftp, blksize 1468|atftp1468|$PAR|$PAR"
+)
 
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+start=$(date -u '+%Y-%m-%d %H:%M UTC')
+# Rounds: every test once per server, the server that goes first
+# alternating from round to round, so that load from elsewhere on the
+# machine hits both alike.
+for round in $(seq 1 "$ROUNDS"); do
+	order="peer ours"
+	[ $((round % 2)) = 0 ] && order="ours peer"
+	echo "round $round of $ROUNDS (load $(cut -d' ' -f1 /proc/loadavg))" >&2
+	for i in "${!tests[@]}"; do
+		IFS='|' read -r _ client count par <<<"${tests[$i]}"
+		for who in $order; do
+			run_one "t$i" "$who" "$client" "$count" "$par"
+		done
+	done
+	# atftp against netbootui, windowsize WIN against none (tftpd-hpa does
+	# not negotiate windowsize), taking turns.
+	for client in atftp1468 "atftpw$WIN"; do
+		run_one "w-$client" ours "$client" "$SEQ" 1
+	done
+done
+load1=$(cut -d' ' -f1-3 /proc/loadavg)
+
+echo "# TFTP on loopback, $start, $(nproc) CPUs, load $load0 at the start, $load1 at the end; commit $commit"
+echo "# ${SIZE_MIB} MiB file; $ROUNDS rounds, each running every test against both servers (which goes first alternates);"
+echo "# MiB/s = file bytes / wall time, CPU = server ms per MiB (cgroup); medians over the rounds, [min - max] of the per-round ratio"
+printf '%-28s %9s %9s %22s %8s %8s %8s\n' "test" "tftpd-hpa" "netbootui" "speed ours/hpa" "hpa CPU" "our CPU" "CPU"
+printf '%-28s %9s %9s %22s %8s %8s %8s\n' "" "MiB/s" "MiB/s" "median [min - max]" "ms/MiB" "ms/MiB" "ours/hpa"
 status=0
-# report LABEL: one line; FAIL instead of ratios when any fetch failed.
-report() {
-	local pr or pc oc
-	pr=$(rate "${mib[peer]}" "${secs[peer]}")
-	or=$(rate "${mib[ours]}" "${secs[ours]}")
-	pc=$(cpu_per_mib peer)
-	oc=$(cpu_per_mib ours)
-	if [ "${fails[peer]}" != 0 ] || [ "${fails[ours]}" != 0 ]; then
-		printf '%-26s FAIL: %s failed fetches from tftpd-hpa, %s from netbootui\n' "$1" "${fails[peer]}" "${fails[ours]}"
+for i in "${!tests[@]}"; do
+	IFS='|' read -r name _ _ _ <<<"${tests[$i]}"
+	fp=$(awk '{ s += $4 } END { print s + 0 }' "$work/res/t$i.peer")
+	fo=$(awk '{ s += $4 } END { print s + 0 }' "$work/res/t$i.ours")
+	if [ "$fp" != 0 ] || [ "$fo" != 0 ]; then
+		printf '%-28s FAIL: %s failed fetches from tftpd-hpa, %s from netbootui\n' "$name" "$fp" "$fo"
 		status=1
-		return
+		continue
 	fi
-	printf '%-26s %10s %10s %8s %9s %9s %8s\n' "$1" "$pr" "$or" \
-		"$(awk -v a="$or" -v b="$pr" 'BEGIN { printf "%.2fx", a / b }')" "$pc" "$oc" \
-		"$(awk -v a="$oc" -v b="$pc" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2fx", a / b }')"
-}
-
-echo "# TFTP on loopback, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# ${SIZE_MIB} MiB file, curl --tftp-blksize B; MiB/s = file bytes / wall time; CPU = server ms per MiB (cgroup)"
-printf '%-26s %10s %10s %8s %9s %9s %8s\n' "test" "tftpd-hpa" "netbootui" "speed" "hpa CPU" "our CPU" "CPU"
-printf '%-26s %10s %10s %8s %9s %9s %8s\n' "" "MiB/s" "MiB/s" "ours/hpa" "ms/MiB" "ms/MiB" "ours/hpa"
-
-# Single stream: the two servers take turns, fetch by fetch, so that load
-# from elsewhere on the machine hits both alike.
-for bs in 512 1468; do
-	reset
-	rm -f "$work"/out/*
-	for i in $(seq 1 "$N"); do
-		for who in peer ours; do
-			timed "$who" "$SIZE_MIB" fetch "$(port_of "$who")" "$bs" "$work/out/s-$who-$i"
-		done
-	done
-	for who in peer ours; do
-		fails[$who]=$((fails[$who] + $(bad $(seq -f "$work/out/s-$who-%g" 1 "$N"))))
-	done
-	report "1 stream, blksize $bs"
+	# One line per round: peer and ours side by side.
+	if [ -n "${RAW:-}" ]; then
+		paste -d' ' "$work/res/t$i.peer" "$work/res/t$i.ours" | sed "s/^/# raw $name: /" >&2
+	fi
+	paste -d' ' "$work/res/t$i.peer" "$work/res/t$i.ours" | awk -v name="$name" -v havecpu="${cg[ours]:+1}" '
+		function median(a, n,   i, j, t) {
+			for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+			return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+		}
+		{
+			n++
+			pr[n] = $3 / $1; or[n] = $7 / $5; r[n] = or[n] / pr[n]
+			pc[n] = $2 / 1e6 / $3; oc[n] = $6 / 1e6 / $7; cr[n] = pc[n] > 0 ? oc[n] / pc[n] : 0
+			lo = n == 1 || r[n] < lo ? r[n] : lo; hi = n == 1 || r[n] > hi ? r[n] : hi
+		}
+		END {
+			if (havecpu)
+				printf "%-28s %9.1f %9.1f %7.2fx [%.2f - %.2f] %8.2f %8.2f %7.2fx\n", name, median(pr, n), median(or, n), median(r, n), lo, hi, median(pc, n), median(oc, n), median(cr, n)
+			else
+				printf "%-28s %9.1f %9.1f %7.2fx [%.2f - %.2f] %8s %8s %8s\n", name, median(pr, n), median(or, n), median(r, n), lo, hi, "-", "-", "-"
+		}'
 done
-
-# Parallel: PAR clients at once, one fetch each; two rounds per server,
-# alternating.
-par_round() { # par_round PORT BLKSIZE TAG
-	seq 1 "$PAR" | xargs -P "$PAR" -I{} bash -c "fetch $1 $2 $work/out/p-$3-{}"
-}
-for bs in 512 1468; do
-	reset
-	rm -f "$work"/out/*
-	for round in 1 2; do
-		for who in peer ours; do
-			timed "$who" $((PAR * SIZE_MIB)) par_round "$(port_of "$who")" "$bs" "$who-$round"
-		done
-	done
-	for who in peer ours; do
-		fails[$who]=$((fails[$who] + $(bad "$work"/out/p-"$who"-*)))
-	done
-	report "$PAR parallel, blksize $bs"
-done
-
-# atftp against netbootui, windowsize WIN against none (tftpd-hpa does not
-# negotiate windowsize), taking turns.
-atftp_get() { # atftp_get OUT [WINDOW]
-	local opts=(--option "blksize 1468")
-	[ -z "${2:-}" ] || opts+=(--option "windowsize $2")
-	atftp "${opts[@]}" -g -r big.bin -l "$1" 127.0.0.1 "$OUR_PORT" >/dev/null 2>&1
-}
-declare -A wsecs=([1]=0 [$WIN]=0) wcpu=([1]=0 [$WIN]=0)
-wfail=0
-rm -f "$work"/out/*
-for i in $(seq 1 "$N"); do
-	for w in 1 "$WIN"; do
-		c0=$(cpu_ns ours)
-		t0=$(now)
-		if [ "$w" = 1 ]; then atftp_get "$work/out/w$w-$i" || wfail=$((wfail + 1)); else atftp_get "$work/out/w$w-$i" "$w" || wfail=$((wfail + 1)); fi
-		t1=$(now)
-		c1=$(cpu_ns ours)
-		wsecs[$w]=$(awk -v s="${wsecs[$w]}" -v a="$t0" -v b="$t1" 'BEGIN { print s + b - a }')
-		[ -z "$c0" ] || wcpu[$w]=$((wcpu[$w] + c1 - c0))
-	done
-done
-wfail=$((wfail + $(bad "$work"/out/w*)))
-if [ "$wfail" != 0 ]; then
-	echo "atftp windowsize $WIN        FAIL: $wfail failed fetches"
+fw=$(cat "$work/res/w-atftp1468.ours" "$work/res/w-atftpw$WIN.ours" | awk '{ s += $4 } END { print s + 0 }')
+if [ "$fw" != 0 ]; then
+	echo "atftp windowsize $WIN: FAIL: $fw failed fetches"
 	status=1
 else
-	m=$((N * SIZE_MIB))
-	awk -v m="$m" -v a="${wsecs[1]}" -v b="${wsecs[$WIN]}" -v ca="${wcpu[1]}" -v cb="${wcpu[$WIN]}" -v w="$WIN" 'BEGIN {
-		printf "atftp -> netbootui, blksize 1468: windowsize 1 %.1f MiB/s (%.2f ms/MiB), windowsize %d %.1f MiB/s (%.2f ms/MiB): %.2fx\n",
-			m / a, ca / 1e6 / m, w, m / b, cb / 1e6 / m, a / b }'
+	paste -d' ' "$work/res/w-atftp1468.ours" "$work/res/w-atftpw$WIN.ours" | awk -v w="$WIN" '
+		function median(a, n,   i, j, t) {
+			for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+			return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+		}
+		{ n++; a[n] = $3 / $1; b[n] = $7 / $5; r[n] = b[n] / a[n]; lo = n == 1 || r[n] < lo ? r[n] : lo; hi = n == 1 || r[n] > hi ? r[n] : hi }
+		END { printf "atftp -> netbootui, blksize 1468: windowsize 1 %.1f MiB/s, windowsize %d %.1f MiB/s: %.2fx [%.2f - %.2f]\n", median(a, n), w, median(b, n), median(r, n), lo, hi }'
 fi
 exit "$status"

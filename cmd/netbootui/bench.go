@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
@@ -39,10 +40,11 @@ func stormVerb(fs *pflag.FlagSet) runner {
 	output := fs.StringP("output", "o", "text", "text or json")
 	flagWords(fs, "output", "text", "json")
 	fs.BoolVar(&cfg.Peers, "peers", true, "also run the same storm against tftpd-hpa + nginx (needs root, in.tftpd and nginx) and print the ratio")
-	return func(ctx context.Context, _ []string) error { return runStorm(ctx, cfg, *sizes, *output) }
+	rounds := fs.Int("rounds", 1, "run the storm (netbootui's run, then the peers') this many times; with more than one, a summary with the median and spread of the ratios follows")
+	return func(ctx context.Context, _ []string) error { return runStorm(ctx, cfg, *sizes, *output, *rounds) }
 }
 
-func runStorm(ctx context.Context, cfg storm.Config, sizes, output string) error {
+func runStorm(ctx context.Context, cfg storm.Config, sizes, output string, rounds int) error {
 	if cfg.Nodes < 1 || cfg.Nodes > demo.MaxNodes {
 		return fmt.Errorf("bench storm: --nodes %d: want 1..%d", cfg.Nodes, demo.MaxNodes)
 	}
@@ -50,33 +52,74 @@ func runStorm(ctx context.Context, cfg storm.Config, sizes, output string) error
 	if cfg.Sizes, err = parseSizes(sizes); err != nil {
 		return fmt.Errorf("bench storm: --sizes %q: %w", sizes, err)
 	}
+	if rounds < 1 || rounds > 100 {
+		return fmt.Errorf("bench storm: --rounds %d: want 1..100", rounds)
+	}
 	if output != "text" && output != "json" {
 		return fmt.Errorf("bench storm: -o %q: want text or json", output)
 	}
-	dir, err := os.MkdirTemp("", "netbootui-storm-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	cfg.DataDir = dir
 	if output == "text" {
 		cfg.Out = os.Stderr
 	}
-	rep, err := storm.Run(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	if output == "json" {
-		if err := rep.WriteJSON(os.Stdout); err != nil {
+	var reps []storm.Report
+	failed := false
+	for i := range rounds {
+		if rounds > 1 && output == "text" {
+			fmt.Printf("# round %d of %d, %s, load %s\n", i+1, rounds, time.Now().UTC().Format("2006-01-02 15:04:05 UTC"), loadAverage())
+		}
+		rep, err := stormRound(ctx, cfg)
+		if err != nil {
 			return err
 		}
-	} else {
-		rep.WriteText(os.Stdout)
+		if output == "json" && rounds == 1 {
+			if err := rep.WriteJSON(os.Stdout); err != nil {
+				return err
+			}
+		} else if output == "text" {
+			rep.WriteText(os.Stdout)
+		}
+		failed = failed || rep.Failed > 0 || rep.Peer != nil && rep.Peer.Failed > 0
+		reps = append(reps, rep)
 	}
-	if rep.Failed > 0 || rep.Peer != nil && rep.Peer.Failed > 0 {
+	if rounds > 1 {
+		sum := storm.Summarize(reps)
+		if output == "json" {
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(struct {
+				Summary storm.Summary  `json:"summary"`
+				Reports []storm.Report `json:"reports"`
+			}{sum, reps}); err != nil {
+				return err
+			}
+		} else {
+			sum.WriteText(os.Stdout)
+		}
+	}
+	if failed {
 		return exitError(1)
 	}
 	return nil
+}
+
+// stormRound runs one storm in a data folder of its own.
+func stormRound(ctx context.Context, cfg storm.Config) (storm.Report, error) {
+	dir, err := os.MkdirTemp("", "netbootui-storm-")
+	if err != nil {
+		return storm.Report{}, err
+	}
+	defer os.RemoveAll(dir)
+	cfg.DataDir = dir
+	return storm.Run(ctx, cfg)
+}
+
+// loadAverage is the machine's load average (1, 5, 15 minutes), or "?".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
 }
 
 // parseSizes reads "256K,512K,2M" (suffixes K, M, G are powers of 1024).

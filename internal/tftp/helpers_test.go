@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -181,6 +182,25 @@ func startServer(t testing.TB, listen string, modify func(*Server)) *testServer 
 func requireTool(t testing.TB, tool string) {
 	t.Helper()
 	lab.RequireTools(t, tool)
+}
+
+// askFrom opens a client socket on 127.0.0.1, closed when the test ends,
+// and sends the read request for name (octet) from it to addr.
+func askFrom(t testing.TB, addr, name string) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WriteToUDP(tftptest.Request(opRRQ, name, "octet"), ua); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func sha(b []byte) string { return fmt.Sprintf("%x", sha256.Sum256(b)) }

@@ -15,11 +15,11 @@ import (
 	"github.com/netbootui/netbootui/internal/tftp/tftptest"
 )
 
-// TestShedAtTransferLimit: over MaxTransfers a request gets no answer at
-// all (never an ERROR), and the client's retry is served once a slot is
-// free.
+// TestShedAtTransferLimit: over MaxTransfers, without a queue, a request
+// gets no answer at all (never an ERROR), and the client's retry is served
+// once a slot is free.
 func TestShedAtTransferLimit(t *testing.T) {
-	ts := startServer(t, "", func(s *Server) { s.MaxTransfers = 1 })
+	ts := startServer(t, "", func(s *Server) { s.MaxTransfers = 1; s.MaxQueued = -1 })
 	// Hold the only slot: a client that takes the first block and stays
 	// silent (Timeout 500ms, 3 retries: about 2s).
 	if reply := tftptest.Exchange(t, ts.addr, tftptest.Request(opRRQ, "virtual/known", "octet"), 2*time.Second, false); len(reply) < 4 || reply[1] != opDATA {
@@ -41,6 +41,126 @@ func TestShedAtTransferLimit(t *testing.T) {
 		t.Fatalf("served without a retry while the slot was held")
 	}
 	t.Logf("served after %d retries; %d requests shed", res.Retries, ts.Shed())
+}
+
+// TestQueueAtTransferLimit: over MaxTransfers a request waits in the queue,
+// unanswered (never an ERROR), and is served as soon as the slot is free,
+// without the client asking again; its repeated requests keep its one
+// place; a request over MaxQueued is not answered and counted as shed.
+func TestQueueAtTransferLimit(t *testing.T) {
+	ts := startServer(t, "", func(s *Server) { s.MaxTransfers = 1; s.MaxQueued = 1 })
+	// Hold the only slot: a client that takes the first block and stays
+	// silent until it closes its port.
+	release := holdSlot(t, ts.addr)
+	type fetched struct {
+		res tftptest.Result
+		err error
+	}
+	got := make(chan fetched, 1)
+	go func() {
+		// Asks again only after 3s of silence: longer than the slot is
+		// held, and than the server's answer to a queued request takes.
+		res, err := tftptest.Fetch(netip.Addr{}, ts.addr, "a.txt", 3*time.Second, 5, "tsize", "0")
+		got <- fetched{res, err}
+	}()
+	lab.Eventually(t, "the request queued", 2*time.Second, func() bool { return ts.Queued() == 1 })
+	// The queue is full: a third client is not answered.
+	if reply := tftptest.Reply(t, ts.addr, tftptest.Request(opRRQ, "b.txt", "octet"), 300*time.Millisecond); reply != nil {
+		t.Fatalf("reply %q over the queue's limit, want none", reply)
+	}
+	if ts.Shed() != 1 {
+		t.Fatalf("shed %d, want 1 (the request over the full queue)", ts.Shed())
+	}
+	// The slot frees at the server's next resend (0.5s or 1.5s after the
+	// start): well within the 3s the client waits.
+	release()
+	f := <-got
+	if f.err != nil || string(f.res.Data) != "hello a" || f.res.Error != nil {
+		t.Fatalf("queued fetch: %q, %q, %v", f.res.Data, f.res.Error, f.err)
+	}
+	if f.res.Retries != 0 {
+		t.Fatalf("the queued client asked %d times again, want 0: it is served when the slot frees", f.res.Retries)
+	}
+	if ts.Queued() != 0 {
+		t.Fatalf("%d requests still queued", ts.Queued())
+	}
+}
+
+// TestQueuedRequestKeepsItsPlace: a client that asks again for the same
+// name from another port while its request waits (firmware that gave up and
+// started over) keeps its place in the queue; the transfer goes to the new
+// port, not the old one.
+func TestQueuedRequestKeepsItsPlace(t *testing.T) {
+	ts := startServer(t, "", func(s *Server) { s.MaxTransfers = 1 })
+	release := holdSlot(t, ts.addr)
+	var ports []*net.UDPConn
+	for range 2 {
+		c := askFrom(t, ts.addr, "a.txt")
+		ports = append(ports, c)
+		port := c.LocalAddr().(*net.UDPAddr).AddrPort()
+		lab.Eventually(t, "the request queued", 2*time.Second, func() bool {
+			ts.Server.mu.Lock()
+			defer ts.Server.mu.Unlock()
+			return ts.byClient[netip.AddrPortFrom(port.Addr().Unmap(), port.Port())] != nil
+		})
+	}
+	if ts.Queued() != 1 || ts.Shed() != 0 {
+		t.Fatalf("queued %d, shed %d; want 1 place, nothing shed", ts.Queued(), ts.Shed())
+	}
+	release()
+	buf := make([]byte, 600)
+	ports[1].SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _, err := ports[1].ReadFromUDP(buf)
+	if err != nil || n < 4 || buf[1] != opDATA || string(buf[4:n]) != "hello a" {
+		t.Fatalf("the new port got %q, %v; want DATA \"hello a\"", buf[:max(n, 0)], err)
+	}
+	ports[0].SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, _, err := ports[0].ReadFromUDP(buf); err == nil {
+		t.Fatalf("the old port got %q", buf[:n])
+	}
+}
+
+// TestQueuedRequestGivenUp: a queued request whose client has not asked
+// again for 2 * Timeout * (Retries+1) is dropped when its turn comes, not
+// started; the next one is.
+func TestQueuedRequestGivenUp(t *testing.T) {
+	ts := startServer(t, "", func(s *Server) { s.MaxTransfers = 1; s.Timeout = 100 * time.Millisecond; s.Retries = 2 })
+	// Hold the slot about 0.7s (100ms, 200ms, 400ms backoff);
+	// queued requests are stale after 600ms.
+	holdSlot(t, ts.addr)
+	// Asked once, then silent: gone by the time the slot frees.
+	gone := askFrom(t, ts.addr, "virtual/known")
+	lab.Eventually(t, "the first request queued", 2*time.Second, func() bool { return ts.Queued() == 1 })
+	time.Sleep(700 * time.Millisecond) // past 2 * Timeout * (Retries+1)
+	res, err := tftptest.Fetch(netip.Addr{}, ts.addr, "a.txt", 200*time.Millisecond, 30)
+	if err != nil || string(res.Data) != "hello a" {
+		t.Fatalf("second queued fetch: %q, %v", res.Data, err)
+	}
+	ts.waitIdle(t, 5*time.Second)
+	for _, tr := range ts.Transfers() {
+		if tr.Client.Port() == uint16(gone.LocalAddr().(*net.UDPAddr).Port) {
+			t.Fatalf("the given-up request was started: %+v", tr)
+		}
+	}
+	gone.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, _, err := gone.ReadFromUDP(make([]byte, 600)); err == nil {
+		t.Fatalf("the given-up client received %d bytes", n)
+	}
+}
+
+// holdSlot takes a transfer of the server at addr: a client that reads the
+// first block and stays silent, its port open until release is called (a
+// closed port ends the transfer at the server's next resend) or the test
+// ends.
+func holdSlot(t *testing.T, addr string) (release func()) {
+	t.Helper()
+	c := askFrom(t, addr, "virtual/known")
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 600)
+	if n, _, err := c.ReadFromUDP(buf); err != nil || n < 4 || buf[1] != opDATA {
+		t.Fatalf("holding a slot: reply %q, %v; want DATA", buf[:n], err)
+	}
+	return func() { c.Close() }
 }
 
 // TestPerClientCap: one client address sending 6,000 read requests from
@@ -113,12 +233,14 @@ func TestPerClientCap(t *testing.T) {
 // Test5000ConcurrentRequestsNoError: 5,000 clients (on 5,000 addresses)
 // ask for a file at once, as PXE firmware does in a boot storm, from a
 // server limited to 1,000 transfers: none receives an ERROR packet, and
-// all get the file, the shed ones by asking again.
+// all get the file, the queued ones when a slot frees, the shed ones (over
+// the queue's 1,000) by asking again.
 func Test5000ConcurrentRequestsNoError(t *testing.T) {
 	const clients = 5000
 	var logs lab.Buffer
 	ts := startServer(t, "", func(s *Server) {
 		s.MaxTransfers = 1000
+		s.MaxQueued = 1000
 		s.Timeout = time.Second
 		s.Logger = newTextLogger(&logs)
 	})

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A loop runs transfers: one OS thread waits in epoll_wait for the
+// A loop runs transfers: one goroutine waits in epoll_wait for the
 // acknowledgements of all its transfers and for their timeouts, and
 // answers each ACK with the next block (or window) at once. Everything
 // about a transfer after it was added is touched by its loop only.
@@ -83,9 +82,12 @@ func (l *loop) poke() {
 	unix.Write(l.wake, one[:]) // EAGAIN only when already poked
 }
 
+// run is the loop. Its goroutine is not locked to its thread: a locked
+// goroutine that the runtime preempts (sysmon does every 10 ms of running)
+// hands its processor over and sleeps until it is scheduled back, several
+// futex calls and context switches each time (measured: 6.5 against 3.7 us
+// of CPU per 512-byte block).
 func (l *loop) run() {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	defer unix.Close(l.wake)
 	defer unix.Close(l.epfd)
 	events := make([]unix.EpollEvent, 256)

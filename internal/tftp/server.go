@@ -81,14 +81,15 @@ type Transfer struct {
 // Requests are read on the server port. Each accepted read request runs on
 // a socket of its own, bound to the address the client sent its request
 // to (so that replies come from it, also when it is a secondary address)
-// and connected to the client. Transfers run on a few event loops, each an
-// OS thread waiting in epoll for the acknowledgements of many transfers:
+// and connected to the client. Transfers run on a few event loops, each a
+// goroutine waiting in epoll for the acknowledgements of many transfers:
 // one recv and one send per block, no goroutine wake-up.
 //
-// Overload is never answered with an ERROR: a request over MaxTransfers,
-// over MaxPerClient for its client address, or that finds no file
-// descriptor, gets no answer at all, and the client's own retry brings it
-// back. Write requests are refused with "access violation" and malformed
+// Overload is never answered with an ERROR: a request over MaxTransfers
+// waits in a queue (up to MaxQueued) and is started as soon as a transfer
+// ends, unanswered until then; a request over MaxQueued, over MaxPerClient
+// for its client address, or that finds no file descriptor, gets no answer
+// at all, and the client's own retry brings it back. Write requests are refused with "access violation" and malformed
 // requests with "illegal TFTP operation"; the server's own log lines about
 // refused, shed and failed requests are rate-limited.
 type Server struct {
@@ -114,15 +115,24 @@ type Server struct {
 	// MaxTransfers caps the transfers being opened or in progress; default
 	// a quarter of the process's file descriptor limit (RLIMIT_NOFILE: a
 	// transfer holds a socket and usually a file), at least 16 and at most
-	// 16384.
+	// 16384. A request over it waits in the queue.
 	MaxTransfers int
-	// MaxPerClient caps the transfers of one client address; default 64
-	// (nodes behind NAT share an address; one flooding address holds at
-	// most this many of MaxTransfers).
+	// MaxQueued caps the requests waiting for a transfer slot (first in,
+	// first out; a client asking again keeps its place); default 4 times
+	// MaxTransfers, negative: no queue (requests over MaxTransfers are
+	// not answered until the client asks again after a slot is free).
+	MaxQueued int
+	// MaxPerClient caps the transfers of one client address, queued ones
+	// included; default 64 (nodes behind NAT share an address; one
+	// flooding address holds at most this many of MaxTransfers).
 	MaxPerClient int
-	// Loops is the number of transfer loops (OS threads); default
-	// GOMAXPROCS-1, at least 1 and at most 4, leaving a processor for
-	// opening files and the rest of the program.
+	// Loops is the number of transfer loops (goroutines, each waiting in
+	// its own epoll); default GOMAXPROCS-1, at least 1 and at most 4. A
+	// loop blocked in epoll_wait keeps its processor (P) until the runtime
+	// takes it back: with as many loops as processors, a loop woken by an
+	// ACK may find no P free and wait for the runtime's monitor (measured
+	// on 2 processors: single fetches now and then 5 to 10 times slower
+	// with 2 loops than with 1, and 32 clients no faster).
 	Loops int
 	// OnTransfer, when set, is called once for every read request that
 	// reached the Handler, when it ends. It runs on a transfer loop or an
@@ -144,7 +154,9 @@ type Server struct {
 	serving  bool
 	done     chan struct{}
 	active   int                       // transfers opening or in progress
-	perIP    map[netip.Addr]int        // the same, per client address
+	queue    []*waiting                // requests waiting for a slot, oldest first
+	queued   map[queueKey]*waiting     // the same, by client address and name
+	perIP    map[netip.Addr]int        // active and queued, per client address
 	byClient map[netip.AddrPort]*entry // the latest transfer of each client address and port
 	loops    []*loop
 	ctx      context.Context
@@ -161,6 +173,22 @@ type Server struct {
 type entry struct {
 	name  string
 	moved atomic.Bool // the client acknowledged something
+	heard time.Time   // the client's latest request (s.mu); for a queued one
+}
+
+// queueKey is a queued request's client address and name: a client that
+// starts its fetch over from another port keeps its place in the queue.
+type queueKey struct {
+	ip   netip.Addr
+	name string
+}
+
+// waiting is a request in the queue.
+type waiting struct {
+	client netip.AddrPort
+	src    netip.Addr
+	req    request
+	e      *entry
 }
 
 // New returns a Server for h with the default settings in its fields.
@@ -233,6 +261,16 @@ func (s *Server) maxTransfers() int {
 		return s.MaxTransfers
 	}
 	return defaultMaxTransfers()
+}
+
+func (s *Server) maxQueued() int {
+	switch {
+	case s.MaxQueued < 0:
+		return 0
+	case s.MaxQueued > 0:
+		return s.MaxQueued
+	}
+	return 4 * s.maxTransfers()
 }
 
 func (s *Server) maxPerClient() int {
@@ -332,6 +370,7 @@ func (s *Server) Serve() error {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.perIP = make(map[netip.Addr]int)
 	s.byClient = make(map[netip.AddrPort]*entry)
+	s.queued = make(map[queueKey]*waiting)
 	n := s.Loops
 	if n <= 0 {
 		n = defaultLoops()
@@ -515,18 +554,33 @@ func (s *Server) handle(pkt []byte, client netip.AddrPort, dst netip.Addr) {
 			fmt.Errorf("%w: write request", ErrDenied))
 		return
 	}
+	now := time.Now()
 	s.mu.Lock()
 	if e := s.byClient[client]; e != nil && e.name == req.name && !e.moved.Load() {
+		e.heard = now
 		s.mu.Unlock()
-		return // the client asking again: its transfer resends by itself
+		return // the client asking again: its transfer resends by itself, or it waits in the queue
 	}
 	ip := client.Addr()
+	if w := s.queued[queueKey{ip, req.name}]; w != nil {
+		// The same client address asks for the same name from another
+		// port while its request waits: firmware that gave up and started
+		// over. It keeps its place; the transfer goes to the new port.
+		if s.byClient[w.client] == w.e {
+			delete(s.byClient, w.client)
+		}
+		w.client, w.src, w.req = client, src, req
+		w.e.heard = now
+		s.byClient[client] = w.e
+		s.mu.Unlock()
+		return
+	}
 	var limit string
 	switch {
-	case s.active >= s.maxTransfers():
-		limit = "transfers"
 	case s.perIP[ip] >= s.maxPerClient():
 		limit = "per-client transfers"
+	case s.active >= s.maxTransfers() && len(s.queue) >= s.maxQueued():
+		limit = "transfers and of the queue"
 	}
 	if limit != "" {
 		s.mu.Unlock()
@@ -535,12 +589,25 @@ func (s *Server) handle(pkt []byte, client netip.AddrPort, dst netip.Addr) {
 			"client", client, "name", req.name)
 		return
 	}
-	s.active++
 	s.perIP[ip]++
-	e := &entry{name: req.name}
+	e := &entry{name: req.name, heard: now}
 	s.byClient[client] = e
-	s.opening.Add(1)
+	if s.active >= s.maxTransfers() {
+		w := &waiting{client: client, src: src, req: req, e: e}
+		s.queue = append(s.queue, w)
+		s.queued[queueKey{ip, req.name}] = w
+		s.mu.Unlock()
+		return
+	}
+	s.startLocked(client, src, req, e)
 	s.mu.Unlock()
+}
+
+// startLocked takes a slot and opens the request on a goroutine of its own.
+// s.mu is held.
+func (s *Server) startLocked(client netip.AddrPort, src netip.Addr, req request, e *entry) {
+	s.active++
+	s.opening.Add(1)
 	go func() {
 		defer s.opening.Done()
 		s.open(client, src, req, e)
@@ -558,10 +625,36 @@ func (s *Server) refuse(client netip.AddrPort, src netip.Addr, name string, code
 	}
 }
 
-// release gives back the slot of a transfer that ended or never started.
+// release gives back the slot of a transfer that ended or never started,
+// and starts the oldest queued request that is still wanted.
 func (s *Server) release(client netip.AddrPort, e *entry) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.active--
+	s.forget(client, e)
+	if s.closed {
+		return // Serve is shutting down: nothing new starts
+	}
+	// A request not heard of for twice as long as a transfer waits for an
+	// ACK (12s by default) is given up: its client, which asks again
+	// while it waits, has gone on (or will ask again, and be queued
+	// again).
+	stale := time.Now().Add(-2 * s.timeout() * time.Duration(s.retries()+1))
+	for len(s.queue) > 0 && s.active < s.maxTransfers() {
+		w := s.queue[0]
+		s.queue[0] = nil
+		s.queue = s.queue[1:]
+		delete(s.queued, queueKey{w.client.Addr(), w.req.name})
+		if w.e.heard.Before(stale) {
+			s.forget(w.client, w.e)
+			continue
+		}
+		s.startLocked(w.client, w.src, w.req, w.e)
+	}
+}
+
+// forget drops the bookkeeping of a request that ended. s.mu is held.
+func (s *Server) forget(client netip.AddrPort, e *entry) {
 	ip := client.Addr()
 	if s.perIP[ip]--; s.perIP[ip] <= 0 {
 		delete(s.perIP, ip)
@@ -569,7 +662,13 @@ func (s *Server) release(client netip.AddrPort, e *entry) {
 	if s.byClient[client] == e {
 		delete(s.byClient, client)
 	}
-	s.mu.Unlock()
+}
+
+// Queued returns the number of requests waiting for a transfer slot.
+func (s *Server) Queued() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue)
 }
 
 // errShed marks a request dropped for lack of a resource.

@@ -889,13 +889,7 @@ func TestBroadcastRequest(t *testing.T) {
 func TestDuplicateAckDuringBackoff(t *testing.T) {
 	const timeout = time.Second
 	ts := startServer(t, "", func(s *Server) { s.Timeout = timeout })
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ua, _ := net.ResolveUDPAddr("udp", ts.addr)
-	conn.WriteToUDP(tftptest.Request(opRRQ, "virtual/known", "octet"), ua)
+	conn := askFrom(t, ts.addr, "virtual/known")
 	buf := make([]byte, 2000)
 	read := func(wait time.Duration) (uint16, *net.UDPAddr, time.Time) {
 		t.Helper()
