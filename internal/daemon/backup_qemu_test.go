@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,7 +10,6 @@ import (
 	"github.com/netbootui/netbootui/internal/backup"
 	. "github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/daemontest"
-	"github.com/netbootui/netbootui/internal/lab"
 )
 
 // TestQEMUBootFromRestoredBackup backs up a daemon holding the default
@@ -45,15 +43,5 @@ func TestQEMUBootFromRestoredBackup(t *testing.T) {
 	if cur, err := d2.Images().Current("live"); err != nil || cur != gen {
 		t.Fatalf("restored current generation %q (%v), want %s", cur, err, gen)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	start := time.Now()
-	vm, err := lab.StartVM(ctx, lab.VMOptions{Name: "q-ipxe", MAC: lab.MAC(10), Dir: t.TempDir(),
-		BootURL: "http://10.0.2.2:" + port + "/boot/" + lab.MAC(10) + ".ipxe"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vm.Stop()
-	waitBooted(t, d2, vm, "q-ipxe", gen, 150*time.Second)
-	t.Logf("q-ipxe booted from the restored daemon after %v", time.Since(start).Round(100*time.Millisecond))
+	bootIPXENode(t, d2, port, gen)
 }
