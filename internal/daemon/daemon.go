@@ -115,6 +115,7 @@ type Daemon struct {
 	power    *power.Service
 	builds   *image.Queue
 	rollouts *rollout.Manager
+	cluster  *cluster // several heads: the shared inventory (nil on one)
 
 	consoles  *consolehub.Hubs
 	servers   lifecycle.Group
@@ -163,6 +164,11 @@ func New(cfg Config) (_ *Daemon, err error) {
 	pdhcp, err := newProxyDHCP(cfg.ProxyDHCP, cfg)
 	if err != nil {
 		return nil, err
+	}
+	if c, ok := cfg.State.(state.Cluster); ok {
+		if err := d.startCluster(c); err != nil {
+			return nil, err
+		}
 	}
 	inv, err := d.loadInventory()
 	if err != nil {
@@ -225,6 +231,9 @@ func New(cfg Config) (_ *Daemon, err error) {
 		Checkins:     d.store.Checkins(),
 		Logger:       cfg.Logger,
 	}
+	if d.cluster != nil {
+		d.boot.Fallbacks = d.cluster.fallbacks
+	}
 	if err := d.openRollouts(); err != nil {
 		return nil, err
 	}
@@ -259,6 +268,9 @@ func New(cfg Config) (_ *Daemon, err error) {
 			<-d.power.Poll(ctx, d.pollTargets, cfg.PowerPoll, 64, d.onPoll)
 			return nil
 		})
+	}
+	if d.cluster != nil {
+		d.servers.Go("inventory mirror", func(ctx context.Context) error { d.cluster.run(ctx); return nil })
 	}
 	d.servers.Go("inventory watch", func(ctx context.Context) error {
 		inventory.Watch(ctx, cfg.InventoryPath, cfg.ReloadInterval, d.onInventory, d.parseOptions()...)
@@ -507,6 +519,11 @@ func (d *Daemon) loadInventory() (*inventory.Inventory, error) {
 func (d *Daemon) onInventory(inv *inventory.Inventory, err error) {
 	if err == nil {
 		if err = pxe.CheckInventory(inv); err != nil {
+			inv = nil
+		}
+	}
+	if err == nil {
+		if err = d.checkHandEdit(inv); err != nil {
 			inv = nil
 		}
 	}
