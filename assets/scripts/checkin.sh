@@ -29,6 +29,9 @@
 # go on, with --once) adds failed= to the post: the daemon marks the node failed
 # at that stage.
 #
+# Unless --once, it first starts the node agent (netbootui-agent, in
+# /run/netbootui or /usr/sbin) in the background when the image has one.
+#
 # Usage: netbootui-checkin [--once]   (--once: one post, exit status = result)
 
 env_file=${NETBOOTUI_ENV:-/run/netbootui.env}
@@ -149,6 +152,16 @@ if [ "$1" = --once ]; then
 	post >/dev/null
 	exit
 fi
+
+# The node agent (reboot-clean by kexec, cmd/netbootui-agent): started once
+# beside the check-ins when the image has it (the live init's copy in /run,
+# else the root's); it holds a lock, so a second copy exits at once.
+for a in /run/netbootui/netbootui-agent /usr/sbin/netbootui-agent; do
+	if [ -x "$a" ]; then
+		"$a" </dev/null &
+		break
+	fi
+done
 
 first=1 delay=2
 while :; do
