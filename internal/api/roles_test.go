@@ -74,6 +74,7 @@ var documented = map[string]apitype.Role{
 	"POST /v1/images/{name}/shell":                   admin,
 	"GET /v1/images/{name}/sessions/{id}":            admin,
 	"POST /v1/images/{name}/sessions/{id}":           admin,
+	"POST /v1/images/{name}/sessions/{id}/size":      admin,
 	"POST /v1/stages/{$}":                            admin,
 	"POST /v1/stages/{id}/abort":                     admin,
 	"POST /v1/stages/{id}/promote":                   admin,
@@ -85,6 +86,7 @@ var documented = map[string]apitype.Role{
 var reads = map[string]bool{
 	"POST /v1/nodes/{name}/preview": true, "POST /v1/edit-preview": true,
 	"POST /v1/stages/preview": true, "POST /v1/stages/{id}/{action}": true,
+	"POST /v1/images/{name}/sessions/{id}/size": true, // a shell's terminal size
 }
 
 // TestRouteTable: the table holds every documented route with its

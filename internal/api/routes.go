@@ -90,6 +90,8 @@ func (s *Server) routes() []route {
 		{pattern: "POST /v1/images/{name}/shell", role: admin, audit: auditDaemon, action: "image shell", h: s.shellImage},
 		{pattern: "GET /v1/images/{name}/sessions/{id}", role: admin, action: "image session", h: s.sessionGet},
 		{pattern: "POST /v1/images/{name}/sessions/{id}", role: admin, audit: auditDaemon, action: "image session", h: s.sessionDecide},
+		// The shell's terminal size: no state changes, nothing is audited.
+		{pattern: "POST /v1/images/{name}/sessions/{id}/size", role: admin, action: "image session resize", h: s.sessionResize},
 		{pattern: "POST /v1/stages/{$}", role: admin, audit: auditDaemon, action: "rollout create", h: s.stageCreate(false)},
 		// A backup holds the token key: admins only, and audited (a POST:
 		// every route that is not a read is).
