@@ -185,7 +185,7 @@ func writeErr(w http.ResponseWriter, err error) {
 		code, status = apitype.CodeConflict, http.StatusConflict
 	case errors.Is(err, daemon.ErrUnknownNode), errors.Is(err, image.ErrNotFound):
 		code, status = apitype.CodeNotFound, http.StatusNotFound
-	case errors.As(err, &invErr), errors.As(err, &oneErr), errors.Is(err, errBadRequest):
+	case errors.As(err, &invErr), errors.As(err, &oneErr), errors.Is(err, errBadRequest), errors.Is(err, daemon.ErrNotPersisted):
 		code, status = apitype.CodeInvalid, http.StatusBadRequest
 	}
 	writeError(w, status, code, err.Error())

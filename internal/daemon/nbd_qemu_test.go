@@ -34,14 +34,8 @@ func TestQEMUNBDRoot(t *testing.T) {
 	lab.RequireTools(t, "qemu-system-x86_64", "nbd-server", "nbd-client", "ldd")
 	files := testImage(t)
 	_, modules := lab.Kernel(t)
-	nbdClient, _ := exec.LookPath("nbd-client")
 	dir := t.TempDir()
-	initrd := filepath.Join(dir, "initrd-nbd")
-	if err := liveinit.BuildFile(initrd, liveinit.Options{KernelModulesDir: modules,
-		Modules:  []string{"virtio_pci", "virtio_net", "e1000", "loop", "squashfs", "overlay", "nfsv4", "nbd"},
-		Programs: []string{nbdClient}}); err != nil {
-		t.Fatal(err)
-	}
+	initrd := nbdInitrd(t, dir, modules)
 	port := lab.FreePort(t)
 	inv := fmt.Sprintf(`settings:
   nbd: {server: 10.0.2.2, port: %d}
@@ -69,27 +63,8 @@ nodes:
 	if !strings.Contains(conf, "[live-nbd."+gens["live-nbd"]+"]\n\texportname = "+sq+"\n\treadonly = true") || strings.Contains(conf, "live-http") {
 		t.Fatalf("nbd-server configuration:\n%s", conf)
 	}
-	confPath := filepath.Join(dir, "nbd-server.conf")
-	os.WriteFile(confPath, []byte(conf), 0o644)
-	// nbd-server forks a server per client; in its no-fork mode (-d) it
-	// serves one connection only. It runs in the background, stopped by
-	// its pid file; a probe connection would use up -d, so readiness is
-	// seen as the port being taken.
-	pidFile := filepath.Join(dir, "nbd-server.pid")
-	if out, err := exec.Command("nbd-server", "-C", confPath, "-p", pidFile).CombinedOutput(); err != nil {
-		t.Fatalf("nbd-server: %v\n%s", err, out)
-	}
-	t.Cleanup(func() {
-		if b, err := os.ReadFile(pidFile); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
-				syscall.Kill(pid, syscall.SIGTERM)
-			}
-		}
-	})
-	// Readiness is read from the kernel's socket table: a probe that binds
-	// the port itself could take it from under nbd-server, which then
-	// exits with "address in use".
-	lab.Eventually(t, "nbd-server listens", 20*time.Second, func() bool { return tcpListening(port) })
+	srv := startNBDServer(t, dir, conf, port)
+	t.Cleanup(srv.stop)
 
 	base := "http://10.0.2.2:" + env.HTTPPort()
 	vmCtx, vmCancel := context.WithTimeout(context.Background(), 6*time.Minute)
@@ -156,4 +131,78 @@ func tcpListening(port int) bool {
 		}
 	}
 	return false
+}
+
+// nbdInitrd builds the NBD tests' initramfs in dir: the default recipe's
+// modules plus nbd (and nfsv4), with nbd-client and its libraries.
+func nbdInitrd(t *testing.T, dir, modules string) string {
+	t.Helper()
+	nbdClient, _ := exec.LookPath("nbd-client")
+	initrd := filepath.Join(dir, "initrd-nbd")
+	if err := liveinit.BuildFile(initrd, liveinit.Options{KernelModulesDir: modules,
+		Modules:  []string{"virtio_pci", "virtio_net", "e1000", "loop", "squashfs", "overlay", "nfsv4", "nbd"},
+		Programs: []string{nbdClient}}); err != nil {
+		t.Fatal(err)
+	}
+	return initrd
+}
+
+// nbdServer is a Debian nbd-server the test started with netbootui's
+// configuration.
+type nbdServer struct {
+	pidFile string
+}
+
+// startNBDServer writes conf into dir and starts nbd-server on it; it
+// returns once the server listens on port.
+func startNBDServer(t *testing.T, dir, conf string, port int) *nbdServer {
+	t.Helper()
+	confPath := filepath.Join(dir, "nbd-server.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// nbd-server forks a server per client; in its no-fork mode (-d) it
+	// serves one connection only. It runs in the background, stopped by
+	// its pid file; a probe connection would use up -d, so readiness is
+	// seen as the port being taken.
+	s := &nbdServer{pidFile: filepath.Join(dir, "nbd-server.pid")}
+	os.Remove(s.pidFile)
+	if out, err := exec.Command("nbd-server", "-C", confPath, "-p", s.pidFile).CombinedOutput(); err != nil {
+		t.Fatalf("nbd-server: %v\n%s", err, out)
+	}
+	// Readiness is read from the kernel's socket table: a probe that binds
+	// the port itself could take it from under nbd-server, which then
+	// exits with "address in use".
+	lab.Eventually(t, "nbd-server listens", 20*time.Second, func() bool { return tcpListening(port) })
+	return s
+}
+
+// stop kills the server and the children serving its connections (each
+// client's connection drops, as when the server host goes away).
+func (s *nbdServer) stop() {
+	b, err := os.ReadFile(s.pidFile)
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return
+	}
+	syscall.Kill(pid, syscall.SIGSTOP) // no new children while they are found
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, f := range procs {
+		st, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold blanks, so read after ")".
+		fields := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			if child, err := strconv.Atoi(filepath.Base(filepath.Dir(f))); err == nil {
+				syscall.Kill(child, syscall.SIGKILL)
+			}
+		}
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	os.Remove(s.pidFile)
 }
