@@ -31,40 +31,18 @@ var nbdReadRE = regexp.MustCompile(`netbootui: nbd0: read_kb=(\d+) size_kb=(\d+)
 // libraries (liveinit Programs).
 func TestQEMUNBDRoot(t *testing.T) {
 	t.Parallel()
-	lab.RequireTools(t, "qemu-system-x86_64", "nbd-server", "nbd-client", "ldd")
-	files := testImage(t)
-	_, modules := lab.Kernel(t)
-	dir := t.TempDir()
-	initrd := nbdInitrd(t, dir, modules)
-	port := lab.FreePort(t)
-	inv := fmt.Sprintf(`settings:
-  nbd: {server: 10.0.2.2, port: %d}
-images:
-  live-nbd: {root: nbd, kernel_args: "console=ttyS0 panic=-1"}
-  live-http: {kernel_args: "console=ttyS0 panic=-1"}
-nodes:
+	l := newNBDLab(t)
+	inv := nbdImages(l.port, `  live-http: {kernel_args: "console=ttyS0 panic=-1"}
+`) + fmt.Sprintf(`nodes:
   - {name: q-nbd, image: live-nbd, nics: [{mac: %q}]}
   - {name: q-http2, image: live-http, nics: [{mac: %q}]}
-`, port, lab.MAC(40), lab.MAC(41))
-	var gens map[string]string
-	rootfs := ballastRootfs(t, files["rootfs.squashfs"], 48)
-	env := daemontest.Start(t, daemontest.Options{Dir: dir, Inventory: inv, Config: rootLabConfig(t),
-		Before: func(d *Daemon) (err error) {
-			gens, err = publishAll(d, files, map[string]string{"live-nbd": initrd, "live-http": files["initrd"]}, rootfs)
-			natAdvertise(d)
-			return err
-		}})
-	d := env.D
-	conf, err := d.NBDServerConfig("127.0.0.1", port)
-	if err != nil {
-		t.Fatal(err)
-	}
+`, lab.MAC(40), lab.MAC(41))
+	l.start(t, inv, map[string]string{"live-nbd": l.initrd, "live-http": l.files["initrd"]}, ballastRootfs(t, l.files["rootfs.squashfs"], 48))
+	env, d, gens, conf := l.env, l.env.D, l.gens, l.conf
 	sq, _ := d.Images().Path("live-nbd", gens["live-nbd"], image.FileRootfs)
 	if !strings.Contains(conf, "[live-nbd."+gens["live-nbd"]+"]\n\texportname = "+sq+"\n\treadonly = true") || strings.Contains(conf, "live-http") {
 		t.Fatalf("nbd-server configuration:\n%s", conf)
 	}
-	srv := startNBDServer(t, dir, conf, port)
-	t.Cleanup(srv.stop)
 
 	base := "http://10.0.2.2:" + env.HTTPPort()
 	vmCtx, vmCancel := context.WithTimeout(context.Background(), 6*time.Minute)
@@ -131,6 +109,59 @@ func tcpListening(port int) bool {
 		}
 	}
 	return false
+}
+
+// nbdLab is the NBD tests' setting: the default generation, an initramfs
+// with nbd-client, a port for nbd-server; then (start) a daemon and the
+// nbd-server serving its nbd images.
+type nbdLab struct {
+	files  map[string]string
+	dir    string
+	initrd string
+	port   int
+	env    *daemontest.Env
+	gens   map[string]string // image -> its published generation
+	conf   string            // nbd-server's configuration
+	srv    *nbdServer
+}
+
+func newNBDLab(t *testing.T) *nbdLab {
+	t.Helper()
+	lab.RequireTools(t, "qemu-system-x86_64", "nbd-server", "nbd-client", "ldd")
+	l := &nbdLab{files: testImage(t), dir: t.TempDir(), port: lab.FreePort(t)}
+	_, modules := lab.Kernel(t)
+	l.initrd = nbdInitrd(t, l.dir, modules)
+	return l
+}
+
+// start starts the daemon on inv, publishes the default generation's
+// kernel with rootfs and each image's initramfs, and starts nbd-server
+// with the daemon's configuration (stopped when the test ends).
+func (l *nbdLab) start(t *testing.T, inv string, initrds map[string]string, rootfs string) {
+	t.Helper()
+	l.env = daemontest.Start(t, daemontest.Options{Dir: l.dir, Inventory: inv, Config: rootLabConfig(t),
+		Before: func(d *Daemon) (err error) {
+			l.gens, err = publishAll(d, l.files, initrds, rootfs)
+			natAdvertise(d)
+			return err
+		}})
+	conf, err := l.env.D.NBDServerConfig("127.0.0.1", l.port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.conf = conf
+	l.srv = startNBDServer(t, l.dir, conf, l.port)
+	t.Cleanup(func() { l.srv.stop() })
+}
+
+// nbdImages is the settings and images of an NBD test's inventory: the
+// site's nbd-server at 10.0.2.2:port, image live-nbd on it, then more.
+func nbdImages(port int, more string) string {
+	return fmt.Sprintf(`settings:
+  nbd: {server: 10.0.2.2, port: %d}
+images:
+  live-nbd: {root: nbd, kernel_args: "console=ttyS0 panic=-1"}
+%s`, port, more)
 }
 
 // nbdInitrd builds the NBD tests' initramfs in dir: the default recipe's

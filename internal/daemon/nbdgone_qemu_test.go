@@ -9,7 +9,6 @@ import (
 
 	"github.com/netbootui/netbootui/internal/bootstate"
 	. "github.com/netbootui/netbootui/internal/daemon"
-	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/lab"
 )
 
@@ -22,33 +21,12 @@ import (
 // netbootui.checkin_interval=5).
 func TestQEMUNBDServerGone(t *testing.T) {
 	t.Parallel()
-	lab.RequireTools(t, "qemu-system-x86_64", "nbd-server", "nbd-client", "ldd")
-	files := testImage(t)
-	_, modules := lab.Kernel(t)
-	dir := t.TempDir()
-	initrd := nbdInitrd(t, dir, modules)
-	port := lab.FreePort(t)
-	inv := fmt.Sprintf(`settings:
-  nbd: {server: 10.0.2.2, port: %d}
-images:
-  live-nbd: {root: nbd, kernel_args: "console=ttyS0 panic=-1"}
-nodes:
+	l := newNBDLab(t)
+	inv := nbdImages(l.port, ``) + fmt.Sprintf(`nodes:
   - {name: q-nbdgone, image: live-nbd, boot_override: {ipxe: %q}, nics: [{mac: %q}]}
-`, port, persistOverride("netbootui.checkin_interval=5"), lab.MAC(42))
-	var gens map[string]string
-	env := daemontest.Start(t, daemontest.Options{Dir: dir, Inventory: inv, Config: rootLabConfig(t),
-		Before: func(d *Daemon) (err error) {
-			gens, err = publishAll(d, files, map[string]string{"live-nbd": initrd}, files["rootfs.squashfs"])
-			natAdvertise(d)
-			return err
-		}})
-	d := env.D
-	conf, err := d.NBDServerConfig("127.0.0.1", port)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := startNBDServer(t, dir, conf, port)
-	t.Cleanup(srv.stop)
+`, persistOverride("netbootui.checkin_interval=5"), lab.MAC(42))
+	l.start(t, inv, map[string]string{"live-nbd": l.initrd}, l.files["rootfs.squashfs"])
+	env, d, gens, port := l.env, l.env.D, l.gens, l.port
 	target := fmt.Sprintf("10.0.2.2:%d/live-nbd.%s", port, gens["live-nbd"])
 
 	vmCtx, vmCancel := context.WithTimeout(context.Background(), 12*time.Minute)
@@ -57,7 +35,7 @@ nodes:
 	waitBooted(t, d, vm, "q-nbdgone", gens["live-nbd"], 4*time.Minute)
 
 	// The server goes away under the running node.
-	srv.stop()
+	l.srv.stop()
 	st := waitFailed(t, d, vm, "q-nbdgone", "stage root:", "the NBD root "+target+" no longer answers")
 	t.Logf("NBD server gone under a running node: %s", st.Error)
 
@@ -73,7 +51,7 @@ nodes:
 	}
 
 	// The server is back: the next boot comes up.
-	srv = startNBDServer(t, dir, conf, port)
+	l.srv = startNBDServer(t, l.dir, l.conf, port)
 	if err := vm.Reset(); err != nil {
 		t.Fatal(err)
 	}
