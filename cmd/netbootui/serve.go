@@ -63,8 +63,9 @@ func serveVerb(fs *pflag.FlagSet) runner {
 	proxyDHCP := fs.String("proxydhcp", "", "answer PXE clients on this `interface` as a proxyDHCP (UDP 67 and 4011; never gives addresses, so the site's DHCP server keeps doing that); nodes are chained to --advertise-url, else the HTTP listen address, else the interface's IPv4 address with the HTTP port")
 	proxyKnownOnly := fs.Bool("proxydhcp-known-only", false, "the proxyDHCP answers only the inventory's MACs (unknown PXE clients are still reported)")
 	proxyEFILoader := fs.String("proxydhcp-efi-loader", "ipxe.efi", "what the proxyDHCP gives UEFI x86-64 PXE clients: ipxe.efi or snponly.efi")
+	cluster := addClusterFlags(fs)
 	return func(ctx context.Context, _ []string) error {
-		return serve(ctx, cfg, serveOptions{socket: *socket, socketGroup: *socketGroup, groups: groups, sshListen: *sshListen,
+		return serve(ctx, cfg, serveOptions{cluster: cluster, socket: *socket, socketGroup: *socketGroup, groups: groups, sshListen: *sshListen,
 			authorizedKeys: *authorizedKeys, sshLim: sshLim, logLevel: *logLevel, logFormat: *logFormat,
 			proxy: daemon.ProxyDHCPOptions{Interface: *proxyDHCP, KnownOnly: *proxyKnownOnly, EFILoader: *proxyEFILoader}})
 	}
@@ -72,6 +73,7 @@ func serveVerb(fs *pflag.FlagSet) runner {
 
 // serveOptions are serve's flags that are not the daemon's Config.
 type serveOptions struct {
+	cluster                   *clusterFlags
 	socket, socketGroup       string
 	groups                    api.RoleGroups
 	sshListen, authorizedKeys string
@@ -88,6 +90,9 @@ func serve(ctx context.Context, cfg daemon.Config, o serveOptions) error {
 	cfg.Logger = logger
 	cfg.ProxyDHCP = o.proxy
 	if err := checkSSHFlags(o.sshListen, o.authorizedKeys); err != nil {
+		return err
+	}
+	if cfg.State, err = o.cluster.open(cfg.DataDir); err != nil {
 		return err
 	}
 	d, err := daemon.New(cfg)

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/audit"
+	"github.com/netbootui/netbootui/internal/state"
 )
 
 // auditMode says who writes a route's audit entry.
@@ -136,8 +138,12 @@ func (s *Server) guard(rt route) http.HandlerFunc {
 			return
 		}
 		if err := s.D.AuditReady(); err != nil {
+			hint := " (make room on the daemon's data directory)"
+			if errors.Is(err, state.ErrNoQuorum) {
+				hint = ""
+			}
 			writeError(w, http.StatusServiceUnavailable, apitype.CodeUnavailable,
-				"refused, nothing was done: "+err.Error()+" (make room on the daemon's data directory)")
+				"refused, nothing was done: "+err.Error()+hint)
 			return
 		}
 		if rt.audit == auditDaemon {

@@ -240,6 +240,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if a := s.D.TFTPAddr(); a != nil {
 		st.TFTP = a.String()
 	}
+	st.Cluster = s.D.ClusterStatus(r.Context())
 	writeJSON(w, st)
 }
 

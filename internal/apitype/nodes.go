@@ -201,6 +201,29 @@ type Status struct {
 	HTTP      string          `json:"http,omitempty"`
 	TFTP      string          `json:"tftp,omitempty"`
 	BootURL   string          `json:"boot_url,omitempty"`
+	// Cluster is this head's view of its cluster (absent on a single
+	// head).
+	Cluster *ClusterStatus `json:"cluster,omitempty"`
+}
+
+// ClusterStatus is a head's view of the cluster of heads it belongs to.
+type ClusterStatus struct {
+	Head    string          `json:"head"`             // this head's name
+	Leader  string          `json:"leader,omitempty"` // the member that leads ("" when none is known)
+	Quorum  bool            `json:"quorum"`           // this head reaches the quorum: it may change things
+	Error   string          `json:"error,omitempty"`  // why not
+	Members []ClusterMember `json:"members"`
+}
+
+// ClusterMember is one member of a cluster.
+type ClusterMember struct {
+	Name       string   `json:"name"`
+	ID         string   `json:"id"` // hex
+	PeerURLs   []string `json:"peer_urls"`
+	ClientURLs []string `json:"client_urls,omitempty"`
+	Leader     bool     `json:"leader,omitempty"`
+	Reachable  bool     `json:"reachable"`
+	Error      string   `json:"error,omitempty"`
 }
 
 // SOLLog is a node's captured serial console output

@@ -184,11 +184,15 @@ func (l *Log) Recent(n int) []Entry {
 }
 
 // recentLocked is Recent; the caller holds mu.
-func (l *Log) recentLocked(n int) []Entry {
-	if n <= 0 || n > len(l.recent) {
-		n = len(l.recent)
+func (l *Log) recentLocked(n int) []Entry { return Newest(l.recent, n) }
+
+// Newest returns a copy of the newest n of entries (all when n <= 0),
+// oldest first: what every audit log's Recent answers.
+func Newest(entries []Entry, n int) []Entry {
+	if n <= 0 || n > len(entries) {
+		n = len(entries)
 	}
-	return append([]Entry(nil), l.recent[len(l.recent)-n:]...)
+	return append([]Entry(nil), entries[len(entries)-n:]...)
 }
 
 // Close closes the file and ends every subscription.

@@ -209,6 +209,25 @@ func (t *Tracker) Apply(ev Event) NodeState {
 	return e.st
 }
 
+// Observe applies an event another head recorded and persisted (several
+// heads share one store, internal/state/etcd): the node's state steps and
+// the histories and subscribers get the event, numbered by this tracker,
+// but nothing is queued for the store again.
+func (t *Tracker) Observe(ev Event) NodeState {
+	ev.Time = ev.Time.Round(0).UTC()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ev.Node == "" {
+		t.recordAs(nil, &ev, false)
+		return NodeState{}
+	}
+	e := t.entry(ev.Node)
+	if e.st.step(&ev, &e.lastRecorded, t.opts.ProgressInterval) {
+		t.recordAs(e, &ev, false)
+	}
+	return e.st
+}
+
 // MarkDirty records that an admin marked node dirty for reason; ClearMark
 // removes the mark. A new boot of the node also removes it.
 func (t *Tracker) MarkDirty(node, reason string) NodeState {
@@ -234,7 +253,10 @@ func (t *Tracker) entry(node string) *nodeEntry {
 
 // record numbers ev and puts it in the histories, the store's queue and
 // the subscribers' channels. t.mu is held.
-func (t *Tracker) record(e *nodeEntry, ev *Event) {
+func (t *Tracker) record(e *nodeEntry, ev *Event) { t.recordAs(e, ev, true) }
+
+// recordAs is record, queueing ev for the store only when persist.
+func (t *Tracker) recordAs(e *nodeEntry, ev *Event, persist bool) {
 	t.seq++
 	ev.Seq = t.seq
 	var replaces uint64
@@ -243,7 +265,7 @@ func (t *Tracker) record(e *nodeEntry, ev *Event) {
 		replaces = e.hist.pushCoalesce(ev)
 	}
 	t.global.push(ev)
-	if t.opts.Store != nil && !t.closed {
+	if persist && t.opts.Store != nil && !t.closed {
 		if len(t.pending) < maxPending {
 			t.pending = append(t.pending, BatchEvent{Event: *ev, Replaces: replaces})
 			if len(t.pending) >= t.opts.FlushEvents {

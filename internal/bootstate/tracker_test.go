@@ -469,3 +469,51 @@ func TestMarkDirtyHelpers(t *testing.T) {
 		t.Errorf("history %+v", h)
 	}
 }
+
+// countingStore is a Persister that counts the events written to it.
+type countingStore struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (c *countingStore) Load(int) (*Snapshot, error) {
+	return &Snapshot{History: map[string][]Event{}}, nil
+}
+
+func (c *countingStore) Write(b *Batch) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, be := range b.Events {
+		c.events = append(c.events, be.Event)
+	}
+	return nil
+}
+
+// TestObserve: an event another head recorded steps the node's state and
+// reaches the histories and subscribers, and is not written again; an
+// event applied here is.
+func TestObserve(t *testing.T) {
+	store := &countingStore{}
+	tr, err := New(Options{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := tr.Subscribe(4)
+	st := tr.Observe(Event{Node: "n1", Kind: KindFetch, Stage: StageKernel, Path: "/g/vmlinuz", Seq: 77})
+	if st.Stage != StageKernel {
+		t.Errorf("observed fetch: stage %s, want kernel", st.Stage)
+	}
+	if ev := <-sub.C; ev.Node != "n1" || ev.Seq != 1 {
+		t.Errorf("subscriber got %+v, want n1 numbered 1 here", ev)
+	}
+	if h := tr.History("n1", 5); len(h) != 1 {
+		t.Errorf("history after Observe: %d events", len(h))
+	}
+	tr.Apply(Event{Node: "n2", Kind: KindInfo, Message: "here"})
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(store.events) != 1 || store.events[0].Node != "n2" {
+		t.Errorf("written: %+v, want n2's event only", store.events)
+	}
+}

@@ -113,6 +113,7 @@ type Daemon struct {
 	power    *power.Service
 	builds   *image.Queue
 	rollouts *rollout.Manager
+	cluster  *cluster // several heads: the shared inventory (nil on one)
 
 	consoles  *consolehub.Hubs
 	servers   lifecycle.Group
@@ -161,6 +162,11 @@ func New(cfg Config) (_ *Daemon, err error) {
 	pdhcp, err := newProxyDHCP(cfg.ProxyDHCP, cfg)
 	if err != nil {
 		return nil, err
+	}
+	if c, ok := cfg.State.(state.Cluster); ok {
+		if err := d.startCluster(c); err != nil {
+			return nil, err
+		}
 	}
 	inv, err := d.loadInventory()
 	if err != nil {
@@ -223,6 +229,9 @@ func New(cfg Config) (_ *Daemon, err error) {
 		Checkins:     d.store.Checkins(),
 		Logger:       cfg.Logger,
 	}
+	if d.cluster != nil {
+		d.boot.Fallbacks = d.cluster.fallbacks
+	}
 	if err := d.openRollouts(); err != nil {
 		return nil, err
 	}
@@ -257,6 +266,9 @@ func New(cfg Config) (_ *Daemon, err error) {
 			<-d.power.Poll(ctx, d.pollTargets, cfg.PowerPoll, 64, d.onPoll)
 			return nil
 		})
+	}
+	if d.cluster != nil {
+		d.servers.Go("inventory mirror", func(ctx context.Context) error { d.cluster.run(ctx); return nil })
 	}
 	d.servers.Go("inventory watch", func(ctx context.Context) error {
 		inventory.Watch(ctx, cfg.InventoryPath, cfg.ReloadInterval, d.onInventory, d.parseOptions()...)
@@ -505,6 +517,11 @@ func (d *Daemon) loadInventory() (*inventory.Inventory, error) {
 func (d *Daemon) onInventory(inv *inventory.Inventory, err error) {
 	if err == nil {
 		if err = pxe.CheckInventory(inv); err != nil {
+			inv = nil
+		}
+	}
+	if err == nil {
+		if err = d.checkHandEdit(inv); err != nil {
 			inv = nil
 		}
 	}

@@ -258,7 +258,7 @@ func (d *Daemon) writeInventory(action, target, who, base string, change func(*i
 	if base == "" {
 		base = d.Inventory().Revision
 	}
-	rev, err = inventory.Update(d.cfg.InventoryPath, base, change, d.parseOptions()...)
+	rev, err = inventory.UpdateWith(d.cfg.InventoryPath, base, change, d.commitInventory(), d.parseOptions()...)
 	if err != nil {
 		return "", err
 	}

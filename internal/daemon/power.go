@@ -143,6 +143,7 @@ func (d *Daemon) pollTargets() []power.Target {
 			nodes = append(nodes, n)
 		}
 	}
+	nodes = d.myShard(nodes)
 	t, _ := d.targets(nodes, string(power.OpStatus))
 	return t
 }

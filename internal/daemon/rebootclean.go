@@ -58,6 +58,15 @@ func (d *Daemon) RebootClean(ctx context.Context, req RebootRequest, onProgress 
 			env.targets[n.Name] = t
 		}
 	}
+	release, held, err := d.claimNodes(ctx, "reboot-clean", names)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	for n, err := range held { // each runs on another head: it fails here
+		env.errs[n] = err
+		delete(env.targets, n)
+	}
 	stopSOL := d.captureSOL(env.targets) // console logs for failure messages (sol.go)
 	results := workflow.RebootClean(ctx, env, d.tracker, names, workflow.Options{
 		Timeout:          req.Timeout,

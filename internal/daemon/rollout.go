@@ -36,6 +36,9 @@ var stageActions = map[string]func(m *rollout.Manager, id, who string) (*rollout
 // consult their staged assignments. A rollout that was running comes back
 // halted.
 func (d *Daemon) openRollouts() error {
+	if d.cluster != nil {
+		return d.openSharedRollouts()
+	}
 	m, err := rollout.Open(d.store.Documents(), &rolloutEnv{d: d})
 	if err != nil {
 		return err

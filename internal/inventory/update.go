@@ -32,6 +32,15 @@ import (
 // It returns the new revision. An edit that changes nothing writes nothing
 // and returns the current revision.
 func Update(path, baseRevision string, edit func(*Document) error, opts ...Option) (string, error) {
+	return UpdateWith(path, baseRevision, edit, nil, opts...)
+}
+
+// UpdateWith is Update with commit called, under the lock, between the
+// validation of the result and the write of the file, with the file's
+// bytes before and after: an error from commit leaves the file untouched
+// and is returned. Several heads use it to land the edit in their shared
+// store first (compare-and-swap), so that an edit lands once.
+func UpdateWith(path, baseRevision string, edit func(*Document) error, commit func(before, after []byte) error, opts ...Option) (string, error) {
 	unlock, err := lockFor(path)
 	if err != nil {
 		return "", err
@@ -78,10 +87,47 @@ func Update(path, baseRevision string, edit func(*Document) error, opts ...Optio
 	if _, err := Parse(path, after, opts...); err != nil {
 		return "", fmt.Errorf("inventory: edit rejected, %s left unchanged; the result would be invalid:\n%w", filepath.Base(path), err)
 	}
+	if commit != nil {
+		if err := commit(data, after); err != nil {
+			return "", err
+		}
+	}
 	if err := atomicfile.Write(path, after, st.Mode().Perm()); err != nil {
 		return "", err
 	}
 	return Revision(after), nil
+}
+
+// Rewrite replaces the file at path with what replace returns given its
+// current bytes, under the lock Update takes (so an Update never runs in
+// between), atomically and keeping the file's mode; a nil result or one
+// equal to the current bytes writes nothing. Several heads mirror the
+// shared inventory into their file with it. The result is not validated:
+// it is a copy of a document another head validated.
+func Rewrite(path string, replace func(current []byte) ([]byte, error)) error {
+	unlock, err := lockFor(path)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	target, err := atomicfile.Resolve(path)
+	if err != nil {
+		return fmt.Errorf("inventory: %w", err)
+	}
+	removeStaleTemps(target)
+	mode := os.FileMode(0o644)
+	cur, err := readFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if st, err := os.Stat(path); err == nil {
+		mode = st.Mode().Perm()
+	}
+	next, err := replace(cur)
+	if err != nil || next == nil || bytes.Equal(next, cur) {
+		return err
+	}
+	return atomicfile.Write(path, next, mode)
 }
 
 // lockFor takes the exclusive lock that serializes Updates of path: a

@@ -77,6 +77,10 @@ type Boot struct {
 	// rollout boots the generation it returns (ok true) instead of the
 	// inventory's.
 	Staged func(node string) (image, gen string, ok bool)
+	// Fallbacks returns the other live heads' base URLs (several heads;
+	// nil on one): an iPXE retry tries the node's script on them after
+	// this head's. It must not block (a cache).
+	Fallbacks func() []string
 	// Transports are the root transports an image's `root:` may name (nil:
 	// the built-in ones, package roottransport/builtin).
 	Transports *roottransport.Registry
@@ -325,6 +329,9 @@ func (b *Boot) Params(inv *inventory.Inventory, n *inventory.Node, base string) 
 		BaseURL:    base,
 		CheckinURL: base + "/checkin",
 		Token:      b.Tokens.Token(n.Name),
+	}
+	if b.Fallbacks != nil {
+		p.FallbackBaseURLs = b.Fallbacks()
 	}
 	img, gen, err := b.Assignment(n)
 	p.Image = img

@@ -95,6 +95,9 @@ type BootParams struct {
 	// ConfigPath is the node's own pxelinux config, TFTP-relative, loaded
 	// again to retry. "" means "pxelinux.cfg/01-" + MAC with dashes.
 	ConfigPath string
+	// FallbackBaseURLs are the other live heads (several heads), tried in
+	// order when the node's own script cannot be chained again.
+	FallbackBaseURLs []string
 }
 
 // TemplateData is what the templates and overrides are executed with. Its
@@ -119,6 +122,12 @@ type TemplateData struct {
 	Cmdline string
 	// ScriptURL and ConfigPath are the retry targets, defaults applied.
 	ScriptURL, ConfigPath string
+	// FallbackChain is "" on a single head; on several it is what an iPXE
+	// retry tries after ScriptURL: "chain --replace --autofree URL || "
+	// for the node's script on each other live head, in order. The
+	// renderer builds it from checked URLs (the one field that holds
+	// separators); write it between "|| " and "goto LABEL".
+	FallbackChain string
 
 	RetrySeconds int // wait after a failed boot
 	WaitSeconds  int // wait when there is no generation
@@ -523,6 +532,7 @@ func newTemplateData(format string, p BootParams) *TemplateData {
 		KernelArgs: normArgs(p.KernelArgs),
 		ScriptURL:  scriptURL(p), ConfigPath: configPath(p),
 		RetrySeconds: RetrySeconds, WaitSeconds: WaitSeconds, WaitTenths: WaitSeconds * 10,
+		FallbackChain: fallbackChain(p),
 	}
 	if d.Arch == "" {
 		d.Arch = string(inventory.ArchBIOS)
@@ -550,6 +560,26 @@ func scriptURL(p BootParams) string {
 		mac = m.String()
 	}
 	return strings.TrimRight(p.BaseURL, "/") + "/boot/" + mac + ".ipxe"
+}
+
+// fallbackChain chains the node's script on each other head.
+func fallbackChain(p BootParams) string {
+	if len(p.FallbackBaseURLs) == 0 {
+		return ""
+	}
+	own := scriptURL(p)
+	suffix := own[len(strings.TrimRight(p.BaseURL, "/")):] // "/boot/MAC.ipxe"
+	if p.ScriptURL != "" {
+		suffix = "/boot/${mac}.ipxe"
+		if m := p.Node.BootMAC(); len(m) > 0 {
+			suffix = "/boot/" + m.String() + ".ipxe"
+		}
+	}
+	var b strings.Builder
+	for _, u := range p.FallbackBaseURLs {
+		b.WriteString("chain --replace --autofree " + strings.TrimRight(u, "/") + suffix + " || ")
+	}
+	return b.String()
 }
 
 func configPath(p BootParams) string {
@@ -679,6 +709,12 @@ func (p BootParams) Validate() error {
 		{"script URL", p.ScriptURL, false},
 		{"config path", p.ConfigPath, false},
 		{"group", p.Node.Group, false},
+	}
+	for _, u := range p.FallbackBaseURLs {
+		words = append(words, struct {
+			field, v string
+			need     bool
+		}{"fallback head URL", u, true})
 	}
 	for _, w := range words {
 		if w.v == "" {

@@ -36,6 +36,11 @@ func goldenCases() []struct {
 	nogen := testNode("n05", inventory.ArchUEFI, inventory.LoaderIPXE, "52:54:00:00:00:05")
 	noimg := testNode("n06", inventory.ArchBIOS, inventory.LoaderPxelinux, "52:54:00:00:00:06")
 	noimg.Image = ""
+	// Several heads: a retry tries the node's script on the other heads.
+	heads := paramsFor(bios, testGen)
+	heads.FallbackBaseURLs = []string{"http://10.0.2.3:8080", "http://10.0.2.4:8080/"}
+	headsNogen := paramsFor(nogen, "")
+	headsNogen.FallbackBaseURLs = []string{"http://10.0.2.3:8080"}
 	return []struct {
 		name, format string
 		p            BootParams
@@ -48,6 +53,9 @@ func goldenCases() []struct {
 		{"nogen-ipxe", FormatIPXE, paramsFor(nogen, "")},
 		{"nogen-pxelinux", FormatPxelinux, paramsFor(nogen, "")},
 		{"noimage-pxelinux", FormatPxelinux, paramsFor(noimg, "")},
+		{"heads-ipxe", FormatIPXE, heads},
+		{"heads-nogen-ipxe", FormatIPXE, headsNogen},
+		{"heads-pxelinux", FormatPxelinux, func() BootParams { p := paramsFor(pxl, testGen); p.FallbackBaseURLs = heads.FallbackBaseURLs; return p }()},
 	}
 }
 
@@ -329,6 +337,18 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestFallbackURLChecked: another head's URL is checked as every URL is.
+func TestFallbackURLChecked(t *testing.T) {
+	r := mustRenderer(t)
+	p := paramsFor(testNode("n01", inventory.ArchBIOS, inventory.LoaderIPXE, "52:54:00:00:00:01"), testGen)
+	for _, bad := range []string{"http://10.0.2.3:8080 || shell", "http://h/${x}", ""} {
+		p.FallbackBaseURLs = []string{bad}
+		if out, err := r.IPXE(p); err == nil {
+			t.Errorf("fallback %q accepted:\n%s", bad, out)
+		}
+	}
 }
 
 func TestRenderErrors(t *testing.T) {

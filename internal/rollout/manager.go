@@ -70,6 +70,12 @@ type Manager struct {
 	wg       sync.WaitGroup
 	index    atomic.Pointer[map[string]staged]
 	watchers map[chan struct{}]struct{} // watch.go
+
+	// Several heads (shared.go): the document is shared, waves run only
+	// on the head that leads.
+	shared  bool
+	head    string
+	leadCtx context.Context // nil when this head does not lead
 }
 
 type runCtl struct {
@@ -234,6 +240,18 @@ func (m *Manager) List() []*Rollout {
 // copy in place and only then makes the copy current: a failed f or save
 // changes nothing. It returns the new copy.
 func (m *Manager) update(id string, f func(r *Rollout) ([]note, error)) (*Rollout, []note, error) {
+	out, notes, err := m.updateOnce(id, f)
+	if m.shared && errors.Is(err, state.ErrConflict) {
+		// Another head changed the document: read it and apply f again.
+		if serr := m.syncLocked(); serr != nil {
+			return nil, nil, serr
+		}
+		out, notes, err = m.updateOnce(id, f)
+	}
+	return out, notes, err
+}
+
+func (m *Manager) updateOnce(id string, f func(r *Rollout) ([]note, error)) (*Rollout, []note, error) {
 	r, err := m.find(id)
 	if err != nil {
 		return nil, nil, err
@@ -346,6 +364,10 @@ func (m *Manager) Create(selection, generation string, opts Options, who string)
 		m.mu.Unlock()
 		return nil, errors.New("rollouts are closed")
 	}
+	if err := m.freshLocked(); err != nil {
+		m.mu.Unlock()
+		return nil, err
+	}
 	r, err := m.plan(selection, generation, opts)
 	if err != nil {
 		m.mu.Unlock()
@@ -443,6 +465,10 @@ func (m *Manager) start(id, who string, resume bool) (*Rollout, error) {
 		m.mu.Unlock()
 		return nil, errors.New("rollouts are closed")
 	}
+	if err := m.freshLocked(); err != nil {
+		m.mu.Unlock()
+		return nil, err
+	}
 	r, err := m.find(id)
 	if err != nil {
 		m.mu.Unlock()
@@ -479,13 +505,19 @@ func (m *Manager) start(id, who string, resume bool) (*Rollout, error) {
 		m.mu.Unlock()
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ctl := &runCtl{cancel: cancel, done: make(chan struct{})}
-	m.running[out.ID] = ctl
-	m.wg.Add(1)
+	if m.shared {
+		// The leading head runs it (now if it is this one; else when its
+		// watch brings the change).
+		if m.leadCtx != nil {
+			m.launchLocked(m.leadCtx, out.ID)
+		}
+		m.mu.Unlock()
+		m.emit(notes)
+		return out, nil
+	}
+	m.launchLocked(context.Background(), out.ID)
 	m.mu.Unlock()
 	m.emit(notes)
-	go m.loop(ctx, out.ID, ctl)
 	return out, nil
 }
 
@@ -543,6 +575,9 @@ func (m *Manager) nextWave(id string) (nodes []string, snap *Rollout, stop bool)
 		return nil, nil, true
 	}
 	out, ns, err := m.update(id, func(r *Rollout) ([]note, error) {
+		if r.State != StateRunning {
+			return nil, errNotRunning // another head halted it
+		}
 		for _, w := range r.Waves {
 			if w.State == WavePassed {
 				continue
@@ -567,6 +602,9 @@ func (m *Manager) nextWave(id string) (nodes []string, snap *Rollout, stop bool)
 		res := fmt.Sprintf("%d done, %d reverted", c[NodeDone], c[NodeReverted])
 		return []note{{msg: "rollout " + r.ID + " completed: " + res, audit: "rollout complete", r: r, result: res}}, nil
 	})
+	if errors.Is(err, errNotRunning) {
+		return nil, nil, true
+	}
 	if err != nil {
 		notes = append(notes, note{msg: "rollout " + id + ": saving state failed: " + err.Error()})
 		return nil, nil, true
@@ -809,7 +847,11 @@ func (m *Manager) Rollback(id, who string) (*Rollout, error) {
 // have taken the generation.
 func (m *Manager) Promote(id, who string) (*Rollout, error) {
 	m.mu.Lock()
-	r, err := m.find(id)
+	err := m.freshLocked()
+	var r *Rollout
+	if err == nil {
+		r, err = m.find(id)
+	}
 	if err == nil && r.State != StateCompleted {
 		err = fmt.Errorf("rollout %s is %s: %w: only a completed rollout is promoted", r.ID, r.State, ErrState)
 	}
@@ -849,7 +891,11 @@ func (m *Manager) Promote(id, who string) (*Rollout, error) {
 
 func (m *Manager) transition(id, who, verb string, f func(r *Rollout) error, stopLoop bool) (*Rollout, error) {
 	m.mu.Lock()
-	cur, err := m.find(id)
+	err := m.freshLocked()
+	var cur *Rollout
+	if err == nil {
+		cur, err = m.find(id)
+	}
 	if err != nil {
 		m.mu.Unlock()
 		return nil, err
@@ -893,6 +939,9 @@ func (m *Manager) Close() {
 	}
 	var notes []note
 	for _, id := range ids {
+		if m.shared {
+			break // the rollout keeps running: another head takes it over
+		}
 		_, ns, err := m.update(id, func(r *Rollout) ([]note, error) {
 			if r.State != StateRunning {
 				return nil, nil

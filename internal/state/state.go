@@ -9,6 +9,7 @@
 package state
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 	"time"
@@ -74,6 +75,12 @@ type Rev uint64
 // Read it again, reapply the change, and put it with the new revision.
 var ErrConflict = errors.New("state: the document changed since it was read")
 
+// ErrNoQuorum is what a store shared by several heads returns when this
+// head cannot reach the quorum of the cluster: it changes nothing (no split
+// brain) until it rejoins, and keeps serving the boots it can from what it
+// has.
+var ErrNoQuorum = errors.New("this head is cut off from the cluster's quorum: changes are refused until it rejoins (boots are still served from local data)")
+
 // Documents keeps named documents (the rollouts file) whole. An edit lands
 // once: Put replaces a document only if its revision is still the one the
 // caller read. Names are file-name-like ("rollouts.json"). Safe for
@@ -124,6 +131,55 @@ type Consoles interface {
 	// Tail returns the last n lines of node's console (false when nothing
 	// was captured).
 	Tail(node string, n int) (ConsoleLog, bool)
+}
+
+// Cluster is what a store shared by several heads adds to Store (the
+// daemon asks for it with a type assertion; a single head's store is not
+// one). With it the daemon mirrors the inventory document into its file,
+// refuses changes without a quorum, and reports the members.
+type Cluster interface {
+	Store
+	// Head is this head's name in the cluster.
+	Head() string
+	// Ready returns nil when this head reaches the cluster's quorum, and an
+	// error wrapping ErrNoQuorum otherwise.
+	Ready() error
+	// WatchDocument calls changed (one call at a time) each time any head
+	// puts the document, until ctx ends or the store is closed.
+	WatchDocument(ctx context.Context, name string, changed func(data []byte, rev Rev)) error
+	// Members reports the cluster's members as this head sees them.
+	Members(ctx context.Context) ([]Member, error)
+	// Lead runs work each time this head wins the election name (work
+	// that must run once: rollouts), with a context that ends when the
+	// head loses it; a dead head loses it when its lease expires. It
+	// returns when ctx ends.
+	Lead(ctx context.Context, name string, work func(ctx context.Context))
+	// LiveHeads are the heads alive now (their lease renewed), sorted.
+	LiveHeads(ctx context.Context) ([]string, error)
+	// Advertise publishes the base URL this head serves boots at;
+	// HeadURLs returns the live heads' (head -> URL).
+	Advertise(url string) error
+	HeadURLs(ctx context.Context) (map[string]string, error)
+	// FollowBootEvents hands fn every boot event the other heads record,
+	// until ctx ends (each head's tracker observes them: every head sees
+	// every node's boot).
+	FollowBootEvents(ctx context.Context, fn func(bootstate.Event))
+	// Claim takes keys for this head (work on a node that must run on one
+	// head at a time) until release, or until the head stops renewing its
+	// lease; keys another head holds are not taken and come back in held
+	// with that head's name.
+	Claim(ctx context.Context, keys []string) (release func(), held map[string]string, err error)
+}
+
+// Member is one member of a cluster.
+type Member struct {
+	Name       string
+	ID         uint64
+	PeerURLs   []string
+	ClientURLs []string
+	Leader     bool   // the raft leader, as the member answering says
+	Reachable  bool   // this head reached it just now
+	Error      string // why it was not reachable
 }
 
 // CheckinSeen is what the check-in replay guard (internal/pxe) keeps of

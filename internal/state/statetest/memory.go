@@ -202,19 +202,13 @@ func (a *memAudit) Follow(n, buffer int) ([]audit.Entry, *audit.Subscription) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if n <= 0 || n > len(a.audit) {
-		n = len(a.audit)
-	}
-	return append([]audit.Entry(nil), a.audit[len(a.audit)-n:]...), a.subs.Subscribe(buffer)
+	return audit.Newest(a.audit, n), a.subs.Subscribe(buffer)
 }
 
 func (a *memAudit) Recent(n int) []audit.Entry {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if n <= 0 || n > len(a.audit) {
-		n = len(a.audit)
-	}
-	return append([]audit.Entry(nil), a.audit[len(a.audit)-n:]...)
+	return audit.Newest(a.audit, n)
 }
 
 // memBoot is the boot-state part of a Backing.
