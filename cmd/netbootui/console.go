@@ -25,26 +25,35 @@ func consoleVerb(fs *pflag.FlagSet) runner {
 
 // console opens the full-screen console on the daemon at socket.
 func console(ctx context.Context, socket string) error {
-	self, err := os.Executable()
+	opts, err := terminalOptions(socket)
 	if err != nil {
 		return err
 	}
-	sock := socket
-	m := ui.New(apiclient.New(sock), ui.Options{
-		Dark: lipgloss.HasDarkBackground(os.Stdin, os.Stdout),
-		// c hands the terminal to `netbootui console NODE` (~. comes back).
-		SerialConsole: func(node string) *exec.Cmd {
-			return exec.Command(self, "console", node, "--api-socket", sock)
-		},
-		// S in :images hands it to `netbootui image shell IMAGE`.
-		ImageShell: func(image string) *exec.Cmd {
-			return exec.Command(self, "image", "shell", image, "--api-socket", sock)
-		},
-	})
+	m := ui.New(apiclient.New(socket), opts)
 	defer m.Close()
 	_, err = tea.NewProgram(m, tea.WithContext(ctx)).Run()
 	if err != nil && ctx.Err() != nil {
 		return nil
 	}
 	return err
+}
+
+// terminalOptions are the options of a console on this terminal, talking
+// to the daemon at sock (the console verb's and the demo's): c hands the
+// terminal to `netbootui console NODE` (~. comes back), S in :images to
+// `netbootui image shell IMAGE`.
+func terminalOptions(sock string) (ui.Options, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return ui.Options{}, err
+	}
+	return ui.Options{
+		Dark: lipgloss.HasDarkBackground(os.Stdin, os.Stdout),
+		SerialConsole: func(node string) *exec.Cmd {
+			return exec.Command(self, "console", node, "--api-socket", sock)
+		},
+		ImageShell: func(image string) *exec.Cmd {
+			return exec.Command(self, "image", "shell", image, "--api-socket", sock)
+		},
+	}, nil
 }

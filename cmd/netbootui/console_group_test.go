@@ -24,21 +24,8 @@ import (
 // others, and a broken edit is refused with its place.
 func TestConsoleGroupEditInTmux(t *testing.T) {
 	lab.RequireTools(t, "tmux")
-	p, inv, dir := serveInventory(t, consoleInventory)
+	p, inv, dir, _ := serveWithGeneration(t, consoleInventory)
 	defer p.stop(t)
-	cl := apiclient.New(p.socket)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	// a generation to render entries from
-	src := map[string]string{}
-	for _, name := range image.BootFiles {
-		src[name] = filepath.Join(dir, "src-"+name)
-		os.WriteFile(src[name], []byte("console group test "+name), 0o644)
-	}
-	if _, err := cl.Import(ctx, apitype.ImportRequest{Image: "compute", Publish: true},
-		apiclient.ImportFiles{Kernel: src[apitype.FileKernel], Initrd: src[apitype.FileInitrd], Rootfs: src[apitype.FileRootfs]}); err != nil {
-		t.Fatal(err)
-	}
 	bootShow := func(node string) string {
 		t.Helper()
 		out, errOut, code := runCLI(t, "boot", "show", node, "--api-socket", p.socket)
@@ -55,7 +42,7 @@ func TestConsoleGroupEditInTmux(t *testing.T) {
 	// $EDITOR: a script that sets the kernel_args line of the file it is given
 	editor := filepath.Join(dir, "editor.sh")
 	args := filepath.Join(dir, "args")
-	os.WriteFile(editor, []byte("#!/bin/sh\nset -e\nsed -i \"s|^kernel_args: \\$|kernel_args: $(cat "+args+")|\" \"$1\"\n"), 0o755)
+	os.WriteFile(editor, []byte("#!/bin/sh\nset -e\nsed -i \"s|^kernel_args:.*\\$|kernel_args: $(cat "+args+")|\" \"$1\"\n"), 0o755)
 	os.WriteFile(args, []byte("nomodeset loglevel=7"), 0o644)
 
 	c := startConsole(t, p.socket, "TERM=xterm-256color", "VISUAL=", "EDITOR="+editor)
@@ -125,6 +112,10 @@ func TestConsoleReconnectsInTmux(t *testing.T) {
 	p, inv, dir := serveInventory(t, consoleInventory)
 	c := startConsole(t, p.socket, "TERM=xterm-256color")
 	c.waitFor("start", regexp.MustCompile(`20 nodes · 0 marked`))
+	// an event before the restart, which the new daemon's backlog sends again
+	if resp, err := http.Get(bootScriptURL(t, apiclient.New(p.socket), "n05")); err == nil {
+		resp.Body.Close()
+	}
 	p.stop(t)
 	c.waitFor("disconnected", regexp.MustCompile(`disconnected, retrying`))
 	p = startServe(t, inv, dir) // same data folder: same socket
@@ -145,8 +136,54 @@ func TestConsoleReconnectsInTmux(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	c.waitFor("live update from the new daemon", regexp.MustCompile(`(?m)^\s+n05 .*(config|failed)`))
+	// :events has both fetches (the second live from the new daemon) and
+	// shows each event once, in time order, whatever the streams sent again
+	// (a boot request named by a MAC is a claim: it moves no stage)
+	c.keys(":", "e", "v", "Tab", "Enter")
+	c.keys("/", "n", "0", "5", "Enter")
+	s := c.waitFor("live update from the new daemon", regexp.MustCompile(`(?s)EVENTS .*n05 .*/boot/.*n05 .*/boot/`))
+	var rows []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, " n05 ") {
+			rows = append(rows, strings.TrimSpace(l))
+		}
+	}
+	for i := 1; i < len(rows); i++ {
+		if rows[i] == rows[i-1] || rows[i][:12] < rows[i-1][:12] {
+			t.Errorf("events of n05 repeated or out of order:\n%s", strings.Join(rows, "\n"))
+			break
+		}
+	}
 	c.keys("C-c")
+}
+
+// serveWithGeneration is serveInventory with a published generation of
+// image compute to render boot entries from.
+func serveWithGeneration(t *testing.T, text string) (p *serveProc, inv, dir string, cl *apiclient.Client) {
+	t.Helper()
+	p, inv, dir = serveInventory(t, text)
+	cl = apiclient.New(p.socket)
+	publishCompute(t, p, cl, dir)
+	return p, inv, dir, cl
+}
+
+// publishCompute imports and publishes a generation of image compute
+// (files made in dir): nodes following it then fetch a boot script, so a
+// fetch moves their stage.
+func publishCompute(t *testing.T, p *serveProc, cl *apiclient.Client, dir string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	src := map[string]string{}
+	for _, name := range image.BootFiles {
+		src[name] = filepath.Join(dir, "src-"+name)
+		os.WriteFile(src[name], []byte("console test "+name), 0o644)
+	}
+	if _, err := cl.Import(ctx, apitype.ImportRequest{Image: "compute", Publish: true},
+		apiclient.ImportFiles{Kernel: src[apitype.FileKernel], Initrd: src[apitype.FileInitrd], Rootfs: src[apitype.FileRootfs]}); err != nil {
+		p.stop(t)
+		t.Fatal(err)
+	}
 }
 
 // serveInventory writes text as the inventory of a new folder and starts a

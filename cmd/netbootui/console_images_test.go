@@ -66,8 +66,10 @@ func defaultRecipeLab(t *testing.T) string {
 
 // TestConsoleImagesInTmux drives :images of the real console against a real
 // daemon that builds the default recipe: b builds the first generation
-// (progress bar and build log while it runs), b again says nothing changed,
-// a changed recipe gives a second generation, and r with its confirmation
+// (progress bar and build log while it runs) and publishes it only after a
+// confirmation, b again says nothing changed, a changed recipe gives a
+// second generation left unpublished by the default No (published by the
+// next b's yes), and r with its confirmation
 // rolls the image back; the screen's generations, sizes and sha256 are the
 // daemon's, and `netbootui image list` agrees.
 func TestConsoleImagesInTmux(t *testing.T) {
@@ -90,8 +92,19 @@ func TestConsoleImagesInTmux(t *testing.T) {
 	if !strings.Contains(s, "BUILD LOG") {
 		t.Errorf("no build log panel while building:\n%s", s)
 	}
-	s = c.waitForWithin("first generation", 3*time.Minute, regexp.MustCompile(`build default: generation (\S+) published`))
-	first := regexp.MustCompile(`build default: generation (\S+) published`).FindStringSubmatch(s)[1]
+	// the build publishes nothing by itself: a confirmation (default No)
+	// says who would follow the new generation
+	s = c.waitForWithin("first generation", 3*time.Minute, regexp.MustCompile(`Publish default@(\S+)\?`))
+	first := regexp.MustCompile(`Publish default@(\S+)\?`).FindStringSubmatch(s)[1]
+	if !strings.Contains(s, "4 nodes that follow the image") || !strings.Contains(s, "[ No ]") {
+		t.Errorf("the publish confirmation does not say who follows the image:\n%s", s)
+	}
+	if ims := images(t, cl); ims[0].Current != "" {
+		t.Fatalf("the build published %s before the confirmation", ims[0].Current)
+	}
+	time.Sleep(300 * time.Millisecond) // the dialog ignores keys typed as it appears
+	c.keys("y")
+	c.waitFor("first generation published", regexp.MustCompile(`build default: generation `+regexp.QuoteMeta(first)+` published: 4 nodes follow it`))
 	t.Logf("first generation %s after %s", first, time.Since(start))
 	g1 := currentGeneration(t, cl, "default", first)
 	s = c.waitFor("first generation's row", generationRow(t, g1, true))
@@ -112,11 +125,23 @@ func TestConsoleImagesInTmux(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.keys("b")
-	s = c.waitForWithin("second generation", 3*time.Minute, regexp.MustCompile(`build default: generation (\S+) published`))
-	second := regexp.MustCompile(`build default: generation (\S+) published`).FindStringSubmatch(s)[1]
+	s = c.waitForWithin("second generation", 3*time.Minute, regexp.MustCompile(`Publish default@(\S+)\?`))
+	second := regexp.MustCompile(`Publish default@(\S+)\?`).FindStringSubmatch(s)[1]
 	if second == first {
 		t.Fatalf("the changed recipe built the same generation %s", first)
 	}
+	// no (the default): built, not published; the nodes keep the first
+	time.Sleep(300 * time.Millisecond)
+	c.keys("Enter")
+	c.waitFor("left unpublished", regexp.MustCompile(`generation `+regexp.QuoteMeta(second)+` built, not published`))
+	currentGeneration(t, cl, "default", first)
+	// b again: nothing to build, and the generation with these inputs is
+	// not current, so it asks again; yes publishes it
+	c.keys("b")
+	c.waitForWithin("publish asked again", time.Minute, regexp.MustCompile(`Publish default@`+regexp.QuoteMeta(second)+`\?`))
+	time.Sleep(300 * time.Millisecond)
+	c.keys("y")
+	c.waitFor("second published", regexp.MustCompile(`generation `+regexp.QuoteMeta(second)+` published: 4 nodes follow it`))
 	t.Logf("second generation %s after %s", second, time.Since(start))
 	g2 := currentGeneration(t, cl, "default", second)
 	s = c.waitFor("both generations", regexp.MustCompile(`(?m)^\s+\* `+regexp.QuoteMeta(truncID(second))+`.*\n\s+`+regexp.QuoteMeta(truncID(first))))

@@ -44,20 +44,26 @@ func consoleCmd() *cobra.Command {
 	return c
 }
 
-// consoleLog prints the node's captured console lines.
+// consoleLog prints the node's captured console lines; it fails (exit 1)
+// when the daemon's last session to the node's console failed.
 func consoleLog(ctx context.Context, c *apiclient.Client, node string, n int, out string) error {
 	l, err := c.SOLLog(ctx, node, n)
 	if err != nil {
 		return err
 	}
 	if out == "json" {
-		return printJSON(l)
-	}
-	for _, line := range l.Lines {
-		fmt.Fprintln(stdout, line)
+		if err := printJSON(l); err != nil {
+			return err
+		}
+	} else {
+		for _, line := range l.Lines {
+			fmt.Fprintln(stdout, line)
+		}
 	}
 	if l.Error != "" {
-		fmt.Fprintf(os.Stderr, "netbootui: last SOL session of %s: %s\n", node, l.Error)
+		// the capture failed: what was captured is printed, and the exit
+		// status says it is not the node's console
+		return fmt.Errorf("last SOL session of %s: %s", node, l.Error)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -126,7 +127,8 @@ func TestConsoleSOLCLI(t *testing.T) {
 // TestConsoleSOLRawTerminal runs `netbootui console c1` on a real terminal
 // (tmux): the terminal is raw while attached (Enter reaches the node as a
 // bare CR, which the serial port needs to see a line), "~." typed as keys
-// detaches, and the terminal's settings afterwards are those before.
+// detaches even when the terminal's answer to the node's cursor-position
+// query (busybox asks after each prompt) came in between the Enter and it, and the terminal's settings afterwards are those before.
 func TestConsoleSOLRawTerminal(t *testing.T) {
 	lab.RequireTools(t, "tmux")
 	port, p := solLab(t)
@@ -166,6 +168,20 @@ func TestConsoleSOLRawTerminal(t *testing.T) {
 	screen("echo", "echo: from tmux")
 	if got := port.Received(); !strings.Contains(got, "from tmux\r") {
 		t.Errorf("serial port got %q (Enter should arrive as CR in raw mode)", got)
+	}
+	// the port's shell asks for the cursor position after its prompt, as
+	// busybox does; tmux (the terminal) answers it in the input after the
+	// Enter, before the "~." below
+	port.SetPrompt("~ # ")
+	tmux("send-keys", "-t", "sol", "-l", "ls")
+	tmux("send-keys", "-t", "sol", "Enter")
+	screen("prompt", "echo: ls")
+	cpr := regexp.MustCompile(`ls\r\x1b\[[0-9]+;[0-9]+R$`)
+	for end := time.Now().Add(10 * time.Second); !cpr.MatchString(port.Received()); {
+		if time.Now().After(end) {
+			t.Fatalf("the terminal's cursor position report never reached the port: %q\n%s", port.Received(), tmux("capture-pane", "-p", "-S", "-", "-t", "sol"))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	tmux("send-keys", "-t", "sol", "-l", "~.")
 	screen("detach", "exit=0")

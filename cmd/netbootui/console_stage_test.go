@@ -42,8 +42,9 @@ func stageShow(t *testing.T, sock, id string) *apitype.Rollout {
 // going from gen1 to gen2, wave size 2, confirm; both waves pass on screen,
 // then P promotes (the group's image key in the file, comments kept).
 // Rollout 2: k1's firmware hangs after the kernel; gen1 on k1,k2 in waves
-// of 1; h halts it while wave 1 waits for k1 (k1 staged again), k1 is fixed,
-// u resumes and both waves pass, B rolls it back (both assigned the
+// of 1; h halts it while wave 1 waits for k1: k1's reboot is not cut off,
+// k1 is fixed and its wave finishes (no further wave starts), u resumes and
+// wave 2 passes, B rolls it back (both assigned the
 // promoted gen2 again). Rollout 3: gen1 on k3 whose firmware hangs; x
 // aborts it in flight and k3 is restored.
 func TestConsoleStageInTmux(t *testing.T) {
@@ -190,9 +191,23 @@ func TestConsoleStageInTmux(t *testing.T) {
 			t.Errorf("%s: %s, runs %q", n.Name, n.Status, v.State.Generation)
 		}
 	}
+	revBefore := regexp.MustCompile(`rev ([0-9a-f]{8})`).FindStringSubmatch(con.capture(false))
 	con.keys("P")
-	confirm("promote", regexp.MustCompile(`Promote compute@`+gen2+`\?`))
+	s = confirm("promote", regexp.MustCompile(`Promote compute@`+gen2+`\?`))
+	if !strings.Contains(s, "it reaches 4 nodes: the rollout's 4 and 0 more of group g") {
+		t.Errorf("the promote confirmation does not say how many nodes it reaches:\n%s", s)
+	}
 	con.waitFor("promoted", regexp.MustCompile(`rollout 1: .* promoted(?s:.*)promoted: group g image: compute@`+gen2))
+	// the header's revision follows the inventory the promote wrote, with
+	// no ctrl+r
+	st2, err := c.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if revBefore == nil || strings.HasPrefix(st2.Inventory.Revision, revBefore[1]) {
+		t.Fatalf("the promote did not change the revision (%v, now %s)", revBefore, st2.Inventory.Revision)
+	}
+	con.waitFor("rev after promote", regexp.MustCompile(`rev `+st2.Inventory.Revision[:8]))
 	text, _ := os.ReadFile(inv)
 	if !strings.Contains(string(text), "  # kept through promote\n  g:\n    image: compute@"+gen2+" # group default\n") {
 		t.Errorf("inventory after promote:\n%s", text)
@@ -222,14 +237,33 @@ func TestConsoleStageInTmux(t *testing.T) {
 	con.waitFor("wave 1 in flight", regexp.MustCompile(`rollout 2: compute@`+gen1+` on k\[1-2\] +running(?s:.*)  1 +k1 +running `))
 	con.keys("h")
 	confirm("halt", regexp.MustCompile(`Halt the rollout\?`))
-	con.waitFor("halted", regexp.MustCompile(`rollout 2: .* halted(?s:.*)halted by `))
-	// the stream may show the halt before k1's cancelled reboot is undone
-	con.waitFor("k1 staged again after the halt", regexp.MustCompile(`(?m)rollout 2: .* halted(?s:.*)^  k1 +1 +staged `))
-	if r := stageShow(t, sock, "2"); r.State != apitype.RolloutHalted || r.Node("k1").Status != apitype.NodeStaged ||
-		r.Waves[0].State != apitype.WavePending || assigned("k1") != gen1 {
-		t.Errorf("stage show 2 after h: %s, k1 %s, wave 1 %s, k1 assigned %s", r.State, r.Node("k1").Status, r.Waves[0].State, assigned("k1"))
+	// the halt does not cut k1's reboot off: it is still rebooting, and
+	// finishes once k1 is fixed (its firmware no longer hangs, a power
+	// cycle); no further wave starts
+	con.waitFor("halted", regexp.MustCompile(`(?m)rollout 2: .* halted(?s:.*)halted by [^;\n]+; wave 1 finishes its reboots(?s:.*)^  k1 +1 +rebooting `))
+	if r := stageShow(t, sock, "2"); r.State != apitype.RolloutHalted || r.Node("k1").Status != apitype.NodeRebooting {
+		t.Errorf("stage show 2 right after h: %s, k1 %s", r.State, r.Node("k1").Status)
 	}
-	setBMC("k1", false)
+	sims["k1"].SetStopAfter("")
+	if err := sims["k1"].SetNextBootPXE(false); err != nil {
+		t.Fatal(err)
+	}
+	if err := sims["k1"].PowerCycle(); err != nil {
+		t.Fatal(err)
+	}
+	s = waitRollout("wave 1 finished after the halt", regexp.MustCompile(`(?m)rollout 2: .* halted(?s:.*)wave 1 finished(?s:.*)^  1 +k1 +passed `))
+	if strings.Contains(s, "interrupted") || !regexp.MustCompile(`(?m)^  2 +k2 +pending `).MatchString(s) {
+		t.Errorf("after the halt, wave 1 should finish and wave 2 not start:\n%s", s)
+	}
+	r = stageShow(t, sock, "2")
+	if r.State != apitype.RolloutHalted || r.Node("k1").Status != apitype.NodeDone || r.Node("k2").Status != apitype.NodeStaged ||
+		r.Waves[0].State != apitype.WavePassed || assigned("k1") != gen1 {
+		t.Errorf("stage show 2 after h: %s, k1 %s, k2 %s, wave 1 %s, k1 assigned %s", r.State, r.Node("k1").Status,
+			r.Node("k2").Status, r.Waves[0].State, assigned("k1"))
+	}
+	if pending, _ := sims["k1"].NextBootPXE(); pending {
+		t.Error("k1's PXE boot flag is left set after the halt")
+	}
 	con.keys("u")
 	confirm("resume", regexp.MustCompile(`Resume the rollout\?`))
 	s = waitRollout("rollout 2 done", regexp.MustCompile(`rollout 2: compute@`+gen1+` on k\[1-2\] +completed`))
@@ -256,6 +290,11 @@ func TestConsoleStageInTmux(t *testing.T) {
 	if after, _ := os.ReadFile(inv); string(after) != string(before) {
 		t.Errorf("the roll back changed the inventory:\n%s", after)
 	}
+	// P and u on the rolled-back rollout say why nothing happens
+	con.keys("P")
+	con.waitFor("P on rolled back", regexp.MustCompile(`promote: nothing to do: rollout 2 is rolled-back, which is final`))
+	con.keys("u")
+	con.waitFor("u on rolled back", regexp.MustCompile(`resume: nothing to do: rollout 2 is rolled-back, which is final`))
 
 	// Rollout 3: gen1 on k3, whose firmware hangs; x aborts it in flight.
 	setBMC("k3", true)

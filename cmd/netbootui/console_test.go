@@ -81,6 +81,18 @@ func (c *tmuxConsole) waitForWithin(what string, limit time.Duration, re *regexp
 	}
 }
 
+// waitGone polls the screen until text is no longer on it.
+func (c *tmuxConsole) waitGone(what, text string) {
+	c.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.Contains(c.capture(false), text) {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s stays on the screen:\n%s", what, c.capture(false))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func (c *tmuxConsole) keys(keys ...string) {
 	c.t.Helper()
 	c.tmux(append([]string{"send-keys", "-t", "ui"}, keys...)...)
@@ -117,8 +129,12 @@ func TestConsoleInTmux(t *testing.T) {
 	}
 
 	c := startConsole(t, p.socket, "TERM=xterm-256color")
-	c.waitFor("start", regexp.MustCompile(`20 nodes · 0 marked`))
+	s := c.waitFor("start", regexp.MustCompile(`20 nodes · 0 marked`))
 	colour := c.capture(true)
+	// at 80 columns GROUP and ASSIGNED stay (short titles)
+	if !regexp.MustCompile(`(?m)^  NAME +GROUP +PWR +STAGE +ASSIGNED +RUNNING +DIRTY +SEEN`).MatchString(s) {
+		t.Errorf("the node list's columns at 80x24:\n%s", s)
+	}
 
 	// live update: n03 fetches its boot script from the real HTTP server
 	resp, err := http.Get("http://" + st.HTTP + "/boot/" + n03.MAC + ".ipxe")
@@ -126,14 +142,21 @@ func TestConsoleInTmux(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	c.waitFor("live update", regexp.MustCompile(`(?m)^\s+n03 .*(config|failed)`))
+	// (a boot request named by a MAC is a claim: it is in the event stream
+	// and the node's timeline, and moves no stage)
+	c.keys(":", "e", "v", "Tab", "Enter")
+	c.waitFor("live update", regexp.MustCompile(`(?s)EVENTS.*n03 +(fetch|fail|claim) +config http /boot/`))
+	c.keys("Escape")
+	c.waitFor("back", regexp.MustCompile(`netbootui nodes`))
 
 	c.keys("/", "g", "p", "u")
 	c.waitFor("filter", regexp.MustCompile(`4 shown`))
 	c.keys("Enter", "Space", "Space", "Space")
 	c.waitFor("marks", regexp.MustCompile(`4 shown · 3 marked`))
 	c.keys("Escape")
-	s := c.waitFor("filter cleared", regexp.MustCompile(`20 nodes · 3 marked`))
+	// (waits for the marked rows too: tmux may show the title redrawn
+	// before the rows)
+	s = c.waitFor("filter cleared", regexp.MustCompile(`(?m)20 nodes · 3 marked(?s:.*)^\* gpu1 .*\n\* gpu2 .*\n\* gpu3 `))
 	if !regexp.MustCompile(`(?m)^\* gpu1 .*\n\* gpu2 .*\n\* gpu3 `).MatchString(s) {
 		t.Errorf("marks not shown on gpu1-3:\n%s", s)
 	}
@@ -147,11 +170,30 @@ func TestConsoleInTmux(t *testing.T) {
 	c.keys("Escape")
 	c.waitFor("back", regexp.MustCompile(`netbootui nodes`))
 	c.keys(":", "e", "v", "Tab", "Enter")
-	c.waitFor("events", regexp.MustCompile(`(?s)EVENTS.*n03 +(fetch|fail) +config http /boot/`))
+	c.waitFor("events", regexp.MustCompile(`(?s)EVENTS.*n03 +(fetch|fail|claim) +config http /boot/`))
 	c.keys("/", "g", "p", "u", "Enter")
 	c.waitFor("events filter", regexp.MustCompile(`EVENTS  0 shown of [1-9]`))
 	c.keys("Escape")
 	c.waitFor("events filter cleared", regexp.MustCompile(`EVENTS  ([1-9][0-9]*) shown of ([1-9][0-9]*)\n`))
+	// by kind, and one event in full
+	c.keys("/")
+	c.keys("-l", "kind:claim,fetch,fail")
+	c.keys("Enter")
+	s = c.waitFor("events of two kinds", regexp.MustCompile(`filter: kind:claim,fetch,fail`))
+	for _, l := range strings.Split(s, "\n") {
+		if regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{3} `).MatchString(l) && !regexp.MustCompile(` (claim|fetch|fail) `).MatchString(l) {
+			t.Errorf("kind:claim,fetch,fail shows %q", l)
+		}
+	}
+	c.keys("g", "Enter")
+	s = c.waitFor("an event in full", regexp.MustCompile(`(?s)Event.*kind +(claim|fetch|fail).*any key closes`))
+	if !strings.Contains(s, "node       n03") {
+		t.Errorf("the event box lacks n03:\n%s", s)
+	}
+	c.keys("x")
+	c.waitGone("the event box", "any key closes")
+	c.keys("Escape")
+	c.waitGone("the kind filter", "filter: kind:")
 	c.keys("Escape")
 	c.waitFor("back from events", regexp.MustCompile(`netbootui nodes`))
 
@@ -187,6 +229,9 @@ func TestConsoleInTmux(t *testing.T) {
 	nc := startConsole(t, p.socket, "TERM=xterm-256color", "NO_COLOR=1")
 	nc.waitFor("start without colour", regexp.MustCompile(`20 nodes · 0 marked`))
 	plain := nc.capture(true)
+	// 120x40: the wide titles
+	nc.tmux("resize-window", "-t", "ui", "-x", "120", "-y", "40")
+	nc.waitFor("wide columns", regexp.MustCompile(`(?m)^  NAME +GROUP +POWER +STAGE +ASSIGNED +RUNNING +DIRTY +CHECK-IN +ERROR`))
 	sgrColour := regexp.MustCompile(`\x1b\[[0-9;]*(38|48);[25];`)
 	if !sgrColour.MatchString(colour) {
 		t.Errorf("the colour run shows no colour codes:\n%q", colour)

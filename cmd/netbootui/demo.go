@@ -12,7 +12,6 @@ import (
 	"time"
 
 	tea "charm.land/bubbletea/v2"
-	"charm.land/lipgloss/v2"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -120,7 +119,11 @@ func runDemo(ctx context.Context, cfg demo.Config, o demoOptions) error {
 			}
 		}
 	}
-	m := ui.New(apiclient.New(o.socket), ui.Options{Dark: lipgloss.HasDarkBackground(os.Stdin, os.Stdout)})
+	opts, err := terminalOptions(o.socket)
+	if err != nil {
+		return err
+	}
+	m := ui.New(apiclient.New(o.socket), opts)
 	defer m.Close()
 	_, err = tea.NewProgram(m, tea.WithContext(ctx)).Run()
 	if err != nil && ctx.Err() != nil {

@@ -163,7 +163,11 @@ func assertCleanedUp(t *testing.T, socket string, httpPort int) {
 }
 
 // TestDemoInTmux opens `netbootui demo --nodes 64` in tmux: the console
-// shows the 64 nodes and their live states, q quits, and the process, its
+// shows the 64 nodes and their live states, a reboot-clean of three marked
+// nodes, a reboot of the stalled node whose timer keeps counting, c on a
+// simulated IPMI node's serial console (left with ~. after the terminal
+// answered its shell's cursor query) and on a Redfish one (says why not),
+// q quits, and the process, its
 // socket and its ports are gone.
 func TestDemoInTmux(t *testing.T) {
 	lab.RequireTools(t, "tmux")
@@ -216,6 +220,54 @@ func TestDemoInTmux(t *testing.T) {
 	// Wait between Escape and q: sent together they read as Alt+q.
 	c.keys("Escape")
 	c.waitFor("filter cleared", regexp.MustCompile(`64 nodes · 3 marked`))
+
+	// A reboot of cn013, which hangs after its kernel: no progress comes,
+	// yet the action's "running for" timer keeps counting; ctrl+x cancels.
+	c.keys("C-u", "/", "c", "n", "0", "1", "3", "Enter")
+	c.waitFor("cn013 alone", regexp.MustCompile(`1 shown · 0 marked`))
+	c.keys("R")
+	c.waitFor("confirmation", regexp.MustCompile(`\[ No \]`))
+	time.Sleep(300 * time.Millisecond)
+	c.keys("y")
+	running := regexp.MustCompile(`running for (\d+)s`)
+	s = c.waitForWithin("cn013 stuck after its kernel", time.Minute, regexp.MustCompile(`(?m)^  cn013 .*kernel(?s:.*)`))
+	first := c.waitFor("timer", running)
+	n0, _ := strconv.Atoi(running.FindStringSubmatch(first)[1])
+	c.waitFor("the timer moves with no progress", regexp.MustCompile(fmt.Sprintf(`running for (%s)s`, laterThan(n0+1))))
+	c.keys("C-x")
+	c.waitFor("cancelled", regexp.MustCompile(`reboot-clean: .*cancel`))
+	c.keys("Escape")
+	c.waitFor("back to the list", regexp.MustCompile(`netbootui nodes`))
+	c.keys("Escape")
+	c.waitFor("filter cleared", regexp.MustCompile(`64 nodes · 0 marked`))
+
+	// c opens cn001's simulated serial console (IPMI serial-over-LAN from
+	// its simulated BMC); its shell asks for the cursor position after each
+	// prompt, as busybox does, and tmux answers before ~. is typed
+	c.keys("/", "c", "n", "0", "0", "1", "Enter")
+	c.waitFor("cn001 alone", regexp.MustCompile(`1 shown · 0 marked`))
+	c.keys("c")
+	c.waitFor("serial console", regexp.MustCompile(`serial console \(type help\)\s+~ #`))
+	c.keys("-l", "echo from the demo test")
+	c.keys("Enter")
+	c.waitFor("shell answer", regexp.MustCompile(`(?m)^from the demo test\s+~ #`))
+	c.keys("-l", "~.")
+	c.waitFor("back in the console", regexp.MustCompile(`serial console of cn001 detached`))
+	if o, e, code := runCLI(t, "console", "--log", "cn001", "--api-socket", socket); code != 0 || !strings.Contains(o, "from the demo test") {
+		t.Errorf("console --log cn001: exit %d\n%s%s", code, o, e)
+	}
+	// gpu01's BMC is Redfish, which has no serial console: c says why
+	c.keys("Escape")
+	c.waitFor("filter cleared", regexp.MustCompile(`64 nodes · 0 marked`))
+	c.keys("/", "g", "p", "u", "0", "1", "Enter")
+	c.waitFor("gpu01 alone", regexp.MustCompile(`1 shown · 0 marked`))
+	c.keys("c")
+	c.waitFor("why no console", regexp.MustCompile(`serial console of gpu01: exit status 1: console gpu01: .*no serial console`))
+	if o, e, code := runCLI(t, "console", "--log", "gpu01", "--api-socket", socket); code == 0 || !strings.Contains(e, "no serial console") {
+		t.Errorf("console --log gpu01 after a failed session: exit %d\n%s%s", code, o, e)
+	}
+	c.keys("Escape")
+	c.waitFor("filter cleared", regexp.MustCompile(`64 nodes · 0 marked`))
 	c.keys("q")
 	deadline := time.Now().Add(20 * time.Second)
 	for syscall.Kill(pid, 0) == nil {
@@ -226,6 +278,15 @@ func TestDemoInTmux(t *testing.T) {
 	}
 	t.Logf("demo ended after %s", time.Since(start))
 	assertCleanedUp(t, socket, httpPort)
+}
+
+// laterThan is a regexp alternative matching any decimal number >= n.
+func laterThan(n int) string {
+	alts := []string{}
+	for i := n; i < n+100; i++ {
+		alts = append(alts, strconv.Itoa(i))
+	}
+	return strings.Join(alts, "|") + `|\d{4,}`
 }
 
 func TestParseSizes(t *testing.T) {

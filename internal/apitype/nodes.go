@@ -85,9 +85,16 @@ type NodeView struct {
 	Assigned string `json:"assigned_generation,omitempty"` // the generation its next boot gets
 	Pinned   bool   `json:"pinned,omitempty"`              // Assigned is pinned in the inventory
 	// AssignError says why no generation is assigned (no image, none published).
-	AssignError  string    `json:"assign_error,omitempty"`
-	Override     bool      `json:"override,omitempty"` // boots a raw override entry
-	KernelArgs   string    `json:"kernel_args,omitempty"`
+	AssignError string `json:"assign_error,omitempty"`
+	Override    bool   `json:"override,omitempty"`    // boots a raw override entry
+	KernelArgs  string `json:"kernel_args,omitempty"` // the group's, then the node's own
+	// OwnKernelArgs are the node's own kernel arguments (its entry's
+	// kernel_args, after the group's in KernelArgs).
+	OwnKernelArgs string `json:"own_kernel_args,omitempty"`
+	// Revision identifies the node's settings as the inventory has them
+	// now (Edit.BaseEntry); it changes when they do, not when another
+	// entry does.
+	Revision     string    `json:"revision,omitempty"`
 	Defined      string    `json:"defined"` // FILE:LINE:COL of its inventory entry
 	State        NodeState `json:"state"`
 	Dirty        bool      `json:"dirty"`
@@ -108,6 +115,8 @@ type GroupView struct {
 	Pxelinux   string   `json:"boot_override_pxelinux,omitempty"`
 	Nodes      []string `json:"nodes"`
 	Defined    string   `json:"defined"` // FILE:LINE:COL of its entry
+	// Revision identifies the group's settings now (Edit.BaseEntry).
+	Revision string `json:"revision,omitempty"`
 }
 
 // Edit is a change to one node's or group's inventory entry
@@ -117,6 +126,11 @@ type Edit struct {
 	// edit fails with CodeConflict when the file has changed since. Empty
 	// means the revision in force now.
 	BaseRevision string `json:"base_revision,omitempty"`
+	// BaseEntry, when set, is the Revision of the node or group entry (its
+	// NodeView or GroupView) the change was made against: the edit then
+	// fails with CodeConflict only when that entry changed since, whatever
+	// else changed in the file, and BaseRevision is not checked.
+	BaseEntry string `json:"base_entry,omitempty"`
 	// Set maps dotted keys (image, kernel_args, boot_override.ipxe, ...) to
 	// values; Unset lists keys to remove.
 	Set   map[string]any `json:"set,omitempty"`

@@ -30,7 +30,8 @@ func (d *Daemon) Group(name string) (GroupView, error) {
 		return GroupView{}, fmt.Errorf("%w %q", ErrUnknownGroup, name)
 	}
 	v := GroupView{Name: g.Name, Image: g.Image, Generation: g.Generation, Arch: string(g.Arch), Loader: string(g.Loader),
-		KernelArgs: g.KernelArgs, IPXE: g.Override.IPXE, Pxelinux: g.Override.Pxelinux, Defined: g.Defined.String(), Nodes: []string{}}
+		KernelArgs: g.KernelArgs, IPXE: g.Override.IPXE, Pxelinux: g.Override.Pxelinux, Defined: g.Defined.String(), Nodes: []string{},
+		Revision: groupRevision(g)}
 	for _, n := range inv.GroupNodes(name) {
 		v.Nodes = append(v.Nodes, n.Name)
 	}
@@ -60,7 +61,12 @@ func (d *Daemon) PreviewEdit(p EditPreview) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if p.Edit.BaseRevision != "" && inventory.Revision(data) != p.Edit.BaseRevision {
+	switch {
+	case p.Edit.BaseEntry != "":
+		if err := d.checkEntry(what, p.Group != "", p.Edit.BaseEntry); err != nil {
+			return "", err
+		}
+	case p.Edit.BaseRevision != "" && inventory.Revision(data) != p.Edit.BaseRevision:
 		return "", fmt.Errorf("%w: %s changed since revision %s was read", inventory.ErrConflict, path, p.Edit.BaseRevision)
 	}
 	doc, err := inventory.ParseDocument(path, data)

@@ -31,6 +31,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -417,10 +418,33 @@ func defaultURL(a net.Addr) string {
 	return "http://" + net.JoinHostPort(ip.String(), fmt.Sprint(ta.Port))
 }
 
-// apply records a boot event. It is the Boot's event sink.
+// apply records a boot event. It is the Boot's event sink. A check-in
+// that turns its node dirty (an overlay past the threshold, a generation
+// other than the assigned one) is followed by an event that says so and
+// why, once per change from clean to dirty.
 func (d *Daemon) apply(ev bootstate.Event) {
 	d.unknown.see(ev)
-	d.tracker.Apply(ev)
+	if ev.Kind != bootstate.KindCheckin || ev.Node == "" {
+		d.tracker.Apply(ev)
+		return
+	}
+	inv := d.Inventory()
+	n := inv.Node(ev.Node)
+	if n == nil {
+		d.tracker.Apply(ev)
+		return
+	}
+	assigned := ""
+	if _, gen, err := d.boot.Assignment(n); err == nil {
+		assigned = gen
+	}
+	before, _ := d.tracker.Get(ev.Node)
+	was, _ := before.Dirty(assigned, inv.Settings.OverlayDirtyBytes)
+	after := d.tracker.Apply(ev)
+	if now, why := after.Dirty(assigned, inv.Settings.OverlayDirtyBytes); now && !was {
+		d.tracker.Apply(bootstate.Event{Node: ev.Node, Kind: bootstate.KindInfo, Proto: "checkin",
+			Message: "turned dirty: " + strings.Join(why, "; ")})
+	}
 }
 
 // Apply records an event from outside the boot servers (power actions, admin

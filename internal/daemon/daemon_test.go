@@ -395,6 +395,61 @@ func TestInvalidReloadKeepsLastGood(t *testing.T) {
 	}
 }
 
+// TestEditConflictsPerEntry: an edit made against a node's (or group's)
+// entry revision conflicts only when that entry changed meanwhile, not when
+// another node or group did; the file's comments stay.
+func TestEditConflictsPerEntry(t *testing.T) {
+	e := startDaemon(t)
+	node := func(name string) NodeView {
+		t.Helper()
+		v, err := e.d.Node(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	px1, st1 := node("px1"), node("st1")
+	legacy, err := e.d.Group("legacy")
+	if err != nil || px1.Revision == "" || legacy.Revision == "" || px1.Revision == st1.Revision {
+		t.Fatalf("entry revisions: px1 %q st1 %q legacy %q (%v)", px1.Revision, st1.Revision, legacy.Revision, err)
+	}
+	// someone else edits st1 and group compute: px1 (group legacy) is not touched
+	if _, err := e.d.EditNode("st1", Edit{Set: map[string]any{"kernel_args": "quiet"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.d.EditGroup("compute", Edit{Set: map[string]any{"kernel_args": "console=ttyS1"}}); err != nil {
+		t.Fatal(err)
+	}
+	stale := px1.Revision
+	if got := node("px1").Revision; got != stale {
+		t.Fatalf("px1's revision moved with other entries: %s -> %s", stale, got)
+	}
+	if _, err := e.d.PreviewEdit(EditPreview{Node: "px1", Edit: Edit{BaseEntry: stale, Set: map[string]any{"kernel_args": "a=1"}}}); err != nil {
+		t.Fatalf("preview against px1's unchanged entry: %v", err)
+	}
+	if _, err := e.d.EditNode("px1", Edit{BaseRevision: "stale-file-revision", BaseEntry: stale, Set: map[string]any{"kernel_args": "a=1"}}); err != nil {
+		t.Fatalf("edit of px1 refused after other entries changed: %v", err)
+	}
+	if _, err := e.d.EditGroup("legacy", Edit{BaseEntry: legacy.Revision, Set: map[string]any{"kernel_args": "b=2"}}); err != nil {
+		t.Fatalf("edit of group legacy refused after others changed: %v", err)
+	}
+	// px1 itself changed since stale was read: a conflict, nothing written
+	before, _ := os.ReadFile(e.inv)
+	if _, err := e.d.EditNode("px1", Edit{BaseEntry: stale, Set: map[string]any{"kernel_args": "c=3"}}); !errors.Is(err, inventory.ErrConflict) {
+		t.Fatalf("edit against px1's old entry: %v, want a conflict", err)
+	}
+	if _, err := e.d.PreviewEdit(EditPreview{Node: "px1", Edit: Edit{BaseEntry: stale, Set: map[string]any{"kernel_args": "c=3"}}}); !errors.Is(err, inventory.ErrConflict) {
+		t.Fatalf("preview against px1's old entry: %v, want a conflict", err)
+	}
+	if _, err := e.d.EditGroup("legacy", Edit{BaseEntry: legacy.Revision, Set: map[string]any{"kernel_args": "d=4"}}); !errors.Is(err, inventory.ErrConflict) {
+		t.Fatalf("edit against group legacy's old entry: %v, want a conflict", err)
+	}
+	after, _ := os.ReadFile(e.inv)
+	if !bytes.Equal(before, after) || !strings.Contains(string(after), "# three nodes from one entry") {
+		t.Fatalf("a conflicting edit changed the file:\n%s", after)
+	}
+}
+
 func TestConcurrentEditsConflict(t *testing.T) {
 	e := startDaemon(t)
 	base := e.d.Inventory().Revision

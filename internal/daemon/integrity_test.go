@@ -431,6 +431,45 @@ func TestOverlayDirtyBytesZero(t *testing.T) {
 	}
 }
 
+// TestTurnedDirtyEvent: the check-in that turns a node dirty is followed
+// by an event that says so and why, once: not on the check-ins before (the
+// node is clean) nor after (it stays dirty).
+func TestTurnedDirtyEvent(t *testing.T) {
+	e := startDaemon(t)
+	if err := os.WriteFile(e.inv, []byte("settings:\n  overlay_dirty_bytes: 1000\n"+testInventory), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	turned := func() []string {
+		var out []string
+		for _, ev := range e.d.History("n01", 0) {
+			if strings.HasPrefix(ev.Message, "turned dirty") {
+				out = append(out, ev.Message)
+			}
+		}
+		return out
+	}
+	for i, overlay := range []int64{0, 500, 2048, 4096} {
+		f := e.checkinForm("n01", "boot-d", i+1)
+		f.Set("overlay_bytes", fmt.Sprint(overlay))
+		if code, msg := e.checkin(http.DefaultClient, f); code != 200 {
+			t.Fatalf("check-in: %d %s", code, msg)
+		}
+		want := 0
+		if overlay > 1000 {
+			want = 1
+		}
+		if got := turned(); len(got) != want {
+			t.Fatalf("after a check-in with %d overlay bytes: %q, want %d such events", overlay, got, want)
+		}
+	}
+	if got := turned()[0]; got != "turned dirty: overlay writes 2.0 KiB above threshold 1000 B" {
+		t.Errorf("event: %q", got)
+	}
+}
+
 // TestStrayFetchesDuringRebootClean: a reboot-clean under way is not failed
 // by bogus image fetches that name its node, from another host or from the
 // node's own address.

@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"github.com/netbootui/netbootui/internal/apitype"
@@ -25,6 +27,7 @@ func (d *Daemon) view(inv *inventory.Inventory, n *inventory.Node) NodeView {
 	v := NodeView{
 		Name: n.Name, Group: n.Group, Arch: string(n.Arch), Loader: string(n.Loader),
 		Image: n.Image, Pinned: n.Generation != "", KernelArgs: n.KernelArgs,
+		OwnKernelArgs: n.OwnKernelArgs, Revision: nodeRevision(n),
 		Override: !n.Override.Empty(), Defined: n.Defined.String(),
 	}
 	if mac := n.BootMAC(); mac != nil {
@@ -223,7 +226,18 @@ type fieldEditor struct {
 
 func (d *Daemon) edit(what string, e Edit, group bool, entry func(*inventory.Document) fieldEditor) (string, error) {
 	keys := append(sortedKeys(e.Set), e.Unset...)
-	return d.writeInventory("edit "+what, strings.Join(keys, ","), e.Who, e.BaseRevision, func(doc *inventory.Document) error {
+	base := e.BaseRevision
+	if e.BaseEntry != "" {
+		// the entry's own revision decides; the file's may have moved on
+		// (another node edited) and the write applies to it
+		base = ""
+	}
+	return d.writeInventory("edit "+what, strings.Join(keys, ","), e.Who, base, func(doc *inventory.Document) error {
+		if e.BaseEntry != "" {
+			if err := d.checkEntry(what, group, e.BaseEntry); err != nil {
+				return err
+			}
+		}
 		if err := d.checkEdit(what, e, group); err != nil {
 			return err
 		}
@@ -242,6 +256,48 @@ func (d *Daemon) edit(what string, e Edit, group bool, entry func(*inventory.Doc
 	})
 }
 
+// checkEntry fails with inventory.ErrConflict when the entry being edited
+// (what: "node NAME" or "group NAME") no longer has revision base. It runs
+// under editMu, after writeInventory brought the daemon up to the file.
+func (d *Daemon) checkEntry(what string, group bool, base string) error {
+	inv := d.Inventory()
+	name := strings.TrimPrefix(strings.TrimPrefix(what, "node "), "group ")
+	now := ""
+	if group {
+		if g := inv.Groups[name]; g != nil {
+			now = groupRevision(g)
+		}
+	} else if n := inv.Node(name); n != nil {
+		now = nodeRevision(n)
+	}
+	if now != base {
+		return fmt.Errorf("%w: %s changed since it was read", inventory.ErrConflict, what)
+	}
+	return nil
+}
+
+// nodeRevision identifies a node's settings (its resolved entry, where it
+// is in the file aside, its BMC password reference kept as a name): two
+// inventories give the same revision exactly when the node's settings are
+// the same.
+func nodeRevision(n *inventory.Node) string {
+	c := *n
+	c.Defined, c.BMC.Options = inventory.Pos{}, nil
+	return entryHash(fmt.Sprintf("%+v", c))
+}
+
+// groupRevision is nodeRevision for a group.
+func groupRevision(g *inventory.Group) string {
+	c := *g
+	c.Defined, c.BMC.Options = inventory.Pos{}, nil
+	return entryHash(fmt.Sprintf("%+v", c))
+}
+
+func entryHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:8])
+}
+
 // writeInventory applies change to the inventory file (inventory.Update,
 // against base or, when base is "", the revision in force), reloads, and
 // audits action on target by who with the outcome.
@@ -256,6 +312,10 @@ func (d *Daemon) writeInventory(action, target, who, base string, change func(*i
 	d.editMu.Lock()
 	defer d.editMu.Unlock()
 	if base == "" {
+		// the revision in force: the file's, should the watcher not have
+		// brought it in yet (a file that does not parse keeps the last
+		// good one, and the write below refuses)
+		_ = d.Reload()
 		base = d.Inventory().Revision
 	}
 	rev, err = inventory.UpdateWith(d.cfg.InventoryPath, base, change, d.commitInventory(), d.parseOptions()...)

@@ -84,10 +84,13 @@ type Node struct {
 	Arch       Arch
 	Loader     Loader
 	BMC        BMC
-	Image      string   // assigned image name; "" when none
-	Generation string   // pinned generation id; "" follows the image's current generation
-	KernelArgs string   // group's kernel arguments followed by the node's own
-	Persist    []string // the group's persist: paths kept across reboots
+	Image      string // assigned image name; "" when none
+	Generation string // pinned generation id; "" follows the image's current generation
+	KernelArgs string // group's kernel arguments followed by the node's own
+	// OwnKernelArgs are the node's own kernel arguments (its entry's
+	// kernel_args), without the group's.
+	OwnKernelArgs string
+	Persist       []string // the group's persist: paths kept across reboots
 	// UserData and VendorData are the node's cloud-init user-data and
 	// vendor-data templates (CloudTemplateData), the node's own else its
 	// group's; "" when none.

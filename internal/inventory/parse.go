@@ -959,14 +959,15 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 		entryBMC := p.resolveBMC(what, &sp.bmc, &gs.bmc, bmcAt)
 		for idx, nn := range nodeNames {
 			node := &Node{
-				Name:       nn,
-				Group:      group,
-				Arch:       Arch(pick(sp.arch, gs.arch, string(DefaultArch))),
-				Loader:     Loader(pick(sp.loader, gs.loader, string(DefaultLoader))),
-				KernelArgs: joinArgs(gs.kernelArgs.v, sp.kernelArgs.v),
-				Persist:    slices.Clone(gs.persist),
-				UserData:   pick(sp.userData, gs.userData, ""),
-				VendorData: pick(sp.vendorData, gs.vendorData, ""),
+				Name:          nn,
+				Group:         group,
+				Arch:          Arch(pick(sp.arch, gs.arch, string(DefaultArch))),
+				Loader:        Loader(pick(sp.loader, gs.loader, string(DefaultLoader))),
+				KernelArgs:    joinArgs(gs.kernelArgs.v, sp.kernelArgs.v),
+				OwnKernelArgs: sp.kernelArgs.v,
+				Persist:       slices.Clone(gs.persist),
+				UserData:      pick(sp.userData, gs.userData, ""),
+				VendorData:    pick(sp.vendorData, gs.vendorData, ""),
 				Override: Override{
 					IPXE:     pick(sp.overrideIPXE, gs.overrideIPXE, ""),
 					Pxelinux: pick(sp.overridePxelinux, gs.overridePxelinux, ""),

@@ -476,7 +476,7 @@ func (m *Manager) start(id, who string, resume bool) (*Rollout, error) {
 	}
 	if _, busy := m.running[r.ID]; busy {
 		m.mu.Unlock()
-		return nil, fmt.Errorf("rollout %s: %w: its last wave is still stopping", r.ID, ErrState)
+		return nil, fmt.Errorf("rollout %s: %w: its wave in flight is still finishing its reboots", r.ID, ErrState)
 	}
 	action := "rollout run"
 	out, notes, err := m.update(r.ID, func(r *Rollout) ([]note, error) {
@@ -631,12 +631,20 @@ func (m *Manager) reboot(ctx context.Context, r *Rollout, nodes []string) []Resu
 	}
 	var out []Result
 	for i := 0; i < len(nodes); i += chunk {
-		if ctx.Err() != nil {
-			break
+		if ctx.Err() != nil || (i > 0 && !m.isRunning(r.ID)) {
+			break // halted: the reboots in flight finished, no more start
 		}
 		out = append(out, m.env.Reboot(ctx, nodes[i:min(i+chunk, len(nodes))], timeout)...)
 	}
 	return out
+}
+
+// isRunning says whether rollout id is still running (not halted meanwhile).
+func (m *Manager) isRunning(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, err := m.find(id)
+	return err == nil && r.State == StateRunning
 }
 
 // finishWave records a wave's results: nodes that checked in with the staged
@@ -665,6 +673,7 @@ func (m *Manager) finishWave(ctx context.Context, id string, results []Result) (
 		}
 		var notes, fails []note
 		var details, full []string
+		notRun := 0
 		for _, name := range w.Nodes {
 			n := r.Node(name)
 			if n.Status != NodeRebooting {
@@ -681,6 +690,10 @@ func (m *Manager) finishWave(ctx context.Context, id string, results []Result) (
 				if r.State == StateAborted {
 					n.Status = NodeRestored
 				}
+			case !ok && r.State == StateHalted:
+				// halted before its turn in the wave came: never rebooted
+				n.Status, n.Error = NodeStaged, ""
+				notRun++
 			default:
 				msg := res.Error
 				if !ok {
@@ -717,13 +730,21 @@ func (m *Manager) finishWave(ctx context.Context, id string, results []Result) (
 			if r.State == StateAborted {
 				m.restoreLocked(r)
 			}
-			r.Reason = fmt.Sprintf("wave %d: %d of %d nodes failed (at most %d allowed): %s", w.Index+1, w.Failed,
+			r.Reason = haltedBy(r.Reason) + fmt.Sprintf("wave %d: %d of %d nodes failed (at most %d allowed): %s", w.Index+1, w.Failed,
 				len(w.Nodes), r.MaxFailures, strings.Join(details, "; "))
 			notes = append(notes, note{msg: "rollout " + r.ID + " halted: " + r.Reason, audit: "rollout halt", r: r,
 				result: r.Reason, details: full})
+		case notRun > 0:
+			w.State = WavePending
+			r.Reason = haltedBy(r.Reason) + fmt.Sprintf("wave %d stopped after its reboots in flight: %d ok, %d failed, %d not started",
+				w.Index+1, w.OK, w.Failed, notRun)
+			notes = append(notes, note{msg: "rollout " + r.ID + ": " + r.Reason})
 		default:
 			w.State = WavePassed
 			res := fmt.Sprintf("wave %d/%d passed: %d ok, %d failed", w.Index+1, len(r.Waves), w.OK, w.Failed)
+			if r.State == StateHalted {
+				r.Reason = haltedBy(r.Reason) + "wave " + strconv.Itoa(w.Index+1) + " finished"
+			}
 			notes = append(notes, note{msg: "rollout " + r.ID + ": " + res, audit: "rollout wave", r: r, result: res, details: full})
 		}
 		return notes, nil
@@ -735,6 +756,16 @@ func (m *Manager) finishWave(ctx context.Context, id string, results []Result) (
 	_ = out
 	notes = ns
 	return failed, halted
+}
+
+// haltedBy returns the "halted by WHO; " prefix of a reason Halt wrote
+// while a wave was in flight, "" for any other reason.
+func haltedBy(reason string) string {
+	if !strings.HasPrefix(reason, "halted by ") {
+		return ""
+	}
+	who, _, _ := strings.Cut(reason, ";")
+	return who + "; "
 }
 
 // rebootBack reboots reverted nodes onto their previous generation.
@@ -794,16 +825,23 @@ func (m *Manager) stop(id string) {
 	}
 }
 
-// Halt stops a running rollout: the wave in flight is cancelled and its
-// nodes that did not check in yet are staged again for Resume.
+// Halt stops a running rollout after the wave in flight: that wave's
+// reboots are not cut off (a node is never left half-rebooted, its PXE boot
+// flag set); they finish and are recorded as usual, and no further wave
+// starts until Resume. Halt does not wait for the wave.
 func (m *Manager) Halt(id, who string) (*Rollout, error) {
 	return m.transition(id, who, "halt", func(r *Rollout) error {
 		if r.State != StateRunning {
 			return fmt.Errorf("rollout %s is %s: %w: only a running rollout halts", r.ID, r.State, ErrState)
 		}
 		r.State, r.Reason = StateHalted, "halted by "+orNone(who)
+		for _, w := range r.Waves {
+			if w.State == WaveRunning {
+				r.Reason += fmt.Sprintf("; wave %d finishes its reboots", w.Index+1)
+			}
+		}
 		return nil
-	}, true)
+	}, false)
 }
 
 // Abort stops a rollout for good: nodes that did not take the generation get

@@ -26,6 +26,7 @@ type scriptEnv struct {
 	nodes   int
 	fail    map[string]bool
 	hang    map[string]bool
+	release chan struct{}
 	calls   [][]string // node=gen per call
 	events  []string
 	audits  []string
@@ -68,8 +69,12 @@ func (e *scriptEnv) Reboot(ctx context.Context, nodes []string, timeout time.Dur
 			if e.started != nil {
 				e.started <- n
 			}
-			<-ctx.Done()
-			out = append(out, Result{Node: n, Error: n + ": cancelled"})
+			select {
+			case <-ctx.Done():
+				out = append(out, Result{Node: n, Error: n + ": cancelled"})
+			case <-e.release:
+				out = append(out, Result{Node: n, OK: true, Generation: g})
+			}
 		case e.fail[n] && g == "new0123":
 			// As the daemon's reboot-clean reports it: the console's
 			// last lines after the first line.
@@ -254,13 +259,14 @@ func TestWaves(t *testing.T) {
 	}
 }
 
-// TestHaltAbortClose: a wave in flight is cancelled by halt (its nodes
-// staged again), by abort (restored; done nodes keep the generation) and by
-// Close (halted, as after a restart).
+// TestHaltAbortClose: halt lets the wave in flight finish its reboots (n3
+// checks in once released, after the halt) and starts no further wave; a
+// wave in flight is cancelled by abort (restored; done nodes keep the
+// generation) and by Close (halted, as after a restart).
 func TestHaltAbortClose(t *testing.T) {
 	for _, how := range []string{"halt", "abort", "close"} {
 		t.Run(how, func(t *testing.T) {
-			env := &scriptEnv{nodes: 4, hang: map[string]bool{"n3": true}, started: make(chan string, 1)}
+			env := &scriptEnv{nodes: 4, hang: map[string]bool{"n3": true}, started: make(chan string, 1), release: make(chan struct{})}
 			path := filepath.Join(t.TempDir(), "rollouts.json")
 			m := newManager(t, env, path)
 			r, err := m.Create("@g", "new0", Options{Wave: WaveSize{Count: 2}}, "t")
@@ -276,6 +282,17 @@ func TestHaltAbortClose(t *testing.T) {
 			switch how {
 			case "halt":
 				r, err = m.Halt("", "t")
+				if err != nil {
+					t.Fatal(err)
+				}
+				// nothing cut off: n3 is still rebooting, then checks in
+				if got := string(r.State) + " " + statuses(r); got != "halted n1=done n2=done n3=rebooting n4=rebooting" {
+					t.Fatalf("right after halt: %s", got)
+				}
+				close(env.release)
+				if err = m.Wait(context.Background(), r.ID); err == nil {
+					r, err = m.Get(r.ID)
+				}
 			case "abort":
 				r, err = m.Abort(r.ID, "t")
 			case "close":
@@ -291,7 +308,7 @@ func TestHaltAbortClose(t *testing.T) {
 			}
 			want := map[string]string{
 				// n4 reboots after n3 in this env, and checks in.
-				"halt":  "halted n1=done n2=done n3=staged n4=done",
+				"halt":  "halted n1=done n2=done n3=done n4=done",
 				"abort": "aborted n1=done n2=done n3=restored n4=done",
 				"close": "halted n1=done n2=done n3=staged n4=done",
 			}[how]
@@ -302,6 +319,12 @@ func TestHaltAbortClose(t *testing.T) {
 			_, g1, _ := m.Staged("n1")
 			if g1 != "new0123" || (how == "abort") == ok3 || (ok3 && g3 != "new0123") {
 				t.Errorf("staged: n1 %s, n3 %s %v", g1, g3, ok3)
+			}
+			if how == "halt" {
+				if strings.Contains(strings.Join(env.events, "\n"), "interrupted") || r.Waves[1].State != WavePassed ||
+					r.Reason != "halted by t; wave 2 finished" {
+					t.Errorf("halt: wave 2 %s, reason %q, events %v", r.Waves[1].State, r.Reason, env.events)
+				}
 			}
 			if how == "abort" {
 				if _, err := m.Resume(r.ID, "t"); err == nil {
@@ -323,6 +346,41 @@ func TestHaltAbortClose(t *testing.T) {
 				t.Fatalf("after resume: %s %s", r.State, statuses(r))
 			}
 		})
+	}
+}
+
+// TestHaltBetweenChunks: a wave rebooted MaxInFlight nodes at a time and
+// halted during its first chunk finishes that chunk's reboots, starts no
+// other, and stages the nodes it did not reach again; resume reboots them.
+func TestHaltBetweenChunks(t *testing.T) {
+	env := &scriptEnv{nodes: 4, hang: map[string]bool{"n1": true}, started: make(chan string, 1), release: make(chan struct{})}
+	m := newManager(t, env, filepath.Join(t.TempDir(), "rollouts.json"))
+	r, err := m.Create("@g", "new0", Options{Wave: WaveSize{Count: 4}, MaxInFlight: 2}, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Run(r.ID, "t"); err != nil {
+		t.Fatal(err)
+	}
+	<-env.started
+	if _, err := m.Halt(r.ID, "t"); err != nil {
+		t.Fatal(err)
+	}
+	close(env.release)
+	if err := m.Wait(context.Background(), r.ID); err != nil {
+		t.Fatal(err)
+	}
+	r, _ = m.Get(r.ID)
+	if got := string(r.State) + " " + statuses(r); got != "halted n1=done n2=done n3=staged n4=staged" || r.Waves[0].State != WavePending ||
+		r.Reason != "halted by t; wave 1 stopped after its reboots in flight: 2 ok, 0 failed, 2 not started" {
+		t.Fatalf("after the halt: %s, wave %s, reason %q", got, r.Waves[0].State, r.Reason)
+	}
+	env.hang = nil
+	if _, err := m.Resume(r.ID, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if r = wait(t, m, r.ID); r.State != StateCompleted || statuses(r) != "n1=done n2=done n3=done n4=done" {
+		t.Fatalf("after resume: %s %s", r.State, statuses(r))
 	}
 }
 

@@ -163,12 +163,33 @@ const Escape = "~."
 // the start of a line (after CR or LF, or as the very first input); it then
 // returns io.EOF and never reads again. "~~" at the start of a line sends
 // one "~". A "~" followed by anything else is sent with it.
+//
+// Escape sequences (ESC [ ... final, ESC ] ... BEL or ESC \, ESC O x, ESC x)
+// pass through without moving the line start: a terminal's answer to a
+// query the node sent, such as the cursor position report ESC [ row ; col R
+// that busybox's shell asks for after each prompt, arrives in the input
+// between the user's Enter and "~." and must not hide the escape. A
+// sequence arriving between the "~" and the "." passes through too.
 type EscapeReader struct {
 	r         *bufio.Reader
 	lineStart bool
+	tilde     bool // a "~" at the start of a line, held back
+	seq       seqState
 	done      bool
 	pending   []byte
 }
+
+// seqState is where an escape sequence in the input is.
+type seqState int
+
+const (
+	seqNone   seqState = iota
+	seqEsc             // after ESC
+	seqCSI             // ESC [ parameters, until a final byte 0x40-0x7e
+	seqString          // ESC ] (also P, _, ^) until BEL or ESC \
+	seqStrEsc          // an ESC inside a string: its end if "\" follows
+	seqSS3             // ESC O: one more byte
+)
 
 // NewEscapeReader wraps r.
 func NewEscapeReader(r io.Reader) *EscapeReader {
@@ -180,10 +201,7 @@ func (e *EscapeReader) Escaped() bool { return e.done }
 
 // Read implements io.Reader.
 func (e *EscapeReader) Read(p []byte) (int, error) {
-	if e.done {
-		return 0, io.EOF
-	}
-	if len(p) == 0 {
+	if len(p) == 0 && !e.done {
 		return 0, nil
 	}
 	n := 0
@@ -194,50 +212,98 @@ func (e *EscapeReader) Read(p []byte) (int, error) {
 			n += c
 			continue
 		}
+		if e.done {
+			break
+		}
 		if n > 0 && e.r.Buffered() == 0 {
 			break // return what we have rather than block
 		}
 		c, err := e.r.ReadByte()
 		if err != nil {
+			if e.tilde {
+				e.tilde = false
+				e.pending = append(e.pending, '~')
+				continue
+			}
 			if n > 0 {
 				return n, nil
 			}
 			return 0, err
 		}
-		if e.lineStart && c == '~' {
-			next, err := e.r.ReadByte()
-			if err != nil {
-				p[n] = c
-				n++
-				e.lineStart = false
-				if n > 0 {
-					return n, nil
-				}
-				return n, err
-			}
-			switch next {
-			case '.':
-				e.done = true
-				if n > 0 {
-					return n, nil
-				}
-				return 0, io.EOF
-			case '~':
-				p[n] = '~'
-				n++
-				e.lineStart = false
-				continue
-			default:
-				p[n] = '~'
-				n++
-				e.pending = append(e.pending[:0], next)
-				e.lineStart = next == '\r' || next == '\n'
-				continue
-			}
-		}
-		p[n] = c
-		n++
-		e.lineStart = c == '\r' || c == '\n'
+		e.feed(c)
+	}
+	if n == 0 && e.done {
+		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// feed takes one input byte: it queues what is to be sent, or ends the
+// session.
+func (e *EscapeReader) feed(c byte) {
+	if e.seq != seqNone && c < 0x20 && c != 0x1b && (c != 0x07 || e.seq != seqString) {
+		e.seq = seqNone // a control byte (Enter after a lone ESC) ends it
+	}
+	if e.seq != seqNone || c == 0x1b {
+		e.pending = append(e.pending, c)
+		e.seq = nextSeq(e.seq, c)
+		return
+	}
+	if e.tilde {
+		e.tilde = false
+		switch c {
+		case '.':
+			e.done = true
+			return
+		case '~':
+			e.pending = append(e.pending, '~')
+			e.lineStart = false
+			return
+		}
+		e.pending = append(e.pending, '~')
+	} else if e.lineStart && c == '~' {
+		e.tilde = true
+		return
+	}
+	e.pending = append(e.pending, c)
+	e.lineStart = c == '\r' || c == '\n'
+}
+
+// nextSeq is the escape-sequence state after byte c.
+func nextSeq(st seqState, c byte) seqState {
+	switch st {
+	case seqNone:
+		return seqEsc // c is ESC
+	case seqEsc:
+		switch c {
+		case '[':
+			return seqCSI
+		case ']', 'P', '_', '^':
+			return seqString
+		case 'O':
+			return seqSS3
+		case 0x1b:
+			return seqEsc
+		}
+		return seqNone
+	case seqCSI:
+		if c >= 0x40 && c <= 0x7e {
+			return seqNone // the final byte
+		}
+		return seqCSI
+	case seqString:
+		switch c {
+		case 0x07:
+			return seqNone
+		case 0x1b:
+			return seqStrEsc
+		}
+		return seqString
+	case seqStrEsc:
+		if c == '\\' {
+			return seqNone
+		}
+		return seqString
+	}
+	return seqNone // seqSS3: its one byte
 }

@@ -138,6 +138,17 @@ func TestEscapeReader(t *testing.T) {
 		{"tilde other", "~x\r~.", "~x\r", true},
 		{"tilde then CR", "~\r~.", "~\r", true},
 		{"tilde at EOF", "~", "~", false},
+		// a terminal's answers to the node's queries do not move the line
+		// start: busybox asks for the cursor position after each prompt
+		{"CPR before escape", "ls\r\x1b[24;3R~.rest", "ls\r\x1b[24;3R", true},
+		{"CPR first", "\x1b[1;1R~.", "\x1b[1;1R", true},
+		{"CPR between tilde and dot", "ls\r~\x1b[5;1R.x", "ls\r\x1b[5;1R", true},
+		{"OSC answer before escape", "\r\x1b]11;rgb:0000/0000/0000\x1b\\~.", "\r\x1b]11;rgb:0000/0000/0000\x1b\\", true},
+		{"OSC BEL before escape", "\r\x1b]10;?\x07~.", "\r\x1b]10;?\x07", true},
+		{"arrow key mid line", "a\x1b[A~.", "a\x1b[A~.", false},
+		{"lone ESC then Enter", "x\x1b\r~.", "x\x1b\r", true},
+		{"SS3 key at line start", "\x1bOP~.", "\x1bOP", true},
+		{"CPR then typing", "\r\x1b[2;1Rab~.", "\r\x1b[2;1Rab~.", false},
 	}
 	for _, tc := range tests {
 		for _, oneByte := range []bool{false, true} {
@@ -165,7 +176,7 @@ func TestEscapeReader(t *testing.T) {
 // FuzzEscapeReader: terminal input never panics, the output is the input
 // with at most the "~~" -> "~" rewrite applied, cut at the escape.
 func FuzzEscapeReader(f *testing.F) {
-	for _, s := range []string{"", "~.", "a\r~.", "~~", "~x", "\n~~.\n~."} {
+	for _, s := range []string{"", "~.", "a\r~.", "~~", "~x", "\n~~.\n~.", "\r\x1b[24;3R~.", "~\x1b]0;t\x07."} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {

@@ -202,18 +202,26 @@ func TestConsoleOverSSH(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The nodes view at 80x24: ASSIGNED is among the columns dropped.
+	// The nodes view at 80x24: short column titles (ASSIGNED and GROUP
+	// stay). The footer offers no e (the SSH console has no editor) and
+	// the detail's no c (no serial console): both are refused here.
 	// (The renderer sends only the cells that change, so until a full
 	// redraw the text of a line may be split across updates.)
-	screen := out.waitFor(t, "first screen", "netbootui nodes", "NAME", "STAGE", "solo")
-	if strings.Contains(screen, "ASSIGNED") {
-		t.Fatalf("ASSIGNED column at 80 columns:\n%s", screen)
+	screen := out.waitFor(t, "first screen", "netbootui nodes", "NAME", "STAGE", "solo", "ASSIGNED", "SEEN", "?:help")
+	if strings.Contains(screen, "CHECK-IN") || strings.Contains(screen, "e:edit") {
+		t.Fatalf("wide titles, or e offered, at 80 columns over SSH:\n%s", screen)
 	}
-	// A window change to 120x40 brings it in.
+	stdin.Write([]byte("\r")) // the detail of the first node
+	screen = out.waitFor(t, "detail", "esc:back", "p:power")
+	if strings.Contains(screen, "c:console") || strings.Contains(screen, "E:group") {
+		t.Fatalf("the detail offers keys the SSH console refuses:\n%s", screen)
+	}
+	stdin.Write([]byte("\x1b"))
+	// A window change to 120x40 brings the wide titles.
 	if err := sess.WindowChange(40, 120); err != nil {
 		t.Fatal(err)
 	}
-	out.waitFor(t, "after window change", "ASSIGNED", "3 nodes · 0 marked")
+	out.waitFor(t, "after window change", "CHECK-IN", "3 nodes · 0 marked")
 
 	// The session's caller is the key's fingerprint and comment.
 	fp := gossh.FingerprintSHA256(alice.PublicKey())

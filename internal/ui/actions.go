@@ -9,6 +9,7 @@ import (
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
 
 	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/hostlist"
@@ -263,9 +264,16 @@ func (a *action) lines(c *Common, power func(string) string) []string {
 	out = append(out, s.Header.Render(fit(fmt.Sprintf("  %-10s %-22s %-5s %s", "NODE", "BMC", "POWER", "RESULT"), c.Width)))
 	for _, r := range a.rows {
 		var res string
+		p := r.power
+		if p == "" {
+			p = power(r.node)
+		}
+		prefix := fmt.Sprintf("  %-10s %-22s %-5s ", r.node, dash(r.bmc), dash(p))
 		switch {
 		case r.failed:
-			res = s.Error.Render("FAILED: " + r.result)
+			// a failure is wrapped, never cut: it is what the admin acts on
+			out = append(out, wrapRow(prefix, "FAILED: "+r.result, s.Error, c.Width)...)
+			continue
 		case r.done:
 			res = s.OK.Render(r.result)
 			if r.took > 0 {
@@ -276,13 +284,57 @@ func (a *action) lines(c *Common, power func(string) string) []string {
 		default:
 			res = s.Dim.Render("not done")
 		}
-		p := r.power
-		if p == "" {
-			p = power(r.node)
-		}
-		out = append(out, fmt.Sprintf("  %-10s %-22s %-5s %s", r.node, dash(r.bmc), dash(p), res))
+		out = append(out, prefix+res)
 	}
 	return out
+}
+
+// wrapRow renders prefix and text in lines of at most width cells: text is
+// word-wrapped in the room the prefix leaves (at least 20 cells), each
+// further line indented under the first, all of it in style.
+func wrapRow(prefix, text string, style lipgloss.Style, width int) []string {
+	var out []string
+	indent := lipgloss.Width(prefix)
+	if width-indent < 20 { // no room beside the prefix: the text goes under it
+		out = append(out, prefix)
+		prefix, indent = "    ", 4
+	}
+	for i, part := range wrapWords(text, max(1, width-indent)) {
+		if i > 0 {
+			prefix = strings.Repeat(" ", indent)
+		}
+		out = append(out, prefix+style.Render(part))
+	}
+	return out
+}
+
+// wrapWords breaks text into lines of at most w cells at spaces, breaking
+// words longer than a line.
+func wrapWords(text string, w int) []string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(text) {
+		for lipgloss.Width(word) > w {
+			r := []rune(word)
+			if line != "" {
+				lines, line = append(lines, line), ""
+			}
+			lines = append(lines, string(r[:w]))
+			word = string(r[w:])
+		}
+		switch {
+		case line == "":
+			line = word
+		case lipgloss.Width(line)+1+lipgloss.Width(word) <= w:
+			line += " " + word
+		default:
+			lines, line = append(lines, line), word
+		}
+	}
+	if line != "" || len(lines) == 0 {
+		lines = append(lines, line)
+	}
+	return lines
 }
 
 // Messages of actions.
@@ -384,11 +436,11 @@ func (m *Model) startPower(op, sel string, names []string) tea.Cmd {
 	m.act = a
 	m.push(viewAction)
 	be, id := m.be, a.id
-	return func() tea.Msg {
+	return tea.Batch(func() tea.Msg {
 		defer cancel()
 		res, err := be.Power(ctx, op, sel)
 		return powerDoneMsg{id: id, results: res, err: err}
-	}
+	}, m.startClock())
 }
 
 // actionFinished closes the running action and refreshes the node list.

@@ -131,7 +131,11 @@ func TestPowerCallFailure(t *testing.T) {
 	hs.be.down = true
 	hs.press("p")
 	_, cmd := hs.m.Update(keyMsg("t"))
-	hs.m.Update(cmd()) // the reconnect it schedules is not run: the fake stays down
+	batch, ok := cmd().(tea.BatchMsg) // the call, and the clock while it runs
+	if !ok || len(batch) != 2 {
+		t.Fatalf("power started %T, want the call and the clock", cmd())
+	}
+	hs.m.Update(batch[0]()) // the reconnect it schedules is not run: the fake stays down
 	scr := hs.screen()
 	if !strings.Contains(scr, "status: 0 ok, 0 failed, 1 not done — daemon at /tmp/x.sock: connection refused") || !strings.Contains(scr, "disconnected, retrying") {
 		t.Errorf("call failure not shown:\n%s", scr)
@@ -139,16 +143,55 @@ func TestPowerCallFailure(t *testing.T) {
 }
 
 // stepReboot confirms a reboot of every node and returns the call's two
-// commands: the blocking call and the progress reader.
+// commands: the blocking call and the progress reader (the third, the
+// clock that redraws the elapsed time, is checked and left out).
 func stepReboot(t *testing.T, hs *harness) (run, wait tea.Cmd) {
 	t.Helper()
 	hs.press("<ctrl+a>", "R", "<wait>")
 	_, cmd := hs.m.Update(keyMsg("y"))
 	batch, ok := cmd().(tea.BatchMsg)
-	if !ok || len(batch) != 2 {
-		t.Fatalf("reboot started %T, want a batch of two commands", cmd())
+	if !ok || len(batch) != 3 {
+		t.Fatalf("reboot started %T, want a batch of three commands", cmd())
+	}
+	if _, ok := batch[2]().(clockMsg); !ok {
+		t.Fatal("the reboot's third command is not the clock")
 	}
 	return batch[0], batch[1]
+}
+
+// TestRunningTimerTicks: while a reboot runs and no progress arrives, the
+// clock redraws the action view every ClockEvery, so "running for" moves;
+// it stops once the reboot ends.
+func TestRunningTimerTicks(t *testing.T) {
+	hs := newHarness(t, 3, 100, 30)
+	gate := make(chan struct{})
+	hs.be.rebootGate = gate
+	run, wait := stepReboot(t, hs)
+	done := make(chan tea.Msg, 1)
+	go func() { done <- run() }()
+	if !strings.Contains(hs.screen(), "running for 0s") {
+		t.Fatalf("no timer:\n%s", hs.screen())
+	}
+	hs.now = hs.now.Add(3 * time.Second)
+	_, cmd := hs.m.Update(clockMsg{})
+	if cmd == nil {
+		t.Fatal("the clock stopped while the reboot runs")
+	}
+	if !strings.Contains(hs.screen(), "running for 3s") {
+		t.Errorf("the timer did not move:\n%s", hs.screen())
+	}
+	close(gate)
+	<-done
+	for msg := wait(); ; {
+		_, next := hs.m.Update(msg)
+		if !hs.m.act.running {
+			break
+		}
+		msg = next()
+	}
+	if _, cmd := hs.m.Update(clockMsg{}); cmd != nil {
+		t.Error("the clock still ticks after the reboot ended")
+	}
 }
 
 func TestRebootProgressAndResult(t *testing.T) {

@@ -17,16 +17,19 @@ import (
 )
 
 // TestColumnsDropByPriority: the node list keeps NAME and STAGE at any
-// width and drops the others by priority as the terminal narrows.
+// width, shortens its columns below 110 and drops the others by priority
+// as the terminal narrows further.
 func TestColumnsDropByPriority(t *testing.T) {
 	cases := []struct {
 		width int
 		want  string
 	}{
 		{140, "NAME GROUP POWER STAGE ASSIGNED RUNNING DIRTY CHECK-IN ERROR"},
-		{80, "NAME GROUP POWER STAGE RUNNING DIRTY CHECK-IN ERROR"},
-		{70, "NAME POWER STAGE RUNNING DIRTY CHECK-IN ERROR"},
-		{60, "NAME POWER STAGE RUNNING DIRTY CHECK-IN"},
+		// at 80 columns titles shorten and GROUP and ASSIGNED stay; the
+		// cursor node's error is shown in full under the list
+		{80, "NAME GROUP PWR STAGE ASSIGNED RUNNING DIRTY SEEN ERROR"},
+		{70, "NAME PWR STAGE RUNNING DIRTY SEEN"},
+		{60, "NAME PWR STAGE RUNNING DIRTY SEEN"},
 		{45, "NAME STAGE RUNNING DIRTY"},
 		{30, "NAME STAGE"},
 	}

@@ -61,9 +61,11 @@ type Backend interface {
 	// serial console.
 	SOLLog(ctx context.Context, node string, n int) (apitype.SOLLog, error)
 	// Build builds an image from its recipe (Publish: and makes it
-	// current), calling fn with each progress line, and returns the new
-	// generation.
+	// current; the console never sets it, it asks first and calls Publish),
+	// calling fn with each progress line, and returns the new generation.
 	Build(ctx context.Context, req apitype.BuildRequest, fn func(apitype.BuildProgress)) (*apitype.Manifest, error)
+	// Publish makes generation gen of image img its current one.
+	Publish(ctx context.Context, img, gen string) error
 	// Rollback makes an image's previous generation current again and
 	// returns it.
 	Rollback(ctx context.Context, image string) (string, error)

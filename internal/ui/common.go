@@ -21,6 +21,10 @@ type Options struct {
 	Dark bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// ClockEvery is how often the screen is redrawn while a power action,
+	// reboot or build runs, so its "running for" timer ticks between
+	// progress messages; 0 means every second.
+	ClockEvery time.Duration
 	// Editor is the command run by `e` with the file to edit as its last
 	// argument; empty means $VISUAL, then $EDITOR, then vi.
 	Editor []string

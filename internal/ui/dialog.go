@@ -27,6 +27,7 @@ type Confirm struct {
 	opened time.Time
 	yes    bool // the highlighted button
 	typed  string
+	offset int // first body line shown: a long body scrolls (j/k, pgup/pgdn)
 }
 
 // NewConfirm opens a dialog now.
@@ -47,6 +48,18 @@ func (d *Confirm) Update(msg tea.KeyPressMsg) (done, yes bool) {
 	switch k {
 	case "esc", "q":
 		return true, false
+	case "j", "down":
+		d.offset++
+		return false, false
+	case "k", "up":
+		d.offset--
+		return false, false
+	case "pgdown", "ctrl+f", "space":
+		d.offset += d.bodyRows() - 1
+		return false, false
+	case "pgup", "ctrl+b":
+		d.offset -= d.bodyRows() - 1
+		return false, false
 	}
 	if d.needsCount() {
 		switch {
@@ -79,15 +92,12 @@ func (d *Confirm) Update(msg tea.KeyPressMsg) (done, yes bool) {
 	return false, false
 }
 
-// View renders the dialog box.
-func (d *Confirm) View() string {
-	s := d.c.Styles
-	w := min(max(40, d.c.Width-8), 100)
-	var b strings.Builder
-	b.WriteString(s.DialogTitle.Render(d.Title))
-	b.WriteString("\n\n")
-	maxBody := max(3, d.c.Height-10)
-	// long lines (a kernel command line) wrap, continuations indented
+// bodyRows is how many body lines the dialog shows at once.
+func (d *Confirm) bodyRows() int { return max(3, d.c.Height-10) }
+
+// bodyLines is the body in lines of the box's width w: long lines (a
+// kernel command line) wrap, continuations indented.
+func (d *Confirm) bodyLines(w int) []string {
 	var lines []string
 	for _, l := range strings.Split(strings.TrimRight(d.Body, "\n"), "\n") {
 		for i, part := range strings.Split(lipgloss.Wrap(l, w-6, " "), "\n") {
@@ -97,8 +107,31 @@ func (d *Confirm) View() string {
 			lines = append(lines, part)
 		}
 	}
+	return lines
+}
+
+// scrollNote says which body lines are shown and how to see the others.
+func scrollNote(from, to, total int) string {
+	return "lines " + strconv.Itoa(from) + "-" + strconv.Itoa(to) + " of " + strconv.Itoa(total) + " · j/k, pgup/pgdn scroll"
+}
+
+// View renders the dialog box.
+func (d *Confirm) View() string {
+	s := d.c.Styles
+	w := min(max(40, d.c.Width-8), 100)
+	var b strings.Builder
+	b.WriteString(s.DialogTitle.Render(d.Title))
+	b.WriteString("\n\n")
+	maxBody := d.bodyRows()
+	lines := d.bodyLines(w)
 	if len(lines) > maxBody {
-		lines = append(lines[:maxBody-1], s.Dim.Render("… "+strconv.Itoa(len(lines)-maxBody+1)+" more lines"))
+		// the body scrolls: a line says where and how
+		d.offset = min(max(0, d.offset), len(lines)-(maxBody-1))
+		end := d.offset + maxBody - 1
+		more := s.Dim.Render(scrollNote(d.offset+1, end, len(lines)))
+		lines = append(lines[d.offset:end:end], more)
+	} else {
+		d.offset = 0
 	}
 	for _, l := range lines {
 		b.WriteString(fit(l, w-4))

@@ -10,6 +10,7 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
+	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/hostlist"
 )
@@ -22,9 +23,19 @@ type editSession struct {
 	// member whose entry the result is rendered for.
 	group    *apitype.GroupView
 	base     string // inventory revision read before editing
+	entry    string // the node's (group's) entry revision read before editing
 	path     string
 	original string // the file as written
 	edit     apitype.Edit
+	// args is the kernel_args value the file was written with (the node's
+	// own, or the group's): the line unchanged changes nothing.
+	args string
+	// refused is why the daemon refused the last attempt, which reopened
+	// the editor with the admin's text ("" before any).
+	refused string
+	// recheck: the editor was reopened after a conflict; its text is
+	// checked (and confirmed) again even if the admin saved it unchanged.
+	recheck bool
 }
 
 type (
@@ -51,18 +62,25 @@ const (
 	// editFileHelp heads every edit file.
 	editFileHelp = "# Lines starting with '#' above the marker are comments. Nothing changes\n" +
 		"# until you have seen the result and confirmed it.\n#\n"
-	// kernelArgsLine is the line the admin fills in.
-	kernelArgsLine = "kernel_args: \n#\n"
 )
+
+// kernelArgsLine is the line the admin edits, with its value now.
+func kernelArgsLine(v string) string { return "kernel_args: " + v + "\n#\n" }
+
+// inheritedArgs are the kernel arguments node n gets from its group (its
+// KernelArgs without its own at the end).
+func inheritedArgs(n apitype.NodeView) string {
+	return strings.TrimSpace(strings.TrimSuffix(n.KernelArgs, n.OwnKernelArgs))
+}
 
 // editFile renders the file the admin edits.
 func editFile(n apitype.NodeView, base string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# netbootui: node %s (inventory revision %s, %s)\n", n.Name, base, dash(n.Defined))
 	b.WriteString(editFileHelp)
-	fmt.Fprintf(&b, "# Kernel arguments in force now (the group's, then the node's own):\n#   %s\n", dash(n.KernelArgs))
-	b.WriteString("# kernel_args sets the node's OWN arguments (appended after the group's);\n")
-	b.WriteString("# leave it empty to keep them, write '-' to remove them.\n" + kernelArgsLine)
+	fmt.Fprintf(&b, "# Inherited from group %s (first on the command line; E edits them):\n#   %s\n", dash(n.Group), dash(inheritedArgs(n)))
+	b.WriteString("# kernel_args below are the node's OWN arguments (after the group's): edit\n")
+	b.WriteString("# the line; empty it or write '-' to remove them.\n" + kernelArgsLine(n.OwnKernelArgs))
 	fmt.Fprintf(&b, "# Below the marker: a %s boot override that replaces the template for\n", n.Loader)
 	b.WriteString("# this node. Leave it empty to keep the node's boot entry as it is")
 	if n.Override {
@@ -81,8 +99,8 @@ func groupEditFile(g apitype.GroupView, n apitype.NodeView, base string) string 
 	fmt.Fprintf(&b, "# %s: %s. The result is shown rendered for %s.\n", plural(len(g.Nodes), "node"), compressNames(g.Nodes), n.Name)
 	b.WriteString(editFileHelp)
 	fmt.Fprintf(&b, "# The group's kernel arguments now (every node gets them, before its own):\n#   %s\n", dash(g.KernelArgs))
-	b.WriteString("# kernel_args sets the GROUP's arguments; leave it empty to keep them,\n")
-	b.WriteString("# write '-' to remove them.\n" + kernelArgsLine)
+	b.WriteString("# kernel_args below are the GROUP's arguments: edit the line; empty it\n")
+	b.WriteString("# or write '-' to remove them.\n" + kernelArgsLine(g.KernelArgs))
 	fmt.Fprintf(&b, "# Below the marker: a %s boot override for every node of the group that\n", n.Loader)
 	b.WriteString("# replaces the template (a node's own override still wins). Leave it empty\n# to keep the group's")
 	if cur := groupOverride(g, n.Loader); cur != "" {
@@ -114,8 +132,8 @@ func compressNames(names []string) string {
 
 // parsedEdit is what an edit file asks for.
 type parsedEdit struct {
-	kernelArgs *string // nil: unchanged; "" with unset: remove
-	unsetArgs  bool
+	kernelArgs *string // the kernel_args line's value; nil: no such line
+	unsetArgs  bool    // the line says "-": remove
 	format     string
 	override   string
 }
@@ -151,11 +169,9 @@ func parseEditFile(text string) (parsedEdit, error) {
 					return p, fmt.Errorf("line %d:%d: control character in kernel_args", i+1, len("kernel_args: ")+j+1)
 				}
 			}
-			switch v {
-			case "":
-			case "-":
+			if v == "-" {
 				p.unsetArgs = true
-			default:
+			} else {
 				p.kernelArgs = &v
 			}
 		default:
@@ -220,9 +236,9 @@ func (m *Model) startEdit(name string, group bool) tea.Cmd {
 				return editReadyMsg{err: err}
 			}
 			s.group, prefix = &g, "netbootui-group-"+g.Name
-			s.original = groupEditFile(g, n, s.base)
+			s.original, s.args, s.entry = groupEditFile(g, n, s.base), g.KernelArgs, g.Revision
 		} else {
-			s.original = editFile(n, s.base)
+			s.original, s.args, s.entry = editFile(n, s.base), n.OwnKernelArgs, n.Revision
 		}
 		f, err := os.CreateTemp(dir, prefix+"-*.txt")
 		if err != nil {
@@ -258,26 +274,36 @@ func checkEdit(ctx context.Context, be Backend, s *editSession) editCheckedMsg {
 	if err != nil {
 		return editCheckedMsg{err: err}
 	}
-	if string(b) == s.original {
+	if string(b) == s.original && !s.recheck {
 		return editCheckedMsg{err: errNoChange}
 	}
 	p, err := parseEditFile(string(b))
 	if err != nil {
-		return editCheckedMsg{err: fmt.Errorf("%s: %w", s.path, err)}
+		return editCheckedMsg{err: editFileError{fmt.Errorf("%s: %w", s.path, err)}}
 	}
-	e := apitype.Edit{BaseRevision: s.base, Set: map[string]any{}}
+	// the entry's revision decides a conflict (another node edited
+	// meanwhile is none); the file's is the fallback of an older daemon
+	e := apitype.Edit{BaseRevision: s.base, BaseEntry: s.entry, Set: map[string]any{}}
 	var diff strings.Builder
 	whose, now := "node's own", s.node.KernelArgs
 	if s.group != nil {
 		whose, now = "group "+s.group.Name+"'s", s.group.KernelArgs
 	}
+	if s.group == nil {
+		now = s.node.OwnKernelArgs
+	}
 	switch {
-	case p.unsetArgs:
+	case p.unsetArgs || (p.kernelArgs != nil && *p.kernelArgs == "" && s.args != ""):
 		e.Unset = append(e.Unset, "kernel_args")
 		fmt.Fprintf(&diff, "- %s kernel_args removed (were: %s)\n", whose, dash(now))
-	case p.kernelArgs != nil:
+	case p.kernelArgs != nil && *p.kernelArgs != s.args:
 		e.Set["kernel_args"] = *p.kernelArgs
 		fmt.Fprintf(&diff, "- %s kernel_args: %s\n+ %s kernel_args: %s\n", whose, dash(now), whose, *p.kernelArgs)
+	}
+	if s.group == nil {
+		if in := inheritedArgs(s.node); in != "" {
+			fmt.Fprintf(&diff, "  inherited from group %s (unchanged): %s\n", s.node.Group, in)
+		}
 	}
 	if p.override != "" {
 		e.Set["boot_override."+p.format] = p.override
@@ -306,6 +332,75 @@ func checkEdit(ctx context.Context, be Backend, s *editSession) editCheckedMsg {
 }
 
 var errNoChange = errors.New("no change: nothing applied")
+
+// editFileError is an edit file that does not parse.
+type editFileError struct{ err error }
+
+func (e editFileError) Error() string { return e.err.Error() }
+func (e editFileError) Unwrap() error { return e.err }
+
+// refusedMark starts the lines reopenEdit puts at the top of the file.
+const refusedMark = "# !! "
+
+// reopenEdit hands the admin's text back to the editor, headed by why the
+// daemon refused it (a conflict: the inventory revision is read again, so
+// saving applies the same text to the new one). Nothing typed is lost.
+func (m *Model) reopenEdit(why string, conflict bool) tea.Cmd {
+	m.setFlash(why+"; nothing changed — your text is back in the editor", true)
+	old, be := *m.edit, m.be
+	ctx, cancel := m.call()
+	return func() tea.Msg {
+		defer cancel()
+		s := old
+		s.refused, s.edit = strings.TrimPrefix(strings.TrimPrefix(why, "edit refused: "), "edit failed: "), apitype.Edit{}
+		s.recheck = conflict
+		last := "fix it and save, or close the editor unchanged to drop the edit"
+		b, err := os.ReadFile(s.path)
+		if err != nil {
+			return editReadyMsg{err: err}
+		}
+		note := "the daemon refused this edit: " + s.refused
+		if conflict {
+			st, err := be.Status(ctx)
+			if err != nil {
+				return editReadyMsg{err: err}
+			}
+			if n, err := be.Node(ctx, s.node.Name); err == nil {
+				s.node = n
+				if s.group == nil {
+					s.entry = n.Revision
+				}
+			}
+			if s.group != nil {
+				if g, err := be.Group(ctx, s.group.Name); err == nil {
+					s.group, s.entry = &g, g.Revision
+				}
+			}
+			note = fmt.Sprintf("%s changed since you opened it (inventory revision %s, now %s): your text is kept", s.target(), short(s.base), short(st.Inventory.Revision))
+			last = "close the editor to see it against the new revision and confirm it again"
+			s.base = st.Inventory.Revision
+		}
+		var kept []string
+		for _, l := range strings.SplitAfter(string(b), "\n") {
+			if !strings.HasPrefix(l, refusedMark) {
+				kept = append(kept, l)
+			}
+		}
+		var head strings.Builder
+		for _, l := range strings.Split(wrapLine(note, 72), "\n") {
+			head.WriteString(refusedMark + l + "\n")
+		}
+		head.WriteString(refusedMark + last + "\n")
+		s.original = head.String() + strings.Join(kept, "")
+		if err := os.WriteFile(s.path, []byte(s.original), 0o600); err != nil {
+			return editReadyMsg{err: err}
+		}
+		return editReadyMsg{s: &s}
+	}
+}
+
+// wrapLine word-wraps text at w columns.
+func wrapLine(text string, w int) string { return strings.Join(wrapWords(text, w), "\n") }
 
 // lineDiff is a minimal line diff of the rendered entries (an LCS table;
 // boot entries are short).
@@ -352,6 +447,9 @@ func (m *Model) editUpdate(msg tea.Msg) (tea.Cmd, bool) {
 	switch msg := msg.(type) {
 	case editReadyMsg:
 		if msg.err != nil {
+			if m.edit != nil { // reopening failed
+				return m.endEdit("edit: "+msg.err.Error()+"; nothing changed", true), true
+			}
 			m.setFlash("edit: "+msg.err.Error(), true)
 			return nil, true
 		}
@@ -373,7 +471,13 @@ func (m *Model) editUpdate(msg tea.Msg) (tea.Cmd, bool) {
 		}
 		if msg.err != nil {
 			if errors.Is(msg.err, errNoChange) {
+				if why := m.edit.refused; why != "" {
+					return m.endEdit("edit refused: "+why+"; nothing changed (the editor closed without a change)", true), true
+				}
 				return m.endEdit(msg.err.Error(), false), true
+			}
+			if isAPIError(msg.err) || errors.As(msg.err, new(editFileError)) {
+				return m.reopenEdit("edit refused: "+msg.err.Error(), false), true
 			}
 			return m.endEdit("edit refused: "+msg.err.Error()+"; nothing changed", true), true
 		}
@@ -404,6 +508,9 @@ func (m *Model) editUpdate(msg tea.Msg) (tea.Cmd, bool) {
 	case editAppliedMsg:
 		m.onYes, m.onNo = nil, nil
 		if msg.err != nil {
+			if m.edit != nil && isAPIError(msg.err) {
+				return m.reopenEdit("edit failed: "+msg.err.Error(), errors.Is(msg.err, apiclient.ErrConflict)), true
+			}
 			return m.endEdit("edit failed: "+msg.err.Error()+"; nothing changed", true), true
 		}
 		name, what := "", ""

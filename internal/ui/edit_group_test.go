@@ -17,7 +17,10 @@ import (
 // with the revision read before editing path as e.
 func TestGroupEditFlow(t *testing.T) {
 	setArgs := func(v string) func(string) string {
-		return func(s string) string { return strings.Replace(s, "kernel_args: \n", "kernel_args: "+v+"\n", 1) }
+		// the line holds the group's arguments now: it is replaced whole
+		return func(s string) string {
+			return regexp.MustCompile(`(?m)^kernel_args:.*$`).ReplaceAllLiteralString(s, "kernel_args: "+v)
+		}
 	}
 	t.Run("apply after confirm", func(t *testing.T) {
 		hs := newHarness(t, 20, 100, 40)
@@ -65,7 +68,7 @@ func TestGroupEditFlow(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, want := range []string{"# netbootui: group gpu (inventory revision rev0007, nodes.yaml:3:3)",
-			"# 4 nodes: n[05,10,15,20]. The result is shown rendered for n05.", "#   console=ttyS0\n", "kernel_args: \n", "--- boot_override.ipxe\n"} {
+			"# 4 nodes: n[05,10,15,20]. The result is shown rendered for n05.", "#   console=ttyS0\n", "kernel_args: console=ttyS0\n", "--- boot_override.ipxe\n"} {
 			if !strings.Contains(string(b), want) {
 				t.Errorf("edit file lacks %q:\n%s", want, b)
 			}

@@ -74,6 +74,25 @@ func (f *fakeBackend) Build(ctx context.Context, req apitype.BuildRequest, fn fu
 	return g, nil
 }
 
+func (f *fakeBackend) Publish(ctx context.Context, img, gen string) error {
+	if err := f.record("Publish %s %s", img, gen); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	i, err := f.imageIndex(img)
+	if err != nil {
+		return err
+	}
+	for _, g := range f.images[i].Generations {
+		if g.ID == gen {
+			f.images[i].Current = gen
+			return nil
+		}
+	}
+	return &apitype.Error{Message: fmt.Sprintf("image %s has no generation %q", img, gen), Code: apitype.CodeNotFound}
+}
+
 func (f *fakeBackend) Rollback(ctx context.Context, name string) (string, error) {
 	if err := f.record("Rollback %s", name); err != nil {
 		return "", err

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,5 +74,45 @@ func TestFollowReconnects(t *testing.T) {
 		if !slices.Contains(calls, want) {
 			t.Errorf("after the reconnect: calls %q lack %q", calls, want)
 		}
+	}
+}
+
+// TestEventsOnceInTimeOrder: events sent again (a reconnect's backlog) are
+// shown once and a late one takes its place by time; kind:K filters by
+// kind; enter opens the cursor's event in full, any key closes it.
+func TestEventsOnceInTimeOrder(t *testing.T) {
+	hs := newHarness(t, 3, 120, 30)
+	hs.press(":", "e", "v", "<enter>")
+	at := func(s int) time.Time { return epoch.Add(time.Duration(s) * time.Second) }
+	evs := []apitype.Event{
+		{Seq: 1, Time: at(1), Node: "n01", Kind: apitype.KindFetch, Stage: apitype.StageKernel, Proto: "http", Path: "/g2/vmlinuz"},
+		{Seq: 3, Time: at(3), Node: "n01", Kind: apitype.KindCheckin, Generation: "g2", Message: "first check-in"},
+	}
+	hs.m.Update(eventsMsg{stream: hs.m.stream, evs: evs}) // commands not run: the stream's wait would block
+	// the stream again after a reconnect: its backlog (1, 3) and a late 2
+	again := append(slices.Clone(evs), apitype.Event{Seq: 2, Time: at(2), Node: "n01", Kind: apitype.KindFetch, Stage: apitype.StageInitrd,
+		Proto: "http", Path: "/g2/initrd", Error: strings.Repeat("a long error that the row cuts ", 6) + "END"})
+	hs.m.Update(eventsMsg{stream: hs.m.stream, evs: again})
+	scr := hs.screen()
+	if strings.Count(scr, "/g2/vmlinuz") != 1 || strings.Count(scr, "first check-in") != 1 {
+		t.Errorf("events sent again are shown twice:\n%s", scr)
+	}
+	if i, j, k := strings.Index(scr, "/g2/vmlinuz"), strings.Index(scr, "/g2/initrd"), strings.Index(scr, "first check-in"); !(i < j && j < k) {
+		t.Errorf("events not in time order:\n%s", scr)
+	}
+	hs.press("/")
+	hs.typeText("kind:checkin")
+	hs.press("<enter>")
+	if scr := hs.screen(); !strings.Contains(scr, "EVENTS  1 shown of 3") || !strings.Contains(scr, "first check-in") {
+		t.Errorf("kind:checkin:\n%s", scr)
+	}
+	hs.press("<esc>", "k", "<enter>")
+	scr = hs.screen()
+	if !strings.Contains(scr, "Event") || !strings.Contains(scr, "END") || !strings.Contains(scr, "/g2/initrd") {
+		t.Errorf("enter does not show the event in full:\n%s", scr)
+	}
+	hs.press("x")
+	if strings.Contains(hs.screen(), "any key closes") {
+		t.Error("a key did not close the event")
 	}
 }

@@ -37,18 +37,21 @@ type imagesView struct {
 
 // buildRun is the build under way (or the last one finished).
 type buildRun struct {
-	id       int
-	image    string
-	running  bool
-	step     string
-	percent  float64
-	log      []string
-	ch       chan buildItem
-	cancel   context.CancelFunc
-	result   string // the new generation
-	err      string
-	started  time.Time
-	finished time.Time
+	id      int
+	image   string
+	running bool
+	step    string
+	percent float64
+	log     []string
+	ch      chan buildItem
+	cancel  context.CancelFunc
+	result  string // the new generation
+	// published says whether the generation was published: `b` builds,
+	// then publishes only on an explicit yes (the CLI's --publish).
+	published publishState
+	err       string
+	started   time.Time
+	finished  time.Time
 }
 
 type (
@@ -59,6 +62,12 @@ type (
 	buildDoneMsg struct {
 		gen *apitype.Manifest
 		err error
+	}
+	// publishMsg answers the publication of a built generation.
+	publishMsg struct {
+		image, gen string
+		follow     int // nodes following the image when asked
+		err        error
 	}
 	// rollbackMsg answers an image rollback.
 	rollbackMsg struct {
@@ -233,10 +242,36 @@ func (b *buildRun) lines(c *Common, rows int) []string {
 // because the recipe's inputs are those of an existing one.
 func (b *buildRun) outcome() string {
 	if b.step == apitype.BuildStepUnchanged {
-		return fmt.Sprintf("build %s: unchanged, nothing built: generation %s has the same inputs (it is current)", b.image, b.result)
+		return fmt.Sprintf("build %s: unchanged, nothing built: generation %s has the same inputs%s", b.image, b.result, b.publishState())
 	}
-	return fmt.Sprintf("build %s: generation %s published", b.image, b.result)
+	return fmt.Sprintf("build %s: generation %s built%s", b.image, b.result, b.publishState())
 }
+
+// publishState says what became of the built generation.
+func (b *buildRun) publishState() string {
+	switch b.published {
+	case pubCurrent:
+		return " (it is current)"
+	case pubAsking:
+		return ", not published: publish it?"
+	case pubYes:
+		return ", published"
+	case pubNo:
+		return ", not published (s stages it on chosen nodes; `netbootui image publish` publishes it)"
+	}
+	return ""
+}
+
+// Where a built generation's publication is.
+type publishState int
+
+const (
+	pubUnknown publishState = iota
+	pubCurrent              // it already is the image's current generation
+	pubAsking               // the Confirm is open
+	pubYes                  // published after the Confirm
+	pubNo                   // left unpublished
+)
 
 // addProgress records one progress line.
 func (b *buildRun) addProgress(p apitype.BuildProgress) {
@@ -296,9 +331,10 @@ func (m *Model) imageRows() int {
 	return rows
 }
 
-// startBuild is `b`: rebuild and publish the image under the cursor. One
-// command makes the blocking call and writes progress into a channel,
-// another hands it to Update in batches, the end last.
+// startBuild is `b`: rebuild the image under the cursor, unpublished; the
+// end asks whether to publish it (askPublish). One command makes the
+// blocking call and writes progress into a channel, another hands it to
+// Update in batches, the end last.
 func (m *Model) startBuild() tea.Cmd {
 	im := m.images.current()
 	if im == nil {
@@ -318,7 +354,7 @@ func (m *Model) startBuild() tea.Cmd {
 	run := func() tea.Msg {
 		defer close(ch)
 		defer cancel()
-		gen, err := be.Build(ctx, apitype.BuildRequest{Image: name, Publish: true}, func(p apitype.BuildProgress) {
+		gen, err := be.Build(ctx, apitype.BuildRequest{Image: name}, func(p apitype.BuildProgress) {
 			select {
 			case ch <- buildItem{p: p}:
 			case <-ctx.Done():
@@ -330,7 +366,7 @@ func (m *Model) startBuild() tea.Cmd {
 		}
 		return nil
 	}
-	return tea.Batch(run, waitBuild(b.id, ch))
+	return tea.Batch(run, waitBuild(b.id, ch), m.startClock())
 }
 
 // waitBuild returns the next batch of build progress.
@@ -378,7 +414,26 @@ func (m *Model) imagesUpdate(msg tea.Msg) (tea.Cmd, bool) {
 			b.result = msg.done.gen.ID
 		}
 		b.percent = 100
+		cmd := m.askPublish(b)
 		m.setFlash(b.outcome(), false)
+		return tea.Batch(cmd, m.fetchImages(), m.fetchNodes()), true
+	case publishMsg:
+		b := m.images.build
+		if msg.err != nil {
+			m.setFlash("publish "+msg.image+"@"+msg.gen+": "+msg.err.Error(), true)
+			if b != nil && b.result == msg.gen {
+				b.published = pubNo
+			}
+			if !isAPIError(msg.err) {
+				return m.disconnected(msg.err), true
+			}
+			return nil, true
+		}
+		if b != nil && b.result == msg.gen {
+			b.published = pubYes
+		}
+		m.setFlash(fmt.Sprintf("build %s: generation %s published: %s follow it from their next boot", msg.image, msg.gen,
+			plural(msg.follow, "node")), false)
 		return tea.Batch(m.fetchImages(), m.fetchNodes()), true
 	case rollbackMsg:
 		if msg.err != nil {
@@ -392,6 +447,61 @@ func (m *Model) imagesUpdate(msg tea.Msg) (tea.Cmd, bool) {
 		return tea.Batch(m.fetchImages(), m.fetchNodes()), true
 	}
 	return nil, false
+}
+
+// askPublish asks, after a build, whether to publish its generation
+// (default No): publishing points every node that follows the image at an
+// untested generation, which staging (`s`) rolls out in waves instead.
+func (m *Model) askPublish(b *buildRun) tea.Cmd {
+	im := m.imageNamed(b.image)
+	if b.result == "" || im == nil {
+		return nil
+	}
+	if im.Current == b.result {
+		b.published = pubCurrent
+		return nil
+	}
+	follow, running := 0, 0
+	for i := range m.nodes.all {
+		n := &m.nodes.all[i]
+		if n.Image == b.image && !n.Pinned {
+			follow++
+			if n.State.Stage == apitype.StageBooted {
+				running++
+			}
+		}
+	}
+	b.published = pubAsking
+	body := fmt.Sprintf("generation %s is built, not published.\n\nPublishing makes it %s's current generation (now %s):\n%s that follow the image are assigned it at once\nand boot it at their next boot; the %d running turn dirty.\n\nNo keeps it unpublished: s stages it on chosen nodes in\nwaves, each checked before the next.",
+		b.result, b.image, dash(im.Current), plural(follow, "node"), running)
+	m.dialog = NewConfirm(m.c, "Publish "+b.image+"@"+b.result+"?", body, follow)
+	name, gen := b.image, b.result
+	m.onYes = func() tea.Cmd {
+		be := m.be
+		ctx, cancel := m.call()
+		return func() tea.Msg {
+			defer cancel()
+			return publishMsg{image: name, gen: gen, follow: follow, err: be.Publish(ctx, name, gen)}
+		}
+	}
+	m.onNo = func() tea.Cmd {
+		if b := m.images.build; b != nil && b.result == gen {
+			b.published = pubNo
+			m.setFlash(b.outcome(), false)
+		}
+		return nil
+	}
+	return nil
+}
+
+// imageNamed returns the image called name in the images view's list.
+func (m *Model) imageNamed(name string) *apitype.ImageInfo {
+	for i := range m.images.images {
+		if m.images.images[i].Name == name {
+			return &m.images.images[i]
+		}
+	}
+	return nil
 }
 
 // askImageRollback is `r`: confirm, then make the image's previous

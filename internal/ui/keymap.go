@@ -55,7 +55,7 @@ func DefaultKeyMap() KeyMap {
 		SerialConsole: b("c", "serial console", "c"),
 		Stage:         b("s", "stage an image", "s"),
 		CancelAction:  b("ctrl+x", "cancel the running power action / reboot / build (esc only hides it)", "ctrl+x"),
-		Build:         b("b", "images: rebuild and publish the image", "b"),
+		Build:         b("b", "images: rebuild the image; publish only on yes (default No)", "b"),
 		ImageRollback: b("r", "images: roll the image back to its previous generation", "r"),
 		ImageShell:    b("S", "images: a shell in a working copy of the image (admin); its change is shown on exit", "S"),
 		StageHalt:     b("h", "rollout: halt", "h"),

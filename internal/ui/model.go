@@ -1,10 +1,14 @@
 package ui
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"charm.land/bubbles/v2/key"
@@ -77,8 +81,10 @@ type (
 		err    error
 	}
 	refreshTickMsg struct{}
-	reconnectMsg   struct{}
-	detailMsg      struct {
+	// clockMsg redraws the screen while something runs (startClock).
+	clockMsg     struct{}
+	reconnectMsg struct{}
+	detailMsg    struct {
 		name    string
 		node    apitype.NodeView
 		entry   string
@@ -150,12 +156,16 @@ type Model struct {
 	tickSet   bool // a refreshTickMsg is scheduled
 	lastFetch time.Time
 	quitting  bool
+	clockSet  bool // a clockMsg is scheduled
 }
 
 // New returns a console talking to be.
 func New(be Backend, opts Options) *Model {
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.ClockEvery <= 0 {
+		opts.ClockEvery = time.Second
 	}
 	c := &Common{Width: 80, Height: 24, Styles: NewStyles(opts.Dark), Keys: DefaultKeyMap(), Now: opts.Now}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -331,7 +341,11 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		m.events.add(msg.evs)
 		m.detail.addEvents(msg.evs)
-		return m, tea.Batch(waitEvents(msg.stream, m.evCh), m.scheduleRefresh())
+		cmds := []tea.Cmd{waitEvents(msg.stream, m.evCh), m.scheduleRefresh()}
+		if inventoryChanged(msg.evs) { // a promote, a CLI edit: the header's rev follows
+			cmds = append(cmds, m.fetchStatus())
+		}
+		return m, tea.Batch(cmds...)
 	case streamEndMsg:
 		if msg.stream != m.stream || m.ctx.Err() != nil {
 			return m, nil
@@ -344,6 +358,9 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			cmds = append(cmds, m.startStream())
 		}
 		return m, tea.Batch(cmds...)
+	case clockMsg:
+		m.clockSet = false
+		return m, m.startClock()
 	case refreshTickMsg:
 		m.tickSet = false
 		if m.inflight {
@@ -421,6 +438,29 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, cmd
 	}
 	return m, nil
+}
+
+// inventoryChanged reports whether evs say the daemon loaded another
+// inventory revision (or failed to).
+func inventoryChanged(evs []apitype.Event) bool {
+	for i := range evs {
+		if evs[i].Node == "" && evs[i].Proto == "inventory" {
+			return true
+		}
+	}
+	return false
+}
+
+// startClock schedules a redraw after ClockEvery while an action or a
+// build runs (their elapsed time would freeze between progress messages
+// otherwise); nothing when none runs or one is scheduled.
+func (m *Model) startClock() tea.Cmd {
+	running := (m.act != nil && m.act.running) || (m.images.build != nil && m.images.build.running)
+	if m.clockSet || !running {
+		return nil
+	}
+	m.clockSet = true
+	return tea.Tick(m.opts.ClockEvery, func(time.Time) tea.Msg { return clockMsg{} })
 }
 
 // isAPIError tells an answer from the daemon (a refusal) from a failure to
@@ -572,6 +612,17 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 	case viewAction:
 		return m.actionKey(msg)
 	case viewEvents:
+		if m.events.open != nil { // the event shown in full: any key closes it
+			m.events.open = nil
+			return nil
+		}
+		if key.Matches(msg, k.Enter) {
+			if ev := m.events.current(); ev != nil {
+				e := *ev
+				m.events.open = &e
+			}
+			return nil
+		}
 		if key.Matches(msg, k.Filter) {
 			m.input, m.inputText, m.inputErr = inputFilter, m.events.filter, ""
 			return nil
@@ -815,5 +866,53 @@ func (m *Model) serialConsole(node string) tea.Cmd {
 		m.setFlash(noSOL, false)
 		return nil
 	}
-	return tea.ExecProcess(m.opts.SerialConsole(node), func(err error) tea.Msg { return solDoneMsg{node, err} })
+	cmd := m.opts.SerialConsole(node)
+	why := &lastLine{}
+	if cmd.Stderr == nil { // the terminal, and the last line for the flash
+		cmd.Stderr = io.MultiWriter(os.Stderr, why)
+	}
+	return tea.ExecProcess(cmd, func(err error) tea.Msg {
+		if err != nil && why.String() != "" {
+			err = fmt.Errorf("%w: %s", err, strings.TrimPrefix(why.String(), "netbootui: "))
+		}
+		return solDoneMsg{node, err}
+	})
+}
+
+// lastLine keeps the last non-empty line written to it: why a command the
+// console handed the terminal to failed, which the console's screen would
+// hide as soon as it comes back.
+type lastLine struct {
+	mu   sync.Mutex
+	buf  []byte
+	line string
+}
+
+func (l *lastLine) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexAny(l.buf, "\r\n")
+		if i < 0 {
+			break
+		}
+		if t := strings.TrimSpace(string(l.buf[:i])); t != "" {
+			l.line = t
+		}
+		l.buf = l.buf[i+1:]
+	}
+	if len(l.buf) > 4096 {
+		l.buf = l.buf[len(l.buf)-4096:]
+	}
+	return len(p), nil
+}
+
+func (l *lastLine) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t := strings.TrimSpace(string(l.buf)); t != "" {
+		return t
+	}
+	return l.line
 }

@@ -29,7 +29,7 @@ type harness struct {
 func newHarness(t *testing.T, n int, w, h int) *harness {
 	t.Helper()
 	hs := &harness{t: t, be: &fakeBackend{nodes: testCluster(n), rev: 7, images: testImages()}, now: epoch}
-	hs.m = New(hs.be, Options{Dark: true, Now: func() time.Time { return hs.now }, NoStream: true, TempDir: t.TempDir()})
+	hs.m = New(hs.be, Options{Dark: true, Now: func() time.Time { return hs.now }, NoStream: true, TempDir: t.TempDir(), ClockEvery: time.Millisecond})
 	t.Cleanup(hs.m.Close)
 	hs.send(tea.WindowSizeMsg{Width: w, Height: h})
 	hs.run(hs.m.Init())

@@ -171,8 +171,9 @@ func (t *nodeTable) sortShown() {
 }
 
 // pageRows is how many node rows fit on the screen: everything but the
-// title, the header, the input line and the key line.
-func (t *nodeTable) pageRows() int { return max(1, t.c.Height-4) }
+// title, the header, the cursor node's line under the list, the input line
+// and the key line.
+func (t *nodeTable) pageRows() int { return max(1, t.c.Height-5) }
 
 func (t *nodeTable) move(d int) {
 	t.cursor += d
@@ -253,6 +254,11 @@ type column struct {
 	cell     func(t *nodeTable, n *apitype.NodeView, w int) (string, lipgloss.Style)
 }
 
+// wideFrom is the terminal width from which the node list uses its wide
+// columns; below it titles are abbreviated and columns narrower, so that
+// at 80 columns GROUP and ASSIGNED stay.
+const wideFrom = 110
+
 func (t *nodeTable) columns() []column {
 	s := t.c.Styles
 	plain := lipgloss.NewStyle()
@@ -261,38 +267,51 @@ func (t *nodeTable) columns() []column {
 		nameW = max(nameW, len(t.all[i].Name))
 	}
 	nameW = min(nameW, 20)
+	narrow := t.c.Width < wideFrom
+	w := func(wide, nar int) int {
+		if narrow {
+			return nar
+		}
+		return wide
+	}
+	title := func(wide, nar string) string {
+		if narrow {
+			return nar
+		}
+		return wide
+	}
 	return []column{
 		{title: "NAME", width: nameW, prio: 0, cell: func(_ *nodeTable, n *apitype.NodeView, _ int) (string, lipgloss.Style) {
 			return n.Name, plain
 		}},
-		{title: "GROUP", width: 8, prio: 4, cell: func(_ *nodeTable, n *apitype.NodeView, _ int) (string, lipgloss.Style) {
+		{title: "GROUP", width: w(8, 7), prio: 3, cell: func(_ *nodeTable, n *apitype.NodeView, _ int) (string, lipgloss.Style) {
 			return n.Group, plain
 		}},
-		{title: "POWER", width: 5, prio: 2, cell: func(_ *nodeTable, n *apitype.NodeView, _ int) (string, lipgloss.Style) {
+		{title: title("POWER", "PWR"), width: w(5, 3), prio: 2, cell: func(_ *nodeTable, n *apitype.NodeView, _ int) (string, lipgloss.Style) {
 			p := n.State.Power
 			if p == "unknown" || p == "" {
 				return "?", s.Dim
 			}
 			return p, plain
 		}},
-		{title: "STAGE", width: 17, prio: 0, cell: func(_ *nodeTable, n *apitype.NodeView, w int) (string, lipgloss.Style) {
+		{title: "STAGE", width: w(17, 12), prio: 0, cell: func(_ *nodeTable, n *apitype.NodeView, w int) (string, lipgloss.Style) {
 			return stageCell(n, w), s.Stage(string(n.State.Stage))
 		}},
-		{title: "ASSIGNED", width: 10, prio: 5, cell: func(_ *nodeTable, n *apitype.NodeView, _ int) (string, lipgloss.Style) {
+		{title: "ASSIGNED", width: w(20, 14), prio: 3, cell: func(_ *nodeTable, n *apitype.NodeView, w int) (string, lipgloss.Style) {
 			if n.Assigned == "" {
 				return "-", s.Dim
 			}
-			return n.Assigned, plain
+			return genLabel(n.Image, n.Assigned, w), plain
 		}},
-		{title: "RUNNING", width: 11, prio: 1, cell: func(_ *nodeTable, n *apitype.NodeView, _ int) (string, lipgloss.Style) {
+		{title: "RUNNING", width: w(21, 14), prio: 1, cell: func(_ *nodeTable, n *apitype.NodeView, w int) (string, lipgloss.Style) {
 			g := n.State.Generation
 			if g == "" {
 				return "-", s.Dim
 			}
 			if drift(n) {
-				return "!" + g, s.Drift
+				return "!" + genLabel(n.Image, g, w-1), s.Drift
 			}
-			return g, plain
+			return genLabel(n.Image, g, w), plain
 		}},
 		{title: "DIRTY", width: 5, prio: 1, cell: func(_ *nodeTable, n *apitype.NodeView, _ int) (string, lipgloss.Style) {
 			if n.Dirty {
@@ -300,27 +319,52 @@ func (t *nodeTable) columns() []column {
 			}
 			return "", plain
 		}},
-		{title: "CHECK-IN", width: 8, prio: 2, cell: func(t *nodeTable, n *apitype.NodeView, _ int) (string, lipgloss.Style) {
+		{title: title("CHECK-IN", "SEEN"), width: w(8, 4), prio: 2, cell: func(t *nodeTable, n *apitype.NodeView, _ int) (string, lipgloss.Style) {
 			return ago(t.c.Now(), n.State.LastCheckin), plain
 		}},
-		{title: "ERROR", width: 10, prio: 3, flexible: true, cell: func(_ *nodeTable, n *apitype.NodeView, _ int) (string, lipgloss.Style) {
-			e := n.State.Error
-			if e == "" {
-				e = n.State.PowerError
-			}
-			if e == "" {
-				e = n.AssignError
-			}
-			return e, s.Error
+		{title: "ERROR", width: 5, prio: 4, flexible: true, cell: func(_ *nodeTable, n *apitype.NodeView, _ int) (string, lipgloss.Style) {
+			return nodeErr(n), s.Error
 		}},
 	}
+}
+
+// nodeErr is what the ERROR column (and the line under the list) says
+// about a node.
+func nodeErr(n *apitype.NodeView) string {
+	e := n.State.Error
+	if e == "" {
+		e = n.State.PowerError
+	}
+	if e == "" {
+		e = n.AssignError
+	}
+	return e
+}
+
+// genLabel writes a generation as image@generation in w cells, shortening
+// the generation (never the image) when it does not fit.
+func genLabel(image, gen string, w int) string {
+	if image == "" {
+		if len(gen) <= w {
+			return gen
+		}
+		return truncate(gen, w-1)
+	}
+	l := image + "@" + gen
+	if len(l) <= w {
+		return l
+	}
+	if room := w - len(image) - 1; room >= 5 {
+		return image + "@" + truncate(gen, room-1)
+	}
+	return truncate(l, w-1)
 }
 
 // layout picks the columns that fit width, dropping the highest priority
 // numbers first, and gives the flexible column what is left.
 func layout(cols []column, width int) []column {
 	avail := width - 2 // mark and space
-	for p := 5; p >= 0; p-- {
+	for p := 4; p >= 0; p-- {
 		need := 0
 		for _, c := range cols {
 			if c.prio <= p {
@@ -476,6 +520,31 @@ func (t *nodeTable) render(b *strings.Builder) {
 		}
 		b.WriteByte('\n')
 	}
+	b.WriteString(t.cursorLine())
+	b.WriteByte('\n')
+}
+
+// cursorLine is the line under the list: the cursor node's error in full
+// (the ERROR column cuts it or is left off on narrow terminals), else its
+// dirty reasons.
+func (t *nodeTable) cursorLine() string {
+	s := t.c.Styles
+	n := t.current()
+	if n == nil {
+		return ""
+	}
+	text, st := nodeErr(n), s.Error
+	if text == "" && n.Dirty {
+		text, st = "dirty: "+strings.Join(n.DirtyReasons, "; "), s.Warn
+	}
+	if text == "" {
+		return ""
+	}
+	line := n.Name + ": " + text
+	if lipgloss.Width(line) > t.c.Width {
+		line = fit(line, t.c.Width-len(" (enter: detail)")) + " (enter: detail)"
+	}
+	return st.Render(line)
 }
 
 func sortTitle(k sortKey) string {

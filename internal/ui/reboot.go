@@ -85,7 +85,7 @@ func (m *Model) startReboot(sel string, names []string) tea.Cmd {
 		}
 		return nil
 	}
-	return tea.Batch(run, waitReboot(id, ch))
+	return tea.Batch(run, waitReboot(id, ch), m.startClock())
 }
 
 // waitReboot returns the next batch of progress lines: it blocks for one,

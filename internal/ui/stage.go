@@ -7,6 +7,7 @@ import (
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
 
 	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/hostlist"
@@ -180,7 +181,7 @@ func (m *Model) stageKey(msg tea.KeyPressMsg) tea.Cmd {
 		case key.Matches(msg, k.StageAbort):
 			m.askStageAction("abort", "Abort the rollout?", "No further wave runs; nodes not rebooted yet go back to their\nprevious generation. Nodes already done keep the new one until\npromote or roll back.")
 		case key.Matches(msg, k.StagePromote):
-			m.askStageAction("promote", "Promote "+f.roLabel()+"?", "The generation becomes the default in the inventory (comments kept).")
+			m.askStageAction("promote", "Promote "+f.roLabel()+"?", "The generation becomes the default in the inventory (comments kept):\n"+m.promoteReach())
 		case key.Matches(msg, k.StageRollback):
 			m.askStageAction("rollback", "Roll back the rollout?", "Every node of the rollout gets its previous assignment back; their\nnext boot uses it (nothing is rebooted now).")
 		case key.Matches(msg, k.Refresh):
@@ -272,6 +273,10 @@ func (m *Model) askStageAction(action, title, body string) {
 	if f.ro == nil {
 		return
 	}
+	if why := refusal(f.ro, action); why != "" {
+		m.setFlash(why, true)
+		return
+	}
 	id := f.ro.ID
 	m.dialog = NewConfirm(m.c, title, "rollout "+id+": "+f.roLabel()+" on "+f.ro.Selection+"\n\n"+body, 0)
 	m.onYes = func() tea.Cmd {
@@ -287,6 +292,52 @@ func (m *Model) askStageAction(action, title, body string) {
 		m.setFlash(action+" cancelled; nothing changed", false)
 		return nil
 	}
+}
+
+// refusal says why action does nothing on rollout ro: a promoted or
+// rolled-back rollout is over and every action on it is refused ("" when
+// the daemon decides).
+func refusal(ro *apitype.Rollout, action string) string {
+	if ro.State != apitype.RolloutPromoted && ro.State != apitype.RolloutRolledBack {
+		return ""
+	}
+	return fmt.Sprintf("%s: nothing to do: rollout %s is %s, which is final (%s); s stages the generation again",
+		action, ro.ID, ro.State, dash(ro.Reason))
+}
+
+// promoteReach says how many nodes promoting the shown rollout reaches:
+// the daemon writes image@generation on the groups of the rollout's nodes,
+// so every node of those groups that follows its group's image gets it,
+// not only the rollout's.
+func (m *Model) promoteReach() string {
+	ro := m.stage.ro
+	in := map[string]bool{}
+	groups := map[string]bool{}
+	for _, n := range ro.Nodes {
+		in[n.Name] = true
+		if n.Group != "" {
+			groups[n.Group] = true
+		}
+	}
+	reach, more, running := len(ro.Nodes), 0, 0
+	var names []string
+	for g := range groups {
+		names = append(names, g)
+	}
+	slices.Sort(names)
+	for i := range m.nodes.all {
+		n := &m.nodes.all[i]
+		if in[n.Name] || !groups[n.Group] || n.Image != ro.Image || n.Pinned {
+			continue
+		}
+		reach++
+		more++
+		if n.State.Stage == apitype.StageBooted && n.State.Generation != ro.Generation {
+			running++
+		}
+	}
+	return fmt.Sprintf("it reaches %s: the rollout's %d and %d more of group %s that did\nnot take part (they boot it at their next boot; %d running turn dirty).",
+		plural(reach, "node"), len(ro.Nodes), more, strings.Join(names, ", "), running)
 }
 
 // pollStage reads the rollout now (ctrl+r; the view follows the rollout's
@@ -531,7 +582,12 @@ func (m *Model) rolloutLines() []string {
 		case apitype.NodeRebooting:
 			st = s.Warn.Render(st)
 		}
-		out = append(out, fmt.Sprintf("  %-10s %-4d %s %-12s %s", n.Name, n.Wave+1, st, truncate(dash(n.Previous), 12), nodeError(n.Name, n.Error)))
+		prefix := fmt.Sprintf("  %-10s %-4d %s %-12s ", n.Name, n.Wave+1, st, truncate(dash(n.Previous), 12))
+		if e := nodeError(n.Name, n.Error); e != "" {
+			out = append(out, wrapRow(prefix, e, lipgloss.NewStyle(), m.c.Width)...)
+		} else {
+			out = append(out, prefix)
+		}
 	}
 	return out
 }

@@ -52,6 +52,10 @@ func TestStageKeysMakeCalls(t *testing.T) {
 			[]string{"StageAction r1 abort", "FollowStage r1", "Nodes", "Nodes"}}, // aborted may still be rolled back: followed
 		{"promote once complete", nil, append(slices.Clone(stageTo), "P", "<wait>", "y"), []string{"StageAction r1 promote", "Nodes"}},
 		{"halt refused by the daemon when complete", nil, append(slices.Clone(stageTo), "h", "<wait>", "y"), []string{"StageAction r1 halt"}},
+		// a rolled-back rollout is final: P and u ask nothing, call nothing
+		// (the flash says why: TestStageFinalRolloutSaysWhy)
+		{"promote after roll back calls nothing", map[string]string{"n03": "no check-in"},
+			append(slices.Clone(stageTo), "B", "<wait>", "y", "P", "<wait>", "y"), []string{"StageAction r1 rollback", "Nodes"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -73,6 +77,24 @@ func TestStageKeysMakeCalls(t *testing.T) {
 				t.Errorf("calls %q,\nwant %q", got, c.want)
 			}
 		})
+	}
+}
+
+// TestStageFinalRolloutSaysWhy: P or u on a rolled-back rollout say that
+// it is final instead of doing nothing silently.
+func TestStageFinalRolloutSaysWhy(t *testing.T) {
+	hs := newHarness(t, 20, 80, 24)
+	hs.be.stageFail = map[string]string{"n03": "no check-in"}
+	hs.press(stageTo...)
+	hs.press("B", "<wait>", "y")
+	for _, k := range []string{"P", "u"} {
+		hs.be.reset()
+		hs.press(k)
+		scr := hs.screen()
+		if !strings.Contains(scr, "nothing to do: rollout r1 is rolled-back, which is final") || strings.Contains(scr, "[ No ]") ||
+			len(hs.be.Calls()) != 0 {
+			t.Errorf("%s on a rolled-back rollout: calls %q\n%s", k, hs.be.Calls(), scr)
+		}
 	}
 }
 
@@ -183,8 +205,12 @@ func TestImagesKeysMakeCalls(t *testing.T) {
 		keys []string
 		want []string
 	}{
-		{"b builds and publishes the image under the cursor", []string{"b"}, []string{"Build compute publish=true force=false", "Images", "Nodes"}},
-		{"b on the second image", []string{"j", "b"}, []string{"Build gpu publish=true force=false", "Images", "Nodes"}},
+		{"b builds the image under the cursor, unpublished", []string{"b"}, []string{"Build compute publish=false force=false", "Images", "Nodes"}},
+		{"b on the second image", []string{"j", "b"}, []string{"Build gpu publish=false force=false", "Images", "Nodes"}},
+		{"b publishes after the count (16 nodes follow compute)", []string{"b", "<wait>", "1", "6", "<enter>"}, []string{"Build compute publish=false force=false", "Images", "Nodes",
+			"Publish compute g4", "Images", "Nodes"}},
+		{"b publish: esc is no", []string{"b", "<wait>", "<esc>"}, []string{"Build compute publish=false force=false", "Images", "Nodes"}},
+		{"b publish early keys swallowed", []string{"b", "1", "6", "<enter>"}, []string{"Build compute publish=false force=false", "Images", "Nodes"}},
 		{"r rolls back after yes", []string{"r", "<wait>", "y"}, []string{"Rollback compute", "Images", "Nodes"}},
 		{"r defaults to no", []string{"r", "<wait>", "<enter>"}, nil},
 		{"r early keys swallowed", []string{"r", "y"}, nil},
@@ -207,17 +233,31 @@ func TestImagesBuildAndRollback(t *testing.T) {
 	hs := newHarness(t, 20, 120, 40)
 	hs.press(":", "i", "m", "<enter>", "b")
 	scr := hs.screen()
-	for _, want := range []string{"build compute: generation g4 published", "mksquashfs: 412 files", "* g4"} {
+	for _, want := range []string{"Publish compute@g4?", "generation g4 is built, not published", "(now g2)", "16 nodes that follow the image",
+		"the 7 running turn dirty", "Type 16", "* g2"} {
+		if !strings.Contains(scr, want) {
+			t.Errorf("after the build the screen lacks %q:\n%s", want, scr)
+		}
+	}
+	hs.press("<wait>", "<esc>")
+	if scr := hs.screen(); !strings.Contains(scr, "generation g4 built, not published (s stages it") || !strings.Contains(scr, "* g2") ||
+		!strings.Contains(scr, "mksquashfs: 412 files") || hs.be.images[0].Current != "g2" {
+		t.Errorf("after no, g4 should stay unpublished:\n%s", scr)
+	}
+	// b again: nothing new is built here (the fake builds g5), and yes publishes it
+	hs.press("b", "<wait>", "1", "6", "<enter>")
+	scr = hs.screen()
+	for _, want := range []string{"build compute: generation g5 published: 16 nodes follow it", "* g5"} {
 		if !strings.Contains(scr, want) {
 			t.Errorf("after the build the screen lacks %q:\n%s", want, scr)
 		}
 	}
 	hs.press("r", "<wait>")
-	if scr := hs.screen(); !strings.Contains(scr, "Roll back image compute?") || !strings.Contains(scr, "current g4 → g3") {
+	if scr := hs.screen(); !strings.Contains(scr, "Roll back image compute?") || !strings.Contains(scr, "current g5 → g4") {
 		t.Errorf("rollback dialog:\n%s", scr)
 	}
 	hs.press("y")
-	if scr := hs.screen(); !strings.Contains(scr, "image compute rolled back: current generation is g3") || !strings.Contains(scr, "* g3") {
+	if scr := hs.screen(); !strings.Contains(scr, "image compute rolled back: current generation is g4") || !strings.Contains(scr, "* g4") {
 		t.Errorf("after the rollback:\n%s", scr)
 	}
 	// a failed build is shown with the daemon's words and keeps the list
@@ -226,7 +266,7 @@ func TestImagesBuildAndRollback(t *testing.T) {
 	if scr := hs.screen(); !strings.Contains(scr, `build compute failed: build compute: recipe compute/recipe.yaml:3:1: unknown key "pakages"`) {
 		t.Errorf("failed build:\n%s", scr)
 	}
-	if got := hs.be.images[0].Current; got != "g3" {
+	if got := hs.be.images[0].Current; got != "g4" {
 		t.Errorf("a failed build changed current to %s", got)
 	}
 }

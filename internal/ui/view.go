@@ -2,6 +2,7 @@ package ui
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	tea "charm.land/bubbletea/v2"
@@ -80,6 +81,9 @@ func (m *Model) Render() string {
 	screen := b.String()
 	if m.menu != nil {
 		screen = overlay(screen, m.menu.view(), c.Width, c.Height)
+	}
+	if m.view == viewEvents && m.events.open != nil {
+		screen = overlay(screen, eventBox(c, *m.events.open), c.Width, c.Height)
 	}
 	if m.dialog != nil {
 		screen = overlay(screen, m.dialog.View(), c.Width, c.Height)
@@ -204,7 +208,7 @@ func (m *Model) keyLine() string {
 			hints = []string{"esc:back (keeps running)", "ctrl+x:cancel", "j/k:scroll", "?:help"}
 		}
 	case viewEvents:
-		hints = []string{"esc:back", "/:filter", "j/k:scroll", "G:follow", "ctrl+c:quit"}
+		hints = []string{"esc:back", "/:filter (kind:K)", "j/k:move", "enter:open", "G:follow", "ctrl+c:quit"}
 	case viewImages:
 		hints = []string{"esc:back", "j/k:image", "b:build", "r:roll back", "ctrl+r:refresh"}
 		if m.images.build != nil && m.images.build.running {
@@ -219,6 +223,17 @@ func (m *Model) keyLine() string {
 	default:
 		hints = []string{"esc:back", "j/k:scroll", "ctrl+c:quit"}
 	}
+	// keys this console refuses (the SSH console: no editor, no serial
+	// console) are not offered
+	hints = slices.DeleteFunc(hints, func(h string) bool {
+		switch h {
+		case "e:edit", "E:group":
+			return m.opts.NoEdit != ""
+		case "c:console":
+			return m.opts.SerialConsole == nil
+		}
+		return false
+	})
 	// whole hints only: those that do not fit are left off
 	line := ""
 	for _, h := range hints {

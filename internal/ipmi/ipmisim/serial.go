@@ -1,7 +1,6 @@
 package ipmisim
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"net"
@@ -13,14 +12,25 @@ import (
 // SerialPort is a TCP server on 127.0.0.1 that plays a node's serial port
 // behind ipmi_sim's SOL (Options.SOLPort): on each connection it writes its
 // banner, then "boot progress N" every Progress interval (when not 0), and
-// answers each line typed with "echo: LINE". It records what it received.
+// answers each line typed with "echo: LINE" (and the prompt SetPrompt
+// gives). It records what it received.
 type SerialPort struct {
 	ln       net.Listener
 	banner   string
 	progress time.Duration
 
-	mu  sync.Mutex
-	got bytes.Buffer
+	mu     sync.Mutex
+	got    bytes.Buffer
+	prompt string
+}
+
+// SetPrompt makes every echo end with prompt and a cursor-position query
+// (ESC [ 6 n), as busybox's shell does after each prompt: a real terminal
+// answers it in the input (ESC [ row ; col R).
+func (s *SerialPort) SetPrompt(prompt string) {
+	s.mu.Lock()
+	s.prompt = prompt
+	s.mu.Unlock()
 }
 
 // StartSerialPort starts a SerialPort; Close stops it.
@@ -70,17 +80,39 @@ func (s *SerialPort) serve(c net.Conn) {
 			}
 		}()
 	}
-	br := bufio.NewReader(c)
+	// what arrives is recorded at once (a terminal's answer ends with no
+	// CR); lines are echoed at their CR
+	var line []byte
+	buf := make([]byte, 512)
 	for {
-		line, err := br.ReadString('\r')
+		n, err := c.Read(buf)
 		s.mu.Lock()
-		s.got.WriteString(line)
+		s.got.Write(buf[:n])
 		s.mu.Unlock()
 		if err != nil {
 			return
 		}
-		write("echo: %s\r\n", strings.TrimSpace(line))
+		line = append(line, buf[:n]...)
+		for {
+			i := bytes.IndexByte(line, '\r')
+			if i < 0 {
+				break
+			}
+			s.echo(write, string(line[:i]))
+			line = line[i+1:]
+		}
 	}
+}
+
+// echo answers one line typed.
+func (s *SerialPort) echo(write func(string, ...any) error, line string) {
+	s.mu.Lock()
+	prompt := s.prompt
+	s.mu.Unlock()
+	if prompt != "" {
+		prompt += "\x1b[6n"
+	}
+	write("echo: %s\r\n%s", strings.TrimSpace(line), prompt)
 }
 
 // Port is the TCP port to give ipmi_sim as its SOL target.

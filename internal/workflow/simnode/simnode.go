@@ -115,6 +115,10 @@ type Node struct {
 	failures  int   // failed boot attempts
 	fetched   []string
 	steps     []StepTime // timings of the current (or last) boot
+	stopAfter string     // SetStopAfter's step, when stopSet
+	stopSet   bool
+
+	console *serialConsole // the serial port its BMC's SOL redirects
 }
 
 // StepTime is how long one step of a boot took.
@@ -178,6 +182,9 @@ type halWithChassis struct {
 
 func (h *halWithChassis) Chassis() hal.ChassisHAL { return h.ch }
 
+// maxSessions is how many IPMI sessions a node's BMC holds at once.
+const maxSessions = 16
+
 // Start runs the node's BMC on its source address and its firmware
 // goroutine. The chassis starts powered off. Close stops both.
 func Start(opts Options) (*Node, error) {
@@ -215,7 +222,15 @@ func Start(opts Options) (*Node, error) {
 	info := bmc.DeviceInfo{DeviceID: 32, DeviceRevision: 1, FirmwareMajor: 1, FirmwareMinor: 0,
 		IPMIVersion: 0x02, ManufacturerID: 343, ProductID: 9, AdditionalDeviceSupport: 0x39}
 	n.front = &chassis{Chassis: mc, n: n}
+	n.console = &serialConsole{n: n}
+	h.SetConsole(n.console)
 	b := bmc.New(info, [16]byte{0x51, 0x4d}, &halWithChassis{HAL: h, ch: n.front})
+	// Room for the sessions a daemon opens at once (the power pool's, a
+	// serial console captured during a reboot, one attached by an admin, and
+	// those a restarted SOL leaves until they time out): IPMI's minimum of
+	// four runs out.
+	b.Sessions = bmc.NewSessionStoreWithOptions(b.Clock(), bmc.WithMaxSessions(maxSessions))
+	b.Sessions.SetOnRemove(b.SOL.DeactivateBySession)
 	u, err := b.Users.Add(2, opts.User)
 	if err != nil {
 		return nil, fmt.Errorf("simnode: %w", err)
@@ -434,11 +449,23 @@ func (n *Node) step(name string, fetch func() (int64, error)) error {
 	}
 	n.mu.Lock()
 	n.steps = append(n.steps, StepTime{Step: name, Took: time.Since(start), Size: size})
+	stop := n.opts.StopAfter
+	if n.stopSet {
+		stop = n.stopAfter
+	}
 	n.mu.Unlock()
-	if n.opts.StopAfter == name {
+	if stop == name {
 		return errStopped
 	}
 	return nil
+}
+
+// SetStopAfter changes Options.StopAfter from the next boot step on ("":
+// boot all the way): a hung node is "fixed" by this and a power event.
+func (n *Node) SetStopAfter(step string) {
+	n.mu.Lock()
+	n.stopAfter, n.stopSet = step, true
+	n.mu.Unlock()
 }
 
 // netboot is one PXE boot: bootloader, script or config, kernel, initrd,
@@ -627,6 +654,7 @@ func (n *Node) record(what string) {
 	n.mu.Lock()
 	n.fetched = append(n.fetched, what)
 	n.mu.Unlock()
+	n.console.print("netboot: fetched " + what)
 }
 
 // tftp fetches name from the daemon's TFTP server.
