@@ -37,6 +37,9 @@
 # while it runs on what it has cached. A later read that works (the server
 # back, the device reconnected) checks in as usual again.
 #
+# Unless --once, it first starts the node agent (netbootui-agent, in
+# /run/netbootui or /usr/sbin) in the background when the image has one.
+#
 # Usage: netbootui-checkin [--once]   (--once: one post, exit status = result)
 
 env_file=${NETBOOTUI_ENV:-/run/netbootui.env}
@@ -170,6 +173,16 @@ if [ "$1" = --once ]; then
 	post >/dev/null
 	exit
 fi
+
+# The node agent (reboot-clean by kexec, cmd/netbootui-agent): started once
+# beside the check-ins when the image has it (the live init's copy in /run,
+# else the root's); it holds a lock, so a second copy exits at once.
+for a in /run/netbootui/netbootui-agent /usr/sbin/netbootui-agent; do
+	if [ -x "$a" ]; then
+		"$a" </dev/null &
+		break
+	fi
+done
 
 first=1 delay=2
 while :; do

@@ -26,7 +26,8 @@
 #   /run/live/persist        the node's own NFS directory (netbootui.persist_nfs),
 #                            its persisted paths bound over the overlay
 #   /run/netbootui.env       NETBOOTUI_* parameters for the check-in agent
-#   /run/netbootui/          resolv.conf and net.env from DHCP
+#   /run/netbootui/          resolv.conf and net.env from DHCP; netbootui-agent,
+#                            the node agent, when the initramfs has one
 #
 # Every step prints "netbootui: <step>" on the console; a step that keeps
 # failing prints "netbootui: FAILED: <reason>" and drops to a shell.
@@ -354,6 +355,14 @@ if [ ! -e /newroot/usr/sbin/netbootui-checkin ]; then
 	mkdir -p /newroot/usr/sbin
 	cp /etc/netbootui/checkin.sh /newroot/usr/sbin/netbootui-checkin
 	chmod 0755 /newroot/usr/sbin/netbootui-checkin
+fi
+
+# The node agent (reboot-clean by kexec) ships in the initramfs when the
+# image was built with it: hand it over in /run, which moves with the root
+# (no write to the overlay); the check-in agent starts it.
+if [ -x /usr/sbin/netbootui-agent ]; then
+	cp /usr/sbin/netbootui-agent /run/netbootui/netbootui-agent &&
+		chmod 0755 /run/netbootui/netbootui-agent
 fi
 
 # q VALUE: VALUE quoted for sh (single quotes, embedded quotes escaped).

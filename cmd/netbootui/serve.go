@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -39,6 +40,7 @@ func serveVerb(fs *pflag.FlagSet) runner {
 	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", 2*time.Minute, "a boot stage with no progress for this long is stalled")
 	fs.DurationVar(&cfg.ReloadInterval, "reload-interval", 2*time.Second, "how often the inventory file is checked for changes")
 	fs.StringVar(&cfg.KernelDir, "kernel-dir", os.Getenv("NETBOOTUI_KERNEL_DIR"), "`dir` holding vmlinuz and modules/ for recipes' ${kernel_dir}")
+	fs.StringVar(&cfg.AgentBinary, "agent-binary", "", "static node agent `file` image builds put into the initramfs for reboot-clean by kexec (default: netbootui-agent beside this program, when there is one)")
 	fs.DurationVar(&cfg.PowerPoll, "power-poll", 30*time.Second, "how often every BMC's power status is read (0 disables)")
 	fs.DurationVar(&cfg.Power.CallTimeout, "power-timeout", 5*time.Second, "deadline of one BMC call, whatever its protocol")
 	fs.DurationVar(&cfg.Power.CallTimeout, "ipmi-timeout", 5*time.Second, "old name of -power-timeout")
@@ -65,6 +67,9 @@ func serveVerb(fs *pflag.FlagSet) runner {
 	proxyEFILoader := fs.String("proxydhcp-efi-loader", "ipxe.efi", "what the proxyDHCP gives UEFI x86-64 PXE clients: ipxe.efi or snponly.efi")
 	cluster := addClusterFlags(fs)
 	return func(ctx context.Context, _ []string) error {
+		if cfg.AgentBinary == "" {
+			cfg.AgentBinary = besideExecutable("netbootui-agent")
+		}
 		return serve(ctx, cfg, serveOptions{cluster: cluster, socket: *socket, socketGroup: *socketGroup, groups: groups, sshListen: *sshListen,
 			authorizedKeys: *authorizedKeys, sshLim: sshLim, logLevel: *logLevel, logFormat: *logFormat,
 			proxy: daemon.ProxyDHCPOptions{Interface: *proxyDHCP, KnownOnly: *proxyKnownOnly, EFILoader: *proxyEFILoader}})
@@ -144,4 +149,18 @@ func newLogger(level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// besideExecutable is the path of name in this program's folder when such a
+// file exists, else "".
+func besideExecutable(name string) string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	p := filepath.Join(filepath.Dir(exe), name)
+	if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
+		return ""
+	}
+	return p
 }

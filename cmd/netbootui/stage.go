@@ -82,6 +82,7 @@ func stageCreateVerb(fs *pflag.FlagSet, sub string) runner {
 	inFlight := fs.Int("max-in-flight", 0, "nodes of a wave rebooting at once (0: the whole wave)")
 	maxFail := fs.Int("max-failures", 0, "failed nodes a wave tolerates before the rollout halts")
 	timeout := fs.Duration("timeout", apitype.DefaultStageTimeout, "per node: from the power cycle to a check-in with the staged generation")
+	via := fs.String("via", apitype.ViaAuto, "how waves reboot: auto (kexec where the node's agent polls, power otherwise or when the kexec fails), kexec, power")
 	back := fs.Bool("reboot-back", false, "reboot failed nodes onto their previous generation")
 	out := outputFlag(fs, "", "json")
 	return func(ctx context.Context, pos []string) error {
@@ -89,7 +90,7 @@ func stageCreateVerb(fs *pflag.FlagSet, sub string) runner {
 			return fmt.Errorf("stage %s: --timeout %v must be positive", sub, *timeout)
 		}
 		req := apitype.StageRequest{Selection: pos[0], Generation: pos[1], Wave: *wave, MaxInFlight: *inFlight,
-			MaxFailures: *maxFail, Timeout: *timeout, RebootBack: *back}
+			MaxFailures: *maxFail, Timeout: *timeout, RebootBack: *back, Via: *via}
 		c := apiclient.New(*socket)
 		if sub == "preview" {
 			r, err := c.StagePreview(ctx, req)

@@ -18,12 +18,13 @@ const (
 	KindDenied   Kind = "denied"   // a refused request: bad token, hostile path
 	KindMark     Kind = "mark"     // an admin marked the node dirty (Message: the reason) or cleared it
 	KindInfo     Kind = "info"     // anything else worth keeping in the history
+	KindKexec    Kind = "kexec"    // the node's agent was sent a kexec instruction: a new boot without firmware
 	KindClaim    Kind = "claim"    // a request named the node without proving it (MAC, learned address): served, the node's stage did not move
 )
 
 // Kinds lists every event kind.
 var Kinds = []Kind{KindFetch, KindDHCP, KindProgress, KindCheckin, KindPower, KindFail, KindStall,
-	KindUnknown, KindDenied, KindMark, KindInfo, KindClaim}
+	KindUnknown, KindDenied, KindMark, KindInfo, KindClaim, KindKexec}
 
 // Event is one observation about a node, one line of GET /v1/events (the
 // wire form of bootstate.Event). Node is "" for events about an unknown
@@ -58,4 +59,7 @@ type AuditEntry struct {
 	Nodes   int       `json:"nodes,omitempty"`  // how many nodes it touched
 	Result  string    `json:"result"`           // "ok", "3 ok, 1 failed", or the error
 	Details []string  `json:"details,omitempty"`
+	// Paths says, per node, which path an action took and why
+	// ("n07: kexec (agent polling)"): reboot-clean and rollout waves.
+	Paths []string `json:"paths,omitempty"`
 }

@@ -10,6 +10,7 @@ const (
 	StageUnknown    Stage = ""            // never seen
 	StageOff        Stage = "off"         // powered off (from the BMC)
 	StagePoweringOn Stage = "powering-on" // a power-on or cycle was sent
+	StageKexec      Stage = "kexec"       // the node's agent was told to kexec into its generation (no firmware)
 	StageDHCP       Stage = "dhcp"        // the PXE firmware asked DHCP for its boot server
 	StageNBP        Stage = "nbp"         // bootloader fetched over TFTP (or HTTP)
 	StageConfig     Stage = "config"      // iPXE script or pxelinux config fetched
@@ -22,7 +23,7 @@ const (
 )
 
 // Stages lists every boot stage, StageUnknown first.
-var Stages = []Stage{StageUnknown, StageOff, StagePoweringOn, StageDHCP, StageNBP, StageConfig,
+var Stages = []Stage{StageUnknown, StageOff, StagePoweringOn, StageKexec, StageDHCP, StageNBP, StageConfig,
 	StageKernel, StageInitrd, StageRootfs, StageBooted, StageStalled, StageFailed}
 
 // Power states in NodeState.Power.

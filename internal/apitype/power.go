@@ -44,6 +44,7 @@ type RebootStep string
 // Reboot-clean steps.
 const (
 	StepRender  RebootStep = "render"  // checking the node has a published generation
+	StepKexec   RebootStep = "kexec"   // sending the kexec instruction to the node's agent
 	StepBootdev RebootStep = "bootdev" // setting the next boot to PXE
 	StepCycle   RebootStep = "cycle"   // sending the power cycle
 	StepBoot    RebootStep = "boot"    // following the boot (RebootProgress.Stage says where)
@@ -52,17 +53,37 @@ const (
 )
 
 // RebootSteps lists every reboot-clean step in the order a run takes them.
-var RebootSteps = []RebootStep{StepRender, StepBootdev, StepCycle, StepBoot, StepClean, StepFailed}
+var RebootSteps = []RebootStep{StepRender, StepKexec, StepBootdev, StepCycle, StepBoot, StepClean, StepFailed}
 
 // DefaultRebootTimeout is the daemon's per-node reboot-clean timeout when a
 // request gives none.
 const DefaultRebootTimeout = 10 * time.Minute
+
+// DefaultKexecTimeout is how long, with RebootRequest.Via auto, a node may
+// take from its kexec instruction to a clean check-in before the daemon
+// falls back to a power cycle.
+const DefaultKexecTimeout = 3 * time.Minute
+
+// Reboot-clean paths (RebootRequest.Via, RebootResult.Via).
+const (
+	ViaAuto  = "auto"  // kexec when the node's agent is polling, else power; power after a kexec that fails
+	ViaKexec = "kexec" // kexec only: no firmware POST
+	ViaPower = "power" // the BMC's power cycle only
+)
+
+// RebootVias lists the paths RebootRequest.Via takes.
+var RebootVias = []string{ViaAuto, ViaKexec, ViaPower}
 
 // RebootRequest asks for a reboot to a clean state of a selection of nodes
 // (POST /v1/reboot-clean).
 type RebootRequest struct {
 	Selection string        `json:"selection"`         // hostlist or @group; never empty
 	Timeout   time.Duration `json:"timeout,omitempty"` // per node; 0: DefaultRebootTimeout
+	// Via is the path: ViaAuto ("" too), ViaKexec or ViaPower.
+	Via string `json:"via,omitempty"`
+	// KexecTimeout bounds, with Via auto, a kexec'd node's way to a clean
+	// check-in before the power fallback; 0: DefaultKexecTimeout.
+	KexecTimeout time.Duration `json:"kexec_timeout,omitempty"`
 	// Who is the caller, for the audit log (set by the API server, never
 	// on the wire).
 	Who string `json:"-"`
@@ -87,6 +108,8 @@ type RebootResult struct {
 	Generation string        `json:"generation,omitempty"`
 	Error      string        `json:"error,omitempty"` // starts with the node name
 	Duration   time.Duration `json:"duration"`
+	Via        string        `json:"via,omitempty"` // the path that ran last: ViaKexec or ViaPower
+	Why        string        `json:"why,omitempty"` // why that path ("agent polling", "kexec ...: fell back to power")
 }
 
 // RebootLine is one line of the NDJSON stream of POST /v1/reboot-clean: a

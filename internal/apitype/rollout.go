@@ -90,6 +90,9 @@ type StageRequest struct {
 	MaxFailures int           `json:"max_failures,omitempty"`
 	Timeout     time.Duration `json:"timeout,omitempty"` // per node; 0: DefaultStageTimeout
 	RebootBack  bool          `json:"reboot_back,omitempty"`
+	// Via is how waves reboot: ViaAuto ("" too), ViaKexec or ViaPower
+	// (RebootRequest.Via).
+	Via string `json:"via,omitempty"`
 	// Who is the caller, for the audit log (set by the API server, never
 	// on the wire).
 	Who string `json:"-"`
@@ -182,6 +185,7 @@ type Rollout struct {
 	MaxFailures int           `json:"max_failures,omitempty"`
 	Timeout     time.Duration `json:"timeout,omitempty"`
 	RebootBack  bool          `json:"reboot_back,omitempty"`
+	Via         string        `json:"via,omitempty"` // how waves reboot: auto, kexec or power ("": auto)
 	State       RolloutState  `json:"state"`
 	// Reason says why the rollout halted or ended.
 	Reason string `json:"reason,omitempty"`

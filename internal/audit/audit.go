@@ -41,6 +41,10 @@ type Entry struct {
 	Nodes   int       `json:"nodes,omitempty"`  // how many nodes it touched
 	Result  string    `json:"result"`           // "ok", "3 ok, 1 failed", or the error
 	Details []string  `json:"details,omitempty"`
+	// Paths says, per node, which path an action took and why
+	// ("n07: kexec (agent polling)", "n08: power (kexec refused ...)"):
+	// reboot-clean and rollout waves.
+	Paths []string `json:"paths,omitempty"`
 }
 
 // Log appends entries to a file and keeps the newest in memory.

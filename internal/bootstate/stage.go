@@ -14,6 +14,7 @@ const (
 	StageUnknown    Stage = ""            // never seen
 	StageOff        Stage = "off"         // powered off (from the BMC)
 	StagePoweringOn Stage = "powering-on" // a power-on or cycle was sent
+	StageKexec      Stage = "kexec"       // the node's agent was told to kexec into its generation (no firmware)
 	StageDHCP       Stage = "dhcp"        // the PXE firmware asked DHCP for its boot server
 	StageNBP        Stage = "nbp"         // bootloader fetched over TFTP (or HTTP)
 	StageConfig     Stage = "config"      // iPXE script or pxelinux config fetched
@@ -29,7 +30,7 @@ const (
 // i.e. one that can stall.
 func (s Stage) InProgress() bool {
 	switch s {
-	case StagePoweringOn, StageDHCP, StageNBP, StageConfig, StageKernel, StageInitrd, StageRootfs:
+	case StagePoweringOn, StageKexec, StageDHCP, StageNBP, StageConfig, StageKernel, StageInitrd, StageRootfs:
 		return true
 	}
 	return false
@@ -51,6 +52,7 @@ const (
 	KindDenied   Kind = "denied"   // a refused request: bad token, hostile path
 	KindMark     Kind = "mark"     // an admin marked the node dirty (Message: the reason) or cleared it (Message "")
 	KindInfo     Kind = "info"     // anything else worth keeping in the history
+	KindKexec    Kind = "kexec"    // the node's agent was sent a kexec instruction (Generation): a new boot without firmware
 	// KindClaim: a request named the node without proving it (its MAC, or
 	// an address learned earlier in its boot) and was served. Stage is the
 	// stage it would have reached; the node's state does not move, its

@@ -357,6 +357,13 @@ func (s *NodeState) step(ev *Event, lastRecorded *time.Time, progressInterval ti
 		}
 		return true
 
+	case KindKexec:
+		s.Power = PowerOn
+		s.startBoot()
+		s.Stage = StageUnknown // so that setStage marks kexec even when already there
+		s.setStage(StageKexec, ev.Time)
+		return true
+
 	case KindMark:
 		s.MarkedDirty = ev.Message != ""
 		s.DirtyReason = ev.Message

@@ -216,6 +216,13 @@ func TestStateMachine(t *testing.T) {
 			stage: StageRootfs, timeline: []Stage{StageRootfs, StageStalled, StageRootfs}, power: PowerOn}},
 		{"stalled powering on then nbp continues the boot", []Event{powerAction(ActionOn), {Kind: KindStall}, fetch(StageNBP)}, want{
 			stage: StageNBP, timeline: []Stage{StagePoweringOn, StageStalled, StageNBP}, power: PowerOn}},
+		{"kexec starts a new boot without firmware: kernel and initrd follow in it", seq(fullBoot, []Event{checkin("g1", 3*mib), {Kind: KindMark, Message: "x"},
+			{Kind: KindKexec, Generation: "g2"}, fetch(StageKernel), fetch(StageInitrd), fetch(StageRootfs), checkin("g2", 0)}), want{
+			stage: StageBooted, timeline: []Stage{StageKexec, StageKernel, StageInitrd, StageRootfs, StageBooted}, power: PowerOn}},
+		{"kexec refused by the agent fails the node", seq(fullBoot, []Event{{Kind: KindKexec}, {Kind: KindFail, Error: "kexec refused"}}), want{
+			stage: StageFailed, timeline: []Stage{StageKexec, StageFailed}, power: PowerOn, err: "kexec refused"}},
+		{"kexec can stall", []Event{{Kind: KindKexec}, {Kind: KindStall}}, want{
+			stage: StageStalled, timeline: []Stage{StageKexec, StageStalled}, power: PowerOn, err: "no progress in stage kexec for 1s"}},
 		{"denied, unknown and info events only go to history", seq(fullBoot[:2], []Event{{Kind: KindDenied, Error: "bad token"}, {Kind: KindInfo}, {Kind: KindUnknown}, {Kind: "new-kind"}}), want{
 			stage: StageConfig, timeline: []Stage{StagePoweringOn, StageConfig}, power: PowerOn}},
 	}

@@ -72,7 +72,7 @@ func (d *Daemon) BuildImage(ctx context.Context, req BuildRequest, onProgress fu
 	var lastStep string
 	var lastTenth int
 	job, err := d.builds.Submit(ctx, dir, image.BuildOptions{
-		KernelDir: d.cfg.KernelDir, Publish: req.Publish, Force: req.Force,
+		KernelDir: d.cfg.KernelDir, Publish: req.Publish, Force: req.Force, Agent: d.cfg.AgentBinary,
 		Progress: func(p image.Progress) {
 			if onProgress != nil {
 				onProgress(p)

@@ -77,6 +77,10 @@ type Config struct {
 	// KernelDir is ${kernel_dir} in image recipes (scripts/fetch-kernel.sh's
 	// folder: vmlinuz and modules/).
 	KernelDir string
+	// AgentBinary is the static node agent (cmd/netbootui-agent) that image
+	// builds put into the initramfs, for reboot-clean by kexec; "" builds
+	// images without it (their nodes are cleaned by power only).
+	AgentBinary string
 	// PowerPoll is how often every BMC's power status is read (0: never).
 	PowerPoll time.Duration
 	// Power tunes the power seam (call timeout, breaker, rate limit).

@@ -25,15 +25,22 @@ type RebootProgress = workflow.Progress
 type RebootResult = workflow.Result
 
 // RebootClean reboots a selection to a clean state (see
-// workflow.RebootClean): each node gets the render check, PXE as next boot
-// device and a power cycle through its BMC, then the run follows its boot
+// workflow.RebootClean): each node gets the render check, then, by the
+// path req.Via picks (auto: kexec when the node's agent polls, power when
+// it does not or the kexec fails), a kexec instruction to its agent, or
+// PXE as next boot device and a power cycle through its BMC; the run
+// follows its boot
 // until it checks in with its assigned generation and is not dirty. onProgress,
 // if set, sees every step and stage change (serialized). The whole run is one
 // audit entry. An error means the run did not start (bad selection, bad
 // timeout); node failures are in the results.
 func (d *Daemon) RebootClean(ctx context.Context, req RebootRequest, onProgress func(RebootProgress)) ([]RebootResult, error) {
-	if req.Timeout < 0 {
-		return nil, fmt.Errorf("reboot-clean: timeout %v is negative", req.Timeout)
+	if req.Timeout < 0 || req.KexecTimeout < 0 {
+		return nil, fmt.Errorf("reboot-clean: timeout %v is negative", min(req.Timeout, req.KexecTimeout))
+	}
+	via, err := rebootVia(req.Via)
+	if err != nil {
+		return nil, err
 	}
 	inv := d.Inventory()
 	nodes, err := inv.Select(req.Selection)
@@ -70,6 +77,8 @@ func (d *Daemon) RebootClean(ctx context.Context, req RebootRequest, onProgress 
 	stopSOL := d.captureSOL(env.targets) // console logs for failure messages (sol.go)
 	results := workflow.RebootClean(ctx, env, d.tracker, names, workflow.Options{
 		Timeout:          req.Timeout,
+		Via:              via,
+		KexecTimeout:     req.KexecTimeout,
 		OverlayThreshold: inv.Settings.OverlayDirtyBytes,
 		OnProgress:       d.solProgress(onProgress),
 	})
@@ -86,8 +95,35 @@ func (d *Daemon) RebootClean(ctx context.Context, req RebootRequest, onProgress 
 		}
 	}
 	d.auditRecord(audit.Entry{Who: req.Who, Action: "reboot-clean", Target: req.Selection, Nodes: len(nodes),
-		Result: res, Details: details})
+		Result: res, Details: details, Paths: rebootPaths(results)})
 	return results, nil
+}
+
+// AgentAlive reports whether the node's agent is polling the boot server
+// (a kexec reboot-clean can reach it).
+func (d *Daemon) AgentAlive(node string) bool { return d.boot.AgentAlive(node) }
+
+// rebootVia checks a reboot-clean path ("" is auto).
+func rebootVia(via string) (string, error) {
+	switch via {
+	case "", apitype.ViaAuto:
+		return workflow.ViaAuto, nil
+	case apitype.ViaKexec, apitype.ViaPower:
+		return via, nil
+	}
+	return "", fmt.Errorf("reboot-clean: via %q: want %s", via, strings.Join(apitype.RebootVias, ", "))
+}
+
+// rebootPaths is the audit's word on each node's path: "n07: kexec (agent
+// polling)", "n08: power (kexec refused ...: fell back to power)".
+func rebootPaths(results []RebootResult) []string {
+	var out []string
+	for _, r := range results {
+		if r.Via != "" {
+			out = append(out, r.Node+": "+r.Via+" ("+r.Why+")")
+		}
+	}
+	return out
 }
 
 // rebootEnv is workflow.Env on the daemon: the inventory as it was when the
@@ -143,4 +179,13 @@ func (e *rebootEnv) BootdevPXE(ctx context.Context, name string) error {
 // Cycle power-cycles the node; the tracker sees the action.
 func (e *rebootEnv) Cycle(ctx context.Context, name string) error {
 	return e.do(ctx, name, power.OpCycle)
+}
+
+// AgentAlive reports whether the node's agent is polling the boot server.
+func (e *rebootEnv) AgentAlive(name string) bool { return e.d.boot.AgentAlive(name) }
+
+// Kexec hands the node's agent its signed kexec instruction (pxe.Boot.SendKexec).
+func (e *rebootEnv) Kexec(ctx context.Context, name string) error {
+	_, err := e.d.boot.SendKexec(ctx, name)
+	return err
 }

@@ -29,12 +29,19 @@ const rebootPassword = "Reb00t-s3cret"
 // the kernel.
 type rebootLab struct {
 	d     *Daemon
+	dir   string // the daemon's folder (nodes.yaml, data/)
 	gen   string
 	nodes map[string]*simnode.Node
 	inv   string
 }
 
 func startRebootLab(t *testing.T, stopAfter map[string]string) *rebootLab {
+	t.Helper()
+	return startRebootLabWith(t, func(name string, o *simnode.Options) { o.StopAfter = stopAfter[name] })
+}
+
+// startRebootLabWith is startRebootLab with each node's options set by opt.
+func startRebootLabWith(t *testing.T, opt func(name string, o *simnode.Options)) *rebootLab {
 	t.Helper()
 	dir := t.TempDir()
 	d := daemontest.Start(t, daemontest.Options{Dir: dir, Config: Config{InventoryPath: writeRebootInventory(t, dir, nil),
@@ -51,11 +58,13 @@ func startRebootLab(t *testing.T, stopAfter map[string]string) *rebootLab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &rebootLab{d: d, gen: m.ID, nodes: map[string]*simnode.Node{}}
+	l := &rebootLab{d: d, dir: dir, gen: m.ID, nodes: map[string]*simnode.Node{}}
 	ports := map[string]int{}
 	for i, name := range []string{"r1", "r2", "r3"} {
-		n, err := simnode.Start(simnode.Options{MAC: fmt.Sprintf("52:54:00:ee:00:%02x", i+1), Password: rebootPassword,
-			BaseURL: "http://" + d.HTTPAddr().String(), StopAfter: stopAfter[name]})
+		o := simnode.Options{MAC: fmt.Sprintf("52:54:00:ee:00:%02x", i+1), Password: rebootPassword,
+			BaseURL: "http://" + d.HTTPAddr().String()}
+		opt(name, &o)
+		n, err := simnode.Start(o)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -61,7 +61,7 @@ func (d *Daemon) closeRollouts() {
 
 // stageOptions reads a stage request's rollout options.
 func stageOptions(r StageRequest) (rollout.Options, error) {
-	o := rollout.Options{MaxInFlight: r.MaxInFlight, MaxFailures: r.MaxFailures, Timeout: r.Timeout, RebootBack: r.RebootBack}
+	o := rollout.Options{MaxInFlight: r.MaxInFlight, MaxFailures: r.MaxFailures, Timeout: r.Timeout, RebootBack: r.RebootBack, Via: r.Via}
 	if r.Wave != "" {
 		w, err := rollout.ParseWaveSize(r.Wave)
 		if err != nil {
@@ -166,8 +166,8 @@ func (e *rolloutEnv) Generation(img, gen string) (string, error) {
 	return "", fmt.Errorf("generation %q of image %s is ambiguous: %s", gen, img, strings.Join(match, ", "))
 }
 
-func (e *rolloutEnv) Reboot(ctx context.Context, nodes []string, timeout time.Duration) []rollout.Result {
-	res, err := e.d.RebootClean(ctx, RebootRequest{Selection: strings.Join(nodes, ","), Timeout: timeout, Who: "rollout"}, nil)
+func (e *rolloutEnv) Reboot(ctx context.Context, nodes []string, timeout time.Duration, via string) []rollout.Result {
+	res, err := e.d.RebootClean(ctx, RebootRequest{Selection: strings.Join(nodes, ","), Timeout: timeout, Via: via, Who: "rollout"}, nil)
 	out := make([]rollout.Result, 0, len(nodes))
 	if err != nil {
 		for _, n := range nodes {

@@ -143,7 +143,7 @@ func RebootResultViews(rs []RebootResult) []apitype.RebootResult {
 	}
 	return views(rs, func(r RebootResult) apitype.RebootResult {
 		return apitype.RebootResult{Node: r.Node, OK: r.OK, Step: apitype.RebootStep(r.Step), Stage: apitype.Stage(r.Stage),
-			Generation: r.Generation, Error: r.Error, Duration: r.Duration}
+			Generation: r.Generation, Error: r.Error, Duration: r.Duration, Via: r.Via, Why: r.Why}
 	})
 }
 
@@ -154,7 +154,7 @@ func RolloutView(r *rollout.Rollout) *apitype.Rollout {
 	}
 	v := &apitype.Rollout{
 		ID: r.ID, Selection: r.Selection, Image: r.Image, Generation: r.Generation, Wave: r.Wave,
-		MaxInFlight: r.MaxInFlight, MaxFailures: r.MaxFailures, Timeout: r.Timeout, RebootBack: r.RebootBack,
+		MaxInFlight: r.MaxInFlight, MaxFailures: r.MaxFailures, Timeout: r.Timeout, RebootBack: r.RebootBack, Via: r.Via,
 		State: apitype.RolloutState(r.State), Reason: r.Reason, Unchanged: r.Unchanged, Who: r.Who,
 		Created: r.Created, Updated: r.Updated, Promoted: r.Promoted,
 		Nodes: make([]*apitype.RolloutNode, len(r.Nodes)), Waves: make([]*apitype.Wave, len(r.Waves)),
@@ -177,7 +177,7 @@ func RolloutViews(rs []*rollout.Rollout) []*apitype.Rollout { return views(rs, R
 // AuditView is the wire form of an audit entry.
 func AuditView(e audit.Entry) apitype.AuditEntry {
 	return apitype.AuditEntry{Time: e.Time, Who: e.Who, Action: e.Action, Target: e.Target, Nodes: e.Nodes,
-		Result: e.Result, Details: e.Details}
+		Result: e.Result, Details: e.Details, Paths: e.Paths}
 }
 
 // AuditViews is the wire form of audit entries.

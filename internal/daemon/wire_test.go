@@ -127,6 +127,7 @@ func TestWireConstants(t *testing.T) {
 		bootstate.StageKernel: apitype.StageKernel, bootstate.StageInitrd: apitype.StageInitrd,
 		bootstate.StageRootfs: apitype.StageRootfs, bootstate.StageBooted: apitype.StageBooted,
 		bootstate.StageStalled: apitype.StageStalled, bootstate.StageFailed: apitype.StageFailed,
+		bootstate.StageKexec: apitype.StageKexec,
 	}
 	kinds := map[bootstate.Kind]apitype.Kind{
 		bootstate.KindFetch: apitype.KindFetch, bootstate.KindDHCP: apitype.KindDHCP,
@@ -134,12 +135,14 @@ func TestWireConstants(t *testing.T) {
 		bootstate.KindPower: apitype.KindPower, bootstate.KindFail: apitype.KindFail,
 		bootstate.KindStall: apitype.KindStall, bootstate.KindUnknown: apitype.KindUnknown,
 		bootstate.KindDenied: apitype.KindDenied, bootstate.KindMark: apitype.KindMark, bootstate.KindInfo: apitype.KindInfo,
+		bootstate.KindKexec: apitype.KindKexec,
 		bootstate.KindClaim: apitype.KindClaim,
 	}
 	steps := map[workflow.Step]apitype.RebootStep{
 		workflow.StepRender: apitype.StepRender, workflow.StepBootdev: apitype.StepBootdev,
 		workflow.StepCycle: apitype.StepCycle, workflow.StepBoot: apitype.StepBoot,
 		workflow.StepClean: apitype.StepClean, workflow.StepFailed: apitype.StepFailed,
+		workflow.StepKexec: apitype.StepKexec,
 	}
 	states := map[rollout.State]apitype.RolloutState{
 		rollout.StateStaged: apitype.RolloutStaged, rollout.StateRunning: apitype.RolloutRunning,
@@ -163,6 +166,8 @@ func TestWireConstants(t *testing.T) {
 		image.StepChecksums: apitype.BuildStepChecksums, image.StepPublish: apitype.BuildStepPublish,
 		image.StepDone: apitype.BuildStepDone,
 	}
+	vias := map[string]string{workflow.ViaAuto: apitype.ViaAuto, workflow.ViaKexec: apitype.ViaKexec, workflow.ViaPower: apitype.ViaPower}
+	check(t, "reboot path", vias, apitype.RebootVias)
 	check(t, "stage", stages, apitype.Stages)
 	check(t, "kind", kinds, apitype.Kinds)
 	check(t, "reboot step", steps, apitype.RebootSteps)

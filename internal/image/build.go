@@ -69,6 +69,9 @@ type BuildOptions struct {
 	RootCache string
 	// Progress receives events (from the building goroutine); may be nil.
 	Progress func(Progress)
+	// Agent is the static node agent binary (cmd/netbootui-agent) the
+	// image carries, for reboot-clean by kexec; "" builds without it.
+	Agent string
 }
 
 func (o BuildOptions) vars() map[string]string {
@@ -159,6 +162,11 @@ func sourceHash(r *Recipe, c *hashCache) (string, error) {
 		}
 		if err := put("busybox", bb); err != nil {
 			return "", fmt.Errorf("%s: %w", r.Rootfs.Pos, err)
+		}
+	}
+	if r.Agent != "" {
+		if err := put("node agent", r.Agent); err != nil {
+			return "", err
 		}
 	}
 	if r.Kernel.File != "" {
@@ -303,6 +311,11 @@ func (b *Builder) Build(ctx context.Context, recipeDir string, opts BuildOptions
 // BuildRecipe is Build for a loaded recipe.
 func (b *Builder) BuildRecipe(ctx context.Context, r *Recipe, opts BuildOptions) (*Manifest, error) {
 	start := time.Now()
+	if opts.Agent != "" {
+		rc := *r
+		rc.Agent = opts.Agent
+		r = &rc
+	}
 	lg := &buildLog{image: r.Name, cb: opts.Progress, start: start}
 	unlock, err := b.imageLock(ctx, r.Name)
 	if err != nil {
@@ -502,7 +515,7 @@ func (b *Builder) steps(ctx context.Context, r *Recipe, work, root, gen, cache s
 		lg.printf("variants %s shipped at /etc/netbootui/overlay.d", r.Variants)
 	}
 	lg.begin(StepAgent)
-	if err := installAgent(root, lg); err != nil {
+	if err := installAgent(root, r, lg); err != nil {
 		return nil, err
 	}
 	pkgs, err := rootPackages(root)
@@ -534,7 +547,7 @@ func (b *Builder) steps(ctx context.Context, r *Recipe, work, root, gen, cache s
 	builtin := make(chan error, 1)
 	switch r.Initramfs.Kind {
 	case InitramfsBuiltin:
-		opt := liveinit.Options{KernelModulesDir: modules, Modules: r.Initramfs.Modules, Programs: r.Initramfs.Programs}
+		opt := liveinit.Options{KernelModulesDir: modules, Modules: r.Initramfs.Modules, Programs: r.Initramfs.Programs, Agent: r.Agent}
 		if r.Rootfs.Kind == RootfsBusybox {
 			opt.Busybox = r.Rootfs.Busybox
 		}

@@ -171,7 +171,7 @@ func hasSystemd(root string) bool {
 // installAgent puts the check-in agent into a root, and, when the root
 // runs systemd, its unit, enabled for multi-user.target. (The busybox
 // root's init starts the agent from its inittab; liveinit writes that.)
-func installAgent(root string, lg *buildLog) error {
+func installAgent(root string, r *Recipe, lg *buildLog) error {
 	agent, err := fs.ReadFile(assets.FS, "scripts/checkin.sh")
 	if err != nil {
 		return err
@@ -180,6 +180,18 @@ func installAgent(root string, lg *buildLog) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	lg.printf("installed /%s", liveinit.AgentPath)
+	if r.Agent != "" && r.Initramfs.Kind != InitramfsBuiltin {
+		// The built-in init hands its own copy over in /run; a dracut
+		// initramfs does not, so the root carries it.
+		b, err := liveinit.ReadStatic(r.Agent)
+		if err != nil {
+			return fmt.Errorf("node agent: %w", err)
+		}
+		if err := putFile(root, liveinit.NodeAgentPath, b, 0o755); err != nil {
+			return fmt.Errorf("node agent: %w", err)
+		}
+		lg.printf("installed /%s", liveinit.NodeAgentPath)
+	}
 	if !hasSystemd(root) {
 		return nil
 	}

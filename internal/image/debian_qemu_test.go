@@ -294,7 +294,7 @@ func TestDebianCloudInitNoCloud(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	yaml := strings.Replace(string(y), "packages: [linux-image-amd64, systemd-sysv, curl]", "packages: [linux-image-amd64, systemd-sysv, curl, cloud-init]", 1)
+	yaml := strings.Replace(string(y), "packages: [linux-image-amd64, systemd-sysv, curl, kexec-tools]", "packages: [linux-image-amd64, systemd-sysv, curl, kexec-tools, cloud-init]", 1)
 	yaml = strings.Replace(yaml, "name: debian-builtin", "name: debian-cloudinit", 1)
 	if !strings.Contains(yaml, "cloud-init]") {
 		t.Fatal("the debian-builtin recipe changed: cannot add cloud-init to it")

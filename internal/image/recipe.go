@@ -68,6 +68,10 @@ type Recipe struct {
 	// compressor's default; zstd 1-22, gzip 1-9, lz4 and lzo have none
 	// here, xz and lzma take none).
 	CompressionLevel int
+	// Agent is the static node agent binary of the build host
+	// (BuildOptions.Agent; not a recipe key): the built-in initramfs
+	// carries it, a dracut image's root too. "" builds the image without.
+	Agent string
 }
 
 // RootfsSpec says where the root filesystem comes from.

@@ -100,6 +100,7 @@ type Boot struct {
 
 	unproven *ratelimit.Limiter // events about requests that do not prove their node (set by initLimiters)
 	claims   *ratelimit.Limiter // claim events, per node and stage (set by initLimiters)
+	agents   agents             // the node agents' long polls
 }
 
 // anonNBPWindow is how long an unattributed bootloader fetch waits for its
@@ -329,6 +330,7 @@ func (b *Boot) Params(inv *inventory.Inventory, n *inventory.Node, base string) 
 		BaseURL:    base,
 		CheckinURL: base + "/checkin",
 		Token:      b.Tokens.Token(n.Name),
+		AgentKey:   b.Tokens.AgentKey(),
 	}
 	if b.Fallbacks != nil {
 		p.FallbackBaseURLs = b.Fallbacks()

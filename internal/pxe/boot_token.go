@@ -26,11 +26,16 @@ func NewTokens(key []byte) (*Tokens, error) {
 
 // derive returns the 128-bit HMAC of node for purpose, in hex.
 func (t *Tokens) derive(purpose, node string) string {
+	return hex.EncodeToString(t.deriveRaw(purpose, node))[:32]
+}
+
+// deriveRaw returns the HMAC-SHA256 of node for purpose under the key.
+func (t *Tokens) deriveRaw(purpose, node string) []byte {
 	m := hmac.New(sha256.New, t.key)
 	m.Write([]byte(purpose))
 	m.Write([]byte{0})
 	m.Write([]byte(node))
-	return hex.EncodeToString(m.Sum(nil))[:32]
+	return m.Sum(nil)
 }
 
 // Token returns the check-in token of node.

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/netbootui/netbootui/internal/agentproto"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
@@ -27,6 +28,7 @@ import (
 //	GET  /loaders/<name>                  bootloaders from the boot root (UEFI HTTP boot)
 //	GET  /images/<image>/<gen>/<file>     generation files, with Range; ?node=NAME&auth=KEY proves the fetcher
 //	POST /checkin                         check-in from the running OS (form: node, token, generation, uptime, overlay_bytes, boot_id, seq)
+//	POST /agent/poll, /agent/report       the node agent's long poll and its report (package agentproto)
 //	GET  /metrics                         Prometheus metrics
 //	GET  /healthz                         liveness
 //
@@ -40,6 +42,9 @@ type HTTPServer struct {
 	// Registry receives the server's metrics; nil uses a private registry.
 	// Extra collectors (node states) can be registered on it by the caller.
 	Registry *prometheus.Registry
+	// AgentPollWait is how long an agent's poll is held open when there is
+	// nothing to tell it (default DefaultAgentPollWait).
+	AgentPollWait time.Duration
 
 	requests *prometheus.CounterVec
 	bytes    *prometheus.CounterVec
@@ -71,6 +76,8 @@ func (s *HTTPServer) Handler() http.Handler {
 	mux.HandleFunc("GET /loaders/{name...}", s.handleLoader)
 	mux.HandleFunc("GET /images/{image}/{gen}/{file}", s.handleImage)
 	mux.HandleFunc("POST /checkin", s.handleCheckin)
+	mux.HandleFunc("POST "+agentproto.PollPath, s.handleAgentPoll)
+	mux.HandleFunc("POST "+agentproto.ReportPath, s.handleAgentReport)
 	mux.HandleFunc("GET /nocloud/{node}/{token}/{file}", s.handleNoCloud)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
@@ -501,19 +508,8 @@ func parseCheckin(r *http.Request) (Checkin, error) {
 func short(v string) string { return truncate(v, 32) }
 
 // validBootID accepts the kernel's boot_id (a UUID) and the agent's fallback
-// (hex): 1 to 64 letters, digits and '-'.
-func validBootID(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+// (hex): 1 to 64 letters, digits and '-' (the node agent's rule too).
+func validBootID(s string) bool { return agentproto.ValidBootID(s) }
 
 // knownGeneration reports whether gen is a generation node n can be running:
 // one the image store has for the node's assigned image or for any image of

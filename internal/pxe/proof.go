@@ -154,11 +154,32 @@ func nextSeen(seen state.CheckinSeen, none bool, bootID string, seq uint64) (sta
 	if slices.Contains(seen.Left, bootID) {
 		return seen, fmt.Errorf("%w: from an earlier boot of the node", errReplay)
 	}
-	left := append(slices.Clone(seen.Left), seen.BootID)
+	return state.CheckinSeen{BootID: bootID, Seq: seq, Left: leaving(seen.Left, seen.BootID)}, nil
+}
+
+// leaving returns left with id added (a copy), keeping the newest
+// maxBootIDs; "" (no current boot, after retired) adds nothing.
+func leaving(left []string, id string) []string {
+	left = slices.Clone(left)
+	if id != "" && !slices.Contains(left, id) {
+		left = append(left, id)
+	}
 	if len(left) > maxBootIDs {
 		left = left[len(left)-maxBootIDs:]
 	}
-	return state.CheckinSeen{BootID: bootID, Seq: seq, Left: left}, nil
+	return left
+}
+
+// retired is seen after the node was told to leave boot bootID (a kexec
+// instruction): that boot's check-ins are refused as from an earlier boot
+// from then on, and the node's next boot is accepted from its first
+// check-in.
+func retired(seen state.CheckinSeen, bootID string) state.CheckinSeen {
+	if seen.BootID == bootID {
+		seen.BootID, seen.Seq = "", 0
+	}
+	seen.Left = leaving(seen.Left, bootID)
+	return seen
 }
 
 // admitCheckin records (bootID, seq) as node's newest check-in in the
@@ -168,17 +189,33 @@ func nextSeen(seen state.CheckinSeen, none bool, bootID string, seq uint64) (sta
 // write (another head or request admitted one of node's check-ins since
 // the read) is read again.
 func (b *Boot) admitCheckin(node, bootID string, seq uint64) error {
+	return b.updateCheckins(node, func(seen state.CheckinSeen, none bool) (state.CheckinSeen, error) {
+		return nextSeen(seen, none, bootID, seq)
+	})
+}
+
+// retireBoot records durably that node has left boot bootID (retired).
+func (b *Boot) retireBoot(node, bootID string) error {
+	return b.updateCheckins(node, func(seen state.CheckinSeen, _ bool) (state.CheckinSeen, error) {
+		return retired(seen, bootID), nil
+	})
+}
+
+// updateCheckins writes next(node's record, whether it has none) to the
+// Checkins store, reading again after a conflicting write (another head or
+// request changed node's record since the read).
+func (b *Boot) updateCheckins(node string, next func(state.CheckinSeen, bool) (state.CheckinSeen, error)) error {
 	store := b.checkinStore()
 	for range 8 {
 		seen, rev, err := store.Get(node)
 		if err != nil {
 			return err
 		}
-		next, err := nextSeen(seen, rev == 0, bootID, seq)
+		n, err := next(seen, rev == 0)
 		if err != nil {
 			return err
 		}
-		if _, err := store.Put(node, next, rev); !errors.Is(err, state.ErrConflict) {
+		if _, err := store.Put(node, n, rev); !errors.Is(err, state.ErrConflict) {
 			return err
 		}
 	}

@@ -76,6 +76,9 @@ type BootParams struct {
 	// CheckinURL is where the running OS reports; Token authenticates it.
 	CheckinURL string
 	Token      string
+	// AgentKey is the daemon's public instruction key for the node agent
+	// (Tokens.AgentKey), written as netbootui.agent_key= when set.
+	AgentKey string
 
 	// Transport decides the root= words of the command line from the
 	// generation and the node; nil is the default transport (http-live).
@@ -652,6 +655,10 @@ func cmdline(p BootParams, initrd string) string {
 	b.WriteString(p.Generation)
 	b.WriteString(" " + roottransport.KeyCheckin + "=")
 	b.WriteString(p.CheckinURL)
+	if p.AgentKey != "" {
+		b.WriteString(" " + roottransport.KeyAgentKey + "=")
+		b.WriteString(p.AgentKey)
+	}
 	if p.Node != nil && (p.Node.UserData != "" || p.Node.VendorData != "") {
 		b.WriteString(" " + roottransport.KeyNoCloud + "=")
 		b.WriteString(NoCloudURL(p.BaseURL, p.Node.Name, p.Token))

@@ -41,9 +41,9 @@ type Env interface {
 	// prefix of one) and returns its full id.
 	Generation(image, gen string) (string, error)
 	// Reboot reboots nodes to a clean state with the assignments in force
-	// (staged ones included), waiting up to timeout for each to check in.
-	// It returns one Result per node.
-	Reboot(ctx context.Context, nodes []string, timeout time.Duration) []Result
+	// (staged ones included) by the path via (Options.Via), waiting up to
+	// timeout for each to check in. It returns one Result per node.
+	Reboot(ctx context.Context, nodes []string, timeout time.Duration, via string) []Result
 	// Promote makes the rollout's generation the inventory's default for its
 	// nodes and says what it wrote.
 	Promote(r *Rollout) (string, error)
@@ -634,7 +634,7 @@ func (m *Manager) reboot(ctx context.Context, r *Rollout, nodes []string) []Resu
 		if ctx.Err() != nil || (i > 0 && !m.isRunning(r.ID)) {
 			break // halted: the reboots in flight finished, no more start
 		}
-		out = append(out, m.env.Reboot(ctx, nodes[i:min(i+chunk, len(nodes))], timeout)...)
+		out = append(out, m.env.Reboot(ctx, nodes[i:min(i+chunk, len(nodes))], timeout, r.Via)...)
 	}
 	return out
 }

@@ -17,6 +17,8 @@ package rollout
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/netbootui/netbootui/internal/apitype"
@@ -175,6 +177,9 @@ type Options struct {
 	Timeout time.Duration `json:"timeout,omitempty"`
 	// RebootBack reboots failed nodes onto their previous generation.
 	RebootBack bool `json:"reboot_back,omitempty"`
+	// Via is how the waves reboot: "auto" ("" too: kexec where the node's
+	// agent polls, else power), "kexec" or "power" (Env.Reboot's via).
+	Via string `json:"via,omitempty"`
 }
 
 // DefaultTimeout is a node's check-in timeout when Options.Timeout is 0.
@@ -190,6 +195,8 @@ func (o *Options) check() error {
 		return fmt.Errorf("max failures %d is negative", o.MaxFailures)
 	case o.Timeout < 0:
 		return fmt.Errorf("timeout %v is negative", o.Timeout)
+	case !slices.Contains([]string{"", apitype.ViaAuto, apitype.ViaKexec, apitype.ViaPower}, o.Via):
+		return fmt.Errorf("via %q: want %s", o.Via, strings.Join(apitype.RebootVias, ", "))
 	}
 	if o.Wave.Count == 0 && o.Wave.Percent == 0 {
 		o.Wave.Count = 1

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/state"
 	"github.com/netbootui/netbootui/internal/state/local"
 )
@@ -28,6 +29,7 @@ type scriptEnv struct {
 	hang    map[string]bool
 	release chan struct{}
 	calls   [][]string // node=gen per call
+	vias    []string   // the via of each call
 	events  []string
 	audits  []string
 	details map[string][]string // audit details by action
@@ -52,7 +54,7 @@ func (e *scriptEnv) Generation(img, gen string) (string, error) {
 	return "", fmt.Errorf("image %s has no generation %q", img, gen)
 }
 
-func (e *scriptEnv) Reboot(ctx context.Context, nodes []string, timeout time.Duration) []Result {
+func (e *scriptEnv) Reboot(ctx context.Context, nodes []string, timeout time.Duration, via string) []Result {
 	var call []string
 	for _, n := range nodes {
 		_, g, _ := e.m.Staged(n)
@@ -60,6 +62,7 @@ func (e *scriptEnv) Reboot(ctx context.Context, nodes []string, timeout time.Dur
 	}
 	e.mu.Lock()
 	e.calls = append(e.calls, call)
+	e.vias = append(e.vias, via)
 	e.mu.Unlock()
 	var out []Result
 	for _, n := range nodes {
@@ -402,6 +405,7 @@ func TestRefusals(t *testing.T) {
 		{"", "new", Options{}, "empty selection"},
 		{"@g", "new", Options{MaxInFlight: -1}, "max in flight -1 is negative"},
 		{"@g", "new", Options{Timeout: -time.Second}, "timeout -1s is negative"},
+		{"@g", "new", Options{Via: "pxe"}, `via "pxe": want auto, kexec, power`},
 	}
 	for _, tc := range bad {
 		if _, err := m.Create(tc.sel, tc.gen, tc.opts, "t"); err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -531,4 +535,31 @@ func FuzzParseWaveSize(f *testing.F) {
 			t.Fatalf("%q round trip: %v %v", s, w2, err)
 		}
 	})
+}
+
+// TestWavesByKexec: the rollout's Via reaches every wave's reboot and is
+// kept in the rollout's state.
+func TestWavesByKexec(t *testing.T) {
+	env := &scriptEnv{nodes: 3}
+	path := filepath.Join(t.TempDir(), "rollouts.json")
+	m := newManager(t, env, path)
+	r, err := m.Create("@g", "new", Options{Wave: WaveSize{Count: 2}, Via: apitype.ViaKexec}, "tester")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Run(r.ID, "tester"); err != nil {
+		t.Fatal(err)
+	}
+	r = wait(t, m, r.ID)
+	env.mu.Lock()
+	vias := slices.Clone(env.vias)
+	env.mu.Unlock()
+	if r.State != StateCompleted || !slices.Equal(vias, []string{"kexec", "kexec"}) {
+		t.Fatalf("state %s, vias %v", r.State, vias)
+	}
+	m.Close()
+	m2 := newManager(t, &scriptEnv{nodes: 3}, path)
+	if got, err := m2.Get(r.ID); err != nil || got.Via != apitype.ViaKexec {
+		t.Errorf("reopened rollout via %q, %v", got.Via, err)
+	}
 }

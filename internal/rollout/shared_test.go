@@ -24,7 +24,7 @@ type headEnv struct {
 	rebooted  []string
 }
 
-func (e *headEnv) Reboot(ctx context.Context, nodes []string, timeout time.Duration) []Result {
+func (e *headEnv) Reboot(ctx context.Context, nodes []string, timeout time.Duration, via string) []Result {
 	var out []Result
 	for _, n := range nodes {
 		e.mu.Lock()

@@ -139,6 +139,7 @@ const (
 	KeyPersist         = "netbootui.persist"          // paths kept across reboots
 	KeyPersistNFS      = "netbootui.persist_nfs"      // the node's own NFS directory holding them
 	KeyNoCloud         = "netbootui.nocloud"          // the node's cloud-init NoCloud seed URL
+	KeyAgentKey        = "netbootui.agent_key"        // the daemon's public key for the node agent's instructions
 )
 
 // Reader is a bit set of the node-side programs that read a key.
@@ -152,6 +153,9 @@ const (
 	ReadByAgent
 	// ReadByDracut: assets/dracut/90netbootui, the dracut module.
 	ReadByDracut
+	// ReadByNodeAgent: cmd/netbootui-agent, the static node agent that
+	// long-polls for instructions (reboot-clean by kexec).
+	ReadByNodeAgent
 )
 
 // Param is one key of the boot contract.
@@ -168,17 +172,18 @@ type Param struct {
 func Params() []Param {
 	return []Param{
 		{KeyRoot, ReadByInit, true, "the root, as the transport writes it (http-live: live:URL of the squashfs)"},
-		{KeyURL, ReadByInit, true, "daemon base URL"},
-		{KeyNode, ReadByInit | ReadByAgent | ReadByDracut, true, "node name"},
+		{KeyURL, ReadByInit | ReadByNodeAgent, true, "daemon base URL"},
+		{KeyNode, ReadByInit | ReadByAgent | ReadByDracut | ReadByNodeAgent, true, "node name"},
 		{KeyGroup, ReadByInit | ReadByDracut, true, "node's group, only when it has one (for the overlay.d/group-GROUP variant)"},
-		{KeyToken, ReadByInit | ReadByAgent, true, "check-in token"},
-		{KeyGen, ReadByInit | ReadByAgent, true, "generation booted"},
+		{KeyToken, ReadByInit | ReadByAgent | ReadByNodeAgent, true, "check-in token"},
+		{KeyGen, ReadByInit | ReadByAgent | ReadByNodeAgent, true, "generation booted"},
 		{KeyCheckin, ReadByInit | ReadByAgent, true, "check-in URL"},
 		{KeyCheckinInterval, ReadByInit | ReadByAgent, false, "seconds between check-ins (default 30)"},
 		{KeyProbe, ReadByAgent, false, "test hook: check-ins carry probe=present|absent for PATH"},
 		{KeyTestWrite, ReadByAgent, false, "test hook: after the first check-in write 64 KiB to each PATH of a comma-separated list, check in again at once"},
 		{KeyPersist, ReadByInit, true, "nfs, when the node's group persists paths: the paths, comma-separated, bound from the node's own directory"},
 		{KeyNoCloud, ReadByInit, true, "when the node has user_data or vendor_data: its NoCloud seed URL (with its token), fetched by the init for cloud-init"},
+		{KeyAgentKey, ReadByNodeAgent, false, "the daemon's ed25519 public key (base64url) the node agent checks instructions with; rendered by the daemon, absent from previews"},
 		{KeyPersistNFS, ReadByInit, true, "nfs, with netbootui.persist: SERVER:PATH:OPTIONS of the node's own read-write directory, made by the head"},
 	}
 }

@@ -119,7 +119,7 @@ func stageRank(s apitype.Stage) int {
 		return 0
 	case apitype.StageStalled:
 		return 1
-	case apitype.StagePoweringOn, apitype.StageDHCP, apitype.StageNBP, apitype.StageConfig, apitype.StageKernel,
+	case apitype.StagePoweringOn, apitype.StageKexec, apitype.StageDHCP, apitype.StageNBP, apitype.StageConfig, apitype.StageKernel,
 		apitype.StageInitrd, apitype.StageRootfs:
 		return 2
 	case apitype.StageBooted:

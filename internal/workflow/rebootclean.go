@@ -14,8 +14,12 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultConcurrency = 32
-	DefaultTimeout     = apitype.DefaultRebootTimeout // the API documents it
+	DefaultConcurrency  = 32
+	DefaultTimeout      = apitype.DefaultRebootTimeout // the API documents it
+	DefaultKexecTimeout = apitype.DefaultKexecTimeout
+	// DefaultAgentWait covers an agent between two polls, or one whose
+	// poll is in flight.
+	DefaultAgentWait = 30 * time.Second
 )
 
 // Env is what RebootClean needs from the outside world for one node.
@@ -29,6 +33,17 @@ type Env interface {
 	// Cycle power-cycles the node (powering it on when it is off) and
 	// records the action with the Tracker, as a KindPower event.
 	Cycle(ctx context.Context, node string) error
+}
+
+// KexecEnv is what an Env offers when it can reach node agents: an Env
+// that implements it gets kexec clean reboots (Options.Via).
+type KexecEnv interface {
+	// AgentAlive reports whether the node's agent is polling now.
+	AgentAlive(node string) bool
+	// Kexec hands the node's agent its instruction to kexec into its
+	// assigned generation, waiting for the agent's poll until ctx ends,
+	// and records it with the Tracker (a KindKexec event).
+	Kexec(ctx context.Context, node string) error
 }
 
 // Tracker is the boot-state tracker, as *bootstate.Tracker implements it.
@@ -50,6 +65,15 @@ type Options struct {
 	// OverlayThreshold is the overlay size above which a node is dirty
 	// (the inventory's overlay_dirty_bytes; 0: any write makes it dirty).
 	OverlayThreshold int64
+	// Via is the path: ViaAuto (""), ViaKexec or ViaPower.
+	Via string
+	// KexecTimeout is how long, with ViaAuto, a node may take from the
+	// kexec instruction to a clean check-in before the power fallback
+	// (default DefaultKexecTimeout). With ViaKexec, Timeout applies.
+	KexecTimeout time.Duration
+	// AgentWait bounds the wait for the agent's poll to hand it the
+	// instruction (default DefaultAgentWait).
+	AgentWait time.Duration
 	// OnProgress, if set, sees every step and boot-stage change of every
 	// node. Calls are serialized; a slow OnProgress slows the run down.
 	OnProgress func(Progress)
@@ -59,7 +83,11 @@ type Options struct {
 
 // RebootClean reboots nodes to a clean state and returns one Result per
 // node, in the order of nodes. For each node: the render check
-// (Env.Prepare), next boot from PXE, a power cycle, then it follows the
+// (Env.Prepare), then the path Options.Via picks: by kexec (KexecEnv: the
+// node's agent gets the instruction and the run follows the boot it
+// starts; with ViaAuto a kexec that is not delivered, fails or does not
+// check in clean within KexecTimeout falls back to power), or by power:
+// next boot from PXE, a power cycle, then it follows the
 // node's boot state until the node checks in, after a boot it fetched from
 // us since the cycle, with the assigned generation and not dirty. A
 // check-in with another generation, or dirty, keeps it waiting; a failed
@@ -72,6 +100,12 @@ func RebootClean(ctx context.Context, env Env, tr Tracker, nodes []string, opts 
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
+	}
+	if opts.KexecTimeout <= 0 {
+		opts.KexecTimeout = DefaultKexecTimeout
+	}
+	if opts.AgentWait <= 0 {
+		opts.AgentWait = DefaultAgentWait
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -180,6 +214,37 @@ func (r *run) node(ctx context.Context, node string) (res Result) {
 	}
 	res.Generation = gen
 
+	kx, canKexec := r.env.(KexecEnv)
+	switch r.opts.Via {
+	case ViaPower:
+		res.Why = "asked for power"
+	case ViaKexec:
+		if !canKexec {
+			return fail("kexec: this daemon cannot reach node agents")
+		}
+		res.Via, res.Why = ViaKexec, "asked for kexec"
+	default:
+		if canKexec && kx.AgentAlive(node) {
+			res.Via, res.Why = ViaKexec, "agent polling"
+		} else {
+			res.Why = "agent not polling"
+		}
+	}
+	if res.Via == ViaKexec {
+		why, ok := r.kexec(ctx, kx, node, gen, &res)
+		switch {
+		case ok:
+			res.OK, res.Step = true, StepClean
+			res.Duration = r.opts.Now().Sub(start)
+			return res
+		case r.opts.Via == ViaKexec || ctx.Err() != nil:
+			return fail("%s", why)
+		}
+		res.Why = why + ": fell back to power"
+		r.info(node, why+"; falling back to a power cycle")
+	}
+	res.Via = ViaPower
+
 	select {
 	case r.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -202,9 +267,57 @@ func (r *run) node(ctx context.Context, node string) (res Result) {
 	}
 	r.info(node, "power cycle sent")
 
-	res.Step = StepBoot
 	w := waiter{node: node, gen: gen, cycled: cycled, threshold: r.opts.OverlayThreshold}
-	timer := time.NewTimer(r.opts.Timeout - r.opts.Now().Sub(cycled))
+	if msg, ok := r.follow(ctx, &w, &res, r.opts.Timeout); !ok {
+		return fail("%s", msg)
+	}
+	res.OK, res.Step = true, StepClean
+	res.Duration = r.opts.Now().Sub(start)
+	return res
+}
+
+// kexec sends the node's agent the kexec instruction and follows the boot
+// it starts for KexecTimeout (Timeout when kexec is all there is). It
+// reports whether the node came back clean, and if not why, for the
+// result's error or the power fallback.
+func (r *run) kexec(ctx context.Context, kx KexecEnv, node, gen string, res *Result) (string, bool) {
+	select {
+	case r.sem <- struct{}{}:
+	case <-ctx.Done():
+		return "cancelled before the kexec", false
+	}
+	res.Step = StepKexec
+	r.progress(Progress{Node: node, Step: StepKexec, Generation: gen})
+	sent := r.opts.Now()
+	dctx, cancel := context.WithTimeout(ctx, r.opts.AgentWait)
+	err := kx.Kexec(dctx, node)
+	cancel()
+	<-r.sem
+	if err != nil {
+		return fmt.Sprintf("kexec not delivered: %v", err), false
+	}
+	r.info(node, "kexec instruction sent to the agent")
+	timeout := r.opts.KexecTimeout
+	if r.opts.Via == ViaKexec {
+		timeout = r.opts.Timeout
+	}
+	// Only a boot that fetched from us after the instruction counts: the
+	// agent's own kernel and initrd fetches, then the new kernel's.
+	w := waiter{node: node, gen: gen, cycled: sent, threshold: r.opts.OverlayThreshold, afterKexec: true}
+	msg, ok := r.follow(ctx, &w, res, timeout)
+	if !ok {
+		return "kexec: " + msg, false
+	}
+	return "", true
+}
+
+// follow watches the node's boot state after a power cycle or a kexec
+// (w.cycled) until it checks in clean (true), its boot fails, the timeout
+// passes or ctx ends (false, with why).
+func (r *run) follow(ctx context.Context, w *waiter, res *Result, timeout time.Duration) (string, bool) {
+	node, gen := w.node, w.gen
+	res.Step = StepBoot
+	timer := time.NewTimer(timeout - r.opts.Now().Sub(w.cycled))
 	defer timer.Stop()
 	c := r.watch[node]
 	for {
@@ -225,13 +338,11 @@ func (r *run) node(ctx context.Context, node string) (res Result) {
 		}
 		switch verdict {
 		case verdictClean:
-			res.OK, res.Step = true, StepClean
-			res.Duration = r.opts.Now().Sub(start)
 			r.info(node, "clean, generation "+gen)
 			r.progress(Progress{Node: node, Step: StepClean, Stage: st.Stage, Generation: gen})
-			return res
+			return "", true
 		case verdictFailed:
-			return fail("boot failed in stage %s: %s", w.lastStage(), st.Error)
+			return fmt.Sprintf("boot failed in stage %s: %s", w.lastStage(), st.Error), false
 		}
 		select {
 		case <-c:
@@ -240,7 +351,7 @@ func (r *run) node(ctx context.Context, node string) (res Result) {
 			if w.look(st) == verdictClean {
 				continue
 			}
-			return fail("boot-state tracker closed while %s", w.where(st))
+			return "boot-state tracker closed while " + w.where(st), false
 		case <-timer.C:
 			st, _ := r.tr.Get(node) // one last look: an event may have been dropped
 			if w.look(st) == verdictClean {
@@ -250,9 +361,9 @@ func (r *run) node(ctx context.Context, node string) (res Result) {
 			if w.checkedIn {
 				what = "clean check-in"
 			}
-			return fail("no %s within %s: %s", what, r.opts.Timeout, w.where(st))
+			return fmt.Sprintf("no %s within %s: %s", what, timeout, w.where(st)), false
 		case <-ctx.Done():
-			return fail("cancelled while %s", w.where(st))
+			return "cancelled while " + w.where(st), false
 		}
 	}
 }
@@ -270,6 +381,9 @@ type waiter struct {
 	node, gen string
 	cycled    time.Time
 	threshold int64
+	// afterKexec: the boot follows a kexec instruction, not a power cycle;
+	// the kexec mark alone does not make it a boot (a fetch must follow).
+	afterKexec bool
 
 	booting   bool            // a boot fetched from us since the cycle
 	inStage   bootstate.Stage // the last in-progress stage seen
@@ -319,7 +433,7 @@ func (w *waiter) look(st bootstate.NodeState) verdict {
 			continue
 		}
 		w.inStage = m.Stage
-		if m.Stage != bootstate.StagePoweringOn {
+		if m.Stage != bootstate.StagePoweringOn && (!w.afterKexec || m.Stage != bootstate.StageKexec) {
 			w.booting = true
 		}
 	}

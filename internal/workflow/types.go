@@ -12,6 +12,7 @@ type Step string
 // Workflow steps, in order. A node ends in StepClean or StepFailed.
 const (
 	StepRender  Step = "render"  // checking the node has a published generation
+	StepKexec   Step = "kexec"   // sending the kexec instruction to the node's agent
 	StepBootdev Step = "bootdev" // setting the next boot to PXE
 	StepCycle   Step = "cycle"   // sending the power cycle
 	StepBoot    Step = "boot"    // following the boot (Progress.Stage says where)
@@ -38,4 +39,17 @@ type Result struct {
 	Generation string          `json:"generation,omitempty"`
 	Error      string          `json:"error,omitempty"` // starts with the node name
 	Duration   time.Duration   `json:"duration"`
+	// Via is the path that ran last: ViaKexec or ViaPower ("" when the
+	// node failed before either).
+	Via string `json:"via,omitempty"`
+	// Why says why that path: "agent polling", "agent not polling",
+	// "asked for power", "kexec refused by the agent ...: fell back to power".
+	Why string `json:"why,omitempty"`
 }
+
+// Paths of reboot-clean (Options.Via, Result.Via).
+const (
+	ViaAuto  = "auto"  // kexec when the node's agent is polling, else power; power after a kexec that fails
+	ViaKexec = "kexec" // kexec only
+	ViaPower = "power" // BMC power cycle only
+)

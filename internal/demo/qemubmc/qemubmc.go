@@ -56,6 +56,15 @@ type Options struct {
 	SerialPort int
 	// QEMU is the emulator ("qemu-system-x86_64" when empty).
 	QEMU string
+	// FirmwareConsole sends the firmware's screen to the serial port too
+	// (SeaBIOS's serial console, fw_cfg etc/sercon-port): the BIOS's and
+	// iPXE's banners show in the captured console, as a firmware POST does
+	// on a real server's serial-over-LAN.
+	FirmwareConsole bool
+	// BootMenu makes SeaBIOS wait at its boot menu prompt this long on
+	// every power-on (-boot menu=on,splash-time): a simulated long POST.
+	// At most 65 s.
+	BootMenu time.Duration
 }
 
 // Node is a running BMC whose chassis is a QEMU node (off until powered on
@@ -97,6 +106,9 @@ func (o *Options) check() error {
 			return fmt.Errorf("qemubmc: node %s: %q holds a quote, comma, space, $ or newline", o.Name, s)
 		}
 	}
+	if o.BootMenu < 0 || o.BootMenu > 65*time.Second {
+		return fmt.Errorf("qemubmc: node %s: boot menu %v: want 0 to 65s", o.Name, o.BootMenu)
+	}
 	if o.Memory < 64 || o.Memory > 65536 {
 		return fmt.Errorf("qemubmc: node %s: memory %d MiB: want 64..65536", o.Name, o.Memory)
 	}
@@ -115,8 +127,20 @@ func WriteChassisControl(path string, o Options) error {
 	if o.SerialPort <= 0 || o.SerialPort > 65535 {
 		return fmt.Errorf("qemubmc: node %s: serial port %d: want 1..65535", o.Name, o.SerialPort)
 	}
+	boot, fw := "n", ""
+	if o.BootMenu > 0 {
+		boot += ",menu=on,splash-time=" + strconv.FormatInt(o.BootMenu.Milliseconds(), 10)
+	}
+	if o.FirmwareConsole {
+		// SeaBIOS reads the port as a little-endian integer: COM1, 0x3f8.
+		port := filepath.Join(o.Dir, "sercon-port")
+		if err := os.WriteFile(port, []byte{0xf8, 0x03}, 0o644); err != nil {
+			return fmt.Errorf("qemubmc: %w", err)
+		}
+		fw = "-fw_cfg name=etc/sercon-port,file=" + port
+	}
 	script := strings.NewReplacer("@DIR@", o.Dir, "@NAME@", o.Name, "@QEMU@", o.QEMU, "@MEM@", strconv.Itoa(o.Memory),
-		"@SERIALPORT@", strconv.Itoa(o.SerialPort), "@MAC@", o.MAC, "@URL@", o.BootURL).Replace(chassisScript)
+		"@SERIALPORT@", strconv.Itoa(o.SerialPort), "@MAC@", o.MAC, "@URL@", o.BootURL, "@BOOT@", boot, "@FW@", fw).Replace(chassisScript)
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
 	if err != nil {
@@ -150,7 +174,7 @@ start() {
 	rm -f "$pidf"
 	'@QEMU@' -name '@NAME@' -accel tcg -m @MEM@ -smp 1 -nodefaults -no-user-config -display none \
 		-chardev socket,id=ser0,host=127.0.0.1,port=@SERIALPORT@,reconnect=1 -serial chardev:ser0 \
-		-netdev user,id=n0,bootfile='@URL@' -device virtio-net-pci,netdev=n0,mac=@MAC@ -boot n \
+		-netdev user,id=n0,bootfile='@URL@' -device virtio-net-pci,netdev=n0,mac=@MAC@ -boot @BOOT@ @FW@ \
 		-daemonize -pidfile "$pidf" >> "$dir/qemu.log" 2>&1
 }
 stop() {

@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"debug/elf"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -42,6 +43,12 @@ const (
 	CheckinPath = "etc/netbootui/checkin.sh"
 	// UdhcpcScriptPath is the udhcpc event script.
 	UdhcpcScriptPath = "etc/netbootui/udhcpc.script"
+	// NodeAgentPath is the static node agent (cmd/netbootui-agent), in the
+	// initramfs when Options.Agent names one; /init hands it over to the
+	// booted root as /run/netbootui/netbootui-agent. Images whose
+	// initramfs is not the built-in one carry it at the same path in their
+	// root.
+	NodeAgentPath = "usr/sbin/netbootui-agent"
 )
 
 // requiredApplets are the busybox applets the node scripts call; a busybox
@@ -73,6 +80,10 @@ type Options struct {
 	// with the shared libraries ldd lists for them, e.g.
 	// "/usr/sbin/nbd-client" for an nbd root.
 	Programs []string
+	// Agent is the static node agent binary (cmd/netbootui-agent built with
+	// CGO_ENABLED=0) put at NodeAgentPath; "" leaves it out, and the image's
+	// nodes are rebooted clean by power only.
+	Agent string
 }
 
 // entry is one file of an archive or tree being built.
@@ -176,7 +187,36 @@ func initramfsEntries(opt Options) ([]entry, error) {
 	if err := addPrograms(t, opt.Programs); err != nil {
 		return nil, err
 	}
+	if opt.Agent != "" {
+		b, err := ReadStatic(opt.Agent)
+		if err != nil {
+			return nil, fmt.Errorf("liveinit: node agent: %w", err)
+		}
+		t.file(NodeAgentPath, 0o755, b)
+	}
 	return t.sorted(), nil
+}
+
+// ReadStatic reads a program that must run without a libc: a statically
+// linked ELF binary.
+func ReadStatic(file string) ([]byte, error) { return readStatic(file, "build it with CGO_ENABLED=0") }
+
+// readStatic is ReadStatic with the advice a dynamic binary gets.
+func readStatic(file, fix string) ([]byte, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	ef, err := elf.NewFile(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("%s is not an ELF binary: %w", file, err)
+	}
+	for _, p := range ef.Progs {
+		if p.Type == elf.PT_INTERP {
+			return nil, fmt.Errorf("%s is dynamically linked; the initramfs has no libc (%s)", file, fix)
+		}
+	}
+	return data, nil
 }
 
 // loadBusybox reads the busybox binary, checks it is static and has the
@@ -185,18 +225,11 @@ func loadBusybox(file string) ([]byte, []string, error) {
 	if file == "" {
 		file = DefaultBusybox
 	}
-	data, err := os.ReadFile(file)
-	if err != nil {
+	data, err := readStatic(file, "use busybox-static")
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, fmt.Errorf("liveinit: busybox: %w (Debian package busybox-static)", err)
-	}
-	ef, err := elf.NewFile(bytes.NewReader(data))
-	if err != nil {
-		return nil, nil, fmt.Errorf("liveinit: busybox %s is not an ELF binary: %w", file, err)
-	}
-	for _, p := range ef.Progs {
-		if p.Type == elf.PT_INTERP {
-			return nil, nil, fmt.Errorf("liveinit: busybox %s is dynamically linked; the initramfs has no libc (use busybox-static)", file)
-		}
+	} else if err != nil {
+		return nil, nil, fmt.Errorf("liveinit: busybox %w", err)
 	}
 	out, err := exec.Command(file, "--list").Output()
 	if err != nil {

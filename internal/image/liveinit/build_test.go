@@ -272,3 +272,32 @@ func TestBuildFile(t *testing.T) {
 		t.Fatalf("no modules asked, yet the list has %d bytes", r.FileSize)
 	}
 }
+
+// TestBuildInitramfsAgent: Options.Agent puts the static node agent at
+// NodeAgentPath; without it there is none; a dynamic one is refused.
+func TestBuildInitramfsAgent(t *testing.T) {
+	bb := busybox(t)
+	static := bb // any static ELF program stands in for the agent
+	var with, without bytes.Buffer
+	if err := Build(&with, Options{Busybox: bb, Agent: static}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Build(&without, Options{Busybox: bb}); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(static)
+	r, ok := readInitramfs(t, with.Bytes())[NodeAgentPath]
+	if !ok || r.Mode != cpio.S_IFREG|0o755 || !bytes.Equal(content(t, r), want) {
+		t.Errorf("%s in the initramfs: %v, mode %#o", NodeAgentPath, ok, r.Mode)
+	}
+	if _, ok := readInitramfs(t, without.Bytes())[NodeAgentPath]; ok {
+		t.Errorf("%s without Options.Agent", NodeAgentPath)
+	}
+	dynamic, err := exec.LookPath("ls")
+	if err != nil {
+		t.Skip(err)
+	}
+	if err := Build(io.Discard, Options{Busybox: bb, Agent: dynamic}); err == nil || !strings.Contains(err.Error(), "CGO_ENABLED=0") {
+		t.Errorf("a dynamic agent: %v", err)
+	}
+}

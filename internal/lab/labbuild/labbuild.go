@@ -29,6 +29,14 @@ var (
 	genOnce  sync.Once
 	genFiles map[string]string
 	genErr   error
+
+	agentOnce sync.Once
+	agentPath string
+	agentErr  error
+
+	agentGenOnce  sync.Once
+	agentGenFiles map[string]string
+	agentGenErr   error
 )
 
 // tempDir makes a folder that Cleanup removes, readable and searchable by
@@ -101,7 +109,64 @@ func DefaultGeneration(tb testing.TB) map[string]string {
 	return genFiles
 }
 
-func buildDefault(kernelDir string) (map[string]string, error) {
+// NodeAgent returns the path of cmd/netbootui-agent built statically from
+// this checkout (CGO_ENABLED=0, as the initramfs needs it).
+func NodeAgent(tb testing.TB) string {
+	tb.Helper()
+	lab.RequireTools(tb, "go")
+	agentOnce.Do(func() {
+		dir, err := tempDir("netbootui-agent-")
+		if err != nil {
+			agentErr = err
+			return
+		}
+		agentPath, agentErr = BuildAgent(dir)
+	})
+	if agentErr != nil {
+		tb.Fatal(agentErr)
+	}
+	return agentPath
+}
+
+// BuildAgent builds cmd/netbootui-agent statically into dir and returns its
+// path (for callers without a testing.TB: bench/kexec).
+func BuildAgent(dir string) (string, error) {
+	root, err := lab.ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "netbootui-agent")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", p, "./cmd/netbootui-agent")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building netbootui-agent: %v\n%s", err, out)
+	}
+	return p, nil
+}
+
+// AgentGeneration is DefaultGeneration with the node agent in its
+// initramfs (NodeAgent): the image reboot-clean can kexec.
+func AgentGeneration(tb testing.TB) map[string]string {
+	tb.Helper()
+	lab.RequireTools(tb, "mksquashfs")
+	_, modules := lab.Kernel(tb)
+	agent := NodeAgent(tb)
+	agentGenOnce.Do(func() {
+		agentGenFiles, agentGenErr = BuildGeneration(filepath.Dir(modules), agent)
+	})
+	if agentGenErr != nil {
+		tb.Fatal(agentGenErr)
+	}
+	return agentGenFiles
+}
+
+func buildDefault(kernelDir string) (map[string]string, error) { return BuildGeneration(kernelDir, "") }
+
+// BuildGeneration builds assets/recipes/default with the kernel of
+// kernelDir and, when agent is not "", the node agent at that path, into a
+// store of its own (removed by Cleanup) and returns its boot files by name.
+func BuildGeneration(kernelDir, agent string) (map[string]string, error) {
 	root, err := lab.ModuleRoot()
 	if err != nil {
 		return nil, err
@@ -118,7 +183,7 @@ func buildDefault(kernelDir string) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := b.Build(context.Background(), filepath.Join(root, "assets/recipes/default"), image.BuildOptions{KernelDir: kernelDir})
+	m, err := b.Build(context.Background(), filepath.Join(root, "assets/recipes/default"), image.BuildOptions{KernelDir: kernelDir, Agent: agent})
 	if err != nil {
 		return nil, fmt.Errorf("building the default recipe: %w", err)
 	}

@@ -30,6 +30,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +43,8 @@ import (
 	"github.com/bougou/go-ipmi/pkg/transport/udp"
 	"github.com/bougou/go-ipmi/pkg/types"
 
+	"github.com/netbootui/netbootui/internal/agentproto"
+	"github.com/netbootui/netbootui/internal/nodeagent"
 	"github.com/netbootui/netbootui/internal/roottransport"
 	"github.com/netbootui/netbootui/internal/roottransport/builtin"
 )
@@ -90,6 +93,12 @@ type Options struct {
 	// boot stays failed until the next power event.
 	Retries    int
 	RetryAfter time.Duration
+	// Agent makes the running OS run the real node agent
+	// (internal/nodeagent) with a simulated kexec: an instruction the agent
+	// accepts boots the kernel it loaded with the command line it was given
+	// (rootfs, check-in) without firmware: no POST, no bootloader, no
+	// script. SetAgent stops and starts it.
+	Agent bool
 }
 
 // Node is a running simulated node.
@@ -109,7 +118,7 @@ type Node struct {
 	mu        sync.Mutex
 	boots     int   // network boots started
 	diskBoots int   // power-ons without PXE flags
-	checkins  int   // boots that ended with a successful check-in
+	checkins  int   // boots that ended with a successful check-in (network or kexec)
 	reports   int   // successful check-ins, first and periodic
 	lastErr   error // last firmware error
 	failures  int   // failed boot attempts
@@ -117,8 +126,11 @@ type Node struct {
 	steps     []StepTime // timings of the current (or last) boot
 	stopAfter string     // SetStopAfter's step, when stopSet
 	stopSet   bool
+	kexecs    int  // boots by kexec
+	agentOff  bool // SetAgent(false)
 
-	console *serialConsole // the serial port its BMC's SOL redirects
+	console  *serialConsole // the serial port its BMC's SOL redirects
+	kexecReq chan string    // a command line the agent kexecs into
 }
 
 // StepTime is how long one step of a boot took.
@@ -218,7 +230,8 @@ func Start(opts Options) (*Node, error) {
 	}
 	h := mock.New()
 	mc := h.Chassis().(*mock.Chassis)
-	n := &Node{opts: opts, chassis: mc, trigger: make(chan struct{}, 1), done: make(chan struct{}), srvDone: make(chan struct{})}
+	n := &Node{opts: opts, chassis: mc, trigger: make(chan struct{}, 1), done: make(chan struct{}), srvDone: make(chan struct{}),
+		kexecReq: make(chan string, 1)}
 	info := bmc.DeviceInfo{DeviceID: 32, DeviceRevision: 1, FirmwareMajor: 1, FirmwareMinor: 0,
 		IPMIVersion: 0x02, ManufacturerID: 343, ProductID: 9, AdditionalDeviceSupport: 0x39}
 	n.front = &chassis{Chassis: mc, n: n}
@@ -331,6 +344,7 @@ type Stats struct {
 	Power        bool
 	BootFlagsPXE bool       // PXE flags still pending (not consumed by a boot)
 	Steps        []StepTime // the steps of the current or last boot, in order
+	Kexecs       int        // boots by kexec (Options.Agent), without firmware
 }
 
 // Stats returns what the node did so far.
@@ -341,7 +355,7 @@ func (n *Node) Stats() Stats {
 	defer n.mu.Unlock()
 	return Stats{NetBoots: n.boots, DiskBoots: n.diskBoots, Checkins: n.checkins, Reports: n.reports, LastError: n.lastErr, Failures: n.failures,
 		Fetched: append([]string(nil), n.fetched...), Power: on, BootFlagsPXE: pxeFlags(f),
-		Steps: append([]StepTime(nil), n.steps...)}
+		Steps: append([]StepTime(nil), n.steps...), Kexecs: n.kexecs}
 }
 
 func pxeFlags(f *types.BootOptionParam_BootFlags) bool {
@@ -363,10 +377,12 @@ func (n *Node) firmware(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer func() { cancelBoot(); wg.Wait() }()
 	for {
+		kexecInto := ""
 		select {
 		case <-ctx.Done():
 			return
 		case <-n.trigger:
+		case kexecInto = <-n.kexecReq:
 		}
 		cancelBoot()
 		wg.Wait()
@@ -375,6 +391,24 @@ func (n *Node) firmware(ctx context.Context) {
 		}
 		bctx, c := context.WithCancel(ctx)
 		cancelBoot = c
+		if kexecInto != "" {
+			// The running kernel hands over to the loaded one: no firmware.
+			n.mu.Lock()
+			n.kexecs++
+			n.steps = nil
+			n.mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := n.runOS(bctx, parseCmdline(kexecInto)); err != nil && bctx.Err() == nil {
+					n.mu.Lock()
+					n.lastErr = err
+					n.failures++
+					n.mu.Unlock()
+				}
+			}()
+			continue
+		}
 		f, _ := n.chassis.GetBootFlags(ctx)
 		if pxeFlags(f) && !f.Persist { // next boot only: the BIOS clears the flags
 			cl := *f
@@ -520,8 +554,26 @@ func (n *Node) netboot(ctx context.Context) error {
 			}
 		}
 	}
+	return n.runOS(ctx, b.Args)
+}
+
+// parseCmdline reads a kernel command line as ParseIPXE reads the kernel
+// line's words.
+func parseCmdline(s string) map[string]string {
+	args := map[string]string{}
+	for _, w := range strings.Fields(s) {
+		k, v, _ := strings.Cut(w, "=")
+		args[k] = v
+	}
+	return args
+}
+
+// runOS is what the booted kernel does with its command line args: the
+// initramfs gets the root, the OS checks in, then checks in again every
+// CheckinEvery and runs the node agent (Options.Agent) until the boot ends.
+func (n *Node) runOS(ctx context.Context, args map[string]string) error {
 	// The root transport named by root= decides what the initramfs fetches.
-	cl, err := builtin.Registry().Parse(b.Args)
+	cl, err := builtin.Registry().Parse(args)
 	if err != nil {
 		return fmt.Errorf("simnode %s: %w", n.opts.MAC, err)
 	}
@@ -548,8 +600,16 @@ func (n *Node) netboot(ctx context.Context) error {
 	}
 	n.mu.Lock()
 	n.checkins++
+	agentOn := n.opts.Agent && !n.agentOff
 	n.mu.Unlock()
+	if agentOn {
+		done := n.startAgent(ctx, cl, args[roottransport.KeyAgentKey], a.bootID)
+		defer func() { <-done }()
+	}
 	if n.opts.CheckinEvery <= 0 {
+		if agentOn {
+			<-ctx.Done()
+		}
 		return nil
 	}
 	t := time.NewTicker(n.opts.CheckinEvery)
@@ -833,4 +893,66 @@ func WaitFor(d time.Duration, cond func() bool) bool {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// SetAgent stops (false) or allows (true) the node agent of the boots that
+// follow; the running boot keeps what it has.
+func (n *Node) SetAgent(on bool) {
+	n.mu.Lock()
+	n.agentOff = !on
+	n.mu.Unlock()
+}
+
+// startAgent runs the real node agent for this boot until ctx ends, with a
+// kexec that boots the loaded command line through the firmware goroutine.
+func (n *Node) startAgent(ctx context.Context, cl roottransport.Cmdline, key, bootID string) <-chan struct{} {
+	done := make(chan struct{})
+	pub, err := agentproto.DecodePublicKey(key)
+	if err != nil {
+		close(done)
+		return done
+	}
+	dir, err := os.MkdirTemp("", "simnode-agent-")
+	if err != nil {
+		close(done)
+		return done
+	}
+	a, err := nodeagent.New(nodeagent.Config{URL: cl.URL, Node: cl.Node, Token: cl.Token, Generation: cl.Gen, BootID: bootID,
+		Key: pub, Client: n.client, Loader: &simKexec{n: n, ctx: ctx}, Dir: dir,
+		Logf: func(string, ...any) {}, BeforeExec: func() {}})
+	if err != nil {
+		os.RemoveAll(dir)
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		defer os.RemoveAll(dir)
+		a.Run(ctx)
+	}()
+	return done
+}
+
+// simKexec is the node agent's kexec on a simulated node: Load keeps the
+// command line, Exec hands it to the firmware goroutine, which ends this
+// boot and runs the loaded kernel's.
+type simKexec struct {
+	n       *Node
+	ctx     context.Context // the boot's
+	cmdline string
+}
+
+func (k *simKexec) Load(kernel, initrd *os.File, cmdline string) error {
+	k.cmdline = cmdline
+	return nil
+}
+
+func (k *simKexec) Exec() error {
+	select {
+	case k.n.kexecReq <- k.cmdline:
+	default:
+		return errors.New("simnode: a kexec is already under way")
+	}
+	<-k.ctx.Done() // as a real kexec, it never returns to this boot
+	return nil
 }
