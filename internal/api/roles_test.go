@@ -80,6 +80,7 @@ var documented = map[string]apitype.Role{
 	"POST /v1/stages/{id}/abort":                     admin,
 	"POST /v1/stages/{id}/promote":                   admin,
 	"POST /v1/stages/{id}/rollback":                  admin,
+	"POST /v1/backup":                                admin,
 }
 
 // reads are the routes that change nothing although they are not GETs.

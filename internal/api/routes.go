@@ -93,6 +93,9 @@ func (s *Server) routes() []route {
 		{pattern: "GET /v1/images/{name}/sessions/{id}", role: admin, action: "image session", h: s.sessionGet},
 		{pattern: "POST /v1/images/{name}/sessions/{id}", role: admin, audit: auditDaemon, action: "image session", h: s.sessionDecide},
 		{pattern: "POST /v1/stages/{$}", role: admin, audit: auditDaemon, action: "rollout create", h: s.stageCreate(false)},
+		// A backup holds the token key: admins only, and audited (a POST:
+		// every route that is not a read is).
+		{pattern: "POST /v1/backup", role: admin, audit: auditDaemon, action: "backup", h: s.backup},
 	}
 	for _, a := range []struct {
 		name string

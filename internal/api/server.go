@@ -32,6 +32,7 @@
 //	A POST  /v1/images/{name}/exec|shell     a command or a shell in a working copy (imagesessions.go)
 //	A GET|POST /v1/images/{name}/sessions/{id}  the session; publish, commit or discard it
 //	A POST  /v1/inventory/reload             reload the inventory file now
+//	A POST  /v1/backup                       a backup of the daemon's state (internal/backup), streamed; it holds the token key
 //	O POST  /v1/power                        a power operation on a selection (apitype.PowerRequest)
 //	O POST  /v1/reboot-clean                 reboot a selection to a clean state; NDJSON progress, then the results
 //	V GET   /v1/audit?n=&follow=             the newest audit entries; follow=1: then each as it is recorded, as NDJSON

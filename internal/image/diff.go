@@ -79,10 +79,10 @@ func (s *Store) workDir(image, purpose string) (dir string, done func(), err err
 		if lock != nil {
 			lock.Close()
 		}
-		removeAll(dir)
+		RemoveAll(dir)
 		return "", nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
-	return dir, func() { unmountBelow(dir); removeAll(dir); lock.Close() }, nil
+	return dir, func() { unmountBelow(dir); RemoveAll(dir); lock.Close() }, nil
 }
 
 // unsquash extracts a squashfs file into dst (which must not exist), with
