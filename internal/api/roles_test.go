@@ -45,6 +45,8 @@ var documented = map[string]apitype.Role{
 	"GET /v1/groups/{name}":                          viewer,
 	"POST /v1/edit-preview":                          viewer,
 	"GET /v1/nodes/{name}/bmc":                       viewer,
+	"GET /v1/nodes/{name}/persist":                   viewer,
+	"POST /v1/nodes/{name}/persist/wipe":             admin,
 	"GET /v1/stages/{$}":                             viewer,
 	"POST /v1/stages/preview":                        viewer,
 	"GET /v1/stages/{id}":                            viewer,

@@ -42,6 +42,8 @@
 //	V GET   /v1/stages/{id}?follow=1         the rollout, then its state after every change, as NDJSON (follow.go)
 //	A POST  /v1/stages/                      stage a generation (apitype.StageRequest)
 //	O POST  /v1/stages/{id}/run|resume|halt  drive a rollout; abort|promote|rollback need A
+//	V GET   /v1/nodes/{name}/persist         the node's persisted paths and what each holds (apitype.PersistView)
+//	A POST  /v1/nodes/{name}/persist/wipe    empty the node's persisted paths on the head (persist.go)
 //	V GET /v1/groups/{name}, POST /v1/edit-preview, GET /v1/nodes/{name}/bmc: the console's reads (see consoleviews.go)
 //
 // A caller without the role gets 403 (code forbidden, naming the role
@@ -186,7 +188,7 @@ func writeErr(w http.ResponseWriter, err error) {
 		code, status = apitype.CodeConflict, http.StatusConflict
 	case errors.Is(err, daemon.ErrUnknownNode), errors.Is(err, image.ErrNotFound):
 		code, status = apitype.CodeNotFound, http.StatusNotFound
-	case errors.As(err, &invErr), errors.As(err, &oneErr), errors.Is(err, errBadRequest):
+	case errors.As(err, &invErr), errors.As(err, &oneErr), errors.Is(err, errBadRequest), errors.Is(err, daemon.ErrNotPersisted):
 		code, status = apitype.CodeInvalid, http.StatusBadRequest
 	}
 	writeError(w, status, code, err.Error())
