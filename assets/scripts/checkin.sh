@@ -19,10 +19,11 @@
 # head (NETBOOTUI_HEADS, comma-separated, from netbootui.heads=) is tried in
 # turn, with the same report (each attempt with its own seq).
 #
-# Parameters (NETBOOTUI_NODE, _TOKEN, _GEN, _CHECKIN, _URL, _HEADS, _CHECKIN_INTERVAL,
-# _OVERLAY_DIR, _PROBE, _TEST_WRITE, _SEQ_FILE) come from the environment, then from
-# /run/netbootui.env (written by the live init; $NETBOOTUI_ENV overrides the
-# path), and those still empty from netbootui.* words on /proc/cmdline.
+# Parameters (NETBOOTUI_NODE, _TOKEN, _GEN, _CHECKIN, _URL, _HEADS,
+# _CHECKIN_INTERVAL, _OVERLAY_DIR, _PROBE, _TEST_WRITE, _SEQ_FILE, _ROOT_CHECK,
+# _ROOT_DESC) come from the environment, then from /run/netbootui.env (written
+# by the live init; $NETBOOTUI_ENV overrides the path), and those still empty
+# from netbootui.* words on /proc/cmdline.
 #
 # Test hooks (kernel command line), used by the QEMU tests:
 #   netbootui.probe=PATH[,PATH...]       each check-in carries probe=present|absent
@@ -33,6 +34,13 @@
 # NETBOOTUI_FAILED="STAGE: reason" (set by the live init when its boot cannot
 # go on, with --once) adds failed= to the post: the daemon marks the node failed
 # at that stage.
+#
+# NETBOOTUI_ROOT_CHECK=DEVICE (set by the live init for a network block device
+# root, with NETBOOTUI_ROOT_DESC naming it): each post first reads one block of
+# DEVICE past the page cache; when that fails (the NBD server went away) the
+# post carries failed="root: ..." instead: the node shows failed at stage root
+# while it runs on what it has cached. A later read that works (the server
+# back, the device reconnected) checks in as usual again.
 #
 # Unless --once, it first starts the node agent (netbootui-agent, in
 # /run/netbootui or /usr/sbin) in the background when the image has one.
@@ -124,13 +132,26 @@ overlay_bytes() {
 	echo $((${kb:-0} * 1024))
 }
 
+# root_answers: one 4 KiB block of $NETBOOTUI_ROOT_CHECK read with O_DIRECT
+# (past the page cache, so from the server), bounded in time: a device the
+# kernel cleared reads short, one whose server is gone fails or times out.
+root_answers() {
+	n=$(timeout 45 dd if="$NETBOOTUI_ROOT_CHECK" bs=4096 count=1 iflag=direct 2>/dev/null | wc -c)
+	[ "$n" -eq 4096 ] 2>/dev/null
+}
+
 # post: one check-in; prints the daemon's answer on success.
 post() {
 	uptime=$(cut -d' ' -f1 /proc/uptime)
 	body="node=$(urlenc "$NETBOOTUI_NODE")&token=$(urlenc "$NETBOOTUI_TOKEN")"
 	body="$body&generation=$(urlenc "$NETBOOTUI_GEN")&uptime=$uptime"
 	body="$body&overlay_bytes=$(overlay_bytes)&boot_id=$boot_id"
-	[ -n "$NETBOOTUI_FAILED" ] && body="$body&failed=$(urlenc "$NETBOOTUI_FAILED")"
+	failed=$NETBOOTUI_FAILED
+	if [ -z "$failed" ] && [ -n "$NETBOOTUI_ROOT_CHECK" ] && ! root_answers; then
+		failed="root: ${NETBOOTUI_ROOT_DESC:-the root device} no longer answers (a read of $NETBOOTUI_ROOT_CHECK failed: server gone?); reboot the node once it is back"
+		log "$failed"
+	fi
+	[ -n "$failed" ] && body="$body&failed=$(urlenc "$failed")"
 	if [ -n "$NETBOOTUI_PROBE" ]; then
 		# one answer per path of the comma-separated list, in its order
 		answers='' old_ifs=$IFS IFS=,

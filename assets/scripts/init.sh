@@ -72,7 +72,7 @@ mkdir -p /run/netbootui /run/live
 
 # Parse the kernel command line. Words are split on blanks; no globbing.
 set -f
-root='' node='' group='' token='' gen='' checkin='' base='' interval='' persist='' persist_nfs='' nocloud='' heads=''
+root_check='' root_desc='' root='' node='' group='' token='' gen='' checkin='' base='' interval='' persist='' persist_nfs='' nocloud='' heads=''
 # shellcheck disable=SC2013 # words, not lines, are wanted here
 for arg in $(cat /proc/cmdline); do
 	case $arg in
@@ -227,6 +227,9 @@ root_nbd() {
 		report_failure "rootfs: the NBD root $nbd_server:$nbd_port/$nbd_export does not mount as a squashfs"
 		fail "cannot mount /dev/nbd0"
 	fi
+	# The running node's agent reads a block of the device at each check-in:
+	# a server gone after boot shows as a failure at stage root.
+	root_check=/dev/nbd0 root_desc="the NBD root $nbd_server:$nbd_port/$nbd_export"
 }
 
 # report_failure REASON: tell the daemon this boot failed and why, through
@@ -400,6 +403,8 @@ q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 	echo "NETBOOTUI_CHECKIN_INTERVAL=$(q "${interval:-30}")"
 	echo "NETBOOTUI_OVERLAY_DIR=/run/live/rw"
 	echo "NETBOOTUI_IFACE=$(q "$iface")"
+	echo "NETBOOTUI_ROOT_CHECK=$(q "$root_check")"
+	echo "NETBOOTUI_ROOT_DESC=$(q "$root_desc")"
 } >/run/netbootui.env.tmp && mv /run/netbootui.env.tmp /run/netbootui.env
 chmod 0600 /run/netbootui.env
 

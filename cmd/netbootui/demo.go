@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/term"
 
 	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/apitype"
@@ -68,6 +70,10 @@ func runDemo(ctx context.Context, cfg demo.Config, o demoOptions) error {
 		defer os.RemoveAll(dir)
 		o.data = dir
 	}
+	// A --data folder that does not exist yet is made, as serve's is.
+	if err := os.MkdirAll(o.data, 0o755); err != nil {
+		return fmt.Errorf("demo: --data %s: cannot make the folder: %w", o.data, err)
+	}
 	if o.socket == "" {
 		o.socket = filepath.Join(o.data, "api.sock")
 	}
@@ -119,6 +125,10 @@ func runDemo(ctx context.Context, cfg demo.Config, o demoOptions) error {
 			}
 		}
 	}
+	if d.FellBack != "" && !waitForEnter(ctx, d.FellBack) {
+		fmt.Println("netbootui demo: stopping")
+		return nil
+	}
 	opts, err := terminalOptions(o.socket)
 	if err != nil {
 		return err
@@ -131,6 +141,32 @@ func runDemo(ctx context.Context, cfg demo.Config, o demoOptions) error {
 	}
 	fmt.Println("netbootui demo: stopping")
 	return err
+}
+
+// waitForEnter says, before the console covers the terminal, that the
+// nodes boot the tiny generation because the default recipe could not be
+// built, and waits for Enter on a terminal. It returns false when ctx ends
+// first (ctrl+c).
+func waitForEnter(ctx context.Context, why string) bool {
+	fmt.Printf("\nNOTE: the default recipe was not built (%s),\n"+
+		"so the nodes boot the tiny generation made in Go, which no real machine could boot.\n"+
+		"Fix that (scripts/fetch-kernel.sh, NETBOOTUI_CACHE, --kernel-dir) or pass --image tiny to skip this note.\n", why)
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		return true
+	}
+	fmt.Print("Press Enter to open the console (ctrl+c stops the demo). ")
+	line := make(chan struct{})
+	go func() {
+		bufio.NewReader(os.Stdin).ReadString('\n')
+		close(line)
+	}()
+	select {
+	case <-line:
+		return true
+	case <-ctx.Done():
+		fmt.Println()
+		return false
+	}
 }
 
 func printDemoBanner(w io.Writer, d *demo.Demo, socket string) {

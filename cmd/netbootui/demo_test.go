@@ -315,3 +315,44 @@ func TestParseSizes(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoFallbackNoteInTmux: with no kernel where NETBOOTUI_CACHE says
+// (an empty cache) the demo cannot build the default recipe; before the
+// console covers the terminal it says so and waits for Enter, then the
+// console opens. The --data folder did not exist: the demo made it.
+func TestDemoFallbackNoteInTmux(t *testing.T) {
+	lab.RequireTools(t, "tmux")
+	dir := t.TempDir()
+	socket := filepath.Join(dir, "demo.sock")
+	data := filepath.Join(dir, "new", "data")
+	httpPort := freePort(t)
+	c := &tmuxConsole{t: t, server: fmt.Sprintf("netbootui-fallback-%d-%d", os.Getpid(), time.Now().UnixNano())}
+	cmdline := fmt.Sprintf("env TERM=xterm-256color NETBOOTUI_KERNEL_DIR= NETBOOTUI_CACHE=%s %s demo --nodes 4 --data %s --api-socket %s --http-listen 127.0.0.1:%d --image auto --post 100ms --checkin-every 200ms --power-poll 1s",
+		t.TempDir(), binary, data, socket, httpPort)
+	c.tmux("new-session", "-d", "-s", "ui", "-x", "120", "-y", "40", cmdline)
+	t.Cleanup(func() { exec.Command("tmux", "-L", c.server, "kill-server").Run() })
+	s := c.waitFor("the fallback note", regexp.MustCompile(`Press Enter to open the console`))
+	if !strings.Contains(s, "tiny generation") || !strings.Contains(s, "no kernel") {
+		t.Fatalf("the note does not say why:\n%s", s)
+	}
+	time.Sleep(time.Second) // still waiting: no console yet
+	if s := c.capture(false); strings.Contains(s, "4 nodes ·") {
+		t.Fatalf("the console opened without Enter:\n%s", s)
+	}
+	c.keys("Enter")
+	c.waitFor("the console", regexp.MustCompile(`4 nodes · 0 marked`))
+	c.keys("q")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(socket); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("q did not end the demo:\n%s", c.capture(false))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(data, "demo.log")); err != nil {
+		t.Fatalf("--data folder: %v", err)
+	}
+}

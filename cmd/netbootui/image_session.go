@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -320,9 +323,12 @@ func stdinTerminal() bool {
 // is shown when it exits.
 func cmdImageShell(ctx context.Context, c *apiclient.Client, name string, f sessionFlags) error {
 	rows, cols := 0, 0
-	if out, ok := stdout.(*os.File); ok {
+	out, outTerminal := stdout.(*os.File)
+	if outTerminal {
 		if w, h, err := term.GetSize(int(out.Fd())); err == nil {
 			rows, cols = h, w
+		} else {
+			outTerminal = false
 		}
 	}
 	conn, id, err := c.ShellImage(ctx, name, os.Getenv("TERM"), rows, cols)
@@ -330,6 +336,13 @@ func cmdImageShell(ctx context.Context, c *apiclient.Client, name string, f sess
 		return err
 	}
 	defer conn.Close()
+	stopResize := func() {}
+	if outTerminal {
+		stopResize = followResize(ctx, int(out.Fd()), func(rows, cols int) {
+			c.ResizeSession(ctx, name, id, rows, cols) // the shell may have just exited: nothing to tell
+		})
+		defer stopResize()
+	}
 	nl := "\n"
 	restore := func() {}
 	if stdinTerminal() {
@@ -366,6 +379,7 @@ func cmdImageShell(ctx context.Context, c *apiclient.Client, name string, f sess
 		}
 	}()
 	_, err = io.Copy(stdout, conn)
+	stopResize()
 	shellDone.Store(true)
 	restore()
 	if err != nil && !strings.Contains(err.Error(), "use of closed network connection") {
@@ -376,6 +390,38 @@ func cmdImageShell(ctx context.Context, c *apiclient.Client, name string, f sess
 		return fmt.Errorf("image shell %s: the session: %w", name, err)
 	}
 	return decide(ctx, c, v, f, answers)
+}
+
+// followResize calls resize with the new size of terminal fd each time it
+// changes (SIGWINCH) until stop is called (once or more).
+func followResize(ctx context.Context, fd int, resize func(rows, cols int)) (stop func()) {
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, syscall.SIGWINCH)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case <-winch:
+				if w, h, err := term.GetSize(fd); err == nil {
+					resize(h, w)
+				}
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			signal.Stop(winch)
+			close(done)
+			<-finished
+		})
+	}
 }
 
 // printFileChanges prints one line per path added (+), removed (-) or

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -220,4 +221,56 @@ func TestImageSessionVerbs(t *testing.T) {
 			t.Errorf("the killed session's working copy is still there: %s", e.Name())
 		}
 	}
+}
+
+// TestImageShellResizeInTmux runs `netbootui image shell` in a tmux pane
+// and resizes the window while the shell runs: the CLI passes the new size
+// on (SIGWINCH, then the session's size route) to the pty of the shell the
+// daemon runs, and `stty size` in the shell says the pane's new size. On
+// exit the session is discarded.
+func TestImageShellResizeInTmux(t *testing.T) {
+	lab.RequireTools(t, "tmux", "mksquashfs", "unsquashfs", "busybox", "chroot", "mount")
+	if os.Geteuid() != 0 {
+		lab.RequireTools(t, "root privileges (chroot and mount need them)")
+	}
+	dir := defaultRecipeLab(t)
+	p := startServe(t, filepath.Join(dir, "nodes.yaml"), dir)
+	defer p.stop(t)
+	if out, errOut, code := runCLI(t, "image", "build", "default", "--publish", "--api-socket="+p.socket); code != 0 {
+		t.Fatalf("image build: exit %d\n%s%s", code, out, errOut)
+	}
+	c := &tmuxConsole{t: t, server: fmt.Sprintf("netbootui-test-%d-%d", os.Getpid(), time.Now().UnixNano())}
+	c.tmux("new-session", "-d", "-s", "ui", "-x", "80", "-y", "24",
+		fmt.Sprintf("env TERM=xterm %s image shell default --discard --api-socket=%s; sleep 60", binary, p.socket))
+	t.Cleanup(func() { exec.Command("tmux", "-L", c.server, "kill-server").Run() })
+	c.waitForWithin("the image shell", time.Minute, regexp.MustCompile(`shell in a working copy of image default`))
+
+	// stty size until the shell's answer is the pane's size (the resize
+	// travels from tmux through the CLI and the daemon to the shell's pty).
+	sizeShown := func(what string) string {
+		t.Helper()
+		size := strings.TrimSpace(c.tmux("display-message", "-p", "-t", "ui", "#{pane_height} #{pane_width}"))
+		re := regexp.MustCompile(`(?m)^` + size + `\s*$`)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			c.keys("clear; stty size", "Enter")
+			for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+				if re.MatchString(c.capture(false)) {
+					return size
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the shell never said its size is the pane's %s:\n%s", what, size, c.capture(false))
+			}
+		}
+	}
+	before := sizeShown("before the resize")
+	c.tmux("resize-window", "-t", "ui", "-x", "117", "-y", "37")
+	after := sizeShown("after the resize")
+	if after == before {
+		t.Fatalf("tmux did not resize the pane: %s both times", after)
+	}
+	t.Logf("the shell's terminal went from %s to %s with the pane", before, after)
+	c.keys("exit", "Enter")
+	c.waitForWithin("the session discarded", time.Minute, regexp.MustCompile(`session discarded`))
 }

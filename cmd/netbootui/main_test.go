@@ -40,7 +40,13 @@ func TestMain(m *testing.M) {
 
 func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	return runCLIWithin(t, 60*time.Second, args...)
+}
+
+// runCLIWithin is runCLI with a time limit of its own.
+func runCLIWithin(t *testing.T, limit time.Duration, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
 	var o, e bytes.Buffer
@@ -57,9 +63,17 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 }
 
 func TestValidate(t *testing.T) {
-	out, errOut, code := runCLI(t, "validate", "../../examples/nodes.yaml")
+	// The example as the README installs it (secrets file 0600) is valid.
+	inv := copyExample(t)
+	out, errOut, code := runCLI(t, "validate", inv)
 	if code != 0 || !strings.Contains(out, "ok: 12 nodes") {
 		t.Fatalf("example: code %d\n%s%s", code, out, errOut)
+	}
+	// With the secrets file as git checks it out (0644) the daemon would
+	// refuse every password: so does validate.
+	os.Chmod(filepath.Join(filepath.Dir(inv), "secrets.yaml"), 0o644)
+	if _, errOut, code := runCLI(t, "validate", inv); code != 1 || !strings.Contains(errOut, "settings.secrets") || !strings.Contains(errOut, "must be 0600") {
+		t.Fatalf("example with a 0644 secrets file: code %d, stderr %q", code, errOut)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(bad, []byte("nodes:\n  - name: n1\n    nics: [{mac: \"zz:54:00:00:00:01\"}]\n"), 0o644)

@@ -49,6 +49,14 @@ func validate(pos []string) error {
 			// What the boot servers would refuse when they render an entry.
 			err = pxe.CheckInventory(inv)
 		}
+		if err == nil && inv.Settings.Secrets != "" {
+			// The daemon loads passwords only when it needs one: a secrets
+			// file it would refuse (mode, syntax) or cannot find fails
+			// every power call, so it fails validation.
+			if _, serr := inventory.LoadSecrets(inv.SecretsPath()); serr != nil {
+				err = fmt.Errorf("%s: settings.secrets: %w", path, serr)
+			}
+		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			failed = true

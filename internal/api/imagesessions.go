@@ -22,6 +22,7 @@ import (
 //	                                                    working copy, raw both ways; the session's id in the
 //	                                                    101 answer's Netbootui-Session header
 //	A GET  /v1/images/{name}/sessions/{id}              the session and its diff (apitype.SessionView)
+//	A POST /v1/images/{name}/sessions/{id}/size         the shell's terminal was resized (apitype.TermSize, echoed)
 //	A POST /v1/images/{name}/sessions/{id}              publish, commit or discard it (apitype.SessionDecision)
 //
 // The daemon runs the root's own programs chrooted in its own unpacked
@@ -122,10 +123,34 @@ func termSize(rows, cols string) ([2]uint16, error) {
 	}
 	r, err1 := strconv.Atoi(rows)
 	c, err2 := strconv.Atoi(cols)
-	if err1 != nil || err2 != nil || r < 1 || r > 1000 || c < 1 || c > 1000 {
+	if err1 != nil || err2 != nil || !validTermSize(r, c) {
 		return [2]uint16{}, fmt.Errorf("rows=%q cols=%q: want two numbers from 1 to 1000", rows, cols)
 	}
 	return [2]uint16{uint16(r), uint16(c)}, nil
+}
+
+func validTermSize(rows, cols int) bool {
+	return rows >= 1 && rows <= 1000 && cols >= 1 && cols <= 1000
+}
+
+// sessionResize gives the pty of a session's running shell the caller's
+// new terminal size. It changes no state of the daemon's (the route is not
+// audited: a terminal being resized is no change of an image's).
+func (s *Server) sessionResize(w http.ResponseWriter, r *http.Request) {
+	var sz apitype.TermSize
+	if err := decode(r, &sz); err != nil {
+		writeErr(w, err)
+		return
+	}
+	if !validTermSize(sz.Rows, sz.Cols) {
+		writeErr(w, badRequest(fmt.Errorf("terminal size %dx%d: want rows and cols from 1 to 1000", sz.Rows, sz.Cols)))
+		return
+	}
+	if err := s.D.ResizeSession(r.PathValue("name"), r.PathValue("id"), sz.Rows, sz.Cols); err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, sz)
 }
 
 func lockedWriter(mu *sync.Mutex, w io.Writer) io.Writer {

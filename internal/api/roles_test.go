@@ -45,6 +45,8 @@ var documented = map[string]apitype.Role{
 	"GET /v1/groups/{name}":                          viewer,
 	"POST /v1/edit-preview":                          viewer,
 	"GET /v1/nodes/{name}/bmc":                       viewer,
+	"GET /v1/nodes/{name}/persist":                   viewer,
+	"POST /v1/nodes/{name}/persist/wipe":             admin,
 	"GET /v1/stages/{$}":                             viewer,
 	"POST /v1/stages/preview":                        viewer,
 	"GET /v1/stages/{id}":                            viewer,
@@ -74,16 +76,19 @@ var documented = map[string]apitype.Role{
 	"POST /v1/images/{name}/shell":                   admin,
 	"GET /v1/images/{name}/sessions/{id}":            admin,
 	"POST /v1/images/{name}/sessions/{id}":           admin,
+	"POST /v1/images/{name}/sessions/{id}/size":      admin,
 	"POST /v1/stages/{$}":                            admin,
 	"POST /v1/stages/{id}/abort":                     admin,
 	"POST /v1/stages/{id}/promote":                   admin,
 	"POST /v1/stages/{id}/rollback":                  admin,
+	"POST /v1/backup":                                admin,
 }
 
 // reads are the routes that change nothing although they are not GETs.
 var reads = map[string]bool{
 	"POST /v1/nodes/{name}/preview": true, "POST /v1/edit-preview": true,
 	"POST /v1/stages/preview": true, "POST /v1/stages/{id}/{action}": true,
+	"POST /v1/images/{name}/sessions/{id}/size": true, // a shell's terminal size
 }
 
 // TestRouteTable: the table holds every documented route with its

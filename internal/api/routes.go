@@ -65,6 +65,7 @@ func (s *Server) routes() []route {
 		read("GET /v1/unknown", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.D.Unknown()) }),
 		read("POST /v1/edit-preview", s.editPreview),
 		read("GET /v1/nodes/{name}/bmc", s.nodeBMC),
+		read("GET /v1/nodes/{name}/persist", s.persist),
 		read("GET /v1/stages/{$}", s.stageList),
 		read("POST /v1/stages/preview", s.stageCreate(true)),
 		read("GET /v1/stages/{id}", s.stageGet),
@@ -78,6 +79,7 @@ func (s *Server) routes() []route {
 		{pattern: "POST /v1/nodes/{name}", role: admin, audit: auditDaemon, action: "add node", h: s.addNode},
 		{pattern: "DELETE /v1/nodes/{name}", role: admin, audit: auditDaemon, action: "remove node", h: s.removeNode},
 		{pattern: "POST /v1/nodes/{name}/rename", role: admin, audit: auditDaemon, action: "rename node", h: s.renameNode},
+		{pattern: "POST /v1/nodes/{name}/persist/wipe", role: admin, audit: auditDaemon, action: "persist wipe", h: s.wipePersist},
 		{pattern: "POST /v1/unknown/adopt", role: admin, audit: auditDaemon, action: "adopt", h: s.adopt},
 		{pattern: "PATCH /v1/groups/{name}", role: admin, audit: auditDaemon, action: "edit group", h: s.editGroup},
 		{pattern: "POST /v1/inventory/reload", role: admin, audit: auditHere, action: "inventory reload", h: s.reload},
@@ -90,7 +92,12 @@ func (s *Server) routes() []route {
 		{pattern: "POST /v1/images/{name}/shell", role: admin, audit: auditDaemon, action: "image shell", h: s.shellImage},
 		{pattern: "GET /v1/images/{name}/sessions/{id}", role: admin, action: "image session", h: s.sessionGet},
 		{pattern: "POST /v1/images/{name}/sessions/{id}", role: admin, audit: auditDaemon, action: "image session", h: s.sessionDecide},
+		// The shell's terminal size: no state changes, nothing is audited.
+		{pattern: "POST /v1/images/{name}/sessions/{id}/size", role: admin, action: "image session resize", h: s.sessionResize},
 		{pattern: "POST /v1/stages/{$}", role: admin, audit: auditDaemon, action: "rollout create", h: s.stageCreate(false)},
+		// A backup holds the token key: admins only, and audited (a POST:
+		// every route that is not a read is).
+		{pattern: "POST /v1/backup", role: admin, audit: auditDaemon, action: "backup", h: s.backup},
 	}
 	for _, a := range []struct {
 		name string

@@ -32,6 +32,7 @@
 //	A POST  /v1/images/{name}/exec|shell     a command or a shell in a working copy (imagesessions.go)
 //	A GET|POST /v1/images/{name}/sessions/{id}  the session; publish, commit or discard it
 //	A POST  /v1/inventory/reload             reload the inventory file now
+//	A POST  /v1/backup                       a backup of the daemon's state (internal/backup), streamed; it holds the token key
 //	O POST  /v1/power                        a power operation on a selection (apitype.PowerRequest)
 //	O POST  /v1/reboot-clean                 reboot a selection to a clean state; NDJSON progress, then the results
 //	V GET   /v1/audit?n=&follow=             the newest audit entries; follow=1: then each as it is recorded, as NDJSON
@@ -41,6 +42,8 @@
 //	V GET   /v1/stages/{id}?follow=1         the rollout, then its state after every change, as NDJSON (follow.go)
 //	A POST  /v1/stages/                      stage a generation (apitype.StageRequest)
 //	O POST  /v1/stages/{id}/run|resume|halt  drive a rollout; abort|promote|rollback need A
+//	V GET   /v1/nodes/{name}/persist         the node's persisted paths and what each holds (apitype.PersistView)
+//	A POST  /v1/nodes/{name}/persist/wipe    empty the node's persisted paths on the head (persist.go)
 //	V GET /v1/groups/{name}, POST /v1/edit-preview, GET /v1/nodes/{name}/bmc: the console's reads (see consoleviews.go)
 //
 // A caller without the role gets 403 (code forbidden, naming the role
@@ -185,7 +188,7 @@ func writeErr(w http.ResponseWriter, err error) {
 		code, status = apitype.CodeConflict, http.StatusConflict
 	case errors.Is(err, daemon.ErrUnknownNode), errors.Is(err, image.ErrNotFound):
 		code, status = apitype.CodeNotFound, http.StatusNotFound
-	case errors.As(err, &invErr), errors.As(err, &oneErr), errors.Is(err, errBadRequest):
+	case errors.As(err, &invErr), errors.As(err, &oneErr), errors.Is(err, errBadRequest), errors.Is(err, daemon.ErrNotPersisted):
 		code, status = apitype.CodeInvalid, http.StatusBadRequest
 	}
 	writeError(w, status, code, err.Error())

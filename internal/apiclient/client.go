@@ -155,3 +155,17 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return json.NewDecoder(resp.Body).Decode(out)
 	}
 }
+
+// Backup streams a backup of the daemon's state (internal/backup's format)
+// to w. It holds the daemon's token key: write it somewhere private.
+func (c *Client) Backup(ctx context.Context, w io.Writer) error {
+	resp, err := c.send(ctx, "POST", "/v1/backup", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("%s: backup: %w", c.name, err)
+	}
+	return nil
+}

@@ -78,6 +78,13 @@ func (c *Client) ShellImage(ctx context.Context, name, term string, rows, cols i
 	return cc, h.Get(apitype.SessionHeader), nil
 }
 
+// ResizeSession gives the terminal of the shell running in a session a
+// new size (the caller's terminal was resized).
+func (c *Client) ResizeSession(ctx context.Context, name, id string, rows, cols int) error {
+	return c.do(ctx, "POST", "/v1/images/"+url.PathEscape(name)+"/sessions/"+url.PathEscape(id)+"/size",
+		apitype.TermSize{Rows: rows, Cols: cols}, nil)
+}
+
 // Session returns an open session of an image with its diff.
 func (c *Client) Session(ctx context.Context, name, id string) (*apitype.SessionView, error) {
 	var v apitype.SessionView

@@ -235,6 +235,15 @@ const ShellProtocol = "netbootui-shell"
 // SessionHeader carries a session's id in the answer to a shell upgrade.
 const SessionHeader = "Netbootui-Session"
 
+// TermSize is the size of the terminal of a session's interactive shell
+// (POST /v1/images/{name}/sessions/{id}/size): the caller's terminal was
+// resized, and the shell's pty takes the new size (its programs get
+// SIGWINCH). Both are from 1 to 1000.
+type TermSize struct {
+	Rows int `json:"rows"`
+	Cols int `json:"cols"`
+}
+
 // File returns the manifest entry for name.
 func (m *Manifest) File(name string) (FileInfo, bool) {
 	for _, f := range m.Files {

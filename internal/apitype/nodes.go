@@ -292,3 +292,35 @@ type AdoptResult struct {
 	Nodes    []Adopted `json:"nodes"`
 	Revision string    `json:"revision"`
 }
+
+// PersistView is what a node keeps across reboots: its group's persisted
+// paths and what lies under each in the node's own directory on the head
+// (GET /v1/nodes/{name}/persist; POST .../persist/wipe empties them).
+type PersistView struct {
+	Node string `json:"node"`
+	// Export is where the node mounts its directory from
+	// (SERVER:/EXPORT/nodes/NODE); empty when nothing persists.
+	Export string        `json:"export,omitempty"`
+	Paths  []PersistPath `json:"paths,omitempty"`
+	// Note says why the node persists nothing (no persist: in its group,
+	// not an nfs root, no settings.nfs).
+	Note string `json:"note,omitempty"`
+	// Removed is, after a wipe, how many entries it removed.
+	Removed int `json:"removed,omitempty"`
+}
+
+// PersistPath is one persisted path of a node and what it holds.
+type PersistPath struct {
+	Path  string `json:"path"`
+	Bytes int64  `json:"bytes"`
+	Files int    `json:"files"`
+	// Missing: the head has not made the directory yet.
+	Missing bool `json:"missing,omitempty"`
+}
+
+// PersistWipeRequest is a wipe of a node's persisted paths (Who is set by
+// the API server).
+type PersistWipeRequest struct {
+	Node string `json:"-"`
+	Who  string `json:"-"`
+}

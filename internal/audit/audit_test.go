@@ -191,3 +191,39 @@ func isClosed(c <-chan Entry) bool {
 		return false
 	}
 }
+
+// All returns every entry of the file, past the newest that Recent keeps;
+// Append adds entries with their own times and one sync, readable after a
+// reopen.
+func TestAllAndAppend(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "audit.log")
+	l, err := Open(p, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := l.Append([]Entry{{Time: old, Who: "a", Action: "one", Result: "ok"}, {Time: old, Who: "a", Action: "two", Result: "ok"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"three", "four", "five"} {
+		if err := l.Record(Entry{Who: "b", Action: a, Result: "ok"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := l.All()
+	if err != nil || len(all) != 5 || all[0].Action != "one" || !all[0].Time.Equal(old) || all[4].Action != "five" {
+		t.Fatalf("All: %+v %v", all, err)
+	}
+	if r := l.Recent(0); len(r) != 2 || r[1].Action != "five" {
+		t.Fatalf("Recent: %+v", r)
+	}
+	l.Close()
+	l, err = Open(p, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if r := l.Recent(0); len(r) != 5 || r[1].Action != "two" {
+		t.Fatalf("after reopen: %+v", r)
+	}
+}

@@ -97,3 +97,12 @@ func (t *Tracker) flush() error {
 	}
 	return nil
 }
+
+// Flush writes what is pending to the store now, so that a reader of the
+// store (a backup) sees every event applied before the call.
+func (t *Tracker) Flush() error {
+	if t.opts.Store == nil {
+		return nil
+	}
+	return t.flush()
+}

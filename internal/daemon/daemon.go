@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 	"net"
@@ -39,6 +40,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/netbootui/netbootui/internal/apitype"
+	"github.com/netbootui/netbootui/internal/backup"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/consolehub"
 	"github.com/netbootui/netbootui/internal/image"
@@ -613,4 +615,17 @@ func (d *Daemon) Reload() error {
 // power backends.
 func (d *Daemon) parseOptions() []inventory.Option {
 	return []inventory.Option{inventory.WithProtocols(d.cfg.Backends)}
+}
+
+// Backup writes a backup of the daemon's durable state to w
+// (internal/backup): boot states, image store, token key, audit log,
+// rollouts and the inventory, each read whole at one moment (see
+// backup.Write), the boot states after every event applied so far is
+// written. It takes no lock: the daemon keeps serving and editing while a
+// large image store streams to a slow client.
+func (d *Daemon) Backup(w io.Writer) error {
+	if err := d.tracker.Flush(); err != nil {
+		return fmt.Errorf("backup: boot states: %w", err)
+	}
+	return backup.Write(w, backup.Source{State: d.store, Images: d.images, Inventory: d.cfg.InventoryPath, Documents: []string{rollout.DocumentName}})
 }

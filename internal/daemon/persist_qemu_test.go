@@ -2,10 +2,12 @@ package daemon_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +15,8 @@ import (
 	. "github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/lab"
+	"github.com/netbootui/netbootui/internal/power/backends"
+	"github.com/netbootui/netbootui/internal/power/powertest"
 	"github.com/netbootui/netbootui/internal/pxe"
 	"github.com/netbootui/netbootui/internal/roottransport/nfs"
 )
@@ -38,9 +42,11 @@ chain --replace --autofree {{.ScriptURL}} || goto failed
 
 // persistInventory: three nfs nodes in a group that persists /var/log, at
 // 127.0.0.10, .11 and .12 as the head sees them. argsA and argsB are words
-// added to the first two nodes' command lines.
+// added to the first two nodes' command lines. q-a's power goes through the
+// test backend (powertest: its machine is the QEMU VM, see vmMachine).
 func persistInventory(dir, argsA, argsB string) string {
 	return fmt.Sprintf(`settings:
+  secrets: secrets.yaml
   nfs: {server: %s, port: 2049, export: /netbootui, dir: %s}
 images:
   live-nfs:
@@ -51,7 +57,8 @@ groups:
     image: live-nfs
     persist: [/var/log]
 nodes:
-  - {name: q-a, group: lab, ip: 127.0.0.10, boot_override: {ipxe: %q}, nics: [{mac: %q}]}
+  - {name: q-a, group: lab, ip: 127.0.0.10, boot_override: {ipxe: %q}, nics: [{mac: %q}],
+     bmc: {protocol: simpower, host: lab, password: lab, simpower: {machine: q-a}}}
   - {name: q-b, group: lab, ip: 127.0.0.11, boot_override: {ipxe: %q}, nics: [{mac: %q}]}
   - {name: q-c, group: lab, ip: 127.0.0.12, nics: [{mac: %q}]}
 `, headAddr, dir, persistOverride(argsA), lab.MAC(30), persistOverride(argsB), lab.MAC(31), lab.MAC(32))
@@ -77,8 +84,8 @@ func checkinWith(t *testing.T, d *Daemon, vm *lab.VM, node, want string, timeout
 }
 
 // TestQEMUNFSPersist: a node's file under a persisted path (/var/log, in its
-// own directory on the NFS server, made by the head) survives a reboot
-// while one elsewhere is gone; a node that tries to mount another node's
+// own directory on the NFS server, made by the head) survives the daemon's
+// reboot-clean while one elsewhere is gone; a node that tries to mount another node's
 // directory is refused by the server (exports are per node address) and
 // fails at the persist stage, naming the directory.
 func TestQEMUNFSPersist(t *testing.T) {
@@ -99,7 +106,14 @@ func TestQEMUNFSPersist(t *testing.T) {
 	stealB := "netbootui.persist_nfs=" + headAddr + ":/netbootui/nodes/q-a:vers=4.1,port=2049"
 	initrd := nfsInitrd(t, dir)
 	var gen string
-	env := daemontest.Start(t, daemontest.Options{Dir: dir, Config: rootLabConfig(t),
+	bmcs := powertest.NewLab(rebootPassword)
+	cfg := rootLabConfig(t)
+	cfg.Backends = backends.Registry()
+	if err := cfg.Backends.Register(bmcs.Protocol()); err != nil {
+		t.Fatal(err)
+	}
+	env := daemontest.Start(t, daemontest.Options{Dir: dir, Config: cfg,
+		Secrets:   "bmc_passwords:\n  lab: " + rebootPassword + "\n",
 		Inventory: persistInventory(nfsDir, "netbootui.test_write=/var/log/kept,/root/gone netbootui.probe=/var/log/kept,/root/gone", stealB),
 		Before: func(d *Daemon) error {
 			m, err := d.ImportImage(ImportRequest{Image: "live-nfs", Kernel: files["vmlinuz"], Initrd: initrd, Rootfs: files["rootfs.squashfs"], Publish: true})
@@ -150,6 +164,7 @@ func TestQEMUNFSPersist(t *testing.T) {
 		return bootVM(vmCtx, t, node, mac, "http://"+headAddr, fwd(80, hp), fwd(2049, g.Port))
 	}
 	vmA := start("q-a", lab.MAC(30), "127.0.0.10")
+	bmcs.Add("q-a", &vmMachine{vm: vmA})
 	vmB := start("q-b", lab.MAC(31), "127.0.0.11")
 	vmC := start("q-c", lab.MAC(32), "127.0.0.12")
 
@@ -175,16 +190,24 @@ func TestQEMUNFSPersist(t *testing.T) {
 	st = waitFailed(t, d, vmC, "q-c", "stage persist", "not writable")
 	t.Logf("q-c with a read-only export: %s", st.Error)
 
-	// Boot 2 of q-a, without the write hook: the persisted file is there,
-	// the other is gone.
+	// Boot 2 of q-a through the daemon's reboot-clean (PXE next, a power
+	// cycle through its BMC, followed until it checks in clean), without
+	// the write hook: the persisted file is there, the other is gone with
+	// the old overlay.
 	write("netbootui.probe=/var/log/kept,/root/gone", stealB)
 	if err := d.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if err := vmA.Reset(); err != nil {
-		t.Fatal(err)
+	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer rcancel()
+	res, err := d.RebootClean(rctx, RebootRequest{Selection: "q-a", Timeout: 4 * time.Minute, Who: "persist-test"}, nil)
+	if err != nil || len(res) != 1 || !res[0].OK {
+		t.Fatalf("reboot-clean q-a: %+v, %v\nserial:\n%s", res, err, lab.Tail(vmA.Serial(), 30))
 	}
-	checkinWith(t, d, vmA, "q-a", "probe=present,absent", 4*time.Minute)
+	if calls := strings.Join(bmcs.Calls(), " "); !strings.Contains(calls, "cycle") {
+		t.Errorf("reboot-clean did not power cycle q-a through its BMC: %s", calls)
+	}
+	checkinWith(t, d, vmA, "q-a", "probe=present,absent", 2*time.Minute)
 	for _, f := range []string{"root/gone", "var/log/kept"} {
 		if _, err := os.Stat(filepath.Join(nfs.TreeDir(site, "live-nfs", gen), f)); err == nil {
 			t.Errorf("a node wrote %s into the read-only tree", f)
@@ -211,4 +234,55 @@ func waitFailed(t *testing.T, d *Daemon, vm *lab.VM, node string, wants ...strin
 		}
 	}
 	return st
+}
+
+// vmMachine is a QEMU VM as the test power backend's machine: its power is
+// the QEMU process, a cycle or reset is the VM's reset button, and the
+// next-boot PXE override is kept as set (the VM boots from its NIC's iPXE
+// every time).
+type vmMachine struct {
+	vm       *lab.VM
+	mu       sync.Mutex
+	pxe, efi bool
+}
+
+func (m *vmMachine) PowerState() bool {
+	select {
+	case <-m.vm.Done():
+		return false
+	default:
+		return true
+	}
+}
+
+func (m *vmMachine) SetPower(on bool) error {
+	if on == m.PowerState() {
+		return nil
+	}
+	if on {
+		return errors.New("a stopped VM cannot be powered on again")
+	}
+	return m.vm.Stop()
+}
+
+func (m *vmMachine) PowerCycle() error { return m.Reset() }
+
+func (m *vmMachine) Reset() error {
+	m.mu.Lock()
+	m.pxe = false
+	m.mu.Unlock()
+	return m.vm.Reset()
+}
+
+func (m *vmMachine) SetNextBootPXE(efi bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pxe, m.efi = true, efi
+	return nil
+}
+
+func (m *vmMachine) NextBootPXE() (pending, efi bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.pxe, m.efi
 }

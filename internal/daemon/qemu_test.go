@@ -88,6 +88,24 @@ func waitBooted(t *testing.T, d *Daemon, vm *lab.VM, node, gen string, timeout t
 	return st
 }
 
+// bootIPXENode boots q-ipxe from QEMU's iPXE ROM through the daemon's HTTP
+// server on port (as 10.0.2.2) and waits until it checks in with gen.
+func bootIPXENode(t *testing.T, d *Daemon, port, gen string) bootstate.NodeState {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	start := time.Now()
+	vm, err := lab.StartVM(ctx, lab.VMOptions{Name: "q-ipxe", MAC: lab.MAC(10), Dir: t.TempDir(),
+		BootURL: "http://10.0.2.2:" + port + "/boot/" + lab.MAC(10) + ".ipxe"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Stop()
+	st := waitBooted(t, d, vm, "q-ipxe", gen, 150*time.Second)
+	t.Logf("q-ipxe booted and checked in after %v", time.Since(start).Round(100*time.Millisecond))
+	return st
+}
+
 func stagesOf(st bootstate.NodeState) []bootstate.Stage {
 	var out []bootstate.Stage
 	for _, m := range st.Timeline {
@@ -102,17 +120,7 @@ func stagesOf(st bootstate.NodeState) []bootstate.Stage {
 func TestQEMUBootThroughIPXE(t *testing.T) {
 	t.Parallel()
 	d, gen, port := startLabDaemon(t, "")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	start := time.Now()
-	vm, err := lab.StartVM(ctx, lab.VMOptions{Name: "q-ipxe", MAC: lab.MAC(10), Dir: t.TempDir(),
-		BootURL: "http://10.0.2.2:" + port + "/boot/" + lab.MAC(10) + ".ipxe"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vm.Stop()
-	st := waitBooted(t, d, vm, "q-ipxe", gen, 150*time.Second)
-	t.Logf("q-ipxe booted and checked in after %v", time.Since(start).Round(100*time.Millisecond))
+	st := bootIPXENode(t, d, port, gen)
 	want := []bootstate.Stage{bootstate.StageConfig, bootstate.StageKernel, bootstate.StageInitrd, bootstate.StageRootfs, bootstate.StageBooted}
 	if fmt.Sprint(stagesOf(st)) != fmt.Sprint(want) {
 		t.Fatalf("stages %v, want %v", stagesOf(st), want)

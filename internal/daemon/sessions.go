@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -56,6 +57,9 @@ type imageSession struct {
 	expires time.Time
 	timer   *time.Timer
 	busy    bool // a command runs or a decision is being carried out
+	// ptmx is the leader side of the pty of the interactive shell that
+	// runs in the session (nil when none runs).
+	ptmx *os.File
 }
 
 // sessionTable holds the daemon's open sessions (zero value ready).
@@ -230,8 +234,10 @@ func (d *Daemon) ShellImage(ctx context.Context, name, who, term string, size [2
 	pty.Setsize(ptmx, &pty.Winsize{Rows: size[0], Cols: size[1]})
 	copied := make(chan struct{})
 	started := false
-	v, err := d.runInSession(ctx, name, who, shellChange, ShellCommand, image.Stdio{TTY: tty, Term: term}, func(id string) {
-		started = true
+	var id string
+	v, err := d.runInSession(ctx, name, who, shellChange, ShellCommand, image.Stdio{TTY: tty, Term: term}, func(sid string) {
+		started, id = true, sid
+		d.setSessionPTY(id, ptmx)
 		if ready != nil {
 			ready(id)
 		}
@@ -240,12 +246,42 @@ func (d *Daemon) ShellImage(ctx context.Context, name, who, term string, size [2
 	})
 	tty.Close()
 	if started {
-		select { // the shell's last words, until the pty reports its end
+		d.setSessionPTY(id, nil) // before the deferred Close: no resize after it
+		select {                 // the shell's last words, until the pty reports its end
 		case <-copied:
 		case <-time.After(2 * time.Second):
 		}
 	}
 	return v, err
+}
+
+// setSessionPTY records (or, nil, forgets) the pty of the shell that runs
+// in session id.
+func (d *Daemon) setSessionPTY(id string, ptmx *os.File) {
+	t := &d.sessions
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s := t.m[id]; s != nil {
+		s.ptmx = ptmx
+	}
+}
+
+// ResizeSession gives the pty of the interactive shell running in session
+// id of image a new size (the caller's terminal was resized): the kernel
+// sends SIGWINCH to the shell's foreground programs. Sizes are from 1 to
+// 1000.
+func (d *Daemon) ResizeSession(name, id string, rows, cols int) error {
+	if rows < 1 || rows > 1000 || cols < 1 || cols > 1000 {
+		return fmt.Errorf("terminal size %dx%d: want rows and cols from 1 to 1000", rows, cols)
+	}
+	t := &d.sessions
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.m[id]
+	if s == nil || s.x == nil || s.x.Image() != name || s.ptmx == nil {
+		return fmt.Errorf("image %s has no session %q running a shell: %w", name, id, image.ErrNotFound)
+	}
+	return pty.Setsize(s.ptmx, &pty.Winsize{Rows: uint16(rows), Cols: uint16(cols)})
 }
 
 // recipeOverlay finds the overlay folder of image's recipe (the

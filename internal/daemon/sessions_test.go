@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,32 @@ import (
 	"github.com/netbootui/netbootui/internal/lab"
 )
 
+// importBusyboxImage imports and publishes image: a root of the build
+// host's static busybox with links for applets in /bin.
+func importBusyboxImage(t *testing.T, e *testEnv, name string, applets ...string) *image.Manifest {
+	t.Helper()
+	tree := filepath.Join(e.dir, "tree-"+name)
+	os.MkdirAll(filepath.Join(tree, "bin"), 0o755)
+	bb, err := os.ReadFile(liveinit.DefaultBusybox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(tree, "bin", "busybox"), bb, 0o755)
+	for _, a := range applets {
+		os.Symlink("busybox", filepath.Join(tree, "bin", a))
+	}
+	sq := filepath.Join(e.dir, name+".sqfs")
+	if b, err := exec.Command("mksquashfs", tree, sq, "-noappend", "-quiet", "-comp", "gzip").CombinedOutput(); err != nil {
+		t.Fatalf("mksquashfs: %v %s", err, b)
+	}
+	m, err := e.d.ImportImage(ImportRequest{Image: name, Kernel: filepath.Join(e.dir, image.FileKernel),
+		Initrd: filepath.Join(e.dir, image.FileInitrd), Rootfs: sq, Publish: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 // TestImageSessionsLimitsAndDecisions: the daemon holds at most
 // MaxSessions undecided sessions (the next one is refused with ErrBusy,
 // which the API answers 409), a decision needs a known session of that
@@ -29,25 +56,7 @@ func TestImageSessionsLimitsAndDecisions(t *testing.T) {
 		lab.RequireTools(t, "root privileges (chroot and mount need them)")
 	}
 	e := startDaemon(t)
-	tree := filepath.Join(e.dir, "tree")
-	os.MkdirAll(filepath.Join(tree, "bin"), 0o755)
-	bb, err := os.ReadFile(liveinit.DefaultBusybox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(tree, "bin", "busybox"), bb, 0o755)
-	for _, a := range []string{"sh", "true", "false", "touch"} {
-		os.Symlink("busybox", filepath.Join(tree, "bin", a))
-	}
-	sq := filepath.Join(e.dir, "root.sqfs")
-	if b, err := exec.Command("mksquashfs", tree, sq, "-noappend", "-quiet", "-comp", "gzip").CombinedOutput(); err != nil {
-		t.Fatalf("mksquashfs: %v %s", err, b)
-	}
-	m, err := e.d.ImportImage(ImportRequest{Image: "compute", Kernel: filepath.Join(e.dir, image.FileKernel),
-		Initrd: filepath.Join(e.dir, image.FileInitrd), Rootfs: sq, Publish: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := importBusyboxImage(t, e, "compute", "sh", "true", "false", "touch")
 	ctx := context.Background()
 	var ids []string
 	for i := range MaxSessions {
@@ -136,5 +145,67 @@ func TestImageSessionsLimitsAndDecisions(t *testing.T) {
 	}
 	if work != MaxSessions-1 { // the sessions left undecided above, not the expired one
 		t.Errorf("%d working copies, want %d", work, MaxSessions-1)
+	}
+}
+
+// TestImageShellResize: while a session's shell runs, ResizeSession gives
+// its pty a new size, which `stty size` in the shell then says; sizes out
+// of range, another image's name, an unknown session and a session whose
+// shell has exited are refused.
+func TestImageShellResize(t *testing.T) {
+	lab.RequireTools(t, "mksquashfs", "unsquashfs", "busybox", "chroot", "mount")
+	if os.Geteuid() != 0 {
+		lab.RequireTools(t, "root privileges (chroot and mount need them)")
+	}
+	e := startDaemon(t)
+	importBusyboxImage(t, e, "compute", "sh", "stty")
+	inR, inW := io.Pipe()
+	defer inW.Close()
+	var out lab.Buffer
+	ids := make(chan string, 1)
+	type result struct {
+		v   *apitype.SessionView
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := e.d.ShellImage(context.Background(), "compute", "tester", "dumb", [2]uint16{24, 80}, inR, &out, func(id string) { ids <- id })
+		done <- result{v, err}
+	}()
+	var id string
+	select {
+	case id = <-ids:
+	case r := <-done:
+		t.Fatalf("the shell did not start: %v", r.err)
+	}
+	for _, tc := range []struct {
+		name, image, id string
+		rows, cols      int
+		notFound        bool
+	}{
+		{"no rows", "compute", id, 0, 80, false},
+		{"too wide", "compute", id, 24, 1001, false},
+		{"another image", "other", id, 30, 100, true},
+		{"unknown session", "compute", "nosuchsession", 30, 100, true},
+	} {
+		if err := e.d.ResizeSession(tc.image, tc.id, tc.rows, tc.cols); err == nil || errors.Is(err, image.ErrNotFound) != tc.notFound {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+	if err := e.d.ResizeSession("compute", id, 30, 100); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(inW, "stty size\n")
+	lab.Eventually(t, "stty size after the resize", 20*time.Second, func() bool { return strings.Contains(out.String(), "30 100") })
+	io.WriteString(inW, "exit\n")
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("shell: %v\n%s", r.err, out.String())
+	}
+	if err := e.d.ResizeSession("compute", id, 40, 120); !errors.Is(err, image.ErrNotFound) {
+		t.Errorf("a resize after the shell exited: %v", err)
+	}
+	if _, err := e.d.DecideSession(context.Background(), "compute", id, apitype.SessionDecision{Action: apitype.SessionDiscard}, "tester"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/demo/qemubmc"
 	"github.com/netbootui/netbootui/internal/image"
+	"github.com/netbootui/netbootui/internal/kernelcache"
 	"github.com/netbootui/netbootui/internal/power"
 	"github.com/netbootui/netbootui/internal/pxe"
 	"github.com/netbootui/netbootui/internal/redfish/redfishsim"
@@ -63,7 +64,7 @@ type Config struct {
 	HTTPListen, TFTPListen string
 	Image                  string // ImageAuto (default), ImageRecipe or ImageTiny
 	// KernelDir and RecipeDir locate the default recipe's inputs; default
-	// NETBOOTUI_KERNEL_DIR or .cache/kernel, and assets/recipes/default,
+	// NETBOOTUI_KERNEL_DIR, NETBOOTUI_CACHE/kernel or .cache/kernel, and assets/recipes/default,
 	// looked up from the working folder upwards.
 	KernelDir, RecipeDir string
 	// TinySizes are the sizes of the tiny generation's kernel, initrd and
@@ -126,7 +127,11 @@ type Demo struct {
 	// ImageSource says where the generation came from and, for the tiny
 	// one, why the recipe was not used.
 	ImageSource string
-	StallNode   string // "" when none
+	// FellBack, when not "", says why the default recipe could not be
+	// built and the tiny generation (which no real machine boots) is
+	// used instead of it, although it was not asked for.
+	FellBack  string
+	StallNode string // "" when none
 	// BootRoot is the folder of boot files the daemon serves besides the
 	// Debian packages' bootloaders (the demo's stand-ins when those are
 	// missing).
@@ -565,6 +570,9 @@ func (d *Demo) makeGeneration(ctx context.Context) error {
 	}
 	d.Generation = m.ID
 	d.ImageSource = "tiny generation made in Go (" + why + ")"
+	if cfg.Image != ImageTiny {
+		d.FellBack = why
+	}
 	fmt.Fprintf(d.cfg.Out, "image: generation %s is a %s\n", m.ID, d.ImageSource)
 	return nil
 }
@@ -606,15 +614,16 @@ func findRecipe(recipe, kernel string) (string, string, string) {
 		recipe = filepath.Dir(recipe)
 	}
 	if kernel == "" {
-		kernel = os.Getenv("NETBOOTUI_KERNEL_DIR")
-	}
-	if kernel == "" {
+		// Where scripts/fetch-kernel.sh put it: $NETBOOTUI_KERNEL_DIR,
+		// $NETBOOTUI_CACHE/kernel, or .cache/kernel of the source tree.
+		repo := ""
 		if k := findUp(filepath.Join(".cache", "kernel", "vmlinuz")); k != "" {
-			kernel = filepath.Dir(k)
+			repo = filepath.Dir(filepath.Dir(filepath.Dir(k)))
 		}
+		kernel = kernelcache.Dir(repo)
 	}
 	if kernel == "" {
-		return "", "", "no kernel: set NETBOOTUI_KERNEL_DIR or run scripts/fetch-kernel.sh (.cache/kernel)"
+		return "", "", "no kernel: set NETBOOTUI_KERNEL_DIR or NETBOOTUI_CACHE, or run scripts/fetch-kernel.sh (.cache/kernel)"
 	}
 	if _, err := os.Stat(filepath.Join(kernel, "vmlinuz")); err != nil {
 		return "", "", "no kernel: " + err.Error()

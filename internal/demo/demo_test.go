@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -163,5 +164,23 @@ func TestDemoRecipeImageRebuilds(t *testing.T) {
 	}
 	if m.ID != d.Generation || !slices.Contains(steps, image.StepUnchanged) {
 		t.Fatalf("rebuild gave %s with steps %v; want the demo's %s, unchanged", m.ID, steps, d.Generation)
+	}
+}
+
+// The demo finds the kernel where scripts/fetch-kernel.sh puts it when
+// NETBOOTUI_CACHE moves its cache, as the script does.
+func TestFindRecipeHonorsCache(t *testing.T) {
+	cache := t.TempDir()
+	os.MkdirAll(filepath.Join(cache, "kernel"), 0o755)
+	os.WriteFile(filepath.Join(cache, "kernel", "vmlinuz"), []byte("k"), 0o644)
+	t.Setenv("NETBOOTUI_KERNEL_DIR", "")
+	t.Setenv("NETBOOTUI_CACHE", cache)
+	_, kernel, reason := findRecipe("", "")
+	if strings.HasPrefix(reason, "no kernel") || (reason == "" && kernel != filepath.Join(cache, "kernel")) {
+		t.Fatalf("with NETBOOTUI_CACHE=%s: kernel %q, reason %q", cache, kernel, reason)
+	}
+	t.Setenv("NETBOOTUI_CACHE", t.TempDir())
+	if _, _, reason := findRecipe("", ""); !strings.HasPrefix(reason, "no kernel") || !strings.Contains(reason, "vmlinuz") {
+		t.Fatalf("with an empty cache: reason %q", reason)
 	}
 }

@@ -79,10 +79,10 @@ func (s *Store) workDir(image, purpose string) (dir string, done func(), err err
 		if lock != nil {
 			lock.Close()
 		}
-		removeAll(dir)
+		RemoveAll(dir)
 		return "", nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
-	return dir, func() { unmountBelow(dir); removeAll(dir); lock.Close() }, nil
+	return dir, func() { unmountBelow(dir); RemoveAll(dir); lock.Close() }, nil
 }
 
 // unsquash extracts a squashfs file into dst (which must not exist), with
@@ -425,23 +425,42 @@ func bootChanges(a, b *Manifest) []BootFileChange {
 var squashfsCompressors = map[uint16]string{1: "gzip", 2: "lzma", 3: "lzo", 4: "xz", 5: "lz4", 6: "zstd"}
 
 // squashfsCompression reads the compressor a squashfs file was made with
-// from its superblock.
-func squashfsCompression(p string) (string, error) {
+// from its superblock, and its compression level when the file records
+// one (zstd and gzip made with -Xcompression-level; 0 otherwise: the
+// compressor's default).
+func squashfsCompression(p string) (comp string, level int, err error) {
 	f, err := os.Open(p)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	defer f.Close()
-	var sb [22]byte
-	if _, err := f.ReadAt(sb[:], 0); err != nil {
-		return "", fmt.Errorf("%s: %w", p, err)
+	// The 96-byte superblock, then the compressor's options (when its
+	// flags say so) in an uncompressed metadata block: a 2-byte header,
+	// then the options, which for zstd and gzip start with the level.
+	var sb [96 + 2 + 4]byte
+	if _, err := f.ReadAt(sb[:96], 0); err != nil {
+		return "", 0, fmt.Errorf("%s: %w", p, err)
 	}
 	if string(sb[:4]) != "hsqs" {
-		return "", fmt.Errorf("%s: not a squashfs file", p)
+		return "", 0, fmt.Errorf("%s: not a squashfs file", p)
 	}
-	c, ok := squashfsCompressors[binary.LittleEndian.Uint16(sb[20:22])]
+	comp, ok := squashfsCompressors[binary.LittleEndian.Uint16(sb[20:22])]
 	if !ok {
-		return "", fmt.Errorf("%s: unknown squashfs compressor %d", p, binary.LittleEndian.Uint16(sb[20:22]))
+		return "", 0, fmt.Errorf("%s: unknown squashfs compressor %d", p, binary.LittleEndian.Uint16(sb[20:22]))
 	}
-	return c, nil
+	const compressorOptions = 0x0400
+	if binary.LittleEndian.Uint16(sb[24:26])&compressorOptions == 0 || (comp != "zstd" && comp != "gzip") {
+		return comp, 0, nil
+	}
+	if _, err := f.ReadAt(sb[96:], 96); err != nil {
+		return "", 0, fmt.Errorf("%s: compressor options: %w", p, err)
+	}
+	if hdr := binary.LittleEndian.Uint16(sb[96:98]); hdr&0x8000 == 0 || hdr&0x7fff < 4 {
+		return "", 0, fmt.Errorf("%s: compressor options in a block of header %#x", p, hdr)
+	}
+	level = int(int32(binary.LittleEndian.Uint32(sb[98:102])))
+	if max := map[string]int{"zstd": 22, "gzip": 9}[comp]; level < 1 || level > max {
+		return "", 0, fmt.Errorf("%s: %s compression level %d", p, comp, level)
+	}
+	return comp, level, nil
 }

@@ -172,7 +172,7 @@ func (s *Store) GC(image string, keep int, inUse map[string]bool) ([]string, err
 		s.mu.Lock()
 		delete(s.manifests, image+"/"+m.ID)
 		s.mu.Unlock()
-		if err := removeAll(trash); err != nil {
+		if err := RemoveAll(trash); err != nil {
 			return removed, fmt.Errorf("gc %s: %w", image, err)
 		}
 		removed = append(removed, m.ID)
@@ -185,9 +185,10 @@ func (s *Store) GC(image string, keep int, inUse map[string]bool) ([]string, err
 	return removed, nil
 }
 
-// removeAll is os.RemoveAll that first makes read-only directories
-// writable (generations and extracted roots have some).
-func removeAll(dir string) error {
+// RemoveAll is os.RemoveAll that also removes trees with read-only
+// directories (generations and extracted roots have some): it makes them
+// writable first when a plain removal fails.
+func RemoveAll(dir string) error {
 	if err := os.RemoveAll(dir); err == nil {
 		return nil
 	}
@@ -239,7 +240,7 @@ func (s *Store) CleanStale() ([]string, error) {
 			}
 			if stale {
 				unmountBelow(p)
-				if err := removeAll(p); err != nil {
+				if err := RemoveAll(p); err != nil {
 					return removed, err
 				}
 				removed = append(removed, p)

@@ -284,11 +284,12 @@ func (x *Session) commit(ctx context.Context, who string, d *Diff) (*Manifest, e
 	if err != nil {
 		return nil, err
 	}
-	comp, err := squashfsCompression(src)
+	// Compressed as the parent was (compressor and level).
+	comp, level, err := squashfsCompression(src)
 	if err != nil {
 		return nil, err
 	}
-	if err := x.sq.mksquashfs(ctx, x.root, filepath.Join(gen, FileRootfs), comp, 0, false, lg); err != nil {
+	if err := x.sq.mksquashfs(ctx, x.root, filepath.Join(gen, FileRootfs), comp, level, false, lg); err != nil {
 		return nil, err
 	}
 	work, err := readTree(x.root)

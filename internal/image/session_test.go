@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -368,16 +369,25 @@ func TestSquashfsCompression(t *testing.T) {
 	requireTool(t, "mksquashfs")
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o644)
-	for _, comp := range []string{"gzip", "zstd", "xz"} {
+	for _, tc := range []struct {
+		comp  string
+		level int // 0: mksquashfs's default, which the file does not record
+	}{
+		{"gzip", 0}, {"gzip", 4}, {"zstd", 0}, {"zstd", 3}, {"zstd", 19}, {"xz", 0},
+	} {
 		out := filepath.Join(t.TempDir(), "fs")
-		if b, err := exec.Command("mksquashfs", dir, out, "-comp", comp, "-noappend", "-quiet").CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v %s", comp, err, b)
+		args := []string{dir, out, "-comp", tc.comp, "-noappend", "-quiet"}
+		if tc.level != 0 {
+			args = append(args, "-Xcompression-level", strconv.Itoa(tc.level))
 		}
-		if got, err := squashfsCompression(out); err != nil || got != comp {
-			t.Errorf("squashfsCompression = %q, %v; want %q", got, err, comp)
+		if b, err := exec.Command("mksquashfs", args...).CombinedOutput(); err != nil {
+			t.Fatalf("%s %d: %v %s", tc.comp, tc.level, err, b)
+		}
+		if got, level, err := squashfsCompression(out); err != nil || got != tc.comp || level != tc.level {
+			t.Errorf("squashfsCompression = %q %d, %v; want %q %d", got, level, err, tc.comp, tc.level)
 		}
 	}
-	if _, err := squashfsCompression(filepath.Join(dir, "f")); err == nil {
+	if _, _, err := squashfsCompression(filepath.Join(dir, "f")); err == nil {
 		t.Error("a one-byte file read as a squashfs")
 	}
 }

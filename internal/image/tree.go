@@ -223,7 +223,7 @@ func walkCopy(ctx interface{ Err() error }, src, dst string, link bool) error {
 func place(src, target string, fi fs.FileInfo, root bool) error {
 	mode := fi.Mode()
 	if old, err := os.Lstat(target); err == nil && !(old.IsDir() && mode.IsDir()) {
-		if err := removeAll(target); err != nil {
+		if err := RemoveAll(target); err != nil {
 			return err
 		}
 	}
@@ -321,7 +321,7 @@ func extractTar(ctx interface{ Err() error }, r io.Reader, dst string) error {
 			return fmt.Errorf("tar: %s: %w", hdr.Name, err)
 		}
 		if old, err := os.Lstat(target); err == nil && !(old.IsDir() && hdr.Typeflag == tar.TypeDir) {
-			if err := removeAll(target); err != nil {
+			if err := RemoveAll(target); err != nil {
 				return err
 			}
 		}

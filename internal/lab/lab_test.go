@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/netbootui/netbootui/internal/kernelcache"
 )
 
 // fakeTB records what RequireTools and Kernel do to a test.
@@ -55,25 +57,34 @@ func TestRequireTools(t *testing.T) {
 }
 
 func TestKernel(t *testing.T) {
-	good := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(good, "modules"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"vmlinuz", "modules/modules.dep"} {
-		if err := os.WriteFile(filepath.Join(good, f), nil, 0o644); err != nil {
+	fetched := func(dir string) string {
+		if err := os.MkdirAll(filepath.Join(dir, "modules"), 0o755); err != nil {
 			t.Fatal(err)
 		}
+		for _, f := range []string{"vmlinuz", "modules/modules.dep"} {
+			if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
 	}
+	good := fetched(t.TempDir())
+	cache := t.TempDir()
+	inCache := fetched(filepath.Join(cache, "kernel"))
 	for _, tc := range []struct {
-		name, dir, env string
-		skip, fail     bool
+		name, dir, cache, env string
+		want                  string
+		skip, fail            bool
 	}{
-		{"found", good, "", false, false},
-		{"absent skips", t.TempDir(), "", true, false},
-		{"absent fails when required", t.TempDir(), "1", false, true},
+		{"found", good, "", "", good, false, false},
+		{"found in NETBOOTUI_CACHE", "", cache, "", inCache, false, false},
+		{"NETBOOTUI_KERNEL_DIR first", good, cache, "", good, false, false},
+		{"absent skips", t.TempDir(), "", "", "", true, false},
+		{"absent fails when required", t.TempDir(), "", "1", "", false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv(KernelDirEnv, tc.dir)
+			t.Setenv(kernelcache.CacheEnv, tc.cache)
 			t.Setenv(RequireEnv, tc.env)
 			f := &fakeTB{TB: t}
 			vmlinuz, mods := Kernel(f)
@@ -81,7 +92,7 @@ func TestKernel(t *testing.T) {
 				t.Fatalf("skipped %q failed %q", f.skipped, f.failed)
 			}
 			if !tc.skip && !tc.fail {
-				if vmlinuz != filepath.Join(good, "vmlinuz") || mods != filepath.Join(good, "modules") {
+				if vmlinuz != filepath.Join(tc.want, "vmlinuz") || mods != filepath.Join(tc.want, "modules") {
 					t.Fatalf("Kernel = %s, %s", vmlinuz, mods)
 				}
 			} else if !strings.Contains(f.skipped+f.failed, "fetch-kernel.sh") {

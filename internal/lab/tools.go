@@ -13,14 +13,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/netbootui/netbootui/internal/kernelcache"
 )
 
 // RequireEnv names the environment variable that turns missing tools and a
 // missing test kernel from a skip into a failure (CI sets it to 1).
 const RequireEnv = "NETBOOTUI_REQUIRE_TOOLS"
 
-// KernelDirEnv overrides where Kernel looks for the fetched test kernel.
-const KernelDirEnv = "NETBOOTUI_KERNEL_DIR"
+// KernelDirEnv overrides where Kernel looks for the fetched test kernel
+// (kernelcache.DirEnv; kernelcache.CacheEnv moves the whole cache).
+const KernelDirEnv = kernelcache.DirEnv
 
 // Missing skips the test because something it needs is not here (a tool, a
 // file, a permission), or fails it when RequireEnv is 1.
@@ -53,8 +56,9 @@ func RequireTools(tb testing.TB, names ...string) {
 
 // Kernel returns the test kernel fetched by scripts/fetch-kernel.sh: the
 // vmlinuz file and the lib/modules/<version> directory. It looks in
-// $NETBOOTUI_KERNEL_DIR, else in .cache/kernel of the module root (found by
-// walking up from the working directory to go.mod). When there is none the
+// $NETBOOTUI_KERNEL_DIR, else in $NETBOOTUI_CACHE/kernel, else in
+// .cache/kernel of the module root (found by walking up from the working
+// directory to go.mod): internal/kernelcache. When there is none the
 // test skips, or fails when NETBOOTUI_REQUIRE_TOOLS=1.
 func Kernel(tb testing.TB) (vmlinuz, modulesDir string) {
 	tb.Helper()
@@ -69,13 +73,10 @@ func Kernel(tb testing.TB) (vmlinuz, modulesDir string) {
 // KernelDir returns the directory holding the fetched kernel (vmlinuz and
 // modules/), or an error saying where it looked.
 func KernelDir() (string, error) {
-	dir := os.Getenv(KernelDirEnv)
+	root, rerr := ModuleRoot()
+	dir := kernelcache.Dir(root)
 	if dir == "" {
-		root, err := ModuleRoot()
-		if err != nil {
-			return "", err
-		}
-		dir = filepath.Join(root, ".cache", "kernel")
+		return "", rerr
 	}
 	for _, f := range []string{"vmlinuz", filepath.Join("modules", "modules.dep")} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {

@@ -114,6 +114,13 @@ type Audit interface {
 	Follow(n, buffer int) ([]audit.Entry, *audit.Subscription)
 }
 
+// AuditLister is an Audit that lists every entry it holds, not only the
+// newest that Recent keeps: a backup (internal/backup) reads the whole log
+// through it. An Audit without it is backed up from Recent(0).
+type AuditLister interface {
+	All() ([]audit.Entry, error)
+}
+
 // ConsoleLog is the tail of a node's captured console.
 type ConsoleLog struct {
 	Lines   []string  // the last lines, control sequences removed, oldest first

@@ -36,6 +36,10 @@ type Backend interface {
 	// NodeBMC reads a node's BMC device ID and power state (never
 	// credentials).
 	NodeBMC(ctx context.Context, name string) (apitype.BMCFacts, error)
+	// Persist reads a node's persisted paths and what each holds.
+	Persist(ctx context.Context, name string) (apitype.PersistView, error)
+	// WipePersist empties a node's persisted paths (admin; audited).
+	WipePersist(ctx context.Context, name string) (apitype.PersistView, error)
 	// Events calls fn for the newest n events of node ("" all), then, with
 	// follow, for live events until ctx ends or fn returns an error.
 	Events(ctx context.Context, node string, n int, follow bool, fn func(apitype.Event) error) error

@@ -37,6 +37,8 @@ type fakeBackend struct {
 	stageFeed chan *apitype.Rollout // FollowStage streams these after the rollout's own steps
 	groupIPXE map[string]string     // group -> its boot override
 	unknown   []apitype.UnknownNode
+	persist   map[string]*apitype.PersistView // node -> its persisted paths (fake_persist_test.go)
+	wipeRole  apitype.Role                    // the caller's role for WipePersist ("": admin)
 }
 
 var errDown = errors.New("daemon at /tmp/x.sock: connection refused")

@@ -17,6 +17,7 @@ type KeyMap struct {
 	StageHalt, StageResume, StageAbort       key.Binding
 	StagePromote, StageRollback              key.Binding
 	Adopt, AdoptGroup                        key.Binding
+	PersistWipe                              key.Binding
 	Quit, ForceQuit                          key.Binding
 }
 
@@ -64,6 +65,7 @@ func DefaultKeyMap() KeyMap {
 		StageRollback: b("B", "rollout: roll back (previous assignments)", "B"),
 		Adopt:         b("a", "unknown: adopt the marked machines (or the one under the cursor)", "a"),
 		AdoptGroup:    b("t", "unknown: the group adopted machines join (next)", "t"),
+		PersistWipe:   b("W", "persist: wipe the node's persisted paths (asks first; admin)", "W"),
 		Quit:          b("q", "quit (at the top)", "q"),
 		ForceQuit:     b("ctrl+c", "quit now", "ctrl+c"),
 	}
@@ -80,6 +82,7 @@ func (k KeyMap) Groups() []KeyGroup {
 		{"Images (:images)", []key.Binding{k.Build, k.ImageRollback, k.ImageShell}},
 		{"Rollout (s, :stage)", []key.Binding{k.StageHalt, k.StageResume, k.StageAbort, k.StagePromote, k.StageRollback}},
 		{"Unknown machines (:unknown)", []key.Binding{k.Mark, k.Adopt, k.AdoptGroup}},
+		{"Persisted paths (:persist)", []key.Binding{k.PersistWipe}},
 		{"Quit", []key.Binding{k.Quit, k.ForceQuit}},
 	}
 }

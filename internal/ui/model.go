@@ -30,6 +30,7 @@ const (
 	viewAction
 	viewStage
 	viewUnknown
+	viewPersist
 )
 
 // inputMode says what the bottom line is being typed into.
@@ -122,6 +123,7 @@ type Model struct {
 	events   eventsView
 	images   imagesView
 	unknown  unknownView
+	persist  persistView
 	help     helpView
 	dialog   *Confirm
 	onYes    func() tea.Cmd
@@ -400,6 +402,8 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, nil
 	case adoptMsg:
 		return m, m.adopted(msg)
+	case persistMsg, persistWipeMsg:
+		return m, m.persistUpdate(msg)
 	case imagesMsg:
 		if msg.err != nil && !isAPIError(msg.err) {
 			return m, m.disconnected(msg.err)
@@ -567,6 +571,9 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 		if m.view == viewUnknown {
 			return tea.Batch(m.fetchNodes(), m.fetchStatus(), m.fetchUnknown())
 		}
+		if m.view == viewPersist {
+			return tea.Batch(m.fetchNodes(), m.fetchStatus(), m.fetchPersist())
+		}
 		return tea.Batch(m.fetchNodes(), m.fetchStatus())
 	case key.Matches(msg, k.Quit):
 		if m.view == viewNodes {
@@ -633,6 +640,8 @@ func (m *Model) key(msg tea.KeyPressMsg) tea.Cmd {
 		return m.imagesKey(msg)
 	case viewUnknown:
 		return m.unknownKey(msg)
+	case viewPersist:
+		return m.persistKey(msg)
 	case viewStage:
 		return m.stageKey(msg)
 	case viewHelp:
@@ -714,7 +723,7 @@ func (m *Model) nodesKey(msg tea.KeyPressMsg) tea.Cmd {
 }
 
 // commands are what `:` accepts, in completion order.
-var commands = []string{"nodes", "events", "images", "stage", "unknown", "action", "help", "quit", "q"}
+var commands = []string{"nodes", "events", "images", "stage", "unknown", "persist", "action", "help", "quit", "q"}
 
 // completeCommand returns the commands starting with prefix.
 func completeCommand(prefix string) []string {
@@ -824,6 +833,8 @@ func (m *Model) runCommand(text string) tea.Cmd {
 		return m.openLatestStage()
 	case "unknown", "unk":
 		return m.openUnknown()
+	case "persist":
+		return m.openPersist()
 	case "help":
 		m.push(viewHelp)
 		return nil
@@ -838,7 +849,7 @@ func (m *Model) runCommand(text string) tea.Cmd {
 	if c := completeCommand(text); len(c) == 1 {
 		return m.runCommand(c[0])
 	}
-	m.setFlash(fmt.Sprintf("unknown command %q (try :nodes :events :images :stage :unknown :action :help :q)", text), true)
+	m.setFlash(fmt.Sprintf("unknown command %q (try :nodes :events :images :stage :unknown :persist :action :help :q)", text), true)
 	return nil
 }
 

@@ -52,6 +52,8 @@ func (m *Model) Render() string {
 		}
 	case viewUnknown:
 		writeLines(&b, m.unknown.lines(c, c.Now()), 0, bodyRows, c.Width)
+	case viewPersist:
+		writeLines(&b, m.persist.lines(c), 0, bodyRows, c.Width)
 	case viewStage:
 		lines := m.stageLines()
 		if m.stage != nil {
@@ -108,7 +110,7 @@ func cut(s string, width int) string {
 	return lipgloss.NewStyle().MaxWidth(width).Render(s)
 }
 
-var viewNames = map[viewID]string{viewNodes: "nodes", viewDetail: "node", viewEvents: "events", viewImages: "images", viewHelp: "help", viewAction: "action", viewStage: "stage", viewUnknown: "unknown"}
+var viewNames = map[viewID]string{viewNodes: "nodes", viewDetail: "node", viewEvents: "events", viewImages: "images", viewHelp: "help", viewAction: "action", viewStage: "stage", viewUnknown: "unknown", viewPersist: "persist"}
 
 func (m *Model) titleLine() string {
 	s := m.c.Styles
@@ -216,6 +218,8 @@ func (m *Model) keyLine() string {
 		hints = m.stageHints()
 	case viewUnknown:
 		hints = []string{"esc:back", "j/k:move", "space:mark", "a:adopt", "t:group", "ctrl+r:refresh"}
+	case viewPersist:
+		hints = []string{"esc:back", "W:wipe", "ctrl+r:refresh"}
 	default:
 		hints = []string{"esc:back", "j/k:scroll", "ctrl+c:quit"}
 	}

@@ -377,3 +377,60 @@ func TestCheckinAgentHeads(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckinAgentRootCheck: with NETBOOTUI_ROOT_CHECK (an NBD root), each
+// post reads a block of the device first; a device that is gone or reads
+// short (cleared by the kernel) turns the post into failed="root: ...",
+// naming the root; a readable one checks in as usual; a failure the init
+// reports is never replaced.
+func TestCheckinAgentRootCheck(t *testing.T) {
+	bb := busybox(t)
+	agent := scriptFile(t, "checkin.sh")
+	dir := t.TempDir()
+	readable := filepath.Join(dir, "readable")
+	if err := os.WriteFile(readable, make([]byte, 8192), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const desc = "the NBD root 10.0.2.2:10809/live.g1"
+	for _, tc := range []struct {
+		name, dev, initFailed, want string
+	}{
+		{"gone", filepath.Join(dir, "nbd0"), "", "root: " + desc + " no longer answers (a read of " + filepath.Join(dir, "nbd0") + " failed"},
+		{"cleared", empty, "", "root: " + desc + " no longer answers"},
+		{"readable", readable, "", ""},
+		{"init failure kept", filepath.Join(dir, "nbd0"), "rootfs: cannot attach", "rootfs: cannot attach"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.dev == readable {
+				fd, err := syscall.Open(readable, syscall.O_RDONLY|syscall.O_DIRECT, 0)
+				if err != nil {
+					t.Skipf("this file system refuses O_DIRECT: %v", err)
+				}
+				syscall.Close(fd)
+			}
+			srv, checkin := startAgentServer(t, func(int, url.Values) int { return http.StatusOK })
+			cmd := exec.Command(bb, "sh", agent, "--once")
+			cmd.Env = agentEnv(t, bb, map[string]string{"NETBOOTUI_NODE": "n1", "NETBOOTUI_TOKEN": "t",
+				"NETBOOTUI_GEN": "g", "NETBOOTUI_CHECKIN": checkin, "NETBOOTUI_OVERLAY_DIR": t.TempDir(),
+				"NETBOOTUI_ROOT_CHECK": tc.dev, "NETBOOTUI_ROOT_DESC": desc, "NETBOOTUI_FAILED": tc.initFailed})
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("agent: %v\n%s", err, out)
+			}
+			forms, _ := srv.snapshot()
+			if len(forms) != 1 {
+				t.Fatalf("%d posts, want 1", len(forms))
+			}
+			got := forms[0].Get("failed")
+			if tc.want == "" && got != "" || !strings.HasPrefix(got, tc.want) {
+				t.Errorf("failed=%q, want it to start with %q", got, tc.want)
+			}
+			if len(got) > 512 {
+				t.Errorf("failed= is %d bytes: the daemon takes at most 512", len(got))
+			}
+		})
+	}
+}

@@ -32,16 +32,33 @@ func MakeNodeDir(site roottransport.NFSSite, node string, persist []string) erro
 	if err := os.MkdirAll(nodes, 0o700); err != nil {
 		return err
 	}
-	if strings.ContainsAny(node, "/\\") || node == "" || node == "." || node == ".." {
-		return fmt.Errorf("nfs: bad node name %q", node)
+	if err := checkNodeName(node); err != nil {
+		return err
 	}
 	for _, p := range persist {
-		if !strings.HasPrefix(p, "/") || path.Clean(p) != p || p == "/" {
-			return fmt.Errorf("nfs: persist path %q: want an absolute, clean path", p)
+		if err := checkPersistPath(p); err != nil {
+			return err
 		}
 		if err := os.MkdirAll(filepath.Join(NodeDirPath(site, node), filepath.FromSlash(p)), 0o755); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkNodeName refuses a node name that is no single path element.
+func checkNodeName(node string) error {
+	if strings.ContainsAny(node, "/\\") || node == "" || node == "." || node == ".." {
+		return fmt.Errorf("nfs: bad node name %q", node)
+	}
+	return nil
+}
+
+// checkPersistPath refuses a persisted path that is not absolute and clean
+// (it could name something outside the node's directory).
+func checkPersistPath(p string) error {
+	if !strings.HasPrefix(p, "/") || path.Clean(p) != p || p == "/" {
+		return fmt.Errorf("nfs: persist path %q: want an absolute, clean path", p)
 	}
 	return nil
 }

@@ -49,7 +49,10 @@ type Store struct {
 	checks *Checkins
 }
 
-var _ state.Store = (*Store)(nil)
+var (
+	_ state.Store       = (*Store)(nil)
+	_ state.AuditLister = (*audit.Log)(nil)
+)
 
 // Open opens (creating) the state in dir. The boot-state database is
 // opened first: when another daemon holds dir, Open fails with an error
@@ -139,6 +142,24 @@ func loadKey(path string) ([]byte, error) {
 	}
 	return key, nil
 }
+
+// SetTokenKey writes key as the token key of a data directory that has
+// none yet (a restore, internal/backup); a directory that has a key keeps
+// it and the call fails unless the key is the same.
+func (s *Store) SetTokenKey(key []byte) error {
+	path := filepath.Join(s.dir, TokenKey)
+	if old, err := os.ReadFile(path); err == nil {
+		if strings.TrimRight(string(old), "\r\n ") == hex.EncodeToString(key) {
+			return nil
+		}
+		return fmt.Errorf("%s: a token key exists already", path)
+	}
+	return atomicfile.Write(path, []byte(hex.EncodeToString(key)+"\n"), 0o600)
+}
+
+// ImportAudit appends entries, their times kept, to the audit log with one
+// sync (a restore fills a new data directory's log).
+func (s *Store) ImportAudit(entries []audit.Entry) error { return s.audit.Append(entries) }
 
 // Close closes the audit log, the check-in records and the boot-state
 // database (releasing the data directory).

@@ -124,3 +124,33 @@ func TestTokenKeyFile(t *testing.T) {
 		})
 	}
 }
+
+// SetTokenKey (a restore) writes the key of a folder that has none at mode
+// 0600, accepts the same key again and refuses another.
+func TestSetTokenKey(t *testing.T) {
+	dir := t.TempDir()
+	s, err := local.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	key := []byte("0123456789abcdef0123456789abcdef")
+	if err := s.SetTokenKey(key); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.TokenKey(); err != nil || string(got) != string(key) {
+		t.Fatalf("TokenKey after SetTokenKey: %x %v", got, err)
+	}
+	if st, err := os.Stat(filepath.Join(dir, local.TokenKey)); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("token.key: %v %v", st, err)
+	}
+	if err := s.SetTokenKey(key); err != nil {
+		t.Fatalf("the same key again: %v", err)
+	}
+	if err := s.SetTokenKey([]byte("another key")); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("another key: %v", err)
+	}
+	if got, _ := s.TokenKey(); string(got) != string(key) {
+		t.Fatal("the key changed")
+	}
+}
