@@ -120,17 +120,7 @@ func TestQEMULiveBoot(t *testing.T) {
 		t.Logf("initramfs %d bytes", fi.Size())
 	}
 
-	rec := &checkinRecorder{token: "x", forms: make(chan url.Values, 16)}
-	mux := http.NewServeMux()
-	mux.Handle("/checkin", rec)
-	mux.HandleFunc("/rootfs.squashfs", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("node") != "t1" {
-			http.Error(w, "wrong node", http.StatusNotFound)
-			return
-		}
-		http.ServeFile(w, r, squash)
-	})
-	host := serve(t, mux)
+	rec, host := liveHead(t, "t1", squash)
 	base := "http://" + host
 	appendArgs := "console=ttyS0 panic=-1 " +
 		"root=live:" + base + "/rootfs.squashfs?node=t1 " +
@@ -291,11 +281,7 @@ func TestQEMUVariants(t *testing.T) {
 		}
 		return nil
 	})
-	rec := &checkinRecorder{token: "x", forms: make(chan url.Values, 16)}
-	mux := http.NewServeMux()
-	mux.Handle("/checkin", rec)
-	mux.HandleFunc("/rootfs.squashfs", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, squash) })
-	host := serve(t, mux)
+	rec, host := liveHead(t, "", squash)
 	base := "http://" + host
 
 	for i, tc := range []struct {
@@ -370,17 +356,8 @@ func TestQEMUHeadDown(t *testing.T) {
 	}
 	dead := "http://10.0.2.2:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	ln.Close() // the first head is down
-	rec := &checkinRecorder{token: "x", forms: make(chan url.Values, 16)}
-	mux := http.NewServeMux()
-	mux.Handle("/checkin", rec)
-	mux.HandleFunc("/rootfs.squashfs", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("node") != "t4" {
-			http.Error(w, "wrong node", http.StatusNotFound)
-			return
-		}
-		http.ServeFile(w, r, squash)
-	})
-	live := "http://" + serve(t, mux)
+	rec, host := liveHead(t, "t4", squash)
+	live := "http://" + host
 	appendArgs := "console=ttyS0 panic=-1 " +
 		"root=live:" + dead + "/rootfs.squashfs?node=t4 " +
 		"netbootui.url=" + dead + " netbootui.node=t4 netbootui.token=x netbootui.gen=g1 " +
@@ -405,4 +382,22 @@ func TestQEMUHeadDown(t *testing.T) {
 	if first.Get("node") != "t4" || first.Get("generation") != "g1" {
 		t.Errorf("check-in on the live head: %v", first)
 	}
+}
+
+// liveHead serves a test head: check-ins go to the returned recorder
+// (token "x") and /rootfs.squashfs serves squash, to node only unless node
+// is "". It returns the head's host:port.
+func liveHead(t *testing.T, node, squash string) (*checkinRecorder, string) {
+	t.Helper()
+	rec := &checkinRecorder{token: "x", forms: make(chan url.Values, 16)}
+	mux := http.NewServeMux()
+	mux.Handle("/checkin", rec)
+	mux.HandleFunc("/rootfs.squashfs", func(w http.ResponseWriter, r *http.Request) {
+		if node != "" && r.URL.Query().Get("node") != node {
+			http.Error(w, "wrong node", http.StatusNotFound)
+			return
+		}
+		http.ServeFile(w, r, squash)
+	})
+	return rec, serve(t, mux)
 }
