@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	goldenfile "github.com/netbootui/netbootui/internal/golden"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,21 +48,7 @@ func runCLIEnv(t *testing.T, args ...string) (stdout, stderr string, code int) {
 // -update-cli).
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", "cli", name+".golden")
-	if *updateCLI {
-		os.MkdirAll(filepath.Dir(path), 0o755)
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update-cli to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from %s:\n--- got\n%s\n--- want\n%s", name, path, got, want)
-	}
+	goldenfile.Check(t, filepath.Join("testdata", "cli", name+".golden"), got, *updateCLI, "go test ./cmd/netbootui -update-cli")
 }
 
 // TestHelpGolden: help per verb exits 0 and says what the golden file

@@ -13,7 +13,7 @@ import (
 )
 
 // TestOnlyTestsImportIt: no package of the module imports daemontest,
-// statetest, clustertest or etcdtest outside its _test.go files (go list's Imports leaves test
+// statetest, clustertest, etcdtest or golden outside its _test.go files (go list's Imports leaves test
 // imports out), so that nothing shipped starts daemons the test way.
 func TestOnlyTestsImportIt(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}: {{join .Imports " "}}`, "github.com/netbootui/netbootui/...").Output()
@@ -26,7 +26,7 @@ func TestOnlyTestsImportIt(t *testing.T) {
 	}
 	// Test-support packages may build on each other (clustertest starts
 	// its heads through daemontest); nothing else may import them.
-	testOnly := []string{"internal/daemontest", "internal/state/statetest", "internal/clustertest", "internal/state/etcd/etcdtest"}
+	testOnly := []string{"internal/daemontest", "internal/state/statetest", "internal/clustertest", "internal/state/etcd/etcdtest", "internal/golden"}
 	isTestOnly := func(pkg string) bool {
 		return slices.ContainsFunc(testOnly, func(s string) bool { return strings.HasSuffix(pkg, "/"+s) })
 	}

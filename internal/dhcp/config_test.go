@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/netbootui/netbootui/internal/golden"
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -71,20 +71,7 @@ func TestGenerateGolden(t *testing.T) {
 				if err := Generate(&b, f, nodes, v.Cfg); err != nil {
 					t.Fatal(err)
 				}
-				path := goldenPath(v.Name, f)
-				if *update {
-					os.MkdirAll(filepath.Dir(path), 0o755)
-					if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-						t.Fatal(err)
-					}
-				}
-				want, err := os.ReadFile(path)
-				if err != nil {
-					t.Fatalf("%v (run go test -update to create it)", err)
-				}
-				if b.String() != string(want) {
-					t.Fatalf("%s differs from the generated config:\n%s", path, b.String())
-				}
+				golden.Check(t, goldenPath(v.Name, f), b.String(), *update, "go test ./internal/dhcp -update")
 				checkParses(t, f, b.String(), nodes)
 				shuffled := slices.Clone(nodes)
 				r := rand.New(rand.NewPCG(1, 2))

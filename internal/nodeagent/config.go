@@ -74,8 +74,9 @@ func parseCmdline(s string) map[string]string {
 	return out
 }
 
-// parseEnv reads NAME='value' lines as init.sh writes them (a quote in a
-// value is written '\”); lines of any other shape are skipped.
+// parseEnv reads NAME='value' lines as init.sh writes them (for a quote
+// inside a value it ends the quoted text, writes \' and quotes again);
+// lines of any other shape are skipped.
 func parseEnv(b []byte) map[string]string {
 	out := map[string]string{}
 	sc := bufio.NewScanner(bytes.NewReader(b))

@@ -3,6 +3,7 @@ package pxe
 import (
 	"bytes"
 	"errors"
+	"github.com/netbootui/netbootui/internal/golden"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -61,23 +62,7 @@ func goldenCases() []struct {
 
 func checkGolden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", "render", name+".golden")
-	if updatingGoldens() {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -run Golden -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from the golden file:\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
+	golden.Check(t, filepath.Join("testdata", "render", name+".golden"), got, updatingGoldens(), "go test ./internal/pxe -run Golden -update")
 }
 
 func TestRenderGolden(t *testing.T) {

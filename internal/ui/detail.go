@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -66,12 +67,10 @@ type (
 // reads.
 func (m *Model) fetchBMC(name string) tea.Cmd {
 	be := m.be
-	ctx, cancel := m.call()
-	return func() tea.Msg {
-		defer cancel()
+	return m.ask(func(ctx context.Context) tea.Msg {
 		f, err := be.NodeBMC(ctx, name)
 		return detailBMCMsg{name, f, err}
-	}
+	})
 }
 
 // setBMC records the answer of fetchBMC.
@@ -127,9 +126,7 @@ func (m *Model) openDetail(name string) tea.Cmd {
 // fetchDetail reads what the detail shows besides the BMC facts.
 func (m *Model) fetchDetail(name string) tea.Cmd {
 	be := m.be
-	ctx, cancel := m.call()
-	return func() tea.Msg {
-		defer cancel()
+	return m.ask(func(ctx context.Context) tea.Msg {
 		n, err := be.Node(ctx, name)
 		if err != nil {
 			return detailMsg{name: name, err: err}
@@ -176,17 +173,15 @@ func (m *Model) fetchDetail(name string) tea.Cmd {
 			return detailMsg{name: name, err: lerr}
 		}
 		return msg
-	}
+	})
 }
 
 func (m *Model) fetchDetailNode(name string) tea.Cmd {
 	be := m.be
-	ctx, cancel := m.call()
-	return func() tea.Msg {
-		defer cancel()
+	return m.ask(func(ctx context.Context) tea.Msg {
 		n, err := be.Node(ctx, name)
 		return detailNodeMsg{n, err}
-	}
+	})
 }
 
 func (d *detailView) set(msg detailMsg) {

@@ -214,9 +214,7 @@ func (m *Model) startEdit(name string, group bool) tea.Cmd {
 		return nil
 	}
 	be, dir := m.be, m.opts.TempDir
-	ctx, cancel := m.call()
-	return func() tea.Msg {
-		defer cancel()
+	return m.ask(func(ctx context.Context) tea.Msg {
 		st, err := be.Status(ctx)
 		if err != nil {
 			return editReadyMsg{err: err}
@@ -254,7 +252,7 @@ func (m *Model) startEdit(name string, group bool) tea.Cmd {
 			return editReadyMsg{err: err}
 		}
 		return editReadyMsg{s: s}
-	}
+	})
 }
 
 // target names what the session edits, for messages.
@@ -285,12 +283,9 @@ func checkEdit(ctx context.Context, be Backend, s *editSession) editCheckedMsg {
 	// meanwhile is none); the file's is the fallback of an older daemon
 	e := apitype.Edit{BaseRevision: s.base, BaseEntry: s.entry, Set: map[string]any{}}
 	var diff strings.Builder
-	whose, now := "node's own", s.node.KernelArgs
+	whose, now := "node's own", s.node.OwnKernelArgs
 	if s.group != nil {
 		whose, now = "group "+s.group.Name+"'s", s.group.KernelArgs
-	}
-	if s.group == nil {
-		now = s.node.OwnKernelArgs
 	}
 	switch {
 	case p.unsetArgs || (p.kernelArgs != nil && *p.kernelArgs == "" && s.args != ""):
@@ -348,9 +343,7 @@ const refusedMark = "# !! "
 func (m *Model) reopenEdit(why string, conflict bool) tea.Cmd {
 	m.setFlash(why+"; nothing changed — your text is back in the editor", true)
 	old, be := *m.edit, m.be
-	ctx, cancel := m.call()
-	return func() tea.Msg {
-		defer cancel()
+	return m.ask(func(ctx context.Context) tea.Msg {
 		s := old
 		s.refused, s.edit = strings.TrimPrefix(strings.TrimPrefix(why, "edit refused: "), "edit failed: "), apitype.Edit{}
 		s.recheck = conflict
@@ -396,7 +389,7 @@ func (m *Model) reopenEdit(why string, conflict bool) tea.Cmd {
 			return editReadyMsg{err: err}
 		}
 		return editReadyMsg{s: &s}
-	}
+	})
 }
 
 // wrapLine word-wraps text at w columns.
@@ -463,8 +456,7 @@ func (m *Model) editUpdate(msg tea.Msg) (tea.Cmd, bool) {
 			return m.endEdit("editor: "+msg.err.Error()+"; nothing changed", true), true
 		}
 		s, be := m.edit, m.be
-		ctx, cancel := m.call()
-		return func() tea.Msg { defer cancel(); return checkEdit(ctx, be, s) }, true
+		return m.ask(func(ctx context.Context) tea.Msg { return checkEdit(ctx, be, s) }), true
 	case editCheckedMsg:
 		if m.edit == nil {
 			return nil, true
@@ -490,9 +482,7 @@ func (m *Model) editUpdate(msg tea.Msg) (tea.Cmd, bool) {
 		m.dialog = NewConfirm(m.c, title, body, count)
 		m.onYes = func() tea.Cmd {
 			s, be := m.edit, m.be
-			ctx, cancel := m.call()
-			return func() tea.Msg {
-				defer cancel()
+			return m.ask(func(ctx context.Context) tea.Msg {
 				var rev string
 				var err error
 				if s.group != nil {
@@ -501,7 +491,7 @@ func (m *Model) editUpdate(msg tea.Msg) (tea.Cmd, bool) {
 					rev, err = be.EditNode(ctx, s.node.Name, s.edit)
 				}
 				return editAppliedMsg{rev, err}
-			}
+			})
 		}
 		m.onNo = func() tea.Cmd { return m.endEdit("edit discarded; nothing changed", false) }
 		return nil, true

@@ -292,12 +292,10 @@ func (b *buildRun) addProgress(p apitype.BuildProgress) {
 // fetchImages asks the daemon for its images.
 func (m *Model) fetchImages() tea.Cmd {
 	be := m.be
-	ctx, cancel := m.call()
-	return func() tea.Msg {
-		defer cancel()
+	return m.ask(func(ctx context.Context) tea.Msg {
 		im, err := be.Images(ctx)
 		return imagesMsg{im, err}
-	}
+	})
 }
 
 // imagesKey handles keys in the images view.
@@ -478,11 +476,9 @@ func (m *Model) askPublish(b *buildRun) tea.Cmd {
 	name, gen := b.image, b.result
 	m.onYes = func() tea.Cmd {
 		be := m.be
-		ctx, cancel := m.call()
-		return func() tea.Msg {
-			defer cancel()
+		return m.ask(func(ctx context.Context) tea.Msg {
 			return publishMsg{image: name, gen: gen, follow: follow, err: be.Publish(ctx, name, gen)}
-		}
+		})
 	}
 	m.onNo = func() tea.Cmd {
 		if b := m.images.build; b != nil && b.result == gen {
@@ -532,12 +528,10 @@ func (m *Model) askImageRollback() tea.Cmd {
 	name := im.Name
 	m.onYes = func() tea.Cmd {
 		be := m.be
-		ctx, cancel := m.call()
-		return func() tea.Msg {
-			defer cancel()
+		return m.ask(func(ctx context.Context) tea.Msg {
 			cur, err := be.Rollback(ctx, name)
 			return rollbackMsg{image: name, current: cur, err: err}
-		}
+		})
 	}
 	m.onNo = func() tea.Cmd {
 		m.setFlash("roll back of "+name+" cancelled; nothing changed", false)

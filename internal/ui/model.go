@@ -192,27 +192,34 @@ func (m *Model) call() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(m.ctx, callTimeout)
 }
 
+// ask returns a command that runs f with a context bounded by the
+// console's call timeout: every daemon call of the console goes through a
+// command, never through Update itself.
+func (m *Model) ask(f func(ctx context.Context) tea.Msg) tea.Cmd {
+	ctx, cancel := m.call()
+	return func() tea.Msg {
+		defer cancel()
+		return f(ctx)
+	}
+}
+
 func (m *Model) fetchNodes() tea.Cmd {
 	m.inflight = true
 	m.pending = false
 	m.lastFetch = m.c.Now()
 	be := m.be
-	ctx, cancel := m.call()
-	return func() tea.Msg {
-		defer cancel()
+	return m.ask(func(ctx context.Context) tea.Msg {
 		n, err := be.Nodes(ctx)
 		return nodesMsg{n, err}
-	}
+	})
 }
 
 func (m *Model) fetchStatus() tea.Cmd {
 	be := m.be
-	ctx, cancel := m.call()
-	return func() tea.Msg {
-		defer cancel()
+	return m.ask(func(ctx context.Context) tea.Msg {
 		st, err := be.Status(ctx)
 		return statusMsg{st, err}
-	}
+	})
 }
 
 // startStream opens a new event stream: one command runs Backend.Events

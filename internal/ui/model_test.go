@@ -2,7 +2,7 @@ package ui
 
 import (
 	"flag"
-	"os"
+	"github.com/netbootui/netbootui/internal/golden"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -112,21 +112,7 @@ func (hs *harness) screen() string {
 
 func checkGolden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", "golden", name+".txt")
-	if *updateGolden {
-		os.MkdirAll(filepath.Dir(path), 0o755)
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./internal/ui -update-ui to create it)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s: screen differs from %s\n--- got ---\n%s\n--- want ---\n%s", name, path, got, want)
-	}
+	golden.Check(t, filepath.Join("testdata", "golden", name+".txt"), got, *updateGolden, "go test ./internal/ui -update-ui")
 }
 
 // checkSize asserts the screen is exactly h lines of at most w cells.

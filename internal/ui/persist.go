@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"context"
 	"fmt"
 
 	"charm.land/bubbles/v2/key"
@@ -79,12 +80,10 @@ func (m *Model) openPersist() tea.Cmd {
 
 func (m *Model) fetchPersist() tea.Cmd {
 	be, name := m.be, m.persist.node
-	ctx, cancel := m.call()
-	return func() tea.Msg {
-		defer cancel()
+	return m.ask(func(ctx context.Context) tea.Msg {
 		v, err := be.Persist(ctx, name)
 		return persistMsg{name, v, err}
-	}
+	})
 }
 
 func (m *Model) persistKey(msg tea.KeyPressMsg) tea.Cmd {
@@ -113,12 +112,10 @@ func (m *Model) askWipePersist() tea.Cmd {
 	m.dialog = NewConfirm(m.c, "Wipe the persisted paths of "+name+"?", body, 0)
 	m.onYes = func() tea.Cmd {
 		be := m.be
-		ctx, cancel := m.call()
-		return func() tea.Msg {
-			defer cancel()
+		return m.ask(func(ctx context.Context) tea.Msg {
 			v, err := be.WipePersist(ctx, name)
 			return persistWipeMsg{name, v, err}
-		}
+		})
 	}
 	m.onNo = func() tea.Cmd {
 		m.setFlash("wipe cancelled; nothing changed", false)

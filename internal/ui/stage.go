@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -113,12 +114,10 @@ func (m *Model) openStage() tea.Cmd {
 	m.stage = &stageFlow{step: stagePick, names: names, selection: sel, image: im, wave: "2"}
 	m.push(viewStage)
 	be := m.be
-	ctx, cancel := m.call()
-	return func() tea.Msg {
-		defer cancel()
+	return m.ask(func(ctx context.Context) tea.Msg {
 		ims, err := be.Images(ctx)
 		return stageImagesMsg{ims, err}
-	}
+	})
 }
 
 // stageRequest is what the flow asks the daemon for.
@@ -206,12 +205,10 @@ func (m *Model) stagePreview() tea.Cmd {
 	if _, err := apitype.ParseWaveSize(req.Wave); err != nil {
 		req.Wave = ""
 	}
-	ctx, cancel := m.call()
-	return func() tea.Msg {
-		defer cancel()
+	return m.ask(func(ctx context.Context) tea.Msg {
 		ro, err := be.StagePreview(ctx, req)
 		return stagePreviewMsg{ro, err}
-	}
+	})
 }
 
 // askStage confirms the staging with the typed wave size.
@@ -238,9 +235,7 @@ func (m *Model) askStage() tea.Cmd {
 	req := f.request()
 	m.onYes = func() tea.Cmd {
 		be := m.be
-		ctx, cancel := m.call()
-		return func() tea.Msg {
-			defer cancel()
+		return m.ask(func(ctx context.Context) tea.Msg {
 			ro, err := be.StageCreate(ctx, req)
 			if err != nil {
 				return stageMsg{err: err, action: "stage"}
@@ -250,7 +245,7 @@ func (m *Model) askStage() tea.Cmd {
 				return stageMsg{ro: ro, err: err, action: "run"}
 			}
 			return stageMsg{ro: run, action: "run"}
-		}
+		})
 	}
 	m.onNo = func() tea.Cmd {
 		m.setFlash("staging cancelled; nothing changed", false)
@@ -281,12 +276,10 @@ func (m *Model) askStageAction(action, title, body string) {
 	m.dialog = NewConfirm(m.c, title, "rollout "+id+": "+f.roLabel()+" on "+f.ro.Selection+"\n\n"+body, 0)
 	m.onYes = func() tea.Cmd {
 		be := m.be
-		ctx, cancel := m.call()
-		return func() tea.Msg {
-			defer cancel()
+		return m.ask(func(ctx context.Context) tea.Msg {
 			ro, err := be.StageAction(ctx, id, action)
 			return stageMsg{ro: ro, err: err, action: action}
-		}
+		})
 	}
 	m.onNo = func() tea.Cmd {
 		m.setFlash(action+" cancelled; nothing changed", false)
@@ -349,12 +342,10 @@ func (m *Model) pollStage() tea.Cmd {
 	}
 	f.fetching = true
 	be, id := m.be, f.ro.ID
-	ctx, cancel := m.call()
-	return func() tea.Msg {
-		defer cancel()
+	return m.ask(func(ctx context.Context) tea.Msg {
 		ro, err := be.Stage(ctx, id)
 		return stageMsg{ro: ro, err: err}
-	}
+	})
 }
 
 // openLatestStage is `:stage`: the rollout this console follows, else the
@@ -642,9 +633,7 @@ func (m *Model) stageDiffs() tea.Cmd {
 		from = from[:maxStageDiffs]
 	}
 	be, to, gen := m.be, f.image+":"+f.gen, f.gen
-	ctx, cancel := m.call()
-	return func() tea.Msg {
-		defer cancel()
+	return m.ask(func(ctx context.Context) tea.Msg {
 		out := []stageDiff{}
 		for _, a := range from {
 			d, err := be.DiffImages(ctx, a, to)
@@ -654,7 +643,7 @@ func (m *Model) stageDiffs() tea.Cmd {
 			out = append(out, stageDiff{From: a, Nodes: count[a], Diff: d})
 		}
 		return stageDiffMsg{gen: gen, diffs: out}
-	}
+	})
 }
 
 // diffLines say what staging changes: per generation the nodes have now,

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -128,12 +129,10 @@ func (m *Model) openUnknown() tea.Cmd {
 
 func (m *Model) fetchUnknown() tea.Cmd {
 	be := m.be
-	ctx, cancel := m.call()
-	return func() tea.Msg {
-		defer cancel()
+	return m.ask(func(ctx context.Context) tea.Msg {
 		list, err := be.Unknown(ctx)
 		return unknownMsg{list, err}
-	}
+	})
 }
 
 func (m *Model) unknownKey(msg tea.KeyPressMsg) tea.Cmd {
@@ -188,12 +187,10 @@ func (m *Model) askAdopt() tea.Cmd {
 	m.dialog = NewConfirm(m.c, fmt.Sprintf("Adopt %s into group %s?", plural(len(macs), "machine"), group), body, 0)
 	m.onYes = func() tea.Cmd {
 		be := m.be
-		ctx, cancel := m.call()
-		return func() tea.Msg {
-			defer cancel()
+		return m.ask(func(ctx context.Context) tea.Msg {
 			res, err := be.Adopt(ctx, apitype.AdoptRequest{MACs: macs, Group: group})
 			return adoptMsg{res, err}
-		}
+		})
 	}
 	m.onNo = func() tea.Cmd {
 		m.setFlash("adoption cancelled; nothing changed", false)
