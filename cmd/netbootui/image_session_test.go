@@ -206,9 +206,16 @@ func TestImageSessionVerbs(t *testing.T) {
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	p.cmd.Wait()
 	execCmd.Wait()
-	time.Sleep(300 * time.Millisecond) // the chrooted sleep dies with the daemon (Pdeathsig)
-	if m := mountsUnder(t, dir); len(m) != 0 {
-		t.Fatalf("mounts left after SIGKILL: %v", m)
+	// The chrooted sleep dies with the daemon (Pdeathsig) and the session's
+	// mount namespace with its last process: wait for that, bounded.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		m := mountsUnder(t, dir)
+		if len(m) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mounts left 10 s after SIGKILL: %v", m)
+		}
 	}
 	p = startServe(t, filepath.Join(dir, "nodes.yaml"), dir)
 	defer p.stop(t)
