@@ -320,7 +320,7 @@ func TestInstallDracutModule(t *testing.T) {
 	if len(lines) != 1 || !strings.Contains(lines[0], "/"+dracutModuleDir) {
 		t.Errorf("build log %q, want one line naming /%s", lines, dracutModuleDir)
 	}
-	shells := map[string]string{"module-setup.sh": "bash", "netbootui-variants.sh": "sh"}
+	shells := map[string]string{"module-setup.sh": "bash", "netbootui-variants.sh": "sh", "netbootui-nfs-overlay.sh": "sh", "netbootui-lib.sh": "sh"}
 	ents, err := fs.ReadDir(assets.FS, "dracut/90"+DracutModule)
 	if err != nil {
 		t.Fatal(err)

@@ -141,9 +141,23 @@ type Image struct {
 	KernelArgs  string // kernel arguments every node booting this image gets
 	// Root names the root transport nodes booting this image use (package
 	// roottransport); "" is the default, http-live.
-	Root    string
-	Defined Pos
+	Root string
+	// Initramfs is the kind of the image's initramfs: InitramfsBuiltin
+	// (netbootui's live init, also "") or InitramfsDracut (the image's own
+	// dracut with netbootui's dracut module: the renderer writes dracut's
+	// words for the root transport).
+	Initramfs string
+	Defined   Pos
 }
+
+// Values of Image.Initramfs.
+const (
+	InitramfsBuiltin = "builtin"
+	InitramfsDracut  = "dracut"
+)
+
+// Dracut reports whether the image's initramfs is dracut's.
+func (im *Image) Dracut() bool { return im != nil && im.Initramfs == InitramfsDracut }
 
 // Settings are cluster-wide options from the inventory's "settings" section.
 type Settings struct {

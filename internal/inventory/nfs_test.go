@@ -93,3 +93,35 @@ func wantFirstError(t *testing.T, src string, err error, want string) {
 		t.Errorf("first error\n got %s\nwant %s", got, want)
 	}
 }
+
+// TestImageInitramfs: an image's initramfs kind (builtin, the default, or
+// dracut) and its error at FILE:LINE:COL.
+func TestImageInitramfs(t *testing.T) {
+	for _, tc := range []struct {
+		name, image string
+		dracut      bool
+		err         string
+	}{
+		{"default", "{root: http-live}", false, ""},
+		{"builtin", "{initramfs: builtin}", false, ""},
+		{"dracut", "{initramfs: dracut}", true, ""},
+		{"unknown", "{initramfs: mkinitcpio}", false,
+			`2:18: image c: initramfs: "mkinitcpio": want builtin (netbootui's live init, the default) or dracut (the image's own dracut)`},
+		{"not a string", "{initramfs: [dracut]}", false, `2:18: image c: initramfs must be a string, got a list`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "images:\n  c: " + tc.image + "\n"
+			inv, err := Parse("t.yaml", []byte(src))
+			if tc.err == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := inv.Images["c"].Dracut(); got != tc.dracut {
+					t.Errorf("Dracut() = %v, want %v", got, tc.dracut)
+				}
+				return
+			}
+			wantFirstError(t, src, err, tc.err)
+		})
+	}
+}

@@ -57,7 +57,7 @@ var (
 	settingsKeys = []string{"secrets", "overlay_dirty_bytes", "nfs", "nbd"}
 	nfsKeys      = []string{"server", "port", "export", "dir"}
 	nbdKeys      = []string{"server", "port"}
-	imageKeys    = []string{"description", "recipe", "kernel_args", "root"}
+	imageKeys    = []string{"description", "recipe", "kernel_args", "root", "initramfs"}
 	groupKeys    = []string{"image", "arch", "loader", "kernel_args", "bmc", "boot_override", "persist", "user_data", "vendor_data"}
 	nodeKeys     = []string{"name", "group", "ip", "arch", "loader", "image", "kernel_args", "nics", "bmc", "boot_override", "user_data", "vendor_data"}
 	nicKeys      = []string{"mac", "boot", "name"}
@@ -666,6 +666,12 @@ func (p *parser) parseImages(n *yaml.Node) {
 					return
 				}
 				img.Root = s
+			case "initramfs":
+				if s != InitramfsBuiltin && s != InitramfsDracut {
+					p.errorf(v, "%s: initramfs: %q: want %s (netbootui's live init, the default) or %s (the image's own dracut)", what, s, InitramfsBuiltin, InitramfsDracut)
+					return
+				}
+				img.Initramfs = s
 			}
 		})
 		p.images[name] = img

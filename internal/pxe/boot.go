@@ -348,6 +348,7 @@ func (b *Boot) Params(inv *inventory.Inventory, n *inventory.Node, base string) 
 			args = strings.TrimSpace(im.KernelArgs + " " + args)
 		}
 		root = im.Root
+		p.Dracut = im.Dracut()
 	}
 	p.KernelArgs = args
 	p.NFS = NFSSite(inv.Settings.NFS)

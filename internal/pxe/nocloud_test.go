@@ -198,3 +198,54 @@ func TestNoCloudCmdline(t *testing.T) {
 		}
 	}
 }
+
+// TestDracutImageCmdline: an image whose initramfs is dracut's gets the
+// transport's dracut words beside its root= (nfs: dracut's network), the
+// same image with the built-in init none; dracut with persisted paths is
+// refused when rendered.
+func TestDracutImageCmdline(t *testing.T) {
+	st, _ := publishedStore(t, "compute")
+	inv, err := inventory.Parse("nodes.yaml", []byte(`settings:
+  nfs: {server: 10.0.2.2, port: 20490, export: /netbootui, dir: /srv/netbootui}
+images:
+  compute: {root: nfs, initramfs: dracut}
+groups:
+  keep: {image: compute, persist: [/var/log]}
+nodes:
+  - {name: n1, image: compute, nics: [{mac: "52:54:00:00:00:01"}]}
+  - {name: n2, group: keep, nics: [{mac: "52:54:00:00:00:02"}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := NewTokens([]byte("0123456789abcdef0123456789abcdef"))
+	b := &Boot{Inventory: func() *inventory.Inventory { return inv }, Renderer: mustRenderer(t), Images: st, Tokens: tok}
+	for _, tc := range []struct {
+		initramfs string
+		want      string // the words before netbootui.url=
+	}{
+		{inventory.InitramfsDracut, "root=nfs:10.0.2.2:/netbootui/images/compute/GEN:vers=4.1,port=20490 rd.neednet=1 ip=dhcp"},
+		{inventory.InitramfsBuiltin, "root=nfs:10.0.2.2:/netbootui/images/compute/GEN:vers=4.1,port=20490"},
+	} {
+		inv.Images["compute"].Initramfs = tc.initramfs
+		p, err := b.Params(inv, inv.Node("n1"), "http://10.0.2.2:8080")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Dracut != (tc.initramfs == inventory.InitramfsDracut) {
+			t.Errorf("%s: BootParams.Dracut = %v", tc.initramfs, p.Dracut)
+		}
+		want := strings.ReplaceAll(tc.want, "GEN", p.Generation) + " netbootui.url="
+		if line := KernelCmdline(p); !strings.HasPrefix(line, want) {
+			t.Errorf("%s: %s\nwant it to start with %s", tc.initramfs, line, want)
+		}
+	}
+	inv.Images["compute"].Initramfs = inventory.InitramfsDracut
+	p, err := b.Params(inv, inv.Node("n2"), "http://10.0.2.2:8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rootArgs(p); err == nil || !strings.Contains(err.Error(), "dracut") {
+		t.Errorf("dracut with persisted paths: %v, want a refusal naming dracut", err)
+	}
+}

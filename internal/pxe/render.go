@@ -87,6 +87,9 @@ type BootParams struct {
 	NFS roottransport.NFSSite
 	// NBD is the site's NBD server (settings.nbd), for the nbd transport.
 	NBD roottransport.NBDSite
+	// Dracut: the image's initramfs is dracut's (images.NAME.initramfs),
+	// so the transport writes dracut's words.
+	Dracut bool
 
 	// KernelArgs are the image's arguments then the group's and node's,
 	// already merged by the caller.
@@ -622,7 +625,7 @@ func transportOf(p BootParams) roottransport.Transport {
 
 // rootArgs returns the root= words p's transport decides.
 func rootArgs(p BootParams) ([]string, error) {
-	b := roottransport.Boot{Image: p.Image, Generation: p.Generation, BaseURL: p.BaseURL, RootfsURL: p.RootfsURL, NFS: p.NFS, NBD: p.NBD}
+	b := roottransport.Boot{Image: p.Image, Generation: p.Generation, BaseURL: p.BaseURL, RootfsURL: p.RootfsURL, NFS: p.NFS, NBD: p.NBD, Dracut: p.Dracut}
 	if p.Node != nil {
 		b.Node, b.Group, b.Persist = p.Node.Name, p.Node.Group, p.Node.Persist
 	}

@@ -40,6 +40,21 @@ func paramKeys(reader roottransport.Reader) []string {
 	return out
 }
 
+// assetText is an asset's text, or every file of an asset folder's
+// (a dracut module's hooks) one after the other.
+func assetText(t *testing.T, name string) string {
+	t.Helper()
+	ents, err := fs.ReadDir(assets.FS, name)
+	if err != nil {
+		return asset(t, name)
+	}
+	var b strings.Builder
+	for _, e := range ents {
+		b.WriteString(asset(t, name+"/"+e.Name()))
+	}
+	return b.String()
+}
+
 func asset(t *testing.T, name string) string {
 	t.Helper()
 	b, err := fs.ReadFile(assets.FS, name)
@@ -61,11 +76,11 @@ func TestScriptsReadTheContract(t *testing.T) {
 	}{
 		{"scripts/init.sh", roottransport.ReadByInit, casePattern},
 		{"scripts/checkin.sh", roottransport.ReadByAgent, casePattern},
-		{"dracut/90netbootui/netbootui-variants.sh", roottransport.ReadByDracut,
+		{"dracut/90netbootui", roottransport.ReadByDracut,
 			regexp.MustCompile(`getarg (netbootui\.[a-z_]+)=`)},
 	}
 	for _, tc := range cases {
-		got := keysRead(tc.re, asset(t, tc.file))
+		got := keysRead(tc.re, assetText(t, tc.file))
 		if want := paramKeys(tc.reader); !slices.Equal(got, want) {
 			t.Errorf("%s reads %v; roottransport.Params says %v", tc.file, got, want)
 		}

@@ -63,7 +63,18 @@ type Boot struct {
 	// Persist are the paths the node keeps across reboots (its group's
 	// persist:); a transport that cannot keep them ignores them.
 	Persist []string
+	// Dracut says the image's initramfs is dracut's (the inventory's
+	// images.NAME.initramfs: dracut), not netbootui's built-in live init:
+	// the transport adds the rd.* words dracut needs to reach that root
+	// (its network, its live or NFS root), or refuses a root that dracut
+	// with netbootui's dracut module cannot mount.
+	Dracut bool
 }
+
+// DracutNetArgs are the words that make dracut bring the network up (DHCP
+// on every interface, dhclient of its network-legacy module) before it
+// mounts a network root.
+var DracutNetArgs = []string{"rd.neednet=1", "ip=dhcp"}
 
 // NFSSite is the site's NFS server as nodes reach it: the inventory's
 // settings.nfs.

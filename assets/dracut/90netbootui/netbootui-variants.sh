@@ -14,15 +14,11 @@
 # never makes a node dirty. The console shows
 # "netbootui: variants node-<n> group-<g>" (or "none").
 
-# shellcheck source=/dev/null # dracut-lib.sh is in the initramfs
-type getarg >/dev/null 2>&1 || . /lib/dracut-lib.sh
-
-# stderr: the console in both dracut inits (dracut-pre-pivot.service sends
-# only stderr there).
-nbu_say() { echo "netbootui: $*" >&2; }
+# shellcheck source=/dev/null # installed by module-setup.sh
+. /lib/netbootui-lib.sh
 
 # nbu_variant KIND NAME: print the image's KIND-NAME variant directory,
-# relative to the image's root, when it exists. NAME must be an inventory
+# relative to the image's root ($_base), when it exists. NAME must be an inventory
 # name ([A-Za-z0-9][A-Za-z0-9._-]*): any other could name another directory
 # or carry overlayfs option syntax (":" ",").
 nbu_variant() {
@@ -34,41 +30,20 @@ nbu_variant() {
             ;;
     esac
     _d=/etc/netbootui/overlay.d/$1-$2
-    if [ -d "/run/rootfsbase$_d" ] && [ ! -L "/run/rootfsbase$_d" ]; then
+    if [ -d "$_base$_d" ] && [ ! -L "$_base$_d" ]; then
         echo "$_d"
         return 0
     fi
     return 1
 }
 
-# nbu_mount DIR: print "SOURCE TYPE OPTIONS" of the file system mounted at
-# DIR (the last one mounted there).
-nbu_mount() {
-    _found=''
-    while read -r _src _mnt _type _opts _rest; do
-        [ "$_mnt" = "$1" ] && _found="$_src $_type $_opts"
-    done </proc/mounts
-    [ -n "$_found" ] && echo "$_found"
-}
-
-# nbu_opt NAME OPTIONS: print the value of NAME= in a comma separated list.
-nbu_opt() {
-    _old_ifs=$IFS
-    IFS=,
-    for _o in $2; do
-        case $_o in
-            "$1"=*)
-                IFS=$_old_ifs
-                echo "${_o#*=}"
-                return 0
-                ;;
-        esac
-    done
-    IFS=$_old_ifs
-    return 1
-}
-
 nbu_variants() {
+    # The image's root: dmsquash-live's squashfs, or the NFS tree under
+    # netbootui's overlay (netbootui-nfs-overlay.sh).
+    _base=/run/rootfsbase _nfs=''
+    case $(getarg root=) in
+        nfs:* | nfs4:*) _base=/run/live/ro _nfs=1 ;;
+    esac
     _node=$(getarg netbootui.node=)
     _group=$(getarg netbootui.group=)
     _vdirs='' _names=''
@@ -79,6 +54,14 @@ nbu_variants() {
         _vdirs="$_d${_vdirs:+:$_vdirs}" _names="node-$_node${_names:+ $_names}"
     fi
     if [ -z "$_vdirs" ]; then
+        nbu_say "variants none"
+        return 0
+    fi
+    if [ -n "$_nfs" ]; then
+        # An NFS tree has no image file to mount a second time, and
+        # overlayfs refuses a lower inside another lower: as with the
+        # built-in init, no variants on a network root.
+        nbu_say "warning: variants $_names are not stacked on a network root"
         nbu_say "variants none"
         return 0
     fi

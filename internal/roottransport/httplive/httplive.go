@@ -32,12 +32,23 @@ func (Transport) Name() string { return Name }
 // Scheme implements roottransport.Transport.
 func (Transport) Scheme() string { return Scheme }
 
-// KernelArgs implements roottransport.Transport: root=live:ROOTFS_URL.
+// DracutArgs are the words a dracut initramfs needs beside root=live:URL:
+// dmsquash-live's live image, fetched after the network is up, with a tmpfs
+// overlayfs (upper /run/overlayfs), the root netbootui's dracut module
+// stacks the variants over.
+var DracutArgs = []string{"rd.live.image", "rd.live.overlay.overlayfs=1"}
+
+// KernelArgs implements roottransport.Transport: root=live:ROOTFS_URL, and
+// for a dracut image DracutArgs and roottransport.DracutNetArgs.
 func (Transport) KernelArgs(b roottransport.Boot) ([]string, error) {
 	if b.RootfsURL == "" {
 		return nil, errors.New("http-live: the generation has no rootfs URL")
 	}
-	return []string{roottransport.KeyRoot + "=" + Scheme + ":" + b.RootfsURL}, nil
+	words := []string{roottransport.KeyRoot + "=" + Scheme + ":" + b.RootfsURL}
+	if b.Dracut {
+		words = append(append(words, DracutArgs...), roottransport.DracutNetArgs...)
+	}
+	return words, nil
 }
 
 // Locate implements roottransport.Transport: the value is the URL the

@@ -19,6 +19,11 @@ func TestHTTPLiveKernelArgs(t *testing.T) {
 	if _, err := tr.KernelArgs(roottransport.Boot{Node: "n1"}); err == nil {
 		t.Fatal("KernelArgs without a rootfs URL accepted")
 	}
+	// A dracut image: livenet and dmsquash-live's words, a tmpfs overlayfs.
+	dr, err := tr.KernelArgs(roottransport.Boot{Node: "n1", RootfsURL: "http://h/r", Dracut: true})
+	if want := []string{"root=live:http://h/r", "rd.live.image", "rd.live.overlay.overlayfs=1", "rd.neednet=1", "ip=dhcp"}; err != nil || !slices.Equal(dr, want) {
+		t.Fatalf("dracut KernelArgs = %q, %v; want %q", dr, err, want)
+	}
 	// What KernelArgs writes, Parse reads back.
 	k, v, _ := strings.Cut(args[0], "=")
 	c, err := builtin.Registry().Parse(map[string]string{k: v})

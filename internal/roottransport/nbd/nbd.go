@@ -52,6 +52,9 @@ func (Transport) KernelArgs(b roottransport.Boot) ([]string, error) {
 	if b.Image == "" || b.Generation == "" {
 		return nil, errors.New("nbd: no generation to attach")
 	}
+	if b.Dracut {
+		return nil, errors.New("nbd: a dracut initramfs would mount the device as the root itself, with no overlay: boot nbd images with the built-in live init (drop the image's initramfs: dracut)")
+	}
 	v := b.NBD.Server + ":" + strconv.Itoa(b.NBD.PortOrDefault()) + "/" + ExportName(b.Image, b.Generation)
 	if _, err := (Transport{}).Locate(v); err != nil {
 		return nil, err

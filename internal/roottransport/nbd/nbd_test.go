@@ -22,6 +22,8 @@ func TestKernelArgs(t *testing.T) {
 		{"no site", roottransport.Boot{Image: "c", Generation: "g1"}, ""},
 		{"no generation", roottransport.Boot{Image: "c", NBD: roottransport.NBDSite{Server: "10.0.2.2"}}, ""},
 		{"name", roottransport.Boot{Image: "c", Generation: "g1", NBD: roottransport.NBDSite{Server: "head"}}, ""},
+		// dracut would mount the squashfs device as the root, no overlay.
+		{"dracut", roottransport.Boot{Image: "c", Generation: "g1", NBD: roottransport.NBDSite{Server: "10.0.2.2"}, Dracut: true}, ""},
 	} {
 		args, err := tr.KernelArgs(tc.b)
 		if tc.want == "" {

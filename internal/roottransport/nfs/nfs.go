@@ -59,7 +59,9 @@ func Options(site roottransport.NFSSite) string {
 }
 
 // KernelArgs implements roottransport.Transport:
-// root=nfs:SERVER:EXPORT/images/IMAGE/GEN:vers=4.1,port=PORT.
+// root=nfs:SERVER:EXPORT/images/IMAGE/GEN:vers=4.1,port=PORT; for a dracut
+// image also roottransport.DracutNetArgs (dracut's nfs module mounts the
+// tree read-only, netbootui's dracut module lays the tmpfs overlay over it).
 func (Transport) KernelArgs(b roottransport.Boot) ([]string, error) {
 	if !b.NFS.Configured() {
 		return nil, errors.New("nfs: the inventory names no NFS server (settings.nfs)")
@@ -75,7 +77,15 @@ func (Transport) KernelArgs(b roottransport.Boot) ([]string, error) {
 		return nil, err
 	}
 	words := []string{roottransport.KeyRoot + "=" + Scheme + ":" + v}
+	if b.Dracut {
+		words = append(words, roottransport.DracutNetArgs...)
+	}
 	if len(b.Persist) > 0 {
+		if b.Dracut {
+			// Said at render time rather than as a node that boots
+			// without its persisted paths.
+			return nil, errors.New("nfs: persisted paths are mounted by the built-in live init only; netbootui's dracut module does not mount them (drop persist: or the image's initramfs: dracut)")
+		}
 		if b.Node == "" {
 			return nil, errors.New("nfs: persisted paths need the node's name")
 		}

@@ -21,15 +21,22 @@ func TestKernelArgs(t *testing.T) {
 		name string
 		b    roottransport.Boot
 		want string // "" = an error
+		// more are the words after root=
+		more []string
 	}{
 		{"site port", roottransport.Boot{Node: "n1", Image: "c", Generation: "g1", NFS: site},
-			"root=nfs:10.0.2.2:/netbootui/images/c/g1:vers=4.1,port=20490"},
+			"root=nfs:10.0.2.2:/netbootui/images/c/g1:vers=4.1,port=20490", nil},
 		{"default port", roottransport.Boot{Image: "c", Generation: "g1", NFS: roottransport.NFSSite{Server: "10.1.0.1", Export: "/x", Dir: "/d"}},
-			"root=nfs:10.1.0.1:/x/images/c/g1:vers=4.1,port=2049"},
-		{"no site", roottransport.Boot{Image: "c", Generation: "g1"}, ""},
-		{"no generation", roottransport.Boot{Image: "c", NFS: site}, ""},
-		{"name, not address", roottransport.Boot{Image: "c", Generation: "g1", NFS: roottransport.NFSSite{Server: "head", Export: "/x", Dir: "/d"}}, ""},
-		{"ipv6", roottransport.Boot{Image: "c", Generation: "g1", NFS: roottransport.NFSSite{Server: "fd00::1", Export: "/x", Dir: "/d"}}, ""},
+			"root=nfs:10.1.0.1:/x/images/c/g1:vers=4.1,port=2049", nil},
+		{"no site", roottransport.Boot{Image: "c", Generation: "g1"}, "", nil},
+		{"no generation", roottransport.Boot{Image: "c", NFS: site}, "", nil},
+		{"name, not address", roottransport.Boot{Image: "c", Generation: "g1", NFS: roottransport.NFSSite{Server: "head", Export: "/x", Dir: "/d"}}, "", nil},
+		{"ipv6", roottransport.Boot{Image: "c", Generation: "g1", NFS: roottransport.NFSSite{Server: "fd00::1", Export: "/x", Dir: "/d"}}, "", nil},
+		{"dracut", roottransport.Boot{Node: "n1", Image: "c", Generation: "g1", NFS: site, Dracut: true},
+			"root=nfs:10.0.2.2:/netbootui/images/c/g1:vers=4.1,port=20490", []string{"rd.neednet=1", "ip=dhcp"}},
+		// netbootui's dracut module does not mount persisted paths: refused
+		// when rendered, not a node that silently keeps nothing.
+		{"dracut with persist", roottransport.Boot{Node: "n1", Image: "c", Generation: "g1", NFS: site, Dracut: true, Persist: []string{"/var/log"}}, "", nil},
 	} {
 		args, err := tr.KernelArgs(tc.b)
 		if tc.want == "" {
@@ -38,7 +45,7 @@ func TestKernelArgs(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || !slices.Equal(args, []string{tc.want}) {
+		if err != nil || !slices.Equal(args, append([]string{tc.want}, tc.more...)) {
 			t.Errorf("%s: KernelArgs = %q, %v; want %s", tc.name, args, err, tc.want)
 			continue
 		}
