@@ -62,6 +62,10 @@ func StartGanesha(tb testing.TB, port int, exports string) *Ganesha {
 NFSV4 {
 	Graceless = true;
 	RecoveryRoot = %q;
+	# Owners as numbers: a node whose root is on NFS cannot run the
+	# kernel's idmap helper (request-key) from that root (see
+	# internal/roottransport/nfs's README).
+	Only_Numeric_Owners = true;
 }
 NFS_KRB5 { Active_krb5 = false; }
 %s`, port, filepath.Join(dir, "recovery"), exports)

@@ -3,7 +3,9 @@
 # dracut's nfs module mounted root=nfs:SERVER:PATH:OPTIONS read-only at
 # $NEWROOT).
 #
-# The NFS mount is moved to /run/live/ro, a tmpfs of its own is mounted at
+# The NFS mount is bound at /run/live/ro and unmounted from $NEWROOT (systemd
+# makes / a shared mount, and the kernel refuses to move a mount that lies
+# under one), a tmpfs of its own is mounted at
 # /run/live/rw (upper/ and work/), and $NEWROOT becomes an overlayfs of the
 # two: the node writes into its RAM, never to the shared tree, and a reboot
 # starts clean. It is the layout of netbootui's built-in live init, so the
@@ -32,14 +34,13 @@ nbu_nfs_overlay() {
     esac
     _src=$1
     mkdir -p /run/live/ro /run/live/rw
-    if ! mount --move "$NEWROOT" /run/live/ro; then
-        die "netbootui: FAILED: cannot move the NFS root $_src from $NEWROOT"
+    if ! mount --bind "$NEWROOT" /run/live/ro || ! umount "$NEWROOT"; then
+        die "netbootui: FAILED: cannot move the NFS root $_src from $NEWROOT to /run/live/ro"
         return 1
     fi
     if ! mount -t tmpfs -o mode=0755 tmpfs /run/live/rw ||
         ! mkdir -p /run/live/rw/upper /run/live/rw/work ||
         ! mount -t overlay overlay -o lowerdir=/run/live/ro,upperdir=/run/live/rw/upper,workdir=/run/live/rw/work "$NEWROOT"; then
-        mount --move /run/live/ro "$NEWROOT"
         die "netbootui: FAILED: cannot lay the tmpfs overlay over the NFS root $_src (overlay module missing?)"
         return 1
     fi

@@ -68,6 +68,15 @@ func NodeExportPath(site roottransport.NFSSite, node string) string {
 	return path.Join(site.Export, "nodes", node)
 }
 
+// NumericOwnersNote is the comment GaneshaExports begins with: the site's
+// server must send file owners as numbers. A node whose root is on NFS
+// cannot map owner names: the kernel's idmap upcall runs request-key, which
+// lives on that same root, and the lookup of it needs the mapping in turn
+// (a deadlock; seen with a Debian root under nfs-ganesha, whose default is
+// names). Linux's nfsd sends numbers to sec=sys clients by default.
+const NumericOwnersNote = "# The server's NFSV4 block needs Only_Numeric_Owners = true: a node whose root is\n" +
+	"# on NFS cannot run the kernel's owner-name helper (request-key) from that root.\n"
+
 // GaneshaExports returns the EXPORT blocks of an nfs-ganesha configuration
 // for site: the trees, read-only to every client (export id 1), and one
 // read-write export per node directory, restricted to the node's address
@@ -76,6 +85,7 @@ func NodeExportPath(site roottransport.NFSSite, node string) string {
 func GaneshaExports(site roottransport.NFSSite, nodes []NodeDir) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# nfs-ganesha exports written by netbootui for %s\n", site.Export)
+	b.WriteString(NumericOwnersNote)
 	fmt.Fprintf(&b, "EXPORT {\n\tExport_Id = 1;\n\tPath = %q;\n\tPseudo = %q;\n", filepath.Join(site.Dir, "images"), path.Join(site.Export, "images"))
 	b.WriteString("\tAccess_Type = RO;\n\tSquash = No_Root_Squash;\n\tProtocols = 4;\n\tTransports = TCP;\n\tSecType = sys;\n\tFSAL { Name = VFS; }\n}\n")
 	for i, n := range nodes {

@@ -116,6 +116,7 @@ func TestGaneshaExports(t *testing.T) {
 		"CLIENT { Clients = 10.1.0.11; Access_Type = RW; }",
 		"Export_Id = 3;",
 		"CLIENT { Clients = 10.1.0.12; Access_Type = RW; }",
+		"Only_Numeric_Owners = true",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("exports lack %q:\n%s", want, out)
