@@ -347,9 +347,10 @@ func cachedDebootstrap(ctx context.Context, d DebootstrapSpec, root, cache strin
 	return nil
 }
 
-// DracutModule is netbootui's dracut module (assets/dracut/90netbootui): a
-// pre-pivot hook that stacks the node's and group's variants over a
-// dmsquash-live overlayfs root. The pipeline installs it into a root
+// DracutModule is netbootui's dracut module (assets/dracut/90netbootui):
+// pre-pivot hooks that lay a tmpfs overlay over an NFS root (dracut's nfs
+// module mounted it read-only) and stack the node's and group's variants
+// over a dmsquash-live overlayfs root. The pipeline installs it into a root
 // before the root's dracut runs, and DracutArgs adds it.
 const DracutModule = "netbootui"
 
