@@ -142,6 +142,7 @@ func TestPublishTree(t *testing.T) {
 	os.MkdirAll(filepath.Join(src, "etc"), 0o755)
 	os.WriteFile(filepath.Join(src, "etc", "hostname"), []byte("one\n"), 0o644)
 	os.Symlink("hostname", filepath.Join(src, "etc", "link"))
+	os.Symlink("var/run", filepath.Join(src, "run"))
 	sq := filepath.Join(dir, "rootfs.squashfs")
 	if out, err := exec.Command("mksquashfs", src, sq, "-all-root", "-quiet", "-no-progress").CombinedOutput(); err != nil {
 		t.Fatalf("mksquashfs: %v\n%s", err, out)
@@ -156,6 +157,19 @@ func TestPublishTree(t *testing.T) {
 	}
 	if fi, _ := os.Stat(dst); fi.Mode().Perm() != 0o755 {
 		t.Errorf("tree root mode %v", fi.Mode())
+	}
+	// The source has no /proc, /sys, /dev, /run: the tree gets them (dracut
+	// waits for $NEWROOT/proc); /run, a link in the source, stays a link.
+	for _, d := range nfs.MountPoints {
+		fi, err := os.Lstat(filepath.Join(dst, d))
+		switch {
+		case err != nil:
+			t.Errorf("tree has no /%s: %v", d, err)
+		case d == "run" && fi.Mode()&os.ModeSymlink == 0:
+			t.Errorf("tree /run: %v, want the source's link kept", fi.Mode())
+		case d != "run" && (!fi.IsDir() || fi.Mode().Perm() != 0o755):
+			t.Errorf("tree /%s: %v, want a 0755 directory", d, fi.Mode())
+		}
 	}
 	// A second publish leaves the tree as it is, even if the squashfs
 	// behind it were different.
