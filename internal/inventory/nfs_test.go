@@ -106,11 +106,13 @@ func TestImageInitramfs(t *testing.T) {
 		{"builtin", "{initramfs: builtin}", false, ""},
 		{"dracut", "{initramfs: dracut}", true, ""},
 		{"unknown", "{initramfs: mkinitcpio}", false,
-			`2:18: image c: initramfs: "mkinitcpio": want builtin (netbootui's live init, the default) or dracut (the image's own dracut)`},
-		{"not a string", "{initramfs: [dracut]}", false, `2:18: image c: initramfs must be a string, got a list`},
+			`3:18: image c: initramfs: "mkinitcpio": want builtin (netbootui's live init, the default) or dracut (the image's own dracut)`},
+		{"not a string", "{initramfs: [dracut]}", false, `3:18: image c: initramfs must be a string, got a list`},
+		{"dracut on nbd", "{root: nbd, initramfs: dracut}", false,
+			`3:29: image c: initramfs: dracut cannot boot root: nbd (dracut would mount the device as the root, with no overlay): use the built-in init`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			src := "images:\n  c: " + tc.image + "\n"
+			src := "settings: {nbd: {server: 10.1.0.1}}\nimages:\n  c: " + tc.image + "\n"
 			inv, err := Parse("t.yaml", []byte(src))
 			if tc.err == "" {
 				if err != nil {

@@ -640,6 +640,7 @@ func (p *parser) parseImages(n *yaml.Node) {
 		}
 		img := &Image{Name: name, Defined: p.pos(k)}
 		what := "image " + name
+		var initramfsAt *yaml.Node
 		p.mapping(v, what, imageKeys, func(key string, _, v *yaml.Node) {
 			s, ok := p.str(v, what+": "+key)
 			if !ok {
@@ -671,9 +672,14 @@ func (p *parser) parseImages(n *yaml.Node) {
 					p.errorf(v, "%s: initramfs: %q: want %s (netbootui's live init, the default) or %s (the image's own dracut)", what, s, InitramfsBuiltin, InitramfsDracut)
 					return
 				}
-				img.Initramfs = s
+				img.Initramfs, initramfsAt = s, v
 			}
 		})
+		if img.Dracut() && img.Root == nbd.Name {
+			// dracut's own nbd module would mount the device as the root
+			// with no overlay; roottransport/nbd refuses to render it.
+			p.errorf(initramfsAt, "%s: initramfs: dracut cannot boot root: nbd (dracut would mount the device as the root, with no overlay): use the built-in init", what)
+		}
 		p.images[name] = img
 	})
 }
