@@ -302,26 +302,41 @@ func TestQEMUDebianRoots(t *testing.T) {
 // builtinInitrdOf builds into dst a built-in initramfs for the kernel of a
 // generation whose root is the squashfs sq: the kernel's modules come from
 // the root (virtio, loop, squashfs, overlay, nfsv4, nbd), nbd-client from
-// the host.
+// the host. Only modules.dep, modules.builtin and the modules the initramfs
+// loads are unpacked (all of them are some 400 MB).
 func builtinInitrdOf(t *testing.T, sq, dst string) string {
 	t.Helper()
-	tmp := t.TempDir()
-	tree := filepath.Join(tmp, "tree")
-	// bookworm's /lib is a link to usr/lib (merged /usr).
-	if out, err := exec.Command("unsquashfs", "-no-progress", "-quiet", "-d", tree, sq, "usr/lib/modules").CombinedOutput(); err != nil {
-		t.Fatalf("unsquashfs: %v\n%s", err, out)
+	tree := filepath.Join(t.TempDir(), "tree")
+	unsquash := func(paths ...string) {
+		t.Helper()
+		args := append([]string{"-no-progress", "-quiet", "-f", "-d", tree, sq}, paths...)
+		if out, err := exec.Command("unsquashfs", args...).CombinedOutput(); err != nil {
+			t.Fatalf("unsquashfs %v: %v\n%s", paths, err, out)
+		}
 	}
+	// bookworm's /lib is a link to usr/lib (merged /usr).
+	unsquash("usr/lib/modules/*/modules.dep", "usr/lib/modules/*/modules.builtin")
 	deps, _ := filepath.Glob(filepath.Join(tree, "usr", "lib", "modules", "*", "modules.dep"))
 	if len(deps) != 1 {
 		t.Fatalf("the root has %d kernels' modules (%v), want 1", len(deps), deps)
 	}
+	modDir := filepath.Dir(deps[0])
+	modules := []string{"virtio_pci", "virtio_net", "e1000", "loop", "squashfs", "overlay", "nfsv4", "nbd"}
+	files, err := liveinit.ResolveModules(modDir, modules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, _ := filepath.Rel(tree, modDir)
+	var paths []string
+	for _, f := range files {
+		paths = append(paths, filepath.ToSlash(filepath.Join(rel, f)))
+	}
+	unsquash(paths...)
 	nbdClient, err := exec.LookPath("nbd-client")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := liveinit.BuildFile(dst, liveinit.Options{KernelModulesDir: filepath.Dir(deps[0]),
-		Modules:  []string{"virtio_pci", "virtio_net", "e1000", "loop", "squashfs", "overlay", "nfsv4", "nbd"},
-		Programs: []string{nbdClient}}); err != nil {
+	if err := liveinit.BuildFile(dst, liveinit.Options{KernelModulesDir: modDir, Modules: modules, Programs: []string{nbdClient}}); err != nil {
 		t.Fatal(err)
 	}
 	return dst
