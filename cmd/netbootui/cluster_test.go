@@ -66,6 +66,13 @@ type serveCluster struct {
 // end, but for the killed ones.
 func startServeCluster(t *testing.T, inventory, secrets []byte) *serveCluster {
 	t.Helper()
+	return startServeClusterWith(t, inventory, secrets, nil)
+}
+
+// startServeClusterWith is startServeCluster with extra flags for head i
+// (perHead may be nil).
+func startServeClusterWith(t *testing.T, inventory, secrets []byte, perHead func(i int) []string) *serveCluster {
+	t.Helper()
 	dir := t.TempDir()
 	ports := freePorts(t, 6)
 	var initial []string
@@ -85,9 +92,12 @@ func startServeCluster(t *testing.T, inventory, secrets []byte) *serveCluster {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sc.procs[i], sc.sts[i] = startServeWith(t, sc.invs[i], filepath.Join(hdir, "data"),
-				"--cluster", strings.Join(initial, ","), "--cluster-name", fmt.Sprintf("h%d", i+1),
-				"--cluster-client-url", fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]))
+			args := []string{"--cluster", strings.Join(initial, ","), "--cluster-name", fmt.Sprintf("h%d", i+1),
+				"--cluster-client-url", fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1])}
+			if perHead != nil {
+				args = append(args, perHead(i)...)
+			}
+			sc.procs[i], sc.sts[i] = startServeWith(t, sc.invs[i], filepath.Join(hdir, "data"), args...)
 		}()
 	}
 	wg.Wait()
