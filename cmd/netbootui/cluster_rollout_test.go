@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -62,39 +60,10 @@ func TestServeClusterRolloutKill(t *testing.T) {
 	ctx := context.Background()
 
 	// Two generations through the first head: the old one current.
-	var gens []string
-	for i, pub := range []bool{true, false} {
-		files := map[string]string{}
-		for _, f := range []string{"kernel", "initrd", "rootfs"} {
-			files[f] = filepath.Join(dir, fmt.Sprintf("%s%d", f, i))
-			os.WriteFile(files[f], bytes.Repeat([]byte(f+fmt.Sprint(i)), 5000), 0o644)
-		}
-		m, err := clients[0].Import(ctx, apitype.ImportRequest{Image: "compute", Publish: pub},
-			apiclient.ImportFiles{Kernel: files["kernel"], Initrd: files["initrd"], Rootfs: files["rootfs"]})
-		if err != nil {
-			t.Fatal(err)
-		}
-		gens = append(gens, m.ID)
-	}
-	newGen := gens[1]
-	for i, c := range clients {
-		if !simnode.WaitFor(60*time.Second, func() bool {
-			imgs, err := c.Images(ctx)
-			if err != nil {
-				return false
-			}
-			got := 0
-			for _, im := range imgs {
-				for _, g := range im.Generations {
-					if slices.Contains(gens, g.ID) {
-						got++
-					}
-				}
-			}
-			return got == 2
-		}) {
-			t.Fatalf("h%d lacks the generations after 60 s", i+1)
-		}
+	oldGen := importGeneration(t, clients[0], "compute", "0", 5000, true).ID
+	newGen := importGeneration(t, clients[0], "compute", "1", 5000, false).ID
+	for _, c := range clients {
+		waitGenerations(t, c, oldGen, newGen)
 	}
 
 	sims[2].SetStopAfter("kernel") // k3 hangs: wave 2 stays in flight
