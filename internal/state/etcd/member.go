@@ -167,7 +167,7 @@ func (f *shutdownFilter) With(fields []zapcore.Field) zapcore.Core {
 }
 
 func (f *shutdownFilter) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
-	for _, s := range []string{"server closed", "closed network connection", "stopped", "failed to reach the peer", "lost TCP streaming", "failed to dial", "prober detected unhealthy", "failed to publish", "setting up serving"} {
+	for _, s := range []string{"server closed", "closed network connection", "stopped", "failed to reach the peer", "lost TCP streaming", "failed to dial", "prober detected unhealthy", "failed to publish", "setting up serving", "failed to update storage version"} {
 		if strings.Contains(e.Message, s) {
 			return ce
 		}
