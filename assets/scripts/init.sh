@@ -429,8 +429,14 @@ persist_disk_mount() {
 		fi
 		sync
 		say "persist: wiped the persisted paths (request $persist_wipe)"
-		persist_state="$persist_state, wiped by request $persist_wipe"
 	fi
+	# The newest wipe this disk applied, in every check-in: the daemon shows
+	# a requested one as pending until the node says it is applied.
+	applied=$(cat /run/live/persist/.netbootui-wipe 2>/dev/null)
+	case $applied in
+	'' | *[!0-9a-f]*) ;;
+	*) persist_state="$persist_state, wipe $applied applied" ;;
+	esac
 	return 0
 }
 

@@ -428,7 +428,7 @@ type Checkin struct {
 	// booted.
 	Failed string
 	// Persist is where the node keeps its persisted paths this boot, as its
-	// live init found them: "disk LABEL on DEVICE[, wiped by request ID]",
+	// live init found them: "disk LABEL on DEVICE[, wipe ID applied]",
 	// "nfs SERVER:PATH", or "none: why" (a persist disk missing and the
 	// group's missing: boot). "" when it persists nothing.
 	Persist string
