@@ -146,8 +146,12 @@ root_answers() {
 	[ "$n" -eq 4096 ] 2>/dev/null
 }
 
-# post: one check-in; prints the daemon's answer on success.
+# post: one check-in; prints the daemon's answer on success. With the
+# persisted paths on a local disk, what they hold is first flushed to it
+# (sync): a reboot-clean by power cycle then loses at most what was
+# written since the last check-in.
 post() {
+	case $NETBOOTUI_PERSIST in disk\ *) sync ;; esac
 	uptime=$(cut -d' ' -f1 /proc/uptime)
 	body="node=$(urlenc "$NETBOOTUI_NODE")&token=$(urlenc "$NETBOOTUI_TOKEN")"
 	body="$body&generation=$(urlenc "$NETBOOTUI_GEN")&uptime=$uptime"

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -8,10 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/netbootui/netbootui/internal/apitype"
+	"github.com/netbootui/netbootui/internal/backup"
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/daemontest"
 )
@@ -21,7 +24,7 @@ import (
 // say; an operator may not wipe it; an admin's wipe records a new wipe id
 // (audited), rendered on the node's command line from then on and shown
 // pending until the node's check-in says it applied it; the wipe survives
-// a restart of the daemon (the state document).
+// a restart of the daemon (the state document) and is in a backup.
 func TestPersistDiskViewAndWipe(t *testing.T) {
 	dir := t.TempDir()
 	for _, f := range []string{"k", "i", "r"} {
@@ -107,6 +110,15 @@ nodes:
 		t.Fatalf("second wipe: %+v, %v", v.Disk, err)
 	}
 	second := v.Disk.Wipe
+
+	// A backup keeps the wipes.
+	var buf bytes.Buffer
+	if err := d.Backup(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if sum, err := backup.Verify(&buf); err != nil || !slices.Contains(sum.Documents, daemon.PersistWipesDocument) {
+		t.Fatalf("backup: %+v, %v; want the %s document in it", sum, err, daemon.PersistWipesDocument)
+	}
 
 	// The wipe is in the state store: a restarted daemon renders it.
 	e.Stop()

@@ -630,5 +630,5 @@ func (d *Daemon) Backup(w io.Writer) error {
 	if err := d.tracker.Flush(); err != nil {
 		return fmt.Errorf("backup: boot states: %w", err)
 	}
-	return backup.Write(w, backup.Source{State: d.store, Images: d.images, Inventory: d.cfg.InventoryPath, Documents: []string{rollout.DocumentName}})
+	return backup.Write(w, backup.Source{State: d.store, Images: d.images, Inventory: d.cfg.InventoryPath, Documents: []string{rollout.DocumentName, PersistWipesDocument}})
 }
