@@ -15,8 +15,6 @@ import (
 	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/image/liveinit"
 	"github.com/netbootui/netbootui/internal/lab"
-	"github.com/netbootui/netbootui/internal/power/backends"
-	"github.com/netbootui/netbootui/internal/power/powertest"
 )
 
 // diskInventory: one http-live node whose group keeps /var/log on the
@@ -85,12 +83,7 @@ func TestQEMUPersistDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	inv := filepath.Join(dir, "nodes.yaml")
-	bmcs := powertest.NewLab(rebootPassword)
-	cfg := rootLabConfig(t)
-	cfg.Backends = backends.Registry()
-	if err := cfg.Backends.Register(bmcs.Protocol()); err != nil {
-		t.Fatal(err)
-	}
+	cfg, bmcs := simpowerLabConfig(t)
 	env := daemontest.Start(t, daemontest.Options{Dir: dir, Config: cfg,
 		Secrets:   "bmc_passwords:\n  lab: " + rebootPassword + "\n",
 		Inventory: diskInventory("netbootui.test_write=/var/log/kept,/root/gone netbootui.probe=/var/log/kept,/root/gone"),

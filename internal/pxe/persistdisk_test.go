@@ -89,15 +89,7 @@ nodes:
 // TestCheckinPersist: what a node's check-in says of its persisted paths is
 // kept per node (the newest) and shown in the check-in's event.
 func TestCheckinPersist(t *testing.T) {
-	inv, err := inventory.Parse("nodes.yaml", []byte("nodes:\n  - {name: n1, nics: [{mac: \"52:54:00:00:00:01\"}]}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, _ := NewTokens([]byte("0123456789abcdef0123456789abcdef"))
-	var events []bootstate.Event
-	b := &Boot{Inventory: func() *inventory.Inventory { return inv }, Tokens: tok,
-		Events: func(ev bootstate.Event) { events = append(events, ev) }}
-	h := (&HTTPServer{Boot: b}).Handler()
+	b, h, tok, evs := oneNodeCheckins(t)
 	post := func(seq, persist string) {
 		t.Helper()
 		w := httptest.NewRecorder()
@@ -118,7 +110,7 @@ func TestCheckinPersist(t *testing.T) {
 	if !ok || r.BootID != "b1" || !strings.HasPrefix(r.State, "none: ") || r.At.IsZero() {
 		t.Fatalf("report %+v %v", r, ok)
 	}
-	if ev := events[len(events)-1]; ev.Kind != bootstate.KindCheckin || !strings.Contains(ev.Message, "; persist: none: no partition labelled NBUI-PERSIST") {
+	if ev := (*evs)[len(*evs)-1]; ev.Kind != bootstate.KindCheckin || !strings.Contains(ev.Message, "; persist: none: no partition labelled NBUI-PERSIST") {
 		t.Errorf("event %+v", ev)
 	}
 	post("2", "")

@@ -15,12 +15,15 @@
 package roottransport
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"path"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/netbootui/netbootui/internal/agentproto"
 )
 
 // Transport is one way a node's initramfs gets its root filesystem. An
@@ -138,31 +141,13 @@ const WipeIDLen = 16
 
 // ValidWipeID reports whether s is WipeIDLen lower-case hex digits.
 func ValidWipeID(s string) bool {
-	if len(s) != WipeIDLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
+	_, err := hex.DecodeString(s)
+	return len(s) == WipeIDLen && err == nil && strings.ToLower(s) == s
 }
 
-// validLabel accepts an ext4 label the init can pass to findfs as it is.
-func validLabel(s string) bool {
-	if s == "" || len(s) > 16 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
-		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
-			return false
-		}
-	}
-	return true
-}
+// validLabel accepts an ext4 label the init can pass to findfs as it is:
+// an inventory-like name of at most 16 bytes.
+func validLabel(s string) bool { return len(s) <= 16 && agentproto.ValidName(s) }
 
 // NFSSite is the site's NFS server as nodes reach it: the inventory's
 // settings.nfs.
