@@ -20,8 +20,8 @@ import (
 // diskInventory: one http-live node whose group keeps /var/log on the
 // partition labelled NBUI-PERSIST of its own disk; its power goes through
 // the test backend (its machine is the QEMU VM). extra are words added to
-// its command line.
-func diskInventory(extra string) string {
+// its command line, pd is the group's persist_disk.
+func diskInventory(extra, pd string) string {
 	return fmt.Sprintf(`settings:
   secrets: secrets.yaml
 images:
@@ -31,11 +31,11 @@ groups:
   lab:
     image: live
     persist: [/var/log]
-    persist_disk: {}
+    persist_disk: %s
 nodes:
   - {name: q-d, group: lab, boot_override: {ipxe: %q}, nics: [{mac: %q}],
      bmc: {protocol: simpower, host: lab, password: lab, simpower: {machine: q-d}}}
-`, persistOverride(extra), lab.MAC(40))
+`, pd, persistOverride(extra), lab.MAC(40))
 }
 
 // debugfsCat returns what file holds in the ext4 image img, read with
@@ -59,7 +59,8 @@ func debugfsCat(t *testing.T, img, file string) (string, bool) {
 // through its BMC) while one written under /root is gone with the RAM
 // overlay; an admin's wipe is applied at the next boot and clears it; the
 // same node booted without its disk fails at stage persist, naming the
-// label, instead of hanging or silently keeping the paths in RAM.
+// label, instead of hanging or silently keeping the paths in RAM; with the
+// group's format: true it makes the filesystem on a blank disk and uses it.
 func TestQEMUPersistDisk(t *testing.T) {
 	t.Parallel()
 	lab.RequireTools(t, "qemu-system-x86_64", "mkfs.ext4", "debugfs")
@@ -86,7 +87,7 @@ func TestQEMUPersistDisk(t *testing.T) {
 	cfg, bmcs := simpowerLabConfig(t)
 	env := daemontest.Start(t, daemontest.Options{Dir: dir, Config: cfg,
 		Secrets:   "bmc_passwords:\n  lab: " + rebootPassword + "\n",
-		Inventory: diskInventory("netbootui.test_write=/var/log/kept,/root/gone netbootui.probe=/var/log/kept,/root/gone"),
+		Inventory: diskInventory("netbootui.test_write=/var/log/kept,/root/gone netbootui.probe=/var/log/kept,/root/gone", "{}"),
 		Before: func(d *Daemon) error {
 			_, err := d.ImportImage(ImportRequest{Image: "live", Kernel: files["vmlinuz"], Initrd: initrd, Rootfs: files["rootfs.squashfs"], Publish: true})
 			natAdvertise(d)
@@ -134,12 +135,16 @@ func TestQEMUPersistDisk(t *testing.T) {
 		}
 		checkinWith(t, d, vm, "q-d", want, 2*time.Minute)
 	}
-	if err := os.WriteFile(inv, []byte(diskInventory("netbootui.probe=/var/log/kept,/root/gone")), 0o644); err != nil {
-		t.Fatal(err)
+	reload := func(pd string) {
+		t.Helper()
+		if err := os.WriteFile(inv, []byte(diskInventory("netbootui.probe=/var/log/kept,/root/gone", pd)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Reload(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := d.Reload(); err != nil {
-		t.Fatal(err)
-	}
+	reload("{}")
 	rebootClean("probe=present,absent; persist: disk NBUI-PERSIST on /dev/vda")
 	if calls := strings.Join(bmcs.Calls(), " "); !strings.Contains(calls, "cycle") {
 		t.Errorf("reboot-clean did not power cycle q-d through its BMC: %s", calls)
@@ -167,4 +172,24 @@ func TestQEMUPersistDisk(t *testing.T) {
 	vm = start()
 	st := waitFailed(t, d, vm, "q-d", "stage persist", "no partition labelled NBUI-PERSIST")
 	t.Logf("q-d without its disk: %s", st.Error)
+
+	// With format: true (opt-in), a new blank disk is given the label and
+	// used.
+	vm.Stop()
+	blank := filepath.Join(dir, "blank.img")
+	if err := os.WriteFile(blank, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(blank, 16<<20); err != nil {
+		t.Fatal(err)
+	}
+	reload("{format: true}")
+	vm = start("-drive", "file="+blank+",if=virtio,format=raw")
+	checkinWith(t, d, vm, "q-d", "probe=absent,absent; persist: disk NBUI-PERSIST on /dev/vda", 4*time.Minute)
+	if out, err := exec.Command("debugfs", "-R", "stats", blank).CombinedOutput(); err != nil || !strings.Contains(string(out), "Filesystem volume name:   NBUI-PERSIST") {
+		t.Fatalf("the blank disk was not formatted with the label: %v\n%s", err, out)
+	}
+	if _, ok := debugfsCat(t, blank, "/var/log"); !ok {
+		t.Fatal("no /var/log on the formatted disk")
+	}
 }
