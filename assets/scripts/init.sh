@@ -376,7 +376,7 @@ persist_disk_mount() {
 	missing=${rest%%:*} format=''
 	[ "$rest" != "$missing" ] && format=${rest#*:}
 	say "persist: looking for the partition labelled $label"
-	why=''
+	why='' formatted=''
 	if ! dev=$(find_label "$label"); then
 		dev='' why="no partition labelled $label (disk absent, or its driver or ext4 not in the initramfs)"
 		if [ "$format" = format ] && disk=$(empty_disk); then
@@ -387,7 +387,7 @@ persist_disk_mount() {
 				mke2fs -L "$label" "$disk" >/tmp/mkfs.log 2>&1
 			fi || say "warning: persist: formatting $disk failed: $(tail -n 1 /tmp/mkfs.log)"
 			if dev=$(find_label "$label"); then
-				why=''
+				why='' formatted=' (formatted at this boot)'
 			else
 				dev='' why="no partition labelled $label, and formatting the empty disk $disk failed"
 			fi
@@ -410,7 +410,7 @@ persist_disk_mount() {
 		report_failure "persist: $why"
 		fail "persist: $why"
 	fi
-	persist_where="$dev ($label)" persist_state="disk $label on $dev"
+	persist_where="$dev ($label)" persist_state="disk $label on $dev$formatted"
 	# A wipe the daemon recorded (netbootui.persist_wipe=ID) and this disk
 	# has not applied yet: the persisted paths are emptied before anything
 	# uses them, then ID is written beside them so it applies once.

@@ -67,10 +67,17 @@ nodes:
 // checkinWith waits for a check-in of node whose message holds want.
 func checkinWith(t *testing.T, d *Daemon, vm *lab.VM, node, want string, timeout time.Duration) {
 	t.Helper()
+	checkinSince(t, d, vm, node, want, time.Time{}, timeout)
+}
+
+// checkinSince waits for a check-in of node, made after since, whose
+// message holds want.
+func checkinSince(t *testing.T, d *Daemon, vm *lab.VM, node, want string, since time.Time, timeout time.Duration) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		for _, ev := range d.History(node, 50) {
-			if ev.Kind == bootstate.KindCheckin && strings.Contains(ev.Message, want) {
+			if ev.Kind == bootstate.KindCheckin && strings.Contains(ev.Message, want) && !ev.Time.Before(since) {
 				return
 			}
 		}
