@@ -95,22 +95,24 @@ func Make(dir string, heads []Head) ([]string, error) {
 	return wrote, nil
 }
 
-func newCA() (*x509.Certificate, *ecdsa.PrivateKey, error) {
+// newKey returns a new key and a certificate template for it: subject,
+// serial, valid from an hour ago for validity.
+func newKey(subject pkix.Name, validity time.Duration) (*ecdsa.PrivateKey, *x509.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
 	}
 	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "netbootui cluster CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(caValidity),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
+	return key, &x509.Certificate{SerialNumber: serial(), Subject: subject, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(validity)}, nil
+}
+
+func newCA() (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	key, tmpl, err := newKey(pkix.Name{CommonName: "netbootui cluster CA"}, caValidity)
+	if err != nil {
+		return nil, nil, err
 	}
+	tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign
+	tmpl.BasicConstraintsValid, tmpl.IsCA, tmpl.MaxPathLenZero = true, true, true
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		return nil, nil, err
@@ -120,21 +122,14 @@ func newCA() (*x509.Certificate, *ecdsa.PrivateKey, error) {
 }
 
 func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, h Head) ([]byte, *ecdsa.PrivateKey, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, tmpl, err := newKey(pkix.Name{CommonName: h.Name, Organization: []string{"netbootui cluster"}}, headValidity)
 	if err != nil {
 		return nil, nil, err
 	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: h.Name, Organization: []string{"netbootui cluster"}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(headValidity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		DNSNames:     []string{"localhost"},
-	}
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	tmpl.DNSNames = []string{"localhost"}
 	for _, host := range h.Hosts {
 		if ip := net.ParseIP(host); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -53,22 +52,9 @@ func TestTLSCluster(t *testing.T) {
 		t.Errorf("a TLS member on http URLs: %v", err)
 	}
 
-	members := make([]*etcd.Member, 3)
-	errs := make([]error, 3)
-	var wg sync.WaitGroup
-	for i := range cfgs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			members[i], errs[i] = etcd.StartMember(cfgs[i])
-		}()
-	}
-	wg.Wait()
-	for i, m := range members {
-		if m != nil {
-			t.Cleanup(func() { m.Close() })
-		}
-		if i < 2 && errs[i] != nil {
+	members, errs := etcdtest.StartAll(t, cfgs)
+	for i := range 2 {
+		if errs[i] != nil {
 			t.Fatalf("%s: %v", cfgs[i].Name, errs[i])
 		}
 	}
