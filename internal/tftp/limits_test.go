@@ -48,9 +48,10 @@ func TestShedAtTransferLimit(t *testing.T) {
 // without the client asking again; its repeated requests keep its one
 // place; a request over MaxQueued is not answered and counted as shed.
 func TestQueueAtTransferLimit(t *testing.T) {
-	// Timeout 2s: the queued request, asked well within it before the
-	// slot frees, starts without its client asking again.
-	ts := startServer(t, "", func(s *Server) { s.MaxTransfers = 1; s.MaxQueued = 1; s.Timeout = 2 * time.Second })
+	// Timeout 10s: the queued request, asked well within it before the
+	// slot frees (also on a loaded machine), starts without its client
+	// asking again.
+	ts := startServer(t, "", func(s *Server) { s.MaxTransfers = 1; s.MaxQueued = 1; s.Timeout = 10 * time.Second })
 	// Hold the only slot: a client that takes the first block and stays
 	// silent until it closes its port.
 	release := holdSlot(t, ts.addr)
@@ -92,7 +93,9 @@ func TestQueueAtTransferLimit(t *testing.T) {
 // started over) keeps its place in the queue; the transfer goes to the new
 // port, not the old one.
 func TestQueuedRequestKeepsItsPlace(t *testing.T) {
-	ts := startServer(t, "", func(s *Server) { s.MaxTransfers = 1; s.Timeout = 2 * time.Second })
+	// Timeout 10s: the request, asked well within it before the slot
+	// frees, starts without its client asking again.
+	ts := startServer(t, "", func(s *Server) { s.MaxTransfers = 1; s.Timeout = 10 * time.Second })
 	release := holdSlot(t, ts.addr)
 	var ports []*net.UDPConn
 	for range 2 {
@@ -111,10 +114,11 @@ func TestQueuedRequestKeepsItsPlace(t *testing.T) {
 	release()
 	buf := make([]byte, 600)
 	ports[1].SetReadDeadline(time.Now().Add(5 * time.Second))
-	n, _, err := ports[1].ReadFromUDP(buf)
+	n, from, err := ports[1].ReadFromUDP(buf)
 	if err != nil || n < 4 || buf[1] != opDATA || string(buf[4:n]) != "hello a" {
 		t.Fatalf("the new port got %q, %v; want DATA \"hello a\"", buf[:max(n, 0)], err)
 	}
+	ports[1].WriteToUDP([]byte{0, opACK, 0, 1}, from) // the transfer ends now, not at a resend
 	ports[0].SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	if n, _, err := ports[0].ReadFromUDP(buf); err == nil {
 		t.Fatalf("the old port got %q", buf[:n])
