@@ -50,16 +50,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-head -c $((SIZE_MIB << 20)) /dev/urandom >"$serve/big.bin"
-chmod 644 "$serve/big.bin"
-big_sum=$(sha256sum <"$serve/big.bin" | cut -d' ' -f1)
-echo "building ourserver..." >&2
-(cd "$repo" && go build -o "$work/ourserver" ./bench/tftp/ourserver)
-commit=$(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
+# shellcheck source=bench/tftp/common.sh
+. "$repo/bench/tftp/common.sh"
+prepare
 
-free_port() {
-	python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 declare -A port=()
 start() { # start NAME SPEC
 	local name=$1 spec=$2 p
@@ -91,16 +85,6 @@ mkdir "$acct-clients"
 echo $$ >"$acct-clients/cgroup.procs"
 sleep 0.5
 for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || { echo "contention.sh: a server did not start" >&2; exit 1; }; done
-
-get() {
-	case $1 in
-	curl*) timeout 120 curl -sS --max-time 120 --tftp-blksize "${1#curl}" -o "$3" "tftp://127.0.0.1:$2/big.bin" ;;
-	tftp) timeout 120 tftp 127.0.0.1 "$2" -m binary -c get big.bin "$3" >/dev/null ;;
-	atftp1468) timeout 120 atftp --option "blksize 1468" -g -r big.bin -l "$3" 127.0.0.1 "$2" >/dev/null 2>&1 ;;
-	*) return 1 ;;
-	esac
-}
-export -f get
 
 usage() { cat "$1/cpuacct.usage"; }
 # one NAME: PAR fetches at once from NAME; appends "wall server clients failures".

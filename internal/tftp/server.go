@@ -676,17 +676,14 @@ func (s *Server) admit(now time.Time) {
 		if w.state == isDue && !w.e.heard.Before(stale) {
 			break
 		}
-		s.due[0] = nil
-		s.due = s.due[1:]
+		popFront(&s.due)
 		if w.state == isDue {
 			s.dequeue(w)
 			s.forget(w.client, w.e)
 		}
 	}
 	for s.active < s.maxTransfers() && len(s.ready) > 0 {
-		w := s.ready[0]
-		s.ready[0] = nil
-		s.ready = s.ready[1:]
+		w := popFront(&s.ready)
 		switch {
 		case w.state != isReady:
 		case w.e.heard.Before(fresh): // silent again since: due again
@@ -697,9 +694,7 @@ func (s *Server) admit(now time.Time) {
 		}
 	}
 	for s.active < s.maxTransfers() && len(s.queue) > 0 {
-		w := s.queue[0]
-		s.queue[0] = nil
-		s.queue = s.queue[1:]
+		w := popFront(&s.queue)
 		switch {
 		case w.state != inQueue:
 		case w.e.heard.Before(stale):
@@ -712,6 +707,14 @@ func (s *Server) admit(now time.Time) {
 			s.startQueued(w)
 		}
 	}
+}
+
+// popFront takes the first request off a list.
+func popFront(l *[]*waiting) *waiting {
+	w := (*l)[0]
+	(*l)[0] = nil
+	*l = (*l)[1:]
+	return w
 }
 
 // heardQueued is called when the client of a waiting request asks again:
