@@ -26,6 +26,12 @@ const (
 var Kinds = []Kind{KindFetch, KindDHCP, KindProgress, KindCheckin, KindPower, KindFail, KindStall,
 	KindUnknown, KindDenied, KindMark, KindInfo, KindClaim, KindKexec}
 
+// Routine reports whether events of kind k come all the time from a healthy
+// cluster (check-ins, file progress). Histories bound them apart from the
+// other kinds, so that a busy cluster's check-ins never push a rarer event
+// (a node that turned dirty, a failure) out within seconds.
+func (k Kind) Routine() bool { return k == KindCheckin || k == KindProgress }
+
 // Event is one observation about a node, one line of GET /v1/events (the
 // wire form of bootstate.Event). Node is "" for events about an unknown
 // client (then MAC and/or Remote say who it was).

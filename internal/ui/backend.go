@@ -7,7 +7,6 @@ package ui
 
 import (
 	"context"
-	"time"
 
 	"github.com/netbootui/netbootui/internal/apitype"
 )
@@ -48,9 +47,9 @@ type Backend interface {
 	// Power runs a power operation (on, off, soft, cycle, reset, status,
 	// bootdev-pxe) on a selection and returns one result per node.
 	Power(ctx context.Context, op, selection string) ([]apitype.PowerResult, error)
-	// RebootClean reboots a selection to a clean state, calling fn with
-	// each progress line (timeout 0: the daemon's default per node).
-	RebootClean(ctx context.Context, selection string, timeout time.Duration, fn func(apitype.RebootProgress) error) ([]apitype.RebootResult, error)
+	// RebootCleanRequest reboots a selection to a clean state by the
+	// request's path (Via), calling fn with each progress line.
+	RebootCleanRequest(ctx context.Context, req apitype.RebootRequest, fn func(apitype.RebootProgress) error) ([]apitype.RebootResult, error)
 	// Audit returns the newest n audit entries.
 	Audit(ctx context.Context, n int) ([]apitype.AuditEntry, error)
 	// FollowAudit calls fn with the newest n audit entries, then with each

@@ -298,8 +298,12 @@ func (f *fakeBackend) Power(ctx context.Context, op, sel string) ([]apitype.Powe
 	return out, nil
 }
 
-func (f *fakeBackend) RebootClean(ctx context.Context, sel string, timeout time.Duration, fn func(apitype.RebootProgress) error) ([]apitype.RebootResult, error) {
-	if err := f.record("RebootClean %s %v", sel, timeout); err != nil {
+func (f *fakeBackend) RebootCleanRequest(ctx context.Context, req apitype.RebootRequest, fn func(apitype.RebootProgress) error) ([]apitype.RebootResult, error) {
+	sel, via := req.Selection, ""
+	if req.Via != "" && req.Via != apitype.ViaAuto {
+		via = " via " + req.Via
+	}
+	if err := f.record("RebootClean %s %v%s", sel, req.Timeout, via); err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
@@ -338,7 +342,11 @@ func (f *fakeBackend) RebootClean(ctx context.Context, sel string, timeout time.
 				return out, ctx.Err()
 			}
 		}
-		r := apitype.RebootResult{Node: n.Name, OK: fail == "", Step: apitype.StepClean, Generation: n.Assigned, Duration: 11 * time.Second}
+		r := apitype.RebootResult{Node: n.Name, OK: fail == "", Step: apitype.StepClean, Generation: n.Assigned, Duration: 11 * time.Second,
+			Via: apitype.ViaPower, Why: "asked for"}
+		if req.Via != apitype.ViaPower {
+			r.Via, r.Why = apitype.ViaKexec, "agent polling"
+		}
 		if fail != "" {
 			r.Step, r.Error = apitype.StepFailed, n.Name+": "+fail
 			if err := send(apitype.RebootProgress{Node: n.Name, Step: apitype.StepFailed, Message: r.Error}); err != nil {

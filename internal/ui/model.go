@@ -46,8 +46,13 @@ const (
 	// refreshEvery is the shortest time between two node-list refreshes
 	// caused by events: at most 10 per second, however busy the cluster.
 	refreshEvery = 100 * time.Millisecond
-	// maxEvents is how many events the events view keeps.
-	maxEvents = 2000
+	// maxEvents is how many events the events view keeps of the kinds
+	// that are not routine; maxRoutine how many check-ins and progress
+	// events (apitype.Kind.Routine) besides, so that a busy cluster's
+	// check-ins do not push a failure or a node that turned dirty out of
+	// the view within seconds.
+	maxEvents  = 2000
+	maxRoutine = 2000
 	// eventBatch is the most events one message carries.
 	eventBatch = 1024
 	// callTimeout bounds every API call.
