@@ -48,6 +48,7 @@ func demoVerb(fs *pflag.FlagSet) runner {
 	fs.DurationVar(&cfg.POST, "post", 2*time.Second, "simulated firmware self-test time (each node takes 1 to 2 times this)")
 	fs.DurationVar(&cfg.CheckinEvery, "checkin-every", 5*time.Second, "how often a booted node checks in")
 	fs.DurationVar(&cfg.PowerPoll, "power-poll", 10*time.Second, "how often the daemon reads every BMC's power status")
+	fs.BoolVar(&cfg.Agents, "agents", true, "run the node agent on the compute nodes: a reboot to clean state can kexec them (no firmware POST); the other groups power cycle")
 	fs.IntVar(&cfg.Unknown, "unknown", 3, "how many simulated machines missing from the inventory are switched on one by one (0.."+fmt.Sprint(demo.MaxUnknown)+"): adopt them in the console's :unknown")
 	fs.DurationVar(&cfg.UnknownEvery, "unknown-every", 5*time.Second, "the least time between switching on two of the --unknown machines")
 	statusEvery := fs.Duration("status-every", 10*time.Second, "with --no-tui, how often a status line is printed")

@@ -104,6 +104,10 @@ type Config struct {
 	// APISocket, when set, is the unix socket the daemon serves the API on
 	// (started and stopped with its other servers).
 	APISocket string
+	// Agents runs the real node agent (internal/nodeagent, kexec
+	// simulated) on every compute node, so that a reboot to clean state
+	// takes the kexec path there and the power path on the other groups.
+	Agents bool
 	// Unknown is how many simulated machines that are not in the
 	// inventory the demo has besides its nodes (at most MaxUnknown):
 	// PowerOnUnknown switches them on one by one, as an admin bringing new
@@ -461,6 +465,7 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 		o.OverlayBytes = int64(i%5) << 20
 		o.OverlayGrowth = 64 << 10
 		if s.group == "compute" {
+			o.Agent = cfg.Agents
 			computeIndex++
 			if computeIndex%8 == 3 { // cn003, cn011, cn019, ...
 				o.OverlayGrowth = cfg.DirtyGrowth

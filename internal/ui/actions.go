@@ -283,13 +283,18 @@ func (a *action) lines(c *Common, power func(string) string) []string {
 			}
 			out = append(out, wrapRow(prefix, text, s.Error, c.Width)...)
 			continue
+		case r.done && r.path != "":
+			// the path a reboot took is wrapped, never cut, as a failure is
+			text := r.result
+			if r.took > 0 {
+				text += " (" + r.took.Round(time.Millisecond).String() + ")"
+			}
+			out = append(out, wrapRow(prefix, text+" · "+r.path, s.OK, c.Width)...)
+			continue
 		case r.done:
 			res = s.OK.Render(r.result)
 			if r.took > 0 {
 				res += s.Dim.Render(" (" + r.took.Round(time.Millisecond).String() + ")")
-			}
-			if r.path != "" {
-				res += s.Dim.Render(" · " + r.path)
 			}
 		case a.running:
 			res = s.Warn.Render(r.state)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -356,6 +357,10 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		cmds := []tea.Cmd{waitEvents(msg.stream, m.evCh), m.scheduleRefresh()}
 		if inventoryChanged(msg.evs) { // a promote, a CLI edit: the header's rev follows
 			cmds = append(cmds, m.fetchStatus())
+		}
+		if m.view == viewUnknown && slices.ContainsFunc(msg.evs, func(ev apitype.Event) bool { return ev.Kind == apitype.KindUnknown }) {
+			// a machine switched on asks: :unknown lists it as it does
+			cmds = append(cmds, m.fetchUnknown())
 		}
 		return m, tea.Batch(cmds...)
 	case streamEndMsg:
