@@ -124,6 +124,16 @@ func TestTurnedDirtyEventInTmux(t *testing.T) {
 	if s := c.capture(false); len(dirtyRow.FindAllString(s, -1)) < before+1 {
 		t.Fatalf("the check-ins that followed pushed the event out of the view:\n%s", s)
 	}
+	// A console opened now gets it in its backlog, though the newest
+	// events are all check-ins.
+	c2 := startConsole(t, socket, "NO_COLOR=1", "TERM=xterm-256color")
+	c2.waitFor("a second console", regexp.MustCompile(`40 nodes · 0 marked`))
+	c2.keys(":")
+	c2.typeLine("events")
+	c2.keys("/")
+	c2.typeLine("kind:info dirty")
+	c2.waitFor("the backlog's turned dirty", dirtyRow)
+	c2.keys("C-c")
 	c.keys("Enter")
 	c.waitFor("the event in full", regexp.MustCompile(`(?s)node\s+cn003.*kind\s+info.*proto\s+checkin.*message\s+`+wrapped("turned dirty: overlay writes")+`\s+[\d.]+\s+MiB\s+above\s+threshold.*any key closes`))
 	c.keys("x")

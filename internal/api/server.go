@@ -369,15 +369,30 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// notable=M: besides the newest n events, the newest M that are not
+	// routine (check-ins, progress), which a busy cluster's check-ins
+	// would leave out of the newest n.
+	notable := 0
+	if v := q.Get("notable"); v != "" {
+		var err error
+		if notable, err = strconv.Atoi(v); err != nil || notable < 0 {
+			writeErr(w, badRequest(fmt.Errorf("bad notable %q", v)))
+			return
+		}
+	}
 	follow := isFollow(q)
 	var sub *bootstate.Subscription
 	if follow { // subscribe before reading history so nothing falls between
 		sub = s.D.Subscribe(s.followBuffer())
 		defer sub.Close()
 	}
+	backlog := s.D.History(node, n)
+	if notable > 0 && node == "" {
+		backlog = bootstate.MergeSeq(backlog, s.D.Notable(notable))
+	}
 	enc := startNDJSON(w)
 	var last uint64
-	for _, ev := range s.D.History(node, n) {
+	for _, ev := range backlog {
 		enc.Encode(daemon.EventView(ev))
 		last = ev.Seq
 	}

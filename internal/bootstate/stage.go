@@ -60,6 +60,13 @@ const (
 	KindClaim Kind = "claim"
 )
 
+// Routine reports whether events of kind k come all the time from a healthy
+// cluster: check-ins and file progress. The tracker keeps the newest of
+// them (Options.RoutineHistory) apart from the other kinds
+// (Options.GlobalHistory), so that a busy cluster's check-ins never push a
+// failure or a node that turned dirty out of Recent within seconds.
+func (k Kind) Routine() bool { return k == KindCheckin || k == KindProgress }
+
 // Event is one observation about a node. Node is "" for events about an
 // unknown client (then MAC and/or Remote say who it was).
 type Event struct {

@@ -147,6 +147,46 @@ func TestProgressUnthrottled(t *testing.T) {
 	}
 }
 
+// TestRoutineHistoryApart: check-ins are kept to a bound of their own, so
+// a flood of them does not push out the event that says a node turned
+// dirty: Recent keeps it beside the newest check-ins, Notable has it.
+func TestRoutineHistoryApart(t *testing.T) {
+	tr := newTracker(t, Options{GlobalHistory: 5, RoutineHistory: 3})
+	tr.Apply(Event{Node: "n1", Kind: KindInfo, Message: "turned dirty"})
+	for range 20 {
+		tr.Apply(Event{Node: "n2", Kind: KindCheckin})
+	}
+	tr.Apply(Event{Node: "n1", Kind: KindFail, Error: "x"})
+	seqs := func(evs []Event) []uint64 {
+		var s []uint64
+		for _, e := range evs {
+			s = append(s, e.Seq)
+		}
+		return s
+	}
+	cases := []struct {
+		name string
+		got  []Event
+		want []uint64
+	}{
+		{"Recent all", tr.Recent(0), []uint64{1, 19, 20, 21, 22}},
+		{"Recent 2", tr.Recent(2), []uint64{21, 22}},
+		{"Recent 10", tr.Recent(10), []uint64{1, 19, 20, 21, 22}},
+		{"Notable all", tr.Notable(0), []uint64{1, 22}},
+		{"Notable 1", tr.Notable(1), []uint64{22}},
+		{"Since 0", tr.Since(0), []uint64{1, 19, 20, 21, 22}},
+		{"Since 19", tr.Since(19), []uint64{20, 21, 22}},
+	}
+	for _, c := range cases {
+		if got := seqs(c.got); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s = %v, want %v", c.name, got, c.want)
+		}
+	}
+	if _, err := New(Options{RoutineHistory: -1}); err == nil {
+		t.Error("a negative routine history was accepted")
+	}
+}
+
 func TestHistoryBounds(t *testing.T) {
 	tr := newTracker(t, Options{HistoryPerNode: 5, GlobalHistory: 7})
 	for i := 1; i <= 20; i++ {

@@ -42,6 +42,9 @@ type Backend interface {
 	// Events calls fn for the newest n events of node ("" all), then, with
 	// follow, for live events until ctx ends or fn returns an error.
 	Events(ctx context.Context, node string, n int, follow bool, fn func(apitype.Event) error) error
+	// EventsBacklog is Events whose backlog of all nodes also holds the
+	// newest notable events that are not routine (check-ins, progress).
+	EventsBacklog(ctx context.Context, node string, n, notable int, follow bool, fn func(apitype.Event) error) error
 	// Images lists images and their generations.
 	Images(ctx context.Context) ([]apitype.ImageInfo, error)
 	// Power runs a power operation (on, off, soft, cycle, reset, status,

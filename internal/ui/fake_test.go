@@ -149,20 +149,35 @@ func (f *fakeBackend) EditNode(ctx context.Context, name string, e apitype.Edit)
 }
 
 func (f *fakeBackend) Events(ctx context.Context, node string, n int, follow bool, fn func(apitype.Event) error) error {
+	return f.EventsBacklog(ctx, node, n, 0, follow, fn)
+}
+
+func (f *fakeBackend) EventsBacklog(ctx context.Context, node string, n, notable int, follow bool, fn func(apitype.Event) error) error {
 	if err := f.record("Events %s %d %v", node, n, follow); err != nil {
 		return err
 	}
 	f.mu.Lock()
-	var evs []apitype.Event
+	var all []apitype.Event
 	for _, ev := range f.events {
 		if node == "" || ev.Node == node {
-			evs = append(evs, ev)
+			all = append(all, ev)
 		}
 	}
-	f.mu.Unlock()
-	if len(evs) > n {
-		evs = evs[len(evs)-n:]
+	// the newest n, and before them the newest notable ones that are not
+	// routine (of all nodes only)
+	var evs []apitype.Event
+	later := 0
+	for i := len(all) - 1; i >= 0; i-- {
+		ev := all[i]
+		if i >= len(all)-n || (node == "" && !ev.Kind.Routine() && later < notable) {
+			evs = append(evs, ev)
+		}
+		if !ev.Kind.Routine() {
+			later++
+		}
 	}
+	slices.Reverse(evs)
+	f.mu.Unlock()
 	for _, ev := range evs {
 		if err := fn(ev); err != nil {
 			return err

@@ -239,7 +239,9 @@ func (m *Model) startStream() tea.Cmd {
 	be, ctx := m.be, m.ctx
 	run := func() tea.Msg {
 		defer close(ch)
-		err := be.Events(ctx, "", maxEvents/4, true, func(ev apitype.Event) error {
+		// the newest events of every kind, and the rarer kinds further
+		// back: on a busy cluster the newest are all check-ins
+		err := be.EventsBacklog(ctx, "", maxEvents/4, maxEvents/2, true, func(ev apitype.Event) error {
 			select {
 			case ch <- ev:
 				return nil
