@@ -155,7 +155,7 @@ func TestEventsNotableBacklog(t *testing.T) {
 		if i > 0 && ev.Seq <= with[i-1].Seq {
 			t.Fatalf("backlog out of Seq order or twice: %+v", with)
 		}
-		if !ev.Kind.Routine() {
+		if !ev.Routine {
 			kinds = append(kinds, ev.Kind)
 		}
 	}

@@ -26,12 +26,6 @@ const (
 var Kinds = []Kind{KindFetch, KindDHCP, KindProgress, KindCheckin, KindPower, KindFail, KindStall,
 	KindUnknown, KindDenied, KindMark, KindInfo, KindClaim, KindKexec}
 
-// Routine reports whether events of kind k come all the time from a healthy
-// cluster (check-ins, file progress). Histories bound them apart from the
-// other kinds, so that a busy cluster's check-ins never push a rarer event
-// (a node that turned dirty, a failure) out within seconds.
-func (k Kind) Routine() bool { return k == KindCheckin || k == KindProgress }
-
 // Event is one observation about a node, one line of GET /v1/events (the
 // wire form of bootstate.Event). Node is "" for events about an unknown
 // client (then MAC and/or Remote say who it was).
@@ -53,6 +47,11 @@ type Event struct {
 	Power        string        `json:"power,omitempty"` // "on", "off", "unknown"
 	Error        string        `json:"error,omitempty"`
 	Message      string        `json:"message,omitempty"`
+	// Routine marks what a healthy cluster sends all the time (check-ins,
+	// progress, power observations that change nothing): histories bound
+	// them apart, so that they never push a rarer event (a node that
+	// turned dirty, a failure) out within seconds.
+	Routine bool `json:"routine,omitempty"`
 }
 
 // AuditEntry is one action recorded in the audit log (GET /v1/audit; the

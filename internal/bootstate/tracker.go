@@ -70,8 +70,8 @@ type Tracker struct {
 	mu      sync.Mutex
 	seq     uint64
 	nodes   map[string]*nodeEntry
-	global  ring // events of every kind but the routine ones
-	routine ring // check-ins and progress (Kind.Routine)
+	global  ring              // events of every kind but the routine ones
+	routine ring              // check-ins and progress (Kind.Routine)
 	subs    fanout.Hub[Event] // published under mu, in Seq order
 	closed  bool
 	pending []BatchEvent        // events not yet in the store
@@ -187,6 +187,7 @@ func (t *Tracker) load() error {
 	all = append(all, d.Unknown...)
 	sort.Slice(all, func(i, j int) bool { return all[i].Seq < all[j].Seq })
 	for i := range all {
+		all[i].Routine = all[i].Routine || all[i].Kind.Routine() // a store written before the mark
 		t.pushGlobal(&all[i])
 		t.seq = max(t.seq, all[i].Seq)
 	}
@@ -208,7 +209,9 @@ func (t *Tracker) Apply(ev Event) NodeState {
 		return NodeState{}
 	}
 	e := t.entry(ev.Node)
+	before := e.st.powerView()
 	if e.st.step(&ev, &e.lastRecorded, t.opts.ProgressInterval) {
+		ev.Routine = routine(&ev, before, e.st.powerView())
 		t.record(e, &ev)
 	}
 	if t.opts.Store != nil && !t.closed {
@@ -230,7 +233,9 @@ func (t *Tracker) Observe(ev Event) NodeState {
 		return NodeState{}
 	}
 	e := t.entry(ev.Node)
+	before := e.st.powerView()
 	if e.st.step(&ev, &e.lastRecorded, t.opts.ProgressInterval) {
+		ev.Routine = routine(&ev, before, e.st.powerView())
 		t.recordAs(e, &ev, false)
 	}
 	return e.st
@@ -324,10 +329,28 @@ func (t *Tracker) History(node string, n int) []Event {
 	return e.hist.newest(n)
 }
 
+// powerFields is what a power observation can change of a node.
+type powerFields struct {
+	power, powerErr string
+	stage           Stage
+}
+
+func (s *NodeState) powerView() powerFields { return powerFields{s.Power, s.PowerError, s.Stage} }
+
+// routine says whether ev is routine (Event.Routine): a check-in or
+// progress, or a power observation (no action, no error) that left the
+// node's power, power error and stage as they were.
+func routine(ev *Event, before, after powerFields) bool {
+	if ev.Kind.Routine() {
+		return true
+	}
+	return ev.Kind == KindPower && ev.Message == "" && ev.Error == "" && before == after
+}
+
 // pushGlobal puts ev in the history of all nodes: the routine ring or the
 // other. t.mu is held.
 func (t *Tracker) pushGlobal(ev *Event) {
-	if ev.Kind.Routine() {
+	if ev.Routine {
 		t.routine.push(ev)
 	} else {
 		t.global.push(ev)

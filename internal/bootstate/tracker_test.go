@@ -168,9 +168,10 @@ func checkSeqs(t *testing.T, cases []seqCase) {
 	}
 }
 
-// TestRoutineHistoryApart: check-ins are kept to a bound of their own, so
-// a flood of them does not push out the event that says a node turned
-// dirty: Recent keeps it beside the newest check-ins, Notable has it.
+// TestRoutineHistoryApart: check-ins (and power observations that change
+// nothing) are kept to a bound of their own, so a flood of them does not
+// push out the event that says a node turned dirty: Recent keeps it beside
+// the newest check-ins, Notable has it.
 func TestRoutineHistoryApart(t *testing.T) {
 	tr := newTracker(t, Options{GlobalHistory: 5, RoutineHistory: 3})
 	tr.Apply(Event{Node: "n1", Kind: KindInfo, Message: "turned dirty"})
@@ -178,14 +179,17 @@ func TestRoutineHistoryApart(t *testing.T) {
 		tr.Apply(Event{Node: "n2", Kind: KindCheckin})
 	}
 	tr.Apply(Event{Node: "n1", Kind: KindFail, Error: "x"})
+	// the power poller: n2 still on changes nothing (routine); off is news
+	tr.Apply(Event{Node: "n2", Kind: KindPower, Proto: "ipmi", Power: PowerOn})
+	tr.Apply(Event{Node: "n2", Kind: KindPower, Proto: "ipmi", Power: PowerOff})
 	cases := []seqCase{
-		{"Recent all", tr.Recent(0), []uint64{1, 19, 20, 21, 22}},
-		{"Recent 2", tr.Recent(2), []uint64{21, 22}},
-		{"Recent 10", tr.Recent(10), []uint64{1, 19, 20, 21, 22}},
-		{"Notable all", tr.Notable(0), []uint64{1, 22}},
-		{"Notable 1", tr.Notable(1), []uint64{22}},
-		{"Since 0", tr.Since(0), []uint64{1, 19, 20, 21, 22}},
-		{"Since 19", tr.Since(19), []uint64{20, 21, 22}},
+		{"Recent all", tr.Recent(0), []uint64{1, 20, 21, 22, 23, 24}},
+		{"Recent 2", tr.Recent(2), []uint64{23, 24}},
+		{"Recent 10", tr.Recent(10), []uint64{1, 20, 21, 22, 23, 24}},
+		{"Notable all", tr.Notable(0), []uint64{1, 22, 24}},
+		{"Notable 1", tr.Notable(1), []uint64{24}},
+		{"Since 0", tr.Since(0), []uint64{1, 20, 21, 22, 23, 24}},
+		{"Since 21", tr.Since(21), []uint64{22, 23, 24}},
 	}
 	checkSeqs(t, cases)
 	if _, err := New(Options{RoutineHistory: -1}); err == nil {

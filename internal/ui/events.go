@@ -84,7 +84,7 @@ func (v *eventsView) add(evs []apitype.Event) {
 func (v *eventsView) trim() bool {
 	routine := 0
 	for i := range v.all {
-		if v.all[i].Kind.Routine() {
+		if v.all[i].Routine {
 			routine++
 		}
 	}
@@ -95,9 +95,9 @@ func (v *eventsView) trim() bool {
 	kept := v.all[:0]
 	for _, ev := range v.all {
 		switch {
-		case ev.Kind.Routine() && dropR > 0:
+		case ev.Routine && dropR > 0:
 			dropR--
-		case !ev.Kind.Routine() && dropN > 0:
+		case !ev.Routine && dropN > 0:
 			dropN--
 		default:
 			kept = append(kept, ev)

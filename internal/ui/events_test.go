@@ -15,7 +15,7 @@ func checkins(seq uint64, at time.Time, n int) []apitype.Event {
 	evs := make([]apitype.Event, n)
 	for i := range evs {
 		evs[i] = apitype.Event{Seq: seq + uint64(i), Time: at.Add(time.Duration(i) * time.Millisecond),
-			Node: fmt.Sprintf("n%02d", i%3+1), Kind: apitype.KindCheckin, Proto: "http", Path: "/checkin"}
+			Node: fmt.Sprintf("n%02d", i%3+1), Kind: apitype.KindCheckin, Proto: "http", Path: "/checkin", Routine: true}
 	}
 	return evs
 }

@@ -169,10 +169,10 @@ func (f *fakeBackend) EventsBacklog(ctx context.Context, node string, n, notable
 	later := 0
 	for i := len(all) - 1; i >= 0; i-- {
 		ev := all[i]
-		if i >= len(all)-n || (node == "" && !ev.Kind.Routine() && later < notable) {
+		if i >= len(all)-n || (node == "" && !ev.Routine && later < notable) {
 			evs = append(evs, ev)
 		}
-		if !ev.Kind.Routine() {
+		if !ev.Routine {
 			later++
 		}
 	}
