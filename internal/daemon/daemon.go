@@ -98,7 +98,10 @@ type Config struct {
 	ProxyDHCP ProxyDHCPOptions
 	// State is the durable state; nil opens the single-head store in
 	// DataDir (internal/state/local). The daemon closes it.
-	State  state.Store
+	State state.Store
+	// Peer is how the heads of a cluster fetch generations from each
+	// other (PeerOptions; zero: from the boot HTTP server).
+	Peer   PeerOptions
 	Logger *slog.Logger
 }
 
@@ -115,6 +118,7 @@ type Daemon struct {
 	tracker  *bootstate.Tracker // every node's boot
 	images   *image.Store       // the generation store
 	boot     *pxe.Boot          // boot answers, shared by TFTP and HTTP
+	peer     *peerService       // the generation server for the other heads (cluster TLS; clusterpeer.go)
 	registry *prometheus.Registry
 	audit    state.Audit
 	power    *power.Service
@@ -134,7 +138,8 @@ type Daemon struct {
 	reloadMu  sync.Mutex
 	reloadErr string
 	reloadAt  time.Time
-	sessions  sessionTable // admins' sessions on images (sessions.go)
+	sessions  sessionTable  // admins' sessions on images (sessions.go)
+	wipes     *persistWipes // the wipes requested of nodes' persist disks
 }
 
 // New loads the inventory (which must be valid), opens the state and the
@@ -236,6 +241,8 @@ func New(cfg Config) (_ *Daemon, err error) {
 		Checkins:     d.store.Checkins(),
 		Logger:       cfg.Logger,
 	}
+	d.wipes = &persistWipes{docs: d.store.Documents(), now: time.Now}
+	d.boot.PersistWipe = d.renderWipe
 	if d.cluster != nil {
 		d.boot.Fallbacks = d.cluster.fallbacks
 	}
@@ -253,6 +260,13 @@ func New(cfg Config) (_ *Daemon, err error) {
 		cfg.Logger.Debug("http limits", "max_conns", limits.MaxConns, "header_timeout", limits.ReadHeaderTimeout,
 			"read_timeout", limits.ReadTimeout, "idle_timeout", limits.IdleTimeout, "write_timeout", limits.WriteTimeout)
 		d.servers.Add("http", d.http)
+	}
+	if d.cluster != nil && cfg.Peer.TLS != nil {
+		if cfg.Peer.Listen == "" {
+			return nil, errors.New("daemon: the cluster's TLS needs an address to serve generations to the other heads at (--cluster-images-listen)")
+		}
+		d.peer = &peerService{d: d, opts: cfg.Peer}
+		d.servers.Add("cluster generations", d.peer)
 	}
 	if cfg.TFTPListen != "" {
 		d.tftp = pxe.NewTFTPServer(d.boot, func(client netip.AddrPort, name string, reason error) {
@@ -629,5 +643,5 @@ func (d *Daemon) Backup(w io.Writer) error {
 	if err := d.tracker.Flush(); err != nil {
 		return fmt.Errorf("backup: boot states: %w", err)
 	}
-	return backup.Write(w, backup.Source{State: d.store, Images: d.images, Inventory: d.cfg.InventoryPath, Documents: []string{rollout.DocumentName}})
+	return backup.Write(w, backup.Source{State: d.store, Images: d.images, Inventory: d.cfg.InventoryPath, Documents: []string{rollout.DocumentName, PersistWipesDocument}})
 }
