@@ -354,3 +354,158 @@ func TestStageRollbackAndAbort(t *testing.T) {
 		t.Error("promote of an aborted rollout accepted")
 	}
 }
+
+// TestStagedRolloutByKexec: a staged rollout whose waves reboot by kexec.
+// Six simulated nodes run the real node agent (simulated kexec) except s5.
+// With the default path (auto) every wave's nodes whose agent polls get
+// the signed instruction, fetch and check the staged generation's kernel
+// and initrd and boot it without firmware; s5, without an agent, is
+// power-cycled in its wave. The timelines start at the kexec stage and the
+// audit's reboot-clean entries, made by the rollout, say which path each
+// node took and why. A second rollout asks for kexec outright (s1-s4 back
+// to the old generation): every node is kexec'd again, none power-cycled.
+func TestStagedRolloutByKexec(t *testing.T) {
+	dir := t.TempDir()
+	invPath := writeStageInventory(t, dir, nil)
+	d := daemontest.Start(t, daemontest.Options{Dir: dir, Config: Config{InventoryPath: invPath,
+		StallTimeout: 2 * time.Second, ReloadInterval: 50 * time.Millisecond,
+		Power: power.Config{CallTimeout: 3 * time.Second}}}).D
+	oldGen := importGen(t, d, dir, 'a', true)
+	newGen := importGen(t, d, dir, 'n', false)
+	base := "http://" + d.HTTPAddr().String()
+	nodes := map[string]*simnode.Node{}
+	ports := map[string]int{}
+	for i, name := range stageNames {
+		n, err := simnode.Start(simnode.Options{MAC: stageMAC(i), Password: rebootPassword, BaseURL: base,
+			Agent: name != "s5", PXEFirst: true, CheckinEvery: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(n.Close)
+		nodes[name], ports[name] = n, n.Port()
+	}
+	writeStageInventory(t, dir, ports)
+	if err := d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if err := n.PowerOn(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Booted on the old generation, the agents polling.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ready := true
+		for _, name := range stageNames {
+			st, _ := d.NodeState(name)
+			ready = ready && st.Stage == bootstate.StageBooted && st.Generation == oldGen && (name == "s5" || d.AgentAlive(name))
+		}
+		if ready {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the nodes did not boot the old generation with their agents polling")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rollOut := func(req StageRequest) *Rollout {
+		t.Helper()
+		r, err := d.StageCreate(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.StageAction(r.ID, "run", "tester"); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.StageWait(ctx, r.ID); err != nil {
+			t.Fatal(err)
+		}
+		r, _ = d.StageGet(r.ID)
+		if r.State != rollout.StateCompleted {
+			t.Fatalf("rollout %s: %s %q", r.ID, r.State, r.Reason)
+		}
+		return r
+	}
+	// auditPaths is every path the reboot-cleans of the rollout
+	// (Who "rollout") recorded since the audit held skip of them.
+	auditPaths := func(skip int) (paths []string, entries int) {
+		for _, e := range d.Audit(200) {
+			if e.Action == "reboot-clean" && e.Who == "rollout" {
+				if entries++; entries > skip {
+					paths = append(paths, e.Paths...)
+				}
+			}
+		}
+		slices.Sort(paths)
+		return paths, entries
+	}
+
+	// 1. Auto: kexec where the agent polls, power for s5.
+	start := time.Now()
+	rollOut(StageRequest{Selection: "@g", Generation: newGen, Wave: "2", Timeout: 20 * time.Second, Who: "tester"})
+	t.Logf("six nodes in three waves by auto in %v", time.Since(start).Round(time.Millisecond))
+	for _, name := range stageNames {
+		s := nodes[name].Stats()
+		wantKexecs, wantNet := 1, 1
+		if name == "s5" {
+			wantKexecs, wantNet = 0, 2
+		}
+		if s.Kexecs != wantKexecs || s.NetBoots != wantNet {
+			t.Errorf("%s: %d kexecs and %d network boots, want %d and %d", name, s.Kexecs, s.NetBoots, wantKexecs, wantNet)
+		}
+		st, _ := d.NodeState(name)
+		firstStage := bootstate.StageKexec
+		if name == "s5" {
+			firstStage = bootstate.StagePoweringOn
+		}
+		if got := stagesSince(st); st.Generation != newGen || len(got) == 0 || got[0] != firstStage || got[len(got)-1] != bootstate.StageBooted {
+			t.Errorf("%s runs %s, timeline %v (want it to start at %s)", name, st.Generation, got, firstStage)
+		}
+	}
+	var kexecEvents int
+	for _, ev := range d.History("s1", 200) {
+		if ev.Kind == bootstate.KindKexec && ev.Generation == newGen {
+			kexecEvents++
+		}
+		if ev.Kind == bootstate.KindPower && ev.Message == bootstate.ActionCycle {
+			t.Errorf("s1 was power-cycled in the rollout: %+v", ev)
+		}
+	}
+	if kexecEvents != 1 {
+		t.Errorf("s1: %d kexec events for %s, want 1", kexecEvents, newGen)
+	}
+	paths, seen := auditPaths(0)
+	want := []string{"s1: kexec (agent polling)", "s2: kexec (agent polling)", "s3: kexec (agent polling)",
+		"s4: kexec (agent polling)", "s5: power (agent not polling)", "s6: kexec (agent polling)"}
+	if seen != 3 || !slices.Equal(paths, want) {
+		t.Errorf("%d reboot-cleans by the rollout, audit paths %q\nwant %q", seen, paths, want)
+	}
+
+	// 2. Kexec asked for: s1-s4 back to the old generation.
+	r, err := d.StageGet("")
+	if err == nil {
+		_, err = d.StageAction(r.ID, "promote", "tester")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = rollOut(StageRequest{Selection: "s[1-4]", Generation: oldGen, Wave: "2", Timeout: 20 * time.Second, Via: "kexec", Who: "tester"})
+	if r.Via != "kexec" {
+		t.Errorf("rollout via %q", r.Via)
+	}
+	for _, name := range stageNames[:4] {
+		st, _ := d.NodeState(name)
+		if s := nodes[name].Stats(); s.Kexecs != 2 || s.NetBoots != 1 || st.Generation != oldGen || stagesSince(st)[0] != bootstate.StageKexec {
+			t.Errorf("%s: %d kexecs, %d network boots, runs %s, timeline %v", name, s.Kexecs, s.NetBoots, st.Generation, stagesSince(st))
+		}
+	}
+	paths, _ = auditPaths(seen)
+	want = []string{"s1: kexec (asked for kexec)", "s2: kexec (asked for kexec)", "s3: kexec (asked for kexec)", "s4: kexec (asked for kexec)"}
+	if !slices.Equal(paths, want) {
+		t.Errorf("audit paths of the kexec rollout %q\nwant %q", paths, want)
+	}
+}
