@@ -80,33 +80,54 @@ func importGen(t *testing.T, d *Daemon, dir string, fill byte, publish bool) str
 // generation, s1, s2 and s4 keep the new one, s5 and s6 are staged but not
 // rebooted. After s3's firmware is fixed, resume completes the rollout and
 // promote pins the generation on the group with the file's comments intact.
-func TestStagedRollout(t *testing.T) {
-	dir := t.TempDir()
-	invPath := writeStageInventory(t, dir, nil)
-	d := daemontest.Start(t, daemontest.Options{Dir: dir, Config: Config{InventoryPath: invPath,
-		StallTimeout: 500 * time.Millisecond, ReloadInterval: 50 * time.Millisecond,
+// stageLab is the rollout lab: a daemon with generations old (published)
+// and new of image compute, and s1..s6, simulated nodes whose BMCs are in
+// the inventory file at invPath.
+type stageLab struct {
+	d              *Daemon
+	dir, invPath   string
+	oldGen, newGen string
+	base           string // the daemon's URL
+	nodes          map[string]*simnode.Node
+}
+
+// startStageLab starts the rollout lab with the daemon's stall timeout
+// stall, each node's options set by opt.
+func startStageLab(t *testing.T, stall time.Duration, opt func(name string, o *simnode.Options)) *stageLab {
+	t.Helper()
+	l := &stageLab{dir: t.TempDir(), nodes: map[string]*simnode.Node{}}
+	l.invPath = writeStageInventory(t, l.dir, nil)
+	l.d = daemontest.Start(t, daemontest.Options{Dir: l.dir, Config: Config{InventoryPath: l.invPath,
+		StallTimeout: stall, ReloadInterval: 50 * time.Millisecond,
 		Power: power.Config{CallTimeout: 3 * time.Second}}}).D
-	oldGen := importGen(t, d, dir, 'a', true)
-	newGen := importGen(t, d, dir, 'n', false)
-	base := "http://" + d.HTTPAddr().String()
-	nodes := map[string]*simnode.Node{}
+	l.oldGen = importGen(t, l.d, l.dir, 'a', true)
+	l.newGen = importGen(t, l.d, l.dir, 'n', false)
+	l.base = "http://" + l.d.HTTPAddr().String()
 	ports := map[string]int{}
 	for i, name := range stageNames {
-		stop := ""
-		if name == "s3" {
-			stop = "kernel"
-		}
-		n, err := simnode.Start(simnode.Options{MAC: stageMAC(i), Password: rebootPassword, BaseURL: base, StopAfter: stop})
+		o := simnode.Options{MAC: stageMAC(i), Password: rebootPassword, BaseURL: l.base}
+		opt(name, &o)
+		n, err := simnode.Start(o)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(n.Close)
-		nodes[name], ports[name] = n, n.Port()
+		l.nodes[name], ports[name] = n, n.Port()
 	}
-	writeStageInventory(t, dir, ports)
-	if err := d.Reload(); err != nil {
+	writeStageInventory(t, l.dir, ports)
+	if err := l.d.Reload(); err != nil {
 		t.Fatal(err)
 	}
+	return l
+}
+
+func TestStagedRollout(t *testing.T) {
+	l := startStageLab(t, 500*time.Millisecond, func(name string, o *simnode.Options) {
+		if name == "s3" {
+			o.StopAfter = "kernel"
+		}
+	})
+	d, invPath, oldGen, newGen, base, nodes := l.d, l.invPath, l.oldGen, l.newGen, l.base, l.nodes
 	assigned := func(name string) string {
 		v, err := d.Node(name)
 		if err != nil {
@@ -365,29 +386,10 @@ func TestStageRollbackAndAbort(t *testing.T) {
 // node took and why. A second rollout asks for kexec outright (s1-s4 back
 // to the old generation): every node is kexec'd again, none power-cycled.
 func TestStagedRolloutByKexec(t *testing.T) {
-	dir := t.TempDir()
-	invPath := writeStageInventory(t, dir, nil)
-	d := daemontest.Start(t, daemontest.Options{Dir: dir, Config: Config{InventoryPath: invPath,
-		StallTimeout: 2 * time.Second, ReloadInterval: 50 * time.Millisecond,
-		Power: power.Config{CallTimeout: 3 * time.Second}}}).D
-	oldGen := importGen(t, d, dir, 'a', true)
-	newGen := importGen(t, d, dir, 'n', false)
-	base := "http://" + d.HTTPAddr().String()
-	nodes := map[string]*simnode.Node{}
-	ports := map[string]int{}
-	for i, name := range stageNames {
-		n, err := simnode.Start(simnode.Options{MAC: stageMAC(i), Password: rebootPassword, BaseURL: base,
-			Agent: name != "s5", PXEFirst: true, CheckinEvery: 200 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(n.Close)
-		nodes[name], ports[name] = n, n.Port()
-	}
-	writeStageInventory(t, dir, ports)
-	if err := d.Reload(); err != nil {
-		t.Fatal(err)
-	}
+	l := startStageLab(t, 2*time.Second, func(name string, o *simnode.Options) {
+		o.Agent, o.PXEFirst, o.CheckinEvery = name != "s5", true, 200*time.Millisecond
+	})
+	d, oldGen, newGen, nodes := l.d, l.oldGen, l.newGen, l.nodes
 	for _, n := range nodes {
 		if err := n.PowerOn(); err != nil {
 			t.Fatal(err)
