@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/clustertest"
+	"github.com/netbootui/netbootui/internal/workflow/simnode"
 )
 
 // TestPeerOf: a head's peer URL comes from its entry in --cluster.
@@ -66,6 +68,13 @@ type serveCluster struct {
 // end, but for the killed ones.
 func startServeCluster(t *testing.T, inventory, secrets []byte) *serveCluster {
 	t.Helper()
+	return startServeClusterWith(t, inventory, secrets, nil)
+}
+
+// startServeClusterWith is startServeCluster with extra flags for head i
+// (perHead may be nil).
+func startServeClusterWith(t *testing.T, inventory, secrets []byte, perHead func(i int) []string) *serveCluster {
+	t.Helper()
 	dir := t.TempDir()
 	ports := freePorts(t, 6)
 	var initial []string
@@ -85,9 +94,12 @@ func startServeCluster(t *testing.T, inventory, secrets []byte) *serveCluster {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sc.procs[i], sc.sts[i] = startServeWith(t, sc.invs[i], filepath.Join(hdir, "data"),
-				"--cluster", strings.Join(initial, ","), "--cluster-name", fmt.Sprintf("h%d", i+1),
-				"--cluster-client-url", fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]))
+			args := []string{"--cluster", strings.Join(initial, ","), "--cluster-name", fmt.Sprintf("h%d", i+1),
+				"--cluster-client-url", fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1])}
+			if perHead != nil {
+				args = append(args, perHead(i)...)
+			}
+			sc.procs[i], sc.sts[i] = startServeWith(t, sc.invs[i], filepath.Join(hdir, "data"), args...)
 		}()
 	}
 	wg.Wait()
@@ -260,17 +272,7 @@ func TestServeCluster(t *testing.T) {
 func TestServeClusterStorm(t *testing.T) {
 	inv, macs := clustertest.StormInventory(300)
 	sc := startServeCluster(t, []byte(inv), nil)
-	dir := t.TempDir()
-	files := map[string]string{}
-	for _, f := range []string{"kernel", "initrd", "rootfs"} {
-		files[f] = filepath.Join(dir, f)
-		os.WriteFile(files[f], bytes.Repeat([]byte(f), 50000), 0o644)
-	}
-	m, err := apiclient.New(sc.procs[0].socket).Import(context.Background(), apitype.ImportRequest{Image: "img", Publish: true},
-		apiclient.ImportFiles{Kernel: files["kernel"], Initrd: files["initrd"], Rootfs: files["rootfs"]})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := importGeneration(t, apiclient.New(sc.procs[0].socket), "img", "", 50000, true)
 	bases := make([]string, 3)
 	for i, st := range sc.sts {
 		bases[i] = "http://" + st.HTTP
@@ -292,4 +294,45 @@ func TestServeClusterStorm(t *testing.T) {
 		}
 	}
 	clustertest.Storm{Bases: bases, MACs: macs, KillAfter: 60, Late: 100, Kill: func() { sc.kill(0) }}.Run(t)
+}
+
+// importGeneration imports a generation of image through c: each file is
+// its name and tag repeated n times; publish makes it current.
+func importGeneration(t *testing.T, c *apiclient.Client, image, tag string, n int, publish bool) *apitype.Manifest {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{}
+	for _, f := range []string{"kernel", "initrd", "rootfs"} {
+		files[f] = filepath.Join(dir, f)
+		os.WriteFile(files[f], bytes.Repeat([]byte(f+tag), n), 0o644)
+	}
+	m, err := c.Import(context.Background(), apitype.ImportRequest{Image: image, Publish: publish},
+		apiclient.ImportFiles{Kernel: files["kernel"], Initrd: files["initrd"], Rootfs: files["rootfs"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// waitGenerations waits (up to 60 s) until c's head has every generation
+// of ids.
+func waitGenerations(t *testing.T, c *apiclient.Client, ids ...string) {
+	t.Helper()
+	if !simnode.WaitFor(60*time.Second, func() bool {
+		imgs, err := c.Images(context.Background())
+		if err != nil {
+			return false
+		}
+		got := 0
+		for _, im := range imgs {
+			for _, g := range im.Generations {
+				if slices.Contains(ids, g.ID) {
+					got++
+				}
+			}
+		}
+		return got == len(ids)
+	}) {
+		t.Fatalf("the head lacks generations %v after 60 s", ids)
+	}
 }

@@ -228,6 +228,9 @@ type ClusterStatus struct {
 	Quorum  bool            `json:"quorum"`           // this head reaches the quorum: it may change things
 	Error   string          `json:"error,omitempty"`  // why not
 	Members []ClusterMember `json:"members"`
+	// Rollouts is the head that runs the rollouts' waves (it holds their
+	// election; "" when none does now).
+	Rollouts string `json:"rollouts,omitempty"`
 }
 
 // ClusterMember is one member of a cluster.

@@ -183,6 +183,18 @@ func TestQuorum(t *testing.T) {
 	if leaders != 1 {
 		t.Errorf("%d leaders in %+v", leaders, c.Members)
 	}
+	// One head holds the rollouts' election, and every head names it.
+	clustertest.Eventually(t, "every head names the head that runs the rollouts", func() bool {
+		seen := map[string]bool{}
+		for _, h := range heads {
+			st, err := h.Env.Client.Status(ctx)
+			if err != nil || st.Cluster == nil || !strings.HasPrefix(st.Cluster.Rollouts, "h") {
+				return false
+			}
+			seen[st.Cluster.Rollouts] = true
+		}
+		return len(seen) == 1
+	})
 
 	heads[1].Stop(t)
 	heads[2].Stop(t)

@@ -24,6 +24,9 @@ import (
 // documents.
 const InventoryDocument = "nodes.yaml"
 
+// rolloutElection is the election whose holder runs the rollouts' waves.
+const rolloutElection = "rollouts"
+
 // firstInventoryWait is how long a head without an inventory file waits
 // for another head to give the cluster its inventory.
 const firstInventoryWait = time.Minute
@@ -250,6 +253,9 @@ func (d *Daemon) ClusterStatus(ctx context.Context) *apitype.ClusterStatus {
 			st.Leader = m.Name
 		}
 	}
+	if st.Quorum {
+		st.Rollouts, _ = d.cluster.c.Leader(ctx, rolloutElection)
+	}
 	return st
 }
 
@@ -266,7 +272,7 @@ func (d *Daemon) openSharedRollouts() error {
 	d.rollouts = m
 	d.boot.Staged = m.Staged
 	d.servers.Go("rollout leader", func(ctx context.Context) error {
-		c.Lead(ctx, "rollouts", m.Lead)
+		c.Lead(ctx, rolloutElection, m.Lead)
 		return nil
 	})
 	d.servers.Go("rollout follower", func(ctx context.Context) error {
@@ -296,11 +302,19 @@ func (d *Daemon) myShard(nodes []*inventory.Node) []*inventory.Node {
 	return shard.Mine(nodes, func(n *inventory.Node) string { return n.Name }, d.cluster.c.Head(), heads)
 }
 
+// rolloutClaimWait is how long a rollout's wave waits for a node another
+// head holds: a head that died mid-wave holds its nodes' claims until its
+// lease lapses, which happens about when the election passes to the head
+// taking the wave over (the leases have the same TTL, 5 s by default), so
+// three TTLs are plenty; a node that a live head really reboots fails the
+// wave after it.
+const rolloutClaimWait = 15 * time.Second
+
 // claimNodes takes work's claim on the nodes for this head (several
 // heads: a node's reboot-clean runs on one head at a time, under the
-// head's lease); held names the nodes another head holds, with why. On a
-// single head it claims nothing.
-func (d *Daemon) claimNodes(ctx context.Context, work string, nodes []string) (release func(), held map[string]error, err error) {
+// head's lease); held names the nodes another head holds, with why, after
+// trying them again for up to wait. On a single head it claims nothing.
+func (d *Daemon) claimNodes(ctx context.Context, work string, nodes []string, wait time.Duration) (release func(), held map[string]error, err error) {
 	if d.cluster == nil {
 		return func() {}, nil, nil
 	}
@@ -308,17 +322,41 @@ func (d *Daemon) claimNodes(ctx context.Context, work string, nodes []string) (r
 	for i, n := range nodes {
 		keys[i] = work + "/" + n
 	}
-	release, holders, err := d.cluster.c.Claim(ctx, keys)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", work, err)
-	}
-	held = map[string]error{}
-	for i, n := range nodes {
-		if h, ok := holders[keys[i]]; ok {
-			held[n] = fmt.Errorf("%s: a %s of it runs on head %s", n, work, h)
+	var releases []func()
+	release = func() {
+		for _, r := range releases {
+			r()
 		}
 	}
-	return release, held, nil
+	deadline := time.Now().Add(wait)
+	for {
+		r, holders, err := d.cluster.c.Claim(ctx, keys)
+		if err != nil {
+			release()
+			return nil, nil, fmt.Errorf("%s: %w", work, err)
+		}
+		releases = append(releases, r)
+		var again []string
+		for _, k := range keys {
+			if _, ok := holders[k]; ok {
+				again = append(again, k)
+			}
+		}
+		if len(again) == 0 || !time.Now().Before(deadline) || ctx.Err() != nil {
+			held = map[string]error{}
+			for _, n := range nodes {
+				if h, ok := holders[work+"/"+n]; ok {
+					held[n] = fmt.Errorf("%s: a %s of it runs on head %s", n, work, h)
+				}
+			}
+			return release, held, nil
+		}
+		keys = again
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // followHeads advertises this head's boot URL and keeps the other live

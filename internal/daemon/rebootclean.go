@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/netbootui/netbootui/internal/apitype"
 	"strings"
+	"time"
 
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/inventory"
@@ -35,6 +36,12 @@ type RebootResult = workflow.Result
 // audit entry. An error means the run did not start (bad selection, bad
 // timeout); node failures are in the results.
 func (d *Daemon) RebootClean(ctx context.Context, req RebootRequest, onProgress func(RebootProgress)) ([]RebootResult, error) {
+	return d.rebootClean(ctx, req, onProgress, 0)
+}
+
+// rebootClean is RebootClean that waits up to claimWait for a node another
+// head holds (several heads: a dead head's claims lapse with its lease).
+func (d *Daemon) rebootClean(ctx context.Context, req RebootRequest, onProgress func(RebootProgress), claimWait time.Duration) ([]RebootResult, error) {
 	if req.Timeout < 0 || req.KexecTimeout < 0 {
 		return nil, fmt.Errorf("reboot-clean: timeout %v is negative", min(req.Timeout, req.KexecTimeout))
 	}
@@ -65,7 +72,7 @@ func (d *Daemon) RebootClean(ctx context.Context, req RebootRequest, onProgress 
 			env.targets[n.Name] = t
 		}
 	}
-	release, held, err := d.claimNodes(ctx, "reboot-clean", names)
+	release, held, err := d.claimNodes(ctx, "reboot-clean", names, claimWait)
 	if err != nil {
 		return nil, err
 	}

@@ -167,7 +167,7 @@ func (e *rolloutEnv) Generation(img, gen string) (string, error) {
 }
 
 func (e *rolloutEnv) Reboot(ctx context.Context, nodes []string, timeout time.Duration, via string) []rollout.Result {
-	res, err := e.d.RebootClean(ctx, RebootRequest{Selection: strings.Join(nodes, ","), Timeout: timeout, Via: via, Who: "rollout"}, nil)
+	res, err := e.d.rebootClean(ctx, RebootRequest{Selection: strings.Join(nodes, ","), Timeout: timeout, Via: via, Who: "rollout"}, nil, rolloutClaimWait)
 	out := make([]rollout.Result, 0, len(nodes))
 	if err != nil {
 		for _, n := range nodes {

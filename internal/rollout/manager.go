@@ -147,6 +147,9 @@ func (m *Manager) emit(notes []note) {
 			if res == "" {
 				res = n.msg
 			}
+			if n.who == "" && m.shared {
+				n.who = "head " + m.head // which head ran the wave (several heads)
+			}
 			m.env.Audit(n.who, n.audit, n.r.ID+" "+n.r.Selection, len(n.r.Nodes), res, n.details)
 		}
 	}

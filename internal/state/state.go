@@ -161,6 +161,9 @@ type Cluster interface {
 	// head loses it; a dead head loses it when its lease expires. It
 	// returns when ctx ends.
 	Lead(ctx context.Context, name string, work func(ctx context.Context))
+	// Leader returns the head that holds the election name ("" when
+	// none does).
+	Leader(ctx context.Context, name string) (string, error)
 	// LiveHeads are the heads alive now (their lease renewed), sorted.
 	LiveHeads(ctx context.Context) ([]string, error)
 	// Advertise publishes the base URL this head serves boots at;

@@ -137,6 +137,7 @@ type Model struct {
 	follows  [followKinds]follower // the audit and rollout follow streams (follow.go)
 	status   apitype.Status
 	haveSt   bool
+	head     string // the head the console is on (several heads; cluster.go)
 	loading  bool
 
 	input     inputMode
@@ -338,6 +339,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			return m, m.disconnected(msg.err)
 		}
 		m.status, m.haveSt = msg.st, true
+		m.noteHead(msg.st)
 		return m, nil
 	case eventsMsg:
 		if msg.stream != m.stream || msg.closed {

@@ -140,6 +140,7 @@ func (m *Model) titleLine() string {
 	case m.haveSt:
 		right = s.OK.Render("rev " + short(m.status.Inventory.Revision))
 	}
+	right = m.headTitle() + right
 	line := left + info
 	gap := m.c.Width - lipgloss.Width(line) - lipgloss.Width(right)
 	if gap < 1 {
