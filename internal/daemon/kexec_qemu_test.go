@@ -95,10 +95,10 @@ func TestRebootCleanKexecQEMU(t *testing.T) {
 	serial := l.SerialAfter(mark)
 	if r := res[0]; !r.OK || r.Via != "kexec" || r.Why != "agent polling" || r.Generation != l.Gen {
 		t.Fatalf("reboot-clean by kexec: %+v\nsteps %v\n%s\nserial port from the kexec on:\n%s", r, steps, l.Diagnostics(),
-			lab.Tail(serial, 400))
+			lab.Tail(serial, 600))
 	}
 	t.Logf("clean by kexec in %v; steps %v", time.Since(rstart).Round(100*time.Millisecond), steps)
-	t.Logf("serial port from the kexec on (last 400 lines):\n%s", lab.Tail(serial, 400))
+	t.Logf("serial port from the kexec on (last 600 lines):\n%s", lab.Tail(serial, 600))
 	st, _ := d.NodeState(kexeclab.Node)
 	if got := stagesSince(st); len(got) == 0 || got[0] != bootstate.StageKexec || got[len(got)-1] != bootstate.StageBooted ||
 		!slices.Contains(got, bootstate.StageRootfs) {
