@@ -46,11 +46,9 @@ func TestRebootCleanKexecQEMU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The bounds are for a TCG guest on a loaded 2-core CI machine, where a
-	// kexec'd boot took up to 2 min at load 30 here and the node's vCPU
-	// gets a few percent of a core (see the kexec bound below): a stall
-	// or a kexec bound of 2-3 min, right for real hardware, sent a booting
-	// node to the power fallback. They cost nothing when the node is fast.
+	// Bounds for a TCG guest on a loaded 2-core machine (the product's
+	// 2 min stall and 3 min kexec bounds are for real hardware): see the
+	// reboot-clean below. They cost nothing when the node is fast.
 	env := daemontest.Start(t, daemontest.Options{Dir: dir, Config: Config{InventoryPath: inv, StallTimeout: 10 * time.Minute,
 		Power: power.Config{CallTimeout: 10 * time.Second}, Logger: testLogger(t)}})
 	defer env.Stop()
@@ -80,13 +78,14 @@ func TestRebootCleanKexecQEMU(t *testing.T) {
 	step("mark", err)
 	rstart := time.Now()
 	var steps []string
-	// KexecTimeout: the whole kexec'd boot (kernel, init, DHCP, root,
-	// check-in) under TCG on a loaded machine, where the default 3 min
-	// (real hardware boots in seconds) was once exceeded in CI: the kernel
-	// had not fetched its root when the daemon fell back to power. The
-	// same happens here when the node's QEMU is starved of CPU (renice 19:
-	// "no check-in within 2m30s: in stage initrd"), while a hang would
-	// show in the serial log printed below.
+	// KexecTimeout: the kexec'd boot (kernel, init, DHCP, root, check-in)
+	// needs 11-17 s of the node's CPU under TCG, which a 2-core machine at
+	// load 30 handed out over 20 s to 2 min, and at a CI replica's load of
+	// up to 50 over more than the default 3 min: the daemon then fell back
+	// to power before the new kernel had fetched its root (the one CI
+	// failure). Starving the node's QEMU (renice 19) gives the same
+	// "no check-in within ...: in stage initrd" with the kernel still
+	// printing its early boot; a hang would show in the serial log below.
 	res, err := d.RebootClean(ctx, RebootRequest{Selection: kexeclab.Node, Timeout: 10 * time.Minute, KexecTimeout: 10 * time.Minute,
 		Who: "kexec-test"}, func(p RebootProgress) { steps = append(steps, string(p.Step)+"/"+string(p.Stage)) })
 	step("reboot-clean", err)
