@@ -80,10 +80,10 @@ func TestRebootCleanKexecQEMU(t *testing.T) {
 	var steps []string
 	// KexecTimeout: the kexec'd boot (kernel, init, DHCP, root, check-in)
 	// needs 11-17 s of the node's CPU under TCG, which a 2-core machine at
-	// load 30 handed out over 20 s to 2 min, and at a CI replica's load of
-	// up to 50 over more than the default 3 min: the daemon then fell back
-	// to power before the new kernel had fetched its root (the one CI
-	// failure). Starving the node's QEMU (renice 19) gives the same
+	// load 15-34 handed out over 20 s to 2 min; at a CI replica's load of
+	// up to 50 (4% of a core each) that is 4-7 min, past the default 3 min:
+	// the daemon fell back to power before the new kernel had fetched its
+	// root (the one CI failure). Starving the node's QEMU (renice 19) gives the same
 	// "no check-in within ...: in stage initrd" with the kernel still
 	// printing its early boot; a hang would show in the serial log below.
 	res, err := d.RebootClean(ctx, RebootRequest{Selection: kexeclab.Node, Timeout: 10 * time.Minute, KexecTimeout: 10 * time.Minute,
