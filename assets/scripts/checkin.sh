@@ -4,7 +4,7 @@
 # Reports to the daemon that this node runs, with which image generation and
 # how much it has written to its overlay:
 #   POST $NETBOOTUI_CHECKIN  (application/x-www-form-urlencoded)
-#   node=&token=&generation=&uptime=&overlay_bytes=&boot_id=&seq=[&probe=]
+#   node=&token=&generation=&uptime=&overlay_bytes=&boot_id=&seq=[&probe=][&persist=]
 # at start, then every NETBOOTUI_CHECKIN_INTERVAL seconds (default 30). A failed
 # post (network down, daemon away, 403 for a bad token) is logged and retried
 # with a doubling delay; the agent never exits on a failed post.
@@ -21,7 +21,7 @@
 #
 # Parameters (NETBOOTUI_NODE, _TOKEN, _GEN, _CHECKIN, _URL, _HEADS,
 # _CHECKIN_INTERVAL, _OVERLAY_DIR, _PROBE, _TEST_WRITE, _SEQ_FILE, _ROOT_CHECK,
-# _ROOT_DESC) come from the environment, then from /run/netbootui.env (written
+# _ROOT_DESC, _PERSIST) come from the environment, then from /run/netbootui.env (written
 # by the live init; $NETBOOTUI_ENV overrides the path), and those still empty
 # from netbootui.* words on /proc/cmdline.
 #
@@ -41,6 +41,12 @@
 # post carries failed="root: ..." instead: the node shows failed at stage root
 # while it runs on what it has cached. A later read that works (the server
 # back, the device reconnected) checks in as usual again.
+#
+# NETBOOTUI_PERSIST (set by the live init when the node persists paths) says
+# where they are kept this boot ("disk LABEL on DEVICE", "nfs SERVER:PATH",
+# or "none: why" when a persist disk was missing and the group lets the node
+# boot without it); each post carries it as persist=, shown in the node's
+# timeline and by `netbootui persist show`.
 #
 # Unless --once, it first starts the node agent (netbootui-agent, in
 # /run/netbootui or /usr/sbin) in the background when the image has one.
@@ -140,8 +146,12 @@ root_answers() {
 	[ "$n" -eq 4096 ] 2>/dev/null
 }
 
-# post: one check-in; prints the daemon's answer on success.
+# post: one check-in; prints the daemon's answer on success. With the
+# persisted paths on a local disk, what they hold is first flushed to it
+# (sync): a reboot-clean by power cycle then loses at most what was
+# written since the last check-in.
 post() {
+	case $NETBOOTUI_PERSIST in disk\ *) sync ;; esac
 	uptime=$(cut -d' ' -f1 /proc/uptime)
 	body="node=$(urlenc "$NETBOOTUI_NODE")&token=$(urlenc "$NETBOOTUI_TOKEN")"
 	body="$body&generation=$(urlenc "$NETBOOTUI_GEN")&uptime=$uptime"
@@ -152,6 +162,7 @@ post() {
 		log "$failed"
 	fi
 	[ -n "$failed" ] && body="$body&failed=$(urlenc "$failed")"
+	[ -n "$NETBOOTUI_PERSIST" ] && body="$body&persist=$(urlenc "$NETBOOTUI_PERSIST")"
 	if [ -n "$NETBOOTUI_PROBE" ]; then
 		# one answer per path of the comma-separated list, in its order
 		answers='' old_ifs=$IFS IFS=,

@@ -23,8 +23,10 @@
 #                            extra read-only overlay lowers (node above group),
 #                            so they cost no tmpfs and leave the overlay clean
 #   /run/live/rw             tmpfs holding the overlay upper/ and work/ dirs
-#   /run/live/persist        the node's own NFS directory (netbootui.persist_nfs),
-#                            its persisted paths bound over the overlay
+#   /run/live/persist        the node's own NFS directory (netbootui.persist_nfs)
+#                            or its local partition found by label
+#                            (netbootui.persist_disk), its persisted paths
+#                            bound over the overlay
 #   /run/netbootui.env       NETBOOTUI_* parameters for the check-in agent
 #   /run/netbootui/          resolv.conf and net.env from DHCP; netbootui-agent,
 #                            the node agent, when the initramfs has one
@@ -72,7 +74,7 @@ mkdir -p /run/netbootui /run/live
 
 # Parse the kernel command line. Words are split on blanks; no globbing.
 set -f
-root_check='' root_desc='' root='' node='' group='' token='' gen='' checkin='' base='' interval='' persist='' persist_nfs='' nocloud='' heads=''
+root_check='' root_desc='' root='' node='' group='' token='' gen='' checkin='' base='' interval='' persist='' persist_nfs='' persist_disk='' persist_wipe='' persist_state='' nocloud='' heads=''
 # shellcheck disable=SC2013 # words, not lines, are wanted here
 for arg in $(cat /proc/cmdline); do
 	case $arg in
@@ -86,6 +88,8 @@ for arg in $(cat /proc/cmdline); do
 	netbootui.checkin_interval=*) interval=${arg#*=} ;;
 	netbootui.persist=*) persist=${arg#*=} ;;
 	netbootui.persist_nfs=*) persist_nfs=${arg#*=} ;;
+	netbootui.persist_disk=*) persist_disk=${arg#*=} ;;
+	netbootui.persist_wipe=*) persist_wipe=${arg#*=} ;;
 	netbootui.nocloud=*) nocloud=${arg#*=} ;;
 	netbootui.heads=*) heads=${arg#*=} ;;
 	esac
@@ -313,13 +317,10 @@ mount -t overlay -o "lowerdir=$lower,upperdir=/run/live/rw/upper,workdir=/run/li
 
 # Persistent paths (nfs): the node's own directory on the NFS server, made
 # by the head before the boot and exported read-write to this node's address
-# alone, is mounted at /run/live/persist; each persisted path is bound from
-# there over the overlay, so writes under it survive a reboot and the rest
-# does not.
-if [ -n "$persist" ]; then
-	[ -n "$persist_nfs" ] || fail "netbootui.persist without netbootui.persist_nfs"
+# alone, is mounted at /run/live/persist.
+persist_nfs_mount() {
+	[ -n "$persist_nfs" ] || fail "netbootui.persist without netbootui.persist_nfs or netbootui.persist_disk"
 	say "mounting persistent directory ${persist_nfs%:*}"
-	mkdir -p /run/live/persist
 	if ! nfs_mount rw "$persist_nfs" /run/live/persist; then
 		report_failure "persist: cannot mount the node's persistent directory $nfs_server:$nfs_path (not exported to this node?)"
 		fail "cannot mount the persistent directory $nfs_server:$nfs_path"
@@ -328,15 +329,141 @@ if [ -n "$persist" ]; then
 		report_failure "persist: the node's persistent directory $nfs_server:$nfs_path is not writable"
 		fail "the persistent directory $nfs_server:$nfs_path is not writable"
 	fi
+	persist_where="$nfs_server:$nfs_path" persist_state="nfs $nfs_server:$nfs_path"
+}
+
+# empty_disk: print the first whole disk (vd*, sd*, xvd*, nvme*n*) that is
+# writable, has no partitions and holds only zeros in its first MiB (no
+# partition table, no filesystem signature): the only kind of disk the
+# init ever formats, and only with persist_disk's format: true.
+empty_disk() {
+	for d in /sys/block/*; do
+		name=${d##*/}
+		case $name in vd* | sd* | xvd* | nvme*n*) ;; *) continue ;; esac
+		[ "$(cat "$d/ro" 2>/dev/null)" = 0 ] || continue
+		[ -b "/dev/$name" ] || continue
+		for part in "$d/$name"*; do
+			[ -e "$part" ] && continue 2
+		done
+		[ "$(dd if="/dev/$name" bs=65536 count=16 2>/dev/null | wc -c)" = 1048576 ] || continue
+		[ "$(dd if="/dev/$name" bs=65536 count=16 2>/dev/null | tr -d '\000' | wc -c)" = 0 ] || continue
+		echo "/dev/$name"
+		return 0
+	done
+	return 1
+}
+
+# find_label LABEL: the device whose filesystem is labelled LABEL, waiting
+# up to 10 s for the disk's driver to bring it up.
+find_label() {
+	n=0
+	while :; do
+		findfs "LABEL=$1" 2>/dev/null && return 0
+		n=$((n + 1))
+		[ "$n" -ge 10 ] && return 1
+		sleep 1
+	done
+}
+
+# persist_disk_mount: persist_disk (LABEL:MISSING[:format]), a RAM root
+# keeping its persisted paths on a local partition found by its filesystem
+# label, mounted read-write at /run/live/persist. Without a usable one the
+# node does what MISSING says: fail (the default) reports the failure at
+# stage persist and stops; boot goes on with the paths in the RAM overlay,
+# says so on the console and in every check-in, and returns 1.
+persist_disk_mount() {
+	label=${persist_disk%%:*} rest=${persist_disk#*:}
+	missing=${rest%%:*} format=''
+	[ "$rest" != "$missing" ] && format=${rest#*:}
+	say "persist: looking for the partition labelled $label"
+	why='' formatted=''
+	if ! dev=$(find_label "$label"); then
+		dev='' why="no partition labelled $label (disk absent, or its driver or ext4 not in the initramfs)"
+		if [ "$format" = format ] && disk=$(empty_disk); then
+			say "persist: formatting the empty disk $disk as $label"
+			if command -v mkfs.ext4 >/dev/null; then
+				mkfs.ext4 -q -L "$label" "$disk" >/tmp/mkfs.log 2>&1
+			else
+				mke2fs -L "$label" "$disk" >/tmp/mkfs.log 2>&1
+			fi || say "warning: persist: formatting $disk failed: $(tail -n 1 /tmp/mkfs.log)"
+			if dev=$(find_label "$label"); then
+				why='' formatted=' (formatted at this boot)'
+			else
+				dev='' why="no partition labelled $label, and formatting the empty disk $disk failed"
+			fi
+		fi
+	fi
+	if [ -n "$dev" ]; then
+		if ! retry 3 1 "mounting $dev" mount -t ext4 -o rw,noatime "$dev" /run/live/persist; then
+			why="the partition labelled $label ($dev) does not mount as ext4"
+		elif ! touch /run/live/persist/.netbootui-rw 2>/dev/null; then
+			why="the partition labelled $label ($dev) is not writable"
+			umount /run/live/persist
+		fi
+	fi
+	if [ -n "$why" ]; then
+		if [ "$missing" = boot ]; then
+			say "warning: persist: $why; booting without persistence (missing: boot): the persisted paths are in RAM this boot"
+			persist_state="none: $why; booted without persistence (missing: boot), the persisted paths are in RAM"
+			return 1
+		fi
+		report_failure "persist: $why"
+		fail "persist: $why"
+	fi
+	persist_where="$dev ($label)" persist_state="disk $label on $dev$formatted"
+	# A wipe the daemon recorded (netbootui.persist_wipe=ID) and this disk
+	# has not applied yet: the persisted paths are emptied before anything
+	# uses them, then ID is written beside them so it applies once.
+	if [ -n "$persist_wipe" ] && [ "$(cat /run/live/persist/.netbootui-wipe 2>/dev/null)" != "$persist_wipe" ]; then
+		old_ifs=$IFS IFS=,
+		set -f
+		for p in $persist; do
+			case $p in /?*) rm -rf "/run/live/persist$p" ;; esac
+		done
+		set +f
+		IFS=$old_ifs
+		if ! echo "$persist_wipe" >/run/live/persist/.netbootui-wipe.tmp ||
+			! mv /run/live/persist/.netbootui-wipe.tmp /run/live/persist/.netbootui-wipe; then
+			report_failure "persist: cannot record wipe $persist_wipe on $dev"
+			fail "persist: cannot record wipe $persist_wipe on $dev"
+		fi
+		sync
+		say "persist: wiped the persisted paths (request $persist_wipe)"
+	fi
+	# The newest wipe this disk applied, in every check-in: the daemon shows
+	# a requested one as pending until the node says it is applied.
+	applied=$(cat /run/live/persist/.netbootui-wipe 2>/dev/null)
+	case $applied in
+	'' | *[!0-9a-f]*) ;;
+	*) persist_state="$persist_state, wipe $applied applied" ;;
+	esac
+	return 0
+}
+
+# Persistent paths: the node's NFS directory or local partition at
+# /run/live/persist; each persisted path is bound from there over the
+# overlay, so writes under it survive a reboot and the rest does not.
+if [ -n "$persist" ]; then
+	mkdir -p /run/live/persist
+	if [ -n "$persist_disk" ]; then
+		persist_disk_mount || persist=''
+	else
+		persist_nfs_mount
+	fi
+fi
+if [ -n "$persist" ]; then
 	old_ifs=$IFS IFS=,
 	set -f
 	for p in $persist; do
 		case $p in
-		/*) ;;
+		/?*) ;;
 		*) say "warning: persist path '$p' is not absolute: skipped" && continue ;;
 		esac
+		# A partition of the node's own makes its directories; the head
+		# makes them in an NFS directory, so one missing there is an error.
+		[ -n "$persist_disk" ] && mkdir -p "/run/live/persist$p"
 		if [ ! -d "/run/live/persist$p" ]; then
-			report_failure "persist: $p is missing from $nfs_server:$nfs_path (the head makes it)"
+			report_failure "persist: $p is missing from $persist_where (the head makes it)"
 			fail "persist: $p is missing from the persistent directory"
 		fi
 		mkdir -p "/newroot$p"
@@ -405,6 +532,7 @@ q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 	echo "NETBOOTUI_IFACE=$(q "$iface")"
 	echo "NETBOOTUI_ROOT_CHECK=$(q "$root_check")"
 	echo "NETBOOTUI_ROOT_DESC=$(q "$root_desc")"
+	echo "NETBOOTUI_PERSIST=$(q "$persist_state")"
 } >/run/netbootui.env.tmp && mv /run/netbootui.env.tmp /run/netbootui.env
 chmod 0600 /run/netbootui.env
 

@@ -10,7 +10,9 @@ import (
 
 // TestPersistVerbs: persist show lists a node's persisted paths with what
 // each holds; persist wipe needs --yes (exit 2, nothing removed), then
-// empties them and says how much it removed.
+// empties them and says how much it removed; for a node with a persist
+// disk, show names the partition and wipe records a wipe for its next
+// boot.
 func TestPersistVerbs(t *testing.T) {
 	dir := t.TempDir()
 	nfsDir := filepath.Join(dir, "nfs")
@@ -19,10 +21,13 @@ func TestPersistVerbs(t *testing.T) {
   nfs: {server: 10.0.2.2, export: /netbootui, dir: `+nfsDir+`}
 images:
   live-nfs: {root: nfs}
+  live: {}
 groups:
   lab: {image: live-nfs, persist: [/var/log]}
+  disk: {image: live, persist: [/var/log], persist_disk: {missing: boot}}
 nodes:
   - {name: p1, group: lab, ip: 127.0.0.10, nics: [{mac: "52:54:00:cc:00:01"}]}
+  - {name: p2, group: disk, nics: [{mac: "52:54:00:cc:00:02"}]}
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -51,9 +56,22 @@ nodes:
 	if _, err := os.Stat(syslog); !os.IsNotExist(err) {
 		t.Fatalf("the wipe left %s: %v", syslog, err)
 	}
+
+	// A node that keeps its paths on its own disk: shown, and a wipe is
+	// recorded for its next boot.
+	out, errOut, code = runCLI(t, "persist", "show", "p2", sock)
+	if code != 0 || !strings.Contains(out, "p2 keeps them on its disk: the partition labelled NBUI-PERSIST (missing: boot, format: false)") ||
+		!strings.Contains(out, "node says: nothing since the daemon started") || !regexpLine(out, `/var/log\s+-\s+- \(on the node's disk\)`) {
+		t.Fatalf("persist show p2: code %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = runCLI(t, "persist", "wipe", "p2", "--yes", sock)
+	if code != 0 || !regexp.MustCompile(`p2: wipe [0-9a-f]{16} recorded; the node empties the paths on its disk at its next boot`).MatchString(out) ||
+		!strings.Contains(out, "pending, applied at the node's next boot") {
+		t.Fatalf("persist wipe p2 --yes: code %d\n%s%s", code, out, errOut)
+	}
 	out, _, code = runCLI(t, "audit", sock)
-	if code != 0 || !strings.Contains(out, "persist wipe") {
-		t.Fatalf("the wipe is not in the audit log:\n%s", out)
+	if code != 0 || !strings.Contains(out, "persist wipe") || !strings.Contains(out, "requested wipe") {
+		t.Fatalf("the wipes are not in the audit log:\n%s", out)
 	}
 }
 

@@ -7,7 +7,8 @@ import (
 )
 
 // persist answers GET /v1/nodes/{name}/persist: the node's persisted paths
-// and what each holds on the head.
+// and what each holds on the head (or, for a persist disk, the disk, what
+// the node reports and the newest wipe).
 func (s *Server) persist(w http.ResponseWriter, r *http.Request) {
 	v, err := s.D.Persist(r.PathValue("name"))
 	if err != nil {
@@ -18,7 +19,8 @@ func (s *Server) persist(w http.ResponseWriter, r *http.Request) {
 }
 
 // wipePersist answers POST /v1/nodes/{name}/persist/wipe (admin; the daemon
-// audits it): the node's persisted paths emptied, then read again.
+// audits it): the node's persisted paths emptied (on a persist disk: a
+// wipe recorded for the node's next boot), then read again.
 func (s *Server) wipePersist(w http.ResponseWriter, r *http.Request) {
 	v, err := s.D.WipePersist(apitype.PersistWipeRequest{Node: r.PathValue("name"), Who: callerOf(r.Context()).who})
 	if err != nil {

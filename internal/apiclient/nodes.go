@@ -168,15 +168,16 @@ func (c *Client) Audit(ctx context.Context, n int) ([]apitype.AuditEntry, error)
 }
 
 // Persist reads what a node keeps across reboots: its persisted paths and
-// what each holds on the head.
+// what each holds on the head, or its persist disk (PersistView.Disk).
 func (c *Client) Persist(ctx context.Context, name string) (apitype.PersistView, error) {
 	var v apitype.PersistView
 	err := c.do(ctx, "GET", "/v1/nodes/"+url.PathEscape(name)+"/persist", nil, &v)
 	return v, err
 }
 
-// WipePersist empties a node's persisted paths on the head (admin role;
-// audited) and returns them read again.
+// WipePersist empties a node's persisted paths on the head, or records a
+// wipe its persist disk applies at its next boot (admin role; audited), and
+// returns them read again.
 func (c *Client) WipePersist(ctx context.Context, name string) (apitype.PersistView, error) {
 	var v apitype.PersistView
 	err := c.do(ctx, "POST", "/v1/nodes/"+url.PathEscape(name)+"/persist/wipe", nil, &v)

@@ -310,6 +310,30 @@ type PersistView struct {
 	Note string `json:"note,omitempty"`
 	// Removed is, after a wipe, how many entries it removed.
 	Removed int `json:"removed,omitempty"`
+	// Disk is set when the node keeps its persisted paths on a partition
+	// of its own disk (a RAM root with persist_disk) instead of on the
+	// head: what it holds is seen only by the node.
+	Disk *PersistDisk `json:"disk,omitempty"`
+}
+
+// PersistDisk is a node's persist disk: the inventory's persist_disk, the
+// newest wipe requested of it and what the node's newest check-in said.
+type PersistDisk struct {
+	Label   string `json:"label"`
+	Missing string `json:"missing"` // "fail" or "boot"
+	Format  bool   `json:"format,omitempty"`
+	// Reported is where the node's newest check-in to this head said its
+	// paths are this boot ("disk LABEL on /dev/vda, wipe ID applied",
+	// "none: why"); empty when it has not said since the daemon started.
+	Reported   string    `json:"reported,omitempty"`
+	ReportedAt time.Time `json:"reported_at,omitzero"`
+	// Wipe is the newest wipe requested of the node's disk (its id, when
+	// and by whom); WipePending: the node has not reported it applied
+	// (it is applied at the node's next boot).
+	Wipe        string    `json:"wipe,omitempty"`
+	WipeAt      time.Time `json:"wipe_at,omitzero"`
+	WipeBy      string    `json:"wipe_by,omitempty"`
+	WipePending bool      `json:"wipe_pending,omitempty"`
 }
 
 // PersistPath is one persisted path of a node and what it holds.
@@ -319,6 +343,9 @@ type PersistPath struct {
 	Files int    `json:"files"`
 	// Missing: the head has not made the directory yet.
 	Missing bool `json:"missing,omitempty"`
+	// OnNode: the path lives on the node's own disk; the head does not
+	// see what it holds (Bytes and Files are 0).
+	OnNode bool `json:"on_node,omitempty"`
 }
 
 // PersistWipeRequest is a wipe of a node's persisted paths (Who is set by

@@ -2,7 +2,8 @@
 // it into an empty data folder: the boot state of every node, the image
 // store (every generation's manifest and files, each image's current
 // pointer and publish history), the token key, the check-in replay
-// guard's records, the whole audit log, the state documents (rollouts) and
+// guard's records, the whole audit log, the state documents (rollouts,
+// the wipes requested of nodes' persist disks) and
 // the inventory.
 //
 // The file is a tar archive. Its first entry is a header naming the format

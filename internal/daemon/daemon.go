@@ -134,7 +134,8 @@ type Daemon struct {
 	reloadMu  sync.Mutex
 	reloadErr string
 	reloadAt  time.Time
-	sessions  sessionTable // admins' sessions on images (sessions.go)
+	sessions  sessionTable  // admins' sessions on images (sessions.go)
+	wipes     *persistWipes // the wipes requested of nodes' persist disks
 }
 
 // New loads the inventory (which must be valid), opens the state and the
@@ -236,6 +237,8 @@ func New(cfg Config) (_ *Daemon, err error) {
 		Checkins:     d.store.Checkins(),
 		Logger:       cfg.Logger,
 	}
+	d.wipes = &persistWipes{docs: d.store.Documents(), now: time.Now}
+	d.boot.PersistWipe = d.renderWipe
 	if d.cluster != nil {
 		d.boot.Fallbacks = d.cluster.fallbacks
 	}
@@ -627,5 +630,5 @@ func (d *Daemon) Backup(w io.Writer) error {
 	if err := d.tracker.Flush(); err != nil {
 		return fmt.Errorf("backup: boot states: %w", err)
 	}
-	return backup.Write(w, backup.Source{State: d.store, Images: d.images, Inventory: d.cfg.InventoryPath, Documents: []string{rollout.DocumentName}})
+	return backup.Write(w, backup.Source{State: d.store, Images: d.images, Inventory: d.cfg.InventoryPath, Documents: []string{rollout.DocumentName, PersistWipesDocument}})
 }

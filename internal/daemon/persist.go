@@ -25,6 +25,9 @@ func (d *Daemon) Persist(name string) (PersistView, error) {
 	if err != nil || v.Note != "" {
 		return v, err
 	}
+	if n.PersistDisk != nil {
+		return d.persistDiskView(v, n)
+	}
 	usage, err := nfs.NodeDirUsage(site, n.Name, n.Persist)
 	if err != nil {
 		return v, err
@@ -35,10 +38,13 @@ func (d *Daemon) Persist(name string) (PersistView, error) {
 	return v, nil
 }
 
-// WipePersist empties a node's persisted paths on the head (the directories
-// stay, so its next boot mounts them empty) and records it in the audit
-// log. A node that persists nothing is refused. The node is not rebooted:
-// a running one sees its files go.
+// WipePersist empties a node's persisted paths and records it in the audit
+// log. On an nfs root they are emptied on the head at once (the
+// directories stay, so its next boot mounts them empty; a running node
+// sees its files go). On a persist disk the wipe is recorded (a new wipe
+// id, see PersistWipesDocument) and the node applies it at its next boot,
+// before anything uses the paths. A node that persists nothing is refused.
+// The node is not rebooted.
 func (d *Daemon) WipePersist(req apitype.PersistWipeRequest) (PersistView, error) {
 	v, site, n, err := d.persistOf(req.Node)
 	if err != nil {
@@ -46,6 +52,9 @@ func (d *Daemon) WipePersist(req apitype.PersistWipeRequest) (PersistView, error
 	}
 	if v.Note != "" {
 		return v, fmt.Errorf("%w: %s: %s", ErrNotPersisted, req.Node, v.Note)
+	}
+	if n.PersistDisk != nil {
+		return d.wipePersistDisk(req, n)
 	}
 	removed, err := nfs.WipeNodeDir(site, n.Name, n.Persist)
 	res := fmt.Sprintf("ok: %d entries removed", removed)
@@ -75,8 +84,10 @@ func (d *Daemon) persistOf(name string) (PersistView, roottransport.NFSSite, *in
 	switch {
 	case len(n.Persist) == 0:
 		v.Note = "its group persists no paths (persist:)"
+	case n.PersistDisk != nil:
+		// on the node's own disk (a RAM root): persistDiskView
 	case im == nil || im.Root != nfs.Name:
-		v.Note = "persisted paths need an nfs root; image " + n.Image + " is not one"
+		v.Note = "persisted paths need an nfs root or the group's persist_disk; image " + n.Image + " is not an nfs root"
 	case !site.Configured():
 		v.Note = "the inventory has no settings.nfs"
 	default:

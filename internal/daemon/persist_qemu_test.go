@@ -67,10 +67,17 @@ nodes:
 // checkinWith waits for a check-in of node whose message holds want.
 func checkinWith(t *testing.T, d *Daemon, vm *lab.VM, node, want string, timeout time.Duration) {
 	t.Helper()
+	checkinSince(t, d, vm, node, want, time.Time{}, timeout)
+}
+
+// checkinSince waits for a check-in of node, made after since, whose
+// message holds want.
+func checkinSince(t *testing.T, d *Daemon, vm *lab.VM, node, want string, since time.Time, timeout time.Duration) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		for _, ev := range d.History(node, 50) {
-			if ev.Kind == bootstate.KindCheckin && strings.Contains(ev.Message, want) {
+			if ev.Kind == bootstate.KindCheckin && strings.Contains(ev.Message, want) && !ev.Time.Before(since) {
 				return
 			}
 		}
@@ -106,12 +113,7 @@ func TestQEMUNFSPersist(t *testing.T) {
 	stealB := "netbootui.persist_nfs=" + headAddr + ":/netbootui/nodes/q-a:vers=4.1,port=2049"
 	initrd := nfsInitrd(t, dir)
 	var gen string
-	bmcs := powertest.NewLab(rebootPassword)
-	cfg := rootLabConfig(t)
-	cfg.Backends = backends.Registry()
-	if err := cfg.Backends.Register(bmcs.Protocol()); err != nil {
-		t.Fatal(err)
-	}
+	cfg, bmcs := simpowerLabConfig(t)
 	env := daemontest.Start(t, daemontest.Options{Dir: dir, Config: cfg,
 		Secrets:   "bmc_passwords:\n  lab: " + rebootPassword + "\n",
 		Inventory: persistInventory(nfsDir, "netbootui.test_write=/var/log/kept,/root/gone netbootui.probe=/var/log/kept,/root/gone", stealB),
@@ -213,6 +215,20 @@ func TestQEMUNFSPersist(t *testing.T) {
 			t.Errorf("a node wrote %s into the read-only tree", f)
 		}
 	}
+}
+
+// simpowerLabConfig is rootLabConfig with the test power backend
+// registered (powertest: protocol simpower, password rebootPassword), whose
+// machines a test adds (a QEMU VM: vmMachine).
+func simpowerLabConfig(t *testing.T) (Config, *powertest.Lab) {
+	t.Helper()
+	bmcs := powertest.NewLab(rebootPassword)
+	cfg := rootLabConfig(t)
+	cfg.Backends = backends.Registry()
+	if err := cfg.Backends.Register(bmcs.Protocol()); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, bmcs
 }
 
 // waitFailed waits until node is failed and checks its error holds each of

@@ -91,6 +91,10 @@ type Node struct {
 	// kernel_args), without the group's.
 	OwnKernelArgs string
 	Persist       []string // the group's persist: paths kept across reboots
+	// PersistDisk is the group's persist_disk: the persisted paths live on
+	// a partition of the node's own disk (a RAM root); nil when they live
+	// in the node's directory on the NFS server, or nowhere.
+	PersistDisk *PersistDisk
 	// UserData and VendorData are the node's cloud-init user-data and
 	// vendor-data templates (CloudTemplateData), the node's own else its
 	// group's; "" when none.
@@ -129,7 +133,38 @@ type Group struct {
 	// Persist are the paths the group's nodes keep across reboots (on an
 	// nfs root: in their own directory on the NFS server).
 	Persist []string
-	Defined Pos
+	// PersistDisk: the persisted paths live on a local partition found by
+	// its label (RAM roots); nil when not.
+	PersistDisk *PersistDisk
+	Defined     Pos
+}
+
+// DefaultPersistLabel is the filesystem label a node looks for when a
+// group's persist_disk names none (ext4 labels hold at most 16 bytes).
+const DefaultPersistLabel = "NBUI-PERSIST"
+
+// What a node does when no partition carries the persist label.
+const (
+	// PersistMissingFail: the boot fails at stage persist, reported to the
+	// daemon (the default: the paths the admin asked to keep are not
+	// silently kept in RAM).
+	PersistMissingFail = "fail"
+	// PersistMissingBoot: the node boots with the persisted paths in its
+	// RAM overlay, and says so in its check-ins.
+	PersistMissingBoot = "boot"
+)
+
+// PersistDisk is a group's persist_disk: its persisted paths live on a
+// partition of each node's local disk, found by filesystem label, instead
+// of on the head.
+type PersistDisk struct {
+	Label   string // the filesystem label (DefaultPersistLabel when not given)
+	Missing string // PersistMissingFail or PersistMissingBoot
+	// Format lets a node that finds no partition with the label make an
+	// ext filesystem with it on an empty disk (a whole disk with no
+	// partitions and nothing but zeros in its first MiB). Off by default.
+	Format  bool
+	Defined Pos // the persist_disk key
 }
 
 // Image is an image the inventory knows by name. Its generations live in the

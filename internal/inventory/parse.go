@@ -49,19 +49,21 @@ var (
 	macRE        = regexp.MustCompile(`^[0-9A-Fa-f]{2}(?:(:)[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){4}|(-)[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){4})$`)
 	yamlLineRE   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 	persistRE    = regexp.MustCompile(`^(/[A-Za-z0-9._-]+)+$`)
+	labelRE      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,15}$`)
 )
 
 // Keys allowed in each section, in the order the error message lists them.
 var (
-	topKeys      = []string{"settings", "images", "groups", "nodes"}
-	settingsKeys = []string{"secrets", "overlay_dirty_bytes", "nfs", "nbd"}
-	nfsKeys      = []string{"server", "port", "export", "dir"}
-	nbdKeys      = []string{"server", "port"}
-	imageKeys    = []string{"description", "recipe", "kernel_args", "root"}
-	groupKeys    = []string{"image", "arch", "loader", "kernel_args", "bmc", "boot_override", "persist", "user_data", "vendor_data"}
-	nodeKeys     = []string{"name", "group", "ip", "arch", "loader", "image", "kernel_args", "nics", "bmc", "boot_override", "user_data", "vendor_data"}
-	nicKeys      = []string{"mac", "boot", "name"}
-	overrideKeys = []string{"ipxe", "pxelinux"}
+	topKeys         = []string{"settings", "images", "groups", "nodes"}
+	settingsKeys    = []string{"secrets", "overlay_dirty_bytes", "nfs", "nbd"}
+	nfsKeys         = []string{"server", "port", "export", "dir"}
+	nbdKeys         = []string{"server", "port"}
+	imageKeys       = []string{"description", "recipe", "kernel_args", "root"}
+	groupKeys       = []string{"image", "arch", "loader", "kernel_args", "bmc", "boot_override", "persist", "persist_disk", "user_data", "vendor_data"}
+	persistDiskKeys = []string{"label", "missing", "format"}
+	nodeKeys        = []string{"name", "group", "ip", "arch", "loader", "image", "kernel_args", "nics", "bmc", "boot_override", "user_data", "vendor_data"}
+	nicKeys         = []string{"mac", "boot", "name"}
+	overrideKeys    = []string{"ipxe", "pxelinux"}
 )
 
 // Load reads and validates the inventory file at path.
@@ -153,7 +155,9 @@ type spec struct {
 	bmcAt            *yaml.Node // the bmc key, for errors about the entry's BMC
 	overrideIPXE     setting[string]
 	overridePxelinux setting[string]
-	persist          []string // group only
+	persist          []string     // group only
+	persistDisk      *PersistDisk // group only
+	persistDiskAt    *yaml.Node   // its key, for errors found at a node
 	userData         setting[string]
 	vendorData       setting[string]
 }
@@ -678,27 +682,34 @@ func (p *parser) parseGroups(n *yaml.Node, inv *Inventory) {
 			p.errorf(k, "bad group name %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", name)
 		}
 		sp := &spec{}
-		p.parseSpec(v, "group "+name, groupKeys, groupBMCKeys, sp, func(key string, _, v *yaml.Node) {
-			if key == "persist" {
+		p.parseSpec(v, "group "+name, groupKeys, groupBMCKeys, sp, func(key string, kn, v *yaml.Node) {
+			switch key {
+			case "persist":
 				sp.persist = p.parsePersist(v, "group "+name)
+			case "persist_disk":
+				sp.persistDisk, sp.persistDiskAt = p.parsePersistDisk(kn, v, "group "+name), kn
 			}
 		})
+		if sp.persistDisk != nil && len(sp.persist) == 0 {
+			p.errorf(sp.persistDiskAt, "group %s: persist_disk without persist: name the paths it keeps", name)
+		}
 		p.groupSpecs[name] = sp
 		bmcAt := sp.bmcAt
 		if bmcAt == nil {
 			bmcAt = k
 		}
 		g := &Group{
-			Name:       name,
-			Arch:       Arch(sp.arch.v),
-			Loader:     Loader(sp.loader.v),
-			Image:      sp.image.v,
-			Generation: sp.generation,
-			KernelArgs: sp.kernelArgs.v,
-			BMC:        p.groupBMC("group "+name, &sp.bmc, bmcAt),
-			Override:   Override{IPXE: sp.overrideIPXE.v, Pxelinux: sp.overridePxelinux.v},
-			Persist:    sp.persist,
-			Defined:    p.pos(k),
+			Name:        name,
+			Arch:        Arch(sp.arch.v),
+			Loader:      Loader(sp.loader.v),
+			Image:       sp.image.v,
+			Generation:  sp.generation,
+			KernelArgs:  sp.kernelArgs.v,
+			BMC:         p.groupBMC("group "+name, &sp.bmc, bmcAt),
+			Override:    Override{IPXE: sp.overrideIPXE.v, Pxelinux: sp.overridePxelinux.v},
+			Persist:     sp.persist,
+			PersistDisk: sp.persistDisk,
+			Defined:     p.pos(k),
 		}
 		inv.Groups[name] = g
 	})
@@ -966,6 +977,7 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 				KernelArgs:    joinArgs(gs.kernelArgs.v, sp.kernelArgs.v),
 				OwnKernelArgs: sp.kernelArgs.v,
 				Persist:       slices.Clone(gs.persist),
+				PersistDisk:   gs.persistDisk,
 				UserData:      pick(sp.userData, gs.userData, ""),
 				VendorData:    pick(sp.vendorData, gs.vendorData, ""),
 				Override: Override{
@@ -980,6 +992,10 @@ func (p *parser) parseNodes(n *yaml.Node, inv *Inventory) {
 				node.Image, node.Generation = sp.image.v, sp.generation
 			} else if gs.image.set {
 				node.Image, node.Generation = gs.image.v, gs.generation
+			}
+			if gs.persistDisk != nil && p.images[node.Image] != nil && p.images[node.Image].Root == nfs.Name {
+				p.errorOnce("pdisk"+entryPos.String(), gs.persistDiskAt,
+					"group %s: persist_disk: node %s boots image %s, an nfs root, whose persisted paths live on the NFS server: persist_disk is for RAM roots (http-live, nbd)", group, nn, node.Image)
 			}
 			if ip.IsValid() {
 				a, ok := addAddr(ip, idx)
@@ -1328,6 +1344,46 @@ func (p *parser) parseNBD(n *yaml.Node, out *NBD) {
 		}
 		*out = NBD{}
 	}
+}
+
+// parsePersistDisk reads a group's persist_disk: {label, missing, format},
+// every key optional ({} takes the defaults).
+func (p *parser) parsePersistDisk(k, n *yaml.Node, what string) *PersistDisk {
+	what += ": persist_disk"
+	if p.alias(n) {
+		return nil
+	}
+	if !isNull(n) && n.Kind != yaml.MappingNode {
+		p.errorf(n, "%s must be a mapping ({} for the defaults: label %s, missing %s, format false), got %s",
+			what, DefaultPersistLabel, PersistMissingFail, p.describe(n))
+		return nil
+	}
+	d := &PersistDisk{Label: DefaultPersistLabel, Missing: PersistMissingFail, Defined: p.pos(k)}
+	p.mapping(n, what, persistDiskKeys, func(key string, _, v *yaml.Node) {
+		switch key {
+		case "label":
+			if s, ok := p.str(v, what+": label"); ok {
+				if !labelRE.MatchString(s) {
+					p.errorf(v, "%s: bad label %q: want 1 to 16 letters, digits, '.', '_' or '-', starting with a letter or digit (an ext4 label)", what, s)
+					return
+				}
+				d.Label = s
+			}
+		case "missing":
+			if s, ok := p.str(v, what+": missing"); ok {
+				if s != PersistMissingFail && s != PersistMissingBoot {
+					p.errorf(v, "%s: bad missing %q: want %s (the boot fails at stage persist) or %s (it goes on with the paths in RAM)", what, s, PersistMissingFail, PersistMissingBoot)
+					return
+				}
+				d.Missing = s
+			}
+		case "format":
+			if b, ok := p.boolean(v, what+": format"); ok {
+				d.Format = b
+			}
+		}
+	})
+	return d
 }
 
 // parsePersist reads a group's persist: list of absolute paths a node keeps

@@ -81,6 +81,11 @@ type Boot struct {
 	// nil on one): an iPXE retry tries the node's script on them after
 	// this head's. It must not block (a cache).
 	Fallbacks func() []string
+	// PersistWipe returns the id of the newest wipe requested of a node's
+	// persist disk ("" when none), rendered as netbootui.persist_wipe= for
+	// a node whose group has persist_disk (nil: none ever). It is called
+	// per render of such a node.
+	PersistWipe func(node string) string
 	// Transports are the root transports an image's `root:` may name (nil:
 	// the built-in ones, package roottransport/builtin).
 	Transports *roottransport.Registry
@@ -101,6 +106,42 @@ type Boot struct {
 	unproven *ratelimit.Limiter // events about requests that do not prove their node (set by initLimiters)
 	claims   *ratelimit.Limiter // claim events, per node and stage (set by initLimiters)
 	agents   agents             // the node agents' long polls
+
+	// persistSeen is, per node, where its newest check-in said it keeps
+	// its persisted paths (guarded by mu).
+	persistSeen map[string]PersistReport
+}
+
+// PersistReport is where a node said, in its newest check-in, it keeps its
+// persisted paths this boot (Checkin.Persist).
+type PersistReport struct {
+	State  string
+	BootID string
+	At     time.Time
+}
+
+// notePersist keeps what check-in c says of node's persisted paths.
+func (b *Boot) notePersist(node string, c Checkin) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if c.Persist == "" {
+		delete(b.persistSeen, node)
+		return
+	}
+	if b.persistSeen == nil {
+		b.persistSeen = map[string]PersistReport{}
+	}
+	b.persistSeen[node] = PersistReport{State: c.Persist, BootID: c.BootID, At: b.now()}
+}
+
+// Persisted returns where node said, in its newest check-in to this head,
+// it keeps its persisted paths; ok is false when it said nothing of them
+// (or has not checked in since the daemon started).
+func (b *Boot) Persisted(node string) (r PersistReport, ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r, ok = b.persistSeen[node]
+	return r, ok
 }
 
 // anonNBPWindow is how long an unattributed bootloader fetch waits for its
@@ -352,6 +393,9 @@ func (b *Boot) Params(inv *inventory.Inventory, n *inventory.Node, base string) 
 	p.KernelArgs = args
 	p.NFS = NFSSite(inv.Settings.NFS)
 	p.NBD = roottransport.NBDSite{Server: inv.Settings.NBD.Server, Port: inv.Settings.NBD.Port}
+	if n.PersistDisk != nil && b.PersistWipe != nil {
+		p.PersistWipe = b.PersistWipe(n.Name)
+	}
 	reg := b.Transports
 	if reg == nil {
 		reg = builtin.Registry()
@@ -388,7 +432,7 @@ func NFSExports(inv *inventory.Inventory) string {
 	}
 	var dirs []nfs.NodeDir
 	for _, n := range inv.Nodes {
-		if len(n.Persist) > 0 && n.IP.IsValid() {
+		if len(n.Persist) > 0 && n.PersistDisk == nil && n.IP.IsValid() {
 			dirs = append(dirs, nfs.NodeDir{Node: n.Name, Client: n.IP.String()})
 		}
 	}

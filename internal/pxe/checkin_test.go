@@ -33,6 +33,11 @@ func TestParseCheckinProbe(t *testing.T) {
 		{base + "&probe=" + strings.Repeat("absent,", 16) + "absent", "", "", "at most 16"},
 		{base + "&probe=maybe", "", "", `bad probe "maybe"`},
 		{base + "&probe=" + url.QueryEscape("present\n"), "", "", "bad probe"},
+		{base + "&probe=present&persist=" + url.QueryEscape("disk NBUI-PERSIST on /dev/vda"), "present",
+			"boot b1 probe=present; persist: disk NBUI-PERSIST on /dev/vda", ""},
+		{base + "&persist=" + url.QueryEscape("none: no partition labelled X"), "", "boot b1; persist: none: no partition labelled X", ""},
+		{base + "&persist=" + url.QueryEscape("disk\nX"), "", "", "bad persist"},
+		{base + "&persist=" + strings.Repeat("x", 513), "", "", "bad persist"},
 		{"token=t", "", "", "needs node and token"},
 		{"node=n1&token=t&overlay_bytes=-1", "", "", "bad overlay_bytes"},
 	}
@@ -107,6 +112,7 @@ func FuzzParseCheckin(f *testing.F) {
 	f.Add("node=n1&token=t&uptime=NaN&boot_id=x&seq=2")
 	f.Add("node=%zz")
 	f.Add("probe=present&probe=absent&node=a&token=b")
+	f.Add("node=n1&token=t&boot_id=x&seq=3&persist=disk+NBUI-PERSIST+on+%2Fdev%2Fvda")
 	f.Fuzz(func(t *testing.T, body string) {
 		c, err := parseCheckin(checkinRequest(body))
 		if err != nil {
@@ -115,6 +121,9 @@ func FuzzParseCheckin(f *testing.F) {
 		if c.Node == "" || c.Token == "" || c.OverlayBytes < 0 || c.Uptime < 0 || c.Uptime > 1e9*time.Second ||
 			!validBootID(c.BootID) || c.Seq == 0 || (c.Generation != "" && !image.ValidGenerationID(c.Generation)) {
 			t.Fatalf("accepted %+v", c)
+		}
+		if !isOneLine(c.Persist, 512) || !isOneLine(c.Failed, 512) {
+			t.Fatalf("persist %q or failed %q accepted", c.Persist, c.Failed)
 		}
 		if c.Probe != "" && c.Probe != "present" && c.Probe != "absent" {
 			t.Fatalf("probe %q accepted", c.Probe)

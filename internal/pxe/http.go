@@ -427,6 +427,11 @@ type Checkin struct {
 	// The check-in then marks the node failed at that stage instead of
 	// booted.
 	Failed string
+	// Persist is where the node keeps its persisted paths this boot, as its
+	// live init found them: "disk LABEL on DEVICE[, wipe ID applied]",
+	// "nfs SERVER:PATH", or "none: why" (a persist disk missing and the
+	// group's missing: boot). "" when it persists nothing.
+	Persist string
 }
 
 // checkinMessage is the check-in event's message: "boot BOOT_ID", then
@@ -436,7 +441,16 @@ func checkinMessage(c Checkin) string {
 	if c.Probe != "" {
 		m += " probe=" + c.Probe
 	}
+	if c.Persist != "" {
+		m += "; persist: " + c.Persist
+	}
 	return m
+}
+
+// isOneLine reports whether s is at most max bytes without control
+// characters.
+func isOneLine(s string, max int) bool {
+	return len(s) <= max && !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
 
 // parseCheckin reads a check-in from a form body (or query string).
@@ -470,8 +484,12 @@ func parseCheckin(r *http.Request) (Checkin, error) {
 		c.OverlayBytes = n
 	}
 	c.Failed = r.Form.Get("failed")
-	if len(c.Failed) > 512 || strings.ContainsFunc(c.Failed, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+	if !isOneLine(c.Failed, 512) {
 		return c, errors.New("bad failed: want one line of at most 512 bytes")
+	}
+	c.Persist = r.Form.Get("persist")
+	if !isOneLine(c.Persist, 512) {
+		return c, errors.New("bad persist: want one line of at most 512 bytes")
 	}
 	if len(c.Generation) > 64 || len(c.BootID) > 64 {
 		return c, errors.New("check-in field too long")
@@ -596,6 +614,7 @@ func (s *HTTPServer) handleCheckin(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
 		return
 	}
+	b.notePersist(n.Name, c)
 	b.emit(bootstate.Event{Node: n.Name, Kind: bootstate.KindCheckin, Proto: "http", Path: "/checkin",
 		Remote: client.String(), Generation: c.Generation, Uptime: c.Uptime, OverlayBytes: c.OverlayBytes,
 		Message: checkinMessage(c)})

@@ -126,17 +126,7 @@ func TestCloudTemplateErrors(t *testing.T) {
 // TestCheckinFailed: a check-in with failed= marks the node failed at the
 // stage it names, with the reason; a malformed one is refused.
 func TestCheckinFailed(t *testing.T) {
-	inv, err := inventory.Parse("nodes.yaml", []byte(`nodes:
-  - {name: n1, nics: [{mac: "52:54:00:00:00:01"}]}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, _ := NewTokens([]byte("0123456789abcdef0123456789abcdef"))
-	var events []bootstate.Event
-	b := &Boot{Inventory: func() *inventory.Inventory { return inv }, Tokens: tok,
-		Events: func(ev bootstate.Event) { events = append(events, ev) }}
-	h := (&HTTPServer{Boot: b}).Handler()
+	_, h, tok, evs := oneNodeCheckins(t)
 	post := func(seq, failed string) int {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, checkinRequest("node=n1&token="+tok.Token("n1")+"&boot_id=b1&seq="+seq+"&failed="+failed))
@@ -145,6 +135,7 @@ func TestCheckinFailed(t *testing.T) {
 	if code := post("1", "rootfs%3A+cannot+mount+the+NFS+root+10.0.2.2%3A%2Fx"); code != 200 {
 		t.Fatalf("failed check-in: %d", code)
 	}
+	events := *evs
 	if len(events) != 1 || events[0].Kind != bootstate.KindFail || events[0].Error != "boot failed at stage rootfs: cannot mount the NFS root 10.0.2.2:/x" {
 		t.Fatalf("events %+v", events)
 	}
@@ -154,6 +145,21 @@ func TestCheckinFailed(t *testing.T) {
 	if code := post("3", strings.Repeat("x", 600)); code != 400 {
 		t.Errorf("a long failed=: %d, want 400", code)
 	}
+}
+
+// oneNodeCheckins is a Boot knowing one node, n1, and its HTTP handler,
+// with the tokens and the events it emitted.
+func oneNodeCheckins(t *testing.T) (*Boot, http.Handler, *Tokens, *[]bootstate.Event) {
+	t.Helper()
+	inv, err := inventory.Parse("nodes.yaml", []byte("nodes:\n  - {name: n1, nics: [{mac: \"52:54:00:00:00:01\"}]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := NewTokens([]byte("0123456789abcdef0123456789abcdef"))
+	events := &[]bootstate.Event{}
+	b := &Boot{Inventory: func() *inventory.Inventory { return inv }, Tokens: tok,
+		Events: func(ev bootstate.Event) { *events = append(*events, ev) }}
+	return b, (&HTTPServer{Boot: b}).Handler(), tok, events
 }
 
 // publishedStore is an image store holding one published generation of img

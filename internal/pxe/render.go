@@ -85,6 +85,9 @@ type BootParams struct {
 	Transport roottransport.Transport
 	// NFS is the site's NFS server (settings.nfs), for the nfs transport.
 	NFS roottransport.NFSSite
+	// PersistWipe is the newest wipe requested of the node's persist disk
+	// ("" when none; only a node with persist_disk has one).
+	PersistWipe string
 	// NBD is the site's NBD server (settings.nbd), for the nbd transport.
 	NBD roottransport.NBDSite
 
@@ -625,8 +628,20 @@ func rootArgs(p BootParams) ([]string, error) {
 	b := roottransport.Boot{Image: p.Image, Generation: p.Generation, BaseURL: p.BaseURL, RootfsURL: p.RootfsURL, NFS: p.NFS, NBD: p.NBD}
 	if p.Node != nil {
 		b.Node, b.Group, b.Persist = p.Node.Name, p.Node.Group, p.Node.Persist
+		if d := p.Node.PersistDisk; d != nil {
+			b.Persist = nil
+			b.PersistDisk = &roottransport.PersistDisk{Paths: p.Node.Persist, Label: d.Label, Missing: d.Missing, Format: d.Format, Wipe: p.PersistWipe}
+		}
 	}
-	return transportOf(p).KernelArgs(b)
+	words, err := transportOf(p).KernelArgs(b)
+	if err != nil || b.PersistDisk == nil {
+		return words, err
+	}
+	disk, err := roottransport.PersistDiskArgs(*b.PersistDisk)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", b.Node, err)
+	}
+	return append(words, disk...), nil
 }
 
 func cmdline(p BootParams, initrd string) string {

@@ -15,11 +15,15 @@
 package roottransport
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/netbootui/netbootui/internal/agentproto"
 )
 
 // Transport is one way a node's initramfs gets its root filesystem. An
@@ -61,9 +65,89 @@ type Boot struct {
 	// NBD is the site's NBD server, for the nbd transport.
 	NBD NBDSite
 	// Persist are the paths the node keeps across reboots (its group's
-	// persist:); a transport that cannot keep them ignores them.
+	// persist:); a transport that cannot keep them ignores them. Empty
+	// when PersistDisk keeps them.
 	Persist []string
+	// PersistDisk, when set, keeps the node's persisted paths on a local
+	// partition instead (any RAM root): PersistDiskArgs writes its words,
+	// the same for every transport.
+	PersistDisk *PersistDisk
 }
+
+// PersistDisk is where a RAM-rooted node keeps its persisted paths: a
+// partition of its own disk found by filesystem label (the inventory's
+// persist_disk).
+type PersistDisk struct {
+	Paths   []string // the persisted paths (the group's persist:)
+	Label   string   // the filesystem label
+	Missing string   // "fail" or "boot": what the node does when no partition has the label
+	Format  bool     // the node may make the filesystem on an empty disk
+	// Wipe is the id of the newest wipe requested for the node ("" when
+	// none): a node whose disk has not applied that id yet empties the
+	// persisted paths at boot, before anything uses them.
+	Wipe string
+}
+
+// CheckPersistPath accepts a persisted path the node-side scripts can take
+// as it is: absolute, clean, not "/", none of the separators and quotes
+// the command line and the init split on.
+func CheckPersistPath(p string) error {
+	if !strings.HasPrefix(p, "/") || path.Clean(p) != p || p == "/" || strings.ContainsAny(p, ", \t\n:=\"'\\") {
+		return fmt.Errorf("persist path %q: want an absolute, clean path", p)
+	}
+	return nil
+}
+
+// PersistDiskArgs returns the words that make a node keep d.Paths on its
+// disk: netbootui.persist=/a,/b netbootui.persist_disk=LABEL:MISSING[:format]
+// [netbootui.persist_wipe=ID].
+func PersistDiskArgs(d PersistDisk) ([]string, error) {
+	if len(d.Paths) == 0 {
+		return nil, errors.New("persist_disk: no persisted paths")
+	}
+	for _, p := range d.Paths {
+		if err := CheckPersistPath(p); err != nil {
+			return nil, err
+		}
+	}
+	if !validLabel(d.Label) {
+		return nil, fmt.Errorf("persist_disk: label %q: want 1 to 16 letters, digits, '.', '_' or '-'", d.Label)
+	}
+	if d.Missing != PersistMissingFail && d.Missing != PersistMissingBoot {
+		return nil, fmt.Errorf("persist_disk: missing %q: want %s or %s", d.Missing, PersistMissingFail, PersistMissingBoot)
+	}
+	v := d.Label + ":" + d.Missing
+	if d.Format {
+		v += ":format"
+	}
+	words := []string{KeyPersist + "=" + strings.Join(d.Paths, ","), KeyPersistDisk + "=" + v}
+	if d.Wipe != "" {
+		if !ValidWipeID(d.Wipe) {
+			return nil, fmt.Errorf("persist_disk: wipe id %q: want %d lower-case hex digits", d.Wipe, WipeIDLen)
+		}
+		words = append(words, KeyPersistWipe+"="+d.Wipe)
+	}
+	return words, nil
+}
+
+// What a node does when no partition has its persist label.
+const (
+	PersistMissingFail = "fail" // the boot fails at stage persist
+	PersistMissingBoot = "boot" // the boot goes on, the paths in RAM, said in its check-ins
+)
+
+// WipeIDLen is the length of a wipe request's id, in hex digits.
+const WipeIDLen = 16
+
+// ValidWipeID reports whether s is WipeIDLen lower-case hex digits.
+func ValidWipeID(s string) bool {
+	_, err := hex.DecodeString(s)
+	return len(s) == WipeIDLen && err == nil && strings.ToLower(s) == s
+}
+
+// validLabel accepts an ext4 label the init can pass to findfs as it is:
+// an inventory-like name of at most 16 bytes.
+func validLabel(s string) bool { return len(s) <= 16 && agentproto.ValidName(s) }
 
 // NFSSite is the site's NFS server as nodes reach it: the inventory's
 // settings.nfs.
@@ -138,6 +222,8 @@ const (
 	KeyTestWrite       = "netbootui.test_write"       // test hook of the agent
 	KeyPersist         = "netbootui.persist"          // paths kept across reboots
 	KeyPersistNFS      = "netbootui.persist_nfs"      // the node's own NFS directory holding them
+	KeyPersistDisk     = "netbootui.persist_disk"     // the local partition holding them (RAM roots)
+	KeyPersistWipe     = "netbootui.persist_wipe"     // the newest wipe requested of that partition
 	KeyNoCloud         = "netbootui.nocloud"          // the node's cloud-init NoCloud seed URL
 	KeyHeads           = "netbootui.heads"            // the other live heads' base URLs (several heads)
 	KeyAgentKey        = "netbootui.agent_key"        // the daemon's public key for the node agent's instructions
@@ -182,7 +268,9 @@ func Params() []Param {
 		{KeyCheckinInterval, ReadByInit | ReadByAgent, false, "seconds between check-ins (default 30)"},
 		{KeyProbe, ReadByAgent, false, "test hook: check-ins carry probe=present|absent for PATH"},
 		{KeyTestWrite, ReadByAgent, false, "test hook: after the first check-in write 64 KiB to each PATH of a comma-separated list, check in again at once"},
-		{KeyPersist, ReadByInit, true, "nfs, when the node's group persists paths: the paths, comma-separated, bound from the node's own directory"},
+		{KeyPersist, ReadByInit, true, "when the node's group persists paths: the paths, comma-separated, bound from the node's own NFS directory (nfs) or from its local partition (persist_disk)"},
+		{KeyPersistDisk, ReadByInit, true, "persist_disk, with netbootui.persist: LABEL:MISSING[:format], the partition holding the paths found by its label; MISSING fail or boot says what a node without it does; format lets it make the filesystem on an empty disk"},
+		{KeyPersistWipe, ReadByInit, true, "persist_disk, once a wipe was requested: the newest wipe's id; a disk that has not applied it empties the persisted paths at boot"},
 		{KeyNoCloud, ReadByInit, true, "when the node has user_data or vendor_data: its NoCloud seed URL (with its token), fetched by the init for cloud-init"},
 		{KeyAgentKey, ReadByNodeAgent, false, "the daemon's ed25519 public key (base64url) the node agent checks instructions with; rendered by the daemon, absent from previews"},
 		{KeyPersistNFS, ReadByInit, true, "nfs, with netbootui.persist: SERVER:PATH:OPTIONS of the node's own read-write directory, made by the head"},

@@ -37,6 +37,11 @@ func (f *fakeBackend) WipePersist(ctx context.Context, name string) (apitype.Per
 	if v == nil || v.Note != "" {
 		return apitype.PersistView{}, &apitype.Error{Code: apitype.CodeInvalid, Message: "nothing to wipe"}
 	}
+	if v.Disk != nil {
+		// The daemon records the wipe; the node applies it at next boot.
+		v.Disk.Wipe, v.Disk.WipeBy, v.Disk.WipePending = "00112233445566ff", "tester", true
+		return *v, nil
+	}
 	removed := 0
 	for i := range v.Paths {
 		removed += v.Paths[i].Files

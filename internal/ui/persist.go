@@ -12,8 +12,11 @@ import (
 
 // persistView (:persist) shows what a node keeps across reboots: its
 // group's persisted paths and what each holds in the node's directory on
-// the head (Backend.Persist). `W` wipes them after a confirmation that
-// defaults to No (Backend.WipePersist: admin role, audited by the daemon).
+// the head (Backend.Persist), or, for a node that keeps them on its own
+// disk (persist_disk), the partition, what the node reports and the newest
+// wipe. `W` wipes them after a confirmation that defaults to No
+// (Backend.WipePersist: admin role, audited by the daemon; on a disk the
+// node applies the wipe at its next boot).
 // The node is the detail's, else the one under the cursor.
 type persistView struct {
 	node    string
@@ -48,14 +51,45 @@ func (p *persistView) lines(c *Common) []string {
 	case p.v.Note != "":
 		return append(out, s.Dim.Render(p.node+" persists nothing: "+p.v.Note))
 	}
-	out = append(out, "mounted from "+p.v.Export, "",
-		s.Dim.Render(fmt.Sprintf("  %-40s  %8s  %10s", "PATH", "FILES", "SIZE")))
+	if d := p.v.Disk; d != nil {
+		out = append(out, diskLines(d)...)
+	} else {
+		out = append(out, "mounted from "+p.v.Export)
+	}
+	out = append(out, "", s.Dim.Render(fmt.Sprintf("  %-40s  %8s  %10s", "PATH", "FILES", "SIZE")))
 	for _, pp := range p.v.Paths {
+		if pp.OnNode {
+			out = append(out, fmt.Sprintf("  %-40s  %8s  %10s", pp.Path, "-", "on the node"))
+			continue
+		}
 		if pp.Missing {
 			out = append(out, fmt.Sprintf("  %-40s  %8s  %10s", pp.Path, "-", "not made yet"))
 			continue
 		}
 		out = append(out, fmt.Sprintf("  %-40s  %8d  %10s", pp.Path, pp.Files, humanSize(pp.Bytes)))
+	}
+	return out
+}
+
+// diskLines describes a node's persist disk: the partition, what the node
+// said in its newest check-in, the newest wipe.
+func diskLines(d *apitype.PersistDisk) []string {
+	how := "missing: " + d.Missing
+	if d.Format {
+		how += ", may format an empty disk"
+	}
+	out := []string{"on the node's own disk: the partition labelled " + d.Label + " (" + how + ")"}
+	if d.Reported != "" {
+		out = append(out, "node says: "+d.Reported+" ("+d.ReportedAt.Local().Format("15:04:05")+")")
+	} else {
+		out = append(out, "node says: nothing since the daemon started")
+	}
+	switch {
+	case d.Wipe == "":
+	case d.WipePending:
+		out = append(out, "wipe "+d.Wipe+" by "+d.WipeBy+": pending, applied at the node's next boot")
+	default:
+		out = append(out, "wipe "+d.Wipe+" by "+d.WipeBy+": applied")
 	}
 	return out
 }
@@ -104,11 +138,20 @@ func (m *Model) askWipePersist() tea.Cmd {
 		return nil
 	}
 	name := p.node
-	body := "Every file under these paths in " + name + "'s directory on the head\n(" + p.v.Export + ") is removed for good:\n"
-	for _, pp := range p.v.Paths {
-		body += fmt.Sprintf("\n  %s  (%s, %s)", pp.Path, plural(pp.Files, "file"), humanSize(pp.Bytes))
+	var body string
+	if d := p.v.Disk; d != nil {
+		body = "At its next boot (reboot-clean it to apply now), " + name + " removes for good\nevery file under these paths on its disk (" + d.Label + "):\n"
+		for _, pp := range p.v.Paths {
+			body += "\n  " + pp.Path
+		}
+		body += "\n\nUntil then the files stay."
+	} else {
+		body = "Every file under these paths in " + name + "'s directory on the head\n(" + p.v.Export + ") is removed for good:\n"
+		for _, pp := range p.v.Paths {
+			body += fmt.Sprintf("\n  %s  (%s, %s)", pp.Path, plural(pp.Files, "file"), humanSize(pp.Bytes))
+		}
+		body += "\n\nThe directories stay; a running node sees its files go."
 	}
-	body += "\n\nThe directories stay; a running node sees its files go."
 	m.dialog = NewConfirm(m.c, "Wipe the persisted paths of "+name+"?", body, 0)
 	m.onYes = func() tea.Cmd {
 		be := m.be
@@ -139,7 +182,11 @@ func (m *Model) persistUpdate(msg tea.Msg) tea.Cmd {
 			m.setFlash("wipe "+msg.node+": "+msg.err.Error(), true)
 			return nil
 		}
-		m.setFlash(fmt.Sprintf("wiped the persisted paths of %s: %d entries removed", msg.node, msg.v.Removed), false)
+		if d := msg.v.Disk; d != nil {
+			m.setFlash("wipe "+d.Wipe+" of "+msg.node+"'s disk recorded: applied at its next boot", false)
+		} else {
+			m.setFlash(fmt.Sprintf("wiped the persisted paths of %s: %d entries removed", msg.node, msg.v.Removed), false)
+		}
 		if msg.node == m.persist.node {
 			m.persist.v, m.persist.err = msg.v, nil
 		}

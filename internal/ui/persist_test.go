@@ -72,3 +72,36 @@ func TestPersistView(t *testing.T) {
 		t.Errorf("esc from :persist went to view %d, want the detail", hs.m.view)
 	}
 }
+
+// TestPersistViewDisk: a node that keeps its persisted paths on its own
+// disk shows the partition, what the node said and its paths as held on
+// the node; W (confirmed) records a wipe the node applies at its next
+// boot, shown pending.
+func TestPersistViewDisk(t *testing.T) {
+	hs := newHarness(t, 10, 120, 30)
+	hs.be.persist = map[string]*apitype.PersistView{
+		"n01": {Node: "n01", Paths: []apitype.PersistPath{{Path: "/var/log", OnNode: true}},
+			Disk: &apitype.PersistDisk{Label: "NBUI-PERSIST", Missing: "boot", Reported: "disk NBUI-PERSIST on /dev/vda"}},
+	}
+	hs.press(":", "p", "e", "r", "s", "i", "s", "t", "<enter>")
+	scr := hs.screen()
+	for _, want := range []string{"PERSISTED PATHS  n01", "on the node's own disk: the partition labelled NBUI-PERSIST (missing: boot)",
+		"node says: disk NBUI-PERSIST on /dev/vda", "on the node"} {
+		if !strings.Contains(scr, want) {
+			t.Fatalf("no %q in :persist of a disk-backed node:\n%s", want, scr)
+		}
+	}
+	hs.press("W")
+	if hs.m.dialog == nil || !strings.Contains(hs.screen(), "At its next boot (reboot-clean it to apply now), n01 removes for good") {
+		t.Fatalf("no confirmation:\n%s", hs.screen())
+	}
+	hs.press("<wait>", "y")
+	if c := wipeCalls(hs); len(c) != 1 || c[0] != "WipePersist n01" {
+		t.Fatalf("wipe calls %v", c)
+	}
+	scr = hs.screen()
+	if !strings.Contains(scr, "wipe 00112233445566ff of n01's disk recorded: applied at its next boot") ||
+		!strings.Contains(scr, "wipe 00112233445566ff by tester: pending, applied at the node's next boot") {
+		t.Fatalf("after the wipe:\n%s", scr)
+	}
+}

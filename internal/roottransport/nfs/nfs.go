@@ -80,8 +80,8 @@ func (Transport) KernelArgs(b roottransport.Boot) ([]string, error) {
 			return nil, errors.New("nfs: persisted paths need the node's name")
 		}
 		for _, p := range b.Persist {
-			if !strings.HasPrefix(p, "/") || path.Clean(p) != p || p == "/" || strings.ContainsAny(p, ", \t\n:=\"'\\") {
-				return nil, fmt.Errorf("nfs: persist path %q: want an absolute, clean path", p)
+			if err := roottransport.CheckPersistPath(p); err != nil {
+				return nil, fmt.Errorf("nfs: %w", err)
 			}
 		}
 		pv := b.NFS.Server + ":" + NodeExportPath(b.NFS, b.Node) + ":" + Options(b.NFS)
