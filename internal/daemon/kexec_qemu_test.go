@@ -98,6 +98,11 @@ func TestRebootCleanKexecQEMU(t *testing.T) {
 	}
 	t.Logf("clean by kexec in %v; steps %v", time.Since(rstart).Round(100*time.Millisecond), steps)
 	t.Logf("serial port from the kexec on (last 600 lines):\n%s", lab.Tail(serial, 600))
+	// The old kernel went through its reboot path (devices shut down,
+	// then this line), and the new one printed from its first line on.
+	if !strings.Contains(serial, "kexec_core: Starting new kernel") || !strings.Contains(serial, "Linux version") {
+		t.Errorf("the serial log after the kexec lacks the old kernel's last line or the new one's first:\n%s", lab.Tail(serial, 60))
+	}
 	st, _ := d.NodeState(kexeclab.Node)
 	if got := stagesSince(st); len(got) == 0 || got[0] != bootstate.StageKexec || got[len(got)-1] != bootstate.StageBooted ||
 		!slices.Contains(got, bootstate.StageRootfs) {
