@@ -32,6 +32,27 @@ type workerSpec struct {
 	POST     time.Duration   `json:"post"`
 	Retries  int             `json:"retries"`
 	Timeout  time.Duration   `json:"timeout"`
+	// Heads (several heads, the heads bench): node First+i boots from
+	// Heads[(First+i)%len(Heads)], the others offered as DHCP would,
+	// instead of BaseURL; its agent tries a failed first check-in
+	// CheckinRetries more times.
+	Heads          []string `json:"heads,omitempty"`
+	First          int      `json:"first,omitempty"`
+	CheckinRetries int      `json:"checkin_retries,omitempty"`
+}
+
+// base returns node i's boot HTTP server and the other heads.
+func (s workerSpec) base(i int) (string, []string) {
+	if len(s.Heads) == 0 {
+		return s.BaseURL, nil
+	}
+	k := len(s.Heads)
+	first := (s.First + i) % k
+	var others []string
+	for j := 1; j < k; j++ {
+		others = append(others, s.Heads[(first+j)%k])
+	}
+	return s.Heads[first], others
 }
 
 // nodeResult is what a worker reports for each node.
@@ -69,9 +90,10 @@ func RunWorker(in io.Reader, out io.Writer) error {
 		wg.Wait()
 	}()
 	for i, s := range spec.Nodes {
-		n, err := simnode.Start(simnode.Options{MAC: s.MAC, Password: "storm", BaseURL: spec.BaseURL, TFTPAddr: spec.TFTPAddr,
+		base, others := spec.base(i)
+		n, err := simnode.Start(simnode.Options{MAC: s.MAC, Password: "storm", BaseURL: base, OtherHeads: others, TFTPAddr: spec.TFTPAddr,
 			Loader: s.Loader, UEFI: s.UEFI, SourceIP: s.IP, PXEFirst: true, CheckinEvery: -1,
-			POST: spec.POST, Retries: spec.Retries})
+			POST: spec.POST, Retries: spec.Retries, CheckinRetries: spec.CheckinRetries})
 		if err != nil {
 			return fmt.Errorf("storm worker: node %s: %w", s.Name, err)
 		}
@@ -142,6 +164,12 @@ func startWorker(ctx context.Context, spec workerSpec) (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	return startWorkerOf(ctx, exe, spec)
+}
+
+// startWorkerOf is startWorker running the program exe.
+func startWorkerOf(ctx context.Context, exe string, spec workerSpec) (*worker, error) {
+	var err error
 	cmd := exec.CommandContext(ctx, exe, "bench", "storm-worker")
 	cmd.Env = append(os.Environ(), WorkerEnv+"=1")
 	cmd.Stderr = os.Stderr

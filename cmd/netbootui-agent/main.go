@@ -50,7 +50,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	logf("polling %s as %s (boot %s)", cfg.URL, cfg.Node, cfg.BootID)
+	logf("polling %s as %s (boot %s; other heads: %d)", cfg.URL, cfg.Node, cfg.BootID, len(cfg.Heads))
 	a.Run(ctx)
 }
 

@@ -28,7 +28,8 @@ func benchCmd() *cobra.Command {
 			}
 			return storm.RunWorker(os.Stdin, os.Stdout)
 		}}
-	return newGroup("bench", "benches on simulated nodes", stormCmd, worker)
+	heads := newVerb("heads", "the same boot storm served by one head, then by three serve --cluster heads: the ratio", exactArgs(0), headsVerb)
+	return newGroup("bench", "benches on simulated nodes", stormCmd, heads, worker)
 }
 
 func stormVerb(fs *pflag.FlagSet) runner {

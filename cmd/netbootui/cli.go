@@ -128,7 +128,7 @@ SELECTION is a hostlist (n[01-08],gpu1) or @group; it is never empty.`,
 			root.AddCommand(c)
 		}
 	}
-	add("daemon", serveCmd(), validateCmd(), dhcpConfigCmd(), nfsExportsCmd(), nbdConfigCmd(), restoreCmd(), versionCmd())
+	add("daemon", serveCmd(), validateCmd(), dhcpConfigCmd(), nfsExportsCmd(), nbdConfigCmd(), restoreCmd(), clusterCmd(), versionCmd())
 	add("client", statusCmd(), nodeCmd(), groupCmd(), bootCmd(), eventsCmd(), imageCmd(), reloadCmd(), powerCmd(),
 		rebootCleanCmd(), auditCmd(), consoleCmd(), stageCmd(), backupCmd(), persistCmd())
 	add("sim", demoCmd(), benchCmd())

@@ -50,9 +50,9 @@ func TestServeClusterRolloutKill(t *testing.T) {
 	}
 	inv, _ := os.ReadFile(writeSimInventory(t, dir, "groups:\n  g:\n    image: compute\n", "k", "6c", n, bmcPorts))
 	sec, _ := os.ReadFile(filepath.Join(dir, "secrets.yaml"))
-	sc := startServeClusterWith(t, inv, sec, func(i int) []string {
+	sc := startServeClusterWith(t, inv, sec, clusterOptions{perHead: func(i int) []string {
 		return []string{"--http-listen", fmt.Sprintf("127.0.0.1:%d", httpPorts[i])}
-	})
+	}})
 	clients := make([]*apiclient.Client, 3)
 	for i, p := range sc.procs {
 		clients[i] = apiclient.New(p.socket)

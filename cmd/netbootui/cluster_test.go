@@ -68,18 +68,31 @@ type serveCluster struct {
 // end, but for the killed ones.
 func startServeCluster(t *testing.T, inventory, secrets []byte) *serveCluster {
 	t.Helper()
-	return startServeClusterWith(t, inventory, secrets, nil)
+	return startServeClusterWith(t, inventory, secrets, clusterOptions{})
 }
 
-// startServeClusterWith is startServeCluster with extra flags for head i
-// (perHead may be nil).
-func startServeClusterWith(t *testing.T, inventory, secrets []byte, perHead func(i int) []string) *serveCluster {
+// clusterOptions tune startServeClusterWith.
+type clusterOptions struct {
+	// perHead gives head i extra flags.
+	perHead func(i int) []string
+	// tls is the cluster's certificates (`cluster certs`): https URLs,
+	// --cluster-tls, and each head's generation server on imagesPorts[i].
+	tls         string
+	imagesPorts []int
+}
+
+// startServeClusterWith is startServeCluster with options.
+func startServeClusterWith(t *testing.T, inventory, secrets []byte, o clusterOptions) *serveCluster {
 	t.Helper()
 	dir := t.TempDir()
 	ports := freePorts(t, 6)
+	scheme := "http"
+	if o.tls != "" {
+		scheme = "https"
+	}
 	var initial []string
 	for i := range 3 {
-		initial = append(initial, fmt.Sprintf("h%d=http://127.0.0.1:%d", i+1, ports[2*i]))
+		initial = append(initial, fmt.Sprintf("h%d=%s://127.0.0.1:%d", i+1, scheme, ports[2*i]))
 	}
 	sc := &serveCluster{procs: make([]*serveProc, 3), invs: make([]string, 3), sts: make([]apitype.Status, 3), killed: make([]bool, 3)}
 	var wg sync.WaitGroup
@@ -95,9 +108,12 @@ func startServeClusterWith(t *testing.T, inventory, secrets []byte, perHead func
 		go func() {
 			defer wg.Done()
 			args := []string{"--cluster", strings.Join(initial, ","), "--cluster-name", fmt.Sprintf("h%d", i+1),
-				"--cluster-client-url", fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1])}
-			if perHead != nil {
-				args = append(args, perHead(i)...)
+				"--cluster-client-url", fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[2*i+1])}
+			if o.tls != "" {
+				args = append(args, "--cluster-tls", o.tls, "--cluster-images-listen", fmt.Sprintf("127.0.0.1:%d", o.imagesPorts[i]))
+			}
+			if o.perHead != nil {
+				args = append(args, o.perHead(i)...)
 			}
 			sc.procs[i], sc.sts[i] = startServeWith(t, sc.invs[i], filepath.Join(hdir, "data"), args...)
 		}()

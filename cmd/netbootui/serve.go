@@ -100,6 +100,7 @@ func serve(ctx context.Context, cfg daemon.Config, o serveOptions) error {
 	if cfg.State, err = o.cluster.open(cfg.DataDir); err != nil {
 		return err
 	}
+	cfg.Peer = o.cluster.peer()
 	d, err := daemon.New(cfg)
 	if err != nil {
 		var list inventory.ErrorList

@@ -52,7 +52,7 @@ type imageSync struct {
 }
 
 func newImageSync(d *Daemon, c state.Cluster) *imageSync {
-	return &imageSync{d: d, c: c, client: &http.Client{Timeout: 30 * time.Minute},
+	return &imageSync{d: d, c: c, client: d.peerClient(),
 		synced: map[string]string{}, failed: map[string]string{}}
 }
 
@@ -161,7 +161,7 @@ func (s *imageSync) update(change func(*sharedImages) bool) (*sharedImages, erro
 // announce adds this head's generations and its current pointers' changes
 // to doc.
 func (s *imageSync) announce(doc *sharedImages) bool {
-	head, base := s.c.Head(), s.d.BootURL()
+	head, base := s.c.Head(), s.d.peerBase()
 	changed := false
 	imgs, _ := s.d.images.Images()
 	for _, img := range imgs {
@@ -220,6 +220,8 @@ func (s *imageSync) fetch(ctx context.Context, g *sharedGen) error {
 func (s *imageSync) fetchFrom(ctx context.Context, base string, m *image.Manifest) error {
 	if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return fmt.Errorf("bad head URL %q", base)
+	} else if s.d.peer != nil && u.Scheme != "https" {
+		return fmt.Errorf("head URL %q is not https: that head runs without the cluster's TLS", base)
 	}
 	var bodies []io.Closer
 	defer func() {

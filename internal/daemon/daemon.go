@@ -98,7 +98,10 @@ type Config struct {
 	ProxyDHCP ProxyDHCPOptions
 	// State is the durable state; nil opens the single-head store in
 	// DataDir (internal/state/local). The daemon closes it.
-	State  state.Store
+	State state.Store
+	// Peer is how the heads of a cluster fetch generations from each
+	// other (PeerOptions; zero: from the boot HTTP server).
+	Peer   PeerOptions
 	Logger *slog.Logger
 }
 
@@ -115,6 +118,7 @@ type Daemon struct {
 	tracker  *bootstate.Tracker // every node's boot
 	images   *image.Store       // the generation store
 	boot     *pxe.Boot          // boot answers, shared by TFTP and HTTP
+	peer     *peerService       // the generation server for the other heads (cluster TLS; clusterpeer.go)
 	registry *prometheus.Registry
 	audit    state.Audit
 	power    *power.Service
@@ -256,6 +260,13 @@ func New(cfg Config) (_ *Daemon, err error) {
 		cfg.Logger.Debug("http limits", "max_conns", limits.MaxConns, "header_timeout", limits.ReadHeaderTimeout,
 			"read_timeout", limits.ReadTimeout, "idle_timeout", limits.IdleTimeout, "write_timeout", limits.WriteTimeout)
 		d.servers.Add("http", d.http)
+	}
+	if d.cluster != nil && cfg.Peer.TLS != nil {
+		if cfg.Peer.Listen == "" {
+			return nil, errors.New("daemon: the cluster's TLS needs an address to serve generations to the other heads at (--cluster-images-listen)")
+		}
+		d.peer = &peerService{d: d, opts: cfg.Peer}
+		d.servers.Add("cluster generations", d.peer)
 	}
 	if cfg.TFTPListen != "" {
 		d.tftp = pxe.NewTFTPServer(d.boot, func(client netip.AddrPort, name string, reason error) {

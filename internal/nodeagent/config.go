@@ -18,6 +18,7 @@ var cmdlineKeys = map[string]string{
 	"netbootui.node":       "NETBOOTUI_NODE",
 	"netbootui.token":      "NETBOOTUI_TOKEN",
 	"netbootui.gen":        "NETBOOTUI_GEN",
+	"netbootui.heads":      "NETBOOTUI_HEADS",
 	agentproto.KeyAgentKey: "NETBOOTUI_AGENT_KEY",
 }
 
@@ -48,6 +49,11 @@ func LoadConfig(envFile, cmdlineFile, bootIDFile string) (Config, error) {
 	}
 	var cfg Config
 	cfg.URL, cfg.Node, cfg.Token, cfg.Generation = vals["NETBOOTUI_URL"], vals["NETBOOTUI_NODE"], vals["NETBOOTUI_TOKEN"], vals["NETBOOTUI_GEN"]
+	for _, h := range strings.Split(vals["NETBOOTUI_HEADS"], ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			cfg.Heads = append(cfg.Heads, h)
+		}
+	}
 	if s := vals["NETBOOTUI_AGENT_KEY"]; s != "" {
 		if cfg.Key, err = agentproto.DecodePublicKey(s); err != nil {
 			return cfg, err

@@ -22,7 +22,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/netbootui/netbootui/internal/agentproto"
@@ -38,7 +40,11 @@ type Loader interface {
 
 // Config is what the agent knows about itself and its daemon.
 type Config struct {
-	URL        string // the daemon's base URL (netbootui.url)
+	URL string // the daemon's base URL (netbootui.url)
+	// Heads are the other heads' base URLs (netbootui.heads, several
+	// heads): when the head the agent polls does not answer, it polls the
+	// next, and stays with the one that answers.
+	Heads      []string
 	Node       string
 	Token      string
 	Generation string // the generation this boot runs
@@ -61,7 +67,9 @@ type Config struct {
 
 // Agent polls the daemon and carries out its instructions.
 type Agent struct {
-	cfg Config
+	cfg   Config
+	bases []string     // cfg.URL, then cfg.Heads
+	cur   atomic.Int32 // the index in bases of the head that answered last
 }
 
 // New returns an agent for cfg, its defaults filled.
@@ -90,8 +98,17 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.BeforeExec == nil {
 		cfg.BeforeExec = syncDisks
 	}
-	return &Agent{cfg: cfg}, nil
+	a := &Agent{cfg: cfg, bases: []string{cfg.URL}}
+	for _, h := range cfg.Heads {
+		if h = strings.TrimRight(h, "/"); h != "" && !slices.Contains(a.bases, h) {
+			a.bases = append(a.bases, h)
+		}
+	}
+	return a, nil
 }
+
+// Head is the base URL of the head the agent polls now.
+func (a *Agent) Head() string { return a.bases[a.cur.Load()] }
 
 // Run polls until ctx ends: at once after an answer, with a doubling delay
 // (2 s to 60 s) after a failure.
@@ -285,8 +302,32 @@ func (a *Agent) report(ctx context.Context, p agentproto.Poll, result, reason st
 	}
 }
 
+// post sends form to path on the head that answered last, else on each
+// of the others in turn (a head that does not answer at all is dead or cut
+// off; one that answers with an error status is not passed over).
 func (a *Agent) post(ctx context.Context, path string, form url.Values) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.cfg.URL+path, strings.NewReader(form.Encode()))
+	start := int(a.cur.Load())
+	var errs []error
+	for i := range a.bases {
+		k := (start + i) % len(a.bases)
+		resp, err := a.postTo(ctx, a.bases[k], path, form)
+		if err == nil {
+			if k != start {
+				a.cur.Store(int32(k))
+				a.cfg.Logf("head %s does not answer: now on head %s", a.bases[start], a.bases[k])
+			}
+			return resp, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+func (a *Agent) postTo(ctx context.Context, base, path string, form url.Values) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, err
 	}

@@ -122,10 +122,10 @@ func (d *daemonSide) last(kind bootstate.Kind) (bootstate.Event, bool) {
 	return bootstate.Event{}, false
 }
 
-func (d *daemonSide) agent(t *testing.T, url string, l Loader) *Agent {
+func (d *daemonSide) agent(t *testing.T, url string, l Loader, heads ...string) *Agent {
 	t.Helper()
 	key, _ := agentproto.DecodePublicKey(d.tok.AgentKey())
-	a, err := New(Config{URL: url, Node: "n1", Token: d.tok.Token("n1"), Generation: "g0", BootID: "boot-1", Key: key,
+	a, err := New(Config{URL: url, Heads: heads, Node: "n1", Token: d.tok.Token("n1"), Generation: "g0", BootID: "boot-1", Key: key,
 		Loader: l, Dir: t.TempDir(), Logf: t.Logf, BeforeExec: func() {}})
 	if err != nil {
 		t.Fatal(err)
@@ -170,6 +170,32 @@ func TestKexecThroughTheDaemon(t *testing.T) {
 	}
 	if ev, ok := d.last(bootstate.KindInfo); !ok || !strings.Contains(ev.Message, "verified and loaded") {
 		t.Errorf("no loaded report: %+v", ev)
+	}
+}
+
+// TestAgentNextHead: several heads (the same token key, as a cluster's
+// heads share it). The agent's first head is dead: its poll reaches the
+// next head of netbootui.heads, whose kexec instruction it carries out.
+// Then that head dies too and the agent's next poll goes to the third,
+// which it stays with.
+func TestAgentNextHead(t *testing.T) {
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	d2, d3 := newDaemonSide(t), newDaemonSide(t)
+	l := &fakeLoader{}
+	a := d2.agent(t, dead.URL, l, d2.srv.URL+"/", d3.srv.URL)
+	pollWithKexec(t, d2, a)
+	if loads, execs := l.counts(); loads != 1 || execs != 1 || a.Head() != d2.srv.URL {
+		t.Fatalf("through the second head: loads %d execs %d, on %s", loads, execs, a.Head())
+	}
+	d2.srv.CloseClientConnections()
+	d2.srv.Close()
+	pollWithKexec(t, d3, a)
+	if loads, _ := l.counts(); loads != 2 || a.Head() != d3.srv.URL {
+		t.Fatalf("through the third head: loads %d, on %s", loads, a.Head())
+	}
+	if ev, ok := d3.last(bootstate.KindInfo); !ok || !strings.Contains(ev.Message, "verified and loaded") {
+		t.Errorf("the third head heard no report: %+v", ev)
 	}
 }
 
@@ -297,7 +323,7 @@ func TestLoadConfig(t *testing.T) {
 	env := filepath.Join(dir, "env")
 	os.WriteFile(env, []byte("NETBOOTUI_NODE='n1'\nNETBOOTUI_TOKEN='t'\\''x'\nNETBOOTUI_URL='http://10.0.2.2:8080'\nNETBOOTUI_GEN='g1'\nNETBOOTUI_AGENT_KEY='ignored'\nOTHER=1\n"), 0o600)
 	cmdline := filepath.Join(dir, "cmdline")
-	os.WriteFile(cmdline, []byte("root=live:x netbootui.node=cmdnode netbootui.gen=g9 netbootui.agent_key="+key+" quiet\n"), 0o644)
+	os.WriteFile(cmdline, []byte("root=live:x netbootui.node=cmdnode netbootui.gen=g9 netbootui.agent_key="+key+" netbootui.heads=http://h2:80,,http://h3:80 quiet\n"), 0o644)
 	bootID := filepath.Join(dir, "boot_id")
 	os.WriteFile(bootID, []byte("0b8c4a8e-1f0d-4c55-9d8e-7f3b7f0e9a11\n"), 0o644)
 	cfg, err := LoadConfig(env, cmdline, bootID)
@@ -310,7 +336,7 @@ func TestLoadConfig(t *testing.T) {
 	}
 	// Without the env file (dracut), all from the command line.
 	cfg, err = LoadConfig(filepath.Join(dir, "missing"), cmdline, bootID)
-	if err != nil || cfg.Node != "cmdnode" || cfg.Generation != "g9" {
+	if err != nil || cfg.Node != "cmdnode" || cfg.Generation != "g9" || strings.Join(cfg.Heads, " ") != "http://h2:80 http://h3:80" {
 		t.Errorf("config %+v, %v", cfg, err)
 	}
 	os.WriteFile(cmdline, []byte("netbootui.agent_key=short"), 0o644)

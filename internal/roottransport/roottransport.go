@@ -274,7 +274,7 @@ func Params() []Param {
 		{KeyNoCloud, ReadByInit, true, "when the node has user_data or vendor_data: its NoCloud seed URL (with its token), fetched by the init for cloud-init"},
 		{KeyAgentKey, ReadByNodeAgent, false, "the daemon's ed25519 public key (base64url) the node agent checks instructions with; rendered by the daemon, absent from previews"},
 		{KeyPersistNFS, ReadByInit, true, "nfs, with netbootui.persist: SERVER:PATH:OPTIONS of the node's own read-write directory, made by the head"},
-		{KeyHeads, ReadByInit | ReadByAgent, true, "several heads: the other live heads' base URLs, comma-separated; the init fetches the root and the agent checks in at the same path on each in turn when netbootui.url's head fails"},
+		{KeyHeads, ReadByInit | ReadByAgent | ReadByNodeAgent, true, "several heads: the other live heads' base URLs, comma-separated; the init fetches the root, the check-in agent checks in and the node agent polls at the same path on each in turn when netbootui.url's head fails"},
 	}
 }
 

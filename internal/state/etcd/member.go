@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
@@ -9,10 +10,13 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/netbootui/netbootui/internal/clustercert"
 )
 
 // MemberConfig is one head's embedded etcd member.
@@ -43,6 +47,11 @@ type MemberConfig struct {
 	// StartTimeout bounds the wait for the member to join its cluster
 	// (default 60 s).
 	StartTimeout time.Duration
+	// TLS, when set, is the cluster's trust (internal/clustercert): the
+	// member serves its peer and client URLs (https) with the head's
+	// certificate and takes only peers and clients that present a
+	// certificate of the cluster's CA (mutual TLS both ways).
+	TLS *clustercert.Bundle
 }
 
 // MaxTxnOps is how many operations one transaction of an embedded member
@@ -76,11 +85,11 @@ func StartMember(mc MemberConfig) (*Member, error) {
 	if mc.StartTimeout <= 0 {
 		mc.StartTimeout = 60 * time.Second
 	}
-	peer, err := parseURL("peer", mc.PeerURL)
+	peer, err := parseURL("peer", mc.PeerURL, mc.TLS != nil)
 	if err != nil {
 		return nil, err
 	}
-	client, err := parseURL("client", mc.ClientURL)
+	client, err := parseURL("client", mc.ClientURL, mc.TLS != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -101,6 +110,10 @@ func StartMember(mc MemberConfig) (*Member, error) {
 	}
 	if mc.Election > 0 {
 		cfg.ElectionMs = uint(mc.Election / time.Millisecond)
+	}
+	if b := mc.TLS; b != nil {
+		info := transport.TLSInfo{CertFile: b.CertFile, KeyFile: b.KeyFile, TrustedCAFile: b.CAFile, ClientCertAuth: true}
+		cfg.PeerTLSInfo, cfg.ClientTLSInfo = info, info
 	}
 	cfg.MaxTxnOps, cfg.MaxRequestBytes = MaxTxnOps, maxRequestBytes
 	// Keep a bounded history of revisions: an hour's worth is compacted away.
@@ -125,10 +138,16 @@ func StartMember(mc MemberConfig) (*Member, error) {
 	return &Member{e: e, cfg: mc}, nil
 }
 
-func parseURL(what, s string) (*url.URL, error) {
+// parseURL checks a member's URL: https with the cluster's TLS, http
+// without.
+func parseURL(what, s string, secure bool) (*url.URL, error) {
+	scheme := "http"
+	if secure {
+		scheme = "https"
+	}
 	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("etcd: bad %s URL %q (want http://host:port)", what, s)
+	if err != nil || u.Scheme != scheme || u.Host == "" {
+		return nil, fmt.Errorf("etcd: bad %s URL %q (want %s://host:port)", what, s, scheme)
 	}
 	return u, nil
 }
@@ -148,7 +167,7 @@ func (f *shutdownFilter) With(fields []zapcore.Field) zapcore.Core {
 }
 
 func (f *shutdownFilter) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
-	for _, s := range []string{"server closed", "closed network connection", "stopped", "failed to reach the peer", "lost TCP streaming", "failed to dial", "prober detected unhealthy", "failed to publish", "setting up serving"} {
+	for _, s := range []string{"server closed", "closed network connection", "stopped", "failed to reach the peer", "lost TCP streaming", "failed to dial", "prober detected unhealthy", "failed to publish", "setting up serving", "failed to update storage version"} {
 		if strings.Contains(e.Message, s) {
 			return ce
 		}
@@ -185,7 +204,14 @@ func (m *Member) Close() error {
 // NewClient returns an etcd client of endpoints (client URLs), with the
 // dial and keep-alive settings a head uses.
 func NewClient(endpoints []string) (*clientv3.Client, error) {
+	return NewClientTLS(endpoints, nil)
+}
+
+// NewClientTLS is NewClient over TLS (tc: a clustercert.Bundle's Client,
+// which presents the head's certificate; nil: plain).
+func NewClientTLS(endpoints []string, tc *tls.Config) (*clientv3.Client, error) {
 	return clientv3.New(clientv3.Config{
+		TLS:                  tc,
 		Endpoints:            endpoints,
 		DialTimeout:          5 * time.Second,
 		DialKeepAliveTime:    2 * time.Second,
@@ -205,6 +231,9 @@ type HeadConfig struct {
 	Endpoints []string
 	// Store tunes the store (its Head defaults to the member's name).
 	Store Options
+	// TLS is the client side of the cluster's trust (for Endpoints; a
+	// member's own is Member.TLS).
+	TLS *clustercert.Bundle
 }
 
 // OpenHead starts the head's member (when it has one), connects to it or
@@ -229,7 +258,15 @@ func OpenHead(hc HeadConfig) (*Store, error) {
 	if len(endpoints) == 0 {
 		return nil, errors.New("etcd: a head needs a member of its own or etcd endpoints")
 	}
-	c, err := NewClient(endpoints)
+	b := hc.TLS
+	if hc.Member.TLS != nil {
+		b = hc.Member.TLS
+	}
+	var tc *tls.Config
+	if b != nil {
+		tc = b.Client
+	}
+	c, err := NewClientTLS(endpoints, tc)
 	if err == nil {
 		var s *Store
 		if s, err = Open(c, hc.Store); err == nil {

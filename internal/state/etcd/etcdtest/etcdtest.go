@@ -74,27 +74,32 @@ func Cluster(t testing.TB, n int) []*etcd.Member {
 	if n < 1 || n > 3 {
 		t.Fatalf("etcdtest: %d members (1 to 3)", n)
 	}
-	cfgs := Configs(t, n, t.TempDir())
-	members := make([]*etcd.Member, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range cfgs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			members[i], errs[i] = etcd.StartMember(cfgs[i])
-		}()
-	}
-	wg.Wait()
-	for i, m := range members {
-		if m != nil {
-			t.Cleanup(func() { m.Close() })
-		}
-		if errs[i] != nil {
-			t.Fatal(errs[i])
+	members, errs := StartAll(t, Configs(t, n, t.TempDir()))
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 	return members
+}
+
+// StartAll starts the members of cfgs at once (a member waits for a
+// majority of its cluster) and stops those that started when the test
+// ends; errs[i] is why member i did not.
+func StartAll(t testing.TB, cfgs []etcd.MemberConfig) (members []*etcd.Member, errs []error) {
+	t.Helper()
+	members, errs = make([]*etcd.Member, len(cfgs)), make([]error, len(cfgs))
+	var wg sync.WaitGroup
+	for i := range cfgs {
+		wg.Go(func() { members[i], errs[i] = etcd.StartMember(cfgs[i]) })
+	}
+	wg.Wait()
+	for _, m := range members {
+		if m != nil {
+			t.Cleanup(func() { m.Close() })
+		}
+	}
+	return members, errs
 }
 
 // Client returns a client of the members at urls, closed when the test
