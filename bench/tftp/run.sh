@@ -39,18 +39,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-head -c $((SIZE_MIB << 20)) /dev/urandom >"$serve/big.bin"
-chmod 644 "$serve"/*
-big_sum=$(sha256sum <"$serve/big.bin" | cut -d' ' -f1)
+# shellcheck source=bench/tftp/common.sh
+. "$repo/bench/tftp/common.sh"
+prepare
 
-echo "building ourserver..." >&2
-(cd "$repo" && go build -o "$work/ourserver" ./bench/tftp/ourserver)
-commit=$(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
-
-# A free UDP port for each server (no fixed ports: other tests run here).
-free_port() {
-	python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 PEER_PORT=$(free_port)
 in.tftpd --foreground --address "127.0.0.1:$PEER_PORT" --secure --user nobody --blocksize 65464 "$serve" &
 pids+=($!)
@@ -92,20 +84,6 @@ cg_make ours "${pids[1]}"
 
 now() { date +%s.%N; }
 port_of() { if [ "$1" = peer ]; then echo "$PEER_PORT"; else echo "$OUR_PORT"; fi; }
-
-# get CLIENT PORT OUT: one fetch of big.bin, bounded in time. CLIENT is
-# curl512, curl1468, tftp (tftp-hpa's client: RFC 1350, 512-byte blocks,
-# no options), atftp1468, or atftpwN (atftp, blksize 1468, windowsize N).
-get() {
-	case $1 in
-	curl*) timeout 120 curl -sS --max-time 120 --tftp-blksize "${1#curl}" -o "$3" "tftp://127.0.0.1:$2/big.bin" ;;
-	tftp) timeout 120 tftp 127.0.0.1 "$2" -m binary -c get big.bin "$3" >/dev/null ;;
-	atftp1468) timeout 120 atftp --option "blksize 1468" -g -r big.bin -l "$3" 127.0.0.1 "$2" >/dev/null 2>&1 ;;
-	atftpw*) timeout 120 atftp --option "blksize 1468" --option "windowsize ${1#atftpw}" -g -r big.bin -l "$3" 127.0.0.1 "$2" >/dev/null 2>&1 ;;
-	*) return 1 ;;
-	esac
-}
-export -f get
 
 # bad FILE...: how many files are not the served file.
 bad() {

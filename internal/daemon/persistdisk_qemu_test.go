@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/netbootui/netbootui/internal/apitype"
+	"github.com/netbootui/netbootui/internal/bootstate"
 	. "github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/image/liveinit"
@@ -59,8 +60,10 @@ func debugfsCat(t *testing.T, img, file string) (string, bool) {
 // through its BMC) while one written under /root is gone with the RAM
 // overlay; an admin's wipe is applied at the next boot and clears it; the
 // same node booted without its disk fails at stage persist, naming the
-// label, instead of hanging or silently keeping the paths in RAM; with the
-// group's format: true it makes the filesystem on a blank disk and uses it.
+// label, instead of hanging or silently keeping the paths in RAM (with the
+// group's missing: boot it boots without them and says so in its
+// check-ins); with format: true it makes the filesystem on a blank disk and
+// uses it.
 func TestQEMUPersistDisk(t *testing.T) {
 	t.Parallel()
 	lab.RequireTools(t, "qemu-system-x86_64", "mkfs.ext4", "debugfs")
@@ -174,6 +177,17 @@ func TestQEMUPersistDisk(t *testing.T) {
 	st := waitFailed(t, d, vm, "q-d", "stage persist", "no partition labelled NBUI-PERSIST")
 	t.Logf("q-d without its disk: %s", st.Error)
 
+	// With missing: boot it boots without persistence and says so in its
+	// check-ins (the timeline), instead of failing.
+	vm.Stop()
+	reload("{missing: boot}")
+	since := time.Now()
+	vm = start()
+	checkinSince(t, d, vm, "q-d", "persist: none: no partition labelled NBUI-PERSIST", since, 4*time.Minute)
+	if st, _ := d.NodeState("q-d"); st.Stage != bootstate.StageBooted {
+		t.Errorf("q-d with missing: boot and no disk is %s, want booted", st.Stage)
+	}
+
 	// With format: true (opt-in), a new blank disk is given the label and
 	// used.
 	vm.Stop()
@@ -185,7 +199,7 @@ func TestQEMUPersistDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	reload("{format: true}")
-	since := time.Now()
+	since = time.Now()
 	vm = start("-drive", "file="+blank+",if=virtio,format=raw")
 	checkinSince(t, d, vm, "q-d", "probe=absent,absent; persist: disk NBUI-PERSIST on /dev/vda (formatted at this boot)", since, 4*time.Minute)
 	if out, err := exec.Command("debugfs", "-R", "stats", blank).CombinedOutput(); err != nil || !strings.Contains(string(out), "Filesystem volume name:   NBUI-PERSIST") {

@@ -48,7 +48,10 @@ func TestShedAtTransferLimit(t *testing.T) {
 // without the client asking again; its repeated requests keep its one
 // place; a request over MaxQueued is not answered and counted as shed.
 func TestQueueAtTransferLimit(t *testing.T) {
-	ts := startServer(t, "", func(s *Server) { s.MaxTransfers = 1; s.MaxQueued = 1 })
+	// Timeout 10s: the queued request, asked well within it before the
+	// slot frees (also on a loaded machine), starts without its client
+	// asking again.
+	ts := startServer(t, "", func(s *Server) { s.MaxTransfers = 1; s.MaxQueued = 1; s.Timeout = 10 * time.Second })
 	// Hold the only slot: a client that takes the first block and stays
 	// silent until it closes its port.
 	release := holdSlot(t, ts.addr)
@@ -71,8 +74,7 @@ func TestQueueAtTransferLimit(t *testing.T) {
 	if ts.Shed() != 1 {
 		t.Fatalf("shed %d, want 1 (the request over the full queue)", ts.Shed())
 	}
-	// The slot frees at the server's next resend (0.5s or 1.5s after the
-	// start): well within the 3s the client waits.
+	// The slot frees at once, within the 3s the client waits.
 	release()
 	f := <-got
 	if f.err != nil || string(f.res.Data) != "hello a" || f.res.Error != nil {
@@ -91,7 +93,9 @@ func TestQueueAtTransferLimit(t *testing.T) {
 // started over) keeps its place in the queue; the transfer goes to the new
 // port, not the old one.
 func TestQueuedRequestKeepsItsPlace(t *testing.T) {
-	ts := startServer(t, "", func(s *Server) { s.MaxTransfers = 1 })
+	// Timeout 10s: the request, asked well within it before the slot
+	// frees, starts without its client asking again.
+	ts := startServer(t, "", func(s *Server) { s.MaxTransfers = 1; s.Timeout = 10 * time.Second })
 	release := holdSlot(t, ts.addr)
 	var ports []*net.UDPConn
 	for range 2 {
@@ -110,10 +114,11 @@ func TestQueuedRequestKeepsItsPlace(t *testing.T) {
 	release()
 	buf := make([]byte, 600)
 	ports[1].SetReadDeadline(time.Now().Add(5 * time.Second))
-	n, _, err := ports[1].ReadFromUDP(buf)
+	n, from, err := ports[1].ReadFromUDP(buf)
 	if err != nil || n < 4 || buf[1] != opDATA || string(buf[4:n]) != "hello a" {
 		t.Fatalf("the new port got %q, %v; want DATA \"hello a\"", buf[:max(n, 0)], err)
 	}
+	ports[1].WriteToUDP([]byte{0, opACK, 0, 1}, from) // the transfer ends now, not at a resend
 	ports[0].SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	if n, _, err := ports[0].ReadFromUDP(buf); err == nil {
 		t.Fatalf("the old port got %q", buf[:n])
@@ -148,19 +153,55 @@ func TestQueuedRequestGivenUp(t *testing.T) {
 	}
 }
 
+// TestQueuedSilentRequestWaitsForRetry: a queued request whose client has
+// been silent for longer than Timeout when its turn comes is not opened
+// (its client may have given up or moved on to another name); it starts as
+// soon as its client asks again, ahead of a request queued after it.
+func TestQueuedSilentRequestWaitsForRetry(t *testing.T) {
+	ts := startServer(t, "", func(s *Server) { s.MaxTransfers = 1; s.Timeout = 100 * time.Millisecond; s.Retries = 20 })
+	release := holdSlot(t, ts.addr) // the Handler's first open
+	silent := askFrom(t, ts.addr, "a.txt")
+	lab.Eventually(t, "the request queued", 2*time.Second, func() bool { return ts.Queued() == 1 })
+	time.Sleep(300 * time.Millisecond) // its client silent for more than Timeout
+	release()
+	// The slot is free and the request is still waiting: not opened.
+	lab.Eventually(t, "the slot freed", 5*time.Second, func() bool { return ts.Active() == 0 })
+	if q, o := ts.Queued(), ts.h.opened.Load(); q != 1 || o != 1 {
+		t.Fatalf("queued %d, Handler opens %d (want 1: the held slot's): the silent request was started", q, o)
+	}
+	// It asks again: served at once.
+	ua, _ := net.ResolveUDPAddr("udp", ts.addr)
+	if _, err := silent.WriteToUDP(tftptest.Request(opRRQ, "a.txt", "octet"), ua); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 600)
+	silent.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _, err := silent.ReadFromUDP(buf)
+	if err != nil || n < 4 || buf[1] != opDATA || string(buf[4:n]) != "hello a" {
+		t.Fatalf("after asking again: %q, %v; want DATA \"hello a\"", buf[:max(n, 0)], err)
+	}
+	if o := ts.h.opened.Load(); o != 2 {
+		t.Fatalf("Handler opens %d, want 2", o)
+	}
+}
+
 // holdSlot takes a transfer of the server at addr: a client that reads the
-// first block and stays silent, its port open until release is called (a
-// closed port ends the transfer at the server's next resend) or the test
-// ends.
+// first block and stays silent, its port open until release is called or
+// the test ends (a closed port ends the transfer at the server's next
+// resend). release ends the transfer at once: the client sends an ERROR.
 func holdSlot(t *testing.T, addr string) (release func()) {
 	t.Helper()
 	c := askFrom(t, addr, "virtual/known")
 	c.SetReadDeadline(time.Now().Add(2 * time.Second))
 	buf := make([]byte, 600)
-	if n, _, err := c.ReadFromUDP(buf); err != nil || n < 4 || buf[1] != opDATA {
-		t.Fatalf("holding a slot: reply %q, %v; want DATA", buf[:n], err)
+	n, from, err := c.ReadFromUDP(buf)
+	if err != nil || n < 4 || buf[1] != opDATA {
+		t.Fatalf("holding a slot: reply %q, %v; want DATA", buf[:max(n, 0)], err)
 	}
-	return func() { c.Close() }
+	return func() {
+		c.WriteToUDP(errorPacket(errUndefined, "released"), from)
+		c.Close()
+	}
 }
 
 // TestPerClientCap: one client address sending 6,000 read requests from
@@ -253,7 +294,8 @@ func Test5000ConcurrentRequestsNoError(t *testing.T) {
 		src := netip.AddrFrom4([4]byte{127, 3, byte(i / 200), byte(i%200 + 1)})
 		wg.Go(func() {
 			<-release
-			res, err := tftptest.Fetch(src, ts.addr, "a.txt", time.Second, 20, "blksize", "1468", "tsize", "0")
+			// 60 retries of 1s: patient enough for a loaded CI machine under -race.
+			res, err := tftptest.Fetch(src, ts.addr, "a.txt", time.Second, 60, "blksize", "1468", "tsize", "0")
 			if res.Error != nil {
 				gotError.Add(1)
 			}

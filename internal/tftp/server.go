@@ -86,8 +86,9 @@ type Transfer struct {
 // one recv and one send per block, no goroutine wake-up.
 //
 // Overload is never answered with an ERROR: a request over MaxTransfers
-// waits in a queue (up to MaxQueued) and is started as soon as a transfer
-// ends, unanswered until then; a request over MaxQueued, over MaxPerClient
+// waits in a queue (up to MaxQueued), unanswered, and is started when a
+// transfer ends if its client asked within the last Timeout, else as soon
+// as its client asks again; a request over MaxQueued, over MaxPerClient
 // for its client address, or that finds no file descriptor, gets no answer
 // at all, and the client's own retry brings it back. Write requests are refused with "access violation" and malformed
 // requests with "illegal TFTP operation"; the server's own log lines about
@@ -154,8 +155,10 @@ type Server struct {
 	serving  bool
 	done     chan struct{}
 	active   int                       // transfers opening or in progress
-	queue    []*waiting                // requests waiting for a slot, oldest first
-	queued   map[queueKey]*waiting     // the same, by client address and name
+	queue    []*waiting                // requests waiting for their turn, oldest first
+	due      []*waiting                // requests whose turn came while their client was silent, by that time
+	ready    []*waiting                // due requests whose client asked again while no slot was free
+	queued   map[queueKey]*waiting     // every request of the three, by client address and name
 	perIP    map[netip.Addr]int        // active and queued, per client address
 	byClient map[netip.AddrPort]*entry // the latest transfer of each client address and port
 	loops    []*loop
@@ -174,6 +177,7 @@ type entry struct {
 	name  string
 	moved atomic.Bool // the client acknowledged something
 	heard time.Time   // the client's latest request (s.mu); for a queued one
+	wait  *waiting    // its place while it waits for a slot (s.mu); nil once started
 }
 
 // queueKey is a queued request's client address and name: a client that
@@ -189,7 +193,18 @@ type waiting struct {
 	src    netip.Addr
 	req    request
 	e      *entry
+	state  waitState
 }
+
+// waitState is where a waiting request is.
+type waitState uint8
+
+const (
+	inQueue waitState = iota // waiting for its turn
+	isDue                    // its turn came while its client was silent
+	isReady                  // due, and its client asked again while no slot was free
+	isGone                   // started or dropped (still in a list, skipped)
+)
 
 // New returns a Server for h with the default settings in its fields.
 func New(h Handler) *Server {
@@ -558,6 +573,9 @@ func (s *Server) handle(pkt []byte, client netip.AddrPort, dst netip.Addr) {
 	s.mu.Lock()
 	if e := s.byClient[client]; e != nil && e.name == req.name && !e.moved.Load() {
 		e.heard = now
+		if w := e.wait; w != nil {
+			s.heardQueued(w)
+		}
 		s.mu.Unlock()
 		return // the client asking again: its transfer resends by itself, or it waits in the queue
 	}
@@ -572,6 +590,7 @@ func (s *Server) handle(pkt []byte, client netip.AddrPort, dst netip.Addr) {
 		w.client, w.src, w.req = client, src, req
 		w.e.heard = now
 		s.byClient[client] = w.e
+		s.heardQueued(w)
 		s.mu.Unlock()
 		return
 	}
@@ -579,7 +598,7 @@ func (s *Server) handle(pkt []byte, client netip.AddrPort, dst netip.Addr) {
 	switch {
 	case s.perIP[ip] >= s.maxPerClient():
 		limit = "per-client transfers"
-	case s.active >= s.maxTransfers() && len(s.queue) >= s.maxQueued():
+	case s.active >= s.maxTransfers() && len(s.queued) >= s.maxQueued():
 		limit = "transfers and of the queue"
 	}
 	if limit != "" {
@@ -594,6 +613,7 @@ func (s *Server) handle(pkt []byte, client netip.AddrPort, dst netip.Addr) {
 	s.byClient[client] = e
 	if s.active >= s.maxTransfers() {
 		w := &waiting{client: client, src: src, req: req, e: e}
+		e.wait = w
 		s.queue = append(s.queue, w)
 		s.queued[queueKey{ip, req.name}] = w
 		s.mu.Unlock()
@@ -635,22 +655,94 @@ func (s *Server) release(client netip.AddrPort, e *entry) {
 	if s.closed {
 		return // Serve is shutting down: nothing new starts
 	}
-	// A request not heard of for twice as long as a transfer waits for an
-	// ACK (12s by default) is given up: its client, which asks again
-	// while it waits, has gone on (or will ask again, and be queued
-	// again).
-	stale := time.Now().Add(-2 * s.timeout() * time.Duration(s.retries()+1))
-	for len(s.queue) > 0 && s.active < s.maxTransfers() {
-		w := s.queue[0]
-		s.queue[0] = nil
-		s.queue = s.queue[1:]
-		delete(s.queued, queueKey{w.client.Addr(), w.req.name})
-		if w.e.heard.Before(stale) {
-			s.forget(w.client, w.e)
-			continue
+	s.admit(time.Now())
+}
+
+// admit hands the free slots to waiting requests whose clients are known
+// to be still there: first the due requests whose client has asked again
+// since their turn came, within the last Timeout (oldest first), then the queue in order, where a
+// request whose client asked within the last Timeout starts and one whose
+// client has been silent longer becomes due: it starts only when its
+// client asks again (a client that gave up, or started over under another
+// name, is never opened late). A request not heard of for twice as long as
+// a transfer waits for an ACK (12s by default) is dropped. s.mu is held.
+func (s *Server) admit(now time.Time) {
+	stale := now.Add(-2 * s.timeout() * time.Duration(s.retries()+1))
+	fresh := now.Add(-s.timeout())
+	// The due requests not heard of since long ago are dropped (the
+	// list is in the order their turns came, so the oldest are first).
+	for len(s.due) > 0 {
+		w := s.due[0]
+		if w.state == isDue && !w.e.heard.Before(stale) {
+			break
 		}
-		s.startLocked(w.client, w.src, w.req, w.e)
+		popFront(&s.due)
+		if w.state == isDue {
+			s.dequeue(w)
+			s.forget(w.client, w.e)
+		}
 	}
+	for s.active < s.maxTransfers() && len(s.ready) > 0 {
+		w := popFront(&s.ready)
+		switch {
+		case w.state != isReady:
+		case w.e.heard.Before(fresh): // silent again since: due again
+			w.state = isDue
+			s.due = append(s.due, w)
+		default:
+			s.startQueued(w)
+		}
+	}
+	for s.active < s.maxTransfers() && len(s.queue) > 0 {
+		w := popFront(&s.queue)
+		switch {
+		case w.state != inQueue:
+		case w.e.heard.Before(stale):
+			s.dequeue(w)
+			s.forget(w.client, w.e)
+		case w.e.heard.Before(fresh):
+			w.state = isDue
+			s.due = append(s.due, w)
+		default:
+			s.startQueued(w)
+		}
+	}
+}
+
+// popFront takes the first request off a list.
+func popFront(l *[]*waiting) *waiting {
+	w := (*l)[0]
+	(*l)[0] = nil
+	*l = (*l)[1:]
+	return w
+}
+
+// heardQueued is called when the client of a waiting request asks again:
+// the request starts at once when a slot is free, and a due one is next in
+// line when none is. s.mu is held.
+func (s *Server) heardQueued(w *waiting) {
+	switch {
+	case s.closed || w.state == isGone:
+	case s.active < s.maxTransfers():
+		s.startQueued(w)
+	case w.state == isDue:
+		w.state = isReady
+		s.ready = append(s.ready, w)
+	}
+}
+
+// startQueued starts a waiting request. s.mu is held.
+func (s *Server) startQueued(w *waiting) {
+	s.dequeue(w)
+	s.startLocked(w.client, w.src, w.req, w.e)
+}
+
+// dequeue takes w off the books of the waiting requests (the lists skip
+// it from now on). s.mu is held.
+func (s *Server) dequeue(w *waiting) {
+	w.state = isGone
+	w.e.wait = nil
+	delete(s.queued, queueKey{w.client.Addr(), w.req.name})
 }
 
 // forget drops the bookkeeping of a request that ended. s.mu is held.
@@ -668,7 +760,7 @@ func (s *Server) forget(client netip.AddrPort, e *entry) {
 func (s *Server) Queued() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.queue)
+	return len(s.queued)
 }
 
 // errShed marks a request dropped for lack of a resource.

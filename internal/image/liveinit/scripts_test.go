@@ -156,6 +156,8 @@ func TestCheckinAgentOnce(t *testing.T) {
 		{"accepted", map[string]string{"NETBOOTUI_TOKEN": "s3cret+/="}, "s3cret+/=", 0, true},
 		{"bad token", map[string]string{"NETBOOTUI_TOKEN": "wrong"}, "s3cret+/=", 1, true},
 		{"no checkin url", map[string]string{"NETBOOTUI_TOKEN": "t", "NETBOOTUI_CHECKIN": ""}, "t", 2, false},
+		// Where the persisted paths are this boot (the disk is synced first).
+		{"persist disk", map[string]string{"NETBOOTUI_TOKEN": "t", "NETBOOTUI_PERSIST": "disk NBUI-PERSIST on /dev/vda, wipe 0011223344556677 applied"}, "t", 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, checkin := startAgentServer(t, func(_ int, f url.Values) int {
@@ -196,7 +198,7 @@ func TestCheckinAgentOnce(t *testing.T) {
 				t.Fatalf("%d posts, want 1", len(forms))
 			}
 			f := forms[0]
-			want := map[string]string{"node": node, "generation": "gen-7", "token": tc.vars["NETBOOTUI_TOKEN"]}
+			want := map[string]string{"node": node, "generation": "gen-7", "token": tc.vars["NETBOOTUI_TOKEN"], "persist": tc.vars["NETBOOTUI_PERSIST"]}
 			for k, v := range want {
 				if f.Get(k) != v {
 					t.Errorf("%s = %q, want %q", k, f.Get(k), v)
