@@ -352,3 +352,21 @@ func waitGenerations(t *testing.T, c *apiclient.Client, ids ...string) {
 		t.Fatalf("the head lacks generations %v after 60 s", ids)
 	}
 }
+
+// TestBenchHeads: `bench heads` on 30 nodes runs the storm against one
+// head and against three `serve --cluster` processes: every node boots in
+// both, and it prints both runs and the ratio.
+func TestBenchHeads(t *testing.T) {
+	out, errOut, code := runCLIWithin(t, 5*time.Minute, "bench", "heads", "--nodes", "30", "--timeout", "2m")
+	if code != 0 {
+		t.Fatalf("bench heads: %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{"1 head(s): 30 nodes, 30 booted, 0 failed", "3 head(s): 30 nodes, 30 booted, 0 failed", "ratio "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, errOut, code := runCLI(t, "bench", "heads", "--nodes", "0"); code == 0 || !strings.Contains(errOut, "want 1..65536") {
+		t.Errorf("--nodes 0: %d %s", code, errOut)
+	}
+}

@@ -48,6 +48,9 @@ func demoVerb(fs *pflag.FlagSet) runner {
 	fs.DurationVar(&cfg.POST, "post", 2*time.Second, "simulated firmware self-test time (each node takes 1 to 2 times this)")
 	fs.DurationVar(&cfg.CheckinEvery, "checkin-every", 5*time.Second, "how often a booted node checks in")
 	fs.DurationVar(&cfg.PowerPoll, "power-poll", 10*time.Second, "how often the daemon reads every BMC's power status")
+	fs.BoolVar(&cfg.Agents, "agents", true, "run the node agent on the compute nodes: a reboot to clean state can kexec them (no firmware POST); the other groups power cycle")
+	fs.IntVar(&cfg.Unknown, "unknown", 3, "how many simulated machines missing from the inventory are switched on one by one (0.."+fmt.Sprint(demo.MaxUnknown)+"): adopt them in the console's :unknown")
+	fs.DurationVar(&cfg.UnknownEvery, "unknown-every", 5*time.Second, "the least time between switching on two of the --unknown machines")
 	statusEvery := fs.Duration("status-every", 10*time.Second, "with --no-tui, how often a status line is printed")
 	return func(ctx context.Context, _ []string) error {
 		return runDemo(ctx, cfg, demoOptions{noTUI: *noTUI, socket: *socket, data: *data, statusEvery: *statusEvery})
@@ -111,6 +114,9 @@ func runDemo(ctx context.Context, cfg demo.Config, o demoOptions) error {
 		return err
 	}
 	fmt.Printf("powered on %d nodes through their BMCs (IPMI and Redfish on loopback); they boot over TFTP and HTTP now\n", len(d.Names))
+	if len(d.UnknownNodes) > 0 {
+		go d.PowerOnUnknown(ctx)
+	}
 	if o.noTUI {
 		fmt.Println("running headless; SIGINT or SIGTERM stops the demo and cleans up")
 		t := time.NewTicker(o.statusEvery)
@@ -195,6 +201,9 @@ func printDemoBanner(w io.Writer, d *demo.Demo, socket string) {
 		fmt.Fprintf(w, "  Redfish:   %s (simulated BMCs, HTTPS; their CA is %s)\n", strings.Join(rf, ", "), filepath.Join(filepath.Dir(d.InventoryPath), demo.RedfishCAFile))
 	}
 	fmt.Fprintf(w, "  inventory: %s (secrets: %s, mode 0600)\n", d.InventoryPath, d.SecretsPath)
+	if n := len(d.UnknownNodes); n > 0 {
+		fmt.Fprintf(w, "  new:       %d machines in no inventory are switched on one by one (%s first); adopt them in :unknown\n", n, demo.UnknownMAC(0))
+	}
 	if d.StallNode != "" {
 		fmt.Fprintf(w, "  trouble:   %s stalls during its boot; one compute node in eight writes to its overlay until it is dirty\n", d.StallNode)
 	}

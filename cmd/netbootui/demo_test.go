@@ -170,19 +170,8 @@ func assertCleanedUp(t *testing.T, socket string, httpPort int) {
 // q quits, and the process, its
 // socket and its ports are gone.
 func TestDemoInTmux(t *testing.T) {
-	lab.RequireTools(t, "tmux")
-	dir := t.TempDir()
-	socket := filepath.Join(dir, "demo.sock")
 	httpPort := freePort(t)
-	c := &tmuxConsole{t: t, server: fmt.Sprintf("netbootui-demo-%d-%d", os.Getpid(), time.Now().UnixNano())}
-	cmdline := fmt.Sprintf("env TERM=xterm-256color %s demo --nodes 64 --api-socket %s --http-listen 127.0.0.1:%d %s",
-		binary, socket, httpPort, strings.Join(demoFast, " "))
-	c.tmux("new-session", "-d", "-s", "ui", "-x", "120", "-y", "40", cmdline)
-	t.Cleanup(func() { exec.Command("tmux", "-L", c.server, "kill-server").Run() })
-	pid, err := strconv.Atoi(strings.TrimSpace(c.tmux("display-message", "-p", "-t", "ui", "#{pane_pid}")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, socket, pid := demoInTmux(t, 120, 40, nil, append([]string{"--nodes", "64", "--http-listen", "127.0.0.1:" + strconv.Itoa(httpPort)}, demoFast...)...)
 	start := time.Now()
 	c.waitFor("64 nodes", regexp.MustCompile(`64 nodes · 0 marked`))
 	t.Logf("console up after %s", time.Since(start))
@@ -268,14 +257,7 @@ func TestDemoInTmux(t *testing.T) {
 	}
 	c.keys("Escape")
 	c.waitFor("filter cleared", regexp.MustCompile(`64 nodes · 0 marked`))
-	c.keys("q")
-	deadline := time.Now().Add(20 * time.Second)
-	for syscall.Kill(pid, 0) == nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("q did not end the demo:\n%s", c.capture(false))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	c.quitDemo(pid)
 	t.Logf("demo ended after %s", time.Since(start))
 	assertCleanedUp(t, socket, httpPort)
 }

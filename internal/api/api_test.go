@@ -3,13 +3,16 @@ package api
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/netbootui/netbootui/internal/apiclient"
 	"github.com/netbootui/netbootui/internal/apitype"
+	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/daemon"
 	"github.com/netbootui/netbootui/internal/daemontest"
 )
@@ -117,5 +120,60 @@ func TestAPI(t *testing.T) {
 		case <-ectx.Done():
 			t.Fatal("no live event for the boot request")
 		}
+	}
+}
+
+// TestEventsNotableBacklog: after a busy stretch of check-ins, the newest
+// n events are check-ins only; notable=M brings the rarer events from
+// before them into the backlog, in Seq order, once each; a bad value is
+// refused.
+func TestEventsNotableBacklog(t *testing.T) {
+	d, _, sock := startServer(t, t.TempDir(), nil)
+	c := apiclient.New(sock)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d.Apply(bootstate.Event{Node: "n1", Kind: bootstate.KindInfo, Proto: "checkin", Message: "turned dirty: overlay"})
+	for range 50 {
+		d.Apply(bootstate.Event{Node: "n2", Kind: bootstate.KindCheckin})
+	}
+	d.Apply(bootstate.Event{Node: "solo", Kind: bootstate.KindFail, Error: "boom"})
+	read := func(n, notable int) []apitype.Event {
+		t.Helper()
+		var evs []apitype.Event
+		if err := c.EventsBacklog(ctx, "", n, notable, false, func(ev apitype.Event) error { evs = append(evs, ev); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return evs
+	}
+	plain := read(10, 0)
+	if len(plain) != 10 || slices.ContainsFunc(plain, func(ev apitype.Event) bool { return ev.Kind == apitype.KindInfo }) {
+		t.Fatalf("the newest 10: %+v", plain)
+	}
+	with := read(10, 100)
+	var kinds []apitype.Kind
+	for i, ev := range with {
+		if i > 0 && ev.Seq <= with[i-1].Seq {
+			t.Fatalf("backlog out of Seq order or twice: %+v", with)
+		}
+		if !ev.Routine {
+			kinds = append(kinds, ev.Kind)
+		}
+	}
+	if len(with) < 11 || !slices.Contains(kinds, apitype.KindInfo) || kinds[len(kinds)-1] != apitype.KindFail || with[len(with)-1].Kind != apitype.KindFail {
+		t.Fatalf("backlog with notable=100: %d events, notable kinds %v", len(with), kinds)
+	}
+	if !strings.Contains(with[slices.IndexFunc(with, func(ev apitype.Event) bool { return ev.Kind == apitype.KindInfo })].Message, "turned dirty") {
+		t.Errorf("the info event is not the turned-dirty one: %+v", with)
+	}
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	resp, err := hc.Get("http://unix/v1/events?n=1&notable=-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("notable=-1: status %d, want 400", resp.StatusCode)
 	}
 }

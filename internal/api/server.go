@@ -65,6 +65,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -358,16 +359,35 @@ func (s *Server) selectNodes(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, names)
 }
 
+// countParam reads query parameter name, a count (0 or more); def when it
+// is absent.
+func countParam(q url.Values, name string, def int) (int, error) {
+	v := q.Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, badRequest(fmt.Errorf("bad %s %q", name, v))
+	}
+	return n, nil
+}
+
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	node := q.Get("node")
-	n := 100
-	if v := q.Get("n"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 0 {
-			writeErr(w, badRequest(fmt.Errorf("bad n %q", v)))
-			return
-		}
+	n, err := countParam(q, "n", 100)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	// notable=M: besides the newest n events, the newest M that are not
+	// routine (check-ins, progress), which a busy cluster's check-ins
+	// would leave out of the newest n.
+	notable, err := countParam(q, "notable", 0)
+	if err != nil {
+		writeErr(w, err)
+		return
 	}
 	follow := isFollow(q)
 	var sub *bootstate.Subscription
@@ -375,9 +395,13 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		sub = s.D.Subscribe(s.followBuffer())
 		defer sub.Close()
 	}
+	backlog := s.D.History(node, n)
+	if notable > 0 && node == "" {
+		backlog = bootstate.MergeSeq(backlog, s.D.Notable(notable))
+	}
 	enc := startNDJSON(w)
 	var last uint64
-	for _, ev := range s.D.History(node, n) {
+	for _, ev := range backlog {
 		enc.Encode(daemon.EventView(ev))
 		last = ev.Seq
 	}

@@ -137,11 +137,22 @@ func (c *Client) Reload(ctx context.Context) (apitype.InventoryStatus, error) {
 // with follow, live events until ctx ends or fn returns an error. The end of
 // ctx is not an error.
 func (c *Client) Events(ctx context.Context, node string, n int, follow bool, fn func(apitype.Event) error) error {
+	return c.EventsBacklog(ctx, node, n, 0, follow, fn)
+}
+
+// EventsBacklog is Events whose backlog of all nodes holds, besides the
+// newest n events, the newest notable ones that are not routine
+// (apitype.Kind.Routine: check-ins, progress), in Seq order: on a busy
+// cluster the newest n would be check-ins only.
+func (c *Client) EventsBacklog(ctx context.Context, node string, n, notable int, follow bool, fn func(apitype.Event) error) error {
 	q := url.Values{}
 	if node != "" {
 		q.Set("node", node)
 	}
 	q.Set("n", strconv.Itoa(n))
+	if notable > 0 {
+		q.Set("notable", strconv.Itoa(notable))
+	}
 	if follow {
 		q.Set("follow", "1")
 	}

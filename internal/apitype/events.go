@@ -47,6 +47,11 @@ type Event struct {
 	Power        string        `json:"power,omitempty"` // "on", "off", "unknown"
 	Error        string        `json:"error,omitempty"`
 	Message      string        `json:"message,omitempty"`
+	// Routine marks what a healthy cluster sends all the time (check-ins,
+	// progress, power observations that change nothing): histories bound
+	// them apart, so that they never push a rarer event (a node that
+	// turned dirty, a failure) out within seconds.
+	Routine bool `json:"routine,omitempty"`
 }
 
 // AuditEntry is one action recorded in the audit log (GET /v1/audit; the

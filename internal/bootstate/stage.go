@@ -60,6 +60,14 @@ const (
 	KindClaim Kind = "claim"
 )
 
+// Routine reports whether events of kind k come all the time from a healthy
+// cluster: check-ins and file progress. The tracker marks them
+// Event.Routine, as it does power observations that change nothing, and
+// keeps the newest of those (Options.RoutineHistory) apart from the other
+// events (Options.GlobalHistory), so that a busy cluster's check-ins never
+// push a failure or a node that turned dirty out of Recent within seconds.
+func (k Kind) Routine() bool { return k == KindCheckin || k == KindProgress }
+
 // Event is one observation about a node. Node is "" for events about an
 // unknown client (then MAC and/or Remote say who it was).
 type Event struct {
@@ -80,4 +88,9 @@ type Event struct {
 	Power        string        `json:"power,omitempty"` // "on", "off", "unknown"
 	Error        string        `json:"error,omitempty"`
 	Message      string        `json:"message,omitempty"`
+	// Routine is set by the Tracker on what a healthy cluster sends all
+	// the time: check-ins, progress (Kind.Routine), and power observations
+	// that change nothing (the poller reads every BMC every few seconds).
+	// Histories bound them apart from the other events.
+	Routine bool `json:"routine,omitempty"`
 }

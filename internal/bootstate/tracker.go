@@ -17,6 +17,7 @@ const (
 	DefaultStallTimeout     = 2 * time.Minute
 	DefaultHistoryPerNode   = 200
 	DefaultGlobalHistory    = 10000
+	DefaultRoutineHistory   = 10000
 	DefaultProgressInterval = 250 * time.Millisecond
 	DefaultFlushInterval    = 200 * time.Millisecond
 	DefaultFlushEvents      = 1000
@@ -35,9 +36,12 @@ type Options struct {
 	StallTimeout time.Duration
 	// HistoryPerNode bounds each node's event history (default 200).
 	HistoryPerNode int
-	// GlobalHistory bounds the history of all events, used by Recent and
-	// Since (default 10,000).
-	GlobalHistory int
+	// GlobalHistory bounds the history of all events but the routine ones
+	// (Kind.Routine: check-ins, progress), used by Recent, Notable and
+	// Since (default 10,000); RoutineHistory bounds the routine ones apart
+	// (default 10,000), so that they never push the others out.
+	GlobalHistory  int
+	RoutineHistory int
 	// ProgressInterval is the least time between two recorded Progress
 	// events of a node (default 250 ms); Progress events in between only
 	// update the node's Bytes. Negative records every one.
@@ -66,7 +70,8 @@ type Tracker struct {
 	mu      sync.Mutex
 	seq     uint64
 	nodes   map[string]*nodeEntry
-	global  ring
+	global  ring              // events of every kind but the routine ones
+	routine ring              // check-ins and progress (Kind.Routine)
 	subs    fanout.Hub[Event] // published under mu, in Seq order
 	closed  bool
 	pending []BatchEvent        // events not yet in the store
@@ -101,6 +106,8 @@ func New(opts Options) (*Tracker, error) {
 		return nil, fmt.Errorf("bootstate: history per node %d is negative", opts.HistoryPerNode)
 	case opts.GlobalHistory < 0:
 		return nil, fmt.Errorf("bootstate: global history %d is negative", opts.GlobalHistory)
+	case opts.RoutineHistory < 0:
+		return nil, fmt.Errorf("bootstate: routine history %d is negative", opts.RoutineHistory)
 	case opts.FlushInterval < 0:
 		return nil, fmt.Errorf("bootstate: flush interval %v is negative", opts.FlushInterval)
 	case opts.FlushEvents < 0:
@@ -114,6 +121,9 @@ func New(opts Options) (*Tracker, error) {
 	}
 	if opts.GlobalHistory == 0 {
 		opts.GlobalHistory = DefaultGlobalHistory
+	}
+	if opts.RoutineHistory == 0 {
+		opts.RoutineHistory = DefaultRoutineHistory
 	}
 	if opts.ProgressInterval == 0 {
 		opts.ProgressInterval = DefaultProgressInterval
@@ -132,6 +142,7 @@ func New(opts Options) (*Tracker, error) {
 		log:     opts.Logger,
 		nodes:   make(map[string]*nodeEntry),
 		global:  newRing(opts.GlobalHistory),
+		routine: newRing(opts.RoutineHistory),
 		dirty:   make(map[string]struct{}),
 		forgets: make(map[string]struct{}),
 		kick:    make(chan struct{}, 1),
@@ -175,11 +186,9 @@ func (t *Tracker) load() error {
 	}
 	all = append(all, d.Unknown...)
 	sort.Slice(all, func(i, j int) bool { return all[i].Seq < all[j].Seq })
-	if len(all) > t.opts.GlobalHistory {
-		all = all[len(all)-t.opts.GlobalHistory:]
-	}
 	for i := range all {
-		t.global.push(&all[i])
+		all[i].Routine = all[i].Routine || all[i].Kind.Routine() // a store written before the mark
+		t.pushGlobal(&all[i])
 		t.seq = max(t.seq, all[i].Seq)
 	}
 	return nil
@@ -200,7 +209,9 @@ func (t *Tracker) Apply(ev Event) NodeState {
 		return NodeState{}
 	}
 	e := t.entry(ev.Node)
+	before := e.st.powerView()
 	if e.st.step(&ev, &e.lastRecorded, t.opts.ProgressInterval) {
+		ev.Routine = routine(&ev, before, e.st.powerView())
 		t.record(e, &ev)
 	}
 	if t.opts.Store != nil && !t.closed {
@@ -222,7 +233,9 @@ func (t *Tracker) Observe(ev Event) NodeState {
 		return NodeState{}
 	}
 	e := t.entry(ev.Node)
+	before := e.st.powerView()
 	if e.st.step(&ev, &e.lastRecorded, t.opts.ProgressInterval) {
+		ev.Routine = routine(&ev, before, e.st.powerView())
 		t.recordAs(e, &ev, false)
 	}
 	return e.st
@@ -264,7 +277,7 @@ func (t *Tracker) recordAs(e *nodeEntry, ev *Event, persist bool) {
 		e.st.Seq = ev.Seq
 		replaces = e.hist.pushCoalesce(ev)
 	}
-	t.global.push(ev)
+	t.pushGlobal(ev)
 	if persist && t.opts.Store != nil && !t.closed {
 		if len(t.pending) < maxPending {
 			t.pending = append(t.pending, BatchEvent{Event: *ev, Replaces: replaces})
@@ -316,9 +329,52 @@ func (t *Tracker) History(node string, n int) []Event {
 	return e.hist.newest(n)
 }
 
+// powerFields is what a power observation can change of a node.
+type powerFields struct {
+	power, powerErr string
+	stage           Stage
+}
+
+func (s *NodeState) powerView() powerFields { return powerFields{s.Power, s.PowerError, s.Stage} }
+
+// routine says whether ev is routine (Event.Routine): a check-in or
+// progress, or a power observation (no action, no error) that left the
+// node's power, power error and stage as they were.
+func routine(ev *Event, before, after powerFields) bool {
+	if ev.Kind.Routine() {
+		return true
+	}
+	return ev.Kind == KindPower && ev.Message == "" && ev.Error == "" && before == after
+}
+
+// pushGlobal puts ev in the history of all nodes: the routine ring or the
+// other. t.mu is held.
+func (t *Tracker) pushGlobal(ev *Event) {
+	if ev.Routine {
+		t.routine.push(ev)
+	} else {
+		t.global.push(ev)
+	}
+}
+
 // Recent returns the newest n events of all nodes and unknown clients
-// (all kept if n <= 0), newest last.
+// (all kept if n <= 0), newest last. The routine events (Kind.Routine) and
+// the others are kept to bounds of their own, so with n <= 0 or n above
+// what is kept of one, the result may hold older events of the other.
 func (t *Tracker) Recent(n int) []Event {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := MergeSeq(t.global.newest(n), t.routine.newest(n))
+	if n > 0 && len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return out
+}
+
+// Notable returns the newest n events that are not routine (Kind.Routine:
+// check-ins, progress) of all nodes and unknown clients (all kept if
+// n <= 0), newest last: what happened, however busy the cluster is.
+func (t *Tracker) Notable(n int) []Event {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.global.newest(n)
@@ -331,7 +387,30 @@ func (t *Tracker) Recent(n int) []Event {
 func (t *Tracker) Since(seq uint64) []Event {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.global.since(seq)
+	return MergeSeq(t.global.since(seq), t.routine.since(seq))
+}
+
+// MergeSeq merges two lists of events, each in Seq order, into one in Seq
+// order, an event in both (the same Seq) once.
+func MergeSeq(a, b []Event) []Event {
+	if len(b) == 0 {
+		return a
+	}
+	if len(a) == 0 {
+		return b
+	}
+	out := make([]Event, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		switch {
+		case a[0].Seq < b[0].Seq:
+			out, a = append(out, a[0]), a[1:]
+		case b[0].Seq < a[0].Seq:
+			out, b = append(out, b[0]), b[1:]
+		default:
+			out, a, b = append(out, a[0]), a[1:], b[1:]
+		}
+	}
+	return append(append(out, a...), b...)
 }
 
 // Seq returns the Seq of the newest event.

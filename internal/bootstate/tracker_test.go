@@ -147,23 +147,62 @@ func TestProgressUnthrottled(t *testing.T) {
 	}
 }
 
+// seqCase is a list of events read from a tracker and the Seqs it should
+// hold.
+type seqCase struct {
+	name string
+	got  []Event
+	want []uint64
+}
+
+func checkSeqs(t *testing.T, cases []seqCase) {
+	t.Helper()
+	for _, c := range cases {
+		var got []uint64
+		for _, e := range c.got {
+			got = append(got, e.Seq)
+		}
+		if !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestRoutineHistoryApart: check-ins (and power observations that change
+// nothing) are kept to a bound of their own, so a flood of them does not
+// push out the event that says a node turned dirty: Recent keeps it beside
+// the newest check-ins, Notable has it.
+func TestRoutineHistoryApart(t *testing.T) {
+	tr := newTracker(t, Options{GlobalHistory: 5, RoutineHistory: 3})
+	tr.Apply(Event{Node: "n1", Kind: KindInfo, Message: "turned dirty"})
+	for range 20 {
+		tr.Apply(Event{Node: "n2", Kind: KindCheckin})
+	}
+	tr.Apply(Event{Node: "n1", Kind: KindFail, Error: "x"})
+	// the power poller: n2 still on changes nothing (routine); off is news
+	tr.Apply(Event{Node: "n2", Kind: KindPower, Proto: "ipmi", Power: PowerOn})
+	tr.Apply(Event{Node: "n2", Kind: KindPower, Proto: "ipmi", Power: PowerOff})
+	cases := []seqCase{
+		{"Recent all", tr.Recent(0), []uint64{1, 20, 21, 22, 23, 24}},
+		{"Recent 2", tr.Recent(2), []uint64{23, 24}},
+		{"Recent 10", tr.Recent(10), []uint64{1, 20, 21, 22, 23, 24}},
+		{"Notable all", tr.Notable(0), []uint64{1, 22, 24}},
+		{"Notable 1", tr.Notable(1), []uint64{24}},
+		{"Since 0", tr.Since(0), []uint64{1, 20, 21, 22, 23, 24}},
+		{"Since 21", tr.Since(21), []uint64{22, 23, 24}},
+	}
+	checkSeqs(t, cases)
+	if _, err := New(Options{RoutineHistory: -1}); err == nil {
+		t.Error("a negative routine history was accepted")
+	}
+}
+
 func TestHistoryBounds(t *testing.T) {
 	tr := newTracker(t, Options{HistoryPerNode: 5, GlobalHistory: 7})
 	for i := 1; i <= 20; i++ {
 		tr.Apply(Event{Node: "n1", Kind: KindInfo, Message: fmt.Sprint(i)})
 	}
-	seqs := func(evs []Event) []uint64 {
-		var s []uint64
-		for _, e := range evs {
-			s = append(s, e.Seq)
-		}
-		return s
-	}
-	cases := []struct {
-		name string
-		got  []Event
-		want []uint64
-	}{
+	cases := []seqCase{
 		{"History all", tr.History("n1", 0), []uint64{16, 17, 18, 19, 20}},
 		{"History 2", tr.History("n1", 2), []uint64{19, 20}},
 		{"History 50", tr.History("n1", 50), []uint64{16, 17, 18, 19, 20}},
@@ -174,11 +213,7 @@ func TestHistoryBounds(t *testing.T) {
 		{"Since 20", tr.Since(20), nil},
 		{"Since future", tr.Since(1000), nil},
 	}
-	for _, c := range cases {
-		if got := seqs(c.got); !reflect.DeepEqual(got, c.want) {
-			t.Errorf("%s = %v, want %v", c.name, got, c.want)
-		}
-	}
+	checkSeqs(t, cases)
 }
 
 func TestForget(t *testing.T) {

@@ -349,6 +349,8 @@ func (h *httpService) Listen() error {
 	capped := h.limits.Listener(ln)
 	h.mu.Lock()
 	h.ln, h.srv = capped, capped.Server(h.handler, h.errorLog)
+	// Agents' long polls would hold a shutdown up for their whole wait.
+	h.srv.RegisterOnShutdown(h.boot.ReleaseAgentPolls)
 	h.mu.Unlock()
 	h.boot.DefaultURL = defaultURL(ln.Addr())
 	return nil

@@ -121,6 +121,11 @@ func (d *Daemon) History(name string, n int) []bootstate.Event {
 	return d.tracker.History(name, n)
 }
 
+// Notable returns the newest n events of all nodes that are not routine
+// (check-ins, file progress; all kept if n <= 0): bounded apart from the
+// routine ones, they outlast a busy cluster's check-ins.
+func (d *Daemon) Notable(n int) []bootstate.Event { return d.tracker.Notable(n) }
+
 // Edit is a change to one node's or group's inventory entry (the API type;
 // Who is set by the API server).
 type Edit = apitype.Edit

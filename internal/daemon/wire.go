@@ -37,7 +37,7 @@ func EventView(e bootstate.Event) apitype.Event {
 		Seq: e.Seq, Time: e.Time, Node: e.Node, Kind: apitype.Kind(e.Kind), Stage: apitype.Stage(e.Stage),
 		Proto: e.Proto, Path: e.Path, Remote: e.Remote, MAC: e.MAC, Bytes: e.Bytes, Total: e.Total,
 		Generation: e.Generation, Uptime: e.Uptime, OverlayBytes: e.OverlayBytes, Power: e.Power,
-		Error: e.Error, Message: e.Message,
+		Error: e.Error, Message: e.Message, Routine: e.Routine,
 	}
 }
 

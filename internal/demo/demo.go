@@ -20,6 +20,7 @@ import (
 	"github.com/netbootui/netbootui/internal/apitype"
 	"io"
 	"log/slog"
+	"math"
 	"net/netip"
 	"net/url"
 	"os"
@@ -103,6 +104,19 @@ type Config struct {
 	// APISocket, when set, is the unix socket the daemon serves the API on
 	// (started and stopped with its other servers).
 	APISocket string
+	// Agents runs the real node agent (internal/nodeagent, kexec
+	// simulated) on every compute node, so that a reboot to clean state
+	// takes the kexec path there and the power path on the other groups.
+	Agents bool
+	// Unknown is how many simulated machines that are not in the
+	// inventory the demo has besides its nodes (at most MaxUnknown):
+	// PowerOnUnknown switches them on one by one, as an admin bringing new
+	// machines in does, and each asks the boot servers, is listed as an
+	// unknown PXE client, and retries until it is adopted; then it boots
+	// its group's image. UnknownEvery is the least time between two
+	// power-ons (default 5 s).
+	Unknown      int
+	UnknownEvery time.Duration
 	// Lab, when above 0, replaces the simulated nodes by Lab QEMU VMs
 	// (TCG), lab01..labNN, each behind an ipmi_sim BMC of its own
 	// (qemubmc), booting the default recipe through QEMU's iPXE ROM; see
@@ -141,6 +155,10 @@ type Demo struct {
 	// GPU node, see MaxRedfish); the other nodes' BMCs speak IPMI.
 	RedfishBMCs map[string]*redfishsim.Sim
 
+	// UnknownNodes are the simulated machines missing from the inventory
+	// (Config.Unknown), in the order PowerOnUnknown switches them on.
+	UnknownNodes []*simnode.Node
+
 	// LabNodes are the QEMU nodes and their BMCs by name (Config.Lab);
 	// LabDir holds their files and is removed by Close.
 	LabNodes map[string]*qemubmc.Node
@@ -151,7 +169,14 @@ type Demo struct {
 	done   chan error
 	once   sync.Once
 	err    error
+	// bg ends the demo's own background work (PowerOnUnknown) at Close.
+	bg     context.Context
+	bgStop context.CancelFunc
+	bgWG   sync.WaitGroup
 }
+
+// MaxUnknown bounds Config.Unknown.
+const MaxUnknown = 16
 
 type simSpec struct {
 	name, group, mac string
@@ -180,6 +205,12 @@ func (c *Config) defaults() error {
 	}
 	if c.Nodes == 0 {
 		c.Nodes = 64
+	}
+	if c.Unknown < 0 || c.Unknown > MaxUnknown || (c.Unknown > 0 && (c.Lab > 0 || c.ExternalNodes)) {
+		return fmt.Errorf("demo: --unknown %d: want 0..%d simulated machines (not with --lab)", c.Unknown, MaxUnknown)
+	}
+	if c.UnknownEvery <= 0 {
+		c.UnknownEvery = 5 * time.Second
 	}
 	if c.Nodes < 1 || c.Nodes > MaxNodes {
 		return fmt.Errorf("demo: --nodes %d: want 1..%d", c.Nodes, MaxNodes)
@@ -367,6 +398,7 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 	specs := layout(cfg.Nodes)
 	d := &Demo{cfg: cfg, Nodes: map[string]*simnode.Node{}, Groups: map[string][]string{}, RedfishBMCs: map[string]*redfishsim.Sim{},
 		InventoryPath: filepath.Join(cfg.DataDir, "nodes.yaml"), SecretsPath: filepath.Join(cfg.DataDir, "secrets.yaml")}
+	d.bg, d.bgStop = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -433,6 +465,7 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 		o.OverlayBytes = int64(i%5) << 20
 		o.OverlayGrowth = 64 << 10
 		if s.group == "compute" {
+			o.Agent = cfg.Agents
 			computeIndex++
 			if computeIndex%8 == 3 { // cn003, cn011, cn019, ...
 				o.OverlayGrowth = cfg.DirtyGrowth
@@ -470,6 +503,18 @@ func Start(ctx context.Context, cfg Config) (_ *Demo, err error) {
 	}
 	if err := writeInventory(d.InventoryPath, cfg.RecipeDir, specs, ports); err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
+	}
+	for i := range cfg.Unknown {
+		// BIOS iPXE machines, as the compute group's; MACs counting down
+		// so that the order they asked in is not the MACs' order.
+		n, err := simnode.Start(simnode.Options{Loader: "ipxe", MAC: UnknownMAC(i), Password: password, BaseURL: baseURL,
+			TFTPAddr: tftpAddr, SourceIP: netip.AddrFrom4([4]byte{127, 2, 0, byte(i + 2)}), PXEFirst: true,
+			POST: cfg.POST, Retries: math.MaxInt32, RetryAfter: time.Second, CheckinEvery: max(cfg.CheckinEvery, 0),
+			OverlayGrowth: 64 << 10})
+		if err != nil {
+			return nil, err
+		}
+		d.UnknownNodes = append(d.UnknownNodes, n)
 	}
 	if err := d.serve(ctx, dd); err != nil {
 		return nil, err
@@ -741,6 +786,44 @@ func (d *Demo) PowerOnAll(ctx context.Context) ([]daemon.PowerResult, error) {
 	return res, nil
 }
 
+// UnknownMAC is the MAC of the i-th machine of Config.Unknown (from 0).
+func UnknownMAC(i int) string { return fmt.Sprintf("52:54:00:ad:00:%02x", MaxUnknown-i) }
+
+// PowerOnUnknown switches the machines of Config.Unknown on one by one
+// from their front panels (they are in no inventory, so no BMC call
+// reaches them): each after the previous one has asked the boot servers
+// and at least UnknownEvery after it was switched on. It returns when all
+// are on, or when ctx ends or the demo closes.
+func (d *Demo) PowerOnUnknown(ctx context.Context) error {
+	d.bgWG.Add(1)
+	defer d.bgWG.Done()
+	for i, n := range d.UnknownNodes {
+		if err := n.PowerOn(); err != nil {
+			return fmt.Errorf("demo: power on %s: %w", UnknownMAC(i), err)
+		}
+		// Said in the event history, not on Out: the console may own the
+		// terminal.
+		d.Daemon.Apply(bootstate.Event{Kind: bootstate.KindInfo, Proto: "demo", MAC: UnknownMAC(i),
+			Message: "demo: switched on a machine that is in no inventory"})
+		t := time.NewTimer(d.cfg.UnknownEvery)
+		for asked := false; !asked; {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-d.bg.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+				asked = n.Stats().Failures > 0 || n.Stats().Checkins > 0
+				t.Reset(100 * time.Millisecond)
+			}
+		}
+		t.Stop()
+	}
+	return nil
+}
+
 // Counts tallies the nodes by boot stage and how many are dirty.
 func (d *Demo) Counts() (stages map[apitype.Stage]int, dirty int) {
 	stages = map[apitype.Stage]int{}
@@ -769,6 +852,10 @@ func (d *Demo) Wait(ctx context.Context) error {
 // safe to call more than once.
 func (d *Demo) Close() error {
 	d.once.Do(func() {
+		if d.bgStop != nil {
+			d.bgStop()
+			d.bgWG.Wait()
+		}
 		// The daemon first: it closes its IPMI sessions while the BMCs
 		// still answer (a BMC gone first would make each close wait for
 		// its timeout).
@@ -785,6 +872,10 @@ func (d *Demo) Close() error {
 			_ = b.Close()
 		}
 		for _, n := range d.Nodes {
+			wg.Add(1)
+			go func() { defer wg.Done(); n.Close() }()
+		}
+		for _, n := range d.UnknownNodes {
 			wg.Add(1)
 			go func() { defer wg.Done(); n.Close() }()
 		}

@@ -30,8 +30,9 @@ const agentGrace = 5 * time.Second
 // polls: per node, the poll parked now (at most one) and when the last one
 // was seen.
 type agents struct {
-	mu    sync.Mutex
-	nodes map[string]*agentSlot
+	mu     sync.Mutex
+	nodes  map[string]*agentSlot
+	closed bool // ReleaseAgentPolls: polls are answered at once
 }
 
 type agentSlot struct {
@@ -65,6 +66,11 @@ func (a *agents) park(p *parkedPoll, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := a.slot(p.poll.Node)
+	if a.closed { // the server stops: nothing to do, at once
+		close(p.deliver)
+		s.lastSeen = now
+		return
+	}
 	if s.parked != nil {
 		close(s.parked.deliver)
 	}
@@ -91,6 +97,23 @@ func (b *Boot) AgentAlive(node string) bool {
 	defer b.agents.mu.Unlock()
 	s := b.agents.nodes[node]
 	return s != nil && (s.parked != nil || b.now().Sub(s.lastSeen) < agentGrace)
+}
+
+// ReleaseAgentPolls answers every parked agent poll, and every poll from
+// now on at once, with nothing to do: the HTTP server of a stopping daemon
+// then shuts down without waiting out the polls (up to AgentPollWait
+// each; agents poll again, elsewhere or later). The daemon registers it
+// with http.Server.RegisterOnShutdown.
+func (b *Boot) ReleaseAgentPolls() {
+	b.agents.mu.Lock()
+	defer b.agents.mu.Unlock()
+	b.agents.closed = true
+	for _, s := range b.agents.nodes {
+		if s.parked != nil {
+			close(s.parked.deliver)
+			s.parked = nil
+		}
+	}
 }
 
 // ErrNoAgent is returned by SendKexec when no poll of the node's agent

@@ -92,6 +92,48 @@ func TestAgentPollNothingToDo(t *testing.T) {
 	}
 }
 
+// TestReleaseAgentPolls: a poll parked for a minute is answered 204 at
+// once when the server stops (so that Shutdown does not wait it out), and
+// so is every poll after it.
+func TestReleaseAgentPolls(t *testing.T) {
+	f := newAgentFixture(t, time.Minute)
+	f.srv.Config.RegisterOnShutdown(f.b.ReleaseAgentPolls)
+	done := make(chan int, 1)
+	go func() { code, _ := f.post(t, agentproto.PollPath, f.poll("n1").Form()); done <- code }()
+	if !simWait(5*time.Second, func() bool { return f.b.AgentAlive("n1") }) {
+		t.Fatal("the poll never parked")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.srv.Config.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown waited for the parked poll: %v", err)
+	}
+	if code := <-done; code != http.StatusNoContent {
+		t.Errorf("parked poll = %d, want 204", code)
+	}
+	g := newAgentFixture(t, time.Minute)
+	g.b.ReleaseAgentPolls()
+	start := time.Now()
+	if code, _ := g.post(t, agentproto.PollPath, g.poll("n1").Form()); code != http.StatusNoContent {
+		t.Errorf("poll after the release = %d, want 204", code)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("a poll after the release was held %s", d)
+	}
+}
+
+// simWait polls cond every 10 ms until it holds or d passes.
+func simWait(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
 // TestAgentPollRefused: bad forms are 400, a wrong token or a fixed node
 // polled from another address 403 (and a denied event).
 func TestAgentPollRefused(t *testing.T) {

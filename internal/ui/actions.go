@@ -107,6 +107,7 @@ type actionRow struct {
 	failed bool
 	done   bool
 	took   time.Duration
+	path   string // a reboot's path that ran and why ("by kexec: agent polling")
 }
 
 // action is the power action or reboot to clean state under way (or the
@@ -115,6 +116,7 @@ type action struct {
 	id        int
 	kind      actionKind
 	op        string // power op, or "reboot-clean"
+	via       string // the reboot's path asked for (apitype.RebootVias)
 	selection string
 	rows      []*actionRow
 	byNode    map[string]*actionRow
@@ -248,6 +250,9 @@ func (a *action) lines(c *Common, power func(string) string) []string {
 	s := c.Styles
 	var out []string
 	head := fmt.Sprintf("%s: %s (%s)", a.title(), a.selection, plural(len(a.rows), "node"))
+	if a.via != "" {
+		head += " · path " + a.via
+	}
 	out = append(out, s.Title.Render(head))
 	if a.running {
 		out = append(out, s.Warn.Render("  "+a.summary()))
@@ -272,7 +277,19 @@ func (a *action) lines(c *Common, power func(string) string) []string {
 		switch {
 		case r.failed:
 			// a failure is wrapped, never cut: it is what the admin acts on
-			out = append(out, wrapRow(prefix, "FAILED: "+r.result, s.Error, c.Width)...)
+			text := "FAILED: " + r.result
+			if r.path != "" {
+				text += " · " + r.path
+			}
+			out = append(out, wrapRow(prefix, text, s.Error, c.Width)...)
+			continue
+		case r.done && r.path != "":
+			// the path a reboot took is wrapped, never cut, as a failure is
+			text := r.result
+			if r.took > 0 {
+				text += " (" + r.took.Round(time.Millisecond).String() + ")"
+			}
+			out = append(out, wrapRow(prefix, text+" · "+r.path, s.OK, c.Width)...)
 			continue
 		case r.done:
 			res = s.OK.Render(r.result)

@@ -7,7 +7,6 @@ package ui
 
 import (
 	"context"
-	"time"
 
 	"github.com/netbootui/netbootui/internal/apitype"
 )
@@ -43,14 +42,17 @@ type Backend interface {
 	// Events calls fn for the newest n events of node ("" all), then, with
 	// follow, for live events until ctx ends or fn returns an error.
 	Events(ctx context.Context, node string, n int, follow bool, fn func(apitype.Event) error) error
+	// EventsBacklog is Events whose backlog of all nodes also holds the
+	// newest notable events that are not routine (check-ins, progress).
+	EventsBacklog(ctx context.Context, node string, n, notable int, follow bool, fn func(apitype.Event) error) error
 	// Images lists images and their generations.
 	Images(ctx context.Context) ([]apitype.ImageInfo, error)
 	// Power runs a power operation (on, off, soft, cycle, reset, status,
 	// bootdev-pxe) on a selection and returns one result per node.
 	Power(ctx context.Context, op, selection string) ([]apitype.PowerResult, error)
-	// RebootClean reboots a selection to a clean state, calling fn with
-	// each progress line (timeout 0: the daemon's default per node).
-	RebootClean(ctx context.Context, selection string, timeout time.Duration, fn func(apitype.RebootProgress) error) ([]apitype.RebootResult, error)
+	// RebootCleanRequest reboots a selection to a clean state by the
+	// request's path (Via), calling fn with each progress line.
+	RebootCleanRequest(ctx context.Context, req apitype.RebootRequest, fn func(apitype.RebootProgress) error) ([]apitype.RebootResult, error)
 	// Audit returns the newest n audit entries.
 	Audit(ctx context.Context, n int) ([]apitype.AuditEntry, error)
 	// FollowAudit calls fn with the newest n audit entries, then with each

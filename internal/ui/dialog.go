@@ -28,6 +28,35 @@ type Confirm struct {
 	yes    bool // the highlighted button
 	typed  string
 	offset int // first body line shown: a long body scrolls (j/k, pgup/pgdn)
+	// Choice, when set, is a setting the answer carries (the reboot's
+	// path): ChoiceKey cycles through its Options.
+	Choice *Choice
+}
+
+// Choice is one setting of a Confirm: Options in turn, Options[At] chosen,
+// the first by default.
+type Choice struct {
+	Label   string
+	Options []string
+	At      int
+	Key     string // the key that picks the next option
+}
+
+// Value is the chosen option.
+func (c *Choice) Value() string { return c.Options[c.At] }
+
+// line renders the choice: the chosen option in brackets, so that it
+// reads without colour too.
+func (c *Choice) line(s *Styles) string {
+	parts := make([]string, len(c.Options))
+	for i, o := range c.Options {
+		if i == c.At {
+			parts[i] = s.ButtonActive.Render("[" + o + "]")
+		} else {
+			parts[i] = " " + o + " "
+		}
+	}
+	return c.Label + ": " + strings.Join(parts, " ") + "   " + c.Key + ": change"
 }
 
 // NewConfirm opens a dialog now.
@@ -45,6 +74,10 @@ func (d *Confirm) Update(msg tea.KeyPressMsg) (done, yes bool) {
 		return false, false
 	}
 	k := msg.String()
+	if d.Choice != nil && k == d.Choice.Key {
+		d.Choice.At = (d.Choice.At + 1) % len(d.Choice.Options)
+		return false, false
+	}
 	switch k {
 	case "esc", "q":
 		return true, false
@@ -93,7 +126,12 @@ func (d *Confirm) Update(msg tea.KeyPressMsg) (done, yes bool) {
 }
 
 // bodyRows is how many body lines the dialog shows at once.
-func (d *Confirm) bodyRows() int { return max(3, d.c.Height-10) }
+func (d *Confirm) bodyRows() int {
+	if d.Choice != nil {
+		return max(3, d.c.Height-12) // the choice's line and a blank one
+	}
+	return max(3, d.c.Height-10)
+}
 
 // bodyLines is the body in lines of the box's width w: long lines (a
 // kernel command line) wrap, continuations indented.
@@ -138,6 +176,9 @@ func (d *Confirm) View() string {
 		b.WriteByte('\n')
 	}
 	b.WriteByte('\n')
+	if d.Choice != nil {
+		b.WriteString(d.Choice.line(s) + "\n\n")
+	}
 	if d.needsCount() {
 		b.WriteString("This touches " + strconv.Itoa(d.Count) + " nodes. Type " + strconv.Itoa(d.Count) + " and enter to go ahead, esc to cancel: ")
 		b.WriteString(s.Prompt.Render(d.typed + "_"))

@@ -3,6 +3,7 @@ package ui
 import (
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -43,6 +44,7 @@ func (v *eventsView) add(evs []apitype.Event) {
 	if v.seen == nil {
 		v.seen = map[eventKey]bool{}
 	}
+	pin := v.anchor()
 	inOrder := true
 	start := len(v.all)
 	for _, ev := range evs {
@@ -60,15 +62,12 @@ func (v *eventsView) add(evs []apitype.Event) {
 		}
 		v.all = append(v.all, ev)
 	}
-	if over := len(v.all) - maxEvents; over > 0 {
-		for _, ev := range v.all[:over] {
-			delete(v.seen, keyOf(ev))
-		}
-		v.all = append(v.all[:0:0], v.all[over:]...)
+	if v.trim() {
 		inOrder = false
 	}
 	if !inOrder {
 		v.refilter()
+		v.restore(pin)
 		return
 	}
 	for i := start; i < len(v.all); i++ {
@@ -77,6 +76,78 @@ func (v *eventsView) add(evs []apitype.Event) {
 		}
 	}
 	v.follow()
+}
+
+// trim drops the oldest events past the view's bounds: maxRoutine check-ins
+// and progress events, maxEvents of the other kinds. It reports whether it
+// dropped any.
+func (v *eventsView) trim() bool {
+	routine := 0
+	for i := range v.all {
+		if v.all[i].Routine {
+			routine++
+		}
+	}
+	dropR, dropN := routine-maxRoutine, len(v.all)-routine-maxEvents
+	if dropR <= 0 && dropN <= 0 {
+		return false
+	}
+	kept := v.all[:0]
+	for _, ev := range v.all {
+		switch {
+		case ev.Routine && dropR > 0:
+			dropR--
+		case !ev.Routine && dropN > 0:
+			dropN--
+		default:
+			kept = append(kept, ev)
+			continue
+		}
+		if ev.Seq != 0 {
+			delete(v.seen, keyOf(ev))
+		}
+	}
+	clear(v.all[len(kept):])
+	v.all = kept
+	return true
+}
+
+// anchor is the event under a scrolled-back cursor and the screen row it
+// is on: while events come in and old ones go, the view keeps that event
+// on that row (a view at the bottom follows the new events instead).
+type anchor struct {
+	ev  apitype.Event
+	row int
+	ok  bool
+}
+
+func (v *eventsView) anchor() anchor {
+	if v.tail {
+		return anchor{}
+	}
+	ev := v.current()
+	if ev == nil {
+		return anchor{}
+	}
+	return anchor{ev: *ev, row: v.cursor - v.offset, ok: true}
+}
+
+// restore puts the cursor back on a's event (or, when it is gone, on the
+// oldest event shown after it) at a's row.
+func (v *eventsView) restore(a anchor) {
+	if !a.ok || v.tail || len(v.shown) == 0 {
+		return
+	}
+	at := func(j int) *apitype.Event { return &v.all[v.shown[j]] }
+	i := sort.Search(len(v.shown), func(j int) bool { return !at(j).Time.Before(a.ev.Time) })
+	for j := i; j < len(v.shown) && at(j).Time.Equal(a.ev.Time); j++ {
+		if e := at(j); e.Seq == a.ev.Seq && e.Kind == a.ev.Kind && e.Node == a.ev.Node && e.Message == a.ev.Message {
+			i = j
+			break
+		}
+	}
+	v.cursor = min(i, len(v.shown)-1)
+	v.offset = max(0, v.cursor-a.row)
 }
 
 // eventKey identifies an event of the daemon.

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"fmt"
+	"strings"
 
 	tea "charm.land/bubbletea/v2"
 
@@ -37,6 +38,7 @@ func (v *eventsView) addAudit(entries []apitype.AuditEntry) {
 	if v.seenAudit == nil {
 		v.seenAudit = map[string]bool{}
 	}
+	pin := v.anchor()
 	added := false
 	for _, e := range entries {
 		k := auditKey(e)
@@ -48,7 +50,11 @@ func (v *eventsView) addAudit(entries []apitype.AuditEntry) {
 		if e.Target != "" {
 			msg += " " + e.Target
 		}
-		ev := apitype.Event{Time: e.Time.UTC(), Kind: kindAudit, Message: msg + " → " + e.Result}
+		msg += " → " + e.Result
+		if len(e.Paths) > 0 { // which path each node's reboot took, and why
+			msg += " · " + strings.Join(e.Paths, "; ")
+		}
+		ev := apitype.Event{Time: e.Time.UTC(), Kind: kindAudit, Message: msg}
 		i := len(v.all)
 		for i > 0 && v.all[i-1].Time.After(ev.Time) {
 			i--
@@ -61,8 +67,7 @@ func (v *eventsView) addAudit(entries []apitype.AuditEntry) {
 	if !added {
 		return
 	}
-	if over := len(v.all) - maxEvents; over > 0 {
-		v.all = append(v.all[:0:0], v.all[over:]...)
-	}
+	v.trim()
 	v.refilter()
+	v.restore(pin)
 }

@@ -149,20 +149,35 @@ func (f *fakeBackend) EditNode(ctx context.Context, name string, e apitype.Edit)
 }
 
 func (f *fakeBackend) Events(ctx context.Context, node string, n int, follow bool, fn func(apitype.Event) error) error {
+	return f.EventsBacklog(ctx, node, n, 0, follow, fn)
+}
+
+func (f *fakeBackend) EventsBacklog(ctx context.Context, node string, n, notable int, follow bool, fn func(apitype.Event) error) error {
 	if err := f.record("Events %s %d %v", node, n, follow); err != nil {
 		return err
 	}
 	f.mu.Lock()
-	var evs []apitype.Event
+	var all []apitype.Event
 	for _, ev := range f.events {
 		if node == "" || ev.Node == node {
-			evs = append(evs, ev)
+			all = append(all, ev)
 		}
 	}
-	f.mu.Unlock()
-	if len(evs) > n {
-		evs = evs[len(evs)-n:]
+	// the newest n, and before them the newest notable ones that are not
+	// routine (of all nodes only)
+	var evs []apitype.Event
+	later := 0
+	for i := len(all) - 1; i >= 0; i-- {
+		ev := all[i]
+		if i >= len(all)-n || (node == "" && !ev.Routine && later < notable) {
+			evs = append(evs, ev)
+		}
+		if !ev.Routine {
+			later++
+		}
 	}
+	slices.Reverse(evs)
+	f.mu.Unlock()
 	for _, ev := range evs {
 		if err := fn(ev); err != nil {
 			return err
@@ -298,8 +313,12 @@ func (f *fakeBackend) Power(ctx context.Context, op, sel string) ([]apitype.Powe
 	return out, nil
 }
 
-func (f *fakeBackend) RebootClean(ctx context.Context, sel string, timeout time.Duration, fn func(apitype.RebootProgress) error) ([]apitype.RebootResult, error) {
-	if err := f.record("RebootClean %s %v", sel, timeout); err != nil {
+func (f *fakeBackend) RebootCleanRequest(ctx context.Context, req apitype.RebootRequest, fn func(apitype.RebootProgress) error) ([]apitype.RebootResult, error) {
+	sel, via := req.Selection, ""
+	if req.Via != "" && req.Via != apitype.ViaAuto {
+		via = " via " + req.Via
+	}
+	if err := f.record("RebootClean %s %v%s", sel, req.Timeout, via); err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
@@ -338,7 +357,11 @@ func (f *fakeBackend) RebootClean(ctx context.Context, sel string, timeout time.
 				return out, ctx.Err()
 			}
 		}
-		r := apitype.RebootResult{Node: n.Name, OK: fail == "", Step: apitype.StepClean, Generation: n.Assigned, Duration: 11 * time.Second}
+		r := apitype.RebootResult{Node: n.Name, OK: fail == "", Step: apitype.StepClean, Generation: n.Assigned, Duration: 11 * time.Second,
+			Via: apitype.ViaPower, Why: "asked for"}
+		if req.Via != apitype.ViaPower {
+			r.Via, r.Why = apitype.ViaKexec, "agent polling"
+		}
 		if fail != "" {
 			r.Step, r.Error = apitype.StepFailed, n.Name+": "+fail
 			if err := send(apitype.RebootProgress{Node: n.Name, Step: apitype.StepFailed, Message: r.Error}); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -46,8 +47,13 @@ const (
 	// refreshEvery is the shortest time between two node-list refreshes
 	// caused by events: at most 10 per second, however busy the cluster.
 	refreshEvery = 100 * time.Millisecond
-	// maxEvents is how many events the events view keeps.
-	maxEvents = 2000
+	// maxEvents is how many events the events view keeps of the kinds
+	// that are not routine; maxRoutine how many check-ins and progress
+	// events (apitype.Kind.Routine) besides, so that a busy cluster's
+	// check-ins do not push a failure or a node that turned dirty out of
+	// the view within seconds.
+	maxEvents  = 2000
+	maxRoutine = 2000
 	// eventBatch is the most events one message carries.
 	eventBatch = 1024
 	// callTimeout bounds every API call.
@@ -234,7 +240,9 @@ func (m *Model) startStream() tea.Cmd {
 	be, ctx := m.be, m.ctx
 	run := func() tea.Msg {
 		defer close(ch)
-		err := be.Events(ctx, "", maxEvents/4, true, func(ev apitype.Event) error {
+		// the newest events of every kind, and the rarer kinds further
+		// back: on a busy cluster the newest are all check-ins
+		err := be.EventsBacklog(ctx, "", maxEvents/4, maxEvents/2, true, func(ev apitype.Event) error {
 			select {
 			case ch <- ev:
 				return nil
@@ -353,6 +361,10 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		cmds := []tea.Cmd{waitEvents(msg.stream, m.evCh), m.scheduleRefresh()}
 		if inventoryChanged(msg.evs) { // a promote, a CLI edit: the header's rev follows
 			cmds = append(cmds, m.fetchStatus())
+		}
+		if m.view == viewUnknown && slices.ContainsFunc(msg.evs, func(ev apitype.Event) bool { return ev.Kind == apitype.KindUnknown }) {
+			// a machine switched on asks: :unknown lists it as it does
+			cmds = append(cmds, m.fetchUnknown())
 		}
 		return m, tea.Batch(cmds...)
 	case streamEndMsg:

@@ -14,10 +14,15 @@ import (
 const rebootBatch = 256
 
 // rebootWarn explains what a reboot to clean state does, in its dialog.
-const rebootWarn = "Each node gets PXE as next boot device and a power cycle, then\n" +
-	"boots its assigned generation: anything running stops at once\n" +
-	"and its tmpfs overlay (all written since boot) is lost.\n" +
+const rebootWarn = "Each node boots its assigned generation: anything running stops\n" +
+	"at once and its tmpfs overlay (all written since boot) is lost.\n" +
+	"kexec: its agent loads the generation, no firmware POST.\n" +
+	"power: PXE as next boot device and a BMC power cycle.\n" +
+	"auto: kexec where the agent polls, else (or when it fails) power.\n" +
 	"Running, ctrl+x cancels it (esc only hides it)."
+
+// rebootPathKey cycles the reboot's path in its dialog.
+const rebootPathKey = "v"
 
 type (
 	// rebootMsg carries progress lines of a running reboot, and its end.
@@ -47,8 +52,10 @@ func (m *Model) askReboot() tea.Cmd {
 		return nil
 	}
 	title := fmt.Sprintf("Reboot %s to a clean state?", plural(len(names), "node"))
-	m.dialog = NewConfirm(m.c, title, sel+"\n\n"+rebootWarn, len(names))
-	m.onYes = func() tea.Cmd { return m.startReboot(sel, names) }
+	d := NewConfirm(m.c, title, sel+"\n\n"+rebootWarn, len(names))
+	d.Choice = &Choice{Label: "path", Options: apitype.RebootVias, Key: rebootPathKey}
+	m.dialog = d
+	m.onYes = func() tea.Cmd { return m.startReboot(sel, names, d.Choice.Value()) }
 	m.onNo = func() tea.Cmd {
 		m.setFlash("reboot to clean state cancelled; nothing changed", false)
 		return nil
@@ -56,12 +63,14 @@ func (m *Model) askReboot() tea.Cmd {
 	return nil
 }
 
-// startReboot runs Backend.RebootClean: one command makes the call (it
-// blocks until every node is done) and feeds its progress into a channel,
-// another hands the channel's lines to Update, the end last.
-func (m *Model) startReboot(sel string, names []string) tea.Cmd {
+// startReboot runs Backend.RebootCleanRequest by path via: one command
+// makes the call (it blocks until every node is done) and feeds its
+// progress into a channel, another hands the channel's lines to Update,
+// the end last.
+func (m *Model) startReboot(sel string, names []string, via string) tea.Cmd {
 	m.actSeq++
 	a := newAction(m.actSeq, actReboot, "reboot-clean", sel, names, m.nodeBMC, m.c.Now())
+	a.via = via
 	ctx, cancel := context.WithCancel(m.ctx)
 	a.cancel = cancel
 	m.act = a
@@ -71,7 +80,7 @@ func (m *Model) startReboot(sel string, names []string) tea.Cmd {
 	be, id, root := m.be, a.id, m.ctx
 	run := func() tea.Msg {
 		defer close(ch)
-		res, err := be.RebootClean(ctx, sel, 0, func(p apitype.RebootProgress) error {
+		res, err := be.RebootCleanRequest(ctx, apitype.RebootRequest{Selection: sel, Via: via}, func(p apitype.RebootProgress) error {
 			select {
 			case ch <- rebootItem{p: p}:
 				return nil
@@ -149,6 +158,12 @@ func (a *action) setProgress(p apitype.RebootProgress) {
 func (a *action) setReboot(res apitype.RebootResult) {
 	r := a.row(res.Node)
 	r.done, r.took, r.state = true, res.Duration, ""
+	if res.Via != "" { // the path that ran, and why
+		r.path = "by " + res.Via
+		if res.Why != "" {
+			r.path += ": " + res.Why
+		}
+	}
 	if !res.OK {
 		r.failed = true
 		r.result = nodeError(res.Node, res.Error)
