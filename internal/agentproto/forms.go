@@ -48,7 +48,7 @@ type Report struct {
 	BootID string
 	Nonce  string // the nonce of the poll the instruction answered
 	Result string // ResultLoaded, ResultRefused or ResultFailed
-	Reason string // one line; "" for ResultLoaded
+	Reason string // one line: why (refused, failed); for ResultLoaded how it was loaded, or ""
 }
 
 // MaxReason bounds a report's reason, in bytes.

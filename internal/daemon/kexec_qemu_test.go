@@ -32,13 +32,6 @@ import (
 // matching its manifest, the agent refuses it (sha256) and the daemon falls
 // back to the power cycle.
 func TestRebootCleanKexecQEMU(t *testing.T) {
-	// Opt-in until a hang is understood: in a CI replica on 2026-12-03 the
-	// kexec'd kernel was loaded and executed but never fetched its root
-	// (1 run in 5; the daemon fell back to power as designed). Run it with
-	// NETBOOTUI_KEXEC_QEMU=1.
-	if os.Getenv("NETBOOTUI_KEXEC_QEMU") == "" {
-		t.Skip("set NETBOOTUI_KEXEC_QEMU=1: the kexec'd kernel hung once in 5 runs under TCG (under investigation)")
-	}
 	lab.RequireTools(t, "qemu-system-x86_64", "ipmi_sim", "mksquashfs")
 	t.Parallel()
 	files := labbuild.AgentGeneration(t)
@@ -53,7 +46,10 @@ func TestRebootCleanKexecQEMU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := daemontest.Start(t, daemontest.Options{Dir: dir, Config: Config{InventoryPath: inv, StallTimeout: 2 * time.Minute,
+	// Bounds for a TCG guest on a loaded 2-core machine (the product's
+	// 2 min stall and 3 min kexec bounds are for real hardware): see the
+	// reboot-clean below. They cost nothing when the node is fast.
+	env := daemontest.Start(t, daemontest.Options{Dir: dir, Config: Config{InventoryPath: inv, StallTimeout: 10 * time.Minute,
 		Power: power.Config{CallTimeout: 10 * time.Second}, Logger: testLogger(t)}})
 	defer env.Stop()
 	d := env.D
@@ -62,7 +58,7 @@ func TestRebootCleanKexecQEMU(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 35*time.Minute)
 	defer cancel()
 	step := func(what string, err error) {
 		t.Helper()
@@ -82,13 +78,31 @@ func TestRebootCleanKexecQEMU(t *testing.T) {
 	step("mark", err)
 	rstart := time.Now()
 	var steps []string
-	res, err := d.RebootClean(ctx, RebootRequest{Selection: kexeclab.Node, Timeout: 4 * time.Minute, Who: "kexec-test"},
-		func(p RebootProgress) { steps = append(steps, string(p.Step)+"/"+string(p.Stage)) })
+	// KexecTimeout: the kexec'd boot (kernel, init, DHCP, root, check-in)
+	// needs 11-17 s of the node's CPU under TCG, which a 2-core machine at
+	// load 15-34 handed out over 20 s to 2 min; at a CI replica's load of
+	// up to 50 (4% of a core each) that is 4-7 min, past the default 3 min:
+	// the daemon fell back to power before the new kernel had fetched its
+	// root (the one CI failure). Starving the node's QEMU (renice 19) gives the same
+	// "no check-in within ...: in stage initrd" with the kernel still
+	// printing its early boot; a hang would show in the serial log below.
+	res, err := d.RebootClean(ctx, RebootRequest{Selection: kexeclab.Node, Timeout: 10 * time.Minute, KexecTimeout: 10 * time.Minute,
+		Who: "kexec-test"}, func(p RebootProgress) { steps = append(steps, string(p.Step)+"/"+string(p.Stage)) })
 	step("reboot-clean", err)
+	// The node's serial port from the kexec on, as QEMU logged it (the
+	// new kernel's early output included: earlyprintk on its command line).
+	serial := l.SerialAfter(mark)
 	if r := res[0]; !r.OK || r.Via != "kexec" || r.Why != "agent polling" || r.Generation != l.Gen {
-		t.Fatalf("reboot-clean by kexec: %+v\nsteps %v\n%s", r, steps, l.Diagnostics())
+		t.Fatalf("reboot-clean by kexec: %+v\nsteps %v\n%s\nserial port from the kexec on:\n%s", r, steps, l.Diagnostics(),
+			lab.Tail(serial, 600))
 	}
 	t.Logf("clean by kexec in %v; steps %v", time.Since(rstart).Round(100*time.Millisecond), steps)
+	t.Logf("serial port from the kexec on (last 600 lines):\n%s", lab.Tail(serial, 600))
+	// The old kernel went through its reboot path (devices shut down,
+	// then this line), and the new one printed from its first line on.
+	if !strings.Contains(serial, "kexec_core: Starting new kernel") || !strings.Contains(serial, "Linux version") {
+		t.Errorf("the serial log after the kexec lacks the old kernel's last line or the new one's first:\n%s", lab.Tail(serial, 60))
+	}
 	st, _ := d.NodeState(kexeclab.Node)
 	if got := stagesSince(st); len(got) == 0 || got[0] != bootstate.StageKexec || got[len(got)-1] != bootstate.StageBooted ||
 		!slices.Contains(got, bootstate.StageRootfs) {
@@ -109,10 +123,18 @@ func TestRebootCleanKexecQEMU(t *testing.T) {
 			t.Errorf("firmware banner %q in the console after the kexec:\n%s", banner, lab.Tail(console, 60))
 		}
 	}
+	loaded := ""
 	for _, ev := range d.History(kexeclab.Node, 300) {
 		if ev.Kind == bootstate.KindPower && ev.Message == bootstate.ActionCycle && ev.Time.After(rstart) {
 			t.Errorf("power cycle during the kexec reboot-clean: %+v", ev)
 		}
+		if ev.Time.After(rstart) && strings.Contains(ev.Message, "verified and loaded") {
+			loaded = ev.Message
+		}
+	}
+	// The built-in initramfs has no kexec-tools: u-root's kexec_file_load.
+	if !strings.Contains(loaded, "loaded with kexec_file_load (u-root)") {
+		t.Errorf("the agent's load event %q does not name kexec_file_load", loaded)
 	}
 	marker, err := l.Marker(ctx)
 	step("marker", err)
@@ -128,7 +150,7 @@ func TestRebootCleanKexecQEMU(t *testing.T) {
 	mark, err = l.Mark(ctx, "power")
 	step("mark", err)
 	rstart = time.Now()
-	res, err = d.RebootClean(ctx, RebootRequest{Selection: kexeclab.Node, Timeout: 4 * time.Minute, Who: "kexec-test"}, nil)
+	res, err = d.RebootClean(ctx, RebootRequest{Selection: kexeclab.Node, Timeout: 10 * time.Minute, Who: "kexec-test"}, nil)
 	step("reboot-clean", err)
 	if r := res[0]; !r.OK || r.Via != "power" || r.Why != "agent not polling" {
 		t.Fatalf("reboot-clean with the agent stopped: %+v\n%s", r, l.Diagnostics())
@@ -157,7 +179,7 @@ func TestRebootCleanKexecQEMU(t *testing.T) {
 	b[len(b)-1] ^= 0xff
 	step("corrupt the kernel", os.WriteFile(kernels[0], b, 0o644))
 	rstart = time.Now()
-	res, err = d.RebootClean(ctx, RebootRequest{Selection: kexeclab.Node, Timeout: 4 * time.Minute, Who: "kexec-test"}, nil)
+	res, err = d.RebootClean(ctx, RebootRequest{Selection: kexeclab.Node, Timeout: 10 * time.Minute, Who: "kexec-test"}, nil)
 	step("reboot-clean", err)
 	if r := res[0]; !r.OK || r.Via != "power" || !strings.Contains(r.Why, "sha256") || !strings.HasSuffix(r.Why, "fell back to power") {
 		t.Fatalf("reboot-clean with a corrupted kernel: %+v\n%s", r, l.Diagnostics())

@@ -80,33 +80,54 @@ func importGen(t *testing.T, d *Daemon, dir string, fill byte, publish bool) str
 // generation, s1, s2 and s4 keep the new one, s5 and s6 are staged but not
 // rebooted. After s3's firmware is fixed, resume completes the rollout and
 // promote pins the generation on the group with the file's comments intact.
-func TestStagedRollout(t *testing.T) {
-	dir := t.TempDir()
-	invPath := writeStageInventory(t, dir, nil)
-	d := daemontest.Start(t, daemontest.Options{Dir: dir, Config: Config{InventoryPath: invPath,
-		StallTimeout: 500 * time.Millisecond, ReloadInterval: 50 * time.Millisecond,
+// stageLab is the rollout lab: a daemon with generations old (published)
+// and new of image compute, and s1..s6, simulated nodes whose BMCs are in
+// the inventory file at invPath.
+type stageLab struct {
+	d              *Daemon
+	dir, invPath   string
+	oldGen, newGen string
+	base           string // the daemon's URL
+	nodes          map[string]*simnode.Node
+}
+
+// startStageLab starts the rollout lab with the daemon's stall timeout
+// stall, each node's options set by opt.
+func startStageLab(t *testing.T, stall time.Duration, opt func(name string, o *simnode.Options)) *stageLab {
+	t.Helper()
+	l := &stageLab{dir: t.TempDir(), nodes: map[string]*simnode.Node{}}
+	l.invPath = writeStageInventory(t, l.dir, nil)
+	l.d = daemontest.Start(t, daemontest.Options{Dir: l.dir, Config: Config{InventoryPath: l.invPath,
+		StallTimeout: stall, ReloadInterval: 50 * time.Millisecond,
 		Power: power.Config{CallTimeout: 3 * time.Second}}}).D
-	oldGen := importGen(t, d, dir, 'a', true)
-	newGen := importGen(t, d, dir, 'n', false)
-	base := "http://" + d.HTTPAddr().String()
-	nodes := map[string]*simnode.Node{}
+	l.oldGen = importGen(t, l.d, l.dir, 'a', true)
+	l.newGen = importGen(t, l.d, l.dir, 'n', false)
+	l.base = "http://" + l.d.HTTPAddr().String()
 	ports := map[string]int{}
 	for i, name := range stageNames {
-		stop := ""
-		if name == "s3" {
-			stop = "kernel"
-		}
-		n, err := simnode.Start(simnode.Options{MAC: stageMAC(i), Password: rebootPassword, BaseURL: base, StopAfter: stop})
+		o := simnode.Options{MAC: stageMAC(i), Password: rebootPassword, BaseURL: l.base}
+		opt(name, &o)
+		n, err := simnode.Start(o)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(n.Close)
-		nodes[name], ports[name] = n, n.Port()
+		l.nodes[name], ports[name] = n, n.Port()
 	}
-	writeStageInventory(t, dir, ports)
-	if err := d.Reload(); err != nil {
+	writeStageInventory(t, l.dir, ports)
+	if err := l.d.Reload(); err != nil {
 		t.Fatal(err)
 	}
+	return l
+}
+
+func TestStagedRollout(t *testing.T) {
+	l := startStageLab(t, 500*time.Millisecond, func(name string, o *simnode.Options) {
+		if name == "s3" {
+			o.StopAfter = "kernel"
+		}
+	})
+	d, invPath, oldGen, newGen, base, nodes := l.d, l.invPath, l.oldGen, l.newGen, l.base, l.nodes
 	assigned := func(name string) string {
 		v, err := d.Node(name)
 		if err != nil {
@@ -352,5 +373,142 @@ func TestStageRollbackAndAbort(t *testing.T) {
 	}
 	if _, err := d.StageAction(r2.ID, "promote", "t"); err == nil {
 		t.Error("promote of an aborted rollout accepted")
+	}
+}
+
+// TestStagedRolloutByKexec: a staged rollout whose waves reboot by kexec.
+// Six simulated nodes run the real node agent (simulated kexec) except s5.
+// With the default path (auto) every wave's nodes whose agent polls get
+// the signed instruction, fetch and check the staged generation's kernel
+// and initrd and boot it without firmware; s5, without an agent, is
+// power-cycled in its wave. The timelines start at the kexec stage and the
+// audit's reboot-clean entries, made by the rollout, say which path each
+// node took and why. A second rollout asks for kexec outright (s1-s4 back
+// to the old generation): every node is kexec'd again, none power-cycled.
+func TestStagedRolloutByKexec(t *testing.T) {
+	l := startStageLab(t, 2*time.Second, func(name string, o *simnode.Options) {
+		o.Agent, o.PXEFirst, o.CheckinEvery = name != "s5", true, 200*time.Millisecond
+	})
+	d, oldGen, newGen, nodes := l.d, l.oldGen, l.newGen, l.nodes
+	for _, n := range nodes {
+		if err := n.PowerOn(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Booted on the old generation, the agents polling.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ready := true
+		for _, name := range stageNames {
+			st, _ := d.NodeState(name)
+			ready = ready && st.Stage == bootstate.StageBooted && st.Generation == oldGen && (name == "s5" || d.AgentAlive(name))
+		}
+		if ready {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the nodes did not boot the old generation with their agents polling")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rollOut := func(req StageRequest) *Rollout {
+		t.Helper()
+		r, err := d.StageCreate(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.StageAction(r.ID, "run", "tester"); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.StageWait(ctx, r.ID); err != nil {
+			t.Fatal(err)
+		}
+		r, _ = d.StageGet(r.ID)
+		if r.State != rollout.StateCompleted {
+			t.Fatalf("rollout %s: %s %q", r.ID, r.State, r.Reason)
+		}
+		return r
+	}
+	// auditPaths is every path the reboot-cleans of the rollout
+	// (Who "rollout") recorded since the audit held skip of them.
+	auditPaths := func(skip int) (paths []string, entries int) {
+		for _, e := range d.Audit(200) {
+			if e.Action == "reboot-clean" && e.Who == "rollout" {
+				if entries++; entries > skip {
+					paths = append(paths, e.Paths...)
+				}
+			}
+		}
+		slices.Sort(paths)
+		return paths, entries
+	}
+
+	// 1. Auto: kexec where the agent polls, power for s5.
+	start := time.Now()
+	rollOut(StageRequest{Selection: "@g", Generation: newGen, Wave: "2", Timeout: 20 * time.Second, Who: "tester"})
+	t.Logf("six nodes in three waves by auto in %v", time.Since(start).Round(time.Millisecond))
+	for _, name := range stageNames {
+		s := nodes[name].Stats()
+		wantKexecs, wantNet := 1, 1
+		if name == "s5" {
+			wantKexecs, wantNet = 0, 2
+		}
+		if s.Kexecs != wantKexecs || s.NetBoots != wantNet {
+			t.Errorf("%s: %d kexecs and %d network boots, want %d and %d", name, s.Kexecs, s.NetBoots, wantKexecs, wantNet)
+		}
+		// A kexec starts the node's timeline; s5's network boot has none
+		// (it may start at powering-on or, when the simulated firmware is
+		// quicker than the power event, at its boot script).
+		st, _ := d.NodeState(name)
+		got := stagesSince(st)
+		if st.Generation != newGen || len(got) == 0 || got[len(got)-1] != bootstate.StageBooted ||
+			(name != "s5") != (got[0] == bootstate.StageKexec) || (name == "s5" && slices.Contains(got, bootstate.StageKexec)) {
+			t.Errorf("%s runs %s, timeline %v", name, st.Generation, got)
+		}
+	}
+	var kexecEvents int
+	for _, ev := range d.History("s1", 200) {
+		if ev.Kind == bootstate.KindKexec && ev.Generation == newGen {
+			kexecEvents++
+		}
+		if ev.Kind == bootstate.KindPower && ev.Message == bootstate.ActionCycle {
+			t.Errorf("s1 was power-cycled in the rollout: %+v", ev)
+		}
+	}
+	if kexecEvents != 1 {
+		t.Errorf("s1: %d kexec events for %s, want 1", kexecEvents, newGen)
+	}
+	paths, seen := auditPaths(0)
+	want := []string{"s1: kexec (agent polling)", "s2: kexec (agent polling)", "s3: kexec (agent polling)",
+		"s4: kexec (agent polling)", "s5: power (agent not polling)", "s6: kexec (agent polling)"}
+	if seen != 3 || !slices.Equal(paths, want) {
+		t.Errorf("%d reboot-cleans by the rollout, audit paths %q\nwant %q", seen, paths, want)
+	}
+
+	// 2. Kexec asked for: s1-s4 back to the old generation.
+	r, err := d.StageGet("")
+	if err == nil {
+		_, err = d.StageAction(r.ID, "promote", "tester")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = rollOut(StageRequest{Selection: "s[1-4]", Generation: oldGen, Wave: "2", Timeout: 20 * time.Second, Via: "kexec", Who: "tester"})
+	if r.Via != "kexec" {
+		t.Errorf("rollout via %q", r.Via)
+	}
+	for _, name := range stageNames[:4] {
+		st, _ := d.NodeState(name)
+		if s := nodes[name].Stats(); s.Kexecs != 2 || s.NetBoots != 1 || st.Generation != oldGen || stagesSince(st)[0] != bootstate.StageKexec {
+			t.Errorf("%s: %d kexecs, %d network boots, runs %s, timeline %v", name, s.Kexecs, s.NetBoots, st.Generation, stagesSince(st))
+		}
+	}
+	paths, _ = auditPaths(seen)
+	want = []string{"s1: kexec (asked for kexec)", "s2: kexec (asked for kexec)", "s3: kexec (asked for kexec)", "s4: kexec (asked for kexec)"}
+	if !slices.Equal(paths, want) {
+		t.Errorf("audit paths of the kexec rollout %q\nwant %q", paths, want)
 	}
 }

@@ -17,11 +17,7 @@ import (
 )
 
 // TestMain removes what labbuild built.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	labbuild.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { labbuild.Main(m) }
 
 // Where the daemon listens inside the namespace.
 const (

@@ -16,6 +16,7 @@ import (
 	"github.com/netbootui/netbootui/internal/daemontest"
 	"github.com/netbootui/netbootui/internal/image"
 	"github.com/netbootui/netbootui/internal/lab"
+	"github.com/netbootui/netbootui/internal/lab/labbuild"
 )
 
 // requireDebianBuild skips (fails under NETBOOTUI_REQUIRE_TOOLS=1) when a
@@ -37,9 +38,13 @@ var debianRecipes = []struct {
 	// (the unit's Description, in "Started ..." with colours): without
 	// it, the agent did not run under the root's systemd.
 	ready string
+	// kexec: once booted, the node is rebooted clean by kexec with the
+	// root's kexec-tools (one recipe is enough to prove that path: each
+	// kexec is another minute of TCG).
+	kexec bool
 }{
-	{"debian-dracut", "rd.live.image rd.neednet=1 ip=dhcp rd.live.overlay.overlayfs=1", "netbootui check-in agent"},
-	{"debian-builtin", "", "netbootui check-in agent"},
+	{"debian-dracut", "rd.live.image rd.neednet=1 ip=dhcp rd.live.overlay.overlayfs=1", "netbootui check-in agent", false},
+	{"debian-builtin", "", "netbootui check-in agent", true},
 }
 
 // TestDebianRecipesBootInQEMU builds each documented Debian recipe for real
@@ -63,15 +68,72 @@ func TestDebianRecipesBootInQEMU(t *testing.T) {
 	// A developer's re-run skips debootstrap and apt (CI's checkout starts
 	// without .cache, so CI builds from the mirror every time).
 	cache := filepath.Join(modroot, ".cache", "debootstrap")
+	agent := labbuild.NodeAgent(t)
 	for i, tc := range debianRecipes {
 		t.Run(tc.recipe, func(t *testing.T) {
 			recipe := withVariants(t, filepath.Join(modroot, "assets", "recipes", "examples", tc.recipe))
-			overlay := bootRecipe(t, recipe, tc.recipe, tc.args, "", lab.MAC(40+i), cache, tc.ready,
+			b := bootRecipe(t, recipe, tc.recipe, tc.args, "", lab.MAC(40+i), cache, agent, tc.ready,
 				"netbootui: variants node-deb1 group-lab", "netbootui-variant-check: variant=node deb1 group-only=lab")
-			if overlay >= variantBlob {
-				t.Errorf("deb1 reported %d overlay bytes, at least its %d-byte variant file: the variant went into the tmpfs", overlay, variantBlob)
+			if b.overlay >= variantBlob {
+				t.Errorf("deb1 reported %d overlay bytes, at least its %d-byte variant file: the variant went into the tmpfs", b.overlay, variantBlob)
+			}
+			if tc.kexec {
+				kexecWithTools(t, b, tc.ready)
 			}
 		})
+	}
+}
+
+// kexecWithTools reboots the booted Debian node clean by kexec
+// (reboot-clean --via kexec): its node agent, started by the root's
+// check-in unit, verifies the signed instruction and kexecs with the
+// root's kexec-tools (the recipes install it), which the daemon's event of
+// the load names. The new kernel's boot follows on the console, the node
+// checks in with the generation again, its timeline starting at the kexec
+// stage, and the root's systemd starts the agent again (ready).
+func kexecWithTools(t *testing.T, b booted, ready string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !b.d.AgentAlive("deb1") {
+		if time.Now().After(deadline) {
+			t.Fatalf("deb1's node agent does not poll\nserial ends:\n%s", lastLines(b.vm.Serial(), 60))
+		}
+		time.Sleep(time.Second)
+	}
+	from := len(b.vm.Serial())
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	start := time.Now()
+	res, err := b.d.RebootClean(ctx, daemon.RebootRequest{Selection: "deb1", Via: "kexec", Timeout: 5 * time.Minute, Who: "test"}, nil)
+	after := b.vm.Serial()[from:]
+	if err != nil || len(res) != 1 || !res[0].OK || res[0].Via != "kexec" || res[0].Generation != b.gen {
+		var evs []string
+		for _, ev := range b.d.History("deb1", 40) {
+			evs = append(evs, fmt.Sprintf("%s %s %s %s %s %s", ev.Time.Format("15:04:05.000"), ev.Kind, ev.Stage, ev.Path, ev.Message, ev.Error))
+		}
+		t.Fatalf("reboot-clean by kexec: %v %+v\nevents:\n%s\nserial ends:\n%s", err, res, strings.Join(evs, "\n"), lastLines(b.vm.Serial(), 80))
+	}
+	t.Logf("deb1 clean by kexec with kexec-tools in %v", time.Since(start).Round(time.Second))
+	var loaded string
+	for _, ev := range b.d.History("deb1", 100) {
+		if ev.Kind == bootstate.KindInfo && strings.Contains(ev.Message, "verified and loaded") {
+			loaded = ev.Message
+		}
+	}
+	if !strings.Contains(loaded, "loaded with kexec-tools (/") {
+		t.Errorf("the agent did not load with kexec-tools: %q", loaded)
+	}
+	st, _ := b.d.NodeState("deb1")
+	if len(st.Timeline) == 0 || st.Timeline[0].Stage != bootstate.StageKexec || st.Generation != b.gen {
+		t.Errorf("after the kexec: generation %s, timeline %+v", st.Generation, st.Timeline)
+	}
+	deadline = time.Now().Add(time.Minute)
+	for !strings.Contains(b.vm.Serial()[from:], ready) && time.Now().Before(deadline) {
+		time.Sleep(time.Second)
+	}
+	after = b.vm.Serial()[from:]
+	if !strings.Contains(after, "Linux version") || !strings.Contains(after, ready) {
+		t.Errorf("the console after the kexec does not show the new kernel and %q:\n%s", ready, lastLines(after, 60))
 	}
 }
 
@@ -129,15 +191,28 @@ WantedBy=multi-user.target
 	return dir
 }
 
-// bootRecipe builds the recipe into the store of a fresh daemon, publishes
-// it there and boots a node from it, until it checks in and its console
-// showed every line of console. nodeKeys are more inventory keys of the
-// node (indented under it). It returns the overlay bytes of the check-in.
-func bootRecipe(t *testing.T, recipe, name, args, nodeKeys, mac, cache string, console ...string) (overlay int64) {
+// booted is a recipe's generation booted by bootRecipe.
+type booted struct {
+	d       *daemon.Daemon
+	vm      *lab.VM // stopped when the test ends
+	gen     string
+	overlay int64 // the overlay bytes of the node's check-in
+}
+
+// bootRecipe builds the recipe (with the node agent at agent, "" for
+// none) into the store of a fresh daemon, publishes it there and boots a
+// node from it, until it checks in and its console showed every line of
+// console. nodeKeys are more inventory keys of the node (indented under
+// it).
+func bootRecipe(t *testing.T, recipe, name, args, nodeKeys, mac, cache, agent string, console ...string) booted {
 	dir := t.TempDir()
 	inv := filepath.Join(dir, "nodes.yaml")
 	kargs := strings.TrimSpace("console=ttyS0 panic=-1 " + args)
-	if err := os.WriteFile(inv, []byte(fmt.Sprintf(`images:
+	// A Debian root's systemd writes about 8 MiB to the overlay as it
+	// boots: a reboot-clean (kexecWithTools) counts that as clean.
+	if err := os.WriteFile(inv, []byte(fmt.Sprintf(`settings:
+  overlay_dirty_bytes: 67108864
+images:
   %s:
     recipe: %s
     kernel_args: %q
@@ -173,7 +248,7 @@ nodes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := b.Build(bctx, recipe, image.BuildOptions{RootCache: cache, Progress: func(p image.Progress) {
+	m, err := b.Build(bctx, recipe, image.BuildOptions{RootCache: cache, Agent: agent, Progress: func(p image.Progress) {
 		mu.Lock()
 		defer mu.Unlock()
 		if _, ok := steps[p.Step]; !ok {
@@ -227,16 +302,22 @@ nodes:
 		t.Fatal(err)
 	}
 
-	vctx, vcancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer vcancel()
+	// The VM lives until the test ends (a caller may go on with it), at
+	// most 20 minutes.
+	vctx, vcancel := context.WithTimeout(ctx, 20*time.Minute)
+	t.Cleanup(vcancel)
 	bootStart := time.Now()
 	vm, err := lab.StartVM(vctx, lab.VMOptions{Name: name, MAC: mac, Dir: t.TempDir(), Memory: 1536,
 		BootURL: "http://10.0.2.2:" + port + "/boot/" + mac + ".ipxe"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer vm.Stop()
-	deadline := time.Now().Add(4 * time.Minute)
+	t.Cleanup(func() { vm.Stop() })
+	var overlay int64
+	// A dracut boot took over 3 min to reach systemd at load 20-25 here
+	// (a 56 MB initramfs, then the 170 MB root, under TCG): 4 min was
+	// too tight on a loaded 2-core machine.
+	deadline := time.Now().Add(8 * time.Minute)
 	for {
 		st, ok := d.NodeState("deb1")
 		if ok && st.Stage == bootstate.StageBooted && st.Generation == m.ID {
@@ -266,7 +347,7 @@ nodes:
 			t.Errorf("the console never showed %q\nserial ends:\n%s", want, lastLines(vm.Serial(), 60))
 		}
 	}
-	return overlay
+	return booted{d: d, vm: vm, gen: m.ID, overlay: overlay}
 }
 
 func lastLines(s string, n int) string {
@@ -306,6 +387,6 @@ func TestDebianCloudInitNoCloud(t *testing.T) {
       runcmd:
         - [sh, -c, 'echo "netbootui-cloudinit: hostname=$(hostname) node={{.Node}}" > /dev/console']
 `
-	bootRecipe(t, dir, "debian-cloudinit", "", userData, lab.MAC(45), filepath.Join(modroot, ".cache", "debootstrap"),
+	bootRecipe(t, dir, "debian-cloudinit", "", userData, lab.MAC(45), filepath.Join(modroot, ".cache", "debootstrap"), "",
 		"netbootui: cloud-init seed in place", "netbootui-cloudinit: hostname=deb1-ci node=deb1")
 }

@@ -30,6 +30,15 @@ func (l KexecLoader) tools() string {
 	return p
 }
 
+// String says which kexec the loader uses, for the agent's report of a
+// load: "kexec-tools (PATH -s)" or "kexec_file_load (u-root)".
+func (l KexecLoader) String() string {
+	if t := l.tools(); t != "" {
+		return "kexec-tools (" + t + " -s)"
+	}
+	return "kexec_file_load (u-root)"
+}
+
 // Load stages kernel and initrd with cmdline.
 func (l KexecLoader) Load(kernel, initrd *os.File, cmdline string) error {
 	if t := l.tools(); t != "" {

@@ -10,6 +10,7 @@ package nodeagent
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -197,8 +198,14 @@ func (a *Agent) Handle(ctx context.Context, p agentproto.Poll, data []byte) {
 	// The files were read by the kernel: the RAM they hold goes back.
 	os.Remove(kernel.Name())
 	os.Remove(initrd.Name())
-	a.report(ctx, p, agentproto.ResultLoaded, "")
-	a.cfg.Logf("kexec into generation %s", in.Generation)
+	// A loader that names itself (KexecLoader: kexec-tools or
+	// kexec_file_load) says so in the report: the daemon's event shows it.
+	how := ""
+	if s, ok := a.cfg.Loader.(fmt.Stringer); ok {
+		how = s.String()
+	}
+	a.report(ctx, p, agentproto.ResultLoaded, how)
+	a.cfg.Logf("kexec into generation %s with %s", in.Generation, cmp.Or(how, "the loader"))
 	a.cfg.BeforeExec()
 	if err := a.cfg.Loader.Exec(); err != nil {
 		a.cfg.Logf("kexec exec: %v", err)

@@ -397,6 +397,13 @@ func TestKexecToolsLoader(t *testing.T) {
 	k, _ := os.Create(filepath.Join(dir, "vmlinuz"))
 	i, _ := os.Create(filepath.Join(dir, "initrd"))
 	l := KexecLoader{Tools: tool}
+	if got, want := l.String(), "kexec-tools ("+tool+" -s)"; got != want {
+		t.Errorf("loader %q, want %q", got, want)
+	}
+	t.Setenv("PATH", t.TempDir()) // no kexec-tools: u-root's kexec_file_load
+	if got, want := (KexecLoader{}).String(), "kexec_file_load (u-root)"; got != want {
+		t.Errorf("loader without kexec-tools %q, want %q", got, want)
+	}
 	if err := l.Load(k, i, "root=live:x quiet"); err != nil {
 		t.Fatal(err)
 	}

@@ -326,7 +326,11 @@ func (s *HTTPServer) handleAgentReport(w http.ResponseWriter, r *http.Request) {
 	ev := bootstate.Event{Node: rep.Node, Proto: "http", Path: agentproto.ReportPath, Remote: remoteAddr(r).String()}
 	switch rep.Result {
 	case agentproto.ResultLoaded:
-		ev.Kind, ev.Message = bootstate.KindInfo, "agent of boot "+rep.BootID+": kernel and initrd verified and loaded, executing kexec"
+		how := ""
+		if rep.Reason != "" {
+			how = " with " + s.Boot.redact(rep.Node, rep.Reason)
+		}
+		ev.Kind, ev.Message = bootstate.KindInfo, "agent of boot "+rep.BootID+": kernel and initrd verified and loaded"+how+", executing kexec"
 	default:
 		ev.Kind, ev.Error = bootstate.KindFail, "kexec "+rep.Result+" by the agent of boot "+rep.BootID+": "+s.Boot.redact(rep.Node, rep.Reason)
 	}

@@ -254,7 +254,7 @@ func TestAgentReport(t *testing.T) {
 	if code, body := f.post(t, agentproto.ReportPath, rep.Form()); code != 200 {
 		t.Fatalf("report = %d %s", code, body)
 	}
-	rep.Result, rep.Reason = agentproto.ResultLoaded, ""
+	rep.Result, rep.Reason = agentproto.ResultLoaded, "kexec-tools (/usr/sbin/kexec -s)"
 	if code, _ := f.post(t, agentproto.ReportPath, rep.Form()); code != 200 {
 		t.Fatalf("loaded report = %d", code)
 	}
@@ -269,7 +269,8 @@ func TestAgentReport(t *testing.T) {
 	evs := f.kinds()
 	if len(evs) < 2 || evs[0].Kind != bootstate.KindFail ||
 		evs[0].Error != "kexec refused by the agent of boot boot-1: kernel sha256 mismatch; token <redacted> key <redacted>" ||
-		evs[1].Kind != bootstate.KindInfo {
+		evs[1].Kind != bootstate.KindInfo ||
+		evs[1].Message != "agent of boot boot-1: kernel and initrd verified and loaded with kexec-tools (/usr/sbin/kexec -s), executing kexec" {
 		t.Errorf("events %+v", evs)
 	}
 }

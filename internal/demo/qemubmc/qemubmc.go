@@ -173,7 +173,7 @@ start() {
 	running && return 0
 	rm -f "$pidf"
 	'@QEMU@' -name '@NAME@' -accel tcg -m @MEM@ -smp 1 -nodefaults -no-user-config -display none \
-		-chardev socket,id=ser0,host=127.0.0.1,port=@SERIALPORT@,reconnect=1 -serial chardev:ser0 \
+		-chardev socket,id=ser0,host=127.0.0.1,port=@SERIALPORT@,reconnect=1,logfile="$dir/serial.log",logappend=on -serial chardev:ser0 \
 		-netdev user,id=n0,bootfile='@URL@' -device virtio-net-pci,netdev=n0,mac=@MAC@ -boot @BOOT@ @FW@ \
 		-daemonize -pidfile "$pidf" >> "$dir/qemu.log" 2>&1
 }
@@ -269,6 +269,15 @@ func (n *Node) QEMUPid() int {
 		return pid
 	}
 	return 0
+}
+
+// SerialLog returns everything the node wrote to its serial port since
+// its first power on, across power cycles and kexecs (QEMU's own log of the
+// serial chardev, Dir/serial.log): unlike a console session or a capture
+// through the BMC, it misses nothing while nobody is connected.
+func (n *Node) SerialLog() string {
+	b, _ := os.ReadFile(filepath.Join(n.opts.Dir, "serial.log"))
+	return string(b)
 }
 
 // ChassisLog returns every call ipmi_sim made to the chassis program.

@@ -44,7 +44,7 @@ func WriteInventory(dir, mac string, bmcPort int) (string, error) {
   overlay_dirty_bytes: %d
 images:
   live:
-    kernel_args: "console=ttyS0 panic=-1"
+    kernel_args: "console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1"
 nodes:
   - name: %s
     image: live
@@ -259,7 +259,20 @@ func (l *Lab) ConsoleAfter(mark string) string {
 	return ""
 }
 
-// Diagnostics is the node's recent events and console, for a failure.
+// SerialAfter returns what the node wrote to its serial port after the
+// last line holding mark, from QEMU's own log of the port (qemubmc's
+// SerialLog): it holds what a console capture through the BMC can miss,
+// e.g. a kexec'd kernel's early output.
+func (l *Lab) SerialAfter(mark string) string {
+	text := l.VM.SerialLog()
+	if i := strings.LastIndex(text, mark); i >= 0 {
+		return text[i+len(mark):]
+	}
+	return ""
+}
+
+// Diagnostics is the node's recent events, console and serial port, for a
+// failure.
 func (l *Lab) Diagnostics() string {
 	var b strings.Builder
 	for _, ev := range l.D.History(Node, 30) {
@@ -267,5 +280,6 @@ func (l *Lab) Diagnostics() string {
 	}
 	log, _ := l.D.SOLLog(Node, 60)
 	b.WriteString("console:\n" + strings.Join(log.Lines, "\n") + "\nchassis:\n" + l.VM.ChassisLog())
+	b.WriteString("\nserial port (QEMU's log, last 150 lines):\n" + lab.Tail(l.VM.SerialLog(), 150))
 	return b.String()
 }

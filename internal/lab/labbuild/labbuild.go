@@ -52,8 +52,16 @@ func tempDir(prefix string) (string, error) {
 	return dir, os.Chmod(dir, 0o755)
 }
 
+// Main runs a package's tests and then Cleanup: a test package that
+// builds with labbuild has `func TestMain(m *testing.M) { labbuild.Main(m) }`.
+func Main(m *testing.M) {
+	code := m.Run()
+	Cleanup()
+	os.Exit(code)
+}
+
 // Cleanup removes everything this package built. Call it from TestMain
-// after m.Run.
+// after m.Run (Main does).
 func Cleanup() {
 	mu.Lock()
 	defer mu.Unlock()
