@@ -53,6 +53,12 @@ func demoVerb(fs *pflag.FlagSet) runner {
 	fs.DurationVar(&cfg.UnknownEvery, "unknown-every", 5*time.Second, "the least time between switching on two of the --unknown machines")
 	statusEvery := fs.Duration("status-every", 10*time.Second, "with --no-tui, how often a status line is printed")
 	return func(ctx context.Context, _ []string) error {
+		// The unknown machines are simulated ones: a lab of QEMU nodes
+		// or external nodes has none unless --unknown is given (and
+		// then refused by demo.Start).
+		if (cfg.Lab > 0 || cfg.ExternalNodes) && !fs.Changed("unknown") {
+			cfg.Unknown = 0
+		}
 		return runDemo(ctx, cfg, demoOptions{noTUI: *noTUI, socket: *socket, data: *data, statusEvery: *statusEvery})
 	}
 }
