@@ -22,7 +22,7 @@ import (
 
 // demoFast are the demo flags of the tests: the tiny generation and short
 // timings.
-var demoFast = []string{"--image", "tiny", "--post", "100ms", "--checkin-every", "200ms", "--stall-timeout", "6s", "--power-poll", "1s"}
+var demoFast = []string{"--image", "tiny", "--post", "100ms", "--checkin-every", "200ms", "--stall-timeout", "12s", "--power-poll", "1s"}
 
 // freePort returns a loopback TCP port that was free a moment ago.
 func freePort(t *testing.T) int {
@@ -182,7 +182,7 @@ func TestDemoInTmux(t *testing.T) {
 	c.keys("/", "g", "p", "u", "Enter")
 	c.waitFor("gpu nodes booted", regexp.MustCompile(`(?m)^\s+gpu16 .*booted`))
 	c.keys("Escape")
-	c.waitFor("stalled node", regexp.MustCompile(`(?m)^\s+cn013 .*stalled`))
+	c.waitForWithin("stalled node", 45*time.Second, regexp.MustCompile(`(?m)^\s+cn013 .*stalled`))
 	t.Logf("cn013 stalled after %s", time.Since(start))
 
 	// Filter, mark three nodes, reboot them to clean with the confirmation,
