@@ -136,6 +136,11 @@ func (ts *testServer) waitIdle(t testing.TB, d time.Duration) {
 	lab.Eventually(t, "no transfer in progress", d, func() bool { return ts.Active() == 0 })
 }
 
+// onLoops makes startServer's servers run every transfer on the epoll
+// loops (DirectTransfers -1); TestOnTheLoops sets it. The tests are not
+// parallel.
+var onLoops bool
+
 // startServer serves the test handler on listen (default 127.0.0.1:0).
 func startServer(t testing.TB, listen string, modify func(*Server)) *testServer {
 	t.Helper()
@@ -149,6 +154,9 @@ func startServer(t testing.TB, listen string, modify func(*Server)) *testServer 
 	srv := New(h)
 	srv.Timeout = 500 * time.Millisecond
 	srv.Retries = 3
+	if onLoops {
+		srv.DirectTransfers = -1
+	}
 	srv.OnTransfer = func(tr Transfer) {
 		ts.mu.Lock()
 		ts.transfers = append(ts.transfers, tr)

@@ -257,8 +257,8 @@ func zoneID(zone string) uint32 {
 	return 0
 }
 
-// rawRead and rawWrite are read(2) and write(2) on a transfer's socket,
-// which is non-blocking: they return at once, so they need not tell the
+// rawRead and rawWrite are read(2) and send(2) on a transfer's socket,
+// which do not block: they return at once, so they need not tell the
 // Go scheduler (as syscall.Syscall does) that the thread may block. That
 // is a tenth of the CPU time of a block on loopback.
 func rawRead(fd int, b []byte) (int, error) {
@@ -270,7 +270,8 @@ func rawRead(fd int, b []byte) (int, error) {
 }
 
 func rawWrite(fd int, b []byte) error {
-	_, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	// send(2) with MSG_DONTWAIT: a direct transfer's socket is blocking.
+	_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), unix.MSG_DONTWAIT, 0, 0)
 	if e != 0 {
 		return e
 	}
@@ -357,6 +358,11 @@ func (t *transfer) resend() {
 // readable handles what the client sent.
 func (t *transfer) readable() {
 	n, err := rawRead(t.fd, t.loop.rbuf)
+	t.received(n, err)
+}
+
+// received handles the result of one read from the transfer's socket.
+func (t *transfer) received(n int, err error) {
 	if err != nil {
 		switch err {
 		case unix.EAGAIN, unix.EINTR:

@@ -135,6 +135,13 @@ type Server struct {
 	// on 2 processors: single fetches now and then 5 to 10 times slower
 	// with 2 loops than with 1, and 32 clients no faster).
 	Loops int
+	// DirectTransfers is how many transfers at a time run each on a
+	// goroutine of its own that waits in a blocking read on its socket
+	// (an OS thread each while it waits); the transfers beyond them run
+	// on the loops. Default 64; negative: none (every transfer on the
+	// loops). A direct transfer costs no epoll_wait per block, and the
+	// thread the client's ACK wakes answers it on the client's CPU.
+	DirectTransfers int
 	// OnTransfer, when set, is called once for every read request that
 	// reached the Handler, when it ends. It runs on a transfer loop or an
 	// opening goroutine: it must not block, and must not call Close.
@@ -167,7 +174,8 @@ type Server struct {
 	opening  sync.WaitGroup
 	logs     logLimiter
 
-	shed atomic.Int64 // requests not answered because of a limit
+	direct atomic.Int64 // direct transfers running
+	shed   atomic.Int64 // requests not answered because of a limit
 }
 
 // entry is a transfer being opened or in progress, as the receive loop
@@ -217,10 +225,15 @@ func New(h Handler) *Server {
 		MaxTransfers:  defaultMaxTransfers(),
 		MaxPerClient:  defaultMaxPerClient,
 		Loops:         defaultLoops(),
+
+		DirectTransfers: defaultDirectTransfers,
 	}
 }
 
-const defaultMaxPerClient = 64
+const (
+	defaultMaxPerClient    = 64
+	defaultDirectTransfers = 64
+)
 
 func defaultLoops() int { return min(max(runtime.GOMAXPROCS(0)-1, 1), 4) }
 
@@ -820,6 +833,14 @@ func (s *Server) open(client netip.AddrPort, src netip.Addr, req request, e *ent
 		return
 	}
 	t := newTransfer(s, fd, client, req, f, e, start, s.Active())
+	if n := s.DirectTransfers; n > 0 {
+		if s.direct.Add(1) <= int64(n) {
+			defer s.direct.Add(-1)
+			s.runDirect(t)
+			return
+		}
+		s.direct.Add(-1)
+	}
 	s.pickLoop().add(t)
 }
 

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -927,4 +928,99 @@ func TestDuplicateAckDuringBackoff(t *testing.T) {
 		t.Fatalf("block %d %v after the duplicate ACK; want block 1 at once (the backoff's resend is %v away)", b, at.Sub(sent), 2*timeout)
 	}
 	conn.WriteToUDP(tftptest.Error(0, "test done"), peer)
+}
+
+// TestOnTheLoops runs the transfer tests again with every transfer on the
+// epoll loops rather than on goroutines of their own (the default for the
+// first DirectTransfers): both paths speak the same protocol.
+func TestOnTheLoops(t *testing.T) {
+	tests := []struct {
+		name string
+		f    func(*testing.T)
+	}{
+		{"RealClientsFetchPackageFile", TestRealClientsFetchPackageFile},
+		{"VirtualFiles", TestVirtualFiles},
+		{"Netascii", TestNetascii},
+		{"SourceFailures", TestSourceFailures},
+		{"OptionNegotiation", TestOptionNegotiation},
+		{"WindowLoss", TestWindowLoss},
+		{"BlockNumberRollover", TestBlockNumberRollover},
+		{"NoFDLeak", TestNoFDLeak},
+		{"ConcurrentClients", TestConcurrentClients},
+		{"Lifecycle", TestLifecycle},
+		{"DuplicateAckDuringBackoff", TestDuplicateAckDuringBackoff},
+		{"QueuedRequestGivenUp", TestQueuedRequestGivenUp},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			onLoops = true
+			defer func() { onLoops = false }()
+			tt.f(t)
+		})
+	}
+}
+
+// TestDirectAndLoops has more transfers at once than DirectTransfers: the
+// first ones run directly, the others on the loops, and all arrive whole.
+func TestDirectAndLoops(t *testing.T) {
+	ts := startServer(t, "", func(s *Server) { s.DirectTransfers = 3 })
+	const clients = 12
+	var maxDirect, maxLooped atomic.Int64
+	stop := make(chan struct{})
+	watched := make(chan struct{})
+	go func() { // how many ran where, as the transfers go
+		defer close(watched)
+		for {
+			ts.Server.mu.Lock()
+			loops := ts.loops
+			ts.Server.mu.Unlock()
+			d, l := ts.direct.Load(), int64(0)
+			for _, lp := range loops {
+				l += int64(lp.load.Load())
+			}
+			if d > maxDirect.Load() {
+				maxDirect.Store(d)
+			}
+			if l > maxLooped.Load() {
+				maxLooped.Store(l)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Microsecond):
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := range clients {
+		wg.Go(func() {
+			blksize := fmt.Sprint(512 * (1 + i%3))
+			res, err := tftptest.Fetch(netip.Addr{}, ts.addr, "virtual/known", time.Second, 5, "blksize", blksize)
+			if err == nil && !bytes.Equal(res.Data, virtual) {
+				err = fmt.Errorf("%d bytes, not the file", len(res.Data))
+			}
+			if err != nil {
+				errs <- fmt.Errorf("client %d (blksize %s): %w", i, blksize, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	<-watched
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	ts.waitIdle(t, 5*time.Second)
+	if d := ts.direct.Load(); d != 0 {
+		t.Errorf("%d direct transfers counted after all ended", d)
+	}
+	if d := maxDirect.Load(); d > 3 {
+		t.Errorf("%d direct transfers at once, want at most DirectTransfers (3)", d)
+	}
+	t.Logf("at most %d direct and %d looped transfers at once", maxDirect.Load(), maxLooped.Load())
+	if maxDirect.Load() == 0 || maxLooped.Load() == 0 {
+		t.Errorf("want transfers on both paths, saw at most %d direct and %d looped", maxDirect.Load(), maxLooped.Load())
+	}
 }

@@ -8,8 +8,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
+	"runtime/metrics"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -24,6 +26,8 @@ func main() {
 	blksize := flag.Int("blksize", tftp.DefaultBlockSize, "largest block size a client may negotiate")
 	window := flag.Int("windowsize", 0, "largest RFC 7440 window a client may negotiate (0: the server's default)")
 	loops := flag.Int("loops", 0, "transfer loops (0: the server's default)")
+	direct := flag.Int("direct", 0, "transfers at a time on goroutines of their own (0: the server's default, -1: none)")
+	schedstats := flag.Bool("schedstats", false, "print how long goroutines waited for a processor, at exit")
 	timeout := flag.Duration("timeout", time.Second, "per-block retransmit timeout")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	verbose := flag.Bool("v", false, "log every transfer")
@@ -60,6 +64,9 @@ func main() {
 	if *loops > 0 {
 		srv.Loops = *loops
 	}
+	if *direct != 0 {
+		srv.DirectTransfers = *direct
+	}
 	if *window > 0 {
 		srv.MaxWindowSize = *window
 	}
@@ -75,4 +82,36 @@ func main() {
 		fmt.Fprintln(os.Stderr, "ourserver:", err)
 		os.Exit(1)
 	}
+	if *schedstats {
+		printSchedLatencies()
+	}
+}
+
+// printSchedLatencies prints the runtime's histogram of how long
+// goroutines waited runnable before they ran (runtime/metrics
+// /sched/latencies:seconds): the total, and the count and sum above 10us,
+// 100us and 1ms.
+func printSchedLatencies() {
+	m := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
+	metrics.Read(m)
+	h := m[0].Value.Float64Histogram()
+	var total uint64
+	var sum float64
+	above := map[float64][2]float64{1e-5: {}, 1e-4: {}, 1e-3: {}}
+	for i, c := range h.Counts {
+		lo, hi := h.Buckets[i], h.Buckets[i+1]
+		mid := lo
+		if !math.IsInf(hi, 1) && !math.IsInf(lo, -1) {
+			mid = (lo + hi) / 2
+		}
+		total += c
+		sum += float64(c) * mid
+		for th, v := range above {
+			if lo >= th {
+				above[th] = [2]float64{v[0] + float64(c), v[1] + float64(c)*mid}
+			}
+		}
+	}
+	fmt.Fprintf(os.Stderr, "ourserver: sched latencies: %d waits, %.3fs in all; >10us %.0f (%.3fs), >100us %.0f (%.3fs), >1ms %.0f (%.3fs)\n",
+		total, sum, above[1e-5][0], above[1e-5][1], above[1e-4][0], above[1e-4][1], above[1e-3][0], above[1e-3][1])
 }
