@@ -48,6 +48,12 @@ type Config struct {
 	// the daemon renders) against tftpd-hpa and nginx and reports the
 	// ratio of the times until all were done.
 	Peers bool
+	// CPUShares, when positive, runs the server side (the daemon, or
+	// tftpd-hpa and nginx) and the node processes in cgroup v1 cpu groups
+	// of this weight each (needs root): see cpuGroups.
+	CPUShares int
+
+	groups *cpuGroups
 }
 
 // Stat is the distribution of one duration over the nodes.
@@ -116,6 +122,14 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	if cfg.Out == nil {
 		cfg.Out = io.Discard
+	}
+	if cfg.CPUShares > 0 && cfg.groups == nil {
+		g, err := newCPUGroups(cfg.CPUShares)
+		if err != nil {
+			return Report{}, fmt.Errorf("storm: %w", err)
+		}
+		defer g.remove()
+		cfg.groups = g
 	}
 	d, err := demo.Start(ctx, demo.Config{Nodes: cfg.Nodes, DataDir: filepath.Join(cfg.DataDir, "netbootui"), Image: demo.ImageTiny,
 		TinySizes: cfg.Sizes, StallNode: "-", StallTimeout: cfg.Timeout, CheckinEvery: -1, PowerPoll: -1, ExternalNodes: true})
@@ -189,6 +203,9 @@ func runOne(ctx context.Context, cfg Config, specs []demo.NodeSpec, baseURL, tft
 			return rep, err
 		}
 		workers = append(workers, w)
+		if err := cfg.groups.addNodes(w.cmd.Process.Pid); err != nil {
+			return rep, fmt.Errorf("storm: %w", err)
+		}
 	}
 	fmt.Fprintf(cfg.Out, "storm: %d nodes ready in %d processes; %s serves; switching all on\n", len(specs), k, rep.Server)
 	for _, w := range workers {

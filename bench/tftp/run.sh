@@ -9,7 +9,8 @@
 # round, default 3), PAR (parallel clients, default 32), SIZE_MIB (test
 # file size, default 8), WIN (atftp windowsize, default 8); RAW=1 prints
 # every round's "seconds cpu_ns MiB failures" (tftpd-hpa's, then
-# netbootui's) on stderr.
+# netbootui's) on stderr; SHARES=N runs each server and its clients in a
+# cpu cgroup of weight N (the same for both); OURFLAGS: flags for ourserver.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
@@ -32,6 +33,7 @@ chmod 755 "$work" "$serve" # tftpd-hpa drops to an unprivileged user
 pids=()
 cgroups=()
 cleanup() {
+	echo $$ >/sys/fs/cgroup/cpu/cgroup.procs 2>/dev/null || true
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 	for g in "${cgroups[@]}"; do rmdir "$g" 2>/dev/null || true; done
@@ -47,7 +49,8 @@ PEER_PORT=$(free_port)
 in.tftpd --foreground --address "127.0.0.1:$PEER_PORT" --secure --user nobody --blocksize 65464 "$serve" &
 pids+=($!)
 OUR_PORT=$(free_port)
-"$work/ourserver" -addr "127.0.0.1:$OUR_PORT" -dir "$serve" ${CPUPROFILE:+-cpuprofile "$CPUPROFILE"} 2>"$work/ourserver.log" &
+# shellcheck disable=SC2086 # OURFLAGS' words are meant to split
+"$work/ourserver" -addr "127.0.0.1:$OUR_PORT" -dir "$serve" ${OURFLAGS:-} ${CPUPROFILE:+-cpuprofile "$CPUPROFILE"} 2>"$work/ourserver.log" &
 pids+=($!)
 sleep 0.5
 for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || { echo "run.sh: a server did not start" >&2; cat "$work/ourserver.log" >&2; exit 1; }; done
@@ -82,6 +85,22 @@ cpu_ns() { # cpu_ns WHO: CPU nanoseconds used by WHO's cgroup, or 0
 cg_make peer "${pids[0]}"
 cg_make ours "${pids[1]}"
 
+# With SHARES=N each server and the clients fetching from it run in a cpu
+# cgroup (v1) of weight N, the same for both: the rest of the machine then
+# takes the same share from each side, whatever its number of threads.
+declare -A cpug=()
+if [ -n "${SHARES:-}" ]; then
+	[ -d /sys/fs/cgroup/cpu ] || { echo "run.sh: SHARES needs cgroup v1 cpu" >&2; exit 1; }
+	for who in peer ours; do
+		g=/sys/fs/cgroup/cpu/netbootui-bench-$$-$who
+		mkdir "$g"
+		cgroups+=("$g")
+		echo "$SHARES" >"$g/cpu.shares"
+		[ "$who" = peer ] && echo "${pids[0]}" >"$g/cgroup.procs" || echo "${pids[1]}" >"$g/cgroup.procs"
+		cpug[$who]=$g
+	done
+fi
+
 now() { date +%s.%N; }
 port_of() { if [ "$1" = peer ]; then echo "$PEER_PORT"; else echo "$OUR_PORT"; fi; }
 
@@ -104,7 +123,10 @@ run_one() {
 	c0=$(cpu_ns "$who")
 	t0=$(now)
 	f=0
-	seq 1 "$count" | xargs -P "$par" -I{} bash -c "get $client $port $work/out/f{}" || f=1
+	(
+		if [ -n "${cpug[$who]:-}" ]; then echo "$BASHPID" >"${cpug[$who]}/cgroup.procs"; fi
+		seq 1 "$count" | xargs -P "$par" -I{} bash -c "get $client $port $work/out/f{}"
+	) || f=1
 	t1=$(now)
 	c1=$(cpu_ns "$who")
 	f=$((f + $(bad $(seq -f "$work/out/f%g" 1 "$count"))))
@@ -146,7 +168,7 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 
-echo "# TFTP on loopback, $start, $(nproc) CPUs, load $load0 at the start, $load1 at the end; commit $commit"
+echo "# TFTP on loopback, $start, $(nproc) CPUs, load $load0 at the start, $load1 at the end; commit $commit${SHARES:+; each server and its clients in a cpu cgroup of weight $SHARES}"
 echo "# ${SIZE_MIB} MiB file; $ROUNDS rounds, each running every test against both servers (which goes first alternates);"
 echo "# MiB/s = file bytes / wall time, CPU = server ms per MiB (cgroup); medians over the rounds, [min - max] of the per-round ratio"
 printf '%-28s %9s %9s %22s %8s %8s %8s\n' "test" "tftpd-hpa" "netbootui" "speed ours/hpa" "hpa CPU" "our CPU" "CPU"

@@ -41,6 +41,7 @@ func stormVerb(fs *pflag.FlagSet) runner {
 	output := fs.StringP("output", "o", "text", "text or json")
 	flagWords(fs, "output", "text", "json")
 	fs.BoolVar(&cfg.Peers, "peers", true, "also run the same storm against tftpd-hpa + nginx (needs root, in.tftpd and nginx) and print the ratio")
+	fs.IntVar(&cfg.CPUShares, "cpu-shares", 0, "run the server side and the node processes in cgroup v1 cpu groups of this weight each, so that other work on the machine takes the same share from netbootui and from the peers (needs root; 0: off)")
 	rounds := fs.Int("rounds", 1, "run the storm (netbootui's run, then the peers') this many times; with more than one, a summary with the median and spread of the ratios follows")
 	return func(ctx context.Context, _ []string) error { return runStorm(ctx, cfg, *sizes, *output, *rounds) }
 }
