@@ -204,7 +204,8 @@ func TestRebootCleanRedfish(t *testing.T) {
 		}
 	}
 	out, _ := json.Marshal(api)
-	for where, text := range map[string]string{"logs": logs.String(), "API results": string(out), "console error": fmt.Sprint(consoleErr)} {
+	audit, _ := json.Marshal(d.Audit(1000))
+	for where, text := range map[string]string{"logs": logs.String(), "API results": string(out), "console error": fmt.Sprint(consoleErr), "audit": string(audit)} {
 		if strings.Contains(text, redfishPassword) {
 			t.Errorf("the Redfish password shows in the %s", where)
 		}
