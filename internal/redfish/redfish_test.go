@@ -285,6 +285,16 @@ func TestFaults(t *testing.T) {
 					t.Fatalf("the password leaked: %s", where)
 				}
 			}
+			// A BMC that timed out is skipped by the seam's breaker, as
+			// an IPMI one is: the next call fails at once.
+			if errors.Is(err, power.ErrTimeout) {
+				if s.BreakerOpen(tc.tg) <= 0 {
+					t.Fatalf("breaker closed after %v", err)
+				}
+				if r := s.Do(context.Background(), tc.tg, power.OpStatus); !errors.Is(r.Err, power.ErrCircuitOpen) || !strings.Contains(r.Err.Error(), "BMC "+addr) {
+					t.Fatalf("call after the timeout: %v", r.Err)
+				}
+			}
 		})
 	}
 }
@@ -327,5 +337,28 @@ func TestNoConsole(t *testing.T) {
 	err := s.Console(context.Background(), tg, strings.NewReader(""), nil, power.ConsoleOptions{})
 	if !errors.Is(err, power.ErrNoConsole) || !strings.Contains(err.Error(), "IPMI serial-over-LAN") {
 		t.Fatalf("console: %v", err)
+	}
+}
+
+// TestRateLimit: the seam's per-BMC rate limit holds for Redfish BMCs:
+// calls to one BMC start at least MinInterval apart (a lower bound only:
+// a loaded machine makes them slower, never faster).
+func TestRateLimit(t *testing.T) {
+	const gap = 300 * time.Millisecond
+	sim, ca := startSim(t, redfishsim.Options{Vendor: redfishsim.Dell})
+	reg, err := power.NewRegistry(redfish.Protocol(redfish.Options{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := power.New(power.Config{CallTimeout: 5 * time.Second, MinInterval: gap}, reg)
+	defer s.Close()
+	start := time.Now()
+	for i := range 3 {
+		if r := s.Do(context.Background(), target("n1", sim, 0, ca), power.OpStatus); r.Err != nil {
+			t.Fatalf("call %d: %v", i, r.Err)
+		}
+	}
+	if d := time.Since(start); d < 2*gap {
+		t.Fatalf("three calls to one BMC took %s, want at least %s", d, 2*gap)
 	}
 }
