@@ -52,7 +52,7 @@ func (d *Daemon) readAdoptBMCs(ctx context.Context, group string, addrs []string
 			return nil, fmt.Errorf("adopt: group %s: %w", group, err)
 		}
 		for _, o := range inv.Nodes {
-			if o.BMC.Host == t.Host && o.BMC.Port == t.Port && o.BMC.Protocol == t.Protocol {
+			if o.BMC.Host == t.Host && o.BMC.Port == t.Port && o.BMC.Protocol == t.Protocol && d.machine(o.BMC.Protocol, o.BMC.Options) == d.machine(t.Protocol, t.Options) {
 				return nil, fmt.Errorf("adopt: BMC %s is node %s's", t.Addr(), o.Name)
 			}
 		}
@@ -92,6 +92,16 @@ func (d *Daemon) readAdoptBMCs(ctx context.Context, group string, addrs []string
 		return nil, errors.Join(errs...)
 	}
 	return machines, nil
+}
+
+// machine names the machine a BMC's options pick behind its address
+// (power.Protocol.Machine: a Redfish system path), as the inventory tells
+// two nodes on one BMC apart; "" for a protocol with one machine per BMC.
+func (d *Daemon) machine(protocol string, options any) string {
+	if pr, ok := d.power.Registry().Lookup(protocol); ok && pr.Machine != nil {
+		return pr.Machine(options)
+	}
+	return ""
 }
 
 // parseBMCAddr reads a BMC address as an admin types it: HOST, HOST:PORT,

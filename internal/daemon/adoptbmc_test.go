@@ -189,6 +189,10 @@ func TestAdoptByRedfishBMC(t *testing.T) {
 	if u := d.Unknown(); len(u) != 0 {
 		t.Errorf("unknown after adoption: %+v", u)
 	}
+	// A's BMC is rf02's now: adopting it again is refused.
+	if _, err := d.Adopt(ctx, AdoptRequest{BMCs: []string{simA.Addr()}, Group: "rf"}); err == nil || err.Error() != "adopt: BMC "+simA.Addr()+" is node rf02's" {
+		t.Errorf("adopting A's BMC again: %v", err)
+	}
 	// A boots the group's generation on its next retry.
 	if !simnode.WaitFor(20*time.Second, func() bool { v, _ := d.Node("rf02"); return v.State.Generation == gen }) {
 		v, _ := d.Node("rf02")
