@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -44,15 +42,7 @@ nodes:
     nics: [{mac: "52:54:00:7d:01:01"}]
     bmc: {host: 127.0.0.1, port: %d}
 `, ipmiPort)
-	p := filepath.Join(dir, "nodes.yaml")
-	if err := os.WriteFile(p, []byte(inv), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	sec := "bmc_passwords:\n  lab: " + rebootPassword + "\n  rf: " + redfishPassword + "\n"
-	if err := os.WriteFile(filepath.Join(dir, "secrets.yaml"), []byte(sec), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return writeRedfishLab(t, dir, inv)
 }
 
 // TestAdoptByRedfishBMC: the NIC MACs a Redfish BMC reports feed adoption.
@@ -68,13 +58,7 @@ nodes:
 func TestAdoptByRedfishBMC(t *testing.T) {
 	dir := t.TempDir()
 	logs := &lab.Buffer{}
-	ca, err := redfishsim.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ca.WriteFile(filepath.Join(dir, "bmc-ca.pem")); err != nil {
-		t.Fatal(err)
-	}
+	ca := redfishCA(t, dir)
 	d, gen, nodes := startPowerCluster(t, dir, writeAdoptInventory(t, dir, 1), backends.Registry(), logs, []string{"g01", "ipmi-only"}, "52:54:00:7d:01:%02x")
 	writeAdoptInventory(t, dir, nodes["g01"].Port())
 	if err := d.Reload(); err != nil {
