@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,8 +23,9 @@ import (
 // TestRedfishThroughAPI: a node behind a simulated Redfish BMC through the
 // API socket, as the CLI and the console see it: power, the verified boot
 // override, the BMC view with its NIC MACs, the console's refusal naming
-// IPMI serial-over-LAN, a machine adopted by its BMC, and a node whose
-// password is wrong. Neither password shows in any answer, error, audit
+// IPMI serial-over-LAN, a UEFI node whose override is UEFI HTTP boot from
+// the daemon's iPXE (bmc.redfish.http_boot), a machine adopted by its BMC,
+// and a node whose password is wrong. Neither password shows in any answer, error, audit
 // entry or log line.
 func TestRedfishThroughAPI(t *testing.T) {
 	const password, wrong = "Rf-api-Pa55", "Wr0ng-api-Pa55"
@@ -43,6 +46,7 @@ func TestRedfishThroughAPI(t *testing.T) {
 	sim := start(redfishsim.Dell, "52:54:00:ab:00:01", "52:54:00:ab:00:02")
 	spare := start(redfishsim.Lenovo, "52:54:00:ab:01:01", "52:54:00:ab:01:02")
 	other := start(redfishsim.HPE) // rf9's, asked with the wrong password
+	uefi := start(redfishsim.Supermicro)
 	dir := t.TempDir()
 	if err := ca.WriteFile(filepath.Join(dir, "bmc-ca.pem")); err != nil {
 		t.Fatal(err)
@@ -65,7 +69,12 @@ nodes:
     group: rf
     nics: [{mac: "52:54:00:ab:09:01"}]
     bmc: {host: 127.0.0.1, port: %d, password: other}
-`, sim.Port(), other.Port()), Secrets: "bmc_passwords:\n  rf: " + password + "\n  other: " + wrong + "\n",
+  - name: rf3
+    group: rf
+    arch: uefi
+    nics: [{mac: "52:54:00:ab:03:01"}]
+    bmc: {host: 127.0.0.1, port: %d, redfish: {http_boot: true}}
+`, sim.Port(), other.Port(), uefi.Port()), Secrets: "bmc_passwords:\n  rf: " + password + "\n  other: " + wrong + "\n",
 		API: func(d *daemon.Daemon) daemontest.APIServer { return &Server{D: d} },
 		Config: daemon.Config{PowerPoll: time.Hour, Power: power.Config{CallTimeout: 3 * time.Second},
 			Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}})
@@ -96,6 +105,33 @@ nodes:
 	} else {
 		answers = append(answers, err.Error())
 	}
+	// rf3 boots by UEFI HTTP boot: its one-time override fetches the
+	// daemon's iPXE for UEFI, which the daemon serves.
+	if res, err := c.Power(ctx, "bootdev-pxe", "rf3"); err != nil || len(res) != 1 || res[0].Error != "" {
+		t.Errorf("bootdev-pxe rf3: %+v %v", res, err)
+	} else {
+		answers = append(answers, res)
+	}
+	st, err := c.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	en, tgt, mode, uri := uefi.Boot(0)
+	if en != "Once" || tgt != "UefiHttp" || mode != "UEFI" || uri != st.BootURL+"/loaders/ipxe.efi" {
+		t.Errorf("rf3's override: %s %s %s %q (boot URL %s)", en, tgt, mode, uri, st.BootURL)
+	}
+	t.Run("the boot URL is served", func(t *testing.T) {
+		lab.RequireTools(t, "/usr/lib/ipxe/ipxe.efi")
+		resp, err := http.Get(uri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || n < 64<<10 {
+			t.Fatalf("GET %s: %s, %d bytes", uri, resp.Status, n)
+		}
+	})
 	// A wrong password fails alone, naming the BMC.
 	res, err := c.Power(ctx, "status", "rf1,rf9")
 	byNode := map[string]apitype.PowerResult{}

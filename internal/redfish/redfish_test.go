@@ -362,3 +362,40 @@ func TestRateLimit(t *testing.T) {
 		t.Fatalf("three calls to one BMC took %s, want at least %s", d, 2*gap)
 	}
 }
+
+// TestHTTPBootOption: with bmc.redfish.http_boot the one-time boot of a
+// UEFI node is UEFI HTTP boot from its boot URL, read back; a system that
+// does not offer UefiHttp, or a BIOS node, is refused with why.
+func TestHTTPBootOption(t *testing.T) {
+	const url = "http://10.0.2.2:8080/loaders/ipxe.efi"
+	for _, tc := range []struct {
+		vendor redfishsim.Vendor
+		efi    bool
+		kind   error
+		text   string
+	}{
+		{vendor: redfishsim.Dell, efi: true},
+		{vendor: redfishsim.HPE, efi: true},
+		{vendor: redfishsim.Supermicro, efi: true},
+		{vendor: redfishsim.Lenovo, efi: true, kind: power.ErrUnsupported, text: "the system offers no boot override to UefiHttp (it allows "},
+		{vendor: redfishsim.Dell, efi: false, kind: power.ErrUnsupported, text: "needs a UEFI node and node n1 is not one"},
+	} {
+		t.Run(fmt.Sprintf("%s efi=%v", tc.vendor, tc.efi), func(t *testing.T) {
+			sim, ca := startSim(t, redfishsim.Options{Vendor: tc.vendor})
+			tg := target("n1", sim, 0, ca)
+			tg.Options = redfish.BMCOptions{System: sim.SystemPath(0), CA: ca, HTTPBoot: true}
+			tg.EFI, tg.BootURL = tc.efi, url
+			r := openSeam(t, 5*time.Second).Do(context.Background(), tg, power.OpBootdevPXE)
+			en, tgt, mode, uri := sim.Boot(0)
+			if tc.kind != nil {
+				if !errors.Is(r.Err, tc.kind) || !strings.Contains(r.Err.Error(), tc.text) || en != "Disabled" {
+					t.Fatalf("%v (override %s %s), want %v %q", r.Err, en, tgt, tc.kind, tc.text)
+				}
+				return
+			}
+			if r.Err != nil || en != "Once" || tgt != "UefiHttp" || mode != "UEFI" || uri != url || !strings.HasSuffix(r.Detail, url) {
+				t.Fatalf("%+v: override %s %s %s %s", r, en, tgt, mode, uri)
+			}
+		})
+	}
+}
