@@ -184,11 +184,18 @@ func (m *Model) askAdopt() tea.Cmd {
 	group := v.group
 	body := fmt.Sprintf("%s\n\nIn the order they first asked, each becomes a node of %s named\nafter its nodes' pattern, and boots its image on its next retry.",
 		strings.Join(macs, "\n"), group)
-	m.dialog = NewConfirm(m.c, fmt.Sprintf("Adopt %s into group %s?", plural(len(macs), "machine"), group), body, 0)
+	m.confirmAdopt(fmt.Sprintf("Adopt %s into group %s?", plural(len(macs), "machine"), group), body, apitype.AdoptRequest{MACs: macs, Group: group})
+	return nil
+}
+
+// confirmAdopt opens the confirmation of an adoption (default No); yes
+// sends req.
+func (m *Model) confirmAdopt(title, body string, req apitype.AdoptRequest) {
+	m.dialog = NewConfirm(m.c, title, body, 0)
 	m.onYes = func() tea.Cmd {
 		be := m.be
 		return m.ask(func(ctx context.Context) tea.Msg {
-			res, err := be.Adopt(ctx, apitype.AdoptRequest{MACs: macs, Group: group})
+			res, err := be.Adopt(ctx, req)
 			return adoptMsg{res, err}
 		})
 	}
@@ -196,7 +203,6 @@ func (m *Model) askAdopt() tea.Cmd {
 		m.setFlash("adoption cancelled; nothing changed", false)
 		return nil
 	}
-	return nil
 }
 
 // askAdoptBMC confirms the adoption of the machines behind bmcs (typed as
@@ -220,18 +226,8 @@ func (m *Model) askAdoptBMC(bmcs []string) tea.Cmd {
 	}
 	body := fmt.Sprintf("%s\n\nThe daemon reads each machine's NIC MACs from its BMC (group %s's bmc\nsettings) and adds it as a node of %s with those NICs and that BMC,\nnamed after its nodes' pattern. Nothing is written unless every BMC answers.",
 		strings.Join(bmcs, "\n"), group, group)
-	m.dialog = NewConfirm(m.c, fmt.Sprintf("Adopt the %s behind %s into group %s?", plural(len(bmcs), "machine"), plural(len(bmcs), "BMC"), group), body, 0)
-	m.onYes = func() tea.Cmd {
-		be := m.be
-		return m.ask(func(ctx context.Context) tea.Msg {
-			res, err := be.Adopt(ctx, apitype.AdoptRequest{BMCs: bmcs, Group: group})
-			return adoptMsg{res, err}
-		})
-	}
-	m.onNo = func() tea.Cmd {
-		m.setFlash("adoption cancelled; nothing changed", false)
-		return nil
-	}
+	m.confirmAdopt(fmt.Sprintf("Adopt the %s behind %s into group %s?", plural(len(bmcs), "machine"), plural(len(bmcs), "BMC"), group),
+		body, apitype.AdoptRequest{BMCs: bmcs, Group: group})
 	return nil
 }
 

@@ -40,13 +40,7 @@ func TestUnknownView(t *testing.T) {
 		}
 	}
 	hs.press("t", "a", "<wait>", "y")
-	var adopt string
-	for _, c := range hs.be.Calls() {
-		if strings.HasPrefix(c, "Adopt") {
-			adopt = c
-		}
-	}
-	if adopt != "Adopt [52:54:00:aa:00:03 52:54:00:aa:00:02] group=gpu" {
+	if adopt := lastAdopt(hs); adopt != "Adopt [52:54:00:aa:00:03 52:54:00:aa:00:02] group=gpu" {
 		t.Fatalf("adopt call %q (calls %v)", adopt, hs.be.Calls())
 	}
 	scr = hs.screen()
@@ -74,19 +68,13 @@ func TestAdoptByBMCCommand(t *testing.T) {
 		t.Fatalf("no confirmation:\n%s", hs.screen())
 	}
 	hs.press("<wait>", "<enter>")
-	if c := hs.be.Calls(); len(c) > 0 && strings.HasPrefix(c[len(c)-1], "Adopt") {
-		t.Fatalf("adopted on a plain enter: %v", c)
+	if adopt := lastAdopt(hs); adopt != "" {
+		t.Fatalf("adopted on a plain enter: %s", adopt)
 	}
 	hs.press(":")
 	hs.typeText("adopt 10.2.0.7:443 bmc-r1-08")
 	hs.press("<enter>", "<wait>", "y")
-	var adopt string
-	for _, c := range hs.be.Calls() {
-		if strings.HasPrefix(c, "Adopt") {
-			adopt = c
-		}
-	}
-	if adopt != "Adopt bmcs=[10.2.0.7:443 bmc-r1-08] group=compute" {
+	if adopt := lastAdopt(hs); adopt != "Adopt bmcs=[10.2.0.7:443 bmc-r1-08] group=compute" {
 		t.Fatalf("adopt call %q (calls %v)", adopt, hs.be.Calls())
 	}
 	if scr := hs.screen(); !strings.Contains(scr, "adopted BMC 10.2.0.7:443 → new11 (NICs 52:54:00:bb:00:01 52:54:00:bb:00:02), BMC bmc-r1-08 → new12") {
@@ -104,4 +92,15 @@ func TestAdoptByBMCCommand(t *testing.T) {
 	if hs.m.dialog != nil || !strings.Contains(hs.screen(), "usage: :adopt BMC[:PORT]...") {
 		t.Fatalf(":adopt alone:\n%s", hs.screen())
 	}
+}
+
+// lastAdopt is the fake backend's last Adopt call ("" when none).
+func lastAdopt(hs *harness) string {
+	var adopt string
+	for _, c := range hs.be.Calls() {
+		if strings.HasPrefix(c, "Adopt") {
+			adopt = c
+		}
+	}
+	return adopt
 }
