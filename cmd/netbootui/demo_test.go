@@ -127,6 +127,16 @@ func TestDemoHeadless(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "gpu04") || !strings.Contains(stdout, "io02") {
 		t.Fatalf("node list: %d\n%s%s", code, stdout, stderr)
 	}
+	// gpu01 is behind a simulated Redfish BMC, gpu02 behind IPMI: one
+	// power status reads both; gpu01's device ID is a Redfish system's.
+	stdout, stderr, code = runCLI(t, "power", "status", "gpu0[1-2]", "--api-socket", socket)
+	if code != 0 || !regexp.MustCompile(`(?m)^gpu01 .* on +power On$`).MatchString(stdout) || !regexp.MustCompile(`(?m)^gpu02 .* on `).MatchString(stdout) {
+		t.Errorf("power status gpu0[1-2]: %d\n%s%s", code, stdout, stderr)
+	}
+	stdout, stderr, code = runCLI(t, "power", "deviceid", "gpu01", "--api-socket", socket)
+	if code != 0 || !strings.Contains(stdout, "Redfish system /redfish/v1/Systems/") || !strings.Contains(stdout, "NICs ") {
+		t.Errorf("power deviceid gpu01: %d\n%s%s", code, stdout, stderr)
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-exited:
@@ -139,7 +149,7 @@ func TestDemoHeadless(t *testing.T) {
 	}
 	s := out.String()
 	for _, want := range []string{"tiny generation made in Go", "NETBOOTUI_SOCKET=" + socket + " netbootui node list",
-		fmt.Sprintf("http://127.0.0.1:%d", httpPort), "booted 15", "netbootui demo: stopping"} {
+		fmt.Sprintf("http://127.0.0.1:%d", httpPort), "booted 15", "netbootui demo: stopping", "  Redfish:   gpu01 127."} {
 		if !strings.Contains(s, want) {
 			t.Errorf("output lacks %q:\n%s", want, s)
 		}
