@@ -127,6 +127,16 @@ func TestDemoHeadless(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "gpu04") || !strings.Contains(stdout, "io02") {
 		t.Fatalf("node list: %d\n%s%s", code, stdout, stderr)
 	}
+	// gpu01 is behind a simulated Redfish BMC, gpu02 behind IPMI: one
+	// power status reads both; gpu01's device ID is a Redfish system's.
+	stdout, stderr, code = runCLI(t, "power", "status", "gpu0[1-2]", "--api-socket", socket)
+	if code != 0 || !regexp.MustCompile(`(?m)^gpu01 .* on +power On$`).MatchString(stdout) || !regexp.MustCompile(`(?m)^gpu02 .* on `).MatchString(stdout) {
+		t.Errorf("power status gpu0[1-2]: %d\n%s%s", code, stdout, stderr)
+	}
+	stdout, stderr, code = runCLI(t, "power", "deviceid", "gpu01", "--api-socket", socket)
+	if code != 0 || !strings.Contains(stdout, "Redfish system /redfish/v1/Systems/") || !strings.Contains(stdout, "NICs ") {
+		t.Errorf("power deviceid gpu01: %d\n%s%s", code, stdout, stderr)
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-exited:
@@ -139,7 +149,7 @@ func TestDemoHeadless(t *testing.T) {
 	}
 	s := out.String()
 	for _, want := range []string{"tiny generation made in Go", "NETBOOTUI_SOCKET=" + socket + " netbootui node list",
-		fmt.Sprintf("http://127.0.0.1:%d", httpPort), "booted 15", "netbootui demo: stopping"} {
+		fmt.Sprintf("http://127.0.0.1:%d", httpPort), "booted 15", "netbootui demo: stopping", "  Redfish:   gpu01 127."} {
 		if !strings.Contains(s, want) {
 			t.Errorf("output lacks %q:\n%s", want, s)
 		}
@@ -245,13 +255,14 @@ func TestDemoInTmux(t *testing.T) {
 	if o, e, code := runCLI(t, "console", "--log", "cn001", "--api-socket", socket); code != 0 || !strings.Contains(o, "from the demo test") {
 		t.Errorf("console --log cn001: exit %d\n%s%s", code, o, e)
 	}
-	// gpu01's BMC is Redfish, which has no serial console: c says why
+	// gpu01's BMC is Redfish, which has no serial console: c says why and
+	// names the alternative, the flash wrapping rather than cut at the edge
 	c.keys("Escape")
 	c.waitFor("filter cleared", regexp.MustCompile(`64 nodes · 0 marked`))
 	c.keys("/", "g", "p", "u", "0", "1", "Enter")
 	c.waitFor("gpu01 alone", regexp.MustCompile(`1 shown · 0 marked`))
 	c.keys("c")
-	c.waitFor("why no console", regexp.MustCompile(`serial console of gpu01: exit status 1: console gpu01: .*no serial console`))
+	c.waitFor("why no console", regexp.MustCompile(`serial\s+console\s+of\s+gpu01:\s+exit\s+status\s+1:\s+console\s+gpu01:\s+BMC\s+\S+\s+the\s+redfish\s+backend\s+has\s+no\s+serial\s+console;\s+Redfish\s+offers\s+none;\s+a\s+BMC\s+that\s+also\s+speaks\s+IPMI\s+gives\s+serial-over-LAN\s+with\s+bmc\.protocol:\s+ipmi`))
 	if o, e, code := runCLI(t, "console", "--log", "gpu01", "--api-socket", socket); code == 0 || !strings.Contains(e, "no serial console") {
 		t.Errorf("console --log gpu01 after a failed session: exit %d\n%s%s", code, o, e)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -122,18 +123,27 @@ func nodeUnknownCmd() *cobra.Command {
 	})
 }
 
-// nodeAdoptCmd is `netbootui node adopt MAC... [--group G]`.
+// nodeAdoptCmd is `netbootui node adopt [MAC...] [--bmc HOST[:PORT]]...
+// [--group G]`.
 func nodeAdoptCmd() *cobra.Command {
-	c := newVerb("adopt MAC...", "add unknown PXE clients as nodes of a group, named in the order they first asked", argsBetween(1, -1), func(fs *pflag.FlagSet) runner {
+	c := newVerb("adopt [MAC...]", "add unknown PXE clients as nodes of a group, named in the order they first asked", argsBetween(0, -1), func(fs *pflag.FlagSet) runner {
 		socket := socketFlag(fs)
 		group := fs.String("group", "", "the nodes' `group` (its nodes' names give the pattern: n001..n012 → n013); default: the only group")
+		bmcs := fs.StringArray("bmc", nil, "adopt the machine behind this BMC (`HOST[:PORT]`, the group's bmc settings), with the NIC MACs it reports (repeatable)")
 		base := baseFlag(fs)
 		return func(ctx context.Context, pos []string) error {
-			res, err := apiclient.New(*socket).Adopt(ctx, apitype.AdoptRequest{MACs: pos, Group: *group, BaseRevision: *base})
+			if len(pos) == 0 && len(*bmcs) == 0 {
+				return errors.New("node adopt: name a MAC (netbootui node unknown lists them) or a --bmc")
+			}
+			res, err := apiclient.New(*socket).Adopt(ctx, apitype.AdoptRequest{MACs: pos, BMCs: *bmcs, Group: *group, BaseRevision: *base})
 			if err != nil {
 				return err
 			}
 			for _, a := range res.Nodes {
+				if a.BMC != "" {
+					fmt.Fprintf(stdout, "BMC %s (NICs %s) adopted as %s, booting from %s\n", a.BMC, strings.Join(a.NICs, " "), a.Name, a.MAC)
+					continue
+				}
 				fmt.Fprintf(stdout, "%s adopted as %s\n", a.MAC, a.Name)
 			}
 			fmt.Fprintf(stdout, "inventory revision %s\n", res.Revision)
@@ -143,7 +153,13 @@ func nodeAdoptCmd() *cobra.Command {
 	c.Long = "Add unknown PXE clients (netbootui node unknown) to the inventory as nodes of --group.\n" +
 		"In the order they first asked for a boot, each gets the next free name of the group's pattern,\n" +
 		"so machines powered on one by one are named in rack order. Each boots its group's image on its\n" +
-		"next request; no restart is needed."
+		"next request; no restart is needed.\n\n" +
+		"--bmc adopts a machine by its BMC, reached with the group's bmc settings (protocol, user,\n" +
+		"password, CA): the daemon reads the machine's NIC MACs from it (Redfish EthernetInterfaces;\n" +
+		"IPMI does not tell them) and adds one node with those NICs and that BMC. Its boot NIC is the\n" +
+		"one that asked as an unknown PXE client, else the first the BMC lists, so a machine can be\n" +
+		"adopted before it ever boots and then powered on with netbootui power on. A MAC given too\n" +
+		"joins its BMC's node. Nothing is written unless every BMC answers."
 	c.ValidArgsFunction = func(c *cobra.Command, pos []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
 		return fromDaemon(c, toComplete, func(ctx context.Context, cl *apiclient.Client) ([]cobra.Completion, error) {
 			list, err := cl.Unknown(ctx)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -126,6 +127,16 @@ func TestUnknownAdoptCLI(t *testing.T) {
 	}
 	if out, _, _ = runCLI(t, "node", "unknown", sock); strings.Contains(out, "52:54:00:77:") {
 		t.Fatalf("still unknown:\n%s", out)
+	}
+	// Adoption by BMC reaches the daemon, which asks that BMC with the
+	// group's settings (nothing listens there); nothing to adopt is refused.
+	bmc := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	if out, errOut, code := runCLI(t, "node", "adopt", "--group", "compute", "--bmc", bmc, sock); code == 0 ||
+		!strings.Contains(errOut, "adopt: reading the NICs of "+bmc+": BMC "+bmc+": ") {
+		t.Errorf("node adopt --bmc: %d\n%s%s", code, out, errOut)
+	}
+	if out, errOut, code := runCLI(t, "node", "adopt", "--group", "compute", sock); code == 0 || !strings.Contains(errOut, "name a MAC") {
+		t.Errorf("node adopt with nothing to adopt: %d\n%s%s", code, out, errOut)
 	}
 }
 

@@ -307,7 +307,7 @@ func (s *Server) adopt(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.Who = Who(r.Context())
-	res, err := s.D.Adopt(req)
+	res, err := s.D.Adopt(r.Context(), req)
 	if err != nil {
 		writeRevision(w, "", err)
 		return

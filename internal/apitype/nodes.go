@@ -275,8 +275,19 @@ type UnknownNode struct {
 // /v1/unknown/adopt): in the order they first asked, each gets the next
 // free name of the group's pattern (nodes n001..n012 → n013, or the first
 // gap). Group may be empty when the inventory has one group.
+//
+// BMCs adopt machines by their BMC ("HOST" or "HOST:PORT"; the protocol,
+// user, password and protocol options are the group's bmc entry): the
+// daemon reads each machine's NIC MACs from its BMC (Redfish
+// EthernetInterfaces) and adopts it as one node with those NICs and that
+// BMC. Its boot NIC is the one that asked as an unknown PXE client (the
+// first reported when none has asked yet: it can be adopted before it
+// ever boots, then powered on through its BMC). A MAC of MACs that a BMC
+// reports joins that BMC's node. Machines that asked come first, in the
+// order they asked; the others follow in the order of BMCs.
 type AdoptRequest struct {
 	MACs         []string `json:"macs"`
+	BMCs         []string `json:"bmcs,omitempty"`
 	Group        string   `json:"group,omitempty"`
 	BaseRevision string   `json:"base_revision,omitempty"`
 	// Who is the caller, for the audit log (set by the API server, never
@@ -286,8 +297,12 @@ type AdoptRequest struct {
 
 // Adopted is one adopted client and the node name it got.
 type Adopted struct {
-	MAC  string `json:"mac"`
+	MAC  string `json:"mac"` // the boot NIC's
 	Name string `json:"name"`
+	// BMC is the BMC it was adopted by (as asked), NICs every NIC MAC the
+	// BMC reported, the boot NIC's first; both empty when adopted by MAC.
+	BMC  string   `json:"bmc,omitempty"`
+	NICs []string `json:"nics,omitempty"`
 }
 
 // AdoptResult answers an AdoptRequest.

@@ -54,7 +54,7 @@ func TestAdoptSimulatedNodes(t *testing.T) {
 			t.Fatalf("unknown[%d] = %s, want %s (power-on order)", i, u.MAC, macs[i])
 		}
 	}
-	res, err := d.Adopt(AdoptRequest{MACs: []string{macs[1], macs[2], macs[0]}, Group: "g", Who: "test"})
+	res, err := d.Adopt(ctx, AdoptRequest{MACs: []string{macs[1], macs[2], macs[0]}, Group: "g", Who: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

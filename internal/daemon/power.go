@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/netbootui/netbootui/internal/apitype"
+	"strings"
 
+	"github.com/netbootui/netbootui/internal/apitype"
 	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/inventory"
 	"github.com/netbootui/netbootui/internal/power"
+	"github.com/netbootui/netbootui/internal/pxe"
 )
 
 // PowerRequest is one power operation on a selection (the API type; Who is set by
@@ -36,9 +38,22 @@ func (d *Daemon) targets(nodes []*inventory.Node, op string) ([]power.Target, []
 			failed = append(failed, PowerResult{Node: n.Name, Op: op, Error: terr.Error()})
 			continue
 		}
+		t.BootURL = d.httpBootURL(t)
 		out = append(out, t)
 	}
 	return out, failed
+}
+
+// httpBootURL is what a UEFI node's firmware fetches when its BMC sets UEFI
+// HTTP boot (Redfish bmc.redfish.http_boot): the daemon's iPXE for UEFI,
+// which then asks for the node's script, as a UEFI HTTP client the
+// proxyDHCP answers is sent ("" for a BIOS node or without an HTTP server).
+func (d *Daemon) httpBootURL(t power.Target) string {
+	base := d.BootURL()
+	if !t.EFI || base == "" {
+		return ""
+	}
+	return strings.TrimRight(base, "/") + "/loaders/" + pxe.BootloaderIPXEEFI
 }
 
 // secrets loads the inventory's secrets file (nil when it names none; the

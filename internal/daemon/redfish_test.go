@@ -54,6 +54,13 @@ nodes:
     nics: [{mac: "52:54:00:7f:00:03"}]
     bmc: {protocol: ipmi, host: 127.0.0.1, port: %d, password: lab, ipmi: {cipher_suites: [17, 3]}}
 `, r1, r2, ipmiPort)
+	return writeRedfishLab(t, dir, inv)
+}
+
+// writeRedfishLab writes inv as dir/nodes.yaml beside a secrets file with
+// the IPMI (lab) and Redfish (rf) passwords, and returns its path.
+func writeRedfishLab(t *testing.T, dir, inv string) string {
+	t.Helper()
 	p := filepath.Join(dir, "nodes.yaml")
 	if err := os.WriteFile(p, []byte(inv), 0o644); err != nil {
 		t.Fatal(err)
@@ -63,6 +70,20 @@ nodes:
 		t.Fatal(err)
 	}
 	return p
+}
+
+// redfishCA is a CA for simulated Redfish BMCs, written to dir/bmc-ca.pem
+// (the inventories' bmc.redfish.ca).
+func redfishCA(t *testing.T, dir string) *redfishsim.CA {
+	t.Helper()
+	ca, err := redfishsim.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.WriteFile(filepath.Join(dir, "bmc-ca.pem")); err != nil {
+		t.Fatal(err)
+	}
+	return ca
 }
 
 // TestRebootCleanRedfish: simulated nodes behind simulated Redfish BMCs of
@@ -77,13 +98,7 @@ func TestRebootCleanRedfish(t *testing.T) {
 	dir := t.TempDir()
 	logs := &lab.Buffer{}
 	var sims []*redfishsim.Sim
-	ca, err := redfishsim.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ca.WriteFile(filepath.Join(dir, "bmc-ca.pem")); err != nil {
-		t.Fatal(err)
-	}
+	ca := redfishCA(t, dir)
 	d, genA, nodes := startPowerCluster(t, dir, writeRedfishInventory(t, dir, 1, 2, 3), backends.Registry(), logs, []string{"r1", "r2", "i1"}, "52:54:00:7f:00:%02x")
 	for _, v := range []struct {
 		node   string
@@ -204,7 +219,8 @@ func TestRebootCleanRedfish(t *testing.T) {
 		}
 	}
 	out, _ := json.Marshal(api)
-	for where, text := range map[string]string{"logs": logs.String(), "API results": string(out), "console error": fmt.Sprint(consoleErr)} {
+	audit, _ := json.Marshal(d.Audit(1000))
+	for where, text := range map[string]string{"logs": logs.String(), "API results": string(out), "console error": fmt.Sprint(consoleErr), "audit": string(audit)} {
 		if strings.Contains(text, redfishPassword) {
 			t.Errorf("the Redfish password shows in the %s", where)
 		}

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -9,8 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/netbootui/netbootui/internal/apitype"
+	"github.com/netbootui/netbootui/internal/audit"
 	"github.com/netbootui/netbootui/internal/bootstate"
 	"github.com/netbootui/netbootui/internal/inventory"
 )
@@ -126,59 +129,59 @@ func (d *Daemon) Unknown() []apitype.UnknownNode {
 	return d.unknown.list()
 }
 
-// Adopt adds unknown clients to the inventory as nodes of a group, in the
-// order they first asked, each named the next free name of the group's
-// pattern (xCAT's sequential discovery), and reloads: each boots its
-// group's image on its next request.
-func (d *Daemon) Adopt(r AdoptRequest) (apitype.AdoptResult, error) {
+// Adopt adds machines that are not in the inventory to it as nodes of a
+// group, and reloads: unknown PXE clients by MAC, in the order they first
+// asked, and machines by their BMC, whose NIC MACs the daemon reads from it
+// (see AdoptRequest). Each is named the next free name of the group's
+// pattern (xCAT's sequential discovery) and boots its group's image on its
+// next request. Nothing is written unless every machine can be adopted; a
+// BMC that cannot be read fails the adoption with its error, naming it.
+func (d *Daemon) Adopt(ctx context.Context, r AdoptRequest) (apitype.AdoptResult, error) {
 	var res apitype.AdoptResult
-	target := strings.Join(r.MACs, ",")
+	target := strings.Join(append(slices.Clone(r.MACs), r.BMCs...), ",")
+	var byBMC []adoptMachine
+	if len(r.BMCs) > 0 {
+		group, err := adoptGroup(d.Inventory(), r.Group)
+		if err == nil {
+			byBMC, err = d.readAdoptBMCs(ctx, group, r.BMCs)
+		}
+		if err != nil {
+			d.auditRecord(audit.Entry{Who: r.Who, Action: "adopt", Target: target, Result: err.Error()})
+			return res, err
+		}
+	}
 	rev, err := d.writeInventory("adopt", target, r.Who, r.BaseRevision, func(doc *inventory.Document) error {
 		res.Nodes = nil
 		inv := d.Inventory()
-		group := r.Group
-		if group == "" {
-			if len(inv.Groups) != 1 {
-				return errors.New("adopt: name the group (--group)")
-			}
-			for g := range inv.Groups {
-				group = g
-			}
-		}
-		if inv.Groups[group] == nil {
-			return fmt.Errorf("adopt: unknown group %q", group)
-		}
-		if len(r.MACs) == 0 {
-			return errors.New("adopt: no MAC")
-		}
-		seen := map[string]apitype.UnknownNode{}
-		for _, u := range d.Unknown() {
-			seen[u.MAC] = u
-		}
-		var macs []apitype.UnknownNode
-		for _, m := range r.MACs {
-			hw, err := net.ParseMAC(m)
-			if err != nil || len(hw) != 6 {
-				return fmt.Errorf("adopt: bad MAC %q", m)
-			}
-			u, ok := seen[hw.String()]
-			if !ok {
-				return fmt.Errorf("adopt: %s is not an unknown PXE client (netbootui node unknown lists them)", hw)
-			}
-			if !slices.ContainsFunc(macs, func(x apitype.UnknownNode) bool { return x.MAC == u.MAC }) {
-				macs = append(macs, u)
-			}
-		}
-		slices.SortStableFunc(macs, func(a, b apitype.UnknownNode) int { return a.FirstSeen.Compare(b.FirstSeen) })
-		names, err := nextFreeNames(inv, group, len(macs))
+		group, err := adoptGroup(inv, r.Group)
 		if err != nil {
 			return err
 		}
-		for i, u := range macs {
-			if err := doc.AddNode(names[i], map[string]any{"mac": u.MAC, "group": group}); err != nil {
+		if len(r.MACs) == 0 && len(r.BMCs) == 0 {
+			return errors.New("adopt: no MAC and no BMC")
+		}
+		machines, err := d.adoptMachines(inv, r.MACs, byBMC)
+		if err != nil {
+			return err
+		}
+		names, err := nextFreeNames(inv, group, len(machines))
+		if err != nil {
+			return err
+		}
+		for i, m := range machines {
+			fields := map[string]any{"mac": m.macs[0], "group": group}
+			a := apitype.Adopted{MAC: m.macs[0], Name: names[i]}
+			if m.bmc != "" {
+				fields["mac"], fields["bmc.host"] = m.macs, m.host
+				if m.port != 0 {
+					fields["bmc.port"] = m.port
+				}
+				a.BMC, a.NICs = m.bmc, m.macs
+			}
+			if err := doc.AddNode(names[i], fields); err != nil {
 				return err
 			}
-			res.Nodes = append(res.Nodes, apitype.Adopted{MAC: u.MAC, Name: names[i]})
+			res.Nodes = append(res.Nodes, a)
 		}
 		return nil
 	})
@@ -188,6 +191,101 @@ func (d *Daemon) Adopt(r AdoptRequest) (apitype.AdoptResult, error) {
 	res.Revision = rev
 	d.unknown.forget(d.Inventory())
 	return res, nil
+}
+
+// adoptGroup is the group adopted machines join: the one named, else the
+// inventory's only group.
+func adoptGroup(inv *inventory.Inventory, group string) (string, error) {
+	if group == "" {
+		if len(inv.Groups) != 1 {
+			return "", errors.New("adopt: name the group (--group)")
+		}
+		for g := range inv.Groups {
+			group = g
+		}
+	}
+	if inv.Groups[group] == nil {
+		return "", fmt.Errorf("adopt: unknown group %q", group)
+	}
+	return group, nil
+}
+
+// adoptMachine is one machine to adopt.
+type adoptMachine struct {
+	macs []string  // its NIC MACs, the boot NIC's first
+	seen time.Time // when it first asked as an unknown PXE client (zero: it has not)
+	// bmc is the BMC it is adopted by, as asked ("" when by MAC), at host
+	// and port (0: the group's or protocol's default).
+	bmc, host string
+	port      int
+}
+
+// adoptMachines are the machines to adopt: one per BMC (byBMC, boot NIC
+// chosen here), and one per MAC that no BMC reported, which must be an
+// unknown PXE client. Those that asked come first, in the order they first
+// asked; the others keep the order of their BMCs.
+func (d *Daemon) adoptMachines(inv *inventory.Inventory, macs []string, byBMC []adoptMachine) ([]adoptMachine, error) {
+	seen := map[string]apitype.UnknownNode{}
+	for _, u := range d.Unknown() {
+		seen[u.MAC] = u
+	}
+	var out []adoptMachine
+	owner := map[string]string{} // MAC -> the BMC that reported it
+	for _, m := range byBMC {
+		boot := -1
+		for i, mac := range m.macs {
+			if o, dup := owner[mac]; dup {
+				return nil, fmt.Errorf("adopt: BMCs %s and %s both report MAC %s", o, m.bmc, mac)
+			}
+			owner[mac] = m.bmc
+			if n := inv.NodeByMAC(mustMAC(mac)); n != nil {
+				return nil, fmt.Errorf("adopt: BMC %s reports MAC %s, which is node %s's", m.bmc, mac, n.Name)
+			}
+			if u, ok := seen[mac]; ok && (boot < 0 || u.FirstSeen.Before(m.seen)) {
+				boot, m.seen = i, u.FirstSeen
+			}
+		}
+		if boot > 0 {
+			m.macs = append([]string{m.macs[boot]}, slices.Delete(slices.Clone(m.macs), boot, boot+1)...)
+		}
+		out = append(out, m)
+	}
+	for _, s := range macs {
+		hw, err := net.ParseMAC(s)
+		if err != nil || len(hw) != 6 {
+			return nil, fmt.Errorf("adopt: bad MAC %q", s)
+		}
+		mac := hw.String()
+		if _, ok := owner[mac]; ok {
+			continue // it joins its BMC's node
+		}
+		u, ok := seen[mac]
+		if !ok {
+			return nil, fmt.Errorf("adopt: %s is not an unknown PXE client (netbootui node unknown lists them)", mac)
+		}
+		owner[mac] = ""
+		out = append(out, adoptMachine{macs: []string{mac}, seen: u.FirstSeen})
+	}
+	slices.SortStableFunc(out, func(a, b adoptMachine) int {
+		if az, bz := a.seen.IsZero(), b.seen.IsZero(); az || bz {
+			return cmp.Compare(boolInt(az), boolInt(bz)) // those that never asked last
+		}
+		return a.seen.Compare(b.seen)
+	})
+	return out, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// mustMAC parses a MAC already known to be well formed.
+func mustMAC(s string) net.HardwareAddr {
+	hw, _ := net.ParseMAC(s)
+	return hw
 }
 
 // namePattern is a node name cut around its last run of digits.

@@ -213,8 +213,9 @@ func (d *Document) RenameNode(old, new string) error {
 
 // AddNode appends an entry for node name with fields (dotted keys as
 // SetNodeField takes them; "mac" is the boot NIC's MAC, written as
-// nics: [{mac: ..., boot: true}]). The entry goes after the last entry of
-// its group, or at the end. Parse then validates it.
+// nics: [{mac: ..., boot: true}], or a []string of the node's NIC MACs, the
+// boot NIC's first). The entry goes after the last entry of its group, or
+// at the end. Parse then validates it.
 func (d *Document) AddNode(name string, fields map[string]any) error {
 	if hostlist.IsRange(name) || !nameRE.MatchString(name) {
 		return fmt.Errorf("inventory: bad node name %q: use letters, digits, '.', '_' and '-', starting with a letter or digit", name)
@@ -259,16 +260,17 @@ func (d *Document) AddNode(name string, fields map[string]any) error {
 			continue
 		}
 		if k == "mac" {
-			mac, ok := v.(string)
-			if !ok {
-				return fmt.Errorf("inventory: node %s: mac must be a string", name)
+			var macs []string
+			switch m := v.(type) {
+			case string:
+				macs = []string{m}
+			case []string:
+				macs = m
 			}
-			nic := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Style: yaml.FlowStyle, Content: []*yaml.Node{
-				{Kind: yaml.ScalarNode, Tag: "!!str", Value: "mac"}, {Kind: yaml.ScalarNode, Tag: "!!str", Value: mac, Style: yaml.DoubleQuotedStyle},
-				{Kind: yaml.ScalarNode, Tag: "!!str", Value: "boot"}, {Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"},
-			}}
-			v = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Content: []*yaml.Node{nic}}
-			k = "nics"
+			if len(macs) == 0 {
+				return fmt.Errorf("inventory: node %s: mac must be a string or a list of them", name)
+			}
+			v, k = nicsNode(macs), "nics"
 		}
 		if err := setPath(e, k, v); err != nil {
 			return err
@@ -284,4 +286,20 @@ func (d *Document) AddNode(name string, fields map[string]any) error {
 	}
 	nodes.Content = slices.Insert(nodes.Content, at, e)
 	return nil
+}
+
+// nicsNode is the nics list of a new node: one flow mapping per MAC, the
+// first marked as the boot NIC.
+func nicsNode(macs []string) *yaml.Node {
+	seq := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+	for i, mac := range macs {
+		nic := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Style: yaml.FlowStyle, Content: []*yaml.Node{
+			{Kind: yaml.ScalarNode, Tag: "!!str", Value: "mac"}, {Kind: yaml.ScalarNode, Tag: "!!str", Value: mac, Style: yaml.DoubleQuotedStyle},
+		}}
+		if i == 0 {
+			nic.Content = append(nic.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: "boot"}, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: "true"})
+		}
+		seq.Content = append(seq.Content, nic)
+	}
+	return seq
 }

@@ -104,6 +104,20 @@ func TestNodeEdits(t *testing.T) {
 				}
 			},
 			wantLine: `      - {mac: "52:54:00:00:03:03", boot: true}`},
+		{name: "add a node with every NIC its BMC reports",
+			edit: func(d *Document) error {
+				return d.AddNode("gpu3", map[string]any{"mac": []string{"52:54:00:00:03:04", "52:54:00:00:03:03"}, "group": "gpu", "bmc.host": "10.2.0.103", "bmc.port": 8443})
+			},
+			changed: []string{"gpu3"},
+			entries: []string{"n[01-08]", "login1", "gpu1", "gpu2", "gpu3", "storage1"},
+			check: func(t *testing.T, inv *Inventory) {
+				n := inv.Node("gpu3")
+				if n == nil || nodeFacts(n) != "gpu3 ip=invalid IP bmc=10.2.0.103 macs=[52:54:00:00:03:04 52:54:00:00:03:03] group=gpu" ||
+					n.BootMAC().String() != "52:54:00:00:03:04" || n.BMC.Port != 8443 || n.NICs[1].Boot {
+					t.Errorf("gpu3: %s boot %v port %d", nodeFacts(n), n.BootMAC(), n.BMC.Port)
+				}
+			},
+			wantLine: `      - {mac: "52:54:00:00:03:03"}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -172,6 +186,12 @@ func TestNodeEditRefusals(t *testing.T) {
 		}, "52:54:00:00:01:03"},
 		{"add a bad MAC", func(d *Document) error { return d.AddNode("new1", map[string]any{"mac": "zz", "group": "compute"}) }, `bad mac "zz"`},
 		{"add without a MAC", func(d *Document) error { return d.AddNode("new1", map[string]any{"group": "compute"}) }, "has no nics"},
+		{"add an empty MAC list", func(d *Document) error {
+			return d.AddNode("new1", map[string]any{"mac": []string{}, "group": "compute"})
+		}, "mac must be a string or a list of them"},
+		{"add a taken MAC among others", func(d *Document) error {
+			return d.AddNode("new1", map[string]any{"mac": []string{"52:54:00:00:09:09", "52:54:00:00:01:03"}, "group": "compute"})
+		}, "52:54:00:00:01:03"},
 		{"add an unknown group", func(d *Document) error {
 			return d.AddNode("new1", map[string]any{"mac": "52:54:00:00:09:09", "group": "nosuch"})
 		}, `unknown group "nosuch"`},

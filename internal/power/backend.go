@@ -75,6 +75,9 @@ type ConsoleOptions struct {
 type Outcome struct {
 	Power  string // "on" or "off" when the call learned it
 	Detail string // what was done or read, for people ("power cycle requested")
+	// MACs are the machine's NIC MACs a facts read learned (the seam's
+	// deviceid); backends leave them nil.
+	MACs []string
 }
 
 // Facts is what a BMC tells of its machine. Every field is optional.

@@ -42,7 +42,11 @@ type Result struct {
 	Op       Op
 	Power    string // "on" or "off" when the operation learned it
 	Detail   string // what was done or read, for people
-	Err      error  // nil on success; a *BMCError or a context error
+	// MACs are the machine's NIC MACs a deviceid read learned, where the
+	// BMC tells them (Facts.MACs: Redfish does, IPMI does not); they feed
+	// adoption by BMC.
+	MACs     []string
+	Err      error // nil on success; a *BMCError or a context error
 	Duration time.Duration
 }
 
@@ -260,7 +264,7 @@ func (s *Service) do(ctx context.Context, t Target, op Op, g gate) (res Result) 
 		return res
 	}
 	b.setBreaker(time.Time{})
-	res.Power, res.Detail = out.Power, out.Detail
+	res.Power, res.Detail, res.MACs = out.Power, out.Detail, out.MACs
 	return res
 }
 
@@ -286,7 +290,7 @@ func (s *Service) call(ctx context.Context, be Backend, t Target, op Op) (Outcom
 		}
 		return Outcome{Detail: f.Boot}, nil
 	default: // OpDeviceID
-		return Outcome{Detail: f.Device}, nil
+		return Outcome{Detail: f.Device, MACs: f.MACs}, nil
 	}
 }
 

@@ -84,7 +84,7 @@ func (f *fake) Facts(ctx context.Context, t power.Target) (power.Facts, error) {
 	if t.Host == "noboot" {
 		return power.Facts{Device: "model X", Unread: map[string]error{"boot": power.NewError(t.Addr(), power.ErrRefused, "no boot flags")}}, nil
 	}
-	return power.Facts{Device: "model X", Boot: "pxe, once"}, nil
+	return power.Facts{Device: "model X", Boot: "pxe, once", MACs: []string{"52:54:00:00:00:01", "52:54:00:00:00:02"}}, nil
 }
 
 func (f *fake) Close() error {
@@ -308,6 +308,11 @@ func TestOpsMapToTheBackend(t *testing.T) {
 		}
 		if r.Err != nil || r.Detail != tc.detail {
 			t.Errorf("%s: %q %v, want %q", tc.op, r.Detail, r.Err, tc.detail)
+		}
+		// deviceid also carries the NIC MACs the facts told (adoption by
+		// BMC reads them); other operations carry none.
+		if wantMACs := tc.op == power.OpDeviceID; (len(r.MACs) == 2) != wantMACs || (wantMACs && r.MACs[1] != "52:54:00:00:00:02") {
+			t.Errorf("%s: MACs %v", tc.op, r.MACs)
 		}
 	}
 }

@@ -30,6 +30,8 @@ func TestInventory(t *testing.T) {
 		{name: "all keys", bmc: `{protocol: redfish, host: h, port: 8443, redfish: {system: /redfish/v1/Systems/System.Embedded.1, ca: certs/ca.pem, ipmi_sol: true}}`,
 			want: redfish.BMCOptions{System: "/redfish/v1/Systems/System.Embedded.1", CA: "/etc/nb/certs/ca.pem", IPMISOL: true}, port: 8443},
 		{name: "insecure", bmc: `{protocol: redfish, host: h, redfish: {insecure: true}}`, want: redfish.BMCOptions{Insecure: true}, port: 443},
+		{name: "http boot", bmc: `{protocol: redfish, host: h, redfish: {http_boot: true}}`, want: redfish.BMCOptions{HTTPBoot: true}, port: 443},
+		{name: "http boot not a bool", bmc: `{protocol: redfish, host: h, redfish: {http_boot: yes please}}`, err: `bmc.redfish.http_boot`},
 		{name: "system not a path", bmc: `{protocol: redfish, host: h, redfish: {system: Systems/1}}`,
 			err: `/etc/nb/nodes.yaml:2:79: node a: bmc.redfish.system "Systems/1": want a path starting with /redfish/v1/Systems/`},
 		{name: "system with two segments", bmc: `{protocol: redfish, host: h, redfish: {system: /redfish/v1/Systems/1/Bios}}`,

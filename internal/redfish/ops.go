@@ -286,9 +286,18 @@ func bootTarget(dev power.BootDevice) schemas.BootSource {
 // BootOnce sets the next boot, once, to PXE (BootSourceOverrideMode UEFI or
 // Legacy by the node's arch) or to UEFI HTTP boot from dev.URL (the node's
 // boot URL when empty) where the system offers UefiHttp, then reads it back:
-// a system that did not keep it is an ErrRefused error.
+// a system that did not keep it is an ErrRefused error. With
+// bmc.redfish.http_boot a PXE boot of a UEFI node is UEFI HTTP boot from
+// the node's boot URL.
 func (c *Client) BootOnce(ctx context.Context, pt power.Target, dev power.BootDevice) (power.Outcome, error) {
 	t := fromTarget(pt)
+	if dev.Kind == power.BootPXE && t.opts.HTTPBoot {
+		if !dev.EFI {
+			return power.Outcome{}, power.NewError(t.addr(), power.ErrUnsupported,
+				"UEFI HTTP boot (bmc.redfish.http_boot) needs a UEFI node and node %s is not one (arch: uefi)", t.node)
+		}
+		dev = power.BootDevice{Kind: power.BootHTTP, EFI: true}
+	}
 	if dev.Kind == power.BootHTTP && dev.URL == "" {
 		dev.URL = t.bootURL
 	}

@@ -285,6 +285,16 @@ func TestFaults(t *testing.T) {
 					t.Fatalf("the password leaked: %s", where)
 				}
 			}
+			// A BMC that timed out is skipped by the seam's breaker, as
+			// an IPMI one is: the next call fails at once.
+			if errors.Is(err, power.ErrTimeout) {
+				if s.BreakerOpen(tc.tg) <= 0 {
+					t.Fatalf("breaker closed after %v", err)
+				}
+				if r := s.Do(context.Background(), tc.tg, power.OpStatus); !errors.Is(r.Err, power.ErrCircuitOpen) || !strings.Contains(r.Err.Error(), "BMC "+addr) {
+					t.Fatalf("call after the timeout: %v", r.Err)
+				}
+			}
 		})
 	}
 }
@@ -327,5 +337,65 @@ func TestNoConsole(t *testing.T) {
 	err := s.Console(context.Background(), tg, strings.NewReader(""), nil, power.ConsoleOptions{})
 	if !errors.Is(err, power.ErrNoConsole) || !strings.Contains(err.Error(), "IPMI serial-over-LAN") {
 		t.Fatalf("console: %v", err)
+	}
+}
+
+// TestRateLimit: the seam's per-BMC rate limit holds for Redfish BMCs:
+// calls to one BMC start at least MinInterval apart (a lower bound only:
+// a loaded machine makes them slower, never faster).
+func TestRateLimit(t *testing.T) {
+	const gap = 300 * time.Millisecond
+	sim, ca := startSim(t, redfishsim.Options{Vendor: redfishsim.Dell})
+	reg, err := power.NewRegistry(redfish.Protocol(redfish.Options{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := power.New(power.Config{CallTimeout: 5 * time.Second, MinInterval: gap}, reg)
+	defer s.Close()
+	start := time.Now()
+	for i := range 3 {
+		if r := s.Do(context.Background(), target("n1", sim, 0, ca), power.OpStatus); r.Err != nil {
+			t.Fatalf("call %d: %v", i, r.Err)
+		}
+	}
+	if d := time.Since(start); d < 2*gap {
+		t.Fatalf("three calls to one BMC took %s, want at least %s", d, 2*gap)
+	}
+}
+
+// TestHTTPBootOption: with bmc.redfish.http_boot the one-time boot of a
+// UEFI node is UEFI HTTP boot from its boot URL, read back; a system that
+// does not offer UefiHttp, or a BIOS node, is refused with why.
+func TestHTTPBootOption(t *testing.T) {
+	const url = "http://10.0.2.2:8080/loaders/ipxe.efi"
+	for _, tc := range []struct {
+		vendor redfishsim.Vendor
+		efi    bool
+		kind   error
+		text   string
+	}{
+		{vendor: redfishsim.Dell, efi: true},
+		{vendor: redfishsim.HPE, efi: true},
+		{vendor: redfishsim.Supermicro, efi: true},
+		{vendor: redfishsim.Lenovo, efi: true, kind: power.ErrUnsupported, text: "the system offers no boot override to UefiHttp (it allows "},
+		{vendor: redfishsim.Dell, efi: false, kind: power.ErrUnsupported, text: "needs a UEFI node and node n1 is not one"},
+	} {
+		t.Run(fmt.Sprintf("%s efi=%v", tc.vendor, tc.efi), func(t *testing.T) {
+			sim, ca := startSim(t, redfishsim.Options{Vendor: tc.vendor})
+			tg := target("n1", sim, 0, ca)
+			tg.Options = redfish.BMCOptions{System: sim.SystemPath(0), CA: ca, HTTPBoot: true}
+			tg.EFI, tg.BootURL = tc.efi, url
+			r := openSeam(t, 5*time.Second).Do(context.Background(), tg, power.OpBootdevPXE)
+			en, tgt, mode, uri := sim.Boot(0)
+			if tc.kind != nil {
+				if !errors.Is(r.Err, tc.kind) || !strings.Contains(r.Err.Error(), tc.text) || en != "Disabled" {
+					t.Fatalf("%v (override %s %s), want %v %q", r.Err, en, tgt, tc.kind, tc.text)
+				}
+				return
+			}
+			if r.Err != nil || en != "Once" || tgt != "UefiHttp" || mode != "UEFI" || uri != url || !strings.HasSuffix(r.Detail, url) {
+				t.Fatalf("%+v: override %s %s %s %s", r, en, tgt, mode, uri)
+			}
+		})
 	}
 }

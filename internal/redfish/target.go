@@ -40,6 +40,10 @@ type BMCOptions struct {
 	// serial-over-LAN (bmc.redfish.ipmi_sol: true), to name it as the way
 	// to the console.
 	IPMISOL bool `json:"ipmi_sol,omitempty"`
+	// HTTPBoot makes the one-time boot override of a UEFI node UEFI HTTP
+	// boot (UefiHttp, HttpBootUri = the node's boot URL: the daemon's
+	// /loaders/ipxe.efi) instead of Pxe (bmc.redfish.http_boot: true).
+	HTTPBoot bool `json:"http_boot,omitempty"`
 }
 
 // Options configure the backend. Zero values take the defaults.
@@ -60,7 +64,7 @@ func Protocol(opts Options) power.Protocol {
 		Name:    Name,
 		Port:    DefaultPort,
 		User:    DefaultUser,
-		Keys:    []string{"system", "ca", "insecure", "ipmi_sol"},
+		Keys:    []string{"system", "ca", "insecure", "ipmi_sol", "http_boot"},
 		Options: ReadOptions,
 		Open: func(s power.Settings) (power.Backend, error) {
 			o := opts
@@ -72,7 +76,7 @@ func Protocol(opts Options) power.Protocol {
 
 // ReadOptions reads a bmc.redfish section (Protocol.Options): system, a path
 // under /redfish/v1/Systems/; ca, a CA file; insecure, which must not be
-// combined with ca; ipmi_sol.
+// combined with ca; ipmi_sol; http_boot.
 func ReadOptions(r power.OptionReader) any {
 	var o BMCOptions
 	if s, ok := r.String("system"); ok {
@@ -93,6 +97,9 @@ func ReadOptions(r power.OptionReader) any {
 	}
 	if b, ok := r.Bool("ipmi_sol"); ok {
 		o.IPMISOL = b
+	}
+	if b, ok := r.Bool("http_boot"); ok {
+		o.HTTPBoot = b
 	}
 	return o
 }

@@ -454,6 +454,9 @@ func (f *fakeBackend) Unknown(ctx context.Context) ([]apitype.UnknownNode, error
 // Adopt names the machines after the group's node count (the daemon's
 // naming is tested in internal/daemon) and moves them to the node list.
 func (f *fakeBackend) Adopt(ctx context.Context, r apitype.AdoptRequest) (apitype.AdoptResult, error) {
+	if len(r.BMCs) > 0 {
+		return f.adoptBMCs(r)
+	}
 	if err := f.record("Adopt %v group=%s", r.MACs, r.Group); err != nil {
 		return apitype.AdoptResult{}, err
 	}
@@ -465,6 +468,30 @@ func (f *fakeBackend) Adopt(ctx context.Context, r apitype.AdoptRequest) (apityp
 		f.nodes = append(f.nodes, apitype.NodeView{Name: name, Group: r.Group, MAC: mac})
 		res.Nodes = append(res.Nodes, apitype.Adopted{MAC: mac, Name: name})
 		f.unknown = slices.DeleteFunc(f.unknown, func(u apitype.UnknownNode) bool { return u.MAC == mac })
+	}
+	f.rev++
+	res.Revision = f.revision()
+	return res, nil
+}
+
+// adoptBMCs adopts one machine per BMC with two made-up NICs (the daemon's
+// reading of them is tested in internal/daemon); a BMC named "down" fails
+// as an unreachable one does.
+func (f *fakeBackend) adoptBMCs(r apitype.AdoptRequest) (apitype.AdoptResult, error) {
+	if err := f.record("Adopt bmcs=%v group=%s", r.BMCs, r.Group); err != nil {
+		return apitype.AdoptResult{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var res apitype.AdoptResult
+	for i, b := range r.BMCs {
+		if b == "down" {
+			return apitype.AdoptResult{}, fmt.Errorf("adopt: reading the NICs of down: BMC down:443: connection refused")
+		}
+		nics := []string{fmt.Sprintf("52:54:00:bb:%02x:01", i), fmt.Sprintf("52:54:00:bb:%02x:02", i)}
+		name := fmt.Sprintf("new%02d", len(f.nodes)+1)
+		f.nodes = append(f.nodes, apitype.NodeView{Name: name, Group: r.Group, MAC: nics[0]})
+		res.Nodes = append(res.Nodes, apitype.Adopted{MAC: nics[0], Name: name, BMC: b, NICs: nics})
 	}
 	f.rev++
 	res.Revision = f.revision()

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
 
 	"github.com/netbootui/netbootui/internal/apitype"
 )
@@ -172,6 +174,51 @@ func TestNoEditAndSerialConsoleHooks(t *testing.T) {
 	hs.send(solDoneMsg{node: "n01"})
 	if !strings.Contains(hs.screen(), "serial console of n01 detached") {
 		t.Fatalf("after detach:\n%s", hs.screen())
+	}
+}
+
+// TestLongFlashWraps: a flash wider than the screen (a serial console that
+// cannot open: a Redfish BMC has none, and the text ends with what to use
+// instead) wraps over the bottom of the body instead of being cut; a very
+// long one is bounded; a short one keeps its line; the screen keeps its
+// height, title and key lines.
+func TestLongFlashWraps(t *testing.T) {
+	const why = "exit status 1: console gpu01: BMC 127.0.0.2:40123: the redfish backend has no serial console; " +
+		"this BMC also speaks IPMI (bmc.redfish.ipmi_sol): reach the console over IPMI serial-over-LAN with bmc.protocol: ipmi on 127.0.0.2"
+	for _, tc := range []struct {
+		name, err string
+		rows      int    // lines the flash takes
+		want      string // what the screen says, blanks squeezed
+	}{
+		{"short", "exit status 1", 1, "serial console of gpu01: exit status 1"},
+		{"redfish", why, 4, "serial console of gpu01: " + why},
+		{"bounded", strings.Repeat("very long reason ", 40), 4, "serial console of gpu01: very long reason very long reason"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hs := newHarness(t, 5, 80, 24)
+			before := strings.Split(hs.screen(), "\n")
+			hs.send(solDoneMsg{node: "gpu01", err: errors.New(tc.err)})
+			lines := strings.Split(hs.screen(), "\n")
+			if len(lines) != 24 || lines[0] != before[0] || lines[23] != before[23] {
+				t.Fatalf("%d lines, title %q, keys %q", len(lines), lines[0], lines[23])
+			}
+			for i, l := range lines {
+				if lipgloss.Width(l) > 80 {
+					t.Errorf("line %d is %d wide", i, lipgloss.Width(l))
+				}
+			}
+			// The body above the flash is untouched.
+			if keep := 22 - tc.rows; !slices.Equal(lines[:keep+1], before[:keep+1]) {
+				t.Errorf("the body above the flash changed:\n%s", strings.Join(lines, "\n"))
+			}
+			flash := strings.Join(strings.Fields(strings.Join(lines[23-tc.rows:23], " ")), " ")
+			if !strings.HasPrefix(flash, tc.want) {
+				t.Errorf("flash %q, want %q", flash, tc.want)
+			}
+			if tc.name == "bounded" && !strings.HasSuffix(flash, "…") {
+				t.Errorf("a cut flash does not say so: %q", flash)
+			}
+		})
 	}
 }
 

@@ -21,6 +21,6 @@ func (h *helpView) lines() []string {
 			out = append(out, fmt.Sprintf("  %s %s", s.HelpKey.Render(fit(hp.Key, 12)), s.HelpDesc.Render(hp.Desc)))
 		}
 	}
-	out = append(out, "", s.Dim.Render("commands: "+strings.Join([]string{":nodes", ":events", ":images", ":stage", ":unknown", ":persist", ":action", ":help", ":q"}, " ")+" (tab completes)"))
+	out = append(out, "", s.Dim.Render("commands: "+strings.Join([]string{":nodes", ":events", ":images", ":stage", ":unknown", ":adopt BMC...", ":persist", ":action", ":help", ":q"}, " ")+" (tab completes)"))
 	return out
 }

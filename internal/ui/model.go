@@ -744,7 +744,7 @@ func (m *Model) nodesKey(msg tea.KeyPressMsg) tea.Cmd {
 }
 
 // commands are what `:` accepts, in completion order.
-var commands = []string{"nodes", "events", "images", "stage", "unknown", "persist", "action", "help", "quit", "q"}
+var commands = []string{"nodes", "events", "images", "stage", "unknown", "adopt", "persist", "action", "help", "quit", "q"}
 
 // completeCommand returns the commands starting with prefix.
 func completeCommand(prefix string) []string {
@@ -836,6 +836,9 @@ func (m *Model) applyFilterText() {
 }
 
 func (m *Model) runCommand(text string) tea.Cmd {
+	if verb, args, _ := strings.Cut(text, " "); verb == "adopt" {
+		return m.askAdoptBMC(strings.Fields(args))
+	}
 	switch text {
 	case "":
 		return nil
@@ -870,7 +873,7 @@ func (m *Model) runCommand(text string) tea.Cmd {
 	if c := completeCommand(text); len(c) == 1 {
 		return m.runCommand(c[0])
 	}
-	m.setFlash(fmt.Sprintf("unknown command %q (try :nodes :events :images :stage :unknown :persist :action :help :q)", text), true)
+	m.setFlash(fmt.Sprintf("unknown command %q (try :nodes :events :images :stage :unknown :adopt :persist :action :help :q)", text), true)
 	return nil
 }
 

@@ -184,11 +184,18 @@ func (m *Model) askAdopt() tea.Cmd {
 	group := v.group
 	body := fmt.Sprintf("%s\n\nIn the order they first asked, each becomes a node of %s named\nafter its nodes' pattern, and boots its image on its next retry.",
 		strings.Join(macs, "\n"), group)
-	m.dialog = NewConfirm(m.c, fmt.Sprintf("Adopt %s into group %s?", plural(len(macs), "machine"), group), body, 0)
+	m.confirmAdopt(fmt.Sprintf("Adopt %s into group %s?", plural(len(macs), "machine"), group), body, apitype.AdoptRequest{MACs: macs, Group: group})
+	return nil
+}
+
+// confirmAdopt opens the confirmation of an adoption (default No); yes
+// sends req.
+func (m *Model) confirmAdopt(title, body string, req apitype.AdoptRequest) {
+	m.dialog = NewConfirm(m.c, title, body, 0)
 	m.onYes = func() tea.Cmd {
 		be := m.be
 		return m.ask(func(ctx context.Context) tea.Msg {
-			res, err := be.Adopt(ctx, apitype.AdoptRequest{MACs: macs, Group: group})
+			res, err := be.Adopt(ctx, req)
 			return adoptMsg{res, err}
 		})
 	}
@@ -196,6 +203,31 @@ func (m *Model) askAdopt() tea.Cmd {
 		m.setFlash("adoption cancelled; nothing changed", false)
 		return nil
 	}
+}
+
+// askAdoptBMC confirms the adoption of the machines behind bmcs (typed as
+// `:adopt BMC[:PORT]...`, default No) into the unknown view's group (the
+// biggest group when it has none yet): the daemon reads each machine's NIC
+// MACs from its BMC with the group's bmc settings.
+func (m *Model) askAdoptBMC(bmcs []string) tea.Cmd {
+	if len(bmcs) == 0 {
+		m.setFlash("usage: :adopt BMC[:PORT]... adopts the machines behind these BMCs (Redfish tells their NIC MACs)", true)
+		return nil
+	}
+	group := m.unknown.group
+	if group == "" {
+		if gs := groupsBySize(m.nodes.all); len(gs) > 0 {
+			group = gs[0]
+		}
+	}
+	if group == "" {
+		m.setFlash("no group to adopt into: the inventory has no group with nodes", true)
+		return nil
+	}
+	body := fmt.Sprintf("%s\n\nThe daemon reads each machine's NIC MACs from its BMC (group %s's bmc\nsettings) and adds it as a node of %s with those NICs and that BMC,\nnamed after its nodes' pattern. Nothing is written unless every BMC answers.",
+		strings.Join(bmcs, "\n"), group, group)
+	m.confirmAdopt(fmt.Sprintf("Adopt the %s behind %s into group %s?", plural(len(bmcs), "machine"), plural(len(bmcs), "BMC"), group),
+		body, apitype.AdoptRequest{BMCs: bmcs, Group: group})
 	return nil
 }
 
@@ -207,6 +239,10 @@ func (m *Model) adopted(msg adoptMsg) tea.Cmd {
 	}
 	var names []string
 	for _, a := range msg.res.Nodes {
+		if a.BMC != "" {
+			names = append(names, "BMC "+a.BMC+" → "+a.Name+" (NICs "+strings.Join(a.NICs, " ")+")")
+			continue
+		}
 		names = append(names, a.MAC+" → "+a.Name)
 	}
 	m.setFlash("adopted "+strings.Join(names, ", "), false)

@@ -40,13 +40,7 @@ func TestUnknownView(t *testing.T) {
 		}
 	}
 	hs.press("t", "a", "<wait>", "y")
-	var adopt string
-	for _, c := range hs.be.Calls() {
-		if strings.HasPrefix(c, "Adopt") {
-			adopt = c
-		}
-	}
-	if adopt != "Adopt [52:54:00:aa:00:03 52:54:00:aa:00:02] group=gpu" {
+	if adopt := lastAdopt(hs); adopt != "Adopt [52:54:00:aa:00:03 52:54:00:aa:00:02] group=gpu" {
 		t.Fatalf("adopt call %q (calls %v)", adopt, hs.be.Calls())
 	}
 	scr = hs.screen()
@@ -58,4 +52,55 @@ func TestUnknownView(t *testing.T) {
 	if !strings.Contains(hs.screen(), "new12") {
 		t.Errorf("adopted nodes not in the node list:\n%s", hs.screen())
 	}
+}
+
+// TestAdoptByBMCCommand: `:adopt BMC...` asks first (a plain enter changes
+// nothing), then adopts the machines behind the BMCs into the group (the
+// biggest when :unknown picked none) and says which node each became with
+// its NICs; a BMC that cannot be read says why; `:adopt` alone says how.
+func TestAdoptByBMCCommand(t *testing.T) {
+	hs := newHarness(t, 10, 120, 30)
+	hs.press(":")
+	hs.typeText("adopt 10.2.0.7:443 bmc-r1-08")
+	hs.press("<enter>")
+	if hs.m.dialog == nil || !strings.Contains(hs.screen(), "Adopt the 2 machines behind 2 BMCs into group compute?") ||
+		!strings.Contains(hs.screen(), "bmc-r1-08") {
+		t.Fatalf("no confirmation:\n%s", hs.screen())
+	}
+	hs.press("<wait>", "<enter>")
+	if adopt := lastAdopt(hs); adopt != "" {
+		t.Fatalf("adopted on a plain enter: %s", adopt)
+	}
+	hs.press(":")
+	hs.typeText("adopt 10.2.0.7:443 bmc-r1-08")
+	hs.press("<enter>", "<wait>", "y")
+	if adopt := lastAdopt(hs); adopt != "Adopt bmcs=[10.2.0.7:443 bmc-r1-08] group=compute" {
+		t.Fatalf("adopt call %q (calls %v)", adopt, hs.be.Calls())
+	}
+	if scr := hs.screen(); !strings.Contains(scr, "adopted BMC 10.2.0.7:443 → new11 (NICs 52:54:00:bb:00:01 52:54:00:bb:00:02), BMC bmc-r1-08 → new12") {
+		t.Fatalf("after adoption:\n%s", scr)
+	}
+	hs.press(":")
+	hs.typeText("adopt down")
+	hs.press("<enter>", "<wait>", "y")
+	if scr := hs.screen(); !strings.Contains(scr, "reading the NICs of down: BMC down:443: connection refused") {
+		t.Fatalf("a BMC that cannot be read:\n%s", scr)
+	}
+	hs.press(":")
+	hs.typeText("adopt")
+	hs.press("<enter>")
+	if hs.m.dialog != nil || !strings.Contains(hs.screen(), "usage: :adopt BMC[:PORT]...") {
+		t.Fatalf(":adopt alone:\n%s", hs.screen())
+	}
+}
+
+// lastAdopt is the fake backend's last Adopt call ("" when none).
+func lastAdopt(hs *harness) string {
+	var adopt string
+	for _, c := range hs.be.Calls() {
+		if strings.HasPrefix(c, "Adopt") {
+			adopt = c
+		}
+	}
+	return adopt
 }

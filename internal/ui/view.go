@@ -7,6 +7,7 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
+	"github.com/charmbracelet/x/ansi"
 )
 
 // View renders the whole screen.
@@ -78,7 +79,7 @@ func (m *Model) Render() string {
 	b.WriteString(m.inputLine())
 	b.WriteByte('\n')
 	b.WriteString(m.keyLine())
-	screen := b.String()
+	screen := m.wrapFlash(b.String())
 	if m.menu != nil {
 		screen = overlay(screen, m.menu.view(), c.Width, c.Height)
 	}
@@ -89,6 +90,39 @@ func (m *Model) Render() string {
 		screen = overlay(screen, m.dialog.View(), c.Width, c.Height)
 	}
 	return screen
+}
+
+// maxFlashRows bounds the lines a flash wider than the screen takes.
+const maxFlashRows = 4
+
+// wrapFlash shows a flash wider than the screen on up to maxFlashRows
+// lines, the first ones over the bottom of the body, instead of cutting it
+// at the screen's edge: its end is often what matters (why a serial console
+// cannot open, and what to use instead). screen is the rendered screen,
+// its input line the last but one.
+func (m *Model) wrapFlash(screen string) string {
+	if m.flash == "" || m.input != inputNone || lipgloss.Width(m.flash) <= m.c.Width {
+		return screen
+	}
+	st := m.c.Styles.Warn
+	if m.flashError {
+		st = m.c.Styles.Error
+	}
+	parts := strings.Split(lipgloss.Wrap(m.flash, m.c.Width, " "), "\n")
+	if len(parts) > maxFlashRows {
+		parts = parts[:maxFlashRows]
+		last := parts[maxFlashRows-1]
+		parts[maxFlashRows-1] = ansi.Truncate(last, m.c.Width-1, "") + "…"
+	}
+	rows := strings.Split(screen, "\n")
+	in := len(rows) - 2      // the input line
+	if in-len(parts)+1 < 1 { // the title line stays
+		return screen
+	}
+	for i, p := range parts {
+		rows[in-len(parts)+1+i] = cut(st.Render(p), m.c.Width)
+	}
+	return strings.Join(rows, "\n")
 }
 
 // writeLines writes rows lines of lines starting at off, padded with empty

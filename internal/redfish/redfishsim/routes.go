@@ -246,8 +246,11 @@ func (s *Sim) patchBoot(w http.ResponseWriter, r *http.Request, i int) {
 	boot := sy.boot
 	m := sy.machine
 	s.mu.Unlock()
-	if keep && m != nil && boot.enabled != "Disabled" && boot.target == "Pxe" {
-		if err := m.SetNextBootPXE(boot.mode == "UEFI"); err != nil {
+	// UEFI HTTP boot arms the machine's network boot too: the simulated
+	// firmware has one network boot, which asks the daemon for the node's
+	// script either way.
+	if keep && m != nil && boot.enabled != "Disabled" && (boot.target == "Pxe" || boot.target == "UefiHttp") {
+		if err := m.SetNextBootPXE(boot.mode == "UEFI" || boot.target == "UefiHttp"); err != nil {
 			s.fail(w, http.StatusInternalServerError, "Base.1.8.InternalError", "The machine did not take the boot override: "+err.Error())
 			return
 		}

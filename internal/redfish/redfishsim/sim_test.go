@@ -9,7 +9,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -198,5 +200,59 @@ func TestFaultsInjected(t *testing.T) {
 	c.hc.Timeout = 5 * time.Second
 	if code, _, _ := c.do("GET", "/redfish/v1/", "", nil); code != 200 {
 		t.Fatalf("after the faults: %d", code)
+	}
+}
+
+// recMachine is a Machine that records the network boots it was armed for
+// (the BMC calls it from its handlers).
+type recMachine struct {
+	mu    sync.Mutex
+	on    bool
+	armed []bool // efi of each SetNextBootPXE
+}
+
+func (m *recMachine) PowerState() bool { m.mu.Lock(); defer m.mu.Unlock(); return m.on }
+func (m *recMachine) SetPower(on bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.on = on
+	return nil
+}
+func (m *recMachine) PowerCycle() error { return m.SetPower(true) }
+func (m *recMachine) Reset() error      { return m.SetPower(true) }
+func (m *recMachine) SetNextBootPXE(efi bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.armed = append(m.armed, efi)
+	return nil
+}
+func (m *recMachine) NextBootPXE() (pending, efi bool) {
+	a := m.boots()
+	return len(a) > 0, len(a) > 0 && a[len(a)-1]
+}
+func (m *recMachine) boots() []bool { m.mu.Lock(); defer m.mu.Unlock(); return slices.Clone(m.armed) }
+
+// TestMachineFollowsOverride: a Pxe override arms the machine's network
+// boot (EFI by the mode), a UefiHttp one too (always EFI), a disabled one
+// does not.
+func TestMachineFollowsOverride(t *testing.T) {
+	m := &recMachine{}
+	s, err := redfishsim.Start(redfishsim.Options{Vendor: redfishsim.Dell, Password: pw, Machines: []redfishsim.Machine{m}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c := newClient(t, s)
+	for _, boot := range []map[string]string{
+		{"BootSourceOverrideEnabled": "Once", "BootSourceOverrideTarget": "Pxe", "BootSourceOverrideMode": "Legacy"},
+		{"BootSourceOverrideEnabled": "Once", "BootSourceOverrideTarget": "UefiHttp", "BootSourceOverrideMode": "UEFI", "HttpBootUri": "http://10.0.2.2/loaders/ipxe.efi"},
+		{"BootSourceOverrideEnabled": "Disabled", "BootSourceOverrideTarget": "None"},
+	} {
+		if code, _, _ := c.do("PATCH", s.SystemPath(0), pw, map[string]any{"Boot": boot}); code/100 != 2 {
+			t.Fatalf("PATCH %v: %d", boot, code)
+		}
+	}
+	if a := m.boots(); len(a) != 2 || a[0] || !a[1] {
+		t.Fatalf("armed %v, want [false true]", a)
 	}
 }
