@@ -10,7 +10,8 @@
 # file size, default 8), WIN (atftp windowsize, default 8); RAW=1 prints
 # every round's "seconds cpu_ns MiB failures" (tftpd-hpa's, then
 # netbootui's) on stderr; SHARES=N runs each server and its clients in a
-# cpu cgroup of weight N (the same for both); OURFLAGS: flags for ourserver.
+# cpu cgroup of weight N (the same for both); PIN=CPU runs the servers and
+# the clients on that one CPU; OURFLAGS: flags for ourserver.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
@@ -46,11 +47,14 @@ trap cleanup EXIT
 prepare
 
 PEER_PORT=$(free_port)
-in.tftpd --foreground --address "127.0.0.1:$PEER_PORT" --secure --user nobody --blocksize 65464 "$serve" &
+# PIN=CPU runs both servers and every client on that one CPU (taskset).
+pin=()
+if [ -n "${PIN:-}" ]; then pin=(taskset -c "$PIN"); fi
+"${pin[@]}" in.tftpd --foreground --address "127.0.0.1:$PEER_PORT" --secure --user nobody --blocksize 65464 "$serve" &
 pids+=($!)
 OUR_PORT=$(free_port)
 # shellcheck disable=SC2086 # OURFLAGS' words are meant to split
-"$work/ourserver" -addr "127.0.0.1:$OUR_PORT" -dir "$serve" ${OURFLAGS:-} ${CPUPROFILE:+-cpuprofile "$CPUPROFILE"} 2>"$work/ourserver.log" &
+"${pin[@]}" "$work/ourserver" -addr "127.0.0.1:$OUR_PORT" -dir "$serve" ${OURFLAGS:-} ${CPUPROFILE:+-cpuprofile "$CPUPROFILE"} 2>"$work/ourserver.log" &
 pids+=($!)
 sleep 0.5
 for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || { echo "run.sh: a server did not start" >&2; cat "$work/ourserver.log" >&2; exit 1; }; done
@@ -125,7 +129,7 @@ run_one() {
 	f=0
 	(
 		if [ -n "${cpug[$who]:-}" ]; then echo "$BASHPID" >"${cpug[$who]}/cgroup.procs"; fi
-		seq 1 "$count" | xargs -P "$par" -I{} bash -c "get $client $port $work/out/f{}"
+		seq 1 "$count" | "${pin[@]}" xargs -P "$par" -I{} bash -c "get $client $port $work/out/f{}"
 	) || f=1
 	t1=$(now)
 	c1=$(cpu_ns "$who")
@@ -168,7 +172,7 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 
-echo "# TFTP on loopback, $start, $(nproc) CPUs, load $load0 at the start, $load1 at the end; commit $commit${SHARES:+; each server and its clients in a cpu cgroup of weight $SHARES}"
+echo "# TFTP on loopback, $start, $(nproc) CPUs, load $load0 at the start, $load1 at the end; commit $commit${SHARES:+; each server and its clients in a cpu cgroup of weight $SHARES}${PIN:+; servers and clients on CPU $PIN}"
 echo "# ${SIZE_MIB} MiB file; $ROUNDS rounds, each running every test against both servers (which goes first alternates);"
 echo "# MiB/s = file bytes / wall time, CPU = server ms per MiB (cgroup); medians over the rounds, [min - max] of the per-round ratio"
 printf '%-28s %9s %9s %22s %8s %8s %8s\n' "test" "tftpd-hpa" "netbootui" "speed ours/hpa" "hpa CPU" "our CPU" "CPU"
