@@ -128,19 +128,21 @@ type Server struct {
 	// flooding address holds at most this many of MaxTransfers).
 	MaxPerClient int
 	// Loops is the number of transfer loops (goroutines, each waiting in
-	// its own epoll); default GOMAXPROCS-1, at least 1 and at most 4. A
-	// loop blocked in epoll_wait keeps its processor (P) until the runtime
-	// takes it back: with as many loops as processors, a loop woken by an
-	// ACK may find no P free and wait for the runtime's monitor (measured
-	// on 2 processors: single fetches now and then 5 to 10 times slower
-	// with 2 loops than with 1, and 32 clients no faster).
+	// its own epoll); default GOMAXPROCS, at least 1 and at most 4. Few
+	// transfers at a time run directly (DirectTransfers) and leave the
+	// loops idle; many share the loops, one per processor (measured on 2
+	// processors, 32 clients at once: one loop 0.96x tftpd-hpa's speed,
+	// two 1.04x-1.06x; bench/tftp/README.md).
 	Loops int
 	// DirectTransfers is how many transfers at a time run each on a
 	// goroutine of its own that waits in a blocking read on its socket
 	// (an OS thread each while it waits); the transfers beyond them run
-	// on the loops. Default 64; negative: none (every transfer on the
-	// loops). A direct transfer costs no epoll_wait per block, and the
-	// thread the client's ACK wakes answers it on the client's CPU.
+	// on the loops. Default GOMAXPROCS (New); zero or negative: none
+	// (every transfer on the loops). A direct transfer costs no epoll_wait per block, and
+	// the thread the client's ACK wakes answers it on the client's CPU;
+	// but more of them than processors wait for a processor after each
+	// wake-up (32 direct transfers on 2 processors: 0.88x tftpd-hpa's
+	// speed, where the loops reach 1.04x).
 	DirectTransfers int
 	// OnTransfer, when set, is called once for every read request that
 	// reached the Handler, when it ends. It runs on a transfer loop or an
@@ -226,16 +228,15 @@ func New(h Handler) *Server {
 		MaxPerClient:  defaultMaxPerClient,
 		Loops:         defaultLoops(),
 
-		DirectTransfers: defaultDirectTransfers,
+		DirectTransfers: runtime.GOMAXPROCS(0),
 	}
 }
 
 const (
-	defaultMaxPerClient    = 64
-	defaultDirectTransfers = 64
+	defaultMaxPerClient = 64
 )
 
-func defaultLoops() int { return min(max(runtime.GOMAXPROCS(0)-1, 1), 4) }
+func defaultLoops() int { return min(max(runtime.GOMAXPROCS(0), 1), 4) }
 
 // defaultMaxTransfers follows the file descriptor limit.
 func defaultMaxTransfers() int {
