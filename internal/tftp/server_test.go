@@ -630,7 +630,10 @@ func TestNoFDLeak(t *testing.T) {
 			return nil
 		},
 		func(i int) error { // the client gets the first block and goes away without a word
-			reply := tftptest.Exchange(t, ts.addr, tftptest.Request(opRRQ, "virtual/known", "octet"), 2*time.Second, false)
+			// From an address of its own: a new client on the port of an
+			// earlier one still being retried would be taken for its retry.
+			src := netip.AddrFrom4([4]byte{127, 0, byte(2 + i/256), byte(i)})
+			reply := tftptest.ExchangeFrom(t, src, ts.addr, tftptest.Request(opRRQ, "virtual/known", "octet"), 2*time.Second, false)
 			if len(reply) < 2 || binary.BigEndian.Uint16(reply) != opDATA {
 				return fmt.Errorf("reply %q, want DATA", reply)
 			}

@@ -97,7 +97,17 @@ func Reply(t testing.TB, addr string, pkt []byte, wait time.Duration) []byte {
 // first reply without a word, as a crashed client would.
 func Exchange(t testing.TB, addr string, pkt []byte, wait time.Duration, polite bool) []byte {
 	t.Helper()
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	return ExchangeFrom(t, netip.AddrFrom4([4]byte{127, 0, 0, 1}), addr, pkt, wait, polite)
+}
+
+// ExchangeFrom is Exchange from a port of the loopback address src. The
+// server takes a second request from a client address and port for a name
+// whose transfer it has not heard from yet for the client's retry: tests
+// that leave transfers unanswered behind them ask from distinct addresses,
+// so that the kernel cannot hand a new client the port of one of them.
+func ExchangeFrom(t testing.TB, src netip.Addr, addr string, pkt []byte, wait time.Duration, polite bool) []byte {
+	t.Helper()
+	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)))
 	if err != nil {
 		t.Fatal(err)
 	}
