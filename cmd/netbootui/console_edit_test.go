@@ -85,7 +85,7 @@ func TestConsoleNodeEditInTmux(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.keys("y")
-	c.waitFor("applied", regexp.MustCompile(`applied to n03: inventory revision \w+`))
+	c.waitFor("applied", regexp.MustCompile(`applied to n03: inventory revision\s+\w+`))
 	if got := ownArgs("n03"); got != "quiet loglevel=7" {
 		t.Fatalf("n03's own arguments after the edit: %q", got)
 	}
@@ -112,7 +112,7 @@ func TestConsoleNodeEditInTmux(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond)
 	c.keys("y")
-	c.waitFor("applied after the conflict", regexp.MustCompile(`applied to n03: inventory revision \w+`))
+	c.waitFor("applied after the conflict", regexp.MustCompile(`applied to n03: inventory revision\s+\w+`))
 	if got := ownArgs("n03"); got != "quiet loglevel=3" {
 		t.Fatalf("n03's own arguments after the second save: %q", got)
 	}

@@ -73,7 +73,7 @@ func TestConsoleGroupEditInTmux(t *testing.T) {
 	c.waitFor("dialog again", regexp.MustCompile(`Apply this edit to group gpu`))
 	time.Sleep(300 * time.Millisecond)
 	c.keys("y")
-	c.waitFor("applied", regexp.MustCompile(`applied to group gpu: inventory revision \w+`))
+	c.waitFor("applied", regexp.MustCompile(`applied to group gpu: inventory revision\s+\w+`))
 	for _, n := range []string{"gpu1", "gpu2", "gpu3", "gpu4"} {
 		if l := kernelLine.FindString(bootShow(n)); !strings.Contains(l, " nomodeset loglevel=7 ||") {
 			t.Errorf("%s after the group edit: %q", n, l)
