@@ -507,7 +507,7 @@ func (m *Model) editUpdate(msg tea.Msg) (tea.Cmd, bool) {
 		if m.edit != nil {
 			name, what = m.edit.node.Name, m.edit.target()
 		}
-		cmd := m.endEdit("applied to "+what+": inventory revision "+msg.rev, false)
+		cmd := m.endEdit("applied to "+what+": inventory revision "+short(msg.rev), false)
 		cmds := []tea.Cmd{cmd, m.fetchNodes(), m.fetchStatus()}
 		if m.view == viewDetail && m.detail.name == name {
 			cmds = append(cmds, m.openDetailRefresh(name))
