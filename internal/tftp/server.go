@@ -138,11 +138,11 @@ type Server struct {
 	// goroutine of its own that waits in a blocking read on its socket
 	// (an OS thread each while it waits); the transfers beyond them run
 	// on the loops. Default GOMAXPROCS (New); zero or negative: none
-	// (every transfer on the loops). A direct transfer costs no epoll_wait per block, and
-	// the thread the client's ACK wakes answers it on the client's CPU;
-	// but more of them than processors wait for a processor after each
-	// wake-up (32 direct transfers on 2 processors: 0.88x tftpd-hpa's
-	// speed, where the loops reach 1.04x).
+	// (every transfer on the loops). A direct transfer costs no
+	// epoll_wait per block, and the thread the client's ACK wakes answers
+	// it on the client's CPU; but many of them are slower than the loops
+	// (32 direct transfers on 2 processors: 0.88x tftpd-hpa's speed,
+	// where two loops reach 1.04x).
 	DirectTransfers int
 	// OnTransfer, when set, is called once for every read request that
 	// reached the Handler, when it ends. It runs on a transfer loop or an
@@ -232,9 +232,7 @@ func New(h Handler) *Server {
 	}
 }
 
-const (
-	defaultMaxPerClient = 64
-)
+const defaultMaxPerClient = 64
 
 func defaultLoops() int { return min(max(runtime.GOMAXPROCS(0), 1), 4) }
 
